@@ -1,0 +1,1 @@
+//! Mock Proxmox VE API server.

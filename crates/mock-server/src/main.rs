@@ -1,0 +1,2 @@
+//! `mock-server` binary.
+fn main() {}
