@@ -15,7 +15,10 @@ mod codegen;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "Developer commands of the proxmox-sdk workspace")]
+#[command(
+    name = "xtask",
+    about = "Developer commands of the proxmox-sdk workspace"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

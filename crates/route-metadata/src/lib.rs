@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Compiled-size limit (bytes) for [`Schema::pattern`] regexes. A few schema patterns repeat a
+/// Unicode class 256 times and exceed the `regex` crate's 10 MiB default; compile them lazily.
+pub const PATTERN_SIZE_LIMIT: usize = 64 << 20;
+
 /// Prefix under which Proxmox mounts the JSON API.
 pub const API_PREFIX: &str = "/api2/json";
 

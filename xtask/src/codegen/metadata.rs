@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context, bail};
-use route_metadata::{API_PREFIX, Method, Operation, PathKind, PathNode, RouteMetadata, Schema, SchemaType};
+use route_metadata::{
+    API_PREFIX, Method, Operation, PathKind, PathNode, RouteMetadata, Schema, SchemaType,
+};
 use serde_json::Value;
 
 use super::normalize::normalize;
@@ -78,7 +80,10 @@ pub fn build(schema: &LoadedSchema) -> anyhow::Result<RouteMetadata> {
     let mut paths = Vec::with_capacity(raw_nodes.len());
     let mut operations = Vec::new();
     for (object, children) in &raw_nodes {
-        let path = object.get("path").and_then(Value::as_str).unwrap_or_default();
+        let path = object
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !seen.insert(path) {
             bail!("{path}: the path appears twice in the schema tree");
         }
@@ -115,7 +120,8 @@ pub fn build(schema: &LoadedSchema) -> anyhow::Result<RouteMetadata> {
     for operation in &operations {
         let created = match kinds.get(operation.path.as_str()) {
             Some((PathKind::Collection, Some(_), Some(id_param)))
-                if operation.method == Method::Post && operation.parameters.contains_key(*id_param) =>
+                if operation.method == Method::Post
+                    && operation.parameters.contains_key(*id_param) =>
             {
                 Some(operation.path.clone())
             }
@@ -129,7 +135,9 @@ pub fn build(schema: &LoadedSchema) -> anyhow::Result<RouteMetadata> {
 
     let mut ids: BTreeMap<&str, (&str, Method)> = BTreeMap::new();
     for operation in &operations {
-        if let Some((path, method)) = ids.insert(&operation.operation_id, (&operation.path, operation.method)) {
+        if let Some((path, method)) =
+            ids.insert(&operation.operation_id, (&operation.path, operation.method))
+        {
             bail!(
                 "operationId {} is derived for both {} {} and {} {}: extend the naming rule in \
                  xtask/src/codegen/metadata.rs (operation_id) instead of renaming one",
@@ -180,7 +188,8 @@ fn node_operations(
     let mut operations = Vec::with_capacity(info.len());
     for (method_name, definition) in info {
         let at = format!("{path} {method_name}");
-        let method = Method::parse(method_name).with_context(|| format!("{at}: unknown HTTP method"))?;
+        let method =
+            Method::parse(method_name).with_context(|| format!("{at}: unknown HTTP method"))?;
         let definition = definition
             .as_object()
             .with_context(|| format!("{at}: the operation is not an object"))?;
@@ -209,7 +218,11 @@ fn node_operations(
         let operation_id = operation_id(path, name);
         let pascal = pascal_case(&operation_id);
         let has_request = parameters.keys().any(|key| !path_params.contains(key));
-        let flags = |key: &str| definition.get(key).map(|v| v.as_i64() == Some(1) || v == &Value::Bool(true));
+        let flags = |key: &str| {
+            definition
+                .get(key)
+                .map(|v| v.as_i64() == Some(1) || v == &Value::Bool(true))
+        };
         let returns_is_worker = is_worker(method, path, &returns);
         operations.push(Operation {
             path: path.to_owned(),
@@ -228,9 +241,15 @@ fn node_operations(
             creates: None,
             protected: flags("protected").unwrap_or(false),
             allowtoken: flags("allowtoken").unwrap_or(true),
-            proxyto: definition.get("proxyto").and_then(Value::as_str).map(str::to_owned),
+            proxyto: definition
+                .get("proxyto")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             permissions: definition.get("permissions").cloned(),
-            description: definition.get("description").and_then(Value::as_str).map(str::to_owned),
+            description: definition
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             extensions: definition
                 .iter()
                 .filter(|(key, _)| !OPERATION_KEYS.contains(&key.as_str()))
@@ -269,7 +288,10 @@ pub fn is_worker(method: Method, path: &str, returns: &Schema) -> bool {
 /// `GET /nodes/{node}/qemu` (`vmlist`) -> `nodes_qemu_vmlist`;
 /// `GET /nodes/{node}` (`index`) -> `nodes_node_index`; `GET /version` -> `version`.
 pub fn operation_id(path: &str, name: &str) -> String {
-    let segments: Vec<&str> = path.split('/').filter(|segment| !segment.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
     let mut words: Vec<String> = Vec::with_capacity(segments.len() + 1);
     for (index, segment) in segments.iter().enumerate() {
         let is_param = segment.starts_with('{');
@@ -312,7 +334,10 @@ fn snake_word(text: &str) -> String {
 }
 
 fn group_of(path: &str) -> String {
-    path.split('/').find(|segment| !segment.is_empty()).unwrap_or_default().to_owned()
+    path.split('/')
+        .find(|segment| !segment.is_empty())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn path_params(path: &str) -> Vec<String> {
@@ -338,14 +363,28 @@ fn classify(paths: &mut [PathNode]) {
                 .is_some_and(|last| last.starts_with('{'))
         });
         if let Some(child) = templated_child {
-            let param = child.rsplit('/').next().unwrap_or_default().trim_matches(|c| c == '{' || c == '}');
-            updates.push((position, PathKind::Collection, Some(child.clone()), Some(param.to_owned())));
+            let param = child
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .trim_matches(|c| c == '{' || c == '}');
+            updates.push((
+                position,
+                PathKind::Collection,
+                Some(child.clone()),
+                Some(param.to_owned()),
+            ));
         }
         let last = node.path.rsplit('/').next().unwrap_or_default();
         if let Some(param) = last.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             let parent = node.path[..node.path.len() - last.len() - 1].to_owned();
             if index.contains_key(&parent) && templated_child.is_none() {
-                updates.push((position, PathKind::Item, Some(parent), Some(param.to_owned())));
+                updates.push((
+                    position,
+                    PathKind::Item,
+                    Some(parent),
+                    Some(param.to_owned()),
+                ));
             } else if index.contains_key(&parent) {
                 // An item that is itself a collection (`/cluster/firewall/ipset/{name}` with
                 // `{cidr}` members): keep it a collection, its parent link is implied by the path.
@@ -368,11 +407,87 @@ fn classify(paths: &mut [PathNode]) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::super::source::{IndexEntry, LoadedSchema, Source};
     use super::*;
+
+    fn loaded(tree: Value, paths: usize, operations: usize) -> LoadedSchema {
+        LoadedSchema {
+            entry: IndexEntry {
+                tag: "test".to_owned(),
+                file: "test/apidata.js".to_owned(),
+                sha256: String::new(),
+                paths,
+                operations,
+                source: Source {
+                    pve_docs_version: "0.0.0".to_owned(),
+                },
+            },
+            sha256: String::new(),
+            tree: tree.as_array().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn get(name: &str) -> Value {
+        json!({"GET": {"name": name, "method": "GET", "parameters": {"additionalProperties": 0},
+                       "returns": {"type": "array", "items": {"type": "object"}}}})
+    }
+
+    #[test]
+    fn topology_comes_from_the_tree() {
+        let tree = json!([{
+            "path": "/nodes", "text": "nodes", "info": get("index"),
+            "children": [{
+                "path": "/nodes/{node}", "text": "{node}",
+                "info": {"GET": {"name": "index", "method": "GET",
+                    "parameters": {"properties": {"node": {"type": "string"}}},
+                    "returns": {"type": "array"}}},
+                "children": [{
+                    "path": "/nodes/{node}/wakeonlan", "text": "wakeonlan",
+                    "info": {"POST": {"name": "wakeonlan", "method": "POST",
+                        "parameters": {"properties": {"node": {"type": "string"}}},
+                        "returns": {"type": "string"}}}
+                }]
+            }]
+        }]);
+        let metadata = build(&loaded(tree, 3, 3)).expect("builds");
+        let nodes = metadata.path("/nodes").expect("collection");
+        assert_eq!(nodes.kind, PathKind::Collection);
+        assert_eq!(nodes.id_param.as_deref(), Some("node"));
+        let node = metadata.path("/nodes/{node}").expect("item");
+        assert_eq!(node.kind, PathKind::Item);
+        assert_eq!(node.related.as_deref(), Some("/nodes"));
+        assert_eq!(node.children, vec!["/nodes/{node}/wakeonlan".to_owned()]);
+        let action = metadata.path("/nodes/{node}/wakeonlan").expect("action");
+        assert_eq!(action.kind, PathKind::Action);
+        assert!(metadata.operations.iter().any(|op| op.worker_task));
+    }
+
+    #[test]
+    fn duplicate_paths_and_count_mismatches_are_errors() {
+        let tree = json!([
+            {"path": "/version", "text": "version", "info": get("version")},
+            {"path": "/version", "text": "version", "info": get("version")}
+        ]);
+        let error = build(&loaded(tree, 1, 1)).expect_err("duplicate");
+        assert!(
+            error
+                .to_string()
+                .contains("/version: the path appears twice"),
+            "{error}"
+        );
+        let tree = json!([{"path": "/version", "text": "version", "info": get("version")}]);
+        let error = build(&loaded(tree, 2, 1)).expect_err("count mismatch");
+        assert!(error.to_string().contains("index.json"), "{error}");
+    }
 
     #[test]
     fn operation_ids_are_readable() {
-        assert_eq!(operation_id("/nodes/{node}/qemu", "vmlist"), "nodes_qemu_vmlist");
+        assert_eq!(
+            operation_id("/nodes/{node}/qemu", "vmlist"),
+            "nodes_qemu_vmlist"
+        );
         assert_eq!(operation_id("/nodes/{node}", "index"), "nodes_node_index");
         assert_eq!(operation_id("/nodes", "index"), "nodes_index");
         assert_eq!(operation_id("/version", "version"), "version");
@@ -381,7 +496,10 @@ mod tests {
             "nodes_qemu_status_start_vm_start"
         );
         assert_eq!(
-            operation_id("/nodes/{node}/storage/{storage}/download-url", "download_url"),
+            operation_id(
+                "/nodes/{node}/storage/{storage}/download-url",
+                "download_url"
+            ),
             "nodes_storage_download_url"
         );
         assert_eq!(pascal_case("nodes_qemu_vmlist"), "NodesQemuVmlist");
@@ -400,7 +518,11 @@ mod tests {
             description: Some("the task ID.".to_owned()),
             ..bare.clone()
         };
-        assert!(is_worker(Method::Post, "/nodes/{node}/qemu/{vmid}/migrate", &described));
+        assert!(is_worker(
+            Method::Post,
+            "/nodes/{node}/qemu/{vmid}/migrate",
+            &described
+        ));
         let other = Schema {
             description: Some("Redirection URL.".to_owned()),
             ..bare

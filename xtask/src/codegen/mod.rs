@@ -44,7 +44,8 @@ pub fn render(root: &Path) -> anyhow::Result<Outputs> {
                 let latest = latest.clone();
                 scope.spawn(move || {
                     let tag = entry.tag.clone();
-                    render_tag(root, entry, tag == latest).with_context(|| format!("schema tag {tag}"))
+                    render_tag(root, entry, tag == latest)
+                        .with_context(|| format!("schema tag {tag}"))
                 })
             })
             .collect();
@@ -75,12 +76,18 @@ fn render_tag(root: &Path, entry: source::IndexEntry, is_latest: bool) -> anyhow
 
     let dir = PathBuf::from("generated").join(&tag);
     let mut outputs = Outputs::new();
-    outputs.insert(dir.join("model_index.json"), to_json(&model_index(&metadata, &registry, is_latest)));
+    outputs.insert(
+        dir.join("model_index.json"),
+        to_json(&model_index(&metadata, &registry, is_latest)),
+    );
     if is_latest {
         outputs.extend(rust::render(&metadata, &registry)?);
     }
     outputs.insert(dir.join("openapi.json"), openapi_json);
-    outputs.insert(dir.join("route_metadata.json"), to_json(&serde_json::to_value(compact(metadata))?));
+    outputs.insert(
+        dir.join("route_metadata.json"),
+        to_json(&serde_json::to_value(compact(metadata))?),
+    );
     Ok(outputs)
 }
 
@@ -93,7 +100,12 @@ fn compact(mut metadata: RouteMetadata) -> RouteMetadata {
             .properties
             .iter_mut()
             .flat_map(|properties| properties.values_mut())
-            .chain(schema.property_string.iter_mut().flat_map(|members| members.values_mut()))
+            .chain(
+                schema
+                    .property_string
+                    .iter_mut()
+                    .flat_map(|members| members.values_mut()),
+            )
             .chain(schema.items.as_deref_mut())
             .chain(schema.one_of.iter_mut().flatten())
         {
@@ -129,7 +141,10 @@ fn model_index(metadata: &RouteMetadata, registry: &registry::Registry, is_lates
         .collect();
     let mut modules: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, component) in &registry.components {
-        modules.entry(rust::module_of(component)).or_default().push(name.clone());
+        modules
+            .entry(rust::module_of(component))
+            .or_default()
+            .push(name.clone());
     }
     for operation in &metadata.operations {
         let types = modules.entry(operation.group.clone()).or_default();
@@ -210,7 +225,9 @@ fn list_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).with_context(|| format!("cannot list {}", current.display()))? {
+        for entry in std::fs::read_dir(&current)
+            .with_context(|| format!("cannot list {}", current.display()))?
+        {
             let path = entry?.path();
             if path.is_dir() {
                 pending.push(path);
@@ -229,7 +246,10 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     if check {
         let stale = stale_files(root, &outputs)?;
         if !stale.is_empty() {
-            let list: Vec<String> = stale.iter().map(|path| format!("  {}", path.display())).collect();
+            let list: Vec<String> = stale
+                .iter()
+                .map(|path| format!("  {}", path.display()))
+                .collect();
             bail!(
                 "{} generated file(s) are stale:\n{}\nrun `cargo xtask codegen` and commit the result",
                 stale.len(),
@@ -271,5 +291,90 @@ mod tests {
         if let Err(error) = run(&root, true) {
             panic!("{error:#}");
         }
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        for file in list_files(from).expect("list") {
+            let target = to.join(file.strip_prefix(from).expect("below"));
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(&file, &target).expect("copy");
+        }
+    }
+
+    fn scratch_root(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-codegen-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    /// A scratch copy of the workspace's schemas and generated files, checked and then edited.
+    #[test]
+    fn check_fails_after_editing_a_generated_file_or_a_schema() {
+        let root = workspace_root();
+        let scratch = scratch_root("check");
+        copy_tree(&root.join("schemas"), &scratch.join("schemas"));
+        let outputs = render(&root).expect("render");
+        write(&scratch, &outputs).expect("write");
+        assert!(stale_files(&scratch, &outputs).expect("compare").is_empty());
+
+        // One byte of a generated file.
+        let edited = scratch.join("generated/9.0/route_metadata.json");
+        let mut bytes = std::fs::read(&edited).expect("read");
+        bytes[10] ^= 1;
+        std::fs::write(&edited, bytes).expect("edit");
+        let stale = stale_files(&scratch, &outputs).expect("compare");
+        assert_eq!(
+            stale,
+            vec![PathBuf::from("generated/9.0/route_metadata.json")]
+        );
+
+        // A file codegen does not make, inside a directory it owns.
+        std::fs::write(scratch.join("generated/9.0/extra.json"), "{}").expect("extra");
+        assert_eq!(stale_files(&scratch, &outputs).expect("compare").len(), 2);
+        assert_eq!(write(&scratch, &outputs).expect("rewrite"), 2);
+        assert!(stale_files(&scratch, &outputs).expect("compare").is_empty());
+
+        // One byte of a schema: the recorded SHA-256 no longer matches.
+        let schema = scratch.join("schemas/pve/8.4/apidata.js");
+        let mut bytes = std::fs::read(&schema).expect("read");
+        let last = bytes.len() - 3;
+        bytes[last] = b' ';
+        std::fs::write(&schema, bytes).expect("edit");
+        let error = render(&scratch).expect_err("stale schema");
+        assert!(format!("{error:#}").contains("SHA-256"), "{error:#}");
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+
+    #[test]
+    fn unknown_latest_tag_and_truncated_schema_are_clear_errors() {
+        let scratch = scratch_root("bad");
+        let pve = scratch.join("schemas/pve/1.0");
+        std::fs::create_dir_all(&pve).expect("mkdir");
+        let truncated = "const apiSchema = [\n {\"path\": \"/version\"";
+        std::fs::write(pve.join("apidata.js"), truncated).expect("write");
+        let sha = hex::encode(Sha256::digest(truncated.as_bytes()));
+        let entry = |latest: &str| {
+            json!({
+                "latest": latest,
+                "schemas": [{
+                    "tag": "1.0", "file": "1.0/apidata.js", "sha256": sha, "paths": 1,
+                    "operations": 1, "source": {"pve_docs_version": "1.0.0"}
+                }]
+            })
+            .to_string()
+        };
+        std::fs::write(source::index_path(&scratch), entry("2.0")).expect("index");
+        let error = render(&scratch).expect_err("unknown tag");
+        assert!(format!("{error:#}").contains("2.0"), "{error:#}");
+        std::fs::write(source::index_path(&scratch), entry("1.0")).expect("index");
+        let error = render(&scratch).expect_err("truncated");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("1.0/apidata.js") && message.contains("not closed"),
+            "{message}"
+        );
+        assert!(!scratch.join("generated").exists(), "nothing half-written");
+        let _ = std::fs::remove_dir_all(&scratch);
     }
 }

@@ -93,7 +93,10 @@ pub fn normalize(value: &Value, at: &str) -> anyhow::Result<Schema> {
             .and_then(Value::as_str)
             .map(str::to_owned),
         default_key: object.get("default_key").map(truthy).unwrap_or(false),
-        alias: object.get("alias").and_then(Value::as_str).map(str::to_owned),
+        alias: object
+            .get("alias")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         key_alias: object
             .get("keyAlias")
             .and_then(Value::as_str)
@@ -132,11 +135,17 @@ pub fn normalize(value: &Value, at: &str) -> anyhow::Result<Schema> {
         Some(Value::Object(members)) => {
             let mut property_string = BTreeMap::new();
             for (key, member) in members {
-                property_string.insert(key.clone(), normalize(member, &format!("{at}.format.{key}"))?);
+                property_string.insert(
+                    key.clone(),
+                    normalize(member, &format!("{at}.format.{key}"))?,
+                );
             }
             schema.property_string = Some(property_string);
         }
-        Some(other) => bail!("{at}: `format` must be a name or an object, found {}", kind_of(other)),
+        Some(other) => bail!(
+            "{at}: `format` must be a name or an object, found {}",
+            kind_of(other)
+        ),
     }
 
     if object.get("enum").is_some_and(Value::is_null) {
@@ -171,7 +180,7 @@ pub fn normalize(value: &Value, at: &str) -> anyhow::Result<Schema> {
             bail!("{at}: `pattern` must be a string, found {}", kind_of(raw));
         };
         let translated = translate_pattern(source);
-        match regex::Regex::new(&format!("^(?:{translated})$")) {
+        match compile_pattern(&translated) {
             Ok(_) => {
                 if translated != source {
                     schema
@@ -218,7 +227,10 @@ pub fn normalize(value: &Value, at: &str) -> anyhow::Result<Schema> {
             schema.additional_properties = true;
             schema.extensions.insert(
                 "additionalProperties".to_owned(),
-                object.get("additionalProperties").cloned().unwrap_or(Value::Null),
+                object
+                    .get("additionalProperties")
+                    .cloned()
+                    .unwrap_or(Value::Null),
             );
         }
         Some(flag) => schema.additional_properties = truthy(flag),
@@ -281,7 +293,10 @@ pub fn translate_pattern(source: &str) -> String {
             // `(?^:` or `(?^flags:`
             out.push_str("(?");
             index += 3;
-            let flags: String = after.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+            let flags: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
             out.push_str(&flags);
             index += flags.len();
         } else if rest.starts_with("(?>") {
@@ -297,6 +312,15 @@ pub fn translate_pattern(source: &str) -> String {
         }
     }
     out
+}
+
+/// Compiles a translated pattern the way consumers must: anchored, and with a size limit of
+/// [`route_metadata::PATTERN_SIZE_LIMIT`] (Unicode classes under a `{0,256}` repetition exceed the
+/// `regex` default of 10 MiB).
+pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(route_metadata::PATTERN_SIZE_LIMIT)
+        .build()
 }
 
 fn normalize_default(schema: &mut Schema, raw: &Value) {
@@ -343,7 +367,10 @@ fn normalize_default(schema: &mut Schema, raw: &Value) {
         (_, other) => other.clone(),
     };
     if let Some(reason) = default_violation(schema, &converted) {
-        drop(schema, format!("default {converted} violates its own schema: {reason}"));
+        drop(
+            schema,
+            format!("default {converted} violates its own schema: {reason}"),
+        );
         return;
     }
     schema.default = Some(converted);
@@ -369,7 +396,7 @@ fn default_violation(schema: &Schema, value: &Value) -> Option<String> {
         }
     }
     if let (Some(pattern), Some(text)) = (&schema.pattern, value.as_str())
-        && let Ok(regex) = regex::Regex::new(&format!("^(?:{pattern})$"))
+        && let Ok(regex) = compile_pattern(pattern)
         && !regex.is_match(text)
     {
         return Some("does not match the pattern".to_owned());
@@ -409,9 +436,7 @@ fn parse_type(object: &Map<String, Value>, at: &str) -> anyhow::Result<Option<Sc
 /// Parses a number given as a JSON number or a numeric string.
 fn parse_number(value: &Value) -> anyhow::Result<f64> {
     match value {
-        Value::Number(number) => number
-            .as_f64()
-            .context("number out of range"),
+        Value::Number(number) => number.as_f64().context("number out of range"),
         Value::String(text) => text
             .trim()
             .parse::<f64>()
@@ -505,7 +530,8 @@ mod tests {
 
     #[test]
     fn prose_defaults_are_dropped_with_a_reason() {
-        let schema = check(json!({"type": "integer", "default": "cgroup v1: 1024, cgroup v2: 100"}));
+        let schema =
+            check(json!({"type": "integer", "default": "cgroup v1: 1024, cgroup v2: 100"}));
         assert_eq!(schema.default, None);
         assert!(schema.dropped["default"].contains("prose"));
         assert_eq!(
@@ -571,7 +597,10 @@ mod tests {
             "type": "object",
             "properties": {"net[n]": {"type": "string", "optional": 1}}
         }));
-        let family = schema.properties.as_ref().and_then(|p| p["net[n]"].family.clone());
+        let family = schema
+            .properties
+            .as_ref()
+            .and_then(|p| p["net[n]"].family.clone());
         assert_eq!(family.map(|f| f.count), Some(32));
         let error = normalize(
             &json!({"type": "object", "properties": {"bogus[n]": {"type": "string"}}}),
@@ -618,7 +647,8 @@ mod tests {
     fn bad_input_names_the_place() {
         let error = normalize(&json!({"type": 5}), "/nodes GET returns").expect_err("bad type");
         assert!(error.to_string().contains("/nodes GET returns"));
-        let error = normalize(&json!({"type": "integer", "minimum": "abc"}), "/x").expect_err("bad");
+        let error =
+            normalize(&json!({"type": "integer", "minimum": "abc"}), "/x").expect_err("bad");
         assert!(format!("{error:#}").contains("abc"));
     }
 }

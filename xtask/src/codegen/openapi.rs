@@ -17,11 +17,11 @@
 
 use indexmap::IndexMap;
 use openapiv3::{
-    AdditionalProperties, AnySchema, ArrayType, Components, Info, IntegerType, MediaType,
-    NumberType, ObjectType, OpenAPI, Parameter, ParameterData, ParameterSchemaOrContent, PathItem,
-    PathStyle, Paths, QueryStyle, ReferenceOr, RequestBody, Response, Responses, Schema,
+    APIKeyLocation, AdditionalProperties, AnySchema, ArrayType, Components, Info, IntegerType,
+    MediaType, NumberType, ObjectType, OpenAPI, Parameter, ParameterData, ParameterSchemaOrContent,
+    PathItem, PathStyle, Paths, QueryStyle, ReferenceOr, RequestBody, Response, Responses, Schema,
     SchemaData, SchemaKind, SecurityRequirement, SecurityScheme, Server, ServerVariable,
-    StatusCode, StringType, Tag, Type, APIKeyLocation,
+    StatusCode, StringType, Tag, Type,
 };
 use route_metadata::{Operation, RouteMetadata, Schema as Source, SchemaType};
 use serde_json::{Value, json};
@@ -50,7 +50,10 @@ pub fn build(metadata: &RouteMetadata, registry: &Registry) -> OpenAPI {
 
     let mut schemas: IndexMap<String, ReferenceOr<Schema>> = IndexMap::new();
     for (name, component) in &registry.components {
-        schemas.insert(name.clone(), ReferenceOr::Item(converter.schema(&component.schema)));
+        schemas.insert(
+            name.clone(),
+            ReferenceOr::Item(converter.schema(&component.schema)),
+        );
     }
     schemas.insert("ProxmoxError".to_owned(), ReferenceOr::Item(error_schema()));
 
@@ -80,8 +83,11 @@ pub fn build(metadata: &RouteMetadata, registry: &Registry) -> OpenAPI {
         }),
     );
 
-    let groups: std::collections::BTreeSet<&str> =
-        metadata.operations.iter().map(|op| op.group.as_str()).collect();
+    let groups: std::collections::BTreeSet<&str> = metadata
+        .operations
+        .iter()
+        .map(|op| op.group.as_str())
+        .collect();
     let mut variables = IndexMap::new();
     variables.insert(
         "host".to_owned(),
@@ -96,7 +102,7 @@ pub fn build(metadata: &RouteMetadata, registry: &Registry) -> OpenAPI {
         "port".to_owned(),
         ServerVariable {
             default: "8006".to_owned(),
-            description: None,
+            description: Some("API port (Proxmox: 8006)".to_owned()),
             enumeration: Vec::new(),
             extensions: IndexMap::new(),
         },
@@ -104,7 +110,10 @@ pub fn build(metadata: &RouteMetadata, registry: &Registry) -> OpenAPI {
 
     let mut extensions = IndexMap::new();
     extensions.insert("x-proxmox-tag".to_owned(), json!(metadata.tag));
-    extensions.insert("x-proxmox-schema-sha256".to_owned(), json!(metadata.schema_sha256));
+    extensions.insert(
+        "x-proxmox-schema-sha256".to_owned(),
+        json!(metadata.schema_sha256),
+    );
     OpenAPI {
         openapi: "3.0.3".to_owned(),
         info: Info {
@@ -250,8 +259,14 @@ impl Converter<'_> {
 
         let mut extensions = IndexMap::new();
         extensions.insert("x-proxmox-name".to_owned(), json!(operation.name));
-        extensions.insert("x-proxmox-allowtoken".to_owned(), json!(operation.allowtoken));
-        extensions.insert("x-proxmox-worker-task".to_owned(), json!(operation.worker_task));
+        extensions.insert(
+            "x-proxmox-allowtoken".to_owned(),
+            json!(operation.allowtoken),
+        );
+        extensions.insert(
+            "x-proxmox-worker-task".to_owned(),
+            json!(operation.worker_task),
+        );
         if operation.protected {
             extensions.insert("x-proxmox-protected".to_owned(), json!(true));
         }
@@ -475,7 +490,8 @@ impl Converter<'_> {
             }
             SchemaType::Null => {
                 data.nullable = true;
-                data.extensions.insert("x-proxmox-type".to_owned(), json!("null"));
+                data.extensions
+                    .insert("x-proxmox-type".to_owned(), json!("null"));
                 SchemaKind::Any(AnySchema::default())
             }
             SchemaType::Any => {
@@ -497,7 +513,10 @@ fn families_of(schema: &Source) -> serde_json::Map<String, Value> {
         .flatten()
         .filter_map(|(name, property)| {
             let family = property.family.as_ref()?;
-            Some((name.clone(), json!({"prefix": family.prefix, "count": family.count})))
+            Some((
+                name.clone(),
+                json!({"prefix": family.prefix, "count": family.count}),
+            ))
         })
         .collect()
 }

@@ -56,7 +56,9 @@ impl Registry {
         if !is_named(schema) {
             return None;
         }
-        self.by_content.get(&content_key(schema)).map(String::as_str)
+        self.by_content
+            .get(&content_key(schema))
+            .map(String::as_str)
     }
 
     fn visit(&mut self, schema: &Schema, name: &str, group: &str) {
@@ -84,7 +86,11 @@ impl Registry {
                     .chars()
                     .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                     .collect();
-                self.visit(property_schema, &format!("{name}{}", pascal_case(&base)), group);
+                self.visit(
+                    property_schema,
+                    &format!("{name}{}", pascal_case(&base)),
+                    group,
+                );
             }
         }
         let key = content_key(schema);

@@ -53,26 +53,32 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
     let mut families: BTreeMap<String, u32> = BTreeMap::new();
     for (name, component) in &registry.components {
         let module = module_of(component);
-        bodies
-            .entry(module)
-            .or_default()
-            .push(generator.component(name, &component.schema, &mut families));
+        bodies.entry(module).or_default().push(generator.component(
+            name,
+            &component.schema,
+            &mut families,
+        ));
     }
     for operation in &metadata.operations {
         let body = bodies.entry(operation.group.clone()).or_default();
         if let Some(request_type) = &operation.request_type {
             let request = request_schema(operation);
-            let target = generator.type_of(&request, &mut families);
-            let ident = format_ident!("{}", request_type);
-            let doc = format!(
-                "Parameters of `{} {}` (`{}`), without the path parameters.",
-                operation.method.as_str(),
-                operation.path,
-                operation.operation_id
-            );
-            body.push(quote! { #[doc = #doc] pub type #ident = #target; });
+            if registry.name_of(&request) != Some(request_type.as_str()) {
+                let target = generator.type_of(&request, &mut families);
+                let ident = format_ident!("{}", request_type);
+                let doc = doc_attrs(&format!(
+                    "Parameters of `{} {}` (`{}`), without the path parameters.",
+                    operation.method.as_str(),
+                    operation.path,
+                    operation.operation_id
+                ));
+                body.push(quote! { #doc pub type #ident = #target; });
+            }
         }
         let returns = response_view(&operation.returns);
+        if registry.name_of(&returns) == Some(operation.response_type.as_str()) {
+            continue;
+        }
         let target = generator.type_of(&returns, &mut families);
         let ident = format_ident!("{}", operation.response_type);
         let mut doc = format!(
@@ -85,7 +91,8 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
             doc.push_str("\n\n");
             doc.push_str(description);
         }
-        body.push(quote! { #[doc = #doc] pub type #ident = #target; });
+        let doc = doc_attrs(&doc);
+        body.push(quote! { #doc pub type #ident = #target; });
     }
 
     let stamp = format!(
@@ -125,9 +132,12 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         .iter()
         .map(|(prefix, count)| {
             let ident = format_ident!("{}", pascal_case(prefix));
-            let doc = format!("The `{prefix}[n]` family: `{prefix}0` to `{prefix}{}`.", count - 1);
+            let doc = doc_attrs(&format!(
+                "The `{prefix}[n]` family: `{prefix}0` to `{prefix}{}`.",
+                count - 1
+            ));
             quote! {
-                #[doc = #doc]
+                #doc
                 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
                 pub struct #ident;
                 impl crate::FamilyName for #ident {
@@ -159,7 +169,10 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         #![allow(clippy::doc_lazy_continuation, clippy::doc_overindented_list_items, clippy::too_long_first_doc_paragraph, clippy::empty_docs)]
         #(#module_lines)*
     };
-    outputs.insert(PathBuf::from(OUT_DIR).join("mod.rs"), format_file(mod_file, "mod.rs")?);
+    outputs.insert(
+        PathBuf::from(OUT_DIR).join("mod.rs"),
+        format_file(mod_file, "mod.rs")?,
+    );
     Ok(outputs)
 }
 
@@ -183,7 +196,7 @@ impl Generator<'_> {
                 ..schema.clone()
             };
             let target = self.type_of(&unfamilied, families);
-            return quote! { #[doc = #doc] pub type #ident = #target; };
+            return quote! { #doc pub type #ident = #target; };
         }
         let mut fields = Vec::new();
         let mut used = BTreeSet::new();
@@ -206,7 +219,7 @@ impl Generator<'_> {
                     families,
                 );
                 fields.push(quote! {
-                    #[doc = #field_doc]
+                    #field_doc
                     #[serde(flatten)]
                     pub #field: crate::Indexed<crate::generated::families::#marker, #member>,
                 });
@@ -216,21 +229,21 @@ impl Generator<'_> {
             let rename = (field_name != *property).then(|| quote! { #[serde(rename = #property)] });
             if property_schema.optional {
                 fields.push(quote! {
-                    #[doc = #field_doc]
+                    #field_doc
                     #rename
                     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
                     pub #field: ::std::option::Option<#inner>,
                 });
             } else {
                 fields.push(quote! {
-                    #[doc = #field_doc]
+                    #field_doc
                     #rename
                     pub #field: #inner,
                 });
             }
         }
         quote! {
-            #[doc = #doc]
+            #doc
             #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
             pub struct #ident {
                 #(#fields)*
@@ -241,7 +254,13 @@ impl Generator<'_> {
     /// The Rust type of a schema in a field or alias position.
     fn type_of(&self, schema: &Schema, families: &mut BTreeMap<String, u32>) -> TokenStream {
         if let Some(name) = self.registry.name_of(schema) {
-            let module = format_ident!("{}", self.modules.get(name).map(String::as_str).unwrap_or("common"));
+            let module = format_ident!(
+                "{}",
+                self.modules
+                    .get(name)
+                    .map(String::as_str)
+                    .unwrap_or("common")
+            );
             let ident = format_ident!("{}", name);
             return quote! { crate::generated::#module::#ident };
         }
@@ -292,7 +311,11 @@ fn field_ident(property: &str) -> String {
         }
     }
     let trimmed = out.trim_matches('_');
-    let mut name = if trimmed.is_empty() { "value".to_owned() } else { trimmed.to_owned() };
+    let mut name = if trimmed.is_empty() {
+        "value".to_owned()
+    } else {
+        trimmed.to_owned()
+    };
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');
     }
@@ -318,9 +341,13 @@ impl RawIfKeyword for Ident {
 
 /// Doc text of a schema: description, then what the type does not say (format, enum, bounds,
 /// default, typetext).
-fn schema_doc(schema: &Schema, fallback: &str) -> String {
-    let mut doc = String::from(" ");
-    doc.push_str(schema.description.as_deref().unwrap_or(fallback).trim());
+fn schema_doc(schema: &Schema, fallback: &str) -> TokenStream {
+    let mut doc = schema
+        .description
+        .as_deref()
+        .unwrap_or(fallback)
+        .trim()
+        .to_owned();
     let mut facts = Vec::new();
     if let Some(values) = &schema.enum_values {
         let values: Vec<String> = values
@@ -350,15 +377,28 @@ fn schema_doc(schema: &Schema, fallback: &str) -> String {
         facts.push(format!("Default: `{default}`."));
     }
     if !facts.is_empty() {
-        doc.push_str("\n\n ");
+        doc.push_str("\n\n");
         doc.push_str(&facts.join(" "));
     }
-    doc.replace('\n', "\n ")
-        .replace("\n  ", "\n ")
+    doc_attrs(&doc)
+}
+
+/// One `#[doc]` attribute per line, each starting with a space as `///` comments do.
+fn doc_attrs(text: &str) -> TokenStream {
+    let lines = text.trim().lines().map(|line| {
+        let line = line.trim_end();
+        if line.is_empty() {
+            String::new()
+        } else {
+            format!(" {line}")
+        }
+    });
+    quote! { #(#[doc = #lines])* }
 }
 
 fn format_file(tokens: TokenStream, name: &str) -> anyhow::Result<String> {
-    let file: syn::File = syn::parse2(tokens).with_context(|| format!("generated {name} does not parse"))?;
+    let file: syn::File =
+        syn::parse2(tokens).with_context(|| format!("generated {name} does not parse"))?;
     Ok(prettyplease::unparse(&file))
 }
 

@@ -20,7 +20,7 @@ pub struct Index {
 }
 
 /// One pinned schema in `index.json`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct IndexEntry {
     /// Version tag, e.g. `9.1`.
     pub tag: String,
@@ -37,7 +37,7 @@ pub struct IndexEntry {
 }
 
 /// Provenance of a pinned schema.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Source {
     /// pve-docs version the file was taken from (e.g. `9.1.3`).
     pub pve_docs_version: String,
@@ -58,8 +58,8 @@ pub fn read_index(root: &Path) -> anyhow::Result<Index> {
     let path = index_path(root);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let index: Index =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a valid schema index", path.display()))?;
+    let index: Index = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid schema index", path.display()))?;
     let mut seen = std::collections::BTreeSet::new();
     for entry in &index.schemas {
         if !seen.insert(entry.tag.as_str()) {
@@ -67,7 +67,11 @@ pub fn read_index(root: &Path) -> anyhow::Result<Index> {
         }
     }
     if !seen.contains(index.latest.as_str()) {
-        bail!("{}: `latest` names tag {} which is not listed", path.display(), index.latest);
+        bail!(
+            "{}: `latest` names tag {} which is not listed",
+            path.display(),
+            index.latest
+        );
     }
     Ok(index)
 }
@@ -94,7 +98,11 @@ pub fn load(root: &Path, entry: IndexEntry) -> anyhow::Result<LoadedSchema> {
     let text = std::str::from_utf8(&bytes)
         .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
     let tree = parse_apidata(text).with_context(|| format!("cannot parse {}", path.display()))?;
-    Ok(LoadedSchema { entry, sha256, tree })
+    Ok(LoadedSchema {
+        entry,
+        sha256,
+        tree,
+    })
 }
 
 /// Extracts and parses the JSON array from the text of an `apidata.js`.
@@ -128,13 +136,15 @@ mod tests {
 
     #[test]
     fn finds_the_array_without_evaluating_javascript() {
-        let nodes = parse_apidata("const apiSchema = [\n {\"path\": \"/version\"}\n]\n;\n").expect("parses");
+        let nodes = parse_apidata("const apiSchema = [\n {\"path\": \"/version\"}\n]\n;\n")
+            .expect("parses");
         assert_eq!(nodes.len(), 1);
     }
 
     #[test]
     fn truncated_and_malformed_files_are_named_errors() {
-        let error = parse_apidata("const apiSchema = [\n {\"path\": \"/version\"").expect_err("truncated");
+        let error =
+            parse_apidata("const apiSchema = [\n {\"path\": \"/version\"").expect_err("truncated");
         assert!(error.to_string().contains("not closed"), "{error}");
         let error = parse_apidata("const apiSchema = [\n {\"path\": }\n];").expect_err("malformed");
         assert!(error.to_string().contains("line 2"), "{error}");

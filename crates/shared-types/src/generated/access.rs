@@ -6,16 +6,16 @@
 pub struct AccessAclReadAclResponseItem {
     /// Access control path
     pub path: ::std::string::String,
-    /** Allow to propagate (inherit) permissions.
-
- Default: `true`.*/
+    /// Allow to propagate (inherit) permissions.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub propagate: ::std::option::Option<crate::PveBool>,
     /// The `roleid` property.
     pub roleid: ::std::string::String,
-    /** The `type` property.
-
- One of `user`, `group`, `token`.*/
+    /// The `type` property.
+    ///
+    /// One of `user`, `group`, `token`.
     pub r#type: ::std::string::String,
     /// The `ugid` property.
     pub ugid: ::std::string::String,
@@ -26,30 +26,30 @@ pub struct AccessAclUpdateAclParams {
     /// Remove permissions (instead of adding it).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
-    /** List of groups.
-
- Format `pve-groupid-list`.*/
+    /// List of groups.
+    ///
+    /// Format `pve-groupid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::string::String>,
     /// Access control path
     pub path: ::std::string::String,
-    /** Allow to propagate (inherit) permissions.
-
- Default: `true`.*/
+    /// Allow to propagate (inherit) permissions.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub propagate: ::std::option::Option<crate::PveBool>,
-    /** List of roles.
-
- Format `pve-roleid-list`.*/
+    /// List of roles.
+    ///
+    /// Format `pve-roleid-list`.
     pub roles: ::std::string::String,
-    /** List of API tokens.
-
- Format `pve-tokenid-list`.*/
+    /// List of API tokens.
+    ///
+    /// Format `pve-tokenid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tokens: ::std::option::Option<::std::string::String>,
-    /** List of users.
-
- Format `pve-userid-list`.*/
+    /// List of users.
+    ///
+    /// Format `pve-userid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub users: ::std::option::Option<::std::string::String>,
 }
@@ -60,9 +60,9 @@ pub struct AccessDomainsCreateParams {
     #[serde(rename = "acr-values")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acr_values: ::std::option::Option<::std::string::String>,
-    /** Automatically create users if they do not exist.
-
- Default: `false`.*/
+    /// Automatically create users if they do not exist.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autocreate: ::std::option::Option<crate::PveBool>,
     /// LDAP base domain name
@@ -71,14 +71,14 @@ pub struct AccessDomainsCreateParams {
     /// LDAP bind domain name
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bind_dn: ::std::option::Option<::std::string::String>,
-    /** Path to the CA certificate store
-
- Default: `"/etc/ssl/certs"`.*/
+    /// Path to the CA certificate store
+    ///
+    /// Default: `"/etc/ssl/certs"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub capath: ::std::option::Option<::std::string::String>,
-    /** username is case-sensitive
-
- Default: `true`.*/
+    /// username is case-sensitive
+    ///
+    /// Default: `true`.
     #[serde(rename = "case-sensitive")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub case_sensitive: ::std::option::Option<crate::PveBool>,
@@ -88,9 +88,9 @@ pub struct AccessDomainsCreateParams {
     /// Path to the client certificate key
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub certkey: ::std::option::Option<::std::string::String>,
-    /** Check bind connection to the server.
-
- Default: `false`.*/
+    /// Check bind connection to the server.
+    ///
+    /// Default: `false`.
     #[serde(rename = "check-connection")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_connection: ::std::option::Option<crate::PveBool>,
@@ -114,9 +114,9 @@ pub struct AccessDomainsCreateParams {
     /// LDAP filter for user sync.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filter: ::std::option::Option<::std::string::String>,
-    /** The objectclasses for groups.
-
- Format `ldap-simple-attr-list`. Default: `"groupOfNames, group, univentionGroup, ipausergroup"`.*/
+    /// The objectclasses for groups.
+    ///
+    /// Format `ldap-simple-attr-list`. Default: `"groupOfNames, group, univentionGroup, ipausergroup"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_classes: ::std::option::Option<::std::string::String>,
     /// LDAP base domain name for group sync. If not set, the base_dn will be used.
@@ -125,14 +125,14 @@ pub struct AccessDomainsCreateParams {
     /// LDAP filter for group sync.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_filter: ::std::option::Option<::std::string::String>,
-    /** LDAP attribute representing a groups name. If not set or found, the first value of the DN will be used as name.
-
- Format `ldap-simple-attr`.*/
+    /// LDAP attribute representing a groups name. If not set or found, the first value of the DN will be used as name.
+    ///
+    /// Format `ldap-simple-attr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_name_attr: ::std::option::Option<::std::string::String>,
-    /** Automatically create groups if they do not exist.
-
- Default: `false`.*/
+    /// Automatically create groups if they do not exist.
+    ///
+    /// Default: `false`.
     #[serde(rename = "groups-autocreate")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_autocreate: ::std::option::Option<crate::PveBool>,
@@ -140,9 +140,9 @@ pub struct AccessDomainsCreateParams {
     #[serde(rename = "groups-claim")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_claim: ::std::option::Option<::std::string::String>,
-    /** All groups will be overwritten for the user on login.
-
- Default: `false`.*/
+    /// All groups will be overwritten for the user on login.
+    ///
+    /// Default: `false`.
     #[serde(rename = "groups-overwrite")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_overwrite: ::std::option::Option<crate::PveBool>,
@@ -150,88 +150,88 @@ pub struct AccessDomainsCreateParams {
     #[serde(rename = "issuer-url")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub issuer_url: ::std::option::Option<::std::string::String>,
-    /** LDAP protocol mode.
-
- One of `ldap`, `ldaps`, `ldap+starttls`. Default: `"ldap"`.*/
+    /// LDAP protocol mode.
+    ///
+    /// One of `ldap`, `ldaps`, `ldap+starttls`. Default: `"ldap"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
     /// LDAP bind password. Will be stored in '/etc/pve/priv/realm/<REALM>.pw'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
-    /** Server port.
-
- Range 1 to 65535.*/
+    /// Server port.
+    ///
+    /// Range 1 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// Specifies whether the Authorization Server prompts the End-User for reauthentication and consent.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prompt: ::std::option::Option<::std::string::String>,
-    /** Enables querying the userinfo endpoint for claims values.
-
- Default: `true`.*/
+    /// Enables querying the userinfo endpoint for claims values.
+    ///
+    /// Default: `true`.
     #[serde(rename = "query-userinfo")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub query_userinfo: ::std::option::Option<crate::PveBool>,
-    /** Authentication domain ID
-
- Format `pve-realm`.*/
+    /// Authentication domain ID
+    ///
+    /// Format `pve-realm`.
     pub realm: ::std::string::String,
-    /** Specifies the scopes (user details) that should be authorized and returned, for example 'email' or 'profile'.
-
- Default: `"email profile"`.*/
+    /// Specifies the scopes (user details) that should be authorized and returned, for example 'email' or 'profile'.
+    ///
+    /// Default: `"email profile"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scopes: ::std::option::Option<::std::string::String>,
     /// Use secure LDAPS protocol. DEPRECATED: use 'mode' instead.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secure: ::std::option::Option<crate::PveBool>,
-    /** Server IP address (or DNS name)
-
- Format `address`.*/
+    /// Server IP address (or DNS name)
+    ///
+    /// Format `address`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server1: ::std::option::Option<::std::string::String>,
-    /** Fallback Server IP address (or DNS name)
-
- Format `address`.*/
+    /// Fallback Server IP address (or DNS name)
+    ///
+    /// Format `address`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server2: ::std::option::Option<::std::string::String>,
-    /** LDAPS TLS/SSL version. It's not recommended to use version older than 1.2!
-
- One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.*/
+    /// LDAPS TLS/SSL version. It's not recommended to use version older than 1.2!
+    ///
+    /// One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sslversion: ::std::option::Option<::std::string::String>,
-    /** The default options for behavior of synchronizations.
-
- Format `realm-sync-options`.*/
+    /// The default options for behavior of synchronizations.
+    ///
+    /// Format `realm-sync-options`.
     #[serde(rename = "sync-defaults-options")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sync_defaults_options: ::std::option::Option<::std::string::String>,
     /// Comma separated list of key=value pairs for specifying which LDAP attributes map to which PVE user field. For example, to map the LDAP attribute 'mail' to PVEs 'email', write  'email=mail'. By default, each PVE user field is represented  by an LDAP attribute of the same name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sync_attributes: ::std::option::Option<::std::string::String>,
-    /** Use Two-factor authentication.
-
- Format `pve-tfa-config`.*/
+    /// Use Two-factor authentication.
+    ///
+    /// Format `pve-tfa-config`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa: ::std::option::Option<::std::string::String>,
-    /** Realm type.
-
- One of `ad`, `ldap`, `openid`, `pam`, `pve`.*/
+    /// Realm type.
+    ///
+    /// One of `ad`, `ldap`, `openid`, `pam`, `pve`.
     pub r#type: ::std::string::String,
     /// LDAP user attribute name
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_attr: ::std::option::Option<::std::string::String>,
-    /** The objectclasses for users.
-
- Format `ldap-simple-attr-list`. Default: `"inetorgperson, posixaccount, person, user"`.*/
+    /// The objectclasses for users.
+    ///
+    /// Format `ldap-simple-attr-list`. Default: `"inetorgperson, posixaccount, person, user"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_classes: ::std::option::Option<::std::string::String>,
     /// OpenID claim used to generate the unique username.
     #[serde(rename = "username-claim")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username_claim: ::std::option::Option<::std::string::String>,
-    /** Verify the server's SSL certificate
-
- Default: `false`.*/
+    /// Verify the server's SSL certificate
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify: ::std::option::Option<crate::PveBool>,
 }
@@ -243,9 +243,9 @@ pub struct AccessDomainsIndexResponseItem {
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `realm` property.
     pub realm: ::std::string::String,
-    /** Two-factor authentication provider.
-
- One of `yubico`, `oath`.*/
+    /// Two-factor authentication provider.
+    ///
+    /// One of `yubico`, `oath`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa: ::std::option::Option<::std::string::String>,
     /// The `type` property.
@@ -258,9 +258,9 @@ pub struct AccessDomainsRealmUpdateParams {
     #[serde(rename = "acr-values")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acr_values: ::std::option::Option<::std::string::String>,
-    /** Automatically create users if they do not exist.
-
- Default: `false`.*/
+    /// Automatically create users if they do not exist.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autocreate: ::std::option::Option<crate::PveBool>,
     /// LDAP base domain name
@@ -269,14 +269,14 @@ pub struct AccessDomainsRealmUpdateParams {
     /// LDAP bind domain name
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bind_dn: ::std::option::Option<::std::string::String>,
-    /** Path to the CA certificate store
-
- Default: `"/etc/ssl/certs"`.*/
+    /// Path to the CA certificate store
+    ///
+    /// Default: `"/etc/ssl/certs"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub capath: ::std::option::Option<::std::string::String>,
-    /** username is case-sensitive
-
- Default: `true`.*/
+    /// username is case-sensitive
+    ///
+    /// Default: `true`.
     #[serde(rename = "case-sensitive")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub case_sensitive: ::std::option::Option<crate::PveBool>,
@@ -286,9 +286,9 @@ pub struct AccessDomainsRealmUpdateParams {
     /// Path to the client certificate key
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub certkey: ::std::option::Option<::std::string::String>,
-    /** Check bind connection to the server.
-
- Default: `false`.*/
+    /// Check bind connection to the server.
+    ///
+    /// Default: `false`.
     #[serde(rename = "check-connection")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_connection: ::std::option::Option<crate::PveBool>,
@@ -306,9 +306,9 @@ pub struct AccessDomainsRealmUpdateParams {
     /// Use this as default realm
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub default: ::std::option::Option<crate::PveBool>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -320,9 +320,9 @@ pub struct AccessDomainsRealmUpdateParams {
     /// LDAP filter for user sync.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filter: ::std::option::Option<::std::string::String>,
-    /** The objectclasses for groups.
-
- Format `ldap-simple-attr-list`. Default: `"groupOfNames, group, univentionGroup, ipausergroup"`.*/
+    /// The objectclasses for groups.
+    ///
+    /// Format `ldap-simple-attr-list`. Default: `"groupOfNames, group, univentionGroup, ipausergroup"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_classes: ::std::option::Option<::std::string::String>,
     /// LDAP base domain name for group sync. If not set, the base_dn will be used.
@@ -331,14 +331,14 @@ pub struct AccessDomainsRealmUpdateParams {
     /// LDAP filter for group sync.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_filter: ::std::option::Option<::std::string::String>,
-    /** LDAP attribute representing a groups name. If not set or found, the first value of the DN will be used as name.
-
- Format `ldap-simple-attr`.*/
+    /// LDAP attribute representing a groups name. If not set or found, the first value of the DN will be used as name.
+    ///
+    /// Format `ldap-simple-attr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_name_attr: ::std::option::Option<::std::string::String>,
-    /** Automatically create groups if they do not exist.
-
- Default: `false`.*/
+    /// Automatically create groups if they do not exist.
+    ///
+    /// Default: `false`.
     #[serde(rename = "groups-autocreate")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_autocreate: ::std::option::Option<crate::PveBool>,
@@ -346,9 +346,9 @@ pub struct AccessDomainsRealmUpdateParams {
     #[serde(rename = "groups-claim")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_claim: ::std::option::Option<::std::string::String>,
-    /** All groups will be overwritten for the user on login.
-
- Default: `false`.*/
+    /// All groups will be overwritten for the user on login.
+    ///
+    /// Default: `false`.
     #[serde(rename = "groups-overwrite")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_overwrite: ::std::option::Option<crate::PveBool>,
@@ -356,91 +356,91 @@ pub struct AccessDomainsRealmUpdateParams {
     #[serde(rename = "issuer-url")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub issuer_url: ::std::option::Option<::std::string::String>,
-    /** LDAP protocol mode.
-
- One of `ldap`, `ldaps`, `ldap+starttls`. Default: `"ldap"`.*/
+    /// LDAP protocol mode.
+    ///
+    /// One of `ldap`, `ldaps`, `ldap+starttls`. Default: `"ldap"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
     /// LDAP bind password. Will be stored in '/etc/pve/priv/realm/<REALM>.pw'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
-    /** Server port.
-
- Range 1 to 65535.*/
+    /// Server port.
+    ///
+    /// Range 1 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// Specifies whether the Authorization Server prompts the End-User for reauthentication and consent.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prompt: ::std::option::Option<::std::string::String>,
-    /** Enables querying the userinfo endpoint for claims values.
-
- Default: `true`.*/
+    /// Enables querying the userinfo endpoint for claims values.
+    ///
+    /// Default: `true`.
     #[serde(rename = "query-userinfo")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub query_userinfo: ::std::option::Option<crate::PveBool>,
-    /** Specifies the scopes (user details) that should be authorized and returned, for example 'email' or 'profile'.
-
- Default: `"email profile"`.*/
+    /// Specifies the scopes (user details) that should be authorized and returned, for example 'email' or 'profile'.
+    ///
+    /// Default: `"email profile"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scopes: ::std::option::Option<::std::string::String>,
     /// Use secure LDAPS protocol. DEPRECATED: use 'mode' instead.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secure: ::std::option::Option<crate::PveBool>,
-    /** Server IP address (or DNS name)
-
- Format `address`.*/
+    /// Server IP address (or DNS name)
+    ///
+    /// Format `address`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server1: ::std::option::Option<::std::string::String>,
-    /** Fallback Server IP address (or DNS name)
-
- Format `address`.*/
+    /// Fallback Server IP address (or DNS name)
+    ///
+    /// Format `address`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server2: ::std::option::Option<::std::string::String>,
-    /** LDAPS TLS/SSL version. It's not recommended to use version older than 1.2!
-
- One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.*/
+    /// LDAPS TLS/SSL version. It's not recommended to use version older than 1.2!
+    ///
+    /// One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sslversion: ::std::option::Option<::std::string::String>,
-    /** The default options for behavior of synchronizations.
-
- Format `realm-sync-options`.*/
+    /// The default options for behavior of synchronizations.
+    ///
+    /// Format `realm-sync-options`.
     #[serde(rename = "sync-defaults-options")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sync_defaults_options: ::std::option::Option<::std::string::String>,
     /// Comma separated list of key=value pairs for specifying which LDAP attributes map to which PVE user field. For example, to map the LDAP attribute 'mail' to PVEs 'email', write  'email=mail'. By default, each PVE user field is represented  by an LDAP attribute of the same name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sync_attributes: ::std::option::Option<::std::string::String>,
-    /** Use Two-factor authentication.
-
- Format `pve-tfa-config`.*/
+    /// Use Two-factor authentication.
+    ///
+    /// Format `pve-tfa-config`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa: ::std::option::Option<::std::string::String>,
     /// LDAP user attribute name
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_attr: ::std::option::Option<::std::string::String>,
-    /** The objectclasses for users.
-
- Format `ldap-simple-attr-list`. Default: `"inetorgperson, posixaccount, person, user"`.*/
+    /// The objectclasses for users.
+    ///
+    /// Format `ldap-simple-attr-list`. Default: `"inetorgperson, posixaccount, person, user"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_classes: ::std::option::Option<::std::string::String>,
-    /** Verify the server's SSL certificate
-
- Default: `false`.*/
+    /// Verify the server's SSL certificate
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessDomainsSyncParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessDomainsSyncParams {
-    /** If set, does not write anything.
-
- Default: `false`.*/
+    /// If set, does not write anything.
+    ///
+    /// Default: `false`.
     #[serde(rename = "dry-run")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dry_run: ::std::option::Option<crate::PveBool>,
-    /** Enable newly synced users immediately.
-
- Default: `true`.*/
+    /// Enable newly synced users immediately.
+    ///
+    /// Default: `true`.
     #[serde(rename = "enable-new")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable_new: ::std::option::Option<crate::PveBool>,
@@ -450,15 +450,15 @@ pub struct AccessDomainsSyncParams {
     /// DEPRECATED: use 'remove-vanished' instead. Remove ACLs for users or groups which were removed from the config during a sync.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub purge: ::std::option::Option<crate::PveBool>,
-    /** A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
-
- Default: `"none"`.*/
+    /// A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
+    ///
+    /// Default: `"none"`.
     #[serde(rename = "remove-vanished")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_vanished: ::std::option::Option<::std::string::String>,
-    /** Select what to sync.
-
- One of `users`, `groups`, `both`.*/
+    /// Select what to sync.
+    ///
+    /// One of `users`, `groups`, `both`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<::std::string::String>,
 }
@@ -468,9 +468,9 @@ pub struct AccessGroupsCreateGroupParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** The `groupid` property.
-
- Format `pve-groupid`.*/
+    /// The `groupid` property.
+    ///
+    /// Format `pve-groupid`.
     pub groupid: ::std::string::String,
 }
 /// The `AccessGroupsGroupidReadGroupResponse` model.
@@ -495,22 +495,22 @@ pub struct AccessGroupsIndexResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** The `groupid` property.
-
- Format `pve-groupid`.*/
+    /// The `groupid` property.
+    ///
+    /// Format `pve-groupid`.
     pub groupid: ::std::string::String,
-    /** list of users which form this group
-
- Format `pve-userid-list`.*/
+    /// list of users which form this group
+    ///
+    /// Format `pve-userid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub users: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessOpenidAuthUrlParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessOpenidAuthUrlParams {
-    /** Authentication domain ID
-
- Format `pve-realm`.*/
+    /// Authentication domain ID
+    ///
+    /// Format `pve-realm`.
     pub realm: ::std::string::String,
     /// Redirection Url. The client should set this to the used server url (location.origin).
     #[serde(rename = "redirect-url")]
@@ -536,9 +536,9 @@ pub struct AccessPasswordChangePasswordParams {
     pub confirmation_password: ::std::option::Option<::std::string::String>,
     /// The new password.
     pub password: ::std::string::String,
-    /** Full User ID, in the `name@realm` format.
-
- Format `pve-userid`.*/
+    /// Full User ID, in the `name@realm` format.
+    ///
+    /// Format `pve-userid`.
     pub userid: ::std::string::String,
 }
 /// The `AccessPermissionsParams` model.
@@ -554,31 +554,31 @@ pub struct AccessPermissionsParams {
 /// The `AccessRolesCreateRoleParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessRolesCreateRoleParams {
-    /** The `privs` property.
-
- Format `pve-priv-list`.*/
+    /// The `privs` property.
+    ///
+    /// Format `pve-priv-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
-    /** The `roleid` property.
-
- Format `pve-roleid`.*/
+    /// The `roleid` property.
+    ///
+    /// Format `pve-roleid`.
     pub roleid: ::std::string::String,
 }
 /// The `AccessRolesIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessRolesIndexResponseItem {
-    /** The `privs` property.
-
- Format `pve-priv-list`.*/
+    /// The `privs` property.
+    ///
+    /// Format `pve-priv-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
-    /** The `roleid` property.
-
- Format `pve-roleid`.*/
+    /// The `roleid` property.
+    ///
+    /// Format `pve-roleid`.
     pub roleid: ::std::string::String,
-    /** The `special` property.
-
- Default: `false`.*/
+    /// The `special` property.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub special: ::std::option::Option<crate::PveBool>,
 }
@@ -780,9 +780,9 @@ pub struct AccessRolesRoleidUpdateRoleParams {
     /// The `append` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub append: ::std::option::Option<crate::PveBool>,
-    /** The `privs` property.
-
- Format `pve-priv-list`.*/
+    /// The `privs` property.
+    ///
+    /// Format `pve-priv-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
 }
@@ -831,16 +831,16 @@ pub struct AccessTfaListTfaResponseItemEntriesItem {
     pub created: i64,
     /// User chosen description for this entry.
     pub description: ::std::string::String,
-    /** Whether this TFA entry is currently enabled.
-
- Default: `true`.*/
+    /// Whether this TFA entry is currently enabled.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// The id used to reference this entry.
     pub id: ::std::string::String,
-    /** TFA Entry Type.
-
- One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.*/
+    /// TFA Entry Type.
+    ///
+    /// One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
     pub r#type: ::std::string::String,
 }
 /// The `AccessTfaUseridAddTfaEntryParams` model.
@@ -858,9 +858,9 @@ pub struct AccessTfaUseridAddTfaEntryParams {
     /// A totp URI.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub totp: ::std::option::Option<::std::string::String>,
-    /** TFA Entry Type.
-
- One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.*/
+    /// TFA Entry Type.
+    ///
+    /// One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
     pub r#type: ::std::string::String,
     /// The current value for the provided totp URI, or a Webauthn/U2F challenge response
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -881,9 +881,9 @@ pub struct AccessTfaUseridAddTfaEntryResponse {
 /// The `AccessTicketCreateTicketParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessTicketCreateTicketParams {
-    /** This parameter is now ignored and assumed to be 1.
-
- Default: `true`.*/
+    /// This parameter is now ignored and assumed to be 1.
+    ///
+    /// Default: `true`.
     #[serde(rename = "new-format")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub new_format: ::std::option::Option<crate::PveBool>,
@@ -895,14 +895,14 @@ pub struct AccessTicketCreateTicketParams {
     /// Verify ticket, and check if user have access 'privs' on 'path'
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
-    /** Verify ticket, and check if user have access 'privs' on 'path'
-
- Format `pve-priv-list`.*/
+    /// Verify ticket, and check if user have access 'privs' on 'path'
+    ///
+    /// Format `pve-priv-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
-    /** You can optionally pass the realm using this parameter. Normally the realm is simply added to the username <username>@<realm>.
-
- Format `pve-realm`.*/
+    /// You can optionally pass the realm using this parameter. Normally the realm is simply added to the username <username>@<realm>.
+    ///
+    /// Format `pve-realm`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm: ::std::option::Option<::std::string::String>,
     /// The signed TFA challenge string the user wants to respond to.
@@ -934,27 +934,27 @@ pub struct AccessUsersCreateUserParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** The `email` property.
-
- Format `email-opt`.*/
+    /// The `email` property.
+    ///
+    /// Format `email-opt`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email: ::std::option::Option<::std::string::String>,
-    /** Enable the account (default). You can set this to '0' to disable the account
-
- Default: `true`.*/
+    /// Enable the account (default). You can set this to '0' to disable the account
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
-    /** Account expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// Account expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub firstname: ::std::option::Option<::std::string::String>,
-    /** The `groups` property.
-
- Format `pve-groupid-list`.*/
+    /// The `groups` property.
+    ///
+    /// Format `pve-groupid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::string::String>,
     /// Keys for two factor auth (yubico).
@@ -966,9 +966,9 @@ pub struct AccessUsersCreateUserParams {
     /// Initial password.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
-    /** Full User ID, in the `name@realm` format.
-
- Format `pve-userid`.*/
+    /// Full User ID, in the `name@realm` format.
+    ///
+    /// Format `pve-userid`.
     pub userid: ::std::string::String,
 }
 /// The `AccessUsersIndexParams` model.
@@ -977,9 +977,9 @@ pub struct AccessUsersIndexParams {
     /// Optional filter for enable property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
-    /** Include group and token information.
-
- Default: `false`.*/
+    /// Include group and token information.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full: ::std::option::Option<crate::PveBool>,
 }
@@ -989,27 +989,27 @@ pub struct AccessUsersIndexResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** The `email` property.
-
- Format `email-opt`.*/
+    /// The `email` property.
+    ///
+    /// Format `email-opt`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email: ::std::option::Option<::std::string::String>,
-    /** Enable the account (default). You can set this to '0' to disable the account
-
- Default: `true`.*/
+    /// Enable the account (default). You can set this to '0' to disable the account
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
-    /** Account expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// Account expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub firstname: ::std::option::Option<::std::string::String>,
-    /** The `groups` property.
-
- Format `pve-groupid-list`.*/
+    /// The `groups` property.
+    ///
+    /// Format `pve-groupid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::string::String>,
     /// Keys for two factor auth (yubico).
@@ -1018,9 +1018,9 @@ pub struct AccessUsersIndexResponseItem {
     /// The `lastname` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lastname: ::std::option::Option<::std::string::String>,
-    /** The type of the users realm
-
- Format `pve-realm`.*/
+    /// The type of the users realm
+    ///
+    /// Format `pve-realm`.
     #[serde(rename = "realm-type")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm_type: ::std::option::Option<::std::string::String>,
@@ -1037,9 +1037,9 @@ pub struct AccessUsersIndexResponseItem {
     #[serde(rename = "totp-locked")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub totp_locked: ::std::option::Option<crate::PveBool>,
-    /** Full User ID, in the `name@realm` format.
-
- Format `pve-userid`.*/
+    /// Full User ID, in the `name@realm` format.
+    ///
+    /// Format `pve-userid`.
     pub userid: ::std::string::String,
 }
 /// The `AccessUsersIndexResponseItemTokensItem` model.
@@ -1048,14 +1048,14 @@ pub struct AccessUsersIndexResponseItemTokensItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** API token expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// API token expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
-    /** Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
-
- Default: `true`.*/
+    /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
     /// User-specific token identifier.
@@ -1064,26 +1064,26 @@ pub struct AccessUsersIndexResponseItemTokensItem {
 /// The `AccessUsersTfaReadUserTfaTypeParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessUsersTfaReadUserTfaTypeParams {
-    /** Request all entries as an array.
-
- Default: `false`.*/
+    /// Request all entries as an array.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub multiple: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessUsersTfaReadUserTfaTypeResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessUsersTfaReadUserTfaTypeResponse {
-    /** The type of TFA the users realm has set, if any.
-
- One of `oath`, `yubico`.*/
+    /// The type of TFA the users realm has set, if any.
+    ///
+    /// One of `oath`, `yubico`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm: ::std::option::Option<::std::string::String>,
     /// Array of the user configured TFA types, if any. Only available if 'multiple' was not passed.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub types: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** The type of TFA the user has set, if any. Only set if 'multiple' was not passed.
-
- One of `oath`, `u2f`.*/
+    /// The type of TFA the user has set, if any. Only set if 'multiple' was not passed.
+    ///
+    /// One of `oath`, `u2f`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user: ::std::option::Option<::std::string::String>,
 }
@@ -1093,14 +1093,14 @@ pub struct AccessUsersTokenTokenidGenerateTokenParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** API token expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// API token expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
-    /** Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
-
- Default: `true`.*/
+    /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
@@ -1121,14 +1121,14 @@ pub struct AccessUsersTokenTokenidReadTokenResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** API token expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// API token expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
-    /** Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
-
- Default: `true`.*/
+    /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
@@ -1138,19 +1138,19 @@ pub struct AccessUsersTokenTokenidUpdateTokenInfoParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
-    /** API token expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// API token expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
-    /** Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
-
- Default: `true`.*/
+    /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
@@ -1160,14 +1160,14 @@ pub struct AccessUsersTokenTokenidUpdateTokenInfoResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** API token expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// API token expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
-    /** Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
-
- Default: `true`.*/
+    /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
@@ -1177,19 +1177,19 @@ pub struct AccessUsersUseridReadUserResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** The `email` property.
-
- Format `email-opt`.*/
+    /// The `email` property.
+    ///
+    /// Format `email-opt`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email: ::std::option::Option<::std::string::String>,
-    /** Enable the account (default). You can set this to '0' to disable the account
-
- Default: `true`.*/
+    /// Enable the account (default). You can set this to '0' to disable the account
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
-    /** Account expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// Account expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
@@ -1219,27 +1219,27 @@ pub struct AccessUsersUseridUpdateUserParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** The `email` property.
-
- Format `email-opt`.*/
+    /// The `email` property.
+    ///
+    /// Format `email-opt`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email: ::std::option::Option<::std::string::String>,
-    /** Enable the account (default). You can set this to '0' to disable the account
-
- Default: `true`.*/
+    /// Enable the account (default). You can set this to '0' to disable the account
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
-    /** Account expiration date (seconds since epoch). '0' means no expiration date.
-
- Minimum 0.*/
+    /// Account expiration date (seconds since epoch). '0' means no expiration date.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub firstname: ::std::option::Option<::std::string::String>,
-    /** The `groups` property.
-
- Format `pve-groupid-list`.*/
+    /// The `groups` property.
+    ///
+    /// Format `pve-groupid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::string::String>,
     /// Keys for two factor auth (yubico).
@@ -1259,183 +1259,117 @@ pub struct AccessVncticketVerifyVncTicketParams {
     /// Verify that the ticket is valid for this port.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
-    /** Verify ticket, and check if user have access 'privs' on 'path'
-
- Format `pve-priv-list`.*/
+    /// Verify ticket, and check if user have access 'privs' on 'path'
+    ///
+    /// Format `pve-priv-list`.
     pub privs: ::std::string::String,
     /// The VNC ticket.
     pub vncticket: ::std::string::String,
 }
-///The `data` of the reply to `GET /access` (`access_index`).
+/// The `data` of the reply to `GET /access` (`access_index`).
 pub type AccessIndexResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///The `data` of the reply to `GET /access/acl` (`access_acl_read_acl`).
+/// The `data` of the reply to `GET /access/acl` (`access_acl_read_acl`).
 pub type AccessAclReadAclResponse = ::std::vec::Vec<
     crate::generated::access::AccessAclReadAclResponseItem,
 >;
-///Parameters of `PUT /access/acl` (`access_acl_update_acl`), without the path parameters.
-pub type AccessAclUpdateAclParams = crate::generated::access::AccessAclUpdateAclParams;
-///The `data` of the reply to `PUT /access/acl` (`access_acl_update_acl`).
+/// The `data` of the reply to `PUT /access/acl` (`access_acl_update_acl`).
 pub type AccessAclUpdateAclResponse = ();
-///The `data` of the reply to `GET /access/domains` (`access_domains_index`).
+/// The `data` of the reply to `GET /access/domains` (`access_domains_index`).
 pub type AccessDomainsIndexResponse = ::std::vec::Vec<
     crate::generated::access::AccessDomainsIndexResponseItem,
 >;
-///Parameters of `POST /access/domains` (`access_domains_create`), without the path parameters.
-pub type AccessDomainsCreateParams = crate::generated::access::AccessDomainsCreateParams;
-///The `data` of the reply to `POST /access/domains` (`access_domains_create`).
+/// The `data` of the reply to `POST /access/domains` (`access_domains_create`).
 pub type AccessDomainsCreateResponse = ();
-///The `data` of the reply to `GET /access/domains/{realm}` (`access_domains_realm_read`).
+/// The `data` of the reply to `GET /access/domains/{realm}` (`access_domains_realm_read`).
 pub type AccessDomainsRealmReadResponse = ::serde_json::Value;
-///Parameters of `PUT /access/domains/{realm}` (`access_domains_realm_update`), without the path parameters.
-pub type AccessDomainsRealmUpdateParams = crate::generated::access::AccessDomainsRealmUpdateParams;
-///The `data` of the reply to `PUT /access/domains/{realm}` (`access_domains_realm_update`).
+/// The `data` of the reply to `PUT /access/domains/{realm}` (`access_domains_realm_update`).
 pub type AccessDomainsRealmUpdateResponse = ();
-///The `data` of the reply to `DELETE /access/domains/{realm}` (`access_domains_realm_delete`).
+/// The `data` of the reply to `DELETE /access/domains/{realm}` (`access_domains_realm_delete`).
 pub type AccessDomainsRealmDeleteResponse = ();
-///Parameters of `POST /access/domains/{realm}/sync` (`access_domains_sync`), without the path parameters.
-pub type AccessDomainsSyncParams = crate::generated::access::AccessDomainsSyncParams;
-/**The `data` of the reply to `POST /access/domains/{realm}/sync` (`access_domains_sync`).
-
-Worker Task-UPID*/
+/// The `data` of the reply to `POST /access/domains/{realm}/sync` (`access_domains_sync`).
+///
+/// Worker Task-UPID
 pub type AccessDomainsSyncResponse = ::std::string::String;
-///The `data` of the reply to `GET /access/groups` (`access_groups_index`).
+/// The `data` of the reply to `GET /access/groups` (`access_groups_index`).
 pub type AccessGroupsIndexResponse = ::std::vec::Vec<
     crate::generated::access::AccessGroupsIndexResponseItem,
 >;
-///Parameters of `POST /access/groups` (`access_groups_create_group`), without the path parameters.
-pub type AccessGroupsCreateGroupParams = crate::generated::access::AccessGroupsCreateGroupParams;
-///The `data` of the reply to `POST /access/groups` (`access_groups_create_group`).
+/// The `data` of the reply to `POST /access/groups` (`access_groups_create_group`).
 pub type AccessGroupsCreateGroupResponse = ();
-///The `data` of the reply to `GET /access/groups/{groupid}` (`access_groups_groupid_read_group`).
-pub type AccessGroupsGroupidReadGroupResponse = crate::generated::access::AccessGroupsGroupidReadGroupResponse;
-///Parameters of `PUT /access/groups/{groupid}` (`access_groups_groupid_update_group`), without the path parameters.
-pub type AccessGroupsGroupidUpdateGroupParams = crate::generated::access::AccessGroupsGroupidUpdateGroupParams;
-///The `data` of the reply to `PUT /access/groups/{groupid}` (`access_groups_groupid_update_group`).
+/// The `data` of the reply to `PUT /access/groups/{groupid}` (`access_groups_groupid_update_group`).
 pub type AccessGroupsGroupidUpdateGroupResponse = ();
-///The `data` of the reply to `DELETE /access/groups/{groupid}` (`access_groups_groupid_delete_group`).
+/// The `data` of the reply to `DELETE /access/groups/{groupid}` (`access_groups_groupid_delete_group`).
 pub type AccessGroupsGroupidDeleteGroupResponse = ();
-///The `data` of the reply to `GET /access/openid` (`access_openid_index`).
+/// The `data` of the reply to `GET /access/openid` (`access_openid_index`).
 pub type AccessOpenidIndexResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///Parameters of `POST /access/openid/auth-url` (`access_openid_auth_url`), without the path parameters.
-pub type AccessOpenidAuthUrlParams = crate::generated::access::AccessOpenidAuthUrlParams;
-/**The `data` of the reply to `POST /access/openid/auth-url` (`access_openid_auth_url`).
-
-Redirection URL.*/
+/// The `data` of the reply to `POST /access/openid/auth-url` (`access_openid_auth_url`).
+///
+/// Redirection URL.
 pub type AccessOpenidAuthUrlResponse = ::std::string::String;
-///Parameters of `POST /access/openid/login` (`access_openid_login`), without the path parameters.
-pub type AccessOpenidLoginParams = crate::generated::access::AccessOpenidLoginParams;
-///The `data` of the reply to `POST /access/openid/login` (`access_openid_login`).
+/// The `data` of the reply to `POST /access/openid/login` (`access_openid_login`).
 pub type AccessOpenidLoginResponse = ::serde_json::Value;
-///Parameters of `PUT /access/password` (`access_password_change_password`), without the path parameters.
-pub type AccessPasswordChangePasswordParams = crate::generated::access::AccessPasswordChangePasswordParams;
-///The `data` of the reply to `PUT /access/password` (`access_password_change_password`).
+/// The `data` of the reply to `PUT /access/password` (`access_password_change_password`).
 pub type AccessPasswordChangePasswordResponse = ();
-///Parameters of `GET /access/permissions` (`access_permissions`), without the path parameters.
-pub type AccessPermissionsParams = crate::generated::access::AccessPermissionsParams;
-/**The `data` of the reply to `GET /access/permissions` (`access_permissions`).
-
-Map of "path" => (Map of "privilege" => "propagate boolean").*/
+/// The `data` of the reply to `GET /access/permissions` (`access_permissions`).
+///
+/// Map of "path" => (Map of "privilege" => "propagate boolean").
 pub type AccessPermissionsResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///The `data` of the reply to `GET /access/roles` (`access_roles_index`).
+/// The `data` of the reply to `GET /access/roles` (`access_roles_index`).
 pub type AccessRolesIndexResponse = ::std::vec::Vec<
     crate::generated::access::AccessRolesIndexResponseItem,
 >;
-///Parameters of `POST /access/roles` (`access_roles_create_role`), without the path parameters.
-pub type AccessRolesCreateRoleParams = crate::generated::access::AccessRolesCreateRoleParams;
-///The `data` of the reply to `POST /access/roles` (`access_roles_create_role`).
+/// The `data` of the reply to `POST /access/roles` (`access_roles_create_role`).
 pub type AccessRolesCreateRoleResponse = ();
-///The `data` of the reply to `GET /access/roles/{roleid}` (`access_roles_roleid_read_role`).
-pub type AccessRolesRoleidReadRoleResponse = crate::generated::access::AccessRolesRoleidReadRoleResponse;
-///Parameters of `PUT /access/roles/{roleid}` (`access_roles_roleid_update_role`), without the path parameters.
-pub type AccessRolesRoleidUpdateRoleParams = crate::generated::access::AccessRolesRoleidUpdateRoleParams;
-///The `data` of the reply to `PUT /access/roles/{roleid}` (`access_roles_roleid_update_role`).
+/// The `data` of the reply to `PUT /access/roles/{roleid}` (`access_roles_roleid_update_role`).
 pub type AccessRolesRoleidUpdateRoleResponse = ();
-///The `data` of the reply to `DELETE /access/roles/{roleid}` (`access_roles_roleid_delete_role`).
+/// The `data` of the reply to `DELETE /access/roles/{roleid}` (`access_roles_roleid_delete_role`).
 pub type AccessRolesRoleidDeleteRoleResponse = ();
-/**The `data` of the reply to `GET /access/tfa` (`access_tfa_list_tfa`).
-
-The list tuples of user and TFA entries.*/
+/// The `data` of the reply to `GET /access/tfa` (`access_tfa_list_tfa`).
+///
+/// The list tuples of user and TFA entries.
 pub type AccessTfaListTfaResponse = ::std::vec::Vec<
     crate::generated::access::AccessTfaListTfaResponseItem,
 >;
-/**The `data` of the reply to `GET /access/tfa/{userid}` (`access_tfa_userid_list_user_tfa`).
-
-A list of the user's TFA entries.*/
+/// The `data` of the reply to `GET /access/tfa/{userid}` (`access_tfa_userid_list_user_tfa`).
+///
+/// A list of the user's TFA entries.
 pub type AccessTfaUseridListUserTfaResponse = ::std::vec::Vec<
     crate::generated::access::AccessTfaListTfaResponseItemEntriesItem,
 >;
-///Parameters of `POST /access/tfa/{userid}` (`access_tfa_userid_add_tfa_entry`), without the path parameters.
-pub type AccessTfaUseridAddTfaEntryParams = crate::generated::access::AccessTfaUseridAddTfaEntryParams;
-///The `data` of the reply to `POST /access/tfa/{userid}` (`access_tfa_userid_add_tfa_entry`).
-pub type AccessTfaUseridAddTfaEntryResponse = crate::generated::access::AccessTfaUseridAddTfaEntryResponse;
-/**The `data` of the reply to `GET /access/tfa/{userid}/{id}` (`access_tfa_id_get_tfa_entry`).
-
-TFA Entry.*/
+/// The `data` of the reply to `GET /access/tfa/{userid}/{id}` (`access_tfa_id_get_tfa_entry`).
+///
+/// TFA Entry.
 pub type AccessTfaIdGetTfaEntryResponse = crate::generated::access::AccessTfaListTfaResponseItemEntriesItem;
-///Parameters of `PUT /access/tfa/{userid}/{id}` (`access_tfa_id_update_tfa_entry`), without the path parameters.
-pub type AccessTfaIdUpdateTfaEntryParams = crate::generated::access::AccessTfaIdUpdateTfaEntryParams;
-///The `data` of the reply to `PUT /access/tfa/{userid}/{id}` (`access_tfa_id_update_tfa_entry`).
+/// The `data` of the reply to `PUT /access/tfa/{userid}/{id}` (`access_tfa_id_update_tfa_entry`).
 pub type AccessTfaIdUpdateTfaEntryResponse = ();
-///Parameters of `DELETE /access/tfa/{userid}/{id}` (`access_tfa_id_delete_tfa`), without the path parameters.
-pub type AccessTfaIdDeleteTfaParams = crate::generated::access::AccessTfaIdDeleteTfaParams;
-///The `data` of the reply to `DELETE /access/tfa/{userid}/{id}` (`access_tfa_id_delete_tfa`).
+/// The `data` of the reply to `DELETE /access/tfa/{userid}/{id}` (`access_tfa_id_delete_tfa`).
 pub type AccessTfaIdDeleteTfaResponse = ();
-///The `data` of the reply to `GET /access/ticket` (`access_ticket_get_ticket`).
+/// The `data` of the reply to `GET /access/ticket` (`access_ticket_get_ticket`).
 pub type AccessTicketGetTicketResponse = ();
-///Parameters of `POST /access/ticket` (`access_ticket_create_ticket`), without the path parameters.
-pub type AccessTicketCreateTicketParams = crate::generated::access::AccessTicketCreateTicketParams;
-///The `data` of the reply to `POST /access/ticket` (`access_ticket_create_ticket`).
-pub type AccessTicketCreateTicketResponse = crate::generated::access::AccessTicketCreateTicketResponse;
-///Parameters of `GET /access/users` (`access_users_index`), without the path parameters.
-pub type AccessUsersIndexParams = crate::generated::access::AccessUsersIndexParams;
-///The `data` of the reply to `GET /access/users` (`access_users_index`).
+/// The `data` of the reply to `GET /access/users` (`access_users_index`).
 pub type AccessUsersIndexResponse = ::std::vec::Vec<
     crate::generated::access::AccessUsersIndexResponseItem,
 >;
-///Parameters of `POST /access/users` (`access_users_create_user`), without the path parameters.
-pub type AccessUsersCreateUserParams = crate::generated::access::AccessUsersCreateUserParams;
-///The `data` of the reply to `POST /access/users` (`access_users_create_user`).
+/// The `data` of the reply to `POST /access/users` (`access_users_create_user`).
 pub type AccessUsersCreateUserResponse = ();
-///The `data` of the reply to `GET /access/users/{userid}` (`access_users_userid_read_user`).
-pub type AccessUsersUseridReadUserResponse = crate::generated::access::AccessUsersUseridReadUserResponse;
-///Parameters of `PUT /access/users/{userid}` (`access_users_userid_update_user`), without the path parameters.
-pub type AccessUsersUseridUpdateUserParams = crate::generated::access::AccessUsersUseridUpdateUserParams;
-///The `data` of the reply to `PUT /access/users/{userid}` (`access_users_userid_update_user`).
+/// The `data` of the reply to `PUT /access/users/{userid}` (`access_users_userid_update_user`).
 pub type AccessUsersUseridUpdateUserResponse = ();
-///The `data` of the reply to `DELETE /access/users/{userid}` (`access_users_userid_delete_user`).
+/// The `data` of the reply to `DELETE /access/users/{userid}` (`access_users_userid_delete_user`).
 pub type AccessUsersUseridDeleteUserResponse = ();
-///Parameters of `GET /access/users/{userid}/tfa` (`access_users_tfa_read_user_tfa_type`), without the path parameters.
-pub type AccessUsersTfaReadUserTfaTypeParams = crate::generated::access::AccessUsersTfaReadUserTfaTypeParams;
-///The `data` of the reply to `GET /access/users/{userid}/tfa` (`access_users_tfa_read_user_tfa_type`).
-pub type AccessUsersTfaReadUserTfaTypeResponse = crate::generated::access::AccessUsersTfaReadUserTfaTypeResponse;
-///The `data` of the reply to `GET /access/users/{userid}/token` (`access_users_token_token_index`).
+/// The `data` of the reply to `GET /access/users/{userid}/token` (`access_users_token_token_index`).
 pub type AccessUsersTokenTokenIndexResponse = ::std::vec::Vec<
     crate::generated::access::AccessUsersIndexResponseItemTokensItem,
 >;
-///The `data` of the reply to `GET /access/users/{userid}/token/{tokenid}` (`access_users_token_tokenid_read_token`).
-pub type AccessUsersTokenTokenidReadTokenResponse = crate::generated::access::AccessUsersTokenTokenidReadTokenResponse;
-///Parameters of `POST /access/users/{userid}/token/{tokenid}` (`access_users_token_tokenid_generate_token`), without the path parameters.
-pub type AccessUsersTokenTokenidGenerateTokenParams = crate::generated::access::AccessUsersTokenTokenidGenerateTokenParams;
-///The `data` of the reply to `POST /access/users/{userid}/token/{tokenid}` (`access_users_token_tokenid_generate_token`).
-pub type AccessUsersTokenTokenidGenerateTokenResponse = crate::generated::access::AccessUsersTokenTokenidGenerateTokenResponse;
-///Parameters of `PUT /access/users/{userid}/token/{tokenid}` (`access_users_token_tokenid_update_token_info`), without the path parameters.
-pub type AccessUsersTokenTokenidUpdateTokenInfoParams = crate::generated::access::AccessUsersTokenTokenidUpdateTokenInfoParams;
-/**The `data` of the reply to `PUT /access/users/{userid}/token/{tokenid}` (`access_users_token_tokenid_update_token_info`).
-
-Updated token information.*/
-pub type AccessUsersTokenTokenidUpdateTokenInfoResponse = crate::generated::access::AccessUsersTokenTokenidUpdateTokenInfoResponse;
-///The `data` of the reply to `DELETE /access/users/{userid}/token/{tokenid}` (`access_users_token_tokenid_remove_token`).
+/// The `data` of the reply to `DELETE /access/users/{userid}/token/{tokenid}` (`access_users_token_tokenid_remove_token`).
 pub type AccessUsersTokenTokenidRemoveTokenResponse = ();
-///The `data` of the reply to `PUT /access/users/{userid}/unlock-tfa` (`access_users_unlock_tfa`).
+/// The `data` of the reply to `PUT /access/users/{userid}/unlock-tfa` (`access_users_unlock_tfa`).
 pub type AccessUsersUnlockTfaResponse = crate::PveBool;
-///Parameters of `POST /access/vncticket` (`access_vncticket_verify_vnc_ticket`), without the path parameters.
-pub type AccessVncticketVerifyVncTicketParams = crate::generated::access::AccessVncticketVerifyVncTicketParams;
-///The `data` of the reply to `POST /access/vncticket` (`access_vncticket_verify_vnc_ticket`).
+/// The `data` of the reply to `POST /access/vncticket` (`access_vncticket_verify_vnc_ticket`).
 pub type AccessVncticketVerifyVncTicketResponse = ();

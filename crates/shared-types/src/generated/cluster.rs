@@ -22,22 +22,22 @@ pub struct ClusterAcmeAccountNameGetAccountResponse {
 /// The `ClusterAcmeAccountNameUpdateAccountParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterAcmeAccountNameUpdateAccountParams {
-    /** Contact email addresses.
-
- Format `email-list`.*/
+    /// Contact email addresses.
+    ///
+    /// Format `email-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub contact: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterAcmeAccountRegisterAccountParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterAcmeAccountRegisterAccountParams {
-    /** Contact email addresses.
-
- Format `email-list`.*/
+    /// Contact email addresses.
+    ///
+    /// Format `email-list`.
     pub contact: ::std::string::String,
-    /** URL of ACME CA directory endpoint.
-
- Default: `"https://acme-v02.api.letsencrypt.org/directory"`.*/
+    /// URL of ACME CA directory endpoint.
+    ///
+    /// Default: `"https://acme-v02.api.letsencrypt.org/directory"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub directory: ::std::option::Option<::std::string::String>,
     /// HMAC key for External Account Binding.
@@ -48,9 +48,9 @@ pub struct ClusterAcmeAccountRegisterAccountParams {
     #[serde(rename = "eab-kid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub eab_kid: ::std::option::Option<::std::string::String>,
-    /** ACME account config file name.
-
- Format `pve-configid`. Default: `"default"`.*/
+    /// ACME account config file name.
+    ///
+    /// Format `pve-configid`. Default: `"default"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// URL of CA TermsOfService - setting this indicates agreement.
@@ -80,9 +80,9 @@ pub struct ClusterAcmeDirectoriesGetDirectoriesResponseItem {
 /// The `ClusterAcmeMetaGetMetaParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterAcmeMetaGetMetaParams {
-    /** URL of ACME CA directory endpoint.
-
- Default: `"https://acme-v02.api.letsencrypt.org/directory"`.*/
+    /// URL of ACME CA directory endpoint.
+    ///
+    /// Default: `"https://acme-v02.api.letsencrypt.org/directory"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub directory: ::std::option::Option<::std::string::String>,
 }
@@ -108,9 +108,9 @@ pub struct ClusterAcmeMetaGetMetaResponse {
 /// The `ClusterAcmePluginsAddPluginParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterAcmePluginsAddPluginParams {
-    /** API plugin name
-
- One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.*/
+    /// API plugin name
+    ///
+    /// One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub api: ::std::option::Option<::std::string::String>,
     /// DNS plugin data. (base64 encoded)
@@ -119,22 +119,22 @@ pub struct ClusterAcmePluginsAddPluginParams {
     /// Flag to disable the config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** ACME Plugin ID name
-
- Format `pve-configid`.*/
+    /// ACME Plugin ID name
+    ///
+    /// Format `pve-configid`.
     pub id: ::std::string::String,
-    /** List of cluster node names.
-
- Format `pve-node-list`.*/
+    /// List of cluster node names.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** ACME challenge type.
-
- One of `dns`, `standalone`.*/
+    /// ACME challenge type.
+    ///
+    /// One of `dns`, `standalone`.
     pub r#type: ::std::string::String,
-    /** Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
-
- Range 0 to 172800. Default: `30`.*/
+    /// Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
+    ///
+    /// Range 0 to 172800. Default: `30`.
     #[serde(rename = "validation-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub validation_delay: ::std::option::Option<i64>,
@@ -142,17 +142,17 @@ pub struct ClusterAcmePluginsAddPluginParams {
 /// The `ClusterAcmePluginsIdUpdatePluginParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterAcmePluginsIdUpdatePluginParams {
-    /** API plugin name
-
- One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.*/
+    /// API plugin name
+    ///
+    /// One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub api: ::std::option::Option<::std::string::String>,
     /// DNS plugin data. (base64 encoded)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -161,14 +161,14 @@ pub struct ClusterAcmePluginsIdUpdatePluginParams {
     /// Flag to disable the config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** List of cluster node names.
-
- Format `pve-node-list`.*/
+    /// List of cluster node names.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
-
- Range 0 to 172800. Default: `30`.*/
+    /// Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
+    ///
+    /// Range 0 to 172800. Default: `30`.
     #[serde(rename = "validation-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub validation_delay: ::std::option::Option<i64>,
@@ -176,18 +176,18 @@ pub struct ClusterAcmePluginsIdUpdatePluginParams {
 /// The `ClusterAcmePluginsIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterAcmePluginsIndexParams {
-    /** Only list ACME plugins of a specific type
-
- One of `dns`, `standalone`.*/
+    /// Only list ACME plugins of a specific type
+    ///
+    /// One of `dns`, `standalone`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterAcmePluginsIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterAcmePluginsIndexResponseItem {
-    /** API plugin name
-
- One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.*/
+    /// API plugin name
+    ///
+    /// One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub api: ::std::option::Option<::std::string::String>,
     /// DNS plugin data. (base64 encoded)
@@ -199,22 +199,22 @@ pub struct ClusterAcmePluginsIndexResponseItem {
     /// Flag to disable the config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** List of cluster node names.
-
- Format `pve-node-list`.*/
+    /// List of cluster node names.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** Unique identifier for ACME plugin instance.
-
- Format `pve-configid`.*/
+    /// Unique identifier for ACME plugin instance.
+    ///
+    /// Format `pve-configid`.
     pub plugin: ::std::string::String,
-    /** ACME challenge type.
-
- One of `dns`, `standalone`.*/
+    /// ACME challenge type.
+    ///
+    /// One of `dns`, `standalone`.
     pub r#type: ::std::string::String,
-    /** Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
-
- Range 0 to 172800. Default: `30`.*/
+    /// Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
+    ///
+    /// Range 0 to 172800. Default: `30`.
     #[serde(rename = "validation-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub validation_delay: ::std::option::Option<i64>,
@@ -222,115 +222,115 @@ pub struct ClusterAcmePluginsIndexResponseItem {
 /// The `ClusterBackupCreateJobParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBackupCreateJobParams {
-    /** Backup all known guest systems on this host.
-
- Default: `false`.*/
+    /// Backup all known guest systems on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
-    /** Limit I/O bandwidth (in KiB/s).
-
- Minimum 0. Default: `0`.*/
+    /// Limit I/O bandwidth (in KiB/s).
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Compress dump file.
-
- One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.*/
+    /// Compress dump file.
+    ///
+    /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<::std::string::String>,
-    /** Deprecated: Use 'schedule' instead. Day of week selection. 'starttime' and 'dow' will be converted into 'schedule' if used.
-
- Format `pve-day-of-week-list`. Default: `"mon,tue,wed,thu,fri,sat,sun"`.*/
+    /// Deprecated: Use 'schedule' instead. Day of week selection. 'starttime' and 'dow' will be converted into 'schedule' if used.
+    ///
+    /// Format `pve-day-of-week-list`. Default: `"mon,tue,wed,thu,fri,sat,sun"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dow: ::std::option::Option<::std::string::String>,
     /// Store resulting files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
-    /** Enable or disable the job.
-
- Default: `true`.*/
+    /// Enable or disable the job.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
-    /** Exclude specified guest systems (assumes --all)
-
- Format `pve-vmid-list`.*/
+    /// Exclude specified guest systems (assumes --all)
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
     #[serde(rename = "exclude-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Options for backup fleecing (VM only).
-
- Format `backup-fleecing`.*/
+    /// Options for backup fleecing (VM only).
+    ///
+    /// Format `backup-fleecing`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<::std::string::String>,
-    /** Job ID (will be autogenerated).
-
- Format `pve-configid`.*/
+    /// Job ID (will be autogenerated).
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
-    /** Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
-
- Range 0 to 8. Default: `7`.*/
+    /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
+    ///
+    /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
-    /** Maximal time to wait for the global lock (minutes).
-
- Minimum 0. Default: `180`.*/
+    /// Maximal time to wait for the global lock (minutes).
+    ///
+    /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
-    /** Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
-
- One of `always`, `failure`. Default: `"always"`.*/
+    /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
+    ///
+    /// One of `always`, `failure`. Default: `"always"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<::std::string::String>,
-    /** Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
-
- Format `email-or-username-list`.*/
+    /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
+    ///
+    /// Format `email-or-username-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
-    /** Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
-
- Minimum 1.*/
+    /// Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxfiles: ::std::option::Option<i64>,
-    /** Backup mode.
-
- One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.*/
+    /// Backup mode.
+    ///
+    /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** Only run if executed on this node.
-
- Format `pve-node`.*/
+    /// Only run if executed on this node.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
     #[serde(rename = "notes-template")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
-    /** Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
-
- One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.*/
+    /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
+    ///
+    /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
     #[serde(rename = "notification-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<::std::string::String>,
-    /** PBS mode used to detect file changes and switch encoding format for container backups.
-
- One of `legacy`, `data`, `metadata`.*/
+    /// PBS mode used to detect file changes and switch encoding format for container backups.
+    ///
+    /// One of `legacy`, `data`, `metadata`.
     #[serde(rename = "pbs-change-detection-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<::std::string::String>,
-    /** Other performance-related settings.
-
- Format `backup-performance`.*/
+    /// Other performance-related settings.
+    ///
+    /// Format `backup-performance`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<::std::string::String>,
-    /** Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
-
- Default: `0`.*/
+    /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
+    ///
+    /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
@@ -339,31 +339,31 @@ pub struct ClusterBackupCreateJobParams {
     /// If true, mark backup(s) as protected.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
-    /** Use these retention options instead of those from the storage configuration.
-
- Format `prune-backups`. Default: `"keep-all=1"`.*/
+    /// Use these retention options instead of those from the storage configuration.
+    ///
+    /// Format `prune-backups`. Default: `"keep-all=1"`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<::std::string::String>,
-    /** Be quiet.
-
- Default: `false`.*/
+    /// Be quiet.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
-    /** Prune older backups according to 'prune-backups'.
-
- Default: `true`.*/
+    /// Prune older backups according to 'prune-backups'.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
-    /** If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
-
- Default: `false`.*/
+    /// If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
+    ///
+    /// Default: `false`.
     #[serde(rename = "repeat-missed")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub repeat_missed: ::std::option::Option<crate::PveBool>,
-    /** Backup schedule. The format is a subset of `systemd` calendar events.
-
- Format `pve-calendar-event`.*/
+    /// Backup schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// Use specified hook script.
@@ -372,152 +372,152 @@ pub struct ClusterBackupCreateJobParams {
     /// Deprecated: Use 'schedule' instead. Job Start time. 'starttime' and 'dow' will be converted into 'schedule' if used.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub starttime: ::std::option::Option<::std::string::String>,
-    /** Exclude temporary files and logs.
-
- Default: `true`.*/
+    /// Exclude temporary files and logs.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
-    /** Stop running backup jobs on this host.
-
- Default: `false`.*/
+    /// Stop running backup jobs on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
-    /** Maximal time to wait until a guest system is stopped (minutes).
-
- Minimum 0. Default: `10`.*/
+    /// Maximal time to wait until a guest system is stopped (minutes).
+    ///
+    /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
-    /** Store resulting file to this storage.
-
- Format `pve-storage-id`.*/
+    /// Store resulting file to this storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
-    /** The ID of the guest system you want to backup.
-
- Format `pve-vmid-list`.*/
+    /// The ID of the guest system you want to backup.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
-    /** Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
-
- Default: `1`.*/
+    /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
+    ///
+    /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
 }
 /// The `ClusterBackupIdUpdateJobParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBackupIdUpdateJobParams {
-    /** Backup all known guest systems on this host.
-
- Default: `false`.*/
+    /// Backup all known guest systems on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
-    /** Limit I/O bandwidth (in KiB/s).
-
- Minimum 0. Default: `0`.*/
+    /// Limit I/O bandwidth (in KiB/s).
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Compress dump file.
-
- One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.*/
+    /// Compress dump file.
+    ///
+    /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
-    /** Deprecated: Use 'schedule' instead. Day of week selection. 'starttime' and 'dow' will be converted into 'schedule' if used.
-
- Format `pve-day-of-week-list`.*/
+    /// Deprecated: Use 'schedule' instead. Day of week selection. 'starttime' and 'dow' will be converted into 'schedule' if used.
+    ///
+    /// Format `pve-day-of-week-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dow: ::std::option::Option<::std::string::String>,
     /// Store resulting files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
-    /** Enable or disable the job.
-
- Default: `true`.*/
+    /// Enable or disable the job.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
-    /** Exclude specified guest systems (assumes --all)
-
- Format `pve-vmid-list`.*/
+    /// Exclude specified guest systems (assumes --all)
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
     #[serde(rename = "exclude-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Options for backup fleecing (VM only).
-
- Format `backup-fleecing`.*/
+    /// Options for backup fleecing (VM only).
+    ///
+    /// Format `backup-fleecing`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<::std::string::String>,
-    /** Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
-
- Range 0 to 8. Default: `7`.*/
+    /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
+    ///
+    /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
-    /** Maximal time to wait for the global lock (minutes).
-
- Minimum 0. Default: `180`.*/
+    /// Maximal time to wait for the global lock (minutes).
+    ///
+    /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
-    /** Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
-
- One of `always`, `failure`. Default: `"always"`.*/
+    /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
+    ///
+    /// One of `always`, `failure`. Default: `"always"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<::std::string::String>,
-    /** Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
-
- Format `email-or-username-list`.*/
+    /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
+    ///
+    /// Format `email-or-username-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
-    /** Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
-
- Minimum 1.*/
+    /// Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxfiles: ::std::option::Option<i64>,
-    /** Backup mode.
-
- One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.*/
+    /// Backup mode.
+    ///
+    /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** Only run if executed on this node.
-
- Format `pve-node`.*/
+    /// Only run if executed on this node.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
     #[serde(rename = "notes-template")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
-    /** Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
-
- One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.*/
+    /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
+    ///
+    /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
     #[serde(rename = "notification-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<::std::string::String>,
-    /** PBS mode used to detect file changes and switch encoding format for container backups.
-
- One of `legacy`, `data`, `metadata`.*/
+    /// PBS mode used to detect file changes and switch encoding format for container backups.
+    ///
+    /// One of `legacy`, `data`, `metadata`.
     #[serde(rename = "pbs-change-detection-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<::std::string::String>,
-    /** Other performance-related settings.
-
- Format `backup-performance`.*/
+    /// Other performance-related settings.
+    ///
+    /// Format `backup-performance`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<::std::string::String>,
-    /** Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
-
- Default: `0`.*/
+    /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
+    ///
+    /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
@@ -526,31 +526,31 @@ pub struct ClusterBackupIdUpdateJobParams {
     /// If true, mark backup(s) as protected.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
-    /** Use these retention options instead of those from the storage configuration.
-
- Format `prune-backups`. Default: `"keep-all=1"`.*/
+    /// Use these retention options instead of those from the storage configuration.
+    ///
+    /// Format `prune-backups`. Default: `"keep-all=1"`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<::std::string::String>,
-    /** Be quiet.
-
- Default: `false`.*/
+    /// Be quiet.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
-    /** Prune older backups according to 'prune-backups'.
-
- Default: `true`.*/
+    /// Prune older backups according to 'prune-backups'.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
-    /** If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
-
- Default: `false`.*/
+    /// If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
+    ///
+    /// Default: `false`.
     #[serde(rename = "repeat-missed")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub repeat_missed: ::std::option::Option<crate::PveBool>,
-    /** Backup schedule. The format is a subset of `systemd` calendar events.
-
- Format `pve-calendar-event`.*/
+    /// Backup schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// Use specified hook script.
@@ -559,37 +559,37 @@ pub struct ClusterBackupIdUpdateJobParams {
     /// Deprecated: Use 'schedule' instead. Job Start time. 'starttime' and 'dow' will be converted into 'schedule' if used.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub starttime: ::std::option::Option<::std::string::String>,
-    /** Exclude temporary files and logs.
-
- Default: `true`.*/
+    /// Exclude temporary files and logs.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
-    /** Stop running backup jobs on this host.
-
- Default: `false`.*/
+    /// Stop running backup jobs on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
-    /** Maximal time to wait until a guest system is stopped (minutes).
-
- Minimum 0. Default: `10`.*/
+    /// Maximal time to wait until a guest system is stopped (minutes).
+    ///
+    /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
-    /** Store resulting file to this storage.
-
- Format `pve-storage-id`.*/
+    /// Store resulting file to this storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
-    /** The ID of the guest system you want to backup.
-
- Format `pve-vmid-list`.*/
+    /// The ID of the guest system you want to backup.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
-    /** Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
-
- Default: `1`.*/
+    /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
+    ///
+    /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
 }
@@ -616,9 +616,9 @@ pub struct ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenIt
     /// Name of the guest
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
-    /** Type of the guest, VM, CT or unknown for removed but not purged guests.
-
- One of `qemu`, `lxc`, `unknown`.*/
+    /// Type of the guest, VM, CT or unknown for removed but not purged guests.
+    ///
+    /// One of `qemu`, `lxc`, `unknown`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemChildrenItem` model.
@@ -636,35 +636,35 @@ pub struct ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenIt
 /// The `ClusterBackupIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBackupIndexResponseItem {
-    /** Backup all known guest systems on this host.
-
- Default: `false`.*/
+    /// Backup all known guest systems on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
-    /** Limit I/O bandwidth (in KiB/s).
-
- Minimum 0. Default: `0`.*/
+    /// Limit I/O bandwidth (in KiB/s).
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Compress dump file.
-
- One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.*/
+    /// Compress dump file.
+    ///
+    /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<::std::string::String>,
     /// Store resulting files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
-    /** Enable or disable the job.
-
- Default: `true`.*/
+    /// Enable or disable the job.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
-    /** Exclude specified guest systems (assumes --all)
-
- Format `pve-vmid-list`.*/
+    /// Exclude specified guest systems (assumes --all)
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
@@ -678,58 +678,58 @@ pub struct ClusterBackupIndexResponseItem {
     >,
     /// The job ID.
     pub id: ::std::string::String,
-    /** Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
-
- Range 0 to 8. Default: `7`.*/
+    /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
+    ///
+    /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
-    /** Maximal time to wait for the global lock (minutes).
-
- Minimum 0. Default: `180`.*/
+    /// Maximal time to wait for the global lock (minutes).
+    ///
+    /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
-    /** Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
-
- One of `always`, `failure`. Default: `"always"`.*/
+    /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
+    ///
+    /// One of `always`, `failure`. Default: `"always"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<::std::string::String>,
-    /** Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
-
- Format `email-or-username-list`.*/
+    /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
+    ///
+    /// Format `email-or-username-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
-    /** Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
-
- Minimum 1.*/
+    /// Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxfiles: ::std::option::Option<i64>,
-    /** Backup mode.
-
- One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.*/
+    /// Backup mode.
+    ///
+    /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
     /// UNIX timestamp when this backup job will be executed next
     #[serde(rename = "next-run")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub next_run: ::std::option::Option<i64>,
-    /** Only run if executed on this node.
-
- Format `pve-node`.*/
+    /// Only run if executed on this node.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
     #[serde(rename = "notes-template")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
-    /** Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
-
- One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.*/
+    /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
+    ///
+    /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
     #[serde(rename = "notification-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<::std::string::String>,
-    /** PBS mode used to detect file changes and switch encoding format for container backups.
-
- One of `legacy`, `data`, `metadata`.*/
+    /// PBS mode used to detect file changes and switch encoding format for container backups.
+    ///
+    /// One of `legacy`, `data`, `metadata`.
     #[serde(rename = "pbs-change-detection-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<::std::string::String>,
@@ -738,9 +738,9 @@ pub struct ClusterBackupIndexResponseItem {
     pub performance: ::std::option::Option<
         crate::generated::cluster::ClusterBackupIndexResponseItemPerformance,
     >,
-    /** Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
-
- Default: `0`.*/
+    /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
+    ///
+    /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
@@ -755,90 +755,90 @@ pub struct ClusterBackupIndexResponseItem {
     pub prune_backups: ::std::option::Option<
         crate::generated::cluster::ClusterBackupIndexResponseItemPruneBackups,
     >,
-    /** Be quiet.
-
- Default: `false`.*/
+    /// Be quiet.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
-    /** Prune older backups according to 'prune-backups'.
-
- Default: `true`.*/
+    /// Prune older backups according to 'prune-backups'.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
-    /** If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
-
- Default: `false`.*/
+    /// If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
+    ///
+    /// Default: `false`.
     #[serde(rename = "repeat-missed")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub repeat_missed: ::std::option::Option<crate::PveBool>,
-    /** Backup schedule. The format is a subset of `systemd` calendar events.
-
- Format `pve-calendar-event`.*/
+    /// Backup schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// Use specified hook script.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
-    /** Exclude temporary files and logs.
-
- Default: `true`.*/
+    /// Exclude temporary files and logs.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
-    /** Stop running backup jobs on this host.
-
- Default: `false`.*/
+    /// Stop running backup jobs on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
-    /** Maximal time to wait until a guest system is stopped (minutes).
-
- Minimum 0. Default: `10`.*/
+    /// Maximal time to wait until a guest system is stopped (minutes).
+    ///
+    /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
-    /** Store resulting file to this storage.
-
- Format `pve-storage-id`.*/
+    /// Store resulting file to this storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
-    /** The ID of the guest system you want to backup.
-
- Format `pve-vmid-list`.*/
+    /// The ID of the guest system you want to backup.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
-    /** Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
-
- Default: `1`.*/
+    /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
+    ///
+    /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
 }
 /// Options for backup fleecing (VM only).
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBackupIndexResponseItemFleecing {
-    /** Enable backup fleecing. Cache backup data from blocks where new guest writes happen on specified storage instead of copying them directly to the backup target. This can help guest IO performance and even prevent hangs, at the cost of requiring more storage space.
-
- Default: `false`.*/
+    /// Enable backup fleecing. Cache backup data from blocks where new guest writes happen on specified storage instead of copying them directly to the backup target. This can help guest IO performance and even prevent hangs, at the cost of requiring more storage space.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
-    /** Use this storage to storage fleecing images. For efficient space usage, it's best to use a local storage that supports discard and either thin provisioning or sparse files.
-
- Format `pve-storage-id`.*/
+    /// Use this storage to storage fleecing images. For efficient space usage, it's best to use a local storage that supports discard and either thin provisioning or sparse files.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
 }
 /// Other performance-related settings.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBackupIndexResponseItemPerformance {
-    /** Applies to VMs. Allow up to this many IO workers at the same time.
-
- Range 1 to 256. Default: `16`.*/
+    /// Applies to VMs. Allow up to this many IO workers at the same time.
+    ///
+    /// Range 1 to 256. Default: `16`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Applies to container backups sent to PBS. Limits the number of entries allowed in memory at a given time to avoid unintended OOM situations. Increase it to enable backups of containers with a large amount of files.
-
- Minimum 1. Default: `1048576`.*/
+    /// Applies to container backups sent to PBS. Limits the number of entries allowed in memory at a given time to avoid unintended OOM situations. Increase it to enable backups of containers with a large amount of files.
+    ///
+    /// Minimum 1. Default: `1048576`.
     #[serde(rename = "pbs-entries-max")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_entries_max: ::std::option::Option<i64>,
@@ -850,39 +850,39 @@ pub struct ClusterBackupIndexResponseItemPruneBackups {
     #[serde(rename = "keep-all")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_all: ::std::option::Option<crate::PveBool>,
-    /** Keep backups for the last <N> different days. If there is morethan one backup for a single day, only the latest one is kept.
-
- Minimum 0.*/
+    /// Keep backups for the last <N> different days. If there is morethan one backup for a single day, only the latest one is kept.
+    ///
+    /// Minimum 0.
     #[serde(rename = "keep-daily")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_daily: ::std::option::Option<i64>,
-    /** Keep backups for the last <N> different hours. If there is morethan one backup for a single hour, only the latest one is kept.
-
- Minimum 0.*/
+    /// Keep backups for the last <N> different hours. If there is morethan one backup for a single hour, only the latest one is kept.
+    ///
+    /// Minimum 0.
     #[serde(rename = "keep-hourly")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_hourly: ::std::option::Option<i64>,
-    /** Keep the last <N> backups.
-
- Minimum 0.*/
+    /// Keep the last <N> backups.
+    ///
+    /// Minimum 0.
     #[serde(rename = "keep-last")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_last: ::std::option::Option<i64>,
-    /** Keep backups for the last <N> different months. If there is morethan one backup for a single month, only the latest one is kept.
-
- Minimum 0.*/
+    /// Keep backups for the last <N> different months. If there is morethan one backup for a single month, only the latest one is kept.
+    ///
+    /// Minimum 0.
     #[serde(rename = "keep-monthly")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_monthly: ::std::option::Option<i64>,
-    /** Keep backups for the last <N> different weeks. If there is morethan one backup for a single week, only the latest one is kept.
-
- Minimum 0.*/
+    /// Keep backups for the last <N> different weeks. If there is morethan one backup for a single week, only the latest one is kept.
+    ///
+    /// Minimum 0.
     #[serde(rename = "keep-weekly")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_weekly: ::std::option::Option<i64>,
-    /** Keep backups for the last <N> different years. If there is morethan one backup for a single year, only the latest one is kept.
-
- Minimum 0.*/
+    /// Keep backups for the last <N> different years. If there is morethan one backup for a single year, only the latest one is kept.
+    ///
+    /// Minimum 0.
     #[serde(rename = "keep-yearly")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_yearly: ::std::option::Option<i64>,
@@ -899,9 +899,9 @@ pub struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
     /// Name of the guest
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
-    /** Type of the guest.
-
- One of `qemu`, `lxc`.*/
+    /// Type of the guest.
+    ///
+    /// One of `qemu`, `lxc`.
     pub r#type: ::std::string::String,
     /// VMID of the guest.
     pub vmid: i64,
@@ -909,23 +909,23 @@ pub struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
 /// The `ClusterBulkActionGuestMigrateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBulkActionGuestMigrateParams {
-    /** Defines the maximum number of tasks running concurrently.
-
- Range 1 to 64. Default: `1`.*/
+    /// Defines the maximum number of tasks running concurrently.
+    ///
+    /// Range 1 to 64. Default: `1`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
-
- Range 1 to 64. Default: `1`.*/
+    /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
+    ///
+    /// Range 1 to 64. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Enable live migration for VMs and restart migration for CTs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     pub target: ::std::string::String,
     /// Only consider guests from this list of VMIDs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -938,26 +938,26 @@ pub struct ClusterBulkActionGuestMigrateParams {
 /// The `ClusterBulkActionGuestShutdownParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBulkActionGuestShutdownParams {
-    /** Makes sure the Guest stops after the timeout.
-
- Default: `true`.*/
+    /// Makes sure the Guest stops after the timeout.
+    ///
+    /// Default: `true`.
     #[serde(rename = "force-stop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_stop: ::std::option::Option<crate::PveBool>,
-    /** Defines the maximum number of tasks running concurrently.
-
- Range 1 to 64. Default: `4`.*/
+    /// Defines the maximum number of tasks running concurrently.
+    ///
+    /// Range 1 to 64. Default: `4`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
-
- Range 1 to 64. Default: `4`.*/
+    /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
+    ///
+    /// Range 1 to 64. Default: `4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
-    /** Default shutdown timeout in seconds if none is configured for the guest.
-
- Default: `180`.*/
+    /// Default shutdown timeout in seconds if none is configured for the guest.
+    ///
+    /// Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// Only consider guests from this list of VMIDs.
@@ -967,15 +967,15 @@ pub struct ClusterBulkActionGuestShutdownParams {
 /// The `ClusterBulkActionGuestStartParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBulkActionGuestStartParams {
-    /** Defines the maximum number of tasks running concurrently.
-
- Range 1 to 64. Default: `4`.*/
+    /// Defines the maximum number of tasks running concurrently.
+    ///
+    /// Range 1 to 64. Default: `4`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
-
- Range 1 to 64. Default: `4`.*/
+    /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
+    ///
+    /// Range 1 to 64. Default: `4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Default start timeout in seconds. Only valid for VMs. (default depends on the guest configuration).
@@ -988,25 +988,25 @@ pub struct ClusterBulkActionGuestStartParams {
 /// The `ClusterBulkActionGuestSuspendParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBulkActionGuestSuspendParams {
-    /** Defines the maximum number of tasks running concurrently.
-
- Range 1 to 64. Default: `4`.*/
+    /// Defines the maximum number of tasks running concurrently.
+    ///
+    /// Range 1 to 64. Default: `4`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
-
- Range 1 to 64. Default: `4`.*/
+    /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
+    ///
+    /// Range 1 to 64. Default: `4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
-    /** The storage for the VM state.
-
- Format `pve-storage-id`.*/
+    /// The storage for the VM state.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub statestorage: ::std::option::Option<::std::string::String>,
-    /** If set, suspends the guests to disk. Will be resumed on next start.
-
- Default: `false`.*/
+    /// If set, suspends the guests to disk. Will be resumed on next start.
+    ///
+    /// Default: `false`.
     #[serde(rename = "to-disk")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub to_disk: ::std::option::Option<crate::PveBool>,
@@ -1025,9 +1025,9 @@ pub struct ClusterCephFlagsFlagUpdateFlagParams {
 pub struct ClusterCephFlagsGetAllFlagsResponseItem {
     /// Flag description.
     pub description: ::std::string::String,
-    /** Flag name.
-
- One of `nobackfill`, `nodeep-scrub`, `nodown`, `noin`, `noout`, `norebalance`, `norecover`, `noscrub`, `notieragent`, `noup`, `pause`.*/
+    /// Flag name.
+    ///
+    /// One of `nobackfill`, `nodeep-scrub`, `nodown`, `noin`, `noout`, `norebalance`, `norecover`, `noscrub`, `notieragent`, `noup`, `pause`.
     pub name: ::std::string::String,
     /// Flag value.
     pub value: crate::PveBool,
@@ -1073,9 +1073,9 @@ pub struct ClusterCephFlagsSetFlagsParams {
 /// The `ClusterCephMetadataParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterCephMetadataParams {
-    /** The `scope` property.
-
- One of `all`, `versions`. Default: `"all"`.*/
+    /// The `scope` property.
+    ///
+    /// One of `all`, `versions`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<::std::string::String>,
 }
@@ -1200,42 +1200,42 @@ pub struct ClusterCephMetadataResponseNodeNodeVersion {
 /// The `ClusterConfigCreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterConfigCreateParams {
-    /** The name of the cluster.
-
- Format `pve-node`.*/
+    /// The name of the cluster.
+    ///
+    /// Format `pve-node`.
     pub clustername: ::std::string::String,
-    /** Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
-
- Property string: `[address=]<IP> [,priority=<integer>]`.*/
+    /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
+    ///
+    /// Property string: `[address=]<IP> [,priority=<integer>]`.
     #[serde(flatten)]
     pub link: crate::Indexed<crate::generated::families::Link, ::std::string::String>,
-    /** Node id for this node.
-
- Minimum 1.*/
+    /// Node id for this node.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
-    /** Coefficient used to determine Corosync's token timeout. See the corosync.conf(5) manual for more details.
-
- Minimum 0. Default: `125`.*/
+    /// Coefficient used to determine Corosync's token timeout. See the corosync.conf(5) manual for more details.
+    ///
+    /// Minimum 0. Default: `125`.
     #[serde(rename = "token-coefficient")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token_coefficient: ::std::option::Option<i64>,
-    /** Number of votes for this node.
-
- Minimum 1.*/
+    /// Number of votes for this node.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub votes: ::std::option::Option<i64>,
 }
-/** Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
-
- Property string: `[address=]<IP> [,priority=<integer>]`.*/
+/// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
+///
+/// Property string: `[address=]<IP> [,priority=<integer>]`.
 pub type ClusterConfigCreateParamsLink = ::std::string::String;
 /// The `ClusterConfigJoinJoinInfoParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterConfigJoinJoinInfoParams {
-    /** The node for which the joinee gets the nodeinfo.
-
- Format `pve-node`. Default: `"current connected node"`.*/
+    /// The node for which the joinee gets the nodeinfo.
+    ///
+    /// Format `pve-node`. Default: `"current connected node"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
 }
@@ -1248,9 +1248,9 @@ pub struct ClusterConfigJoinJoinInfoResponse {
     pub nodelist: ::std::vec::Vec<
         crate::generated::cluster::ClusterConfigJoinJoinInfoResponseNodelistItem,
     >,
-    /** The cluster node name.
-
- Format `pve-node`.*/
+    /// The cluster node name.
+    ///
+    /// Format `pve-node`.
     pub preferred_node: ::std::string::String,
     /// The `totem` property.
     pub totem: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -1258,24 +1258,24 @@ pub struct ClusterConfigJoinJoinInfoResponse {
 /// The `ClusterConfigJoinJoinInfoResponseNodelistItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterConfigJoinJoinInfoResponseNodelistItem {
-    /** The cluster node name.
-
- Format `pve-node`.*/
+    /// The cluster node name.
+    ///
+    /// Format `pve-node`.
     pub name: ::std::string::String,
-    /** Node id for this node.
-
- Minimum 1.*/
+    /// Node id for this node.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
-    /** The `pve_addr` property.
-
- Format `ip`.*/
+    /// The `pve_addr` property.
+    ///
+    /// Format `ip`.
     pub pve_addr: ::std::string::String,
     /// Certificate SHA 256 fingerprint.
     pub pve_fp: ::std::string::String,
-    /** The `quorum_votes` property.
-
- Minimum 0.*/
+    /// The `quorum_votes` property.
+    ///
+    /// Minimum 0.
     pub quorum_votes: i64,
     /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1291,21 +1291,21 @@ pub struct ClusterConfigJoinParams {
     pub force: ::std::option::Option<crate::PveBool>,
     /// Hostname (or IP) of an existing cluster member.
     pub hostname: ::std::string::String,
-    /** Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
-
- Property string: `[address=]<IP> [,priority=<integer>]`.*/
+    /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
+    ///
+    /// Property string: `[address=]<IP> [,priority=<integer>]`.
     #[serde(flatten)]
     pub link: crate::Indexed<crate::generated::families::Link, ::std::string::String>,
-    /** Node id for this node.
-
- Minimum 1.*/
+    /// Node id for this node.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
     /// Superuser (root) password of peer node.
     pub password: ::std::string::String,
-    /** Number of votes for this node
-
- Minimum 0.*/
+    /// Number of votes for this node
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub votes: ::std::option::Option<i64>,
 }
@@ -1318,24 +1318,24 @@ pub struct ClusterConfigNodesNodeAddnodeParams {
     /// Do not throw error if node already exists.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
-
- Property string: `[address=]<IP> [,priority=<integer>]`.*/
+    /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
+    ///
+    /// Property string: `[address=]<IP> [,priority=<integer>]`.
     #[serde(flatten)]
     pub link: crate::Indexed<crate::generated::families::Link, ::std::string::String>,
-    /** IP Address of node to add. Used as fallback if no links are given.
-
- Format `ip`.*/
+    /// IP Address of node to add. Used as fallback if no links are given.
+    ///
+    /// Format `ip`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub new_node_ip: ::std::option::Option<::std::string::String>,
-    /** Node id for this node.
-
- Minimum 1.*/
+    /// Node id for this node.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
-    /** Number of votes for this node
-
- Minimum 0.*/
+    /// Number of votes for this node
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub votes: ::std::option::Option<i64>,
 }
@@ -1392,74 +1392,74 @@ pub struct ClusterFirewallMacrosGetMacrosResponseItem {
 /// The `ClusterFirewallOptionsGetOptionsResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallOptionsGetOptionsResponse {
-    /** Enable ebtables rules cluster wide.
-
- Default: `true`.*/
+    /// Enable ebtables rules cluster wide.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebtables: ::std::option::Option<crate::PveBool>,
-    /** Enable or disable the firewall cluster wide.
-
- Minimum 0. Default: `0`.*/
+    /// Enable or disable the firewall cluster wide.
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
     /// Log ratelimiting settings
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_ratelimit: ::std::option::Option<::std::string::String>,
-    /** Forward policy.
-
- One of `ACCEPT`, `DROP`.*/
+    /// Forward policy.
+    ///
+    /// One of `ACCEPT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<::std::string::String>,
-    /** Input policy.
-
- One of `ACCEPT`, `REJECT`, `DROP`.*/
+    /// Input policy.
+    ///
+    /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_in: ::std::option::Option<::std::string::String>,
-    /** Output policy.
-
- One of `ACCEPT`, `REJECT`, `DROP`.*/
+    /// Output policy.
+    ///
+    /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterFirewallOptionsSetOptionsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallOptionsSetOptionsParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Enable ebtables rules cluster wide.
-
- Default: `true`.*/
+    /// Enable ebtables rules cluster wide.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebtables: ::std::option::Option<crate::PveBool>,
-    /** Enable or disable the firewall cluster wide.
-
- Minimum 0. Default: `0`.*/
+    /// Enable or disable the firewall cluster wide.
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
-    /** Log ratelimiting settings
-
- Property string: `[enable=]<1|0> [,burst=<integer>] [,rate=<rate>]`.*/
+    /// Log ratelimiting settings
+    ///
+    /// Property string: `[enable=]<1|0> [,burst=<integer>] [,rate=<rate>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_ratelimit: ::std::option::Option<::std::string::String>,
-    /** Forward policy.
-
- One of `ACCEPT`, `DROP`.*/
+    /// Forward policy.
+    ///
+    /// One of `ACCEPT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<::std::string::String>,
-    /** Input policy.
-
- One of `ACCEPT`, `REJECT`, `DROP`.*/
+    /// Input policy.
+    ///
+    /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_in: ::std::option::Option<::std::string::String>,
-    /** Output policy.
-
- One of `ACCEPT`, `REJECT`, `DROP`.*/
+    /// Output policy.
+    ///
+    /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<::std::string::String>,
 }
@@ -1469,27 +1469,27 @@ pub struct ClusterHaGroupsCreateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** The HA group identifier.
-
- Format `pve-configid`.*/
+    /// The HA group identifier.
+    ///
+    /// Format `pve-configid`.
     pub group: ::std::string::String,
-    /** List of cluster node names with optional priority.
-
- Format `pve-ha-node-list`.*/
+    /// List of cluster node names with optional priority.
+    ///
+    /// Format `pve-ha-node-list`.
     pub nodes: ::std::string::String,
-    /** The CRM tries to run services on the node with the highest priority. If a node with higher priority comes online, the CRM migrates the service to that node. Enabling nofailback prevents that behavior.
-
- Default: `false`.*/
+    /// The CRM tries to run services on the node with the highest priority. If a node with higher priority comes online, the CRM migrates the service to that node. Enabling nofailback prevents that behavior.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nofailback: ::std::option::Option<crate::PveBool>,
-    /** Resources bound to restricted groups may only run on nodes defined by the group.
-
- Default: `false`.*/
+    /// Resources bound to restricted groups may only run on nodes defined by the group.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restricted: ::std::option::Option<crate::PveBool>,
-    /** Group type.
-
- One of `group`.*/
+    /// Group type.
+    ///
+    /// One of `group`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -1499,27 +1499,27 @@ pub struct ClusterHaGroupsGroupUpdateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** List of cluster node names with optional priority.
-
- Format `pve-ha-node-list`.*/
+    /// List of cluster node names with optional priority.
+    ///
+    /// Format `pve-ha-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** The CRM tries to run services on the node with the highest priority. If a node with higher priority comes online, the CRM migrates the service to that node. Enabling nofailback prevents that behavior.
-
- Default: `false`.*/
+    /// The CRM tries to run services on the node with the highest priority. If a node with higher priority comes online, the CRM migrates the service to that node. Enabling nofailback prevents that behavior.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nofailback: ::std::option::Option<crate::PveBool>,
-    /** Resources bound to restricted groups may only run on nodes defined by the group.
-
- Default: `false`.*/
+    /// Resources bound to restricted groups may only run on nodes defined by the group.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restricted: ::std::option::Option<crate::PveBool>,
 }
@@ -1535,47 +1535,47 @@ pub struct ClusterHaResourcesCreateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Automatically migrate HA resource to the node with the highest priority according to their node affinity  rules, if a node with a higher priority than the current node comes online.
-
- Default: `true`.*/
+    /// Automatically migrate HA resource to the node with the highest priority according to their node affinity  rules, if a node with a higher priority than the current node comes online.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub failback: ::std::option::Option<crate::PveBool>,
-    /** The HA group identifier.
-
- Format `pve-configid`.*/
+    /// The HA group identifier.
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
-    /** Maximal number of resource relocate tries when a resource fails to start.
-
- Minimum 0. Default: `1`.*/
+    /// Maximal number of resource relocate tries when a resource fails to start.
+    ///
+    /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_relocate: ::std::option::Option<i64>,
-    /** Maximal number of tries to restart the resource on a node after its start failed. When reached, the HA manager will try to relocate the resource to an eligible node.
-
- Minimum 0. Default: `1`.*/
+    /// Maximal number of tries to restart the resource on a node after its start failed. When reached, the HA manager will try to relocate the resource to an eligible node.
+    ///
+    /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_restart: ::std::option::Option<i64>,
-    /** HA resource ID. This consists of a resource type followed by a resource specific name, separated with colon (example: vm:100 / ct:100). For virtual machines and containers, you can simply use the VM or CT id as a shortcut (example: 100).
-
- Format `pve-ha-resource-or-vm-id`.*/
+    /// HA resource ID. This consists of a resource type followed by a resource specific name, separated with colon (example: vm:100 / ct:100). For virtual machines and containers, you can simply use the VM or CT id as a shortcut (example: 100).
+    ///
+    /// Format `pve-ha-resource-or-vm-id`.
     pub sid: ::std::string::String,
-    /** Requested resource state.
-
- One of `started`, `stopped`, `enabled`, `disabled`, `ignored`. Default: `"started"`.*/
+    /// Requested resource state.
+    ///
+    /// One of `started`, `stopped`, `enabled`, `disabled`, `ignored`. Default: `"started"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
-    /** Resource type.
-
- One of `ct`, `vm`.*/
+    /// Resource type.
+    ///
+    /// One of `ct`, `vm`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterHaResourcesIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaResourcesIndexParams {
-    /** Only list resources of specific type
-
- One of `ct`, `vm`.*/
+    /// Only list resources of specific type
+    ///
+    /// One of `ct`, `vm`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -1588,9 +1588,9 @@ pub struct ClusterHaResourcesIndexResponseItem {
 /// The `ClusterHaResourcesMigrateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaResourcesMigrateParams {
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     pub node: ::std::string::String,
 }
 /// The `ClusterHaResourcesMigrateResponse` model.
@@ -1642,9 +1642,9 @@ pub struct ClusterHaResourcesRelocateResponse {
 /// A blocking HA resource
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaResourcesRelocateResponseBlockingResourcesItem {
-    /** The reason why the HA resource is blocking the relocation.
-
- One of `resource-affinity`.*/
+    /// The reason why the HA resource is blocking the relocation.
+    ///
+    /// One of `resource-affinity`.
     pub cause: ::std::string::String,
     /// The blocking HA resource id
     pub sid: ::std::string::String,
@@ -1652,9 +1652,9 @@ pub struct ClusterHaResourcesRelocateResponseBlockingResourcesItem {
 /// The `ClusterHaResourcesSidDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaResourcesSidDeleteParams {
-    /** Remove this resource from rules that reference it, deleting the rule if this resource is the only resource in the rule
-
- Default: `true`.*/
+    /// Remove this resource from rules that reference it, deleting the rule if this resource is the only resource in the rule
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub purge: ::std::option::Option<crate::PveBool>,
 }
@@ -1666,14 +1666,14 @@ pub struct ClusterHaResourcesSidReadResponse {
     pub comment: ::std::option::Option<::std::string::String>,
     /// Can be used to prevent concurrent modifications.
     pub digest: ::std::string::String,
-    /** The HA resource is automatically migrated to the node with the highest priority according to their node affinity rule, if a node with a higher priority than the current node comes online.
-
- Default: `true`.*/
+    /// The HA resource is automatically migrated to the node with the highest priority according to their node affinity rule, if a node with a higher priority than the current node comes online.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub failback: ::std::option::Option<crate::PveBool>,
-    /** The HA group identifier.
-
- Format `pve-configid`.*/
+    /// The HA group identifier.
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
     /// Maximal number of service relocate tries when a service fails to start.
@@ -1682,13 +1682,13 @@ pub struct ClusterHaResourcesSidReadResponse {
     /// Maximal number of tries to restart the service on a node after its start failed.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_restart: ::std::option::Option<i64>,
-    /** HA resource ID. This consists of a resource type followed by a resource specific name, separated with colon (example: vm:100 / ct:100). For virtual machines and containers, you can simply use the VM or CT id as a shortcut (example: 100).
-
- Format `pve-ha-resource-or-vm-id`.*/
+    /// HA resource ID. This consists of a resource type followed by a resource specific name, separated with colon (example: vm:100 / ct:100). For virtual machines and containers, you can simply use the VM or CT id as a shortcut (example: 100).
+    ///
+    /// Format `pve-ha-resource-or-vm-id`.
     pub sid: ::std::string::String,
-    /** Requested resource state.
-
- One of `started`, `stopped`, `enabled`, `disabled`, `ignored`.*/
+    /// Requested resource state.
+    ///
+    /// One of `started`, `stopped`, `enabled`, `disabled`, `ignored`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
     /// The type of the resources.
@@ -1700,46 +1700,46 @@ pub struct ClusterHaResourcesSidUpdateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Automatically migrate HA resource to the node with the highest priority according to their node affinity  rules, if a node with a higher priority than the current node comes online.
-
- Default: `true`.*/
+    /// Automatically migrate HA resource to the node with the highest priority according to their node affinity  rules, if a node with a higher priority than the current node comes online.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub failback: ::std::option::Option<crate::PveBool>,
-    /** The HA group identifier.
-
- Format `pve-configid`.*/
+    /// The HA group identifier.
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
-    /** Maximal number of resource relocate tries when a resource fails to start.
-
- Minimum 0. Default: `1`.*/
+    /// Maximal number of resource relocate tries when a resource fails to start.
+    ///
+    /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_relocate: ::std::option::Option<i64>,
-    /** Maximal number of tries to restart the resource on a node after its start failed. When reached, the HA manager will try to relocate the resource to an eligible node.
-
- Minimum 0. Default: `1`.*/
+    /// Maximal number of tries to restart the resource on a node after its start failed. When reached, the HA manager will try to relocate the resource to an eligible node.
+    ///
+    /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_restart: ::std::option::Option<i64>,
-    /** Requested resource state.
-
- One of `started`, `stopped`, `enabled`, `disabled`, `ignored`. Default: `"started"`.*/
+    /// Requested resource state.
+    ///
+    /// One of `started`, `stopped`, `enabled`, `disabled`, `ignored`. Default: `"started"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterHaRulesCreateRuleParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaRulesCreateRuleParams {
-    /** Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
-
- One of `positive`, `negative`.*/
+    /// Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
+    ///
+    /// One of `positive`, `negative`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
     /// HA rule description.
@@ -1748,27 +1748,27 @@ pub struct ClusterHaRulesCreateRuleParams {
     /// Whether the HA rule is disabled.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** List of cluster node names with optional priority.
-
- Format `pve-ha-node-list`.*/
+    /// List of cluster node names with optional priority.
+    ///
+    /// Format `pve-ha-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** List of HA resource IDs. This consists of a list of resource types followed by a resource specific name separated with a colon (example: vm:100,ct:101).
-
- Format `pve-ha-resource-id-list`.*/
+    /// List of HA resource IDs. This consists of a list of resource types followed by a resource specific name separated with a colon (example: vm:100,ct:101).
+    ///
+    /// Format `pve-ha-resource-id-list`.
     pub resources: ::std::string::String,
-    /** HA rule identifier.
-
- Format `pve-configid`.*/
+    /// HA rule identifier.
+    ///
+    /// Format `pve-configid`.
     pub rule: ::std::string::String,
-    /** Describes whether the node affinity rule is strict or non-strict.
-
- Default: `false`.*/
+    /// Describes whether the node affinity rule is strict or non-strict.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub strict: ::std::option::Option<crate::PveBool>,
-    /** HA rule type.
-
- One of `node-affinity`, `resource-affinity`.*/
+    /// HA rule type.
+    ///
+    /// One of `node-affinity`, `resource-affinity`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterHaRulesIndexParams` model.
@@ -1777,9 +1777,9 @@ pub struct ClusterHaRulesIndexParams {
     /// Limit the returned list to rules affecting the specified resource.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub resource: ::std::option::Option<::std::string::String>,
-    /** Limit the returned list to the specified rule type.
-
- One of `node-affinity`, `resource-affinity`.*/
+    /// Limit the returned list to the specified rule type.
+    ///
+    /// One of `node-affinity`, `resource-affinity`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -1792,29 +1792,29 @@ pub struct ClusterHaRulesIndexResponseItem {
 /// The `ClusterHaRulesRuleReadRuleResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaRulesRuleReadRuleResponse {
-    /** HA rule identifier.
-
- Format `pve-configid`.*/
+    /// HA rule identifier.
+    ///
+    /// Format `pve-configid`.
     pub rule: ::std::string::String,
-    /** HA rule type.
-
- One of `node-affinity`, `resource-affinity`.*/
+    /// HA rule type.
+    ///
+    /// One of `node-affinity`, `resource-affinity`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterHaRulesRuleUpdateRuleParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaRulesRuleUpdateRuleParams {
-    /** Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
-
- One of `positive`, `negative`.*/
+    /// Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
+    ///
+    /// One of `positive`, `negative`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
     /// HA rule description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -1823,41 +1823,41 @@ pub struct ClusterHaRulesRuleUpdateRuleParams {
     /// Whether the HA rule is disabled.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** List of cluster node names with optional priority.
-
- Format `pve-ha-node-list`.*/
+    /// List of cluster node names with optional priority.
+    ///
+    /// Format `pve-ha-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** List of HA resource IDs. This consists of a list of resource types followed by a resource specific name separated with a colon (example: vm:100,ct:101).
-
- Format `pve-ha-resource-id-list`.*/
+    /// List of HA resource IDs. This consists of a list of resource types followed by a resource specific name separated with a colon (example: vm:100,ct:101).
+    ///
+    /// Format `pve-ha-resource-id-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub resources: ::std::option::Option<::std::string::String>,
-    /** Describes whether the node affinity rule is strict or non-strict.
-
- Default: `false`.*/
+    /// Describes whether the node affinity rule is strict or non-strict.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub strict: ::std::option::Option<crate::PveBool>,
-    /** HA rule type.
-
- One of `node-affinity`, `resource-affinity`.*/
+    /// HA rule type.
+    ///
+    /// One of `node-affinity`, `resource-affinity`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterHaStatusCurrentStatusResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaStatusCurrentStatusResponseItem {
-    /** For type 'fencing'. Whether HA is armed, on standby, disarming or disarmed.
-
- One of `armed`, `standby`, `disarming`, `disarmed`.*/
+    /// For type 'fencing'. Whether HA is armed, on standby, disarming or disarmed.
+    ///
+    /// One of `armed`, `standby`, `disarming`, `disarmed`.
     #[serde(rename = "armed-state")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub armed_state: ::std::option::Option<::std::string::String>,
     /// For type 'service'. Service state as seen by the CRM.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crm_state: ::std::option::Option<::std::string::String>,
-    /** The HA resource is automatically migrated to the node with the highest priority according to their node affinity rule, if a node with a higher priority than the current node comes online.
-
- Default: `true`.*/
+    /// The HA resource is automatically migrated to the node with the highest priority according to their node affinity rule, if a node with a higher priority than the current node comes online.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub failback: ::std::option::Option<crate::PveBool>,
     /// Status entry ID (quorum, master, lrm:<node>, service:<sid>).
@@ -1876,9 +1876,9 @@ pub struct ClusterHaStatusCurrentStatusResponseItem {
     /// For type 'service'. Requested service state.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub request_state: ::std::option::Option<::std::string::String>,
-    /** For type 'fencing'. How resources are handled while disarmed.
-
- One of `freeze`, `ignore`.*/
+    /// For type 'fencing'. How resources are handled while disarmed.
+    ///
+    /// One of `freeze`, `ignore`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub resource_mode: ::std::option::Option<::std::string::String>,
     /// For type 'service'. Service ID.
@@ -1892,17 +1892,17 @@ pub struct ClusterHaStatusCurrentStatusResponseItem {
     /// For type 'lrm','master'. Timestamp of the status information.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timestamp: ::std::option::Option<i64>,
-    /** Type of status entry.
-
- One of `quorum`, `master`, `lrm`, `service`, `fencing`.*/
+    /// Type of status entry.
+    ///
+    /// One of `quorum`, `master`, `lrm`, `service`, `fencing`.
     pub r#type: ::serde_json::Value,
 }
 /// The `ClusterHaStatusDisarmHaParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaStatusDisarmHaParams {
-    /** Controls how HA managed resources are handled while disarmed. The current state of resources is not affected. 'freeze': new commands and state changes are not applied. 'ignore': resources are removed from HA tracking and can be managed as if they were not HA managed.
-
- One of `freeze`, `ignore`.*/
+    /// Controls how HA managed resources are handled while disarmed. The current state of resources is not affected. 'freeze': new commands and state changes are not applied. 'ignore': resources are removed from HA tracking and can be managed as if they were not HA managed.
+    ///
+    /// One of `freeze`, `ignore`.
     #[serde(rename = "resource-mode")]
     pub resource_mode: ::std::string::String,
 }
@@ -1912,35 +1912,35 @@ pub struct ClusterJobsRealmSyncIdCreateJobParams {
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Enable newly synced users immediately.
-
- Default: `true`.*/
+    /// Enable newly synced users immediately.
+    ///
+    /// Default: `true`.
     #[serde(rename = "enable-new")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable_new: ::std::option::Option<crate::PveBool>,
-    /** Determines if the job is enabled.
-
- Default: `true`.*/
+    /// Determines if the job is enabled.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
-    /** Authentication domain ID
-
- Format `pve-realm`.*/
+    /// Authentication domain ID
+    ///
+    /// Format `pve-realm`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm: ::std::option::Option<::std::string::String>,
-    /** A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
-
- Default: `"none"`.*/
+    /// A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
+    ///
+    /// Default: `"none"`.
     #[serde(rename = "remove-vanished")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_vanished: ::std::option::Option<::std::string::String>,
-    /** Backup schedule. The format is a subset of `systemd` calendar events.
-
- Format `pve-calendar-event`.*/
+    /// Backup schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`.
     pub schedule: ::std::string::String,
-    /** Select what to sync.
-
- One of `users`, `groups`, `both`.*/
+    /// Select what to sync.
+    ///
+    /// One of `users`, `groups`, `both`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<::std::string::String>,
 }
@@ -1950,35 +1950,35 @@ pub struct ClusterJobsRealmSyncIdUpdateJobParams {
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
-    /** Enable newly synced users immediately.
-
- Default: `true`.*/
+    /// Enable newly synced users immediately.
+    ///
+    /// Default: `true`.
     #[serde(rename = "enable-new")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable_new: ::std::option::Option<crate::PveBool>,
-    /** Determines if the job is enabled.
-
- Default: `true`.*/
+    /// Determines if the job is enabled.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
-    /** A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
-
- Default: `"none"`.*/
+    /// A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
+    ///
+    /// Default: `"none"`.
     #[serde(rename = "remove-vanished")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_vanished: ::std::option::Option<::std::string::String>,
-    /** Backup schedule. The format is a subset of `systemd` calendar events.
-
- Format `pve-calendar-event`.*/
+    /// Backup schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`.
     pub schedule: ::std::string::String,
-    /** Select what to sync.
-
- One of `users`, `groups`, `both`.*/
+    /// Select what to sync.
+    ///
+    /// One of `users`, `groups`, `both`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<::std::string::String>,
 }
@@ -2000,35 +2000,35 @@ pub struct ClusterJobsRealmSyncSyncjobIndexResponseItem {
     #[serde(rename = "next-run")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub next_run: ::std::option::Option<i64>,
-    /** Authentication domain ID
-
- Format `pve-realm`.*/
+    /// Authentication domain ID
+    ///
+    /// Format `pve-realm`.
     pub realm: ::std::string::String,
-    /** A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
-
- Default: `"none"`.*/
+    /// A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
+    ///
+    /// Default: `"none"`.
     #[serde(rename = "remove-vanished")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_vanished: ::std::option::Option<::std::string::String>,
     /// The configured sync schedule.
     pub schedule: ::std::string::String,
-    /** Select what to sync.
-
- One of `users`, `groups`, `both`.*/
+    /// Select what to sync.
+    ///
+    /// One of `users`, `groups`, `both`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterJobsScheduleAnalyzeParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterJobsScheduleAnalyzeParams {
-    /** Number of event-iteration to simulate and return.
-
- Range 1 to 100. Default: `10`.*/
+    /// Number of event-iteration to simulate and return.
+    ///
+    /// Range 1 to 100. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub iterations: ::std::option::Option<i64>,
-    /** Job schedule. The format is a subset of `systemd` calendar events.
-
- Format `pve-calendar-event`.*/
+    /// Job schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`.
     pub schedule: ::std::string::String,
     /// UNIX timestamp to start the calculation from. Defaults to the current time.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2045,9 +2045,9 @@ pub struct ClusterJobsScheduleAnalyzeResponseItem {
 /// The `ClusterLogParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterLogParams {
-    /** Maximum number of entries.
-
- Minimum 1.*/
+    /// Maximum number of entries.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max: ::std::option::Option<i64>,
 }
@@ -2057,9 +2057,9 @@ pub struct ClusterMappingDirCreateParams {
     /// Description of the directory mapping
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** The ID of the directory mapping
-
- Format `pve-configid`.*/
+    /// The ID of the directory mapping
+    ///
+    /// Format `pve-configid`.
     pub id: ::std::string::String,
     /// A list of maps for the cluster nodes.
     pub map: ::std::vec::Vec<::std::string::String>,
@@ -2067,9 +2067,9 @@ pub struct ClusterMappingDirCreateParams {
 /// The `ClusterMappingDirIdUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingDirIdUpdateParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description of the directory mapping
@@ -2085,9 +2085,9 @@ pub struct ClusterMappingDirIdUpdateParams {
 /// The `ClusterMappingDirIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingDirIndexParams {
-    /** If given, checks the configurations on the given node for correctness, and adds relevant diagnostics for the directory to the response.
-
- Format `pve-node`.*/
+    /// If given, checks the configurations on the given node for correctness, and adds relevant diagnostics for the directory to the response.
+    ///
+    /// Format `pve-node`.
     #[serde(rename = "check-node")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_node: ::std::option::Option<::std::string::String>,
@@ -2114,9 +2114,9 @@ pub struct ClusterMappingDirIndexResponseItem {
 pub struct ClusterMappingDirIndexResponseItemChecksItem {
     /// The message of the error
     pub message: ::std::string::String,
-    /** The severity of the error
-
- One of `warning`, `error`.*/
+    /// The severity of the error
+    ///
+    /// One of `warning`, `error`.
     pub severity: ::std::string::String,
 }
 /// The `ClusterMappingPciCreateParams` model.
@@ -2125,30 +2125,30 @@ pub struct ClusterMappingPciCreateParams {
     /// Description of the logical PCI device.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** The ID of the logical PCI mapping.
-
- Format `pve-configid`.*/
+    /// The ID of the logical PCI mapping.
+    ///
+    /// Format `pve-configid`.
     pub id: ::std::string::String,
-    /** Marks the device(s) as being able to be live-migrated (Experimental). This needs hardware and driver support to work.
-
- Default: `false`.*/
+    /// Marks the device(s) as being able to be live-migrated (Experimental). This needs hardware and driver support to work.
+    ///
+    /// Default: `false`.
     #[serde(rename = "live-migration-capable")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub live_migration_capable: ::std::option::Option<crate::PveBool>,
     /// A list of maps for the cluster nodes.
     pub map: ::std::vec::Vec<::std::string::String>,
-    /** Marks the device(s) as being capable of providing mediated devices.
-
- Default: `false`.*/
+    /// Marks the device(s) as being capable of providing mediated devices.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mdev: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterMappingPciIdUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingPciIdUpdateParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description of the logical PCI device.
@@ -2157,27 +2157,27 @@ pub struct ClusterMappingPciIdUpdateParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Marks the device(s) as being able to be live-migrated (Experimental). This needs hardware and driver support to work.
-
- Default: `false`.*/
+    /// Marks the device(s) as being able to be live-migrated (Experimental). This needs hardware and driver support to work.
+    ///
+    /// Default: `false`.
     #[serde(rename = "live-migration-capable")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub live_migration_capable: ::std::option::Option<crate::PveBool>,
     /// A list of maps for the cluster nodes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub map: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Marks the device(s) as being capable of providing mediated devices.
-
- Default: `false`.*/
+    /// Marks the device(s) as being capable of providing mediated devices.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mdev: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterMappingPciIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingPciIndexParams {
-    /** If given, checks the configurations on the given node for correctness, and adds relevant diagnostics for the devices to the response.
-
- Format `pve-node`.*/
+    /// If given, checks the configurations on the given node for correctness, and adds relevant diagnostics for the devices to the response.
+    ///
+    /// Format `pve-node`.
     #[serde(rename = "check-node")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_node: ::std::option::Option<::std::string::String>,
@@ -2205,9 +2205,9 @@ pub struct ClusterMappingUsbCreateParams {
     /// Description of the logical USB device.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** The ID of the logical USB mapping.
-
- Format `pve-configid`.*/
+    /// The ID of the logical USB mapping.
+    ///
+    /// Format `pve-configid`.
     pub id: ::std::string::String,
     /// A list of maps for the cluster nodes.
     pub map: ::std::vec::Vec<::std::string::String>,
@@ -2215,9 +2215,9 @@ pub struct ClusterMappingUsbCreateParams {
 /// The `ClusterMappingUsbIdUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingUsbIdUpdateParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description of the logical USB device.
@@ -2232,9 +2232,9 @@ pub struct ClusterMappingUsbIdUpdateParams {
 /// The `ClusterMappingUsbIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingUsbIndexParams {
-    /** If given, checks the configurations on the given node for correctness, and adds relevant errors to the devices.
-
- Format `pve-node`.*/
+    /// If given, checks the configurations on the given node for correctness, and adds relevant errors to the devices.
+    ///
+    /// Format `pve-node`.
     #[serde(rename = "check-node")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_node: ::std::option::Option<::std::string::String>,
@@ -2262,14 +2262,14 @@ pub struct ClusterMappingUsbIndexResponseItemErrorItem {
 /// The `ClusterMetricsExportParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMetricsExportParams {
-    /** Also return historic values. Returns full available metric history unless `start-time` is also set
-
- Default: `false`.*/
+    /// Also return historic values. Returns full available metric history unless `start-time` is also set
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub history: ::std::option::Option<crate::PveBool>,
-    /** Only return metrics for the current node instead of the whole cluster
-
- Default: `false`.*/
+    /// Only return metrics for the current node instead of the whole cluster
+    ///
+    /// Default: `false`.
     #[serde(rename = "local-only")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub local_only: ::std::option::Option<crate::PveBool>,
@@ -2277,9 +2277,9 @@ pub struct ClusterMetricsExportParams {
     #[serde(rename = "node-list")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node_list: ::std::option::Option<::std::string::String>,
-    /** Only include metrics with a timestamp > start-time.
-
- Default: `0`.*/
+    /// Only include metrics with a timestamp > start-time.
+    ///
+    /// Default: `0`.
     #[serde(rename = "start-time")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start_time: ::std::option::Option<i64>,
@@ -2301,9 +2301,9 @@ pub struct ClusterMetricsExportResponseDataItem {
     pub metric: ::std::string::String,
     /// Time at which this metric was observed
     pub timestamp: i64,
-    /** Type of the metric.
-
- One of `gauge`, `counter`, `derive`.*/
+    /// Type of the metric.
+    ///
+    /// One of `gauge`, `counter`, `derive`.
     pub r#type: ::std::string::String,
     /// Metric value.
     pub value: f64,
@@ -2321,28 +2321,28 @@ pub struct ClusterMetricsServerIdCreateParams {
     /// Flag to disable the plugin.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** The `influxdbproto` property.
-
- One of `udp`, `http`, `https`. Default: `"udp"`.*/
+    /// The `influxdbproto` property.
+    ///
+    /// One of `udp`, `http`, `https`. Default: `"udp"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub influxdbproto: ::std::option::Option<::std::string::String>,
-    /** InfluxDB max-body-size in bytes. Requests are batched up to this size.
-
- Minimum 1. Default: `25000000`.*/
+    /// InfluxDB max-body-size in bytes. Requests are batched up to this size.
+    ///
+    /// Minimum 1. Default: `25000000`.
     #[serde(rename = "max-body-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_body_size: ::std::option::Option<i64>,
-    /** MTU for metrics transmission over UDP
-
- Range 512 to 65536. Default: `1500`.*/
+    /// MTU for metrics transmission over UDP
+    ///
+    /// Range 512 to 65536. Default: `1500`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// The InfluxDB organization. Only necessary when using the http v2 api. Has no meaning when using v2 compatibility api.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub organization: ::std::option::Option<::std::string::String>,
-    /** Compression algorithm for requests
-
- One of `none`, `gzip`. Default: `"gzip"`.*/
+    /// Compression algorithm for requests
+    ///
+    /// One of `none`, `gzip`. Default: `"gzip"`.
     #[serde(rename = "otel-compression")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_compression: ::std::option::Option<::std::string::String>,
@@ -2350,21 +2350,21 @@ pub struct ClusterMetricsServerIdCreateParams {
     #[serde(rename = "otel-headers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_headers: ::std::option::Option<::std::string::String>,
-    /** Maximum request body size in bytes
-
- Minimum 1024. Default: `10000000`.*/
+    /// Maximum request body size in bytes
+    ///
+    /// Minimum 1024. Default: `10000000`.
     #[serde(rename = "otel-max-body-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_max_body_size: ::std::option::Option<i64>,
-    /** OTLP endpoint path
-
- Default: `"/v1/metrics"`.*/
+    /// OTLP endpoint path
+    ///
+    /// Default: `"/v1/metrics"`.
     #[serde(rename = "otel-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_path: ::std::option::Option<::std::string::String>,
-    /** HTTP protocol
-
- One of `http`, `https`. Default: `"https"`.*/
+    /// HTTP protocol
+    ///
+    /// One of `http`, `https`. Default: `"https"`.
     #[serde(rename = "otel-protocol")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_protocol: ::std::option::Option<::std::string::String>,
@@ -2372,51 +2372,51 @@ pub struct ClusterMetricsServerIdCreateParams {
     #[serde(rename = "otel-resource-attributes")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_resource_attributes: ::std::option::Option<::std::string::String>,
-    /** HTTP request timeout in seconds
-
- Range 1 to 10. Default: `5`.*/
+    /// HTTP request timeout in seconds
+    ///
+    /// Range 1 to 10. Default: `5`.
     #[serde(rename = "otel-timeout")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_timeout: ::std::option::Option<i64>,
-    /** Verify SSL certificates
-
- Default: `true`.*/
+    /// Verify SSL certificates
+    ///
+    /// Default: `true`.
     #[serde(rename = "otel-verify-ssl")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_verify_ssl: ::std::option::Option<crate::PveBool>,
-    /** root graphite path (ex: proxmox.mycluster.mykey)
-
- Format `graphite-path`.*/
+    /// root graphite path (ex: proxmox.mycluster.mykey)
+    ///
+    /// Format `graphite-path`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
-    /** server network port
-
- Range 1 to 65536.*/
+    /// server network port
+    ///
+    /// Range 1 to 65536.
     pub port: i64,
-    /** Protocol to send graphite data. TCP or UDP (default)
-
- One of `udp`, `tcp`.*/
+    /// Protocol to send graphite data. TCP or UDP (default)
+    ///
+    /// One of `udp`, `tcp`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<::std::string::String>,
-    /** server dns name or IP address
-
- Format `address`.*/
+    /// server dns name or IP address
+    ///
+    /// Format `address`.
     pub server: ::std::string::String,
-    /** graphite TCP socket timeout (default=1)
-
- Minimum 0. Default: `1`.*/
+    /// graphite TCP socket timeout (default=1)
+    ///
+    /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// The InfluxDB access token. Only necessary when using the http v2 api. If the v2 compatibility api is used, use 'user:password' instead.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
-    /** Plugin type.
-
- One of `graphite`, `influxdb`, `opentelemetry`. Format `pve-configid`.*/
+    /// Plugin type.
+    ///
+    /// One of `graphite`, `influxdb`, `opentelemetry`. Format `pve-configid`.
     pub r#type: ::std::string::String,
-    /** Set to 0 to disable certificate verification for https endpoints.
-
- Default: `true`.*/
+    /// Set to 0 to disable certificate verification for https endpoints.
+    ///
+    /// Default: `true`.
     #[serde(rename = "verify-certificate")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_certificate: ::std::option::Option<crate::PveBool>,
@@ -2431,9 +2431,9 @@ pub struct ClusterMetricsServerIdUpdateParams {
     /// The InfluxDB bucket/db. Only necessary when using the http v2 api.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bucket: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -2442,28 +2442,28 @@ pub struct ClusterMetricsServerIdUpdateParams {
     /// Flag to disable the plugin.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** The `influxdbproto` property.
-
- One of `udp`, `http`, `https`. Default: `"udp"`.*/
+    /// The `influxdbproto` property.
+    ///
+    /// One of `udp`, `http`, `https`. Default: `"udp"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub influxdbproto: ::std::option::Option<::std::string::String>,
-    /** InfluxDB max-body-size in bytes. Requests are batched up to this size.
-
- Minimum 1. Default: `25000000`.*/
+    /// InfluxDB max-body-size in bytes. Requests are batched up to this size.
+    ///
+    /// Minimum 1. Default: `25000000`.
     #[serde(rename = "max-body-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_body_size: ::std::option::Option<i64>,
-    /** MTU for metrics transmission over UDP
-
- Range 512 to 65536. Default: `1500`.*/
+    /// MTU for metrics transmission over UDP
+    ///
+    /// Range 512 to 65536. Default: `1500`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// The InfluxDB organization. Only necessary when using the http v2 api. Has no meaning when using v2 compatibility api.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub organization: ::std::option::Option<::std::string::String>,
-    /** Compression algorithm for requests
-
- One of `none`, `gzip`. Default: `"gzip"`.*/
+    /// Compression algorithm for requests
+    ///
+    /// One of `none`, `gzip`. Default: `"gzip"`.
     #[serde(rename = "otel-compression")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_compression: ::std::option::Option<::std::string::String>,
@@ -2471,21 +2471,21 @@ pub struct ClusterMetricsServerIdUpdateParams {
     #[serde(rename = "otel-headers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_headers: ::std::option::Option<::std::string::String>,
-    /** Maximum request body size in bytes
-
- Minimum 1024. Default: `10000000`.*/
+    /// Maximum request body size in bytes
+    ///
+    /// Minimum 1024. Default: `10000000`.
     #[serde(rename = "otel-max-body-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_max_body_size: ::std::option::Option<i64>,
-    /** OTLP endpoint path
-
- Default: `"/v1/metrics"`.*/
+    /// OTLP endpoint path
+    ///
+    /// Default: `"/v1/metrics"`.
     #[serde(rename = "otel-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_path: ::std::option::Option<::std::string::String>,
-    /** HTTP protocol
-
- One of `http`, `https`. Default: `"https"`.*/
+    /// HTTP protocol
+    ///
+    /// One of `http`, `https`. Default: `"https"`.
     #[serde(rename = "otel-protocol")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_protocol: ::std::option::Option<::std::string::String>,
@@ -2493,47 +2493,47 @@ pub struct ClusterMetricsServerIdUpdateParams {
     #[serde(rename = "otel-resource-attributes")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_resource_attributes: ::std::option::Option<::std::string::String>,
-    /** HTTP request timeout in seconds
-
- Range 1 to 10. Default: `5`.*/
+    /// HTTP request timeout in seconds
+    ///
+    /// Range 1 to 10. Default: `5`.
     #[serde(rename = "otel-timeout")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_timeout: ::std::option::Option<i64>,
-    /** Verify SSL certificates
-
- Default: `true`.*/
+    /// Verify SSL certificates
+    ///
+    /// Default: `true`.
     #[serde(rename = "otel-verify-ssl")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_verify_ssl: ::std::option::Option<crate::PveBool>,
-    /** root graphite path (ex: proxmox.mycluster.mykey)
-
- Format `graphite-path`.*/
+    /// root graphite path (ex: proxmox.mycluster.mykey)
+    ///
+    /// Format `graphite-path`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
-    /** server network port
-
- Range 1 to 65536.*/
+    /// server network port
+    ///
+    /// Range 1 to 65536.
     pub port: i64,
-    /** Protocol to send graphite data. TCP or UDP (default)
-
- One of `udp`, `tcp`.*/
+    /// Protocol to send graphite data. TCP or UDP (default)
+    ///
+    /// One of `udp`, `tcp`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<::std::string::String>,
-    /** server dns name or IP address
-
- Format `address`.*/
+    /// server dns name or IP address
+    ///
+    /// Format `address`.
     pub server: ::std::string::String,
-    /** graphite TCP socket timeout (default=1)
-
- Minimum 0. Default: `1`.*/
+    /// graphite TCP socket timeout (default=1)
+    ///
+    /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// The InfluxDB access token. Only necessary when using the http v2 api. If the v2 compatibility api is used, use 'user:password' instead.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
-    /** Set to 0 to disable certificate verification for https endpoints.
-
- Default: `true`.*/
+    /// Set to 0 to disable certificate verification for https endpoints.
+    ///
+    /// Default: `true`.
     #[serde(rename = "verify-certificate")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_certificate: ::std::option::Option<crate::PveBool>,
@@ -2555,9 +2555,9 @@ pub struct ClusterMetricsServerServerIndexResponseItem {
 /// The `ClusterNextidParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterNextidParams {
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<i64>,
 }
@@ -2567,14 +2567,14 @@ pub struct ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Server URL
     pub server: ::std::string::String,
@@ -2587,18 +2587,18 @@ pub struct ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
-    /** Show if this entry was created by a user or was built-in
-
- One of `user-created`, `builtin`, `modified-builtin`.*/
+    /// Show if this entry was created by a user or was built-in
+    ///
+    /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: ::std::string::String,
     /// Server URL
     pub server: ::std::string::String,
@@ -2612,14 +2612,14 @@ pub struct ClusterNotificationsEndpointsGotifyNameGetGotifyEndpointResponse {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Server URL
     pub server: ::std::string::String,
@@ -2636,9 +2636,9 @@ pub struct ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Server URL
@@ -2657,9 +2657,9 @@ pub struct ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
@@ -2673,9 +2673,9 @@ pub struct ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams {
     #[serde(rename = "mailto-user")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
 }
 /// The `ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem` model.
@@ -2687,9 +2687,9 @@ pub struct ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
@@ -2703,13 +2703,13 @@ pub struct ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem
     #[serde(rename = "mailto-user")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
-    /** Show if this entry was created by a user or was built-in
-
- One of `user-created`, `builtin`, `modified-builtin`.*/
+    /// Show if this entry was created by a user or was built-in
+    ///
+    /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: ::std::string::String,
 }
 /// The `ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse` model.
@@ -2724,9 +2724,9 @@ pub struct ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse 
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
@@ -2740,9 +2740,9 @@ pub struct ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse 
     #[serde(rename = "mailto-user")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
 }
 /// The `ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams` model.
@@ -2760,9 +2760,9 @@ pub struct ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
@@ -2786,9 +2786,9 @@ pub struct ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
@@ -2801,14 +2801,14 @@ pub struct ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
     #[serde(rename = "mailto-user")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Determine which encryption method shall be used for the connection.
-
- One of `insecure`, `starttls`, `tls`. Default: `"tls"`.*/
+    /// Determine which encryption method shall be used for the connection.
+    ///
+    /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Password for SMTP authentication
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2831,9 +2831,9 @@ pub struct ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
@@ -2846,18 +2846,18 @@ pub struct ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem {
     #[serde(rename = "mailto-user")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Determine which encryption method shall be used for the connection.
-
- One of `insecure`, `starttls`, `tls`. Default: `"tls"`.*/
+    /// Determine which encryption method shall be used for the connection.
+    ///
+    /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
-    /** Show if this entry was created by a user or was built-in
-
- One of `user-created`, `builtin`, `modified-builtin`.*/
+    /// Show if this entry was created by a user or was built-in
+    ///
+    /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: ::std::string::String,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2880,9 +2880,9 @@ pub struct ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
@@ -2895,14 +2895,14 @@ pub struct ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse {
     #[serde(rename = "mailto-user")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Determine which encryption method shall be used for the connection.
-
- One of `insecure`, `starttls`, `tls`. Default: `"tls"`.*/
+    /// Determine which encryption method shall be used for the connection.
+    ///
+    /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2928,9 +2928,9 @@ pub struct ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
@@ -2944,9 +2944,9 @@ pub struct ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams {
     #[serde(rename = "mailto-user")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Determine which encryption method shall be used for the connection.
-
- One of `insecure`, `starttls`, `tls`. Default: `"tls"`.*/
+    /// Determine which encryption method shall be used for the connection.
+    ///
+    /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
     /// Password for SMTP authentication
@@ -2971,21 +2971,21 @@ pub struct ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// HTTP headers to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** HTTP method
-
- One of `post`, `put`, `get`.*/
+    /// HTTP method
+    ///
+    /// One of `post`, `put`, `get`.
     pub method: ::std::string::String,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -3002,25 +3002,25 @@ pub struct ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// HTTP headers to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** HTTP method
-
- One of `post`, `put`, `get`.*/
+    /// HTTP method
+    ///
+    /// One of `post`, `put`, `get`.
     pub method: ::std::string::String,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
-    /** Show if this entry was created by a user or was built-in
-
- One of `user-created`, `builtin`, `modified-builtin`.*/
+    /// Show if this entry was created by a user or was built-in
+    ///
+    /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: ::std::string::String,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -3040,21 +3040,21 @@ pub struct ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// HTTP headers to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** HTTP method
-
- One of `post`, `put`, `get`.*/
+    /// HTTP method
+    ///
+    /// One of `post`, `put`, `get`.
     pub method: ::std::string::String,
-    /** The name of the endpoint.
-
- Format `pve-configid`.*/
+    /// The name of the endpoint.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -3077,17 +3077,17 @@ pub struct ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this target
-
- Default: `false`.*/
+    /// Disable this target
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// HTTP headers to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** HTTP method
-
- One of `post`, `put`, `get`.*/
+    /// HTTP method
+    ///
+    /// One of `post`, `put`, `get`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub method: ::std::option::Option<::std::string::String>,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
@@ -3120,9 +3120,9 @@ pub struct ClusterNotificationsMatchersCreateMatcherParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this matcher
-
- Default: `false`.*/
+    /// Disable this matcher
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Invert match of the whole matcher
@@ -3141,14 +3141,14 @@ pub struct ClusterNotificationsMatchersCreateMatcherParams {
     #[serde(rename = "match-severity")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_severity: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Choose between 'all' and 'any' for when multiple properties are specified
-
- One of `all`, `any`. Default: `"all"`.*/
+    /// Choose between 'all' and 'any' for when multiple properties are specified
+    ///
+    /// One of `all`, `any`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** Name of the matcher.
-
- Format `pve-configid`.*/
+    /// Name of the matcher.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Targets to notify on match
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -3160,9 +3160,9 @@ pub struct ClusterNotificationsMatchersGetMatchersResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Disable this matcher
-
- Default: `false`.*/
+    /// Disable this matcher
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Invert match of the whole matcher
@@ -3181,18 +3181,18 @@ pub struct ClusterNotificationsMatchersGetMatchersResponseItem {
     #[serde(rename = "match-severity")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_severity: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Choose between 'all' and 'any' for when multiple properties are specified
-
- One of `all`, `any`. Default: `"all"`.*/
+    /// Choose between 'all' and 'any' for when multiple properties are specified
+    ///
+    /// One of `all`, `any`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** Name of the matcher.
-
- Format `pve-configid`.*/
+    /// Name of the matcher.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
-    /** Show if this entry was created by a user or was built-in
-
- One of `user-created`, `builtin`, `modified-builtin`.*/
+    /// Show if this entry was created by a user or was built-in
+    ///
+    /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: ::std::string::String,
     /// Targets to notify on match
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -3207,9 +3207,9 @@ pub struct ClusterNotificationsMatchersNameGetMatcherResponse {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this matcher
-
- Default: `false`.*/
+    /// Disable this matcher
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Invert match of the whole matcher
@@ -3228,14 +3228,14 @@ pub struct ClusterNotificationsMatchersNameGetMatcherResponse {
     #[serde(rename = "match-severity")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_severity: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Choose between 'all' and 'any' for when multiple properties are specified
-
- One of `all`, `any`. Default: `"all"`.*/
+    /// Choose between 'all' and 'any' for when multiple properties are specified
+    ///
+    /// One of `all`, `any`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** Name of the matcher.
-
- Format `pve-configid`.*/
+    /// Name of the matcher.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Targets to notify on match
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -3253,9 +3253,9 @@ pub struct ClusterNotificationsMatchersNameUpdateMatcherParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Disable this matcher
-
- Default: `false`.*/
+    /// Disable this matcher
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Invert match of the whole matcher
@@ -3274,9 +3274,9 @@ pub struct ClusterNotificationsMatchersNameUpdateMatcherParams {
     #[serde(rename = "match-severity")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_severity: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Choose between 'all' and 'any' for when multiple properties are specified
-
- One of `all`, `any`. Default: `"all"`.*/
+    /// Choose between 'all' and 'any' for when multiple properties are specified
+    ///
+    /// One of `all`, `any`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
     /// Targets to notify on match
@@ -3289,142 +3289,142 @@ pub struct ClusterNotificationsTargetsGetAllTargetsResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Show if this target is disabled
-
- Default: `false`.*/
+    /// Show if this target is disabled
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** Name of the target.
-
- Format `pve-configid`.*/
+    /// Name of the target.
+    ///
+    /// Format `pve-configid`.
     pub name: ::std::string::String,
-    /** Show if this entry was created by a user or was built-in
-
- One of `user-created`, `builtin`, `modified-builtin`.*/
+    /// Show if this entry was created by a user or was built-in
+    ///
+    /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: ::std::string::String,
-    /** Type of the target.
-
- One of `sendmail`, `gotify`, `smtp`, `webhook`.*/
+    /// Type of the target.
+    ///
+    /// One of `sendmail`, `gotify`, `smtp`, `webhook`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterOptionsSetOptionsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterOptionsSetOptionsParams {
-    /** Set I/O bandwidth limit for various operations (in KiB/s).
-
- Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.*/
+    /// Set I/O bandwidth limit for various operations (in KiB/s).
+    ///
+    /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<::std::string::String>,
     /// Consent text that is displayed before logging in.
     #[serde(rename = "consent-text")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub consent_text: ::std::option::Option<::std::string::String>,
-    /** Select the default Console viewer. You can either use the builtin java applet (VNC; deprecated and maps to html5), an external virt-viewer comtatible application (SPICE), an HTML5 based vnc viewer (noVNC), or an HTML5 based console client (xtermjs). If the selected viewer is not available (e.g. SPICE not activated for the VM), the fallback is noVNC.
-
- One of `applet`, `vv`, `html5`, `xtermjs`.*/
+    /// Select the default Console viewer. You can either use the builtin java applet (VNC; deprecated and maps to html5), an external virt-viewer comtatible application (SPICE), an HTML5 based vnc viewer (noVNC), or an HTML5 based console client (xtermjs). If the selected viewer is not available (e.g. SPICE not activated for the VM), the fallback is noVNC.
+    ///
+    /// One of `applet`, `vv`, `html5`, `xtermjs`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<::std::string::String>,
-    /** Cluster resource scheduling settings.
-
- Property string: `[ha=<basic|static|dynamic>] [,ha-auto-rebalance=<1|0>] [,ha-auto-rebalance-hold-duration=<number>] [,ha-auto-rebalance-margin=<number>] [,ha-auto-rebalance-method=<bruteforce|topsis>] [,ha-auto-rebalance-threshold=<number>] [,ha-rebalance-on-start=<1|0>]`.*/
+    /// Cluster resource scheduling settings.
+    ///
+    /// Property string: `[ha=<basic|static|dynamic>] [,ha-auto-rebalance=<1|0>] [,ha-auto-rebalance-hold-duration=<number>] [,ha-auto-rebalance-margin=<number>] [,ha-auto-rebalance-method=<bruteforce|topsis>] [,ha-auto-rebalance-threshold=<number>] [,ha-rebalance-on-start=<1|0>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crs: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Datacenter description. Shown in the web-interface datacenter notes panel. This is saved as comment inside the configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** Specify email address to send notification from (default is root@$hostname)
-
- Format `email-opt`.*/
+    /// Specify email address to send notification from (default is root@$hostname)
+    ///
+    /// Format `email-opt`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email_from: ::std::option::Option<::std::string::String>,
-    /** Set the fencing mode of the HA cluster. Hardware mode needs a valid configuration of fence devices in /etc/pve/ha/fence.cfg. With both all two modes are used.
-
- WARNING: 'hardware' and 'both' are EXPERIMENTAL & WIP
-
- One of `watchdog`, `hardware`, `both`. Default: `"watchdog"`.*/
+    /// Set the fencing mode of the HA cluster. Hardware mode needs a valid configuration of fence devices in /etc/pve/ha/fence.cfg. With both all two modes are used.
+    ///
+    /// WARNING: 'hardware' and 'both' are EXPERIMENTAL & WIP
+    ///
+    /// One of `watchdog`, `hardware`, `both`. Default: `"watchdog"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fencing: ::std::option::Option<::std::string::String>,
-    /** Cluster wide HA settings.
-
- Property string: `shutdown_policy=<enum>`.*/
+    /// Cluster wide HA settings.
+    ///
+    /// Property string: `shutdown_policy=<enum>`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ha: ::std::option::Option<::std::string::String>,
     /// Specify external http proxy which is used for downloads (example: 'http://username:password@host:port/')
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub http_proxy: ::std::option::Option<::std::string::String>,
-    /** Default keybord layout for vnc server.
-
- One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.*/
+    /// Default keybord layout for vnc server.
+    ///
+    /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<::std::string::String>,
-    /** Default GUI language.
-
- One of `ar`, `ca`, `da`, `de`, `en`, `es`, `eu`, `fa`, `fr`, `hr`, `he`, `it`, `ja`, `ka`, `kr`, `nb`, `nl`, `nn`, `pl`, `pt_BR`, `ru`, `sl`, `sv`, `tr`, `ukr`, `zh_CN`, `zh_TW`.*/
+    /// Default GUI language.
+    ///
+    /// One of `ar`, `ca`, `da`, `de`, `en`, `es`, `eu`, `fa`, `fr`, `hr`, `he`, `it`, `ja`, `ka`, `kr`, `nb`, `nl`, `nn`, `pl`, `pt_BR`, `ru`, `sl`, `sv`, `tr`, `ukr`, `zh_CN`, `zh_TW`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub language: ::std::option::Option<::std::string::String>,
-    /** Prefix for the auto-generated MAC addresses of virtual guests. The default 'BC:24:11' is the OUI assigned by the IEEE to Proxmox Server Solutions GmbH for a 24-bit large MAC block. You're allowed to use this in local networks, i.e., those not directly reachable by the public (e.g., in a LAN or behind NAT).
-
- Format `mac-prefix`. Default: `"BC:24:11"`.*/
+    /// Prefix for the auto-generated MAC addresses of virtual guests. The default 'BC:24:11' is the OUI assigned by the IEEE to Proxmox Server Solutions GmbH for a 24-bit large MAC block. You're allowed to use this in local networks, i.e., those not directly reachable by the public (e.g., in a LAN or behind NAT).
+    ///
+    /// Format `mac-prefix`. Default: `"BC:24:11"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac_prefix: ::std::option::Option<::std::string::String>,
-    /** Defines how many workers (per node) are maximal started  on actions like 'stopall VMs' or task from the ha-manager.
-
- Minimum 1.*/
+    /// Defines how many workers (per node) are maximal started  on actions like 'stopall VMs' or task from the ha-manager.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** For cluster wide migration settings.
-
- Property string: `[type=]<secure|insecure> [,network=<CIDR>]`.*/
+    /// For cluster wide migration settings.
+    ///
+    /// Property string: `[type=]<secure|insecure> [,network=<CIDR>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration: ::std::option::Option<::std::string::String>,
     /// Migration is secure using SSH tunnel by default. For secure private networks you can disable it to speed up migration. Deprecated, use the 'migration' property instead!
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_unsecure: ::std::option::Option<crate::PveBool>,
-    /** Control the range for the free VMID auto-selection pool.
-
- Property string: `[lower=<integer>] [,upper=<integer>]`.*/
+    /// Control the range for the free VMID auto-selection pool.
+    ///
+    /// Property string: `[lower=<integer>] [,upper=<integer>]`.
     #[serde(rename = "next-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub next_id: ::std::option::Option<::std::string::String>,
-    /** Cluster-wide notification settings.
-
- Property string: `[fencing=<always|never>] [,package-updates=<auto|always|never>] [,replication=<always|never>] [,target-fencing=<TARGET>] [,target-package-updates=<TARGET>] [,target-replication=<TARGET>]`.*/
+    /// Cluster-wide notification settings.
+    ///
+    /// Property string: `[fencing=<always|never>] [,package-updates=<auto|always|never>] [,replication=<always|never>] [,target-fencing=<TARGET>] [,target-package-updates=<TARGET>] [,target-replication=<TARGET>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notify: ::std::option::Option<::std::string::String>,
     /// A list of tags that require a `Sys.Modify` on '/' to set and delete. Tags set here that are also in 'user-tag-access' also require `Sys.Modify`.
     #[serde(rename = "registered-tags")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub registered_tags: ::std::option::Option<::std::string::String>,
-    /** For cluster wide replication settings.
-
- Property string: `[type=]<secure|insecure> [,network=<CIDR>]`.*/
+    /// For cluster wide replication settings.
+    ///
+    /// Property string: `[type=]<secure|insecure> [,network=<CIDR>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub replication: ::std::option::Option<::std::string::String>,
-    /** Tag style options.
-
- Property string: `[case-sensitive=<1|0>] [,color-map=<tag>:<hex-color>[:<hex-color-for-text>][;<tag>=...]] [,ordering=<config|alphabetical>] [,shape=<enum>]`.*/
+    /// Tag style options.
+    ///
+    /// Property string: `[case-sensitive=<1|0>] [,color-map=<tag>:<hex-color>[:<hex-color-for-text>][;<tag>=...]] [,ordering=<config|alphabetical>] [,shape=<enum>]`.
     #[serde(rename = "tag-style")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag_style: ::std::option::Option<::std::string::String>,
-    /** u2f
-
- Property string: `[appid=<APPID>] [,origin=<URL>]`.*/
+    /// u2f
+    ///
+    /// Property string: `[appid=<APPID>] [,origin=<URL>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub u2f: ::std::option::Option<::std::string::String>,
-    /** Privilege options for user-settable tags
-
- Property string: `[user-allow=<enum>] [,user-allow-list=<tag>[;<tag>...]]`.*/
+    /// Privilege options for user-settable tags
+    ///
+    /// Property string: `[user-allow=<enum>] [,user-allow-list=<tag>[;<tag>...]]`.
     #[serde(rename = "user-tag-access")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_tag_access: ::std::option::Option<::std::string::String>,
-    /** webauthn configuration
-
- Property string: `[allow-subdomains=<1|0>] [,id=<DOMAINNAME>] [,origin=<URL>] [,rp=<RELYING_PARTY>]`.*/
+    /// webauthn configuration
+    ///
+    /// Property string: `[allow-subdomains=<1|0>] [,id=<DOMAINNAME>] [,origin=<URL>] [,rp=<RELYING_PARTY>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub webauthn: ::std::option::Option<::std::string::String>,
 }
@@ -3437,48 +3437,50 @@ pub struct ClusterReplicationCreateParams {
     /// Flag to disable/deactivate the entry.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
-
- Format `pve-replication-job-id`.*/
+    /// Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
+    ///
+    /// Format `pve-replication-job-id`.
     pub id: ::std::string::String,
-    /** Rate limit in mbps (megabytes per second) as floating point number.
-
- Minimum 1.*/
+    /// Rate limit in mbps (megabytes per second) as floating point number.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rate: ::std::option::Option<f64>,
-    /** Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
-
- One of `local`, `full`.*/
+    /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
+    ///
+    /// One of `local`, `full`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_job: ::std::option::Option<::std::string::String>,
-    #[doc = " Storage replication schedule. The format is a subset of `systemd` calendar events.\n \n Format `pve-calendar-event`. Default: `\"*/15\"`."]
+    /// Storage replication schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`. Default: `"*/15"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
-    /** For internal use, to detect if the guest was stolen.
-
- Format `pve-node`.*/
+    /// For internal use, to detect if the guest was stolen.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     pub target: ::std::string::String,
-    /** Section type.
-
- One of `local`.*/
+    /// Section type.
+    ///
+    /// One of `local`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterReplicationIdDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterReplicationIdDeleteParams {
-    /** Will remove the jobconfig entry, but will not cleanup.
-
- Default: `false`.*/
+    /// Will remove the jobconfig entry, but will not cleanup.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** Keep replicated data at target (do not remove).
-
- Default: `false`.*/
+    /// Keep replicated data at target (do not remove).
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep: ::std::option::Option<crate::PveBool>,
 }
@@ -3496,37 +3498,39 @@ pub struct ClusterReplicationIdReadResponse {
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Guest ID.
     pub guest: i64,
-    /** Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
-
- Format `pve-replication-job-id`.*/
+    /// Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
+    ///
+    /// Format `pve-replication-job-id`.
     pub id: ::std::string::String,
     /// Unique, sequential ID assigned to each job.
     pub jobnum: i64,
-    /** Rate limit in mbps (megabytes per second) as floating point number.
-
- Minimum 1.*/
+    /// Rate limit in mbps (megabytes per second) as floating point number.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rate: ::std::option::Option<f64>,
-    /** Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
-
- One of `local`, `full`.*/
+    /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
+    ///
+    /// One of `local`, `full`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_job: ::std::option::Option<::std::string::String>,
-    #[doc = " Storage replication schedule. The format is a subset of `systemd` calendar events.\n \n Format `pve-calendar-event`. Default: `\"*/15\"`."]
+    /// Storage replication schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`. Default: `"*/15"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
-    /** For internal use, to detect if the guest was stolen.
-
- Format `pve-node`.*/
+    /// For internal use, to detect if the guest was stolen.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     pub target: ::std::string::String,
-    /** Section type.
-
- One of `local`.*/
+    /// Section type.
+    ///
+    /// One of `local`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterReplicationIdUpdateParams` model.
@@ -3535,9 +3539,9 @@ pub struct ClusterReplicationIdUpdateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -3546,22 +3550,24 @@ pub struct ClusterReplicationIdUpdateParams {
     /// Flag to disable/deactivate the entry.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
-    /** Rate limit in mbps (megabytes per second) as floating point number.
-
- Minimum 1.*/
+    /// Rate limit in mbps (megabytes per second) as floating point number.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rate: ::std::option::Option<f64>,
-    /** Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
-
- One of `local`, `full`.*/
+    /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
+    ///
+    /// One of `local`, `full`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_job: ::std::option::Option<::std::string::String>,
-    #[doc = " Storage replication schedule. The format is a subset of `systemd` calendar events.\n \n Format `pve-calendar-event`. Default: `\"*/15\"`."]
+    /// Storage replication schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`. Default: `"*/15"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
-    /** For internal use, to detect if the guest was stolen.
-
- Format `pve-node`.*/
+    /// For internal use, to detect if the guest was stolen.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
 }
@@ -3576,45 +3582,47 @@ pub struct ClusterReplicationIndexResponseItem {
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Guest ID.
     pub guest: i64,
-    /** Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
-
- Format `pve-replication-job-id`.*/
+    /// Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
+    ///
+    /// Format `pve-replication-job-id`.
     pub id: ::std::string::String,
     /// Unique, sequential ID assigned to each job.
     pub jobnum: i64,
-    /** Rate limit in mbps (megabytes per second) as floating point number.
-
- Minimum 1.*/
+    /// Rate limit in mbps (megabytes per second) as floating point number.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rate: ::std::option::Option<f64>,
-    /** Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
-
- One of `local`, `full`.*/
+    /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
+    ///
+    /// One of `local`, `full`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_job: ::std::option::Option<::std::string::String>,
-    #[doc = " Storage replication schedule. The format is a subset of `systemd` calendar events.\n \n Format `pve-calendar-event`. Default: `\"*/15\"`."]
+    /// Storage replication schedule. The format is a subset of `systemd` calendar events.
+    ///
+    /// Format `pve-calendar-event`. Default: `"*/15"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
-    /** For internal use, to detect if the guest was stolen.
-
- Format `pve-node`.*/
+    /// For internal use, to detect if the guest was stolen.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     pub target: ::std::string::String,
-    /** Section type.
-
- One of `local`.*/
+    /// Section type.
+    ///
+    /// One of `local`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterResourcesParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterResourcesParams {
-    /** Resource type.
-
- One of `vm`, `storage`, `node`, `sdn`.*/
+    /// Resource type.
+    ///
+    /// One of `vm`, `storage`, `node`, `sdn`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -3625,19 +3633,19 @@ pub struct ClusterResourcesResponseItem {
     #[serde(rename = "cgroup-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cgroup_mode: ::std::option::Option<i64>,
-    /** Allowed storage content types (for type 'storage').
-
- Format `pve-storage-content-list`.*/
+    /// Allowed storage content types (for type 'storage').
+    ///
+    /// Format `pve-storage-content-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
-    /** CPU utilization (for types 'node', 'qemu' and 'lxc').
-
- Minimum 0.*/
+    /// CPU utilization (for types 'node', 'qemu' and 'lxc').
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<f64>,
-    /** Used disk space in bytes (for type 'storage'), used root image space for VMs (for types 'qemu' and 'lxc').
-
- Minimum 0.*/
+    /// Used disk space in bytes (for type 'storage'), used root image space for VMs (for types 'qemu' and 'lxc').
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<i64>,
     /// The number of bytes the guest read from its block devices since the guest was started. This info is not available for all storage types. (for types 'qemu' and 'lxc')
@@ -3657,27 +3665,27 @@ pub struct ClusterResourcesResponseItem {
     /// The guest's current config lock (for types 'qemu' and 'lxc')
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
-    /** Number of available CPUs (for types 'node', 'qemu' and 'lxc').
-
- Minimum 0.*/
+    /// Number of available CPUs (for types 'node', 'qemu' and 'lxc').
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxcpu: ::std::option::Option<f64>,
-    /** Storage size in bytes (for type 'storage'), root image size for VMs (for types 'qemu' and 'lxc').
-
- Minimum 0.*/
+    /// Storage size in bytes (for type 'storage'), root image size for VMs (for types 'qemu' and 'lxc').
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Number of available memory in bytes (for types 'node', 'qemu' and 'lxc').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxmem: ::std::option::Option<i64>,
-    /** Used memory in bytes (for types 'node', 'qemu' and 'lxc').
-
- Minimum 0.*/
+    /// Used memory in bytes (for types 'node', 'qemu' and 'lxc').
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<i64>,
-    /** Used memory in bytes from the point of view of the host (for types 'qemu').
-
- Minimum 0.*/
+    /// Used memory in bytes from the point of view of the host (for types 'qemu').
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memhost: ::std::option::Option<i64>,
     /// Name of the resource.
@@ -3692,15 +3700,15 @@ pub struct ClusterResourcesResponseItem {
     /// The name of a Network entity (for type 'network').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub network: ::std::option::Option<::std::string::String>,
-    /** The type of network resource (for type 'network').
-
- One of `fabric`, `zone`.*/
+    /// The type of network resource (for type 'network').
+    ///
+    /// One of `fabric`, `zone`.
     #[serde(rename = "network-type")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub network_type: ::std::option::Option<::std::string::String>,
-    /** The cluster node name (for types 'node', 'storage', 'qemu', and 'lxc').
-
- Format `pve-node`.*/
+    /// The cluster node name (for types 'node', 'storage', 'qemu', and 'lxc').
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// More specific type, if available.
@@ -3721,29 +3729,29 @@ pub struct ClusterResourcesResponseItem {
     /// Resource type dependent status.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
-    /** The storage identifier (for type 'storage').
-
- Format `pve-storage-id`.*/
+    /// The storage identifier (for type 'storage').
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// The guest's tags (for types 'qemu' and 'lxc')
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Determines if the guest is a template. (for types 'qemu' and 'lxc')
-
- Default: `false`.*/
+    /// Determines if the guest is a template. (for types 'qemu' and 'lxc')
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
-    /** Resource type.
-
- One of `node`, `storage`, `pool`, `qemu`, `lxc`, `openvz`, `sdn`, `network`.*/
+    /// Resource type.
+    ///
+    /// One of `node`, `storage`, `pool`, `qemu`, `lxc`, `openvz`, `sdn`, `network`.
     pub r#type: ::std::string::String,
     /// Uptime of node or virtual guest in seconds (for types 'node', 'qemu' and 'lxc').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
-    /** The numerical vmid (for types 'qemu' and 'lxc').
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The numerical vmid (for types 'qemu' and 'lxc').
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<i64>,
     /// The type of an SDN zone (for type 'sdn').
@@ -3772,18 +3780,18 @@ pub struct ClusterSdnControllersControllerReadParams {
 /// The `ClusterSdnControllersControllerUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnControllersControllerUpdateParams {
-    /** autonomous system number
-
- Range 0 to 4294967295.*/
+    /// autonomous system number
+    ///
+    /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub asn: ::std::option::Option<i64>,
     /// Consider different AS paths of equal length for multipath computation.
     #[serde(rename = "bgp-multipath-as-path-relax")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_multipath_as_path_relax: ::std::option::Option<crate::PveBool>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -3796,24 +3804,24 @@ pub struct ClusterSdnControllersControllerUpdateParams {
     #[serde(rename = "ebgp-multihop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp_multihop: ::std::option::Option<i64>,
-    /** SDN fabric to use as underlay for this EVPN controller.
-
- Format `pve-sdn-fabric-id`.*/
+    /// SDN fabric to use as underlay for this EVPN controller.
+    ///
+    /// Format `pve-sdn-fabric-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fabric: ::std::option::Option<::std::string::String>,
     /// Name of the IS-IS domain.
     #[serde(rename = "isis-domain")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_domain: ::std::option::Option<::std::string::String>,
-    /** Comma-separated list of interfaces where IS-IS should be active.
-
- Format `pve-iface-list`.*/
+    /// Comma-separated list of interfaces where IS-IS should be active.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(rename = "isis-ifaces")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_ifaces: ::std::option::Option<::std::string::String>,
-    /** Network Entity title for this node in the IS-IS network.
-
- Format `pve-sdn-isis-net`.*/
+    /// Network Entity title for this node in the IS-IS network.
+    ///
+    /// Format `pve-sdn-isis-net`.
     #[serde(rename = "isis-net")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_net: ::std::option::Option<::std::string::String>,
@@ -3824,32 +3832,32 @@ pub struct ClusterSdnControllersControllerUpdateParams {
     /// Name of the loopback/dummy interface that provides the Router-IP.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub loopback: ::std::option::Option<::std::string::String>,
-    /** The cluster node name.
-
- Format `pve-node`.*/
+    /// The cluster node name.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
-    /** peers address list.
-
- Format `ip-list`.*/
+    /// peers address list.
+    ///
+    /// Format `ip-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnControllersCreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnControllersCreateParams {
-    /** autonomous system number
-
- Range 0 to 4294967295.*/
+    /// autonomous system number
+    ///
+    /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub asn: ::std::option::Option<i64>,
     /// Consider different AS paths of equal length for multipath computation.
     #[serde(rename = "bgp-multipath-as-path-relax")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_multipath_as_path_relax: ::std::option::Option<crate::PveBool>,
-    /** The SDN controller object identifier.
-
- Format `pve-sdn-controller-id`.*/
+    /// The SDN controller object identifier.
+    ///
+    /// Format `pve-sdn-controller-id`.
     pub controller: ::std::string::String,
     /// Enable eBGP (remote-as external).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -3858,24 +3866,24 @@ pub struct ClusterSdnControllersCreateParams {
     #[serde(rename = "ebgp-multihop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp_multihop: ::std::option::Option<i64>,
-    /** SDN fabric to use as underlay for this EVPN controller.
-
- Format `pve-sdn-fabric-id`.*/
+    /// SDN fabric to use as underlay for this EVPN controller.
+    ///
+    /// Format `pve-sdn-fabric-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fabric: ::std::option::Option<::std::string::String>,
     /// Name of the IS-IS domain.
     #[serde(rename = "isis-domain")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_domain: ::std::option::Option<::std::string::String>,
-    /** Comma-separated list of interfaces where IS-IS should be active.
-
- Format `pve-iface-list`.*/
+    /// Comma-separated list of interfaces where IS-IS should be active.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(rename = "isis-ifaces")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_ifaces: ::std::option::Option<::std::string::String>,
-    /** Network Entity title for this node in the IS-IS network.
-
- Format `pve-sdn-isis-net`.*/
+    /// Network Entity title for this node in the IS-IS network.
+    ///
+    /// Format `pve-sdn-isis-net`.
     #[serde(rename = "isis-net")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_net: ::std::option::Option<::std::string::String>,
@@ -3886,19 +3894,19 @@ pub struct ClusterSdnControllersCreateParams {
     /// Name of the loopback/dummy interface that provides the Router-IP.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub loopback: ::std::option::Option<::std::string::String>,
-    /** The cluster node name.
-
- Format `pve-node`.*/
+    /// The cluster node name.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
-    /** peers address list.
-
- Format `ip-list`.*/
+    /// peers address list.
+    ///
+    /// Format `ip-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
-    /** Plugin type.
-
- One of `bgp`, `evpn`, `faucet`, `isis`. Format `pve-configid`.*/
+    /// Plugin type.
+    ///
+    /// One of `bgp`, `evpn`, `faucet`, `isis`. Format `pve-configid`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterSdnControllersIndexParams` model.
@@ -3910,18 +3918,18 @@ pub struct ClusterSdnControllersIndexParams {
     /// Display running config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
-    /** Only list sdn controllers of specific type
-
- One of `bgp`, `evpn`, `faucet`, `isis`.*/
+    /// Only list sdn controllers of specific type
+    ///
+    /// One of `bgp`, `evpn`, `faucet`, `isis`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnControllersIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnControllersIndexResponseItem {
-    /** The local ASN of the controller. BGP & EVPN only.
-
- Range 0 to 4294967295.*/
+    /// The local ASN of the controller. BGP & EVPN only.
+    ///
+    /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub asn: ::std::option::Option<i64>,
     /// Consider different AS paths of equal length for multipath computation. BGP only.
@@ -3944,15 +3952,15 @@ pub struct ClusterSdnControllersIndexResponseItem {
     #[serde(rename = "isis-domain")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_domain: ::std::option::Option<::std::string::String>,
-    /** Comma-separated list of interfaces where IS-IS should be active. IS-IS only.
-
- Format `pve-iface-list`.*/
+    /// Comma-separated list of interfaces where IS-IS should be active. IS-IS only.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(rename = "isis-ifaces")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_ifaces: ::std::option::Option<::std::string::String>,
-    /** Network Entity title for this node in the IS-IS network. IS-IS only.
-
- Format `pve-sdn-isis-net`.*/
+    /// Network Entity title for this node in the IS-IS network. IS-IS only.
+    ///
+    /// Format `pve-sdn-isis-net`.
     #[serde(rename = "isis-net")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_net: ::std::option::Option<::std::string::String>,
@@ -3970,22 +3978,22 @@ pub struct ClusterSdnControllersIndexResponseItem {
     pub pending: ::std::option::Option<
         crate::generated::cluster::ClusterSdnControllersIndexResponseItemPending,
     >,
-    /** State of the SDN configuration object.
-
- One of `new`, `changed`, `deleted`.*/
+    /// State of the SDN configuration object.
+    ///
+    /// One of `new`, `changed`, `deleted`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
-    /** Type of the controller
-
- One of `bgp`, `evpn`, `faucet`, `isis`.*/
+    /// Type of the controller
+    ///
+    /// One of `bgp`, `evpn`, `faucet`, `isis`.
     pub r#type: ::std::string::String,
 }
 /// Changes that have not yet been applied to the running configuration.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnControllersIndexResponseItemPending {
-    /** The local ASN of the controller. BGP & EVPN only.
-
- Range 0 to 4294967295.*/
+    /// The local ASN of the controller. BGP & EVPN only.
+    ///
+    /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub asn: ::std::option::Option<i64>,
     /// Consider different AS paths of equal length for multipath computation. BGP only.
@@ -4003,15 +4011,15 @@ pub struct ClusterSdnControllersIndexResponseItemPending {
     #[serde(rename = "isis-domain")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_domain: ::std::option::Option<::std::string::String>,
-    /** Comma-separated list of interfaces where IS-IS should be active. IS-IS only.
-
- Format `pve-iface-list`.*/
+    /// Comma-separated list of interfaces where IS-IS should be active. IS-IS only.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(rename = "isis-ifaces")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_ifaces: ::std::option::Option<::std::string::String>,
-    /** Network Entity title for this node in the IS-IS network. IS-IS only.
-
- Format `pve-sdn-isis-net`.*/
+    /// Network Entity title for this node in the IS-IS network. IS-IS only.
+    ///
+    /// Format `pve-sdn-isis-net`.
     #[serde(rename = "isis-net")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_net: ::std::option::Option<::std::string::String>,
@@ -4028,9 +4036,9 @@ pub struct ClusterSdnControllersIndexResponseItemPending {
 /// The `ClusterSdnDnsCreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnDnsCreateParams {
-    /** The SDN dns object identifier.
-
- Format `pve-sdn-dns-id`.*/
+    /// The SDN dns object identifier.
+    ///
+    /// Format `pve-sdn-dns-id`.
     pub dns: ::std::string::String,
     /// Certificate SHA 256 fingerprint.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -4050,9 +4058,9 @@ pub struct ClusterSdnDnsCreateParams {
     /// The `ttl` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ttl: ::std::option::Option<i64>,
-    /** Plugin type.
-
- One of `powerdns`. Format `pve-configid`.*/
+    /// Plugin type.
+    ///
+    /// One of `powerdns`. Format `pve-configid`.
     pub r#type: ::std::string::String,
     /// The `url` property.
     pub url: ::std::string::String,
@@ -4060,9 +4068,9 @@ pub struct ClusterSdnDnsCreateParams {
 /// The `ClusterSdnDnsDnsUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnDnsDnsUpdateParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -4091,9 +4099,9 @@ pub struct ClusterSdnDnsDnsUpdateParams {
 /// The `ClusterSdnDnsIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnDnsIndexParams {
-    /** Only list sdn dns of specific type
-
- One of `powerdns`.*/
+    /// Only list sdn dns of specific type
+    ///
+    /// One of `powerdns`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -4108,9 +4116,9 @@ pub struct ClusterSdnDnsIndexResponseItem {
 /// The `ClusterSdnDryRunParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnDryRunParams {
-    /** The cluster node name.
-
- Format `pve-node`.*/
+    /// The cluster node name.
+    ///
+    /// Format `pve-node`.
     pub node: ::std::string::String,
 }
 /// The `ClusterSdnDryRunResponse` model.
@@ -4143,40 +4151,40 @@ pub struct ClusterSdnFabricsAllListAllResponseFabricsItem {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
-    /** The csnp_interval property for Openfabric
-
- Range 1 to 600.*/
+    /// The csnp_interval property for Openfabric
+    ///
+    /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** The hello_interval property for Openfabric
-
- Range 1 to 600.*/
+    /// The hello_interval property for Openfabric
+    ///
+    /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hello_interval: ::std::option::Option<f64>,
-    /** Identifier for SDN fabrics
-
- Format `pve-sdn-fabric-id`.*/
+    /// Identifier for SDN fabrics
+    ///
+    /// Format `pve-sdn-fabric-id`.
     pub id: ::std::string::String,
-    /** The IP prefix for Node IPs
-
- Format `CIDR`.*/
+    /// The IP prefix for Node IPs
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6_prefix: ::std::option::Option<::std::string::String>,
-    /** The IP prefix for Node IPs
-
- Format `CIDR`.*/
+    /// The IP prefix for Node IPs
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_prefix: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** Type of configuration entry in an SDN Fabric section config
-
- One of `openfabric`, `ospf`.*/
+    /// Type of configuration entry in an SDN Fabric section config
+    ///
+    /// One of `openfabric`, `ospf`.
     pub protocol: ::std::string::String,
 }
 /// The `ClusterSdnFabricsAllListAllResponseNodesItem` model.
@@ -4185,33 +4193,33 @@ pub struct ClusterSdnFabricsAllListAllResponseNodesItem {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Identifier for SDN fabrics
-
- Format `pve-sdn-fabric-id`.*/
+    /// Identifier for SDN fabrics
+    ///
+    /// Format `pve-sdn-fabric-id`.
     pub fabric_id: ::std::string::String,
     /// The `interfaces` property.
     pub interfaces: ::serde_json::Value,
-    /** IPv4 address for this node
-
- Format `ipv4`.*/
+    /// IPv4 address for this node
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip: ::std::option::Option<::std::string::String>,
-    /** IPv6 address for this node
-
- Format `ipv6`.*/
+    /// IPv6 address for this node
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** Identifier for nodes in an SDN fabric
-
- Format `pve-node`.*/
+    /// Identifier for nodes in an SDN fabric
+    ///
+    /// Format `pve-node`.
     pub node_id: ::std::string::String,
-    /** Type of configuration entry in an SDN Fabric section config
-
- One of `openfabric`, `ospf`.*/
+    /// Type of configuration entry in an SDN Fabric section config
+    ///
+    /// One of `openfabric`, `ospf`.
     pub protocol: ::std::string::String,
 }
 /// The `ClusterSdnFabricsFabricAddFabricParams` model.
@@ -4220,40 +4228,40 @@ pub struct ClusterSdnFabricsFabricAddFabricParams {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
-    /** The csnp_interval property for Openfabric
-
- Range 1 to 600.*/
+    /// The csnp_interval property for Openfabric
+    ///
+    /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** The hello_interval property for Openfabric
-
- Range 1 to 600.*/
+    /// The hello_interval property for Openfabric
+    ///
+    /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hello_interval: ::std::option::Option<f64>,
-    /** Identifier for SDN fabrics
-
- Format `pve-sdn-fabric-id`.*/
+    /// Identifier for SDN fabrics
+    ///
+    /// Format `pve-sdn-fabric-id`.
     pub id: ::std::string::String,
-    /** The IP prefix for Node IPs
-
- Format `CIDR`.*/
+    /// The IP prefix for Node IPs
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6_prefix: ::std::option::Option<::std::string::String>,
-    /** The IP prefix for Node IPs
-
- Format `CIDR`.*/
+    /// The IP prefix for Node IPs
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_prefix: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** Type of configuration entry in an SDN Fabric section config
-
- One of `openfabric`, `ospf`.*/
+    /// Type of configuration entry in an SDN Fabric section config
+    ///
+    /// One of `openfabric`, `ospf`.
     pub protocol: ::std::string::String,
 }
 /// The `ClusterSdnFabricsFabricIdUpdateFabricParams` model.
@@ -4262,9 +4270,9 @@ pub struct ClusterSdnFabricsFabricIdUpdateFabricParams {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
-    /** The csnp_interval property for Openfabric
-
- Range 1 to 600.*/
+    /// The csnp_interval property for Openfabric
+    ///
+    /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// The `delete` property.
@@ -4272,28 +4280,28 @@ pub struct ClusterSdnFabricsFabricIdUpdateFabricParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** The hello_interval property for Openfabric
-
- Range 1 to 600.*/
+    /// The hello_interval property for Openfabric
+    ///
+    /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hello_interval: ::std::option::Option<f64>,
-    /** The IP prefix for Node IPs
-
- Format `CIDR`.*/
+    /// The IP prefix for Node IPs
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6_prefix: ::std::option::Option<::std::string::String>,
-    /** The IP prefix for Node IPs
-
- Format `CIDR`.*/
+    /// The IP prefix for Node IPs
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_prefix: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** Type of configuration entry in an SDN Fabric section config
-
- One of `openfabric`, `ospf`.*/
+    /// Type of configuration entry in an SDN Fabric section config
+    ///
+    /// One of `openfabric`, `ospf`.
     pub protocol: ::std::string::String,
 }
 /// The `ClusterSdnFabricsNodeFabricIdAddNodeParams` model.
@@ -4304,27 +4312,27 @@ pub struct ClusterSdnFabricsNodeFabricIdAddNodeParams {
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `interfaces` property.
     pub interfaces: ::serde_json::Value,
-    /** IPv4 address for this node
-
- Format `ipv4`.*/
+    /// IPv4 address for this node
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip: ::std::option::Option<::std::string::String>,
-    /** IPv6 address for this node
-
- Format `ipv6`.*/
+    /// IPv6 address for this node
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** Identifier for nodes in an SDN fabric
-
- Format `pve-node`.*/
+    /// Identifier for nodes in an SDN fabric
+    ///
+    /// Format `pve-node`.
     pub node_id: ::std::string::String,
-    /** Type of configuration entry in an SDN Fabric section config
-
- One of `openfabric`, `ospf`.*/
+    /// Type of configuration entry in an SDN Fabric section config
+    ///
+    /// One of `openfabric`, `ospf`.
     pub protocol: ::std::string::String,
 }
 /// The `ClusterSdnFabricsNodeNodeIdUpdateNodeParams` model.
@@ -4338,23 +4346,23 @@ pub struct ClusterSdnFabricsNodeNodeIdUpdateNodeParams {
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `interfaces` property.
     pub interfaces: ::serde_json::Value,
-    /** IPv4 address for this node
-
- Format `ipv4`.*/
+    /// IPv4 address for this node
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip: ::std::option::Option<::std::string::String>,
-    /** IPv6 address for this node
-
- Format `ipv6`.*/
+    /// IPv6 address for this node
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** Type of configuration entry in an SDN Fabric section config
-
- One of `openfabric`, `ospf`.*/
+    /// Type of configuration entry in an SDN Fabric section config
+    ///
+    /// One of `openfabric`, `ospf`.
     pub protocol: ::std::string::String,
 }
 /// The `ClusterSdnIpamsCreateParams` model.
@@ -4363,9 +4371,9 @@ pub struct ClusterSdnIpamsCreateParams {
     /// Certificate SHA 256 fingerprint.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
-    /** The SDN ipam object identifier.
-
- Format `pve-sdn-ipam-id`.*/
+    /// The SDN ipam object identifier.
+    ///
+    /// Format `pve-sdn-ipam-id`.
     pub ipam: ::std::string::String,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
@@ -4377,9 +4385,9 @@ pub struct ClusterSdnIpamsCreateParams {
     /// The `token` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
-    /** Plugin type.
-
- One of `netbox`, `phpipam`, `pve`. Format `pve-configid`.*/
+    /// Plugin type.
+    ///
+    /// One of `netbox`, `phpipam`, `pve`. Format `pve-configid`.
     pub r#type: ::std::string::String,
     /// The `url` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -4388,9 +4396,9 @@ pub struct ClusterSdnIpamsCreateParams {
 /// The `ClusterSdnIpamsIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnIpamsIndexParams {
-    /** Only list sdn ipams of specific type
-
- One of `netbox`, `phpipam`, `pve`.*/
+    /// Only list sdn ipams of specific type
+    ///
+    /// One of `netbox`, `phpipam`, `pve`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -4405,9 +4413,9 @@ pub struct ClusterSdnIpamsIndexResponseItem {
 /// The `ClusterSdnIpamsIpamUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnIpamsIpamUpdateParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -4433,9 +4441,9 @@ pub struct ClusterSdnIpamsIpamUpdateParams {
 /// The `ClusterSdnLockParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnLockParams {
-    /** if true, allow acquiring lock even though there are pending changes
-
- Default: `false`.*/
+    /// if true, allow acquiring lock even though there are pending changes
+    ///
+    /// Default: `false`.
     #[serde(rename = "allow-pending")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_pending: ::std::option::Option<crate::PveBool>,
@@ -4443,9 +4451,9 @@ pub struct ClusterSdnLockParams {
 /// The `ClusterSdnLockReleaseLockParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnLockReleaseLockParams {
-    /** if true, allow releasing lock without providing the token
-
- Default: `false`.*/
+    /// if true, allow releasing lock without providing the token
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// the token for unlocking the global SDN configuration
@@ -4460,9 +4468,9 @@ pub struct ClusterSdnReloadParams {
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** When lock-token has been provided and configuration successfully committed, release the lock automatically afterwards
-
- Default: `true`.*/
+    /// When lock-token has been provided and configuration successfully committed, release the lock automatically afterwards
+    ///
+    /// Default: `true`.
     #[serde(rename = "release-lock")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub release_lock: ::std::option::Option<crate::PveBool>,
@@ -4474,9 +4482,9 @@ pub struct ClusterSdnRollbackParams {
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** When lock-token has been provided and configuration successfully rollbacked, release the lock automatically afterwards
-
- Default: `true`.*/
+    /// When lock-token has been provided and configuration successfully rollbacked, release the lock automatically afterwards
+    ///
+    /// Default: `true`.
     #[serde(rename = "release-lock")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub release_lock: ::std::option::Option<crate::PveBool>,
@@ -4495,22 +4503,22 @@ pub struct ClusterSdnVnetsCreateParams {
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
-
- Range 1 to 16777215.*/
+    /// VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
+    ///
+    /// Range 1 to 16777215.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
-    /** Type of the VNet.
-
- One of `vnet`.*/
+    /// Type of the VNet.
+    ///
+    /// One of `vnet`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
     /// Allow VLANs to pass through this vnet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlanaware: ::std::option::Option<crate::PveBool>,
-    /** The SDN vnet object identifier.
-
- Format `pve-sdn-vnet-id`.*/
+    /// The SDN vnet object identifier.
+    ///
+    /// Format `pve-sdn-vnet-id`.
     pub vnet: ::std::string::String,
     /// Name of the zone this VNet belongs to.
     pub zone: ::std::string::String,
@@ -4518,46 +4526,46 @@ pub struct ClusterSdnVnetsCreateParams {
 /// The `ClusterSdnVnetsFirewallOptionsGetOptionsResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsFirewallOptionsGetOptionsResponse {
-    /** Enable/disable firewall rules.
-
- Default: `false`.*/
+    /// Enable/disable firewall rules.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
-    /** Log level for forwarded traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for forwarded traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_forward: ::std::option::Option<::std::string::String>,
-    /** Forward policy.
-
- One of `ACCEPT`, `DROP`.*/
+    /// Forward policy.
+    ///
+    /// One of `ACCEPT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnVnetsFirewallOptionsSetOptionsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsFirewallOptionsSetOptionsParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Enable/disable firewall rules.
-
- Default: `false`.*/
+    /// Enable/disable firewall rules.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
-    /** Log level for forwarded traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for forwarded traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_forward: ::std::option::Option<::std::string::String>,
-    /** Forward policy.
-
- One of `ACCEPT`, `DROP`.*/
+    /// Forward policy.
+    ///
+    /// One of `ACCEPT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<::std::string::String>,
 }
@@ -4579,19 +4587,19 @@ pub struct ClusterSdnVnetsIndexResponseItem {
     pub pending: ::std::option::Option<
         crate::generated::cluster::ClusterSdnVnetsIndexResponseItemPending,
     >,
-    /** State of the SDN configuration object.
-
- One of `new`, `changed`, `deleted`.*/
+    /// State of the SDN configuration object.
+    ///
+    /// One of `new`, `changed`, `deleted`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
-    /** VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
-
- Range 1 to 16777215.*/
+    /// VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
+    ///
+    /// Range 1 to 16777215.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
-    /** Type of the VNet.
-
- One of `vnet`.*/
+    /// Type of the VNet.
+    ///
+    /// One of `vnet`.
     pub r#type: ::std::string::String,
     /// Allow VLANs to pass through this VNet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -4612,9 +4620,9 @@ pub struct ClusterSdnVnetsIndexResponseItemPending {
     #[serde(rename = "isolate-ports")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isolate_ports: ::std::option::Option<crate::PveBool>,
-    /** VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
-
- Range 1 to 16777215.*/
+    /// VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
+    ///
+    /// Range 1 to 16777215.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Allow VLANs to pass through this VNet.
@@ -4627,65 +4635,65 @@ pub struct ClusterSdnVnetsIndexResponseItemPending {
 /// The `ClusterSdnVnetsIpsIpcreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsIpsIpcreateParams {
-    /** The IP address to associate with the given MAC address
-
- Format `ip`.*/
+    /// The IP address to associate with the given MAC address
+    ///
+    /// Format `ip`.
     pub ip: ::std::string::String,
-    /** Unicast MAC address.
-
- Format `mac-addr`.*/
+    /// Unicast MAC address.
+    ///
+    /// Format `mac-addr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
-    /** The SDN zone object identifier.
-
- Format `pve-sdn-zone-id`.*/
+    /// The SDN zone object identifier.
+    ///
+    /// Format `pve-sdn-zone-id`.
     pub zone: ::std::string::String,
 }
 /// The `ClusterSdnVnetsIpsIpdeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsIpsIpdeleteParams {
-    /** The IP address to delete
-
- Format `ip`.*/
+    /// The IP address to delete
+    ///
+    /// Format `ip`.
     pub ip: ::std::string::String,
-    /** Unicast MAC address.
-
- Format `mac-addr`.*/
+    /// Unicast MAC address.
+    ///
+    /// Format `mac-addr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
-    /** The SDN zone object identifier.
-
- Format `pve-sdn-zone-id`.*/
+    /// The SDN zone object identifier.
+    ///
+    /// Format `pve-sdn-zone-id`.
     pub zone: ::std::string::String,
 }
 /// The `ClusterSdnVnetsIpsIpupdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsIpsIpupdateParams {
-    /** The IP address to associate with the given MAC address
-
- Format `ip`.*/
+    /// The IP address to associate with the given MAC address
+    ///
+    /// Format `ip`.
     pub ip: ::std::string::String,
-    /** Unicast MAC address.
-
- Format `mac-addr`.*/
+    /// Unicast MAC address.
+    ///
+    /// Format `mac-addr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<i64>,
-    /** The SDN zone object identifier.
-
- Format `pve-sdn-zone-id`.*/
+    /// The SDN zone object identifier.
+    ///
+    /// Format `pve-sdn-zone-id`.
     pub zone: ::std::string::String,
 }
 /// The `ClusterSdnVnetsSubnetsCreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsSubnetsCreateParams {
-    /** IP address for the DNS server
-
- Format `ip`.*/
+    /// IP address for the DNS server
+    ///
+    /// Format `ip`.
     #[serde(rename = "dhcp-dns-server")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp_dns_server: ::std::option::Option<::std::string::String>,
@@ -4693,14 +4701,14 @@ pub struct ClusterSdnVnetsSubnetsCreateParams {
     #[serde(rename = "dhcp-range")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp_range: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** dns domain zone prefix  ex: 'adm' -> <hostname>.adm.mydomain.com
-
- Format `dns-name`.*/
+    /// dns domain zone prefix  ex: 'adm' -> <hostname>.adm.mydomain.com
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszoneprefix: ::std::option::Option<::std::string::String>,
-    /** Subnet Gateway: Will be assign on vnet for layer3 zones
-
- Format `ip`.*/
+    /// Subnet Gateway: Will be assign on vnet for layer3 zones
+    ///
+    /// Format `ip`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
@@ -4710,26 +4718,26 @@ pub struct ClusterSdnVnetsSubnetsCreateParams {
     /// enable masquerade for this subnet if pve-firewall
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snat: ::std::option::Option<crate::PveBool>,
-    /** The SDN subnet object identifier.
-
- Format `pve-sdn-subnet-id`.*/
+    /// The SDN subnet object identifier.
+    ///
+    /// Format `pve-sdn-subnet-id`.
     pub subnet: ::std::string::String,
-    /** The `type` property.
-
- One of `subnet`.*/
+    /// The `type` property.
+    ///
+    /// One of `subnet`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterSdnVnetsSubnetsSubnetUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsSubnetsSubnetUpdateParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
-    /** IP address for the DNS server
-
- Format `ip`.*/
+    /// IP address for the DNS server
+    ///
+    /// Format `ip`.
     #[serde(rename = "dhcp-dns-server")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp_dns_server: ::std::option::Option<::std::string::String>,
@@ -4740,14 +4748,14 @@ pub struct ClusterSdnVnetsSubnetsSubnetUpdateParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** dns domain zone prefix  ex: 'adm' -> <hostname>.adm.mydomain.com
-
- Format `dns-name`.*/
+    /// dns domain zone prefix  ex: 'adm' -> <hostname>.adm.mydomain.com
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszoneprefix: ::std::option::Option<::std::string::String>,
-    /** Subnet Gateway: Will be assign on vnet for layer3 zones
-
- Format `ip`.*/
+    /// Subnet Gateway: Will be assign on vnet for layer3 zones
+    ///
+    /// Format `ip`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
@@ -4764,9 +4772,9 @@ pub struct ClusterSdnVnetsVnetUpdateParams {
     /// Alias name of the VNet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub alias: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -4780,9 +4788,9 @@ pub struct ClusterSdnVnetsVnetUpdateParams {
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
-
- Range 1 to 16777215.*/
+    /// VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
+    ///
+    /// Range 1 to 16777215.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Allow VLANs to pass through this vnet.
@@ -4809,9 +4817,9 @@ pub struct ClusterSdnZonesCreateParams {
     /// Controller for this zone.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub controller: ::std::option::Option<::std::string::String>,
-    /** Type of the DHCP backend for this zone
-
- One of `dnsmasq`.*/
+    /// Type of the DHCP backend for this zone
+    ///
+    /// One of `dnsmasq`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<::std::string::String>,
     /// Suppress IPv4 ARP && IPv6 Neighbour Discovery messages.
@@ -4821,33 +4829,33 @@ pub struct ClusterSdnZonesCreateParams {
     /// dns api server
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns: ::std::option::Option<::std::string::String>,
-    /** dns domain zone  ex: mydomain.com
-
- Format `dns-name`.*/
+    /// dns domain zone  ex: mydomain.com
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszone: ::std::option::Option<::std::string::String>,
     /// Faucet dataplane id
     #[serde(rename = "dp-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dp_id: ::std::option::Option<i64>,
-    /** List of cluster node names.
-
- Format `pve-node-list`.*/
+    /// List of cluster node names.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes: ::std::option::Option<::std::string::String>,
     /// Allow exitnodes to connect to EVPN guests.
     #[serde(rename = "exitnodes-local-routing")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_local_routing: ::std::option::Option<crate::PveBool>,
-    /** Force traffic through this exitnode first.
-
- Format `pve-node`.*/
+    /// Force traffic through this exitnode first.
+    ///
+    /// Format `pve-node`.
     #[serde(rename = "exitnodes-primary")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_primary: ::std::option::Option<::std::string::String>,
-    /** SDN fabric to use as underlay for this VXLAN zone.
-
- Format `pve-sdn-fabric-id`.*/
+    /// SDN fabric to use as underlay for this VXLAN zone.
+    ///
+    /// Format `pve-sdn-fabric-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fabric: ::std::option::Option<::std::string::String>,
     /// use a specific ipam
@@ -4857,63 +4865,63 @@ pub struct ClusterSdnZonesCreateParams {
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** Anycast logical router mac address.
-
- Format `mac-addr`.*/
+    /// Anycast logical router mac address.
+    ///
+    /// Format `mac-addr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
-    /** List of cluster node names.
-
- Format `pve-node-list`.*/
+    /// List of cluster node names.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes.
-
- Format `ip-list`.*/
+    /// Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes.
+    ///
+    /// Format `ip-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// reverse dns api server
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversedns: ::std::option::Option<::std::string::String>,
-    /** List of Route Targets that should be imported into the VRF of the zone.
-
- Format `pve-sdn-bgp-rt-list`.*/
+    /// List of Route Targets that should be imported into the VRF of the zone.
+    ///
+    /// Format `pve-sdn-bgp-rt-list`.
     #[serde(rename = "rt-import")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rt_import: ::std::option::Option<::std::string::String>,
-    /** Service-VLAN Tag (outer VLAN)
-
- Minimum 0.*/
+    /// Service-VLAN Tag (outer VLAN)
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
-    /** Plugin type.
-
- One of `evpn`, `faucet`, `qinq`, `simple`, `vlan`, `vxlan`. Format `pve-configid`.*/
+    /// Plugin type.
+    ///
+    /// One of `evpn`, `faucet`, `qinq`, `simple`, `vlan`, `vxlan`. Format `pve-configid`.
     pub r#type: ::std::string::String,
-    /** Which VLAN protocol should be used for the creation of the QinQ zone.
-
- One of `802.1q`, `802.1ad`. Default: `"802.1q"`.*/
+    /// Which VLAN protocol should be used for the creation of the QinQ zone.
+    ///
+    /// One of `802.1q`, `802.1ad`. Default: `"802.1q"`.
     #[serde(rename = "vlan-protocol")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<::std::string::String>,
-    /** VNI for the zone VRF.
-
- Range 1 to 16777215.*/
+    /// VNI for the zone VRF.
+    ///
+    /// Range 1 to 16777215.
     #[serde(rename = "vrf-vxlan")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vrf_vxlan: ::std::option::Option<i64>,
-    /** UDP port that should be used for the VXLAN tunnel (default 4789).
-
- Range 1 to 65536. Default: `4789`.*/
+    /// UDP port that should be used for the VXLAN tunnel (default 4789).
+    ///
+    /// Range 1 to 65536. Default: `4789`.
     #[serde(rename = "vxlan-port")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_port: ::std::option::Option<i64>,
-    /** The SDN zone object identifier.
-
- Format `pve-sdn-zone-id`.*/
+    /// The SDN zone object identifier.
+    ///
+    /// Format `pve-sdn-zone-id`.
     pub zone: ::std::string::String,
 }
 /// The `ClusterSdnZonesIndexParams` model.
@@ -4925,9 +4933,9 @@ pub struct ClusterSdnZonesIndexParams {
     /// Display running config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
-    /** Only list SDN zones of specific type
-
- One of `evpn`, `faucet`, `qinq`, `simple`, `vlan`, `vxlan`.*/
+    /// Only list SDN zones of specific type
+    ///
+    /// One of `evpn`, `faucet`, `qinq`, `simple`, `vlan`, `vxlan`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -4948,9 +4956,9 @@ pub struct ClusterSdnZonesIndexResponseItem {
     /// ID of the controller for this zone. EVPN zone only.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub controller: ::std::option::Option<::std::string::String>,
-    /** Name of DHCP server backend for this zone.
-
- One of `dnsmasq`.*/
+    /// Name of DHCP server backend for this zone.
+    ///
+    /// One of `dnsmasq`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<::std::string::String>,
     /// Digest of the controller section.
@@ -4966,18 +4974,18 @@ pub struct ClusterSdnZonesIndexResponseItem {
     /// Domain name for this zone.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszone: ::std::option::Option<::std::string::String>,
-    /** List of PVE Nodes that should act as exit node for this zone. EVPN zone only.
-
- Format `pve-node-list`.*/
+    /// List of PVE Nodes that should act as exit node for this zone. EVPN zone only.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes: ::std::option::Option<::std::string::String>,
     /// Create routes on the exit nodes, so they can connect to EVPN guests. EVPN zone only.
     #[serde(rename = "exitnodes-local-routing")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_local_routing: ::std::option::Option<crate::PveBool>,
-    /** Force traffic through this exitnode first. EVPN zone only.
-
- Format `pve-node`.*/
+    /// Force traffic through this exitnode first. EVPN zone only.
+    ///
+    /// Format `pve-node`.
     #[serde(rename = "exitnodes-primary")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_primary: ::std::option::Option<::std::string::String>,
@@ -4993,9 +5001,9 @@ pub struct ClusterSdnZonesIndexResponseItem {
     /// Nodes where this zone should be created.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes. VXLAN zone only.
-
- Format `ip-list`.*/
+    /// Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes. VXLAN zone only.
+    ///
+    /// Format `ip-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// Changes that have not yet been applied to the running configuration.
@@ -5006,41 +5014,41 @@ pub struct ClusterSdnZonesIndexResponseItem {
     /// ID of the reverse DNS server for this zone.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversedns: ::std::option::Option<::std::string::String>,
-    /** Route-Targets that should be imported into the VRF of this zone via BGP. EVPN zone only.
-
- Format `pve-sdn-bgp-rt-list`.*/
+    /// Route-Targets that should be imported into the VRF of this zone via BGP. EVPN zone only.
+    ///
+    /// Format `pve-sdn-bgp-rt-list`.
     #[serde(rename = "rt-import")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rt_import: ::std::option::Option<::std::string::String>,
-    /** State of the SDN configuration object.
-
- One of `new`, `changed`, `deleted`.*/
+    /// State of the SDN configuration object.
+    ///
+    /// One of `new`, `changed`, `deleted`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
-    /** Service-VLAN Tag (outer VLAN). QinQ zone only
-
- Minimum 0.*/
+    /// Service-VLAN Tag (outer VLAN). QinQ zone only
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
-    /** Type of the zone.
-
- One of `evpn`, `faucet`, `qinq`, `simple`, `vlan`, `vxlan`.*/
+    /// Type of the zone.
+    ///
+    /// One of `evpn`, `faucet`, `qinq`, `simple`, `vlan`, `vxlan`.
     pub r#type: ::std::string::String,
-    /** VLAN protocol for the creation of the QinQ zone. QinQ zone only.
-
- One of `802.1q`, `802.1ad`. Default: `"802.1q"`.*/
+    /// VLAN protocol for the creation of the QinQ zone. QinQ zone only.
+    ///
+    /// One of `802.1q`, `802.1ad`. Default: `"802.1q"`.
     #[serde(rename = "vlan-protocol")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<::std::string::String>,
-    /** VNI for the zone VRF. EVPN zone only.
-
- Range 1 to 16777215.*/
+    /// VNI for the zone VRF. EVPN zone only.
+    ///
+    /// Range 1 to 16777215.
     #[serde(rename = "vrf-vxlan")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vrf_vxlan: ::std::option::Option<i64>,
-    /** UDP port that should be used for the VXLAN tunnel (default 4789). VXLAN zone only.
-
- Range 1 to 65536. Default: `4789`.*/
+    /// UDP port that should be used for the VXLAN tunnel (default 4789). VXLAN zone only.
+    ///
+    /// Range 1 to 65536. Default: `4789`.
     #[serde(rename = "vxlan-port")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_port: ::std::option::Option<i64>,
@@ -5064,9 +5072,9 @@ pub struct ClusterSdnZonesIndexResponseItemPending {
     /// ID of the controller for this zone. EVPN zone only.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub controller: ::std::option::Option<::std::string::String>,
-    /** Name of DHCP server backend for this zone.
-
- One of `dnsmasq`.*/
+    /// Name of DHCP server backend for this zone.
+    ///
+    /// One of `dnsmasq`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<::std::string::String>,
     /// Suppress IPv4 ARP && IPv6 Neighbour Discovery messages. EVPN zone only.
@@ -5079,18 +5087,18 @@ pub struct ClusterSdnZonesIndexResponseItemPending {
     /// Domain name for this zone.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszone: ::std::option::Option<::std::string::String>,
-    /** List of PVE Nodes that should act as exit node for this zone. EVPN zone only.
-
- Format `pve-node-list`.*/
+    /// List of PVE Nodes that should act as exit node for this zone. EVPN zone only.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes: ::std::option::Option<::std::string::String>,
     /// Create routes on the exit nodes, so they can connect to EVPN guests. EVPN zone only.
     #[serde(rename = "exitnodes-local-routing")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_local_routing: ::std::option::Option<crate::PveBool>,
-    /** Force traffic through this exitnode first. EVPN zone only.
-
- Format `pve-node`.*/
+    /// Force traffic through this exitnode first. EVPN zone only.
+    ///
+    /// Format `pve-node`.
     #[serde(rename = "exitnodes-primary")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_primary: ::std::option::Option<::std::string::String>,
@@ -5106,40 +5114,40 @@ pub struct ClusterSdnZonesIndexResponseItemPending {
     /// Nodes where this zone should be created.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes. VXLAN zone only.
-
- Format `ip-list`.*/
+    /// Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes. VXLAN zone only.
+    ///
+    /// Format `ip-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// ID of the reverse DNS server for this zone.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversedns: ::std::option::Option<::std::string::String>,
-    /** Route-Targets that should be imported into the VRF of this zone via BGP. EVPN zone only.
-
- Format `pve-sdn-bgp-rt-list`.*/
+    /// Route-Targets that should be imported into the VRF of this zone via BGP. EVPN zone only.
+    ///
+    /// Format `pve-sdn-bgp-rt-list`.
     #[serde(rename = "rt-import")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rt_import: ::std::option::Option<::std::string::String>,
-    /** Service-VLAN Tag (outer VLAN). QinQ zone only
-
- Minimum 0.*/
+    /// Service-VLAN Tag (outer VLAN). QinQ zone only
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
-    /** VLAN protocol for the creation of the QinQ zone. QinQ zone only.
-
- One of `802.1q`, `802.1ad`. Default: `"802.1q"`.*/
+    /// VLAN protocol for the creation of the QinQ zone. QinQ zone only.
+    ///
+    /// One of `802.1q`, `802.1ad`. Default: `"802.1q"`.
     #[serde(rename = "vlan-protocol")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<::std::string::String>,
-    /** VNI for the zone VRF. EVPN zone only.
-
- Range 1 to 16777215.*/
+    /// VNI for the zone VRF. EVPN zone only.
+    ///
+    /// Range 1 to 16777215.
     #[serde(rename = "vrf-vxlan")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vrf_vxlan: ::std::option::Option<i64>,
-    /** UDP port that should be used for the VXLAN tunnel (default 4789). VXLAN zone only.
-
- Range 1 to 65536. Default: `4789`.*/
+    /// UDP port that should be used for the VXLAN tunnel (default 4789). VXLAN zone only.
+    ///
+    /// Range 1 to 65536. Default: `4789`.
     #[serde(rename = "vxlan-port")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_port: ::std::option::Option<i64>,
@@ -5161,14 +5169,14 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     /// Controller for this zone.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub controller: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
-    /** Type of the DHCP backend for this zone
-
- One of `dnsmasq`.*/
+    /// Type of the DHCP backend for this zone
+    ///
+    /// One of `dnsmasq`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -5181,33 +5189,33 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     /// dns api server
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns: ::std::option::Option<::std::string::String>,
-    /** dns domain zone  ex: mydomain.com
-
- Format `dns-name`.*/
+    /// dns domain zone  ex: mydomain.com
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszone: ::std::option::Option<::std::string::String>,
     /// Faucet dataplane id
     #[serde(rename = "dp-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dp_id: ::std::option::Option<i64>,
-    /** List of cluster node names.
-
- Format `pve-node-list`.*/
+    /// List of cluster node names.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes: ::std::option::Option<::std::string::String>,
     /// Allow exitnodes to connect to EVPN guests.
     #[serde(rename = "exitnodes-local-routing")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_local_routing: ::std::option::Option<crate::PveBool>,
-    /** Force traffic through this exitnode first.
-
- Format `pve-node`.*/
+    /// Force traffic through this exitnode first.
+    ///
+    /// Format `pve-node`.
     #[serde(rename = "exitnodes-primary")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_primary: ::std::option::Option<::std::string::String>,
-    /** SDN fabric to use as underlay for this VXLAN zone.
-
- Format `pve-sdn-fabric-id`.*/
+    /// SDN fabric to use as underlay for this VXLAN zone.
+    ///
+    /// Format `pve-sdn-fabric-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fabric: ::std::option::Option<::std::string::String>,
     /// use a specific ipam
@@ -5217,53 +5225,53 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
-    /** Anycast logical router mac address.
-
- Format `mac-addr`.*/
+    /// Anycast logical router mac address.
+    ///
+    /// Format `mac-addr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
-    /** List of cluster node names.
-
- Format `pve-node-list`.*/
+    /// List of cluster node names.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
-    /** Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes.
-
- Format `ip-list`.*/
+    /// Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes.
+    ///
+    /// Format `ip-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// reverse dns api server
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversedns: ::std::option::Option<::std::string::String>,
-    /** List of Route Targets that should be imported into the VRF of the zone.
-
- Format `pve-sdn-bgp-rt-list`.*/
+    /// List of Route Targets that should be imported into the VRF of the zone.
+    ///
+    /// Format `pve-sdn-bgp-rt-list`.
     #[serde(rename = "rt-import")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rt_import: ::std::option::Option<::std::string::String>,
-    /** Service-VLAN Tag (outer VLAN)
-
- Minimum 0.*/
+    /// Service-VLAN Tag (outer VLAN)
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
-    /** Which VLAN protocol should be used for the creation of the QinQ zone.
-
- One of `802.1q`, `802.1ad`. Default: `"802.1q"`.*/
+    /// Which VLAN protocol should be used for the creation of the QinQ zone.
+    ///
+    /// One of `802.1q`, `802.1ad`. Default: `"802.1q"`.
     #[serde(rename = "vlan-protocol")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<::std::string::String>,
-    /** VNI for the zone VRF.
-
- Range 1 to 16777215.*/
+    /// VNI for the zone VRF.
+    ///
+    /// Range 1 to 16777215.
     #[serde(rename = "vrf-vxlan")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vrf_vxlan: ::std::option::Option<i64>,
-    /** UDP port that should be used for the VXLAN tunnel (default 4789).
-
- Range 1 to 65536. Default: `4789`.*/
+    /// UDP port that should be used for the VXLAN tunnel (default 4789).
+    ///
+    /// Range 1 to 65536. Default: `4789`.
     #[serde(rename = "vxlan-port")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_port: ::std::option::Option<i64>,
@@ -5296,9 +5304,9 @@ pub struct ClusterStatusGetStatusResponseItem {
     /// [cluster] Indicates if there is a majority of nodes online to make decisions
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quorate: ::std::option::Option<crate::PveBool>,
-    /** Indicates the type, either cluster or node. The type defines the object properties e.g. quorate available for type cluster.
-
- One of `cluster`, `node`.*/
+    /// Indicates the type, either cluster or node. The type defines the object properties e.g. quorate available for type cluster.
+    ///
+    /// One of `cluster`, `node`.
     pub r#type: ::std::string::String,
     /// [cluster] Current version of the corosync configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -5310,936 +5318,680 @@ pub struct ClusterTasksResponseItem {
     /// The `upid` property.
     pub upid: ::std::string::String,
 }
-///The `data` of the reply to `GET /cluster` (`cluster_index`).
+/// The `data` of the reply to `GET /cluster` (`cluster_index`).
 pub type ClusterIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/acme` (`cluster_acme_index`).
+/// The `data` of the reply to `GET /cluster/acme` (`cluster_acme_index`).
 pub type ClusterAcmeIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/acme/account` (`cluster_acme_account_account_index`).
+/// The `data` of the reply to `GET /cluster/acme/account` (`cluster_acme_account_account_index`).
 pub type ClusterAcmeAccountAccountIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `POST /cluster/acme/account` (`cluster_acme_account_register_account`), without the path parameters.
-pub type ClusterAcmeAccountRegisterAccountParams = crate::generated::cluster::ClusterAcmeAccountRegisterAccountParams;
-///The `data` of the reply to `POST /cluster/acme/account` (`cluster_acme_account_register_account`).
+/// The `data` of the reply to `POST /cluster/acme/account` (`cluster_acme_account_register_account`).
 pub type ClusterAcmeAccountRegisterAccountResponse = ::std::string::String;
-///The `data` of the reply to `GET /cluster/acme/account/{name}` (`cluster_acme_account_name_get_account`).
-pub type ClusterAcmeAccountNameGetAccountResponse = crate::generated::cluster::ClusterAcmeAccountNameGetAccountResponse;
-///Parameters of `PUT /cluster/acme/account/{name}` (`cluster_acme_account_name_update_account`), without the path parameters.
-pub type ClusterAcmeAccountNameUpdateAccountParams = crate::generated::cluster::ClusterAcmeAccountNameUpdateAccountParams;
-///The `data` of the reply to `PUT /cluster/acme/account/{name}` (`cluster_acme_account_name_update_account`).
+/// The `data` of the reply to `PUT /cluster/acme/account/{name}` (`cluster_acme_account_name_update_account`).
 pub type ClusterAcmeAccountNameUpdateAccountResponse = ::std::string::String;
-///The `data` of the reply to `DELETE /cluster/acme/account/{name}` (`cluster_acme_account_name_deactivate_account`).
+/// The `data` of the reply to `DELETE /cluster/acme/account/{name}` (`cluster_acme_account_name_deactivate_account`).
 pub type ClusterAcmeAccountNameDeactivateAccountResponse = ::std::string::String;
-///The `data` of the reply to `GET /cluster/acme/challenge-schema` (`cluster_acme_challenge_schema_challengeschema`).
+/// The `data` of the reply to `GET /cluster/acme/challenge-schema` (`cluster_acme_challenge_schema_challengeschema`).
 pub type ClusterAcmeChallengeSchemaChallengeschemaResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterAcmeChallengeSchemaChallengeschemaResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/acme/directories` (`cluster_acme_directories_get_directories`).
+/// The `data` of the reply to `GET /cluster/acme/directories` (`cluster_acme_directories_get_directories`).
 pub type ClusterAcmeDirectoriesGetDirectoriesResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterAcmeDirectoriesGetDirectoriesResponseItem,
 >;
-///Parameters of `GET /cluster/acme/meta` (`cluster_acme_meta_get_meta`), without the path parameters.
-pub type ClusterAcmeMetaGetMetaParams = crate::generated::cluster::ClusterAcmeMetaGetMetaParams;
-///The `data` of the reply to `GET /cluster/acme/meta` (`cluster_acme_meta_get_meta`).
-pub type ClusterAcmeMetaGetMetaResponse = crate::generated::cluster::ClusterAcmeMetaGetMetaResponse;
-///Parameters of `GET /cluster/acme/plugins` (`cluster_acme_plugins_index`), without the path parameters.
-pub type ClusterAcmePluginsIndexParams = crate::generated::cluster::ClusterAcmePluginsIndexParams;
-///The `data` of the reply to `GET /cluster/acme/plugins` (`cluster_acme_plugins_index`).
+/// The `data` of the reply to `GET /cluster/acme/plugins` (`cluster_acme_plugins_index`).
 pub type ClusterAcmePluginsIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterAcmePluginsIndexResponseItem,
 >;
-///Parameters of `POST /cluster/acme/plugins` (`cluster_acme_plugins_add_plugin`), without the path parameters.
-pub type ClusterAcmePluginsAddPluginParams = crate::generated::cluster::ClusterAcmePluginsAddPluginParams;
-///The `data` of the reply to `POST /cluster/acme/plugins` (`cluster_acme_plugins_add_plugin`).
+/// The `data` of the reply to `POST /cluster/acme/plugins` (`cluster_acme_plugins_add_plugin`).
 pub type ClusterAcmePluginsAddPluginResponse = ();
-///The `data` of the reply to `GET /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_get_plugin_config`).
+/// The `data` of the reply to `GET /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_get_plugin_config`).
 pub type ClusterAcmePluginsIdGetPluginConfigResponse = crate::generated::cluster::ClusterAcmePluginsIndexResponseItem;
-///Parameters of `PUT /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_update_plugin`), without the path parameters.
-pub type ClusterAcmePluginsIdUpdatePluginParams = crate::generated::cluster::ClusterAcmePluginsIdUpdatePluginParams;
-///The `data` of the reply to `PUT /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_update_plugin`).
+/// The `data` of the reply to `PUT /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_update_plugin`).
 pub type ClusterAcmePluginsIdUpdatePluginResponse = ();
-///The `data` of the reply to `DELETE /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_delete_plugin`).
+/// The `data` of the reply to `DELETE /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_delete_plugin`).
 pub type ClusterAcmePluginsIdDeletePluginResponse = ();
-///Parameters of `GET /cluster/acme/tos` (`cluster_acme_tos_get_tos`), without the path parameters.
+/// Parameters of `GET /cluster/acme/tos` (`cluster_acme_tos_get_tos`), without the path parameters.
 pub type ClusterAcmeTosGetTosParams = crate::generated::cluster::ClusterAcmeMetaGetMetaParams;
-/**The `data` of the reply to `GET /cluster/acme/tos` (`cluster_acme_tos_get_tos`).
-
-ACME TermsOfService URL.*/
+/// The `data` of the reply to `GET /cluster/acme/tos` (`cluster_acme_tos_get_tos`).
+///
+/// ACME TermsOfService URL.
 pub type ClusterAcmeTosGetTosResponse = ::std::string::String;
-///The `data` of the reply to `GET /cluster/backup` (`cluster_backup_index`).
+/// The `data` of the reply to `GET /cluster/backup` (`cluster_backup_index`).
 pub type ClusterBackupIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterBackupIndexResponseItem,
 >;
-///Parameters of `POST /cluster/backup` (`cluster_backup_create_job`), without the path parameters.
-pub type ClusterBackupCreateJobParams = crate::generated::cluster::ClusterBackupCreateJobParams;
-///The `data` of the reply to `POST /cluster/backup` (`cluster_backup_create_job`).
+/// The `data` of the reply to `POST /cluster/backup` (`cluster_backup_create_job`).
 pub type ClusterBackupCreateJobResponse = ();
-/**The `data` of the reply to `GET /cluster/backup-info` (`cluster_backup_info_index`).
-
-Directory index.*/
+/// The `data` of the reply to `GET /cluster/backup-info` (`cluster_backup_info_index`).
+///
+/// Directory index.
 pub type ClusterBackupInfoIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterBackupInfoIndexResponseItem,
 >;
-/**The `data` of the reply to `GET /cluster/backup-info/not-backed-up` (`cluster_backup_info_not_backed_up_get_guests_not_in_backup`).
-
-Contains the guest objects.*/
+/// The `data` of the reply to `GET /cluster/backup-info/not-backed-up` (`cluster_backup_info_not_backed_up_get_guests_not_in_backup`).
+///
+/// Contains the guest objects.
 pub type ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/backup/{id}` (`cluster_backup_id_read_job`).
+/// The `data` of the reply to `GET /cluster/backup/{id}` (`cluster_backup_id_read_job`).
 pub type ClusterBackupIdReadJobResponse = crate::generated::cluster::ClusterBackupIndexResponseItem;
-///Parameters of `PUT /cluster/backup/{id}` (`cluster_backup_id_update_job`), without the path parameters.
-pub type ClusterBackupIdUpdateJobParams = crate::generated::cluster::ClusterBackupIdUpdateJobParams;
-///The `data` of the reply to `PUT /cluster/backup/{id}` (`cluster_backup_id_update_job`).
+/// The `data` of the reply to `PUT /cluster/backup/{id}` (`cluster_backup_id_update_job`).
 pub type ClusterBackupIdUpdateJobResponse = ();
-///The `data` of the reply to `DELETE /cluster/backup/{id}` (`cluster_backup_id_delete_job`).
+/// The `data` of the reply to `DELETE /cluster/backup/{id}` (`cluster_backup_id_delete_job`).
 pub type ClusterBackupIdDeleteJobResponse = ();
-/**The `data` of the reply to `GET /cluster/backup/{id}/included_volumes` (`cluster_backup_included_volumes_get_volume_backup_included`).
-
-Root node of the tree object. Children represent guests, grandchildren represent volumes of that guest.*/
-pub type ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponse = crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponse;
-///The `data` of the reply to `GET /cluster/bulk-action` (`cluster_bulk_action_index`).
+/// The `data` of the reply to `GET /cluster/bulk-action` (`cluster_bulk_action_index`).
 pub type ClusterBulkActionIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/bulk-action/guest` (`cluster_bulk_action_guest_index`).
+/// The `data` of the reply to `GET /cluster/bulk-action/guest` (`cluster_bulk_action_guest_index`).
 pub type ClusterBulkActionGuestIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `POST /cluster/bulk-action/guest/migrate` (`cluster_bulk_action_guest_migrate`), without the path parameters.
-pub type ClusterBulkActionGuestMigrateParams = crate::generated::cluster::ClusterBulkActionGuestMigrateParams;
-/**The `data` of the reply to `POST /cluster/bulk-action/guest/migrate` (`cluster_bulk_action_guest_migrate`).
-
-UPID of the worker*/
+/// The `data` of the reply to `POST /cluster/bulk-action/guest/migrate` (`cluster_bulk_action_guest_migrate`).
+///
+/// UPID of the worker
 pub type ClusterBulkActionGuestMigrateResponse = ::std::string::String;
-///Parameters of `POST /cluster/bulk-action/guest/shutdown` (`cluster_bulk_action_guest_shutdown`), without the path parameters.
-pub type ClusterBulkActionGuestShutdownParams = crate::generated::cluster::ClusterBulkActionGuestShutdownParams;
-/**The `data` of the reply to `POST /cluster/bulk-action/guest/shutdown` (`cluster_bulk_action_guest_shutdown`).
-
-UPID of the worker*/
+/// The `data` of the reply to `POST /cluster/bulk-action/guest/shutdown` (`cluster_bulk_action_guest_shutdown`).
+///
+/// UPID of the worker
 pub type ClusterBulkActionGuestShutdownResponse = ::std::string::String;
-///Parameters of `POST /cluster/bulk-action/guest/start` (`cluster_bulk_action_guest_start`), without the path parameters.
-pub type ClusterBulkActionGuestStartParams = crate::generated::cluster::ClusterBulkActionGuestStartParams;
-/**The `data` of the reply to `POST /cluster/bulk-action/guest/start` (`cluster_bulk_action_guest_start`).
-
-UPID of the worker*/
+/// The `data` of the reply to `POST /cluster/bulk-action/guest/start` (`cluster_bulk_action_guest_start`).
+///
+/// UPID of the worker
 pub type ClusterBulkActionGuestStartResponse = ::std::string::String;
-///Parameters of `POST /cluster/bulk-action/guest/suspend` (`cluster_bulk_action_guest_suspend`), without the path parameters.
-pub type ClusterBulkActionGuestSuspendParams = crate::generated::cluster::ClusterBulkActionGuestSuspendParams;
-/**The `data` of the reply to `POST /cluster/bulk-action/guest/suspend` (`cluster_bulk_action_guest_suspend`).
-
-UPID of the worker*/
+/// The `data` of the reply to `POST /cluster/bulk-action/guest/suspend` (`cluster_bulk_action_guest_suspend`).
+///
+/// UPID of the worker
 pub type ClusterBulkActionGuestSuspendResponse = ::std::string::String;
-///The `data` of the reply to `GET /cluster/ceph` (`cluster_ceph_cephindex`).
+/// The `data` of the reply to `GET /cluster/ceph` (`cluster_ceph_cephindex`).
 pub type ClusterCephCephindexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/ceph/flags` (`cluster_ceph_flags_get_all_flags`).
+/// The `data` of the reply to `GET /cluster/ceph/flags` (`cluster_ceph_flags_get_all_flags`).
 pub type ClusterCephFlagsGetAllFlagsResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterCephFlagsGetAllFlagsResponseItem,
 >;
-///Parameters of `PUT /cluster/ceph/flags` (`cluster_ceph_flags_set_flags`), without the path parameters.
-pub type ClusterCephFlagsSetFlagsParams = crate::generated::cluster::ClusterCephFlagsSetFlagsParams;
-///The `data` of the reply to `PUT /cluster/ceph/flags` (`cluster_ceph_flags_set_flags`).
+/// The `data` of the reply to `PUT /cluster/ceph/flags` (`cluster_ceph_flags_set_flags`).
 pub type ClusterCephFlagsSetFlagsResponse = ::std::string::String;
-///The `data` of the reply to `GET /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_get_flag`).
+/// The `data` of the reply to `GET /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_get_flag`).
 pub type ClusterCephFlagsFlagGetFlagResponse = crate::PveBool;
-///Parameters of `PUT /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_update_flag`), without the path parameters.
-pub type ClusterCephFlagsFlagUpdateFlagParams = crate::generated::cluster::ClusterCephFlagsFlagUpdateFlagParams;
-///The `data` of the reply to `PUT /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_update_flag`).
+/// The `data` of the reply to `PUT /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_update_flag`).
 pub type ClusterCephFlagsFlagUpdateFlagResponse = ();
-///Parameters of `GET /cluster/ceph/metadata` (`cluster_ceph_metadata`), without the path parameters.
-pub type ClusterCephMetadataParams = crate::generated::cluster::ClusterCephMetadataParams;
-/**The `data` of the reply to `GET /cluster/ceph/metadata` (`cluster_ceph_metadata`).
-
-Items for each type of service containing objects for each instance.*/
-pub type ClusterCephMetadataResponse = crate::generated::cluster::ClusterCephMetadataResponse;
-///The `data` of the reply to `GET /cluster/ceph/status` (`cluster_ceph_status`).
+/// The `data` of the reply to `GET /cluster/ceph/status` (`cluster_ceph_status`).
 pub type ClusterCephStatusResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///The `data` of the reply to `GET /cluster/config` (`cluster_config_index`).
+/// The `data` of the reply to `GET /cluster/config` (`cluster_config_index`).
 pub type ClusterConfigIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `POST /cluster/config` (`cluster_config_create`), without the path parameters.
-pub type ClusterConfigCreateParams = crate::generated::cluster::ClusterConfigCreateParams;
-///The `data` of the reply to `POST /cluster/config` (`cluster_config_create`).
+/// The `data` of the reply to `POST /cluster/config` (`cluster_config_create`).
 pub type ClusterConfigCreateResponse = ::std::string::String;
-/**The `data` of the reply to `GET /cluster/config/apiversion` (`cluster_config_apiversion_join_api_version`).
-
-Cluster Join API version, currently 1*/
+/// The `data` of the reply to `GET /cluster/config/apiversion` (`cluster_config_apiversion_join_api_version`).
+///
+/// Cluster Join API version, currently 1
 pub type ClusterConfigApiversionJoinApiVersionResponse = i64;
-///Parameters of `GET /cluster/config/join` (`cluster_config_join_join_info`), without the path parameters.
-pub type ClusterConfigJoinJoinInfoParams = crate::generated::cluster::ClusterConfigJoinJoinInfoParams;
-///The `data` of the reply to `GET /cluster/config/join` (`cluster_config_join_join_info`).
-pub type ClusterConfigJoinJoinInfoResponse = crate::generated::cluster::ClusterConfigJoinJoinInfoResponse;
-///Parameters of `POST /cluster/config/join` (`cluster_config_join`), without the path parameters.
-pub type ClusterConfigJoinParams = crate::generated::cluster::ClusterConfigJoinParams;
-///The `data` of the reply to `POST /cluster/config/join` (`cluster_config_join`).
+/// The `data` of the reply to `POST /cluster/config/join` (`cluster_config_join`).
 pub type ClusterConfigJoinResponse = ::std::string::String;
-///The `data` of the reply to `GET /cluster/config/nodes` (`cluster_config_nodes`).
+/// The `data` of the reply to `GET /cluster/config/nodes` (`cluster_config_nodes`).
 pub type ClusterConfigNodesResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterConfigNodesResponseItem,
 >;
-///Parameters of `POST /cluster/config/nodes/{node}` (`cluster_config_nodes_node_addnode`), without the path parameters.
-pub type ClusterConfigNodesNodeAddnodeParams = crate::generated::cluster::ClusterConfigNodesNodeAddnodeParams;
-///The `data` of the reply to `POST /cluster/config/nodes/{node}` (`cluster_config_nodes_node_addnode`).
-pub type ClusterConfigNodesNodeAddnodeResponse = crate::generated::cluster::ClusterConfigNodesNodeAddnodeResponse;
-///The `data` of the reply to `DELETE /cluster/config/nodes/{node}` (`cluster_config_nodes_node_delnode`).
+/// The `data` of the reply to `DELETE /cluster/config/nodes/{node}` (`cluster_config_nodes_node_delnode`).
 pub type ClusterConfigNodesNodeDelnodeResponse = ();
-///The `data` of the reply to `GET /cluster/config/qdevice` (`cluster_config_qdevice_status`).
+/// The `data` of the reply to `GET /cluster/config/qdevice` (`cluster_config_qdevice_status`).
 pub type ClusterConfigQdeviceStatusResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///The `data` of the reply to `GET /cluster/config/totem` (`cluster_config_totem`).
+/// The `data` of the reply to `GET /cluster/config/totem` (`cluster_config_totem`).
 pub type ClusterConfigTotemResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///The `data` of the reply to `GET /cluster/firewall` (`cluster_firewall_index`).
+/// The `data` of the reply to `GET /cluster/firewall` (`cluster_firewall_index`).
 pub type ClusterFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/firewall/aliases` (`cluster_firewall_aliases_get_aliases`).
+/// The `data` of the reply to `GET /cluster/firewall/aliases` (`cluster_firewall_aliases_get_aliases`).
 pub type ClusterFirewallAliasesGetAliasesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallAliasesGetAliasesResponseItem,
 >;
-///Parameters of `POST /cluster/firewall/aliases` (`cluster_firewall_aliases_create_alias`), without the path parameters.
-pub type ClusterFirewallAliasesCreateAliasParams = crate::generated::common::ClusterFirewallAliasesCreateAliasParams;
-///The `data` of the reply to `POST /cluster/firewall/aliases` (`cluster_firewall_aliases_create_alias`).
+/// The `data` of the reply to `POST /cluster/firewall/aliases` (`cluster_firewall_aliases_create_alias`).
 pub type ClusterFirewallAliasesCreateAliasResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_read_alias`).
+/// The `data` of the reply to `GET /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_read_alias`).
 pub type ClusterFirewallAliasesNameReadAliasResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_update_alias`), without the path parameters.
-pub type ClusterFirewallAliasesNameUpdateAliasParams = crate::generated::common::ClusterFirewallAliasesNameUpdateAliasParams;
-///The `data` of the reply to `PUT /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_update_alias`).
+/// The `data` of the reply to `PUT /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_update_alias`).
 pub type ClusterFirewallAliasesNameUpdateAliasResponse = ();
-///Parameters of `DELETE /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_remove_alias`), without the path parameters.
-pub type ClusterFirewallAliasesNameRemoveAliasParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_remove_alias`).
+/// The `data` of the reply to `DELETE /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_remove_alias`).
 pub type ClusterFirewallAliasesNameRemoveAliasResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/groups` (`cluster_firewall_groups_list_security_groups`).
+/// The `data` of the reply to `GET /cluster/firewall/groups` (`cluster_firewall_groups_list_security_groups`).
 pub type ClusterFirewallGroupsListSecurityGroupsResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterFirewallGroupsListSecurityGroupsResponseItem,
 >;
-///Parameters of `POST /cluster/firewall/groups` (`cluster_firewall_groups_create_security_group`), without the path parameters.
-pub type ClusterFirewallGroupsCreateSecurityGroupParams = crate::generated::cluster::ClusterFirewallGroupsCreateSecurityGroupParams;
-///The `data` of the reply to `POST /cluster/firewall/groups` (`cluster_firewall_groups_create_security_group`).
+/// The `data` of the reply to `POST /cluster/firewall/groups` (`cluster_firewall_groups_create_security_group`).
 pub type ClusterFirewallGroupsCreateSecurityGroupResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_get_rules`).
+/// The `data` of the reply to `GET /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_get_rules`).
 pub type ClusterFirewallGroupsGroupGetRulesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-///Parameters of `POST /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_create_rule`), without the path parameters.
-pub type ClusterFirewallGroupsGroupCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-///The `data` of the reply to `POST /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_create_rule`).
+/// The `data` of the reply to `POST /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_create_rule`).
 pub type ClusterFirewallGroupsGroupCreateRuleResponse = ();
-///The `data` of the reply to `DELETE /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_delete_security_group`).
+/// The `data` of the reply to `DELETE /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_delete_security_group`).
 pub type ClusterFirewallGroupsGroupDeleteSecurityGroupResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_get_rule`).
+/// The `data` of the reply to `GET /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_get_rule`).
 pub type ClusterFirewallGroupsPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-///Parameters of `PUT /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_update_rule`), without the path parameters.
-pub type ClusterFirewallGroupsPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-///The `data` of the reply to `PUT /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_update_rule`).
+/// The `data` of the reply to `PUT /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_update_rule`).
 pub type ClusterFirewallGroupsPosUpdateRuleResponse = ();
-///Parameters of `DELETE /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_delete_rule`), without the path parameters.
+/// Parameters of `DELETE /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_delete_rule`), without the path parameters.
 pub type ClusterFirewallGroupsPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_delete_rule`).
+/// The `data` of the reply to `DELETE /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_delete_rule`).
 pub type ClusterFirewallGroupsPosDeleteRuleResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/ipset` (`cluster_firewall_ipset_ipset_index`).
+/// The `data` of the reply to `GET /cluster/firewall/ipset` (`cluster_firewall_ipset_ipset_index`).
 pub type ClusterFirewallIpsetIpsetIndexResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallIpsetIpsetIndexResponseItem,
 >;
-///Parameters of `POST /cluster/firewall/ipset` (`cluster_firewall_ipset_create_ipset`), without the path parameters.
-pub type ClusterFirewallIpsetCreateIpsetParams = crate::generated::common::ClusterFirewallIpsetCreateIpsetParams;
-///The `data` of the reply to `POST /cluster/firewall/ipset` (`cluster_firewall_ipset_create_ipset`).
+/// The `data` of the reply to `POST /cluster/firewall/ipset` (`cluster_firewall_ipset_create_ipset`).
 pub type ClusterFirewallIpsetCreateIpsetResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_get_ipset`).
+/// The `data` of the reply to `GET /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_get_ipset`).
 pub type ClusterFirewallIpsetNameGetIpsetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallIpsetNameGetIpsetResponseItem,
 >;
-///Parameters of `POST /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_create_ip`), without the path parameters.
-pub type ClusterFirewallIpsetNameCreateIpParams = crate::generated::common::ClusterFirewallIpsetNameCreateIpParams;
-///The `data` of the reply to `POST /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_create_ip`).
+/// The `data` of the reply to `POST /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_create_ip`).
 pub type ClusterFirewallIpsetNameCreateIpResponse = ();
-///Parameters of `DELETE /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_delete_ipset`), without the path parameters.
-pub type ClusterFirewallIpsetNameDeleteIpsetParams = crate::generated::common::ClusterFirewallIpsetNameDeleteIpsetParams;
-///The `data` of the reply to `DELETE /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_delete_ipset`).
+/// The `data` of the reply to `DELETE /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_delete_ipset`).
 pub type ClusterFirewallIpsetNameDeleteIpsetResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_read_ip`).
+/// The `data` of the reply to `GET /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_read_ip`).
 pub type ClusterFirewallIpsetCidrReadIpResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_update_ip`), without the path parameters.
-pub type ClusterFirewallIpsetCidrUpdateIpParams = crate::generated::common::ClusterFirewallIpsetCidrUpdateIpParams;
-///The `data` of the reply to `PUT /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_update_ip`).
+/// The `data` of the reply to `PUT /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_update_ip`).
 pub type ClusterFirewallIpsetCidrUpdateIpResponse = ();
-///Parameters of `DELETE /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_remove_ip`), without the path parameters.
+/// Parameters of `DELETE /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_remove_ip`), without the path parameters.
 pub type ClusterFirewallIpsetCidrRemoveIpParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_remove_ip`).
+/// The `data` of the reply to `DELETE /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_remove_ip`).
 pub type ClusterFirewallIpsetCidrRemoveIpResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/macros` (`cluster_firewall_macros_get_macros`).
+/// The `data` of the reply to `GET /cluster/firewall/macros` (`cluster_firewall_macros_get_macros`).
 pub type ClusterFirewallMacrosGetMacrosResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterFirewallMacrosGetMacrosResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/firewall/options` (`cluster_firewall_options_get_options`).
-pub type ClusterFirewallOptionsGetOptionsResponse = crate::generated::cluster::ClusterFirewallOptionsGetOptionsResponse;
-///Parameters of `PUT /cluster/firewall/options` (`cluster_firewall_options_set_options`), without the path parameters.
-pub type ClusterFirewallOptionsSetOptionsParams = crate::generated::cluster::ClusterFirewallOptionsSetOptionsParams;
-///The `data` of the reply to `PUT /cluster/firewall/options` (`cluster_firewall_options_set_options`).
+/// The `data` of the reply to `PUT /cluster/firewall/options` (`cluster_firewall_options_set_options`).
 pub type ClusterFirewallOptionsSetOptionsResponse = ();
-///Parameters of `GET /cluster/firewall/refs` (`cluster_firewall_refs`), without the path parameters.
-pub type ClusterFirewallRefsParams = crate::generated::common::ClusterFirewallRefsParams;
-///The `data` of the reply to `GET /cluster/firewall/refs` (`cluster_firewall_refs`).
+/// The `data` of the reply to `GET /cluster/firewall/refs` (`cluster_firewall_refs`).
 pub type ClusterFirewallRefsResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallRefsResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/firewall/rules` (`cluster_firewall_rules_get_rules`).
+/// The `data` of the reply to `GET /cluster/firewall/rules` (`cluster_firewall_rules_get_rules`).
 pub type ClusterFirewallRulesGetRulesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-///Parameters of `POST /cluster/firewall/rules` (`cluster_firewall_rules_create_rule`), without the path parameters.
+/// Parameters of `POST /cluster/firewall/rules` (`cluster_firewall_rules_create_rule`), without the path parameters.
 pub type ClusterFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-///The `data` of the reply to `POST /cluster/firewall/rules` (`cluster_firewall_rules_create_rule`).
+/// The `data` of the reply to `POST /cluster/firewall/rules` (`cluster_firewall_rules_create_rule`).
 pub type ClusterFirewallRulesCreateRuleResponse = ();
-///The `data` of the reply to `GET /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_get_rule`).
+/// The `data` of the reply to `GET /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_get_rule`).
 pub type ClusterFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-///Parameters of `PUT /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_update_rule`), without the path parameters.
+/// Parameters of `PUT /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_update_rule`), without the path parameters.
 pub type ClusterFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-///The `data` of the reply to `PUT /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_update_rule`).
+/// The `data` of the reply to `PUT /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_update_rule`).
 pub type ClusterFirewallRulesPosUpdateRuleResponse = ();
-///Parameters of `DELETE /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_delete_rule`), without the path parameters.
+/// Parameters of `DELETE /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_delete_rule`), without the path parameters.
 pub type ClusterFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_delete_rule`).
+/// The `data` of the reply to `DELETE /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_delete_rule`).
 pub type ClusterFirewallRulesPosDeleteRuleResponse = ();
-///The `data` of the reply to `GET /cluster/ha` (`cluster_ha_index`).
+/// The `data` of the reply to `GET /cluster/ha` (`cluster_ha_index`).
 pub type ClusterHaIndexResponse = ::std::vec::Vec<
     crate::generated::common::ClusterHaIndexResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/ha/groups` (`cluster_ha_groups_index`).
+/// The `data` of the reply to `GET /cluster/ha/groups` (`cluster_ha_groups_index`).
 pub type ClusterHaGroupsIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterHaGroupsIndexResponseItem,
 >;
-///Parameters of `POST /cluster/ha/groups` (`cluster_ha_groups_create`), without the path parameters.
-pub type ClusterHaGroupsCreateParams = crate::generated::cluster::ClusterHaGroupsCreateParams;
-///The `data` of the reply to `POST /cluster/ha/groups` (`cluster_ha_groups_create`).
+/// The `data` of the reply to `POST /cluster/ha/groups` (`cluster_ha_groups_create`).
 pub type ClusterHaGroupsCreateResponse = ();
-///The `data` of the reply to `GET /cluster/ha/groups/{group}` (`cluster_ha_groups_group_read`).
+/// The `data` of the reply to `GET /cluster/ha/groups/{group}` (`cluster_ha_groups_group_read`).
 pub type ClusterHaGroupsGroupReadResponse = ::serde_json::Value;
-///Parameters of `PUT /cluster/ha/groups/{group}` (`cluster_ha_groups_group_update`), without the path parameters.
-pub type ClusterHaGroupsGroupUpdateParams = crate::generated::cluster::ClusterHaGroupsGroupUpdateParams;
-///The `data` of the reply to `PUT /cluster/ha/groups/{group}` (`cluster_ha_groups_group_update`).
+/// The `data` of the reply to `PUT /cluster/ha/groups/{group}` (`cluster_ha_groups_group_update`).
 pub type ClusterHaGroupsGroupUpdateResponse = ();
-///The `data` of the reply to `DELETE /cluster/ha/groups/{group}` (`cluster_ha_groups_group_delete`).
+/// The `data` of the reply to `DELETE /cluster/ha/groups/{group}` (`cluster_ha_groups_group_delete`).
 pub type ClusterHaGroupsGroupDeleteResponse = ();
-///Parameters of `GET /cluster/ha/resources` (`cluster_ha_resources_index`), without the path parameters.
-pub type ClusterHaResourcesIndexParams = crate::generated::cluster::ClusterHaResourcesIndexParams;
-///The `data` of the reply to `GET /cluster/ha/resources` (`cluster_ha_resources_index`).
+/// The `data` of the reply to `GET /cluster/ha/resources` (`cluster_ha_resources_index`).
 pub type ClusterHaResourcesIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterHaResourcesIndexResponseItem,
 >;
-///Parameters of `POST /cluster/ha/resources` (`cluster_ha_resources_create`), without the path parameters.
-pub type ClusterHaResourcesCreateParams = crate::generated::cluster::ClusterHaResourcesCreateParams;
-///The `data` of the reply to `POST /cluster/ha/resources` (`cluster_ha_resources_create`).
+/// The `data` of the reply to `POST /cluster/ha/resources` (`cluster_ha_resources_create`).
 pub type ClusterHaResourcesCreateResponse = ();
-///The `data` of the reply to `GET /cluster/ha/resources/{sid}` (`cluster_ha_resources_sid_read`).
-pub type ClusterHaResourcesSidReadResponse = crate::generated::cluster::ClusterHaResourcesSidReadResponse;
-///Parameters of `PUT /cluster/ha/resources/{sid}` (`cluster_ha_resources_sid_update`), without the path parameters.
-pub type ClusterHaResourcesSidUpdateParams = crate::generated::cluster::ClusterHaResourcesSidUpdateParams;
-///The `data` of the reply to `PUT /cluster/ha/resources/{sid}` (`cluster_ha_resources_sid_update`).
+/// The `data` of the reply to `PUT /cluster/ha/resources/{sid}` (`cluster_ha_resources_sid_update`).
 pub type ClusterHaResourcesSidUpdateResponse = ();
-///Parameters of `DELETE /cluster/ha/resources/{sid}` (`cluster_ha_resources_sid_delete`), without the path parameters.
-pub type ClusterHaResourcesSidDeleteParams = crate::generated::cluster::ClusterHaResourcesSidDeleteParams;
-///The `data` of the reply to `DELETE /cluster/ha/resources/{sid}` (`cluster_ha_resources_sid_delete`).
+/// The `data` of the reply to `DELETE /cluster/ha/resources/{sid}` (`cluster_ha_resources_sid_delete`).
 pub type ClusterHaResourcesSidDeleteResponse = ();
-///Parameters of `POST /cluster/ha/resources/{sid}/migrate` (`cluster_ha_resources_migrate`), without the path parameters.
-pub type ClusterHaResourcesMigrateParams = crate::generated::cluster::ClusterHaResourcesMigrateParams;
-///The `data` of the reply to `POST /cluster/ha/resources/{sid}/migrate` (`cluster_ha_resources_migrate`).
-pub type ClusterHaResourcesMigrateResponse = crate::generated::cluster::ClusterHaResourcesMigrateResponse;
-///Parameters of `POST /cluster/ha/resources/{sid}/relocate` (`cluster_ha_resources_relocate`), without the path parameters.
+/// Parameters of `POST /cluster/ha/resources/{sid}/relocate` (`cluster_ha_resources_relocate`), without the path parameters.
 pub type ClusterHaResourcesRelocateParams = crate::generated::cluster::ClusterHaResourcesMigrateParams;
-///The `data` of the reply to `POST /cluster/ha/resources/{sid}/relocate` (`cluster_ha_resources_relocate`).
-pub type ClusterHaResourcesRelocateResponse = crate::generated::cluster::ClusterHaResourcesRelocateResponse;
-///Parameters of `GET /cluster/ha/rules` (`cluster_ha_rules_index`), without the path parameters.
-pub type ClusterHaRulesIndexParams = crate::generated::cluster::ClusterHaRulesIndexParams;
-///The `data` of the reply to `GET /cluster/ha/rules` (`cluster_ha_rules_index`).
+/// The `data` of the reply to `GET /cluster/ha/rules` (`cluster_ha_rules_index`).
 pub type ClusterHaRulesIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterHaRulesIndexResponseItem,
 >;
-///Parameters of `POST /cluster/ha/rules` (`cluster_ha_rules_create_rule`), without the path parameters.
-pub type ClusterHaRulesCreateRuleParams = crate::generated::cluster::ClusterHaRulesCreateRuleParams;
-///The `data` of the reply to `POST /cluster/ha/rules` (`cluster_ha_rules_create_rule`).
+/// The `data` of the reply to `POST /cluster/ha/rules` (`cluster_ha_rules_create_rule`).
 pub type ClusterHaRulesCreateRuleResponse = ();
-///The `data` of the reply to `GET /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_read_rule`).
-pub type ClusterHaRulesRuleReadRuleResponse = crate::generated::cluster::ClusterHaRulesRuleReadRuleResponse;
-///Parameters of `PUT /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_update_rule`), without the path parameters.
-pub type ClusterHaRulesRuleUpdateRuleParams = crate::generated::cluster::ClusterHaRulesRuleUpdateRuleParams;
-///The `data` of the reply to `PUT /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_update_rule`).
+/// The `data` of the reply to `PUT /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_update_rule`).
 pub type ClusterHaRulesRuleUpdateRuleResponse = ();
-///The `data` of the reply to `DELETE /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_delete_rule`).
+/// The `data` of the reply to `DELETE /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_delete_rule`).
 pub type ClusterHaRulesRuleDeleteRuleResponse = ();
-///The `data` of the reply to `GET /cluster/ha/status` (`cluster_ha_status_index`).
+/// The `data` of the reply to `GET /cluster/ha/status` (`cluster_ha_status_index`).
 pub type ClusterHaStatusIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `POST /cluster/ha/status/arm-ha` (`cluster_ha_status_arm_ha`).
+/// The `data` of the reply to `POST /cluster/ha/status/arm-ha` (`cluster_ha_status_arm_ha`).
 pub type ClusterHaStatusArmHaResponse = ();
-///The `data` of the reply to `GET /cluster/ha/status/current` (`cluster_ha_status_current_status`).
+/// The `data` of the reply to `GET /cluster/ha/status/current` (`cluster_ha_status_current_status`).
 pub type ClusterHaStatusCurrentStatusResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterHaStatusCurrentStatusResponseItem,
 >;
-///Parameters of `POST /cluster/ha/status/disarm-ha` (`cluster_ha_status_disarm_ha`), without the path parameters.
-pub type ClusterHaStatusDisarmHaParams = crate::generated::cluster::ClusterHaStatusDisarmHaParams;
-///The `data` of the reply to `POST /cluster/ha/status/disarm-ha` (`cluster_ha_status_disarm_ha`).
+/// The `data` of the reply to `POST /cluster/ha/status/disarm-ha` (`cluster_ha_status_disarm_ha`).
 pub type ClusterHaStatusDisarmHaResponse = ();
-///The `data` of the reply to `GET /cluster/ha/status/manager_status` (`cluster_ha_status_manager_status`).
+/// The `data` of the reply to `GET /cluster/ha/status/manager_status` (`cluster_ha_status_manager_status`).
 pub type ClusterHaStatusManagerStatusResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /cluster/jobs` (`cluster_jobs_index`).
-
-Directory index.*/
+/// The `data` of the reply to `GET /cluster/jobs` (`cluster_jobs_index`).
+///
+/// Directory index.
 pub type ClusterJobsIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterBackupInfoIndexResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/jobs/realm-sync` (`cluster_jobs_realm_sync_syncjob_index`).
+/// The `data` of the reply to `GET /cluster/jobs/realm-sync` (`cluster_jobs_realm_sync_syncjob_index`).
 pub type ClusterJobsRealmSyncSyncjobIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterJobsRealmSyncSyncjobIndexResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_read_job`).
+/// The `data` of the reply to `GET /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_read_job`).
 pub type ClusterJobsRealmSyncIdReadJobResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `POST /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_create_job`), without the path parameters.
-pub type ClusterJobsRealmSyncIdCreateJobParams = crate::generated::cluster::ClusterJobsRealmSyncIdCreateJobParams;
-///The `data` of the reply to `POST /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_create_job`).
+/// The `data` of the reply to `POST /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_create_job`).
 pub type ClusterJobsRealmSyncIdCreateJobResponse = ();
-///Parameters of `PUT /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_update_job`), without the path parameters.
-pub type ClusterJobsRealmSyncIdUpdateJobParams = crate::generated::cluster::ClusterJobsRealmSyncIdUpdateJobParams;
-///The `data` of the reply to `PUT /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_update_job`).
+/// The `data` of the reply to `PUT /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_update_job`).
 pub type ClusterJobsRealmSyncIdUpdateJobResponse = ();
-///The `data` of the reply to `DELETE /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_delete_job`).
+/// The `data` of the reply to `DELETE /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_delete_job`).
 pub type ClusterJobsRealmSyncIdDeleteJobResponse = ();
-///Parameters of `GET /cluster/jobs/schedule-analyze` (`cluster_jobs_schedule_analyze`), without the path parameters.
-pub type ClusterJobsScheduleAnalyzeParams = crate::generated::cluster::ClusterJobsScheduleAnalyzeParams;
-/**The `data` of the reply to `GET /cluster/jobs/schedule-analyze` (`cluster_jobs_schedule_analyze`).
-
-An array of the next <iterations> events since <starttime>.*/
+/// The `data` of the reply to `GET /cluster/jobs/schedule-analyze` (`cluster_jobs_schedule_analyze`).
+///
+/// An array of the next <iterations> events since <starttime>.
 pub type ClusterJobsScheduleAnalyzeResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterJobsScheduleAnalyzeResponseItem,
 >;
-///Parameters of `GET /cluster/log` (`cluster_log`), without the path parameters.
-pub type ClusterLogParams = crate::generated::cluster::ClusterLogParams;
-///The `data` of the reply to `GET /cluster/log` (`cluster_log`).
+/// The `data` of the reply to `GET /cluster/log` (`cluster_log`).
 pub type ClusterLogResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/mapping` (`cluster_mapping_index`).
+/// The `data` of the reply to `GET /cluster/mapping` (`cluster_mapping_index`).
 pub type ClusterMappingIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `GET /cluster/mapping/dir` (`cluster_mapping_dir_index`), without the path parameters.
-pub type ClusterMappingDirIndexParams = crate::generated::cluster::ClusterMappingDirIndexParams;
-///The `data` of the reply to `GET /cluster/mapping/dir` (`cluster_mapping_dir_index`).
+/// The `data` of the reply to `GET /cluster/mapping/dir` (`cluster_mapping_dir_index`).
 pub type ClusterMappingDirIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterMappingDirIndexResponseItem,
 >;
-///Parameters of `POST /cluster/mapping/dir` (`cluster_mapping_dir_create`), without the path parameters.
-pub type ClusterMappingDirCreateParams = crate::generated::cluster::ClusterMappingDirCreateParams;
-///The `data` of the reply to `POST /cluster/mapping/dir` (`cluster_mapping_dir_create`).
+/// The `data` of the reply to `POST /cluster/mapping/dir` (`cluster_mapping_dir_create`).
 pub type ClusterMappingDirCreateResponse = ();
-///The `data` of the reply to `GET /cluster/mapping/dir/{id}` (`cluster_mapping_dir_id_get`).
+/// The `data` of the reply to `GET /cluster/mapping/dir/{id}` (`cluster_mapping_dir_id_get`).
 pub type ClusterMappingDirIdGetResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/mapping/dir/{id}` (`cluster_mapping_dir_id_update`), without the path parameters.
-pub type ClusterMappingDirIdUpdateParams = crate::generated::cluster::ClusterMappingDirIdUpdateParams;
-///The `data` of the reply to `PUT /cluster/mapping/dir/{id}` (`cluster_mapping_dir_id_update`).
+/// The `data` of the reply to `PUT /cluster/mapping/dir/{id}` (`cluster_mapping_dir_id_update`).
 pub type ClusterMappingDirIdUpdateResponse = ();
-///The `data` of the reply to `DELETE /cluster/mapping/dir/{id}` (`cluster_mapping_dir_id_delete`).
+/// The `data` of the reply to `DELETE /cluster/mapping/dir/{id}` (`cluster_mapping_dir_id_delete`).
 pub type ClusterMappingDirIdDeleteResponse = ();
-///Parameters of `GET /cluster/mapping/pci` (`cluster_mapping_pci_index`), without the path parameters.
-pub type ClusterMappingPciIndexParams = crate::generated::cluster::ClusterMappingPciIndexParams;
-///The `data` of the reply to `GET /cluster/mapping/pci` (`cluster_mapping_pci_index`).
+/// The `data` of the reply to `GET /cluster/mapping/pci` (`cluster_mapping_pci_index`).
 pub type ClusterMappingPciIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterMappingPciIndexResponseItem,
 >;
-///Parameters of `POST /cluster/mapping/pci` (`cluster_mapping_pci_create`), without the path parameters.
-pub type ClusterMappingPciCreateParams = crate::generated::cluster::ClusterMappingPciCreateParams;
-///The `data` of the reply to `POST /cluster/mapping/pci` (`cluster_mapping_pci_create`).
+/// The `data` of the reply to `POST /cluster/mapping/pci` (`cluster_mapping_pci_create`).
 pub type ClusterMappingPciCreateResponse = ();
-///The `data` of the reply to `GET /cluster/mapping/pci/{id}` (`cluster_mapping_pci_id_get`).
+/// The `data` of the reply to `GET /cluster/mapping/pci/{id}` (`cluster_mapping_pci_id_get`).
 pub type ClusterMappingPciIdGetResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/mapping/pci/{id}` (`cluster_mapping_pci_id_update`), without the path parameters.
-pub type ClusterMappingPciIdUpdateParams = crate::generated::cluster::ClusterMappingPciIdUpdateParams;
-///The `data` of the reply to `PUT /cluster/mapping/pci/{id}` (`cluster_mapping_pci_id_update`).
+/// The `data` of the reply to `PUT /cluster/mapping/pci/{id}` (`cluster_mapping_pci_id_update`).
 pub type ClusterMappingPciIdUpdateResponse = ();
-///The `data` of the reply to `DELETE /cluster/mapping/pci/{id}` (`cluster_mapping_pci_id_delete`).
+/// The `data` of the reply to `DELETE /cluster/mapping/pci/{id}` (`cluster_mapping_pci_id_delete`).
 pub type ClusterMappingPciIdDeleteResponse = ();
-///Parameters of `GET /cluster/mapping/usb` (`cluster_mapping_usb_index`), without the path parameters.
-pub type ClusterMappingUsbIndexParams = crate::generated::cluster::ClusterMappingUsbIndexParams;
-///The `data` of the reply to `GET /cluster/mapping/usb` (`cluster_mapping_usb_index`).
+/// The `data` of the reply to `GET /cluster/mapping/usb` (`cluster_mapping_usb_index`).
 pub type ClusterMappingUsbIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterMappingUsbIndexResponseItem,
 >;
-///Parameters of `POST /cluster/mapping/usb` (`cluster_mapping_usb_create`), without the path parameters.
-pub type ClusterMappingUsbCreateParams = crate::generated::cluster::ClusterMappingUsbCreateParams;
-///The `data` of the reply to `POST /cluster/mapping/usb` (`cluster_mapping_usb_create`).
+/// The `data` of the reply to `POST /cluster/mapping/usb` (`cluster_mapping_usb_create`).
 pub type ClusterMappingUsbCreateResponse = ();
-///The `data` of the reply to `GET /cluster/mapping/usb/{id}` (`cluster_mapping_usb_id_get`).
+/// The `data` of the reply to `GET /cluster/mapping/usb/{id}` (`cluster_mapping_usb_id_get`).
 pub type ClusterMappingUsbIdGetResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/mapping/usb/{id}` (`cluster_mapping_usb_id_update`), without the path parameters.
-pub type ClusterMappingUsbIdUpdateParams = crate::generated::cluster::ClusterMappingUsbIdUpdateParams;
-///The `data` of the reply to `PUT /cluster/mapping/usb/{id}` (`cluster_mapping_usb_id_update`).
+/// The `data` of the reply to `PUT /cluster/mapping/usb/{id}` (`cluster_mapping_usb_id_update`).
 pub type ClusterMappingUsbIdUpdateResponse = ();
-///The `data` of the reply to `DELETE /cluster/mapping/usb/{id}` (`cluster_mapping_usb_id_delete`).
+/// The `data` of the reply to `DELETE /cluster/mapping/usb/{id}` (`cluster_mapping_usb_id_delete`).
 pub type ClusterMappingUsbIdDeleteResponse = ();
-///The `data` of the reply to `GET /cluster/metrics` (`cluster_metrics_index`).
+/// The `data` of the reply to `GET /cluster/metrics` (`cluster_metrics_index`).
 pub type ClusterMetricsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `GET /cluster/metrics/export` (`cluster_metrics_export`), without the path parameters.
-pub type ClusterMetricsExportParams = crate::generated::cluster::ClusterMetricsExportParams;
-///The `data` of the reply to `GET /cluster/metrics/export` (`cluster_metrics_export`).
-pub type ClusterMetricsExportResponse = crate::generated::cluster::ClusterMetricsExportResponse;
-///The `data` of the reply to `GET /cluster/metrics/server` (`cluster_metrics_server_server_index`).
+/// The `data` of the reply to `GET /cluster/metrics/server` (`cluster_metrics_server_server_index`).
 pub type ClusterMetricsServerServerIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterMetricsServerServerIndexResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/metrics/server/{id}` (`cluster_metrics_server_id_read`).
+/// The `data` of the reply to `GET /cluster/metrics/server/{id}` (`cluster_metrics_server_id_read`).
 pub type ClusterMetricsServerIdReadResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `POST /cluster/metrics/server/{id}` (`cluster_metrics_server_id_create`), without the path parameters.
-pub type ClusterMetricsServerIdCreateParams = crate::generated::cluster::ClusterMetricsServerIdCreateParams;
-///The `data` of the reply to `POST /cluster/metrics/server/{id}` (`cluster_metrics_server_id_create`).
+/// The `data` of the reply to `POST /cluster/metrics/server/{id}` (`cluster_metrics_server_id_create`).
 pub type ClusterMetricsServerIdCreateResponse = ();
-///Parameters of `PUT /cluster/metrics/server/{id}` (`cluster_metrics_server_id_update`), without the path parameters.
-pub type ClusterMetricsServerIdUpdateParams = crate::generated::cluster::ClusterMetricsServerIdUpdateParams;
-///The `data` of the reply to `PUT /cluster/metrics/server/{id}` (`cluster_metrics_server_id_update`).
+/// The `data` of the reply to `PUT /cluster/metrics/server/{id}` (`cluster_metrics_server_id_update`).
 pub type ClusterMetricsServerIdUpdateResponse = ();
-///The `data` of the reply to `DELETE /cluster/metrics/server/{id}` (`cluster_metrics_server_id_delete`).
+/// The `data` of the reply to `DELETE /cluster/metrics/server/{id}` (`cluster_metrics_server_id_delete`).
 pub type ClusterMetricsServerIdDeleteResponse = ();
-///Parameters of `GET /cluster/nextid` (`cluster_nextid`), without the path parameters.
-pub type ClusterNextidParams = crate::generated::cluster::ClusterNextidParams;
-/**The `data` of the reply to `GET /cluster/nextid` (`cluster_nextid`).
-
-The next free VMID.*/
+/// The `data` of the reply to `GET /cluster/nextid` (`cluster_nextid`).
+///
+/// The next free VMID.
 pub type ClusterNextidResponse = i64;
-///The `data` of the reply to `GET /cluster/notifications` (`cluster_notifications_index`).
+/// The `data` of the reply to `GET /cluster/notifications` (`cluster_notifications_index`).
 pub type ClusterNotificationsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/notifications/endpoints` (`cluster_notifications_endpoints_endpoints_index`).
+/// The `data` of the reply to `GET /cluster/notifications/endpoints` (`cluster_notifications_endpoints_endpoints_index`).
 pub type ClusterNotificationsEndpointsEndpointsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_get_gotify_endpoints`).
+/// The `data` of the reply to `GET /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_get_gotify_endpoints`).
 pub type ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponseItem,
 >;
-///Parameters of `POST /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_create_gotify_endpoint`), without the path parameters.
-pub type ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams = crate::generated::cluster::ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams;
-///The `data` of the reply to `POST /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_create_gotify_endpoint`).
+/// The `data` of the reply to `POST /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_create_gotify_endpoint`).
 pub type ClusterNotificationsEndpointsGotifyCreateGotifyEndpointResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_get_gotify_endpoint`).
-pub type ClusterNotificationsEndpointsGotifyNameGetGotifyEndpointResponse = crate::generated::cluster::ClusterNotificationsEndpointsGotifyNameGetGotifyEndpointResponse;
-///Parameters of `PUT /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_update_gotify_endpoint`), without the path parameters.
-pub type ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams = crate::generated::cluster::ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams;
-///The `data` of the reply to `PUT /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_update_gotify_endpoint`).
+/// The `data` of the reply to `PUT /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_update_gotify_endpoint`).
 pub type ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointResponse = ();
-///The `data` of the reply to `DELETE /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_delete_gotify_endpoint`).
+/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_delete_gotify_endpoint`).
 pub type ClusterNotificationsEndpointsGotifyNameDeleteGotifyEndpointResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_get_sendmail_endpoints`).
+/// The `data` of the reply to `GET /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_get_sendmail_endpoints`).
 pub type ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem,
 >;
-///Parameters of `POST /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_create_sendmail_endpoint`), without the path parameters.
-pub type ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams = crate::generated::cluster::ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams;
-///The `data` of the reply to `POST /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_create_sendmail_endpoint`).
+/// The `data` of the reply to `POST /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_create_sendmail_endpoint`).
 pub type ClusterNotificationsEndpointsSendmailCreateSendmailEndpointResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_get_sendmail_endpoint`).
-pub type ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse = crate::generated::cluster::ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse;
-///Parameters of `PUT /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_update_sendmail_endpoint`), without the path parameters.
-pub type ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams = crate::generated::cluster::ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams;
-///The `data` of the reply to `PUT /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_update_sendmail_endpoint`).
+/// The `data` of the reply to `PUT /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_update_sendmail_endpoint`).
 pub type ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointResponse = ();
-///The `data` of the reply to `DELETE /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_delete_sendmail_endpoint`).
+/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_delete_sendmail_endpoint`).
 pub type ClusterNotificationsEndpointsSendmailNameDeleteSendmailEndpointResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_get_smtp_endpoints`).
+/// The `data` of the reply to `GET /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_get_smtp_endpoints`).
 pub type ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem,
 >;
-///Parameters of `POST /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_create_smtp_endpoint`), without the path parameters.
-pub type ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams = crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams;
-///The `data` of the reply to `POST /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_create_smtp_endpoint`).
+/// The `data` of the reply to `POST /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_create_smtp_endpoint`).
 pub type ClusterNotificationsEndpointsSmtpCreateSmtpEndpointResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_get_smtp_endpoint`).
-pub type ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse = crate::generated::cluster::ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse;
-///Parameters of `PUT /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_update_smtp_endpoint`), without the path parameters.
-pub type ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams = crate::generated::cluster::ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams;
-///The `data` of the reply to `PUT /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_update_smtp_endpoint`).
+/// The `data` of the reply to `PUT /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_update_smtp_endpoint`).
 pub type ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointResponse = ();
-///The `data` of the reply to `DELETE /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_delete_smtp_endpoint`).
+/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_delete_smtp_endpoint`).
 pub type ClusterNotificationsEndpointsSmtpNameDeleteSmtpEndpointResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_get_webhook_endpoints`).
+/// The `data` of the reply to `GET /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_get_webhook_endpoints`).
 pub type ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponseItem,
 >;
-///Parameters of `POST /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_create_webhook_endpoint`), without the path parameters.
-pub type ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams = crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams;
-///The `data` of the reply to `POST /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_create_webhook_endpoint`).
+/// The `data` of the reply to `POST /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_create_webhook_endpoint`).
 pub type ClusterNotificationsEndpointsWebhookCreateWebhookEndpointResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_get_webhook_endpoint`).
-pub type ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse = crate::generated::cluster::ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse;
-///Parameters of `PUT /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_update_webhook_endpoint`), without the path parameters.
-pub type ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams = crate::generated::cluster::ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams;
-///The `data` of the reply to `PUT /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_update_webhook_endpoint`).
+/// The `data` of the reply to `PUT /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_update_webhook_endpoint`).
 pub type ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointResponse = ();
-///The `data` of the reply to `DELETE /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_delete_webhook_endpoint`).
+/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_delete_webhook_endpoint`).
 pub type ClusterNotificationsEndpointsWebhookNameDeleteWebhookEndpointResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/matcher-field-values` (`cluster_notifications_matcher_field_values_get_matcher_field_values`).
+/// The `data` of the reply to `GET /cluster/notifications/matcher-field-values` (`cluster_notifications_matcher_field_values_get_matcher_field_values`).
 pub type ClusterNotificationsMatcherFieldValuesGetMatcherFieldValuesResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsMatcherFieldValuesGetMatcherFieldValuesResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/notifications/matcher-fields` (`cluster_notifications_matcher_fields_get_matcher_fields`).
+/// The `data` of the reply to `GET /cluster/notifications/matcher-fields` (`cluster_notifications_matcher_fields_get_matcher_fields`).
 pub type ClusterNotificationsMatcherFieldsGetMatcherFieldsResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsMatcherFieldsGetMatcherFieldsResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/notifications/matchers` (`cluster_notifications_matchers_get_matchers`).
+/// The `data` of the reply to `GET /cluster/notifications/matchers` (`cluster_notifications_matchers_get_matchers`).
 pub type ClusterNotificationsMatchersGetMatchersResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsMatchersGetMatchersResponseItem,
 >;
-///Parameters of `POST /cluster/notifications/matchers` (`cluster_notifications_matchers_create_matcher`), without the path parameters.
-pub type ClusterNotificationsMatchersCreateMatcherParams = crate::generated::cluster::ClusterNotificationsMatchersCreateMatcherParams;
-///The `data` of the reply to `POST /cluster/notifications/matchers` (`cluster_notifications_matchers_create_matcher`).
+/// The `data` of the reply to `POST /cluster/notifications/matchers` (`cluster_notifications_matchers_create_matcher`).
 pub type ClusterNotificationsMatchersCreateMatcherResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_get_matcher`).
-pub type ClusterNotificationsMatchersNameGetMatcherResponse = crate::generated::cluster::ClusterNotificationsMatchersNameGetMatcherResponse;
-///Parameters of `PUT /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_update_matcher`), without the path parameters.
-pub type ClusterNotificationsMatchersNameUpdateMatcherParams = crate::generated::cluster::ClusterNotificationsMatchersNameUpdateMatcherParams;
-///The `data` of the reply to `PUT /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_update_matcher`).
+/// The `data` of the reply to `PUT /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_update_matcher`).
 pub type ClusterNotificationsMatchersNameUpdateMatcherResponse = ();
-///The `data` of the reply to `DELETE /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_delete_matcher`).
+/// The `data` of the reply to `DELETE /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_delete_matcher`).
 pub type ClusterNotificationsMatchersNameDeleteMatcherResponse = ();
-///The `data` of the reply to `GET /cluster/notifications/targets` (`cluster_notifications_targets_get_all_targets`).
+/// The `data` of the reply to `GET /cluster/notifications/targets` (`cluster_notifications_targets_get_all_targets`).
 pub type ClusterNotificationsTargetsGetAllTargetsResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsTargetsGetAllTargetsResponseItem,
 >;
-///The `data` of the reply to `POST /cluster/notifications/targets/{name}/test` (`cluster_notifications_targets_test_test_target`).
+/// The `data` of the reply to `POST /cluster/notifications/targets/{name}/test` (`cluster_notifications_targets_test_test_target`).
 pub type ClusterNotificationsTargetsTestTestTargetResponse = ();
-///The `data` of the reply to `GET /cluster/options` (`cluster_options_get_options`).
+/// The `data` of the reply to `GET /cluster/options` (`cluster_options_get_options`).
 pub type ClusterOptionsGetOptionsResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/options` (`cluster_options_set_options`), without the path parameters.
-pub type ClusterOptionsSetOptionsParams = crate::generated::cluster::ClusterOptionsSetOptionsParams;
-///The `data` of the reply to `PUT /cluster/options` (`cluster_options_set_options`).
+/// The `data` of the reply to `PUT /cluster/options` (`cluster_options_set_options`).
 pub type ClusterOptionsSetOptionsResponse = ();
-///The `data` of the reply to `GET /cluster/replication` (`cluster_replication_index`).
+/// The `data` of the reply to `GET /cluster/replication` (`cluster_replication_index`).
 pub type ClusterReplicationIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterReplicationIndexResponseItem,
 >;
-///Parameters of `POST /cluster/replication` (`cluster_replication_create`), without the path parameters.
-pub type ClusterReplicationCreateParams = crate::generated::cluster::ClusterReplicationCreateParams;
-///The `data` of the reply to `POST /cluster/replication` (`cluster_replication_create`).
+/// The `data` of the reply to `POST /cluster/replication` (`cluster_replication_create`).
 pub type ClusterReplicationCreateResponse = ();
-///The `data` of the reply to `GET /cluster/replication/{id}` (`cluster_replication_id_read`).
-pub type ClusterReplicationIdReadResponse = crate::generated::cluster::ClusterReplicationIdReadResponse;
-///Parameters of `PUT /cluster/replication/{id}` (`cluster_replication_id_update`), without the path parameters.
-pub type ClusterReplicationIdUpdateParams = crate::generated::cluster::ClusterReplicationIdUpdateParams;
-///The `data` of the reply to `PUT /cluster/replication/{id}` (`cluster_replication_id_update`).
+/// The `data` of the reply to `PUT /cluster/replication/{id}` (`cluster_replication_id_update`).
 pub type ClusterReplicationIdUpdateResponse = ();
-///Parameters of `DELETE /cluster/replication/{id}` (`cluster_replication_id_delete`), without the path parameters.
-pub type ClusterReplicationIdDeleteParams = crate::generated::cluster::ClusterReplicationIdDeleteParams;
-///The `data` of the reply to `DELETE /cluster/replication/{id}` (`cluster_replication_id_delete`).
+/// The `data` of the reply to `DELETE /cluster/replication/{id}` (`cluster_replication_id_delete`).
 pub type ClusterReplicationIdDeleteResponse = ();
-///Parameters of `GET /cluster/resources` (`cluster_resources`), without the path parameters.
-pub type ClusterResourcesParams = crate::generated::cluster::ClusterResourcesParams;
-///The `data` of the reply to `GET /cluster/resources` (`cluster_resources`).
+/// The `data` of the reply to `GET /cluster/resources` (`cluster_resources`).
 pub type ClusterResourcesResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterResourcesResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/sdn` (`cluster_sdn_index`).
+/// The `data` of the reply to `GET /cluster/sdn` (`cluster_sdn_index`).
 pub type ClusterSdnIndexResponse = ::std::vec::Vec<
     crate::generated::common::ClusterHaIndexResponseItem,
 >;
-///Parameters of `PUT /cluster/sdn` (`cluster_sdn_reload`), without the path parameters.
-pub type ClusterSdnReloadParams = crate::generated::cluster::ClusterSdnReloadParams;
-///The `data` of the reply to `PUT /cluster/sdn` (`cluster_sdn_reload`).
+/// The `data` of the reply to `PUT /cluster/sdn` (`cluster_sdn_reload`).
 pub type ClusterSdnReloadResponse = ::std::string::String;
-///Parameters of `GET /cluster/sdn/controllers` (`cluster_sdn_controllers_index`), without the path parameters.
-pub type ClusterSdnControllersIndexParams = crate::generated::cluster::ClusterSdnControllersIndexParams;
-///The `data` of the reply to `GET /cluster/sdn/controllers` (`cluster_sdn_controllers_index`).
+/// The `data` of the reply to `GET /cluster/sdn/controllers` (`cluster_sdn_controllers_index`).
 pub type ClusterSdnControllersIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnControllersIndexResponseItem,
 >;
-///Parameters of `POST /cluster/sdn/controllers` (`cluster_sdn_controllers_create`), without the path parameters.
-pub type ClusterSdnControllersCreateParams = crate::generated::cluster::ClusterSdnControllersCreateParams;
-///The `data` of the reply to `POST /cluster/sdn/controllers` (`cluster_sdn_controllers_create`).
+/// The `data` of the reply to `POST /cluster/sdn/controllers` (`cluster_sdn_controllers_create`).
 pub type ClusterSdnControllersCreateResponse = ();
-///Parameters of `GET /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_read`), without the path parameters.
-pub type ClusterSdnControllersControllerReadParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_read`).
+/// The `data` of the reply to `GET /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_read`).
 pub type ClusterSdnControllersControllerReadResponse = ::serde_json::Value;
-///Parameters of `PUT /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_update`), without the path parameters.
-pub type ClusterSdnControllersControllerUpdateParams = crate::generated::cluster::ClusterSdnControllersControllerUpdateParams;
-///The `data` of the reply to `PUT /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_update`).
+/// The `data` of the reply to `PUT /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_update`).
 pub type ClusterSdnControllersControllerUpdateResponse = ();
-///Parameters of `DELETE /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_delete`), without the path parameters.
-pub type ClusterSdnControllersControllerDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
-///The `data` of the reply to `DELETE /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_delete`).
+/// The `data` of the reply to `DELETE /cluster/sdn/controllers/{controller}` (`cluster_sdn_controllers_controller_delete`).
 pub type ClusterSdnControllersControllerDeleteResponse = ();
-///Parameters of `GET /cluster/sdn/dns` (`cluster_sdn_dns_index`), without the path parameters.
-pub type ClusterSdnDnsIndexParams = crate::generated::cluster::ClusterSdnDnsIndexParams;
-///The `data` of the reply to `GET /cluster/sdn/dns` (`cluster_sdn_dns_index`).
+/// The `data` of the reply to `GET /cluster/sdn/dns` (`cluster_sdn_dns_index`).
 pub type ClusterSdnDnsIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnDnsIndexResponseItem,
 >;
-///Parameters of `POST /cluster/sdn/dns` (`cluster_sdn_dns_create`), without the path parameters.
-pub type ClusterSdnDnsCreateParams = crate::generated::cluster::ClusterSdnDnsCreateParams;
-///The `data` of the reply to `POST /cluster/sdn/dns` (`cluster_sdn_dns_create`).
+/// The `data` of the reply to `POST /cluster/sdn/dns` (`cluster_sdn_dns_create`).
 pub type ClusterSdnDnsCreateResponse = ();
-///The `data` of the reply to `GET /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_read`).
+/// The `data` of the reply to `GET /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_read`).
 pub type ClusterSdnDnsDnsReadResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_update`), without the path parameters.
-pub type ClusterSdnDnsDnsUpdateParams = crate::generated::cluster::ClusterSdnDnsDnsUpdateParams;
-///The `data` of the reply to `PUT /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_update`).
+/// The `data` of the reply to `PUT /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_update`).
 pub type ClusterSdnDnsDnsUpdateResponse = ();
-///Parameters of `DELETE /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_delete`), without the path parameters.
+/// Parameters of `DELETE /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_delete`), without the path parameters.
 pub type ClusterSdnDnsDnsDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
-///The `data` of the reply to `DELETE /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_delete`).
+/// The `data` of the reply to `DELETE /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_delete`).
 pub type ClusterSdnDnsDnsDeleteResponse = ();
-///Parameters of `GET /cluster/sdn/dry-run` (`cluster_sdn_dry_run`), without the path parameters.
-pub type ClusterSdnDryRunParams = crate::generated::cluster::ClusterSdnDryRunParams;
-///The `data` of the reply to `GET /cluster/sdn/dry-run` (`cluster_sdn_dry_run`).
-pub type ClusterSdnDryRunResponse = crate::generated::cluster::ClusterSdnDryRunResponse;
-///The `data` of the reply to `GET /cluster/sdn/fabrics` (`cluster_sdn_fabrics_index`).
+/// The `data` of the reply to `GET /cluster/sdn/fabrics` (`cluster_sdn_fabrics_index`).
 pub type ClusterSdnFabricsIndexResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///Parameters of `GET /cluster/sdn/fabrics/all` (`cluster_sdn_fabrics_all_list_all`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/fabrics/all` (`cluster_sdn_fabrics_all_list_all`), without the path parameters.
 pub type ClusterSdnFabricsAllListAllParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/fabrics/all` (`cluster_sdn_fabrics_all_list_all`).
-pub type ClusterSdnFabricsAllListAllResponse = crate::generated::cluster::ClusterSdnFabricsAllListAllResponse;
-///Parameters of `GET /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_index`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_index`), without the path parameters.
 pub type ClusterSdnFabricsFabricIndexParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_index`).
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_index`).
 pub type ClusterSdnFabricsFabricIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnFabricsAllListAllResponseFabricsItem,
 >;
-///Parameters of `POST /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_add_fabric`), without the path parameters.
-pub type ClusterSdnFabricsFabricAddFabricParams = crate::generated::cluster::ClusterSdnFabricsFabricAddFabricParams;
-///The `data` of the reply to `POST /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_add_fabric`).
+/// The `data` of the reply to `POST /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_add_fabric`).
 pub type ClusterSdnFabricsFabricAddFabricResponse = ();
-///The `data` of the reply to `GET /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_get_fabric`).
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_get_fabric`).
 pub type ClusterSdnFabricsFabricIdGetFabricResponse = crate::generated::cluster::ClusterSdnFabricsAllListAllResponseFabricsItem;
-///Parameters of `PUT /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_update_fabric`), without the path parameters.
-pub type ClusterSdnFabricsFabricIdUpdateFabricParams = crate::generated::cluster::ClusterSdnFabricsFabricIdUpdateFabricParams;
-///The `data` of the reply to `PUT /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_update_fabric`).
+/// The `data` of the reply to `PUT /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_update_fabric`).
 pub type ClusterSdnFabricsFabricIdUpdateFabricResponse = ();
-///The `data` of the reply to `DELETE /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_delete_fabric`).
+/// The `data` of the reply to `DELETE /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_delete_fabric`).
 pub type ClusterSdnFabricsFabricIdDeleteFabricResponse = ();
-///Parameters of `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`), without the path parameters.
 pub type ClusterSdnFabricsNodeListNodesParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`).
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`).
 pub type ClusterSdnFabricsNodeListNodesResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnFabricsAllListAllResponseNodesItem,
 >;
-///Parameters of `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes_fabric`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes_fabric`), without the path parameters.
 pub type ClusterSdnFabricsNodeFabricIdListNodesFabricParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes_fabric`).
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes_fabric`).
 pub type ClusterSdnFabricsNodeFabricIdListNodesFabricResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnFabricsAllListAllResponseNodesItem,
 >;
-///Parameters of `POST /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_add_node`), without the path parameters.
-pub type ClusterSdnFabricsNodeFabricIdAddNodeParams = crate::generated::cluster::ClusterSdnFabricsNodeFabricIdAddNodeParams;
-///The `data` of the reply to `POST /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_add_node`).
+/// The `data` of the reply to `POST /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_add_node`).
 pub type ClusterSdnFabricsNodeFabricIdAddNodeResponse = ();
-///The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_get_node`).
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_get_node`).
 pub type ClusterSdnFabricsNodeNodeIdGetNodeResponse = ::serde_json::Value;
-///Parameters of `PUT /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_update_node`), without the path parameters.
-pub type ClusterSdnFabricsNodeNodeIdUpdateNodeParams = crate::generated::cluster::ClusterSdnFabricsNodeNodeIdUpdateNodeParams;
-///The `data` of the reply to `PUT /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_update_node`).
+/// The `data` of the reply to `PUT /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_update_node`).
 pub type ClusterSdnFabricsNodeNodeIdUpdateNodeResponse = ();
-///The `data` of the reply to `DELETE /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_delete_node`).
+/// The `data` of the reply to `DELETE /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_delete_node`).
 pub type ClusterSdnFabricsNodeNodeIdDeleteNodeResponse = ();
-///Parameters of `GET /cluster/sdn/ipams` (`cluster_sdn_ipams_index`), without the path parameters.
-pub type ClusterSdnIpamsIndexParams = crate::generated::cluster::ClusterSdnIpamsIndexParams;
-///The `data` of the reply to `GET /cluster/sdn/ipams` (`cluster_sdn_ipams_index`).
+/// The `data` of the reply to `GET /cluster/sdn/ipams` (`cluster_sdn_ipams_index`).
 pub type ClusterSdnIpamsIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnIpamsIndexResponseItem,
 >;
-///Parameters of `POST /cluster/sdn/ipams` (`cluster_sdn_ipams_create`), without the path parameters.
-pub type ClusterSdnIpamsCreateParams = crate::generated::cluster::ClusterSdnIpamsCreateParams;
-///The `data` of the reply to `POST /cluster/sdn/ipams` (`cluster_sdn_ipams_create`).
+/// The `data` of the reply to `POST /cluster/sdn/ipams` (`cluster_sdn_ipams_create`).
 pub type ClusterSdnIpamsCreateResponse = ();
-///The `data` of the reply to `GET /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_read`).
+/// The `data` of the reply to `GET /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_read`).
 pub type ClusterSdnIpamsIpamReadResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_update`), without the path parameters.
-pub type ClusterSdnIpamsIpamUpdateParams = crate::generated::cluster::ClusterSdnIpamsIpamUpdateParams;
-///The `data` of the reply to `PUT /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_update`).
+/// The `data` of the reply to `PUT /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_update`).
 pub type ClusterSdnIpamsIpamUpdateResponse = ();
-///Parameters of `DELETE /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_delete`), without the path parameters.
+/// Parameters of `DELETE /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_delete`), without the path parameters.
 pub type ClusterSdnIpamsIpamDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
-///The `data` of the reply to `DELETE /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_delete`).
+/// The `data` of the reply to `DELETE /cluster/sdn/ipams/{ipam}` (`cluster_sdn_ipams_ipam_delete`).
 pub type ClusterSdnIpamsIpamDeleteResponse = ();
-///The `data` of the reply to `GET /cluster/sdn/ipams/{ipam}/status` (`cluster_sdn_ipams_status_ipamindex`).
+/// The `data` of the reply to `GET /cluster/sdn/ipams/{ipam}/status` (`cluster_sdn_ipams_status_ipamindex`).
 pub type ClusterSdnIpamsStatusIpamindexResponse = ::std::vec::Vec<::serde_json::Value>;
-///Parameters of `POST /cluster/sdn/lock` (`cluster_sdn_lock`), without the path parameters.
-pub type ClusterSdnLockParams = crate::generated::cluster::ClusterSdnLockParams;
-///The `data` of the reply to `POST /cluster/sdn/lock` (`cluster_sdn_lock`).
+/// The `data` of the reply to `POST /cluster/sdn/lock` (`cluster_sdn_lock`).
 pub type ClusterSdnLockResponse = ::std::string::String;
-///Parameters of `DELETE /cluster/sdn/lock` (`cluster_sdn_lock_release_lock`), without the path parameters.
-pub type ClusterSdnLockReleaseLockParams = crate::generated::cluster::ClusterSdnLockReleaseLockParams;
-///The `data` of the reply to `DELETE /cluster/sdn/lock` (`cluster_sdn_lock_release_lock`).
+/// The `data` of the reply to `DELETE /cluster/sdn/lock` (`cluster_sdn_lock_release_lock`).
 pub type ClusterSdnLockReleaseLockResponse = ();
-///Parameters of `POST /cluster/sdn/rollback` (`cluster_sdn_rollback`), without the path parameters.
-pub type ClusterSdnRollbackParams = crate::generated::cluster::ClusterSdnRollbackParams;
-///The `data` of the reply to `POST /cluster/sdn/rollback` (`cluster_sdn_rollback`).
+/// The `data` of the reply to `POST /cluster/sdn/rollback` (`cluster_sdn_rollback`).
 pub type ClusterSdnRollbackResponse = ();
-///Parameters of `GET /cluster/sdn/vnets` (`cluster_sdn_vnets_index`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/vnets` (`cluster_sdn_vnets_index`), without the path parameters.
 pub type ClusterSdnVnetsIndexParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/vnets` (`cluster_sdn_vnets_index`).
+/// The `data` of the reply to `GET /cluster/sdn/vnets` (`cluster_sdn_vnets_index`).
 pub type ClusterSdnVnetsIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnVnetsIndexResponseItem,
 >;
-///Parameters of `POST /cluster/sdn/vnets` (`cluster_sdn_vnets_create`), without the path parameters.
-pub type ClusterSdnVnetsCreateParams = crate::generated::cluster::ClusterSdnVnetsCreateParams;
-///The `data` of the reply to `POST /cluster/sdn/vnets` (`cluster_sdn_vnets_create`).
+/// The `data` of the reply to `POST /cluster/sdn/vnets` (`cluster_sdn_vnets_create`).
 pub type ClusterSdnVnetsCreateResponse = ();
-///Parameters of `GET /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_read`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_read`), without the path parameters.
 pub type ClusterSdnVnetsVnetReadParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_read`).
+/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_read`).
 pub type ClusterSdnVnetsVnetReadResponse = ::serde_json::Value;
-///Parameters of `PUT /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_update`), without the path parameters.
-pub type ClusterSdnVnetsVnetUpdateParams = crate::generated::cluster::ClusterSdnVnetsVnetUpdateParams;
-///The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_update`).
+/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_update`).
 pub type ClusterSdnVnetsVnetUpdateResponse = ();
-///Parameters of `DELETE /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_delete`), without the path parameters.
+/// Parameters of `DELETE /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_delete`), without the path parameters.
 pub type ClusterSdnVnetsVnetDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
-///The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_delete`).
+/// The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}` (`cluster_sdn_vnets_vnet_delete`).
 pub type ClusterSdnVnetsVnetDeleteResponse = ();
-///The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall` (`cluster_sdn_vnets_firewall_index`).
+/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall` (`cluster_sdn_vnets_firewall_index`).
 pub type ClusterSdnVnetsFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/options` (`cluster_sdn_vnets_firewall_options_get_options`).
-pub type ClusterSdnVnetsFirewallOptionsGetOptionsResponse = crate::generated::cluster::ClusterSdnVnetsFirewallOptionsGetOptionsResponse;
-///Parameters of `PUT /cluster/sdn/vnets/{vnet}/firewall/options` (`cluster_sdn_vnets_firewall_options_set_options`), without the path parameters.
-pub type ClusterSdnVnetsFirewallOptionsSetOptionsParams = crate::generated::cluster::ClusterSdnVnetsFirewallOptionsSetOptionsParams;
-///The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/firewall/options` (`cluster_sdn_vnets_firewall_options_set_options`).
+/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/firewall/options` (`cluster_sdn_vnets_firewall_options_set_options`).
 pub type ClusterSdnVnetsFirewallOptionsSetOptionsResponse = ();
-///The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_get_rules`).
+/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_get_rules`).
 pub type ClusterSdnVnetsFirewallRulesGetRulesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-///Parameters of `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create_rule`), without the path parameters.
+/// Parameters of `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create_rule`), without the path parameters.
 pub type ClusterSdnVnetsFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-///The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create_rule`).
+/// The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create_rule`).
 pub type ClusterSdnVnetsFirewallRulesCreateRuleResponse = ();
-///The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_get_rule`).
+/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_get_rule`).
 pub type ClusterSdnVnetsFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-///Parameters of `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_update_rule`), without the path parameters.
+/// Parameters of `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_update_rule`), without the path parameters.
 pub type ClusterSdnVnetsFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-///The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_update_rule`).
+/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_update_rule`).
 pub type ClusterSdnVnetsFirewallRulesPosUpdateRuleResponse = ();
-///Parameters of `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_delete_rule`), without the path parameters.
+/// Parameters of `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_delete_rule`), without the path parameters.
 pub type ClusterSdnVnetsFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_delete_rule`).
+/// The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_delete_rule`).
 pub type ClusterSdnVnetsFirewallRulesPosDeleteRuleResponse = ();
-///Parameters of `POST /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipcreate`), without the path parameters.
-pub type ClusterSdnVnetsIpsIpcreateParams = crate::generated::cluster::ClusterSdnVnetsIpsIpcreateParams;
-///The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipcreate`).
+/// The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipcreate`).
 pub type ClusterSdnVnetsIpsIpcreateResponse = ();
-///Parameters of `PUT /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipupdate`), without the path parameters.
-pub type ClusterSdnVnetsIpsIpupdateParams = crate::generated::cluster::ClusterSdnVnetsIpsIpupdateParams;
-///The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipupdate`).
+/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipupdate`).
 pub type ClusterSdnVnetsIpsIpupdateResponse = ();
-///Parameters of `DELETE /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipdelete`), without the path parameters.
-pub type ClusterSdnVnetsIpsIpdeleteParams = crate::generated::cluster::ClusterSdnVnetsIpsIpdeleteParams;
-///The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipdelete`).
+/// The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipdelete`).
 pub type ClusterSdnVnetsIpsIpdeleteResponse = ();
-///Parameters of `GET /cluster/sdn/vnets/{vnet}/subnets` (`cluster_sdn_vnets_subnets_index`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/vnets/{vnet}/subnets` (`cluster_sdn_vnets_subnets_index`), without the path parameters.
 pub type ClusterSdnVnetsSubnetsIndexParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/subnets` (`cluster_sdn_vnets_subnets_index`).
+/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/subnets` (`cluster_sdn_vnets_subnets_index`).
 pub type ClusterSdnVnetsSubnetsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `POST /cluster/sdn/vnets/{vnet}/subnets` (`cluster_sdn_vnets_subnets_create`), without the path parameters.
-pub type ClusterSdnVnetsSubnetsCreateParams = crate::generated::cluster::ClusterSdnVnetsSubnetsCreateParams;
-///The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/subnets` (`cluster_sdn_vnets_subnets_create`).
+/// The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/subnets` (`cluster_sdn_vnets_subnets_create`).
 pub type ClusterSdnVnetsSubnetsCreateResponse = ();
-///Parameters of `GET /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_read`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_read`), without the path parameters.
 pub type ClusterSdnVnetsSubnetsSubnetReadParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_read`).
+/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_read`).
 pub type ClusterSdnVnetsSubnetsSubnetReadResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_update`), without the path parameters.
-pub type ClusterSdnVnetsSubnetsSubnetUpdateParams = crate::generated::cluster::ClusterSdnVnetsSubnetsSubnetUpdateParams;
-///The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_update`).
+/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_update`).
 pub type ClusterSdnVnetsSubnetsSubnetUpdateResponse = ();
-///Parameters of `DELETE /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_delete`), without the path parameters.
+/// Parameters of `DELETE /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_delete`), without the path parameters.
 pub type ClusterSdnVnetsSubnetsSubnetDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
-///The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_delete`).
+/// The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}/subnets/{subnet}` (`cluster_sdn_vnets_subnets_subnet_delete`).
 pub type ClusterSdnVnetsSubnetsSubnetDeleteResponse = ();
-///Parameters of `GET /cluster/sdn/zones` (`cluster_sdn_zones_index`), without the path parameters.
-pub type ClusterSdnZonesIndexParams = crate::generated::cluster::ClusterSdnZonesIndexParams;
-///The `data` of the reply to `GET /cluster/sdn/zones` (`cluster_sdn_zones_index`).
+/// The `data` of the reply to `GET /cluster/sdn/zones` (`cluster_sdn_zones_index`).
 pub type ClusterSdnZonesIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnZonesIndexResponseItem,
 >;
-///Parameters of `POST /cluster/sdn/zones` (`cluster_sdn_zones_create`), without the path parameters.
-pub type ClusterSdnZonesCreateParams = crate::generated::cluster::ClusterSdnZonesCreateParams;
-///The `data` of the reply to `POST /cluster/sdn/zones` (`cluster_sdn_zones_create`).
+/// The `data` of the reply to `POST /cluster/sdn/zones` (`cluster_sdn_zones_create`).
 pub type ClusterSdnZonesCreateResponse = ();
-///Parameters of `GET /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_read`), without the path parameters.
+/// Parameters of `GET /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_read`), without the path parameters.
 pub type ClusterSdnZonesZoneReadParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
-///The `data` of the reply to `GET /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_read`).
+/// The `data` of the reply to `GET /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_read`).
 pub type ClusterSdnZonesZoneReadResponse = ::serde_json::Value;
-///Parameters of `PUT /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_update`), without the path parameters.
-pub type ClusterSdnZonesZoneUpdateParams = crate::generated::cluster::ClusterSdnZonesZoneUpdateParams;
-///The `data` of the reply to `PUT /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_update`).
+/// The `data` of the reply to `PUT /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_update`).
 pub type ClusterSdnZonesZoneUpdateResponse = ();
-///Parameters of `DELETE /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_delete`), without the path parameters.
+/// Parameters of `DELETE /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_delete`), without the path parameters.
 pub type ClusterSdnZonesZoneDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
-///The `data` of the reply to `DELETE /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_delete`).
+/// The `data` of the reply to `DELETE /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_delete`).
 pub type ClusterSdnZonesZoneDeleteResponse = ();
-///The `data` of the reply to `GET /cluster/status` (`cluster_status_get_status`).
+/// The `data` of the reply to `GET /cluster/status` (`cluster_status_get_status`).
 pub type ClusterStatusGetStatusResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterStatusGetStatusResponseItem,
 >;
-///The `data` of the reply to `GET /cluster/tasks` (`cluster_tasks`).
+/// The `data` of the reply to `GET /cluster/tasks` (`cluster_tasks`).
 pub type ClusterTasksResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterTasksResponseItem,
 >;

@@ -10,9 +10,9 @@ pub struct AccessIndexResponseItem {
 /// The `ClusterFirewallAliasesCreateAliasParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallAliasesCreateAliasParams {
-    /** Network/IP specification in CIDR format.
-
- Format `IPorCIDR`.*/
+    /// Network/IP specification in CIDR format.
+    ///
+    /// Format `IPorCIDR`.
     pub cidr: ::std::string::String,
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -43,9 +43,9 @@ pub struct ClusterFirewallAliasesNameRemoveAliasParams {
 /// The `ClusterFirewallAliasesNameUpdateAliasParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallAliasesNameUpdateAliasParams {
-    /** Network/IP specification in CIDR format.
-
- Format `IPorCIDR`.*/
+    /// Network/IP specification in CIDR format.
+    ///
+    /// Format `IPorCIDR`.
     pub cidr: ::std::string::String,
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -65,66 +65,66 @@ pub struct ClusterFirewallGroupsGroupCreateRuleParams {
     /// Descriptive comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Restrict packet destination address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
-
- Format `pve-fw-addr-spec`.*/
+    /// Restrict packet destination address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
+    ///
+    /// Format `pve-fw-addr-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dest: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Restrict TCP/UDP destination port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
-
- Format `pve-fw-dport-spec`.*/
+    /// Restrict TCP/UDP destination port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
+    ///
+    /// Format `pve-fw-dport-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dport: ::std::option::Option<::std::string::String>,
-    /** Flag to enable/disable a rule.
-
- Minimum 0.*/
+    /// Flag to enable/disable a rule.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
-    /** Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'.
-
- Format `pve-fw-icmp-type-spec`.*/
+    /// Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'.
+    ///
+    /// Format `pve-fw-icmp-type-spec`.
     #[serde(rename = "icmp-type")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub icmp_type: ::std::option::Option<::std::string::String>,
-    /** Network interface name. You have to use network configuration key names for VMs and containers ('net\d+'). Host related rules can use arbitrary strings.
-
- Format `pve-iface`.*/
+    /// Network interface name. You have to use network configuration key names for VMs and containers ('net\d+'). Host related rules can use arbitrary strings.
+    ///
+    /// Format `pve-iface`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub iface: ::std::option::Option<::std::string::String>,
-    /** Log level for firewall rule.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for firewall rule.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log: ::std::option::Option<::std::string::String>,
     /// Use predefined standard macro.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#macro: ::std::option::Option<::std::string::String>,
-    /** Update rule at position <pos>.
-
- Minimum 0.*/
+    /// Update rule at position <pos>.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pos: ::std::option::Option<i64>,
-    /** IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'.
-
- Format `pve-fw-protocol-spec`.*/
+    /// IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'.
+    ///
+    /// Format `pve-fw-protocol-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<::std::string::String>,
-    /** Restrict packet source address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
-
- Format `pve-fw-addr-spec`.*/
+    /// Restrict packet source address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
+    ///
+    /// Format `pve-fw-addr-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
-    /** Restrict TCP/UDP source port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
-
- Format `pve-fw-sport-spec`.*/
+    /// Restrict TCP/UDP source port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
+    ///
+    /// Format `pve-fw-sport-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sport: ::std::option::Option<::std::string::String>,
-    /** Rule type.
-
- One of `in`, `out`, `forward`, `group`.*/
+    /// Rule type.
+    ///
+    /// One of `in`, `out`, `forward`, `group`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterFirewallGroupsGroupGetRulesResponseItem` model.
@@ -154,9 +154,9 @@ pub struct ClusterFirewallGroupsGroupGetRulesResponseItem {
     /// IP version (4 or 6) - automatically determined from source/dest addresses
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipversion: ::std::option::Option<i64>,
-    /** Log level for firewall rule
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for firewall rule
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log: ::std::option::Option<::std::string::String>,
     /// Use predefined standard macro
@@ -185,71 +185,71 @@ pub struct ClusterFirewallGroupsPosUpdateRuleParams {
     /// Descriptive comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
-    /** Restrict packet destination address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
-
- Format `pve-fw-addr-spec`.*/
+    /// Restrict packet destination address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
+    ///
+    /// Format `pve-fw-addr-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dest: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Restrict TCP/UDP destination port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
-
- Format `pve-fw-dport-spec`.*/
+    /// Restrict TCP/UDP destination port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
+    ///
+    /// Format `pve-fw-dport-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dport: ::std::option::Option<::std::string::String>,
-    /** Flag to enable/disable a rule.
-
- Minimum 0.*/
+    /// Flag to enable/disable a rule.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
-    /** Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'.
-
- Format `pve-fw-icmp-type-spec`.*/
+    /// Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'.
+    ///
+    /// Format `pve-fw-icmp-type-spec`.
     #[serde(rename = "icmp-type")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub icmp_type: ::std::option::Option<::std::string::String>,
-    /** Network interface name. You have to use network configuration key names for VMs and containers ('net\d+'). Host related rules can use arbitrary strings.
-
- Format `pve-iface`.*/
+    /// Network interface name. You have to use network configuration key names for VMs and containers ('net\d+'). Host related rules can use arbitrary strings.
+    ///
+    /// Format `pve-iface`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub iface: ::std::option::Option<::std::string::String>,
-    /** Log level for firewall rule.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for firewall rule.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log: ::std::option::Option<::std::string::String>,
     /// Use predefined standard macro.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#macro: ::std::option::Option<::std::string::String>,
-    /** Move rule to new position <moveto>. Other arguments are ignored.
-
- Minimum 0.*/
+    /// Move rule to new position <moveto>. Other arguments are ignored.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub moveto: ::std::option::Option<i64>,
-    /** IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'.
-
- Format `pve-fw-protocol-spec`.*/
+    /// IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'.
+    ///
+    /// Format `pve-fw-protocol-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<::std::string::String>,
-    /** Restrict packet source address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
-
- Format `pve-fw-addr-spec`.*/
+    /// Restrict packet source address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
+    ///
+    /// Format `pve-fw-addr-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
-    /** Restrict TCP/UDP source port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
-
- Format `pve-fw-sport-spec`.*/
+    /// Restrict TCP/UDP source port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
+    ///
+    /// Format `pve-fw-sport-spec`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sport: ::std::option::Option<::std::string::String>,
-    /** Rule type.
-
- One of `in`, `out`, `forward`, `group`.*/
+    /// Rule type.
+    ///
+    /// One of `in`, `out`, `forward`, `group`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -295,9 +295,9 @@ pub struct ClusterFirewallIpsetIpsetIndexResponseItem {
 /// The `ClusterFirewallIpsetNameCreateIpParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallIpsetNameCreateIpParams {
-    /** Network/IP specification in CIDR format.
-
- Format `IPorCIDRorAlias`.*/
+    /// Network/IP specification in CIDR format.
+    ///
+    /// Format `IPorCIDRorAlias`.
     pub cidr: ::std::string::String,
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -330,9 +330,9 @@ pub struct ClusterFirewallIpsetNameGetIpsetResponseItem {
 /// The `ClusterFirewallRefsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallRefsParams {
-    /** Only list references of specified type.
-
- One of `alias`, `ipset`.*/
+    /// Only list references of specified type.
+    ///
+    /// One of `alias`, `ipset`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -348,9 +348,9 @@ pub struct ClusterFirewallRefsResponseItem {
     pub r#ref: ::std::string::String,
     /// The `scope` property.
     pub scope: ::std::string::String,
-    /** The `type` property.
-
- One of `alias`, `ipset`.*/
+    /// The `type` property.
+    ///
+    /// One of `alias`, `ipset`.
     pub r#type: ::std::string::String,
 }
 /// The `ClusterHaIndexResponseItem` model.
@@ -362,9 +362,9 @@ pub struct ClusterHaIndexResponseItem {
 /// A blocking HA resource
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaResourcesMigrateResponseBlockingResourcesItem {
-    /** The reason why the HA resource is blocking the migration.
-
- One of `resource-affinity`.*/
+    /// The reason why the HA resource is blocking the migration.
+    ///
+    /// One of `resource-affinity`.
     pub cause: ::std::string::String,
     /// The blocking HA resource id
     pub sid: ::std::string::String,

@@ -4,9 +4,9 @@
 /// The `NodesAplinfoAplDownloadParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAplinfoAplDownloadParams {
-    /** The storage where the template will be stored
-
- Format `pve-storage-id`.*/
+    /// The storage where the template will be stored
+    ///
+    /// Format `pve-storage-id`.
     pub storage: ::std::string::String,
     /// The template which will downloaded
     pub template: ::std::string::String,
@@ -79,9 +79,9 @@ pub struct NodesAptRepositoriesResponseErrorsItem {
 pub struct NodesAptRepositoriesResponseFilesItem {
     /// Digest of the file as bytes.
     pub digest: ::std::vec::Vec<i64>,
-    /** Format of the file.
-
- One of `list`, `sources`.*/
+    /// Format of the file.
+    ///
+    /// One of `list`, `sources`.
     #[serde(rename = "file-type")]
     pub file_type: ::std::string::String,
     /// Path to the problematic file.
@@ -105,9 +105,9 @@ pub struct NodesAptRepositoriesResponseFilesItemRepositoriesItem {
     /// Whether the repository is enabled or not
     #[serde(rename = "Enabled")]
     pub enabled: crate::PveBool,
-    /** Format of the defining file.
-
- One of `list`, `sources`.*/
+    /// Format of the defining file.
+    ///
+    /// One of `list`, `sources`.
     #[serde(rename = "FileType")]
     pub file_type: ::std::string::String,
     /// Additional options
@@ -167,9 +167,9 @@ pub struct NodesAptRepositoriesResponseStandardReposItem {
 /// The `NodesAptUpdateListUpdatesResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAptUpdateListUpdatesResponseItem {
-    /** Package Architecture.
-
- One of `armhf`, `arm64`, `amd64`, `ppc64el`, `risc64`, `s390x`, `all`.*/
+    /// Package Architecture.
+    ///
+    /// One of `armhf`, `arm64`, `amd64`, `ppc64el`, `risc64`, `s390x`, `all`.
     #[serde(rename = "Arch")]
     pub arch: ::std::string::String,
     /// Package description.
@@ -205,28 +205,28 @@ pub struct NodesAptUpdateListUpdatesResponseItem {
 /// The `NodesAptUpdateUpdateDatabaseParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAptUpdateUpdateDatabaseParams {
-    /** Send notification about new packages.
-
- Default: `false`.*/
+    /// Send notification about new packages.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notify: ::std::option::Option<crate::PveBool>,
-    /** Only produces output suitable for logging, omitting progress indicators.
-
- Default: `false`.*/
+    /// Only produces output suitable for logging, omitting progress indicators.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesAptVersionsResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAptVersionsResponseItem {
-    /** Package Architecture.
-
- One of `armhf`, `arm64`, `amd64`, `ppc64el`, `risc64`, `s390x`, `all`.*/
+    /// Package Architecture.
+    ///
+    /// One of `armhf`, `arm64`, `amd64`, `ppc64el`, `risc64`, `s390x`, `all`.
     #[serde(rename = "Arch")]
     pub arch: ::std::string::String,
-    /** Current state of the package installed on the system.
-
- One of `Installed`, `NotInstalled`, `UnPacked`, `HalfConfigured`, `HalfInstalled`, `ConfigFiles`.*/
+    /// Current state of the package installed on the system.
+    ///
+    /// One of `Installed`, `NotInstalled`, `UnPacked`, `HalfConfigured`, `HalfInstalled`, `ConfigFiles`.
     #[serde(rename = "CurrentState")]
     pub current_state: ::std::string::String,
     /// Package description.
@@ -278,9 +278,9 @@ pub struct NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
 /// The `NodesCapabilitiesQemuCpuIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCapabilitiesQemuCpuIndexParams {
-    /** Virtual processor architecture. Defaults to the host architecture.
-
- One of `x86_64`, `aarch64`.*/
+    /// Virtual processor architecture. Defaults to the host architecture.
+    ///
+    /// One of `x86_64`, `aarch64`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<::std::string::String>,
 }
@@ -302,9 +302,9 @@ pub struct NodesCapabilitiesQemuMachinesTypesResponseItem {
     pub changes: ::std::option::Option<::std::string::String>,
     /// Full name of machine type and version.
     pub id: ::std::string::String,
-    /** The machine type.
-
- One of `q35`, `i440fx`.*/
+    /// The machine type.
+    ///
+    /// One of `q35`, `i440fx`.
     pub r#type: ::std::string::String,
     /// The machine version.
     pub version: ::std::string::String,
@@ -342,15 +342,15 @@ pub struct NodesCephCfgValueParams {
 /// The `NodesCephCmdSafetyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephCmdSafetyParams {
-    /** Action to check
-
- One of `stop`, `destroy`.*/
+    /// Action to check
+    ///
+    /// One of `stop`, `destroy`.
     pub action: ::std::string::String,
     /// ID of the service
     pub id: ::std::string::String,
-    /** Service type
-
- One of `osd`, `mon`, `mds`.*/
+    /// Service type
+    ///
+    /// One of `osd`, `mon`, `mds`.
     pub service: ::std::string::String,
 }
 /// The `NodesCephCmdSafetyResponse` model.
@@ -375,68 +375,68 @@ pub struct NodesCephFsIndexResponseItem {
 /// The `NodesCephFsNameCreatefsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephFsNameCreatefsParams {
-    /** Configure the created CephFS as storage for this cluster.
-
- Default: `false`.*/
+    /// Configure the created CephFS as storage for this cluster.
+    ///
+    /// Default: `false`.
     #[serde(rename = "add-storage")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
-    /** Number of placement groups for the backing data pool. The metadata pool will use a quarter of this.
-
- Range 8 to 32768. Default: `128`.*/
+    /// Number of placement groups for the backing data pool. The metadata pool will use a quarter of this.
+    ///
+    /// Range 8 to 32768. Default: `128`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num: ::std::option::Option<i64>,
 }
 /// The `NodesCephInitParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephInitParams {
-    /** Declare a separate cluster network, OSDs will routeheartbeat, object replication and recovery traffic over it
-
- Format `CIDR`.*/
+    /// Declare a separate cluster network, OSDs will routeheartbeat, object replication and recovery traffic over it
+    ///
+    /// Format `CIDR`.
     #[serde(rename = "cluster-network")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_network: ::std::option::Option<::std::string::String>,
-    /** Disable cephx authentication.
-
- WARNING: cephx is a security feature protecting against man-in-the-middle attacks. Only consider disabling cephx if your network is private!
-
- Default: `false`.*/
+    /// Disable cephx authentication.
+    ///
+    /// WARNING: cephx is a security feature protecting against man-in-the-middle attacks. Only consider disabling cephx if your network is private!
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable_cephx: ::std::option::Option<crate::PveBool>,
-    /** Minimum number of available replicas per object to allow I/O
-
- Range 1 to 7. Default: `2`.*/
+    /// Minimum number of available replicas per object to allow I/O
+    ///
+    /// Range 1 to 7. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub min_size: ::std::option::Option<i64>,
-    /** Use specific network for all ceph related traffic
-
- Format `CIDR`.*/
+    /// Use specific network for all ceph related traffic
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub network: ::std::option::Option<::std::string::String>,
-    /** Placement group bits, used to specify the default number of placement groups.
-
- Depreacted. This setting was deprecated in recent Ceph versions.
-
- Range 6 to 14. Default: `6`.*/
+    /// Placement group bits, used to specify the default number of placement groups.
+    ///
+    /// Depreacted. This setting was deprecated in recent Ceph versions.
+    ///
+    /// Range 6 to 14. Default: `6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_bits: ::std::option::Option<i64>,
-    /** Targeted number of replicas per object
-
- Range 1 to 7. Default: `3`.*/
+    /// Targeted number of replicas per object
+    ///
+    /// Range 1 to 7. Default: `3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
 }
 /// The `NodesCephLogParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephLogParams {
-    /** The `limit` property.
-
- Minimum 0.*/
+    /// The `limit` property.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
-    /** The `start` property.
-
- Minimum 0.*/
+    /// The `start` property.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
 }
@@ -471,9 +471,9 @@ pub struct NodesCephMdsIndexResponseItem {
 /// The `NodesCephMdsNameCreatemdsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephMdsNameCreatemdsParams {
-    /** Determines whether a ceph-mds daemon should poll and replay the log of an active MDS. Faster switch on MDS failure, but needs more idle resources.
-
- Default: `false`.*/
+    /// Determines whether a ceph-mds daemon should poll and replay the log of an active MDS. Faster switch on MDS failure, but needs more idle resources.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotstandby: ::std::option::Option<crate::PveBool>,
 }
@@ -527,9 +527,9 @@ pub struct NodesCephMonListmonResponseItem {
 /// The `NodesCephMonMonidCreatemonParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephMonMonidCreatemonParams {
-    /** Overwrites autodetected monitor IP address(es). Must be in the public network(s) of Ceph.
-
- Format `ip-list`.*/
+    /// Overwrites autodetected monitor IP address(es). Must be in the public network(s) of Ceph.
+    ///
+    /// Format `ip-list`.
     #[serde(rename = "mon-address")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mon_address: ::std::option::Option<::std::string::String>,
@@ -544,31 +544,31 @@ pub struct NodesCephOsdCreateosdParams {
     /// Block device name for block.db.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub db_dev: ::std::option::Option<::std::string::String>,
-    /** Size in GiB for block.db.
-
- Minimum 1.*/
+    /// Size in GiB for block.db.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub db_dev_size: ::std::option::Option<f64>,
     /// Block device name.
     pub dev: ::std::string::String,
-    /** Enables encryption of the OSD.
-
- Default: `false`.*/
+    /// Enables encryption of the OSD.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypted: ::std::option::Option<crate::PveBool>,
-    /** OSD services per physical device. Only useful for fast NVMe devices"
- 		    ." to utilize their performance better.
-
- Minimum 1.*/
+    /// OSD services per physical device. Only useful for fast NVMe devices"
+    /// 		    ." to utilize their performance better.
+    ///
+    /// Minimum 1.
     #[serde(rename = "osds-per-device")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub osds_per_device: ::std::option::Option<i64>,
     /// Block device name for block.wal.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wal_dev: ::std::option::Option<::std::string::String>,
-    /** Size in GiB for block.wal.
-
- Minimum 0.5.*/
+    /// Size in GiB for block.wal.
+    ///
+    /// Minimum 0.5.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wal_dev_size: ::std::option::Option<f64>,
 }
@@ -583,9 +583,9 @@ pub struct NodesCephOsdIndexResponseItem {
 /// The `NodesCephOsdLvInfoOsdvolumeParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephOsdLvInfoOsdvolumeParams {
-    /** OSD device type
-
- One of `block`, `db`, `wal`. Default: `"block"`.*/
+    /// OSD device type
+    ///
+    /// One of `block`, `db`, `wal`. Default: `"block"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -620,9 +620,9 @@ pub struct NodesCephOsdMetadataOsddetailsResponse {
 pub struct NodesCephOsdMetadataOsddetailsResponseDevicesItem {
     /// Device node
     pub dev_node: ::std::string::String,
-    /** Kind of OSD device
-
- One of `block`, `db`, `wal`.*/
+    /// Kind of OSD device
+    ///
+    /// One of `block`, `db`, `wal`.
     pub device: ::std::string::String,
     /// Physical disks used
     pub devices: ::std::string::String,
@@ -662,18 +662,18 @@ pub struct NodesCephOsdMetadataOsddetailsResponseOsd {
 /// The `NodesCephOsdOsdidDestroyosdParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephOsdOsdidDestroyosdParams {
-    /** If set, we remove partition table entries.
-
- Default: `false`.*/
+    /// If set, we remove partition table entries.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephOsdScrubParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephOsdScrubParams {
-    /** If set, instructs a deep scrub instead of a normal one.
-
- Default: `false`.*/
+    /// If set, instructs a deep scrub instead of a normal one.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub deep: ::std::option::Option<crate::PveBool>,
 }
@@ -683,45 +683,45 @@ pub struct NodesCephPoolCreatepoolParams {
     /// Configure VM and CT storage using the new pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storages: ::std::option::Option<crate::PveBool>,
-    /** The application of the pool.
-
- One of `rbd`, `cephfs`, `rgw`. Default: `"rbd"`.*/
+    /// The application of the pool.
+    ///
+    /// One of `rbd`, `cephfs`, `rgw`. Default: `"rbd"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub application: ::std::option::Option<::std::string::String>,
     /// The rule to use for mapping object placement in the cluster.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crush_rule: ::std::option::Option<::std::string::String>,
-    /** Create an erasure coded pool for RBD with an accompaning replicated pool for metadata storage. With EC, the common ceph options 'size', 'min_size' and 'crush_rule' parameters will be applied to the metadata pool.
-
- Property string: `k=<integer> ,m=<integer> [,device-class=<class>] [,failure-domain=<domain>] [,profile=<profile>]`.*/
+    /// Create an erasure coded pool for RBD with an accompaning replicated pool for metadata storage. With EC, the common ceph options 'size', 'min_size' and 'crush_rule' parameters will be applied to the metadata pool.
+    ///
+    /// Property string: `k=<integer> ,m=<integer> [,device-class=<class>] [,failure-domain=<domain>] [,profile=<profile>]`.
     #[serde(rename = "erasure-coding")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub erasure_coding: ::std::option::Option<::std::string::String>,
-    /** Minimum number of replicas per object
-
- Range 1 to 7. Default: `2`.*/
+    /// Minimum number of replicas per object
+    ///
+    /// Range 1 to 7. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub min_size: ::std::option::Option<i64>,
     /// The name of the pool. It must be unique.
     pub name: ::std::string::String,
-    /** The automatic PG scaling mode of the pool.
-
- One of `on`, `off`, `warn`. Default: `"warn"`.*/
+    /// The automatic PG scaling mode of the pool.
+    ///
+    /// One of `on`, `off`, `warn`. Default: `"warn"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_autoscale_mode: ::std::option::Option<::std::string::String>,
-    /** Number of placement groups.
-
- Range 1 to 32768. Default: `128`.*/
+    /// Number of placement groups.
+    ///
+    /// Range 1 to 32768. Default: `128`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num: ::std::option::Option<i64>,
-    /** Minimal number of placement groups.
-
- Maximum 32768.*/
+    /// Minimal number of placement groups.
+    ///
+    /// Maximum 32768.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num_min: ::std::option::Option<i64>,
-    /** Number of replicas per object
-
- Range 1 to 7. Default: `3`.*/
+    /// Number of replicas per object
+    ///
+    /// Range 1 to 7. Default: `3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// The estimated target size of the pool for the PG autoscaler.
@@ -777,64 +777,64 @@ pub struct NodesCephPoolLspoolsResponseItem {
     /// The `target_size_ratio` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size_ratio: ::std::option::Option<f64>,
-    /** The `type` property.
-
- One of `replicated`, `erasure`, `unknown`.*/
+    /// The `type` property.
+    ///
+    /// One of `replicated`, `erasure`, `unknown`.
     pub r#type: ::std::string::String,
 }
 /// The `NodesCephPoolNameDestroypoolParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephPoolNameDestroypoolParams {
-    /** If true, destroys pool even if in use
-
- Default: `false`.*/
+    /// If true, destroys pool even if in use
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** Remove the erasure code profile. Defaults to true, if applicable.
-
- Default: `true`.*/
+    /// Remove the erasure code profile. Defaults to true, if applicable.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_ecprofile: ::std::option::Option<crate::PveBool>,
-    /** Remove all pveceph-managed storages configured for this pool
-
- Default: `false`.*/
+    /// Remove all pveceph-managed storages configured for this pool
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_storages: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephPoolNameSetpoolParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephPoolNameSetpoolParams {
-    /** The application of the pool.
-
- One of `rbd`, `cephfs`, `rgw`.*/
+    /// The application of the pool.
+    ///
+    /// One of `rbd`, `cephfs`, `rgw`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub application: ::std::option::Option<::std::string::String>,
     /// The rule to use for mapping object placement in the cluster.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crush_rule: ::std::option::Option<::std::string::String>,
-    /** Minimum number of replicas per object
-
- Range 1 to 7.*/
+    /// Minimum number of replicas per object
+    ///
+    /// Range 1 to 7.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub min_size: ::std::option::Option<i64>,
-    /** The automatic PG scaling mode of the pool.
-
- One of `on`, `off`, `warn`.*/
+    /// The automatic PG scaling mode of the pool.
+    ///
+    /// One of `on`, `off`, `warn`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_autoscale_mode: ::std::option::Option<::std::string::String>,
-    /** Number of placement groups.
-
- Range 1 to 32768.*/
+    /// Number of placement groups.
+    ///
+    /// Range 1 to 32768.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num: ::std::option::Option<i64>,
-    /** Minimal number of placement groups.
-
- Maximum 32768.*/
+    /// Minimal number of placement groups.
+    ///
+    /// Maximum 32768.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num_min: ::std::option::Option<i64>,
-    /** Number of replicas per object
-
- Range 1 to 7.*/
+    /// Number of replicas per object
+    ///
+    /// Range 1 to 7.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// The estimated target size of the pool for the PG autoscaler.
@@ -847,18 +847,18 @@ pub struct NodesCephPoolNameSetpoolParams {
 /// The `NodesCephPoolStatusGetpoolParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephPoolStatusGetpoolParams {
-    /** If enabled, will display additional data(eg. statistics).
-
- Default: `false`.*/
+    /// If enabled, will display additional data(eg. statistics).
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephPoolStatusGetpoolResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephPoolStatusGetpoolResponse {
-    /** The application of the pool.
-
- One of `rbd`, `cephfs`, `rgw`. Default: `"rbd"`.*/
+    /// The application of the pool.
+    ///
+    /// One of `rbd`, `cephfs`, `rgw`. Default: `"rbd"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub application: ::std::option::Option<::std::string::String>,
     /// The `application_list` property.
@@ -878,9 +878,9 @@ pub struct NodesCephPoolStatusGetpoolResponse {
     pub hashpspool: crate::PveBool,
     /// The `id` property.
     pub id: i64,
-    /** Minimum number of replicas per object
-
- Range 1 to 7. Default: `2`.*/
+    /// Minimum number of replicas per object
+    ///
+    /// Range 1 to 7. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub min_size: ::std::option::Option<i64>,
     /// The name of the pool. It must be unique.
@@ -896,26 +896,26 @@ pub struct NodesCephPoolStatusGetpoolResponse {
     pub noscrub: crate::PveBool,
     /// The `nosizechange` property.
     pub nosizechange: crate::PveBool,
-    /** The automatic PG scaling mode of the pool.
-
- One of `on`, `off`, `warn`. Default: `"warn"`.*/
+    /// The automatic PG scaling mode of the pool.
+    ///
+    /// One of `on`, `off`, `warn`. Default: `"warn"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_autoscale_mode: ::std::option::Option<::std::string::String>,
-    /** Number of placement groups.
-
- Range 1 to 32768. Default: `128`.*/
+    /// Number of placement groups.
+    ///
+    /// Range 1 to 32768. Default: `128`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num: ::std::option::Option<i64>,
-    /** Minimal number of placement groups.
-
- Maximum 32768.*/
+    /// Minimal number of placement groups.
+    ///
+    /// Maximum 32768.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// The `pgp_num` property.
     pub pgp_num: i64,
-    /** Number of replicas per object
-
- Range 1 to 7. Default: `3`.*/
+    /// Number of replicas per object
+    ///
+    /// Range 1 to 7. Default: `3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// The `statistics` property.
@@ -950,59 +950,59 @@ pub struct NodesCephRulesResponseItem {
 /// The `NodesCephStartParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephStartParams {
-    /** Ceph service name.
-
- Default: `"ceph.target"`.*/
+    /// Ceph service name.
+    ///
+    /// Default: `"ceph.target"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub service: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesCertificatesAcmeCertificateNewCertificateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCertificatesAcmeCertificateNewCertificateParams {
-    /** Overwrite existing custom certificate.
-
- Default: `false`.*/
+    /// Overwrite existing custom certificate.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCertificatesAcmeCertificateRenewCertificateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCertificatesAcmeCertificateRenewCertificateParams {
-    /** Force renewal even if expiry is more than 30 days away.
-
- Default: `false`.*/
+    /// Force renewal even if expiry is more than 30 days away.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCertificatesCustomRemoveCustomCertParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCertificatesCustomRemoveCustomCertParams {
-    /** Restart pveproxy.
-
- Default: `false`.*/
+    /// Restart pveproxy.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restart: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCertificatesCustomUploadCustomCertParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCertificatesCustomUploadCustomCertParams {
-    /** PEM encoded certificate (chain).
-
- Format `pem-certificate-chain`.*/
+    /// PEM encoded certificate (chain).
+    ///
+    /// Format `pem-certificate-chain`.
     pub certificates: ::std::string::String,
-    /** Overwrite existing custom or ACME certificate files.
-
- Default: `false`.*/
+    /// Overwrite existing custom or ACME certificate files.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** PEM encoded private key.
-
- Format `pem-string`.*/
+    /// PEM encoded private key.
+    ///
+    /// Format `pem-string`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub key: ::std::option::Option<::std::string::String>,
-    /** Restart pveproxy.
-
- Default: `false`.*/
+    /// Restart pveproxy.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restart: ::std::option::Option<crate::PveBool>,
 }
@@ -1024,9 +1024,9 @@ pub struct NodesCertificatesCustomUploadCustomCertResponse {
     /// Certificate's notBefore timestamp (UNIX epoch).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notbefore: ::std::option::Option<i64>,
-    /** Certificate in PEM format
-
- Format `pem-certificate`.*/
+    /// Certificate in PEM format
+    ///
+    /// Format `pem-certificate`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pem: ::std::option::Option<::std::string::String>,
     /// Certificate's public key size
@@ -1047,9 +1047,9 @@ pub struct NodesCertificatesCustomUploadCustomCertResponse {
 /// The `NodesConfigGetConfigParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesConfigGetConfigParams {
-    /** Return only a specific property from the node configuration.
-
- One of `acme`, `acmedomain0`, `acmedomain1`, `acmedomain2`, `acmedomain3`, `acmedomain4`, `acmedomain5`, `ballooning-target`, `description`, `startall-onboot-delay`, `wakeonlan`.*/
+    /// Return only a specific property from the node configuration.
+    ///
+    /// One of `acme`, `acmedomain0`, `acmedomain1`, `acmedomain2`, `acmedomain3`, `acmedomain4`, `acmedomain5`, `ballooning-target`, `description`, `startall-onboot-delay`, `wakeonlan`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub property: ::std::option::Option<::std::string::String>,
 }
@@ -1065,9 +1065,9 @@ pub struct NodesConfigGetConfigResponse {
         crate::generated::families::Acmedomain,
         ::std::string::String,
     >,
-    /** RAM usage target for ballooning (in percent of total memory)
-
- Range 0 to 100. Default: `80`.*/
+    /// RAM usage target for ballooning (in percent of total memory)
+    ///
+    /// Range 0 to 100. Default: `80`.
     #[serde(rename = "ballooning-target")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ballooning_target: ::std::option::Option<i64>,
@@ -1077,9 +1077,9 @@ pub struct NodesConfigGetConfigResponse {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Initial delay in seconds, before starting all the Virtual Guests with on-boot enabled.
-
- Range 0 to 300. Default: `0`.*/
+    /// Initial delay in seconds, before starting all the Virtual Guests with on-boot enabled.
+    ///
+    /// Range 0 to 300. Default: `0`.
     #[serde(rename = "startall-onboot-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startall_onboot_delay: ::std::option::Option<i64>,
@@ -1092,28 +1092,28 @@ pub type NodesConfigGetConfigResponseAcmedomain = ::std::string::String;
 /// The `NodesConfigSetOptionsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesConfigSetOptionsParams {
-    /** Node specific ACME settings.
-
- Property string: `[account=<name>] [,domains=<domain[;domain;...]>]`.*/
+    /// Node specific ACME settings.
+    ///
+    /// Property string: `[account=<name>] [,domains=<domain[;domain;...]>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acme: ::std::option::Option<::std::string::String>,
-    /** ACME domain and validation plugin
-
- Property string: `[domain=]<domain> [,alias=<domain>] [,plugin=<name of the plugin configuration>]`.*/
+    /// ACME domain and validation plugin
+    ///
+    /// Property string: `[domain=]<domain> [,alias=<domain>] [,plugin=<name of the plugin configuration>]`.
     #[serde(flatten)]
     pub acmedomain: crate::Indexed<
         crate::generated::families::Acmedomain,
         ::std::string::String,
     >,
-    /** RAM usage target for ballooning (in percent of total memory)
-
- Range 0 to 100. Default: `80`.*/
+    /// RAM usage target for ballooning (in percent of total memory)
+    ///
+    /// Range 0 to 100. Default: `80`.
     #[serde(rename = "ballooning-target")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ballooning_target: ::std::option::Option<i64>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description for the Node. Shown in the web-interface node notes panel. This is saved as comment inside the configuration file.
@@ -1122,40 +1122,40 @@ pub struct NodesConfigSetOptionsParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Initial delay in seconds, before starting all the Virtual Guests with on-boot enabled.
-
- Range 0 to 300. Default: `0`.*/
+    /// Initial delay in seconds, before starting all the Virtual Guests with on-boot enabled.
+    ///
+    /// Range 0 to 300. Default: `0`.
     #[serde(rename = "startall-onboot-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startall_onboot_delay: ::std::option::Option<i64>,
-    /** Node specific wake on LAN settings.
-
- Property string: `[mac=]<MAC address> [,bind-interface=<bind interface>] [,broadcast-address=<IPv4 broadcast address>]`.*/
+    /// Node specific wake on LAN settings.
+    ///
+    /// Property string: `[mac=]<MAC address> [,bind-interface=<bind interface>] [,broadcast-address=<IPv4 broadcast address>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wakeonlan: ::std::option::Option<::std::string::String>,
 }
-/** ACME domain and validation plugin
-
- Property string: `[domain=]<domain> [,alias=<domain>] [,plugin=<name of the plugin configuration>]`.*/
+/// ACME domain and validation plugin
+///
+/// Property string: `[domain=]<domain> [,alias=<domain>] [,plugin=<name of the plugin configuration>]`.
 pub type NodesConfigSetOptionsParamsAcmedomain = ::std::string::String;
 /// The `NodesDisksDirectoryCreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksDirectoryCreateParams {
-    /** Configure storage using the directory.
-
- Default: `false`.*/
+    /// Configure storage using the directory.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
     /// The block device you want to create the filesystem on.
     pub device: ::std::string::String,
-    /** The desired filesystem.
-
- One of `ext4`, `xfs`. Default: `"ext4"`.*/
+    /// The desired filesystem.
+    ///
+    /// One of `ext4`, `xfs`. Default: `"ext4"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filesystem: ::std::option::Option<::std::string::String>,
-    /** The storage identifier.
-
- Format `pve-storage-id`.*/
+    /// The storage identifier.
+    ///
+    /// Format `pve-storage-id`.
     pub name: ::std::string::String,
 }
 /// The `NodesDisksDirectoryIndexResponseItem` model.
@@ -1175,15 +1175,15 @@ pub struct NodesDisksDirectoryIndexResponseItem {
 /// The `NodesDisksDirectoryNameDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksDirectoryNameDeleteParams {
-    /** Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
-
- Default: `false`.*/
+    /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
+    ///
+    /// Default: `false`.
     #[serde(rename = "cleanup-config")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_config: ::std::option::Option<crate::PveBool>,
-    /** Also wipe disk so it can be repurposed afterwards.
-
- Default: `false`.*/
+    /// Also wipe disk so it can be repurposed afterwards.
+    ///
+    /// Default: `false`.
     #[serde(rename = "cleanup-disks")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
@@ -1200,20 +1200,20 @@ pub struct NodesDisksInitgptParams {
 /// The `NodesDisksListParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksListParams {
-    /** Also include partitions.
-
- Default: `false`.*/
+    /// Also include partitions.
+    ///
+    /// Default: `false`.
     #[serde(rename = "include-partitions")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub include_partitions: ::std::option::Option<crate::PveBool>,
-    /** Skip smart checks.
-
- Default: `false`.*/
+    /// Skip smart checks.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skipsmart: ::std::option::Option<crate::PveBool>,
-    /** Only list specific types of disks.
-
- One of `unused`, `journal_disks`.*/
+    /// Only list specific types of disks.
+    ///
+    /// One of `unused`, `journal_disks`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -1258,16 +1258,16 @@ pub struct NodesDisksListResponseItem {
 /// The `NodesDisksLvmCreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksLvmCreateParams {
-    /** Configure storage using the Volume Group
-
- Default: `false`.*/
+    /// Configure storage using the Volume Group
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
     /// The block device you want to create the volume group on
     pub device: ::std::string::String,
-    /** The storage identifier.
-
- Format `pve-storage-id`.*/
+    /// The storage identifier.
+    ///
+    /// Format `pve-storage-id`.
     pub name: ::std::string::String,
 }
 /// The `NodesDisksLvmIndexResponse` model.
@@ -1314,15 +1314,15 @@ pub struct NodesDisksLvmIndexResponseChildrenItemChildrenItem {
 /// The `NodesDisksLvmNameDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksLvmNameDeleteParams {
-    /** Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
-
- Default: `false`.*/
+    /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
+    ///
+    /// Default: `false`.
     #[serde(rename = "cleanup-config")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_config: ::std::option::Option<crate::PveBool>,
-    /** Also wipe disks so they can be repurposed afterwards.
-
- Default: `false`.*/
+    /// Also wipe disks so they can be repurposed afterwards.
+    ///
+    /// Default: `false`.
     #[serde(rename = "cleanup-disks")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
@@ -1330,16 +1330,16 @@ pub struct NodesDisksLvmNameDeleteParams {
 /// The `NodesDisksLvmthinCreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksLvmthinCreateParams {
-    /** Configure storage using the thinpool.
-
- Default: `false`.*/
+    /// Configure storage using the thinpool.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
     /// The block device you want to create the thinpool on.
     pub device: ::std::string::String,
-    /** The storage identifier.
-
- Format `pve-storage-id`.*/
+    /// The storage identifier.
+    ///
+    /// Format `pve-storage-id`.
     pub name: ::std::string::String,
 }
 /// The `NodesDisksLvmthinIndexResponseItem` model.
@@ -1361,21 +1361,21 @@ pub struct NodesDisksLvmthinIndexResponseItem {
 /// The `NodesDisksLvmthinNameDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksLvmthinNameDeleteParams {
-    /** Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
-
- Default: `false`.*/
+    /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
+    ///
+    /// Default: `false`.
     #[serde(rename = "cleanup-config")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_config: ::std::option::Option<crate::PveBool>,
-    /** Also wipe disks so they can be repurposed afterwards.
-
- Default: `false`.*/
+    /// Also wipe disks so they can be repurposed afterwards.
+    ///
+    /// Default: `false`.
     #[serde(rename = "cleanup-disks")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
-    /** The storage identifier.
-
- Format `pve-storage-id`.*/
+    /// The storage identifier.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(rename = "volume-group")]
     pub volume_group: ::std::string::String,
 }
@@ -1412,56 +1412,49 @@ pub struct NodesDisksWipediskWipeDiskParams {
 /// The `NodesDisksZfsCreateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksZfsCreateParams {
-    /** Configure storage using the zpool.
-
- Default: `false`.*/
+    /// Configure storage using the zpool.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
-    /** Pool sector size exponent.
-
- Range 9 to 16. Default: `12`.*/
+    /// Pool sector size exponent.
+    ///
+    /// Range 9 to 16. Default: `12`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ashift: ::std::option::Option<i64>,
-    /** The compression algorithm to use.
-
- One of `on`, `off`, `gzip`, `lz4`, `lzjb`, `zle`, `zstd`. Default: `"on"`.*/
+    /// The compression algorithm to use.
+    ///
+    /// One of `on`, `off`, `gzip`, `lz4`, `lzjb`, `zle`, `zstd`. Default: `"on"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compression: ::std::option::Option<::std::string::String>,
-    /** The block devices you want to create the zpool on.
-
- Format `string-list`.*/
+    /// The block devices you want to create the zpool on.
+    ///
+    /// Format `string-list`.
     pub devices: ::std::string::String,
-    /** The `draid-config` property.
-
- Property string: `data=<integer> ,spares=<integer>`.*/
+    /// The `draid-config` property.
+    ///
+    /// Property string: `data=<integer> ,spares=<integer>`.
     #[serde(rename = "draid-config")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub draid_config: ::std::option::Option<::std::string::String>,
-    /** The storage identifier.
-
- Format `pve-storage-id`.*/
+    /// The storage identifier.
+    ///
+    /// Format `pve-storage-id`.
     pub name: ::std::string::String,
-    /** The RAID level to use.
-
- One of `single`, `mirror`, `raid10`, `raidz`, `raidz2`, `raidz3`, `draid`, `draid2`, `draid3`.*/
+    /// The RAID level to use.
+    ///
+    /// One of `single`, `mirror`, `raid10`, `raidz`, `raidz2`, `raidz3`, `draid`, `draid2`, `draid3`.
     pub raidlevel: ::std::string::String,
 }
 /// The `NodesDisksZfsIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksZfsIndexResponseItem {
-    ///
     pub alloc: i64,
-    ///
     pub dedup: f64,
-    ///
     pub frag: i64,
-    ///
     pub free: i64,
-    ///
     pub health: ::std::string::String,
-    ///
     pub name: ::std::string::String,
-    ///
     pub size: i64,
 }
 /// The `NodesDisksZfsNameDetailResponse` model.
@@ -1526,19 +1519,19 @@ pub struct NodesDnsResponse {
 /// The `NodesDnsUpdateDnsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDnsUpdateDnsParams {
-    /** First name server IP address.
-
- Format `ip`.*/
+    /// First name server IP address.
+    ///
+    /// Format `ip`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns1: ::std::option::Option<::std::string::String>,
-    /** Second name server IP address.
-
- Format `ip`.*/
+    /// Second name server IP address.
+    ///
+    /// Format `ip`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns2: ::std::option::Option<::std::string::String>,
-    /** Third name server IP address.
-
- Format `ip`.*/
+    /// Third name server IP address.
+    ///
+    /// Format `ip`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns3: ::std::option::Option<::std::string::String>,
     /// Search domain for host-name lookup.
@@ -1547,234 +1540,234 @@ pub struct NodesDnsUpdateDnsParams {
 /// The `NodesExecuteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesExecuteParams {
-    /** JSON encoded array of commands.
-
- Format `pve-command-batch`.*/
+    /// JSON encoded array of commands.
+    ///
+    /// Format `pve-command-batch`.
     pub commands: ::std::string::String,
 }
 /// The `NodesFirewallLogParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesFirewallLogParams {
-    /** The `limit` property.
-
- Minimum 0.*/
+    /// The `limit` property.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
-    /** Display log since this UNIX epoch.
-
- Minimum 0.*/
+    /// Display log since this UNIX epoch.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<i64>,
-    /** The `start` property.
-
- Minimum 0.*/
+    /// The `start` property.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
-    /** Display log until this UNIX epoch.
-
- Minimum 0.*/
+    /// Display log until this UNIX epoch.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<i64>,
 }
 /// The `NodesFirewallOptionsGetOptionsResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesFirewallOptionsGetOptionsResponse {
-    /** Enable host firewall rules.
-
- Default: `true`.*/
+    /// Enable host firewall rules.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
-    /** Log level for forwarded traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for forwarded traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_forward: ::std::option::Option<::std::string::String>,
-    /** Log level for incoming traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for incoming traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_in: ::std::option::Option<::std::string::String>,
-    /** Log level for outgoing traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for outgoing traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_out: ::std::option::Option<::std::string::String>,
-    /** Enable logging of conntrack information.
-
- Default: `false`.*/
+    /// Enable logging of conntrack information.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_nf_conntrack: ::std::option::Option<crate::PveBool>,
-    /** Enable NDP (Neighbor Discovery Protocol).
-
- Default: `true`.*/
+    /// Enable NDP (Neighbor Discovery Protocol).
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ndp: ::std::option::Option<crate::PveBool>,
-    /** Allow invalid packets on connection tracking.
-
- Default: `false`.*/
+    /// Allow invalid packets on connection tracking.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_allow_invalid: ::std::option::Option<crate::PveBool>,
-    /** Enable conntrack helpers for specific protocols. Supported protocols: amanda, ftp, irc, netbios-ns, pptp, sane, sip, snmp, tftp
-
- Format `pve-fw-conntrack-helper`. Default: `""`.*/
+    /// Enable conntrack helpers for specific protocols. Supported protocols: amanda, ftp, irc, netbios-ns, pptp, sane, sip, snmp, tftp
+    ///
+    /// Format `pve-fw-conntrack-helper`. Default: `""`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_helpers: ::std::option::Option<::std::string::String>,
-    /** Maximum number of tracked connections.
-
- Minimum 32768. Default: `262144`.*/
+    /// Maximum number of tracked connections.
+    ///
+    /// Minimum 32768. Default: `262144`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_max: ::std::option::Option<i64>,
-    /** Conntrack established timeout.
-
- Minimum 7875. Default: `432000`.*/
+    /// Conntrack established timeout.
+    ///
+    /// Minimum 7875. Default: `432000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_tcp_timeout_established: ::std::option::Option<i64>,
-    /** Conntrack syn recv timeout.
-
- Range 30 to 60. Default: `60`.*/
+    /// Conntrack syn recv timeout.
+    ///
+    /// Range 30 to 60. Default: `60`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_tcp_timeout_syn_recv: ::std::option::Option<i64>,
-    /** Enable nftables based firewall (tech preview)
-
- Default: `false`.*/
+    /// Enable nftables based firewall (tech preview)
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nftables: ::std::option::Option<crate::PveBool>,
     /// Enable SMURFS filter.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nosmurfs: ::std::option::Option<crate::PveBool>,
-    /** Enable synflood protection
-
- Default: `false`.*/
+    /// Enable synflood protection
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood: ::std::option::Option<crate::PveBool>,
-    /** Synflood protection rate burst by ip src.
-
- Default: `1000`.*/
+    /// Synflood protection rate burst by ip src.
+    ///
+    /// Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood_burst: ::std::option::Option<i64>,
-    /** Synflood protection rate syn/sec by ip src.
-
- Default: `200`.*/
+    /// Synflood protection rate syn/sec by ip src.
+    ///
+    /// Default: `200`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood_rate: ::std::option::Option<i64>,
-    /** Log level for SMURFS filter.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for SMURFS filter.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smurf_log_level: ::std::option::Option<::std::string::String>,
-    /** Log level for illegal tcp flags filter.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for illegal tcp flags filter.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcp_flags_log_level: ::std::option::Option<::std::string::String>,
-    /** Filter illegal combinations of TCP flags.
-
- Default: `false`.*/
+    /// Filter illegal combinations of TCP flags.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcpflags: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesFirewallOptionsSetOptionsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesFirewallOptionsSetOptionsParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Enable host firewall rules.
-
- Default: `true`.*/
+    /// Enable host firewall rules.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
-    /** Log level for forwarded traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for forwarded traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_forward: ::std::option::Option<::std::string::String>,
-    /** Log level for incoming traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for incoming traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_in: ::std::option::Option<::std::string::String>,
-    /** Log level for outgoing traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for outgoing traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_out: ::std::option::Option<::std::string::String>,
-    /** Enable logging of conntrack information.
-
- Default: `false`.*/
+    /// Enable logging of conntrack information.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_nf_conntrack: ::std::option::Option<crate::PveBool>,
-    /** Enable NDP (Neighbor Discovery Protocol).
-
- Default: `true`.*/
+    /// Enable NDP (Neighbor Discovery Protocol).
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ndp: ::std::option::Option<crate::PveBool>,
-    /** Allow invalid packets on connection tracking.
-
- Default: `false`.*/
+    /// Allow invalid packets on connection tracking.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_allow_invalid: ::std::option::Option<crate::PveBool>,
-    /** Enable conntrack helpers for specific protocols. Supported protocols: amanda, ftp, irc, netbios-ns, pptp, sane, sip, snmp, tftp
-
- Format `pve-fw-conntrack-helper`. Default: `""`.*/
+    /// Enable conntrack helpers for specific protocols. Supported protocols: amanda, ftp, irc, netbios-ns, pptp, sane, sip, snmp, tftp
+    ///
+    /// Format `pve-fw-conntrack-helper`. Default: `""`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_helpers: ::std::option::Option<::std::string::String>,
-    /** Maximum number of tracked connections.
-
- Minimum 32768. Default: `262144`.*/
+    /// Maximum number of tracked connections.
+    ///
+    /// Minimum 32768. Default: `262144`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_max: ::std::option::Option<i64>,
-    /** Conntrack established timeout.
-
- Minimum 7875. Default: `432000`.*/
+    /// Conntrack established timeout.
+    ///
+    /// Minimum 7875. Default: `432000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_tcp_timeout_established: ::std::option::Option<i64>,
-    /** Conntrack syn recv timeout.
-
- Range 30 to 60. Default: `60`.*/
+    /// Conntrack syn recv timeout.
+    ///
+    /// Range 30 to 60. Default: `60`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_tcp_timeout_syn_recv: ::std::option::Option<i64>,
-    /** Enable nftables based firewall (tech preview)
-
- Default: `false`.*/
+    /// Enable nftables based firewall (tech preview)
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nftables: ::std::option::Option<crate::PveBool>,
     /// Enable SMURFS filter.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nosmurfs: ::std::option::Option<crate::PveBool>,
-    /** Enable synflood protection
-
- Default: `false`.*/
+    /// Enable synflood protection
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood: ::std::option::Option<crate::PveBool>,
-    /** Synflood protection rate burst by ip src.
-
- Default: `1000`.*/
+    /// Synflood protection rate burst by ip src.
+    ///
+    /// Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood_burst: ::std::option::Option<i64>,
-    /** Synflood protection rate syn/sec by ip src.
-
- Default: `200`.*/
+    /// Synflood protection rate syn/sec by ip src.
+    ///
+    /// Default: `200`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood_rate: ::std::option::Option<i64>,
-    /** Log level for SMURFS filter.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for SMURFS filter.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smurf_log_level: ::std::option::Option<::std::string::String>,
-    /** Log level for illegal tcp flags filter.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for illegal tcp flags filter.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcp_flags_log_level: ::std::option::Option<::std::string::String>,
-    /** Filter illegal combinations of TCP flags.
-
- Default: `false`.*/
+    /// Filter illegal combinations of TCP flags.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcpflags: ::std::option::Option<crate::PveBool>,
 }
@@ -1806,15 +1799,15 @@ pub struct NodesHardwarePciPciIdOrMappingPciIndexResponseItem {
 /// The `NodesHardwarePciPciScanParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesHardwarePciPciScanParams {
-    /** A list of blacklisted PCI classes, which will not be returned. Following are filtered by default: Memory Controller (05), Bridge (06) and Processor (0b).
-
- Format `string-list`. Default: `"05;06;0b"`.*/
+    /// A list of blacklisted PCI classes, which will not be returned. Following are filtered by default: Memory Controller (05), Bridge (06) and Processor (0b).
+    ///
+    /// Format `string-list`. Default: `"05;06;0b"`.
     #[serde(rename = "pci-class-blacklist")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pci_class_blacklist: ::std::option::Option<::std::string::String>,
-    /** If disabled, does only print the PCI IDs. Otherwise, additional information like vendor and device will be returned.
-
- Default: `true`.*/
+    /// If disabled, does only print the PCI IDs. Otherwise, additional information like vendor and device will be returned.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
@@ -1921,16 +1914,16 @@ pub struct NodesIndexResponseItem {
     /// Used memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<i64>,
-    /** The cluster node name.
-
- Format `pve-node`.*/
+    /// The cluster node name.
+    ///
+    /// Format `pve-node`.
     pub node: ::std::string::String,
     /// The SSL fingerprint for the node certificate.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ssl_fingerprint: ::std::option::Option<::std::string::String>,
-    /** Node status.
-
- One of `unknown`, `online`, `offline`.*/
+    /// Node status.
+    ///
+    /// One of `unknown`, `online`, `offline`.
     pub status: ::std::string::String,
     /// Node uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1942,31 +1935,31 @@ pub struct NodesJournalParams {
     /// End before the given Cursor. Conflicts with 'until'
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub endcursor: ::std::option::Option<::std::string::String>,
-    /** Limit to the last X lines. Conflicts with a range.
-
- Minimum 0.*/
+    /// Limit to the last X lines. Conflicts with a range.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lastentries: ::std::option::Option<i64>,
-    /** Display all log since this UNIX epoch. Conflicts with 'startcursor'.
-
- Minimum 0.*/
+    /// Display all log since this UNIX epoch. Conflicts with 'startcursor'.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<i64>,
     /// Start after the given Cursor. Conflicts with 'since'
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startcursor: ::std::option::Option<::std::string::String>,
-    /** Display all log until this UNIX epoch. Conflicts with 'endcursor'.
-
- Minimum 0.*/
+    /// Display all log until this UNIX epoch. Conflicts with 'endcursor'.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<i64>,
 }
 /// The `NodesLxcCloneCloneVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcCloneCloneVmParams {
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Description for the new CT.
@@ -1975,208 +1968,208 @@ pub struct NodesLxcCloneCloneVmParams {
     /// Create a full copy of all disks. This is always done when you clone a normal CT. For CT templates, we try to create a linked clone by default.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full: ::std::option::Option<crate::PveBool>,
-    /** Set a hostname for the new CT.
-
- Format `dns-name`.*/
+    /// Set a hostname for the new CT.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
-    /** VMID for the clone.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// VMID for the clone.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub newid: i64,
-    /** Add the new CT to the specified pool.
-
- Format `pve-poolid`.*/
+    /// Add the new CT to the specified pool.
+    ///
+    /// Format `pve-poolid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
-    /** The name of the snapshot.
-
- Format `pve-configid`.*/
+    /// The name of the snapshot.
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapname: ::std::option::Option<::std::string::String>,
-    /** Target storage for full clone.
-
- Format `pve-storage-id`.*/
+    /// Target storage for full clone.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** Target node. Only allowed if the original VM is on shared storage.
-
- Format `pve-node`.*/
+    /// Target node. Only allowed if the original VM is on shared storage.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcConfigUpdateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcConfigUpdateVmParams {
-    /** OS architecture type.
-
- One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.*/
+    /// OS architecture type.
+    ///
+    /// One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<::std::string::String>,
-    /** Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
-
- One of `shell`, `console`, `tty`. Default: `"tty"`.*/
+    /// Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
+    ///
+    /// One of `shell`, `console`, `tty`. Default: `"tty"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmode: ::std::option::Option<::std::string::String>,
-    /** Attach a console device (/dev/console) to the container.
-
- Default: `true`.*/
+    /// Attach a console device (/dev/console) to the container.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<crate::PveBool>,
-    /** The number of cores assigned to the container. A container can use all available cores by default.
-
- Range 1 to 8192.*/
+    /// The number of cores assigned to the container. A container can use all available cores by default.
+    ///
+    /// Range 1 to 8192.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
-    /** Limit of CPU usage.
-
- NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
-
- Range 0 to 8192. Default: `0.0`.*/
+    /// Limit of CPU usage.
+    ///
+    /// NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
+    ///
+    /// Range 0 to 8192. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
-    /** CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
-
- Range 0 to 500000.*/
+    /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
+    ///
+    /// Range 0 to 500000.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
-    /** Try to be more verbose. For now this only enables debug log-level on start.
-
- Default: `false`.*/
+    /// Try to be more verbose. For now this only enables debug log-level on start.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<crate::PveBool>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description for the Container. Shown in the web-interface CT's summary. This is saved as comment inside the configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** Device to pass through to the container
-
- Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.*/
+    /// Device to pass through to the container
+    ///
+    /// Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.
     #[serde(flatten)]
     pub dev: crate::Indexed<crate::generated::families::Dev, ::std::string::String>,
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
-
- Default: `"/sbin/init"`.*/
+    /// Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
+    ///
+    /// Default: `"/sbin/init"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub entrypoint: ::std::option::Option<::std::string::String>,
     /// The container runtime environment as NUL-separated list. Replaces any lxc.environment.runtime entries in the config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub env: ::std::option::Option<::std::string::String>,
-    /** Allow containers access to advanced features.
-
- Property string: `[force_rw_sys=<1|0>] [,fuse=<1|0>] [,keyctl=<1|0>] [,mknod=<1|0>] [,mount=<fstype;fstype;...>] [,nesting=<1|0>]`.*/
+    /// Allow containers access to advanced features.
+    ///
+    /// Property string: `[force_rw_sys=<1|0>] [,fuse=<1|0>] [,keyctl=<1|0>] [,mknod=<1|0>] [,mount=<fstype;fstype;...>] [,nesting=<1|0>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::string::String>,
-    /** Script that will be executed during various steps in the containers lifetime.
-
- Format `pve-volume-id`.*/
+    /// Script that will be executed during various steps in the containers lifetime.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
-    /** Set a host name for the container.
-
- Format `dns-name`.*/
+    /// Set a host name for the container.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
-    /** Lock/unlock the container.
-
- One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.*/
+    /// Lock/unlock the container.
+    ///
+    /// One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
-    /** Amount of RAM for the container in MB.
-
- Minimum 16. Default: `512`.*/
+    /// Amount of RAM for the container in MB.
+    ///
+    /// Minimum 16. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<i64>,
-    /** Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
-
- Property string: `[volume=]<volume> ,mp=<Path> [,acl=<1|0>] [,backup=<1|0>] [,keepattrs=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.*/
+    /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
+    ///
+    /// Property string: `[volume=]<volume> ,mp=<Path> [,acl=<1|0>] [,backup=<1|0>] [,keepattrs=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
     #[serde(flatten)]
     pub mp: crate::Indexed<crate::generated::families::Mp, ::std::string::String>,
-    /** Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
-
- Format `lxc-ip-with-ll-iface-list`.*/
+    /// Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
+    ///
+    /// Format `lxc-ip-with-ll-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
-    /** Specifies network interfaces for the container.
-
- Property string: `name=<string> [,bridge=<bridge>] [,firewall=<1|0>] [,gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,host-managed=<1|0>] [,hwaddr=<XX:XX:XX:XX:XX:XX>] [,ip=<(IPv4/CIDR|dhcp|manual)>] [,ip6=<(IPv6/CIDR|auto|dhcp|manual)>] [,link_down=<1|0>] [,mtu=<integer>] [,rate=<mbps>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,type=<veth>]`.*/
+    /// Specifies network interfaces for the container.
+    ///
+    /// Property string: `name=<string> [,bridge=<bridge>] [,firewall=<1|0>] [,gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,host-managed=<1|0>] [,hwaddr=<XX:XX:XX:XX:XX:XX>] [,ip=<(IPv4/CIDR|dhcp|manual)>] [,ip6=<(IPv6/CIDR|auto|dhcp|manual)>] [,link_down=<1|0>] [,mtu=<integer>] [,rate=<mbps>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,type=<veth>]`.
     #[serde(flatten)]
     pub net: crate::Indexed<crate::generated::families::Net, ::std::string::String>,
-    /** Specifies whether a container will be started during system bootup.
-
- Default: `false`.*/
+    /// Specifies whether a container will be started during system bootup.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
-    /** OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
-
- One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.*/
+    /// OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
+    ///
+    /// One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<::std::string::String>,
-    /** Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
-
- Default: `false`.*/
+    /// Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
-    /** Revert a pending change.
-
- Format `pve-configid-list`.*/
+    /// Revert a pending change.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub revert: ::std::option::Option<::std::string::String>,
-    /** Use volume as container root.
-
- Property string: `[volume=]<volume> [,acl=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.*/
+    /// Use volume as container root.
+    ///
+    /// Property string: `[volume=]<volume> [,acl=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rootfs: ::std::option::Option<::std::string::String>,
-    /** Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
-
- Format `dns-name-list`.*/
+    /// Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
+    ///
+    /// Format `dns-name-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
-    /** Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
-
- Format `pve-startup-order`.*/
+    /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
+    ///
+    /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<::std::string::String>,
-    /** Amount of SWAP for the container in MB.
-
- Minimum 0. Default: `512`.*/
+    /// Amount of SWAP for the container in MB.
+    ///
+    /// Minimum 0. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub swap: ::std::option::Option<i64>,
-    /** Tags of the Container. This is only meta information.
-
- Format `pve-tag-list`.*/
+    /// Tags of the Container. This is only meta information.
+    ///
+    /// Format `pve-tag-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Enable/disable Template.
-
- Default: `false`.*/
+    /// Enable/disable Template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
-    /** Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
-
- Format `pve-ct-timezone`.*/
+    /// Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
+    ///
+    /// Format `pve-ct-timezone`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timezone: ::std::option::Option<::std::string::String>,
-    /** Specify the number of tty available to the container
-
- Range 0 to 6. Default: `2`.*/
+    /// Specify the number of tty available to the container
+    ///
+    /// Range 0 to 6. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tty: ::std::option::Option<i64>,
-    /** Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
-
- Default: `false`.*/
+    /// Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unprivileged: ::std::option::Option<crate::PveBool>,
-    /** Reference to unused volumes. This is used internally, and should not be modified manually.
-
- Property string: `[volume=]<volume>`.*/
+    /// Reference to unused volumes. This is used internally, and should not be modified manually.
+    ///
+    /// Property string: `[volume=]<volume>`.
     #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
@@ -2186,55 +2179,55 @@ pub struct NodesLxcConfigUpdateVmParams {
 /// The `NodesLxcConfigVmConfigParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcConfigVmConfigParams {
-    /** Get current values (instead of pending values).
-
- Default: `false`.*/
+    /// Get current values (instead of pending values).
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub current: ::std::option::Option<crate::PveBool>,
-    /** Fetch config values from given snapshot.
-
- Format `pve-configid`.*/
+    /// Fetch config values from given snapshot.
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcConfigVmConfigResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcConfigVmConfigResponse {
-    /** OS architecture type.
-
- One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.*/
+    /// OS architecture type.
+    ///
+    /// One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<::std::string::String>,
-    /** Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
-
- One of `shell`, `console`, `tty`. Default: `"tty"`.*/
+    /// Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
+    ///
+    /// One of `shell`, `console`, `tty`. Default: `"tty"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmode: ::std::option::Option<::std::string::String>,
-    /** Attach a console device (/dev/console) to the container.
-
- Default: `true`.*/
+    /// Attach a console device (/dev/console) to the container.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<crate::PveBool>,
-    /** The number of cores assigned to the container. A container can use all available cores by default.
-
- Range 1 to 8192.*/
+    /// The number of cores assigned to the container. A container can use all available cores by default.
+    ///
+    /// Range 1 to 8192.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
-    /** Limit of CPU usage.
-
- NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
-
- Range 0 to 8192. Default: `0.0`.*/
+    /// Limit of CPU usage.
+    ///
+    /// NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
+    ///
+    /// Range 0 to 8192. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
-    /** CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
-
- Range 0 to 500000.*/
+    /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
+    ///
+    /// Range 0 to 500000.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
-    /** Try to be more verbose. For now this only enables debug log-level on start.
-
- Default: `false`.*/
+    /// Try to be more verbose. For now this only enables debug log-level on start.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<crate::PveBool>,
     /// Description for the Container. Shown in the web-interface CT's summary. This is saved as comment inside the configuration file.
@@ -2245,9 +2238,9 @@ pub struct NodesLxcConfigVmConfigResponse {
     pub dev: crate::Indexed<crate::generated::families::Dev, ::std::string::String>,
     /// SHA1 digest of configuration file. This can be used to prevent concurrent modifications.
     pub digest: ::std::string::String,
-    /** Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
-
- Default: `"/sbin/init"`.*/
+    /// Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
+    ///
+    /// Default: `"/sbin/init"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub entrypoint: ::std::option::Option<::std::string::String>,
     /// The container runtime environment as NUL-separated list. Replaces any lxc.environment.runtime entries in the config.
@@ -2256,19 +2249,19 @@ pub struct NodesLxcConfigVmConfigResponse {
     /// Allow containers access to advanced features.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::string::String>,
-    /** Script that will be executed during various steps in the containers lifetime.
-
- Format `pve-volume-id`.*/
+    /// Script that will be executed during various steps in the containers lifetime.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
-    /** Set a host name for the container.
-
- Format `dns-name`.*/
+    /// Set a host name for the container.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
-    /** Lock/unlock the container.
-
- One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.*/
+    /// Lock/unlock the container.
+    ///
+    /// One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Array of lxc low-level configurations ([[key1, value1], [key2, value2] ...]).
@@ -2276,78 +2269,78 @@ pub struct NodesLxcConfigVmConfigResponse {
     pub lxc: ::std::option::Option<
         ::std::vec::Vec<::std::vec::Vec<::std::string::String>>,
     >,
-    /** Amount of RAM for the container in MB.
-
- Minimum 16. Default: `512`.*/
+    /// Amount of RAM for the container in MB.
+    ///
+    /// Minimum 16. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<i64>,
     /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
     #[serde(flatten)]
     pub mp: crate::Indexed<crate::generated::families::Mp, ::std::string::String>,
-    /** Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
-
- Format `lxc-ip-with-ll-iface-list`.*/
+    /// Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
+    ///
+    /// Format `lxc-ip-with-ll-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specifies network interfaces for the container.
     #[serde(flatten)]
     pub net: crate::Indexed<crate::generated::families::Net, ::std::string::String>,
-    /** Specifies whether a container will be started during system bootup.
-
- Default: `false`.*/
+    /// Specifies whether a container will be started during system bootup.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
-    /** OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
-
- One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.*/
+    /// OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
+    ///
+    /// One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<::std::string::String>,
-    /** Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
-
- Default: `false`.*/
+    /// Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Use volume as container root.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rootfs: ::std::option::Option<::std::string::String>,
-    /** Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
-
- Format `dns-name-list`.*/
+    /// Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
+    ///
+    /// Format `dns-name-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
-    /** Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
-
- Format `pve-startup-order`.*/
+    /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
+    ///
+    /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<::std::string::String>,
-    /** Amount of SWAP for the container in MB.
-
- Minimum 0. Default: `512`.*/
+    /// Amount of SWAP for the container in MB.
+    ///
+    /// Minimum 0. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub swap: ::std::option::Option<i64>,
-    /** Tags of the Container. This is only meta information.
-
- Format `pve-tag-list`.*/
+    /// Tags of the Container. This is only meta information.
+    ///
+    /// Format `pve-tag-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Enable/disable Template.
-
- Default: `false`.*/
+    /// Enable/disable Template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
-    /** Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
-
- Format `pve-ct-timezone`.*/
+    /// Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
+    ///
+    /// Format `pve-ct-timezone`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timezone: ::std::option::Option<::std::string::String>,
-    /** Specify the number of tty available to the container
-
- Range 0 to 6. Default: `2`.*/
+    /// Specify the number of tty available to the container
+    ///
+    /// Range 0 to 6. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tty: ::std::option::Option<i64>,
-    /** Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
-
- Default: `false`.*/
+    /// Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unprivileged: ::std::option::Option<crate::PveBool>,
     /// Reference to unused volumes. This is used internally, and should not be modified manually.
@@ -2368,246 +2361,246 @@ pub type NodesLxcConfigVmConfigResponseUnused = ::std::string::String;
 /// The `NodesLxcCreateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcCreateVmParams {
-    /** OS architecture type.
-
- One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.*/
+    /// OS architecture type.
+    ///
+    /// One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<::std::string::String>,
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
-    /** Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
-
- One of `shell`, `console`, `tty`. Default: `"tty"`.*/
+    /// Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
+    ///
+    /// One of `shell`, `console`, `tty`. Default: `"tty"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmode: ::std::option::Option<::std::string::String>,
-    /** Attach a console device (/dev/console) to the container.
-
- Default: `true`.*/
+    /// Attach a console device (/dev/console) to the container.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<crate::PveBool>,
-    /** The number of cores assigned to the container. A container can use all available cores by default.
-
- Range 1 to 8192.*/
+    /// The number of cores assigned to the container. A container can use all available cores by default.
+    ///
+    /// Range 1 to 8192.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
-    /** Limit of CPU usage.
-
- NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
-
- Range 0 to 8192. Default: `0.0`.*/
+    /// Limit of CPU usage.
+    ///
+    /// NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
+    ///
+    /// Range 0 to 8192. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
-    /** CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
-
- Range 0 to 500000.*/
+    /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
+    ///
+    /// Range 0 to 500000.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
-    /** Try to be more verbose. For now this only enables debug log-level on start.
-
- Default: `false`.*/
+    /// Try to be more verbose. For now this only enables debug log-level on start.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<crate::PveBool>,
     /// Description for the Container. Shown in the web-interface CT's summary. This is saved as comment inside the configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** Device to pass through to the container
-
- Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.*/
+    /// Device to pass through to the container
+    ///
+    /// Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.
     #[serde(flatten)]
     pub dev: crate::Indexed<crate::generated::families::Dev, ::std::string::String>,
-    /** Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
-
- Default: `"/sbin/init"`.*/
+    /// Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
+    ///
+    /// Default: `"/sbin/init"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub entrypoint: ::std::option::Option<::std::string::String>,
     /// The container runtime environment as NUL-separated list. Replaces any lxc.environment.runtime entries in the config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub env: ::std::option::Option<::std::string::String>,
-    /** Allow containers access to advanced features.
-
- Property string: `[force_rw_sys=<1|0>] [,fuse=<1|0>] [,keyctl=<1|0>] [,mknod=<1|0>] [,mount=<fstype;fstype;...>] [,nesting=<1|0>]`.*/
+    /// Allow containers access to advanced features.
+    ///
+    /// Property string: `[force_rw_sys=<1|0>] [,fuse=<1|0>] [,keyctl=<1|0>] [,mknod=<1|0>] [,mount=<fstype;fstype;...>] [,nesting=<1|0>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::string::String>,
     /// Allow to overwrite existing container.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** Add the CT as a HA resource after it was created.
-
- Default: `false`.*/
+    /// Add the CT as a HA resource after it was created.
+    ///
+    /// Default: `false`.
     #[serde(rename = "ha-managed")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ha_managed: ::std::option::Option<crate::PveBool>,
-    /** Script that will be executed during various steps in the containers lifetime.
-
- Format `pve-volume-id`.*/
+    /// Script that will be executed during various steps in the containers lifetime.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
-    /** Set a host name for the container.
-
- Format `dns-name`.*/
+    /// Set a host name for the container.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
     /// Ignore errors when extracting the template.
     #[serde(rename = "ignore-unpack-errors")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ignore_unpack_errors: ::std::option::Option<crate::PveBool>,
-    /** Lock/unlock the container.
-
- One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.*/
+    /// Lock/unlock the container.
+    ///
+    /// One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
-    /** Amount of RAM for the container in MB.
-
- Minimum 16. Default: `512`.*/
+    /// Amount of RAM for the container in MB.
+    ///
+    /// Minimum 16. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<i64>,
-    /** Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
-
- Property string: `[volume=]<volume> ,mp=<Path> [,acl=<1|0>] [,backup=<1|0>] [,keepattrs=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.*/
+    /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
+    ///
+    /// Property string: `[volume=]<volume> ,mp=<Path> [,acl=<1|0>] [,backup=<1|0>] [,keepattrs=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
     #[serde(flatten)]
     pub mp: crate::Indexed<crate::generated::families::Mp, ::std::string::String>,
-    /** Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
-
- Format `lxc-ip-with-ll-iface-list`.*/
+    /// Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
+    ///
+    /// Format `lxc-ip-with-ll-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
-    /** Specifies network interfaces for the container.
-
- Property string: `name=<string> [,bridge=<bridge>] [,firewall=<1|0>] [,gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,host-managed=<1|0>] [,hwaddr=<XX:XX:XX:XX:XX:XX>] [,ip=<(IPv4/CIDR|dhcp|manual)>] [,ip6=<(IPv6/CIDR|auto|dhcp|manual)>] [,link_down=<1|0>] [,mtu=<integer>] [,rate=<mbps>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,type=<veth>]`.*/
+    /// Specifies network interfaces for the container.
+    ///
+    /// Property string: `name=<string> [,bridge=<bridge>] [,firewall=<1|0>] [,gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,host-managed=<1|0>] [,hwaddr=<XX:XX:XX:XX:XX:XX>] [,ip=<(IPv4/CIDR|dhcp|manual)>] [,ip6=<(IPv6/CIDR|auto|dhcp|manual)>] [,link_down=<1|0>] [,mtu=<integer>] [,rate=<mbps>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,type=<veth>]`.
     #[serde(flatten)]
     pub net: crate::Indexed<crate::generated::families::Net, ::std::string::String>,
-    /** Specifies whether a container will be started during system bootup.
-
- Default: `false`.*/
+    /// Specifies whether a container will be started during system bootup.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
     /// The OS template or backup file.
     pub ostemplate: ::std::string::String,
-    /** OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
-
- One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.*/
+    /// OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
+    ///
+    /// One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<::std::string::String>,
     /// Sets root password inside container.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
-    /** Add the VM to the specified pool.
-
- Format `pve-poolid`.*/
+    /// Add the VM to the specified pool.
+    ///
+    /// Format `pve-poolid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
-    /** Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
-
- Default: `false`.*/
+    /// Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Mark this as restore task.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restore: ::std::option::Option<crate::PveBool>,
-    /** Use volume as container root.
-
- Property string: `[volume=]<volume> [,acl=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.*/
+    /// Use volume as container root.
+    ///
+    /// Property string: `[volume=]<volume> [,acl=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rootfs: ::std::option::Option<::std::string::String>,
-    /** Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
-
- Format `dns-name-list`.*/
+    /// Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
+    ///
+    /// Format `dns-name-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
     /// Setup public SSH keys (one key per line, OpenSSH format).
     #[serde(rename = "ssh-public-keys")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ssh_public_keys: ::std::option::Option<::std::string::String>,
-    /** Start the CT after its creation finished successfully.
-
- Default: `false`.*/
+    /// Start the CT after its creation finished successfully.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
-    /** Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
-
- Format `pve-startup-order`.*/
+    /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
+    ///
+    /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<::std::string::String>,
-    /** Default Storage.
-
- Format `pve-storage-id`. Default: `"local"`.*/
+    /// Default Storage.
+    ///
+    /// Format `pve-storage-id`. Default: `"local"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** Amount of SWAP for the container in MB.
-
- Minimum 0. Default: `512`.*/
+    /// Amount of SWAP for the container in MB.
+    ///
+    /// Minimum 0. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub swap: ::std::option::Option<i64>,
-    /** Tags of the Container. This is only meta information.
-
- Format `pve-tag-list`.*/
+    /// Tags of the Container. This is only meta information.
+    ///
+    /// Format `pve-tag-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Enable/disable Template.
-
- Default: `false`.*/
+    /// Enable/disable Template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
-    /** Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
-
- Format `pve-ct-timezone`.*/
+    /// Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
+    ///
+    /// Format `pve-ct-timezone`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timezone: ::std::option::Option<::std::string::String>,
-    /** Specify the number of tty available to the container
-
- Range 0 to 6. Default: `2`.*/
+    /// Specify the number of tty available to the container
+    ///
+    /// Range 0 to 6. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tty: ::std::option::Option<i64>,
     /// Assign a unique random ethernet address.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unique: ::std::option::Option<crate::PveBool>,
-    /** Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
-
- Default: `false`.*/
+    /// Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unprivileged: ::std::option::Option<crate::PveBool>,
-    /** Reference to unused volumes. This is used internally, and should not be modified manually.
-
- Property string: `[volume=]<volume>`.*/
+    /// Reference to unused volumes. This is used internally, and should not be modified manually.
+    ///
+    /// Property string: `[volume=]<volume>`.
     #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         ::std::string::String,
     >,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: i64,
 }
-/** Device to pass through to the container
-
- Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.*/
+/// Device to pass through to the container
+///
+/// Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.
 pub type NodesLxcCreateVmParamsDev = ::std::string::String;
-/** Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
-
- Property string: `[volume=]<volume> ,mp=<Path> [,acl=<1|0>] [,backup=<1|0>] [,keepattrs=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.*/
+/// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
+///
+/// Property string: `[volume=]<volume> ,mp=<Path> [,acl=<1|0>] [,backup=<1|0>] [,keepattrs=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
 pub type NodesLxcCreateVmParamsMp = ::std::string::String;
-/** Specifies network interfaces for the container.
-
- Property string: `name=<string> [,bridge=<bridge>] [,firewall=<1|0>] [,gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,host-managed=<1|0>] [,hwaddr=<XX:XX:XX:XX:XX:XX>] [,ip=<(IPv4/CIDR|dhcp|manual)>] [,ip6=<(IPv6/CIDR|auto|dhcp|manual)>] [,link_down=<1|0>] [,mtu=<integer>] [,rate=<mbps>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,type=<veth>]`.*/
+/// Specifies network interfaces for the container.
+///
+/// Property string: `name=<string> [,bridge=<bridge>] [,firewall=<1|0>] [,gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,host-managed=<1|0>] [,hwaddr=<XX:XX:XX:XX:XX:XX>] [,ip=<(IPv4/CIDR|dhcp|manual)>] [,ip6=<(IPv6/CIDR|auto|dhcp|manual)>] [,link_down=<1|0>] [,mtu=<integer>] [,rate=<mbps>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,type=<veth>]`.
 pub type NodesLxcCreateVmParamsNet = ::std::string::String;
-/** Reference to unused volumes. This is used internally, and should not be modified manually.
-
- Property string: `[volume=]<volume>`.*/
+/// Reference to unused volumes. This is used internally, and should not be modified manually.
+///
+/// Property string: `[volume=]<volume>`.
 pub type NodesLxcCreateVmParamsUnused = ::std::string::String;
 /// The `NodesLxcFeatureVmFeatureParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcFeatureVmFeatureParams {
-    /** Feature to check.
-
- One of `snapshot`, `clone`, `copy`.*/
+    /// Feature to check.
+    ///
+    /// One of `snapshot`, `clone`, `copy`.
     pub feature: ::std::string::String,
-    /** The name of the snapshot.
-
- Format `pve-configid`.*/
+    /// The name of the snapshot.
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapname: ::std::option::Option<::std::string::String>,
 }
@@ -2621,47 +2614,47 @@ pub struct NodesLxcFeatureVmFeatureResponse {
 /// The `NodesLxcFirewallOptionsGetOptionsResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcFirewallOptionsGetOptionsResponse {
-    /** Enable DHCP.
-
- Default: `false`.*/
+    /// Enable DHCP.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<crate::PveBool>,
-    /** Enable/disable firewall rules.
-
- Default: `false`.*/
+    /// Enable/disable firewall rules.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Enable default IP filters. This is equivalent to adding an empty ipfilter-net<id> ipset for every interface. Such ipsets implicitly contain sane default restrictions such as restricting IPv6 link local addresses to the one derived from the interface's MAC address. For containers the configured IP addresses will be implicitly added.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipfilter: ::std::option::Option<crate::PveBool>,
-    /** Log level for incoming traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for incoming traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_in: ::std::option::Option<::std::string::String>,
-    /** Log level for outgoing traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for outgoing traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_out: ::std::option::Option<::std::string::String>,
-    /** Enable/disable MAC address filter.
-
- Default: `true`.*/
+    /// Enable/disable MAC address filter.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub macfilter: ::std::option::Option<crate::PveBool>,
-    /** Enable NDP (Neighbor Discovery Protocol).
-
- Default: `true`.*/
+    /// Enable NDP (Neighbor Discovery Protocol).
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ndp: ::std::option::Option<crate::PveBool>,
-    /** Input policy.
-
- One of `ACCEPT`, `REJECT`, `DROP`.*/
+    /// Input policy.
+    ///
+    /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_in: ::std::option::Option<::std::string::String>,
-    /** Output policy.
-
- One of `ACCEPT`, `REJECT`, `DROP`.*/
+    /// Output policy.
+    ///
+    /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<::std::string::String>,
     /// Allow sending Router Advertisement.
@@ -2671,55 +2664,55 @@ pub struct NodesLxcFirewallOptionsGetOptionsResponse {
 /// The `NodesLxcFirewallOptionsSetOptionsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcFirewallOptionsSetOptionsParams {
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
-    /** Enable DHCP.
-
- Default: `false`.*/
+    /// Enable DHCP.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<crate::PveBool>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Enable/disable firewall rules.
-
- Default: `false`.*/
+    /// Enable/disable firewall rules.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Enable default IP filters. This is equivalent to adding an empty ipfilter-net<id> ipset for every interface. Such ipsets implicitly contain sane default restrictions such as restricting IPv6 link local addresses to the one derived from the interface's MAC address. For containers the configured IP addresses will be implicitly added.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipfilter: ::std::option::Option<crate::PveBool>,
-    /** Log level for incoming traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for incoming traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_in: ::std::option::Option<::std::string::String>,
-    /** Log level for outgoing traffic.
-
- One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.*/
+    /// Log level for outgoing traffic.
+    ///
+    /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_out: ::std::option::Option<::std::string::String>,
-    /** Enable/disable MAC address filter.
-
- Default: `true`.*/
+    /// Enable/disable MAC address filter.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub macfilter: ::std::option::Option<crate::PveBool>,
-    /** Enable NDP (Neighbor Discovery Protocol).
-
- Default: `true`.*/
+    /// Enable NDP (Neighbor Discovery Protocol).
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ndp: ::std::option::Option<crate::PveBool>,
-    /** Input policy.
-
- One of `ACCEPT`, `REJECT`, `DROP`.*/
+    /// Input policy.
+    ///
+    /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_in: ::std::option::Option<::std::string::String>,
-    /** Output policy.
-
- One of `ACCEPT`, `REJECT`, `DROP`.*/
+    /// Output policy.
+    ///
+    /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<::std::string::String>,
     /// Allow sending Router Advertisement.
@@ -2766,9 +2759,9 @@ pub struct NodesLxcInterfacesIpResponseItemIpAddressesItem {
 /// The `NodesLxcMigrateMigrateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcMigrateMigrateVmParams {
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Use online/live migration.
@@ -2777,28 +2770,28 @@ pub struct NodesLxcMigrateMigrateVmParams {
     /// Use restart migration
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restart: ::std::option::Option<crate::PveBool>,
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     pub target: ::std::string::String,
-    /** Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
-
- Format `storage-pair-list`.*/
+    /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
+    ///
+    /// Format `storage-pair-list`.
     #[serde(rename = "target-storage")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_storage: ::std::option::Option<::std::string::String>,
-    /** Timeout in seconds for shutdown for restart migration
-
- Default: `180`.*/
+    /// Timeout in seconds for shutdown for restart migration
+    ///
+    /// Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
 /// The `NodesLxcMigrateMigrateVmPreconditionParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcMigrateMigrateVmPreconditionParams {
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
@@ -2839,59 +2832,59 @@ pub struct NodesLxcMigrateMigrateVmPreconditionResponseNotAllowedNodes {
 /// The `NodesLxcMoveVolumeParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcMoveVolumeParams {
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
-    /** Delete the original volume after successful copy. By default the original is kept as an unused volume entry.
-
- Default: `false`.*/
+    /// Delete the original volume after successful copy. By default the original is kept as an unused volume entry.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
-    /** Prevent changes if current configuration file has different SHA1 " .
- 		    "digest. This can be used to prevent concurrent modifications.*/
+    /// Prevent changes if current configuration file has different SHA1 " .
+    /// 		    "digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Target Storage.
-
- Format `pve-storage-id`.*/
+    /// Target Storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** Prevent changes if current configuration file of the target " .
- 		    "container has a different SHA1 digest. This can be used to prevent " .
- 		    "concurrent modifications.*/
+    /// Prevent changes if current configuration file of the target " .
+    /// 		    "container has a different SHA1 digest. This can be used to prevent " .
+    /// 		    "concurrent modifications.
     #[serde(rename = "target-digest")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_digest: ::std::option::Option<::std::string::String>,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(rename = "target-vmid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_vmid: ::std::option::Option<i64>,
-    /** The config key the volume will be moved to. Default is the source volume key.
-
- One of `rootfs`, `mp0`, `mp1`, `mp2`, `mp3`, `mp4`, `mp5`, `mp6`, `mp7`, `mp8`, `mp9`, `mp10`, `mp11`, `mp12`, `mp13`, `mp14`, `mp15`, `mp16`, `mp17`, `mp18`, `mp19`, `mp20`, `mp21`, `mp22`, `mp23`, `mp24`, `mp25`, `mp26`, `mp27`, `mp28`, `mp29`, `mp30`, `mp31`, `mp32`, `mp33`, `mp34`, `mp35`, `mp36`, `mp37`, `mp38`, `mp39`, `mp40`, `mp41`, `mp42`, `mp43`, `mp44`, `mp45`, `mp46`, `mp47`, `mp48`, `mp49`, `mp50`, `mp51`, `mp52`, `mp53`, `mp54`, `mp55`, `mp56`, `mp57`, `mp58`, `mp59`, `mp60`, `mp61`, `mp62`, `mp63`, `mp64`, `mp65`, `mp66`, `mp67`, `mp68`, `mp69`, `mp70`, `mp71`, `mp72`, `mp73`, `mp74`, `mp75`, `mp76`, `mp77`, `mp78`, `mp79`, `mp80`, `mp81`, `mp82`, `mp83`, `mp84`, `mp85`, `mp86`, `mp87`, `mp88`, `mp89`, `mp90`, `mp91`, `mp92`, `mp93`, `mp94`, `mp95`, `mp96`, `mp97`, `mp98`, `mp99`, `mp100`, `mp101`, `mp102`, `mp103`, `mp104`, `mp105`, `mp106`, `mp107`, `mp108`, `mp109`, `mp110`, `mp111`, `mp112`, `mp113`, `mp114`, `mp115`, `mp116`, `mp117`, `mp118`, `mp119`, `mp120`, `mp121`, `mp122`, `mp123`, `mp124`, `mp125`, `mp126`, `mp127`, `mp128`, `mp129`, `mp130`, `mp131`, `mp132`, `mp133`, `mp134`, `mp135`, `mp136`, `mp137`, `mp138`, `mp139`, `mp140`, `mp141`, `mp142`, `mp143`, `mp144`, `mp145`, `mp146`, `mp147`, `mp148`, `mp149`, `mp150`, `mp151`, `mp152`, `mp153`, `mp154`, `mp155`, `mp156`, `mp157`, `mp158`, `mp159`, `mp160`, `mp161`, `mp162`, `mp163`, `mp164`, `mp165`, `mp166`, `mp167`, `mp168`, `mp169`, `mp170`, `mp171`, `mp172`, `mp173`, `mp174`, `mp175`, `mp176`, `mp177`, `mp178`, `mp179`, `mp180`, `mp181`, `mp182`, `mp183`, `mp184`, `mp185`, `mp186`, `mp187`, `mp188`, `mp189`, `mp190`, `mp191`, `mp192`, `mp193`, `mp194`, `mp195`, `mp196`, `mp197`, `mp198`, `mp199`, `mp200`, `mp201`, `mp202`, `mp203`, `mp204`, `mp205`, `mp206`, `mp207`, `mp208`, `mp209`, `mp210`, `mp211`, `mp212`, `mp213`, `mp214`, `mp215`, `mp216`, `mp217`, `mp218`, `mp219`, `mp220`, `mp221`, `mp222`, `mp223`, `mp224`, `mp225`, `mp226`, `mp227`, `mp228`, `mp229`, `mp230`, `mp231`, `mp232`, `mp233`, `mp234`, `mp235`, `mp236`, `mp237`, `mp238`, `mp239`, `mp240`, `mp241`, `mp242`, `mp243`, `mp244`, `mp245`, `mp246`, `mp247`, `mp248`, `mp249`, `mp250`, `mp251`, `mp252`, `mp253`, `mp254`, `mp255`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.*/
+    /// The config key the volume will be moved to. Default is the source volume key.
+    ///
+    /// One of `rootfs`, `mp0`, `mp1`, `mp2`, `mp3`, `mp4`, `mp5`, `mp6`, `mp7`, `mp8`, `mp9`, `mp10`, `mp11`, `mp12`, `mp13`, `mp14`, `mp15`, `mp16`, `mp17`, `mp18`, `mp19`, `mp20`, `mp21`, `mp22`, `mp23`, `mp24`, `mp25`, `mp26`, `mp27`, `mp28`, `mp29`, `mp30`, `mp31`, `mp32`, `mp33`, `mp34`, `mp35`, `mp36`, `mp37`, `mp38`, `mp39`, `mp40`, `mp41`, `mp42`, `mp43`, `mp44`, `mp45`, `mp46`, `mp47`, `mp48`, `mp49`, `mp50`, `mp51`, `mp52`, `mp53`, `mp54`, `mp55`, `mp56`, `mp57`, `mp58`, `mp59`, `mp60`, `mp61`, `mp62`, `mp63`, `mp64`, `mp65`, `mp66`, `mp67`, `mp68`, `mp69`, `mp70`, `mp71`, `mp72`, `mp73`, `mp74`, `mp75`, `mp76`, `mp77`, `mp78`, `mp79`, `mp80`, `mp81`, `mp82`, `mp83`, `mp84`, `mp85`, `mp86`, `mp87`, `mp88`, `mp89`, `mp90`, `mp91`, `mp92`, `mp93`, `mp94`, `mp95`, `mp96`, `mp97`, `mp98`, `mp99`, `mp100`, `mp101`, `mp102`, `mp103`, `mp104`, `mp105`, `mp106`, `mp107`, `mp108`, `mp109`, `mp110`, `mp111`, `mp112`, `mp113`, `mp114`, `mp115`, `mp116`, `mp117`, `mp118`, `mp119`, `mp120`, `mp121`, `mp122`, `mp123`, `mp124`, `mp125`, `mp126`, `mp127`, `mp128`, `mp129`, `mp130`, `mp131`, `mp132`, `mp133`, `mp134`, `mp135`, `mp136`, `mp137`, `mp138`, `mp139`, `mp140`, `mp141`, `mp142`, `mp143`, `mp144`, `mp145`, `mp146`, `mp147`, `mp148`, `mp149`, `mp150`, `mp151`, `mp152`, `mp153`, `mp154`, `mp155`, `mp156`, `mp157`, `mp158`, `mp159`, `mp160`, `mp161`, `mp162`, `mp163`, `mp164`, `mp165`, `mp166`, `mp167`, `mp168`, `mp169`, `mp170`, `mp171`, `mp172`, `mp173`, `mp174`, `mp175`, `mp176`, `mp177`, `mp178`, `mp179`, `mp180`, `mp181`, `mp182`, `mp183`, `mp184`, `mp185`, `mp186`, `mp187`, `mp188`, `mp189`, `mp190`, `mp191`, `mp192`, `mp193`, `mp194`, `mp195`, `mp196`, `mp197`, `mp198`, `mp199`, `mp200`, `mp201`, `mp202`, `mp203`, `mp204`, `mp205`, `mp206`, `mp207`, `mp208`, `mp209`, `mp210`, `mp211`, `mp212`, `mp213`, `mp214`, `mp215`, `mp216`, `mp217`, `mp218`, `mp219`, `mp220`, `mp221`, `mp222`, `mp223`, `mp224`, `mp225`, `mp226`, `mp227`, `mp228`, `mp229`, `mp230`, `mp231`, `mp232`, `mp233`, `mp234`, `mp235`, `mp236`, `mp237`, `mp238`, `mp239`, `mp240`, `mp241`, `mp242`, `mp243`, `mp244`, `mp245`, `mp246`, `mp247`, `mp248`, `mp249`, `mp250`, `mp251`, `mp252`, `mp253`, `mp254`, `mp255`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.
     #[serde(rename = "target-volume")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_volume: ::std::option::Option<::std::string::String>,
-    /** Volume which will be moved.
-
- One of `rootfs`, `mp0`, `mp1`, `mp2`, `mp3`, `mp4`, `mp5`, `mp6`, `mp7`, `mp8`, `mp9`, `mp10`, `mp11`, `mp12`, `mp13`, `mp14`, `mp15`, `mp16`, `mp17`, `mp18`, `mp19`, `mp20`, `mp21`, `mp22`, `mp23`, `mp24`, `mp25`, `mp26`, `mp27`, `mp28`, `mp29`, `mp30`, `mp31`, `mp32`, `mp33`, `mp34`, `mp35`, `mp36`, `mp37`, `mp38`, `mp39`, `mp40`, `mp41`, `mp42`, `mp43`, `mp44`, `mp45`, `mp46`, `mp47`, `mp48`, `mp49`, `mp50`, `mp51`, `mp52`, `mp53`, `mp54`, `mp55`, `mp56`, `mp57`, `mp58`, `mp59`, `mp60`, `mp61`, `mp62`, `mp63`, `mp64`, `mp65`, `mp66`, `mp67`, `mp68`, `mp69`, `mp70`, `mp71`, `mp72`, `mp73`, `mp74`, `mp75`, `mp76`, `mp77`, `mp78`, `mp79`, `mp80`, `mp81`, `mp82`, `mp83`, `mp84`, `mp85`, `mp86`, `mp87`, `mp88`, `mp89`, `mp90`, `mp91`, `mp92`, `mp93`, `mp94`, `mp95`, `mp96`, `mp97`, `mp98`, `mp99`, `mp100`, `mp101`, `mp102`, `mp103`, `mp104`, `mp105`, `mp106`, `mp107`, `mp108`, `mp109`, `mp110`, `mp111`, `mp112`, `mp113`, `mp114`, `mp115`, `mp116`, `mp117`, `mp118`, `mp119`, `mp120`, `mp121`, `mp122`, `mp123`, `mp124`, `mp125`, `mp126`, `mp127`, `mp128`, `mp129`, `mp130`, `mp131`, `mp132`, `mp133`, `mp134`, `mp135`, `mp136`, `mp137`, `mp138`, `mp139`, `mp140`, `mp141`, `mp142`, `mp143`, `mp144`, `mp145`, `mp146`, `mp147`, `mp148`, `mp149`, `mp150`, `mp151`, `mp152`, `mp153`, `mp154`, `mp155`, `mp156`, `mp157`, `mp158`, `mp159`, `mp160`, `mp161`, `mp162`, `mp163`, `mp164`, `mp165`, `mp166`, `mp167`, `mp168`, `mp169`, `mp170`, `mp171`, `mp172`, `mp173`, `mp174`, `mp175`, `mp176`, `mp177`, `mp178`, `mp179`, `mp180`, `mp181`, `mp182`, `mp183`, `mp184`, `mp185`, `mp186`, `mp187`, `mp188`, `mp189`, `mp190`, `mp191`, `mp192`, `mp193`, `mp194`, `mp195`, `mp196`, `mp197`, `mp198`, `mp199`, `mp200`, `mp201`, `mp202`, `mp203`, `mp204`, `mp205`, `mp206`, `mp207`, `mp208`, `mp209`, `mp210`, `mp211`, `mp212`, `mp213`, `mp214`, `mp215`, `mp216`, `mp217`, `mp218`, `mp219`, `mp220`, `mp221`, `mp222`, `mp223`, `mp224`, `mp225`, `mp226`, `mp227`, `mp228`, `mp229`, `mp230`, `mp231`, `mp232`, `mp233`, `mp234`, `mp235`, `mp236`, `mp237`, `mp238`, `mp239`, `mp240`, `mp241`, `mp242`, `mp243`, `mp244`, `mp245`, `mp246`, `mp247`, `mp248`, `mp249`, `mp250`, `mp251`, `mp252`, `mp253`, `mp254`, `mp255`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.*/
+    /// Volume which will be moved.
+    ///
+    /// One of `rootfs`, `mp0`, `mp1`, `mp2`, `mp3`, `mp4`, `mp5`, `mp6`, `mp7`, `mp8`, `mp9`, `mp10`, `mp11`, `mp12`, `mp13`, `mp14`, `mp15`, `mp16`, `mp17`, `mp18`, `mp19`, `mp20`, `mp21`, `mp22`, `mp23`, `mp24`, `mp25`, `mp26`, `mp27`, `mp28`, `mp29`, `mp30`, `mp31`, `mp32`, `mp33`, `mp34`, `mp35`, `mp36`, `mp37`, `mp38`, `mp39`, `mp40`, `mp41`, `mp42`, `mp43`, `mp44`, `mp45`, `mp46`, `mp47`, `mp48`, `mp49`, `mp50`, `mp51`, `mp52`, `mp53`, `mp54`, `mp55`, `mp56`, `mp57`, `mp58`, `mp59`, `mp60`, `mp61`, `mp62`, `mp63`, `mp64`, `mp65`, `mp66`, `mp67`, `mp68`, `mp69`, `mp70`, `mp71`, `mp72`, `mp73`, `mp74`, `mp75`, `mp76`, `mp77`, `mp78`, `mp79`, `mp80`, `mp81`, `mp82`, `mp83`, `mp84`, `mp85`, `mp86`, `mp87`, `mp88`, `mp89`, `mp90`, `mp91`, `mp92`, `mp93`, `mp94`, `mp95`, `mp96`, `mp97`, `mp98`, `mp99`, `mp100`, `mp101`, `mp102`, `mp103`, `mp104`, `mp105`, `mp106`, `mp107`, `mp108`, `mp109`, `mp110`, `mp111`, `mp112`, `mp113`, `mp114`, `mp115`, `mp116`, `mp117`, `mp118`, `mp119`, `mp120`, `mp121`, `mp122`, `mp123`, `mp124`, `mp125`, `mp126`, `mp127`, `mp128`, `mp129`, `mp130`, `mp131`, `mp132`, `mp133`, `mp134`, `mp135`, `mp136`, `mp137`, `mp138`, `mp139`, `mp140`, `mp141`, `mp142`, `mp143`, `mp144`, `mp145`, `mp146`, `mp147`, `mp148`, `mp149`, `mp150`, `mp151`, `mp152`, `mp153`, `mp154`, `mp155`, `mp156`, `mp157`, `mp158`, `mp159`, `mp160`, `mp161`, `mp162`, `mp163`, `mp164`, `mp165`, `mp166`, `mp167`, `mp168`, `mp169`, `mp170`, `mp171`, `mp172`, `mp173`, `mp174`, `mp175`, `mp176`, `mp177`, `mp178`, `mp179`, `mp180`, `mp181`, `mp182`, `mp183`, `mp184`, `mp185`, `mp186`, `mp187`, `mp188`, `mp189`, `mp190`, `mp191`, `mp192`, `mp193`, `mp194`, `mp195`, `mp196`, `mp197`, `mp198`, `mp199`, `mp200`, `mp201`, `mp202`, `mp203`, `mp204`, `mp205`, `mp206`, `mp207`, `mp208`, `mp209`, `mp210`, `mp211`, `mp212`, `mp213`, `mp214`, `mp215`, `mp216`, `mp217`, `mp218`, `mp219`, `mp220`, `mp221`, `mp222`, `mp223`, `mp224`, `mp225`, `mp226`, `mp227`, `mp228`, `mp229`, `mp230`, `mp231`, `mp232`, `mp233`, `mp234`, `mp235`, `mp236`, `mp237`, `mp238`, `mp239`, `mp240`, `mp241`, `mp242`, `mp243`, `mp244`, `mp245`, `mp246`, `mp247`, `mp248`, `mp249`, `mp250`, `mp251`, `mp252`, `mp253`, `mp254`, `mp255`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.
     pub volume: ::std::string::String,
 }
 /// The `NodesLxcMtunnelParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcMtunnelParams {
-    /** List of network bridges to check availability. Will be checked again for actually used bridges during migration.
-
- Format `pve-bridge-id-list`.*/
+    /// List of network bridges to check availability. Will be checked again for actually used bridges during migration.
+    ///
+    /// Format `pve-bridge-id-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridges: ::std::option::Option<::std::string::String>,
-    /** List of storages to check permission and availability. Will be checked again for all actually used storages during migration.
-
- Format `pve-storage-id-list`.*/
+    /// List of storages to check permission and availability. Will be checked again for all actually used storages during migration.
+    ///
+    /// Format `pve-storage-id-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storages: ::std::option::Option<::std::string::String>,
 }
@@ -2916,9 +2909,9 @@ pub struct NodesLxcMtunnelwebsocketResponse {
 /// The `NodesLxcPendingVmPendingResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcPendingVmPendingResponseItem {
-    /** Indicates a pending delete request if present and not 0.
-
- Range 0 to 2.*/
+    /// Indicates a pending delete request if present and not 0.
+    ///
+    /// Range 0 to 2.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
@@ -2933,14 +2926,14 @@ pub struct NodesLxcPendingVmPendingResponseItem {
 /// The `NodesLxcRemoteMigrateRemoteMigrateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcRemoteMigrateRemoteMigrateVmParams {
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
-    /** Delete the original CT and related data after successful migration. By default the original CT is kept on the source cluster in a stopped state.
-
- Default: `false`.*/
+    /// Delete the original CT and related data after successful migration. By default the original CT is kept on the source cluster in a stopped state.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// Use online/live migration.
@@ -2949,30 +2942,30 @@ pub struct NodesLxcRemoteMigrateRemoteMigrateVmParams {
     /// Use restart migration
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restart: ::std::option::Option<crate::PveBool>,
-    /** Mapping from source to target bridges. Providing only a single bridge ID maps all source bridges to that bridge. Providing the special value '1' will map each source bridge to itself.
-
- Format `bridge-pair-list`.*/
+    /// Mapping from source to target bridges. Providing only a single bridge ID maps all source bridges to that bridge. Providing the special value '1' will map each source bridge to itself.
+    ///
+    /// Format `bridge-pair-list`.
     #[serde(rename = "target-bridge")]
     pub target_bridge: ::std::string::String,
-    /** Remote target endpoint
-
- Format `proxmox-remote`.*/
+    /// Remote target endpoint
+    ///
+    /// Format `proxmox-remote`.
     #[serde(rename = "target-endpoint")]
     pub target_endpoint: ::std::string::String,
-    /** Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
-
- Format `storage-pair-list`.*/
+    /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
+    ///
+    /// Format `storage-pair-list`.
     #[serde(rename = "target-storage")]
     pub target_storage: ::std::string::String,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(rename = "target-vmid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_vmid: ::std::option::Option<i64>,
-    /** Timeout in seconds for shutdown for restart migration
-
- Default: `180`.*/
+    /// Timeout in seconds for shutdown for restart migration
+    ///
+    /// Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
@@ -2982,9 +2975,9 @@ pub struct NodesLxcResizeResizeVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** The disk you want to resize.
-
- One of `rootfs`, `mp0`, `mp1`, `mp2`, `mp3`, `mp4`, `mp5`, `mp6`, `mp7`, `mp8`, `mp9`, `mp10`, `mp11`, `mp12`, `mp13`, `mp14`, `mp15`, `mp16`, `mp17`, `mp18`, `mp19`, `mp20`, `mp21`, `mp22`, `mp23`, `mp24`, `mp25`, `mp26`, `mp27`, `mp28`, `mp29`, `mp30`, `mp31`, `mp32`, `mp33`, `mp34`, `mp35`, `mp36`, `mp37`, `mp38`, `mp39`, `mp40`, `mp41`, `mp42`, `mp43`, `mp44`, `mp45`, `mp46`, `mp47`, `mp48`, `mp49`, `mp50`, `mp51`, `mp52`, `mp53`, `mp54`, `mp55`, `mp56`, `mp57`, `mp58`, `mp59`, `mp60`, `mp61`, `mp62`, `mp63`, `mp64`, `mp65`, `mp66`, `mp67`, `mp68`, `mp69`, `mp70`, `mp71`, `mp72`, `mp73`, `mp74`, `mp75`, `mp76`, `mp77`, `mp78`, `mp79`, `mp80`, `mp81`, `mp82`, `mp83`, `mp84`, `mp85`, `mp86`, `mp87`, `mp88`, `mp89`, `mp90`, `mp91`, `mp92`, `mp93`, `mp94`, `mp95`, `mp96`, `mp97`, `mp98`, `mp99`, `mp100`, `mp101`, `mp102`, `mp103`, `mp104`, `mp105`, `mp106`, `mp107`, `mp108`, `mp109`, `mp110`, `mp111`, `mp112`, `mp113`, `mp114`, `mp115`, `mp116`, `mp117`, `mp118`, `mp119`, `mp120`, `mp121`, `mp122`, `mp123`, `mp124`, `mp125`, `mp126`, `mp127`, `mp128`, `mp129`, `mp130`, `mp131`, `mp132`, `mp133`, `mp134`, `mp135`, `mp136`, `mp137`, `mp138`, `mp139`, `mp140`, `mp141`, `mp142`, `mp143`, `mp144`, `mp145`, `mp146`, `mp147`, `mp148`, `mp149`, `mp150`, `mp151`, `mp152`, `mp153`, `mp154`, `mp155`, `mp156`, `mp157`, `mp158`, `mp159`, `mp160`, `mp161`, `mp162`, `mp163`, `mp164`, `mp165`, `mp166`, `mp167`, `mp168`, `mp169`, `mp170`, `mp171`, `mp172`, `mp173`, `mp174`, `mp175`, `mp176`, `mp177`, `mp178`, `mp179`, `mp180`, `mp181`, `mp182`, `mp183`, `mp184`, `mp185`, `mp186`, `mp187`, `mp188`, `mp189`, `mp190`, `mp191`, `mp192`, `mp193`, `mp194`, `mp195`, `mp196`, `mp197`, `mp198`, `mp199`, `mp200`, `mp201`, `mp202`, `mp203`, `mp204`, `mp205`, `mp206`, `mp207`, `mp208`, `mp209`, `mp210`, `mp211`, `mp212`, `mp213`, `mp214`, `mp215`, `mp216`, `mp217`, `mp218`, `mp219`, `mp220`, `mp221`, `mp222`, `mp223`, `mp224`, `mp225`, `mp226`, `mp227`, `mp228`, `mp229`, `mp230`, `mp231`, `mp232`, `mp233`, `mp234`, `mp235`, `mp236`, `mp237`, `mp238`, `mp239`, `mp240`, `mp241`, `mp242`, `mp243`, `mp244`, `mp245`, `mp246`, `mp247`, `mp248`, `mp249`, `mp250`, `mp251`, `mp252`, `mp253`, `mp254`, `mp255`.*/
+    /// The disk you want to resize.
+    ///
+    /// One of `rootfs`, `mp0`, `mp1`, `mp2`, `mp3`, `mp4`, `mp5`, `mp6`, `mp7`, `mp8`, `mp9`, `mp10`, `mp11`, `mp12`, `mp13`, `mp14`, `mp15`, `mp16`, `mp17`, `mp18`, `mp19`, `mp20`, `mp21`, `mp22`, `mp23`, `mp24`, `mp25`, `mp26`, `mp27`, `mp28`, `mp29`, `mp30`, `mp31`, `mp32`, `mp33`, `mp34`, `mp35`, `mp36`, `mp37`, `mp38`, `mp39`, `mp40`, `mp41`, `mp42`, `mp43`, `mp44`, `mp45`, `mp46`, `mp47`, `mp48`, `mp49`, `mp50`, `mp51`, `mp52`, `mp53`, `mp54`, `mp55`, `mp56`, `mp57`, `mp58`, `mp59`, `mp60`, `mp61`, `mp62`, `mp63`, `mp64`, `mp65`, `mp66`, `mp67`, `mp68`, `mp69`, `mp70`, `mp71`, `mp72`, `mp73`, `mp74`, `mp75`, `mp76`, `mp77`, `mp78`, `mp79`, `mp80`, `mp81`, `mp82`, `mp83`, `mp84`, `mp85`, `mp86`, `mp87`, `mp88`, `mp89`, `mp90`, `mp91`, `mp92`, `mp93`, `mp94`, `mp95`, `mp96`, `mp97`, `mp98`, `mp99`, `mp100`, `mp101`, `mp102`, `mp103`, `mp104`, `mp105`, `mp106`, `mp107`, `mp108`, `mp109`, `mp110`, `mp111`, `mp112`, `mp113`, `mp114`, `mp115`, `mp116`, `mp117`, `mp118`, `mp119`, `mp120`, `mp121`, `mp122`, `mp123`, `mp124`, `mp125`, `mp126`, `mp127`, `mp128`, `mp129`, `mp130`, `mp131`, `mp132`, `mp133`, `mp134`, `mp135`, `mp136`, `mp137`, `mp138`, `mp139`, `mp140`, `mp141`, `mp142`, `mp143`, `mp144`, `mp145`, `mp146`, `mp147`, `mp148`, `mp149`, `mp150`, `mp151`, `mp152`, `mp153`, `mp154`, `mp155`, `mp156`, `mp157`, `mp158`, `mp159`, `mp160`, `mp161`, `mp162`, `mp163`, `mp164`, `mp165`, `mp166`, `mp167`, `mp168`, `mp169`, `mp170`, `mp171`, `mp172`, `mp173`, `mp174`, `mp175`, `mp176`, `mp177`, `mp178`, `mp179`, `mp180`, `mp181`, `mp182`, `mp183`, `mp184`, `mp185`, `mp186`, `mp187`, `mp188`, `mp189`, `mp190`, `mp191`, `mp192`, `mp193`, `mp194`, `mp195`, `mp196`, `mp197`, `mp198`, `mp199`, `mp200`, `mp201`, `mp202`, `mp203`, `mp204`, `mp205`, `mp206`, `mp207`, `mp208`, `mp209`, `mp210`, `mp211`, `mp212`, `mp213`, `mp214`, `mp215`, `mp216`, `mp217`, `mp218`, `mp219`, `mp220`, `mp221`, `mp222`, `mp223`, `mp224`, `mp225`, `mp226`, `mp227`, `mp228`, `mp229`, `mp230`, `mp231`, `mp232`, `mp233`, `mp234`, `mp235`, `mp236`, `mp237`, `mp238`, `mp239`, `mp240`, `mp241`, `mp242`, `mp243`, `mp244`, `mp245`, `mp246`, `mp247`, `mp248`, `mp249`, `mp250`, `mp251`, `mp252`, `mp253`, `mp254`, `mp255`.
     pub disk: ::std::string::String,
     /// The new size. With the '+' sign the value is added to the actual size of the volume and without it, the value is taken as an absolute one. Shrinking disk size is not supported.
     pub size: ::std::string::String,
@@ -2992,18 +2985,18 @@ pub struct NodesLxcResizeResizeVmParams {
 /// The `NodesLxcRrdParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcRrdParams {
-    /** The RRD consolidation function
-
- One of `AVERAGE`, `MAX`.*/
+    /// The RRD consolidation function
+    ///
+    /// One of `AVERAGE`, `MAX`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cf: ::std::option::Option<::std::string::String>,
-    /** The list of datasources you want to display.
-
- Format `pve-configid-list`.*/
+    /// The list of datasources you want to display.
+    ///
+    /// Format `pve-configid-list`.
     pub ds: ::std::string::String,
-    /** Specify the time frame you are interested in.
-
- One of `hour`, `day`, `week`, `month`, `year`.*/
+    /// Specify the time frame you are interested in.
+    ///
+    /// One of `hour`, `day`, `week`, `month`, `year`.
     pub timeframe: ::std::string::String,
 }
 /// The `NodesLxcRrdResponse` model.
@@ -3015,14 +3008,14 @@ pub struct NodesLxcRrdResponse {
 /// The `NodesLxcRrddataParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcRrddataParams {
-    /** The RRD consolidation function
-
- One of `AVERAGE`, `MAX`.*/
+    /// The RRD consolidation function
+    ///
+    /// One of `AVERAGE`, `MAX`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cf: ::std::option::Option<::std::string::String>,
-    /** Specify the time frame you are interested in.
-
- One of `hour`, `day`, `week`, `month`, `year`.*/
+    /// Specify the time frame you are interested in.
+    ///
+    /// One of `hour`, `day`, `week`, `month`, `year`.
     pub timeframe: ::std::string::String,
 }
 /// The `NodesLxcSnapshotConfigUpdateSnapshotConfigParams` model.
@@ -3052,17 +3045,17 @@ pub struct NodesLxcSnapshotParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** The name of the snapshot.
-
- Format `pve-configid`.*/
+    /// The name of the snapshot.
+    ///
+    /// Format `pve-configid`.
     pub snapname: ::std::string::String,
 }
 /// The `NodesLxcSnapshotRollbackParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcSnapshotRollbackParams {
-    /** Whether the container should get started after rolling back successfully
-
- Default: `false`.*/
+    /// Whether the container should get started after rolling back successfully
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
 }
@@ -3076,9 +3069,9 @@ pub struct NodesLxcSnapshotSnapnameDelsnapshotParams {
 /// The `NodesLxcSpiceproxyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcSpiceproxyParams {
-    /** SPICE proxy server. This can be used by the client to specify the proxy server. All nodes in a cluster runs 'spiceproxy', so it is up to the client to choose one. By default, we return the node where the VM is currently running. As reasonable setting is to use same node you use to connect to the API (This is window.location.hostname for the JS GUI).
-
- Format `address`.*/
+    /// SPICE proxy server. This can be used by the client to specify the proxy server. All nodes in a cluster runs 'spiceproxy', so it is up to the client to choose one. By default, we return the node where the VM is currently running. As reasonable setting is to use same node you use to connect to the API (This is window.location.hostname for the JS GUI).
+    ///
+    /// Format `address`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy: ::std::option::Option<::std::string::String>,
 }
@@ -3091,9 +3084,9 @@ pub struct NodesLxcStatusCurrentVmStatusResponse {
     /// Maximum usable CPUs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpus: ::std::option::Option<f64>,
-    /** Root disk image space-usage in bytes.
-
- Minimum 0.*/
+    /// Root disk image space-usage in bytes.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<i64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
@@ -3143,56 +3136,56 @@ pub struct NodesLxcStatusCurrentVmStatusResponse {
     /// Memory Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememorysome: ::std::option::Option<f64>,
-    /** LXC Container status.
-
- One of `stopped`, `running`.*/
+    /// LXC Container status.
+    ///
+    /// One of `stopped`, `running`.
     pub status: ::std::string::String,
     /// The current configured tags, if any.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Determines if the guest is a template.
-
- Default: `false`.*/
+    /// Determines if the guest is a template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: i64,
 }
 /// The `NodesLxcStatusRebootVmRebootParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcStatusRebootVmRebootParams {
-    /** Wait maximal timeout seconds for the shutdown.
-
- Minimum 0.*/
+    /// Wait maximal timeout seconds for the shutdown.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
 /// The `NodesLxcStatusShutdownVmShutdownParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcStatusShutdownVmShutdownParams {
-    /** Make sure the Container stops.
-
- Default: `false`.*/
+    /// Make sure the Container stops.
+    ///
+    /// Default: `false`.
     #[serde(rename = "forceStop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_stop: ::std::option::Option<crate::PveBool>,
-    /** Wait maximal timeout seconds.
-
- Minimum 0. Default: `60`.*/
+    /// Wait maximal timeout seconds.
+    ///
+    /// Minimum 0. Default: `60`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
 /// The `NodesLxcStatusStartVmStartParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcStatusStartVmStartParams {
-    /** If set, enables very verbose debug log-level on start.
-
- Default: `false`.*/
+    /// If set, enables very verbose debug log-level on start.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
@@ -3202,9 +3195,9 @@ pub struct NodesLxcStatusStartVmStartParams {
 /// The `NodesLxcStatusStopVmStopParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcStatusStopVmStopParams {
-    /** Try to abort active 'vzshutdown' tasks before stopping.
-
- Default: `false`.*/
+    /// Try to abort active 'vzshutdown' tasks before stopping.
+    ///
+    /// Default: `false`.
     #[serde(rename = "overrule-shutdown")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub overrule_shutdown: ::std::option::Option<crate::PveBool>,
@@ -3219,14 +3212,14 @@ pub struct NodesLxcVmidDestroyVmParams {
     #[serde(rename = "destroy-unreferenced-disks")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub destroy_unreferenced_disks: ::std::option::Option<crate::PveBool>,
-    /** Force destroy, even if running.
-
- Default: `false`.*/
+    /// Force destroy, even if running.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** Remove container from all related configurations. For example, backup jobs, replication jobs or HA. Related ACLs and Firewall entries will *always* be removed.
-
- Default: `false`.*/
+    /// Remove container from all related configurations. For example, backup jobs, replication jobs or HA. Related ACLs and Firewall entries will *always* be removed.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub purge: ::std::option::Option<crate::PveBool>,
 }
@@ -3239,9 +3232,9 @@ pub struct NodesLxcVmlistResponseItem {
     /// Maximum usable CPUs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpus: ::std::option::Option<f64>,
-    /** Root disk image space-usage in bytes.
-
- Minimum 0.*/
+    /// Root disk image space-usage in bytes.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<i64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
@@ -3289,49 +3282,49 @@ pub struct NodesLxcVmlistResponseItem {
     /// Memory Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememorysome: ::std::option::Option<f64>,
-    /** LXC Container status.
-
- One of `stopped`, `running`.*/
+    /// LXC Container status.
+    ///
+    /// One of `stopped`, `running`.
     pub status: ::std::string::String,
     /// The current configured tags, if any.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Determines if the guest is a template.
-
- Default: `false`.*/
+    /// Determines if the guest is a template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: i64,
 }
 /// The `NodesLxcVncproxyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcVncproxyParams {
-    /** sets the height of the console in pixels.
-
- Range 16 to 2160.*/
+    /// sets the height of the console in pixels.
+    ///
+    /// Range 16 to 2160.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub height: ::std::option::Option<i64>,
     /// use websocket instead of standard VNC.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub websocket: ::std::option::Option<crate::PveBool>,
-    /** sets the width of the console in pixels.
-
- Range 16 to 4096.*/
+    /// sets the width of the console in pixels.
+    ///
+    /// Range 16 to 4096.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub width: ::std::option::Option<i64>,
 }
 /// The `NodesLxcVncwebsocketParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcVncwebsocketParams {
-    /** Port number returned by previous vncproxy call.
-
- Range 5900 to 5999.*/
+    /// Port number returned by previous vncproxy call.
+    ///
+    /// Range 5900 to 5999.
     pub port: i64,
     /// Ticket from previous call to vncproxy.
     pub vncticket: ::std::string::String,
@@ -3345,24 +3338,24 @@ pub struct NodesLxcVncwebsocketResponse {
 /// The `NodesMigrateallParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesMigrateallParams {
-    /** Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!
-
- Range 1 to 64.*/
+    /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!
+    ///
+    /// Range 1 to 64.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!Deprecated, use 'max-workers' instead.
-
- Range 1 to 64.*/
+    /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!Deprecated, use 'max-workers' instead.
+    ///
+    /// Range 1 to 64.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     pub target: ::std::string::String,
-    /** Only consider Guests with these IDs.
-
- Format `pve-vmid-list`.*/
+    /// Only consider Guests with these IDs.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
     /// Enable live storage migration for local disk
@@ -3373,56 +3366,56 @@ pub struct NodesMigrateallParams {
 /// The `NodesNetworkCreateNetworkParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesNetworkCreateNetworkParams {
-    /** IP address.
-
- Format `ipv4`.*/
+    /// IP address.
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<::std::string::String>,
-    /** IP address.
-
- Format `ipv6`.*/
+    /// IP address.
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address6: ::std::option::Option<::std::string::String>,
     /// Automatically start interface on boot.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
-    /** Specify the primary interface for active-backup bond.
-
- Format `pve-iface`.*/
+    /// Specify the primary interface for active-backup bond.
+    ///
+    /// Format `pve-iface`.
     #[serde(rename = "bond-primary")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_primary: ::std::option::Option<::std::string::String>,
-    /** Bonding mode.
-
- One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.*/
+    /// Bonding mode.
+    ///
+    /// One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_mode: ::std::option::Option<::std::string::String>,
-    /** Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
-
- One of `layer2`, `layer2+3`, `layer3+4`.*/
+    /// Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
+    ///
+    /// One of `layer2`, `layer2+3`, `layer3+4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_xmit_hash_policy: ::std::option::Option<::std::string::String>,
-    /** Specify the interfaces you want to add to your bridge.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces you want to add to your bridge.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_ports: ::std::option::Option<::std::string::String>,
-    /** Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
-
- Format `pve-vlan-id-or-range-list`.*/
+    /// Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
+    ///
+    /// Format `pve-vlan-id-or-range-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vids: ::std::option::Option<::std::string::String>,
     /// Enable bridge vlan support.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vlan_aware: ::std::option::Option<crate::PveBool>,
-    /** IPv4 CIDR.
-
- Format `CIDRv4`.*/
+    /// IPv4 CIDR.
+    ///
+    /// Format `CIDRv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr: ::std::option::Option<::std::string::String>,
-    /** IPv6 CIDR.
-
- Format `CIDRv6`.*/
+    /// IPv6 CIDR.
+    ///
+    /// Format `CIDRv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr6: ::std::option::Option<::std::string::String>,
     /// Comments
@@ -3431,76 +3424,76 @@ pub struct NodesNetworkCreateNetworkParams {
     /// Comments
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comments6: ::std::option::Option<::std::string::String>,
-    /** Default gateway address.
-
- Format `ipv4`.*/
+    /// Default gateway address.
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
-    /** Default ipv6 gateway address.
-
- Format `ipv6`.*/
+    /// Default ipv6 gateway address.
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway6: ::std::option::Option<::std::string::String>,
-    /** Network interface name.
-
- Format `pve-iface`.*/
+    /// Network interface name.
+    ///
+    /// Format `pve-iface`.
     pub iface: ::std::string::String,
-    /** MTU.
-
- Range 1280 to 65520.*/
+    /// MTU.
+    ///
+    /// Range 1280 to 65520.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
-    /** Network mask.
-
- Format `ipv4mask`.*/
+    /// Network mask.
+    ///
+    /// Format `ipv4mask`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask: ::std::option::Option<::std::string::String>,
-    /** Network mask.
-
- Range 0 to 128.*/
+    /// Network mask.
+    ///
+    /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask6: ::std::option::Option<i64>,
-    /** Specify the interfaces used by the bonding device.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces used by the bonding device.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bonds: ::std::option::Option<::std::string::String>,
-    /** The OVS bridge associated with a OVS port. This is required when you create an OVS port.
-
- Format `pve-iface`.*/
+    /// The OVS bridge associated with a OVS port. This is required when you create an OVS port.
+    ///
+    /// Format `pve-iface`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bridge: ::std::option::Option<::std::string::String>,
     /// OVS interface options.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_options: ::std::option::Option<::std::string::String>,
-    /** Specify the interfaces you want to add to your bridge.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces you want to add to your bridge.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_ports: ::std::option::Option<::std::string::String>,
-    /** Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
-
- Range 1 to 4094.*/
+    /// Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
+    ///
+    /// Range 1 to 4094.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_tag: ::std::option::Option<i64>,
-    /** Specify the interfaces used by the bonding device.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces used by the bonding device.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub slaves: ::std::option::Option<::std::string::String>,
-    /** Network interface type
-
- One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.*/
+    /// Network interface type
+    ///
+    /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.
     pub r#type: ::std::string::String,
-    /** vlan-id for a custom named vlan interface (ifupdown2 only).
-
- Range 1 to 4094.*/
+    /// vlan-id for a custom named vlan interface (ifupdown2 only).
+    ///
+    /// Range 1 to 4094.
     #[serde(rename = "vlan-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<i64>,
-    /** Specify the raw interface for the vlan interface.
-
- Format `pve-iface`.*/
+    /// Specify the raw interface for the vlan interface.
+    ///
+    /// Format `pve-iface`.
     #[serde(rename = "vlan-raw-device")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_raw_device: ::std::option::Option<::std::string::String>,
@@ -3516,56 +3509,56 @@ pub struct NodesNetworkIfaceNetworkConfigResponse {
 /// The `NodesNetworkIfaceUpdateNetworkParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesNetworkIfaceUpdateNetworkParams {
-    /** IP address.
-
- Format `ipv4`.*/
+    /// IP address.
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<::std::string::String>,
-    /** IP address.
-
- Format `ipv6`.*/
+    /// IP address.
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address6: ::std::option::Option<::std::string::String>,
     /// Automatically start interface on boot.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
-    /** Specify the primary interface for active-backup bond.
-
- Format `pve-iface`.*/
+    /// Specify the primary interface for active-backup bond.
+    ///
+    /// Format `pve-iface`.
     #[serde(rename = "bond-primary")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_primary: ::std::option::Option<::std::string::String>,
-    /** Bonding mode.
-
- One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.*/
+    /// Bonding mode.
+    ///
+    /// One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_mode: ::std::option::Option<::std::string::String>,
-    /** Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
-
- One of `layer2`, `layer2+3`, `layer3+4`.*/
+    /// Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
+    ///
+    /// One of `layer2`, `layer2+3`, `layer3+4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_xmit_hash_policy: ::std::option::Option<::std::string::String>,
-    /** Specify the interfaces you want to add to your bridge.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces you want to add to your bridge.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_ports: ::std::option::Option<::std::string::String>,
-    /** Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
-
- Format `pve-vlan-id-or-range-list`.*/
+    /// Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
+    ///
+    /// Format `pve-vlan-id-or-range-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vids: ::std::option::Option<::std::string::String>,
     /// Enable bridge vlan support.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vlan_aware: ::std::option::Option<crate::PveBool>,
-    /** IPv4 CIDR.
-
- Format `CIDRv4`.*/
+    /// IPv4 CIDR.
+    ///
+    /// Format `CIDRv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr: ::std::option::Option<::std::string::String>,
-    /** IPv6 CIDR.
-
- Format `CIDRv6`.*/
+    /// IPv6 CIDR.
+    ///
+    /// Format `CIDRv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr6: ::std::option::Option<::std::string::String>,
     /// Comments
@@ -3574,77 +3567,77 @@ pub struct NodesNetworkIfaceUpdateNetworkParams {
     /// Comments
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comments6: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
-    /** Default gateway address.
-
- Format `ipv4`.*/
+    /// Default gateway address.
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
-    /** Default ipv6 gateway address.
-
- Format `ipv6`.*/
+    /// Default ipv6 gateway address.
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway6: ::std::option::Option<::std::string::String>,
-    /** MTU.
-
- Range 1280 to 65520.*/
+    /// MTU.
+    ///
+    /// Range 1280 to 65520.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
-    /** Network mask.
-
- Format `ipv4mask`.*/
+    /// Network mask.
+    ///
+    /// Format `ipv4mask`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask: ::std::option::Option<::std::string::String>,
-    /** Network mask.
-
- Range 0 to 128.*/
+    /// Network mask.
+    ///
+    /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask6: ::std::option::Option<i64>,
-    /** Specify the interfaces used by the bonding device.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces used by the bonding device.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bonds: ::std::option::Option<::std::string::String>,
-    /** The OVS bridge associated with a OVS port. This is required when you create an OVS port.
-
- Format `pve-iface`.*/
+    /// The OVS bridge associated with a OVS port. This is required when you create an OVS port.
+    ///
+    /// Format `pve-iface`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bridge: ::std::option::Option<::std::string::String>,
     /// OVS interface options.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_options: ::std::option::Option<::std::string::String>,
-    /** Specify the interfaces you want to add to your bridge.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces you want to add to your bridge.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_ports: ::std::option::Option<::std::string::String>,
-    /** Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
-
- Range 1 to 4094.*/
+    /// Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
+    ///
+    /// Range 1 to 4094.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_tag: ::std::option::Option<i64>,
-    /** Specify the interfaces used by the bonding device.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces used by the bonding device.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub slaves: ::std::option::Option<::std::string::String>,
-    /** Network interface type
-
- One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.*/
+    /// Network interface type
+    ///
+    /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.
     pub r#type: ::std::string::String,
-    /** vlan-id for a custom named vlan interface (ifupdown2 only).
-
- Range 1 to 4094.*/
+    /// vlan-id for a custom named vlan interface (ifupdown2 only).
+    ///
+    /// Range 1 to 4094.
     #[serde(rename = "vlan-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<i64>,
-    /** Specify the raw interface for the vlan interface.
-
- Format `pve-iface`.*/
+    /// Specify the raw interface for the vlan interface.
+    ///
+    /// Format `pve-iface`.
     #[serde(rename = "vlan-raw-device")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_raw_device: ::std::option::Option<::std::string::String>,
@@ -3652,9 +3645,9 @@ pub struct NodesNetworkIfaceUpdateNetworkParams {
 /// The `NodesNetworkIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesNetworkIndexParams {
-    /** Only list specific interface types.
-
- One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `any_bridge`, `any_local_bridge`, `include_sdn`.*/
+    /// Only list specific interface types.
+    ///
+    /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `any_bridge`, `any_local_bridge`, `include_sdn`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -3664,33 +3657,33 @@ pub struct NodesNetworkIndexResponseItem {
     /// Set to true if the interface is active.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub active: ::std::option::Option<crate::PveBool>,
-    /** IP address.
-
- Format `ipv4`.*/
+    /// IP address.
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<::std::string::String>,
-    /** IP address.
-
- Format `ipv6`.*/
+    /// IP address.
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address6: ::std::option::Option<::std::string::String>,
     /// Automatically start interface on boot.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
-    /** Specify the primary interface for active-backup bond.
-
- Format `pve-iface`.*/
+    /// Specify the primary interface for active-backup bond.
+    ///
+    /// Format `pve-iface`.
     #[serde(rename = "bond-primary")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_primary: ::std::option::Option<::std::string::String>,
-    /** Bonding mode.
-
- One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.*/
+    /// Bonding mode.
+    ///
+    /// One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_mode: ::std::option::Option<::std::string::String>,
-    /** Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
-
- One of `layer2`, `layer2+3`, `layer3+4`.*/
+    /// Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
+    ///
+    /// One of `layer2`, `layer2+3`, `layer3+4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_xmit_hash_policy: ::std::option::Option<::std::string::String>,
     /// The bridge port access VLAN.
@@ -3713,27 +3706,27 @@ pub struct NodesNetworkIndexResponseItem {
     #[serde(rename = "bridge-unicast-flood")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_unicast_flood: ::std::option::Option<crate::PveBool>,
-    /** Specify the interfaces you want to add to your bridge.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces you want to add to your bridge.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_ports: ::std::option::Option<::std::string::String>,
-    /** Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
-
- Format `pve-vlan-id-or-range-list`.*/
+    /// Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
+    ///
+    /// Format `pve-vlan-id-or-range-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vids: ::std::option::Option<::std::string::String>,
     /// Enable bridge vlan support.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vlan_aware: ::std::option::Option<crate::PveBool>,
-    /** IPv4 CIDR.
-
- Format `CIDRv4`.*/
+    /// IPv4 CIDR.
+    ///
+    /// Format `CIDRv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr: ::std::option::Option<::std::string::String>,
-    /** IPv6 CIDR.
-
- Format `CIDRv6`.*/
+    /// IPv6 CIDR.
+    ///
+    /// Format `CIDRv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr6: ::std::option::Option<::std::string::String>,
     /// Comments
@@ -3748,47 +3741,47 @@ pub struct NodesNetworkIndexResponseItem {
     /// The network families.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub families: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Default gateway address.
-
- Format `ipv4`.*/
+    /// Default gateway address.
+    ///
+    /// Format `ipv4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
-    /** Default ipv6 gateway address.
-
- Format `ipv6`.*/
+    /// Default ipv6 gateway address.
+    ///
+    /// Format `ipv6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway6: ::std::option::Option<::std::string::String>,
-    /** Network interface name.
-
- Format `pve-iface`.*/
+    /// Network interface name.
+    ///
+    /// Format `pve-iface`.
     pub iface: ::std::string::String,
     /// The link type.
     #[serde(rename = "link-type")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub link_type: ::std::option::Option<::std::string::String>,
-    /** The network configuration method for IPv4.
-
- One of `loopback`, `dhcp`, `manual`, `static`, `auto`.*/
+    /// The network configuration method for IPv4.
+    ///
+    /// One of `loopback`, `dhcp`, `manual`, `static`, `auto`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub method: ::std::option::Option<::std::string::String>,
-    /** The network configuration method for IPv6.
-
- One of `loopback`, `dhcp`, `manual`, `static`, `auto`.*/
+    /// The network configuration method for IPv6.
+    ///
+    /// One of `loopback`, `dhcp`, `manual`, `static`, `auto`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub method6: ::std::option::Option<::std::string::String>,
-    /** MTU.
-
- Range 1280 to 65520.*/
+    /// MTU.
+    ///
+    /// Range 1280 to 65520.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
-    /** Network mask.
-
- Format `ipv4mask`.*/
+    /// Network mask.
+    ///
+    /// Format `ipv4mask`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask: ::std::option::Option<::std::string::String>,
-    /** Network mask.
-
- Range 0 to 128.*/
+    /// Network mask.
+    ///
+    /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask6: ::std::option::Option<i64>,
     /// A list of additional interface options for IPv4.
@@ -3797,60 +3790,60 @@ pub struct NodesNetworkIndexResponseItem {
     /// A list of additional interface options for IPv6.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub options6: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Specify the interfaces used by the bonding device.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces used by the bonding device.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bonds: ::std::option::Option<::std::string::String>,
-    /** The OVS bridge associated with a OVS port. This is required when you create an OVS port.
-
- Format `pve-iface`.*/
+    /// The OVS bridge associated with a OVS port. This is required when you create an OVS port.
+    ///
+    /// Format `pve-iface`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bridge: ::std::option::Option<::std::string::String>,
     /// OVS interface options.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_options: ::std::option::Option<::std::string::String>,
-    /** Specify the interfaces you want to add to your bridge.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces you want to add to your bridge.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_ports: ::std::option::Option<::std::string::String>,
-    /** Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
-
- Range 1 to 4094.*/
+    /// Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
+    ///
+    /// Range 1 to 4094.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_tag: ::std::option::Option<i64>,
     /// The order of the interface.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub priority: ::std::option::Option<i64>,
-    /** Specify the interfaces used by the bonding device.
-
- Format `pve-iface-list`.*/
+    /// Specify the interfaces used by the bonding device.
+    ///
+    /// Format `pve-iface-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub slaves: ::std::option::Option<::std::string::String>,
-    /** Network interface type
-
- One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.*/
+    /// Network interface type
+    ///
+    /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.
     pub r#type: ::std::string::String,
     /// The uplink ID.
     #[serde(rename = "uplink-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uplink_id: ::std::option::Option<::std::string::String>,
-    /** vlan-id for a custom named vlan interface (ifupdown2 only).
-
- Range 1 to 4094.*/
+    /// vlan-id for a custom named vlan interface (ifupdown2 only).
+    ///
+    /// Range 1 to 4094.
     #[serde(rename = "vlan-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<i64>,
-    /** The VLAN protocol.
-
- One of `802.1ad`, `802.1q`.*/
+    /// The VLAN protocol.
+    ///
+    /// One of `802.1ad`, `802.1q`.
     #[serde(rename = "vlan-protocol")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<::std::string::String>,
-    /** Specify the raw interface for the vlan interface.
-
- Format `pve-iface`.*/
+    /// Specify the raw interface for the vlan interface.
+    ///
+    /// Format `pve-iface`.
     #[serde(rename = "vlan-raw-device")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_raw_device: ::std::option::Option<::std::string::String>,
@@ -3874,9 +3867,9 @@ pub struct NodesNetworkIndexResponseItem {
 /// The `NodesNetworkReloadNetworkConfigParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesNetworkReloadNetworkConfigParams {
-    /** Whether FRR config generation should get skipped or not.
-
- Default: `false`.*/
+    /// Whether FRR config generation should get skipped or not.
+    ///
+    /// Default: `false`.
     #[serde(rename = "regenerate-frr")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub regenerate_frr: ::std::option::Option<crate::PveBool>,
@@ -3934,21 +3927,21 @@ pub struct NodesQemuAgentExecStatusResponse {
 /// The `NodesQemuAgentFileReadParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuAgentFileReadParams {
-    /** Number of bytes to read.
-
- Range 1 to 16777216. Default: `16777216`.*/
+    /// Number of bytes to read.
+    ///
+    /// Range 1 to 16777216. Default: `16777216`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub count: ::std::option::Option<i64>,
-    /** Data received from the QEMU Guest-Agent is base64 encoded. If this is set to true, the data is decoded. Otherwise the content is forwarded with base64 encoding. Defaults to true.
-
- Default: `true`.*/
+    /// Data received from the QEMU Guest-Agent is base64 encoded. If this is set to true, the data is decoded. Otherwise the content is forwarded with base64 encoding. Defaults to true.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub decode: ::std::option::Option<crate::PveBool>,
     /// The path to the file
     pub file: ::std::string::String,
-    /** Offset to start reading at
-
- Minimum 0. Default: `0`.*/
+    /// Offset to start reading at
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub offset: ::std::option::Option<i64>,
 }
@@ -3966,9 +3959,9 @@ pub struct NodesQemuAgentFileReadResponse {
 pub struct NodesQemuAgentFileWriteParams {
     /// The content to write into the file.
     pub content: ::std::string::String,
-    /** If set, the content will be encoded as base64 (required by QEMU).Otherwise the content needs to be encoded beforehand - defaults to true.
-
- Default: `true`.*/
+    /// If set, the content will be encoded as base64 (required by QEMU).Otherwise the content needs to be encoded beforehand - defaults to true.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encode: ::std::option::Option<crate::PveBool>,
     /// The path to the file.
@@ -3977,17 +3970,17 @@ pub struct NodesQemuAgentFileWriteParams {
 /// The `NodesQemuAgentParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuAgentParams {
-    /** The QGA command.
-
- One of `fsfreeze-freeze`, `fsfreeze-status`, `fsfreeze-thaw`, `fstrim`, `get-fsinfo`, `get-host-name`, `get-memory-block-info`, `get-memory-blocks`, `get-osinfo`, `get-time`, `get-timezone`, `get-users`, `get-vcpus`, `info`, `network-get-interfaces`, `ping`, `shutdown`, `suspend-disk`, `suspend-hybrid`, `suspend-ram`.*/
+    /// The QGA command.
+    ///
+    /// One of `fsfreeze-freeze`, `fsfreeze-status`, `fsfreeze-thaw`, `fstrim`, `get-fsinfo`, `get-host-name`, `get-memory-block-info`, `get-memory-blocks`, `get-osinfo`, `get-time`, `get-timezone`, `get-users`, `get-vcpus`, `info`, `network-get-interfaces`, `ping`, `shutdown`, `suspend-disk`, `suspend-hybrid`, `suspend-ram`.
     pub command: ::std::string::String,
 }
 /// The `NodesQemuAgentSetUserPasswordParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuAgentSetUserPasswordParams {
-    /** set to 1 if the password has already been passed through crypt()
-
- Default: `false`.*/
+    /// set to 1 if the password has already been passed through crypt()
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crypted: ::std::option::Option<crate::PveBool>,
     /// The new password.
@@ -3998,58 +3991,58 @@ pub struct NodesQemuAgentSetUserPasswordParams {
 /// The `NodesQemuCloneCloneVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuCloneCloneVmParams {
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the new VM.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** Target format for file storage. Only valid for full clone.
-
- One of `raw`, `qcow2`, `vmdk`.*/
+    /// Target format for file storage. Only valid for full clone.
+    ///
+    /// One of `raw`, `qcow2`, `vmdk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
     /// Create a full copy of all disks. This is always done when you clone a normal VM. For VM templates, we try to create a linked clone by default.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full: ::std::option::Option<crate::PveBool>,
-    /** Set a name for the new VM.
-
- Format `dns-name`.*/
+    /// Set a name for the new VM.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
-    /** VMID for the clone.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// VMID for the clone.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub newid: i64,
-    /** Add the new VM to the specified pool.
-
- Format `pve-poolid`.*/
+    /// Add the new VM to the specified pool.
+    ///
+    /// Format `pve-poolid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
-    /** The name of the snapshot.
-
- Format `pve-configid`.*/
+    /// The name of the snapshot.
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapname: ::std::option::Option<::std::string::String>,
-    /** Target storage for full clone.
-
- Format `pve-storage-id`.*/
+    /// Target storage for full clone.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** Target node. Only allowed if the original VM is on shared storage.
-
- Format `pve-node`.*/
+    /// Target node. Only allowed if the original VM is on shared storage.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesQemuCloudinitCloudinitPendingResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuCloudinitCloudinitPendingResponseItem {
-    /** Indicates a pending delete request if present and not 0.
-
- Range 0 to 1.*/
+    /// Indicates a pending delete request if present and not 0.
+    ///
+    /// Range 0 to 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
@@ -4064,133 +4057,133 @@ pub struct NodesQemuCloudinitCloudinitPendingResponseItem {
 /// The `NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParams {
-    /** Config type.
-
- One of `user`, `network`, `meta`.*/
+    /// Config type.
+    ///
+    /// One of `user`, `network`, `meta`.
     pub r#type: ::std::string::String,
 }
 /// The `NodesQemuConfigUpdateVmAsyncParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuConfigUpdateVmAsyncParams {
-    /** Enable/disable ACPI.
-
- Default: `true`.*/
+    /// Enable/disable ACPI.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acpi: ::std::option::Option<crate::PveBool>,
-    /** List of host cores used to execute guest processes, for example: 0,5,8-11
-
- Format `pve-cpuset`.*/
+    /// List of host cores used to execute guest processes, for example: 0,5,8-11
+    ///
+    /// Format `pve-cpuset`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
-    /** Enable/disable communication with the QEMU Guest Agent and its properties.
-
- Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.*/
+    /// Enable/disable communication with the QEMU Guest Agent and its properties.
+    ///
+    /// Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<::std::string::String>,
-    /** Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
-
- Default: `true`.*/
+    /// Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
+    ///
+    /// Default: `true`.
     #[serde(rename = "allow-ksm")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
-    /** Secure Encrypted Virtualization (SEV) features by AMD CPUs
-
- Format `pve-qemu-sev-fmt`.*/
+    /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
+    ///
+    /// Format `pve-qemu-sev-fmt`.
     #[serde(rename = "amd-sev")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub amd_sev: ::std::option::Option<::std::string::String>,
-    /** Virtual processor architecture. Defaults to the host architecture.
-
- One of `x86_64`, `aarch64`.*/
+    /// Virtual processor architecture. Defaults to the host architecture.
+    ///
+    /// One of `x86_64`, `aarch64`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<::std::string::String>,
     /// Arbitrary arguments passed to kvm.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub args: ::std::option::Option<::std::string::String>,
-    /** Configure a audio device, useful in combination with QXL/Spice.
-
- Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.*/
+    /// Configure a audio device, useful in combination with QXL/Spice.
+    ///
+    /// Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audio0: ::std::option::Option<::std::string::String>,
-    /** Automatic restart after crash (currently ignored).
-
- Default: `false`.*/
+    /// Automatic restart after crash (currently ignored).
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
-    /** Time to wait for the task to finish. We return 'null' if the task finish within that time.
-
- Range 1 to 30.*/
+    /// Time to wait for the task to finish. We return 'null' if the task finish within that time.
+    ///
+    /// Range 1 to 30.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub background_delay: ::std::option::Option<i64>,
-    /** Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
-
- Minimum 0.*/
+    /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub balloon: ::std::option::Option<i64>,
-    /** Select BIOS implementation.
-
- One of `seabios`, `ovmf`. Default: `"seabios"`.*/
+    /// Select BIOS implementation.
+    ///
+    /// One of `seabios`, `ovmf`. Default: `"seabios"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bios: ::std::option::Option<::std::string::String>,
-    /** Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
-
- Format `pve-qm-boot`.*/
+    /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
+    ///
+    /// Format `pve-qm-boot`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub boot: ::std::option::Option<::std::string::String>,
-    /** Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
-
- Format `pve-qm-bootdisk`.*/
+    /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
+    ///
+    /// Format `pve-qm-bootdisk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bootdisk: ::std::option::Option<::std::string::String>,
-    /** This is an alias for option -ide2
-
- Format `pve-qm-ide`.*/
+    /// This is an alias for option -ide2
+    ///
+    /// Format `pve-qm-ide`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cdrom: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Specify custom files to replace the automatically generated ones at start.
-
- Format `pve-qm-cicustom`.*/
+    /// cloud-init: Specify custom files to replace the automatically generated ones at start.
+    ///
+    /// Format `pve-qm-cicustom`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cicustom: ::std::option::Option<::std::string::String>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
-    /** Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
-
- One of `configdrive2`, `nocloud`, `opennebula`.*/
+    /// Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
+    ///
+    /// One of `configdrive2`, `nocloud`, `opennebula`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub citype: ::std::option::Option<::std::string::String>,
-    /** cloud-init: do an automatic package upgrade after the first boot.
-
- Default: `true`.*/
+    /// cloud-init: do an automatic package upgrade after the first boot.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciupgrade: ::std::option::Option<crate::PveBool>,
     /// cloud-init: User name to change ssh keys and password for instead of the image's configured default user.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciuser: ::std::option::Option<::std::string::String>,
-    /** The number of cores per socket.
-
- Minimum 1. Default: `1`.*/
+    /// The number of cores per socket.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
-    /** Emulated CPU type.
-
- Format `pve-vm-cpu-conf`.*/
+    /// Emulated CPU type.
+    ///
+    /// Format `pve-vm-cpu-conf`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<::std::string::String>,
-    /** Limit of CPU usage.
-
- Range 0 to 128. Default: `0.0`.*/
+    /// Limit of CPU usage.
+    ///
+    /// Range 0 to 128. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
-    /** CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
-
- Range 1 to 262144.*/
+    /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
+    ///
+    /// Range 1 to 262144.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
@@ -4199,9 +4192,9 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.*/
+    /// Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub efidisk0: ::std::option::Option<::std::string::String>,
     /// Force physical removal. Without this, we simple remove the disk from the config file and create an additional configuration entry called 'unused[n]', which contains the volume ID. Unlink of unused[n] always cause physical removal.
@@ -4210,147 +4203,147 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Freeze CPU at startup (use 'c' monitor command to start execution).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub freeze: ::std::option::Option<crate::PveBool>,
-    /** Script that will be executed during various steps in the vms lifetime.
-
- Format `pve-volume-id`.*/
+    /// Script that will be executed during various steps in the vms lifetime.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
-    /** Map host PCI devices into guest.
-
- Format `pve-qm-hostpci`.*/
+    /// Map host PCI devices into guest.
+    ///
+    /// Format `pve-qm-hostpci`.
     #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
         ::std::string::String,
     >,
-    /** Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
-
- Format `pve-hotplug-features`. Default: `"network,disk,usb"`.*/
+    /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
+    ///
+    /// Format `pve-hotplug-features`. Default: `"network,disk,usb"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotplug: ::std::option::Option<::std::string::String>,
-    /** Enables hugepages memory.
-
- Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
-
- One of `any`, `2`, `1024`.*/
+    /// Enables hugepages memory.
+    ///
+    /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
+    ///
+    /// One of `any`, `2`, `1024`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hugepages: ::std::option::Option<::std::string::String>,
-    /** Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub ide: crate::Indexed<crate::generated::families::Ide, ::std::string::String>,
-    /** A file-based storage with 'images' content-type enabled, which is used as an intermediary extraction storage during import. Defaults to the source storage.
-
- Format `pve-storage-id`.*/
+    /// A file-based storage with 'images' content-type enabled, which is used as an intermediary extraction storage during import. Defaults to the source storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(rename = "import-working-storage")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub import_working_storage: ::std::option::Option<::std::string::String>,
-    /** Trusted Domain Extension (TDX) features by Intel CPUs
-
- Format `pve-qemu-tdx-fmt`.*/
+    /// Trusted Domain Extension (TDX) features by Intel CPUs
+    ///
+    /// Format `pve-qemu-tdx-fmt`.
     #[serde(rename = "intel-tdx")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub intel_tdx: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Specify IP addresses and gateways for the corresponding interface.
-
- IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
-
- The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
- gateway should be provided.
- For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
- cloud-init 19.4 or newer.
-
- If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
- dhcp on IPv4.
-
- Format `pve-qm-ipconfig`.*/
+    /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
+    ///
+    /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
+    ///
+    /// The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
+    /// gateway should be provided.
+    /// For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
+    /// cloud-init 19.4 or newer.
+    ///
+    /// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
+    /// dhcp on IPv4.
+    ///
+    /// Format `pve-qm-ipconfig`.
     #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
         ::std::string::String,
     >,
-    /** Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
-
- Property string: `size=<integer> [,name=<string>]`.*/
+    /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
+    ///
+    /// Property string: `size=<integer> [,name=<string>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ivshmem: ::std::option::Option<::std::string::String>,
-    /** Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
-
- Default: `false`.*/
+    /// Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keephugepages: ::std::option::Option<crate::PveBool>,
-    /** Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
-
- One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.*/
+    /// Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
+    ///
+    /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<::std::string::String>,
-    /** Enable/disable KVM hardware virtualization.
-
- Default: `true`.*/
+    /// Enable/disable KVM hardware virtualization.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub kvm: ::std::option::Option<crate::PveBool>,
     /// Set the real time clock (RTC) to local time. This is enabled by default if the `ostype` indicates a Microsoft Windows OS.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub localtime: ::std::option::Option<crate::PveBool>,
-    /** Lock/unlock the VM.
-
- One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.*/
+    /// Lock/unlock the VM.
+    ///
+    /// One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
-    /** Specify the QEMU machine.
-
- Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.*/
+    /// Specify the QEMU machine.
+    ///
+    /// Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<::std::string::String>,
-    /** Memory properties.
-
- Property string: `[current=]<integer>`.*/
+    /// Memory properties.
+    ///
+    /// Property string: `[current=]<integer>`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<::std::string::String>,
-    /** Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
-
- Minimum 0. Default: `0.1`.*/
+    /// Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
+    ///
+    /// Minimum 0. Default: `0.1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_downtime: ::std::option::Option<f64>,
-    /** Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
-
- Minimum 0. Default: `0`.*/
+    /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_speed: ::std::option::Option<i64>,
-    /** Set a name for the VM. Only used on the configuration web interface.
-
- Format `dns-name`.*/
+    /// Set a name for the VM. Only used on the configuration web interface.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
-
- Format `address-list`.*/
+    /// cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
+    ///
+    /// Format `address-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
-    /** Specify network devices.
-
- Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.*/
+    /// Specify network devices.
+    ///
+    /// Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.
     #[serde(flatten)]
     pub net: crate::Indexed<crate::generated::families::Net, ::std::string::String>,
-    /** Enable/disable NUMA.
-
- Default: `false`.*/
+    /// Enable/disable NUMA.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub numa: ::std::option::Option<crate::PveBool>,
-    /** NUMA topology.
-
- Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.*/
+    /// NUMA topology.
+    ///
+    /// Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.
     #[serde(flatten)]
     pub numa_: crate::Indexed<crate::generated::families::Numa, ::std::string::String>,
-    /** Specifies whether a VM will be started during system bootup.
-
- Default: `false`.*/
+    /// Specifies whether a VM will be started during system bootup.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
-    /** Specify guest operating system.
-
- One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.*/
+    /// Specify guest operating system.
+    ///
+    /// One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<::std::string::String>,
     /// Map host parallel devices (n is 0 to 2).
@@ -4359,39 +4352,39 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
         crate::generated::families::Parallel,
         ::std::string::String,
     >,
-    /** Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
-
- Default: `false`.*/
+    /// Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
-    /** Allow reboot. If set to '0' the VM exit on reboot.
-
- Default: `true`.*/
+    /// Allow reboot. If set to '0' the VM exit on reboot.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<crate::PveBool>,
-    /** Revert a pending change.
-
- Format `pve-configid-list`.*/
+    /// Revert a pending change.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub revert: ::std::option::Option<::std::string::String>,
-    /** Configure a VirtIO-based Random Number Generator.
-
- Format `pve-qm-rng`.*/
+    /// Configure a VirtIO-based Random Number Generator.
+    ///
+    /// Format `pve-qm-rng`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rng0: ::std::option::Option<::std::string::String>,
-    /** Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub sata: crate::Indexed<crate::generated::families::Sata, ::std::string::String>,
-    /** Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub scsi: crate::Indexed<crate::generated::families::Scsi, ::std::string::String>,
-    /** SCSI controller model
-
- One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.*/
+    /// SCSI controller model
+    ///
+    /// One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scsihw: ::std::option::Option<::std::string::String>,
     /// cloud-init: Sets DNS search domains for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
@@ -4403,108 +4396,108 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
         crate::generated::families::Serial,
         ::std::string::String,
     >,
-    /** Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
-
- Range 0 to 50000. Default: `1000`.*/
+    /// Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
+    ///
+    /// Range 0 to 50000. Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shares: ::std::option::Option<i64>,
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
-    /** Specify SMBIOS type 1 fields.
-
- Format `pve-qm-smbios1`.*/
+    /// Specify SMBIOS type 1 fields.
+    ///
+    /// Format `pve-qm-smbios1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbios1: ::std::option::Option<::std::string::String>,
-    /** The number of CPUs. Please use option -sockets instead.
-
- Minimum 1. Default: `1`.*/
+    /// The number of CPUs. Please use option -sockets instead.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smp: ::std::option::Option<i64>,
-    /** The number of CPU sockets.
-
- Minimum 1. Default: `1`.*/
+    /// The number of CPU sockets.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
-    /** Configure additional enhancements for SPICE.
-
- Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.*/
+    /// Configure additional enhancements for SPICE.
+    ///
+    /// Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice_enhancements: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
-
- Format `urlencoded`.*/
+    /// cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
+    ///
+    /// Format `urlencoded`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sshkeys: ::std::option::Option<::std::string::String>,
-    /** Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
-
- Default: `"now"`.*/
+    /// Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
+    ///
+    /// Default: `"now"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startdate: ::std::option::Option<::std::string::String>,
-    /** Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
-
- Format `pve-startup-order`.*/
+    /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
+    ///
+    /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<::std::string::String>,
-    /** Enable/disable the USB tablet device.
-
- Default: `true`.*/
+    /// Enable/disable the USB tablet device.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tablet: ::std::option::Option<crate::PveBool>,
-    /** Tags of the VM. This is only meta information.
-
- Format `pve-tag-list`.*/
+    /// Tags of the VM. This is only meta information.
+    ///
+    /// Format `pve-tag-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Enable/disable time drift fix.
-
- Default: `false`.*/
+    /// Enable/disable time drift fix.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tdf: ::std::option::Option<crate::PveBool>,
-    /** Enable/disable Template.
-
- Default: `false`.*/
+    /// Enable/disable Template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
-    /** Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.*/
+    /// Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tpmstate0: ::std::option::Option<::std::string::String>,
-    /** Reference to unused volumes. This is used internally, and should not be modified manually.
-
- Property string: `[file=]<volume>`.*/
+    /// Reference to unused volumes. This is used internally, and should not be modified manually.
+    ///
+    /// Property string: `[file=]<volume>`.
     #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         ::std::string::String,
     >,
-    /** Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
-
- Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.*/
+    /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
+    ///
+    /// Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.
     #[serde(flatten)]
     pub usb: crate::Indexed<crate::generated::families::Usb, ::std::string::String>,
-    /** Number of hotplugged vcpus.
-
- Minimum 1.*/
+    /// Number of hotplugged vcpus.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<i64>,
-    /** Configure the VGA hardware.
-
- Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.*/
+    /// Configure the VGA hardware.
+    ///
+    /// Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vga: ::std::option::Option<::std::string::String>,
-    /** Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.*/
+    /// Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.
     #[serde(flatten)]
     pub virtio: crate::Indexed<
         crate::generated::families::Virtio,
         ::std::string::String,
     >,
-    /** Configuration for sharing a directory between host and guest using Virtio-fs.
-
- Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.*/
+    /// Configuration for sharing a directory between host and guest using Virtio-fs.
+    ///
+    /// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
     #[serde(flatten)]
     pub virtiofs: crate::Indexed<
         crate::generated::families::Virtiofs,
@@ -4513,134 +4506,134 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Set VM Generation ID. Use '1' to autogenerate on create or update, pass '0' to disable explicitly.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmgenid: ::std::option::Option<::std::string::String>,
-    /** Default storage for VM state volumes/files.
-
- Format `pve-storage-id`.*/
+    /// Default storage for VM state volumes/files.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
-    /** Create a virtual hardware watchdog device.
-
- Format `pve-qm-watchdog`.*/
+    /// Create a virtual hardware watchdog device.
+    ///
+    /// Format `pve-qm-watchdog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesQemuConfigUpdateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuConfigUpdateVmParams {
-    /** Enable/disable ACPI.
-
- Default: `true`.*/
+    /// Enable/disable ACPI.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acpi: ::std::option::Option<crate::PveBool>,
-    /** List of host cores used to execute guest processes, for example: 0,5,8-11
-
- Format `pve-cpuset`.*/
+    /// List of host cores used to execute guest processes, for example: 0,5,8-11
+    ///
+    /// Format `pve-cpuset`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
-    /** Enable/disable communication with the QEMU Guest Agent and its properties.
-
- Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.*/
+    /// Enable/disable communication with the QEMU Guest Agent and its properties.
+    ///
+    /// Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<::std::string::String>,
-    /** Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
-
- Default: `true`.*/
+    /// Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
+    ///
+    /// Default: `true`.
     #[serde(rename = "allow-ksm")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
-    /** Secure Encrypted Virtualization (SEV) features by AMD CPUs
-
- Format `pve-qemu-sev-fmt`.*/
+    /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
+    ///
+    /// Format `pve-qemu-sev-fmt`.
     #[serde(rename = "amd-sev")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub amd_sev: ::std::option::Option<::std::string::String>,
-    /** Virtual processor architecture. Defaults to the host architecture.
-
- One of `x86_64`, `aarch64`.*/
+    /// Virtual processor architecture. Defaults to the host architecture.
+    ///
+    /// One of `x86_64`, `aarch64`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<::std::string::String>,
     /// Arbitrary arguments passed to kvm.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub args: ::std::option::Option<::std::string::String>,
-    /** Configure a audio device, useful in combination with QXL/Spice.
-
- Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.*/
+    /// Configure a audio device, useful in combination with QXL/Spice.
+    ///
+    /// Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audio0: ::std::option::Option<::std::string::String>,
-    /** Automatic restart after crash (currently ignored).
-
- Default: `false`.*/
+    /// Automatic restart after crash (currently ignored).
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
-    /** Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
-
- Minimum 0.*/
+    /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub balloon: ::std::option::Option<i64>,
-    /** Select BIOS implementation.
-
- One of `seabios`, `ovmf`. Default: `"seabios"`.*/
+    /// Select BIOS implementation.
+    ///
+    /// One of `seabios`, `ovmf`. Default: `"seabios"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bios: ::std::option::Option<::std::string::String>,
-    /** Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
-
- Format `pve-qm-boot`.*/
+    /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
+    ///
+    /// Format `pve-qm-boot`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub boot: ::std::option::Option<::std::string::String>,
-    /** Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
-
- Format `pve-qm-bootdisk`.*/
+    /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
+    ///
+    /// Format `pve-qm-bootdisk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bootdisk: ::std::option::Option<::std::string::String>,
-    /** This is an alias for option -ide2
-
- Format `pve-qm-ide`.*/
+    /// This is an alias for option -ide2
+    ///
+    /// Format `pve-qm-ide`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cdrom: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Specify custom files to replace the automatically generated ones at start.
-
- Format `pve-qm-cicustom`.*/
+    /// cloud-init: Specify custom files to replace the automatically generated ones at start.
+    ///
+    /// Format `pve-qm-cicustom`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cicustom: ::std::option::Option<::std::string::String>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
-    /** Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
-
- One of `configdrive2`, `nocloud`, `opennebula`.*/
+    /// Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
+    ///
+    /// One of `configdrive2`, `nocloud`, `opennebula`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub citype: ::std::option::Option<::std::string::String>,
-    /** cloud-init: do an automatic package upgrade after the first boot.
-
- Default: `true`.*/
+    /// cloud-init: do an automatic package upgrade after the first boot.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciupgrade: ::std::option::Option<crate::PveBool>,
     /// cloud-init: User name to change ssh keys and password for instead of the image's configured default user.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciuser: ::std::option::Option<::std::string::String>,
-    /** The number of cores per socket.
-
- Minimum 1. Default: `1`.*/
+    /// The number of cores per socket.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
-    /** Emulated CPU type.
-
- Format `pve-vm-cpu-conf`.*/
+    /// Emulated CPU type.
+    ///
+    /// Format `pve-vm-cpu-conf`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<::std::string::String>,
-    /** Limit of CPU usage.
-
- Range 0 to 128. Default: `0.0`.*/
+    /// Limit of CPU usage.
+    ///
+    /// Range 0 to 128. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
-    /** CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
-
- Range 1 to 262144.*/
+    /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
+    ///
+    /// Range 1 to 262144.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
@@ -4649,9 +4642,9 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.*/
+    /// Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub efidisk0: ::std::option::Option<::std::string::String>,
     /// Force physical removal. Without this, we simple remove the disk from the config file and create an additional configuration entry called 'unused[n]', which contains the volume ID. Unlink of unused[n] always cause physical removal.
@@ -4660,141 +4653,141 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Freeze CPU at startup (use 'c' monitor command to start execution).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub freeze: ::std::option::Option<crate::PveBool>,
-    /** Script that will be executed during various steps in the vms lifetime.
-
- Format `pve-volume-id`.*/
+    /// Script that will be executed during various steps in the vms lifetime.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
-    /** Map host PCI devices into guest.
-
- Format `pve-qm-hostpci`.*/
+    /// Map host PCI devices into guest.
+    ///
+    /// Format `pve-qm-hostpci`.
     #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
         ::std::string::String,
     >,
-    /** Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
-
- Format `pve-hotplug-features`. Default: `"network,disk,usb"`.*/
+    /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
+    ///
+    /// Format `pve-hotplug-features`. Default: `"network,disk,usb"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotplug: ::std::option::Option<::std::string::String>,
-    /** Enables hugepages memory.
-
- Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
-
- One of `any`, `2`, `1024`.*/
+    /// Enables hugepages memory.
+    ///
+    /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
+    ///
+    /// One of `any`, `2`, `1024`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hugepages: ::std::option::Option<::std::string::String>,
-    /** Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub ide: crate::Indexed<crate::generated::families::Ide, ::std::string::String>,
-    /** Trusted Domain Extension (TDX) features by Intel CPUs
-
- Format `pve-qemu-tdx-fmt`.*/
+    /// Trusted Domain Extension (TDX) features by Intel CPUs
+    ///
+    /// Format `pve-qemu-tdx-fmt`.
     #[serde(rename = "intel-tdx")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub intel_tdx: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Specify IP addresses and gateways for the corresponding interface.
-
- IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
-
- The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
- gateway should be provided.
- For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
- cloud-init 19.4 or newer.
-
- If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
- dhcp on IPv4.
-
- Format `pve-qm-ipconfig`.*/
+    /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
+    ///
+    /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
+    ///
+    /// The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
+    /// gateway should be provided.
+    /// For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
+    /// cloud-init 19.4 or newer.
+    ///
+    /// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
+    /// dhcp on IPv4.
+    ///
+    /// Format `pve-qm-ipconfig`.
     #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
         ::std::string::String,
     >,
-    /** Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
-
- Property string: `size=<integer> [,name=<string>]`.*/
+    /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
+    ///
+    /// Property string: `size=<integer> [,name=<string>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ivshmem: ::std::option::Option<::std::string::String>,
-    /** Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
-
- Default: `false`.*/
+    /// Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keephugepages: ::std::option::Option<crate::PveBool>,
-    /** Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
-
- One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.*/
+    /// Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
+    ///
+    /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<::std::string::String>,
-    /** Enable/disable KVM hardware virtualization.
-
- Default: `true`.*/
+    /// Enable/disable KVM hardware virtualization.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub kvm: ::std::option::Option<crate::PveBool>,
     /// Set the real time clock (RTC) to local time. This is enabled by default if the `ostype` indicates a Microsoft Windows OS.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub localtime: ::std::option::Option<crate::PveBool>,
-    /** Lock/unlock the VM.
-
- One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.*/
+    /// Lock/unlock the VM.
+    ///
+    /// One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
-    /** Specify the QEMU machine.
-
- Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.*/
+    /// Specify the QEMU machine.
+    ///
+    /// Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<::std::string::String>,
-    /** Memory properties.
-
- Property string: `[current=]<integer>`.*/
+    /// Memory properties.
+    ///
+    /// Property string: `[current=]<integer>`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<::std::string::String>,
-    /** Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
-
- Minimum 0. Default: `0.1`.*/
+    /// Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
+    ///
+    /// Minimum 0. Default: `0.1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_downtime: ::std::option::Option<f64>,
-    /** Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
-
- Minimum 0. Default: `0`.*/
+    /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_speed: ::std::option::Option<i64>,
-    /** Set a name for the VM. Only used on the configuration web interface.
-
- Format `dns-name`.*/
+    /// Set a name for the VM. Only used on the configuration web interface.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
-
- Format `address-list`.*/
+    /// cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
+    ///
+    /// Format `address-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
-    /** Specify network devices.
-
- Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.*/
+    /// Specify network devices.
+    ///
+    /// Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.
     #[serde(flatten)]
     pub net: crate::Indexed<crate::generated::families::Net, ::std::string::String>,
-    /** Enable/disable NUMA.
-
- Default: `false`.*/
+    /// Enable/disable NUMA.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub numa: ::std::option::Option<crate::PveBool>,
-    /** NUMA topology.
-
- Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.*/
+    /// NUMA topology.
+    ///
+    /// Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.
     #[serde(flatten)]
     pub numa_: crate::Indexed<crate::generated::families::Numa, ::std::string::String>,
-    /** Specifies whether a VM will be started during system bootup.
-
- Default: `false`.*/
+    /// Specifies whether a VM will be started during system bootup.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
-    /** Specify guest operating system.
-
- One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.*/
+    /// Specify guest operating system.
+    ///
+    /// One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<::std::string::String>,
     /// Map host parallel devices (n is 0 to 2).
@@ -4803,39 +4796,39 @@ pub struct NodesQemuConfigUpdateVmParams {
         crate::generated::families::Parallel,
         ::std::string::String,
     >,
-    /** Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
-
- Default: `false`.*/
+    /// Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
-    /** Allow reboot. If set to '0' the VM exit on reboot.
-
- Default: `true`.*/
+    /// Allow reboot. If set to '0' the VM exit on reboot.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<crate::PveBool>,
-    /** Revert a pending change.
-
- Format `pve-configid-list`.*/
+    /// Revert a pending change.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub revert: ::std::option::Option<::std::string::String>,
-    /** Configure a VirtIO-based Random Number Generator.
-
- Format `pve-qm-rng`.*/
+    /// Configure a VirtIO-based Random Number Generator.
+    ///
+    /// Format `pve-qm-rng`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rng0: ::std::option::Option<::std::string::String>,
-    /** Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub sata: crate::Indexed<crate::generated::families::Sata, ::std::string::String>,
-    /** Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub scsi: crate::Indexed<crate::generated::families::Scsi, ::std::string::String>,
-    /** SCSI controller model
-
- One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.*/
+    /// SCSI controller model
+    ///
+    /// One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scsihw: ::std::option::Option<::std::string::String>,
     /// cloud-init: Sets DNS search domains for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
@@ -4847,108 +4840,108 @@ pub struct NodesQemuConfigUpdateVmParams {
         crate::generated::families::Serial,
         ::std::string::String,
     >,
-    /** Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
-
- Range 0 to 50000. Default: `1000`.*/
+    /// Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
+    ///
+    /// Range 0 to 50000. Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shares: ::std::option::Option<i64>,
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
-    /** Specify SMBIOS type 1 fields.
-
- Format `pve-qm-smbios1`.*/
+    /// Specify SMBIOS type 1 fields.
+    ///
+    /// Format `pve-qm-smbios1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbios1: ::std::option::Option<::std::string::String>,
-    /** The number of CPUs. Please use option -sockets instead.
-
- Minimum 1. Default: `1`.*/
+    /// The number of CPUs. Please use option -sockets instead.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smp: ::std::option::Option<i64>,
-    /** The number of CPU sockets.
-
- Minimum 1. Default: `1`.*/
+    /// The number of CPU sockets.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
-    /** Configure additional enhancements for SPICE.
-
- Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.*/
+    /// Configure additional enhancements for SPICE.
+    ///
+    /// Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice_enhancements: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
-
- Format `urlencoded`.*/
+    /// cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
+    ///
+    /// Format `urlencoded`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sshkeys: ::std::option::Option<::std::string::String>,
-    /** Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
-
- Default: `"now"`.*/
+    /// Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
+    ///
+    /// Default: `"now"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startdate: ::std::option::Option<::std::string::String>,
-    /** Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
-
- Format `pve-startup-order`.*/
+    /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
+    ///
+    /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<::std::string::String>,
-    /** Enable/disable the USB tablet device.
-
- Default: `true`.*/
+    /// Enable/disable the USB tablet device.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tablet: ::std::option::Option<crate::PveBool>,
-    /** Tags of the VM. This is only meta information.
-
- Format `pve-tag-list`.*/
+    /// Tags of the VM. This is only meta information.
+    ///
+    /// Format `pve-tag-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Enable/disable time drift fix.
-
- Default: `false`.*/
+    /// Enable/disable time drift fix.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tdf: ::std::option::Option<crate::PveBool>,
-    /** Enable/disable Template.
-
- Default: `false`.*/
+    /// Enable/disable Template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
-    /** Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.*/
+    /// Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tpmstate0: ::std::option::Option<::std::string::String>,
-    /** Reference to unused volumes. This is used internally, and should not be modified manually.
-
- Property string: `[file=]<volume>`.*/
+    /// Reference to unused volumes. This is used internally, and should not be modified manually.
+    ///
+    /// Property string: `[file=]<volume>`.
     #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         ::std::string::String,
     >,
-    /** Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
-
- Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.*/
+    /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
+    ///
+    /// Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.
     #[serde(flatten)]
     pub usb: crate::Indexed<crate::generated::families::Usb, ::std::string::String>,
-    /** Number of hotplugged vcpus.
-
- Minimum 1.*/
+    /// Number of hotplugged vcpus.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<i64>,
-    /** Configure the VGA hardware.
-
- Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.*/
+    /// Configure the VGA hardware.
+    ///
+    /// Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vga: ::std::option::Option<::std::string::String>,
-    /** Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.*/
+    /// Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.
     #[serde(flatten)]
     pub virtio: crate::Indexed<
         crate::generated::families::Virtio,
         ::std::string::String,
     >,
-    /** Configuration for sharing a directory between host and guest using Virtio-fs.
-
- Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.*/
+    /// Configuration for sharing a directory between host and guest using Virtio-fs.
+    ///
+    /// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
     #[serde(flatten)]
     pub virtiofs: crate::Indexed<
         crate::generated::families::Virtiofs,
@@ -4957,48 +4950,48 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Set VM Generation ID. Use '1' to autogenerate on create or update, pass '0' to disable explicitly.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmgenid: ::std::option::Option<::std::string::String>,
-    /** Default storage for VM state volumes/files.
-
- Format `pve-storage-id`.*/
+    /// Default storage for VM state volumes/files.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
-    /** Create a virtual hardware watchdog device.
-
- Format `pve-qm-watchdog`.*/
+    /// Create a virtual hardware watchdog device.
+    ///
+    /// Format `pve-qm-watchdog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<::std::string::String>,
 }
 /// The VM configuration.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuConfigVmConfigResponse {
-    /** Enable/disable ACPI.
-
- Default: `true`.*/
+    /// Enable/disable ACPI.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acpi: ::std::option::Option<crate::PveBool>,
-    /** List of host cores used to execute guest processes, for example: 0,5,8-11
-
- Format `pve-cpuset`.*/
+    /// List of host cores used to execute guest processes, for example: 0,5,8-11
+    ///
+    /// Format `pve-cpuset`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
     /// Enable/disable communication with the QEMU Guest Agent and its properties.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<::std::string::String>,
-    /** Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
-
- Default: `true`.*/
+    /// Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
+    ///
+    /// Default: `true`.
     #[serde(rename = "allow-ksm")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
-    /** Secure Encrypted Virtualization (SEV) features by AMD CPUs
-
- Format `pve-qemu-sev-fmt`.*/
+    /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
+    ///
+    /// Format `pve-qemu-sev-fmt`.
     #[serde(rename = "amd-sev")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub amd_sev: ::std::option::Option<::std::string::String>,
-    /** Virtual processor architecture. Defaults to the host architecture.
-
- One of `x86_64`, `aarch64`.*/
+    /// Virtual processor architecture. Defaults to the host architecture.
+    ///
+    /// One of `x86_64`, `aarch64`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<::std::string::String>,
     /// Arbitrary arguments passed to kvm.
@@ -5007,75 +5000,75 @@ pub struct NodesQemuConfigVmConfigResponse {
     /// Configure a audio device, useful in combination with QXL/Spice.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audio0: ::std::option::Option<::std::string::String>,
-    /** Automatic restart after crash (currently ignored).
-
- Default: `false`.*/
+    /// Automatic restart after crash (currently ignored).
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
-    /** Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
-
- Minimum 0.*/
+    /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub balloon: ::std::option::Option<i64>,
-    /** Select BIOS implementation.
-
- One of `seabios`, `ovmf`. Default: `"seabios"`.*/
+    /// Select BIOS implementation.
+    ///
+    /// One of `seabios`, `ovmf`. Default: `"seabios"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bios: ::std::option::Option<::std::string::String>,
-    /** Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
-
- Format `pve-qm-boot`.*/
+    /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
+    ///
+    /// Format `pve-qm-boot`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub boot: ::std::option::Option<::std::string::String>,
-    /** Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
-
- Format `pve-qm-bootdisk`.*/
+    /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
+    ///
+    /// Format `pve-qm-bootdisk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bootdisk: ::std::option::Option<::std::string::String>,
-    /** This is an alias for option -ide2
-
- Format `pve-qm-ide`.*/
+    /// This is an alias for option -ide2
+    ///
+    /// Format `pve-qm-ide`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cdrom: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Specify custom files to replace the automatically generated ones at start.
-
- Format `pve-qm-cicustom`.*/
+    /// cloud-init: Specify custom files to replace the automatically generated ones at start.
+    ///
+    /// Format `pve-qm-cicustom`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cicustom: ::std::option::Option<::std::string::String>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
-    /** Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
-
- One of `configdrive2`, `nocloud`, `opennebula`.*/
+    /// Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
+    ///
+    /// One of `configdrive2`, `nocloud`, `opennebula`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub citype: ::std::option::Option<::std::string::String>,
-    /** cloud-init: do an automatic package upgrade after the first boot.
-
- Default: `true`.*/
+    /// cloud-init: do an automatic package upgrade after the first boot.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciupgrade: ::std::option::Option<crate::PveBool>,
     /// cloud-init: User name to change ssh keys and password for instead of the image's configured default user.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciuser: ::std::option::Option<::std::string::String>,
-    /** The number of cores per socket.
-
- Minimum 1. Default: `1`.*/
+    /// The number of cores per socket.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
-    /** Emulated CPU type.
-
- Format `pve-vm-cpu-conf`.*/
+    /// Emulated CPU type.
+    ///
+    /// Format `pve-vm-cpu-conf`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<::std::string::String>,
-    /** Limit of CPU usage.
-
- Range 0 to 128. Default: `0.0`.*/
+    /// Limit of CPU usage.
+    ///
+    /// Range 0 to 128. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
-    /** CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
-
- Range 1 to 262144.*/
+    /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
+    ///
+    /// Range 1 to 262144.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
@@ -5089,53 +5082,53 @@ pub struct NodesQemuConfigVmConfigResponse {
     /// Freeze CPU at startup (use 'c' monitor command to start execution).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub freeze: ::std::option::Option<crate::PveBool>,
-    /** Script that will be executed during various steps in the vms lifetime.
-
- Format `pve-volume-id`.*/
+    /// Script that will be executed during various steps in the vms lifetime.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
-    /** Map host PCI devices into guest.
-
- Format `pve-qm-hostpci`.*/
+    /// Map host PCI devices into guest.
+    ///
+    /// Format `pve-qm-hostpci`.
     #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
         ::std::string::String,
     >,
-    /** Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
-
- Format `pve-hotplug-features`. Default: `"network,disk,usb"`.*/
+    /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
+    ///
+    /// Format `pve-hotplug-features`. Default: `"network,disk,usb"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotplug: ::std::option::Option<::std::string::String>,
-    /** Enables hugepages memory.
-
- Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
-
- One of `any`, `2`, `1024`.*/
+    /// Enables hugepages memory.
+    ///
+    /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
+    ///
+    /// One of `any`, `2`, `1024`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hugepages: ::std::option::Option<::std::string::String>,
     /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3).
     #[serde(flatten)]
     pub ide: crate::Indexed<crate::generated::families::Ide, ::std::string::String>,
-    /** Trusted Domain Extension (TDX) features by Intel CPUs
-
- Format `pve-qemu-tdx-fmt`.*/
+    /// Trusted Domain Extension (TDX) features by Intel CPUs
+    ///
+    /// Format `pve-qemu-tdx-fmt`.
     #[serde(rename = "intel-tdx")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub intel_tdx: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Specify IP addresses and gateways for the corresponding interface.
-
- IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
-
- The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
- gateway should be provided.
- For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
- cloud-init 19.4 or newer.
-
- If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
- dhcp on IPv4.
-
- Format `pve-qm-ipconfig`.*/
+    /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
+    ///
+    /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
+    ///
+    /// The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
+    /// gateway should be provided.
+    /// For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
+    /// cloud-init 19.4 or newer.
+    ///
+    /// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
+    /// dhcp on IPv4.
+    ///
+    /// Format `pve-qm-ipconfig`.
     #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
@@ -5144,27 +5137,27 @@ pub struct NodesQemuConfigVmConfigResponse {
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ivshmem: ::std::option::Option<::std::string::String>,
-    /** Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
-
- Default: `false`.*/
+    /// Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keephugepages: ::std::option::Option<crate::PveBool>,
-    /** Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
-
- One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.*/
+    /// Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
+    ///
+    /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<::std::string::String>,
-    /** Enable/disable KVM hardware virtualization.
-
- Default: `true`.*/
+    /// Enable/disable KVM hardware virtualization.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub kvm: ::std::option::Option<crate::PveBool>,
     /// Set the real time clock (RTC) to local time. This is enabled by default if the `ostype` indicates a Microsoft Windows OS.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub localtime: ::std::option::Option<crate::PveBool>,
-    /** Lock/unlock the VM.
-
- One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.*/
+    /// Lock/unlock the VM.
+    ///
+    /// One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Specify the QEMU machine.
@@ -5176,45 +5169,45 @@ pub struct NodesQemuConfigVmConfigResponse {
     /// Some (read-only) meta-information about this guest.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub meta: ::std::option::Option<::std::string::String>,
-    /** Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
-
- Minimum 0. Default: `0.1`.*/
+    /// Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
+    ///
+    /// Minimum 0. Default: `0.1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_downtime: ::std::option::Option<f64>,
-    /** Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
-
- Minimum 0. Default: `0`.*/
+    /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_speed: ::std::option::Option<i64>,
-    /** Set a name for the VM. Only used on the configuration web interface.
-
- Format `dns-name`.*/
+    /// Set a name for the VM. Only used on the configuration web interface.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
-
- Format `address-list`.*/
+    /// cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
+    ///
+    /// Format `address-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specify network devices.
     #[serde(flatten)]
     pub net: crate::Indexed<crate::generated::families::Net, ::std::string::String>,
-    /** Enable/disable NUMA.
-
- Default: `false`.*/
+    /// Enable/disable NUMA.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub numa: ::std::option::Option<crate::PveBool>,
     /// NUMA topology.
     #[serde(flatten)]
     pub numa_: crate::Indexed<crate::generated::families::Numa, ::std::string::String>,
-    /** Specifies whether a VM will be started during system bootup.
-
- Default: `false`.*/
+    /// Specifies whether a VM will be started during system bootup.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
-    /** Specify guest operating system.
-
- One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.*/
+    /// Specify guest operating system.
+    ///
+    /// One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<::std::string::String>,
     /// Map host parallel devices (n is 0 to 2).
@@ -5223,24 +5216,24 @@ pub struct NodesQemuConfigVmConfigResponse {
         crate::generated::families::Parallel,
         ::std::string::String,
     >,
-    /** Parent snapshot name. This is used internally, and should not be modified.
-
- Format `pve-configid`.*/
+    /// Parent snapshot name. This is used internally, and should not be modified.
+    ///
+    /// Format `pve-configid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::string::String>,
-    /** Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
-
- Default: `false`.*/
+    /// Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
-    /** Allow reboot. If set to '0' the VM exit on reboot.
-
- Default: `true`.*/
+    /// Allow reboot. If set to '0' the VM exit on reboot.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<crate::PveBool>,
-    /** Configure a VirtIO-based Random Number Generator.
-
- Format `pve-qm-rng`.*/
+    /// Configure a VirtIO-based Random Number Generator.
+    ///
+    /// Format `pve-qm-rng`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rng0: ::std::option::Option<::std::string::String>,
     /// List of VirtIO network devices and their effective host_mtu setting. A value of 0 means that the host_mtu parameter is to be avoided for the corresponding device. This is used internally for snapshots.
@@ -5259,9 +5252,9 @@ pub struct NodesQemuConfigVmConfigResponse {
     /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30).
     #[serde(flatten)]
     pub scsi: crate::Indexed<crate::generated::families::Scsi, ::std::string::String>,
-    /** SCSI controller model
-
- One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.*/
+    /// SCSI controller model
+    ///
+    /// One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scsihw: ::std::option::Option<::std::string::String>,
     /// cloud-init: Sets DNS search domains for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
@@ -5273,67 +5266,67 @@ pub struct NodesQemuConfigVmConfigResponse {
         crate::generated::families::Serial,
         ::std::string::String,
     >,
-    /** Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
-
- Range 0 to 50000. Default: `1000`.*/
+    /// Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
+    ///
+    /// Range 0 to 50000. Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shares: ::std::option::Option<i64>,
-    /** Specify SMBIOS type 1 fields.
-
- Format `pve-qm-smbios1`.*/
+    /// Specify SMBIOS type 1 fields.
+    ///
+    /// Format `pve-qm-smbios1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbios1: ::std::option::Option<::std::string::String>,
-    /** The number of CPUs. Please use option -sockets instead.
-
- Minimum 1. Default: `1`.*/
+    /// The number of CPUs. Please use option -sockets instead.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smp: ::std::option::Option<i64>,
-    /** Timestamp for snapshots.
-
- Minimum 0.*/
+    /// Timestamp for snapshots.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snaptime: ::std::option::Option<i64>,
-    /** The number of CPU sockets.
-
- Minimum 1. Default: `1`.*/
+    /// The number of CPU sockets.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice_enhancements: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
-
- Format `urlencoded`.*/
+    /// cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
+    ///
+    /// Format `urlencoded`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sshkeys: ::std::option::Option<::std::string::String>,
-    /** Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
-
- Default: `"now"`.*/
+    /// Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
+    ///
+    /// Default: `"now"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startdate: ::std::option::Option<::std::string::String>,
-    /** Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
-
- Format `pve-startup-order`.*/
+    /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
+    ///
+    /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<::std::string::String>,
-    /** Enable/disable the USB tablet device.
-
- Default: `true`.*/
+    /// Enable/disable the USB tablet device.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tablet: ::std::option::Option<crate::PveBool>,
-    /** Tags of the VM. This is only meta information.
-
- Format `pve-tag-list`.*/
+    /// Tags of the VM. This is only meta information.
+    ///
+    /// Format `pve-tag-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Enable/disable time drift fix.
-
- Default: `false`.*/
+    /// Enable/disable time drift fix.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tdf: ::std::option::Option<crate::PveBool>,
-    /** Enable/disable Template.
-
- Default: `false`.*/
+    /// Enable/disable Template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Configure a Disk for storing TPM state. The format is fixed to 'raw'.
@@ -5348,9 +5341,9 @@ pub struct NodesQemuConfigVmConfigResponse {
     /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
     #[serde(flatten)]
     pub usb: crate::Indexed<crate::generated::families::Usb, ::std::string::String>,
-    /** Number of hotplugged vcpus.
-
- Minimum 1.*/
+    /// Number of hotplugged vcpus.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
@@ -5371,41 +5364,41 @@ pub struct NodesQemuConfigVmConfigResponse {
     /// Set VM Generation ID. Use '1' to autogenerate on create or update, pass '0' to disable explicitly.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmgenid: ::std::option::Option<::std::string::String>,
-    /** Reference to a volume which stores the VM state. This is used internally for snapshots.
-
- Format `pve-volume-id`.*/
+    /// Reference to a volume which stores the VM state. This is used internally for snapshots.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstate: ::std::option::Option<::std::string::String>,
-    /** Default storage for VM state volumes/files.
-
- Format `pve-storage-id`.*/
+    /// Default storage for VM state volumes/files.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
-    /** Create a virtual hardware watchdog device.
-
- Format `pve-qm-watchdog`.*/
+    /// Create a virtual hardware watchdog device.
+    ///
+    /// Format `pve-qm-watchdog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<::std::string::String>,
 }
-/** Map host PCI devices into guest.
-
- Format `pve-qm-hostpci`.*/
+/// Map host PCI devices into guest.
+///
+/// Format `pve-qm-hostpci`.
 pub type NodesQemuConfigVmConfigResponseHostpci = ::std::string::String;
 /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3).
 pub type NodesQemuConfigVmConfigResponseIde = ::std::string::String;
-/** cloud-init: Specify IP addresses and gateways for the corresponding interface.
-
- IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
-
- The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
- gateway should be provided.
- For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
- cloud-init 19.4 or newer.
-
- If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
- dhcp on IPv4.
-
- Format `pve-qm-ipconfig`.*/
+/// cloud-init: Specify IP addresses and gateways for the corresponding interface.
+///
+/// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
+///
+/// The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
+/// gateway should be provided.
+/// For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
+/// cloud-init 19.4 or newer.
+///
+/// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
+/// dhcp on IPv4.
+///
+/// Format `pve-qm-ipconfig`.
 pub type NodesQemuConfigVmConfigResponseIpconfig = ::std::string::String;
 /// Specify network devices.
 pub type NodesQemuConfigVmConfigResponseNet = ::std::string::String;
@@ -5430,36 +5423,36 @@ pub type NodesQemuConfigVmConfigResponseVirtiofs = ::std::string::String;
 /// The `NodesQemuCreateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuCreateVmParams {
-    /** Enable/disable ACPI.
-
- Default: `true`.*/
+    /// Enable/disable ACPI.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acpi: ::std::option::Option<crate::PveBool>,
-    /** List of host cores used to execute guest processes, for example: 0,5,8-11
-
- Format `pve-cpuset`.*/
+    /// List of host cores used to execute guest processes, for example: 0,5,8-11
+    ///
+    /// Format `pve-cpuset`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
-    /** Enable/disable communication with the QEMU Guest Agent and its properties.
-
- Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.*/
+    /// Enable/disable communication with the QEMU Guest Agent and its properties.
+    ///
+    /// Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<::std::string::String>,
-    /** Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
-
- Default: `true`.*/
+    /// Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
+    ///
+    /// Default: `true`.
     #[serde(rename = "allow-ksm")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
-    /** Secure Encrypted Virtualization (SEV) features by AMD CPUs
-
- Format `pve-qemu-sev-fmt`.*/
+    /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
+    ///
+    /// Format `pve-qemu-sev-fmt`.
     #[serde(rename = "amd-sev")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub amd_sev: ::std::option::Option<::std::string::String>,
-    /** Virtual processor architecture. Defaults to the host architecture.
-
- One of `x86_64`, `aarch64`.*/
+    /// Virtual processor architecture. Defaults to the host architecture.
+    ///
+    /// One of `x86_64`, `aarch64`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<::std::string::String>,
     /// The backup archive. Either the file system path to a .tar or .vma file (use '-' to pipe data from stdin) or a proxmox storage backup volume identifier.
@@ -5468,93 +5461,93 @@ pub struct NodesQemuCreateVmParams {
     /// Arbitrary arguments passed to kvm.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub args: ::std::option::Option<::std::string::String>,
-    /** Configure a audio device, useful in combination with QXL/Spice.
-
- Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.*/
+    /// Configure a audio device, useful in combination with QXL/Spice.
+    ///
+    /// Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audio0: ::std::option::Option<::std::string::String>,
-    /** Automatic restart after crash (currently ignored).
-
- Default: `false`.*/
+    /// Automatic restart after crash (currently ignored).
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
-    /** Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
-
- Minimum 0.*/
+    /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub balloon: ::std::option::Option<i64>,
-    /** Select BIOS implementation.
-
- One of `seabios`, `ovmf`. Default: `"seabios"`.*/
+    /// Select BIOS implementation.
+    ///
+    /// One of `seabios`, `ovmf`. Default: `"seabios"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bios: ::std::option::Option<::std::string::String>,
-    /** Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
-
- Format `pve-qm-boot`.*/
+    /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
+    ///
+    /// Format `pve-qm-boot`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub boot: ::std::option::Option<::std::string::String>,
-    /** Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
-
- Format `pve-qm-bootdisk`.*/
+    /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
+    ///
+    /// Format `pve-qm-bootdisk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bootdisk: ::std::option::Option<::std::string::String>,
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
-    /** This is an alias for option -ide2
-
- Format `pve-qm-ide`.*/
+    /// This is an alias for option -ide2
+    ///
+    /// Format `pve-qm-ide`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cdrom: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Specify custom files to replace the automatically generated ones at start.
-
- Format `pve-qm-cicustom`.*/
+    /// cloud-init: Specify custom files to replace the automatically generated ones at start.
+    ///
+    /// Format `pve-qm-cicustom`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cicustom: ::std::option::Option<::std::string::String>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
-    /** Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
-
- One of `configdrive2`, `nocloud`, `opennebula`.*/
+    /// Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
+    ///
+    /// One of `configdrive2`, `nocloud`, `opennebula`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub citype: ::std::option::Option<::std::string::String>,
-    /** cloud-init: do an automatic package upgrade after the first boot.
-
- Default: `true`.*/
+    /// cloud-init: do an automatic package upgrade after the first boot.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciupgrade: ::std::option::Option<crate::PveBool>,
     /// cloud-init: User name to change ssh keys and password for instead of the image's configured default user.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciuser: ::std::option::Option<::std::string::String>,
-    /** The number of cores per socket.
-
- Minimum 1. Default: `1`.*/
+    /// The number of cores per socket.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
-    /** Emulated CPU type.
-
- Format `pve-vm-cpu-conf`.*/
+    /// Emulated CPU type.
+    ///
+    /// Format `pve-vm-cpu-conf`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<::std::string::String>,
-    /** Limit of CPU usage.
-
- Range 0 to 128. Default: `0.0`.*/
+    /// Limit of CPU usage.
+    ///
+    /// Range 0 to 128. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
-    /** CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
-
- Range 1 to 262144.*/
+    /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
+    ///
+    /// Range 1 to 262144.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.*/
+    /// Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub efidisk0: ::std::option::Option<::std::string::String>,
     /// Allow to overwrite existing VM.
@@ -5563,90 +5556,90 @@ pub struct NodesQemuCreateVmParams {
     /// Freeze CPU at startup (use 'c' monitor command to start execution).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub freeze: ::std::option::Option<crate::PveBool>,
-    /** Add the VM as a HA resource after it was created.
-
- Default: `false`.*/
+    /// Add the VM as a HA resource after it was created.
+    ///
+    /// Default: `false`.
     #[serde(rename = "ha-managed")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ha_managed: ::std::option::Option<crate::PveBool>,
-    /** Script that will be executed during various steps in the vms lifetime.
-
- Format `pve-volume-id`.*/
+    /// Script that will be executed during various steps in the vms lifetime.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
-    /** Map host PCI devices into guest.
-
- Format `pve-qm-hostpci`.*/
+    /// Map host PCI devices into guest.
+    ///
+    /// Format `pve-qm-hostpci`.
     #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
         ::std::string::String,
     >,
-    /** Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
-
- Format `pve-hotplug-features`. Default: `"network,disk,usb"`.*/
+    /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
+    ///
+    /// Format `pve-hotplug-features`. Default: `"network,disk,usb"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotplug: ::std::option::Option<::std::string::String>,
-    /** Enables hugepages memory.
-
- Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
-
- One of `any`, `2`, `1024`.*/
+    /// Enables hugepages memory.
+    ///
+    /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
+    ///
+    /// One of `any`, `2`, `1024`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hugepages: ::std::option::Option<::std::string::String>,
-    /** Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub ide: crate::Indexed<crate::generated::families::Ide, ::std::string::String>,
-    /** A file-based storage with 'images' content-type enabled, which is used as an intermediary extraction storage during import. Defaults to the source storage.
-
- Format `pve-storage-id`.*/
+    /// A file-based storage with 'images' content-type enabled, which is used as an intermediary extraction storage during import. Defaults to the source storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(rename = "import-working-storage")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub import_working_storage: ::std::option::Option<::std::string::String>,
-    /** Trusted Domain Extension (TDX) features by Intel CPUs
-
- Format `pve-qemu-tdx-fmt`.*/
+    /// Trusted Domain Extension (TDX) features by Intel CPUs
+    ///
+    /// Format `pve-qemu-tdx-fmt`.
     #[serde(rename = "intel-tdx")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub intel_tdx: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Specify IP addresses and gateways for the corresponding interface.
-
- IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
-
- The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
- gateway should be provided.
- For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
- cloud-init 19.4 or newer.
-
- If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
- dhcp on IPv4.
-
- Format `pve-qm-ipconfig`.*/
+    /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
+    ///
+    /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
+    ///
+    /// The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
+    /// gateway should be provided.
+    /// For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
+    /// cloud-init 19.4 or newer.
+    ///
+    /// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
+    /// dhcp on IPv4.
+    ///
+    /// Format `pve-qm-ipconfig`.
     #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
         ::std::string::String,
     >,
-    /** Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
-
- Property string: `size=<integer> [,name=<string>]`.*/
+    /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
+    ///
+    /// Property string: `size=<integer> [,name=<string>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ivshmem: ::std::option::Option<::std::string::String>,
-    /** Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
-
- Default: `false`.*/
+    /// Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keephugepages: ::std::option::Option<crate::PveBool>,
-    /** Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
-
- One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.*/
+    /// Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
+    ///
+    /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<::std::string::String>,
-    /** Enable/disable KVM hardware virtualization.
-
- Default: `true`.*/
+    /// Enable/disable KVM hardware virtualization.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub kvm: ::std::option::Option<crate::PveBool>,
     /// Start the VM immediately while importing or restoring in the background.
@@ -5656,64 +5649,64 @@ pub struct NodesQemuCreateVmParams {
     /// Set the real time clock (RTC) to local time. This is enabled by default if the `ostype` indicates a Microsoft Windows OS.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub localtime: ::std::option::Option<crate::PveBool>,
-    /** Lock/unlock the VM.
-
- One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.*/
+    /// Lock/unlock the VM.
+    ///
+    /// One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
-    /** Specify the QEMU machine.
-
- Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.*/
+    /// Specify the QEMU machine.
+    ///
+    /// Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<::std::string::String>,
-    /** Memory properties.
-
- Property string: `[current=]<integer>`.*/
+    /// Memory properties.
+    ///
+    /// Property string: `[current=]<integer>`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<::std::string::String>,
-    /** Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
-
- Minimum 0. Default: `0.1`.*/
+    /// Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
+    ///
+    /// Minimum 0. Default: `0.1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_downtime: ::std::option::Option<f64>,
-    /** Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
-
- Minimum 0. Default: `0`.*/
+    /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_speed: ::std::option::Option<i64>,
-    /** Set a name for the VM. Only used on the configuration web interface.
-
- Format `dns-name`.*/
+    /// Set a name for the VM. Only used on the configuration web interface.
+    ///
+    /// Format `dns-name`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
-
- Format `address-list`.*/
+    /// cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
+    ///
+    /// Format `address-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
-    /** Specify network devices.
-
- Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.*/
+    /// Specify network devices.
+    ///
+    /// Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.
     #[serde(flatten)]
     pub net: crate::Indexed<crate::generated::families::Net, ::std::string::String>,
-    /** Enable/disable NUMA.
-
- Default: `false`.*/
+    /// Enable/disable NUMA.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub numa: ::std::option::Option<crate::PveBool>,
-    /** NUMA topology.
-
- Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.*/
+    /// NUMA topology.
+    ///
+    /// Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.
     #[serde(flatten)]
     pub numa_: crate::Indexed<crate::generated::families::Numa, ::std::string::String>,
-    /** Specifies whether a VM will be started during system bootup.
-
- Default: `false`.*/
+    /// Specifies whether a VM will be started during system bootup.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
-    /** Specify guest operating system.
-
- One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.*/
+    /// Specify guest operating system.
+    ///
+    /// One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<::std::string::String>,
     /// Map host parallel devices (n is 0 to 2).
@@ -5722,39 +5715,39 @@ pub struct NodesQemuCreateVmParams {
         crate::generated::families::Parallel,
         ::std::string::String,
     >,
-    /** Add the VM to the specified pool.
-
- Format `pve-poolid`.*/
+    /// Add the VM to the specified pool.
+    ///
+    /// Format `pve-poolid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
-    /** Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
-
- Default: `false`.*/
+    /// Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
-    /** Allow reboot. If set to '0' the VM exit on reboot.
-
- Default: `true`.*/
+    /// Allow reboot. If set to '0' the VM exit on reboot.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<crate::PveBool>,
-    /** Configure a VirtIO-based Random Number Generator.
-
- Format `pve-qm-rng`.*/
+    /// Configure a VirtIO-based Random Number Generator.
+    ///
+    /// Format `pve-qm-rng`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rng0: ::std::option::Option<::std::string::String>,
-    /** Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub sata: crate::Indexed<crate::generated::families::Sata, ::std::string::String>,
-    /** Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+    /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.
     #[serde(flatten)]
     pub scsi: crate::Indexed<crate::generated::families::Scsi, ::std::string::String>,
-    /** SCSI controller model
-
- One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.*/
+    /// SCSI controller model
+    ///
+    /// One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scsihw: ::std::option::Option<::std::string::String>,
     /// cloud-init: Sets DNS search domains for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
@@ -5766,118 +5759,118 @@ pub struct NodesQemuCreateVmParams {
         crate::generated::families::Serial,
         ::std::string::String,
     >,
-    /** Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
-
- Range 0 to 50000. Default: `1000`.*/
+    /// Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
+    ///
+    /// Range 0 to 50000. Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shares: ::std::option::Option<i64>,
-    /** Specify SMBIOS type 1 fields.
-
- Format `pve-qm-smbios1`.*/
+    /// Specify SMBIOS type 1 fields.
+    ///
+    /// Format `pve-qm-smbios1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbios1: ::std::option::Option<::std::string::String>,
-    /** The number of CPUs. Please use option -sockets instead.
-
- Minimum 1. Default: `1`.*/
+    /// The number of CPUs. Please use option -sockets instead.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smp: ::std::option::Option<i64>,
-    /** The number of CPU sockets.
-
- Minimum 1. Default: `1`.*/
+    /// The number of CPU sockets.
+    ///
+    /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
-    /** Configure additional enhancements for SPICE.
-
- Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.*/
+    /// Configure additional enhancements for SPICE.
+    ///
+    /// Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice_enhancements: ::std::option::Option<::std::string::String>,
-    /** cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
-
- Format `urlencoded`.*/
+    /// cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
+    ///
+    /// Format `urlencoded`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sshkeys: ::std::option::Option<::std::string::String>,
-    /** Start VM after it was created successfully.
-
- Default: `false`.*/
+    /// Start VM after it was created successfully.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
-    /** Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
-
- Default: `"now"`.*/
+    /// Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
+    ///
+    /// Default: `"now"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startdate: ::std::option::Option<::std::string::String>,
-    /** Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
-
- Format `pve-startup-order`.*/
+    /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
+    ///
+    /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<::std::string::String>,
-    /** Default storage.
-
- Format `pve-storage-id`.*/
+    /// Default storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** Enable/disable the USB tablet device.
-
- Default: `true`.*/
+    /// Enable/disable the USB tablet device.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tablet: ::std::option::Option<crate::PveBool>,
-    /** Tags of the VM. This is only meta information.
-
- Format `pve-tag-list`.*/
+    /// Tags of the VM. This is only meta information.
+    ///
+    /// Format `pve-tag-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Enable/disable time drift fix.
-
- Default: `false`.*/
+    /// Enable/disable time drift fix.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tdf: ::std::option::Option<crate::PveBool>,
-    /** Enable/disable Template.
-
- Default: `false`.*/
+    /// Enable/disable Template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
-    /** Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.*/
+    /// Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tpmstate0: ::std::option::Option<::std::string::String>,
     /// Assign a unique random ethernet address.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unique: ::std::option::Option<crate::PveBool>,
-    /** Reference to unused volumes. This is used internally, and should not be modified manually.
-
- Property string: `[file=]<volume>`.*/
+    /// Reference to unused volumes. This is used internally, and should not be modified manually.
+    ///
+    /// Property string: `[file=]<volume>`.
     #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         ::std::string::String,
     >,
-    /** Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
-
- Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.*/
+    /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
+    ///
+    /// Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.
     #[serde(flatten)]
     pub usb: crate::Indexed<crate::generated::families::Usb, ::std::string::String>,
-    /** Number of hotplugged vcpus.
-
- Minimum 1.*/
+    /// Number of hotplugged vcpus.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<i64>,
-    /** Configure the VGA hardware.
-
- Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.*/
+    /// Configure the VGA hardware.
+    ///
+    /// Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vga: ::std::option::Option<::std::string::String>,
-    /** Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.*/
+    /// Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+    ///
+    /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.
     #[serde(flatten)]
     pub virtio: crate::Indexed<
         crate::generated::families::Virtio,
         ::std::string::String,
     >,
-    /** Configuration for sharing a directory between host and guest using Virtio-fs.
-
- Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.*/
+    /// Configuration for sharing a directory between host and guest using Virtio-fs.
+    ///
+    /// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
     #[serde(flatten)]
     pub virtiofs: crate::Indexed<
         crate::generated::families::Virtiofs,
@@ -5886,85 +5879,85 @@ pub struct NodesQemuCreateVmParams {
     /// Set VM Generation ID. Use '1' to autogenerate on create or update, pass '0' to disable explicitly.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmgenid: ::std::option::Option<::std::string::String>,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: i64,
-    /** Default storage for VM state volumes/files.
-
- Format `pve-storage-id`.*/
+    /// Default storage for VM state volumes/files.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
-    /** Create a virtual hardware watchdog device.
-
- Format `pve-qm-watchdog`.*/
+    /// Create a virtual hardware watchdog device.
+    ///
+    /// Format `pve-qm-watchdog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<::std::string::String>,
 }
-/** Map host PCI devices into guest.
-
- Format `pve-qm-hostpci`.*/
+/// Map host PCI devices into guest.
+///
+/// Format `pve-qm-hostpci`.
 pub type NodesQemuCreateVmParamsHostpci = ::std::string::String;
-/** Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+/// Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+///
+/// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
 pub type NodesQemuCreateVmParamsIde = ::std::string::String;
-/** cloud-init: Specify IP addresses and gateways for the corresponding interface.
-
- IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
-
- The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
- gateway should be provided.
- For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
- cloud-init 19.4 or newer.
-
- If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
- dhcp on IPv4.
-
- Format `pve-qm-ipconfig`.*/
+/// cloud-init: Specify IP addresses and gateways for the corresponding interface.
+///
+/// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
+///
+/// The special string 'dhcp' can be used for IP addresses to use DHCP, in which case no explicit
+/// gateway should be provided.
+/// For IPv6 the special string 'auto' can be used to use stateless autoconfiguration. This requires
+/// cloud-init 19.4 or newer.
+///
+/// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
+/// dhcp on IPv4.
+///
+/// Format `pve-qm-ipconfig`.
 pub type NodesQemuCreateVmParamsIpconfig = ::std::string::String;
-/** Specify network devices.
-
- Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.*/
+/// Specify network devices.
+///
+/// Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.
 pub type NodesQemuCreateVmParamsNet = ::std::string::String;
-/** NUMA topology.
-
- Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.*/
+/// NUMA topology.
+///
+/// Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.
 pub type NodesQemuCreateVmParamsNuma = ::std::string::String;
 /// Map host parallel devices (n is 0 to 2).
 pub type NodesQemuCreateVmParamsParallel = ::std::string::String;
-/** Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+/// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+///
+/// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
 pub type NodesQemuCreateVmParamsSata = ::std::string::String;
-/** Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.*/
+/// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+///
+/// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.
 pub type NodesQemuCreateVmParamsScsi = ::std::string::String;
 /// Create a serial device inside the VM (n is 0 to 3)
 pub type NodesQemuCreateVmParamsSerial = ::std::string::String;
-/** Reference to unused volumes. This is used internally, and should not be modified manually.
-
- Property string: `[file=]<volume>`.*/
+/// Reference to unused volumes. This is used internally, and should not be modified manually.
+///
+/// Property string: `[file=]<volume>`.
 pub type NodesQemuCreateVmParamsUnused = ::std::string::String;
-/** Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
-
- Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.*/
+/// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
+///
+/// Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.
 pub type NodesQemuCreateVmParamsUsb = ::std::string::String;
-/** Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
-
- Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.*/
+/// Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
+///
+/// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.
 pub type NodesQemuCreateVmParamsVirtio = ::std::string::String;
-/** Configuration for sharing a directory between host and guest using Virtio-fs.
-
- Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.*/
+/// Configuration for sharing a directory between host and guest using Virtio-fs.
+///
+/// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
 pub type NodesQemuCreateVmParamsVirtiofs = ::std::string::String;
 /// The `NodesQemuDbusVmstateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuDbusVmstateParams {
-    /** Action to perform on the DBus VMState helper.
-
- One of `start`, `stop`.*/
+    /// Action to perform on the DBus VMState helper.
+    ///
+    /// One of `start`, `stop`.
     pub action: ::std::string::String,
 }
 /// The `NodesQemuFeatureVmFeatureResponse` model.
@@ -5979,39 +5972,39 @@ pub struct NodesQemuFeatureVmFeatureResponse {
 /// The `NodesQemuMigrateMigrateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuMigrateMigrateVmParams {
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Allow to migrate VMs which use local devices. Only root may use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** CIDR of the (sub) network that is used for migration.
-
- Format `CIDR`.*/
+    /// CIDR of the (sub) network that is used for migration.
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_network: ::std::option::Option<::std::string::String>,
-    /** Migration traffic is encrypted using an SSH tunnel by default. On secure, completely private networks this can be disabled to increase performance.
-
- One of `secure`, `insecure`.*/
+    /// Migration traffic is encrypted using an SSH tunnel by default. On secure, completely private networks this can be disabled to increase performance.
+    ///
+    /// One of `secure`, `insecure`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_type: ::std::option::Option<::std::string::String>,
     /// Use online/live migration if VM is running. Ignored if VM is stopped.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
-    /** Target node.
-
- Format `pve-node`.*/
+    /// Target node.
+    ///
+    /// Format `pve-node`.
     pub target: ::std::string::String,
-    /** Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
-
- Format `storage-pair-list`.*/
+    /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
+    ///
+    /// Format `storage-pair-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub targetstorage: ::std::option::Option<::std::string::String>,
-    /** Whether to migrate conntrack entries for running VMs.
-
- Default: `false`.*/
+    /// Whether to migrate conntrack entries for running VMs.
+    ///
+    /// Default: `false`.
     #[serde(rename = "with-conntrack-state")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_conntrack_state: ::std::option::Option<crate::PveBool>,
@@ -6096,46 +6089,46 @@ pub struct NodesQemuMonitorParams {
 /// The `NodesQemuMoveDiskMoveVmDiskParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuMoveDiskMoveVmDiskParams {
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
-    /** Delete the original disk after successful copy. By default the original disk is kept as unused disk.
-
- Default: `false`.*/
+    /// Delete the original disk after successful copy. By default the original disk is kept as unused disk.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** The disk you want to move.
-
- One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.*/
+    /// The disk you want to move.
+    ///
+    /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.
     pub disk: ::std::string::String,
-    /** Target Format.
-
- One of `raw`, `qcow2`, `vmdk`.*/
+    /// Target Format.
+    ///
+    /// One of `raw`, `qcow2`, `vmdk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
-    /** Target storage.
-
- Format `pve-storage-id`.*/
+    /// Target storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Prevent changes if the current config file of the target VM has a different SHA1 digest. This can be used to detect concurrent modifications.
     #[serde(rename = "target-digest")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_digest: ::std::option::Option<::std::string::String>,
-    /** The config key the disk will be moved to on the target VM (for example, ide0 or scsi1). Default is the source disk key.
-
- One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.*/
+    /// The config key the disk will be moved to on the target VM (for example, ide0 or scsi1). Default is the source disk key.
+    ///
+    /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.
     #[serde(rename = "target-disk")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_disk: ::std::option::Option<::std::string::String>,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(rename = "target-vmid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_vmid: ::std::option::Option<i64>,
@@ -6143,9 +6136,9 @@ pub struct NodesQemuMoveDiskMoveVmDiskParams {
 /// The `NodesQemuPendingVmPendingResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuPendingVmPendingResponseItem {
-    /** Indicates a pending delete request if present and not 0. The value 2 indicates a force-delete request.
-
- Range 0 to 2.*/
+    /// Indicates a pending delete request if present and not 0. The value 2 indicates a force-delete request.
+    ///
+    /// Range 0 to 2.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
@@ -6160,37 +6153,37 @@ pub struct NodesQemuPendingVmPendingResponseItem {
 /// The `NodesQemuRemoteMigrateRemoteMigrateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuRemoteMigrateRemoteMigrateVmParams {
-    /** Override I/O bandwidth limit (in KiB/s).
-
- Minimum 0.*/
+    /// Override I/O bandwidth limit (in KiB/s).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
-    /** Delete the original VM and related data after successful migration. By default the original VM is kept on the source cluster in a stopped state.
-
- Default: `false`.*/
+    /// Delete the original VM and related data after successful migration. By default the original VM is kept on the source cluster in a stopped state.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// Use online/live migration if VM is running. Ignored if VM is stopped.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
-    /** Mapping from source to target bridges. Providing only a single bridge ID maps all source bridges to that bridge. Providing the special value '1' will map each source bridge to itself.
-
- Format `bridge-pair-list`.*/
+    /// Mapping from source to target bridges. Providing only a single bridge ID maps all source bridges to that bridge. Providing the special value '1' will map each source bridge to itself.
+    ///
+    /// Format `bridge-pair-list`.
     #[serde(rename = "target-bridge")]
     pub target_bridge: ::std::string::String,
-    /** Remote target endpoint
-
- Format `proxmox-remote`.*/
+    /// Remote target endpoint
+    ///
+    /// Format `proxmox-remote`.
     #[serde(rename = "target-endpoint")]
     pub target_endpoint: ::std::string::String,
-    /** Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
-
- Format `storage-pair-list`.*/
+    /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
+    ///
+    /// Format `storage-pair-list`.
     #[serde(rename = "target-storage")]
     pub target_storage: ::std::string::String,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(rename = "target-vmid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_vmid: ::std::option::Option<i64>,
@@ -6201,9 +6194,9 @@ pub struct NodesQemuResizeResizeVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
-    /** The disk you want to resize.
-
- One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`.*/
+    /// The disk you want to resize.
+    ///
+    /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`.
     pub disk: ::std::string::String,
     /// The new size. With the `+` sign the value is added to the actual size of the volume and without it, the value is taken as an absolute one. Shrinking disk size is not supported.
     pub size: ::std::string::String,
@@ -6226,9 +6219,9 @@ pub struct NodesQemuSnapshotParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
-    /** The name of the snapshot.
-
- Format `pve-configid`.*/
+    /// The name of the snapshot.
+    ///
+    /// Format `pve-configid`.
     pub snapname: ::std::string::String,
     /// Save the vmstate
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -6237,9 +6230,9 @@ pub struct NodesQemuSnapshotParams {
 /// The `NodesQemuSnapshotRollbackParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuSnapshotRollbackParams {
-    /** Whether the VM should get started after rolling back successfully. (Note: VMs will be automatically started if the snapshot includes RAM.)
-
- Default: `false`.*/
+    /// Whether the VM should get started after rolling back successfully. (Note: VMs will be automatically started if the snapshot includes RAM.)
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
 }
@@ -6266,9 +6259,9 @@ pub struct NodesQemuStatusCurrentVmStatusResponse {
     /// QEMU Guest Agent is enabled in config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<crate::PveBool>,
-    /** Enable a specific clipboard. If not set, depending on the display type the SPICE one will be added.
-
- One of `vnc`.*/
+    /// Enable a specific clipboard. If not set, depending on the display type the SPICE one will be added.
+    ///
+    /// One of `vnc`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub clipboard: ::std::option::Option<::std::string::String>,
     /// Current CPU usage.
@@ -6347,24 +6340,24 @@ pub struct NodesQemuStatusCurrentVmStatusResponse {
     /// QEMU VGA configuration supports spice.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice: ::std::option::Option<crate::PveBool>,
-    /** QEMU process status.
-
- One of `stopped`, `running`.*/
+    /// QEMU process status.
+    ///
+    /// One of `stopped`, `running`.
     pub status: ::std::string::String,
     /// The current configured tags, if any
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Determines if the guest is a template.
-
- Default: `false`.*/
+    /// Determines if the guest is a template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: i64,
 }
 /// The `NodesQemuStatusResetVmResetParams` model.
@@ -6387,24 +6380,24 @@ pub struct NodesQemuStatusResumeVmResumeParams {
 /// The `NodesQemuStatusShutdownVmShutdownParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuStatusShutdownVmShutdownParams {
-    /** Make sure the VM stops.
-
- Default: `false`.*/
+    /// Make sure the VM stops.
+    ///
+    /// Default: `false`.
     #[serde(rename = "forceStop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_stop: ::std::option::Option<crate::PveBool>,
-    /** Do not deactivate storage volumes.
-
- Default: `false`.*/
+    /// Do not deactivate storage volumes.
+    ///
+    /// Default: `false`.
     #[serde(rename = "keepActive")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_active: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
-    /** Wait maximal timeout seconds.
-
- Minimum 0.*/
+    /// Wait maximal timeout seconds.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
@@ -6415,24 +6408,24 @@ pub struct NodesQemuStatusStartVmStartParams {
     #[serde(rename = "force-cpu")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_cpu: ::std::option::Option<::std::string::String>,
-    /** Specify the QEMU machine.
-
- Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.*/
+    /// Specify the QEMU machine.
+    ///
+    /// Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<::std::string::String>,
-    /** The cluster node name.
-
- Format `pve-node`.*/
+    /// The cluster node name.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migratedfrom: ::std::option::Option<::std::string::String>,
-    /** CIDR of the (sub) network that is used for migration.
-
- Format `CIDR`.*/
+    /// CIDR of the (sub) network that is used for migration.
+    ///
+    /// Format `CIDR`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_network: ::std::option::Option<::std::string::String>,
-    /** Migration traffic is encrypted using an SSH tunnel by default. On secure, completely private networks this can be disabled to increase performance.
-
- One of `secure`, `insecure`.*/
+    /// Migration traffic is encrypted using an SSH tunnel by default. On secure, completely private networks this can be disabled to increase performance.
+    ///
+    /// One of `secure`, `insecure`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_type: ::std::option::Option<::std::string::String>,
     /// Used for migration compat. List of VirtIO network devices and their effective host_mtu setting according to the QEMU object model on the source side of the migration. A value of 0 means that the host_mtu parameter is to be avoided for the corresponding device.
@@ -6445,19 +6438,19 @@ pub struct NodesQemuStatusStartVmStartParams {
     /// Some command save/restore state from this location.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stateuri: ::std::option::Option<::std::string::String>,
-    /** Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
-
- Format `storage-pair-list`.*/
+    /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
+    ///
+    /// Format `storage-pair-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub targetstorage: ::std::option::Option<::std::string::String>,
-    /** Wait maximal timeout seconds.
-
- Minimum 0.*/
+    /// Wait maximal timeout seconds.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
-    /** Whether to migrate conntrack entries for running VMs.
-
- Default: `false`.*/
+    /// Whether to migrate conntrack entries for running VMs.
+    ///
+    /// Default: `false`.
     #[serde(rename = "with-conntrack-state")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_conntrack_state: ::std::option::Option<crate::PveBool>,
@@ -6465,29 +6458,29 @@ pub struct NodesQemuStatusStartVmStartParams {
 /// The `NodesQemuStatusStopVmStopParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuStatusStopVmStopParams {
-    /** Do not deactivate storage volumes.
-
- Default: `false`.*/
+    /// Do not deactivate storage volumes.
+    ///
+    /// Default: `false`.
     #[serde(rename = "keepActive")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_active: ::std::option::Option<crate::PveBool>,
-    /** The cluster node name.
-
- Format `pve-node`.*/
+    /// The cluster node name.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migratedfrom: ::std::option::Option<::std::string::String>,
-    /** Try to abort active 'qmshutdown' tasks before stopping.
-
- Default: `false`.*/
+    /// Try to abort active 'qmshutdown' tasks before stopping.
+    ///
+    /// Default: `false`.
     #[serde(rename = "overrule-shutdown")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub overrule_shutdown: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
-    /** Wait maximal timeout seconds.
-
- Minimum 0.*/
+    /// Wait maximal timeout seconds.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
@@ -6497,32 +6490,32 @@ pub struct NodesQemuStatusSuspendVmSuspendParams {
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
-    /** The storage for the VM state
-
- Format `pve-storage-id`.*/
+    /// The storage for the VM state
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub statestorage: ::std::option::Option<::std::string::String>,
-    /** If set, suspends the VM to disk. Will be resumed on next VM start.
-
- Default: `false`.*/
+    /// If set, suspends the VM to disk. Will be resumed on next VM start.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub todisk: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuTemplateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuTemplateParams {
-    /** If you want to convert only 1 disk to base image.
-
- One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`.*/
+    /// If you want to convert only 1 disk to base image.
+    ///
+    /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesQemuTermproxyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuTermproxyParams {
-    /** opens a serial terminal (defaults to display)
-
- One of `serial0`, `serial1`, `serial2`, `serial3`.*/
+    /// opens a serial terminal (defaults to display)
+    ///
+    /// One of `serial0`, `serial1`, `serial2`, `serial3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<::std::string::String>,
 }
@@ -6532,17 +6525,17 @@ pub struct NodesQemuUnlinkParams {
     /// Force physical removal. Without this, we simple remove the disk from the config file and create an additional configuration entry called 'unused[n]', which contains the volume ID. Unlink of unused[n] always cause physical removal.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** A list of disk IDs you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of disk IDs you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     pub idlist: ::std::string::String,
 }
 /// The `NodesQemuVmidDestroyVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuVmidDestroyVmParams {
-    /** If set, destroy additionally all disks not referenced in the config but with a matching VMID from all enabled storages.
-
- Default: `false`.*/
+    /// If set, destroy additionally all disks not referenced in the config but with a matching VMID from all enabled storages.
+    ///
+    /// Default: `false`.
     #[serde(rename = "destroy-unreferenced-disks")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub destroy_unreferenced_disks: ::std::option::Option<crate::PveBool>,
@@ -6634,32 +6627,32 @@ pub struct NodesQemuVmlistResponseItem {
     /// Guest has serial device configured.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<crate::PveBool>,
-    /** QEMU process status.
-
- One of `stopped`, `running`.*/
+    /// QEMU process status.
+    ///
+    /// One of `stopped`, `running`.
     pub status: ::std::string::String,
     /// The current configured tags, if any
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
-    /** Determines if the guest is a template.
-
- Default: `false`.*/
+    /// Determines if the guest is a template.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
-    /** The (unique) ID of the VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// The (unique) ID of the VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: i64,
 }
 /// The `NodesQemuVncproxyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuVncproxyParams {
-    /** Deprecated, do not use. Password is generated when required.
-
- Default: `false`.*/
+    /// Deprecated, do not use. Password is generated when required.
+    ///
+    /// Default: `false`.
     #[serde(rename = "generate-password")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub generate_password: ::std::option::Option<crate::PveBool>,
@@ -6678,9 +6671,9 @@ pub struct NodesQueryOciRepoTagsParams {
 pub struct NodesQueryUrlMetadataParams {
     /// The URL to query the metadata from.
     pub url: ::std::string::String,
-    /** If false, no SSL/TLS certificates will be verified.
-
- Default: `true`.*/
+    /// If false, no SSL/TLS certificates will be verified.
+    ///
+    /// Default: `true`.
     #[serde(rename = "verify-certificates")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_certificates: ::std::option::Option<crate::PveBool>,
@@ -6701,40 +6694,40 @@ pub struct NodesQueryUrlMetadataResponse {
 /// The `NodesReplicationStatusParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesReplicationStatusParams {
-    /** Only list replication jobs for this guest.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// Only list replication jobs for this guest.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub guest: ::std::option::Option<i64>,
 }
 /// The `NodesRrdParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesRrdParams {
-    /** The RRD consolidation function
-
- One of `AVERAGE`, `MAX`.*/
+    /// The RRD consolidation function
+    ///
+    /// One of `AVERAGE`, `MAX`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cf: ::std::option::Option<::std::string::String>,
-    /** The list of datasources you want to display.
-
- Format `pve-configid-list`.*/
+    /// The list of datasources you want to display.
+    ///
+    /// Format `pve-configid-list`.
     pub ds: ::std::string::String,
-    /** Specify the time frame you are interested in.
-
- One of `hour`, `day`, `week`, `month`, `year`, `decade`.*/
+    /// Specify the time frame you are interested in.
+    ///
+    /// One of `hour`, `day`, `week`, `month`, `year`, `decade`.
     pub timeframe: ::std::string::String,
 }
 /// The `NodesRrddataParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesRrddataParams {
-    /** The RRD consolidation function
-
- One of `AVERAGE`, `MAX`.*/
+    /// The RRD consolidation function
+    ///
+    /// One of `AVERAGE`, `MAX`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cf: ::std::option::Option<::std::string::String>,
-    /** Specify the time frame you are interested in.
-
- One of `hour`, `day`, `week`, `month`, `year`, `decade`.*/
+    /// Specify the time frame you are interested in.
+    ///
+    /// One of `hour`, `day`, `week`, `month`, `year`, `decade`.
     pub timeframe: ::std::string::String,
 }
 /// The `NodesScanCifsCifsscanParams` model.
@@ -6746,9 +6739,9 @@ pub struct NodesScanCifsCifsscanParams {
     /// User password.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
-    /** The server address (name or IP).
-
- Format `pve-storage-server`.*/
+    /// The server address (name or IP).
+    ///
+    /// Format `pve-storage-server`.
     pub server: ::std::string::String,
     /// User name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -6765,9 +6758,9 @@ pub struct NodesScanCifsCifsscanResponseItem {
 /// The `NodesScanIscsiIscsiscanParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesScanIscsiIscsiscanParams {
-    /** The iSCSI portal (IP or DNS name with optional port).
-
- Format `pve-storage-portal-dns`.*/
+    /// The iSCSI portal (IP or DNS name with optional port).
+    ///
+    /// Format `pve-storage-portal-dns`.
     pub portal: ::std::string::String,
 }
 /// The `NodesScanIscsiIscsiscanResponseItem` model.
@@ -6799,9 +6792,9 @@ pub struct NodesScanLvmthinLvmthinscanResponseItem {
 /// The `NodesScanNfsNfsscanParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesScanNfsNfsscanParams {
-    /** The server address (name or IP).
-
- Format `pve-storage-server`.*/
+    /// The server address (name or IP).
+    ///
+    /// Format `pve-storage-server`.
     pub server: ::std::string::String,
 }
 /// The `NodesScanNfsNfsscanResponseItem` model.
@@ -6820,14 +6813,14 @@ pub struct NodesScanPbsPbsscanParams {
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// User password or API token secret.
     pub password: ::std::string::String,
-    /** Optional port.
-
- Range 1 to 65535. Default: `8007`.*/
+    /// Optional port.
+    ///
+    /// Range 1 to 65535. Default: `8007`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
-    /** The server address (name or IP).
-
- Format `pve-storage-server`.*/
+    /// The server address (name or IP).
+    ///
+    /// Format `pve-storage-server`.
     pub server: ::std::string::String,
     /// User-name or API token-ID.
     pub username: ::std::string::String,
@@ -6878,17 +6871,17 @@ pub struct NodesSdnFabricsRoutesResponseItem {
 /// The `NodesSdnVnetsMacVrfResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesSdnVnetsMacVrfResponseItem {
-    /** The IP address of the MAC VRF entry.
-
- Format `ip`.*/
+    /// The IP address of the MAC VRF entry.
+    ///
+    /// Format `ip`.
     pub ip: ::std::string::String,
-    /** The MAC address of the MAC VRF entry.
-
- Format `mac-addr`.*/
+    /// The MAC address of the MAC VRF entry.
+    ///
+    /// Format `mac-addr`.
     pub mac: ::std::string::String,
-    /** The IP address of the nexthop.
-
- Format `ip`.*/
+    /// The IP address of the nexthop.
+    ///
+    /// Format `ip`.
     pub nexthop: ::std::string::String,
 }
 /// List of bridges contained in the SDN zone.
@@ -6936,21 +6929,21 @@ pub struct NodesSdnZonesContentIndexResponseItem {
 /// The `NodesSdnZonesIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesSdnZonesIndexResponseItem {
-    /** Status of zone
-
- One of `available`, `pending`, `error`.*/
+    /// Status of zone
+    ///
+    /// One of `available`, `pending`, `error`.
     pub status: ::std::string::String,
-    /** The SDN zone object identifier.
-
- Format `pve-sdn-zone-id`.*/
+    /// The SDN zone object identifier.
+    ///
+    /// Format `pve-sdn-zone-id`.
     pub zone: ::std::string::String,
 }
 /// The `NodesSdnZonesIpVrfResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesSdnZonesIpVrfResponseItem {
-    /** The CIDR of the route table entry.
-
- Format `CIDR`.*/
+    /// The CIDR of the route table entry.
+    ///
+    /// Format `CIDR`.
     pub ip: ::std::string::String,
     /// This route's metric.
     pub metric: i64,
@@ -6962,9 +6955,9 @@ pub struct NodesSdnZonesIpVrfResponseItem {
 /// The `NodesServicesIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesServicesIndexResponseItem {
-    /** Current state of the service process (systemd ActiveState).
-
- One of `active`, `inactive`, `failed`, `activating`, `deactivating`, `maintenance`, `reloading`, `refreshing`, `unknown`.*/
+    /// Current state of the service process (systemd ActiveState).
+    ///
+    /// One of `active`, `inactive`, `failed`, `activating`, `deactivating`, `maintenance`, `reloading`, `refreshing`, `unknown`.
     #[serde(rename = "active-state")]
     pub active_state: ::std::string::String,
     /// Description of the service.
@@ -6973,62 +6966,62 @@ pub struct NodesServicesIndexResponseItem {
     pub name: ::std::string::String,
     /// Systemd unit name (e.g., pveproxy).
     pub service: ::std::string::String,
-    /** Execution status of the service (systemd SubState).
-
- One of `dead`, `condition`, `start-pre`, `start`, `start-post`, `running`, `exited`, `reload`, `reload-signal`, `reload-notify`, `mounting`, `stop`, `stop-watchdog`, `stop-sigterm`, `stop-sigkill`, `stop-post`, `final-watchdog`, `final-sigterm`, `final-sigkill`, `failed`, `dead-before-auto-restart`, `failed-before-auto-restart`, `dead-resources-pinned`, `auto-restart`, `auto-restart-queued`, `cleaning`, `unknown`.*/
+    /// Execution status of the service (systemd SubState).
+    ///
+    /// One of `dead`, `condition`, `start-pre`, `start`, `start-post`, `running`, `exited`, `reload`, `reload-signal`, `reload-notify`, `mounting`, `stop`, `stop-watchdog`, `stop-sigterm`, `stop-sigkill`, `stop-post`, `final-watchdog`, `final-sigterm`, `final-sigkill`, `failed`, `dead-before-auto-restart`, `failed-before-auto-restart`, `dead-resources-pinned`, `auto-restart`, `auto-restart-queued`, `cleaning`, `unknown`.
     pub state: ::std::string::String,
-    /** Whether the service is enabled (systemd UnitFileState).
-
- One of `enabled`, `enabled-runtime`, `linked`, `linked-runtime`, `alias`, `masked`, `masked-runtime`, `static`, `disabled`, `indirect`, `generated`, `transient`, `bad`, `not-found`, `unknown`.*/
+    /// Whether the service is enabled (systemd UnitFileState).
+    ///
+    /// One of `enabled`, `enabled-runtime`, `linked`, `linked-runtime`, `alias`, `masked`, `masked-runtime`, `static`, `disabled`, `indirect`, `generated`, `transient`, `bad`, `not-found`, `unknown`.
     #[serde(rename = "unit-state")]
     pub unit_state: ::std::string::String,
 }
 /// The `NodesSpiceshellParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesSpiceshellParams {
-    /** Run specific command or default to login (requires 'root@pam')
-
- One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.*/
+    /// Run specific command or default to login (requires 'root@pam')
+    ///
+    /// One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd: ::std::option::Option<::std::string::String>,
-    /** Add parameters to a command. Encoded as null terminated strings.
-
- Default: `""`.*/
+    /// Add parameters to a command. Encoded as null terminated strings.
+    ///
+    /// Default: `""`.
     #[serde(rename = "cmd-opts")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd_opts: ::std::option::Option<::std::string::String>,
-    /** SPICE proxy server. This can be used by the client to specify the proxy server. All nodes in a cluster runs 'spiceproxy', so it is up to the client to choose one. By default, we return the node where the VM is currently running. As reasonable setting is to use same node you use to connect to the API (This is window.location.hostname for the JS GUI).
-
- Format `address`.*/
+    /// SPICE proxy server. This can be used by the client to specify the proxy server. All nodes in a cluster runs 'spiceproxy', so it is up to the client to choose one. By default, we return the node where the VM is currently running. As reasonable setting is to use same node you use to connect to the API (This is window.location.hostname for the JS GUI).
+    ///
+    /// Format `address`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStartallParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStartallParams {
-    /** Issue start command even if virtual guest have 'onboot' not set or set to off.
-
- Default: `false`.*/
+    /// Issue start command even if virtual guest have 'onboot' not set or set to off.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
-    /** Defines the maximum number of tasks running concurrently. If not set, uses 'max_workers' from datacenter.cfg, and if that's not set, the available CPU threads, clamped to a maximum of 8, are used.
-
- Range 1 to 64.*/
+    /// Defines the maximum number of tasks running concurrently. If not set, uses 'max_workers' from datacenter.cfg, and if that's not set, the available CPU threads, clamped to a maximum of 8, are used.
+    ///
+    /// Range 1 to 64.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Only consider guests from this comma separated list of VMIDs.
-
- Format `pve-vmid-list`.*/
+    /// Only consider guests from this comma separated list of VMIDs.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStatusNodeCmdParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStatusNodeCmdParams {
-    /** Specify the command.
-
- One of `reboot`, `shutdown`.*/
+    /// Specify the command.
+    ///
+    /// One of `reboot`, `shutdown`.
     pub command: ::std::string::String,
 }
 /// The `NodesStatusResponse` model.
@@ -7056,9 +7049,9 @@ pub struct NodesStatusResponse {
 /// Meta-information about the boot mode.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStatusResponseBootInfo {
-    /** Through which firmware the system got booted.
-
- One of `efi`, `legacy-bios`.*/
+    /// Through which firmware the system got booted.
+    ///
+    /// One of `efi`, `legacy-bios`.
     pub mode: ::std::string::String,
     /// System is booted in secure mode, only applicable for the "efi" mode.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7115,26 +7108,26 @@ pub struct NodesStatusResponseRootfs {
 /// The `NodesStopallParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStopallParams {
-    /** Force a hard-stop after the timeout.
-
- Default: `true`.*/
+    /// Force a hard-stop after the timeout.
+    ///
+    /// Default: `true`.
     #[serde(rename = "force-stop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_stop: ::std::option::Option<crate::PveBool>,
-    /** Defines the maximum number of tasks running concurrently. If  not set, uses 'max_workers' from datacenter.cfg, and if that's not set, the available CPU threads, clamped to a maximum of 8, are used.
-
- Range 1 to 64.*/
+    /// Defines the maximum number of tasks running concurrently. If  not set, uses 'max_workers' from datacenter.cfg, and if that's not set, the available CPU threads, clamped to a maximum of 8, are used.
+    ///
+    /// Range 1 to 64.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Timeout for each guest shutdown task. Depending on `force-stop`, the shutdown gets then simply aborted or a hard-stop is forced.
-
- Range 0 to 7200. Default: `180`.*/
+    /// Timeout for each guest shutdown task. Depending on `force-stop`, the shutdown gets then simply aborted or a hard-stop is forced.
+    ///
+    /// Range 0 to 7200. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
-    /** Only consider Guests with these IDs.
-
- Format `pve-vmid-list`.*/
+    /// Only consider Guests with these IDs.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
@@ -7143,38 +7136,38 @@ pub struct NodesStopallParams {
 pub struct NodesStorageContentCreateParams {
     /// The name of the file to create.
     pub filename: ::std::string::String,
-    /** Format of the image.
-
- One of `raw`, `qcow2`, `subvol`, `vmdk`.*/
+    /// Format of the image.
+    ///
+    /// One of `raw`, `qcow2`, `subvol`, `vmdk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
     /// Size in kilobyte (1024 bytes). Optional suffixes 'M' (megabyte, 1024K) and 'G' (gigabyte, 1024M)
     pub size: ::std::string::String,
-    /** Specify owner VM
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// Specify owner VM
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: i64,
 }
 /// The `NodesStorageContentIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageContentIndexParams {
-    /** Only list content of this type.
-
- Format `pve-storage-content`.*/
+    /// Only list content of this type.
+    ///
+    /// Format `pve-storage-content`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
-    /** Only list images for this VM
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// Only list images for this VM
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<i64>,
 }
 /// The `NodesStorageContentIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageContentIndexResponseItem {
-    /** Creation time (seconds since the UNIX Epoch).
-
- Minimum 0.*/
+    /// Creation time (seconds since the UNIX Epoch).
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ctime: ::std::option::Option<i64>,
     /// If whole backup is encrypted, value is the fingerprint or '1'  if encrypted. Only useful for the Proxmox Backup Server storage type.
@@ -7220,18 +7213,18 @@ pub struct NodesStorageContentIndexResponseItemVerification {
 pub struct NodesStorageContentVolumeCopyParams {
     /// Target volume identifier
     pub target: ::std::string::String,
-    /** Target node. Default is local node.
-
- Format `pve-node`.*/
+    /// Target node. Default is local node.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_node: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStorageContentVolumeDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageContentVolumeDeleteParams {
-    /** Time to wait for the task to finish. We return 'null' if the task finish within that time.
-
- Range 1 to 30.*/
+    /// Time to wait for the task to finish. We return 'null' if the task finish within that time.
+    ///
+    /// Range 1 to 30.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delay: ::std::option::Option<i64>,
 }
@@ -7269,26 +7262,26 @@ pub struct NodesStorageDownloadUrlParams {
     /// The expected checksum of the file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checksum: ::std::option::Option<::std::string::String>,
-    /** The algorithm to calculate the checksum of the file.
-
- One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.*/
+    /// The algorithm to calculate the checksum of the file.
+    ///
+    /// One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.
     #[serde(rename = "checksum-algorithm")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checksum_algorithm: ::std::option::Option<::std::string::String>,
     /// Decompress the downloaded file using the specified compression algorithm.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compression: ::std::option::Option<::std::string::String>,
-    /** Content type.
-
- One of `iso`, `vztmpl`, `import`. Format `pve-storage-content`.*/
+    /// Content type.
+    ///
+    /// One of `iso`, `vztmpl`, `import`. Format `pve-storage-content`.
     pub content: ::std::string::String,
     /// The name of the file to create. Caution: This will be normalized!
     pub filename: ::std::string::String,
     /// The URL to download the file from.
     pub url: ::std::string::String,
-    /** If false, no SSL/TLS certificates will be verified.
-
- Default: `true`.*/
+    /// If false, no SSL/TLS certificates will be verified.
+    ///
+    /// Default: `true`.
     #[serde(rename = "verify-certificates")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_certificates: ::std::option::Option<crate::PveBool>,
@@ -7298,9 +7291,9 @@ pub struct NodesStorageDownloadUrlParams {
 pub struct NodesStorageFileRestoreDownloadParams {
     /// base64-path to the directory or file to download.
     pub filepath: ::std::string::String,
-    /** Download dirs as 'tar.zst' instead of 'zip'.
-
- Default: `false`.*/
+    /// Download dirs as 'tar.zst' instead of 'zip'.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tar: ::std::option::Option<crate::PveBool>,
     /// Backup volume ID or name. Currently only PBS snapshots are supported.
@@ -7354,13 +7347,13 @@ pub struct NodesStorageImportMetadataGetImportMetadataResponse {
     pub net: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
-    /** The type of the import-source of this guest volume.
-
- One of `esxi`.*/
+    /// The type of the import-source of this guest volume.
+    ///
+    /// One of `esxi`.
     pub source: ::std::string::String,
-    /** The type of guest this is going to produce.
-
- One of `vm`.*/
+    /// The type of guest this is going to produce.
+    ///
+    /// One of `vm`.
     pub r#type: ::std::string::String,
     /// List of known issues that can affect the import of a guest. Note that lack of warning does not imply that there cannot be any problems.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7376,9 +7369,9 @@ pub struct NodesStorageImportMetadataGetImportMetadataResponseWarningsItem {
     /// Related subject (config) key of warning.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub key: ::std::option::Option<::std::string::String>,
-    /** What this warning is about.
-
- One of `cdrom-image-ignored`, `efi-state-lost`, `guest-is-running`, `nvme-unsupported`, `ova-needs-extracting`, `ovmf-with-lsi-unsupported`, `serial-port-socket-only`.*/
+    /// What this warning is about.
+    ///
+    /// One of `cdrom-image-ignored`, `efi-state-lost`, `guest-is-running`, `nvme-unsupported`, `ova-needs-extracting`, `ovmf-with-lsi-unsupported`, `serial-port-socket-only`.
     pub r#type: ::std::string::String,
     /// Related subject (config) value of warning.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7387,29 +7380,29 @@ pub struct NodesStorageImportMetadataGetImportMetadataResponseWarningsItem {
 /// The `NodesStorageIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageIndexParams {
-    /** Only list stores which support this content type.
-
- Format `pve-storage-content-list`.*/
+    /// Only list stores which support this content type.
+    ///
+    /// Format `pve-storage-content-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
-    /** Only list stores which are enabled (not disabled in config).
-
- Default: `false`.*/
+    /// Only list stores which are enabled (not disabled in config).
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
-    /** Include information about formats
-
- Default: `false`.*/
+    /// Include information about formats
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<crate::PveBool>,
-    /** Only list status for  specified storage
-
- Format `pve-storage-id`.*/
+    /// Only list status for  specified storage
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** If target is different to 'node', we only lists shared storages which content is accessible on this 'node' and the specified 'target' node.
-
- Format `pve-node`.*/
+    /// If target is different to 'node', we only lists shared storages which content is accessible on this 'node' and the specified 'target' node.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
@@ -7422,9 +7415,9 @@ pub struct NodesStorageIndexResponseItem {
     /// Available storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub avail: ::std::option::Option<i64>,
-    /** Allowed storage content types.
-
- Format `pve-storage-content-list`.*/
+    /// Allowed storage content types.
+    ///
+    /// Format `pve-storage-content-list`.
     pub content: ::std::string::String,
     /// Set when storage is enabled (not disabled).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7440,9 +7433,9 @@ pub struct NodesStorageIndexResponseItem {
     /// Shared flag from storage configuration.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shared: ::std::option::Option<crate::PveBool>,
-    /** The storage identifier.
-
- Format `pve-storage-id`.*/
+    /// The storage identifier.
+    ///
+    /// Format `pve-storage-id`.
     pub storage: ::std::string::String,
     /// Total storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7459,9 +7452,9 @@ pub struct NodesStorageIndexResponseItem {
 /// Lists the supported and default format. Use 'formats' instead. Only included if 'format' parameter is set.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageIndexResponseItemFormats {
-    /** The default format of the storage.
-
- One of `qcow2`, `raw`, `subvol`, `vmdk`.*/
+    /// The default format of the storage.
+    ///
+    /// One of `qcow2`, `raw`, `subvol`, `vmdk`.
     pub default: ::std::string::String,
     /// The list of supported formats
     pub supported: ::std::vec::Vec<::std::string::String>,
@@ -7478,40 +7471,40 @@ pub struct NodesStorageOciRegistryPullParams {
 /// The `NodesStoragePrunebackupsDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStoragePrunebackupsDeleteParams {
-    /** Use these retention options instead of those from the storage configuration.
-
- Format `prune-backups`.*/
+    /// Use these retention options instead of those from the storage configuration.
+    ///
+    /// Format `prune-backups`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<::std::string::String>,
-    /** Either 'qemu' or 'lxc'. Only consider backups for guests of this type.
-
- One of `qemu`, `lxc`.*/
+    /// Either 'qemu' or 'lxc'. Only consider backups for guests of this type.
+    ///
+    /// One of `qemu`, `lxc`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
-    /** Only prune backups for this VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// Only prune backups for this VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<i64>,
 }
 /// The `NodesStoragePrunebackupsDryrunParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStoragePrunebackupsDryrunParams {
-    /** Use these retention options instead of those from the storage configuration.
-
- Format `prune-backups`.*/
+    /// Use these retention options instead of those from the storage configuration.
+    ///
+    /// Format `prune-backups`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<::std::string::String>,
-    /** Either 'qemu' or 'lxc'. Only consider backups for guests of this type.
-
- One of `qemu`, `lxc`.*/
+    /// Either 'qemu' or 'lxc'. Only consider backups for guests of this type.
+    ///
+    /// One of `qemu`, `lxc`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
-    /** Only consider backups for this guest.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// Only consider backups for this guest.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<i64>,
 }
@@ -7520,9 +7513,9 @@ pub struct NodesStoragePrunebackupsDryrunParams {
 pub struct NodesStoragePrunebackupsDryrunResponseItem {
     /// Creation time of the backup (seconds since the UNIX epoch).
     pub ctime: i64,
-    /** Whether the backup would be kept or removed. Backups that are protected or don't use the standard naming scheme are not removed.
-
- One of `keep`, `remove`, `protected`, `renamed`.*/
+    /// Whether the backup would be kept or removed. Backups that are protected or don't use the standard naming scheme are not removed.
+    ///
+    /// One of `keep`, `remove`, `protected`, `renamed`.
     pub mark: ::std::string::String,
     /// One of 'qemu', 'lxc', 'openvz' or 'unknown'.
     pub r#type: ::std::string::String,
@@ -7541,9 +7534,9 @@ pub struct NodesStorageStatusReadStatusResponse {
     /// Available storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub avail: ::std::option::Option<i64>,
-    /** Allowed storage content types.
-
- Format `pve-storage-content-list`.*/
+    /// Allowed storage content types.
+    ///
+    /// Format `pve-storage-content-list`.
     pub content: ::std::string::String,
     /// Set when storage is enabled (not disabled).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7566,15 +7559,15 @@ pub struct NodesStorageUploadParams {
     /// The expected checksum of the file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checksum: ::std::option::Option<::std::string::String>,
-    /** The algorithm to calculate the checksum of the file.
-
- One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.*/
+    /// The algorithm to calculate the checksum of the file.
+    ///
+    /// One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.
     #[serde(rename = "checksum-algorithm")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checksum_algorithm: ::std::option::Option<::std::string::String>,
-    /** Content type.
-
- One of `iso`, `vztmpl`, `import`. Format `pve-storage-content`.*/
+    /// Content type.
+    ///
+    /// One of `iso`, `vztmpl`, `import`. Format `pve-storage-content`.
     pub content: ::std::string::String,
     /// The name of the file to create. Caution: This will be normalized!
     pub filename: ::std::string::String,
@@ -7615,9 +7608,9 @@ pub struct NodesSubscriptionGetResponse {
     /// The number of sockets for this host.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
-    /** The current subscription status.
-
- One of `new`, `notfound`, `active`, `invalid`, `expired`, `suspended`.*/
+    /// The current subscription status.
+    ///
+    /// One of `new`, `notfound`, `active`, `invalid`, `expired`, `suspended`.
     pub status: ::std::string::String,
     /// URL to the web shop.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7632,34 +7625,34 @@ pub struct NodesSubscriptionSetParams {
 /// The `NodesSubscriptionUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesSubscriptionUpdateParams {
-    /** Always connect to server, even if local cache is still valid.
-
- Default: `false`.*/
+    /// Always connect to server, even if local cache is still valid.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesSuspendallParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesSuspendallParams {
-    /** Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg, and if that's not set the available'
-                    .' CPU threads, clamped to a maximum of 8, are used.
-
- Range 1 to 64.*/
+    /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg, and if that's not set the available'
+    ///                     .' CPU threads, clamped to a maximum of 8, are used.
+    ///
+    /// Range 1 to 64.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
-    /** Only consider Guests with these IDs.
-
- Format `pve-vmid-list`.*/
+    /// Only consider Guests with these IDs.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesSyslogParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesSyslogParams {
-    /** The `limit` property.
-
- Minimum 0.*/
+    /// The `limit` property.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
     /// Service ID
@@ -7668,9 +7661,9 @@ pub struct NodesSyslogParams {
     /// Display all log since this date-time string.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<::std::string::String>,
-    /** The `start` property.
-
- Minimum 0.*/
+    /// The `start` property.
+    ///
+    /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
     /// Display all log until this date-time string.
@@ -7683,46 +7676,46 @@ pub struct NodesTasksLogReadTaskLogParams {
     /// Whether the tasklog file should be downloaded. This parameter can't be used in conjunction with other parameters
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub download: ::std::option::Option<crate::PveBool>,
-    /** The number of lines to read from the tasklog.
-
- Minimum 0. Default: `50`.*/
+    /// The number of lines to read from the tasklog.
+    ///
+    /// Minimum 0. Default: `50`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
-    /** Start at this line when reading the tasklog
-
- Minimum 0. Default: `0`.*/
+    /// Start at this line when reading the tasklog
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
 }
 /// The `NodesTasksNodeTasksParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesTasksNodeTasksParams {
-    /** Only list tasks with a status of ERROR.
-
- Default: `false`.*/
+    /// Only list tasks with a status of ERROR.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub errors: ::std::option::Option<crate::PveBool>,
-    /** Only list this number of tasks.
-
- Minimum 0. Default: `50`.*/
+    /// Only list this number of tasks.
+    ///
+    /// Minimum 0. Default: `50`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
     /// Only list tasks since this UNIX epoch.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<i64>,
-    /** List archived, active or all tasks.
-
- One of `archive`, `active`, `all`. Default: `"archive"`.*/
+    /// List archived, active or all tasks.
+    ///
+    /// One of `archive`, `active`, `all`. Default: `"archive"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
-    /** List tasks beginning from this offset.
-
- Minimum 0. Default: `0`.*/
+    /// List tasks beginning from this offset.
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
-    /** List of Task States that should be returned.
-
- Format `pve-task-status-type-list`.*/
+    /// List of Task States that should be returned.
+    ///
+    /// Format `pve-task-status-type-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub statusfilter: ::std::option::Option<::std::string::String>,
     /// Only list tasks of this type (e.g., vzstart, vzdump).
@@ -7734,9 +7727,9 @@ pub struct NodesTasksNodeTasksParams {
     /// Only list tasks from this user.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub userfilter: ::std::option::Option<::std::string::String>,
-    /** Only list tasks for this VM.
-
- Format `pve-vmid`. Range 100 to 999999999.*/
+    /// Only list tasks for this VM.
+    ///
+    /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<i64>,
 }
@@ -7782,9 +7775,9 @@ pub struct NodesTasksStatusReadTaskStatusResponse {
     pub pstart: i64,
     /// The `starttime` property.
     pub starttime: i64,
-    /** The `status` property.
-
- One of `running`, `stopped`.*/
+    /// The `status` property.
+    ///
+    /// One of `running`, `stopped`.
     pub status: ::std::string::String,
     /// The `type` property.
     pub r#type: ::std::string::String,
@@ -7796,14 +7789,14 @@ pub struct NodesTasksStatusReadTaskStatusResponse {
 /// The `NodesTermproxyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesTermproxyParams {
-    /** Run specific command or default to login (requires 'root@pam')
-
- One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.*/
+    /// Run specific command or default to login (requires 'root@pam')
+    ///
+    /// One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd: ::std::option::Option<::std::string::String>,
-    /** Add parameters to a command. Encoded as null terminated strings.
-
- Default: `""`.*/
+    /// Add parameters to a command. Encoded as null terminated strings.
+    ///
+    /// Default: `""`.
     #[serde(rename = "cmd-opts")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd_opts: ::std::option::Option<::std::string::String>,
@@ -7811,13 +7804,13 @@ pub struct NodesTermproxyParams {
 /// The `NodesTimeResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesTimeResponse {
-    /** Seconds since 1970-01-01 00:00:00 (local time)
-
- Minimum 1297163644.*/
+    /// Seconds since 1970-01-01 00:00:00 (local time)
+    ///
+    /// Minimum 1297163644.
     pub localtime: i64,
-    /** Seconds since 1970-01-01 00:00:00 UTC.
-
- Minimum 1297163644.*/
+    /// Seconds since 1970-01-01 00:00:00 UTC.
+    ///
+    /// Minimum 1297163644.
     pub time: i64,
     /// Time zone
     pub timezone: ::std::string::String,
@@ -7841,37 +7834,37 @@ pub struct NodesVersionResponse {
 /// The `NodesVncshellParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesVncshellParams {
-    /** Run specific command or default to login (requires 'root@pam')
-
- One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.*/
+    /// Run specific command or default to login (requires 'root@pam')
+    ///
+    /// One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd: ::std::option::Option<::std::string::String>,
-    /** Add parameters to a command. Encoded as null terminated strings.
-
- Default: `""`.*/
+    /// Add parameters to a command. Encoded as null terminated strings.
+    ///
+    /// Default: `""`.
     #[serde(rename = "cmd-opts")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd_opts: ::std::option::Option<::std::string::String>,
-    /** sets the height of the console in pixels.
-
- Range 16 to 2160.*/
+    /// sets the height of the console in pixels.
+    ///
+    /// Range 16 to 2160.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub height: ::std::option::Option<i64>,
     /// use websocket instead of standard vnc.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub websocket: ::std::option::Option<crate::PveBool>,
-    /** sets the width of the console in pixels.
-
- Range 16 to 4096.*/
+    /// sets the width of the console in pixels.
+    ///
+    /// Range 16 to 4096.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub width: ::std::option::Option<i64>,
 }
 /// The `NodesVncwebsocketParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesVncwebsocketParams {
-    /** Port number returned by previous 'vncshell' call.
-
- Range 5900 to 5999.*/
+    /// Port number returned by previous 'vncshell' call.
+    ///
+    /// Range 5900 to 5999.
     pub port: i64,
     /// Ticket from previous call to 'vncshell'.
     pub vncticket: ::std::string::String,
@@ -7879,106 +7872,106 @@ pub struct NodesVncwebsocketParams {
 /// The `NodesVzdumpDefaultsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesVzdumpDefaultsParams {
-    /** The storage identifier.
-
- Format `pve-storage-id`.*/
+    /// The storage identifier.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesVzdumpDefaultsResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesVzdumpDefaultsResponse {
-    /** Backup all known guest systems on this host.
-
- Default: `false`.*/
+    /// Backup all known guest systems on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
-    /** Limit I/O bandwidth (in KiB/s).
-
- Minimum 0. Default: `0`.*/
+    /// Limit I/O bandwidth (in KiB/s).
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
-    /** Compress dump file.
-
- One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.*/
+    /// Compress dump file.
+    ///
+    /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<::std::string::String>,
     /// Store resulting files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
-    /** Exclude specified guest systems (assumes --all)
-
- Format `pve-vmid-list`.*/
+    /// Exclude specified guest systems (assumes --all)
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
     #[serde(rename = "exclude-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Options for backup fleecing (VM only).
-
- Format `backup-fleecing`.*/
+    /// Options for backup fleecing (VM only).
+    ///
+    /// Format `backup-fleecing`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<::std::string::String>,
-    /** Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
-
- Range 0 to 8. Default: `7`.*/
+    /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
+    ///
+    /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
-    /** Maximal time to wait for the global lock (minutes).
-
- Minimum 0. Default: `180`.*/
+    /// Maximal time to wait for the global lock (minutes).
+    ///
+    /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
-    /** Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
-
- One of `always`, `failure`. Default: `"always"`.*/
+    /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
+    ///
+    /// One of `always`, `failure`. Default: `"always"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<::std::string::String>,
-    /** Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
-
- Format `email-or-username-list`.*/
+    /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
+    ///
+    /// Format `email-or-username-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
-    /** Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
-
- Minimum 1.*/
+    /// Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxfiles: ::std::option::Option<i64>,
-    /** Backup mode.
-
- One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.*/
+    /// Backup mode.
+    ///
+    /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
-    /** Only run if executed on this node.
-
- Format `pve-node`.*/
+    /// Only run if executed on this node.
+    ///
+    /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
     #[serde(rename = "notes-template")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
-    /** Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
-
- One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.*/
+    /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
+    ///
+    /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
     #[serde(rename = "notification-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<::std::string::String>,
-    /** PBS mode used to detect file changes and switch encoding format for container backups.
-
- One of `legacy`, `data`, `metadata`.*/
+    /// PBS mode used to detect file changes and switch encoding format for container backups.
+    ///
+    /// One of `legacy`, `data`, `metadata`.
     #[serde(rename = "pbs-change-detection-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<::std::string::String>,
-    /** Other performance-related settings.
-
- Format `backup-performance`.*/
+    /// Other performance-related settings.
+    ///
+    /// Format `backup-performance`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<::std::string::String>,
-    /** Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
-
- Default: `0`.*/
+    /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
+    ///
+    /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
@@ -7987,56 +7980,56 @@ pub struct NodesVzdumpDefaultsResponse {
     /// If true, mark backup(s) as protected.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
-    /** Use these retention options instead of those from the storage configuration.
-
- Format `prune-backups`. Default: `"keep-all=1"`.*/
+    /// Use these retention options instead of those from the storage configuration.
+    ///
+    /// Format `prune-backups`. Default: `"keep-all=1"`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<::std::string::String>,
-    /** Be quiet.
-
- Default: `false`.*/
+    /// Be quiet.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
-    /** Prune older backups according to 'prune-backups'.
-
- Default: `true`.*/
+    /// Prune older backups according to 'prune-backups'.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
     /// Use specified hook script.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
-    /** Exclude temporary files and logs.
-
- Default: `true`.*/
+    /// Exclude temporary files and logs.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
-    /** Stop running backup jobs on this host.
-
- Default: `false`.*/
+    /// Stop running backup jobs on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
-    /** Maximal time to wait until a guest system is stopped (minutes).
-
- Minimum 0. Default: `10`.*/
+    /// Maximal time to wait until a guest system is stopped (minutes).
+    ///
+    /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
-    /** Store resulting file to this storage.
-
- Format `pve-storage-id`.*/
+    /// Store resulting file to this storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
-    /** The ID of the guest system you want to backup.
-
- Format `pve-vmid-list`.*/
+    /// The ID of the guest system you want to backup.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
-    /** Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
-
- Default: `1`.*/
+    /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
+    ///
+    /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
 }
@@ -8049,96 +8042,96 @@ pub struct NodesVzdumpExtractconfigParams {
 /// The `NodesVzdumpParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesVzdumpParams {
-    /** Backup all known guest systems on this host.
-
- Default: `false`.*/
+    /// Backup all known guest systems on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
-    /** Limit I/O bandwidth (in KiB/s).
-
- Minimum 0. Default: `0`.*/
+    /// Limit I/O bandwidth (in KiB/s).
+    ///
+    /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
-    /** Compress dump file.
-
- One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.*/
+    /// Compress dump file.
+    ///
+    /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<::std::string::String>,
     /// Store resulting files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
-    /** Exclude specified guest systems (assumes --all)
-
- Format `pve-vmid-list`.*/
+    /// Exclude specified guest systems (assumes --all)
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
     #[serde(rename = "exclude-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-    /** Options for backup fleecing (VM only).
-
- Format `backup-fleecing`.*/
+    /// Options for backup fleecing (VM only).
+    ///
+    /// Format `backup-fleecing`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<::std::string::String>,
-    /** Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
-
- Range 0 to 8. Default: `7`.*/
+    /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
+    ///
+    /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
     /// The ID of the backup job. If set, the 'backup-job' metadata field of the backup notification will be set to this value. Only root@pam can set this parameter.
     #[serde(rename = "job-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
-    /** Maximal time to wait for the global lock (minutes).
-
- Minimum 0. Default: `180`.*/
+    /// Maximal time to wait for the global lock (minutes).
+    ///
+    /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
-    /** Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
-
- One of `always`, `failure`. Default: `"always"`.*/
+    /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
+    ///
+    /// One of `always`, `failure`. Default: `"always"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<::std::string::String>,
-    /** Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
-
- Format `email-or-username-list`.*/
+    /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
+    ///
+    /// Format `email-or-username-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
-    /** Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
-
- Minimum 1.*/
+    /// Deprecated: use 'prune-backups' instead. Maximal number of backup files per guest system.
+    ///
+    /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxfiles: ::std::option::Option<i64>,
-    /** Backup mode.
-
- One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.*/
+    /// Backup mode.
+    ///
+    /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
     #[serde(rename = "notes-template")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
-    /** Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
-
- One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.*/
+    /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
+    ///
+    /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
     #[serde(rename = "notification-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<::std::string::String>,
-    /** PBS mode used to detect file changes and switch encoding format for container backups.
-
- One of `legacy`, `data`, `metadata`.*/
+    /// PBS mode used to detect file changes and switch encoding format for container backups.
+    ///
+    /// One of `legacy`, `data`, `metadata`.
     #[serde(rename = "pbs-change-detection-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<::std::string::String>,
-    /** Other performance-related settings.
-
- Format `backup-performance`.*/
+    /// Other performance-related settings.
+    ///
+    /// Format `backup-performance`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<::std::string::String>,
-    /** Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
-
- Default: `0`.*/
+    /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
+    ///
+    /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
@@ -8147,1585 +8140,1193 @@ pub struct NodesVzdumpParams {
     /// If true, mark backup(s) as protected.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
-    /** Use these retention options instead of those from the storage configuration.
-
- Format `prune-backups`. Default: `"keep-all=1"`.*/
+    /// Use these retention options instead of those from the storage configuration.
+    ///
+    /// Format `prune-backups`. Default: `"keep-all=1"`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<::std::string::String>,
-    /** Be quiet.
-
- Default: `false`.*/
+    /// Be quiet.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
-    /** Prune older backups according to 'prune-backups'.
-
- Default: `true`.*/
+    /// Prune older backups according to 'prune-backups'.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
     /// Use specified hook script.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
-    /** Exclude temporary files and logs.
-
- Default: `true`.*/
+    /// Exclude temporary files and logs.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
     /// Write tar to stdout, not to a file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdout: ::std::option::Option<crate::PveBool>,
-    /** Stop running backup jobs on this host.
-
- Default: `false`.*/
+    /// Stop running backup jobs on this host.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
-    /** Maximal time to wait until a guest system is stopped (minutes).
-
- Minimum 0. Default: `10`.*/
+    /// Maximal time to wait until a guest system is stopped (minutes).
+    ///
+    /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
-    /** Store resulting file to this storage.
-
- Format `pve-storage-id`.*/
+    /// Store resulting file to this storage.
+    ///
+    /// Format `pve-storage-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
-    /** The ID of the guest system you want to backup.
-
- Format `pve-vmid-list`.*/
+    /// The ID of the guest system you want to backup.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
-    /** Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
-
- Default: `1`.*/
+    /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
+    ///
+    /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
 }
-///The `data` of the reply to `GET /nodes` (`nodes_index`).
+/// The `data` of the reply to `GET /nodes` (`nodes_index`).
 pub type NodesIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}` (`nodes_node_index`).
+/// The `data` of the reply to `GET /nodes/{node}` (`nodes_node_index`).
 pub type NodesNodeIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/aplinfo` (`nodes_aplinfo`).
+/// The `data` of the reply to `GET /nodes/{node}/aplinfo` (`nodes_aplinfo`).
 pub type NodesAplinfoResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `POST /nodes/{node}/aplinfo` (`nodes_aplinfo_apl_download`), without the path parameters.
-pub type NodesAplinfoAplDownloadParams = crate::generated::nodes::NodesAplinfoAplDownloadParams;
-///The `data` of the reply to `POST /nodes/{node}/aplinfo` (`nodes_aplinfo_apl_download`).
+/// The `data` of the reply to `POST /nodes/{node}/aplinfo` (`nodes_aplinfo_apl_download`).
 pub type NodesAplinfoAplDownloadResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/apt` (`nodes_apt_index`).
+/// The `data` of the reply to `GET /nodes/{node}/apt` (`nodes_apt_index`).
 pub type NodesAptIndexResponse = ::std::vec::Vec<
     crate::generated::common::ClusterHaIndexResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/apt/changelog` (`nodes_apt_changelog`), without the path parameters.
-pub type NodesAptChangelogParams = crate::generated::nodes::NodesAptChangelogParams;
-///The `data` of the reply to `GET /nodes/{node}/apt/changelog` (`nodes_apt_changelog`).
+/// The `data` of the reply to `GET /nodes/{node}/apt/changelog` (`nodes_apt_changelog`).
 pub type NodesAptChangelogResponse = ::std::string::String;
-/**The `data` of the reply to `GET /nodes/{node}/apt/repositories` (`nodes_apt_repositories`).
-
-Result from parsing the APT repository files in /etc/apt/.*/
-pub type NodesAptRepositoriesResponse = crate::generated::nodes::NodesAptRepositoriesResponse;
-///Parameters of `POST /nodes/{node}/apt/repositories` (`nodes_apt_repositories_change_repository`), without the path parameters.
-pub type NodesAptRepositoriesChangeRepositoryParams = crate::generated::nodes::NodesAptRepositoriesChangeRepositoryParams;
-///The `data` of the reply to `POST /nodes/{node}/apt/repositories` (`nodes_apt_repositories_change_repository`).
+/// The `data` of the reply to `POST /nodes/{node}/apt/repositories` (`nodes_apt_repositories_change_repository`).
 pub type NodesAptRepositoriesChangeRepositoryResponse = ();
-///Parameters of `PUT /nodes/{node}/apt/repositories` (`nodes_apt_repositories_add_repository`), without the path parameters.
-pub type NodesAptRepositoriesAddRepositoryParams = crate::generated::nodes::NodesAptRepositoriesAddRepositoryParams;
-///The `data` of the reply to `PUT /nodes/{node}/apt/repositories` (`nodes_apt_repositories_add_repository`).
+/// The `data` of the reply to `PUT /nodes/{node}/apt/repositories` (`nodes_apt_repositories_add_repository`).
 pub type NodesAptRepositoriesAddRepositoryResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/apt/update` (`nodes_apt_update_list_updates`).
+/// The `data` of the reply to `GET /nodes/{node}/apt/update` (`nodes_apt_update_list_updates`).
 pub type NodesAptUpdateListUpdatesResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesAptUpdateListUpdatesResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/apt/update` (`nodes_apt_update_update_database`), without the path parameters.
-pub type NodesAptUpdateUpdateDatabaseParams = crate::generated::nodes::NodesAptUpdateUpdateDatabaseParams;
-///The `data` of the reply to `POST /nodes/{node}/apt/update` (`nodes_apt_update_update_database`).
+/// The `data` of the reply to `POST /nodes/{node}/apt/update` (`nodes_apt_update_update_database`).
 pub type NodesAptUpdateUpdateDatabaseResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/apt/versions` (`nodes_apt_versions`).
+/// The `data` of the reply to `GET /nodes/{node}/apt/versions` (`nodes_apt_versions`).
 pub type NodesAptVersionsResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesAptVersionsResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/capabilities` (`nodes_capabilities_index`).
+/// The `data` of the reply to `GET /nodes/{node}/capabilities` (`nodes_capabilities_index`).
 pub type NodesCapabilitiesIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/capabilities/qemu` (`nodes_capabilities_qemu_qemu_caps_index`).
+/// The `data` of the reply to `GET /nodes/{node}/capabilities/qemu` (`nodes_capabilities_qemu_qemu_caps_index`).
 pub type NodesCapabilitiesQemuQemuCapsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `GET /nodes/{node}/capabilities/qemu/cpu` (`nodes_capabilities_qemu_cpu_index`), without the path parameters.
-pub type NodesCapabilitiesQemuCpuIndexParams = crate::generated::nodes::NodesCapabilitiesQemuCpuIndexParams;
-///The `data` of the reply to `GET /nodes/{node}/capabilities/qemu/cpu` (`nodes_capabilities_qemu_cpu_index`).
+/// The `data` of the reply to `GET /nodes/{node}/capabilities/qemu/cpu` (`nodes_capabilities_qemu_cpu_index`).
 pub type NodesCapabilitiesQemuCpuIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCapabilitiesQemuCpuIndexResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/capabilities/qemu/cpu-flags` (`nodes_capabilities_qemu_cpu_flags_index`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/capabilities/qemu/cpu-flags` (`nodes_capabilities_qemu_cpu_flags_index`), without the path parameters.
 pub type NodesCapabilitiesQemuCpuFlagsIndexParams = crate::generated::nodes::NodesCapabilitiesQemuCpuIndexParams;
-///The `data` of the reply to `GET /nodes/{node}/capabilities/qemu/cpu-flags` (`nodes_capabilities_qemu_cpu_flags_index`).
+/// The `data` of the reply to `GET /nodes/{node}/capabilities/qemu/cpu-flags` (`nodes_capabilities_qemu_cpu_flags_index`).
 pub type NodesCapabilitiesQemuCpuFlagsIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCapabilitiesQemuCpuFlagsIndexResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/capabilities/qemu/machines` (`nodes_capabilities_qemu_machines_types`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/capabilities/qemu/machines` (`nodes_capabilities_qemu_machines_types`), without the path parameters.
 pub type NodesCapabilitiesQemuMachinesTypesParams = crate::generated::nodes::NodesCapabilitiesQemuCpuIndexParams;
-///The `data` of the reply to `GET /nodes/{node}/capabilities/qemu/machines` (`nodes_capabilities_qemu_machines_types`).
+/// The `data` of the reply to `GET /nodes/{node}/capabilities/qemu/machines` (`nodes_capabilities_qemu_machines_types`).
 pub type NodesCapabilitiesQemuMachinesTypesResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCapabilitiesQemuMachinesTypesResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/capabilities/qemu/migration` (`nodes_capabilities_qemu_migration_capabilities`).
-pub type NodesCapabilitiesQemuMigrationCapabilitiesResponse = crate::generated::nodes::NodesCapabilitiesQemuMigrationCapabilitiesResponse;
-///The `data` of the reply to `GET /nodes/{node}/ceph` (`nodes_ceph_index`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph` (`nodes_ceph_index`).
 pub type NodesCephIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/ceph/cfg` (`nodes_ceph_cfg_index`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/cfg` (`nodes_ceph_cfg_index`).
 pub type NodesCephCfgIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/ceph/cfg/db` (`nodes_ceph_cfg_db`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/cfg/db` (`nodes_ceph_cfg_db`).
 pub type NodesCephCfgDbResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephCfgDbResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/ceph/cfg/raw` (`nodes_ceph_cfg_raw`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/cfg/raw` (`nodes_ceph_cfg_raw`).
 pub type NodesCephCfgRawResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/ceph/cfg/value` (`nodes_ceph_cfg_value`), without the path parameters.
-pub type NodesCephCfgValueParams = crate::generated::nodes::NodesCephCfgValueParams;
-/**The `data` of the reply to `GET /nodes/{node}/ceph/cfg/value` (`nodes_ceph_cfg_value`).
-
-Contains {section}->{key} children with the values*/
+/// The `data` of the reply to `GET /nodes/{node}/ceph/cfg/value` (`nodes_ceph_cfg_value`).
+///
+/// Contains {section}->{key} children with the values
 pub type NodesCephCfgValueResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `GET /nodes/{node}/ceph/cmd-safety` (`nodes_ceph_cmd_safety`), without the path parameters.
-pub type NodesCephCmdSafetyParams = crate::generated::nodes::NodesCephCmdSafetyParams;
-///The `data` of the reply to `GET /nodes/{node}/ceph/cmd-safety` (`nodes_ceph_cmd_safety`).
-pub type NodesCephCmdSafetyResponse = crate::generated::nodes::NodesCephCmdSafetyResponse;
-///The `data` of the reply to `GET /nodes/{node}/ceph/crush` (`nodes_ceph_crush`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/crush` (`nodes_ceph_crush`).
 pub type NodesCephCrushResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/ceph/fs` (`nodes_ceph_fs_index`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/fs` (`nodes_ceph_fs_index`).
 pub type NodesCephFsIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephFsIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/ceph/fs/{name}` (`nodes_ceph_fs_name_createfs`), without the path parameters.
-pub type NodesCephFsNameCreatefsParams = crate::generated::nodes::NodesCephFsNameCreatefsParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/fs/{name}` (`nodes_ceph_fs_name_createfs`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/fs/{name}` (`nodes_ceph_fs_name_createfs`).
 pub type NodesCephFsNameCreatefsResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/ceph/init` (`nodes_ceph_init`), without the path parameters.
-pub type NodesCephInitParams = crate::generated::nodes::NodesCephInitParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/init` (`nodes_ceph_init`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/init` (`nodes_ceph_init`).
 pub type NodesCephInitResponse = ();
-///Parameters of `GET /nodes/{node}/ceph/log` (`nodes_ceph_log`), without the path parameters.
-pub type NodesCephLogParams = crate::generated::nodes::NodesCephLogParams;
-///The `data` of the reply to `GET /nodes/{node}/ceph/log` (`nodes_ceph_log`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/log` (`nodes_ceph_log`).
 pub type NodesCephLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephLogResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/ceph/mds` (`nodes_ceph_mds_index`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/mds` (`nodes_ceph_mds_index`).
 pub type NodesCephMdsIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephMdsIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/ceph/mds/{name}` (`nodes_ceph_mds_name_createmds`), without the path parameters.
-pub type NodesCephMdsNameCreatemdsParams = crate::generated::nodes::NodesCephMdsNameCreatemdsParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/mds/{name}` (`nodes_ceph_mds_name_createmds`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/mds/{name}` (`nodes_ceph_mds_name_createmds`).
 pub type NodesCephMdsNameCreatemdsResponse = ::std::string::String;
-///The `data` of the reply to `DELETE /nodes/{node}/ceph/mds/{name}` (`nodes_ceph_mds_name_destroymds`).
+/// The `data` of the reply to `DELETE /nodes/{node}/ceph/mds/{name}` (`nodes_ceph_mds_name_destroymds`).
 pub type NodesCephMdsNameDestroymdsResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/ceph/mgr` (`nodes_ceph_mgr_index`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/mgr` (`nodes_ceph_mgr_index`).
 pub type NodesCephMgrIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephMgrIndexResponseItem,
 >;
-///The `data` of the reply to `POST /nodes/{node}/ceph/mgr/{id}` (`nodes_ceph_mgr_id_createmgr`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/mgr/{id}` (`nodes_ceph_mgr_id_createmgr`).
 pub type NodesCephMgrIdCreatemgrResponse = ::std::string::String;
-///The `data` of the reply to `DELETE /nodes/{node}/ceph/mgr/{id}` (`nodes_ceph_mgr_id_destroymgr`).
+/// The `data` of the reply to `DELETE /nodes/{node}/ceph/mgr/{id}` (`nodes_ceph_mgr_id_destroymgr`).
 pub type NodesCephMgrIdDestroymgrResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/ceph/mon` (`nodes_ceph_mon_listmon`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/mon` (`nodes_ceph_mon_listmon`).
 pub type NodesCephMonListmonResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephMonListmonResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_monid_createmon`), without the path parameters.
-pub type NodesCephMonMonidCreatemonParams = crate::generated::nodes::NodesCephMonMonidCreatemonParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_monid_createmon`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_monid_createmon`).
 pub type NodesCephMonMonidCreatemonResponse = ::std::string::String;
-///The `data` of the reply to `DELETE /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_monid_destroymon`).
+/// The `data` of the reply to `DELETE /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_monid_destroymon`).
 pub type NodesCephMonMonidDestroymonResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/ceph/osd` (`nodes_ceph_osd_index`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/osd` (`nodes_ceph_osd_index`).
 pub type NodesCephOsdIndexResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `POST /nodes/{node}/ceph/osd` (`nodes_ceph_osd_createosd`), without the path parameters.
-pub type NodesCephOsdCreateosdParams = crate::generated::nodes::NodesCephOsdCreateosdParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/osd` (`nodes_ceph_osd_createosd`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/osd` (`nodes_ceph_osd_createosd`).
 pub type NodesCephOsdCreateosdResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_osdid_osdindex`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_osdid_osdindex`).
 pub type NodesCephOsdOsdidOsdindexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `DELETE /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_osdid_destroyosd`), without the path parameters.
-pub type NodesCephOsdOsdidDestroyosdParams = crate::generated::nodes::NodesCephOsdOsdidDestroyosdParams;
-///The `data` of the reply to `DELETE /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_osdid_destroyosd`).
+/// The `data` of the reply to `DELETE /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_osdid_destroyosd`).
 pub type NodesCephOsdOsdidDestroyosdResponse = ::std::string::String;
-///The `data` of the reply to `POST /nodes/{node}/ceph/osd/{osdid}/in` (`nodes_ceph_osd_in`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/osd/{osdid}/in` (`nodes_ceph_osd_in`).
 pub type NodesCephOsdInResponse = ();
-///Parameters of `GET /nodes/{node}/ceph/osd/{osdid}/lv-info` (`nodes_ceph_osd_lv_info_osdvolume`), without the path parameters.
-pub type NodesCephOsdLvInfoOsdvolumeParams = crate::generated::nodes::NodesCephOsdLvInfoOsdvolumeParams;
-///The `data` of the reply to `GET /nodes/{node}/ceph/osd/{osdid}/lv-info` (`nodes_ceph_osd_lv_info_osdvolume`).
-pub type NodesCephOsdLvInfoOsdvolumeResponse = crate::generated::nodes::NodesCephOsdLvInfoOsdvolumeResponse;
-///The `data` of the reply to `GET /nodes/{node}/ceph/osd/{osdid}/metadata` (`nodes_ceph_osd_metadata_osddetails`).
-pub type NodesCephOsdMetadataOsddetailsResponse = crate::generated::nodes::NodesCephOsdMetadataOsddetailsResponse;
-///The `data` of the reply to `POST /nodes/{node}/ceph/osd/{osdid}/out` (`nodes_ceph_osd_out`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/osd/{osdid}/out` (`nodes_ceph_osd_out`).
 pub type NodesCephOsdOutResponse = ();
-///Parameters of `POST /nodes/{node}/ceph/osd/{osdid}/scrub` (`nodes_ceph_osd_scrub`), without the path parameters.
-pub type NodesCephOsdScrubParams = crate::generated::nodes::NodesCephOsdScrubParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/osd/{osdid}/scrub` (`nodes_ceph_osd_scrub`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/osd/{osdid}/scrub` (`nodes_ceph_osd_scrub`).
 pub type NodesCephOsdScrubResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/ceph/pool` (`nodes_ceph_pool_lspools`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/pool` (`nodes_ceph_pool_lspools`).
 pub type NodesCephPoolLspoolsResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephPoolLspoolsResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/ceph/pool` (`nodes_ceph_pool_createpool`), without the path parameters.
-pub type NodesCephPoolCreatepoolParams = crate::generated::nodes::NodesCephPoolCreatepoolParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/pool` (`nodes_ceph_pool_createpool`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/pool` (`nodes_ceph_pool_createpool`).
 pub type NodesCephPoolCreatepoolResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/ceph/pool/{name}` (`nodes_ceph_pool_name_poolindex`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/pool/{name}` (`nodes_ceph_pool_name_poolindex`).
 pub type NodesCephPoolNamePoolindexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `PUT /nodes/{node}/ceph/pool/{name}` (`nodes_ceph_pool_name_setpool`), without the path parameters.
-pub type NodesCephPoolNameSetpoolParams = crate::generated::nodes::NodesCephPoolNameSetpoolParams;
-///The `data` of the reply to `PUT /nodes/{node}/ceph/pool/{name}` (`nodes_ceph_pool_name_setpool`).
+/// The `data` of the reply to `PUT /nodes/{node}/ceph/pool/{name}` (`nodes_ceph_pool_name_setpool`).
 pub type NodesCephPoolNameSetpoolResponse = ::std::string::String;
-///Parameters of `DELETE /nodes/{node}/ceph/pool/{name}` (`nodes_ceph_pool_name_destroypool`), without the path parameters.
-pub type NodesCephPoolNameDestroypoolParams = crate::generated::nodes::NodesCephPoolNameDestroypoolParams;
-///The `data` of the reply to `DELETE /nodes/{node}/ceph/pool/{name}` (`nodes_ceph_pool_name_destroypool`).
+/// The `data` of the reply to `DELETE /nodes/{node}/ceph/pool/{name}` (`nodes_ceph_pool_name_destroypool`).
 pub type NodesCephPoolNameDestroypoolResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/ceph/pool/{name}/status` (`nodes_ceph_pool_status_getpool`), without the path parameters.
-pub type NodesCephPoolStatusGetpoolParams = crate::generated::nodes::NodesCephPoolStatusGetpoolParams;
-///The `data` of the reply to `GET /nodes/{node}/ceph/pool/{name}/status` (`nodes_ceph_pool_status_getpool`).
-pub type NodesCephPoolStatusGetpoolResponse = crate::generated::nodes::NodesCephPoolStatusGetpoolResponse;
-///Parameters of `POST /nodes/{node}/ceph/restart` (`nodes_ceph_restart`), without the path parameters.
-pub type NodesCephRestartParams = crate::generated::nodes::NodesCephRestartParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/restart` (`nodes_ceph_restart`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/restart` (`nodes_ceph_restart`).
 pub type NodesCephRestartResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/ceph/rules` (`nodes_ceph_rules`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/rules` (`nodes_ceph_rules`).
 pub type NodesCephRulesResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephRulesResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/ceph/start` (`nodes_ceph_start`), without the path parameters.
-pub type NodesCephStartParams = crate::generated::nodes::NodesCephStartParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/start` (`nodes_ceph_start`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/start` (`nodes_ceph_start`).
 pub type NodesCephStartResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/ceph/status` (`nodes_ceph_status`).
+/// The `data` of the reply to `GET /nodes/{node}/ceph/status` (`nodes_ceph_status`).
 pub type NodesCephStatusResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `POST /nodes/{node}/ceph/stop` (`nodes_ceph_stop`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/ceph/stop` (`nodes_ceph_stop`), without the path parameters.
 pub type NodesCephStopParams = crate::generated::nodes::NodesCephStartParams;
-///The `data` of the reply to `POST /nodes/{node}/ceph/stop` (`nodes_ceph_stop`).
+/// The `data` of the reply to `POST /nodes/{node}/ceph/stop` (`nodes_ceph_stop`).
 pub type NodesCephStopResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/certificates` (`nodes_certificates_index`).
+/// The `data` of the reply to `GET /nodes/{node}/certificates` (`nodes_certificates_index`).
 pub type NodesCertificatesIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/certificates/acme` (`nodes_certificates_acme_index`).
+/// The `data` of the reply to `GET /nodes/{node}/certificates/acme` (`nodes_certificates_acme_index`).
 pub type NodesCertificatesAcmeIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `POST /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_new_certificate`), without the path parameters.
-pub type NodesCertificatesAcmeCertificateNewCertificateParams = crate::generated::nodes::NodesCertificatesAcmeCertificateNewCertificateParams;
-///The `data` of the reply to `POST /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_new_certificate`).
+/// The `data` of the reply to `POST /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_new_certificate`).
 pub type NodesCertificatesAcmeCertificateNewCertificateResponse = ::std::string::String;
-///Parameters of `PUT /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_renew_certificate`), without the path parameters.
-pub type NodesCertificatesAcmeCertificateRenewCertificateParams = crate::generated::nodes::NodesCertificatesAcmeCertificateRenewCertificateParams;
-///The `data` of the reply to `PUT /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_renew_certificate`).
+/// The `data` of the reply to `PUT /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_renew_certificate`).
 pub type NodesCertificatesAcmeCertificateRenewCertificateResponse = ::std::string::String;
-///The `data` of the reply to `DELETE /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_revoke_certificate`).
+/// The `data` of the reply to `DELETE /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_revoke_certificate`).
 pub type NodesCertificatesAcmeCertificateRevokeCertificateResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/certificates/custom` (`nodes_certificates_custom_upload_custom_cert`), without the path parameters.
-pub type NodesCertificatesCustomUploadCustomCertParams = crate::generated::nodes::NodesCertificatesCustomUploadCustomCertParams;
-///The `data` of the reply to `POST /nodes/{node}/certificates/custom` (`nodes_certificates_custom_upload_custom_cert`).
-pub type NodesCertificatesCustomUploadCustomCertResponse = crate::generated::nodes::NodesCertificatesCustomUploadCustomCertResponse;
-///Parameters of `DELETE /nodes/{node}/certificates/custom` (`nodes_certificates_custom_remove_custom_cert`), without the path parameters.
-pub type NodesCertificatesCustomRemoveCustomCertParams = crate::generated::nodes::NodesCertificatesCustomRemoveCustomCertParams;
-///The `data` of the reply to `DELETE /nodes/{node}/certificates/custom` (`nodes_certificates_custom_remove_custom_cert`).
+/// The `data` of the reply to `DELETE /nodes/{node}/certificates/custom` (`nodes_certificates_custom_remove_custom_cert`).
 pub type NodesCertificatesCustomRemoveCustomCertResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/certificates/info` (`nodes_certificates_info`).
+/// The `data` of the reply to `GET /nodes/{node}/certificates/info` (`nodes_certificates_info`).
 pub type NodesCertificatesInfoResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCertificatesCustomUploadCustomCertResponse,
 >;
-///Parameters of `GET /nodes/{node}/config` (`nodes_config_get_config`), without the path parameters.
-pub type NodesConfigGetConfigParams = crate::generated::nodes::NodesConfigGetConfigParams;
-///The `data` of the reply to `GET /nodes/{node}/config` (`nodes_config_get_config`).
-pub type NodesConfigGetConfigResponse = crate::generated::nodes::NodesConfigGetConfigResponse;
-///Parameters of `PUT /nodes/{node}/config` (`nodes_config_set_options`), without the path parameters.
-pub type NodesConfigSetOptionsParams = crate::generated::nodes::NodesConfigSetOptionsParams;
-///The `data` of the reply to `PUT /nodes/{node}/config` (`nodes_config_set_options`).
+/// The `data` of the reply to `PUT /nodes/{node}/config` (`nodes_config_set_options`).
 pub type NodesConfigSetOptionsResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/disks` (`nodes_disks_index`).
+/// The `data` of the reply to `GET /nodes/{node}/disks` (`nodes_disks_index`).
 pub type NodesDisksIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/disks/directory` (`nodes_disks_directory_index`).
+/// The `data` of the reply to `GET /nodes/{node}/disks/directory` (`nodes_disks_directory_index`).
 pub type NodesDisksDirectoryIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesDisksDirectoryIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/disks/directory` (`nodes_disks_directory_create`), without the path parameters.
-pub type NodesDisksDirectoryCreateParams = crate::generated::nodes::NodesDisksDirectoryCreateParams;
-///The `data` of the reply to `POST /nodes/{node}/disks/directory` (`nodes_disks_directory_create`).
+/// The `data` of the reply to `POST /nodes/{node}/disks/directory` (`nodes_disks_directory_create`).
 pub type NodesDisksDirectoryCreateResponse = ::std::string::String;
-///Parameters of `DELETE /nodes/{node}/disks/directory/{name}` (`nodes_disks_directory_name_delete`), without the path parameters.
-pub type NodesDisksDirectoryNameDeleteParams = crate::generated::nodes::NodesDisksDirectoryNameDeleteParams;
-///The `data` of the reply to `DELETE /nodes/{node}/disks/directory/{name}` (`nodes_disks_directory_name_delete`).
+/// The `data` of the reply to `DELETE /nodes/{node}/disks/directory/{name}` (`nodes_disks_directory_name_delete`).
 pub type NodesDisksDirectoryNameDeleteResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/disks/initgpt` (`nodes_disks_initgpt`), without the path parameters.
-pub type NodesDisksInitgptParams = crate::generated::nodes::NodesDisksInitgptParams;
-///The `data` of the reply to `POST /nodes/{node}/disks/initgpt` (`nodes_disks_initgpt`).
+/// The `data` of the reply to `POST /nodes/{node}/disks/initgpt` (`nodes_disks_initgpt`).
 pub type NodesDisksInitgptResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/disks/list` (`nodes_disks_list`), without the path parameters.
-pub type NodesDisksListParams = crate::generated::nodes::NodesDisksListParams;
-///The `data` of the reply to `GET /nodes/{node}/disks/list` (`nodes_disks_list`).
+/// The `data` of the reply to `GET /nodes/{node}/disks/list` (`nodes_disks_list`).
 pub type NodesDisksListResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesDisksListResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/disks/lvm` (`nodes_disks_lvm_index`).
-pub type NodesDisksLvmIndexResponse = crate::generated::nodes::NodesDisksLvmIndexResponse;
-///Parameters of `POST /nodes/{node}/disks/lvm` (`nodes_disks_lvm_create`), without the path parameters.
-pub type NodesDisksLvmCreateParams = crate::generated::nodes::NodesDisksLvmCreateParams;
-///The `data` of the reply to `POST /nodes/{node}/disks/lvm` (`nodes_disks_lvm_create`).
+/// The `data` of the reply to `POST /nodes/{node}/disks/lvm` (`nodes_disks_lvm_create`).
 pub type NodesDisksLvmCreateResponse = ::std::string::String;
-///Parameters of `DELETE /nodes/{node}/disks/lvm/{name}` (`nodes_disks_lvm_name_delete`), without the path parameters.
-pub type NodesDisksLvmNameDeleteParams = crate::generated::nodes::NodesDisksLvmNameDeleteParams;
-///The `data` of the reply to `DELETE /nodes/{node}/disks/lvm/{name}` (`nodes_disks_lvm_name_delete`).
+/// The `data` of the reply to `DELETE /nodes/{node}/disks/lvm/{name}` (`nodes_disks_lvm_name_delete`).
 pub type NodesDisksLvmNameDeleteResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/disks/lvmthin` (`nodes_disks_lvmthin_index`).
+/// The `data` of the reply to `GET /nodes/{node}/disks/lvmthin` (`nodes_disks_lvmthin_index`).
 pub type NodesDisksLvmthinIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesDisksLvmthinIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/disks/lvmthin` (`nodes_disks_lvmthin_create`), without the path parameters.
-pub type NodesDisksLvmthinCreateParams = crate::generated::nodes::NodesDisksLvmthinCreateParams;
-///The `data` of the reply to `POST /nodes/{node}/disks/lvmthin` (`nodes_disks_lvmthin_create`).
+/// The `data` of the reply to `POST /nodes/{node}/disks/lvmthin` (`nodes_disks_lvmthin_create`).
 pub type NodesDisksLvmthinCreateResponse = ::std::string::String;
-///Parameters of `DELETE /nodes/{node}/disks/lvmthin/{name}` (`nodes_disks_lvmthin_name_delete`), without the path parameters.
-pub type NodesDisksLvmthinNameDeleteParams = crate::generated::nodes::NodesDisksLvmthinNameDeleteParams;
-///The `data` of the reply to `DELETE /nodes/{node}/disks/lvmthin/{name}` (`nodes_disks_lvmthin_name_delete`).
+/// The `data` of the reply to `DELETE /nodes/{node}/disks/lvmthin/{name}` (`nodes_disks_lvmthin_name_delete`).
 pub type NodesDisksLvmthinNameDeleteResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/disks/smart` (`nodes_disks_smart`), without the path parameters.
-pub type NodesDisksSmartParams = crate::generated::nodes::NodesDisksSmartParams;
-///The `data` of the reply to `GET /nodes/{node}/disks/smart` (`nodes_disks_smart`).
-pub type NodesDisksSmartResponse = crate::generated::nodes::NodesDisksSmartResponse;
-///Parameters of `PUT /nodes/{node}/disks/wipedisk` (`nodes_disks_wipedisk_wipe_disk`), without the path parameters.
-pub type NodesDisksWipediskWipeDiskParams = crate::generated::nodes::NodesDisksWipediskWipeDiskParams;
-///The `data` of the reply to `PUT /nodes/{node}/disks/wipedisk` (`nodes_disks_wipedisk_wipe_disk`).
+/// The `data` of the reply to `PUT /nodes/{node}/disks/wipedisk` (`nodes_disks_wipedisk_wipe_disk`).
 pub type NodesDisksWipediskWipeDiskResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/disks/zfs` (`nodes_disks_zfs_index`).
+/// The `data` of the reply to `GET /nodes/{node}/disks/zfs` (`nodes_disks_zfs_index`).
 pub type NodesDisksZfsIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesDisksZfsIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/disks/zfs` (`nodes_disks_zfs_create`), without the path parameters.
-pub type NodesDisksZfsCreateParams = crate::generated::nodes::NodesDisksZfsCreateParams;
-///The `data` of the reply to `POST /nodes/{node}/disks/zfs` (`nodes_disks_zfs_create`).
+/// The `data` of the reply to `POST /nodes/{node}/disks/zfs` (`nodes_disks_zfs_create`).
 pub type NodesDisksZfsCreateResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/disks/zfs/{name}` (`nodes_disks_zfs_name_detail`).
-pub type NodesDisksZfsNameDetailResponse = crate::generated::nodes::NodesDisksZfsNameDetailResponse;
-///Parameters of `DELETE /nodes/{node}/disks/zfs/{name}` (`nodes_disks_zfs_name_delete`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/disks/zfs/{name}` (`nodes_disks_zfs_name_delete`), without the path parameters.
 pub type NodesDisksZfsNameDeleteParams = crate::generated::nodes::NodesDisksLvmNameDeleteParams;
-///The `data` of the reply to `DELETE /nodes/{node}/disks/zfs/{name}` (`nodes_disks_zfs_name_delete`).
+/// The `data` of the reply to `DELETE /nodes/{node}/disks/zfs/{name}` (`nodes_disks_zfs_name_delete`).
 pub type NodesDisksZfsNameDeleteResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/dns` (`nodes_dns`).
-pub type NodesDnsResponse = crate::generated::nodes::NodesDnsResponse;
-///Parameters of `PUT /nodes/{node}/dns` (`nodes_dns_update_dns`), without the path parameters.
-pub type NodesDnsUpdateDnsParams = crate::generated::nodes::NodesDnsUpdateDnsParams;
-///The `data` of the reply to `PUT /nodes/{node}/dns` (`nodes_dns_update_dns`).
+/// The `data` of the reply to `PUT /nodes/{node}/dns` (`nodes_dns_update_dns`).
 pub type NodesDnsUpdateDnsResponse = ();
-///Parameters of `POST /nodes/{node}/execute` (`nodes_execute`), without the path parameters.
-pub type NodesExecuteParams = crate::generated::nodes::NodesExecuteParams;
-///The `data` of the reply to `POST /nodes/{node}/execute` (`nodes_execute`).
+/// The `data` of the reply to `POST /nodes/{node}/execute` (`nodes_execute`).
 pub type NodesExecuteResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/firewall` (`nodes_firewall_index`).
+/// The `data` of the reply to `GET /nodes/{node}/firewall` (`nodes_firewall_index`).
 pub type NodesFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `GET /nodes/{node}/firewall/log` (`nodes_firewall_log`), without the path parameters.
-pub type NodesFirewallLogParams = crate::generated::nodes::NodesFirewallLogParams;
-///The `data` of the reply to `GET /nodes/{node}/firewall/log` (`nodes_firewall_log`).
+/// The `data` of the reply to `GET /nodes/{node}/firewall/log` (`nodes_firewall_log`).
 pub type NodesFirewallLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephLogResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/firewall/options` (`nodes_firewall_options_get_options`).
-pub type NodesFirewallOptionsGetOptionsResponse = crate::generated::nodes::NodesFirewallOptionsGetOptionsResponse;
-///Parameters of `PUT /nodes/{node}/firewall/options` (`nodes_firewall_options_set_options`), without the path parameters.
-pub type NodesFirewallOptionsSetOptionsParams = crate::generated::nodes::NodesFirewallOptionsSetOptionsParams;
-///The `data` of the reply to `PUT /nodes/{node}/firewall/options` (`nodes_firewall_options_set_options`).
+/// The `data` of the reply to `PUT /nodes/{node}/firewall/options` (`nodes_firewall_options_set_options`).
 pub type NodesFirewallOptionsSetOptionsResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/firewall/rules` (`nodes_firewall_rules_get_rules`).
+/// The `data` of the reply to `GET /nodes/{node}/firewall/rules` (`nodes_firewall_rules_get_rules`).
 pub type NodesFirewallRulesGetRulesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create_rule`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create_rule`), without the path parameters.
 pub type NodesFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-///The `data` of the reply to `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create_rule`).
+/// The `data` of the reply to `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create_rule`).
 pub type NodesFirewallRulesCreateRuleResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_get_rule`).
+/// The `data` of the reply to `GET /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_get_rule`).
 pub type NodesFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-///Parameters of `PUT /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_update_rule`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_update_rule`), without the path parameters.
 pub type NodesFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-///The `data` of the reply to `PUT /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_update_rule`).
+/// The `data` of the reply to `PUT /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_update_rule`).
 pub type NodesFirewallRulesPosUpdateRuleResponse = ();
-///Parameters of `DELETE /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_delete_rule`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_delete_rule`), without the path parameters.
 pub type NodesFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_delete_rule`).
+/// The `data` of the reply to `DELETE /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_delete_rule`).
 pub type NodesFirewallRulesPosDeleteRuleResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/hardware` (`nodes_hardware_index`).
+/// The `data` of the reply to `GET /nodes/{node}/hardware` (`nodes_hardware_index`).
 pub type NodesHardwareIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwareIndexResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/hardware/pci` (`nodes_hardware_pci_pci_scan`), without the path parameters.
-pub type NodesHardwarePciPciScanParams = crate::generated::nodes::NodesHardwarePciPciScanParams;
-///The `data` of the reply to `GET /nodes/{node}/hardware/pci` (`nodes_hardware_pci_pci_scan`).
+/// The `data` of the reply to `GET /nodes/{node}/hardware/pci` (`nodes_hardware_pci_pci_scan`).
 pub type NodesHardwarePciPciScanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwarePciPciScanResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}` (`nodes_hardware_pci_pci_id_or_mapping_pci_index`).
+/// The `data` of the reply to `GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}` (`nodes_hardware_pci_pci_id_or_mapping_pci_index`).
 pub type NodesHardwarePciPciIdOrMappingPciIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwarePciPciIdOrMappingPciIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}/mdev` (`nodes_hardware_pci_mdev_mdevscan`).
+/// The `data` of the reply to `GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}/mdev` (`nodes_hardware_pci_mdev_mdevscan`).
 pub type NodesHardwarePciMdevMdevscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwarePciMdevMdevscanResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/hardware/usb` (`nodes_hardware_usb_usbscan`).
+/// The `data` of the reply to `GET /nodes/{node}/hardware/usb` (`nodes_hardware_usb_usbscan`).
 pub type NodesHardwareUsbUsbscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwareUsbUsbscanResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/hosts` (`nodes_hosts_get_etc_hosts`).
-pub type NodesHostsGetEtcHostsResponse = crate::generated::nodes::NodesHostsGetEtcHostsResponse;
-///Parameters of `POST /nodes/{node}/hosts` (`nodes_hosts_write_etc_hosts`), without the path parameters.
-pub type NodesHostsWriteEtcHostsParams = crate::generated::nodes::NodesHostsWriteEtcHostsParams;
-///The `data` of the reply to `POST /nodes/{node}/hosts` (`nodes_hosts_write_etc_hosts`).
+/// The `data` of the reply to `POST /nodes/{node}/hosts` (`nodes_hosts_write_etc_hosts`).
 pub type NodesHostsWriteEtcHostsResponse = ();
-///Parameters of `GET /nodes/{node}/journal` (`nodes_journal`), without the path parameters.
-pub type NodesJournalParams = crate::generated::nodes::NodesJournalParams;
-///The `data` of the reply to `GET /nodes/{node}/journal` (`nodes_journal`).
+/// The `data` of the reply to `GET /nodes/{node}/journal` (`nodes_journal`).
 pub type NodesJournalResponse = ::std::vec::Vec<::std::string::String>;
-///The `data` of the reply to `GET /nodes/{node}/lxc` (`nodes_lxc_vmlist`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc` (`nodes_lxc_vmlist`).
 pub type NodesLxcVmlistResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesLxcVmlistResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/lxc` (`nodes_lxc_create_vm`), without the path parameters.
-pub type NodesLxcCreateVmParams = crate::generated::nodes::NodesLxcCreateVmParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc` (`nodes_lxc_create_vm`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc` (`nodes_lxc_create_vm`).
 pub type NodesLxcCreateVmResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}` (`nodes_lxc_vmid_vmdiridx`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}` (`nodes_lxc_vmid_vmdiridx`).
 pub type NodesLxcVmidVmdiridxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///Parameters of `DELETE /nodes/{node}/lxc/{vmid}` (`nodes_lxc_vmid_destroy_vm`), without the path parameters.
-pub type NodesLxcVmidDestroyVmParams = crate::generated::nodes::NodesLxcVmidDestroyVmParams;
-///The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}` (`nodes_lxc_vmid_destroy_vm`).
+/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}` (`nodes_lxc_vmid_destroy_vm`).
 pub type NodesLxcVmidDestroyVmResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/clone` (`nodes_lxc_clone_clone_vm`), without the path parameters.
-pub type NodesLxcCloneCloneVmParams = crate::generated::nodes::NodesLxcCloneCloneVmParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/clone` (`nodes_lxc_clone_clone_vm`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/clone` (`nodes_lxc_clone_clone_vm`).
 pub type NodesLxcCloneCloneVmResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/config` (`nodes_lxc_config_vm_config`), without the path parameters.
-pub type NodesLxcConfigVmConfigParams = crate::generated::nodes::NodesLxcConfigVmConfigParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/config` (`nodes_lxc_config_vm_config`).
-pub type NodesLxcConfigVmConfigResponse = crate::generated::nodes::NodesLxcConfigVmConfigResponse;
-///Parameters of `PUT /nodes/{node}/lxc/{vmid}/config` (`nodes_lxc_config_update_vm`), without the path parameters.
-pub type NodesLxcConfigUpdateVmParams = crate::generated::nodes::NodesLxcConfigUpdateVmParams;
-///The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/config` (`nodes_lxc_config_update_vm`).
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/config` (`nodes_lxc_config_update_vm`).
 pub type NodesLxcConfigUpdateVmResponse = ();
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/feature` (`nodes_lxc_feature_vm_feature`), without the path parameters.
-pub type NodesLxcFeatureVmFeatureParams = crate::generated::nodes::NodesLxcFeatureVmFeatureParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/feature` (`nodes_lxc_feature_vm_feature`).
-pub type NodesLxcFeatureVmFeatureResponse = crate::generated::nodes::NodesLxcFeatureVmFeatureResponse;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall` (`nodes_lxc_firewall_index`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall` (`nodes_lxc_firewall_index`).
 pub type NodesLxcFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_get_aliases`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_get_aliases`).
 pub type NodesLxcFirewallAliasesGetAliasesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallAliasesGetAliasesResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_create_alias`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_create_alias`), without the path parameters.
 pub type NodesLxcFirewallAliasesCreateAliasParams = crate::generated::common::ClusterFirewallAliasesCreateAliasParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_create_alias`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_create_alias`).
 pub type NodesLxcFirewallAliasesCreateAliasResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_read_alias`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_read_alias`).
 pub type NodesLxcFirewallAliasesNameReadAliasResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_update_alias`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_update_alias`), without the path parameters.
 pub type NodesLxcFirewallAliasesNameUpdateAliasParams = crate::generated::common::ClusterFirewallAliasesNameUpdateAliasParams;
-///The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_update_alias`).
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_update_alias`).
 pub type NodesLxcFirewallAliasesNameUpdateAliasResponse = ();
-///Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_remove_alias`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_remove_alias`), without the path parameters.
 pub type NodesLxcFirewallAliasesNameRemoveAliasParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_remove_alias`).
+/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_remove_alias`).
 pub type NodesLxcFirewallAliasesNameRemoveAliasResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_ipset_index`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_ipset_index`).
 pub type NodesLxcFirewallIpsetIpsetIndexResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallIpsetIpsetIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_create_ipset`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_create_ipset`), without the path parameters.
 pub type NodesLxcFirewallIpsetCreateIpsetParams = crate::generated::common::ClusterFirewallIpsetCreateIpsetParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_create_ipset`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_create_ipset`).
 pub type NodesLxcFirewallIpsetCreateIpsetResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_get_ipset`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_get_ipset`).
 pub type NodesLxcFirewallIpsetNameGetIpsetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallIpsetNameGetIpsetResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_create_ip`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_create_ip`), without the path parameters.
 pub type NodesLxcFirewallIpsetNameCreateIpParams = crate::generated::common::ClusterFirewallIpsetNameCreateIpParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_create_ip`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_create_ip`).
 pub type NodesLxcFirewallIpsetNameCreateIpResponse = ();
-///Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_delete_ipset`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_delete_ipset`), without the path parameters.
 pub type NodesLxcFirewallIpsetNameDeleteIpsetParams = crate::generated::common::ClusterFirewallIpsetNameDeleteIpsetParams;
-///The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_delete_ipset`).
+/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_delete_ipset`).
 pub type NodesLxcFirewallIpsetNameDeleteIpsetResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_read_ip`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_read_ip`).
 pub type NodesLxcFirewallIpsetCidrReadIpResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_update_ip`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_update_ip`), without the path parameters.
 pub type NodesLxcFirewallIpsetCidrUpdateIpParams = crate::generated::common::ClusterFirewallIpsetCidrUpdateIpParams;
-///The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_update_ip`).
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_update_ip`).
 pub type NodesLxcFirewallIpsetCidrUpdateIpResponse = ();
-///Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_remove_ip`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_remove_ip`), without the path parameters.
 pub type NodesLxcFirewallIpsetCidrRemoveIpParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_remove_ip`).
+/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_remove_ip`).
 pub type NodesLxcFirewallIpsetCidrRemoveIpResponse = ();
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/firewall/log` (`nodes_lxc_firewall_log`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/lxc/{vmid}/firewall/log` (`nodes_lxc_firewall_log`), without the path parameters.
 pub type NodesLxcFirewallLogParams = crate::generated::nodes::NodesFirewallLogParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/log` (`nodes_lxc_firewall_log`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/log` (`nodes_lxc_firewall_log`).
 pub type NodesLxcFirewallLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephLogResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/options` (`nodes_lxc_firewall_options_get_options`).
-pub type NodesLxcFirewallOptionsGetOptionsResponse = crate::generated::nodes::NodesLxcFirewallOptionsGetOptionsResponse;
-///Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/options` (`nodes_lxc_firewall_options_set_options`), without the path parameters.
-pub type NodesLxcFirewallOptionsSetOptionsParams = crate::generated::nodes::NodesLxcFirewallOptionsSetOptionsParams;
-///The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/options` (`nodes_lxc_firewall_options_set_options`).
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/options` (`nodes_lxc_firewall_options_set_options`).
 pub type NodesLxcFirewallOptionsSetOptionsResponse = ();
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/firewall/refs` (`nodes_lxc_firewall_refs`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/lxc/{vmid}/firewall/refs` (`nodes_lxc_firewall_refs`), without the path parameters.
 pub type NodesLxcFirewallRefsParams = crate::generated::common::ClusterFirewallRefsParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/refs` (`nodes_lxc_firewall_refs`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/refs` (`nodes_lxc_firewall_refs`).
 pub type NodesLxcFirewallRefsResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallRefsResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_get_rules`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_get_rules`).
 pub type NodesLxcFirewallRulesGetRulesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create_rule`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create_rule`), without the path parameters.
 pub type NodesLxcFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create_rule`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create_rule`).
 pub type NodesLxcFirewallRulesCreateRuleResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_get_rule`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_get_rule`).
 pub type NodesLxcFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-///Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_update_rule`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_update_rule`), without the path parameters.
 pub type NodesLxcFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-///The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_update_rule`).
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_update_rule`).
 pub type NodesLxcFirewallRulesPosUpdateRuleResponse = ();
-///Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_delete_rule`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_delete_rule`), without the path parameters.
 pub type NodesLxcFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_delete_rule`).
+/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_delete_rule`).
 pub type NodesLxcFirewallRulesPosDeleteRuleResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/interfaces` (`nodes_lxc_interfaces_ip`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/interfaces` (`nodes_lxc_interfaces_ip`).
 pub type NodesLxcInterfacesIpResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesLxcInterfacesIpResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/migrate` (`nodes_lxc_migrate_migrate_vm_precondition`), without the path parameters.
-pub type NodesLxcMigrateMigrateVmPreconditionParams = crate::generated::nodes::NodesLxcMigrateMigrateVmPreconditionParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/migrate` (`nodes_lxc_migrate_migrate_vm_precondition`).
-pub type NodesLxcMigrateMigrateVmPreconditionResponse = crate::generated::nodes::NodesLxcMigrateMigrateVmPreconditionResponse;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/migrate` (`nodes_lxc_migrate_migrate_vm`), without the path parameters.
-pub type NodesLxcMigrateMigrateVmParams = crate::generated::nodes::NodesLxcMigrateMigrateVmParams;
-/**The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/migrate` (`nodes_lxc_migrate_migrate_vm`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/migrate` (`nodes_lxc_migrate_migrate_vm`).
+///
+/// the task ID.
 pub type NodesLxcMigrateMigrateVmResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/move_volume` (`nodes_lxc_move_volume`), without the path parameters.
-pub type NodesLxcMoveVolumeParams = crate::generated::nodes::NodesLxcMoveVolumeParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/move_volume` (`nodes_lxc_move_volume`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/move_volume` (`nodes_lxc_move_volume`).
 pub type NodesLxcMoveVolumeResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/mtunnel` (`nodes_lxc_mtunnel`), without the path parameters.
-pub type NodesLxcMtunnelParams = crate::generated::nodes::NodesLxcMtunnelParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/mtunnel` (`nodes_lxc_mtunnel`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/mtunnel` (`nodes_lxc_mtunnel`).
 pub type NodesLxcMtunnelResponse = ::serde_json::Value;
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/mtunnelwebsocket` (`nodes_lxc_mtunnelwebsocket`), without the path parameters.
-pub type NodesLxcMtunnelwebsocketParams = crate::generated::nodes::NodesLxcMtunnelwebsocketParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/mtunnelwebsocket` (`nodes_lxc_mtunnelwebsocket`).
-pub type NodesLxcMtunnelwebsocketResponse = crate::generated::nodes::NodesLxcMtunnelwebsocketResponse;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/pending` (`nodes_lxc_pending_vm_pending`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/pending` (`nodes_lxc_pending_vm_pending`).
 pub type NodesLxcPendingVmPendingResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesLxcPendingVmPendingResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/remote_migrate` (`nodes_lxc_remote_migrate_remote_migrate_vm`), without the path parameters.
-pub type NodesLxcRemoteMigrateRemoteMigrateVmParams = crate::generated::nodes::NodesLxcRemoteMigrateRemoteMigrateVmParams;
-/**The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/remote_migrate` (`nodes_lxc_remote_migrate_remote_migrate_vm`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/remote_migrate` (`nodes_lxc_remote_migrate_remote_migrate_vm`).
+///
+/// the task ID.
 pub type NodesLxcRemoteMigrateRemoteMigrateVmResponse = ::std::string::String;
-///Parameters of `PUT /nodes/{node}/lxc/{vmid}/resize` (`nodes_lxc_resize_resize_vm`), without the path parameters.
-pub type NodesLxcResizeResizeVmParams = crate::generated::nodes::NodesLxcResizeResizeVmParams;
-/**The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/resize` (`nodes_lxc_resize_resize_vm`).
-
-the task ID.*/
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/resize` (`nodes_lxc_resize_resize_vm`).
+///
+/// the task ID.
 pub type NodesLxcResizeResizeVmResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/rrd` (`nodes_lxc_rrd`), without the path parameters.
-pub type NodesLxcRrdParams = crate::generated::nodes::NodesLxcRrdParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/rrd` (`nodes_lxc_rrd`).
-pub type NodesLxcRrdResponse = crate::generated::nodes::NodesLxcRrdResponse;
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/rrddata` (`nodes_lxc_rrddata`), without the path parameters.
-pub type NodesLxcRrddataParams = crate::generated::nodes::NodesLxcRrddataParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/rrddata` (`nodes_lxc_rrddata`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/rrddata` (`nodes_lxc_rrddata`).
 pub type NodesLxcRrddataResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot` (`nodes_lxc_snapshot_list`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot` (`nodes_lxc_snapshot_list`).
 pub type NodesLxcSnapshotListResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesLxcSnapshotListResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/snapshot` (`nodes_lxc_snapshot`), without the path parameters.
-pub type NodesLxcSnapshotParams = crate::generated::nodes::NodesLxcSnapshotParams;
-/**The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/snapshot` (`nodes_lxc_snapshot`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/snapshot` (`nodes_lxc_snapshot`).
+///
+/// the task ID.
 pub type NodesLxcSnapshotResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}` (`nodes_lxc_snapshot_snapname_snapshot_cmd_idx`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}` (`nodes_lxc_snapshot_snapname_snapshot_cmd_idx`).
 pub type NodesLxcSnapshotSnapnameSnapshotCmdIdxResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}` (`nodes_lxc_snapshot_snapname_delsnapshot`), without the path parameters.
-pub type NodesLxcSnapshotSnapnameDelsnapshotParams = crate::generated::nodes::NodesLxcSnapshotSnapnameDelsnapshotParams;
-/**The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}` (`nodes_lxc_snapshot_snapname_delsnapshot`).
-
-the task ID.*/
+/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}` (`nodes_lxc_snapshot_snapname_delsnapshot`).
+///
+/// the task ID.
 pub type NodesLxcSnapshotSnapnameDelsnapshotResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_get_snapshot_config`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_get_snapshot_config`).
 pub type NodesLxcSnapshotConfigGetSnapshotConfigResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_update_snapshot_config`), without the path parameters.
-pub type NodesLxcSnapshotConfigUpdateSnapshotConfigParams = crate::generated::nodes::NodesLxcSnapshotConfigUpdateSnapshotConfigParams;
-///The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_update_snapshot_config`).
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_update_snapshot_config`).
 pub type NodesLxcSnapshotConfigUpdateSnapshotConfigResponse = ();
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback` (`nodes_lxc_snapshot_rollback`), without the path parameters.
-pub type NodesLxcSnapshotRollbackParams = crate::generated::nodes::NodesLxcSnapshotRollbackParams;
-/**The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback` (`nodes_lxc_snapshot_rollback`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback` (`nodes_lxc_snapshot_rollback`).
+///
+/// the task ID.
 pub type NodesLxcSnapshotRollbackResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/spiceproxy` (`nodes_lxc_spiceproxy`), without the path parameters.
-pub type NodesLxcSpiceproxyParams = crate::generated::nodes::NodesLxcSpiceproxyParams;
-/**The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/spiceproxy` (`nodes_lxc_spiceproxy`).
-
-Returned values can be directly passed to the 'remote-viewer' application.*/
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/spiceproxy` (`nodes_lxc_spiceproxy`).
+///
+/// Returned values can be directly passed to the 'remote-viewer' application.
 pub type NodesLxcSpiceproxyResponse = ::serde_json::Value;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/status` (`nodes_lxc_status_vmcmdidx`).
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/status` (`nodes_lxc_status_vmcmdidx`).
 pub type NodesLxcStatusVmcmdidxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/status/current` (`nodes_lxc_status_current_vm_status`).
-pub type NodesLxcStatusCurrentVmStatusResponse = crate::generated::nodes::NodesLxcStatusCurrentVmStatusResponse;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/status/reboot` (`nodes_lxc_status_reboot_vm_reboot`), without the path parameters.
-pub type NodesLxcStatusRebootVmRebootParams = crate::generated::nodes::NodesLxcStatusRebootVmRebootParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/reboot` (`nodes_lxc_status_reboot_vm_reboot`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/reboot` (`nodes_lxc_status_reboot_vm_reboot`).
 pub type NodesLxcStatusRebootVmRebootResponse = ::std::string::String;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/resume` (`nodes_lxc_status_resume_vm_resume`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/resume` (`nodes_lxc_status_resume_vm_resume`).
 pub type NodesLxcStatusResumeVmResumeResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/status/shutdown` (`nodes_lxc_status_shutdown_vm_shutdown`), without the path parameters.
-pub type NodesLxcStatusShutdownVmShutdownParams = crate::generated::nodes::NodesLxcStatusShutdownVmShutdownParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/shutdown` (`nodes_lxc_status_shutdown_vm_shutdown`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/shutdown` (`nodes_lxc_status_shutdown_vm_shutdown`).
 pub type NodesLxcStatusShutdownVmShutdownResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/status/start` (`nodes_lxc_status_start_vm_start`), without the path parameters.
-pub type NodesLxcStatusStartVmStartParams = crate::generated::nodes::NodesLxcStatusStartVmStartParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/start` (`nodes_lxc_status_start_vm_start`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/start` (`nodes_lxc_status_start_vm_start`).
 pub type NodesLxcStatusStartVmStartResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/status/stop` (`nodes_lxc_status_stop_vm_stop`), without the path parameters.
-pub type NodesLxcStatusStopVmStopParams = crate::generated::nodes::NodesLxcStatusStopVmStopParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/stop` (`nodes_lxc_status_stop_vm_stop`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/stop` (`nodes_lxc_status_stop_vm_stop`).
 pub type NodesLxcStatusStopVmStopResponse = ::std::string::String;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/suspend` (`nodes_lxc_status_suspend_vm_suspend`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/suspend` (`nodes_lxc_status_suspend_vm_suspend`).
 pub type NodesLxcStatusSuspendVmSuspendResponse = ::std::string::String;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/template` (`nodes_lxc_template`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/template` (`nodes_lxc_template`).
 pub type NodesLxcTemplateResponse = ();
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/termproxy` (`nodes_lxc_termproxy`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/termproxy` (`nodes_lxc_termproxy`).
 pub type NodesLxcTermproxyResponse = ::serde_json::Value;
-///Parameters of `POST /nodes/{node}/lxc/{vmid}/vncproxy` (`nodes_lxc_vncproxy`), without the path parameters.
-pub type NodesLxcVncproxyParams = crate::generated::nodes::NodesLxcVncproxyParams;
-///The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/vncproxy` (`nodes_lxc_vncproxy`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/vncproxy` (`nodes_lxc_vncproxy`).
 pub type NodesLxcVncproxyResponse = ::serde_json::Value;
-///Parameters of `GET /nodes/{node}/lxc/{vmid}/vncwebsocket` (`nodes_lxc_vncwebsocket`), without the path parameters.
-pub type NodesLxcVncwebsocketParams = crate::generated::nodes::NodesLxcVncwebsocketParams;
-///The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/vncwebsocket` (`nodes_lxc_vncwebsocket`).
-pub type NodesLxcVncwebsocketResponse = crate::generated::nodes::NodesLxcVncwebsocketResponse;
-///Parameters of `POST /nodes/{node}/migrateall` (`nodes_migrateall`), without the path parameters.
-pub type NodesMigrateallParams = crate::generated::nodes::NodesMigrateallParams;
-///The `data` of the reply to `POST /nodes/{node}/migrateall` (`nodes_migrateall`).
+/// The `data` of the reply to `POST /nodes/{node}/migrateall` (`nodes_migrateall`).
 pub type NodesMigrateallResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/netstat` (`nodes_netstat`).
+/// The `data` of the reply to `GET /nodes/{node}/netstat` (`nodes_netstat`).
 pub type NodesNetstatResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `GET /nodes/{node}/network` (`nodes_network_index`), without the path parameters.
-pub type NodesNetworkIndexParams = crate::generated::nodes::NodesNetworkIndexParams;
-///The `data` of the reply to `GET /nodes/{node}/network` (`nodes_network_index`).
+/// The `data` of the reply to `GET /nodes/{node}/network` (`nodes_network_index`).
 pub type NodesNetworkIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesNetworkIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/network` (`nodes_network_create_network`), without the path parameters.
-pub type NodesNetworkCreateNetworkParams = crate::generated::nodes::NodesNetworkCreateNetworkParams;
-///The `data` of the reply to `POST /nodes/{node}/network` (`nodes_network_create_network`).
+/// The `data` of the reply to `POST /nodes/{node}/network` (`nodes_network_create_network`).
 pub type NodesNetworkCreateNetworkResponse = ();
-///Parameters of `PUT /nodes/{node}/network` (`nodes_network_reload_network_config`), without the path parameters.
-pub type NodesNetworkReloadNetworkConfigParams = crate::generated::nodes::NodesNetworkReloadNetworkConfigParams;
-///The `data` of the reply to `PUT /nodes/{node}/network` (`nodes_network_reload_network_config`).
+/// The `data` of the reply to `PUT /nodes/{node}/network` (`nodes_network_reload_network_config`).
 pub type NodesNetworkReloadNetworkConfigResponse = ::std::string::String;
-///The `data` of the reply to `DELETE /nodes/{node}/network` (`nodes_network_revert_network_changes`).
+/// The `data` of the reply to `DELETE /nodes/{node}/network` (`nodes_network_revert_network_changes`).
 pub type NodesNetworkRevertNetworkChangesResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/network/{iface}` (`nodes_network_iface_network_config`).
-pub type NodesNetworkIfaceNetworkConfigResponse = crate::generated::nodes::NodesNetworkIfaceNetworkConfigResponse;
-///Parameters of `PUT /nodes/{node}/network/{iface}` (`nodes_network_iface_update_network`), without the path parameters.
-pub type NodesNetworkIfaceUpdateNetworkParams = crate::generated::nodes::NodesNetworkIfaceUpdateNetworkParams;
-///The `data` of the reply to `PUT /nodes/{node}/network/{iface}` (`nodes_network_iface_update_network`).
+/// The `data` of the reply to `PUT /nodes/{node}/network/{iface}` (`nodes_network_iface_update_network`).
 pub type NodesNetworkIfaceUpdateNetworkResponse = ();
-///The `data` of the reply to `DELETE /nodes/{node}/network/{iface}` (`nodes_network_iface_delete_network`).
+/// The `data` of the reply to `DELETE /nodes/{node}/network/{iface}` (`nodes_network_iface_delete_network`).
 pub type NodesNetworkIfaceDeleteNetworkResponse = ();
-///Parameters of `GET /nodes/{node}/qemu` (`nodes_qemu_vmlist`), without the path parameters.
-pub type NodesQemuVmlistParams = crate::generated::nodes::NodesQemuVmlistParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu` (`nodes_qemu_vmlist`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu` (`nodes_qemu_vmlist`).
 pub type NodesQemuVmlistResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesQemuVmlistResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/qemu` (`nodes_qemu_create_vm`), without the path parameters.
-pub type NodesQemuCreateVmParams = crate::generated::nodes::NodesQemuCreateVmParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu` (`nodes_qemu_create_vm`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu` (`nodes_qemu_create_vm`).
 pub type NodesQemuCreateVmResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}` (`nodes_qemu_vmid_vmdiridx`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}` (`nodes_qemu_vmid_vmdiridx`).
 pub type NodesQemuVmidVmdiridxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///Parameters of `DELETE /nodes/{node}/qemu/{vmid}` (`nodes_qemu_vmid_destroy_vm`), without the path parameters.
-pub type NodesQemuVmidDestroyVmParams = crate::generated::nodes::NodesQemuVmidDestroyVmParams;
-///The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}` (`nodes_qemu_vmid_destroy_vm`).
+/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}` (`nodes_qemu_vmid_destroy_vm`).
 pub type NodesQemuVmidDestroyVmResponse = ::std::string::String;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent` (`nodes_qemu_agent_index`).
-
-Returns the list of QEMU Guest Agent commands*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent` (`nodes_qemu_agent_index`).
+///
+/// Returns the list of QEMU Guest Agent commands
 pub type NodesQemuAgentIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/agent` (`nodes_qemu_agent`), without the path parameters.
-pub type NodesQemuAgentParams = crate::generated::nodes::NodesQemuAgentParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent` (`nodes_qemu_agent`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent` (`nodes_qemu_agent`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/exec` (`nodes_qemu_agent_exec`), without the path parameters.
-pub type NodesQemuAgentExecParams = crate::generated::nodes::NodesQemuAgentExecParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/exec` (`nodes_qemu_agent_exec`).
-pub type NodesQemuAgentExecResponse = crate::generated::nodes::NodesQemuAgentExecResponse;
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/exec-status` (`nodes_qemu_agent_exec_status`), without the path parameters.
-pub type NodesQemuAgentExecStatusParams = crate::generated::nodes::NodesQemuAgentExecStatusParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/exec-status` (`nodes_qemu_agent_exec_status`).
-pub type NodesQemuAgentExecStatusResponse = crate::generated::nodes::NodesQemuAgentExecStatusResponse;
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/agent/file-read` (`nodes_qemu_agent_file_read`), without the path parameters.
-pub type NodesQemuAgentFileReadParams = crate::generated::nodes::NodesQemuAgentFileReadParams;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/file-read` (`nodes_qemu_agent_file_read`).
-
-Returns an object with a `content` property.*/
-pub type NodesQemuAgentFileReadResponse = crate::generated::nodes::NodesQemuAgentFileReadResponse;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/file-write` (`nodes_qemu_agent_file_write`), without the path parameters.
-pub type NodesQemuAgentFileWriteParams = crate::generated::nodes::NodesQemuAgentFileWriteParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/file-write` (`nodes_qemu_agent_file_write`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/file-write` (`nodes_qemu_agent_file_write`).
 pub type NodesQemuAgentFileWriteResponse = ();
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-freeze` (`nodes_qemu_agent_fsfreeze_freeze`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-freeze` (`nodes_qemu_agent_fsfreeze_freeze`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentFsfreezeFreezeResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-status` (`nodes_qemu_agent_fsfreeze_status`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-status` (`nodes_qemu_agent_fsfreeze_status`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentFsfreezeStatusResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-thaw` (`nodes_qemu_agent_fsfreeze_thaw`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-thaw` (`nodes_qemu_agent_fsfreeze_thaw`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentFsfreezeThawResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/fstrim` (`nodes_qemu_agent_fstrim`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/fstrim` (`nodes_qemu_agent_fstrim`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentFstrimResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-fsinfo` (`nodes_qemu_agent_get_fsinfo`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-fsinfo` (`nodes_qemu_agent_get_fsinfo`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetFsinfoResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-host-name` (`nodes_qemu_agent_get_host_name`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-host-name` (`nodes_qemu_agent_get_host_name`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetHostNameResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-memory-block-info` (`nodes_qemu_agent_get_memory_block_info`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-memory-block-info` (`nodes_qemu_agent_get_memory_block_info`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetMemoryBlockInfoResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-memory-blocks` (`nodes_qemu_agent_get_memory_blocks`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-memory-blocks` (`nodes_qemu_agent_get_memory_blocks`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetMemoryBlocksResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-osinfo` (`nodes_qemu_agent_get_osinfo`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-osinfo` (`nodes_qemu_agent_get_osinfo`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetOsinfoResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-time` (`nodes_qemu_agent_get_time`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-time` (`nodes_qemu_agent_get_time`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetTimeResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-timezone` (`nodes_qemu_agent_get_timezone`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-timezone` (`nodes_qemu_agent_get_timezone`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetTimezoneResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-users` (`nodes_qemu_agent_get_users`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-users` (`nodes_qemu_agent_get_users`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetUsersResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-vcpus` (`nodes_qemu_agent_get_vcpus`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/get-vcpus` (`nodes_qemu_agent_get_vcpus`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentGetVcpusResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/info` (`nodes_qemu_agent_info`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/info` (`nodes_qemu_agent_info`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentInfoResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces` (`nodes_qemu_agent_network_get_interfaces`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces` (`nodes_qemu_agent_network_get_interfaces`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentNetworkGetInterfacesResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/ping` (`nodes_qemu_agent_ping`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/ping` (`nodes_qemu_agent_ping`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentPingResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/agent/set-user-password` (`nodes_qemu_agent_set_user_password`), without the path parameters.
-pub type NodesQemuAgentSetUserPasswordParams = crate::generated::nodes::NodesQemuAgentSetUserPasswordParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/set-user-password` (`nodes_qemu_agent_set_user_password`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/set-user-password` (`nodes_qemu_agent_set_user_password`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentSetUserPasswordResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/shutdown` (`nodes_qemu_agent_shutdown`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/shutdown` (`nodes_qemu_agent_shutdown`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentShutdownResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/suspend-disk` (`nodes_qemu_agent_suspend_disk`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/suspend-disk` (`nodes_qemu_agent_suspend_disk`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentSuspendDiskResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/suspend-hybrid` (`nodes_qemu_agent_suspend_hybrid`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/suspend-hybrid` (`nodes_qemu_agent_suspend_hybrid`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentSuspendHybridResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/suspend-ram` (`nodes_qemu_agent_suspend_ram`).
-
-Returns an object with a single `result` property.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/agent/suspend-ram` (`nodes_qemu_agent_suspend_ram`).
+///
+/// Returns an object with a single `result` property.
 pub type NodesQemuAgentSuspendRamResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/clone` (`nodes_qemu_clone_clone_vm`), without the path parameters.
-pub type NodesQemuCloneCloneVmParams = crate::generated::nodes::NodesQemuCloneCloneVmParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/clone` (`nodes_qemu_clone_clone_vm`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/clone` (`nodes_qemu_clone_clone_vm`).
 pub type NodesQemuCloneCloneVmResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/cloudinit` (`nodes_qemu_cloudinit_cloudinit_pending`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/cloudinit` (`nodes_qemu_cloudinit_cloudinit_pending`).
 pub type NodesQemuCloudinitCloudinitPendingResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesQemuCloudinitCloudinitPendingResponseItem,
 >;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/cloudinit` (`nodes_qemu_cloudinit_cloudinit_update`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/cloudinit` (`nodes_qemu_cloudinit_cloudinit_update`).
 pub type NodesQemuCloudinitCloudinitUpdateResponse = ();
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/cloudinit/dump` (`nodes_qemu_cloudinit_dump_cloudinit_generated_config_dump`), without the path parameters.
-pub type NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParams = crate::generated::nodes::NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/cloudinit/dump` (`nodes_qemu_cloudinit_dump_cloudinit_generated_config_dump`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/cloudinit/dump` (`nodes_qemu_cloudinit_dump_cloudinit_generated_config_dump`).
 pub type NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_vm_config`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_vm_config`), without the path parameters.
 pub type NodesQemuConfigVmConfigParams = crate::generated::nodes::NodesLxcConfigVmConfigParams;
-/**The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_vm_config`).
-
-The VM configuration.*/
-pub type NodesQemuConfigVmConfigResponse = crate::generated::nodes::NodesQemuConfigVmConfigResponse;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_update_vm_async`), without the path parameters.
-pub type NodesQemuConfigUpdateVmAsyncParams = crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_update_vm_async`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_update_vm_async`).
 pub type NodesQemuConfigUpdateVmAsyncResponse = ::std::string::String;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_update_vm`), without the path parameters.
-pub type NodesQemuConfigUpdateVmParams = crate::generated::nodes::NodesQemuConfigUpdateVmParams;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_update_vm`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_update_vm`).
 pub type NodesQemuConfigUpdateVmResponse = ();
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/dbus-vmstate` (`nodes_qemu_dbus_vmstate`), without the path parameters.
-pub type NodesQemuDbusVmstateParams = crate::generated::nodes::NodesQemuDbusVmstateParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/dbus-vmstate` (`nodes_qemu_dbus_vmstate`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/dbus-vmstate` (`nodes_qemu_dbus_vmstate`).
 pub type NodesQemuDbusVmstateResponse = ();
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/feature` (`nodes_qemu_feature_vm_feature`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/feature` (`nodes_qemu_feature_vm_feature`), without the path parameters.
 pub type NodesQemuFeatureVmFeatureParams = crate::generated::nodes::NodesLxcFeatureVmFeatureParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/feature` (`nodes_qemu_feature_vm_feature`).
-pub type NodesQemuFeatureVmFeatureResponse = crate::generated::nodes::NodesQemuFeatureVmFeatureResponse;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall` (`nodes_qemu_firewall_index`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall` (`nodes_qemu_firewall_index`).
 pub type NodesQemuFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_get_aliases`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_get_aliases`).
 pub type NodesQemuFirewallAliasesGetAliasesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallAliasesGetAliasesResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_create_alias`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_create_alias`), without the path parameters.
 pub type NodesQemuFirewallAliasesCreateAliasParams = crate::generated::common::ClusterFirewallAliasesCreateAliasParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_create_alias`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_create_alias`).
 pub type NodesQemuFirewallAliasesCreateAliasResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_read_alias`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_read_alias`).
 pub type NodesQemuFirewallAliasesNameReadAliasResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_update_alias`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_update_alias`), without the path parameters.
 pub type NodesQemuFirewallAliasesNameUpdateAliasParams = crate::generated::common::ClusterFirewallAliasesNameUpdateAliasParams;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_update_alias`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_update_alias`).
 pub type NodesQemuFirewallAliasesNameUpdateAliasResponse = ();
-///Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_remove_alias`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_remove_alias`), without the path parameters.
 pub type NodesQemuFirewallAliasesNameRemoveAliasParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_remove_alias`).
+/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_remove_alias`).
 pub type NodesQemuFirewallAliasesNameRemoveAliasResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_ipset_index`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_ipset_index`).
 pub type NodesQemuFirewallIpsetIpsetIndexResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallIpsetIpsetIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_create_ipset`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_create_ipset`), without the path parameters.
 pub type NodesQemuFirewallIpsetCreateIpsetParams = crate::generated::common::ClusterFirewallIpsetCreateIpsetParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_create_ipset`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_create_ipset`).
 pub type NodesQemuFirewallIpsetCreateIpsetResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_get_ipset`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_get_ipset`).
 pub type NodesQemuFirewallIpsetNameGetIpsetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallIpsetNameGetIpsetResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_create_ip`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_create_ip`), without the path parameters.
 pub type NodesQemuFirewallIpsetNameCreateIpParams = crate::generated::common::ClusterFirewallIpsetNameCreateIpParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_create_ip`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_create_ip`).
 pub type NodesQemuFirewallIpsetNameCreateIpResponse = ();
-///Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_delete_ipset`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_delete_ipset`), without the path parameters.
 pub type NodesQemuFirewallIpsetNameDeleteIpsetParams = crate::generated::common::ClusterFirewallIpsetNameDeleteIpsetParams;
-///The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_delete_ipset`).
+/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_delete_ipset`).
 pub type NodesQemuFirewallIpsetNameDeleteIpsetResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_read_ip`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_read_ip`).
 pub type NodesQemuFirewallIpsetCidrReadIpResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_update_ip`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_update_ip`), without the path parameters.
 pub type NodesQemuFirewallIpsetCidrUpdateIpParams = crate::generated::common::ClusterFirewallIpsetCidrUpdateIpParams;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_update_ip`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_update_ip`).
 pub type NodesQemuFirewallIpsetCidrUpdateIpResponse = ();
-///Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_remove_ip`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_remove_ip`), without the path parameters.
 pub type NodesQemuFirewallIpsetCidrRemoveIpParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_remove_ip`).
+/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_remove_ip`).
 pub type NodesQemuFirewallIpsetCidrRemoveIpResponse = ();
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/log` (`nodes_qemu_firewall_log`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/log` (`nodes_qemu_firewall_log`), without the path parameters.
 pub type NodesQemuFirewallLogParams = crate::generated::nodes::NodesFirewallLogParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/log` (`nodes_qemu_firewall_log`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/log` (`nodes_qemu_firewall_log`).
 pub type NodesQemuFirewallLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephLogResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_get_options`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_get_options`).
 pub type NodesQemuFirewallOptionsGetOptionsResponse = crate::generated::nodes::NodesLxcFirewallOptionsGetOptionsResponse;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_set_options`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_set_options`), without the path parameters.
 pub type NodesQemuFirewallOptionsSetOptionsParams = crate::generated::nodes::NodesLxcFirewallOptionsSetOptionsParams;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_set_options`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_set_options`).
 pub type NodesQemuFirewallOptionsSetOptionsResponse = ();
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/refs` (`nodes_qemu_firewall_refs`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/refs` (`nodes_qemu_firewall_refs`), without the path parameters.
 pub type NodesQemuFirewallRefsParams = crate::generated::common::ClusterFirewallRefsParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/refs` (`nodes_qemu_firewall_refs`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/refs` (`nodes_qemu_firewall_refs`).
 pub type NodesQemuFirewallRefsResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallRefsResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_get_rules`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_get_rules`).
 pub type NodesQemuFirewallRulesGetRulesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create_rule`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create_rule`), without the path parameters.
 pub type NodesQemuFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create_rule`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create_rule`).
 pub type NodesQemuFirewallRulesCreateRuleResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_get_rule`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_get_rule`).
 pub type NodesQemuFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_update_rule`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_update_rule`), without the path parameters.
 pub type NodesQemuFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_update_rule`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_update_rule`).
 pub type NodesQemuFirewallRulesPosUpdateRuleResponse = ();
-///Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete_rule`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete_rule`), without the path parameters.
 pub type NodesQemuFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-///The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete_rule`).
+/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete_rule`).
 pub type NodesQemuFirewallRulesPosDeleteRuleResponse = ();
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_migrate_vm_precondition`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_migrate_vm_precondition`), without the path parameters.
 pub type NodesQemuMigrateMigrateVmPreconditionParams = crate::generated::nodes::NodesLxcMigrateMigrateVmPreconditionParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_migrate_vm_precondition`).
-pub type NodesQemuMigrateMigrateVmPreconditionResponse = crate::generated::nodes::NodesQemuMigrateMigrateVmPreconditionResponse;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_migrate_vm`), without the path parameters.
-pub type NodesQemuMigrateMigrateVmParams = crate::generated::nodes::NodesQemuMigrateMigrateVmParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_migrate_vm`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_migrate_vm`).
+///
+/// the task ID.
 pub type NodesQemuMigrateMigrateVmResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/monitor` (`nodes_qemu_monitor`), without the path parameters.
-pub type NodesQemuMonitorParams = crate::generated::nodes::NodesQemuMonitorParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/monitor` (`nodes_qemu_monitor`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/monitor` (`nodes_qemu_monitor`).
 pub type NodesQemuMonitorResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/move_disk` (`nodes_qemu_move_disk_move_vm_disk`), without the path parameters.
-pub type NodesQemuMoveDiskMoveVmDiskParams = crate::generated::nodes::NodesQemuMoveDiskMoveVmDiskParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/move_disk` (`nodes_qemu_move_disk_move_vm_disk`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/move_disk` (`nodes_qemu_move_disk_move_vm_disk`).
+///
+/// the task ID.
 pub type NodesQemuMoveDiskMoveVmDiskResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/mtunnel` (`nodes_qemu_mtunnel`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/mtunnel` (`nodes_qemu_mtunnel`), without the path parameters.
 pub type NodesQemuMtunnelParams = crate::generated::nodes::NodesLxcMtunnelParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/mtunnel` (`nodes_qemu_mtunnel`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/mtunnel` (`nodes_qemu_mtunnel`).
 pub type NodesQemuMtunnelResponse = ::serde_json::Value;
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/mtunnelwebsocket` (`nodes_qemu_mtunnelwebsocket`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/mtunnelwebsocket` (`nodes_qemu_mtunnelwebsocket`), without the path parameters.
 pub type NodesQemuMtunnelwebsocketParams = crate::generated::nodes::NodesLxcMtunnelwebsocketParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/mtunnelwebsocket` (`nodes_qemu_mtunnelwebsocket`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/mtunnelwebsocket` (`nodes_qemu_mtunnelwebsocket`).
 pub type NodesQemuMtunnelwebsocketResponse = crate::generated::nodes::NodesLxcMtunnelwebsocketResponse;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/pending` (`nodes_qemu_pending_vm_pending`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/pending` (`nodes_qemu_pending_vm_pending`).
 pub type NodesQemuPendingVmPendingResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesQemuPendingVmPendingResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/remote_migrate` (`nodes_qemu_remote_migrate_remote_migrate_vm`), without the path parameters.
-pub type NodesQemuRemoteMigrateRemoteMigrateVmParams = crate::generated::nodes::NodesQemuRemoteMigrateRemoteMigrateVmParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/remote_migrate` (`nodes_qemu_remote_migrate_remote_migrate_vm`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/remote_migrate` (`nodes_qemu_remote_migrate_remote_migrate_vm`).
+///
+/// the task ID.
 pub type NodesQemuRemoteMigrateRemoteMigrateVmResponse = ::std::string::String;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/resize` (`nodes_qemu_resize_resize_vm`), without the path parameters.
-pub type NodesQemuResizeResizeVmParams = crate::generated::nodes::NodesQemuResizeResizeVmParams;
-/**The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/resize` (`nodes_qemu_resize_resize_vm`).
-
-the task ID.*/
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/resize` (`nodes_qemu_resize_resize_vm`).
+///
+/// the task ID.
 pub type NodesQemuResizeResizeVmResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/rrd` (`nodes_qemu_rrd`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/rrd` (`nodes_qemu_rrd`), without the path parameters.
 pub type NodesQemuRrdParams = crate::generated::nodes::NodesLxcRrdParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/rrd` (`nodes_qemu_rrd`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/rrd` (`nodes_qemu_rrd`).
 pub type NodesQemuRrdResponse = crate::generated::nodes::NodesLxcRrdResponse;
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/rrddata` (`nodes_qemu_rrddata`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/rrddata` (`nodes_qemu_rrddata`), without the path parameters.
 pub type NodesQemuRrddataParams = crate::generated::nodes::NodesLxcRrddataParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/rrddata` (`nodes_qemu_rrddata`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/rrddata` (`nodes_qemu_rrddata`).
 pub type NodesQemuRrddataResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/sendkey` (`nodes_qemu_sendkey_vm_sendkey`), without the path parameters.
-pub type NodesQemuSendkeyVmSendkeyParams = crate::generated::nodes::NodesQemuSendkeyVmSendkeyParams;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/sendkey` (`nodes_qemu_sendkey_vm_sendkey`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/sendkey` (`nodes_qemu_sendkey_vm_sendkey`).
 pub type NodesQemuSendkeyVmSendkeyResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot` (`nodes_qemu_snapshot_snapshot_list`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot` (`nodes_qemu_snapshot_snapshot_list`).
 pub type NodesQemuSnapshotSnapshotListResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesQemuSnapshotSnapshotListResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/snapshot` (`nodes_qemu_snapshot`), without the path parameters.
-pub type NodesQemuSnapshotParams = crate::generated::nodes::NodesQemuSnapshotParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/snapshot` (`nodes_qemu_snapshot`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/snapshot` (`nodes_qemu_snapshot`).
+///
+/// the task ID.
 pub type NodesQemuSnapshotResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_snapshot_cmd_idx`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_snapshot_cmd_idx`).
 pub type NodesQemuSnapshotSnapnameSnapshotCmdIdxResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_delsnapshot`), without the path parameters.
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_delsnapshot`), without the path parameters.
 pub type NodesQemuSnapshotSnapnameDelsnapshotParams = crate::generated::nodes::NodesLxcSnapshotSnapnameDelsnapshotParams;
-/**The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_delsnapshot`).
-
-the task ID.*/
+/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_delsnapshot`).
+///
+/// the task ID.
 pub type NodesQemuSnapshotSnapnameDelsnapshotResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_get_snapshot_config`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_get_snapshot_config`).
 pub type NodesQemuSnapshotConfigGetSnapshotConfigResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot_config`), without the path parameters.
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot_config`), without the path parameters.
 pub type NodesQemuSnapshotConfigUpdateSnapshotConfigParams = crate::generated::nodes::NodesLxcSnapshotConfigUpdateSnapshotConfigParams;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot_config`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot_config`).
 pub type NodesQemuSnapshotConfigUpdateSnapshotConfigResponse = ();
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback` (`nodes_qemu_snapshot_rollback`), without the path parameters.
-pub type NodesQemuSnapshotRollbackParams = crate::generated::nodes::NodesQemuSnapshotRollbackParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback` (`nodes_qemu_snapshot_rollback`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback` (`nodes_qemu_snapshot_rollback`).
+///
+/// the task ID.
 pub type NodesQemuSnapshotRollbackResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/spiceproxy` (`nodes_qemu_spiceproxy`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/spiceproxy` (`nodes_qemu_spiceproxy`), without the path parameters.
 pub type NodesQemuSpiceproxyParams = crate::generated::nodes::NodesLxcSpiceproxyParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/spiceproxy` (`nodes_qemu_spiceproxy`).
-
-Returned values can be directly passed to the 'remote-viewer' application.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/spiceproxy` (`nodes_qemu_spiceproxy`).
+///
+/// Returned values can be directly passed to the 'remote-viewer' application.
 pub type NodesQemuSpiceproxyResponse = ::serde_json::Value;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/status` (`nodes_qemu_status_vmcmdidx`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/status` (`nodes_qemu_status_vmcmdidx`).
 pub type NodesQemuStatusVmcmdidxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/status/current` (`nodes_qemu_status_current_vm_status`).
-pub type NodesQemuStatusCurrentVmStatusResponse = crate::generated::nodes::NodesQemuStatusCurrentVmStatusResponse;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/status/reboot` (`nodes_qemu_status_reboot_vm_reboot`), without the path parameters.
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/reboot` (`nodes_qemu_status_reboot_vm_reboot`), without the path parameters.
 pub type NodesQemuStatusRebootVmRebootParams = crate::generated::nodes::NodesLxcStatusRebootVmRebootParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/reboot` (`nodes_qemu_status_reboot_vm_reboot`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/reboot` (`nodes_qemu_status_reboot_vm_reboot`).
 pub type NodesQemuStatusRebootVmRebootResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/status/reset` (`nodes_qemu_status_reset_vm_reset`), without the path parameters.
-pub type NodesQemuStatusResetVmResetParams = crate::generated::nodes::NodesQemuStatusResetVmResetParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/reset` (`nodes_qemu_status_reset_vm_reset`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/reset` (`nodes_qemu_status_reset_vm_reset`).
 pub type NodesQemuStatusResetVmResetResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/status/resume` (`nodes_qemu_status_resume_vm_resume`), without the path parameters.
-pub type NodesQemuStatusResumeVmResumeParams = crate::generated::nodes::NodesQemuStatusResumeVmResumeParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/resume` (`nodes_qemu_status_resume_vm_resume`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/resume` (`nodes_qemu_status_resume_vm_resume`).
 pub type NodesQemuStatusResumeVmResumeResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/status/shutdown` (`nodes_qemu_status_shutdown_vm_shutdown`), without the path parameters.
-pub type NodesQemuStatusShutdownVmShutdownParams = crate::generated::nodes::NodesQemuStatusShutdownVmShutdownParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/shutdown` (`nodes_qemu_status_shutdown_vm_shutdown`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/shutdown` (`nodes_qemu_status_shutdown_vm_shutdown`).
 pub type NodesQemuStatusShutdownVmShutdownResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/status/start` (`nodes_qemu_status_start_vm_start`), without the path parameters.
-pub type NodesQemuStatusStartVmStartParams = crate::generated::nodes::NodesQemuStatusStartVmStartParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/start` (`nodes_qemu_status_start_vm_start`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/start` (`nodes_qemu_status_start_vm_start`).
 pub type NodesQemuStatusStartVmStartResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/status/stop` (`nodes_qemu_status_stop_vm_stop`), without the path parameters.
-pub type NodesQemuStatusStopVmStopParams = crate::generated::nodes::NodesQemuStatusStopVmStopParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/stop` (`nodes_qemu_status_stop_vm_stop`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/stop` (`nodes_qemu_status_stop_vm_stop`).
 pub type NodesQemuStatusStopVmStopResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/status/suspend` (`nodes_qemu_status_suspend_vm_suspend`), without the path parameters.
-pub type NodesQemuStatusSuspendVmSuspendParams = crate::generated::nodes::NodesQemuStatusSuspendVmSuspendParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/suspend` (`nodes_qemu_status_suspend_vm_suspend`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/suspend` (`nodes_qemu_status_suspend_vm_suspend`).
 pub type NodesQemuStatusSuspendVmSuspendResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/template` (`nodes_qemu_template`), without the path parameters.
-pub type NodesQemuTemplateParams = crate::generated::nodes::NodesQemuTemplateParams;
-/**The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/template` (`nodes_qemu_template`).
-
-the task ID.*/
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/template` (`nodes_qemu_template`).
+///
+/// the task ID.
 pub type NodesQemuTemplateResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/termproxy` (`nodes_qemu_termproxy`), without the path parameters.
-pub type NodesQemuTermproxyParams = crate::generated::nodes::NodesQemuTermproxyParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/termproxy` (`nodes_qemu_termproxy`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/termproxy` (`nodes_qemu_termproxy`).
 pub type NodesQemuTermproxyResponse = ::serde_json::Value;
-///Parameters of `PUT /nodes/{node}/qemu/{vmid}/unlink` (`nodes_qemu_unlink`), without the path parameters.
-pub type NodesQemuUnlinkParams = crate::generated::nodes::NodesQemuUnlinkParams;
-///The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/unlink` (`nodes_qemu_unlink`).
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/unlink` (`nodes_qemu_unlink`).
 pub type NodesQemuUnlinkResponse = ();
-///Parameters of `POST /nodes/{node}/qemu/{vmid}/vncproxy` (`nodes_qemu_vncproxy`), without the path parameters.
-pub type NodesQemuVncproxyParams = crate::generated::nodes::NodesQemuVncproxyParams;
-///The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/vncproxy` (`nodes_qemu_vncproxy`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/vncproxy` (`nodes_qemu_vncproxy`).
 pub type NodesQemuVncproxyResponse = ::serde_json::Value;
-///Parameters of `GET /nodes/{node}/qemu/{vmid}/vncwebsocket` (`nodes_qemu_vncwebsocket`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/vncwebsocket` (`nodes_qemu_vncwebsocket`), without the path parameters.
 pub type NodesQemuVncwebsocketParams = crate::generated::nodes::NodesLxcVncwebsocketParams;
-///The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/vncwebsocket` (`nodes_qemu_vncwebsocket`).
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/vncwebsocket` (`nodes_qemu_vncwebsocket`).
 pub type NodesQemuVncwebsocketResponse = crate::generated::nodes::NodesLxcVncwebsocketResponse;
-///Parameters of `GET /nodes/{node}/query-oci-repo-tags` (`nodes_query_oci_repo_tags`), without the path parameters.
-pub type NodesQueryOciRepoTagsParams = crate::generated::nodes::NodesQueryOciRepoTagsParams;
-///The `data` of the reply to `GET /nodes/{node}/query-oci-repo-tags` (`nodes_query_oci_repo_tags`).
+/// The `data` of the reply to `GET /nodes/{node}/query-oci-repo-tags` (`nodes_query_oci_repo_tags`).
 pub type NodesQueryOciRepoTagsResponse = ::std::vec::Vec<::std::string::String>;
-///Parameters of `GET /nodes/{node}/query-url-metadata` (`nodes_query_url_metadata`), without the path parameters.
-pub type NodesQueryUrlMetadataParams = crate::generated::nodes::NodesQueryUrlMetadataParams;
-///The `data` of the reply to `GET /nodes/{node}/query-url-metadata` (`nodes_query_url_metadata`).
-pub type NodesQueryUrlMetadataResponse = crate::generated::nodes::NodesQueryUrlMetadataResponse;
-///Parameters of `GET /nodes/{node}/replication` (`nodes_replication_status`), without the path parameters.
-pub type NodesReplicationStatusParams = crate::generated::nodes::NodesReplicationStatusParams;
-///The `data` of the reply to `GET /nodes/{node}/replication` (`nodes_replication_status`).
+/// The `data` of the reply to `GET /nodes/{node}/replication` (`nodes_replication_status`).
 pub type NodesReplicationStatusResponse = ::std::vec::Vec<
     crate::generated::common::ClusterHaIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/replication/{id}` (`nodes_replication_id_index`).
+/// The `data` of the reply to `GET /nodes/{node}/replication/{id}` (`nodes_replication_id_index`).
 pub type NodesReplicationIdIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///Parameters of `GET /nodes/{node}/replication/{id}/log` (`nodes_replication_log_read_job_log`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/replication/{id}/log` (`nodes_replication_log_read_job_log`), without the path parameters.
 pub type NodesReplicationLogReadJobLogParams = crate::generated::nodes::NodesCephLogParams;
-///The `data` of the reply to `GET /nodes/{node}/replication/{id}/log` (`nodes_replication_log_read_job_log`).
+/// The `data` of the reply to `GET /nodes/{node}/replication/{id}/log` (`nodes_replication_log_read_job_log`).
 pub type NodesReplicationLogReadJobLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephLogResponseItem,
 >;
-///The `data` of the reply to `POST /nodes/{node}/replication/{id}/schedule_now` (`nodes_replication_schedule_now`).
+/// The `data` of the reply to `POST /nodes/{node}/replication/{id}/schedule_now` (`nodes_replication_schedule_now`).
 pub type NodesReplicationScheduleNowResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/replication/{id}/status` (`nodes_replication_status_job_status`).
+/// The `data` of the reply to `GET /nodes/{node}/replication/{id}/status` (`nodes_replication_status_job_status`).
 pub type NodesReplicationStatusJobStatusResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///The `data` of the reply to `GET /nodes/{node}/report` (`nodes_report`).
+/// The `data` of the reply to `GET /nodes/{node}/report` (`nodes_report`).
 pub type NodesReportResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/rrd` (`nodes_rrd`), without the path parameters.
-pub type NodesRrdParams = crate::generated::nodes::NodesRrdParams;
-///The `data` of the reply to `GET /nodes/{node}/rrd` (`nodes_rrd`).
+/// The `data` of the reply to `GET /nodes/{node}/rrd` (`nodes_rrd`).
 pub type NodesRrdResponse = crate::generated::nodes::NodesLxcRrdResponse;
-///Parameters of `GET /nodes/{node}/rrddata` (`nodes_rrddata`), without the path parameters.
-pub type NodesRrddataParams = crate::generated::nodes::NodesRrddataParams;
-///The `data` of the reply to `GET /nodes/{node}/rrddata` (`nodes_rrddata`).
+/// The `data` of the reply to `GET /nodes/{node}/rrddata` (`nodes_rrddata`).
 pub type NodesRrddataResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/scan` (`nodes_scan_index`).
+/// The `data` of the reply to `GET /nodes/{node}/scan` (`nodes_scan_index`).
 pub type NodesScanIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwarePciPciIdOrMappingPciIndexResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/scan/cifs` (`nodes_scan_cifs_cifsscan`), without the path parameters.
-pub type NodesScanCifsCifsscanParams = crate::generated::nodes::NodesScanCifsCifsscanParams;
-///The `data` of the reply to `GET /nodes/{node}/scan/cifs` (`nodes_scan_cifs_cifsscan`).
+/// The `data` of the reply to `GET /nodes/{node}/scan/cifs` (`nodes_scan_cifs_cifsscan`).
 pub type NodesScanCifsCifsscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesScanCifsCifsscanResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/scan/iscsi` (`nodes_scan_iscsi_iscsiscan`), without the path parameters.
-pub type NodesScanIscsiIscsiscanParams = crate::generated::nodes::NodesScanIscsiIscsiscanParams;
-///The `data` of the reply to `GET /nodes/{node}/scan/iscsi` (`nodes_scan_iscsi_iscsiscan`).
+/// The `data` of the reply to `GET /nodes/{node}/scan/iscsi` (`nodes_scan_iscsi_iscsiscan`).
 pub type NodesScanIscsiIscsiscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesScanIscsiIscsiscanResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/scan/lvm` (`nodes_scan_lvm_lvmscan`).
+/// The `data` of the reply to `GET /nodes/{node}/scan/lvm` (`nodes_scan_lvm_lvmscan`).
 pub type NodesScanLvmLvmscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesScanLvmLvmscanResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/scan/lvmthin` (`nodes_scan_lvmthin_lvmthinscan`), without the path parameters.
-pub type NodesScanLvmthinLvmthinscanParams = crate::generated::nodes::NodesScanLvmthinLvmthinscanParams;
-///The `data` of the reply to `GET /nodes/{node}/scan/lvmthin` (`nodes_scan_lvmthin_lvmthinscan`).
+/// The `data` of the reply to `GET /nodes/{node}/scan/lvmthin` (`nodes_scan_lvmthin_lvmthinscan`).
 pub type NodesScanLvmthinLvmthinscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesScanLvmthinLvmthinscanResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/scan/nfs` (`nodes_scan_nfs_nfsscan`), without the path parameters.
-pub type NodesScanNfsNfsscanParams = crate::generated::nodes::NodesScanNfsNfsscanParams;
-///The `data` of the reply to `GET /nodes/{node}/scan/nfs` (`nodes_scan_nfs_nfsscan`).
+/// The `data` of the reply to `GET /nodes/{node}/scan/nfs` (`nodes_scan_nfs_nfsscan`).
 pub type NodesScanNfsNfsscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesScanNfsNfsscanResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/scan/pbs` (`nodes_scan_pbs_pbsscan`), without the path parameters.
-pub type NodesScanPbsPbsscanParams = crate::generated::nodes::NodesScanPbsPbsscanParams;
-///The `data` of the reply to `GET /nodes/{node}/scan/pbs` (`nodes_scan_pbs_pbsscan`).
+/// The `data` of the reply to `GET /nodes/{node}/scan/pbs` (`nodes_scan_pbs_pbsscan`).
 pub type NodesScanPbsPbsscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesScanPbsPbsscanResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/scan/zfs` (`nodes_scan_zfs_zfsscan`).
+/// The `data` of the reply to `GET /nodes/{node}/scan/zfs` (`nodes_scan_zfs_zfsscan`).
 pub type NodesScanZfsZfsscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesScanZfsZfsscanResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn` (`nodes_sdn_sdnindex`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn` (`nodes_sdn_sdnindex`).
 pub type NodesSdnSdnindexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/fabrics/{fabric}` (`nodes_sdn_fabrics_fabric_diridx`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/fabrics/{fabric}` (`nodes_sdn_fabrics_fabric_diridx`).
 pub type NodesSdnFabricsFabricDiridxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/fabrics/{fabric}/interfaces` (`nodes_sdn_fabrics_interfaces`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/fabrics/{fabric}/interfaces` (`nodes_sdn_fabrics_interfaces`).
 pub type NodesSdnFabricsInterfacesResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesSdnFabricsInterfacesResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/fabrics/{fabric}/neighbors` (`nodes_sdn_fabrics_neighbors`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/fabrics/{fabric}/neighbors` (`nodes_sdn_fabrics_neighbors`).
 pub type NodesSdnFabricsNeighborsResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesSdnFabricsNeighborsResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/fabrics/{fabric}/routes` (`nodes_sdn_fabrics_routes`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/fabrics/{fabric}/routes` (`nodes_sdn_fabrics_routes`).
 pub type NodesSdnFabricsRoutesResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesSdnFabricsRoutesResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/vnets/{vnet}` (`nodes_sdn_vnets_vnet_diridx`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/vnets/{vnet}` (`nodes_sdn_vnets_vnet_diridx`).
 pub type NodesSdnVnetsVnetDiridxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/sdn/vnets/{vnet}/mac-vrf` (`nodes_sdn_vnets_mac_vrf`).
-
-All routes from the MAC VRF that this node self-originates or has learned via BGP.*/
+/// The `data` of the reply to `GET /nodes/{node}/sdn/vnets/{vnet}/mac-vrf` (`nodes_sdn_vnets_mac_vrf`).
+///
+/// All routes from the MAC VRF that this node self-originates or has learned via BGP.
 pub type NodesSdnVnetsMacVrfResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesSdnVnetsMacVrfResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/zones` (`nodes_sdn_zones_index`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/zones` (`nodes_sdn_zones_index`).
 pub type NodesSdnZonesIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesSdnZonesIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/zones/{zone}` (`nodes_sdn_zones_zone_diridx`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/zones/{zone}` (`nodes_sdn_zones_zone_diridx`).
 pub type NodesSdnZonesZoneDiridxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/zones/{zone}/bridges` (`nodes_sdn_zones_bridges`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/zones/{zone}/bridges` (`nodes_sdn_zones_bridges`).
 pub type NodesSdnZonesBridgesResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesSdnZonesBridgesResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/sdn/zones/{zone}/content` (`nodes_sdn_zones_content_index`).
+/// The `data` of the reply to `GET /nodes/{node}/sdn/zones/{zone}/content` (`nodes_sdn_zones_content_index`).
 pub type NodesSdnZonesContentIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesSdnZonesContentIndexResponseItem,
 >;
-/**The `data` of the reply to `GET /nodes/{node}/sdn/zones/{zone}/ip-vrf` (`nodes_sdn_zones_ip_vrf`).
-
-All entries in the VRF table of zone {zone} of the node.This does not include /32 routes for guests on this host,since they are handled via the respective vnet bridge directly.*/
+/// The `data` of the reply to `GET /nodes/{node}/sdn/zones/{zone}/ip-vrf` (`nodes_sdn_zones_ip_vrf`).
+///
+/// All entries in the VRF table of zone {zone} of the node.This does not include /32 routes for guests on this host,since they are handled via the respective vnet bridge directly.
 pub type NodesSdnZonesIpVrfResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesSdnZonesIpVrfResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/services` (`nodes_services_index`).
+/// The `data` of the reply to `GET /nodes/{node}/services` (`nodes_services_index`).
 pub type NodesServicesIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesServicesIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/services/{service}` (`nodes_services_service_srvcmdidx`).
+/// The `data` of the reply to `GET /nodes/{node}/services/{service}` (`nodes_services_service_srvcmdidx`).
 pub type NodesServicesServiceSrvcmdidxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///The `data` of the reply to `POST /nodes/{node}/services/{service}/reload` (`nodes_services_reload_service_reload`).
+/// The `data` of the reply to `POST /nodes/{node}/services/{service}/reload` (`nodes_services_reload_service_reload`).
 pub type NodesServicesReloadServiceReloadResponse = ::std::string::String;
-///The `data` of the reply to `POST /nodes/{node}/services/{service}/restart` (`nodes_services_restart_service_restart`).
+/// The `data` of the reply to `POST /nodes/{node}/services/{service}/restart` (`nodes_services_restart_service_restart`).
 pub type NodesServicesRestartServiceRestartResponse = ::std::string::String;
-///The `data` of the reply to `POST /nodes/{node}/services/{service}/start` (`nodes_services_start_service_start`).
+/// The `data` of the reply to `POST /nodes/{node}/services/{service}/start` (`nodes_services_start_service_start`).
 pub type NodesServicesStartServiceStartResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/services/{service}/state` (`nodes_services_state_service_state`).
+/// The `data` of the reply to `GET /nodes/{node}/services/{service}/state` (`nodes_services_state_service_state`).
 pub type NodesServicesStateServiceStateResponse = crate::generated::nodes::NodesServicesIndexResponseItem;
-///The `data` of the reply to `POST /nodes/{node}/services/{service}/stop` (`nodes_services_stop_service_stop`).
+/// The `data` of the reply to `POST /nodes/{node}/services/{service}/stop` (`nodes_services_stop_service_stop`).
 pub type NodesServicesStopServiceStopResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/spiceshell` (`nodes_spiceshell`), without the path parameters.
-pub type NodesSpiceshellParams = crate::generated::nodes::NodesSpiceshellParams;
-/**The `data` of the reply to `POST /nodes/{node}/spiceshell` (`nodes_spiceshell`).
-
-Returned values can be directly passed to the 'remote-viewer' application.*/
+/// The `data` of the reply to `POST /nodes/{node}/spiceshell` (`nodes_spiceshell`).
+///
+/// Returned values can be directly passed to the 'remote-viewer' application.
 pub type NodesSpiceshellResponse = ::serde_json::Value;
-///Parameters of `POST /nodes/{node}/startall` (`nodes_startall`), without the path parameters.
-pub type NodesStartallParams = crate::generated::nodes::NodesStartallParams;
-///The `data` of the reply to `POST /nodes/{node}/startall` (`nodes_startall`).
+/// The `data` of the reply to `POST /nodes/{node}/startall` (`nodes_startall`).
 pub type NodesStartallResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/status` (`nodes_status`).
-pub type NodesStatusResponse = crate::generated::nodes::NodesStatusResponse;
-///Parameters of `POST /nodes/{node}/status` (`nodes_status_node_cmd`), without the path parameters.
-pub type NodesStatusNodeCmdParams = crate::generated::nodes::NodesStatusNodeCmdParams;
-///The `data` of the reply to `POST /nodes/{node}/status` (`nodes_status_node_cmd`).
+/// The `data` of the reply to `POST /nodes/{node}/status` (`nodes_status_node_cmd`).
 pub type NodesStatusNodeCmdResponse = ();
-///Parameters of `POST /nodes/{node}/stopall` (`nodes_stopall`), without the path parameters.
-pub type NodesStopallParams = crate::generated::nodes::NodesStopallParams;
-///The `data` of the reply to `POST /nodes/{node}/stopall` (`nodes_stopall`).
+/// The `data` of the reply to `POST /nodes/{node}/stopall` (`nodes_stopall`).
 pub type NodesStopallResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/storage` (`nodes_storage_index`), without the path parameters.
-pub type NodesStorageIndexParams = crate::generated::nodes::NodesStorageIndexParams;
-///The `data` of the reply to `GET /nodes/{node}/storage` (`nodes_storage_index`).
+/// The `data` of the reply to `GET /nodes/{node}/storage` (`nodes_storage_index`).
 pub type NodesStorageIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesStorageIndexResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}` (`nodes_storage_storage_diridx`).
+/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}` (`nodes_storage_storage_diridx`).
 pub type NodesStorageStorageDiridxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/storage/{storage}/content` (`nodes_storage_content_index`), without the path parameters.
-pub type NodesStorageContentIndexParams = crate::generated::nodes::NodesStorageContentIndexParams;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}/content` (`nodes_storage_content_index`).
+/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}/content` (`nodes_storage_content_index`).
 pub type NodesStorageContentIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesStorageContentIndexResponseItem,
 >;
-///Parameters of `POST /nodes/{node}/storage/{storage}/content` (`nodes_storage_content_create`), without the path parameters.
-pub type NodesStorageContentCreateParams = crate::generated::nodes::NodesStorageContentCreateParams;
-/**The `data` of the reply to `POST /nodes/{node}/storage/{storage}/content` (`nodes_storage_content_create`).
-
-Volume identifier*/
+/// The `data` of the reply to `POST /nodes/{node}/storage/{storage}/content` (`nodes_storage_content_create`).
+///
+/// Volume identifier
 pub type NodesStorageContentCreateResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_info`).
-pub type NodesStorageContentVolumeInfoResponse = crate::generated::nodes::NodesStorageContentVolumeInfoResponse;
-///Parameters of `POST /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_copy`), without the path parameters.
-pub type NodesStorageContentVolumeCopyParams = crate::generated::nodes::NodesStorageContentVolumeCopyParams;
-///The `data` of the reply to `POST /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_copy`).
+/// The `data` of the reply to `POST /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_copy`).
 pub type NodesStorageContentVolumeCopyResponse = ::std::string::String;
-///Parameters of `PUT /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_updateattributes`), without the path parameters.
-pub type NodesStorageContentVolumeUpdateattributesParams = crate::generated::nodes::NodesStorageContentVolumeUpdateattributesParams;
-///The `data` of the reply to `PUT /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_updateattributes`).
+/// The `data` of the reply to `PUT /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_updateattributes`).
 pub type NodesStorageContentVolumeUpdateattributesResponse = ();
-///Parameters of `DELETE /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_delete`), without the path parameters.
-pub type NodesStorageContentVolumeDeleteParams = crate::generated::nodes::NodesStorageContentVolumeDeleteParams;
-///The `data` of the reply to `DELETE /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_delete`).
+/// The `data` of the reply to `DELETE /nodes/{node}/storage/{storage}/content/{volume}` (`nodes_storage_content_volume_delete`).
 pub type NodesStorageContentVolumeDeleteResponse = ::std::string::String;
-///Parameters of `POST /nodes/{node}/storage/{storage}/download-url` (`nodes_storage_download_url`), without the path parameters.
-pub type NodesStorageDownloadUrlParams = crate::generated::nodes::NodesStorageDownloadUrlParams;
-///The `data` of the reply to `POST /nodes/{node}/storage/{storage}/download-url` (`nodes_storage_download_url`).
+/// The `data` of the reply to `POST /nodes/{node}/storage/{storage}/download-url` (`nodes_storage_download_url`).
 pub type NodesStorageDownloadUrlResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/storage/{storage}/file-restore/download` (`nodes_storage_file_restore_download`), without the path parameters.
-pub type NodesStorageFileRestoreDownloadParams = crate::generated::nodes::NodesStorageFileRestoreDownloadParams;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}/file-restore/download` (`nodes_storage_file_restore_download`).
+/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}/file-restore/download` (`nodes_storage_file_restore_download`).
 pub type NodesStorageFileRestoreDownloadResponse = ::serde_json::Value;
-///Parameters of `GET /nodes/{node}/storage/{storage}/file-restore/list` (`nodes_storage_file_restore_list`), without the path parameters.
-pub type NodesStorageFileRestoreListParams = crate::generated::nodes::NodesStorageFileRestoreListParams;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}/file-restore/list` (`nodes_storage_file_restore_list`).
+/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}/file-restore/list` (`nodes_storage_file_restore_list`).
 pub type NodesStorageFileRestoreListResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesStorageFileRestoreListResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/storage/{storage}/import-metadata` (`nodes_storage_import_metadata_get_import_metadata`), without the path parameters.
-pub type NodesStorageImportMetadataGetImportMetadataParams = crate::generated::nodes::NodesStorageImportMetadataGetImportMetadataParams;
-/**The `data` of the reply to `GET /nodes/{node}/storage/{storage}/import-metadata` (`nodes_storage_import_metadata_get_import_metadata`).
-
-Information about how to import a guest.*/
-pub type NodesStorageImportMetadataGetImportMetadataResponse = crate::generated::nodes::NodesStorageImportMetadataGetImportMetadataResponse;
-///Parameters of `POST /nodes/{node}/storage/{storage}/oci-registry-pull` (`nodes_storage_oci_registry_pull`), without the path parameters.
-pub type NodesStorageOciRegistryPullParams = crate::generated::nodes::NodesStorageOciRegistryPullParams;
-///The `data` of the reply to `POST /nodes/{node}/storage/{storage}/oci-registry-pull` (`nodes_storage_oci_registry_pull`).
+/// The `data` of the reply to `POST /nodes/{node}/storage/{storage}/oci-registry-pull` (`nodes_storage_oci_registry_pull`).
 pub type NodesStorageOciRegistryPullResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/storage/{storage}/prunebackups` (`nodes_storage_prunebackups_dryrun`), without the path parameters.
-pub type NodesStoragePrunebackupsDryrunParams = crate::generated::nodes::NodesStoragePrunebackupsDryrunParams;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}/prunebackups` (`nodes_storage_prunebackups_dryrun`).
+/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}/prunebackups` (`nodes_storage_prunebackups_dryrun`).
 pub type NodesStoragePrunebackupsDryrunResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesStoragePrunebackupsDryrunResponseItem,
 >;
-///Parameters of `DELETE /nodes/{node}/storage/{storage}/prunebackups` (`nodes_storage_prunebackups_delete`), without the path parameters.
-pub type NodesStoragePrunebackupsDeleteParams = crate::generated::nodes::NodesStoragePrunebackupsDeleteParams;
-///The `data` of the reply to `DELETE /nodes/{node}/storage/{storage}/prunebackups` (`nodes_storage_prunebackups_delete`).
+/// The `data` of the reply to `DELETE /nodes/{node}/storage/{storage}/prunebackups` (`nodes_storage_prunebackups_delete`).
 pub type NodesStoragePrunebackupsDeleteResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/storage/{storage}/rrd` (`nodes_storage_rrd`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/storage/{storage}/rrd` (`nodes_storage_rrd`), without the path parameters.
 pub type NodesStorageRrdParams = crate::generated::nodes::NodesLxcRrdParams;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}/rrd` (`nodes_storage_rrd`).
+/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}/rrd` (`nodes_storage_rrd`).
 pub type NodesStorageRrdResponse = crate::generated::nodes::NodesLxcRrdResponse;
-///Parameters of `GET /nodes/{node}/storage/{storage}/rrddata` (`nodes_storage_rrddata`), without the path parameters.
+/// Parameters of `GET /nodes/{node}/storage/{storage}/rrddata` (`nodes_storage_rrddata`), without the path parameters.
 pub type NodesStorageRrddataParams = crate::generated::nodes::NodesLxcRrddataParams;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}/rrddata` (`nodes_storage_rrddata`).
+/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}/rrddata` (`nodes_storage_rrddata`).
 pub type NodesStorageRrddataResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `GET /nodes/{node}/storage/{storage}/status` (`nodes_storage_status_read_status`).
-pub type NodesStorageStatusReadStatusResponse = crate::generated::nodes::NodesStorageStatusReadStatusResponse;
-///Parameters of `POST /nodes/{node}/storage/{storage}/upload` (`nodes_storage_upload`), without the path parameters.
-pub type NodesStorageUploadParams = crate::generated::nodes::NodesStorageUploadParams;
-///The `data` of the reply to `POST /nodes/{node}/storage/{storage}/upload` (`nodes_storage_upload`).
+/// The `data` of the reply to `POST /nodes/{node}/storage/{storage}/upload` (`nodes_storage_upload`).
 pub type NodesStorageUploadResponse = ::std::string::String;
-///The `data` of the reply to `GET /nodes/{node}/subscription` (`nodes_subscription_get`).
-pub type NodesSubscriptionGetResponse = crate::generated::nodes::NodesSubscriptionGetResponse;
-///Parameters of `POST /nodes/{node}/subscription` (`nodes_subscription_update`), without the path parameters.
-pub type NodesSubscriptionUpdateParams = crate::generated::nodes::NodesSubscriptionUpdateParams;
-///The `data` of the reply to `POST /nodes/{node}/subscription` (`nodes_subscription_update`).
+/// The `data` of the reply to `POST /nodes/{node}/subscription` (`nodes_subscription_update`).
 pub type NodesSubscriptionUpdateResponse = ();
-///Parameters of `PUT /nodes/{node}/subscription` (`nodes_subscription_set`), without the path parameters.
-pub type NodesSubscriptionSetParams = crate::generated::nodes::NodesSubscriptionSetParams;
-///The `data` of the reply to `PUT /nodes/{node}/subscription` (`nodes_subscription_set`).
+/// The `data` of the reply to `PUT /nodes/{node}/subscription` (`nodes_subscription_set`).
 pub type NodesSubscriptionSetResponse = ();
-///The `data` of the reply to `DELETE /nodes/{node}/subscription` (`nodes_subscription_delete`).
+/// The `data` of the reply to `DELETE /nodes/{node}/subscription` (`nodes_subscription_delete`).
 pub type NodesSubscriptionDeleteResponse = ();
-///Parameters of `POST /nodes/{node}/suspendall` (`nodes_suspendall`), without the path parameters.
-pub type NodesSuspendallParams = crate::generated::nodes::NodesSuspendallParams;
-///The `data` of the reply to `POST /nodes/{node}/suspendall` (`nodes_suspendall`).
+/// The `data` of the reply to `POST /nodes/{node}/suspendall` (`nodes_suspendall`).
 pub type NodesSuspendallResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/syslog` (`nodes_syslog`), without the path parameters.
-pub type NodesSyslogParams = crate::generated::nodes::NodesSyslogParams;
-///The `data` of the reply to `GET /nodes/{node}/syslog` (`nodes_syslog`).
+/// The `data` of the reply to `GET /nodes/{node}/syslog` (`nodes_syslog`).
 pub type NodesSyslogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephLogResponseItem,
 >;
-///Parameters of `GET /nodes/{node}/tasks` (`nodes_tasks_node_tasks`), without the path parameters.
-pub type NodesTasksNodeTasksParams = crate::generated::nodes::NodesTasksNodeTasksParams;
-///The `data` of the reply to `GET /nodes/{node}/tasks` (`nodes_tasks_node_tasks`).
+/// The `data` of the reply to `GET /nodes/{node}/tasks` (`nodes_tasks_node_tasks`).
 pub type NodesTasksNodeTasksResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesTasksNodeTasksResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_upid_index`).
+/// The `data` of the reply to `GET /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_upid_index`).
 pub type NodesTasksUpidUpidIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-///The `data` of the reply to `DELETE /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_stop_task`).
+/// The `data` of the reply to `DELETE /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_stop_task`).
 pub type NodesTasksUpidStopTaskResponse = ();
-///Parameters of `GET /nodes/{node}/tasks/{upid}/log` (`nodes_tasks_log_read_task_log`), without the path parameters.
-pub type NodesTasksLogReadTaskLogParams = crate::generated::nodes::NodesTasksLogReadTaskLogParams;
-///The `data` of the reply to `GET /nodes/{node}/tasks/{upid}/log` (`nodes_tasks_log_read_task_log`).
+/// The `data` of the reply to `GET /nodes/{node}/tasks/{upid}/log` (`nodes_tasks_log_read_task_log`).
 pub type NodesTasksLogReadTaskLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephLogResponseItem,
 >;
-///The `data` of the reply to `GET /nodes/{node}/tasks/{upid}/status` (`nodes_tasks_status_read_task_status`).
-pub type NodesTasksStatusReadTaskStatusResponse = crate::generated::nodes::NodesTasksStatusReadTaskStatusResponse;
-///Parameters of `POST /nodes/{node}/termproxy` (`nodes_termproxy`), without the path parameters.
-pub type NodesTermproxyParams = crate::generated::nodes::NodesTermproxyParams;
-///The `data` of the reply to `POST /nodes/{node}/termproxy` (`nodes_termproxy`).
+/// The `data` of the reply to `POST /nodes/{node}/termproxy` (`nodes_termproxy`).
 pub type NodesTermproxyResponse = ::serde_json::Value;
-///The `data` of the reply to `GET /nodes/{node}/time` (`nodes_time`).
-pub type NodesTimeResponse = crate::generated::nodes::NodesTimeResponse;
-///Parameters of `PUT /nodes/{node}/time` (`nodes_time_set_timezone`), without the path parameters.
-pub type NodesTimeSetTimezoneParams = crate::generated::nodes::NodesTimeSetTimezoneParams;
-///The `data` of the reply to `PUT /nodes/{node}/time` (`nodes_time_set_timezone`).
+/// The `data` of the reply to `PUT /nodes/{node}/time` (`nodes_time_set_timezone`).
 pub type NodesTimeSetTimezoneResponse = ();
-///The `data` of the reply to `GET /nodes/{node}/version` (`nodes_version`).
-pub type NodesVersionResponse = crate::generated::nodes::NodesVersionResponse;
-///Parameters of `POST /nodes/{node}/vncshell` (`nodes_vncshell`), without the path parameters.
-pub type NodesVncshellParams = crate::generated::nodes::NodesVncshellParams;
-///The `data` of the reply to `POST /nodes/{node}/vncshell` (`nodes_vncshell`).
+/// The `data` of the reply to `POST /nodes/{node}/vncshell` (`nodes_vncshell`).
 pub type NodesVncshellResponse = ::serde_json::Value;
-///Parameters of `GET /nodes/{node}/vncwebsocket` (`nodes_vncwebsocket`), without the path parameters.
-pub type NodesVncwebsocketParams = crate::generated::nodes::NodesVncwebsocketParams;
-///The `data` of the reply to `GET /nodes/{node}/vncwebsocket` (`nodes_vncwebsocket`).
+/// The `data` of the reply to `GET /nodes/{node}/vncwebsocket` (`nodes_vncwebsocket`).
 pub type NodesVncwebsocketResponse = crate::generated::nodes::NodesLxcVncwebsocketResponse;
-///Parameters of `POST /nodes/{node}/vzdump` (`nodes_vzdump`), without the path parameters.
-pub type NodesVzdumpParams = crate::generated::nodes::NodesVzdumpParams;
-///The `data` of the reply to `POST /nodes/{node}/vzdump` (`nodes_vzdump`).
+/// The `data` of the reply to `POST /nodes/{node}/vzdump` (`nodes_vzdump`).
 pub type NodesVzdumpResponse = ::std::string::String;
-///Parameters of `GET /nodes/{node}/vzdump/defaults` (`nodes_vzdump_defaults`), without the path parameters.
-pub type NodesVzdumpDefaultsParams = crate::generated::nodes::NodesVzdumpDefaultsParams;
-///The `data` of the reply to `GET /nodes/{node}/vzdump/defaults` (`nodes_vzdump_defaults`).
-pub type NodesVzdumpDefaultsResponse = crate::generated::nodes::NodesVzdumpDefaultsResponse;
-///Parameters of `GET /nodes/{node}/vzdump/extractconfig` (`nodes_vzdump_extractconfig`), without the path parameters.
-pub type NodesVzdumpExtractconfigParams = crate::generated::nodes::NodesVzdumpExtractconfigParams;
-///The `data` of the reply to `GET /nodes/{node}/vzdump/extractconfig` (`nodes_vzdump_extractconfig`).
+/// The `data` of the reply to `GET /nodes/{node}/vzdump/extractconfig` (`nodes_vzdump_extractconfig`).
 pub type NodesVzdumpExtractconfigResponse = ::std::string::String;
-/**The `data` of the reply to `POST /nodes/{node}/wakeonlan` (`nodes_wakeonlan`).
-
-MAC address used to assemble the WoL magic packet.*/
+/// The `data` of the reply to `POST /nodes/{node}/wakeonlan` (`nodes_wakeonlan`).
+///
+/// MAC address used to assemble the WoL magic packet.
 pub type NodesWakeonlanResponse = ::std::string::String;

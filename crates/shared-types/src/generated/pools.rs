@@ -7,30 +7,30 @@ pub struct PoolsCreatePoolParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** The `poolid` property.
-
- Format `pve-poolid`.*/
+    /// The `poolid` property.
+    ///
+    /// Format `pve-poolid`.
     pub poolid: ::std::string::String,
 }
 /// The `PoolsDeletePoolParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PoolsDeletePoolParams {
-    /** The `poolid` property.
-
- Format `pve-poolid`.*/
+    /// The `poolid` property.
+    ///
+    /// Format `pve-poolid`.
     pub poolid: ::std::string::String,
 }
 /// The `PoolsIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PoolsIndexParams {
-    /** The `poolid` property.
-
- Format `pve-poolid`.*/
+    /// The `poolid` property.
+    ///
+    /// Format `pve-poolid`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub poolid: ::std::option::Option<::std::string::String>,
-    /** The `type` property.
-
- One of `qemu`, `lxc`, `storage`.*/
+    /// The `type` property.
+    ///
+    /// One of `qemu`, `lxc`, `storage`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -58,9 +58,9 @@ pub struct PoolsIndexResponseItemMembersItem {
     /// The `storage` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** The `type` property.
-
- One of `qemu`, `lxc`, `openvz`, `storage`.*/
+    /// The `type` property.
+    ///
+    /// One of `qemu`, `lxc`, `openvz`, `storage`.
     pub r#type: ::std::string::String,
     /// The `vmid` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -69,9 +69,9 @@ pub struct PoolsIndexResponseItemMembersItem {
 /// The `PoolsPoolidReadPoolParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PoolsPoolidReadPoolParams {
-    /** The `type` property.
-
- One of `qemu`, `lxc`, `storage`.*/
+    /// The `type` property.
+    ///
+    /// One of `qemu`, `lxc`, `storage`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -89,88 +89,74 @@ pub struct PoolsPoolidReadPoolResponse {
 /// The `PoolsPoolidUpdatePoolDeprecatedParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PoolsPoolidUpdatePoolDeprecatedParams {
-    /** Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
-
- Default: `false`.*/
+    /// Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
+    ///
+    /// Default: `false`.
     #[serde(rename = "allow-move")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_move: ::std::option::Option<crate::PveBool>,
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Remove the passed VMIDs and/or storage IDs instead of adding them.
-
- Default: `false`.*/
+    /// Remove the passed VMIDs and/or storage IDs instead of adding them.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
-    /** List of storage IDs to add or remove from this pool.
-
- Format `pve-storage-id-list`.*/
+    /// List of storage IDs to add or remove from this pool.
+    ///
+    /// Format `pve-storage-id-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** List of guest VMIDs to add or remove from this pool.
-
- Format `pve-vmid-list`.*/
+    /// List of guest VMIDs to add or remove from this pool.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `PoolsUpdatePoolParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PoolsUpdatePoolParams {
-    /** Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
-
- Default: `false`.*/
+    /// Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
+    ///
+    /// Default: `false`.
     #[serde(rename = "allow-move")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_move: ::std::option::Option<crate::PveBool>,
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
-    /** Remove the passed VMIDs and/or storage IDs instead of adding them.
-
- Default: `false`.*/
+    /// Remove the passed VMIDs and/or storage IDs instead of adding them.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
-    /** The `poolid` property.
-
- Format `pve-poolid`.*/
+    /// The `poolid` property.
+    ///
+    /// Format `pve-poolid`.
     pub poolid: ::std::string::String,
-    /** List of storage IDs to add or remove from this pool.
-
- Format `pve-storage-id-list`.*/
+    /// List of storage IDs to add or remove from this pool.
+    ///
+    /// Format `pve-storage-id-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
-    /** List of guest VMIDs to add or remove from this pool.
-
- Format `pve-vmid-list`.*/
+    /// List of guest VMIDs to add or remove from this pool.
+    ///
+    /// Format `pve-vmid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
-///Parameters of `GET /pools` (`pools_index`), without the path parameters.
-pub type PoolsIndexParams = crate::generated::pools::PoolsIndexParams;
-///The `data` of the reply to `GET /pools` (`pools_index`).
+/// The `data` of the reply to `GET /pools` (`pools_index`).
 pub type PoolsIndexResponse = ::std::vec::Vec<
     crate::generated::pools::PoolsIndexResponseItem,
 >;
-///Parameters of `POST /pools` (`pools_create_pool`), without the path parameters.
-pub type PoolsCreatePoolParams = crate::generated::pools::PoolsCreatePoolParams;
-///The `data` of the reply to `POST /pools` (`pools_create_pool`).
+/// The `data` of the reply to `POST /pools` (`pools_create_pool`).
 pub type PoolsCreatePoolResponse = ();
-///Parameters of `PUT /pools` (`pools_update_pool`), without the path parameters.
-pub type PoolsUpdatePoolParams = crate::generated::pools::PoolsUpdatePoolParams;
-///The `data` of the reply to `PUT /pools` (`pools_update_pool`).
+/// The `data` of the reply to `PUT /pools` (`pools_update_pool`).
 pub type PoolsUpdatePoolResponse = ();
-///Parameters of `DELETE /pools` (`pools_delete_pool`), without the path parameters.
-pub type PoolsDeletePoolParams = crate::generated::pools::PoolsDeletePoolParams;
-///The `data` of the reply to `DELETE /pools` (`pools_delete_pool`).
+/// The `data` of the reply to `DELETE /pools` (`pools_delete_pool`).
 pub type PoolsDeletePoolResponse = ();
-///Parameters of `GET /pools/{poolid}` (`pools_poolid_read_pool`), without the path parameters.
-pub type PoolsPoolidReadPoolParams = crate::generated::pools::PoolsPoolidReadPoolParams;
-///The `data` of the reply to `GET /pools/{poolid}` (`pools_poolid_read_pool`).
-pub type PoolsPoolidReadPoolResponse = crate::generated::pools::PoolsPoolidReadPoolResponse;
-///Parameters of `PUT /pools/{poolid}` (`pools_poolid_update_pool_deprecated`), without the path parameters.
-pub type PoolsPoolidUpdatePoolDeprecatedParams = crate::generated::pools::PoolsPoolidUpdatePoolDeprecatedParams;
-///The `data` of the reply to `PUT /pools/{poolid}` (`pools_poolid_update_pool_deprecated`).
+/// The `data` of the reply to `PUT /pools/{poolid}` (`pools_poolid_update_pool_deprecated`).
 pub type PoolsPoolidUpdatePoolDeprecatedResponse = ();
-///The `data` of the reply to `DELETE /pools/{poolid}` (`pools_poolid_delete_pool_deprecated`).
+/// The `data` of the reply to `DELETE /pools/{poolid}` (`pools_poolid_delete_pool_deprecated`).
 pub type PoolsPoolidDeletePoolDeprecatedResponse = ();

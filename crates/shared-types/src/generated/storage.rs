@@ -7,17 +7,17 @@ pub struct StorageCreateParams {
     /// Authsupported.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub authsupported: ::std::option::Option<::std::string::String>,
-    /** Base volume. This volume is automatically activated.
-
- Format `pve-volume-id`.*/
+    /// Base volume. This volume is automatically activated.
+    ///
+    /// Format `pve-volume-id`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub base: ::std::option::Option<::std::string::String>,
     /// block size
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub blocksize: ::std::option::Option<::std::string::String>,
-    /** Set I/O bandwidth limit for various operations (in KiB/s).
-
- Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.*/
+    /// Set I/O bandwidth limit for various operations (in KiB/s).
+    ///
+    /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<::std::string::String>,
     /// host group for comstar views
@@ -26,28 +26,28 @@ pub struct StorageCreateParams {
     /// target group for comstar views
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comstar_tg: ::std::option::Option<::std::string::String>,
-    /** Allowed content types.
-
- NOTE: the value 'rootdir' is used for Containers, and value 'images' for VMs.
-
- Format `pve-storage-content-list`.*/
+    /// Allowed content types.
+    ///
+    /// NOTE: the value 'rootdir' is used for Containers, and value 'images' for VMs.
+    ///
+    /// Format `pve-storage-content-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
-    /** Overrides for default content type directories.
-
- Format `pve-dir-override-list`.*/
+    /// Overrides for default content type directories.
+    ///
+    /// Format `pve-dir-override-list`.
     #[serde(rename = "content-dirs")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content_dirs: ::std::option::Option<::std::string::String>,
-    /** Create the base directory if it doesn't exist.
-
- Default: `true`.*/
+    /// Create the base directory if it doesn't exist.
+    ///
+    /// Default: `true`.
     #[serde(rename = "create-base-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub create_base_path: ::std::option::Option<crate::PveBool>,
-    /** Populate the directory with the default structure.
-
- Default: `true`.*/
+    /// Populate the directory with the default structure.
+    ///
+    /// Default: `true`.
     #[serde(rename = "create-subdirs")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub create_subdirs: ::std::option::Option<crate::PveBool>,
@@ -68,31 +68,31 @@ pub struct StorageCreateParams {
     #[serde(rename = "encryption-key")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encryption_key: ::std::option::Option<::std::string::String>,
-    /** NFS export path.
-
- Format `pve-storage-path`.*/
+    /// NFS export path.
+    ///
+    /// Format `pve-storage-path`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub export: ::std::option::Option<::std::string::String>,
     /// Certificate SHA 256 fingerprint.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
-    /** Default image format.
-
- One of `raw`, `qcow2`, `subvol`, `vmdk`.*/
+    /// Default image format.
+    ///
+    /// One of `raw`, `qcow2`, `subvol`, `vmdk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
-    /** The Ceph filesystem name.
-
- Format `pve-configid`.*/
+    /// The Ceph filesystem name.
+    ///
+    /// Format `pve-configid`.
     #[serde(rename = "fs-name")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fs_name: ::std::option::Option<::std::string::String>,
     /// Mount CephFS through FUSE.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fuse: ::std::option::Option<crate::PveBool>,
-    /** Assume the given path is an externally managed mountpoint and consider the storage offline if it is not mounted. Using a boolean (yes/no) value serves as a shortcut to using the target path in this field.
-
- Default: `"no"`.*/
+    /// Assume the given path is an externally managed mountpoint and consider the storage offline if it is not mounted. Using a boolean (yes/no) value serves as a shortcut to using the target path in this field.
+    ///
+    /// Default: `"no"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub is_mountpoint: ::std::option::Option<::std::string::String>,
     /// iscsi provider
@@ -101,9 +101,9 @@ pub struct StorageCreateParams {
     /// Client keyring contents (for external clusters).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyring: ::std::option::Option<::std::string::String>,
-    /** Always access rbd through krbd kernel module.
-
- Default: `false`.*/
+    /// Always access rbd through krbd kernel module.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub krbd: ::std::option::Option<crate::PveBool>,
     /// target portal group for Linux LIO targets
@@ -113,95 +113,95 @@ pub struct StorageCreateParams {
     #[serde(rename = "master-pubkey")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub master_pubkey: ::std::option::Option<::std::string::String>,
-    /** Maximal number of protected backups per guest. Use '-1' for unlimited.
-
- Minimum -1.*/
+    /// Maximal number of protected backups per guest. Use '-1' for unlimited.
+    ///
+    /// Minimum -1.
     #[serde(rename = "max-protected-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_protected_backups: ::std::option::Option<i64>,
-    /** Create the directory if it doesn't exist and populate it with default sub-dirs. NOTE: Deprecated, use the 'create-base-path' and 'create-subdirs' options instead.
-
- Default: `true`.*/
+    /// Create the directory if it doesn't exist and populate it with default sub-dirs. NOTE: Deprecated, use the 'create-base-path' and 'create-subdirs' options instead.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mkdir: ::std::option::Option<crate::PveBool>,
-    /** IP addresses of monitors (for external clusters).
-
- Format `pve-storage-portal-dns-list`.*/
+    /// IP addresses of monitors (for external clusters).
+    ///
+    /// Format `pve-storage-portal-dns-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub monhost: ::std::option::Option<::std::string::String>,
-    /** mount point
-
- Format `pve-storage-path`.*/
+    /// mount point
+    ///
+    /// Format `pve-storage-path`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mountpoint: ::std::option::Option<::std::string::String>,
     /// Namespace.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub namespace: ::std::option::Option<::std::string::String>,
-    /** Set the NOCOW flag on files. Disables data checksumming and causes data errors to be unrecoverable from while allowing direct I/O. Only use this if data does not need to be any more safe than on a single ext4 formatted disk with no underlying raid system.
-
- Default: `false`.*/
+    /// Set the NOCOW flag on files. Disables data checksumming and causes data errors to be unrecoverable from while allowing direct I/O. Only use this if data does not need to be any more safe than on a single ext4 formatted disk with no underlying raid system.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nocow: ::std::option::Option<crate::PveBool>,
-    /** List of nodes for which the storage configuration applies.
-
- Format `pve-node-list`.*/
+    /// List of nodes for which the storage configuration applies.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// disable write caching on the target
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nowritecache: ::std::option::Option<crate::PveBool>,
-    /** NFS/CIFS mount options (see 'man nfs' or 'man mount.cifs')
-
- Format `pve-storage-options`.*/
+    /// NFS/CIFS mount options (see 'man nfs' or 'man mount.cifs')
+    ///
+    /// Format `pve-storage-options`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub options: ::std::option::Option<::std::string::String>,
     /// Password for accessing the share/datastore.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
-    /** File system path.
-
- Format `pve-storage-path`.*/
+    /// File system path.
+    ///
+    /// Format `pve-storage-path`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
     /// Pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
-    /** Use this port to connect to the storage instead of the default one (for example, with PBS or ESXi). For NFS and CIFS, use the 'options' option to configure the port via the mount options.
-
- Range 1 to 65535.*/
+    /// Use this port to connect to the storage instead of the default one (for example, with PBS or ESXi). For NFS and CIFS, use the 'options' option to configure the port via the mount options.
+    ///
+    /// Range 1 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
-    /** iSCSI portal (IP or DNS name with optional port).
-
- Format `pve-storage-portal-dns`.*/
+    /// iSCSI portal (IP or DNS name with optional port).
+    ///
+    /// Format `pve-storage-portal-dns`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub portal: ::std::option::Option<::std::string::String>,
-    /** Preallocation mode for raw and qcow2 images. Using 'metadata' on raw images results in preallocation=off.
-
- One of `off`, `metadata`, `falloc`, `full`. Default: `"metadata"`.*/
+    /// Preallocation mode for raw and qcow2 images. Using 'metadata' on raw images results in preallocation=off.
+    ///
+    /// One of `off`, `metadata`, `falloc`, `full`. Default: `"metadata"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<::std::string::String>,
-    /** The retention options with shorter intervals are processed first with --keep-last being the very first one. Each option covers a specific period of time. We say that backups within this period are covered by this option. The next option does not take care of already covered backups and only considers older backups.
-
- Format `prune-backups`.*/
+    /// The retention options with shorter intervals are processed first with --keep-last being the very first one. Each option covers a specific period of time. We say that backups within this period are covered by this option. The next option does not take care of already covered backups and only considers older backups.
+    ///
+    /// Format `prune-backups`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<::std::string::String>,
     /// Zero-out data when removing LVs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove: ::std::option::Option<crate::PveBool>,
-    /** Wipe step size in MiB. It will be capped to the maximum supported by the storage.
-
- One of `1`, `2`, `4`, `8`, `16`, `32`. Default: `32`.*/
+    /// Wipe step size in MiB. It will be capped to the maximum supported by the storage.
+    ///
+    /// One of `1`, `2`, `4`, `8`, `16`, `32`. Default: `32`.
     #[serde(rename = "saferemove-stepsize")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove_stepsize: ::std::option::Option<i64>,
     /// Wipe throughput (cstream -t parameter value).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove_throughput: ::std::option::Option<::std::string::String>,
-    /** Server IP or DNS name.
-
- Format `pve-storage-server`.*/
+    /// Server IP or DNS name.
+    ///
+    /// Format `pve-storage-server`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
     /// CIFS share.
@@ -210,33 +210,33 @@ pub struct StorageCreateParams {
     /// Indicate that this is a single storage with the same contents on all nodes (or all listed in the 'nodes' option). It will not make the contents of a local storage automatically accessible to other nodes, it just marks an already shared storage as such!
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shared: ::std::option::Option<crate::PveBool>,
-    /** Disable TLS certificate verification, only enable on fully trusted networks!
-
- Default: `false`.*/
+    /// Disable TLS certificate verification, only enable on fully trusted networks!
+    ///
+    /// Default: `false`.
     #[serde(rename = "skip-cert-verification")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skip_cert_verification: ::std::option::Option<crate::PveBool>,
-    /** SMB protocol version. 'default' if not set, negotiates the highest SMB2+ version supported by both the client and server.
-
- One of `default`, `2.0`, `2.1`, `3`, `3.0`, `3.11`. Default: `"default"`.*/
+    /// SMB protocol version. 'default' if not set, negotiates the highest SMB2+ version supported by both the client and server.
+    ///
+    /// One of `default`, `2.0`, `2.1`, `3`, `3.0`, `3.11`. Default: `"default"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbversion: ::std::option::Option<::std::string::String>,
-    /** Enable support for creating storage-vendor agnostic snapshot through volume backing-chains.
-
- Default: `false`.*/
+    /// Enable support for creating storage-vendor agnostic snapshot through volume backing-chains.
+    ///
+    /// Default: `false`.
     #[serde(rename = "snapshot-as-volume-chain")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot_as_volume_chain: ::std::option::Option<crate::PveBool>,
     /// use sparse volumes
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sparse: ::std::option::Option<crate::PveBool>,
-    /** The storage identifier.
-
- Format `pve-storage-id`.*/
+    /// The storage identifier.
+    ///
+    /// Format `pve-storage-id`.
     pub storage: ::std::string::String,
-    /** Subdir to mount.
-
- Format `pve-storage-path`.*/
+    /// Subdir to mount.
+    ///
+    /// Format `pve-storage-path`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subdir: ::std::option::Option<::std::string::String>,
     /// Only use logical volumes tagged with 'pve-vm-ID'.
@@ -245,26 +245,26 @@ pub struct StorageCreateParams {
     /// iSCSI target.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
-    /** LVM thin pool LV name.
-
- Format `pve-storage-vgname`.*/
+    /// LVM thin pool LV name.
+    ///
+    /// Format `pve-storage-vgname`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub thinpool: ::std::option::Option<::std::string::String>,
-    /** Storage type.
-
- One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.*/
+    /// Storage type.
+    ///
+    /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     pub r#type: ::std::string::String,
     /// RBD Id.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
-    /** Volume group name.
-
- Format `pve-storage-vgname`.*/
+    /// Volume group name.
+    ///
+    /// Format `pve-storage-vgname`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vgname: ::std::option::Option<::std::string::String>,
-    /** Base path where to look for the created ZFS block devices. Set automatically during creation if not specified. Usually '/dev/zvol'.
-
- Format `pve-storage-path`.*/
+    /// Base path where to look for the created ZFS block devices. Set automatically during creation if not specified. Usually '/dev/zvol'.
+    ///
+    /// Format `pve-storage-path`.
     #[serde(rename = "zfs-base-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zfs_base_path: ::std::option::Option<::std::string::String>,
@@ -279,9 +279,9 @@ pub struct StorageCreateResponse {
     >,
     /// The ID of the created storage.
     pub storage: ::std::string::String,
-    /** The type of the created storage.
-
- One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.*/
+    /// The type of the created storage.
+    ///
+    /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     pub r#type: ::std::string::String,
 }
 /// Partial, possibly server generated, configuration properties.
@@ -295,9 +295,9 @@ pub struct StorageCreateResponseConfig {
 /// The `StorageIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct StorageIndexParams {
-    /** Only list storage of specific type
-
- One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.*/
+    /// Only list storage of specific type
+    ///
+    /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
@@ -313,9 +313,9 @@ pub struct StorageStorageUpdateParams {
     /// block size
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub blocksize: ::std::option::Option<::std::string::String>,
-    /** Set I/O bandwidth limit for various operations (in KiB/s).
-
- Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.*/
+    /// Set I/O bandwidth limit for various operations (in KiB/s).
+    ///
+    /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<::std::string::String>,
     /// host group for comstar views
@@ -324,28 +324,28 @@ pub struct StorageStorageUpdateParams {
     /// target group for comstar views
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comstar_tg: ::std::option::Option<::std::string::String>,
-    /** Allowed content types.
-
- NOTE: the value 'rootdir' is used for Containers, and value 'images' for VMs.
-
- Format `pve-storage-content-list`.*/
+    /// Allowed content types.
+    ///
+    /// NOTE: the value 'rootdir' is used for Containers, and value 'images' for VMs.
+    ///
+    /// Format `pve-storage-content-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
-    /** Overrides for default content type directories.
-
- Format `pve-dir-override-list`.*/
+    /// Overrides for default content type directories.
+    ///
+    /// Format `pve-dir-override-list`.
     #[serde(rename = "content-dirs")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content_dirs: ::std::option::Option<::std::string::String>,
-    /** Create the base directory if it doesn't exist.
-
- Default: `true`.*/
+    /// Create the base directory if it doesn't exist.
+    ///
+    /// Default: `true`.
     #[serde(rename = "create-base-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub create_base_path: ::std::option::Option<crate::PveBool>,
-    /** Populate the directory with the default structure.
-
- Default: `true`.*/
+    /// Populate the directory with the default structure.
+    ///
+    /// Default: `true`.
     #[serde(rename = "create-subdirs")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub create_subdirs: ::std::option::Option<crate::PveBool>,
@@ -353,9 +353,9 @@ pub struct StorageStorageUpdateParams {
     #[serde(rename = "data-pool")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data_pool: ::std::option::Option<::std::string::String>,
-    /** A list of settings you want to delete.
-
- Format `pve-configid-list`.*/
+    /// A list of settings you want to delete.
+    ///
+    /// Format `pve-configid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -374,31 +374,31 @@ pub struct StorageStorageUpdateParams {
     /// Certificate SHA 256 fingerprint.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
-    /** Default image format.
-
- One of `raw`, `qcow2`, `subvol`, `vmdk`.*/
+    /// Default image format.
+    ///
+    /// One of `raw`, `qcow2`, `subvol`, `vmdk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
-    /** The Ceph filesystem name.
-
- Format `pve-configid`.*/
+    /// The Ceph filesystem name.
+    ///
+    /// Format `pve-configid`.
     #[serde(rename = "fs-name")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fs_name: ::std::option::Option<::std::string::String>,
     /// Mount CephFS through FUSE.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fuse: ::std::option::Option<crate::PveBool>,
-    /** Assume the given path is an externally managed mountpoint and consider the storage offline if it is not mounted. Using a boolean (yes/no) value serves as a shortcut to using the target path in this field.
-
- Default: `"no"`.*/
+    /// Assume the given path is an externally managed mountpoint and consider the storage offline if it is not mounted. Using a boolean (yes/no) value serves as a shortcut to using the target path in this field.
+    ///
+    /// Default: `"no"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub is_mountpoint: ::std::option::Option<::std::string::String>,
     /// Client keyring contents (for external clusters).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyring: ::std::option::Option<::std::string::String>,
-    /** Always access rbd through krbd kernel module.
-
- Default: `false`.*/
+    /// Always access rbd through krbd kernel module.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub krbd: ::std::option::Option<crate::PveBool>,
     /// target portal group for Linux LIO targets
@@ -408,46 +408,46 @@ pub struct StorageStorageUpdateParams {
     #[serde(rename = "master-pubkey")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub master_pubkey: ::std::option::Option<::std::string::String>,
-    /** Maximal number of protected backups per guest. Use '-1' for unlimited.
-
- Minimum -1.*/
+    /// Maximal number of protected backups per guest. Use '-1' for unlimited.
+    ///
+    /// Minimum -1.
     #[serde(rename = "max-protected-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_protected_backups: ::std::option::Option<i64>,
-    /** Create the directory if it doesn't exist and populate it with default sub-dirs. NOTE: Deprecated, use the 'create-base-path' and 'create-subdirs' options instead.
-
- Default: `true`.*/
+    /// Create the directory if it doesn't exist and populate it with default sub-dirs. NOTE: Deprecated, use the 'create-base-path' and 'create-subdirs' options instead.
+    ///
+    /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mkdir: ::std::option::Option<crate::PveBool>,
-    /** IP addresses of monitors (for external clusters).
-
- Format `pve-storage-portal-dns-list`.*/
+    /// IP addresses of monitors (for external clusters).
+    ///
+    /// Format `pve-storage-portal-dns-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub monhost: ::std::option::Option<::std::string::String>,
-    /** mount point
-
- Format `pve-storage-path`.*/
+    /// mount point
+    ///
+    /// Format `pve-storage-path`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mountpoint: ::std::option::Option<::std::string::String>,
     /// Namespace.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub namespace: ::std::option::Option<::std::string::String>,
-    /** Set the NOCOW flag on files. Disables data checksumming and causes data errors to be unrecoverable from while allowing direct I/O. Only use this if data does not need to be any more safe than on a single ext4 formatted disk with no underlying raid system.
-
- Default: `false`.*/
+    /// Set the NOCOW flag on files. Disables data checksumming and causes data errors to be unrecoverable from while allowing direct I/O. Only use this if data does not need to be any more safe than on a single ext4 formatted disk with no underlying raid system.
+    ///
+    /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nocow: ::std::option::Option<crate::PveBool>,
-    /** List of nodes for which the storage configuration applies.
-
- Format `pve-node-list`.*/
+    /// List of nodes for which the storage configuration applies.
+    ///
+    /// Format `pve-node-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// disable write caching on the target
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nowritecache: ::std::option::Option<crate::PveBool>,
-    /** NFS/CIFS mount options (see 'man nfs' or 'man mount.cifs')
-
- Format `pve-storage-options`.*/
+    /// NFS/CIFS mount options (see 'man nfs' or 'man mount.cifs')
+    ///
+    /// Format `pve-storage-options`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub options: ::std::option::Option<::std::string::String>,
     /// Password for accessing the share/datastore.
@@ -456,65 +456,65 @@ pub struct StorageStorageUpdateParams {
     /// Pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
-    /** Use this port to connect to the storage instead of the default one (for example, with PBS or ESXi). For NFS and CIFS, use the 'options' option to configure the port via the mount options.
-
- Range 1 to 65535.*/
+    /// Use this port to connect to the storage instead of the default one (for example, with PBS or ESXi). For NFS and CIFS, use the 'options' option to configure the port via the mount options.
+    ///
+    /// Range 1 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
-    /** Preallocation mode for raw and qcow2 images. Using 'metadata' on raw images results in preallocation=off.
-
- One of `off`, `metadata`, `falloc`, `full`. Default: `"metadata"`.*/
+    /// Preallocation mode for raw and qcow2 images. Using 'metadata' on raw images results in preallocation=off.
+    ///
+    /// One of `off`, `metadata`, `falloc`, `full`. Default: `"metadata"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<::std::string::String>,
-    /** The retention options with shorter intervals are processed first with --keep-last being the very first one. Each option covers a specific period of time. We say that backups within this period are covered by this option. The next option does not take care of already covered backups and only considers older backups.
-
- Format `prune-backups`.*/
+    /// The retention options with shorter intervals are processed first with --keep-last being the very first one. Each option covers a specific period of time. We say that backups within this period are covered by this option. The next option does not take care of already covered backups and only considers older backups.
+    ///
+    /// Format `prune-backups`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<::std::string::String>,
     /// Zero-out data when removing LVs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove: ::std::option::Option<crate::PveBool>,
-    /** Wipe step size in MiB. It will be capped to the maximum supported by the storage.
-
- One of `1`, `2`, `4`, `8`, `16`, `32`. Default: `32`.*/
+    /// Wipe step size in MiB. It will be capped to the maximum supported by the storage.
+    ///
+    /// One of `1`, `2`, `4`, `8`, `16`, `32`. Default: `32`.
     #[serde(rename = "saferemove-stepsize")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove_stepsize: ::std::option::Option<i64>,
     /// Wipe throughput (cstream -t parameter value).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove_throughput: ::std::option::Option<::std::string::String>,
-    /** Server IP or DNS name.
-
- Format `pve-storage-server`.*/
+    /// Server IP or DNS name.
+    ///
+    /// Format `pve-storage-server`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
     /// Indicate that this is a single storage with the same contents on all nodes (or all listed in the 'nodes' option). It will not make the contents of a local storage automatically accessible to other nodes, it just marks an already shared storage as such!
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shared: ::std::option::Option<crate::PveBool>,
-    /** Disable TLS certificate verification, only enable on fully trusted networks!
-
- Default: `false`.*/
+    /// Disable TLS certificate verification, only enable on fully trusted networks!
+    ///
+    /// Default: `false`.
     #[serde(rename = "skip-cert-verification")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skip_cert_verification: ::std::option::Option<crate::PveBool>,
-    /** SMB protocol version. 'default' if not set, negotiates the highest SMB2+ version supported by both the client and server.
-
- One of `default`, `2.0`, `2.1`, `3`, `3.0`, `3.11`. Default: `"default"`.*/
+    /// SMB protocol version. 'default' if not set, negotiates the highest SMB2+ version supported by both the client and server.
+    ///
+    /// One of `default`, `2.0`, `2.1`, `3`, `3.0`, `3.11`. Default: `"default"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbversion: ::std::option::Option<::std::string::String>,
-    /** Enable support for creating storage-vendor agnostic snapshot through volume backing-chains.
-
- Default: `false`.*/
+    /// Enable support for creating storage-vendor agnostic snapshot through volume backing-chains.
+    ///
+    /// Default: `false`.
     #[serde(rename = "snapshot-as-volume-chain")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot_as_volume_chain: ::std::option::Option<crate::PveBool>,
     /// use sparse volumes
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sparse: ::std::option::Option<crate::PveBool>,
-    /** Subdir to mount.
-
- Format `pve-storage-path`.*/
+    /// Subdir to mount.
+    ///
+    /// Format `pve-storage-path`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subdir: ::std::option::Option<::std::string::String>,
     /// Only use logical volumes tagged with 'pve-vm-ID'.
@@ -523,31 +523,23 @@ pub struct StorageStorageUpdateParams {
     /// RBD Id.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
-    /** Base path where to look for the created ZFS block devices. Set automatically during creation if not specified. Usually '/dev/zvol'.
-
- Format `pve-storage-path`.*/
+    /// Base path where to look for the created ZFS block devices. Set automatically during creation if not specified. Usually '/dev/zvol'.
+    ///
+    /// Format `pve-storage-path`.
     #[serde(rename = "zfs-base-path")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zfs_base_path: ::std::option::Option<::std::string::String>,
 }
-///Parameters of `GET /storage` (`storage_index`), without the path parameters.
-pub type StorageIndexParams = crate::generated::storage::StorageIndexParams;
-///The `data` of the reply to `GET /storage` (`storage_index`).
+/// The `data` of the reply to `GET /storage` (`storage_index`).
 pub type StorageIndexResponse = ::std::vec::Vec<
     crate::generated::storage::StorageIndexResponseItem,
 >;
-///Parameters of `POST /storage` (`storage_create`), without the path parameters.
-pub type StorageCreateParams = crate::generated::storage::StorageCreateParams;
-///The `data` of the reply to `POST /storage` (`storage_create`).
-pub type StorageCreateResponse = crate::generated::storage::StorageCreateResponse;
-///The `data` of the reply to `GET /storage/{storage}` (`storage_storage_read`).
+/// The `data` of the reply to `GET /storage/{storage}` (`storage_storage_read`).
 pub type StorageStorageReadResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-///Parameters of `PUT /storage/{storage}` (`storage_storage_update`), without the path parameters.
-pub type StorageStorageUpdateParams = crate::generated::storage::StorageStorageUpdateParams;
-///The `data` of the reply to `PUT /storage/{storage}` (`storage_storage_update`).
+/// The `data` of the reply to `PUT /storage/{storage}` (`storage_storage_update`).
 pub type StorageStorageUpdateResponse = crate::generated::storage::StorageCreateResponse;
-///The `data` of the reply to `DELETE /storage/{storage}` (`storage_storage_delete`).
+/// The `data` of the reply to `DELETE /storage/{storage}` (`storage_storage_delete`).
 pub type StorageStorageDeleteResponse = ();

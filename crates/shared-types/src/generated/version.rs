@@ -4,9 +4,9 @@
 /// The `VersionResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct VersionResponse {
-    /** The default console viewer to use.
-
- One of `applet`, `vv`, `html5`, `xtermjs`.*/
+    /// The default console viewer to use.
+    ///
+    /// One of `applet`, `vv`, `html5`, `xtermjs`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<::std::string::String>,
     /// The current Proxmox VE point release in `x.y` format.
@@ -16,5 +16,3 @@ pub struct VersionResponse {
     /// The full pve-manager package version of this node.
     pub version: ::std::string::String,
 }
-///The `data` of the reply to `GET /version` (`version`).
-pub type VersionResponse = crate::generated::version::VersionResponse;
