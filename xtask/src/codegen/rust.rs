@@ -63,7 +63,9 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         let body = bodies.entry(operation.group.clone()).or_default();
         if let Some(request_type) = &operation.request_type {
             let request = request_schema(operation);
-            if registry.name_of(&request) != Some(request_type.as_str()) {
+            if let Some(reexport) = generator.reexport(&request, request_type, &operation.group) {
+                body.push(reexport);
+            } else if registry.name_of(&request) != Some(request_type.as_str()) {
                 let target = generator.type_of(&request, &mut families);
                 let ident = format_ident!("{}", request_type);
                 let doc = doc_attrs(&format!(
@@ -76,6 +78,10 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
             }
         }
         let returns = response_view(&operation.returns);
+        if let Some(reexport) = generator.reexport(&returns, &operation.response_type, &operation.group) {
+            body.push(reexport);
+            continue;
+        }
         if registry.name_of(&returns) == Some(operation.response_type.as_str()) {
             continue;
         }
@@ -182,6 +188,21 @@ struct Generator<'a> {
 }
 
 impl Generator<'_> {
+    /// `pub use` of a component named `name` that lives in another module than `group` (shared
+    /// through `common`), so that every operation's types are reachable from its group module.
+    fn reexport(&self, schema: &Schema, name: &str, group: &str) -> Option<TokenStream> {
+        if self.registry.name_of(schema) != Some(name) {
+            return None;
+        }
+        let module = self.modules.get(name)?;
+        if module == group {
+            return None;
+        }
+        let module = format_ident!("{}", module);
+        let ident = format_ident!("{}", name);
+        Some(quote! { pub use crate::generated::#module::#ident; })
+    }
+
     fn component(
         &self,
         name: &str,

@@ -5465,6 +5465,7 @@ pub type ClusterFirewallIndexResponse = ::std::vec::Vec<
 pub type ClusterFirewallAliasesGetAliasesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallAliasesGetAliasesResponseItem,
 >;
+pub use crate::generated::common::ClusterFirewallAliasesCreateAliasParams;
 /// The `data` of the reply to `POST /cluster/firewall/aliases` (`cluster_firewall_aliases_create_alias`).
 pub type ClusterFirewallAliasesCreateAliasResponse = ();
 /// The `data` of the reply to `GET /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_read_alias`).
@@ -5472,8 +5473,10 @@ pub type ClusterFirewallAliasesNameReadAliasResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
+pub use crate::generated::common::ClusterFirewallAliasesNameUpdateAliasParams;
 /// The `data` of the reply to `PUT /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_update_alias`).
 pub type ClusterFirewallAliasesNameUpdateAliasResponse = ();
+pub use crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
 /// The `data` of the reply to `DELETE /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_remove_alias`).
 pub type ClusterFirewallAliasesNameRemoveAliasResponse = ();
 /// The `data` of the reply to `GET /cluster/firewall/groups` (`cluster_firewall_groups_list_security_groups`).
@@ -5486,12 +5489,14 @@ pub type ClusterFirewallGroupsCreateSecurityGroupResponse = ();
 pub type ClusterFirewallGroupsGroupGetRulesResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
+pub use crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
 /// The `data` of the reply to `POST /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_create_rule`).
 pub type ClusterFirewallGroupsGroupCreateRuleResponse = ();
 /// The `data` of the reply to `DELETE /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_delete_security_group`).
 pub type ClusterFirewallGroupsGroupDeleteSecurityGroupResponse = ();
 /// The `data` of the reply to `GET /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_get_rule`).
 pub type ClusterFirewallGroupsPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
+pub use crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
 /// The `data` of the reply to `PUT /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_update_rule`).
 pub type ClusterFirewallGroupsPosUpdateRuleResponse = ();
 /// Parameters of `DELETE /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_delete_rule`), without the path parameters.
@@ -5502,14 +5507,17 @@ pub type ClusterFirewallGroupsPosDeleteRuleResponse = ();
 pub type ClusterFirewallIpsetIpsetIndexResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallIpsetIpsetIndexResponseItem,
 >;
+pub use crate::generated::common::ClusterFirewallIpsetCreateIpsetParams;
 /// The `data` of the reply to `POST /cluster/firewall/ipset` (`cluster_firewall_ipset_create_ipset`).
 pub type ClusterFirewallIpsetCreateIpsetResponse = ();
 /// The `data` of the reply to `GET /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_get_ipset`).
 pub type ClusterFirewallIpsetNameGetIpsetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallIpsetNameGetIpsetResponseItem,
 >;
+pub use crate::generated::common::ClusterFirewallIpsetNameCreateIpParams;
 /// The `data` of the reply to `POST /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_create_ip`).
 pub type ClusterFirewallIpsetNameCreateIpResponse = ();
+pub use crate::generated::common::ClusterFirewallIpsetNameDeleteIpsetParams;
 /// The `data` of the reply to `DELETE /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_delete_ipset`).
 pub type ClusterFirewallIpsetNameDeleteIpsetResponse = ();
 /// The `data` of the reply to `GET /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_read_ip`).
@@ -5517,6 +5525,7 @@ pub type ClusterFirewallIpsetCidrReadIpResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
+pub use crate::generated::common::ClusterFirewallIpsetCidrUpdateIpParams;
 /// The `data` of the reply to `PUT /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_update_ip`).
 pub type ClusterFirewallIpsetCidrUpdateIpResponse = ();
 /// Parameters of `DELETE /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_remove_ip`), without the path parameters.
@@ -5529,6 +5538,7 @@ pub type ClusterFirewallMacrosGetMacrosResponse = ::std::vec::Vec<
 >;
 /// The `data` of the reply to `PUT /cluster/firewall/options` (`cluster_firewall_options_set_options`).
 pub type ClusterFirewallOptionsSetOptionsResponse = ();
+pub use crate::generated::common::ClusterFirewallRefsParams;
 /// The `data` of the reply to `GET /cluster/firewall/refs` (`cluster_firewall_refs`).
 pub type ClusterFirewallRefsResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallRefsResponseItem,
