@@ -1,1 +1,37 @@
 //! Proxmox VE API types: models generated from the official schema plus hand-written Proxmox types.
+//!
+//! The hand-written types cover the encodings the schema only names in prose:
+//! task ids, `0`/`1` booleans, `key=value,…` property strings, disk sizes and
+//! the indexed parameter families (`net[n]`) that generated models embed.
+//! They depend on nothing but `serde`, `serde_json` and `thiserror`.
+//!
+//! # Layout
+//!
+//! * [`error`]: [`Error`], the one error type of the crate.
+//! * [`upid`]: [`Upid`], the task id returned by every call that starts a worker.
+//! * [`pve_bool`]: [`PveBool`], a boolean written as `0`/`1` and read from `true`, `"yes"`, `1`, ….
+//! * [`property_string`]: [`PropertyString`], generic `key=value,…` strings with a default key and quoting.
+//! * [`guest_config`]: typed property strings of guest configurations: [`NetConfig`], [`DiskConfig`], [`MountPoint`], [`LxcNetConfig`].
+//! * [`disk_size`]: [`DiskSize`], sizes like `8G` or `+2G`.
+//! * [`family`]: [`Indexed`] and [`FamilyName`], the `net[n]`-style parameter families.
+//! * Generated models, one module per path group, listed at the end of this file.
+
+pub mod disk_size;
+pub mod error;
+pub mod family;
+pub mod guest_config;
+pub mod property_string;
+pub mod pve_bool;
+pub mod upid;
+
+pub use disk_size::DiskSize;
+pub use error::Error;
+pub use family::{FamilyName, Indexed};
+pub use guest_config::{DiskConfig, LxcNetConfig, MountPoint, NetConfig};
+pub use property_string::PropertyString;
+pub use pve_bool::PveBool;
+pub use upid::Upid;
+
+// Generated models (written by `cargo xtask codegen`; do not edit by hand).
+// @generated-modules-begin
+// @generated-modules-end
