@@ -1,2 +1,146 @@
-//! `mock-server` binary.
-fn main() {}
+//! `mock-server`: a stateful mock of the Proxmox VE API.
+//!
+//! Run with:
+//!
+//! ```text
+//! cargo run -p mock-server                      # latest schema, SQLite state, HTTPS :8006, HTTP :8005
+//! cargo run -p mock-server -- --schema 8.4 --store memory --auth off
+//! RUST_LOG=mock_server=debug cargo run -p mock-server -- --task-delay-ms 2000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use mock_server::{Fixture, MockServer, Store, TlsSource};
+
+/// Command-line options (each with an environment fallback).
+#[derive(Debug, Parser)]
+#[command(name = "mock-server", about = "Stateful mock of the Proxmox VE API", version)]
+struct Options {
+    /// Schema version: latest, 9.1, 9.0 or 8.4.
+    #[arg(long, env = "PROXMOX_MOCK_SCHEMA_VERSION", default_value = "latest")]
+    schema: String,
+    /// State backend.
+    #[arg(long, env = "PROXMOX_MOCK_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// SQLite state file (the certificate is kept beside it).
+    #[arg(long, env = "PROXMOX_MOCK_STATE_PATH", default_value = ".proxmox-mock/state.db")]
+    state: PathBuf,
+    /// HTTPS listen address.
+    #[arg(long, env = "PROXMOX_MOCK_LISTEN", default_value = "127.0.0.1:8006")]
+    listen: SocketAddr,
+    /// Plain HTTP listen address.
+    #[arg(long, env = "PROXMOX_MOCK_HTTP_LISTEN", default_value = "127.0.0.1:8005")]
+    http_listen: SocketAddr,
+    /// Seed fixture (YAML or JSON) replacing the default cluster.
+    #[arg(long, env = "PROXMOX_MOCK_SEED")]
+    seed: Option<PathBuf>,
+    /// Authentication.
+    #[arg(long, env = "PROXMOX_MOCK_AUTH", value_enum, default_value_t = Switch::On)]
+    auth: Switch,
+    /// Password of root@pam.
+    #[arg(long, env = "PROXMOX_MOCK_ROOT_PASSWORD", default_value = "secret", hide_env_values = true)]
+    root_password: String,
+    /// TLS certificate (PEM); generated when absent.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long worker tasks run, in milliseconds.
+    #[arg(long, env = "PROXMOX_MOCK_TASK_DELAY_MS", default_value_t = 0)]
+    task_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mock_server=info")),
+        )
+        .init();
+    let options = Options::parse();
+    let tag = mock_server::server::resolve_tag(&options.schema).context("selecting the schema")?;
+    let store = match options.store {
+        StoreKind::Sqlite => {
+            if let Some(dir) = options.state.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            Store::Sqlite(options.state.clone())
+        }
+        StoreKind::Memory => Store::Memory,
+    };
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => TlsSource::SelfSigned(None),
+    };
+    let mut builder = MockServer::builder()
+        .schema(tag)
+        .store(store.clone())
+        .auth(options.auth == Switch::On)
+        .root_password(options.root_password.clone())
+        .listen(options.listen)
+        .http_listen(options.http_listen)
+        .tls(tls)
+        .task_delay(Duration::from_millis(options.task_delay_ms));
+    if let Some(path) = &options.seed {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        builder = builder.seed(Fixture::parse(&text).with_context(|| format!("parsing {}", path.display()))?);
+    }
+    let server = builder.spawn().await.context("starting the mock server")?;
+    println!("Proxmox VE mock, schema {tag}");
+    println!("  HTTPS: {}", server.https_base_url());
+    println!("  HTTP:  {}", server.base_url());
+    match &store {
+        Store::Sqlite(path) => println!("  state: {} (SQLite, WAL)", path.display()),
+        Store::Memory => println!("  state: memory"),
+    }
+    if options.auth == Switch::On {
+        println!("  login: root@pam / (password from --root-password, default 'secret')");
+    } else {
+        println!("  auth:  off");
+    }
+    shutdown_signal().await;
+    server.shutdown().await.context("shutting down")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

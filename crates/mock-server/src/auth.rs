@@ -1,0 +1,308 @@
+//! Authentication: tickets, CSRF prevention tokens, API tokens and passwords.
+//!
+//! Formats and messages follow Proxmox (pve-common `src/PVE/Ticket.pm`, pve-access-control
+//! `src/PVE/AccessControl.pm`, pve-manager `PVE/HTTPServer.pm::auth_handler`, pve-http-server
+//! `src/PVE/APIServer/Formatter.pm::extract_auth_value`):
+//!
+//! - ticket: `PVE:<userid>:<timestamp %08X>::<signature base64>`; valid while
+//!   `-300 < age < lifetime` (2 h by default). Proxmox signs with RSA; the mock signs with
+//!   HMAC-SHA256 and a per-instance key.
+//! - CSRF token: `<timestamp %08X>:<signature base64>` over `<timestamp>:<userid>`.
+//! - API token header: `Authorization: PVEAPIToken=<user>@<realm>!<name>=<secret>`; no CSRF check.
+//! - Failures are HTTP 401 with Proxmox's texts: `No ticket`, `permission denied - invalid PVE
+//!   ticket`, `Permission denied - invalid csrf token`, `invalid token value!`, and
+//!   `authentication failure` from `POST /access/ticket`.
+//!
+//! Every secret comparison is constant-time. Passwords and token secrets are stored only as
+//! salted SHA-256 hashes under hidden keys (leading `_`), which no reply ever contains.
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use sha2::{Digest, Sha256};
+
+use crate::error::AppError;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Ticket lifetime Proxmox uses (`$ticket_lifetime` in `AccessControl.pm`).
+pub const DEFAULT_TICKET_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+
+/// Cookie that carries the ticket.
+pub const COOKIE_NAME: &str = "PVEAuthCookie";
+
+/// Authorization scheme of API tokens.
+pub const TOKEN_SCHEME: &str = "PVEAPIToken";
+
+/// Hidden key of a user's password hash.
+pub const PASSWORD_KEY: &str = "_password";
+
+/// Hidden key of an API token's secret hash.
+pub const SECRET_KEY: &str = "_secret";
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Signs and verifies tickets and CSRF tokens.
+#[derive(Clone)]
+pub struct Signer {
+    key: [u8; 32],
+    lifetime: Duration,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("lifetime", &self.lifetime).finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer with a key and a ticket lifetime.
+    pub fn new(key: [u8; 32], lifetime: Duration) -> Signer {
+        Signer { key, lifetime }
+    }
+
+    /// A signer with a random key.
+    pub fn random(lifetime: Duration) -> Signer {
+        Signer::new(rand::random(), lifetime)
+    }
+
+    /// The key as hex (persisted by the SQLite store so tickets survive a restart).
+    pub fn key_hex(&self) -> String {
+        hex::encode(self.key)
+    }
+
+    /// A signer from a hex key.
+    pub fn from_hex(text: &str, lifetime: Duration) -> Option<Signer> {
+        let bytes = hex::decode(text).ok()?;
+        Some(Signer::new(bytes.try_into().ok()?, lifetime))
+    }
+
+    fn mac(&self, domain: &str, data: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable_hmac());
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(data.as_bytes());
+        mac
+    }
+
+    /// Creates a ticket for a user at a time.
+    pub fn ticket(&self, userid: &str, at: u64) -> String {
+        let plain = format!("PVE:{userid}:{at:08X}");
+        let signature = STANDARD.encode(self.mac("ticket", &plain).finalize().into_bytes());
+        format!("{plain}::{signature}")
+    }
+
+    /// Verifies a ticket; returns the user.
+    pub fn verify_ticket(&self, ticket: &str, now: u64) -> Result<String, AppError> {
+        static OUTER: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"^(PVE:\S+)::([^:\s]+)$").expect("static regex"));
+        static INNER: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"^PVE:(?:(\S+):)?([A-Z0-9]{8})$").expect("static regex"));
+        let invalid = || AppError::Unauthorized("permission denied - invalid PVE ticket\n".to_owned());
+        let captures = OUTER.captures(ticket).ok_or_else(invalid)?;
+        let plain = &captures[1];
+        let signature = STANDARD.decode(&captures[2]).map_err(|_| invalid())?;
+        self.mac("ticket", plain)
+            .verify_slice(&signature)
+            .map_err(|_| invalid())?;
+        let inner = INNER.captures(plain).ok_or_else(invalid)?;
+        let userid = inner.get(1).ok_or_else(invalid)?.as_str().to_owned();
+        let issued = u64::from_str_radix(&inner[2], 16).map_err(|_| invalid())?;
+        if !self.age_ok(issued, now) {
+            return Err(invalid());
+        }
+        Ok(userid)
+    }
+
+    fn age_ok(&self, issued: u64, now: u64) -> bool {
+        let age = now as i128 - issued as i128;
+        age > -300 && age < self.lifetime.as_secs() as i128
+    }
+
+    /// Creates a CSRF prevention token for a user.
+    pub fn csrf_token(&self, userid: &str, at: u64) -> String {
+        let stamp = format!("{at:08X}");
+        let signature = STANDARD.encode(self.mac("csrf", &format!("{stamp}:{userid}")).finalize().into_bytes());
+        format!("{stamp}:{signature}")
+    }
+
+    /// Verifies a CSRF prevention token.
+    pub fn verify_csrf(&self, userid: &str, token: &str, now: u64) -> Result<(), AppError> {
+        let invalid = || AppError::Unauthorized("Permission denied - invalid csrf token\n".to_owned());
+        let (stamp, signature) = token.split_once(':').ok_or_else(invalid)?;
+        if stamp.len() != 8 || !stamp.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let signature = STANDARD.decode(signature).map_err(|_| invalid())?;
+        self.mac("csrf", &format!("{stamp}:{userid}"))
+            .verify_slice(&signature)
+            .map_err(|_| invalid())?;
+        let issued = u64::from_str_radix(stamp, 16).map_err(|_| invalid())?;
+        if !self.age_ok(issued, now) {
+            return Err(invalid());
+        }
+        Ok(())
+    }
+}
+
+fn unreachable_hmac() -> HmacSha256 {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    #[allow(clippy::expect_used)]
+    HmacSha256::new_from_slice(&[0u8; 32]).expect("HMAC takes any key length")
+}
+
+/// Constant-time equality of two byte strings.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Hashes a secret with a fresh salt: `sha256$<salt>$<hex>`.
+pub fn hash_secret(secret: &str) -> String {
+    let salt = hex::encode(rand::random::<[u8; 8]>());
+    format!("sha256${salt}${}", salted(&salt, secret))
+}
+
+fn salted(salt: &str, secret: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(salt.as_bytes());
+    hasher.update(b"$");
+    hasher.update(secret.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Checks a secret against [`hash_secret`]'s output, in constant time.
+pub fn verify_secret(stored: &str, secret: &str) -> bool {
+    let mut parts = stored.splitn(3, '$');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("sha256"), Some(salt), Some(expected)) => {
+            constant_time_eq(salted(salt, secret).as_bytes(), expected.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// A random API token secret in UUID form, like Proxmox's.
+pub fn new_token_secret() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let hex = hex::encode(bytes);
+    format!("{}-{}-4{}-a{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+}
+
+/// `PVE::APIServer::Formatter::extract_auth_value`: finds `KEY=value` or `KEY value` in a
+/// header and percent-decodes the value.
+pub fn extract_auth_value(header: &str, key: &str) -> Option<String> {
+    let mut search = header;
+    loop {
+        let index = search.find(key)?;
+        let before_ok = index == 0 || search[..index].ends_with(char::is_whitespace);
+        let rest = &search[index + key.len()..];
+        if before_ok && (rest.starts_with('=') || rest.starts_with(' ')) {
+            let value = rest[1..].split(';').next().unwrap_or_default();
+            if value.is_empty() {
+                return None;
+            }
+            return percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .ok()
+                .map(|v| v.into_owned());
+        }
+        search = &search[index + key.len()..];
+    }
+}
+
+/// Splits `user@realm!token=secret` into (`user@realm`, `token`, `secret`).
+pub fn split_api_token(value: &str) -> Result<(String, String, String), AppError> {
+    static FULL: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^([^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+)!([A-Za-z][A-Za-z0-9.\-_]+)$").expect("static regex")
+    });
+    // `verify_token`: /^(.*)=(.*)$/ is greedy, so the split is at the last '='.
+    let (tokenid, secret) = value
+        .rsplit_once('=')
+        .ok_or_else(|| AppError::Unauthorized("no tokenid specified\n".to_owned()))?;
+    let captures = FULL.captures(tokenid).ok_or_else(|| {
+        AppError::Unauthorized(format!(
+            "'{tokenid}' is not a valid token ID - not able to split into user and token parts\n"
+        ))
+    })?;
+    Ok((captures[1].to_owned(), captures[2].to_owned(), secret.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn tickets_round_trip_and_expire() {
+        let signer = Signer::new([7; 32], Duration::from_secs(7200));
+        let ticket = signer.ticket("root@pam", 1_000_000);
+        assert!(ticket.starts_with("PVE:root@pam:000F4240::"));
+        assert_eq!(signer.verify_ticket(&ticket, 1_000_100).unwrap(), "root@pam");
+        assert!(signer.verify_ticket(&ticket, 1_000_000 + 7200).is_err());
+        assert!(signer.verify_ticket(&ticket, 1_000_000 - 400).is_err());
+        let other = Signer::new([8; 32], Duration::from_secs(7200));
+        assert!(other.verify_ticket(&ticket, 1_000_100).is_err());
+        let forged = ticket.replace("root@pam", "admin@pve");
+        assert_eq!(
+            signer.verify_ticket(&forged, 1_000_100).unwrap_err().message(),
+            "permission denied - invalid PVE ticket\n"
+        );
+        assert!(signer.verify_ticket("garbage", 1_000_100).is_err());
+    }
+
+    #[test]
+    fn csrf_tokens_are_bound_to_the_user() {
+        let signer = Signer::new([1; 32], DEFAULT_TICKET_LIFETIME);
+        let token = signer.csrf_token("root@pam", 5000);
+        assert!(signer.verify_csrf("root@pam", &token, 5001).is_ok());
+        assert!(signer.verify_csrf("other@pam", &token, 5001).is_err());
+        assert!(signer.verify_csrf("root@pam", "nonsense", 5001).is_err());
+    }
+
+    #[test]
+    fn secrets_hash_and_verify() {
+        let stored = hash_secret("secret");
+        assert!(verify_secret(&stored, "secret"));
+        assert!(!verify_secret(&stored, "Secret"));
+        assert!(!stored.contains("secret$"));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+    }
+
+    #[test]
+    fn extracts_auth_values() {
+        assert_eq!(
+            extract_auth_value("foo=1; PVEAuthCookie=PVE%3Aroot%40pam%3A1::x", COOKIE_NAME).unwrap(),
+            "PVE:root@pam:1::x"
+        );
+        assert_eq!(
+            extract_auth_value("PVEAPIToken=root@pam!t=abc", TOKEN_SCHEME).unwrap(),
+            "root@pam!t=abc"
+        );
+        assert!(extract_auth_value("XPVEAuthCookie=1", COOKIE_NAME).is_none());
+        let (user, token, secret) = split_api_token("root@pam!ci=s3cret").unwrap();
+        assert_eq!((user.as_str(), token.as_str(), secret.as_str()), ("root@pam", "ci", "s3cret"));
+        assert!(split_api_token("root@pam=x").is_err());
+    }
+
+    #[test]
+    fn token_secrets_look_like_uuids() {
+        let secret = new_token_secret();
+        assert_eq!(secret.len(), 36);
+        assert_eq!(secret.matches('-').count(), 4);
+    }
+}

@@ -1,0 +1,456 @@
+//! Starting and stopping: [`MockServer::builder`], [`MockServerHandle`], [`run`] and TLS.
+//!
+//! [`run`] takes bound listeners and a shutdown future (tests bind `127.0.0.1:0`). Plain HTTP is
+//! served by `axum::serve`; HTTPS by an accept loop over `tokio-rustls` and hyper's HTTP/1
+//! connection, with `hyper_util`'s graceful-shutdown watcher. On shutdown the listeners stop
+//! accepting, in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]) and the store is closed,
+//! which checkpoints the SQLite WAL.
+//!
+//! The self-signed certificate is generated with rcgen on first start and kept beside the state
+//! file (`cert.pem`, `key.pem`), so clients can pin it across restarts.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use route_metadata::RouteMetadata;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::api::{self, Api};
+use crate::app::{AppState, Settings, app, panic_response};
+use crate::auth::{DEFAULT_TICKET_LIFETIME, Signer};
+use crate::error::Error;
+use crate::seed::Fixture;
+use crate::store::{Change, StateStore, Store};
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Generate a self-signed one (kept in this directory when given).
+    SelfSigned(Option<PathBuf>),
+    /// PEM files.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+}
+
+/// Entry point of the library API.
+#[derive(Debug)]
+pub struct MockServer;
+
+impl MockServer {
+    /// A builder with the defaults of a test instance: latest schema, memory store, auth on,
+    /// root password `secret`, both listeners on `127.0.0.1:0`.
+    pub fn builder() -> MockServerBuilder {
+        MockServerBuilder::default()
+    }
+}
+
+/// Configures and starts a mock server.
+#[derive(Debug, Clone)]
+pub struct MockServerBuilder {
+    schema: String,
+    store: Store,
+    seed: Option<Fixture>,
+    auth: bool,
+    root_password: String,
+    listen: SocketAddr,
+    http_listen: SocketAddr,
+    tls: TlsSource,
+    task_delay: Duration,
+    ticket_lifetime: Duration,
+    metadata: Option<RouteMetadata>,
+}
+
+impl Default for MockServerBuilder {
+    fn default() -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        MockServerBuilder {
+            schema: "latest".to_owned(),
+            store: Store::Memory,
+            seed: None,
+            auth: true,
+            root_password: "secret".to_owned(),
+            listen: loopback,
+            http_listen: loopback,
+            tls: TlsSource::SelfSigned(None),
+            task_delay: Duration::ZERO,
+            ticket_lifetime: DEFAULT_TICKET_LIFETIME,
+            metadata: None,
+        }
+    }
+}
+
+impl MockServerBuilder {
+    /// Schema tag: `latest`, `9.1`, `9.0` or `8.4`.
+    pub fn schema(mut self, tag: impl Into<String>) -> Self {
+        self.schema = tag.into();
+        self
+    }
+
+    /// State backend.
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Replaces the default seed fixture.
+    pub fn seed(mut self, fixture: Fixture) -> Self {
+        self.seed = Some(fixture);
+        self
+    }
+
+    /// Whether requests must authenticate.
+    pub fn auth(mut self, enabled: bool) -> Self {
+        self.auth = enabled;
+        self
+    }
+
+    /// Password of `root@pam`.
+    pub fn root_password(mut self, password: impl Into<String>) -> Self {
+        self.root_password = password.into();
+        self
+    }
+
+    /// HTTPS listen address.
+    pub fn listen(mut self, address: SocketAddr) -> Self {
+        self.listen = address;
+        self
+    }
+
+    /// Plain HTTP listen address.
+    pub fn http_listen(mut self, address: SocketAddr) -> Self {
+        self.http_listen = address;
+        self
+    }
+
+    /// TLS certificate source.
+    pub fn tls(mut self, source: TlsSource) -> Self {
+        self.tls = source;
+        self
+    }
+
+    /// How long worker tasks run before they finish.
+    pub fn task_delay(mut self, delay: Duration) -> Self {
+        self.task_delay = delay;
+        self
+    }
+
+    /// Ticket lifetime (Proxmox: 2 hours).
+    pub fn ticket_lifetime(mut self, lifetime: Duration) -> Self {
+        self.ticket_lifetime = lifetime;
+        self
+    }
+
+    /// Uses the given metadata instead of an embedded tag (for tests).
+    pub fn metadata(mut self, metadata: RouteMetadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Builds the shared state without binding sockets (for `oneshot` tests).
+    pub fn build_state(&self) -> Result<AppState, Error> {
+        let api = match &self.metadata {
+            Some(metadata) => Arc::new(Api::new(metadata.clone(), None)),
+            None => Api::load(&self.schema)?,
+        };
+        let fixture = self.seed.clone().unwrap_or_else(Fixture::default_fixture);
+        let seed = fixture.to_changes(&self.root_password);
+        let store = StateStore::open(&self.store, &api.meta.schema_sha256, seed)?;
+        let signer = match store.meta("instance_key").and_then(|key| Signer::from_hex(&key, self.ticket_lifetime)) {
+            Some(signer) => signer,
+            None => Signer::random(self.ticket_lifetime),
+        };
+        let settings = Settings {
+            auth: self.auth,
+            task_delay: self.task_delay,
+            root_password: self.root_password.clone(),
+            fixture,
+        };
+        Ok(AppState::new(api, store, signer, settings))
+    }
+
+    /// Binds the listeners and serves until [`MockServerHandle::shutdown`].
+    pub async fn spawn(self) -> Result<MockServerHandle, Error> {
+        let state = self.build_state()?;
+        persist_key(&state).await?;
+        let https = TcpListener::bind(self.listen).await.map_err(|source| Error::Io {
+            context: format!("binding {}", self.listen),
+            source,
+        })?;
+        let http = TcpListener::bind(self.http_listen).await.map_err(|source| Error::Io {
+            context: format!("binding {}", self.http_listen),
+            source,
+        })?;
+        let https_addr = https.local_addr().map_err(|source| Error::Io {
+            context: "reading the HTTPS address".to_owned(),
+            source,
+        })?;
+        let http_addr = http.local_addr().map_err(|source| Error::Io {
+            context: "reading the HTTP address".to_owned(),
+            source,
+        })?;
+        let tls_dir = match (&self.tls, &self.store) {
+            (TlsSource::SelfSigned(Some(dir)), _) => Some(dir.clone()),
+            (TlsSource::SelfSigned(None), Store::Sqlite(path)) => path.parent().map(Path::to_path_buf),
+            _ => None,
+        };
+        let tls_source = match &self.tls {
+            TlsSource::SelfSigned(_) => TlsSource::SelfSigned(tls_dir),
+            other => other.clone(),
+        };
+        let (acceptor, cert_pem) = tls_acceptor(&tls_source)?;
+        let _ = state.server_urls.set(vec![
+            format!("https://{https_addr}{}", route_metadata::API_PREFIX),
+            format!("http://{http_addr}{}", route_metadata::API_PREFIX),
+        ]);
+        let (stop, stopped) = watch::channel(false);
+        let mut wait = stopped.clone();
+        let server_state = state.clone();
+        let task = tokio::spawn(async move {
+            run(http, Some((https, acceptor)), server_state, async move {
+                let _ = wait.wait_for(|stop| *stop).await;
+            })
+            .await
+        });
+        Ok(MockServerHandle {
+            http_addr,
+            https_addr,
+            cert_pem,
+            stop,
+            task,
+            state,
+        })
+    }
+}
+
+async fn persist_key(state: &AppState) -> Result<(), Error> {
+    if state.store.meta("instance_key").is_none() && state.store.path().is_some() {
+        state
+            .store
+            .apply(vec![Change::Meta {
+                key: "instance_key".to_owned(),
+                value: state.signer.key_hex(),
+            }])
+            .await?;
+    }
+    Ok(())
+}
+
+/// A running mock server.
+#[derive(Debug)]
+pub struct MockServerHandle {
+    http_addr: SocketAddr,
+    https_addr: SocketAddr,
+    cert_pem: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), Error>>,
+    state: AppState,
+}
+
+impl MockServerHandle {
+    /// Plain HTTP API base, e.g. `http://127.0.0.1:8005/api2/json`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.http_addr, route_metadata::API_PREFIX)
+    }
+
+    /// HTTPS API base, e.g. `https://127.0.0.1:8006/api2/json`.
+    pub fn https_base_url(&self) -> String {
+        format!("https://{}{}", self.https_addr, route_metadata::API_PREFIX)
+    }
+
+    /// The plain HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The HTTPS address.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The server certificate (PEM), for clients that pin it.
+    pub fn tls_certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting, lets in-flight requests finish and closes the store.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(result) => result,
+            Err(error) => Err(Error::Io {
+                context: "joining the server task".to_owned(),
+                source: std::io::Error::other(error.to_string()),
+            }),
+        }
+    }
+}
+
+/// The router with the production layers (panic catching, logging).
+pub fn service(state: AppState) -> Router {
+    app(state)
+        .layer(axum::middleware::from_fn(log_request))
+        .layer(CatchPanicLayer::custom(panic_response))
+}
+
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let method = request.method().clone();
+    // The path only: query strings may carry secrets.
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+/// Serves plain HTTP (and HTTPS when given) until `shutdown` resolves, then drains and closes
+/// the store.
+pub async fn run(
+    http: TcpListener,
+    https: Option<(TcpListener, TlsAcceptor)>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let router = service(state.clone());
+    let (stop, stopped) = watch::channel(false);
+    let mut http_wait = stopped.clone();
+    let http_router = router.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, http_router)
+            .with_graceful_shutdown(async move {
+                let _ = http_wait.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let https_task = https.map(|(listener, acceptor)| {
+        let router = router.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(serve_tls(listener, acceptor, router, stopped))
+    });
+    shutdown.await;
+    tracing::info!("shutting down: draining requests");
+    let _ = stop.send(true);
+    let drain = async {
+        if let Ok(Err(error)) = http_task.await {
+            tracing::warn!(%error, "HTTP server ended with an error");
+        }
+        if let Some(task) = https_task {
+            let _ = task.await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!("drain timeout reached; closing remaining connections");
+    }
+    state.store.close().await;
+    tracing::info!("state store closed");
+    Ok(())
+}
+
+async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, router: Router, mut stopped: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service);
+                    let _ = watcher.watch(connection).await;
+                });
+            }
+            _ = stopped.wait_for(|s| *s) => break,
+        }
+    }
+    graceful.shutdown().await;
+}
+
+/// Loads or generates the certificate; returns the acceptor and the certificate PEM.
+pub fn tls_acceptor(source: &TlsSource) -> Result<(TlsAcceptor, String), Error> {
+    let (cert_pem, key_pem) = match source {
+        TlsSource::Files { cert, key } => (read(cert)?, read(key)?),
+        TlsSource::SelfSigned(Some(dir)) => {
+            let cert_path = dir.join("cert.pem");
+            let key_path = dir.join("key.pem");
+            if cert_path.exists() && key_path.exists() {
+                (read(&cert_path)?, read(&key_path)?)
+            } else {
+                let (cert, key) = self_signed()?;
+                std::fs::create_dir_all(dir).map_err(|e| Error::Tls(format!("creating {}: {e}", dir.display())))?;
+                std::fs::write(&cert_path, &cert).map_err(|e| Error::Tls(format!("writing {}: {e}", cert_path.display())))?;
+                write_private(&key_path, &key)?;
+                (cert, key)
+            }
+        }
+        TlsSource::SelfSigned(None) => self_signed()?,
+    };
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Tls(format!("reading certificate: {e}")))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| Error::Tls(format!("reading key: {e}")))?
+        .ok_or_else(|| Error::Tls("no private key in the key file".to_owned()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((TlsAcceptor::from(Arc::new(config)), cert_pem))
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| Error::Tls(format!("reading {}: {e}", path.display())))
+}
+
+fn write_private(path: &Path, content: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| Error::Tls(format!("writing {}: {e}", path.display())))?;
+    file.write_all(content.as_bytes())
+        .map_err(|e| Error::Tls(format!("writing {}: {e}", path.display())))
+}
+
+fn self_signed() -> Result<(String, String), Error> {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| Error::Tls(e.to_string()))?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
+/// Resolves `latest` (re-exported for the binary).
+pub fn resolve_tag(tag: &str) -> Result<&'static str, Error> {
+    api::resolve_tag(tag)
+}
