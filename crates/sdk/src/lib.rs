@@ -1,1 +1,88 @@
-//! Typed async client for the Proxmox VE API.
+//! Async Rust client for the Proxmox VE API: the hand-written core.
+//!
+//! This crate talks to `https://<host>:8006/api2/json`: it authenticates, encodes parameters the
+//! way Proxmox expects, unwraps the `{"data": …}` envelope, maps errors, retries idempotent
+//! requests, and follows background tasks.
+//! Any path of any schema version can be called dynamically; a typed layer generated from the
+//! OpenAPI schema sits on top and reuses this core's HTTP client and authentication.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use proxmox_sdk::{Client, Upid};
+//! use serde_json::{Value, json};
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> proxmox_sdk::Result<()> {
+//! let client = Client::builder()
+//!     .base_url("https://pve.example.com:8006")
+//!     .token("root@pam!automation", "5f2a0000-aaaa-bbbb-cccc-123456789abc")
+//!     .fingerprint("AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89")
+//!     .build()?;
+//!
+//! // Dynamic calls: any path, any `Serialize` parameters, any `DeserializeOwned` answer.
+//! let vms: Vec<Value> = client.get(&client.path(["nodes", "pve1", "qemu"]), &()).await?;
+//! println!("{} VMs", vms.len());
+//!
+//! // Writes that start a background task answer with its UPID; wait for it.
+//! let upid: Upid = client
+//!     .post("/nodes/pve1/qemu", &json!({"vmid": 100, "name": "web", "memory": 2048, "start": false}))
+//!     .await?;
+//! let exit_status = client.task(&upid).wait(Duration::from_secs(300)).await?;
+//! assert_eq!(exit_status, "OK");
+//! # Ok(()) }
+//! ```
+//!
+//! Password logins use [`ClientBuilder::password`]; the client then manages tickets, CSRF tokens
+//! and renewal itself (see [`auth`]).
+//! [`Client::from_env`] reads the `PROXMOX_API_*` variables listed at [`ClientBuilder::from_env`].
+//! With the `blocking` feature, [`ClientBuilder::build_blocking`] gives a synchronous client.
+//!
+//! # Layout
+//!
+//! - `client`: [`Client`] and [`ClientBuilder`]: configuration, the shared `reqwest::Client`,
+//!   and [`Client::execute`], through which every request goes.
+//! - `request`: [`RequestBuilder`] for per-request options, and envelope decoding.
+//! - `encode`: parameters (booleans as `0`/`1`, `None` dropped), query strings, JSON bodies,
+//!   and [`path`] for percent-encoded API paths.
+//! - [`auth`]: API tokens, tickets with single-flight renewal, second factors, [`SecretString`].
+//! - [`tls`]: `rustls` on `ring`, CA certificates, fingerprint pinning.
+//! - [`error`]: the one [`Error`] type.
+//! - [`retry`]: which requests are retried, and the backoff.
+//! - [`task`]: waiting for UPIDs and reading task logs.
+//! - `fan_out`: [`Client::fan_out`] and [`Client::for_each_node`].
+//! - `env`: [`ClientBuilder::from_env`].
+//! - `blocking` (feature `blocking`): a synchronous wrapper.
+//!
+//! # Secrets
+//!
+//! `Debug` output of [`Client`], [`ClientBuilder`], [`Credentials`], [`Ticket`] and
+//! [`TfaChallenge`] never shows a password, token secret, ticket or CSRF token, and neither does
+//! any [`Error`].
+
+pub mod auth;
+#[cfg(feature = "blocking")]
+pub mod blocking;
+mod client;
+mod encode;
+mod env;
+pub mod error;
+mod fan_out;
+mod request;
+pub mod retry;
+pub mod task;
+pub mod tls;
+
+pub use reqwest;
+pub use shared_types::Upid;
+
+pub use crate::auth::{Credentials, SecretString, TfaChallenge, TfaResponse, Ticket};
+pub use crate::client::{
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,
+};
+pub use crate::encode::path;
+pub use crate::error::{ApiError, AuthError, Error, Result, TaskFailedError};
+pub use crate::request::{Paged, RequestBuilder};
+pub use crate::retry::RetryPolicy;
+pub use crate::task::{Task, TaskLogLine, TaskPolling, TaskStatus};
+pub use crate::tls::Fingerprint;
