@@ -32,6 +32,20 @@ pub use property_string::PropertyString;
 pub use pve_bool::PveBool;
 pub use upid::Upid;
 
-// Generated models (written by `cargo xtask codegen`; do not edit by hand).
-// @generated-modules-begin
-// @generated-modules-end
+// Generated models: the files below `generated/` are written by `cargo xtask codegen` and never
+// edited by hand. Each path group is a module behind the cargo feature of the same name.
+pub mod generated;
+#[cfg(feature = "access")]
+pub use generated::access;
+#[cfg(feature = "cluster")]
+pub use generated::cluster;
+pub use generated::common;
+pub use generated::families;
+#[cfg(feature = "nodes")]
+pub use generated::nodes;
+#[cfg(feature = "pools")]
+pub use generated::pools;
+#[cfg(feature = "storage")]
+pub use generated::storage;
+#[cfg(feature = "version")]
+pub use generated::version;

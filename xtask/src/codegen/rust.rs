@@ -366,8 +366,9 @@ fn schema_doc(schema: &Schema, fallback: &str) -> TokenStream {
     let mut doc = schema
         .description
         .as_deref()
+        .map(str::trim)
+        .filter(|description| !description.is_empty())
         .unwrap_or(fallback)
-        .trim()
         .to_owned();
     let mut facts = Vec::new();
     if let Some(values) = &schema.enum_values {
@@ -405,9 +406,9 @@ fn schema_doc(schema: &Schema, fallback: &str) -> TokenStream {
 }
 
 /// One `#[doc]` attribute per line, each starting with a space as `///` comments do.
-fn doc_attrs(text: &str) -> TokenStream {
+pub fn doc_attrs(text: &str) -> TokenStream {
     let lines = text.trim().lines().map(|line| {
-        let line = line.trim_end();
+        let line = line.trim_end().replace('\t', "    ");
         if line.is_empty() {
             String::new()
         } else {
@@ -417,7 +418,7 @@ fn doc_attrs(text: &str) -> TokenStream {
     quote! { #(#[doc = #lines])* }
 }
 
-fn format_file(tokens: TokenStream, name: &str) -> anyhow::Result<String> {
+pub fn format_file(tokens: TokenStream, name: &str) -> anyhow::Result<String> {
     let file: syn::File =
         syn::parse2(tokens).with_context(|| format!("generated {name} does not parse"))?;
     Ok(prettyplease::unparse(&file))

@@ -557,7 +557,7 @@ pub struct NodesCephOsdCreateosdParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypted: ::std::option::Option<crate::PveBool>,
     /// OSD services per physical device. Only useful for fast NVMe devices"
-    /// 		    ." to utilize their performance better.
+    ///             ." to utilize their performance better.
     ///
     /// Minimum 1.
     #[serde(rename = "osds-per-device")]
@@ -1449,12 +1449,19 @@ pub struct NodesDisksZfsCreateParams {
 /// The `NodesDisksZfsIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksZfsIndexResponseItem {
+    /// The `alloc` property.
     pub alloc: i64,
+    /// The `dedup` property.
     pub dedup: f64,
+    /// The `frag` property.
     pub frag: i64,
+    /// The `free` property.
     pub free: i64,
+    /// The `health` property.
     pub health: ::std::string::String,
+    /// The `name` property.
     pub name: ::std::string::String,
+    /// The `size` property.
     pub size: i64,
 }
 /// The `NodesDisksZfsNameDetailResponse` model.
@@ -2843,7 +2850,7 @@ pub struct NodesLxcMoveVolumeParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// Prevent changes if current configuration file has different SHA1 " .
-    /// 		    "digest. This can be used to prevent concurrent modifications.
+    ///             "digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Target Storage.
@@ -2852,8 +2859,8 @@ pub struct NodesLxcMoveVolumeParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file of the target " .
-    /// 		    "container has a different SHA1 digest. This can be used to prevent " .
-    /// 		    "concurrent modifications.
+    ///             "container has a different SHA1 digest. This can be used to prevent " .
+    ///             "concurrent modifications.
     #[serde(rename = "target-digest")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_digest: ::std::option::Option<::std::string::String>,
