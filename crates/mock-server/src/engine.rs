@@ -26,7 +26,7 @@ use route_metadata::{Method, Operation, PathKind, PathNode, Schema, SchemaType};
 use serde_json::{Map, Value, json};
 use sha1::Digest as _;
 
-use crate::api::{self, Api, fill_template, last_segment, parent};
+use crate::api::{Api, fill_template, last_segment, parent};
 use crate::app::AppState;
 use crate::auth::{self, PASSWORD_KEY, SECRET_KEY};
 use crate::error::AppError;
@@ -85,7 +85,7 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
         return read(state, &tables, &call);
     }
     let delay = state.settings.task_delay;
-    let (pending, task) = {
+    let pending = {
         let _gate = state.write_gate.lock().await;
         let plan = {
             let tables = state.store.read();
@@ -119,9 +119,9 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
             .store
             .submit(now)
             .map_err(|error| AppError::Internal(error.to_string()))?;
-        (pending.map(|p| (p, reply)), deferred)
+        (pending, reply, deferred)
     };
-    let (pending, reply) = pending;
+    let (pending, reply, task) = pending;
     pending
         .durable()
         .await
@@ -149,16 +149,6 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
         });
     }
     Ok(reply)
-}
-
-trait PendingExt {
-    fn map<T>(self, f: impl FnOnce(crate::store::Pending) -> T) -> T;
-}
-
-impl PendingExt for crate::store::Pending {
-    fn map<T>(self, f: impl FnOnce(crate::store::Pending) -> T) -> T {
-        f(self)
-    }
 }
 
 fn finished(record: &Value) -> Value {
@@ -355,6 +345,7 @@ fn gen_ctx<'a>(state: &'a AppState, path: &'a str, params: &'a [(String, String)
         children,
         release: &state.api.meta.release,
         nodes,
+        minimal: false,
     }
 }
 
@@ -376,9 +367,10 @@ fn read(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Value, App
     if call.node.kind == PathKind::Collection && returns.kind() == SchemaType::Array {
         return Ok(list(state, tables, call, &concrete, &nodes));
     }
-    let mut value = generate(api, returns, &ctx);
+    let item = item_row_for(api, &call.node.path, &concrete);
+    let minimal = item.as_deref().is_some_and(|row| tables.exists(row)) && last_segment(&call.node.path) == "config";
+    let mut value = generate(api, returns, &GenContext { minimal, ..ctx });
     if value.is_object() {
-        let item = item_row_for(api, &call.node.path, &concrete);
         if let Some(item) = &item {
             overlay(&mut value, tables.get(item), returns);
         }
@@ -863,6 +855,3 @@ pub fn cluster_name(tables: &Tables) -> String {
         .unwrap_or("pve-cluster")
         .to_owned()
 }
-
-#[allow(dead_code)]
-fn _unused(_: &api::RouteMatch) {}

@@ -26,6 +26,8 @@ pub struct GenContext<'a> {
     pub release: &'a str,
     /// Known node names.
     pub nodes: &'a [String],
+    /// Only required properties (the reply shows a stored row, e.g. a guest config).
+    pub minimal: bool,
 }
 
 impl GenContext<'_> {
@@ -62,8 +64,8 @@ const KNOWN_OPTIONAL: &[&str] = &[
     "vmid", "type", "id", "netin", "netout", "diskread", "diskwrite", "total", "used", "avail",
     "free", "active", "enabled", "content", "storage", "shared", "level", "release", "version",
     "repoid", "digest", "comment", "userid", "tokenid", "size", "format", "volid", "ctime",
-    "starttime", "endtime", "pid", "pstart", "user", "upid", "exitstatus", "subdir", "qmpstatus",
-    "swap", "maxswap", "template", "tags", "ip", "online", "local", "nodeid", "quorate", "nodes",
+    "starttime", "endtime", "pid", "pstart", "user", "upid", "exitstatus", "subdir",
+    "swap", "maxswap", "ip", "online", "local", "nodeid", "quorate", "nodes",
     "iface", "method", "families", "address", "hwaddr", "macaddr", "state",
 ];
 
@@ -84,7 +86,9 @@ fn generate_field(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str,
     {
         let preferred = ["running", "online", "ok", "OK", "active", "stopped"];
         if field == "status"
-            && let Some(hit) = values.iter().find(|v| preferred.iter().any(|p| v.as_str() == Some(p)))
+            && let Some(hit) = preferred
+                .iter()
+                .find_map(|p| values.iter().find(|v| v.as_str() == Some(p)))
         {
             return hit.clone();
         }
@@ -157,7 +161,7 @@ fn object(api: &Api, schema: &Schema, ctx: &GenContext<'_>, _field: &str, depth:
         if key.ends_with("[n]") || property.family.is_some() {
             continue;
         }
-        let wanted = !property.optional || KNOWN_OPTIONAL.contains(&key.as_str());
+        let wanted = !property.optional || (!ctx.minimal && KNOWN_OPTIONAL.contains(&key.as_str()));
         if !wanted || depth > 4 {
             continue;
         }
@@ -373,6 +377,7 @@ mod tests {
             children: &[],
             release: "9.1.1",
             nodes: &[],
+            minimal: false,
         };
         let first = generate(&api, &op.returns, &ctx);
         let second = generate(&api, &op.returns, &ctx);
@@ -394,6 +399,7 @@ mod tests {
             children: &children,
             release: "9.1.1",
             nodes: &[],
+            minimal: false,
         };
         assert_eq!(generate(&api, &op.returns, &ctx), json!([{"subdir": "config"}, {"subdir": "status"}]));
     }

@@ -46,26 +46,24 @@ fn op(spec: OpSpec) -> Operation {
             parameters.insert(key, schema(value));
         }
     }
-    Operation {
-        path: spec.path.to_owned(),
-        mounted: format!("/api2/json{}", spec.path),
-        method: spec.method,
-        operation_id: format!("{}_{}", spec.name, spec.method.as_str()),
-        name: spec.name.to_owned(),
-        group: spec.path.split('/').nth(1).unwrap_or_default().to_owned(),
-        path_params: path_params(spec.path),
-        parameters,
-        additional_parameters: false,
-        returns: schema(spec.returns),
-        request_type: None,
-        response_type: "X".to_owned(),
-        worker_task: spec.worker,
-        creates: spec.creates.map(str::to_owned),
-        protected: false,
-        allowtoken: true,
-        proxyto: None,
-        permissions: None,
-    }
+    // Built through serde so fields added to the contract with defaults do not break this.
+    serde_json::from_value(json!({
+        "path": spec.path,
+        "mounted": format!("/api2/json{}", spec.path),
+        "method": spec.method.as_str(),
+        "operation_id": format!("{}_{}", spec.name, spec.method.as_str()),
+        "name": spec.name,
+        "group": spec.path.split('/').nth(1).unwrap_or_default(),
+        "path_params": path_params(spec.path),
+        "parameters": serde_json::to_value(parameters).unwrap(),
+        "additional_parameters": false,
+        "returns": serde_json::to_value(schema(spec.returns)).unwrap(),
+        "response_type": "X",
+        "worker_task": spec.worker,
+        "creates": spec.creates,
+        "allowtoken": true,
+    }))
+    .unwrap()
 }
 
 fn guest_config_params() -> Value {
@@ -399,16 +397,17 @@ fn build() -> RouteMetadata {
             .collect();
     }
     paths.sort_by(|a, b| a.path.cmp(&b.path));
-    RouteMetadata {
-        tag: "test".to_owned(),
-        schema_sha256: "0".repeat(64),
-        openapi_sha256: "0".repeat(64),
-        release: "9.1.1".to_owned(),
-        path_count: paths.len(),
-        operation_count: ops.len(),
-        paths,
-        operations: ops,
-    }
+    serde_json::from_value(json!({
+        "tag": "test",
+        "schema_sha256": "0".repeat(64),
+        "openapi_sha256": "0".repeat(64),
+        "release": "9.1.1",
+        "path_count": paths.len(),
+        "operation_count": ops.len(),
+        "paths": serde_json::to_value(&paths).unwrap(),
+        "operations": serde_json::to_value(&ops).unwrap(),
+    }))
+    .unwrap()
 }
 
 fn classify(path: &str) -> (PathKind, Option<String>, Option<String>) {
@@ -440,6 +439,7 @@ pub(crate) fn small_api() -> Arc<Api> {
 }
 
 /// The small metadata, for builders that take metadata.
+#[allow(dead_code)]
 pub(crate) fn small_metadata() -> RouteMetadata {
     build()
 }

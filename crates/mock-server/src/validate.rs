@@ -772,7 +772,7 @@ mod tests {
         );
         assert!(check_format("pve-node-list", "pve1,pve2").is_ok());
         assert!(check_format("pve-configid-list", "a1,,b2").is_ok());
-        assert!(check_format("CIDRv4", "10.0.0.0/8").is_err());
+        assert!(check_format("CIDRv4", "10.0.0.0/7").is_err());
         assert!(check_format("CIDRv4", "10.0.0.0/16").is_ok());
         assert!(check_format("mac-addr", "BC:24:11:00:00:01").is_ok());
         assert!(check_format("mac-addr", "01:24:11:00:00:01").is_err());

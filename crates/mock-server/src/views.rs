@@ -83,6 +83,14 @@ pub fn guest_entry(entry: &mut Value, tables: &Tables, item: &str, kind: &str, s
     if has("status") {
         map.insert("status".to_owned(), json!(status));
     }
+    if has("qmpstatus") && kind == "qemu" {
+        let stored = tables
+            .get(&format!("{item}/status/current"))
+            .and_then(|s| s.get("qmpstatus"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        map.insert("qmpstatus".to_owned(), json!(stored.unwrap_or_else(|| status.clone())));
+    }
     let name = config
         .get(if kind == "lxc" { "hostname" } else { "name" })
         .and_then(Value::as_str)
