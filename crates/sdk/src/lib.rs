@@ -70,12 +70,16 @@ pub mod error;
 mod fan_out;
 mod request;
 pub mod retry;
+pub mod generated;
 pub mod task;
 pub mod tls;
+mod typed;
 
 pub use reqwest;
+pub use shared_types;
 pub use shared_types::Upid;
 
+pub use crate::typed::Call;
 pub use crate::auth::{Credentials, SecretString, TfaChallenge, TfaResponse, Ticket};
 pub use crate::client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,
