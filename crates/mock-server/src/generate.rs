@@ -273,7 +273,11 @@ fn string(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u6
         .or_else(|| ctx.nodes.first().cloned())
         .unwrap_or_else(|| "pve1".to_owned());
     let word = WORDS[(rng % WORDS.len() as u64) as usize];
-    let by_format = schema.format.as_deref().and_then(|format| match format {
+    let base_format = schema
+        .format
+        .as_deref()
+        .map(|f| f.strip_suffix("-list").or_else(|| f.strip_suffix("-opt")).unwrap_or(f));
+    let by_format = base_format.and_then(|format| match format {
         "pve-node" => Some(node.clone()),
         "pve-vmid" => Some(ctx.param("vmid").unwrap_or("100").to_owned()),
         "pve-storage-id" => Some(ctx.param("storage").unwrap_or("local").to_owned()),
@@ -312,6 +316,12 @@ fn string(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u6
             "content" => "images,rootdir".to_owned(),
             "iface" => "vmbr0".to_owned(),
             "comment" | "description" => String::new(),
+            "url" => "https://acme-v02.api.letsencrypt.org/directory".to_owned(),
+            "vmid" => ctx.param("vmid").unwrap_or("100").to_owned(),
+            _ if field.ends_with("fp") || field.contains("fingerprint") => (0..32)
+                .map(|i| format!("{:02X}", (mix(rng.wrapping_add(i)) & 0xff) as u8))
+                .collect::<Vec<_>>()
+                .join(":"),
             "level" => String::new(),
             "id" => {
                 let mut segments = ctx.path.rsplit('/').take(2).collect::<Vec<_>>();

@@ -1,0 +1,20 @@
+//! Integration tests of the mock server: one binary, servers on `127.0.0.1:0`, a real HTTP
+//! client (reqwest with rustls/ring) for the socket tests and `oneshot` for the sweeps.
+
+#![allow(clippy::unwrap_used)]
+
+mod http;
+mod sweep;
+
+use mock_server::{MockServer, MockServerHandle};
+
+/// Starts a server with the default fixture.
+pub async fn start() -> MockServerHandle {
+    MockServer::builder().spawn().await.unwrap()
+}
+
+/// A client that keeps cookies off (tests set headers explicitly).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap()
+}

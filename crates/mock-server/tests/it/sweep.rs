@@ -1,0 +1,102 @@
+//! Sweeps over every operation of every tag through `oneshot`: no GET answers 5xx for the
+//! seeded objects unless it is Proxmox's not-found, and every 200 reply validates against the
+//! operation's `returns` schema.
+
+use axum::body::Body;
+use http::Request;
+use mock_server::{MockServer, api::Api, app, validate};
+use route_metadata::Method;
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn sample(name: &str, path: &str) -> String {
+    match name {
+        "node" => "pve1".to_owned(),
+        "vmid" if path.contains("/lxc/") => "200".to_owned(),
+        "vmid" => "100".to_owned(),
+        "storage" => "local".to_owned(),
+        "userid" => "root@pam".to_owned(),
+        _ => "x1".to_owned(),
+    }
+}
+
+async fn sweep(tag: &str) {
+    let state = MockServer::builder().schema(tag).auth(false).build_state().unwrap();
+    let api: &Api = &state.api;
+    let router = app(state.clone());
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for op in api.meta.operations.iter().filter(|op| op.method == Method::Get) {
+        let path: String = op
+            .path
+            .split('/')
+            .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => sample(name, &op.path),
+                None => segment.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        // Only required query parameters that are simple get a value.
+        let mut query = Vec::new();
+        for (name, schema) in &op.parameters {
+            if schema.optional || op.path_params.contains(name) {
+                continue;
+            }
+            let value = match schema.enum_values.as_ref().and_then(|v| v.first()) {
+                Some(Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => match schema.kind() {
+                    route_metadata::SchemaType::Integer | route_metadata::SchemaType::Number => {
+                        schema.minimum.map_or(1, |m| m as i64).to_string()
+                    }
+                    route_metadata::SchemaType::Boolean => "0".to_owned(),
+                    _ => "x1".to_owned(),
+                },
+            };
+            query.push(format!("{name}={value}"));
+        }
+        let uri = if query.is_empty() {
+            format!("/api2/json{path}")
+        } else {
+            format!("/api2/json{path}?{}", query.join("&"))
+        };
+        let response = router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        match status {
+            200 => {
+                let data = &body["data"];
+                if let Err(errors) = validate::validate_value(api, &op.returns, data) {
+                    failures.push(format!("{tag} GET {uri}: reply does not validate: {errors:?}\n{data}"));
+                }
+                checked += 1;
+            }
+            400 => {}
+            500 => {
+                let message = body["message"].as_str().unwrap_or_default();
+                if !(message.contains("does not exist") || message.contains("no such")) {
+                    failures.push(format!("{tag} GET {uri}: {body}"));
+                }
+            }
+            other => failures.push(format!("{tag} GET {uri}: unexpected status {other}: {body}")),
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(checked > 100, "{tag}: only {checked} replies checked");
+}
+
+#[tokio::test]
+async fn every_get_reply_validates_9_1() {
+    sweep("9.1").await;
+}
+
+#[tokio::test]
+async fn every_get_reply_validates_9_0() {
+    sweep("9.0").await;
+}
+
+#[tokio::test]
+async fn every_get_reply_validates_8_4() {
+    sweep("8.4").await;
+}
