@@ -272,14 +272,28 @@ pub(crate) mod tests {
     fn matches_routes_independent_of_position() {
         let api = crate::testing::small_api();
         let matched = api.match_path("/nodes/pve1/qemu/100/config").unwrap();
-        assert_eq!(api.node(matched.path_index).path, "/nodes/{node}/qemu/{vmid}/config");
+        assert_eq!(
+            api.node(matched.path_index).path,
+            "/nodes/{node}/qemu/{vmid}/config"
+        );
         assert_eq!(matched.params[0], ("node".to_owned(), "pve1".to_owned()));
         let matched = api.match_path("/nodes/pve1/qemu/").unwrap();
         assert_eq!(api.node(matched.path_index).path, "/nodes/{node}/qemu");
-        assert_eq!(api.match_path("/nodes/pve1/nothing").unwrap_err(), MatchError::NotFound);
-        assert_eq!(api.match_path("/nodes/a%00b/qemu").unwrap_err(), MatchError::BadEncoding);
-        assert_eq!(api.match_path("/nodes/%FF/qemu").unwrap_err(), MatchError::BadEncoding);
-        let matched = api.match_path("/nodes/pve1/tasks/UPID%3Apve1%3A1/status").unwrap();
+        assert_eq!(
+            api.match_path("/nodes/pve1/nothing").unwrap_err(),
+            MatchError::NotFound
+        );
+        assert_eq!(
+            api.match_path("/nodes/a%00b/qemu").unwrap_err(),
+            MatchError::BadEncoding
+        );
+        assert_eq!(
+            api.match_path("/nodes/%FF/qemu").unwrap_err(),
+            MatchError::BadEncoding
+        );
+        let matched = api
+            .match_path("/nodes/pve1/tasks/UPID%3Apve1%3A1/status")
+            .unwrap();
         assert_eq!(matched.params[1].1, "UPID:pve1:1");
     }
 

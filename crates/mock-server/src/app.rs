@@ -86,7 +86,10 @@ fn default_fault_count() -> u32 {
 
 impl Fault {
     fn matches(&self, method: &str, path: &str) -> bool {
-        let method_ok = self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method));
+        let method_ok = self
+            .method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method));
         let path = path.strip_prefix("/api2/json").unwrap_or(path);
         let wanted = self.path.strip_prefix("/api2/json").unwrap_or(&self.path);
         let path_ok = match wanted.strip_suffix('*') {
@@ -130,13 +133,20 @@ impl std::ops::Deref for AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("tag", &self.api.meta.tag).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("tag", &self.api.meta.tag)
+            .finish_non_exhaustive()
     }
 }
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(api: Arc<Api>, store: Arc<StateStore>, signer: Signer, settings: Settings) -> AppState {
+    pub fn new(
+        api: Arc<Api>,
+        store: Arc<StateStore>,
+        signer: Signer,
+        settings: Settings,
+    ) -> AppState {
         AppState(Arc::new(Inner {
             api,
             store,
@@ -162,7 +172,9 @@ impl AppState {
 
     fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let fault = faults.iter_mut().find(|fault| fault.matches(method, path))?;
+        let fault = faults
+            .iter_mut()
+            .find(|fault| fault.matches(method, path))?;
         fault.count -= 1;
         let hit = fault.clone();
         faults.retain(|fault| fault.count > 0);
@@ -177,20 +189,28 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/_mock/reset", post(reset))
         .route("/_mock/state", get(dump_state))
-        .route("/_mock/faults", post(add_fault).get(list_faults).delete(clear_faults))
+        .route(
+            "/_mock/faults",
+            post(add_fault).get(list_faults).delete(clear_faults),
+        )
         .fallback(api_entry)
         .with_state(state)
 }
 
 async fn openapi(State(state): State<AppState>) -> Response {
     let Some(text) = state.api.openapi else {
-        return AppError::status(StatusCode::NOT_FOUND, "no openapi.json embedded for this schema\n").into_response();
+        return AppError::status(
+            StatusCode::NOT_FOUND,
+            "no openapi.json embedded for this schema\n",
+        )
+        .into_response();
     };
     let body = state.openapi.get_or_init(|| {
         let urls = state.server_urls.get().cloned().unwrap_or_default();
         match serde_json::from_str::<Value>(text) {
             Ok(mut document) => {
-                document["servers"] = Value::Array(urls.into_iter().map(|url| json!({"url": url})).collect());
+                document["servers"] =
+                    Value::Array(urls.into_iter().map(|url| json!({"url": url})).collect());
                 Bytes::from(document.to_string())
             }
             Err(_) => Bytes::from_static(text.as_bytes()),
@@ -200,9 +220,16 @@ async fn openapi(State(state): State<AppState>) -> Response {
 }
 
 async fn reset(State(state): State<AppState>) -> Response {
-    let seed = state.settings.fixture.to_changes(&state.settings.root_password);
+    let seed = state
+        .settings
+        .fixture
+        .to_changes(&state.settings.root_password);
     let _gate = state.write_gate.lock().await;
-    state.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    state
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
     match state.store.reset(seed).await {
         Ok(()) => json_response(StatusCode::OK, None, json!({"data": null}).to_string()),
         Err(error) => AppError::Internal(error.to_string()).into_response(),
@@ -224,22 +251,36 @@ async fn dump_state(State(state): State<AppState>) -> Response {
 async fn add_fault(State(state): State<AppState>, body: Bytes) -> Response {
     let fault: Fault = match serde_json::from_slice(&body) {
         Ok(fault) => fault,
-        Err(error) => return AppError::bad_request(format!("invalid fault: {error}\n")).into_response(),
+        Err(error) => {
+            return AppError::bad_request(format!("invalid fault: {error}\n")).into_response();
+        }
     };
     if StatusCode::from_u16(fault.status).is_err() {
         return AppError::bad_request("invalid fault status\n").into_response();
     }
-    state.faults.lock().unwrap_or_else(|p| p.into_inner()).push(fault);
+    state
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(fault);
     json_response(StatusCode::OK, None, json!({"data": null}).to_string())
 }
 
 async fn list_faults(State(state): State<AppState>) -> Response {
-    let faults = state.faults.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let faults = state
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     json_response(StatusCode::OK, None, json!({"data": faults}).to_string())
 }
 
 async fn clear_faults(State(state): State<AppState>) -> Response {
-    state.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    state
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
     json_response(StatusCode::OK, None, json!({"data": null}).to_string())
 }
 
@@ -261,8 +302,13 @@ fn check_raw_path(path: &str) -> Result<(), AppError> {
     if decoded.contains('\0') {
         return Err(AppError::bad_request("invalid NUL byte in request path\n"));
     }
-    if decoded.split('/').any(|segment| segment == ".." || segment == ".") {
-        return Err(AppError::bad_request("invalid path segment in request path\n"));
+    if decoded
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+    {
+        return Err(AppError::bad_request(
+            "invalid path segment in request path\n",
+        ));
     }
     Ok(())
 }
@@ -279,7 +325,10 @@ async fn handle_api(state: &AppState, request: Request) -> Result<Value, AppErro
     };
     let Some(rel_path) = raw_path.strip_prefix("/api2/json") else {
         if raw_path.starts_with("/api2/") {
-            return Err(AppError::status(StatusCode::NOT_IMPLEMENTED, "no such uri\n"));
+            return Err(AppError::status(
+                StatusCode::NOT_IMPLEMENTED,
+                "no such uri\n",
+            ));
         }
         return Err(AppError::status(
             StatusCode::NOT_IMPLEMENTED,
@@ -288,11 +337,16 @@ async fn handle_api(state: &AppState, request: Request) -> Result<Value, AppErro
     };
     let rel_path = if rel_path.is_empty() { "/" } else { rel_path };
     if !rel_path.starts_with('/') {
-        return Err(AppError::status(StatusCode::NOT_IMPLEMENTED, "no such uri\n"));
+        return Err(AppError::status(
+            StatusCode::NOT_IMPLEMENTED,
+            "no such uri\n",
+        ));
     }
     if let Some(fault) = state.take_fault(method.as_str(), rel_path) {
         let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let message = fault.message.unwrap_or_else(|| "injected fault\n".to_owned());
+        let message = fault
+            .message
+            .unwrap_or_else(|| "injected fault\n".to_owned());
         return Err(AppError::status(status, message));
     }
     let decoded_rel = percent_encoding::percent_decode_str(rel_path)
@@ -304,13 +358,19 @@ async fn handle_api(state: &AppState, request: Request) -> Result<Value, AppErro
     let not_implemented = || {
         AppError::status(
             StatusCode::NOT_IMPLEMENTED,
-            format!("Method '{} {}' not implemented", method.as_str(), decoded_rel.trim_end_matches('/')),
+            format!(
+                "Method '{} {}' not implemented",
+                method.as_str(),
+                decoded_rel.trim_end_matches('/')
+            ),
         )
     };
     let matched = match state.api.match_path(rel_path) {
         Ok(matched) => matched,
         Err(MatchError::NotFound) => return Err(not_implemented()),
-        Err(MatchError::BadEncoding) => return Err(AppError::bad_request("invalid request path\n")),
+        Err(MatchError::BadEncoding) => {
+            return Err(AppError::bad_request("invalid request path\n"));
+        }
     };
     let Some((_, op)) = state.api.operation(matched.path_index, method) else {
         return Err(not_implemented());
@@ -318,16 +378,18 @@ async fn handle_api(state: &AppState, request: Request) -> Result<Value, AppErro
     if user.api_token && !op.allowtoken {
         return Err(AppError::status(
             StatusCode::FORBIDDEN,
-            format!("Permission check failed (URI '{decoded_rel}' not available with API token, need proper ticket.)\n"),
+            format!(
+                "Permission check failed (URI '{decoded_rel}' not available with API token, need proper ticket.)\n"
+            ),
         ));
     }
     let node = state.api.node(matched.path_index);
 
     let mut params = Params::new();
     if method.has_body() {
-        let bytes = axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|_| AppError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"))?;
+        let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            AppError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+        })?;
         params = parse_body(&parts.headers, &bytes)?;
     }
     if let Some(query) = parts.uri.query() {
@@ -373,11 +435,18 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Params, AppError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split([';', ',']).next().unwrap_or_default().trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split([';', ','])
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
     match content_type.as_deref() {
         Some("application/json") => {
-            let value: Value = serde_json::from_slice(bytes)
-                .map_err(|error| AppError::bad_request(format!("malformed JSON body: {error}\n")))?;
+            let value: Value = serde_json::from_slice(bytes).map_err(|error| {
+                AppError::bad_request(format!("malformed JSON body: {error}\n"))
+            })?;
             match value {
                 Value::Object(map) => {
                     if map.values().any(|v| depth(v) > 8) {
@@ -407,7 +476,10 @@ fn depth(value: &Value) -> usize {
 }
 
 fn decode_component(raw: &[u8]) -> Result<String, AppError> {
-    let plus_decoded: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let plus_decoded: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
     let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_decoded).collect();
     String::from_utf8(bytes).map_err(|_| AppError::bad_request("invalid UTF-8 in parameters\n"))
 }
@@ -459,7 +531,12 @@ pub struct Caller {
 }
 
 /// `PVE::HTTPServer::auth_handler`.
-fn authenticate(state: &AppState, method: Method, rel_path: &str, headers: &HeaderMap) -> Result<Caller, AppError> {
+fn authenticate(
+    state: &AppState,
+    method: Method,
+    rel_path: &str,
+    headers: &HeaderMap,
+) -> Result<Caller, AppError> {
     let rel_path = rel_path.trim_end_matches('/');
     let exempt = (rel_path == "/access/domains" && method == Method::Get)
         || (rel_path == "/access/ticket" && matches!(method, Method::Get | Method::Post))
@@ -473,7 +550,11 @@ fn authenticate(state: &AppState, method: Method, rel_path: &str, headers: &Head
         });
     }
     let header_text = |name: header::HeaderName| -> Option<String> {
-        let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
         (!values.is_empty()).then(|| values.join("; "))
     };
     let cookie = header_text(header::COOKIE);
@@ -481,10 +562,16 @@ fn authenticate(state: &AppState, method: Method, rel_path: &str, headers: &Head
     let ticket = cookie
         .as_deref()
         .and_then(|c| auth::extract_auth_value(c, COOKIE_NAME))
-        .or_else(|| authorization.as_deref().and_then(|a| auth::extract_auth_value(a, COOKIE_NAME)));
+        .or_else(|| {
+            authorization
+                .as_deref()
+                .and_then(|a| auth::extract_auth_value(a, COOKIE_NAME))
+        });
     let now = auth::now();
     if ticket.is_none()
-        && let Some(token) = authorization.as_deref().and_then(|a| auth::extract_auth_value(a, TOKEN_SCHEME))
+        && let Some(token) = authorization
+            .as_deref()
+            .and_then(|a| auth::extract_auth_value(a, TOKEN_SCHEME))
     {
         let (userid, token_name, secret) = auth::split_api_token(&token)?;
         let tables = state.store.read();
@@ -492,16 +579,24 @@ fn authenticate(state: &AppState, method: Method, rel_path: &str, headers: &Head
             .get(&format!("/access/users/{userid}"))
             .ok_or_else(|| AppError::Unauthorized(format!("no such user ('{userid}')\n")))?;
         if user.get("enable").is_some_and(|e| e.as_i64() == Some(0)) {
-            return Err(AppError::Unauthorized(format!("user '{userid}' is disabled\n")));
+            return Err(AppError::Unauthorized(format!(
+                "user '{userid}' is disabled\n"
+            )));
         }
         let stored = tables
             .get(&format!("/access/users/{userid}/token/{token_name}"))
-            .ok_or_else(|| AppError::Unauthorized(format!("no such token '{token_name}' for user '{userid}'\n")))?;
+            .ok_or_else(|| {
+                AppError::Unauthorized(format!(
+                    "no such token '{token_name}' for user '{userid}'\n"
+                ))
+            })?;
         if let Some(expire) = stored.get("expire").and_then(Value::as_u64)
             && expire > 0
             && expire < now
         {
-            return Err(AppError::Unauthorized(format!("token '{token_name}' access expired\n")));
+            return Err(AppError::Unauthorized(format!(
+                "token '{token_name}' access expired\n"
+            )));
         }
         let valid = stored
             .get(SECRET_KEY)
@@ -522,9 +617,15 @@ fn authenticate(state: &AppState, method: Method, rel_path: &str, headers: &Head
     {
         let tables = state.store.read();
         match tables.get(&format!("/access/users/{userid}")) {
-            None => return Err(AppError::Unauthorized(format!("no such user ('{userid}')\n"))),
+            None => {
+                return Err(AppError::Unauthorized(format!(
+                    "no such user ('{userid}')\n"
+                )));
+            }
             Some(user) if user.get("enable").is_some_and(|e| e.as_i64() == Some(0)) => {
-                return Err(AppError::Unauthorized(format!("user '{userid}' is disabled\n")));
+                return Err(AppError::Unauthorized(format!(
+                    "user '{userid}' is disabled\n"
+                )));
             }
             Some(_) => {}
         }

@@ -61,7 +61,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("lifetime", &self.lifetime).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,7 +110,8 @@ impl Signer {
             LazyLock::new(|| Regex::new(r"^(PVE:\S+)::([^:\s]+)$").expect("static regex"));
         static INNER: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r"^PVE:(?:(\S+):)?([A-Z0-9]{8})$").expect("static regex"));
-        let invalid = || AppError::Unauthorized("permission denied - invalid PVE ticket\n".to_owned());
+        let invalid =
+            || AppError::Unauthorized("permission denied - invalid PVE ticket\n".to_owned());
         let captures = OUTER.captures(ticket).ok_or_else(invalid)?;
         let plain = &captures[1];
         let signature = STANDARD.decode(&captures[2]).map_err(|_| invalid())?;
@@ -132,15 +135,24 @@ impl Signer {
     /// Creates a CSRF prevention token for a user.
     pub fn csrf_token(&self, userid: &str, at: u64) -> String {
         let stamp = format!("{at:08X}");
-        let signature = STANDARD.encode(self.mac("csrf", &format!("{stamp}:{userid}")).finalize().into_bytes());
+        let signature = STANDARD.encode(
+            self.mac("csrf", &format!("{stamp}:{userid}"))
+                .finalize()
+                .into_bytes(),
+        );
         format!("{stamp}:{signature}")
     }
 
     /// Verifies a CSRF prevention token.
     pub fn verify_csrf(&self, userid: &str, token: &str, now: u64) -> Result<(), AppError> {
-        let invalid = || AppError::Unauthorized("Permission denied - invalid csrf token\n".to_owned());
+        let invalid =
+            || AppError::Unauthorized("Permission denied - invalid csrf token\n".to_owned());
         let (stamp, signature) = token.split_once(':').ok_or_else(invalid)?;
-        if stamp.len() != 8 || !stamp.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        if stamp.len() != 8
+            || !stamp
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
             return Err(invalid());
         }
         let signature = STANDARD.decode(signature).map_err(|_| invalid())?;
@@ -198,7 +210,14 @@ pub fn verify_secret(stored: &str, secret: &str) -> bool {
 pub fn new_token_secret() -> String {
     let bytes: [u8; 16] = rand::random();
     let hex = hex::encode(bytes);
-    format!("{}-{}-4{}-a{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
 }
 
 /// `PVE::APIServer::Formatter::extract_auth_value`: finds `KEY=value` or `KEY value` in a
@@ -226,7 +245,8 @@ pub fn extract_auth_value(header: &str, key: &str) -> Option<String> {
 /// Splits `user@realm!token=secret` into (`user@realm`, `token`, `secret`).
 pub fn split_api_token(value: &str) -> Result<(String, String, String), AppError> {
     static FULL: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^([^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+)!([A-Za-z][A-Za-z0-9.\-_]+)$").expect("static regex")
+        Regex::new(r"^([^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+)!([A-Za-z][A-Za-z0-9.\-_]+)$")
+            .expect("static regex")
     });
     // `verify_token`: /^(.*)=(.*)$/ is greedy, so the split is at the last '='.
     let (tokenid, secret) = value
@@ -237,7 +257,11 @@ pub fn split_api_token(value: &str) -> Result<(String, String, String), AppError
             "'{tokenid}' is not a valid token ID - not able to split into user and token parts\n"
         ))
     })?;
-    Ok((captures[1].to_owned(), captures[2].to_owned(), secret.to_owned()))
+    Ok((
+        captures[1].to_owned(),
+        captures[2].to_owned(),
+        secret.to_owned(),
+    ))
 }
 
 #[cfg(test)]
@@ -251,14 +275,20 @@ mod tests {
         let signer = Signer::new([7; 32], Duration::from_secs(7200));
         let ticket = signer.ticket("root@pam", 1_000_000);
         assert!(ticket.starts_with("PVE:root@pam:000F4240::"));
-        assert_eq!(signer.verify_ticket(&ticket, 1_000_100).unwrap(), "root@pam");
+        assert_eq!(
+            signer.verify_ticket(&ticket, 1_000_100).unwrap(),
+            "root@pam"
+        );
         assert!(signer.verify_ticket(&ticket, 1_000_000 + 7200).is_err());
         assert!(signer.verify_ticket(&ticket, 1_000_000 - 400).is_err());
         let other = Signer::new([8; 32], Duration::from_secs(7200));
         assert!(other.verify_ticket(&ticket, 1_000_100).is_err());
         let forged = ticket.replace("root@pam", "admin@pve");
         assert_eq!(
-            signer.verify_ticket(&forged, 1_000_100).unwrap_err().message(),
+            signer
+                .verify_ticket(&forged, 1_000_100)
+                .unwrap_err()
+                .message(),
             "permission denied - invalid PVE ticket\n"
         );
         assert!(signer.verify_ticket("garbage", 1_000_100).is_err());
@@ -286,7 +316,8 @@ mod tests {
     #[test]
     fn extracts_auth_values() {
         assert_eq!(
-            extract_auth_value("foo=1; PVEAuthCookie=PVE%3Aroot%40pam%3A1::x", COOKIE_NAME).unwrap(),
+            extract_auth_value("foo=1; PVEAuthCookie=PVE%3Aroot%40pam%3A1::x", COOKIE_NAME)
+                .unwrap(),
             "PVE:root@pam:1::x"
         );
         assert_eq!(
@@ -295,7 +326,10 @@ mod tests {
         );
         assert!(extract_auth_value("XPVEAuthCookie=1", COOKIE_NAME).is_none());
         let (user, token, secret) = split_api_token("root@pam!ci=s3cret").unwrap();
-        assert_eq!((user.as_str(), token.as_str(), secret.as_str()), ("root@pam", "ci", "s3cret"));
+        assert_eq!(
+            (user.as_str(), token.as_str(), secret.as_str()),
+            ("root@pam", "ci", "s3cret")
+        );
         assert!(split_api_token("root@pam=x").is_err());
     }
 

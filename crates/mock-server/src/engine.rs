@@ -91,7 +91,12 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
             let tables = state.store.read();
             plan_write(state, &tables, &call)?
         };
-        let Plan { mut now, at_end, reply, task } = plan;
+        let Plan {
+            mut now,
+            at_end,
+            reply,
+            task,
+        } = plan;
         let deferred = match &task {
             Some(task) if !delay.is_zero() => {
                 now.push(Change::Put {
@@ -193,14 +198,20 @@ fn not_found(item_template: &str, concrete: &str, params: &[(String, String)]) -
         ),
         "/nodes/{node}" => {
             let node = get("node");
-            format!("hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known\n")
+            format!(
+                "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known\n"
+            )
         }
         "/storage/{storage}" | "/nodes/{node}/storage/{storage}" => {
             format!("storage '{}' does not exist\n", get("storage"))
         }
         "/access/users/{userid}" => format!("no such user ('{}')\n", get("userid")),
         "/access/users/{userid}/token/{tokenid}" => {
-            format!("no such token '{}' for user '{}'\n", get("tokenid"), get("userid"))
+            format!(
+                "no such token '{}' for user '{}'\n",
+                get("tokenid"),
+                get("userid")
+            )
         }
         "/nodes/{node}/tasks/{upid}" => format!("no such task '{}'\n", get("upid")),
         _ => format!(
@@ -213,7 +224,12 @@ fn not_found(item_template: &str, concrete: &str, params: &[(String, String)]) -
 }
 
 /// Checks that every item on the way to (and including) `template` exists.
-fn check_exists(api: &Api, tables: &Tables, template: &str, params: &[(String, String)]) -> Result<(), AppError> {
+fn check_exists(
+    api: &Api,
+    tables: &Tables,
+    template: &str,
+    params: &[(String, String)],
+) -> Result<(), AppError> {
     let mut end = 0;
     let bytes = template.as_bytes();
     while end < template.len() {
@@ -224,7 +240,9 @@ fn check_exists(api: &Api, tables: &Tables, template: &str, params: &[(String, S
         if !prefix.ends_with('}') || bytes.get(end).is_some_and(|b| *b != b'/') {
             continue;
         }
-        let is_item = api.node_at(prefix).is_none_or(|node| node.kind == PathKind::Item)
+        let is_item = api
+            .node_at(prefix)
+            .is_none_or(|node| node.kind == PathKind::Item)
             && api
                 .node_at(parent(prefix))
                 .is_some_and(|node| node.kind == PathKind::Collection);
@@ -239,7 +257,12 @@ fn check_exists(api: &Api, tables: &Tables, template: &str, params: &[(String, S
     Ok(())
 }
 
-fn member_exists(tables: &Tables, template: &str, concrete: &str, params: &[(String, String)]) -> bool {
+fn member_exists(
+    tables: &Tables,
+    template: &str,
+    concrete: &str,
+    params: &[(String, String)],
+) -> bool {
     match template {
         "/nodes/{node}/storage/{storage}" => {
             let storage = params
@@ -313,7 +336,9 @@ fn conform(schema: &Schema, key: &str, value: &Value) -> Value {
     };
     let mut value = value.clone();
     match (property.kind(), &value) {
-        (SchemaType::String, Value::Number(_) | Value::Bool(_)) => crate::validate::coerce(property, &mut value),
+        (SchemaType::String, Value::Number(_) | Value::Bool(_)) => {
+            crate::validate::coerce(property, &mut value)
+        }
         (SchemaType::Integer | SchemaType::Number | SchemaType::Boolean, Value::String(_)) => {
             crate::validate::coerce(property, &mut value)
         }
@@ -338,7 +363,13 @@ pub fn digest(value: Option<&Value>) -> String {
     hex::encode(hasher.finalize())
 }
 
-fn gen_ctx<'a>(state: &'a AppState, path: &'a str, params: &'a [(String, String)], children: &'a [String], nodes: &'a [String]) -> GenContext<'a> {
+fn gen_ctx<'a>(
+    state: &'a AppState,
+    path: &'a str,
+    params: &'a [(String, String)],
+    children: &'a [String],
+    nodes: &'a [String],
+) -> GenContext<'a> {
     GenContext {
         path,
         params,
@@ -350,14 +381,22 @@ fn gen_ctx<'a>(state: &'a AppState, path: &'a str, params: &'a [(String, String)
 }
 
 fn node_names(tables: &Tables) -> Vec<String> {
-    tables.members("/nodes").map(|p| last_segment(p).to_owned()).collect()
+    tables
+        .members("/nodes")
+        .map(|p| last_segment(p).to_owned())
+        .collect()
 }
 
 fn read(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Value, AppError> {
     let api = &state.api;
     check_exists(api, tables, &call.node.path, call.path_params)?;
     let concrete = call.concrete();
-    let children: Vec<String> = call.node.children.iter().map(|c| last_segment(c).to_owned()).collect();
+    let children: Vec<String> = call
+        .node
+        .children
+        .iter()
+        .map(|c| last_segment(c).to_owned())
+        .collect();
     let nodes = node_names(tables);
     let ctx = gen_ctx(state, &concrete, call.path_params, &children, &nodes);
     let returns = &call.op.returns;
@@ -368,7 +407,8 @@ fn read(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Value, App
         return Ok(list(state, tables, call, &concrete, &nodes));
     }
     let item = item_row_for(api, &call.node.path, &concrete);
-    let minimal = item.as_deref().is_some_and(|row| tables.exists(row)) && last_segment(&call.node.path) == "config";
+    let minimal = item.as_deref().is_some_and(|row| tables.exists(row))
+        && last_segment(&call.node.path) == "config";
     let mut value = generate(api, returns, &GenContext { minimal, ..ctx });
     if value.is_object() {
         if let Some(item) = &item {
@@ -376,12 +416,19 @@ fn read(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Value, App
         }
         overlay(&mut value, tables.get(&concrete), returns);
         if let Some(vmid) = call.param("vmid")
-            && returns.properties.as_ref().is_some_and(|p| p.contains_key("vmid"))
+            && returns
+                .properties
+                .as_ref()
+                .is_some_and(|p| p.contains_key("vmid"))
             && let Ok(vmid) = vmid.parse::<u64>()
         {
             value["vmid"] = json!(vmid);
         }
-        if returns.properties.as_ref().is_some_and(|p| p.contains_key("digest")) {
+        if returns
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.contains_key("digest"))
+        {
             let source = item.as_deref().unwrap_or(&concrete);
             value["digest"] = json!(digest(tables.get(source)));
         }
@@ -406,7 +453,13 @@ fn item_row_for(api: &Api, template: &str, concrete: &str) -> Option<String> {
     None
 }
 
-fn list(state: &AppState, tables: &Tables, call: &Call<'_>, concrete: &str, nodes: &[String]) -> Value {
+fn list(
+    state: &AppState,
+    tables: &Tables,
+    call: &Call<'_>,
+    concrete: &str,
+    nodes: &[String],
+) -> Value {
     let api = &state.api;
     let Some(items) = call.op.returns.items.as_deref() else {
         return json!([]);
@@ -430,7 +483,9 @@ fn list(state: &AppState, tables: &Tables, call: &Call<'_>, concrete: &str, node
         {
             let wanted = items.properties.as_ref().and_then(|p| p.get(id_param));
             let id_value = match wanted.map(Schema::kind) {
-                Some(SchemaType::Integer) => id.parse::<i64>().map_or_else(|_| json!(id), |n| json!(n)),
+                Some(SchemaType::Integer) => {
+                    id.parse::<i64>().map_or_else(|_| json!(id), |n| json!(n))
+                }
                 Some(_) => json!(id),
                 None if items.additional_properties => json!(id),
                 None => Value::Null,
@@ -448,7 +503,9 @@ fn list(state: &AppState, tables: &Tables, call: &Call<'_>, concrete: &str, node
 // ----------------------------------------------------------------------------------------------
 // Writes.
 
-const NOT_CONFIG: &[&str] = &["digest", "delete", "revert", "skiplock", "force", "purge", "start", "password"];
+const NOT_CONFIG: &[&str] = &[
+    "digest", "delete", "revert", "skiplock", "force", "purge", "start", "password",
+];
 
 /// The keys a config row keeps: those the item's (or its `config` child's) GET reply shows.
 fn config_schema<'a>(api: &'a Api, item_template: &str) -> Option<&'a Schema> {
@@ -460,7 +517,12 @@ fn config_schema<'a>(api: &'a Api, item_template: &str) -> Option<&'a Schema> {
         .find(|schema| schema.kind() == SchemaType::Object && schema.properties.is_some())
 }
 
-fn config_fields(api: &Api, item_template: &str, op: &Operation, args: &Params) -> Map<String, Value> {
+fn config_fields(
+    api: &Api,
+    item_template: &str,
+    op: &Operation,
+    args: &Params,
+) -> Map<String, Value> {
     let schema = config_schema(api, item_template);
     let mut fields = Map::new();
     for (key, value) in args {
@@ -488,7 +550,10 @@ fn plan_write(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Plan
     let creates = op
         .creates
         .clone()
-        .or_else(|| (op.method == Method::Post && call.node.kind == PathKind::Collection).then(|| call.node.path.clone()))
+        .or_else(|| {
+            (op.method == Method::Post && call.node.kind == PathKind::Collection)
+                .then(|| call.node.path.clone())
+        })
         .or_else(|| {
             // `POST` on an item path (e.g. `/access/users/{userid}/token/{tokenid}`) creates it.
             (op.method == Method::Post && call.node.kind == PathKind::Item)
@@ -503,7 +568,9 @@ fn plan_write(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Plan
     } else if op.method == Method::Delete {
         check_exists(api, tables, &call.node.path, call.path_params)?;
         Plan {
-            at_end: vec![Change::Delete { path: concrete.clone() }],
+            at_end: vec![Change::Delete {
+                path: concrete.clone(),
+            }],
             ..Plan::default()
         }
     } else if call.node.kind == PathKind::Action {
@@ -552,7 +619,12 @@ fn default_reply(state: &AppState, call: &Call<'_>, concrete: &str) -> Value {
     }
 }
 
-fn create(state: &AppState, tables: &Tables, call: &Call<'_>, collection_template: &str) -> Result<Plan, AppError> {
+fn create(
+    state: &AppState,
+    tables: &Tables,
+    call: &Call<'_>,
+    collection_template: &str,
+) -> Result<Plan, AppError> {
     let api = &state.api;
     check_exists(api, tables, collection_template, call.path_params)?;
     let collection_node = api.node_at(collection_template);
@@ -585,15 +657,23 @@ fn create(state: &AppState, tables: &Tables, call: &Call<'_>, collection_templat
     if !item_params.iter().any(|(key, _)| *key == id_param) {
         item_params.push((id_param.clone(), id.clone()));
     }
-    let guest = guest_kind(collection_template).filter(|_| collection_template.ends_with("/qemu") || collection_template.ends_with("/lxc"));
+    let guest = guest_kind(collection_template).filter(|_| {
+        collection_template.ends_with("/qemu") || collection_template.ends_with("/lxc")
+    });
     if let Some(kind) = guest {
         if let Some((node, existing_kind)) = find_guest(tables, &id) {
             let label = if existing_kind == "lxc" { "CT" } else { "VM" };
             let _ = kind;
-            return Err(AppError::die(format!("{label} {id} already exists on node '{node}'\n")));
+            return Err(AppError::die(format!(
+                "{label} {id} already exists on node '{node}'\n"
+            )));
         }
     } else if tables.exists(&item) {
-        return Err(AppError::die(duplicate_message(&item_template, &id, &item_params)));
+        return Err(AppError::die(duplicate_message(
+            &item_template,
+            &id,
+            &item_params,
+        )));
     }
     let mut fields = config_fields(api, &item_template, call.op, call.args);
     fields.remove(&id_param);
@@ -613,7 +693,8 @@ fn create(state: &AppState, tables: &Tables, call: &Call<'_>, collection_templat
             let userid = call.param("userid").unwrap_or_default();
             let mut info = Value::Object(fields.clone());
             strip_hidden(&mut info);
-            reply = json!({"full-tokenid": format!("{userid}!{id}"), "info": info, "value": secret});
+            reply =
+                json!({"full-tokenid": format!("{userid}!{id}"), "info": info, "value": secret});
         }
         _ => {}
     }
@@ -650,7 +731,10 @@ fn duplicate_message(item_template: &str, id: &str, params: &[(String, String)])
         "/pools/{poolid}" => format!("pool '{id}' already exists\n"),
         _ => {
             let _ = params;
-            format!("{} '{id}' already exists\n", kind_name(parent(item_template)))
+            format!(
+                "{} '{id}' already exists\n",
+                kind_name(parent(item_template))
+            )
         }
     }
 }
@@ -672,7 +756,9 @@ fn destroy(tables: &Tables, call: &Call<'_>, concrete: &str) -> Result<Plan, App
         }
     }
     Ok(Plan {
-        at_end: vec![Change::Delete { path: concrete.to_owned() }],
+        at_end: vec![Change::Delete {
+            path: concrete.to_owned(),
+        }],
         ..Plan::default()
     })
 }
@@ -682,7 +768,10 @@ fn action(tables: &Tables, call: &Call<'_>, concrete: &str) -> Plan {
     if guest_kind(&call.node.path).is_some() && parent(&call.node.path).ends_with("/status") {
         let item = parent(parent(concrete));
         let status_path = format!("{item}/status/current");
-        let mut status = tables.get(&status_path).cloned().unwrap_or_else(|| json!({}));
+        let mut status = tables
+            .get(&status_path)
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         match last_segment(concrete) {
             "start" | "reboot" | "reset" => {
                 status["status"] = json!("running");
@@ -743,10 +832,10 @@ fn update(api: &Api, tables: &Tables, call: &Call<'_>, concrete: &str) -> Result
             object.remove(key);
         }
     }
-    if call.node.path == "/access/password" || target_template == "/access/users/{userid}" {
-        if let Some(password) = call.args.get("password").and_then(Value::as_str) {
-            object.insert(PASSWORD_KEY.to_owned(), json!(auth::hash_secret(password)));
-        }
+    if (call.node.path == "/access/password" || target_template == "/access/users/{userid}")
+        && let Some(password) = call.args.get("password").and_then(Value::as_str)
+    {
+        object.insert(PASSWORD_KEY.to_owned(), json!(auth::hash_secret(password)));
     }
     object.extend(fields);
     Ok(Plan {
@@ -789,7 +878,11 @@ pub fn task_type(op: &Operation) -> String {
             _ => "",
         };
         if !kind.is_empty() {
-            return if kind == "migrate" { format!("{prefix}igrate") } else { format!("{prefix}{kind}") };
+            return if kind == "migrate" {
+                format!("{prefix}igrate")
+            } else {
+                format!("{prefix}{kind}")
+            };
         }
     }
     match (op.method, last) {
@@ -811,14 +904,28 @@ fn new_task(state: &AppState, call: &Call<'_>) -> Task {
     let node = call
         .param("node")
         .map(str::to_owned)
-        .or_else(|| call.args.get("node").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            call.args
+                .get("node")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| "pve1".to_owned());
     let kind = task_type(call.op);
     let id = call
         .param("vmid")
         .map(str::to_owned)
-        .or_else(|| call.args.get("vmid").map(|v| v.to_string().trim_matches('"').to_owned()))
-        .or_else(|| call.path_params.last().filter(|(k, _)| k != "node").map(|(_, v)| v.clone()))
+        .or_else(|| {
+            call.args
+                .get("vmid")
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+        })
+        .or_else(|| {
+            call.path_params
+                .last()
+                .filter(|(k, _)| k != "node")
+                .map(|(_, v)| v.clone())
+        })
         .unwrap_or_default();
     let pid = state.next_pid();
     let pstart = 1_000_000 + u64::from(pid) * 7 % 8_000_000;

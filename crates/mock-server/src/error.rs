@@ -117,7 +117,12 @@ impl AppError {
 
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.http_status().as_u16(), self.message().trim_end())
+        write!(
+            f,
+            "{} {}",
+            self.http_status().as_u16(),
+            self.message().trim_end()
+        )
     }
 }
 
@@ -147,7 +152,13 @@ pub(crate) fn reason_phrase(message: &str) -> String {
     let first = message.lines().next().unwrap_or_default();
     first
         .chars()
-        .map(|c| if c == '\t' || (' '..='~').contains(&c) { c } else { '?' })
+        .map(|c| {
+            if c == '\t' || (' '..='~').contains(&c) {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(200)
         .collect()
 }
@@ -174,7 +185,10 @@ mod tests {
     #[test]
     fn reason_phrase_takes_first_line() {
         assert_eq!(reason_phrase("a\nb"), "a");
-        assert_eq!(reason_phrase("Parameter verification failed.\n"), "Parameter verification failed.");
+        assert_eq!(
+            reason_phrase("Parameter verification failed.\n"),
+            "Parameter verification failed."
+        );
     }
 
     #[test]

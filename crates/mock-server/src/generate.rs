@@ -60,13 +60,68 @@ fn mix(mut x: u64) -> u64 {
 
 /// Fields that get a value even when optional.
 const KNOWN_OPTIONAL: &[&str] = &[
-    "name", "status", "uptime", "cpu", "cpus", "maxcpu", "mem", "maxmem", "disk", "maxdisk", "node",
-    "vmid", "type", "id", "netin", "netout", "diskread", "diskwrite", "total", "used", "avail",
-    "free", "active", "enabled", "content", "storage", "shared", "level", "release", "version",
-    "repoid", "digest", "comment", "userid", "tokenid", "size", "format", "volid", "ctime",
-    "starttime", "endtime", "pid", "pstart", "user", "upid", "exitstatus", "subdir",
-    "swap", "maxswap", "ip", "online", "local", "nodeid", "quorate", "nodes",
-    "iface", "method", "families", "address", "hwaddr", "macaddr", "state",
+    "name",
+    "status",
+    "uptime",
+    "cpu",
+    "cpus",
+    "maxcpu",
+    "mem",
+    "maxmem",
+    "disk",
+    "maxdisk",
+    "node",
+    "vmid",
+    "type",
+    "id",
+    "netin",
+    "netout",
+    "diskread",
+    "diskwrite",
+    "total",
+    "used",
+    "avail",
+    "free",
+    "active",
+    "enabled",
+    "content",
+    "storage",
+    "shared",
+    "level",
+    "release",
+    "version",
+    "repoid",
+    "digest",
+    "comment",
+    "userid",
+    "tokenid",
+    "size",
+    "format",
+    "volid",
+    "ctime",
+    "starttime",
+    "endtime",
+    "pid",
+    "pstart",
+    "user",
+    "upid",
+    "exitstatus",
+    "subdir",
+    "swap",
+    "maxswap",
+    "ip",
+    "online",
+    "local",
+    "nodeid",
+    "quorate",
+    "nodes",
+    "iface",
+    "method",
+    "families",
+    "address",
+    "hwaddr",
+    "macaddr",
+    "state",
 ];
 
 /// Generates a value for a schema.
@@ -74,7 +129,13 @@ pub fn generate(api: &Api, schema: &Schema, ctx: &GenContext<'_>) -> Value {
     generate_field(api, schema, ctx, "", 0)
 }
 
-fn generate_field(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, depth: usize) -> Value {
+fn generate_field(
+    api: &Api,
+    schema: &Schema,
+    ctx: &GenContext<'_>,
+    field: &str,
+    depth: usize,
+) -> Value {
     let rng = seed(&[ctx.path, field]);
     if let Some(alternatives) = &schema.one_of
         && let Some(first) = alternatives.first()
@@ -97,11 +158,13 @@ fn generate_field(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str,
     match schema.kind() {
         SchemaType::Null => Value::Null,
         SchemaType::Any => Value::Null,
-        SchemaType::Boolean => json!(if matches!(field, "active" | "enabled" | "online" | "quorate") {
-            1
-        } else {
-            (rng % 2) as u8
-        }),
+        SchemaType::Boolean => json!(
+            if matches!(field, "active" | "enabled" | "online" | "quorate") {
+                1
+            } else {
+                (rng % 2) as u8
+            }
+        ),
         SchemaType::Integer => json!(integer(schema, ctx, field, rng)),
         SchemaType::Number => number(schema, field, rng),
         SchemaType::String => Value::String(string(api, schema, ctx, field, rng)),
@@ -117,10 +180,11 @@ fn array(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, depth: u
     if depth > 3 {
         return json!([]);
     }
-    let index_key = items
-        .properties
-        .as_ref()
-        .and_then(|props| ["subdir", "name", "id"].into_iter().find(|key| props.contains_key(*key)));
+    let index_key = items.properties.as_ref().and_then(|props| {
+        ["subdir", "name", "id"]
+            .into_iter()
+            .find(|key| props.contains_key(*key))
+    });
     if depth == 0
         && let Some(key) = index_key
         && !ctx.children.is_empty()
@@ -130,7 +194,10 @@ fn array(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, depth: u
                 .iter()
                 .map(|child| {
                     let child_path = format!("{}/{child}", ctx.path);
-                    let child_ctx = GenContext { path: &child_path, ..*ctx };
+                    let child_ctx = GenContext {
+                        path: &child_path,
+                        ..*ctx
+                    };
                     let mut entry = generate_field(api, items, &child_ctx, "", depth + 1);
                     if let Value::Object(map) = &mut entry {
                         map.insert(key.to_owned(), Value::String(child.clone()));
@@ -145,7 +212,10 @@ fn array(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, depth: u
         (0..count)
             .map(|index| {
                 let item_path = format!("{}#{field}[{index}]", ctx.path);
-                let item_ctx = GenContext { path: &item_path, ..*ctx };
+                let item_ctx = GenContext {
+                    path: &item_path,
+                    ..*ctx
+                };
                 generate_field(api, items, &item_ctx, field, depth + 1)
             })
             .collect(),
@@ -211,7 +281,10 @@ const GIB: i64 = 1024 * 1024 * 1024;
 fn integer(schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u64) -> i64 {
     let r = (rng >> 8) as i64;
     let value = match field {
-        "vmid" => ctx.param("vmid").and_then(|v| v.parse().ok()).unwrap_or(100 + r % 900),
+        "vmid" => ctx
+            .param("vmid")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100 + r % 900),
         "uptime" => 3600 + r % (30 * 86_400),
         "mem" | "memory" | "used" | "swap" | "memhost" => GIB + r % (8 * GIB),
         "maxmem" | "maxswap" => 8 * GIB + (r % 4) * 8 * GIB,
@@ -227,7 +300,9 @@ fn integer(schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u64) -> i64 
         "n" => 1 + r % 100,
         "priority" => r % 10,
         _ => match (schema.minimum, schema.maximum) {
-            (Some(min), Some(max)) if max >= min => min as i64 + r % ((max - min) as i64).clamp(1, 1000),
+            (Some(min), Some(max)) if max >= min => {
+                min as i64 + r % ((max - min) as i64).clamp(1, 1000)
+            }
             (Some(min), None) => min as i64 + r % 100,
             _ => r % 100,
         },
@@ -255,7 +330,9 @@ fn number(schema: &Schema, field: &str, rng: u64) -> Value {
     serde_json::Number::from_f64(value).map_or(json!(0), Value::Number)
 }
 
-const WORDS: &[&str] = &["alpha", "bravo", "delta", "echo", "falcon", "granite", "harbor", "indigo"];
+const WORDS: &[&str] = &[
+    "alpha", "bravo", "delta", "echo", "falcon", "granite", "harbor", "indigo",
+];
 
 fn mac(rng: u64) -> String {
     format!(
@@ -273,10 +350,11 @@ fn string(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u6
         .or_else(|| ctx.nodes.first().cloned())
         .unwrap_or_else(|| "pve1".to_owned());
     let word = WORDS[(rng % WORDS.len() as u64) as usize];
-    let base_format = schema
-        .format
-        .as_deref()
-        .map(|f| f.strip_suffix("-list").or_else(|| f.strip_suffix("-opt")).unwrap_or(f));
+    let base_format = schema.format.as_deref().map(|f| {
+        f.strip_suffix("-list")
+            .or_else(|| f.strip_suffix("-opt"))
+            .unwrap_or(f)
+    });
     let by_format = base_format.and_then(|format| match format {
         "pve-node" => Some(node.clone()),
         "pve-vmid" => Some(ctx.param("vmid").unwrap_or("100").to_owned()),
@@ -300,7 +378,9 @@ fn string(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u6
             "node" => node.clone(),
             "name" => match ctx.param("vmid") {
                 Some(vmid) => format!("vm{vmid}"),
-                None => ctx.param("node").map_or_else(|| word.to_owned(), str::to_owned),
+                None => ctx
+                    .param("node")
+                    .map_or_else(|| word.to_owned(), str::to_owned),
             },
             "storage" => ctx.param("storage").unwrap_or("local").to_owned(),
             "digest" => format!("{:016x}{:016x}{:08x}", rng, mix(rng), rng >> 32),
@@ -334,8 +414,18 @@ fn string(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u6
     let candidates = by_format
         .into_iter()
         .chain(by_field())
-        .chain(schema.default.as_ref().and_then(|d| d.as_str().map(str::to_owned)))
-        .chain([word.to_owned(), format!("{word}1"), "1".to_owned(), "a".to_owned()]);
+        .chain(
+            schema
+                .default
+                .as_ref()
+                .and_then(|d| d.as_str().map(str::to_owned)),
+        )
+        .chain([
+            word.to_owned(),
+            format!("{word}1"),
+            "1".to_owned(),
+            "a".to_owned(),
+        ]);
     let mut fallback = None;
     for candidate in candidates {
         if fits(api, schema, &candidate) {
@@ -352,7 +442,9 @@ fn string(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u6
 
 fn fits(api: &Api, schema: &Schema, text: &str) -> bool {
     let length = text.chars().count() as u64;
-    if schema.max_length.is_some_and(|max| length > max) || schema.min_length.is_some_and(|min| length < min) {
+    if schema.max_length.is_some_and(|max| length > max)
+        || schema.min_length.is_some_and(|min| length < min)
+    {
         return false;
     }
     if let Some(pattern) = &schema.pattern
@@ -379,8 +471,13 @@ mod tests {
     #[test]
     fn deterministic_and_valid() {
         let api = crate::testing::small_api();
-        let op = api.operation_at("/nodes/{node}/qemu/{vmid}/status/current", Method::Get).unwrap();
-        let params = vec![("node".to_owned(), "pve1".to_owned()), ("vmid".to_owned(), "100".to_owned())];
+        let op = api
+            .operation_at("/nodes/{node}/qemu/{vmid}/status/current", Method::Get)
+            .unwrap();
+        let params = vec![
+            ("node".to_owned(), "pve1".to_owned()),
+            ("vmid".to_owned(), "100".to_owned()),
+        ];
         let ctx = GenContext {
             path: "/nodes/pve1/qemu/100/status/current",
             params: &params,
@@ -401,7 +498,9 @@ mod tests {
     #[test]
     fn indexes_list_children() {
         let api = crate::testing::small_api();
-        let op = api.operation_at("/nodes/{node}/qemu/{vmid}", Method::Get).unwrap();
+        let op = api
+            .operation_at("/nodes/{node}/qemu/{vmid}", Method::Get)
+            .unwrap();
         let children = vec!["config".to_owned(), "status".to_owned()];
         let ctx = GenContext {
             path: "/nodes/pve1/qemu/100",
@@ -411,7 +510,10 @@ mod tests {
             nodes: &[],
             minimal: false,
         };
-        assert_eq!(generate(&api, &op.returns, &ctx), json!([{"subdir": "config"}, {"subdir": "status"}]));
+        assert_eq!(
+            generate(&api, &op.returns, &ctx),
+            json!([{"subdir": "config"}, {"subdir": "status"}])
+        );
     }
 
     #[test]

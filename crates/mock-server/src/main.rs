@@ -18,7 +18,11 @@ use mock_server::{Fixture, MockServer, Store, TlsSource};
 
 /// Command-line options (each with an environment fallback).
 #[derive(Debug, Parser)]
-#[command(name = "mock-server", about = "Stateful mock of the Proxmox VE API", version)]
+#[command(
+    name = "mock-server",
+    about = "Stateful mock of the Proxmox VE API",
+    version
+)]
 struct Options {
     /// Schema version: latest, 9.1, 9.0 or 8.4.
     #[arg(long, env = "PROXMOX_MOCK_SCHEMA_VERSION", default_value = "latest")]
@@ -27,13 +31,21 @@ struct Options {
     #[arg(long, env = "PROXMOX_MOCK_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
     /// SQLite state file (the certificate is kept beside it).
-    #[arg(long, env = "PROXMOX_MOCK_STATE_PATH", default_value = ".proxmox-mock/state.db")]
+    #[arg(
+        long,
+        env = "PROXMOX_MOCK_STATE_PATH",
+        default_value = ".proxmox-mock/state.db"
+    )]
     state: PathBuf,
     /// HTTPS listen address.
     #[arg(long, env = "PROXMOX_MOCK_LISTEN", default_value = "127.0.0.1:8006")]
     listen: SocketAddr,
     /// Plain HTTP listen address.
-    #[arg(long, env = "PROXMOX_MOCK_HTTP_LISTEN", default_value = "127.0.0.1:8005")]
+    #[arg(
+        long,
+        env = "PROXMOX_MOCK_HTTP_LISTEN",
+        default_value = "127.0.0.1:8005"
+    )]
     http_listen: SocketAddr,
     /// Seed fixture (YAML or JSON) replacing the default cluster.
     #[arg(long, env = "PROXMOX_MOCK_SEED")]
@@ -42,7 +54,12 @@ struct Options {
     #[arg(long, env = "PROXMOX_MOCK_AUTH", value_enum, default_value_t = Switch::On)]
     auth: Switch,
     /// Password of root@pam.
-    #[arg(long, env = "PROXMOX_MOCK_ROOT_PASSWORD", default_value = "secret", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PROXMOX_MOCK_ROOT_PASSWORD",
+        default_value = "secret",
+        hide_env_values = true
+    )]
     root_password: String,
     /// TLS certificate (PEM); generated when absent.
     #[arg(long, requires = "tls_key")]
@@ -80,7 +97,8 @@ async fn main() -> anyhow::Result<()> {
     let store = match options.store {
         StoreKind::Sqlite => {
             if let Some(dir) = options.state.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
             Store::Sqlite(options.state.clone())
         }
@@ -103,8 +121,10 @@ async fn main() -> anyhow::Result<()> {
         .tls(tls)
         .task_delay(Duration::from_millis(options.task_delay_ms));
     if let Some(path) = &options.seed {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        builder = builder.seed(Fixture::parse(&text).with_context(|| format!("parsing {}", path.display()))?);
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        builder = builder
+            .seed(Fixture::parse(&text).with_context(|| format!("parsing {}", path.display()))?);
     }
     let server = builder.spawn().await.context("starting the mock server")?;
     println!("Proxmox VE mock, schema {tag}");

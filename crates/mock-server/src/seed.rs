@@ -121,8 +121,14 @@ impl Fixture {
     /// The built-in fixture.
     pub fn default_fixture() -> Fixture {
         let nodes = vec![
-            NodeSeed { name: "pve1".to_owned(), status: online() },
-            NodeSeed { name: "pve2".to_owned(), status: online() },
+            NodeSeed {
+                name: "pve1".to_owned(),
+                status: online(),
+            },
+            NodeSeed {
+                name: "pve2".to_owned(),
+                status: online(),
+            },
         ];
         let storage = |id: &str, kind: &str, content: &str, config: Value| StorageSeed {
             id: id.to_owned(),
@@ -142,27 +148,55 @@ impl Fixture {
             cluster: default_cluster(),
             nodes,
             storages: vec![
-                storage("local", "dir", "iso,vztmpl,backup", json!({"path": "/var/lib/vz"})),
-                storage("local-lvm", "lvmthin", "images,rootdir", json!({"thinpool": "data", "vgname": "pve"})),
+                storage(
+                    "local",
+                    "dir",
+                    "iso,vztmpl,backup",
+                    json!({"path": "/var/lib/vz"}),
+                ),
+                storage(
+                    "local-lvm",
+                    "lvmthin",
+                    "images,rootdir",
+                    json!({"thinpool": "data", "vgname": "pve"}),
+                ),
             ],
             guests: vec![
-                guest(100, "qemu", "pve1", "running", json!({
-                    "name": "web01", "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26",
-                    "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0",
-                    "scsi0": "local-lvm:vm-100-disk-0,size=32G", "scsihw": "virtio-scsi-single",
-                    "boot": "order=scsi0", "smbios1": "uuid=6f1c4f2e-0c52-4a8e-9d53-1b8f0d7f6c10",
-                    "vmgenid": "1d1e7a62-2f57-4c1b-b0e3-8c2c3a9a5e00"
-                })),
-                guest(101, "qemu", "pve2", "stopped", json!({
-                    "name": "db01", "cores": 4, "sockets": 1, "memory": "4096", "ostype": "l26",
-                    "net0": "virtio=BC:24:11:00:01:01,bridge=vmbr0",
-                    "scsi0": "local-lvm:vm-101-disk-0,size=64G", "scsihw": "virtio-scsi-single"
-                })),
-                guest(200, "lxc", "pve1", "stopped", json!({
-                    "hostname": "ct200", "cores": 1, "memory": 512, "swap": 512, "ostype": "debian",
-                    "arch": "amd64", "rootfs": "local-lvm:vm-200-disk-0,size=8G",
-                    "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:02:00,ip=dhcp,type=veth"
-                })),
+                guest(
+                    100,
+                    "qemu",
+                    "pve1",
+                    "running",
+                    json!({
+                        "name": "web01", "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26",
+                        "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0",
+                        "scsi0": "local-lvm:vm-100-disk-0,size=32G", "scsihw": "virtio-scsi-single",
+                        "boot": "order=scsi0", "smbios1": "uuid=6f1c4f2e-0c52-4a8e-9d53-1b8f0d7f6c10",
+                        "vmgenid": "1d1e7a62-2f57-4c1b-b0e3-8c2c3a9a5e00"
+                    }),
+                ),
+                guest(
+                    101,
+                    "qemu",
+                    "pve2",
+                    "stopped",
+                    json!({
+                        "name": "db01", "cores": 4, "sockets": 1, "memory": "4096", "ostype": "l26",
+                        "net0": "virtio=BC:24:11:00:01:01,bridge=vmbr0",
+                        "scsi0": "local-lvm:vm-101-disk-0,size=64G", "scsihw": "virtio-scsi-single"
+                    }),
+                ),
+                guest(
+                    200,
+                    "lxc",
+                    "pve1",
+                    "stopped",
+                    json!({
+                        "hostname": "ct200", "cores": 1, "memory": 512, "swap": 512, "ostype": "debian",
+                        "arch": "amd64", "rootfs": "local-lvm:vm-200-disk-0,size=8G",
+                        "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:02:00,ip=dhcp,type=veth"
+                    }),
+                ),
             ],
             users: vec![UserSeed {
                 userid: "root@pam".to_owned(),
@@ -182,7 +216,11 @@ impl Fixture {
     pub fn to_changes(&self, root_password: &str) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut put = |path: String, collection: Option<String>, value: Value| {
-            changes.push(Change::Put { path, collection, value });
+            changes.push(Change::Put {
+                path,
+                collection,
+                value,
+            });
         };
         put(CLUSTER_PATH.to_owned(), None, json!({"name": self.cluster}));
         let node_names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
@@ -200,7 +238,11 @@ impl Fixture {
             if !storage.nodes.is_empty() {
                 config.insert("nodes".to_owned(), json!(storage.nodes.join(",")));
             }
-            put(format!("/storage/{}", storage.id), Some("/storage".to_owned()), Value::Object(config));
+            put(
+                format!("/storage/{}", storage.id),
+                Some("/storage".to_owned()),
+                Value::Object(config),
+            );
         }
         for guest in &self.guests {
             let kind = if guest.kind == "lxc" { "lxc" } else { "qemu" };
@@ -209,8 +251,16 @@ impl Fixture {
             if !node_names.contains(&guest.node.as_str()) {
                 tracing::warn!(vmid = guest.vmid, node = %guest.node, "seeded guest on an unknown node");
             }
-            put(item.clone(), Some(collection), Value::Object(guest.config.clone()));
-            put(format!("{item}/status/current"), None, json!({"status": guest.status}));
+            put(
+                item.clone(),
+                Some(collection),
+                Value::Object(guest.config.clone()),
+            );
+            put(
+                format!("{item}/status/current"),
+                None,
+                json!({"status": guest.status}),
+            );
         }
         for user in &self.users {
             let password = user
@@ -260,12 +310,20 @@ mod tests {
             })
             .collect();
         for expected in [
-            "/nodes/pve1", "/nodes/pve2", "/storage/local", "/storage/local-lvm", "/nodes/pve1/qemu/100",
-            "/nodes/pve2/qemu/101", "/nodes/pve1/lxc/200", "/access/users/root@pam",
+            "/nodes/pve1",
+            "/nodes/pve2",
+            "/storage/local",
+            "/storage/local-lvm",
+            "/nodes/pve1/qemu/100",
+            "/nodes/pve2/qemu/101",
+            "/nodes/pve1/lxc/200",
+            "/access/users/root@pam",
         ] {
             assert!(paths.contains(&expected), "{expected} missing");
         }
-        let text = serde_json::to_string(&changes.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>()).unwrap();
+        let text =
+            serde_json::to_string(&changes.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>())
+                .unwrap();
         assert!(!text.contains("\"secret\""), "password stored in clear");
     }
 

@@ -170,7 +170,10 @@ impl MockServerBuilder {
         let fixture = self.seed.clone().unwrap_or_else(Fixture::default_fixture);
         let seed = fixture.to_changes(&self.root_password);
         let store = StateStore::open(&self.store, &api.meta.schema_sha256, seed)?;
-        let signer = match store.meta("instance_key").and_then(|key| Signer::from_hex(&key, self.ticket_lifetime)) {
+        let signer = match store
+            .meta("instance_key")
+            .and_then(|key| Signer::from_hex(&key, self.ticket_lifetime))
+        {
             Some(signer) => signer,
             None => Signer::random(self.ticket_lifetime),
         };
@@ -187,14 +190,18 @@ impl MockServerBuilder {
     pub async fn spawn(self) -> Result<MockServerHandle, Error> {
         let state = self.build_state()?;
         persist_key(&state).await?;
-        let https = TcpListener::bind(self.listen).await.map_err(|source| Error::Io {
-            context: format!("binding {}", self.listen),
-            source,
-        })?;
-        let http = TcpListener::bind(self.http_listen).await.map_err(|source| Error::Io {
-            context: format!("binding {}", self.http_listen),
-            source,
-        })?;
+        let https = TcpListener::bind(self.listen)
+            .await
+            .map_err(|source| Error::Io {
+                context: format!("binding {}", self.listen),
+                source,
+            })?;
+        let http = TcpListener::bind(self.http_listen)
+            .await
+            .map_err(|source| Error::Io {
+                context: format!("binding {}", self.http_listen),
+                source,
+            })?;
         let https_addr = https.local_addr().map_err(|source| Error::Io {
             context: "reading the HTTPS address".to_owned(),
             source,
@@ -205,7 +212,9 @@ impl MockServerBuilder {
         })?;
         let tls_dir = match (&self.tls, &self.store) {
             (TlsSource::SelfSigned(Some(dir)), _) => Some(dir.clone()),
-            (TlsSource::SelfSigned(None), Store::Sqlite(path)) => path.parent().map(Path::to_path_buf),
+            (TlsSource::SelfSigned(None), Store::Sqlite(path)) => {
+                path.parent().map(Path::to_path_buf)
+            }
             _ => None,
         };
         let tls_source = match &self.tls {
@@ -312,7 +321,10 @@ pub fn service(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
 }
 
-async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let method = request.method().clone();
     // The path only: query strings may carry secrets.
     let path = request.uri().path().to_owned();
@@ -365,7 +377,12 @@ pub async fn run(
     Ok(())
 }
 
-async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, router: Router, mut stopped: watch::Receiver<bool>) {
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    mut stopped: watch::Receiver<bool>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -399,8 +416,10 @@ pub fn tls_acceptor(source: &TlsSource) -> Result<(TlsAcceptor, String), Error> 
                 (read(&cert_path)?, read(&key_path)?)
             } else {
                 let (cert, key) = self_signed()?;
-                std::fs::create_dir_all(dir).map_err(|e| Error::Tls(format!("creating {}: {e}", dir.display())))?;
-                std::fs::write(&cert_path, &cert).map_err(|e| Error::Tls(format!("writing {}: {e}", cert_path.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Tls(format!("creating {}: {e}", dir.display())))?;
+                std::fs::write(&cert_path, &cert)
+                    .map_err(|e| Error::Tls(format!("writing {}: {e}", cert_path.display())))?;
                 write_private(&key_path, &key)?;
                 (cert, key)
             }
@@ -425,7 +444,8 @@ pub fn tls_acceptor(source: &TlsSource) -> Result<(TlsAcceptor, String), Error> 
 }
 
 fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| Error::Tls(format!("reading {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::Tls(format!("reading {}: {e}", path.display())))
 }
 
 fn write_private(path: &Path, content: &str) -> Result<(), Error> {
@@ -445,8 +465,13 @@ fn write_private(path: &Path, content: &str) -> Result<(), Error> {
 }
 
 fn self_signed() -> Result<(String, String), Error> {
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| Error::Tls(e.to_string()))?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| Error::Tls(e.to_string()))?;
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 

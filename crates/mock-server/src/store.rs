@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::sync::mpsc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -158,8 +158,11 @@ impl Tables {
                         }
                     }
                 }
-                let nested: Vec<String> =
-                    self.members.range(prefix..high).map(|(key, _)| key.clone()).collect();
+                let nested: Vec<String> = self
+                    .members
+                    .range(prefix..high)
+                    .map(|(key, _)| key.clone())
+                    .collect();
                 for collection in nested {
                     self.members.remove(&collection);
                 }
@@ -173,8 +176,11 @@ impl Tables {
     /// The whole state as JSON (for `GET /_mock/state`), hidden keys included.
     pub fn to_json(&self) -> Value {
         let objects = &self.objects;
-        let members: BTreeMap<&String, &BTreeSet<String>> =
-            self.members.iter().filter(|(_, set)| !set.is_empty()).collect();
+        let members: BTreeMap<&String, &BTreeSet<String>> = self
+            .members
+            .iter()
+            .filter(|(_, set)| !set.is_empty())
+            .collect();
         serde_json::json!({
             "objects": objects,
             "collections": members,
@@ -212,7 +218,9 @@ pub struct StateStore {
 
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -222,7 +230,11 @@ pub const META_FINGERPRINT: &str = "schema_sha256";
 impl StateStore {
     /// Opens a store. When the stored schema fingerprint differs from `fingerprint` (or the
     /// database is new), the state is reset to `seed`.
-    pub fn open(store: &Store, fingerprint: &str, seed: Vec<Change>) -> Result<Arc<StateStore>, StoreError> {
+    pub fn open(
+        store: &Store,
+        fingerprint: &str,
+        seed: Vec<Change>,
+    ) -> Result<Arc<StateStore>, StoreError> {
         match store {
             Store::Memory => {
                 let mut tables = Tables::default();
@@ -243,11 +255,18 @@ impl StateStore {
         }
     }
 
-    fn open_sqlite(path: &Path, fingerprint: &str, seed: Vec<Change>) -> Result<Arc<StateStore>, StoreError> {
+    fn open_sqlite(
+        path: &Path,
+        fingerprint: &str,
+        seed: Vec<Change>,
+    ) -> Result<Arc<StateStore>, StoreError> {
         let mut conn = Connection::open(path).map_err(sqlite("open database"))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite("enable WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite("set synchronous"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite("set busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite("enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sqlite("set synchronous"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite("set busy timeout"))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS objects (
@@ -257,7 +276,11 @@ impl StateStore {
         )
         .map_err(sqlite("create tables"))?;
         let stored: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [META_FINGERPRINT], |row| row.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [META_FINGERPRINT],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(sqlite("read fingerprint"))?;
         if stored.as_deref() != Some(fingerprint) {
@@ -291,7 +314,9 @@ impl StateStore {
 
     /// A read guard on the tables; do not hold it across an `.await`.
     pub fn read(&self) -> RwLockReadGuard<'_, Tables> {
-        self.tables.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tables
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A clone of the object at a path.
@@ -317,7 +342,10 @@ impl StateStore {
             return Ok(Pending(None));
         }
         let receiver = {
-            let mut tables = self.tables.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut tables = self
+                .tables
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             for change in &changes {
                 tables.apply(change);
             }
@@ -325,7 +353,9 @@ impl StateStore {
                 None => return Ok(Pending(None)),
                 Some(writer) => {
                     let (ack, receiver) = oneshot::channel();
-                    writer.send(Job::Batch(changes, ack)).map_err(|_| StoreError::Closed)?;
+                    writer
+                        .send(Job::Batch(changes, ack))
+                        .map_err(|_| StoreError::Closed)?;
                     receiver
                 }
             }
@@ -336,7 +366,10 @@ impl StateStore {
     /// Replaces the whole state with a seed (keeps metadata).
     pub async fn reset(&self, seed: Vec<Change>) -> Result<(), StoreError> {
         let receiver = {
-            let mut tables = self.tables.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut tables = self
+                .tables
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let meta = std::mem::take(&mut tables.meta);
             *tables = Tables {
                 meta: meta.clone(),
@@ -346,12 +379,17 @@ impl StateStore {
                 tables.apply(change);
             }
             let mut changes = seed;
-            changes.extend(meta.into_iter().map(|(key, value)| Change::Meta { key, value }));
+            changes.extend(
+                meta.into_iter()
+                    .map(|(key, value)| Change::Meta { key, value }),
+            );
             match &self.writer {
                 None => return Ok(()),
                 Some(writer) => {
                     let (ack, receiver) = oneshot::channel();
-                    writer.send(Job::Reset(changes, ack)).map_err(|_| StoreError::Closed)?;
+                    writer
+                        .send(Job::Reset(changes, ack))
+                        .map_err(|_| StoreError::Closed)?;
                     receiver
                 }
             }
@@ -377,12 +415,17 @@ fn load(conn: &Connection) -> Result<Tables, StoreError> {
         .map_err(sqlite("prepare load"))?;
     let rows = statement
         .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, String>(2)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, String>(2)?,
+            ))
         })
         .map_err(sqlite("load objects"))?;
     for row in rows {
         let (path, collection, body) = row.map_err(sqlite("load objects"))?;
-        let value: Value = serde_json::from_str(&body).map_err(|_| StoreError::Corrupt(path.clone()))?;
+        let value: Value =
+            serde_json::from_str(&body).map_err(|_| StoreError::Corrupt(path.clone()))?;
         tables.apply(&Change::Put {
             path,
             collection,
@@ -393,15 +436,21 @@ fn load(conn: &Connection) -> Result<Tables, StoreError> {
         .prepare("SELECT path, collection FROM tombstones")
         .map_err(sqlite("prepare load"))?;
     let rows = statement
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
         .map_err(sqlite("load tombstones"))?;
     for row in rows {
         let (path, collection) = row.map_err(sqlite("load tombstones"))?;
         tables.tombstones.insert(path, collection);
     }
-    let mut statement = conn.prepare("SELECT key, value FROM meta").map_err(sqlite("prepare load"))?;
+    let mut statement = conn
+        .prepare("SELECT key, value FROM meta")
+        .map_err(sqlite("prepare load"))?;
     let rows = statement
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
         .map_err(sqlite("load meta"))?;
     for row in rows {
         let (key, value) = row.map_err(sqlite("load meta"))?;
@@ -437,9 +486,11 @@ fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<(
                 // Everything strictly below `path/`: the range ['path/', 'path0').
                 let low = format!("{path}/");
                 let high = format!("{path}0");
-                tx.prepare_cached("DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)")
-                    .and_then(|mut s| s.execute(params![path, low, high]))
-                    .map_err(sqlite("delete objects"))?;
+                tx.prepare_cached(
+                    "DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+                )
+                .and_then(|mut s| s.execute(params![path, low, high]))
+                .map_err(sqlite("delete objects"))?;
                 if let Some(Some(collection)) = collection {
                     tx.prepare_cached(
                         "INSERT INTO tombstones (path, collection) VALUES (?1, ?2)
@@ -554,19 +605,32 @@ mod tests {
     }
 
     fn temp_db(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("mock-server-store-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("mock-server-store-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("state.db")
     }
 
     async fn exercise(store: Store) {
-        let seed = vec![put("/nodes/pve1", Some("/nodes"), json!({"status": "online"}))];
+        let seed = vec![put(
+            "/nodes/pve1",
+            Some("/nodes"),
+            json!({"status": "online"}),
+        )];
         let state = StateStore::open(&store, "fp1", seed.clone()).unwrap();
         state
             .apply(vec![
-                put("/nodes/pve1/qemu/100", Some("/nodes/pve1/qemu"), json!({"cores": 2})),
-                put("/nodes/pve1/qemu/100/status/current", None, json!({"status": "running"})),
+                put(
+                    "/nodes/pve1/qemu/100",
+                    Some("/nodes/pve1/qemu"),
+                    json!({"cores": 2}),
+                ),
+                put(
+                    "/nodes/pve1/qemu/100/status/current",
+                    None,
+                    json!({"status": "running"}),
+                ),
             ])
             .await
             .unwrap();
@@ -588,7 +652,11 @@ mod tests {
             assert!(tables.is_tombstone("/nodes/pve1/qemu/100"));
         }
         state
-            .apply(vec![put("/nodes/pve1/qemu/101", Some("/nodes/pve1/qemu"), json!({"cores": 1}))])
+            .apply(vec![put(
+                "/nodes/pve1/qemu/101",
+                Some("/nodes/pve1/qemu"),
+                json!({"cores": 1}),
+            )])
             .await
             .unwrap();
         state.close().await;
@@ -634,7 +702,11 @@ mod tests {
             let state = state.clone();
             handles.push(tokio::spawn(async move {
                 state
-                    .apply(vec![put(&format!("/c/{index}"), Some("/c"), json!({"i": index}))])
+                    .apply(vec![put(
+                        &format!("/c/{index}"),
+                        Some("/c"),
+                        json!({"i": index}),
+                    )])
                     .await
             }));
         }
@@ -644,7 +716,9 @@ mod tests {
         state.close().await;
         drop(state);
         let conn = Connection::open(&path).unwrap();
-        let count: i64 = conn.query_row("SELECT count(*) FROM objects", [], |r| r.get(0)).unwrap();
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM objects", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(count, 200);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }

@@ -36,7 +36,9 @@ fn op(spec: OpSpec) -> Operation {
     for name in path_params(spec.path) {
         let param = match name.as_str() {
             "node" => json!({"type": "string", "format": "pve-node"}),
-            "vmid" => json!({"type": "integer", "format": "pve-vmid", "minimum": 100, "maximum": 999_999_999}),
+            "vmid" => {
+                json!({"type": "integer", "format": "pve-vmid", "minimum": 100, "maximum": 999_999_999})
+            }
             _ => json!({"type": "string"}),
         };
         parameters.insert(name, schema(param));
@@ -89,7 +91,11 @@ fn guest_config_params() -> Value {
 }
 
 fn guest_ops(kind: &'static str, ops: &mut Vec<Operation>) {
-    let base: &'static str = if kind == "qemu" { "/nodes/{node}/qemu" } else { "/nodes/{node}/lxc" };
+    let base: &'static str = if kind == "qemu" {
+        "/nodes/{node}/qemu"
+    } else {
+        "/nodes/{node}/lxc"
+    };
     let item: &'static str = Box::leak(format!("{base}/{{vmid}}").into_boxed_str());
     let config: &'static str = Box::leak(format!("{item}/config").into_boxed_str());
     let current: &'static str = Box::leak(format!("{item}/status/current").into_boxed_str());
@@ -417,14 +423,26 @@ fn classify(path: &str) -> (PathKind, Option<String>, Option<String>) {
         ("/nodes/{node}/lxc", "/nodes/{node}/lxc/{vmid}", "vmid"),
         ("/nodes/{node}/tasks", "/nodes/{node}/tasks/{upid}", "upid"),
         ("/access/users", "/access/users/{userid}", "userid"),
-        ("/access/users/{userid}/token", "/access/users/{userid}/token/{tokenid}", "tokenid"),
+        (
+            "/access/users/{userid}/token",
+            "/access/users/{userid}/token/{tokenid}",
+            "tokenid",
+        ),
     ];
     for (collection, item, id) in items {
         if path == collection {
-            return (PathKind::Collection, Some(item.to_owned()), Some(id.to_owned()));
+            return (
+                PathKind::Collection,
+                Some(item.to_owned()),
+                Some(id.to_owned()),
+            );
         }
         if path == item {
-            return (PathKind::Item, Some(collection.to_owned()), Some(id.to_owned()));
+            return (
+                PathKind::Item,
+                Some(collection.to_owned()),
+                Some(id.to_owned()),
+            );
         }
     }
     if path.contains("/status/") && !path.ends_with("/current") && !path.ends_with("/status") {

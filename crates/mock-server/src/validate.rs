@@ -117,14 +117,22 @@ pub fn validate_params(api: &Api, op: &Operation, params: &Params) -> Result<(),
             None => {}
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Validates a value against a schema (used for replies), returning all errors.
 pub fn validate_value(api: &Api, schema: &Schema, value: &Value) -> Result<(), Errors> {
     let mut errors = Errors::new();
     check_prop(api, Some(value), schema, "", &mut errors);
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 fn add_error(errors: &mut Errors, path: &str, message: impl Into<String>) {
@@ -149,7 +157,10 @@ fn join_path(path: &str, key: &str) -> String {
 }
 
 /// Looks a property up, resolving `net3` to a `net[n]` family.
-pub fn resolve_property<'a>(properties: &'a BTreeMap<String, Schema>, name: &str) -> Option<&'a Schema> {
+pub fn resolve_property<'a>(
+    properties: &'a BTreeMap<String, Schema>,
+    name: &str,
+) -> Option<&'a Schema> {
     if let Some(schema) = properties.get(name) {
         return Some(schema);
     }
@@ -241,7 +252,13 @@ fn check_prop(api: &Api, value: Option<&Value>, schema: &Schema, path: &str, err
         Value::Array(items) => {
             if let Some(item_schema) = schema.items.as_deref() {
                 for (index, item) in items.iter().enumerate() {
-                    check_prop(api, Some(item), item_schema, &format!("{path}[{index}]"), errors);
+                    check_prop(
+                        api,
+                        Some(item),
+                        item_schema,
+                        &format!("{path}[{index}]"),
+                        errors,
+                    );
                 }
             }
         }
@@ -249,7 +266,14 @@ fn check_prop(api: &Api, value: Option<&Value>, schema: &Schema, path: &str, err
             if schema.properties.is_some() || !schema.additional_properties {
                 let empty = BTreeMap::new();
                 let properties = schema.properties.as_ref().unwrap_or(&empty);
-                check_object(api, path, properties, object, schema.additional_properties, errors);
+                check_object(
+                    api,
+                    path,
+                    properties,
+                    object,
+                    schema.additional_properties,
+                    errors,
+                );
             }
         }
         _ => check_scalar(api, schema, value, path, errors),
@@ -288,13 +312,21 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &str, errors: &
     if let Some(max) = schema.max_length
         && length > max
     {
-        add_error(errors, path, format!("value may only be {max} characters long"));
+        add_error(
+            errors,
+            path,
+            format!("value may only be {max} characters long"),
+        );
         return;
     }
     if let Some(min) = schema.min_length
         && length < min
     {
-        add_error(errors, path, format!("value must be at least {min} characters long"));
+        add_error(
+            errors,
+            path,
+            format!("value must be at least {min} characters long"),
+        );
         return;
     }
     if is_number(&text)
@@ -303,20 +335,32 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &str, errors: &
         if let Some(max) = schema.maximum
             && number > max
         {
-            add_error(errors, path, format!("value must have a maximum value of {}", perl_number(max)));
+            add_error(
+                errors,
+                path,
+                format!("value must have a maximum value of {}", perl_number(max)),
+            );
             return;
         }
         if let Some(min) = schema.minimum
             && number < min
         {
-            add_error(errors, path, format!("value must have a minimum value of {}", perl_number(min)));
+            add_error(
+                errors,
+                path,
+                format!("value must have a minimum value of {}", perl_number(min)),
+            );
             return;
         }
     }
     if let Some(values) = &schema.enum_values
         && !values.iter().any(|allowed| scalar_text(allowed) == text)
     {
-        let list = values.iter().map(scalar_text).collect::<Vec<_>>().join(", ");
+        let list = values
+            .iter()
+            .map(scalar_text)
+            .collect::<Vec<_>>()
+            .join(", ");
         add_error(
             errors,
             path,
@@ -343,7 +387,11 @@ fn check_type(path: &str, ty: SchemaType, value: &Value, errors: &mut Errors) ->
     let ok = match ty {
         SchemaType::Any => return true,
         SchemaType::Null => {
-            add_error(errors, path, "type check ('null') failed - value is not null");
+            add_error(
+                errors,
+                path,
+                "type check ('null') failed - value is not null",
+            );
             return false;
         }
         SchemaType::Array => value.is_array(),
@@ -352,7 +400,11 @@ fn check_type(path: &str, ty: SchemaType, value: &Value, errors: &mut Errors) ->
             add_error(
                 errors,
                 path,
-                format!("type check ('{}') failed - got {}", type_name(ty), ref_name.unwrap_or("HASH")),
+                format!(
+                    "type check ('{}') failed - got {}",
+                    type_name(ty),
+                    ref_name.unwrap_or("HASH")
+                ),
             );
             return false;
         }
@@ -366,8 +418,14 @@ fn check_type(path: &str, ty: SchemaType, value: &Value, errors: &mut Errors) ->
     };
     if !ok {
         let message = match (ty, ref_name) {
-            (SchemaType::Array | SchemaType::Object, _) => format!("type check ('{}') failed", type_name(ty)),
-            _ => format!("type check ('{}') failed - got '{}'", type_name(ty), scalar_text(value)),
+            (SchemaType::Array | SchemaType::Object, _) => {
+                format!("type check ('{}') failed", type_name(ty))
+            }
+            _ => format!(
+                "type check ('{}') failed - got '{}'",
+                type_name(ty),
+                scalar_text(value)
+            ),
         };
         add_error(errors, path, message);
     }
@@ -412,7 +470,7 @@ pub fn parse_boolean(text: &str) -> Option<bool> {
 
 /// `PVE::Tools::split_list`.
 pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| c == ',' || c == ';' || c == ' ' || c == '\0' || c == '\t' || c == '\n')
+    text.split([',', ';', ' ', '\0', '\t', '\n'])
         .filter(|part| !part.is_empty())
 }
 
@@ -441,116 +499,63 @@ macro_rules! static_regex {
 }
 
 fn check_named_format(format: &str, value: &str) -> Result<(), String> {
-    let fail = |message: String| Err(message);
-    match format {
-        "pve-configid" => {
-            if !static_regex!(r"(?i)^[a-z][a-z0-9_-]+$").is_match(value) {
-                return fail(format!("invalid configuration ID '{value}'\n"));
-            }
-        }
-        "pve-storage-id" => {
-            if !is_proxmox_id(value) {
-                return fail(format!("storage ID '{value}' contains illegal characters\n"));
-            }
-        }
-        "acme-plugin-id" => {
-            if !is_proxmox_id(value) {
-                return fail(format!("ACME plugin ID '{value}' contains illegal characters\n"));
-            }
-        }
-        "pve-bridge-id" => {
-            if !static_regex!(r"^[-_.\w\d]+$").is_match(value) {
-                return fail(format!("invalid bridge ID '{value}'\n"));
-            }
-        }
-        "pve-vmid" => {
-            if !static_regex!(r"^[1-9][0-9]{2,8}$").is_match(value) {
-                return fail("value does not look like a valid VM ID\n".to_owned());
-            }
-        }
-        "pve-node" => {
-            if !is_node_name(value) {
-                return fail("value does not look like a valid node name\n".to_owned());
-            }
-        }
-        "mac-addr" => {
-            if !static_regex!(r"(?i)^[a-f0-9][02468ace](?::[a-f0-9]{2}){5}$").is_match(value) {
-                return fail("value does not look like a valid unicast MAC address\n".to_owned());
-            }
-        }
-        "ipv4" => {
-            if value.parse::<Ipv4Addr>().is_err() {
-                return fail("value does not look like a valid IPv4 address\n".to_owned());
-            }
-        }
-        "ipv6" => {
-            if value.parse::<Ipv6Addr>().is_err() {
-                return fail("value does not look like a valid IPv6 address\n".to_owned());
-            }
-        }
-        "ip" => {
-            if value.parse::<IpAddr>().is_err() {
-                return fail("value does not look like a valid IP address\n".to_owned());
-            }
-        }
-        "CIDRv4" => {
-            if !is_cidr(value, false) {
-                return fail("value does not look like a valid IPv4 CIDR network\n".to_owned());
-            }
-        }
-        "CIDRv6" => {
-            if !is_cidr(value, true) {
-                return fail("value does not look like a valid IPv6 CIDR network\n".to_owned());
-            }
-        }
-        "CIDR" => {
-            if !is_cidr(value, false) && !is_cidr(value, true) {
-                return fail("value does not look like a valid CIDR network\n".to_owned());
-            }
-        }
-        "dns-name" => {
-            if !is_dns_name(value) {
-                return fail("value does not look like a valid DNS name\n".to_owned());
-            }
-        }
-        "address" => {
-            if value.parse::<IpAddr>().is_err() && !is_dns_name(value) {
-                return fail(format!("value does not look like a valid address: {value}\n"));
-            }
-        }
-        "disk-size" => {
-            if !static_regex!(r"^(\d+(\.\d+)?)([KMGT])?$").is_match(value) {
-                return fail(format!("value does not look like a valid disk size: {value}\n"));
-            }
-        }
-        "pve-iface" => {
-            if !static_regex!(r"(?i)^[a-z][a-z0-9_]{1,20}([:\.]\d+)?$").is_match(value) {
-                return fail(format!("invalid network interface name '{value}'\n"));
-            }
-        }
-        "pve-tag" => {
-            if !static_regex!(r"(?i)^[a-z0-9_][a-z0-9_\-\+\.]*$").is_match(value) {
-                return fail("invalid characters in tag\n".to_owned());
-            }
-        }
-        "urlencoded" => {
-            if !static_regex!(r"^[-%a-zA-Z0-9_.!~*'()]*$").is_match(value) {
-                return fail(format!("invalid urlencoded string: {value}\n"));
-            }
-        }
+    let valid = match format {
+        "pve-configid" => static_regex!(r"(?i)^[a-z][a-z0-9_-]+$").is_match(value),
+        "pve-storage-id" | "acme-plugin-id" => is_proxmox_id(value),
+        "pve-bridge-id" => static_regex!(r"^[-_.\w\d]+$").is_match(value),
+        "pve-vmid" => static_regex!(r"^[1-9][0-9]{2,8}$").is_match(value),
+        "pve-node" => is_node_name(value),
+        "mac-addr" => static_regex!(r"(?i)^[a-f0-9][02468ace](?::[a-f0-9]{2}){5}$").is_match(value),
+        "ipv4" => value.parse::<Ipv4Addr>().is_ok(),
+        "ipv6" => value.parse::<Ipv6Addr>().is_ok(),
+        "ip" => value.parse::<IpAddr>().is_ok(),
+        "CIDRv4" => is_cidr(value, false),
+        "CIDRv6" => is_cidr(value, true),
+        "CIDR" => is_cidr(value, false) || is_cidr(value, true),
+        "dns-name" => is_dns_name(value),
+        "address" => value.parse::<IpAddr>().is_ok() || is_dns_name(value),
+        "disk-size" => static_regex!(r"^(\d+(\.\d+)?)([KMGT])?$").is_match(value),
+        "pve-iface" => static_regex!(r"(?i)^[a-z][a-z0-9_]{1,20}([:\.]\d+)?$").is_match(value),
+        "pve-tag" => static_regex!(r"(?i)^[a-z0-9_][a-z0-9_\-\+\.]*$").is_match(value),
+        "urlencoded" => static_regex!(r"^[-%a-zA-Z0-9_.!~*'()]*$").is_match(value),
         "pve-startup-order" => {
-            let valid = !value.is_empty()
-                && value.split(',').filter(|p| !p.trim().is_empty()).all(|part| {
-                    static_regex!(r"^(order=)?\d+$").is_match(part)
-                        || static_regex!(r"^(up|down)=\d+$").is_match(part)
-                });
-            if !valid {
-                return fail("unable to parse startup options\n".to_owned());
-            }
+            !value.is_empty()
+                && value
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .all(|part| {
+                        static_regex!(r"^(order=)?\d+$").is_match(part)
+                            || static_regex!(r"^(up|down)=\d+$").is_match(part)
+                    })
         }
-        _ => {}
+        _ => true,
+    };
+    if valid {
+        return Ok(());
     }
-    Ok(())
+    // The verifiers' `die` messages, verbatim (with their trailing newline).
+    Err(match format {
+        "pve-configid" => format!("invalid configuration ID '{value}'\n"),
+        "pve-storage-id" => format!("storage ID '{value}' contains illegal characters\n"),
+        "acme-plugin-id" => format!("ACME plugin ID '{value}' contains illegal characters\n"),
+        "pve-bridge-id" => format!("invalid bridge ID '{value}'\n"),
+        "pve-vmid" => "value does not look like a valid VM ID\n".to_owned(),
+        "pve-node" => "value does not look like a valid node name\n".to_owned(),
+        "mac-addr" => "value does not look like a valid unicast MAC address\n".to_owned(),
+        "ipv4" => "value does not look like a valid IPv4 address\n".to_owned(),
+        "ipv6" => "value does not look like a valid IPv6 address\n".to_owned(),
+        "ip" => "value does not look like a valid IP address\n".to_owned(),
+        "CIDRv4" => "value does not look like a valid IPv4 CIDR network\n".to_owned(),
+        "CIDRv6" => "value does not look like a valid IPv6 CIDR network\n".to_owned(),
+        "CIDR" => "value does not look like a valid CIDR network\n".to_owned(),
+        "dns-name" => "value does not look like a valid DNS name\n".to_owned(),
+        "address" => format!("value does not look like a valid address: {value}\n"),
+        "disk-size" => format!("value does not look like a valid disk size: {value}\n"),
+        "pve-iface" => format!("invalid network interface name '{value}'\n"),
+        "pve-tag" => "invalid characters in tag\n".to_owned(),
+        "urlencoded" => format!("invalid urlencoded string: {value}\n"),
+        _ => "unable to parse startup options\n".to_owned(),
+    })
 }
 
 fn is_proxmox_id(value: &str) -> bool {
@@ -563,8 +568,10 @@ pub fn is_node_name(value: &str) -> bool {
 }
 
 fn is_dns_name(value: &str) -> bool {
-    static_regex!(r"^(([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)\.)*([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$")
-        .is_match(value)
+    static_regex!(
+        r"^(([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)\.)*([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$"
+    )
+    .is_match(value)
 }
 
 fn is_cidr(value: &str, v6: bool) -> bool {
@@ -595,9 +602,14 @@ pub fn parse_property_string(
         if part.trim().is_empty() {
             continue;
         }
-        if let Some((key, value)) = part.split_once('=').filter(|(k, v)| !k.is_empty() && !v.is_empty()) {
+        if let Some((key, value)) = part
+            .split_once('=')
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        {
             if result.contains_key(key) {
-                return Err(format!("duplicate key in comma-separated list property: {key}\n"));
+                return Err(format!(
+                    "duplicate key in comma-separated list property: {key}\n"
+                ));
             }
             let mut key = key.to_owned();
             let mut schema = format.get(&key);
@@ -612,7 +624,9 @@ pub fn parse_property_string(
                 schema = format.get(&key);
             }
             let Some(schema) = schema else {
-                return Err(format!("invalid key in comma-separated list property: {key}\n"));
+                return Err(format!(
+                    "invalid key in comma-separated list property: {key}\n"
+                ));
             };
             let mut value = value.to_owned();
             if schema.kind() == SchemaType::Boolean
@@ -623,14 +637,20 @@ pub fn parse_property_string(
             result.insert(key, Value::String(value));
         } else if !part.contains('=') {
             if let Some(existing) = default_key {
-                return Err(format!("duplicate key in comma-separated list property: {existing}\n"));
+                return Err(format!(
+                    "duplicate key in comma-separated list property: {existing}\n"
+                ));
             }
             let Some((key, _)) = format.iter().find(|(_, schema)| schema.default_key) else {
-                return Err("value without key, but schema does not define a default key\n".to_owned());
+                return Err(
+                    "value without key, but schema does not define a default key\n".to_owned(),
+                );
             };
             default_key = Some(key);
             if result.contains_key(key.as_str()) {
-                return Err(format!("duplicate key in comma-separated list property: {key}\n"));
+                return Err(format!(
+                    "duplicate key in comma-separated list property: {key}\n"
+                ));
             }
             result.insert(key.clone(), Value::String(part.to_owned()));
         } else {
@@ -659,11 +679,16 @@ mod tests {
 
     fn check(params: Value, expect: &[(&str, &str)]) {
         let api = crate::testing::small_api();
-        let op = api.operation_at("/nodes/{node}/qemu", route_metadata::Method::Post).unwrap();
+        let op = api
+            .operation_at("/nodes/{node}/qemu", route_metadata::Method::Post)
+            .unwrap();
         let mut params = params.as_object().unwrap().clone();
         coerce_params(op, &mut params);
         let result = validate_params(&api, op, &params);
-        let expected: Errors = expect.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let expected: Errors = expect
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         match result {
             Ok(()) => assert!(expected.is_empty(), "expected errors {expected:?}"),
             Err(errors) => assert_eq!(errors, expected),
@@ -672,7 +697,10 @@ mod tests {
 
     #[test]
     fn accepts_valid_form_values() {
-        check(json!({"node": "pve1", "vmid": "100", "cores": "2", "onboot": "yes"}), &[]);
+        check(
+            json!({"node": "pve1", "vmid": "100", "cores": "2", "onboot": "yes"}),
+            &[],
+        );
     }
 
     #[test]
@@ -692,7 +720,10 @@ mod tests {
         check(
             json!({"node": "pve1", "bogus": "1"}),
             &[
-                ("bogus", "property is not defined in schema and the schema does not allow additional properties"),
+                (
+                    "bogus",
+                    "property is not defined in schema and the schema does not allow additional properties",
+                ),
                 ("vmid", "property is missing and it is not optional"),
             ],
         );
@@ -706,11 +737,17 @@ mod tests {
         );
         check(
             json!({"node": "pve1", "vmid": "50"}),
-            &[("vmid", "invalid format - value does not look like a valid VM ID\n")],
+            &[(
+                "vmid",
+                "invalid format - value does not look like a valid VM ID\n",
+            )],
         );
         check(
             json!({"node": "pve1", "vmid": "100", "ostype": "dos"}),
-            &[("ostype", "value 'dos' does not have a value in the enumeration 'l26, win11'")],
+            &[(
+                "ostype",
+                "value 'dos' does not have a value in the enumeration 'l26, win11'",
+            )],
         );
         check(
             json!({"node": "pve1", "vmid": "100", "name": "bad name!"}),
@@ -718,17 +755,29 @@ mod tests {
         );
         check(
             json!({"node": "pve-", "vmid": "100"}),
-            &[("node", "invalid format - value does not look like a valid node name\n")],
+            &[(
+                "node",
+                "invalid format - value does not look like a valid node name\n",
+            )],
         );
     }
 
     #[test]
     fn checks_property_strings() {
-        check(json!({"node": "pve1", "vmid": "100", "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0"}), &[]);
-        check(json!({"node": "pve1", "vmid": "100", "net0": "model=e1000,bridge=vmbr0"}), &[]);
+        check(
+            json!({"node": "pve1", "vmid": "100", "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0"}),
+            &[],
+        );
+        check(
+            json!({"node": "pve1", "vmid": "100", "net0": "model=e1000,bridge=vmbr0"}),
+            &[],
+        );
         check(
             json!({"node": "pve1", "vmid": "100", "net0": "virtio,foo=1"}),
-            &[("net0", "invalid format - invalid key in comma-separated list property: foo\n")],
+            &[(
+                "net0",
+                "invalid format - invalid key in comma-separated list property: foo\n",
+            )],
         );
         check(
             json!({"node": "pve1", "vmid": "100", "net0": "model=rtl,bridge=vmbr0"}),
@@ -739,20 +788,28 @@ mod tests {
         );
         check(
             json!({"node": "pve1", "vmid": "100", "net99": "virtio"}),
-            &[("net99", "property is not defined in schema and the schema does not allow additional properties")],
+            &[(
+                "net99",
+                "property is not defined in schema and the schema does not allow additional properties",
+            )],
         );
     }
 
     #[test]
     fn coerces_to_json_types() {
         let api = crate::testing::small_api();
-        let op = api.operation_at("/nodes/{node}/qemu", route_metadata::Method::Post).unwrap();
+        let op = api
+            .operation_at("/nodes/{node}/qemu", route_metadata::Method::Post)
+            .unwrap();
         let mut params = json!({"vmid": "100", "cores": "4", "onboot": "on", "name": "x"})
             .as_object()
             .unwrap()
             .clone();
         coerce_params(op, &mut params);
-        assert_eq!(Value::Object(params), json!({"vmid": 100, "cores": 4, "onboot": 1, "name": "x"}));
+        assert_eq!(
+            Value::Object(params),
+            json!({"vmid": 100, "cores": 4, "onboot": 1, "name": "x"})
+        );
     }
 
     #[test]

@@ -31,7 +31,11 @@ fn shaped(state: &AppState, schema: &Schema, ctx: &GenContext<'_>, fields: Value
 }
 
 fn items_of(schema: &Schema) -> Option<&Schema> {
-    (schema.kind() == SchemaType::Array).then(|| schema.items.as_deref()).flatten()
+    if schema.kind() == SchemaType::Array {
+        schema.items.as_deref()
+    } else {
+        None
+    }
 }
 
 fn storages_on(tables: &Tables, node: &str) -> Vec<(String, Value)> {
@@ -89,13 +93,22 @@ pub fn guest_entry(entry: &mut Value, tables: &Tables, item: &str, kind: &str, s
             .and_then(|s| s.get("qmpstatus"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        map.insert("qmpstatus".to_owned(), json!(stored.unwrap_or_else(|| status.clone())));
+        map.insert(
+            "qmpstatus".to_owned(),
+            json!(stored.unwrap_or_else(|| status.clone())),
+        );
     }
     let name = config
         .get(if kind == "lxc" { "hostname" } else { "name" })
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("{}{}", if kind == "lxc" { "CT" } else { "VM" }, last_segment(item)));
+        .unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                if kind == "lxc" { "CT" } else { "VM" },
+                last_segment(item)
+            )
+        });
     if has("name") {
         map.insert("name".to_owned(), json!(name));
     }
@@ -119,16 +132,27 @@ pub fn guest_entry(entry: &mut Value, tables: &Tables, item: &str, kind: &str, s
             }
         }
     }
-    if has("type") && kind == "lxc" && props.is_some_and(|p| p.get("type").is_some_and(|t| t.enum_values.is_none())) {
+    if has("type")
+        && kind == "lxc"
+        && props.is_some_and(|p| p.get("type").is_some_and(|t| t.enum_values.is_none()))
+    {
         map.insert("type".to_owned(), json!("lxc"));
     }
     if has("template") && map.contains_key("template") {
-        map.insert("template".to_owned(), json!(config.get("template").and_then(Value::as_i64).unwrap_or(0)));
+        map.insert(
+            "template".to_owned(),
+            json!(config.get("template").and_then(Value::as_i64).unwrap_or(0)),
+        );
     }
 }
 
 /// A computed reply for a GET, if this path has one.
-pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext<'_>) -> Result<Option<Value>, AppError> {
+pub fn read(
+    state: &AppState,
+    tables: &Tables,
+    call: &Call<'_>,
+    ctx: &GenContext<'_>,
+) -> Result<Option<Value>, AppError> {
     let returns = &call.op.returns;
     let value = match call.node.path.as_str() {
         "/version" => shaped(
@@ -142,7 +166,9 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
             }),
         ),
         "/cluster/status" => {
-            let Some(items) = items_of(returns) else { return Ok(None) };
+            let Some(items) = items_of(returns) else {
+                return Ok(None);
+            };
             let nodes: Vec<String> = tables.members("/nodes").cloned().collect();
             let mut entries = vec![shaped(
                 state,
@@ -168,7 +194,9 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
             Value::Array(entries)
         }
         "/cluster/resources" => {
-            let Some(items) = items_of(returns) else { return Ok(None) };
+            let Some(items) = items_of(returns) else {
+                return Ok(None);
+            };
             let wanted = call.args.get("type").and_then(Value::as_str);
             let mut entries = Vec::new();
             let nodes: Vec<String> = tables.members("/nodes").cloned().collect();
@@ -177,7 +205,10 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
                 let row = tables.get(node_path).cloned().unwrap_or_default();
                 let online = row.get("status").and_then(Value::as_str) == Some("online");
                 if wanted.is_none_or(|w| w == "node") {
-                    let node_ctx = GenContext { path: node_path, ..*ctx };
+                    let node_ctx = GenContext {
+                        path: node_path,
+                        ..*ctx
+                    };
                     entries.push(shaped(
                         state,
                         items,
@@ -209,7 +240,10 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
                 if wanted.is_none_or(|w| w == "storage") {
                     for (storage, config) in storages_on(tables, node) {
                         let path = format!("{node_path}/storage/{storage}");
-                        let storage_ctx = GenContext { path: &path, ..*ctx };
+                        let storage_ctx = GenContext {
+                            path: &path,
+                            ..*ctx
+                        };
                         entries.push(shaped(
                             state,
                             items,
@@ -226,19 +260,32 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
             Value::Array(entries)
         }
         "/nodes/{node}/storage" => {
-            let Some(items) = items_of(returns) else { return Ok(None) };
-            let node = call.path_params.first().map(|(_, v)| v.as_str()).unwrap_or_default();
+            let Some(items) = items_of(returns) else {
+                return Ok(None);
+            };
+            let node = call
+                .path_params
+                .first()
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
             let content_filter = call.args.get("content").and_then(Value::as_str);
             let mut entries = Vec::new();
             for (storage, config) in storages_on(tables, node) {
-                let content = config.get("content").and_then(Value::as_str).unwrap_or("images").to_owned();
+                let content = config
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or("images")
+                    .to_owned();
                 if let Some(filter) = content_filter
                     && !crate::validate::split_list(&content).any(|c| c == filter)
                 {
                     continue;
                 }
                 let path = format!("/nodes/{node}/storage/{storage}");
-                let storage_ctx = GenContext { path: &path, ..*ctx };
+                let storage_ctx = GenContext {
+                    path: &path,
+                    ..*ctx
+                };
                 entries.push(shaped(
                     state,
                     items,
@@ -250,14 +297,33 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
             Value::Array(entries)
         }
         "/nodes/{node}/tasks" => {
-            let Some(items) = items_of(returns) else { return Ok(None) };
-            let node = call.path_params.first().map(|(_, v)| v.as_str()).unwrap_or_default();
+            let Some(items) = items_of(returns) else {
+                return Ok(None);
+            };
+            let node = call
+                .path_params
+                .first()
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
             let collection = format!("/nodes/{node}/tasks");
-            let mut records: Vec<&Value> = tables.members(&collection).filter_map(|p| tables.get(p)).collect();
-            records.sort_by_key(|r| std::cmp::Reverse(r.get("starttime").and_then(Value::as_u64).unwrap_or(0)));
+            let mut records: Vec<&Value> = tables
+                .members(&collection)
+                .filter_map(|p| tables.get(p))
+                .collect();
+            records.sort_by_key(|r| {
+                std::cmp::Reverse(r.get("starttime").and_then(Value::as_u64).unwrap_or(0))
+            });
             let start = call.args.get("start").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let limit = call.args.get("limit").and_then(Value::as_u64).filter(|l| *l > 0).unwrap_or(50) as usize;
-            let vmid_filter = call.args.get("vmid").map(|v| v.to_string().trim_matches('"').to_owned());
+            let limit = call
+                .args
+                .get("limit")
+                .and_then(Value::as_u64)
+                .filter(|l| *l > 0)
+                .unwrap_or(50) as usize;
+            let vmid_filter = call
+                .args
+                .get("vmid")
+                .map(|v| v.to_string().trim_matches('"').to_owned());
             let entries = records
                 .into_iter()
                 .filter(|r| {
@@ -268,8 +334,14 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
                 .skip(start)
                 .take(limit)
                 .map(|record| {
-                    let path = format!("{collection}/{}", record["upid"].as_str().unwrap_or_default());
-                    let task_ctx = GenContext { path: &path, ..*ctx };
+                    let path = format!(
+                        "{collection}/{}",
+                        record["upid"].as_str().unwrap_or_default()
+                    );
+                    let task_ctx = GenContext {
+                        path: &path,
+                        ..*ctx
+                    };
                     let mut fields = record.clone();
                     if let Value::Object(map) = &mut fields {
                         map.retain(|k, _| !k.starts_with('_'));
@@ -295,8 +367,17 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
             let item = crate::api::parent(ctx.path);
             let record = tables.get(item).cloned().unwrap_or_default();
             let start = call.args.get("start").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let limit = call.args.get("limit").and_then(Value::as_u64).filter(|l| *l > 0).unwrap_or(50) as usize;
-            let lines = record.get("_log").and_then(Value::as_array).cloned().unwrap_or_default();
+            let limit = call
+                .args
+                .get("limit")
+                .and_then(Value::as_u64)
+                .filter(|l| *l > 0)
+                .unwrap_or(50) as usize;
+            let lines = record
+                .get("_log")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             Value::Array(
                 lines
                     .iter()
@@ -308,14 +389,22 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
             )
         }
         "/nodes/{node}/qemu/{vmid}/status/current" | "/nodes/{node}/lxc/{vmid}/status/current" => {
-            let kind = if call.node.path.contains("/lxc/") { "lxc" } else { "qemu" };
+            let kind = if call.node.path.contains("/lxc/") {
+                "lxc"
+            } else {
+                "qemu"
+            };
             let item = crate::api::parent(crate::api::parent(ctx.path));
             let mut value = generate(&state.api, returns, ctx);
             if let Some(stored) = tables.get(ctx.path).and_then(Value::as_object)
                 && let Value::Object(map) = &mut value
             {
                 for (key, field) in stored {
-                    if returns.properties.as_ref().is_some_and(|p| p.contains_key(key)) {
+                    if returns
+                        .properties
+                        .as_ref()
+                        .is_some_and(|p| p.contains_key(key))
+                    {
                         map.insert(key.clone(), field.clone());
                     }
                 }
@@ -323,7 +412,10 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
             guest_entry(&mut value, tables, item, kind, returns);
             if let Some(vmid) = ctx.params.iter().find(|(k, _)| k == "vmid")
                 && let Value::Object(map) = &mut value
-                && returns.properties.as_ref().is_some_and(|p| p.contains_key("vmid"))
+                && returns
+                    .properties
+                    .as_ref()
+                    .is_some_and(|p| p.contains_key("vmid"))
             {
                 map.insert("vmid".to_owned(), json!(vmid.1.parse::<i64>().unwrap_or(0)));
             }
@@ -335,7 +427,11 @@ pub fn read(state: &AppState, tables: &Tables, call: &Call<'_>, ctx: &GenContext
 }
 
 /// A computed write, if this path has one.
-pub fn write(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Option<ViewPlan>, AppError> {
+pub fn write(
+    state: &AppState,
+    tables: &Tables,
+    call: &Call<'_>,
+) -> Result<Option<ViewPlan>, AppError> {
     if call.node.path == "/access/ticket" && call.op.method == route_metadata::Method::Post {
         return login(state, tables, call).map(Some);
     }
@@ -344,13 +440,22 @@ pub fn write(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Optio
 
 fn login(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<ViewPlan, AppError> {
     let failure = || AppError::status(http::StatusCode::UNAUTHORIZED, "authentication failure\n");
-    let mut username = call.args.get("username").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut username = call
+        .args
+        .get("username")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     if let Some(realm) = call.args.get("realm").and_then(Value::as_str)
         && !username.contains('@')
     {
         username = format!("{username}@{realm}");
     }
-    let password = call.args.get("password").and_then(Value::as_str).unwrap_or_default();
+    let password = call
+        .args
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let now = auth::now();
     let user = tables.get(&format!("/access/users/{username}"));
     let enabled = user
@@ -358,7 +463,10 @@ fn login(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<ViewPlan,
         .is_none_or(|e| e.as_i64() != Some(0) && e.as_bool() != Some(false));
     let valid = user.is_some() && enabled && {
         let renewal = password.starts_with("PVE:")
-            && state.signer.verify_ticket(password, now).is_ok_and(|owner| owner == username);
+            && state
+                .signer
+                .verify_ticket(password, now)
+                .is_ok_and(|owner| owner == username);
         renewal
             || user
                 .and_then(|u| u.get(PASSWORD_KEY))

@@ -30,7 +30,10 @@ impl Session {
         Session {
             base: base.to_owned(),
             ticket: reply["data"]["ticket"].as_str().unwrap().to_owned(),
-            csrf: reply["data"]["CSRFPreventionToken"].as_str().unwrap().to_owned(),
+            csrf: reply["data"]["CSRFPreventionToken"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
             http,
         }
     }
@@ -47,7 +50,12 @@ impl Session {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, Value) {
         let builder = self.request(method.clone(), path);
         let builder = if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
             builder.query(form)
@@ -92,7 +100,13 @@ async fn login_csrf_and_ticket_errors() {
         .unwrap();
     assert_eq!(bad_ticket.status().as_u16(), 401);
     assert_eq!(bad_ticket.status().canonical_reason(), Some("Unauthorized"));
-    assert!(bad_ticket.text().await.unwrap().contains("permission denied - invalid PVE ticket"));
+    assert!(
+        bad_ticket
+            .text()
+            .await
+            .unwrap()
+            .contains("permission denied - invalid PVE ticket")
+    );
 
     // JSON login works too.
     let json_login: Value = http
@@ -109,11 +123,18 @@ async fn login_csrf_and_ticket_errors() {
     let session = Session::login(&base).await;
     let (status, nodes) = session.get("/nodes").await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = nodes["data"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap()).collect();
+    let names: Vec<&str> = nodes["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["pve1", "pve2"]);
 
     // A write without the CSRF header fails; a percent-encoded cookie works.
-    let encoded: String = percent_encoding::utf8_percent_encode(&session.ticket, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&session.ticket, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
     let no_csrf = http
         .put(format!("{base}/nodes/pve1/qemu/100/config"))
         .header("Cookie", format!("PVEAuthCookie={encoded}"))
@@ -122,12 +143,21 @@ async fn login_csrf_and_ticket_errors() {
         .await
         .unwrap();
     assert_eq!(no_csrf.status().as_u16(), 401);
-    assert!(no_csrf.text().await.unwrap().contains("Permission denied - invalid csrf token"));
+    assert!(
+        no_csrf
+            .text()
+            .await
+            .unwrap()
+            .contains("Permission denied - invalid csrf token")
+    );
 
     // Renewal: the ticket is accepted as password.
     let renewed = http
         .post(format!("{base}/access/ticket"))
-        .form(&[("username", "root@pam"), ("password", session.ticket.as_str())])
+        .form(&[
+            ("username", "root@pam"),
+            ("password", session.ticket.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -137,7 +167,11 @@ async fn login_csrf_and_ticket_errors() {
 
 #[tokio::test]
 async fn expired_tickets_are_rejected() {
-    let server = MockServer::builder().ticket_lifetime(Duration::from_secs(1)).spawn().await.unwrap();
+    let server = MockServer::builder()
+        .ticket_lifetime(Duration::from_secs(1))
+        .spawn()
+        .await
+        .unwrap();
     let session = Session::login(&server.base_url()).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, _) = session.get("/version").await;
@@ -151,7 +185,11 @@ async fn api_tokens_created_through_the_api_work() {
     let base = server.base_url();
     let session = Session::login(&base).await;
     let (status, reply) = session
-        .call(reqwest::Method::POST, "/access/users/root@pam/token/ci", &[("privsep", "0")])
+        .call(
+            reqwest::Method::POST,
+            "/access/users/root@pam/token/ci",
+            &[("privsep", "0")],
+        )
         .await;
     assert_eq!(status, 200, "{reply}");
     let full = reply["data"]["full-tokenid"].as_str().unwrap().to_owned();
@@ -160,7 +198,12 @@ async fn api_tokens_created_through_the_api_work() {
 
     let http = client();
     let header = format!("PVEAPIToken={full}={secret}");
-    let ok = http.get(format!("{base}/nodes/pve1/qemu")).header("Authorization", &header).send().await.unwrap();
+    let ok = http
+        .get(format!("{base}/nodes/pve1/qemu"))
+        .header("Authorization", &header)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     // No CSRF token needed for writes.
     let write = http
@@ -173,7 +216,10 @@ async fn api_tokens_created_through_the_api_work() {
     assert_eq!(write.status().as_u16(), 200);
     let bad = http
         .get(format!("{base}/nodes"))
-        .header("Authorization", format!("PVEAPIToken={full}=00000000-0000-4000-a000-000000000000"))
+        .header(
+            "Authorization",
+            format!("PVEAPIToken={full}=00000000-0000-4000-a000-000000000000"),
+        )
         .send()
         .await
         .unwrap();
@@ -192,7 +238,16 @@ async fn vm_life_cycle() {
     use reqwest::Method as M;
 
     let (status, reply) = session
-        .call(M::POST, "/nodes/pve1/qemu", &[("vmid", "9001"), ("name", "test-vm"), ("cores", "2"), ("memory", "2048")])
+        .call(
+            M::POST,
+            "/nodes/pve1/qemu",
+            &[
+                ("vmid", "9001"),
+                ("name", "test-vm"),
+                ("cores", "2"),
+                ("memory", "2048"),
+            ],
+        )
         .await;
     assert_eq!(status, 200, "{reply}");
     let upid = reply["data"].as_str().unwrap().to_owned();
@@ -200,37 +255,63 @@ async fn vm_life_cycle() {
     assert!(upid.contains(":qmcreate:9001:root@pam:"), "{upid}");
 
     // Duplicate create, on any node.
-    let (status, reply) = session.call(M::POST, "/nodes/pve2/qemu", &[("vmid", "9001")]).await;
+    let (status, reply) = session
+        .call(M::POST, "/nodes/pve2/qemu", &[("vmid", "9001")])
+        .await;
     assert_eq!(status, 500);
     assert_eq!(reply["message"], "VM 9001 already exists on node 'pve1'\n");
 
     let (_, list) = session.get("/nodes/pve1/qemu").await;
-    let entry = list["data"].as_array().unwrap().iter().find(|vm| vm["vmid"] == 9001).unwrap().clone();
+    let entry = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["vmid"] == 9001)
+        .unwrap()
+        .clone();
     assert_eq!(entry["name"], "test-vm");
     assert_eq!(entry["status"], "stopped");
 
     let (status, config) = session.get("/nodes/pve1/qemu/9001/config").await;
     assert_eq!(status, 200);
-    assert_eq!(config["data"]["cores"], 2, "cores keeps its JSON type: {config}");
+    assert_eq!(
+        config["data"]["cores"], 2,
+        "cores keeps its JSON type: {config}"
+    );
     assert_eq!(config["data"]["name"], "test-vm");
     let digest = config["data"]["digest"].as_str().unwrap().to_owned();
 
     // Update with the right digest, delete a key; a stale digest fails.
     let (status, _) = session
-        .call(M::PUT, "/nodes/pve1/qemu/9001/config", &[("cores", "4"), ("delete", "name"), ("digest", &digest)])
+        .call(
+            M::PUT,
+            "/nodes/pve1/qemu/9001/config",
+            &[("cores", "4"), ("delete", "name"), ("digest", &digest)],
+        )
         .await;
     assert_eq!(status, 200);
     let (status, reply) = session
-        .call(M::PUT, "/nodes/pve1/qemu/9001/config", &[("cores", "8"), ("digest", &digest)])
+        .call(
+            M::PUT,
+            "/nodes/pve1/qemu/9001/config",
+            &[("cores", "8"), ("digest", &digest)],
+        )
         .await;
     assert_eq!(status, 500);
-    assert!(reply["message"].as_str().unwrap().contains("detected modified configuration"));
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("detected modified configuration")
+    );
     let (_, config) = session.get("/nodes/pve1/qemu/9001/config").await;
     assert_eq!(config["data"]["cores"], 4);
     assert!(config["data"].get("name").is_none());
 
     // Start, check status, stop.
-    let (status, reply) = session.call(M::POST, "/nodes/pve1/qemu/9001/status/start", &[]).await;
+    let (status, reply) = session
+        .call(M::POST, "/nodes/pve1/qemu/9001/status/start", &[])
+        .await;
     assert_eq!(status, 200);
     assert!(reply["data"].as_str().unwrap().contains(":qmstart:9001:"));
     let (_, current) = session.get("/nodes/pve1/qemu/9001/status/current").await;
@@ -238,14 +319,19 @@ async fn vm_life_cycle() {
     assert_eq!(current["data"]["vmid"], 9001);
     let (status, reply) = session.call(M::DELETE, "/nodes/pve1/qemu/9001", &[]).await;
     assert_eq!(status, 500, "running VMs are not destroyed: {reply}");
-    session.call(M::POST, "/nodes/pve1/qemu/9001/status/stop", &[]).await;
+    session
+        .call(M::POST, "/nodes/pve1/qemu/9001/status/stop", &[])
+        .await;
 
     // Delete, then not found, then delete again fails.
     let (status, reply) = session.call(M::DELETE, "/nodes/pve1/qemu/9001", &[]).await;
     assert_eq!(status, 200, "{reply}");
     let (status, reply) = session.get("/nodes/pve1/qemu/9001/config").await;
     assert_eq!(status, 500);
-    assert_eq!(reply["message"], "Configuration file 'nodes/pve1/qemu-server/9001.conf' does not exist\n");
+    assert_eq!(
+        reply["message"],
+        "Configuration file 'nodes/pve1/qemu-server/9001.conf' does not exist\n"
+    );
     let (status, _) = session.call(M::DELETE, "/nodes/pve1/qemu/9001", &[]).await;
     assert_eq!(status, 500);
     server.shutdown().await.unwrap();
@@ -255,32 +341,76 @@ async fn vm_life_cycle() {
 async fn tasks_are_listed_with_status_and_log() {
     let server = start().await;
     let session = Session::login(&server.base_url()).await;
-    let (_, reply) = session.call(reqwest::Method::POST, "/nodes/pve1/lxc", &[("vmid", "300"), ("ostemplate", "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst")]).await;
-    let upid = reply["data"].as_str().unwrap_or_else(|| panic!("{reply}")).to_owned();
+    let (_, reply) = session
+        .call(
+            reqwest::Method::POST,
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "300"),
+                (
+                    "ostemplate",
+                    "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+                ),
+            ],
+        )
+        .await;
+    let upid = reply["data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .to_owned();
     assert!(upid.contains(":vzcreate:300:"));
-    let encoded: String = percent_encoding::utf8_percent_encode(&upid, percent_encoding::NON_ALPHANUMERIC).to_string();
-    let (status, task) = session.get(&format!("/nodes/pve1/tasks/{encoded}/status")).await;
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&upid, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let (status, task) = session
+        .get(&format!("/nodes/pve1/tasks/{encoded}/status"))
+        .await;
     assert_eq!(status, 200, "{task}");
     assert_eq!(task["data"]["status"], "stopped");
     assert_eq!(task["data"]["exitstatus"], "OK");
     assert_eq!(task["data"]["upid"], upid.as_str());
-    let (_, log) = session.get(&format!("/nodes/pve1/tasks/{encoded}/log")).await;
-    assert_eq!(log["data"].as_array().unwrap().last().unwrap()["t"], "TASK OK");
+    let (_, log) = session
+        .get(&format!("/nodes/pve1/tasks/{encoded}/log"))
+        .await;
+    assert_eq!(
+        log["data"].as_array().unwrap().last().unwrap()["t"],
+        "TASK OK"
+    );
     let (_, tasks) = session.get("/nodes/pve1/tasks").await;
-    assert!(tasks["data"].as_array().unwrap().iter().any(|t| t["upid"] == upid.as_str()));
+    assert!(
+        tasks["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["upid"] == upid.as_str())
+    );
     server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn delayed_tasks_apply_their_effect_when_they_end() {
-    let server = MockServer::builder().task_delay(Duration::from_millis(300)).spawn().await.unwrap();
+    let server = MockServer::builder()
+        .task_delay(Duration::from_millis(300))
+        .spawn()
+        .await
+        .unwrap();
     let session = Session::login(&server.base_url()).await;
-    let (_, reply) = session.call(reqwest::Method::POST, "/nodes/pve1/qemu", &[("vmid", "777")]).await;
+    let (_, reply) = session
+        .call(
+            reqwest::Method::POST,
+            "/nodes/pve1/qemu",
+            &[("vmid", "777")],
+        )
+        .await;
     let upid = reply["data"].as_str().unwrap().to_owned();
-    let encoded: String = percent_encoding::utf8_percent_encode(&upid, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&upid, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
     let mut finished = false;
     for _ in 0..100 {
-        let (_, task) = session.get(&format!("/nodes/pve1/tasks/{encoded}/status")).await;
+        let (_, task) = session
+            .get(&format!("/nodes/pve1/tasks/{encoded}/status"))
+            .await;
         if task["data"]["status"] == "stopped" {
             finished = true;
             break;
@@ -306,20 +436,49 @@ async fn validation_errors_and_not_implemented() {
     assert_eq!(response.status().as_u16(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["data"], Value::Null);
-    assert_eq!(body["errors"]["vmid"], "type check ('integer') failed - got 'abc'");
+    assert_eq!(
+        body["errors"]["vmid"],
+        "type check ('integer') failed - got 'abc'"
+    );
     assert_eq!(
         body["errors"]["bogus"],
         "property is not defined in schema and the schema does not allow additional properties"
     );
-    let (status, body) = session.call(reqwest::Method::POST, "/nodes/pve1/qemu", &[]).await;
+    let (status, body) = session
+        .call(reqwest::Method::POST, "/nodes/pve1/qemu", &[])
+        .await;
     assert_eq!(status, 400);
-    assert_eq!(body["errors"]["vmid"], "property is missing and it is not optional");
-    let (status, body) = session.call(reqwest::Method::POST, "/nodes/pve1/qemu", &[("vmid", "100"), ("cores", "0")]).await;
+    assert_eq!(
+        body["errors"]["vmid"],
+        "property is missing and it is not optional"
+    );
+    let (status, body) = session
+        .call(
+            reqwest::Method::POST,
+            "/nodes/pve1/qemu",
+            &[("vmid", "100"), ("cores", "0")],
+        )
+        .await;
     assert_eq!(status, 400);
-    assert_eq!(body["errors"]["cores"], "value must have a minimum value of 1");
-    let (status, body) = session.call(reqwest::Method::POST, "/nodes/pve1/qemu", &[("vmid", "9002"), ("net0", "virtio,bridge=vmbr0,bogus=1")]).await;
+    assert_eq!(
+        body["errors"]["cores"],
+        "value must have a minimum value of 1"
+    );
+    let (status, body) = session
+        .call(
+            reqwest::Method::POST,
+            "/nodes/pve1/qemu",
+            &[("vmid", "9002"), ("net0", "virtio,bridge=vmbr0,bogus=1")],
+        )
+        .await;
     assert_eq!(status, 400);
-    assert!(body["errors"]["net0"].as_str().unwrap().starts_with("invalid format - "), "{body}");
+    assert!(
+        body["errors"]["net0"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid format - "),
+        "{body}"
+    );
 
     let (status, body) = session.get("/foo").await;
     assert_eq!(status, 501);
@@ -336,24 +495,77 @@ async fn bad_input_never_causes_a_500() {
     let base = server.base_url();
     let http = client();
     let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
-        (http.post(format!("{base}/nodes/pve1/qemu")).header("Content-Type", "application/json").body("{\"vmid\": 1"), 400),
-        (http.post(format!("{base}/nodes/pve1/qemu")).header("Content-Type", "application/json").body("[1,2]"), 400),
-        (http.post(format!("{base}/nodes/pve1/qemu")).header("Content-Type", "application/json").body(format!("{{\"vmid\": {}1{}}}", "[".repeat(200), "]".repeat(200))), 400),
-        (http.post(format!("{base}/nodes/pve1/qemu")).body(vec![b'v', b'm', b'i', b'd', b'=', 0xff, 0xfe]), 400),
-        (http.post(format!("{base}/nodes/pve1/qemu")).body("x".repeat(70_000)), 413),
+        (
+            http.post(format!("{base}/nodes/pve1/qemu"))
+                .header("Content-Type", "application/json")
+                .body("{\"vmid\": 1"),
+            400,
+        ),
+        (
+            http.post(format!("{base}/nodes/pve1/qemu"))
+                .header("Content-Type", "application/json")
+                .body("[1,2]"),
+            400,
+        ),
+        (
+            http.post(format!("{base}/nodes/pve1/qemu"))
+                .header("Content-Type", "application/json")
+                .body(format!(
+                    "{{\"vmid\": {}1{}}}",
+                    "[".repeat(200),
+                    "]".repeat(200)
+                )),
+            400,
+        ),
+        (
+            http.post(format!("{base}/nodes/pve1/qemu"))
+                .body(vec![b'v', b'm', b'i', b'd', b'=', 0xff, 0xfe]),
+            400,
+        ),
+        (
+            http.post(format!("{base}/nodes/pve1/qemu"))
+                .body("x".repeat(70_000)),
+            413,
+        ),
         (http.get(format!("{base}/nodes/pve1%00/qemu")), 400),
         (http.get(format!("{base}/nodes/..%2Fetc/qemu")), 400),
-        (http.get(format!("{base}/nodes/{}/qemu", "a".repeat(10_000))), 400),
-        (http.get(format!("{base}/nodes/pve1'%3B%20DROP%20TABLE%20objects%3B--/qemu")), 400),
-        (http.post(format!("{base}/nodes/pve1/qemu")).form(&[("vmid", "100'; DROP TABLE objects;--")]), 400),
+        (
+            http.get(format!("{base}/nodes/{}/qemu", "a".repeat(10_000))),
+            400,
+        ),
+        (
+            http.get(format!(
+                "{base}/nodes/pve1'%3B%20DROP%20TABLE%20objects%3B--/qemu"
+            )),
+            400,
+        ),
+        (
+            http.post(format!("{base}/nodes/pve1/qemu"))
+                .form(&[("vmid", "100'; DROP TABLE objects;--")]),
+            400,
+        ),
     ];
     for (index, (request, expected)) in cases.into_iter().enumerate() {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), expected, "case {index}");
     }
-    let state: Value = http.get(format!("{}/_mock/state", base.trim_end_matches("/api2/json"))).send().await.unwrap().json().await.unwrap();
+    let state: Value = http
+        .get(format!(
+            "{}/_mock/state",
+            base.trim_end_matches("/api2/json")
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(state["data"]["objects"].get("/nodes/pve1/qemu/1").is_none());
-    assert!(state["data"]["objects"].get("/nodes/pve1/qemu/100").is_some());
+    assert!(
+        state["data"]["objects"]
+            .get("/nodes/pve1/qemu/100")
+            .is_some()
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -370,19 +582,57 @@ async fn faults_reset_state_and_openapi() {
         .unwrap();
     assert_eq!(added.status().as_u16(), 200);
     for expected in [503, 503, 200] {
-        let response = http.get(format!("{}/version", server.base_url())).send().await.unwrap();
+        let response = http
+            .get(format!("{}/version", server.base_url()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status().as_u16(), expected);
     }
-    http.delete(format!("{}/nodes/pve1/qemu/101", server.base_url())).send().await.unwrap();
-    let reply = http.delete(format!("{}/nodes/pve2/qemu/101", server.base_url())).send().await.unwrap();
+    http.delete(format!("{}/nodes/pve1/qemu/101", server.base_url()))
+        .send()
+        .await
+        .unwrap();
+    let reply = http
+        .delete(format!("{}/nodes/pve2/qemu/101", server.base_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reply.status().as_u16(), 200);
-    http.post(format!("{root}/_mock/reset")).send().await.unwrap();
-    let config = http.get(format!("{}/nodes/pve2/qemu/101/config", server.base_url())).send().await.unwrap();
+    http.post(format!("{root}/_mock/reset"))
+        .send()
+        .await
+        .unwrap();
+    let config = http
+        .get(format!("{}/nodes/pve2/qemu/101/config", server.base_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(config.status().as_u16(), 200);
 
-    assert_eq!(http.get(format!("{root}/healthz")).send().await.unwrap().status().as_u16(), 200);
-    let openapi: Value = http.get(format!("{root}/openapi.json")).send().await.unwrap().json().await.unwrap();
-    let urls: Vec<&str> = openapi["servers"].as_array().unwrap().iter().map(|s| s["url"].as_str().unwrap()).collect();
+    assert_eq!(
+        http.get(format!("{root}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let openapi: Value = http
+        .get(format!("{root}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let urls: Vec<&str> = openapi["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap())
+        .collect();
     assert!(urls.contains(&server.base_url().as_str()));
     server.shutdown().await.unwrap();
 }
@@ -391,13 +641,19 @@ async fn faults_reset_state_and_openapi() {
 async fn https_with_the_generated_certificate() {
     let server = start().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let certificate = reqwest::Certificate::from_pem(server.tls_certificate_pem().as_bytes()).unwrap();
+    let certificate =
+        reqwest::Certificate::from_pem(server.tls_certificate_pem().as_bytes()).unwrap();
     let http = reqwest::Client::builder()
         .tls_certs_only([certificate])
         .build()
         .unwrap();
     let url = server.https_base_url().replace("127.0.0.1", "localhost");
-    let response = http.post(format!("{url}/access/ticket")).form(&[("username", "root@pam"), ("password", "secret")]).send().await.unwrap();
+    let response = http
+        .post(format!("{url}/access/ticket"))
+        .form(&[("username", "root@pam"), ("password", "secret")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     server.shutdown().await.unwrap();
 }
@@ -408,14 +664,36 @@ async fn sqlite_state_survives_a_restart() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("state.db");
-    let server = MockServer::builder().store(Store::Sqlite(db.clone())).auth(false).spawn().await.unwrap();
+    let server = MockServer::builder()
+        .store(Store::Sqlite(db.clone()))
+        .auth(false)
+        .spawn()
+        .await
+        .unwrap();
     let http = client();
-    let created = http.post(format!("{}/nodes/pve1/qemu", server.base_url())).form(&[("vmid", "4242"), ("cores", "3")]).send().await.unwrap();
+    let created = http
+        .post(format!("{}/nodes/pve1/qemu", server.base_url()))
+        .form(&[("vmid", "4242"), ("cores", "3")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(created.status().as_u16(), 200);
     let pem = server.tls_certificate_pem().to_owned();
     server.shutdown().await.unwrap();
-    let server = MockServer::builder().store(Store::Sqlite(db)).auth(false).spawn().await.unwrap();
-    let config: Value = http.get(format!("{}/nodes/pve1/qemu/4242/config", server.base_url())).send().await.unwrap().json().await.unwrap();
+    let server = MockServer::builder()
+        .store(Store::Sqlite(db))
+        .auth(false)
+        .spawn()
+        .await
+        .unwrap();
+    let config: Value = http
+        .get(format!("{}/nodes/pve1/qemu/4242/config", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(config["data"]["cores"], 3);
     assert_eq!(server.tls_certificate_pem(), pem, "certificate reused");
     server.shutdown().await.unwrap();
@@ -424,9 +702,24 @@ async fn sqlite_state_survives_a_restart() {
 
 #[tokio::test]
 async fn custom_fixture_replaces_the_default() {
-    let fixture = Fixture::parse("cluster: lab\nnodes:\n  - name: n1\nusers:\n  - userid: root@pam\n").unwrap();
-    let server = MockServer::builder().seed(fixture).auth(false).schema("8.4").spawn().await.unwrap();
-    let nodes: Value = client().get(format!("{}/nodes", server.base_url())).send().await.unwrap().json().await.unwrap();
+    let fixture =
+        Fixture::parse("cluster: lab\nnodes:\n  - name: n1\nusers:\n  - userid: root@pam\n")
+            .unwrap();
+    let server = MockServer::builder()
+        .seed(fixture)
+        .auth(false)
+        .schema("8.4")
+        .spawn()
+        .await
+        .unwrap();
+    let nodes: Value = client()
+        .get(format!("{}/nodes", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(nodes["data"].as_array().unwrap().len(), 1);
     assert_eq!(nodes["data"][0]["node"], "n1");
     server.shutdown().await.unwrap();

@@ -21,19 +21,30 @@ fn sample(name: &str, path: &str) -> String {
 }
 
 async fn sweep(tag: &str) {
-    let state = MockServer::builder().schema(tag).auth(false).build_state().unwrap();
+    let state = MockServer::builder()
+        .schema(tag)
+        .auth(false)
+        .build_state()
+        .unwrap();
     let api: &Api = &state.api;
     let router = app(state.clone());
     let mut checked = 0;
     let mut failures = Vec::new();
-    for op in api.meta.operations.iter().filter(|op| op.method == Method::Get) {
+    for op in api
+        .meta
+        .operations
+        .iter()
+        .filter(|op| op.method == Method::Get)
+    {
         let path: String = op
             .path
             .split('/')
-            .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => sample(name, &op.path),
-                None => segment.to_owned(),
-            })
+            .map(
+                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => sample(name, &op.path),
+                    None => segment.to_owned(),
+                },
+            )
             .collect::<Vec<_>>()
             .join("/");
         // Only required query parameters that are simple get a value.
@@ -60,15 +71,23 @@ async fn sweep(tag: &str) {
         } else {
             format!("/api2/json{path}?{}", query.join("&"))
         };
-        let response = router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
+        let response = router
+            .clone()
+            .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
         let body: Value = serde_json::from_slice(&bytes).unwrap();
         match status {
             200 => {
                 let data = &body["data"];
                 if let Err(errors) = validate::validate_value(api, &op.returns, data) {
-                    failures.push(format!("{tag} GET {uri}: reply does not validate: {errors:?}\n{data}"));
+                    failures.push(format!(
+                        "{tag} GET {uri}: reply does not validate: {errors:?}\n{data}"
+                    ));
                 }
                 checked += 1;
             }
@@ -79,10 +98,17 @@ async fn sweep(tag: &str) {
                     failures.push(format!("{tag} GET {uri}: {body}"));
                 }
             }
-            other => failures.push(format!("{tag} GET {uri}: unexpected status {other}: {body}")),
+            other => failures.push(format!(
+                "{tag} GET {uri}: unexpected status {other}: {body}"
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(checked > 100, "{tag}: only {checked} replies checked");
 }
 
