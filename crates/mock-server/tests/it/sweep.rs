@@ -1,6 +1,7 @@
 //! Sweeps over every operation of every tag through `oneshot`: no GET answers 5xx for the
-//! seeded objects unless it is Proxmox's not-found, and every 200 reply validates against the
-//! operation's `returns` schema.
+//! seeded objects unless it is Proxmox's not-found, every write with its required parameters
+//! answers without an internal error, and every 200 reply validates against the operation's
+//! `returns` schema.
 
 use axum::body::Body;
 use http::Request;
@@ -125,4 +126,81 @@ async fn every_get_reply_validates_9_0() {
 #[tokio::test]
 async fn every_get_reply_validates_8_4() {
     sweep("8.4").await;
+}
+
+async fn write_sweep(tag: &str) {
+    let state = MockServer::builder().schema(tag).auth(false).build_state().unwrap();
+    let api: &Api = &state.api;
+    let router = app(state.clone());
+    let mut failures = Vec::new();
+    let mut ok = 0;
+    for op in api.meta.operations.iter().filter(|op| op.method != Method::Get) {
+        let path: String = op
+            .path
+            .split('/')
+            .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => sample(name, &op.path),
+                None => segment.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut form = Vec::new();
+        for (name, schema) in &op.parameters {
+            if schema.optional || op.path_params.contains(name) || schema.family.is_some() {
+                continue;
+            }
+            let value = match schema.enum_values.as_ref().and_then(|v| v.first()) {
+                Some(Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => match schema.kind() {
+                    route_metadata::SchemaType::Integer | route_metadata::SchemaType::Number => {
+                        schema.minimum.map_or(1, |m| m as i64).to_string()
+                    }
+                    route_metadata::SchemaType::Boolean => "0".to_owned(),
+                    _ => "x1".to_owned(),
+                },
+            };
+            form.push(format!("{name}={}", percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)));
+        }
+        let request = if op.method.has_body() {
+            Request::builder()
+                .method(op.method.as_str())
+                .uri(format!("/api2/json{path}"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(Body::from(form.join("&")))
+                .unwrap()
+        } else {
+            let query = if form.is_empty() { String::new() } else { format!("?{}", form.join("&")) };
+            Request::builder()
+                .method(op.method.as_str())
+                .uri(format!("/api2/json{path}{query}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let message = body["message"].as_str().unwrap_or_default();
+        if status == 200 {
+            ok += 1;
+            if let Err(errors) = validate::validate_value(api, &op.returns, &body["data"]) {
+                failures.push(format!("{tag} {} {path}: reply does not validate: {errors:?}\n{body}", op.method.as_str()));
+            }
+        } else if message.contains("internal error") || !(400..=501).contains(&status) {
+            failures.push(format!("{tag} {} {path}: {status} {body}", op.method.as_str()));
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(ok > 50, "{tag}: only {ok} writes succeeded");
+}
+
+#[tokio::test]
+async fn every_write_answers_cleanly_9_1() {
+    write_sweep("9.1").await;
+}
+
+#[tokio::test]
+async fn every_write_answers_cleanly_8_4() {
+    write_sweep("8.4").await;
 }
