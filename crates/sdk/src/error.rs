@@ -265,22 +265,21 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
 
 /// Whether a `rustls` error is somewhere in the chain of `error`.
 ///
-/// `tokio-rustls` reports handshake failures as an `io::Error` wrapping a `rustls::Error`, so both
-/// shapes are checked at every level.
+/// `tokio-rustls` reports handshake failures as an `io::Error` wrapping a `rustls::Error`, and
+/// `io::Error::source` skips the wrapped error itself, so an `io::Error` is unwrapped with
+/// `get_ref` instead.
 fn is_tls_error(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(level) = current {
-        if level.downcast_ref::<rustls::Error>().is_some() {
+        if level.is::<rustls::Error>() {
             return true;
         }
-        if let Some(io) = level.downcast_ref::<std::io::Error>()
-            && io
+        current = match level.downcast_ref::<std::io::Error>() {
+            Some(io) => io
                 .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-        {
-            return true;
-        }
-        current = level.source();
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => level.source(),
+        };
     }
     false
 }

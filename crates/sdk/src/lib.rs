@@ -68,9 +68,9 @@ mod encode;
 mod env;
 pub mod error;
 mod fan_out;
+pub mod generated;
 mod request;
 pub mod retry;
-pub mod generated;
 pub mod task;
 pub mod tls;
 mod typed;
@@ -79,7 +79,6 @@ pub use reqwest;
 pub use shared_types;
 pub use shared_types::Upid;
 
-pub use crate::typed::Call;
 pub use crate::auth::{Credentials, SecretString, TfaChallenge, TfaResponse, Ticket};
 pub use crate::client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,
@@ -90,3 +89,4 @@ pub use crate::request::{Paged, RequestBuilder};
 pub use crate::retry::RetryPolicy;
 pub use crate::task::{Task, TaskLogLine, TaskPolling, TaskStatus};
 pub use crate::tls::Fingerprint;
+pub use crate::typed::Call;

@@ -135,10 +135,16 @@ mod tests {
         assert_eq!(child_path("/nodes", &"pve1"), "/nodes/pve1");
         assert_eq!(child_path("/nodes/pve1/qemu", &100), "/nodes/pve1/qemu/100");
         assert_eq!(
-            child_path("/nodes/pve1/tasks", &"UPID:pve1:0000ABCD:00:65A1B2C3:qmstart:100:root@pam:"),
+            child_path(
+                "/nodes/pve1/tasks",
+                &"UPID:pve1:0000ABCD:00:65A1B2C3:qmstart:100:root@pam:"
+            ),
             "/nodes/pve1/tasks/UPID%3Apve1%3A0000ABCD%3A00%3A65A1B2C3%3Aqmstart%3A100%3Aroot%40pam%3A"
         );
-        assert_eq!(child_path("/access/users", &"a/../b"), "/access/users/a%2F..%2Fb");
+        assert_eq!(
+            child_path("/access/users", &"a/../b"),
+            "/access/users/a%2F..%2Fb"
+        );
         assert_eq!(
             child_path("/nodes/pve1/storage/local/content", &"local:iso/x y.iso"),
             "/nodes/pve1/storage/local/content/local%3Aiso%2Fx%20y.iso"
