@@ -286,7 +286,14 @@ async fn clear_faults(State(state): State<AppState>) -> Response {
 
 async fn api_entry(State(state): State<AppState>, request: Request) -> Response {
     match handle_api(&state, request).await {
-        Ok(data) => json_response(StatusCode::OK, None, json!({"data": data}).to_string()),
+        Ok(data) => {
+            // Serialise the envelope directly instead of building another `Value`.
+            let mut body = String::with_capacity(256);
+            body.push_str("{\"data\":");
+            body.push_str(&data.to_string());
+            body.push('}');
+            json_response(StatusCode::OK, None, body)
+        }
         Err(error) => error.into_response(),
     }
 }

@@ -573,9 +573,16 @@ fn plan_write(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Plan
             }],
             ..Plan::default()
         }
-    } else if call.node.kind == PathKind::Action {
+    } else if call.node.kind == PathKind::Action
+        || guest_kind(&call.node.path).is_some_and(|_| {
+            matches!(
+                last_segment(&call.node.path),
+                "clone" | "template" | "migrate"
+            )
+        })
+    {
         check_exists(api, tables, &call.node.path, call.path_params)?;
-        action(tables, call, &concrete)
+        action(tables, call, &concrete)?
     } else {
         check_exists(api, tables, &call.node.path, call.path_params)?;
         update(api, tables, call, &concrete)?
@@ -763,8 +770,90 @@ fn destroy(tables: &Tables, call: &Call<'_>, concrete: &str) -> Result<Plan, App
     })
 }
 
-fn action(tables: &Tables, call: &Call<'_>, concrete: &str) -> Plan {
+fn action(tables: &Tables, call: &Call<'_>, concrete: &str) -> Result<Plan, AppError> {
     let mut plan = Plan::default();
+    if let Some(kind) = guest_kind(&call.node.path)
+        && matches!(last_segment(concrete), "clone" | "template" | "migrate")
+    {
+        let item = parent(concrete);
+        let node = call.param("node").unwrap_or_default();
+        let vmid = call.param("vmid").unwrap_or_default();
+        let mut config = tables.get(item).cloned().unwrap_or_else(|| json!({}));
+        match last_segment(concrete) {
+            "template" => {
+                config["template"] = json!(1);
+                plan.at_end.push(Change::Put {
+                    path: item.to_owned(),
+                    collection: Some(parent(item).to_owned()),
+                    value: config,
+                });
+            }
+            "clone" => {
+                let newid = call
+                    .args
+                    .get("newid")
+                    .map(|v| v.to_string().trim_matches('"').to_owned())
+                    .unwrap_or_default();
+                if let Some((existing, existing_kind)) = find_guest(tables, &newid) {
+                    let label = if existing_kind == "lxc" { "CT" } else { "VM" };
+                    return Err(AppError::die(format!(
+                        "{label} {newid} already exists on node '{existing}'\n"
+                    )));
+                }
+                let target = call
+                    .args
+                    .get("target")
+                    .and_then(Value::as_str)
+                    .unwrap_or(node);
+                if let Some(name) = call
+                    .args
+                    .get(if kind == "lxc" { "hostname" } else { "name" })
+                {
+                    config[if kind == "lxc" { "hostname" } else { "name" }] = name.clone();
+                }
+                config["template"] = json!(0);
+                let collection = format!("/nodes/{target}/{kind}");
+                let new_item = format!("{collection}/{newid}");
+                plan.at_end.push(Change::Put {
+                    path: new_item.clone(),
+                    collection: Some(collection),
+                    value: config,
+                });
+                plan.at_end.push(Change::Put {
+                    path: format!("{new_item}/status/current"),
+                    collection: None,
+                    value: json!({"status": "stopped"}),
+                });
+            }
+            _ => {
+                let Some(target) = call.args.get("target").and_then(Value::as_str) else {
+                    return Ok(plan);
+                };
+                if target != node {
+                    let status = tables
+                        .get(&format!("{item}/status/current"))
+                        .cloned()
+                        .unwrap_or_else(|| json!({"status": "stopped"}));
+                    let collection = format!("/nodes/{target}/{kind}");
+                    let new_item = format!("{collection}/{vmid}");
+                    plan.at_end.push(Change::Delete {
+                        path: item.to_owned(),
+                    });
+                    plan.at_end.push(Change::Put {
+                        path: new_item.clone(),
+                        collection: Some(collection),
+                        value: config,
+                    });
+                    plan.at_end.push(Change::Put {
+                        path: format!("{new_item}/status/current"),
+                        collection: None,
+                        value: status,
+                    });
+                }
+            }
+        }
+        return Ok(plan);
+    }
     if guest_kind(&call.node.path).is_some() && parent(&call.node.path).ends_with("/status") {
         let item = parent(parent(concrete));
         let status_path = format!("{item}/status/current");
@@ -783,7 +872,7 @@ fn action(tables: &Tables, call: &Call<'_>, concrete: &str) -> Plan {
             }
             "suspend" => status["qmpstatus"] = json!("paused"),
             "resume" => status["qmpstatus"] = json!("running"),
-            _ => return plan,
+            _ => return Ok(plan),
         }
         plan.at_end.push(Change::Put {
             path: status_path,
@@ -791,7 +880,7 @@ fn action(tables: &Tables, call: &Call<'_>, concrete: &str) -> Plan {
             value: status,
         });
     }
-    plan
+    Ok(plan)
 }
 
 fn update(api: &Api, tables: &Tables, call: &Call<'_>, concrete: &str) -> Result<Plan, AppError> {

@@ -724,3 +724,64 @@ async fn custom_fixture_replaces_the_default() {
     assert_eq!(nodes["data"][0]["node"], "n1");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn clone_and_migrate_move_guests() {
+    let server = MockServer::builder().auth(false).spawn().await.unwrap();
+    let base = server.base_url();
+    let http = client();
+    let cloned = http
+        .post(format!("{base}/nodes/pve2/qemu/101/clone"))
+        .form(&[("newid", "555"), ("name", "db02")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cloned.status().as_u16(), 200);
+    let config: Value = http
+        .get(format!("{base}/nodes/pve2/qemu/555/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["data"]["name"], "db02");
+    let migrated = http
+        .post(format!("{base}/nodes/pve2/qemu/555/migrate"))
+        .form(&[("target", "pve1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(migrated.status().as_u16(), 200);
+    let moved = http
+        .get(format!("{base}/nodes/pve1/qemu/555/config"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status().as_u16(), 200);
+    let gone = http
+        .get(format!("{base}/nodes/pve2/qemu/555/config"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 500);
+    let resources: Value = http
+        .get(format!("{base}/cluster/resources?type=vm"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = resources["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"qemu/555") && ids.contains(&"lxc/200"),
+        "{ids:?}"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -129,19 +129,30 @@ async fn every_get_reply_validates_8_4() {
 }
 
 async fn write_sweep(tag: &str) {
-    let state = MockServer::builder().schema(tag).auth(false).build_state().unwrap();
+    let state = MockServer::builder()
+        .schema(tag)
+        .auth(false)
+        .build_state()
+        .unwrap();
     let api: &Api = &state.api;
     let router = app(state.clone());
     let mut failures = Vec::new();
     let mut ok = 0;
-    for op in api.meta.operations.iter().filter(|op| op.method != Method::Get) {
+    for op in api
+        .meta
+        .operations
+        .iter()
+        .filter(|op| op.method != Method::Get)
+    {
         let path: String = op
             .path
             .split('/')
-            .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => sample(name, &op.path),
-                None => segment.to_owned(),
-            })
+            .map(
+                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => sample(name, &op.path),
+                    None => segment.to_owned(),
+                },
+            )
             .collect::<Vec<_>>()
             .join("/");
         let mut form = Vec::new();
@@ -160,7 +171,10 @@ async fn write_sweep(tag: &str) {
                     _ => "x1".to_owned(),
                 },
             };
-            form.push(format!("{name}={}", percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)));
+            form.push(format!(
+                "{name}={}",
+                percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)
+            ));
         }
         let request = if op.method.has_body() {
             Request::builder()
@@ -170,7 +184,11 @@ async fn write_sweep(tag: &str) {
                 .body(Body::from(form.join("&")))
                 .unwrap()
         } else {
-            let query = if form.is_empty() { String::new() } else { format!("?{}", form.join("&")) };
+            let query = if form.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", form.join("&"))
+            };
             Request::builder()
                 .method(op.method.as_str())
                 .uri(format!("/api2/json{path}{query}"))
@@ -179,19 +197,32 @@ async fn write_sweep(tag: &str) {
         };
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let message = body["message"].as_str().unwrap_or_default();
         if status == 200 {
             ok += 1;
             if let Err(errors) = validate::validate_value(api, &op.returns, &body["data"]) {
-                failures.push(format!("{tag} {} {path}: reply does not validate: {errors:?}\n{body}", op.method.as_str()));
+                failures.push(format!(
+                    "{tag} {} {path}: reply does not validate: {errors:?}\n{body}",
+                    op.method.as_str()
+                ));
             }
         } else if message.contains("internal error") || !(400..=501).contains(&status) {
-            failures.push(format!("{tag} {} {path}: {status} {body}", op.method.as_str()));
+            failures.push(format!(
+                "{tag} {} {path}: {status} {body}",
+                op.method.as_str()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(ok > 50, "{tag}: only {ok} writes succeeded");
 }
 
