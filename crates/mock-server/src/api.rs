@@ -1,5 +1,5 @@
 //! The compiled API of one schema tag: the embedded route metadata, one path matcher built
-//! once at start-up, the per-path method table and the precompiled parameter patterns.
+//! once at start-up, the per-path method table and the parameter patterns (each compiled once).
 //!
 //! Routing uses a single [`matchit`] radix tree over the templated paths (Proxmox's `{param}`
 //! syntax is matchit's), so the cost of a lookup does not depend on where a route sits in the
@@ -7,7 +7,7 @@
 //! afterwards, so `%2F` inside a volume ID never splits a segment.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 use route_metadata::{Method, Operation, PathKind, PathNode, RouteMetadata, Schema};
@@ -68,7 +68,9 @@ pub struct Api {
     /// Per path node: the operation index for GET, POST, PUT, DELETE.
     methods: Vec<[Option<usize>; 4]>,
     path_by_template: HashMap<String, usize>,
-    patterns: HashMap<String, Regex>,
+    /// Every distinct schema pattern, compiled on first use (once; some Proxmox patterns are
+    /// large alternations, and compiling all of them eagerly would dominate start-up).
+    patterns: HashMap<String, OnceLock<Option<Regex>>>,
 }
 
 fn method_slot(method: Method) -> usize {
@@ -172,9 +174,19 @@ impl Api {
             .map(|&index| &self.meta.paths[index])
     }
 
-    /// The precompiled, anchored regex of a schema pattern.
+    /// The compiled, anchored regex of a schema pattern (`None` when it does not compile; such
+    /// patterns are not enforced).
     pub fn pattern(&self, pattern: &str) -> Option<&Regex> {
-        self.patterns.get(pattern)
+        self.patterns
+            .get(pattern)?
+            .get_or_init(|| match Regex::new(&format!("^(?:{pattern})$")) {
+                Ok(regex) => Some(regex),
+                Err(error) => {
+                    tracing::debug!(%pattern, %error, "pattern not compiled; not enforced");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     /// Whether a templated path is an item (member of a collection).
@@ -184,16 +196,11 @@ impl Api {
     }
 }
 
-fn collect_patterns(schema: &Schema, patterns: &mut HashMap<String, Regex>) {
+fn collect_patterns(schema: &Schema, patterns: &mut HashMap<String, OnceLock<Option<Regex>>>) {
     if let Some(pattern) = &schema.pattern
         && !patterns.contains_key(pattern)
     {
-        match Regex::new(&format!("^(?:{pattern})$")) {
-            Ok(regex) => {
-                patterns.insert(pattern.clone(), regex);
-            }
-            Err(error) => tracing::debug!(%pattern, %error, "pattern not compiled; not enforced"),
-        }
+        patterns.insert(pattern.clone(), OnceLock::new());
     }
     for child in [schema.items.as_deref()].into_iter().flatten() {
         collect_patterns(child, patterns);

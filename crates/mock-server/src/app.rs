@@ -691,6 +691,12 @@ mod tests {
     }
 
     #[test]
+    fn panics_become_500() {
+        let response = panic_response(Box::new("boom"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
     fn faults_match() {
         let fault = Fault {
             method: Some("GET".to_owned()),

@@ -12,8 +12,8 @@
 //! become Proxmox's `0`/`1`), so stored values keep their JSON types. Values that do not convert
 //! stay strings and then fail the type check with Proxmox's message.
 //!
-//! Patterns are compiled once at start-up by [`crate::api::Api`]; named-format regexes are
-//! compiled once on first use.
+//! Patterns are collected at start-up by [`crate::api::Api`] and each is compiled once, on first
+//! use; named-format regexes likewise.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
