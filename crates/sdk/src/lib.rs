@@ -68,6 +68,7 @@ mod encode;
 mod env;
 pub mod error;
 mod fan_out;
+#[rustfmt::skip] // prettyplease output, checked by `cargo xtask codegen --check`
 pub mod generated;
 mod request;
 pub mod retry;

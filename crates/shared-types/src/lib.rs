@@ -34,6 +34,7 @@ pub use upid::Upid;
 
 // Generated models: the files below `generated/` are written by `cargo xtask codegen` and never
 // edited by hand. Each path group is a module behind the cargo feature of the same name.
+#[rustfmt::skip] // prettyplease output, checked by `cargo xtask codegen --check`
 pub mod generated;
 #[cfg(feature = "access")]
 pub use generated::access;

@@ -12,7 +12,10 @@ use sha2::{Digest, Sha256};
 const TAGS: &[(&str, usize, usize)] = &[("9.1", 431, 649), ("9.0", 410, 628), ("8.4", 398, 605)];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn read(path: &str) -> String {
@@ -29,7 +32,11 @@ fn schema_files_match_their_recorded_sha256() {
     for entry in index["schemas"].as_array().unwrap() {
         let file = format!("schemas/pve/{}", entry["file"].as_str().unwrap());
         let bytes = std::fs::read(root().join(&file)).unwrap();
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), entry["sha256"].as_str().unwrap(), "{file}");
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            entry["sha256"].as_str().unwrap(),
+            "{file}"
+        );
     }
 }
 
@@ -37,35 +44,72 @@ fn schema_files_match_their_recorded_sha256() {
 fn metadata_counts_and_hashes_match_the_source() {
     let index = schema_index();
     for (tag, paths, operations) in TAGS {
-        let metadata = RouteMetadata::from_json(&read(&format!("generated/{tag}/route_metadata.json"))).unwrap();
+        let metadata =
+            RouteMetadata::from_json(&read(&format!("generated/{tag}/route_metadata.json")))
+                .unwrap();
         assert_eq!(metadata.tag, *tag);
         assert_eq!(metadata.path_count, *paths, "{tag} paths");
         assert_eq!(metadata.operation_count, *operations, "{tag} operations");
         assert_eq!(metadata.operations.len(), *operations, "{tag}");
-        let with_methods = metadata.paths.iter().filter(|p| !p.methods.is_empty()).count();
+        let with_methods = metadata
+            .paths
+            .iter()
+            .filter(|p| !p.methods.is_empty())
+            .count();
         assert_eq!(with_methods, *paths, "{tag}");
-        let entry = index["schemas"].as_array().unwrap().iter().find(|e| e["tag"] == *tag).unwrap();
-        assert_eq!(metadata.schema_sha256, entry["sha256"].as_str().unwrap(), "{tag}");
+        let entry = index["schemas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["tag"] == *tag)
+            .unwrap();
+        assert_eq!(
+            metadata.schema_sha256,
+            entry["sha256"].as_str().unwrap(),
+            "{tag}"
+        );
         let openapi = read(&format!("generated/{tag}/openapi.json"));
-        assert_eq!(metadata.openapi_sha256, hex::encode(Sha256::digest(openapi.as_bytes())), "{tag}");
+        assert_eq!(
+            metadata.openapi_sha256,
+            hex::encode(Sha256::digest(openapi.as_bytes())),
+            "{tag}"
+        );
     }
 }
 
 #[test]
 fn operation_ids_are_unique_and_every_operation_is_indexed() {
     for (tag, _, _) in TAGS {
-        let metadata = RouteMetadata::from_json(&read(&format!("generated/{tag}/route_metadata.json"))).unwrap();
-        let model_index: Value = serde_json::from_str(&read(&format!("generated/{tag}/model_index.json"))).unwrap();
-        assert_eq!(model_index["schema_sha256"], metadata.schema_sha256.as_str());
+        let metadata =
+            RouteMetadata::from_json(&read(&format!("generated/{tag}/route_metadata.json")))
+                .unwrap();
+        let model_index: Value =
+            serde_json::from_str(&read(&format!("generated/{tag}/model_index.json"))).unwrap();
+        assert_eq!(
+            model_index["schema_sha256"],
+            metadata.schema_sha256.as_str()
+        );
         let mut ids = BTreeSet::new();
         for operation in &metadata.operations {
-            assert!(ids.insert(operation.operation_id.as_str()), "{tag}: duplicate {}", operation.operation_id);
+            assert!(
+                ids.insert(operation.operation_id.as_str()),
+                "{tag}: duplicate {}",
+                operation.operation_id
+            );
             let entry = &model_index["operations"][&operation.operation_id];
-            assert_eq!(entry["path"], operation.path.as_str(), "{tag} {}", operation.operation_id);
+            assert_eq!(
+                entry["path"],
+                operation.path.as_str(),
+                "{tag} {}",
+                operation.operation_id
+            );
             assert_eq!(entry["response_type"], operation.response_type.as_str());
             assert!(operation.mounted.starts_with(route_metadata::API_PREFIX));
         }
-        assert_eq!(model_index["operations"].as_object().unwrap().len(), metadata.operations.len());
+        assert_eq!(
+            model_index["operations"].as_object().unwrap().len(),
+            metadata.operations.len()
+        );
     }
 }
 
@@ -91,15 +135,22 @@ fn resolve_refs(value: &Value, document: &Value, tag: &str, count: &mut usize) {
     match value {
         Value::Object(map) => {
             if let Some(Value::String(reference)) = map.get("$ref") {
-                let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("{tag}: external ref {reference}"));
-                assert!(document.pointer(pointer).is_some(), "{tag}: dangling {reference}");
+                let pointer = reference
+                    .strip_prefix('#')
+                    .unwrap_or_else(|| panic!("{tag}: external ref {reference}"));
+                assert!(
+                    document.pointer(pointer).is_some(),
+                    "{tag}: dangling {reference}"
+                );
                 *count += 1;
             }
             for child in map.values() {
                 resolve_refs(child, document, tag, count);
             }
         }
-        Value::Array(items) => items.iter().for_each(|item| resolve_refs(item, document, tag, count)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| resolve_refs(item, document, tag, count)),
         _ => {}
     }
 }
@@ -113,7 +164,9 @@ fn openapi_documents_parse_and_every_ref_resolves() {
         assert_eq!(document.paths.paths.len(), *paths, "{tag}");
         let mut n_operations = 0;
         for item in document.paths.paths.values() {
-            let ReferenceOr::Item(item) = item else { panic!("{tag}: path item reference") };
+            let ReferenceOr::Item(item) = item else {
+                panic!("{tag}: path item reference")
+            };
             for operation in item.iter() {
                 n_operations += 1;
                 let operation = operation.1;
@@ -127,6 +180,9 @@ fn openapi_documents_parse_and_every_ref_resolves() {
         let raw: Value = serde_json::from_str(&text).unwrap();
         let mut n_refs = 0;
         resolve_refs(&raw, &raw, tag, &mut n_refs);
-        assert!(n_refs > 1000, "{tag}: components are shared ({n_refs} refs)");
+        assert!(
+            n_refs > 1000,
+            "{tag}: components are shared ({n_refs} refs)"
+        );
     }
 }

@@ -78,7 +78,9 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
             }
         }
         let returns = response_view(&operation.returns);
-        if let Some(reexport) = generator.reexport(&returns, &operation.response_type, &operation.group) {
+        if let Some(reexport) =
+            generator.reexport(&returns, &operation.response_type, &operation.group)
+        {
             body.push(reexport);
             continue;
         }
@@ -128,9 +130,10 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         let ident = format_ident!("{}", module);
         if GROUPS.contains(&module.as_str()) {
             let feature = module.as_str();
-            module_lines.push(quote! { #[cfg(feature = #feature)] pub mod #ident; });
+            module_lines
+                .push(quote! { #[cfg(feature = #feature)] #[rustfmt::skip] pub mod #ident; });
         } else {
-            module_lines.push(quote! { pub mod #ident; });
+            module_lines.push(quote! { #[rustfmt::skip] pub mod #ident; });
         }
     }
 
@@ -163,7 +166,7 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         PathBuf::from(OUT_DIR).join("families.rs"),
         format_file(families_file, "families.rs")?,
     );
-    module_lines.push(quote! { pub mod families; });
+    module_lines.push(quote! { #[rustfmt::skip] pub mod families; });
 
     let mod_file = quote! {
         #![doc = " Models generated from the Proxmox VE API schema, one module per path group."]

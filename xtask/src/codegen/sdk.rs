@@ -57,7 +57,10 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
         }
         let name = handle_name(&node.path);
         if !struct_names.insert(name.clone()) {
-            bail!("two paths map to the handle name {name} (latest is {})", node.path);
+            bail!(
+                "two paths map to the handle name {name} (latest is {})",
+                node.path
+            );
         }
         let handle = format_ident!("{}", name);
         let mut methods = Vec::new();
@@ -154,7 +157,9 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
         if node.path.matches('/').count() == 1 {
             let accessor = ident(&snake(node.path.trim_start_matches('/')));
             let root = &node.path;
-            let doc = doc_attrs(&format!("`{root}`: the entry point of the typed API for this group."));
+            let doc = doc_attrs(&format!(
+                "`{root}`: the entry point of the typed API for this group."
+            ));
             body.push(quote! {
                 impl crate::Client {
                     #doc
@@ -176,7 +181,9 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
     let mut module_lines = Vec::new();
     for (group, items) in &bodies {
         if !GROUPS.contains(&group.as_str()) {
-            bail!("path group `{group}` has no cargo feature: add it to GROUPS in xtask/src/codegen/rust.rs");
+            bail!(
+                "path group `{group}` has no cargo feature: add it to GROUPS in xtask/src/codegen/rust.rs"
+            );
         }
         let doc = format!(" Typed API of the `/{group}` operations.");
         let file = quote! {
@@ -191,7 +198,7 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
         );
         let module = format_ident!("{}", group);
         let feature = group.as_str();
-        module_lines.push(quote! { #[cfg(feature = #feature)] pub mod #module; });
+        module_lines.push(quote! { #[cfg(feature = #feature)] #[rustfmt::skip] pub mod #module; });
     }
     let mod_file = quote! {
         #![doc = " The typed API, generated from the Proxmox VE API schema: one module per path group,"]
@@ -239,17 +246,15 @@ fn operation_methods(operation: &Operation, method_name: &str) -> TokenStream {
         quote! { shared_types::#group::#response }
     };
     let http_method = format_ident!("{}", operation.method.as_str());
-    let mut doc = format!(
-        "`{} {}`",
-        operation.method.as_str(),
-        operation.path
-    );
+    let mut doc = format!("`{} {}`", operation.method.as_str(), operation.path);
     if let Some(description) = &operation.description {
         doc.push_str(": ");
         doc.push_str(description.trim());
     }
     if operation.worker_task {
-        doc.push_str("\n\nStarts a worker task; wait for it with `client.task(&upid).wait(timeout)`.");
+        doc.push_str(
+            "\n\nStarts a worker task; wait for it with `client.task(&upid).wait(timeout)`.",
+        );
     }
     let doc = doc_attrs(&doc);
     let name = ident(method_name);
@@ -342,8 +347,14 @@ mod tests {
 
     #[test]
     fn handle_and_member_names() {
-        assert_eq!(handle_name("/nodes/{node}/qemu/{vmid}"), "NodesNodeQemuVmid");
-        assert_eq!(handle_name("/nodes/{node}/storage/{storage}/download-url"), "NodesNodeStorageStorageDownloadUrl");
+        assert_eq!(
+            handle_name("/nodes/{node}/qemu/{vmid}"),
+            "NodesNodeQemuVmid"
+        );
+        assert_eq!(
+            handle_name("/nodes/{node}/storage/{storage}/download-url"),
+            "NodesNodeStorageStorageDownloadUrl"
+        );
         assert_eq!(snake("download-url"), "download_url");
         assert_eq!(ident("move").to_string(), "r#move");
     }

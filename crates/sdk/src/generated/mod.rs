@@ -11,14 +11,20 @@
     clippy::too_long_first_doc_paragraph
 )]
 #[cfg(feature = "access")]
+#[rustfmt::skip]
 pub mod access;
 #[cfg(feature = "cluster")]
+#[rustfmt::skip]
 pub mod cluster;
 #[cfg(feature = "nodes")]
+#[rustfmt::skip]
 pub mod nodes;
 #[cfg(feature = "pools")]
+#[rustfmt::skip]
 pub mod pools;
 #[cfg(feature = "storage")]
+#[rustfmt::skip]
 pub mod storage;
 #[cfg(feature = "version")]
+#[rustfmt::skip]
 pub mod version;

@@ -11,16 +11,24 @@
     clippy::empty_docs
 )]
 #[cfg(feature = "access")]
+#[rustfmt::skip]
 pub mod access;
 #[cfg(feature = "cluster")]
+#[rustfmt::skip]
 pub mod cluster;
+#[rustfmt::skip]
 pub mod common;
 #[cfg(feature = "nodes")]
+#[rustfmt::skip]
 pub mod nodes;
 #[cfg(feature = "pools")]
+#[rustfmt::skip]
 pub mod pools;
 #[cfg(feature = "storage")]
+#[rustfmt::skip]
 pub mod storage;
 #[cfg(feature = "version")]
+#[rustfmt::skip]
 pub mod version;
+#[rustfmt::skip]
 pub mod families;
