@@ -34,7 +34,7 @@
 //! `pve-access-control`, `src/PVE/API2/AccessControl.pm`).
 //! The answer comes from [`ClientBuilder::otp`](crate::ClientBuilder::otp) (a TOTP code), from a
 //! [`ClientBuilder::tfa_callback`](crate::ClientBuilder::tfa_callback), or, when neither is set,
-//! from the caller: the login fails with an [`AuthError`](crate::AuthError) carrying the
+//! from the caller: the login fails with an [`AuthError`] carrying the
 //! [`TfaChallenge`], which [`Client::complete_tfa`](crate::Client::complete_tfa) answers.
 //!
 //! # Secrets

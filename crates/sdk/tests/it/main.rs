@@ -10,6 +10,7 @@ mod crud;
 mod fan_out;
 mod retries;
 mod tasks;
+mod tfa;
 mod timeouts;
 mod tls;
 
@@ -116,8 +117,9 @@ pub async fn remaining_faults(server: &MockServerHandle) -> Vec<serde_json::Valu
     body["data"].as_array().cloned().unwrap_or_default()
 }
 
-/// A canned HTTP/1.1 server: answers each request with `respond(request_line)`, or never answers
-/// when `respond` returns `None`. Counts connections.
+/// A canned HTTP/1.1 server: answers each request with `respond(request)`, where `request` is the
+/// whole request text (request line, headers, body), or never answers when `respond` returns
+/// `None`. Counts connections.
 pub struct CannedServer {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
@@ -152,9 +154,31 @@ impl CannedServer {
                             Ok(n) => n_read += n,
                         }
                     }
-                    let head = String::from_utf8_lossy(&buffer[..n_read]).into_owned();
-                    let request_line = head.lines().next().unwrap_or_default().to_owned();
-                    match respond(&request_line) {
+                    let Some(head_end) = buffer[..n_read]
+                        .windows(4)
+                        .position(|window| window == b"\r\n\r\n")
+                    else {
+                        return;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+                    let content_length = head
+                        .lines()
+                        .find_map(|line| {
+                            line.strip_prefix("content-length:")?
+                                .trim()
+                                .parse::<usize>()
+                                .ok()
+                        })
+                        .unwrap_or(0);
+                    let request_end = (head_end + 4 + content_length).min(buffer.len());
+                    while n_read < request_end {
+                        match socket.read(&mut buffer[n_read..request_end]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n_read += n,
+                        }
+                    }
+                    let request = String::from_utf8_lossy(&buffer[..request_end]).into_owned();
+                    match respond(&request) {
                         Some((status, body)) => {
                             let reply = format!(
                                 "HTTP/1.1 {status} Canned\r\ncontent-type: application/json\r\n\

@@ -84,7 +84,8 @@ async fn log_streams_every_line() {
 
 /// A fake node whose task failed, with a 600-line log.
 async fn failed_task_server() -> CannedServer {
-    CannedServer::start(|request_line| {
+    CannedServer::start(|request| {
+        let request_line = request.lines().next().unwrap_or_default();
         if request_line.contains("/status") {
             let status = json!({"data": {"status": "stopped", "exitstatus": "unable to create VM 150 - boom"}});
             return Some((200, status.to_string()));
