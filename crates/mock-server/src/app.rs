@@ -368,7 +368,10 @@ async fn handle_api(state: &AppState, request: Request) -> Result<Value, AppErro
             format!(
                 "Method '{} {}' not implemented",
                 method.as_str(),
-                decoded_rel.trim_end_matches('/')
+                match decoded_rel.trim_end_matches('/') {
+                    "" => "/",
+                    trimmed => trimmed,
+                }
             ),
         )
     };
