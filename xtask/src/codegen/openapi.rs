@@ -109,6 +109,7 @@ pub fn build(metadata: &RouteMetadata, registry: &Registry) -> OpenAPI {
     );
 
     let mut extensions = IndexMap::new();
+    extensions.insert("x-generated-by".to_owned(), json!(super::STAMP));
     extensions.insert("x-proxmox-tag".to_owned(), json!(metadata.tag));
     extensions.insert(
         "x-proxmox-schema-sha256".to_owned(),
