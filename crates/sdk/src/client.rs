@@ -375,6 +375,7 @@ pub struct ClientBuilder {
     host: Option<String>,
     port: u16,
     credentials: Option<Credentials>,
+    otp: Option<SecretString>,
     tfa_callback: Option<TfaCallback>,
     ca_certs_pem: Vec<Vec<u8>>,
     fingerprint: Option<String>,
@@ -394,6 +395,7 @@ impl Default for ClientBuilder {
             host: None,
             port: DEFAULT_PORT,
             credentials: None,
+            otp: None,
             tfa_callback: None,
             ca_certs_pem: Vec::new(),
             fingerprint: None,
@@ -450,12 +452,10 @@ impl ClientBuilder {
         self
     }
 
-    /// A TOTP code to answer a second-factor challenge with; only meaningful after
-    /// [`ClientBuilder::password`].
+    /// A TOTP code to answer a second-factor challenge with; used with
+    /// [`ClientBuilder::password`], called before or after it.
     pub fn otp(mut self, code: impl Into<String>) -> Self {
-        if let Some(Credentials::Password { otp, .. }) = &mut self.credentials {
-            *otp = Some(SecretString::new(code));
-        }
+        self.otp = Some(SecretString::new(code));
         self
     }
 
@@ -577,7 +577,7 @@ impl ClientBuilder {
             }) => Auth::Ticket(TicketAuth::new(
                 username,
                 password,
-                otp,
+                self.otp.or(otp),
                 self.tfa_callback,
                 self.ticket_lifetime,
             )),
@@ -621,6 +621,7 @@ impl fmt::Debug for ClientBuilder {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("credentials", &self.credentials)
+            .field("otp", &self.otp)
             .field(
                 "tfa_callback",
                 &self.tfa_callback.as_ref().map(|_| "<callback>"),

@@ -80,6 +80,18 @@ async fn otp_answers_the_challenge() {
 }
 
 #[tokio::test]
+async fn otp_may_come_before_the_password() {
+    let (server, _logins) = tfa_server().await;
+    let client = Client::builder()
+        .base_url(&server.url)
+        .otp("123456")
+        .password("alice@pve", "pw")
+        .build()
+        .expect("valid");
+    assert_eq!(version(&client).await.expect("two-step login"), "9.1.3");
+}
+
+#[tokio::test]
 async fn unanswered_challenge_is_returned_for_a_second_call() {
     let (server, _logins) = tfa_server().await;
     let client = Client::builder()
