@@ -53,6 +53,9 @@
 //! - `fan_out`: [`Client::fan_out`] and [`Client::for_each_node`].
 //! - `env`: [`ClientBuilder::from_env`].
 //! - `blocking` (feature `blocking`): a synchronous wrapper.
+//! - [`generated`]: the typed API generated from the schema by `cargo xtask codegen`; never
+//!   edited by hand.
+//! - `typed`: [`Call`], the request every typed method returns, sent through [`RequestBuilder`].
 //!
 //! # Secrets
 //!
