@@ -151,12 +151,12 @@ async fn ticket_is_renewed_before_expiry() {
     let server = spawn().await;
     let client = builder(&server)
         .password("root@pam", ROOT_PASSWORD)
-        .ticket_lifetime(Duration::from_secs(2))
+        .ticket_lifetime(Duration::from_secs(4))
         .build()
         .expect("valid");
     client.login().await.expect("login");
     let first = client.ticket().await.expect("ticket");
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
 
     // Past three quarters of the lifetime: many requests at once, one renewal.
     let requests = (0..16).map(|_| node_names(&client));
@@ -172,10 +172,10 @@ async fn ticket_is_renewed_before_expiry() {
 async fn expired_ticket_is_renewed_once_after_401() {
     // The server expires tickets after 2 s; the client believes they last 2 h, so only the 401
     // tells it.
-    let server = spawn_with(mock().ticket_lifetime(Duration::from_secs(2))).await;
+    let server = spawn_with(mock().ticket_lifetime(Duration::from_secs(4))).await;
     let client = password_client(&server);
     client.login().await.expect("login");
-    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    tokio::time::sleep(Duration::from_millis(4_100)).await;
 
     let requests = (0..16).map(|_| node_names(&client));
     for outcome in join_all(requests).await {

@@ -18,7 +18,7 @@ async fn start_vm(client: &Client) -> Upid {
 
 #[tokio::test]
 async fn wait_polls_until_the_task_stops() {
-    let server = spawn_with(mock().task_delay(Duration::from_millis(300))).await;
+    let server = spawn_with(mock().task_delay(Duration::from_secs(1))).await;
     let client = token_client(&server);
     let upid = start_vm(&client).await;
     let task = client
