@@ -170,7 +170,7 @@ async fn ticket_is_renewed_before_expiry() {
 
 #[tokio::test]
 async fn expired_ticket_is_renewed_once_after_401() {
-    // The server expires tickets after 2 s; the client believes they last 2 h, so only the 401
+    // The server expires tickets after 4 s; the client believes they last 2 h, so only the 401
     // tells it.
     let server = spawn_with(mock().ticket_lifetime(Duration::from_secs(4))).await;
     let client = password_client(&server);
