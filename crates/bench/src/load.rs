@@ -1,0 +1,348 @@
+//! The load generator: keep-alive HTTP/1.1 connections, plain or TLS, for a fixed time or count.
+//!
+//! Same semantics as `wrk -c50 -d10s --latency`: each connection sends its next request as soon
+//! as the previous answer is read (closed loop), latencies are measured per request from just
+//! before sending to the last byte of the body, and throughput counts 2xx answers over the wall
+//! time of the whole run. It is written against hyper's connection API rather than wrk so that
+//! POSTs with a fresh form body per request (creates with increasing `vmid`) need no Lua, and so
+//! that nothing outside the bench crate has to be installed.
+//!
+//! A connection that fails is counted and reopened; every run is bounded both by time and, when
+//! asked, by a request count, and every request by [`REQUEST_TIMEOUT`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::stats::Latencies;
+
+/// The longest a single request may take before it counts as an error.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection failures after which a run gives up.
+const MAX_ERRORS: u64 = 10_000;
+
+/// Where requests go: a loopback address, over TLS when a connector is given.
+#[derive(Clone)]
+pub struct Target {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// TLS connector trusting the bench certificate; `None` for plain HTTP.
+    pub tls: Option<TlsConnector>,
+}
+
+/// Credentials sent with every request.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    /// Headers for every request (cookie or `Authorization`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers for writes only (the CSRF token).
+    pub write_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The body of each request.
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A form body creating a VM: `vmid=<next>&name=bench<next>&memory=512`.
+    CreateVm {
+        /// The next VM ID; every request takes one.
+        next_vmid: Arc<AtomicU32>,
+    },
+}
+
+/// One kind of request to repeat.
+#[derive(Clone, Debug)]
+pub struct RequestSpec {
+    /// Method.
+    pub method: Method,
+    /// Path and query, e.g. `/api2/json/version`.
+    pub path: String,
+    /// Body.
+    pub body: Body,
+}
+
+/// How long and how wide a run is.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadShape {
+    /// Concurrent keep-alive connections.
+    pub connections: usize,
+    /// Wall-time limit.
+    pub duration: Duration,
+    /// Request-count limit, if any.
+    pub max_requests: Option<u64>,
+}
+
+/// The outcome of one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    /// Requests answered with 2xx.
+    pub ok: u64,
+    /// Requests answered with another status.
+    pub non_2xx: u64,
+    /// Requests that failed (connection error, timeout).
+    pub errors: u64,
+    /// Wall time of the run, seconds.
+    pub elapsed_s: f64,
+    /// 2xx answers per second.
+    pub rps: f64,
+    /// Latencies of the 2xx answers (none when there were none).
+    pub latency: Option<Latencies>,
+    /// The first non-2xx answer or error, for diagnosis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<String>,
+}
+
+/// A stream hyper can drive: TCP or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Runs `spec` against `target` with `shape`, and summarises the latencies of 2xx answers.
+pub async fn run(
+    target: &Target,
+    auth: &Auth,
+    spec: &RequestSpec,
+    shape: LoadShape,
+) -> anyhow::Result<LoadSummary> {
+    let started = Instant::now();
+    let deadline = started + shape.duration;
+    let issued = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(shape.connections);
+    for _ in 0..shape.connections.max(1) {
+        let target = target.clone();
+        let auth = auth.clone();
+        let spec = spec.clone();
+        let issued = issued.clone();
+        tasks.push(tokio::spawn(async move {
+            drive_connection(&target, &auth, &spec, deadline, shape.max_requests, &issued).await
+        }));
+    }
+    let mut total = ConnectionTally::default();
+    for task in tasks {
+        let tally = task.await.context("joining a load connection")?;
+        total.merge(tally);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let latencies = Latencies::from_micros(&mut total.latencies_us);
+    let ok = total.latencies_us.len() as u64;
+    Ok(LoadSummary {
+        ok,
+        non_2xx: total.non_2xx,
+        errors: total.errors,
+        elapsed_s: elapsed,
+        rps: ok as f64 / elapsed,
+        latency: latencies,
+        first_failure: total.first_failure,
+    })
+}
+
+/// Sends one request on a fresh connection and returns the status and body.
+pub async fn once(
+    target: &Target,
+    method: Method,
+    path: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    form: Option<&str>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let mut sender = connect(target).await?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, target.addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let body = match form {
+        Some(form) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Full::new(Bytes::from(form.to_owned()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let request = builder.body(body).context("building a request")?;
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, hyper::Error>((status, body))
+    })
+    .await
+    .context("request timed out")?
+    .context("sending a request")?;
+    Ok(response)
+}
+
+/// Opens a keep-alive HTTP/1.1 connection.
+async fn connect(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let tcp = TcpStream::connect(target.addr)
+        .await
+        .with_context(|| format!("connecting to {}", target.addr))?;
+    tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
+    let io: Box<dyn Io> = match &target.tls {
+        None => Box::new(tcp),
+        Some(connector) => {
+            let name = ServerName::IpAddress(target.addr.ip().into());
+            Box::new(
+                connector
+                    .connect(name, tcp)
+                    .await
+                    .context("TLS handshake")?,
+            )
+        }
+    };
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .context("HTTP/1.1 handshake")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// What one connection saw.
+#[derive(Default)]
+struct ConnectionTally {
+    latencies_us: Vec<u32>,
+    non_2xx: u64,
+    errors: u64,
+    first_failure: Option<String>,
+}
+
+impl ConnectionTally {
+    fn merge(&mut self, other: ConnectionTally) {
+        self.latencies_us.extend(other.latencies_us);
+        self.non_2xx += other.non_2xx;
+        self.errors += other.errors;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.first_failure.is_none() {
+            self.first_failure = Some(what);
+        }
+    }
+}
+
+/// One connection's loop: send, read, record, until the deadline or the request budget.
+async fn drive_connection(
+    target: &Target,
+    auth: &Auth,
+    spec: &RequestSpec,
+    deadline: Instant,
+    max_requests: Option<u64>,
+    issued: &AtomicU64,
+) -> ConnectionTally {
+    let mut tally = ConnectionTally::default();
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    while Instant::now() < deadline && tally.errors < MAX_ERRORS {
+        if let Some(limit) = max_requests
+            && issued.fetch_add(1, Ordering::Relaxed) >= limit
+        {
+            break;
+        }
+        let mut connection = match sender.take() {
+            Some(connection) => connection,
+            None => match connect(target).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tally.errors += 1;
+                    tally.fail(format!("{error:#}"));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let request = match build_request(target, auth, spec) {
+            Ok(request) => request,
+            Err(error) => {
+                tally.errors += 1;
+                tally.fail(format!("{error:#}"));
+                break;
+            }
+        };
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            connection.ready().await?;
+            let response = connection.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        })
+        .await;
+        let latency = started.elapsed();
+        match outcome {
+            Ok(Ok((status, body))) => {
+                if status.is_success() {
+                    let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+                    tally.latencies_us.push(micros);
+                } else {
+                    tally.non_2xx += 1;
+                    tally.fail(format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    ));
+                }
+                sender = Some(connection);
+            }
+            Ok(Err(error)) => {
+                tally.errors += 1;
+                tally.fail(format!("{error}"));
+            }
+            Err(_elapsed) => {
+                tally.errors += 1;
+                tally.fail(format!("no answer within {REQUEST_TIMEOUT:?}"));
+            }
+        }
+    }
+    tally
+}
+
+/// Builds the next request of `spec` (a create takes the next VM ID).
+fn build_request(
+    target: &Target,
+    auth: &Auth,
+    spec: &RequestSpec,
+) -> anyhow::Result<Request<Full<Bytes>>> {
+    let mut builder = Request::builder()
+        .method(spec.method.clone())
+        .uri(spec.path.as_str())
+        .header(header::HOST, target.addr.to_string());
+    for (name, value) in &auth.headers {
+        builder = builder.header(name, value);
+    }
+    if spec.method != Method::GET {
+        for (name, value) in &auth.write_headers {
+            builder = builder.header(name, value);
+        }
+    }
+    let body = match &spec.body {
+        Body::Empty => Full::new(Bytes::new()),
+        Body::CreateVm { next_vmid } => {
+            let vmid = next_vmid.fetch_add(1, Ordering::Relaxed);
+            builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Full::new(Bytes::from(create_form(vmid)))
+        }
+    };
+    Ok(builder.body(body)?)
+}
+
+/// The form body of a VM creation.
+pub fn create_form(vmid: u32) -> String {
+    format!("vmid={vmid}&name=bench{vmid}&memory=512")
+}

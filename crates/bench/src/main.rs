@@ -1,0 +1,199 @@
+//! `bench`: our mock server and SDK measured side by side with their Python peers and with a bare
+//! axum handler, in one command, with a results file, a table and charts.
+//!
+//! Run with (usually through the xtask, which builds this in release mode):
+//!
+//! ```text
+//! cargo xtask bench all            # everything, about 10 minutes; writes target/bench/results.json
+//! cargo xtask bench mock --quick   # one benchmark, short runs (3 s per load run)
+//! cargo run --release -p bench -- sdk
+//! ```
+//!
+//! Layout:
+//! - `setup`: paths, the release mock binary, the peers' virtualenv, the TLS certificate, the
+//!   machine description.
+//! - `systems`: starting each system under test as a process; start-up time and RSS.
+//! - `load`: the load generator (keep-alive HTTP/1.1 over TCP or TLS, wrk's semantics).
+//! - `stats`: percentiles and medians.
+//! - `mock_bench`, `scale`, `sdk`, `codegen`: the four benchmarks.
+//! - `bare`: the bare axum handler (the hidden `serve-bare` command).
+//! - `results`, `targets`, `charts`: the results file, the table, the target checks, the PNGs.
+
+mod bare;
+mod charts;
+mod codegen;
+mod load;
+mod mock_bench;
+mod results;
+mod scale;
+mod sdk;
+mod setup;
+mod stats;
+mod systems;
+mod targets;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::results::Results;
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "Benchmarks of the mock server and SDK against their peers (see docs/performance.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mock servers: throughput, latency, start-up and memory; ours, fakepve, proxmox-sdk's
+    /// mock and a bare axum handler.
+    Mock(RunArgs),
+    /// Create and /cluster/resources cost at 100, 1,000 and 10,000 guests; ours and fakepve.
+    Scale(RunArgs),
+    /// Clients against our mock: our SDK (typed, dynamic), raw reqwest, proxmoxer, proxmox-sdk.
+    Sdk(RunArgs),
+    /// Codegen wall time (runs `cargo xtask-release bench codegen`).
+    Codegen(RunArgs),
+    /// All of the above.
+    All(RunArgs),
+    /// Serve the bare axum handler (used by `mock`).
+    #[command(hide = true)]
+    ServeBare(bare::BareArgs),
+}
+
+/// Options shared by every benchmark.
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Short runs for iteration (3 s load runs, fewer repetitions, smaller scale points).
+    #[arg(long)]
+    quick: bool,
+    /// Do not run `cargo build --release -p mock-server` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Results file (default: target/bench/results.json).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Directory of the PNG charts (default: docs/perf).
+    #[arg(long)]
+    charts: Option<PathBuf>,
+}
+
+/// Which benchmarks a command runs.
+#[derive(Clone, Copy, Default)]
+struct Selection {
+    mock: bool,
+    scale: bool,
+    sdk: bool,
+    codegen: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (selection, args) = match cli.command {
+        Command::ServeBare(args) => {
+            return tokio::runtime::Runtime::new()
+                .context("starting the runtime")?
+                .block_on(bare::serve(args));
+        }
+        Command::Mock(args) => (
+            Selection {
+                mock: true,
+                ..Selection::default()
+            },
+            args,
+        ),
+        Command::Scale(args) => (
+            Selection {
+                scale: true,
+                ..Selection::default()
+            },
+            args,
+        ),
+        Command::Sdk(args) => (
+            Selection {
+                sdk: true,
+                ..Selection::default()
+            },
+            args,
+        ),
+        Command::Codegen(args) => (
+            Selection {
+                codegen: true,
+                ..Selection::default()
+            },
+            args,
+        ),
+        Command::All(args) => (
+            Selection {
+                mock: true,
+                scale: true,
+                sdk: true,
+                codegen: true,
+            },
+            args,
+        ),
+    };
+    tokio::runtime::Runtime::new()
+        .context("starting the runtime")?
+        .block_on(run(selection, args))
+}
+
+async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("note: debug build of the bench; use `cargo run --release -p bench` for figures");
+    }
+    let need_python = selection.mock || selection.scale || selection.sdk;
+    let env = setup::prepare(args.quick, need_python, !args.no_build)?;
+    let results_path = args
+        .results
+        .clone()
+        .unwrap_or_else(|| env.bench_dir.join("results.json"));
+    let charts_dir = args
+        .charts
+        .clone()
+        .unwrap_or_else(|| env.root.join("docs").join("perf"));
+    let mut results = Results::load_or_default(&results_path);
+    let mut machine = setup::machine(need_python.then_some(env.python.as_path()));
+    if selection.mock {
+        results.mock = Some(mock_bench::run(&env).await?);
+    }
+    if selection.scale {
+        results.scale = Some(scale::run(&env).await?);
+    }
+    if selection.sdk {
+        results.sdk = Some(sdk::run(&env).await?);
+    }
+    if selection.codegen {
+        results.codegen = Some(codegen::run(&env)?);
+    }
+    machine.load_after = setup::loadavg();
+    if machine.python_packages.is_empty() {
+        machine.python_packages = std::mem::take(&mut results.machine.python_packages);
+    }
+    results.machine = machine;
+    results.targets = targets::check(&results);
+    results.save(&results_path)?;
+    print!("{}", results.render_tables());
+    println!("\nresults: {}", results_path.display());
+
+    if results.mock.is_some() || results.scale.is_some() {
+        charts::register_font()?;
+        std::fs::create_dir_all(&charts_dir)
+            .with_context(|| format!("creating {}", charts_dir.display()))?;
+    }
+    if let Some(mock) = &results.mock {
+        let path = charts::throughput(mock, &charts_dir)?;
+        println!("chart: {}", path.display());
+    }
+    if let Some(scale) = &results.scale {
+        let path = charts::scale(scale, &charts_dir)?;
+        println!("chart: {}", path.display());
+    }
+    Ok(())
+}
