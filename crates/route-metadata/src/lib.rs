@@ -246,7 +246,11 @@ pub enum SchemaType {
 }
 
 /// Proxmox's JSON-schema dialect, normalised.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// `Schema::default()` is the empty schema: any type, required, additional properties allowed
+/// (pve-common `JSONSchema.pm`, `check_object`, only refuses unknown properties when
+/// `additionalProperties` is present and false).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schema {
     /// The JSON type (`None` only in the middle of normalisation; written as `any`).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -331,6 +335,38 @@ fn yes() -> bool {
     true
 }
 
+impl Default for Schema {
+    fn default() -> Self {
+        Schema {
+            ty: None,
+            optional: false,
+            description: None,
+            format: None,
+            property_string: None,
+            enum_values: None,
+            minimum: None,
+            maximum: None,
+            min_length: None,
+            max_length: None,
+            pattern: None,
+            default: None,
+            items: None,
+            properties: None,
+            additional_properties: true,
+            typetext: None,
+            default_key: false,
+            alias: None,
+            key_alias: None,
+            family: None,
+            one_of: None,
+            type_property: None,
+            instance_types: None,
+            dropped: BTreeMap::new(),
+            extensions: BTreeMap::new(),
+        }
+    }
+}
+
 fn is_true(value: &bool) -> bool {
     *value
 }
@@ -408,5 +444,8 @@ mod tests {
         let schema: Schema = serde_json::from_str(r#"{"type":"object"}"#).expect("valid");
         assert!(schema.additional_properties);
         assert_eq!(schema.kind(), SchemaType::Object);
+        assert!(Schema::default().additional_properties);
+        let text = serde_json::to_string(&Schema::default()).expect("serialises");
+        assert_eq!(text, "{}");
     }
 }

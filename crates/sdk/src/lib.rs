@@ -36,7 +36,7 @@
 //! Password logins use [`ClientBuilder::password`]; the client then manages tickets, CSRF tokens
 //! and renewal itself (see [`auth`]).
 //! [`Client::from_env`] reads the `PROXMOX_API_*` variables listed at [`ClientBuilder::from_env`].
-//! With the `blocking` feature, [`ClientBuilder::build_blocking`] gives a synchronous client.
+//! With the `blocking` feature, `ClientBuilder::build_blocking` gives a synchronous client.
 //!
 //! # Layout
 //!

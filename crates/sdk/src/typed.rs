@@ -19,6 +19,16 @@ use crate::error::Result;
 use crate::request::RequestBuilder;
 
 /// Characters percent-encoded in a path segment: everything but unreserved characters.
+#[cfg_attr(
+    not(any(
+        feature = "access",
+        feature = "cluster",
+        feature = "nodes",
+        feature = "pools",
+        feature = "storage"
+    )),
+    allow(dead_code)
+)]
 const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
@@ -121,6 +131,16 @@ impl<T> fmt::Debug for Call<'_, T> {
 }
 
 /// `parent` + `/` + the percent-encoded `segment` (a path parameter's value).
+#[cfg_attr(
+    not(any(
+        feature = "access",
+        feature = "cluster",
+        feature = "nodes",
+        feature = "pools",
+        feature = "storage"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn child_path(parent: &str, segment: &dyn fmt::Display) -> String {
     let segment = segment.to_string();
     format!("{parent}/{}", utf8_percent_encode(&segment, SEGMENT))

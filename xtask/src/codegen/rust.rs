@@ -175,6 +175,7 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         #![doc = " that several groups share and `families` the markers of `foo[n]` parameter families."]
         #![doc = ""]
         #![doc = #stamp]
+        #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links, rustdoc::bare_urls, rustdoc::invalid_rust_codeblocks)]
         #![allow(clippy::doc_lazy_continuation, clippy::doc_overindented_list_items, clippy::too_long_first_doc_paragraph, clippy::empty_docs)]
         #(#module_lines)*
     };

@@ -208,6 +208,7 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
         #![doc = " `client.nodes().node(\"pve1\").qemu().list().await`."]
         #![doc = ""]
         #![doc = #stamp]
+        #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links, rustdoc::bare_urls, rustdoc::invalid_rust_codeblocks)]
         #![allow(clippy::doc_lazy_continuation, clippy::doc_overindented_list_items, clippy::too_long_first_doc_paragraph)]
         #(#module_lines)*
     };

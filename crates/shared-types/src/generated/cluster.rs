@@ -4133,6 +4133,16 @@ pub struct ClusterSdnDryRunResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub interfaces_diff: ::std::option::Option<::std::string::String>,
 }
+/// The `ClusterSdnFabricsAllListAllParams` model.
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+pub struct ClusterSdnFabricsAllListAllParams {
+    /// Display pending config.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub pending: ::std::option::Option<crate::PveBool>,
+    /// Display running config.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub running: ::std::option::Option<crate::PveBool>,
+}
 /// The `ClusterSdnFabricsAllListAllResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnFabricsAllListAllResponse {
@@ -5851,10 +5861,8 @@ pub type ClusterSdnDnsDnsDeleteResponse = ();
 pub type ClusterSdnFabricsIndexResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-/// Parameters of `GET /cluster/sdn/fabrics/all` (`cluster_sdn_fabrics_all_list_all`), without the path parameters.
-pub type ClusterSdnFabricsAllListAllParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
 /// Parameters of `GET /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_index`), without the path parameters.
-pub type ClusterSdnFabricsFabricIndexParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
+pub type ClusterSdnFabricsFabricIndexParams = crate::generated::cluster::ClusterSdnFabricsAllListAllParams;
 /// The `data` of the reply to `GET /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_index`).
 pub type ClusterSdnFabricsFabricIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnFabricsAllListAllResponseFabricsItem,
@@ -5868,13 +5876,13 @@ pub type ClusterSdnFabricsFabricIdUpdateFabricResponse = ();
 /// The `data` of the reply to `DELETE /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_delete_fabric`).
 pub type ClusterSdnFabricsFabricIdDeleteFabricResponse = ();
 /// Parameters of `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`), without the path parameters.
-pub type ClusterSdnFabricsNodeListNodesParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
+pub type ClusterSdnFabricsNodeListNodesParams = crate::generated::cluster::ClusterSdnFabricsAllListAllParams;
 /// The `data` of the reply to `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`).
 pub type ClusterSdnFabricsNodeListNodesResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnFabricsAllListAllResponseNodesItem,
 >;
 /// Parameters of `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes_fabric`), without the path parameters.
-pub type ClusterSdnFabricsNodeFabricIdListNodesFabricParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
+pub type ClusterSdnFabricsNodeFabricIdListNodesFabricParams = crate::generated::cluster::ClusterSdnFabricsAllListAllParams;
 /// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes_fabric`).
 pub type ClusterSdnFabricsNodeFabricIdListNodesFabricResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnFabricsAllListAllResponseNodesItem,
