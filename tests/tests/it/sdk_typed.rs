@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mock_server::Store;
 use proxmox_sdk::Client;
-use proxmox_sdk::shared_types::nodes::NodesQemuCreateVmParams;
+use proxmox_sdk::shared_types::nodes::{NodesLxcCreateVmParams, NodesQemuCreateVmParams};
 use proxmox_sdk::shared_types::{Indexed, PveBool};
 
 use crate::start;
@@ -77,5 +77,68 @@ async fn typed_vm_life_cycle_with_a_password_login() {
         Some(500),
         "{error}"
     );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn typed_container_life_cycle_with_a_token() {
+    let server = start(Store::Memory).await;
+    let admin = Client::builder()
+        .base_url(server.base_url())
+        .password("root@pam", "secret")
+        .build()
+        .unwrap();
+    // Create an API token through the API, then use it.
+    let token: serde_json::Value = admin
+        .post(
+            "/access/users/root@pam/token/typed",
+            &serde_json::json!({"privsep": false}),
+        )
+        .await
+        .unwrap();
+    let secret = token["value"].as_str().unwrap().to_owned();
+    let client = Client::builder()
+        .base_url(server.base_url())
+        .token("root@pam!typed", secret)
+        .build()
+        .unwrap();
+
+    let lxc = client.nodes().node("pve1").lxc();
+    let params = NodesLxcCreateVmParams {
+        vmid: 9020,
+        ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".to_owned(),
+        hostname: Some("typed-ct".to_owned()),
+        memory: Some(512),
+        rootfs: Some("local-lvm:4".to_owned()),
+        ..Default::default()
+    };
+    let upid = lxc.create(&params).await.unwrap();
+    assert_eq!(
+        client
+            .task(&upid)
+            .wait(Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "OK"
+    );
+    let containers = lxc.list().await.unwrap();
+    assert!(
+        containers.iter().any(|ct| ct.vmid == 9020),
+        "the new container is listed"
+    );
+    let config = lxc.vmid(9020).config().get().await.unwrap();
+    assert_eq!(config.hostname.as_deref(), Some("typed-ct"));
+    assert_eq!(config.memory, Some(512));
+
+    let upid = lxc.vmid(9020).delete().await.unwrap();
+    assert_eq!(
+        client
+            .task(&upid)
+            .wait(Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "OK"
+    );
+    assert!(!lxc.list().await.unwrap().iter().any(|ct| ct.vmid == 9020));
     server.shutdown().await.unwrap();
 }
