@@ -396,7 +396,10 @@ async fn handle_api(state: &AppState, request: Request) -> Result<Value, AppErro
     let node = state.api.node(matched.path_index);
 
     let mut params = Params::new();
-    if method.has_body() {
+    if method.has_body() && crate::domain::storage::is_multipart(&parts.headers) {
+        // Uploads: the file part is streamed, not buffered (see `domain::storage`).
+        params = crate::domain::storage::read_multipart(&parts.headers, body).await?;
+    } else if method.has_body() {
         let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
             AppError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
         })?;

@@ -159,11 +159,19 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
 fn finished(record: &Value) -> Value {
     let mut record = record.clone();
     record["status"] = json!("stopped");
-    record["exitstatus"] = json!("OK");
+    // A domain module marks a task that fails in its worker with `_error` (the message).
+    let error = record
+        .as_object_mut()
+        .and_then(|map| map.remove("_error"))
+        .and_then(|error| error.as_str().map(str::to_owned));
+    record["exitstatus"] = json!(error.as_deref().unwrap_or("OK"));
     let start = record["starttime"].as_u64().unwrap_or_else(auth::now);
     record["endtime"] = json!(auth::now().max(start));
     if let Some(log) = record.get_mut("_log").and_then(Value::as_array_mut) {
-        log.push(json!("TASK OK"));
+        match &error {
+            Some(error) => log.push(json!(format!("TASK ERROR: {error}"))),
+            None => log.push(json!("TASK OK")),
+        }
     }
     record
 }
@@ -224,7 +232,7 @@ fn not_found(item_template: &str, concrete: &str, params: &[(String, String)]) -
 }
 
 /// Checks that every item on the way to (and including) `template` exists.
-fn check_exists(
+pub(crate) fn check_exists(
     api: &Api,
     tables: &Tables,
     template: &str,
@@ -389,6 +397,9 @@ fn node_names(tables: &Tables) -> Vec<String> {
 
 fn read(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Value, AppError> {
     let api = &state.api;
+    if let Some(value) = crate::domain::read(state, tables, call)? {
+        return Ok(value);
+    }
     check_exists(api, tables, &call.node.path, call.path_params)?;
     let concrete = call.concrete();
     let children: Vec<String> = call
@@ -547,6 +558,9 @@ fn plan_write(state: &AppState, tables: &Tables, call: &Call<'_>) -> Result<Plan
     if let Some(plan) = crate::views::write(state, tables, call)? {
         return Ok(plan_from_view(plan));
     }
+    if let Some(domain) = crate::domain::write(state, tables, call)? {
+        return Ok(plan_from_domain(state, call, domain));
+    }
     let creates = op
         .creates
         .clone()
@@ -605,6 +619,50 @@ pub struct ViewPlan {
     pub changes: Vec<Change>,
     /// The reply.
     pub reply: Value,
+}
+
+/// What a domain module (`crate::domain`) planned for a write.
+#[derive(Debug, Default)]
+pub struct DomainPlan {
+    /// Changes applied when the request is answered.
+    pub now: Vec<Change>,
+    /// Changes applied when the worker task ends (at once for synchronous calls).
+    pub at_end: Vec<Change>,
+    /// The reply of a synchronous call (worker tasks answer their UPID).
+    pub reply: Value,
+    /// Lines the worker task logs before `TASK OK`.
+    pub log: Vec<String>,
+    /// When set, the worker task fails with this message and `at_end` is not applied.
+    pub task_error: Option<String>,
+}
+
+fn plan_from_domain(state: &AppState, call: &Call<'_>, domain: DomainPlan) -> Plan {
+    let DomainPlan {
+        now,
+        at_end,
+        reply,
+        log,
+        task_error,
+    } = domain;
+    let mut plan = Plan {
+        now,
+        at_end,
+        reply,
+        task: None,
+    };
+    if call.op.worker_task {
+        let mut task = new_task(state, call);
+        if let Some(lines) = task.record.get_mut("_log").and_then(Value::as_array_mut) {
+            lines.extend(log.into_iter().map(Value::String));
+        }
+        if let Some(error) = task_error {
+            task.record["_error"] = json!(error);
+            plan.at_end.clear();
+        }
+        plan.reply = json!(task.record["upid"]);
+        plan.task = Some(task);
+    }
+    plan
 }
 
 fn plan_from_view(view: ViewPlan) -> Plan {

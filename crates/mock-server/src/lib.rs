@@ -18,6 +18,7 @@
 //! - [`api`]: the compiled tag: one path matcher, method table, precompiled patterns.
 //! - [`validate`]: coercion and validation with Proxmox's messages.
 //! - [`engine`] and [`views`]: generic semantics (collections, items, config, actions, tasks).
+//! - [`domain`]: Proxmox semantics for guests, disks, snapshots, storage, pools, backups, tasks.
 //! - [`generate`]: deterministic plausible values.
 //! - [`store`]: the state store (SQLite WAL or memory).
 //! - [`auth`]: tickets, CSRF tokens, API tokens.
@@ -27,6 +28,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod domain;
 mod embedded;
 pub mod engine;
 pub mod error;

@@ -168,7 +168,7 @@ impl Fixture {
                     "pve1",
                     "running",
                     json!({
-                        "name": "web01", "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26",
+                        "name": "web01", "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26", "agent": "1",
                         "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0",
                         "scsi0": "local-lvm:vm-100-disk-0,size=32G", "scsihw": "virtio-scsi-single",
                         "boot": "order=scsi0", "smbios1": "uuid=6f1c4f2e-0c52-4a8e-9d53-1b8f0d7f6c10",
@@ -289,6 +289,8 @@ impl Fixture {
                 .and_then(|c| c.as_str().map(str::to_owned));
             put(path.clone(), collection, value);
         }
+        let volumes = crate::domain::storage::seed_volumes(&changes);
+        changes.extend(volumes);
         changes
     }
 }

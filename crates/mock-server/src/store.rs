@@ -96,6 +96,19 @@ pub struct Tables {
     pub tombstones: BTreeMap<String, String>,
     /// Metadata.
     pub meta: BTreeMap<String, String>,
+    /// Guest index: VM ID -> item path (`/nodes/{node}/qemu|lxc/{vmid}`), kept by [`Tables::apply`]
+    /// so that ID look-ups and `/cluster/nextid` need no scan over nodes or guests.
+    pub guests: BTreeMap<u32, String>,
+}
+
+/// The VM ID of a guest item path (`/nodes/{node}/qemu/{vmid}` or `.../lxc/{vmid}`).
+pub fn guest_vmid(path: &str) -> Option<u32> {
+    let mut segments = path.strip_prefix("/nodes/")?.split('/');
+    let (_node, kind, vmid) = (segments.next()?, segments.next()?, segments.next()?);
+    if segments.next().is_some() || !matches!(kind, "qemu" | "lxc") {
+        return None;
+    }
+    vmid.parse().ok()
 }
 
 impl Tables {
@@ -133,6 +146,9 @@ impl Tables {
                         .entry(collection.clone())
                         .or_default()
                         .insert(path.clone());
+                    if let Some(vmid) = guest_vmid(path) {
+                        self.guests.insert(vmid, path.clone());
+                    }
                 }
                 self.objects.insert(path.clone(), value.clone());
             }
@@ -149,6 +165,11 @@ impl Tables {
                 }
                 for key in doomed {
                     self.objects.remove(&key);
+                    if let Some(vmid) = guest_vmid(&key)
+                        && self.guests.get(&vmid) == Some(&key)
+                    {
+                        self.guests.remove(&vmid);
+                    }
                     if let Some(collection) = self.member_of.remove(&key) {
                         if let Some(set) = self.members.get_mut(&collection) {
                             set.remove(&key);

@@ -132,6 +132,25 @@ pub fn guest_entry(entry: &mut Value, tables: &Tables, item: &str, kind: &str, s
             }
         }
     }
+    // Uptime counts from the start `domain::guests::power` recorded.
+    if running
+        && has("uptime")
+        && let Some(started) = tables
+            .get(&format!("{item}/status/current"))
+            .and_then(|s| s.get("_started"))
+            .and_then(Value::as_u64)
+    {
+        map.insert(
+            "uptime".to_owned(),
+            json!(auth::now().saturating_sub(started)),
+        );
+    }
+    if has("lock") {
+        match config.get("lock") {
+            Some(lock) => map.insert("lock".to_owned(), lock.clone()),
+            None => map.remove("lock"),
+        };
+    }
     if has("type")
         && kind == "lxc"
         && props.is_some_and(|p| p.get("type").is_some_and(|t| t.enum_values.is_none()))
@@ -200,6 +219,7 @@ pub fn read(
             let wanted = call.args.get("type").and_then(Value::as_str);
             let mut entries = Vec::new();
             let nodes: Vec<String> = tables.members("/nodes").cloned().collect();
+            let pools = crate::domain::storage::pool_of_guests(tables);
             for node_path in &nodes {
                 let node = last_segment(node_path);
                 let row = tables.get(node_path).cloned().unwrap_or_default();
@@ -232,6 +252,10 @@ pub fn read(
                             guest_entry(&mut entry, tables, item, kind, items);
                             if let Value::Object(map) = &mut entry {
                                 map.insert("type".to_owned(), json!(kind));
+                                match vmid.parse::<u64>().ok().and_then(|v| pools.get(&v)) {
+                                    Some(pool) => map.insert("pool".to_owned(), json!(pool)),
+                                    None => map.remove("pool"),
+                                };
                             }
                             entries.push(entry);
                         }

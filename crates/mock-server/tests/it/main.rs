@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod guests;
 mod http;
 mod sweep;
 
