@@ -6,13 +6,19 @@
 //! cargo xtask codegen           # regenerate generated/ and crates/shared-types/src/generated/
 //! cargo xtask codegen --check   # fail when anything generated is stale (CI)
 //! cargo xtask bench codegen     # median wall time of a full codegen run (use --release)
+//! cargo xtask bench mock        # mock servers side by side (runs the `bench` crate, release)
+//! cargo xtask bench all --quick # every benchmark, short runs; see docs/performance.md
 //! ```
 //!
 //! Layout:
 //! - `codegen`: schema -> OpenAPI, route metadata, model index, Rust models.
+//! - `bench codegen` is measured here, in-process; `bench mock|scale|sdk|all` run
+//!   `cargo run --release -p bench -- ...`, so the heavy benchmark dependencies (plotters, the
+//!   load generator, the SDK) stay out of the xtask.
 
 mod codegen;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -45,20 +51,62 @@ enum Command {
 enum BenchTarget {
     /// Wall time of rendering and checking every artifact of every tag (warm file cache).
     Codegen {
-        /// Number of measured runs (after one warm-up run).
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
+        /// Number of measured runs (after one warm-up run); default 5, 3 with --quick.
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Fewer runs.
+        #[arg(long)]
+        quick: bool,
     },
+    /// Mock servers: ours, fakepve, proxmox-sdk's mock and bare axum (crates/bench).
+    Mock(HarnessArgs),
+    /// Create and /cluster/resources cost at 100, 1,000 and 10,000 guests (crates/bench).
+    Scale(HarnessArgs),
+    /// SDK clients against our mock: ours, raw reqwest, proxmoxer, proxmox-sdk (crates/bench).
+    Sdk(HarnessArgs),
+    /// Everything, codegen included (crates/bench).
+    All(HarnessArgs),
+}
+
+/// Options passed on to the `bench` binary.
+#[derive(clap::Args)]
+struct HarnessArgs {
+    /// Short runs for iteration (about a minute per benchmark).
+    #[arg(long)]
+    quick: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Codegen { check } => codegen::run(&codegen::workspace_root(), check),
-        Command::Bench {
-            target: BenchTarget::Codegen { runs },
-        } => bench_codegen(runs),
+        Command::Bench { target } => match target {
+            BenchTarget::Codegen { runs, quick } => {
+                bench_codegen(runs.unwrap_or(if quick { 3 } else { 5 }))
+            }
+            BenchTarget::Mock(args) => bench_harness("mock", &args),
+            BenchTarget::Scale(args) => bench_harness("scale", &args),
+            BenchTarget::Sdk(args) => bench_harness("sdk", &args),
+            BenchTarget::All(args) => bench_harness("all", &args),
+        },
     }
+}
+
+/// `cargo xtask bench mock|scale|sdk|all`: runs `cargo run --release -p bench -- <what>`.
+fn bench_harness(what: &str, args: &HarnessArgs) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command
+        .args(["run", "--release", "--package", "bench", "--", what])
+        .current_dir(codegen::workspace_root());
+    if args.quick {
+        command.arg("--quick");
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("running cargo run --release -p bench -- {what}"))?;
+    anyhow::ensure!(status.success(), "bench {what} failed ({status})");
+    Ok(())
 }
 
 /// `cargo xtask bench codegen`: median wall time of a full `codegen --check` (render every tag in

@@ -435,19 +435,13 @@ fn render_scale(out: &mut String, scale: &ScaleResults) {
     );
     let _ = writeln!(
         out,
-        "| system | guests | create p50 (ms) | creates/s (1 conn) | /cluster/resources p50 (ms) | p99 (ms) | answer (KiB) | start-up (ms) |"
+        "| system | guests | create p50 (ms) | create p99 (ms) | /cluster/resources p50 (ms) | p99 (ms) | answer (KiB) | start-up (ms) |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for point in &scale.points {
-        let create_p50 = point
-            .create
-            .as_ref()
-            .and_then(|c| c.latency)
-            .map_or("–".to_owned(), |l| format!("{:.3}", l.p50_ms));
-        let create_rate = point
-            .create
-            .as_ref()
-            .map_or("–".to_owned(), |c| thousands(c.rps));
+        let create = point.create.as_ref().and_then(|c| c.latency);
+        let create_p50 = create.map_or("–".to_owned(), |l| format!("{:.3}", l.p50_ms));
+        let create_p99 = create.map_or("–".to_owned(), |l| format!("{:.3}", l.p99_ms));
         let resources = point.resources.as_ref().and_then(|r| r.latency);
         let _ = writeln!(
             out,
@@ -455,7 +449,7 @@ fn render_scale(out: &mut String, scale: &ScaleResults) {
             point.system.label(),
             thousands(point.guests as f64),
             create_p50,
-            create_rate,
+            create_p99,
             resources.map_or("–".to_owned(), |l| format!("{:.2}", l.p50_ms)),
             resources.map_or("–".to_owned(), |l| format!("{:.2}", l.p99_ms)),
             point
@@ -608,7 +602,7 @@ pub fn thousands(value: f64) -> String {
     let digits = rounded.unsigned_abs().to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
