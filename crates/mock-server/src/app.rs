@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,7 +27,6 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use route_metadata::Method;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::api::{Api, MatchError};
@@ -49,56 +48,17 @@ pub const MAX_PATH: usize = 4096;
 pub struct Settings {
     /// Whether requests must authenticate.
     pub auth: bool,
-    /// How long worker tasks run.
+    /// How long worker tasks run (the default of `task_durations`).
     pub task_delay: Duration,
+    /// How long worker tasks run, by type.
+    pub task_durations: crate::simulation::TaskDurations,
     /// The root@pam password of the seed.
     pub root_password: String,
     /// The seed fixture (used by `POST /_mock/reset`).
     pub fixture: Fixture,
 }
 
-/// An injected failure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    /// Method to fail (any when absent).
-    #[serde(default)]
-    pub method: Option<String>,
-    /// Path below `/api2/json` (a trailing `*` matches a prefix).
-    pub path: String,
-    /// HTTP status to answer.
-    #[serde(default = "default_fault_status")]
-    pub status: u16,
-    /// How many requests to fail.
-    #[serde(default = "default_fault_count", alias = "times")]
-    pub count: u32,
-    /// Message of the reply.
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-fn default_fault_status() -> u16 {
-    503
-}
-
-fn default_fault_count() -> u32 {
-    1
-}
-
-impl Fault {
-    fn matches(&self, method: &str, path: &str) -> bool {
-        let method_ok = self
-            .method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method));
-        let path = path.strip_prefix("/api2/json").unwrap_or(path);
-        let wanted = self.path.strip_prefix("/api2/json").unwrap_or(&self.path);
-        let path_ok = match wanted.strip_suffix('*') {
-            Some(prefix) => path.starts_with(prefix),
-            None => path.trim_end_matches('/') == wanted.trim_end_matches('/'),
-        };
-        method_ok && path_ok && self.count > 0
-    }
-}
+pub use crate::simulation::Fault;
 
 /// Shared state of one mock instance.
 pub struct Inner {
@@ -112,7 +72,10 @@ pub struct Inner {
     pub settings: Settings,
     /// Serialises the read-plan-apply step of writes.
     pub write_gate: tokio::sync::Mutex<()>,
-    faults: Mutex<Vec<Fault>>,
+    /// Injected request and task faults.
+    pub simulation: crate::simulation::Simulation,
+    /// The access model (users, groups, roles, ACL), rebuilt after changes.
+    pub access: crate::access::AccessCache,
     pid: AtomicU32,
     /// Base URLs advertised in `openapi.json` (`servers`).
     pub server_urls: OnceLock<Vec<String>>,
@@ -147,13 +110,16 @@ impl AppState {
         signer: Signer,
         settings: Settings,
     ) -> AppState {
+        let simulation = crate::simulation::Simulation::new(&settings.fixture.faults);
+        let access = crate::access::AccessCache::new(&api.meta.release);
         AppState(Arc::new(Inner {
             api,
             store,
             signer,
             settings,
             write_gate: tokio::sync::Mutex::new(()),
-            faults: Mutex::new(Vec::new()),
+            simulation,
+            access,
             pid: AtomicU32::new(0x1000 + (auth::now() % 0x1000) as u32),
             server_urls: OnceLock::new(),
             openapi: OnceLock::new(),
@@ -168,17 +134,6 @@ impl AppState {
     /// A fresh worker PID.
     pub fn next_pid(&self) -> u32 {
         self.pid.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
-        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let fault = faults
-            .iter_mut()
-            .find(|fault| fault.matches(method, path))?;
-        fault.count -= 1;
-        let hit = fault.clone();
-        faults.retain(|fault| fault.count > 0);
-        Some(hit)
     }
 }
 
@@ -225,12 +180,10 @@ async fn reset(State(state): State<AppState>) -> Response {
         .fixture
         .to_changes(&state.settings.root_password);
     let _gate = state.write_gate.lock().await;
-    state
-        .faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
-    match state.store.reset(seed).await {
+    state.simulation.reset(&state.settings.fixture.faults);
+    let result = state.store.reset(seed).await;
+    state.access.invalidate();
+    match result {
         Ok(()) => json_response(StatusCode::OK, None, json!({"data": null}).to_string()),
         Err(error) => AppError::Internal(error.to_string()).into_response(),
     }
@@ -249,38 +202,25 @@ async fn dump_state(State(state): State<AppState>) -> Response {
 }
 
 async fn add_fault(State(state): State<AppState>, body: Bytes) -> Response {
-    let fault: Fault = match serde_json::from_slice(&body) {
-        Ok(fault) => fault,
+    let spec: crate::simulation::FaultSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
         Err(error) => {
             return AppError::bad_request(format!("invalid fault: {error}\n")).into_response();
         }
     };
-    if StatusCode::from_u16(fault.status).is_err() {
-        return AppError::bad_request("invalid fault status\n").into_response();
+    match crate::simulation::apply_fault(&state, spec).await {
+        Ok(()) => json_response(StatusCode::OK, None, json!({"data": null}).to_string()),
+        Err(error) => error.into_response(),
     }
-    state
-        .faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(fault);
-    json_response(StatusCode::OK, None, json!({"data": null}).to_string())
 }
 
 async fn list_faults(State(state): State<AppState>) -> Response {
-    let faults = state
-        .faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let faults = state.simulation.list();
     json_response(StatusCode::OK, None, json!({"data": faults}).to_string())
 }
 
 async fn clear_faults(State(state): State<AppState>) -> Response {
-    state
-        .faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
+    state.simulation.clear();
     json_response(StatusCode::OK, None, json!({"data": null}).to_string())
 }
 
@@ -349,12 +289,16 @@ async fn handle_api(state: &AppState, request: Request) -> Result<Value, AppErro
             "no such uri\n",
         ));
     }
-    if let Some(fault) = state.take_fault(method.as_str(), rel_path) {
-        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let message = fault
-            .message
-            .unwrap_or_else(|| "injected fault\n".to_owned());
-        return Err(AppError::status(status, message));
+    if let Some(hit) = state
+        .simulation
+        .take_request_fault(method.as_str(), rel_path)
+    {
+        if !hit.delay.is_zero() {
+            tokio::time::sleep(hit.delay).await;
+        }
+        if let Some(error) = hit.error {
+            return Err(error);
+        }
     }
     let decoded_rel = percent_encoding::percent_decode_str(rel_path)
         .decode_utf8()
@@ -426,19 +370,31 @@ async fn handle_api(state: &AppState, request: Request) -> Result<Value, AppErro
         }
         params.insert(name.clone(), Value::String(value.clone()));
     }
+    // `rest_handler`: permissions before validation and existence, then the proxy to the node.
+    crate::access::check_request(state, &user, op, &params)?;
+    crate::simulation::check_node_reachable(&state.store.read(), op, &params)?;
     validate::coerce_params(op, &mut params);
     validate::validate_params(&state.api, op, &params).map_err(AppError::Param)?;
-    engine::handle(
-        state,
-        Call {
-            node,
-            op,
-            path_params: &matched.params,
-            args: &params,
-            user: &user.userid,
-        },
-    )
-    .await
+    let call = Call {
+        node,
+        op,
+        path_params: &matched.params,
+        args: &params,
+        user: &user.userid,
+    };
+    let result = match crate::access::endpoints::handle(state, &user, &call).await {
+        Some(result) => result,
+        None => engine::handle(state, call).await,
+    };
+    if method != Method::Get && crate::access::touches_access(&decoded_rel) {
+        state.access.invalidate();
+    }
+    let value = result?;
+    if method == Method::Get {
+        crate::access::filter::filter_reply(state, &user, op, &matched.params, value)
+    } else {
+        Ok(value)
+    }
 }
 
 fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Params, AppError> {
@@ -707,9 +663,10 @@ mod tests {
         let fault = Fault {
             method: Some("GET".to_owned()),
             path: "/nodes*".to_owned(),
-            status: 503,
-            count: 1,
+            status: Some(503),
+            count: Some(1),
             message: None,
+            delay_ms: 0,
         };
         assert!(fault.matches("GET", "/nodes/pve1"));
         assert!(!fault.matches("POST", "/nodes/pve1"));

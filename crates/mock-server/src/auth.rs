@@ -127,6 +127,49 @@ impl Signer {
         Ok(userid)
     }
 
+    /// Creates a half-authenticated ticket for a pending second factor:
+    /// `PVE:!tfa!<challenge, percent-encoded>:<timestamp>::<signature>`, signed together with the
+    /// user it was issued to (Proxmox signs `!tfa!<challenge>` with the user as additional
+    /// authenticated data, `create_ticket_do` in pve-access-control
+    /// `src/PVE/API2/AccessControl.pm`). It is no login ticket: [`Signer::verify_ticket`]
+    /// refuses it.
+    pub fn tfa_ticket(&self, challenge: &str, userid: &str, at: u64) -> String {
+        let encoded =
+            percent_encoding::utf8_percent_encode(challenge, percent_encoding::NON_ALPHANUMERIC);
+        let plain = format!("PVE:!tfa!{encoded}:{at:08X}");
+        let signature = STANDARD.encode(
+            self.mac("tfa-ticket", &format!("{plain}\0{userid}"))
+                .finalize()
+                .into_bytes(),
+        );
+        format!("{plain}::{signature}")
+    }
+
+    /// Verifies a half-authenticated ticket issued to `userid`; returns its challenge.
+    pub fn verify_tfa_ticket(
+        &self,
+        ticket: &str,
+        userid: &str,
+        now: u64,
+    ) -> Result<String, AppError> {
+        let invalid = || AppError::Unauthorized("bad ticket\n".to_owned());
+        let (plain, signature) = ticket.rsplit_once("::").ok_or_else(invalid)?;
+        let signature = STANDARD.decode(signature).map_err(|_| invalid())?;
+        self.mac("tfa-ticket", &format!("{plain}\0{userid}"))
+            .verify_slice(&signature)
+            .map_err(|_| invalid())?;
+        let data = plain.strip_prefix("PVE:!tfa!").ok_or_else(invalid)?;
+        let (encoded, stamp) = data.rsplit_once(':').ok_or_else(invalid)?;
+        let issued = u64::from_str_radix(stamp, 16).map_err(|_| invalid())?;
+        if stamp.len() != 8 || !self.age_ok(issued, now) {
+            return Err(invalid());
+        }
+        percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .map(|challenge| challenge.into_owned())
+            .map_err(|_| invalid())
+    }
+
     fn age_ok(&self, issued: u64, now: u64) -> bool {
         let age = now as i128 - issued as i128;
         age > -300 && age < self.lifetime.as_secs() as i128
@@ -292,6 +335,21 @@ mod tests {
             "permission denied - invalid PVE ticket\n"
         );
         assert!(signer.verify_ticket("garbage", 1_000_100).is_err());
+    }
+
+    #[test]
+    fn half_tickets_are_bound_to_the_user_and_no_login() {
+        let signer = Signer::new([3; 32], DEFAULT_TICKET_LIFETIME);
+        let half = signer.tfa_ticket(r#"{"totp":true}"#, "alice@pve", 5000);
+        assert!(half.starts_with("PVE:!tfa!%7B%22totp%22%3Atrue%7D:00001388::"));
+        assert_eq!(
+            signer.verify_tfa_ticket(&half, "alice@pve", 5001).unwrap(),
+            r#"{"totp":true}"#
+        );
+        assert!(signer.verify_tfa_ticket(&half, "bob@pve", 5001).is_err());
+        assert!(signer.verify_ticket(&half, 5001).is_err());
+        let full = signer.ticket("alice@pve", 5000);
+        assert!(signer.verify_tfa_ticket(&full, "alice@pve", 5001).is_err());
     }
 
     #[test]

@@ -84,7 +84,6 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
         let tables = state.store.read();
         return read(state, &tables, &call);
     }
-    let delay = state.settings.task_delay;
     let pending = {
         let _gate = state.write_gate.lock().await;
         let plan = {
@@ -93,10 +92,19 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
         };
         let Plan {
             mut now,
-            at_end,
+            mut at_end,
             reply,
-            task,
+            mut task,
         } = plan;
+        // Injected task faults (`crate::simulation`): the task fails and changes nothing.
+        if let Some(task) = &mut task
+            && state.simulation.fail_task(&mut task.record)
+        {
+            at_end.clear();
+        }
+        let delay = task.as_ref().map_or(Duration::ZERO, |task| {
+            crate::simulation::task_duration(state, task.record["type"].as_str().unwrap_or(""))
+        });
         let deferred = match &task {
             Some(task) if !delay.is_zero() => {
                 now.push(Change::Put {
@@ -104,7 +112,7 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
                     collection: Some(parent(&task.path).to_owned()),
                     value: task.record.clone(),
                 });
-                Some((task.clone(), at_end))
+                Some((task.clone(), at_end, delay))
             }
             Some(task) => {
                 now.extend(at_end);
@@ -131,7 +139,7 @@ pub async fn handle(state: &AppState, call: Call<'_>) -> Result<Value, AppError>
         .durable()
         .await
         .map_err(|error| AppError::Internal(error.to_string()))?;
-    if let Some((task, at_end)) = task {
+    if let Some((task, at_end, delay)) = task {
         let state = state.clone_handle();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;

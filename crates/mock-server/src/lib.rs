@@ -22,9 +22,13 @@
 //! - [`generate`]: deterministic plausible values.
 //! - [`store`]: the state store (SQLite WAL or memory).
 //! - [`auth`]: tickets, CSRF tokens, API tokens.
+//! - [`access`]: users, groups, roles, ACLs, permission checks, TOTP second factors.
+//! - [`simulation`]: task durations, injected faults (latency, failing tasks, locks, offline
+//!   nodes) and seed profiles (`small`, `large`).
 //! - [`seed`]: the default fixture and fixture files.
 //! - [`error`]: the library `Error` and the request `AppError`.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -35,6 +39,7 @@ pub mod error;
 pub mod generate;
 pub mod seed;
 pub mod server;
+pub mod simulation;
 pub mod store;
 pub mod validate;
 pub mod views;

@@ -5,7 +5,8 @@
 //! ```text
 //! cargo run -p mock-server                      # latest schema, SQLite state, HTTPS :8006, HTTP :8005
 //! cargo run -p mock-server -- --schema 8.4 --store memory --auth off
-//! RUST_LOG=mock_server=debug cargo run -p mock-server -- --task-delay-ms 2000
+//! RUST_LOG=mock_server=debug cargo run -p mock-server -- --task-duration 1s,qmstart=2s,vzdump=10s
+//! cargo run -p mock-server -- --profile large --store memory
 //! ```
 
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use mock_server::simulation::TaskDurations;
+use mock_server::simulation::profile::Profile;
 use mock_server::{Fixture, MockServer, Store, TlsSource};
 
 /// Command-line options (each with an environment fallback).
@@ -48,8 +51,11 @@ struct Options {
     )]
     http_listen: SocketAddr,
     /// Seed fixture (YAML or JSON) replacing the default cluster.
-    #[arg(long, env = "PROXMOX_MOCK_SEED")]
+    #[arg(long, env = "PROXMOX_MOCK_SEED", conflicts_with = "profile")]
     seed: Option<PathBuf>,
+    /// Named seed profile: small (2 nodes) or large (16 nodes, 5,000 guests).
+    #[arg(long, env = "PROXMOX_MOCK_PROFILE")]
+    profile: Option<Profile>,
     /// Authentication.
     #[arg(long, env = "PROXMOX_MOCK_AUTH", value_enum, default_value_t = Switch::On)]
     auth: Switch,
@@ -67,9 +73,13 @@ struct Options {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// How long worker tasks run, in milliseconds.
-    #[arg(long, env = "PROXMOX_MOCK_TASK_DELAY_MS", default_value_t = 0)]
-    task_delay_ms: u64,
+    /// How long worker tasks run: a default and per-type overrides, e.g.
+    /// `1s,qmstart=2s,vzdump=10s` (units ms, s, m).
+    #[arg(long, env = "PROXMOX_MOCK_TASK_DURATION", value_parser = TaskDurations::parse)]
+    task_duration: Option<TaskDurations>,
+    /// Deprecated: the default task duration in milliseconds (use --task-duration).
+    #[arg(long, env = "PROXMOX_MOCK_TASK_DELAY_MS", hide = true)]
+    task_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,8 +128,17 @@ async fn main() -> anyhow::Result<()> {
         .root_password(options.root_password.clone())
         .listen(options.listen)
         .http_listen(options.http_listen)
-        .tls(tls)
-        .task_delay(Duration::from_millis(options.task_delay_ms));
+        .tls(tls);
+    let mut durations = options.task_duration.clone().unwrap_or_default();
+    if options.task_duration.is_none()
+        && let Some(ms) = options.task_delay_ms
+    {
+        durations.default = Duration::from_millis(ms);
+    }
+    builder = builder.task_durations(durations);
+    if let Some(profile) = options.profile {
+        builder = builder.profile(profile);
+    }
     if let Some(path) = &options.seed {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -128,6 +147,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let server = builder.spawn().await.context("starting the mock server")?;
     println!("Proxmox VE mock, schema {tag}");
+    if let Some(profile) = options.profile {
+        println!("  profile: {}", profile.name());
+    }
     println!("  HTTPS: {}", server.https_base_url());
     println!("  HTTP:  {}", server.base_url());
     match &store {

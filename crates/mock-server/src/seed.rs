@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::auth::{PASSWORD_KEY, SECRET_KEY, hash_secret};
 use crate::error::Error;
 use crate::store::Change;
 
@@ -37,6 +36,18 @@ pub struct Fixture {
     /// Users.
     #[serde(default)]
     pub users: Vec<UserSeed>,
+    /// Groups (members are named by the users' `groups`).
+    #[serde(default)]
+    pub groups: Vec<crate::access::seed::GroupSeed>,
+    /// Custom roles: role ID -> privileges.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// ACL entries.
+    #[serde(default)]
+    pub acl: Vec<crate::access::seed::AclSeed>,
+    /// Faults injected from the start (`/_mock/faults` shapes, see `simulation::FaultSpec`).
+    #[serde(default)]
+    pub faults: Vec<crate::simulation::FaultSpec>,
     /// Raw rows: concrete path -> object (members name their collection with `_collection`).
     #[serde(default)]
     pub objects: BTreeMap<String, Value>,
@@ -112,9 +123,26 @@ pub struct UserSeed {
     /// Password (root@pam defaults to the configured root password).
     #[serde(default)]
     pub password: Option<String>,
-    /// API tokens: name -> secret.
+    /// API tokens: name -> secret (a token with the user's full privileges), or
+    /// `{secret, privsep, expire, comment}`.
     #[serde(default)]
-    pub tokens: BTreeMap<String, String>,
+    pub tokens: BTreeMap<String, crate::access::seed::TokenSeed>,
+    /// Whether the account is enabled.
+    #[serde(default = "enabled")]
+    pub enable: bool,
+    /// Groups the user is a member of.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// A base32 TOTP secret: password logins then need a second factor.
+    #[serde(default)]
+    pub totp: Option<String>,
+    /// Further user fields (`email`, `firstname`, `lastname`, `comment`, `expire`).
+    #[serde(default)]
+    pub config: Map<String, Value>,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl Fixture {
@@ -202,7 +230,15 @@ impl Fixture {
                 userid: "root@pam".to_owned(),
                 password: None,
                 tokens: BTreeMap::new(),
+                enable: true,
+                groups: Vec::new(),
+                totp: None,
+                config: Map::new(),
             }],
+            groups: Vec::new(),
+            roles: BTreeMap::new(),
+            acl: Vec::new(),
+            faults: Vec::new(),
             objects: BTreeMap::new(),
         }
     }
@@ -263,22 +299,15 @@ impl Fixture {
             );
         }
         for user in &self.users {
-            let password = user
-                .password
-                .clone()
-                .or_else(|| (user.userid == "root@pam").then(|| root_password.to_owned()));
-            let mut object = json!({"enable": 1, "expire": 0});
-            if let Some(password) = password {
-                object[PASSWORD_KEY] = json!(hash_secret(&password));
-            }
-            let user_path = format!("/access/users/{}", user.userid);
-            put(user_path.clone(), Some("/access/users".to_owned()), object);
-            for (token, secret) in &user.tokens {
-                put(
-                    format!("{user_path}/token/{token}"),
-                    Some(format!("{user_path}/token")),
-                    json!({"privsep": 0, "expire": 0, SECRET_KEY: hash_secret(secret)}),
-                );
+            for change in crate::access::seed::user_changes(user, root_password) {
+                if let Change::Put {
+                    path,
+                    collection,
+                    value,
+                } = change
+                {
+                    put(path, collection, value);
+                }
             }
         }
         for (path, value) in &self.objects {
@@ -291,6 +320,8 @@ impl Fixture {
         }
         let volumes = crate::domain::storage::seed_volumes(&changes);
         changes.extend(volumes);
+        crate::access::seed::access_changes(self, &mut changes);
+        crate::simulation::seed_changes(&mut changes, &self.faults);
         changes
     }
 }

@@ -28,6 +28,8 @@ use crate::app::{AppState, Settings, app, panic_response};
 use crate::auth::{DEFAULT_TICKET_LIFETIME, Signer};
 use crate::error::Error;
 use crate::seed::Fixture;
+use crate::simulation::TaskDurations;
+use crate::simulation::profile::Profile;
 use crate::store::{Change, StateStore, Store};
 
 /// How long shutdown waits for in-flight requests.
@@ -70,7 +72,7 @@ pub struct MockServerBuilder {
     listen: SocketAddr,
     http_listen: SocketAddr,
     tls: TlsSource,
-    task_delay: Duration,
+    task_durations: TaskDurations,
     ticket_lifetime: Duration,
     metadata: Option<RouteMetadata>,
 }
@@ -87,7 +89,7 @@ impl Default for MockServerBuilder {
             listen: loopback,
             http_listen: loopback,
             tls: TlsSource::SelfSigned(None),
-            task_delay: Duration::ZERO,
+            task_durations: TaskDurations::default(),
             ticket_lifetime: DEFAULT_TICKET_LIFETIME,
             metadata: None,
         }
@@ -143,9 +145,23 @@ impl MockServerBuilder {
         self
     }
 
-    /// How long worker tasks run before they finish.
+    /// How long worker tasks run before they finish (every type; overrides set with
+    /// [`MockServerBuilder::task_durations`] for a type stay).
     pub fn task_delay(mut self, delay: Duration) -> Self {
-        self.task_delay = delay;
+        self.task_durations.default = delay;
+        self
+    }
+
+    /// How long worker tasks run, by type (`qmstart`, `vzdump`, ...): tasks report `running`
+    /// until their time has passed.
+    pub fn task_durations(mut self, durations: TaskDurations) -> Self {
+        self.task_durations = durations;
+        self
+    }
+
+    /// Seeds one of the named profiles (`small`, `large`) instead of the default fixture.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.seed = Some(profile.fixture());
         self
     }
 
@@ -169,7 +185,13 @@ impl MockServerBuilder {
         };
         let fixture = self.seed.clone().unwrap_or_else(Fixture::default_fixture);
         let seed = fixture.to_changes(&self.root_password);
-        let store = StateStore::open(&self.store, &api.meta.schema_sha256, seed)?;
+        // The state is reset when the schema or the fixture changes (another profile or seed).
+        let fingerprint = format!(
+            "{}+{}",
+            api.meta.schema_sha256,
+            crate::simulation::profile::fingerprint(&fixture)
+        );
+        let store = StateStore::open(&self.store, &fingerprint, seed)?;
         let signer = match store
             .meta("instance_key")
             .and_then(|key| Signer::from_hex(&key, self.ticket_lifetime))
@@ -179,7 +201,8 @@ impl MockServerBuilder {
         };
         let settings = Settings {
             auth: self.auth,
-            task_delay: self.task_delay,
+            task_delay: self.task_durations.default,
+            task_durations: self.task_durations.clone(),
             root_password: self.root_password.clone(),
             fixture,
         };

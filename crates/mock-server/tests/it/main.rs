@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod guests;
 mod http;
+mod simulation;
 mod sweep;
 
 use mock_server::{MockServer, MockServerHandle};

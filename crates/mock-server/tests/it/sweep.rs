@@ -93,8 +93,9 @@ async fn sweep(tag: &str) {
                 checked += 1;
             }
             400 => {}
-            500 => {
-                let message = body["message"].as_str().unwrap_or_default();
+            // Not-found answers: a `die` (500) or, for TFA entries, 404 (`API2/TFA.pm`).
+            500 | 404 => {
+                let message = body["message"].as_str().unwrap_or_default().to_lowercase();
                 if !(message.contains("does not exist") || message.contains("no such")) {
                     failures.push(format!("{tag} GET {uri}: {body}"));
                 }

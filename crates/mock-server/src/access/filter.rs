@@ -1,0 +1,222 @@
+//! Lists that show only what the caller may see, and checks that Proxmox makes inside handlers
+//! whose metadata says only `user: "all"`.
+//!
+//! - `GET /cluster/resources` (pve-manager `PVE/API2/Cluster.pm`, `resources`): guests need
+//!   `VM.Audit` on `/vms/{vmid}`, storages `Datastore.Audit` on `/storage/{storage}`, pools
+//!   `Pool.Audit` on `/pool/{pool}`; nodes are always listed, but without their statistics unless
+//!   the caller has `Sys.Audit` on `/nodes/{node}` (`extract_node_stats(..., !$can_audit)`).
+//! - `GET /nodes`: the same rule for nodes (`PVE/API2/Nodes.pm`, `index`).
+//! - `GET /nodes/{node}/qemu` and `/lxc`: guests with `VM.Audit` (`vmlist`).
+//! - `GET /storage`, `GET /nodes/{node}/storage`: `Datastore.Audit` or `Datastore.AllocateSpace`.
+//! - `GET /pools`: `Pool.Audit`.
+//! - Task lists: without `Sys.Audit` on the node (`/` for `/cluster/tasks`) only the caller's own
+//!   tasks; a task's status and log need `Sys.Audit` on the node unless the caller owns it.
+//!
+//! Nodes that are offline (see [`crate::simulation`]) are listed without statistics and their
+//! guests and storages with status `unknown`, as when pmxcfs has no fresh RRD data for them.
+
+use std::collections::HashSet;
+
+use route_metadata::Operation;
+use serde_json::Value;
+
+use super::check::perm_error;
+use super::model::{AccessModel, ROOT};
+use crate::api::last_segment;
+use crate::app::{AppState, Caller};
+use crate::error::AppError;
+use crate::store::Tables;
+
+/// Keys a node entry keeps when its statistics are withheld.
+const NODE_KEYS: &[&str] = &[
+    "id",
+    "node",
+    "type",
+    "status",
+    "ssl_fingerprint",
+    "cgroup-mode",
+];
+
+struct Viewer<'a> {
+    model: Option<&'a AccessModel>,
+    subject: &'a str,
+}
+
+impl Viewer<'_> {
+    fn any(&self, path: &str, names: &[&str]) -> bool {
+        let Some(model) = self.model else {
+            return true;
+        };
+        let wanted = names
+            .iter()
+            .filter_map(|name| model.catalog().bit(name))
+            .fold(0, |acc, bit| acc | bit);
+        model.permissions(self.subject, path).has_any(wanted)
+    }
+}
+
+fn offline_nodes(tables: &Tables) -> HashSet<String> {
+    tables
+        .members("/nodes")
+        .filter(|path| {
+            tables
+                .get(path)
+                .and_then(|row| row.get("status"))
+                .and_then(Value::as_str)
+                .is_some_and(|status| status != "online")
+        })
+        .map(|path| last_segment(path).to_owned())
+        .collect()
+}
+
+fn strip_node_stats(entry: &mut Value) {
+    if let Value::Object(map) = entry {
+        map.retain(|key, _| NODE_KEYS.contains(&key.as_str()));
+    }
+}
+
+fn text(entry: &Value, key: &str) -> String {
+    match entry.get(key) {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Number(number)) => number.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Filters (or refuses) a GET reply for the caller.
+pub fn filter_reply(
+    state: &AppState,
+    caller: &Caller,
+    op: &Operation,
+    path_params: &[(String, String)],
+    value: Value,
+) -> Result<Value, AppError> {
+    let template = op.path.as_str();
+    let relevant = matches!(
+        template,
+        "/cluster/resources"
+            | "/nodes"
+            | "/nodes/{node}/qemu"
+            | "/nodes/{node}/lxc"
+            | "/storage"
+            | "/nodes/{node}/storage"
+            | "/pools"
+            | "/nodes/{node}/tasks"
+            | "/cluster/tasks"
+            | "/nodes/{node}/tasks/{upid}/status"
+            | "/nodes/{node}/tasks/{upid}/log"
+    );
+    if !relevant {
+        return Ok(value);
+    }
+    let tables = state.store.read();
+    let model = (caller.userid != ROOT).then(|| state.access.model(&tables));
+    let viewer = Viewer {
+        model: model.as_deref(),
+        subject: &caller.userid,
+    };
+    let param = |name: &str| {
+        path_params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_default()
+    };
+    let owns_task = |user: &str| {
+        user == caller.userid
+            || caller
+                .userid
+                .split_once('!')
+                .is_some_and(|(owner, _)| owner == user)
+    };
+    match template {
+        "/nodes/{node}/tasks/{upid}/status" | "/nodes/{node}/tasks/{upid}/log" => {
+            let node = param("node");
+            let upid = param("upid");
+            let owner = upid.split(':').nth(7).unwrap_or_default();
+            if !owns_task(owner) && !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
+                return Err(perm_error(None));
+            }
+            return Ok(value);
+        }
+        _ => {}
+    }
+    let Value::Array(entries) = value else {
+        return Ok(value);
+    };
+    let offline = offline_nodes(&tables);
+    let mut kept = Vec::with_capacity(entries.len());
+    for mut entry in entries {
+        let keep = match template {
+            "/cluster/resources" => {
+                let kind = text(&entry, "type");
+                let node = text(&entry, "node");
+                match kind.as_str() {
+                    "qemu" | "lxc" => {
+                        let keep =
+                            viewer.any(&format!("/vms/{}", text(&entry, "vmid")), &["VM.Audit"]);
+                        if keep && offline.contains(&node) {
+                            entry["status"] = Value::from("unknown");
+                        }
+                        keep
+                    }
+                    "node" => {
+                        if offline.contains(&node) {
+                            entry["status"] = Value::from("offline");
+                            strip_node_stats(&mut entry);
+                        } else if !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
+                            strip_node_stats(&mut entry);
+                        }
+                        true
+                    }
+                    "storage" => {
+                        let keep = viewer.any(
+                            &format!("/storage/{}", text(&entry, "storage")),
+                            &["Datastore.Audit"],
+                        );
+                        if keep && offline.contains(&node) {
+                            entry["status"] = Value::from("unknown");
+                        }
+                        keep
+                    }
+                    "pool" => {
+                        viewer.any(&format!("/pool/{}", text(&entry, "pool")), &["Pool.Audit"])
+                    }
+                    "sdn" => viewer.any("/sdn", &["SDN.Audit"]),
+                    _ => true,
+                }
+            }
+            "/nodes" => {
+                let node = text(&entry, "node");
+                if offline.contains(&node) {
+                    entry["status"] = Value::from("offline");
+                    strip_node_stats(&mut entry);
+                } else if !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
+                    strip_node_stats(&mut entry);
+                }
+                true
+            }
+            "/nodes/{node}/qemu" | "/nodes/{node}/lxc" => {
+                viewer.any(&format!("/vms/{}", text(&entry, "vmid")), &["VM.Audit"])
+            }
+            "/storage" | "/nodes/{node}/storage" => viewer.any(
+                &format!("/storage/{}", text(&entry, "storage")),
+                &["Datastore.Audit", "Datastore.AllocateSpace"],
+            ),
+            "/pools" => viewer.any(
+                &format!("/pool/{}", text(&entry, "poolid")),
+                &["Pool.Audit"],
+            ),
+            "/nodes/{node}/tasks" => {
+                owns_task(&text(&entry, "user"))
+                    || viewer.any(&format!("/nodes/{}", param("node")), &["Sys.Audit"])
+            }
+            "/cluster/tasks" => owns_task(&text(&entry, "user")) || viewer.any("/", &["Sys.Audit"]),
+            _ => true,
+        };
+        if keep {
+            kept.push(entry);
+        }
+    }
+    Ok(Value::Array(kept))
+}
