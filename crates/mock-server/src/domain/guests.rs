@@ -22,7 +22,7 @@ use super::disks::{self, Allocator, config_volumes, is_disk_key, is_unused_key, 
 use super::storage;
 use super::{
     Guest, Kind, Power, arg_bool, arg_text, check_digest, check_lock, config_digest, fail,
-    node_exists, param, status_row, text,
+    node_exists, param, status_row, text, visible,
 };
 use crate::app::AppState;
 use crate::auth;
@@ -144,14 +144,28 @@ fn id_in_use(tables: &Tables, vmid: u32) -> Option<AppError> {
     )))
 }
 
-/// `GET .../config`: the stored config plus `digest`.
+/// `GET .../config`: the stored config plus `digest`; with `snapshot=<name>`, the snapshot's
+/// config (`snapshot '<name>' does not exist` otherwise).
 pub fn get_config(
     _state: &AppState,
     tables: &Tables,
-    _call: &Call<'_>,
+    call: &Call<'_>,
     guest: &Guest,
 ) -> Result<Value, AppError> {
     let config = guest.config(tables)?;
+    if let Some(name) = arg_text(call, "snapshot").filter(|name| !name.is_empty()) {
+        return match tables.get(&format!("{}/{name}", guest.snapshot_collection())) {
+            Some(Value::Object(snapshot)) => {
+                let mut reply = visible(snapshot);
+                reply.insert(
+                    "digest".to_owned(),
+                    json!(config_digest(&config, &guest.snapshots(tables))),
+                );
+                Ok(Value::Object(reply))
+            }
+            _ => Err(AppError::die(format!("snapshot '{name}' does not exist\n"))),
+        };
+    }
     let digest = config_digest(&config, &guest.snapshots(tables));
     let mut reply = config;
     reply.insert("digest".to_owned(), json!(digest));

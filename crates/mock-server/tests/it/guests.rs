@@ -629,6 +629,10 @@ async fn snapshots_roll_back_the_config() {
         .await;
     assert_eq!(snap["cores"], before["cores"]);
     assert_eq!(snap["description"], "clean state");
+    let via_config = mock
+        .get("/nodes/pve1/qemu/100/config?snapshot=before")
+        .await;
+    assert_eq!(via_config["cores"], before["cores"]);
     let (status, _) = mock
         .put(
             "/nodes/pve1/qemu/100/snapshot/before/config",
