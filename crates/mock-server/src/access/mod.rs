@@ -23,8 +23,9 @@
 //! # Keeping the hot path fast
 //!
 //! Every request of a user other than `root@pam` is checked against an [`model::AccessModel`],
-//! built from the rows above on first use and then shared ([`AccessCache`]). Any write below
-//! `/access` (and a reset) invalidates it; a generation counter makes sure a model built from
+//! built from the rows above (and pool membership) on first use and then shared
+//! ([`AccessCache`]). Any write below `/access` or `/pools`, to a guest, or a reset invalidates
+//! it; a generation counter makes sure a model built from
 //! older rows is never kept. Evaluating a path walks its segments (`/`, `/vms`, `/vms/103`), so
 //! filtering a list of 5,000 guests costs 5,000 short walks, however large the ACL is.
 
@@ -120,7 +121,12 @@ pub fn check_request(
     check::handler_check(&model, op, &caller.userid, params)
 }
 
-/// Whether a write to this path can change the access configuration.
+/// Whether a write to this path can change what the access model reads: users, groups,
+/// tokens, roles and the ACL (`/access`), and pool membership (`/pools`, and guests, which join
+/// pools when created with `pool` and leave them when destroyed).
 pub fn touches_access(rel_path: &str) -> bool {
     rel_path.starts_with("/access")
+        || rel_path.starts_with("/pools")
+        || rel_path.contains("/qemu")
+        || rel_path.contains("/lxc")
 }

@@ -87,8 +87,22 @@ struct NodeRoles {
     levels: [Vec<(String, bool)>; 3],
 }
 
-/// The ACL nodes that mention a subject (directly or through a group).
-type SubjectAcl = HashMap<String, NodeRoles>;
+/// What the ACL says about one subject.
+#[derive(Debug, Default)]
+struct SubjectAcl {
+    /// The ACL nodes that mention the subject (directly or through a group).
+    nodes: HashMap<String, NodeRoles>,
+    /// Roles the subject has on pools, by member path (`/vms/100`, `/storage/local`).
+    pool_roles: HashMap<String, BTreeSet<String>>,
+}
+
+/// A pool and its members (`/pools/{poolid}` rows keep them under `_vms` and `_storage`).
+#[derive(Debug)]
+struct Pool {
+    id: String,
+    vms: Vec<u64>,
+    storages: Vec<String>,
+}
 
 /// A consistent snapshot of the access configuration.
 #[derive(Debug)]
@@ -101,6 +115,7 @@ pub struct AccessModel {
     groups: BTreeMap<String, BTreeSet<String>>,
     user_groups: HashMap<String, Vec<String>>,
     tokens: HashMap<String, bool>,
+    pools: Vec<Pool>,
     compiled: Mutex<HashMap<String, Arc<SubjectAcl>>>,
 }
 
@@ -171,6 +186,27 @@ impl AccessModel {
             groups,
             user_groups: HashMap::new(),
             tokens: HashMap::new(),
+            pools: tables
+                .members("/pools")
+                .map(|path| {
+                    let row = tables.get(path);
+                    let list = |key: &str| -> Vec<Value> {
+                        row.and_then(|row| row.get(key))
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    Pool {
+                        id: last_segment(path).to_owned(),
+                        vms: list("_vms").iter().filter_map(Value::as_u64).collect(),
+                        storages: list("_storage")
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect(),
+                    }
+                })
+                .collect(),
             compiled: Mutex::new(HashMap::new()),
         };
         for path in tables.members("/access/users") {
@@ -243,7 +279,7 @@ impl AccessModel {
             return Arc::clone(compiled);
         }
         let groups = self.user_groups.get(subject);
-        let mut acl = SubjectAcl::new();
+        let mut acl = SubjectAcl::default();
         for entry in &self.entries {
             if !self.roles.contains_key(&entry.roleid) {
                 continue; // parse_user_config: "ignore invalid acl role"
@@ -254,43 +290,47 @@ impl AccessModel {
                 "group" if groups.is_some_and(|groups| groups.contains(&entry.ugid)) => 2,
                 _ => continue,
             };
-            acl.entry(entry.path.clone()).or_default().levels[level]
+            acl.nodes.entry(entry.path.clone()).or_default().levels[level]
                 .push((entry.roleid.clone(), entry.propagate != 0));
+        }
+        // `compile_acl_path`: roles on `/pool/{pool}` apply to the pool's guests and storages.
+        for pool in &self.pools {
+            let roles = walk(&acl.nodes, &format!("/pool/{}", pool.id));
+            if roles.is_empty() {
+                continue;
+            }
+            let members = pool
+                .vms
+                .iter()
+                .map(|vmid| format!("/vms/{vmid}"))
+                .chain(pool.storages.iter().map(|id| format!("/storage/{id}")));
+            for member in members {
+                acl.pool_roles
+                    .entry(member)
+                    .or_default()
+                    .extend(roles.keys().cloned());
+            }
         }
         let acl = Arc::new(acl);
         cache.insert(subject.to_owned(), Arc::clone(&acl));
         acl
     }
 
-    /// The roles of a subject on a path, with propagation flags (`roles()`): walking from `/`
-    /// down, the entries of a node that apply (all on the path itself, propagating ones above
-    /// it) replace what was found higher up; token entries win over user entries, which win
-    /// over group entries; `NoAccess` wins over everything.
+    /// The roles of a subject on a path, with propagation flags: the ACL's (`roles()`), then
+    /// the roles on pools the object is a member of, which never override `NoAccess` nor set a
+    /// role the ACL already set, and never propagate (`compile_acl_path`).
     pub fn roles_on(&self, subject: &str, path: &str) -> BTreeMap<String, bool> {
         let acl = self.compile(subject);
-        let mut roles: BTreeMap<String, bool> = BTreeMap::new();
-        if acl.is_empty() {
-            return roles;
-        }
-        for prefix in path_prefixes(path) {
-            let Some(node) = acl.get(prefix) else {
-                continue;
-            };
-            let last = prefix.len() == path.len();
-            for level in &node.levels {
-                let applying: BTreeMap<String, bool> = level
-                    .iter()
-                    .filter(|(_, propagate)| last || *propagate)
-                    .map(|(role, propagate)| (role.clone(), *propagate))
-                    .collect();
-                if !applying.is_empty() {
-                    roles = applying;
-                    break;
-                }
+        let mut roles = walk(&acl.nodes, path);
+        if let Some(pool_roles) = acl.pool_roles.get(path)
+            && !roles.contains_key("NoAccess")
+        {
+            if pool_roles.contains("NoAccess") {
+                return BTreeMap::from([("NoAccess".to_owned(), false)]);
             }
-        }
-        if let Some(propagate) = roles.get("NoAccess").copied() {
-            return BTreeMap::from([("NoAccess".to_owned(), propagate)]);
+            for role in pool_roles {
+                roles.entry(role.clone()).or_insert(false);
+            }
         }
         roles
     }
@@ -359,8 +399,8 @@ impl AccessModel {
             .collect()
     }
 
-    /// `get_effective_permissions`: the default top-level paths and every ACL path, with the
-    /// privileges the subject has there (paths without any are left out).
+    /// `get_effective_permissions`: the default top-level paths, every ACL path and every pool
+    /// member, with the privileges the subject has there (paths without any are left out).
     pub fn effective_permissions(&self, subject: &str) -> Value {
         let mut paths: BTreeSet<String> = [
             "/",
@@ -376,6 +416,10 @@ impl AccessModel {
         .map(str::to_owned)
         .collect();
         paths.extend(self.acl_paths());
+        for pool in &self.pools {
+            paths.extend(pool.vms.iter().map(|vmid| format!("/vms/{vmid}")));
+            paths.extend(pool.storages.iter().map(|id| format!("/storage/{id}")));
+        }
         let mut result = Map::new();
         for path in paths {
             let perms = self.permissions(subject, &path);
@@ -482,6 +526,37 @@ impl AccessModel {
     }
 }
 
+/// `PVE::AccessControl::roles`: walking from `/` down, the entries of a node that apply (all on
+/// the path itself, propagating ones above it) replace what was found higher up; token entries
+/// win over user entries, which win over group entries; `NoAccess` wins over everything.
+fn walk(nodes: &HashMap<String, NodeRoles>, path: &str) -> BTreeMap<String, bool> {
+    let mut roles: BTreeMap<String, bool> = BTreeMap::new();
+    if nodes.is_empty() {
+        return roles;
+    }
+    for prefix in path_prefixes(path) {
+        let Some(node) = nodes.get(prefix) else {
+            continue;
+        };
+        let last = prefix.len() == path.len();
+        for level in &node.levels {
+            let applying: BTreeMap<String, bool> = level
+                .iter()
+                .filter(|(_, propagate)| last || *propagate)
+                .map(|(role, propagate)| (role.clone(), *propagate))
+                .collect();
+            if !applying.is_empty() {
+                roles = applying;
+                break;
+            }
+        }
+    }
+    if let Some(propagate) = roles.get("NoAccess").copied() {
+        return BTreeMap::from([("NoAccess".to_owned(), propagate)]);
+    }
+    roles
+}
+
 /// `/`, `/a`, `/a/b`, ... up to and including `path` (which must be normalised).
 pub fn path_prefixes(path: &str) -> impl Iterator<Item = &str> {
     let ends = std::iter::once(1).chain(
@@ -555,6 +630,39 @@ mod tests {
             roleid: role.to_owned(),
             propagate,
         }
+    }
+
+    #[test]
+    fn pool_roles_reach_members_but_not_over_noaccess() {
+        let entries = vec![
+            entry("/pool/dev", "user", "bob@pve", "PVEVMUser", 1),
+            entry("/vms/102", "user", "bob@pve", "NoAccess", 1),
+            entry("/vms/101", "user", "bob@pve", "PVEAuditor", 1),
+        ];
+        let tables = tables(vec![
+            put("/access/users/bob@pve", Some("/access/users"), json!({})),
+            put(
+                "/pools/dev",
+                Some("/pools"),
+                json!({"_vms": [100, 101, 102], "_storage": ["local"]}),
+            ),
+            put(ACL_ROW, None, acl_row(entries)),
+        ]);
+        let model = AccessModel::build(&tables, Arc::new(Catalog::for_release("9.1")));
+        let bit = |name| model.catalog().bit(name).unwrap();
+        let bob = |path| model.permissions("bob@pve", path);
+        assert!(bob("/vms/100").has_all(bit("VM.PowerMgmt")));
+        assert_eq!(bob("/vms/100").propagate & bit("VM.PowerMgmt"), 0);
+        assert!(bob("/vms/101").has_all(bit("VM.PowerMgmt") | bit("Sys.Audit")));
+        assert_eq!(bob("/vms/102").set, 0, "NoAccess is not trumped by pools");
+        assert_eq!(bob("/vms/103").set, 0);
+        assert!(bob("/storage/local").has_all(bit("VM.Audit")));
+        assert!(
+            model
+                .effective_permissions("bob@pve")
+                .get("/vms/100")
+                .is_some()
+        );
     }
 
     #[test]

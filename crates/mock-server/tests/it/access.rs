@@ -966,3 +966,75 @@ async fn totp_second_factor() {
     assert_eq!(all["data"][0]["userid"], "dave@pve", "{all}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn pool_roles_apply_to_pool_members() {
+    let server = server().await;
+    let base = server.base_url();
+    let root = Session::login(&base, "root@pam", "secret").await;
+    let bob = Session::login(&base, "bob@pve", "bob-secret").await;
+    let (status, reply) = root
+        .call(Method::POST, "/pools", &[("poolid", "dev")])
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    root.call(Method::PUT, "/pools/dev", &[("vms", "101")])
+        .await;
+    root.call(
+        Method::PUT,
+        "/access/acl",
+        &[
+            ("path", "/pool/dev"),
+            ("roles", "PVEVMUser"),
+            ("users", "bob@pve"),
+        ],
+    )
+    .await;
+    // Pool membership grants the pool's roles on the guest.
+    let (status, reply) = bob.get("/nodes/pve2/qemu/101/status/current").await;
+    assert_eq!(status, 200, "{reply}");
+    let (_, list) = bob.get("/nodes/pve2/qemu").await;
+    assert_eq!(vmids(&list), [101]);
+    let (status, _) = bob.get("/nodes/pve1/qemu/100/status/current").await;
+    assert_eq!(status, 403);
+    // Leaving the pool takes the rights away at once.
+    root.call(
+        Method::PUT,
+        "/pools/dev",
+        &[("vms", "101"), ("delete", "1")],
+    )
+    .await;
+    let (status, _) = bob.get("/nodes/pve2/qemu/101/status/current").await;
+    assert_eq!(status, 403);
+    // Creating a guest in a pool needs VM.Allocate on the pool.
+    let (status, reply) = bob
+        .call(
+            Method::POST,
+            "/nodes/pve1/qemu",
+            &[("vmid", "960"), ("pool", "dev")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        message(&reply),
+        "Permission check failed (/vms/960, VM.Allocate)\n"
+    );
+    root.call(
+        Method::PUT,
+        "/access/acl",
+        &[
+            ("path", "/pool/dev"),
+            ("roles", "PVEVMAdmin"),
+            ("users", "bob@pve"),
+        ],
+    )
+    .await;
+    let (status, reply) = bob
+        .call(
+            Method::POST,
+            "/nodes/pve1/qemu",
+            &[("vmid", "960"), ("pool", "dev")],
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    server.shutdown().await.unwrap();
+}
