@@ -65,6 +65,24 @@ enum Command {
     /// Serve the bare axum handler (used by `mock`).
     #[command(hide = true)]
     ServeBare(bare::BareArgs),
+    /// Load one plain-HTTP GET endpoint with the load generator (to compare it with wrk).
+    #[command(hide = true)]
+    Load(LoadArgs),
+}
+
+/// Options of the hidden `load` command.
+#[derive(Args)]
+struct LoadArgs {
+    /// Address, e.g. 127.0.0.1:8005.
+    addr: std::net::SocketAddr,
+    /// Path, e.g. /api2/json/version.
+    path: String,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
 }
 
 /// Options shared by every benchmark.
@@ -100,6 +118,11 @@ fn main() -> anyhow::Result<()> {
             return tokio::runtime::Runtime::new()
                 .context("starting the runtime")?
                 .block_on(bare::serve(args));
+        }
+        Command::Load(args) => {
+            return tokio::runtime::Runtime::new()
+                .context("starting the runtime")?
+                .block_on(load_once(args));
         }
         Command::Mock(args) => (
             Selection {
@@ -142,6 +165,26 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()
         .context("starting the runtime")?
         .block_on(run(selection, args))
+}
+
+async fn load_once(args: LoadArgs) -> anyhow::Result<()> {
+    let target = load::Target {
+        addr: args.addr,
+        tls: None,
+    };
+    let spec = load::RequestSpec {
+        method: http::Method::GET,
+        path: args.path,
+        body: load::Body::Empty,
+    };
+    let shape = load::LoadShape {
+        connections: args.connections,
+        duration: std::time::Duration::from_secs(args.duration),
+        max_requests: None,
+    };
+    let summary = load::run(&target, &load::Auth::default(), &spec, shape).await?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
 }
 
 async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {

@@ -13,7 +13,8 @@
 //!   `python/sdk_clients.py` in the peers' virtualenv.
 //!
 //! Each scenario is repeated and the median wall time reported; a 100-request warm-up opens the
-//! connections first.
+//! connections first. The Rust clients take turns within each repetition, so a burst of other
+//! work on the machine does not land on one of them only.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -99,10 +100,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<SdkResults> {
         (OURS_DYNAMIC, RustClient::Dynamic(&sdk)),
         (RAW_REQWEST, RustClient::Raw(&raw)),
     ];
-    for (name, client) in &clients {
-        eprintln!("sdk: {name}");
-        rows.extend(run_rust_client(name, client, repeats, &next_vmid).await);
-    }
+    rows.extend(run_rust_clients(&clients, repeats, &next_vmid).await);
     for (name, driver) in [(PROXMOXER, "proxmoxer"), (PYTHON_SDK, "proxmox-sdk")] {
         eprintln!("sdk: {name}");
         let config = json!({
@@ -263,68 +261,91 @@ impl RustClient<'_> {
     }
 }
 
-async fn run_rust_client(
-    name: &str,
-    client: &RustClient<'_>,
+/// Wall times and errors of one client, per scenario.
+#[derive(Default)]
+struct Tally {
+    walls: [Vec<f64>; 3],
+    errors: [Option<String>; 3],
+}
+
+/// Runs the Rust clients, interleaved: each repetition runs every client once, so that a slow
+/// moment of the (shared) machine does not fall on one client only.
+async fn run_rust_clients(
+    clients: &[(&str, RustClient<'_>)],
     repeats: usize,
     next_vmid: &AtomicU32,
 ) -> Vec<SdkRow> {
-    let mut walls: [Vec<f64>; 3] = Default::default();
-    let mut errors: [Option<String>; 3] = Default::default();
-    for _ in 0..100 {
-        if let Err(error) = client.get_version().await {
-            errors[0] = Some(format!("warm-up: {error:#}"));
-            break;
+    let mut tallies: Vec<Tally> = clients.iter().map(|_| Tally::default()).collect();
+    for ((_, client), tally) in clients.iter().zip(&mut tallies) {
+        for _ in 0..100 {
+            if let Err(error) = client.get_version().await {
+                tally.errors[0] = Some(format!("warm-up: {error:#}"));
+                break;
+            }
         }
     }
-    for _ in 0..repeats {
-        if errors[0].is_none() {
-            let started = Instant::now();
-            let mut outcome = Ok(());
-            for _ in 0..N_GETS {
-                outcome = client.get_version().await;
-                if outcome.is_err() {
-                    break;
-                }
-            }
-            record(&mut walls[0], &mut errors[0], started, outcome);
-        }
-        if errors[1].is_none() {
-            let started = Instant::now();
-            let outcome = futures::stream::iter(0..N_GETS)
-                .map(|_| client.get_version())
-                .buffer_unordered(CONCURRENCY)
-                .try_collect::<Vec<()>>()
-                .await
-                .map(drop);
-            record(&mut walls[1], &mut errors[1], started, outcome);
-        }
-        if errors[2].is_none() {
-            let started = Instant::now();
-            let mut outcome = Ok(());
-            for _ in 0..N_CREATES {
-                let vmid = next_vmid.fetch_add(1, Ordering::Relaxed);
-                outcome = client.create_and_wait(vmid).await;
-                if outcome.is_err() {
-                    break;
-                }
-            }
-            record(&mut walls[2], &mut errors[2], started, outcome);
+    for repeat in 0..repeats {
+        for ((name, client), tally) in clients.iter().zip(&mut tallies) {
+            eprintln!("sdk: {name}, repetition {}", repeat + 1);
+            run_repetition(client, tally, next_vmid).await;
         }
     }
-    SDK_SCENARIOS
+    clients
         .iter()
-        .zip(walls)
-        .zip(errors)
-        .map(|((scenario, wall_s), error)| {
-            let n_ops = if *scenario == SDK_SCENARIOS[2] {
-                N_CREATES
-            } else {
-                N_GETS
-            };
-            row(name, scenario, n_ops, wall_s, error)
+        .zip(tallies)
+        .flat_map(|((name, _), tally)| {
+            SDK_SCENARIOS
+                .iter()
+                .zip(tally.walls)
+                .zip(tally.errors)
+                .map(|((scenario, wall_s), error)| {
+                    let n_ops = if *scenario == SDK_SCENARIOS[2] {
+                        N_CREATES
+                    } else {
+                        N_GETS
+                    };
+                    row(name, scenario, n_ops, wall_s, error)
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// One repetition of the three scenarios (a scenario that failed once is skipped afterwards).
+async fn run_repetition(client: &RustClient<'_>, tally: &mut Tally, next_vmid: &AtomicU32) {
+    if tally.errors[0].is_none() {
+        let started = Instant::now();
+        let mut outcome = Ok(());
+        for _ in 0..N_GETS {
+            outcome = client.get_version().await;
+            if outcome.is_err() {
+                break;
+            }
+        }
+        record(&mut tally.walls[0], &mut tally.errors[0], started, outcome);
+    }
+    if tally.errors[1].is_none() {
+        let started = Instant::now();
+        let outcome = futures::stream::iter(0..N_GETS)
+            .map(|_| client.get_version())
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop);
+        record(&mut tally.walls[1], &mut tally.errors[1], started, outcome);
+    }
+    if tally.errors[2].is_none() {
+        let started = Instant::now();
+        let mut outcome = Ok(());
+        for _ in 0..N_CREATES {
+            let vmid = next_vmid.fetch_add(1, Ordering::Relaxed);
+            outcome = client.create_and_wait(vmid).await;
+            if outcome.is_err() {
+                break;
+            }
+        }
+        record(&mut tally.walls[2], &mut tally.errors[2], started, outcome);
+    }
 }
 
 fn record(
