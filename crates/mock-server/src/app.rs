@@ -10,9 +10,15 @@
 //!    `Method 'GET /foo' not implemented` (`rest_handler`'s default response, whose path is the
 //!    one relative to `/api2/json`);
 //! 4. extract parameters (`extract_params`: body as form or JSON on POST/PUT, query merged over
-//!    it, `_dc` dropped), add path parameters (conflicts are a parameter error), coerce and
-//!    validate (400 `Parameter verification failed.`);
-//! 5. run the generic engine and answer `{"data": ...}`.
+//!    it, `_dc` dropped), add path parameters (conflicts are a parameter error);
+//! 5. check the operation's permissions (403, [`crate::access`]), then answer 595/596 if the
+//!    call would be proxied to an offline node ([`crate::simulation`]), as `rest_handler` does
+//!    before the handler runs;
+//! 6. coerce and validate (400 `Parameter verification failed.`);
+//! 7. run the `/access` endpoints or the engine, filter lists for the caller, and answer
+//!    `{"data": ...}`.
+//!
+//! Injected request faults (`/_mock/faults`) apply first, before authentication.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

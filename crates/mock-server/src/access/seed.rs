@@ -207,3 +207,67 @@ pub fn access_changes(fixture: &Fixture, changes: &mut Vec<Change>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_documented_yaml_parses_into_rows() {
+        let fixture = Fixture::parse(
+            r#"
+nodes: [{name: pve1}, {name: pve2}]
+guests: [{vmid: 100, type: qemu, node: pve1}]
+users:
+  - userid: alice@pve
+    password: alice-secret
+    groups: [ops]
+    totp: JBSWY3DPEHPK3PXP
+    tokens:
+      full: 3f1c0b8e
+      ro: {secret: 9e2a71d4, privsep: true}
+groups:
+  - {groupid: ops, comment: Operators}
+roles:
+  VMPower: [VM.PowerMgmt, VM.Audit]
+acl:
+  - {path: /vms/100, roles: [PVEVMUser], users: [alice@pve]}
+  - {path: /, roles: [PVEAuditor], groups: [ops], tokens: ["alice@pve!ro"]}
+faults:
+  - {kind: node, node: pve2, status: 596}
+  - {kind: lock, vmid: 100, lock: backup}
+  - {path: /version, delay_ms: 100}
+"#,
+        )
+        .unwrap();
+        let changes = fixture.to_changes("secret");
+        let row = |wanted: &str| {
+            changes
+                .iter()
+                .rev()
+                .find_map(|change| match change {
+                    Change::Put { path, value, .. } if path == wanted => Some(value.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{wanted} missing"))
+        };
+        let alice = row("/access/users/alice@pve");
+        assert_eq!(alice["groups"], "ops");
+        assert_eq!(alice["keys"], "x");
+        assert!(alice[TFA_KEY][0]["_secret"].is_string());
+        assert_eq!(row("/access/users/alice@pve/token/full")["privsep"], 0);
+        assert_eq!(row("/access/users/alice@pve/token/ro")["privsep"], 1);
+        assert_eq!(
+            row("/access/roles/VMPower")["privs"],
+            "VM.PowerMgmt,VM.Audit"
+        );
+        assert_eq!(row("/access/groups/ops")["comment"], "Operators");
+        assert_eq!(row(ACL_ROW)["entries"].as_array().unwrap().len(), 3);
+        assert_eq!(row("/nodes/pve2")["status"], "offline");
+        assert_eq!(row("/nodes/pve2")["_unreachable"]["status"], 596);
+        assert_eq!(row("/nodes/pve1/qemu/100")["lock"], "backup");
+        assert_eq!(fixture.faults.len(), 3);
+    }
+}
