@@ -1,10 +1,39 @@
-//! Async Rust client for the Proxmox VE API: the hand-written core.
+//! Async Rust client for the Proxmox VE API.
 //!
 //! This crate talks to `https://<host>:8006/api2/json`: it authenticates, encodes parameters the
 //! way Proxmox expects, unwraps the `{"data": …}` envelope, maps errors, retries idempotent
 //! requests, and follows background tasks.
-//! Any path of any schema version can be called dynamically; a typed layer generated from the
-//! OpenAPI schema sits on top and reuses this core's HTTP client and authentication.
+//! Every operation of the Proxmox VE 9.1 API has a typed method ([`generated`], one cargo
+//! feature per path group), and any path of any schema version can be called dynamically; both
+//! go through the same hand-written core.
+//!
+//! # Typed API
+//!
+//! ```no_run
+//! use proxmox_sdk::Client;
+//! use proxmox_sdk::shared_types::nodes::NodesQemuCreateVmParams;
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> proxmox_sdk::Result<()> {
+//! let client = Client::builder()
+//!     .base_url("https://pve.example.com:8006")
+//!     .password("root@pam", "secret")
+//!     .build()?;
+//! let qemu = client.nodes().node("pve1").qemu();
+//! for vm in qemu.list().await? {
+//!     println!("{} {:?} {:?}", vm.vmid, vm.name, vm.status);
+//! }
+//! let params = NodesQemuCreateVmParams {
+//!     vmid: 120,
+//!     name: Some("web".to_owned()),
+//!     cores: Some(2),
+//!     ..Default::default()
+//! };
+//! let upid = qemu.create(&params).timeout(Duration::from_secs(120)).await?;
+//! client.task(&upid).wait(Duration::from_secs(300)).await?;
+//! qemu.vmid(120).status().start().await?;
+//! # Ok(()) }
+//! ```
 //!
 //! # Quick start
 //!

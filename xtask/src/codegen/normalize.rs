@@ -272,10 +272,10 @@ pub fn translate_pattern(source: &str) -> String {
     let mut index = 0;
     while index < bytes.len() {
         let rest = &source[index..];
-        if rest.starts_with('\\') {
-            let next = rest[1..].chars().next();
+        if let Some(escaped) = rest.strip_prefix('\\') {
+            let next = escaped.chars().next();
             match next {
-                Some('0') if !rest[2..].starts_with(|c: char| c.is_ascii_digit()) => {
+                Some('0') if !escaped[1..].starts_with(|c: char| c.is_ascii_digit()) => {
                     out.push_str("\\x00");
                     index += 2;
                 }

@@ -66,7 +66,7 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
             if let Some(reexport) = generator.reexport(&request, request_type, &operation.group) {
                 body.push(reexport);
             } else if registry.name_of(&request) != Some(request_type.as_str()) {
-                let target = generator.type_of(&request, &mut families);
+                let target = generator.type_of(&request);
                 let ident = format_ident!("{}", request_type);
                 let doc = doc_attrs(&format!(
                     "Parameters of `{} {}` (`{}`), without the path parameters.",
@@ -87,7 +87,7 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         if registry.name_of(&returns) == Some(operation.response_type.as_str()) {
             continue;
         }
-        let target = generator.type_of(&returns, &mut families);
+        let target = generator.type_of(&returns);
         let ident = format_ident!("{}", operation.response_type);
         let mut doc = format!(
             "The `data` of the reply to `{} {}` (`{}`).",
@@ -220,7 +220,7 @@ impl Generator<'_> {
                 family: None,
                 ..schema.clone()
             };
-            let target = self.type_of(&unfamilied, families);
+            let target = self.type_of(&unfamilied);
             return quote! { #doc pub type #ident = #target; };
         }
         let mut fields = Vec::new();
@@ -235,14 +235,11 @@ impl Generator<'_> {
             if let Some(family) = &property_schema.family {
                 families.insert(family.prefix.clone(), family.count);
                 let marker = format_ident!("{}", pascal_case(&family.prefix));
-                let member = self.type_of(
-                    &Schema {
-                        family: None,
-                        optional: false,
-                        ..property_schema.clone()
-                    },
-                    families,
-                );
+                let member = self.type_of(&Schema {
+                    family: None,
+                    optional: false,
+                    ..property_schema.clone()
+                });
                 fields.push(quote! {
                     #field_doc
                     #[serde(flatten)]
@@ -250,7 +247,7 @@ impl Generator<'_> {
                 });
                 continue;
             }
-            let inner = self.type_of(property_schema, families);
+            let inner = self.type_of(property_schema);
             let rename = (field_name != *property).then(|| quote! { #[serde(rename = #property)] });
             if property_schema.optional {
                 fields.push(quote! {
@@ -277,7 +274,7 @@ impl Generator<'_> {
     }
 
     /// The Rust type of a schema in a field or alias position.
-    fn type_of(&self, schema: &Schema, families: &mut BTreeMap<String, u32>) -> TokenStream {
+    fn type_of(&self, schema: &Schema) -> TokenStream {
         if let Some(name) = self.registry.name_of(schema) {
             let module = format_ident!(
                 "{}",
@@ -303,7 +300,7 @@ impl Generator<'_> {
                 let item = schema
                     .items
                     .as_deref()
-                    .map(|items| self.type_of(items, families))
+                    .map(|items| self.type_of(items))
                     .unwrap_or_else(|| quote! { ::serde_json::Value });
                 quote! { ::std::vec::Vec<#item> }
             }

@@ -38,7 +38,10 @@ pub fn mock() -> MockServerBuilder {
     let mut fixture = Fixture::default_fixture();
     for user in &mut fixture.users {
         if user.userid == "root@pam" {
-            user.tokens.insert("it".to_owned(), TOKEN_SECRET.to_owned());
+            user.tokens.insert(
+                "it".to_owned(),
+                mock_server::access::seed::TokenSeed::Secret(TOKEN_SECRET.to_owned()),
+            );
         }
     }
     MockServer::builder()
