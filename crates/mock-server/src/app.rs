@@ -558,6 +558,7 @@ fn authenticate(
                 "user '{userid}' is disabled\n"
             )));
         }
+        check_not_expired(&userid, user, now)?;
         let stored = tables
             .get(&format!("/access/users/{userid}/token/{token_name}"))
             .ok_or_else(|| {
@@ -602,7 +603,7 @@ fn authenticate(
                     "user '{userid}' is disabled\n"
                 )));
             }
-            Some(_) => {}
+            Some(user) => check_not_expired(&userid, user, now)?,
         }
     }
     if method != Method::Get {
@@ -616,6 +617,17 @@ fn authenticate(
         userid,
         api_token: false,
     })
+}
+
+/// `check_user_enabled` (pve-access-control `src/PVE/AccessControl.pm`): an account whose
+/// `expire` time has passed authenticates nothing.
+fn check_not_expired(userid: &str, user: &Value, now: u64) -> Result<(), AppError> {
+    match user.get("expire").and_then(Value::as_u64) {
+        Some(expire) if expire > 0 && expire < now => Err(AppError::Unauthorized(format!(
+            "user '{userid}' access expired\n"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Renders an unexpected panic as a logged 500 (used with `CatchPanicLayer`).

@@ -1038,3 +1038,29 @@ async fn pool_roles_apply_to_pool_members() {
     assert_eq!(status, 200, "{reply}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn disabled_and_expired_accounts_lose_access() {
+    let server = server().await;
+    let base = server.base_url();
+    let root = Session::login(&base, "root@pam", "secret").await;
+    let bob = Session::login(&base, "bob@pve", "bob-secret").await;
+    let token = Session::token(&base, "alice@pve!ro=alice-token-secret");
+    let (status, _) = token.get("/version").await;
+    assert_eq!(status, 200);
+    root.call(Method::PUT, "/access/users/bob@pve", &[("expire", "1")])
+        .await;
+    let (status, _) = bob.get("/version").await;
+    assert_eq!(status, 401, "an expired account's ticket is refused");
+    let (status, _) = post_ticket(
+        &base,
+        &[("username", "bob@pve"), ("password", "bob-secret")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    root.call(Method::PUT, "/access/users/alice@pve", &[("enable", "0")])
+        .await;
+    let (status, _) = token.get("/version").await;
+    assert_eq!(status, 401, "a disabled user's tokens are refused");
+    server.shutdown().await.unwrap();
+}
