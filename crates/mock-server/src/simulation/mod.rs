@@ -47,12 +47,24 @@ use crate::store::{Change, Tables};
 use crate::validate::Params;
 
 /// How long worker tasks run, by task type.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskDurations {
     /// Duration of task types without an override.
     pub default: Duration,
     /// Overrides by task type (`qmstart`, `vzdump`, ...).
     pub per_type: BTreeMap<String, Duration>,
+    /// Factor applied to every duration (1 by default): realistic durations, run faster.
+    pub scale: f64,
+}
+
+impl Default for TaskDurations {
+    fn default() -> Self {
+        TaskDurations {
+            default: Duration::ZERO,
+            per_type: BTreeMap::new(),
+            scale: 1.0,
+        }
+    }
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`; a bare number is seconds.
@@ -82,18 +94,27 @@ impl TaskDurations {
     pub fn uniform(duration: Duration) -> TaskDurations {
         TaskDurations {
             default: duration,
-            per_type: BTreeMap::new(),
+            ..TaskDurations::default()
         }
     }
 
-    /// Parses `[DEFAULT][,TYPE=DURATION]...`, e.g. `1s,qmstart=2s,vzdump=10s` or
-    /// `qmstart=2s` (`default=` or `*=` also name the default).
+    /// Parses `[DEFAULT][,TYPE=DURATION]...[,scale=FACTOR]`, e.g. `1s,qmstart=2s,vzdump=10s`,
+    /// `qmstart=2s` (`default=` or `*=` also name the default) or `vzdump=10m,scale=0.01`.
     pub fn parse(text: &str) -> Result<TaskDurations, String> {
         let mut durations = TaskDurations::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.split_once('=') {
                 Some((kind, value)) => {
                     let kind = kind.trim();
+                    if kind == "scale" {
+                        durations.scale = value
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|scale| scale.is_finite() && *scale >= 0.0 && *scale <= 1000.0)
+                            .ok_or_else(|| format!("invalid scale '{value}' (0 to 1000)"))?;
+                        continue;
+                    }
                     let duration = parse_duration(value)?;
                     if matches!(kind, "default" | "*") {
                         durations.default = duration;
@@ -111,9 +132,14 @@ impl TaskDurations {
         Ok(durations)
     }
 
-    /// The duration of a task type.
+    /// The duration of a task type, scaled.
     pub fn for_type(&self, kind: &str) -> Duration {
-        self.per_type.get(kind).copied().unwrap_or(self.default)
+        let duration = self.per_type.get(kind).copied().unwrap_or(self.default);
+        if self.scale == 1.0 {
+            duration
+        } else {
+            duration.mul_f64(self.scale)
+        }
     }
 }
 
@@ -282,7 +308,11 @@ impl Simulation {
     }
 
     fn load(&self, seed_faults: &[FaultSpec]) {
-        for spec in seed_faults {
+        // `lock` and `node` faults are rows of the seed (`seed_changes`).
+        for spec in seed_faults
+            .iter()
+            .filter(|spec| matches!(spec.kind, FaultKind::Request | FaultKind::Task))
+        {
             if let Err(error) = self.add_memory_fault(spec) {
                 tracing::warn!(%error, "ignoring an invalid seed fault");
             }
@@ -660,6 +690,9 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(TaskDurations::parse("q m=1s").is_err());
+        let scaled = TaskDurations::parse("vzdump=10m,scale=0.01").unwrap();
+        assert_eq!(scaled.for_type("vzdump"), Duration::from_secs(6));
+        assert!(TaskDurations::parse("scale=-1").is_err());
     }
 
     #[test]
