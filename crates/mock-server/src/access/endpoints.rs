@@ -179,6 +179,14 @@ fn bool_arg(args: &Params, name: &str) -> Option<bool> {
     }
 }
 
+/// A stored row as an object (rows written by hand into a seed's `objects` may be anything).
+fn object_of(value: Option<&Value>) -> Value {
+    match value {
+        Some(value @ Value::Object(_)) => value.clone(),
+        _ => json!({}),
+    }
+}
+
 fn die(message: impl Into<String>) -> AppError {
     AppError::die(message)
 }
@@ -265,7 +273,11 @@ fn totp_secrets(tables: &Tables, userid: &str) -> Vec<Totp> {
         .filter_map(|entry| {
             let secret = entry.get("_secret").and_then(Value::as_str)?;
             let mut totp = Totp::from_base32(secret)?;
-            if let Some(digits) = entry.get("digits").and_then(Value::as_u64) {
+            if let Some(digits) = entry
+                .get("digits")
+                .and_then(Value::as_u64)
+                .filter(|digits| (6..=8).contains(digits))
+            {
                 totp.digits = digits as u32;
             }
             if let Some(period) = entry.get("period").and_then(Value::as_u64) {
@@ -415,7 +427,7 @@ fn change_password(
         }
     }
     let path = user_path(userid);
-    let mut row = tables.get(&path).cloned().unwrap_or_else(|| json!({}));
+    let mut row = object_of(tables.get(&path));
     row[PASSWORD_KEY] = json!(auth::hash_secret(arg(args, "password")));
     Ok((vec![put_member(path, "/access/users", row)], Value::Null))
 }
@@ -787,7 +799,7 @@ fn modify_group(
                     "update group failed: group '{group}' does not exist\n"
                 )));
             };
-            let mut row = current.clone();
+            let mut row = object_of(Some(current));
             if let Some(comment) = opt(args, "comment") {
                 row["comment"] = json!(comment);
             }
@@ -999,7 +1011,7 @@ fn update_user(
             "update user failed: no such user ('{userid}')\n"
         )));
     };
-    let mut row = current.clone();
+    let mut row = object_of(Some(current));
     if let Some(enable) = bool_arg(args, "enable") {
         row["enable"] = json!(u8::from(enable));
     }
@@ -1103,7 +1115,7 @@ pub fn user_tfa(tables: &Tables, userid: &str) -> Vec<Value> {
         .get(&user_path(userid))
         .and_then(|row| row.get(TFA_KEY))
         .and_then(Value::as_array)
-        .cloned()
+        .map(|entries| entries.iter().filter(|e| e.is_object()).cloned().collect())
         .unwrap_or_default()
 }
 
@@ -1170,7 +1182,7 @@ fn read_tfa_entry(tables: &Tables, args: &Params) -> Result<Value, AppError> {
 
 fn with_tfa(tables: &Tables, userid: &str, entries: Vec<Value>) -> Change {
     let path = user_path(userid);
-    let mut row = tables.get(&path).cloned().unwrap_or_else(|| json!({}));
+    let mut row = object_of(tables.get(&path));
     if let Value::Object(map) = &mut row {
         if entries.is_empty() {
             map.remove(TFA_KEY);

@@ -69,6 +69,12 @@ fn offline_nodes(tables: &Tables) -> HashSet<String> {
         .collect()
 }
 
+fn set_status(entry: &mut Value, status: &str) {
+    if let Value::Object(map) = entry {
+        map.insert("status".to_owned(), Value::from(status));
+    }
+}
+
 fn strip_node_stats(entry: &mut Value) {
     if let Value::Object(map) = entry {
         map.retain(|key, _| NODE_KEYS.contains(&key.as_str()));
@@ -156,13 +162,13 @@ pub fn filter_reply(
                         let keep =
                             viewer.any(&format!("/vms/{}", text(&entry, "vmid")), &["VM.Audit"]);
                         if keep && offline.contains(&node) {
-                            entry["status"] = Value::from("unknown");
+                            set_status(&mut entry, "unknown");
                         }
                         keep
                     }
                     "node" => {
                         if offline.contains(&node) {
-                            entry["status"] = Value::from("offline");
+                            set_status(&mut entry, "offline");
                             strip_node_stats(&mut entry);
                         } else if !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
                             strip_node_stats(&mut entry);
@@ -175,7 +181,7 @@ pub fn filter_reply(
                             &["Datastore.Audit"],
                         );
                         if keep && offline.contains(&node) {
-                            entry["status"] = Value::from("unknown");
+                            set_status(&mut entry, "unknown");
                         }
                         keep
                     }
@@ -189,7 +195,7 @@ pub fn filter_reply(
             "/nodes" => {
                 let node = text(&entry, "node");
                 if offline.contains(&node) {
-                    entry["status"] = Value::from("offline");
+                    set_status(&mut entry, "offline");
                     strip_node_stats(&mut entry);
                 } else if !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
                     strip_node_stats(&mut entry);

@@ -137,7 +137,7 @@ impl Totp {
             | (u32::from(digest[offset + 1]) << 16)
             | (u32::from(digest[offset + 2]) << 8)
             | u32::from(digest[offset + 3]);
-        let modulus = 10u32.pow(self.digits);
+        let modulus = 10u32.pow(self.digits.clamp(1, 9));
         format!("{:0width$}", binary % modulus, width = self.digits as usize)
     }
 

@@ -39,7 +39,7 @@ use std::time::Duration;
 use http::StatusCode;
 use route_metadata::Operation;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -451,7 +451,9 @@ impl Simulation {
         if let Some(log) = record.get_mut("_log").and_then(Value::as_array_mut) {
             log.extend(fault.log.into_iter().map(Value::String));
         }
-        record["_error"] = json!(fault.exitstatus);
+        if let Value::Object(map) = record {
+            map.insert("_error".to_owned(), json!(fault.exitstatus));
+        }
         true
     }
 }
@@ -536,15 +538,20 @@ fn fault_changes(rows: &impl Rows, spec: &FaultSpec) -> Result<Vec<Change>, AppE
             let item = rows
                 .guest(vmid)
                 .ok_or_else(|| AppError::bad_request(format!("no guest with VM ID {vmid}\n")))?;
-            let (mut config, collection) = rows.row(&item).unwrap_or((json!({}), None));
+            let (config, collection) = rows.row(&item).unwrap_or((json!({}), None));
+            let mut config = match config {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            };
             match spec.lock.as_deref().filter(|lock| !lock.is_empty()) {
-                Some(lock) => config["lock"] = json!(lock),
+                Some(lock) => {
+                    config.insert("lock".to_owned(), json!(lock));
+                }
                 None => {
-                    if let Value::Object(map) = &mut config {
-                        map.remove("lock");
-                    }
+                    config.remove("lock");
                 }
             }
+            let config = Value::Object(config);
             Ok(vec![Change::Put {
                 collection,
                 path: item,
@@ -557,10 +564,14 @@ fn fault_changes(rows: &impl Rows, spec: &FaultSpec) -> Result<Vec<Change>, AppE
                 .as_deref()
                 .ok_or_else(|| AppError::bad_request("a node fault needs a 'node'\n"))?;
             let path = format!("/nodes/{node}");
-            let (mut row, _) = rows
+            let (row, _) = rows
                 .row(&path)
                 .ok_or_else(|| AppError::bad_request(format!("no node '{node}'\n")))?;
             let offline = spec.offline.unwrap_or(true);
+            let mut row = match row {
+                Value::Object(map) => Value::Object(map),
+                _ => json!({}),
+            };
             row["status"] = json!(if offline { "offline" } else { "online" });
             if let Value::Object(map) = &mut row {
                 if offline {
