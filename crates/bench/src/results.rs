@@ -64,6 +64,9 @@ pub struct MockResults {
     pub connections: usize,
     /// Seconds per load run.
     pub duration_s: f64,
+    /// Load runs per endpoint (the median is reported).
+    #[serde(default)]
+    pub rounds: usize,
     /// One entry per system.
     pub systems: Vec<SystemResults>,
 }
@@ -94,8 +97,11 @@ pub struct EndpointResult {
     pub endpoint: String,
     /// `http` or `https`.
     pub scheme: String,
-    /// What happened.
+    /// What happened (for a measured cell: the run with the median throughput).
     pub outcome: Outcome,
+    /// Requests/s of every round.
+    #[serde(default)]
+    pub runs_rps: Vec<f64>,
 }
 
 /// A measurement, or why there is none.
@@ -173,8 +179,11 @@ pub struct SdkResults {
     pub concurrency: usize,
     /// Creates (each followed by a task wait).
     pub n_creates: u64,
-    /// Repetitions of each scenario (the median is reported).
+    /// Repetitions of each scenario by the Rust clients (the median is reported).
     pub repeats: usize,
+    /// Repetitions of each scenario by the Python clients.
+    #[serde(default)]
+    pub python_repeats: usize,
     /// One entry per client and scenario.
     pub rows: Vec<SdkRow>,
 }
@@ -293,11 +302,12 @@ const RATIO_PEERS: &[SystemKind] = &[
 fn render_mock(out: &mut String, mock: &MockResults) {
     let _ = writeln!(
         out,
-        "\n## mock ({}{}): requests/s (2xx) and p99 latency, {} keep-alive connections, {} s per run\n",
+        "\n## mock ({}{}): requests/s (2xx) and p99 latency, {} keep-alive connections, {} s per run, median of {} round(s)\n",
         mock.run.date,
         if mock.run.quick { ", quick" } else { "" },
         mock.connections,
-        mock.duration_s
+        mock.duration_s,
+        mock.rounds
     );
     let systems: Vec<&SystemResults> = MOCK_SYSTEMS
         .iter()
@@ -503,10 +513,11 @@ fn render_scale(out: &mut String, scale: &ScaleResults) {
 fn render_sdk(out: &mut String, sdk: &SdkResults) {
     let _ = writeln!(
         out,
-        "\n## sdk ({}{}): against our mock over HTTP, API token; median of {} repetitions\n",
+        "\n## sdk ({}{}): against our mock over HTTP, API token; median of {} repetitions (Python clients: {})\n",
         sdk.run.date,
         if sdk.run.quick { ", quick" } else { "" },
-        sdk.repeats
+        sdk.repeats,
+        sdk.python_repeats
     );
     let mut clients: Vec<&str> = Vec::new();
     for row in &sdk.rows {
@@ -688,6 +699,7 @@ mod tests {
                 },
                 connections: 50,
                 duration_s: 10.0,
+                rounds: 3,
                 systems: vec![
                     SystemResults {
                         system: SystemKind::Ours,
@@ -700,6 +712,7 @@ mod tests {
                             endpoint: "GET /version".to_owned(),
                             scheme: "https".to_owned(),
                             outcome: measured(40_000.0),
+                            runs_rps: vec![39_000.0, 40_000.0, 41_000.0],
                         }],
                     },
                     SystemResults {
@@ -714,6 +727,7 @@ mod tests {
                                 endpoint: "GET /version".to_owned(),
                                 scheme: "https".to_owned(),
                                 outcome: measured(2_000.0),
+                                runs_rps: vec![2_000.0],
                             },
                             EndpointResult {
                                 endpoint: "GET /version".to_owned(),
@@ -721,6 +735,7 @@ mod tests {
                                 outcome: Outcome::Unsupported {
                                     reason: "HTTPS only".to_owned(),
                                 },
+                                runs_rps: Vec::new(),
                             },
                         ],
                     },
@@ -742,6 +757,7 @@ mod tests {
         assert_eq!(endpoint["outcome"]["status"], "measured");
         assert_eq!(endpoint["outcome"]["load"]["rps"], 40_000.0);
         assert_eq!(endpoint["outcome"]["load"]["latency"]["p99_ms"], 1.5);
+        assert_eq!(endpoint["runs_rps"][2], 41_000.0);
         let unsupported = &systems[1]["endpoints"][1]["outcome"];
         assert_eq!(unsupported["status"], "unsupported");
         assert_eq!(unsupported["reason"], "HTTPS only");

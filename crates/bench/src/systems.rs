@@ -34,7 +34,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 pub const ROOT_PASSWORD: &str = "secret";
 
 /// A system under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SystemKind {
     /// Our mock server.
