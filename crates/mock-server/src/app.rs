@@ -82,6 +82,8 @@ pub struct Inner {
     pub simulation: crate::simulation::Simulation,
     /// The access model (users, groups, roles, ACL), rebuilt after changes.
     pub access: crate::access::AccessCache,
+    /// Verified tickets and tokens (see [`auth::AuthCache`]).
+    pub auth_cache: auth::AuthCache,
     pid: AtomicU32,
     /// Base URLs advertised in `openapi.json` (`servers`).
     pub server_urls: OnceLock<Vec<String>>,
@@ -126,6 +128,7 @@ impl AppState {
             write_gate: tokio::sync::Mutex::new(()),
             simulation,
             access,
+            auth_cache: auth::AuthCache::default(),
             pid: AtomicU32::new(0x1000 + (auth::now() % 0x1000) as u32),
             server_urls: OnceLock::new(),
             openapi: OnceLock::new(),
@@ -548,64 +551,54 @@ fn authenticate(
             .as_deref()
             .and_then(|a| auth::extract_auth_value(a, TOKEN_SCHEME))
     {
-        let (userid, token_name, secret) = auth::split_api_token(&token)?;
-        let tables = state.store.read();
-        let user = tables
-            .get(&format!("/access/users/{userid}"))
-            .ok_or_else(|| AppError::Unauthorized(format!("no such user ('{userid}')\n")))?;
-        if user.get("enable").is_some_and(|e| e.as_i64() == Some(0)) {
-            return Err(AppError::Unauthorized(format!(
-                "user '{userid}' is disabled\n"
-            )));
-        }
-        check_not_expired(&userid, user, now)?;
-        let stored = tables
-            .get(&format!("/access/users/{userid}/token/{token_name}"))
-            .ok_or_else(|| {
-                AppError::Unauthorized(format!(
-                    "no such token '{token_name}' for user '{userid}'\n"
-                ))
-            })?;
-        if let Some(expire) = stored.get("expire").and_then(Value::as_u64)
-            && expire > 0
-            && expire < now
-        {
-            return Err(AppError::Unauthorized(format!(
-                "token '{token_name}' access expired\n"
-            )));
-        }
-        let valid = stored
-            .get(SECRET_KEY)
-            .and_then(Value::as_str)
-            .is_some_and(|hash| auth::verify_secret(hash, &secret));
-        if !valid {
-            return Err(AppError::Unauthorized("invalid token value!\n".to_owned()));
-        }
-        return Ok(Caller {
-            userid: format!("{userid}!{token_name}"),
-            api_token: true,
-        });
+        return authenticate_token(state, &token, now);
     }
     let Some(ticket) = ticket else {
         return Err(AppError::Unauthorized("No ticket\n".to_owned()));
     };
-    let userid = state.signer.verify_ticket(&ticket, now)?;
-    {
-        let tables = state.store.read();
-        match tables.get(&format!("/access/users/{userid}")) {
-            None => {
-                return Err(AppError::Unauthorized(format!(
-                    "no such user ('{userid}')\n"
-                )));
+    let generation = state.access.generation();
+    let userid = match state.auth_cache.ticket(&ticket) {
+        Some(hit) => {
+            if !state.signer.age_ok(hit.issued, now) {
+                return Err(AppError::Unauthorized(
+                    "permission denied - invalid PVE ticket\n".to_owned(),
+                ));
             }
-            Some(user) if user.get("enable").is_some_and(|e| e.as_i64() == Some(0)) => {
-                return Err(AppError::Unauthorized(format!(
-                    "user '{userid}' is disabled\n"
-                )));
+            if hit.generation == generation {
+                check_expire(&hit.userid, hit.user_expire, now)?;
+            } else {
+                let user_expire = check_user(state, &hit.userid, now)?;
+                state.auth_cache.put_ticket(
+                    &ticket,
+                    auth::TicketVerdict {
+                        generation,
+                        user_expire,
+                        ..hit.clone()
+                    },
+                );
             }
-            Some(user) => check_not_expired(&userid, user, now)?,
+            hit.userid
         }
-    }
+        None => {
+            let (userid, issued) = state.signer.verify_ticket_signature(&ticket)?;
+            if !state.signer.age_ok(issued, now) {
+                return Err(AppError::Unauthorized(
+                    "permission denied - invalid PVE ticket\n".to_owned(),
+                ));
+            }
+            let user_expire = check_user(state, userid, now)?;
+            state.auth_cache.put_ticket(
+                &ticket,
+                auth::TicketVerdict {
+                    userid: userid.to_owned(),
+                    issued,
+                    generation,
+                    user_expire,
+                },
+            );
+            userid.to_owned()
+        }
+    };
     if method != Method::Get {
         let token = headers
             .get("CSRFPreventionToken")
@@ -619,15 +612,105 @@ fn authenticate(
     })
 }
 
+/// `PVEAPIToken=user@realm!name=secret`: a cached verdict of the current access generation
+/// whose secret digest matches (in constant time), or the full check against the rows.
+fn authenticate_token(state: &AppState, token: &str, now: u64) -> Result<Caller, AppError> {
+    let generation = state.access.generation();
+    if let Some((tokenid, secret)) = token.rsplit_once('=')
+        && let Some(hit) = state.auth_cache.token(tokenid)
+        && hit.generation == generation
+        && auth::constant_time_eq(&auth::secret_digest(secret), &hit.secret_digest)
+        && !expired(hit.user_expire, now)
+        && !expired(hit.token_expire, now)
+    {
+        return Ok(Caller {
+            userid: tokenid.to_owned(),
+            api_token: true,
+        });
+    }
+    let (userid, token_name, secret) = auth::split_api_token(token)?;
+    let tables = state.store.read();
+    let user = tables
+        .get(&format!("/access/users/{userid}"))
+        .ok_or_else(|| AppError::Unauthorized(format!("no such user ('{userid}')\n")))?;
+    if user.get("enable").is_some_and(|e| e.as_i64() == Some(0)) {
+        return Err(AppError::Unauthorized(format!(
+            "user '{userid}' is disabled\n"
+        )));
+    }
+    check_not_expired(&userid, user, now)?;
+    let stored = tables
+        .get(&format!("/access/users/{userid}/token/{token_name}"))
+        .ok_or_else(|| {
+            AppError::Unauthorized(format!(
+                "no such token '{token_name}' for user '{userid}'\n"
+            ))
+        })?;
+    let token_expire = stored.get("expire").and_then(Value::as_u64);
+    if expired(token_expire, now) {
+        return Err(AppError::Unauthorized(format!(
+            "token '{token_name}' access expired\n"
+        )));
+    }
+    let valid = stored
+        .get(SECRET_KEY)
+        .and_then(Value::as_str)
+        .is_some_and(|hash| auth::verify_secret(hash, &secret));
+    if !valid {
+        return Err(AppError::Unauthorized("invalid token value!\n".to_owned()));
+    }
+    let caller = format!("{userid}!{token_name}");
+    state.auth_cache.put_token(
+        &caller,
+        auth::TokenVerdict {
+            generation,
+            secret_digest: auth::secret_digest(&secret),
+            user_expire: user.get("expire").and_then(Value::as_u64),
+            token_expire,
+        },
+    );
+    Ok(Caller {
+        userid: caller,
+        api_token: true,
+    })
+}
+
+/// The user of a verified ticket must exist, be enabled and not have expired; returns its
+/// `expire`.
+fn check_user(state: &AppState, userid: &str, now: u64) -> Result<Option<u64>, AppError> {
+    let tables = state.store.read();
+    match tables.get(&format!("/access/users/{userid}")) {
+        None => Err(AppError::Unauthorized(format!(
+            "no such user ('{userid}')\n"
+        ))),
+        Some(user) if user.get("enable").is_some_and(|e| e.as_i64() == Some(0)) => Err(
+            AppError::Unauthorized(format!("user '{userid}' is disabled\n")),
+        ),
+        Some(user) => {
+            check_not_expired(userid, user, now)?;
+            Ok(user.get("expire").and_then(Value::as_u64))
+        }
+    }
+}
+
+/// Whether an `expire` time (0: never) has passed.
+fn expired(expire: Option<u64>, now: u64) -> bool {
+    expire.is_some_and(|expire| expire > 0 && expire < now)
+}
+
+fn check_expire(userid: &str, expire: Option<u64>, now: u64) -> Result<(), AppError> {
+    if expired(expire, now) {
+        return Err(AppError::Unauthorized(format!(
+            "user '{userid}' access expired\n"
+        )));
+    }
+    Ok(())
+}
+
 /// `check_user_enabled` (pve-access-control `src/PVE/AccessControl.pm`): an account whose
 /// `expire` time has passed authenticates nothing.
 fn check_not_expired(userid: &str, user: &Value, now: u64) -> Result<(), AppError> {
-    match user.get("expire").and_then(Value::as_u64) {
-        Some(expire) if expire > 0 && expire < now => Err(AppError::Unauthorized(format!(
-            "user '{userid}' access expired\n"
-        ))),
-        _ => Ok(()),
-    }
+    check_expire(userid, user.get("expire").and_then(Value::as_u64), now)
 }
 
 /// Renders an unexpected panic as a logged 500 (used with `CatchPanicLayer`).

@@ -16,7 +16,8 @@
 //! Every secret comparison is constant-time. Passwords and token secrets are stored only as
 //! salted SHA-256 hashes under hidden keys (leading `_`), which no reply ever contains.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -106,25 +107,45 @@ impl Signer {
 
     /// Verifies a ticket; returns the user.
     pub fn verify_ticket(&self, ticket: &str, now: u64) -> Result<String, AppError> {
-        static OUTER: LazyLock<Regex> =
-            LazyLock::new(|| Regex::new(r"^(PVE:\S+)::([^:\s]+)$").expect("static regex"));
-        static INNER: LazyLock<Regex> =
-            LazyLock::new(|| Regex::new(r"^PVE:(?:(\S+):)?([A-Z0-9]{8})$").expect("static regex"));
-        let invalid =
-            || AppError::Unauthorized("permission denied - invalid PVE ticket\n".to_owned());
-        let captures = OUTER.captures(ticket).ok_or_else(invalid)?;
-        let plain = &captures[1];
-        let signature = STANDARD.decode(&captures[2]).map_err(|_| invalid())?;
+        let (userid, issued) = self.verify_ticket_signature(ticket)?;
+        if !self.age_ok(issued, now) {
+            return Err(invalid_ticket());
+        }
+        Ok(userid.to_owned())
+    }
+
+    /// Checks a ticket's form and signature (not its age); returns the user and the time it was
+    /// issued. The form is Proxmox's `^(PVE:\S+)::([^:\s]+)$` with the plain part
+    /// `^PVE:(\S+):([A-Z0-9]{8})$`, parsed by hand.
+    pub fn verify_ticket_signature<'t>(&self, ticket: &'t str) -> Result<(&'t str, u64), AppError> {
+        let (plain, signature) = ticket.rsplit_once("::").ok_or_else(invalid_ticket)?;
+        let no_space = |text: &str| !text.chars().any(char::is_whitespace);
+        if signature.is_empty()
+            || signature.contains(':')
+            || !no_space(signature)
+            || !no_space(plain)
+            || plain.len() <= "PVE:".len()
+            || !plain.starts_with("PVE:")
+        {
+            return Err(invalid_ticket());
+        }
+        let signature = STANDARD.decode(signature).map_err(|_| invalid_ticket())?;
         self.mac("ticket", plain)
             .verify_slice(&signature)
-            .map_err(|_| invalid())?;
-        let inner = INNER.captures(plain).ok_or_else(invalid)?;
-        let userid = inner.get(1).ok_or_else(invalid)?.as_str().to_owned();
-        let issued = u64::from_str_radix(&inner[2], 16).map_err(|_| invalid())?;
-        if !self.age_ok(issued, now) {
-            return Err(invalid());
+            .map_err(|_| invalid_ticket())?;
+        let (userid, stamp) = plain["PVE:".len()..]
+            .rsplit_once(':')
+            .ok_or_else(invalid_ticket)?;
+        if userid.is_empty()
+            || stamp.len() != 8
+            || !stamp
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            return Err(invalid_ticket());
         }
-        Ok(userid)
+        let issued = u64::from_str_radix(stamp, 16).map_err(|_| invalid_ticket())?;
+        Ok((userid, issued))
     }
 
     /// Creates a half-authenticated ticket for a pending second factor:
@@ -170,7 +191,8 @@ impl Signer {
             .map_err(|_| invalid())
     }
 
-    fn age_ok(&self, issued: u64, now: u64) -> bool {
+    /// Whether a ticket or CSRF token issued at `issued` is valid at `now`.
+    pub fn age_ok(&self, issued: u64, now: u64) -> bool {
         let age = now as i128 - issued as i128;
         age > -300 && age < self.lifetime.as_secs() as i128
     }
@@ -210,10 +232,106 @@ impl Signer {
     }
 }
 
+fn invalid_ticket() -> AppError {
+    AppError::Unauthorized("permission denied - invalid PVE ticket\n".to_owned())
+}
+
 fn unreachable_hmac() -> HmacSha256 {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
     #[allow(clippy::expect_used)]
     HmacSha256::new_from_slice(&[0u8; 32]).expect("HMAC takes any key length")
+}
+
+/// Most verdicts each map of [`AuthCache`] keeps; a full map is emptied.
+const AUTH_CACHE_SIZE: usize = 4096;
+
+/// A ticket whose signature was verified, with the state of its user when last checked.
+#[derive(Debug, Clone)]
+pub struct TicketVerdict {
+    /// The user the ticket names.
+    pub userid: String,
+    /// When the ticket was issued (its age is checked on every use).
+    pub issued: u64,
+    /// The access generation at which the user existed and was enabled.
+    pub generation: u64,
+    /// The user's `expire` at that generation.
+    pub user_expire: Option<u64>,
+}
+
+/// An API token that authenticated, with the state of its user and token at a generation.
+#[derive(Debug, Clone)]
+pub struct TokenVerdict {
+    /// The access generation the verdict belongs to.
+    pub generation: u64,
+    /// SHA-256 of the secret that matched (compared in constant time).
+    pub secret_digest: [u8; 32],
+    /// The user's `expire`.
+    pub user_expire: Option<u64>,
+    /// The token's `expire`.
+    pub token_expire: Option<u64>,
+}
+
+/// Verdicts of the authentication hot path, so that a ticket's signature is verified once and
+/// an API token's rows are looked up once per access generation.
+///
+/// A ticket verdict only records that the signature is valid (which never changes for one
+/// signing key); its age is checked on every request, and its user is checked again whenever
+/// the access generation ([`crate::access::AccessCache::generation`]) has moved, which every
+/// write below `/access` and every reset does. A token verdict is used only at the generation
+/// it was made in, so a deleted or changed token is refused at once. Both maps are bounded.
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    tickets: RwLock<HashMap<String, TicketVerdict>>,
+    tokens: RwLock<HashMap<String, TokenVerdict>>,
+}
+
+impl AuthCache {
+    /// The verdict for a ticket, if its signature was verified before.
+    pub fn ticket(&self, ticket: &str) -> Option<TicketVerdict> {
+        self.tickets
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(ticket)
+            .cloned()
+    }
+
+    /// Records a verified ticket.
+    pub fn put_ticket(&self, ticket: &str, verdict: TicketVerdict) {
+        let mut map = self
+            .tickets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if map.len() >= AUTH_CACHE_SIZE && !map.contains_key(ticket) {
+            map.clear();
+        }
+        map.insert(ticket.to_owned(), verdict);
+    }
+
+    /// The verdict for a token ID (`user@realm!name`), if it authenticated before.
+    pub fn token(&self, tokenid: &str) -> Option<TokenVerdict> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(tokenid)
+            .cloned()
+    }
+
+    /// Records a token that authenticated.
+    pub fn put_token(&self, tokenid: &str, verdict: TokenVerdict) {
+        let mut map = self
+            .tokens
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if map.len() >= AUTH_CACHE_SIZE && !map.contains_key(tokenid) {
+            map.clear();
+        }
+        map.insert(tokenid.to_owned(), verdict);
+    }
+}
+
+/// SHA-256 of a secret (the key of a cached token verdict).
+pub fn secret_digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// Constant-time equality of two byte strings.

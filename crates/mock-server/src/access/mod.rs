@@ -72,6 +72,12 @@ impl AccessCache {
         &self.catalog
     }
 
+    /// The current generation: it moves on every [`AccessCache::invalidate`], that is after
+    /// every write that can change users, tokens, groups, roles, the ACL or pools.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Drops the model; the next request rebuilds it from the store.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
