@@ -85,6 +85,7 @@
 //! - [`generated`]: the typed API generated from the schema by `cargo xtask codegen`; never
 //!   edited by hand.
 //! - `typed`: [`Call`], the request every typed method returns, sent through [`RequestBuilder`].
+//! - `upload`: [`UploadFile`], for the one `multipart/form-data` operation (storage uploads).
 //!
 //! # Secrets
 //!
@@ -107,6 +108,7 @@ pub mod retry;
 pub mod task;
 pub mod tls;
 mod typed;
+mod upload;
 
 pub use reqwest;
 pub use shared_types;
@@ -123,3 +125,4 @@ pub use crate::retry::RetryPolicy;
 pub use crate::task::{Task, TaskLogLine, TaskPolling, TaskStatus};
 pub use crate::tls::Fingerprint;
 pub use crate::typed::Call;
+pub use crate::upload::UploadFile;

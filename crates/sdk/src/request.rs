@@ -22,6 +22,7 @@ use crate::Client;
 use crate::encode::{self, Params};
 use crate::error::{ApiError, AuthError, Error, Result};
 use crate::retry::RetryPolicy;
+use crate::upload::UploadFile;
 
 /// The most body bytes quoted in an [`Error::Decode`].
 const EXCERPT_LEN: usize = 200;
@@ -33,6 +34,7 @@ pub struct RequestBuilder<'a> {
     method: Method,
     path: String,
     params: Result<Option<Params>>,
+    upload: Option<UploadFile>,
     timeout: Option<Duration>,
     retry: RetryPolicy,
 }
@@ -45,6 +47,7 @@ impl<'a> RequestBuilder<'a> {
             method,
             path: path.into(),
             params: Ok(None),
+            upload: None,
             timeout: None,
             retry: client.retry_policy(),
         }
@@ -56,6 +59,14 @@ impl<'a> RequestBuilder<'a> {
     /// A serialization error is reported when the request is sent.
     pub fn params<P: Serialize + ?Sized>(mut self, params: &P) -> Self {
         self.params = encode::to_params(params);
+        self
+    }
+
+    /// Sends the request as `multipart/form-data`: the parameters as text parts, then `file` as
+    /// the `filename` part, the way Proxmox's upload endpoint expects (see [`UploadFile`]).
+    /// Without this, `POST`/`PUT` parameters travel as a JSON body.
+    pub fn upload(mut self, file: UploadFile) -> Self {
+        self.upload = Some(file);
         self
     }
 
@@ -87,7 +98,9 @@ impl<'a> RequestBuilder<'a> {
             .http()
             .request(self.method.clone(), url)
             .header(ACCEPT, HeaderValue::from_static("application/json"));
-        if !in_query && let Some(params) = params {
+        if let Some(file) = &self.upload {
+            builder = builder.multipart(file.form(params)?);
+        } else if !in_query && let Some(params) = params {
             let body = serde_json::to_vec(params).map_err(|error| Error::InvalidRequest {
                 message: "could not encode the request body".to_owned(),
                 source: Some(Box::new(error)),

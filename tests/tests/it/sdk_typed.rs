@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use mock_server::Store;
-use proxmox_sdk::Client;
-use proxmox_sdk::shared_types::nodes::{NodesLxcCreateVmParams, NodesQemuCreateVmParams};
+use proxmox_sdk::shared_types::nodes::{
+    NodesLxcCreateVmParams, NodesQemuCreateVmParams, NodesStorageUploadParams,
+};
 use proxmox_sdk::shared_types::{Indexed, PveBool};
+use proxmox_sdk::{Client, UploadFile};
 
 use crate::start;
 
@@ -61,6 +63,30 @@ async fn typed_vm_life_cycle_with_a_password_login() {
         net0.starts_with("virtio=") && net0.contains("bridge=vmbr0"),
         "{net0}"
     );
+
+    // Actions are methods of their parent handle and go to their own path.
+    let upid = vm.status().start().await.unwrap();
+    assert_eq!(upid.worker_type, "qmstart");
+    assert_eq!(
+        client
+            .task(&upid)
+            .wait(Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "OK"
+    );
+    let current = vm.status().current().get().await.unwrap();
+    assert_eq!(current.status, "running");
+    let upid = vm.status().stop().await.unwrap();
+    assert_eq!(
+        client
+            .task(&upid)
+            .wait(Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "OK"
+    );
+    assert_eq!(vm.status().current().get().await.unwrap().status, "stopped");
 
     let upid = vm.delete().await.unwrap();
     assert_eq!(
@@ -140,5 +166,44 @@ async fn typed_container_life_cycle_with_a_token() {
         "OK"
     );
     assert!(!lxc.list().await.unwrap().iter().any(|ct| ct.vmid == 9020));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn typed_upload_sends_multipart_and_the_volume_appears() {
+    let server = start(Store::Memory).await;
+    let client = Client::builder()
+        .base_url(server.base_url())
+        .password("root@pam", "secret")
+        .build()
+        .unwrap();
+    let storage = client.nodes().node("pve1").storage().storage("local");
+    let params = NodesStorageUploadParams {
+        content: "iso".to_owned(),
+        filename: "e2e.iso".to_owned(),
+        ..Default::default()
+    };
+    let file = UploadFile::from_bytes("e2e.iso", vec![7_u8; 4096]);
+    let upid = storage.upload(&params, file).await.unwrap();
+    assert_eq!(
+        client
+            .task(&upid)
+            .wait(Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "OK"
+    );
+    let content: Vec<serde_json::Value> = client
+        .get(
+            "/nodes/pve1/storage/local/content",
+            &serde_json::json!({"content": "iso"}),
+        )
+        .await
+        .unwrap();
+    let volume = content
+        .iter()
+        .find(|entry| entry["volid"] == "local:iso/e2e.iso")
+        .unwrap_or_else(|| panic!("uploaded volume listed: {content:?}"));
+    assert_eq!(volume["size"], 4096);
     server.shutdown().await.unwrap();
 }

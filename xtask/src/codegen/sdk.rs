@@ -9,6 +9,8 @@
 //! - an action path with one method (`.../status/start`) is a method named after its last segment
 //!   on its parent handle (`status().start()`), not a handle of its own;
 //! - operations whose parameters are all optional get `name()` and `name_with(&params)`;
+//! - the upload operation (the one with a `tmpfilename` parameter) takes a `crate::UploadFile`
+//!   and is sent as `multipart/form-data`;
 //! - parameters and replies are the `shared-types` models of the operation
 //!   (`<Op>Params`/`<Op>Response`); operations that start a worker task return a parsed
 //!   `shared_types::Upid`.
@@ -32,6 +34,10 @@ use route_metadata::{Method, Operation, PathKind, PathNode, RouteMetadata};
 use super::Outputs;
 use super::metadata::pascal_case;
 use super::rust::GROUPS;
+
+/// A parameter that only Proxmox's upload handler has (the REST server fills it with the
+/// temporary file of the `multipart/form-data` body): operations with it are generated as uploads.
+const UPLOAD_MARKER: &str = "tmpfilename";
 
 /// Where the typed layer goes.
 pub const OUT_DIR: &str = "crates/sdk/src/generated";
@@ -78,7 +84,7 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
             };
             let method_name = operation_method_name(node, *method);
             claim(&method_name, &node.path)?;
-            methods.push(operation_methods(operation, &method_name));
+            methods.push(operation_methods(operation, &method_name, None));
         }
 
         for child_path in &node.children {
@@ -93,7 +99,7 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
                 };
                 let method_name = snake(segment);
                 claim(&method_name, &child.path)?;
-                methods.push(operation_methods(operation, &method_name));
+                methods.push(operation_methods(operation, &method_name, Some(segment)));
                 continue;
             }
             let child_ident = format_ident!("{}", handle_name(child_path));
@@ -238,7 +244,15 @@ fn operation_method_name(node: &PathNode, method: Method) -> String {
 
 /// The method(s) of one operation: `name(&params)`, or `name()` and `name_with(&params)` when every
 /// parameter is optional, or `name()` when there are none.
-fn operation_methods(operation: &Operation, method_name: &str) -> TokenStream {
+fn operation_methods(
+    operation: &Operation,
+    method_name: &str,
+    inlined_segment: Option<&str>,
+) -> TokenStream {
+    let path = match inlined_segment {
+        Some(segment) => quote! { ::std::format!("{}/{}", self.path, #segment) },
+        None => quote! { self.path.clone() },
+    };
     let group = format_ident!("{}", operation.group);
     let response = if operation.worker_task {
         quote! { shared_types::Upid }
@@ -257,13 +271,20 @@ fn operation_methods(operation: &Operation, method_name: &str) -> TokenStream {
             "\n\nStarts a worker task; wait for it with `client.task(&upid).wait(timeout)`.",
         );
     }
+    let is_upload = operation.parameters.contains_key(UPLOAD_MARKER);
+    if is_upload {
+        doc.push_str(
+            "\n\nA `multipart/form-data` upload: the parameters go as text parts and `file` as \
+             the `filename` part, under the file's own name (`params.filename` is not sent).",
+        );
+    }
     let doc = doc_attrs(&doc);
     let name = ident(method_name);
     let Some(request_type) = &operation.request_type else {
         return quote! {
             #doc
             pub fn #name(&self) -> crate::Call<'a, #response> {
-                crate::Call::new(self.client.request(::reqwest::Method::#http_method, self.path.clone()))
+                crate::Call::new(self.client.request(::reqwest::Method::#http_method, #path))
             }
         };
     };
@@ -276,17 +297,34 @@ fn operation_methods(operation: &Operation, method_name: &str) -> TokenStream {
     let with_params = quote! {
         crate::Call::new(
             self.client
-                .request(::reqwest::Method::#http_method, self.path.clone())
+                .request(::reqwest::Method::#http_method, #path)
                 .params(params),
         )
     };
+    if is_upload {
+        return quote! {
+            #doc
+            pub fn #name(
+                &self,
+                params: &shared_types::#group::#request,
+                file: crate::UploadFile,
+            ) -> crate::Call<'a, #response> {
+                crate::Call::new(
+                    self.client
+                        .request(::reqwest::Method::#http_method, #path)
+                        .params(params)
+                        .upload(file),
+                )
+            }
+        };
+    }
     if all_optional {
         let name_with = ident(&format!("{method_name}_with"));
         let doc_with = doc_attrs(&format!("[`Self::{method_name}`] with parameters."));
         quote! {
             #doc
             pub fn #name(&self) -> crate::Call<'a, #response> {
-                crate::Call::new(self.client.request(::reqwest::Method::#http_method, self.path.clone()))
+                crate::Call::new(self.client.request(::reqwest::Method::#http_method, #path))
             }
             #doc_with
             pub fn #name_with(&self, params: &shared_types::#group::#request) -> crate::Call<'a, #response> {

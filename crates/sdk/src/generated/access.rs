@@ -80,7 +80,10 @@ impl<'a> Access<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "vncticket"),
+                )
                 .params(params),
         )
     }
@@ -90,7 +93,13 @@ impl<'a> Access<'a> {
         params: &shared_types::access::AccessPasswordChangePasswordParams,
     ) -> crate::Call<'a, shared_types::access::AccessPasswordChangePasswordResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(
+                    ::reqwest::Method::PUT,
+                    ::std::format!("{}/{}", self.path, "password"),
+                )
+                .params(params),
         )
     }
     /// `/access/permissions`
@@ -218,7 +227,14 @@ impl<'a> AccessDomainsRealm<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn sync(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "sync"),
+                ),
+        )
     }
     /// [`Self::sync`] with parameters.
     pub fn sync_with(
@@ -228,7 +244,10 @@ impl<'a> AccessDomainsRealm<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "sync"),
+                )
                 .params(params),
         )
     }
@@ -336,7 +355,10 @@ impl<'a> AccessOpenid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "auth-url"),
+                )
                 .params(params),
         )
     }
@@ -348,7 +370,10 @@ impl<'a> AccessOpenid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "login"),
+                )
                 .params(params),
         )
     }
@@ -700,7 +725,14 @@ impl<'a> AccessUsersUserid<'a> {
     pub fn unlock_tfa(
         &self,
     ) -> crate::Call<'a, shared_types::access::AccessUsersUnlockTfaResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::PUT,
+                    ::std::format!("{}/{}", self.path, "unlock-tfa"),
+                ),
+        )
     }
     /// `/access/users/{userid}/token`
     pub fn token(&self) -> AccessUsersUseridToken<'a> {

@@ -708,7 +708,14 @@ impl<'a> ClusterBulkActionGuest<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn start(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                ),
+        )
     }
     /// [`Self::start`] with parameters.
     pub fn start_with(
@@ -718,7 +725,10 @@ impl<'a> ClusterBulkActionGuest<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                )
                 .params(params),
         )
     }
@@ -726,7 +736,14 @@ impl<'a> ClusterBulkActionGuest<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn shutdown(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "shutdown"),
+                ),
+        )
     }
     /// [`Self::shutdown`] with parameters.
     pub fn shutdown_with(
@@ -736,7 +753,10 @@ impl<'a> ClusterBulkActionGuest<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "shutdown"),
+                )
                 .params(params),
         )
     }
@@ -744,7 +764,14 @@ impl<'a> ClusterBulkActionGuest<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn suspend(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspend"),
+                ),
+        )
     }
     /// [`Self::suspend`] with parameters.
     pub fn suspend_with(
@@ -754,7 +781,10 @@ impl<'a> ClusterBulkActionGuest<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspend"),
+                )
                 .params(params),
         )
     }
@@ -768,7 +798,10 @@ impl<'a> ClusterBulkActionGuest<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "migrate"),
+                )
                 .params(params),
         )
     }
@@ -2089,7 +2122,10 @@ impl<'a> ClusterHaResourcesSid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "migrate"),
+                )
                 .params(params),
         )
     }
@@ -2101,7 +2137,10 @@ impl<'a> ClusterHaResourcesSid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "relocate"),
+                )
                 .params(params),
         )
     }
@@ -2226,7 +2265,10 @@ impl<'a> ClusterHaStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "disarm-ha"),
+                )
                 .params(params),
         )
     }
@@ -2234,7 +2276,14 @@ impl<'a> ClusterHaStatus<'a> {
     pub fn arm_ha(
         &self,
     ) -> crate::Call<'a, shared_types::cluster::ClusterHaStatusArmHaResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "arm-ha"),
+                ),
+        )
     }
 }
 /// Handle of `/cluster/ha/status/current`.
@@ -3576,7 +3625,14 @@ impl<'a> ClusterNotificationsTargetsName<'a> {
         'a,
         shared_types::cluster::ClusterNotificationsTargetsTestTestTargetResponse,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "test"),
+                ),
+        )
     }
 }
 /// Handle of `/cluster/options`.
@@ -3814,7 +3870,14 @@ impl<'a> ClusterSdn<'a> {
     pub fn rollback(
         &self,
     ) -> crate::Call<'a, shared_types::cluster::ClusterSdnRollbackResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "rollback"),
+                ),
+        )
     }
     /// [`Self::rollback`] with parameters.
     pub fn rollback_with(
@@ -3824,7 +3887,10 @@ impl<'a> ClusterSdn<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "rollback"),
+                )
                 .params(params),
         )
     }

@@ -210,7 +210,10 @@ impl<'a> NodesNode<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "execute"),
+                )
                 .params(params),
         )
     }
@@ -218,7 +221,14 @@ impl<'a> NodesNode<'a> {
     pub fn wakeonlan(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesWakeonlanResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "wakeonlan"),
+                ),
+        )
     }
     /// `/nodes/{node}/rrd`
     pub fn rrd(&self) -> NodesNodeRrd<'a> {
@@ -252,7 +262,14 @@ impl<'a> NodesNode<'a> {
     pub fn vncshell(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesVncshellResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "vncshell"),
+                ),
+        )
     }
     /// [`Self::vncshell`] with parameters.
     pub fn vncshell_with(
@@ -262,7 +279,10 @@ impl<'a> NodesNode<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "vncshell"),
+                )
                 .params(params),
         )
     }
@@ -270,7 +290,14 @@ impl<'a> NodesNode<'a> {
     pub fn termproxy(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesTermproxyResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "termproxy"),
+                ),
+        )
     }
     /// [`Self::termproxy`] with parameters.
     pub fn termproxy_with(
@@ -280,7 +307,10 @@ impl<'a> NodesNode<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "termproxy"),
+                )
                 .params(params),
         )
     }
@@ -295,7 +325,14 @@ impl<'a> NodesNode<'a> {
     pub fn spiceshell(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesSpiceshellResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "spiceshell"),
+                ),
+        )
     }
     /// [`Self::spiceshell`] with parameters.
     pub fn spiceshell_with(
@@ -305,7 +342,10 @@ impl<'a> NodesNode<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "spiceshell"),
+                )
                 .params(params),
         )
     }
@@ -355,7 +395,14 @@ impl<'a> NodesNode<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn startall(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "startall"),
+                ),
+        )
     }
     /// [`Self::startall`] with parameters.
     pub fn startall_with(
@@ -365,7 +412,10 @@ impl<'a> NodesNode<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "startall"),
+                )
                 .params(params),
         )
     }
@@ -373,7 +423,14 @@ impl<'a> NodesNode<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn stopall(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stopall"),
+                ),
+        )
     }
     /// [`Self::stopall`] with parameters.
     pub fn stopall_with(
@@ -383,7 +440,10 @@ impl<'a> NodesNode<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stopall"),
+                )
                 .params(params),
         )
     }
@@ -391,7 +451,14 @@ impl<'a> NodesNode<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn suspendall(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspendall"),
+                ),
+        )
     }
     /// [`Self::suspendall`] with parameters.
     pub fn suspendall_with(
@@ -401,7 +468,10 @@ impl<'a> NodesNode<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspendall"),
+                )
                 .params(params),
         )
     }
@@ -415,7 +485,10 @@ impl<'a> NodesNode<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "migrateall"),
+                )
                 .params(params),
         )
     }
@@ -873,7 +946,14 @@ impl<'a> NodesNodeCeph<'a> {
     }
     /// `POST /nodes/{node}/ceph/init`: Create initial ceph default configuration and setup symlinks.
     pub fn init(&self) -> crate::Call<'a, shared_types::nodes::NodesCephInitResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "init"),
+                ),
+        )
     }
     /// [`Self::init`] with parameters.
     pub fn init_with(
@@ -883,7 +963,10 @@ impl<'a> NodesNodeCeph<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "init"),
+                )
                 .params(params),
         )
     }
@@ -891,7 +974,14 @@ impl<'a> NodesNodeCeph<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn stop(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stop"),
+                ),
+        )
     }
     /// [`Self::stop`] with parameters.
     pub fn stop_with(
@@ -901,7 +991,10 @@ impl<'a> NodesNodeCeph<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stop"),
+                )
                 .params(params),
         )
     }
@@ -909,7 +1002,14 @@ impl<'a> NodesNodeCeph<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn start(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                ),
+        )
     }
     /// [`Self::start`] with parameters.
     pub fn start_with(
@@ -919,7 +1019,10 @@ impl<'a> NodesNodeCeph<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                )
                 .params(params),
         )
     }
@@ -927,7 +1030,14 @@ impl<'a> NodesNodeCeph<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn restart(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "restart"),
+                ),
+        )
     }
     /// [`Self::restart`] with parameters.
     pub fn restart_with(
@@ -937,7 +1047,10 @@ impl<'a> NodesNodeCeph<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "restart"),
+                )
                 .params(params),
         )
     }
@@ -1455,17 +1568,38 @@ impl<'a> NodesNodeCephOsdOsdid<'a> {
     }
     /// `POST /nodes/{node}/ceph/osd/{osdid}/in`: ceph osd in
     pub fn r#in(&self) -> crate::Call<'a, shared_types::nodes::NodesCephOsdInResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "in"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/ceph/osd/{osdid}/out`: ceph osd out
     pub fn out(&self) -> crate::Call<'a, shared_types::nodes::NodesCephOsdOutResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "out"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/ceph/osd/{osdid}/scrub`: Instruct the OSD to scrub.
     pub fn scrub(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesCephOsdScrubResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "scrub"),
+                ),
+        )
     }
     /// [`Self::scrub`] with parameters.
     pub fn scrub_with(
@@ -1475,7 +1609,10 @@ impl<'a> NodesNodeCephOsdOsdid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "scrub"),
+                )
                 .params(params),
         )
     }
@@ -1980,7 +2117,10 @@ impl<'a> NodesNodeDisks<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "initgpt"),
+                )
                 .params(params),
         )
     }
@@ -1992,7 +2132,13 @@ impl<'a> NodesNodeDisks<'a> {
         params: &shared_types::nodes::NodesDisksWipediskWipeDiskParams,
     ) -> crate::Call<'a, shared_types::Upid> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(
+                    ::reqwest::Method::PUT,
+                    ::std::format!("{}/{}", self.path, "wipedisk"),
+                )
+                .params(params),
         )
     }
 }
@@ -2849,7 +2995,14 @@ impl<'a> NodesNodeLxcVmid<'a> {
     pub fn vncproxy(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesLxcVncproxyResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "vncproxy"),
+                ),
+        )
     }
     /// [`Self::vncproxy`] with parameters.
     pub fn vncproxy_with(
@@ -2859,7 +3012,10 @@ impl<'a> NodesNodeLxcVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "vncproxy"),
+                )
                 .params(params),
         )
     }
@@ -2867,7 +3023,14 @@ impl<'a> NodesNodeLxcVmid<'a> {
     pub fn termproxy(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesLxcTermproxyResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "termproxy"),
+                ),
+        )
     }
     /// `/nodes/{node}/lxc/{vmid}/vncwebsocket`
     pub fn vncwebsocket(&self) -> NodesNodeLxcVmidVncwebsocket<'a> {
@@ -2880,7 +3043,14 @@ impl<'a> NodesNodeLxcVmid<'a> {
     pub fn spiceproxy(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesLxcSpiceproxyResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "spiceproxy"),
+                ),
+        )
     }
     /// [`Self::spiceproxy`] with parameters.
     pub fn spiceproxy_with(
@@ -2890,7 +3060,10 @@ impl<'a> NodesNodeLxcVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "spiceproxy"),
+                )
                 .params(params),
         )
     }
@@ -2904,7 +3077,10 @@ impl<'a> NodesNodeLxcVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "remote_migrate"),
+                )
                 .params(params),
         )
     }
@@ -2926,7 +3102,14 @@ impl<'a> NodesNodeLxcVmid<'a> {
     pub fn template(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesLxcTemplateResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "template"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/clone`: Create a container clone/copy
     ///
@@ -2938,7 +3121,10 @@ impl<'a> NodesNodeLxcVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "clone"),
+                )
                 .params(params),
         )
     }
@@ -2950,7 +3136,13 @@ impl<'a> NodesNodeLxcVmid<'a> {
         params: &shared_types::nodes::NodesLxcResizeResizeVmParams,
     ) -> crate::Call<'a, shared_types::Upid> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(
+                    ::reqwest::Method::PUT,
+                    ::std::format!("{}/{}", self.path, "resize"),
+                )
+                .params(params),
         )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/move_volume`: Move a rootfs-/mp-volume to a different storage or to a different container.
@@ -2963,7 +3155,10 @@ impl<'a> NodesNodeLxcVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "move_volume"),
+                )
                 .params(params),
         )
     }
@@ -2985,7 +3180,14 @@ impl<'a> NodesNodeLxcVmid<'a> {
     pub fn mtunnel(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesLxcMtunnelResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "mtunnel"),
+                ),
+        )
     }
     /// [`Self::mtunnel`] with parameters.
     pub fn mtunnel_with(
@@ -2995,7 +3197,10 @@ impl<'a> NodesNodeLxcVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "mtunnel"),
+                )
                 .params(params),
         )
     }
@@ -3845,7 +4050,14 @@ impl<'a> NodesNodeLxcVmidSnapshotSnapname<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn rollback(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "rollback"),
+                ),
+        )
     }
     /// [`Self::rollback`] with parameters.
     pub fn rollback_with(
@@ -3855,7 +4067,10 @@ impl<'a> NodesNodeLxcVmidSnapshotSnapname<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "rollback"),
+                )
                 .params(params),
         )
     }
@@ -3937,7 +4152,14 @@ impl<'a> NodesNodeLxcVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn start(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                ),
+        )
     }
     /// [`Self::start`] with parameters.
     pub fn start_with(
@@ -3947,7 +4169,10 @@ impl<'a> NodesNodeLxcVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                )
                 .params(params),
         )
     }
@@ -3955,7 +4180,14 @@ impl<'a> NodesNodeLxcVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn stop(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stop"),
+                ),
+        )
     }
     /// [`Self::stop`] with parameters.
     pub fn stop_with(
@@ -3965,7 +4197,10 @@ impl<'a> NodesNodeLxcVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stop"),
+                )
                 .params(params),
         )
     }
@@ -3973,7 +4208,14 @@ impl<'a> NodesNodeLxcVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn shutdown(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "shutdown"),
+                ),
+        )
     }
     /// [`Self::shutdown`] with parameters.
     pub fn shutdown_with(
@@ -3983,7 +4225,10 @@ impl<'a> NodesNodeLxcVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "shutdown"),
+                )
                 .params(params),
         )
     }
@@ -3991,19 +4236,40 @@ impl<'a> NodesNodeLxcVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn suspend(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspend"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/status/resume`: Resume the container.
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn resume(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "resume"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/status/reboot`: Reboot the container by shutting it down, and starting it again. Applies pending changes.
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn reboot(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "reboot"),
+                ),
+        )
     }
     /// [`Self::reboot`] with parameters.
     pub fn reboot_with(
@@ -4013,7 +4279,10 @@ impl<'a> NodesNodeLxcVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "reboot"),
+                )
                 .params(params),
         )
     }
@@ -4315,14 +4584,27 @@ impl<'a> NodesNodeQemuVmid<'a> {
         params: &shared_types::nodes::NodesQemuUnlinkParams,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuUnlinkResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(
+                    ::reqwest::Method::PUT,
+                    ::std::format!("{}/{}", self.path, "unlink"),
+                )
+                .params(params),
         )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/vncproxy`: Creates a TCP VNC proxy connections.
     pub fn vncproxy(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuVncproxyResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "vncproxy"),
+                ),
+        )
     }
     /// [`Self::vncproxy`] with parameters.
     pub fn vncproxy_with(
@@ -4332,7 +4614,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "vncproxy"),
+                )
                 .params(params),
         )
     }
@@ -4340,7 +4625,14 @@ impl<'a> NodesNodeQemuVmid<'a> {
     pub fn termproxy(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuTermproxyResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "termproxy"),
+                ),
+        )
     }
     /// [`Self::termproxy`] with parameters.
     pub fn termproxy_with(
@@ -4350,7 +4642,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "termproxy"),
+                )
                 .params(params),
         )
     }
@@ -4365,7 +4660,14 @@ impl<'a> NodesNodeQemuVmid<'a> {
     pub fn spiceproxy(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuSpiceproxyResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "spiceproxy"),
+                ),
+        )
     }
     /// [`Self::spiceproxy`] with parameters.
     pub fn spiceproxy_with(
@@ -4375,7 +4677,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "spiceproxy"),
+                )
                 .params(params),
         )
     }
@@ -4392,7 +4697,13 @@ impl<'a> NodesNodeQemuVmid<'a> {
         params: &shared_types::nodes::NodesQemuSendkeyVmSendkeyParams,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuSendkeyVmSendkeyResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(
+                    ::reqwest::Method::PUT,
+                    ::std::format!("{}/{}", self.path, "sendkey"),
+                )
+                .params(params),
         )
     }
     /// `/nodes/{node}/qemu/{vmid}/feature`
@@ -4412,7 +4723,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "clone"),
+                )
                 .params(params),
         )
     }
@@ -4426,7 +4740,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "move_disk"),
+                )
                 .params(params),
         )
     }
@@ -4447,7 +4764,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "remote_migrate"),
+                )
                 .params(params),
         )
     }
@@ -4459,7 +4779,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "monitor"),
+                )
                 .params(params),
         )
     }
@@ -4471,7 +4794,13 @@ impl<'a> NodesNodeQemuVmid<'a> {
         params: &shared_types::nodes::NodesQemuResizeResizeVmParams,
     ) -> crate::Call<'a, shared_types::Upid> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(
+                    ::reqwest::Method::PUT,
+                    ::std::format!("{}/{}", self.path, "resize"),
+                )
+                .params(params),
         )
     }
     /// `/nodes/{node}/qemu/{vmid}/snapshot`
@@ -4485,7 +4814,14 @@ impl<'a> NodesNodeQemuVmid<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn template(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "template"),
+                ),
+        )
     }
     /// [`Self::template`] with parameters.
     pub fn template_with(
@@ -4495,7 +4831,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "template"),
+                )
                 .params(params),
         )
     }
@@ -4503,7 +4842,14 @@ impl<'a> NodesNodeQemuVmid<'a> {
     pub fn mtunnel(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuMtunnelResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "mtunnel"),
+                ),
+        )
     }
     /// [`Self::mtunnel`] with parameters.
     pub fn mtunnel_with(
@@ -4513,7 +4859,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "mtunnel"),
+                )
                 .params(params),
         )
     }
@@ -4532,7 +4881,10 @@ impl<'a> NodesNodeQemuVmid<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "dbus-vmstate"),
+                )
                 .params(params),
         )
     }
@@ -4570,25 +4922,53 @@ impl<'a> NodesNodeQemuVmidAgent<'a> {
     pub fn fsfreeze_freeze(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentFsfreezeFreezeResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "fsfreeze-freeze"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-status`: Execute fsfreeze-status.
     pub fn fsfreeze_status(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentFsfreezeStatusResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "fsfreeze-status"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent/fsfreeze-thaw`: Execute fsfreeze-thaw.
     pub fn fsfreeze_thaw(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentFsfreezeThawResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "fsfreeze-thaw"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent/fstrim`: Execute fstrim.
     pub fn fstrim(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentFstrimResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "fstrim"),
+                ),
+        )
     }
     /// `/nodes/{node}/qemu/{vmid}/agent/get-fsinfo`
     pub fn get_fsinfo(&self) -> NodesNodeQemuVmidAgentGetFsinfo<'a> {
@@ -4673,31 +5053,66 @@ impl<'a> NodesNodeQemuVmidAgent<'a> {
     pub fn ping(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentPingResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "ping"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent/shutdown`: Execute shutdown.
     pub fn shutdown(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentShutdownResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "shutdown"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent/suspend-disk`: Execute suspend-disk.
     pub fn suspend_disk(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentSuspendDiskResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspend-disk"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent/suspend-hybrid`: Execute suspend-hybrid.
     pub fn suspend_hybrid(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentSuspendHybridResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspend-hybrid"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent/suspend-ram`: Execute suspend-ram.
     pub fn suspend_ram(
         &self,
     ) -> crate::Call<'a, shared_types::nodes::NodesQemuAgentSuspendRamResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspend-ram"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent/set-user-password`: Sets the password for the given user to the given password
     pub fn set_user_password(
@@ -4707,7 +5122,10 @@ impl<'a> NodesNodeQemuVmidAgent<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "set-user-password"),
+                )
                 .params(params),
         )
     }
@@ -4719,7 +5137,10 @@ impl<'a> NodesNodeQemuVmidAgent<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "exec"),
+                )
                 .params(params),
         )
     }
@@ -4745,7 +5166,10 @@ impl<'a> NodesNodeQemuVmidAgent<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "file-write"),
+                )
                 .params(params),
         )
     }
@@ -5902,7 +6326,14 @@ impl<'a> NodesNodeQemuVmidSnapshotSnapname<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn rollback(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "rollback"),
+                ),
+        )
     }
     /// [`Self::rollback`] with parameters.
     pub fn rollback_with(
@@ -5912,7 +6343,10 @@ impl<'a> NodesNodeQemuVmidSnapshotSnapname<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "rollback"),
+                )
                 .params(params),
         )
     }
@@ -5987,7 +6421,14 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn start(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                ),
+        )
     }
     /// [`Self::start`] with parameters.
     pub fn start_with(
@@ -5997,7 +6438,10 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                )
                 .params(params),
         )
     }
@@ -6005,7 +6449,14 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn stop(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stop"),
+                ),
+        )
     }
     /// [`Self::stop`] with parameters.
     pub fn stop_with(
@@ -6015,7 +6466,10 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stop"),
+                )
                 .params(params),
         )
     }
@@ -6023,7 +6477,14 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn reset(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "reset"),
+                ),
+        )
     }
     /// [`Self::reset`] with parameters.
     pub fn reset_with(
@@ -6033,7 +6494,10 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "reset"),
+                )
                 .params(params),
         )
     }
@@ -6041,7 +6505,14 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn shutdown(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "shutdown"),
+                ),
+        )
     }
     /// [`Self::shutdown`] with parameters.
     pub fn shutdown_with(
@@ -6051,7 +6522,10 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "shutdown"),
+                )
                 .params(params),
         )
     }
@@ -6059,7 +6533,14 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn reboot(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "reboot"),
+                ),
+        )
     }
     /// [`Self::reboot`] with parameters.
     pub fn reboot_with(
@@ -6069,7 +6550,10 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "reboot"),
+                )
                 .params(params),
         )
     }
@@ -6077,7 +6561,14 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn suspend(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspend"),
+                ),
+        )
     }
     /// [`Self::suspend`] with parameters.
     pub fn suspend_with(
@@ -6087,7 +6578,10 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "suspend"),
+                )
                 .params(params),
         )
     }
@@ -6095,7 +6589,14 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn resume(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "resume"),
+                ),
+        )
     }
     /// [`Self::resume`] with parameters.
     pub fn resume_with(
@@ -6105,7 +6606,10 @@ impl<'a> NodesNodeQemuVmidStatus<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "resume"),
+                )
                 .params(params),
         )
     }
@@ -6260,7 +6764,14 @@ impl<'a> NodesNodeReplicationId<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn schedule_now(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "schedule_now"),
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/replication/{id}/log`.
@@ -6960,25 +7471,53 @@ impl<'a> NodesNodeServicesService<'a> {
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn start(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "start"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/services/{service}/stop`: Stop service.
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn stop(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "stop"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/services/{service}/restart`: Hard restart service. Use reload if you want to reduce interruptions.
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn restart(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "restart"),
+                ),
+        )
     }
     /// `POST /nodes/{node}/services/{service}/reload`: Reload service. Falls back to restart if service cannot be reloaded.
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
     pub fn reload(&self) -> crate::Call<'a, shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "reload"),
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/services/{service}/state`.
@@ -7126,15 +7665,22 @@ impl<'a> NodesNodeStorageStorage<'a> {
     /// `POST /nodes/{node}/storage/{storage}/upload`: Upload templates, ISO images, OVAs and VM images.
     ///
     /// Starts a worker task; wait for it with `client.task(&upid).wait(timeout)`.
+    ///
+    /// A `multipart/form-data` upload: the parameters go as text parts and `file` as the `filename` part, under the file's own name (`params.filename` is not sent).
     pub fn upload(
         &self,
         params: &shared_types::nodes::NodesStorageUploadParams,
+        file: crate::UploadFile,
     ) -> crate::Call<'a, shared_types::Upid> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
-                .params(params),
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "upload"),
+                )
+                .params(params)
+                .upload(file),
         )
     }
     /// `POST /nodes/{node}/storage/{storage}/download-url`: Download templates, ISO images, OVAs and VM images by using an URL.
@@ -7147,7 +7693,10 @@ impl<'a> NodesNodeStorageStorage<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "download-url"),
+                )
                 .params(params),
         )
     }
@@ -7161,7 +7710,10 @@ impl<'a> NodesNodeStorageStorage<'a> {
         crate::Call::new(
             self
                 .client
-                .request(::reqwest::Method::POST, self.path.clone())
+                .request(
+                    ::reqwest::Method::POST,
+                    ::std::format!("{}/{}", self.path, "oci-registry-pull"),
+                )
                 .params(params),
         )
     }
