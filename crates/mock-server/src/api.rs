@@ -7,10 +7,12 @@
 //! afterwards, so `%2F` inside a volume ID never splits a segment.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use regex::Regex;
-use route_metadata::{Method, Operation, PathKind, PathNode, RouteMetadata, Schema};
+use route_metadata::{Method, Operation, PathKind, PathNode, RouteMetadata};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::error::Error;
 
@@ -42,7 +44,7 @@ pub fn embedded_openapi(tag: &str) -> Option<&'static str> {
 /// A matched request path.
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
-    /// Index into [`RouteMetadata::paths`].
+    /// Index into [`Meta::paths`].
     pub path_index: usize,
     /// Decoded path parameters, in template order.
     pub params: Vec<(String, String)>,
@@ -57,20 +59,163 @@ pub enum MatchError {
     BadEncoding,
 }
 
+/// The route metadata of one tag as the server keeps it: the header and every path node parsed
+/// at start-up, each operation parsed on first use.
+///
+/// Start-up only needs the paths and, per operation, its path and method (to build the
+/// matcher and the method table); the operations' parameter and return schemas are most of
+/// the document, so each operation is kept as its slice of the embedded JSON until a request
+/// (or a test) needs it.
+#[derive(Debug)]
+pub struct Meta {
+    /// Schema tag, e.g. `9.1`.
+    pub tag: String,
+    /// SHA-256 (hex) of the `apidata.js` the metadata was generated from.
+    pub schema_sha256: String,
+    /// Release string the mock reports from `/version`.
+    pub release: String,
+    /// Every path node of the API tree, sorted by path.
+    pub paths: Vec<PathNode>,
+    operations: Vec<LazyOperation>,
+}
+
+impl Meta {
+    /// Every operation, sorted by path then method (parses those not parsed yet).
+    pub fn operations(&self) -> impl ExactSizeIterator<Item = &Operation> {
+        self.operations.iter().map(LazyOperation::get)
+    }
+
+    /// One operation by index.
+    pub fn operation(&self, index: usize) -> Option<&Operation> {
+        self.operations.get(index).map(LazyOperation::get)
+    }
+
+    /// Parses the document written by `cargo xtask codegen`, leaving the operations as raw
+    /// JSON; returns each operation's path and method too.
+    #[allow(clippy::type_complexity)]
+    fn from_static_json(
+        json: &'static str,
+    ) -> Result<(Meta, Vec<(&'static str, Method)>), serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Document {
+            tag: String,
+            schema_sha256: String,
+            release: String,
+            paths: Vec<PathNode>,
+            #[serde(borrow)]
+            operations: Vec<&'static RawValue>,
+        }
+        let document: Document = serde_json::from_str(json)?;
+        let mut heads = Vec::with_capacity(document.operations.len());
+        for raw in &document.operations {
+            heads.push(operation_head(raw)?);
+        }
+        let meta = Meta {
+            tag: document.tag,
+            schema_sha256: document.schema_sha256,
+            release: document.release,
+            paths: document.paths,
+            operations: document
+                .operations
+                .into_iter()
+                .map(|raw| LazyOperation {
+                    raw: Some(raw),
+                    parsed: OnceLock::new(),
+                })
+                .collect(),
+        };
+        Ok((meta, heads))
+    }
+}
+
+impl From<RouteMetadata> for Meta {
+    fn from(meta: RouteMetadata) -> Meta {
+        Meta {
+            tag: meta.tag,
+            schema_sha256: meta.schema_sha256,
+            release: meta.release,
+            paths: meta.paths,
+            operations: meta
+                .operations
+                .into_iter()
+                .map(|op| LazyOperation {
+                    raw: None,
+                    parsed: OnceLock::from(op),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An operation, parsed from its JSON on first use.
+#[derive(Debug)]
+struct LazyOperation {
+    raw: Option<&'static RawValue>,
+    parsed: OnceLock<Operation>,
+}
+
+impl LazyOperation {
+    fn get(&self) -> &Operation {
+        self.parsed.get_or_init(|| {
+            let raw = self.raw.map_or("", RawValue::get);
+            // The embedded documents are parsed whole by the tests (`embedded_operations_parse`)
+            // and by codegen's check, so this cannot fail for them.
+            #[allow(clippy::expect_used)]
+            serde_json::from_str(raw).expect("embedded route metadata operation parses")
+        })
+    }
+}
+
+/// The path and method of a raw operation. The generated documents list `path`, `mounted` and
+/// `method` first; those three are read by hand, anything else goes through serde.
+fn operation_head(raw: &'static RawValue) -> Result<(&'static str, Method), serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        path: &'a str,
+        method: Method,
+    }
+    if let Some(head) = quick_head(raw.get()) {
+        return Ok(head);
+    }
+    let head: Head<'static> = serde_json::from_str(raw.get())?;
+    Ok((head.path, head.method))
+}
+
+fn quick_head(text: &'static str) -> Option<(&'static str, Method)> {
+    fn token<'t>(text: &'t str, expected: &str) -> Option<&'t str> {
+        text.trim_start().strip_prefix(expected)
+    }
+    fn string(text: &str) -> Option<(&str, &str)> {
+        let rest = token(text, "\"")?;
+        let end = rest.find(['"', '\\'])?;
+        (rest.as_bytes()[end] == b'"').then(|| (&rest[..end], &rest[end + 1..]))
+    }
+    let rest = token(text, "{")?;
+    let rest = token(token(rest, "\"path\"")?, ":")?;
+    let (path, rest) = string(rest)?;
+    let rest = token(token(token(rest, ",")?, "\"mounted\"")?, ":")?;
+    let (_, rest) = string(rest)?;
+    let rest = token(token(token(rest, ",")?, "\"method\"")?, ":")?;
+    let (method, _) = string(rest)?;
+    Some((path, Method::parse(method)?))
+}
+
 /// One schema tag, compiled for serving.
 #[derive(Debug)]
 pub struct Api {
-    /// The metadata as parsed.
-    pub meta: RouteMetadata,
+    /// The metadata (operations parsed on first use).
+    pub meta: Meta,
     /// The tag's `openapi.json` (if embedded).
     pub openapi: Option<&'static str>,
     router: matchit::Router<usize>,
     /// Per path node: the operation index for GET, POST, PUT, DELETE.
     methods: Vec<[Option<usize>; 4]>,
     path_by_template: HashMap<String, usize>,
-    /// Every distinct schema pattern, compiled on first use (once; some Proxmox patterns are
-    /// large alternations, and compiling all of them eagerly would dominate start-up).
-    patterns: HashMap<String, OnceLock<Option<Regex>>>,
+    /// Schema patterns, compiled on first use (once; some Proxmox patterns are large
+    /// alternations, and compiling all of them eagerly would dominate start-up). `None`: the
+    /// pattern does not compile and is not enforced.
+    patterns: RwLock<HashMap<String, Option<Arc<Regex>>>>,
 }
 
 fn method_slot(method: Method) -> usize {
@@ -87,15 +232,28 @@ impl Api {
     pub fn load(tag: &str) -> Result<Arc<Api>, Error> {
         let tag = resolve_tag(tag)?;
         let json = embedded_metadata(tag).ok_or_else(|| Error::UnknownSchema(tag.to_owned()))?;
-        let meta = RouteMetadata::from_json(json).map_err(|source| Error::Metadata {
+        let (meta, heads) = Meta::from_static_json(json).map_err(|source| Error::Metadata {
             tag: tag.to_owned(),
             source,
         })?;
-        Ok(Arc::new(Api::new(meta, embedded_openapi(tag))))
+        Ok(Arc::new(Api::compile(meta, &heads, embedded_openapi(tag))))
     }
 
     /// Compiles metadata (tests build small values by hand).
     pub fn new(meta: RouteMetadata, openapi: Option<&'static str>) -> Api {
+        let heads: Vec<(String, Method)> = meta
+            .operations
+            .iter()
+            .map(|op| (op.path.clone(), op.method))
+            .collect();
+        let heads: Vec<(&str, Method)> = heads
+            .iter()
+            .map(|(path, method)| (path.as_str(), *method))
+            .collect();
+        Api::compile(Meta::from(meta), &heads, openapi)
+    }
+
+    fn compile(meta: Meta, heads: &[(&str, Method)], openapi: Option<&'static str>) -> Api {
         let mut router = matchit::Router::new();
         let mut methods = vec![[None; 4]; meta.paths.len()];
         let mut path_by_template = HashMap::with_capacity(meta.paths.len());
@@ -105,17 +263,10 @@ impl Api {
                 tracing::warn!(path = %node.path, %error, "route not added to the matcher");
             }
         }
-        for (op_index, op) in meta.operations.iter().enumerate() {
-            if let Some(&path_index) = path_by_template.get(&op.path) {
-                methods[path_index][method_slot(op.method)] = Some(op_index);
+        for (op_index, (path, method)) in heads.iter().enumerate() {
+            if let Some(&path_index) = path_by_template.get(*path) {
+                methods[path_index][method_slot(*method)] = Some(op_index);
             }
-        }
-        let mut patterns = HashMap::new();
-        for op in &meta.operations {
-            for schema in op.parameters.values() {
-                collect_patterns(schema, &mut patterns);
-            }
-            collect_patterns(&op.returns, &mut patterns);
         }
         Api {
             meta,
@@ -123,7 +274,7 @@ impl Api {
             router,
             methods,
             path_by_template,
-            patterns,
+            patterns: RwLock::new(HashMap::new()),
         }
     }
 
@@ -153,7 +304,7 @@ impl Api {
     /// The operation for a method at a path node.
     pub fn operation(&self, path_index: usize, method: Method) -> Option<(usize, &Operation)> {
         let op_index = self.methods.get(path_index)?[method_slot(method)]?;
-        Some((op_index, &self.meta.operations[op_index]))
+        Some((op_index, self.meta.operation(op_index)?))
     }
 
     /// The operation for a method at a templated path.
@@ -176,47 +327,34 @@ impl Api {
 
     /// The compiled, anchored regex of a schema pattern (`None` when it does not compile; such
     /// patterns are not enforced).
-    pub fn pattern(&self, pattern: &str) -> Option<&Regex> {
+    pub fn pattern(&self, pattern: &str) -> Option<Arc<Regex>> {
+        if let Some(compiled) = self
+            .patterns
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(pattern)
+        {
+            return compiled.clone();
+        }
+        let compiled = match Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(regex) => Some(Arc::new(regex)),
+            Err(error) => {
+                tracing::debug!(%pattern, %error, "pattern not compiled; not enforced");
+                None
+            }
+        };
         self.patterns
-            .get(pattern)?
-            .get_or_init(|| match Regex::new(&format!("^(?:{pattern})$")) {
-                Ok(regex) => Some(regex),
-                Err(error) => {
-                    tracing::debug!(%pattern, %error, "pattern not compiled; not enforced");
-                    None
-                }
-            })
-            .as_ref()
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(pattern.to_owned())
+            .or_insert(compiled)
+            .clone()
     }
 
     /// Whether a templated path is an item (member of a collection).
     pub fn is_item(&self, template: &str) -> bool {
         self.node_at(template)
             .is_some_and(|node| node.kind == PathKind::Item)
-    }
-}
-
-fn collect_patterns(schema: &Schema, patterns: &mut HashMap<String, OnceLock<Option<Regex>>>) {
-    if let Some(pattern) = &schema.pattern
-        && !patterns.contains_key(pattern)
-    {
-        patterns.insert(pattern.clone(), OnceLock::new());
-    }
-    for child in [schema.items.as_deref()].into_iter().flatten() {
-        collect_patterns(child, patterns);
-    }
-    for map in [&schema.properties, &schema.property_string]
-        .into_iter()
-        .flatten()
-    {
-        for child in map.values() {
-            collect_patterns(child, patterns);
-        }
-    }
-    if let Some(alternatives) = &schema.one_of {
-        for child in alternatives {
-            collect_patterns(child, patterns);
-        }
     }
 }
 
@@ -302,6 +440,24 @@ pub(crate) mod tests {
             .match_path("/nodes/pve1/tasks/UPID%3Apve1%3A1/status")
             .unwrap();
         assert_eq!(matched.params[1].1, "UPID:pve1:1");
+    }
+
+    #[test]
+    fn embedded_operations_parse() {
+        for tag in TAGS {
+            let json = embedded_metadata(tag).unwrap();
+            let full = RouteMetadata::from_json(json).unwrap();
+            let api = Api::load(tag).unwrap();
+            assert_eq!(api.meta.operations().len(), full.operations.len());
+            for (index, op) in full.operations.iter().enumerate() {
+                let path_index = *api.path_by_template.get(&op.path).unwrap();
+                let (at, lazy) = api.operation(path_index, op.method).unwrap();
+                assert_eq!(at, index);
+                assert_eq!(lazy, op);
+            }
+            assert_eq!(api.meta.paths, full.paths);
+            assert_eq!(api.meta.release, full.release);
+        }
     }
 
     #[test]

@@ -1083,7 +1083,7 @@ async fn unprivileged_sweep(tag: &str) {
     let csrf = state.signer.csrf_token("bob@pve", now);
     let mut failures = Vec::new();
     let mut forbidden = 0;
-    for op in &state.api.meta.operations {
+    for op in state.api.meta.operations() {
         let path: String = op
             .path
             .split('/')

@@ -31,12 +31,7 @@ async fn sweep(tag: &str) {
     let router = app(state.clone());
     let mut checked = 0;
     let mut failures = Vec::new();
-    for op in api
-        .meta
-        .operations
-        .iter()
-        .filter(|op| op.method == Method::Get)
-    {
+    for op in api.meta.operations().filter(|op| op.method == Method::Get) {
         let path: String = op
             .path
             .split('/')
@@ -139,12 +134,7 @@ async fn write_sweep(tag: &str) {
     let router = app(state.clone());
     let mut failures = Vec::new();
     let mut ok = 0;
-    for op in api
-        .meta
-        .operations
-        .iter()
-        .filter(|op| op.method != Method::Get)
-    {
+    for op in api.meta.operations().filter(|op| op.method != Method::Get) {
         let path: String = op
             .path
             .split('/')
