@@ -166,17 +166,19 @@ pub(crate) fn client_config(verification: Verification) -> Result<rustls::Client
                     // Happens on a machine without CA certificates; every certificate is then
                     // untrusted, which is what the handshake will report.
                     tracing::warn!(error = %error, "no trusted CA certificates found; configure ca_cert or fingerprint");
-                    Arc::new(NoTrustVerifier {
+                    Arc::new(PolicyVerifier {
+                        policy: CertificatePolicy::NoTrust,
                         provider: Arc::clone(&provider),
                     })
                 }
             }
         }
-        Verification::Pinned(fingerprint) => Arc::new(PinnedVerifier {
-            fingerprint,
+        Verification::Pinned(fingerprint) => Arc::new(PolicyVerifier {
+            policy: CertificatePolicy::Pinned(fingerprint),
             provider: Arc::clone(&provider),
         }),
-        Verification::AcceptAny => Arc::new(AcceptAnyVerifier {
+        Verification::AcceptAny => Arc::new(PolicyVerifier {
+            policy: CertificatePolicy::AcceptAny,
             provider: Arc::clone(&provider),
         }),
     };
@@ -216,14 +218,26 @@ impl fmt::Debug for FingerprintMismatch {
 
 impl std::error::Error for FingerprintMismatch {}
 
-/// Accepts exactly the end-entity certificate with the pinned SHA-256 fingerprint.
+/// What [`PolicyVerifier`] accepts as the server's certificate.
 #[derive(Debug)]
-struct PinnedVerifier {
-    fingerprint: Fingerprint,
+enum CertificatePolicy {
+    /// Exactly the end-entity certificate with this SHA-256 fingerprint.
+    Pinned(Fingerprint),
+    /// Any certificate (`danger_accept_invalid_certs`).
+    AcceptAny,
+    /// None: the platform has no trusted roots and nothing else was configured.
+    NoTrust,
+}
+
+/// A verifier for the policies the platform verifier does not cover. Whatever the certificate
+/// policy, handshake signatures are always checked with the provider's algorithms.
+#[derive(Debug)]
+struct PolicyVerifier {
+    policy: CertificatePolicy,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for PinnedVerifier {
+impl ServerCertVerifier for PolicyVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -232,127 +246,27 @@ impl ServerCertVerifier for PinnedVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual = Fingerprint::of_der(end_entity);
-        if actual == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Other(rustls::OtherError(Arc::new(
-                    FingerprintMismatch {
-                        expected: self.fingerprint,
-                        actual,
-                    },
-                ))),
-            ))
+        match &self.policy {
+            CertificatePolicy::AcceptAny => Ok(ServerCertVerified::assertion()),
+            CertificatePolicy::NoTrust => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+            CertificatePolicy::Pinned(expected) => {
+                let actual = Fingerprint::of_der(end_entity);
+                if actual == *expected {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+                            FingerprintMismatch {
+                                expected: *expected,
+                                actual,
+                            },
+                        ))),
+                    ))
+                }
+            }
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            certificate,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            certificate,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Accepts any certificate, still checking handshake signatures.
-#[derive(Debug)]
-struct AcceptAnyVerifier {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            certificate,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            certificate,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Rejects every certificate; used when the platform has no trusted roots at all.
-#[derive(Debug)]
-struct NoTrustVerifier {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for NoTrustVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::UnknownIssuer,
-        ))
     }
 
     fn verify_tls12_signature(
@@ -445,8 +359,8 @@ mod tests {
     #[test]
     fn pinned_verifier_compares_end_entity() {
         let certificate = CertificateDer::from(vec![1u8, 2, 3]);
-        let verifier = PinnedVerifier {
-            fingerprint: Fingerprint::of_der(&[1, 2, 3]),
+        let verifier = PolicyVerifier {
+            policy: CertificatePolicy::Pinned(Fingerprint::of_der(&[1, 2, 3])),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         };
         let server_name = ServerName::try_from("pve.example").expect("valid name");

@@ -13,14 +13,19 @@ use proxmox_sdk::{Client, UploadFile};
 
 use crate::start;
 
-#[tokio::test]
-async fn typed_vm_life_cycle_with_a_password_login() {
-    let server = start(Store::Memory).await;
-    let client = Client::builder()
+/// The SDK logged in as `root@pam` on the mock's plain HTTP listener.
+fn password_client(server: &mock_server::MockServerHandle) -> Client {
+    Client::builder()
         .base_url(server.base_url())
         .password("root@pam", "secret")
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn typed_vm_life_cycle_with_a_password_login() {
+    let server = start(Store::Memory).await;
+    let client = password_client(&server);
 
     let version = client.version().get().await.unwrap();
     assert!(!version.release.is_empty());
@@ -109,11 +114,7 @@ async fn typed_vm_life_cycle_with_a_password_login() {
 #[tokio::test]
 async fn typed_container_life_cycle_with_a_token() {
     let server = start(Store::Memory).await;
-    let admin = Client::builder()
-        .base_url(server.base_url())
-        .password("root@pam", "secret")
-        .build()
-        .unwrap();
+    let admin = password_client(&server);
     // Create an API token through the API, then use it.
     let token: serde_json::Value = admin
         .post(
@@ -172,11 +173,7 @@ async fn typed_container_life_cycle_with_a_token() {
 #[tokio::test]
 async fn typed_upload_sends_multipart_and_the_volume_appears() {
     let server = start(Store::Memory).await;
-    let client = Client::builder()
-        .base_url(server.base_url())
-        .password("root@pam", "secret")
-        .build()
-        .unwrap();
+    let client = password_client(&server);
     let storage = client.nodes().node("pve1").storage().storage("local");
     let params = NodesStorageUploadParams {
         content: "iso".to_owned(),
