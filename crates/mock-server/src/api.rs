@@ -216,6 +216,8 @@ pub struct Api {
     /// alternations, and compiling all of them eagerly would dominate start-up). `None`: the
     /// pattern does not compile and is not enforced.
     patterns: RwLock<HashMap<String, Option<Arc<Regex>>>>,
+    /// Generated values (see [`crate::generate::generate`]).
+    pub(crate) generated: crate::generate::GenCache,
 }
 
 fn method_slot(method: Method) -> usize {
@@ -275,6 +277,7 @@ impl Api {
             methods,
             path_by_template,
             patterns: RwLock::new(HashMap::new()),
+            generated: crate::generate::GenCache::default(),
         }
     }
 

@@ -8,6 +8,9 @@
 //! knows a plausible value for; property-string and indexed (`net[n]`) fields are left out.
 //! Directory indexes (`[{"subdir": ...}]`) list the path's real children.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use route_metadata::{Schema, SchemaType};
 use serde_json::{Map, Value, json};
 
@@ -124,9 +127,117 @@ const KNOWN_OPTIONAL: &[&str] = &[
     "state",
 ];
 
-/// Generates a value for a schema.
+/// Generates a value for a schema of the API's operations (their return schemas and the
+/// schemas within them; the value is memoised by the schema's address, so it must be one the
+/// [`Api`] owns).
+///
+/// Values depend on nothing but the schema and the context, so each one is generated once and
+/// then cloned from [`GenCache`].
 pub fn generate(api: &Api, schema: &Schema, ctx: &GenContext<'_>) -> Value {
-    generate_field(api, schema, ctx, "", 0)
+    api.generated
+        .get_or_insert(schema, ctx, || generate_field(api, schema, ctx, "", 0))
+}
+
+/// Most values [`GenCache`] keeps; a full cache is emptied.
+const GEN_CACHE_SIZE: usize = 16_384;
+
+/// Generated values by schema and context (bounded).
+#[derive(Debug, Default)]
+pub struct GenCache {
+    values: RwLock<HashMap<u64, (GenKey, Value)>>,
+}
+
+/// Everything a generated value depends on.
+#[derive(Debug)]
+struct GenKey {
+    schema: usize,
+    path: String,
+    params: Vec<(String, String)>,
+    children: Vec<String>,
+    release: String,
+    nodes: Vec<String>,
+    minimal: bool,
+}
+
+impl GenKey {
+    fn new(schema: &Schema, ctx: &GenContext<'_>) -> GenKey {
+        GenKey {
+            schema: std::ptr::from_ref(schema) as usize,
+            path: ctx.path.to_owned(),
+            params: ctx.params.to_vec(),
+            children: ctx.children.to_vec(),
+            release: ctx.release.to_owned(),
+            nodes: ctx.nodes.to_vec(),
+            minimal: ctx.minimal,
+        }
+    }
+
+    fn matches(&self, schema: &Schema, ctx: &GenContext<'_>) -> bool {
+        self.schema == std::ptr::from_ref(schema) as usize
+            && self.minimal == ctx.minimal
+            && self.path == ctx.path
+            && self.params == ctx.params
+            && self.children == ctx.children
+            && self.release == ctx.release
+            && self.nodes == ctx.nodes
+    }
+}
+
+fn gen_key_hash(schema: &Schema, ctx: &GenContext<'_>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &byte in bytes.iter().chain(&[0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(&(std::ptr::from_ref(schema) as usize).to_le_bytes());
+    feed(&[u8::from(ctx.minimal)]);
+    feed(ctx.path.as_bytes());
+    for (key, value) in ctx.params {
+        feed(key.as_bytes());
+        feed(value.as_bytes());
+    }
+    feed(&[0xfe]);
+    for child in ctx.children {
+        feed(child.as_bytes());
+    }
+    feed(&[0xfe]);
+    for node in ctx.nodes {
+        feed(node.as_bytes());
+    }
+    feed(ctx.release.as_bytes());
+    mix(hash)
+}
+
+impl GenCache {
+    fn get_or_insert(
+        &self,
+        schema: &Schema,
+        ctx: &GenContext<'_>,
+        make: impl FnOnce() -> Value,
+    ) -> Value {
+        let hash = gen_key_hash(schema, ctx);
+        if let Some((key, value)) = self
+            .values
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&hash)
+            && key.matches(schema, ctx)
+        {
+            return value.clone();
+        }
+        let value = make();
+        let mut values = self
+            .values
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if values.len() >= GEN_CACHE_SIZE {
+            values.clear();
+        }
+        values.insert(hash, (GenKey::new(schema, ctx), value.clone()));
+        value
+    }
 }
 
 fn generate_field(

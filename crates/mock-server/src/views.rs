@@ -52,15 +52,6 @@ fn storages_on(tables: &Tables, node: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn guest_status(tables: &Tables, item: &str) -> String {
-    tables
-        .get(&format!("{item}/status/current"))
-        .and_then(|s| s.get("status"))
-        .and_then(Value::as_str)
-        .unwrap_or("stopped")
-        .to_owned()
-}
-
 fn memory_bytes(config: &Value) -> Option<i64> {
     let memory = config.get("memory")?;
     let mib = match memory {
@@ -81,15 +72,20 @@ pub fn guest_entry(entry: &mut Value, tables: &Tables, item: &str, kind: &str, s
     };
     let props = schema.properties.as_ref();
     let has = |key: &str| props.is_none_or(|p| p.contains_key(key));
-    let config = tables.get(item).cloned().unwrap_or_else(|| json!({}));
-    let status = guest_status(tables, item);
+    let empty = Value::Object(serde_json::Map::new());
+    let config = tables.get(item).unwrap_or(&empty);
+    let status_row = tables.get(&format!("{item}/status/current"));
+    let status = status_row
+        .and_then(|s| s.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("stopped")
+        .to_owned();
     let running = status == "running";
     if has("status") {
         map.insert("status".to_owned(), json!(status));
     }
     if has("qmpstatus") && kind == "qemu" {
-        let stored = tables
-            .get(&format!("{item}/status/current"))
+        let stored = status_row
             .and_then(|s| s.get("qmpstatus"))
             .and_then(Value::as_str)
             .map(str::to_owned);
@@ -112,7 +108,7 @@ pub fn guest_entry(entry: &mut Value, tables: &Tables, item: &str, kind: &str, s
     if has("name") {
         map.insert("name".to_owned(), json!(name));
     }
-    if let Some(bytes) = memory_bytes(&config)
+    if let Some(bytes) = memory_bytes(config)
         && has("maxmem")
     {
         map.insert("maxmem".to_owned(), json!(bytes));
@@ -135,8 +131,7 @@ pub fn guest_entry(entry: &mut Value, tables: &Tables, item: &str, kind: &str, s
     // Uptime counts from the start `domain::guests::power` recorded.
     if running
         && has("uptime")
-        && let Some(started) = tables
-            .get(&format!("{item}/status/current"))
+        && let Some(started) = status_row
             .and_then(|s| s.get("_started"))
             .and_then(Value::as_u64)
     {
