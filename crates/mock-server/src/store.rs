@@ -9,12 +9,14 @@
 //!
 //! A request computes its complete list of [`Change`]s first and applies them with
 //! [`StateStore::apply`]: in memory under one write lock, and in SQLite in one transaction. A
-//! request that fails before that point changes nothing. The writer thread drains every batch
+//! request that fails before that point changes nothing, and one whose commit fails changes
+//! nothing either: the writer then reloads memory from the database before it answers (see
+//! `Writer`). The writer thread drains every batch
 //! that is waiting and commits them together (group commit), then acknowledges each batch; a
 //! request replies only after its acknowledgement, so a reply means the change is durable.
 //! Reads never touch SQLite.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -232,7 +234,8 @@ enum Job {
 
 /// The state store (see the module docs).
 pub struct StateStore {
-    tables: RwLock<Tables>,
+    /// Shared with the writer thread, which reloads it after a failed commit.
+    tables: Arc<RwLock<Tables>>,
     writer: Option<mpsc::Sender<Job>>,
     path: Option<PathBuf>,
 }
@@ -267,7 +270,7 @@ impl StateStore {
                     value: fingerprint.to_owned(),
                 });
                 Ok(Arc::new(StateStore {
-                    tables: RwLock::new(tables),
+                    tables: Arc::new(RwLock::new(tables)),
                     writer: None,
                     path: None,
                 }))
@@ -315,14 +318,20 @@ impl StateStore {
             });
             write_reset(&mut conn, &changes)?;
         }
-        let tables = load(&conn)?;
+        let tables = Arc::new(RwLock::new(load(&conn)?));
         let (sender, receiver) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            receiver,
+            tables: Arc::clone(&tables),
+            backlog: VecDeque::new(),
+        };
         std::thread::Builder::new()
             .name("mock-store-writer".to_owned())
-            .spawn(move || writer_loop(conn, receiver))
+            .spawn(move || writer.run())
             .map_err(|_| StoreError::Closed)?;
         Ok(Arc::new(StateStore {
-            tables: RwLock::new(tables),
+            tables,
             writer: Some(sender),
             path: Some(path.to_owned()),
         }))
@@ -542,65 +551,139 @@ fn write_reset(conn: &mut Connection, changes: &[Change]) -> Result<(), StoreErr
     tx.commit().map_err(sqlite("commit reset"))
 }
 
-fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Job>) {
-    while let Ok(job) = receiver.recv() {
-        let mut batches = Vec::new();
-        let mut next = Some(job);
-        // Group commit: take every batch that is already waiting.
-        while let Some(job) = next.take() {
-            match job {
-                Job::Batch(changes, ack) => {
-                    batches.push((changes, ack));
-                    if batches.len() < 512 {
-                        next = receiver.try_recv().ok();
-                    }
-                }
-                Job::Reset(changes, ack) => {
-                    commit_batches(&mut conn, std::mem::take(&mut batches));
-                    let _ = ack.send(write_reset(&mut conn, &changes));
-                }
-                Job::Close(ack) => {
-                    commit_batches(&mut conn, std::mem::take(&mut batches));
-                    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-                    drop(conn);
-                    let _ = ack.send(());
-                    return;
-                }
-            }
-        }
-        commit_batches(&mut conn, batches);
-    }
+/// The writer thread: commits batches to SQLite (group commit) and keeps memory honest.
+///
+/// Memory is changed when a request submits its changes, before SQLite commits them. When a
+/// commit fails (disk full, I/O error), memory would be ahead of the database, so the writer
+/// reloads memory from the database (the durable truth) and re-applies the jobs submitted
+/// meanwhile, all before it acknowledges anything: the failed request answers with an error and
+/// its change is visible to nobody, which keeps writes transactional.
+struct Writer {
+    conn: Connection,
+    receiver: mpsc::Receiver<Job>,
+    tables: Arc<RwLock<Tables>>,
+    /// Jobs taken off the channel during a resync, handled before new ones.
+    backlog: VecDeque<Job>,
 }
 
 type Batch = (Vec<Change>, oneshot::Sender<Result<(), StoreError>>);
 
-fn commit_batches(conn: &mut Connection, batches: Vec<Batch>) {
-    if batches.is_empty() {
-        return;
+impl Writer {
+    fn next_job(&mut self, wait: bool) -> Option<Job> {
+        if let Some(job) = self.backlog.pop_front() {
+            return Some(job);
+        }
+        if wait {
+            self.receiver.recv().ok()
+        } else {
+            self.receiver.try_recv().ok()
+        }
     }
-    let result = (|| {
+
+    fn run(mut self) {
+        while let Some(job) = self.next_job(true) {
+            let mut batches = Vec::new();
+            let mut next = Some(job);
+            // Group commit: take every batch that is already waiting.
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Batch(changes, ack) => {
+                        batches.push((changes, ack));
+                        if batches.len() < 512 {
+                            next = self.next_job(false);
+                        }
+                    }
+                    Job::Reset(changes, ack) => {
+                        self.flush(std::mem::take(&mut batches));
+                        let result = write_reset(&mut self.conn, &changes);
+                        if result.is_err() {
+                            self.resync();
+                        }
+                        let _ = ack.send(result);
+                    }
+                    Job::Close(ack) => {
+                        self.flush(std::mem::take(&mut batches));
+                        let _ = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+                        let _ = ack.send(());
+                        return;
+                    }
+                }
+            }
+            self.flush(batches);
+        }
+    }
+
+    /// Commits batches, resyncs memory if any failed, then acknowledges each.
+    fn flush(&mut self, batches: Vec<Batch>) {
+        if batches.is_empty() {
+            return;
+        }
+        let results = commit_batches(&mut self.conn, &batches);
+        if results.iter().any(Result::is_err) {
+            self.resync();
+        }
+        for ((_, ack), result) in batches.into_iter().zip(results) {
+            let _ = ack.send(result);
+        }
+    }
+
+    /// Reloads memory from the database and re-applies the jobs that were submitted (and so
+    /// applied to memory) but not yet committed.
+    fn resync(&mut self) {
+        let mut tables = self
+            .tables
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // With the write lock held nobody can submit; whatever was submitted is in the channel.
+        while let Ok(job) = self.receiver.try_recv() {
+            self.backlog.push_back(job);
+        }
+        match load(&self.conn) {
+            Ok(fresh) => {
+                *tables = fresh;
+                for job in &self.backlog {
+                    match job {
+                        Job::Batch(changes, _) => {
+                            for change in changes {
+                                tables.apply(change);
+                            }
+                        }
+                        Job::Reset(changes, _) => {
+                            *tables = Tables::default();
+                            for change in changes {
+                                tables.apply(change);
+                            }
+                        }
+                        Job::Close(_) => {}
+                    }
+                }
+                tracing::warn!("a commit failed; memory reloaded from the database");
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "a commit failed and the database cannot be reloaded; memory may be ahead of it");
+            }
+        }
+    }
+}
+
+/// Commits all batches in one transaction; when that fails, each batch alone, so one bad batch
+/// fails only its own request. Returns one result per batch.
+fn commit_batches(conn: &mut Connection, batches: &[Batch]) -> Vec<Result<(), StoreError>> {
+    let commit = |conn: &mut Connection, batches: &[Batch]| -> Result<(), StoreError> {
         let tx = conn.transaction().map_err(sqlite("begin"))?;
-        for (changes, _) in &batches {
+        for (changes, _) in batches {
             write_changes(&tx, changes)?;
         }
         tx.commit().map_err(sqlite("commit"))
-    })();
-    match result {
-        Ok(()) => {
-            for (_, ack) in batches {
-                let _ = ack.send(Ok(()));
-            }
-        }
+    };
+    match commit(conn, batches) {
+        Ok(()) => batches.iter().map(|_| Ok(())).collect(),
         Err(error) => {
             tracing::error!(error = %error, "group commit failed; retrying batches one by one");
-            for (changes, ack) in batches {
-                let single = (|| {
-                    let tx = conn.transaction().map_err(sqlite("begin"))?;
-                    write_changes(&tx, &changes)?;
-                    tx.commit().map_err(sqlite("commit"))
-                })();
-                let _ = ack.send(single);
-            }
+            batches
+                .iter()
+                .map(|batch| commit(conn, std::slice::from_ref(batch)))
+                .collect()
         }
     }
 }
@@ -711,6 +794,49 @@ mod tests {
     async fn sqlite_backend() {
         let path = temp_db("backend");
         exercise(Store::Sqlite(path.clone())).await;
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_leaves_memory_as_the_database() {
+        let path = temp_db("failed-commit");
+        let state = StateStore::open(&Store::Sqlite(path.clone()), "fp", vec![]).unwrap();
+        state
+            .apply(vec![put("/kept", None, json!({"a": 1}))])
+            .await
+            .unwrap();
+        // Make SQLite refuse one path, as a full disk or an I/O error would refuse a commit.
+        let sabotage = Connection::open(&path).unwrap();
+        sabotage
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON objects WHEN NEW.path = '/refused'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        drop(sabotage);
+        let error = state
+            .apply(vec![
+                put("/kept", None, json!({"a": 2})),
+                put("/refused", None, json!({"b": 1})),
+            ])
+            .await
+            .expect_err("the commit fails");
+        assert!(error.to_string().contains("SQLite"), "{error}");
+        // Neither change of the failed request is visible: memory is what the database holds.
+        assert_eq!(state.get("/refused"), None);
+        assert_eq!(state.get("/kept").unwrap()["a"], 1);
+        // The store keeps working for other requests.
+        state
+            .apply(vec![put("/later", None, json!({"c": 3}))])
+            .await
+            .unwrap();
+        assert_eq!(state.get("/later").unwrap()["c"], 3);
+        state.close().await;
+        let reopened = StateStore::open(&Store::Sqlite(path.clone()), "fp", vec![]).unwrap();
+        assert_eq!(reopened.get("/kept").unwrap()["a"], 1);
+        assert_eq!(reopened.get("/refused"), None);
+        assert_eq!(reopened.get("/later").unwrap()["c"], 3);
+        reopened.close().await;
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
