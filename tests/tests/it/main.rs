@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod artifacts;
+mod full_flow;
 mod raw_http;
 mod sdk_typed;
 
