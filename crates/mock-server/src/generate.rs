@@ -183,7 +183,8 @@ impl GenKey {
     }
 }
 
-fn gen_key_hash(schema: &Schema, ctx: &GenContext<'_>) -> u64 {
+/// A hash of everything a generated value depends on (the schema's address and the context).
+pub fn gen_key_hash(schema: &Schema, ctx: &GenContext<'_>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         for &byte in bytes.iter().chain(&[0xff]) {

@@ -101,6 +101,77 @@ pub struct Tables {
     /// Guest index: VM ID -> item path (`/nodes/{node}/qemu|lxc/{vmid}`), kept by [`Tables::apply`]
     /// so that ID look-ups and `/cluster/nextid` need no scan over nodes or guests.
     pub guests: BTreeMap<u32, String>,
+    /// Computed guest rows of `/cluster/resources`, by item path; an entry is dropped by
+    /// [`Tables::apply`] whenever a change touches the guest (its config, status or anything
+    /// under it), so it never outlives the rows it was computed from.
+    pub guest_rows: GuestRows,
+}
+
+/// Cached computed guest rows (see [`Tables::guest_rows`]): item path -> (key of everything
+/// else the row depends on, the row). A clone of [`Tables`] starts with an empty cache.
+#[derive(Debug, Default)]
+pub struct GuestRows(std::sync::Mutex<HashMap<String, (u64, Value)>>);
+
+impl Clone for GuestRows {
+    fn clone(&self) -> Self {
+        GuestRows::default()
+    }
+}
+
+impl GuestRows {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Value)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached row for a guest item, if it was computed under the same `key`.
+    pub fn get(&self, item: &str, key: u64) -> Option<Value> {
+        self.lock()
+            .get(item)
+            .filter(|(stored, _)| *stored == key)
+            .map(|(_, row)| row.clone())
+    }
+
+    /// Caches the row computed for a guest item under `key`.
+    pub fn insert(&self, item: &str, key: u64, row: Value) {
+        self.lock().insert(item.to_owned(), (key, row));
+    }
+
+    /// Drops what a change at `path` may have made stale: the guest item `path` is in (or is),
+    /// and every guest under `path`.
+    fn invalidate(&mut self, path: &str) {
+        let rows = self
+            .0
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if rows.is_empty() {
+            return;
+        }
+        let item = guest_item_of(path);
+        if let Some(item) = item {
+            rows.remove(item);
+        }
+        if item.is_none_or(|item| item.len() == path.len()) {
+            let prefix = format!("{path}/");
+            rows.retain(|key, _| !key.starts_with(&prefix));
+        }
+    }
+}
+
+/// The guest item path (`/nodes/{node}/qemu|lxc/{vmid}`) a path is, or is under.
+fn guest_item_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/nodes/")?;
+    let mut end = "/nodes/".len();
+    let mut segments = rest.split('/');
+    let node = segments.next()?;
+    let kind = segments.next()?;
+    let vmid = segments.next()?;
+    if !matches!(kind, "qemu" | "lxc") || vmid.is_empty() {
+        return None;
+    }
+    end += node.len() + 1 + kind.len() + 1 + vmid.len();
+    Some(&path[..end])
 }
 
 /// The VM ID of a guest item path (`/nodes/{node}/qemu/{vmid}` or `.../lxc/{vmid}`).
@@ -135,6 +206,12 @@ impl Tables {
     }
 
     fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Put { path, .. } | Change::Delete { path } => {
+                self.guest_rows.invalidate(path);
+            }
+            Change::Meta { .. } => {}
+        }
         match change {
             Change::Put {
                 path,

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::auth;
 use crate::engine::{Call, ViewPlan, cluster_name};
 use crate::error::AppError;
-use crate::generate::{GenContext, generate};
+use crate::generate::{GenContext, gen_key_hash, generate};
 use crate::store::Tables;
 
 const MIB: i64 = 1024 * 1024;
@@ -237,16 +237,39 @@ pub fn read(
                         for item in tables.members(&format!("{node_path}/{kind}")) {
                             let vmid = last_segment(item);
                             let item_ctx = GenContext { path: item, ..*ctx };
-                            let mut entry = shaped(
-                                state,
-                                items,
-                                &item_ctx,
-                                json!({"type": kind, "id": format!("{kind}/{vmid}"), "node": node,
-                                       "vmid": vmid.parse::<i64>().unwrap_or(0)}),
-                            );
-                            guest_entry(&mut entry, tables, item, kind, items);
+                            // The row depends on the schema, the context (the item's path
+                            // among it), and the guest's config and status rows; a change to
+                            // either row drops the cached one (`Tables::apply`). Running
+                            // guests are not cached: their uptime moves with the clock.
+                            let key = gen_key_hash(items, &item_ctx);
+                            let mut entry = match tables.guest_rows.get(item, key) {
+                                Some(row) => row,
+                                None => {
+                                    let mut entry = shaped(
+                                        state,
+                                        items,
+                                        &item_ctx,
+                                        json!({"type": kind, "id": format!("{kind}/{vmid}"), "node": node,
+                                               "vmid": vmid.parse::<i64>().unwrap_or(0)}),
+                                    );
+                                    guest_entry(&mut entry, tables, item, kind, items);
+                                    if let Value::Object(map) = &mut entry {
+                                        map.insert("type".to_owned(), json!(kind));
+                                    }
+                                    let running = entry.get("status").and_then(Value::as_str)
+                                        == Some("running")
+                                        || tables
+                                            .get(&format!("{item}/status/current"))
+                                            .and_then(|s| s.get("status"))
+                                            .and_then(Value::as_str)
+                                            == Some("running");
+                                    if !running {
+                                        tables.guest_rows.insert(item, key, entry.clone());
+                                    }
+                                    entry
+                                }
+                            };
                             if let Value::Object(map) = &mut entry {
-                                map.insert("type".to_owned(), json!(kind));
                                 match vmid.parse::<u64>().ok().and_then(|v| pools.get(&v)) {
                                     Some(pool) => map.insert("pool".to_owned(), json!(pool)),
                                     None => map.remove("pool"),

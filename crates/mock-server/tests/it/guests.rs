@@ -1160,3 +1160,42 @@ async fn odds_and_ends() {
     assert_eq!(local["content"], "iso,vztmpl,backup");
     mock.shutdown().await;
 }
+
+/// `/cluster/resources` keeps computed guest rows between requests; every write to a guest
+/// (config, power state, removal) shows in the next reply.
+#[tokio::test]
+async fn cluster_resources_follow_guest_writes() {
+    let mock = Mock::start().await;
+    let find = |resources: &Value, id: &str| {
+        resources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+    };
+    let first = mock.get("/cluster/resources").await;
+    assert_eq!(mock.get("/cluster/resources").await, first);
+    let (status, _) = mock
+        .put(
+            "/nodes/pve2/qemu/101/config",
+            &[("name", "renamed"), ("memory", "3072")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let vm = find(&mock.get("/cluster/resources?type=vm").await, "qemu/101").unwrap();
+    assert_eq!(vm["name"], "renamed");
+    assert_eq!(vm["maxmem"], 3072_i64 * 1024 * 1024);
+    mock.ok_task(M::POST, "/nodes/pve2/qemu/101/status/start", &[])
+        .await;
+    let vm = find(&mock.get("/cluster/resources").await, "qemu/101").unwrap();
+    assert_eq!(vm["status"], "running");
+    mock.ok_task(M::POST, "/nodes/pve2/qemu/101/status/stop", &[])
+        .await;
+    let vm = find(&mock.get("/cluster/resources").await, "qemu/101").unwrap();
+    assert_eq!(vm["status"], "stopped");
+    assert_eq!(vm["uptime"], 0);
+    mock.ok_task(M::DELETE, "/nodes/pve2/qemu/101", &[]).await;
+    assert!(find(&mock.get("/cluster/resources").await, "qemu/101").is_none());
+    mock.shutdown().await;
+}
