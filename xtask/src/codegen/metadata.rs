@@ -116,9 +116,8 @@ pub fn build(schema: &LoadedSchema) -> anyhow::Result<RouteMetadata> {
             )
         })
         .collect();
-    let mut creates = Vec::with_capacity(operations.len());
-    for operation in &operations {
-        let created = match kinds.get(operation.path.as_str()) {
+    for operation in &mut operations {
+        operation.creates = match kinds.get(operation.path.as_str()) {
             Some((PathKind::Collection, Some(_), Some(id_param)))
                 if operation.method == Method::Post
                     && operation.parameters.contains_key(*id_param) =>
@@ -127,10 +126,6 @@ pub fn build(schema: &LoadedSchema) -> anyhow::Result<RouteMetadata> {
             }
             _ => None,
         };
-        creates.push(created);
-    }
-    for (operation, created) in operations.iter_mut().zip(creates) {
-        operation.creates = created;
     }
 
     let mut ids: BTreeMap<&str, (&str, Method)> = BTreeMap::new();
@@ -321,7 +316,8 @@ pub fn pascal_case(snake: &str) -> String {
         .collect()
 }
 
-fn snake_word(text: &str) -> String {
+/// `Download-URL` -> `download_url`: lower-case ASCII words joined by `_`.
+pub fn snake_word(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
@@ -377,6 +373,8 @@ fn classify(paths: &mut [PathNode]) {
         }
         let last = node.path.rsplit('/').next().unwrap_or_default();
         if let Some(param) = last.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            // An item that is itself a collection (`/cluster/firewall/ipset/{name}` with `{cidr}`
+            // members) stays a collection; its parent link is implied by the path.
             let parent = node.path[..node.path.len() - last.len() - 1].to_owned();
             if index.contains_key(&parent) && templated_child.is_none() {
                 updates.push((
@@ -385,9 +383,6 @@ fn classify(paths: &mut [PathNode]) {
                     Some(parent),
                     Some(param.to_owned()),
                 ));
-            } else if index.contains_key(&parent) {
-                // An item that is itself a collection (`/cluster/firewall/ipset/{name}` with
-                // `{cidr}` members): keep it a collection, its parent link is implied by the path.
             }
         } else if templated_child.is_none()
             && node.children.is_empty()

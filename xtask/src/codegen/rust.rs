@@ -213,7 +213,7 @@ impl Generator<'_> {
         schema: &Schema,
         families: &mut BTreeMap<String, u32>,
     ) -> TokenStream {
-        let ident = format_ident!("{}", name);
+        let type_ident = format_ident!("{}", name);
         let doc = schema_doc(schema, &format!("The `{name}` model."));
         if schema.family.is_some() || schema.kind() != SchemaType::Object {
             let unfamilied = Schema {
@@ -221,7 +221,7 @@ impl Generator<'_> {
                 ..schema.clone()
             };
             let target = self.type_of(&unfamilied);
-            return quote! { #doc pub type #ident = #target; };
+            return quote! { #doc pub type #type_ident = #target; };
         }
         let mut fields = Vec::new();
         let mut used = BTreeSet::new();
@@ -230,7 +230,7 @@ impl Generator<'_> {
             while !used.insert(field_name.clone()) {
                 field_name.push('_');
             }
-            let field = Ident::new_raw_if_keyword(&field_name);
+            let field = ident(&field_name);
             let field_doc = schema_doc(property_schema, &format!("The `{property}` property."));
             if let Some(family) = &property_schema.family {
                 families.insert(family.prefix.clone(), family.count);
@@ -267,7 +267,7 @@ impl Generator<'_> {
         quote! {
             #doc
             #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-            pub struct #ident {
+            pub struct #type_ident {
                 #(#fields)*
             }
         }
@@ -347,17 +347,12 @@ fn field_ident(property: &str) -> String {
     name
 }
 
-trait RawIfKeyword {
-    fn new_raw_if_keyword(name: &str) -> Ident;
-}
-
-impl RawIfKeyword for Ident {
-    fn new_raw_if_keyword(name: &str) -> Ident {
-        if syn::parse_str::<Ident>(name).is_ok() {
-            Ident::new(name, Span::call_site())
-        } else {
-            Ident::new_raw(name, Span::call_site())
-        }
+/// An identifier, raw (`r#type`) when the name is a Rust keyword.
+pub fn ident(name: &str) -> Ident {
+    if syn::parse_str::<Ident>(name).is_ok() {
+        Ident::new(name, Span::call_site())
+    } else {
+        Ident::new_raw(name, Span::call_site())
     }
 }
 
@@ -436,7 +431,7 @@ mod tests {
         assert_eq!(field_ident("type"), "type");
         assert_eq!(field_ident("1"), "_1");
         assert_eq!(field_ident("self"), "self_");
-        assert_eq!(Ident::new_raw_if_keyword("type").to_string(), "r#type");
-        assert_eq!(Ident::new_raw_if_keyword("vmid").to_string(), "vmid");
+        assert_eq!(ident("type").to_string(), "r#type");
+        assert_eq!(ident("vmid").to_string(), "vmid");
     }
 }

@@ -27,13 +27,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::bail;
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use route_metadata::{Method, Operation, PathKind, PathNode, RouteMetadata};
 
 use super::Outputs;
-use super::metadata::pascal_case;
-use super::rust::GROUPS;
+use super::metadata::{pascal_case, snake_word};
+use super::rust::{GROUPS, ident};
 
 /// A parameter that only Proxmox's upload handler has (the REST server fills it with the
 /// temporary file of the `multipart/form-data` body): operations with it are generated as uploads.
@@ -351,28 +351,13 @@ fn handle_name(path: &str) -> String {
     pascal_case(&words.join("_"))
 }
 
+/// A path segment or parameter as a snake-case Rust name (`download-url` -> `download_url`).
 fn snake(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    let trimmed = out.trim_matches('_').to_owned();
-    if trimmed.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("_{trimmed}")
+    let word = snake_word(text);
+    if word.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{word}")
     } else {
-        trimmed
-    }
-}
-
-fn ident(name: &str) -> Ident {
-    if syn::parse_str::<Ident>(name).is_ok() {
-        Ident::new(name, Span::call_site())
-    } else {
-        Ident::new_raw(name, Span::call_site())
+        word
     }
 }
 
