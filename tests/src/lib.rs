@@ -4,6 +4,7 @@
 //! - `raw_http`: the mock over real sockets, driven by a plain HTTP client the way curl or
 //!   proxmoxer would: login and CSRF, API tokens, guest CRUD, tasks, validation errors, 501s.
 //! - `sdk_typed`: the same server driven by the SDK's generated typed API.
+//! - `session`: the plain HTTP client session that `raw_http` and `full_flow` share.
 //! - `full_flow`: one client's whole session, from login to cleanup, with the cluster view
 //!   checked at every step.
 //!

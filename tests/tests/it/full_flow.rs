@@ -3,161 +3,55 @@
 //! move the disk, start and stop it, snapshot and roll back, clone, migrate the clone, see a
 //! read-only token refused a write, delete everything, and check the cluster view at every step.
 
-use std::time::Duration;
-
 use mock_server::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::{http_client, start};
+use crate::session::Session;
+use crate::start;
 
-struct Client {
-    base: String,
-    http: reqwest::Client,
-    auth: (String, Option<String>),
+async fn vm_config(pve: &Session, node: &str, vmid: u32) -> Value {
+    pve.ok(
+        Method::GET,
+        &format!("/nodes/{node}/qemu/{vmid}/config"),
+        &[],
+    )
+    .await
 }
 
-impl Client {
-    async fn login(base: String) -> Client {
-        let http = http_client();
-        let reply: Value = http
-            .post(format!("{base}/access/ticket"))
-            .form(&[("username", "root@pam"), ("password", "secret")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let cookie = format!(
-            "PVEAuthCookie={}",
-            reply["data"]["ticket"].as_str().unwrap()
-        );
-        let csrf = reply["data"]["CSRFPreventionToken"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        Client {
-            base,
-            http,
-            auth: (cookie, Some(csrf)),
-        }
-    }
+/// The `/cluster/resources` entry of a guest, if it is listed.
+async fn resource(pve: &Session, vmid: u32) -> Option<Value> {
+    let resources = pve
+        .ok(Method::GET, "/cluster/resources", &[("type", "vm")])
+        .await;
+    resources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["vmid"] == vmid)
+        .cloned()
+}
 
-    fn token(base: String, token: &str) -> Client {
-        Client {
-            base,
-            http: http_client(),
-            auth: (format!("PVEAPIToken={token}"), None),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        params: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        request = match &self.auth {
-            (cookie, Some(csrf)) => {
-                let request = request.header("Cookie", cookie);
-                if method == Method::GET {
-                    request
-                } else {
-                    request.header("CSRFPreventionToken", csrf)
-                }
-            }
-            (token, None) => request.header("Authorization", token),
-        };
-        request = if method == Method::GET || method == Method::DELETE {
-            request.query(params)
-        } else {
-            request.form(params)
-        };
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn ok(&self, method: Method, path: &str, params: &[(&str, &str)]) -> Value {
-        let (status, reply) = self.call(method.clone(), path, params).await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{method} {path} {params:?}: {reply}"
-        );
-        reply["data"].clone()
-    }
-
-    /// Runs a write; when it answers with a UPID, waits for the task and checks it ended `OK`.
-    async fn run(&self, method: Method, path: &str, params: &[(&str, &str)]) {
-        let data = self.ok(method.clone(), path, params).await;
-        let Some(upid) = data.as_str().filter(|text| text.starts_with("UPID:")) else {
-            return;
-        };
-        let node = upid.split(':').nth(1).unwrap();
-        let status_path = format!(
-            "/nodes/{node}/tasks/{}/status",
-            upid.replace(':', "%3A").replace('@', "%40")
-        );
-        for _ in 0..500 {
-            let status = self.ok(Method::GET, &status_path, &[]).await;
-            if status["status"] == "stopped" {
-                assert_eq!(status["exitstatus"], "OK", "{method} {path}: {status}");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{method} {path}: task {upid} did not stop");
-    }
-
-    async fn config(&self, node: &str, vmid: u32) -> Value {
-        self.ok(
+async fn volumes(pve: &Session, node: &str, storage: &str) -> Vec<String> {
+    let content = pve
+        .ok(
             Method::GET,
-            &format!("/nodes/{node}/qemu/{vmid}/config"),
+            &format!("/nodes/{node}/storage/{storage}/content"),
             &[],
         )
-        .await
-    }
-
-    /// The `/cluster/resources` entry of a guest, if it is listed.
-    async fn resource(&self, vmid: u32) -> Option<Value> {
-        let resources = self
-            .ok(Method::GET, "/cluster/resources", &[("type", "vm")])
-            .await;
-        resources
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|entry| entry["vmid"] == vmid)
-            .cloned()
-    }
-
-    async fn volumes(&self, node: &str, storage: &str) -> Vec<String> {
-        let content = self
-            .ok(
-                Method::GET,
-                &format!("/nodes/{node}/storage/{storage}/content"),
-                &[],
-            )
-            .await;
-        content
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|entry| entry["volid"].as_str().map(str::to_owned))
-            .collect()
-    }
+        .await;
+    content
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["volid"].as_str().map(str::to_owned))
+        .collect()
 }
 
 #[tokio::test]
 async fn a_real_client_flow_from_login_to_cleanup() {
     let server = start(Store::Memory).await;
-    let base = server.base_url();
-    let pve = Client::login(base.clone()).await;
+    let pve = Session::login(&server).await;
 
     // A second storage for images, to move the disk to.
     pve.ok(
@@ -186,7 +80,7 @@ async fn a_real_client_flow_from_login_to_cleanup() {
         ],
     )
     .await;
-    let config = pve.config("pve1", 9100).await;
+    let config = vm_config(&pve, "pve1", 9100).await;
     assert_eq!(config["cores"], 2);
     assert!(
         config["scsi0"]
@@ -207,12 +101,11 @@ async fn a_real_client_flow_from_login_to_cleanup() {
         "{config}"
     );
     assert!(
-        pve.volumes("pve1", "local-lvm")
+        volumes(&pve, "pve1", "local-lvm")
             .await
             .contains(&"local-lvm:vm-9100-disk-0".to_owned())
     );
-    let entry = pve
-        .resource(9100)
+    let entry = resource(&pve, 9100)
         .await
         .expect("listed in /cluster/resources");
     assert_eq!(entry["node"], "pve1");
@@ -225,7 +118,7 @@ async fn a_real_client_flow_from_login_to_cleanup() {
         &[("cores", "4")],
     )
     .await;
-    assert_eq!(pve.config("pve1", 9100).await["cores"], 4);
+    assert_eq!(vm_config(&pve, "pve1", 9100).await["cores"], 4);
     pve.run(
         Method::PUT,
         "/nodes/pve1/qemu/9100/resize",
@@ -233,7 +126,7 @@ async fn a_real_client_flow_from_login_to_cleanup() {
     )
     .await;
     assert!(
-        pve.config("pve1", 9100).await["scsi0"]
+        vm_config(&pve, "pve1", 9100).await["scsi0"]
             .as_str()
             .unwrap()
             .contains("size=10G")
@@ -244,13 +137,13 @@ async fn a_real_client_flow_from_login_to_cleanup() {
         &[("disk", "scsi0"), ("storage", "fast"), ("delete", "1")],
     )
     .await;
-    let scsi0 = pve.config("pve1", 9100).await["scsi0"]
+    let scsi0 = vm_config(&pve, "pve1", 9100).await["scsi0"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(scsi0.starts_with("fast:"), "{scsi0}");
     assert!(
-        !pve.volumes("pve1", "local-lvm")
+        !volumes(&pve, "pve1", "local-lvm")
             .await
             .iter()
             .any(|volume| volume.contains("vm-9100-"))
@@ -264,7 +157,7 @@ async fn a_real_client_flow_from_login_to_cleanup() {
             .await["status"],
         "running"
     );
-    assert_eq!(pve.resource(9100).await.unwrap()["status"], "running");
+    assert_eq!(resource(&pve, 9100).await.unwrap()["status"], "running");
 
     // Snapshot, change, roll back.
     pve.run(
@@ -279,33 +172,33 @@ async fn a_real_client_flow_from_login_to_cleanup() {
         &[("cores", "8")],
     )
     .await;
-    assert_eq!(pve.config("pve1", 9100).await["cores"], 8);
+    assert_eq!(vm_config(&pve, "pve1", 9100).await["cores"], 8);
     pve.run(
         Method::POST,
         "/nodes/pve1/qemu/9100/snapshot/before/rollback",
         &[],
     )
     .await;
-    assert_eq!(pve.config("pve1", 9100).await["cores"], 4);
+    assert_eq!(vm_config(&pve, "pve1", 9100).await["cores"], 4);
 
     // Stop it, clone it, migrate the clone.
     pve.run(Method::POST, "/nodes/pve1/qemu/9100/status/stop", &[])
         .await;
-    assert_eq!(pve.resource(9100).await.unwrap()["status"], "stopped");
+    assert_eq!(resource(&pve, 9100).await.unwrap()["status"], "stopped");
     pve.run(
         Method::POST,
         "/nodes/pve1/qemu/9100/clone",
         &[("newid", "9101"), ("name", "flow-clone")],
     )
     .await;
-    assert_eq!(pve.config("pve1", 9101).await["name"], "flow-clone");
+    assert_eq!(vm_config(&pve, "pve1", 9101).await["name"], "flow-clone");
     pve.run(
         Method::POST,
         "/nodes/pve1/qemu/9101/migrate",
         &[("target", "pve2")],
     )
     .await;
-    assert_eq!(pve.resource(9101).await.unwrap()["node"], "pve2");
+    assert_eq!(resource(&pve, 9101).await.unwrap()["node"], "pve2");
     let on_pve2 = pve.ok(Method::GET, "/nodes/pve2/qemu", &[]).await;
     assert!(
         on_pve2
@@ -334,9 +227,9 @@ async fn a_real_client_flow_from_login_to_cleanup() {
         ],
     )
     .await;
-    let read_only = Client::token(base.clone(), &format!("root@pam!ro={secret}"));
+    let read_only = Session::with_token(&server, format!("root@pam!ro={secret}"));
     assert!(
-        read_only.resource(9100).await.is_some(),
+        resource(&read_only, 9100).await.is_some(),
         "the auditor token sees the VM"
     );
     let (status, reply) = read_only
@@ -347,10 +240,10 @@ async fn a_real_client_flow_from_login_to_cleanup() {
     // Delete everything; the cluster view and the storage agree.
     pve.run(Method::DELETE, "/nodes/pve2/qemu/9101", &[]).await;
     pve.run(Method::DELETE, "/nodes/pve1/qemu/9100", &[]).await;
-    assert!(pve.resource(9100).await.is_none());
-    assert!(pve.resource(9101).await.is_none());
+    assert!(resource(&pve, 9100).await.is_none());
+    assert!(resource(&pve, 9101).await.is_none());
     assert!(
-        !pve.volumes("pve1", "fast")
+        !volumes(&pve, "pve1", "fast")
             .await
             .iter()
             .any(|volume| volume.contains("vm-9100-"))

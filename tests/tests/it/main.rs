@@ -5,6 +5,7 @@ mod artifacts;
 mod full_flow;
 mod raw_http;
 mod sdk_typed;
+mod session;
 
 use mock_server::{MockServer, MockServerHandle, Store};
 
