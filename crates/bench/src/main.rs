@@ -16,11 +16,14 @@
 //! - `load`: the load generator (keep-alive HTTP/1.1 over TCP or TLS, wrk's semantics).
 //! - `stats`: percentiles and medians.
 //! - `mock_bench`, `scale`, `sdk`, `codegen`: the four benchmarks.
+//! - `clients`: the names of the SDK benchmark's clients and scenarios, shared by `sdk`, `results`
+//!   and `targets`.
 //! - `bare`: the bare axum handler (the hidden `serve-bare` command).
 //! - `results`, `targets`, `charts`: the results file, the table, the target checks, the PNGs.
 
 mod bare;
 mod charts;
+mod clients;
 mod codegen;
 mod load;
 mod mock_bench;

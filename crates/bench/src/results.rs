@@ -10,10 +10,10 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::clients::{PROXMOXER, RAW_REQWEST, SDK_SCENARIOS};
 use crate::load::LoadSummary;
 use crate::setup::Machine;
 use crate::systems::SystemKind;
-use crate::targets::TargetCheck;
 
 /// Version of the file layout.
 pub const FORMAT: u32 = 1;
@@ -219,8 +219,51 @@ pub struct CodegenResults {
     pub summary: String,
 }
 
-/// The SDK scenarios, in order.
-pub const SDK_SCENARIOS: &[&str] = &["sequential GETs", "concurrent GETs", "creates + task waits"];
+/// One target and how the run did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetCheck {
+    /// What is compared.
+    pub name: String,
+    /// The measured value (`None` when a side is missing).
+    pub measured: Option<f64>,
+    /// How to print it: `x` (ratio), `%`, `ms`, `/s`.
+    pub unit: String,
+    /// The goal, as text.
+    pub goal: String,
+    /// Whether the goal is met.
+    pub met: Option<bool>,
+}
+
+impl TargetCheck {
+    /// A check of `measured` against `goal`; `ok` decides whether the goal is met.
+    pub fn new(
+        name: &str,
+        measured: Option<f64>,
+        unit: &str,
+        goal: &str,
+        ok: fn(f64) -> bool,
+    ) -> Self {
+        TargetCheck {
+            name: name.to_owned(),
+            measured,
+            unit: unit.to_owned(),
+            goal: goal.to_owned(),
+            met: measured.map(ok),
+        }
+    }
+
+    /// The measured value with its unit.
+    pub fn measured_text(&self) -> String {
+        match (self.measured, self.unit.as_str()) {
+            (None, _) => "–".to_owned(),
+            (Some(value), "x") => format!("{value:.1}x"),
+            (Some(value), "%") => format!("{:.0}%", value * 100.0),
+            (Some(value), "ms") => format!("{value:.2} ms"),
+            (Some(value), "/s") => format!("{} /s", thousands(value)),
+            (Some(value), unit) => format!("{value:.2} {unit}"),
+        }
+    }
+}
 
 impl Results {
     /// Reads `path` if it exists and has the current layout; a fresh value otherwise.
@@ -560,11 +603,11 @@ fn render_sdk(out: &mut String, sdk: &SdkResults) {
             })
             .collect();
         let vs_proxmoxer = rate(client, SDK_SCENARIOS[0])
-            .zip(rate(crate::sdk::PROXMOXER, SDK_SCENARIOS[0]))
+            .zip(rate(PROXMOXER, SDK_SCENARIOS[0]))
             .map_or("–".to_owned(), |(ours, peer)| format_ratio(ours / peer));
         let vs_raw = |scenario: &str| {
             rate(client, scenario)
-                .zip(rate(crate::sdk::RAW_REQWEST, scenario))
+                .zip(rate(RAW_REQWEST, scenario))
                 .map_or("–".to_owned(), |(ours, raw)| {
                     format!("{:.0}%", 100.0 * ours / raw)
                 })

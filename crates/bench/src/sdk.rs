@@ -27,22 +27,12 @@ use proxmox_sdk::shared_types::nodes::NodesQemuCreateVmParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::clients::{OURS_DYNAMIC, OURS_TYPED, PROXMOXER, PYTHON_SDK, RAW_REQWEST, SDK_SCENARIOS};
 use crate::load;
-use crate::results::{RunInfo, SDK_SCENARIOS, SdkResults, SdkRow, now_utc};
+use crate::results::{RunInfo, SdkResults, SdkRow, now_utc};
 use crate::setup::{BenchEnv, client_tls_config, loadavg};
 use crate::stats::median;
 use crate::systems::{self, Seed, SystemKind};
-
-/// Our SDK through the typed layer.
-pub const OURS_TYPED: &str = "proxmox-sdk (Rust, typed)";
-/// Our SDK through the dynamic API.
-pub const OURS_DYNAMIC: &str = "proxmox-sdk (Rust, dynamic)";
-/// reqwest alone.
-pub const RAW_REQWEST: &str = "raw reqwest (same settings)";
-/// proxmoxer with requests.
-pub const PROXMOXER: &str = "proxmoxer 2.3.0 (requests)";
-/// proxmox-sdk's Python SDK.
-pub const PYTHON_SDK: &str = "proxmox-sdk 0.0.15 (Python, aiohttp)";
 
 /// GETs per GET scenario.
 const N_GETS: u64 = 1_000;

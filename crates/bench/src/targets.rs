@@ -4,50 +4,9 @@
 //! noise from other work on the machine largely cancels in the ratio. Where a target covers
 //! several endpoints or schemes, the worst case is reported.
 
-use serde::{Deserialize, Serialize};
-
-use crate::results::{Results, SDK_SCENARIOS, SystemResults, rps_of};
-use crate::sdk::{OURS_DYNAMIC, OURS_TYPED, PROXMOXER, RAW_REQWEST};
+use crate::clients::{OURS_DYNAMIC, OURS_TYPED, PROXMOXER, RAW_REQWEST, SDK_SCENARIOS};
+use crate::results::{Results, SystemResults, TargetCheck, rps_of};
 use crate::systems::SystemKind;
-
-/// One target and how the run did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TargetCheck {
-    /// What is compared.
-    pub name: String,
-    /// The measured value (`None` when a side is missing).
-    pub measured: Option<f64>,
-    /// How to print it: `x` (ratio), `%`, `ms`, `/s`.
-    pub unit: String,
-    /// The goal, as text.
-    pub goal: String,
-    /// Whether the goal is met.
-    pub met: Option<bool>,
-}
-
-impl TargetCheck {
-    fn new(name: &str, measured: Option<f64>, unit: &str, goal: &str, ok: fn(f64) -> bool) -> Self {
-        TargetCheck {
-            name: name.to_owned(),
-            measured,
-            unit: unit.to_owned(),
-            goal: goal.to_owned(),
-            met: measured.map(ok),
-        }
-    }
-
-    /// The measured value with its unit.
-    pub fn measured_text(&self) -> String {
-        match (self.measured, self.unit.as_str()) {
-            (None, _) => "–".to_owned(),
-            (Some(value), "x") => format!("{value:.1}x"),
-            (Some(value), "%") => format!("{:.0}%", value * 100.0),
-            (Some(value), "ms") => format!("{value:.2} ms"),
-            (Some(value), "/s") => format!("{} /s", crate::results::thousands(value)),
-            (Some(value), unit) => format!("{value:.2} {unit}"),
-        }
-    }
-}
 
 const GET_ENDPOINTS: &[&str] = &["GET /version", "GET /nodes", "GET /nodes/pve1/qemu"];
 const CREATE_ENDPOINT: &str = "POST /nodes/pve1/qemu";

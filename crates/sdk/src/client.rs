@@ -14,9 +14,11 @@
 //! 4. on `502`/`503`/`504`, a timeout or a connection error, retries `GET`/`HEAD` with backoff
 //!    (see [`crate::retry`]).
 //!
-//! The generated typed layer reuses all of this: it is built from [`Client::http`] and
-//! [`Client::base_url`], and calls [`Client::authorize`] from its pre-request hook (or
-//! [`Client::execute`] from its `exec` hook, to get renewal and retries too).
+//! The generated typed layer reuses all of this: a typed method returns a [`Call`](crate::Call),
+//! which is sent through the same [`RequestBuilder`] as the dynamic API and so takes the same
+//! steps.
+//! Code that builds its own `reqwest::Request`s can send them with [`Client::execute`], or add
+//! only the authentication headers with [`Client::authorize`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,14 +31,16 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::auth::{
-    Credentials, DEFAULT_TICKET_LIFETIME, LoginTransport, SecretString, TICKET_PATH, TfaCallback,
-    TfaChallenge, TfaResponse, Ticket, TicketAuth, sensitive_header,
+    Credentials, DEFAULT_TICKET_LIFETIME, LoginTransport, TICKET_PATH, TfaCallback, Ticket,
+    TicketAuth, sensitive_header,
 };
 use crate::encode;
 use crate::error::{Error, Result, is_retryable_status};
 use crate::request::RequestBuilder;
 use crate::retry::{DEFAULT_RETRY_BACKOFF, RetryPolicy};
+use crate::secret::SecretString;
 use crate::task::{Task, TaskPolling};
+use crate::tfa::{TfaChallenge, TfaResponse};
 use crate::tls::{self, Fingerprint, Verification};
 
 /// The default port of the Proxmox VE API.
@@ -99,7 +103,7 @@ impl Client {
         ClientBuilder::from_env()?.build()
     }
 
-    /// The underlying HTTP client, for code that builds its own requests (the generated layer).
+    /// The underlying HTTP client, for code that builds its own `reqwest::Request`s.
     ///
     /// Requests sent through it directly carry no authentication: pass them through
     /// [`Client::authorize`] or [`Client::execute`].
@@ -225,8 +229,8 @@ impl Client {
 
     /// Adds authentication headers to a request, logging in or renewing the ticket first if needed.
     ///
-    /// This is the hook for code that builds its own `reqwest::Request`s (a progenitor
-    /// `pre_hook_async`).
+    /// [`Client::execute`] does this itself; call it for a request built with [`Client::http`] that
+    /// is sent some other way.
     pub async fn authorize(&self, request: &mut reqwest::Request) -> Result<()> {
         self.authorize_with_sequence(request).await.map(drop)
     }

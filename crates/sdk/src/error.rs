@@ -30,7 +30,7 @@ use std::fmt;
 use reqwest::{Method, StatusCode};
 use shared_types::Upid;
 
-use crate::auth::TfaChallenge;
+use crate::tfa::TfaChallenge;
 
 /// A boxed error used as the `source` of a variant.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -71,10 +71,13 @@
 //!
 //! - `client`: [`Client`] and [`ClientBuilder`]: configuration, the shared `reqwest::Client`,
 //!   and [`Client::execute`], through which every request goes.
-//! - `request`: [`RequestBuilder`] for per-request options, and envelope decoding.
+//! - `request`: [`RequestBuilder`] for per-request options.
+//! - `envelope`: the `{"data": …}` envelope, [`Paged`], and turning HTTP answers into errors.
 //! - `encode`: parameters (booleans as `0`/`1`, `None` dropped), query strings, JSON bodies,
 //!   and [`path`] for percent-encoded API paths.
-//! - [`auth`]: API tokens, tickets with single-flight renewal, second factors, [`SecretString`].
+//! - [`auth`]: API tokens, tickets with single-flight renewal, the login flow.
+//! - `tfa`: [`TfaChallenge`] and [`TfaResponse`], the second-factor types.
+//! - `secret`: [`SecretString`], which never prints its contents.
 //! - [`tls`]: `rustls` on `ring`, CA certificates, fingerprint pinning.
 //! - [`error`]: the one [`Error`] type.
 //! - [`retry`]: which requests are retried, and the backoff.
@@ -99,13 +102,16 @@ pub mod blocking;
 mod client;
 mod encode;
 mod env;
+mod envelope;
 pub mod error;
 mod fan_out;
 #[rustfmt::skip] // prettyplease output, checked by `cargo xtask codegen --check`
 pub mod generated;
 mod request;
 pub mod retry;
+mod secret;
 pub mod task;
+mod tfa;
 pub mod tls;
 mod typed;
 mod upload;
@@ -114,15 +120,18 @@ pub use reqwest;
 pub use shared_types;
 pub use shared_types::Upid;
 
-pub use crate::auth::{Credentials, SecretString, TfaChallenge, TfaResponse, Ticket};
+pub use crate::auth::{Credentials, Ticket};
 pub use crate::client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_TIMEOUT,
 };
 pub use crate::encode::path;
+pub use crate::envelope::Paged;
 pub use crate::error::{ApiError, AuthError, Error, Result, TaskFailedError};
-pub use crate::request::{Paged, RequestBuilder};
+pub use crate::request::RequestBuilder;
 pub use crate::retry::RetryPolicy;
+pub use crate::secret::SecretString;
 pub use crate::task::{Task, TaskLogLine, TaskPolling, TaskStatus};
+pub use crate::tfa::{TfaChallenge, TfaResponse};
 pub use crate::tls::Fingerprint;
 pub use crate::typed::Call;
 pub use crate::upload::UploadFile;

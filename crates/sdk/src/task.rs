@@ -28,8 +28,8 @@ use shared_types::Upid;
 
 use crate::Client;
 use crate::encode::path;
+use crate::envelope::Paged;
 use crate::error::{Error, Result, TaskFailedError};
-use crate::request::Paged;
 use crate::retry::capped_exponential;
 
 /// How many log lines an [`Error::TaskFailed`] carries.

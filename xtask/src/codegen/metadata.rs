@@ -12,6 +12,7 @@ use route_metadata::{
 };
 use serde_json::Value;
 
+use super::naming;
 use super::normalize::normalize;
 use super::source::LoadedSchema;
 
@@ -135,7 +136,7 @@ pub fn build(schema: &LoadedSchema) -> anyhow::Result<RouteMetadata> {
         {
             bail!(
                 "operationId {} is derived for both {} {} and {} {}: extend the naming rule in \
-                 xtask/src/codegen/metadata.rs (operation_id) instead of renaming one",
+                 xtask/src/codegen/naming.rs (operation_id) instead of renaming one",
                 operation.operation_id,
                 method.as_str(),
                 path,
@@ -210,9 +211,10 @@ fn node_operations(
                 bail!("{at}: path parameter `{param}` is not among the parameters");
             }
         }
-        let operation_id = operation_id(path, name);
-        let pascal = pascal_case(&operation_id);
+        let operation_id = naming::operation_id(path, name);
         let has_request = parameters.keys().any(|key| !path_params.contains(key));
+        let request_type = has_request.then(|| naming::params_type(&operation_id));
+        let response_type = naming::response_type(&operation_id);
         let flags = |key: &str| {
             definition
                 .get(key)
@@ -230,8 +232,8 @@ fn node_operations(
             parameters,
             additional_parameters: parameters_schema.additional_properties,
             returns,
-            request_type: has_request.then(|| format!("{pascal}Params")),
-            response_type: format!("{pascal}Response"),
+            request_type,
+            response_type,
             worker_task: returns_is_worker,
             creates: None,
             protected: flags("protected").unwrap_or(false),
@@ -275,58 +277,6 @@ pub fn is_worker(method: Method, path: &str, returns: &Schema) -> bool {
             lower.contains("upid") || lower.contains("task id") || lower.contains("task-upid")
         }
     }
-}
-
-/// Derives the operationId: the static path words, the item parameter when the path ends in one,
-/// then Proxmox's handler `name` (left out when it repeats the last word).
-///
-/// `GET /nodes/{node}/qemu` (`vmlist`) -> `nodes_qemu_vmlist`;
-/// `GET /nodes/{node}` (`index`) -> `nodes_node_index`; `GET /version` -> `version`.
-pub fn operation_id(path: &str, name: &str) -> String {
-    let segments: Vec<&str> = path
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .collect();
-    let mut words: Vec<String> = Vec::with_capacity(segments.len() + 1);
-    for (index, segment) in segments.iter().enumerate() {
-        let is_param = segment.starts_with('{');
-        if !is_param || index + 1 == segments.len() {
-            words.push(snake_word(segment.trim_matches(|c| c == '{' || c == '}')));
-        }
-    }
-    let name = snake_word(name);
-    if words.last() != Some(&name) {
-        words.push(name);
-    }
-    words.join("_")
-}
-
-/// `nodes_qemu_vmlist` -> `NodesQemuVmlist`.
-pub fn pascal_case(snake: &str) -> String {
-    snake
-        .split('_')
-        .filter(|word| !word.is_empty())
-        .map(|word| {
-            let mut chars = word.chars();
-            chars
-                .next()
-                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-/// `Download-URL` -> `download_url`: lower-case ASCII words joined by `_`.
-pub fn snake_word(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_owned()
 }
 
 fn group_of(path: &str) -> String {
@@ -475,29 +425,6 @@ mod tests {
         let tree = json!([{"path": "/version", "text": "version", "info": get("version")}]);
         let error = build(&loaded(tree, 2, 1)).expect_err("count mismatch");
         assert!(error.to_string().contains("index.json"), "{error}");
-    }
-
-    #[test]
-    fn operation_ids_are_readable() {
-        assert_eq!(
-            operation_id("/nodes/{node}/qemu", "vmlist"),
-            "nodes_qemu_vmlist"
-        );
-        assert_eq!(operation_id("/nodes/{node}", "index"), "nodes_node_index");
-        assert_eq!(operation_id("/nodes", "index"), "nodes_index");
-        assert_eq!(operation_id("/version", "version"), "version");
-        assert_eq!(
-            operation_id("/nodes/{node}/qemu/{vmid}/status/start", "vm_start"),
-            "nodes_qemu_status_start_vm_start"
-        );
-        assert_eq!(
-            operation_id(
-                "/nodes/{node}/storage/{storage}/download-url",
-                "download_url"
-            ),
-            "nodes_storage_download_url"
-        );
-        assert_eq!(pascal_case("nodes_qemu_vmlist"), "NodesQemuVmlist");
     }
 
     #[test]

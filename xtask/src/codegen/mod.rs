@@ -3,12 +3,14 @@
 //!
 //! Per tag (in parallel, one thread each): load and hash `apidata.js` ([`source`]), walk the tree
 //! once into [`route_metadata::RouteMetadata`] ([`metadata`], schemas normalised by [`normalize`]),
-//! name the object schemas ([`registry`]), build the OpenAPI document ([`openapi`]) and the model
-//! index; for the `latest` tag also the Rust models ([`rust`]) and the SDK's typed layer ([`sdk`]). All output is rendered in memory
+//! name the object schemas ([`registry`]; every naming rule is in [`naming`]), build the OpenAPI
+//! document ([`openapi`]) and the model index; for the `latest` tag also the Rust models
+//! ([`rust`]) and the SDK's typed layer ([`sdk`]). All output is rendered in memory
 //! first; then it is either compared with the files on disk (`--check`) or written through a
 //! temporary file and a rename, so a failed run leaves nothing half-written.
 
 pub mod metadata;
+pub mod naming;
 pub mod normalize;
 pub mod openapi;
 pub mod registry;

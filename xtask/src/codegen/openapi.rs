@@ -26,6 +26,7 @@ use openapiv3::{
 use route_metadata::{Operation, RouteMetadata, Schema as Source, SchemaType};
 use serde_json::{Value, json};
 
+use super::naming;
 use super::registry::{Registry, request_schema, response_view};
 
 /// Builds the OpenAPI document of one tag.
@@ -55,7 +56,10 @@ pub fn build(metadata: &RouteMetadata, registry: &Registry) -> OpenAPI {
             ReferenceOr::Item(converter.schema(&component.schema)),
         );
     }
-    schemas.insert("ProxmoxError".to_owned(), ReferenceOr::Item(error_schema()));
+    schemas.insert(
+        naming::ERROR_COMPONENT.to_owned(),
+        ReferenceOr::Item(error_schema()),
+    );
 
     let mut security_schemes = IndexMap::new();
     security_schemes.insert(
@@ -251,7 +255,7 @@ impl Converter<'_> {
             content: IndexMap::from([(
                 "application/json".to_owned(),
                 MediaType {
-                    schema: Some(component_ref("ProxmoxError")),
+                    schema: Some(component_ref(naming::ERROR_COMPONENT)),
                     ..MediaType::default()
                 },
             )]),

@@ -3,15 +3,15 @@
 //!
 //! Every object schema with properties, at any depth of a request or a response, gets a name from
 //! its first use (operations in path order): `NodesQemuVmlistResponseItem`, `NodesQemuCreateVmParams`,
-//! `...Item` for array items, `...<Property>` for nested objects. An identical schema met later
-//! reuses the first name (the source inlines the same objects hundreds of times). Identity is the
-//! whole normalised schema, descriptions included.
+//! `...Item` for array items, `...<Property>` for nested objects (the rules are in [`naming`]).
+//! An identical schema met later reuses the first name (the source inlines the same objects
+//! hundreds of times). Identity is the whole normalised schema, descriptions included.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use route_metadata::{Operation, RouteMetadata, Schema, SchemaType};
 
-use super::metadata::pascal_case;
+use super::naming;
 
 /// The named object schemas of a tag.
 pub struct Registry {
@@ -37,14 +37,17 @@ impl Registry {
             by_content: HashMap::new(),
         };
         for operation in &metadata.operations {
-            let pascal = pascal_case(&operation.operation_id);
             let request = request_schema(operation);
             if request.properties.as_ref().is_some_and(|p| !p.is_empty()) {
-                registry.visit(&request, &format!("{pascal}Params"), &operation.group);
+                registry.visit(
+                    &request,
+                    &naming::params_type(&operation.operation_id),
+                    &operation.group,
+                );
             }
             registry.visit(
                 &response_view(&operation.returns),
-                &format!("{pascal}Response"),
+                &naming::response_type(&operation.operation_id),
                 &operation.group,
             );
         }
@@ -63,16 +66,16 @@ impl Registry {
 
     fn visit(&mut self, schema: &Schema, name: &str, group: &str) {
         if let Some(items) = &schema.items {
-            self.visit(items, &format!("{name}Item"), group);
+            self.visit(items, &naming::item_type(name), group);
         }
         if let Some(alternatives) = &schema.one_of {
             for (index, alternative) in alternatives.iter().enumerate() {
-                let alternative_name = alternative
+                let first_instance_type = alternative
                     .instance_types
                     .as_ref()
                     .and_then(|types| types.first())
-                    .map(|first| format!("{name}{}", pascal_case(&first.replace('-', "_"))))
-                    .unwrap_or_else(|| format!("{name}Variant{index}"));
+                    .map(String::as_str);
+                let alternative_name = naming::variant_type(name, first_instance_type, index);
                 self.visit(alternative, &alternative_name, group);
             }
         }
@@ -81,14 +84,9 @@ impl Registry {
         }
         if let Some(properties) = &schema.properties {
             for (property, property_schema) in properties {
-                let base: String = property
-                    .trim_end_matches("[n]")
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect();
                 self.visit(
                     property_schema,
-                    &format!("{name}{}", pascal_case(&base)),
+                    &naming::property_type(name, property),
                     group,
                 );
             }
@@ -100,12 +98,7 @@ impl Registry {
             }
             return;
         }
-        let mut unique = name.to_owned();
-        let mut counter = 2;
-        while self.components.contains_key(&unique) {
-            unique = format!("{name}{counter}");
-            counter += 1;
-        }
+        let unique = naming::unique(name, |candidate| self.components.contains_key(candidate));
         self.by_content.insert(key, unique.clone());
         self.components.insert(
             unique,

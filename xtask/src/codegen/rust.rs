@@ -22,7 +22,7 @@ use quote::{format_ident, quote};
 use route_metadata::{RouteMetadata, Schema, SchemaType};
 
 use super::Outputs;
-use super::metadata::pascal_case;
+use super::naming;
 use super::registry::{Component, Registry, request_schema, response_view};
 
 /// Where generated Rust goes.
@@ -140,7 +140,7 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
     let markers: Vec<TokenStream> = families
         .iter()
         .map(|(prefix, count)| {
-            let ident = format_ident!("{}", pascal_case(prefix));
+            let ident = format_ident!("{}", naming::family_marker(prefix));
             let doc = doc_attrs(&format!(
                 "The `{prefix}[n]` family: `{prefix}0` to `{prefix}{}`.",
                 count - 1
@@ -234,7 +234,7 @@ impl Generator<'_> {
             let field_doc = schema_doc(property_schema, &format!("The `{property}` property."));
             if let Some(family) = &property_schema.family {
                 families.insert(family.prefix.clone(), family.count);
-                let marker = format_ident!("{}", pascal_case(&family.prefix));
+                let marker = format_ident!("{}", naming::family_marker(&family.prefix));
                 let member = self.type_of(&Schema {
                     family: None,
                     optional: false,

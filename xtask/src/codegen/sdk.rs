@@ -32,7 +32,7 @@ use quote::{format_ident, quote};
 use route_metadata::{Method, Operation, PathKind, PathNode, RouteMetadata};
 
 use super::Outputs;
-use super::metadata::{pascal_case, snake_word};
+use super::naming::{self, snake_word};
 use super::rust::{GROUPS, ident};
 
 /// A parameter that only Proxmox's upload handler has (the REST server fills it with the
@@ -61,7 +61,7 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
         if is_inlined_action(node) {
             continue;
         }
-        let name = handle_name(&node.path);
+        let name = naming::handle_type(&node.path);
         if !struct_names.insert(name.clone()) {
             bail!(
                 "two paths map to the handle name {name} (latest is {})",
@@ -102,7 +102,7 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
                 methods.push(operation_methods(operation, &method_name, Some(segment)));
                 continue;
             }
-            let child_ident = format_ident!("{}", handle_name(child_path));
+            let child_ident = format_ident!("{}", naming::handle_type(child_path));
             if let Some(param) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 let accessor = snake(param);
                 claim(&accessor, child_path)?;
@@ -341,16 +341,6 @@ fn operation_methods(
     }
 }
 
-/// `/nodes/{node}/qemu` -> `NodesNodeQemu`.
-fn handle_name(path: &str) -> String {
-    let words: Vec<String> = path
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .map(|segment| snake(segment.trim_matches(|c| c == '{' || c == '}')))
-        .collect();
-    pascal_case(&words.join("_"))
-}
-
 /// A path segment or parameter as a snake-case Rust name (`download-url` -> `download_url`).
 fn snake(text: &str) -> String {
     let word = snake_word(text);
@@ -370,15 +360,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn handle_and_member_names() {
-        assert_eq!(
-            handle_name("/nodes/{node}/qemu/{vmid}"),
-            "NodesNodeQemuVmid"
-        );
-        assert_eq!(
-            handle_name("/nodes/{node}/storage/{storage}/download-url"),
-            "NodesNodeStorageStorageDownloadUrl"
-        );
+    fn member_names() {
         assert_eq!(snake("download-url"), "download_url");
         assert_eq!(ident("move").to_string(), "r#move");
     }

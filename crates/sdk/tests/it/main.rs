@@ -40,7 +40,7 @@ pub fn mock() -> MockServerBuilder {
         if user.userid == "root@pam" {
             user.tokens.insert(
                 "it".to_owned(),
-                mock_server::access::seed::TokenSeed::Secret(TOKEN_SECRET.to_owned()),
+                mock_server::TokenSeed::Secret(TOKEN_SECRET.to_owned()),
             );
         }
     }

@@ -1,0 +1,478 @@
+//! The compiled API of one schema tag: the embedded route metadata, one path matcher built
+//! once at start-up, the per-path method table and the parameter patterns (each compiled once).
+//!
+//! Routing uses a single [`matchit`] radix tree over the templated paths (Proxmox's `{param}`
+//! syntax is matchit's), so the cost of a lookup does not depend on where a route sits in the
+//! metadata. Matching runs on the raw (still percent-encoded) path; parameter values are decoded
+//! afterwards, so `%2F` inside a volume ID never splits a segment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use regex::Regex;
+use route_metadata::{Method, Operation, PathKind, PathNode, RouteMetadata};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::Error;
+
+/// Schema tags embedded in this build, newest first.
+pub const TAGS: &[&str] = &["9.1", "9.0", "8.4"];
+
+/// The tag `latest` resolves to.
+pub const LATEST: &str = "9.1";
+
+/// Resolves `latest` and checks that a tag is known.
+pub fn resolve_tag(tag: &str) -> Result<&'static str, Error> {
+    let wanted = if tag == "latest" { LATEST } else { tag };
+    TAGS.iter()
+        .copied()
+        .find(|known| *known == wanted)
+        .ok_or_else(|| Error::UnknownSchema(tag.to_owned()))
+}
+
+/// The embedded `route_metadata.json` of a tag.
+pub fn embedded_metadata(tag: &str) -> Option<&'static str> {
+    crate::embedded::route_metadata(tag)
+}
+
+/// The embedded `openapi.json` of a tag.
+pub fn embedded_openapi(tag: &str) -> Option<&'static str> {
+    crate::embedded::openapi(tag)
+}
+
+/// A matched request path.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    /// Index into [`Meta::paths`].
+    pub path_index: usize,
+    /// Decoded path parameters, in template order.
+    pub params: Vec<(String, String)>,
+}
+
+/// Why a path did not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchError {
+    /// No templated path matches.
+    NotFound,
+    /// A parameter is not valid percent-encoded UTF-8 or contains NUL.
+    BadEncoding,
+}
+
+/// The route metadata of one tag as the server keeps it: the header and every path node parsed
+/// at start-up, each operation parsed on first use.
+///
+/// Start-up only needs the paths and, per operation, its path and method (to build the
+/// matcher and the method table); the operations' parameter and return schemas are most of
+/// the document, so each operation is kept as its slice of the embedded JSON until a request
+/// (or a test) needs it.
+#[derive(Debug)]
+pub struct Meta {
+    /// Schema tag, e.g. `9.1`.
+    pub tag: String,
+    /// SHA-256 (hex) of the `apidata.js` the metadata was generated from.
+    pub schema_sha256: String,
+    /// Release string the mock reports from `/version`.
+    pub release: String,
+    /// Every path node of the API tree, sorted by path.
+    pub paths: Vec<PathNode>,
+    operations: Vec<LazyOperation>,
+}
+
+impl Meta {
+    /// Every operation, sorted by path then method (parses those not parsed yet).
+    #[cfg(test)]
+    pub(crate) fn operations(&self) -> impl ExactSizeIterator<Item = &Operation> {
+        self.operations.iter().map(LazyOperation::get)
+    }
+
+    /// One operation by index.
+    pub fn operation(&self, index: usize) -> Option<&Operation> {
+        self.operations.get(index).map(LazyOperation::get)
+    }
+
+    /// Parses the document written by `cargo xtask codegen`, leaving the operations as raw
+    /// JSON; returns each operation's path and method too.
+    #[allow(clippy::type_complexity)]
+    fn from_static_json(
+        json: &'static str,
+    ) -> Result<(Meta, Vec<(&'static str, Method)>), serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Document {
+            tag: String,
+            schema_sha256: String,
+            release: String,
+            paths: Vec<PathNode>,
+            #[serde(borrow)]
+            operations: Vec<&'static RawValue>,
+        }
+        let document: Document = serde_json::from_str(json)?;
+        let mut heads = Vec::with_capacity(document.operations.len());
+        for raw in &document.operations {
+            heads.push(operation_head(raw)?);
+        }
+        let meta = Meta {
+            tag: document.tag,
+            schema_sha256: document.schema_sha256,
+            release: document.release,
+            paths: document.paths,
+            operations: document
+                .operations
+                .into_iter()
+                .map(|raw| LazyOperation {
+                    raw: Some(raw),
+                    parsed: OnceLock::new(),
+                })
+                .collect(),
+        };
+        Ok((meta, heads))
+    }
+}
+
+impl From<RouteMetadata> for Meta {
+    fn from(meta: RouteMetadata) -> Meta {
+        Meta {
+            tag: meta.tag,
+            schema_sha256: meta.schema_sha256,
+            release: meta.release,
+            paths: meta.paths,
+            operations: meta
+                .operations
+                .into_iter()
+                .map(|op| LazyOperation {
+                    raw: None,
+                    parsed: OnceLock::from(op),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An operation, parsed from its JSON on first use.
+#[derive(Debug)]
+struct LazyOperation {
+    raw: Option<&'static RawValue>,
+    parsed: OnceLock<Operation>,
+}
+
+impl LazyOperation {
+    fn get(&self) -> &Operation {
+        self.parsed.get_or_init(|| {
+            let raw = self.raw.map_or("", RawValue::get);
+            // The embedded documents are parsed whole by the tests (`embedded_operations_parse`)
+            // and by codegen's check, so this cannot fail for them.
+            #[allow(clippy::expect_used)]
+            serde_json::from_str(raw).expect("embedded route metadata operation parses")
+        })
+    }
+}
+
+/// The path and method of a raw operation. The generated documents list `path`, `mounted` and
+/// `method` first; those three are read by hand, anything else goes through serde.
+fn operation_head(raw: &'static RawValue) -> Result<(&'static str, Method), serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        path: &'a str,
+        method: Method,
+    }
+    if let Some(head) = quick_head(raw.get()) {
+        return Ok(head);
+    }
+    let head: Head<'static> = serde_json::from_str(raw.get())?;
+    Ok((head.path, head.method))
+}
+
+fn quick_head(text: &'static str) -> Option<(&'static str, Method)> {
+    fn token<'t>(text: &'t str, expected: &str) -> Option<&'t str> {
+        text.trim_start().strip_prefix(expected)
+    }
+    fn string(text: &str) -> Option<(&str, &str)> {
+        let rest = token(text, "\"")?;
+        let end = rest.find(['"', '\\'])?;
+        (rest.as_bytes()[end] == b'"').then(|| (&rest[..end], &rest[end + 1..]))
+    }
+    let rest = token(text, "{")?;
+    let rest = token(token(rest, "\"path\"")?, ":")?;
+    let (path, rest) = string(rest)?;
+    let rest = token(token(token(rest, ",")?, "\"mounted\"")?, ":")?;
+    let (_, rest) = string(rest)?;
+    let rest = token(token(token(rest, ",")?, "\"method\"")?, ":")?;
+    let (method, _) = string(rest)?;
+    Some((path, Method::parse(method)?))
+}
+
+/// One schema tag, compiled for serving.
+#[derive(Debug)]
+pub struct Api {
+    /// The metadata (operations parsed on first use).
+    pub meta: Meta,
+    /// The tag's `openapi.json` (if embedded).
+    pub openapi: Option<&'static str>,
+    router: matchit::Router<usize>,
+    /// Per path node: the operation index for GET, POST, PUT, DELETE.
+    methods: Vec<[Option<usize>; 4]>,
+    path_by_template: HashMap<String, usize>,
+    /// Schema patterns, compiled on first use (once; some Proxmox patterns are large
+    /// alternations, and compiling all of them eagerly would dominate start-up). `None`: the
+    /// pattern does not compile and is not enforced.
+    patterns: RwLock<HashMap<String, Option<Arc<Regex>>>>,
+    /// Generated values (see [`crate::schema::generate`]).
+    pub(crate) generated: crate::schema::GenCache,
+}
+
+fn method_slot(method: Method) -> usize {
+    match method {
+        Method::Get => 0,
+        Method::Post => 1,
+        Method::Put => 2,
+        Method::Delete => 3,
+    }
+}
+
+impl Api {
+    /// Parses the embedded metadata of a tag and compiles it.
+    pub fn load(tag: &str) -> Result<Arc<Api>, Error> {
+        let tag = resolve_tag(tag)?;
+        let json = embedded_metadata(tag).ok_or_else(|| Error::UnknownSchema(tag.to_owned()))?;
+        let (meta, heads) = Meta::from_static_json(json).map_err(|source| Error::Metadata {
+            tag: tag.to_owned(),
+            source,
+        })?;
+        Ok(Arc::new(Api::compile(meta, &heads, embedded_openapi(tag))))
+    }
+
+    /// Compiles metadata (tests build small values by hand).
+    pub fn new(meta: RouteMetadata, openapi: Option<&'static str>) -> Api {
+        let heads: Vec<(String, Method)> = meta
+            .operations
+            .iter()
+            .map(|op| (op.path.clone(), op.method))
+            .collect();
+        let heads: Vec<(&str, Method)> = heads
+            .iter()
+            .map(|(path, method)| (path.as_str(), *method))
+            .collect();
+        Api::compile(Meta::from(meta), &heads, openapi)
+    }
+
+    fn compile(meta: Meta, heads: &[(&str, Method)], openapi: Option<&'static str>) -> Api {
+        let mut router = matchit::Router::new();
+        let mut methods = vec![[None; 4]; meta.paths.len()];
+        let mut path_by_template = HashMap::with_capacity(meta.paths.len());
+        for (index, node) in meta.paths.iter().enumerate() {
+            path_by_template.insert(node.path.clone(), index);
+            if let Err(error) = router.insert(node.path.as_str(), index) {
+                tracing::warn!(path = %node.path, %error, "route not added to the matcher");
+            }
+        }
+        for (op_index, (path, method)) in heads.iter().enumerate() {
+            if let Some(&path_index) = path_by_template.get(*path) {
+                methods[path_index][method_slot(*method)] = Some(op_index);
+            }
+        }
+        Api {
+            meta,
+            openapi,
+            router,
+            methods,
+            path_by_template,
+            patterns: RwLock::new(HashMap::new()),
+            generated: crate::schema::GenCache::default(),
+        }
+    }
+
+    /// Matches a raw relative path (below `/api2/json`, still percent-encoded).
+    pub fn match_path(&self, raw_path: &str) -> Result<RouteMatch, MatchError> {
+        let path = if raw_path.len() > 1 {
+            raw_path.trim_end_matches('/')
+        } else {
+            raw_path
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        let matched = self.router.at(path).map_err(|_| MatchError::NotFound)?;
+        let path_index = *matched.value;
+        let mut params = Vec::with_capacity(matched.params.len());
+        for (name, value) in matched.params.iter() {
+            let decoded = percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .map_err(|_| MatchError::BadEncoding)?;
+            if decoded.contains('\0') || decoded.is_empty() {
+                return Err(MatchError::BadEncoding);
+            }
+            params.push((name.to_owned(), decoded.into_owned()));
+        }
+        Ok(RouteMatch { path_index, params })
+    }
+
+    /// The operation for a method at a path node.
+    pub fn operation(&self, path_index: usize, method: Method) -> Option<(usize, &Operation)> {
+        let op_index = self.methods.get(path_index)?[method_slot(method)]?;
+        Some((op_index, self.meta.operation(op_index)?))
+    }
+
+    /// The operation for a method at a templated path.
+    pub fn operation_at(&self, template: &str, method: Method) -> Option<&Operation> {
+        let path_index = *self.path_by_template.get(template)?;
+        self.operation(path_index, method).map(|(_, op)| op)
+    }
+
+    /// The index of a templated path.
+    pub(crate) fn path_index(&self, template: &str) -> Option<usize> {
+        self.path_by_template.get(template).copied()
+    }
+
+    /// A path node by index.
+    pub fn node(&self, path_index: usize) -> &PathNode {
+        &self.meta.paths[path_index]
+    }
+
+    /// A path node by its templated path.
+    pub fn node_at(&self, template: &str) -> Option<&PathNode> {
+        self.path_by_template
+            .get(template)
+            .map(|&index| &self.meta.paths[index])
+    }
+
+    /// The compiled, anchored regex of a schema pattern (`None` when it does not compile; such
+    /// patterns are not enforced).
+    pub fn pattern(&self, pattern: &str) -> Option<Arc<Regex>> {
+        if let Some(compiled) = self
+            .patterns
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(pattern)
+        {
+            return compiled.clone();
+        }
+        let compiled = match Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(regex) => Some(Arc::new(regex)),
+            Err(error) => {
+                tracing::debug!(%pattern, %error, "pattern not compiled; not enforced");
+                None
+            }
+        };
+        self.patterns
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(pattern.to_owned())
+            .or_insert(compiled)
+            .clone()
+    }
+
+    /// Whether a templated path is an item (member of a collection).
+    pub fn is_item(&self, template: &str) -> bool {
+        self.node_at(template)
+            .is_some_and(|node| node.kind == PathKind::Item)
+    }
+}
+
+/// Replaces the `{param}` segments of a template with values.
+pub fn fill_template(template: &str, params: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    for segment in template.split('/').skip(1) {
+        out.push('/');
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            match params.iter().find(|(key, _)| key == name) {
+                Some((_, value)) => out.push_str(value),
+                None => out.push_str(segment),
+            }
+        } else {
+            out.push_str(segment);
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// The parent of a templated or concrete path (`/a/b` -> `/a`, `/a` -> `/`).
+pub fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(index) => &path[..index],
+    }
+}
+
+/// The last segment of a path.
+pub fn last_segment(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn fills_templates() {
+        let params = vec![
+            ("node".to_owned(), "pve1".to_owned()),
+            ("vmid".to_owned(), "100".to_owned()),
+        ];
+        assert_eq!(
+            fill_template("/nodes/{node}/qemu/{vmid}/config", &params),
+            "/nodes/pve1/qemu/100/config"
+        );
+        assert_eq!(fill_template("/", &[]), "/");
+        assert_eq!(parent("/nodes/pve1"), "/nodes");
+        assert_eq!(parent("/nodes"), "/");
+        assert_eq!(last_segment("/nodes/pve1"), "pve1");
+    }
+
+    #[test]
+    fn matches_routes_independent_of_position() {
+        let api = crate::testing::small_api();
+        let matched = api.match_path("/nodes/pve1/qemu/100/config").unwrap();
+        assert_eq!(
+            api.node(matched.path_index).path,
+            "/nodes/{node}/qemu/{vmid}/config"
+        );
+        assert_eq!(matched.params[0], ("node".to_owned(), "pve1".to_owned()));
+        let matched = api.match_path("/nodes/pve1/qemu/").unwrap();
+        assert_eq!(api.node(matched.path_index).path, "/nodes/{node}/qemu");
+        assert_eq!(
+            api.match_path("/nodes/pve1/nothing").unwrap_err(),
+            MatchError::NotFound
+        );
+        assert_eq!(
+            api.match_path("/nodes/a%00b/qemu").unwrap_err(),
+            MatchError::BadEncoding
+        );
+        assert_eq!(
+            api.match_path("/nodes/%FF/qemu").unwrap_err(),
+            MatchError::BadEncoding
+        );
+        let matched = api
+            .match_path("/nodes/pve1/tasks/UPID%3Apve1%3A1/status")
+            .unwrap();
+        assert_eq!(matched.params[1].1, "UPID:pve1:1");
+    }
+
+    #[test]
+    fn embedded_operations_parse() {
+        for tag in TAGS {
+            let json = embedded_metadata(tag).unwrap();
+            let full = RouteMetadata::from_json(json).unwrap();
+            let api = Api::load(tag).unwrap();
+            assert_eq!(api.meta.operations().len(), full.operations.len());
+            for (index, op) in full.operations.iter().enumerate() {
+                let path_index = *api.path_by_template.get(&op.path).unwrap();
+                let (at, lazy) = api.operation(path_index, op.method).unwrap();
+                assert_eq!(at, index);
+                assert_eq!(lazy, op);
+            }
+            assert_eq!(api.meta.paths, full.paths);
+            assert_eq!(api.meta.release, full.release);
+        }
+    }
+
+    #[test]
+    fn resolves_tags() {
+        assert_eq!(resolve_tag("latest").unwrap(), "9.1");
+        assert_eq!(resolve_tag("8.4").unwrap(), "8.4");
+        assert!(resolve_tag("7.0").is_err());
+    }
+}

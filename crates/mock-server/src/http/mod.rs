@@ -1,0 +1,199 @@
+//! The HTTP layer, the only axum-aware code of the crate: the router built by [`app`], the
+//! `/api2/json` pipeline ([`pipeline`]), request bodies ([`body`]), authentication ([`authn`]),
+//! the rendering of [`AppError`] as Proxmox renders errors, and the endpoints outside `/api2`:
+//!
+//! - `GET /healthz`: `ok`;
+//! - `GET /openapi.json`: the tag's OpenAPI document with this server's URLs as `servers`;
+//! - `/_mock/...`: the control endpoints (`POST /_mock/reset`, `GET /_mock/state`,
+//!   `POST|GET|DELETE /_mock/faults`).
+
+mod authn;
+mod body;
+mod pipeline;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::error::AppError;
+use crate::simulation::FaultSpec;
+use crate::state::AppState;
+
+/// Builds the router.
+pub(crate) fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/openapi.json", get(openapi))
+        .route("/_mock/reset", post(reset))
+        .route("/_mock/state", get(dump_state))
+        .route(
+            "/_mock/faults",
+            post(add_fault).get(list_faults).delete(clear_faults),
+        )
+        .fallback(pipeline::api_entry)
+        .with_state(state)
+}
+
+async fn openapi(State(state): State<AppState>) -> Response {
+    let Some(text) = state.api.openapi else {
+        return AppError::status(
+            StatusCode::NOT_FOUND,
+            "no openapi.json embedded for this schema\n",
+        )
+        .into_response();
+    };
+    let body = state.openapi.get_or_init(|| {
+        let urls = state.server_urls.get().cloned().unwrap_or_default();
+        match serde_json::from_str::<Value>(text) {
+            Ok(mut document) => {
+                document["servers"] =
+                    Value::Array(urls.into_iter().map(|url| json!({"url": url})).collect());
+                Bytes::from(document.to_string())
+            }
+            Err(_) => Bytes::from_static(text.as_bytes()),
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+}
+
+/// `{"data": ...}` with status 200.
+fn data(value: &Value) -> Response {
+    json_response(StatusCode::OK, None, json!({ "data": value }).to_string())
+}
+
+async fn reset(State(state): State<AppState>) -> Response {
+    let seed = state
+        .settings
+        .fixture
+        .to_changes(&state.settings.root_password);
+    let result = state
+        .store
+        .reset(seed, || {
+            state.simulation.reset(&state.settings.fixture.faults);
+        })
+        .await;
+    match result {
+        Ok(()) => data(&Value::Null),
+        Err(error) => AppError::from(error).into_response(),
+    }
+}
+
+async fn dump_state(State(state): State<AppState>) -> Response {
+    let mut value = state.store.read().to_json();
+    if let Some(Value::Object(objects)) = value.get_mut("objects") {
+        for object in objects.values_mut() {
+            if let Value::Object(map) = object {
+                map.retain(|key, _| !key.starts_with('_'));
+            }
+        }
+    }
+    data(&value)
+}
+
+async fn add_fault(State(state): State<AppState>, body: Bytes) -> Response {
+    let spec: FaultSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(error) => {
+            return AppError::bad_request(format!("invalid fault: {error}\n")).into_response();
+        }
+    };
+    match state.simulation.apply(&state.store, spec).await {
+        Ok(()) => data(&Value::Null),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn list_faults(State(state): State<AppState>) -> Response {
+    data(&Value::Array(state.simulation.list()))
+}
+
+async fn clear_faults(State(state): State<AppState>) -> Response {
+    state.simulation.clear();
+    data(&Value::Null)
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error while handling a request");
+        }
+        let status = self.http_status();
+        let message = self.message().to_owned();
+        let body = match &self {
+            AppError::Param(errors) => json!({
+                "data": null,
+                "errors": errors,
+                "message": message,
+            }),
+            _ => json!({ "data": null, "message": message }),
+        };
+        json_response(status, Some(reason_phrase(&message)), body.to_string())
+    }
+}
+
+/// The HTTP reason phrase of an error: the first line of its message, printable ASCII only
+/// (`PVE::APIServer::AnyEvent::response`).
+fn reason_phrase(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    first
+        .chars()
+        .map(|c| {
+            if c == '\t' || (' '..='~').contains(&c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(200)
+        .collect()
+}
+
+/// A JSON reply with Proxmox's content type and, optionally, a custom reason phrase.
+fn json_response(status: StatusCode, reason: Option<String>, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    if let Some(reason) = reason.filter(|r| !r.is_empty())
+        && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes())
+    {
+        response.extensions_mut().insert(phrase);
+    }
+    response
+}
+
+/// Renders an unexpected panic as a logged 500 (used with `CatchPanicLayer`).
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    AppError::Internal(format!("handler panicked: {detail}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_500() {
+        let response = panic_response(Box::new("boom"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn reason_phrase_takes_first_line() {
+        assert_eq!(reason_phrase("a\nb"), "a");
+        assert_eq!(
+            reason_phrase("Parameter verification failed.\n"),
+            "Parameter verification failed."
+        );
+    }
+}

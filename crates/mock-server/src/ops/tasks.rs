@@ -1,0 +1,314 @@
+//! Worker tasks: [`TaskRecord`] (start, log lines, finish, status) and the task endpoints:
+//! `/nodes/{node}/tasks` with Proxmox's filters, `/cluster/tasks` and a task's log.
+//!
+//! A worker operation answers its UPID at once; [`super::run`] starts the record, stores it
+//! (`running`) and finishes it when the task's duration has passed, applying the plan's
+//! `at_end` changes in the same transaction (or none of them when the task fails).
+//!
+//! Filters follow `node_tasks` in pve-manager `PVE/API2/Tasks.pm`: `source` (`archive`, the
+//! default, lists finished tasks; `active` running ones; `all` both), `vmid`, `typefilter`
+//! (substring of the type), `userfilter`, `statusfilter` (`ok`, `error`, ...), `errors` (only
+//! failed tasks), `since`/`until`, then `start` and `limit` (default 50) on the newest-first list.
+
+use route_metadata::{Method, Operation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::guest::Kind;
+use super::{Call, Tx};
+use crate::api::{last_segment, parent};
+use crate::auth;
+use crate::error::AppError;
+use crate::schema::split_list;
+use crate::store::{Change, Tables};
+
+/// One worker task, as stored under `/nodes/{node}/tasks/{upid}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct TaskRecord {
+    /// `UPID:{node}:{pid}:{pstart}:{starttime}:{type}:{id}:{user}:`.
+    pub(crate) upid: String,
+    /// The node the task runs on.
+    pub(crate) node: String,
+    /// Worker PID.
+    pub(crate) pid: u32,
+    /// Process start time (clock ticks), part of the UPID.
+    pub(crate) pstart: u64,
+    /// Start time (Unix seconds).
+    pub(crate) starttime: u64,
+    /// Worker type (`qmstart`, `vzdump`, ...).
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    /// The task's object (usually the VM ID).
+    pub(crate) id: String,
+    /// Who started it.
+    pub(crate) user: String,
+    /// `running` or `stopped`.
+    pub(crate) status: String,
+    /// `OK` or the error, once stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) exitstatus: Option<String>,
+    /// End time (Unix seconds), once stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) endtime: Option<u64>,
+    /// The log lines (hidden from replies other than the log).
+    #[serde(rename = "_log")]
+    pub(crate) log: Vec<String>,
+    /// The error the task ends with, decided when it started (not stored).
+    #[serde(skip)]
+    pub(crate) error: Option<String>,
+}
+
+impl TaskRecord {
+    /// Starts the task of a call: Proxmox's UPID, `starting task ...` and the plan's log lines.
+    pub(crate) fn start(call: &Call<'_>, pid: u32, log: Vec<String>) -> TaskRecord {
+        let node = call
+            .param("node")
+            .or_else(|| call.arg_str("node"))
+            .unwrap_or("pve1")
+            .to_owned();
+        let kind = task_type(call.op);
+        let id = call
+            .param("vmid")
+            .map(str::to_owned)
+            .or_else(|| call.arg_text("vmid"))
+            .or_else(|| {
+                call.path_params
+                    .last()
+                    .filter(|(key, _)| key != "node")
+                    .map(|(_, value)| value.clone())
+            })
+            .unwrap_or_default();
+        let pstart = 1_000_000 + u64::from(pid) * 7 % 8_000_000;
+        let starttime = auth::now();
+        let user = call.user().to_owned();
+        let upid =
+            format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{id}:{user}:");
+        let mut lines = Vec::with_capacity(log.len() + 2);
+        lines.push(format!("starting task {upid}"));
+        lines.extend(log);
+        TaskRecord {
+            upid,
+            node,
+            pid,
+            pstart,
+            starttime,
+            kind,
+            id,
+            user,
+            status: "running".to_owned(),
+            exitstatus: None,
+            endtime: None,
+            log: lines,
+            error: None,
+        }
+    }
+
+    /// Ends the task: `stopped`, the exit status (`OK` or the error) and the last log line.
+    pub(crate) fn finish(&mut self) {
+        self.status = "stopped".to_owned();
+        self.endtime = Some(auth::now().max(self.starttime));
+        match self.error.take() {
+            Some(error) => {
+                self.log.push(format!("TASK ERROR: {error}"));
+                self.exitstatus = Some(error);
+            }
+            None => {
+                self.log.push("TASK OK".to_owned());
+                self.exitstatus = Some("OK".to_owned());
+            }
+        }
+    }
+
+    /// Whether the task still runs.
+    fn is_running(&self) -> bool {
+        self.status == "running"
+    }
+
+    /// The store row path.
+    fn path(&self) -> String {
+        format!("/nodes/{}/tasks/{}", self.node, self.upid)
+    }
+
+    /// The change that stores the record.
+    pub(crate) fn change(&self) -> Change {
+        let path = self.path();
+        Change::Put {
+            collection: Some(parent(&path).to_owned()),
+            path,
+            value: serde_json::to_value(self).unwrap_or(Value::Null),
+        }
+    }
+
+    /// The record of a stored row (rows written by hand into a seed may be anything).
+    fn from_row(row: &Value) -> Option<TaskRecord> {
+        TaskRecord::deserialize(row).ok()
+    }
+
+    /// The record as the lists show it: `status` is the exit status of a finished task and
+    /// absent for a running one.
+    fn entry(&self) -> Value {
+        let mut entry = json!({
+            "upid": self.upid, "node": self.node, "pid": self.pid, "pstart": self.pstart,
+            "starttime": self.starttime, "type": self.kind, "id": self.id, "user": self.user,
+        });
+        if !self.is_running() {
+            entry["status"] = json!(self.exitstatus.as_deref().unwrap_or("OK"));
+            if let Some(endtime) = self.endtime {
+                entry["endtime"] = json!(endtime);
+            }
+        }
+        entry
+    }
+}
+
+/// Proxmox-like worker type of an operation (`qmstart`, `vzcreate`, `vzdump`, ...).
+pub(crate) fn task_type(op: &Operation) -> String {
+    let path = op.path.as_str();
+    let kind = Kind::of_template(path);
+    let prefix = match kind {
+        Some(Kind::Lxc) => "vz",
+        _ => "qm",
+    };
+    let last = last_segment(path);
+    if kind.is_some() {
+        let item_level = path.ends_with("/{vmid}");
+        let name = match (op.method, last) {
+            (Method::Post, "qemu" | "lxc") => "create",
+            (Method::Delete, _) if item_level => "destroy",
+            (_, "start" | "stop" | "shutdown" | "reboot" | "suspend" | "resume" | "reset") => last,
+            (_, "clone") => "clone",
+            (_, "migrate") => "migrate",
+            (_, "template") => "template",
+            (Method::Post, "snapshot") => "snapshot",
+            (Method::Delete, _) if path.contains("/snapshot/") => "delsnapshot",
+            (_, "rollback") => "rollback",
+            (_, "move_disk" | "move_volume") => "move",
+            (_, "config") => "config",
+            (_, "resize") => return "resize".to_owned(),
+            _ => "",
+        };
+        if !name.is_empty() {
+            return if name == "migrate" {
+                format!("{prefix}igrate")
+            } else {
+                format!("{prefix}{name}")
+            };
+        }
+    }
+    match (op.method, last) {
+        (_, "vzdump") => "vzdump".to_owned(),
+        (Method::Post, "content") => "imgcreate".to_owned(),
+        (Method::Delete, "{volume}") => "imgdel".to_owned(),
+        (_, "download-url") => "download".to_owned(),
+        (Method::Post, "update") if path.contains("/apt/") => "aptupdate".to_owned(),
+        _ => op
+            .name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase(),
+    }
+}
+
+/// The task records of a node, newest first.
+fn records(tables: &Tables, node: &str) -> Vec<TaskRecord> {
+    let mut records: Vec<TaskRecord> = tables
+        .members(&format!("/nodes/{node}/tasks"))
+        .filter_map(|path| tables.get(path))
+        .filter_map(TaskRecord::from_row)
+        .collect();
+    records.sort_by_key(|record| std::cmp::Reverse(record.starttime));
+    records
+}
+
+/// `GET /nodes/{node}/tasks`.
+pub(crate) fn node_tasks(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    super::generic::exists(call, tx)?;
+    let node = call.param("node").unwrap_or_default();
+    let source = call.arg_text("source").unwrap_or_else(|| "archive".to_owned());
+    let vmid = call.arg_text("vmid");
+    let typefilter = call.arg_text("typefilter").map(|t| t.to_ascii_lowercase());
+    let userfilter = call.arg_text("userfilter").map(|u| u.to_ascii_lowercase());
+    let statusfilter: Option<Vec<String>> = call
+        .arg_text("statusfilter")
+        .map(|list| split_list(&list).map(str::to_ascii_lowercase).collect());
+    let errors = call.flag("errors");
+    let since = call.args.get("since").and_then(Value::as_u64);
+    let until = call.args.get("until").and_then(Value::as_u64);
+    let start = call.args.get("start").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let limit = call.args.get("limit").and_then(Value::as_u64).unwrap_or(50) as usize;
+    let entries: Vec<Value> = records(tx.tables, node)
+        .into_iter()
+        .filter(|record| match source.as_str() {
+            "active" => record.is_running(),
+            "all" => true,
+            _ => !record.is_running(),
+        })
+        .filter(|record| {
+            let exit = record.exitstatus.as_deref().unwrap_or("OK");
+            let failed = !record.is_running() && exit != "OK";
+            let status_class = if record.is_running() {
+                "running"
+            } else if exit == "OK" {
+                "ok"
+            } else if exit.starts_with("WARNINGS") {
+                "warning"
+            } else {
+                "error"
+            };
+            vmid.as_deref().is_none_or(|v| record.id == v)
+                && typefilter
+                    .as_deref()
+                    .is_none_or(|t| record.kind.to_ascii_lowercase().contains(t))
+                && userfilter
+                    .as_deref()
+                    .is_none_or(|u| record.user.to_ascii_lowercase().contains(u))
+                && (!errors || failed)
+                && statusfilter
+                    .as_ref()
+                    .is_none_or(|wanted| wanted.iter().any(|w| w == status_class))
+                && since.is_none_or(|s| record.starttime >= s)
+                && until.is_none_or(|u| record.starttime <= u)
+        })
+        .skip(start)
+        .take(limit)
+        .map(|record| record.entry())
+        .collect();
+    Ok(Value::Array(entries))
+}
+
+/// `GET /cluster/tasks`: the tasks of every node, newest first.
+pub(crate) fn cluster_tasks(_call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    let mut all: Vec<TaskRecord> = tables
+        .members("/nodes")
+        .flat_map(|node| records(tables, last_segment(node)))
+        .collect();
+    all.sort_by_key(|record| std::cmp::Reverse(record.starttime));
+    Ok(Value::Array(all.iter().map(TaskRecord::entry).collect()))
+}
+
+/// `GET /nodes/{node}/tasks/{upid}/log`: numbered lines, `start` and `limit` (default 50).
+pub(crate) fn log(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    super::generic::exists(call, tx)?;
+    let concrete = call.concrete();
+    let record = tx.tables.get(parent(&concrete)).and_then(TaskRecord::from_row);
+    let lines = record.map(|record| record.log).unwrap_or_default();
+    let start = call.args.get("start").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let limit = call
+        .args
+        .get("limit")
+        .and_then(Value::as_u64)
+        .filter(|limit| *limit > 0)
+        .unwrap_or(50) as usize;
+    Ok(Value::Array(
+        lines
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .map(|(index, line)| json!({"n": index + 1, "t": line}))
+            .collect(),
+    ))
+}
