@@ -1,5 +1,6 @@
-//! Errors: the library's [`Error`] (start-up, I/O, store) and [`AppError`], the one error type
-//! every request handler returns, which renders itself the way Proxmox's API daemon does.
+//! Errors: the library's [`Error`] (start-up, I/O, store) and `AppError`, the one error type
+//! every request handler returns; the HTTP layer (`crate::http`) renders it the way Proxmox's
+//! API daemon does.
 //!
 //! Proxmox's JSON formatter (`PVE::APIServer::Formatter::Standard`, `prepare_response_data`)
 //! answers an error as `{"data": null, "message": "..."}` plus `"errors": {...}` for parameter
@@ -10,8 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 
 /// Errors of the library API (building, starting and stopping a server).
 #[derive(Debug, thiserror::Error)]
@@ -128,68 +128,15 @@ impl std::fmt::Display for AppError {
 
 impl std::error::Error for AppError {}
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        if let AppError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error while handling a request");
-        }
-        let status = self.http_status();
-        let message = self.message().to_owned();
-        let body = match &self {
-            AppError::Param(errors) => serde_json::json!({
-                "data": null,
-                "errors": errors,
-                "message": message,
-            }),
-            _ => serde_json::json!({ "data": null, "message": message }),
-        };
-        json_response(status, Some(reason_phrase(&message)), body.to_string())
+impl From<crate::store::StoreError> for AppError {
+    fn from(error: crate::store::StoreError) -> Self {
+        AppError::Internal(error.to_string())
     }
-}
-
-/// The first line of a message, usable as an HTTP reason phrase (printable ASCII only).
-pub(crate) fn reason_phrase(message: &str) -> String {
-    let first = message.lines().next().unwrap_or_default();
-    first
-        .chars()
-        .map(|c| {
-            if c == '\t' || (' '..='~').contains(&c) {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(200)
-        .collect()
-}
-
-/// Builds a JSON response with Proxmox's content type and an optional custom reason phrase.
-pub(crate) fn json_response(status: StatusCode, reason: Option<String>, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json;charset=UTF-8"),
-    );
-    if let Some(reason) = reason.filter(|r| !r.is_empty())
-        && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes())
-    {
-        response.extensions_mut().insert(phrase);
-    }
-    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reason_phrase_takes_first_line() {
-        assert_eq!(reason_phrase("a\nb"), "a");
-        assert_eq!(
-            reason_phrase("Parameter verification failed.\n"),
-            "Parameter verification failed."
-        );
-    }
 
     #[test]
     fn param_error_is_400() {

@@ -12,43 +12,47 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout:
-//! - [`server`]: builder, handle, `run(listener, shutdown)`, TLS.
-//! - [`app`]: router, request pipeline, `/_mock` admin endpoints.
-//! - [`api`]: the compiled tag: one path matcher, method table, precompiled patterns.
-//! - [`validate`]: coercion and validation with Proxmox's messages.
-//! - [`engine`] and [`views`]: generic semantics (collections, items, config, actions, tasks).
-//! - [`domain`]: Proxmox semantics for guests, disks, snapshots, storage, pools, backups, tasks.
-//! - [`generate`]: deterministic plausible values.
-//! - [`store`]: the state store (SQLite WAL or memory).
-//! - [`auth`]: tickets, CSRF tokens, API tokens.
-//! - [`access`]: users, groups, roles, ACLs, permission checks, TOTP second factors.
-//! - [`simulation`]: task durations, injected faults (latency, failing tasks, locks, offline
-//!   nodes) and seed profiles (`small`, `large`).
-//! - [`seed`]: the default fixture and fixture files.
-//! - [`error`]: the library `Error` and the request `AppError`.
+//! The public surface is the builder and handle ([`MockServer`], [`MockServerHandle`]), the
+//! store choice ([`Store`]), the seed fixture types ([`Fixture`] and its parts), the simulation
+//! controls ([`FaultSpec`], [`TaskDurations`], [`Profile`]) and [`Error`]. Everything else is
+//! internal; `docs/ARCHITECTURE.md` walks a request through it. The modules:
+//!
+//! - `server`: builder, handle, `run(listener, shutdown)`, TLS.
+//! - `http`: the only axum-aware code: router, the `/api2/json` pipeline, bodies,
+//!   authentication, error rendering, `/_mock` control endpoints.
+//! - `api`: the compiled tag: one path matcher, method table, precompiled patterns.
+//! - `schema`: coercion and validation with Proxmox's messages; generated values.
+//! - `ops`: the route table and the handlers by Proxmox domain (guests, disks, snapshots,
+//!   agent, storage, pools, backups, tasks, nodes, access), and the one place that runs a call.
+//! - `access`: policy: users, groups, roles, ACLs, permission checks, list filtering, TOTP.
+//! - `store`: the state store (SQLite WAL or memory) and its one write path.
+//! - `simulation`: task durations, injected faults, seed profiles.
+//! - `seed`: the default fixture and fixture files.
+//! - `state`: what one instance shares between requests.
 
-pub mod access;
-pub mod api;
-pub mod app;
-pub mod auth;
-pub mod domain;
+mod access;
+mod api;
+mod auth;
 mod embedded;
-pub mod engine;
-pub mod error;
-pub mod generate;
-pub mod seed;
-pub mod server;
-pub mod simulation;
-pub mod store;
-pub mod validate;
-pub mod views;
+mod error;
+mod http;
+mod ops;
+mod schema;
+mod seed;
+mod server;
+mod simulation;
+mod state;
+mod store;
 
 #[cfg(test)]
 mod testing;
 
-pub use app::{AppState, Fault, app};
-pub use error::{AppError, Error};
-pub use seed::Fixture;
-pub use server::{MockServer, MockServerBuilder, MockServerHandle, TlsSource, run};
-pub use store::Store;
+pub use access::seed::{AclSeed, GroupSeed, TokenSeed};
+pub use access::totp::Totp;
+pub use api::{LATEST, TAGS};
+pub use error::Error;
+pub use seed::{Fixture, GuestSeed, NodeSeed, StorageSeed, UserSeed};
+pub use server::{MockServer, MockServerBuilder, MockServerHandle, TlsSource, resolve_tag};
+pub use simulation::profile::Profile;
+pub use simulation::{FaultKind, FaultSpec, TaskDurations};
+pub use store::{Store, StoreError};

@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use mock_server::simulation::TaskDurations;
-use mock_server::simulation::profile::Profile;
-use mock_server::{Fixture, MockServer, Store, TlsSource};
+use mock_server::{Fixture, MockServer, Profile, Store, TaskDurations, TlsSource};
 
 /// Command-line options (each with an environment fallback).
 #[derive(Debug, Parser)]
@@ -103,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let options = Options::parse();
-    let tag = mock_server::server::resolve_tag(&options.schema).context("selecting the schema")?;
+    let tag = mock_server::resolve_tag(&options.schema).context("selecting the schema")?;
     let store = match options.store {
         StoreKind::Sqlite => {
             if let Some(dir) = options.state.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -249,7 +249,7 @@ impl Fixture {
     }
 
     /// The store rows of the fixture.
-    pub fn to_changes(&self, root_password: &str) -> Vec<Change> {
+    pub(crate) fn to_changes(&self, root_password: &str) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut put = |path: String, collection: Option<String>, value: Value| {
             changes.push(Change::Put {
@@ -318,7 +318,7 @@ impl Fixture {
                 .and_then(|c| c.as_str().map(str::to_owned));
             put(path.clone(), collection, value);
         }
-        let volumes = crate::domain::storage::seed_volumes(&changes);
+        let volumes = crate::ops::storage::seed_volumes(&changes);
         changes.extend(volumes);
         crate::access::seed::access_changes(self, &mut changes);
         crate::simulation::seed_changes(&mut changes, &self.faults);

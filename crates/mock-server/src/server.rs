@@ -1,6 +1,6 @@
-//! Starting and stopping: [`MockServer::builder`], [`MockServerHandle`], [`run`] and TLS.
+//! Starting and stopping: [`MockServer::builder`], [`MockServerHandle`], `run` and TLS.
 //!
-//! [`run`] takes bound listeners and a shutdown future (tests bind `127.0.0.1:0`). Plain HTTP is
+//! `run` takes bound listeners and a shutdown future (tests bind `127.0.0.1:0`). Plain HTTP is
 //! served by `axum::serve`; HTTPS by an accept loop over `tokio-rustls` and hyper's HTTP/1
 //! connection, with `hyper_util`'s graceful-shutdown watcher. On shutdown the listeners stop
 //! accepting, in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]) and the store is closed,
@@ -24,12 +24,13 @@ use tokio_rustls::TlsAcceptor;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::{self, Api};
-use crate::app::{AppState, Settings, app, panic_response};
 use crate::auth::{DEFAULT_TICKET_LIFETIME, Signer};
 use crate::error::Error;
+use crate::http::{app, panic_response};
 use crate::seed::Fixture;
 use crate::simulation::TaskDurations;
 use crate::simulation::profile::Profile;
+use crate::state::{AppState, Settings};
 use crate::store::{Change, StateStore, Store};
 
 /// How long shutdown waits for in-flight requests.
@@ -178,7 +179,7 @@ impl MockServerBuilder {
     }
 
     /// Builds the shared state without binding sockets (for `oneshot` tests).
-    pub fn build_state(&self) -> Result<AppState, Error> {
+    pub(crate) fn build_state(&self) -> Result<AppState, Error> {
         let api = match &self.metadata {
             Some(metadata) => Arc::new(Api::new(metadata.clone(), None)),
             None => Api::load(&self.schema)?,
@@ -201,7 +202,6 @@ impl MockServerBuilder {
         };
         let settings = Settings {
             auth: self.auth,
-            task_delay: self.task_durations.default,
             task_durations: self.task_durations.clone(),
             root_password: self.root_password.clone(),
             fixture,
@@ -264,7 +264,6 @@ impl MockServerBuilder {
             cert_pem,
             stop,
             task,
-            state,
         })
     }
 }
@@ -290,7 +289,6 @@ pub struct MockServerHandle {
     cert_pem: String,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), Error>>,
-    state: AppState,
 }
 
 impl MockServerHandle {
@@ -319,11 +317,6 @@ impl MockServerHandle {
         &self.cert_pem
     }
 
-    /// The shared state (tests inspect the store through it).
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     /// Stops accepting, lets in-flight requests finish and closes the store.
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.stop.send(true);
@@ -338,7 +331,7 @@ impl MockServerHandle {
 }
 
 /// The router with the production layers (panic catching, logging).
-pub fn service(state: AppState) -> Router {
+fn service(state: AppState) -> Router {
     app(state)
         .layer(axum::middleware::from_fn(log_request))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -359,7 +352,7 @@ async fn log_request(
 
 /// Serves plain HTTP (and HTTPS when given) until `shutdown` resolves, then drains and closes
 /// the store.
-pub async fn run(
+pub(crate) async fn run(
     http: TcpListener,
     https: Option<(TcpListener, TlsAcceptor)>,
     state: AppState,

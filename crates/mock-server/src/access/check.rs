@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::model::{AccessModel, ROOT, normalize_path};
 use super::privileges::PrivSet;
 use crate::error::AppError;
-use crate::validate::Params;
+use crate::schema::Params;
 
 /// `raise_perm_exc($what)`.
 pub fn perm_error(what: Option<&str>) -> AppError {
@@ -291,7 +291,7 @@ impl Checker<'_> {
                 if groups_param.is_some() {
                     let wanted: Vec<String> = param_text(self.params, "groups")
                         .map(|text| {
-                            crate::validate::split_list(&text)
+                            crate::schema::split_list(&text)
                                 .filter(|g| !g.is_empty())
                                 .map(str::to_owned)
                                 .collect()

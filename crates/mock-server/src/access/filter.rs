@@ -17,13 +17,12 @@
 
 use std::collections::HashSet;
 
-use route_metadata::Operation;
 use serde_json::Value;
 
 use super::check::perm_error;
 use super::model::{AccessModel, ROOT};
+use super::{AccessCache, Caller};
 use crate::api::last_segment;
-use crate::app::{AppState, Caller};
 use crate::error::AppError;
 use crate::store::Tables;
 
@@ -90,14 +89,14 @@ fn text(entry: &Value, key: &str) -> String {
 }
 
 /// Filters (or refuses) a GET reply for the caller.
-pub fn filter_reply(
-    state: &AppState,
+pub(crate) fn filter_reply(
+    tables: &Tables,
+    access: &AccessCache,
     caller: &Caller,
-    op: &Operation,
+    template: &str,
     path_params: &[(String, String)],
     value: Value,
 ) -> Result<Value, AppError> {
-    let template = op.path.as_str();
     let relevant = matches!(
         template,
         "/cluster/resources"
@@ -115,8 +114,7 @@ pub fn filter_reply(
     if !relevant {
         return Ok(value);
     }
-    let tables = state.store.read();
-    let model = (caller.userid != ROOT).then(|| state.access.model(&tables));
+    let model = (caller.userid != ROOT).then(|| access.model(tables));
     let viewer = Viewer {
         model: model.as_deref(),
         subject: &caller.userid,
@@ -150,7 +148,7 @@ pub fn filter_reply(
     let Value::Array(entries) = value else {
         return Ok(value);
     };
-    let offline = offline_nodes(&tables);
+    let offline = offline_nodes(tables);
     let mut kept = Vec::with_capacity(entries.len());
     for mut entry in entries {
         let keep = match template {

@@ -109,7 +109,6 @@ struct Pool {
 pub struct AccessModel {
     catalog: Arc<Catalog>,
     roles: HashMap<String, PrivSet>,
-    custom_roles: BTreeMap<String, PrivSet>,
     entries: Vec<AclEntry>,
     users: BTreeSet<String>,
     groups: BTreeMap<String, BTreeSet<String>>,
@@ -122,7 +121,7 @@ pub struct AccessModel {
 /// The group list stored on a user row (`groups`, comma separated or an array).
 pub fn user_group_list(row: &Value) -> Vec<String> {
     match row.get("groups") {
-        Some(Value::String(text)) => crate::validate::split_list(text)
+        Some(Value::String(text)) => crate::schema::split_list(text)
             .filter(|g| !g.is_empty())
             .map(str::to_owned)
             .collect(),
@@ -154,7 +153,6 @@ impl AccessModel {
             .iter()
             .map(|(name, set)| (name.clone(), *set))
             .collect();
-        let mut custom_roles = BTreeMap::new();
         for path in tables.members("/access/roles") {
             let name = last_segment(path).to_owned();
             if catalog.is_special(&name) {
@@ -165,13 +163,12 @@ impl AccessModel {
                 .and_then(|row| row.get("privs"))
                 .and_then(Value::as_str)
                 .map(|text| {
-                    crate::validate::split_list(text)
+                    crate::schema::split_list(text)
                         .filter_map(|name| catalog.bit(name))
                         .fold(0, |acc, bit| acc | bit)
                 })
                 .unwrap_or(0);
-            roles.insert(name.clone(), privs);
-            custom_roles.insert(name, privs);
+            roles.insert(name, privs);
         }
         let groups: BTreeMap<String, BTreeSet<String>> = tables
             .members("/access/groups")
@@ -180,7 +177,6 @@ impl AccessModel {
         let mut model = AccessModel {
             catalog,
             roles,
-            custom_roles,
             entries: acl_entries(tables),
             users: BTreeSet::new(),
             groups,
@@ -243,11 +239,6 @@ impl AccessModel {
     /// Every role (built-in and custom) with its privileges.
     pub fn roles(&self) -> &HashMap<String, PrivSet> {
         &self.roles
-    }
-
-    /// The custom roles.
-    pub fn custom_roles(&self) -> &BTreeMap<String, PrivSet> {
-        &self.custom_roles
     }
 
     /// The ACL entries.

@@ -205,11 +205,6 @@ impl Catalog {
         catalog
     }
 
-    /// Every valid privilege name, sorted.
-    pub fn names(&self) -> &[&'static str] {
-        &self.names
-    }
-
     /// The bit of a privilege, if it is valid in this release.
     pub fn bit(&self, name: &str) -> Option<PrivSet> {
         self.names

@@ -22,9 +22,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::endpoints::{TFA_KEY, totp_entry};
 use super::model::{ACL_ROW, AclEntry, acl_row, normalize_path};
 use super::totp::Totp;
+use super::totp::{TFA_KEY, totp_entry};
 use crate::auth::{PASSWORD_KEY, SECRET_KEY, hash_secret};
 use crate::seed::{Fixture, UserSeed};
 use crate::store::Change;

@@ -2,6 +2,7 @@
 //! factor the mock verifies, and the `otpauth://totp/...` URIs Proxmox's TFA API takes.
 
 use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
 use sha1::Sha1;
 
 type HmacSha1 = Hmac<Sha1>;
@@ -153,6 +154,18 @@ impl Totp {
                 )
         })
     }
+}
+
+/// Hidden key of a user row that holds the user's TFA entries.
+pub(crate) const TFA_KEY: &str = "_tfa";
+
+/// A stored TOTP entry of a user row (`_secret` is hidden from every reply).
+pub(crate) fn totp_entry(id: &str, description: &str, totp: &Totp, created: u64) -> Value {
+    json!({
+        "id": id, "type": "totp", "description": description, "created": created,
+        "enable": 1, "_secret": base32_encode(&totp.secret),
+        "digits": totp.digits, "period": totp.period,
+    })
 }
 
 #[cfg(test)]

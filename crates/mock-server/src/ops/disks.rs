@@ -16,10 +16,10 @@ use std::collections::HashSet;
 use serde_json::{Map, Value, json};
 use shared_types::{DiskConfig, DiskSize, LxcNetConfig, MountPoint, NetConfig};
 
-use super::storage::{self, Volume};
 use super::guest::{Guest, Kind, check_lock};
-use super::{fail, text};
+use super::storage::{self, Volume};
 use super::{Call, Plan, Tx};
+use super::{fail, text};
 use crate::error::AppError;
 use crate::store::{Change, Tables};
 
@@ -151,7 +151,12 @@ impl<'t> Allocator<'t> {
     }
 
     /// The value to store for a config key: new disks allocated, NICs given a MAC address.
-    pub(crate) fn prepare(&mut self, kind: Kind, key: &str, value: &Value) -> Result<Value, AppError> {
+    pub(crate) fn prepare(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        value: &Value,
+    ) -> Result<Value, AppError> {
         if is_net_key(key) {
             return Ok(json!(net_with_mac(kind, self.vmid, key, &text(value))?));
         }
@@ -293,7 +298,12 @@ fn new_disk_size(spec: &str) -> Option<DiskSize> {
 }
 
 /// A NIC value with a MAC address filled in when it has none.
-pub(crate) fn net_with_mac(kind: Kind, vmid: u32, key: &str, value: &str) -> Result<String, AppError> {
+pub(crate) fn net_with_mac(
+    kind: Kind,
+    vmid: u32,
+    key: &str,
+    value: &str,
+) -> Result<String, AppError> {
     let invalid = |_| AppError::param(key, "unable to parse network options");
     match kind {
         Kind::Qemu => {

@@ -284,7 +284,8 @@ fn item_row_for(api: &Api, template: &str, concrete: &str) -> Option<String> {
     if matches!(name, "config" | "status") && api.is_item(parent(template)) {
         return Some(parent(concrete).to_owned());
     }
-    if template.ends_with("/status/current") && super::guest::Kind::of_template(template).is_some() {
+    if template.ends_with("/status/current") && super::guest::Kind::of_template(template).is_some()
+    {
         return Some(parent(parent(concrete)).to_owned());
     }
     None
@@ -395,7 +396,12 @@ pub(crate) fn write(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     } else if op.method == Method::Delete {
         // Deleting an item removes it and everything below it.
         exists(call, tx)?;
-        Plan::changes(vec![Change::Delete { path: concrete.clone() }], Value::Null)
+        Plan::changes(
+            vec![Change::Delete {
+                path: concrete.clone(),
+            }],
+            Value::Null,
+        )
     } else if call.node.kind == PathKind::Action {
         // Actions without a dedicated handler have no effect on the state.
         exists(call, tx)?;
@@ -554,4 +560,3 @@ fn update(api: &Api, tables: &Tables, call: &Call<'_>, concrete: &str) -> Result
         ..Plan::default()
     })
 }
-

@@ -19,17 +19,15 @@
 use serde_json::{Map, Value, json};
 
 use super::disks::{self, Allocator, config_volumes, is_disk_key, is_unused_key, owned_by};
+use super::guest::{Guest, Kind, Power, check_digest, check_lock, config_digest, status_row};
 use super::storage;
-use super::guest::{
-    Guest, Kind, Power, check_digest, check_lock, config_digest, status_row,
-};
+use super::{Call, Plan, Tx};
 use super::{fail, text, visible};
 use crate::api::Api;
 use crate::auth;
-use super::{Call, Plan, Tx};
 use crate::error::AppError;
-use crate::store::{Change, Tables};
 use crate::schema::split_list;
+use crate::store::{Change, Tables};
 
 /// Parameters of create/update calls that are not config keys.
 const NOT_CONFIG: &[&str] = &[
@@ -192,7 +190,8 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let kind = Kind::of_template(call.template()).unwrap_or(Kind::Qemu);
     super::generic::exists(call, tx)?;
     let node = call.param("node").unwrap_or_default();
-    let vmid: u32 = call.arg_text("vmid")
+    let vmid: u32 = call
+        .arg_text("vmid")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| AppError::param("vmid", "property is missing and it is not optional"))?;
     if call.args.contains_key("archive") && kind == Kind::Qemu {
@@ -284,7 +283,8 @@ pub(crate) fn update_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Resu
     let mut config = guest.config(tables)?;
     let digest = config_digest(&config, &guest.snapshots(tables));
     let updates = config_args(call, guest.kind);
-    let deletes: Vec<String> = call.arg_text("delete")
+    let deletes: Vec<String> = call
+        .arg_text("delete")
         .map(|list| split_list(&list).map(str::to_owned).collect())
         .unwrap_or_default();
     for key in &deletes {
@@ -537,10 +537,13 @@ pub(crate) fn destroy(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Pla
 pub(crate) fn clone(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let source = guest.config(tables)?;
-    let newid: u32 = call.arg_text("newid")
+    let newid: u32 = call
+        .arg_text("newid")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| AppError::param("newid", "property is missing and it is not optional"))?;
-    let target_node = call.arg_text("target").unwrap_or_else(|| guest.node.clone());
+    let target_node = call
+        .arg_text("target")
+        .unwrap_or_else(|| guest.node.clone());
     if !tables.exists(&format!("/nodes/{target_node}")) {
         return Err(AppError::param(
             "target",

@@ -11,9 +11,9 @@
 use serde_json::{Map, Value, json};
 
 use super::guest::{Guest, Power, check_lock, config_digest, status_row};
+use super::{Call, Plan, Tx};
 use super::{fail, text};
 use crate::auth;
-use super::{Call, Plan, Tx};
 use crate::error::AppError;
 use crate::store::{Change, Tables};
 

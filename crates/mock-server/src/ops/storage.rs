@@ -15,11 +15,11 @@ use serde_json::{Map, Value, json};
 
 use super::guest::{Guest, Kind};
 use super::text;
-use crate::api::last_segment;
 use super::{Call, Plan, Tx};
+use crate::api::last_segment;
 use crate::error::AppError;
-use crate::store::{Change, Tables};
 use crate::schema::split_list;
+use crate::store::{Change, Tables};
 
 /// A volume row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,10 @@ impl Volume {
 }
 
 /// The config of a storage (`/storage/{storage}`), or Proxmox's not-found message.
-pub(crate) fn storage_config(tables: &Tables, storage: &str) -> Result<Map<String, Value>, AppError> {
+pub(crate) fn storage_config(
+    tables: &Tables,
+    storage: &str,
+) -> Result<Map<String, Value>, AppError> {
     match tables.get(&format!("/storage/{storage}")) {
         Some(Value::Object(config)) => Ok(config.clone()),
         _ => Err(AppError::die(format!(
@@ -340,7 +343,8 @@ pub(crate) fn volume_write(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppErro
                     "property is missing and it is not optional",
                 ));
             };
-            let node = call.arg_text("target_node")
+            let node = call
+                .arg_text("target_node")
                 .unwrap_or_else(|| call.param("node").unwrap_or_default().to_owned());
             let mut volume = Volume::from_row(row)
                 .ok_or_else(|| AppError::Internal(format!("volume row of {volid} is invalid")))?;
@@ -357,7 +361,8 @@ pub(crate) fn allocate(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let (node, storage, config) = storage_and_node(tables, call)?;
     let filename = call.arg_text("filename").unwrap_or_default();
-    let vmid: u32 = call.arg_text("vmid")
+    let vmid: u32 = call
+        .arg_text("vmid")
         .and_then(|v| v.parse().ok())
         .unwrap_or_default();
     let size_text = call.arg_text("size").unwrap_or_default();

@@ -226,7 +226,9 @@ fn records(tables: &Tables, node: &str) -> Vec<TaskRecord> {
 pub(crate) fn node_tasks(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     super::generic::exists(call, tx)?;
     let node = call.param("node").unwrap_or_default();
-    let source = call.arg_text("source").unwrap_or_else(|| "archive".to_owned());
+    let source = call
+        .arg_text("source")
+        .unwrap_or_else(|| "archive".to_owned());
     let vmid = call.arg_text("vmid");
     let typefilter = call.arg_text("typefilter").map(|t| t.to_ascii_lowercase());
     let userfilter = call.arg_text("userfilter").map(|u| u.to_ascii_lowercase());
@@ -293,7 +295,10 @@ pub(crate) fn cluster_tasks(_call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppE
 pub(crate) fn log(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     super::generic::exists(call, tx)?;
     let concrete = call.concrete();
-    let record = tx.tables.get(parent(&concrete)).and_then(TaskRecord::from_row);
+    let record = tx
+        .tables
+        .get(parent(&concrete))
+        .and_then(TaskRecord::from_row);
     let lines = record.map(|record| record.log).unwrap_or_default();
     let start = call.args.get("start").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = call

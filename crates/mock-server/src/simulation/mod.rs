@@ -30,9 +30,11 @@
 //! Request and task faults live in memory; `lock` and `node` faults are state changes (written
 //! to the store like any other change) and are undone by `/_mock/reset`.
 
+mod durations;
 pub mod profile;
 
-use std::collections::BTreeMap;
+pub use durations::TaskDurations;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -41,107 +43,9 @@ use route_metadata::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::app::AppState;
 use crate::error::AppError;
-use crate::store::{Change, Tables};
-use crate::validate::Params;
-
-/// How long worker tasks run, by task type.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskDurations {
-    /// Duration of task types without an override.
-    pub default: Duration,
-    /// Overrides by task type (`qmstart`, `vzdump`, ...).
-    pub per_type: BTreeMap<String, Duration>,
-    /// Factor applied to every duration (1 by default): realistic durations, run faster.
-    pub scale: f64,
-}
-
-impl Default for TaskDurations {
-    fn default() -> Self {
-        TaskDurations {
-            default: Duration::ZERO,
-            per_type: BTreeMap::new(),
-            scale: 1.0,
-        }
-    }
-}
-
-/// Parses `500ms`, `2s`, `1.5s`, `1m`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration '{text}' (use e.g. 500ms, 2s, 1m)"))?;
-    if !value.is_finite() || value < 0.0 || value * scale > 86_400.0 {
-        return Err(format!("duration '{text}' out of range (0 to 24 h)"));
-    }
-    Ok(Duration::from_secs_f64(value * scale))
-}
-
-impl TaskDurations {
-    /// Every task takes the same time.
-    pub fn uniform(duration: Duration) -> TaskDurations {
-        TaskDurations {
-            default: duration,
-            ..TaskDurations::default()
-        }
-    }
-
-    /// Parses `[DEFAULT][,TYPE=DURATION]...[,scale=FACTOR]`, e.g. `1s,qmstart=2s,vzdump=10s`,
-    /// `qmstart=2s` (`default=` or `*=` also name the default) or `vzdump=10m,scale=0.01`.
-    pub fn parse(text: &str) -> Result<TaskDurations, String> {
-        let mut durations = TaskDurations::default();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part.split_once('=') {
-                Some((kind, value)) => {
-                    let kind = kind.trim();
-                    if kind == "scale" {
-                        durations.scale = value
-                            .trim()
-                            .parse::<f64>()
-                            .ok()
-                            .filter(|scale| scale.is_finite() && *scale >= 0.0 && *scale <= 1000.0)
-                            .ok_or_else(|| format!("invalid scale '{value}' (0 to 1000)"))?;
-                        continue;
-                    }
-                    let duration = parse_duration(value)?;
-                    if matches!(kind, "default" | "*") {
-                        durations.default = duration;
-                    } else if kind.is_empty()
-                        || !kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    {
-                        return Err(format!("invalid task type '{kind}'"));
-                    } else {
-                        durations.per_type.insert(kind.to_owned(), duration);
-                    }
-                }
-                None => durations.default = parse_duration(part)?,
-            }
-        }
-        Ok(durations)
-    }
-
-    /// The duration of a task type, scaled.
-    pub fn for_type(&self, kind: &str) -> Duration {
-        let duration = self.per_type.get(kind).copied().unwrap_or(self.default);
-        if self.scale == 1.0 {
-            duration
-        } else {
-            duration.mul_f64(self.scale)
-        }
-    }
-}
+use crate::schema::Params;
+use crate::store::{Change, StateStore, Tables};
 
 /// The kind of a [`FaultSpec`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,46 +331,57 @@ impl Simulation {
         hit
     }
 
-    /// Marks a new worker task as failing if a task fault matches it: sets `_error` and appends
-    /// the fault's log lines to `_log`. Returns whether the task fails (its effect must then not
-    /// be applied).
-    pub fn fail_task(&self, record: &mut Value) -> bool {
-        let text = |key: &str| record.get(key).map(id_text).unwrap_or_default();
-        let (kind, id, node) = (text("type"), text("id"), text("node"));
+    /// The task fault that a new worker task of `kind` for `id` on `node` hits, if any (its
+    /// count goes down by one): the task then fails with the fault's exit status, after its log
+    /// lines, and its effect is not applied.
+    pub(crate) fn task_fault(&self, kind: &str, id: &str, node: &str) -> Option<TaskFailure> {
         let mut faults = lock(&self.tasks);
-        let Some(index) = faults.iter().position(|fault| {
+        let index = faults.iter().position(|fault| {
             fault.task_type.as_deref().is_none_or(|t| t == kind)
                 && fault.id.as_deref().is_none_or(|i| i == id)
                 && fault.node.as_deref().is_none_or(|n| n == node)
                 && fault.count.is_none_or(|count| count > 0)
-        }) else {
-            return false;
-        };
+        })?;
         let fault = faults[index].clone();
         if let Some(count) = &mut faults[index].count {
             *count = count.saturating_sub(1);
         }
         faults.retain(|fault| fault.count.is_none_or(|count| count > 0));
-        drop(faults);
-        if let Some(log) = record.get_mut("_log").and_then(Value::as_array_mut) {
-            log.extend(fault.log.into_iter().map(Value::String));
-        }
-        if let Value::Object(map) = record {
-            map.insert("_error".to_owned(), json!(fault.exitstatus));
-        }
-        true
+        Some(TaskFailure {
+            exitstatus: fault.exitstatus,
+            log: fault.log,
+        })
     }
+
+    /// Applies a fault posted to `/_mock/faults`: request and task faults are kept in memory,
+    /// `lock` and `node` faults are written to the store.
+    pub(crate) async fn apply(&self, store: &StateStore, spec: FaultSpec) -> Result<(), AppError> {
+        match spec.kind {
+            FaultKind::Request | FaultKind::Task => self
+                .add_memory_fault(&spec)
+                .map_err(|error| AppError::bad_request(format!("invalid fault: {error}\n"))),
+            FaultKind::Lock | FaultKind::Node => {
+                store
+                    .transact(|tables| Ok::<_, AppError>((fault_changes(tables, &spec)?, ())))
+                    .await
+            }
+        }
+    }
+}
+
+/// How a task that hit a task fault ends.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TaskFailure {
+    /// The error the task ends with.
+    pub(crate) exitstatus: String,
+    /// Log lines written before the error.
+    pub(crate) log: Vec<String>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The duration of a worker task of a type.
-pub fn task_duration(state: &AppState, kind: &str) -> Duration {
-    state.settings.task_durations.for_type(kind)
 }
 
 /// Hidden key of a node row: the status its proxied calls answer while it is offline.
@@ -600,33 +515,6 @@ fn fault_changes(rows: &impl Rows, spec: &FaultSpec) -> Result<Vec<Change>, AppE
     }
 }
 
-/// Applies a fault posted to `/_mock/faults`.
-pub async fn apply_fault(state: &AppState, spec: FaultSpec) -> Result<(), AppError> {
-    match spec.kind {
-        FaultKind::Request | FaultKind::Task => state
-            .simulation
-            .add_memory_fault(&spec)
-            .map_err(|error| AppError::bad_request(format!("invalid fault: {error}\n"))),
-        FaultKind::Lock | FaultKind::Node => {
-            let pending = {
-                let _gate = state.write_gate.lock().await;
-                let changes = {
-                    let tables = state.store.read();
-                    fault_changes(&*tables, &spec)?
-                };
-                state
-                    .store
-                    .submit(changes)
-                    .map_err(|error| AppError::Internal(error.to_string()))?
-            };
-            pending
-                .durable()
-                .await
-                .map_err(|error| AppError::Internal(error.to_string()))
-        }
-    }
-}
-
 /// Answers like `pveproxy` when an operation is proxied (`proxyto`) to an offline node.
 pub fn check_node_reachable(
     tables: &Tables,
@@ -686,27 +574,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse() {
-        let durations = TaskDurations::parse("1s, qmstart=2s,vzdump=10s").unwrap();
-        assert_eq!(durations.default, Duration::from_secs(1));
-        assert_eq!(durations.for_type("qmstart"), Duration::from_secs(2));
-        assert_eq!(durations.for_type("vzdump"), Duration::from_secs(10));
-        assert_eq!(durations.for_type("qmstop"), Duration::from_secs(1));
-        assert_eq!(
-            TaskDurations::parse("qmstart=250ms").unwrap().default,
-            Duration::ZERO
-        );
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(TaskDurations::parse("q m=1s").is_err());
-        let scaled = TaskDurations::parse("vzdump=10m,scale=0.01").unwrap();
-        assert_eq!(scaled.for_type("vzdump"), Duration::from_secs(6));
-        assert!(TaskDurations::parse("scale=-1").is_err());
-    }
-
-    #[test]
     fn request_faults_fail_then_expire_and_latency_stays() {
         let simulation = Simulation::default();
         simulation
@@ -755,12 +622,14 @@ mod tests {
                 ..FaultSpec::default()
             })
             .unwrap();
-        let mut other = json!({"type": "qmstart", "id": "101", "_log": []});
-        assert!(!simulation.fail_task(&mut other));
-        let mut record = json!({"type": "qmstart", "id": "100", "_log": ["starting"]});
-        assert!(simulation.fail_task(&mut record));
-        assert_eq!(record["_error"], "start failed: boom");
-        assert_eq!(record["_log"], json!(["starting", "trying"]));
-        assert!(!simulation.fail_task(&mut record), "count defaults to 1");
+        assert_eq!(simulation.task_fault("qmstart", "101", "pve1"), None);
+        let failure = simulation.task_fault("qmstart", "100", "pve1").unwrap();
+        assert_eq!(failure.exitstatus, "start failed: boom");
+        assert_eq!(failure.log, vec!["trying".to_owned()]);
+        assert_eq!(
+            simulation.task_fault("qmstart", "100", "pve1"),
+            None,
+            "count defaults to 1"
+        );
     }
 }

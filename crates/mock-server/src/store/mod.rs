@@ -64,7 +64,6 @@ pub enum StoreError {
     Closed,
 }
 
-
 /// A submitted batch whose durability can be awaited.
 #[derive(Debug)]
 struct Pending(Option<oneshot::Receiver<Result<(), StoreError>>>);

@@ -1,4 +1,4 @@
-//! End-to-end tests of the domain semantics (`mock_server::domain`) over HTTP: guests, disks,
+//! End-to-end tests of the domain semantics (`mock_server`'s `ops` handlers) over HTTP: guests, disks,
 //! snapshots, clone/template/migrate, the guest agent, tasks, storage content, pools, backups.
 
 use std::time::Duration;

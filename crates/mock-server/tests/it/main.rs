@@ -1,5 +1,5 @@
 //! Integration tests of the mock server: one binary, servers on `127.0.0.1:0`, a real HTTP
-//! client (reqwest with rustls/ring) for the socket tests and `oneshot` for the sweeps.
+//! client (reqwest with rustls/ring) for the socket tests.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,7 +7,6 @@ mod access;
 mod guests;
 mod http;
 mod simulation;
-mod sweep;
 
 use mock_server::{MockServer, MockServerHandle};
 

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use mock_server::simulation::profile::Profile;
-use mock_server::simulation::{FaultKind, FaultSpec, TaskDurations};
-use mock_server::{Fixture, MockServer, MockServerHandle};
+use mock_server::{
+    FaultKind, FaultSpec, Fixture, MockServer, MockServerHandle, Profile, TaskDurations,
+};
 use serde_json::{Value, json};
 
 use crate::client;

@@ -15,18 +15,15 @@ pub(crate) mod roles;
 pub(crate) mod tfa;
 pub(crate) mod users;
 
-
 use serde_json::{Value, json};
 
+use crate::access::Caller;
 use crate::access::check::perm_error;
-use crate::access::model::{
-    AccessModel, Perms, ROOT, flag,
-};
+use crate::access::model::{AccessModel, Perms, ROOT, flag};
 use crate::auth::{self, PASSWORD_KEY};
 use crate::error::AppError;
 use crate::schema::Params;
 use crate::store::{Change, Tables};
-use crate::access::Caller;
 
 // ----------------------------------------------------------------------------------------------
 // Plumbing.

@@ -1,0 +1,211 @@
+//! Request bodies as `PVE::APIServer::AnyEvent` reads them: `application/x-www-form-urlencoded`
+//! (the default; a repeated key becomes an array), `application/json` (an object, nested at most
+//! 8 deep), and `multipart/form-data` for uploads, whose file part is streamed and counted, never
+//! buffered. Bodies other than uploads are limited to 64 KiB (`$limit_max_post`).
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart};
+use http::{HeaderMap, StatusCode, header};
+use serde_json::Value;
+
+use crate::error::AppError;
+use crate::schema::Params;
+
+/// Largest accepted request body (Proxmox's `$limit_max_post`).
+const MAX_BODY: usize = 64 * 1024;
+
+/// The parameters of a POST/PUT body.
+pub(super) async fn read(headers: &HeaderMap, body: Body) -> Result<Params, AppError> {
+    if is_multipart(headers) {
+        return read_multipart(headers, body).await;
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| AppError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"))?;
+    parse_body(headers, &bytes)
+}
+
+fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Params, AppError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Params::new());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split([';', ','])
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match content_type.as_deref() {
+        Some("application/json") => {
+            let value: Value = serde_json::from_slice(bytes).map_err(|error| {
+                AppError::bad_request(format!("malformed JSON body: {error}\n"))
+            })?;
+            match value {
+                Value::Object(map) => {
+                    if map.values().any(|v| depth(v) > 8) {
+                        return Err(AppError::bad_request("JSON body nested too deeply\n"));
+                    }
+                    Ok(map)
+                }
+                _ => Err(AppError::bad_request("JSON body must be an object\n")),
+            }
+        }
+        None | Some("application/x-www-form-urlencoded") | Some("") => {
+            Ok(parse_urlencoded(bytes)?.into_iter().collect())
+        }
+        Some(other) => Err(AppError::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("upload 'Content-Type '{other}' not implemented\n"),
+        )),
+    }
+}
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn decode_component(raw: &[u8]) -> Result<String, AppError> {
+    let plus_decoded: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_decoded).collect();
+    String::from_utf8(bytes).map_err(|_| AppError::bad_request("invalid UTF-8 in parameters\n"))
+}
+
+/// `decode_urlencoded`: `&`/`;` separated pairs; a repeated key becomes an array.
+pub(super) fn parse_urlencoded(data: &[u8]) -> Result<Vec<(String, Value)>, AppError> {
+    let mut out: Vec<(String, Value)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for pair in data.split(|&b| b == b'&' || b == b';') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], Some(&pair[at + 1..])),
+            None => (pair, None),
+        };
+        let key = decode_component(key)?;
+        if key.contains('\0') {
+            return Err(AppError::bad_request("invalid NUL byte in parameters\n"));
+        }
+        let value = match value {
+            Some(raw) => Value::String(decode_component(raw)?),
+            None => Value::String(String::new()),
+        };
+        match index.get(&key) {
+            Some(&at) => {
+                let slot = &mut out[at].1;
+                match slot {
+                    Value::Array(items) => items.push(value),
+                    other => *other = Value::Array(vec![other.take(), value]),
+                }
+            }
+            None => {
+                index.insert(key.clone(), out.len());
+                out.push((key, value));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a request body is `multipart/form-data`.
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
+/// Largest total size of the text fields of a multipart body.
+const MAX_MULTIPART_TEXT: usize = 64 * 1024;
+
+/// Reads a `multipart/form-data` body like `PVE::HTTPServer` does for uploads: text fields become
+/// parameters, the file part is streamed and counted, its name becomes `filename` and its size
+/// travels in `tmpfilename` (`/var/tmp/pveupload-<16 hex random><16 hex size>`).
+async fn read_multipart(headers: &HeaderMap, body: Body) -> Result<Params, AppError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .ok_or_else(|| AppError::bad_request("missing Content-Type\n"))?;
+    let request = http::Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .map_err(|_| AppError::bad_request("invalid multipart request\n"))?;
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|error| AppError::bad_request(format!("invalid multipart body: {error}\n")))?;
+    let bad = |error: axum::extract::multipart::MultipartError| {
+        AppError::bad_request(format!("invalid multipart body: {error}\n"))
+    };
+    let mut params = Params::new();
+    let mut text_bytes = 0usize;
+    let mut file: Option<(String, u64)> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if let Some(file_name) = field.file_name().map(str::to_owned) {
+            let mut size = 0u64;
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                size += chunk.len() as u64;
+            }
+            file = Some((file_name, size));
+            continue;
+        }
+        let value = field.text().await.map_err(bad)?;
+        text_bytes += name.len() + value.len();
+        if text_bytes > MAX_MULTIPART_TEXT {
+            return Err(AppError::status(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large\n",
+            ));
+        }
+        if !name.is_empty() {
+            params.insert(name, Value::String(value));
+        }
+    }
+    if let Some((file_name, size)) = file {
+        params
+            .entry("filename")
+            .or_insert_with(|| Value::String(file_name.clone()));
+        let random = crate::schema::seed(&[&file_name, &crate::auth::now().to_string()]);
+        params.insert(
+            "tmpfilename".to_owned(),
+            Value::String(format!("/var/tmp/pveupload-{random:016x}{size:016x}")),
+        );
+    }
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn urlencoded_parsing() {
+        let parsed = parse_urlencoded(b"a=1&b=x+y;c=%C3%A9&a=2&flag").unwrap();
+        assert_eq!(parsed[0], ("a".to_owned(), json!(["1", "2"])));
+        assert_eq!(parsed[1], ("b".to_owned(), json!("x y")));
+        assert_eq!(parsed[2], ("c".to_owned(), json!("é")));
+        assert_eq!(parsed[3], ("flag".to_owned(), json!("")));
+        assert!(parse_urlencoded(b"a=%FF").is_err());
+    }
+}

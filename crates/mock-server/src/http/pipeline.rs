@@ -1,0 +1,254 @@
+//! The `/api2/json` pipeline, as `PVE::APIServer::AnyEvent` and `PVE::HTTPServer` run it
+//! (pve-http-server `src/PVE/APIServer/AnyEvent.pm`, pve-manager `PVE/HTTPServer.pm`):
+//!
+//! 1. [`check_request`]: reject malformed requests (`..` segments, NUL, invalid UTF-8, over-long
+//!    paths) with 400 and strip `/api2/json`; injected request faults (`/_mock/faults`) apply
+//!    next, before authentication;
+//! 2. [`authn::authenticate`]: ticket cookie or header, API token, CSRF for writes;
+//! 3. [`route`]: one matcher lookup; an unknown path or method answers `501` with
+//!    `Method 'GET /foo' not implemented` (`rest_handler`'s default response, whose path is the
+//!    one relative to `/api2/json`); operations without `allowtoken` refuse API tokens;
+//! 4. [`params`]: body as form, JSON or multipart on POST/PUT, query merged over it, `_dc`
+//!    dropped, path parameters added (conflicts are a parameter error);
+//! 5. [`authorize`]: the operation's permissions (403, [`crate::access`]), then 595/596 if the
+//!    call would be proxied to an offline node ([`crate::simulation`]), as `rest_handler` does
+//!    before the handler runs;
+//! 6. [`crate::schema`]: coerce and validate (400 `Parameter verification failed.`);
+//! 7. [`crate::ops::run`]: the handler from the route table, and the `{"data": ...}` reply.
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+use route_metadata::{Method, Operation};
+use serde_json::Value;
+
+use super::{authn, body, json_response};
+use crate::access::Caller;
+use crate::api::{MatchError, RouteMatch};
+use crate::error::AppError;
+use crate::ops::{self, Call};
+use crate::schema::{self, Params};
+use crate::state::AppState;
+
+/// Longest accepted request path.
+const MAX_PATH: usize = 4096;
+
+/// The fallback handler of the router: every request that is not a control endpoint.
+pub(super) async fn api_entry(State(state): State<AppState>, request: Request) -> Response {
+    match handle(&state, request).await {
+        Ok(data) => {
+            // Serialise the envelope directly instead of building another `Value`.
+            let mut body = String::with_capacity(256);
+            body.push_str("{\"data\":");
+            body.push_str(&data.to_string());
+            body.push('}');
+            json_response(StatusCode::OK, None, body)
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The pipeline (see the module docs).
+async fn handle(state: &AppState, request: Request) -> Result<Value, AppError> {
+    let (parts, body) = request.into_parts();
+    let (method, rel_path) = check_request(&parts)?;
+    apply_request_fault(state, method, rel_path).await?;
+    let decoded_rel = percent_encoding::percent_decode_str(rel_path)
+        .decode_utf8()
+        .map_err(|_| AppError::bad_request("invalid UTF-8 in request path\n"))?
+        .into_owned();
+    let caller = authn::authenticate(state, method, &decoded_rel, &parts.headers)?;
+    let (matched, op) = route(state, method, rel_path, &decoded_rel, &caller)?;
+    let mut params = params(&parts, body, method, &matched).await?;
+    authorize(state, &caller, op, &params)?;
+    schema::coerce_params(op, &mut params);
+    schema::validate_params(&state.api, op, &params).map_err(AppError::Param)?;
+    let call = Call {
+        api: &state.api,
+        node: state.api.node(matched.path_index),
+        op,
+        path_params: &matched.params,
+        args: &params,
+        caller: &caller,
+    };
+    ops::run(state, matched.path_index, &call).await
+}
+
+/// Step 1: the method, and the path relative to `/api2/json` of a well-formed request.
+fn check_request(parts: &Parts) -> Result<(Method, &str), AppError> {
+    let raw_path = parts.uri.path();
+    check_raw_path(raw_path)?;
+    let Some(method) = Method::parse(parts.method.as_str()) else {
+        return Err(AppError::status(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("method '{}' not available\n", parts.method),
+        ));
+    };
+    let Some(rel_path) = raw_path.strip_prefix("/api2/json") else {
+        if raw_path.starts_with("/api2/") {
+            return Err(AppError::status(
+                StatusCode::NOT_IMPLEMENTED,
+                "no such uri\n",
+            ));
+        }
+        return Err(AppError::status(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("no such file '{raw_path}'\n"),
+        ));
+    };
+    let rel_path = if rel_path.is_empty() { "/" } else { rel_path };
+    if !rel_path.starts_with('/') {
+        return Err(AppError::status(
+            StatusCode::NOT_IMPLEMENTED,
+            "no such uri\n",
+        ));
+    }
+    Ok((method, rel_path))
+}
+
+/// Checks the raw path for things no valid request contains.
+fn check_raw_path(path: &str) -> Result<(), AppError> {
+    if path.len() > MAX_PATH {
+        return Err(AppError::bad_request("request path too long\n"));
+    }
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| AppError::bad_request("invalid UTF-8 in request path\n"))?;
+    if decoded.contains('\0') {
+        return Err(AppError::bad_request("invalid NUL byte in request path\n"));
+    }
+    if decoded
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+    {
+        return Err(AppError::bad_request(
+            "invalid path segment in request path\n",
+        ));
+    }
+    Ok(())
+}
+
+/// Injected request faults: latency, then the injected error.
+async fn apply_request_fault(
+    state: &AppState,
+    method: Method,
+    rel_path: &str,
+) -> Result<(), AppError> {
+    let Some(hit) = state
+        .simulation
+        .take_request_fault(method.as_str(), rel_path)
+    else {
+        return Ok(());
+    };
+    if !hit.delay.is_zero() {
+        tokio::time::sleep(hit.delay).await;
+    }
+    match hit.error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Step 3: the matched path and its operation; API tokens only where `allowtoken` says so.
+fn route<'s>(
+    state: &'s AppState,
+    method: Method,
+    rel_path: &str,
+    decoded_rel: &str,
+    caller: &Caller,
+) -> Result<(RouteMatch, &'s Operation), AppError> {
+    let not_implemented = || {
+        let shown = match decoded_rel.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
+        AppError::status(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("Method '{} {shown}' not implemented", method.as_str()),
+        )
+    };
+    let matched = match state.api.match_path(rel_path) {
+        Ok(matched) => matched,
+        Err(MatchError::NotFound) => return Err(not_implemented()),
+        Err(MatchError::BadEncoding) => {
+            return Err(AppError::bad_request("invalid request path\n"));
+        }
+    };
+    let Some((_, op)) = state.api.operation(matched.path_index, method) else {
+        return Err(not_implemented());
+    };
+    if caller.api_token && !op.allowtoken {
+        return Err(AppError::status(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Permission check failed (URI '{decoded_rel}' not available with API token, need proper ticket.)\n"
+            ),
+        ));
+    }
+    Ok((matched, op))
+}
+
+/// Step 4: `extract_params`: the body (form, JSON or multipart) on POST/PUT, the query merged
+/// over it, `_dc` dropped, then the path parameters (a conflicting value is an error).
+async fn params(
+    parts: &Parts,
+    request_body: axum::body::Body,
+    method: Method,
+    matched: &RouteMatch,
+) -> Result<Params, AppError> {
+    let mut params = if method.has_body() {
+        body::read(&parts.headers, request_body).await?
+    } else {
+        Params::new()
+    };
+    if let Some(query) = parts.uri.query() {
+        for (key, value) in body::parse_urlencoded(query.as_bytes())? {
+            params.insert(key, value);
+        }
+    }
+    params.remove("_dc");
+    for (name, value) in &matched.params {
+        if let Some(given) = params.get(name) {
+            let given_text = match given {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            if given_text != *value {
+                return Err(AppError::param(
+                    name.clone(),
+                    "duplicate parameter (already defined in URI) with conflicting values!",
+                ));
+            }
+        }
+        params.insert(name.clone(), Value::String(value.clone()));
+    }
+    Ok(params)
+}
+
+/// Step 5: `rest_handler` checks permissions before validation and existence, then proxies to
+/// the node (an offline node answers 595/596).
+fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    op: &Operation,
+    params: &Params,
+) -> Result<(), AppError> {
+    let tables = state.store.read();
+    crate::access::check_request(&tables, &state.access, caller, op, params)?;
+    crate::simulation::check_node_reachable(&tables, op, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_path_checks() {
+        assert!(check_raw_path("/api2/json/nodes").is_ok());
+        assert!(check_raw_path("/api2/json/../etc").is_err());
+        assert!(check_raw_path("/api2/json/%2e%2e/etc").is_err());
+        assert!(check_raw_path("/api2/json/a%00b").is_err());
+        assert!(check_raw_path(&format!("/api2/json/{}", "a".repeat(10_000))).is_err());
+    }
+}

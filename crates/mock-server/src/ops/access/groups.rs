@@ -1,0 +1,119 @@
+//! Groups (pve-access-control `src/PVE/API2/Group.pm`).
+
+use route_metadata::Method;
+use serde_json::{Value, json};
+
+use super::acl::without_acl_of;
+use super::*;
+use crate::error::AppError;
+use crate::ops::{Call, Plan, Tx};
+use crate::store::Change;
+
+// ----------------------------------------------------------------------------------------------
+// Groups (`API2/Group.pm`).
+
+pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    let model = tx.access();
+    let caller = call.caller;
+    let privs = ["User.Modify", "Sys.Audit", "Group.Allocate"];
+    Ok(Value::Array(
+        model
+            .groups()
+            .iter()
+            .filter(|(group, _)| {
+                has_any(
+                    model,
+                    &caller.userid,
+                    &format!("/access/groups/{group}"),
+                    &privs,
+                )
+            })
+            .map(|(group, members)| {
+                let mut entry = json!({"groupid": group});
+                if let Some(comment) = tables
+                    .get(&format!("/access/groups/{group}"))
+                    .and_then(|row| row.get("comment"))
+                {
+                    entry["comment"] = comment.clone();
+                }
+                entry["users"] = json!(members.iter().cloned().collect::<Vec<_>>().join(","));
+                entry
+            })
+            .collect(),
+    ))
+}
+
+pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    let model = tx.access();
+    let args = call.args;
+    let group = arg(args, "groupid");
+    let members = model
+        .groups()
+        .get(group)
+        .ok_or_else(|| die(format!("group '{group}' does not exist\n")))?;
+    let mut reply = json!({"members": members.iter().collect::<Vec<_>>()});
+    if let Some(comment) = tables
+        .get(&format!("/access/groups/{group}"))
+        .and_then(|row| row.get("comment"))
+    {
+        reply["comment"] = comment.clone();
+    }
+    Ok(reply)
+}
+
+pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let method = call.op.method;
+    let args = call.args;
+    let group = arg(args, "groupid");
+    let path = format!("/access/groups/{group}");
+    let exists = tables.exists(&path);
+    match method {
+        Method::Post => {
+            if exists {
+                return Err(die(format!(
+                    "create group failed: group '{group}' already exists\n"
+                )));
+            }
+            let mut row = json!({});
+            if let Some(comment) = opt(args, "comment").filter(|c| !c.is_empty()) {
+                row["comment"] = json!(comment);
+            }
+            Ok(Plan::changes(
+                vec![put_member(path, "/access/groups", row)],
+                Value::Null,
+            ))
+        }
+        Method::Put => {
+            let Some(current) = tables.get(&path) else {
+                return Err(die(format!(
+                    "update group failed: group '{group}' does not exist\n"
+                )));
+            };
+            let mut row = object_of(Some(current));
+            if let Some(comment) = opt(args, "comment") {
+                row["comment"] = json!(comment);
+            }
+            Ok(Plan::changes(
+                vec![put_member(path, "/access/groups", row)],
+                Value::Null,
+            ))
+        }
+        _ => {
+            if !exists {
+                return Err(die(format!(
+                    "delete group failed: group '{group}' does not exist\n"
+                )));
+            }
+            Ok(Plan::changes(
+                vec![
+                    Change::Delete { path },
+                    without_acl_of(tables, &[("group", group)]),
+                ],
+                Value::Null,
+            ))
+        }
+    }
+}

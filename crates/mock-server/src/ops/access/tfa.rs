@@ -1,0 +1,176 @@
+//! Second factors (pve-access-control `src/PVE/API2/TFA.pm`): TOTP entries per user, added
+//! after verifying a code, listed without their secrets.
+
+use std::collections::BTreeSet;
+
+use route_metadata::Method;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::access::totp::{TFA_KEY, Totp, totp_entry};
+use crate::api::last_segment;
+use crate::auth::{self};
+use crate::error::AppError;
+use crate::ops::{Call, Plan, Tx};
+use crate::store::{Change, Tables};
+use http::StatusCode;
+
+/// `GET /access/tfa/{userid}`: a user's entries without their secrets.
+pub(crate) fn list_user(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    Ok(Value::Array(
+        user_tfa(tx.tables, arg(call.args, "userid"))
+            .iter()
+            .map(public_entry)
+            .collect(),
+    ))
+}
+
+/// A user's stored TFA entries (secrets included).
+pub(crate) fn user_tfa(tables: &Tables, userid: &str) -> Vec<Value> {
+    tables
+        .get(&user_path(userid))
+        .and_then(|row| row.get(TFA_KEY))
+        .and_then(Value::as_array)
+        .map(|entries| entries.iter().filter(|e| e.is_object()).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A TFA entry without its secret.
+fn public_entry(entry: &Value) -> Value {
+    let mut entry = entry.clone();
+    if let Value::Object(map) = &mut entry {
+        map.retain(|key, _| !key.starts_with('_') && !matches!(key.as_str(), "digits" | "period"));
+    }
+    entry
+}
+
+/// `GET /access/tfa`: every user's entries the caller may see.
+pub(crate) fn list_all(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    let model = tx.access();
+    let caller = call.caller;
+    let privs = ["User.Modify", "Sys.Audit"];
+    let all = has_any(model, &caller.userid, "/access/groups", &privs);
+    let allowed: BTreeSet<&String> = model
+        .groups()
+        .iter()
+        .filter(|(group, _)| {
+            has_any(
+                model,
+                &caller.userid,
+                &format!("/access/groups/{group}"),
+                &privs,
+            )
+        })
+        .flat_map(|(_, members)| members.iter())
+        .collect();
+    Ok(Value::Array(
+        tables
+            .members("/access/users")
+            .map(|path| last_segment(path).to_owned())
+            .filter(|userid| all || *userid == caller.userid || allowed.contains(userid))
+            .filter_map(|userid| {
+                let entries = user_tfa(tables, &userid);
+                (!entries.is_empty()).then(|| {
+                    json!({"userid": userid,
+                           "entries": entries.iter().map(public_entry).collect::<Vec<_>>()})
+                })
+            })
+            .collect(),
+    ))
+}
+
+pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    let args = call.args;
+    let id = arg(args, "id");
+    user_tfa(tables, arg(args, "userid"))
+        .iter()
+        .find(|entry| entry.get("id").and_then(Value::as_str) == Some(id))
+        .map(public_entry)
+        .ok_or_else(|| {
+            AppError::status(StatusCode::NOT_FOUND, format!("No such tfa entry '{id}'\n"))
+        })
+}
+
+fn with_tfa(tables: &Tables, userid: &str, entries: Vec<Value>) -> Change {
+    let path = user_path(userid);
+    let mut row = object_of(tables.get(&path));
+    if let Value::Object(map) = &mut row {
+        if entries.is_empty() {
+            map.remove(TFA_KEY);
+            map.remove("keys");
+        } else {
+            map.insert(TFA_KEY.to_owned(), Value::Array(entries));
+            map.insert("keys".to_owned(), json!("x"));
+        }
+    }
+    put_member(path, "/access/users", row)
+}
+
+pub(crate) fn add(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let caller = call.caller;
+    let args = call.args;
+    let userid = arg(args, "userid");
+    reauth(tables, caller, userid, opt(args, "password"), "password")?;
+    let kind = arg(args, "type");
+    if kind != "totp" {
+        return Err(die(format!(
+            "adding '{kind}' entries is not supported by the mock (only 'totp')\n"
+        )));
+    }
+    let uri = opt(args, "totp").ok_or_else(|| die("missing 'totp' parameter\n"))?;
+    let totp = Totp::from_uri(uri).map_err(|error| die(format!("{error}\n")))?;
+    let value = opt(args, "value").ok_or_else(|| die("missing 'value' parameter\n"))?;
+    let now = auth::now();
+    if !totp.verify(value, now) {
+        return Err(die("failed to verify TOTP challenge\n"));
+    }
+    let id = auth::new_token_secret();
+    let mut entries = user_tfa(tables, userid);
+    entries.push(totp_entry(
+        &id,
+        opt(args, "description").unwrap_or_default(),
+        &totp,
+        now,
+    ));
+    Ok(Plan::changes(
+        vec![with_tfa(tables, userid, entries)],
+        json!({"id": id}),
+    ))
+}
+
+pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let caller = call.caller;
+    let method = call.op.method;
+    let args = call.args;
+    let userid = arg(args, "userid");
+    let id = arg(args, "id");
+    reauth(tables, caller, userid, opt(args, "password"), "password")?;
+    let mut entries = user_tfa(tables, userid);
+    let Some(index) = entries
+        .iter()
+        .position(|entry| entry.get("id").and_then(Value::as_str) == Some(id))
+    else {
+        return Err(AppError::status(
+            StatusCode::NOT_FOUND,
+            format!("No such tfa entry '{id}'\n"),
+        ));
+    };
+    if method == Method::Delete {
+        entries.remove(index);
+    } else {
+        if let Some(description) = opt(args, "description") {
+            entries[index]["description"] = json!(description);
+        }
+        if let Some(enable) = call.arg_bool("enable") {
+            entries[index]["enable"] = json!(u8::from(enable));
+        }
+    }
+    Ok(Plan::changes(
+        vec![with_tfa(tables, userid, entries)],
+        Value::Null,
+    ))
+}

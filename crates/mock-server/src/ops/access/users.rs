@@ -1,0 +1,323 @@
+//! Users and their API tokens (pve-access-control `src/PVE/API2/User.pm`) and password
+//! changes (`change_password` in `src/PVE/API2/AccessControl.pm`).
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::acl::without_acl_of;
+use super::*;
+use crate::access::check::perm_error;
+use crate::access::model::{AccessModel, ROOT, flag, user_group_list};
+use crate::api::last_segment;
+use crate::auth::{self, PASSWORD_KEY};
+use crate::error::AppError;
+use crate::ops::{Call, Plan, Tx};
+use crate::schema::{Params, split_list};
+use crate::store::{Change, Tables};
+
+// ----------------------------------------------------------------------------------------------
+// Password (`change_password`).
+
+pub(crate) fn change_password(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let caller = call.caller;
+    let args = call.args;
+    let userid = arg(args, "userid");
+    reauth(
+        tables,
+        caller,
+        userid,
+        opt(args, "confirmation-password"),
+        "confirmation-password",
+    )?;
+    if caller.userid != ROOT {
+        if caller.userid == userid {
+            if !user_enabled(tables, userid) {
+                return Err(die(format!("user '{userid}' is disabled\n")));
+            }
+        } else if userid == ROOT || userid.ends_with("@pam") {
+            return Err(perm_error(None));
+        }
+    }
+    let path = user_path(userid);
+    let mut row = object_of(tables.get(&path));
+    row[PASSWORD_KEY] = json!(auth::hash_secret(arg(args, "password")));
+    Ok(Plan::changes(
+        vec![put_member(path, "/access/users", row)],
+        Value::Null,
+    ))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Users (`API2/User.pm`).
+
+const USER_FIELDS: &[&str] = &[
+    "enable",
+    "expire",
+    "firstname",
+    "lastname",
+    "email",
+    "comment",
+    "keys",
+];
+
+fn token_info(tables: &Tables, userid: &str) -> Vec<(String, Value)> {
+    tables
+        .members(&format!("{}/token", user_path(userid)))
+        .map(|path| {
+            let row = tables.get(path).cloned().unwrap_or_default();
+            let mut info = json!({
+                "privsep": u8::from(flag(&row, "privsep", true)),
+                "expire": row.get("expire").and_then(Value::as_u64).unwrap_or(0),
+            });
+            if let Some(comment) = row.get("comment").filter(|c| !c.is_null()) {
+                info["comment"] = comment.clone();
+            }
+            (last_segment(path).to_owned(), info)
+        })
+        .collect()
+}
+
+/// `$extract_user_data`: the stored fields, and with `full` the groups and tokens.
+fn user_data(tables: &Tables, userid: &str, row: &Value) -> Map<String, Value> {
+    let mut data = Map::new();
+    for key in USER_FIELDS {
+        if let Some(value) = row.get(*key).filter(|v| !v.is_null()) {
+            let value = match *key {
+                "enable" => json!(u8::from(flag(row, "enable", true))),
+                _ => value.clone(),
+            };
+            data.insert((*key).to_owned(), value);
+        }
+    }
+    let groups: Vec<String> = user_group_list(row)
+        .into_iter()
+        .filter(|group| tables.exists(&format!("/access/groups/{group}")))
+        .collect();
+    data.insert("groups".to_owned(), json!(groups));
+    data.insert(
+        "tokens".to_owned(),
+        Value::Object(token_info(tables, userid).into_iter().collect()),
+    );
+    data
+}
+
+pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    let model = tx.access();
+    let caller = call.caller;
+    let _args = call.args;
+    let privs = ["User.Modify", "Sys.Audit"];
+    let can_modify_all = has_any(model, &caller.userid, "/access/groups", &privs);
+    let allowed: BTreeSet<&String> = model
+        .groups()
+        .iter()
+        .filter(|(group, _)| {
+            has_any(
+                model,
+                &caller.userid,
+                &format!("/access/groups/{group}"),
+                &privs,
+            )
+        })
+        .flat_map(|(_, members)| members.iter())
+        .collect();
+    let full = call.arg_bool("full").unwrap_or(false);
+    let enabled_filter = call.arg_bool("enabled");
+    let mut entries = Vec::new();
+    for path in tables.members("/access/users") {
+        let userid = last_segment(path).to_owned();
+        if !(can_modify_all || userid == caller.userid || allowed.contains(&userid)) {
+            continue;
+        }
+        let row = tables.get(path).cloned().unwrap_or_default();
+        let mut data = user_data(tables, &userid, &row);
+        let groups = data.remove("groups");
+        let tokens = data.remove("tokens");
+        let enabled = flag(&row, "enable", true);
+        if enabled_filter.is_some_and(|wanted| wanted != enabled) {
+            continue;
+        }
+        if full {
+            let groups: Vec<String> = groups
+                .and_then(|g| serde_json::from_value(g).ok())
+                .unwrap_or_default();
+            data.insert("groups".to_owned(), json!(groups.join(",")));
+            let tokens: Vec<Value> = match tokens {
+                Some(Value::Object(map)) => map
+                    .into_iter()
+                    .map(|(tokenid, mut info)| {
+                        info["tokenid"] = json!(tokenid);
+                        info
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            data.insert("tokens".to_owned(), json!(tokens));
+        }
+        if let Some((_, realm)) = userid.rsplit_once('@')
+            && matches!(realm, "pam" | "pve")
+        {
+            data.insert("realm-type".to_owned(), json!(realm));
+        }
+        data.insert("userid".to_owned(), json!(userid));
+        entries.push(Value::Object(data));
+    }
+    Ok(Value::Array(entries))
+}
+
+pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    let userid = arg(call.args, "userid");
+    let row = tables
+        .get(&user_path(userid))
+        .ok_or_else(|| die(format!("no such user ('{userid}')\n")))?;
+    Ok(Value::Object(user_data(tables, userid, row)))
+}
+
+/// Validates a group list against the existing groups.
+fn groups_arg(
+    model: &AccessModel,
+    args: &Params,
+    context: &str,
+) -> Result<Option<Vec<String>>, AppError> {
+    let Some(text) = opt(args, "groups") else {
+        return Ok(None);
+    };
+    let mut groups = Vec::new();
+    for group in split_list(text) {
+        if !model.groups().contains_key(group) {
+            return Err(die(format!("{context}: no such group '{group}'\n")));
+        }
+        if !groups.iter().any(|g| g == group) {
+            groups.push(group.to_owned());
+        }
+    }
+    Ok(Some(groups))
+}
+
+pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let model = tx.access();
+    let args = call.args;
+    let userid = arg(args, "userid");
+    let path = user_path(userid);
+    if tables.exists(&path) {
+        return Err(die(format!(
+            "create user failed: user '{userid}' already exists\n"
+        )));
+    }
+    let groups = groups_arg(model, args, "create user failed")?;
+    let mut row = json!({"enable": u8::from(call.arg_bool("enable").unwrap_or(true))});
+    if let Some(expire) = args
+        .get("expire")
+        .and_then(Value::as_u64)
+        .filter(|e| *e > 0)
+    {
+        row["expire"] = json!(expire);
+    }
+    for key in ["firstname", "lastname", "email", "comment", "keys"] {
+        if let Some(value) = opt(args, key).filter(|v| !v.is_empty()) {
+            row[key] = json!(value);
+        }
+    }
+    if let Some(groups) = groups.filter(|g| !g.is_empty()) {
+        row["groups"] = json!(groups.join(","));
+    }
+    if let Some(password) = opt(args, "password") {
+        row[PASSWORD_KEY] = json!(auth::hash_secret(password));
+    }
+    Ok(Plan::changes(
+        vec![put_member(path, "/access/users", row)],
+        Value::Null,
+    ))
+}
+
+pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let model = tx.access();
+    let args = call.args;
+    let userid = arg(args, "userid");
+    let path = user_path(userid);
+    let Some(current) = tables.get(&path) else {
+        return Err(die(format!(
+            "update user failed: no such user ('{userid}')\n"
+        )));
+    };
+    let mut row = object_of(Some(current));
+    if let Some(enable) = call.arg_bool("enable") {
+        row["enable"] = json!(u8::from(enable));
+    }
+    if let Some(expire) = args.get("expire").and_then(Value::as_u64) {
+        row["expire"] = json!(expire);
+    }
+    if let Some(groups) = groups_arg(model, args, "update user failed")? {
+        let mut list = if call.arg_bool("append").unwrap_or(false) {
+            user_group_list(&row)
+        } else {
+            Vec::new()
+        };
+        for group in groups {
+            if !list.contains(&group) {
+                list.push(group);
+            }
+        }
+        row["groups"] = json!(list.join(","));
+    }
+    for key in ["firstname", "lastname", "email", "comment", "keys"] {
+        if let Some(value) = opt(args, key) {
+            row[key] = json!(value);
+        }
+    }
+    Ok(Plan::changes(
+        vec![put_member(path, "/access/users", row)],
+        Value::Null,
+    ))
+}
+
+pub(crate) fn delete(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let userid = arg(call.args, "userid");
+    let path = user_path(userid);
+    if !tables.exists(&path) {
+        return Err(die(format!(
+            "delete user failed: no such user ('{userid}')\n"
+        )));
+    }
+    let tokens: Vec<String> = token_info(tables, userid)
+        .into_iter()
+        .map(|(name, _)| format!("{userid}!{name}"))
+        .collect();
+    let mut subjects: Vec<(&str, &str)> = vec![("user", userid)];
+    subjects.extend(tokens.iter().map(|token| ("token", token.as_str())));
+    Ok(Plan::changes(
+        vec![Change::Delete { path }, without_acl_of(tables, &subjects)],
+        Value::Null,
+    ))
+}
+
+/// `remove_token`: the token goes, and with it the ACL entries that name it.
+pub(crate) fn delete_token(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let args = call.args;
+    let userid = arg(args, "userid");
+    let tokenid = arg(args, "tokenid");
+    let path = format!("{}/token/{tokenid}", user_path(userid));
+    if !tables.exists(&user_path(userid)) {
+        return Err(die(format!("no such user ('{userid}')\n")));
+    }
+    if !tables.exists(&path) {
+        return Err(die(format!(
+            "no such token '{tokenid}' for user '{userid}'\n"
+        )));
+    }
+    let full = format!("{userid}!{tokenid}");
+    Ok(Plan::changes(
+        vec![
+            Change::Delete { path },
+            without_acl_of(tables, &[("token", &full)]),
+        ],
+        Value::Null,
+    ))
+}

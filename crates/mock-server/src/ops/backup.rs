@@ -1,0 +1,195 @@
+//! Backups: `POST /nodes/{node}/vzdump`.
+//!
+//! `vzdump` locks each guest (`lock: backup`) while its task runs and creates
+//! `<storage>:backup/vzdump-<type>-<vmid>-<YYYY_MM_DD-hh_mm_ss>.<ext>` when it ends
+//! (pve-manager `PVE/VZDump.pm`).
+
+use serde_json::{Value, json};
+
+use super::guest::{Guest, Kind, check_lock};
+use super::pools::{pool_list, pool_row};
+use super::storage::{Volume, put_volume, volume};
+use super::storage::{storage_config, supports};
+use super::text;
+use super::{Call, Plan, Tx};
+use crate::error::AppError;
+use crate::schema::split_list;
+use crate::store::Change;
+
+/// `YYYY_MM_DD-hh_mm_ss` in UTC, as in vzdump archive names.
+pub(crate) fn backup_timestamp(epoch: u64) -> String {
+    let days = i64::try_from(epoch / 86_400).unwrap_or(0);
+    let seconds = epoch % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}_{month:02}_{day:02}-{:02}_{:02}_{:02}",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
+}
+
+/// `POST /nodes/{node}/vzdump`: backs up the selected local guests to a backup storage.
+pub(crate) fn vzdump(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let node = call.param("node").unwrap_or_default();
+    let storage = call
+        .arg_text("storage")
+        .unwrap_or_else(|| "local".to_owned());
+    let config = storage_config(tables, &storage)?;
+    if !supports(&config, "backup") {
+        return Err(AppError::param(
+            "storage",
+            format!("storage '{storage}' does not support backups"),
+        ));
+    }
+    let excluded: Vec<u32> = call
+        .arg_text("exclude")
+        .map(|list| split_list(&list).filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut selected: Vec<u32> = Vec::new();
+    if call.flag("all") {
+        selected.extend(
+            tables
+                .guests
+                .iter()
+                .filter(|(_, item)| Guest::from_item(item).is_some_and(|g| g.node == node))
+                .map(|(vmid, _)| *vmid),
+        );
+    } else if let Some(poolid) = call.arg_text("pool") {
+        let row = pool_row(tables, &poolid)?;
+        selected.extend(
+            pool_list(row, "_vms")
+                .into_iter()
+                .filter_map(Value::as_u64)
+                .filter_map(|v| u32::try_from(v).ok()),
+        );
+    } else if let Some(list) = call.arg_text("vmid") {
+        for vmid in split_list(&list) {
+            selected.push(
+                vmid.parse()
+                    .map_err(|_| AppError::param("vmid", format!("invalid VM ID '{vmid}'")))?,
+            );
+        }
+    } else {
+        return Err(AppError::param(
+            "vmid",
+            "property is missing and it is not optional",
+        ));
+    }
+    selected.retain(|vmid| !excluded.contains(vmid));
+    let compress = call.arg_text("compress").unwrap_or_else(|| "0".to_owned());
+    let extension = match compress.as_str() {
+        "zstd" => ".zst",
+        "gzip" => ".gz",
+        "1" | "lzo" => ".lzo",
+        _ => "",
+    };
+    let now = crate::auth::now();
+    let stamp = backup_timestamp(now);
+    let mut plan = Plan::default();
+    let mut errors = false;
+    for vmid in selected {
+        let Some(item) = tables.guests.get(&vmid) else {
+            plan.log.push(format!(
+                "ERROR: Backup of VM {vmid} failed - unable to find VM {vmid}"
+            ));
+            errors = true;
+            continue;
+        };
+        let Some(guest) = Guest::from_item(item) else {
+            continue;
+        };
+        if guest.node != node {
+            plan.log.push(format!("skip external VMs: {vmid}"));
+            continue;
+        }
+        let mut guest_config = guest.config(tables)?;
+        if let Err(message) = check_lock(guest.kind, &guest_config, call) {
+            plan.log.push(format!(
+                "ERROR: Backup of VM {vmid} failed - {}",
+                message.trim_end()
+            ));
+            errors = true;
+            continue;
+        }
+        let (kind, archive) = match guest.kind {
+            Kind::Qemu => ("qemu", "vma"),
+            Kind::Lxc => ("lxc", "tar"),
+        };
+        let format = format!("{archive}{extension}");
+        let volid = format!("{storage}:backup/vzdump-{kind}-{vmid}-{stamp}.{format}");
+        let disk_bytes: u64 = super::disks::config_volumes(guest.kind, &guest_config)
+            .iter()
+            .filter_map(|volid| volume(tables, node, volid))
+            .map(|v| v.size)
+            .sum();
+        let volume = Volume {
+            volid: volid.clone(),
+            format: format.clone(),
+            size: (disk_bytes / 8).max(4 << 20),
+            content: "backup".to_owned(),
+            vmid: Some(vmid),
+        };
+        plan.log
+            .push(format!("INFO: Starting Backup of VM {vmid} ({kind})"));
+        plan.log
+            .push(format!("INFO: creating vzdump archive '{volid}'"));
+        plan.log
+            .push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));
+        let mut put = put_volume(tables, node, &volume)?;
+        if let (Change::Put { value, .. }, Some(notes)) = (
+            &mut put,
+            guest_config.get(if guest.kind == Kind::Lxc {
+                "hostname"
+            } else {
+                "name"
+            }),
+        ) {
+            value["notes"] = json!(text(notes));
+            value["ctime"] = json!(now);
+        }
+        plan.at_end.push(put);
+        // The guest is locked while its backup runs (`lock: backup`).
+        let mut locked = guest_config.clone();
+        locked.insert("lock".to_owned(), json!("backup"));
+        plan.now
+            .push(super::guests::put_config(tables, &guest, locked));
+        guest_config.remove("lock");
+        plan.at_end
+            .push(super::guests::put_config(tables, &guest, guest_config));
+    }
+    if errors {
+        plan.task_error = Some("job errors".to_owned());
+        // Backups that succeeded are kept; failed guests were never locked.
+        let kept = std::mem::take(&mut plan.at_end);
+        plan.now.extend(kept);
+        plan.now.retain(|change| !is_backup_lock(change));
+    }
+    Ok(plan)
+}
+
+fn is_backup_lock(change: &Change) -> bool {
+    matches!(change, Change::Put { value, .. } if value.get("lock").and_then(Value::as_str) == Some("backup"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(backup_timestamp(0), "1970_01_01-00_00_00");
+        assert_eq!(backup_timestamp(1_709_251_199), "2024_02_29-23_59_59");
+        assert_eq!(backup_timestamp(1_735_689_600), "2025_01_01-00_00_00");
+    }
+}

@@ -1,0 +1,499 @@
+//! Cluster and node views: replies computed from other rows rather than stored at the path.
+//!
+//! `/version`, `/cluster/status`, `/cluster/resources` (nodes, guests, storage, with the pool of
+//! each guest), `/nodes/{node}/storage`, `/nodes/{node}/network`, `/nodes/{node}/version`, a
+//! guest's `status/current`, and the guest list entries the generic list uses. Each reply is
+//! generated from the operation's `returns` schema and overlaid with what the rows say, so it
+//! has every field the schema promises.
+
+use route_metadata::{Schema, SchemaType};
+use serde_json::{Value, json};
+
+use super::guest::{Guest, Kind};
+use super::{Call, Tx, generic};
+use crate::api::{Api, last_segment, parent};
+use crate::auth;
+use crate::error::AppError;
+use crate::schema::{GenContext, gen_key_hash, generate, split_list};
+use crate::seed::CLUSTER_PATH;
+use crate::store::Tables;
+
+/// The cluster name.
+pub(crate) fn cluster_name(tables: &Tables) -> String {
+    tables
+        .get(CLUSTER_PATH)
+        .and_then(|cluster| cluster.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("pve-cluster")
+        .to_owned()
+}
+
+/// The fields of `/version` and `/nodes/{node}/version`.
+fn version_fields(api: &Api) -> Value {
+    let version = &api.meta.release;
+    let release: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    json!({"release": release, "version": version, "repoid": "c0ffee42"})
+}
+
+/// Everything a view generates values with: the call's path, parameters, children and nodes.
+struct View {
+    concrete: String,
+    children: Vec<String>,
+    nodes: Vec<String>,
+}
+
+impl View {
+    fn new(call: &Call<'_>, tables: &Tables) -> View {
+        View {
+            concrete: call.concrete(),
+            children: generic::children(call),
+            nodes: generic::node_names(tables),
+        }
+    }
+
+    fn ctx<'a>(&'a self, call: &'a Call<'_>) -> GenContext<'a> {
+        GenContext {
+            path: &self.concrete,
+            params: call.path_params,
+            children: &self.children,
+            release: &call.api.meta.release,
+            nodes: &self.nodes,
+            minimal: false,
+        }
+    }
+}
+
+const MIB: i64 = 1024 * 1024;
+
+/// Generates a value for a schema and overlays known fields.
+fn shaped(api: &Api, schema: &Schema, ctx: &GenContext<'_>, fields: Value) -> Value {
+    let mut value = generate(api, schema, ctx);
+    if let (Value::Object(target), Value::Object(fields)) = (&mut value, fields) {
+        let props = schema.properties.as_ref();
+        for (key, field) in fields {
+            let known = props.is_some_and(|p| p.contains_key(&key));
+            if known || (props.is_none() && schema.additional_properties) {
+                target.insert(key, field);
+            }
+        }
+    }
+    value
+}
+
+fn items_of(schema: &Schema) -> Option<&Schema> {
+    if schema.kind() == SchemaType::Array {
+        schema.items.as_deref()
+    } else {
+        None
+    }
+}
+
+fn storages_on(tables: &Tables, node: &str) -> Vec<(String, Value)> {
+    tables
+        .members("/storage")
+        .filter_map(|path| {
+            let config = tables.get(path)?;
+            let on_node = config
+                .get("nodes")
+                .and_then(Value::as_str)
+                .is_none_or(|nodes| split_list(nodes).any(|n| n == node));
+            on_node.then(|| (last_segment(path).to_owned(), config.clone()))
+        })
+        .collect()
+}
+
+fn memory_bytes(config: &Value) -> Option<i64> {
+    let memory = config.get("memory")?;
+    let mib = match memory {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(text) => {
+            let text = text.strip_prefix("current=").unwrap_or(text);
+            text.split(',').next()?.parse().ok()?
+        }
+        _ => return None,
+    };
+    Some(mib * MIB)
+}
+
+/// Fills a guest list entry (or status) from its config and status rows.
+pub(crate) fn guest_entry(
+    entry: &mut Value,
+    tables: &Tables,
+    item: &str,
+    kind: Kind,
+    schema: &Schema,
+) {
+    let Value::Object(map) = entry else {
+        return;
+    };
+    let props = schema.properties.as_ref();
+    let has = |key: &str| props.is_none_or(|p| p.contains_key(key));
+    let empty = Value::Object(serde_json::Map::new());
+    let config = tables.get(item).unwrap_or(&empty);
+    let status_row = tables.get(&format!("{item}/status/current"));
+    let status = status_row
+        .and_then(|s| s.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("stopped")
+        .to_owned();
+    let running = status == "running";
+    if has("status") {
+        map.insert("status".to_owned(), json!(status));
+    }
+    if has("qmpstatus") && kind == Kind::Qemu {
+        let stored = status_row
+            .and_then(|s| s.get("qmpstatus"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        map.insert(
+            "qmpstatus".to_owned(),
+            json!(stored.unwrap_or_else(|| status.clone())),
+        );
+    }
+    let name = config
+        .get(kind.name_key())
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}{}", kind.label(), last_segment(item)));
+    if has("name") {
+        map.insert("name".to_owned(), json!(name));
+    }
+    if let Some(bytes) = memory_bytes(config)
+        && has("maxmem")
+    {
+        map.insert("maxmem".to_owned(), json!(bytes));
+        if has("mem") {
+            map.insert("mem".to_owned(), json!(if running { bytes / 2 } else { 0 }));
+        }
+    }
+    let cores = config.get("cores").and_then(Value::as_i64).unwrap_or(1);
+    let sockets = config.get("sockets").and_then(Value::as_i64).unwrap_or(1);
+    if has("cpus") {
+        map.insert("cpus".to_owned(), json!(cores * sockets));
+    }
+    if !running {
+        for key in ["uptime", "cpu", "netin", "netout", "diskread", "diskwrite"] {
+            if map.contains_key(key) {
+                map.insert(key.to_owned(), json!(0));
+            }
+        }
+    }
+    // Uptime counts from the start `domain::guests::power` recorded.
+    if running
+        && has("uptime")
+        && let Some(started) = status_row
+            .and_then(|s| s.get("_started"))
+            .and_then(Value::as_u64)
+    {
+        map.insert(
+            "uptime".to_owned(),
+            json!(auth::now().saturating_sub(started)),
+        );
+    }
+    if has("lock") {
+        match config.get("lock") {
+            Some(lock) => map.insert("lock".to_owned(), lock.clone()),
+            None => map.remove("lock"),
+        };
+    }
+    if has("type")
+        && kind == Kind::Lxc
+        && props.is_some_and(|p| p.get("type").is_some_and(|t| t.enum_values.is_none()))
+    {
+        map.insert("type".to_owned(), json!("lxc"));
+    }
+    if has("template") && map.contains_key("template") {
+        map.insert(
+            "template".to_owned(),
+            json!(config.get("template").and_then(Value::as_i64).unwrap_or(0)),
+        );
+    }
+}
+
+/// `GET /version`.
+pub(crate) fn version(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    generic::exists(call, tx)?;
+    let view = View::new(call, tx.tables);
+    Ok(shaped(
+        call.api,
+        &call.op.returns,
+        &view.ctx(call),
+        version_fields(call.api),
+    ))
+}
+
+/// `GET /cluster/status`: the cluster entry, then one entry per node.
+pub(crate) fn cluster_status(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    generic::exists(call, tx)?;
+    let Some(items) = items_of(&call.op.returns) else {
+        return generic::read(call, tx);
+    };
+    let tables = tx.tables;
+    let view = View::new(call, tables);
+    let ctx = view.ctx(call);
+    let nodes: Vec<String> = tables.members("/nodes").cloned().collect();
+    let mut entries = vec![shaped(
+        call.api,
+        items,
+        &ctx,
+        json!({"type": "cluster", "id": "cluster", "name": cluster_name(tables),
+               "nodes": nodes.len(), "quorate": 1, "version": 3}),
+    )];
+    for (index, node) in nodes.iter().enumerate() {
+        let row = tables.get(node).cloned().unwrap_or_default();
+        let name = last_segment(node);
+        let node_ctx = GenContext { path: node, ..ctx };
+        entries.push(shaped(
+            call.api,
+            items,
+            &node_ctx,
+            json!({"type": "node", "id": format!("node/{name}"), "name": name,
+                   "online": u8::from(row.get("status").and_then(Value::as_str) == Some("online")),
+                   "local": u8::from(index == 0), "nodeid": index + 1,
+                   "ip": row.get("ip").cloned().unwrap_or(json!("192.168.1.11")), "level": ""}),
+        ));
+    }
+    Ok(Value::Array(entries))
+}
+
+/// `GET /cluster/resources`: per node its node entry, its guests and its storages (`type`
+/// filters).
+pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    generic::exists(call, tx)?;
+    let Some(items) = items_of(&call.op.returns) else {
+        return generic::read(call, tx);
+    };
+    let tables = tx.tables;
+    let view = View::new(call, tables);
+    let ctx = view.ctx(call);
+    let wanted = call.arg_str("type");
+    let mut entries = Vec::new();
+    let pools = super::pools::pool_of_guests(tables);
+    for node_path in tables.members("/nodes") {
+        let node = last_segment(node_path);
+        let row = tables.get(node_path).cloned().unwrap_or_default();
+        let online = row.get("status").and_then(Value::as_str) == Some("online");
+        if wanted.is_none_or(|w| w == "node") {
+            let node_ctx = GenContext {
+                path: node_path,
+                ..ctx
+            };
+            entries.push(shaped(
+                call.api,
+                items,
+                &node_ctx,
+                json!({"type": "node", "id": format!("node/{node}"), "node": node,
+                       "status": if online { "online" } else { "offline" }, "level": ""}),
+            ));
+        }
+        if wanted.is_none_or(|w| w == "vm") {
+            for kind in [Kind::Qemu, Kind::Lxc] {
+                for item in tables.members(&format!("{node_path}/{}", kind.segment())) {
+                    let mut entry = resource_guest_row(call.api, tables, items, &ctx, item, kind);
+                    let vmid = last_segment(item);
+                    if let Value::Object(map) = &mut entry {
+                        match vmid.parse::<u64>().ok().and_then(|v| pools.get(&v)) {
+                            Some(pool) => map.insert("pool".to_owned(), json!(pool)),
+                            None => map.remove("pool"),
+                        };
+                    }
+                    entries.push(entry);
+                }
+            }
+        }
+        if wanted.is_none_or(|w| w == "storage") {
+            for (storage, config) in storages_on(tables, node) {
+                let path = format!("{node_path}/storage/{storage}");
+                let storage_ctx = GenContext { path: &path, ..ctx };
+                entries.push(shaped(
+                    call.api,
+                    items,
+                    &storage_ctx,
+                    json!({"type": "storage", "id": format!("storage/{node}/{storage}"), "node": node,
+                           "storage": storage, "status": "available",
+                           "plugintype": config.get("type").cloned().unwrap_or(json!("dir")),
+                           "content": config.get("content").cloned().unwrap_or(json!("images")),
+                           "shared": 0}),
+                ));
+            }
+        }
+    }
+    Ok(Value::Array(entries))
+}
+
+/// The `/cluster/resources` row of one guest (without its pool).
+///
+/// The row depends on the schema, the context (the item's path among it), and the guest's
+/// config and status rows; a change to either row drops the cached one (`Tables::apply`).
+/// Running guests are not cached: their uptime moves with the clock.
+fn resource_guest_row(
+    api: &Api,
+    tables: &Tables,
+    items: &Schema,
+    ctx: &GenContext<'_>,
+    item: &str,
+    kind: Kind,
+) -> Value {
+    let item_ctx = GenContext { path: item, ..*ctx };
+    let key = gen_key_hash(items, &item_ctx);
+    if let Some(row) = tables.guest_rows.get(item, key) {
+        return row;
+    }
+    let vmid = last_segment(item);
+    let node = last_segment(parent(parent(item)));
+    let segment = kind.segment();
+    let mut entry = shaped(
+        api,
+        items,
+        &item_ctx,
+        json!({"type": segment, "id": format!("{segment}/{vmid}"), "node": node,
+               "vmid": vmid.parse::<i64>().unwrap_or(0)}),
+    );
+    guest_entry(&mut entry, tables, item, kind, items);
+    if let Value::Object(map) = &mut entry {
+        map.insert("type".to_owned(), json!(segment));
+    }
+    let running = entry.get("status").and_then(Value::as_str) == Some("running")
+        || tables
+            .get(&format!("{item}/status/current"))
+            .and_then(|s| s.get("status"))
+            .and_then(Value::as_str)
+            == Some("running");
+    if !running {
+        tables.guest_rows.insert(item, key, entry.clone());
+    }
+    entry
+}
+
+/// `GET /nodes/{node}/storage`: the storages enabled on the node (`content` filters).
+pub(crate) fn node_storage(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    generic::exists(call, tx)?;
+    let Some(items) = items_of(&call.op.returns) else {
+        return generic::read(call, tx);
+    };
+    let tables = tx.tables;
+    let view = View::new(call, tables);
+    let ctx = view.ctx(call);
+    let node = call.param("node").unwrap_or_default();
+    let content_filter = call.arg_str("content");
+    let mut entries = Vec::new();
+    for (storage, config) in storages_on(tables, node) {
+        let content = config
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or("images")
+            .to_owned();
+        if let Some(filter) = content_filter
+            && !split_list(&content).any(|c| c == filter)
+        {
+            continue;
+        }
+        let path = format!("/nodes/{node}/storage/{storage}");
+        let storage_ctx = GenContext { path: &path, ..ctx };
+        entries.push(shaped(
+            call.api,
+            items,
+            &storage_ctx,
+            json!({"storage": storage, "type": config.get("type").cloned().unwrap_or(json!("dir")),
+                   "content": content, "active": 1, "enabled": 1, "shared": 0}),
+        ));
+    }
+    Ok(Value::Array(entries))
+}
+
+/// `GET .../{vmid}/status/current`: generated, overlaid with the status row and the config.
+pub(crate) fn guest_status(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value, AppError> {
+    generic::exists(call, tx)?;
+    let tables = tx.tables;
+    let view = View::new(call, tables);
+    let ctx = view.ctx(call);
+    let returns = &call.op.returns;
+    let mut value = generate(call.api, returns, &ctx);
+    let has = |key: &str| {
+        returns
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.contains_key(key))
+    };
+    if let Some(stored) = tables.get(&view.concrete).and_then(Value::as_object)
+        && let Value::Object(map) = &mut value
+    {
+        for (key, field) in stored {
+            if has(key) {
+                map.insert(key.clone(), field.clone());
+            }
+        }
+    }
+    guest_entry(&mut value, tables, &guest.item, guest.kind, returns);
+    if let Value::Object(map) = &mut value
+        && has("vmid")
+    {
+        map.insert("vmid".to_owned(), json!(guest.vmid));
+    }
+    Ok(value)
+}
+
+fn check_node(tables: &Tables, node: &str) -> Result<(), AppError> {
+    if tables.exists(&format!("/nodes/{node}")) {
+        Ok(())
+    } else {
+        Err(AppError::die(format!(
+            "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known\n"
+        )))
+    }
+}
+
+/// `GET /nodes/{node}/network`: the node's physical NIC, its bridge `vmbr0` (with the node's
+/// address) and any interfaces stored below the path; `type` filters.
+pub(crate) fn network(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    let node = call.param("node").unwrap_or_default();
+    check_node(tables, node)?;
+    let ip = tables
+        .get(&format!("/nodes/{node}"))
+        .and_then(|row| row.get("ip"))
+        .and_then(Value::as_str)
+        .unwrap_or("192.168.1.11")
+        .to_owned();
+    let mut interfaces = vec![
+        json!({"iface": "eno1", "type": "eth", "method": "manual", "method6": "manual",
+               "families": ["inet"], "active": 1, "autostart": 0, "exists": 1, "priority": 3}),
+        json!({"iface": "vmbr0", "type": "bridge", "method": "static", "method6": "manual",
+               "families": ["inet"], "active": 1, "autostart": 1, "priority": 4,
+               "address": ip, "netmask": "24", "cidr": format!("{ip}/24"),
+               "gateway": "192.168.1.1", "bridge_ports": "eno1", "bridge_stp": "off",
+               "bridge_fd": "0"}),
+    ];
+    let collection = format!("/nodes/{node}/network");
+    for path in tables.members(&collection) {
+        let Some(Value::Object(row)) = tables.get(path) else {
+            continue;
+        };
+        let iface = last_segment(path).to_owned();
+        interfaces.retain(|i| i["iface"] != json!(iface));
+        let mut entry =
+            json!({"iface": iface, "families": ["inet"], "method": "manual", "priority": 5});
+        for (key, value) in row {
+            if !key.starts_with('_') {
+                entry[key] = value.clone();
+            }
+        }
+        interfaces.push(entry);
+    }
+    if let Some(wanted) = call.arg_text("type") {
+        interfaces.retain(|i| {
+            let kind = i["type"].as_str().unwrap_or_default();
+            match wanted.as_str() {
+                "any_bridge" | "any_local_bridge" => kind == "bridge" || kind == "OVSBridge",
+                _ => kind == wanted,
+            }
+        });
+    }
+    Ok(Value::Array(interfaces))
+}
+
+/// `GET /nodes/{node}/version`: the same release as `/version`.
+pub(crate) fn node_version(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    check_node(tx.tables, call.param("node").unwrap_or_default())?;
+    Ok(version_fields(call.api))
+}

@@ -1,0 +1,105 @@
+//! [`AppState`]: everything one mock instance shares between requests (the compiled API, the
+//! store, the ticket signer, settings, simulation, caches), and nothing about HTTP.
+//!
+//! The HTTP layer (`crate::http`) holds an `AppState` and hands each handler only what it needs
+//! (`crate::ops::Call` and `crate::ops::Tx`); handlers never see the state itself.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::access::AccessCache;
+use crate::api::Api;
+use crate::auth::{self, AuthCache, Signer};
+use crate::ops::routes::Routes;
+use crate::seed::Fixture;
+use crate::simulation::{Simulation, TaskDurations};
+use crate::store::StateStore;
+
+/// Run-time settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Whether requests must authenticate.
+    pub(crate) auth: bool,
+    /// How long worker tasks run, by type.
+    pub(crate) task_durations: TaskDurations,
+    /// The root@pam password of the seed.
+    pub(crate) root_password: String,
+    /// The seed fixture (used by `POST /_mock/reset`).
+    pub(crate) fixture: Fixture,
+}
+
+/// Shared state of one mock instance.
+pub(crate) struct Inner {
+    /// The compiled API.
+    pub(crate) api: Arc<Api>,
+    /// The route table, resolved against the API.
+    pub(crate) routes: Routes,
+    /// The state store (owns the write path).
+    pub(crate) store: Arc<StateStore>,
+    /// Ticket and CSRF token signer.
+    pub(crate) signer: Signer,
+    /// Settings.
+    pub(crate) settings: Settings,
+    /// Injected request and task faults.
+    pub(crate) simulation: Simulation,
+    /// The access model (users, groups, roles, ACL), rebuilt when its rows change.
+    pub(crate) access: AccessCache,
+    /// Verified tickets and tokens.
+    pub(crate) auth_cache: AuthCache,
+    /// Base URLs advertised in `openapi.json` (`servers`).
+    pub(crate) server_urls: OnceLock<Vec<String>>,
+    /// The rendered `openapi.json` (with `servers`), built on first request.
+    pub(crate) openapi: OnceLock<bytes::Bytes>,
+    pid: AtomicU32,
+}
+
+/// Cheaply clonable handle to the shared state.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("tag", &self.api.meta.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub(crate) fn new(
+        api: Arc<Api>,
+        store: Arc<StateStore>,
+        signer: Signer,
+        settings: Settings,
+    ) -> AppState {
+        let simulation = Simulation::new(&settings.fixture.faults);
+        let access = AccessCache::new(&api.meta.release);
+        AppState(Arc::new(Inner {
+            routes: Routes::new(&api),
+            api,
+            store,
+            signer,
+            settings,
+            simulation,
+            access,
+            auth_cache: AuthCache::default(),
+            server_urls: OnceLock::new(),
+            openapi: OnceLock::new(),
+            pid: AtomicU32::new(0x1000 + (auth::now() % 0x1000) as u32),
+        }))
+    }
+
+    /// A fresh worker PID.
+    pub(crate) fn next_pid(&self) -> u32 {
+        self.pid.fetch_add(1, Ordering::Relaxed)
+    }
+}

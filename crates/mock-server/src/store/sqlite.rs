@@ -1,0 +1,333 @@
+//! The SQLite backend: schema, loading, the writer thread with group commit, and the resync of
+//! memory after a failed commit. Nothing outside the store module sees a connection.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::tables::{Change, Tables};
+use super::{META_FINGERPRINT, StoreError};
+
+fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { context, source }
+}
+
+/// A job for the writer thread.
+pub(super) enum Job {
+    Batch(Vec<Change>, oneshot::Sender<Result<(), StoreError>>),
+    Reset(Vec<Change>, oneshot::Sender<Result<(), StoreError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Opens (and if needed creates or resets) the database, loads it into memory and starts the
+/// writer thread. Returns the tables the writer keeps honest and the writer's queue.
+pub(super) fn open(
+    path: &Path,
+    fingerprint: &str,
+    seed: Vec<Change>,
+) -> Result<(Arc<RwLock<Tables>>, mpsc::Sender<Job>), StoreError> {
+    let mut conn = Connection::open(path).map_err(sqlite("open database"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sqlite("enable WAL"))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sqlite("set synchronous"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite("set busy timeout"))?;
+    conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS objects (
+                 path TEXT PRIMARY KEY, collection TEXT, body TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection);
+             CREATE TABLE IF NOT EXISTS tombstones (path TEXT PRIMARY KEY, collection TEXT NOT NULL);",
+        )
+        .map_err(sqlite("create tables"))?;
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [META_FINGERPRINT],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sqlite("read fingerprint"))?;
+    if stored.as_deref() != Some(fingerprint) {
+        if stored.is_some() {
+            tracing::info!("schema fingerprint changed; resetting the mock state");
+        }
+        let mut changes = seed;
+        changes.push(Change::Meta {
+            key: META_FINGERPRINT.to_owned(),
+            value: fingerprint.to_owned(),
+        });
+        write_reset(&mut conn, &changes)?;
+    }
+    let tables = Arc::new(RwLock::new(load(&conn)?));
+    let (sender, receiver) = mpsc::channel();
+    let writer = Writer {
+        conn,
+        receiver,
+        tables: Arc::clone(&tables),
+        backlog: VecDeque::new(),
+    };
+    std::thread::Builder::new()
+        .name("mock-store-writer".to_owned())
+        .spawn(move || writer.run())
+        .map_err(|_| StoreError::Closed)?;
+    Ok((tables, sender))
+}
+
+fn load(conn: &Connection) -> Result<Tables, StoreError> {
+    let mut tables = Tables::default();
+    let mut statement = conn
+        .prepare("SELECT path, collection, body FROM objects")
+        .map_err(sqlite("prepare load"))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(sqlite("load objects"))?;
+    for row in rows {
+        let (path, collection, body) = row.map_err(sqlite("load objects"))?;
+        let value: Value =
+            serde_json::from_str(&body).map_err(|_| StoreError::Corrupt(path.clone()))?;
+        tables.apply(&Change::Put {
+            path,
+            collection,
+            value,
+        });
+    }
+    let mut statement = conn
+        .prepare("SELECT path, collection FROM tombstones")
+        .map_err(sqlite("prepare load"))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(sqlite("load tombstones"))?;
+    for row in rows {
+        let (path, collection) = row.map_err(sqlite("load tombstones"))?;
+        tables.tombstones.insert(path, collection);
+    }
+    let mut statement = conn
+        .prepare("SELECT key, value FROM meta")
+        .map_err(sqlite("prepare load"))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(sqlite("load meta"))?;
+    for row in rows {
+        let (key, value) = row.map_err(sqlite("load meta"))?;
+        tables.meta.insert(key, value);
+    }
+    Ok(tables)
+}
+
+fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<(), StoreError> {
+    for change in changes {
+        match change {
+            Change::Put {
+                path,
+                collection,
+                value,
+            } => {
+                let body = value.to_string();
+                tx.prepare_cached(
+                    "INSERT INTO objects (path, collection, body) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(path) DO UPDATE SET collection = excluded.collection, body = excluded.body",
+                )
+                .and_then(|mut s| s.execute(params![path, collection, body]))
+                .map_err(sqlite("write object"))?;
+                tx.prepare_cached("DELETE FROM tombstones WHERE path = ?1")
+                    .and_then(|mut s| s.execute([path]))
+                    .map_err(sqlite("clear tombstone"))?;
+            }
+            Change::Delete { path } => {
+                let collection: Option<Option<String>> = tx
+                    .prepare_cached("SELECT collection FROM objects WHERE path = ?1")
+                    .and_then(|mut s| s.query_row([path], |row| row.get(0)).optional())
+                    .map_err(sqlite("read member"))?;
+                // Everything strictly below `path/`: the range ['path/', 'path0').
+                let low = format!("{path}/");
+                let high = format!("{path}0");
+                tx.prepare_cached(
+                    "DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+                )
+                .and_then(|mut s| s.execute(params![path, low, high]))
+                .map_err(sqlite("delete objects"))?;
+                if let Some(Some(collection)) = collection {
+                    tx.prepare_cached(
+                        "INSERT INTO tombstones (path, collection) VALUES (?1, ?2)
+                         ON CONFLICT(path) DO UPDATE SET collection = excluded.collection",
+                    )
+                    .and_then(|mut s| s.execute(params![path, collection]))
+                    .map_err(sqlite("write tombstone"))?;
+                }
+            }
+            Change::Meta { key, value } => {
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )
+                .and_then(|mut s| s.execute(params![key, value]))
+                .map_err(sqlite("write meta"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_reset(conn: &mut Connection, changes: &[Change]) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(sqlite("begin reset"))?;
+    tx.execute_batch("DELETE FROM objects; DELETE FROM tombstones; DELETE FROM meta;")
+        .map_err(sqlite("clear tables"))?;
+    write_changes(&tx, changes)?;
+    tx.commit().map_err(sqlite("commit reset"))
+}
+
+/// The writer thread: commits batches to SQLite (group commit) and keeps memory honest.
+///
+/// Memory is changed when a request submits its changes, before SQLite commits them. When a
+/// commit fails (disk full, I/O error), memory would be ahead of the database, so the writer
+/// reloads memory from the database (the durable truth) and re-applies the jobs submitted
+/// meanwhile, all before it acknowledges anything: the failed request answers with an error and
+/// its change is visible to nobody, which keeps writes transactional.
+struct Writer {
+    conn: Connection,
+    receiver: mpsc::Receiver<Job>,
+    tables: Arc<RwLock<Tables>>,
+    /// Jobs taken off the channel during a resync, handled before new ones.
+    backlog: VecDeque<Job>,
+}
+
+type Batch = (Vec<Change>, oneshot::Sender<Result<(), StoreError>>);
+
+impl Writer {
+    fn next_job(&mut self, wait: bool) -> Option<Job> {
+        if let Some(job) = self.backlog.pop_front() {
+            return Some(job);
+        }
+        if wait {
+            self.receiver.recv().ok()
+        } else {
+            self.receiver.try_recv().ok()
+        }
+    }
+
+    fn run(mut self) {
+        while let Some(job) = self.next_job(true) {
+            let mut batches = Vec::new();
+            let mut next = Some(job);
+            // Group commit: take every batch that is already waiting.
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Batch(changes, ack) => {
+                        batches.push((changes, ack));
+                        if batches.len() < 512 {
+                            next = self.next_job(false);
+                        }
+                    }
+                    Job::Reset(changes, ack) => {
+                        self.flush(std::mem::take(&mut batches));
+                        let result = write_reset(&mut self.conn, &changes);
+                        if result.is_err() {
+                            self.resync();
+                        }
+                        let _ = ack.send(result);
+                    }
+                    Job::Close(ack) => {
+                        self.flush(std::mem::take(&mut batches));
+                        let _ = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+                        let _ = ack.send(());
+                        return;
+                    }
+                }
+            }
+            self.flush(batches);
+        }
+    }
+
+    /// Commits batches, resyncs memory if any failed, then acknowledges each.
+    fn flush(&mut self, batches: Vec<Batch>) {
+        if batches.is_empty() {
+            return;
+        }
+        let results = commit_batches(&mut self.conn, &batches);
+        if results.iter().any(Result::is_err) {
+            self.resync();
+        }
+        for ((_, ack), result) in batches.into_iter().zip(results) {
+            let _ = ack.send(result);
+        }
+    }
+
+    /// Reloads memory from the database and re-applies the jobs that were submitted (and so
+    /// applied to memory) but not yet committed.
+    fn resync(&mut self) {
+        let mut tables = self
+            .tables
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // With the write lock held nobody can submit; whatever was submitted is in the channel.
+        while let Ok(job) = self.receiver.try_recv() {
+            self.backlog.push_back(job);
+        }
+        match load(&self.conn) {
+            Ok(fresh) => {
+                let access_rev = tables.access_rev + 1;
+                *tables = fresh;
+                tables.access_rev = access_rev;
+                for job in &self.backlog {
+                    match job {
+                        Job::Batch(changes, _) => {
+                            for change in changes {
+                                tables.apply(change);
+                            }
+                        }
+                        Job::Reset(changes, _) => {
+                            *tables = Tables::default();
+                            for change in changes {
+                                tables.apply(change);
+                            }
+                        }
+                        Job::Close(_) => {}
+                    }
+                }
+                tracing::warn!("a commit failed; memory reloaded from the database");
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "a commit failed and the database cannot be reloaded; memory may be ahead of it");
+            }
+        }
+    }
+}
+
+/// Commits all batches in one transaction; when that fails, each batch alone, so one bad batch
+/// fails only its own request. Returns one result per batch.
+fn commit_batches(conn: &mut Connection, batches: &[Batch]) -> Vec<Result<(), StoreError>> {
+    let commit = |conn: &mut Connection, batches: &[Batch]| -> Result<(), StoreError> {
+        let tx = conn.transaction().map_err(sqlite("begin"))?;
+        for (changes, _) in batches {
+            write_changes(&tx, changes)?;
+        }
+        tx.commit().map_err(sqlite("commit"))
+    };
+    match commit(conn, batches) {
+        Ok(()) => batches.iter().map(|_| Ok(())).collect(),
+        Err(error) => {
+            tracing::error!(error = %error, "group commit failed; retrying batches one by one");
+            batches
+                .iter()
+                .map(|batch| commit(conn, std::slice::from_ref(batch)))
+                .collect()
+        }
+    }
+}
