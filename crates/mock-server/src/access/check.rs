@@ -141,12 +141,7 @@ fn options(items: &[Value]) -> Vec<(&str, &Value)> {
 }
 
 fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
-        Value::String(s) => !matches!(s.as_str(), "" | "0"),
-        _ => false,
-    }
+    crate::schema::value_bool(value).unwrap_or(false)
 }
 
 impl Checker<'_> {

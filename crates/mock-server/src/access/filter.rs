@@ -119,13 +119,7 @@ pub(crate) fn filter_reply(
         model: model.as_deref(),
         subject: &caller.userid,
     };
-    let param = |name: &str| {
-        path_params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-            .unwrap_or_default()
-    };
+    let param = |name: &str| crate::api::path_param(path_params, name).unwrap_or_default();
     let owns_task = |user: &str| {
         user == caller.userid
             || caller

@@ -134,15 +134,12 @@ pub fn user_group_list(row: &Value) -> Vec<String> {
     }
 }
 
-/// Whether a stored flag (`1`, `true`, `"1"`) is set; `default` when absent.
+/// Whether a stored flag (`1`, `true`, `"yes"`, ...) is set; `default` when absent or not a
+/// boolean.
 pub fn flag(row: &Value, key: &str, default: bool) -> bool {
-    match row.get(key) {
-        None | Some(Value::Null) => default,
-        Some(Value::Bool(value)) => *value,
-        Some(Value::Number(number)) => number.as_f64().is_some_and(|n| n != 0.0),
-        Some(Value::String(text)) => !matches!(text.as_str(), "" | "0"),
-        Some(_) => default,
-    }
+    row.get(key)
+        .and_then(crate::schema::value_bool)
+        .unwrap_or(default)
 }
 
 impl AccessModel {

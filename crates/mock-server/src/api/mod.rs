@@ -367,16 +367,21 @@ impl Api {
     }
 }
 
+/// The one path-parameter accessor: the value of `name` among decoded path parameters.
+pub(crate) fn path_param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
+    params
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
 /// Replaces the `{param}` segments of a template with values.
 pub fn fill_template(template: &str, params: &[(String, String)]) -> String {
     let mut out = String::with_capacity(template.len() + 16);
     for segment in template.split('/').skip(1) {
         out.push('/');
         if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            match params.iter().find(|(key, _)| key == name) {
-                Some((_, value)) => out.push_str(value),
-                None => out.push_str(segment),
-            }
+            out.push_str(path_param(params, name).unwrap_or(segment));
         } else {
             out.push_str(segment);
         }

@@ -21,7 +21,7 @@ fn agent_enabled(value: &Value) -> bool {
     let raw = text(value);
     let first = raw.split(',').next().unwrap_or_default();
     let enabled = first.strip_prefix("enabled=").unwrap_or(first);
-    matches!(enabled, "1" | "yes" | "on" | "true")
+    crate::schema::parse_boolean(enabled).unwrap_or(false)
 }
 
 fn assert_available(

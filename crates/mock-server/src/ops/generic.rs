@@ -19,7 +19,7 @@ use route_metadata::{Method, Operation, PathKind, Schema, SchemaType};
 use serde_json::{Map, Value, json};
 
 use super::{Call, Plan, Tx, already_exists};
-use crate::api::{Api, fill_template, last_segment, parent};
+use crate::api::{Api, fill_template, last_segment, parent, path_param};
 use crate::auth::{self, PASSWORD_KEY, SECRET_KEY};
 use crate::error::AppError;
 use crate::schema::{GenContext, Params, generate, resolve_property, split_list};
@@ -35,13 +35,7 @@ fn kind_name(collection_template: &str) -> String {
 
 /// Proxmox's message for a missing member.
 fn not_found(item_template: &str, concrete: &str, params: &[(String, String)]) -> AppError {
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-            .unwrap_or_default()
-    };
+    let get = |name: &str| path_param(params, name).unwrap_or_default();
     let message = match item_template {
         "/nodes/{node}/qemu/{vmid}" => format!(
             "Configuration file 'nodes/{}/qemu-server/{}.conf' does not exist\n",
@@ -122,11 +116,7 @@ fn member_exists(
 ) -> bool {
     match template {
         "/nodes/{node}/storage/{storage}" => {
-            let storage = params
-                .iter()
-                .find(|(key, _)| key == "storage")
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_default();
+            let storage = path_param(params, "storage").unwrap_or_default();
             tables.exists(&format!("/storage/{storage}"))
         }
         _ => tables.exists(concrete),

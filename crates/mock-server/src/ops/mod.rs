@@ -54,7 +54,7 @@ use crate::access::{AccessCache, AccessModel, Caller};
 use crate::api::{Api, fill_template};
 use crate::auth::Signer;
 use crate::error::AppError;
-use crate::schema::{Params, parse_boolean};
+use crate::schema::{Params, value_bool};
 use crate::state::AppState;
 use crate::store::{Change, StateStore, Tables};
 use guest::Guest;
@@ -81,10 +81,7 @@ pub(crate) struct Call<'a> {
 impl Call<'_> {
     /// A path parameter.
     pub(crate) fn param(&self, name: &str) -> Option<&str> {
-        self.path_params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        crate::api::path_param(self.path_params, name)
     }
 
     /// The concrete path of the call (`/nodes/pve1/qemu/100/config`).
@@ -111,12 +108,7 @@ impl Call<'_> {
     /// `0`/`off`/`no`/`false` (any case), numbers by non-zero; `None` when absent or not a
     /// boolean (the validator has refused those already for boolean parameters).
     pub(crate) fn arg_bool(&self, name: &str) -> Option<bool> {
-        match self.args.get(name)? {
-            Value::Bool(flag) => Some(*flag),
-            Value::Number(number) => Some(number.as_f64().is_some_and(|n| n != 0.0)),
-            Value::String(text) => parse_boolean(text),
-            _ => None,
-        }
+        value_bool(self.args.get(name)?)
     }
 
     /// A boolean argument that defaults to false.

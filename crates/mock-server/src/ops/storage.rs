@@ -393,7 +393,7 @@ pub(crate) fn allocate(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         format!("{storage}:{filename}")
     };
     if existing_volume_path(tables, node, &volid)?.is_some() {
-        return Err(AppError::die(format!("volume '{volid}' already exists\n")));
+        return Err(AppError::die(super::already_exists("volume", &volid)));
     }
     let volume = Volume {
         volid: volid.clone(),

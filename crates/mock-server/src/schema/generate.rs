@@ -35,10 +35,7 @@ pub struct GenContext<'a> {
 
 impl GenContext<'_> {
     fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        crate::api::path_param(self.params, name)
     }
 }
 

@@ -9,5 +9,5 @@ pub(crate) use generate::{GenCache, GenContext, gen_key_hash, generate, seed};
 pub(crate) use validate::validate_value;
 pub(crate) use validate::{
     Params, check_format, coerce, coerce_params, parse_boolean, resolve_property, split_list,
-    validate_params,
+    validate_params, value_bool,
 };

@@ -469,6 +469,18 @@ pub fn parse_boolean(text: &str) -> Option<bool> {
     }
 }
 
+/// The one boolean reader: a JSON value read as pve-common reads booleans (`parse_boolean` on
+/// text, any non-zero number, JSON booleans). `None` for anything else, so each caller decides
+/// what an absent or malformed flag means.
+pub fn value_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(flag) => Some(*flag),
+        Value::Number(number) => Some(number.as_f64().is_some_and(|n| n != 0.0)),
+        Value::String(text) => parse_boolean(text),
+        _ => None,
+    }
+}
+
 /// `PVE::Tools::split_list`.
 pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
     text.split([',', ';', ' ', '\0', '\t', '\n'])

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::*;
+use super::{die, has_any};
 use crate::access::check::{check_perm_modify, perm_error};
 use crate::access::model::{ACL_ROW, AclEntry, acl_entries, acl_row, normalize_path};
 use crate::auth::{self};
@@ -93,14 +93,16 @@ pub fn check_path(path: &str) -> bool {
 pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let model = tx.access();
-    let args = call.args;
-    let users: Vec<&str> = opt(args, "users")
+    let users: Vec<&str> = call
+        .arg_str("users")
         .map(|s| split_list(s).collect())
         .unwrap_or_default();
-    let groups: Vec<&str> = opt(args, "groups")
+    let groups: Vec<&str> = call
+        .arg_str("groups")
         .map(|s| split_list(s).collect())
         .unwrap_or_default();
-    let tokens: Vec<&str> = opt(args, "tokens")
+    let tokens: Vec<&str> = call
+        .arg_str("tokens")
         .map(|s| split_list(s).collect())
         .unwrap_or_default();
     if users.is_empty() && groups.is_empty() && tokens.is_empty() {
@@ -112,7 +114,7 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
                 .collect(),
         ));
     }
-    let raw_path = arg(args, "path");
+    let raw_path = call.arg_str("path").unwrap_or_default();
     let delete = call.arg_bool("delete").unwrap_or(false);
     let invalid = || AppError::param("path", format!("invalid ACL path '{raw_path}'"));
     let path = normalize_path(raw_path).ok_or_else(invalid)?;
@@ -122,7 +124,7 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let failed = |message: String| die(format!("ACL update failed: {message}"));
     let propagate = u8::from(call.arg_bool("propagate").unwrap_or(true));
     let mut entries = acl_entries(tables);
-    for role in split_list(arg(args, "roles")) {
+    for role in split_list(call.arg_str("roles").unwrap_or_default()) {
         if !model.roles().contains_key(role) {
             return Err(failed(format!("role '{role}' does not exist\n")));
         }
@@ -204,16 +206,15 @@ pub(crate) fn without_acl_of(tables: &Tables, kind_ugid: &[(&str, &str)]) -> Cha
 pub(crate) fn permissions(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let model = tx.access();
     let caller = call.caller;
-    let args = call.args;
     let authid = caller.userid.as_str();
-    let userid = opt(args, "userid").unwrap_or(authid);
+    let userid = call.arg_str("userid").unwrap_or(authid);
     let owned_token = userid
         .split_once('!')
         .is_some_and(|(user, _)| user == authid);
     if userid != authid && !owned_token && !has_any(model, authid, "/access", &["Sys.Audit"]) {
         return Err(perm_error(Some("/access, Sys.Audit")));
     }
-    match opt(args, "path").filter(|path| !path.is_empty()) {
+    match call.arg_str("path").filter(|path| !path.is_empty()) {
         Some(path) => {
             let perms = normalize_path(path)
                 .map(|normal| model.permissions(userid, &normal))
@@ -228,7 +229,7 @@ pub(crate) fn permissions(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppErro
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{die, has_any};
 
     #[test]
     fn acl_paths_follow_check_path() {

@@ -4,9 +4,9 @@ use route_metadata::Method;
 use serde_json::{Value, json};
 
 use super::acl::without_acl_of;
-use super::*;
+use super::{die, has_any, object_of, put_member};
 use crate::error::AppError;
-use crate::ops::{Call, Plan, Tx};
+use crate::ops::{Call, Plan, Tx, already_exists};
 use crate::store::Change;
 
 // ----------------------------------------------------------------------------------------------
@@ -47,8 +47,7 @@ pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
     let model = tx.access();
-    let args = call.args;
-    let group = arg(args, "groupid");
+    let group = call.arg_str("groupid").unwrap_or_default();
     let members = model
         .groups()
         .get(group)
@@ -66,19 +65,19 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let method = call.op.method;
-    let args = call.args;
-    let group = arg(args, "groupid");
+    let group = call.arg_str("groupid").unwrap_or_default();
     let path = format!("/access/groups/{group}");
     let exists = tables.exists(&path);
     match method {
         Method::Post => {
             if exists {
                 return Err(die(format!(
-                    "create group failed: group '{group}' already exists\n"
+                    "create group failed: {}",
+                    already_exists("group", group)
                 )));
             }
             let mut row = json!({});
-            if let Some(comment) = opt(args, "comment").filter(|c| !c.is_empty()) {
+            if let Some(comment) = call.arg_str("comment").filter(|c| !c.is_empty()) {
                 row["comment"] = json!(comment);
             }
             Ok(Plan::changes(
@@ -93,7 +92,7 @@ pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
                 )));
             };
             let mut row = object_of(Some(current));
-            if let Some(comment) = opt(args, "comment") {
+            if let Some(comment) = call.arg_str("comment") {
                 row["comment"] = json!(comment);
             }
             Ok(Plan::changes(

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::tfa::user_tfa;
-use super::*;
+use super::{has_any, password_ok, user_enabled};
 use crate::access::model::{AccessModel, ROOT, flag, normalize_path};
 use crate::access::totp::Totp;
 use crate::auth::{self};
@@ -54,15 +54,14 @@ fn second_factor_ok(secrets: &[Totp], response: &str, now: u64) -> bool {
 pub(crate) fn login(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
     let model = tx.access();
-    let args = call.args;
     let failure = || AppError::status(StatusCode::UNAUTHORIZED, "authentication failure\n");
-    let mut username = arg(args, "username").to_owned();
-    if let Some(realm) = opt(args, "realm").filter(|realm| !realm.is_empty()) {
+    let mut username = call.arg_str("username").unwrap_or_default().to_owned();
+    if let Some(realm) = call.arg_str("realm").filter(|realm| !realm.is_empty()) {
         username = format!("{username}@{realm}");
     }
-    let password = arg(args, "password");
-    let otp = opt(args, "otp");
-    let challenge = opt(args, "tfa-challenge");
+    let password = call.arg_str("password").unwrap_or_default();
+    let otp = call.arg_str("otp");
+    let challenge = call.arg_str("tfa-challenge");
     let now = auth::now();
     if !user_enabled(tables, &username) {
         tracing::debug!(%username, "login failed: no such user or disabled");
@@ -70,7 +69,7 @@ pub(crate) fn login(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     }
     let signer = tx.signer;
     let mut need_tfa: Option<String> = None;
-    if let (Some(path), Some(privs)) = (opt(args, "path"), opt(args, "privs")) {
+    if let (Some(path), Some(privs)) = (call.arg_str("path"), call.arg_str("privs")) {
         // `verify_auth`: a ticket, or the password, and the privileges on the path.
         let ticket_ok = signer
             .verify_ticket(password, now)

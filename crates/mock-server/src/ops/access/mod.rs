@@ -19,22 +19,13 @@ use serde_json::{Value, json};
 
 use crate::access::Caller;
 use crate::access::check::perm_error;
-use crate::access::model::{AccessModel, Perms, ROOT, flag};
+use crate::access::model::{AccessModel, Perms, ROOT};
 use crate::auth::{self, PASSWORD_KEY};
 use crate::error::AppError;
-use crate::schema::Params;
 use crate::store::{Change, Tables};
 
 // ----------------------------------------------------------------------------------------------
 // Plumbing.
-
-pub(super) fn arg<'a>(args: &'a Params, name: &str) -> &'a str {
-    args.get(name).and_then(Value::as_str).unwrap_or_default()
-}
-
-pub(super) fn opt<'a>(args: &'a Params, name: &str) -> Option<&'a str> {
-    args.get(name).and_then(Value::as_str)
-}
 
 /// A stored row as an object (rows written by hand into a seed's `objects` may be anything).
 pub(super) fn object_of(value: Option<&Value>) -> Value {
@@ -74,11 +65,7 @@ pub(super) fn has_any(model: &AccessModel, subject: &str, path: &str, names: &[&
 
 /// `check_user_enabled`: exists, enabled and not expired.
 pub(super) fn user_enabled(tables: &Tables, userid: &str) -> bool {
-    let Some(row) = tables.get(&user_path(userid)) else {
-        return false;
-    };
-    let expire = row.get("expire").and_then(Value::as_u64).unwrap_or(0);
-    flag(row, "enable", true) && (expire == 0 || expire >= auth::now())
+    crate::access::check_user_enabled(tables, userid, auth::now()).is_ok()
 }
 
 pub(super) fn password_ok(tables: &Tables, userid: &str, password: &str) -> bool {

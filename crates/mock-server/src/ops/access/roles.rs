@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use route_metadata::Method;
 use serde_json::{Value, json};
 
-use super::*;
+use super::{die, put_member};
 use crate::access::model::AccessModel;
 use crate::access::privileges::PrivSet;
 use crate::error::AppError;
-use crate::ops::{Call, Plan, Tx};
+use crate::ops::{Call, Plan, Tx, already_exists};
 use crate::schema::split_list;
 use crate::store::Change;
 
@@ -42,7 +42,7 @@ pub(crate) fn list(_call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 
 pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let model = tx.access();
-    let roleid = arg(call.args, "roleid");
+    let roleid = call.arg_str("roleid").unwrap_or_default();
     let set = model
         .roles()
         .get(roleid)
@@ -60,12 +60,11 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let model = tx.access();
     let method = call.op.method;
-    let args = call.args;
-    let roleid = arg(args, "roleid");
+    let roleid = call.arg_str("roleid").unwrap_or_default();
     let path = format!("/access/roles/{roleid}");
     let special = model.catalog().is_special(roleid);
     // Format `pve-priv-list` (`verify_privname`), checked with the other parameters.
-    for name in opt(args, "privs").map(split_list).into_iter().flatten() {
+    for name in call.arg_str("privs").map(split_list).into_iter().flatten() {
         if !model.catalog().is_valid(name) {
             return Err(AppError::param(
                 "privs",
@@ -96,7 +95,10 @@ pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     }
     let exists = model.roles().contains_key(roleid);
     if method == Method::Post && exists {
-        return Err(die(format!("{context}: role '{roleid}' already exists\n")));
+        return Err(die(format!(
+            "{context}: {}",
+            already_exists("role", roleid)
+        )));
     }
     if method != Method::Post && !exists {
         return Err(die(format!("{context}: role '{roleid}' does not exist\n")));
@@ -109,7 +111,7 @@ pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         let current = model.roles().get(roleid).copied().unwrap_or(0);
         privs.extend(model.catalog().names_of(current).map(str::to_owned));
     }
-    for name in opt(args, "privs").map(split_list).into_iter().flatten() {
+    for name in call.arg_str("privs").map(split_list).into_iter().flatten() {
         privs.insert(name.to_owned());
     }
     let privs: Vec<String> = privs.into_iter().collect();

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use route_metadata::Method;
 use serde_json::{Value, json};
 
-use super::*;
+use super::{die, has_any, object_of, put_member, reauth, user_path};
 use crate::access::totp::{TFA_KEY, Totp, totp_entry};
 use crate::api::last_segment;
 use crate::auth::{self};
@@ -18,7 +18,7 @@ use http::StatusCode;
 /// `GET /access/tfa/{userid}`: a user's entries without their secrets.
 pub(crate) fn list_user(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     Ok(Value::Array(
-        user_tfa(tx.tables, arg(call.args, "userid"))
+        user_tfa(tx.tables, call.arg_str("userid").unwrap_or_default())
             .iter()
             .map(public_entry)
             .collect(),
@@ -82,9 +82,8 @@ pub(crate) fn list_all(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> 
 
 pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
-    let args = call.args;
-    let id = arg(args, "id");
-    user_tfa(tables, arg(args, "userid"))
+    let id = call.arg_str("id").unwrap_or_default();
+    user_tfa(tables, call.arg_str("userid").unwrap_or_default())
         .iter()
         .find(|entry| entry.get("id").and_then(Value::as_str) == Some(id))
         .map(public_entry)
@@ -111,18 +110,21 @@ fn with_tfa(tables: &Tables, userid: &str, entries: Vec<Value>) -> Change {
 pub(crate) fn add(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let caller = call.caller;
-    let args = call.args;
-    let userid = arg(args, "userid");
-    reauth(tables, caller, userid, opt(args, "password"), "password")?;
-    let kind = arg(args, "type");
+    let userid = call.arg_str("userid").unwrap_or_default();
+    reauth(tables, caller, userid, call.arg_str("password"), "password")?;
+    let kind = call.arg_str("type").unwrap_or_default();
     if kind != "totp" {
         return Err(die(format!(
             "adding '{kind}' entries is not supported by the mock (only 'totp')\n"
         )));
     }
-    let uri = opt(args, "totp").ok_or_else(|| die("missing 'totp' parameter\n"))?;
+    let uri = call
+        .arg_str("totp")
+        .ok_or_else(|| die("missing 'totp' parameter\n"))?;
     let totp = Totp::from_uri(uri).map_err(|error| die(format!("{error}\n")))?;
-    let value = opt(args, "value").ok_or_else(|| die("missing 'value' parameter\n"))?;
+    let value = call
+        .arg_str("value")
+        .ok_or_else(|| die("missing 'value' parameter\n"))?;
     let now = auth::now();
     if !totp.verify(value, now) {
         return Err(die("failed to verify TOTP challenge\n"));
@@ -131,7 +133,7 @@ pub(crate) fn add(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let mut entries = user_tfa(tables, userid);
     entries.push(totp_entry(
         &id,
-        opt(args, "description").unwrap_or_default(),
+        call.arg_str("description").unwrap_or_default(),
         &totp,
         now,
     ));
@@ -145,10 +147,9 @@ pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let caller = call.caller;
     let method = call.op.method;
-    let args = call.args;
-    let userid = arg(args, "userid");
-    let id = arg(args, "id");
-    reauth(tables, caller, userid, opt(args, "password"), "password")?;
+    let userid = call.arg_str("userid").unwrap_or_default();
+    let id = call.arg_str("id").unwrap_or_default();
+    reauth(tables, caller, userid, call.arg_str("password"), "password")?;
     let mut entries = user_tfa(tables, userid);
     let Some(index) = entries
         .iter()
@@ -162,7 +163,7 @@ pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     if method == Method::Delete {
         entries.remove(index);
     } else {
-        if let Some(description) = opt(args, "description") {
+        if let Some(description) = call.arg_str("description") {
             entries[index]["description"] = json!(description);
         }
         if let Some(enable) = call.arg_bool("enable") {

@@ -6,14 +6,14 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use super::acl::without_acl_of;
-use super::*;
+use super::{die, has_any, object_of, put_member, reauth, user_enabled, user_path};
 use crate::access::check::perm_error;
 use crate::access::model::{AccessModel, ROOT, flag, user_group_list};
 use crate::api::last_segment;
 use crate::auth::{self, PASSWORD_KEY};
 use crate::error::AppError;
-use crate::ops::{Call, Plan, Tx};
-use crate::schema::{Params, split_list};
+use crate::ops::{Call, Plan, Tx, already_exists};
+use crate::schema::split_list;
 use crate::store::{Change, Tables};
 
 // ----------------------------------------------------------------------------------------------
@@ -22,13 +22,12 @@ use crate::store::{Change, Tables};
 pub(crate) fn change_password(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let caller = call.caller;
-    let args = call.args;
-    let userid = arg(args, "userid");
+    let userid = call.arg_str("userid").unwrap_or_default();
     reauth(
         tables,
         caller,
         userid,
-        opt(args, "confirmation-password"),
+        call.arg_str("confirmation-password"),
         "confirmation-password",
     )?;
     if caller.userid != ROOT {
@@ -42,7 +41,9 @@ pub(crate) fn change_password(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppE
     }
     let path = user_path(userid);
     let mut row = object_of(tables.get(&path));
-    row[PASSWORD_KEY] = json!(auth::hash_secret(arg(args, "password")));
+    row[PASSWORD_KEY] = json!(auth::hash_secret(
+        call.arg_str("password").unwrap_or_default()
+    ));
     Ok(Plan::changes(
         vec![put_member(path, "/access/users", row)],
         Value::Null,
@@ -169,7 +170,7 @@ pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 
 pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
-    let userid = arg(call.args, "userid");
+    let userid = call.arg_str("userid").unwrap_or_default();
     let row = tables
         .get(&user_path(userid))
         .ok_or_else(|| die(format!("no such user ('{userid}')\n")))?;
@@ -179,10 +180,10 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 /// Validates a group list against the existing groups.
 fn groups_arg(
     model: &AccessModel,
-    args: &Params,
+    call: &Call<'_>,
     context: &str,
 ) -> Result<Option<Vec<String>>, AppError> {
-    let Some(text) = opt(args, "groups") else {
+    let Some(text) = call.arg_str("groups") else {
         return Ok(None);
     };
     let mut groups = Vec::new();
@@ -201,14 +202,15 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let model = tx.access();
     let args = call.args;
-    let userid = arg(args, "userid");
+    let userid = call.arg_str("userid").unwrap_or_default();
     let path = user_path(userid);
     if tables.exists(&path) {
         return Err(die(format!(
-            "create user failed: user '{userid}' already exists\n"
+            "create user failed: {}",
+            already_exists("user", userid)
         )));
     }
-    let groups = groups_arg(model, args, "create user failed")?;
+    let groups = groups_arg(model, call, "create user failed")?;
     let mut row = json!({"enable": u8::from(call.arg_bool("enable").unwrap_or(true))});
     if let Some(expire) = args
         .get("expire")
@@ -218,14 +220,14 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         row["expire"] = json!(expire);
     }
     for key in ["firstname", "lastname", "email", "comment", "keys"] {
-        if let Some(value) = opt(args, key).filter(|v| !v.is_empty()) {
+        if let Some(value) = call.arg_str(key).filter(|v| !v.is_empty()) {
             row[key] = json!(value);
         }
     }
     if let Some(groups) = groups.filter(|g| !g.is_empty()) {
         row["groups"] = json!(groups.join(","));
     }
-    if let Some(password) = opt(args, "password") {
+    if let Some(password) = call.arg_str("password") {
         row[PASSWORD_KEY] = json!(auth::hash_secret(password));
     }
     Ok(Plan::changes(
@@ -238,7 +240,7 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let model = tx.access();
     let args = call.args;
-    let userid = arg(args, "userid");
+    let userid = call.arg_str("userid").unwrap_or_default();
     let path = user_path(userid);
     let Some(current) = tables.get(&path) else {
         return Err(die(format!(
@@ -252,7 +254,7 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     if let Some(expire) = args.get("expire").and_then(Value::as_u64) {
         row["expire"] = json!(expire);
     }
-    if let Some(groups) = groups_arg(model, args, "update user failed")? {
+    if let Some(groups) = groups_arg(model, call, "update user failed")? {
         let mut list = if call.arg_bool("append").unwrap_or(false) {
             user_group_list(&row)
         } else {
@@ -266,7 +268,7 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         row["groups"] = json!(list.join(","));
     }
     for key in ["firstname", "lastname", "email", "comment", "keys"] {
-        if let Some(value) = opt(args, key) {
+        if let Some(value) = call.arg_str(key) {
             row[key] = json!(value);
         }
     }
@@ -278,7 +280,7 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
 
 pub(crate) fn delete(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
-    let userid = arg(call.args, "userid");
+    let userid = call.arg_str("userid").unwrap_or_default();
     let path = user_path(userid);
     if !tables.exists(&path) {
         return Err(die(format!(
@@ -300,9 +302,8 @@ pub(crate) fn delete(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
 /// `remove_token`: the token goes, and with it the ACL entries that name it.
 pub(crate) fn delete_token(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
-    let args = call.args;
-    let userid = arg(args, "userid");
-    let tokenid = arg(args, "tokenid");
+    let userid = call.arg_str("userid").unwrap_or_default();
+    let tokenid = call.arg_str("tokenid").unwrap_or_default();
     let path = format!("{}/token/{tokenid}", user_path(userid));
     if !tables.exists(&user_path(userid)) {
         return Err(die(format!("no such user ('{userid}')\n")));
