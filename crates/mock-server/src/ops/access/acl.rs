@@ -229,7 +229,7 @@ pub(crate) fn permissions(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppErro
 
 #[cfg(test)]
 mod tests {
-    use super::{die, has_any};
+    use super::*;
 
     #[test]
     fn acl_paths_follow_check_path() {
