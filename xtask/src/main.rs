@@ -74,6 +74,10 @@ struct HarnessArgs {
     /// Short runs for iteration (about a minute per benchmark).
     #[arg(long)]
     quick: bool,
+    /// Another `mock-server` binary measured in the same run, beside ours (before/after
+    /// comparisons of a change: build the old commit and pass its binary).
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +105,9 @@ fn bench_harness(what: &str, args: &HarnessArgs) -> anyhow::Result<()> {
         .current_dir(codegen::workspace_root());
     if args.quick {
         command.arg("--quick");
+    }
+    if let Some(baseline) = &args.baseline {
+        command.arg("--baseline").arg(baseline);
     }
     let status = command
         .status()

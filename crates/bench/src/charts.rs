@@ -31,6 +31,7 @@ fn colour(kind: SystemKind) -> RGBColor {
         SystemKind::Fakepve => RGBColor(0x1b, 0x9e, 0x77),
         SystemKind::ProxmoxSdkMock => RGBColor(0x75, 0x70, 0xb3),
         SystemKind::BareAxum => RGBColor(0x66, 0x66, 0x66),
+        SystemKind::Baseline => RGBColor(0xe6, 0xab, 0x02),
     }
 }
 

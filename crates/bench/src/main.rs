@@ -94,6 +94,10 @@ struct RunArgs {
     /// Short runs for iteration (3 s load runs, fewer repetitions, smaller scale points).
     #[arg(long)]
     quick: bool,
+    /// Another `mock-server` binary measured beside ours in the same run (e.g. the build of the
+    /// commit before a change); `mock` shows it as "ours, baseline" with a ratio column.
+    #[arg(long, value_name = "PATH", env = "BENCH_BASELINE_MOCK")]
+    baseline: Option<PathBuf>,
     /// Do not run `cargo build --release -p mock-server` first.
     #[arg(long)]
     no_build: bool,
@@ -195,7 +199,14 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
         eprintln!("note: debug build of the bench; use `cargo run --release -p bench` for figures");
     }
     let need_python = selection.mock || selection.scale || selection.sdk;
-    let env = setup::prepare(args.quick, need_python, !args.no_build)?;
+    let mut env = setup::prepare(args.quick, need_python, !args.no_build)?;
+    env.baseline_binary = args
+        .baseline
+        .as_ref()
+        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    if let Some(baseline) = &env.baseline_binary {
+        anyhow::ensure!(baseline.exists(), "baseline binary {} is missing", baseline.display());
+    }
     let results_path = args
         .results
         .clone()

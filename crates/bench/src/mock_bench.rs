@@ -42,13 +42,19 @@ pub const CONNECTIONS: usize = 50;
 const FIRST_VMID: u32 = 10_000;
 
 /// The systems, in the order they take their turns (ours first: the bare handler repeats our
-/// `/version` answer).
-const SYSTEMS: [SystemKind; 4] = [
-    SystemKind::Ours,
-    SystemKind::BareAxum,
-    SystemKind::Fakepve,
-    SystemKind::ProxmoxSdkMock,
-];
+/// `/version` answer; the baseline binary, when given, right after ours).
+fn systems(env: &BenchEnv) -> Vec<SystemKind> {
+    let mut systems = vec![SystemKind::Ours];
+    if env.baseline_binary.is_some() {
+        systems.push(SystemKind::Baseline);
+    }
+    systems.extend([
+        SystemKind::BareAxum,
+        SystemKind::Fakepve,
+        SystemKind::ProxmoxSdkMock,
+    ]);
+    systems
+}
 
 /// One endpoint of the comparison.
 struct Endpoint {
@@ -138,9 +144,10 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
         max_requests: None,
     };
 
+    let turns = systems(env);
     let mut startup_ms: BTreeMap<SystemKind, Vec<f64>> = BTreeMap::new();
     for round in 0..starts {
-        for kind in SYSTEMS {
+        for &kind in &turns {
             eprintln!("mock: start-up {} of {starts}: {}", round + 1, kind.label());
             let running = systems::start(env, kind, Seed::Default)
                 .await
@@ -158,7 +165,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
     }
 
     let mut serving = BTreeMap::new();
-    for kind in SYSTEMS {
+    for &kind in &turns {
         let running = systems::start(env, kind, Seed::Default)
             .await
             .with_context(|| format!("starting {}", kind.label()))?;
@@ -189,7 +196,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
     for round in 0..rounds {
         for endpoint in &GET_ENDPOINTS {
             for https in [false, true] {
-                for kind in SYSTEMS {
+                for &kind in &turns {
                     if kind == SystemKind::BareAxum && endpoint.path != GET_ENDPOINTS[0].path {
                         continue;
                     }
@@ -234,7 +241,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
     let mut rss_after_creates: BTreeMap<SystemKind, Option<u64>> = BTreeMap::new();
     for round in 0..rounds {
         for https in [false, true] {
-            for kind in SYSTEMS {
+            for &kind in &turns {
                 if kind == SystemKind::BareAxum {
                     continue;
                 }
@@ -273,7 +280,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
     }
 
     let mut results = Vec::new();
-    for kind in SYSTEMS {
+    for &kind in &turns {
         let mut endpoints = Vec::new();
         let labels = GET_ENDPOINTS
             .iter()

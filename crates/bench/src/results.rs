@@ -330,6 +330,7 @@ impl Results {
 /// The systems of `bench mock`, in table order.
 pub const MOCK_SYSTEMS: &[SystemKind] = &[
     SystemKind::Ours,
+    SystemKind::Baseline,
     SystemKind::Fakepve,
     SystemKind::ProxmoxSdkMock,
     SystemKind::BareAxum,
@@ -337,6 +338,7 @@ pub const MOCK_SYSTEMS: &[SystemKind] = &[
 
 /// The peers ours is divided by in the ratio columns.
 const RATIO_PEERS: &[SystemKind] = &[
+    SystemKind::Baseline,
     SystemKind::Fakepve,
     SystemKind::ProxmoxSdkMock,
     SystemKind::BareAxum,
@@ -633,6 +635,7 @@ fn short_name(kind: SystemKind) -> &'static str {
         SystemKind::Fakepve => "fakepve",
         SystemKind::ProxmoxSdkMock => "proxmox-sdk mock",
         SystemKind::BareAxum => "bare axum",
+        SystemKind::Baseline => "baseline",
     }
 }
 

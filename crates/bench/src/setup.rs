@@ -47,6 +47,8 @@ pub struct BenchEnv {
     pub python: PathBuf,
     /// `target/release/mock-server`.
     pub mock_binary: PathBuf,
+    /// Another mock-server binary to measure beside ours (`--baseline`).
+    pub baseline_binary: Option<PathBuf>,
     /// The bench certificate (PEM file).
     pub cert_path: PathBuf,
     /// Its private key (PEM file).
@@ -127,6 +129,7 @@ pub fn prepare(quick: bool, need_python: bool, build: bool) -> anyhow::Result<Be
         bench_dir,
         python,
         mock_binary,
+        baseline_binary: None,
         cert_path,
         key_path,
         tls,

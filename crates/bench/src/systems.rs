@@ -45,6 +45,9 @@ pub enum SystemKind {
     ProxmoxSdkMock,
     /// A bare axum handler: the limit.
     BareAxum,
+    /// Our mock server from another binary (`--baseline`, e.g. the commit before a change),
+    /// started exactly like [`SystemKind::Ours`].
+    Baseline,
 }
 
 impl SystemKind {
@@ -55,6 +58,7 @@ impl SystemKind {
             SystemKind::Fakepve => "fakepve 0.5.0",
             SystemKind::ProxmoxSdkMock => "proxmox-sdk 0.0.15 mock",
             SystemKind::BareAxum => "bare axum (limit)",
+            SystemKind::Baseline => "ours, baseline binary",
         }
     }
 
@@ -70,7 +74,10 @@ impl SystemKind {
 
     /// Whether requests need a ticket.
     pub fn needs_login(self) -> bool {
-        matches!(self, SystemKind::Ours | SystemKind::Fakepve)
+        matches!(
+            self,
+            SystemKind::Ours | SystemKind::Baseline | SystemKind::Fakepve
+        )
     }
 }
 
@@ -275,8 +282,13 @@ fn command_for(
             .context("no address for a served scheme")
     };
     let command = match kind {
-        SystemKind::Ours => {
-            let mut command = Command::new(&env.mock_binary);
+        SystemKind::Ours | SystemKind::Baseline => {
+            let binary = match (kind, &env.baseline_binary) {
+                (SystemKind::Baseline, Some(baseline)) => baseline,
+                (SystemKind::Baseline, None) => bail!("no baseline binary given (--baseline)"),
+                _ => &env.mock_binary,
+            };
+            let mut command = Command::new(binary);
             command
                 .args(["--store", "sqlite", "--state"])
                 .arg(state_dir.join("state.db"))
