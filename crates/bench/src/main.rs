@@ -205,7 +205,11 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     if let Some(baseline) = &env.baseline_binary {
-        anyhow::ensure!(baseline.exists(), "baseline binary {} is missing", baseline.display());
+        anyhow::ensure!(
+            baseline.exists(),
+            "baseline binary {} is missing",
+            baseline.display()
+        );
     }
     let results_path = args
         .results

@@ -31,22 +31,22 @@ use crate::error::AppError;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Ticket lifetime Proxmox uses (`$ticket_lifetime` in `AccessControl.pm`).
-pub const DEFAULT_TICKET_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+pub(crate) const DEFAULT_TICKET_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 
 /// Cookie that carries the ticket.
-pub const COOKIE_NAME: &str = "PVEAuthCookie";
+pub(crate) const COOKIE_NAME: &str = "PVEAuthCookie";
 
 /// Authorization scheme of API tokens.
-pub const TOKEN_SCHEME: &str = "PVEAPIToken";
+pub(crate) const TOKEN_SCHEME: &str = "PVEAPIToken";
 
 /// Hidden key of a user's password hash.
-pub const PASSWORD_KEY: &str = "_password";
+pub(crate) const PASSWORD_KEY: &str = "_password";
 
 /// Hidden key of an API token's secret hash.
-pub const SECRET_KEY: &str = "_secret";
+pub(crate) const SECRET_KEY: &str = "_secret";
 
 /// Seconds since the Unix epoch.
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -55,7 +55,7 @@ pub fn now() -> u64 {
 
 /// Signs and verifies tickets and CSRF tokens.
 #[derive(Clone)]
-pub struct Signer {
+pub(crate) struct Signer {
     key: [u8; 32],
     lifetime: Duration,
 }
@@ -70,22 +70,22 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     /// A signer with a key and a ticket lifetime.
-    pub fn new(key: [u8; 32], lifetime: Duration) -> Signer {
+    pub(crate) fn new(key: [u8; 32], lifetime: Duration) -> Signer {
         Signer { key, lifetime }
     }
 
     /// A signer with a random key.
-    pub fn random(lifetime: Duration) -> Signer {
+    pub(crate) fn random(lifetime: Duration) -> Signer {
         Signer::new(rand::random(), lifetime)
     }
 
     /// The key as hex (persisted by the SQLite store so tickets survive a restart).
-    pub fn key_hex(&self) -> String {
+    pub(crate) fn key_hex(&self) -> String {
         hex::encode(self.key)
     }
 
     /// A signer from a hex key.
-    pub fn from_hex(text: &str, lifetime: Duration) -> Option<Signer> {
+    pub(crate) fn from_hex(text: &str, lifetime: Duration) -> Option<Signer> {
         let bytes = hex::decode(text).ok()?;
         Some(Signer::new(bytes.try_into().ok()?, lifetime))
     }
@@ -98,15 +98,28 @@ impl Signer {
         mac
     }
 
+    /// The base64 signature of `data` in a `domain` (ticket, TFA ticket, CSRF token).
+    fn sign(&self, domain: &str, data: &str) -> String {
+        STANDARD.encode(self.mac(domain, data).finalize().into_bytes())
+    }
+
+    /// Whether `signature` (base64) is [`Signer::sign`]'s for `data` in `domain`; the
+    /// comparison is constant-time.
+    fn verify(&self, domain: &str, data: &str, signature: &str) -> bool {
+        STANDARD
+            .decode(signature)
+            .is_ok_and(|signature| self.mac(domain, data).verify_slice(&signature).is_ok())
+    }
+
     /// Creates a ticket for a user at a time.
-    pub fn ticket(&self, userid: &str, at: u64) -> String {
+    pub(crate) fn ticket(&self, userid: &str, at: u64) -> String {
         let plain = format!("PVE:{userid}:{at:08X}");
-        let signature = STANDARD.encode(self.mac("ticket", &plain).finalize().into_bytes());
+        let signature = self.sign("ticket", &plain);
         format!("{plain}::{signature}")
     }
 
     /// Verifies a ticket; returns the user.
-    pub fn verify_ticket(&self, ticket: &str, now: u64) -> Result<String, AppError> {
+    pub(crate) fn verify_ticket(&self, ticket: &str, now: u64) -> Result<String, AppError> {
         let (userid, issued) = self.verify_ticket_signature(ticket)?;
         if !self.age_ok(issued, now) {
             return Err(invalid_ticket());
@@ -117,7 +130,10 @@ impl Signer {
     /// Checks a ticket's form and signature (not its age); returns the user and the time it was
     /// issued. The form is Proxmox's `^(PVE:\S+)::([^:\s]+)$` with the plain part
     /// `^PVE:(\S+):([A-Z0-9]{8})$`, parsed by hand.
-    pub fn verify_ticket_signature<'t>(&self, ticket: &'t str) -> Result<(&'t str, u64), AppError> {
+    pub(crate) fn verify_ticket_signature<'t>(
+        &self,
+        ticket: &'t str,
+    ) -> Result<(&'t str, u64), AppError> {
         let (plain, signature) = ticket.rsplit_once("::").ok_or_else(invalid_ticket)?;
         let no_space = |text: &str| !text.chars().any(char::is_whitespace);
         if signature.is_empty()
@@ -129,10 +145,9 @@ impl Signer {
         {
             return Err(invalid_ticket());
         }
-        let signature = STANDARD.decode(signature).map_err(|_| invalid_ticket())?;
-        self.mac("ticket", plain)
-            .verify_slice(&signature)
-            .map_err(|_| invalid_ticket())?;
+        if !self.verify("ticket", plain, signature) {
+            return Err(invalid_ticket());
+        }
         let (userid, stamp) = plain["PVE:".len()..]
             .rsplit_once(':')
             .ok_or_else(invalid_ticket)?;
@@ -154,20 +169,16 @@ impl Signer {
     /// authenticated data, `create_ticket_do` in pve-access-control
     /// `src/PVE/API2/AccessControl.pm`). It is no login ticket: [`Signer::verify_ticket`]
     /// refuses it.
-    pub fn tfa_ticket(&self, challenge: &str, userid: &str, at: u64) -> String {
+    pub(crate) fn tfa_ticket(&self, challenge: &str, userid: &str, at: u64) -> String {
         let encoded =
             percent_encoding::utf8_percent_encode(challenge, percent_encoding::NON_ALPHANUMERIC);
         let plain = format!("PVE:!tfa!{encoded}:{at:08X}");
-        let signature = STANDARD.encode(
-            self.mac("tfa-ticket", &format!("{plain}\0{userid}"))
-                .finalize()
-                .into_bytes(),
-        );
+        let signature = self.sign("tfa-ticket", &format!("{plain}\0{userid}"));
         format!("{plain}::{signature}")
     }
 
     /// Verifies a half-authenticated ticket issued to `userid`; returns its challenge.
-    pub fn verify_tfa_ticket(
+    pub(crate) fn verify_tfa_ticket(
         &self,
         ticket: &str,
         userid: &str,
@@ -175,10 +186,9 @@ impl Signer {
     ) -> Result<String, AppError> {
         let invalid = || AppError::Unauthorized("bad ticket\n".to_owned());
         let (plain, signature) = ticket.rsplit_once("::").ok_or_else(invalid)?;
-        let signature = STANDARD.decode(signature).map_err(|_| invalid())?;
-        self.mac("tfa-ticket", &format!("{plain}\0{userid}"))
-            .verify_slice(&signature)
-            .map_err(|_| invalid())?;
+        if !self.verify("tfa-ticket", &format!("{plain}\0{userid}"), signature) {
+            return Err(invalid());
+        }
         let data = plain.strip_prefix("PVE:!tfa!").ok_or_else(invalid)?;
         let (encoded, stamp) = data.rsplit_once(':').ok_or_else(invalid)?;
         let issued = u64::from_str_radix(stamp, 16).map_err(|_| invalid())?;
@@ -192,24 +202,20 @@ impl Signer {
     }
 
     /// Whether a ticket or CSRF token issued at `issued` is valid at `now`.
-    pub fn age_ok(&self, issued: u64, now: u64) -> bool {
+    pub(crate) fn age_ok(&self, issued: u64, now: u64) -> bool {
         let age = now as i128 - issued as i128;
         age > -300 && age < self.lifetime.as_secs() as i128
     }
 
     /// Creates a CSRF prevention token for a user.
-    pub fn csrf_token(&self, userid: &str, at: u64) -> String {
+    pub(crate) fn csrf_token(&self, userid: &str, at: u64) -> String {
         let stamp = format!("{at:08X}");
-        let signature = STANDARD.encode(
-            self.mac("csrf", &format!("{stamp}:{userid}"))
-                .finalize()
-                .into_bytes(),
-        );
+        let signature = self.sign("csrf", &format!("{stamp}:{userid}"));
         format!("{stamp}:{signature}")
     }
 
     /// Verifies a CSRF prevention token.
-    pub fn verify_csrf(&self, userid: &str, token: &str, now: u64) -> Result<(), AppError> {
+    pub(crate) fn verify_csrf(&self, userid: &str, token: &str, now: u64) -> Result<(), AppError> {
         let invalid =
             || AppError::Unauthorized("Permission denied - invalid csrf token\n".to_owned());
         let (stamp, signature) = token.split_once(':').ok_or_else(invalid)?;
@@ -220,10 +226,9 @@ impl Signer {
         {
             return Err(invalid());
         }
-        let signature = STANDARD.decode(signature).map_err(|_| invalid())?;
-        self.mac("csrf", &format!("{stamp}:{userid}"))
-            .verify_slice(&signature)
-            .map_err(|_| invalid())?;
+        if !self.verify("csrf", &format!("{stamp}:{userid}"), signature) {
+            return Err(invalid());
+        }
         let issued = u64::from_str_radix(stamp, 16).map_err(|_| invalid())?;
         if !self.age_ok(issued, now) {
             return Err(invalid());
@@ -247,28 +252,28 @@ const AUTH_CACHE_SIZE: usize = 4096;
 
 /// A ticket whose signature was verified, with the state of its user when last checked.
 #[derive(Debug, Clone)]
-pub struct TicketVerdict {
+pub(crate) struct TicketVerdict {
     /// The user the ticket names.
-    pub userid: String,
+    pub(crate) userid: String,
     /// When the ticket was issued (its age is checked on every use).
-    pub issued: u64,
+    pub(crate) issued: u64,
     /// The access generation at which the user existed and was enabled.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// The user's `expire` at that generation.
-    pub user_expire: Option<u64>,
+    pub(crate) user_expire: Option<u64>,
 }
 
 /// An API token that authenticated, with the state of its user and token at a generation.
 #[derive(Debug, Clone)]
-pub struct TokenVerdict {
+pub(crate) struct TokenVerdict {
     /// The access generation the verdict belongs to.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// SHA-256 of the secret that matched (compared in constant time).
-    pub secret_digest: [u8; 32],
+    pub(crate) secret_digest: [u8; 32],
     /// The user's `expire`.
-    pub user_expire: Option<u64>,
+    pub(crate) user_expire: Option<u64>,
     /// The token's `expire`.
-    pub token_expire: Option<u64>,
+    pub(crate) token_expire: Option<u64>,
 }
 
 /// Verdicts of the authentication hot path, so that a ticket's signature is verified once and
@@ -280,62 +285,71 @@ pub struct TokenVerdict {
 /// write below `/access` and every reset does. A token verdict is used only at the generation
 /// it was made in, so a deleted or changed token is refused at once. Both maps are bounded.
 #[derive(Debug, Default)]
-pub struct AuthCache {
-    tickets: RwLock<HashMap<String, TicketVerdict>>,
-    tokens: RwLock<HashMap<String, TokenVerdict>>,
+pub(crate) struct AuthCache {
+    tickets: BoundedMap<TicketVerdict>,
+    tokens: BoundedMap<TokenVerdict>,
 }
 
 impl AuthCache {
     /// The verdict for a ticket, if its signature was verified before.
-    pub fn ticket(&self, ticket: &str) -> Option<TicketVerdict> {
-        self.tickets
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(ticket)
-            .cloned()
+    pub(crate) fn ticket(&self, ticket: &str) -> Option<TicketVerdict> {
+        self.tickets.get(ticket)
     }
 
     /// Records a verified ticket.
-    pub fn put_ticket(&self, ticket: &str, verdict: TicketVerdict) {
-        let mut map = self
-            .tickets
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if map.len() >= AUTH_CACHE_SIZE && !map.contains_key(ticket) {
-            map.clear();
-        }
-        map.insert(ticket.to_owned(), verdict);
+    pub(crate) fn put_ticket(&self, ticket: &str, verdict: TicketVerdict) {
+        self.tickets.put(ticket, verdict);
     }
 
     /// The verdict for a token ID (`user@realm!name`), if it authenticated before.
-    pub fn token(&self, tokenid: &str) -> Option<TokenVerdict> {
-        self.tokens
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(tokenid)
-            .cloned()
+    pub(crate) fn token(&self, tokenid: &str) -> Option<TokenVerdict> {
+        self.tokens.get(tokenid)
     }
 
     /// Records a token that authenticated.
-    pub fn put_token(&self, tokenid: &str, verdict: TokenVerdict) {
+    pub(crate) fn put_token(&self, tokenid: &str, verdict: TokenVerdict) {
+        self.tokens.put(tokenid, verdict);
+    }
+}
+
+/// One map of [`AuthCache`]: at most [`AUTH_CACHE_SIZE`] verdicts by key, emptied when full.
+#[derive(Debug)]
+struct BoundedMap<V>(RwLock<HashMap<String, V>>);
+
+impl<V> Default for BoundedMap<V> {
+    fn default() -> Self {
+        BoundedMap(RwLock::new(HashMap::new()))
+    }
+}
+
+impl<V: Clone> BoundedMap<V> {
+    fn get(&self, key: &str) -> Option<V> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: &str, value: V) {
         let mut map = self
-            .tokens
+            .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if map.len() >= AUTH_CACHE_SIZE && !map.contains_key(tokenid) {
+        if map.len() >= AUTH_CACHE_SIZE && !map.contains_key(key) {
             map.clear();
         }
-        map.insert(tokenid.to_owned(), verdict);
+        map.insert(key.to_owned(), value);
     }
 }
 
 /// SHA-256 of a secret (the key of a cached token verdict).
-pub fn secret_digest(secret: &str) -> [u8; 32] {
+pub(crate) fn secret_digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
 /// Constant-time equality of two byte strings.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -343,7 +357,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Hashes a secret with a fresh salt: `sha256$<salt>$<hex>`.
-pub fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     let salt = hex::encode(rand::random::<[u8; 8]>());
     format!("sha256${salt}${}", salted(&salt, secret))
 }
@@ -357,7 +371,7 @@ fn salted(salt: &str, secret: &str) -> String {
 }
 
 /// Checks a secret against [`hash_secret`]'s output, in constant time.
-pub fn verify_secret(stored: &str, secret: &str) -> bool {
+pub(crate) fn verify_secret(stored: &str, secret: &str) -> bool {
     let mut parts = stored.splitn(3, '$');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("sha256"), Some(salt), Some(expected)) => {
@@ -368,7 +382,7 @@ pub fn verify_secret(stored: &str, secret: &str) -> bool {
 }
 
 /// A random API token secret in UUID form, like Proxmox's.
-pub fn new_token_secret() -> String {
+pub(crate) fn new_token_secret() -> String {
     let bytes: [u8; 16] = rand::random();
     let hex = hex::encode(bytes);
     format!(
@@ -383,7 +397,7 @@ pub fn new_token_secret() -> String {
 
 /// `PVE::APIServer::Formatter::extract_auth_value`: finds `KEY=value` or `KEY value` in a
 /// header and percent-decodes the value.
-pub fn extract_auth_value(header: &str, key: &str) -> Option<String> {
+pub(crate) fn extract_auth_value(header: &str, key: &str) -> Option<String> {
     let mut search = header;
     loop {
         let index = search.find(key)?;
@@ -404,7 +418,7 @@ pub fn extract_auth_value(header: &str, key: &str) -> Option<String> {
 }
 
 /// Splits `user@realm!token=secret` into (`user@realm`, `token`, `secret`).
-pub fn split_api_token(value: &str) -> Result<(String, String, String), AppError> {
+pub(crate) fn split_api_token(value: &str) -> Result<(String, String, String), AppError> {
     static FULL: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"^([^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+)!([A-Za-z][A-Za-z0-9.\-_]+)$")
             .expect("static regex")

@@ -51,7 +51,7 @@ pub enum Error {
 
 /// The error of one API request, rendered like Proxmox does.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AppError {
+pub(crate) enum AppError {
     /// `raise_param_exc`: HTTP 400 `Parameter verification failed.` with per-parameter errors.
     Param(BTreeMap<String, String>),
     /// A Proxmox-style failure with a status and a message (the message usually ends in `\n`).
@@ -70,7 +70,7 @@ pub enum AppError {
 
 impl AppError {
     /// A failure with the given status and message.
-    pub fn status(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn status(status: StatusCode, message: impl Into<String>) -> Self {
         AppError::Status {
             status,
             message: message.into(),
@@ -78,24 +78,24 @@ impl AppError {
     }
 
     /// Proxmox's most common failure: a plain `die` in a handler, which becomes HTTP 500.
-    pub fn die(message: impl Into<String>) -> Self {
+    pub(crate) fn die(message: impl Into<String>) -> Self {
         Self::status(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
     /// HTTP 400 with a plain message (malformed requests that never reach the schema check).
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::status(StatusCode::BAD_REQUEST, message)
     }
 
     /// A parameter exception for one parameter.
-    pub fn param(name: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn param(name: impl Into<String>, message: impl Into<String>) -> Self {
         let mut errors = BTreeMap::new();
         errors.insert(name.into(), message.into());
         AppError::Param(errors)
     }
 
     /// The HTTP status this error is answered with.
-    pub fn http_status(&self) -> StatusCode {
+    pub(crate) fn http_status(&self) -> StatusCode {
         match self {
             AppError::Param(_) => StatusCode::BAD_REQUEST,
             AppError::Status { status, .. } => *status,
@@ -105,7 +105,7 @@ impl AppError {
     }
 
     /// The message as Proxmox would put it into the body.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             AppError::Param(_) => "Parameter verification failed.\n",
             AppError::Status { message, .. } => message,

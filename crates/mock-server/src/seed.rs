@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::store::Change;
 
 /// Internal row holding cluster-wide facts.
-pub const CLUSTER_PATH: &str = "/_mock/cluster";
+pub(crate) const CLUSTER_PATH: &str = "/_mock/cluster";
 
 /// A seed fixture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,96 +145,133 @@ fn enabled() -> bool {
     true
 }
 
-impl Fixture {
-    /// The built-in fixture.
-    pub fn default_fixture() -> Fixture {
-        let nodes = vec![
-            NodeSeed {
-                name: "pve1".to_owned(),
-                status: online(),
-            },
-            NodeSeed {
-                name: "pve2".to_owned(),
-                status: online(),
-            },
-        ];
-        let storage = |id: &str, kind: &str, content: &str, config: Value| StorageSeed {
+impl NodeSeed {
+    /// An online node.
+    pub(crate) fn online(name: &str) -> NodeSeed {
+        NodeSeed {
+            name: name.to_owned(),
+            status: online(),
+        }
+    }
+}
+
+impl StorageSeed {
+    /// A storage on every node; `config` is a JSON object of further keys.
+    pub(crate) fn new(id: &str, kind: &str, content: &str, config: Value) -> StorageSeed {
+        StorageSeed {
             id: id.to_owned(),
             kind: kind.to_owned(),
             content: content.to_owned(),
             nodes: Vec::new(),
-            config: config.as_object().cloned().unwrap_or_default(),
-        };
-        let guest = |vmid: u32, kind: &str, node: &str, status: &str, config: Value| GuestSeed {
+            config: into_object(config),
+        }
+    }
+}
+
+impl GuestSeed {
+    /// A guest; `config` is a JSON object of configuration keys.
+    pub(crate) fn new(vmid: u32, kind: &str, node: &str, status: &str, config: Value) -> GuestSeed {
+        GuestSeed {
             vmid,
             kind: kind.to_owned(),
             node: node.to_owned(),
             status: status.to_owned(),
-            config: config.as_object().cloned().unwrap_or_default(),
-        };
+            config: into_object(config),
+        }
+    }
+}
+
+impl UserSeed {
+    /// An enabled user without password, tokens, groups, TOTP or further fields.
+    pub(crate) fn new(userid: &str) -> UserSeed {
+        UserSeed {
+            userid: userid.to_owned(),
+            password: None,
+            tokens: BTreeMap::new(),
+            enable: true,
+            groups: Vec::new(),
+            totp: None,
+            config: Map::new(),
+        }
+    }
+}
+
+/// The map of a JSON object (empty for anything else).
+fn into_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The storages of a fresh Proxmox VE install: `local` (dir) and `local-lvm` (lvmthin).
+pub(crate) fn local_storages() -> Vec<StorageSeed> {
+    vec![
+        StorageSeed::new(
+            "local",
+            "dir",
+            "iso,vztmpl,backup",
+            json!({"path": "/var/lib/vz"}),
+        ),
+        StorageSeed::new(
+            "local-lvm",
+            "lvmthin",
+            "images,rootdir",
+            json!({"thinpool": "data", "vgname": "pve"}),
+        ),
+    ]
+}
+
+/// The guests of the default fixture: VM 100 (running) and CT 200 on `pve1`, VM 101 on `pve2`.
+fn default_guests() -> Vec<GuestSeed> {
+    vec![
+        GuestSeed::new(
+            100,
+            "qemu",
+            "pve1",
+            "running",
+            json!({
+                "name": "web01", "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26", "agent": "1",
+                "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0",
+                "scsi0": "local-lvm:vm-100-disk-0,size=32G", "scsihw": "virtio-scsi-single",
+                "boot": "order=scsi0", "smbios1": "uuid=6f1c4f2e-0c52-4a8e-9d53-1b8f0d7f6c10",
+                "vmgenid": "1d1e7a62-2f57-4c1b-b0e3-8c2c3a9a5e00"
+            }),
+        ),
+        GuestSeed::new(
+            101,
+            "qemu",
+            "pve2",
+            "stopped",
+            json!({
+                "name": "db01", "cores": 4, "sockets": 1, "memory": "4096", "ostype": "l26",
+                "net0": "virtio=BC:24:11:00:01:01,bridge=vmbr0",
+                "scsi0": "local-lvm:vm-101-disk-0,size=64G", "scsihw": "virtio-scsi-single"
+            }),
+        ),
+        GuestSeed::new(
+            200,
+            "lxc",
+            "pve1",
+            "stopped",
+            json!({
+                "hostname": "ct200", "cores": 1, "memory": 512, "swap": 512, "ostype": "debian",
+                "arch": "amd64", "rootfs": "local-lvm:vm-200-disk-0,size=8G",
+                "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:02:00,ip=dhcp,type=veth"
+            }),
+        ),
+    ]
+}
+
+impl Fixture {
+    /// The built-in fixture (see the module docs).
+    pub fn default_fixture() -> Fixture {
         Fixture {
             cluster: default_cluster(),
-            nodes,
-            storages: vec![
-                storage(
-                    "local",
-                    "dir",
-                    "iso,vztmpl,backup",
-                    json!({"path": "/var/lib/vz"}),
-                ),
-                storage(
-                    "local-lvm",
-                    "lvmthin",
-                    "images,rootdir",
-                    json!({"thinpool": "data", "vgname": "pve"}),
-                ),
-            ],
-            guests: vec![
-                guest(
-                    100,
-                    "qemu",
-                    "pve1",
-                    "running",
-                    json!({
-                        "name": "web01", "cores": 2, "sockets": 1, "memory": "2048", "ostype": "l26", "agent": "1",
-                        "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0",
-                        "scsi0": "local-lvm:vm-100-disk-0,size=32G", "scsihw": "virtio-scsi-single",
-                        "boot": "order=scsi0", "smbios1": "uuid=6f1c4f2e-0c52-4a8e-9d53-1b8f0d7f6c10",
-                        "vmgenid": "1d1e7a62-2f57-4c1b-b0e3-8c2c3a9a5e00"
-                    }),
-                ),
-                guest(
-                    101,
-                    "qemu",
-                    "pve2",
-                    "stopped",
-                    json!({
-                        "name": "db01", "cores": 4, "sockets": 1, "memory": "4096", "ostype": "l26",
-                        "net0": "virtio=BC:24:11:00:01:01,bridge=vmbr0",
-                        "scsi0": "local-lvm:vm-101-disk-0,size=64G", "scsihw": "virtio-scsi-single"
-                    }),
-                ),
-                guest(
-                    200,
-                    "lxc",
-                    "pve1",
-                    "stopped",
-                    json!({
-                        "hostname": "ct200", "cores": 1, "memory": 512, "swap": 512, "ostype": "debian",
-                        "arch": "amd64", "rootfs": "local-lvm:vm-200-disk-0,size=8G",
-                        "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:02:00,ip=dhcp,type=veth"
-                    }),
-                ),
-            ],
-            users: vec![UserSeed {
-                userid: "root@pam".to_owned(),
-                password: None,
-                tokens: BTreeMap::new(),
-                enable: true,
-                groups: Vec::new(),
-                totp: None,
-                config: Map::new(),
-            }],
+            nodes: vec![NodeSeed::online("pve1"), NodeSeed::online("pve2")],
+            storages: local_storages(),
+            guests: default_guests(),
+            users: vec![UserSeed::new("root@pam")],
             groups: Vec::new(),
             roles: BTreeMap::new(),
             acl: Vec::new(),

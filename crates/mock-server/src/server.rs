@@ -34,7 +34,7 @@ use crate::state::{AppState, Settings};
 use crate::store::{Change, StateStore, Store};
 
 /// How long shutdown waits for in-flight requests.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the TLS certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,26 +213,8 @@ impl MockServerBuilder {
     pub async fn spawn(self) -> Result<MockServerHandle, Error> {
         let state = self.build_state()?;
         persist_key(&state).await?;
-        let https = TcpListener::bind(self.listen)
-            .await
-            .map_err(|source| Error::Io {
-                context: format!("binding {}", self.listen),
-                source,
-            })?;
-        let http = TcpListener::bind(self.http_listen)
-            .await
-            .map_err(|source| Error::Io {
-                context: format!("binding {}", self.http_listen),
-                source,
-            })?;
-        let https_addr = https.local_addr().map_err(|source| Error::Io {
-            context: "reading the HTTPS address".to_owned(),
-            source,
-        })?;
-        let http_addr = http.local_addr().map_err(|source| Error::Io {
-            context: "reading the HTTP address".to_owned(),
-            source,
-        })?;
+        let (https, https_addr) = bind(self.listen, "HTTPS").await?;
+        let (http, http_addr) = bind(self.http_listen, "HTTP").await?;
         let tls_dir = match (&self.tls, &self.store) {
             (TlsSource::SelfSigned(Some(dir)), _) => Some(dir.clone()),
             (TlsSource::SelfSigned(None), Store::Sqlite(path)) => {
@@ -268,6 +250,22 @@ impl MockServerBuilder {
     }
 }
 
+/// Binds a listener; returns it with the address it got (the port when asked for 0).
+async fn bind(address: SocketAddr, scheme: &str) -> Result<(TcpListener, SocketAddr), Error> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("binding {address}"),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Io {
+        context: format!("reading the {scheme} address"),
+        source,
+    })?;
+    Ok((listener, bound))
+}
+
+/// Stores the signing key of a persistent instance, so tickets survive a restart.
 async fn persist_key(state: &AppState) -> Result<(), Error> {
     if state.store.meta("instance_key").is_none() && state.store.path().is_some() {
         state
@@ -422,7 +420,7 @@ async fn serve_tls(
 }
 
 /// Loads or generates the certificate; returns the acceptor and the certificate PEM.
-pub fn tls_acceptor(source: &TlsSource) -> Result<(TlsAcceptor, String), Error> {
+fn tls_acceptor(source: &TlsSource) -> Result<(TlsAcceptor, String), Error> {
     let (cert_pem, key_pem) = match source {
         TlsSource::Files { cert, key } => (read(cert)?, read(key)?),
         TlsSource::SelfSigned(Some(dir)) => {

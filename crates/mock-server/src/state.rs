@@ -1,15 +1,16 @@
 //! [`AppState`]: everything one mock instance shares between requests (the compiled API, the
 //! store, the ticket signer, settings, simulation, caches), and nothing about HTTP.
 //!
-//! The HTTP layer (`crate::http`) holds an `AppState` and hands each handler only what it needs
-//! (`crate::ops::Call` and `crate::ops::Tx`); handlers never see the state itself.
+//! The HTTP layer holds an `AppState`; it hands `crate::ops::run` only an `Engine` (borrowed
+//! services) and each handler only a `Call` and a `Tx`; nothing in `ops` sees the state itself.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
 
 use crate::access::AccessCache;
 use crate::api::Api;
 use crate::auth::{self, AuthCache, Signer};
+use crate::ops::Engine;
 use crate::ops::routes::Routes;
 use crate::seed::Fixture;
 use crate::simulation::{Simulation, TaskDurations};
@@ -98,8 +99,16 @@ impl AppState {
         }))
     }
 
-    /// A fresh worker PID.
-    pub(crate) fn next_pid(&self) -> u32 {
-        self.pid.fetch_add(1, Ordering::Relaxed)
+    /// What `ops::run` borrows to execute calls.
+    pub(crate) fn engine(&self) -> Engine<'_> {
+        Engine {
+            routes: &self.routes,
+            store: &self.store,
+            access: &self.access,
+            signer: &self.signer,
+            simulation: &self.simulation,
+            task_durations: &self.settings.task_durations,
+            pids: &self.pid,
+        }
     }
 }

@@ -18,16 +18,18 @@
 //! before parameter validation and before any existence look-up, as in `rest_handler`
 //! (pve-manager `PVE/HTTPServer.pm`), so a missing guest and a forbidden one look the same.
 
+use std::collections::BTreeSet;
+
 use http::StatusCode;
 use serde_json::Value;
 
-use super::model::{AccessModel, ROOT, normalize_path};
-use super::privileges::PrivSet;
+use super::acl::normalize_path;
+use super::model::{AccessModel, ROOT};
 use crate::error::AppError;
 use crate::schema::Params;
 
 /// `raise_perm_exc($what)`.
-pub fn perm_error(what: Option<&str>) -> AppError {
+pub(crate) fn perm_error(what: Option<&str>) -> AppError {
     let message = match what {
         Some(what) if !what.is_empty() => format!("Permission check failed ({what})\n"),
         _ => "Permission check failed\n".to_owned(),
@@ -42,7 +44,7 @@ fn die_forbidden(message: String) -> AppError {
 }
 
 /// A request parameter as text (`template_replace` and friends see strings).
-pub fn param_text(params: &Params, name: &str) -> Option<String> {
+pub(crate) fn param_text(params: &Params, name: &str) -> Option<String> {
     match params.get(name)? {
         Value::Null => None,
         Value::String(text) => Some(text.clone()),
@@ -61,7 +63,7 @@ pub fn param_text(params: &Params, name: &str) -> Option<String> {
 }
 
 /// `PVE::Tools::template_replace`: `{name}` becomes the parameter, or `-` when it is unset.
-pub fn template_replace(template: &str, params: &Params) -> String {
+pub(crate) fn template_replace(template: &str, params: &Params) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -84,7 +86,7 @@ pub fn template_replace(template: &str, params: &Params) -> String {
 }
 
 /// Evaluates an operation's `permissions` for a caller.
-pub fn check_api2(
+pub(crate) fn check_api2(
     model: &AccessModel,
     permissions: Option<&Value>,
     subject: &str,
@@ -114,6 +116,7 @@ pub fn check_api2(
     }
 }
 
+/// Evaluates the checks of one request.
 struct Checker<'a> {
     model: &'a AccessModel,
     subject: &'a str,
@@ -145,13 +148,6 @@ fn truthy(value: &Value) -> bool {
 }
 
 impl Checker<'_> {
-    fn privs(&self, names: &[&str]) -> PrivSet {
-        names
-            .iter()
-            .filter_map(|name| self.model.catalog().bit(name))
-            .fold(0, |acc, bit| acc | bit)
-    }
-
     /// `check` / `check_any` on a normalised path.
     fn check_privs(
         &self,
@@ -162,7 +158,7 @@ impl Checker<'_> {
     ) -> Result<bool, AppError> {
         let perms = self.model.permissions(self.subject, path);
         if any {
-            if perms.has_any(self.privs(names)) {
+            if perms.has_any(self.model.catalog().set(names.iter())) {
                 return Ok(true);
             }
             if noerr {
@@ -202,167 +198,180 @@ impl Checker<'_> {
         }
     }
 
+    /// Evaluates one check (`exec_api2_perm_check`): `Ok(false)` only with `noerr`, when the
+    /// check fails.
     fn run(&self, check: &Value, noerr: bool) -> Result<bool, AppError> {
         let Some(items) = check.as_array() else {
             return Err(AppError::Internal("malformed permission check".to_owned()));
         };
         let test = items.first().and_then(Value::as_str).unwrap_or_default();
         match test {
-            "and" => {
-                // Sub-checks of an `and` always raise, even inside an `or`.
-                for sub in &items[1..] {
-                    self.run(sub, false)?;
-                }
-                Ok(true)
-            }
-            "or" => {
-                for sub in &items[1..] {
-                    if self.run(sub, true)? {
-                        return Ok(true);
-                    }
-                }
-                if noerr {
-                    Ok(false)
-                } else {
-                    Err(perm_error(None))
-                }
-            }
-            "perm" => {
-                let template = items.get(1).and_then(Value::as_str).unwrap_or_default();
-                let names = strings(items.get(2));
-                let opts = options(items.get(3..).unwrap_or_default());
-                let any = opts.iter().any(|(k, v)| *k == "any" && truthy(v));
-                if let Some((_, name)) = opts.iter().find(|(k, _)| *k == "require_param")
-                    && let Some(name) = name.as_str()
-                    && param_text(self.params, name).is_none()
-                {
-                    return if noerr {
-                        Ok(false)
-                    } else {
-                        Err(perm_error(None))
-                    };
-                }
-                let path = template_replace(template, self.params);
-                let Some(path) = normalize_path(&path) else {
-                    return if noerr {
-                        Ok(false)
-                    } else {
-                        Err(perm_error(Some(&format!("{path}, {}", names.join("|")))))
-                    };
-                };
-                self.check_privs(&path, &names, any, noerr)
-            }
-            "userid-group" => {
-                let names = strings(items.get(1));
-                let opts = options(items.get(2..).unwrap_or_default());
-                let groups_param = opts
-                    .iter()
-                    .find(|(k, _)| *k == "groups_param")
-                    .and_then(|(_, v)| v.as_str());
-                let check_existing = groups_param != Some("create");
-                let userid = self.userid();
-                if check_existing && !self.user_exists(userid.as_deref(), noerr)? {
-                    return Ok(false);
-                }
-                let privs = self.privs(&names);
-                if self
-                    .model
-                    .permissions(self.subject, "/access/groups")
-                    .has_any(privs)
-                {
-                    return Ok(true);
-                }
-                let allowed_groups: Vec<&String> = self
-                    .model
-                    .groups()
-                    .keys()
-                    .filter(|group| {
-                        self.model
-                            .permissions(self.subject, &format!("/access/groups/{group}"))
-                            .has_any(privs)
-                    })
-                    .collect();
-                let joined = names.join("|");
-                if groups_param.is_some() {
-                    let wanted: Vec<String> = param_text(self.params, "groups")
-                        .map(|text| {
-                            crate::schema::split_list(&text)
-                                .filter(|g| !g.is_empty())
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    if wanted.is_empty() {
-                        return Err(perm_error(Some(&format!("/access/groups, {joined}"))));
-                    }
-                    for group in &wanted {
-                        if !allowed_groups.contains(&group) {
-                            return Err(perm_error(Some(&format!(
-                                "/access/groups/{group}, {joined}"
-                            ))));
-                        }
-                    }
-                }
-                if check_existing {
-                    let userid = userid.unwrap_or_default();
-                    let member = allowed_groups.iter().any(|group| {
-                        self.model
-                            .groups()
-                            .get(*group)
-                            .is_some_and(|members| members.contains(&userid))
-                    });
-                    if !member {
-                        return if noerr {
-                            Ok(false)
-                        } else {
-                            Err(perm_error(None))
-                        };
-                    }
-                }
-                Ok(true)
-            }
-            "userid-param" => {
-                let userid = self.userid();
-                match items.get(1).and_then(Value::as_str) {
-                    Some("self") => {
-                        if !self.user_exists(userid.as_deref(), noerr)? {
-                            return Ok(false);
-                        }
-                        if userid.as_deref() == Some(self.subject) {
-                            Ok(true)
-                        } else if noerr {
-                            Ok(false)
-                        } else {
-                            Err(perm_error(None))
-                        }
-                    }
-                    Some("Realm.AllocateUser") => {
-                        let realm = userid
-                            .as_deref()
-                            .and_then(|u| u.rsplit_once('@'))
-                            .map(|(_, realm)| realm.to_owned())
-                            .unwrap_or_default();
-                        self.check_privs(
-                            &format!("/access/realm/{realm}"),
-                            &["Realm.AllocateUser"],
-                            false,
-                            noerr,
-                        )
-                    }
-                    _ => Err(AppError::Internal("unknown userid-param test".to_owned())),
-                }
-            }
-            "perm-modify" => {
-                let template = items.get(1).and_then(Value::as_str).unwrap_or_default();
-                let Some(path) = normalize_path(&template_replace(template, self.params)) else {
-                    return Ok(false);
-                };
-                check_perm_modify(self.model, self.subject, &path, noerr)
-            }
+            "and" => self.and(&items[1..]),
+            "or" => self.or(&items[1..], noerr),
+            "perm" => self.perm(items, noerr),
+            "userid-group" => self.userid_group(items, noerr),
+            "userid-param" => self.userid_param(items, noerr),
+            "perm-modify" => self.perm_modify(items, noerr),
             _ => Err(AppError::Internal(format!(
                 "unknown permission test '{test}'"
             ))),
         }
+    }
+
+    /// `["and", ...]`: every sub-check passes. Sub-checks of an `and` always raise, even inside
+    /// an `or`.
+    fn and(&self, subs: &[Value]) -> Result<bool, AppError> {
+        for sub in subs {
+            self.run(sub, false)?;
+        }
+        Ok(true)
+    }
+
+    /// `["or", ...]`: the first sub-check that passes; if none does, a bare
+    /// `Permission check failed`.
+    fn or(&self, subs: &[Value], noerr: bool) -> Result<bool, AppError> {
+        for sub in subs {
+            if self.run(sub, true)? {
+                return Ok(true);
+            }
+        }
+        fail(noerr, None)
+    }
+
+    /// `["perm", path, privs, "any", 1, "require_param", name]`: the privileges (all, or any)
+    /// on the path with its `{param}` templates filled.
+    fn perm(&self, items: &[Value], noerr: bool) -> Result<bool, AppError> {
+        let template = items.get(1).and_then(Value::as_str).unwrap_or_default();
+        let names = strings(items.get(2));
+        let opts = options(items.get(3..).unwrap_or_default());
+        let any = opts.iter().any(|(k, v)| *k == "any" && truthy(v));
+        if let Some((_, name)) = opts.iter().find(|(k, _)| *k == "require_param")
+            && let Some(name) = name.as_str()
+            && param_text(self.params, name).is_none()
+        {
+            return fail(noerr, None);
+        }
+        let path = template_replace(template, self.params);
+        let Some(path) = normalize_path(&path) else {
+            return fail(noerr, Some(&format!("{path}, {}", names.join("|"))));
+        };
+        self.check_privs(&path, &names, any, noerr)
+    }
+
+    /// `["userid-group", privs, "groups_param", "create" | "update"]`: the privileges on
+    /// `/access/groups`, or on every group named in `groups` and on a group the user (unless it
+    /// is being created) is a member of.
+    fn userid_group(&self, items: &[Value], noerr: bool) -> Result<bool, AppError> {
+        let names = strings(items.get(1));
+        let opts = options(items.get(2..).unwrap_or_default());
+        let groups_param = opts
+            .iter()
+            .find(|(k, _)| *k == "groups_param")
+            .and_then(|(_, v)| v.as_str());
+        let check_existing = groups_param != Some("create");
+        let userid = self.userid();
+        if check_existing && !self.user_exists(userid.as_deref(), noerr)? {
+            return Ok(false);
+        }
+        if self
+            .model
+            .has_any_privilege(self.subject, "/access/groups", &names)
+        {
+            return Ok(true);
+        }
+        let allowed_groups = self.model.groups_granting(self.subject, &names);
+        if groups_param.is_some() {
+            self.check_groups_param(&allowed_groups, &names)?;
+        }
+        if check_existing {
+            let userid = userid.unwrap_or_default();
+            let member = allowed_groups
+                .iter()
+                .any(|(_, members)| members.contains(&userid));
+            if !member {
+                return fail(noerr, None);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The `groups` parameter of a `userid-group` check with `groups_param`: present, and only
+    /// naming groups the caller has the privileges on (this always raises).
+    fn check_groups_param(
+        &self,
+        allowed_groups: &[(&String, &BTreeSet<String>)],
+        names: &[&str],
+    ) -> Result<(), AppError> {
+        let joined = names.join("|");
+        let wanted: Vec<String> = param_text(self.params, "groups")
+            .map(|text| {
+                crate::schema::split_list(&text)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if wanted.is_empty() {
+            return Err(perm_error(Some(&format!("/access/groups, {joined}"))));
+        }
+        for group in &wanted {
+            if !allowed_groups.iter().any(|(allowed, _)| *allowed == group) {
+                return Err(perm_error(Some(&format!(
+                    "/access/groups/{group}, {joined}"
+                ))));
+            }
+        }
+        Ok(())
+    }
+
+    /// `["userid-param", "self" | "Realm.AllocateUser"]`: the `userid` parameter is the caller
+    /// (and exists), or the caller may allocate users in its realm.
+    fn userid_param(&self, items: &[Value], noerr: bool) -> Result<bool, AppError> {
+        let userid = self.userid();
+        match items.get(1).and_then(Value::as_str) {
+            Some("self") => {
+                if !self.user_exists(userid.as_deref(), noerr)? {
+                    return Ok(false);
+                }
+                if userid.as_deref() == Some(self.subject) {
+                    Ok(true)
+                } else {
+                    fail(noerr, None)
+                }
+            }
+            Some("Realm.AllocateUser") => {
+                let realm = userid
+                    .as_deref()
+                    .and_then(|u| u.rsplit_once('@'))
+                    .map(|(_, realm)| realm.to_owned())
+                    .unwrap_or_default();
+                self.check_privs(
+                    &format!("/access/realm/{realm}"),
+                    &["Realm.AllocateUser"],
+                    false,
+                    noerr,
+                )
+            }
+            _ => Err(AppError::Internal("unknown userid-param test".to_owned())),
+        }
+    }
+
+    /// `["perm-modify", path]`: see [`check_perm_modify`].
+    fn perm_modify(&self, items: &[Value], noerr: bool) -> Result<bool, AppError> {
+        let template = items.get(1).and_then(Value::as_str).unwrap_or_default();
+        let Some(path) = normalize_path(&template_replace(template, self.params)) else {
+            return Ok(false);
+        };
+        check_perm_modify(self.model, self.subject, &path, noerr)
+    }
+}
+
+/// A failed check: `Ok(false)` with `noerr`, else `raise_perm_exc($what)`.
+fn fail(noerr: bool, what: Option<&str>) -> Result<bool, AppError> {
+    if noerr {
+        Ok(false)
+    } else {
+        Err(perm_error(what))
     }
 }
 
@@ -370,7 +379,7 @@ impl Checker<'_> {
 /// `description`): creating a guest needs `VM.Allocate` on `/vms/{vmid}` or on the pool given
 /// as `pool` (`check_vm_perm` in `create_vm`, qemu-server `src/PVE/API2/Qemu.pm`, and
 /// pve-container `src/PVE/API2/LXC.pm`); a restore (`archive`) also passes with `VM.Backup`.
-pub fn handler_check(
+pub(crate) fn handler_check(
     model: &AccessModel,
     op: &route_metadata::Operation,
     subject: &str,
@@ -405,7 +414,7 @@ pub fn handler_check(
 
 /// `check_perm_modify`: `Permissions.Modify`, or the allocation privilege of the object
 /// (`Datastore.Allocate` on a storage, `VM.Allocate` on a guest, `Pool.Allocate` on a pool).
-pub fn check_perm_modify(
+pub(crate) fn check_perm_modify(
     model: &AccessModel,
     subject: &str,
     path: &str,
@@ -419,11 +428,7 @@ pub fn check_perm_modify(
     } else if path.starts_with("/pool/") {
         names.push("Pool.Allocate");
     }
-    let privs = names
-        .iter()
-        .filter_map(|name| model.catalog().bit(name))
-        .fold(0, |acc, bit| acc | bit);
-    if model.permissions(subject, path).has_any(privs) {
+    if model.has_any_privilege(subject, path, &names) {
         return Ok(true);
     }
     if noerr {

@@ -36,24 +36,33 @@ const NODE_KEYS: &[&str] = &[
     "cgroup-mode",
 ];
 
+/// The caller whose reply is filtered; `model` is `None` for `root@pam`, who sees everything.
 struct Viewer<'a> {
     model: Option<&'a AccessModel>,
     subject: &'a str,
 }
 
 impl Viewer<'_> {
+    /// Whether the caller has any of the named privileges on a path.
     fn any(&self, path: &str, names: &[&str]) -> bool {
         let Some(model) = self.model else {
             return true;
         };
-        let wanted = names
-            .iter()
-            .filter_map(|name| model.catalog().bit(name))
-            .fold(0, |acc, bit| acc | bit);
-        model.permissions(self.subject, path).has_any(wanted)
+        model.has_any_privilege(self.subject, path, names)
+    }
+
+    /// Whether the caller owns a task started by `user` (its own, or its owner's if the caller
+    /// is a token).
+    fn owns_task(&self, user: &str) -> bool {
+        user == self.subject
+            || self
+                .subject
+                .split_once('!')
+                .is_some_and(|(owner, _)| owner == user)
     }
 }
 
+/// The nodes whose status is not `online`.
 fn offline_nodes(tables: &Tables) -> HashSet<String> {
     tables
         .members("/nodes")
@@ -88,16 +97,9 @@ fn text(entry: &Value, key: &str) -> String {
     }
 }
 
-/// Filters (or refuses) a GET reply for the caller.
-pub(crate) fn filter_reply(
-    tables: &Tables,
-    access: &AccessCache,
-    caller: &Caller,
-    template: &str,
-    path_params: &[(String, String)],
-    value: Value,
-) -> Result<Value, AppError> {
-    let relevant = matches!(
+/// Whether a reply of this path template is filtered (or refused) for the caller.
+fn is_filtered(template: &str) -> bool {
+    matches!(
         template,
         "/cluster/resources"
             | "/nodes"
@@ -110,8 +112,19 @@ pub(crate) fn filter_reply(
             | "/cluster/tasks"
             | "/nodes/{node}/tasks/{upid}/status"
             | "/nodes/{node}/tasks/{upid}/log"
-    );
-    if !relevant {
+    )
+}
+
+/// Filters (or refuses) a GET reply for the caller.
+pub(crate) fn filter_reply(
+    tables: &Tables,
+    access: &AccessCache,
+    caller: &Caller,
+    template: &str,
+    path_params: &[(String, String)],
+    value: Value,
+) -> Result<Value, AppError> {
+    if !is_filtered(template) {
         return Ok(value);
     }
     let model = (caller.userid != ROOT).then(|| access.model(tables));
@@ -119,25 +132,14 @@ pub(crate) fn filter_reply(
         model: model.as_deref(),
         subject: &caller.userid,
     };
-    let param = |name: &str| crate::api::path_param(path_params, name).unwrap_or_default();
-    let owns_task = |user: &str| {
-        user == caller.userid
-            || caller
-                .userid
-                .split_once('!')
-                .is_some_and(|(owner, _)| owner == user)
-    };
-    match template {
-        "/nodes/{node}/tasks/{upid}/status" | "/nodes/{node}/tasks/{upid}/log" => {
-            let node = param("node");
-            let upid = param("upid");
-            let owner = upid.split(':').nth(7).unwrap_or_default();
-            if !owns_task(owner) && !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
-                return Err(perm_error(None));
-            }
-            return Ok(value);
-        }
-        _ => {}
+    let node_param = crate::api::path_param(path_params, "node").unwrap_or_default();
+    if matches!(
+        template,
+        "/nodes/{node}/tasks/{upid}/status" | "/nodes/{node}/tasks/{upid}/log"
+    ) {
+        let upid = crate::api::path_param(path_params, "upid").unwrap_or_default();
+        check_task_access(&viewer, node_param, upid)?;
+        return Ok(value);
     }
     let Value::Array(entries) = value else {
         return Ok(value);
@@ -146,54 +148,8 @@ pub(crate) fn filter_reply(
     let mut kept = Vec::with_capacity(entries.len());
     for mut entry in entries {
         let keep = match template {
-            "/cluster/resources" => {
-                let kind = text(&entry, "type");
-                let node = text(&entry, "node");
-                match kind.as_str() {
-                    "qemu" | "lxc" => {
-                        let keep =
-                            viewer.any(&format!("/vms/{}", text(&entry, "vmid")), &["VM.Audit"]);
-                        if keep && offline.contains(&node) {
-                            set_status(&mut entry, "unknown");
-                        }
-                        keep
-                    }
-                    "node" => {
-                        if offline.contains(&node) {
-                            set_status(&mut entry, "offline");
-                            strip_node_stats(&mut entry);
-                        } else if !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
-                            strip_node_stats(&mut entry);
-                        }
-                        true
-                    }
-                    "storage" => {
-                        let keep = viewer.any(
-                            &format!("/storage/{}", text(&entry, "storage")),
-                            &["Datastore.Audit"],
-                        );
-                        if keep && offline.contains(&node) {
-                            set_status(&mut entry, "unknown");
-                        }
-                        keep
-                    }
-                    "pool" => {
-                        viewer.any(&format!("/pool/{}", text(&entry, "pool")), &["Pool.Audit"])
-                    }
-                    "sdn" => viewer.any("/sdn", &["SDN.Audit"]),
-                    _ => true,
-                }
-            }
-            "/nodes" => {
-                let node = text(&entry, "node");
-                if offline.contains(&node) {
-                    set_status(&mut entry, "offline");
-                    strip_node_stats(&mut entry);
-                } else if !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
-                    strip_node_stats(&mut entry);
-                }
-                true
-            }
+            "/cluster/resources" => keep_resource(&viewer, &offline, &mut entry),
+            "/nodes" => keep_node(&viewer, &offline, &mut entry),
             "/nodes/{node}/qemu" | "/nodes/{node}/lxc" => {
                 viewer.any(&format!("/vms/{}", text(&entry, "vmid")), &["VM.Audit"])
             }
@@ -206,10 +162,12 @@ pub(crate) fn filter_reply(
                 &["Pool.Audit"],
             ),
             "/nodes/{node}/tasks" => {
-                owns_task(&text(&entry, "user"))
-                    || viewer.any(&format!("/nodes/{}", param("node")), &["Sys.Audit"])
+                viewer.owns_task(&text(&entry, "user"))
+                    || viewer.any(&format!("/nodes/{node_param}"), &["Sys.Audit"])
             }
-            "/cluster/tasks" => owns_task(&text(&entry, "user")) || viewer.any("/", &["Sys.Audit"]),
+            "/cluster/tasks" => {
+                viewer.owns_task(&text(&entry, "user")) || viewer.any("/", &["Sys.Audit"])
+            }
             _ => true,
         };
         if keep {
@@ -217,4 +175,58 @@ pub(crate) fn filter_reply(
         }
     }
     Ok(Value::Array(kept))
+}
+
+/// A task's status and log: the caller owns the task (the UPID's eighth field) or has
+/// `Sys.Audit` on its node.
+fn check_task_access(viewer: &Viewer<'_>, node: &str, upid: &str) -> Result<(), AppError> {
+    let owner = upid.split(':').nth(7).unwrap_or_default();
+    if !viewer.owns_task(owner) && !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
+        return Err(perm_error(None));
+    }
+    Ok(())
+}
+
+/// One entry of `GET /cluster/resources`: whether it is listed, and its status or statistics
+/// adjusted for offline nodes and missing `Sys.Audit`.
+fn keep_resource(viewer: &Viewer<'_>, offline: &HashSet<String>, entry: &mut Value) -> bool {
+    match text(entry, "type").as_str() {
+        "qemu" | "lxc" => {
+            let visible = viewer.any(&format!("/vms/{}", text(entry, "vmid")), &["VM.Audit"]);
+            keep_on_node(visible, offline, entry)
+        }
+        "node" => keep_node(viewer, offline, entry),
+        "storage" => {
+            let visible = viewer.any(
+                &format!("/storage/{}", text(entry, "storage")),
+                &["Datastore.Audit"],
+            );
+            keep_on_node(visible, offline, entry)
+        }
+        "pool" => viewer.any(&format!("/pool/{}", text(entry, "pool")), &["Pool.Audit"]),
+        "sdn" => viewer.any("/sdn", &["SDN.Audit"]),
+        _ => true,
+    }
+}
+
+/// A guest or storage entry of `GET /cluster/resources`: listed if `visible`, with status
+/// `unknown` when its node is offline.
+fn keep_on_node(visible: bool, offline: &HashSet<String>, entry: &mut Value) -> bool {
+    if visible && offline.contains(&text(entry, "node")) {
+        set_status(entry, "unknown");
+    }
+    visible
+}
+
+/// A node entry (`GET /nodes`, `/cluster/resources`): always listed; offline nodes are marked
+/// so and, like nodes the caller lacks `Sys.Audit` on, lose their statistics.
+fn keep_node(viewer: &Viewer<'_>, offline: &HashSet<String>, entry: &mut Value) -> bool {
+    let node = text(entry, "node");
+    if offline.contains(&node) {
+        set_status(entry, "offline");
+        strip_node_stats(entry);
+    } else if !viewer.any(&format!("/nodes/{node}"), &["Sys.Audit"]) {
+        strip_node_stats(entry);
+    }
+    true
 }

@@ -5,8 +5,10 @@
 //!
 //! Layout:
 //! - [`privileges`]: the privilege catalogue and the built-in roles of a release.
+//! - [`acl`]: the stored ACL entries (one row) and the ACL path helpers (`normalize_path`).
 //! - [`model`]: a snapshot of users, groups, tokens, roles and the ACL, and its evaluation
-//!   (`permissions`, `roles`, effective permissions, the login `cap`).
+//!   (`permissions`, `roles`).
+//! - [`effective`]: permissions as replies show them: effective permissions, the login `cap`.
 //! - [`check`]: the `permissions` objects of the route metadata, checked on every request.
 //! - [`filter`]: lists that only show what the caller may see (`VM.Audit`, `Sys.Audit`, ...).
 //! - [`seed`]: the access part of seed fixtures.
@@ -17,7 +19,7 @@
 //! Users (`/access/users/{userid}`, with their group list, password hash and TFA entries under
 //! hidden keys), tokens (`.../token/{tokenid}`), groups (`/access/groups/{groupid}`) and custom
 //! roles (`/access/roles/{roleid}`) are ordinary store rows, so the generic engine, the seed and
-//! `/_mock/state` see them. The ACL is one row, [`model::ACL_ROW`]. Built-in roles are not
+//! `/_mock/state` see them. The ACL is one row, [`acl::ACL_ROW`]. Built-in roles are not
 //! stored: they come from the catalogue of the schema's release.
 //!
 //! # Keeping the hot path fast
@@ -30,12 +32,14 @@
 //! Evaluating a path walks its segments (`/`, `/vms`, `/vms/103`), so filtering a list of 5,000
 //! guests costs 5,000 short walks, however large the ACL is.
 
+pub(crate) mod acl;
 pub(crate) mod check;
+pub(crate) mod effective;
 pub(crate) mod filter;
 pub(crate) mod model;
 pub(crate) mod privileges;
-pub mod seed;
-pub mod totp;
+pub(crate) mod seed;
+pub(crate) mod totp;
 
 use std::sync::{Arc, RwLock};
 

@@ -2,6 +2,10 @@
 //! evaluated like `PVE::RPCEnvironment::permissions` (pve-access-control
 //! `src/PVE/RPCEnvironment.pm`) and `PVE::AccessControl::roles` (`src/PVE/AccessControl.pm`).
 //!
+//! This file owns building the model from the rows ([`AccessModel::build`]) and evaluating it
+//! (`roles`, `permissions`); the stored ACL itself is [`super::acl`], and how permissions are
+//! shown in replies (effective permissions, the login `cap`) is [`super::effective`].
+//!
 //! Evaluation walks the requested path from `/` down, one ACL node per path segment, so its cost
 //! depends on the depth of the path, not on the number of ACL entries or guests. What is
 //! specific to a user or token (which entries name it or one of its groups, sorted into
@@ -12,70 +16,33 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
+use super::acl::{AclEntry, acl_entries, path_prefixes};
 use super::privileges::{Catalog, PrivSet};
 use crate::api::last_segment;
 use crate::store::Tables;
 
-/// Row holding the ACL entries (`{"entries": [...]}`).
-pub const ACL_ROW: &str = "/_mock/acl";
-
 /// The superuser, who has every privilege everywhere.
-pub const ROOT: &str = "root@pam";
-
-/// One ACL entry, as `GET /access/acl` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct AclEntry {
-    /// Normalised ACL path.
-    pub path: String,
-    /// `user`, `group` or `token`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// User, group or token ID.
-    pub ugid: String,
-    /// Role.
-    pub roleid: String,
-    /// Whether the role propagates to paths below (0 or 1).
-    pub propagate: u8,
-}
-
-/// The ACL entries stored in [`ACL_ROW`].
-pub fn acl_entries(tables: &Tables) -> Vec<AclEntry> {
-    tables
-        .get(ACL_ROW)
-        .and_then(|row| row.get("entries"))
-        .and_then(|entries| serde_json::from_value(entries.clone()).ok())
-        .unwrap_or_default()
-}
-
-/// The row value for a list of entries (sorted, duplicates removed).
-pub fn acl_row(mut entries: Vec<AclEntry>) -> Value {
-    entries.sort();
-    entries.dedup_by(|a, b| {
-        a.path == b.path && a.kind == b.kind && a.ugid == b.ugid && a.roleid == b.roleid
-    });
-    json!({ "entries": entries })
-}
+pub(crate) const ROOT: &str = "root@pam";
 
 /// Privileges on a path with their propagation flags (`permissions()`'s hash).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Perms {
+pub(crate) struct Perms {
     /// Privileges that are set.
-    pub set: PrivSet,
+    pub(crate) set: PrivSet,
     /// The subset whose propagation flag is set.
-    pub propagate: PrivSet,
+    pub(crate) propagate: PrivSet,
 }
 
 impl Perms {
     /// Whether every privilege of `wanted` is set.
-    pub fn has_all(&self, wanted: PrivSet) -> bool {
+    pub(crate) fn has_all(&self, wanted: PrivSet) -> bool {
         self.set & wanted == wanted
     }
 
     /// Whether any privilege of `wanted` is set.
-    pub fn has_any(&self, wanted: PrivSet) -> bool {
+    pub(crate) fn has_any(&self, wanted: PrivSet) -> bool {
         self.set & wanted != 0
     }
 }
@@ -104,9 +71,45 @@ struct Pool {
     storages: Vec<String>,
 }
 
+impl Pool {
+    /// Reads the pool stored at `path`.
+    fn read(tables: &Tables, path: &str) -> Pool {
+        let row = tables.get(path);
+        Pool {
+            id: last_segment(path).to_owned(),
+            vms: row_array(row, "_vms")
+                .iter()
+                .filter_map(Value::as_u64)
+                .collect(),
+            storages: row_array(row, "_storage")
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// The ACL paths of the members: guests (`/vms/{vmid}`), then storages
+    /// (`/storage/{storage}`).
+    fn member_paths(&self) -> impl Iterator<Item = String> + '_ {
+        self.vms
+            .iter()
+            .map(|vmid| format!("/vms/{vmid}"))
+            .chain(self.storages.iter().map(|id| format!("/storage/{id}")))
+    }
+}
+
+/// An array stored under `key` of a row (empty when absent or not an array).
+fn row_array(row: Option<&Value>, key: &str) -> Vec<Value> {
+    row.and_then(|row| row.get(key))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A consistent snapshot of the access configuration.
 #[derive(Debug)]
-pub struct AccessModel {
+pub(crate) struct AccessModel {
     catalog: Arc<Catalog>,
     roles: HashMap<String, PrivSet>,
     entries: Vec<AclEntry>,
@@ -119,7 +122,7 @@ pub struct AccessModel {
 }
 
 /// The group list stored on a user row (`groups`, comma separated or an array).
-pub fn user_group_list(row: &Value) -> Vec<String> {
+pub(crate) fn user_group_list(row: &Value) -> Vec<String> {
     match row.get("groups") {
         Some(Value::String(text)) => crate::schema::split_list(text)
             .filter(|g| !g.is_empty())
@@ -136,126 +139,131 @@ pub fn user_group_list(row: &Value) -> Vec<String> {
 
 /// Whether a stored flag (`1`, `true`, `"yes"`, ...) is set; `default` when absent or not a
 /// boolean.
-pub fn flag(row: &Value, key: &str, default: bool) -> bool {
+pub(crate) fn flag(row: &Value, key: &str, default: bool) -> bool {
     row.get(key)
         .and_then(crate::schema::value_bool)
         .unwrap_or(default)
 }
 
+/// Every role: the built-in ones of the catalogue, then the custom roles stored under
+/// `/access/roles` (a custom row named like a special role is ignored).
+fn read_roles(tables: &Tables, catalog: &Catalog) -> HashMap<String, PrivSet> {
+    let mut roles: HashMap<String, PrivSet> = catalog
+        .builtin_roles()
+        .iter()
+        .map(|(name, set)| (name.clone(), *set))
+        .collect();
+    for path in tables.members("/access/roles") {
+        let name = last_segment(path).to_owned();
+        if catalog.is_special(&name) {
+            continue;
+        }
+        let privs = tables
+            .get(path)
+            .and_then(|row| row.get("privs"))
+            .and_then(Value::as_str)
+            .map(|text| {
+                crate::schema::split_list(text)
+                    .filter_map(|name| catalog.bit(name))
+                    .fold(0, |acc, bit| acc | bit)
+            })
+            .unwrap_or(0);
+        roles.insert(name, privs);
+    }
+    roles
+}
+
 impl AccessModel {
     /// Reads the access configuration from the tables.
-    pub fn build(tables: &Tables, catalog: Arc<Catalog>) -> AccessModel {
-        let mut roles: HashMap<String, PrivSet> = catalog
-            .builtin_roles()
-            .iter()
-            .map(|(name, set)| (name.clone(), *set))
-            .collect();
-        for path in tables.members("/access/roles") {
-            let name = last_segment(path).to_owned();
-            if catalog.is_special(&name) {
-                continue;
-            }
-            let privs = tables
-                .get(path)
-                .and_then(|row| row.get("privs"))
-                .and_then(Value::as_str)
-                .map(|text| {
-                    crate::schema::split_list(text)
-                        .filter_map(|name| catalog.bit(name))
-                        .fold(0, |acc, bit| acc | bit)
-                })
-                .unwrap_or(0);
-            roles.insert(name, privs);
-        }
-        let groups: BTreeMap<String, BTreeSet<String>> = tables
-            .members("/access/groups")
-            .map(|path| (last_segment(path).to_owned(), BTreeSet::new()))
-            .collect();
+    pub(crate) fn build(tables: &Tables, catalog: Arc<Catalog>) -> AccessModel {
         let mut model = AccessModel {
+            roles: read_roles(tables, &catalog),
             catalog,
-            roles,
             entries: acl_entries(tables),
             users: BTreeSet::new(),
-            groups,
+            groups: tables
+                .members("/access/groups")
+                .map(|path| (last_segment(path).to_owned(), BTreeSet::new()))
+                .collect(),
             user_groups: HashMap::new(),
             tokens: HashMap::new(),
             pools: tables
                 .members("/pools")
-                .map(|path| {
-                    let row = tables.get(path);
-                    let list = |key: &str| -> Vec<Value> {
-                        row.and_then(|row| row.get(key))
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default()
-                    };
-                    Pool {
-                        id: last_segment(path).to_owned(),
-                        vms: list("_vms").iter().filter_map(Value::as_u64).collect(),
-                        storages: list("_storage")
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect(),
-                    }
-                })
+                .map(|path| Pool::read(tables, path))
                 .collect(),
             compiled: Mutex::new(HashMap::new()),
         };
         for path in tables.members("/access/users") {
-            let userid = last_segment(path).to_owned();
-            let row = tables.get(path).cloned().unwrap_or_default();
-            let member_of: Vec<String> = user_group_list(&row)
-                .into_iter()
-                .filter(|group| model.groups.contains_key(group))
-                .collect();
-            for group in &member_of {
-                if let Some(members) = model.groups.get_mut(group) {
-                    members.insert(userid.clone());
-                }
-            }
-            for token_path in tables.members(&format!("{path}/token")) {
-                let privsep = tables
-                    .get(token_path)
-                    .is_none_or(|token| flag(token, "privsep", true));
-                model
-                    .tokens
-                    .insert(format!("{userid}!{}", last_segment(token_path)), privsep);
-            }
-            model.user_groups.insert(userid.clone(), member_of);
-            model.users.insert(userid);
+            model.add_user(tables, path);
         }
         model
     }
 
+    /// Adds the user stored at `path`: its membership in existing groups and its tokens.
+    fn add_user(&mut self, tables: &Tables, path: &str) {
+        let userid = last_segment(path).to_owned();
+        let row = tables.get(path).cloned().unwrap_or_default();
+        let member_of: Vec<String> = user_group_list(&row)
+            .into_iter()
+            .filter(|group| self.groups.contains_key(group))
+            .collect();
+        for group in &member_of {
+            if let Some(members) = self.groups.get_mut(group) {
+                members.insert(userid.clone());
+            }
+        }
+        for token_path in tables.members(&format!("{path}/token")) {
+            let privsep = tables
+                .get(token_path)
+                .is_none_or(|token| flag(token, "privsep", true));
+            self.tokens
+                .insert(format!("{userid}!{}", last_segment(token_path)), privsep);
+        }
+        self.user_groups.insert(userid.clone(), member_of);
+        self.users.insert(userid);
+    }
+
     /// The privilege catalogue.
-    pub fn catalog(&self) -> &Catalog {
+    pub(crate) fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 
     /// Every role (built-in and custom) with its privileges.
-    pub fn roles(&self) -> &HashMap<String, PrivSet> {
+    pub(crate) fn roles(&self) -> &HashMap<String, PrivSet> {
         &self.roles
     }
 
     /// The ACL entries.
-    pub fn entries(&self) -> &[AclEntry] {
+    pub(crate) fn entries(&self) -> &[AclEntry] {
         &self.entries
     }
 
     /// Groups and their (existing) members.
-    pub fn groups(&self) -> &BTreeMap<String, BTreeSet<String>> {
+    pub(crate) fn groups(&self) -> &BTreeMap<String, BTreeSet<String>> {
         &self.groups
     }
 
     /// Whether a user exists.
-    pub fn user_exists(&self, userid: &str) -> bool {
+    pub(crate) fn user_exists(&self, userid: &str) -> bool {
         self.users.contains(userid)
     }
 
     /// Whether a token exists, and its privilege separation.
-    pub fn token_privsep(&self, tokenid: &str) -> Option<bool> {
+    pub(crate) fn token_privsep(&self, tokenid: &str) -> Option<bool> {
         self.tokens.get(tokenid).copied()
+    }
+
+    /// Every path an ACL entry names.
+    pub(crate) fn acl_paths(&self) -> BTreeSet<String> {
+        self.entries
+            .iter()
+            .map(|entry| entry.path.clone())
+            .collect()
+    }
+
+    /// The ACL paths of every pool member (`/vms/{vmid}`, `/storage/{storage}`), pool by pool.
+    pub(crate) fn pool_member_paths(&self) -> impl Iterator<Item = String> + '_ {
+        self.pools.iter().flat_map(Pool::member_paths)
     }
 
     fn compile(&self, subject: &str) -> Arc<SubjectAcl> {
@@ -287,12 +295,7 @@ impl AccessModel {
             if roles.is_empty() {
                 continue;
             }
-            let members = pool
-                .vms
-                .iter()
-                .map(|vmid| format!("/vms/{vmid}"))
-                .chain(pool.storages.iter().map(|id| format!("/storage/{id}")));
-            for member in members {
+            for member in pool.member_paths() {
                 acl.pool_roles
                     .entry(member)
                     .or_default()
@@ -307,7 +310,7 @@ impl AccessModel {
     /// The roles of a subject on a path, with propagation flags: the ACL's (`roles()`), then
     /// the roles on pools the object is a member of, which never override `NoAccess` nor set a
     /// role the ACL already set, and never propagate (`compile_acl_path`).
-    pub fn roles_on(&self, subject: &str, path: &str) -> BTreeMap<String, bool> {
+    pub(crate) fn roles_on(&self, subject: &str, path: &str) -> BTreeMap<String, bool> {
         let acl = self.compile(subject);
         let mut roles = walk(&acl.nodes, path);
         if let Some(pool_roles) = acl.pool_roles.get(path)
@@ -337,7 +340,7 @@ impl AccessModel {
 
     /// Effective privileges of a user or token on a normalised path
     /// (`PVE::RPCEnvironment::permissions`).
-    pub fn permissions(&self, subject: &str, path: &str) -> Perms {
+    pub(crate) fn permissions(&self, subject: &str, path: &str) -> Perms {
         if subject == ROOT {
             let all = self.catalog.all();
             return Perms {
@@ -366,151 +369,26 @@ impl AccessModel {
         self.privileges_of(&self.roles_on(subject, path))
     }
 
-    /// The privileges of a set as a `{"Priv": 0|1}` map (propagation flag as value).
-    pub fn perms_json(&self, perms: Perms) -> Value {
-        let mut map = Map::new();
-        for name in self.catalog.names_of(perms.set) {
-            let propagate = self
-                .catalog
-                .bit(name)
-                .is_some_and(|bit| perms.propagate & bit != 0);
-            map.insert(name.to_owned(), json!(u8::from(propagate)));
-        }
-        Value::Object(map)
+    /// Whether the subject has any of the named privileges on a normalised path (`check_any`
+    /// with `noerr`); unknown names grant nothing.
+    pub(crate) fn has_any_privilege(&self, subject: &str, path: &str, names: &[&str]) -> bool {
+        self.permissions(subject, path)
+            .has_any(self.catalog.set(names.iter()))
     }
 
-    /// Every path an ACL entry names.
-    pub fn acl_paths(&self) -> BTreeSet<String> {
-        self.entries
+    /// The groups on whose `/access/groups/{group}` the subject has any of the named
+    /// privileges, with their members.
+    pub(crate) fn groups_granting(
+        &self,
+        subject: &str,
+        names: &[&str],
+    ) -> Vec<(&String, &BTreeSet<String>)> {
+        self.groups
             .iter()
-            .map(|entry| entry.path.clone())
+            .filter(|(group, _)| {
+                self.has_any_privilege(subject, &format!("/access/groups/{group}"), names)
+            })
             .collect()
-    }
-
-    /// `get_effective_permissions`: the default top-level paths, every ACL path and every pool
-    /// member, with the privileges the subject has there (paths without any are left out).
-    pub fn effective_permissions(&self, subject: &str) -> Value {
-        let mut paths: BTreeSet<String> = [
-            "/",
-            "/access",
-            "/access/groups",
-            "/nodes",
-            "/pool",
-            "/sdn",
-            "/storage",
-            "/vms",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        paths.extend(self.acl_paths());
-        for pool in &self.pools {
-            paths.extend(pool.vms.iter().map(|vmid| format!("/vms/{vmid}")));
-            paths.extend(pool.storages.iter().map(|id| format!("/storage/{id}")));
-        }
-        let mut result = Map::new();
-        for path in paths {
-            let perms = self.permissions(subject, &path);
-            if perms.set != 0 {
-                result.insert(path, self.perms_json(perms));
-            }
-        }
-        Value::Object(result)
-    }
-
-    /// `compute_api_permission`: the `cap` object of a login reply.
-    pub fn api_capabilities(&self, subject: &str) -> Value {
-        type Matcher = fn(&str) -> bool;
-        let categories: [(&str, Matcher); 7] = [
-            ("vms", |p| p.starts_with("VM.") || p == "Permissions.Modify"),
-            ("access", |p| {
-                p.starts_with("User.") || p.starts_with("Group.") || p == "Permissions.Modify"
-            }),
-            ("storage", |p| {
-                p.starts_with("Datastore.") || p == "Permissions.Modify"
-            }),
-            ("nodes", |p| {
-                p.starts_with("Sys.") || p == "Permissions.Modify"
-            }),
-            ("sdn", |p| {
-                p.starts_with("SDN.") || p == "Permissions.Modify"
-            }),
-            ("dc", |p| {
-                p.starts_with("Sys.Audit") || p.starts_with("Sys.Modify") || p.starts_with("SDN.")
-            }),
-            ("mapping", |p| {
-                p.starts_with("Mapping.") || p == "Permissions.Modify"
-            }),
-        ];
-        let mut result: BTreeMap<&str, Map<String, Value>> = categories
-            .iter()
-            .map(|(name, _)| (*name, Map::new()))
-            .collect();
-        let mut paths: Vec<String> = [
-            "/",
-            "/nodes",
-            "/access/groups",
-            "/vms",
-            "/storage",
-            "/sdn",
-            "/mapping",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        for path in self.acl_paths() {
-            if !paths.contains(&path) {
-                paths.push(path);
-            }
-        }
-        for path in &paths {
-            let perms = self.permissions(subject, path);
-            let toplevel = path
-                .strip_prefix('/')
-                .and_then(|rest| rest.split('/').next())
-                .filter(|word| !word.is_empty())
-                .unwrap_or("dc");
-            for name in self.catalog.names_of(perms.set) {
-                if toplevel == "pool" {
-                    if name.starts_with("VM.") {
-                        result
-                            .entry("vms")
-                            .or_default()
-                            .insert(name.into(), json!(1));
-                    } else if name.starts_with("Datastore.") {
-                        result
-                            .entry("storage")
-                            .or_default()
-                            .insert(name.into(), json!(1));
-                    } else if name == "Permissions.Modify" {
-                        result
-                            .entry("storage")
-                            .or_default()
-                            .insert(name.into(), json!(1));
-                        result
-                            .entry("vms")
-                            .or_default()
-                            .insert(name.into(), json!(1));
-                    }
-                    continue;
-                }
-                let Some((_, matches)) = categories.iter().find(|(cat, _)| *cat == toplevel) else {
-                    continue;
-                };
-                if matches(name) {
-                    result
-                        .entry(toplevel)
-                        .or_default()
-                        .insert(name.into(), json!(1));
-                }
-            }
-        }
-        Value::Object(
-            result
-                .into_iter()
-                .map(|(key, map)| (key.to_owned(), Value::Object(map)))
-                .collect(),
-        )
     }
 }
 
@@ -545,61 +423,23 @@ fn walk(nodes: &HashMap<String, NodeRoles>, path: &str) -> BTreeMap<String, bool
     roles
 }
 
-/// `/`, `/a`, `/a/b`, ... up to and including `path` (which must be normalised).
-pub fn path_prefixes(path: &str) -> impl Iterator<Item = &str> {
-    let ends = std::iter::once(1).chain(
-        path.char_indices()
-            .skip(1)
-            .filter(|(_, c)| *c == '/')
-            .map(|(index, _)| index)
-            .chain(std::iter::once(path.len()).filter(|len| *len > 1)),
-    );
-    ends.map(move |end| &path[..end.min(path.len())])
-}
-
-/// `PVE::AccessControl::normalize_path`: collapses slashes, drops a trailing one, adds a
-/// leading one; `None` for characters outside `[[:alnum:].-_/]`.
-pub fn normalize_path(path: &str) -> Option<String> {
-    if path.is_empty() {
-        return None;
-    }
-    let mut out = String::with_capacity(path.len() + 1);
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        out.push('/');
-        out.push_str(segment);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out.chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'))
-        .then_some(out)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use serde_json::json;
+
     use super::*;
-    use crate::store::{Change, Tables};
+    use crate::access::acl::{ACL_ROW, acl_row};
+    use crate::store::Change;
 
-    #[test]
-    fn prefixes_and_normalisation() {
-        assert_eq!(path_prefixes("/").collect::<Vec<_>>(), ["/"]);
-        assert_eq!(
-            path_prefixes("/vms/100").collect::<Vec<_>>(),
-            ["/", "/vms", "/vms/100"]
-        );
-        assert_eq!(normalize_path("vms//100/").as_deref(), Some("/vms/100"));
-        assert_eq!(normalize_path("/").as_deref(), Some("/"));
-        assert_eq!(normalize_path("/a b"), None);
-        assert_eq!(normalize_path(""), None);
-    }
-
-    fn tables(changes: Vec<Change>) -> Tables {
+    /// A model of the given rows plus an ACL row holding `entries`.
+    fn model_of(mut rows: Vec<Change>, entries: Vec<AclEntry>) -> AccessModel {
+        rows.push(put(ACL_ROW, None, acl_row(entries)));
         let state =
-            crate::store::StateStore::open(&crate::store::Store::Memory, "fp", changes).unwrap();
-        state.read().clone()
+            crate::store::StateStore::open(&crate::store::Store::Memory, "fp", rows).unwrap();
+        let tables = state.read().clone();
+        AccessModel::build(&tables, Arc::new(Catalog::for_release("9.1")))
     }
 
     fn put(path: &str, collection: Option<&str>, value: Value) -> Change {
@@ -622,21 +462,21 @@ mod tests {
 
     #[test]
     fn pool_roles_reach_members_but_not_over_noaccess() {
-        let entries = vec![
-            entry("/pool/dev", "user", "bob@pve", "PVEVMUser", 1),
-            entry("/vms/102", "user", "bob@pve", "NoAccess", 1),
-            entry("/vms/101", "user", "bob@pve", "PVEAuditor", 1),
-        ];
-        let tables = tables(vec![
-            put("/access/users/bob@pve", Some("/access/users"), json!({})),
-            put(
-                "/pools/dev",
-                Some("/pools"),
-                json!({"_vms": [100, 101, 102], "_storage": ["local"]}),
-            ),
-            put(ACL_ROW, None, acl_row(entries)),
-        ]);
-        let model = AccessModel::build(&tables, Arc::new(Catalog::for_release("9.1")));
+        let model = model_of(
+            vec![
+                put("/access/users/bob@pve", Some("/access/users"), json!({})),
+                put(
+                    "/pools/dev",
+                    Some("/pools"),
+                    json!({"_vms": [100, 101, 102], "_storage": ["local"]}),
+                ),
+            ],
+            vec![
+                entry("/pool/dev", "user", "bob@pve", "PVEVMUser", 1),
+                entry("/vms/102", "user", "bob@pve", "NoAccess", 1),
+                entry("/vms/101", "user", "bob@pve", "PVEAuditor", 1),
+            ],
+        );
         let bit = |name| model.catalog().bit(name).unwrap();
         let bob = |path| model.permissions("bob@pve", path);
         assert!(bob("/vms/100").has_all(bit("VM.PowerMgmt")));
@@ -655,34 +495,34 @@ mod tests {
 
     #[test]
     fn propagation_precedence_and_tokens() {
-        let entries = vec![
-            entry("/", "group", "ops", "PVEAuditor", 1),
-            entry("/vms/100", "user", "alice@pve", "PVEVMUser", 1),
-            entry("/vms", "user", "bob@pve", "PVEVMAdmin", 0),
-            entry("/vms/101", "user", "alice@pve", "NoAccess", 1),
-            entry("/vms/100", "token", "alice@pve!ro", "PVEAuditor", 1),
-        ];
-        let tables = tables(vec![
-            put(
-                "/access/users/alice@pve",
-                Some("/access/users"),
-                json!({"groups": "ops"}),
-            ),
-            put("/access/users/bob@pve", Some("/access/users"), json!({})),
-            put(
-                "/access/users/alice@pve/token/ro",
-                Some("/access/users/alice@pve/token"),
-                json!({"privsep": 1}),
-            ),
-            put(
-                "/access/users/alice@pve/token/full",
-                Some("/access/users/alice@pve/token"),
-                json!({"privsep": 0}),
-            ),
-            put("/access/groups/ops", Some("/access/groups"), json!({})),
-            put(ACL_ROW, None, acl_row(entries)),
-        ]);
-        let model = AccessModel::build(&tables, Arc::new(Catalog::for_release("9.1")));
+        let model = model_of(
+            vec![
+                put(
+                    "/access/users/alice@pve",
+                    Some("/access/users"),
+                    json!({"groups": "ops"}),
+                ),
+                put("/access/users/bob@pve", Some("/access/users"), json!({})),
+                put(
+                    "/access/users/alice@pve/token/ro",
+                    Some("/access/users/alice@pve/token"),
+                    json!({"privsep": 1}),
+                ),
+                put(
+                    "/access/users/alice@pve/token/full",
+                    Some("/access/users/alice@pve/token"),
+                    json!({"privsep": 0}),
+                ),
+                put("/access/groups/ops", Some("/access/groups"), json!({})),
+            ],
+            vec![
+                entry("/", "group", "ops", "PVEAuditor", 1),
+                entry("/vms/100", "user", "alice@pve", "PVEVMUser", 1),
+                entry("/vms", "user", "bob@pve", "PVEVMAdmin", 0),
+                entry("/vms/101", "user", "alice@pve", "NoAccess", 1),
+                entry("/vms/100", "token", "alice@pve!ro", "PVEAuditor", 1),
+            ],
+        );
         let bit = |name| model.catalog().bit(name).unwrap();
         let alice = |path| model.permissions("alice@pve", path);
         assert!(alice("/nodes/pve1").has_all(bit("Sys.Audit")), "group on /");

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 /// A set of privileges: bit `i` is privilege `i` of a [`Catalog`].
-pub type PrivSet = u128;
+pub(crate) type PrivSet = u128;
 
 /// The privilege groups of one category (`$privgroups` in `AccessControl.pm`).
 struct Group {
@@ -141,7 +141,7 @@ const OTHER_GROUPS: &[Group] = &[
 
 /// The privileges and built-in roles of one Proxmox VE release.
 #[derive(Debug, Clone)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     names: Vec<&'static str>,
     roles: BTreeMap<String, PrivSet>,
 }
@@ -149,7 +149,7 @@ pub struct Catalog {
 impl Catalog {
     /// The catalogue of a release (`9.1.3`, `8.4.1`, ...): releases before 9 still have
     /// `VM.Monitor` and no `VM.GuestAgent.*`/`VM.Replicate`.
-    pub fn for_release(release: &str) -> Catalog {
+    pub(crate) fn for_release(release: &str) -> Catalog {
         let major: u32 = release
             .split('.')
             .next()
@@ -206,7 +206,7 @@ impl Catalog {
     }
 
     /// The bit of a privilege, if it is valid in this release.
-    pub fn bit(&self, name: &str) -> Option<PrivSet> {
+    pub(crate) fn bit(&self, name: &str) -> Option<PrivSet> {
         self.names
             .binary_search(&name)
             .ok()
@@ -214,19 +214,19 @@ impl Catalog {
     }
 
     /// Whether a privilege name is valid (`verify_privname`).
-    pub fn is_valid(&self, name: &str) -> bool {
+    pub(crate) fn is_valid(&self, name: &str) -> bool {
         self.bit(name).is_some()
     }
 
     /// The set of the given (valid) names; unknown names are ignored.
-    pub fn set<'a>(&self, names: impl Iterator<Item = &'a &'a str>) -> PrivSet {
+    pub(crate) fn set<'a>(&self, names: impl Iterator<Item = &'a &'a str>) -> PrivSet {
         names
             .filter_map(|name| self.bit(name))
             .fold(0, |acc, bit| acc | bit)
     }
 
     /// Every privilege.
-    pub fn all(&self) -> PrivSet {
+    pub(crate) fn all(&self) -> PrivSet {
         if self.names.len() >= 128 {
             PrivSet::MAX
         } else {
@@ -235,7 +235,7 @@ impl Catalog {
     }
 
     /// The names in a set, sorted.
-    pub fn names_of(&self, set: PrivSet) -> impl Iterator<Item = &'static str> + '_ {
+    pub(crate) fn names_of(&self, set: PrivSet) -> impl Iterator<Item = &'static str> + '_ {
         self.names
             .iter()
             .enumerate()
@@ -244,12 +244,12 @@ impl Catalog {
     }
 
     /// The built-in roles and their privileges.
-    pub fn builtin_roles(&self) -> &BTreeMap<String, PrivSet> {
+    pub(crate) fn builtin_roles(&self) -> &BTreeMap<String, PrivSet> {
         &self.roles
     }
 
     /// Whether a role is built in (`role_is_special`).
-    pub fn is_special(&self, role: &str) -> bool {
+    pub(crate) fn is_special(&self, role: &str) -> bool {
         self.roles.contains_key(role)
     }
 }

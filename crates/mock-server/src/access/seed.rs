@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::model::{ACL_ROW, AclEntry, acl_row, normalize_path};
+use super::acl::{AclEntry, acl_change, normalize_path};
 use super::totp::Totp;
 use super::totp::{TFA_KEY, totp_entry};
 use crate::auth::{PASSWORD_KEY, SECRET_KEY, hash_secret};
@@ -90,7 +90,7 @@ pub struct AclSeed {
 }
 
 /// The rows of one seeded user and its tokens.
-pub fn user_changes(user: &UserSeed, root_password: &str) -> Vec<Change> {
+pub(crate) fn user_changes(user: &UserSeed, root_password: &str) -> Vec<Change> {
     let password = user
         .password
         .clone()
@@ -156,7 +156,7 @@ pub fn user_changes(user: &UserSeed, root_password: &str) -> Vec<Change> {
 }
 
 /// The rows of a fixture's groups, custom roles and ACL.
-pub fn access_changes(fixture: &Fixture, changes: &mut Vec<Change>) {
+pub(crate) fn access_changes(fixture: &Fixture, changes: &mut Vec<Change>) {
     for group in &fixture.groups {
         let mut row = json!({});
         if let Some(comment) = &group.comment {
@@ -200,11 +200,7 @@ pub fn access_changes(fixture: &Fixture, changes: &mut Vec<Change>) {
         }
     }
     if !entries.is_empty() {
-        changes.push(Change::Put {
-            path: ACL_ROW.to_owned(),
-            collection: None,
-            value: acl_row(entries),
-        });
+        changes.push(acl_change(entries));
     }
 }
 
@@ -213,6 +209,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::access::acl::ACL_ROW;
 
     #[test]
     fn the_documented_yaml_parses_into_rows() {

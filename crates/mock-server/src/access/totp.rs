@@ -19,7 +19,7 @@ pub struct Totp {
 }
 
 /// Decodes RFC 4648 base32 (case-insensitive, padding and spaces ignored).
-pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn base32_decode(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 5 / 8);
     let mut buffer: u64 = 0;
     let mut bits = 0;
@@ -41,7 +41,7 @@ pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Encodes RFC 4648 base32 without padding.
-pub fn base32_encode(bytes: &[u8]) -> String {
+pub(crate) fn base32_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
     let mut buffer: u64 = 0;

@@ -23,7 +23,7 @@ pub const TAGS: &[&str] = &["9.1", "9.0", "8.4"];
 pub const LATEST: &str = "9.1";
 
 /// Resolves `latest` and checks that a tag is known.
-pub fn resolve_tag(tag: &str) -> Result<&'static str, Error> {
+pub(crate) fn resolve_tag(tag: &str) -> Result<&'static str, Error> {
     let wanted = if tag == "latest" { LATEST } else { tag };
     TAGS.iter()
         .copied()
@@ -32,27 +32,27 @@ pub fn resolve_tag(tag: &str) -> Result<&'static str, Error> {
 }
 
 /// The embedded `route_metadata.json` of a tag.
-pub fn embedded_metadata(tag: &str) -> Option<&'static str> {
+pub(crate) fn embedded_metadata(tag: &str) -> Option<&'static str> {
     crate::embedded::route_metadata(tag)
 }
 
 /// The embedded `openapi.json` of a tag.
-pub fn embedded_openapi(tag: &str) -> Option<&'static str> {
+pub(crate) fn embedded_openapi(tag: &str) -> Option<&'static str> {
     crate::embedded::openapi(tag)
 }
 
 /// A matched request path.
 #[derive(Debug, Clone)]
-pub struct RouteMatch {
+pub(crate) struct RouteMatch {
     /// Index into [`Meta::paths`].
-    pub path_index: usize,
+    pub(crate) path_index: usize,
     /// Decoded path parameters, in template order.
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 /// Why a path did not match.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MatchError {
+pub(crate) enum MatchError {
     /// No templated path matches.
     NotFound,
     /// A parameter is not valid percent-encoded UTF-8 or contains NUL.
@@ -67,15 +67,15 @@ pub enum MatchError {
 /// the document, so each operation is kept as its slice of the embedded JSON until a request
 /// (or a test) needs it.
 #[derive(Debug)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// Schema tag, e.g. `9.1`.
-    pub tag: String,
+    pub(crate) tag: String,
     /// SHA-256 (hex) of the `apidata.js` the metadata was generated from.
     pub schema_sha256: String,
     /// Release string the mock reports from `/version`.
-    pub release: String,
+    pub(crate) release: String,
     /// Every path node of the API tree, sorted by path.
-    pub paths: Vec<PathNode>,
+    pub(crate) paths: Vec<PathNode>,
     operations: Vec<LazyOperation>,
 }
 
@@ -87,7 +87,7 @@ impl Meta {
     }
 
     /// One operation by index.
-    pub fn operation(&self, index: usize) -> Option<&Operation> {
+    pub(crate) fn operation(&self, index: usize) -> Option<&Operation> {
         self.operations.get(index).map(LazyOperation::get)
     }
 
@@ -204,11 +204,11 @@ fn quick_head(text: &'static str) -> Option<(&'static str, Method)> {
 
 /// One schema tag, compiled for serving.
 #[derive(Debug)]
-pub struct Api {
+pub(crate) struct Api {
     /// The metadata (operations parsed on first use).
-    pub meta: Meta,
+    pub(crate) meta: Meta,
     /// The tag's `openapi.json` (if embedded).
-    pub openapi: Option<&'static str>,
+    pub(crate) openapi: Option<&'static str>,
     router: matchit::Router<usize>,
     /// Per path node: the operation index for GET, POST, PUT, DELETE.
     methods: Vec<[Option<usize>; 4]>,
@@ -232,7 +232,7 @@ fn method_slot(method: Method) -> usize {
 
 impl Api {
     /// Parses the embedded metadata of a tag and compiles it.
-    pub fn load(tag: &str) -> Result<Arc<Api>, Error> {
+    pub(crate) fn load(tag: &str) -> Result<Arc<Api>, Error> {
         let tag = resolve_tag(tag)?;
         let json = embedded_metadata(tag).ok_or_else(|| Error::UnknownSchema(tag.to_owned()))?;
         let (meta, heads) = Meta::from_static_json(json).map_err(|source| Error::Metadata {
@@ -243,7 +243,7 @@ impl Api {
     }
 
     /// Compiles metadata (tests build small values by hand).
-    pub fn new(meta: RouteMetadata, openapi: Option<&'static str>) -> Api {
+    pub(crate) fn new(meta: RouteMetadata, openapi: Option<&'static str>) -> Api {
         let heads: Vec<(String, Method)> = meta
             .operations
             .iter()
@@ -283,7 +283,7 @@ impl Api {
     }
 
     /// Matches a raw relative path (below `/api2/json`, still percent-encoded).
-    pub fn match_path(&self, raw_path: &str) -> Result<RouteMatch, MatchError> {
+    pub(crate) fn match_path(&self, raw_path: &str) -> Result<RouteMatch, MatchError> {
         let path = if raw_path.len() > 1 {
             raw_path.trim_end_matches('/')
         } else {
@@ -306,13 +306,17 @@ impl Api {
     }
 
     /// The operation for a method at a path node.
-    pub fn operation(&self, path_index: usize, method: Method) -> Option<(usize, &Operation)> {
+    pub(crate) fn operation(
+        &self,
+        path_index: usize,
+        method: Method,
+    ) -> Option<(usize, &Operation)> {
         let op_index = self.methods.get(path_index)?[method_slot(method)]?;
         Some((op_index, self.meta.operation(op_index)?))
     }
 
     /// The operation for a method at a templated path.
-    pub fn operation_at(&self, template: &str, method: Method) -> Option<&Operation> {
+    pub(crate) fn operation_at(&self, template: &str, method: Method) -> Option<&Operation> {
         let path_index = *self.path_by_template.get(template)?;
         self.operation(path_index, method).map(|(_, op)| op)
     }
@@ -323,12 +327,12 @@ impl Api {
     }
 
     /// A path node by index.
-    pub fn node(&self, path_index: usize) -> &PathNode {
+    pub(crate) fn node(&self, path_index: usize) -> &PathNode {
         &self.meta.paths[path_index]
     }
 
     /// A path node by its templated path.
-    pub fn node_at(&self, template: &str) -> Option<&PathNode> {
+    pub(crate) fn node_at(&self, template: &str) -> Option<&PathNode> {
         self.path_by_template
             .get(template)
             .map(|&index| &self.meta.paths[index])
@@ -336,7 +340,7 @@ impl Api {
 
     /// The compiled, anchored regex of a schema pattern (`None` when it does not compile; such
     /// patterns are not enforced).
-    pub fn pattern(&self, pattern: &str) -> Option<Arc<Regex>> {
+    pub(crate) fn pattern(&self, pattern: &str) -> Option<Arc<Regex>> {
         if let Some(compiled) = self
             .patterns
             .read()
@@ -361,7 +365,7 @@ impl Api {
     }
 
     /// Whether a templated path is an item (member of a collection).
-    pub fn is_item(&self, template: &str) -> bool {
+    pub(crate) fn is_item(&self, template: &str) -> bool {
         self.node_at(template)
             .is_some_and(|node| node.kind == PathKind::Item)
     }
@@ -376,7 +380,7 @@ pub(crate) fn path_param<'p>(params: &'p [(String, String)], name: &str) -> Opti
 }
 
 /// Replaces the `{param}` segments of a template with values.
-pub fn fill_template(template: &str, params: &[(String, String)]) -> String {
+pub(crate) fn fill_template(template: &str, params: &[(String, String)]) -> String {
     let mut out = String::with_capacity(template.len() + 16);
     for segment in template.split('/').skip(1) {
         out.push('/');
@@ -393,7 +397,7 @@ pub fn fill_template(template: &str, params: &[(String, String)]) -> String {
 }
 
 /// The parent of a templated or concrete path (`/a/b` -> `/a`, `/a` -> `/`).
-pub fn parent(path: &str) -> &str {
+pub(crate) fn parent(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) | None => "/",
         Some(index) => &path[..index],
@@ -401,7 +405,7 @@ pub fn parent(path: &str) -> &str {
 }
 
 /// The last segment of a path.
-pub fn last_segment(path: &str) -> &str {
+pub(crate) fn last_segment(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 

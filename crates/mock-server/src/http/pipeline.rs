@@ -72,7 +72,7 @@ async fn handle(state: &AppState, request: Request) -> Result<Value, AppError> {
         args: &params,
         caller: &caller,
     };
-    ops::run(state, matched.path_index, &call).await
+    ops::run(state.engine(), matched.path_index, &call).await
 }
 
 /// Step 1: the method, and the path relative to `/api2/json` of a well-formed request.

@@ -17,6 +17,7 @@ use super::{Call, Plan, Tx};
 use crate::error::AppError;
 use crate::store::Tables;
 
+/// Whether an `agent` config value enables the agent (`1` or `enabled=1,...`).
 fn agent_enabled(value: &Value) -> bool {
     let raw = text(value);
     let first = raw.split(',').next().unwrap_or_default();
@@ -24,6 +25,8 @@ fn agent_enabled(value: &Value) -> bool {
     crate::schema::parse_boolean(enabled).unwrap_or(false)
 }
 
+/// `assert_agent_available`: the config, if the agent is configured, the VM runs and the agent
+/// answers.
 fn assert_available(
     tables: &Tables,
     guest: &Guest,
@@ -48,38 +51,7 @@ fn reply(guest: &Guest, config: &serde_json::Map<String, Value>, command: &str) 
         "ping" | "fsfreeze-thaw" | "fsfreeze-freeze" | "shutdown" | "suspend-disk"
         | "suspend-ram" | "suspend-hybrid" => json!({}),
         "fsfreeze-status" => json!("thawed"),
-        "info" => {
-            let commands: Vec<Value> = [
-                "guest-ping",
-                "guest-info",
-                "guest-get-osinfo",
-                "guest-get-host-name",
-                "guest-get-time",
-                "guest-get-timezone",
-                "guest-get-users",
-                "guest-get-vcpus",
-                "guest-get-fsinfo",
-                "guest-network-get-interfaces",
-                "guest-exec",
-                "guest-exec-status",
-                "guest-file-open",
-                "guest-file-read",
-                "guest-file-write",
-                "guest-fsfreeze-freeze",
-                "guest-fsfreeze-status",
-                "guest-fsfreeze-thaw",
-                "guest-fstrim",
-                "guest-set-user-password",
-                "guest-shutdown",
-                "guest-suspend-disk",
-                "guest-suspend-ram",
-                "guest-suspend-hybrid",
-            ]
-            .into_iter()
-            .map(|name| json!({"name": name, "enabled": true, "success-response": name != "guest-shutdown"}))
-            .collect();
-            json!({"version": "7.2.19", "supported_commands": commands})
-        }
+        "info" => info(),
         "get-osinfo" => json!({
             "id": "debian", "name": "Debian GNU/Linux",
             "pretty-name": "Debian GNU/Linux 12 (bookworm)", "version": "12 (bookworm)",
@@ -102,15 +74,7 @@ fn reply(guest: &Guest, config: &serde_json::Map<String, Value>, command: &str) 
             json!(u64::try_from(nanos).unwrap_or(u64::MAX))
         }
         "get-timezone" => json!({"zone": "UTC", "offset": 0}),
-        "get-vcpus" => {
-            let cores = config.get("cores").and_then(Value::as_u64).unwrap_or(1)
-                * config.get("sockets").and_then(Value::as_u64).unwrap_or(1);
-            json!(
-                (0..cores)
-                    .map(|id| json!({"logical-id": id, "online": true, "can-offline": id != 0}))
-                    .collect::<Vec<_>>()
-            )
-        }
+        "get-vcpus" => vcpus(config),
         "get-users" => json!([{"user": "root", "login-time": 1.7e9}]),
         "get-fsinfo" => json!([{
             "name": "sda1", "mountpoint": "/", "type": "ext4",
@@ -125,6 +89,56 @@ fn reply(guest: &Guest, config: &serde_json::Map<String, Value>, command: &str) 
     Some(json!({ "result": result }))
 }
 
+/// The `guest-info` reply: the agent's version and the commands it supports.
+fn info() -> Value {
+    let commands: Vec<Value> = [
+        "guest-ping",
+        "guest-info",
+        "guest-get-osinfo",
+        "guest-get-host-name",
+        "guest-get-time",
+        "guest-get-timezone",
+        "guest-get-users",
+        "guest-get-vcpus",
+        "guest-get-fsinfo",
+        "guest-network-get-interfaces",
+        "guest-exec",
+        "guest-exec-status",
+        "guest-file-open",
+        "guest-file-read",
+        "guest-file-write",
+        "guest-fsfreeze-freeze",
+        "guest-fsfreeze-status",
+        "guest-fsfreeze-thaw",
+        "guest-fstrim",
+        "guest-set-user-password",
+        "guest-shutdown",
+        "guest-suspend-disk",
+        "guest-suspend-ram",
+        "guest-suspend-hybrid",
+    ]
+    .into_iter()
+    .map(
+        |name| json!({"name": name, "enabled": true, "success-response": name != "guest-shutdown"}),
+    )
+    .collect();
+    json!({"version": "7.2.19", "supported_commands": commands})
+}
+
+/// The `guest-get-vcpus` reply: one online vCPU per core and socket (the first cannot go
+/// offline).
+fn vcpus(config: &serde_json::Map<String, Value>) -> Value {
+    let cores = config.get("cores").and_then(Value::as_u64).unwrap_or(1)
+        * config.get("sockets").and_then(Value::as_u64).unwrap_or(1);
+    json!(
+        (0..cores)
+            .map(|id| json!({"logical-id": id, "online": true, "can-offline": id != 0}))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// The `guest-network-get-interfaces` reply: the loopback, then one NIC per `net[n]` with its MAC
+/// address and addresses derived from the VM ID.
 fn interfaces(guest: &Guest, config: &serde_json::Map<String, Value>) -> Vec<Value> {
     let mut list = vec![json!({
         "name": "lo", "hardware-address": "00:00:00:00:00:00",
@@ -209,11 +223,7 @@ fn command_of(call: &Call<'_>) -> String {
 
 /// `GET .../agent/...`; commands without a computed reply are answered generically.
 pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value, AppError> {
-    if guest.kind != Kind::Qemu {
-        return super::generic::read(call, tx);
-    }
-    let config = assert_available(tx.tables, guest)?;
-    match reply(guest, &config, &command_of(call)) {
+    match computed_reply(call, tx, guest)? {
         Some(reply) => Ok(reply),
         None => super::generic::read(call, tx),
     }
@@ -222,15 +232,21 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value,
 /// `POST .../agent` and `POST .../agent/...`; commands without a computed reply are answered
 /// generically.
 pub(crate) fn write(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan, AppError> {
-    if guest.kind != Kind::Qemu {
-        return super::generic::write(call, tx);
-    }
-    let config = assert_available(tx.tables, guest)?;
-    match reply(guest, &config, &command_of(call)) {
+    match computed_reply(call, tx, guest)? {
         Some(reply) => Ok(Plan {
             reply,
             ..Plan::default()
         }),
         None => super::generic::write(call, tx),
     }
+}
+
+/// The computed reply of a QEMU guest's agent command, once the agent is available; `None` for
+/// containers and commands without one.
+fn computed_reply(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Option<Value>, AppError> {
+    if guest.kind != Kind::Qemu {
+        return Ok(None);
+    }
+    let config = assert_available(tx.tables, guest)?;
+    Ok(reply(guest, &config, &command_of(call)))
 }

@@ -4,17 +4,17 @@
 //! `<storage>:backup/vzdump-<type>-<vmid>-<YYYY_MM_DD-hh_mm_ss>.<ext>` when it ends
 //! (pve-manager `PVE/VZDump.pm`).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::guest::{Guest, Kind, check_lock};
-use super::pools::{pool_list, pool_row};
+use super::pools::{pool_row, pool_vms};
 use super::storage::{Volume, put_volume, volume};
 use super::storage::{storage_config, supports};
 use super::text;
 use super::{Call, Plan, Tx};
 use crate::error::AppError;
 use crate::schema::split_list;
-use crate::store::Change;
+use crate::store::{Change, Tables};
 
 /// `YYYY_MM_DD-hh_mm_ss` in UTC, as in vzdump archive names.
 pub(crate) fn backup_timestamp(epoch: u64) -> String {
@@ -42,6 +42,49 @@ pub(crate) fn backup_timestamp(epoch: u64) -> String {
 pub(crate) fn vzdump(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let node = call.param("node").unwrap_or_default();
+    let storage = backup_storage(call, tables)?;
+    let selected = selected_guests(call, tables, node)?;
+    let now = crate::auth::now();
+    let job = Job {
+        node,
+        storage,
+        extension: archive_extension(&call.arg_text("compress").unwrap_or_else(|| "0".to_owned())),
+        now,
+        stamp: backup_timestamp(now),
+    };
+    let mut plan = Plan::default();
+    let mut errors = false;
+    for vmid in selected {
+        if !back_up(call, tables, &job, vmid, &mut plan)? {
+            errors = true;
+        }
+    }
+    if errors {
+        plan.task_error = Some("job errors".to_owned());
+        // Backups that succeeded are kept; failed guests were never locked.
+        let kept = std::mem::take(&mut plan.at_end);
+        plan.now.extend(kept);
+        plan.now.retain(|change| !is_backup_lock(change));
+    }
+    Ok(plan)
+}
+
+/// One vzdump run: where its archives go and how they are named.
+struct Job<'a> {
+    /// The node whose guests are backed up.
+    node: &'a str,
+    /// The backup storage.
+    storage: String,
+    /// The compression's file extension (`.zst`, or empty).
+    extension: &'static str,
+    /// The start of the run (the archives' `ctime`).
+    now: u64,
+    /// The start of the run as in archive names.
+    stamp: String,
+}
+
+/// The `storage=` of a call (`local` by default); it must hold backups.
+fn backup_storage(call: &Call<'_>, tables: &Tables) -> Result<String, AppError> {
     let storage = call
         .arg_text("storage")
         .unwrap_or_else(|| "local".to_owned());
@@ -52,6 +95,12 @@ pub(crate) fn vzdump(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
             format!("storage '{storage}' does not support backups"),
         ));
     }
+    Ok(storage)
+}
+
+/// The VM IDs a call selects: every guest of the node (`all=1`), a pool's members (`pool=`) or
+/// a list (`vmid=`), without those in `exclude=`.
+fn selected_guests(call: &Call<'_>, tables: &Tables, node: &str) -> Result<Vec<u32>, AppError> {
     let excluded: Vec<u32> = call
         .arg_text("exclude")
         .map(|list| split_list(&list).filter_map(|v| v.parse().ok()).collect())
@@ -68,9 +117,8 @@ pub(crate) fn vzdump(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     } else if let Some(poolid) = call.arg_text("pool") {
         let row = pool_row(tables, &poolid)?;
         selected.extend(
-            pool_list(row, "_vms")
+            pool_vms(row)
                 .into_iter()
-                .filter_map(Value::as_u64)
                 .filter_map(|v| u32::try_from(v).ok()),
         );
     } else if let Some(list) = call.arg_text("vmid") {
@@ -87,97 +135,109 @@ pub(crate) fn vzdump(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         ));
     }
     selected.retain(|vmid| !excluded.contains(vmid));
-    let compress = call.arg_text("compress").unwrap_or_else(|| "0".to_owned());
-    let extension = match compress.as_str() {
+    Ok(selected)
+}
+
+/// The file extension of a `compress=` mode.
+fn archive_extension(compress: &str) -> &'static str {
+    match compress {
         "zstd" => ".zst",
         "gzip" => ".gz",
         "1" | "lzo" => ".lzo",
         _ => "",
-    };
-    let now = crate::auth::now();
-    let stamp = backup_timestamp(now);
-    let mut plan = Plan::default();
-    let mut errors = false;
-    for vmid in selected {
-        let Some(item) = tables.guests.get(&vmid) else {
-            plan.log.push(format!(
-                "ERROR: Backup of VM {vmid} failed - unable to find VM {vmid}"
-            ));
-            errors = true;
-            continue;
-        };
-        let Some(guest) = Guest::from_item(item) else {
-            continue;
-        };
-        if guest.node != node {
-            plan.log.push(format!("skip external VMs: {vmid}"));
-            continue;
-        }
-        let mut guest_config = guest.config(tables)?;
-        if let Err(message) = check_lock(guest.kind, &guest_config, call) {
-            plan.log.push(format!(
-                "ERROR: Backup of VM {vmid} failed - {}",
-                message.trim_end()
-            ));
-            errors = true;
-            continue;
-        }
-        let (kind, archive) = match guest.kind {
-            Kind::Qemu => ("qemu", "vma"),
-            Kind::Lxc => ("lxc", "tar"),
-        };
-        let format = format!("{archive}{extension}");
-        let volid = format!("{storage}:backup/vzdump-{kind}-{vmid}-{stamp}.{format}");
-        let disk_bytes: u64 = super::disks::config_volumes(guest.kind, &guest_config)
-            .iter()
-            .filter_map(|volid| volume(tables, node, volid))
-            .map(|v| v.size)
-            .sum();
-        let volume = Volume {
-            volid: volid.clone(),
-            format: format.clone(),
-            size: (disk_bytes / 8).max(4 << 20),
-            content: "backup".to_owned(),
-            vmid: Some(vmid),
-        };
-        plan.log
-            .push(format!("INFO: Starting Backup of VM {vmid} ({kind})"));
-        plan.log
-            .push(format!("INFO: creating vzdump archive '{volid}'"));
-        plan.log
-            .push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));
-        let mut put = put_volume(tables, node, &volume)?;
-        if let (Change::Put { value, .. }, Some(notes)) = (
-            &mut put,
-            guest_config.get(if guest.kind == Kind::Lxc {
-                "hostname"
-            } else {
-                "name"
-            }),
-        ) {
-            value["notes"] = json!(text(notes));
-            value["ctime"] = json!(now);
-        }
-        plan.at_end.push(put);
-        // The guest is locked while its backup runs (`lock: backup`).
-        let mut locked = guest_config.clone();
-        locked.insert("lock".to_owned(), json!("backup"));
-        plan.now
-            .push(super::guests::put_config(tables, &guest, locked));
-        guest_config.remove("lock");
-        plan.at_end
-            .push(super::guests::put_config(tables, &guest, guest_config));
     }
-    if errors {
-        plan.task_error = Some("job errors".to_owned());
-        // Backups that succeeded are kept; failed guests were never locked.
-        let kept = std::mem::take(&mut plan.at_end);
-        plan.now.extend(kept);
-        plan.now.retain(|change| !is_backup_lock(change));
-    }
-    Ok(plan)
 }
 
+/// Backs up one guest into the plan: the guest is locked (`lock: backup`) while the task runs and
+/// its archive is created when it ends. `false` when its backup failed (logged as vzdump does);
+/// guests of other nodes are skipped.
+fn back_up(
+    call: &Call<'_>,
+    tables: &Tables,
+    job: &Job<'_>,
+    vmid: u32,
+    plan: &mut Plan,
+) -> Result<bool, AppError> {
+    let Some(item) = tables.guests.get(&vmid) else {
+        plan.log.push(format!(
+            "ERROR: Backup of VM {vmid} failed - unable to find VM {vmid}"
+        ));
+        return Ok(false);
+    };
+    let Some(guest) = Guest::from_item(item) else {
+        return Ok(true);
+    };
+    if guest.node != job.node {
+        plan.log.push(format!("skip external VMs: {vmid}"));
+        return Ok(true);
+    }
+    let mut guest_config = guest.config(tables)?;
+    if let Err(message) = check_lock(guest.kind, &guest_config, call) {
+        plan.log.push(format!(
+            "ERROR: Backup of VM {vmid} failed - {}",
+            message.trim_end()
+        ));
+        return Ok(false);
+    }
+    let archive = archive_change(tables, job, &guest, &guest_config, plan)?;
+    plan.at_end.push(archive);
+    // The guest is locked while its backup runs (`lock: backup`).
+    let mut locked = guest_config.clone();
+    locked.insert("lock".to_owned(), json!("backup"));
+    plan.now
+        .push(super::guests::put_config(tables, &guest, locked));
+    guest_config.remove("lock");
+    plan.at_end
+        .push(super::guests::put_config(tables, &guest, guest_config));
+    Ok(true)
+}
+
+/// The change that creates a guest's archive volume
+/// (`<storage>:backup/vzdump-<type>-<vmid>-<stamp>.<ext>`, an eighth of its disks' size, at
+/// least 4 MiB, the guest's name as notes), logging the backup's progress.
+fn archive_change(
+    tables: &Tables,
+    job: &Job<'_>,
+    guest: &Guest,
+    guest_config: &Map<String, Value>,
+    plan: &mut Plan,
+) -> Result<Change, AppError> {
+    let (vmid, node, storage, stamp) = (guest.vmid, job.node, &job.storage, &job.stamp);
+    let (kind, archive) = match guest.kind {
+        Kind::Qemu => ("qemu", "vma"),
+        Kind::Lxc => ("lxc", "tar"),
+    };
+    let format = format!("{archive}{}", job.extension);
+    let volid = format!("{storage}:backup/vzdump-{kind}-{vmid}-{stamp}.{format}");
+    let disk_bytes: u64 = super::disks::config_volumes(guest.kind, guest_config)
+        .iter()
+        .filter_map(|volid| volume(tables, node, volid))
+        .map(|v| v.size)
+        .sum();
+    let volume = Volume {
+        volid: volid.clone(),
+        format: format.clone(),
+        size: (disk_bytes / 8).max(4 << 20),
+        content: "backup".to_owned(),
+        vmid: Some(vmid),
+    };
+    plan.log
+        .push(format!("INFO: Starting Backup of VM {vmid} ({kind})"));
+    plan.log
+        .push(format!("INFO: creating vzdump archive '{volid}'"));
+    plan.log
+        .push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));
+    let mut put = put_volume(tables, node, &volume)?;
+    if let (Change::Put { value, .. }, Some(notes)) =
+        (&mut put, guest_config.get(guest.kind.name_key()))
+    {
+        value["notes"] = json!(text(notes));
+        value["ctime"] = json!(job.now);
+    }
+    Ok(put)
+}
+
+/// Whether a change writes a config locked by a backup.
 fn is_backup_lock(change: &Change) -> bool {
     matches!(change, Change::Put { value, .. } if value.get("lock").and_then(Value::as_str) == Some("backup"))
 }

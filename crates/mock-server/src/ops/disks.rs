@@ -12,11 +12,14 @@
 //! (`local-lvm:cloudinit`) becomes `vm-<vmid>-cloudinit` of 4 MiB.
 
 use std::collections::HashSet;
+use std::fmt::Display;
+use std::str::FromStr;
 
 use serde_json::{Map, Value, json};
 use shared_types::{DiskConfig, DiskSize, LxcNetConfig, MountPoint, NetConfig};
 
-use super::guest::{Guest, Kind, check_lock};
+use super::guest::{Guest, Kind};
+use super::guests::check_edit;
 use super::storage::{self, Volume};
 use super::{Call, Plan, Tx};
 use super::{fail, text};
@@ -54,11 +57,11 @@ fn is_net_key(key: &str) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct DiskValue {
     /// Volume ID, path, `none` or `cdrom`.
-    pub volume: String,
+    pub(crate) volume: String,
     /// Size, if recorded.
-    pub size: Option<DiskSize>,
+    pub(crate) size: Option<DiskSize>,
     /// Whether this is a CD-ROM drive.
-    pub cdrom: bool,
+    pub(crate) cdrom: bool,
 }
 
 /// Parses a disk value of a guest config.
@@ -132,9 +135,9 @@ pub(crate) struct Allocator<'t> {
     vmid: u32,
     taken: HashSet<String>,
     /// Volume rows to create.
-    pub changes: Vec<Change>,
+    pub(crate) changes: Vec<Change>,
     /// Task log lines.
-    pub log: Vec<String>,
+    pub(crate) log: Vec<String>,
 }
 
 impl<'t> Allocator<'t> {
@@ -326,49 +329,38 @@ pub(crate) fn net_with_mac(
     }
 }
 
+/// A property string with `edit` applied to its parsed form, printed again; unchanged when it
+/// does not parse as `T`.
+fn edited<T: FromStr + Display>(value: &str, edit: impl FnOnce(&mut T)) -> String {
+    match value.parse::<T>() {
+        Ok(mut parsed) => {
+            edit(&mut parsed);
+            parsed.to_string()
+        }
+        Err(_) => value.to_owned(),
+    }
+}
+
 /// A NIC value with a fresh MAC address (clones get new addresses).
 pub(crate) fn net_with_new_mac(kind: Kind, vmid: u32, key: &str, value: &str) -> String {
+    let mac = generated_mac(vmid, key);
     match kind {
-        Kind::Qemu => match value.parse::<NetConfig>() {
-            Ok(mut net) => {
-                net.macaddr = Some(generated_mac(vmid, key));
-                net.to_string()
-            }
-            Err(_) => value.to_owned(),
-        },
-        Kind::Lxc => match value.parse::<LxcNetConfig>() {
-            Ok(mut net) => {
-                net.hwaddr = Some(generated_mac(vmid, key));
-                net.to_string()
-            }
-            Err(_) => value.to_owned(),
-        },
+        Kind::Qemu => edited(value, |net: &mut NetConfig| net.macaddr = Some(mac)),
+        Kind::Lxc => edited(value, |net: &mut LxcNetConfig| net.hwaddr = Some(mac)),
     }
 }
 
 /// Replaces the volume (and optionally the size) of a disk value, keeping its options.
 pub(crate) fn with_volume(kind: Kind, value: &str, volume: &str, size: Option<DiskSize>) -> String {
     match kind {
-        Kind::Qemu => match value.parse::<DiskConfig>() {
-            Ok(mut disk) => {
-                disk.file = volume.to_owned();
-                if size.is_some() {
-                    disk.size = size;
-                }
-                disk.to_string()
-            }
-            Err(_) => value.to_owned(),
-        },
-        Kind::Lxc => match value.parse::<MountPoint>() {
-            Ok(mut mount) => {
-                mount.volume = volume.to_owned();
-                if size.is_some() {
-                    mount.size = size;
-                }
-                mount.to_string()
-            }
-            Err(_) => value.to_owned(),
-        },
+        Kind::Qemu => edited(value, |disk: &mut DiskConfig| {
+            disk.file = volume.to_owned();
+            disk.size = size.or(disk.size);
+        }),
+        Kind::Lxc => edited(value, |mount: &mut MountPoint| {
+            mount.volume = volume.to_owned();
+            mount.size = size.or(mount.size);
+        }),
     }
 }
 
@@ -378,11 +370,7 @@ pub(crate) fn with_volume(kind: Kind, value: &str, volume: &str, size: Option<Di
 pub(crate) fn resize(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let mut config = guest.config(tables)?;
-    let digest = super::guest::config_digest(&config, &guest.snapshots(tables));
-    if let Err(message) = super::guest::check_digest(call, &digest) {
-        return fail(call, message);
-    }
-    if let Err(message) = check_lock(guest.kind, &config, call) {
+    if let Err(message) = check_edit(call, tables, guest, &config) {
         return fail(call, message);
     }
     let disk_key = call.arg_text("disk").unwrap_or_default();
@@ -460,11 +448,7 @@ pub(crate) fn move_disk(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<P
             "property is missing and it is not optional",
         ));
     };
-    let digest = super::guest::config_digest(&config, &guest.snapshots(tables));
-    if let Err(message) = super::guest::check_digest(call, &digest) {
-        return fail(call, message);
-    }
-    if let Err(message) = check_lock(guest.kind, &config, call) {
+    if let Err(message) = check_edit(call, tables, guest, &config) {
         return fail(call, message);
     }
     if guest.kind == Kind::Lxc && guest.power(tables).is_running() {

@@ -20,7 +20,7 @@ use crate::store::Tables;
 
 /// QEMU VM or LXC container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A QEMU virtual machine.
     Qemu,
     /// An LXC container.
@@ -85,13 +85,13 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Guest {
     /// QEMU or LXC.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// Node the guest lives on.
-    pub node: String,
+    pub(crate) node: String,
     /// VM ID.
-    pub vmid: u32,
+    pub(crate) vmid: u32,
     /// Item path (`/nodes/{node}/qemu/{vmid}`), the row holding the config.
-    pub item: String,
+    pub(crate) item: String,
 }
 
 impl Guest {
@@ -180,7 +180,7 @@ impl Guest {
 
 /// Power state of a guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Power {
+pub(crate) enum Power {
     /// Not running.
     Stopped,
     /// Running.

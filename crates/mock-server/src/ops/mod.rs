@@ -45,6 +45,7 @@ pub(crate) mod tasks;
 
 use std::cell::OnceCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use route_metadata::{Method, Operation, PathNode};
@@ -55,10 +56,10 @@ use crate::api::{Api, fill_template};
 use crate::auth::Signer;
 use crate::error::AppError;
 use crate::schema::{Params, value_bool};
-use crate::state::AppState;
+use crate::simulation::{Simulation, TaskDurations};
 use crate::store::{Change, StateStore, Tables};
 use guest::Guest;
-use routes::Handler;
+use routes::{Handler, Routes};
 use tasks::TaskRecord;
 
 /// One validated API call.
@@ -190,17 +191,38 @@ pub(crate) fn fail(call: &Call<'_>, message: impl Into<String>) -> Result<Plan, 
     }
 }
 
+/// What [`run`] needs besides the call: the route table and the services handlers and tasks
+/// use, borrowed from the application state (`crate::state::AppState::engine`), so that no
+/// handler and nothing in this module sees the state itself.
+#[derive(Clone, Copy)]
+pub(crate) struct Engine<'a> {
+    /// The route table.
+    pub(crate) routes: &'a Routes,
+    /// The store (its one write path runs every write).
+    pub(crate) store: &'a Arc<StateStore>,
+    /// The access model cache.
+    pub(crate) access: &'a AccessCache,
+    /// The ticket signer.
+    pub(crate) signer: &'a Signer,
+    /// Injected task faults.
+    pub(crate) simulation: &'a Simulation,
+    /// How long worker tasks run.
+    pub(crate) task_durations: &'a TaskDurations,
+    /// Worker PIDs.
+    pub(crate) pids: &'a AtomicU32,
+}
+
 /// Runs a validated call: the handler from the route table, on a read of the state (reads) or
 /// inside one store transaction (writes); worker operations become tasks.
 pub(crate) async fn run(
-    state: &AppState,
+    engine: Engine<'_>,
     path_index: usize,
     call: &Call<'_>,
 ) -> Result<Value, AppError> {
-    let handler = state.routes.handler(path_index, call.op.method);
+    let handler = engine.routes.handler(path_index, call.op.method);
     if matches!(handler, Handler::Read(_) | Handler::GuestRead(_)) {
-        let tables = state.store.read();
-        let tx = Tx::new(&tables, &state.access, &state.signer);
+        let tables = engine.store.read();
+        let tx = Tx::new(&tables, engine.access, engine.signer);
         let value = match (handler, Guest::of(call)) {
             (Handler::GuestRead(read), Some(guest)) => read(call, &tx, &guest)?,
             (Handler::Read(read), _) => read(call, &tx)?,
@@ -211,27 +233,27 @@ pub(crate) async fn run(
         }
         return crate::access::filter::filter_reply(
             &tables,
-            &state.access,
+            engine.access,
             call.caller,
             call.template(),
             call.path_params,
             value,
         );
     }
-    let (reply, deferred) = state
+    let (reply, deferred) = engine
         .store
         .transact(|tables| {
-            let tx = Tx::new(tables, &state.access, &state.signer);
+            let tx = Tx::new(tables, engine.access, engine.signer);
             let plan = match (handler, Guest::of(call)) {
                 (Handler::GuestWrite(write), Some(guest)) => write(call, &tx, &guest)?,
                 (Handler::Write(write), _) => write(call, &tx)?,
                 _ => generic::write(call, &tx)?,
             };
-            Ok::<_, AppError>(schedule(state, call, plan))
+            Ok::<_, AppError>(schedule(engine, call, plan))
         })
         .await?;
     if let Some(deferred) = deferred {
-        tokio::spawn(deferred.finish(Arc::clone(&state.store)));
+        tokio::spawn(deferred.finish(Arc::clone(engine.store)));
     }
     Ok(reply)
 }
@@ -258,7 +280,7 @@ impl Deferred {
 /// The changes a plan makes now, its reply, and the task that ends later (worker operations
 /// with a duration).
 fn schedule(
-    state: &AppState,
+    engine: Engine<'_>,
     call: &Call<'_>,
     plan: Plan,
 ) -> (Vec<Change>, (Value, Option<Deferred>)) {
@@ -273,13 +295,14 @@ fn schedule(
         now.extend(at_end);
         return (now, (reply, None));
     }
-    let mut task = TaskRecord::start(call, state.next_pid(), log);
+    let pid = engine.pids.fetch_add(1, Ordering::Relaxed);
+    let mut task = TaskRecord::start(call, pid, log);
     if let Some(error) = task_error {
         task.error = Some(error);
         at_end.clear();
     }
     // Injected task faults (`crate::simulation`): the task fails and changes nothing.
-    if let Some(fault) = state
+    if let Some(fault) = engine
         .simulation
         .task_fault(&task.kind, &task.id, &task.node)
     {
@@ -288,7 +311,7 @@ fn schedule(
         at_end.clear();
     }
     let reply = json!(task.upid);
-    let delay = state.settings.task_durations.for_type(&task.kind);
+    let delay = engine.task_durations.for_type(&task.kind);
     if delay.is_zero() {
         now.extend(at_end);
         task.finish();

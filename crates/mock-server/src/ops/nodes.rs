@@ -7,7 +7,7 @@
 //! has every field the schema promises.
 
 use route_metadata::{Schema, SchemaType};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::guest::{Guest, Kind};
 use super::{Call, Tx, generic};
@@ -80,6 +80,7 @@ fn shaped(api: &Api, schema: &Schema, ctx: &GenContext<'_>, fields: Value) -> Va
     value
 }
 
+/// The item schema of an array schema.
 fn items_of(schema: &Schema) -> Option<&Schema> {
     if schema.kind() == SchemaType::Array {
         schema.items.as_deref()
@@ -88,6 +89,7 @@ fn items_of(schema: &Schema) -> Option<&Schema> {
     }
 }
 
+/// The storages enabled on a node (no `nodes` list: on every node), with their configs.
 fn storages_on(tables: &Tables, node: &str) -> Vec<(String, Value)> {
     tables
         .members("/storage")
@@ -102,6 +104,7 @@ fn storages_on(tables: &Tables, node: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// A config's `memory` (MiB, or `current=<MiB>,...`) in bytes.
 fn memory_bytes(config: &Value) -> Option<i64> {
     let memory = config.get("memory")?;
     let mib = match memory {
@@ -131,6 +134,27 @@ pub(crate) fn guest_entry(
     let empty = Value::Object(serde_json::Map::new());
     let config = tables.get(item).unwrap_or(&empty);
     let status_row = tables.get(&format!("{item}/status/current"));
+    let running = put_power_fields(map, status_row, kind, &has);
+    let name = config
+        .get(kind.name_key())
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}{}", kind.label(), last_segment(item)));
+    if has("name") {
+        map.insert("name".to_owned(), json!(name));
+    }
+    put_size_fields(map, config, running, &has);
+    put_usage_fields(map, status_row, running, &has);
+    put_config_fields(map, config, kind, schema, &has);
+}
+
+/// Sets `status` and (QEMU) `qmpstatus` from the status row; whether the guest runs.
+fn put_power_fields(
+    map: &mut Map<String, Value>,
+    status_row: Option<&Value>,
+    kind: Kind,
+    has: &dyn Fn(&str) -> bool,
+) -> bool {
     let status = status_row
         .and_then(|s| s.get("status"))
         .and_then(Value::as_str)
@@ -150,14 +174,16 @@ pub(crate) fn guest_entry(
             json!(stored.unwrap_or_else(|| status.clone())),
         );
     }
-    let name = config
-        .get(kind.name_key())
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{}{}", kind.label(), last_segment(item)));
-    if has("name") {
-        map.insert("name".to_owned(), json!(name));
-    }
+    running
+}
+
+/// Sets `maxmem`, `mem` (half of it while running) and `cpus` from the config.
+fn put_size_fields(
+    map: &mut Map<String, Value>,
+    config: &Value,
+    running: bool,
+    has: &dyn Fn(&str) -> bool,
+) {
     if let Some(bytes) = memory_bytes(config)
         && has("maxmem")
     {
@@ -171,6 +197,16 @@ pub(crate) fn guest_entry(
     if has("cpus") {
         map.insert("cpus".to_owned(), json!(cores * sockets));
     }
+}
+
+/// Zeroes the usage counters of a stopped guest; a running guest's `uptime` counts from the
+/// start `guests::power` recorded.
+fn put_usage_fields(
+    map: &mut Map<String, Value>,
+    status_row: Option<&Value>,
+    running: bool,
+    has: &dyn Fn(&str) -> bool,
+) {
     if !running {
         for key in ["uptime", "cpu", "netin", "netout", "diskread", "diskwrite"] {
             if map.contains_key(key) {
@@ -178,7 +214,6 @@ pub(crate) fn guest_entry(
             }
         }
     }
-    // Uptime counts from the start `domain::guests::power` recorded.
     if running
         && has("uptime")
         && let Some(started) = status_row
@@ -190,6 +225,17 @@ pub(crate) fn guest_entry(
             json!(auth::now().saturating_sub(started)),
         );
     }
+}
+
+/// Sets `lock` and `template` from the config, and `type: lxc` for containers where the schema
+/// has a free-form `type`.
+fn put_config_fields(
+    map: &mut Map<String, Value>,
+    config: &Value,
+    kind: Kind,
+    schema: &Schema,
+    has: &dyn Fn(&str) -> bool,
+) {
     if has("lock") {
         match config.get("lock") {
             Some(lock) => map.insert("lock".to_owned(), lock.clone()),
@@ -198,7 +244,10 @@ pub(crate) fn guest_entry(
     }
     if has("type")
         && kind == Kind::Lxc
-        && props.is_some_and(|p| p.get("type").is_some_and(|t| t.enum_values.is_none()))
+        && schema
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.get("type").is_some_and(|t| t.enum_values.is_none()))
     {
         map.insert("type".to_owned(), json!("lxc"));
     }
@@ -222,31 +271,57 @@ pub(crate) fn version(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     ))
 }
 
+/// The inputs of a list view: the call, the rows, the schema of one entry and the view.
+struct Listing<'a> {
+    call: &'a Call<'a>,
+    tables: &'a Tables,
+    /// The schema of one entry.
+    items: &'a Schema,
+    view: View,
+}
+
+impl<'a> Listing<'a> {
+    /// Fails unless the path exists; `None` when the operation does not return an array (the
+    /// caller answers generically).
+    fn of(call: &'a Call<'a>, tx: &Tx<'a>) -> Result<Option<Listing<'a>>, AppError> {
+        generic::exists(call, tx)?;
+        Ok(items_of(&call.op.returns).map(|items| Listing {
+            call,
+            tables: tx.tables,
+            items,
+            view: View::new(call, tx.tables),
+        }))
+    }
+
+    /// The generation context of the view.
+    fn ctx(&self) -> GenContext<'_> {
+        self.view.ctx(self.call)
+    }
+
+    /// One entry: generated for the row at `path`, overlaid with `fields`.
+    fn entry_at(&self, path: &str, fields: Value) -> Value {
+        let ctx = GenContext { path, ..self.ctx() };
+        shaped(self.call.api, self.items, &ctx, fields)
+    }
+}
+
 /// `GET /cluster/status`: the cluster entry, then one entry per node.
 pub(crate) fn cluster_status(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
-    generic::exists(call, tx)?;
-    let Some(items) = items_of(&call.op.returns) else {
+    let Some(list) = Listing::of(call, tx)? else {
         return generic::read(call, tx);
     };
     let tables = tx.tables;
-    let view = View::new(call, tables);
-    let ctx = view.ctx(call);
     let nodes: Vec<String> = tables.members("/nodes").cloned().collect();
-    let mut entries = vec![shaped(
-        call.api,
-        items,
-        &ctx,
+    let mut entries = vec![list.entry_at(
+        list.ctx().path,
         json!({"type": "cluster", "id": "cluster", "name": cluster_name(tables),
                "nodes": nodes.len(), "quorate": 1, "version": 3}),
     )];
     for (index, node) in nodes.iter().enumerate() {
         let row = tables.get(node).cloned().unwrap_or_default();
         let name = last_segment(node);
-        let node_ctx = GenContext { path: node, ..ctx };
-        entries.push(shaped(
-            call.api,
-            items,
-            &node_ctx,
+        entries.push(list.entry_at(
+            node,
             json!({"type": "node", "id": format!("node/{name}"), "name": name,
                    "online": u8::from(row.get("status").and_then(Value::as_str) == Some("online")),
                    "local": u8::from(index == 0), "nodeid": index + 1,
@@ -259,13 +334,10 @@ pub(crate) fn cluster_status(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppE
 /// `GET /cluster/resources`: per node its node entry, its guests and its storages (`type`
 /// filters).
 pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
-    generic::exists(call, tx)?;
-    let Some(items) = items_of(&call.op.returns) else {
+    let Some(list) = Listing::of(call, tx)? else {
         return generic::read(call, tx);
     };
     let tables = tx.tables;
-    let view = View::new(call, tables);
-    let ctx = view.ctx(call);
     let wanted = call.arg_str("type");
     let mut entries = Vec::new();
     let pools = super::pools::pool_of_guests(tables);
@@ -274,14 +346,8 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, A
         let row = tables.get(node_path).cloned().unwrap_or_default();
         let online = row.get("status").and_then(Value::as_str) == Some("online");
         if wanted.is_none_or(|w| w == "node") {
-            let node_ctx = GenContext {
-                path: node_path,
-                ..ctx
-            };
-            entries.push(shaped(
-                call.api,
-                items,
-                &node_ctx,
+            entries.push(list.entry_at(
+                node_path,
                 json!({"type": "node", "id": format!("node/{node}"), "node": node,
                        "status": if online { "online" } else { "offline" }, "level": ""}),
             ));
@@ -289,7 +355,7 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, A
         if wanted.is_none_or(|w| w == "vm") {
             for kind in [Kind::Qemu, Kind::Lxc] {
                 for item in tables.members(&format!("{node_path}/{}", kind.segment())) {
-                    let mut entry = resource_guest_row(call.api, tables, items, &ctx, item, kind);
+                    let mut entry = resource_guest_row(&list, item, kind);
                     let vmid = last_segment(item);
                     if let Value::Object(map) = &mut entry {
                         match vmid.parse::<u64>().ok().and_then(|v| pools.get(&v)) {
@@ -303,12 +369,8 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, A
         }
         if wanted.is_none_or(|w| w == "storage") {
             for (storage, config) in storages_on(tables, node) {
-                let path = format!("{node_path}/storage/{storage}");
-                let storage_ctx = GenContext { path: &path, ..ctx };
-                entries.push(shaped(
-                    call.api,
-                    items,
-                    &storage_ctx,
+                entries.push(list.entry_at(
+                    &format!("{node_path}/storage/{storage}"),
                     json!({"type": "storage", "id": format!("storage/{node}/{storage}"), "node": node,
                            "storage": storage, "status": "available",
                            "plugintype": config.get("type").cloned().unwrap_or(json!("dir")),
@@ -326,15 +388,12 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, A
 /// The row depends on the schema, the context (the item's path among it), and the guest's
 /// config and status rows; a change to either row drops the cached one (`Tables::apply`).
 /// Running guests are not cached: their uptime moves with the clock.
-fn resource_guest_row(
-    api: &Api,
-    tables: &Tables,
-    items: &Schema,
-    ctx: &GenContext<'_>,
-    item: &str,
-    kind: Kind,
-) -> Value {
-    let item_ctx = GenContext { path: item, ..*ctx };
+fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind) -> Value {
+    let (api, tables, items) = (list.call.api, list.tables, list.items);
+    let item_ctx = GenContext {
+        path: item,
+        ..list.ctx()
+    };
     let key = gen_key_hash(items, &item_ctx);
     if let Some(row) = tables.guest_rows.get(item, key) {
         return row;
@@ -367,17 +426,13 @@ fn resource_guest_row(
 
 /// `GET /nodes/{node}/storage`: the storages enabled on the node (`content` filters).
 pub(crate) fn node_storage(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
-    generic::exists(call, tx)?;
-    let Some(items) = items_of(&call.op.returns) else {
+    let Some(list) = Listing::of(call, tx)? else {
         return generic::read(call, tx);
     };
-    let tables = tx.tables;
-    let view = View::new(call, tables);
-    let ctx = view.ctx(call);
     let node = call.param("node").unwrap_or_default();
     let content_filter = call.arg_str("content");
     let mut entries = Vec::new();
-    for (storage, config) in storages_on(tables, node) {
+    for (storage, config) in storages_on(tx.tables, node) {
         let content = config
             .get("content")
             .and_then(Value::as_str)
@@ -388,12 +443,8 @@ pub(crate) fn node_storage(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppErr
         {
             continue;
         }
-        let path = format!("/nodes/{node}/storage/{storage}");
-        let storage_ctx = GenContext { path: &path, ..ctx };
-        entries.push(shaped(
-            call.api,
-            items,
-            &storage_ctx,
+        entries.push(list.entry_at(
+            &format!("/nodes/{node}/storage/{storage}"),
             json!({"storage": storage, "type": config.get("type").cloned().unwrap_or(json!("dir")),
                    "content": content, "active": 1, "enabled": 1, "shared": 0}),
         ));
@@ -433,6 +484,7 @@ pub(crate) fn guest_status(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Resul
     Ok(value)
 }
 
+/// Fails as Proxmox does for a node name that does not resolve.
 fn check_node(tables: &Tables, node: &str) -> Result<(), AppError> {
     if tables.exists(&format!("/nodes/{node}")) {
         Ok(())

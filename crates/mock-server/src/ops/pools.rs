@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
-use super::guest::{Guest, Kind};
+use super::guest::Guest;
 use super::storage::storage_config;
 use super::{Call, Plan, Tx, text};
 use crate::api::last_segment;
@@ -17,6 +17,7 @@ use crate::error::AppError;
 use crate::schema::split_list;
 use crate::store::{Change, Tables};
 
+/// The pool a call addresses: the `{poolid}` path parameter or the `poolid` argument (9.x).
 fn pool_id(call: &Call<'_>) -> String {
     call.param("poolid")
         .map(str::to_owned)
@@ -24,17 +25,36 @@ fn pool_id(call: &Call<'_>) -> String {
         .unwrap_or_default()
 }
 
+/// A pool's row; Proxmox's message when there is none.
 pub(crate) fn pool_row<'t>(tables: &'t Tables, poolid: &str) -> Result<&'t Value, AppError> {
     tables
         .get(&format!("/pools/{poolid}"))
         .ok_or_else(|| AppError::die(format!("pool '{poolid}' does not exist\n")))
 }
 
-pub(crate) fn pool_list<'v>(row: &'v Value, key: &str) -> Vec<&'v Value> {
+/// A member list of a pool's row (`_vms`, `_storage`).
+fn pool_list<'v>(row: &'v Value, key: &str) -> Vec<&'v Value> {
     row.get(key)
         .and_then(Value::as_array)
         .map(|items| items.iter().collect())
         .unwrap_or_default()
+}
+
+/// The VM IDs of a pool's row.
+pub(crate) fn pool_vms(row: &Value) -> Vec<u64> {
+    pool_list(row, "_vms")
+        .into_iter()
+        .filter_map(Value::as_u64)
+        .collect()
+}
+
+/// The change that writes a pool's row.
+fn put_pool(path: String, row: Value) -> Change {
+    Change::Put {
+        path,
+        collection: Some("/pools".to_owned()),
+        value: row,
+    }
 }
 
 /// VM ID -> pool, for `/cluster/resources` (pools are few; one pass over them).
@@ -44,23 +64,19 @@ pub(crate) fn pool_of_guests(tables: &Tables) -> HashMap<u64, String> {
         let Some(row) = tables.get(path) else {
             continue;
         };
-        for vmid in pool_list(row, "_vms") {
-            if let Some(vmid) = vmid.as_u64() {
-                map.insert(vmid, last_segment(path).to_owned());
-            }
+        for vmid in pool_vms(row) {
+            map.insert(vmid, last_segment(path).to_owned());
         }
     }
     map
 }
 
+/// The `members` of a pool: its guests, then its storages once per node they are on; `type`
+/// filters (`qemu`, `lxc`, `storage`).
 fn member_entries(tables: &Tables, row: &Value, type_filter: Option<&str>) -> Vec<Value> {
     let mut members = Vec::new();
-    for vmid in pool_list(row, "_vms") {
-        let Some(item) = vmid
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .and_then(|v| tables.guests.get(&v))
-        else {
+    for vmid in pool_vms(row) {
+        let Some(item) = u32::try_from(vmid).ok().and_then(|v| tables.guests.get(&v)) else {
             continue;
         };
         let Some(guest) = Guest::from_item(item) else {
@@ -71,11 +87,7 @@ fn member_entries(tables: &Tables, row: &Value, type_filter: Option<&str>) -> Ve
             continue;
         }
         let config = tables.get(item).cloned().unwrap_or_default();
-        let name_key = if guest.kind == Kind::Lxc {
-            "hostname"
-        } else {
-            "name"
-        };
+        let name_key = guest.kind.name_key();
         let mut entry = json!({
             "id": format!("{kind}/{}", guest.vmid), "node": guest.node, "type": kind,
             "vmid": guest.vmid, "status": if guest.power(tables).is_running() { "running" } else { "stopped" },
@@ -157,22 +169,48 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let poolid = pool_id(call);
     let mut row = pool_row(tables, &poolid)?.clone();
     let delete = call.flag("delete");
-    let allow_move = call.flag("allow-move");
     let mut plan = Plan::default();
     if let Some(comment) = call.arg_text("comment") {
         row["comment"] = json!(comment);
     }
-    let mut vms: Vec<u64> = pool_list(&row, "_vms")
-        .into_iter()
-        .filter_map(Value::as_u64)
-        .collect();
+    let vms = planned_vms(call, tables, &row, delete)?;
+    let storages = planned_storages(call, tables, &row, delete)?;
+    for (other, moved) in vms.moved_from {
+        plan.now.push(release_moved(tables, &other, &moved));
+    }
+    row["_vms"] = json!(vms.members);
+    row["_storage"] = json!(storages);
+    plan.now.push(put_pool(format!("/pools/{poolid}"), row));
+    Ok(plan)
+}
+
+/// A list argument of a pool update (`vms`, `storage`).
+fn list_arg(call: &Call<'_>, name: &str) -> Vec<String> {
+    call.arg_text(name)
+        .map(|list| split_list(&list).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The VM members of a pool after an update.
+struct VmPlan {
+    /// The pool's VM IDs.
+    members: Vec<u64>,
+    /// Per other pool, the VMs that move from it (`allow-move`).
+    moved_from: BTreeMap<String, Vec<u64>>,
+}
+
+/// Plans the pool's VM members after `vms=` is added (or with `delete`, removed).
+fn planned_vms(
+    call: &Call<'_>,
+    tables: &Tables,
+    row: &Value,
+    delete: bool,
+) -> Result<VmPlan, AppError> {
+    let allow_move = call.flag("allow-move");
+    let mut vms = pool_vms(row);
     let owners = pool_of_guests(tables);
     let mut moved_from: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for vmid_text in call
-        .arg_text("vms")
-        .map(|list| split_list(&list).map(str::to_owned).collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
+    for vmid_text in list_arg(call, "vms") {
         let vmid: u64 = vmid_text
             .parse()
             .map_err(|_| AppError::param("vms", format!("invalid VM ID '{vmid_text}'")))?;
@@ -204,12 +242,21 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         }
         vms.push(vmid);
     }
-    let mut storages: Vec<String> = pool_list(&row, "_storage").into_iter().map(text).collect();
-    for storage in call
-        .arg_text("storage")
-        .map(|list| split_list(&list).map(str::to_owned).collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
+    Ok(VmPlan {
+        members: vms,
+        moved_from,
+    })
+}
+
+/// Plans the pool's storage members after `storage=` is added (or with `delete`, removed).
+fn planned_storages(
+    call: &Call<'_>,
+    tables: &Tables,
+    row: &Value,
+    delete: bool,
+) -> Result<Vec<String>, AppError> {
+    let mut storages: Vec<String> = pool_list(row, "_storage").into_iter().map(text).collect();
+    for storage in list_arg(call, "storage") {
         if delete {
             if !storages.contains(&storage) {
                 return Err(AppError::die(format!(
@@ -227,29 +274,19 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
             storages.push(storage);
         }
     }
-    for (other, moved) in moved_from {
-        let path = format!("/pools/{other}");
-        let mut other_row = tables.get(&path).cloned().unwrap_or_default();
-        let remaining: Vec<u64> = pool_list(&other_row, "_vms")
-            .into_iter()
-            .filter_map(Value::as_u64)
-            .filter(|v| !moved.contains(v))
-            .collect();
-        other_row["_vms"] = json!(remaining);
-        plan.now.push(Change::Put {
-            path,
-            collection: Some("/pools".to_owned()),
-            value: other_row,
-        });
-    }
-    row["_vms"] = json!(vms);
-    row["_storage"] = json!(storages);
-    plan.now.push(Change::Put {
-        path: format!("/pools/{poolid}"),
-        collection: Some("/pools".to_owned()),
-        value: row,
-    });
-    Ok(plan)
+    Ok(storages)
+}
+
+/// The change that drops VMs from a pool's row (they moved to another pool).
+fn release_moved(tables: &Tables, poolid: &str, moved: &[u64]) -> Change {
+    let path = format!("/pools/{poolid}");
+    let mut row = tables.get(&path).cloned().unwrap_or_default();
+    let remaining: Vec<u64> = pool_vms(&row)
+        .into_iter()
+        .filter(|v| !moved.contains(v))
+        .collect();
+    row["_vms"] = json!(remaining);
+    put_pool(path, row)
 }
 
 /// `DELETE /pools/{poolid}` and `DELETE /pools?poolid=`: only empty pools.
@@ -275,10 +312,7 @@ pub(crate) fn remove_from_pools(tables: &Tables, vmid: u32) -> Vec<Change> {
         let Some(row) = tables.get(path) else {
             continue;
         };
-        let vms: Vec<u64> = pool_list(row, "_vms")
-            .into_iter()
-            .filter_map(Value::as_u64)
-            .collect();
+        let vms = pool_vms(row);
         if vms.contains(&u64::from(vmid)) {
             let mut row = row.clone();
             row["_vms"] = json!(
@@ -286,11 +320,7 @@ pub(crate) fn remove_from_pools(tables: &Tables, vmid: u32) -> Vec<Change> {
                     .filter(|v| *v != u64::from(vmid))
                     .collect::<Vec<_>>()
             );
-            changes.push(Change::Put {
-                path: path.clone(),
-                collection: Some("/pools".to_owned()),
-                value: row,
-            });
+            changes.push(put_pool(path.clone(), row));
         }
     }
     changes
@@ -299,17 +329,10 @@ pub(crate) fn remove_from_pools(tables: &Tables, vmid: u32) -> Vec<Change> {
 /// The change that adds a VM to a pool (create and clone with `pool=`).
 pub(crate) fn add_to_pool(tables: &Tables, poolid: &str, vmid: u32) -> Result<Change, AppError> {
     let mut row = pool_row(tables, poolid)?.clone();
-    let mut vms: Vec<u64> = pool_list(&row, "_vms")
-        .into_iter()
-        .filter_map(Value::as_u64)
-        .collect();
+    let mut vms = pool_vms(&row);
     if !vms.contains(&u64::from(vmid)) {
         vms.push(u64::from(vmid));
     }
     row["_vms"] = json!(vms);
-    Ok(Change::Put {
-        path: format!("/pools/{poolid}"),
-        collection: Some("/pools".to_owned()),
-        value: row,
-    })
+    Ok(put_pool(format!("/pools/{poolid}"), row))
 }

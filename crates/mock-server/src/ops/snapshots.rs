@@ -11,6 +11,7 @@
 use serde_json::{Map, Value, json};
 
 use super::guest::{Guest, Power, check_lock, config_digest, status_row};
+use super::guests::{is_template, put_config, put_status};
 use super::{Call, Plan, Tx};
 use super::{fail, text};
 use crate::auth;
@@ -31,11 +32,13 @@ const NOT_COPIED: &[&str] = &[
     "runningcpu",
 ];
 
+/// The path of a snapshot's row.
 fn snapshot_path(guest: &Guest, name: &str) -> String {
     format!("{}/{name}", guest.snapshot_collection())
 }
 
-fn snapshot_row<'t>(
+/// A snapshot's row; Proxmox's message when there is none.
+pub(crate) fn snapshot_row<'t>(
     tables: &'t Tables,
     guest: &Guest,
     name: &str,
@@ -46,12 +49,50 @@ fn snapshot_row<'t>(
     }
 }
 
+/// The change that writes a snapshot's row.
 fn put_snapshot(guest: &Guest, name: &str, row: Map<String, Value>) -> Change {
     Change::Put {
         path: snapshot_path(guest, name),
         collection: Some(guest.snapshot_collection()),
         value: Value::Object(row),
     }
+}
+
+/// The config keys a snapshot copies (`snapshot_copy_config`), or a rollback restores: all but
+/// [`NOT_COPIED`] and hidden keys.
+fn copy_config(config: &Map<String, Value>) -> Map<String, Value> {
+    config
+        .iter()
+        .filter(|(key, _)| !NOT_COPIED.contains(&key.as_str()) && !key.starts_with('_'))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// What a call on one snapshot (`{snapname}`) works on.
+struct Addressed<'t, 'c> {
+    /// The guest's config.
+    config: Map<String, Value>,
+    /// The snapshot's name.
+    name: &'c str,
+    /// The snapshot's row.
+    row: &'t Map<String, Value>,
+}
+
+/// The snapshot a call addresses, after the lock check (when `lock_checked`). The outer error
+/// is a guest that does not exist; the inner one is Proxmox's message for a lock or a missing
+/// snapshot, which the caller raises or fails the task with.
+fn addressed<'t, 'c>(
+    call: &'c Call<'_>,
+    tables: &'t Tables,
+    guest: &Guest,
+    lock_checked: bool,
+) -> Result<Result<Addressed<'t, 'c>, String>, AppError> {
+    let config = guest.config(tables)?;
+    let name = call.param("snapname").unwrap_or_default();
+    if lock_checked && let Err(message) = check_lock(guest.kind, &config, call) {
+        return Ok(Err(message));
+    }
+    Ok(snapshot_row(tables, guest, name).map(|row| Addressed { config, name, row }))
 }
 
 /// `GET .../snapshot`: every snapshot plus `current` ("You are here!").
@@ -92,11 +133,8 @@ pub(crate) fn list(_call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value
 
 /// `GET .../snapshot/{snapname}/config`.
 pub(crate) fn get_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value, AppError> {
-    let tables = tx.tables;
-    guest.config(tables)?;
-    let name = call.param("snapname").unwrap_or_default();
-    let row = snapshot_row(tables, guest, name).map_err(AppError::die)?;
-    Ok(Value::Object(super::visible(row)))
+    let snapshot = addressed(call, tx.tables, guest, false)?.map_err(AppError::die)?;
+    Ok(Value::Object(super::visible(snapshot.row)))
 }
 
 /// `POST .../snapshot` (task).
@@ -109,7 +147,7 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan
             "unable to use snapshot name '{name}' (reserved name)\n"
         )));
     }
-    if config.get("template").is_some_and(|t| text(t) == "1") {
+    if is_template(&config) {
         return fail(call, "you can't take a snapshot if it's a template\n");
     }
     if let Err(message) = check_lock(guest.kind, &config, call) {
@@ -118,11 +156,7 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan
     if tables.exists(&snapshot_path(guest, &name)) {
         return fail(call, format!("snapshot name '{name}' already used\n"));
     }
-    let mut snapshot: Map<String, Value> = config
-        .iter()
-        .filter(|(key, _)| !NOT_COPIED.contains(&key.as_str()))
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect();
+    let mut snapshot = copy_config(&config);
     if let Some(parent) = config.get("parent") {
         snapshot.insert("parent".to_owned(), parent.clone());
     }
@@ -140,7 +174,7 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan
     Ok(Plan {
         at_end: vec![
             put_snapshot(guest, &name, snapshot),
-            super::guests::put_config(tables, guest, config),
+            put_config(tables, guest, config),
         ],
         ..Plan::default()
     })
@@ -148,20 +182,13 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan
 
 /// `PUT .../snapshot/{snapname}/config`: updates the description.
 pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan, AppError> {
-    let tables = tx.tables;
-    let config = guest.config(tables)?;
-    let name = call.param("snapname").unwrap_or_default();
-    if let Err(message) = check_lock(guest.kind, &config, call) {
-        return Err(AppError::die(message));
-    }
-    let mut row = snapshot_row(tables, guest, name)
-        .map_err(AppError::die)?
-        .clone();
+    let snapshot = addressed(call, tx.tables, guest, true)?.map_err(AppError::die)?;
+    let mut row = snapshot.row.clone();
     if let Some(description) = call.arg_text("description") {
         row.insert("description".to_owned(), json!(description));
     }
     Ok(Plan {
-        now: vec![put_snapshot(guest, name, row)],
+        now: vec![put_snapshot(guest, snapshot.name, row)],
         ..Plan::default()
     })
 }
@@ -169,34 +196,24 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan
 /// `POST .../snapshot/{snapname}/rollback` (task): the config becomes the snapshot's.
 pub(crate) fn rollback(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan, AppError> {
     let tables = tx.tables;
-    let config = guest.config(tables)?;
-    let name = call.param("snapname").unwrap_or_default();
-    if let Err(message) = check_lock(guest.kind, &config, call) {
-        return fail(call, message);
-    }
-    let snapshot = match snapshot_row(tables, guest, name) {
+    let snapshot = match addressed(call, tables, guest, true)? {
         Ok(snapshot) => snapshot,
         Err(message) => return fail(call, message),
     };
-    let mut restored: Map<String, Value> = snapshot
-        .iter()
-        .filter(|(key, _)| !NOT_COPIED.contains(&key.as_str()) && !key.starts_with('_'))
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect();
-    restored.insert("parent".to_owned(), json!(name));
-    let running_after = snapshot.get("vmstate").is_some() || call.flag("start");
+    let mut restored = copy_config(snapshot.row);
+    restored.insert("parent".to_owned(), json!(snapshot.name));
+    let running_after = snapshot.row.get("vmstate").is_some() || call.flag("start");
     Ok(Plan {
         at_end: vec![
-            super::guests::put_config(tables, guest, restored),
-            Change::Put {
-                path: guest.status_path(),
-                collection: None,
-                value: if running_after {
+            put_config(tables, guest, restored),
+            put_status(
+                guest,
+                if running_after {
                     status_row(Power::Running, auth::now())
                 } else {
                     status_row(Power::Stopped, 0)
                 },
-            },
+            ),
         ],
         ..Plan::default()
     })
@@ -205,14 +222,11 @@ pub(crate) fn rollback(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Pl
 /// `DELETE .../snapshot/{snapname}` (task): children and the config take over its parent.
 pub(crate) fn delete(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan, AppError> {
     let tables = tx.tables;
-    let mut config = guest.config(tables)?;
-    let name = call.param("snapname").unwrap_or_default();
-    if !call.flag("force")
-        && let Err(message) = check_lock(guest.kind, &config, call)
-    {
-        return fail(call, message);
-    }
-    let snapshot = match snapshot_row(tables, guest, name) {
+    let Addressed {
+        mut config,
+        name,
+        row: snapshot,
+    } = match addressed(call, tables, guest, !call.flag("force"))? {
         Ok(snapshot) => snapshot,
         Err(message) => return fail(call, message),
     };
@@ -238,7 +252,6 @@ pub(crate) fn delete(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan
     plan.at_end.push(Change::Delete {
         path: snapshot_path(guest, name),
     });
-    plan.at_end
-        .push(super::guests::put_config(tables, guest, config));
+    plan.at_end.push(put_config(tables, guest, config));
     Ok(plan)
 }

@@ -25,15 +25,15 @@ use crate::store::{Change, Tables};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Volume {
     /// `storage:volname`.
-    pub volid: String,
+    pub(crate) volid: String,
     /// `raw`, `qcow2`, `iso`, `tzst`, `vma.zst`, ...
-    pub format: String,
+    pub(crate) format: String,
     /// Size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Content type: `images`, `rootdir`, `iso`, `vztmpl`, `backup`, `import`.
-    pub content: String,
+    pub(crate) content: String,
     /// Owning guest.
-    pub vmid: Option<u32>,
+    pub(crate) vmid: Option<u32>,
 }
 
 impl Volume {

@@ -1,13 +1,18 @@
 //! The schema at run time: validation and coercion of parameters with Proxmox's messages
-//! (`validate`) and deterministic plausible values for replies (`generate`).
+//! (`validate`), the named formats and scalar readers it uses (`formats`), property strings
+//! (`property_string`) and deterministic plausible values for replies (`generate`, with its
+//! scalar values in `scalars` and its memo in `cache`).
 
+mod cache;
+mod formats;
 mod generate;
+mod property_string;
+mod scalars;
 mod validate;
 
-pub(crate) use generate::{GenCache, GenContext, gen_key_hash, generate, seed};
+pub(crate) use cache::{GenCache, gen_key_hash};
+pub(crate) use formats::{parse_boolean, split_list, value_bool};
+pub(crate) use generate::{GenContext, generate, seed};
 #[cfg(test)]
 pub(crate) use validate::validate_value;
-pub(crate) use validate::{
-    Params, check_format, coerce, coerce_params, parse_boolean, resolve_property, split_list,
-    validate_params, value_bool,
-};
+pub(crate) use validate::{Params, coerce, coerce_params, resolve_property, validate_params};

@@ -1,8 +1,9 @@
 //! Parameter coercion and validation with Proxmox's own error messages.
 //!
 //! This is a port of the checks in `PVE::JSONSchema` (pve-common `src/PVE/JSONSchema.pm`:
-//! `check_prop`, `check_type`, `check_object`, `check_format`, `parse_property_string` and the
-//! registered format verifiers), called the way `PVE::RESTHandler::handle` calls it. The order
+//! `check_prop`, `check_type`, `check_object`; `check_format` and the registered format
+//! verifiers are in [`super::formats`], `parse_property_string` in [`super::property_string`]),
+//! called the way `PVE::RESTHandler::handle` calls it. The order
 //! of checks and every message text follow that file, e.g. `type check ('integer') failed - got
 //! 'abc'`, `property is missing and it is not optional`, `invalid format - value does not look
 //! like a valid VM ID\n`.
@@ -13,26 +14,25 @@
 //! stay strings and then fail the type check with Proxmox's message.
 //!
 //! Patterns are collected at start-up by [`crate::api::Api`] and each is compiled once, on first
-//! use; named-format regexes likewise.
+//! use.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::LazyLock;
 
-use regex::Regex;
 use route_metadata::{Operation, Schema, SchemaType};
 use serde_json::{Map, Value};
 
+use super::formats::{check_format, is_integer, is_number, parse_boolean};
+use super::property_string::parse_property_string;
 use crate::api::Api;
 
 /// Request parameters after decoding.
-pub type Params = Map<String, Value>;
+pub(crate) type Params = Map<String, Value>;
 
 /// Per-parameter error messages (`{"errors": {...}}`).
-pub type Errors = BTreeMap<String, String>;
+pub(crate) type Errors = BTreeMap<String, String>;
 
 /// Converts form strings to the schema's JSON types, in place.
-pub fn coerce_params(op: &Operation, params: &mut Params) {
+pub(crate) fn coerce_params(op: &Operation, params: &mut Params) {
     for (name, value) in params.iter_mut() {
         if let Some(schema) = op.parameter(name) {
             coerce(schema, value);
@@ -41,7 +41,7 @@ pub fn coerce_params(op: &Operation, params: &mut Params) {
 }
 
 /// Converts one value to its schema's JSON type where that is lossless.
-pub fn coerce(schema: &Schema, value: &mut Value) {
+pub(crate) fn coerce(schema: &Schema, value: &mut Value) {
     match schema.kind() {
         SchemaType::Integer => {
             if let Value::String(text) = value
@@ -95,7 +95,7 @@ pub fn coerce(schema: &Schema, value: &mut Value) {
 }
 
 /// Validates request parameters against an operation, like `PVE::JSONSchema::validate`.
-pub fn validate_params(api: &Api, op: &Operation, params: &Params) -> Result<(), Errors> {
+pub(crate) fn validate_params(api: &Api, op: &Operation, params: &Params) -> Result<(), Errors> {
     let mut errors = Errors::new();
     for (name, schema) in &op.parameters {
         if schema.family.is_some() {
@@ -158,7 +158,7 @@ fn join_path(path: &str, key: &str) -> String {
 }
 
 /// Looks a property up, resolving `net3` to a `net[n]` family.
-pub fn resolve_property<'a>(
+pub(crate) fn resolve_property<'a>(
     properties: &'a BTreeMap<String, Schema>,
     name: &str,
 ) -> Option<&'a Schema> {
@@ -182,7 +182,8 @@ pub fn resolve_property<'a>(
     }
 }
 
-fn check_object(
+/// Checks an object's properties (`check_object`), also for parsed property strings.
+pub(super) fn check_object(
     api: &Api,
     path: &str,
     properties: &BTreeMap<String, Schema>,
@@ -371,7 +372,7 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &str, errors: &
 }
 
 /// Formats a number the way Perl prints it (`100`, not `100.0`).
-pub fn perl_number(number: f64) -> String {
+fn perl_number(number: f64) -> String {
     if number.fract() == 0.0 && number.abs() < 1e15 {
         format!("{}", number as i64)
     } else {
@@ -443,243 +444,6 @@ fn type_name(ty: SchemaType) -> &'static str {
         SchemaType::Array => "array",
         SchemaType::Null => "null",
         SchemaType::Any => "any",
-    }
-}
-
-/// `PVE::JSONSchema::is_integer`.
-pub fn is_integer(text: &str) -> bool {
-    static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[+-]?\d+$").expect("static regex"));
-    RE.is_match(text)
-}
-
-/// `PVE::JSONSchema::is_number`.
-pub fn is_number(text: &str) -> bool {
-    static RE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^[+-]?(\d+\.\d+|\d+\.|\.\d+|\d+)([eE][+-]?\d+)?$").expect("static regex")
-    });
-    RE.is_match(text)
-}
-
-/// `PVE::JSONSchema::parse_boolean`.
-pub fn parse_boolean(text: &str) -> Option<bool> {
-    match text.to_ascii_lowercase().as_str() {
-        "1" | "on" | "yes" | "true" => Some(true),
-        "0" | "off" | "no" | "false" => Some(false),
-        _ => None,
-    }
-}
-
-/// The one boolean reader: a JSON value read as pve-common reads booleans (`parse_boolean` on
-/// text, any non-zero number, JSON booleans). `None` for anything else, so each caller decides
-/// what an absent or malformed flag means.
-pub fn value_bool(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(flag) => Some(*flag),
-        Value::Number(number) => Some(number.as_f64().is_some_and(|n| n != 0.0)),
-        Value::String(text) => parse_boolean(text),
-        _ => None,
-    }
-}
-
-/// `PVE::Tools::split_list`.
-pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
-    text.split([',', ';', ' ', '\0', '\t', '\n'])
-        .filter(|part| !part.is_empty())
-}
-
-/// Runs a named format's verifier; the error is the verifier's `die` message.
-pub fn check_format(format: &str, value: &str) -> Result<(), String> {
-    if let Some(base) = format.strip_suffix("-list") {
-        for item in split_list(value) {
-            check_named_format(base, item)?;
-        }
-        return Ok(());
-    }
-    if let Some(base) = format.strip_suffix("-opt") {
-        if value.is_empty() {
-            return Ok(());
-        }
-        return check_named_format(base, value);
-    }
-    check_named_format(format, value)
-}
-
-macro_rules! static_regex {
-    ($re:expr) => {{
-        static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new($re).expect("static regex"));
-        &*RE
-    }};
-}
-
-fn check_named_format(format: &str, value: &str) -> Result<(), String> {
-    let valid = match format {
-        "pve-configid" => static_regex!(r"(?i)^[a-z][a-z0-9_-]+$").is_match(value),
-        "pve-storage-id" | "acme-plugin-id" => is_proxmox_id(value),
-        "pve-bridge-id" => static_regex!(r"^[-_.\w\d]+$").is_match(value),
-        "pve-vmid" => static_regex!(r"^[1-9][0-9]{2,8}$").is_match(value),
-        "pve-node" => is_node_name(value),
-        "mac-addr" => static_regex!(r"(?i)^[a-f0-9][02468ace](?::[a-f0-9]{2}){5}$").is_match(value),
-        "ipv4" => value.parse::<Ipv4Addr>().is_ok(),
-        "ipv6" => value.parse::<Ipv6Addr>().is_ok(),
-        "ip" => value.parse::<IpAddr>().is_ok(),
-        "CIDRv4" => is_cidr(value, false),
-        "CIDRv6" => is_cidr(value, true),
-        "CIDR" => is_cidr(value, false) || is_cidr(value, true),
-        "dns-name" => is_dns_name(value),
-        "address" => value.parse::<IpAddr>().is_ok() || is_dns_name(value),
-        "disk-size" => static_regex!(r"^(\d+(\.\d+)?)([KMGT])?$").is_match(value),
-        "pve-iface" => static_regex!(r"(?i)^[a-z][a-z0-9_]{1,20}([:\.]\d+)?$").is_match(value),
-        "pve-tag" => static_regex!(r"(?i)^[a-z0-9_][a-z0-9_\-\+\.]*$").is_match(value),
-        "urlencoded" => static_regex!(r"^[-%a-zA-Z0-9_.!~*'()]*$").is_match(value),
-        "pve-startup-order" => {
-            !value.is_empty()
-                && value
-                    .split(',')
-                    .filter(|p| !p.trim().is_empty())
-                    .all(|part| {
-                        static_regex!(r"^(order=)?\d+$").is_match(part)
-                            || static_regex!(r"^(up|down)=\d+$").is_match(part)
-                    })
-        }
-        _ => true,
-    };
-    if valid {
-        return Ok(());
-    }
-    // The verifiers' `die` messages, verbatim (with their trailing newline).
-    Err(match format {
-        "pve-configid" => format!("invalid configuration ID '{value}'\n"),
-        "pve-storage-id" => format!("storage ID '{value}' contains illegal characters\n"),
-        "acme-plugin-id" => format!("ACME plugin ID '{value}' contains illegal characters\n"),
-        "pve-bridge-id" => format!("invalid bridge ID '{value}'\n"),
-        "pve-vmid" => "value does not look like a valid VM ID\n".to_owned(),
-        "pve-node" => "value does not look like a valid node name\n".to_owned(),
-        "mac-addr" => "value does not look like a valid unicast MAC address\n".to_owned(),
-        "ipv4" => "value does not look like a valid IPv4 address\n".to_owned(),
-        "ipv6" => "value does not look like a valid IPv6 address\n".to_owned(),
-        "ip" => "value does not look like a valid IP address\n".to_owned(),
-        "CIDRv4" => "value does not look like a valid IPv4 CIDR network\n".to_owned(),
-        "CIDRv6" => "value does not look like a valid IPv6 CIDR network\n".to_owned(),
-        "CIDR" => "value does not look like a valid CIDR network\n".to_owned(),
-        "dns-name" => "value does not look like a valid DNS name\n".to_owned(),
-        "address" => format!("value does not look like a valid address: {value}\n"),
-        "disk-size" => format!("value does not look like a valid disk size: {value}\n"),
-        "pve-iface" => format!("invalid network interface name '{value}'\n"),
-        "pve-tag" => "invalid characters in tag\n".to_owned(),
-        "urlencoded" => format!("invalid urlencoded string: {value}\n"),
-        _ => "unable to parse startup options\n".to_owned(),
-    })
-}
-
-fn is_proxmox_id(value: &str) -> bool {
-    static_regex!(r"(?i)^[a-z][a-z0-9\-_.]*[a-z0-9]$").is_match(value)
-}
-
-/// `pve_verify_node_name`'s pattern.
-pub fn is_node_name(value: &str) -> bool {
-    static_regex!(r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$").is_match(value)
-}
-
-fn is_dns_name(value: &str) -> bool {
-    static_regex!(
-        r"^(([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)\.)*([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$"
-    )
-    .is_match(value)
-}
-
-fn is_cidr(value: &str, v6: bool) -> bool {
-    let Some((address, bits)) = value.split_once('/') else {
-        return false;
-    };
-    let Ok(bits) = bits.parse::<u32>() else {
-        return false;
-    };
-    if v6 {
-        address.parse::<Ipv6Addr>().is_ok() && bits > 7 && bits <= 128
-    } else {
-        address.parse::<Ipv4Addr>().is_ok() && bits > 7 && bits <= 32
-    }
-}
-
-/// `PVE::JSONSchema::parse_property_string` followed by its `check_object`; the error is the
-/// text `check_prop` puts after `invalid format - `.
-pub fn parse_property_string(
-    api: &Api,
-    format: &BTreeMap<String, Schema>,
-    data: &str,
-    path: &str,
-) -> Result<Map<String, Value>, String> {
-    let mut result = Map::new();
-    let mut default_key: Option<&str> = None;
-    for part in data.split(',') {
-        if part.trim().is_empty() {
-            continue;
-        }
-        if let Some((key, value)) = part
-            .split_once('=')
-            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-        {
-            if result.contains_key(key) {
-                return Err(format!(
-                    "duplicate key in comma-separated list property: {key}\n"
-                ));
-            }
-            let mut key = key.to_owned();
-            let mut schema = format.get(&key);
-            if let Some(alias) = schema.and_then(|s| s.alias.clone()) {
-                if let Some(key_alias) = schema.and_then(|s| s.key_alias.clone()) {
-                    if result.contains_key(&key_alias) {
-                        return Err(format!("key alias '{key_alias}' is already defined\n"));
-                    }
-                    result.insert(key_alias, Value::String(key.clone()));
-                }
-                key = alias;
-                schema = format.get(&key);
-            }
-            let Some(schema) = schema else {
-                return Err(format!(
-                    "invalid key in comma-separated list property: {key}\n"
-                ));
-            };
-            let mut value = value.to_owned();
-            if schema.kind() == SchemaType::Boolean
-                && let Some(flag) = parse_boolean(&value)
-            {
-                value = u8::from(flag).to_string();
-            }
-            result.insert(key, Value::String(value));
-        } else if !part.contains('=') {
-            if let Some(existing) = default_key {
-                return Err(format!(
-                    "duplicate key in comma-separated list property: {existing}\n"
-                ));
-            }
-            let Some((key, _)) = format.iter().find(|(_, schema)| schema.default_key) else {
-                return Err(
-                    "value without key, but schema does not define a default key\n".to_owned(),
-                );
-            };
-            default_key = Some(key);
-            if result.contains_key(key.as_str()) {
-                return Err(format!(
-                    "duplicate key in comma-separated list property: {key}\n"
-                ));
-            }
-            result.insert(key.clone(), Value::String(part.to_owned()));
-        } else {
-            return Err("missing key in comma-separated list property\n".to_owned());
-        }
-    }
-    let mut errors = Errors::new();
-    check_object(api, path, format, &result, false, &mut errors);
-    if errors.is_empty() {
-        Ok(result)
-    } else {
-        let mut message = "format error\n".to_owned();
-        for (key, error) in &errors {
-            message.push_str(&format!("{key}: {error}\n"));
-        }
-        Err(message)
     }
 }
 
@@ -829,22 +593,5 @@ mod tests {
     fn perl_numbers() {
         assert_eq!(perl_number(100.0), "100");
         assert_eq!(perl_number(0.5), "0.5");
-    }
-
-    #[test]
-    fn named_formats() {
-        assert!(check_format("pve-vmid", "100").is_ok());
-        assert!(check_format("pve-vmid", "99").is_err());
-        assert!(check_format("pve-storage-id", "local-lvm").is_ok());
-        assert_eq!(
-            check_format("pve-storage-id", "1bad").unwrap_err(),
-            "storage ID '1bad' contains illegal characters\n"
-        );
-        assert!(check_format("pve-node-list", "pve1,pve2").is_ok());
-        assert!(check_format("pve-configid-list", "a1,,b2").is_ok());
-        assert!(check_format("CIDRv4", "10.0.0.0/7").is_err());
-        assert!(check_format("CIDRv4", "10.0.0.0/16").is_ok());
-        assert!(check_format("mac-addr", "BC:24:11:00:00:01").is_ok());
-        assert!(check_format("mac-addr", "01:24:11:00:00:01").is_err());
     }
 }

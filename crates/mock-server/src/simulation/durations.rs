@@ -26,7 +26,7 @@ impl Default for TaskDurations {
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
         (n, 0.001)

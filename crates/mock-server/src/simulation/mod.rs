@@ -1,8 +1,10 @@
 //! Simulation controls: task durations, injected faults and seed profiles.
 //!
 //! Layout:
-//! - [`TaskDurations`]: how long worker tasks of each type report `running`.
-//! - [`Simulation`]: the faults injected through `/_mock/faults` or the seed's `faults` list.
+//! - [`TaskDurations`] (`durations`): how long worker tasks of each type report `running`.
+//! - [`Simulation`] (this file): the request and task faults, kept in memory.
+//! - `faults`: the fault specs ([`FaultSpec`]) and the `lock` and `node` faults, which are
+//!   state changes.
 //! - [`profile`]: the named seed profiles (`small`, `large`).
 //!
 //! # Faults
@@ -18,7 +20,7 @@
 //!   before `TASK ERROR: ...`; their effect on the state is not applied;
 //! - `lock`: sets (or with an empty or absent `lock`, clears) the `lock` of guest `vmid` in its
 //!   configuration, as a running backup or migration would; the guest semantics
-//!   ([`crate::domain`]) then refuse what Proxmox refuses on a locked guest (`VM is locked
+//!   (`ops::guest::check_lock`) then refuse what Proxmox refuses on a locked guest (`VM is locked
 //!   (backup)`, `PVE::AbstractConfig::check_lock`);
 //! - `node`: marks `node` offline (`offline`, default true) or online again. Calls proxied to
 //!   an offline node (operations with `proxyto`) answer like `pveproxy` when it cannot reach the
@@ -31,113 +33,49 @@
 //! to the store like any other change) and are undone by `/_mock/reset`.
 
 mod durations;
-pub mod profile;
+mod faults;
+pub(crate) mod profile;
 
 pub use durations::TaskDurations;
+pub use faults::{FaultKind, FaultSpec};
+pub(crate) use faults::{check_node_reachable, seed_changes};
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use http::StatusCode;
-use route_metadata::Operation;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::error::AppError;
-use crate::schema::Params;
-use crate::store::{Change, StateStore, Tables};
-
-/// The kind of a [`FaultSpec`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FaultKind {
-    /// Fail or delay API requests.
-    #[default]
-    Request,
-    /// Make worker tasks end with an error.
-    Task,
-    /// Lock or unlock a guest.
-    Lock,
-    /// Take a node offline or bring it back.
-    Node,
-}
-
-/// A fault as posted to `/_mock/faults` or listed in a seed's `faults` (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    /// Which kind of fault.
-    #[serde(default)]
-    pub kind: FaultKind,
-    /// `request`: method to match (any when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// `request`: path below `/api2/json` (a trailing `*` matches a prefix).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// `request`: HTTP status to answer; `node`: 595 or 596.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// `request` and `task`: how many times the fault fires.
-    #[serde(default, alias = "times", skip_serializing_if = "Option::is_none")]
-    pub count: Option<u32>,
-    /// `request` and `node`: message of the reply.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// `request`: added latency in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_ms: Option<u64>,
-    /// `task`: the worker type (`qmstart`, `vzdump`, ...).
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub task_type: Option<String>,
-    /// `task`: the task's ID (usually the guest's VM ID).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<Value>,
-    /// `task` and `node`: the node.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// `task`: the error the task ends with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exitstatus: Option<String>,
-    /// `task`: log lines written before the error.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub log: Vec<String>,
-    /// `lock`: the guest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vmid: Option<u32>,
-    /// `lock`: the lock (`backup`, `migrate`, `snapshot`, ...); empty or absent unlocks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock: Option<String>,
-    /// `node`: offline (default) or back online.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offline: Option<bool>,
-}
+use crate::store::StateStore;
+use faults::fault_changes;
 
 /// An injected request fault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
+pub(crate) struct Fault {
     /// Method to fail (any when absent).
     #[serde(default)]
-    pub method: Option<String>,
+    pub(crate) method: Option<String>,
     /// Path below `/api2/json` (a trailing `*` matches a prefix).
-    pub path: String,
+    pub(crate) path: String,
     /// HTTP status to answer; `None` only delays.
     #[serde(default)]
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// How many requests it still affects; `None` for every request until cleared.
     #[serde(default)]
-    pub count: Option<u32>,
+    pub(crate) count: Option<u32>,
     /// Message of the reply.
     #[serde(default)]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
     /// Added latency in milliseconds.
     #[serde(default)]
-    pub delay_ms: u64,
+    pub(crate) delay_ms: u64,
 }
 
 impl Fault {
     /// Whether the fault applies to a request (`path` relative to `/api2/json` or absolute).
-    pub fn matches(&self, method: &str, path: &str) -> bool {
+    pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
         let method_ok = self
             .method
             .as_deref()
@@ -154,38 +92,38 @@ impl Fault {
 
 /// An injected task failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskFault {
+pub(crate) struct TaskFault {
     /// Worker type to fail (any when absent).
     #[serde(rename = "type", default)]
-    pub task_type: Option<String>,
+    pub(crate) task_type: Option<String>,
     /// Task ID to match (any when absent).
     #[serde(default)]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Node to match (any when absent).
     #[serde(default)]
-    pub node: Option<String>,
+    pub(crate) node: Option<String>,
     /// The error the task ends with.
-    pub exitstatus: String,
+    pub(crate) exitstatus: String,
     /// Log lines before the error.
     #[serde(default)]
-    pub log: Vec<String>,
+    pub(crate) log: Vec<String>,
     /// How many tasks it still fails (`None`: all until cleared).
     #[serde(default)]
-    pub count: Option<u32>,
+    pub(crate) count: Option<u32>,
 }
 
 /// What a request fault does to one request.
 #[derive(Debug, Clone, Default)]
-pub struct FaultHit {
+pub(crate) struct FaultHit {
     /// Latency to add.
-    pub delay: Duration,
+    pub(crate) delay: Duration,
     /// The error to answer, if any.
-    pub error: Option<AppError>,
+    pub(crate) error: Option<AppError>,
 }
 
 /// The in-memory faults of one mock instance.
 #[derive(Debug, Default)]
-pub struct Simulation {
+pub(crate) struct Simulation {
     requests: Mutex<Vec<Fault>>,
     tasks: Mutex<Vec<TaskFault>>,
 }
@@ -199,14 +137,14 @@ fn id_text(value: &Value) -> String {
 
 impl Simulation {
     /// A simulation with the request and task faults of a seed.
-    pub fn new(seed_faults: &[FaultSpec]) -> Simulation {
+    pub(crate) fn new(seed_faults: &[FaultSpec]) -> Simulation {
         let simulation = Simulation::default();
         simulation.load(seed_faults);
         simulation
     }
 
     /// Forgets every request and task fault and loads the seed's again.
-    pub fn reset(&self, seed_faults: &[FaultSpec]) {
+    pub(crate) fn reset(&self, seed_faults: &[FaultSpec]) {
         self.clear();
         self.load(seed_faults);
     }
@@ -224,13 +162,13 @@ impl Simulation {
     }
 
     /// Removes every request and task fault.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         lock(&self.requests).clear();
         lock(&self.tasks).clear();
     }
 
     /// The current request and task faults, as specs.
-    pub fn list(&self) -> Vec<Value> {
+    pub(crate) fn list(&self) -> Vec<Value> {
         let mut out: Vec<Value> = lock(&self.requests)
             .iter()
             .map(|fault| {
@@ -248,7 +186,7 @@ impl Simulation {
     }
 
     /// Adds a `request` or `task` fault; other kinds are state changes ([`apply_fault`]).
-    pub fn add_memory_fault(&self, spec: &FaultSpec) -> Result<(), String> {
+    pub(crate) fn add_memory_fault(&self, spec: &FaultSpec) -> Result<(), String> {
         match spec.kind {
             FaultKind::Request => {
                 let path = spec
@@ -303,7 +241,7 @@ impl Simulation {
     }
 
     /// Consumes the request faults that match a request.
-    pub fn take_request_fault(&self, method: &str, path: &str) -> Option<FaultHit> {
+    pub(crate) fn take_request_fault(&self, method: &str, path: &str) -> Option<FaultHit> {
         let mut faults = lock(&self.requests);
         let mut hit: Option<FaultHit> = None;
         for fault in faults
@@ -382,189 +320,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Hidden key of a node row: the status its proxied calls answer while it is offline.
-pub const UNREACHABLE_KEY: &str = "_unreachable";
-
-/// Read access to rows, for planning `lock` and `node` faults against the store or a seed.
-trait Rows {
-    /// A row and its collection.
-    fn row(&self, path: &str) -> Option<(Value, Option<String>)>;
-    /// The item path of a guest.
-    fn guest(&self, vmid: u32) -> Option<String>;
-}
-
-impl Rows for Tables {
-    fn row(&self, path: &str) -> Option<(Value, Option<String>)> {
-        Some((self.get(path)?.clone(), self.member_of.get(path).cloned()))
-    }
-
-    fn guest(&self, vmid: u32) -> Option<String> {
-        self.members("/nodes").find_map(|node| {
-            ["qemu", "lxc"]
-                .into_iter()
-                .map(|kind| format!("{node}/{kind}/{vmid}"))
-                .find(|item| self.exists(item))
-        })
-    }
-}
-
-/// The rows of a seed's change list (the last put of a path wins).
-struct SeedRows<'a>(&'a [Change]);
-
-impl Rows for SeedRows<'_> {
-    fn row(&self, path: &str) -> Option<(Value, Option<String>)> {
-        self.0.iter().rev().find_map(|change| match change {
-            Change::Put {
-                path: put,
-                collection,
-                value,
-            } if put == path => Some((value.clone(), collection.clone())),
-            _ => None,
-        })
-    }
-
-    fn guest(&self, vmid: u32) -> Option<String> {
-        let suffix = format!("/{vmid}");
-        self.0.iter().find_map(|change| match change {
-            Change::Put {
-                path,
-                collection: Some(collection),
-                ..
-            } if path.ends_with(&suffix)
-                && path.starts_with("/nodes/")
-                && (collection.ends_with("/qemu") || collection.ends_with("/lxc")) =>
-            {
-                Some(path.clone())
-            }
-            _ => None,
-        })
-    }
-}
-
-/// The changes a `lock` or `node` fault makes to the state.
-fn fault_changes(rows: &impl Rows, spec: &FaultSpec) -> Result<Vec<Change>, AppError> {
-    match spec.kind {
-        FaultKind::Lock => {
-            let vmid = spec
-                .vmid
-                .ok_or_else(|| AppError::bad_request("a lock fault needs a 'vmid'\n"))?;
-            let item = rows
-                .guest(vmid)
-                .ok_or_else(|| AppError::bad_request(format!("no guest with VM ID {vmid}\n")))?;
-            let (config, collection) = rows.row(&item).unwrap_or((json!({}), None));
-            let mut config = match config {
-                Value::Object(map) => map,
-                _ => Map::new(),
-            };
-            match spec.lock.as_deref().filter(|lock| !lock.is_empty()) {
-                Some(lock) => {
-                    config.insert("lock".to_owned(), json!(lock));
-                }
-                None => {
-                    config.remove("lock");
-                }
-            }
-            let config = Value::Object(config);
-            Ok(vec![Change::Put {
-                collection,
-                path: item,
-                value: config,
-            }])
-        }
-        FaultKind::Node => {
-            let node = spec
-                .node
-                .as_deref()
-                .ok_or_else(|| AppError::bad_request("a node fault needs a 'node'\n"))?;
-            let path = format!("/nodes/{node}");
-            let (row, _) = rows
-                .row(&path)
-                .ok_or_else(|| AppError::bad_request(format!("no node '{node}'\n")))?;
-            let offline = spec.offline.unwrap_or(true);
-            let mut row = match row {
-                Value::Object(map) => Value::Object(map),
-                _ => json!({}),
-            };
-            row["status"] = json!(if offline { "offline" } else { "online" });
-            if let Value::Object(map) = &mut row {
-                if offline {
-                    let status = spec.status.unwrap_or(595);
-                    if !matches!(status, 595 | 596) {
-                        return Err(AppError::bad_request(
-                            "an offline node answers 595 or 596\n",
-                        ));
-                    }
-                    let mut unreachable = json!({"status": status});
-                    if let Some(message) = &spec.message {
-                        unreachable["message"] = json!(message);
-                    }
-                    map.insert(UNREACHABLE_KEY.to_owned(), unreachable);
-                } else {
-                    map.remove(UNREACHABLE_KEY);
-                }
-            }
-            Ok(vec![Change::Put {
-                path,
-                collection: Some("/nodes".to_owned()),
-                value: row,
-            }])
-        }
-        FaultKind::Request | FaultKind::Task => Ok(Vec::new()),
-    }
-}
-
-/// Answers like `pveproxy` when an operation is proxied (`proxyto`) to an offline node.
-pub fn check_node_reachable(
-    tables: &Tables,
-    op: &Operation,
-    params: &Params,
-) -> Result<(), AppError> {
-    let Some(name) = op.proxyto.as_deref() else {
-        return Ok(());
-    };
-    let Some(node) = params.get(name).and_then(Value::as_str) else {
-        return Ok(());
-    };
-    let Some(row) = tables.get(&format!("/nodes/{node}")) else {
-        return Ok(());
-    };
-    if row.get("status").and_then(Value::as_str) != Some("offline") {
-        return Ok(());
-    }
-    let unreachable = row.get(UNREACHABLE_KEY);
-    let status = unreachable
-        .and_then(|u| u.get("status"))
-        .and_then(Value::as_u64)
-        .and_then(|s| u16::try_from(s).ok())
-        .unwrap_or(595);
-    let message = unreachable
-        .and_then(|u| u.get("message"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            if status == 596 {
-                "Connection timed out".to_owned()
-            } else {
-                "No route to host".to_owned()
-            }
-        });
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    Err(AppError::status(status, format!("{message}\n")))
-}
-
-/// Folds the `lock` and `node` faults of a seed into its rows (later puts win).
-pub fn seed_changes(changes: &mut Vec<Change>, faults: &[FaultSpec]) {
-    for spec in faults
-        .iter()
-        .filter(|spec| matches!(spec.kind, FaultKind::Lock | FaultKind::Node))
-    {
-        match fault_changes(&SeedRows(changes), spec) {
-            Ok(extra) => changes.extend(extra),
-            Err(error) => tracing::warn!(error = %error, "ignoring an invalid seed fault"),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -194,18 +194,23 @@ impl StateStore {
             for change in &changes {
                 tables.apply(change);
             }
-            match &self.writer {
-                None => return Ok(Pending(None)),
-                Some(writer) => {
-                    let (ack, receiver) = oneshot::channel();
-                    writer
-                        .send(Job::Batch(changes, ack))
-                        .map_err(|_| StoreError::Closed)?;
-                    receiver
-                }
-            }
+            // Queued while memory is still locked, so the writer commits in the order applied.
+            self.queue(|ack| Job::Batch(changes, ack))?
         };
-        Ok(Pending(Some(receiver)))
+        Ok(Pending(receiver))
+    }
+
+    /// Hands a job to the SQLite writer thread; `None` for the memory backend.
+    fn queue(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Job,
+    ) -> Result<Option<oneshot::Receiver<Result<(), StoreError>>>, StoreError> {
+        let Some(writer) = &self.writer else {
+            return Ok(None);
+        };
+        let (ack, receiver) = oneshot::channel();
+        writer.send(job(ack)).map_err(|_| StoreError::Closed)?;
+        Ok(Some(receiver))
     }
 
     /// Replaces the whole state with a seed (keeps metadata), under the write gate;
@@ -236,18 +241,9 @@ impl StateStore {
                 meta.into_iter()
                     .map(|(key, value)| Change::Meta { key, value }),
             );
-            match &self.writer {
-                None => return Ok(()),
-                Some(writer) => {
-                    let (ack, receiver) = oneshot::channel();
-                    writer
-                        .send(Job::Reset(changes, ack))
-                        .map_err(|_| StoreError::Closed)?;
-                    receiver
-                }
-            }
+            self.queue(|ack| Job::Reset(changes, ack))?
         };
-        receiver.await.map_err(|_| StoreError::Closed)?
+        Pending(receiver).durable().await
     }
 
     /// Flushes and closes the database (checkpointing the WAL).

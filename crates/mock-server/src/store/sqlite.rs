@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::tables::{Change, Tables};
+use super::tables::{Change, Tables, subtree_range};
 use super::{META_FINGERPRINT, StoreError};
 
 fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -104,31 +104,30 @@ fn load(conn: &Connection) -> Result<Tables, StoreError> {
             value,
         });
     }
-    let mut statement = conn
-        .prepare("SELECT path, collection FROM tombstones")
-        .map_err(sqlite("prepare load"))?;
-    let rows = statement
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })
-        .map_err(sqlite("load tombstones"))?;
-    for row in rows {
-        let (path, collection) = row.map_err(sqlite("load tombstones"))?;
-        tables.tombstones.insert(path, collection);
-    }
-    let mut statement = conn
-        .prepare("SELECT key, value FROM meta")
-        .map_err(sqlite("prepare load"))?;
-    let rows = statement
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })
-        .map_err(sqlite("load meta"))?;
-    for row in rows {
-        let (key, value) = row.map_err(sqlite("load meta"))?;
-        tables.meta.insert(key, value);
-    }
+    let tombstones = load_pairs(
+        conn,
+        "SELECT path, collection FROM tombstones",
+        "load tombstones",
+    )?;
+    tables.tombstones.extend(tombstones);
+    let meta = load_pairs(conn, "SELECT key, value FROM meta", "load meta")?;
+    tables.meta.extend(meta);
     Ok(tables)
+}
+
+/// Every row of a two-column text query (`tombstones`, `meta`).
+fn load_pairs(
+    conn: &Connection,
+    query: &str,
+    context: &'static str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut statement = conn.prepare(query).map_err(sqlite("prepare load"))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(sqlite(context))?;
+    rows.collect::<Result<_, _>>().map_err(sqlite(context))
 }
 
 fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<(), StoreError> {
@@ -155,9 +154,7 @@ fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<(
                     .prepare_cached("SELECT collection FROM objects WHERE path = ?1")
                     .and_then(|mut s| s.query_row([path], |row| row.get(0)).optional())
                     .map_err(sqlite("read member"))?;
-                // Everything strictly below `path/`: the range ['path/', 'path0').
-                let low = format!("{path}/");
-                let high = format!("{path}0");
+                let (low, high) = subtree_range(path);
                 tx.prepare_cached(
                     "DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
                 )

@@ -39,24 +39,24 @@ pub(crate) struct Tables {
     /// Objects by concrete path (ordered, so a subtree is one range).
     pub(crate) objects: BTreeMap<String, Value>,
     /// For each member: its collection.
-    pub member_of: HashMap<String, String>,
+    pub(crate) member_of: HashMap<String, String>,
     /// Collection -> member paths.
-    pub members: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) members: BTreeMap<String, BTreeSet<String>>,
     /// Deleted members -> their collection.
-    pub tombstones: BTreeMap<String, String>,
+    pub(crate) tombstones: BTreeMap<String, String>,
     /// Metadata.
-    pub meta: BTreeMap<String, String>,
+    pub(crate) meta: BTreeMap<String, String>,
     /// Guest index: VM ID -> item path (`/nodes/{node}/qemu|lxc/{vmid}`), kept by [`Tables::apply`]
     /// so that ID look-ups and `/cluster/nextid` need no scan over nodes or guests.
-    pub guests: BTreeMap<u32, String>,
+    pub(crate) guests: BTreeMap<u32, String>,
     /// Computed guest rows of `/cluster/resources`, by item path; an entry is dropped by
     /// [`Tables::apply`] whenever a change touches the guest (its config, status or anything
     /// under it), so it never outlives the rows it was computed from.
-    pub guest_rows: GuestRows,
+    pub(crate) guest_rows: GuestRows,
     /// Moves on every change that can change what the access model reads (users, groups,
     /// tokens, roles, the ACL, pools) and on every reset, so caches of verified credentials and
     /// of the access model built from older rows are never used.
-    pub access_rev: u64,
+    pub(crate) access_rev: u64,
 }
 
 /// Whether a change at `path` can change what [`crate::access::AccessModel`] reads.
@@ -131,6 +131,12 @@ fn guest_item_of(path: &str) -> Option<&str> {
     Some(&path[..end])
 }
 
+/// The bounds of everything strictly below `path` in path order: the range `[path/, path0)`
+/// (`0` is the character after `/`), for a range scan of a sorted map or table.
+pub(super) fn subtree_range(path: &str) -> (String, String) {
+    (format!("{path}/"), format!("{path}0"))
+}
+
 /// The VM ID of a guest item path (`/nodes/{node}/qemu/{vmid}` or `.../lxc/{vmid}`).
 pub(crate) fn guest_vmid(path: &str) -> Option<u32> {
     let mut segments = path.strip_prefix("/nodes/")?.split('/');
@@ -194,11 +200,10 @@ impl Tables {
                 self.objects.insert(path.clone(), value.clone());
             }
             Change::Delete { path } => {
-                let prefix = format!("{path}/");
-                let high = format!("{path}0");
+                let (low, high) = subtree_range(path);
                 let mut doomed: Vec<String> = self
                     .objects
-                    .range(prefix.clone()..high.clone())
+                    .range(low.clone()..high.clone())
                     .map(|(key, _)| key.clone())
                     .collect();
                 if self.objects.contains_key(path) {
@@ -222,7 +227,7 @@ impl Tables {
                 }
                 let nested: Vec<String> = self
                     .members
-                    .range(prefix..high)
+                    .range(low..high)
                     .map(|(key, _)| key.clone())
                     .collect();
                 for collection in nested {

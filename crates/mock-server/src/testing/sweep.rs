@@ -4,32 +4,42 @@
 //! operation's `returns` schema, and a user without privileges is refused everything that has
 //! a check.
 
+use axum::Router;
 use axum::body::Body;
 use http::Request;
-use route_metadata::Method;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use route_metadata::{Method, Operation, Schema, SchemaType};
 use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::api::Api;
 use crate::http::app;
 use crate::schema::validate_value;
+use crate::state::AppState;
 use crate::{Fixture, MockServer, UserSeed};
 
 /// The default fixture plus `bob@pve`, who has no role anywhere.
 fn bob_without_privileges() -> Fixture {
     let mut fixture = Fixture::default_fixture();
     fixture.users.push(UserSeed {
-        userid: "bob@pve".to_owned(),
         password: Some("bob-secret".to_owned()),
-        tokens: Default::default(),
-        enable: true,
-        groups: Vec::new(),
-        totp: None,
-        config: Default::default(),
+        ..UserSeed::new("bob@pve")
     });
     fixture
 }
 
+/// A mock of `tag` without authentication, and its router.
+fn unauthenticated(tag: &str) -> (AppState, Router) {
+    let state = MockServer::builder()
+        .schema(tag)
+        .auth(false)
+        .build_state()
+        .unwrap();
+    let router = app(state.clone());
+    (state, router)
+}
+
+/// The value of a path parameter, naming a seeded object where there is one.
 fn sample(name: &str, path: &str) -> String {
     match name {
         "node" => "pve1".to_owned(),
@@ -41,62 +51,91 @@ fn sample(name: &str, path: &str) -> String {
     }
 }
 
-async fn sweep(tag: &str) {
-    let state = MockServer::builder()
-        .schema(tag)
-        .auth(false)
-        .build_state()
+/// A concrete path for a path template: each `{name}` segment becomes `value(name)`.
+fn concrete_path(template: &str, value: impl Fn(&str) -> String) -> String {
+    template
+        .split('/')
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => value(name),
+                None => segment.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The required parameters of an operation that are not in its path.
+fn required_params(op: &Operation) -> impl Iterator<Item = (&String, &Schema)> {
+    op.parameters
+        .iter()
+        .filter(|(name, schema)| !schema.optional && !op.path_params.contains(name))
+}
+
+/// A value for a required parameter: its first enum value, a number's minimum (or 1), `0` for
+/// a boolean, else `x1`.
+fn sample_value(schema: &Schema) -> String {
+    match schema.enum_values.as_ref().and_then(|v| v.first()) {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => match schema.kind() {
+            SchemaType::Integer | SchemaType::Number => {
+                schema.minimum.map_or(1, |m| m as i64).to_string()
+            }
+            SchemaType::Boolean => "0".to_owned(),
+            _ => "x1".to_owned(),
+        },
+    }
+}
+
+/// `path` with `pairs` as its query string (none when there are no pairs).
+fn with_query(path: &str, pairs: &[String]) -> String {
+    if pairs.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", pairs.join("&"))
+    }
+}
+
+/// Sends a request through the router; returns the status and the JSON body (`null` when the
+/// body is not JSON).
+async fn send(router: &Router, request: Request<Body>) -> (u16, Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
         .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Fails the test with every collected failure.
+fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every GET of a tag, for the seeded objects: a 200 reply validates against `returns`, a 500
+/// or 404 is Proxmox's not-found, a 400 is a refused sample value.
+async fn sweep(tag: &str) {
+    let (state, router) = unauthenticated(tag);
     let api: &Api = &state.api;
-    let router = app(state.clone());
     let mut checked = 0;
     let mut failures = Vec::new();
     for op in api.meta.operations().filter(|op| op.method == Method::Get) {
-        let path: String = op
-            .path
-            .split('/')
-            .map(
-                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(name) => sample(name, &op.path),
-                    None => segment.to_owned(),
-                },
-            )
-            .collect::<Vec<_>>()
-            .join("/");
-        // Only required query parameters that are simple get a value.
-        let mut query = Vec::new();
-        for (name, schema) in &op.parameters {
-            if schema.optional || op.path_params.contains(name) {
-                continue;
-            }
-            let value = match schema.enum_values.as_ref().and_then(|v| v.first()) {
-                Some(Value::String(text)) => text.clone(),
-                Some(other) => other.to_string(),
-                None => match schema.kind() {
-                    route_metadata::SchemaType::Integer | route_metadata::SchemaType::Number => {
-                        schema.minimum.map_or(1, |m| m as i64).to_string()
-                    }
-                    route_metadata::SchemaType::Boolean => "0".to_owned(),
-                    _ => "x1".to_owned(),
-                },
-            };
-            query.push(format!("{name}={value}"));
-        }
-        let uri = if query.is_empty() {
-            format!("/api2/json{path}")
-        } else {
-            format!("/api2/json{path}?{}", query.join("&"))
-        };
-        let response = router
-            .clone()
-            .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let path = concrete_path(&op.path, |name| sample(name, &op.path));
+        // Only required query parameters get a value.
+        let query: Vec<String> = required_params(op)
+            .map(|(name, schema)| format!("{name}={}", sample_value(schema)))
+            .collect();
+        let uri = with_query(&format!("/api2/json{path}"), &query);
+        let (status, body) = send(&router, Request::get(&uri).body(Body::empty()).unwrap()).await;
         match status {
             200 => {
                 let data = &body["data"];
@@ -120,12 +159,7 @@ async fn sweep(tag: &str) {
             )),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
     assert!(checked > 100, "{tag}: only {checked} replies checked");
 }
 
@@ -144,74 +178,40 @@ async fn every_get_reply_validates_8_4() {
     sweep("8.4").await;
 }
 
+/// A write request: the form as a body for methods with one, else as the query.
+fn write_request(method: Method, path: &str, form: &[String]) -> Request<Body> {
+    let builder = Request::builder().method(method.as_str());
+    if method.has_body() {
+        builder
+            .uri(format!("/api2/json{path}"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(Body::from(form.join("&")))
+            .unwrap()
+    } else {
+        builder
+            .uri(with_query(&format!("/api2/json{path}"), form))
+            .body(Body::empty())
+            .unwrap()
+    }
+}
+
+/// Every write of a tag with its required parameters: no internal error, no status outside
+/// 400..=501, and a 200 reply validates against `returns`.
 async fn write_sweep(tag: &str) {
-    let state = MockServer::builder()
-        .schema(tag)
-        .auth(false)
-        .build_state()
-        .unwrap();
+    let (state, router) = unauthenticated(tag);
     let api: &Api = &state.api;
-    let router = app(state.clone());
     let mut failures = Vec::new();
     let mut ok = 0;
     for op in api.meta.operations().filter(|op| op.method != Method::Get) {
-        let path: String = op
-            .path
-            .split('/')
-            .map(
-                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(name) => sample(name, &op.path),
-                    None => segment.to_owned(),
-                },
-            )
-            .collect::<Vec<_>>()
-            .join("/");
-        let mut form = Vec::new();
-        for (name, schema) in &op.parameters {
-            if schema.optional || op.path_params.contains(name) || schema.family.is_some() {
-                continue;
-            }
-            let value = match schema.enum_values.as_ref().and_then(|v| v.first()) {
-                Some(Value::String(text)) => text.clone(),
-                Some(other) => other.to_string(),
-                None => match schema.kind() {
-                    route_metadata::SchemaType::Integer | route_metadata::SchemaType::Number => {
-                        schema.minimum.map_or(1, |m| m as i64).to_string()
-                    }
-                    route_metadata::SchemaType::Boolean => "0".to_owned(),
-                    _ => "x1".to_owned(),
-                },
-            };
-            form.push(format!(
-                "{name}={}",
-                percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)
-            ));
-        }
-        let request = if op.method.has_body() {
-            Request::builder()
-                .method(op.method.as_str())
-                .uri(format!("/api2/json{path}"))
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(Body::from(form.join("&")))
-                .unwrap()
-        } else {
-            let query = if form.is_empty() {
-                String::new()
-            } else {
-                format!("?{}", form.join("&"))
-            };
-            Request::builder()
-                .method(op.method.as_str())
-                .uri(format!("/api2/json{path}{query}"))
-                .body(Body::empty())
-                .unwrap()
-        };
-        let response = router.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let path = concrete_path(&op.path, |name| sample(name, &op.path));
+        let form: Vec<String> = required_params(op)
+            .filter(|(_, schema)| schema.family.is_none())
+            .map(|(name, schema)| {
+                let value = sample_value(schema);
+                format!("{name}={}", utf8_percent_encode(&value, NON_ALPHANUMERIC))
+            })
+            .collect();
+        let (status, body) = send(&router, write_request(op.method, &path, &form)).await;
         let message = body["message"].as_str().unwrap_or_default();
         if status == 200 {
             ok += 1;
@@ -228,12 +228,7 @@ async fn write_sweep(tag: &str) {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
     assert!(ok > 50, "{tag}: only {ok} writes succeeded");
 }
 
@@ -263,21 +258,11 @@ async fn unprivileged_sweep(tag: &str) {
     let mut failures = Vec::new();
     let mut forbidden = 0;
     for op in state.api.meta.operations() {
-        let path: String = op
-            .path
-            .split('/')
-            .map(
-                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some("node") => "pve1".to_owned(),
-                    Some("vmid") if op.path.contains("/lxc/") => "200".to_owned(),
-                    Some("vmid") => "100".to_owned(),
-                    Some("userid") => "root@pam".to_owned(),
-                    Some(_) => "x1".to_owned(),
-                    None => segment.to_owned(),
-                },
-            )
-            .collect::<Vec<_>>()
-            .join("/");
+        // Like `sample`, except that storages stay unnamed (`x1`).
+        let path = concrete_path(&op.path, |name| match name {
+            "storage" => "x1".to_owned(),
+            other => sample(other, &op.path),
+        });
         let request = Request::builder()
             .method(op.method.as_str())
             .uri(format!("/api2/json{path}"))
@@ -285,18 +270,13 @@ async fn unprivileged_sweep(tag: &str) {
             .header("CSRFPreventionToken", &csrf)
             .body(Body::empty())
             .unwrap();
-        let response = router.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (status, body) = send(&router, request).await;
         let permissions = op.permissions.as_ref();
         let open = permissions
             .and_then(|p| p.get("user"))
             .and_then(Value::as_str)
             .is_some_and(|user| matches!(user, "all" | "world"));
-        let creates_guest = op.method == route_metadata::Method::Post
+        let creates_guest = op.method == Method::Post
             && matches!(op.path.as_str(), "/nodes/{node}/qemu" | "/nodes/{node}/lxc");
         let label = format!("{tag} {} {}", op.method.as_str(), op.path);
         if body["message"]
@@ -318,12 +298,7 @@ async fn unprivileged_sweep(tag: &str) {
             forbidden += 1;
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
     assert!(forbidden > 300, "{tag}: only {forbidden} refusals");
 }
 

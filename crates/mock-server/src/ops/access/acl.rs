@@ -3,9 +3,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{die, has_any};
+use super::die;
+use crate::access::acl::{AclEntry, acl_change, acl_entries, normalize_path};
 use crate::access::check::{check_perm_modify, perm_error};
-use crate::access::model::{ACL_ROW, AclEntry, acl_entries, acl_row, normalize_path};
+use crate::access::model::AccessModel;
 use crate::auth::{self};
 use crate::error::AppError;
 use crate::ops::{Call, Plan, Tx};
@@ -18,7 +19,7 @@ use crate::store::{Change, Tables};
 pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let model = tx.access();
     let caller = call.caller;
-    let audit = has_any(model, &caller.userid, "/access", &["Sys.Audit"]);
+    let audit = model.has_any_privilege(&caller.userid, "/access", &["Sys.Audit"]);
     let order = |kind: &str| match kind {
         "user" => 0,
         "group" => 1,
@@ -51,7 +52,7 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 }
 
 /// `PVE::AccessControl::check_path`: the object paths an ACL can be set on.
-pub fn check_path(path: &str) -> bool {
+pub(crate) fn check_path(path: &str) -> bool {
     let name = |s: &str| {
         !s.is_empty()
             && s.chars()
@@ -90,21 +91,13 @@ pub fn check_path(path: &str) -> bool {
     }
 }
 
+/// `PUT /access/acl` (`update_acl`): adds (or with `delete` removes) every role for every
+/// named user, group and token on a path.
 pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
-    let tables = tx.tables;
     let model = tx.access();
-    let users: Vec<&str> = call
-        .arg_str("users")
-        .map(|s| split_list(s).collect())
-        .unwrap_or_default();
-    let groups: Vec<&str> = call
-        .arg_str("groups")
-        .map(|s| split_list(s).collect())
-        .unwrap_or_default();
-    let tokens: Vec<&str> = call
-        .arg_str("tokens")
-        .map(|s| split_list(s).collect())
-        .unwrap_or_default();
+    let users = list_arg(call, "users");
+    let groups = list_arg(call, "groups");
+    let tokens = list_arg(call, "tokens");
     if users.is_empty() && groups.is_empty() && tokens.is_empty() {
         let message = "either 'users', 'groups' or 'tokens' is required.";
         return Err(AppError::Param(
@@ -114,50 +107,15 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
                 .collect(),
         ));
     }
-    let raw_path = call.arg_str("path").unwrap_or_default();
     let delete = call.arg_bool("delete").unwrap_or(false);
-    let invalid = || AppError::param("path", format!("invalid ACL path '{raw_path}'"));
-    let path = normalize_path(raw_path).ok_or_else(invalid)?;
-    if !delete && !check_path(&path) {
-        return Err(invalid());
-    }
-    let failed = |message: String| die(format!("ACL update failed: {message}"));
+    let path = acl_path_arg(call, delete)?;
     let propagate = u8::from(call.arg_bool("propagate").unwrap_or(true));
-    let mut entries = acl_entries(tables);
+    let mut entries = acl_entries(tx.tables);
     for role in split_list(call.arg_str("roles").unwrap_or_default()) {
         if !model.roles().contains_key(role) {
-            return Err(failed(format!("role '{role}' does not exist\n")));
+            return Err(acl_failed(format!("role '{role}' does not exist\n")));
         }
-        let mut subjects: Vec<(&str, String)> = Vec::new();
-        for group in &groups {
-            if !model.groups().contains_key(*group) {
-                return Err(failed(format!("group '{group}' does not exist\n")));
-            }
-            subjects.push(("group", (*group).to_owned()));
-        }
-        for user in &users {
-            if !model.user_exists(user) {
-                return Err(failed(format!("user '{user}' does not exist\n")));
-            }
-            subjects.push(("user", (*user).to_owned()));
-        }
-        for token in &tokens {
-            let Ok((user, name, _)) = auth::split_api_token(&format!("{token}=x")) else {
-                return Err(failed(format!(
-                    "'{token}' is not a valid token ID - not able to split into user and token parts\n"
-                )));
-            };
-            if !model.user_exists(&user) {
-                return Err(failed(format!("no such user ('{user}')\n")));
-            }
-            if model.token_privsep(token).is_none() {
-                return Err(failed(format!(
-                    "no such token '{name}' for user '{user}'\n"
-                )));
-            }
-            subjects.push(("token", (*token).to_owned()));
-        }
-        for (kind, ugid) in subjects {
+        for (kind, ugid) in acl_subjects(model, &groups, &users, &tokens)? {
             entries.retain(|entry| {
                 !(entry.path == path
                     && entry.kind == kind
@@ -175,14 +133,70 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
             }
         }
     }
-    Ok(Plan::changes(
-        vec![Change::Put {
-            path: ACL_ROW.to_owned(),
-            collection: None,
-            value: acl_row(entries),
-        }],
-        Value::Null,
-    ))
+    Ok(Plan::changes(vec![acl_change(entries)], Value::Null))
+}
+
+/// A list argument (`users`, `groups`, `tokens`), empty when absent.
+fn list_arg<'c>(call: &'c Call<'_>, key: &str) -> Vec<&'c str> {
+    call.arg_str(key)
+        .map(|s| split_list(s).collect())
+        .unwrap_or_default()
+}
+
+/// The normalised `path` argument; unless entries are deleted it must also be a path an ACL
+/// can be set on ([`check_path`]).
+fn acl_path_arg(call: &Call<'_>, delete: bool) -> Result<String, AppError> {
+    let raw_path = call.arg_str("path").unwrap_or_default();
+    let invalid = || AppError::param("path", format!("invalid ACL path '{raw_path}'"));
+    let path = normalize_path(raw_path).ok_or_else(invalid)?;
+    if !delete && !check_path(&path) {
+        return Err(invalid());
+    }
+    Ok(path)
+}
+
+/// A `die` inside `update_acl`'s config lock.
+fn acl_failed(message: String) -> AppError {
+    die(format!("ACL update failed: {message}"))
+}
+
+/// The named groups, users and tokens as `(type, ugid)`, in that order, each checked to exist.
+fn acl_subjects(
+    model: &AccessModel,
+    groups: &[&str],
+    users: &[&str],
+    tokens: &[&str],
+) -> Result<Vec<(&'static str, String)>, AppError> {
+    let mut subjects: Vec<(&str, String)> = Vec::new();
+    for group in groups {
+        if !model.groups().contains_key(*group) {
+            return Err(acl_failed(format!("group '{group}' does not exist\n")));
+        }
+        subjects.push(("group", (*group).to_owned()));
+    }
+    for user in users {
+        if !model.user_exists(user) {
+            return Err(acl_failed(format!("user '{user}' does not exist\n")));
+        }
+        subjects.push(("user", (*user).to_owned()));
+    }
+    for token in tokens {
+        let Ok((user, name, _)) = auth::split_api_token(&format!("{token}=x")) else {
+            return Err(acl_failed(format!(
+                "'{token}' is not a valid token ID - not able to split into user and token parts\n"
+            )));
+        };
+        if !model.user_exists(&user) {
+            return Err(acl_failed(format!("no such user ('{user}')\n")));
+        }
+        if model.token_privsep(token).is_none() {
+            return Err(acl_failed(format!(
+                "no such token '{name}' for user '{user}'\n"
+            )));
+        }
+        subjects.push(("token", (*token).to_owned()));
+    }
+    Ok(subjects)
 }
 
 /// Removes the ACL entries of the given subjects (a deleted user, token or group).
@@ -193,11 +207,7 @@ pub(crate) fn without_acl_of(tables: &Tables, kind_ugid: &[(&str, &str)]) -> Cha
             .iter()
             .any(|(kind, ugid)| entry.kind == *kind && entry.ugid == *ugid)
     });
-    Change::Put {
-        path: ACL_ROW.to_owned(),
-        collection: None,
-        value: acl_row(entries),
-    }
+    acl_change(entries)
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -211,7 +221,10 @@ pub(crate) fn permissions(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppErro
     let owned_token = userid
         .split_once('!')
         .is_some_and(|(user, _)| user == authid);
-    if userid != authid && !owned_token && !has_any(model, authid, "/access", &["Sys.Audit"]) {
+    if userid != authid
+        && !owned_token
+        && !model.has_any_privilege(authid, "/access", &["Sys.Audit"])
+    {
         return Err(perm_error(Some("/access, Sys.Audit")));
     }
     match call.arg_str("path").filter(|path| !path.is_empty()) {

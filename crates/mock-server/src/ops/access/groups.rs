@@ -4,37 +4,24 @@ use route_metadata::Method;
 use serde_json::{Value, json};
 
 use super::acl::without_acl_of;
-use super::{die, has_any, object_of, put_member};
+use super::{die, object_of, put_member};
 use crate::error::AppError;
 use crate::ops::{Call, Plan, Tx, already_exists};
-use crate::store::Change;
+use crate::store::{Change, Tables};
 
 // ----------------------------------------------------------------------------------------------
 // Groups (`API2/Group.pm`).
 
 pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
-    let model = tx.access();
-    let caller = call.caller;
     let privs = ["User.Modify", "Sys.Audit", "Group.Allocate"];
     Ok(Value::Array(
-        model
-            .groups()
-            .iter()
-            .filter(|(group, _)| {
-                has_any(
-                    model,
-                    &caller.userid,
-                    &format!("/access/groups/{group}"),
-                    &privs,
-                )
-            })
+        tx.access()
+            .groups_granting(&call.caller.userid, &privs)
+            .into_iter()
             .map(|(group, members)| {
                 let mut entry = json!({"groupid": group});
-                if let Some(comment) = tables
-                    .get(&format!("/access/groups/{group}"))
-                    .and_then(|row| row.get("comment"))
-                {
+                if let Some(comment) = group_comment(tables, group) {
                     entry["comment"] = comment.clone();
                 }
                 entry["users"] = json!(members.iter().cloned().collect::<Vec<_>>().join(","));
@@ -53,13 +40,17 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
         .get(group)
         .ok_or_else(|| die(format!("group '{group}' does not exist\n")))?;
     let mut reply = json!({"members": members.iter().collect::<Vec<_>>()});
-    if let Some(comment) = tables
-        .get(&format!("/access/groups/{group}"))
-        .and_then(|row| row.get("comment"))
-    {
+    if let Some(comment) = group_comment(tables, group) {
         reply["comment"] = comment.clone();
     }
     Ok(reply)
+}
+
+/// The stored comment of a group.
+fn group_comment<'t>(tables: &'t Tables, group: &str) -> Option<&'t Value> {
+    tables
+        .get(&format!("/access/groups/{group}"))
+        .and_then(|row| row.get("comment"))
 }
 
 pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {

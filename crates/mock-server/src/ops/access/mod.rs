@@ -15,11 +15,13 @@ pub(crate) mod roles;
 pub(crate) mod tfa;
 pub(crate) mod users;
 
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
 
 use crate::access::Caller;
 use crate::access::check::perm_error;
-use crate::access::model::{AccessModel, Perms, ROOT};
+use crate::access::model::{AccessModel, ROOT};
 use crate::auth::{self, PASSWORD_KEY};
 use crate::error::AppError;
 use crate::store::{Change, Tables};
@@ -35,14 +37,17 @@ pub(super) fn object_of(value: Option<&Value>) -> Value {
     }
 }
 
+/// A plain `die` of a handler.
 pub(super) fn die(message: impl Into<String>) -> AppError {
     AppError::die(message)
 }
 
+/// The row of a user.
 pub(super) fn user_path(userid: &str) -> String {
     format!("/access/users/{userid}")
 }
 
+/// Stores a row as a member of a collection.
 pub(super) fn put_member(path: String, collection: &str, value: Value) -> Change {
     Change::Put {
         path,
@@ -51,16 +56,34 @@ pub(super) fn put_member(path: String, collection: &str, value: Value) -> Change
     }
 }
 
-pub(super) fn perms_of(model: &AccessModel, subject: &str, path: &str) -> Perms {
-    model.permissions(subject, path)
+/// Which users the caller may see in the user and TFA lists (`index` in `API2/User.pm`,
+/// `list_tfa` in `API2/TFA.pm`): everybody with `User.Modify` or `Sys.Audit` on
+/// `/access/groups`, else the members of the groups it has one of them on, and always itself.
+pub(super) struct VisibleUsers<'a> {
+    caller: &'a str,
+    all: bool,
+    members: BTreeSet<&'a str>,
 }
 
-pub(super) fn has_any(model: &AccessModel, subject: &str, path: &str, names: &[&str]) -> bool {
-    let wanted = names
-        .iter()
-        .filter_map(|name| model.catalog().bit(name))
-        .fold(0, |acc, bit| acc | bit);
-    perms_of(model, subject, path).has_any(wanted)
+impl<'a> VisibleUsers<'a> {
+    /// The users `caller` may see.
+    pub(super) fn new(model: &'a AccessModel, caller: &'a str) -> VisibleUsers<'a> {
+        let privs = ["User.Modify", "Sys.Audit"];
+        VisibleUsers {
+            caller,
+            all: model.has_any_privilege(caller, "/access/groups", &privs),
+            members: model
+                .groups_granting(caller, &privs)
+                .into_iter()
+                .flat_map(|(_, members)| members.iter().map(String::as_str))
+                .collect(),
+        }
+    }
+
+    /// Whether the caller may see `userid`.
+    pub(super) fn contains(&self, userid: &str) -> bool {
+        self.all || userid == self.caller || self.members.contains(userid)
+    }
 }
 
 /// `check_user_enabled`: exists, enabled and not expired.
@@ -68,6 +91,7 @@ pub(super) fn user_enabled(tables: &Tables, userid: &str) -> bool {
     crate::access::check_user_enabled(tables, userid, auth::now()).is_ok()
 }
 
+/// Whether `password` is the user's password.
 pub(super) fn password_ok(tables: &Tables, userid: &str, password: &str) -> bool {
     tables
         .get(&user_path(userid))

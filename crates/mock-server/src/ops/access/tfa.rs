@@ -1,12 +1,10 @@
 //! Second factors (pve-access-control `src/PVE/API2/TFA.pm`): TOTP entries per user, added
 //! after verifying a code, listed without their secrets.
 
-use std::collections::BTreeSet;
-
 use route_metadata::Method;
 use serde_json::{Value, json};
 
-use super::{die, has_any, object_of, put_member, reauth, user_path};
+use super::{VisibleUsers, die, object_of, put_member, reauth, user_path};
 use crate::access::totp::{TFA_KEY, Totp, totp_entry};
 use crate::api::last_segment;
 use crate::auth::{self};
@@ -47,28 +45,12 @@ fn public_entry(entry: &Value) -> Value {
 /// `GET /access/tfa`: every user's entries the caller may see.
 pub(crate) fn list_all(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
-    let model = tx.access();
-    let caller = call.caller;
-    let privs = ["User.Modify", "Sys.Audit"];
-    let all = has_any(model, &caller.userid, "/access/groups", &privs);
-    let allowed: BTreeSet<&String> = model
-        .groups()
-        .iter()
-        .filter(|(group, _)| {
-            has_any(
-                model,
-                &caller.userid,
-                &format!("/access/groups/{group}"),
-                &privs,
-            )
-        })
-        .flat_map(|(_, members)| members.iter())
-        .collect();
+    let visible = VisibleUsers::new(tx.access(), &call.caller.userid);
     Ok(Value::Array(
         tables
             .members("/access/users")
             .map(|path| last_segment(path).to_owned())
-            .filter(|userid| all || *userid == caller.userid || allowed.contains(userid))
+            .filter(|userid| visible.contains(userid))
             .filter_map(|userid| {
                 let entries = user_tfa(tables, &userid);
                 (!entries.is_empty()).then(|| {

@@ -1,12 +1,10 @@
 //! Users and their API tokens (pve-access-control `src/PVE/API2/User.pm`) and password
 //! changes (`change_password` in `src/PVE/API2/AccessControl.pm`).
 
-use std::collections::BTreeSet;
-
 use serde_json::{Map, Value, json};
 
 use super::acl::without_acl_of;
-use super::{die, has_any, object_of, put_member, reauth, user_enabled, user_path};
+use super::{VisibleUsers, die, object_of, put_member, reauth, user_enabled, user_path};
 use crate::access::check::perm_error;
 use crate::access::model::{AccessModel, ROOT, flag, user_group_list};
 use crate::api::last_segment;
@@ -44,10 +42,7 @@ pub(crate) fn change_password(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppE
     row[PASSWORD_KEY] = json!(auth::hash_secret(
         call.arg_str("password").unwrap_or_default()
     ));
-    Ok(Plan::changes(
-        vec![put_member(path, "/access/users", row)],
-        Value::Null,
-    ))
+    Ok(write_user(path, row))
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -63,6 +58,10 @@ const USER_FIELDS: &[&str] = &[
     "keys",
 ];
 
+/// The free-text fields `create_user` and `update_user` take.
+const USER_TEXT_FIELDS: [&str; 5] = ["firstname", "lastname", "email", "comment", "keys"];
+
+/// The user's tokens with their `privsep`, `expire` and `comment`, by token name.
 fn token_info(tables: &Tables, userid: &str) -> Vec<(String, Value)> {
     tables
         .members(&format!("{}/token", user_path(userid)))
@@ -106,30 +105,13 @@ fn user_data(tables: &Tables, userid: &str, row: &Value) -> Map<String, Value> {
 
 pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
-    let model = tx.access();
-    let caller = call.caller;
-    let _args = call.args;
-    let privs = ["User.Modify", "Sys.Audit"];
-    let can_modify_all = has_any(model, &caller.userid, "/access/groups", &privs);
-    let allowed: BTreeSet<&String> = model
-        .groups()
-        .iter()
-        .filter(|(group, _)| {
-            has_any(
-                model,
-                &caller.userid,
-                &format!("/access/groups/{group}"),
-                &privs,
-            )
-        })
-        .flat_map(|(_, members)| members.iter())
-        .collect();
+    let visible = VisibleUsers::new(tx.access(), &call.caller.userid);
     let full = call.arg_bool("full").unwrap_or(false);
     let enabled_filter = call.arg_bool("enabled");
     let mut entries = Vec::new();
     for path in tables.members("/access/users") {
         let userid = last_segment(path).to_owned();
-        if !(can_modify_all || userid == caller.userid || allowed.contains(&userid)) {
+        if !visible.contains(&userid) {
             continue;
         }
         let row = tables.get(path).cloned().unwrap_or_default();
@@ -198,10 +180,14 @@ fn groups_arg(
     Ok(Some(groups))
 }
 
+/// The plan that stores a user row.
+fn write_user(path: String, row: Value) -> Plan {
+    Plan::changes(vec![put_member(path, "/access/users", row)], Value::Null)
+}
+
+/// `POST /access/users` (`create_user`): a new user; empty text fields are left out.
 pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
-    let model = tx.access();
-    let args = call.args;
     let userid = call.arg_str("userid").unwrap_or_default();
     let path = user_path(userid);
     if tables.exists(&path) {
@@ -210,16 +196,17 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
             already_exists("user", userid)
         )));
     }
-    let groups = groups_arg(model, call, "create user failed")?;
+    let groups = groups_arg(tx.access(), call, "create user failed")?;
     let mut row = json!({"enable": u8::from(call.arg_bool("enable").unwrap_or(true))});
-    if let Some(expire) = args
+    if let Some(expire) = call
+        .args
         .get("expire")
         .and_then(Value::as_u64)
         .filter(|e| *e > 0)
     {
         row["expire"] = json!(expire);
     }
-    for key in ["firstname", "lastname", "email", "comment", "keys"] {
+    for key in USER_TEXT_FIELDS {
         if let Some(value) = call.arg_str(key).filter(|v| !v.is_empty()) {
             row[key] = json!(value);
         }
@@ -230,16 +217,13 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     if let Some(password) = call.arg_str("password") {
         row[PASSWORD_KEY] = json!(auth::hash_secret(password));
     }
-    Ok(Plan::changes(
-        vec![put_member(path, "/access/users", row)],
-        Value::Null,
-    ))
+    Ok(write_user(path, row))
 }
 
+/// `PUT /access/users/{userid}` (`update_user`): changes the given fields, replacing or
+/// (`append`) extending the group list.
 pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
-    let model = tx.access();
-    let args = call.args;
     let userid = call.arg_str("userid").unwrap_or_default();
     let path = user_path(userid);
     let Some(current) = tables.get(&path) else {
@@ -251,10 +235,10 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     if let Some(enable) = call.arg_bool("enable") {
         row["enable"] = json!(u8::from(enable));
     }
-    if let Some(expire) = args.get("expire").and_then(Value::as_u64) {
+    if let Some(expire) = call.args.get("expire").and_then(Value::as_u64) {
         row["expire"] = json!(expire);
     }
-    if let Some(groups) = groups_arg(model, call, "update user failed")? {
+    if let Some(groups) = groups_arg(tx.access(), call, "update user failed")? {
         let mut list = if call.arg_bool("append").unwrap_or(false) {
             user_group_list(&row)
         } else {
@@ -267,15 +251,12 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         }
         row["groups"] = json!(list.join(","));
     }
-    for key in ["firstname", "lastname", "email", "comment", "keys"] {
+    for key in USER_TEXT_FIELDS {
         if let Some(value) = call.arg_str(key) {
             row[key] = json!(value);
         }
     }
-    Ok(Plan::changes(
-        vec![put_member(path, "/access/users", row)],
-        Value::Null,
-    ))
+    Ok(write_user(path, row))
 }
 
 pub(crate) fn delete(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {

@@ -1,0 +1,304 @@
+//! QEMU VMs and LXC containers: create and `/cluster/nextid` here, with the helpers the guest
+//! handlers share (writing the config and power rows, reserving an ID for a new guest); config
+//! reads and updates in `config.rs`, power actions in `power.rs`, destroy, clone, template and
+//! migrate in `lifecycle.rs`.
+//!
+//! Sources (qemu-server `src/PVE/API2/Qemu.pm`, pve-container `src/PVE/API2/LXC.pm` and
+//! `src/PVE/API2/LXC/Status.pm`, pve-guest-common `src/PVE/AbstractConfig.pm`, pve-manager
+//! `PVE/API2/Cluster.pm`):
+//!
+//! - Create reserves the ID when the request is made (`create_and_lock_config`: the config exists
+//!   at once with `lock: create`), so of concurrent creates with one ID exactly one wins and the
+//!   others get `VM 150 already exists on node 'pve1'`; the task writes the full config and
+//!   removes the lock when it ends. Clone reserves its new ID the same way (`lock: clone`).
+
+mod config;
+mod lifecycle;
+mod power;
+
+use serde_json::{Map, Value, json};
+
+pub(crate) use config::{get_config, pending, update_config};
+pub(crate) use lifecycle::{clone, destroy, migrate, template};
+pub(crate) use power::{power, power_path};
+
+use super::disks::Allocator;
+use super::guest::{Guest, Kind, Power, check_digest, check_lock, config_digest, status_row};
+use super::{Call, Plan, Tx, text};
+use crate::api::Api;
+use crate::auth;
+use crate::error::AppError;
+use crate::store::{Change, Tables};
+
+/// Parameters of create/update calls that are not config keys.
+const NOT_CONFIG: &[&str] = &[
+    "node",
+    "vmid",
+    "digest",
+    "delete",
+    "revert",
+    "skiplock",
+    "force",
+    "start",
+    "password",
+    "pool",
+    "storage",
+    "unique",
+    "archive",
+    "ostemplate",
+    "ssh-public-keys",
+    "restore",
+    "ignore-unpack-errors",
+    "bwlimit",
+    "live-restore",
+    "import-working-storage",
+    "background_delay",
+];
+
+/// The change that writes a guest's config row (hidden keys of the stored row are kept).
+pub(crate) fn put_config(tables: &Tables, guest: &Guest, config: Map<String, Value>) -> Change {
+    let mut row = config;
+    if let Some(Value::Object(stored)) = tables.get(&guest.item) {
+        for (key, value) in stored {
+            if key.starts_with('_') {
+                row.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    Change::Put {
+        path: guest.item.clone(),
+        collection: Some(format!("/nodes/{}/{}", guest.node, guest.kind.segment())),
+        value: Value::Object(row),
+    }
+}
+
+/// The change that writes a guest's power-state row (`status/current`, see [`status_row`]).
+pub(crate) fn put_status(guest: &Guest, row: Value) -> Change {
+    Change::Put {
+        path: guest.status_path(),
+        collection: None,
+        value: row,
+    }
+}
+
+/// The checks of a config edit (update, resize, move disk): the call's `digest` must be the
+/// config's and the config must not be locked (unless `skiplock`). Proxmox makes them in the
+/// worker, so the message fails the task.
+pub(crate) fn check_edit(
+    call: &Call<'_>,
+    tables: &Tables,
+    guest: &Guest,
+    config: &Map<String, Value>,
+) -> Result<(), String> {
+    let digest = config_digest(config, &guest.snapshots(tables));
+    check_digest(call, &digest)?;
+    check_lock(guest.kind, config, call)
+}
+
+/// Whether a config is a template's (`template: 1`).
+pub(crate) fn is_template(config: &Map<String, Value>) -> bool {
+    config.get("template").is_some_and(|t| text(t) == "1")
+}
+
+/// `/cluster/nextid`: the lowest free ID from 100 or, with `vmid`, that ID if it is free
+/// (pve-manager `PVE/API2/Cluster.pm`, `nextid`).
+pub(crate) fn nextid(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let tables = tx.tables;
+    if let Some(vmid) = call.arg_text("vmid") {
+        let id: u32 = vmid
+            .parse()
+            .map_err(|_| AppError::param("vmid", "invalid VM ID"))?;
+        if tables.guests.contains_key(&id) {
+            return Err(AppError::param("vmid", format!("VM {id} already exists")));
+        }
+        return Ok(json!(id));
+    }
+    let mut candidate: u32 = 100;
+    for used in tables.guests.range(100..).map(|(vmid, _)| *vmid) {
+        if used != candidate {
+            break;
+        }
+        candidate += 1;
+    }
+    if candidate >= 1_000_000 {
+        return Err(AppError::die(
+            "unable to get any free VMID in range [100, 1000000]\n",
+        ));
+    }
+    Ok(json!(candidate))
+}
+
+/// `POST /nodes/{node}/qemu` and `POST /nodes/{node}/lxc`.
+pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let tables = tx.tables;
+    let kind = Kind::of_template(call.template()).unwrap_or(Kind::Qemu);
+    super::generic::exists(call, tx)?;
+    let node = call.param("node").unwrap_or_default();
+    let vmid = required_id(call, "vmid")?;
+    if call.args.contains_key("archive") && kind == Kind::Qemu {
+        return Err(AppError::die(
+            "restoring from a backup archive is not simulated by the mock\n",
+        ));
+    }
+    if let Some(error) = id_in_use(tables, vmid) {
+        return Err(error);
+    }
+    let guest = Guest::at(kind, node, vmid);
+    let mut allocator = Allocator::new(tables, node, vmid);
+    let mut config = Map::new();
+    for (key, value) in config_args(call, kind) {
+        let prepared = allocator.prepare(kind, &key, &value)?;
+        config.insert(key, prepared);
+    }
+    match kind {
+        Kind::Qemu => add_qemu_ids(&mut config, vmid),
+        Kind::Lxc => add_lxc_defaults(call, &mut config),
+    }
+    let mut plan = new_guest_plan(call, tables, &guest, "create", allocator, config)?;
+    if call.flag("start") {
+        plan.at_end
+            .push(put_status(&guest, status_row(Power::Running, auth::now())));
+    }
+    Ok(plan)
+}
+
+/// Whether a config key is in the schema of the kind's `GET .../config` (every key is when the
+/// schema lists no properties).
+fn config_schema_keys(api: &Api, kind: Kind, key: &str) -> bool {
+    let template = format!("/nodes/{{node}}/{}/{{vmid}}/config", kind.segment());
+    api.operation_at(&template, route_metadata::Method::Get)
+        .and_then(|op| op.returns.properties.as_ref())
+        .is_none_or(|props| crate::schema::resolve_property(props, key).is_some())
+}
+
+/// The config keys a call sets.
+fn config_args(call: &Call<'_>, kind: Kind) -> Map<String, Value> {
+    call.args
+        .iter()
+        .filter(|(key, _)| {
+            !NOT_CONFIG.contains(&key.as_str()) && config_schema_keys(call.api, kind, key)
+        })
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// A required VM ID argument (`vmid` of create, `newid` of clone).
+fn required_id(call: &Call<'_>, name: &str) -> Result<u32, AppError> {
+    call.arg_text(name)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| AppError::param(name, "property is missing and it is not optional"))
+}
+
+/// Proxmox's message for an ID in use (`check_vmid_unused` in pve-cluster).
+fn id_in_use(tables: &Tables, vmid: u32) -> Option<AppError> {
+    let existing = Guest::from_item(tables.guests.get(&vmid)?)?;
+    Some(AppError::die(format!(
+        "{} {vmid} already exists on node '{}'\n",
+        existing.kind.label(),
+        existing.node
+    )))
+}
+
+/// Fails unless a node is a cluster member (the `target` of clone and migrate).
+fn check_target_node(tables: &Tables, node: &str) -> Result<(), AppError> {
+    if tables.exists(&format!("/nodes/{node}")) {
+        return Ok(());
+    }
+    Err(AppError::param(
+        "target",
+        format!("no such cluster node '{node}'"),
+    ))
+}
+
+/// A deterministic UUID-looking value for `smbios1`/`vmgenid`.
+fn uuid_for(parts: &[&str]) -> String {
+    let high = crate::schema::seed(parts);
+    let low = crate::schema::seed(&[parts.join("/").as_str(), "low"]);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0x0fff,
+        0x8000 | (low >> 48 & 0x3fff),
+        low & 0xffff_ffff_ffff
+    )
+}
+
+/// The generated `smbios1` value of a new QEMU guest (`uuid=<uuid>`).
+fn new_smbios1(vmid: u32) -> Value {
+    json!(format!(
+        "uuid={}",
+        uuid_for(&["smbios1", &vmid.to_string()])
+    ))
+}
+
+/// The generated `vmgenid` value of a new QEMU guest.
+fn new_vmgenid(vmid: u32) -> Value {
+    json!(uuid_for(&["vmgenid", &vmid.to_string()]))
+}
+
+/// A new VM gets an SMBIOS UUID unless the call sets one, and a generation ID unless the call
+/// sets one other than `1` ("generate one").
+fn add_qemu_ids(config: &mut Map<String, Value>, vmid: u32) {
+    config.entry("smbios1").or_insert_with(|| new_smbios1(vmid));
+    if config.get("vmgenid").is_none_or(|v| text(v) == "1") {
+        config.insert("vmgenid".to_owned(), new_vmgenid(vmid));
+    }
+}
+
+/// A new container gets `arch: amd64` and, unless the call sets one, the `ostype` its
+/// `ostemplate` names (`unmanaged` when none matches).
+fn add_lxc_defaults(call: &Call<'_>, config: &mut Map<String, Value>) {
+    config.entry("arch").or_insert_with(|| json!("amd64"));
+    if !config.contains_key("ostype")
+        && let Some(template) = call.arg_text("ostemplate")
+    {
+        let name = template.rsplit('/').next().unwrap_or(&template);
+        let os = [
+            "debian",
+            "ubuntu",
+            "alpine",
+            "centos",
+            "fedora",
+            "archlinux",
+            "opensuse",
+            "rockylinux",
+            "almalinux",
+            "devuan",
+            "gentoo",
+        ]
+        .into_iter()
+        .find(|os| name.starts_with(os))
+        .unwrap_or("unmanaged");
+        config.insert("ostype".to_owned(), json!(os));
+    }
+}
+
+/// The plan of a new guest (create, clone). Its ID is reserved at once: the config exists with
+/// `lock: <lock>` and the guest is stopped. When the task ends the guest joins the `pool=` pool,
+/// its volumes are created and its full config is written.
+fn new_guest_plan(
+    call: &Call<'_>,
+    tables: &Tables,
+    guest: &Guest,
+    lock: &str,
+    allocator: Allocator<'_>,
+    config: Map<String, Value>,
+) -> Result<Plan, AppError> {
+    let mut plan = Plan::default();
+    plan.now.push(put_config(
+        tables,
+        guest,
+        Map::from_iter([("lock".to_owned(), json!(lock))]),
+    ));
+    plan.now
+        .push(put_status(guest, status_row(Power::Stopped, 0)));
+    if let Some(poolid) = call.arg_text("pool") {
+        plan.at_end
+            .push(super::pools::add_to_pool(tables, &poolid, guest.vmid)?);
+    }
+    plan.log = allocator.log;
+    plan.at_end.extend(allocator.changes);
+    plan.at_end.push(put_config(tables, guest, config));
+    Ok(plan)
+}
