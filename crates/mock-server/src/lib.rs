@@ -26,8 +26,8 @@
 //!   agent, storage, pools, backups, tasks, nodes, access), and the one place that runs a call.
 //! - `access`: policy: users, groups, roles, ACLs, permission checks, list filtering, TOTP.
 //! - `store`: the state store (SQLite WAL or memory) and its one write path.
-//! - `simulation`: task durations, injected faults, seed profiles.
-//! - `seed`: the default fixture and fixture files.
+//! - `simulation`: task durations, injected faults.
+//! - `seed`: the default fixture, fixture files, the access part of fixtures, seed profiles.
 //! - `state`: what one instance shares between requests.
 
 mod access;
@@ -47,12 +47,12 @@ mod store;
 #[cfg(test)]
 mod testing;
 
-pub use access::seed::{AclSeed, GroupSeed, TokenSeed};
 pub use access::totp::Totp;
 pub use api::{LATEST, TAGS};
 pub use error::Error;
+pub use seed::access::{AclSeed, GroupSeed, TokenSeed};
+pub use seed::profile::Profile;
 pub use seed::{Fixture, GuestSeed, NodeSeed, StorageSeed, UserSeed};
 pub use server::{MockServer, MockServerBuilder, MockServerHandle, TlsSource, resolve_tag};
-pub use simulation::profile::Profile;
 pub use simulation::{FaultKind, FaultSpec, TaskDurations};
 pub use store::{Store, StoreError};

@@ -28,8 +28,8 @@ use crate::auth::{DEFAULT_TICKET_LIFETIME, Signer};
 use crate::error::Error;
 use crate::http::{app, panic_response};
 use crate::seed::Fixture;
+use crate::seed::profile::Profile;
 use crate::simulation::TaskDurations;
-use crate::simulation::profile::Profile;
 use crate::state::{AppState, Settings};
 use crate::store::{Change, StateStore, Store};
 
@@ -190,7 +190,7 @@ impl MockServerBuilder {
         let fingerprint = format!(
             "{}+{}",
             api.meta.schema_sha256,
-            crate::simulation::profile::fingerprint(&fixture)
+            crate::seed::profile::fingerprint(&fixture)
         );
         let store = StateStore::open(&self.store, &fingerprint, seed)?;
         let signer = match store

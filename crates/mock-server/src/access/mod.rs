@@ -11,7 +11,6 @@
 //! - [`effective`]: permissions as replies show them: effective permissions, the login `cap`.
 //! - [`check`]: the `permissions` objects of the route metadata, checked on every request.
 //! - [`filter`]: lists that only show what the caller may see (`VM.Audit`, `Sys.Audit`, ...).
-//! - [`seed`]: the access part of seed fixtures.
 //! - [`totp`]: RFC 6238 one-time passwords.
 //!
 //! # Where the state lives
@@ -38,7 +37,6 @@ pub(crate) mod effective;
 pub(crate) mod filter;
 pub(crate) mod model;
 pub(crate) mod privileges;
-pub(crate) mod seed;
 pub(crate) mod totp;
 
 use std::sync::{Arc, RwLock};

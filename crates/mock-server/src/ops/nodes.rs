@@ -15,8 +15,10 @@ use crate::api::{Api, last_segment, parent};
 use crate::auth;
 use crate::error::AppError;
 use crate::schema::{GenContext, gen_key_hash, generate, split_list};
-use crate::seed::CLUSTER_PATH;
 use crate::store::Tables;
+
+/// Internal row holding cluster-wide facts (the cluster name).
+pub(crate) const CLUSTER_PATH: &str = "/_mock/cluster";
 
 /// The cluster name.
 pub(crate) fn cluster_name(tables: &Tables) -> String {

@@ -11,7 +11,7 @@ use std::sync::RwLock;
 use route_metadata::Schema;
 use serde_json::Value;
 
-use super::generate::{GenContext, mix};
+use super::context::{GenContext, mix};
 
 /// Most values [`GenCache`] keeps; a full cache is emptied.
 const GEN_CACHE_SIZE: usize = 16_384;

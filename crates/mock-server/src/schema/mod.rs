@@ -1,9 +1,10 @@
 //! The schema at run time: validation and coercion of parameters with Proxmox's messages
 //! (`validate`), the named formats and scalar readers it uses (`formats`), property strings
 //! (`property_string`) and deterministic plausible values for replies (`generate`, with its
-//! scalar values in `scalars` and its memo in `cache`).
+//! scalar values in `scalars`, its memo in `cache` and what values depend on in `context`).
 
 mod cache;
+mod context;
 mod formats;
 mod generate;
 mod property_string;
@@ -11,8 +12,9 @@ mod scalars;
 mod validate;
 
 pub(crate) use cache::{GenCache, gen_key_hash};
+pub(crate) use context::{GenContext, seed};
 pub(crate) use formats::{parse_boolean, split_list, value_bool};
-pub(crate) use generate::{GenContext, generate, seed};
+pub(crate) use generate::generate;
 #[cfg(test)]
 pub(crate) use validate::validate_value;
 pub(crate) use validate::{Params, coerce, coerce_params, resolve_property, validate_params};

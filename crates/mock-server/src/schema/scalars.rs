@@ -5,8 +5,8 @@
 use route_metadata::Schema;
 use serde_json::{Value, json};
 
+use super::context::{GenContext, mix};
 use super::formats::check_format;
-use super::generate::{GenContext, mix};
 use crate::api::Api;
 
 fn clamp_int(schema: &Schema, value: i64) -> i64 {

@@ -1,11 +1,11 @@
-//! Simulation controls: task durations, injected faults and seed profiles.
+//! Simulation controls: task durations and injected faults (the seed profiles are in
+//! `crate::seed::profile`).
 //!
 //! Layout:
 //! - [`TaskDurations`] (`durations`): how long worker tasks of each type report `running`.
 //! - [`Simulation`] (this file): the request and task faults, kept in memory.
 //! - `faults`: the fault specs ([`FaultSpec`]) and the `lock` and `node` faults, which are
 //!   state changes.
-//! - [`profile`]: the named seed profiles (`small`, `large`).
 //!
 //! # Faults
 //!
@@ -34,7 +34,6 @@
 
 mod durations;
 mod faults;
-pub(crate) mod profile;
 
 pub use durations::TaskDurations;
 pub use faults::{FaultKind, FaultSpec};
@@ -327,6 +326,20 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn faults_match() {
+        let fault = Fault {
+            method: Some("GET".to_owned()),
+            path: "/nodes*".to_owned(),
+            status: Some(503),
+            count: Some(1),
+            message: None,
+            delay_ms: 0,
+        };
+        assert!(fault.matches("GET", "/nodes/pve1"));
+        assert!(!fault.matches("POST", "/nodes/pve1"));
+    }
 
     #[test]
     fn request_faults_fail_then_expire_and_latency_stays() {

@@ -22,11 +22,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::acl::{AclEntry, acl_change, normalize_path};
-use super::totp::Totp;
-use super::totp::{TFA_KEY, totp_entry};
+use super::{Fixture, UserSeed};
+use crate::access::acl::{AclEntry, acl_change, normalize_path};
+use crate::access::totp::{TFA_KEY, Totp, totp_entry};
 use crate::auth::{PASSWORD_KEY, SECRET_KEY, hash_secret};
-use crate::seed::{Fixture, UserSeed};
 use crate::store::Change;
 
 /// An API token of a seeded user: its secret, or the secret with options.

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde_json::{Value, json};
 
-use crate::seed::{Fixture, GuestSeed, NodeSeed, StorageSeed, local_storages};
+use super::{Fixture, GuestSeed, NodeSeed, StorageSeed, local_storages};
 
 /// A named seed profile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -5,6 +5,12 @@
 //! VM 100 (running) and CT 200 (stopped) on `pve1`, VM 101 (stopped) on `pve2`, and the user
 //! `root@pam` whose password is the configured root password. A YAML or JSON file with the same
 //! shape ([`Fixture`]) replaces it; `objects` adds raw rows for anything else.
+//!
+//! The fixture's users, groups, roles and ACL become rows in `access`; the named profiles
+//! (`small`, `large`) are fixtures built in `profile`.
+
+pub(crate) mod access;
+pub(crate) mod profile;
 
 use std::collections::BTreeMap;
 
@@ -12,10 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
+use crate::ops::nodes::CLUSTER_PATH;
 use crate::store::Change;
-
-/// Internal row holding cluster-wide facts.
-pub(crate) const CLUSTER_PATH: &str = "/_mock/cluster";
 
 /// A seed fixture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,13 +42,13 @@ pub struct Fixture {
     pub users: Vec<UserSeed>,
     /// Groups (members are named by the users' `groups`).
     #[serde(default)]
-    pub groups: Vec<crate::access::seed::GroupSeed>,
+    pub groups: Vec<access::GroupSeed>,
     /// Custom roles: role ID -> privileges.
     #[serde(default)]
     pub roles: BTreeMap<String, Vec<String>>,
     /// ACL entries.
     #[serde(default)]
-    pub acl: Vec<crate::access::seed::AclSeed>,
+    pub acl: Vec<access::AclSeed>,
     /// Faults injected from the start (`/_mock/faults` shapes, see `simulation::FaultSpec`).
     #[serde(default)]
     pub faults: Vec<crate::simulation::FaultSpec>,
@@ -126,7 +130,7 @@ pub struct UserSeed {
     /// API tokens: name -> secret (a token with the user's full privileges), or
     /// `{secret, privsep, expire, comment}`.
     #[serde(default)]
-    pub tokens: BTreeMap<String, crate::access::seed::TokenSeed>,
+    pub tokens: BTreeMap<String, access::TokenSeed>,
     /// Whether the account is enabled.
     #[serde(default = "enabled")]
     pub enable: bool,
@@ -336,7 +340,7 @@ impl Fixture {
             );
         }
         for user in &self.users {
-            for change in crate::access::seed::user_changes(user, root_password) {
+            for change in access::user_changes(user, root_password) {
                 if let Change::Put {
                     path,
                     collection,
@@ -357,7 +361,7 @@ impl Fixture {
         }
         let volumes = crate::ops::storage::seed_volumes(&changes);
         changes.extend(volumes);
-        crate::access::seed::access_changes(self, &mut changes);
+        access::access_changes(self, &mut changes);
         crate::simulation::seed_changes(&mut changes, &self.faults);
         changes
     }
