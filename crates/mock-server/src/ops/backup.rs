@@ -185,10 +185,10 @@ fn back_up(
     let mut locked = guest_config.clone();
     locked.insert("lock".to_owned(), json!("backup"));
     plan.now
-        .push(super::guests::put_config(tables, &guest, locked));
+        .push(super::guest::put_config(tables, &guest, locked));
     guest_config.remove("lock");
     plan.at_end
-        .push(super::guests::put_config(tables, &guest, guest_config));
+        .push(super::guest::put_config(tables, &guest, guest_config));
     Ok(true)
 }
 
@@ -209,7 +209,7 @@ fn archive_change(
     };
     let format = format!("{archive}{}", job.extension);
     let volid = format!("{storage}:backup/vzdump-{kind}-{vmid}-{stamp}.{format}");
-    let disk_bytes: u64 = super::disks::config_volumes(guest.kind, guest_config)
+    let disk_bytes: u64 = super::guest::config_volumes(guest.kind, guest_config)
         .iter()
         .filter_map(|volid| volume(tables, node, volid))
         .map(|v| v.size)

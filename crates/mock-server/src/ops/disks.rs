@@ -15,105 +15,16 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::str::FromStr;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use shared_types::{DiskConfig, DiskSize, LxcNetConfig, MountPoint, NetConfig};
 
-use super::guest::{Guest, Kind};
-use super::guests::check_edit;
+use super::guest::check_edit;
+use super::guest::{Guest, Kind, free_unused_key, is_disk_key, is_net_key, parse_disk};
 use super::storage::{self, Volume};
 use super::{Call, Plan, Tx};
 use super::{fail, text};
 use crate::error::AppError;
 use crate::store::{Change, Tables};
-
-/// Whether a config key holds a QEMU drive (`ide0`, `sata1`, `scsi2`, `virtio3`, `efidisk0`,
-/// `tpmstate0`) or an LXC volume (`rootfs`, `mp0`); `unused[n]` is not included.
-pub(crate) fn is_disk_key(kind: Kind, key: &str) -> bool {
-    let numbered = |prefix: &str| {
-        key.strip_prefix(prefix)
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    match kind {
-        Kind::Qemu => {
-            ["ide", "sata", "scsi", "virtio"].into_iter().any(numbered)
-                || matches!(key, "efidisk0" | "tpmstate0")
-        }
-        Kind::Lxc => key == "rootfs" || numbered("mp"),
-    }
-}
-
-/// Whether a config key is `unused[n]`.
-pub(crate) fn is_unused_key(key: &str) -> bool {
-    key.strip_prefix("unused")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn is_net_key(key: &str) -> bool {
-    key.strip_prefix("net")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// A parsed disk value: the volume (or path) and the size.
-#[derive(Debug, Clone)]
-pub(crate) struct DiskValue {
-    /// Volume ID, path, `none` or `cdrom`.
-    pub(crate) volume: String,
-    /// Size, if recorded.
-    pub(crate) size: Option<DiskSize>,
-    /// Whether this is a CD-ROM drive.
-    pub(crate) cdrom: bool,
-}
-
-/// Parses a disk value of a guest config.
-pub(crate) fn parse_disk(kind: Kind, key: &str, value: &str) -> Option<DiskValue> {
-    if is_unused_key(key) {
-        return Some(DiskValue {
-            volume: value.split(',').next().unwrap_or(value).to_owned(),
-            size: None,
-            cdrom: false,
-        });
-    }
-    match kind {
-        Kind::Qemu => value.parse::<DiskConfig>().ok().map(|disk| DiskValue {
-            cdrom: disk.is_cdrom(),
-            volume: disk.file,
-            size: disk.size,
-        }),
-        Kind::Lxc => value.parse::<MountPoint>().ok().map(|mount| DiskValue {
-            volume: mount.volume,
-            size: mount.size,
-            cdrom: false,
-        }),
-    }
-}
-
-/// Every volume ID a config refers to (disks and `unused[n]`), CD-ROMs excluded.
-pub(crate) fn config_volumes(kind: Kind, config: &Map<String, Value>) -> Vec<String> {
-    config
-        .iter()
-        .filter(|(key, _)| is_disk_key(kind, key) || is_unused_key(key))
-        .filter_map(|(key, value)| parse_disk(kind, key, &text(value)))
-        .filter(|disk| !disk.cdrom && disk.volume.contains(':'))
-        .map(|disk| disk.volume)
-        .collect()
-}
-
-/// Whether a volume name belongs to a guest (`vm-100-…`, `base-100-…`, `100/…`).
-pub(crate) fn owned_by(volid: &str, vmid: u32) -> bool {
-    let Some((_, name)) = volid.split_once(':') else {
-        return false;
-    };
-    let name = name.rsplit('/').next().unwrap_or(name);
-    name.starts_with(&format!("vm-{vmid}-")) || name.starts_with(&format!("base-{vmid}-"))
-}
-
-/// The first free `unused[n]` key.
-pub(crate) fn free_unused_key(config: &Map<String, Value>) -> String {
-    (0..)
-        .map(|n| format!("unused{n}"))
-        .find(|key| !config.contains_key(key))
-        .unwrap_or_else(|| "unused0".to_owned())
-}
 
 /// A deterministic MAC address with Proxmox's default prefix `BC:24:11` (datacenter.cfg
 /// `mac_prefix`), derived from the VM ID and the NIC's key.
@@ -419,7 +330,7 @@ pub(crate) fn resize(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan
         plan.at_end.push(change);
     }
     plan.at_end
-        .push(super::guests::put_config(tables, guest, config));
+        .push(super::guest::put_config(tables, guest, config));
     Ok(plan)
 }
 
@@ -497,25 +408,13 @@ pub(crate) fn move_disk(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<P
         config.insert(free_unused_key(&config), json!(disk.volume));
     }
     plan.at_end
-        .push(super::guests::put_config(tables, guest, config));
+        .push(super::guest::put_config(tables, guest, config));
     Ok(plan)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn disk_keys() {
-        assert!(is_disk_key(Kind::Qemu, "scsi0"));
-        assert!(is_disk_key(Kind::Qemu, "efidisk0"));
-        assert!(!is_disk_key(Kind::Qemu, "scsihw"));
-        assert!(!is_disk_key(Kind::Qemu, "net0"));
-        assert!(is_disk_key(Kind::Lxc, "rootfs"));
-        assert!(is_disk_key(Kind::Lxc, "mp3"));
-        assert!(is_unused_key("unused0"));
-        assert!(!is_unused_key("unused"));
-    }
 
     #[test]
     fn macs_are_deterministic() {
@@ -533,9 +432,5 @@ mod tests {
         assert_eq!(new_disk_size("8"), Some(DiskSize::gib(8)));
         assert_eq!(new_disk_size("0.5"), Some(DiskSize::mib(512)));
         assert_eq!(new_disk_size("vm-100-disk-0"), None);
-        assert!(owned_by("local-lvm:vm-100-disk-0", 100));
-        assert!(owned_by("local:100/vm-100-disk-0.qcow2", 100));
-        assert!(!owned_by("local:iso/debian.iso", 100));
-        assert!(!owned_by("local-lvm:vm-1000-disk-0", 100));
     }
 }

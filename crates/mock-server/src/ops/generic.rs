@@ -231,7 +231,7 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let ctx = gen_ctx(call, &concrete, call.path_params, &children, &nodes);
     let returns = &call.op.returns;
     if call.node.kind == PathKind::Collection && returns.kind() == SchemaType::Array {
-        return Ok(list(tables, call, &concrete, &nodes));
+        return Ok(list(tables, call, &concrete, &nodes, &|_, _, _| {}));
     }
     let item = item_row_for(api, &call.node.path, &concrete);
     let minimal = item.as_deref().is_some_and(|row| tables.exists(row))
@@ -281,7 +281,26 @@ fn item_row_for(api: &Api, template: &str, concrete: &str) -> Option<String> {
     None
 }
 
-fn list(tables: &Tables, call: &Call<'_>, concrete: &str, nodes: &[String]) -> Value {
+/// `GET` on a collection whose entries another module completes: the members as [`read`] lists
+/// them, each entry passed to `complete` with the member's path before its ID is set and hidden
+/// keys are dropped.
+pub(crate) fn list_with(
+    call: &Call<'_>,
+    tx: &Tx<'_>,
+    complete: &dyn Fn(&mut Value, &str, &Schema),
+) -> Result<Value, AppError> {
+    exists(call, tx)?;
+    let nodes = node_names(tx.tables);
+    Ok(list(tx.tables, call, &call.concrete(), &nodes, complete))
+}
+
+fn list(
+    tables: &Tables,
+    call: &Call<'_>,
+    concrete: &str,
+    nodes: &[String],
+    complete: &dyn Fn(&mut Value, &str, &Schema),
+) -> Value {
     let api = call.api;
     let Some(items) = call.op.returns.items.as_deref() else {
         return json!([]);
@@ -297,9 +316,7 @@ fn list(tables: &Tables, call: &Call<'_>, concrete: &str, nodes: &[String]) -> V
         let ctx = gen_ctx(call, member, &params, &[], nodes);
         let mut entry = generate(api, items, &ctx);
         overlay(&mut entry, tables.get(member), items);
-        if let Some(kind) = super::guest::Kind::of_template(&call.node.path) {
-            super::nodes::guest_entry(&mut entry, tables, member, kind, items);
-        }
+        complete(&mut entry, member, items);
         if let Some(id_param) = id_param
             && let Value::Object(map) = &mut entry
         {

@@ -454,6 +454,17 @@ pub(crate) fn node_storage(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppErr
     Ok(Value::Array(entries))
 }
 
+/// `GET /nodes/{node}/qemu` and `GET /nodes/{node}/lxc`: the guests, each entry completed from
+/// its config and power state ([`guest_entry`]).
+pub(crate) fn guest_list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let Some(kind) = Kind::of_template(call.template()) else {
+        return generic::read(call, tx);
+    };
+    generic::list_with(call, tx, &|entry, item, schema| {
+        guest_entry(entry, tx.tables, item, kind, schema);
+    })
+}
+
 /// `GET .../{vmid}/status/current`: generated, overlaid with the status row and the config.
 pub(crate) fn guest_status(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value, AppError> {
     generic::exists(call, tx)?;

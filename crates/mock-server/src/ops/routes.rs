@@ -90,6 +90,8 @@ pub(crate) fn table() -> Vec<Route> {
         route(Get, "/nodes/{node}/tasks", Read(tasks::node_tasks)),
         route(Get, "/nodes/{node}/tasks/{upid}/log", Read(tasks::log)),
         // Guests.
+        route(Get, "/nodes/{node}/qemu", Read(nodes::guest_list)),
+        route(Get, "/nodes/{node}/lxc", Read(nodes::guest_list)),
         route(Post, "/nodes/{node}/qemu", Write(guests::create)),
         route(Post, "/nodes/{node}/lxc", Write(guests::create)),
         // Storage, pools, backups.

@@ -11,11 +11,11 @@
 use serde_json::{Map, Value, json};
 
 use super::guest::{Guest, Power, check_lock, config_digest, status_row};
-use super::guests::{is_template, put_config, put_status};
 use super::{Call, Plan, Tx};
 use super::{fail, text};
 use crate::auth;
 use crate::error::AppError;
+use crate::ops::guest::{is_template, put_config, put_status};
 use crate::store::{Change, Tables};
 
 /// Keys `snapshot_copy_config` leaves out.

@@ -438,10 +438,10 @@ pub(crate) fn seed_volumes(changes: &[Change]) -> Vec<Change> {
             continue;
         };
         for (key, value) in config {
-            if !super::disks::is_disk_key(guest.kind, key) {
+            if !super::guest::is_disk_key(guest.kind, key) {
                 continue;
             }
-            let Some(disk) = super::disks::parse_disk(guest.kind, key, &text(value)) else {
+            let Some(disk) = super::guest::parse_disk(guest.kind, key, &text(value)) else {
                 continue;
             };
             let Some((storage, name)) = disk.volume.split_once(':') else {
@@ -450,7 +450,7 @@ pub(crate) fn seed_volumes(changes: &[Change]) -> Vec<Change> {
             let Some(storage_config) = storages.get(storage) else {
                 continue;
             };
-            if disk.cdrom || !super::disks::owned_by(&disk.volume, guest.vmid) {
+            if disk.cdrom || !super::guest::owned_by(&disk.volume, guest.vmid) {
                 continue;
             }
             let format = match name.rsplit_once('.') {

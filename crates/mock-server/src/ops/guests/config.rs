@@ -7,10 +7,12 @@
 
 use serde_json::{Value, json};
 
-use super::{check_edit, config_args, put_config};
+use super::config_args;
 use crate::error::AppError;
-use crate::ops::disks::{self, Allocator, is_disk_key, is_unused_key, owned_by};
+use crate::ops::disks::Allocator;
 use crate::ops::guest::{Guest, config_digest};
+use crate::ops::guest::{check_edit, put_config};
+use crate::ops::guest::{is_disk_key, is_unused_key, owned_by};
 use crate::ops::{Call, Plan, Tx, fail, snapshots, storage, text, visible};
 use crate::schema::split_list;
 use crate::store::Change;
@@ -78,7 +80,7 @@ pub(crate) fn update_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Resu
         };
         let value = text(&value);
         if is_unused_key(key) || (force && is_disk_key(guest.kind, key)) {
-            if let Some(disk) = disks::parse_disk(guest.kind, key, &value)
+            if let Some(disk) = crate::ops::guest::parse_disk(guest.kind, key, &value)
                 && owned_by(&disk.volume, guest.vmid)
                 && let Some(path) =
                     storage::existing_volume_path(tables, &guest.node, &disk.volume)?
@@ -86,11 +88,11 @@ pub(crate) fn update_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Resu
                 plan.at_end.push(Change::Delete { path });
             }
         } else if is_disk_key(guest.kind, key)
-            && let Some(disk) = disks::parse_disk(guest.kind, key, &value)
+            && let Some(disk) = crate::ops::guest::parse_disk(guest.kind, key, &value)
             && !disk.cdrom
             && owned_by(&disk.volume, guest.vmid)
         {
-            let unused = disks::free_unused_key(&config);
+            let unused = crate::ops::guest::free_unused_key(&config);
             config.insert(unused, json!(disk.volume));
         }
     }
@@ -100,13 +102,14 @@ pub(crate) fn update_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Resu
         // A disk replaced by another volume keeps its old volume as `unused[n]`.
         if is_disk_key(guest.kind, &key)
             && let Some(old) = config.get(&key).map(text)
-            && let Some(old_disk) = disks::parse_disk(guest.kind, &key, &old)
-            && let Some(new_disk) = disks::parse_disk(guest.kind, &key, &text(&prepared))
+            && let Some(old_disk) = crate::ops::guest::parse_disk(guest.kind, &key, &old)
+            && let Some(new_disk) =
+                crate::ops::guest::parse_disk(guest.kind, &key, &text(&prepared))
             && old_disk.volume != new_disk.volume
             && !old_disk.cdrom
             && owned_by(&old_disk.volume, guest.vmid)
         {
-            let unused = disks::free_unused_key(&config);
+            let unused = crate::ops::guest::free_unused_key(&config);
             config.insert(unused, json!(old_disk.volume));
         }
         config.insert(key, prepared);

@@ -8,14 +8,13 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{
-    check_target_node, id_in_use, is_template, new_guest_plan, new_smbios1, new_vmgenid,
-    put_config, put_status, required_id,
-};
+use super::{check_target_node, id_in_use, new_guest_plan, new_smbios1, new_vmgenid, required_id};
 use crate::auth;
 use crate::error::AppError;
-use crate::ops::disks::{self, Allocator, config_volumes, is_disk_key, is_unused_key, owned_by};
+use crate::ops::disks::{self, Allocator};
 use crate::ops::guest::{Guest, Kind, Power, check_lock, status_row};
+use crate::ops::guest::{config_volumes, is_disk_key, is_unused_key, owned_by};
+use crate::ops::guest::{is_template, put_config, put_status};
 use crate::ops::{Call, Plan, Tx, fail, storage, text};
 use crate::store::{Change, Tables};
 
@@ -262,8 +261,8 @@ fn cloned_disk(
     raw: &str,
     target_storage: Option<&str>,
 ) -> Result<Option<Value>, AppError> {
-    let Some(disk) =
-        disks::parse_disk(kind, key, raw).filter(|disk| !disk.cdrom && disk.volume.contains(':'))
+    let Some(disk) = crate::ops::guest::parse_disk(kind, key, raw)
+        .filter(|disk| !disk.cdrom && disk.volume.contains(':'))
     else {
         return Ok(None);
     };

@@ -23,12 +23,12 @@ pub(crate) use lifecycle::{clone, destroy, migrate, template};
 pub(crate) use power::{power, power_path};
 
 use super::disks::Allocator;
-use super::guest::{Guest, Kind, Power, check_digest, check_lock, config_digest, status_row};
+use super::guest::{Guest, Kind, Power, put_config, put_status, status_row};
 use super::{Call, Plan, Tx, text};
 use crate::api::Api;
 use crate::auth;
 use crate::error::AppError;
-use crate::store::{Change, Tables};
+use crate::store::Tables;
 
 /// Parameters of create/update calls that are not config keys.
 const NOT_CONFIG: &[&str] = &[
@@ -54,51 +54,6 @@ const NOT_CONFIG: &[&str] = &[
     "import-working-storage",
     "background_delay",
 ];
-
-/// The change that writes a guest's config row (hidden keys of the stored row are kept).
-pub(crate) fn put_config(tables: &Tables, guest: &Guest, config: Map<String, Value>) -> Change {
-    let mut row = config;
-    if let Some(Value::Object(stored)) = tables.get(&guest.item) {
-        for (key, value) in stored {
-            if key.starts_with('_') {
-                row.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    Change::Put {
-        path: guest.item.clone(),
-        collection: Some(format!("/nodes/{}/{}", guest.node, guest.kind.segment())),
-        value: Value::Object(row),
-    }
-}
-
-/// The change that writes a guest's power-state row (`status/current`, see [`status_row`]).
-pub(crate) fn put_status(guest: &Guest, row: Value) -> Change {
-    Change::Put {
-        path: guest.status_path(),
-        collection: None,
-        value: row,
-    }
-}
-
-/// The checks of a config edit (update, resize, move disk): the call's `digest` must be the
-/// config's and the config must not be locked (unless `skiplock`). Proxmox makes them in the
-/// worker, so the message fails the task.
-pub(crate) fn check_edit(
-    call: &Call<'_>,
-    tables: &Tables,
-    guest: &Guest,
-    config: &Map<String, Value>,
-) -> Result<(), String> {
-    let digest = config_digest(config, &guest.snapshots(tables));
-    check_digest(call, &digest)?;
-    check_lock(guest.kind, config, call)
-}
-
-/// Whether a config is a template's (`template: 1`).
-pub(crate) fn is_template(config: &Map<String, Value>) -> bool {
-    config.get("template").is_some_and(|t| text(t) == "1")
-}
 
 /// `/cluster/nextid`: the lowest free ID from 100 or, with `vmid`, that ID if it is free
 /// (pve-manager `PVE/API2/Cluster.pm`, `nextid`).

@@ -9,10 +9,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{is_template, put_config, put_status};
 use crate::auth;
 use crate::error::AppError;
 use crate::ops::guest::{Guest, Kind, Power, check_lock, status_row};
+use crate::ops::guest::{is_template, put_config, put_status};
 use crate::ops::{Call, Plan, Tx, fail, text};
 use crate::store::Tables;
 

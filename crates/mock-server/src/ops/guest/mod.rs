@@ -1,6 +1,7 @@
 //! The guest types every guest handler shares: [`Kind`] (QEMU or LXC), [`Guest`] (one guest,
 //! addressed by node and VM ID), [`Power`], the config file as Proxmox writes it, its digest,
-//! and the lock and digest checks.
+//! and the lock and digest checks; `config.rs` the config rows, file and checks, `disk_keys.rs`
+//! the disk and NIC keys of a config.
 //!
 //! Guest configs are the guest's item row (`/nodes/{node}/qemu/{vmid}`); its power state lives
 //! in `status/current`, its snapshots are rows below `snapshot/`. Volumes are rows below
@@ -8,10 +9,19 @@
 //! store keeps an index of guest IDs (`Tables::guests`), so ID look-ups and `nextid` cost no
 //! scan.
 
-use serde_json::{Map, Value, json};
-use sha1::Digest as _;
+mod config;
+mod disk_keys;
 
-use super::{Call, text, visible};
+use serde_json::{Map, Value, json};
+
+pub(crate) use config::{
+    check_edit, check_lock, config_digest, is_template, put_config, put_status,
+};
+pub(crate) use disk_keys::{
+    config_volumes, free_unused_key, is_disk_key, is_net_key, is_unused_key, owned_by, parse_disk,
+};
+
+use super::{Call, visible};
 use crate::error::AppError;
 use crate::store::Tables;
 
@@ -202,81 +212,5 @@ pub(crate) fn status_row(power: Power, started: u64) -> Value {
         Power::Stopped => json!({"status": "stopped", "qmpstatus": "stopped"}),
         Power::Running => json!({"status": "running", "qmpstatus": "running", "_started": started}),
         Power::Paused => json!({"status": "running", "qmpstatus": "paused", "_started": started}),
-    }
-}
-
-/// `check_lock` of `PVE::AbstractConfig` (pve-guest-common `src/PVE/AbstractConfig.pm`):
-/// `VM is locked (backup)`, unless `skiplock` is given.
-pub(crate) fn check_lock(
-    kind: Kind,
-    config: &Map<String, Value>,
-    call: &Call<'_>,
-) -> Result<(), String> {
-    if call.flag("skiplock") {
-        return Ok(());
-    }
-    match config.get("lock").map(text) {
-        Some(lock) if !lock.is_empty() => Err(format!("{} is locked ({lock})\n", kind.label())),
-        _ => Ok(()),
-    }
-}
-
-/// The config file as Proxmox writes it (`write_vm_config` in qemu-server
-/// `PVE/QemuServer.pm`, `write_pct_config` in pve-container `src/PVE/LXC/Config.pm`): the
-/// description as `#` comment lines, the other keys sorted as `key: value`, then one
-/// `[snapname]` section per snapshot.
-pub(crate) fn raw_config(config: &Map<String, Value>, snapshots: &[(String, &Value)]) -> String {
-    fn section(raw: &mut String, config: &Map<String, Value>) {
-        if let Some(description) = config.get("description").map(text) {
-            for line in description.split('\n') {
-                raw.push('#');
-                raw.push_str(line);
-                raw.push('\n');
-            }
-        }
-        let mut keys: Vec<&String> = config
-            .keys()
-            .filter(|key| {
-                !key.starts_with('_')
-                    && !matches!(
-                        key.as_str(),
-                        "digest" | "description" | "pending" | "snapshots"
-                    )
-            })
-            .collect();
-        keys.sort();
-        for key in keys {
-            raw.push_str(key);
-            raw.push_str(": ");
-            raw.push_str(&text(&config[key]));
-            raw.push('\n');
-        }
-    }
-    let mut raw = String::with_capacity(512);
-    section(&mut raw, config);
-    for (name, snapshot) in snapshots {
-        raw.push_str("\n[");
-        raw.push_str(name);
-        raw.push_str("]\n");
-        if let Value::Object(snapshot) = snapshot {
-            section(&mut raw, snapshot);
-        }
-    }
-    raw
-}
-
-/// The config digest: SHA-1 (hex) of the raw config file, as `parse_vm_config` computes it.
-pub(crate) fn config_digest(config: &Map<String, Value>, snapshots: &[(String, &Value)]) -> String {
-    let raw = raw_config(config, snapshots);
-    hex::encode(sha1::Sha1::digest(raw.as_bytes()))
-}
-
-/// `assert_if_modified` (pve-common `PVE::Tools`): a given, different digest is rejected.
-pub(crate) fn check_digest(call: &Call<'_>, current: &str) -> Result<(), String> {
-    match call.args.get("digest").and_then(Value::as_str) {
-        Some(expected) if !expected.is_empty() && expected != current => Err(
-            "detected modified configuration - file changed by other user? Try again.\n".to_owned(),
-        ),
-        _ => Ok(()),
     }
 }
