@@ -203,23 +203,33 @@ impl Operation {
     /// Finds the schema for a concrete parameter name, resolving indexed families (`net3` ->
     /// `net[n]`) within their bounds.
     pub fn parameter(&self, name: &str) -> Option<&Schema> {
-        if let Some(schema) = self.parameters.get(name) {
-            return Some(schema);
-        }
-        let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 || digits == name.len() {
-            return None;
-        }
-        let (prefix, index) = name.split_at(name.len() - digits);
-        if index.len() > 1 && index.starts_with('0') {
-            return None;
-        }
-        let index: u32 = index.parse().ok()?;
-        let schema = self.parameters.get(&format!("{prefix}[n]"))?;
-        match &schema.family {
-            Some(family) if index < family.count => Some(schema),
-            _ => None,
-        }
+        resolve_property(&self.parameters, name)
+    }
+}
+
+/// Finds the schema of a concrete property name among `properties` (parameters, object
+/// properties, property-string keys), resolving indexed families (`net3` -> `net[n]`) within
+/// their bounds; `net03` and indexes past the family's size resolve to nothing.
+pub fn resolve_property<'a>(
+    properties: &'a BTreeMap<String, Schema>,
+    name: &str,
+) -> Option<&'a Schema> {
+    if let Some(schema) = properties.get(name) {
+        return Some(schema);
+    }
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 || digits == name.len() {
+        return None;
+    }
+    let (prefix, index) = name.split_at(name.len() - digits);
+    if index.len() > 1 && index.starts_with('0') {
+        return None;
+    }
+    let index: u32 = index.parse().ok()?;
+    let schema = properties.get(&format!("{prefix}[n]"))?;
+    match &schema.family {
+        Some(family) if index < family.count => Some(schema),
+        _ => None,
     }
 }
 

@@ -157,30 +157,8 @@ fn join_path(path: &str, key: &str) -> String {
     }
 }
 
-/// Looks a property up, resolving `net3` to a `net[n]` family.
-pub(crate) fn resolve_property<'a>(
-    properties: &'a BTreeMap<String, Schema>,
-    name: &str,
-) -> Option<&'a Schema> {
-    if let Some(schema) = properties.get(name) {
-        return Some(schema);
-    }
-    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    if digits == 0 || digits == name.len() {
-        return None;
-    }
-    let (prefix, index) = name.split_at(name.len() - digits);
-    if index.len() > 1 && index.starts_with('0') {
-        return None;
-    }
-    let index: u32 = index.parse().ok()?;
-    let schema = properties.get(&format!("{prefix}[n]"))?;
-    match &schema.family {
-        Some(family) if index < family.count => Some(schema),
-        Some(_) => None,
-        None => Some(schema),
-    }
-}
+/// Looks a property up, resolving `net3` to a `net[n]` family (route-metadata's rule).
+pub(crate) use route_metadata::resolve_property;
 
 /// Checks an object's properties (`check_object`), also for parsed property strings.
 pub(super) fn check_object(
