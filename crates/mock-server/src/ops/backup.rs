@@ -203,9 +203,10 @@ fn archive_change(
     plan: &mut Plan,
 ) -> Result<Change, AppError> {
     let (vmid, node, storage, stamp) = (guest.vmid, job.node, &job.storage, &job.stamp);
-    let (kind, archive) = match guest.kind {
-        Kind::Qemu => ("qemu", "vma"),
-        Kind::Lxc => ("lxc", "tar"),
+    let kind = guest.kind.segment();
+    let archive = match guest.kind {
+        Kind::Qemu => "vma",
+        Kind::Lxc => "tar",
     };
     let format = format!("{archive}{}", job.extension);
     let volid = format!("{storage}:backup/vzdump-{kind}-{vmid}-{stamp}.{format}");

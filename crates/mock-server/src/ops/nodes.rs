@@ -251,7 +251,7 @@ fn put_config_fields(
             .as_ref()
             .is_some_and(|p| p.get("type").is_some_and(|t| t.enum_values.is_none()))
     {
-        map.insert("type".to_owned(), json!("lxc"));
+        map.insert("type".to_owned(), json!(Kind::Lxc.segment()));
     }
     if has("template") && map.contains_key("template") {
         map.insert(
