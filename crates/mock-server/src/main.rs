@@ -65,6 +65,18 @@ struct Options {
         hide_env_values = true
     )]
     root_password: String,
+    /// Secret that opens the /_mock control endpoints (`Authorization: Bearer <secret>`) when
+    /// authentication is on; root@pam can use them either way.
+    #[arg(long, env = "PROXMOX_MOCK_CONTROL_TOKEN", hide_env_values = true)]
+    control_token: Option<String>,
+    /// Host name under which the /_mock control endpoints answer besides loopback (repeat, or
+    /// comma-separate in the variable).
+    #[arg(
+        long = "allowed-host",
+        env = "PROXMOX_MOCK_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
     /// TLS certificate (PEM); generated when absent.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -126,7 +138,11 @@ async fn main() -> anyhow::Result<()> {
         .root_password(options.root_password.clone())
         .listen(options.listen)
         .http_listen(options.http_listen)
+        .allowed_hosts(options.allowed_hosts.iter().map(|host| host.trim()))
         .tls(tls);
+    if let Some(token) = &options.control_token {
+        builder = builder.control_token(token.clone());
+    }
     let mut durations = options.task_duration.clone().unwrap_or_default();
     if options.task_duration.is_none()
         && let Some(ms) = options.task_delay_ms

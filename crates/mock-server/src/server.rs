@@ -63,7 +63,7 @@ impl MockServer {
 }
 
 /// Configures and starts a mock server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MockServerBuilder {
     schema: String,
     store: Store,
@@ -76,6 +76,25 @@ pub struct MockServerBuilder {
     task_durations: TaskDurations,
     ticket_lifetime: Duration,
     metadata: Option<RouteMetadata>,
+    control_token: Option<String>,
+    allowed_hosts: Vec<String>,
+}
+
+/// Everything but the secrets (root password, control token).
+impl std::fmt::Debug for MockServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockServerBuilder")
+            .field("schema", &self.schema)
+            .field("store", &self.store)
+            .field("auth", &self.auth)
+            .field("listen", &self.listen)
+            .field("http_listen", &self.http_listen)
+            .field("tls", &self.tls)
+            .field("task_durations", &self.task_durations)
+            .field("ticket_lifetime", &self.ticket_lifetime)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MockServerBuilder {
@@ -93,6 +112,8 @@ impl Default for MockServerBuilder {
             task_durations: TaskDurations::default(),
             ticket_lifetime: DEFAULT_TICKET_LIFETIME,
             metadata: None,
+            control_token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -172,6 +193,25 @@ impl MockServerBuilder {
         self
     }
 
+    /// The secret that opens the `/_mock` control endpoints when authentication is on
+    /// (`Authorization: Bearer <token>`), besides `root@pam` itself. Without one, a random
+    /// secret is made ([`MockServerHandle::control_token`]).
+    pub fn control_token(mut self, token: impl Into<String>) -> Self {
+        self.control_token = Some(token.into());
+        self
+    }
+
+    /// Host names (besides loopback names and addresses, and the addresses the listeners are
+    /// bound to) under which the `/_mock` control endpoints answer.
+    pub fn allowed_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_hosts.extend(
+            hosts
+                .into_iter()
+                .map(|host| host.into().to_ascii_lowercase()),
+        );
+        self
+    }
+
     /// Uses the given metadata instead of an embedded tag (for tests).
     pub fn metadata(mut self, metadata: RouteMetadata) -> Self {
         self.metadata = Some(metadata);
@@ -200,11 +240,22 @@ impl MockServerBuilder {
             Some(signer) => signer,
             None => Signer::random(self.ticket_lifetime),
         };
+        let mut allowed_hosts = self.allowed_hosts.clone();
+        for address in [self.listen, self.http_listen] {
+            if !address.ip().is_unspecified() {
+                allowed_hosts.push(address.ip().to_string());
+            }
+        }
         let settings = Settings {
             auth: self.auth,
             task_durations: self.task_durations.clone(),
             root_password: self.root_password.clone(),
             fixture,
+            control_token: self
+                .control_token
+                .clone()
+                .unwrap_or_else(crate::auth::new_token_secret),
+            allowed_hosts,
         };
         Ok(AppState::new(api, store, signer, settings))
     }
@@ -212,6 +263,16 @@ impl MockServerBuilder {
     /// Binds the listeners and serves until [`MockServerHandle::shutdown`].
     pub async fn spawn(self) -> Result<MockServerHandle, Error> {
         let state = self.build_state()?;
+        if !self.auth {
+            for address in [self.listen, self.http_listen] {
+                if !address.ip().is_loopback() {
+                    tracing::warn!(
+                        %address,
+                        "authentication is off and the mock listens beyond loopback: anyone who reaches {address} can change its state"
+                    );
+                }
+            }
+        }
         persist_key(&state).await?;
         let (https, https_addr) = bind(self.listen, "HTTPS").await?;
         let (http, http_addr) = bind(self.http_listen, "HTTP").await?;
@@ -244,6 +305,7 @@ impl MockServerBuilder {
             http_addr,
             https_addr,
             cert_pem,
+            control_token: state.settings.control_token.clone(),
             stop,
             task,
         })
@@ -280,13 +342,22 @@ async fn persist_key(state: &AppState) -> Result<(), Error> {
 }
 
 /// A running mock server.
-#[derive(Debug)]
 pub struct MockServerHandle {
     http_addr: SocketAddr,
     https_addr: SocketAddr,
     cert_pem: String,
+    control_token: String,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), Error>>,
+}
+
+impl std::fmt::Debug for MockServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockServerHandle")
+            .field("http_addr", &self.http_addr)
+            .field("https_addr", &self.https_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MockServerHandle {
@@ -308,6 +379,11 @@ impl MockServerHandle {
     /// The HTTPS address.
     pub fn https_addr(&self) -> SocketAddr {
         self.https_addr
+    }
+
+    /// The secret that opens the `/_mock` control endpoints (`Authorization: Bearer <token>`).
+    pub fn control_token(&self) -> &str {
+        &self.control_token
     }
 
     /// The server certificate (PEM), for clients that pin it.

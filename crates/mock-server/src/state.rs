@@ -27,6 +27,10 @@ pub(crate) struct Settings {
     pub(crate) root_password: String,
     /// The seed fixture (used by `POST /_mock/reset`).
     pub(crate) fixture: Fixture,
+    /// The secret that opens the control endpoints (`Authorization: Bearer`).
+    pub(crate) control_token: String,
+    /// Host names the control endpoints answer under besides loopback (lower case).
+    pub(crate) allowed_hosts: Vec<String>,
 }
 
 /// Shared state of one mock instance.

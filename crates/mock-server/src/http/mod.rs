@@ -4,24 +4,24 @@
 //!
 //! - `GET /healthz`: `ok`;
 //! - `GET /openapi.json`: the tag's OpenAPI document with this server's URLs as `servers`;
-//! - `/_mock/...`: the control endpoints (`POST /_mock/reset`, `GET /_mock/state`,
-//!   `POST|GET|DELETE /_mock/faults`).
+//! - `/_mock/...`: the control endpoints ([`control`]: `POST /_mock/reset`, `GET /_mock/state`,
+//!   `POST|GET|DELETE /_mock/faults`), closed to strangers.
 
 mod authn;
 mod body;
+mod control;
 mod pipeline;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::error::AppError;
-use crate::simulation::FaultSpec;
 use crate::state::AppState;
 
 /// Builds the router.
@@ -29,12 +29,7 @@ pub(crate) fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/openapi.json", get(openapi))
-        .route("/_mock/reset", post(reset))
-        .route("/_mock/state", get(dump_state))
-        .route(
-            "/_mock/faults",
-            post(add_fault).get(list_faults).delete(clear_faults),
-        )
+        .merge(control::router(state.clone()))
         .fallback(pipeline::api_entry)
         .with_state(state)
 }
@@ -59,62 +54,6 @@ async fn openapi(State(state): State<AppState>) -> Response {
         }
     });
     ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
-}
-
-/// `{"data": ...}` with status 200.
-fn data(value: &Value) -> Response {
-    json_response(StatusCode::OK, None, json!({ "data": value }).to_string())
-}
-
-async fn reset(State(state): State<AppState>) -> Response {
-    let seed = state
-        .settings
-        .fixture
-        .to_changes(&state.settings.root_password);
-    let result = state
-        .store
-        .reset(seed, || {
-            state.simulation.reset(&state.settings.fixture.faults);
-        })
-        .await;
-    match result {
-        Ok(()) => data(&Value::Null),
-        Err(error) => AppError::from(error).into_response(),
-    }
-}
-
-async fn dump_state(State(state): State<AppState>) -> Response {
-    let mut value = state.store.read().to_json();
-    if let Some(Value::Object(objects)) = value.get_mut("objects") {
-        for object in objects.values_mut() {
-            if let Value::Object(map) = object {
-                map.retain(|key, _| !key.starts_with('_'));
-            }
-        }
-    }
-    data(&value)
-}
-
-async fn add_fault(State(state): State<AppState>, body: Bytes) -> Response {
-    let spec: FaultSpec = match serde_json::from_slice(&body) {
-        Ok(spec) => spec,
-        Err(error) => {
-            return AppError::bad_request(format!("invalid fault: {error}\n")).into_response();
-        }
-    };
-    match state.simulation.apply(&state.store, spec).await {
-        Ok(()) => data(&Value::Null),
-        Err(error) => error.into_response(),
-    }
-}
-
-async fn list_faults(State(state): State<AppState>) -> Response {
-    data(&Value::Array(state.simulation.list()))
-}
-
-async fn clear_faults(State(state): State<AppState>) -> Response {
-    state.simulation.clear();
-    data(&Value::Null)
 }
 
 impl IntoResponse for AppError {

@@ -186,6 +186,7 @@ impl Simulation {
 
     /// Adds a `request` or `task` fault; other kinds are state changes ([`apply_fault`]).
     pub(crate) fn add_memory_fault(&self, spec: &FaultSpec) -> Result<(), String> {
+        check_bounds(spec)?;
         match spec.kind {
             FaultKind::Request => {
                 let path = spec
@@ -199,9 +200,9 @@ impl Simulation {
                     (None, _) => None,
                 };
                 if let Some(status) = status
-                    && (StatusCode::from_u16(status).is_err() || status < 100)
+                    && !(400..=599).contains(&status)
                 {
-                    return Err(format!("invalid fault status {status}"));
+                    return Err(format!("invalid fault status {status} (400 to 599)"));
                 }
                 let count = match (spec.count, status) {
                     (Some(count), _) => Some(count),
@@ -293,6 +294,8 @@ impl Simulation {
     /// Applies a fault posted to `/_mock/faults`: request and task faults are kept in memory,
     /// `lock` and `node` faults are written to the store.
     pub(crate) async fn apply(&self, store: &StateStore, spec: FaultSpec) -> Result<(), AppError> {
+        check_bounds(&spec)
+            .map_err(|error| AppError::bad_request(format!("invalid fault: {error}\n")))?;
         match spec.kind {
             FaultKind::Request | FaultKind::Task => self
                 .add_memory_fault(&spec)
@@ -313,6 +316,38 @@ pub(crate) struct TaskFailure {
     pub(crate) exitstatus: String,
     /// Log lines written before the error.
     pub(crate) log: Vec<String>,
+}
+
+/// Longest injected latency.
+const MAX_DELAY_MS: u64 = 60_000;
+/// Most requests or tasks one fault may affect.
+const MAX_COUNT: u32 = 1_000_000;
+/// Longest path, message or exit status.
+const MAX_TEXT: usize = 4096;
+/// Most log lines of a task fault.
+const MAX_LOG_LINES: usize = 1000;
+
+/// The bounds every fault spec keeps, so a fault cannot make the mock hold requests for hours or
+/// grow without limit.
+fn check_bounds(spec: &FaultSpec) -> Result<(), String> {
+    if spec.delay_ms.is_some_and(|delay| delay > MAX_DELAY_MS) {
+        return Err(format!("delay_ms over {MAX_DELAY_MS}"));
+    }
+    if spec.count.is_some_and(|count| count > MAX_COUNT) {
+        return Err(format!("count over {MAX_COUNT}"));
+    }
+    let texts = [&spec.path, &spec.message, &spec.exitstatus, &spec.method];
+    if texts
+        .iter()
+        .any(|text| text.as_ref().is_some_and(|text| text.len() > MAX_TEXT))
+        || spec.log.iter().any(|line| line.len() > MAX_TEXT)
+    {
+        return Err(format!("a text over {MAX_TEXT} bytes"));
+    }
+    if spec.log.len() > MAX_LOG_LINES {
+        return Err(format!("more than {MAX_LOG_LINES} log lines"));
+    }
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

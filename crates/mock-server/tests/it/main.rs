@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod control;
 mod guests;
 mod http;
 mod simulation;

@@ -90,6 +90,7 @@ pub async fn inject_fault(server: &MockServerHandle, fault: serde_json::Value) {
         .expect("valid client")
         .http()
         .post(url)
+        .bearer_auth(server.control_token())
         .json(&fault)
         .send()
         .await
@@ -111,6 +112,7 @@ pub async fn remaining_faults(server: &MockServerHandle) -> Vec<serde_json::Valu
     let body: serde_json::Value = client
         .http()
         .get(url)
+        .bearer_auth(server.control_token())
         .send()
         .await
         .expect("answers")
