@@ -356,10 +356,52 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Hashes a secret with a fresh salt: `sha256$<salt>$<hex>`.
+/// The alphabet of crypt salts.
+const SALT_ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A random crypt salt of `len` characters.
+fn crypt_salt(len: usize) -> String {
+    (0..len)
+        .map(|_| SALT_ALPHABET[usize::from(rand::random::<u8>()) % SALT_ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Hashes a password or token secret for storage as SHA-512-crypt with Proxmox's (and glibc's)
+/// default of 5,000 rounds and a 16-character salt: `$6$<salt>$<hash>`, the form `/etc/shadow`
+/// keeps for the `pam` realm.
 pub(crate) fn hash_secret(secret: &str) -> String {
-    let salt = hex::encode(rand::random::<[u8; 8]>());
-    format!("sha256${salt}${}", salted(&salt, secret))
+    let salt = crypt_salt(16);
+    match sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT)
+        .and_then(|params| sha_crypt::sha512_crypt_b64(secret.as_bytes(), salt.as_bytes(), &params))
+    {
+        Ok(hash) => format!("$6${salt}${hash}"),
+        // The parameters are constants the crate accepts; this arm is not reached.
+        Err(_) => format!("sha256${salt}${}", salted(&salt, secret)),
+    }
+}
+
+/// `PVE::Tools::encrypt_pw`: SHA-256-crypt with an 8-character salt, `$5$<salt>$<hash>` (how
+/// qemu-server stores a cloud-init password).
+pub(crate) fn encrypt_pw(password: &str) -> String {
+    let salt = crypt_salt(8);
+    match sha_crypt::Sha256Params::new(sha_crypt::ROUNDS_DEFAULT).and_then(|params| {
+        sha_crypt::sha256_crypt_b64(password.as_bytes(), salt.as_bytes(), &params)
+    }) {
+        Ok(hash) => format!("$5${salt}${hash}"),
+        Err(_) => format!("sha256${salt}${}", salted(&salt, password)),
+    }
+}
+
+/// Whether a value is a crypt hash already (qemu-server's `/^\$(?:[156]|2[ay])(\$.+){2}/`).
+pub(crate) fn is_crypt_hash(value: &str) -> bool {
+    let Some(rest) = ["$1$", "$5$", "$6$", "$2a$", "$2y$"]
+        .iter()
+        .find_map(|prefix| value.strip_prefix(prefix))
+    else {
+        return false;
+    };
+    rest.split_once('$')
+        .is_some_and(|(salt, hash)| !salt.is_empty() && !hash.is_empty())
 }
 
 fn salted(salt: &str, secret: &str) -> String {
@@ -370,8 +412,12 @@ fn salted(salt: &str, secret: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Checks a secret against [`hash_secret`]'s output, in constant time.
+/// Checks a secret against [`hash_secret`]'s output (or the salted SHA-256 of states written
+/// before it), in constant time.
 pub(crate) fn verify_secret(stored: &str, secret: &str) -> bool {
+    if let Some(rest) = stored.strip_prefix("$6$") {
+        return verify_sha512_crypt(rest, secret);
+    }
     let mut parts = stored.splitn(3, '$');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("sha256"), Some(salt), Some(expected)) => {
@@ -379,6 +425,23 @@ pub(crate) fn verify_secret(stored: &str, secret: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// `[rounds=N$]<salt>$<hash>` of a `$6$` hash.
+fn verify_sha512_crypt(rest: &str, secret: &str) -> bool {
+    let (rounds, rest) = match rest.strip_prefix("rounds=") {
+        Some(with_rounds) => match with_rounds.split_once('$') {
+            Some((rounds, rest)) => (rounds.parse().ok(), rest),
+            None => return false,
+        },
+        None => (Some(sha_crypt::ROUNDS_DEFAULT), rest),
+    };
+    let (Some(rounds), Some((salt, expected))) = (rounds, rest.split_once('$')) else {
+        return false;
+    };
+    sha_crypt::Sha512Params::new(rounds)
+        .and_then(|params| sha_crypt::sha512_crypt_b64(secret.as_bytes(), salt.as_bytes(), &params))
+        .is_ok_and(|hash| constant_time_eq(hash.as_bytes(), expected.as_bytes()))
 }
 
 /// A random API token secret in UUID form, like Proxmox's.
@@ -428,8 +491,12 @@ pub(crate) fn split_api_token(value: &str) -> Result<(String, String, String), A
         .rsplit_once('=')
         .ok_or_else(|| AppError::Unauthorized("no tokenid specified\n".to_owned()))?;
     let captures = FULL.captures(tokenid).ok_or_else(|| {
+        // Proxmox echoes the whole value before the last '='; a secret that contains '=' would
+        // then be echoed too. A token ID never contains '=', so only what precedes the first one
+        // is shown.
+        let shown = tokenid.split('=').next().unwrap_or_default();
         AppError::Unauthorized(format!(
-            "'{tokenid}' is not a valid token ID - not able to split into user and token parts\n"
+            "'{shown}' is not a valid token ID - not able to split into user and token parts\n"
         ))
     })?;
     Ok((
@@ -501,6 +568,36 @@ mod tests {
         assert!(!stored.contains("secret$"));
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
+    }
+
+    /// SHA-crypt as glibc computes it: a test vector of Drepper's specification (with the
+    /// `rounds=` form), then our own hashes in the default form.
+    #[test]
+    fn sha512_crypt_matches_glibc() {
+        assert!(verify_secret(
+            "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v.",
+            "Hello world!"
+        ));
+        let stored = hash_secret("secret");
+        assert!(stored.starts_with("$6$"), "{stored}");
+        assert_eq!(stored.split('$').nth(2).map(str::len), Some(16));
+        // States written before SHA-512-crypt keep working.
+        let legacy = format!("sha256$00${}", salted("00", "old"));
+        assert!(verify_secret(&legacy, "old"));
+        assert!(!verify_secret(&legacy, "new"));
+    }
+
+    #[test]
+    fn cloud_init_passwords_are_crypted_like_proxmox() {
+        let crypted = encrypt_pw("hunter2");
+        assert!(crypted.starts_with("$5$"), "{crypted}");
+        assert_eq!(crypted.split('$').nth(2).map(str::len), Some(8));
+        assert!(is_crypt_hash(&crypted));
+        assert!(is_crypt_hash("$6$salt$hash"));
+        assert!(is_crypt_hash("$2y$10$abc"));
+        assert!(!is_crypt_hash("hunter2"));
+        assert!(!is_crypt_hash("$5$"));
+        assert!(!is_crypt_hash("$7$salt$hash"));
     }
 
     #[test]

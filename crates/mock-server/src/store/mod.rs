@@ -62,6 +62,15 @@ pub enum StoreError {
     /// The writer thread has stopped.
     #[error("the store writer has stopped")]
     Closed,
+    /// A file operation on the database failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A submitted batch whose durability can be awaited.

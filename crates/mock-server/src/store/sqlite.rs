@@ -31,6 +31,7 @@ pub(super) fn open(
     fingerprint: &str,
     seed: Vec<Change>,
 ) -> Result<(Arc<RwLock<Tables>>, mpsc::Sender<Job>), StoreError> {
+    restrict_permissions(path)?;
     let mut conn = Connection::open(path).map_err(sqlite("open database"))?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(sqlite("enable WAL"))?;
@@ -78,6 +79,50 @@ pub(super) fn open(
         .spawn(move || writer.run())
         .map_err(|_| StoreError::Closed)?;
     Ok((tables, sender))
+}
+
+/// Creates the database file readable and writable by its owner only (0600), or takes group and
+/// world access away from an existing one: it holds password hashes and the key that signs
+/// tickets. SQLite gives the `-wal` and `-shm` files the mode of the database file.
+fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
+    let io = |source: std::io::Error| StoreError::Io {
+        context: format!("restricting the permissions of {}", path.display()),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        for file in [
+            path.to_path_buf(),
+            sidecar(path, "-wal"),
+            sidecar(path, "-shm"),
+        ] {
+            match std::fs::metadata(&file) {
+                Ok(metadata) if metadata.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(io)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, io);
+    Ok(())
+}
+
+/// `state.db-wal` beside `state.db`.
+#[cfg(unix)]
+fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    std::path::PathBuf::from(name)
 }
 
 fn load(conn: &Connection) -> Result<Tables, StoreError> {

@@ -7,6 +7,7 @@ mod access;
 mod control;
 mod guests;
 mod http;
+mod secrets;
 mod simulation;
 
 use mock_server::{MockServer, MockServerHandle};

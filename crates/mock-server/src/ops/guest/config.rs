@@ -87,6 +87,8 @@ pub(crate) fn check_digest(call: &Call<'_>, current: &str) -> Result<(), String>
 
 /// The change that writes a guest's config row (hidden keys of the stored row are kept).
 pub(crate) fn put_config(tables: &Tables, guest: &Guest, config: Map<String, Value>) -> Change {
+    let mut config = config;
+    seal_cipassword(guest.kind, &mut config);
     let mut row = config;
     if let Some(Value::Object(stored)) = tables.get(&guest.item) {
         for (key, value) in stored {
@@ -128,4 +130,51 @@ pub(crate) fn check_edit(
 /// Whether a config is a template's (`template: 1`).
 pub(crate) fn is_template(config: &Map<String, Value>) -> bool {
     config.get("template").is_some_and(|t| text(t) == "1")
+}
+
+/// What a config read shows for a stored cloud-init password.
+const HIDDEN_PASSWORD: &str = "**********";
+
+/// `update_vm_api` (qemu-server `src/PVE/API2/Qemu.pm`): a cloud-init password is stored as
+/// `PVE::Tools::encrypt_pw` makes it (`$5$`), unless it is a crypt hash already or the guest runs
+/// Windows (`windows_version`, whose cloudbase-init wants it in clear). Every config row goes
+/// through [`put_config`], so no other path can store it in clear.
+fn seal_cipassword(kind: Kind, config: &mut Map<String, Value>) {
+    if kind != Kind::Qemu {
+        return;
+    }
+    let windows = config
+        .get("ostype")
+        .map(text)
+        .is_some_and(|ostype| is_windows(&ostype));
+    if let Some(password) = config.get("cipassword").map(text)
+        && !windows
+        && !crate::auth::is_crypt_hash(&password)
+    {
+        config.insert(
+            "cipassword".to_owned(),
+            Value::String(crate::auth::encrypt_pw(&password)),
+        );
+    }
+}
+
+/// `PVE::QemuServer::Helpers::windows_version` is non-zero.
+fn is_windows(ostype: &str) -> bool {
+    matches!(ostype, "wxp" | "w2k" | "w2k3" | "w2k8" | "wvista")
+        || ostype.strip_prefix("win").is_some_and(|version| {
+            !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// A config as the reads show it: a set cloud-init password as [`HIDDEN_PASSWORD`].
+pub(crate) fn hide_cipassword(config: &mut Map<String, Value>) {
+    if config
+        .get("cipassword")
+        .is_some_and(|value| !text(value).is_empty())
+    {
+        config.insert(
+            "cipassword".to_owned(),
+            Value::String(HIDDEN_PASSWORD.to_owned()),
+        );
+    }
 }

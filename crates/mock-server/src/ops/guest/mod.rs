@@ -15,7 +15,7 @@ mod disk_keys;
 use serde_json::{Map, Value, json};
 
 pub(crate) use config::{
-    check_edit, check_lock, config_digest, is_template, put_config, put_status,
+    check_edit, check_lock, config_digest, hide_cipassword, is_template, put_config, put_status,
 };
 pub(crate) use disk_keys::{
     config_volumes, free_unused_key, is_disk_key, is_net_key, is_unused_key, owned_by, parse_disk,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::config_args;
 use crate::error::AppError;
 use crate::ops::disks::Allocator;
-use crate::ops::guest::{Guest, config_digest};
+use crate::ops::guest::{Guest, config_digest, hide_cipassword};
 use crate::ops::guest::{check_edit, put_config};
 use crate::ops::guest::{is_disk_key, is_unused_key, owned_by};
 use crate::ops::{Call, Plan, Tx, fail, snapshots, storage, text, visible};
@@ -29,6 +29,7 @@ pub(crate) fn get_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<
         }
         None => config,
     };
+    hide_cipassword(&mut reply);
     reply.insert("digest".to_owned(), json!(digest));
     Ok(Value::Object(reply))
 }
@@ -38,8 +39,9 @@ pub(crate) fn get_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<
 /// carries `pending` or `delete`.
 pub(crate) fn pending(_call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value, AppError> {
     let tables = tx.tables;
-    let config = guest.config(tables)?;
+    let mut config = guest.config(tables)?;
     let digest = config_digest(&config, &guest.snapshots(tables));
+    hide_cipassword(&mut config);
     let mut keys: Vec<(&String, &Value)> = config.iter().collect();
     let digest_value = json!(digest);
     let digest_key = "digest".to_owned();
