@@ -14,7 +14,8 @@
 //!   `authentication failure` from `POST /access/ticket`.
 //!
 //! Every secret comparison is constant-time. Passwords and token secrets are stored only as
-//! salted SHA-256 hashes under hidden keys (leading `_`), which no reply ever contains.
+//! SHA-512-crypt hashes (`$6$`, as `/etc/shadow` keeps them) under hidden keys (leading `_`), which
+//! no reply ever contains.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
