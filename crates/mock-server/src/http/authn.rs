@@ -107,6 +107,11 @@ fn ticket_user(state: &AppState, ticket: &str, now: u64) -> Result<String, AppEr
         return Ok(hit.userid);
     }
     let (userid, issued) = state.signer.verify_ticket_signature(ticket)?;
+    // A ticket names a user; an API token never logs in (`verify_ticket` splits the user name
+    // with `verify_username`).
+    if userid.contains('!') {
+        return Err(invalid());
+    }
     if !state.signer.age_ok(issued, now) {
         return Err(invalid());
     }

@@ -79,6 +79,14 @@ fn check_named_format(format: &str, value: &str) -> Result<(), String> {
         "pve-bridge-id" => static_regex!(r"^[-_.\w\d]+$").is_match(value),
         "pve-vmid" => static_regex!(r"^[1-9][0-9]{2,8}$").is_match(value),
         "pve-node" => is_node_name(value),
+        "pve-userid" => return check_userid(value),
+        "pve-realm" => static_regex!(r"^[A-Za-z][A-Za-z0-9.\-_]+$").is_match(value),
+        "pve-tokenid" => {
+            static_regex!(r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$")
+                .is_match(value)
+        }
+        "pve-groupid" | "pve-roleid" => static_regex!(r"^[A-Za-z0-9.\-_]+$").is_match(value),
+        "pve-poolid" => return check_poolid(value),
         "mac-addr" => static_regex!(r"(?i)^[a-f0-9][02468ace](?::[a-f0-9]{2}){5}$").is_match(value),
         "ipv4" => value.parse::<Ipv4Addr>().is_ok(),
         "ipv6" => value.parse::<Ipv6Addr>().is_ok(),
@@ -115,6 +123,10 @@ fn check_named_format(format: &str, value: &str) -> Result<(), String> {
         "pve-bridge-id" => format!("invalid bridge ID '{value}'\n"),
         "pve-vmid" => "value does not look like a valid VM ID\n".to_owned(),
         "pve-node" => "value does not look like a valid node name\n".to_owned(),
+        "pve-realm" => "value does not look like a valid realm\n".to_owned(),
+        "pve-tokenid" => format!("value '{value}' does not look like a valid token ID\n"),
+        "pve-groupid" => format!("group name '{value}' contains invalid characters\n"),
+        "pve-roleid" => format!("role name '{value}' contains invalid characters\n"),
         "mac-addr" => "value does not look like a valid unicast MAC address\n".to_owned(),
         "ipv4" => "value does not look like a valid IPv4 address\n".to_owned(),
         "ipv6" => "value does not look like a valid IPv6 address\n".to_owned(),
@@ -130,6 +142,41 @@ fn check_named_format(format: &str, value: &str) -> Result<(), String> {
         "urlencoded" => format!("invalid urlencoded string: {value}\n"),
         _ => "unable to parse startup options\n".to_owned(),
     })
+}
+
+/// `verify_username` (pve-access-control `src/PVE/Auth/Plugin.pm`): 3 to 64 characters,
+/// `<user>@<realm>` where the user part has no white space, `:` or `/` and the realm is a realm
+/// ID. A token ID (`user@realm!name`) is not a user name.
+fn check_userid(value: &str) -> Result<(), String> {
+    let len = value.chars().count();
+    if len < 3 {
+        return Err(format!("user name '{value}' is too short\n"));
+    }
+    if len > 64 {
+        return Err(format!("user name '{value}' is too long ({len} > 64)\n"));
+    }
+    if static_regex!(r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+$").is_match(value) {
+        return Ok(());
+    }
+    Err(format!(
+        "value '{value}' does not look like a valid user name\n"
+    ))
+}
+
+/// `verify_poolname` (pve-access-control `src/PVE/AccessControl.pm`): up to three levels of
+/// `[A-Za-z0-9.-_]+` separated by `/`.
+fn check_poolid(value: &str) -> Result<(), String> {
+    // Perl's `split("/", ...)` in scalar context: the fields, trailing empty ones dropped.
+    let levels = value.trim_end_matches('/').split('/').count();
+    if levels > 3 {
+        return Err(format!(
+            "pool name '{value}' nested too deeply (max levels = 3)\n"
+        ));
+    }
+    if static_regex!(r"^[A-Za-z0-9.\-_]+(?:/[A-Za-z0-9.\-_]+){0,2}$").is_match(value) {
+        return Ok(());
+    }
+    Err(format!("pool name '{value}' contains invalid characters\n"))
 }
 
 fn is_proxmox_id(value: &str) -> bool {

@@ -13,7 +13,7 @@ mod validate;
 
 pub(crate) use cache::{GenCache, gen_key_hash};
 pub(crate) use context::{GenContext, seed};
-pub(crate) use formats::{parse_boolean, split_list, value_bool};
+pub(crate) use formats::{check_format, parse_boolean, split_list, value_bool};
 pub(crate) use generate::generate;
 #[cfg(test)]
 pub(crate) use validate::validate_value;

@@ -41,7 +41,16 @@ pub(crate) fn coerce_params(op: &Operation, params: &mut Params) {
 }
 
 /// Converts one value to its schema's JSON type where that is lossless.
+///
+/// A value whose schema names a format keeps its text when the text fails the format, so the
+/// format is checked on the value as sent: `pve_verify_vmid` refuses `0100`, which as an integer
+/// would be VM 100.
 pub(crate) fn coerce(schema: &Schema, value: &mut Value) {
+    if let (Some(format), Value::String(text)) = (&schema.format, &*value)
+        && check_format(format, text).is_err()
+    {
+        return;
+    }
     match schema.kind() {
         SchemaType::Integer => {
             if let Value::String(text) = value

@@ -5,6 +5,7 @@
 
 mod access;
 mod control;
+mod formats;
 mod guests;
 mod http;
 mod secrets;

@@ -62,6 +62,11 @@ pub(crate) fn login(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let otp = call.arg_str("otp");
     let challenge = call.arg_str("tfa-challenge");
     let now = auth::now();
+    // `authenticate_user` starts with `verify_username`: a token ID is not a user name.
+    if crate::schema::check_format("pve-userid", &username).is_err() {
+        tracing::debug!(%username, "login failed: not a user name");
+        return Err(failure());
+    }
     if !user_enabled(tables, &username) {
         tracing::debug!(%username, "login failed: no such user or disabled");
         return Err(failure());
