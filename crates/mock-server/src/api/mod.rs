@@ -349,10 +349,14 @@ impl Api {
         {
             return compiled.clone();
         }
-        let compiled = match Regex::new(&format!("^(?:{pattern})$")) {
+        // The limit codegen proves every pattern compiles with.
+        let compiled = match regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .size_limit(route_metadata::PATTERN_SIZE_LIMIT)
+            .build()
+        {
             Ok(regex) => Some(Arc::new(regex)),
             Err(error) => {
-                tracing::debug!(%pattern, %error, "pattern not compiled; not enforced");
+                tracing::warn!(%pattern, %error, "pattern not compiled; not enforced");
                 None
             }
         };
@@ -475,6 +479,49 @@ pub(crate) mod tests {
             }
             assert_eq!(api.meta.paths, full.paths);
             assert_eq!(api.meta.release, full.release);
+        }
+    }
+
+    /// Every pattern of every embedded tag compiles in the mock, with the same size limit as
+    /// codegen, so none is skipped (and so left unenforced) at run time.
+    #[test]
+    fn every_pattern_compiles() {
+        fn collect<'s>(schema: &'s route_metadata::Schema, out: &mut Vec<&'s str>) {
+            if let Some(pattern) = &schema.pattern {
+                out.push(pattern);
+            }
+            for child in schema
+                .properties
+                .iter()
+                .chain(schema.property_string.iter())
+                .flat_map(|props| props.values())
+                .chain(schema.items.as_deref())
+                .chain(schema.one_of.iter().flatten())
+            {
+                collect(child, out);
+            }
+        }
+        for tag in TAGS {
+            let api = Api::load(tag).unwrap();
+            let mut patterns = Vec::new();
+            for op in api.meta.operations() {
+                for schema in op.parameters.values() {
+                    collect(schema, &mut patterns);
+                }
+                collect(&op.returns, &mut patterns);
+            }
+            patterns.sort_unstable();
+            patterns.dedup();
+            assert!(
+                patterns.len() > 40,
+                "{tag}: only {} patterns",
+                patterns.len()
+            );
+            let failed: Vec<&&str> = patterns
+                .iter()
+                .filter(|pattern| api.pattern(pattern).is_none())
+                .collect();
+            assert!(failed.is_empty(), "{tag}: {failed:?}");
         }
     }
 
