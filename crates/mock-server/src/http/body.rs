@@ -1,7 +1,8 @@
 //! Request bodies as `PVE::APIServer::AnyEvent` reads them: `application/x-www-form-urlencoded`
 //! (the default; a repeated key becomes an array), `application/json` (an object, nested at most
 //! 8 deep), and `multipart/form-data` for uploads, whose file part is streamed and counted, never
-//! buffered. Bodies other than uploads are limited to 64 KiB (`$limit_max_post`).
+//! buffered. Bodies other than uploads are limited to 512 KiB (`$limit_max_post`): larger ones
+//! answer `501 for data too large`, as pveproxy does.
 
 use std::collections::HashMap;
 
@@ -13,17 +14,34 @@ use serde_json::Value;
 use crate::error::AppError;
 use crate::schema::Params;
 
-/// Largest accepted request body (Proxmox's `$limit_max_post`).
-const MAX_BODY: usize = 64 * 1024;
+/// Largest accepted request body other than an upload (`$limit_max_post` in pve-http-server
+/// `src/PVE/APIServer/AnyEvent.pm`, 512 KiB since libpve-http-server-perl 5.2.1).
+const MAX_BODY: usize = 512 * 1024;
+
+/// `AnyEvent.pm`'s answer to a body over [`MAX_BODY`].
+fn too_large() -> AppError {
+    AppError::status(StatusCode::NOT_IMPLEMENTED, "for data too large\n")
+}
+
+/// The declared `Content-Length`, if any.
+pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+}
 
 /// The parameters of a POST/PUT body.
 pub(super) async fn read(headers: &HeaderMap, body: Body) -> Result<Params, AppError> {
     if is_multipart(headers) {
         return read_multipart(headers, body).await;
     }
+    if content_length(headers).is_some_and(|len| len > MAX_BODY as u64) {
+        return Err(too_large());
+    }
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| AppError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"))?;
+        .map_err(|_| too_large())?;
     parse_body(headers, &bytes)
 }
 

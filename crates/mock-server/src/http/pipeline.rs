@@ -199,6 +199,12 @@ async fn params(
 ) -> Result<Params, AppError> {
     let mut params = if method.has_body() {
         body::read(&parts.headers, request_body).await?
+    } else if body::content_length(&parts.headers).is_some_and(|len| len > 0) {
+        // `AnyEvent.pm`: only PUT and POST carry a body.
+        return Err(AppError::status(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("Unexpected content for method '{}'\n", method.as_str()),
+        ));
     } else {
         Params::new()
     };

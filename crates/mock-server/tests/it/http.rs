@@ -522,11 +522,20 @@ async fn bad_input_never_causes_a_500() {
                 .body(vec![b'v', b'm', b'i', b'd', b'=', 0xff, 0xfe]),
             400,
         ),
+        // pveproxy's `$limit_max_post` is 512 KiB: a 70 KB body is read (and its parameter
+        // refused), a larger one answers `501 for data too large`.
         (
             http.post(format!("{base}/nodes/pve1/qemu"))
                 .body("x".repeat(70_000)),
-            413,
+            400,
         ),
+        (
+            http.post(format!("{base}/nodes/pve1/qemu"))
+                .body("x".repeat(600_000)),
+            501,
+        ),
+        // Only PUT and POST carry a body.
+        (http.get(format!("{base}/version")).body("vmid=100"), 501),
         (http.get(format!("{base}/nodes/pve1%00/qemu")), 400),
         (http.get(format!("{base}/nodes/..%2Fetc/qemu")), 400),
         (
@@ -783,5 +792,33 @@ async fn clone_and_migrate_move_guests() {
         ids.contains(&"qemu/555") && ids.contains(&"lxc/200"),
         "{ids:?}"
     );
+    server.shutdown().await.unwrap();
+}
+
+/// pveproxy's answers to bodies it does not read (`AnyEvent.pm`).
+#[tokio::test]
+async fn oversized_and_unexpected_bodies_answer_like_pveproxy() {
+    let server = MockServer::builder().auth(false).spawn().await.unwrap();
+    let http = client();
+    let base = server.base_url();
+    let response = http
+        .post(format!("{base}/pools"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("poolid=p1&comment={}", "c".repeat(600 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 501);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "for data too large\n");
+    let response = http
+        .delete(format!("{base}/pools/p1"))
+        .body("force=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 501);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "Unexpected content for method 'DELETE'\n");
     server.shutdown().await.unwrap();
 }
