@@ -274,6 +274,13 @@ impl MockServerBuilder {
             }
         }
         persist_key(&state).await?;
+        // Tasks that were running when the process stopped have no worker any more.
+        state
+            .store
+            .transact(|tables| {
+                Ok::<_, crate::store::StoreError>((crate::ops::tasks::interrupted(tables), ()))
+            })
+            .await?;
         let (https, https_addr) = bind(self.listen, "HTTPS").await?;
         let (http, http_addr) = bind(self.http_listen, "HTTP").await?;
         let tls_dir = match (&self.tls, &self.store) {

@@ -162,6 +162,34 @@ impl TaskRecord {
     }
 }
 
+/// What a task whose worker is gone (the mock stopped while it ran) says it ended with:
+/// `active_workers` (pve-common `src/PVE/RESTEnvironment.pm`) gives such a task the current time
+/// as `endtime` and `PVE::UPID::read_status` of its log, whose last line is neither `TASK OK`
+/// nor `TASK ERROR: ...`.
+const INTERRUPTED: &str = "unexpected status";
+
+/// The changes that end every task still `running` in `tables`: called when a persisted state is
+/// opened, since no worker survives a restart.
+pub(crate) fn interrupted(tables: &Tables) -> Vec<Change> {
+    let now = auth::now();
+    let mut changes = Vec::new();
+    for node in tables.members("/nodes") {
+        for path in tables.members(&format!("{node}/tasks")) {
+            let Some(mut record) = tables.get(path).and_then(TaskRecord::from_row) else {
+                continue;
+            };
+            if !record.is_running() {
+                continue;
+            }
+            record.status = "stopped".to_owned();
+            record.exitstatus = Some(INTERRUPTED.to_owned());
+            record.endtime = Some(now.max(record.starttime));
+            changes.push(record.change());
+        }
+    }
+    changes
+}
+
 /// Proxmox-like worker type of an operation (`qmstart`, `vzcreate`, `vzdump`, ...).
 pub(crate) fn task_type(op: &Operation) -> String {
     let path = op.path.as_str();

@@ -822,3 +822,72 @@ async fn oversized_and_unexpected_bodies_answer_like_pveproxy() {
     assert_eq!(body["message"], "Unexpected content for method 'DELETE'\n");
     server.shutdown().await.unwrap();
 }
+
+/// A task still running when the mock stops ends, on the next start, the way Proxmox ends a task
+/// whose worker is gone: `unexpected status` (`active_workers`, `PVE::UPID::read_status`).
+#[tokio::test]
+async fn running_tasks_end_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("mock-server-tasks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("state.db");
+    let builder = MockServer::builder()
+        .store(Store::Sqlite(db.clone()))
+        .auth(false)
+        .task_delay(Duration::from_secs(3600));
+    let server = builder.clone().spawn().await.unwrap();
+    let http = client();
+    let started: Value = http
+        .post(format!(
+            "{}/nodes/pve2/qemu/101/status/start",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upid = started["data"].as_str().unwrap().to_owned();
+    let encoded = percent_encoding::utf8_percent_encode(&upid, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    let status_url = |base: &str| format!("{base}/nodes/pve2/tasks/{encoded}/status");
+    let status: Value = http
+        .get(status_url(&server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["status"], "running");
+    server.shutdown().await.unwrap();
+    let server = builder.spawn().await.unwrap();
+    let status: Value = http
+        .get(status_url(&server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["status"], "stopped", "{status}");
+    assert_eq!(status["data"]["exitstatus"], "unexpected status");
+    let guest: Value = http
+        .get(format!(
+            "{}/nodes/pve2/qemu/101/status/current",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        guest["data"]["status"], "stopped",
+        "the start never happened"
+    );
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
