@@ -87,6 +87,9 @@ struct Options {
     /// `1s,qmstart=2s,vzdump=10s` (units ms, s, m).
     #[arg(long, env = "PROXMOX_MOCK_TASK_DURATION", value_parser = TaskDurations::parse)]
     task_duration: Option<TaskDurations>,
+    /// How many finished tasks each node keeps; older ones are dropped.
+    #[arg(long, env = "PROXMOX_MOCK_TASK_HISTORY", default_value_t = 2_000)]
+    task_history: usize,
     /// Deprecated: the default task duration in milliseconds (use --task-duration).
     #[arg(long, env = "PROXMOX_MOCK_TASK_DELAY_MS", hide = true)]
     task_delay_ms: Option<u64>,
@@ -149,7 +152,9 @@ async fn main() -> anyhow::Result<()> {
     {
         durations.default = Duration::from_millis(ms);
     }
-    builder = builder.task_durations(durations);
+    builder = builder
+        .task_durations(durations)
+        .task_history(options.task_history);
     if let Some(profile) = options.profile {
         builder = builder.profile(profile);
     }

@@ -78,6 +78,7 @@ pub struct MockServerBuilder {
     metadata: Option<RouteMetadata>,
     control_token: Option<String>,
     allowed_hosts: Vec<String>,
+    task_history: usize,
 }
 
 /// Everything but the secrets (root password, control token).
@@ -91,6 +92,7 @@ impl std::fmt::Debug for MockServerBuilder {
             .field("http_listen", &self.http_listen)
             .field("tls", &self.tls)
             .field("task_durations", &self.task_durations)
+            .field("task_history", &self.task_history)
             .field("ticket_lifetime", &self.ticket_lifetime)
             .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
@@ -114,6 +116,7 @@ impl Default for MockServerBuilder {
             metadata: None,
             control_token: None,
             allowed_hosts: Vec::new(),
+            task_history: crate::ops::tasks::DEFAULT_TASK_HISTORY,
         }
     }
 }
@@ -212,6 +215,13 @@ impl MockServerBuilder {
         self
     }
 
+    /// How many finished tasks each node keeps (2,000 by default, about what Proxmox's rotated
+    /// task index lists); older ones are dropped in batches. At least 1.
+    pub fn task_history(mut self, finished_tasks: usize) -> Self {
+        self.task_history = finished_tasks.max(1);
+        self
+    }
+
     /// Uses the given metadata instead of an embedded tag (for tests).
     pub fn metadata(mut self, metadata: RouteMetadata) -> Self {
         self.metadata = Some(metadata);
@@ -249,6 +259,7 @@ impl MockServerBuilder {
         let settings = Settings {
             auth: self.auth,
             task_durations: self.task_durations.clone(),
+            task_history: self.task_history,
             root_password: self.root_password.clone(),
             fixture,
             control_token: self

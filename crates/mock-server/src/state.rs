@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub(crate) auth: bool,
     /// How long worker tasks run, by type.
     pub(crate) task_durations: TaskDurations,
+    /// How many finished tasks each node keeps.
+    pub(crate) task_history: usize,
     /// The root@pam password of the seed.
     pub(crate) root_password: String,
     /// The seed fixture (used by `POST /_mock/reset`).
@@ -113,6 +115,7 @@ impl AppState {
             simulation: &self.simulation,
             task_durations: &self.settings.task_durations,
             pids: &self.pid,
+            task_history: self.settings.task_history,
         }
     }
 }

@@ -210,6 +210,8 @@ pub(crate) struct Engine<'a> {
     pub(crate) task_durations: &'a TaskDurations,
     /// Worker PIDs.
     pub(crate) pids: &'a AtomicU32,
+    /// How many finished tasks each node keeps.
+    pub(crate) task_history: usize,
 }
 
 /// Runs a validated call: the handler from the route table, on a read of the state (reads) or
@@ -249,11 +251,11 @@ pub(crate) async fn run(
                 (Handler::Write(write), _) => write(call, &tx)?,
                 _ => generic::write(call, &tx)?,
             };
-            Ok::<_, AppError>(schedule(engine, call, plan))
+            Ok::<_, AppError>(schedule(engine, tables, call, plan))
         })
         .await?;
     if let Some(deferred) = deferred {
-        tokio::spawn(deferred.finish(Arc::clone(engine.store)));
+        tokio::spawn(deferred.finish(Arc::clone(engine.store), engine.task_history));
     }
     Ok(reply)
 }
@@ -266,12 +268,19 @@ struct Deferred {
 }
 
 impl Deferred {
-    async fn finish(mut self, store: Arc<StateStore>) {
+    async fn finish(mut self, store: Arc<StateStore>, task_history: usize) {
         tokio::time::sleep(self.delay).await;
         self.task.finish();
         let mut changes = self.at_end;
         changes.push(self.task.change());
-        if let Err(error) = store.apply(changes).await {
+        let node = self.task.node;
+        let finished = store
+            .transact(|tables| {
+                changes.extend(tasks::prune(tables, &node, task_history));
+                Ok::<_, crate::store::StoreError>((changes, ()))
+            })
+            .await;
+        if let Err(error) = finished {
             tracing::error!(%error, "finishing a task failed");
         }
     }
@@ -281,6 +290,7 @@ impl Deferred {
 /// with a duration).
 fn schedule(
     engine: Engine<'_>,
+    tables: &Tables,
     call: &Call<'_>,
     plan: Plan,
 ) -> (Vec<Change>, (Value, Option<Deferred>)) {
@@ -316,6 +326,7 @@ fn schedule(
         now.extend(at_end);
         task.finish();
         now.push(task.change());
+        now.extend(tasks::prune(tables, &task.node, engine.task_history));
         return (now, (reply, None));
     }
     now.push(task.change());

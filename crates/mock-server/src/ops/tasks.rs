@@ -162,6 +162,51 @@ impl TaskRecord {
     }
 }
 
+/// How many finished tasks a node keeps by default: pveproxy's task index holds about 1,000
+/// entries and is rotated once (`active_workers` in pve-common `src/PVE/RESTEnvironment.pm`), so a
+/// node lists about 2,000 finished tasks at most.
+pub(crate) const DEFAULT_TASK_HISTORY: usize = 2_000;
+
+/// The changes that drop a node's oldest finished tasks once it holds more than `keep` and a
+/// tenth, down to `keep` (pruning in batches keeps the cost per task small). Running tasks stay.
+pub(crate) fn prune(tables: &Tables, node: &str, keep: usize) -> Vec<Change> {
+    let collection = format!("/nodes/{node}/tasks");
+    let count = tables.member_count(&collection);
+    if count <= keep + keep / 10 {
+        return Vec::new();
+    }
+    let mut by_age: Vec<(u64, &String)> = tables
+        .members(&collection)
+        .map(|path| (upid_starttime(last_segment(path)), path))
+        .collect();
+    by_age.sort_unstable();
+    let mut excess = count - keep;
+    let mut changes = Vec::with_capacity(excess);
+    for (_, path) in by_age {
+        if excess == 0 {
+            break;
+        }
+        let running = tables
+            .get(path)
+            .and_then(TaskRecord::from_row)
+            .is_none_or(|record| record.is_running());
+        if running {
+            continue;
+        }
+        changes.push(Change::Forget { path: path.clone() });
+        excess -= 1;
+    }
+    changes
+}
+
+/// The start time in a UPID (`UPID:node:pid:pstart:STARTTIME:...`, hex).
+fn upid_starttime(upid: &str) -> u64 {
+    upid.split(':')
+        .nth(4)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or(0)
+}
+
 /// What a task whose worker is gone (the mock stopped while it ran) says it ended with:
 /// `active_workers` (pve-common `src/PVE/RESTEnvironment.pm`) gives such a task the current time
 /// as `endtime` and `PVE::UPID::read_status` of its log, whose last line is neither `TASK OK`

@@ -360,6 +360,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn forgotten_rows_leave_no_tombstone() {
+        let path = temp_db("forget");
+        let state = StateStore::open(&Store::Sqlite(path.clone()), "fp", vec![]).unwrap();
+        state
+            .apply(vec![
+                put("/t/1", Some("/t"), json!({"a": 1})),
+                put("/t/2", Some("/t"), json!({"a": 2})),
+            ])
+            .await
+            .unwrap();
+        state
+            .apply(vec![
+                Change::Forget {
+                    path: "/t/1".to_owned(),
+                },
+                Change::Delete {
+                    path: "/t/2".to_owned(),
+                },
+            ])
+            .await
+            .unwrap();
+        {
+            let tables = state.read();
+            assert_eq!(tables.member_count("/t"), 0);
+            assert!(!tables.is_tombstone("/t/1"));
+            assert!(tables.is_tombstone("/t/2"));
+        }
+        state.close().await;
+        let reopened = StateStore::open(&Store::Sqlite(path.clone()), "fp", vec![]).unwrap();
+        assert!(!reopened.read().is_tombstone("/t/1"));
+        assert!(reopened.read().is_tombstone("/t/2"));
+        reopened.close().await;
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
     async fn memory_backend() {
         exercise(Store::Memory).await;
     }

@@ -194,7 +194,8 @@ fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<(
                     .and_then(|mut s| s.execute([path]))
                     .map_err(sqlite("clear tombstone"))?;
             }
-            Change::Delete { path } => {
+            Change::Delete { path } | Change::Forget { path } => {
+                let tombstone = matches!(change, Change::Delete { .. });
                 let collection: Option<Option<String>> = tx
                     .prepare_cached("SELECT collection FROM objects WHERE path = ?1")
                     .and_then(|mut s| s.query_row([path], |row| row.get(0)).optional())
@@ -205,7 +206,7 @@ fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<(
                 )
                 .and_then(|mut s| s.execute(params![path, low, high]))
                 .map_err(sqlite("delete objects"))?;
-                if let Some(Some(collection)) = collection {
+                if tombstone && let Some(Some(collection)) = collection {
                     tx.prepare_cached(
                         "INSERT INTO tombstones (path, collection) VALUES (?1, ?2)
                          ON CONFLICT(path) DO UPDATE SET collection = excluded.collection",

@@ -24,6 +24,12 @@ pub(crate) enum Change {
         /// Concrete path.
         path: String,
     },
+    /// Delete an object and everything below it without a tombstone: history that is pruned
+    /// (old task records), not something a client deleted.
+    Forget {
+        /// Concrete path.
+        path: String,
+    },
     /// Set a metadata value.
     Meta {
         /// Key.
@@ -158,6 +164,11 @@ impl Tables {
         self.objects.contains_key(path)
     }
 
+    /// How many members a collection has.
+    pub(crate) fn member_count(&self, collection: &str) -> usize {
+        self.members.get(collection).map_or(0, BTreeSet::len)
+    }
+
     /// The member paths of a collection, sorted.
     pub(crate) fn members(&self, collection: &str) -> impl Iterator<Item = &String> {
         self.members.get(collection).into_iter().flatten()
@@ -172,7 +183,7 @@ impl Tables {
     /// Applies one change and keeps the indexes and caches in step with it.
     pub(super) fn apply(&mut self, change: &Change) {
         match change {
-            Change::Put { path, .. } | Change::Delete { path } => {
+            Change::Put { path, .. } | Change::Delete { path } | Change::Forget { path } => {
                 self.guest_rows.invalidate(path);
                 if touches_access(path) {
                     self.access_rev += 1;
@@ -199,7 +210,8 @@ impl Tables {
                 }
                 self.objects.insert(path.clone(), value.clone());
             }
-            Change::Delete { path } => {
+            Change::Delete { path } | Change::Forget { path } => {
+                let tombstone = matches!(change, Change::Delete { .. });
                 let (low, high) = subtree_range(path);
                 let mut doomed: Vec<String> = self
                     .objects
@@ -220,7 +232,7 @@ impl Tables {
                         if let Some(set) = self.members.get_mut(&collection) {
                             set.remove(&key);
                         }
-                        if key == *path {
+                        if tombstone && key == *path {
                             self.tombstones.insert(key.clone(), collection);
                         }
                     }

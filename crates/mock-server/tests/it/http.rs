@@ -891,3 +891,46 @@ async fn running_tasks_end_after_a_restart() {
     server.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node keeps a bounded task history (`task_history`, about what Proxmox's rotated task index
+/// lists by default): the oldest finished tasks go, the newest stay.
+#[tokio::test]
+async fn task_history_is_bounded() {
+    let server = MockServer::builder()
+        .auth(false)
+        .task_history(5)
+        .spawn()
+        .await
+        .unwrap();
+    let http = client();
+    let mut upids = Vec::new();
+    for _ in 0..12 {
+        let reply: Value = http
+            .post(format!("{}/nodes/pve1/apt/update", server.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        upids.push(reply["data"].as_str().unwrap().to_owned());
+    }
+    let tasks: Value = http
+        .get(format!("{}/nodes/pve1/tasks?limit=100", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = tasks["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|task| task["upid"].as_str())
+        .collect();
+    assert!(listed.len() <= 6, "{listed:?}");
+    assert!(listed.contains(&upids[11].as_str()), "the newest stays");
+    assert!(!listed.contains(&upids[0].as_str()), "the oldest goes");
+    server.shutdown().await.unwrap();
+}
