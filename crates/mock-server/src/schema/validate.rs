@@ -47,6 +47,7 @@ pub(crate) fn coerce_params(op: &Operation, params: &mut Params) {
 /// would be VM 100.
 pub(crate) fn coerce(schema: &Schema, value: &mut Value) {
     if let (Some(format), Value::String(text)) = (&schema.format, &*value)
+        && matches!(schema.kind(), SchemaType::Integer | SchemaType::Number)
         && check_format(format, text).is_err()
     {
         return;
