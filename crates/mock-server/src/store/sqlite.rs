@@ -196,17 +196,21 @@ fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<(
             }
             Change::Delete { path } | Change::Forget { path } => {
                 let tombstone = matches!(change, Change::Delete { .. });
-                let collection: Option<Option<String>> = tx
-                    .prepare_cached("SELECT collection FROM objects WHERE path = ?1")
-                    .and_then(|mut s| s.query_row([path], |row| row.get(0)).optional())
-                    .map_err(sqlite("read member"))?;
+                // Only a tombstone needs the collection (pruned history leaves none).
+                let collection: Option<Option<String>> = if tombstone {
+                    tx.prepare_cached("SELECT collection FROM objects WHERE path = ?1")
+                        .and_then(|mut s| s.query_row([path], |row| row.get(0)).optional())
+                        .map_err(sqlite("read member"))?
+                } else {
+                    None
+                };
                 let (low, high) = subtree_range(path);
                 tx.prepare_cached(
                     "DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
                 )
                 .and_then(|mut s| s.execute(params![path, low, high]))
                 .map_err(sqlite("delete objects"))?;
-                if tombstone && let Some(Some(collection)) = collection {
+                if let Some(Some(collection)) = collection {
                     tx.prepare_cached(
                         "INSERT INTO tombstones (path, collection) VALUES (?1, ?2)
                          ON CONFLICT(path) DO UPDATE SET collection = excluded.collection",
