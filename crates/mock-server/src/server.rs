@@ -33,6 +33,9 @@ use crate::simulation::TaskDurations;
 use crate::state::{AppState, Settings};
 use crate::store::{Change, StateStore, Store};
 
+/// How long a connection may take to complete its TLS handshake and to send a request's headers.
+pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long shutdown waits for in-flight requests.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -79,6 +82,7 @@ pub struct MockServerBuilder {
     control_token: Option<String>,
     allowed_hosts: Vec<String>,
     task_history: usize,
+    header_timeout: Duration,
 }
 
 /// Everything but the secrets (root password, control token).
@@ -117,6 +121,7 @@ impl Default for MockServerBuilder {
             control_token: None,
             allowed_hosts: Vec::new(),
             task_history: crate::ops::tasks::DEFAULT_TASK_HISTORY,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
         }
     }
 }
@@ -222,6 +227,13 @@ impl MockServerBuilder {
         self
     }
 
+    /// How long a connection may take to complete its TLS handshake and to send each request's
+    /// headers before it is closed (30 s by default; pveproxy closes idle handles after 5 s).
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
     /// Uses the given metadata instead of an embedded tag (for tests).
     pub fn metadata(mut self, metadata: RouteMetadata) -> Self {
         self.metadata = Some(metadata);
@@ -260,6 +272,7 @@ impl MockServerBuilder {
             auth: self.auth,
             task_durations: self.task_durations.clone(),
             task_history: self.task_history,
+            header_timeout: self.header_timeout,
             root_password: self.root_password.clone(),
             fixture,
             control_token: self
@@ -451,28 +464,23 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let router = service(state.clone());
+    let timeout = state.settings.header_timeout;
     let (stop, stopped) = watch::channel(false);
-    let mut http_wait = stopped.clone();
-    let http_router = router.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, http_router)
-            .with_graceful_shutdown(async move {
-                let _ = http_wait.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let http_task = tokio::spawn(serve(http, None, router.clone(), stopped.clone(), timeout));
     let https_task = https.map(|(listener, acceptor)| {
-        let router = router.clone();
-        let stopped = stopped.clone();
-        tokio::spawn(serve_tls(listener, acceptor, router, stopped))
+        tokio::spawn(serve(
+            listener,
+            Some(acceptor),
+            router.clone(),
+            stopped.clone(),
+            timeout,
+        ))
     });
     shutdown.await;
     tracing::info!("shutting down: draining requests");
     let _ = stop.send(true);
     let drain = async {
-        if let Ok(Err(error)) = http_task.await {
-            tracing::warn!(%error, "HTTP server ended with an error");
-        }
+        let _ = http_task.await;
         if let Some(task) = https_task {
             let _ = task.await;
         }
@@ -485,29 +493,59 @@ pub(crate) async fn run(
     Ok(())
 }
 
-async fn serve_tls(
+/// How long the accept loop pauses after a failed `accept` (out of file descriptors, say), so
+/// that it does not spin; the other listener keeps serving meanwhile.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves one listener (plain HTTP, or HTTPS with `acceptor`) until `stopped`, then lets the
+/// open connections finish. A connection must complete its TLS handshake and send each
+/// request's headers within `timeout`, or it is closed: slow clients cannot hold connections.
+async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     router: Router,
     mut stopped: watch::Receiver<bool>,
+    timeout: Duration,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
-                let acceptor = acceptor.clone();
-                let service = hyper_util::service::TowerToHyperService::new(router.clone());
-                let watcher = graceful.watcher();
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => {
+                // Replies are written whole; no reason to wait for more data (Nagle).
+                let _ = stream.set_nodelay(true);
+                stream
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accepting a connection failed; pausing");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(timeout);
+        match acceptor.clone() {
+            None => {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(watcher.watch(builder.serve_connection(io, service)));
+            }
+            Some(acceptor) => {
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
                     let io = hyper_util::rt::TokioIo::new(tls);
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service);
-                    let _ = watcher.watch(connection).await;
+                    let _ = watcher.watch(builder.serve_connection(io, service)).await;
                 });
             }
-            _ = stopped.wait_for(|s| *s) => break,
         }
     }
     graceful.shutdown().await;

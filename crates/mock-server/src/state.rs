@@ -25,6 +25,8 @@ pub(crate) struct Settings {
     pub(crate) task_durations: TaskDurations,
     /// How many finished tasks each node keeps.
     pub(crate) task_history: usize,
+    /// How long a connection may take for its TLS handshake and each request's headers.
+    pub(crate) header_timeout: std::time::Duration,
     /// The root@pam password of the seed.
     pub(crate) root_password: String,
     /// The seed fixture (used by `POST /_mock/reset`).

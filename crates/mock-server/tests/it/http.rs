@@ -934,3 +934,42 @@ async fn task_history_is_bounded() {
     assert!(!listed.contains(&upids[0].as_str()), "the oldest goes");
     server.shutdown().await.unwrap();
 }
+
+/// A client that connects and sends nothing (or never finishes its TLS handshake) is
+/// disconnected after the header timeout instead of holding the connection for ever.
+#[tokio::test]
+async fn silent_connections_are_closed() {
+    use tokio::io::AsyncReadExt;
+
+    let server = MockServer::builder()
+        .auth(false)
+        .header_timeout(Duration::from_millis(300))
+        .spawn()
+        .await
+        .unwrap();
+    for address in [server.http_addr(), server.https_addr()] {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut buffer = [0u8; 256];
+        // The bound only keeps a broken build from hanging the suite; the server closes the
+        // connection long before it.
+        let read = tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| panic!("{address}: the connection stayed open"));
+        // hyper answers a header timeout with `408` before closing; TLS just closes.
+        match read {
+            Ok(0) | Err(_) => {}
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buffer[..n]);
+                assert!(text.starts_with("HTTP/1.1 408"), "{address}: {text}");
+            }
+        }
+    }
+    // The server still answers.
+    let reply = client()
+        .get(format!("{}/version", server.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 200);
+    server.shutdown().await.unwrap();
+}
