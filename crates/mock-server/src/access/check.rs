@@ -156,8 +156,8 @@ impl Checker<'_> {
         any: bool,
         noerr: bool,
     ) -> Result<bool, AppError> {
-        let perms = self.model.permissions(self.subject, path);
         if any {
+            let perms = self.model.permissions(self.subject, path);
             if perms.has_any(self.model.catalog().set(names.iter())) {
                 return Ok(true);
             }
@@ -166,18 +166,12 @@ impl Checker<'_> {
             }
             return Err(perm_error(Some(&format!("{path}, {}", names.join("|")))));
         }
-        for name in names {
-            let present = self
-                .model
-                .catalog()
-                .bit(name)
-                .is_some_and(|bit| perms.has_all(bit));
-            if !present {
-                if noerr {
-                    return Ok(false);
-                }
-                return Err(perm_error(Some(&format!("{path}, {name}"))));
+        if let Some(name) = super::rpcenv::missing_privilege(self.model, self.subject, path, names)
+        {
+            if noerr {
+                return Ok(false);
             }
+            return Err(perm_error(Some(&format!("{path}, {name}"))));
         }
         Ok(true)
     }

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::check::perm_error;
 use super::model::{AccessModel, ROOT};
+use super::rpcenv::owns_task;
 use super::{AccessCache, Caller};
 use crate::api::last_segment;
 use crate::error::AppError;
@@ -51,14 +52,9 @@ impl Viewer<'_> {
         model.has_any_privilege(self.subject, path, names)
     }
 
-    /// Whether the caller owns a task started by `user` (its own, or its owner's if the caller
-    /// is a token).
+    /// Whether the caller owns a task started by `user` ([`owns_task`]).
     fn owns_task(&self, user: &str) -> bool {
-        user == self.subject
-            || self
-                .subject
-                .split_once('!')
-                .is_some_and(|(owner, _)| owner == user)
+        owns_task(self.subject, user)
     }
 }
 

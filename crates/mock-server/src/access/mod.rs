@@ -11,6 +11,8 @@
 //! - [`effective`]: permissions as replies show them: effective permissions, the login `cap`.
 //! - [`check`]: the `permissions` objects of the route metadata, checked on every request.
 //! - [`filter`]: lists that only show what the caller may see (`VM.Audit`, `Sys.Audit`, ...).
+//! - [`rpcenv`]: the checks handlers make themselves (`check`, `check_vm_perm`,
+//!   `check_volume_access`), as `$rpcenv` offers them to Proxmox's handlers.
 //! - [`totp`]: RFC 6238 one-time passwords.
 //!
 //! # Where the state lives
@@ -37,6 +39,7 @@ pub(crate) mod effective;
 pub(crate) mod filter;
 pub(crate) mod model;
 pub(crate) mod privileges;
+pub(crate) mod rpcenv;
 pub(crate) mod totp;
 
 use std::sync::{Arc, RwLock};

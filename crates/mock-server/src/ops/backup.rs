@@ -12,6 +12,7 @@ use super::storage::{Volume, put_volume, volume};
 use super::storage::{storage_config, supports};
 use super::text;
 use super::{Call, Plan, Tx};
+use crate::access::rpcenv::RpcEnv;
 use crate::error::AppError;
 use crate::schema::split_list;
 use crate::store::{Change, Tables};
@@ -42,8 +43,23 @@ pub(crate) fn backup_timestamp(epoch: u64) -> String {
 pub(crate) fn vzdump(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let node = call.param("node").unwrap_or_default();
+    let rpc = tx.rpc(call);
+    check_vzdump_params(call, &rpc)?;
     let storage = backup_storage(call, tables)?;
-    let selected = selected_guests(call, tables, node)?;
+    let mut selected = selected_guests(call, tables, node)?;
+    // `exec_backup` (pve-manager `PVE/VZDump.pm`): `VM.Backup` on each guest; with `all=1`
+    // the others are skipped, else the task fails before backing anything up.
+    if let Some(vmid) = selected
+        .iter()
+        .find(|vmid| !rpc.allows(&format!("/vms/{vmid}"), &["VM.Backup"]))
+        .filter(|_| !call.flag("all"))
+    {
+        return super::fail(
+            call,
+            format!("Permission check failed (/vms/{vmid}, VM.Backup)\n"),
+        );
+    }
+    selected.retain(|vmid| rpc.allows(&format!("/vms/{vmid}"), &["VM.Backup"]));
     let now = crate::auth::now();
     let job = Job {
         node,
@@ -67,6 +83,46 @@ pub(crate) fn vzdump(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         plan.now.retain(|change| !is_backup_lock(change));
     }
     Ok(plan)
+}
+
+/// The checks of `vzdump`'s parameters before its task starts
+/// (`assert_param_permission_vzdump` in pve-manager `PVE/API2/VZDump.pm` and
+/// `assert_param_permission_common` in `PVE/API2/Backup.pm`): options only root may set,
+/// `Sys.Modify` for bandwidth and I/O settings, `Datastore.AllocateSpace` on the fleecing and
+/// target storages, `Datastore.Allocate` to prune, `Sys.Modify` on the node to `stop`.
+fn check_vzdump_params(call: &Call<'_>, rpc: &RpcEnv<'_>) -> Result<(), AppError> {
+    if rpc.is_root() {
+        return Ok(());
+    }
+    for key in ["tmpdir", "dumpdir", "script", "job-id"] {
+        if call.args.contains_key(key) {
+            return Err(AppError::param(key, "Only root may set this option."));
+        }
+    }
+    if ["bwlimit", "ionice", "performance"]
+        .iter()
+        .any(|key| call.args.get(*key).is_some_and(|v| !v.is_null()))
+    {
+        rpc.check("/", &["Sys.Modify"])?;
+    }
+    let fleecing = call.arg_text("fleecing").unwrap_or_default();
+    if let Some(storage) = fleecing
+        .split(',')
+        .find_map(|part| part.strip_prefix("storage="))
+    {
+        rpc.check(&format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
+    }
+    let storage = call
+        .arg_text("storage")
+        .unwrap_or_else(|| "local".to_owned());
+    if call.args.contains_key("prune-backups") {
+        rpc.check(&format!("/storage/{storage}"), &["Datastore.Allocate"])?;
+    }
+    if call.flag("stop") {
+        let node = call.param("node").unwrap_or_default();
+        rpc.check(&format!("/nodes/{node}"), &["Sys.Modify"])?;
+    }
+    rpc.check(&format!("/storage/{storage}"), &["Datastore.AllocateSpace"])
 }
 
 /// One vzdump run: where its archives go and how they are named.

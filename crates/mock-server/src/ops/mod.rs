@@ -51,6 +51,7 @@ use std::time::Duration;
 use route_metadata::{Method, Operation, PathNode};
 use serde_json::{Value, json};
 
+use crate::access::rpcenv::RpcEnv;
 use crate::access::{AccessCache, AccessModel, Caller};
 use crate::api::{Api, fill_template};
 use crate::auth::Signer;
@@ -148,6 +149,12 @@ impl<'a> Tx<'a> {
     /// The access model of these tables.
     pub(crate) fn access(&self) -> &AccessModel {
         self.model.get_or_init(|| self.access.model(self.tables))
+    }
+
+    /// The checks a handler makes for the caller of `call` (the access model is built only
+    /// for callers other than `root@pam`).
+    pub(crate) fn rpc<'s>(&'s self, call: &'s Call<'_>) -> RpcEnv<'s> {
+        RpcEnv::new(call.user(), || self.access())
     }
 }
 
@@ -273,9 +280,14 @@ impl Deferred {
         self.task.finish();
         let mut changes = self.at_end;
         changes.push(self.task.change());
-        let node = self.task.node;
+        let task = self.task;
+        let node = task.node.clone();
         let finished = store
             .transact(|tables| {
+                if !task.still_running(tables) {
+                    // Stopped meanwhile (`DELETE .../tasks/{upid}`): no effect, no second end.
+                    return Ok::<_, crate::store::StoreError>((Vec::new(), ()));
+                }
                 changes.extend(tasks::prune(tables, &node, task_history));
                 Ok::<_, crate::store::StoreError>((changes, ()))
             })

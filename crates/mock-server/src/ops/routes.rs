@@ -89,6 +89,7 @@ pub(crate) fn table() -> Vec<Route> {
         // Tasks.
         route(Get, "/nodes/{node}/tasks", Read(tasks::node_tasks)),
         route(Get, "/nodes/{node}/tasks/{upid}/log", Read(tasks::log)),
+        route(Delete, "/nodes/{node}/tasks/{upid}", Write(tasks::stop)),
         // Guests.
         route(Get, "/nodes/{node}/qemu", Read(nodes::guest_list)),
         route(Get, "/nodes/{node}/lxc", Read(nodes::guest_list)),

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::guest::{Guest, Kind};
 use super::text;
 use super::{Call, Plan, Tx};
+use crate::access::rpcenv::{RpcEnv, VolumeKind, parse_volname};
 use crate::api::last_segment;
 use crate::error::AppError;
 use crate::schema::split_list;
@@ -222,9 +223,16 @@ pub(crate) fn list_content(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppErr
         .get("vmid")
         .and_then(|v| text(v).parse::<u64>().ok());
     let collection = content_collection(&config, node, storage);
+    let rpc = tx.rpc(call);
     let mut entries: Vec<Value> = tables
         .members(&collection)
         .filter_map(|path| tables.get(path))
+        // Only what the caller may access (`check_volume_access` per item, errors skipped).
+        .filter(|row| {
+            let volid = row.get("volid").and_then(Value::as_str).unwrap_or_default();
+            rpc.check_volume_access(volid, &row_kind(row, volid), None)
+                .is_ok()
+        })
         .filter(|row| {
             content_filter
                 .as_deref()
@@ -257,12 +265,44 @@ fn volid_of(storage: &str, volume: &str) -> String {
     }
 }
 
+/// What a stored volume is: its row's `content` and `vmid`, or what its name says.
+fn row_kind(row: &Value, volid: &str) -> VolumeKind {
+    let mut kind = parse_volname(volid.split_once(':').map_or(volid, |(_, name)| name));
+    if let Some(content) = row.get("content").and_then(Value::as_str) {
+        kind.vtype = content.to_owned();
+    }
+    if let Some(vmid) = row
+        .get("vmid")
+        .and_then(Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+    {
+        kind.owner = Some(vmid);
+    }
+    kind
+}
+
+/// What a volume is, stored or not (`parse_volname`).
+pub(crate) fn volume_kind(tables: &Tables, node: &str, volid: &str) -> VolumeKind {
+    match volume(tables, node, volid) {
+        Some(volume) => VolumeKind {
+            vtype: volume.content,
+            owner: volume.vmid,
+        },
+        None => parse_volname(volid.split_once(':').map_or(volid, |(_, name)| name)),
+    }
+}
+
+/// The volume a call addresses, after the caller's access to it is checked: `check` gets the
+/// volume ID and what it is, before the volume's existence is (as `parse_volname` and the
+/// permission checks run before the plugin looks the volume up).
 fn volume_row<'t>(
     tables: &'t Tables,
     call: &Call<'_>,
+    check: impl FnOnce(&str, &VolumeKind) -> Result<(), AppError>,
 ) -> Result<(String, String, &'t Value), AppError> {
     let (node, storage, _) = storage_and_node(tables, call)?;
     let volid = volid_of(storage, call.param("volume").unwrap_or_default());
+    check(&volid, &volume_kind(tables, node, &volid))?;
     let path = volume_path(tables, node, &volid)?;
     match tables.get(&path) {
         Some(row) => Ok((volid, path, row)),
@@ -273,7 +313,10 @@ fn volume_row<'t>(
 /// `GET /nodes/{node}/storage/{storage}/content/{volume}`.
 pub(crate) fn volume_info(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
-    let (volid, _, row) = volume_row(tables, call)?;
+    let rpc = tx.rpc(call);
+    let (volid, _, row) = volume_row(tables, call, |volid, kind| {
+        rpc.check_volume_access(volid, kind, None)
+    })?;
     let storage = volid.split_once(':').map_or("", |(s, _)| s);
     let config = storage_config(tables, storage)?;
     let name = volid.split_once(':').map_or("", |(_, n)| n);
@@ -312,7 +355,10 @@ pub(crate) fn volume_info(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppErro
 /// `PUT` (notes, protected), `DELETE` and `POST` (copy) of one volume.
 pub(crate) fn volume_write(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
-    let (volid, path, row) = volume_row(tables, call)?;
+    let rpc = tx.rpc(call);
+    let (volid, path, row) = volume_row(tables, call, |volid, kind| {
+        check_volume_write(call, &rpc, volid, kind)
+    })?;
     let mut plan = Plan::default();
     match call.op.method {
         route_metadata::Method::Put => {
@@ -353,6 +399,31 @@ pub(crate) fn volume_write(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppErro
         }
     }
     Ok(plan)
+}
+
+/// The checks of `PUT` and `DELETE` on a volume (pve-storage `src/PVE/API2/Storage/Content.pm`):
+/// an update needs `check_volume_access`; a delete needs `Datastore.Allocate` on the storage, or
+/// for a guest's backup `Datastore.AllocateSpace` and `VM.Backup` on the guest. `POST` (copy)
+/// is for `root@pam` only, by its metadata.
+fn check_volume_write(
+    call: &Call<'_>,
+    rpc: &RpcEnv<'_>,
+    volid: &str,
+    kind: &VolumeKind,
+) -> Result<(), AppError> {
+    let storage = volid.split_once(':').map_or(volid, |(storage, _)| storage);
+    let storage_path = format!("/storage/{storage}");
+    match call.op.method {
+        route_metadata::Method::Put => rpc.check_volume_access(volid, kind, None),
+        route_metadata::Method::Delete => match (kind.vtype.as_str(), kind.owner) {
+            ("backup", Some(owner)) => {
+                rpc.check(&storage_path, &["Datastore.AllocateSpace"])?;
+                rpc.check(&format!("/vms/{owner}"), &["VM.Backup"])
+            }
+            _ => rpc.check(&storage_path, &["Datastore.Allocate"]),
+        },
+        _ => Ok(()),
+    }
 }
 
 /// `POST /nodes/{node}/storage/{storage}/content`: allocates a disk image (synchronous; answers

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::guest::Kind;
-use super::{Call, Tx};
+use super::{Call, Plan, Tx};
+use crate::access::rpcenv::owns_task;
 use crate::api::{last_segment, parent};
 use crate::auth;
 use crate::error::AppError;
@@ -118,6 +119,15 @@ impl TaskRecord {
                 self.exitstatus = Some("OK".to_owned());
             }
         }
+    }
+
+    /// Whether the stored record of this task still says `running` (a task stopped through
+    /// `DELETE .../tasks/{upid}` does not end a second time).
+    pub(crate) fn still_running(&self, tables: &Tables) -> bool {
+        tables
+            .get(&self.path())
+            .and_then(TaskRecord::from_row)
+            .is_some_and(|record| record.is_running())
     }
 
     /// Whether the task still runs.
@@ -389,4 +399,53 @@ pub(crate) fn log(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
             .map(|(index, line)| json!({"n": index + 1, "t": line}))
             .collect(),
     ))
+}
+
+/// `DELETE /nodes/{node}/tasks/{upid}` (`stop_task`, pve-manager `PVE/API2/Tasks.pm`): the
+/// caller owns the task or has `Sys.Modify` on the node; a running task is killed and ends with
+/// `received interrupt` (the worker's `SIGTERM` handler in pve-common
+/// `src/PVE/RESTEnvironment.pm`) without the effect it would have had; a finished task stays
+/// as it is.
+pub(crate) fn stop(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let node = call.param("node").unwrap_or_default();
+    let upid = call.param("upid").unwrap_or_default();
+    if !is_upid(upid) {
+        return Err(AppError::param("upid", "unable to parse worker upid"));
+    }
+    let Some(mut record) = tx
+        .tables
+        .get(&format!("/nodes/{node}/tasks/{upid}"))
+        .and_then(TaskRecord::from_row)
+    else {
+        return Err(AppError::param("upid", "no such task"));
+    };
+    if !owns_task(call.user(), &record.user) {
+        tx.rpc(call)
+            .check(&format!("/nodes/{node}"), &["Sys.Modify"])?;
+    }
+    let mut plan = Plan::default();
+    if record.is_running() {
+        record.error = Some("received interrupt".to_owned());
+        record.finish();
+        plan.now.push(record.change());
+    }
+    Ok(plan)
+}
+
+/// `PVE::Tools::upid_decode`'s pattern:
+/// `UPID:<node>:<pid, 8 hex>:<pstart, 8 or 9 hex>:<starttime, 8 hex>:<type>:<id>:<user>:`.
+fn is_upid(upid: &str) -> bool {
+    let fields: Vec<&str> = upid.split(':').collect();
+    let hex = |text: &str, lengths: &[usize]| {
+        lengths.contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    fields.len() == 9
+        && fields[0] == "UPID"
+        && !fields[1].is_empty()
+        && hex(fields[2], &[8])
+        && hex(fields[3], &[8, 9])
+        && hex(fields[4], &[8])
+        && !fields[5].is_empty()
+        && !fields[7].is_empty()
+        && fields[8].is_empty()
 }

@@ -10,7 +10,7 @@ use mock_server::{
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::client;
+use crate::session::{Session, post_ticket};
 
 /// Alice's TOTP secret (base32 of "12345678901234567890").
 const ALICE_TOTP: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -75,86 +75,6 @@ fn fixture() -> Fixture {
 
 async fn server() -> MockServerHandle {
     MockServer::builder().seed(fixture()).spawn().await.unwrap()
-}
-
-/// An authenticated client: a ticket (with CSRF token) or an API token.
-struct Session {
-    base: String,
-    auth: Auth,
-    http: reqwest::Client,
-}
-
-enum Auth {
-    Ticket { ticket: String, csrf: String },
-    Token(String),
-}
-
-async fn post_ticket(base: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let response = client()
-        .post(format!("{base}/access/ticket"))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-impl Session {
-    async fn login(base: &str, username: &str, password: &str) -> Session {
-        let (status, reply) =
-            post_ticket(base, &[("username", username), ("password", password)]).await;
-        assert_eq!(status, 200, "{username}: {reply}");
-        Session::with_ticket(base, &reply["data"])
-    }
-
-    fn with_ticket(base: &str, data: &Value) -> Session {
-        Session {
-            base: base.to_owned(),
-            auth: Auth::Ticket {
-                ticket: data["ticket"].as_str().unwrap().to_owned(),
-                csrf: data["CSRFPreventionToken"].as_str().unwrap().to_owned(),
-            },
-            http: client(),
-        }
-    }
-
-    fn token(base: &str, value: &str) -> Session {
-        Session {
-            base: base.to_owned(),
-            auth: Auth::Token(value.to_owned()),
-            http: client(),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        let mut builder = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        builder = match &self.auth {
-            Auth::Ticket { ticket, csrf } => {
-                let builder = builder.header("Cookie", format!("PVEAuthCookie={ticket}"));
-                if method == Method::GET {
-                    builder
-                } else {
-                    builder.header("CSRFPreventionToken", csrf)
-                }
-            }
-            Auth::Token(value) => builder.header("Authorization", format!("PVEAPIToken={value}")),
-        };
-        builder = if method == Method::GET || method == Method::DELETE {
-            builder.query(form)
-        } else {
-            builder.form(form)
-        };
-        let response = builder.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(Method::GET, path, &[]).await
-    }
 }
 
 fn message(reply: &Value) -> &str {

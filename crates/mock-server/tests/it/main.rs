@@ -7,8 +7,10 @@ mod access;
 mod control;
 mod formats;
 mod guests;
+mod handler_checks;
 mod http;
 mod secrets;
+mod session;
 mod simulation;
 
 use mock_server::{MockServer, MockServerHandle};

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::config_args;
 use crate::error::AppError;
 use crate::ops::disks::Allocator;
+use crate::ops::guest::{ConfigChange, check_config_change, check_edit, put_config};
 use crate::ops::guest::{Guest, config_digest, hide_cipassword};
-use crate::ops::guest::{check_edit, put_config};
 use crate::ops::guest::{is_disk_key, is_unused_key, owned_by};
 use crate::ops::{Call, Plan, Tx, fail, snapshots, storage, text, visible};
 use crate::schema::split_list;
@@ -71,6 +71,36 @@ pub(crate) fn update_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Resu
             ));
         }
     }
+    // `cdrom` is `ide2` (`$resolve_cdrom_alias`); reverted keys are checked like deleted ones.
+    let removed: Vec<String> = deletes
+        .iter()
+        .cloned()
+        .chain(
+            call.arg_text("revert")
+                .map(|list| split_list(&list).map(str::to_owned).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+        .map(|key| {
+            if key == "cdrom" {
+                "ide2".to_owned()
+            } else {
+                key
+            }
+        })
+        .collect();
+    check_config_change(
+        &tx.rpc(call),
+        tables,
+        &ConfigChange {
+            kind: guest.kind,
+            vmid: guest.vmid,
+            pool: None,
+            old: &config,
+            set: &updates,
+            delete: &removed,
+            create: false,
+        },
+    )?;
     if let Err(message) = check_edit(call, tables, guest, &config) {
         return fail(call, message);
     }

@@ -23,7 +23,8 @@ pub(crate) use lifecycle::{clone, destroy, migrate, template};
 pub(crate) use power::{power, power_path};
 
 use super::disks::Allocator;
-use super::guest::{Guest, Kind, Power, put_config, put_status, status_row};
+use super::guest::{ConfigChange, Guest, Kind, Power, check_config_change};
+use super::guest::{put_config, put_status, status_row};
 use super::{Call, Plan, Tx, text};
 use crate::api::Api;
 use crate::auth;
@@ -99,9 +100,11 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         return Err(error);
     }
     let guest = Guest::at(kind, node, vmid);
+    let settings = config_args(call, kind);
+    check_create_perms(call, tx, kind, vmid, &settings)?;
     let mut allocator = Allocator::new(tables, node, vmid);
     let mut config = Map::new();
-    for (key, value) in config_args(call, kind) {
+    for (key, value) in settings {
         let prepared = allocator.prepare(kind, &key, &value)?;
         config.insert(key, prepared);
     }
@@ -115,6 +118,53 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
             .push(put_status(&guest, status_row(Power::Running, auth::now())));
     }
     Ok(plan)
+}
+
+/// The checks of a new guest's settings beyond `VM.Allocate` (which the request already
+/// passed): every key as a config change into the pool, and a container's template
+/// (`check_volume_access` of `ostemplate`, pve-container `src/PVE/API2/LXC.pm`).
+fn check_create_perms(
+    call: &Call<'_>,
+    tx: &Tx<'_>,
+    kind: Kind,
+    vmid: u32,
+    settings: &Map<String, Value>,
+) -> Result<(), AppError> {
+    let rpc = tx.rpc(call);
+    if rpc.is_root() {
+        return Ok(());
+    }
+    check_config_change(
+        &rpc,
+        tx.tables,
+        &ConfigChange {
+            kind,
+            vmid,
+            pool: call.arg_str("pool"),
+            old: &Map::new(),
+            set: settings,
+            delete: &[],
+            create: true,
+        },
+    )?;
+    if kind == Kind::Lxc
+        && let Some(template) = call.arg_str("ostemplate")
+    {
+        let volume = template.split_once(':').map_or("", |(_, name)| name);
+        let wanted = if call.flag("restore") {
+            "backup"
+        } else {
+            "vztmpl"
+        };
+        let found = crate::access::rpcenv::parse_volname(volume);
+        if template.contains(':') && found.vtype != wanted {
+            return Err(AppError::die(format!(
+                "unable to use volume {template} - content type needs to be '{wanted}'\n"
+            )));
+        }
+        rpc.check_volume_access(template, &found, Some(vmid))?;
+    }
+    Ok(())
 }
 
 /// Whether a config key is in the schema of the kind's `GET .../config` (every key is when the
