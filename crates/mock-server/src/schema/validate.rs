@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use route_metadata::{Operation, Schema, SchemaType};
 use serde_json::{Map, Value};
 
-use super::formats::{check_format, is_integer, is_number, parse_boolean};
+use super::formats::{check_format, check_value_format, is_integer, is_number, parse_boolean};
 use super::property_string::parse_property_string;
 use crate::api::Api;
 
@@ -286,7 +286,7 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &str, errors: &
             return;
         }
     } else if let Some(format) = &schema.format
-        && let Err(message) = check_format(format, &text)
+        && let Err(message) = check_value_format(api, format, &text, path)
     {
         add_error(errors, path, format!("invalid format - {message}"));
         return;
