@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The public surface is the builder and handle ([`MockServer`], [`MockServerHandle`]), the
-//! store choice ([`Store`]), the seed fixture types ([`Fixture`] and its parts), the simulation
+//! store choice ([`Store`], [`Synchronous`]), the seed fixture types ([`Fixture`] and its parts), the simulation
 //! controls ([`FaultSpec`], [`TaskDurations`], [`Profile`]) and [`Error`]. Everything else is
 //! internal; `docs/ARCHITECTURE.md` walks a request through it. The modules:
 //!
@@ -55,4 +55,4 @@ pub use seed::profile::Profile;
 pub use seed::{Fixture, GuestSeed, NodeSeed, StorageSeed, UserSeed};
 pub use server::{MockServer, MockServerBuilder, MockServerHandle, TlsSource, resolve_tag};
 pub use simulation::{FaultKind, FaultSpec, TaskDurations};
-pub use store::{Store, StoreError};
+pub use store::{Store, StoreError, Synchronous};

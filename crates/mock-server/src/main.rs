@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use mock_server::{Fixture, MockServer, Profile, Store, TaskDurations, TlsSource};
+use mock_server::{Fixture, MockServer, Profile, Store, Synchronous, TaskDurations, TlsSource};
 
 /// Command-line options (each with an environment fallback).
 #[derive(Debug, Parser)]
@@ -90,6 +90,17 @@ struct Options {
     /// How many finished tasks each node keeps; older ones are dropped.
     #[arg(long, env = "PROXMOX_MOCK_TASK_HISTORY", default_value_t = 2_000)]
     task_history: usize,
+    /// How long a connection may take for its TLS handshake and to send each request's headers
+    /// before it is closed, in seconds (fractions allowed).
+    #[arg(long, env = "PROXMOX_MOCK_HEADER_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    header_timeout: Duration,
+    /// How long the reply to a failed authentication waits, in seconds (pveproxy: 3; 0 is off).
+    #[arg(long, env = "PROXMOX_MOCK_AUTH_FAILURE_DELAY", default_value = "0", value_parser = parse_seconds)]
+    auth_failure_delay: Duration,
+    /// Durability of the SQLite state: normal (a reply survives a crash of the process) or full
+    /// (it also survives a power loss; an fsync per commit).
+    #[arg(long, env = "PROXMOX_MOCK_SYNC", value_enum, default_value_t = SyncLevel::Normal)]
+    sync: SyncLevel,
     /// Deprecated: the default task duration in milliseconds (use --task-duration).
     #[arg(long, env = "PROXMOX_MOCK_TASK_DELAY_MS", hide = true)]
     task_delay_ms: Option<u64>,
@@ -99,6 +110,12 @@ struct Options {
 enum StoreKind {
     Sqlite,
     Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SyncLevel {
+    Normal,
+    Full,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -142,7 +159,13 @@ async fn main() -> anyhow::Result<()> {
         .listen(options.listen)
         .http_listen(options.http_listen)
         .allowed_hosts(options.allowed_hosts.iter().map(|host| host.trim()))
-        .tls(tls);
+        .tls(tls)
+        .header_timeout(options.header_timeout)
+        .auth_failure_delay(options.auth_failure_delay)
+        .synchronous(match options.sync {
+            SyncLevel::Normal => Synchronous::Normal,
+            SyncLevel::Full => Synchronous::Full,
+        });
     if let Some(token) = &options.control_token {
         builder = builder.control_token(token.clone());
     }
@@ -172,7 +195,11 @@ async fn main() -> anyhow::Result<()> {
     println!("  HTTPS: {}", server.https_base_url());
     println!("  HTTP:  {}", server.base_url());
     match &store {
-        Store::Sqlite(path) => println!("  state: {} (SQLite, WAL)", path.display()),
+        Store::Sqlite(path) => println!(
+            "  state: {} (SQLite, WAL, synchronous={:?})",
+            path.display(),
+            options.sync
+        ),
         Store::Memory => println!("  state: memory"),
     }
     if options.auth == Switch::On {
@@ -183,6 +210,18 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await;
     server.shutdown().await.context("shutting down")?;
     Ok(())
+}
+
+/// A duration in seconds: `3`, `0.5` (not negative, at most a day).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
+        return Err(format!("'{text}' is not between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 async fn shutdown_signal() {

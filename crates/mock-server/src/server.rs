@@ -26,12 +26,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::api::{self, Api};
 use crate::auth::{DEFAULT_TICKET_LIFETIME, Signer};
 use crate::error::Error;
-use crate::http::{app, panic_response};
+use crate::http::{Wire, WireService, app, panic_response};
 use crate::seed::Fixture;
 use crate::seed::profile::Profile;
 use crate::simulation::TaskDurations;
 use crate::state::{AppState, Settings};
-use crate::store::{Change, StateStore, Store};
+use crate::store::{Change, StateStore, Store, Synchronous};
 
 /// How long a connection may take to complete its TLS handshake and to send a request's headers.
 pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,6 +83,8 @@ pub struct MockServerBuilder {
     allowed_hosts: Vec<String>,
     task_history: usize,
     header_timeout: Duration,
+    auth_failure_delay: Duration,
+    synchronous: Synchronous,
 }
 
 /// Everything but the secrets (root password, control token).
@@ -99,6 +101,9 @@ impl std::fmt::Debug for MockServerBuilder {
             .field("task_history", &self.task_history)
             .field("ticket_lifetime", &self.ticket_lifetime)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("header_timeout", &self.header_timeout)
+            .field("auth_failure_delay", &self.auth_failure_delay)
+            .field("synchronous", &self.synchronous)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +127,8 @@ impl Default for MockServerBuilder {
             allowed_hosts: Vec::new(),
             task_history: crate::ops::tasks::DEFAULT_TASK_HISTORY,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            auth_failure_delay: Duration::ZERO,
+            synchronous: Synchronous::Normal,
         }
     }
 }
@@ -234,6 +241,21 @@ impl MockServerBuilder {
         self
     }
 
+    /// How long a failed authentication waits before its reply (0, off, by default). pveproxy
+    /// delays every `401` by 3 seconds, and also the other replies of a failed authentication
+    /// (a refused upload's `403`); `Duration::from_secs(3)` mimics it.
+    pub fn auth_failure_delay(mut self, delay: Duration) -> Self {
+        self.auth_failure_delay = delay;
+        self
+    }
+
+    /// How durable a commit of the SQLite store is ([`Synchronous::Normal`] by default: it
+    /// survives a crash of the process, not a power loss). No effect on a memory store.
+    pub fn synchronous(mut self, level: Synchronous) -> Self {
+        self.synchronous = level;
+        self
+    }
+
     /// Uses the given metadata instead of an embedded tag (for tests).
     pub fn metadata(mut self, metadata: RouteMetadata) -> Self {
         self.metadata = Some(metadata);
@@ -254,7 +276,7 @@ impl MockServerBuilder {
             api.meta.schema_sha256,
             crate::seed::profile::fingerprint(&fixture)
         );
-        let store = StateStore::open(&self.store, &fingerprint, seed)?;
+        let store = StateStore::open_with(&self.store, self.synchronous, &fingerprint, seed)?;
         let signer = match store
             .meta("instance_key")
             .and_then(|key| Signer::from_hex(&key, self.ticket_lifetime))
@@ -273,6 +295,7 @@ impl MockServerBuilder {
             task_durations: self.task_durations.clone(),
             task_history: self.task_history,
             header_timeout: self.header_timeout,
+            auth_failure_delay: self.auth_failure_delay,
             root_password: self.root_password.clone(),
             fixture,
             control_token: self
@@ -525,15 +548,17 @@ async fn serve(
                 continue;
             }
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = WireService::new(router.clone());
         let watcher = graceful.watcher();
         let mut builder = hyper::server::conn::http1::Builder::new();
+        // `Wire` times out heads the way pveproxy does (a close without a reply); hyper's own
+        // header timeout would answer `408` instead.
         builder
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(timeout);
+            .header_read_timeout(None);
         match acceptor.clone() {
             None => {
-                let io = hyper_util::rt::TokioIo::new(stream);
+                let io = hyper_util::rt::TokioIo::new(Wire::new(stream, timeout));
                 tokio::spawn(watcher.watch(builder.serve_connection(io, service)));
             }
             Some(acceptor) => {
@@ -542,7 +567,7 @@ async fn serve(
                     else {
                         return;
                     };
-                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let io = hyper_util::rt::TokioIo::new(Wire::new(tls, timeout));
                     let _ = watcher.watch(builder.serve_connection(io, service)).await;
                 });
             }

@@ -27,6 +27,8 @@ pub(crate) struct Settings {
     pub(crate) task_history: usize,
     /// How long a connection may take for its TLS handshake and each request's headers.
     pub(crate) header_timeout: std::time::Duration,
+    /// How long the reply to a failed authentication waits (pveproxy: 3 s; 0 is off).
+    pub(crate) auth_failure_delay: std::time::Duration,
     /// The root@pam password of the seed.
     pub(crate) root_password: String,
     /// The seed fixture (used by `POST /_mock/reset`).

@@ -11,6 +11,7 @@ mod authn;
 mod body;
 mod control;
 mod pipeline;
+mod wire;
 
 use axum::Router;
 use axum::body::Body;
@@ -23,6 +24,8 @@ use serde_json::{Value, json};
 
 use crate::error::AppError;
 use crate::state::AppState;
+
+pub(crate) use wire::{Service as WireService, Wire};
 
 /// Builds the router.
 pub(crate) fn app(state: AppState) -> Router {

@@ -16,6 +16,8 @@
 //! 6. [`crate::schema`]: coerce and validate (400 `Parameter verification failed.`);
 //! 7. [`crate::ops::run`]: the handler from the route table, and the `{"data": ...}` reply.
 
+use std::time::Instant;
+
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -36,6 +38,7 @@ const MAX_PATH: usize = 4096;
 
 /// The fallback handler of the router: every request that is not a control endpoint.
 pub(super) async fn api_entry(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
     match handle(&state, request).await {
         Ok(data) => {
             // Serialise the envelope directly instead of building another `Value`.
@@ -45,7 +48,18 @@ pub(super) async fn api_entry(State(state): State<AppState>, request: Request) -
             body.push('}');
             json_response(StatusCode::OK, None, body)
         }
-        Err(error) => error.into_response(),
+        Err(error) => {
+            // `handle_api2_request`: a 401 from a handler (a failed login) waits until the
+            // delay has passed since the request began.
+            let delay = state.settings.auth_failure_delay;
+            if error.http_status() == StatusCode::UNAUTHORIZED
+                && let Some(rest) = delay.checked_sub(started.elapsed())
+                && !rest.is_zero()
+            {
+                tokio::time::sleep(rest).await;
+            }
+            error.into_response()
+        }
     }
 }
 
@@ -58,7 +72,18 @@ async fn handle(state: &AppState, request: Request) -> Result<Value, AppError> {
         .decode_utf8()
         .map_err(|_| AppError::bad_request("invalid UTF-8 in request path\n"))?
         .into_owned();
-    let caller = authn::authenticate(state, method, &decoded_rel, &parts.headers)?;
+    let caller = match authn::authenticate(state, method, &decoded_rel, &parts.headers) {
+        Ok(caller) => caller,
+        Err(error) => {
+            // `authenticate_and_handle_request`: every failure of `auth_handler` (401, or the
+            // 403 of a refused upload) is delayed ("always delay unauthorized calls").
+            let delay = state.settings.auth_failure_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            return Err(error);
+        }
+    };
     let (matched, op) = route(state, method, rel_path, &decoded_rel, &caller)?;
     let mut params = params(&parts, body, method, &matched).await?;
     authorize(state, &caller, op, &params)?;

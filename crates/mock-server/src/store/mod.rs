@@ -5,7 +5,8 @@
 //! (members that were deleted, so a second delete is an error) and *metadata* (the schema
 //! fingerprint and the instance key). All of it lives in memory in [`Tables`] (`tables.rs`); the
 //! SQLite backend (`sqlite.rs`) writes through to a database in WAL mode (`synchronous=NORMAL`,
-//! busy timeout, prepared cached statements) from one dedicated writer thread.
+//! or `FULL` as chosen with [`Synchronous`], busy timeout, prepared cached statements) from one
+//! dedicated writer thread.
 //!
 //! # The write path
 //!
@@ -24,6 +25,8 @@
 
 mod sqlite;
 mod tables;
+
+pub use sqlite::Synchronous;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -109,10 +112,21 @@ impl std::fmt::Debug for StateStore {
 pub(crate) const META_FINGERPRINT: &str = "schema_sha256";
 
 impl StateStore {
-    /// Opens a store. When the stored schema fingerprint differs from `fingerprint` (or the
-    /// database is new), the state is reset to `seed`.
+    /// [`StateStore::open_with`] at the default durability.
+    #[cfg(test)]
     pub(crate) fn open(
         store: &Store,
+        fingerprint: &str,
+        seed: Vec<Change>,
+    ) -> Result<Arc<StateStore>, StoreError> {
+        StateStore::open_with(store, Synchronous::default(), fingerprint, seed)
+    }
+
+    /// Opens a store (`synchronous` applies to SQLite only). When the stored schema fingerprint
+    /// differs from `fingerprint` (or the database is new), the state is reset to `seed`.
+    pub(crate) fn open_with(
+        store: &Store,
+        synchronous: Synchronous,
         fingerprint: &str,
         seed: Vec<Change>,
     ) -> Result<Arc<StateStore>, StoreError> {
@@ -129,7 +143,7 @@ impl StateStore {
                 (Arc::new(RwLock::new(tables)), None, None)
             }
             Store::Sqlite(path) => {
-                let (tables, writer) = sqlite::open(path, fingerprint, seed)?;
+                let (tables, writer) = sqlite::open(path, synchronous, fingerprint, seed)?;
                 (tables, Some(writer), Some(path.clone()))
             }
         };

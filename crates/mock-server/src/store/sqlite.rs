@@ -17,6 +17,42 @@ fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sqlite { context, source }
 }
 
+/// How hard SQLite works to make a commit durable (`PRAGMA synchronous`), in WAL mode
+/// (<https://www.sqlite.org/pragma.html#pragma_synchronous>).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `synchronous=NORMAL`: the WAL is synced at checkpoints, not at each commit. A commit
+    /// survives a crash of the mock process (the WAL is in the OS's page cache) but the last
+    /// commits before a power loss or an OS crash may be lost; the database stays consistent.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: the WAL is synced at every commit, so a reply (which waits for its
+    /// commit) also survives a power loss or an OS crash. Writes cost an `fsync` each (group
+    /// commit shares one between the requests that commit together).
+    Full,
+}
+
+impl Synchronous {
+    /// The pragma value.
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Sets up a connection: WAL, the durability level, the busy timeout.
+fn configure(conn: &Connection, synchronous: Synchronous) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sqlite("enable WAL"))?;
+    conn.pragma_update(None, "synchronous", synchronous.pragma())
+        .map_err(sqlite("set synchronous"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite("set busy timeout"))
+}
+
 /// A job for the writer thread.
 pub(super) enum Job {
     Batch(Vec<Change>, oneshot::Sender<Result<(), StoreError>>),
@@ -28,17 +64,13 @@ pub(super) enum Job {
 /// writer thread. Returns the tables the writer keeps honest and the writer's queue.
 pub(super) fn open(
     path: &Path,
+    synchronous: Synchronous,
     fingerprint: &str,
     seed: Vec<Change>,
 ) -> Result<(Arc<RwLock<Tables>>, mpsc::Sender<Job>), StoreError> {
     restrict_permissions(path)?;
     let mut conn = Connection::open(path).map_err(sqlite("open database"))?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(sqlite("enable WAL"))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(sqlite("set synchronous"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sqlite("set busy timeout"))?;
+    configure(&conn, synchronous)?;
     conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS objects (
@@ -376,5 +408,32 @@ fn commit_batches(conn: &mut Connection, batches: &[Batch]) -> Vec<Result<(), St
                 .map(|batch| commit(conn, std::slice::from_ref(batch)))
                 .collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The chosen level reaches the connection (`PRAGMA synchronous`: 1 is NORMAL, 2 FULL).
+    #[test]
+    fn synchronous_reaches_the_pragma() {
+        let dir = std::env::temp_dir().join(format!("mock-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (level, expected) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let conn = Connection::open(dir.join(format!("{expected}.db"))).unwrap();
+            configure(&conn, level).unwrap();
+            let value: i64 = conn
+                .query_row("PRAGMA synchronous", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(value, expected, "{level:?}");
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

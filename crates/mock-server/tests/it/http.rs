@@ -973,3 +973,165 @@ async fn silent_connections_are_closed() {
     assert_eq!(reply.status().as_u16(), 200);
     server.shutdown().await.unwrap();
 }
+
+/// With `auth_failure_delay` (pveproxy: 3 s), failed authentications and failed logins still get
+/// their usual replies, only later. (No timing assertion: the suite must not depend on load.)
+#[tokio::test]
+async fn delayed_auth_failures_still_answer() {
+    let server = MockServer::builder()
+        .auth_failure_delay(Duration::from_millis(50))
+        .spawn()
+        .await
+        .unwrap();
+    let http = client();
+    let base = server.base_url();
+    let response = http.get(format!("{base}/nodes")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let response = http
+        .post(format!("{base}/access/ticket"))
+        .form(&[("username", "root@pam"), ("password", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    // Successful calls are not delayed and work as before.
+    let session = Session::login(&base).await;
+    assert_eq!(session.get("/version").await.0, 200);
+    server.shutdown().await.unwrap();
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes it (bounded so that a
+/// broken build cannot hang the suite). Returns what came back.
+async fn raw_exchange(address: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection stayed open");
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// The status line, the headers (lower-case names) and the body of a raw reply.
+fn split_reply(reply: &str) -> (String, Vec<(String, String)>, String) {
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((reply, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_owned();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Requests hyper would refuse with an empty `400`/`414`/`431` get pveproxy's answers
+/// (`AnyEvent.pm`: `push_request_header`, `unshift_read_header`, `process_header`): the message
+/// as status reason and body, no `Content-Type`, `Connection: close`; header floods are closed
+/// without a reply.
+#[tokio::test]
+async fn malformed_requests_get_pveproxys_answers() {
+    let server = MockServer::builder().auth(false).spawn().await.unwrap();
+    let address = server.http_addr();
+    let cases: [(&[u8], &str, &str); 7] = [
+        (b"garbage\r\n\r\n", "HTTP/1.0 400 bad request", "bad request"),
+        (
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "HTTP/1.0 506 http protocol version 2.0 not supported",
+            "http protocol version 2.0 not supported",
+        ),
+        (
+            b"GET user@evil/api2/json/version HTTP/1.1\r\n\r\n",
+            "HTTP/1.0 400 invalid url",
+            "invalid url",
+        ),
+        (
+            b"GET /api2/json/version HTTP/1.1\r\nHost: x\r\n: nameless\r\n\r\n",
+            "HTTP/1.1 506 unable to parse request header",
+            "unable to parse request header",
+        ),
+        (
+            b"POST /api2/json/pools HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nx=1&y\r\n0\r\n\r\n",
+            "HTTP/1.1 501 chunked transfer encoding not supported",
+            "chunked transfer encoding not supported",
+        ),
+        (
+            b"POST /api2/json/pools HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc",
+            "HTTP/1.1 501 Unknown transfer encoding 'gzip'",
+            "Unknown transfer encoding 'gzip'",
+        ),
+        (
+            b"PATCH /api2/json/version HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 501 method 'PATCH' not available",
+            "",
+        ),
+    ];
+    for (request, status, body) in cases {
+        let reply = raw_exchange(address, request).await;
+        let (got_status, headers, got_body) = split_reply(&reply);
+        assert_eq!(got_status, status, "{reply}");
+        assert_eq!(got_body, body, "{reply}");
+        assert_eq!(header(&headers, "connection"), Some("close"), "{reply}");
+        assert_eq!(header(&headers, "content-type"), None, "{reply}");
+        assert_eq!(header(&headers, "server"), Some("pve-api-daemon/3.0"));
+        assert_eq!(header(&headers, "pragma"), Some("no-cache"));
+    }
+    // A target longer than hyper takes: the mock's own refusal, in the same shape.
+    let long = format!("GET /api2/json/{} HTTP/1.1\r\n\r\n", "a".repeat(70_000));
+    let (status, _, body) = split_reply(&raw_exchange(address, long.as_bytes()).await);
+    assert_eq!(status, "HTTP/1.1 414 request URI too long");
+    assert_eq!(body, "request URI too long");
+    // 63 header lines, or 8 KiB of them: pveproxy dies in its read callback and never answers.
+    let many: String = (0..63).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let flood = format!("GET /api2/json/version HTTP/1.1\r\n{many}\r\n");
+    assert_eq!(raw_exchange(address, flood.as_bytes()).await, "");
+    let large = format!(
+        "GET /api2/json/version HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(9_000)
+    );
+    assert_eq!(raw_exchange(address, large.as_bytes()).await, "");
+    // Just under the limits, the request is served.
+    let fewer: String = (0..61).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let fine = format!("GET /api2/json/version HTTP/1.1\r\n{fewer}Connection: close\r\n\r\n");
+    let reply = raw_exchange(address, fine.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    // Folded header lines are joined, odd characters in the target escaped, as Perl does.
+    let folded =
+        b"GET /api2/json/version?_dc=<a> HTTP/1.1\r\nX-Folded: a\r\n  b\r\nConnection: close\r\n\r\n";
+    let reply = raw_exchange(address, folded).await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    server.shutdown().await.unwrap();
+}
+
+/// Pipelined requests stay in order: a refused request after a good one is answered after it.
+#[tokio::test]
+async fn refusals_keep_the_order_of_pipelined_requests() {
+    let server = MockServer::builder().auth(false).spawn().await.unwrap();
+    let reply = raw_exchange(
+        server.http_addr(),
+        b"GET /api2/json/version HTTP/1.1\r\nHost: x\r\n\r\nGET /api2/json/version HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
+    let first = reply.find("HTTP/1.1 200 ").unwrap();
+    let second = reply
+        .find("HTTP/1.1 501 chunked transfer encoding not supported")
+        .unwrap();
+    assert!(first < second, "{reply}");
+    server.shutdown().await.unwrap();
+}
