@@ -1,6 +1,8 @@
-//! Named formats checked on the value as sent, with pve-access-control's and pve-common's
-//! messages: user, token, realm, group, role and pool IDs, and VM IDs that only look like one
-//! after conversion to a number.
+//! Named formats checked on the value as sent, with the registered verifiers' messages: user,
+//! token, realm, group, role and pool IDs, VM IDs that only look like one after conversion to a
+//! number, MACs, network configurations, DNS names, e-mail addresses, calendar events, boot
+//! orders, CPU models and hash formats (`smbios1`, `ide2`); and what Proxmox's verification lets
+//! through (volume names, a NUL in a description, huge memory sizes).
 
 use mock_server::{AclSeed, Fixture, MockServer, MockServerHandle, UserSeed};
 use serde_json::Value;
@@ -263,4 +265,168 @@ async fn vm_ids_are_checked_as_sent() {
     assert_ne!(status, 200, "{body}");
     assert!(body["data"].is_null(), "{body}");
     server.shutdown().await.unwrap();
+}
+
+/// Sends `form` to `path` as root and returns the status and reply.
+async fn root_call(
+    server: &MockServerHandle,
+    method: reqwest::Method,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let root = login(server, "root@pam", "secret").await.unwrap();
+    call(server, &root, method, path, form).await
+}
+
+/// Each value fails Proxmox's parameter verification with its format's message.
+#[tokio::test]
+async fn named_formats_are_checked_on_the_value_as_sent() {
+    let server = server().await;
+    let put = reqwest::Method::PUT;
+    let config = "/nodes/pve1/qemu/100/config";
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            config,
+            "smbios1",
+            "uuid=zz",
+            "invalid format - format error\nsmbios1.uuid: value does not match the regex pattern\n",
+        ),
+        (
+            config,
+            "net0",
+            "virtio=01:24:11:00:00:01,bridge=vmbr0",
+            "invalid format - format error\nnet0.macaddr: invalid format - value does not look like a valid unicast MAC address\n\n",
+        ),
+        (
+            config,
+            "ipconfig0",
+            "ip=10.0.0.2/99",
+            "invalid format - format error\nipconfig0.ip: invalid format - value does not look like a valid ipv4 network configuration\n\n",
+        ),
+        (
+            config,
+            "cpu",
+            "pentium9",
+            "invalid format - Built-in cputype 'pentium9' is not defined (missing 'custom-' prefix?)\n",
+        ),
+        (
+            config,
+            "boot",
+            "order=scsi0;floppy0",
+            "invalid format - format error\nboot.order: invalid format - invalid boot device 'floppy0'\n\n",
+        ),
+        (
+            config,
+            "hotplug",
+            "network,gpu",
+            "invalid format - unable to parse hotplug option\n",
+        ),
+        (
+            config,
+            "ide2",
+            "nostorage,media=cdrom",
+            "invalid format - format error\nide2.file: invalid format - unable to parse volume ID 'nostorage'\n\n",
+        ),
+        (
+            "/access/users/root@pam",
+            "email",
+            "not-an-email",
+            "invalid format - value does not look like a valid email address\n",
+        ),
+        (
+            "/cluster/options",
+            "mac_prefix",
+            "01:00",
+            "invalid format - value is not a valid unicast MAC address prefix\n",
+        ),
+    ];
+    for (path, key, value, message) in cases {
+        let (status, body) = root_call(&server, put.clone(), path, &[(key, value)]).await;
+        assert_eq!(status, 400, "{key}={value}: {body}");
+        assert_eq!(body["message"], "Parameter verification failed.\n", "{key}");
+        assert_eq!(body["errors"][key], *message, "{key}={value}");
+    }
+}
+
+/// Formats on creating POSTs: a DNS name, a CIDR and a calendar event.
+#[tokio::test]
+async fn names_networks_and_schedules_are_checked() {
+    let server = server().await;
+    let post = reqwest::Method::POST;
+    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+        (
+            "/nodes/pve1/qemu",
+            &[("vmid", "190"), ("name", "-bad-")],
+            "name",
+            "invalid format - value does not look like a valid DNS name\n",
+        ),
+        (
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "191"),
+                ("ostemplate", "local:vztmpl/x.tar.zst"),
+                ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.300/24"),
+            ],
+            "net0",
+            "invalid format - format error\nnet0.ip: invalid format - value does not look like a valid ipv4 network configuration\n\n",
+        ),
+        (
+            "/cluster/backup",
+            &[("schedule", "   "), ("all", "1"), ("storage", "local")],
+            "schedule",
+            "invalid format - invalid calendar event '   ' - unable to parse calendar event - event is empty\n\n",
+        ),
+    ];
+    for (path, form, key, message) in cases {
+        let (status, body) = root_call(&server, post.clone(), path, form).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["errors"][key], *message, "{path} {key}");
+    }
+}
+
+/// What Proxmox's parameter verification lets through: the volume IDs only have the
+/// `<storage>:<name>` shape checked there (the storage parses the name in the handler), a
+/// memory size has no maximum in the schema, and a NUL inside a description is kept (qemu-server
+/// percent-encodes it when writing the config). Realistic values pass too.
+#[tokio::test]
+async fn values_proxmox_verification_accepts() {
+    let server = server().await;
+    let put = reqwest::Method::PUT;
+    let config = "/nodes/pve1/qemu/100/config";
+    for (key, value) in [
+        ("memory", "99999999999999999999999"),
+        ("scsi1", "local-lvm:abc"),
+        ("ide2", "local:iso/../../x.iso,media=cdrom"),
+        ("description", "before\0after"),
+        ("net0", "virtio,bridge=vmbr0"),
+        ("ide2", "none,media=cdrom"),
+        ("sshkeys", "ssh-ed25519%20AAAAC3Nza%20me%40host"),
+        ("smbios1", "uuid=5ad1d2a5-c3b0-4a33-9b3e-3a8a4c7e0f11"),
+        ("cpu", "x86-64-v2-AES,flags=+aes"),
+        ("boot", "order=scsi0;ide2;net0"),
+    ] {
+        let (status, body) = root_call(&server, put.clone(), config, &[(key, value)]).await;
+        assert!(
+            status != 400 || body["message"] != "Parameter verification failed.\n",
+            "{key}={value}: {status} {body}"
+        );
+    }
+}
+
+/// An integer past `i64` is compared as a number, not accepted for failing to convert.
+#[tokio::test]
+async fn huge_integers_meet_their_maximum() {
+    let server = server().await;
+    let (status, body) = root_call(
+        &server,
+        reqwest::Method::PUT,
+        "/nodes/pve1/qemu/100/config",
+        &[("cpuunits", "99999999999999999999999")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"]["cpuunits"],
+        "value must have a maximum value of 262144"
+    );
 }
