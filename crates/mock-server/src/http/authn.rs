@@ -1,6 +1,8 @@
 //! Authentication of `/api2` requests, `PVE::HTTPServer::auth_handler`: a ticket (cookie or
 //! `Authorization` header) with its CSRF token on writes, or an API token
-//! (`PVEAPIToken=user@realm!name=secret`). Verified tickets and tokens are cached
+//! (`PVEAPIToken=user@realm!name=secret`). An upload (`POST .../storage/{storage}/upload`) needs
+//! no CSRF token but `Datastore.AllocateTemplate` on its storage, checked from the request head
+//! before any of its body is read ([`check_upload`]). Verified tickets and tokens are cached
 //! ([`crate::auth::AuthCache`]) for as long as the access rows they were checked against do not
 //! change (`Tables::access_rev`).
 
@@ -11,6 +13,7 @@ use serde_json::Value;
 use crate::access::{Caller, check_user_enabled};
 use crate::auth::{self, COOKIE_NAME, SECRET_KEY, TOKEN_SCHEME};
 use crate::error::AppError;
+use crate::schema::Params;
 use crate::state::AppState;
 
 /// `PVE::HTTPServer::auth_handler`.
@@ -20,6 +23,7 @@ pub(super) fn authenticate(
     rel_path: &str,
     headers: &HeaderMap,
 ) -> Result<Caller, AppError> {
+    let upload = upload_storage(method, rel_path).is_some();
     let rel_path = rel_path.trim_end_matches('/');
     let exempt = (rel_path == "/access/domains" && method == Method::Get)
         || (rel_path == "/access/ticket" && matches!(method, Method::Get | Method::Post))
@@ -62,7 +66,8 @@ pub(super) fn authenticate(
         return Err(AppError::Unauthorized("No ticket\n".to_owned()));
     };
     let userid = ticket_user(state, &ticket, now)?;
-    if method != Method::Get {
+    // Uploads skip the CSRF check ("difficult to pass CSRF header with native html forms").
+    if method != Method::Get && !upload {
         let token = headers
             .get("CSRFPreventionToken")
             .and_then(|v| v.to_str().ok())
@@ -181,4 +186,32 @@ fn authenticate_token(state: &AppState, token: &str, now: u64) -> Result<Caller,
         userid: caller,
         api_token: true,
     })
+}
+
+/// The storage of an upload request (`auth_handler`: `POST` on
+/// `^/nodes/([^/]+)/storage/([^/]+)/upload$`), if `rel_path` (decoded, relative to
+/// `/api2/json`) is one.
+pub(super) fn upload_storage(method: Method, rel_path: &str) -> Option<&str> {
+    if method != Method::Post {
+        return None;
+    }
+    let rest = rel_path.strip_prefix("/nodes/")?;
+    let (node, rest) = rest.split_once('/')?;
+    let (storage, tail) = rest.strip_prefix("storage/")?.split_once('/')?;
+    (!node.is_empty() && !storage.is_empty() && tail == "upload").then_some(storage)
+}
+
+/// `auth_handler`'s check of an upload, made before any of the body is read:
+/// `Datastore.AllocateTemplate` on `/storage/{storage}` (403 `Permission check failed`).
+pub(super) fn check_upload(
+    state: &AppState,
+    caller: &Caller,
+    storage: &str,
+) -> Result<(), AppError> {
+    let check = serde_json::json!({
+        "check": ["perm", format!("/storage/{storage}"), ["Datastore.AllocateTemplate"]],
+    });
+    let tables = state.store.read();
+    let model = state.access.model(&tables);
+    crate::access::check::check_api2(&model, Some(&check), &caller.userid, &Params::new())
 }

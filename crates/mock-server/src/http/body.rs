@@ -1,15 +1,18 @@
 //! Request bodies as `PVE::APIServer::AnyEvent` reads them: `application/x-www-form-urlencoded`
 //! (the default; a repeated key becomes an array), `application/json` (an object, nested at most
 //! 8 deep), and `multipart/form-data` for uploads, whose file part is streamed and counted, never
-//! buffered. Bodies other than uploads are limited to 512 KiB (`$limit_max_post`): larger ones
-//! answer `501 for data too large`, as pveproxy does.
+//! buffered, and whose size is not limited (pveproxy streams it to `/var/tmp`). Bodies other
+//! than uploads are limited to 512 KiB (`$limit_max_post`): larger ones answer
+//! `501 for data too large`, other content types `506 upload 'Content-Type '...' not
+//! implemented`, as pveproxy does, before the body is read.
 
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request};
 use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
+use tower::{Layer, ServiceExt};
 
 use crate::error::AppError;
 use crate::schema::Params;
@@ -31,25 +34,44 @@ pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// The parameters of a POST/PUT body.
-pub(super) async fn read(headers: &HeaderMap, body: Body) -> Result<Params, AppError> {
-    if is_multipart(headers) {
+/// The parameters of a POST/PUT body. An upload (`upload`: the storage upload path) takes a
+/// `multipart/form-data` body of any size; everything else is form or JSON data of at most
+/// [`MAX_BODY`], and another content type is refused before the body is read
+/// (`authenticate_and_handle_request`).
+pub(super) async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    upload: bool,
+) -> Result<Params, AppError> {
+    if upload && is_multipart(headers) {
         return read_multipart(headers, body).await;
     }
     if content_length(headers).is_some_and(|len| len > MAX_BODY as u64) {
         return Err(too_large());
     }
+    let json = match content_type(headers).as_deref() {
+        Some("application/json") => true,
+        None | Some("application/x-www-form-urlencoded") | Some("") => false,
+        Some(_) => {
+            let raw = headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            return Err(AppError::status(
+                StatusCode::from_u16(506).unwrap_or(StatusCode::NOT_IMPLEMENTED),
+                format!("upload 'Content-Type '{raw}' not implemented\n"),
+            ));
+        }
+    };
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| too_large())?;
-    parse_body(headers, &bytes)
+    parse_body(json, &bytes)
 }
 
-fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Params, AppError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Params::new());
-    }
-    let content_type = headers
+/// The media type of the body, lower case (`parse_content_type`: the part before `;` or `,`).
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -58,9 +80,15 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Params, AppError> {
                 .unwrap_or_default()
                 .trim()
                 .to_ascii_lowercase()
-        });
-    match content_type.as_deref() {
-        Some("application/json") => {
+        })
+}
+
+fn parse_body(json: bool, bytes: &[u8]) -> Result<Params, AppError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Params::new());
+    }
+    match json {
+        true => {
             let value: Value = serde_json::from_slice(bytes).map_err(|error| {
                 AppError::bad_request(format!("malformed JSON body: {error}\n"))
             })?;
@@ -74,13 +102,7 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Params, AppError> {
                 _ => Err(AppError::bad_request("JSON body must be an object\n")),
             }
         }
-        None | Some("application/x-www-form-urlencoded") | Some("") => {
-            Ok(parse_urlencoded(bytes)?.into_iter().collect())
-        }
-        Some(other) => Err(AppError::status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("upload 'Content-Type '{other}' not implemented\n"),
-        )),
+        false => Ok(parse_urlencoded(bytes)?.into_iter().collect()),
     }
 }
 
@@ -140,14 +162,23 @@ pub(super) fn parse_urlencoded(data: &[u8]) -> Result<Vec<(String, Value)>, AppE
 
 /// Whether a request body is `multipart/form-data`.
 fn is_multipart(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        })
+    content_type(headers).as_deref() == Some("multipart/form-data")
+}
+
+/// Whether a request body is `multipart/form-data` with a `boundary` (`parse_content_type`),
+/// which pveproxy requires of an upload.
+pub(super) fn is_multipart_with_boundary(headers: &HeaderMap) -> bool {
+    is_multipart(headers)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split([';', ',']).skip(1).any(|param| {
+                    param.split_once('=').is_some_and(|(key, value)| {
+                        key.trim() == "boundary" && !value.trim().is_empty()
+                    })
+                })
+            })
 }
 
 /// Largest total size of the text fields of a multipart body.
@@ -165,6 +196,20 @@ async fn read_multipart(headers: &HeaderMap, body: Body) -> Result<Params, AppEr
         .header(header::CONTENT_TYPE, content_type)
         .body(body)
         .map_err(|_| AppError::bad_request("invalid multipart request\n"))?;
+    // Uploads have no size limit: lift axum's default one (2 MB) for this body, which
+    // `DefaultBodyLimit` does by marking the request on its way through.
+    let unmark =
+        tower::service_fn(
+            |request: Request| async move { Ok::<_, std::convert::Infallible>(request) },
+        );
+    let request = match DefaultBodyLimit::disable()
+        .layer(unmark)
+        .oneshot(request)
+        .await
+    {
+        Ok(request) => request,
+        Err(never) => match never {},
+    };
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|error| AppError::bad_request(format!("invalid multipart body: {error}\n")))?;

@@ -4,12 +4,17 @@
 //! 1. [`check_request`]: reject malformed requests (`..` segments, NUL, invalid UTF-8, over-long
 //!    paths) with 400 and strip `/api2/json`; injected request faults (`/_mock/faults`) apply
 //!    next, before authentication;
-//! 2. [`authn::authenticate`]: ticket cookie or header, API token, CSRF for writes;
+//! 2. [`authn::authenticate`]: ticket cookie or header, API token, CSRF for writes (not for
+//!    uploads); an upload's permission ([`authn::check_upload`]) is checked here too, before
+//!    any of its body is read. With `auth_failure_delay` set, every failure of this step waits
+//!    that long, and so does any other 401 (counted from the start of the request), as
+//!    pveproxy waits 3 s;
 //! 3. [`route`]: one matcher lookup; an unknown path or method answers `501` with
 //!    `Method 'GET /foo' not implemented` (`rest_handler`'s default response, whose path is the
 //!    one relative to `/api2/json`); operations without `allowtoken` refuse API tokens;
-//! 4. [`params`]: body as form, JSON or multipart on POST/PUT, query merged over it, `_dc`
-//!    dropped, path parameters added (conflicts are a parameter error);
+//! 4. [`params`]: body as form or JSON on POST/PUT (multipart for uploads, whose requests
+//!    pveproxy cannot parse end without a reply), query merged over it, `_dc` dropped, path
+//!    parameters added (conflicts are a parameter error);
 //! 5. [`authorize`]: the operation's permissions (403, [`crate::access`]), then 595/596 if the
 //!    call would be proxied to an offline node ([`crate::simulation`]), as `rest_handler` does
 //!    before the handler runs;
@@ -25,6 +30,7 @@ use http::request::Parts;
 use route_metadata::{Method, Operation};
 use serde_json::Value;
 
+use super::wire::CloseWithoutReply;
 use super::{authn, body, json_response};
 use crate::access::Caller;
 use crate::api::{MatchError, RouteMatch};
@@ -39,32 +45,54 @@ const MAX_PATH: usize = 4096;
 /// The fallback handler of the router: every request that is not a control endpoint.
 pub(super) async fn api_entry(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
-    match handle(&state, request).await {
+    let error = match handle(&state, request).await {
         Ok(data) => {
             // Serialise the envelope directly instead of building another `Value`.
             let mut body = String::with_capacity(256);
             body.push_str("{\"data\":");
             body.push_str(&data.to_string());
             body.push('}');
-            json_response(StatusCode::OK, None, body)
+            return json_response(StatusCode::OK, None, body);
         }
-        Err(error) => {
-            // `handle_api2_request`: a 401 from a handler (a failed login) waits until the
-            // delay has passed since the request began.
-            let delay = state.settings.auth_failure_delay;
-            if error.http_status() == StatusCode::UNAUTHORIZED
-                && let Some(rest) = delay.checked_sub(started.elapsed())
-                && !rest.is_zero()
-            {
-                tokio::time::sleep(rest).await;
-            }
-            error.into_response()
+        Err(Failure::Close(reason)) => {
+            tracing::debug!(
+                reason,
+                "closing the connection without a reply, as pveproxy does"
+            );
+            let mut response = Response::new(axum::body::Body::empty());
+            response.extensions_mut().insert(CloseWithoutReply);
+            return response;
         }
+        Err(Failure::Error(error)) => error,
+    };
+    // `handle_api2_request`: a 401 from a handler (a failed login) waits until the delay has
+    // passed since the request began.
+    let delay = state.settings.auth_failure_delay;
+    if error.http_status() == StatusCode::UNAUTHORIZED
+        && let Some(rest) = delay.checked_sub(started.elapsed())
+        && !rest.is_zero()
+    {
+        tokio::time::sleep(rest).await;
+    }
+    error.into_response()
+}
+
+/// How a request ends when it does not succeed.
+enum Failure {
+    /// An error reply.
+    Error(AppError),
+    /// No reply at all: pveproxy `die`s in its read callback (a malformed upload request).
+    Close(&'static str),
+}
+
+impl From<AppError> for Failure {
+    fn from(error: AppError) -> Failure {
+        Failure::Error(error)
     }
 }
 
 /// The pipeline (see the module docs).
-async fn handle(state: &AppState, request: Request) -> Result<Value, AppError> {
+async fn handle(state: &AppState, request: Request) -> Result<Value, Failure> {
     let (parts, body) = request.into_parts();
     let (method, rel_path) = check_request(&parts)?;
     apply_request_fault(state, method, rel_path).await?;
@@ -72,7 +100,16 @@ async fn handle(state: &AppState, request: Request) -> Result<Value, AppError> {
         .decode_utf8()
         .map_err(|_| AppError::bad_request("invalid UTF-8 in request path\n"))?
         .into_owned();
-    let caller = match authn::authenticate(state, method, &decoded_rel, &parts.headers) {
+    // `auth_handler` checks an upload's permission too, before any of its body is read.
+    let upload = authn::upload_storage(method, &decoded_rel);
+    let authenticated =
+        authn::authenticate(state, method, &decoded_rel, &parts.headers).and_then(|caller| {
+            match upload {
+                Some(storage) => authn::check_upload(state, &caller, storage).map(|()| caller),
+                None => Ok(caller),
+            }
+        });
+    let caller = match authenticated {
         Ok(caller) => caller,
         Err(error) => {
             // `authenticate_and_handle_request`: every failure of `auth_handler` (401, or the
@@ -81,11 +118,11 @@ async fn handle(state: &AppState, request: Request) -> Result<Value, AppError> {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            return Err(error);
+            return Err(error.into());
         }
     };
     let (matched, op) = route(state, method, rel_path, &decoded_rel, &caller)?;
-    let mut params = params(&parts, body, method, &matched).await?;
+    let mut params = params(&parts, body, method, &matched, upload.is_some()).await?;
     authorize(state, &caller, op, &params)?;
     schema::coerce_params(op, &mut params);
     schema::validate_params(&state.api, op, &params).map_err(AppError::Param)?;
@@ -97,7 +134,7 @@ async fn handle(state: &AppState, request: Request) -> Result<Value, AppError> {
         args: &params,
         caller: &caller,
     };
-    ops::run(state.engine(), matched.path_index, &call).await
+    Ok(ops::run(state.engine(), matched.path_index, &call).await?)
 }
 
 /// Step 1: the method, and the path relative to `/api2/json` of a well-formed request.
@@ -221,15 +258,20 @@ async fn params(
     request_body: axum::body::Body,
     method: Method,
     matched: &RouteMatch,
-) -> Result<Params, AppError> {
+    upload: bool,
+) -> Result<Params, Failure> {
     let mut params = if method.has_body() {
-        body::read(&parts.headers, request_body).await?
+        if upload && body::content_length(&parts.headers).is_some_and(|len| len > 0) {
+            check_upload_request(parts)?;
+        }
+        body::read(&parts.headers, request_body, upload).await?
     } else if body::content_length(&parts.headers).is_some_and(|len| len > 0) {
         // `AnyEvent.pm`: only PUT and POST carry a body.
         return Err(AppError::status(
             StatusCode::NOT_IMPLEMENTED,
             format!("Unexpected content for method '{}'\n", method.as_str()),
-        ));
+        )
+        .into());
     } else {
         Params::new()
     };
@@ -249,12 +291,32 @@ async fn params(
                 return Err(AppError::param(
                     name.clone(),
                     "duplicate parameter (already defined in URI) with conflicting values!",
-                ));
+                )
+                .into());
             }
         }
         params.insert(name.clone(), Value::String(value.clone()));
     }
     Ok(params)
+}
+
+/// `authenticate_and_handle_request`'s conditions for an upload with a body: a
+/// `multipart/form-data` body with a boundary, and no `tmpfilename` in the query. pveproxy
+/// `die`s without replying when they fail, and the connection ends.
+fn check_upload_request(parts: &Parts) -> Result<(), Failure> {
+    if !body::is_multipart_with_boundary(&parts.headers) {
+        return Err(Failure::Close(
+            "upload without a multipart/form-data boundary",
+        ));
+    }
+    let query = parts.uri.query().unwrap_or_default();
+    if body::parse_urlencoded(query.as_bytes())?
+        .iter()
+        .any(|(key, _)| key == "tmpfilename")
+    {
+        return Err(Failure::Close("'tmpfilename' query parameter in an upload"));
+    }
+    Ok(())
 }
 
 /// Step 5: `rest_handler` checks permissions before validation and existence, then proxies to

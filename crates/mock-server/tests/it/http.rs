@@ -1135,3 +1135,136 @@ async fn refusals_keep_the_order_of_pipelined_requests() {
     assert!(first < second, "{reply}");
     server.shutdown().await.unwrap();
 }
+
+/// A `multipart/form-data` upload body: `content`, then the file part named `filename`.
+fn upload_body(boundary: &str, content: &str, file_name: &str, size: usize) -> Vec<u8> {
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\n{content}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.resize(body.len() + size, 0x5a);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// Uploads are not limited like other bodies: 5 MiB and 64 MiB arrive, streamed, and their
+/// size is recorded. They need no CSRF token (`auth_handler` skips it for uploads).
+#[tokio::test]
+async fn large_uploads_stream_through() {
+    let server = start().await;
+    let session = Session::login(&server.base_url()).await;
+    let boundary = "mock-upload-boundary-1234";
+    for (name, size) in [("five.iso", 5 << 20), ("sixty-four.iso", 64 << 20)] {
+        let response = session
+            .http
+            .post(format!("{}/nodes/pve1/storage/local/upload", session.base))
+            .header("Cookie", format!("PVEAuthCookie={}", session.ticket))
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(upload_body(boundary, "iso", name, size))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let upid: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{name}: {upid}");
+        let upid = upid["data"].as_str().unwrap().to_owned();
+        let path = format!("/nodes/pve1/tasks/{}/status", upid.replace(':', "%3A"));
+        for _ in 0..200 {
+            if session.get(&path).await.1["data"]["status"] == "stopped" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, info) = session
+            .get(&format!(
+                "/nodes/pve1/storage/local/content/local%3Aiso%2F{name}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{info}");
+        assert_eq!(info["data"]["size"], size as u64, "{info}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// Sends a request head announcing a 1 GiB body and a few bytes of it, and reads the reply
+/// that arrives while the body is still incomplete.
+async fn reply_before_body(address: std::net::SocketAddr, path: &str, cookie: &str) -> String {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{cookie}Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {}\r\n\r\n--b0undary\r\n",
+        1u64 << 30
+    );
+    raw_exchange(address, head.as_bytes()).await
+}
+
+/// An upload is authenticated and its permission (`Datastore.AllocateTemplate` on the storage)
+/// checked from its head, before any of its body is read, as `auth_handler` does: a 1 GiB body
+/// gets its 401 or 403 at once. An upload pveproxy cannot parse ends without a reply; other
+/// bodies in multipart form are refused (506).
+#[tokio::test]
+async fn uploads_are_refused_before_their_body() {
+    let mut fixture = Fixture::default_fixture();
+    fixture.users.push(mock_server::UserSeed {
+        userid: "bob@pve".to_owned(),
+        password: Some("bob-secret".to_owned()),
+        tokens: Default::default(),
+        enable: true,
+        groups: Vec::new(),
+        totp: None,
+        config: Default::default(),
+    });
+    let server = MockServer::builder().seed(fixture).spawn().await.unwrap();
+    let base = server.base_url();
+    let address = server.http_addr();
+    let upload = "/api2/json/nodes/pve1/storage/local/upload";
+
+    let reply = reply_before_body(address, upload, "").await;
+    assert!(reply.starts_with("HTTP/1.1 401 "), "{reply}");
+
+    let bob: Value = client()
+        .post(format!("{base}/access/ticket"))
+        .form(&[("username", "bob@pve"), ("password", "bob-secret")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cookie = format!(
+        "Cookie: PVEAuthCookie={}\r\n",
+        bob["data"]["ticket"].as_str().unwrap()
+    );
+    let reply = reply_before_body(address, upload, &cookie).await;
+    assert!(
+        reply.starts_with(
+            "HTTP/1.1 403 Permission check failed (/storage/local, Datastore.AllocateTemplate)"
+        ),
+        "{reply}"
+    );
+
+    // pveproxy `die`s without a reply on an upload that is not multipart, or names a
+    // `tmpfilename` in its query.
+    let session = Session::login(&base).await;
+    let root = format!("Cookie: PVEAuthCookie={}\r\n", session.ticket);
+    let form = format!(
+        "POST {upload} HTTP/1.1\r\nHost: x\r\n{root}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\ncontent=iso"
+    );
+    assert_eq!(raw_exchange(address, form.as_bytes()).await, "");
+    let sneaky = format!(
+        "POST {upload}?tmpfilename=/etc/passwd HTTP/1.1\r\nHost: x\r\n{root}Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 4\r\n\r\n--b-"
+    );
+    assert_eq!(raw_exchange(address, sneaky.as_bytes()).await, "");
+
+    // Elsewhere a multipart body is refused before it is read.
+    let response = session
+        .request(reqwest::Method::POST, "/pools")
+        .header("Content-Type", "multipart/form-data; boundary=b")
+        .body("--b--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 506);
+    server.shutdown().await.unwrap();
+}
