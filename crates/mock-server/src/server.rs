@@ -1,10 +1,12 @@
 //! Starting and stopping: [`MockServer::builder`], [`MockServerHandle`], `run` and TLS.
 //!
-//! `run` takes bound listeners and a shutdown future (tests bind `127.0.0.1:0`). Plain HTTP is
-//! served by `axum::serve`; HTTPS by an accept loop over `tokio-rustls` and hyper's HTTP/1
-//! connection, with `hyper_util`'s graceful-shutdown watcher. On shutdown the listeners stop
-//! accepting, in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]) and the store is closed,
-//! which checkpoints the SQLite WAL.
+//! `run` takes bound listeners and a shutdown future (tests bind `127.0.0.1:0`). Each listener
+//! has one accept loop (`serve`): plain HTTP, or HTTPS over `tokio-rustls`; every connection's
+//! bytes go through `http::Wire` (pveproxy's request-head rules and limits, and its head
+//! timeout) into hyper's HTTP/1 connection, whose service is `http::WireService`, with
+//! `hyper_util`'s graceful-shutdown watcher. On shutdown the listeners stop accepting, in-flight
+//! requests finish (bounded by [`DRAIN_TIMEOUT`]) and the store is closed, which checkpoints the
+//! SQLite WAL.
 //!
 //! The self-signed certificate is generated with rcgen on first start and kept beside the state
 //! file (`cert.pem`, `key.pem`), so clients can pin it across restarts.

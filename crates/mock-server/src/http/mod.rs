@@ -1,6 +1,7 @@
-//! The HTTP layer, the only axum-aware code of the crate: the router built by [`app`], the
-//! `/api2/json` pipeline ([`pipeline`]), request bodies ([`body`]), authentication ([`authn`]),
-//! the rendering of [`AppError`] as Proxmox renders errors, and the endpoints outside `/api2`:
+//! The HTTP layer, the only axum-aware code of the crate: pveproxy's request-head rules in front
+//! of hyper ([`wire`]), the router built by [`app`], the `/api2/json` pipeline ([`pipeline`]),
+//! request bodies ([`body`]), authentication ([`authn`]), the rendering of [`AppError`] as
+//! Proxmox renders errors, and the endpoints outside `/api2`:
 //!
 //! - `GET /healthz`: `ok`;
 //! - `GET /openapi.json`: the tag's OpenAPI document with this server's URLs as `servers`;
