@@ -92,7 +92,7 @@ struct Options {
     task_history: usize,
     /// How long a connection may take for its TLS handshake and to send each request's headers
     /// before it is closed, in seconds (fractions allowed).
-    #[arg(long, env = "PROXMOX_MOCK_HEADER_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    #[arg(long, env = "PROXMOX_MOCK_HEADER_TIMEOUT", default_value = "30", value_parser = parse_timeout)]
     header_timeout: Duration,
     /// How long the reply to a failed authentication waits, in seconds (pveproxy: 3; 0 is off).
     #[arg(long, env = "PROXMOX_MOCK_AUTH_FAILURE_DELAY", default_value = "0", value_parser = parse_seconds)]
@@ -196,9 +196,12 @@ async fn main() -> anyhow::Result<()> {
     println!("  HTTP:  {}", server.base_url());
     match &store {
         Store::Sqlite(path) => println!(
-            "  state: {} (SQLite, WAL, synchronous={:?})",
+            "  state: {} (SQLite, WAL, synchronous={})",
             path.display(),
-            options.sync
+            match options.sync {
+                SyncLevel::Normal => "NORMAL",
+                SyncLevel::Full => "FULL",
+            }
         ),
         Store::Memory => println!("  state: memory"),
     }
@@ -222,6 +225,15 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         return Err(format!("'{text}' is not between 0 and 86400 seconds"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A timeout in seconds: as [`parse_seconds`], but not zero (every connection would be closed).
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_seconds(text)?;
+    if timeout < Duration::from_millis(1) {
+        return Err(format!("'{text}' is too short for a timeout"));
+    }
+    Ok(timeout)
 }
 
 async fn shutdown_signal() {
