@@ -461,7 +461,8 @@ fn parse(data: &[u8]) -> Outcome {
     let mut at = 0;
     let request_line = loop {
         match line(data, at) {
-            None if data.len() - at > MAX_BUFFER => {
+            // (Counting the blank lines before it, so that they cannot fill memory either.)
+            None if data.len() > MAX_BUFFER => {
                 return Outcome::Verdict(Verdict::Close("request line over rbuf_max"));
             }
             None => return Outcome::Incomplete,
@@ -784,6 +785,8 @@ mod tests {
         );
         let endless = vec![b'a'; MAX_BUFFER + 1];
         assert!(matches!(verdict(&endless), Verdict::Close(_)));
+        let blank = b"\r\n".repeat(MAX_BUFFER / 2 + 1);
+        assert!(matches!(verdict(&blank), Verdict::Close(_)));
     }
 
     #[test]
