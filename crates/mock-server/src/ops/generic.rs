@@ -22,20 +22,96 @@ use super::{Call, Plan, Tx, already_exists};
 use crate::api::{Api, fill_template, last_segment, parent, path_param};
 use crate::auth::{self, PASSWORD_KEY, SECRET_KEY};
 use crate::error::AppError;
-use crate::schema::{GenContext, Params, generate, resolve_property, split_list};
+use crate::schema::{GenContext, Params, generate, reply_value, resolve_property, split_list};
 use crate::store::{Change, Tables};
 
 // ----------------------------------------------------------------------------------------------
 // Existence and messages.
 
+/// The noun of a collection's members for messages without a Proxmox text of their own: the
+/// collection's last word, singular (`aliases` → `alias`, `/cluster/mapping/pci` → `pci`); a
+/// collection named by a parameter (`/cluster/sdn/fabrics/node/{fabric_id}`) takes the word
+/// before it.
 fn kind_name(collection_template: &str) -> String {
-    let segment = last_segment(collection_template);
-    segment.strip_suffix('s').unwrap_or(segment).to_owned()
+    let word = collection_template
+        .rsplit('/')
+        .find(|segment| !segment.is_empty() && !segment.starts_with('{'))
+        .unwrap_or("object");
+    if let Some(stem) = word.strip_suffix("ses") {
+        format!("{stem}s")
+    } else {
+        word.strip_suffix('s').unwrap_or(word).to_owned()
+    }
+}
+
+/// How Proxmox words a missing member: a plain `die` (HTTP 500) or a parameter exception.
+enum Missing {
+    Die(String),
+    Param(&'static str, String),
+}
+
+/// Proxmox's message for a missing member of the given item template, from the handler that
+/// serves it (pve-firewall `API2/Firewall/*.pm`, pve-network `Network/SDN/*.pm`, pve-manager,
+/// pve-ha-manager, pve-access-control); `None` where the mock has no text of Proxmox's.
+fn proxmox_missing(item_template: &str, id: &str) -> Option<Missing> {
+    let die = |text: String| Some(Missing::Die(text));
+    // Firewall resources exist at cluster, node, guest and vnet level with the same handlers.
+    let firewall = item_template
+        .find("/firewall/")
+        .map(|at| &item_template[at..]);
+    if let Some(firewall) = firewall {
+        return match firewall {
+            "/firewall/rules/{pos}" | "/firewall/groups/{group}/{pos}" => {
+                die(format!("no rule at position {id}\n"))
+            }
+            "/firewall/groups/{group}" => die(format!("no such security group '{id}'\n")),
+            "/firewall/ipset/{name}" => die(format!("no such IPSet '{id}'\n")),
+            "/firewall/ipset/{name}/{cidr}" => {
+                Some(Missing::Param("cidr", "no such IP/Network".to_owned()))
+            }
+            "/firewall/aliases/{name}" => Some(Missing::Param("name", "no such alias".to_owned())),
+            _ => None,
+        };
+    }
+    match item_template {
+        "/cluster/sdn/vnets/{vnet}" => die(format!("sdn vnet '{id}' does not exist\n")),
+        "/cluster/sdn/vnets/{vnet}/subnets/{subnet}" => {
+            die(format!("sdn subnet '{id}' does not exist\n"))
+        }
+        "/cluster/sdn/zones/{zone}"
+        | "/cluster/sdn/controllers/{controller}"
+        | "/cluster/sdn/ipams/{ipam}"
+        | "/cluster/sdn/dns/{dns}" => die(format!("sdn '{id}' does not exist\n")),
+        "/cluster/replication/{id}" => die(format!("no such replication job '{id}'\n")),
+        "/cluster/metrics/server/{id}" => die(format!("no such server '{id}'\n")),
+        // The text of the PUT and DELETE handlers (GET says "mapping 'x' not found").
+        "/cluster/mapping/pci/{id}" => die(format!("pci ID '{id}' does not exist\n")),
+        "/cluster/mapping/usb/{id}" => die(format!("usb ID '{id}' does not exist\n")),
+        "/cluster/mapping/dir/{id}" => die(format!("dir ID '{id}' does not exist\n")),
+        "/cluster/backup/{id}" => Some(Missing::Param("id", format!("No such job '{id}'"))),
+        "/cluster/acme/plugins/{id}" => die(format!("ACME plugin ID '{id}' does not exist\n")),
+        "/cluster/acme/account/{name}" => Some(Missing::Param(
+            "name",
+            format!("ACME account config file '{id}' does not exist."),
+        )),
+        "/cluster/ha/resources/{sid}" => die(format!("no such resource '{id}'\n")),
+        "/cluster/ha/groups/{group}" => die(format!("no such ha group '{id}'\n")),
+        "/cluster/ha/rules/{rule}" => die(format!("no such ha rule '{id}'\n")),
+        "/pools/{poolid}" => die(format!("pool '{id}' does not exist\n")),
+        "/access/groups/{groupid}" => die(format!("group '{id}' does not exist\n")),
+        "/access/roles/{roleid}" => die(format!("role '{id}' does not exist\n")),
+        "/access/domains/{realm}" => die(format!("domain '{id}' does not exist\n")),
+        "/nodes/{node}/ceph/osd/{osdid}" => die(format!("no such OSD '{id}'\n")),
+        "/nodes/{node}/ceph/fs/{name}" => die(format!("no such cephfs '{id}'\n")),
+        "/nodes/{node}/ceph/mon/{monid}" => die(format!("no such monitor id '{id}'\n")),
+        _ => None,
+    }
 }
 
 /// Proxmox's message for a missing member.
 fn not_found(item_template: &str, concrete: &str, params: &[(String, String)]) -> AppError {
     let get = |name: &str| path_param(params, name).unwrap_or_default();
+    let id = last_segment(concrete);
     let message = match item_template {
         "/nodes/{node}/qemu/{vmid}" => format!(
             "Configuration file 'nodes/{}/qemu-server/{}.conf' does not exist\n",
@@ -65,11 +141,14 @@ fn not_found(item_template: &str, concrete: &str, params: &[(String, String)]) -
             )
         }
         "/nodes/{node}/tasks/{upid}" => format!("no such task '{}'\n", get("upid")),
-        _ => format!(
-            "{} '{}' does not exist\n",
-            kind_name(parent(item_template)),
-            last_segment(concrete)
-        ),
+        _ => match proxmox_missing(item_template, id) {
+            Some(Missing::Die(message)) => message,
+            Some(Missing::Param(name, message)) => return AppError::param(name, message),
+            None => format!(
+                "{} '{id}' does not exist\n",
+                kind_name(parent(item_template))
+            ),
+        },
     };
     AppError::die(message)
 }
@@ -92,11 +171,15 @@ pub(crate) fn check_exists(
             continue;
         }
         let is_item = api
-            .node_at(prefix)
-            .is_none_or(|node| node.kind == PathKind::Item)
-            && api
-                .node_at(parent(prefix))
-                .is_some_and(|node| node.kind == PathKind::Collection);
+            .node_at(parent(prefix))
+            .is_some_and(|node| node.kind == PathKind::Collection)
+            && api.node_at(prefix).is_none_or(|node| match node.kind {
+                PathKind::Item => true,
+                // A collection that is itself a member (`/cluster/firewall/groups/{group}`, a
+                // security group holding rules), created by its parent's POST.
+                PathKind::Collection => api.operation_at(parent(prefix), Method::Post).is_some(),
+                _ => false,
+            });
         if !is_item {
             continue;
         }
@@ -132,7 +215,11 @@ fn strip_hidden(value: &mut Value) {
     }
 }
 
-fn overlay(target: &mut Value, source: Option<&Value>, schema: &Schema) {
+/// Overlays a stored row on a generated reply: each stored field the reply schema knows, as
+/// the schema wants it ([`reply_value`]: `null` left out, property strings parsed where the
+/// reply has an object, scalars converted); a field that cannot take the schema's type keeps
+/// its generated value.
+fn overlay(api: &Api, target: &mut Value, source: Option<&Value>, schema: &Schema) {
     let (Value::Object(target), Some(Value::Object(source))) = (target, source) else {
         return;
     };
@@ -140,36 +227,19 @@ fn overlay(target: &mut Value, source: Option<&Value>, schema: &Schema) {
         if key.starts_with('_') {
             continue;
         }
-        let known = schema
+        let property = schema
             .properties
             .as_ref()
-            .is_some_and(|props| resolve_property(props, key).is_some());
-        if known || schema.additional_properties {
-            target.insert(key.clone(), conform(schema, key, value));
+            .and_then(|props| resolve_property(props, key));
+        let value = match property {
+            Some(property) => reply_value(api, property, value),
+            None if schema.additional_properties => Some(value.clone()).filter(|v| !v.is_null()),
+            None => None,
+        };
+        if let Some(value) = value {
+            target.insert(key.clone(), value);
         }
     }
-}
-
-/// Converts a stored value to the type the reply schema wants (`"2048"` for an integer field).
-fn conform(schema: &Schema, key: &str, value: &Value) -> Value {
-    let Some(property) = schema
-        .properties
-        .as_ref()
-        .and_then(|props| resolve_property(props, key))
-    else {
-        return value.clone();
-    };
-    let mut value = value.clone();
-    match (property.kind(), &value) {
-        (SchemaType::String, Value::Number(_) | Value::Bool(_)) => {
-            crate::schema::coerce(property, &mut value)
-        }
-        (SchemaType::Integer | SchemaType::Number | SchemaType::Boolean, Value::String(_)) => {
-            crate::schema::coerce(property, &mut value)
-        }
-        _ => {}
-    }
-    value
 }
 
 /// The digest of a stored row: the one config digest ([`super::guest::config_digest`]) of its
@@ -239,9 +309,9 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let mut value = generate(api, returns, &GenContext { minimal, ..ctx });
     if value.is_object() {
         if let Some(item) = &item {
-            overlay(&mut value, tables.get(item), returns);
+            overlay(api, &mut value, tables.get(item), returns);
         }
-        overlay(&mut value, tables.get(&concrete), returns);
+        overlay(api, &mut value, tables.get(&concrete), returns);
         if let Some(vmid) = call.param("vmid")
             && returns
                 .properties
@@ -250,6 +320,11 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
             && let Ok(vmid) = vmid.parse::<u64>()
         {
             value["vmid"] = json!(vmid);
+        }
+        if is_position(api, &call.node.path)
+            && let Some(pos) = call.param(POSITION).and_then(|pos| pos.parse::<u64>().ok())
+        {
+            value[POSITION] = json!(pos);
         }
         if returns
             .properties
@@ -306,8 +381,12 @@ fn list(
         return json!([]);
     };
     let id_param = call.node.id_param.as_deref();
+    let mut members: Vec<&String> = tables.members(concrete).collect();
+    if id_param == Some(POSITION) {
+        members.sort_by_key(|member| last_segment(member).parse::<u64>().unwrap_or(u64::MAX));
+    }
     let mut entries = Vec::new();
-    for member in tables.members(concrete) {
+    for member in members {
         let id = last_segment(member);
         let mut params = call.path_params.to_vec();
         if let Some(id_param) = id_param {
@@ -315,7 +394,7 @@ fn list(
         }
         let ctx = gen_ctx(call, member, &params, &[], nodes);
         let mut entry = generate(api, items, &ctx);
-        overlay(&mut entry, tables.get(member), items);
+        overlay(api, &mut entry, tables.get(member), items);
         complete(&mut entry, member, items);
         if let Some(id_param) = id_param
             && let Value::Object(map) = &mut entry
@@ -365,7 +444,8 @@ fn config_fields(
     let schema = config_schema(api, item_template);
     let mut fields = Map::new();
     for (key, value) in args {
-        if op.path_params.contains(key) || NOT_CONFIG.contains(&key.as_str()) {
+        // A `null` is an unset parameter (`PVE::JSONSchema::check_prop`), never stored.
+        if value.is_null() || op.path_params.contains(key) || NOT_CONFIG.contains(&key.as_str()) {
             continue;
         }
         let keep = match schema.and_then(|s| s.properties.as_ref()) {
@@ -400,6 +480,9 @@ pub(crate) fn write(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
         });
     let mut plan = if let Some(collection_template) = creates {
         create(tables, call, &collection_template)?
+    } else if is_position(call.api, &call.node.path) {
+        exists(call, tx)?;
+        positional_write(tables, call, &concrete)
     } else if op.method == Method::Delete {
         // Deleting an item removes it and everything below it.
         exists(call, tx)?;
@@ -445,6 +528,25 @@ fn create(tables: &Tables, call: &Call<'_>, collection_template: &str) -> Result
         .and_then(|node| node.related.clone())
         .unwrap_or_else(|| format!("{collection_template}/{{{id_param}}}"));
     let collection = fill_template(collection_template, call.path_params);
+    if id_param == POSITION {
+        let mut rule = config_fields(api, &item_template, call.op, call.args);
+        rule.remove(POSITION);
+        rule.retain(|_, value| !is_cleared(value));
+        let takes_enable = config_schema(api, &item_template)
+            .and_then(|schema| schema.properties.as_ref())
+            .is_some_and(|props| props.contains_key("enable"));
+        if takes_enable {
+            rule.entry("enable").or_insert(json!(0));
+        }
+        let mut list = vec![Value::Object(rule)];
+        let old = positions(tables, &collection);
+        let old_len = old.len();
+        list.extend(old);
+        return Ok(Plan {
+            at_end: rewrite_positions(&collection, old_len, list),
+            ..Plan::default()
+        });
+    }
     let id = match call.param(&id_param) {
         Some(id) => id.to_owned(),
         None => match call.args.get(&id_param) {
@@ -502,6 +604,102 @@ fn create(tables: &Tables, call: &Call<'_>, collection_template: &str) -> Result
     Ok(plan)
 }
 
+// ----------------------------------------------------------------------------------------------
+// Positional lists: firewall rules (pve-firewall `API2/Firewall/Rules.pm`).
+
+/// The ID parameter of a positional list: a member's index, not a name.
+const POSITION: &str = "pos";
+
+/// Whether `template` is a member of a positional list (`/cluster/firewall/rules/{pos}`).
+fn is_position(api: &Api, template: &str) -> bool {
+    api.node_at(template)
+        .is_some_and(|node| node.kind == PathKind::Item)
+        && api.node_at(parent(template)).is_some_and(|node| {
+            node.kind == PathKind::Collection && node.id_param.as_deref() == Some(POSITION)
+        })
+}
+
+/// `copy_rule_data`: an empty value or `-` clears a rule property.
+fn is_cleared(value: &Value) -> bool {
+    matches!(value.as_str(), Some("" | "-"))
+}
+
+/// A positional list's rows in order.
+fn positions(tables: &Tables, collection: &str) -> Vec<Value> {
+    let mut members: Vec<(u64, &String)> = tables
+        .members(collection)
+        .filter_map(|member| Some((last_segment(member).parse::<u64>().ok()?, member)))
+        .collect();
+    members.sort_unstable();
+    members
+        .into_iter()
+        .filter_map(|(_, member)| tables.get(member).cloned())
+        .collect()
+}
+
+/// The changes that store `list` as the positional list `collection` had `old_len` rows.
+fn rewrite_positions(collection: &str, old_len: usize, list: Vec<Value>) -> Vec<Change> {
+    let new_len = list.len();
+    let mut changes: Vec<Change> = list
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| Change::Put {
+            path: format!("{collection}/{index}"),
+            collection: Some(collection.to_owned()),
+            value,
+        })
+        .collect();
+    changes.extend((new_len..old_len).map(|index| Change::Delete {
+        path: format!("{collection}/{index}"),
+    }));
+    changes
+}
+
+/// `PUT` (update or `moveto`) and `DELETE` on a member of a positional list, which exists.
+fn positional_write(tables: &Tables, call: &Call<'_>, concrete: &str) -> Plan {
+    let collection = parent(concrete);
+    let mut list = positions(tables, collection);
+    let old_len = list.len();
+    let pos = last_segment(concrete)
+        .parse::<usize>()
+        .unwrap_or(usize::MAX)
+        .min(old_len.saturating_sub(1));
+    if call.op.method == Method::Delete {
+        list.remove(pos);
+    } else if let Some(moveto) = call
+        .args
+        .get("moveto")
+        .and_then(Value::as_u64)
+        .and_then(|moveto| usize::try_from(moveto).ok())
+        .filter(|moveto| *moveto != pos)
+    {
+        // Rules.pm: the rule goes before the one now at `moveto`, or last.
+        let rule = list.remove(pos);
+        let at = if moveto > pos { moveto - 1 } else { moveto };
+        list.insert(at.min(list.len()), rule);
+    } else if let Some(Value::Object(rule)) = list.get_mut(pos) {
+        for (key, value) in config_fields(call.api, &call.node.path, call.op, call.args) {
+            if key == POSITION || key == "moveto" {
+                continue;
+            }
+            if is_cleared(&value) {
+                rule.remove(&key);
+            } else {
+                rule.insert(key, value);
+            }
+        }
+        if let Some(delete) = call.args.get("delete").and_then(Value::as_str) {
+            for key in split_list(delete) {
+                rule.remove(key);
+            }
+        }
+    }
+    Plan {
+        at_end: rewrite_positions(collection, old_len, list),
+        ..Plan::default()
+    }
+}
+
 /// Proxmox's message for a member that exists already.
 fn duplicate_message(item_template: &str, id: &str) -> String {
     match item_template {
@@ -537,7 +735,10 @@ fn update(api: &Api, tables: &Tables, call: &Call<'_>, concrete: &str) -> Result
     } else {
         let mut fields = Map::new();
         for (key, value) in call.args {
-            if !call.op.path_params.contains(key) && !matches!(key.as_str(), "digest" | "delete") {
+            if !value.is_null()
+                && !call.op.path_params.contains(key)
+                && !matches!(key.as_str(), "digest" | "delete")
+            {
                 fields.insert(key.clone(), value.clone());
             }
         }

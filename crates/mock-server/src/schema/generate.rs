@@ -15,7 +15,9 @@ use route_metadata::{Schema, SchemaType};
 use serde_json::{Map, Value, json};
 
 use super::context::{GenContext, seed};
+use super::property_string::parse_property_string;
 use super::scalars::{integer, number, string};
+use super::validate::{coerce, validate_value};
 use crate::api::Api;
 
 /// Fields that get a value even when optional.
@@ -93,6 +95,41 @@ const KNOWN_OPTIONAL: &[&str] = &[
 pub(crate) fn generate(api: &Api, schema: &Schema, ctx: &GenContext<'_>) -> Value {
     api.generated
         .get_or_insert(schema, ctx, || generate_field(api, schema, ctx, "", 0))
+}
+
+/// A stored value as a reply schema wants it, or `None` when the reply has no place for it.
+///
+/// - `null` is an unset field, which Proxmox leaves out.
+/// - A property string whose reply schema is an object is parsed, as Proxmox's config decoders
+///   do before answering (pve-manager `API2/Backup.pm`: `fleecing`, `performance` and
+///   `prune-backups` are property strings in POST and PUT and objects in GET replies).
+/// - A scalar is converted to the schema's type where that is lossless (`"2048"` for an
+///   integer field).
+///
+/// A value that still does not validate against the schema (a ceph pool's `crush_rule` sent
+/// as a rule name, listed as an integer) is `None`: the reply keeps its generated value, or
+/// leaves the field out.
+pub(crate) fn reply_value(api: &Api, schema: &Schema, value: &Value) -> Option<Value> {
+    let mut value = value.clone();
+    match (schema.kind(), &value) {
+        (_, Value::Null) => return None,
+        (SchemaType::Object, Value::String(text)) => {
+            let properties = schema.properties.as_ref()?;
+            let mut object = parse_property_string(api, properties, text, "").ok()?;
+            for (key, field) in &mut object {
+                if let Some(property) = properties.get(key) {
+                    coerce(property, field);
+                }
+            }
+            value = Value::Object(object);
+        }
+        (SchemaType::String, Value::Number(_) | Value::Bool(_))
+        | (SchemaType::Integer | SchemaType::Number | SchemaType::Boolean, Value::String(_)) => {
+            coerce(schema, &mut value);
+        }
+        _ => {}
+    }
+    validate_value(api, schema, &value).ok().map(|()| value)
 }
 
 fn generate_field(

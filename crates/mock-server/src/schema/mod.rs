@@ -14,7 +14,7 @@ mod validate;
 pub(crate) use cache::{GenCache, gen_key_hash};
 pub(crate) use context::{GenContext, seed};
 pub(crate) use formats::{check_format, parse_boolean, split_list, value_bool};
-pub(crate) use generate::generate;
+pub(crate) use generate::{generate, reply_value};
 #[cfg(test)]
 pub(crate) use validate::validate_value;
-pub(crate) use validate::{Params, coerce, coerce_params, resolve_property, validate_params};
+pub(crate) use validate::{Params, coerce_params, resolve_property, validate_params};

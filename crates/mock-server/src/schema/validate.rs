@@ -135,7 +135,6 @@ pub(crate) fn validate_params(api: &Api, op: &Operation, params: &Params) -> Res
 }
 
 /// Validates a value against a schema (used for replies), returning all errors.
-#[cfg(test)]
 pub(crate) fn validate_value(api: &Api, schema: &Schema, value: &Value) -> Result<(), Errors> {
     let mut errors = Errors::new();
     check_prop(api, Some(value), schema, "", &mut errors);
@@ -225,10 +224,11 @@ fn check_prop(api: &Api, value: Option<&Value>, schema: &Schema, path: &str, err
     }
     let value = match value {
         None | Some(Value::Null) => {
-            if schema.kind() == SchemaType::Null {
+            if matches!(schema.kind(), SchemaType::Null | SchemaType::Any) {
                 return;
             }
-            if value.is_none() && !schema.optional && schema.alias.is_none() {
+            // `check_prop`: an undefined value (JSON `null` too) is a missing one.
+            if !schema.optional && schema.alias.is_none() {
                 add_error(errors, path, "property is missing and it is not optional");
             }
             return;

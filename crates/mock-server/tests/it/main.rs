@@ -9,6 +9,7 @@ mod formats;
 mod guests;
 mod handler_checks;
 mod http;
+mod replies;
 mod secrets;
 mod session;
 mod simulation;
