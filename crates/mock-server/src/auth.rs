@@ -202,6 +202,42 @@ impl Signer {
             .map_err(|_| invalid())
     }
 
+    /// A short-lived ticket (`$assemble_short_lived_ticket` in pve-access-control
+    /// `src/PVE/AccessControl.pm`): `<prefix>:<timestamp>::<signature>`, where the signature
+    /// also covers `<user>:<path>[:<extra>]`, which the ticket does not show.
+    pub(crate) fn short_lived_ticket(&self, prefix: &str, secret_data: &str, at: u64) -> String {
+        let plain = format!("{prefix}:{at:08X}");
+        let signature = self.sign("short-lived", &format!("{plain}\0{secret_data}"));
+        format!("{plain}::{signature}")
+    }
+
+    /// Whether a short-lived ticket is valid for `secret_data` at `now`: Proxmox's window is
+    /// 20 s before to 40 s after it was issued (`verify_rsa_ticket(..., -20, 40)`).
+    pub(crate) fn verify_short_lived_ticket(
+        &self,
+        prefix: &str,
+        ticket: &str,
+        secret_data: &str,
+        now: u64,
+    ) -> bool {
+        let Some((plain, signature)) = ticket.rsplit_once("::") else {
+            return false;
+        };
+        let Some(stamp) = plain
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix(':'))
+        else {
+            return false;
+        };
+        let Ok(issued) = u64::from_str_radix(stamp, 16) else {
+            return false;
+        };
+        let age = now as i128 - issued as i128;
+        stamp.len() == 8
+            && (-20..=40).contains(&age)
+            && self.verify("short-lived", &format!("{plain}\0{secret_data}"), signature)
+    }
+
     /// Whether a ticket or CSRF token issued at `issued` is valid at `now`.
     pub(crate) fn age_ok(&self, issued: u64, now: u64) -> bool {
         let age = now as i128 - issued as i128;

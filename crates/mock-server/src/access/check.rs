@@ -370,18 +370,18 @@ fn fail(noerr: bool, what: Option<&str>) -> Result<bool, AppError> {
 }
 
 /// Checks Proxmox makes inside handlers whose metadata only says `user: "all"` (with a
-/// `description`): creating a guest needs `VM.Allocate` on `/vms/{vmid}` or on the pool given
-/// as `pool` (`check_vm_perm` in `create_vm`, qemu-server `src/PVE/API2/Qemu.pm`, and
-/// pve-container `src/PVE/API2/LXC.pm`); a restore (`archive`) also passes with `VM.Backup`.
+/// `description`), where they need nothing but the request's parameters: replication jobs
+/// (`VM.Replicate` / `VM.Audit` on the job's guest), and creating a guest, which needs
+/// `VM.Allocate` on `/vms/{vmid}` or on the pool given as `pool` (`check_vm_perm` in
+/// `create_vm`, qemu-server `src/PVE/API2/Qemu.pm`, and pve-container
+/// `src/PVE/API2/LXC.pm`); a restore (`archive`) also passes with `VM.Backup`.
 pub(crate) fn handler_check(
     model: &AccessModel,
     op: &route_metadata::Operation,
     subject: &str,
     params: &Params,
 ) -> Result<(), AppError> {
-    let creates_guest = op.method == route_metadata::Method::Post
-        && matches!(op.path.as_str(), "/nodes/{node}/qemu" | "/nodes/{node}/lxc");
-    if subject == ROOT || !creates_guest {
+    if subject == ROOT {
         return Ok(());
     }
     let checker = Checker {
@@ -389,6 +389,14 @@ pub(crate) fn handler_check(
         subject,
         params,
     };
+    if op.path.starts_with("/cluster/replication") {
+        return replication_check(&checker, op, params);
+    }
+    let creates_guest = op.method == route_metadata::Method::Post
+        && matches!(op.path.as_str(), "/nodes/{node}/qemu" | "/nodes/{node}/lxc");
+    if !creates_guest {
+        return Ok(());
+    }
     let vmid = param_text(params, "vmid").unwrap_or_default();
     let vm_path = normalize_path(&format!("/vms/{vmid}")).unwrap_or_else(|| "/vms".to_owned());
     if param_text(params, "archive").is_some()
@@ -403,6 +411,34 @@ pub(crate) fn handler_check(
     }
     checker
         .check_privs(&vm_path, &["VM.Allocate"], false, false)
+        .map(|_| ())
+}
+
+/// Replication jobs (pve-manager `PVE/API2/ReplicationConfig.pm`): reading one needs
+/// `VM.Audit`, creating, changing or deleting one `VM.Replicate` on the guest its ID names
+/// (`<vmid>-<jobnum>`). An ID that does not parse is left to the parameter check.
+fn replication_check(
+    checker: &Checker<'_>,
+    op: &route_metadata::Operation,
+    params: &Params,
+) -> Result<(), AppError> {
+    let Some(id) = param_text(params, "id") else {
+        return Ok(());
+    };
+    let Some((guest, job)) = id.split_once('-') else {
+        return Ok(());
+    };
+    let number = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !number(guest) || !number(job) {
+        return Ok(());
+    }
+    let privilege = match op.method {
+        route_metadata::Method::Get if op.path == "/cluster/replication" => return Ok(()),
+        route_metadata::Method::Get => "VM.Audit",
+        _ => "VM.Replicate",
+    };
+    checker
+        .check_privs(&format!("/vms/{guest}"), &[privilege], false, false)
         .map(|_| ())
 }
 

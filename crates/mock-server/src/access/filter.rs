@@ -9,6 +9,7 @@
 //! - `GET /nodes/{node}/qemu` and `/lxc`: guests with `VM.Audit` (`vmlist`).
 //! - `GET /storage`, `GET /nodes/{node}/storage`: `Datastore.Audit` or `Datastore.AllocateSpace`.
 //! - `GET /pools`: `Pool.Audit`.
+//! - `GET /cluster/replication`: jobs of guests with `VM.Audit`.
 //! - Task lists: without `Sys.Audit` on the node (`/` for `/cluster/tasks`) only the caller's own
 //!   tasks; a task's status and log need `Sys.Audit` on the node unless the caller owns it.
 //!
@@ -108,6 +109,7 @@ fn is_filtered(template: &str) -> bool {
             | "/cluster/tasks"
             | "/nodes/{node}/tasks/{upid}/status"
             | "/nodes/{node}/tasks/{upid}/log"
+            | "/cluster/replication"
     )
 }
 
@@ -160,6 +162,12 @@ pub(crate) fn filter_reply(
             "/nodes/{node}/tasks" => {
                 viewer.owns_task(&text(&entry, "user"))
                     || viewer.any(&format!("/nodes/{node_param}"), &["Sys.Audit"])
+            }
+            "/cluster/replication" => {
+                // `guest` is the job ID's first part (`<vmid>-<jobnum>`).
+                let id = text(&entry, "id");
+                let guest = id.split('-').next().unwrap_or_default();
+                viewer.any(&format!("/vms/{guest}"), &["VM.Audit"])
             }
             "/cluster/tasks" => {
                 viewer.owns_task(&text(&entry, "user")) || viewer.any("/", &["Sys.Audit"])

@@ -55,6 +55,8 @@ pub(super) fn authenticate(
                 .and_then(|a| auth::extract_auth_value(a, COOKIE_NAME))
         });
     let now = auth::now();
+    // An API token counts only when no ticket came (`AnyEvent.pm`, `handle_request`: "finally,
+    // fallback to API token if no ticket has been provided so far").
     if ticket.is_none()
         && let Some(token) = authorization
             .as_deref()

@@ -506,13 +506,28 @@ pub(crate) fn write(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     Ok(plan)
 }
 
+/// A reply generated from the operation's `returns` schema; one that lists properties without
+/// a type (Proxmox's console replies) is an object.
+pub(crate) fn generated_reply(call: &Call<'_>) -> Value {
+    let concrete = call.concrete();
+    let ctx = gen_ctx(call, &concrete, call.path_params, &[], &[]);
+    let mut returns = call.op.returns.clone();
+    if returns.ty.is_none() && returns.properties.is_some() {
+        returns.ty = Some(SchemaType::Object);
+    }
+    generate(call.api, &returns, &ctx)
+}
+
 fn default_reply(call: &Call<'_>, concrete: &str) -> Value {
-    match call.op.returns.kind() {
+    let returns = &call.op.returns;
+    let object_without_type = returns.ty.is_none() && returns.properties.is_some();
+    match returns.kind() {
+        _ if returns.optional => Value::Null,
+        _ if object_without_type => generated_reply(call),
         SchemaType::Null | SchemaType::Any => Value::Null,
-        _ if call.op.returns.optional => Value::Null,
         _ => {
             let ctx = gen_ctx(call, concrete, call.path_params, &[], &[]);
-            generate(call.api, &call.op.returns, &ctx)
+            generate(call.api, returns, &ctx)
         }
     }
 }

@@ -24,6 +24,7 @@
 //! - [`guest`] (types: `Kind`, `Guest`, `Power`, config files and digests), [`guests`] (create,
 //!   config, power, destroy, clone, template, migrate), [`disks`], [`snapshots`], [`agent`].
 //! - [`storage`] (content, uploads), [`pools`], [`backup`] (`vzdump`).
+//! - [`console`]: console tickets (`vncproxy`, `termproxy`) and their verification.
 //! - [`tasks`]: worker tasks ([`tasks::TaskRecord`]), task lists and logs.
 //! - [`nodes`]: cluster and node views (`/version`, `/cluster/status`, `/cluster/resources`,
 //!   node storage, network, version, guest status).
@@ -32,6 +33,7 @@
 pub(crate) mod access;
 pub(crate) mod agent;
 pub(crate) mod backup;
+pub(crate) mod console;
 pub(crate) mod disks;
 pub(crate) mod generic;
 pub(crate) mod guest;

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::guest::Guest;
 use super::{Call, Plan, Tx};
 use super::{
-    access, agent, backup, disks, generic, guests, nodes, pools, snapshots, storage, tasks,
+    access, agent, backup, console, disks, generic, guests, nodes, pools, snapshots, storage, tasks,
 };
 use crate::api::Api;
 use crate::error::AppError;
@@ -66,6 +66,11 @@ pub(crate) struct Route {
     /// The handler.
     pub(crate) handler: Handler,
 }
+
+/// Handled operations that older tags' schemas lack (their apidata.js does not list them, so
+/// the mock does not serve them there): `POST /access/vncticket` is in the 9.1 schema only.
+#[cfg(test)]
+const NOT_IN_EVERY_TAG: &[(Method, &str)] = &[(Method::Post, "/access/vncticket")];
 
 /// The guest item templates; guest routes are listed once per kind.
 const QEMU: &str = "/nodes/{node}/qemu/{vmid}";
@@ -138,8 +143,49 @@ pub(crate) fn table() -> Vec<Route> {
         route(Get, "/pools/{poolid}", Read(pools::get)),
         route(Put, "/pools/{poolid}", Write(pools::update)),
         route(Delete, "/pools/{poolid}", Write(pools::delete)),
+        // Consoles.
+        route(
+            Post,
+            "/nodes/{node}/qemu/{vmid}/vncproxy",
+            Write(console::proxy),
+        ),
+        route(
+            Post,
+            "/nodes/{node}/qemu/{vmid}/termproxy",
+            Write(console::proxy),
+        ),
+        route(
+            Post,
+            "/nodes/{node}/lxc/{vmid}/vncproxy",
+            Write(console::proxy),
+        ),
+        route(
+            Post,
+            "/nodes/{node}/lxc/{vmid}/termproxy",
+            Write(console::proxy),
+        ),
+        route(Post, "/nodes/{node}/vncshell", Write(console::proxy)),
+        route(Post, "/nodes/{node}/termproxy", Write(console::proxy)),
+        route(
+            Get,
+            "/nodes/{node}/qemu/{vmid}/vncwebsocket",
+            Read(console::websocket),
+        ),
+        route(
+            Get,
+            "/nodes/{node}/lxc/{vmid}/vncwebsocket",
+            Read(console::websocket),
+        ),
+        route(Get, "/nodes/{node}/vncwebsocket", Read(console::websocket)),
+        route(Post, "/access/vncticket", Read(console::verify_ticket)),
         // Access control.
         route(Post, "/access/ticket", Read(access::login::login)),
+        route(
+            Post,
+            "/access/openid/auth-url",
+            Read(access::openid::auth_url),
+        ),
+        route(Post, "/access/openid/login", Read(access::openid::login)),
         route(
             Put,
             "/access/password",
@@ -347,6 +393,9 @@ mod tests {
                 match api.operation_at(&route.template, route.method) {
                     Some(_) => {
                         handled.push(format!("{} {}", route.method.as_str(), route.template))
+                    }
+                    None if NOT_IN_EVERY_TAG.contains(&(route.method, route.template.as_str())) => {
+                        handled.push(format!("{} {}", route.method.as_str(), route.template));
                     }
                     None => missing.push(format!("{} {}", route.method.as_str(), route.template)),
                 }

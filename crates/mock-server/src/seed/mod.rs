@@ -300,6 +300,17 @@ impl Fixture {
             });
         };
         put(CLUSTER_PATH.to_owned(), None, json!({"name": self.cluster}));
+        // The built-in realms every Proxmox VE has (`/etc/pve/domains.cfg` defaults).
+        for (realm, comment) in [
+            ("pam", "Linux PAM standard authentication"),
+            ("pve", "Proxmox VE authentication server"),
+        ] {
+            put(
+                format!("/access/domains/{realm}"),
+                Some("/access/domains".to_owned()),
+                json!({"realm": realm, "type": realm, "comment": comment}),
+            );
+        }
         let node_names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
         for (index, node) in self.nodes.iter().enumerate() {
             put(

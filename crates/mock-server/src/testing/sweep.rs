@@ -4,6 +4,8 @@
 //! operation's `returns` schema, and a user without privileges is refused everything that has
 //! a check.
 
+use std::collections::BTreeMap;
+
 use axum::Router;
 use axum::body::Body;
 use http::Request;
@@ -121,6 +123,19 @@ fn assert_no_failures(failures: &[String]) {
     );
 }
 
+/// Where Proxmox's replies disagree with its own schema, and the mock answers like Proxmox:
+/// `GET /nodes/{node}/network` gives `netmask` as a prefix length (`24`, from `_cidr_split` in
+/// pve-common `src/PVE/Network/Interfaces.pm`) where the schema says `ipv4mask`.
+fn without_known_deviations(
+    template: &str,
+    mut errors: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    if template == "/nodes/{node}/network" {
+        errors.retain(|key, _| !key.ends_with("netmask"));
+    }
+    errors
+}
+
 /// Every GET of a tag, for the seeded objects: a 200 reply validates against `returns`, a 500
 /// or 404 is Proxmox's not-found, a 400 is a refused sample value.
 async fn sweep(tag: &str) {
@@ -139,7 +154,16 @@ async fn sweep(tag: &str) {
         match status {
             200 => {
                 let data = &body["data"];
-                if let Err(errors) = validate_value(api, &op.returns, data) {
+                if let Err(errors) = validate_value(api, &op.returns, data)
+                    .map_err(|errors| without_known_deviations(&op.path, errors))
+                    .or_else(|errors| {
+                        if errors.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(errors)
+                        }
+                    })
+                {
                     failures.push(format!(
                         "{tag} GET {uri}: reply does not validate: {errors:?}\n{data}"
                     ));
@@ -147,6 +171,8 @@ async fn sweep(tag: &str) {
                 checked += 1;
             }
             400 => {}
+            // A console's websocket with a made-up ticket (`verify_vnc_ticket`).
+            401 if body["message"] == "permission denied - invalid PVEVNC ticket\n" => {}
             // Not-found answers: a `die` (500) or, for TFA entries, 404 (`API2/TFA.pm`).
             500 | 404 => {
                 let message = body["message"].as_str().unwrap_or_default().to_lowercase();
@@ -289,8 +315,12 @@ async fn unprivileged_sweep(tag: &str) {
         } else if (!open || creates_guest) && status != 403 {
             failures.push(format!("{label}: expected 403, got {status} {body}"));
         } else if open && !creates_guest && status == 403 {
-            // In-handler checks (task owners) may refuse; everything else must not.
-            if !op.path.contains("/tasks/") {
+            // In-handler checks (`crate::access::rpcenv`: task owners, volume access, backup
+            // targets, replication jobs) may refuse; everything else must not.
+            let checked_inside = ["/tasks/", "/vzdump", "/content", "/cluster/replication"]
+                .iter()
+                .any(|part| op.path.contains(part));
+            if !checked_inside {
                 failures.push(format!("{label}: unexpected 403 {body}"));
             }
         }

@@ -447,3 +447,166 @@ async fn creating_a_guest_checks_every_key() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn replication_jobs_need_vm_replicate_on_their_guest() {
+    let server = server().await;
+    let user = session(&server, "vmuser@pve").await;
+    let (status, body) = user
+        .call(
+            Method::POST,
+            "/cluster/replication",
+            &[("id", "100-0"), ("target", "pve2"), ("type", "local")],
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        message(&body),
+        "Permission check failed (/vms/100, VM.Replicate)\n"
+    );
+    let admin = session(&server, "vmadmin@pve").await;
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/cluster/replication",
+            &[("id", "100-0"), ("target", "pve2"), ("type", "local")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = user
+        .call(Method::DELETE, "/cluster/replication/100-0", &[])
+        .await;
+    assert_eq!(status, 403);
+    // The job is listed to those who may audit its guest.
+    let nobody = session(&server, "nobody@pve").await;
+    let (_, body) = nobody.call(Method::GET, "/cluster/replication", &[]).await;
+    assert_eq!(body["data"], json!([]));
+    let (_, body) = user.call(Method::GET, "/cluster/replication", &[]).await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 1, "{body}");
+}
+
+#[tokio::test]
+async fn a_ticket_wins_over_an_api_token() {
+    let server = server().await;
+    let root = session(&server, "root@pam").await;
+    let ticket = root.ticket().unwrap();
+    // A root ticket beside vmuser's token: pveproxy reads the token only when no ticket came
+    // (`AnyEvent.pm`), so the call is root's.
+    let response = crate::client()
+        .get(format!("{}/nodes/pve1/lxc/200/config", server.base_url()))
+        .header("Cookie", format!("PVEAuthCookie={ticket}"))
+        .header(
+            "Authorization",
+            "PVEAPIToken=vmuser@pve!ci=vmuser-token-secret",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn console_tickets_are_verified() {
+    let server = server().await;
+    let user = session(&server, "vmuser@pve").await;
+    let (status, body) = user
+        .call(Method::POST, "/nodes/pve1/qemu/100/vncproxy", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ticket = body["data"]["ticket"]
+        .as_str()
+        .expect(&body.to_string())
+        .to_owned();
+    let port = body["data"]["port"].to_string();
+    assert!(ticket.starts_with("PVEVNC:"), "{ticket}");
+    assert_eq!(body["data"]["user"], "vmuser@pve");
+
+    let verify = |authid: &'static str, ticket: String, path: &'static str, privs: &'static str| {
+        let base = server.base_url();
+        let port = port.clone();
+        async move {
+            crate::client()
+                .post(format!("{base}/access/vncticket"))
+                .form(&[
+                    ("authid", authid),
+                    ("vncticket", ticket.as_str()),
+                    ("path", path),
+                    ("privs", privs),
+                    ("port", port.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = verify("vmuser@pve", ticket.clone(), "/vms/100", "VM.Console").await;
+    assert_eq!(ok.status(), 200);
+    for (authid, ticket, path, privs) in [
+        ("root@pam", ticket.clone(), "/vms/100", "VM.Console"),
+        ("vmuser@pve", ticket.clone(), "/vms/101", "VM.Console"),
+        ("vmuser@pve", ticket.clone(), "/vms/100", "VM.Allocate"),
+        (
+            "vmuser@pve",
+            "PVEVNC:00000000::forged".to_owned(),
+            "/vms/100",
+            "VM.Console",
+        ),
+    ] {
+        let response = verify(authid, ticket, path, privs).await;
+        assert_eq!(response.status(), 401, "{authid} {path} {privs}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(message(&body), "authentication failure\n");
+    }
+}
+
+#[tokio::test]
+async fn openid_endpoints_answer_for_unknown_realms_as_proxmox() {
+    let server = server().await;
+    let client = crate::client();
+    let base = server.base_url();
+    let response = client
+        .post(format!("{base}/access/openid/auth-url"))
+        .form(&[("realm", "nope"), ("redirect-url", "https://app.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        message(&body),
+        "authentication domain 'nope' does not exist\n"
+    );
+    let response = client
+        .post(format!("{base}/access/openid/auth-url"))
+        .form(&[("realm", "pve"), ("redirect-url", "https://app.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(message(&body), "wrong realm type (pve != openid)\n");
+    let response = client
+        .post(format!("{base}/access/openid/login"))
+        .form(&[
+            ("state", "nope!0"),
+            ("code", "x"),
+            ("redirect-url", "https://app.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // The built-in realms are listed.
+    let (_, body) = session(&server, "root@pam")
+        .await
+        .call(Method::GET, "/access/domains", &[])
+        .await;
+    let mut realms: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|realm| realm["realm"].as_str())
+        .collect();
+    realms.sort_unstable();
+    assert_eq!(realms, ["pam", "pve"]);
+}

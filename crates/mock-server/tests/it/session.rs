@@ -48,6 +48,14 @@ impl Session {
         }
     }
 
+    /// The ticket of a ticket session.
+    pub fn ticket(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::Ticket { ticket, .. } => Some(ticket),
+            Auth::Token(_) => None,
+        }
+    }
+
     pub fn token(base: &str, value: &str) -> Session {
         Session {
             base: base.to_owned(),

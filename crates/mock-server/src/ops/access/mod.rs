@@ -1,6 +1,7 @@
 //! The `/access` endpoints whose semantics go beyond the generic handlers: login with tickets
 //! and second factors ([`login`]), users, tokens and passwords ([`users`]), groups ([`groups`]),
-//! roles ([`roles`]), the ACL and effective permissions ([`acl`]) and TFA entries ([`tfa`]).
+//! roles ([`roles`]), the ACL and effective permissions ([`acl`]), TFA entries ([`tfa`]) and
+//! OpenID Connect ([`openid`]).
 //!
 //! Each handler follows the Proxmox handler named in its comment (pve-access-control
 //! `src/PVE/API2/AccessControl.pm`, `ACL.pm`, `Role.pm`, `Group.pm`, `User.pm`, `TFA.pm`),
@@ -11,6 +12,7 @@
 pub(crate) mod acl;
 pub(crate) mod groups;
 pub(crate) mod login;
+pub(crate) mod openid;
 pub(crate) mod roles;
 pub(crate) mod tfa;
 pub(crate) mod users;
