@@ -9,6 +9,10 @@
 //! - `type: null` and untyped returns become `nullable` any-schemas;
 //! - booleans are `oneOf: [boolean, integer 0/1]` with `x-proxmox-type: boolean`, because Proxmox
 //!   sends and accepts 0/1;
+//! - Proxmox's own `oneOf` (alternatives chosen by a sibling property, `x-proxmox-type-property`,
+//!   e.g. a fabric's `interfaces` per `protocol`) becomes `anyOf`: its branches may overlap (two
+//!   arrays of property strings), so a value can match several and `oneOf` would reject it;
+//!   the branches are arrays or strings, so an OpenAPI `discriminator` cannot express the choice;
 //! - `foo[n]` families expand to `foo0`..`fooN` properties that `$ref` one component, and the
 //!   family is recorded in `x-proxmox-families`;
 //! - response schemas carry no `pattern` (it moves to `x-proxmox-pattern`, see
@@ -398,8 +402,8 @@ impl Converter<'_> {
         if let Some(alternatives) = &source.one_of {
             return Schema {
                 schema_data: data,
-                schema_kind: SchemaKind::OneOf {
-                    one_of: alternatives.iter().map(|alt| self.property(alt)).collect(),
+                schema_kind: SchemaKind::AnyOf {
+                    any_of: alternatives.iter().map(|alt| self.property(alt)).collect(),
                 },
             };
         }
@@ -572,5 +576,53 @@ fn first_sentence(text: &str) -> String {
     match line.find(". ") {
         Some(end) => line[..=end].trim().to_owned(),
         None => line.trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::workspace_root;
+    use serde_json::Value;
+
+    /// Every `oneOf` left in the emitted documents is a boolean's `[boolean, integer 0/1]`,
+    /// whose branches cannot both match; Proxmox's own alternatives are `anyOf`.
+    #[test]
+    fn only_disjoint_one_of() {
+        fn walk(value: &Value, at: &str, found: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::Array(branches)) = map.get("oneOf") {
+                        let types: Vec<&str> = branches
+                            .iter()
+                            .filter_map(|branch| branch.get("type").and_then(Value::as_str))
+                            .collect();
+                        if types != ["boolean", "integer"] {
+                            found.push(at.to_owned());
+                        }
+                    }
+                    for (key, value) in map {
+                        walk(value, &format!("{at}/{key}"), found);
+                    }
+                }
+                Value::Array(items) => {
+                    for (index, item) in items.iter().enumerate() {
+                        walk(item, &format!("{at}/{index}"), found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let root = workspace_root();
+        for tag in ["8.4", "9.0", "9.1"] {
+            let path = root.join("generated").join(tag).join("openapi.json");
+            let text = std::fs::read_to_string(&path).expect("openapi.json");
+            let document: Value = serde_json::from_str(&text).expect("JSON");
+            let mut found = Vec::new();
+            walk(&document, "", &mut found);
+            assert!(
+                found.is_empty(),
+                "{tag}: oneOf with overlapping branches at {found:?}"
+            );
+        }
     }
 }
