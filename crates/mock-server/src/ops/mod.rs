@@ -25,6 +25,7 @@
 //!   config, power, destroy, clone, template, migrate), [`disks`], [`snapshots`], [`agent`].
 //! - [`storage`] (content, uploads), [`pools`], [`backup`] (`vzdump`).
 //! - [`console`]: console tickets (`vncproxy`, `termproxy`) and their verification.
+//! - [`volname`]: `parse_volname` per storage plugin, with its messages.
 //! - [`tasks`]: worker tasks ([`tasks::TaskRecord`]), task lists and logs.
 //! - [`nodes`]: cluster and node views (`/version`, `/cluster/status`, `/cluster/resources`,
 //!   node storage, network, version, guest status).
@@ -44,6 +45,7 @@ pub(crate) mod routes;
 pub(crate) mod snapshots;
 pub(crate) mod storage;
 pub(crate) mod tasks;
+pub(crate) mod volname;
 
 use std::cell::OnceCell;
 use std::sync::Arc;

@@ -610,3 +610,56 @@ async fn openid_endpoints_answer_for_unknown_realms_as_proxmox() {
     realms.sort_unstable();
     assert_eq!(realms, ["pam", "pve"]);
 }
+
+#[tokio::test]
+async fn volume_names_are_parsed_by_their_storage_plugin() {
+    let server = server().await;
+    let root = session(&server, "root@pam").await;
+    for (key, value, expected) in [
+        (
+            "scsi1",
+            "local-lvm:abc",
+            "unable to parse lvm volume name 'abc'\n",
+        ),
+        (
+            "ide2",
+            "local:iso/../../x.iso,media=cdrom",
+            "unable to parse directory volume name 'iso/../../x.iso'\n",
+        ),
+        (
+            "scsi1",
+            "nope:vm-100-disk-9",
+            "storage 'nope' does not exist\n",
+        ),
+    ] {
+        assert_update(&root, QEMU_CONFIG, &[(key, value)], 500, expected).await;
+    }
+    let (status, body) = root
+        .call(
+            Method::PUT,
+            QEMU_CONFIG,
+            &[("scsi2", "local:iso/debian.iso")],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"]["scsi2"],
+        "explicit 'media=cdrom' is required for iso images"
+    );
+    let (status, body) = root
+        .call(
+            Method::POST,
+            "/nodes/pve1/lxc",
+            &[
+                ("vmid", "160"),
+                (
+                    "ostemplate",
+                    "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+                ),
+                ("rootfs", "local-lvm:abc"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(message(&body), "unable to parse lvm volume name 'abc'\n");
+}

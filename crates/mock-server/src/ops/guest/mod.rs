@@ -21,7 +21,7 @@ pub(crate) use config::{
 pub(crate) use disk_keys::{
     config_volumes, free_unused_key, is_disk_key, is_net_key, is_unused_key, owned_by, parse_disk,
 };
-pub(crate) use perms::{ConfigChange, check_config_change};
+pub(crate) use perms::{ConfigChange, check_config_change, check_drive_values};
 
 use super::{Call, visible};
 use crate::error::AppError;

@@ -353,9 +353,10 @@ impl Checks<'_> {
 
     /// `check_volume_access` for a volume the guest is to use.
     fn volume_access(&self, volid: &str) -> Result<(), AppError> {
-        let kind = match volid.split_once(':') {
-            Some((_, name)) => parse_volname(name),
-            None => parse_volname(volid),
+        let kind = if volid.contains(':') {
+            crate::ops::volname::parse_volname(self.tables, volid)?
+        } else {
+            parse_volname(volid)
         };
         self.rpc
             .check_volume_access(volid, &kind, Some(self.change.vmid))
@@ -563,4 +564,38 @@ mod tests {
         assert_eq!(prop("host=1-2", "host", true).as_deref(), Some("1-2"));
         assert_eq!(prop("1-2,usb3=1", "host", true).as_deref(), Some("1-2"));
     }
+}
+
+/// qemu-server's `$check_drive_param` (and pve-container's parsing of mount point volumes),
+/// for every caller: each drive or mount point that names an existing volume
+/// (`storage:volname`) must parse with its storage's plugin, and an ISO image must be attached
+/// with `media=cdrom`.
+pub(crate) fn check_drive_values(
+    tables: &Tables,
+    kind: Kind,
+    settings: &Map<String, Value>,
+) -> Result<(), AppError> {
+    for (key, value) in settings {
+        if !is_disk_key(kind, key) && key != "cdrom" {
+            continue;
+        }
+        let value = text(value);
+        let default_key = if kind == Kind::Lxc { "volume" } else { "file" };
+        let file = prop(&value, default_key, true).unwrap_or_default();
+        let Some((_, volname)) = file.split_once(':') else {
+            continue;
+        };
+        if new_disk_storage(&file).is_some() || volname == "cloudinit" || file.starts_with('/') {
+            continue;
+        }
+        let parsed = crate::ops::volname::parse_volname(tables, &file)?;
+        let cdrom = key == "cdrom" || prop(&value, "media", false).as_deref() == Some("cdrom");
+        if kind == Kind::Qemu && parsed.vtype == "iso" && !cdrom {
+            return Err(AppError::param(
+                key,
+                "explicit 'media=cdrom' is required for iso images",
+            ));
+        }
+    }
+    Ok(())
 }

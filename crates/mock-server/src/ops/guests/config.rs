@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use super::config_args;
 use crate::error::AppError;
 use crate::ops::disks::Allocator;
-use crate::ops::guest::{ConfigChange, check_config_change, check_edit, put_config};
+use crate::ops::guest::{ConfigChange, check_config_change, check_drive_values};
 use crate::ops::guest::{Guest, config_digest, hide_cipassword};
+use crate::ops::guest::{check_edit, put_config};
 use crate::ops::guest::{is_disk_key, is_unused_key, owned_by};
 use crate::ops::{Call, Plan, Tx, fail, snapshots, storage, text, visible};
 use crate::schema::split_list;
@@ -88,6 +89,7 @@ pub(crate) fn update_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Resu
             }
         })
         .collect();
+    check_drive_values(tables, guest.kind, &updates)?;
     check_config_change(
         &tx.rpc(call),
         tables,

@@ -23,7 +23,7 @@ pub(crate) use lifecycle::{clone, destroy, migrate, template};
 pub(crate) use power::{power, power_path};
 
 use super::disks::Allocator;
-use super::guest::{ConfigChange, Guest, Kind, Power, check_config_change};
+use super::guest::{ConfigChange, Guest, Kind, Power, check_config_change, check_drive_values};
 use super::guest::{put_config, put_status, status_row};
 use super::{Call, Plan, Tx, text};
 use crate::api::Api;
@@ -101,6 +101,7 @@ pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     }
     let guest = Guest::at(kind, node, vmid);
     let settings = config_args(call, kind);
+    check_drive_values(tables, kind, &settings)?;
     check_create_perms(call, tx, kind, vmid, &settings)?;
     let mut allocator = Allocator::new(tables, node, vmid);
     let mut config = Map::new();
