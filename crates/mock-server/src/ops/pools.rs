@@ -336,3 +336,29 @@ pub(crate) fn add_to_pool(tables: &Tables, poolid: &str, vmid: u32) -> Result<Ch
     row["_vms"] = json!(vms);
     Ok(put_pool(format!("/pools/{poolid}"), row))
 }
+
+/// `POST /pools` (`create_pool`, pve-manager `PVE/API2/Pool.pm`, inside `lock_user_config`, so
+/// its `die`s read `create pool failed: ...`): the pool must be new, a nested pool's parent
+/// must exist, and every level's name must start with a letter.
+pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
+    let poolid = call.arg_text("poolid").unwrap_or_default();
+    let failed = |message: String| AppError::die(format!("create pool failed: {message}"));
+    if tx.tables.get(&format!("/pools/{poolid}")).is_some() {
+        return Err(failed(super::already_exists("pool", &poolid)));
+    }
+    let leaf = match poolid.rsplit_once('/') {
+        Some((parent, leaf)) => {
+            if tx.tables.get(&format!("/pools/{parent}")).is_none() {
+                return Err(failed(format!(
+                    "parent '{parent}' of pool '{poolid}' does not exist\n"
+                )));
+            }
+            leaf
+        }
+        None => poolid.as_str(),
+    };
+    if !leaf.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(failed("pool name must start with a letter\n".to_owned()));
+    }
+    super::generic::write(call, tx)
+}

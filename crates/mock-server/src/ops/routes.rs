@@ -138,6 +138,7 @@ pub(crate) fn table() -> Vec<Route> {
             Write(storage::volume_write),
         ),
         route(Get, "/pools", Read(pools::list)),
+        route(Post, "/pools", Write(pools::create)),
         route(Put, "/pools", Write(pools::update)),
         route(Delete, "/pools", Write(pools::delete)),
         route(Get, "/pools/{poolid}", Read(pools::get)),

@@ -663,3 +663,37 @@ async fn volume_names_are_parsed_by_their_storage_plugin() {
     assert_eq!(status, 500, "{body}");
     assert_eq!(message(&body), "unable to parse lvm volume name 'abc'\n");
 }
+
+#[tokio::test]
+async fn nested_pools_need_their_parent() {
+    let server = server().await;
+    let root = session(&server, "root@pam").await;
+    for (poolid, expected) in [
+        (
+            "a/b",
+            "create pool failed: parent 'a' of pool 'a/b' does not exist\n",
+        ),
+        (
+            "9lives",
+            "create pool failed: pool name must start with a letter\n",
+        ),
+    ] {
+        let (status, body) = root
+            .call(Method::POST, "/pools", &[("poolid", poolid)])
+            .await;
+        assert_eq!(status, 500, "{poolid}: {body}");
+        assert_eq!(message(&body), expected);
+    }
+    for poolid in ["a", "a/b"] {
+        let (status, body) = root
+            .call(Method::POST, "/pools", &[("poolid", poolid)])
+            .await;
+        assert_eq!(status, 200, "{poolid}: {body}");
+    }
+    let (status, body) = root.call(Method::POST, "/pools", &[("poolid", "a")]).await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        message(&body),
+        "create pool failed: pool 'a' already exists\n"
+    );
+}
