@@ -146,6 +146,8 @@ pub(crate) fn websocket(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

@@ -353,7 +353,9 @@ async fn named_formats_are_checked_on_the_value_as_sent() {
 async fn names_networks_and_schedules_are_checked() {
     let server = server().await;
     let post = reqwest::Method::POST;
-    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+    // (label, form, parameter, expected message)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case<'_>] = &[
         (
             "/nodes/pve1/qemu",
             &[("vmid", "190"), ("name", "-bad-")],

@@ -515,7 +515,7 @@ async fn console_tickets_are_verified() {
     assert_eq!(status, 200, "{body}");
     let ticket = body["data"]["ticket"]
         .as_str()
-        .expect(&body.to_string())
+        .unwrap_or_else(|| panic!("{body}"))
         .to_owned();
     let port = body["data"]["port"].to_string();
     assert!(ticket.starts_with("PVEVNC:"), "{ticket}");

@@ -539,33 +539,6 @@ fn trunk_tags(trunks: &str) -> Vec<u32> {
     tags
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn option_groups_follow_qemu_server() {
-        assert_eq!(qemu_privileges("cores"), Some(&["VM.Config.CPU"][..]));
-        assert_eq!(qemu_privileges("numa1"), Some(&["VM.Config.CPU"][..]));
-        assert_eq!(qemu_privileges("net3"), Some(&["VM.Config.Network"][..]));
-        assert_eq!(qemu_privileges("args"), None);
-        assert_eq!(qemu_privileges("hookscript"), None);
-        assert!(qemu_value_checked("scsi1"));
-        assert!(qemu_value_checked("usb0"));
-        assert!(is_cloudinit_key("ipconfig0"));
-        assert_eq!(new_disk_storage("local-lvm:4"), Some(Some("local-lvm")));
-        assert_eq!(new_disk_storage("0.5"), Some(None));
-        assert_eq!(new_disk_storage("local-lvm:vm-100-disk-0"), None);
-        assert_eq!(trunk_tags("10;20-22"), vec![10, 20, 21, 22]);
-        assert_eq!(
-            prop("virtio=BC:24:11:00:00:01,bridge=vmbr0", "bridge", false).as_deref(),
-            Some("vmbr0")
-        );
-        assert_eq!(prop("host=1-2", "host", true).as_deref(), Some("1-2"));
-        assert_eq!(prop("1-2,usb3=1", "host", true).as_deref(), Some("1-2"));
-    }
-}
-
 /// qemu-server's `$check_drive_param` (and pve-container's parsing of mount point volumes),
 /// for every caller: each drive or mount point that names an existing volume
 /// (`storage:volname`) must parse with its storage's plugin, and an ISO image must be attached
@@ -598,4 +571,33 @@ pub(crate) fn check_drive_values(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn option_groups_follow_qemu_server() {
+        assert_eq!(qemu_privileges("cores"), Some(&["VM.Config.CPU"][..]));
+        assert_eq!(qemu_privileges("numa1"), Some(&["VM.Config.CPU"][..]));
+        assert_eq!(qemu_privileges("net3"), Some(&["VM.Config.Network"][..]));
+        assert_eq!(qemu_privileges("args"), None);
+        assert_eq!(qemu_privileges("hookscript"), None);
+        assert!(qemu_value_checked("scsi1"));
+        assert!(qemu_value_checked("usb0"));
+        assert!(is_cloudinit_key("ipconfig0"));
+        assert_eq!(new_disk_storage("local-lvm:4"), Some(Some("local-lvm")));
+        assert_eq!(new_disk_storage("0.5"), Some(None));
+        assert_eq!(new_disk_storage("local-lvm:vm-100-disk-0"), None);
+        assert_eq!(trunk_tags("10;20-22"), vec![10, 20, 21, 22]);
+        assert_eq!(
+            prop("virtio=BC:24:11:00:00:01,bridge=vmbr0", "bridge", false).as_deref(),
+            Some("vmbr0")
+        );
+        assert_eq!(prop("host=1-2", "host", true).as_deref(), Some("1-2"));
+        assert_eq!(prop("1-2,usb3=1", "host", true).as_deref(), Some("1-2"));
+    }
 }
