@@ -551,6 +551,13 @@ impl ClientBuilder {
     /// No request is sent; a password login happens at the first request or at [`Client::login`].
     pub fn build(self) -> Result<Client> {
         let api_root = api_root(self.base_url.as_deref(), self.host.as_deref(), self.port)?;
+        if is_cleartext_to_remote(&api_root) {
+            tracing::warn!(
+                host = api_root.host_str().unwrap_or_default(),
+                "the base URL is plain http:// to a host that is not loopback: the password, \
+                 tickets, CSRF tokens and API token secrets travel in clear text; use https://"
+            );
+        }
         let ticket_url = encode::join_path(&api_root, TICKET_PATH)?;
         let verification = self.verification()?;
         let tls_config = tls::client_config(verification)?;
@@ -643,6 +650,23 @@ impl fmt::Debug for ClientBuilder {
     }
 }
 
+/// Whether requests to `url` go unencrypted to another machine: `http://` to a host that is not
+/// loopback (`localhost`, `*.localhost`, `127.0.0.0/8`, `::1`).
+fn is_cleartext_to_remote(url: &Url) -> bool {
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(domain)) => {
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            domain != "localhost" && !domain.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(address)) => !address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => !address.is_loopback(),
+        None => true,
+    }
+}
+
 /// Works out the API root (`…/api2/json`) from a base URL or a host and port.
 fn api_root(base_url: Option<&str>, host: Option<&str>, port: u16) -> Result<Url> {
     let text = match (base_url, host) {
@@ -686,6 +710,75 @@ fn api_root(base_url: Option<&str>, host: Option<&str>, port: u16) -> Result<Url
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Collects the messages of `WARN` events (a minimal subscriber: spans are ignored).
+    #[derive(Default)]
+    struct Warnings(std::sync::Mutex<Vec<String>>);
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            struct Message<'a>(&'a mut String);
+            impl tracing::field::Visit for Message<'_> {
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+                    self.0.push_str(&format!("{}={value:?} ", field.name()));
+                }
+            }
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut text = String::new();
+                event.record(&mut Message(&mut text));
+                if let Ok(mut warnings) = self.0.lock() {
+                    warnings.push(text);
+                }
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// The warnings logged while building a client for `base_url`.
+    fn warnings_for(base_url: &str) -> Vec<String> {
+        let warnings = Arc::new(Warnings::default());
+        tracing::subscriber::with_default(warnings.clone(), || {
+            Client::builder()
+                .base_url(base_url)
+                .token("root@pam!ci", "secret")
+                .build()
+                .map(|_| ())
+        })
+        .expect("client");
+        warnings.0.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_host_warns() {
+        for url in [
+            "http://pve.example.com:8006",
+            "http://192.0.2.10:8006",
+            "http://[2001:db8::1]:8006",
+        ] {
+            let warnings = warnings_for(url);
+            assert_eq!(warnings.len(), 1, "{url}: {warnings:?}");
+            assert!(warnings[0].contains("clear text"), "{warnings:?}");
+            assert!(!warnings[0].contains("secret\""), "{warnings:?}");
+        }
+        for url in [
+            "https://pve.example.com:8006",
+            "http://127.0.0.1:8005",
+            "http://localhost:8005",
+            "http://mock.localhost:8005",
+            "http://[::1]:8005",
+        ] {
+            assert_eq!(warnings_for(url), Vec::<String>::new(), "{url}");
+        }
+    }
 
     fn check_root(base_url: Option<&str>, host: Option<&str>, port: u16, expected: Option<&str>) {
         let root = api_root(base_url, host, port).ok().map(String::from);

@@ -6,10 +6,11 @@
 //! An HTTP error becomes [`Error::Api`], or [`Error::Auth`] for a `401`, with the message Proxmox
 //! puts in the reason phrase.
 //! A body that does not decode becomes [`Error::Decode`], quoting the start of the body except for
-//! paths under `/access`, whose answers carry secrets.
+//! paths whose answers carry secrets ([`is_sensitive_path`]).
 //!
 //! This module owns that decoding for both the request path (`request`) and the login
-//! ([`crate::auth`]), and depends on nothing of this crate but [`crate::error`].
+//! ([`crate::auth`]), and depends on nothing of this crate but [`crate::error`] and the generated
+//! list of sensitive paths (`generated::sensitive`, data only).
 
 use std::fmt;
 
@@ -117,10 +118,39 @@ fn decode_error(path: &str, body: &[u8], error: serde_json::Error) -> Error {
     }
 }
 
-/// Whether answers to `path` may carry secrets (tickets, CSRF tokens, token secrets, TFA data).
+/// Whether answers to `path` may carry secrets, so that no error quotes them:
+///
+/// - every path under `/access` (tickets, CSRF tokens, token secrets, TFA data: one rule, so a
+///   path the schema does not describe yet is covered too);
+/// - every path whose reply schema has a secret property, listed by codegen in
+///   `generated::sensitive` (`vncproxy`, `termproxy`, `spiceproxy`, `mtunnel`, `vncshell`,
+///   `spiceshell`, webhook endpoints, guest config with `cipassword`, storage with an
+///   `encryption-key`...).
 pub(crate) fn is_sensitive_path(path: &str) -> bool {
-    let trimmed = path.trim_start_matches('/');
-    trimmed == "access" || trimmed.starts_with("access/")
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let trimmed = path.trim_start_matches('/').trim_end_matches('/');
+    if trimmed == "access" || trimmed.starts_with("access/") {
+        return true;
+    }
+    crate::generated::sensitive::SENSITIVE_PATHS
+        .iter()
+        .any(|template| matches_template(template, trimmed))
+}
+
+/// Whether a concrete path (without its leading `/`) matches a path template, where a `{param}`
+/// segment matches any one non-empty segment.
+fn matches_template(template: &str, path: &str) -> bool {
+    let mut segments = path.split('/');
+    for expected in template.trim_start_matches('/').split('/') {
+        let Some(segment) = segments.next() else {
+            return false;
+        };
+        let is_param = expected.starts_with('{') && expected.ends_with('}');
+        if is_param && segment.is_empty() || !is_param && segment != expected {
+            return false;
+        }
+    }
+    segments.next().is_none()
 }
 
 /// The first [`EXCERPT_LEN`] bytes of a body, cut at a character boundary.
@@ -224,10 +254,47 @@ mod tests {
     }
 
     #[test]
+    fn decode_error_redacts_console_tickets() {
+        let body = br#"{"data":{"ticket":"PVEVNC:SECRET","password":"SECRET","port":5900}}"#;
+        let error = decode_envelope::<Vec<u32>>("/nodes/pve1/qemu/100/vncproxy", body)
+            .expect_err("not a list");
+        let printed = format!(
+            "{error} {error:?} {}",
+            std::error::Error::source(&error)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        assert!(!printed.contains("SECRET"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    #[test]
     fn sensitive_paths() {
         assert!(is_sensitive_path("/access/ticket"));
         assert!(is_sensitive_path("access/users/root@pam/token/ci"));
         assert!(!is_sensitive_path("/accessories"));
         assert!(!is_sensitive_path("/nodes"));
+        for path in [
+            "/nodes/pve1/qemu/100/vncproxy",
+            "/nodes/pve1/lxc/200/termproxy",
+            "nodes/pve1/qemu/100/spiceproxy",
+            "/nodes/pve1/qemu/100/mtunnel",
+            "/nodes/pve1/vncshell",
+            "/nodes/pve1/termproxy",
+            "/nodes/pve1/qemu/100/config",
+            "/cluster/notifications/endpoints/webhook/hook1",
+            "/storage/local-lvm",
+            "/nodes/pve1/qemu/100/vncproxy?websocket=1",
+        ] {
+            assert!(is_sensitive_path(path), "{path}");
+        }
+        for path in [
+            "/nodes/pve1/qemu/100/status/current",
+            "/nodes/pve1/qemu/100/vncproxy/extra",
+            "/nodes//qemu/100/vncproxy",
+            "/nodes/pve1/storage/local",
+        ] {
+            assert!(!is_sensitive_path(path), "{path}");
+        }
     }
 }

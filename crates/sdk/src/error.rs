@@ -21,8 +21,9 @@
 //!
 //! No error ever contains a secret.
 //! Request URLs are stripped from `reqwest` errors, and the body excerpt in [`Error::Decode`] is
-//! replaced by `<redacted>` for every path under `/access`, whose answers carry tickets, CSRF
-//! tokens and token secrets.
+//! replaced by `<redacted>` for every path under `/access` (tickets, CSRF tokens, token secrets)
+//! and every path whose reply schema carries a secret (console tickets and passwords, `mtunnel`,
+//! webhook secrets...; the list is generated from the schema, see the crate docs).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -95,6 +95,18 @@
 //! `Debug` output of [`Client`], [`ClientBuilder`], [`Credentials`], [`Ticket`] and
 //! [`TfaChallenge`] never shows a password, token secret, ticket or CSRF token, and neither does
 //! any [`Error`].
+//!
+//! An [`Error::Decode`] quotes the start of a reply it could not decode, except for replies that
+//! may carry a secret, where the excerpt is `<redacted>`: every path under `/access`, and every
+//! path whose reply schema has a secret property (`ticket`, `password`, `secret`,
+//! `CSRFPreventionToken`, `cipassword`, `corosync_authkey`, `encryption-key`, or a new token's
+//! `value`). That second list is derived from the schema by `cargo xtask codegen`
+//! (`generated/sensitive.rs`): the console proxies (`vncproxy`, `termproxy`, `spiceproxy`,
+//! `vncshell`, `spiceshell`), `mtunnel`, webhook endpoints, a VM's `config` and storage
+//! definitions with an encryption key.
+//!
+//! [`ClientBuilder::build`] logs a `tracing` warning when the base URL is plain `http://` to a
+//! host that is not loopback: passwords, tickets and token secrets would travel in clear text.
 
 pub mod auth;
 #[cfg(feature = "blocking")]

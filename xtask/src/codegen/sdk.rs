@@ -15,6 +15,11 @@
 //!   (`<Op>Params`/`<Op>Response`); operations that start a worker task return a parsed
 //!   `shared_types::Upid`.
 //!
+//! `sensitive.rs` lists the paths whose replies carry a secret by the schema: a return schema
+//! with a property named in [`SECRET_FIELDS`] at any depth (tickets of `vncproxy`, `termproxy`,
+//! `mtunnel` and `/access/ticket`, SPICE and VNC passwords, webhook secrets...). The SDK never
+//! quotes a reply body to those paths in an error (`envelope::is_sensitive_path`).
+//!
 //! Why not progenitor: its output is one flat method per operationId on one client, it leaves the
 //! `{"data": ...}` envelope to the caller and returns `Error<()>` for Proxmox errors, and its
 //! builder style with expanded `foo[n]` families took 34 minutes to compile here. Our layer is
@@ -41,6 +46,18 @@ const UPLOAD_MARKER: &str = "tmpfilename";
 
 /// Where the typed layer goes.
 pub const OUT_DIR: &str = "crates/sdk/src/generated";
+
+/// Reply properties that hold a secret: a path whose reply has one of these (at any depth) is
+/// listed in `sensitive.rs`. `value` is a secret next to `full-tokenid` (a new API token).
+const SECRET_FIELDS: &[&str] = &[
+    "CSRFPreventionToken",
+    "cipassword",
+    "corosync_authkey",
+    "encryption-key",
+    "password",
+    "secret",
+    "ticket",
+];
 
 /// Renders the typed layer of the SDK.
 pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
@@ -206,6 +223,26 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
         let feature = group.as_str();
         module_lines.push(quote! { #[cfg(feature = #feature)] #[rustfmt::skip] pub mod #module; });
     }
+    let sensitive: BTreeSet<&str> = metadata
+        .operations
+        .iter()
+        .filter(|operation| carries_secret(&operation.returns))
+        .map(|operation| operation.path.as_str())
+        .collect();
+    let sensitive = sensitive.into_iter();
+    let sensitive_file = quote! {
+        #![doc = " The paths whose replies carry a secret by the schema (a property named `ticket`,"]
+        #![doc = " `password`, `secret`... at any depth): the SDK quotes no reply body to them in an error."]
+        #![doc = ""]
+        #![doc = #stamp]
+        #[doc = " Path templates; a `{param}` segment matches any one segment."]
+        pub(crate) const SENSITIVE_PATHS: &[&str] = &[#(#sensitive),*];
+    };
+    outputs.insert(
+        PathBuf::from(OUT_DIR).join("sensitive.rs"),
+        super::rust::format_file(sensitive_file, "sensitive.rs")?,
+    );
+    module_lines.push(quote! { #[rustfmt::skip] pub(crate) mod sensitive; });
     let mod_file = quote! {
         #![doc = " The typed API, generated from the Proxmox VE API schema: one module per path group,"]
         #![doc = " each behind the cargo feature of the same name."]
@@ -223,6 +260,23 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
         super::rust::format_file(mod_file, "mod.rs")?,
     );
     Ok(outputs)
+}
+
+/// Whether a reply schema has a property that holds a secret ([`SECRET_FIELDS`]) at any depth.
+fn carries_secret(schema: &route_metadata::Schema) -> bool {
+    let properties = schema.properties.iter().flatten();
+    let by_name = schema.properties.as_ref().is_some_and(|props| {
+        props
+            .keys()
+            .any(|key| SECRET_FIELDS.contains(&key.as_str()))
+            || (props.contains_key("value") && props.contains_key("full-tokenid"))
+    });
+    by_name
+        || properties
+            .into_iter()
+            .any(|(_, property)| carries_secret(property))
+        || schema.items.as_deref().is_some_and(carries_secret)
+        || schema.one_of.iter().flatten().any(carries_secret)
 }
 
 /// An action path with a single method is a method of its parent, not a handle.

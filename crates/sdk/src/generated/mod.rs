@@ -34,3 +34,5 @@ pub mod storage;
 #[cfg(feature = "version")]
 #[rustfmt::skip]
 pub mod version;
+#[rustfmt::skip]
+pub(crate) mod sensitive;
