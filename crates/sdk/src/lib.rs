@@ -84,6 +84,8 @@
 //! - [`task`]: waiting for UPIDs and reading task logs.
 //! - `fan_out`: [`Client::fan_out`] and [`Client::for_each_node`].
 //! - `env`: [`ClientBuilder::from_env`].
+//! - `profile` (feature `profiles`): the YAML config file of connection profiles shared with
+//!   `pvectl`, `Client::from_profile` and `Client::from_config`.
 //! - `blocking` (feature `blocking`): a synchronous wrapper.
 //! - [`generated`]: the typed API generated from the schema by `cargo xtask codegen`; never
 //!   edited by hand.
@@ -119,6 +121,8 @@ pub mod error;
 mod fan_out;
 #[rustfmt::skip] // prettyplease output, checked by `cargo xtask codegen --check`
 pub mod generated;
+#[cfg(feature = "profiles")]
+pub mod profile;
 mod request;
 pub mod retry;
 mod secret;
