@@ -47,6 +47,31 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A client of the in-process test mock failed (`testing`, feature `sdk`): building the
+    /// SDK client, or a call to a `/_mock` control endpoint.
+    #[error("test mock client failed: {context}")]
+    Client {
+        /// What was being done, e.g. `POST /_mock/faults`.
+        context: String,
+        /// The SDK's or HTTP client's error, or the mock's refusal.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// A closure that wraps an error as [`Error::Client`] with `context`, for `map_err`.
+    #[cfg_attr(not(feature = "sdk"), allow(dead_code))]
+    pub(crate) fn client<E>(context: impl Into<String>) -> impl FnOnce(E) -> Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let context = context.into();
+        move |source| Error::Client {
+            context,
+            source: Box::new(source),
+        }
+    }
 }
 
 /// The error of one API request, rendered like Proxmox does.

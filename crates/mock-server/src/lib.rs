@@ -14,7 +14,8 @@
 //!
 //! The public surface is the builder and handle ([`MockServer`], [`MockServerHandle`]), the
 //! store choice ([`Store`], [`Synchronous`]), the seed fixture types ([`Fixture`] and its parts), the simulation
-//! controls ([`FaultSpec`], [`TaskDurations`], [`Profile`]) and [`Error`]. Everything else is
+//! controls ([`FaultSpec`], [`TaskDurations`], [`Profile`]), [`Error`], and with the feature
+//! `sdk` the `testing` module. Everything else is
 //! internal; `docs/ARCHITECTURE.md` walks a request through it. The modules:
 //!
 //! - `server`: builder, handle, `run(listener, shutdown)`, TLS.
@@ -29,6 +30,8 @@
 //! - `simulation`: task durations, injected faults.
 //! - `seed`: the default fixture, fixture files, the access part of fixtures, seed profiles.
 //! - `state`: what one instance shares between requests.
+//! - `testing` (feature `sdk`): an in-process mock and a connected `proxmox_sdk::Client` from
+//!   one call, for testing code that uses the SDK.
 
 mod access;
 mod api;
@@ -45,7 +48,9 @@ mod state;
 mod store;
 
 #[cfg(test)]
-mod testing;
+mod test_api;
+#[cfg(feature = "sdk")]
+pub mod testing;
 
 pub use access::totp::Totp;
 pub use api::{LATEST, TAGS};

@@ -15,7 +15,7 @@ use shared_types::Upid;
 
 use crate::client::ClientBuilder;
 use crate::error::{Error, Result};
-use crate::task::TaskLogLine;
+use crate::task::{TaskLogLine, TaskOutcome};
 
 /// A blocking Proxmox VE client.
 ///
@@ -99,8 +99,8 @@ impl Client {
         self.runtime.block_on(self.client.login())
     }
 
-    /// Blocking [`crate::Task::wait`]: waits for a task and returns its exit status.
-    pub fn wait_task(&self, upid: &Upid, timeout: Duration) -> Result<String> {
+    /// Blocking [`crate::Task::wait`]: waits for a task and returns how it ended.
+    pub fn wait_task(&self, upid: &Upid, timeout: Duration) -> Result<TaskOutcome> {
         self.runtime.block_on(self.client.task(upid).wait(timeout))
     }
 

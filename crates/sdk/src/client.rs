@@ -184,9 +184,10 @@ impl Client {
             .await
     }
 
-    /// A handle on a background task, for waiting on it or reading its log.
-    pub fn task<'a>(&'a self, upid: &'a shared_types::Upid) -> Task<'a> {
-        Task::new(self, upid)
+    /// A handle on a background task, for waiting on it or reading and following its log.
+    /// The handle owns a clone of this client and of the UPID.
+    pub fn task(&self, upid: &shared_types::Upid) -> Task {
+        Task::new(self.clone(), upid.clone())
     }
 
     /// Logs in now with the configured password, instead of at the first request.
@@ -520,7 +521,7 @@ impl ClientBuilder {
         self
     }
 
-    /// The delay before the first retry, doubling for each further one up to 30 s; 200 ms by default.
+    /// The delay before the first retry, doubling for each further one up to 30 s, with jitter (see [`crate::retry`]); 0.5 s by default.
     pub fn retry_backoff(mut self, base: Duration) -> Self {
         self.retry.backoff = base;
         self

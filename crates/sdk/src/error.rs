@@ -155,9 +155,19 @@ impl Error {
         matches!(self, Error::TaskFailed(_))
     }
 
-    /// Whether the server answered 404.
+    /// Whether the object the request names does not exist.
+    ///
+    /// True for a 404, and for the way Proxmox itself usually says it: a `500` whose message says
+    /// `... does not exist` (`Configuration file 'nodes/pve1/qemu-server/999.conf' does not
+    /// exist`, `storage 'nfs1' does not exist`) or `no such ...` (`no such VM ('999')`, `no such
+    /// task`). Proxmox's handlers `die` with these texts, and a `die` becomes a 500.
+    /// Note that such a message may name an object the request only refers to (a `POST` that
+    /// names a missing storage), not the path itself.
     pub fn is_not_found(&self) -> bool {
-        self.status() == Some(StatusCode::NOT_FOUND)
+        match self {
+            Error::Api(api) => api.is_not_found(),
+            _ => false,
+        }
     }
 
     /// Whether a cluster node could not reach another one (Proxmox's 595 and 596 answers).
@@ -177,10 +187,19 @@ impl Error {
         }
     }
 
-    /// The per-parameter errors of an [`Error::Api`] (empty when Proxmox sent none).
+    /// The per-parameter errors of an [`Error::Api`], keyed by parameter name; `None` when
+    /// Proxmox sent none (and for every other variant).
     pub fn param_errors(&self) -> Option<&BTreeMap<String, String>> {
         match self {
-            Error::Api(api) => Some(api.errors()),
+            Error::Api(api) if !api.errors().is_empty() => Some(api.errors()),
+            _ => None,
+        }
+    }
+
+    /// The failed task of an [`Error::TaskFailed`]: its exit status and the tail of its log.
+    pub fn task_failure(&self) -> Option<&TaskFailedError> {
+        match self {
+            Error::TaskFailed(failure) => Some(failure),
             _ => None,
         }
     }
@@ -366,6 +385,22 @@ impl ApiError {
     /// The per-parameter errors, keyed by parameter name (empty when Proxmox sent none).
     pub fn errors(&self) -> &BTreeMap<String, String> {
         &self.inner.errors
+    }
+
+    /// Whether the answer says the object does not exist: a 404, or a 500 whose message says
+    /// `does not exist` or `no such` (see [`Error::is_not_found`]).
+    pub fn is_not_found(&self) -> bool {
+        let status = self.inner.status;
+        if status == StatusCode::NOT_FOUND {
+            return true;
+        }
+        if status != StatusCode::INTERNAL_SERVER_ERROR {
+            return false;
+        }
+        let message = self.inner.message.to_ascii_lowercase();
+        message.contains("does not exist")
+            || message.starts_with("no such ")
+            || message.contains(": no such ")
     }
 
     /// The request's method.
@@ -632,6 +667,61 @@ mod tests {
         assert_eq!(errors.get("cores").map(String::as_str), Some("5"));
         assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST));
         assert!(!error.is_retryable());
+    }
+
+    #[test]
+    fn no_param_errors_is_none() {
+        let error = Error::Api(ApiError::from_response(
+            Method::GET,
+            "/nodes/pve1/qemu/999/config",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some("Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist"),
+            br#"{"data":null}"#,
+        ));
+        assert_eq!(error.param_errors(), None);
+        assert_eq!(
+            Error::config("bad url").param_errors(),
+            None,
+            "not an API error"
+        );
+    }
+
+    fn check_not_found(status: u16, reason: &str, expected: bool) {
+        let status = StatusCode::from_u16(status).expect("valid status");
+        let error = Error::Api(ApiError::from_response(
+            Method::GET,
+            "/x",
+            status,
+            Some(reason),
+            b"",
+        ));
+        assert_eq!(error.is_not_found(), expected, "{status} {reason}");
+    }
+
+    #[test]
+    fn not_found_as_proxmox_says_it() {
+        check_not_found(404, "Not Found", true);
+        check_not_found(
+            500,
+            "Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist",
+            true,
+        );
+        check_not_found(500, "storage 'nfs1' does not exist", true);
+        check_not_found(500, "user 'bob@pve' does not exist\n", true);
+        check_not_found(500, "no such VM ('999')", true);
+        check_not_found(500, "No such task", true);
+        check_not_found(500, "unable to read task log: no such file", true);
+        check_not_found(500, "VM 100 already running", false);
+        check_not_found(500, "snapshot feature is not available", false);
+        check_not_found(400, "does not exist", false);
+        check_not_found(595, "no such host", false);
+        assert!(
+            !Error::Timeout {
+                what: "GET /".into(),
+                source: None
+            }
+            .is_not_found()
+        );
     }
 
     #[test]

@@ -29,9 +29,14 @@
 //!     cores: Some(2),
 //!     ..Default::default()
 //! };
-//! let upid = qemu.create(&params).timeout(Duration::from_secs(120)).await?;
-//! client.task(&upid).wait(Duration::from_secs(300)).await?;
-//! qemu.vmid(120).status().start().await?;
+//! // A call that starts a worker task can be waited on: `Ok` once it ended with `OK` or
+//! // `WARNINGS: n`, `Error::TaskFailed` with the exit status and the log tail otherwise.
+//! qemu.create(&params).wait(Duration::from_secs(300)).await?;
+//! let task = qemu.vmid(120).status().start().task().await?;
+//! let mut log = task.follow();
+//! while let Some(line) = log.next().await {
+//!     println!("{}", line?.t);
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -57,8 +62,24 @@
 //! let upid: Upid = client
 //!     .post("/nodes/pve1/qemu", &json!({"vmid": 100, "name": "web", "memory": 2048, "start": false}))
 //!     .await?;
-//! let exit_status = client.task(&upid).wait(Duration::from_secs(300)).await?;
-//! assert_eq!(exit_status, "OK");
+//! let outcome = client.task(&upid).wait(Duration::from_secs(300)).await?;
+//! println!("{outcome}"); // OK, or WARNINGS: n
+//! # Ok(()) }
+//! ```
+//!
+//! # Lists
+//!
+//! A list call can keep the `total` Proxmox sends next to the items
+//! ([`Call::with_total`]), and one that takes `start` and `limit` can be read page by page
+//! as a stream ([`Call::paginate`]). Streams ([`Items`]) have `next()` and `try_collect()` of
+//! their own, so no `futures` import or `pin!` is needed.
+//!
+//! ```no_run
+//! # async fn demo(client: &proxmox_sdk::Client) -> proxmox_sdk::Result<()> {
+//! let mut tasks = client.nodes().node("pve1").tasks().list().paginate(200);
+//! while let Some(task) = tasks.next().await {
+//!     println!("{}", task?.upid);
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -81,7 +102,9 @@
 //! - [`tls`]: `rustls` on `ring`, CA certificates, fingerprint pinning.
 //! - [`error`]: the one [`Error`] type.
 //! - [`retry`]: which requests are retried, and the backoff.
-//! - [`task`]: waiting for UPIDs and reading task logs.
+//! - [`task`]: [`Task`], waiting for UPIDs ([`TaskOutcome`]), reading and following task logs.
+//! - [`stream`]: [`Items`], the stream of task log lines and paged lists, and the list helpers
+//!   [`Call::with_total`] and [`Call::paginate`].
 //! - `fan_out`: [`Client::fan_out`] and [`Client::for_each_node`].
 //! - `env`: [`ClientBuilder::from_env`].
 //! - `profile` (feature `profiles`): the YAML config file of connection profiles shared with
@@ -126,6 +149,7 @@ pub mod profile;
 mod request;
 pub mod retry;
 mod secret;
+pub mod stream;
 pub mod task;
 mod tfa;
 pub mod tls;
@@ -146,7 +170,8 @@ pub use crate::error::{ApiError, AuthError, Error, Result, TaskFailedError};
 pub use crate::request::RequestBuilder;
 pub use crate::retry::RetryPolicy;
 pub use crate::secret::SecretString;
-pub use crate::task::{Task, TaskLogLine, TaskPolling, TaskStatus};
+pub use crate::stream::Items;
+pub use crate::task::{Task, TaskLogLine, TaskOutcome, TaskPolling, TaskStatus};
 pub use crate::tfa::{TfaChallenge, TfaResponse};
 pub use crate::tls::Fingerprint;
 pub use crate::typed::Call;

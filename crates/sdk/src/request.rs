@@ -79,6 +79,29 @@ impl<'a> RequestBuilder<'a> {
         self
     }
 
+    /// The client the request goes through.
+    pub(crate) fn client(&self) -> &'a Client {
+        self.client
+    }
+
+    /// An owned copy of the request, for streams that send it again and again (pages, task
+    /// logs). Fails with the stored serialization error, and for uploads (a file is sent once).
+    pub(crate) fn into_template(self) -> Result<RequestTemplate> {
+        if self.upload.is_some() {
+            return Err(Error::invalid_request(
+                "an upload cannot be sent more than once",
+            ));
+        }
+        Ok(RequestTemplate {
+            client: self.client.clone(),
+            method: self.method,
+            path: self.path,
+            params: self.params?.unwrap_or_default(),
+            timeout: self.timeout,
+            retry: self.retry,
+        })
+    }
+
     /// Builds the `reqwest::Request`, without authentication headers.
     pub fn build(&self) -> Result<reqwest::Request> {
         let params = match &self.params {
@@ -149,6 +172,36 @@ impl fmt::Debug for RequestBuilder<'_> {
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
+    }
+}
+
+/// What [`RequestBuilder::into_template`] keeps: everything needed to send the same request
+/// again, with some parameters replaced (`start`, `limit`), from a `'static` stream.
+pub(crate) struct RequestTemplate {
+    client: Client,
+    method: Method,
+    path: String,
+    params: Params,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+}
+
+impl RequestTemplate {
+    /// The request again, with `overrides` replacing or adding parameters.
+    pub(crate) fn request(&self, overrides: &[(&str, serde_json::Value)]) -> RequestBuilder<'_> {
+        let mut params = self.params.clone();
+        for (name, value) in overrides {
+            params.insert((*name).to_owned(), value.clone());
+        }
+        RequestBuilder {
+            client: &self.client,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            params: Ok(Some(params)),
+            upload: None,
+            timeout: self.timeout,
+            retry: self.retry,
+        }
     }
 }
 

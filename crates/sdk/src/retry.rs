@@ -8,9 +8,15 @@
 //! - it failed with `502`, `503` or `504`, a timeout, or a connection error;
 //!   never a TLS error (a bad certificate does not fix itself) and never another `4xx`/`5xx`.
 //!
-//! The delay before retry `attempt` (counting from 0) is `base * 2^attempt`, capped at 30 s, with
-//! "equal jitter": half of it fixed, the other half uniformly random, so clients that failed
-//! together do not come back together.
+//! The delay before retry `attempt` (counting from 0) is `base * 2^attempt`, capped at 30 s.
+//! The base is 0.5 s by default ([`DEFAULT_RETRY_BACKOFF`]), so the ceilings are 0.5 s, 1 s, 2 s,
+//! 4 s, ... 30 s; [`ClientBuilder::retry_backoff`](crate::ClientBuilder::retry_backoff) or
+//! `PROXMOX_API_RETRY_BACKOFF` changes it.
+//!
+//! Each delay has "equal jitter": half of the ceiling is fixed and the other half uniformly
+//! random, so the first retry waits between 0.25 s and 0.5 s, the second between 0.5 s and 1 s.
+//! Clients that failed together (a node rebooting under a fleet of scripts) then do not all come
+//! back in the same instant, and no delay is ever shorter than half its ceiling.
 //! The same doubling, without jitter, paces task polling (see [`crate::task`]).
 
 use std::time::Duration;
@@ -20,8 +26,8 @@ use rand::Rng;
 /// The longest delay between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The default base delay of [`RetryPolicy`].
-pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// The default base delay of [`RetryPolicy`]: 0.5 s, doubling per retry up to [`MAX_BACKOFF`].
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
 /// How often and how patiently idempotent requests are retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +48,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The delay before retry `attempt` (0 for the first retry), with random jitter.
+    /// The delay before retry `attempt` (0 for the first retry): `backoff * 2^attempt` capped at
+    /// [`MAX_BACKOFF`], of which the upper half is random (see the module docs).
     pub fn delay(&self, attempt: u32) -> Duration {
         let jitter: f64 = rand::rng().random();
         jittered(
@@ -117,5 +124,24 @@ mod tests {
     #[test]
     fn retries_are_off_by_default() {
         assert_eq!(RetryPolicy::default().max_retries, 0);
+    }
+
+    #[test]
+    fn default_backoff_starts_at_half_a_second() {
+        let policy = RetryPolicy::default();
+        let ceilings: Vec<u64> = (0..8)
+            .map(|attempt| {
+                capped_exponential(policy.backoff, attempt, MAX_BACKOFF).as_millis() as u64
+            })
+            .collect();
+        assert_eq!(
+            ceilings,
+            [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
+        let first = policy.delay(0);
+        assert!(
+            first >= Duration::from_millis(250) && first <= Duration::from_millis(500),
+            "{first:?}"
+        );
     }
 }

@@ -1,27 +1,64 @@
-//! Background tasks: waiting for a UPID to finish and reading its log.
+//! Background tasks: waiting for a UPID to finish, reading and following its log.
 //!
 //! Every Proxmox call that starts a worker (creating or starting a VM, a backup, a migration)
 //! answers at once with a [`Upid`]; the work goes on in the background.
+//! In the typed API such a call is a [`Call<Upid>`](crate::Call), which can be awaited for the
+//! UPID, or waited on directly:
+//!
+//! ```no_run
+//! # async fn demo(client: &proxmox_sdk::Client) -> proxmox_sdk::Result<()> {
+//! use proxmox_sdk::TaskOutcome;
+//! use std::time::Duration;
+//! let vm = client.nodes().node("pve1").qemu().vmid(100);
+//! match vm.status().start().wait(Duration::from_secs(120)).await {
+//!     Ok(TaskOutcome::Ok) => println!("started"),
+//!     Ok(outcome) => println!("started with {} warning(s)", outcome.warning_count()),
+//!     Err(error) => match error.task_failure() {
+//!         Some(failure) => eprintln!("{}: {:?}", failure.exit_status(), failure.log_tail()),
+//!         None => return Err(error),
+//!     },
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! [`Task::wait`] polls `GET /nodes/{node}/tasks/{upid}/status` until `status` is `stopped`,
 //! pausing 1 s, then 2 s, 4 s, … up to 30 s between polls (configurable with
 //! [`ClientBuilder::task_poll_interval`](crate::ClientBuilder::task_poll_interval) or
 //! [`Task::poll_interval`]), and gives up at a deadline measured on the monotonic clock, so a
 //! change of wall-clock time cannot stretch or cut the wait.
 //!
-//! A task succeeded when its `exitstatus` is `OK`, or `WARNINGS: n` (the Proxmox UI shows those as
-//! warnings, not errors).
-//! Anything else becomes [`Error::TaskFailed`], carrying the last lines of
-//! `GET /nodes/{node}/tasks/{upid}/log`, where the reason usually is.
+//! # Outcomes
+//!
+//! A task that stopped has one of three outcomes:
+//!
+//! - `OK`: [`TaskOutcome::Ok`];
+//! - `WARNINGS: n`: it did its work, but logged `n` warnings (the Proxmox UI shows it with a
+//!   warning sign, not as failed): [`TaskOutcome::Warnings`], with the count and the log lines
+//!   that start with `WARN:`;
+//! - anything else (the error message Proxmox recorded): [`Error::TaskFailed`], whose
+//!   [`TaskFailedError`] carries the exit status and the last [`LOG_TAIL_LINES`] lines of
+//!   `GET /nodes/{node}/tasks/{upid}/log`, where the reason usually is.
+//!
+//! A failed task is an `Err`, not a third variant of [`TaskOutcome`], so that
+//! `task.wait(timeout).await?` stops on a failure as it does on any other error; a caller that
+//! wants to handle the failure reads it with [`Error::task_failure`].
+//!
+//! # Logs
 //!
 //! The log endpoint is paged with `start` and `limit` and answers lines as `{"n": 1, "t": "…"}`
-//! with the line count in `total` next to `data`; [`Task::log`] streams every line, fetching 500 at
-//! a time.
+//! with the line count in `total` next to `data`. [`Task::log`] streams the log as it is now,
+//! fetching 500 lines at a time; [`Task::follow`] streams it as it grows, until the task stops
+//! and its last line was read. Both return [`Items`], which needs neither `futures` nor `pin!`:
+//! `while let Some(line) = lines.next().await`.
+//!
+//! A [`Task`] owns a clone of the client and of the UPID, so it can be stored or moved into
+//! `tokio::spawn`.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use futures::{Stream, TryStreamExt, stream};
+use futures::{TryStreamExt, stream};
 use reqwest::Method;
 use serde::Deserialize;
 use shared_types::Upid;
@@ -31,12 +68,20 @@ use crate::encode::path;
 use crate::envelope::Paged;
 use crate::error::{Error, Result, TaskFailedError};
 use crate::retry::capped_exponential;
+use crate::stream::Items;
+use crate::typed::Call;
 
 /// How many log lines an [`Error::TaskFailed`] carries.
 pub const LOG_TAIL_LINES: usize = 20;
 
 /// How many log lines are fetched per request.
 const LOG_PAGE_SIZE: u64 = 500;
+
+/// The most `WARN:` lines a [`TaskOutcome::Warnings`] keeps.
+const MAX_WARNING_LINES: usize = 100;
+
+/// The longest pause of [`Task::follow`] between two reads of a running task's log.
+const FOLLOW_MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// The pacing of [`Task::wait`]: the first pause between polls, doubling up to `max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +155,88 @@ pub(crate) fn is_success_exit_status(exit_status: &str) -> bool {
     exit_status == "OK" || exit_status.starts_with("WARNINGS")
 }
 
+/// How a task that did its work ended: `OK`, or `WARNINGS: n`.
+///
+/// A task that failed is an [`Error::TaskFailed`] instead (see the module docs).
+/// `Display` prints the exit status as Proxmox reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskOutcome {
+    /// The exit status was `OK`.
+    Ok,
+    /// The exit status was `WARNINGS: n`: the work was done, with `count` warnings.
+    Warnings {
+        /// The `n` of `WARNINGS: n`.
+        count: u32,
+        /// The log lines starting with `WARN:`, oldest first (at most 100).
+        lines: Vec<String>,
+    },
+}
+
+impl TaskOutcome {
+    /// Whether the task ended with `OK`, without warnings.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, TaskOutcome::Ok)
+    }
+
+    /// The number of warnings (0 for [`TaskOutcome::Ok`]).
+    pub fn warning_count(&self) -> u32 {
+        match self {
+            TaskOutcome::Ok => 0,
+            TaskOutcome::Warnings { count, .. } => *count,
+        }
+    }
+
+    /// The exit status as Proxmox reports it: `OK` or `WARNINGS: n`.
+    pub fn exit_status(&self) -> String {
+        self.to_string()
+    }
+
+    /// The outcome of a successful exit status, without the warning lines; `None` for a failure.
+    fn from_exit_status(exit_status: &str) -> Option<TaskOutcome> {
+        if exit_status == "OK" {
+            return Some(TaskOutcome::Ok);
+        }
+        let count = exit_status.strip_prefix("WARNINGS")?;
+        let count = count.trim_start_matches(':').trim();
+        Some(TaskOutcome::Warnings {
+            // Proxmox always writes the count; a missing or odd one still means "warnings".
+            count: count.parse().unwrap_or(1),
+            lines: Vec::new(),
+        })
+    }
+}
+
+impl fmt::Display for TaskOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskOutcome::Ok => f.write_str("OK"),
+            TaskOutcome::Warnings { count, .. } => write!(f, "WARNINGS: {count}"),
+        }
+    }
+}
+
+/// Compares the exit status: `outcome == "OK"`, `outcome == "WARNINGS: 2"`.
+impl PartialEq<str> for TaskOutcome {
+    fn eq(&self, exit_status: &str) -> bool {
+        match self {
+            TaskOutcome::Ok => exit_status == "OK",
+            TaskOutcome::Warnings { count, .. } => {
+                TaskOutcome::from_exit_status(exit_status).is_some_and(|other| {
+                    matches!(other, TaskOutcome::Warnings { count: other_count, .. } if other_count == *count)
+                })
+            }
+        }
+    }
+}
+
+/// Compares the exit status: `outcome == "OK"`.
+impl PartialEq<&str> for TaskOutcome {
+    fn eq(&self, exit_status: &&str) -> bool {
+        self == *exit_status
+    }
+}
+
 /// One line of a task log.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct TaskLogLine {
@@ -119,21 +246,25 @@ pub struct TaskLogLine {
     pub t: String,
 }
 
-/// A handle on a background task; created by [`Client::task`].
+/// A handle on a background task; created by [`Client::task`] or [`Call::task`].
+///
+/// It owns a clone of the client (an `Arc` inside) and of the UPID: store it, or move it into
+/// `tokio::spawn`.
 #[derive(Clone)]
-pub struct Task<'a> {
-    client: &'a Client,
-    upid: &'a Upid,
+pub struct Task {
+    client: Client,
+    upid: Upid,
     polling: TaskPolling,
 }
 
-impl<'a> Task<'a> {
+impl Task {
     /// A handle using the client's default polling.
-    pub(crate) fn new(client: &'a Client, upid: &'a Upid) -> Self {
+    pub fn new(client: Client, upid: Upid) -> Self {
+        let polling = client.task_polling();
         Task {
             client,
             upid,
-            polling: client.task_polling(),
+            polling,
         }
     }
 
@@ -146,7 +277,7 @@ impl<'a> Task<'a> {
 
     /// The task's identifier.
     pub fn upid(&self) -> &Upid {
-        self.upid
+        &self.upid
     }
 
     /// The task's current state.
@@ -154,11 +285,13 @@ impl<'a> Task<'a> {
         self.client.get(&self.task_path("status"), &()).await
     }
 
-    /// Waits until the task stops, and returns its exit status (`OK` or `WARNINGS: n`).
+    /// Waits until the task stops, and returns how it ended: [`TaskOutcome::Ok`] or
+    /// [`TaskOutcome::Warnings`].
     ///
-    /// Fails with [`Error::TaskFailed`] if the task failed, and with [`Error::Timeout`] if it is
-    /// still running after `timeout`; the task itself is not stopped then.
-    pub async fn wait(&self, timeout: Duration) -> Result<String> {
+    /// Fails with [`Error::TaskFailed`] (exit status and log tail) if the task failed, and with
+    /// [`Error::Timeout`] if it is still running after `timeout`; the task itself is not stopped
+    /// then.
+    pub async fn wait(&self, timeout: Duration) -> Result<TaskOutcome> {
         let deadline = tokio::time::Instant::now() + timeout;
         match tokio::time::timeout_at(deadline, self.poll_until_stopped()).await {
             Ok(outcome) => outcome,
@@ -174,10 +307,10 @@ impl<'a> Task<'a> {
         self.client.delete(&self.task_path(""), &()).await
     }
 
-    /// Streams the whole log, oldest line first, fetching it page by page.
-    pub fn log(&self) -> impl Stream<Item = Result<TaskLogLine>> + 'a {
+    /// Streams the whole log as it is now, oldest line first, fetching it page by page.
+    pub fn log(&self) -> Items<TaskLogLine> {
         let task = self.clone();
-        stream::try_unfold(Some(0u64), move |next_start| {
+        let pages = stream::try_unfold(Some(0u64), move |next_start| {
             let task = task.clone();
             async move {
                 let Some(start) = next_start else {
@@ -197,8 +330,39 @@ impl<'a> Task<'a> {
                     next_start,
                 )))
             }
-        })
-        .try_flatten()
+        });
+        Items::new(pages.try_flatten())
+    }
+
+    /// Streams the log while the task runs, oldest line first, and ends once the task stopped
+    /// and its last line was read.
+    ///
+    /// Between reads that bring no new line it pauses as [`Task::wait`] polls (1 s, 2 s, …), but
+    /// at most 5 s; a new line resets the pause. The stream does not tell how the task ended:
+    /// call [`Task::wait`] after it, which then answers at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(task: proxmox_sdk::Task) -> proxmox_sdk::Result<()> {
+    /// let mut lines = task.follow();
+    /// while let Some(line) = lines.next().await {
+    ///     println!("{}", line?.t);
+    /// }
+    /// let outcome = task.wait(std::time::Duration::from_secs(10)).await?;
+    /// # let _ = outcome; Ok(()) }
+    /// ```
+    pub fn follow(&self) -> Items<TaskLogLine> {
+        let cursor = FollowCursor {
+            task: self.clone(),
+            next_start: 0,
+            last_n: 0,
+            n_idle: 0,
+            stopped: false,
+            pending: VecDeque::new(),
+        };
+        Items::new(stream::try_unfold(cursor, |mut cursor| async move {
+            let line = cursor.next_line().await?;
+            Ok(line.map(|line| (line, cursor)))
+        }))
     }
 
     /// The last `n_lines` lines of the log, oldest first.
@@ -239,7 +403,7 @@ impl<'a> Task<'a> {
     }
 
     /// Polls until the task stops, then turns its exit status into the outcome.
-    async fn poll_until_stopped(&self) -> Result<String> {
+    async fn poll_until_stopped(&self) -> Result<TaskOutcome> {
         let mut n_poll = 0u32;
         loop {
             let status = self.status().await?;
@@ -253,26 +417,54 @@ impl<'a> Task<'a> {
         }
     }
 
-    /// `Ok(exit status)` for a successful task, [`Error::TaskFailed`] otherwise.
-    async fn outcome(&self, status: TaskStatus) -> Result<String> {
+    /// The outcome of a successful task, [`Error::TaskFailed`] otherwise.
+    async fn outcome(&self, status: TaskStatus) -> Result<TaskOutcome> {
         let exit_status = status
             .exitstatus
             .unwrap_or_else(|| "unknown (no exit status reported)".to_owned());
-        if is_success_exit_status(&exit_status) {
-            return Ok(exit_status);
-        }
-        let log_tail = match self.log_tail(LOG_TAIL_LINES).await {
-            Ok(lines) => lines,
-            Err(error) => {
-                tracing::debug!(upid = %self.upid, error = %error, "could not read the log of a failed task");
-                Vec::new()
+        match TaskOutcome::from_exit_status(&exit_status) {
+            Some(TaskOutcome::Warnings { count, .. }) => Ok(TaskOutcome::Warnings {
+                count,
+                lines: self.warning_lines().await,
+            }),
+            Some(outcome) => Ok(outcome),
+            None => {
+                let log_tail = match self.log_tail(LOG_TAIL_LINES).await {
+                    Ok(lines) => lines,
+                    Err(error) => {
+                        tracing::debug!(upid = %self.upid, error = %error, "could not read the log of a failed task");
+                        Vec::new()
+                    }
+                };
+                Err(Error::TaskFailed(TaskFailedError::new(
+                    self.upid.clone(),
+                    exit_status,
+                    log_tail,
+                )))
             }
-        };
-        Err(Error::TaskFailed(TaskFailedError::new(
-            self.upid.clone(),
-            exit_status,
-            log_tail,
-        )))
+        }
+    }
+
+    /// The `WARN:` lines of the log; empty if the log cannot be read (the outcome stays known).
+    async fn warning_lines(&self) -> Vec<String> {
+        let mut log = self.log();
+        let mut lines = Vec::new();
+        while let Some(line) = log.next().await {
+            match line {
+                Ok(line) if line.t.starts_with("WARN") => {
+                    if lines.len() == MAX_WARNING_LINES {
+                        break;
+                    }
+                    lines.push(line.t);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(upid = %self.upid, error = %error, "could not read the log of a task with warnings");
+                    break;
+                }
+            }
+        }
+        lines
     }
 
     /// One page of the log.
@@ -295,12 +487,96 @@ impl<'a> Task<'a> {
     }
 }
 
-impl fmt::Debug for Task<'_> {
+/// Where [`Task::follow`] stands.
+struct FollowCursor {
+    task: Task,
+    /// The `start` of the next read.
+    next_start: u64,
+    /// The number of the last line handed out; lines at or below it are not repeated.
+    last_n: u64,
+    /// Reads in a row that brought nothing new, for the pause.
+    n_idle: u32,
+    /// Whether the task was seen stopped before the last read (so that read was the last).
+    stopped: bool,
+    /// Lines read but not yet handed out.
+    pending: VecDeque<TaskLogLine>,
+}
+
+impl FollowCursor {
+    /// The next line, reading and pausing as needed; `None` once the task stopped and its log
+    /// was read to the end.
+    async fn next_line(&mut self) -> Result<Option<TaskLogLine>> {
+        loop {
+            if let Some(line) = self.pending.pop_front() {
+                return Ok(Some(line));
+            }
+            if self.stopped {
+                return Ok(None);
+            }
+            // The status first: when it says stopped, the read after it sees the whole log.
+            let stopped = !self.task.status().await?.is_running();
+            let n_read = self.read_available().await?;
+            if stopped {
+                self.stopped = true;
+                continue;
+            }
+            if n_read > 0 {
+                self.n_idle = 0;
+                continue;
+            }
+            let pause = self.task.polling.delay(self.n_idle).min(FOLLOW_MAX_PAUSE);
+            self.n_idle = self.n_idle.saturating_add(1);
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Reads every line past `next_start` into `pending`; returns how many were new.
+    async fn read_available(&mut self) -> Result<usize> {
+        let mut n_new = 0;
+        loop {
+            let page = self.task.log_page(self.next_start, LOG_PAGE_SIZE).await?;
+            let n_lines = page.data.len() as u64;
+            self.next_start += n_lines;
+            for line in page.data {
+                if line.n > self.last_n {
+                    self.last_n = line.n;
+                    self.pending.push_back(line);
+                    n_new += 1;
+                }
+            }
+            let more =
+                n_lines >= LOG_PAGE_SIZE && page.total.is_none_or(|total| self.next_start < total);
+            if !more {
+                return Ok(n_new);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
             .field("upid", &self.upid.to_string())
             .field("polling", &self.polling)
             .finish()
+    }
+}
+
+impl<'a> Call<'a, Upid> {
+    /// Sends the call and returns a handle on the task it started.
+    pub async fn task(self) -> Result<Task> {
+        let request = self.into_request();
+        let client = request.client().clone();
+        let upid: Upid = request.send().await?;
+        Ok(Task::new(client, upid))
+    }
+
+    /// Sends the call, then waits until the task it started stops (see [`Task::wait`]).
+    ///
+    /// `timeout` bounds the wait for the task; the request itself has the client's timeout, or
+    /// the one set with [`Call::timeout`].
+    pub async fn wait(self, timeout: Duration) -> Result<TaskOutcome> {
+        self.task().await?.wait(timeout).await
     }
 }
 
@@ -325,6 +601,26 @@ mod tests {
             "command 'qm start 100' failed: exit code 1"
         ));
         assert!(!is_success_exit_status("unexpected status"));
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(TaskOutcome::from_exit_status("OK"), Some(TaskOutcome::Ok));
+        let warnings = TaskOutcome::from_exit_status("WARNINGS: 3").expect("a success");
+        assert_eq!(warnings.warning_count(), 3);
+        assert_eq!(warnings.to_string(), "WARNINGS: 3");
+        assert!(!warnings.is_ok());
+        assert_eq!(
+            TaskOutcome::from_exit_status("WARNINGS")
+                .expect("a success")
+                .warning_count(),
+            1
+        );
+        assert_eq!(TaskOutcome::from_exit_status("unexpected status"), None);
+        assert_eq!(TaskOutcome::Ok.exit_status(), "OK");
+        assert_eq!(TaskOutcome::Ok, "OK");
+        assert_eq!(warnings, "WARNINGS: 3");
+        assert_ne!(warnings, "OK");
     }
 
     #[test]

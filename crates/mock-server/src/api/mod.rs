@@ -437,7 +437,7 @@ pub(crate) mod tests {
 
     #[test]
     fn matches_routes_independent_of_position() {
-        let api = crate::testing::small_api();
+        let api = crate::test_api::small_api();
         let matched = api.match_path("/nodes/pve1/qemu/100/config").unwrap();
         assert_eq!(
             api.node(matched.path_index).path,

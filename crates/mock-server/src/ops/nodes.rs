@@ -1,7 +1,8 @@
 //! Cluster and node views: replies computed from other rows rather than stored at the path.
 //!
 //! `/version`, `/cluster/status`, `/cluster/resources` (nodes, guests, storage, with the pool of
-//! each guest), `/nodes/{node}/storage`, `/nodes/{node}/network`, `/nodes/{node}/version`, a
+//! each guest), `/nodes/{node}/status`, `/nodes/{node}/storage` and each storage's `status`,
+//! `/nodes/{node}/network`, `/nodes/{node}/version`, a
 //! guest's `status/current`, and the guest list entries the generic list uses. Each reply is
 //! generated from the operation's `returns` schema and overlaid with what the rows say, so it
 //! has every field the schema promises.
@@ -14,7 +15,10 @@ use super::{Call, Tx, generic};
 use crate::api::{Api, last_segment, parent};
 use crate::auth;
 use crate::error::AppError;
-use crate::schema::{GenContext, gen_key_hash, generate, split_list};
+use crate::schema::{
+    GenContext, gen_key_hash, generate, integer_at, kernel_build, kernel_release, kernel_version,
+    load_average, number_at, pve_version, seed, split_list,
+};
 use crate::store::Tables;
 
 /// Internal row holding cluster-wide facts (the cluster name).
@@ -348,11 +352,15 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, A
         let row = tables.get(node_path).cloned().unwrap_or_default();
         let online = row.get("status").and_then(Value::as_str) == Some("online");
         if wanted.is_none_or(|w| w == "node") {
-            entries.push(list.entry_at(
+            let mut entry = list.entry_at(
                 node_path,
                 json!({"type": "node", "id": format!("node/{node}"), "node": node,
-                       "status": if online { "online" } else { "offline" }, "level": ""}),
-            ));
+                       "status": if online { "online" } else { "offline" }, "level": "",
+                       "maxdisk": 100 * GIB,
+                       "disk": integer_at(&format!("{node_path}/rootfs"), "used") % (100 * GIB)}),
+            );
+            keep_only(&mut entry, NODE_RESOURCE_FIELDS);
+            entries.push(entry);
         }
         if wanted.is_none_or(|w| w == "vm") {
             for kind in [Kind::Qemu, Kind::Lxc] {
@@ -371,18 +379,61 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, A
         }
         if wanted.is_none_or(|w| w == "storage") {
             for (storage, config) in storages_on(tables, node) {
-                entries.push(list.entry_at(
-                    &format!("{node_path}/storage/{storage}"),
+                let path = format!("{node_path}/storage/{storage}");
+                let usage = storage_fields(&path, &config);
+                let mut entry = list.entry_at(
+                    &path,
                     json!({"type": "storage", "id": format!("storage/{node}/{storage}"), "node": node,
                            "storage": storage, "status": "available",
-                           "plugintype": config.get("type").cloned().unwrap_or(json!("dir")),
-                           "content": config.get("content").cloned().unwrap_or(json!("images")),
-                           "shared": 0}),
-                ));
+                           "plugintype": usage["type"], "content": usage["content"],
+                           "shared": usage["shared"], "disk": usage["used"],
+                           "maxdisk": usage["total"]}),
+                );
+                keep_only(&mut entry, STORAGE_RESOURCE_FIELDS);
+                entries.push(entry);
             }
         }
     }
     Ok(Value::Array(entries))
+}
+
+/// The fields `/cluster/resources` has for a node (pve-manager `PVE::API2Tools::
+/// extract_node_stats`); the schema lists the fields of every type in one object.
+const NODE_RESOURCE_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "node",
+    "status",
+    "cpu",
+    "maxcpu",
+    "mem",
+    "maxmem",
+    "disk",
+    "maxdisk",
+    "uptime",
+    "level",
+    "cgroup-mode",
+];
+
+/// The fields `/cluster/resources` has for a storage (`PVE::API2Tools::extract_storage_stats`).
+const STORAGE_RESOURCE_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "node",
+    "storage",
+    "status",
+    "content",
+    "disk",
+    "maxdisk",
+    "plugintype",
+    "shared",
+];
+
+/// Drops the generated fields a resource of this type does not have.
+fn keep_only(entry: &mut Value, fields: &[&str]) {
+    if let Value::Object(map) = entry {
+        map.retain(|key, _| fields.contains(&key.as_str()));
+    }
 }
 
 /// The `/cluster/resources` row of one guest (without its pool).
@@ -445,14 +496,149 @@ pub(crate) fn node_storage(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppErr
         {
             continue;
         }
-        entries.push(list.entry_at(
-            &format!("/nodes/{node}/storage/{storage}"),
-            json!({"storage": storage, "type": config.get("type").cloned().unwrap_or(json!("dir")),
-                   "content": content, "active": 1, "enabled": 1, "shared": 0}),
-        ));
+        let path = format!("/nodes/{node}/storage/{storage}");
+        let mut fields = storage_fields(&path, &config);
+        fields["storage"] = json!(storage);
+        fields["content"] = json!(content);
+        entries.push(list.entry_at(&path, fields));
     }
     Ok(Value::Array(entries))
 }
+
+/// `GET /nodes/{node}/storage/{storage}/status`: the storage's `type`, `content` and `shared`
+/// from its config, and a usage that agrees with the node's storage list (`PVE::API2::Storage::
+/// Status::read_status`, which answers `No such storage.` for one not enabled on the node).
+pub(crate) fn node_storage_status(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    generic::exists(call, tx)?;
+    let node = call.param("node").unwrap_or_default();
+    let storage = call.param("storage").unwrap_or_default();
+    let Some((_, config)) = storages_on(tx.tables, node)
+        .into_iter()
+        .find(|(id, _)| id == storage)
+    else {
+        return Err(AppError::param("storage", "No such storage."));
+    };
+    let view = View::new(call, tx.tables);
+    let path = format!("/nodes/{node}/storage/{storage}");
+    Ok(shaped(
+        call.api,
+        &call.op.returns,
+        &view.ctx(call),
+        storage_fields(&path, &config),
+    ))
+}
+
+/// Whether a storage is shared between nodes: its `shared` flag, or a type that always is
+/// (pve-storage `Plugin.pm`, `@SHARED_STORAGE`).
+fn storage_is_shared(config: &Value) -> bool {
+    const SHARED_TYPES: &[&str] = &[
+        "iscsi",
+        "nfs",
+        "cifs",
+        "rbd",
+        "cephfs",
+        "iscsidirect",
+        "glusterfs",
+        "zfs",
+        "drbd",
+        "pbs",
+    ];
+    let flagged = config
+        .get("shared")
+        .is_some_and(|flag| super::text(flag) == "1");
+    let kind = config.get("type").and_then(Value::as_str).unwrap_or("dir");
+    flagged || SHARED_TYPES.contains(&kind)
+}
+
+/// What a node reports about one of its storages (`PVE::Storage::storage_info`): type, content,
+/// sharing from the config, and a usage where `used + avail == total`, seeded by `path`.
+fn storage_fields(path: &str, config: &Value) -> Value {
+    let total = integer_at(path, "total");
+    let used = integer_at(path, "used") % total.max(1);
+    json!({
+        "type": config.get("type").cloned().unwrap_or(json!("dir")),
+        "content": config.get("content").cloned().unwrap_or(json!("images")),
+        "shared": u8::from(storage_is_shared(config)),
+        "active": 1,
+        "enabled": 1,
+        "total": total,
+        "used": used,
+        "avail": total - used,
+    })
+}
+
+/// `GET /nodes/{node}/status`: what `pvesh get /nodes/{node}/status` shows on a real node,
+/// with memory, CPU count and uptime agreeing with the node's `/nodes` entry.
+pub(crate) fn node_status(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    generic::exists(call, tx)?;
+    let node = call.param("node").unwrap_or_default();
+    let node_path = format!("/nodes/{node}");
+    let release = &call.api.meta.release;
+    let view = View::new(call, tx.tables);
+    let returns = &call.op.returns;
+    let cpus = integer_at(&node_path, "maxcpu").max(1);
+    let total_memory = integer_at(&node_path, "maxmem");
+    let used_memory = integer_at(&node_path, "mem") % total_memory.max(1);
+    let free_memory = total_memory - used_memory;
+    let rootfs_total = 100 * GIB;
+    let rootfs_used = integer_at(&format!("{node_path}/rootfs"), "used") % rootfs_total;
+    let swap_total = 8 * GIB;
+    let swap_used = integer_at(&format!("{node_path}/swap"), "used") % (swap_total / 8);
+    let cpu = number_at(&node_path, "cpu");
+    let load: Vec<String> = ["1", "5", "15"]
+        .iter()
+        .map(|minutes| load_average(seed(&[&node_path, "loadavg", minutes])))
+        .collect();
+    let model = CPU_MODELS[(seed(&[&node_path, "model"]) % CPU_MODELS.len() as u64) as usize];
+    let mut value = generate(call.api, returns, &view.ctx(call));
+    let Value::Object(map) = &mut value else {
+        return Ok(value);
+    };
+    let has_available = returns
+        .properties
+        .as_ref()
+        .and_then(|p| p.get("memory"))
+        .and_then(|memory| memory.properties.as_ref())
+        .is_some_and(|p| p.contains_key("available"));
+    let mut memory = json!({"total": total_memory, "used": used_memory, "free": free_memory});
+    if has_available {
+        memory["available"] = json!(free_memory + (total_memory - free_memory) / 4);
+    }
+    let fields = json!({
+        "uptime": integer_at(&node_path, "uptime"),
+        "cpu": cpu,
+        "wait": (cpu / 20.0 * 1000.0).round() / 1000.0,
+        "idle": 0,
+        "loadavg": load,
+        "cpuinfo": {"cpus": cpus, "cores": cpus, "sockets": 1, "model": model,
+                    "mhz": "2400.000", "hvm": "1", "user_hz": 100,
+                    "flags": "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx pdpe1gb rdtscp lm constant_tsc nopl xtopology cpuid pni pclmulqdq vmx ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm abm 3dnowprefetch avx2 bmi1 bmi2 erms invpcid avx512f"},
+        "memory": memory,
+        "swap": {"total": swap_total, "used": swap_used, "free": swap_total - swap_used},
+        "rootfs": {"total": rootfs_total, "used": rootfs_used,
+                   "avail": rootfs_total - rootfs_used, "free": rootfs_total - rootfs_used},
+        "ksm": {"shared": 0},
+        "pveversion": pve_version(release, seed(&[release, "pveversion"])),
+        "kversion": kernel_version(release),
+        "current-kernel": {"sysname": "Linux", "release": kernel_release(release),
+                           "version": kernel_build(release), "machine": "x86_64"},
+        "boot-info": {"mode": "efi", "secureboot": 0},
+    });
+    if let Value::Object(fields) = fields {
+        map.extend(fields);
+    }
+    Ok(value)
+}
+
+/// CPU models a node reports, one chosen per node.
+const CPU_MODELS: &[&str] = &[
+    "Intel(R) Xeon(R) Silver 4314 CPU @ 2.40GHz",
+    "AMD EPYC 7313P 16-Core Processor",
+    "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz",
+    "AMD Ryzen 9 7950X3D 16-Core Processor",
+];
+
+const GIB: i64 = 1024 * MIB;
 
 /// `GET /nodes/{node}/qemu` and `GET /nodes/{node}/lxc`: the guests, each entry completed from
 /// its config and power state ([`guest_entry`]).

@@ -90,7 +90,13 @@ pub(crate) fn table() -> Vec<Route> {
         route(Get, "/cluster/tasks", Read(tasks::cluster_tasks)),
         route(Get, "/nodes/{node}/network", Read(nodes::network)),
         route(Get, "/nodes/{node}/version", Read(nodes::node_version)),
+        route(Get, "/nodes/{node}/status", Read(nodes::node_status)),
         route(Get, "/nodes/{node}/storage", Read(nodes::node_storage)),
+        route(
+            Get,
+            "/nodes/{node}/storage/{storage}/status",
+            Read(nodes::node_storage_status),
+        ),
         // Tasks.
         route(Get, "/nodes/{node}/tasks", Read(tasks::node_tasks)),
         route(Get, "/nodes/{node}/tasks/{upid}/log", Read(tasks::log)),

@@ -210,7 +210,12 @@ fn array(api: &Api, schema: &Schema, ctx: &GenContext<'_>, field: &str, depth: u
                 .collect(),
         );
     }
-    let count = if depth == 0 { 2 } else { 1 };
+    // A load average is always three numbers: 1, 5 and 15 minutes.
+    let count = match field {
+        "loadavg" => 3,
+        _ if depth == 0 => 2,
+        _ => 1,
+    };
     Value::Array(
         (0..count)
             .map(|index| {
@@ -273,7 +278,7 @@ mod tests {
 
     #[test]
     fn deterministic_and_valid() {
-        let api = crate::testing::small_api();
+        let api = crate::test_api::small_api();
         let op = api
             .operation_at("/nodes/{node}/qemu/{vmid}/status/current", Method::Get)
             .unwrap();
@@ -300,7 +305,7 @@ mod tests {
 
     #[test]
     fn indexes_list_children() {
-        let api = crate::testing::small_api();
+        let api = crate::test_api::small_api();
         let op = api
             .operation_at("/nodes/{node}/qemu/{vmid}", Method::Get)
             .unwrap();

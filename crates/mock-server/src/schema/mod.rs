@@ -15,6 +15,9 @@ pub(crate) use cache::{GenCache, gen_key_hash};
 pub(crate) use context::{GenContext, seed};
 pub(crate) use formats::{check_format, parse_boolean, split_list, value_bool};
 pub(crate) use generate::{generate, reply_value};
+pub(crate) use scalars::{
+    integer_at, kernel_build, kernel_release, kernel_version, load_average, number_at, pve_version,
+};
 #[cfg(test)]
 pub(crate) use validate::validate_value;
 pub(crate) use validate::{Params, coerce_params, resolve_property, validate_params};

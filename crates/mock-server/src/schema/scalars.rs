@@ -5,7 +5,7 @@
 use route_metadata::Schema;
 use serde_json::{Value, json};
 
-use super::context::{GenContext, mix};
+use super::context::{GenContext, mix, seed};
 use super::formats::check_format;
 use crate::api::Api;
 
@@ -39,8 +39,10 @@ pub(super) fn integer(schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u
         "maxmem" | "maxswap" => 8 * GIB + (r % 4) * 8 * GIB,
         "disk" | "diskread" | "diskwrite" | "netin" | "netout" => r % (64 * GIB),
         "maxdisk" | "total" | "size" => 32 * GIB * (1 + r % 8),
-        "avail" | "free" => 16 * GIB + r % (64 * GIB),
-        "cpus" | "maxcpu" | "cores" | "sockets" => 1 + r % 16,
+        "avail" | "free" | "available" => 16 * GIB + r % (64 * GIB),
+        "cpus" | "maxcpu" => cpu_count(rng),
+        "cores" => 1 + r % 16,
+        "sockets" => 1 + r % 2,
         "pid" => 1000 + r % 60_000,
         "pstart" => 100_000 + r % 9_000_000,
         "starttime" | "ctime" | "mtime" | "time" | "endtime" => 1_735_689_600 + r % 31_536_000,
@@ -59,12 +61,38 @@ pub(super) fn integer(schema: &Schema, ctx: &GenContext<'_>, field: &str, rng: u
     clamp_int(schema, value)
 }
 
+/// The integer the generator gives `field` of the object at `path` when the schema sets no
+/// bounds, so that a view computed by hand (a node's status) agrees with generated lists
+/// (`/nodes`).
+pub(crate) fn integer_at(path: &str, field: &str) -> i64 {
+    let ctx = GenContext {
+        path,
+        params: &[],
+        children: &[],
+        release: "",
+        nodes: &[],
+        minimal: false,
+    };
+    integer(&Schema::default(), &ctx, field, seed(&[path, field]))
+}
+
+/// The number the generator gives `field` of the object at `path` (see [`integer_at`]).
+pub(crate) fn number_at(path: &str, field: &str) -> f64 {
+    number(&Schema::default(), field, seed(&[path, field]))
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
 /// A number for a field (`cpu` as a load fraction, ...).
 pub(super) fn number(schema: &Schema, field: &str, rng: u64) -> Value {
     let fraction = (rng % 10_000) as f64 / 10_000.0;
+    if matches!(field, "cpus" | "maxcpu") {
+        // Proxmox counts CPUs in whole numbers even where the schema says `number`.
+        return json!(clamp_int(schema, cpu_count(rng)));
+    }
     let mut value = match field {
         "cpu" | "wait" => (fraction * 0.5 * 1000.0).round() / 1000.0,
-        "cpus" | "maxcpu" => (1 + rng % 16) as f64,
+        "idle" => 0.0,
         _ => (fraction * 100.0 * 100.0).round() / 100.0,
     };
     if let Some(max) = schema.maximum
@@ -78,6 +106,13 @@ pub(super) fn number(schema: &Schema, field: &str, rng: u64) -> Value {
         value = min;
     }
     serde_json::Number::from_f64(value).map_or(json!(0), Value::Number)
+}
+
+/// A CPU count (`cpus`, `maxcpu`) as nodes and guests have them; the same for a path and field
+/// whether the schema asks for an integer or a number.
+fn cpu_count(rng: u64) -> i64 {
+    const COUNTS: [i64; 8] = [2, 4, 4, 8, 8, 12, 16, 32];
+    COUNTS[((rng >> 8) % COUNTS.len() as u64) as usize]
 }
 
 const WORDS: &[&str] = &[
@@ -180,6 +215,11 @@ fn string_by_field(
         "storage" => ctx.param("storage").unwrap_or("local").to_owned(),
         "digest" => format!("{:016x}{:016x}{:08x}", rng, mix(rng), rng >> 32),
         "release" => ctx.release.split('.').take(2).collect::<Vec<_>>().join("."),
+        "pveversion" => pve_version(ctx.release, rng),
+        "kversion" => kernel_version(ctx.release),
+        "loadavg" => load_average(rng),
+        "sysname" => "Linux".to_owned(),
+        "machine" => "x86_64".to_owned(),
         "version" => ctx.release.to_owned(),
         "repoid" => format!("{:08x}", rng >> 32),
         "type" => "qemu".to_owned(),
@@ -205,6 +245,44 @@ fn string_by_field(
         }
         _ => return None,
     })
+}
+
+/// `pveversion` as `pvesh get /nodes/{node}/status` shows it:
+/// `pve-manager/<release>/<16 hex digits of the git commit>`.
+pub(crate) fn pve_version(release: &str, rng: u64) -> String {
+    format!("pve-manager/{release}/{:016x}", mix(rng))
+}
+
+/// The kernel a node of this Proxmox release runs, as `uname -r` prints it.
+pub(crate) fn kernel_release(release: &str) -> &'static str {
+    let major_minor: Vec<&str> = release.split('.').take(2).collect();
+    match major_minor.as_slice() {
+        ["9", "0"] => "6.14.11-4-pve",
+        ["9", _] => "6.17.2-1-pve",
+        ["8", _] => "6.8.12-9-pve",
+        _ => "6.17.2-1-pve",
+    }
+}
+
+/// The kernel's build string (`uname -v`).
+pub(crate) fn kernel_build(release: &str) -> String {
+    let kernel = kernel_release(release);
+    let package = kernel.trim_end_matches("-pve");
+    format!("#1 SMP PREEMPT_DYNAMIC PMX {package} (2025-10-21T11:55Z)")
+}
+
+/// `kversion` of a node's status: `uname -srv` and the machine, as Proxmox joins them.
+pub(crate) fn kernel_version(release: &str) -> String {
+    format!(
+        "Linux {} {} x86_64",
+        kernel_release(release),
+        kernel_build(release)
+    )
+}
+
+/// One load average as Proxmox sends it: a string with two decimals (`"0.12"`).
+pub(crate) fn load_average(rng: u64) -> String {
+    format!("{:.2}", (rng % 150) as f64 / 100.0)
 }
 
 /// The first candidate that fits the schema, else the first one cut to `maxLength`.
@@ -248,6 +326,27 @@ fn fits(api: &Api, schema: &Schema, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_strings_look_real() {
+        let version = pve_version("9.1.3", 7);
+        let parts: Vec<&str> = version.split('/').collect();
+        assert_eq!(parts[..2], ["pve-manager", "9.1.3"], "{version}");
+        assert!(
+            parts[2].len() == 16 && parts[2].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{version}"
+        );
+        assert_eq!(kernel_release("8.4.0"), "6.8.12-9-pve");
+        assert!(kernel_version("9.1.3").starts_with("Linux 6.17.2-1-pve #1 SMP"));
+        for index in 0..20u64 {
+            let load = load_average(mix(index));
+            assert!(
+                load.parse::<f64>().is_ok_and(|l| (0.0..1.5).contains(&l)),
+                "{load}"
+            );
+            assert_eq!(load.split('.').nth(1).map(str::len), Some(2), "{load}");
+        }
+    }
 
     #[test]
     fn macs_are_unicast() {

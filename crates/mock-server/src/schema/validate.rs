@@ -443,7 +443,7 @@ mod tests {
     use serde_json::json;
 
     fn check(params: Value, expect: &[(&str, &str)]) {
-        let api = crate::testing::small_api();
+        let api = crate::test_api::small_api();
         let op = api
             .operation_at("/nodes/{node}/qemu", route_metadata::Method::Post)
             .unwrap();
@@ -562,7 +562,7 @@ mod tests {
 
     #[test]
     fn coerces_to_json_types() {
-        let api = crate::testing::small_api();
+        let api = crate::test_api::small_api();
         let op = api
             .operation_at("/nodes/{node}/qemu", route_metadata::Method::Post)
             .unwrap();

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use proxmox_sdk::{Client, Upid};
+use proxmox_sdk::{Client, TaskOutcome, Upid};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{password_client, spawn, token_client};
 
 /// Waits for a task with fast polling.
-async fn wait(client: &Client, upid: &Upid) -> String {
+async fn wait(client: &Client, upid: &Upid) -> TaskOutcome {
     client
         .task(upid)
         .poll_interval(Duration::from_millis(20), Duration::from_millis(100))

@@ -10,6 +10,7 @@ mod crud;
 mod fan_out;
 mod retries;
 mod tasks;
+mod testing;
 mod tfa;
 mod timeouts;
 mod tls;

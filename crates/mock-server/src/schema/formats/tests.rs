@@ -322,7 +322,7 @@ fn list_and_hash_rules() {
 }
 
 fn hash_check(format: &str, value: &str) -> Result<(), String> {
-    let api = crate::testing::small_api();
+    let api = crate::test_api::small_api();
     check_value_format(&api, format, value, "param")
 }
 
