@@ -129,7 +129,7 @@ pub struct UsageArgs {
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Add (or replace) a profile; the first one becomes current.
-    Add(AddProfile),
+    Add(Box<AddProfile>),
     /// List the profiles (secrets are never shown).
     List,
     /// Make a profile the current one.

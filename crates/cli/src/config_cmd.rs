@@ -30,7 +30,7 @@ pub fn run(
         ConfigCommand::Add(add) => {
             let name = add.name.clone();
             let make_current = add.make_current || config.current.is_none();
-            let profile = build_profile(add)?;
+            let profile = build_profile(*add)?;
             if profile.password_command.is_none() {
                 profile
                     .builder()

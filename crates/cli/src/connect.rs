@@ -196,6 +196,7 @@ fn select_profile(config: Option<&Path>, name: Option<&str>) -> anyhow::Result<P
             })?
             .clone(),
         Err(_) if env_url && name.is_none() => Profile::default(),
+        Err(_) if config.profiles.is_empty() => Profile::default(),
         Err(error) => return Err(usage_error(error.to_string())),
     };
     profile

@@ -514,7 +514,7 @@ mod tests {
             "+------+----+\n| name |  n |\n+======+====+\n| a    |  2 |\n+------+----+\n| b    | 10 |\n+------+----+\n"
         );
         let plain = render(&data, Some(&schema), Format::Text, TableOptions::default());
-        assert_eq!(plain, "a     2\nb    10\n");
+        assert_eq!(plain, "a    2\nb    10\n");
         let json = render(
             &json!({"b": 1, "a": true}),
             None,

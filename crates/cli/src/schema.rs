@@ -163,8 +163,35 @@ impl Api {
         })
     }
 
-    /// Templates near `path`: those sharing the longest matching prefix, ranked by similarity.
+    /// Templates near `path`: siblings whose last segment is close to the typed one when the
+    /// parent exists, else templates similar as a whole.
     fn closest_paths(&self, path: &str) -> Vec<String> {
+        let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
+        let parent = normalize_path(parent);
+        let siblings: Option<Vec<String>> = if parent == "/" {
+            Some(self.top_level().map(|node| node.path.clone()).collect())
+        } else {
+            self.resolve(&parent)
+                .ok()
+                .and_then(|resolved| resolved.node)
+                .map(|node| node.children.clone())
+        };
+        if let Some(siblings) = siblings {
+            let names: Vec<&str> = siblings
+                .iter()
+                .filter_map(|child| child.rsplit('/').next())
+                .filter(|name| !name.starts_with('{'))
+                .collect();
+            return closest(last, names)
+                .into_iter()
+                .filter_map(|name| {
+                    siblings
+                        .iter()
+                        .find(|child| child.rsplit('/').next() == Some(name.as_str()))
+                        .cloned()
+                })
+                .collect();
+        }
         let mut scored: Vec<(f64, &str)> = self
             .meta
             .paths
@@ -176,7 +203,7 @@ impl Api {
                     node.path.as_str(),
                 )
             })
-            .filter(|(score, _)| *score > 0.7)
+            .filter(|(score, _)| *score > 0.8)
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored
@@ -258,18 +285,27 @@ pub fn quote_list(items: &[String]) -> String {
     }
 }
 
-/// Names from `candidates` close to `name` (Jaro-Winkler over 0.8, best three).
+/// Names from `candidates` close to `name` (best three): one edit away (transpositions
+/// count once), two for longer names, or similar by Jaro-Winkler (a shared prefix).
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut scored: Vec<(f64, &str)> = candidates
+    let mut scored: Vec<(usize, f64, &str)> = candidates
         .into_iter()
-        .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate))
-        .filter(|(score, _)| *score > 0.8)
+        .map(|candidate| {
+            (
+                strsim::damerau_levenshtein(name, candidate),
+                strsim::jaro_winkler(name, candidate),
+                candidate,
+            )
+        })
+        .filter(|(edits, similarity, _)| {
+            *edits <= 1 || (*edits <= 2 && name.chars().count() >= 5) || *similarity > 0.85
+        })
         .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    scored.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)));
     scored
         .into_iter()
         .take(3)
-        .map(|(_, candidate)| candidate.to_owned())
+        .map(|(_, _, candidate)| candidate.to_owned())
         .collect()
 }
 

@@ -189,7 +189,7 @@ pub fn summarize(schema: &Schema) -> String {
                 }
                 _ => format!(
                     "array of {}",
-                    items.map_or_else(|| "values".to_owned(), |items| type_text(items))
+                    items.map_or_else(|| "values".to_owned(), type_text)
                 ),
             }
         }

@@ -183,7 +183,9 @@ pub fn check_value(schema: &Schema, value: &str) -> Result<Value, String> {
     if let Some(allowed) = &schema.enum_values {
         let found = allowed.iter().any(|candidate| match candidate {
             Value::String(text) => text == value,
-            other => other.to_string() == value,
+            other => other
+                .as_f64()
+                .is_some_and(|number| value.parse::<f64>().ok() == Some(number)),
         });
         if !found {
             let listed: Vec<String> = allowed
