@@ -83,6 +83,25 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Testing without a cluster
+//!
+//! The mock server runs inside a test and hands out a client connected to it, with the
+//! `sdk` feature of the `mock-server` crate (a dev-dependency; this crate does not depend on
+//! it):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // In a `#[tokio::test]`:
+//! let (client, _mock) = mock_server::testing::start().await?;
+//! let vms = client.nodes().node("pve1").qemu().list().await?;
+//! assert!(vms.iter().any(|vm| vm.vmid == 100));
+//! # Ok(()) }
+//! ```
+//!
+//! `mock_server::testing::builder()` picks the schema tag, the seed and task durations, and the
+//! guard injects faults and resets the state; `docs/sdk.md` has the details.
+//!
 //! Password logins use [`ClientBuilder::password`]; the client then manages tickets, CSRF tokens
 //! and renewal itself (see [`auth`]).
 //! [`Client::from_env`] reads the `PROXMOX_API_*` variables listed at [`ClientBuilder::from_env`].

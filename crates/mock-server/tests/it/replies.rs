@@ -330,3 +330,125 @@ async fn stored_values_of_the_wrong_type_are_not_replied() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// Node status and storage status in every tag look like a real node's (issue 11, section 7):
+/// `loadavg` as three numeric strings, a `pve-manager/<release>/<hash>` version, storage types
+/// and sharing from the storage config, numbers that add up.
+#[tokio::test]
+async fn node_and_storage_status_look_real_in_every_tag() {
+    for tag in mock_server::TAGS {
+        let server = MockServer::builder()
+            .auth(false)
+            .schema(*tag)
+            .spawn()
+            .await
+            .unwrap();
+        let status = ok(&server, Method::GET, "/nodes/pve2/status", None).await;
+        let loadavg: Vec<&str> = status["loadavg"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|load| load.as_str().unwrap())
+            .collect();
+        assert_eq!(loadavg.len(), 3, "{tag}: {status}");
+        assert!(
+            loadavg.iter().all(|load| load.parse::<f64>().is_ok()),
+            "{tag}: {loadavg:?}"
+        );
+        let version = ok(&server, Method::GET, "/version", None).await;
+        let pveversion = status["pveversion"].as_str().unwrap();
+        assert!(
+            pveversion.starts_with(&format!(
+                "pve-manager/{}/",
+                version["version"].as_str().unwrap()
+            )),
+            "{tag}: {pveversion}"
+        );
+        assert!(
+            status["kversion"].as_str().unwrap().starts_with("Linux 6."),
+            "{tag}: {status}"
+        );
+        let memory = &status["memory"];
+        assert_eq!(
+            memory["used"].as_u64().unwrap() + memory["free"].as_u64().unwrap(),
+            memory["total"].as_u64().unwrap(),
+            "{tag}: {memory}"
+        );
+
+        let storage = ok(
+            &server,
+            Method::GET,
+            "/nodes/pve2/storage/local-lvm/status",
+            None,
+        )
+        .await;
+        assert_eq!(storage["type"], "lvmthin", "{tag}: {storage}");
+        assert_eq!(storage["shared"], 0, "{tag}: {storage}");
+        assert_eq!(storage["content"], "images,rootdir", "{tag}: {storage}");
+        let listed = ok(&server, Method::GET, "/nodes/pve2/storage", None).await;
+        let listed = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["storage"] == "local-lvm")
+            .unwrap()
+            .clone();
+        for key in ["total", "used", "avail", "type", "shared"] {
+            assert_eq!(listed[key], storage[key], "{tag}: {key}");
+        }
+        let (status_code, reply) = call(
+            &server,
+            Method::GET,
+            "/nodes/pve2/storage/nope/status",
+            None,
+        )
+        .await;
+        assert_eq!(status_code, 500, "{tag}: {reply}");
+        server.shutdown().await.unwrap();
+    }
+}
+
+/// A storage marked shared, or of a type that always is, reports `shared: 1`.
+#[tokio::test]
+async fn shared_storage_comes_from_the_config() {
+    let server = start().await;
+    ok(
+        &server,
+        Method::POST,
+        "/storage",
+        Some(
+            json!({"storage": "nfs1", "type": "nfs", "server": "10.0.0.5",
+                    "export": "/export/pve", "content": "images,iso"}),
+        ),
+    )
+    .await;
+    let status = ok(
+        &server,
+        Method::GET,
+        "/nodes/pve1/storage/nfs1/status",
+        None,
+    )
+    .await;
+    assert_eq!(status["type"], "nfs", "{status}");
+    assert_eq!(status["shared"], 1, "{status}");
+    let resources = ok(
+        &server,
+        Method::GET,
+        "/cluster/resources?type=storage",
+        None,
+    )
+    .await;
+    let nfs = resources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["id"] == "storage/pve1/nfs1")
+        .unwrap()
+        .clone();
+    assert_eq!(nfs["shared"], 1, "{nfs}");
+    assert_eq!(nfs["plugintype"], "nfs", "{nfs}");
+    assert!(
+        nfs.get("vmid").is_none() && nfs.get("cpu").is_none(),
+        "{nfs}"
+    );
+}
