@@ -95,15 +95,25 @@ fn decode_paged<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<Paged<T>
             data: envelope.data,
             total: envelope.total,
         }),
-        Err(error) => Err(decode_error(path, body, error)),
+        Err(error) => Err(decode_error(path, body, field_path::<T>(body), error)),
     }
 }
 
+/// Where in the body decoding failed (`data[3].pressurecpusome`), found by decoding again with
+/// `serde_path_to_error`, only after a failure: the successful path pays nothing for it.
+fn field_path<T: DeserializeOwned>(body: &[u8]) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let error = serde_path_to_error::deserialize::<_, Envelope<T>>(&mut deserializer).err()?;
+    let path = error.path().to_string();
+    (path != ".").then_some(path)
+}
+
 /// Builds an [`Error::Decode`], hiding the body and the parser's message for sensitive paths.
-fn decode_error(path: &str, body: &[u8], error: serde_json::Error) -> Error {
+fn decode_error(path: &str, body: &[u8], field: Option<String>, error: serde_json::Error) -> Error {
     if is_sensitive_path(path) {
         return Error::Decode {
             path: path.to_owned(),
+            field,
             excerpt: "<redacted>".to_owned(),
             source: Box::new(RedactedJsonError {
                 line: error.line(),
@@ -113,6 +123,7 @@ fn decode_error(path: &str, body: &[u8], error: serde_json::Error) -> Error {
     }
     Error::Decode {
         path: path.to_owned(),
+        field,
         excerpt: excerpt(body),
         source: Box::new(error),
     }

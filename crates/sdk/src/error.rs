@@ -76,10 +76,12 @@ pub enum Error {
         source: BoxError,
     },
     /// The response body did not have the expected shape.
-    #[error("could not decode the response to {path} (body starts with {excerpt:?})")]
+    #[error("could not decode the response to {path}{} (body starts with {excerpt:?})", field.as_deref().map(|field| format!(" at {field}")).unwrap_or_default())]
     Decode {
         /// The API path whose response could not be decoded.
         path: String,
+        /// Where in the body decoding failed (`data[3].pressurecpusome`), when known.
+        field: Option<String>,
         /// The first bytes of the body, or `<redacted>` for paths whose answers carry secrets.
         excerpt: String,
         /// The `serde_json` error.

@@ -74,13 +74,18 @@ const SEGMENT: &AsciiSet = &CONTROLS
 ///     .await?;
 /// # let _ = vms; Ok(()) }
 /// ```
+///
+/// `T` is the reply's type; `W` the type its `data` is decoded as, which is `T` except for the
+/// few operations whose reply is a bare number that Proxmox may send as a string
+/// (`GET /cluster/nextid` answers `"102"`): those decode as
+/// `shared_types::lenient::LenientValue<T>` and hand out the `T`.
 #[must_use = "a call does nothing until it is awaited"]
-pub struct Call<'a, T> {
+pub struct Call<'a, T, W = T> {
     request: RequestBuilder<'a>,
-    response: PhantomData<fn() -> T>,
+    response: PhantomData<fn() -> (T, W)>,
 }
 
-impl<'a, T: DeserializeOwned> Call<'a, T> {
+impl<'a, T, W: DeserializeOwned + Into<T>> Call<'a, T, W> {
     /// Wraps a prepared request.
     pub fn new(request: RequestBuilder<'a>) -> Self {
         Call {
@@ -103,7 +108,7 @@ impl<'a, T: DeserializeOwned> Call<'a, T> {
 
     /// Sends the request and decodes the `data` of the reply.
     pub async fn send(self) -> Result<T> {
-        self.request.send::<T>().await
+        self.request.send::<W>().await.map(Into::into)
     }
 
     /// The underlying dynamic request, e.g. to decode the reply into another type.
@@ -112,16 +117,16 @@ impl<'a, T: DeserializeOwned> Call<'a, T> {
     }
 }
 
-impl<'a, T: DeserializeOwned + Send + 'a> IntoFuture for Call<'a, T> {
+impl<'a, T: Send + 'a, W: DeserializeOwned + Into<T> + Send + 'a> IntoFuture for Call<'a, T, W> {
     type Output = Result<T>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.request.send::<T>())
+        Box::pin(self.send())
     }
 }
 
-impl<T> fmt::Debug for Call<'_, T> {
+impl<T, W> fmt::Debug for Call<'_, T, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
             .field("request", &self.request)

@@ -92,6 +92,28 @@ pub trait FamilyName {
 
 /// The members of one indexed parameter family, by index.
 ///
+/// A family `net[n]` is **one field** `net` of the generated models, not the fields `net0`,
+/// `net1`, ...: where the compiler says "struct has no field named `net0`", write
+/// `net: Indexed::from([(0, nic)])` instead. Build it from pairs of index and member, with
+/// [`From`] an array or [`FromIterator`] (`collect`), or with [`Indexed::try_from_iter`] when
+/// an index may be out of range:
+///
+/// ```
+/// use shared_types::{FamilyName, Indexed};
+///
+/// struct Net;
+/// impl FamilyName for Net {
+///     const PREFIX: &'static str = "net";
+///     const COUNT: u32 = 32;
+/// }
+///
+/// let nics: Indexed<Net, String> = Indexed::from([(0, "virtio,bridge=vmbr0".to_owned())]);
+/// assert_eq!(nics.get(0).map(String::as_str), Some("virtio,bridge=vmbr0"));
+/// let more: Indexed<Net, &str> = [(0, "e1000"), (3, "virtio")].into_iter().collect();
+/// assert_eq!(more.len(), 2);
+/// assert!(Indexed::<Net, &str>::try_from_iter([(32, "virtio")]).is_err());
+/// ```
+///
 /// See the [module docs](self) for how it (de)serialises.
 pub struct Indexed<F: FamilyName, T> {
     entries: BTreeMap<u32, T>,
@@ -211,6 +233,32 @@ impl<F: FamilyName, T> Indexed<F, T> {
 impl<F: FamilyName, T> Default for Indexed<F, T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl<F: FamilyName, T> FromIterator<(u32, T)> for Indexed<F, T> {
+    /// Collects `(index, member)` pairs; a later pair with the same index replaces an earlier one.
+    ///
+    /// # Panics
+    ///
+    /// If an index is `F::COUNT` or more, as indexing a slice out of bounds does; use
+    /// [`Indexed::try_from_iter`] for indices that come from outside the program.
+    fn from_iter<I: IntoIterator<Item = (u32, T)>>(pairs: I) -> Self {
+        match Self::try_from_iter(pairs) {
+            Ok(family) => family,
+            Err(error) => panic!("{error}"),
+        }
+    }
+}
+
+impl<F: FamilyName, T, const N: usize> From<[(u32, T); N]> for Indexed<F, T> {
+    /// The family with these `(index, member)` pairs.
+    ///
+    /// # Panics
+    ///
+    /// If an index is `F::COUNT` or more (see [`FromIterator`]).
+    fn from(pairs: [(u32, T); N]) -> Self {
+        pairs.into_iter().collect()
     }
 }
 

@@ -11,17 +11,21 @@
 //! * [`upid`]: [`Upid`], the task id returned by every call that starts a worker.
 //! * [`pve_bool`]: [`PveBool`], a boolean written as `0`/`1` and read from `true`, `"yes"`, `1`, ….
 //! * [`property_string`]: [`PropertyString`], generic `key=value,…` strings with a default key and quoting.
-//! * [`guest_config`]: typed property strings of guest configurations: [`NetConfig`], [`DiskConfig`], [`MountPoint`], [`LxcNetConfig`].
+//! * [`guest_config`]: hand-written typed property strings ([`NetConfig`], [`DiskConfig`], [`MountPoint`], [`LxcNetConfig`]) that the mock server edits config values with; the generated models use the generated structs instead (`nodes::QemuNetConfig`, `nodes::ScsiConfig`, `nodes::RootfsConfig`, ...), one per property-string format of the schema.
 //! * [`disk_size`]: [`DiskSize`], sizes like `8G` or `+2G`.
 //! * [`family`]: [`Indexed`] and [`FamilyName`], the `net[n]`-style parameter families.
+//! * [`lenient`]: numbers read from JSON numbers or numeric strings, as Proxmox sends them.
+//! * [`typed_format`]: what the generated property-string structs and string enums call.
 //! * Generated models, one module per path group, listed at the end of this file.
 
 pub mod disk_size;
 pub mod error;
 pub mod family;
 pub mod guest_config;
+pub mod lenient;
 pub mod property_string;
 pub mod pve_bool;
+pub mod typed_format;
 pub mod upid;
 
 pub use disk_size::DiskSize;
@@ -29,6 +33,7 @@ pub use error::Error;
 pub use family::{FamilyName, Indexed};
 pub use guest_config::{DiskConfig, LxcNetConfig, MountPoint, NetConfig};
 pub use property_string::PropertyString;
+pub use typed_format::PropertyValue;
 pub use pve_bool::PveBool;
 pub use upid::Upid;
 

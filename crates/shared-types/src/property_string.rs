@@ -346,7 +346,7 @@ fn parse_quoted<'a>(input: &str, quoted: &'a str) -> Result<(Cow<'a, str>, &'a s
 }
 
 /// Appends `value`, quoting it if it would not parse back on its own.
-fn write_value(out: &mut String, value: &str, bare: bool) {
+pub(crate) fn write_value(out: &mut String, value: &str, bare: bool) {
     let needs_quotes = value.contains([',', '"', '\\', '\n'])
         || (bare && (value.contains('=') || value.trim().is_empty()));
     if !needs_quotes {

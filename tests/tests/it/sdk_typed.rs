@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use mock_server::Store;
 use proxmox_sdk::shared_types::nodes::{
-    NodesLxcCreateVmParams, NodesQemuCreateVmParams, NodesStorageUploadParams,
+    Content, MemoryConfig, Model, NodesLxcCreateVmParams, NodesQemuCreateVmParams,
+    NodesStorageUploadParams, QemuNetConfig, RootfsConfig,
 };
 use proxmox_sdk::shared_types::{Indexed, PveBool};
 use proxmox_sdk::{Client, UploadFile};
@@ -35,16 +36,17 @@ async fn typed_vm_life_cycle_with_a_password_login() {
     assert!(names.contains(&"pve1"), "{names:?}");
 
     let qemu = client.nodes().node("pve1").qemu();
-    let mut net = Indexed::new();
-    net.insert(0, "virtio,bridge=vmbr0".to_owned()).unwrap();
+    let nic = QemuNetConfig {
+        bridge: Some("vmbr0".to_owned()),
+        ..QemuNetConfig::new(Model::Virtio)
+    };
     let params = NodesQemuCreateVmParams {
-        vmid: 9010,
         name: Some("typed".to_owned()),
         cores: Some(2),
-        memory: Some("1024".to_owned()),
+        memory: Some(MemoryConfig::new(1024)),
         start: Some(PveBool(false)),
-        net,
-        ..Default::default()
+        net: Indexed::from([(0, nic)]),
+        ..NodesQemuCreateVmParams::new(9010)
     };
     let upid = qemu.create(&params).await.unwrap();
     assert_eq!(upid.node, "pve1");
@@ -63,11 +65,11 @@ async fn typed_vm_life_cycle_with_a_password_login() {
     let config = vm.config().get().await.unwrap();
     assert_eq!(config.cores, Some(2));
     assert_eq!(config.name.as_deref(), Some("typed"));
-    let net0 = config.net.get(0).cloned().unwrap_or_default();
-    assert!(
-        net0.starts_with("virtio=") && net0.contains("bridge=vmbr0"),
-        "{net0}"
-    );
+    let net0 = config.net.get(0).expect("net0 is set");
+    assert_eq!(net0.model, Model::Virtio);
+    assert_eq!(net0.bridge.as_deref(), Some("vmbr0"));
+    assert!(net0.macaddr.is_some(), "the mock assigns a MAC: {net0}");
+    assert!(net0.to_string().starts_with("virtio="), "{net0}");
 
     // Actions are methods of their parent handle and go to their own path.
     let upid = vm.status().start().await.unwrap();
@@ -82,6 +84,7 @@ async fn typed_vm_life_cycle_with_a_password_login() {
     );
     let current = vm.status().current().get().await.unwrap();
     assert_eq!(current.status, "running");
+    assert_eq!(current.vmid, 9010);
     let upid = vm.status().stop().await.unwrap();
     assert_eq!(
         client
@@ -132,12 +135,10 @@ async fn typed_container_life_cycle_with_a_token() {
 
     let lxc = client.nodes().node("pve1").lxc();
     let params = NodesLxcCreateVmParams {
-        vmid: 9020,
-        ostemplate: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".to_owned(),
         hostname: Some("typed-ct".to_owned()),
         memory: Some(512),
-        rootfs: Some("local-lvm:4".to_owned()),
-        ..Default::default()
+        rootfs: Some(RootfsConfig::new("local-lvm:4")),
+        ..NodesLxcCreateVmParams::new("local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", 9020)
     };
     let upid = lxc.create(&params).await.unwrap();
     assert_eq!(
@@ -175,11 +176,7 @@ async fn typed_upload_sends_multipart_and_the_volume_appears() {
     let server = start(Store::Memory).await;
     let client = password_client(&server);
     let storage = client.nodes().node("pve1").storage().storage("local");
-    let params = NodesStorageUploadParams {
-        content: "iso".to_owned(),
-        filename: "e2e.iso".to_owned(),
-        ..Default::default()
-    };
+    let params = NodesStorageUploadParams::new(Content::Iso, "e2e.iso");
     let file = UploadFile::from_bytes("e2e.iso", vec![7_u8; 4096]);
     let upid = storage.upload(&params, file).await.unwrap();
     assert_eq!(

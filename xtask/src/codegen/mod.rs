@@ -9,6 +9,7 @@
 //! first; then it is either compared with the files on disk (`--check`) or written through a
 //! temporary file and a rename, so a failed run leaves nothing half-written.
 
+pub mod catalog;
 pub mod metadata;
 pub mod naming;
 pub mod normalize;

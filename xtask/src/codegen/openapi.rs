@@ -225,7 +225,25 @@ impl Converter<'_> {
         }
 
         let returns = response_view(&operation.returns);
-        let data_schema = self.property(&returns);
+        let mut data_schema = self.property(&returns);
+        if matches!(returns.kind(), SchemaType::Integer | SchemaType::Number) {
+            // A bare number reply comes from a Perl scalar, which JSON::XS writes as a string
+            // once it has been used as one: `GET /cluster/nextid` answers `{"data":"102"}`
+            // (pve-manager `PVE/API2/Cluster.pm`). The SDK decodes both forms.
+            let numeric_string = Schema {
+                schema_data: SchemaData::default(),
+                schema_kind: SchemaKind::Type(Type::String(StringType {
+                    pattern: Some("^-?[0-9]+(\\.[0-9]+)?$".to_owned()),
+                    ..StringType::default()
+                })),
+            };
+            data_schema = ReferenceOr::Item(Schema {
+                schema_data: SchemaData::default(),
+                schema_kind: SchemaKind::AnyOf {
+                    any_of: vec![data_schema, ReferenceOr::Item(numeric_string)],
+                },
+            });
+        }
         let envelope = Schema {
             schema_data: SchemaData::default(),
             schema_kind: SchemaKind::Type(Type::Object(ObjectType {

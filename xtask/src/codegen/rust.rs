@@ -7,11 +7,19 @@
 //! parameters) and `<Op>Response` (the `data` of its reply), as a struct or as an alias of the
 //! shared struct or plain type it resolves to.
 //!
-//! Type mapping: string -> `String` (enums and formats in the docs), integer -> `i64`, number ->
-//! `f64`, boolean -> `crate::PveBool` (0/1 and true/false), null -> `()`, untyped and `oneOf` ->
+//! Type mapping: string -> `String` (formats in the docs), string with `enum` -> a generated enum
+//! with an `Other(String)` fallback, property string -> a generated `...Config` struct (both named
+//! by [`super::catalog`]), integer -> `i64` (`u32` for a `vmid` or a `pve-vmid`), number -> `f64`,
+//! boolean -> `crate::PveBool` (0/1 and true/false), null -> `()`, untyped and `oneOf` ->
 //! `serde_json::Value`, object without properties -> `serde_json::Map`, optional -> `Option`,
 //! `foo[n]` -> a flattened `crate::Indexed<families::Foo, T>`. Paths are fully qualified so that
 //! generated names never collide with user or prelude names.
+//!
+//! Numbers are read leniently: every integer and number field carries
+//! `#[serde(deserialize_with = "crate::lenient::deserialize")]`, so `"102"` and `"0.00"` decode
+//! as Proxmox's Perl side sends them. A struct derives `Default` unless a required field has no
+//! default (an enum, or a format or struct with required keys); a parameter struct with required
+//! fields gets `new(required...)`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -22,6 +30,7 @@ use quote::{format_ident, quote};
 use route_metadata::{RouteMetadata, Schema, SchemaType};
 
 use super::Outputs;
+use super::catalog::{self, Catalog};
 use super::naming;
 use super::registry::{Component, Registry, request_schema, response_view};
 
@@ -39,18 +48,54 @@ pub fn module_of(component: &Component) -> String {
     }
 }
 
+/// The module of a format or enum used by these path groups.
+fn module_of_groups(groups: &BTreeSet<String>) -> String {
+    match (groups.len(), groups.first()) {
+        (1, Some(group)) => group.clone(),
+        _ => "common".to_owned(),
+    }
+}
+
 /// Renders every model file.
 pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<Outputs> {
+    let catalog = Catalog::build(metadata, registry);
+    let mut modules: BTreeMap<String, String> = registry
+        .components
+        .iter()
+        .map(|(name, component)| (name.clone(), module_of(component)))
+        .collect();
+    for (name, format) in &catalog.formats {
+        modules.insert(name.clone(), module_of_groups(&format.groups));
+    }
+    for (name, enum_def) in &catalog.enums {
+        modules.insert(name.clone(), module_of_groups(&enum_def.groups));
+    }
+    let request_types: BTreeSet<String> = metadata
+        .operations
+        .iter()
+        .filter_map(|operation| operation.request_type.clone())
+        .collect();
     let generator = Generator {
         registry,
-        modules: registry
-            .components
-            .iter()
-            .map(|(name, component)| (name.clone(), module_of(component)))
-            .collect(),
+        catalog: &catalog,
+        modules,
+        request_types,
+        defaults: std::cell::RefCell::new(BTreeMap::new()),
     };
     let mut bodies: BTreeMap<String, Vec<TokenStream>> = BTreeMap::new();
     let mut families: BTreeMap<String, u32> = BTreeMap::new();
+    for (name, format) in &catalog.formats {
+        bodies
+            .entry(module_of_groups(&format.groups))
+            .or_default()
+            .push(generator.format(name, format));
+    }
+    for (name, enum_def) in &catalog.enums {
+        bodies
+            .entry(module_of_groups(&enum_def.groups))
+            .or_default()
+            .push(enum_tokens(name, enum_def));
+    }
     for (name, component) in &registry.components {
         let module = module_of(component);
         bodies.entry(module).or_default().push(generator.component(
@@ -66,7 +111,7 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
             if let Some(reexport) = generator.reexport(&request, request_type, &operation.group) {
                 body.push(reexport);
             } else if registry.name_of(&request) != Some(request_type.as_str()) {
-                let target = generator.type_of(&request);
+                let target = generator.type_of(&request, "");
                 let ident = format_ident!("{}", request_type);
                 let doc = doc_attrs(&format!(
                     "Parameters of `{} {}` (`{}`), without the path parameters.",
@@ -87,7 +132,7 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         if registry.name_of(&returns) == Some(operation.response_type.as_str()) {
             continue;
         }
-        let target = generator.type_of(&returns);
+        let target = generator.type_of(&returns, "");
         let ident = format_ident!("{}", operation.response_type);
         let mut doc = format!(
             "The `data` of the reply to `{} {}` (`{}`).",
@@ -188,7 +233,13 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
 
 struct Generator<'a> {
     registry: &'a Registry,
+    catalog: &'a Catalog,
+    /// Type name -> module, for components, formats and enums.
     modules: BTreeMap<String, String>,
+    /// The names of the operations' parameter structs (they get `new`).
+    request_types: BTreeSet<String>,
+    /// Component name -> whether it implements `Default` (memo of [`Generator::has_default`]).
+    defaults: std::cell::RefCell<BTreeMap<String, bool>>,
 }
 
 impl Generator<'_> {
@@ -220,10 +271,12 @@ impl Generator<'_> {
                 family: None,
                 ..schema.clone()
             };
-            let target = self.type_of(&unfamilied);
+            let target = self.type_of(&unfamilied, "");
             return quote! { #doc pub type #type_ident = #target; };
         }
         let mut fields = Vec::new();
+        let mut required_args = Vec::new();
+        let mut initialisers = Vec::new();
         let mut used = BTreeSet::new();
         for (property, property_schema) in schema.properties.iter().flatten() {
             let mut field_name = field_ident(property.trim_end_matches("[n]"));
@@ -235,62 +288,372 @@ impl Generator<'_> {
             if let Some(family) = &property_schema.family {
                 families.insert(family.prefix.clone(), family.count);
                 let marker = format_ident!("{}", naming::family_marker(&family.prefix));
-                let member = self.type_of(&Schema {
-                    family: None,
-                    optional: false,
-                    ..property_schema.clone()
-                });
+                let member = self.type_of(
+                    &Schema {
+                        family: None,
+                        optional: false,
+                        ..property_schema.clone()
+                    },
+                    property,
+                );
                 fields.push(quote! {
                     #field_doc
                     #[serde(flatten)]
                     pub #field: crate::Indexed<crate::generated::families::#marker, #member>,
                 });
+                initialisers.push(quote! { #field: crate::Indexed::new(), });
                 continue;
             }
-            let inner = self.type_of(property_schema);
+            let inner = self.type_of(property_schema, property);
             let rename = (field_name != *property).then(|| quote! { #[serde(rename = #property)] });
+            let lenient = is_lenient(property_schema)
+                .then(|| quote! { #[serde(deserialize_with = "crate::lenient::deserialize")] });
             if property_schema.optional {
                 fields.push(quote! {
                     #field_doc
                     #rename
                     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+                    #lenient
                     pub #field: ::std::option::Option<#inner>,
                 });
+                initialisers.push(quote! { #field: ::std::option::Option::None, });
             } else {
                 fields.push(quote! {
                     #field_doc
                     #rename
+                    #lenient
                     pub #field: #inner,
+                });
+                if inner.to_string() == quote! { ::std::string::String }.to_string() {
+                    required_args
+                        .push(quote! { #field: impl ::std::convert::Into<::std::string::String> });
+                    initialisers.push(quote! { #field: #field.into(), });
+                } else {
+                    required_args.push(quote! { #field: #inner });
+                    initialisers.push(quote! { #field, });
+                }
+            }
+        }
+        let default = self
+            .component_has_default(name)
+            .then(|| quote! { Default, });
+        let constructor =
+            (self.request_types.contains(name) && !required_args.is_empty()).then(|| {
+                quote! {
+                    impl #type_ident {
+                        /// The parameters with every required one given and the optional ones unset.
+                        #[allow(clippy::too_many_arguments)]
+                        pub fn new(#(#required_args),*) -> Self {
+                            Self { #(#initialisers)* }
+                        }
+                    }
+                }
+            });
+        quote! {
+            #doc
+            #[derive(Debug, Clone, PartialEq, #default ::serde::Serialize, ::serde::Deserialize)]
+            pub struct #type_ident {
+                #(#fields)*
+            }
+            #constructor
+        }
+    }
+
+    /// Whether the component `name` implements `Default` (no required field without one).
+    fn component_has_default(&self, name: &str) -> bool {
+        if let Some(known) = self.defaults.borrow().get(name) {
+            return *known;
+        }
+        // Assume yes while computing, in case a schema refers to itself.
+        self.defaults.borrow_mut().insert(name.to_owned(), true);
+        let result = self.registry.components.get(name).is_none_or(|component| {
+            component
+                .schema
+                .properties
+                .iter()
+                .flatten()
+                .all(|(_, property)| {
+                    property.optional || property.family.is_some() || self.has_default(property)
+                })
+        });
+        self.defaults.borrow_mut().insert(name.to_owned(), result);
+        result
+    }
+
+    /// Whether the Rust type of a required field implements `Default`.
+    fn has_default(&self, schema: &Schema) -> bool {
+        if let Some(name) = self.registry.name_of(schema) {
+            return self.component_has_default(name);
+        }
+        if schema.one_of.is_some() {
+            return true;
+        }
+        if let Some(name) = self.catalog.format_of(schema) {
+            return self
+                .catalog
+                .formats
+                .get(name)
+                .is_none_or(|format| format_required_keys(format).next().is_none());
+        }
+        self.catalog.enum_of(schema).is_none()
+    }
+
+    /// A property-string format: the struct, `new` for its required keys, `FromStr`, `Display`
+    /// and serde through the string form.
+    fn format(&self, name: &str, format: &catalog::Format) -> TokenStream {
+        let type_ident = format_ident!("{}", name);
+        let mut doc = format!("A property string, first met as {}.", format.first_use);
+        if let Some(typetext) = &format.typetext {
+            doc.push_str(&format!("\n\nFormat: `{typetext}`."));
+        }
+        doc.push_str(
+            "\n\nParsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the \
+             default key first, then by name); serde reads and writes the string form. Keys \
+             this version does not know are kept in `unknown` and printed back.",
+        );
+        let doc = doc_attrs(&doc);
+        let default_key = match &format.default_key {
+            Some(key) => quote! { ::std::option::Option::Some(#key) },
+            None => quote! { ::std::option::Option::None },
+        };
+        // The `virtio=<macaddr>` keys: a key names the value of `key_alias` and its value goes to
+        // `alias`.
+        let mut key_aliases: BTreeMap<&str, (&str, Vec<&str>)> = BTreeMap::new();
+        let mut aliases: Vec<(&str, &str)> = Vec::new();
+        for (key, key_schema) in &format.keys {
+            match (&key_schema.key_alias, &key_schema.alias) {
+                (Some(target), Some(value_key)) => {
+                    key_aliases
+                        .entry(target.as_str())
+                        .or_insert_with(|| (value_key.as_str(), Vec::new()))
+                        .1
+                        .push(key.as_str());
+                }
+                (None, Some(target)) => aliases.push((key.as_str(), target.as_str())),
+                _ => {}
+            }
+        }
+        let mut used = BTreeSet::from(["unknown".to_owned()]);
+        let mut fields = Vec::new();
+        let mut locals = Vec::new();
+        let mut arms = Vec::new();
+        let mut finish = Vec::new();
+        let mut writes = Vec::new();
+        let mut required_args = Vec::new();
+        let mut initialisers = Vec::new();
+        let mut field_of: BTreeMap<&str, Ident> = BTreeMap::new();
+        let mut keys: Vec<(&String, &Schema)> = format
+            .keys
+            .iter()
+            .filter(|(_, key_schema)| key_schema.alias.is_none())
+            .collect();
+        // The default key first, then by name, as Proxmox prints them.
+        keys.sort_by_key(|(key, _)| Some(key.as_str()) != format.default_key.as_deref());
+        for (key, key_schema) in &keys {
+            let mut field_name = field_ident(key);
+            while !used.insert(field_name.clone()) {
+                field_name.push('_');
+            }
+            let field = ident(&field_name);
+            field_of.insert(key.as_str(), field.clone());
+            let field_doc = schema_doc(key_schema, &format!("The `{key}` key."));
+            let inner = self.key_type(key_schema, key);
+            let key_text = key.as_str();
+            locals.push(quote! { let mut #field: ::std::option::Option<#inner> = ::std::option::Option::None; });
+            arms.push(quote! {
+                #key_text => #field = ::std::option::Option::Some(crate::typed_format::parse_entry(key, value)?),
+            });
+            if key_schema.optional {
+                fields.push(quote! { #field_doc pub #field: ::std::option::Option<#inner>, });
+                finish.push(quote! { #field, });
+                initialisers.push(quote! { #field: ::std::option::Option::None, });
+            } else {
+                fields.push(quote! { #field_doc pub #field: #inner, });
+                finish.push(
+                    quote! { #field: crate::typed_format::require(text, #key_text, #field)?, },
+                );
+                if inner.to_string() == quote! { ::std::string::String }.to_string() {
+                    required_args
+                        .push(quote! { #field: impl ::std::convert::Into<::std::string::String> });
+                    initialisers.push(quote! { #field: #field.into(), });
+                } else {
+                    required_args.push(quote! { #field: #inner });
+                    initialisers.push(quote! { #field, });
+                }
+            }
+        }
+        for (alias, target) in &aliases {
+            if let Some(field) = field_of.get(target) {
+                arms.push(quote! {
+                    #alias => #field = ::std::option::Option::Some(crate::typed_format::parse_entry(#target, value)?),
                 });
             }
         }
+        let mut skip_in_writes: BTreeSet<&str> = BTreeSet::new();
+        for (target, (value_key, alias_keys)) in &key_aliases {
+            let (Some(target_field), Some(value_field)) =
+                (field_of.get(target), field_of.get(value_key))
+            else {
+                continue;
+            };
+            arms.push(quote! {
+                #(#alias_keys)|* => {
+                    #target_field = ::std::option::Option::Some(crate::typed_format::parse_entry(#target, key)?);
+                    #value_field = ::std::option::Option::Some(crate::typed_format::parse_entry(#value_key, value)?);
+                }
+            });
+            skip_in_writes.insert(target);
+            skip_in_writes.insert(value_key);
+            let target_required = keys
+                .iter()
+                .any(|(key, key_schema)| key.as_str() == *target && !key_schema.optional);
+            let target_value = if target_required {
+                quote! { ::std::option::Option::Some(&self.#target_field) }
+            } else {
+                quote! { self.#target_field.as_ref() }
+            };
+            let target_write = if target_required {
+                quote! { writer.entry(#target, &self.#target_field); }
+            } else {
+                quote! { writer.optional(#target, &self.#target_field); }
+            };
+            writes.push(quote! {
+                match (#target_value, &self.#value_field) {
+                    (::std::option::Option::Some(target), ::std::option::Option::Some(value)) => {
+                        let mut key = ::std::string::String::new();
+                        crate::PropertyValue::write_value(target, &mut key);
+                        let mut text = ::std::string::String::new();
+                        crate::PropertyValue::write_value(value, &mut text);
+                        writer.raw(&key, &text);
+                    }
+                    _ => {
+                        #target_write
+                        writer.optional(#value_key, &self.#value_field);
+                    }
+                }
+            });
+        }
+        for (key, key_schema) in &keys {
+            if skip_in_writes.contains(key.as_str()) {
+                continue;
+            }
+            let Some(field) = field_of.get(key.as_str()) else {
+                continue;
+            };
+            let key_text = key.as_str();
+            if key_schema.optional {
+                writes.push(quote! { writer.optional(#key_text, &self.#field); });
+            } else {
+                writes.push(quote! { writer.entry(#key_text, &self.#field); });
+            }
+        }
+        let default = required_args.is_empty().then(|| quote! { Default, });
+        let constructor = (!required_args.is_empty()).then(|| {
+            quote! {
+                impl #type_ident {
+                    /// The value with the required keys given and every other key unset.
+                    pub fn new(#(#required_args),*) -> Self {
+                        Self { #(#initialisers)* unknown: ::std::vec::Vec::new() }
+                    }
+                }
+            }
+        });
         quote! {
             #doc
-            #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+            #[derive(Debug, Clone, PartialEq, #default)]
             pub struct #type_ident {
                 #(#fields)*
+                /// Keys this version of the SDK does not know, in their order, printed back after the
+                /// known ones.
+                pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+            }
+            #constructor
+            impl ::std::str::FromStr for #type_ident {
+                type Err = crate::Error;
+
+                fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+                    let entries = crate::PropertyString::parse(text, #default_key)?;
+                    #(#locals)*
+                    let mut unknown = ::std::vec::Vec::new();
+                    for (key, value) in entries.iter() {
+                        match key {
+                            #(#arms)*
+                            _ => unknown.push((key.to_owned(), value.to_owned())),
+                        }
+                    }
+                    ::std::result::Result::Ok(Self { #(#finish)* unknown })
+                }
+            }
+            impl ::std::fmt::Display for #type_ident {
+                fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                    let mut writer = crate::typed_format::Writer::new(#default_key);
+                    #(#writes)*
+                    for (key, value) in &self.unknown {
+                        writer.raw(key, value);
+                    }
+                    f.write_str(&writer.finish())
+                }
+            }
+            impl ::serde::Serialize for #type_ident {
+                fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> ::std::result::Result<S::Ok, S::Error> {
+                    serializer.collect_str(self)
+                }
+            }
+            impl<'de> ::serde::Deserialize<'de> for #type_ident {
+                fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
+                    deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+                }
             }
         }
     }
 
-    /// The Rust type of a schema in a field or alias position.
-    fn type_of(&self, schema: &Schema) -> TokenStream {
+    /// The Rust type of a property-string key.
+    fn key_type(&self, schema: &Schema, key: &str) -> TokenStream {
+        if schema.format.as_deref() == Some("disk-size") {
+            return quote! { crate::DiskSize };
+        }
+        match schema.kind() {
+            SchemaType::Integer if is_vmid(schema, key) => quote! { u32 },
+            SchemaType::Integer => quote! { i64 },
+            SchemaType::Number => quote! { f64 },
+            SchemaType::Boolean => quote! { crate::PveBool },
+            _ => match self.catalog.enum_of(schema) {
+                Some(name) => self.path_of(name),
+                None => quote! { ::std::string::String },
+            },
+        }
+    }
+
+    /// `crate::generated::<module>::<Name>` of a generated type.
+    fn path_of(&self, name: &str) -> TokenStream {
+        let module = format_ident!(
+            "{}",
+            self.modules
+                .get(name)
+                .map(String::as_str)
+                .unwrap_or("common")
+        );
+        let ident = format_ident!("{}", name);
+        quote! { crate::generated::#module::#ident }
+    }
+
+    /// The Rust type of a schema in a field or alias position; `property` is its name, if any.
+    fn type_of(&self, schema: &Schema, property: &str) -> TokenStream {
         if let Some(name) = self.registry.name_of(schema) {
-            let module = format_ident!(
-                "{}",
-                self.modules
-                    .get(name)
-                    .map(String::as_str)
-                    .unwrap_or("common")
-            );
-            let ident = format_ident!("{}", name);
-            return quote! { crate::generated::#module::#ident };
+            return self.path_of(name);
         }
         if schema.one_of.is_some() {
             return quote! { ::serde_json::Value };
         }
+        if let Some(name) = self.catalog.format_of(schema) {
+            return self.path_of(name);
+        }
+        if let Some(name) = self.catalog.enum_of(schema) {
+            return self.path_of(name);
+        }
         match schema.kind() {
             SchemaType::String => quote! { ::std::string::String },
+            SchemaType::Integer if is_vmid(schema, property) => quote! { u32 },
             SchemaType::Integer => quote! { i64 },
             SchemaType::Number => quote! { f64 },
             SchemaType::Boolean => quote! { crate::PveBool },
@@ -300,12 +663,130 @@ impl Generator<'_> {
                 let item = schema
                     .items
                     .as_deref()
-                    .map(|items| self.type_of(items))
+                    .map(|items| self.type_of(items, property))
                     .unwrap_or_else(|| quote! { ::serde_json::Value });
                 quote! { ::std::vec::Vec<#item> }
             }
             SchemaType::Object => {
                 quote! { ::serde_json::Map<::std::string::String, ::serde_json::Value> }
+            }
+        }
+    }
+}
+
+/// The keys a format requires.
+fn format_required_keys(format: &catalog::Format) -> impl Iterator<Item = &String> {
+    format
+        .keys
+        .iter()
+        .filter(|(_, schema)| !schema.optional && schema.alias.is_none())
+        .map(|(key, _)| key)
+}
+
+/// Whether an integer is a guest id: format `pve-vmid`, or a property called `vmid`.
+fn is_vmid(schema: &Schema, property: &str) -> bool {
+    schema.format.as_deref() == Some("pve-vmid") || property == "vmid"
+}
+
+/// Whether a field is read through `crate::lenient` (a number, or a list of numbers).
+fn is_lenient(schema: &Schema) -> bool {
+    if schema.one_of.is_some() || schema.property_string.is_some() {
+        return false;
+    }
+    match schema.kind() {
+        SchemaType::Integer | SchemaType::Number => true,
+        SchemaType::Array => schema.items.as_deref().is_some_and(|items| {
+            items.one_of.is_none()
+                && matches!(items.kind(), SchemaType::Integer | SchemaType::Number)
+        }),
+        _ => false,
+    }
+}
+
+/// A string enum with an `Other(String)` fallback: `as_str`, `From<&str>`, `FromStr`, `== "text"`,
+/// `Display`, serde as the string, and [`crate::PropertyValue`] for property strings.
+fn enum_tokens(name: &str, enum_def: &catalog::EnumDef) -> TokenStream {
+    let type_ident = format_ident!("{}", name);
+    let values: Vec<&str> = enum_def.values.iter().map(String::as_str).collect();
+    let variants: Vec<Ident> = catalog::variant_names(&enum_def.values)
+        .iter()
+        .map(|variant| format_ident!("{}", variant))
+        .collect();
+    let mut doc = enum_def
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|description| !description.is_empty())
+        .unwrap_or("A string enum of the Proxmox API.")
+        .to_owned();
+    doc.push_str(
+        "\n\nA value this version does not know decodes as `Other` with the text, so a newer \
+         Proxmox never breaks decoding.",
+    );
+    let doc = doc_attrs(&doc);
+    let variant_docs: Vec<TokenStream> = values
+        .iter()
+        .map(|value| doc_attrs(&format!("`{value}`")))
+        .collect();
+    quote! {
+        #doc
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum #type_ident {
+            #(#variant_docs #variants,)*
+            /// A value this version of the SDK does not know.
+            Other(::std::string::String),
+        }
+        impl #type_ident {
+            /// The value as Proxmox spells it.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    #(Self::#variants => #values,)*
+                    Self::Other(value) => value,
+                }
+            }
+        }
+        impl ::std::convert::From<&str> for #type_ident {
+            fn from(text: &str) -> Self {
+                match text {
+                    #(#values => Self::#variants,)*
+                    other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+                }
+            }
+        }
+        impl ::std::cmp::PartialEq<&str> for #type_ident {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl ::std::str::FromStr for #type_ident {
+            type Err = ::std::convert::Infallible;
+
+            fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+                ::std::result::Result::Ok(Self::from(text))
+            }
+        }
+        impl ::std::fmt::Display for #type_ident {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl ::serde::Serialize for #type_ident {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> ::std::result::Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> ::serde::Deserialize<'de> for #type_ident {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
+                deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+            }
+        }
+        impl crate::PropertyValue for #type_ident {
+            fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+                ::std::result::Result::Ok(Self::from(text))
+            }
+
+            fn write_value(&self, out: &mut ::std::string::String) {
+                out.push_str(self.as_str());
             }
         }
     }

@@ -310,6 +310,9 @@ fn operation_methods(
     let group = format_ident!("{}", operation.group);
     let response = if operation.worker_task {
         quote! { shared_types::Upid }
+    } else if let Some(number) = bare_number(&operation.returns) {
+        // Proxmox sends some bare numbers as strings (`GET /cluster/nextid` -> "102").
+        quote! { #number, shared_types::lenient::LenientValue<#number> }
     } else {
         let response = format_ident!("{}", operation.response_type);
         quote! { shared_types::#group::#response }
@@ -392,6 +395,15 @@ fn operation_methods(
                 #with_params
             }
         }
+    }
+}
+
+/// The Rust type of a reply that is a bare number, decoded leniently.
+fn bare_number(returns: &route_metadata::Schema) -> Option<TokenStream> {
+    match returns.kind() {
+        route_metadata::SchemaType::Integer => Some(quote! { i64 }),
+        route_metadata::SchemaType::Number => Some(quote! { f64 }),
+        _ => None,
     }
 }
 

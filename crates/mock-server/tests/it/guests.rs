@@ -149,7 +149,7 @@ fn raw_config(config: &Value) -> String {
 #[tokio::test]
 async fn create_allocates_disks_macs_and_round_trips_types() {
     let mock = Mock::start().await;
-    assert_eq!(mock.get("/cluster/nextid").await, 102);
+    assert_eq!(mock.get("/cluster/nextid").await, "102");
     mock.ok_task(
         M::POST,
         "/nodes/pve1/qemu",
@@ -177,7 +177,7 @@ async fn create_allocates_disks_macs_and_round_trips_types() {
         "{net0}"
     );
     assert!(config.get("lock").is_none(), "{config}");
-    assert_eq!(mock.get("/cluster/nextid").await, 103);
+    assert_eq!(mock.get("/cluster/nextid").await, "103");
     let (status, reply) = mock.get_status("/cluster/nextid?vmid=102").await;
     assert_eq!(status, 400, "{reply}");
 
@@ -298,7 +298,7 @@ async fn concurrent_creates_with_one_id_have_one_winner() {
     // While the task runs the config exists, locked.
     let config = mock.get("/nodes/pve1/qemu/150/config").await;
     assert_eq!(config["lock"], "create", "{config}");
-    assert_eq!(mock.get("/cluster/nextid").await, 102);
+    assert_eq!(mock.get("/cluster/nextid").await, "102");
     mock.shutdown().await;
 }
 

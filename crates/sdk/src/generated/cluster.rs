@@ -1036,12 +1036,7 @@ impl<'a> ClusterConfigApiversion<'a> {
         &self.path
     }
     /// `GET /cluster/config/apiversion`: Return the version of the cluster join API available on this node.
-    pub fn get(
-        &self,
-    ) -> crate::Call<
-        'a,
-        shared_types::cluster::ClusterConfigApiversionJoinApiVersionResponse,
-    > {
+    pub fn get(&self) -> crate::Call<'a, i64, shared_types::lenient::LenientValue<i64>> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
 }
@@ -2924,14 +2919,14 @@ impl<'a> ClusterNextid<'a> {
         &self.path
     }
     /// `GET /cluster/nextid`: Get next free VMID. Pass a VMID to assert that its free (at time of check).
-    pub fn get(&self) -> crate::Call<'a, shared_types::cluster::ClusterNextidResponse> {
+    pub fn get(&self) -> crate::Call<'a, i64, shared_types::lenient::LenientValue<i64>> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// [`Self::get`] with parameters.
     pub fn get_with(
         &self,
         params: &shared_types::cluster::ClusterNextidParams,
-    ) -> crate::Call<'a, shared_types::cluster::ClusterNextidResponse> {
+    ) -> crate::Call<'a, i64, shared_types::lenient::LenientValue<i64>> {
         crate::Call::new(
             self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
         )

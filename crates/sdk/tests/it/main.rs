@@ -8,6 +8,7 @@
 mod auth;
 mod crud;
 mod fan_out;
+mod proxmox_shapes;
 mod retries;
 mod tasks;
 mod testing;

@@ -8,7 +8,7 @@ pub struct VersionResponse {
     ///
     /// One of `applet`, `vv`, `html5`, `xtermjs`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub console: ::std::option::Option<::std::string::String>,
+    pub console: ::std::option::Option<crate::generated::common::Console>,
     /// The current Proxmox VE point release in `x.y` format.
     pub release: ::std::string::String,
     /// The short git revision from which this version was build.

@@ -57,7 +57,8 @@ const NOT_CONFIG: &[&str] = &[
 ];
 
 /// `/cluster/nextid`: the lowest free ID from 100 or, with `vmid`, that ID if it is free
-/// (pve-manager `PVE/API2/Cluster.pm`, `nextid`).
+/// (pve-manager `PVE/API2/Cluster.pm`, `nextid`), as a string (`{"data":"102"}`), as Proxmox
+/// sends it although its schema says `integer`.
 pub(crate) fn nextid(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
     if let Some(vmid) = call.arg_text("vmid") {
@@ -67,7 +68,7 @@ pub(crate) fn nextid(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
         if tables.guests.contains_key(&id) {
             return Err(AppError::param("vmid", format!("VM {id} already exists")));
         }
-        return Ok(json!(id));
+        return Ok(json!(id.to_string()));
     }
     let mut candidate: u32 = 100;
     for used in tables.guests.range(100..).map(|(vmid, _)| *vmid) {
@@ -81,7 +82,7 @@ pub(crate) fn nextid(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
             "unable to get any free VMID in range [100, 1000000]\n",
         ));
     }
-    Ok(json!(candidate))
+    Ok(json!(candidate.to_string()))
 }
 
 /// `POST /nodes/{node}/qemu` and `POST /nodes/{node}/lxc`.
