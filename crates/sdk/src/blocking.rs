@@ -106,7 +106,6 @@ impl Client {
 
     /// The whole log of a task.
     pub fn task_log(&self, upid: &Upid) -> Result<Vec<TaskLogLine>> {
-        use futures::TryStreamExt;
         self.runtime
             .block_on(self.client.task(upid).log().try_collect())
     }
