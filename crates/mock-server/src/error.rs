@@ -47,6 +47,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Real mode (`--upstream`) could not be set up: an invalid URL, or the client.
+    #[error("upstream set-up failed: {0}")]
+    Upstream(String),
     /// A client of the in-process test mock failed (`testing`, feature `sdk`): building the
     /// SDK client, or a call to a `/_mock` control endpoint.
     #[error("test mock client failed: {context}")]

@@ -30,6 +30,8 @@
 //! - `simulation`: task durations, injected faults.
 //! - `seed`: the default fixture, fixture files, the access part of fixtures, seed profiles.
 //! - `state`: what one instance shares between requests.
+//! - `upstream`: real mode (`--upstream`): forwarding to a live Proxmox VE, validating the
+//!   traffic, the discrepancy report, recording a fixture.
 //! - `testing` (feature `sdk`): an in-process mock and a connected `proxmox_sdk::Client` from
 //!   one call, for testing code that uses the SDK.
 
@@ -46,6 +48,7 @@ mod server;
 mod simulation;
 mod state;
 mod store;
+mod upstream;
 
 #[cfg(test)]
 mod test_api;
@@ -61,3 +64,4 @@ pub use seed::{Fixture, GuestSeed, NodeSeed, StorageSeed, UserSeed};
 pub use server::{MockServer, MockServerBuilder, MockServerHandle, TlsSource, resolve_tag};
 pub use simulation::{FaultKind, FaultSpec, TaskDurations};
 pub use store::{Store, StoreError, Synchronous};
+pub use upstream::{DEFAULT_UPSTREAM_TIMEOUT, UpstreamConfig, UpstreamTls};

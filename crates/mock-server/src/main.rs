@@ -7,6 +7,8 @@
 //! cargo run -p mock-server -- --schema 8.4 --store memory --auth off
 //! RUST_LOG=mock_server=debug cargo run -p mock-server -- --task-duration 1s,qmstart=2s,vzdump=10s
 //! cargo run -p mock-server -- --profile large --store memory
+//! cargo run -p mock-server -- --upstream https://pve:8006 --upstream-fingerprint AA:BB:... \
+//!     --report proxy-report.json --record recorded/     # real mode, docs/proxy.md
 //! ```
 
 use std::net::SocketAddr;
@@ -15,7 +17,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use mock_server::{Fixture, MockServer, Profile, Store, Synchronous, TaskDurations, TlsSource};
+use mock_server::{
+    Fixture, MockServer, Profile, Store, Synchronous, TaskDurations, TlsSource, UpstreamConfig,
+    UpstreamTls,
+};
 
 /// Command-line options (each with an environment fallback).
 #[derive(Debug, Parser)]
@@ -101,6 +106,49 @@ struct Options {
     /// (it also survives a power loss; an fsync per commit).
     #[arg(long, env = "PROXMOX_MOCK_SYNC", value_enum, default_value_t = SyncLevel::Normal)]
     sync: SyncLevel,
+    /// Real mode: forward every API request to this Proxmox VE (e.g. https://pve:8006),
+    /// validating requests and replies against the schema.
+    #[arg(long, env = "PROXMOX_MOCK_UPSTREAM")]
+    upstream: Option<String>,
+    /// Accept exactly the upstream certificate with this SHA-256 fingerprint (AA:BB:...).
+    #[arg(long, requires = "upstream", conflicts_with_all = ["upstream_ca", "upstream_insecure"])]
+    upstream_fingerprint: Option<String>,
+    /// Trust the CA certificates of this PEM file for the upstream (besides the system's).
+    #[arg(long, requires = "upstream", conflicts_with = "upstream_insecure")]
+    upstream_ca: Option<PathBuf>,
+    /// Do not check the upstream's certificate at all (warns).
+    #[arg(long, requires = "upstream")]
+    upstream_insecure: bool,
+    /// How long the upstream may take to answer, in seconds.
+    #[arg(long, default_value = "60", value_parser = parse_timeout, requires = "upstream")]
+    upstream_timeout: Duration,
+    /// Refuse requests that fail validation (Proxmox's 400) instead of forwarding them.
+    #[arg(long, requires = "upstream")]
+    strict: bool,
+    /// Write the discrepancy report at shutdown: JSON to FILE, Markdown beside it (.md).
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    report: Option<PathBuf>,
+    /// Record what the upstream says into DIR/fixture.yaml (a --seed fixture) at shutdown.
+    #[arg(long, value_name = "DIR", requires = "upstream")]
+    record: Option<PathBuf>,
+    /// With --record: walk the upstream's GET tree from / at start, with the API token in
+    /// PROXMOX_MOCK_UPSTREAM_TOKEN (user@realm!name=secret).
+    #[arg(long, requires = "record")]
+    record_crawl: bool,
+    /// API token of the crawl.
+    #[arg(
+        long,
+        env = "PROXMOX_MOCK_UPSTREAM_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    upstream_token: Option<String>,
+    /// Requests the crawl sends at a time.
+    #[arg(long, default_value_t = 4)]
+    record_crawl_concurrency: usize,
+    /// How long the crawl may take, in seconds.
+    #[arg(long, default_value = "120", value_parser = parse_timeout)]
+    record_crawl_limit: Duration,
     /// Deprecated: the default task duration in milliseconds (use --task-duration).
     #[arg(long, env = "PROXMOX_MOCK_TASK_DELAY_MS", hide = true)]
     task_delay_ms: Option<u64>,
@@ -187,6 +235,9 @@ async fn main() -> anyhow::Result<()> {
         builder = builder
             .seed(Fixture::parse(&text).with_context(|| format!("parsing {}", path.display()))?);
     }
+    if let Some(url) = &options.upstream {
+        builder = builder.upstream(upstream_config(&options, url)?);
+    }
     let server = builder.spawn().await.context("starting the mock server")?;
     println!("Proxmox VE mock, schema {tag}");
     if let Some(profile) = options.profile {
@@ -205,7 +256,12 @@ async fn main() -> anyhow::Result<()> {
         ),
         Store::Memory => println!("  state: memory"),
     }
-    if options.auth == Switch::On {
+    if let Some(url) = &options.upstream {
+        println!(
+            "  upstream: {url} (real mode{}; discrepancies at /_mock/discrepancies)",
+            if options.strict { ", strict" } else { "" }
+        );
+    } else if options.auth == Switch::On {
         println!("  login: root@pam / (password from --root-password, default 'secret')");
     } else {
         println!("  auth:  off");
@@ -213,6 +269,41 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await;
     server.shutdown().await.context("shutting down")?;
     Ok(())
+}
+
+/// Real mode's settings from the command line.
+fn upstream_config(options: &Options, url: &str) -> anyhow::Result<UpstreamConfig> {
+    let tls = if let Some(fingerprint) = &options.upstream_fingerprint {
+        UpstreamTls::fingerprint(fingerprint).context("reading --upstream-fingerprint")?
+    } else if let Some(path) = &options.upstream_ca {
+        UpstreamTls::Ca(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+    } else if options.upstream_insecure {
+        UpstreamTls::Insecure
+    } else {
+        UpstreamTls::Platform
+    };
+    let mut config = UpstreamConfig::new(url)
+        .tls(tls)
+        .strict(options.strict)
+        .timeout(options.upstream_timeout);
+    if let Some(path) = &options.report {
+        config = config.report(path.clone());
+    }
+    if let Some(dir) = &options.record {
+        config = config.record(dir.clone());
+    }
+    if options.record_crawl {
+        let token = options
+            .upstream_token
+            .clone()
+            .context("--record-crawl needs an API token in PROXMOX_MOCK_UPSTREAM_TOKEN")?;
+        config = config.record_crawl(
+            token,
+            options.record_crawl_concurrency,
+            options.record_crawl_limit,
+        );
+    }
+    Ok(config)
 }
 
 /// A duration in seconds: `3`, `0.5` (not negative, at most a day).

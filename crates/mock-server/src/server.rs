@@ -87,6 +87,7 @@ pub struct MockServerBuilder {
     header_timeout: Duration,
     auth_failure_delay: Duration,
     synchronous: Synchronous,
+    upstream: Option<crate::upstream::UpstreamConfig>,
 }
 
 /// Everything but the secrets (root password, control token).
@@ -131,6 +132,7 @@ impl Default for MockServerBuilder {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             auth_failure_delay: Duration::ZERO,
             synchronous: Synchronous::Normal,
+            upstream: None,
         }
     }
 }
@@ -258,6 +260,13 @@ impl MockServerBuilder {
         self
     }
 
+    /// Real mode: forwards every API request to a live Proxmox VE, validating requests and
+    /// replies against the schema (see `docs/proxy.md`).
+    pub fn upstream(mut self, config: crate::upstream::UpstreamConfig) -> Self {
+        self.upstream = Some(config);
+        self
+    }
+
     /// Uses the given metadata instead of an embedded tag (for tests).
     pub fn metadata(mut self, metadata: RouteMetadata) -> Self {
         self.metadata = Some(metadata);
@@ -306,7 +315,12 @@ impl MockServerBuilder {
                 .unwrap_or_else(crate::auth::new_token_secret),
             allowed_hosts,
         };
-        Ok(AppState::new(api, store, signer, settings))
+        let state = AppState::new(api, store, signer, settings);
+        if let Some(config) = &self.upstream {
+            let upstream = Arc::new(crate::upstream::Upstream::new(config)?);
+            let _ = state.upstream.set(upstream);
+        }
+        Ok(state)
     }
 
     /// Binds the listeners and serves until [`MockServerHandle::shutdown`].
@@ -348,6 +362,9 @@ impl MockServerBuilder {
             format!("https://{https_addr}{}", route_metadata::API_PREFIX),
             format!("http://{http_addr}{}", route_metadata::API_PREFIX),
         ]);
+        if let Some(upstream) = state.upstream.get() {
+            upstream.start(Arc::clone(&state.api));
+        }
         let (stop, stopped) = watch::channel(false);
         let mut wait = stopped.clone();
         let server_state = state.clone();
@@ -512,6 +529,9 @@ pub(crate) async fn run(
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
         tracing::warn!("drain timeout reached; closing remaining connections");
+    }
+    if let Some(upstream) = state.upstream.get() {
+        upstream.finish(&state.api);
     }
     state.store.close().await;
     tracing::info!("state store closed");

@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) server_urls: OnceLock<Vec<String>>,
     /// The rendered `openapi.json` (with `servers`), built on first request.
     pub(crate) openapi: OnceLock<bytes::Bytes>,
+    /// Real mode: the upstream every API request is forwarded to (`--upstream`).
+    pub(crate) upstream: OnceLock<Arc<crate::upstream::Upstream>>,
     pid: AtomicU32,
 }
 
@@ -105,6 +107,7 @@ impl AppState {
             auth_cache: AuthCache::default(),
             server_urls: OnceLock::new(),
             openapi: OnceLock::new(),
+            upstream: OnceLock::new(),
             pid: AtomicU32::new(0x1000 + (auth::now() % 0x1000) as u32),
         }))
     }

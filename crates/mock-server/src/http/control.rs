@@ -1,4 +1,5 @@
-//! The control endpoints (`/_mock/state`, `/_mock/reset`, `/_mock/faults`) and the guard that
+//! The control endpoints (`/_mock/state`, `/_mock/reset`, `/_mock/faults`,
+//! `/_mock/discrepancies` in real mode) and the guard that
 //! keeps them from being turned against the mock's host.
 //!
 //! They read and change the whole state, so a request must pass, in this order:
@@ -47,6 +48,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
             "/_mock/faults",
             post(add_fault).get(list_faults).delete(clear_faults),
         )
+        .route("/_mock/discrepancies", get(discrepancies))
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
@@ -235,6 +237,18 @@ async fn add_fault(State(state): State<AppState>, headers: HeaderMap, body: Byte
     match state.simulation.apply(&state.store, spec).await {
         Ok(()) => data(&Value::Null),
         Err(error) => error.into_response(),
+    }
+}
+
+/// Real mode's discrepancy log (`crate::upstream`); 404 when the mock is not a proxy.
+async fn discrepancies(State(state): State<AppState>) -> Response {
+    match state.upstream.get() {
+        Some(upstream) => data(&upstream.discrepancies_json()),
+        None => AppError::status(
+            StatusCode::NOT_FOUND,
+            "no discrepancies: the mock is not a proxy (see --upstream)\n",
+        )
+        .into_response(),
     }
 }
 

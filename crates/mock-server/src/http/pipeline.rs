@@ -44,6 +44,9 @@ const MAX_PATH: usize = 4096;
 
 /// The fallback handler of the router: every request that is not a control endpoint.
 pub(super) async fn api_entry(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(upstream) = state.upstream.get() {
+        return crate::upstream::forward(&state, upstream, request).await;
+    }
     let started = Instant::now();
     let error = match handle(&state, request).await {
         Ok(data) => {

@@ -18,6 +18,6 @@ pub(crate) use generate::{generate, reply_value};
 pub(crate) use scalars::{
     integer_at, kernel_build, kernel_release, kernel_version, load_average, number_at, pve_version,
 };
-#[cfg(test)]
-pub(crate) use validate::validate_value;
-pub(crate) use validate::{Params, coerce_params, resolve_property, validate_params};
+pub(crate) use validate::{
+    Errors, Params, coerce_params, resolve_property, validate_params, validate_value,
+};

@@ -13,6 +13,7 @@ mod replies;
 mod secrets;
 mod session;
 mod simulation;
+mod upstream;
 
 use mock_server::{MockServer, MockServerHandle};
 

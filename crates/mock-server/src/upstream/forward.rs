@@ -1,0 +1,469 @@
+//! One proxied request: check it, forward it, check the reply, pass the reply back (see the
+//! module docs of [`super`] for what is read and what streams).
+
+use std::error::Error as _;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderName, StatusCode, header};
+use route_metadata::{Method, Operation};
+use serde_json::Value;
+
+use super::Upstream;
+use super::report::{Direction, Discrepancy};
+use super::validate;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Largest form or JSON request body read for validation (pveproxy's `$limit_max_post`).
+const MAX_CHECKED_REQUEST: usize = 512 * 1024;
+
+/// Largest JSON reply read whole for validation; larger ones stream through unchecked.
+pub(crate) const MAX_CHECKED_REPLY: usize = 64 * 1024 * 1024;
+
+/// Largest part of a non-JSON `5xx` body quoted in the error that replaces it.
+const MAX_QUOTED_ERROR: usize = 4 * 1024;
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+];
+
+/// What the schema check found out about a request.
+struct Checked<'a> {
+    /// The operation, when the path and method are in the schema.
+    op: Option<&'a Operation>,
+    /// Its name in the log: the operationId, or `METHOD /path`.
+    name: String,
+    /// The concrete path relative to `/api2/json`, decoded.
+    rel_path: String,
+}
+
+/// Forwards one request (the router's fallback in real mode).
+pub(crate) async fn forward(state: &AppState, upstream: &Upstream, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let raw_path = parts.uri.path();
+    let api_rel = raw_path
+        .strip_prefix("/api2/json")
+        .or_else(|| raw_path.strip_prefix("/api2/extjs"))
+        .map(|rel| if rel.is_empty() { "/" } else { rel });
+    let method = Method::parse(parts.method.as_str());
+    let has_body = method.is_some_and(Method::has_body);
+    let readable = has_body && body_is_readable(&parts.headers);
+    // A request without `Content-Length` or `Transfer-Encoding` has no body (RFC 9112 6.3).
+    let carries_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|value| value.as_bytes() != b"0");
+
+    let (checked, body) = match (api_rel, method) {
+        (Some(rel), Some(method)) => {
+            let (read, unread) = if readable {
+                match axum::body::to_bytes(body, MAX_CHECKED_REQUEST).await {
+                    Ok(bytes) => (Some(bytes), None),
+                    Err(_) => {
+                        return AppError::status(
+                            StatusCode::NOT_IMPLEMENTED,
+                            "for data too large\n",
+                        )
+                        .into_response();
+                    }
+                }
+            } else {
+                (None, Some(body))
+            };
+            let checked = match check_request(
+                state,
+                upstream,
+                &parts,
+                rel,
+                method,
+                read.as_ref(),
+                readable || !has_body,
+            ) {
+                Ok(checked) => checked,
+                Err(refusal) => return refusal,
+            };
+            let body = match (read, unread) {
+                (Some(bytes), _) => Some(reqwest::Body::from(bytes)),
+                (None, Some(body)) if carries_body => {
+                    Some(reqwest::Body::wrap_stream(body.into_data_stream()))
+                }
+                _ => None,
+            };
+            (Some(checked), body)
+        }
+        _ => (
+            None,
+            carries_body.then(|| reqwest::Body::wrap_stream(body.into_data_stream())),
+        ),
+    };
+    send(upstream, state, &parts, checked, body).await
+}
+
+/// Whether a request body is read for validation: form data or JSON (not an upload).
+fn body_is_readable(headers: &HeaderMap) -> bool {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split([';', ','])
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    matches!(
+        media_type.as_deref(),
+        None | Some("") | Some("application/x-www-form-urlencoded") | Some("application/json")
+    )
+}
+
+/// Matches the operation and validates the parameters; `Err` is a `--strict` refusal.
+fn check_request<'s>(
+    state: &'s AppState,
+    upstream: &Upstream,
+    parts: &http::request::Parts,
+    rel: &str,
+    method: Method,
+    body: Option<&Bytes>,
+    complete: bool,
+) -> Result<Checked<'s>, Response> {
+    let rel_path = percent_encoding::percent_decode_str(rel)
+        .decode_utf8_lossy()
+        .into_owned();
+    let shown_path = match rel_path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    }
+    .to_owned();
+    let matched = state.api.match_path(rel).ok().and_then(|matched| {
+        state
+            .api
+            .operation(matched.path_index, method)
+            .map(|(_, op)| (matched, op))
+    });
+    let Some((matched, op)) = matched else {
+        let name = format!("{} {shown_path}", method.as_str());
+        upstream.discrepancies.call(&name);
+        upstream.discrepancies.record(vec![Discrepancy {
+            operation: name.clone(),
+            direction: Direction::Request,
+            pointer: String::new(),
+            expected: format!("an operation of schema {}", state.api.meta.tag),
+            found: name.clone(),
+            message: format!("Method '{name}' not implemented"),
+        }]);
+        if upstream.strict {
+            upstream.discrepancies.refused(&name);
+            return Err(AppError::status(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("Method '{name}' not implemented"),
+            )
+            .into_response());
+        }
+        return Ok(Checked {
+            op: None,
+            name,
+            rel_path,
+        });
+    };
+    upstream.discrepancies.call(&op.operation_id);
+    if complete {
+        let json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.to_ascii_lowercase().starts_with("application/json"));
+        let params = validate::params(parts.uri.query(), body.map(|bytes| (bytes.as_ref(), json)));
+        let (found, errors) = match params {
+            Some(mut params) => {
+                for (name, value) in &matched.params {
+                    params.insert(name.clone(), Value::String(value.clone()));
+                }
+                validate::request(&state.api, op, &mut params)
+            }
+            None => (
+                vec![Discrepancy {
+                    operation: op.operation_id.clone(),
+                    direction: Direction::Request,
+                    pointer: String::new(),
+                    expected: "form data or a JSON object".to_owned(),
+                    found: "an unreadable body".to_owned(),
+                    message: "the request body could not be parsed".to_owned(),
+                }],
+                None,
+            ),
+        };
+        let refuse = upstream.strict && !found.is_empty();
+        upstream.discrepancies.record(found);
+        if refuse {
+            upstream.discrepancies.refused(&op.operation_id);
+            let error = match errors {
+                Some(errors) => AppError::Param(errors),
+                None => AppError::bad_request("the request body could not be parsed\n"),
+            };
+            return Err(error.into_response());
+        }
+    }
+    Ok(Checked {
+        op: Some(op),
+        name: op.operation_id.clone(),
+        rel_path,
+    })
+}
+
+/// Sends the request and passes the reply back.
+async fn send(
+    upstream: &Upstream,
+    state: &AppState,
+    parts: &http::request::Parts,
+    checked: Option<Checked<'_>>,
+    body: Option<reqwest::Body>,
+) -> Response {
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+    let url = format!("{}{path_and_query}", upstream.base);
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if HOP_BY_HOP.contains(name) {
+            continue;
+        }
+        // Replies are validated as JSON, so they must not come compressed.
+        if checked.is_some() && name == header::ACCEPT_ENCODING {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let mut request = upstream
+        .client
+        .request(parts.method.clone(), url)
+        .headers(headers);
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let name = checked.as_ref().map_or_else(
+        || format!("{} {}", parts.method, parts.uri.path()),
+        |c| c.name.clone(),
+    );
+    let response = match tokio::time::timeout(upstream.timeout, request.send()).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => return failure(upstream, &name, &error),
+        Err(_) => {
+            upstream.discrepancies.upstream_failure(&name);
+            return upstream_error(
+                596,
+                format!(
+                    "upstream {} did not answer within {} s\n",
+                    upstream.authority,
+                    upstream.timeout.as_secs_f64()
+                ),
+            );
+        }
+    };
+    let status = response.status();
+    let mut builder = Response::builder().status(status);
+    if let Some(reply_headers) = builder.headers_mut() {
+        for (name, value) in response.headers() {
+            if !HOP_BY_HOP.contains(name) {
+                reply_headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(phrase) = response.extensions().get::<hyper::ext::ReasonPhrase>() {
+        builder = builder.extension(phrase.clone());
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().starts_with("application/json"));
+    if status.is_server_error() {
+        upstream.discrepancies.upstream_failure(&name);
+        if !is_json && checked.is_some() {
+            return replace_server_error(upstream, status, response).await;
+        }
+    }
+    let checkable = status == StatusCode::OK
+        && is_json
+        && response
+            .content_length()
+            .is_none_or(|length| length <= MAX_CHECKED_REPLY as u64);
+    let (Some(checked), true) = (checked, checkable) else {
+        return finish(builder, Body::from_stream(response.bytes_stream()));
+    };
+    let mut stream = response.bytes_stream();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut length = 0;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                length += chunk.len();
+                chunks.push(chunk);
+                if length > MAX_CHECKED_REPLY {
+                    // Too large to check: pass on what was read, then the rest.
+                    let read =
+                        futures::stream::iter(chunks.into_iter().map(Ok::<_, reqwest::Error>));
+                    return finish(builder, Body::from_stream(read.chain(stream)));
+                }
+            }
+            Err(error) => {
+                upstream.discrepancies.upstream_failure(&checked.name);
+                tracing::warn!(operation = %checked.name, error = %chain(&error), "reading the upstream reply failed");
+                return upstream_error(
+                    597,
+                    format!(
+                        "reading the reply of upstream {} failed: {}\n",
+                        upstream.authority,
+                        chain(&error)
+                    ),
+                );
+            }
+        }
+    }
+    let bytes = if chunks.len() == 1 {
+        chunks.pop().unwrap_or_default()
+    } else {
+        let mut joined = Vec::with_capacity(length);
+        for chunk in &chunks {
+            joined.extend_from_slice(chunk);
+        }
+        Bytes::from(joined)
+    };
+    if let Some(op) = checked.op {
+        let envelope = serde_json::from_slice::<Value>(&bytes).ok();
+        upstream
+            .discrepancies
+            .record(validate::reply(&state.api, op, envelope.as_ref()));
+        if let (Some(recorder), Some(envelope), true) = (
+            &upstream.recorder,
+            &envelope,
+            parts.method == http::Method::GET,
+        ) {
+            recorder.observe(op, &checked.rel_path, parts.uri.query(), envelope);
+        }
+    }
+    finish(builder, Body::from(bytes))
+}
+
+fn finish(builder: http::response::Builder, body: Body) -> Response {
+    builder.body(body).unwrap_or_else(|error| {
+        AppError::Internal(format!("building the proxied reply: {error}")).into_response()
+    })
+}
+
+/// A Proxmox-shaped error with one of AnyEvent::HTTP's pseudo-statuses (595-599).
+fn upstream_error(status: u16, message: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    AppError::status(status, message).into_response()
+}
+
+/// A failed `send`: unreachable (595), TLS or timeout (596), anything else (599).
+fn failure(upstream: &Upstream, name: &str, error: &reqwest::Error) -> Response {
+    upstream.discrepancies.upstream_failure(name);
+    let detail = chain(error);
+    tracing::warn!(operation = %name, upstream = %upstream.authority, error = %detail, "upstream request failed");
+    let tls = source_chain(error).any(|source| source.downcast_ref::<rustls::Error>().is_some())
+        || detail.contains("certificate")
+        || detail.to_ascii_lowercase().contains("tls");
+    let (status, message) = if error.is_timeout() {
+        (
+            596,
+            format!(
+                "upstream {} did not answer within {} s\n",
+                upstream.authority,
+                upstream.timeout.as_secs_f64()
+            ),
+        )
+    } else if tls {
+        (
+            596,
+            format!(
+                "TLS handshake with upstream {} failed: {detail}\n",
+                upstream.authority
+            ),
+        )
+    } else if error.is_connect() {
+        (
+            595,
+            format!("upstream {} unreachable: {detail}\n", upstream.authority),
+        )
+    } else {
+        (
+            599,
+            format!(
+                "request to upstream {} failed: {detail}\n",
+                upstream.authority
+            ),
+        )
+    };
+    upstream_error(status, message)
+}
+
+/// A `5xx` that is not a Proxmox reply (a load balancer's HTML page): a JSON error quoting it.
+async fn replace_server_error(
+    upstream: &Upstream,
+    status: StatusCode,
+    response: reqwest::Response,
+) -> Response {
+    let mut stream = response.bytes_stream();
+    let mut quoted = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        quoted.extend_from_slice(&chunk);
+        if quoted.len() >= MAX_QUOTED_ERROR {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&quoted[..quoted.len().min(MAX_QUOTED_ERROR)]);
+    let first_line = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("");
+    AppError::status(
+        status,
+        format!(
+            "upstream {} answered {status} without a Proxmox reply: {}\n",
+            upstream.authority,
+            first_line.chars().take(200).collect::<String>()
+        ),
+    )
+    .into_response()
+}
+
+/// The error's own message and its causes, without the URL (which may carry a query).
+fn chain(error: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    for source in source_chain(error) {
+        let text = source.to_string();
+        if !parts.iter().any(|part: &String| part.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+fn source_chain(
+    error: &reqwest::Error,
+) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = error.source();
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = current.source();
+        Some(current)
+    })
+}

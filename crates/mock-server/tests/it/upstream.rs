@@ -1,0 +1,536 @@
+//! Real mode (`--upstream`): a mock in front of another mock behaves as the upstream does, with
+//! no discrepancies on clean traffic; a lying upstream yields one discrepancy per lie with its
+//! JSON pointer; `--strict` refuses bad requests before the upstream sees them; a recording of
+//! one mock replays as the same cluster; upstream failures answer quickly and clearly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use mock_server::{
+    AclSeed, Fixture, GroupSeed, GuestSeed, MockServer, MockServerHandle, TokenSeed,
+    UpstreamConfig, UpstreamTls, UserSeed,
+};
+use serde_json::{Value, json};
+
+use crate::client;
+
+/// The root URL (`http://127.0.0.1:PORT`) of a server.
+fn root(server: &MockServerHandle) -> String {
+    server.base_url().trim_end_matches("/api2/json").to_owned()
+}
+
+/// A proxy in front of `upstream` (authentication off: only the control endpoints use it).
+async fn proxy(config: UpstreamConfig) -> MockServerHandle {
+    MockServer::builder()
+        .auth(false)
+        .upstream(config)
+        .spawn()
+        .await
+        .unwrap()
+}
+
+/// `(status, body)` of a request.
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A ticket cookie and CSRF token for root@pam, through `base`.
+async fn login(base: &str) -> (String, String) {
+    let (status, body) = send(
+        client()
+            .post(format!("{base}/api2/json/access/ticket"))
+            .form(&[("username", "root@pam"), ("password", "secret")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    (
+        format!("PVEAuthCookie={}", body["data"]["ticket"].as_str().unwrap()),
+        body["data"]["CSRFPreventionToken"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+async fn get_json(base: &str, cookie: &str, path: &str) -> (u16, Value) {
+    send(
+        client()
+            .get(format!("{base}/api2/json{path}"))
+            .header("Cookie", cookie),
+    )
+    .await
+}
+
+async fn discrepancies(proxy: &MockServerHandle) -> Value {
+    let (status, body) = send(client().get(format!("{}/_mock/discrepancies", root(proxy)))).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+/// Fields of `/cluster/resources` and status replies that move with time; not compared.
+const MOVING: &[&str] = &[
+    "uptime",
+    "cpu",
+    "mem",
+    "memhost",
+    "netin",
+    "netout",
+    "diskread",
+    "diskwrite",
+    "disk",
+    "pressurecpufull",
+    "pressurecpusome",
+    "pressureiofull",
+    "pressureiosome",
+    "pressurememoryfull",
+    "pressurememorysome",
+    "pid",
+];
+
+fn without_moving(value: &Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.iter().map(without_moving).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(key, _)| !MOVING.contains(&key.as_str()) && key.as_str() != "digest")
+                .map(|(key, value)| (key.clone(), without_moving(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[tokio::test]
+async fn clean_traffic_passes_unchanged_and_without_discrepancies() {
+    let upstream = crate::start().await;
+    let proxy = proxy(UpstreamConfig::new(root(&upstream))).await;
+    let (direct, via) = (root(&upstream), root(&proxy));
+    let (cookie, csrf) = login(&via).await;
+    for path in [
+        "/version",
+        "/nodes",
+        "/storage",
+        "/pools",
+        "/access/users",
+        "/access/acl",
+        "/nodes/pve1/qemu",
+        "/nodes/pve1/qemu/100/config",
+        "/nodes/pve1/lxc/200/config",
+        "/cluster/resources",
+        "/cluster/status",
+    ] {
+        let (direct_status, direct_body) = get_json(&direct, &cookie, path).await;
+        let (via_status, via_body) = get_json(&via, &cookie, path).await;
+        assert_eq!(
+            (via_status, direct_status),
+            (200, 200),
+            "{path}: {via_body}"
+        );
+        assert_eq!(
+            without_moving(&via_body),
+            without_moving(&direct_body),
+            "{path}"
+        );
+    }
+    // A write passes with its CSRF token, and lands upstream.
+    let (status, body) = send(
+        client()
+            .post(format!("{via}/api2/json/pools"))
+            .header("Cookie", &cookie)
+            .header("CSRFPreventionToken", &csrf)
+            .form(&[
+                ("poolid", "viaproxy"),
+                ("comment", "made through the proxy"),
+            ]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, pools) = get_json(&direct, &cookie, "/pools").await;
+    assert!(pools.to_string().contains("viaproxy"), "{pools}");
+    // Errors come back as the upstream sent them.
+    let (status, body) = get_json(&via, &cookie, "/nodes/pve1/qemu/999/config").await;
+    let (direct_status, direct_body) =
+        get_json(&direct, &cookie, "/nodes/pve1/qemu/999/config").await;
+    assert_eq!((status, &body), (direct_status, &direct_body));
+    let (status, _) = send(client().get(format!("{via}/api2/json/version"))).await;
+    assert_eq!(status, 401, "credentials are the client's own");
+
+    let report = discrepancies(&proxy).await;
+    assert_eq!(report["totals"]["request_problems"], 0, "{report:#}");
+    assert_eq!(report["totals"]["reply_problems"], 0, "{report:#}");
+    assert!(
+        report["totals"]["calls"].as_u64().unwrap() >= 14,
+        "{report:#}"
+    );
+    assert_eq!(report["operations"]["version"]["calls"], 2, "{report:#}");
+    // Proxmox answers "does not exist" with a 500: counted as an upstream failure.
+    assert_eq!(report["totals"]["upstream_failures"], 1, "{report:#}");
+    proxy.shutdown().await.unwrap();
+    upstream.shutdown().await.unwrap();
+}
+
+/// A server whose replies break the schema, counting the requests it sees.
+async fn lying_upstream(hits: Arc<AtomicUsize>) -> (String, tokio::task::JoinHandle<()>) {
+    fn reply(body: Value) -> axum::response::Response {
+        axum::response::IntoResponse::into_response((
+            [(http::header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+            body.to_string(),
+        ))
+    }
+    let app = Router::new()
+        // A string where an integer is declared.
+        .route(
+            "/api2/json/nodes/{node}/qemu",
+            get(|| async { reply(json!({"data": [{"vmid": "abc", "status": "running"}]})) }),
+        )
+        // A required field missing.
+        .route(
+            "/api2/json/nodes",
+            get(|| async { reply(json!({"data": [{"status": "online"}]})) }),
+        )
+        // A value outside the enumeration.
+        .route(
+            "/api2/json/access/domains",
+            get(|| async {
+                reply(json!({"data": [{"realm": "pam", "type": "pam", "tfa": "sms"}]}))
+            }),
+        )
+        // An extra field where additionalProperties is false.
+        .route(
+            "/api2/json/access/groups/{group}",
+            get(|| async { reply(json!({"data": {"members": [], "colour": "red"}})) }),
+        )
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let hits = Arc::clone(&hits);
+                async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    next.run(request).await
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn a_lying_upstream_yields_one_discrepancy_per_lie_with_its_pointer() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (url, task) = lying_upstream(Arc::clone(&hits)).await;
+    let report_dir = std::env::temp_dir().join(format!("mock-proxy-report-{}", std::process::id()));
+    std::fs::create_dir_all(&report_dir).unwrap();
+    let report_path = report_dir.join("report.json");
+    let proxy = proxy(UpstreamConfig::new(&url).report(&report_path)).await;
+    let via = root(&proxy);
+    for path in [
+        "/nodes/pve1/qemu",
+        "/nodes",
+        "/access/domains",
+        "/access/groups/ops",
+    ] {
+        let (status, _) = send(client().get(format!("{via}/api2/json{path}"))).await;
+        assert_eq!(status, 200, "{path}: replies pass unchanged");
+    }
+    let report = discrepancies(&proxy).await;
+    assert_eq!(report["totals"]["reply_problems"], 4, "{report:#}");
+    assert_eq!(report["totals"]["request_problems"], 0, "{report:#}");
+    for (operation, pointer, found) in [
+        ("nodes_qemu_vmlist", "/data/0/vmid", "\"abc\""),
+        ("nodes_index", "/data/0/node", "(missing)"),
+        ("access_domains_index", "/data/0/tfa", "\"sms\""),
+        (
+            "access_groups_groupid_read_group",
+            "/data/colour",
+            "\"red\"",
+        ),
+    ] {
+        let stats = &report["operations"][operation];
+        assert_eq!(stats["reply_problems"], 1, "{operation}: {report:#}");
+        assert_eq!(stats["reply_example"]["pointer"], pointer, "{report:#}");
+        assert_eq!(stats["reply_example"]["found"], found, "{report:#}");
+        assert_eq!(stats["reply_example"]["direction"], "reply");
+    }
+    proxy.shutdown().await.unwrap();
+    let json_report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(json_report["totals"]["reply_problems"], 4);
+    let markdown = std::fs::read_to_string(report_path.with_extension("md")).unwrap();
+    assert!(
+        markdown.contains("| `nodes_qemu_vmlist` | 1 | 0 | 1 | 0 | 0 |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("`/data/0/vmid`"), "{markdown}");
+    let _ = std::fs::remove_dir_all(&report_dir);
+    task.abort();
+}
+
+#[tokio::test]
+async fn strict_refuses_bad_requests_before_the_upstream_sees_them() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (url, task) = lying_upstream(Arc::clone(&hits)).await;
+    let proxy = proxy(UpstreamConfig::new(&url).strict(true)).await;
+    let via = root(&proxy);
+    let (status, body) = send(client().get(format!(
+        "{via}/api2/json/nodes/pve1/qemu?full=maybe&bogus=1"
+    )))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["message"], "Parameter verification failed.\n");
+    assert!(body["errors"]["bogus"].is_string(), "{body}");
+    assert!(body["errors"]["full"].is_string(), "{body}");
+    let (status, body) = send(client().get(format!("{via}/api2/json/no/such/path"))).await;
+    assert_eq!(status, 501, "{body}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the upstream saw a refused request"
+    );
+    // A good request still passes.
+    let (status, _) = send(client().get(format!("{via}/api2/json/nodes"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let report = discrepancies(&proxy).await;
+    assert_eq!(report["totals"]["refused"], 2, "{report:#}");
+    assert_eq!(
+        report["operations"]["nodes_qemu_vmlist"]["request_example"]["pointer"], "/bogus",
+        "{report:#}"
+    );
+    proxy.shutdown().await.unwrap();
+    task.abort();
+}
+
+/// The default cluster plus guests 300 (VM, pve2, running) and 301 (CT), a pool with 300,
+/// alice@pve in group ops with a token, a custom role and ACL entries.
+fn rich_fixture() -> Fixture {
+    let mut fixture = Fixture::default_fixture();
+    fixture.guests.push(GuestSeed {
+        vmid: 300,
+        kind: "qemu".into(),
+        node: "pve2".into(),
+        status: "running".into(),
+        config: json!({"name": "app01", "cores": 2, "memory": "1024", "ostype": "l26",
+            "scsi0": "local-lvm:vm-300-disk-0,size=16G", "cipassword": "hunter2"})
+        .as_object()
+        .unwrap()
+        .clone(),
+    });
+    fixture.guests.push(GuestSeed {
+        vmid: 301,
+        kind: "lxc".into(),
+        node: "pve1".into(),
+        status: "stopped".into(),
+        config: json!({"hostname": "ct301", "cores": 1, "memory": 256, "ostype": "debian",
+            "rootfs": "local-lvm:vm-301-disk-0,size=4G"})
+        .as_object()
+        .unwrap()
+        .clone(),
+    });
+    fixture.objects.insert(
+        "/pools/dev".into(),
+        json!({"_collection": "/pools", "comment": "Development", "_vms": [300], "_storage": ["local"]}),
+    );
+    let mut alice = UserSeed {
+        userid: "alice@pve".into(),
+        password: Some("alice-secret".into()),
+        tokens: Default::default(),
+        enable: true,
+        groups: vec!["ops".into()],
+        totp: None,
+        config: json!({"email": "alice@example.com"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    };
+    alice.tokens.insert(
+        "ci".into(),
+        TokenSeed::Full {
+            secret: "ci-token-secret".into(),
+            privsep: true,
+            expire: 0,
+            comment: Some("CI".into()),
+        },
+    );
+    fixture.users.push(alice);
+    fixture.groups.push(GroupSeed {
+        groupid: "ops".into(),
+        comment: Some("Operators".into()),
+    });
+    fixture.roles.insert(
+        "VMPower".into(),
+        vec!["VM.Audit".into(), "VM.PowerMgmt".into()],
+    );
+    fixture.acl.push(AclSeed {
+        path: "/vms/300".into(),
+        roles: vec!["VMPower".into()],
+        users: vec!["alice@pve".into()],
+        groups: Vec::new(),
+        tokens: vec!["alice@pve!ci".into()],
+        propagate: true,
+    });
+    fixture.acl.push(AclSeed {
+        path: "/pool/dev".into(),
+        roles: vec!["PVEAuditor".into()],
+        users: Vec::new(),
+        groups: vec!["ops".into()],
+        tokens: Vec::new(),
+        propagate: false,
+    });
+    fixture
+}
+
+#[tokio::test]
+async fn a_recording_replays_as_the_same_cluster() {
+    let upstream_a = MockServer::builder()
+        .seed(rich_fixture())
+        .spawn()
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("mock-proxy-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let proxy = proxy(UpstreamConfig::new(root(&upstream_a)).record(&dir)).await;
+    let via = root(&proxy);
+    let (cookie, _) = login(&via).await;
+    let mut paths: Vec<String> = [
+        "/cluster/status",
+        "/cluster/resources",
+        "/nodes",
+        "/storage",
+        "/pools",
+        "/pools/dev",
+        "/access/users?full=1",
+        "/access/groups",
+        "/access/roles",
+        "/access/acl",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (node, kind, vmid) in [
+        ("pve1", "qemu", 100),
+        ("pve2", "qemu", 101),
+        ("pve1", "lxc", 200),
+        ("pve2", "qemu", 300),
+        ("pve1", "lxc", 301),
+    ] {
+        paths.push(format!("/nodes/{node}/{kind}/{vmid}/config"));
+        paths.push(format!("/nodes/{node}/{kind}/{vmid}/status/current"));
+    }
+    for path in &paths {
+        let (status, body) = get_json(&via, &cookie, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    proxy.shutdown().await.unwrap();
+    let text = std::fs::read_to_string(dir.join("fixture.yaml")).unwrap();
+    for secret in ["hunter2", "ci-token-secret", "alice-secret", "PVE:root@pam"] {
+        assert!(!text.contains(secret), "{secret} recorded:\n{text}");
+    }
+    assert!(
+        text.contains("cipassword"),
+        "the removed key is listed:\n{text}"
+    );
+
+    let upstream_b = MockServer::builder()
+        .seed(Fixture::parse(&text).unwrap())
+        .spawn()
+        .await
+        .unwrap();
+    let (a, b) = (root(&upstream_a), root(&upstream_b));
+    let (cookie_a, _) = login(&a).await;
+    let (cookie_b, _) = login(&b).await;
+    let mut compared = paths.clone();
+    compared.retain(|path| !path.starts_with("/access/users"));
+    for path in &compared {
+        let (_, from_a) = get_json(&a, &cookie_a, path).await;
+        let (_, from_b) = get_json(&b, &cookie_b, path).await;
+        let (mut from_a, from_b) = (without_moving(&from_a), without_moving(&from_b));
+        if path.ends_with("/config") {
+            // The secret is not replayed; everything else is.
+            from_a["data"].as_object_mut().unwrap().remove("cipassword");
+        }
+        assert_eq!(from_b, from_a, "{path}");
+    }
+    // Users, their groups and tokens (the secrets differ and are not shown).
+    let (_, users_a) = get_json(&a, &cookie_a, "/access/users?full=1").await;
+    let (_, users_b) = get_json(&b, &cookie_b, "/access/users?full=1").await;
+    assert_eq!(without_moving(&users_b), without_moving(&users_a));
+    let _ = std::fs::remove_dir_all(&dir);
+    upstream_a.shutdown().await.unwrap();
+    upstream_b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn upstream_failures_answer_clearly_and_quickly() {
+    // Down: a port nobody listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let down = proxy(UpstreamConfig::new(closed_url)).await;
+    let (status, body) = send(client().get(format!("{}/api2/json/version", root(&down)))).await;
+    assert_eq!(status, 595, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
+    let report = discrepancies(&down).await;
+    assert_eq!(report["totals"]["upstream_failures"], 1, "{report:#}");
+    down.shutdown().await.unwrap();
+
+    // TLS: a pin that does not match the upstream's certificate, then one that does.
+    let upstream = crate::start().await;
+    let https = upstream
+        .https_base_url()
+        .trim_end_matches("/api2/json")
+        .to_owned();
+    let wrong = proxy(UpstreamConfig::new(&https).tls(UpstreamTls::Fingerprint([0; 32]))).await;
+    let (status, body) = send(client().get(format!("{}/api2/json/version", root(&wrong)))).await;
+    assert_eq!(status, 596, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("TLS handshake"), "{message}");
+    assert!(message.contains("does not match the pinned"), "{message}");
+    wrong.shutdown().await.unwrap();
+    let pem = upstream.tls_certificate_pem().to_owned();
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    let digest: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&der)).into();
+    let pinned = proxy(UpstreamConfig::new(&https).tls(UpstreamTls::Fingerprint(digest))).await;
+    let (status, body) = send(client().get(format!("{}/api2/json/version", root(&pinned)))).await;
+    assert_eq!(status, 401, "the pinned upstream answers itself: {body}");
+    pinned.shutdown().await.unwrap();
+    upstream.shutdown().await.unwrap();
+
+    // Timeout: an upstream that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let slow = proxy(UpstreamConfig::new(silent_url).timeout(Duration::from_millis(300))).await;
+    let started = Instant::now();
+    let (status, body) = send(client().get(format!("{}/api2/json/version", root(&slow)))).await;
+    assert_eq!(status, 596, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("did not answer"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    slow.shutdown().await.unwrap();
+    holder.abort();
+}
