@@ -101,15 +101,20 @@ fn decode_paged<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<Paged<T>
 
 /// Where in the body decoding failed (`data[3].pressurecpusome`), found by decoding again with
 /// `serde_path_to_error`, only after a failure: the successful path pays nothing for it.
-fn field_path<T: DeserializeOwned>(body: &[u8]) -> Option<String> {
+fn field_path<T: DeserializeOwned>(body: &[u8]) -> Option<Box<str>> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let error = serde_path_to_error::deserialize::<_, Envelope<T>>(&mut deserializer).err()?;
     let path = error.path().to_string();
-    (path != ".").then_some(path)
+    (path != ".").then(|| path.into_boxed_str())
 }
 
 /// Builds an [`Error::Decode`], hiding the body and the parser's message for sensitive paths.
-fn decode_error(path: &str, body: &[u8], field: Option<String>, error: serde_json::Error) -> Error {
+fn decode_error(
+    path: &str,
+    body: &[u8],
+    field: Option<Box<str>>,
+    error: serde_json::Error,
+) -> Error {
     if is_sensitive_path(path) {
         return Error::Decode {
             path: path.to_owned(),

@@ -80,8 +80,9 @@ pub enum Error {
     Decode {
         /// The API path whose response could not be decoded.
         path: String,
-        /// Where in the body decoding failed (`data[3].pressurecpusome`), when known.
-        field: Option<String>,
+        /// Where in the body decoding failed (`data[3].pressurecpusome`), when known (boxed so
+        /// that `Error` stays small).
+        field: Option<Box<str>>,
         /// The first bytes of the body, or `<redacted>` for paths whose answers carry secrets.
         excerpt: String,
         /// The `serde_json` error.
