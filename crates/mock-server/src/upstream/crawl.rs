@@ -1,6 +1,10 @@
 //! `--record-crawl`: a walk of the upstream's GET tree from `/`, level by level, so that a
 //! recording does not depend on what the clients happened to ask.
 //!
+//! The walk follows the branches that lead to the paths a fixture is made from
+//! (`super::record::RECORDED`): `/`, `/nodes`, `/nodes/{node}`, `/nodes/{node}/qemu`, ..., not
+//! the hundreds of other GETs below each node, which a fixture cannot hold.
+//!
 //! Each level's paths are fetched at most `concurrency` at a time with the API token given;
 //! a path's children come from the schema (`PathNode::children`): a static child is visited as
 //! is, a `{param}` child once for each value of `param` in the parent's list reply (`/nodes`
@@ -18,6 +22,7 @@ use route_metadata::Method;
 use serde_json::Value;
 
 use super::Upstream;
+use super::record::RECORDED;
 use super::validate;
 use crate::api::Api;
 
@@ -62,7 +67,14 @@ pub(super) async fn run(upstream: &Upstream, api: &Api, config: &CrawlConfig) {
     let mut sent = 0;
     let walk = async {
         let mut visited: HashSet<String> = HashSet::new();
-        let mut level = vec!["/".to_owned()];
+        // The schema has no `/`: the walk starts at the top-level paths (`/nodes`, `/pools`...).
+        let mut level: Vec<String> = api
+            .meta
+            .paths
+            .iter()
+            .map(|node| node.path.clone())
+            .filter(|path| path.matches('/').count() == 1 && leads_to_recorded(path))
+            .collect();
         while !level.is_empty() && sent < MAX_REQUESTS {
             level.retain(|path| visited.insert(path.clone()));
             level.truncate(MAX_REQUESTS - sent);
@@ -82,6 +94,16 @@ pub(super) async fn run(upstream: &Upstream, api: &Api, config: &CrawlConfig) {
         complete = finished,
         "record crawl ended"
     );
+}
+
+/// Whether a templated path is, or is above, one a fixture is made from.
+fn leads_to_recorded(template: &str) -> bool {
+    RECORDED.iter().any(|recorded| {
+        *recorded == template
+            || recorded
+                .strip_prefix(template)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// Fetches one path; returns the concrete paths of its children.
@@ -140,6 +162,9 @@ async fn visit(upstream: &Upstream, api: &Api, config: &CrawlConfig, path: Strin
     let base = path.trim_end_matches('/');
     let mut children = Vec::new();
     for child in &api.node(matched.path_index).children {
+        if !leads_to_recorded(child) {
+            continue;
+        }
         let segment = child.rsplit('/').next().unwrap_or_default();
         match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             None => children.push(format!("{base}/{segment}")),

@@ -93,7 +93,7 @@ pub(crate) async fn forward(state: &AppState, upstream: &Upstream, request: Requ
                 readable || !has_body,
             ) {
                 Ok(checked) => checked,
-                Err(refusal) => return refusal,
+                Err(refusal) => return refusal.into_response(),
             };
             let body = match (read, unread) {
                 (Some(bytes), _) => Some(reqwest::Body::from(bytes)),
@@ -140,7 +140,7 @@ fn check_request<'s>(
     method: Method,
     body: Option<&Bytes>,
     complete: bool,
-) -> Result<Checked<'s>, Response> {
+) -> Result<Checked<'s>, AppError> {
     let rel_path = percent_encoding::percent_decode_str(rel)
         .decode_utf8_lossy()
         .into_owned();
@@ -171,8 +171,7 @@ fn check_request<'s>(
             return Err(AppError::status(
                 StatusCode::NOT_IMPLEMENTED,
                 format!("Method '{name}' not implemented"),
-            )
-            .into_response());
+            ));
         }
         return Ok(Checked {
             op: None,
@@ -215,7 +214,7 @@ fn check_request<'s>(
                 Some(errors) => AppError::Param(errors),
                 None => AppError::bad_request("the request body could not be parsed\n"),
             };
-            return Err(error.into_response());
+            return Err(error);
         }
     }
     Ok(Checked {

@@ -534,3 +534,53 @@ async fn upstream_failures_answer_clearly_and_quickly() {
     slow.shutdown().await.unwrap();
     holder.abort();
 }
+
+#[tokio::test]
+async fn the_record_crawl_walks_the_get_tree_into_a_fixture() {
+    let mut fixture = rich_fixture();
+    for user in &mut fixture.users {
+        if user.userid == "root@pam" {
+            user.tokens
+                .insert("crawl".into(), TokenSeed::Secret("crawl-secret".into()));
+        }
+    }
+    let upstream = MockServer::builder().seed(fixture).spawn().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("mock-proxy-crawl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let proxy = proxy(
+        UpstreamConfig::new(root(&upstream))
+            .record(&dir)
+            .record_crawl("root@pam!crawl=crawl-secret", 4, Duration::from_secs(30)),
+    )
+    .await;
+    // The crawl runs in the background; wait until its count of calls stops moving.
+    let mut last = 0;
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let calls = discrepancies(&proxy).await["totals"]["calls"]
+            .as_u64()
+            .unwrap();
+        if calls > 10 && calls == last {
+            break;
+        }
+        last = calls;
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the crawl did not end ({calls} calls)"
+        );
+    }
+    proxy.shutdown().await.unwrap();
+    let text = std::fs::read_to_string(dir.join("fixture.yaml")).unwrap();
+    let recorded = Fixture::parse(&text).unwrap();
+    let vmids: Vec<u32> = recorded.guests.iter().map(|guest| guest.vmid).collect();
+    assert_eq!(vmids, vec![100, 101, 200, 300, 301], "{text}");
+    assert!(recorded.objects.contains_key("/pools/dev"), "{text}");
+    assert!(
+        recorded.users.iter().any(|user| user.userid == "alice@pve"),
+        "{text}"
+    );
+    assert!(!text.contains("crawl-secret"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+    upstream.shutdown().await.unwrap();
+}
