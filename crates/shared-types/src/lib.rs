@@ -33,8 +33,8 @@ pub use error::Error;
 pub use family::{FamilyName, Indexed};
 pub use guest_config::{DiskConfig, LxcNetConfig, MountPoint, NetConfig};
 pub use property_string::PropertyString;
-pub use typed_format::PropertyValue;
 pub use pve_bool::PveBool;
+pub use typed_format::PropertyValue;
 pub use upid::Upid;
 
 // Generated models: the files below `generated/` are written by `cargo xtask codegen` and never
