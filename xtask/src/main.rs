@@ -8,11 +8,12 @@
 //! cargo xtask bench codegen     # median wall time of a full codegen run (use --release)
 //! cargo xtask bench mock        # mock servers side by side (runs the `bench` crate, release)
 //! cargo xtask bench all --quick # every benchmark, short runs; see docs/performance.md
+//! cargo xtask bench cli         # one-shot pvectl calls beside the Python CLIs
 //! ```
 //!
 //! Layout:
 //! - `codegen`: schema -> OpenAPI, route metadata, model index, Rust models.
-//! - `bench codegen` is measured here, in-process; `bench mock|scale|sdk|all` run
+//! - `bench codegen` is measured here, in-process; `bench mock|scale|sdk|cli|all` run
 //!   `cargo run --release -p bench -- ...`, so the heavy benchmark dependencies (plotters, the
 //!   load generator, the SDK) stay out of the xtask.
 
@@ -66,6 +67,8 @@ enum BenchTarget {
     Sdk(HarnessArgs),
     /// Everything, codegen included (crates/bench).
     All(HarnessArgs),
+    /// One-shot `pvectl get /version` beside proxmox-sdk's CLI and proxmoxer (crates/bench).
+    Cli(HarnessArgs),
 }
 
 /// Options passed on to the `bench` binary.
@@ -92,11 +95,12 @@ fn main() -> anyhow::Result<()> {
             BenchTarget::Scale(args) => bench_harness("scale", &args),
             BenchTarget::Sdk(args) => bench_harness("sdk", &args),
             BenchTarget::All(args) => bench_harness("all", &args),
+            BenchTarget::Cli(args) => bench_harness("cli", &args),
         },
     }
 }
 
-/// `cargo xtask bench mock|scale|sdk|all`: runs `cargo run --release -p bench -- <what>`.
+/// `cargo xtask bench mock|scale|sdk|cli|all`: runs `cargo run --release -p bench -- <what>`.
 fn bench_harness(what: &str, args: &HarnessArgs) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);

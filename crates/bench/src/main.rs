@@ -7,6 +7,7 @@
 //! cargo xtask bench all            # everything, about 10 minutes; writes target/bench/results.json
 //! cargo xtask bench mock --quick   # one benchmark, short runs (3 s per load run)
 //! cargo run --release -p bench -- sdk
+//! cargo xtask bench cli           # one-shot pvectl calls beside the Python CLIs (cli_bench)
 //! ```
 //!
 //! Layout:
@@ -16,6 +17,8 @@
 //! - `load`: the load generator (keep-alive HTTP/1.1 over TCP or TLS, wrk's semantics).
 //! - `stats`: percentiles and medians.
 //! - `mock_bench`, `scale`, `sdk`, `codegen`: the four benchmarks.
+//! - `cli_bench`: one-shot `pvectl` calls beside proxmox-sdk's CLI and proxmoxer (`bench cli`,
+//!   not part of `all`; prints its own table).
 //! - `clients`: the names of the SDK benchmark's clients and scenarios, shared by `sdk`, `results`
 //!   and `targets`.
 //! - `bare`: the bare axum handler (the hidden `serve-bare` command).
@@ -23,6 +26,7 @@
 
 mod bare;
 mod charts;
+mod cli_bench;
 mod clients;
 mod codegen;
 mod load;
@@ -65,6 +69,9 @@ enum Command {
     Codegen(RunArgs),
     /// All of the above.
     All(RunArgs),
+    /// One-shot `pvectl get /version`, `usage` and completion beside proxmox-sdk's CLI and a
+    /// proxmoxer script (median of 10, process start to exit).
+    Cli(RunArgs),
     /// Serve the bare axum handler (used by `mock`).
     #[command(hide = true)]
     ServeBare(bare::BareArgs),
@@ -130,6 +137,14 @@ fn main() -> anyhow::Result<()> {
             return tokio::runtime::Runtime::new()
                 .context("starting the runtime")?
                 .block_on(load_once(args));
+        }
+        Command::Cli(args) => {
+            return tokio::runtime::Runtime::new()
+                .context("starting the runtime")?
+                .block_on(async {
+                    let env = setup::prepare(args.quick, true, !args.no_build)?;
+                    cli_bench::run(&env, !args.no_build).await
+                });
         }
         Command::Mock(args) => (
             Selection {

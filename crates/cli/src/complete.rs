@@ -325,6 +325,7 @@ fn complete_params(
     let Some(operation) = api.operation(&resolved.template, method) else {
         return Vec::new();
     };
+    let operation = &operation;
     if let Some(name) = last.and_then(|last| last.strip_prefix("--"))
         && !current.starts_with('-')
     {

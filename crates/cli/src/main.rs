@@ -123,6 +123,7 @@ fn api_command(
             usage_error(format!("no '{verb}' handler for '{}'", resolved.template))
         })?),
     };
+    let operation = operation.as_ref();
     let pairs = cli::parse_params(operation, &raw)?;
     let params = match operation {
         Some(operation) => validate::check(operation, &resolved.path_params, &pairs)?,
@@ -282,7 +283,7 @@ fn capabilities(api: &Api, path: &str) -> String {
         return "-----".to_owned();
     };
     let template = resolved.template.as_str();
-    let has = |method| api.operation(template, method).is_some();
+    let has = |method| api.has_operation(template, method);
     let mut caps = String::new();
     if has(Method::Get) {
         let lists = resolved.node.is_some_and(|node| !node.children.is_empty());

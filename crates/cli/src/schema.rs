@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
-use route_metadata::{Method, Operation, PathNode, RouteMetadata};
+use route_metadata::{Method, Operation, PathNode};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -33,7 +33,7 @@ macro_rules! embedded {
 pub struct Api {
     /// The resolved tag, e.g. `9.1`.
     pub tag: &'static str,
-    meta: RouteMetadata,
+    meta: LazyMetadata,
     openapi_text: &'static str,
     openapi: std::sync::OnceLock<Option<OpenApi<'static>>>,
 }
@@ -46,6 +46,23 @@ pub struct Resolved<'a> {
     pub template: String,
     /// Values of the template's `{x}` segments.
     pub path_params: BTreeMap<String, String>,
+}
+
+/// `route_metadata.json` with the path nodes parsed and each operation kept as raw JSON until
+/// it is needed: parsing every operation's schemas would cost most of a one-shot call.
+#[derive(Deserialize)]
+struct LazyMetadata {
+    paths: Vec<PathNode>,
+    #[serde(borrow)]
+    operations: Vec<&'static RawValue>,
+}
+
+/// The key of an operation (the file is sorted by path, then method).
+#[derive(Deserialize)]
+struct OperationKey<'a> {
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    method: Method,
 }
 
 #[derive(Deserialize)]
@@ -75,7 +92,7 @@ impl Api {
             .with_context(|| format!("no embedded metadata for {tag}"))?;
         let openapi_text = embedded!(tag, "openapi.json")
             .with_context(|| format!("no embedded OpenAPI document for {tag}"))?;
-        let meta = RouteMetadata::from_json(meta_text)
+        let meta: LazyMetadata = serde_json::from_str(meta_text)
             .with_context(|| format!("parsing the embedded metadata of {tag}"))?;
         Ok(Api {
             tag,
@@ -93,16 +110,32 @@ impl Api {
             .filter(|node| node.path.matches('/').count() == 1)
     }
 
-    /// The operation at a template and method.
-    pub fn operation(&self, template: &str, method: Method) -> Option<&Operation> {
-        let start = self
+    /// The operation at a template and method (parsed on demand).
+    pub fn operation(&self, template: &str, method: Method) -> Option<Operation> {
+        let raw = self.find_operation(template, method)?;
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// Whether the template answers `method`.
+    pub fn has_operation(&self, template: &str, method: Method) -> bool {
+        self.find_operation(template, method).is_some()
+    }
+
+    /// Binary search over the raw operations, parsing only their keys.
+    fn find_operation(&self, template: &str, method: Method) -> Option<&'static RawValue> {
+        fn key(raw: &'static RawValue) -> Option<OperationKey<'static>> {
+            serde_json::from_str(raw.get()).ok()
+        }
+        let wanted = (template, method);
+        let index = self
             .meta
             .operations
-            .partition_point(|op| op.path.as_str() < template);
-        self.meta.operations[start..]
-            .iter()
-            .take_while(|op| op.path == template)
-            .find(|op| op.method == method)
+            .binary_search_by(|raw| match key(raw) {
+                Some(found) => (found.path.as_ref(), found.method).cmp(&wanted),
+                None => std::cmp::Ordering::Less,
+            })
+            .ok()?;
+        self.meta.operations.get(index).copied()
     }
 
     /// Matches a concrete path (`/nodes/pve1/qemu`) against the templates; literal segments win

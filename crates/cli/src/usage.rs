@@ -36,6 +36,7 @@ pub fn render(
         let Some(operation) = api.operation(&resolved.template, method) else {
             continue;
         };
+        let operation = &operation;
         found = true;
         let doc = api.openapi_operation(&resolved.template, method);
         let shown_path = crate::schema::normalize_path(path);

@@ -310,7 +310,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        match check(operation, &resolved.path_params, &args) {
+        match check(&operation, &resolved.path_params, &args) {
             Ok(_) => Vec::new(),
             Err(ParamErrors(errors)) => errors,
         }

@@ -81,7 +81,7 @@ fn tmux_capture(env: &Env, name: &str, command: &str, wait: Duration) -> Option<
         eprintln!("tmux is not installed: terminal view not checked");
         return None;
     }
-    let socket = env.home.join("tmux.sock");
+    let socket = env.home.join(format!("tmux-{name}.sock"));
     let tmux = |args: &[&str]| {
         Command::new("tmux")
             .arg("-S")
