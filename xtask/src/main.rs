@@ -9,6 +9,7 @@
 //! cargo xtask bench mock        # mock servers side by side (runs the `bench` crate, release)
 //! cargo xtask bench all --quick # every benchmark, short runs; see docs/performance.md
 //! cargo xtask bench cli         # one-shot pvectl calls beside the Python CLIs
+//! cargo xtask bench proxy       # real mode in front of our mock vs direct
 //! ```
 //!
 //! Layout:
@@ -69,6 +70,8 @@ enum BenchTarget {
     All(HarnessArgs),
     /// One-shot `pvectl get /version` beside proxmox-sdk's CLI and proxmoxer (crates/bench).
     Cli(HarnessArgs),
+    /// Real mode (`--upstream`) in front of our mock vs our mock directly (crates/bench).
+    Proxy(HarnessArgs),
 }
 
 /// Options passed on to the `bench` binary.
@@ -96,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             BenchTarget::Sdk(args) => bench_harness("sdk", &args),
             BenchTarget::All(args) => bench_harness("all", &args),
             BenchTarget::Cli(args) => bench_harness("cli", &args),
+            BenchTarget::Proxy(args) => bench_harness("proxy", &args),
         },
     }
 }

@@ -31,6 +31,7 @@ mod clients;
 mod codegen;
 mod load;
 mod mock_bench;
+mod proxy_bench;
 mod results;
 mod scale;
 mod sdk;
@@ -72,6 +73,9 @@ enum Command {
     /// One-shot `pvectl get /version`, `usage` and completion beside proxmox-sdk's CLI and a
     /// proxmoxer script (median of 10, process start to exit).
     Cli(RunArgs),
+    /// Real mode's cost: our mock directly and through a second mock started with
+    /// `--upstream` (p50 added latency and throughput ratio at 50 connections).
+    Proxy(RunArgs),
     /// Serve the bare axum handler (used by `mock`).
     #[command(hide = true)]
     ServeBare(bare::BareArgs),
@@ -146,6 +150,7 @@ fn main() -> anyhow::Result<()> {
                     cli_bench::run(&env, !args.no_build).await
                 });
         }
+        Command::Proxy(args) => return proxy_bench::main(args.quick, !args.no_build),
         Command::Mock(args) => (
             Selection {
                 mock: true,

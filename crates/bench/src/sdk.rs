@@ -23,7 +23,7 @@ use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use http::Method;
 use proxmox_sdk::Client;
-use proxmox_sdk::shared_types::nodes::NodesQemuCreateVmParams;
+use proxmox_sdk::shared_types::nodes::{MemoryConfig, NodesQemuCreateVmParams};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -229,9 +229,9 @@ impl RustClient<'_> {
         let (client, upid) = match self {
             RustClient::Typed(client) => {
                 let params = NodesQemuCreateVmParams {
-                    vmid: i64::from(vmid),
+                    vmid,
                     name: Some(format!("bench{vmid}")),
-                    memory: Some("512".to_owned()),
+                    memory: Some(MemoryConfig::new(512)),
                     ..NodesQemuCreateVmParams::default()
                 };
                 let upid = client.nodes().node("pve1").qemu().create(&params).await?;
