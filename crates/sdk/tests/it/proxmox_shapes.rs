@@ -6,6 +6,8 @@
 //! 9 answers: `GET /cluster/nextid` gives `"102"` (`PVE/API2/Cluster.pm`), a container list and
 //! status carry `pressure*` as `"0.00"`, a VM config has property strings.
 
+#![allow(clippy::unwrap_used)]
+
 use proxmox_sdk::Client;
 use proxmox_sdk::shared_types::PveBool;
 use proxmox_sdk::shared_types::nodes::{Model, ScsiConfig};
