@@ -1,15 +1,26 @@
 //! `bench proxy`: what real mode (`mock-server --upstream`) adds in front of a server. The
 //! upstream is our release mock on loopback (plain HTTP); the proxy is a second release mock
-//! started with `--upstream http://<upstream>`; both answer the same closed-loop load (50
-//! keep-alive connections, an API token) on `GET /version` and `GET /nodes/pve1/qemu`, directly
-//! and through the proxy, alternating, three rounds (one in `--quick`). The figures are the
-//! medians over rounds of p50 latency and throughput, the added p50 latency (proxy minus
-//! direct) and the throughput ratio (proxy / direct), measured in the same run.
+//! started with `--upstream http://<upstream>`; both answer the same closed-loop load (an API
+//! token) on `GET /version` and `GET /nodes/pve1/qemu`, at 1 and at 50 keep-alive connections,
+//! directly and through the proxy (and through a `--baseline` binary's proxy, when given),
+//! alternating, three rounds (one in `--quick`). The figures are the medians over rounds of p50
+//! latency and throughput, the added p50 latency (proxy minus direct) and the throughput ratio
+//! (proxy / direct), all measured in the same run.
+//!
+//! CPU time per answered request is read from `/proc/<pid>/stat` for the upstream, the proxy
+//! and the load generator (this process) around each run. On a machine where the three share
+//! few cores the throughput ratio has a ceiling set by CPU alone: when every core is busy,
+//! `(upstream + load generator) / (upstream + load generator + proxy)` of the CPU per request,
+//! printed as "CPU ceiling" beside the measured ratio.
+//!
+//! At the end the proxy's `/_mock/discrepancies` says how many replies went unchecked because
+//! the reply-check queue was full (real mode checks replies off the response path).
 //!
 //! Prints a table and writes `target/bench/proxy.json`.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,28 +33,85 @@ use crate::setup::{self, BenchEnv};
 use crate::stats;
 use crate::systems::{self, Seed, SystemKind};
 
-/// Keep-alive connections of every load run.
-const CONNECTIONS: usize = 50;
+/// Keep-alive connections of the load runs: 1 shows the added latency alone, 50 the
+/// throughput under load.
+const CONNECTIONS: &[usize] = &[1, 50];
 
 /// The endpoints measured.
 const ENDPOINTS: &[&str] = &["/api2/json/version", "/api2/json/nodes/pve1/qemu"];
 
-/// One endpoint's figures.
+/// The control token of the proxies, to read their discrepancy counts.
+const CONTROL_TOKEN: &str = "bench-proxy-control";
+
+/// Kernel clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// One endpoint's figures at one connection count (medians over rounds).
 #[derive(Debug, Serialize)]
 struct EndpointFigures {
     endpoint: String,
+    connections: usize,
     direct_rps: f64,
     proxy_rps: f64,
     throughput_ratio: f64,
     direct_p50_ms: f64,
     proxy_p50_ms: f64,
     added_p50_ms: f64,
+    /// CPU microseconds per answered request.
+    cpu_us: CpuPerRequest,
+    /// `(upstream + load) / (upstream + load + proxy)` of the CPU per request.
+    cpu_ceiling_ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<BaselineFigures>,
+}
+
+/// CPU microseconds per answered request of each process.
+#[derive(Debug, Default, Serialize)]
+struct CpuPerRequest {
+    direct_upstream: f64,
+    direct_load: f64,
+    proxied_upstream: f64,
+    proxied_load: f64,
+    proxy: f64,
+}
+
+/// The same through the `--baseline` binary's proxy.
+#[derive(Debug, Serialize)]
+struct BaselineFigures {
+    proxy_rps: f64,
+    throughput_ratio: f64,
+    proxy_p50_ms: f64,
+    added_p50_ms: f64,
+    proxy_cpu_us: f64,
+}
+
+/// What one load run measured.
+#[derive(Debug, Default)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    upstream_cpu_us: f64,
+    load_cpu_us: f64,
+    proxy_cpu_us: f64,
 }
 
 /// The proxy process, stopped on drop.
 struct Proxy {
     child: Child,
     addr: SocketAddr,
+}
+
+impl Proxy {
+    fn target(&self) -> Target {
+        Target {
+            addr: self.addr,
+            tls: None,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Proxy {
@@ -57,66 +125,194 @@ impl Drop for Proxy {
 pub async fn run(env: &BenchEnv) -> anyhow::Result<()> {
     let upstream = systems::start(env, SystemKind::Ours, Seed::Default).await?;
     let upstream_addr = upstream.http.context("our mock serves no plain HTTP")?;
+    let upstream_pid = upstream.pid();
     let direct = Target {
         addr: upstream_addr,
         tls: None,
     };
     let auth = token_auth(&direct).await?;
-    let proxy = start_proxy(env, upstream_addr).await?;
-    let proxied = Target {
-        addr: proxy.addr,
-        tls: None,
+    let proxy = start_proxy(env, &env.mock_binary, upstream_addr, "proxy").await?;
+    let baseline = match &env.baseline_binary {
+        Some(binary) => Some(start_proxy(env, binary, upstream_addr, "proxy-baseline").await?),
+        None => None,
     };
     let rounds = if env.quick { 1 } else { 3 };
     let duration = Duration::from_secs(if env.quick { 3 } else { 6 });
-    let shape = LoadShape {
-        connections: CONNECTIONS,
-        duration,
-        max_requests: None,
-    };
     let mut figures = Vec::new();
-    for endpoint in ENDPOINTS {
-        let spec = RequestSpec {
-            method: Method::GET,
-            path: (*endpoint).to_owned(),
-            body: Body::Empty,
+    for &connections in CONNECTIONS {
+        let shape = LoadShape {
+            connections,
+            duration,
+            max_requests: None,
         };
-        let (mut direct_rps, mut proxy_rps, mut direct_p50, mut proxy_p50) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            for (target, rps, p50) in [
-                (&direct, &mut direct_rps, &mut direct_p50),
-                (&proxied, &mut proxy_rps, &mut proxy_p50),
-            ] {
-                let summary = load::run(target, &auth, &spec, shape).await?;
-                if summary.ok == 0 {
-                    bail!("{endpoint}: no 2xx answer ({:?})", summary.first_failure);
+        for endpoint in ENDPOINTS {
+            let spec = RequestSpec {
+                method: Method::GET,
+                path: (*endpoint).to_owned(),
+                body: Body::Empty,
+            };
+            let (mut direct_samples, mut proxy_samples, mut baseline_samples) =
+                (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                direct_samples
+                    .push(measure(&direct, upstream_pid, None, &auth, &spec, shape).await?);
+                proxy_samples.push(
+                    measure(
+                        &proxy.target(),
+                        upstream_pid,
+                        Some(proxy.pid()),
+                        &auth,
+                        &spec,
+                        shape,
+                    )
+                    .await?,
+                );
+                if let Some(baseline) = &baseline {
+                    baseline_samples.push(
+                        measure(
+                            &baseline.target(),
+                            upstream_pid,
+                            Some(baseline.pid()),
+                            &auth,
+                            &spec,
+                            shape,
+                        )
+                        .await?,
+                    );
                 }
-                rps.push(summary.rps);
-                p50.push(summary.latency.map_or(f64::NAN, |l| l.p50_ms));
             }
+            let median = |samples: &[Sample], field: fn(&Sample) -> f64| {
+                let values: Vec<f64> = samples.iter().map(field).collect();
+                stats::median(&values).unwrap_or(f64::NAN)
+            };
+            let (d_rps, p_rps) = (
+                median(&direct_samples, |s| s.rps),
+                median(&proxy_samples, |s| s.rps),
+            );
+            let (d_p50, p_p50) = (
+                median(&direct_samples, |s| s.p50_ms),
+                median(&proxy_samples, |s| s.p50_ms),
+            );
+            let cpu = CpuPerRequest {
+                direct_upstream: median(&direct_samples, |s| s.upstream_cpu_us),
+                direct_load: median(&direct_samples, |s| s.load_cpu_us),
+                proxied_upstream: median(&proxy_samples, |s| s.upstream_cpu_us),
+                proxied_load: median(&proxy_samples, |s| s.load_cpu_us),
+                proxy: median(&proxy_samples, |s| s.proxy_cpu_us),
+            };
+            let cpu_ceiling_ratio = (cpu.direct_upstream + cpu.direct_load)
+                / (cpu.proxied_upstream + cpu.proxied_load + cpu.proxy);
+            let baseline = (!baseline_samples.is_empty()).then(|| {
+                let rps = median(&baseline_samples, |s| s.rps);
+                let p50 = median(&baseline_samples, |s| s.p50_ms);
+                BaselineFigures {
+                    proxy_rps: rps,
+                    throughput_ratio: rps / d_rps,
+                    proxy_p50_ms: p50,
+                    added_p50_ms: p50 - d_p50,
+                    proxy_cpu_us: median(&baseline_samples, |s| s.proxy_cpu_us),
+                }
+            });
+            figures.push(EndpointFigures {
+                endpoint: endpoint.trim_start_matches("/api2/json").to_owned(),
+                connections,
+                direct_rps: d_rps,
+                proxy_rps: p_rps,
+                throughput_ratio: p_rps / d_rps,
+                direct_p50_ms: d_p50,
+                proxy_p50_ms: p_p50,
+                added_p50_ms: p_p50 - d_p50,
+                cpu_us: cpu,
+                cpu_ceiling_ratio,
+                baseline,
+            });
         }
-        let median = |values: &[f64]| stats::median(values).unwrap_or(f64::NAN);
-        let (d_rps, p_rps) = (median(&direct_rps), median(&proxy_rps));
-        let (d_p50, p_p50) = (median(&direct_p50), median(&proxy_p50));
-        figures.push(EndpointFigures {
-            endpoint: endpoint.trim_start_matches("/api2/json").to_owned(),
-            direct_rps: d_rps,
-            proxy_rps: p_rps,
-            throughput_ratio: p_rps / d_rps,
-            direct_p50_ms: d_p50,
-            proxy_p50_ms: p_p50,
-            added_p50_ms: p_p50 - d_p50,
-        });
     }
+    let unchecked = not_validated(&proxy.target()).await;
     drop(proxy);
+    drop(baseline);
     upstream.stop();
     print_table(&figures);
+    match unchecked {
+        Ok((calls, not_validated)) => println!(
+            "\nproxy: {calls} calls, {not_validated} replies not validated (the check queue was full)"
+        ),
+        Err(error) => println!("\nproxy: reading /_mock/discrepancies failed: {error:#}"),
+    }
     let path = env.bench_dir.join("proxy.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&figures)?)
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// One load run, with the CPU time each process spent on it.
+async fn measure(
+    target: &Target,
+    upstream_pid: u32,
+    proxy_pid: Option<u32>,
+    auth: &Auth,
+    spec: &RequestSpec,
+    shape: LoadShape,
+) -> anyhow::Result<Sample> {
+    let own_pid = std::process::id();
+    let before = (
+        cpu_seconds(upstream_pid)?,
+        cpu_seconds(own_pid)?,
+        proxy_pid.map(cpu_seconds).transpose()?,
+    );
+    let summary = load::run(target, auth, spec, shape).await?;
+    if summary.ok == 0 {
+        bail!("{}: no 2xx answer ({:?})", spec.path, summary.first_failure);
+    }
+    let per_request = |spent: f64| spent * 1e6 / summary.ok as f64;
+    let proxy_cpu_us = match (proxy_pid, before.2) {
+        (Some(pid), Some(start)) => per_request(cpu_seconds(pid)? - start),
+        _ => 0.0,
+    };
+    Ok(Sample {
+        rps: summary.rps,
+        p50_ms: summary.latency.map_or(f64::NAN, |l| l.p50_ms),
+        upstream_cpu_us: per_request(cpu_seconds(upstream_pid)? - before.0),
+        load_cpu_us: per_request(cpu_seconds(own_pid)? - before.1),
+        proxy_cpu_us,
+    })
+}
+
+/// User and system CPU time of a process so far, seconds (`/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_cpu_ticks(&text)
+        .map(|ticks| ticks as f64 / TICKS_PER_SECOND)
+        .with_context(|| format!("parsing {path}"))
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line; the command name, field 2,
+/// may hold spaces and parentheses, so fields are counted after its last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `(calls, replies not validated)` of a proxy's discrepancy log.
+async fn not_validated(proxy: &Target) -> anyhow::Result<(u64, u64)> {
+    let headers = [(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {CONTROL_TOKEN}"))?,
+    )];
+    let (status, body) =
+        load::once(proxy, Method::GET, "/_mock/discrepancies", &headers, None).await?;
+    anyhow::ensure!(status == StatusCode::OK, "status {status}");
+    let reply: serde_json::Value = serde_json::from_slice(&body)?;
+    let totals = &reply["data"]["totals"];
+    Ok((
+        totals["calls"].as_u64().unwrap_or_default(),
+        totals["replies_not_validated"].as_u64().unwrap_or_default(),
+    ))
 }
 
 /// Logs in as root on the upstream and creates an API token without privilege separation, so
@@ -167,16 +363,22 @@ async fn token_auth(upstream: &Target) -> anyhow::Result<Auth> {
     })
 }
 
-/// Starts the release mock in real mode in front of `upstream` and waits until it answers.
-async fn start_proxy(env: &BenchEnv, upstream: SocketAddr) -> anyhow::Result<Proxy> {
+/// Starts `binary` in real mode in front of `upstream` and waits until it answers; its log
+/// goes to `target/bench/<name>-server.log`.
+async fn start_proxy(
+    env: &BenchEnv,
+    binary: &Path,
+    upstream: SocketAddr,
+    name: &str,
+) -> anyhow::Result<Proxy> {
     let free = || -> anyhow::Result<SocketAddr> {
         let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
         listener.local_addr().context("reading the bound address")
     };
     let (http, https) = (free()?, free()?);
-    let log_path = env.bench_dir.join("proxy-server.log");
+    let log_path = env.bench_dir.join(format!("{name}-server.log"));
     let log = File::create(&log_path)?;
-    let child = Command::new(&env.mock_binary)
+    let child = Command::new(binary)
         .args(["--store", "memory"])
         .args(["--http-listen", &http.to_string()])
         .args(["--listen", &https.to_string()])
@@ -185,6 +387,7 @@ async fn start_proxy(env: &BenchEnv, upstream: SocketAddr) -> anyhow::Result<Pro
         .arg("--tls-key")
         .arg(&env.key_path)
         .args(["--upstream", &format!("http://{upstream}")])
+        .args(["--control-token", CONTROL_TOKEN])
         .env("RUST_LOG", "mock_server=warn")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -219,20 +422,49 @@ async fn start_proxy(env: &BenchEnv, upstream: SocketAddr) -> anyhow::Result<Pro
 
 fn print_table(figures: &[EndpointFigures]) {
     println!(
-        "| endpoint | direct req/s | proxy req/s | proxy / direct | direct p50 ms | proxy p50 ms | added p50 ms |"
+        "| endpoint | conns | direct req/s | proxy req/s | proxy / direct | CPU ceiling | direct p50 ms | proxy p50 ms | added p50 ms | CPU µs/req upstream + load (direct) | CPU µs/req upstream + load + proxy |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in figures {
+        let cpu = &f.cpu_us;
         println!(
-            "| `{}` | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} |",
+            "| `{}` | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.0} + {:.0} | {:.0} + {:.0} + {:.0} |",
             f.endpoint,
+            f.connections,
             f.direct_rps,
             f.proxy_rps,
             f.throughput_ratio,
+            f.cpu_ceiling_ratio,
             f.direct_p50_ms,
             f.proxy_p50_ms,
-            f.added_p50_ms
+            f.added_p50_ms,
+            cpu.direct_upstream,
+            cpu.direct_load,
+            cpu.proxied_upstream,
+            cpu.proxied_load,
+            cpu.proxy
         );
+    }
+    if figures.iter().any(|f| f.baseline.is_some()) {
+        println!("\nbaseline binary's proxy, same run:\n");
+        println!(
+            "| endpoint | conns | proxy req/s | proxy / direct | proxy p50 ms | added p50 ms | proxy CPU µs/req |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for f in figures {
+            if let Some(b) = &f.baseline {
+                println!(
+                    "| `{}` | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.0} |",
+                    f.endpoint,
+                    f.connections,
+                    b.proxy_rps,
+                    b.throughput_ratio,
+                    b.proxy_p50_ms,
+                    b.added_p50_ms,
+                    b.proxy_cpu_us
+                );
+            }
+        }
     }
 }
 
@@ -244,4 +476,16 @@ pub fn main(quick: bool, build: bool) -> anyhow::Result<()> {
             let env = setup::prepare(quick, false, build)?;
             run(&env).await
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_ticks;
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        let stat = "4242 (mock (server)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 37 0 0 20 0 9 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(287));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
 }

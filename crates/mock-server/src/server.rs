@@ -507,15 +507,23 @@ pub(crate) async fn run(
 ) -> Result<(), Error> {
     let router = service(state.clone());
     let timeout = state.settings.header_timeout;
+    // Real mode passes WebSocket upgrades (consoles) through to the upstream.
+    let upgrades = state.upstream.get().is_some();
     let (stop, stopped) = watch::channel(false);
-    let http_task = tokio::spawn(serve(http, None, router.clone(), stopped.clone(), timeout));
+    let http_task = tokio::spawn(serve(
+        http,
+        None,
+        router.clone(),
+        stopped.clone(),
+        (timeout, upgrades),
+    ));
     let https_task = https.map(|(listener, acceptor)| {
         tokio::spawn(serve(
             listener,
             Some(acceptor),
             router.clone(),
             stopped.clone(),
-            timeout,
+            (timeout, upgrades),
         ))
     });
     shutdown.await;
@@ -545,12 +553,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Serves one listener (plain HTTP, or HTTPS with `acceptor`) until `stopped`, then lets the
 /// open connections finish. A connection must complete its TLS handshake and send each
 /// request's headers within `timeout`, or it is closed: slow clients cannot hold connections.
+/// With `upgrades` (real mode), a request asking for a protocol upgrade may switch its
+/// connection to the upgraded protocol.
 async fn serve(
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
     router: Router,
     mut stopped: watch::Receiver<bool>,
-    timeout: Duration,
+    (timeout, upgrades): (Duration, bool),
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -580,22 +590,53 @@ async fn serve(
             .header_read_timeout(None);
         match acceptor.clone() {
             None => {
-                let io = hyper_util::rt::TokioIo::new(Wire::new(stream, timeout));
-                tokio::spawn(watcher.watch(builder.serve_connection(io, service)));
+                let io = hyper_util::rt::TokioIo::new(Wire::new(stream, timeout, upgrades));
+                let connection = builder.serve_connection(io, service);
+                if upgrades {
+                    let upgradeable = connection.with_upgrades();
+                    tokio::spawn(until_stopped(upgradeable, stopped.clone()));
+                } else {
+                    tokio::spawn(watcher.watch(connection));
+                }
             }
             Some(acceptor) => {
+                let stopped_here = stopped.clone();
                 tokio::spawn(async move {
                     let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await
                     else {
                         return;
                     };
-                    let io = hyper_util::rt::TokioIo::new(Wire::new(tls, timeout));
-                    let _ = watcher.watch(builder.serve_connection(io, service)).await;
+                    let io = hyper_util::rt::TokioIo::new(Wire::new(tls, timeout, upgrades));
+                    let connection = builder.serve_connection(io, service);
+                    if upgrades {
+                        until_stopped(connection.with_upgrades(), stopped_here).await;
+                    } else {
+                        let _ = watcher.watch(connection).await;
+                    }
                 });
             }
         }
     }
     graceful.shutdown().await;
+}
+
+/// Drives a connection that may switch protocols (real mode passes WebSockets through); when
+/// the server stops, it finishes its request in flight and closes. (hyper-util's graceful
+/// watcher does not take upgradeable connections; the drain does not wait for these, and an
+/// upgraded connection lives on in its own task until either side closes it.)
+async fn until_stopped<I>(
+    connection: hyper::server::conn::http1::UpgradeableConnection<I, WireService>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
 }
 
 /// Loads or generates the certificate; returns the acceptor and the certificate PEM.

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod full_flow;
+mod proxy_sdk;
 mod raw_http;
 mod sdk_typed;
 mod session;

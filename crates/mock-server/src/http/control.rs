@@ -243,7 +243,7 @@ async fn add_fault(State(state): State<AppState>, headers: HeaderMap, body: Byte
 /// Real mode's discrepancy log (`crate::upstream`); 404 when the mock is not a proxy.
 async fn discrepancies(State(state): State<AppState>) -> Response {
     match state.upstream.get() {
-        Some(upstream) => data(&upstream.discrepancies_json()),
+        Some(upstream) => data(&upstream.discrepancies_json().await),
         None => AppError::status(
             StatusCode::NOT_FOUND,
             "no discrepancies: the mock is not a proxy (see --upstream)\n",

@@ -87,6 +87,9 @@ pub(crate) struct Wire<S> {
     /// How long a head may take to arrive; armed when hyper first asks for a head.
     timeout: Duration,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether a request asking for a protocol upgrade switches the stream to [`Phase::Raw`]
+    /// (real mode, which passes WebSocket consoles through).
+    upgrades: bool,
 }
 
 /// Where the stream is.
@@ -98,11 +101,15 @@ enum Phase {
     Body(u64),
     /// A verdict was handed on; nothing more is read.
     Done,
+    /// After a request asking for an upgrade: everything passes through unread (hyper either
+    /// upgrades the connection, or the reply closes it, see `crate::upstream`).
+    Raw,
 }
 
 impl<S> Wire<S> {
-    /// Wraps a connection; `timeout` bounds how long each head may take.
-    pub(crate) fn new(inner: S, timeout: Duration) -> Wire<S> {
+    /// Wraps a connection; `timeout` bounds how long each head may take; `upgrades`: see
+    /// [`Phase::Raw`].
+    pub(crate) fn new(inner: S, timeout: Duration, upgrades: bool) -> Wire<S> {
         Wire {
             inner,
             pending: Vec::new(),
@@ -111,6 +118,7 @@ impl<S> Wire<S> {
             phase: Phase::Head,
             timeout,
             deadline: None,
+            upgrades,
         }
     }
 }
@@ -121,10 +129,19 @@ impl<S: AsyncRead + Unpin> Wire<S> {
         self.deadline = None;
         self.out_at = 0;
         match outcome {
-            Outcome::Forward { head, used, body } => {
+            Outcome::Forward {
+                head,
+                used,
+                body,
+                upgrade,
+            } => {
                 self.pending.drain(..used);
                 self.out = head;
-                self.phase = Phase::Body(body);
+                self.phase = if upgrade && self.upgrades && body == 0 {
+                    Phase::Raw
+                } else {
+                    Phase::Body(body)
+                };
             }
             Outcome::Verdict(verdict) => {
                 tracing::debug!(verdict = %verdict.describe(), "request refused before hyper");
@@ -165,6 +182,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Wire<S> {
             }
             match this.phase {
                 Phase::Done => return Poll::Pending,
+                Phase::Raw => {
+                    if !this.pending.is_empty() {
+                        let n = buf.remaining().min(this.pending.len());
+                        buf.put_slice(&this.pending[..n]);
+                        this.pending.drain(..n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Pin::new(&mut this.inner).poll_read(cx, buf);
+                }
                 Phase::Body(0) => this.phase = Phase::Head,
                 Phase::Body(left) => {
                     let room = usize::try_from(left)
@@ -243,11 +269,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Wire<S> {
 enum Outcome {
     /// Not a whole head yet.
     Incomplete,
-    /// A head to pass on (`used` bytes of input), followed by `body` bytes.
+    /// A head to pass on (`used` bytes of input), followed by `body` bytes; `upgrade`: it asks
+    /// for a protocol upgrade (`Upgrade`).
     Forward {
         head: Vec<u8>,
         used: usize,
         body: u64,
+        upgrade: bool,
     },
     /// A refusal.
     Verdict(Verdict),
@@ -598,10 +626,12 @@ fn parse(data: &[u8]) -> Outcome {
         }
     }
     head.extend_from_slice(b"\r\n");
+    let upgrade = joined("upgrade").is_some_and(|value| !value.trim_ascii().is_empty());
     Outcome::Forward {
         head,
         used: at,
         body,
+        upgrade,
     }
 }
 
@@ -693,7 +723,9 @@ mod tests {
 
     fn forward(data: &[u8]) -> (String, usize, u64) {
         match parse(data) {
-            Outcome::Forward { head, used, body } => (String::from_utf8(head).unwrap(), used, body),
+            Outcome::Forward {
+                head, used, body, ..
+            } => (String::from_utf8(head).unwrap(), used, body),
             other => panic!("{other:?}"),
         }
     }

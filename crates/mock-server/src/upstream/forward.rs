@@ -1,7 +1,11 @@
 //! One proxied request: check it, forward it, check the reply, pass the reply back (see the
 //! module docs of [`super`] for what is read and what streams).
 
+use std::borrow::Cow;
 use std::error::Error as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -13,6 +17,7 @@ use route_metadata::{Method, Operation};
 use serde_json::Value;
 
 use super::Upstream;
+use super::checker::Job;
 use super::report::{Direction, Discrepancy};
 use super::validate;
 use crate::error::AppError;
@@ -41,17 +46,25 @@ const HOP_BY_HOP: &[HeaderName] = &[
 
 /// What the schema check found out about a request.
 struct Checked<'a> {
-    /// The operation, when the path and method are in the schema.
-    op: Option<&'a Operation>,
+    /// The operation and its path's index, when the path and method are in the schema.
+    op: Option<(usize, &'a Operation)>,
     /// Its name in the log: the operationId, or `METHOD /path`.
-    name: String,
-    /// The concrete path relative to `/api2/json`, decoded.
-    rel_path: String,
+    name: Cow<'a, str>,
+    /// For the recorder (GETs, when recording): the path relative to `/api2/json`.
+    record_path: Option<String>,
 }
 
 /// Forwards one request (the router's fallback in real mode).
-pub(crate) async fn forward(state: &AppState, upstream: &Upstream, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+pub(crate) async fn forward(
+    state: &AppState,
+    upstream: &Arc<Upstream>,
+    request: Request,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    // A WebSocket (a console): the client's side of the upgrade, taken before anything else.
+    let upgrade = is_websocket(&parts.headers)
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
     let raw_path = parts.uri.path();
     let api_rel = raw_path
         .strip_prefix("/api2/json")
@@ -109,7 +122,17 @@ pub(crate) async fn forward(state: &AppState, upstream: &Upstream, request: Requ
             carries_body.then(|| reqwest::Body::wrap_stream(body.into_data_stream())),
         ),
     };
-    send(upstream, state, &parts, checked, body).await
+    send(upstream, state, &parts, checked, body, upgrade).await
+}
+
+/// Whether a request asks to switch to WebSocket (`Upgrade: websocket`, RFC 6455 4.1).
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// Whether a request body is read for validation: form data or JSON (not an upload).
@@ -141,14 +164,6 @@ fn check_request<'s>(
     body: Option<&Bytes>,
     complete: bool,
 ) -> Result<Checked<'s>, AppError> {
-    let rel_path = percent_encoding::percent_decode_str(rel)
-        .decode_utf8_lossy()
-        .into_owned();
-    let shown_path = match rel_path.trim_end_matches('/') {
-        "" => "/",
-        trimmed => trimmed,
-    }
-    .to_owned();
     let matched = state.api.match_path(rel).ok().and_then(|matched| {
         state
             .api
@@ -156,6 +171,11 @@ fn check_request<'s>(
             .map(|(_, op)| (matched, op))
     });
     let Some((matched, op)) = matched else {
+        let rel_path = percent_encoding::percent_decode_str(rel).decode_utf8_lossy();
+        let shown_path = match rel_path.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
         let name = format!("{} {shown_path}", method.as_str());
         upstream.discrepancies.call(&name);
         upstream.discrepancies.record(vec![Discrepancy {
@@ -175,8 +195,8 @@ fn check_request<'s>(
         }
         return Ok(Checked {
             op: None,
-            name,
-            rel_path,
+            name: Cow::Owned(name),
+            record_path: None,
         });
     };
     upstream.discrepancies.call(&op.operation_id);
@@ -217,20 +237,23 @@ fn check_request<'s>(
             return Err(error);
         }
     }
+    let record_path =
+        (upstream.recorder.is_some() && method == Method::Get).then(|| rel.to_owned());
     Ok(Checked {
-        op: Some(op),
-        name: op.operation_id.clone(),
-        rel_path,
+        op: Some((matched.path_index, op)),
+        name: Cow::Borrowed(&op.operation_id),
+        record_path,
     })
 }
 
 /// Sends the request and passes the reply back.
 async fn send(
-    upstream: &Upstream,
+    upstream: &Arc<Upstream>,
     state: &AppState,
     parts: &http::request::Parts,
     checked: Option<Checked<'_>>,
     body: Option<reqwest::Body>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
     let path_and_query = parts
         .uri
@@ -248,6 +271,13 @@ async fn send(
         }
         headers.append(name.clone(), value.clone());
     }
+    if upgrade.is_some() {
+        headers.insert(
+            header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+        headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    }
     let mut request = upstream
         .client
         .request(parts.method.clone(), url)
@@ -256,7 +286,7 @@ async fn send(
         request = request.body(body);
     }
     let name = checked.as_ref().map_or_else(
-        || format!("{} {}", parts.method, parts.uri.path()),
+        || Cow::Owned(format!("{} {}", parts.method, parts.uri.path())),
         |c| c.name.clone(),
     );
     let response = match tokio::time::timeout(upstream.timeout, request.send()).await {
@@ -275,6 +305,12 @@ async fn send(
         }
     };
     let status = response.status();
+    let upgrade_refused = upgrade.is_some() && status != StatusCode::SWITCHING_PROTOCOLS;
+    if let Some(client_side) = upgrade
+        && status == StatusCode::SWITCHING_PROTOCOLS
+    {
+        return switch(upstream, &name, response, client_side).await;
+    }
     let mut builder = Response::builder().status(status);
     if let Some(reply_headers) = builder.headers_mut() {
         for (name, value) in response.headers() {
@@ -285,6 +321,11 @@ async fn send(
     }
     if let Some(phrase) = response.extensions().get::<hyper::ext::ReasonPhrase>() {
         builder = builder.extension(phrase.clone());
+    }
+    if upgrade_refused {
+        // The client's bytes after this head were not read as requests (`Wire`'s raw phase):
+        // the connection ends with this reply.
+        builder = builder.header(header::CONNECTION, "close");
     }
     let is_json = response
         .headers()
@@ -302,61 +343,158 @@ async fn send(
         && response
             .content_length()
             .is_none_or(|length| length <= MAX_CHECKED_REPLY as u64);
-    let (Some(checked), true) = (checked, checkable) else {
-        return finish(builder, Body::from_stream(response.bytes_stream()));
+    let body = match (checked, checkable) {
+        (
+            Some(Checked {
+                op: Some((path_index, op)),
+                record_path,
+                ..
+            }),
+            true,
+        ) => Body::from_stream(Tee {
+            expected: response.content_length(),
+            inner: Box::pin(response.bytes_stream()),
+            kept: Vec::new(),
+            length: 0,
+            pending: Some(PendingCheck {
+                path_index,
+                method: Method::parse(parts.method.as_str()).unwrap_or(Method::Get),
+                operation: op.operation_id.clone(),
+                record: record_path.map(|path| (path, parts.uri.query().map(str::to_owned))),
+            }),
+            upstream: Arc::clone(upstream),
+            api: Arc::clone(&state.api),
+        }),
+        _ => Body::from_stream(response.bytes_stream()),
     };
-    let mut stream = response.bytes_stream();
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut length = 0;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => {
-                length += chunk.len();
-                chunks.push(chunk);
-                if length > MAX_CHECKED_REPLY {
-                    // Too large to check: pass on what was read, then the rest.
-                    let read =
-                        futures::stream::iter(chunks.into_iter().map(Ok::<_, reqwest::Error>));
-                    return finish(builder, Body::from_stream(read.chain(stream)));
+    finish(builder, body)
+}
+
+/// A reply to check once its body has passed.
+struct PendingCheck {
+    path_index: usize,
+    method: Method,
+    operation: String,
+    record: Option<(String, Option<String>)>,
+}
+
+/// Passes a reply's body on as it arrives and keeps its chunks (reference-counted, not
+/// copied); at the end the whole body goes to the check queue ([`super::checker`]). A body
+/// larger than [`MAX_CHECKED_REPLY`] passes unchecked; one that fails midway counts as an
+/// upstream failure (the client sees the connection end early, as from the upstream itself).
+struct Tee {
+    /// The upstream's `Content-Length`: hyper stops polling a body once it has that much.
+    expected: Option<u64>,
+    inner: Pin<Box<dyn futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
+    kept: Vec<Bytes>,
+    length: usize,
+    pending: Option<PendingCheck>,
+    upstream: Arc<Upstream>,
+    api: Arc<crate::api::Api>,
+}
+
+impl futures::Stream for Tee {
+    type Item = Result<Bytes, reqwest::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let polled = ready!(this.inner.as_mut().poll_next(cx));
+        let complete = match &polled {
+            Some(Ok(chunk)) if this.pending.is_some() => {
+                this.length += chunk.len();
+                if this.length > MAX_CHECKED_REPLY {
+                    this.pending = None;
+                    this.kept = Vec::new();
+                    false
+                } else {
+                    this.kept.push(chunk.clone());
+                    this.expected == Some(this.length as u64)
                 }
             }
-            Err(error) => {
-                upstream.discrepancies.upstream_failure(&checked.name);
-                tracing::warn!(operation = %checked.name, error = %chain(&error), "reading the upstream reply failed");
-                return upstream_error(
-                    597,
-                    format!(
-                        "reading the reply of upstream {} failed: {}\n",
-                        upstream.authority,
-                        chain(&error)
-                    ),
-                );
+            Some(Ok(_)) => false,
+            Some(Err(error)) => {
+                if let Some(pending) = this.pending.take() {
+                    this.upstream
+                        .discrepancies
+                        .upstream_failure(&pending.operation);
+                    tracing::warn!(operation = %pending.operation, error = %chain(error), "reading the upstream reply failed");
+                }
+                this.kept = Vec::new();
+                false
+            }
+            None => true,
+        };
+        if complete && let Some(pending) = this.pending.take() {
+            let body = join(std::mem::take(&mut this.kept), this.length);
+            let job = Job {
+                path_index: pending.path_index,
+                method: pending.method,
+                body,
+                record: pending.record,
+            };
+            this.upstream
+                .checker
+                .submit(&this.upstream, &this.api, &pending.operation, job);
+        }
+        Poll::Ready(polled)
+    }
+}
+
+/// The chunks of a body as one buffer (the chunk itself when there is one).
+fn join(mut chunks: Vec<Bytes>, length: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut joined = Vec::with_capacity(length);
+    for chunk in &chunks {
+        joined.extend_from_slice(chunk);
+    }
+    Bytes::from(joined)
+}
+
+/// The upstream switched to WebSocket: the `101` goes back to the client, and once hyper has
+/// switched the client's connection too, the two carry each other's bytes until either ends.
+async fn switch(
+    upstream: &Upstream,
+    name: &str,
+    response: reqwest::Response,
+    client_side: hyper::upgrade::OnUpgrade,
+) -> Response {
+    let mut builder = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    if let Some(reply_headers) = builder.headers_mut() {
+        for (header_name, value) in response.headers() {
+            if !HOP_BY_HOP.contains(header_name) {
+                reply_headers.append(header_name.clone(), value.clone());
             }
         }
+        reply_headers.insert(
+            header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+        reply_headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
     }
-    let bytes = if chunks.len() == 1 {
-        chunks.pop().unwrap_or_default()
-    } else {
-        let mut joined = Vec::with_capacity(length);
-        for chunk in &chunks {
-            joined.extend_from_slice(chunk);
-        }
-        Bytes::from(joined)
+    let mut upstream_side = match response.upgrade().await {
+        Ok(io) => io,
+        Err(error) => return failure(upstream, name, &error),
     };
-    if let Some(op) = checked.op {
-        let envelope = serde_json::from_slice::<Value>(&bytes).ok();
-        upstream
-            .discrepancies
-            .record(validate::reply(&state.api, op, envelope.as_ref()));
-        if let (Some(recorder), Some(envelope), true) = (
-            &upstream.recorder,
-            &envelope,
-            parts.method == http::Method::GET,
-        ) {
-            recorder.observe(op, &checked.rel_path, parts.uri.query(), envelope);
+    let operation = name.to_owned();
+    tokio::spawn(async move {
+        let client_side = match client_side.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(operation, %error, "the client's connection was not upgraded");
+                return;
+            }
+        };
+        let mut client_side = hyper_util::rt::TokioIo::new(client_side);
+        match tokio::io::copy_bidirectional(&mut client_side, &mut upstream_side).await {
+            Ok((to_upstream, to_client)) => {
+                tracing::debug!(operation, to_upstream, to_client, "websocket closed");
+            }
+            Err(error) => tracing::debug!(operation, %error, "websocket ended"),
         }
-    }
-    finish(builder, Body::from(bytes))
+    });
+    finish(builder, Body::empty())
 }
 
 fn finish(builder: http::response::Builder, body: Body) -> Response {

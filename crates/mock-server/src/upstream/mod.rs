@@ -15,8 +15,13 @@
 //!
 //! The request path ([`forward`]): form and JSON bodies (at most 512 KiB, pveproxy's own limit)
 //! are read to be validated and then sent as read; uploads and other bodies stream through
-//! unread (only their query and path are checked). A JSON reply is read whole to be validated
-//! (up to [`forward::MAX_CHECKED_REPLY`]); anything else, and larger replies, stream through.
+//! unread (only their query and path are checked). Replies stream back to the client as they
+//! arrive, unchanged (never parsed and re-serialised on the way); a `200` JSON reply (up to
+//! [`forward::MAX_CHECKED_REPLY`]) is kept as it passes and validated afterwards on a
+//! background thread with a bounded queue ([`checker`]: a reply that finds the queue full is
+//! counted as not validated instead of waiting). A WebSocket handshake (the consoles'
+//! `vncwebsocket`) is validated like any GET and, when the upstream switches protocols, the
+//! two connections are joined byte for byte until either side closes.
 //! Upstream failures become Proxmox-shaped errors: `595` when the upstream cannot be reached,
 //! `596` for a failed TLS handshake or a timeout (AnyEvent::HTTP's pseudo-statuses, which
 //! pveproxy itself answers when a node it proxies to fails), and a non-JSON `5xx` from something
@@ -24,6 +29,7 @@
 //!
 //! Nothing of the local state is used in this mode: no local authentication, faults or store.
 
+mod checker;
 mod crawl;
 mod forward;
 mod record;
@@ -42,6 +48,9 @@ pub use tls::UpstreamTls;
 
 /// Default time the upstream has to answer (headers; and between two reads of a body).
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest wait for the reply-check queue to empty before the discrepancies are read.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Configuration of real mode ([`crate::MockServerBuilder::upstream`]).
 #[derive(Debug, Clone)]
@@ -133,6 +142,8 @@ pub(crate) struct Upstream {
     crawl: Option<crawl::CrawlConfig>,
     pub(crate) discrepancies: report::Discrepancies,
     recorder: Option<record::Recorder>,
+    /// Replies are validated off the response path ([`checker`]).
+    checker: checker::ReplyChecker,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -193,16 +204,22 @@ impl Upstream {
             crawl: config.crawl.clone(),
             discrepancies: report::Discrepancies::default(),
             recorder: config.record.clone().map(record::Recorder::new),
+            checker: checker::ReplyChecker::default(),
         })
     }
 
-    /// The discrepancy log as JSON (`GET /_mock/discrepancies`).
-    pub(crate) fn discrepancies_json(&self) -> serde_json::Value {
+    /// The discrepancy log as JSON (`GET /_mock/discrepancies`), once the replies already
+    /// passed on have been checked (waiting at most [`DRAIN_LIMIT`]).
+    pub(crate) async fn discrepancies_json(&self) -> serde_json::Value {
+        self.checker.drain(DRAIN_LIMIT).await;
         self.discrepancies.to_json()
     }
 
-    /// At start: the crawl, when configured (in the background; it ends by its time limit).
+    /// At start: the reply-check thread; the crawl, when configured (in the background; it
+    /// ends by its time limit).
     pub(crate) fn start(self: &std::sync::Arc<Self>, api: std::sync::Arc<Api>) {
+        self.checker
+            .start(std::sync::Arc::downgrade(self), std::sync::Arc::clone(&api));
         if let (Some(config), Some(_)) = (&self.crawl, &self.recorder) {
             let upstream = std::sync::Arc::clone(self);
             let config = config.clone();
@@ -212,6 +229,7 @@ impl Upstream {
 
     /// At shutdown: the summary, the report files, the recording.
     pub(crate) fn finish(&self, api: &Api) {
+        self.checker.drain_blocking(DRAIN_LIMIT);
         tracing::info!(upstream = %self.authority, summary = %self.discrepancies.summary(), "proxy summary");
         if let Some(path) = &self.report_path {
             let json = self.discrepancies.to_json();

@@ -51,6 +51,9 @@ struct OperationStats {
     reply_problems: u64,
     upstream_failures: u64,
     refused: u64,
+    /// Replies passed on without being checked: the check queue was full.
+    #[serde(skip_serializing_if = "is_zero")]
+    not_validated: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_example: Option<Discrepancy>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +69,7 @@ struct Log {
     reply_problems: u64,
     upstream_failures: u64,
     refused: u64,
+    not_validated: u64,
 }
 
 /// The shared discrepancy log.
@@ -79,7 +83,7 @@ impl Discrepancies {
     pub(crate) fn call(&self, operation: &str) {
         let mut log = self.lock();
         log.calls += 1;
-        entry(&mut log, operation).calls += 1;
+        update(&mut log, operation, |stats| stats.calls += 1);
     }
 
     /// Records (and logs) discrepancies.
@@ -100,8 +104,7 @@ impl Discrepancies {
         }
         let mut log = self.lock();
         for item in found {
-            let stats = entry(&mut log, &item.operation);
-            match item.direction {
+            update(&mut log, &item.operation, |stats| match item.direction {
                 Direction::Request => {
                     stats.request_problems += 1;
                     stats.request_example.get_or_insert_with(|| item.clone());
@@ -110,7 +113,7 @@ impl Discrepancies {
                     stats.reply_problems += 1;
                     stats.reply_example.get_or_insert_with(|| item.clone());
                 }
-            }
+            });
             match item.direction {
                 Direction::Request => log.request_problems += 1,
                 Direction::Reply => log.reply_problems += 1,
@@ -126,14 +129,21 @@ impl Discrepancies {
     pub(crate) fn upstream_failure(&self, operation: &str) {
         let mut log = self.lock();
         log.upstream_failures += 1;
-        entry(&mut log, operation).upstream_failures += 1;
+        update(&mut log, operation, |stats| stats.upstream_failures += 1);
+    }
+
+    /// Counts a reply passed on unchecked because the check queue was full.
+    pub(crate) fn not_validated(&self, operation: &str) {
+        let mut log = self.lock();
+        log.not_validated += 1;
+        update(&mut log, operation, |stats| stats.not_validated += 1);
     }
 
     /// Counts a request refused by `--strict`.
     pub(crate) fn refused(&self, operation: &str) {
         let mut log = self.lock();
         log.refused += 1;
-        entry(&mut log, operation).refused += 1;
+        update(&mut log, operation, |stats| stats.refused += 1);
     }
 
     /// Everything, as JSON (the body of `GET /_mock/discrepancies` and the `.json` report).
@@ -146,6 +156,7 @@ impl Discrepancies {
                 "reply_problems": log.reply_problems,
                 "upstream_failures": log.upstream_failures,
                 "refused": log.refused,
+                "replies_not_validated": log.not_validated,
             },
             "operations": log.operations,
             "recent": log.recent,
@@ -161,8 +172,13 @@ impl Discrepancies {
             .filter(|stats| stats.request_problems + stats.reply_problems > 0)
             .count();
         format!(
-            "{} calls, {} request problems, {} reply problems in {affected} operations, {} upstream failures, {} refused",
-            log.calls, log.request_problems, log.reply_problems, log.upstream_failures, log.refused
+            "{} calls, {} request problems, {} reply problems in {affected} operations, {} upstream failures, {} refused, {} replies not validated (queue full)",
+            log.calls,
+            log.request_problems,
+            log.reply_problems,
+            log.upstream_failures,
+            log.refused,
+            log.not_validated
         )
     }
 
@@ -174,8 +190,13 @@ impl Discrepancies {
         let _ = writeln!(out, "Upstream `{upstream}`, schema {tag}.\n");
         let _ = writeln!(
             out,
-            "{} calls, {} request problems, {} reply problems, {} upstream failures, {} refused by --strict.\n",
-            log.calls, log.request_problems, log.reply_problems, log.upstream_failures, log.refused
+            "{} calls, {} request problems, {} reply problems, {} upstream failures, {} refused by --strict, {} replies not validated (the check queue was full).\n",
+            log.calls,
+            log.request_problems,
+            log.reply_problems,
+            log.upstream_failures,
+            log.refused,
+            log.not_validated
         );
         let _ = writeln!(
             out,
@@ -234,8 +255,16 @@ impl Discrepancies {
     }
 }
 
-fn entry<'l>(log: &'l mut Log, operation: &str) -> &'l mut OperationStats {
-    log.operations.entry(operation.to_owned()).or_default()
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// Updates one operation's counts; its name is copied only the first time it is seen.
+fn update(log: &mut Log, operation: &str, change: impl FnOnce(&mut OperationStats)) {
+    match log.operations.get_mut(operation) {
+        Some(stats) => change(stats),
+        None => change(log.operations.entry(operation.to_owned()).or_default()),
+    }
 }
 
 #[cfg(test)]

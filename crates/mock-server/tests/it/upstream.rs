@@ -584,3 +584,229 @@ async fn the_record_crawl_walks_the_get_tree_into_a_fixture() {
     let _ = std::fs::remove_dir_all(&dir);
     upstream.shutdown().await.unwrap();
 }
+
+/// The GUID of RFC 6455 section 1.3, for `Sec-WebSocket-Accept`.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The VNC server's greeting, sent by the console upstream as soon as the socket opens.
+const GREETING: &[u8] = b"RFB 003.008\n";
+
+/// A console upstream: `GET .../vncwebsocket` with a `vncticket` of `good` switches to
+/// WebSocket, greets, then echoes every frame (prefixed with `echo:`) until a close frame;
+/// any other ticket gets Proxmox's 401. Counts the requests it sees.
+async fn console_upstream(hits: Arc<AtomicUsize>) -> (String, tokio::task::JoinHandle<()>) {
+    async fn console(mut request: axum::extract::Request) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let key = request
+            .headers()
+            .get("sec-websocket-key")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let cookie = request.headers().get("cookie").is_some();
+        let (true, Some(key), true) = (query.contains("vncticket=good"), key, cookie) else {
+            return (
+                http::StatusCode::UNAUTHORIZED,
+                "permission denied - invalid PVEVNC ticket",
+            )
+                .into_response();
+        };
+        let accept = {
+            use base64::Engine as _;
+            let digest = <sha1::Sha1 as sha1::Digest>::digest(format!("{key}{WEBSOCKET_GUID}"));
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        };
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let upgraded = on_upgrade.await.unwrap();
+            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+            write_frame(&mut io, 0x2, GREETING, false).await;
+            loop {
+                let (opcode, payload) = read_frame(&mut io).await;
+                if opcode == 0x8 {
+                    write_frame(&mut io, 0x8, &payload, false).await;
+                    break;
+                }
+                let mut echo = b"echo:".to_vec();
+                echo.extend_from_slice(&payload);
+                write_frame(&mut io, opcode, &echo, false).await;
+            }
+        });
+        axum::response::Response::builder()
+            .status(http::StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", accept)
+            .header("sec-websocket-protocol", "binary")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+    let app = Router::new()
+        .route(
+            "/api2/json/nodes/{node}/{kind}/{vmid}/vncwebsocket",
+            get(console),
+        )
+        .route("/api2/json/nodes/{node}/vncwebsocket", get(console))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let hits = Arc::clone(&hits);
+                async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    next.run(request).await
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+/// Writes one WebSocket frame (FIN set; masked as a client must, RFC 6455 5.3).
+async fn write_frame<W>(io: &mut W, opcode: u8, payload: &[u8], masked: bool)
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut frame = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        length @ 0..=125 => frame.push(mask_bit | length as u8),
+        length => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&u16::try_from(length).unwrap().to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    io.write_all(&frame).await.unwrap();
+    io.flush().await.unwrap();
+}
+
+/// Reads one WebSocket frame: its opcode and (unmasked) payload.
+async fn read_frame<R>(io: &mut R) -> (u8, Vec<u8>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    io.read_exact(&mut head).await.unwrap();
+    let length = match head[1] & 0x7f {
+        126 => {
+            let mut extended = [0u8; 2];
+            io.read_exact(&mut extended).await.unwrap();
+            usize::from(u16::from_be_bytes(extended))
+        }
+        127 => panic!("frames in these tests are short"),
+        short => usize::from(short),
+    };
+    let mut key = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        io.read_exact(&mut key).await.unwrap();
+    }
+    let mut payload = vec![0u8; length];
+    io.read_exact(&mut payload).await.unwrap();
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= key[i % 4];
+    }
+    (head[0] & 0x0f, payload)
+}
+
+/// Sends a WebSocket handshake for `target` on a new connection to `addr`; returns the
+/// connection and the reply head.
+async fn open_websocket(addr: &str, target: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: binary\r\nCookie: PVEAuthCookie=PVE%3Aroot%40pam%3A0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // The head, byte by byte, so that no frame after it is consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8(head).unwrap())
+}
+
+#[tokio::test]
+async fn console_websockets_pass_through_both_ways() {
+    use tokio::io::AsyncReadExt;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (url, task) = console_upstream(Arc::clone(&hits)).await;
+    let proxy = proxy(UpstreamConfig::new(&url)).await;
+    let addr = root(&proxy).trim_start_matches("http://").to_owned();
+    for target in [
+        "/api2/json/nodes/pve1/qemu/100/vncwebsocket?port=5900&vncticket=good",
+        "/api2/json/nodes/pve1/lxc/200/vncwebsocket?port=5901&vncticket=good",
+        "/api2/json/nodes/pve1/vncwebsocket?port=5902&vncticket=good",
+    ] {
+        let (mut socket, head) = open_websocket(&addr, target).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{target}: {head}");
+        let lower = head.to_ascii_lowercase();
+        // The key of RFC 6455's example, and its accept value.
+        assert!(
+            lower.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            "{head}"
+        );
+        assert!(lower.contains("upgrade: websocket"), "{head}");
+        assert!(lower.contains("sec-websocket-protocol: binary"), "{head}");
+        // Upstream to client, unprompted.
+        assert_eq!(read_frame(&mut socket).await, (0x2, GREETING.to_vec()));
+        // Client to upstream and back, small and larger than 125 bytes.
+        for payload in [b"hello".to_vec(), vec![7u8; 300]] {
+            write_frame(&mut socket, 0x2, &payload, true).await;
+            let mut expected = b"echo:".to_vec();
+            expected.extend_from_slice(&payload);
+            assert_eq!(read_frame(&mut socket).await, (0x2, expected));
+        }
+        write_frame(&mut socket, 0x8, &[0x03, 0xe8], true).await;
+        assert_eq!(read_frame(&mut socket).await, (0x8, vec![0x03, 0xe8]));
+        // The upstream closed its side: the proxy closes the client's.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest))
+            .await
+            .expect("the proxy closes the socket after the upstream did");
+        assert_eq!(read.unwrap(), 0);
+    }
+    // A refused ticket: the upstream's 401 comes back, and the connection ends with it.
+    let (mut socket, head) = open_websocket(
+        &addr,
+        "/api2/json/nodes/pve1/qemu/100/vncwebsocket?port=5900&vncticket=bad",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest))
+        .await
+        .expect("the connection is closed after a refused upgrade")
+        .unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+    // The handshakes are clean requests of their operations.
+    let report = discrepancies(&proxy).await;
+    assert_eq!(report["totals"]["request_problems"], 0, "{report:#}");
+    assert_eq!(report["totals"]["calls"], 4, "{report:#}");
+    assert_eq!(
+        report["operations"]["nodes_qemu_vncwebsocket"]["calls"], 2,
+        "{report:#}"
+    );
+    proxy.shutdown().await.unwrap();
+    task.abort();
+}
