@@ -17,18 +17,6 @@ use serde_json::value::RawValue;
 
 use crate::error::usage_error;
 
-/// `generated/<tag>/<file>` of a supported tag (the tags are `mock_server::TAGS`).
-macro_rules! embedded {
-    ($tag:expr, $file:literal) => {
-        match $tag {
-            "9.1" => Some(include_str!(concat!("../../../generated/9.1/", $file))),
-            "9.0" => Some(include_str!(concat!("../../../generated/9.0/", $file))),
-            "8.4" => Some(include_str!(concat!("../../../generated/8.4/", $file))),
-            _ => None,
-        }
-    };
-}
-
 /// One tag's schema.
 pub struct Api {
     /// The resolved tag, e.g. `9.1`.
@@ -88,9 +76,9 @@ impl Api {
                 mock_server::TAGS.join(", ")
             ))
         })?;
-        let meta_text = embedded!(tag, "route_metadata.json")
+        let meta_text = mock_server::embedded::route_metadata(tag)
             .with_context(|| format!("no embedded metadata for {tag}"))?;
-        let openapi_text = embedded!(tag, "openapi.json")
+        let openapi_text = mock_server::embedded::openapi(tag)
             .with_context(|| format!("no embedded OpenAPI document for {tag}"))?;
         let meta: LazyMetadata = serde_json::from_str(meta_text)
             .with_context(|| format!("parsing the embedded metadata of {tag}"))?;

@@ -1,26 +1,33 @@
-//! The generated artifacts embedded in the binary: `generated/<tag>/route_metadata.json` and
-//! `generated/<tag>/openapi.json` for every supported tag. Only the selected tag is parsed.
+//! The generated artifacts embedded in the binary: each supported tag's `route_metadata.json`
+//! and `openapi.json`. Only the selected tag is parsed.
 //!
-//! The tags are listed once, in [`for_tag!`]; `include_str!` needs literal paths, hence a macro.
+//! The table ([`tags`]) is written by `cargo xtask codegen` from `schemas/pve/index.json`, so a
+//! new tag needs no edit here; the CLI (`pvectl`) reads the same table.
 
-/// The embedded copy of `generated/<tag>/<file>` for a supported tag, `None` for others.
-macro_rules! for_tag {
-    ($tag:expr, $file:literal) => {
-        match $tag {
-            "9.1" => Some(include_str!(concat!("../../../generated/9.1/", $file))),
-            "9.0" => Some(include_str!(concat!("../../../generated/9.0/", $file))),
-            "8.4" => Some(include_str!(concat!("../../../generated/8.4/", $file))),
-            _ => None,
-        }
-    };
+mod tags;
+
+pub use tags::{LATEST, TAGS};
+
+/// One embedded tag.
+pub(crate) struct Embedded {
+    /// The tag, e.g. `9.2`.
+    tag: &'static str,
+    /// `route_metadata.json`.
+    route_metadata: &'static str,
+    /// `openapi.json`.
+    openapi: &'static str,
 }
 
-/// `route_metadata.json` of a tag.
-pub(crate) fn route_metadata(tag: &str) -> Option<&'static str> {
-    for_tag!(tag, "route_metadata.json")
+fn find(tag: &str) -> Option<&'static Embedded> {
+    tags::EMBEDDED.iter().find(|embedded| embedded.tag == tag)
 }
 
-/// `openapi.json` of a tag.
-pub(crate) fn openapi(tag: &str) -> Option<&'static str> {
-    for_tag!(tag, "openapi.json")
+/// `route_metadata.json` of a tag (not `latest`), `None` for a tag not embedded.
+pub fn route_metadata(tag: &str) -> Option<&'static str> {
+    find(tag).map(|embedded| embedded.route_metadata)
+}
+
+/// `openapi.json` of a tag (not `latest`), `None` for a tag not embedded.
+pub fn openapi(tag: &str) -> Option<&'static str> {
+    find(tag).map(|embedded| embedded.openapi)
 }

@@ -18,7 +18,10 @@ use http::StatusCode;
 #[non_exhaustive]
 pub enum Error {
     /// The requested schema tag is not embedded in this build.
-    #[error("unknown schema version '{0}' (known: latest, 9.1, 9.0, 8.4)")]
+    #[error(
+        "unknown schema version '{0}' (known: latest, {known})",
+        known = crate::embedded::TAGS.join(", ")
+    )]
     UnknownSchema(String),
     /// The embedded route metadata could not be parsed.
     #[error("route metadata for schema {tag} is invalid")]

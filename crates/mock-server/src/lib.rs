@@ -21,6 +21,7 @@
 //! - `server`: builder, handle, `run(listener, shutdown)`, TLS.
 //! - `http`: the only axum-aware code: router, the `/api2/json` pipeline, bodies,
 //!   authentication, error rendering, `/_mock` control endpoints.
+//! - [`embedded`]: the embedded artifacts of every tag (generated table, also read by `pvectl`).
 //! - `api`: the compiled tag: one path matcher, method table, precompiled patterns.
 //! - `schema`: coercion and validation with Proxmox's messages; generated values.
 //! - `ops`: the route table and the handlers by Proxmox domain (guests, disks, snapshots,
@@ -38,7 +39,7 @@
 mod access;
 mod api;
 mod auth;
-mod embedded;
+pub mod embedded;
 mod error;
 mod http;
 mod ops;

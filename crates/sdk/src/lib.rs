@@ -3,7 +3,7 @@
 //! This crate talks to `https://<host>:8006/api2/json`: it authenticates, encodes parameters the
 //! way Proxmox expects, unwraps the `{"data": …}` envelope, maps errors, retries idempotent
 //! requests, and follows background tasks.
-//! Every operation of the Proxmox VE 9.1 API has a typed method ([`generated`], one cargo
+//! Every operation of the Proxmox VE 9.2 API has a typed method ([`generated`], one cargo
 //! feature per path group), and any path of any schema version can be called dynamically; both
 //! go through the same hand-written core.
 //!

@@ -9,7 +9,14 @@ use route_metadata::RouteMetadata;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const TAGS: &[(&str, usize, usize)] = &[("9.1", 431, 649), ("9.0", 410, 628), ("8.4", 398, 605)];
+/// The counts of the pinned tags: a regenerated tag must keep them (new tags are checked
+/// against `schemas/pve/index.json` by the tests below, without an edit here).
+const PINNED: &[(&str, usize, usize)] = &[
+    ("9.2", 444, 675),
+    ("9.1", 431, 649),
+    ("9.0", 410, 628),
+    ("8.4", 398, 605),
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,6 +31,57 @@ fn read(path: &str) -> String {
 
 fn schema_index() -> Value {
     serde_json::from_str(&read("schemas/pve/index.json")).unwrap()
+}
+
+/// Every tag, newest first, with the path and operation counts `index.json` records; the list
+/// is `generated/tags.json`, which codegen writes from `index.json`.
+fn tags() -> Vec<(String, usize, usize)> {
+    let list: Value = serde_json::from_str(&read("generated/tags.json")).unwrap();
+    let index = schema_index();
+    list["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tag| {
+            let tag = tag.as_str().unwrap();
+            let entry = index["schemas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|entry| entry["tag"] == tag)
+                .unwrap_or_else(|| panic!("{tag} is not in index.json"));
+            let count = |key: &str| usize::try_from(entry[key].as_u64().unwrap()).unwrap();
+            (tag.to_owned(), count("paths"), count("operations"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_tag_list_is_the_index_and_pinned_counts_hold() {
+    let index = schema_index();
+    let list: Value = serde_json::from_str(&read("generated/tags.json")).unwrap();
+    assert_eq!(list["latest"], index["latest"]);
+    assert_eq!(list["tags"][0], index["latest"], "latest is the newest tag");
+    let tags = tags();
+    assert_eq!(tags.len(), index["schemas"].as_array().unwrap().len());
+    for (tag, paths, operations) in PINNED {
+        let found = tags.iter().find(|(t, _, _)| t == tag);
+        assert_eq!(
+            found,
+            Some(&((*tag).to_owned(), *paths, *operations)),
+            "{tag}"
+        );
+    }
+    assert_eq!(
+        mock_server::TAGS,
+        list["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(mock_server::LATEST, list["latest"].as_str().unwrap());
 }
 
 #[test]
@@ -43,7 +101,8 @@ fn schema_files_match_their_recorded_sha256() {
 #[test]
 fn metadata_counts_and_hashes_match_the_source() {
     let index = schema_index();
-    for (tag, paths, operations) in TAGS {
+    for (tag, paths, operations) in tags() {
+        let (paths, operations) = (&paths, &operations);
         let metadata =
             RouteMetadata::from_json(&read(&format!("generated/{tag}/route_metadata.json")))
                 .unwrap();
@@ -79,7 +138,7 @@ fn metadata_counts_and_hashes_match_the_source() {
 
 #[test]
 fn operation_ids_are_unique_and_every_operation_is_indexed() {
-    for (tag, _, _) in TAGS {
+    for (tag, _, _) in tags() {
         let metadata =
             RouteMetadata::from_json(&read(&format!("generated/{tag}/route_metadata.json")))
                 .unwrap();
@@ -115,7 +174,9 @@ fn operation_ids_are_unique_and_every_operation_is_indexed() {
 
 #[test]
 fn every_listed_module_exists_with_its_types() {
-    let model_index: Value = serde_json::from_str(&read("generated/9.1/model_index.json")).unwrap();
+    let latest = schema_index()["latest"].as_str().unwrap().to_owned();
+    let model_index: Value =
+        serde_json::from_str(&read(&format!("generated/{latest}/model_index.json"))).unwrap();
     assert_eq!(model_index["rust_models"], true);
     for (module, types) in model_index["modules"].as_object().unwrap() {
         let source = read(&format!("crates/shared-types/src/generated/{module}.rs"));
@@ -157,7 +218,8 @@ fn resolve_refs(value: &Value, document: &Value, tag: &str, count: &mut usize) {
 
 #[test]
 fn openapi_documents_parse_and_every_ref_resolves() {
-    for (tag, paths, operations) in TAGS {
+    for (tag, paths, operations) in tags() {
+        let (paths, operations) = (&paths, &operations);
         let text = read(&format!("generated/{tag}/openapi.json"));
         let document: OpenAPI = serde_json::from_str(&text).unwrap();
         assert_eq!(document.openapi, "3.0.3");
@@ -179,7 +241,7 @@ fn openapi_documents_parse_and_every_ref_resolves() {
         assert_eq!(n_operations, *operations, "{tag}");
         let raw: Value = serde_json::from_str(&text).unwrap();
         let mut n_refs = 0;
-        resolve_refs(&raw, &raw, tag, &mut n_refs);
+        resolve_refs(&raw, &raw, &tag, &mut n_refs);
         assert!(
             n_refs > 1000,
             "{tag}: components are shared ({n_refs} refs)"

@@ -163,7 +163,7 @@ pub fn build(schema: &LoadedSchema) -> anyhow::Result<RouteMetadata> {
         tag: entry.tag.clone(),
         schema_sha256: schema.sha256.clone(),
         openapi_sha256: String::new(),
-        release: entry.source.pve_docs_version.clone(),
+        release: entry.source.release.clone(),
         path_count,
         operation_count,
         paths,
@@ -366,11 +366,14 @@ mod tests {
                 paths,
                 operations,
                 source: Source {
-                    pve_docs_version: "0.0.0".to_owned(),
+                    release: "0.0.0".to_owned(),
                 },
+                format: Default::default(),
+                restore_from: None,
             },
             sha256: String::new(),
             tree: tree.as_array().cloned().unwrap_or_default(),
+            restored: None,
         }
     }
 

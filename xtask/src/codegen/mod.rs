@@ -9,6 +9,7 @@
 //! first; then it is either compared with the files on disk (`--check`) or written through a
 //! temporary file and a rename, so a failed run leaves nothing half-written.
 
+pub mod capture;
 pub mod catalog;
 pub mod metadata;
 pub mod naming;
@@ -36,6 +37,7 @@ pub type Outputs = BTreeMap<PathBuf, String>;
 /// Directories owned by codegen: files there that a run does not produce are stale.
 pub const OWNED_DIRS: &[&str] = &[
     "generated",
+    "crates/mock-server/src/embedded",
     "crates/shared-types/src/generated",
     "crates/sdk/src/generated",
 ];
@@ -70,7 +72,80 @@ pub fn render(root: &Path) -> anyhow::Result<Outputs> {
     for result in results {
         outputs.extend(result?);
     }
+    outputs.extend(tag_list(root)?);
     Ok(outputs)
+}
+
+/// Where the embedded artifacts of a tag live, relative to the workspace root.
+pub fn artifact_dir(tag: &str) -> PathBuf {
+    PathBuf::from("generated").join(tag)
+}
+
+/// The list of tags, from `index.json`, newest first: `generated/tags.json` (read by CI and the
+/// tests) and `crates/mock-server/src/embedded/tags.rs`, the mock's table of embedded artifacts
+/// (which the CLI uses too). Adding a tag to `index.json` is all it takes.
+fn tag_list(root: &Path) -> anyhow::Result<Outputs> {
+    let index = source::read_index(root)?;
+    let mut tags: Vec<&str> = index
+        .schemas
+        .iter()
+        .map(|entry| entry.tag.as_str())
+        .collect();
+    tags.sort_by_key(|tag| std::cmp::Reverse(version_key(tag)));
+    let others: Vec<&str> = tags
+        .iter()
+        .copied()
+        .filter(|tag| *tag != index.latest)
+        .collect();
+    let mut outputs = Outputs::new();
+    outputs.insert(
+        PathBuf::from("generated/tags.json"),
+        to_json(&json!({
+            "generated_by": STAMP,
+            "latest": index.latest,
+            "tags": tags,
+            "others": others,
+        })),
+    );
+    let module = Path::new("crates/mock-server/src/embedded/tags.rs");
+    let to_root = "../".repeat(module.components().count() - 1);
+    let mut rust = format!(
+        "//! The schema tags embedded in this build and their artifacts, newest first.\n\
+         //!\n\
+         //! {STAMP} (schemas/pve/index.json).\n\n\
+         use super::Embedded;\n\n\
+         /// The tag `latest` resolves to.\n\
+         pub const LATEST: &str = {latest:?};\n\n\
+         /// Schema tags embedded in this build, newest first.\n\
+         pub const TAGS: &[&str] = &[{list}];\n\n\
+         /// Each tag's `route_metadata.json` and `openapi.json`.\n\
+         pub(super) const EMBEDDED: &[Embedded] = &[\n",
+        latest = index.latest,
+        list = tags
+            .iter()
+            .map(|tag| format!("{tag:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    for tag in &tags {
+        let dir = artifact_dir(tag);
+        let file = |name: &str| format!("{to_root}{}", dir.join(name).display());
+        rust.push_str(&format!(
+            "    Embedded {{\n        tag: {tag:?},\n        route_metadata: include_str!({:?}),\n        openapi: include_str!({:?}),\n    }},\n",
+            file("route_metadata.json"),
+            file("openapi.json"),
+        ));
+    }
+    rust.push_str("];\n");
+    outputs.insert(module.to_path_buf(), rust);
+    Ok(outputs)
+}
+
+/// Orders tags as versions (`8.4` < `9.0` < `9.1` < `9.2` < `10.0`).
+fn version_key(tag: &str) -> Vec<u64> {
+    tag.split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
 }
 
 fn render_tag(root: &Path, entry: source::IndexEntry, is_latest: bool) -> anyhow::Result<Outputs> {
@@ -82,7 +157,7 @@ fn render_tag(root: &Path, entry: source::IndexEntry, is_latest: bool) -> anyhow
     let openapi_json = to_json(&serde_json::to_value(&document).context("serialising OpenAPI")?);
     metadata.openapi_sha256 = hex::encode(Sha256::digest(openapi_json.as_bytes()));
 
-    let dir = PathBuf::from("generated").join(&tag);
+    let dir = artifact_dir(&tag);
     let mut outputs = Outputs::new();
     outputs.insert(
         dir.join("model_index.json"),
@@ -91,6 +166,21 @@ fn render_tag(root: &Path, entry: source::IndexEntry, is_latest: bool) -> anyhow
     if is_latest {
         outputs.extend(rust::render(&metadata, &registry)?);
         outputs.extend(sdk::render(&metadata)?);
+    }
+    if let Some(restored) = &loaded.restored {
+        let fields: Vec<Value> = restored.iter().map(capture::Restored::to_json).collect();
+        outputs.insert(
+            dir.join("restored_fields.json"),
+            to_json(&json!({
+                "generated_by": STAMP,
+                "tag": tag,
+                "schema_sha256": loaded.sha256,
+                "restore_from": loaded.entry.restore_from,
+                "rules": "xtask/src/codegen/capture.rs; described in schemas/README.md",
+                "count": fields.len(),
+                "fields": fields,
+            })),
+        );
     }
     outputs.insert(dir.join("openapi.json"), openapi_json);
     outputs.insert(

@@ -433,7 +433,11 @@ impl Generator<'_> {
                 _ => {}
             }
         }
-        let mut used = BTreeSet::from(["unknown".to_owned()]);
+        // Names the generated `from_str` uses for itself: a member with one of them gets a `_`.
+        let mut used: BTreeSet<String> = ["unknown", "text", "entries", "entry_key", "entry_value"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let mut fields = Vec::new();
         let mut locals = Vec::new();
         let mut arms = Vec::new();
@@ -461,7 +465,7 @@ impl Generator<'_> {
             let key_text = key.as_str();
             locals.push(quote! { let mut #field: ::std::option::Option<#inner> = ::std::option::Option::None; });
             arms.push(quote! {
-                #key_text => #field = ::std::option::Option::Some(crate::typed_format::parse_entry(key, value)?),
+                #key_text => #field = ::std::option::Option::Some(crate::typed_format::parse_entry(entry_key, entry_value)?),
             });
             if key_schema.optional {
                 fields.push(quote! { #field_doc pub #field: ::std::option::Option<#inner>, });
@@ -485,7 +489,7 @@ impl Generator<'_> {
         for (alias, target) in &aliases {
             if let Some(field) = field_of.get(target) {
                 arms.push(quote! {
-                    #alias => #field = ::std::option::Option::Some(crate::typed_format::parse_entry(#target, value)?),
+                    #alias => #field = ::std::option::Option::Some(crate::typed_format::parse_entry(#target, entry_value)?),
                 });
             }
         }
@@ -498,8 +502,8 @@ impl Generator<'_> {
             };
             arms.push(quote! {
                 #(#alias_keys)|* => {
-                    #target_field = ::std::option::Option::Some(crate::typed_format::parse_entry(#target, key)?);
-                    #value_field = ::std::option::Option::Some(crate::typed_format::parse_entry(#value_key, value)?);
+                    #target_field = ::std::option::Option::Some(crate::typed_format::parse_entry(#target, entry_key)?);
+                    #value_field = ::std::option::Option::Some(crate::typed_format::parse_entry(#value_key, entry_value)?);
                 }
             });
             skip_in_writes.insert(target);
@@ -575,10 +579,11 @@ impl Generator<'_> {
                     let entries = crate::PropertyString::parse(text, #default_key)?;
                     #(#locals)*
                     let mut unknown = ::std::vec::Vec::new();
-                    for (key, value) in entries.iter() {
-                        match key {
+                    // `entry_*`: a format may have members called `key` and `value`.
+                    for (entry_key, entry_value) in entries.iter() {
+                        match entry_key {
                             #(#arms)*
-                            _ => unknown.push((key.to_owned(), value.to_owned())),
+                            _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
                         }
                     }
                     ::std::result::Result::Ok(Self { #(#finish)* unknown })

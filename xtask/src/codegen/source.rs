@@ -1,7 +1,9 @@
-//! Reading the pinned schemas: `schemas/pve/index.json` and each tag's `apidata.js`.
+//! Reading the pinned schemas: `schemas/pve/index.json` and each tag's source file.
 //!
-//! `apidata.js` is a JavaScript file that assigns one JSON array (`const apiSchema = [...];`).
-//! We find the array and parse it as JSON; nothing is evaluated.
+//! Two formats ([`Format`]): `apidata.js`, a JavaScript file that assigns one JSON array
+//! (`const apiSchema = [...];`; we find the array and parse it as JSON, nothing is evaluated),
+//! and a capture of Proxmox's API viewer (`raw_capture.json`, read by [`super::capture`] into the
+//! same tree, with what it lacks restored from the tag named by `restore_from`).
 
 use std::path::{Path, PathBuf};
 
@@ -34,13 +36,33 @@ pub struct IndexEntry {
     pub operations: usize,
     /// Where the file came from.
     pub source: Source,
+    /// The file's format.
+    #[serde(default)]
+    pub format: Format,
+    /// For a capture: the tag whose `proxyto`, `expose_credentials` and `download_allowed` are
+    /// restored (`capture::restore`).
+    #[serde(default)]
+    pub restore_from: Option<String>,
+}
+
+/// The format of a pinned schema file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// pve-docs' `api-viewer/apidata.js`.
+    #[default]
+    Apidata,
+    /// A capture of the API viewer (`raw_capture.json`).
+    Capture,
 }
 
 /// Provenance of a pinned schema.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Source {
-    /// pve-docs version the file was taken from (e.g. `9.1.3`).
-    pub pve_docs_version: String,
+    /// The release the file describes: the pve-docs version an `apidata.js` was taken from
+    /// (`pve_docs_version`, e.g. `9.1.3`) or the Proxmox VE version of a capture (`pve_version`).
+    #[serde(rename = "pve_docs_version", alias = "pve_version")]
+    pub release: String,
 }
 
 /// A loaded schema: its tag, bytes' SHA-256 and the parsed tree.
@@ -51,6 +73,8 @@ pub struct LoadedSchema {
     pub sha256: String,
     /// The top-level array of path nodes.
     pub tree: Vec<Value>,
+    /// For a capture: every field restored (`capture::restore`).
+    pub restored: Option<Vec<super::capture::Restored>>,
 }
 
 /// Reads `schemas/pve/index.json` below `root`.
@@ -81,8 +105,16 @@ pub fn index_path(root: &Path) -> PathBuf {
     root.join("schemas/pve/index.json")
 }
 
-/// Reads and parses one tag's `apidata.js`, checking its SHA-256 against the index.
+/// Reads and parses one tag's source file, checking its SHA-256 against the index; a capture
+/// is restored from its `restore_from` tag, read from `index.json` below `root`.
 pub fn load(root: &Path, entry: IndexEntry) -> anyhow::Result<LoadedSchema> {
+    load_at_depth(root, entry, 0)
+}
+
+fn load_at_depth(root: &Path, entry: IndexEntry, depth: usize) -> anyhow::Result<LoadedSchema> {
+    if depth > 8 {
+        bail!("tag {}: `restore_from` tags form a cycle", entry.tag);
+    }
     let path = root.join("schemas/pve").join(&entry.file);
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -97,11 +129,38 @@ pub fn load(root: &Path, entry: IndexEntry) -> anyhow::Result<LoadedSchema> {
     }
     let text = std::str::from_utf8(&bytes)
         .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
-    let tree = parse_apidata(text).with_context(|| format!("cannot parse {}", path.display()))?;
+    let (tree, restored) = match entry.format {
+        Format::Apidata => (
+            parse_apidata(text).with_context(|| format!("cannot parse {}", path.display()))?,
+            None,
+        ),
+        Format::Capture => {
+            let mut tree = super::capture::parse(text)
+                .with_context(|| format!("cannot parse {}", path.display()))?;
+            let from = entry.restore_from.as_deref().with_context(|| {
+                format!(
+                    "tag {}: a capture needs `restore_from` (the previous tag) in \
+                     schemas/pve/index.json",
+                    entry.tag
+                )
+            })?;
+            let previous = read_index(root)?
+                .schemas
+                .into_iter()
+                .find(|candidate| candidate.tag == from)
+                .with_context(|| {
+                    format!("tag {}: `restore_from` tag {from} is not listed", entry.tag)
+                })?;
+            let previous = load_at_depth(root, previous, depth + 1)?;
+            let restored = super::capture::restore(&mut tree, &previous.tree);
+            (tree, Some(restored))
+        }
+    };
     Ok(LoadedSchema {
         entry,
         sha256,
         tree,
+        restored,
     })
 }
 

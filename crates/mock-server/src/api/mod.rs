@@ -16,11 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 
-/// Schema tags embedded in this build, newest first.
-pub const TAGS: &[&str] = &["9.1", "9.0", "8.4"];
-
-/// The tag `latest` resolves to.
-pub const LATEST: &str = "9.1";
+pub use crate::embedded::{LATEST, TAGS};
 
 /// Resolves `latest` and checks that a tag is known.
 pub(crate) fn resolve_tag(tag: &str) -> Result<&'static str, Error> {
@@ -527,7 +523,11 @@ pub(crate) mod tests {
 
     #[test]
     fn resolves_tags() {
-        assert_eq!(resolve_tag("latest").unwrap(), "9.1");
+        assert_eq!(
+            resolve_tag("latest").unwrap(),
+            TAGS[0],
+            "latest is the newest tag"
+        );
         assert_eq!(resolve_tag("8.4").unwrap(), "8.4");
         assert!(resolve_tag("7.0").is_err());
     }

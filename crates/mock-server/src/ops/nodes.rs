@@ -9,9 +9,10 @@
 
 use route_metadata::{Schema, SchemaType};
 use serde_json::{Map, Value, json};
+use sha2::Digest;
 
 use super::guest::{Guest, Kind};
-use super::{Call, Tx, generic};
+use super::{Call, Tx, generic, text};
 use crate::api::{Api, last_segment, parent};
 use crate::auth;
 use crate::error::AppError;
@@ -526,6 +527,36 @@ pub(crate) fn node_storage_status(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value,
         &view.ctx(call),
         storage_fields(&path, &config),
     ))
+}
+
+/// `GET /nodes/{node}/storage/{storage}/identity` (9.2, pve-storage `API2/Storage/Status.pm`):
+/// `storage_check_enabled`, then the plugin's `get_identity`, which only the PBS plugin
+/// implements (the PBS instance ID; here one derived from the storage ID). Every other plugin
+/// dies as `PVE::Storage::Plugin::get_identity` does.
+pub(crate) fn storage_identity(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+    let node = call.param("node").unwrap_or_default();
+    let storage = call.param("storage").unwrap_or_default();
+    let config = super::storage::storage_config(tx.tables, storage)?;
+    if config.get("disable").is_some_and(|d| text(d) == "1") {
+        return Err(AppError::die(format!("storage '{storage}' is disabled\n")));
+    }
+    let on_node = config
+        .get("nodes")
+        .map(text)
+        .is_none_or(|nodes| split_list(&nodes).any(|n| n == node));
+    if !on_node {
+        return Err(AppError::die(format!(
+            "storage '{storage}' is not available on node '{node}'\n"
+        )));
+    }
+    let storage_type = config.get("type").map(text).unwrap_or_default();
+    if storage_type != "pbs" {
+        return Err(AppError::die(
+            "get_identity not implemented for this plugin at /usr/share/perl5/PVE/Storage/Plugin.pm line 2681.\n",
+        ));
+    }
+    let digest = hex::encode(sha2::Sha256::digest(format!("pbs-instance:{storage}")));
+    Ok(json!({"type": storage_type, "id": digest}))
 }
 
 /// Whether a storage is shared between nodes: its `shared` flag, or a type that always is

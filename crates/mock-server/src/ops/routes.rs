@@ -18,7 +18,8 @@ use serde_json::Value;
 use super::guest::Guest;
 use super::{Call, Plan, Tx};
 use super::{
-    access, agent, backup, console, disks, generic, guests, nodes, pools, snapshots, storage, tasks,
+    access, agent, backup, console, cpu_models, disks, generic, guests, nodes, pools, sdn_routing,
+    snapshots, storage, tasks,
 };
 use crate::api::Api;
 use crate::error::AppError;
@@ -67,10 +68,41 @@ pub(crate) struct Route {
     pub(crate) handler: Handler,
 }
 
-/// Handled operations that older tags' schemas lack (their apidata.js does not list them, so
-/// the mock does not serve them there): `POST /access/vncticket` is in the 9.1 schema only.
+/// Handled operations that older tags' schemas lack (their schema does not list them, so the
+/// mock does not serve them there): `POST /access/vncticket` is in 9.1 and later, the rest in
+/// 9.2 and later.
 #[cfg(test)]
-const NOT_IN_EVERY_TAG: &[(Method, &str)] = &[(Method::Post, "/access/vncticket")];
+const NOT_IN_EVERY_TAG: &[(Method, &str)] = &[
+    (Method::Post, "/access/vncticket"),
+    (Method::Get, CPU_MODELS),
+    (Method::Post, CPU_MODELS),
+    (Method::Get, CPU_MODEL),
+    (Method::Put, CPU_MODEL),
+    (Method::Delete, CPU_MODEL),
+    (Method::Get, PREFIX_ENTRIES),
+    (Method::Post, PREFIX_ENTRIES),
+    (Method::Get, PREFIX_ENTRY),
+    (Method::Put, PREFIX_ENTRY),
+    (Method::Delete, PREFIX_ENTRY),
+    (Method::Get, "/cluster/sdn/route-maps"),
+    (Method::Get, ROUTE_MAP_ENTRIES),
+    (Method::Post, ROUTE_MAP_ENTRIES),
+    (Method::Get, ROUTE_MAP),
+    (Method::Get, ROUTE_MAP_ENTRY),
+    (Method::Put, ROUTE_MAP_ENTRY),
+    (Method::Delete, ROUTE_MAP_ENTRY),
+    (Method::Get, STORAGE_IDENTITY),
+];
+
+/// Templates new in 9.2.
+const CPU_MODELS: &str = "/cluster/qemu/custom-cpu-models";
+const CPU_MODEL: &str = "/cluster/qemu/custom-cpu-models/{cputype}";
+const PREFIX_ENTRIES: &str = "/cluster/sdn/prefix-lists/{id}/entries";
+const PREFIX_ENTRY: &str = "/cluster/sdn/prefix-lists/{id}/entries/{url_seq}";
+const ROUTE_MAP_ENTRIES: &str = "/cluster/sdn/route-maps/entries";
+const ROUTE_MAP: &str = "/cluster/sdn/route-maps/entries/{route-map-id}";
+const ROUTE_MAP_ENTRY: &str = "/cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}";
+const STORAGE_IDENTITY: &str = "/nodes/{node}/storage/{storage}/identity";
 
 /// The guest item templates; guest routes are listed once per kind.
 const QEMU: &str = "/nodes/{node}/qemu/{vmid}";
@@ -96,6 +128,54 @@ pub(crate) fn table() -> Vec<Route> {
             Get,
             "/nodes/{node}/storage/{storage}/status",
             Read(nodes::node_storage_status),
+        ),
+        route(Get, STORAGE_IDENTITY, Read(nodes::storage_identity)),
+        // Custom CPU models (9.2).
+        route(Get, CPU_MODELS, Read(cpu_models::list)),
+        route(Post, CPU_MODELS, Write(cpu_models::create)),
+        route(Get, CPU_MODEL, Read(cpu_models::get)),
+        route(Put, CPU_MODEL, Write(cpu_models::update)),
+        route(Delete, CPU_MODEL, Write(cpu_models::delete)),
+        // SDN prefix-list entries and route maps (9.2).
+        route(Get, PREFIX_ENTRIES, Read(sdn_routing::list_prefix_entries)),
+        route(
+            Post,
+            PREFIX_ENTRIES,
+            Write(sdn_routing::create_prefix_entry),
+        ),
+        route(Get, PREFIX_ENTRY, Read(sdn_routing::get_prefix_entry)),
+        route(Put, PREFIX_ENTRY, Write(sdn_routing::update_prefix_entry)),
+        route(
+            Delete,
+            PREFIX_ENTRY,
+            Write(sdn_routing::delete_prefix_entry),
+        ),
+        route(
+            Get,
+            "/cluster/sdn/route-maps",
+            Read(sdn_routing::list_route_maps),
+        ),
+        route(
+            Get,
+            ROUTE_MAP_ENTRIES,
+            Read(sdn_routing::list_route_map_entries),
+        ),
+        route(
+            Post,
+            ROUTE_MAP_ENTRIES,
+            Write(sdn_routing::create_route_map_entry),
+        ),
+        route(Get, ROUTE_MAP, Read(sdn_routing::route_map)),
+        route(Get, ROUTE_MAP_ENTRY, Read(sdn_routing::get_route_map_entry)),
+        route(
+            Put,
+            ROUTE_MAP_ENTRY,
+            Write(sdn_routing::update_route_map_entry),
+        ),
+        route(
+            Delete,
+            ROUTE_MAP_ENTRY,
+            Write(sdn_routing::delete_route_map_entry),
         ),
         // Tasks.
         route(Get, "/nodes/{node}/tasks", Read(tasks::node_tasks)),

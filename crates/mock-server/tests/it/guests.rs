@@ -1143,13 +1143,21 @@ async fn odds_and_ends() {
         assert_eq!(bridges.as_array().unwrap().len(), 1);
         let version = mock.get(&format!("/nodes/{node}/version")).await;
         assert!(
-            version["version"].as_str().unwrap().starts_with("9.1."),
+            version["version"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}.", mock_server::LATEST)),
             "{version}"
         );
     }
     let version = mock.get("/version").await;
-    assert_eq!(version["release"], "9.1");
-    assert!(version["version"].as_str().unwrap().starts_with("9.1."));
+    assert_eq!(version["release"], mock_server::LATEST);
+    assert!(
+        version["version"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}.", mock_server::LATEST))
+    );
     let storages = mock.get("/storage").await;
     let local = storages
         .as_array()

@@ -16,7 +16,8 @@ mod perms;
 use serde_json::{Map, Value, json};
 
 pub(crate) use config::{
-    check_edit, check_lock, config_digest, hide_cipassword, is_template, put_config, put_status,
+    check_digest, check_edit, check_lock, config_digest, hide_cipassword, is_template, put_config,
+    put_status,
 };
 pub(crate) use disk_keys::{
     config_volumes, free_unused_key, is_disk_key, is_net_key, is_unused_key, owned_by, parse_disk,

@@ -35,6 +35,10 @@ pub(super) fn verifier(name: &str) -> Option<Verifier> {
         "pve-sdn-ipam-id" => |id| sdn_id(id, "ipam", None),
         "pve-sdn-subnet-id" => sdn_subnet_id,
         "pve-sdn-fabric-id" => sdn_fabric_id,
+        // 9.2's prefix lists and route maps: registered by pve-network's Rust side, whose source
+        // is not in our mirror; checked like `pve-configid` (docs/mock.md).
+        "pve-sdn-prefix-list-id" => |id| sdn_named_id(id, "prefix list"),
+        "pve-sdn-route-map-id" => |id| sdn_named_id(id, "route map"),
         "pve-acme-domain" => acme_domain,
         "pve-acme-alias" => acme_alias,
         "graphite-path" => graphite_path,
@@ -227,6 +231,14 @@ fn sdn_id(id: &str, kind: &str, max: Option<usize>) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The 9.2 prefix-list and route-map IDs (source not reachable): `pve-configid`'s pattern.
+fn sdn_named_id(id: &str, kind: &str) -> Result<(), String> {
+    check(
+        static_regex!(r"(?i)^[a-z][a-z0-9_-]+$").is_match(id),
+        || format!("{kind} ID '{id}' contains illegal characters\n"),
+    )
 }
 
 /// `parse_sdn_controller_id`.

@@ -25,6 +25,17 @@ pub(super) fn verifier(name: &str) -> Option<Verifier> {
                 "a valid CIDR network",
             )
         },
+        // 9.2 (pve-network's Rust side, whose source is not in our mirror): a CIDR whose prefix
+        // may be as short as `/0` (WireGuard's `allowed_ips`, prefix-list entries), unlike
+        // pve-common's `CIDR` which wants at least `/8`. Message as for `CIDR`.
+        "FullRangeCIDR" => |v| {
+            ip_check(
+                is_full_range_cidr(v, false) || is_full_range_cidr(v, true),
+                "a valid CIDR network",
+            )
+        },
+        // 9.2, source not reachable either: a network interface name, checked like `pve-iface`.
+        "pve-sdn-fabric-wireguard-interface" => iface,
         "ipv4mask" => |v| ip_check(netmask_bits(v).is_some(), "a valid IP netmask"),
         "pve-ipv4-config" => |v| {
             let valid = matches!(v, "dhcp" | "manual") || is_cidr(v, false);
@@ -122,6 +133,22 @@ pub(super) fn is_cidr(value: &str, v6: bool) -> bool {
         (is_ipv4(address), 32)
     };
     valid_address && bits > 7 && bits <= max
+}
+
+/// A CIDR with any prefix length (`0.0.0.0/0`, `::/0`).
+fn is_full_range_cidr(value: &str, v6: bool) -> bool {
+    let Some((address, bits)) = value.rsplit_once('/') else {
+        return false;
+    };
+    if bits.is_empty() || bits.len() > 3 || !bits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let bits: u32 = bits.parse().unwrap_or(u32::MAX);
+    if v6 {
+        is_ipv6(address) && bits <= 128
+    } else {
+        is_ipv4(address) && bits <= 32
+    }
 }
 
 /// `pve_verify_dns_name`.

@@ -13,6 +13,7 @@ use super::network::{is_dns_name, is_ip};
 pub(super) fn verifier(name: &str) -> Option<Verifier> {
     Some(match name {
         "pve-volume-id" => volume_id,
+        "pve-storage-zfs-blocksize" => zfs_blocksize,
         "pve-volume-id-or-qm-path" => |v| match v {
             "none" | "cdrom" => Ok(()),
             _ => volume_id_or_absolute_path(v),
@@ -191,4 +192,37 @@ fn boot_device(dev: &str) -> Result<(), String> {
         return Ok(());
     }
     Err(format!("invalid boot device '{dev}'\n"))
+}
+
+/// `verify_zfs_blocksize` (pve-storage `ZFSPoolPlugin.pm`): a power of 2 from 512 bytes to
+/// 16 MiB, with an optional `k` or `m` suffix.
+fn zfs_blocksize(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let Some(captures) = static_regex!(r"(?i)^([1-9][0-9]*)([km])?$").captures(value) else {
+        return Err(format!(
+            "invalid ZFS blocksize format '{value}'. Use a positive number (no leading zeros) \
+             with an optional 'k' or 'm' suffix.\n"
+        ));
+    };
+    let unit = captures
+        .get(2)
+        .map(|unit| unit.as_str().to_ascii_lowercase());
+    let factor: u128 = match unit.as_deref() {
+        Some("k") => 1024,
+        Some("m") => 1024 * 1024,
+        _ => 1,
+    };
+    let size = captures[1]
+        .parse::<u128>()
+        .ok()
+        .and_then(|number| number.checked_mul(factor));
+    match size {
+        Some(size) if (512..=16 * 1024 * 1024).contains(&size) && size.is_power_of_two() => Ok(()),
+        _ => Err(format!(
+            "value '{value}' is not a valid ZFS blocksize. Must be a power of 2 between 512B and \
+             16MiB (e.g., 4k, 8k, 16k, 64k, 1m).\n"
+        )),
+    }
 }

@@ -420,3 +420,26 @@ fn hash_formats() {
         Ok(())
     );
 }
+
+#[test]
+fn formats_new_in_9_2() {
+    accepted(
+        "pve-storage-zfs-blocksize",
+        &["512", "4k", "16K", "1m", "16m", ""],
+    );
+    assert!(refused("pve-storage-zfs-blocksize", "04k").contains("invalid ZFS blocksize format"));
+    assert!(refused("pve-storage-zfs-blocksize", "3k").contains("not a valid ZFS blocksize"));
+    assert!(refused("pve-storage-zfs-blocksize", "32m").contains("not a valid ZFS blocksize"));
+    accepted(
+        "FullRangeCIDR",
+        &["0.0.0.0/0", "10.0.0.0/8", "::/0", "fd00::/64"],
+    );
+    assert!(refused("FullRangeCIDR", "10.0.0.0/33").contains("valid CIDR"));
+    assert!(refused("FullRangeCIDR", "10.0.0.0").contains("valid CIDR"));
+    accepted("pve-sdn-prefix-list-id", &["pl1", "only-lan_v4"]);
+    assert!(refused("pve-sdn-prefix-list-id", "1pl").contains("prefix list ID"));
+    accepted("pve-sdn-route-map-id", &["rm1"]);
+    assert!(refused("pve-sdn-route-map-id", "r m").contains("route map ID"));
+    accepted("pve-sdn-fabric-wireguard-interface", &["wg0"]);
+    assert!(refused("pve-sdn-fabric-wireguard-interface", "0wg").contains("interface"));
+}
