@@ -5,6 +5,8 @@
 //! ```text
 //! cargo xtask codegen           # regenerate generated/ and crates/shared-types/src/generated/
 //! cargo xtask codegen --check   # fail when anything generated is stale (CI)
+//! cargo xtask schema fetch --out /tmp/apidata.js          # Proxmox's published apidata.js
+//! cargo xtask schema add --tag 9.3 --from /tmp/apidata.js --latest   # pin it, regenerate
 //! cargo xtask bench codegen     # median wall time of a full codegen run (use --release)
 //! cargo xtask bench mock        # mock servers side by side (runs the `bench` crate, release)
 //! cargo xtask bench all --quick # every benchmark, short runs; see docs/performance.md
@@ -14,11 +16,13 @@
 //!
 //! Layout:
 //! - `codegen`: schema -> OpenAPI, route metadata, model index, Rust models.
+//! - `schema`: pinning a new schema (`add`) and downloading Proxmox's (`fetch`, through curl).
 //! - `bench codegen` is measured here, in-process; `bench mock|scale|sdk|cli|all` run
 //!   `cargo run --release -p bench -- ...`, so the heavy benchmark dependencies (plotters, the
 //!   load generator, the SDK) stay out of the xtask.
 
 mod codegen;
+mod schema;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,11 +45,56 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Pin a new Proxmox VE schema (see schemas/README.md).
+    Schema {
+        /// What to do.
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
     /// Benchmarks (see docs/performance.md).
     Bench {
         /// What to measure.
         #[command(subcommand)]
         target: BenchTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaAction {
+    /// Copy an apidata.js or API-viewer capture to schemas/pve/<tag>/, hash and count it, add
+    /// its index entry and regenerate.
+    Add {
+        /// The new tag, MAJOR.MINOR (e.g. 9.3).
+        #[arg(long)]
+        tag: String,
+        /// The apidata.js or raw_capture.json to pin (the format is recognised).
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
+        /// The release it describes (default: <tag>.0).
+        #[arg(long)]
+        release: Option<String>,
+        /// For a capture: the tag whose proxyto etc. are restored (default: the current latest).
+        #[arg(long)]
+        restore_from: Option<String>,
+        /// Where the file came from (URL, repository and commit), recorded in index.json.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Make the new tag `latest`.
+        #[arg(long)]
+        latest: bool,
+        /// Only pin and index; do not run codegen.
+        #[arg(long)]
+        no_codegen: bool,
+    },
+    /// Download Proxmox's published apidata.js (curl), check it, print its SHA-256, counts and
+    /// the pinned tag with the same bytes (if any) as key=value lines.
+    Fetch {
+        /// The URL (default: Proxmox's published API viewer data).
+        #[arg(long, default_value = schema::PUBLISHED_APIDATA)]
+        url: String,
+        /// Where to write the file.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
     },
 }
 
@@ -90,6 +139,31 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Codegen { check } => codegen::run(&codegen::workspace_root(), check),
+        Command::Schema { action } => match action {
+            SchemaAction::Add {
+                tag,
+                from,
+                release,
+                restore_from,
+                origin,
+                latest,
+                no_codegen,
+            } => schema::add(
+                &codegen::workspace_root(),
+                &schema::AddOptions {
+                    tag,
+                    from,
+                    release,
+                    restore_from,
+                    origin,
+                    latest,
+                    regenerate: !no_codegen,
+                },
+            ),
+            SchemaAction::Fetch { url, out } => {
+                schema::fetch(&codegen::workspace_root(), &url, &out)
+            }
+        },
         Command::Bench { target } => match target {
             BenchTarget::Codegen { runs, quick } => {
                 bench_codegen(runs.unwrap_or(if quick { 3 } else { 5 }))

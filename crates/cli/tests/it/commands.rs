@@ -22,7 +22,7 @@ fn every_verb() {
         .args(["get", "/version"])
         .assert()
         .success()
-        .stdout("{\"release\":\"9.1\",\"repoid\":\"c0ffee42\",\"version\":\"9.1.3\"}\n");
+        .stdout("{\"release\":\"9.2\",\"repoid\":\"c0ffee42\",\"version\":\"9.2.0\"}\n");
     env.pvectl()
         .args(["create", "/pools", "--poolid", "lab", "--comment", "first"])
         .assert()
@@ -71,41 +71,41 @@ fn output_formats() {
     };
     check(
         &["get", "/version", "--output-format", "text"],
-        "release 9.1\nrepoid  c0ffee42\nversion 9.1.3\n",
+        "release 9.2\nrepoid  c0ffee42\nversion 9.2.0\n",
     );
     check(
         &["get", "/version", "--output-format", "table"],
         "+---------+----------+\n\
          | key     | value    |\n\
          +=========+==========+\n\
-         | release | 9.1      |\n\
+         | release | 9.2      |\n\
          +---------+----------+\n\
          | repoid  | c0ffee42 |\n\
          +---------+----------+\n\
-         | version | 9.1.3    |\n\
+         | version | 9.2.0    |\n\
          +---------+----------+\n",
     );
     check(
         &["get", "/version", "--output-format", "table", "--noborder"],
-        "key     value\nrelease 9.1\nrepoid  c0ffee42\nversion 9.1.3\n",
+        "key     value\nrelease 9.2\nrepoid  c0ffee42\nversion 9.2.0\n",
     );
     check(
         &["get", "/version", "--output-format", "table", "--noheader"],
         "+---------+----------+\n\
-         | release | 9.1      |\n\
+         | release | 9.2      |\n\
          +---------+----------+\n\
          | repoid  | c0ffee42 |\n\
          +---------+----------+\n\
-         | version | 9.1.3    |\n\
+         | version | 9.2.0    |\n\
          +---------+----------+\n",
     );
     check(
         &["get", "/version", "--output-format", "json-pretty"],
-        "{\n  \"release\": \"9.1\",\n  \"repoid\": \"c0ffee42\",\n  \"version\": \"9.1.3\"\n}\n",
+        "{\n  \"release\": \"9.2\",\n  \"repoid\": \"c0ffee42\",\n  \"version\": \"9.2.0\"\n}\n",
     );
     check(
         &["get", "/version", "--output-format", "yaml"],
-        "release: '9.1'\nrepoid: c0ffee42\nversion: 9.1.3\n",
+        "release: '9.2'\nrepoid: c0ffee42\nversion: 9.2.0\n",
     );
     for (pool, comment) in [("b-pool", "second"), ("a-pool", "first")] {
         env.pvectl()

@@ -36,7 +36,7 @@ fn profiles_round_trip_without_showing_secrets() {
         .args(["get", "/version"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("9.1.3"));
+        .stdout(predicate::str::contains("9.2.0"));
     env.bare()
         .args([
             "config",

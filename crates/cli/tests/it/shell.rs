@@ -127,11 +127,11 @@ fn terminal_view_in_tmux() {
     let expected = "┌─────────┬──────────┐\n\
                     │ key     │ value    │\n\
                     ╞═════════╪══════════╡\n\
-                    │ release │ 9.1      │\n\
+                    │ release │ 9.2      │\n\
                     ├─────────┼──────────┤\n\
                     │ repoid  │ c0ffee42 │\n\
                     ├─────────┼──────────┤\n\
-                    │ version │ 9.1.3    │\n\
+                    │ version │ 9.2.0    │\n\
                     └─────────┴──────────┘\n";
     assert!(screen.starts_with(expected), "{screen}");
 
