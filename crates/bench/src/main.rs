@@ -150,7 +150,9 @@ fn main() -> anyhow::Result<()> {
                     cli_bench::run(&env, !args.no_build).await
                 });
         }
-        Command::Proxy(args) => return proxy_bench::main(args.quick, !args.no_build),
+        Command::Proxy(args) => {
+            return proxy_bench::main(args.quick, !args.no_build, args.baseline.as_deref());
+        }
         Command::Mock(args) => (
             Selection {
                 mock: true,

@@ -16,7 +16,9 @@
 //! At the end the proxy's `/_mock/discrepancies` says how many replies went unchecked because
 //! the reply-check queue was full (real mode checks replies off the response path).
 //!
-//! Prints a table and writes `target/bench/proxy.json`.
+//! Prints a table and writes `target/bench/proxy.json`. With `--baseline PATH` (another
+//! `mock-server` binary, e.g. the build of the commit before a change) a second proxy from that
+//! binary is measured in the same rounds.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -468,24 +470,22 @@ fn print_table(figures: &[EndpointFigures]) {
     }
 }
 
-/// Runs `bench proxy` from the command line.
-pub fn main(quick: bool, build: bool) -> anyhow::Result<()> {
+/// Runs `bench proxy` from the command line; `baseline`: another `mock-server` binary whose
+/// proxy is measured in the same run.
+pub fn main(quick: bool, build: bool, baseline: Option<&Path>) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()
         .context("starting the runtime")?
         .block_on(async {
-            let env = setup::prepare(quick, false, build)?;
+            let mut env = setup::prepare(quick, false, build)?;
+            if let Some(binary) = baseline {
+                let binary = std::path::absolute(binary)?;
+                anyhow::ensure!(
+                    binary.exists(),
+                    "baseline binary {} is missing",
+                    binary.display()
+                );
+                env.baseline_binary = Some(binary);
+            }
             run(&env).await
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_cpu_ticks;
-
-    #[test]
-    fn cpu_ticks_are_read_after_the_command_name() {
-        let stat = "4242 (mock (server)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 37 0 0 20 0 9 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(287));
-        assert_eq!(parse_cpu_ticks("garbage"), None);
-    }
 }

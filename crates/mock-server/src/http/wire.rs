@@ -80,6 +80,8 @@ pub(crate) struct Wire<S> {
     inner: S,
     /// Bytes from the client not yet handed on.
     pending: Vec<u8>,
+    /// Where a head's bytes are read to (zeroed once, not on every read).
+    scratch: Vec<u8>,
     /// What hyper gets next (a head), and how much of it it has.
     out: Vec<u8>,
     out_at: usize,
@@ -113,6 +115,7 @@ impl<S> Wire<S> {
         Wire {
             inner,
             pending: Vec::new(),
+            scratch: Vec::new(),
             out: Vec::new(),
             out_at: 0,
             phase: Phase::Head,
@@ -155,13 +158,13 @@ impl<S: AsyncRead + Unpin> Wire<S> {
 
     /// Reads more of a head from the client; `Ok(false)` at end of stream.
     fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        let start = self.pending.len();
-        self.pending.resize(start + READ_CHUNK, 0);
-        let mut buf = ReadBuf::new(&mut self.pending[start..]);
-        let polled = Pin::new(&mut self.inner).poll_read(cx, &mut buf);
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; READ_CHUNK];
+        }
+        let mut buf = ReadBuf::new(&mut self.scratch);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
         let read = buf.filled().len();
-        self.pending.truncate(start + read);
-        ready!(polled)?;
+        self.pending.extend_from_slice(&self.scratch[..read]);
         Poll::Ready(Ok(read > 0))
     }
 }

@@ -29,6 +29,10 @@ const MAX_CHECKED_REQUEST: usize = 512 * 1024;
 /// Largest JSON reply read whole for validation; larger ones stream through unchecked.
 pub(crate) const MAX_CHECKED_REPLY: usize = 64 * 1024 * 1024;
 
+/// Largest checked reply that is read whole before it is passed on (one write to the client);
+/// larger ones stream.
+const WHOLE_REPLY: u64 = 256 * 1024;
+
 /// Largest part of a non-JSON `5xx` body quoted in the error that replaces it.
 const MAX_QUOTED_ERROR: usize = 4 * 1024;
 
@@ -343,31 +347,58 @@ async fn send(
         && response
             .content_length()
             .is_none_or(|length| length <= MAX_CHECKED_REPLY as u64);
-    let body = match (checked, checkable) {
-        (
-            Some(Checked {
-                op: Some((path_index, op)),
-                record_path,
-                ..
-            }),
-            true,
-        ) => Body::from_stream(Tee {
-            expected: response.content_length(),
-            inner: Box::pin(response.bytes_stream()),
-            kept: Vec::new(),
-            length: 0,
-            pending: Some(PendingCheck {
-                path_index,
-                method: Method::parse(parts.method.as_str()).unwrap_or(Method::Get),
-                operation: op.operation_id.clone(),
-                record: record_path.map(|path| (path, parts.uri.query().map(str::to_owned))),
-            }),
-            upstream: Arc::clone(upstream),
-            api: Arc::clone(&state.api),
+    let (
+        Some(Checked {
+            op: Some((path_index, op)),
+            record_path,
+            ..
         }),
-        _ => Body::from_stream(response.bytes_stream()),
+        true,
+    ) = (checked, checkable)
+    else {
+        return finish(builder, Body::from_stream(response.bytes_stream()));
     };
-    finish(builder, body)
+    let pending = PendingCheck {
+        path_index,
+        method: Method::parse(parts.method.as_str()).unwrap_or(Method::Get),
+        operation: op.operation_id.clone(),
+        record: record_path.map(|path| (path, parts.uri.query().map(str::to_owned))),
+    };
+    // A small reply (nearly all of them) is taken whole and written to the client at once with
+    // its head: streaming it would often send the head and the body in two writes, which costs
+    // the client a wake-up. The body is the upstream's buffer, passed on and queued as is.
+    if response
+        .content_length()
+        .is_some_and(|length| length <= WHOLE_REPLY)
+    {
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                upstream.discrepancies.upstream_failure(&pending.operation);
+                tracing::warn!(operation = %pending.operation, error = %chain(&error), "reading the upstream reply failed");
+                return upstream_error(
+                    597,
+                    format!(
+                        "reading the reply of upstream {} failed: {}\n",
+                        upstream.authority,
+                        chain(&error)
+                    ),
+                );
+            }
+        };
+        pending.submit(upstream, &state.api, bytes.clone());
+        return finish(builder, Body::from(bytes));
+    }
+    let tee = Tee {
+        expected: response.content_length(),
+        inner: Box::pin(response.bytes_stream()),
+        kept: Vec::new(),
+        length: 0,
+        pending: Some(pending),
+        upstream: Arc::clone(upstream),
+        api: Arc::clone(&state.api),
+    };
+    finish(builder, Body::from_stream(tee))
 }
 
 /// A reply to check once its body has passed.
@@ -376,6 +407,19 @@ struct PendingCheck {
     method: Method,
     operation: String,
     record: Option<(String, Option<String>)>,
+}
+
+impl PendingCheck {
+    /// Queues the whole body for its check.
+    fn submit(self, upstream: &Upstream, api: &crate::api::Api, body: Bytes) {
+        let job = Job {
+            path_index: self.path_index,
+            method: self.method,
+            body,
+            record: self.record,
+        };
+        upstream.checker.submit(upstream, api, &self.operation, job);
+    }
 }
 
 /// Passes a reply's body on as it arrives and keeps its chunks (reference-counted, not
@@ -426,15 +470,7 @@ impl futures::Stream for Tee {
         };
         if complete && let Some(pending) = this.pending.take() {
             let body = join(std::mem::take(&mut this.kept), this.length);
-            let job = Job {
-                path_index: pending.path_index,
-                method: pending.method,
-                body,
-                record: pending.record,
-            };
-            this.upstream
-                .checker
-                .submit(&this.upstream, &this.api, &pending.operation, job);
+            pending.submit(&this.upstream, &this.api, body);
         }
         Poll::Ready(polled)
     }
