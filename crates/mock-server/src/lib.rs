@@ -1,6 +1,6 @@
 //! A fast, stateful mock of the Proxmox VE API, driven by the generated route metadata.
 //!
-//! Every operation of the selected schema tag (`generated/<tag>/route_metadata.json`, embedded)
+//! Every operation of the selected schema tag (`generated/<tag>/route_metadata.json` of this crate, embedded)
 //! answers under `/api2/json` with Proxmox's validation, error texts, authentication and worker
 //! tasks, on state kept in SQLite (WAL) or memory.
 //!

@@ -1,7 +1,7 @@
 //! The run-time contract between `cargo xtask codegen` and its consumers.
 //!
 //! `cargo xtask codegen` normalises Proxmox's `apidata.js` into these types and writes them as
-//! `generated/<tag>/route_metadata.json`. The mock server embeds that file and deserialises it at
+//! `crates/mock-server/generated/<tag>/route_metadata.json`. The mock server embeds that file and deserialises it at
 //! start-up (no OpenAPI walk), and tests use it to enumerate every operation of a tag.
 //!
 //! Layout:

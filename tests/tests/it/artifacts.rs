@@ -34,9 +34,9 @@ fn schema_index() -> Value {
 }
 
 /// Every tag, newest first, with the path and operation counts `index.json` records; the list
-/// is `generated/tags.json`, which codegen writes from `index.json`.
+/// is `crates/mock-server/generated/tags.json`, which codegen writes from `index.json`.
 fn tags() -> Vec<(String, usize, usize)> {
-    let list: Value = serde_json::from_str(&read("generated/tags.json")).unwrap();
+    let list: Value = serde_json::from_str(&read("crates/mock-server/generated/tags.json")).unwrap();
     let index = schema_index();
     list["tags"]
         .as_array()
@@ -59,7 +59,7 @@ fn tags() -> Vec<(String, usize, usize)> {
 #[test]
 fn the_tag_list_is_the_index_and_pinned_counts_hold() {
     let index = schema_index();
-    let list: Value = serde_json::from_str(&read("generated/tags.json")).unwrap();
+    let list: Value = serde_json::from_str(&read("crates/mock-server/generated/tags.json")).unwrap();
     assert_eq!(list["latest"], index["latest"]);
     assert_eq!(list["tags"][0], index["latest"], "latest is the newest tag");
     let tags = tags();
@@ -104,7 +104,7 @@ fn metadata_counts_and_hashes_match_the_source() {
     for (tag, paths, operations) in tags() {
         let (paths, operations) = (&paths, &operations);
         let metadata =
-            RouteMetadata::from_json(&read(&format!("generated/{tag}/route_metadata.json")))
+            RouteMetadata::from_json(&read(&format!("crates/mock-server/generated/{tag}/route_metadata.json")))
                 .unwrap();
         assert_eq!(metadata.tag, *tag);
         assert_eq!(metadata.path_count, *paths, "{tag} paths");
@@ -127,7 +127,7 @@ fn metadata_counts_and_hashes_match_the_source() {
             entry["sha256"].as_str().unwrap(),
             "{tag}"
         );
-        let openapi = read(&format!("generated/{tag}/openapi.json"));
+        let openapi = read(&format!("crates/mock-server/generated/{tag}/openapi.json"));
         assert_eq!(
             metadata.openapi_sha256,
             hex::encode(Sha256::digest(openapi.as_bytes())),
@@ -140,10 +140,10 @@ fn metadata_counts_and_hashes_match_the_source() {
 fn operation_ids_are_unique_and_every_operation_is_indexed() {
     for (tag, _, _) in tags() {
         let metadata =
-            RouteMetadata::from_json(&read(&format!("generated/{tag}/route_metadata.json")))
+            RouteMetadata::from_json(&read(&format!("crates/mock-server/generated/{tag}/route_metadata.json")))
                 .unwrap();
         let model_index: Value =
-            serde_json::from_str(&read(&format!("generated/{tag}/model_index.json"))).unwrap();
+            serde_json::from_str(&read(&format!("crates/mock-server/generated/{tag}/model_index.json"))).unwrap();
         assert_eq!(
             model_index["schema_sha256"],
             metadata.schema_sha256.as_str()
@@ -176,7 +176,7 @@ fn operation_ids_are_unique_and_every_operation_is_indexed() {
 fn every_listed_module_exists_with_its_types() {
     let latest = schema_index()["latest"].as_str().unwrap().to_owned();
     let model_index: Value =
-        serde_json::from_str(&read(&format!("generated/{latest}/model_index.json"))).unwrap();
+        serde_json::from_str(&read(&format!("crates/mock-server/generated/{latest}/model_index.json"))).unwrap();
     assert_eq!(model_index["rust_models"], true);
     for (module, types) in model_index["modules"].as_object().unwrap() {
         let source = read(&format!("crates/shared-types/src/generated/{module}.rs"));
@@ -220,7 +220,7 @@ fn resolve_refs(value: &Value, document: &Value, tag: &str, count: &mut usize) {
 fn openapi_documents_parse_and_every_ref_resolves() {
     for (tag, paths, operations) in tags() {
         let (paths, operations) = (&paths, &operations);
-        let text = read(&format!("generated/{tag}/openapi.json"));
+        let text = read(&format!("crates/mock-server/generated/{tag}/openapi.json"));
         let document: OpenAPI = serde_json::from_str(&text).unwrap();
         assert_eq!(document.openapi, "3.0.3");
         assert_eq!(document.paths.paths.len(), *paths, "{tag}");

@@ -1,4 +1,4 @@
-//! `cargo xtask codegen [--check]`: everything under `generated/` and
+//! `cargo xtask codegen [--check]`: everything under `crates/mock-server/generated/` and
 //! `crates/shared-types/src/generated/` from the pinned schemas under `schemas/pve/`.
 //!
 //! Per tag (in parallel, one thread each): load and hash `apidata.js` ([`source`]), walk the tree
@@ -36,7 +36,7 @@ pub type Outputs = BTreeMap<PathBuf, String>;
 
 /// Directories owned by codegen: files there that a run does not produce are stale.
 pub const OWNED_DIRS: &[&str] = &[
-    "generated",
+    GENERATED,
     "crates/mock-server/src/embedded",
     "crates/shared-types/src/generated",
     "crates/sdk/src/generated",
@@ -76,12 +76,16 @@ pub fn render(root: &Path) -> anyhow::Result<Outputs> {
     Ok(outputs)
 }
 
-/// Where the embedded artifacts of a tag live, relative to the workspace root.
+/// Where the per-tag artifacts live, relative to the workspace root: inside the crate that
+/// embeds them (`mock-server`), so that `cargo package` includes them.
+pub const GENERATED: &str = "crates/mock-server/generated";
+
+/// The artifacts of one tag, relative to the workspace root.
 pub fn artifact_dir(tag: &str) -> PathBuf {
-    PathBuf::from("generated").join(tag)
+    PathBuf::from(GENERATED).join(tag)
 }
 
-/// The list of tags, from `index.json`, newest first: `generated/tags.json` (read by CI and the
+/// The list of tags, from `index.json`, newest first: `crates/mock-server/generated/tags.json` (read by CI and the
 /// tests) and `crates/mock-server/src/embedded/tags.rs`, the mock's table of embedded artifacts
 /// (which the CLI uses too). Adding a tag to `index.json` is all it takes.
 fn tag_list(root: &Path) -> anyhow::Result<Outputs> {
@@ -99,7 +103,7 @@ fn tag_list(root: &Path) -> anyhow::Result<Outputs> {
         .collect();
     let mut outputs = Outputs::new();
     outputs.insert(
-        PathBuf::from("generated/tags.json"),
+        PathBuf::from(GENERATED).join("tags.json"),
         to_json(&json!({
             "generated_by": STAMP,
             "latest": index.latest,
@@ -107,8 +111,10 @@ fn tag_list(root: &Path) -> anyhow::Result<Outputs> {
             "others": others,
         })),
     );
-    let module = Path::new("crates/mock-server/src/embedded/tags.rs");
-    let to_root = "../".repeat(module.components().count() - 1);
+    // `include_str!` paths relative to the module, inside the crate (so `cargo package` has them).
+    let crate_dir = Path::new("crates/mock-server");
+    let module = crate_dir.join("src/embedded/tags.rs");
+    let to_crate = "../".repeat(module.strip_prefix(crate_dir)?.components().count() - 1);
     let mut rust = format!(
         "//! The schema tags embedded in this build and their artifacts, newest first.\n\
          //!\n\
@@ -129,7 +135,8 @@ fn tag_list(root: &Path) -> anyhow::Result<Outputs> {
     );
     for tag in &tags {
         let dir = artifact_dir(tag);
-        let file = |name: &str| format!("{to_root}{}", dir.join(name).display());
+        let dir = dir.strip_prefix(crate_dir)?;
+        let file = |name: &str| format!("{to_crate}{}", dir.join(name).display());
         rust.push_str(&format!(
             "    Embedded {{\n        tag: {tag:?},\n        route_metadata: include_str!({:?}),\n        openapi: include_str!({:?}),\n    }},\n",
             file("route_metadata.json"),
@@ -137,7 +144,7 @@ fn tag_list(root: &Path) -> anyhow::Result<Outputs> {
         ));
     }
     rust.push_str("];\n");
-    outputs.insert(module.to_path_buf(), rust);
+    outputs.insert(module, rust);
     Ok(outputs)
 }
 
@@ -418,18 +425,18 @@ mod tests {
         assert!(stale_files(&scratch, &outputs).expect("compare").is_empty());
 
         // One byte of a generated file.
-        let edited = scratch.join("generated/9.0/route_metadata.json");
+        let edited = scratch.join(GENERATED).join("9.0/route_metadata.json");
         let mut bytes = std::fs::read(&edited).expect("read");
         bytes[10] ^= 1;
         std::fs::write(&edited, bytes).expect("edit");
         let stale = stale_files(&scratch, &outputs).expect("compare");
         assert_eq!(
             stale,
-            vec![PathBuf::from("generated/9.0/route_metadata.json")]
+            vec![PathBuf::from(GENERATED).join("9.0/route_metadata.json")]
         );
 
         // A file codegen does not make, inside a directory it owns.
-        std::fs::write(scratch.join("generated/9.0/extra.json"), "{}").expect("extra");
+        std::fs::write(scratch.join(GENERATED).join("9.0/extra.json"), "{}").expect("extra");
         assert_eq!(stale_files(&scratch, &outputs).expect("compare").len(), 2);
         assert_eq!(write(&scratch, &outputs).expect("rewrite"), 2);
         assert!(stale_files(&scratch, &outputs).expect("compare").is_empty());

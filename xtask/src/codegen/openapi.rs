@@ -1,4 +1,4 @@
-//! `generated/<tag>/openapi.json`: an OpenAPI 3.0.3 document built with the `openapiv3` types.
+//! `crates/mock-server/generated/<tag>/openapi.json`: an OpenAPI 3.0.3 document built with the `openapiv3` types.
 //!
 //! Mapping decisions (each also visible in the document itself):
 //! - one operation per `(path, method)`; `{x}` segments are path parameters; GET/DELETE take the

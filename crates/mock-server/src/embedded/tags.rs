@@ -14,22 +14,22 @@ pub const TAGS: &[&str] = &["9.2", "9.1", "9.0", "8.4"];
 pub(super) const EMBEDDED: &[Embedded] = &[
     Embedded {
         tag: "9.2",
-        route_metadata: include_str!("../../../../generated/9.2/route_metadata.json"),
-        openapi: include_str!("../../../../generated/9.2/openapi.json"),
+        route_metadata: include_str!("../../generated/9.2/route_metadata.json"),
+        openapi: include_str!("../../generated/9.2/openapi.json"),
     },
     Embedded {
         tag: "9.1",
-        route_metadata: include_str!("../../../../generated/9.1/route_metadata.json"),
-        openapi: include_str!("../../../../generated/9.1/openapi.json"),
+        route_metadata: include_str!("../../generated/9.1/route_metadata.json"),
+        openapi: include_str!("../../generated/9.1/openapi.json"),
     },
     Embedded {
         tag: "9.0",
-        route_metadata: include_str!("../../../../generated/9.0/route_metadata.json"),
-        openapi: include_str!("../../../../generated/9.0/openapi.json"),
+        route_metadata: include_str!("../../generated/9.0/route_metadata.json"),
+        openapi: include_str!("../../generated/9.0/openapi.json"),
     },
     Embedded {
         tag: "8.4",
-        route_metadata: include_str!("../../../../generated/8.4/route_metadata.json"),
-        openapi: include_str!("../../../../generated/8.4/openapi.json"),
+        route_metadata: include_str!("../../generated/8.4/route_metadata.json"),
+        openapi: include_str!("../../generated/8.4/openapi.json"),
     },
 ];
