@@ -36,7 +36,8 @@ fn schema_index() -> Value {
 /// Every tag, newest first, with the path and operation counts `index.json` records; the list
 /// is `crates/mock-server/generated/tags.json`, which codegen writes from `index.json`.
 fn tags() -> Vec<(String, usize, usize)> {
-    let list: Value = serde_json::from_str(&read("crates/mock-server/generated/tags.json")).unwrap();
+    let list: Value =
+        serde_json::from_str(&read("crates/mock-server/generated/tags.json")).unwrap();
     let index = schema_index();
     list["tags"]
         .as_array()
@@ -59,7 +60,8 @@ fn tags() -> Vec<(String, usize, usize)> {
 #[test]
 fn the_tag_list_is_the_index_and_pinned_counts_hold() {
     let index = schema_index();
-    let list: Value = serde_json::from_str(&read("crates/mock-server/generated/tags.json")).unwrap();
+    let list: Value =
+        serde_json::from_str(&read("crates/mock-server/generated/tags.json")).unwrap();
     assert_eq!(list["latest"], index["latest"]);
     assert_eq!(list["tags"][0], index["latest"], "latest is the newest tag");
     let tags = tags();
@@ -103,9 +105,10 @@ fn metadata_counts_and_hashes_match_the_source() {
     let index = schema_index();
     for (tag, paths, operations) in tags() {
         let (paths, operations) = (&paths, &operations);
-        let metadata =
-            RouteMetadata::from_json(&read(&format!("crates/mock-server/generated/{tag}/route_metadata.json")))
-                .unwrap();
+        let metadata = RouteMetadata::from_json(&read(&format!(
+            "crates/mock-server/generated/{tag}/route_metadata.json"
+        )))
+        .unwrap();
         assert_eq!(metadata.tag, *tag);
         assert_eq!(metadata.path_count, *paths, "{tag} paths");
         assert_eq!(metadata.operation_count, *operations, "{tag} operations");
@@ -139,11 +142,14 @@ fn metadata_counts_and_hashes_match_the_source() {
 #[test]
 fn operation_ids_are_unique_and_every_operation_is_indexed() {
     for (tag, _, _) in tags() {
-        let metadata =
-            RouteMetadata::from_json(&read(&format!("crates/mock-server/generated/{tag}/route_metadata.json")))
-                .unwrap();
-        let model_index: Value =
-            serde_json::from_str(&read(&format!("crates/mock-server/generated/{tag}/model_index.json"))).unwrap();
+        let metadata = RouteMetadata::from_json(&read(&format!(
+            "crates/mock-server/generated/{tag}/route_metadata.json"
+        )))
+        .unwrap();
+        let model_index: Value = serde_json::from_str(&read(&format!(
+            "crates/mock-server/generated/{tag}/model_index.json"
+        )))
+        .unwrap();
         assert_eq!(
             model_index["schema_sha256"],
             metadata.schema_sha256.as_str()
@@ -175,8 +181,10 @@ fn operation_ids_are_unique_and_every_operation_is_indexed() {
 #[test]
 fn every_listed_module_exists_with_its_types() {
     let latest = schema_index()["latest"].as_str().unwrap().to_owned();
-    let model_index: Value =
-        serde_json::from_str(&read(&format!("crates/mock-server/generated/{latest}/model_index.json"))).unwrap();
+    let model_index: Value = serde_json::from_str(&read(&format!(
+        "crates/mock-server/generated/{latest}/model_index.json"
+    )))
+    .unwrap();
     assert_eq!(model_index["rust_models"], true);
     for (module, types) in model_index["modules"].as_object().unwrap() {
         let source = read(&format!("crates/shared-types/src/generated/{module}.rs"));
