@@ -631,8 +631,11 @@ mod tests {
             }
         }
         let root = workspace_root();
-        for tag in ["8.4", "9.0", "9.1"] {
-            let path = root.join("generated").join(tag).join("openapi.json");
+        let index = crate::codegen::source::read_index(&root).expect("index");
+        for tag in index.schemas.iter().map(|entry| entry.tag.as_str()) {
+            let path = root
+                .join(crate::codegen::artifact_dir(tag))
+                .join("openapi.json");
             let text = std::fs::read_to_string(&path).expect("openapi.json");
             let document: Value = serde_json::from_str(&text).expect("JSON");
             let mut found = Vec::new();
