@@ -480,7 +480,7 @@ mod tests {
             message.contains("1.0/apidata.js") && message.contains("not closed"),
             "{message}"
         );
-        assert!(!scratch.join("generated").exists(), "nothing half-written");
+        assert!(!scratch.join(GENERATED).exists(), "nothing half-written");
         let _ = std::fs::remove_dir_all(&scratch);
     }
 }
