@@ -229,10 +229,9 @@ impl RustClient<'_> {
         let (client, upid) = match self {
             RustClient::Typed(client) => {
                 let params = NodesQemuCreateVmParams {
-                    vmid,
                     name: Some(format!("bench{vmid}")),
                     memory: Some(MemoryConfig::new(512)),
-                    ..NodesQemuCreateVmParams::default()
+                    ..NodesQemuCreateVmParams::new(vmid)
                 };
                 let upid = client.nodes().node("pve1").qemu().create(&params).await?;
                 (client, upid)

@@ -141,8 +141,8 @@ impl Client {
     }
 
     /// Starts a request to an API path such as `/nodes/pve1/qemu`.
-    pub fn request(&self, method: Method, path: impl Into<String>) -> RequestBuilder<'_> {
-        RequestBuilder::new(self, method, path)
+    pub fn request(&self, method: Method, path: impl Into<String>) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, path)
     }
 
     /// `GET path?params`, returning the payload of the `{"data": …}` envelope.

@@ -193,5 +193,5 @@ pub use crate::stream::Items;
 pub use crate::task::{Task, TaskLogLine, TaskOutcome, TaskPolling, TaskStatus};
 pub use crate::tfa::{TfaChallenge, TfaResponse};
 pub use crate::tls::Fingerprint;
-pub use crate::typed::Call;
+pub use crate::typed::{Call, NoParams};
 pub use crate::upload::UploadFile;

@@ -26,8 +26,8 @@ use crate::upload::UploadFile;
 
 /// A request being prepared; created by [`Client::request`](crate::Client::request).
 #[must_use = "a request does nothing until it is sent"]
-pub struct RequestBuilder<'a> {
-    client: &'a Client,
+pub struct RequestBuilder {
+    client: Client,
     method: Method,
     path: String,
     params: Result<Option<Params>>,
@@ -36,9 +36,10 @@ pub struct RequestBuilder<'a> {
     retry: RetryPolicy,
 }
 
-impl<'a> RequestBuilder<'a> {
-    /// A request without parameters.
-    pub(crate) fn new(client: &'a Client, method: Method, path: impl Into<String>) -> Self {
+impl RequestBuilder {
+    /// A request without parameters; it holds its own clone of the client (an `Arc`).
+    pub(crate) fn new(client: Client, method: Method, path: impl Into<String>) -> Self {
+        let retry = client.retry_policy();
         RequestBuilder {
             client,
             method,
@@ -46,7 +47,7 @@ impl<'a> RequestBuilder<'a> {
             params: Ok(None),
             upload: None,
             timeout: None,
-            retry: client.retry_policy(),
+            retry,
         }
     }
 
@@ -80,8 +81,8 @@ impl<'a> RequestBuilder<'a> {
     }
 
     /// The client the request goes through.
-    pub(crate) fn client(&self) -> &'a Client {
-        self.client
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// An owned copy of the request, for streams that send it again and again (pages, task
@@ -93,7 +94,7 @@ impl<'a> RequestBuilder<'a> {
             ));
         }
         Ok(RequestTemplate {
-            client: self.client.clone(),
+            client: self.client,
             method: self.method,
             path: self.path,
             params: self.params?.unwrap_or_default(),
@@ -164,7 +165,7 @@ impl<'a> RequestBuilder<'a> {
     }
 }
 
-impl fmt::Debug for RequestBuilder<'_> {
+impl fmt::Debug for RequestBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestBuilder")
             .field("method", &self.method)
@@ -188,13 +189,13 @@ pub(crate) struct RequestTemplate {
 
 impl RequestTemplate {
     /// The request again, with `overrides` replacing or adding parameters.
-    pub(crate) fn request(&self, overrides: &[(&str, serde_json::Value)]) -> RequestBuilder<'_> {
+    pub(crate) fn request(&self, overrides: &[(&str, serde_json::Value)]) -> RequestBuilder {
         let mut params = self.params.clone();
         for (name, value) in overrides {
             params.insert((*name).to_owned(), value.clone());
         }
         RequestBuilder {
-            client: &self.client,
+            client: self.client.clone(),
             method: self.method.clone(),
             path: self.path.clone(),
             params: Ok(Some(params)),

@@ -87,7 +87,7 @@ impl<T> fmt::Debug for Items<T> {
     }
 }
 
-impl<'a, T: DeserializeOwned + Send + 'static> Call<'a, Vec<T>> {
+impl<T: DeserializeOwned + Send + 'static, P> Call<Vec<T>, P> {
     /// Sends the call and returns the list together with the `total` Proxmox sends next to it
     /// (the number of items on all pages; `None` when the operation sends none).
     ///

@@ -562,7 +562,7 @@ impl fmt::Debug for Task {
     }
 }
 
-impl<'a> Call<'a, Upid> {
+impl<P> Call<Upid, P> {
     /// Sends the call and returns a handle on the task it started.
     pub async fn task(self) -> Result<Task> {
         let request = self.into_request();

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
@@ -62,6 +63,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
 
 /// A typed request, ready to be awaited; returned by every method of the typed API.
 ///
+/// A `Call` owns its request (and a clone of the client, which is an `Arc`), so it is `'static`
+/// and `Send`: it can be stored, returned, or moved into `tokio::spawn` before it is awaited.
+///
 /// ```no_run
 /// # async fn demo(client: &proxmox_sdk::Client) -> proxmox_sdk::Result<()> {
 /// use std::time::Duration;
@@ -75,19 +79,28 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// # let _ = vms; Ok(()) }
 /// ```
 ///
-/// `T` is the reply's type; `W` the type its `data` is decoded as, which is `T` except for the
-/// few operations whose reply is a bare number that Proxmox may send as a string
-/// (`GET /cluster/nextid` answers `"102"`): those decode as
-/// `shared_types::lenient::LenientValue<T>` and hand out the `T`.
+/// - `T` is the reply's type.
+/// - `P` is the operation's parameter struct when every parameter is optional: the method takes
+///   no arguments and [`Call::params`] sets them (`tasks().list().params(&TasksListParams {
+///   vmid: Some(100), ..Default::default() })`). Operations with a required parameter take their
+///   parameters as the method's argument instead, and `P` is [`NoParams`].
+/// - `W` is the type the `data` is decoded as, which is `T` except for the few operations whose
+///   reply is a bare number that Proxmox may send as a string (`GET /cluster/nextid` answers
+///   `"102"`): those decode as `shared_types::lenient::LenientValue<T>` and hand out the `T`.
 #[must_use = "a call does nothing until it is awaited"]
-pub struct Call<'a, T, W = T> {
-    request: RequestBuilder<'a>,
-    response: PhantomData<fn() -> (T, W)>,
+pub struct Call<T, P = NoParams, W = T> {
+    request: RequestBuilder,
+    response: PhantomData<fn(&P) -> (T, W)>,
 }
 
-impl<'a, T, W: DeserializeOwned + Into<T>> Call<'a, T, W> {
+/// The `P` of a [`Call`] whose parameters were given to the method that made it (or that has
+/// none): such a call has no [`Call::params`]. It has no values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoParams {}
+
+impl<T, P, W: DeserializeOwned + Into<T>> Call<T, P, W> {
     /// Wraps a prepared request.
-    pub fn new(request: RequestBuilder<'a>) -> Self {
+    pub fn new(request: RequestBuilder) -> Self {
         Call {
             request,
             response: PhantomData,
@@ -112,21 +125,47 @@ impl<'a, T, W: DeserializeOwned + Into<T>> Call<'a, T, W> {
     }
 
     /// The underlying dynamic request, e.g. to decode the reply into another type.
-    pub fn into_request(self) -> RequestBuilder<'a> {
+    pub fn into_request(self) -> RequestBuilder {
         self.request
     }
 }
 
-impl<'a, T: Send + 'a, W: DeserializeOwned + Into<T> + Send + 'a> IntoFuture for Call<'a, T, W> {
+impl<T, P: Serialize, W> Call<T, P, W> {
+    /// Sets the operation's optional parameters (all of them unset by default).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &proxmox_sdk::Client) -> proxmox_sdk::Result<()> {
+    /// use proxmox_sdk::nodes::NodesTasksListParams;
+    /// let tasks = client
+    ///     .nodes()
+    ///     .node("pve1")
+    ///     .tasks()
+    ///     .list()
+    ///     .params(&NodesTasksListParams { vmid: Some(100), ..Default::default() })
+    ///     .await?;
+    /// # let _ = tasks; Ok(()) }
+    /// ```
+    pub fn params(mut self, params: &P) -> Self {
+        self.request = self.request.params(params);
+        self
+    }
+}
+
+impl<T, P, W> IntoFuture for Call<T, P, W>
+where
+    T: Send + 'static,
+    P: 'static,
+    W: DeserializeOwned + Into<T> + Send + 'static,
+{
     type Output = Result<T>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send())
     }
 }
 
-impl<T, W> fmt::Debug for Call<'_, T, W> {
+impl<T, P, W> fmt::Debug for Call<T, P, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
             .field("request", &self.request)

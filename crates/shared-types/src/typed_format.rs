@@ -178,7 +178,7 @@ where
 #[allow(clippy::unwrap_used)]
 mod tests {
     use crate::generated::nodes::{
-        LxcNetConfig, Model, NodesLxcVmlistResponse, NodesQemuCreateVmParams, QemuNetConfig,
+        LxcNetConfig, NodesLxcVmlistResponse, NodesQemuCreateVmParams, QemuNetConfig, QemuNetModel,
         ScsiConfig,
     };
     use crate::{DiskSize, Indexed, PveBool};
@@ -200,7 +200,7 @@ mod tests {
             "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1",
             "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1",
         );
-        assert_eq!(net.model, Model::Virtio);
+        assert_eq!(net.model, QemuNetModel::Virtio);
         assert_eq!(net.macaddr.as_deref(), Some("BC:24:11:AA:BB:CC"));
         assert_eq!(net.firewall, Some(PveBool(true)));
         // The canonical spellings: bare model, keys by name.
@@ -210,7 +210,7 @@ mod tests {
         );
         let built = QemuNetConfig {
             bridge: Some("vmbr0".to_owned()),
-            ..QemuNetConfig::new(Model::Virtio)
+            ..QemuNetConfig::new(QemuNetModel::Virtio)
         };
         assert_eq!(built.to_string(), "virtio,bridge=vmbr0");
         assert!("bridge=vmbr0".parse::<QemuNetConfig>().is_err());
@@ -222,7 +222,7 @@ mod tests {
             "fancy-nic,bridge=vmbr0,new-key=x",
             "fancy-nic,bridge=vmbr0,new-key=x",
         );
-        assert_eq!(net.model, Model::Other("fancy-nic".to_owned()));
+        assert_eq!(net.model, QemuNetModel::Other("fancy-nic".to_owned()));
         // An unknown `<model>=<mac>` key cannot be told from any other unknown key.
         assert!(
             "fancy-nic=BC:24:11:AA:BB:CC"
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn models_hold_typed_property_strings() {
         let params = NodesQemuCreateVmParams {
-            net: Indexed::from([(0, QemuNetConfig::new(Model::Virtio))]),
+            net: Indexed::from([(0, QemuNetConfig::new(QemuNetModel::Virtio))]),
             scsi: [(0, "local-lvm:8".parse().unwrap())].into_iter().collect(),
             ..NodesQemuCreateVmParams::new(100)
         };

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod full_flow;
+mod new_user;
 mod proxy_sdk;
 mod raw_http;
 mod sdk_typed;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use mock_server::{MockServer, MockServerHandle, Store, UpstreamConfig};
 use proxmox_sdk::Client;
 use proxmox_sdk::shared_types::nodes::{
-    MemoryConfig, Model, NodesQemuCreateVmParams, QemuNetConfig,
+    MemoryConfig, QemuNetModel, NodesQemuCreateVmParams, QemuNetConfig,
 };
 use proxmox_sdk::shared_types::{Indexed, PveBool};
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ async fn flow(client: &Client, vmid: u32) -> Vec<Value> {
     let qemu = client.nodes().node("pve1").qemu();
     let nic = QemuNetConfig {
         bridge: Some("vmbr0".to_owned()),
-        ..QemuNetConfig::new(Model::Virtio)
+        ..QemuNetConfig::new(QemuNetModel::Virtio)
     };
     let params = NodesQemuCreateVmParams {
         name: Some("through".to_owned()),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use mock_server::Store;
 use proxmox_sdk::shared_types::nodes::{
-    Content, MemoryConfig, Model, NodesLxcCreateVmParams, NodesQemuCreateVmParams,
-    NodesStorageUploadParams, QemuNetConfig, RootfsConfig,
+    Content, MemoryConfig, NodesLxcCreateVmParams, NodesQemuCreateVmParams,
+    NodesStorageUploadParams, QemuNetConfig, QemuNetModel, RootfsConfig,
 };
 use proxmox_sdk::shared_types::{Indexed, PveBool};
 use proxmox_sdk::{Client, UploadFile};
@@ -38,7 +38,7 @@ async fn typed_vm_life_cycle_with_a_password_login() {
     let qemu = client.nodes().node("pve1").qemu();
     let nic = QemuNetConfig {
         bridge: Some("vmbr0".to_owned()),
-        ..QemuNetConfig::new(Model::Virtio)
+        ..QemuNetConfig::new(QemuNetModel::Virtio)
     };
     let params = NodesQemuCreateVmParams {
         name: Some("typed".to_owned()),
@@ -66,7 +66,7 @@ async fn typed_vm_life_cycle_with_a_password_login() {
     assert_eq!(config.cores, Some(2));
     assert_eq!(config.name.as_deref(), Some("typed"));
     let net0 = config.net.get(0).expect("net0 is set");
-    assert_eq!(net0.model, Model::Virtio);
+    assert_eq!(net0.model, QemuNetModel::Virtio);
     assert_eq!(net0.bridge.as_deref(), Some("vmbr0"));
     assert!(net0.macaddr.is_some(), "the mock assigns a MAC: {net0}");
     assert!(net0.to_string().starts_with("virtio="), "{net0}");

@@ -15,8 +15,10 @@
 //!
 //! **Enums.** Every string schema with `enum` values becomes a Rust enum, de-duplicated by its
 //! value set (the same set under another property reuses the first name). It is named after the
-//! property (`Ostype`) when every enum under that property name has the same values, and after
-//! its parent type plus the property otherwise (`NodesQemuVmlistResponseItemStatus`).
+//! property (`Ostype`) when every enum under that property name has the same values and the name
+//! is not a general word ([`GENERIC_WORDS`]: `model` of `NetConfig` is `NetModel`), `Guest` plus
+//! the property when the same values serve both QEMU and LXC paths (`GuestStatus`), and after its
+//! parent type plus the property otherwise (`NodesIndexResponseItemStatus`).
 //!
 //! Both are placed like components: in the module of the one path group that uses them, or in
 //! `common`.
@@ -27,6 +29,13 @@ use route_metadata::{RouteMetadata, Schema, SchemaType};
 
 use super::naming;
 use super::registry::{Registry, request_schema, response_view};
+
+/// Property names too general to name an enum alone: such an enum takes its owner's name in
+/// front (`model` of the `NetConfig` format -> `NetModel`).
+const GENERIC_WORDS: &[&str] = &[
+    "action", "command", "format", "method", "mode", "model", "name", "property", "source",
+    "state", "status", "type", "value", "version",
+];
 
 /// The least key overlap (Jaccard index) for a copy of a format to join a group.
 const JOIN_OVERLAP: f64 = 0.5;
@@ -264,10 +273,21 @@ impl Catalog {
                     .insert(values);
             }
         }
+        // Value set -> the parents that use it (for `Guest...` names).
+        let mut parents_by_values: HashMap<Vec<String>, BTreeSet<String>> = HashMap::new();
+        for (parent, _, schema, _) in &uses {
+            if let Some(values) = enum_values(schema) {
+                parents_by_values
+                    .entry(values)
+                    .or_default()
+                    .insert(parent.clone());
+            }
+        }
         for (parent, property, schema, groups) in uses {
             let Some(values) = enum_values(&schema) else {
                 continue;
             };
+            let mut description = schema.description.clone();
             if let Some(existing) = self.enum_by_values.get(&values) {
                 if let Some(enum_def) = self.enums.get_mut(existing) {
                     enum_def.groups.extend(groups);
@@ -279,8 +299,22 @@ impl Catalog {
                 && sets_by_property
                     .get(&property_word)
                     .is_some_and(|sets| sets.len() == 1);
-            let wanted = if unambiguous {
+            let parents = parents_by_values.get(&values);
+            let is_guest = |prefix: &str| {
+                parents.is_some_and(|parents| parents.iter().any(|p| p.starts_with(prefix)))
+            };
+            let shared_by_guests = is_guest("NodesQemu") && is_guest("NodesLxc");
+            let wanted = if unambiguous && GENERIC_WORDS.contains(&property_word.as_str()) {
+                // `model` alone says nothing: the NIC model of `NetConfig` is `NetModel`.
+                format!("{parent}{}", naming::pascal_case(&property_word))
+            } else if unambiguous {
                 naming::pascal_case(&property_word)
+            } else if shared_by_guests && !property_word.is_empty() {
+                // One value set for both guest types (`status` of a VM and of a container).
+                description = Some(format!(
+                    "The `{property}` of a guest (QEMU VM or LXC container)."
+                ));
+                format!("Guest{}", naming::pascal_case(&property_word))
             } else if property_word.is_empty() {
                 format!("{parent}Value")
             } else {
@@ -307,7 +341,7 @@ impl Catalog {
                         .flatten()
                         .filter_map(|value| value.as_str().map(str::to_owned))
                         .collect(),
-                    description: schema.description.clone(),
+                    description,
                     groups,
                 },
             );

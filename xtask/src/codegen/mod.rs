@@ -171,8 +171,9 @@ fn render_tag(root: &Path, entry: source::IndexEntry, is_latest: bool) -> anyhow
         to_json(&model_index(&metadata, &registry, is_latest)),
     );
     if is_latest {
-        outputs.extend(rust::render(&metadata, &registry)?);
-        outputs.extend(sdk::render(&metadata)?);
+        let (models, response_targets) = rust::render(&metadata, &registry)?;
+        outputs.extend(models);
+        outputs.extend(sdk::render(&metadata, &response_targets)?);
     }
     if let Some(restored) = &loaded.restored {
         let fields: Vec<Value> = restored.iter().map(capture::Restored::to_json).collect();

@@ -28,25 +28,60 @@
 pub const ERROR_COMPONENT: &str = "ProxmoxError";
 
 /// Derives the operationId: the static path words, the item parameter when the path ends in one,
-/// then Proxmox's handler `name` (left out when it repeats the last word).
+/// then Proxmox's handler `name`, without stutter:
+///
+/// - the trailing parameter is left out when it only extends the word before it
+///   (`token/{tokenid}` -> `token`);
+/// - leading and trailing words of `name` that repeat the last static segment (or the trailing
+///   parameter) are left out (`clone_vm` on `.../clone` -> `vm`, `generate_token` on
+///   `.../token/{tokenid}` -> `generate`, `move_vm_disk` on `.../move_disk` -> `vm`), and so is
+///   all of `name` when nothing is left. Words inside `name` stay, so no meaning is lost
+///   (`get_guests_not_in_backup`).
 ///
 /// `GET /nodes/{node}/qemu` (`vmlist`) -> `nodes_qemu_vmlist`;
-/// `GET /nodes/{node}` (`index`) -> `nodes_node_index`; `GET /version` -> `version`.
+/// `GET /nodes/{node}` (`index`) -> `nodes_node_index`; `GET /version` -> `version`;
+/// `POST /nodes/{node}/qemu/{vmid}/clone` (`clone_vm`) -> `nodes_qemu_clone_vm`.
+/// Two operations that would get the same id make `cargo xtask codegen` fail (checked where
+/// `metadata` collects the operations), so the rules never merge two operations silently.
 pub fn operation_id(path: &str, name: &str) -> String {
     let segments: Vec<&str> = path
         .split('/')
         .filter(|segment| !segment.is_empty())
         .collect();
     let mut words: Vec<String> = Vec::with_capacity(segments.len() + 1);
+    // The words of the last static segment and of a trailing parameter.
+    let mut tail_words: Vec<String> = Vec::new();
     for (index, segment) in segments.iter().enumerate() {
         let is_param = segment.starts_with('{');
-        if !is_param || index + 1 == segments.len() {
-            words.push(snake_word(segment.trim_matches(|c| c == '{' || c == '}')));
+        let word = snake_word(segment.trim_matches(|c| c == '{' || c == '}'));
+        if !is_param {
+            tail_words = word.split('_').map(str::to_owned).collect();
+            words.push(word);
+        } else if index + 1 == segments.len() {
+            tail_words.extend(word.split('_').map(str::to_owned));
+            let extends_previous = words.last().is_some_and(|previous| {
+                word.len() > previous.len() && word.starts_with(previous.as_str())
+            });
+            if !extends_previous {
+                words.push(word);
+            }
         }
     }
     let name = snake_word(name);
-    if words.last() != Some(&name) {
-        words.push(name);
+    let mut name_words: &[&str] = &name.split('_').collect::<Vec<_>>();
+    let repeats = |word: &str| tail_words.iter().any(|tail| tail == word);
+    while let [first, rest @ ..] = name_words
+        && repeats(first)
+    {
+        name_words = rest;
+    }
+    while let [rest @ .., last] = name_words
+        && repeats(last)
+    {
+        name_words = rest;
+    }
+    if !name_words.is_empty() {
+        words.push(name_words.join("_"));
     }
     words.join("_")
 }
@@ -155,7 +190,37 @@ mod tests {
         assert_eq!(operation_id("/version", "version"), "version");
         assert_eq!(
             operation_id("/nodes/{node}/qemu/{vmid}/status/start", "vm_start"),
-            "nodes_qemu_status_start_vm_start"
+            "nodes_qemu_status_start_vm"
+        );
+        // No stutter: words of the handler's name that the path has, a parameter that extends
+        // the word before it.
+        assert_eq!(
+            operation_id("/nodes/{node}/qemu/{vmid}/clone", "clone_vm"),
+            "nodes_qemu_clone_vm"
+        );
+        assert_eq!(
+            operation_id("/access/users/{userid}/token/{tokenid}", "generate_token"),
+            "access_users_token_generate"
+        );
+        assert_eq!(
+            operation_id("/access/users/{userid}/token", "token_index"),
+            "access_users_token_index"
+        );
+        assert_eq!(
+            operation_id("/nodes/{node}/qemu/{vmid}/snapshot", "snapshot"),
+            "nodes_qemu_snapshot"
+        );
+        assert_eq!(
+            operation_id("/nodes/{node}/qemu/{vmid}/move_disk", "move_vm_disk"),
+            "nodes_qemu_move_disk_vm"
+        );
+        // Only the ends of the handler's name are trimmed, and only against the last segment.
+        assert_eq!(
+            operation_id(
+                "/cluster/backup-info/not-backed-up",
+                "get_guests_not_in_backup"
+            ),
+            "cluster_backup_info_not_backed_up_get_guests_not_in_backup"
         );
         assert_eq!(
             operation_id(

@@ -18,8 +18,10 @@
 //! Numbers are read leniently: every integer and number field carries
 //! `#[serde(deserialize_with = "crate::lenient::deserialize")]`, so `"102"` and `"0.00"` decode
 //! as Proxmox's Perl side sends them. A struct derives `Default` unless a required field has no
-//! default (an enum, or a format or struct with required keys); a parameter struct with required
-//! fields gets `new(required...)`.
+//! default (an enum, or a format or struct with required keys). A parameter struct with a
+//! required field never derives `Default` (`..Default::default()` would send `vmid=0`): it gets
+//! `new(required...)`, and its optional fields are set with struct update syntax
+//! (`NodesQemuCreateParams { cores: Some(2), ..NodesQemuCreateParams::new(100) }`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -56,8 +58,14 @@ fn module_of_groups(groups: &BTreeSet<String>) -> String {
     }
 }
 
-/// Renders every model file.
-pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<Outputs> {
+/// Renders every model file. Also returns, for every reply type that is an alias
+/// (`pub type NodesIndexResponse = Vec<...>`), the type it stands for as the SDK names it
+/// (`::std::vec::Vec<shared_types::nodes::NodesIndexResponseItem>`), aliases inside resolved too,
+/// so that the typed API's signatures show named types.
+pub fn render(
+    metadata: &RouteMetadata,
+    registry: &Registry,
+) -> anyhow::Result<(Outputs, BTreeMap<String, String>)> {
     let catalog = Catalog::build(metadata, registry);
     let mut modules: BTreeMap<String, String> = registry
         .components
@@ -84,6 +92,18 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
     };
     let mut bodies: BTreeMap<String, Vec<TokenStream>> = BTreeMap::new();
     let mut families: BTreeMap<String, u32> = BTreeMap::new();
+    // Alias name -> the tokens of its target, as written in shared-types.
+    let mut alias_targets: BTreeMap<String, String> = BTreeMap::new();
+    for (name, component) in &registry.components {
+        let schema = &component.schema;
+        if schema.family.is_some() || schema.kind() != SchemaType::Object {
+            let unfamilied = Schema {
+                family: None,
+                ..schema.clone()
+            };
+            alias_targets.insert(name.clone(), generator.type_of(&unfamilied, "").to_string());
+        }
+    }
     for (name, format) in &catalog.formats {
         bodies
             .entry(module_of_groups(&format.groups))
@@ -133,6 +153,7 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
             continue;
         }
         let target = generator.type_of(&returns, "");
+        alias_targets.insert(operation.response_type.clone(), target.to_string());
         let ident = format_ident!("{}", operation.response_type);
         let mut doc = format!(
             "The `data` of the reply to `{} {}` (`{}`).",
@@ -228,7 +249,51 @@ pub fn render(metadata: &RouteMetadata, registry: &Registry) -> anyhow::Result<O
         PathBuf::from(OUT_DIR).join("mod.rs"),
         format_file(mod_file, "mod.rs")?,
     );
-    Ok(outputs)
+    let response_targets = metadata
+        .operations
+        .iter()
+        .filter_map(|operation| {
+            let target = alias_targets.get(&operation.response_type)?;
+            Some((
+                operation.response_type.clone(),
+                resolve_aliases(target, &alias_targets),
+            ))
+        })
+        .collect();
+    Ok((outputs, response_targets))
+}
+
+/// `target` (tokens of a shared-types type) with every alias in it replaced by what it stands
+/// for, and `crate::generated::<module>::` written as the SDK reaches it (`shared_types::<module>::`).
+fn resolve_aliases(target: &str, aliases: &BTreeMap<String, String>) -> String {
+    let mut tokens: Vec<String> = target.split_whitespace().map(str::to_owned).collect();
+    // Aliases nest only a few levels deep; the bound keeps a cycle from looping.
+    for _ in 0..8 {
+        let mut changed = false;
+        let mut out: Vec<String> = Vec::with_capacity(tokens.len());
+        let mut index = 0;
+        while index < tokens.len() {
+            let is_generated_path = tokens.get(index).is_some_and(|t| t == "crate")
+                && tokens.get(index + 2).is_some_and(|t| t == "generated")
+                && tokens.get(index + 6).is_some();
+            if is_generated_path && let Some(target) = aliases.get(&tokens[index + 6]) {
+                out.extend(target.split_whitespace().map(str::to_owned));
+                index += 7;
+                changed = true;
+                continue;
+            }
+            out.push(tokens[index].clone());
+            index += 1;
+        }
+        tokens = out;
+        if !changed {
+            break;
+        }
+    }
+    tokens
+        .join(" ")
+        .replace("crate :: generated ::", "shared_types ::")
+        .replace("crate ::", "shared_types ::")
 }
 
 struct Generator<'a> {
@@ -366,6 +431,7 @@ impl Generator<'_> {
         }
         // Assume yes while computing, in case a schema refers to itself.
         self.defaults.borrow_mut().insert(name.to_owned(), true);
+        let is_request = self.request_types.contains(name);
         let result = self.registry.components.get(name).is_none_or(|component| {
             component
                 .schema
@@ -373,7 +439,10 @@ impl Generator<'_> {
                 .iter()
                 .flatten()
                 .all(|(_, property)| {
-                    property.optional || property.family.is_some() || self.has_default(property)
+                    let required = !property.optional && property.family.is_none();
+                    // Parameters with a required one have no `Default`: `..Default::default()`
+                    // would send `vmid=0` or `snapname=""`; they are built with `new(required...)`.
+                    !required || (!is_request && self.has_default(property))
                 })
         });
         self.defaults.borrow_mut().insert(name.to_owned(), result);

@@ -60,7 +60,10 @@ const SECRET_FIELDS: &[&str] = &[
 ];
 
 /// Renders the typed layer of the SDK.
-pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
+pub fn render(
+    metadata: &RouteMetadata,
+    aliases: &BTreeMap<String, String>,
+) -> anyhow::Result<Outputs> {
     let operations: BTreeMap<(&str, Method), &Operation> = metadata
         .operations
         .iter()
@@ -99,9 +102,9 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
             let Some(operation) = operations.get(&(node.path.as_str(), *method)) else {
                 continue;
             };
-            let method_name = operation_method_name(node, *method);
+            let method_name = operation_method_name(node, operation);
             claim(&method_name, &node.path)?;
-            methods.push(operation_methods(operation, &method_name, None));
+            methods.push(operation_method(operation, &method_name, None, aliases));
         }
 
         for child_path in &node.children {
@@ -114,37 +117,42 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
                 let Some(operation) = operations.get(&(child.path.as_str(), method)) else {
                     continue;
                 };
-                let method_name = snake(segment);
+                let method_name = action_method_name(segment, operation);
                 claim(&method_name, &child.path)?;
-                methods.push(operation_methods(operation, &method_name, Some(segment)));
+                methods.push(operation_method(
+                    operation,
+                    &method_name,
+                    Some(segment),
+                    aliases,
+                ));
                 continue;
             }
             let child_ident = format_ident!("{}", naming::handle_type(child_path));
             if let Some(param) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                let accessor = snake(param);
+                let accessor = not_std(snake(param));
                 claim(&accessor, child_path)?;
                 let accessor = ident(&accessor);
                 let param_ident = ident(&snake(param));
                 let doc = doc_attrs(&format!("`{child_path}`: the member with this `{param}`."));
                 methods.push(quote! {
                     #doc
-                    pub fn #accessor(&self, #param_ident: impl ::std::fmt::Display) -> #child_ident<'a> {
+                    pub fn #accessor(&self, #param_ident: impl ::std::fmt::Display) -> #child_ident {
                         #child_ident {
-                            client: self.client,
+                            client: self.client.clone(),
                             path: crate::typed::child_path(&self.path, &#param_ident),
                         }
                     }
                 });
             } else {
-                let accessor = snake(segment);
+                let accessor = not_std(snake(segment));
                 claim(&accessor, child_path)?;
                 let accessor = ident(&accessor);
                 let doc = doc_attrs(&format!("`{child_path}`"));
                 methods.push(quote! {
                     #doc
-                    pub fn #accessor(&self) -> #child_ident<'a> {
+                    pub fn #accessor(&self) -> #child_ident {
                         #child_ident {
-                            client: self.client,
+                            client: self.client.clone(),
                             path: ::std::format!("{}/{}", self.path, #segment),
                         }
                     }
@@ -165,11 +173,11 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
         body.push(quote! {
             #doc
             #[derive(Debug, Clone)]
-            pub struct #handle<'a> {
-                client: &'a crate::Client,
+            pub struct #handle {
+                client: crate::Client,
                 path: ::std::string::String,
             }
-            impl<'a> #handle<'a> {
+            impl #handle {
                 /// The concrete API path of this handle (below `/api2/json`).
                 pub fn path(&self) -> &str {
                     &self.path
@@ -186,8 +194,8 @@ pub fn render(metadata: &RouteMetadata) -> anyhow::Result<Outputs> {
             body.push(quote! {
                 impl crate::Client {
                     #doc
-                    pub fn #accessor(&self) -> #handle<'_> {
-                        #handle { client: self, path: ::std::string::String::from(#root) }
+                    pub fn #accessor(&self) -> #handle {
+                        #handle { client: self.clone(), path: ::std::string::String::from(#root) }
                     }
                 }
             });
@@ -284,35 +292,142 @@ fn is_inlined_action(node: &PathNode) -> bool {
     node.kind == PathKind::Action && node.methods.len() == 1 && node.path.matches('/').count() > 1
 }
 
-fn operation_method_name(node: &PathNode, method: Method) -> String {
-    match (method, node.kind) {
-        (Method::Get, PathKind::Collection) => "list",
-        (Method::Get, _) => "get",
-        (Method::Post, PathKind::Collection) => "create",
-        (Method::Post, _) => "post",
-        (Method::Put, _) => "update",
-        (Method::Delete, _) => "delete",
+/// The method of an operation on the handle of its own path: `GET` on a collection is `list`,
+/// elsewhere `get`; `POST` on a collection is `create`; `PUT` is `update`; `DELETE` is `delete`.
+/// `POST` elsewhere is `create` when Proxmox's handler creates something (its name starts with
+/// one of [`CREATING`] or ends in `create`), else the handler's name without the word `vm`
+/// (`migrate_vm` -> `migrate`, `update_vm_async` -> `update_async`), or the name that
+/// [`METHOD_NAMES`] gives.
+fn operation_method_name(node: &PathNode, operation: &Operation) -> String {
+    if let Some((_, _, name)) = METHOD_NAMES
+        .iter()
+        .find(|(path, method, _)| *path == node.path && *method == operation.method)
+    {
+        return (*name).to_owned();
     }
-    .to_owned()
+    let name = match (operation.method, node.kind) {
+        (Method::Get, PathKind::Collection) => "list".to_owned(),
+        (Method::Get, _) => "get".to_owned(),
+        (Method::Post, PathKind::Collection) => "create".to_owned(),
+        (Method::Post, _) => {
+            let handler = snake_word(&operation.name);
+            if CREATING.iter().any(|prefix| handler.starts_with(prefix))
+                || handler.ends_with("create")
+            {
+                "create".to_owned()
+            } else {
+                let words: Vec<&str> = handler.split('_').filter(|word| *word != "vm").collect();
+                words.join("_")
+            }
+        }
+        (Method::Put, _) => "update".to_owned(),
+        (Method::Delete, _) => "delete".to_owned(),
+    };
+    not_std(name)
 }
 
-/// The method(s) of one operation: `name(&params)`, or `name()` and `name_with(&params)` when every
-/// parameter is optional, or `name()` when there are none.
-fn operation_methods(
+/// The method of an action path with one method (`.../status/start`) on its parent handle: the
+/// action's own name (`start`), or Proxmox's handler name when the segment is the name of a std
+/// trait method (`clone` -> `clone_vm`).
+fn action_method_name(segment: &str, operation: &Operation) -> String {
+    let name = snake(segment);
+    if !STD_METHODS.contains(&name.as_str()) {
+        return name;
+    }
+    not_std(snake_word(&operation.name))
+}
+
+/// `name`, or `name_` when it is the name of a std trait method ([`STD_METHODS`]), so that no
+/// generated method shadows one (`handle.clone()` stays `Clone::clone`).
+fn not_std(name: String) -> String {
+    if STD_METHODS.contains(&name.as_str()) {
+        format!("{name}_")
+    } else {
+        name
+    }
+}
+
+/// Handler-name prefixes of a `POST` that creates something.
+const CREATING: &[&str] = &["create", "add", "new", "generate", "register"];
+
+/// Method names the rules of [`operation_method_name`] would make collide, chosen by hand.
+/// `POST /nodes/{node}/subscription` (handler `update`: ask the shop server again) would be
+/// `update` like the `PUT` (handler `set`: set the key).
+const METHOD_NAMES: &[(&str, Method, &str)] =
+    &[("/nodes/{node}/subscription", Method::Post, "refresh")];
+
+/// Methods of the std traits (and of the traits in the prelude) that a generated method must not
+/// be named like: calling `vm.clone()` must clone the handle, not a VM.
+pub const STD_METHODS: &[&str] = &[
+    "as_mut",
+    "as_ref",
+    "borrow",
+    "borrow_mut",
+    "clamp",
+    "clone",
+    "clone_from",
+    "cmp",
+    "default",
+    "deref",
+    "deref_mut",
+    "drop",
+    "eq",
+    "extend",
+    "fmt",
+    "from",
+    "from_iter",
+    "from_str",
+    "ge",
+    "gt",
+    "hash",
+    "index",
+    "index_mut",
+    "into",
+    "into_future",
+    "into_iter",
+    "le",
+    "lt",
+    "max",
+    "min",
+    "ne",
+    "next",
+    "partial_cmp",
+    "to_owned",
+    "to_string",
+    "try_from",
+    "try_into",
+    "type_id",
+];
+
+/// The one method of an operation: `name()` when it has no parameters or only optional ones
+/// (set with `Call::params`), `name(&params)` when one is required; an upload also takes the
+/// file.
+fn operation_method(
     operation: &Operation,
     method_name: &str,
     inlined_segment: Option<&str>,
+    aliases: &BTreeMap<String, String>,
 ) -> TokenStream {
     let path = match inlined_segment {
         Some(segment) => quote! { ::std::format!("{}/{}", self.path, #segment) },
         None => quote! { self.path.clone() },
     };
     let group = format_ident!("{}", operation.group);
+    // Proxmox sends some bare numbers as strings (`GET /cluster/nextid` -> "102"): those are
+    // decoded as `LenientValue<number>` (the `W` of `Call`).
+    let lenient = (!operation.worker_task)
+        .then(|| bare_number(&operation.returns))
+        .flatten();
     let response = if operation.worker_task {
         quote! { shared_types::Upid }
-    } else if let Some(number) = bare_number(&operation.returns) {
-        // Proxmox sends some bare numbers as strings (`GET /cluster/nextid` -> "102").
-        quote! { #number, shared_types::lenient::LenientValue<#number> }
+    } else if let Some(number) = &lenient {
+        quote! { #number }
+    } else if let Some(target) = aliases.get(&operation.response_type) {
+        // The type the alias stands for, so that the docs show it without a click.
+        target.parse().unwrap_or_else(|_| {
+            let response = format_ident!("{}", operation.response_type);
+            quote! { shared_types::#group::#response }
+        })
     } else {
         let response = format_ident!("{}", operation.response_type);
         quote! { shared_types::#group::#response }
@@ -325,7 +440,8 @@ fn operation_methods(
     }
     if operation.worker_task {
         doc.push_str(
-            "\n\nStarts a worker task; wait for it with `client.task(&upid).wait(timeout)`.",
+            "\n\nStarts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` \
+             returns its `Task`.",
         );
     }
     let is_upload = operation.parameters.contains_key(UPLOAD_MARKER);
@@ -335,12 +451,21 @@ fn operation_methods(
              the `filename` part, under the file's own name (`params.filename` is not sent).",
         );
     }
-    let doc = doc_attrs(&doc);
     let name = ident(method_name);
+    let call_type = |params: Option<TokenStream>| match (&lenient, params) {
+        (None, None) => quote! { crate::Call<#response> },
+        (None, Some(params)) => quote! { crate::Call<#response, #params> },
+        (Some(number), params) => {
+            let params = params.unwrap_or_else(|| quote! { crate::NoParams });
+            quote! { crate::Call<#response, #params, shared_types::lenient::LenientValue<#number>> }
+        }
+    };
     let Some(request_type) = &operation.request_type else {
+        let doc = doc_attrs(&doc);
+        let call = call_type(None);
         return quote! {
             #doc
-            pub fn #name(&self) -> crate::Call<'a, #response> {
+            pub fn #name(&self) -> #call {
                 crate::Call::new(self.client.request(::reqwest::Method::#http_method, #path))
             }
         };
@@ -351,21 +476,16 @@ fn operation_methods(
         .iter()
         .filter(|(key, _)| !operation.path_params.contains(key))
         .all(|(_, schema)| schema.optional || schema.family.is_some());
-    let with_params = quote! {
-        crate::Call::new(
-            self.client
-                .request(::reqwest::Method::#http_method, #path)
-                .params(params),
-        )
-    };
+    let call = call_type(None);
     if is_upload {
+        let doc = doc_attrs(&doc);
         return quote! {
             #doc
             pub fn #name(
                 &self,
                 params: &shared_types::#group::#request,
                 file: crate::UploadFile,
-            ) -> crate::Call<'a, #response> {
+            ) -> #call {
                 crate::Call::new(
                     self.client
                         .request(::reqwest::Method::#http_method, #path)
@@ -376,23 +496,28 @@ fn operation_methods(
         };
     }
     if all_optional {
-        let name_with = ident(&format!("{method_name}_with"));
-        let doc_with = doc_attrs(&format!("[`Self::{method_name}`] with parameters."));
+        doc.push_str(&format!(
+            "\n\nEvery parameter is optional: set them with `.params(&{request_type} {{ .. }})` on \
+             the call."
+        ));
+        let doc = doc_attrs(&doc);
+        let call = call_type(Some(quote! { shared_types::#group::#request }));
         quote! {
             #doc
-            pub fn #name(&self) -> crate::Call<'a, #response> {
+            pub fn #name(&self) -> #call {
                 crate::Call::new(self.client.request(::reqwest::Method::#http_method, #path))
-            }
-            #doc_with
-            pub fn #name_with(&self, params: &shared_types::#group::#request) -> crate::Call<'a, #response> {
-                #with_params
             }
         }
     } else {
+        let doc = doc_attrs(&doc);
         quote! {
             #doc
-            pub fn #name(&self, params: &shared_types::#group::#request) -> crate::Call<'a, #response> {
-                #with_params
+            pub fn #name(&self, params: &shared_types::#group::#request) -> #call {
+                crate::Call::new(
+                    self.client
+                        .request(::reqwest::Method::#http_method, #path)
+                        .params(params),
+                )
             }
         }
     }

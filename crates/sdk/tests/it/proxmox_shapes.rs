@@ -10,7 +10,7 @@
 
 use proxmox_sdk::Client;
 use proxmox_sdk::shared_types::PveBool;
-use proxmox_sdk::shared_types::nodes::{Model, ScsiConfig};
+use proxmox_sdk::shared_types::nodes::{QemuNetModel, ScsiConfig};
 
 use crate::CannedServer;
 
@@ -100,7 +100,7 @@ async fn vm_config_property_strings_are_typed() {
     let memory = config.memory.expect("memory is set");
     assert_eq!(memory.current, 2048);
     let net0 = config.net.get(0).expect("net0 is set");
-    assert_eq!(net0.model, Model::Virtio);
+    assert_eq!(net0.model, QemuNetModel::Virtio);
     assert_eq!(net0.macaddr.as_deref(), Some("BC:24:11:AA:BB:CC"));
     assert_eq!(net0.firewall, Some(PveBool(true)));
     let scsi0: &ScsiConfig = config.scsi.get(0).expect("scsi0 is set");

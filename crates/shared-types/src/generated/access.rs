@@ -5,7 +5,7 @@
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AccessAclReadAclResponseItemType {
+pub enum AccessAclReadResponseItemType {
     /// `user`
     User,
     /// `group`
@@ -15,7 +15,7 @@ pub enum AccessAclReadAclResponseItemType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl AccessAclReadAclResponseItemType {
+impl AccessAclReadResponseItemType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -26,7 +26,7 @@ impl AccessAclReadAclResponseItemType {
         }
     }
 }
-impl ::std::convert::From<&str> for AccessAclReadAclResponseItemType {
+impl ::std::convert::From<&str> for AccessAclReadResponseItemType {
     fn from(text: &str) -> Self {
         match text {
             "user" => Self::User,
@@ -36,23 +36,23 @@ impl ::std::convert::From<&str> for AccessAclReadAclResponseItemType {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for AccessAclReadAclResponseItemType {
+impl ::std::cmp::PartialEq<&str> for AccessAclReadResponseItemType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for AccessAclReadAclResponseItemType {
+impl ::std::str::FromStr for AccessAclReadResponseItemType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for AccessAclReadAclResponseItemType {
+impl ::std::fmt::Display for AccessAclReadResponseItemType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for AccessAclReadAclResponseItemType {
+impl ::serde::Serialize for AccessAclReadResponseItemType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -60,14 +60,14 @@ impl ::serde::Serialize for AccessAclReadAclResponseItemType {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for AccessAclReadAclResponseItemType {
+impl<'de> ::serde::Deserialize<'de> for AccessAclReadResponseItemType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for AccessAclReadAclResponseItemType {
+impl crate::PropertyValue for AccessAclReadResponseItemType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -235,7 +235,7 @@ impl crate::PropertyValue for AccessDomainsCreateParamsType {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AccessTfaListTfaResponseItemEntriesItemType {
+pub enum AccessTfaListResponseItemEntriesItemType {
     /// `totp`
     Totp,
     /// `u2f`
@@ -249,7 +249,7 @@ pub enum AccessTfaListTfaResponseItemEntriesItemType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl AccessTfaListTfaResponseItemEntriesItemType {
+impl AccessTfaListResponseItemEntriesItemType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -262,7 +262,7 @@ impl AccessTfaListTfaResponseItemEntriesItemType {
         }
     }
 }
-impl ::std::convert::From<&str> for AccessTfaListTfaResponseItemEntriesItemType {
+impl ::std::convert::From<&str> for AccessTfaListResponseItemEntriesItemType {
     fn from(text: &str) -> Self {
         match text {
             "totp" => Self::Totp,
@@ -274,23 +274,23 @@ impl ::std::convert::From<&str> for AccessTfaListTfaResponseItemEntriesItemType 
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for AccessTfaListTfaResponseItemEntriesItemType {
+impl ::std::cmp::PartialEq<&str> for AccessTfaListResponseItemEntriesItemType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for AccessTfaListTfaResponseItemEntriesItemType {
+impl ::std::str::FromStr for AccessTfaListResponseItemEntriesItemType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for AccessTfaListTfaResponseItemEntriesItemType {
+impl ::std::fmt::Display for AccessTfaListResponseItemEntriesItemType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for AccessTfaListTfaResponseItemEntriesItemType {
+impl ::serde::Serialize for AccessTfaListResponseItemEntriesItemType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -298,14 +298,14 @@ impl ::serde::Serialize for AccessTfaListTfaResponseItemEntriesItemType {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for AccessTfaListTfaResponseItemEntriesItemType {
+impl<'de> ::serde::Deserialize<'de> for AccessTfaListResponseItemEntriesItemType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for AccessTfaListTfaResponseItemEntriesItemType {
+impl crate::PropertyValue for AccessTfaListResponseItemEntriesItemType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -613,9 +613,9 @@ impl crate::PropertyValue for User {
         out.push_str(self.as_str());
     }
 }
-/// The `AccessAclReadAclResponseItem` model.
+/// The `AccessAclReadResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessAclReadAclResponseItem {
+pub struct AccessAclReadResponseItem {
     /// Access control path
     pub path: ::std::string::String,
     /// Allow to propagate (inherit) permissions.
@@ -628,13 +628,13 @@ pub struct AccessAclReadAclResponseItem {
     /// The `type` property.
     ///
     /// One of `user`, `group`, `token`.
-    pub r#type: crate::generated::access::AccessAclReadAclResponseItemType,
+    pub r#type: crate::generated::access::AccessAclReadResponseItemType,
     /// The `ugid` property.
     pub ugid: ::std::string::String,
 }
-/// The `AccessAclUpdateAclParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessAclUpdateAclParams {
+/// The `AccessAclUpdateParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct AccessAclUpdateParams {
     /// Remove permissions (instead of adding it).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
@@ -665,7 +665,7 @@ pub struct AccessAclUpdateAclParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub users: ::std::option::Option<::std::string::String>,
 }
-impl AccessAclUpdateAclParams {
+impl AccessAclUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -1161,7 +1161,7 @@ pub struct AccessDomainsSyncParams {
     >,
 }
 /// The `AccessGroupsCreateGroupParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessGroupsCreateGroupParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1214,7 +1214,7 @@ pub struct AccessGroupsIndexResponseItem {
     pub users: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessOpenidAuthUrlParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessOpenidAuthUrlParams {
     /// Authentication domain ID
     ///
@@ -1238,7 +1238,7 @@ impl AccessOpenidAuthUrlParams {
     }
 }
 /// The `AccessOpenidLoginParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessOpenidLoginParams {
     /// OpenId authorization code.
     pub code: ::std::string::String,
@@ -1263,9 +1263,9 @@ impl AccessOpenidLoginParams {
         }
     }
 }
-/// The `AccessPasswordChangePasswordParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessPasswordChangePasswordParams {
+/// The `AccessPasswordChangeParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct AccessPasswordChangeParams {
     /// The current password of the user performing the change.
     #[serde(rename = "confirmation-password")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1277,7 +1277,7 @@ pub struct AccessPasswordChangePasswordParams {
     /// Format `pve-userid`.
     pub userid: ::std::string::String,
 }
-impl AccessPasswordChangePasswordParams {
+impl AccessPasswordChangeParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -1302,7 +1302,7 @@ pub struct AccessPermissionsParams {
     pub userid: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessRolesCreateRoleParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessRolesCreateRoleParams {
     /// The `privs` property.
     ///
@@ -1546,9 +1546,9 @@ pub struct AccessRolesRoleidUpdateRoleParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
 }
-/// The `AccessTfaIdDeleteTfaParams` model.
+/// The `AccessTfaIdDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessTfaIdDeleteTfaParams {
+pub struct AccessTfaIdDeleteParams {
     /// The current password of the user performing the change.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
@@ -1566,12 +1566,12 @@ pub struct AccessTfaIdUpdateTfaEntryParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
 }
-/// The `AccessTfaListTfaResponseItem` model.
+/// The `AccessTfaListResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessTfaListTfaResponseItem {
+pub struct AccessTfaListResponseItem {
     /// The `entries` property.
     pub entries: ::std::vec::Vec<
-        crate::generated::access::AccessTfaListTfaResponseItemEntriesItem,
+        crate::generated::access::AccessTfaListResponseItemEntriesItem,
     >,
     /// Contains a timestamp until when a user is locked out of 2nd factors.
     #[serde(rename = "tfa-locked-until")]
@@ -1587,7 +1587,7 @@ pub struct AccessTfaListTfaResponseItem {
 }
 /// TFA Entry.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessTfaListTfaResponseItemEntriesItem {
+pub struct AccessTfaListResponseItemEntriesItem {
     /// Creation time of this entry as unix epoch.
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub created: i64,
@@ -1603,7 +1603,7 @@ pub struct AccessTfaListTfaResponseItemEntriesItem {
     /// TFA Entry Type.
     ///
     /// One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
-    pub r#type: crate::generated::access::AccessTfaListTfaResponseItemEntriesItemType,
+    pub r#type: crate::generated::access::AccessTfaListResponseItemEntriesItemType,
 }
 /// The `AccessTfaUseridAddTfaEntryParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -1623,7 +1623,7 @@ pub struct AccessTfaUseridAddTfaEntryParams {
     /// TFA Entry Type.
     ///
     /// One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
-    pub r#type: crate::generated::access::AccessTfaListTfaResponseItemEntriesItemType,
+    pub r#type: crate::generated::access::AccessTfaListResponseItemEntriesItemType,
     /// The current value for the provided totp URI, or a Webauthn/U2F challenge response
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
@@ -1632,7 +1632,7 @@ impl AccessTfaUseridAddTfaEntryParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        r#type: crate::generated::access::AccessTfaListTfaResponseItemEntriesItemType,
+        r#type: crate::generated::access::AccessTfaListResponseItemEntriesItemType,
     ) -> Self {
         Self {
             challenge: ::std::option::Option::None,
@@ -1656,9 +1656,9 @@ pub struct AccessTfaUseridAddTfaEntryResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub recovery: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
-/// The `AccessTicketCreateTicketParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessTicketCreateTicketParams {
+/// The `AccessTicketCreateParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct AccessTicketCreateParams {
     /// This parameter is now ignored and assumed to be 1.
     ///
     /// Default: `true`.
@@ -1690,7 +1690,7 @@ pub struct AccessTicketCreateTicketParams {
     /// User name
     pub username: ::std::string::String,
 }
-impl AccessTicketCreateTicketParams {
+impl AccessTicketCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -1709,9 +1709,9 @@ impl AccessTicketCreateTicketParams {
         }
     }
 }
-/// The `AccessTicketCreateTicketResponse` model.
+/// The `AccessTicketCreateResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessTicketCreateTicketResponse {
+pub struct AccessTicketCreateResponse {
     /// The `CSRFPreventionToken` property.
     #[serde(rename = "CSRFPreventionToken")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1726,7 +1726,7 @@ pub struct AccessTicketCreateTicketResponse {
     pub username: ::std::string::String,
 }
 /// The `AccessUsersCreateUserParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessUsersCreateUserParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1910,9 +1910,9 @@ pub struct AccessUsersTfaReadUserTfaTypeResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user: ::std::option::Option<crate::generated::access::User>,
 }
-/// The `AccessUsersTokenTokenidGenerateTokenParams` model.
+/// The `AccessUsersTokenGenerateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessUsersTokenTokenidGenerateTokenParams {
+pub struct AccessUsersTokenGenerateParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -1928,20 +1928,20 @@ pub struct AccessUsersTokenTokenidGenerateTokenParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
-/// The `AccessUsersTokenTokenidGenerateTokenResponse` model.
+/// The `AccessUsersTokenGenerateResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessUsersTokenTokenidGenerateTokenResponse {
+pub struct AccessUsersTokenGenerateResponse {
     /// The full token id.
     #[serde(rename = "full-tokenid")]
     pub full_tokenid: ::std::string::String,
     /// The `info` property.
-    pub info: crate::generated::access::AccessUsersTokenTokenidReadTokenResponse,
+    pub info: crate::generated::access::AccessUsersTokenReadResponse,
     /// API token value used for authentication.
     pub value: ::std::string::String,
 }
-/// The `AccessUsersTokenTokenidReadTokenResponse` model.
+/// The `AccessUsersTokenReadResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessUsersTokenTokenidReadTokenResponse {
+pub struct AccessUsersTokenReadResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -1957,9 +1957,9 @@ pub struct AccessUsersTokenTokenidReadTokenResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
-/// The `AccessUsersTokenTokenidUpdateTokenInfoParams` model.
+/// The `AccessUsersTokenUpdateTokenInfoParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessUsersTokenTokenidUpdateTokenInfoParams {
+pub struct AccessUsersTokenUpdateTokenInfoParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -1985,9 +1985,9 @@ pub struct AccessUsersTokenTokenidUpdateTokenInfoParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub regenerate: ::std::option::Option<crate::PveBool>,
 }
-/// The `AccessUsersTokenTokenidUpdateTokenInfoResponse` model.
+/// The `AccessUsersTokenUpdateTokenInfoResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct AccessUsersTokenTokenidUpdateTokenInfoResponse {
+pub struct AccessUsersTokenUpdateTokenInfoResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -2091,7 +2091,7 @@ pub struct AccessUsersUseridUpdateUserParams {
     pub lastname: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessVncticketVerifyVncTicketParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct AccessVncticketVerifyVncTicketParams {
     /// UserId or token
     pub authid: ::std::string::String,
@@ -2130,12 +2130,12 @@ impl AccessVncticketVerifyVncTicketParams {
 pub type AccessIndexResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-/// The `data` of the reply to `GET /access/acl` (`access_acl_read_acl`).
-pub type AccessAclReadAclResponse = ::std::vec::Vec<
-    crate::generated::access::AccessAclReadAclResponseItem,
+/// The `data` of the reply to `GET /access/acl` (`access_acl_read`).
+pub type AccessAclReadResponse = ::std::vec::Vec<
+    crate::generated::access::AccessAclReadResponseItem,
 >;
-/// The `data` of the reply to `PUT /access/acl` (`access_acl_update_acl`).
-pub type AccessAclUpdateAclResponse = ();
+/// The `data` of the reply to `PUT /access/acl` (`access_acl_update`).
+pub type AccessAclUpdateResponse = ();
 /// The `data` of the reply to `GET /access/domains` (`access_domains_index`).
 pub type AccessDomainsIndexResponse = ::std::vec::Vec<
     crate::generated::access::AccessDomainsIndexResponseItem,
@@ -2172,8 +2172,8 @@ pub type AccessOpenidIndexResponse = ::std::vec::Vec<
 pub type AccessOpenidAuthUrlResponse = ::std::string::String;
 /// The `data` of the reply to `POST /access/openid/login` (`access_openid_login`).
 pub type AccessOpenidLoginResponse = ::serde_json::Value;
-/// The `data` of the reply to `PUT /access/password` (`access_password_change_password`).
-pub type AccessPasswordChangePasswordResponse = ();
+/// The `data` of the reply to `PUT /access/password` (`access_password_change`).
+pub type AccessPasswordChangeResponse = ();
 /// The `data` of the reply to `GET /access/permissions` (`access_permissions`).
 ///
 /// Map of "path" => (Map of "privilege" => "propagate boolean").
@@ -2191,28 +2191,28 @@ pub type AccessRolesCreateRoleResponse = ();
 pub type AccessRolesRoleidUpdateRoleResponse = ();
 /// The `data` of the reply to `DELETE /access/roles/{roleid}` (`access_roles_roleid_delete_role`).
 pub type AccessRolesRoleidDeleteRoleResponse = ();
-/// The `data` of the reply to `GET /access/tfa` (`access_tfa_list_tfa`).
+/// The `data` of the reply to `GET /access/tfa` (`access_tfa_list`).
 ///
 /// The list tuples of user and TFA entries.
-pub type AccessTfaListTfaResponse = ::std::vec::Vec<
-    crate::generated::access::AccessTfaListTfaResponseItem,
+pub type AccessTfaListResponse = ::std::vec::Vec<
+    crate::generated::access::AccessTfaListResponseItem,
 >;
-/// The `data` of the reply to `GET /access/tfa/{userid}` (`access_tfa_userid_list_user_tfa`).
+/// The `data` of the reply to `GET /access/tfa/{userid}` (`access_tfa_userid_list_user`).
 ///
 /// A list of the user's TFA entries.
-pub type AccessTfaUseridListUserTfaResponse = ::std::vec::Vec<
-    crate::generated::access::AccessTfaListTfaResponseItemEntriesItem,
+pub type AccessTfaUseridListUserResponse = ::std::vec::Vec<
+    crate::generated::access::AccessTfaListResponseItemEntriesItem,
 >;
 /// The `data` of the reply to `GET /access/tfa/{userid}/{id}` (`access_tfa_id_get_tfa_entry`).
 ///
 /// TFA Entry.
-pub type AccessTfaIdGetTfaEntryResponse = crate::generated::access::AccessTfaListTfaResponseItemEntriesItem;
+pub type AccessTfaIdGetTfaEntryResponse = crate::generated::access::AccessTfaListResponseItemEntriesItem;
 /// The `data` of the reply to `PUT /access/tfa/{userid}/{id}` (`access_tfa_id_update_tfa_entry`).
 pub type AccessTfaIdUpdateTfaEntryResponse = ();
-/// The `data` of the reply to `DELETE /access/tfa/{userid}/{id}` (`access_tfa_id_delete_tfa`).
-pub type AccessTfaIdDeleteTfaResponse = ();
-/// The `data` of the reply to `GET /access/ticket` (`access_ticket_get_ticket`).
-pub type AccessTicketGetTicketResponse = ();
+/// The `data` of the reply to `DELETE /access/tfa/{userid}/{id}` (`access_tfa_id_delete`).
+pub type AccessTfaIdDeleteResponse = ();
+/// The `data` of the reply to `GET /access/ticket` (`access_ticket_get`).
+pub type AccessTicketGetResponse = ();
 /// The `data` of the reply to `GET /access/users` (`access_users_index`).
 pub type AccessUsersIndexResponse = ::std::vec::Vec<
     crate::generated::access::AccessUsersIndexResponseItem,
@@ -2223,12 +2223,12 @@ pub type AccessUsersCreateUserResponse = ();
 pub type AccessUsersUseridUpdateUserResponse = ();
 /// The `data` of the reply to `DELETE /access/users/{userid}` (`access_users_userid_delete_user`).
 pub type AccessUsersUseridDeleteUserResponse = ();
-/// The `data` of the reply to `GET /access/users/{userid}/token` (`access_users_token_token_index`).
-pub type AccessUsersTokenTokenIndexResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /access/users/{userid}/token` (`access_users_token_index`).
+pub type AccessUsersTokenIndexResponse = ::std::vec::Vec<
     crate::generated::access::AccessUsersIndexResponseItemTokensItem,
 >;
-/// The `data` of the reply to `DELETE /access/users/{userid}/token/{tokenid}` (`access_users_token_tokenid_remove_token`).
-pub type AccessUsersTokenTokenidRemoveTokenResponse = ();
+/// The `data` of the reply to `DELETE /access/users/{userid}/token/{tokenid}` (`access_users_token_remove`).
+pub type AccessUsersTokenRemoveResponse = ();
 /// The `data` of the reply to `PUT /access/users/{userid}/unlock-tfa` (`access_users_unlock_tfa`).
 pub type AccessUsersUnlockTfaResponse = crate::PveBool;
 /// The `data` of the reply to `POST /access/vncticket` (`access_vncticket_verify_vnc_ticket`).

@@ -3029,7 +3029,7 @@ impl crate::PropertyValue for ClusterAcmePluginsAddPluginParamsType {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+pub enum ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     /// `qemu`
     Qemu,
     /// `lxc`
@@ -3039,7 +3039,7 @@ pub enum ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItem
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+impl ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -3051,7 +3051,7 @@ impl ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType
     }
 }
 impl ::std::convert::From<&str>
-for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     fn from(text: &str) -> Self {
         match text {
             "qemu" => Self::Qemu,
@@ -3062,26 +3062,26 @@ for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType 
     }
 }
 impl ::std::cmp::PartialEq<&str>
-for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
 impl ::std::str::FromStr
-for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
 impl ::std::fmt::Display
-for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 impl ::serde::Serialize
-for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -3090,7 +3090,7 @@ for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType 
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
@@ -3098,7 +3098,113 @@ for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType 
     }
 }
 impl crate::PropertyValue
-for ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
+/// Flag name.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClusterCephFlagsGetAllResponseItemName {
+    /// `nobackfill`
+    Nobackfill,
+    /// `nodeep-scrub`
+    NodeepScrub,
+    /// `nodown`
+    Nodown,
+    /// `noin`
+    Noin,
+    /// `noout`
+    Noout,
+    /// `norebalance`
+    Norebalance,
+    /// `norecover`
+    Norecover,
+    /// `noscrub`
+    Noscrub,
+    /// `notieragent`
+    Notieragent,
+    /// `noup`
+    Noup,
+    /// `pause`
+    Pause,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl ClusterCephFlagsGetAllResponseItemName {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Nobackfill => "nobackfill",
+            Self::NodeepScrub => "nodeep-scrub",
+            Self::Nodown => "nodown",
+            Self::Noin => "noin",
+            Self::Noout => "noout",
+            Self::Norebalance => "norebalance",
+            Self::Norecover => "norecover",
+            Self::Noscrub => "noscrub",
+            Self::Notieragent => "notieragent",
+            Self::Noup => "noup",
+            Self::Pause => "pause",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for ClusterCephFlagsGetAllResponseItemName {
+    fn from(text: &str) -> Self {
+        match text {
+            "nobackfill" => Self::Nobackfill,
+            "nodeep-scrub" => Self::NodeepScrub,
+            "nodown" => Self::Nodown,
+            "noin" => Self::Noin,
+            "noout" => Self::Noout,
+            "norebalance" => Self::Norebalance,
+            "norecover" => Self::Norecover,
+            "noscrub" => Self::Noscrub,
+            "notieragent" => Self::Notieragent,
+            "noup" => Self::Noup,
+            "pause" => Self::Pause,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for ClusterCephFlagsGetAllResponseItemName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for ClusterCephFlagsGetAllResponseItemName {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for ClusterCephFlagsGetAllResponseItemName {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for ClusterCephFlagsGetAllResponseItemName {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterCephFlagsGetAllResponseItemName {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for ClusterCephFlagsGetAllResponseItemName {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -3780,7 +3886,7 @@ impl crate::PropertyValue for ClusterNotificationsMatchersCreateMatcherParamsMod
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+pub enum ClusterNotificationsTargetsGetAllResponseItemType {
     /// `sendmail`
     Sendmail,
     /// `gotify`
@@ -3792,7 +3898,7 @@ pub enum ClusterNotificationsTargetsGetAllTargetsResponseItemType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+impl ClusterNotificationsTargetsGetAllResponseItemType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -3804,8 +3910,7 @@ impl ClusterNotificationsTargetsGetAllTargetsResponseItemType {
         }
     }
 }
-impl ::std::convert::From<&str>
-for ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+impl ::std::convert::From<&str> for ClusterNotificationsTargetsGetAllResponseItemType {
     fn from(text: &str) -> Self {
         match text {
             "sendmail" => Self::Sendmail,
@@ -3816,24 +3921,23 @@ for ClusterNotificationsTargetsGetAllTargetsResponseItemType {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str>
-for ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+impl ::std::cmp::PartialEq<&str> for ClusterNotificationsTargetsGetAllResponseItemType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+impl ::std::str::FromStr for ClusterNotificationsTargetsGetAllResponseItemType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+impl ::std::fmt::Display for ClusterNotificationsTargetsGetAllResponseItemType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+impl ::serde::Serialize for ClusterNotificationsTargetsGetAllResponseItemType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -3842,14 +3946,14 @@ impl ::serde::Serialize for ClusterNotificationsTargetsGetAllTargetsResponseItem
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+for ClusterNotificationsTargetsGetAllResponseItemType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for ClusterNotificationsTargetsGetAllTargetsResponseItemType {
+impl crate::PropertyValue for ClusterNotificationsTargetsGetAllResponseItemType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -3863,7 +3967,7 @@ impl crate::PropertyValue for ClusterNotificationsTargetsGetAllTargetsResponseIt
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterOptionsSetOptionsParamsFencing {
+pub enum ClusterOptionsSetParamsFencing {
     /// `watchdog`
     Watchdog,
     /// `hardware`
@@ -3873,7 +3977,7 @@ pub enum ClusterOptionsSetOptionsParamsFencing {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterOptionsSetOptionsParamsFencing {
+impl ClusterOptionsSetParamsFencing {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -3884,7 +3988,7 @@ impl ClusterOptionsSetOptionsParamsFencing {
         }
     }
 }
-impl ::std::convert::From<&str> for ClusterOptionsSetOptionsParamsFencing {
+impl ::std::convert::From<&str> for ClusterOptionsSetParamsFencing {
     fn from(text: &str) -> Self {
         match text {
             "watchdog" => Self::Watchdog,
@@ -3894,23 +3998,23 @@ impl ::std::convert::From<&str> for ClusterOptionsSetOptionsParamsFencing {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for ClusterOptionsSetOptionsParamsFencing {
+impl ::std::cmp::PartialEq<&str> for ClusterOptionsSetParamsFencing {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for ClusterOptionsSetOptionsParamsFencing {
+impl ::std::str::FromStr for ClusterOptionsSetParamsFencing {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for ClusterOptionsSetOptionsParamsFencing {
+impl ::std::fmt::Display for ClusterOptionsSetParamsFencing {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for ClusterOptionsSetOptionsParamsFencing {
+impl ::serde::Serialize for ClusterOptionsSetParamsFencing {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -3918,14 +4022,14 @@ impl ::serde::Serialize for ClusterOptionsSetOptionsParamsFencing {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for ClusterOptionsSetOptionsParamsFencing {
+impl<'de> ::serde::Deserialize<'de> for ClusterOptionsSetParamsFencing {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for ClusterOptionsSetOptionsParamsFencing {
+impl crate::PropertyValue for ClusterOptionsSetParamsFencing {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -4693,7 +4797,7 @@ impl crate::PropertyValue for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelet
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+pub enum ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     /// `set`
     Set,
     /// `match`
@@ -4705,7 +4809,7 @@ pub enum ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+impl ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -4718,7 +4822,7 @@ impl ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
     }
 }
 impl ::std::convert::From<&str>
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     fn from(text: &str) -> Self {
         match text {
             "set" => Self::Set,
@@ -4730,26 +4834,26 @@ for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
     }
 }
 impl ::std::cmp::PartialEq<&str>
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
 impl ::std::str::FromStr
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
 impl ::std::fmt::Display
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 impl ::serde::Serialize
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -4758,7 +4862,7 @@ for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
@@ -4766,7 +4870,7 @@ for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
     }
 }
 impl crate::PropertyValue
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -4996,7 +5100,7 @@ impl crate::PropertyValue for ClusterSdnZonesCreateParamsType {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterStatusGetStatusResponseItemType {
+pub enum ClusterStatusGetResponseItemType {
     /// `cluster`
     Cluster,
     /// `node`
@@ -5004,7 +5108,7 @@ pub enum ClusterStatusGetStatusResponseItemType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterStatusGetStatusResponseItemType {
+impl ClusterStatusGetResponseItemType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -5014,7 +5118,7 @@ impl ClusterStatusGetStatusResponseItemType {
         }
     }
 }
-impl ::std::convert::From<&str> for ClusterStatusGetStatusResponseItemType {
+impl ::std::convert::From<&str> for ClusterStatusGetResponseItemType {
     fn from(text: &str) -> Self {
         match text {
             "cluster" => Self::Cluster,
@@ -5023,23 +5127,23 @@ impl ::std::convert::From<&str> for ClusterStatusGetStatusResponseItemType {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for ClusterStatusGetStatusResponseItemType {
+impl ::std::cmp::PartialEq<&str> for ClusterStatusGetResponseItemType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for ClusterStatusGetStatusResponseItemType {
+impl ::std::str::FromStr for ClusterStatusGetResponseItemType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for ClusterStatusGetStatusResponseItemType {
+impl ::std::fmt::Display for ClusterStatusGetResponseItemType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for ClusterStatusGetStatusResponseItemType {
+impl ::serde::Serialize for ClusterStatusGetResponseItemType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -5047,14 +5151,14 @@ impl ::serde::Serialize for ClusterStatusGetStatusResponseItemType {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for ClusterStatusGetStatusResponseItemType {
+impl<'de> ::serde::Deserialize<'de> for ClusterStatusGetResponseItemType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for ClusterStatusGetStatusResponseItemType {
+impl crate::PropertyValue for ClusterStatusGetResponseItemType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -5693,112 +5797,6 @@ impl<'de> ::serde::Deserialize<'de> for MatchKey {
     }
 }
 impl crate::PropertyValue for MatchKey {
-    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-    fn write_value(&self, out: &mut ::std::string::String) {
-        out.push_str(self.as_str());
-    }
-}
-/// Flag name.
-///
-/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Name {
-    /// `nobackfill`
-    Nobackfill,
-    /// `nodeep-scrub`
-    NodeepScrub,
-    /// `nodown`
-    Nodown,
-    /// `noin`
-    Noin,
-    /// `noout`
-    Noout,
-    /// `norebalance`
-    Norebalance,
-    /// `norecover`
-    Norecover,
-    /// `noscrub`
-    Noscrub,
-    /// `notieragent`
-    Notieragent,
-    /// `noup`
-    Noup,
-    /// `pause`
-    Pause,
-    /// A value this version of the SDK does not know.
-    Other(::std::string::String),
-}
-impl Name {
-    /// The value as Proxmox spells it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Nobackfill => "nobackfill",
-            Self::NodeepScrub => "nodeep-scrub",
-            Self::Nodown => "nodown",
-            Self::Noin => "noin",
-            Self::Noout => "noout",
-            Self::Norebalance => "norebalance",
-            Self::Norecover => "norecover",
-            Self::Noscrub => "noscrub",
-            Self::Notieragent => "notieragent",
-            Self::Noup => "noup",
-            Self::Pause => "pause",
-            Self::Other(value) => value,
-        }
-    }
-}
-impl ::std::convert::From<&str> for Name {
-    fn from(text: &str) -> Self {
-        match text {
-            "nobackfill" => Self::Nobackfill,
-            "nodeep-scrub" => Self::NodeepScrub,
-            "nodown" => Self::Nodown,
-            "noin" => Self::Noin,
-            "noout" => Self::Noout,
-            "norebalance" => Self::Norebalance,
-            "norecover" => Self::Norecover,
-            "noscrub" => Self::Noscrub,
-            "notieragent" => Self::Notieragent,
-            "noup" => Self::Noup,
-            "pause" => Self::Pause,
-            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
-        }
-    }
-}
-impl ::std::cmp::PartialEq<&str> for Name {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-impl ::std::str::FromStr for Name {
-    type Err = ::std::convert::Infallible;
-    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-}
-impl ::std::fmt::Display for Name {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::serde::Serialize for Name {
-    fn serialize<S: ::serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> ::std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for Name {
-    fn deserialize<D: ::serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> ::std::result::Result<Self, D::Error> {
-        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
-    }
-}
-impl crate::PropertyValue for Name {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -7648,9 +7646,9 @@ impl crate::PropertyValue for UserAllow {
         out.push_str(self.as_str());
     }
 }
-/// The `ClusterAcmeAccountNameGetAccountResponse` model.
+/// The `ClusterAcmeAccountNameGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterAcmeAccountNameGetAccountResponse {
+pub struct ClusterAcmeAccountNameGetResponse {
     /// The `account` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub account: ::std::option::Option<
@@ -7666,18 +7664,18 @@ pub struct ClusterAcmeAccountNameGetAccountResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tos: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterAcmeAccountNameUpdateAccountParams` model.
+/// The `ClusterAcmeAccountNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterAcmeAccountNameUpdateAccountParams {
+pub struct ClusterAcmeAccountNameUpdateParams {
     /// Contact email addresses.
     ///
     /// Format `email-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub contact: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterAcmeAccountRegisterAccountParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterAcmeAccountRegisterAccountParams {
+/// The `ClusterAcmeAccountRegisterParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct ClusterAcmeAccountRegisterParams {
     /// Contact email addresses.
     ///
     /// Format `email-list`.
@@ -7704,7 +7702,7 @@ pub struct ClusterAcmeAccountRegisterAccountParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tos_url: ::std::option::Option<::std::string::String>,
 }
-impl ClusterAcmeAccountRegisterAccountParams {
+impl ClusterAcmeAccountRegisterParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(contact: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -7730,26 +7728,26 @@ pub struct ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
     /// The `type` property.
     pub r#type: ::std::string::String,
 }
-/// The `ClusterAcmeDirectoriesGetDirectoriesResponseItem` model.
+/// The `ClusterAcmeDirectoriesGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterAcmeDirectoriesGetDirectoriesResponseItem {
+pub struct ClusterAcmeDirectoriesGetResponseItem {
     /// The `name` property.
     pub name: ::std::string::String,
     /// URL of ACME CA directory endpoint.
     pub url: ::std::string::String,
 }
-/// The `ClusterAcmeMetaGetMetaParams` model.
+/// The `ClusterAcmeMetaGetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterAcmeMetaGetMetaParams {
+pub struct ClusterAcmeMetaGetParams {
     /// URL of ACME CA directory endpoint.
     ///
     /// Default: `"https://acme-v02.api.letsencrypt.org/directory"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub directory: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterAcmeMetaGetMetaResponse` model.
+/// The `ClusterAcmeMetaGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterAcmeMetaGetMetaResponse {
+pub struct ClusterAcmeMetaGetResponse {
     /// Hostnames referring to the ACME servers.
     #[serde(rename = "caaIdentities")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8297,20 +8295,20 @@ pub struct ClusterBackupIdUpdateJobParams {
 }
 /// Root node of the tree object. Children represent guests, grandchildren represent volumes of that guest.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponse {
+pub struct ClusterBackupIncludedVolumesGetVolumeBackupResponse {
     /// The `children` property.
     pub children: ::std::vec::Vec<
-        crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItem,
+        crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItem,
     >,
 }
-/// The `ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItem` model.
+/// The `ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItem {
+pub struct ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItem {
     /// The volumes of the guest with the information if they will be included in backups.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub children: ::std::option::Option<
         ::std::vec::Vec<
-            crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemChildrenItem,
+            crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemChildrenItem,
         >,
     >,
     /// VMID of the guest.
@@ -8322,11 +8320,11 @@ pub struct ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenIt
     /// Type of the guest, VM, CT or unknown for removed but not purged guests.
     ///
     /// One of `qemu`, `lxc`, `unknown`.
-    pub r#type: crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemType,
+    pub r#type: crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType,
 }
-/// The `ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemChildrenItem` model.
+/// The `ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemChildrenItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterBackupIncludedVolumesGetVolumeBackupIncludedResponseChildrenItemChildrenItem {
+pub struct ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemChildrenItem {
     /// Configuration key of the volume.
     pub id: ::std::string::String,
     /// Whether the volume is included in the backup or not.
@@ -8629,7 +8627,7 @@ pub struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
     pub vmid: u32,
 }
 /// The `ClusterBulkActionGuestMigrateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterBulkActionGuestMigrateParams {
     /// Defines the maximum number of tasks running concurrently.
     ///
@@ -8764,34 +8762,34 @@ pub struct ClusterBulkActionGuestSuspendParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
 }
-/// The `ClusterCephFlagsFlagUpdateFlagParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterCephFlagsFlagUpdateFlagParams {
+/// The `ClusterCephFlagsFlagUpdateParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct ClusterCephFlagsFlagUpdateParams {
     /// The new value of the flag
     pub value: crate::PveBool,
 }
-impl ClusterCephFlagsFlagUpdateFlagParams {
+impl ClusterCephFlagsFlagUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(value: crate::PveBool) -> Self {
         Self { value }
     }
 }
-/// The `ClusterCephFlagsGetAllFlagsResponseItem` model.
+/// The `ClusterCephFlagsGetAllResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterCephFlagsGetAllFlagsResponseItem {
+pub struct ClusterCephFlagsGetAllResponseItem {
     /// Flag description.
     pub description: ::std::string::String,
     /// Flag name.
     ///
     /// One of `nobackfill`, `nodeep-scrub`, `nodown`, `noin`, `noout`, `norebalance`, `norecover`, `noscrub`, `notieragent`, `noup`, `pause`.
-    pub name: crate::generated::cluster::Name,
+    pub name: crate::generated::cluster::ClusterCephFlagsGetAllResponseItemName,
     /// Flag value.
     pub value: crate::PveBool,
 }
-/// The `ClusterCephFlagsSetFlagsParams` model.
+/// The `ClusterCephFlagsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterCephFlagsSetFlagsParams {
+pub struct ClusterCephFlagsSetParams {
     /// Backfilling of PGs is suspended.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nobackfill: ::std::option::Option<crate::PveBool>,
@@ -8893,7 +8891,7 @@ pub struct ClusterCephMetadataResponseOsdItem {
     pub osd_objectstore: ::std::string::String,
 }
 /// The `ClusterConfigCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterConfigCreateParams {
     /// The name of the cluster.
     ///
@@ -8944,23 +8942,23 @@ impl ClusterConfigCreateParams {
 ///
 /// Property string: `[address=]<IP> [,priority=<integer>]`.
 pub type ClusterConfigCreateParamsLink = crate::generated::cluster::LinkConfig;
-/// The `ClusterConfigJoinJoinInfoParams` model.
+/// The `ClusterConfigJoinInfoParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterConfigJoinJoinInfoParams {
+pub struct ClusterConfigJoinInfoParams {
     /// The node for which the joinee gets the nodeinfo.
     ///
     /// Format `pve-node`. Default: `"current connected node"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterConfigJoinJoinInfoResponse` model.
+/// The `ClusterConfigJoinInfoResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterConfigJoinJoinInfoResponse {
+pub struct ClusterConfigJoinInfoResponse {
     /// The `config_digest` property.
     pub config_digest: ::std::string::String,
     /// The `nodelist` property.
     pub nodelist: ::std::vec::Vec<
-        crate::generated::cluster::ClusterConfigJoinJoinInfoResponseNodelistItem,
+        crate::generated::cluster::ClusterConfigJoinInfoResponseNodelistItem,
     >,
     /// The cluster node name.
     ///
@@ -8969,9 +8967,9 @@ pub struct ClusterConfigJoinJoinInfoResponse {
     /// The `totem` property.
     pub totem: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 }
-/// The `ClusterConfigJoinJoinInfoResponseNodelistItem` model.
+/// The `ClusterConfigJoinInfoResponseNodelistItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterConfigJoinJoinInfoResponseNodelistItem {
+pub struct ClusterConfigJoinInfoResponseNodelistItem {
     /// The cluster node name.
     ///
     /// Format `pve-node`.
@@ -8998,7 +8996,7 @@ pub struct ClusterConfigJoinJoinInfoResponseNodelistItem {
     pub ring0_addr: ::std::option::Option<crate::generated::cluster::LinkConfig>,
 }
 /// The `ClusterConfigJoinParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterConfigJoinParams {
     /// Certificate SHA 256 fingerprint.
     pub fingerprint: ::std::string::String,
@@ -9102,7 +9100,7 @@ pub struct ClusterConfigNodesResponseItem {
     pub node: ::std::string::String,
 }
 /// The `ClusterFirewallGroupsCreateSecurityGroupParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallGroupsCreateSecurityGroupParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9128,9 +9126,9 @@ impl ClusterFirewallGroupsCreateSecurityGroupParams {
         }
     }
 }
-/// The `ClusterFirewallGroupsListSecurityGroupsResponseItem` model.
+/// The `ClusterFirewallGroupsListSecurityResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallGroupsListSecurityGroupsResponseItem {
+pub struct ClusterFirewallGroupsListSecurityResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -9139,17 +9137,17 @@ pub struct ClusterFirewallGroupsListSecurityGroupsResponseItem {
     /// Security Group name.
     pub group: ::std::string::String,
 }
-/// The `ClusterFirewallMacrosGetMacrosResponseItem` model.
+/// The `ClusterFirewallMacrosGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallMacrosGetMacrosResponseItem {
+pub struct ClusterFirewallMacrosGetResponseItem {
     /// More verbose description (if available).
     pub descr: ::std::string::String,
     /// Macro name.
     pub r#macro: ::std::string::String,
 }
-/// The `ClusterFirewallOptionsGetOptionsResponse` model.
+/// The `ClusterFirewallOptionsGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallOptionsGetOptionsResponse {
+pub struct ClusterFirewallOptionsGetResponse {
     /// Enable ebtables rules cluster wide.
     ///
     /// Default: `true`.
@@ -9182,9 +9180,9 @@ pub struct ClusterFirewallOptionsGetOptionsResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
 }
-/// The `ClusterFirewallOptionsSetOptionsParams` model.
+/// The `ClusterFirewallOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallOptionsSetOptionsParams {
+pub struct ClusterFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
@@ -9228,7 +9226,7 @@ pub struct ClusterFirewallOptionsSetOptionsParams {
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
 }
 /// The `ClusterHaGroupsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaGroupsCreateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9313,7 +9311,7 @@ pub struct ClusterHaGroupsIndexResponseItem {
     pub group: ::std::string::String,
 }
 /// The `ClusterHaResourcesCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaResourcesCreateParams {
     /// HA resource may be migrated during automatic rebalancing
     ///
@@ -9400,7 +9398,7 @@ pub struct ClusterHaResourcesIndexResponseItem {
     pub sid: ::std::string::String,
 }
 /// The `ClusterHaResourcesMigrateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterHaResourcesMigrateParams {
     /// Target node.
     ///
@@ -9650,9 +9648,9 @@ pub struct ClusterHaRulesIndexResponseItem {
     /// The `rule` property.
     pub rule: ::std::string::String,
 }
-/// The `ClusterHaRulesRuleReadRuleResponse` model.
+/// The `ClusterHaRulesRuleReadResponse` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterHaRulesRuleReadRuleResponse {
+pub struct ClusterHaRulesRuleReadResponse {
     /// HA rule identifier.
     ///
     /// Format `pve-configid`.
@@ -9662,9 +9660,9 @@ pub struct ClusterHaRulesRuleReadRuleResponse {
     /// One of `node-affinity`, `resource-affinity`.
     pub r#type: crate::generated::common::Cause,
 }
-/// The `ClusterHaRulesRuleUpdateRuleParams` model.
+/// The `ClusterHaRulesRuleUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterHaRulesRuleUpdateRuleParams {
+pub struct ClusterHaRulesRuleUpdateParams {
     /// Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
     ///
     /// One of `positive`, `negative`.
@@ -9704,7 +9702,7 @@ pub struct ClusterHaRulesRuleUpdateRuleParams {
     /// One of `node-affinity`, `resource-affinity`.
     pub r#type: crate::generated::common::Cause,
 }
-impl ClusterHaRulesRuleUpdateRuleParams {
+impl ClusterHaRulesRuleUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(r#type: crate::generated::common::Cause) -> Self {
@@ -9801,7 +9799,7 @@ impl ClusterHaStatusDisarmHaParams {
     }
 }
 /// The `ClusterJobsRealmSyncIdCreateJobParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterJobsRealmSyncIdCreateJobParams {
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9856,7 +9854,7 @@ impl ClusterJobsRealmSyncIdCreateJobParams {
     }
 }
 /// The `ClusterJobsRealmSyncIdUpdateJobParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterJobsRealmSyncIdUpdateJobParams {
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9951,7 +9949,7 @@ pub struct ClusterJobsRealmSyncSyncjobIndexResponseItem {
     >,
 }
 /// The `ClusterJobsScheduleAnalyzeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterJobsScheduleAnalyzeParams {
     /// Number of event-iteration to simulate and return.
     ///
@@ -9999,7 +9997,7 @@ pub struct ClusterLogParams {
     pub max: ::std::option::Option<i64>,
 }
 /// The `ClusterMappingDirCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingDirCreateParams {
     /// Description of the directory mapping
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10083,7 +10081,7 @@ pub struct ClusterMappingDirIndexResponseItemChecksItem {
     pub severity: crate::generated::cluster::Severity,
 }
 /// The `ClusterMappingPciCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingPciCreateParams {
     /// Description of the logical PCI device.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10181,7 +10179,7 @@ pub struct ClusterMappingPciIndexResponseItem {
     pub map: ::std::vec::Vec<::std::string::String>,
 }
 /// The `ClusterMappingUsbCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingUsbCreateParams {
     /// Description of the logical USB device.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10208,7 +10206,7 @@ impl ClusterMappingUsbCreateParams {
     }
 }
 /// The `ClusterMappingUsbIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMappingUsbIdUpdateParams {
     /// A list of settings you want to delete.
     ///
@@ -10475,7 +10473,7 @@ impl ClusterMetricsServerIdCreateParams {
     }
 }
 /// The `ClusterMetricsServerIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterMetricsServerIdUpdateParams {
     /// An API path prefix inserted between '<host>:<port>/' and '/api2/'. Can be useful if the InfluxDB service runs behind a reverse proxy.
     #[serde(rename = "api-path-prefix")]
@@ -10634,9 +10632,9 @@ impl ClusterMetricsServerIdUpdateParams {
         }
     }
 }
-/// The `ClusterMetricsServerServerIndexResponseItem` model.
+/// The `ClusterMetricsServerIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterMetricsServerServerIndexResponseItem {
+pub struct ClusterMetricsServerIndexResponseItem {
     /// Flag to disable the plugin.
     pub disable: crate::PveBool,
     /// The ID of the entry.
@@ -10660,7 +10658,7 @@ pub struct ClusterNextidParams {
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10764,7 +10762,7 @@ pub struct ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams {
     pub token: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10908,7 +10906,7 @@ pub struct ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 /// The `ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11285,9 +11283,9 @@ pub struct ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterNotificationsMatcherFieldValuesGetMatcherFieldValuesResponseItem` model.
+/// The `ClusterNotificationsMatcherFieldValuesGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsMatcherFieldValuesGetMatcherFieldValuesResponseItem {
+pub struct ClusterNotificationsMatcherFieldValuesGetResponseItem {
     /// Additional comment for this value.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -11296,14 +11294,14 @@ pub struct ClusterNotificationsMatcherFieldValuesGetMatcherFieldValuesResponseIt
     /// Notification metadata value known by the system.
     pub value: ::std::string::String,
 }
-/// The `ClusterNotificationsMatcherFieldsGetMatcherFieldsResponseItem` model.
+/// The `ClusterNotificationsMatcherFieldsGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsMatcherFieldsGetMatcherFieldsResponseItem {
+pub struct ClusterNotificationsMatcherFieldsGetResponseItem {
     /// Name of the field.
     pub name: ::std::string::String,
 }
 /// The `ClusterNotificationsMatchersCreateMatcherParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterNotificationsMatchersCreateMatcherParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11361,9 +11359,9 @@ impl ClusterNotificationsMatchersCreateMatcherParams {
         }
     }
 }
-/// The `ClusterNotificationsMatchersGetMatchersResponseItem` model.
+/// The `ClusterNotificationsMatchersGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsMatchersGetMatchersResponseItem {
+pub struct ClusterNotificationsMatchersGetResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -11496,9 +11494,9 @@ pub struct ClusterNotificationsMatchersNameUpdateMatcherParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
-/// The `ClusterNotificationsTargetsGetAllTargetsResponseItem` model.
+/// The `ClusterNotificationsTargetsGetAllResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsTargetsGetAllTargetsResponseItem {
+pub struct ClusterNotificationsTargetsGetAllResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -11518,11 +11516,11 @@ pub struct ClusterNotificationsTargetsGetAllTargetsResponseItem {
     /// Type of the target.
     ///
     /// One of `sendmail`, `gotify`, `smtp`, `webhook`.
-    pub r#type: crate::generated::cluster::ClusterNotificationsTargetsGetAllTargetsResponseItemType,
+    pub r#type: crate::generated::cluster::ClusterNotificationsTargetsGetAllResponseItemType,
 }
-/// The `ClusterOptionsSetOptionsParams` model.
+/// The `ClusterOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterOptionsSetOptionsParams {
+pub struct ClusterOptionsSetParams {
     /// Set I/O bandwidth limit for various operations (in KiB/s).
     ///
     /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
@@ -11562,7 +11560,7 @@ pub struct ClusterOptionsSetOptionsParams {
     /// One of `watchdog`, `hardware`, `both`. Default: `"watchdog"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fencing: ::std::option::Option<
-        crate::generated::cluster::ClusterOptionsSetOptionsParamsFencing,
+        crate::generated::cluster::ClusterOptionsSetParamsFencing,
     >,
     /// Cluster wide HA settings.
     ///
@@ -12719,7 +12717,7 @@ pub struct ClusterSdnDnsIndexResponseItem {
     pub r#type: ::std::string::String,
 }
 /// The `ClusterSdnDryRunParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnDryRunParams {
     /// The cluster node name.
     ///
@@ -12745,9 +12743,9 @@ pub struct ClusterSdnDryRunResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub interfaces_diff: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterSdnFabricsAllListAllParams` model.
+/// The `ClusterSdnFabricsAllListParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnFabricsAllListAllParams {
+pub struct ClusterSdnFabricsAllListParams {
     /// Display pending config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<crate::PveBool>,
@@ -12755,21 +12753,21 @@ pub struct ClusterSdnFabricsAllListAllParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
 }
-/// The `ClusterSdnFabricsAllListAllResponse` model.
+/// The `ClusterSdnFabricsAllListResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnFabricsAllListAllResponse {
+pub struct ClusterSdnFabricsAllListResponse {
     /// The `fabrics` property.
     pub fabrics: ::std::vec::Vec<
-        crate::generated::cluster::ClusterSdnFabricsAllListAllResponseFabricsItem,
+        crate::generated::cluster::ClusterSdnFabricsAllListResponseFabricsItem,
     >,
     /// The `nodes` property.
     pub nodes: ::std::vec::Vec<
-        crate::generated::cluster::ClusterSdnFabricsAllListAllResponseNodesItem,
+        crate::generated::cluster::ClusterSdnFabricsAllListResponseNodesItem,
     >,
 }
-/// The `ClusterSdnFabricsAllListAllResponseFabricsItem` model.
+/// The `ClusterSdnFabricsAllListResponseFabricsItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnFabricsAllListAllResponseFabricsItem {
+pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
@@ -12824,9 +12822,9 @@ pub struct ClusterSdnFabricsAllListAllResponseFabricsItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_filter: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterSdnFabricsAllListAllResponseNodesItem` model.
+/// The `ClusterSdnFabricsAllListResponseNodesItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnFabricsAllListAllResponseNodesItem {
+pub struct ClusterSdnFabricsAllListResponseNodesItem {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_ips: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
@@ -12878,9 +12876,9 @@ pub struct ClusterSdnFabricsAllListAllResponseNodesItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub role: ::std::option::Option<crate::generated::cluster::Role>,
 }
-/// The `ClusterSdnFabricsFabricAddFabricParams` model.
+/// The `ClusterSdnFabricsFabricAddParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnFabricsFabricAddFabricParams {
+pub struct ClusterSdnFabricsFabricAddParams {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
@@ -12935,7 +12933,7 @@ pub struct ClusterSdnFabricsFabricAddFabricParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_filter: ::std::option::Option<::std::string::String>,
 }
-impl ClusterSdnFabricsFabricAddFabricParams {
+impl ClusterSdnFabricsFabricAddParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -12959,9 +12957,9 @@ impl ClusterSdnFabricsFabricAddFabricParams {
         }
     }
 }
-/// The `ClusterSdnFabricsFabricIdUpdateFabricParams` model.
+/// The `ClusterSdnFabricsFabricIdUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnFabricsFabricIdUpdateFabricParams {
+pub struct ClusterSdnFabricsFabricIdUpdateParams {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
@@ -13014,7 +13012,7 @@ pub struct ClusterSdnFabricsFabricIdUpdateFabricParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_filter: ::std::option::Option<::std::string::String>,
 }
-impl ClusterSdnFabricsFabricIdUpdateFabricParams {
+impl ClusterSdnFabricsFabricIdUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -13038,9 +13036,9 @@ impl ClusterSdnFabricsFabricIdUpdateFabricParams {
         }
     }
 }
-/// The `ClusterSdnFabricsNodeFabricIdAddNodeParams` model.
+/// The `ClusterSdnFabricsNodeFabricIdAddParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnFabricsNodeFabricIdAddNodeParams {
+pub struct ClusterSdnFabricsNodeFabricIdAddParams {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_ips: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
@@ -13088,7 +13086,7 @@ pub struct ClusterSdnFabricsNodeFabricIdAddNodeParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub role: ::std::option::Option<crate::generated::cluster::Role>,
 }
-impl ClusterSdnFabricsNodeFabricIdAddNodeParams {
+impl ClusterSdnFabricsNodeFabricIdAddParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -13112,9 +13110,9 @@ impl ClusterSdnFabricsNodeFabricIdAddNodeParams {
         }
     }
 }
-/// The `ClusterSdnFabricsNodeNodeIdUpdateNodeParams` model.
+/// The `ClusterSdnFabricsNodeUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnFabricsNodeNodeIdUpdateNodeParams {
+pub struct ClusterSdnFabricsNodeUpdateParams {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_ips: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
@@ -13160,7 +13158,7 @@ pub struct ClusterSdnFabricsNodeNodeIdUpdateNodeParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub role: ::std::option::Option<crate::generated::cluster::Role>,
 }
-impl ClusterSdnFabricsNodeNodeIdUpdateNodeParams {
+impl ClusterSdnFabricsNodeUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -13287,9 +13285,9 @@ pub struct ClusterSdnLockParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_pending: ::std::option::Option<crate::PveBool>,
 }
-/// The `ClusterSdnLockReleaseLockParams` model.
+/// The `ClusterSdnLockReleaseParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnLockReleaseLockParams {
+pub struct ClusterSdnLockReleaseParams {
     /// if true, allow releasing lock without providing the token
     ///
     /// Default: `false`.
@@ -13301,7 +13299,7 @@ pub struct ClusterSdnLockReleaseLockParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnPrefixListsCreatePrefixListEntryParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnPrefixListsCreatePrefixListEntryParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13462,9 +13460,9 @@ pub struct ClusterSdnPrefixListsIdUpdatePrefixListParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterSdnPrefixListsListPrefixListsParams` model.
+/// The `ClusterSdnPrefixListsListParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnPrefixListsListPrefixListsParams {
+pub struct ClusterSdnPrefixListsListParams {
     /// Display pending config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<crate::PveBool>,
@@ -13570,9 +13568,9 @@ impl ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
         }
     }
 }
-/// The `ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParams` model.
+/// The `ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParams {
+pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams {
     /// Matching policy of a route map entry.
     ///
     /// One of `permit`, `deny`.
@@ -13589,7 +13587,7 @@ pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<
         ::std::vec::Vec<
-            crate::generated::cluster::ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParamsDelete,
+            crate::generated::cluster::ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete,
         >,
     >,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -13616,9 +13614,9 @@ pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryParams {
         ::std::vec::Vec<crate::generated::cluster::SetConfig>,
     >,
 }
-/// The `ClusterSdnRouteMapsEntriesListRouteMapEntriesResponseItem` model.
+/// The `ClusterSdnRouteMapsEntriesListRouteMapResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnRouteMapsEntriesListRouteMapEntriesResponseItem {
+pub struct ClusterSdnRouteMapsEntriesListRouteMapResponseItem {
     /// Matching policy of a route map entry.
     ///
     /// One of `permit`, `deny`.
@@ -13656,23 +13654,23 @@ pub struct ClusterSdnRouteMapsEntriesListRouteMapEntriesResponseItem {
         ::std::vec::Vec<crate::generated::cluster::SetConfig>,
     >,
 }
-/// The `ClusterSdnRouteMapsListRouteMapsParams` model.
+/// The `ClusterSdnRouteMapsListParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnRouteMapsListRouteMapsParams {
+pub struct ClusterSdnRouteMapsListParams {
     /// Display running config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
 }
-/// The `ClusterSdnRouteMapsListRouteMapsResponseItem` model.
+/// The `ClusterSdnRouteMapsListResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnRouteMapsListRouteMapsResponseItem {
+pub struct ClusterSdnRouteMapsListResponseItem {
     /// The SDN route map identifier
     ///
     /// Format `pve-sdn-route-map-id`.
     pub id: ::std::string::String,
 }
 /// The `ClusterSdnVnetsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsCreateParams {
     /// Alias name of the VNet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13725,9 +13723,9 @@ impl ClusterSdnVnetsCreateParams {
         }
     }
 }
-/// The `ClusterSdnVnetsFirewallOptionsGetOptionsResponse` model.
+/// The `ClusterSdnVnetsFirewallOptionsGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnVnetsFirewallOptionsGetOptionsResponse {
+pub struct ClusterSdnVnetsFirewallOptionsGetResponse {
     /// Enable/disable firewall rules.
     ///
     /// Default: `false`.
@@ -13744,9 +13742,9 @@ pub struct ClusterSdnVnetsFirewallOptionsGetOptionsResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<crate::generated::cluster::PolicyForward>,
 }
-/// The `ClusterSdnVnetsFirewallOptionsSetOptionsParams` model.
+/// The `ClusterSdnVnetsFirewallOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnVnetsFirewallOptionsSetOptionsParams {
+pub struct ClusterSdnVnetsFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
@@ -13839,7 +13837,7 @@ pub struct ClusterSdnVnetsIndexResponseItemPending {
     pub zone: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnVnetsIpsIpcreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsIpsIpcreateParams {
     /// The IP address to associate with the given MAC address
     ///
@@ -13868,7 +13866,7 @@ impl ClusterSdnVnetsIpsIpcreateParams {
     }
 }
 /// The `ClusterSdnVnetsIpsIpdeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsIpsIpdeleteParams {
     /// The IP address to delete
     ///
@@ -13897,7 +13895,7 @@ impl ClusterSdnVnetsIpsIpdeleteParams {
     }
 }
 /// The `ClusterSdnVnetsIpsIpupdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterSdnVnetsIpsIpupdateParams {
     /// The IP address to associate with the given MAC address
     ///
@@ -14623,9 +14621,9 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vxlan_port: ::std::option::Option<i64>,
 }
-/// The `ClusterStatusGetStatusResponseItem` model.
+/// The `ClusterStatusGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterStatusGetStatusResponseItem {
+pub struct ClusterStatusGetResponseItem {
     /// The `id` property.
     pub id: ::std::string::String,
     /// [node] IP of the resolved nodename.
@@ -14656,7 +14654,7 @@ pub struct ClusterStatusGetStatusResponseItem {
     /// Indicates the type, either cluster or node. The type defines the object properties e.g. quorate available for type cluster.
     ///
     /// One of `cluster`, `node`.
-    pub r#type: crate::generated::cluster::ClusterStatusGetStatusResponseItemType,
+    pub r#type: crate::generated::cluster::ClusterStatusGetResponseItemType,
     /// [cluster] Current version of the corosync configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     #[serde(deserialize_with = "crate::lenient::deserialize")]
@@ -14676,23 +14674,23 @@ pub type ClusterIndexResponse = ::std::vec::Vec<
 pub type ClusterAcmeIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /cluster/acme/account` (`cluster_acme_account_account_index`).
-pub type ClusterAcmeAccountAccountIndexResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /cluster/acme/account` (`cluster_acme_account_index`).
+pub type ClusterAcmeAccountIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `POST /cluster/acme/account` (`cluster_acme_account_register_account`).
-pub type ClusterAcmeAccountRegisterAccountResponse = ::std::string::String;
-/// The `data` of the reply to `PUT /cluster/acme/account/{name}` (`cluster_acme_account_name_update_account`).
-pub type ClusterAcmeAccountNameUpdateAccountResponse = ::std::string::String;
-/// The `data` of the reply to `DELETE /cluster/acme/account/{name}` (`cluster_acme_account_name_deactivate_account`).
-pub type ClusterAcmeAccountNameDeactivateAccountResponse = ::std::string::String;
+/// The `data` of the reply to `POST /cluster/acme/account` (`cluster_acme_account_register`).
+pub type ClusterAcmeAccountRegisterResponse = ::std::string::String;
+/// The `data` of the reply to `PUT /cluster/acme/account/{name}` (`cluster_acme_account_name_update`).
+pub type ClusterAcmeAccountNameUpdateResponse = ::std::string::String;
+/// The `data` of the reply to `DELETE /cluster/acme/account/{name}` (`cluster_acme_account_name_deactivate`).
+pub type ClusterAcmeAccountNameDeactivateResponse = ::std::string::String;
 /// The `data` of the reply to `GET /cluster/acme/challenge-schema` (`cluster_acme_challenge_schema_challengeschema`).
 pub type ClusterAcmeChallengeSchemaChallengeschemaResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterAcmeChallengeSchemaChallengeschemaResponseItem,
 >;
-/// The `data` of the reply to `GET /cluster/acme/directories` (`cluster_acme_directories_get_directories`).
-pub type ClusterAcmeDirectoriesGetDirectoriesResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterAcmeDirectoriesGetDirectoriesResponseItem,
+/// The `data` of the reply to `GET /cluster/acme/directories` (`cluster_acme_directories_get`).
+pub type ClusterAcmeDirectoriesGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterAcmeDirectoriesGetResponseItem,
 >;
 /// The `data` of the reply to `GET /cluster/acme/plugins` (`cluster_acme_plugins_index`).
 pub type ClusterAcmePluginsIndexResponse = ::std::vec::Vec<
@@ -14706,12 +14704,12 @@ pub type ClusterAcmePluginsIdGetPluginConfigResponse = crate::generated::cluster
 pub type ClusterAcmePluginsIdUpdatePluginResponse = ();
 /// The `data` of the reply to `DELETE /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_delete_plugin`).
 pub type ClusterAcmePluginsIdDeletePluginResponse = ();
-/// Parameters of `GET /cluster/acme/tos` (`cluster_acme_tos_get_tos`), without the path parameters.
-pub type ClusterAcmeTosGetTosParams = crate::generated::cluster::ClusterAcmeMetaGetMetaParams;
-/// The `data` of the reply to `GET /cluster/acme/tos` (`cluster_acme_tos_get_tos`).
+/// Parameters of `GET /cluster/acme/tos` (`cluster_acme_tos_get`), without the path parameters.
+pub type ClusterAcmeTosGetParams = crate::generated::cluster::ClusterAcmeMetaGetParams;
+/// The `data` of the reply to `GET /cluster/acme/tos` (`cluster_acme_tos_get`).
 ///
 /// ACME TermsOfService URL.
-pub type ClusterAcmeTosGetTosResponse = ::std::string::String;
+pub type ClusterAcmeTosGetResponse = ::std::string::String;
 /// The `data` of the reply to `GET /cluster/backup` (`cluster_backup_index`).
 pub type ClusterBackupIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterBackupIndexResponseItem,
@@ -14764,16 +14762,16 @@ pub type ClusterBulkActionGuestSuspendResponse = ::std::string::String;
 pub type ClusterCephCephindexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /cluster/ceph/flags` (`cluster_ceph_flags_get_all_flags`).
-pub type ClusterCephFlagsGetAllFlagsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterCephFlagsGetAllFlagsResponseItem,
+/// The `data` of the reply to `GET /cluster/ceph/flags` (`cluster_ceph_flags_get_all`).
+pub type ClusterCephFlagsGetAllResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterCephFlagsGetAllResponseItem,
 >;
-/// The `data` of the reply to `PUT /cluster/ceph/flags` (`cluster_ceph_flags_set_flags`).
-pub type ClusterCephFlagsSetFlagsResponse = ::std::string::String;
-/// The `data` of the reply to `GET /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_get_flag`).
-pub type ClusterCephFlagsFlagGetFlagResponse = crate::PveBool;
-/// The `data` of the reply to `PUT /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_update_flag`).
-pub type ClusterCephFlagsFlagUpdateFlagResponse = ();
+/// The `data` of the reply to `PUT /cluster/ceph/flags` (`cluster_ceph_flags_set`).
+pub type ClusterCephFlagsSetResponse = ::std::string::String;
+/// The `data` of the reply to `GET /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_get`).
+pub type ClusterCephFlagsFlagGetResponse = crate::PveBool;
+/// The `data` of the reply to `PUT /cluster/ceph/flags/{flag}` (`cluster_ceph_flags_flag_update`).
+pub type ClusterCephFlagsFlagUpdateResponse = ();
 /// The `data` of the reply to `GET /cluster/ceph/status` (`cluster_ceph_status`).
 pub type ClusterCephStatusResponse = ::serde_json::Map<
     ::std::string::String,
@@ -14811,9 +14809,9 @@ pub type ClusterConfigTotemResponse = ::serde_json::Map<
 pub type ClusterFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /cluster/firewall/aliases` (`cluster_firewall_aliases_get_aliases`).
-pub type ClusterFirewallAliasesGetAliasesResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallAliasesGetAliasesResponseItem,
+/// The `data` of the reply to `GET /cluster/firewall/aliases` (`cluster_firewall_aliases_get`).
+pub type ClusterFirewallAliasesGetResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallAliasesGetResponseItem,
 >;
 pub use crate::generated::common::ClusterFirewallAliasesCreateAliasParams;
 /// The `data` of the reply to `POST /cluster/firewall/aliases` (`cluster_firewall_aliases_create_alias`).
@@ -14829,9 +14827,9 @@ pub type ClusterFirewallAliasesNameUpdateAliasResponse = ();
 pub use crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
 /// The `data` of the reply to `DELETE /cluster/firewall/aliases/{name}` (`cluster_firewall_aliases_name_remove_alias`).
 pub type ClusterFirewallAliasesNameRemoveAliasResponse = ();
-/// The `data` of the reply to `GET /cluster/firewall/groups` (`cluster_firewall_groups_list_security_groups`).
-pub type ClusterFirewallGroupsListSecurityGroupsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterFirewallGroupsListSecurityGroupsResponseItem,
+/// The `data` of the reply to `GET /cluster/firewall/groups` (`cluster_firewall_groups_list_security`).
+pub type ClusterFirewallGroupsListSecurityResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterFirewallGroupsListSecurityResponseItem,
 >;
 /// The `data` of the reply to `POST /cluster/firewall/groups` (`cluster_firewall_groups_create_security_group`).
 pub type ClusterFirewallGroupsCreateSecurityGroupResponse = ();
@@ -14842,8 +14840,8 @@ pub type ClusterFirewallGroupsGroupGetRulesResponse = ::std::vec::Vec<
 pub use crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
 /// The `data` of the reply to `POST /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_create_rule`).
 pub type ClusterFirewallGroupsGroupCreateRuleResponse = ();
-/// The `data` of the reply to `DELETE /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_delete_security_group`).
-pub type ClusterFirewallGroupsGroupDeleteSecurityGroupResponse = ();
+/// The `data` of the reply to `DELETE /cluster/firewall/groups/{group}` (`cluster_firewall_groups_group_delete_security`).
+pub type ClusterFirewallGroupsGroupDeleteSecurityResponse = ();
 /// The `data` of the reply to `GET /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_get_rule`).
 pub type ClusterFirewallGroupsPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
 pub use crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
@@ -14853,23 +14851,23 @@ pub type ClusterFirewallGroupsPosUpdateRuleResponse = ();
 pub type ClusterFirewallGroupsPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
 /// The `data` of the reply to `DELETE /cluster/firewall/groups/{group}/{pos}` (`cluster_firewall_groups_pos_delete_rule`).
 pub type ClusterFirewallGroupsPosDeleteRuleResponse = ();
-/// The `data` of the reply to `GET /cluster/firewall/ipset` (`cluster_firewall_ipset_ipset_index`).
-pub type ClusterFirewallIpsetIpsetIndexResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallIpsetIpsetIndexResponseItem,
+/// The `data` of the reply to `GET /cluster/firewall/ipset` (`cluster_firewall_ipset_index`).
+pub type ClusterFirewallIpsetIndexResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallIpsetIndexResponseItem,
 >;
-pub use crate::generated::common::ClusterFirewallIpsetCreateIpsetParams;
-/// The `data` of the reply to `POST /cluster/firewall/ipset` (`cluster_firewall_ipset_create_ipset`).
-pub type ClusterFirewallIpsetCreateIpsetResponse = ();
-/// The `data` of the reply to `GET /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_get_ipset`).
-pub type ClusterFirewallIpsetNameGetIpsetResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallIpsetNameGetIpsetResponseItem,
+pub use crate::generated::common::ClusterFirewallIpsetCreateParams;
+/// The `data` of the reply to `POST /cluster/firewall/ipset` (`cluster_firewall_ipset_create`).
+pub type ClusterFirewallIpsetCreateResponse = ();
+/// The `data` of the reply to `GET /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_get`).
+pub type ClusterFirewallIpsetNameGetResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallIpsetNameGetResponseItem,
 >;
 pub use crate::generated::common::ClusterFirewallIpsetNameCreateIpParams;
 /// The `data` of the reply to `POST /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_create_ip`).
 pub type ClusterFirewallIpsetNameCreateIpResponse = ();
-pub use crate::generated::common::ClusterFirewallIpsetNameDeleteIpsetParams;
-/// The `data` of the reply to `DELETE /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_delete_ipset`).
-pub type ClusterFirewallIpsetNameDeleteIpsetResponse = ();
+pub use crate::generated::common::ClusterFirewallIpsetNameDeleteParams;
+/// The `data` of the reply to `DELETE /cluster/firewall/ipset/{name}` (`cluster_firewall_ipset_name_delete`).
+pub type ClusterFirewallIpsetNameDeleteResponse = ();
 /// The `data` of the reply to `GET /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_read_ip`).
 pub type ClusterFirewallIpsetCidrReadIpResponse = ::serde_json::Map<
     ::std::string::String,
@@ -14882,19 +14880,19 @@ pub type ClusterFirewallIpsetCidrUpdateIpResponse = ();
 pub type ClusterFirewallIpsetCidrRemoveIpParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
 /// The `data` of the reply to `DELETE /cluster/firewall/ipset/{name}/{cidr}` (`cluster_firewall_ipset_cidr_remove_ip`).
 pub type ClusterFirewallIpsetCidrRemoveIpResponse = ();
-/// The `data` of the reply to `GET /cluster/firewall/macros` (`cluster_firewall_macros_get_macros`).
-pub type ClusterFirewallMacrosGetMacrosResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterFirewallMacrosGetMacrosResponseItem,
+/// The `data` of the reply to `GET /cluster/firewall/macros` (`cluster_firewall_macros_get`).
+pub type ClusterFirewallMacrosGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterFirewallMacrosGetResponseItem,
 >;
-/// The `data` of the reply to `PUT /cluster/firewall/options` (`cluster_firewall_options_set_options`).
-pub type ClusterFirewallOptionsSetOptionsResponse = ();
+/// The `data` of the reply to `PUT /cluster/firewall/options` (`cluster_firewall_options_set`).
+pub type ClusterFirewallOptionsSetResponse = ();
 pub use crate::generated::common::ClusterFirewallRefsParams;
 /// The `data` of the reply to `GET /cluster/firewall/refs` (`cluster_firewall_refs`).
 pub type ClusterFirewallRefsResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallRefsResponseItem,
 >;
-/// The `data` of the reply to `GET /cluster/firewall/rules` (`cluster_firewall_rules_get_rules`).
-pub type ClusterFirewallRulesGetRulesResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /cluster/firewall/rules` (`cluster_firewall_rules_get`).
+pub type ClusterFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
 /// Parameters of `POST /cluster/firewall/rules` (`cluster_firewall_rules_create_rule`), without the path parameters.
@@ -14945,10 +14943,10 @@ pub type ClusterHaRulesIndexResponse = ::std::vec::Vec<
 >;
 /// The `data` of the reply to `POST /cluster/ha/rules` (`cluster_ha_rules_create_rule`).
 pub type ClusterHaRulesCreateRuleResponse = ();
-/// The `data` of the reply to `PUT /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_update_rule`).
-pub type ClusterHaRulesRuleUpdateRuleResponse = ();
-/// The `data` of the reply to `DELETE /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_delete_rule`).
-pub type ClusterHaRulesRuleDeleteRuleResponse = ();
+/// The `data` of the reply to `PUT /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_update`).
+pub type ClusterHaRulesRuleUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_delete`).
+pub type ClusterHaRulesRuleDeleteResponse = ();
 /// The `data` of the reply to `GET /cluster/ha/status` (`cluster_ha_status_index`).
 pub type ClusterHaStatusIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -15050,9 +15048,9 @@ pub type ClusterMappingUsbIdDeleteResponse = ();
 pub type ClusterMetricsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /cluster/metrics/server` (`cluster_metrics_server_server_index`).
-pub type ClusterMetricsServerServerIndexResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterMetricsServerServerIndexResponseItem,
+/// The `data` of the reply to `GET /cluster/metrics/server` (`cluster_metrics_server_index`).
+pub type ClusterMetricsServerIndexResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterMetricsServerIndexResponseItem,
 >;
 /// The `data` of the reply to `GET /cluster/metrics/server/{id}` (`cluster_metrics_server_id_read`).
 pub type ClusterMetricsServerIdReadResponse = ::serde_json::Map<
@@ -15073,8 +15071,8 @@ pub type ClusterNextidResponse = i64;
 pub type ClusterNotificationsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /cluster/notifications/endpoints` (`cluster_notifications_endpoints_endpoints_index`).
-pub type ClusterNotificationsEndpointsEndpointsIndexResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /cluster/notifications/endpoints` (`cluster_notifications_endpoints_index`).
+pub type ClusterNotificationsEndpointsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
 /// The `data` of the reply to `GET /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_get_gotify_endpoints`).
@@ -15117,17 +15115,17 @@ pub type ClusterNotificationsEndpointsWebhookCreateWebhookEndpointResponse = ();
 pub type ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointResponse = ();
 /// The `data` of the reply to `DELETE /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_delete_webhook_endpoint`).
 pub type ClusterNotificationsEndpointsWebhookNameDeleteWebhookEndpointResponse = ();
-/// The `data` of the reply to `GET /cluster/notifications/matcher-field-values` (`cluster_notifications_matcher_field_values_get_matcher_field_values`).
-pub type ClusterNotificationsMatcherFieldValuesGetMatcherFieldValuesResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterNotificationsMatcherFieldValuesGetMatcherFieldValuesResponseItem,
+/// The `data` of the reply to `GET /cluster/notifications/matcher-field-values` (`cluster_notifications_matcher_field_values_get`).
+pub type ClusterNotificationsMatcherFieldValuesGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterNotificationsMatcherFieldValuesGetResponseItem,
 >;
-/// The `data` of the reply to `GET /cluster/notifications/matcher-fields` (`cluster_notifications_matcher_fields_get_matcher_fields`).
-pub type ClusterNotificationsMatcherFieldsGetMatcherFieldsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterNotificationsMatcherFieldsGetMatcherFieldsResponseItem,
+/// The `data` of the reply to `GET /cluster/notifications/matcher-fields` (`cluster_notifications_matcher_fields_get`).
+pub type ClusterNotificationsMatcherFieldsGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterNotificationsMatcherFieldsGetResponseItem,
 >;
-/// The `data` of the reply to `GET /cluster/notifications/matchers` (`cluster_notifications_matchers_get_matchers`).
-pub type ClusterNotificationsMatchersGetMatchersResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterNotificationsMatchersGetMatchersResponseItem,
+/// The `data` of the reply to `GET /cluster/notifications/matchers` (`cluster_notifications_matchers_get`).
+pub type ClusterNotificationsMatchersGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterNotificationsMatchersGetResponseItem,
 >;
 /// The `data` of the reply to `POST /cluster/notifications/matchers` (`cluster_notifications_matchers_create_matcher`).
 pub type ClusterNotificationsMatchersCreateMatcherResponse = ();
@@ -15135,19 +15133,19 @@ pub type ClusterNotificationsMatchersCreateMatcherResponse = ();
 pub type ClusterNotificationsMatchersNameUpdateMatcherResponse = ();
 /// The `data` of the reply to `DELETE /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_delete_matcher`).
 pub type ClusterNotificationsMatchersNameDeleteMatcherResponse = ();
-/// The `data` of the reply to `GET /cluster/notifications/targets` (`cluster_notifications_targets_get_all_targets`).
-pub type ClusterNotificationsTargetsGetAllTargetsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterNotificationsTargetsGetAllTargetsResponseItem,
+/// The `data` of the reply to `GET /cluster/notifications/targets` (`cluster_notifications_targets_get_all`).
+pub type ClusterNotificationsTargetsGetAllResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterNotificationsTargetsGetAllResponseItem,
 >;
-/// The `data` of the reply to `POST /cluster/notifications/targets/{name}/test` (`cluster_notifications_targets_test_test_target`).
-pub type ClusterNotificationsTargetsTestTestTargetResponse = ();
-/// The `data` of the reply to `GET /cluster/options` (`cluster_options_get_options`).
-pub type ClusterOptionsGetOptionsResponse = ::serde_json::Map<
+/// The `data` of the reply to `POST /cluster/notifications/targets/{name}/test` (`cluster_notifications_targets_test_target`).
+pub type ClusterNotificationsTargetsTestTargetResponse = ();
+/// The `data` of the reply to `GET /cluster/options` (`cluster_options_get`).
+pub type ClusterOptionsGetResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// The `data` of the reply to `PUT /cluster/options` (`cluster_options_set_options`).
-pub type ClusterOptionsSetOptionsResponse = ();
+/// The `data` of the reply to `PUT /cluster/options` (`cluster_options_set`).
+pub type ClusterOptionsSetResponse = ();
 /// The `data` of the reply to `GET /cluster/qemu` (`cluster_qemu_index`).
 pub type ClusterQemuIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -15223,39 +15221,39 @@ pub type ClusterSdnFabricsIndexResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
 /// Parameters of `GET /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_index`), without the path parameters.
-pub type ClusterSdnFabricsFabricIndexParams = crate::generated::cluster::ClusterSdnFabricsAllListAllParams;
+pub type ClusterSdnFabricsFabricIndexParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
 /// The `data` of the reply to `GET /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_index`).
 pub type ClusterSdnFabricsFabricIndexResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterSdnFabricsAllListAllResponseFabricsItem,
+    crate::generated::cluster::ClusterSdnFabricsAllListResponseFabricsItem,
 >;
-/// The `data` of the reply to `POST /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_add_fabric`).
-pub type ClusterSdnFabricsFabricAddFabricResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_get_fabric`).
-pub type ClusterSdnFabricsFabricIdGetFabricResponse = crate::generated::cluster::ClusterSdnFabricsAllListAllResponseFabricsItem;
-/// The `data` of the reply to `PUT /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_update_fabric`).
-pub type ClusterSdnFabricsFabricIdUpdateFabricResponse = ();
-/// The `data` of the reply to `DELETE /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_delete_fabric`).
-pub type ClusterSdnFabricsFabricIdDeleteFabricResponse = ();
+/// The `data` of the reply to `POST /cluster/sdn/fabrics/fabric` (`cluster_sdn_fabrics_fabric_add`).
+pub type ClusterSdnFabricsFabricAddResponse = ();
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_get`).
+pub type ClusterSdnFabricsFabricIdGetResponse = crate::generated::cluster::ClusterSdnFabricsAllListResponseFabricsItem;
+/// The `data` of the reply to `PUT /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_update`).
+pub type ClusterSdnFabricsFabricIdUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_delete`).
+pub type ClusterSdnFabricsFabricIdDeleteResponse = ();
 /// Parameters of `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`), without the path parameters.
-pub type ClusterSdnFabricsNodeListNodesParams = crate::generated::cluster::ClusterSdnFabricsAllListAllParams;
+pub type ClusterSdnFabricsNodeListNodesParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
 /// The `data` of the reply to `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`).
 pub type ClusterSdnFabricsNodeListNodesResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterSdnFabricsAllListAllResponseNodesItem,
+    crate::generated::cluster::ClusterSdnFabricsAllListResponseNodesItem,
 >;
-/// Parameters of `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes_fabric`), without the path parameters.
-pub type ClusterSdnFabricsNodeFabricIdListNodesFabricParams = crate::generated::cluster::ClusterSdnFabricsAllListAllParams;
-/// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes_fabric`).
-pub type ClusterSdnFabricsNodeFabricIdListNodesFabricResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterSdnFabricsAllListAllResponseNodesItem,
+/// Parameters of `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes`), without the path parameters.
+pub type ClusterSdnFabricsNodeFabricIdListNodesParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes`).
+pub type ClusterSdnFabricsNodeFabricIdListNodesResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterSdnFabricsAllListResponseNodesItem,
 >;
-/// The `data` of the reply to `POST /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_add_node`).
-pub type ClusterSdnFabricsNodeFabricIdAddNodeResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_get_node`).
-pub type ClusterSdnFabricsNodeNodeIdGetNodeResponse = ::serde_json::Value;
-/// The `data` of the reply to `PUT /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_update_node`).
-pub type ClusterSdnFabricsNodeNodeIdUpdateNodeResponse = ();
-/// The `data` of the reply to `DELETE /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_node_id_delete_node`).
-pub type ClusterSdnFabricsNodeNodeIdDeleteNodeResponse = ();
+/// The `data` of the reply to `POST /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_add`).
+pub type ClusterSdnFabricsNodeFabricIdAddResponse = ();
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_get`).
+pub type ClusterSdnFabricsNodeGetResponse = ::serde_json::Value;
+/// The `data` of the reply to `PUT /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_update`).
+pub type ClusterSdnFabricsNodeUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/sdn/fabrics/node/{fabric_id}/{node_id}` (`cluster_sdn_fabrics_node_delete`).
+pub type ClusterSdnFabricsNodeDeleteResponse = ();
 /// The `data` of the reply to `GET /cluster/sdn/ipams` (`cluster_sdn_ipams_index`).
 pub type ClusterSdnIpamsIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnIpamsIndexResponseItem,
@@ -15277,10 +15275,10 @@ pub type ClusterSdnIpamsIpamDeleteResponse = ();
 pub type ClusterSdnIpamsStatusIpamindexResponse = ::std::vec::Vec<::serde_json::Value>;
 /// The `data` of the reply to `POST /cluster/sdn/lock` (`cluster_sdn_lock`).
 pub type ClusterSdnLockResponse = ::std::string::String;
-/// The `data` of the reply to `DELETE /cluster/sdn/lock` (`cluster_sdn_lock_release_lock`).
-pub type ClusterSdnLockReleaseLockResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/prefix-lists` (`cluster_sdn_prefix_lists_list_prefix_lists`).
-pub type ClusterSdnPrefixListsListPrefixListsResponse = ::std::vec::Vec<
+/// The `data` of the reply to `DELETE /cluster/sdn/lock` (`cluster_sdn_lock_release`).
+pub type ClusterSdnLockReleaseResponse = ();
+/// The `data` of the reply to `GET /cluster/sdn/prefix-lists` (`cluster_sdn_prefix_lists_list`).
+pub type ClusterSdnPrefixListsListResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
 /// The `data` of the reply to `POST /cluster/sdn/prefix-lists` (`cluster_sdn_prefix_lists_create_prefix_list_entry`).
@@ -15294,8 +15292,8 @@ pub type ClusterSdnPrefixListsIdGetPrefixListResponse = ::serde_json::Map<
 pub type ClusterSdnPrefixListsIdUpdatePrefixListResponse = ();
 /// The `data` of the reply to `DELETE /cluster/sdn/prefix-lists/{id}` (`cluster_sdn_prefix_lists_id_delete_prefix_list`).
 pub type ClusterSdnPrefixListsIdDeletePrefixListResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/prefix-lists/{id}/entries` (`cluster_sdn_prefix_lists_entries_get_prefix_list_entries`).
-pub type ClusterSdnPrefixListsEntriesGetPrefixListEntriesResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /cluster/sdn/prefix-lists/{id}/entries` (`cluster_sdn_prefix_lists_entries_get_prefix_list`).
+pub type ClusterSdnPrefixListsEntriesGetPrefixListResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
 /// The `data` of the reply to `POST /cluster/sdn/prefix-lists/{id}/entries` (`cluster_sdn_prefix_lists_entries_create_prefix_list_entry`).
@@ -15313,32 +15311,32 @@ pub type ClusterSdnPrefixListsEntriesUrlSeqDeletePrefixListEntryParams = crate::
 pub type ClusterSdnPrefixListsEntriesUrlSeqDeletePrefixListEntryResponse = ();
 /// The `data` of the reply to `POST /cluster/sdn/rollback` (`cluster_sdn_rollback`).
 pub type ClusterSdnRollbackResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/route-maps` (`cluster_sdn_route_maps_list_route_maps`).
-pub type ClusterSdnRouteMapsListRouteMapsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterSdnRouteMapsListRouteMapsResponseItem,
+/// The `data` of the reply to `GET /cluster/sdn/route-maps` (`cluster_sdn_route_maps_list`).
+pub type ClusterSdnRouteMapsListResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterSdnRouteMapsListResponseItem,
 >;
-/// Parameters of `GET /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_list_route_map_entries`), without the path parameters.
-pub type ClusterSdnRouteMapsEntriesListRouteMapEntriesParams = crate::generated::cluster::ClusterSdnFabricsAllListAllParams;
-/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_list_route_map_entries`).
-pub type ClusterSdnRouteMapsEntriesListRouteMapEntriesResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapEntriesResponseItem,
+/// Parameters of `GET /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_list_route_map`), without the path parameters.
+pub type ClusterSdnRouteMapsEntriesListRouteMapParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
+/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_list_route_map`).
+pub type ClusterSdnRouteMapsEntriesListRouteMapResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem,
 >;
 /// The `data` of the reply to `POST /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_create_route_map_entry`).
 pub type ClusterSdnRouteMapsEntriesCreateRouteMapEntryResponse = ();
-/// Parameters of `GET /cluster/sdn/route-maps/entries/{route-map-id}` (`cluster_sdn_route_maps_entries_route_map_id_list_route_map_entries_for_route_map`), without the path parameters.
-pub type ClusterSdnRouteMapsEntriesRouteMapIdListRouteMapEntriesForRouteMapParams = crate::generated::cluster::ClusterSdnFabricsAllListAllParams;
-/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries/{route-map-id}` (`cluster_sdn_route_maps_entries_route_map_id_list_route_map_entries_for_route_map`).
-pub type ClusterSdnRouteMapsEntriesRouteMapIdListRouteMapEntriesForRouteMapResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapEntriesResponseItem,
+/// Parameters of `GET /cluster/sdn/route-maps/entries/{route-map-id}` (`cluster_sdn_route_maps_entries_route_map_id_list_route_map_entries_for`), without the path parameters.
+pub type ClusterSdnRouteMapsEntriesRouteMapIdListRouteMapEntriesForParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
+/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries/{route-map-id}` (`cluster_sdn_route_maps_entries_route_map_id_list_route_map_entries_for`).
+pub type ClusterSdnRouteMapsEntriesRouteMapIdListRouteMapEntriesForResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem,
 >;
-/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_get_route_map_entry`).
-pub type ClusterSdnRouteMapsEntriesEntryOrderGetRouteMapEntryResponse = crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapEntriesResponseItem;
-/// The `data` of the reply to `PUT /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_update_route_map_entry`).
-pub type ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapEntryResponse = ();
-/// Parameters of `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_delete_route_map_entry`), without the path parameters.
-pub type ClusterSdnRouteMapsEntriesEntryOrderDeleteRouteMapEntryParams = crate::generated::cluster::ClusterSdnPrefixListsIdDeletePrefixListParams;
-/// The `data` of the reply to `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_delete_route_map_entry`).
-pub type ClusterSdnRouteMapsEntriesEntryOrderDeleteRouteMapEntryResponse = ();
+/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_get_route_map`).
+pub type ClusterSdnRouteMapsEntriesEntryOrderGetRouteMapResponse = crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem;
+/// The `data` of the reply to `PUT /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_update_route_map`).
+pub type ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapResponse = ();
+/// Parameters of `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_delete_route_map`), without the path parameters.
+pub type ClusterSdnRouteMapsEntriesEntryOrderDeleteRouteMapParams = crate::generated::cluster::ClusterSdnPrefixListsIdDeletePrefixListParams;
+/// The `data` of the reply to `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_delete_route_map`).
+pub type ClusterSdnRouteMapsEntriesEntryOrderDeleteRouteMapResponse = ();
 /// Parameters of `GET /cluster/sdn/vnets` (`cluster_sdn_vnets_index`), without the path parameters.
 pub type ClusterSdnVnetsIndexParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
 /// The `data` of the reply to `GET /cluster/sdn/vnets` (`cluster_sdn_vnets_index`).
@@ -15361,10 +15359,10 @@ pub type ClusterSdnVnetsVnetDeleteResponse = ();
 pub type ClusterSdnVnetsFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/firewall/options` (`cluster_sdn_vnets_firewall_options_set_options`).
-pub type ClusterSdnVnetsFirewallOptionsSetOptionsResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_get_rules`).
-pub type ClusterSdnVnetsFirewallRulesGetRulesResponse = ::std::vec::Vec<
+/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/firewall/options` (`cluster_sdn_vnets_firewall_options_set`).
+pub type ClusterSdnVnetsFirewallOptionsSetResponse = ();
+/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_get`).
+pub type ClusterSdnVnetsFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
 /// Parameters of `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create_rule`), without the path parameters.
@@ -15424,9 +15422,9 @@ pub type ClusterSdnZonesZoneUpdateResponse = ();
 pub type ClusterSdnZonesZoneDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
 /// The `data` of the reply to `DELETE /cluster/sdn/zones/{zone}` (`cluster_sdn_zones_zone_delete`).
 pub type ClusterSdnZonesZoneDeleteResponse = ();
-/// The `data` of the reply to `GET /cluster/status` (`cluster_status_get_status`).
-pub type ClusterStatusGetStatusResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterStatusGetStatusResponseItem,
+/// The `data` of the reply to `GET /cluster/status` (`cluster_status_get`).
+pub type ClusterStatusGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterStatusGetResponseItem,
 >;
 /// The `data` of the reply to `GET /cluster/tasks` (`cluster_tasks`).
 pub type ClusterTasksResponse = ::std::vec::Vec<

@@ -1639,7 +1639,7 @@ pub struct AccessIndexResponseItem {
     pub subdir: ::std::string::String,
 }
 /// The `ClusterFirewallAliasesCreateAliasParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallAliasesCreateAliasParams {
     /// Network/IP specification in CIDR format.
     ///
@@ -1665,9 +1665,9 @@ impl ClusterFirewallAliasesCreateAliasParams {
         }
     }
 }
-/// The `ClusterFirewallAliasesGetAliasesResponseItem` model.
+/// The `ClusterFirewallAliasesGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallAliasesGetAliasesResponseItem {
+pub struct ClusterFirewallAliasesGetResponseItem {
     /// The `cidr` property.
     pub cidr: ::std::string::String,
     /// The `comment` property.
@@ -1686,7 +1686,7 @@ pub struct ClusterFirewallAliasesNameRemoveAliasParams {
     pub digest: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterFirewallAliasesNameUpdateAliasParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallAliasesNameUpdateAliasParams {
     /// Network/IP specification in CIDR format.
     ///
@@ -1958,9 +1958,9 @@ pub struct ClusterFirewallIpsetCidrUpdateIpParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nomatch: ::std::option::Option<crate::PveBool>,
 }
-/// The `ClusterFirewallIpsetCreateIpsetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallIpsetCreateIpsetParams {
+/// The `ClusterFirewallIpsetCreateParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct ClusterFirewallIpsetCreateParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -1973,7 +1973,7 @@ pub struct ClusterFirewallIpsetCreateIpsetParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rename: ::std::option::Option<::std::string::String>,
 }
-impl ClusterFirewallIpsetCreateIpsetParams {
+impl ClusterFirewallIpsetCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(name: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -1985,9 +1985,9 @@ impl ClusterFirewallIpsetCreateIpsetParams {
         }
     }
 }
-/// The `ClusterFirewallIpsetIpsetIndexResponseItem` model.
+/// The `ClusterFirewallIpsetIndexResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallIpsetIpsetIndexResponseItem {
+pub struct ClusterFirewallIpsetIndexResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -1997,7 +1997,7 @@ pub struct ClusterFirewallIpsetIpsetIndexResponseItem {
     pub name: ::std::string::String,
 }
 /// The `ClusterFirewallIpsetNameCreateIpParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ClusterFirewallIpsetNameCreateIpParams {
     /// Network/IP specification in CIDR format.
     ///
@@ -2021,16 +2021,16 @@ impl ClusterFirewallIpsetNameCreateIpParams {
         }
     }
 }
-/// The `ClusterFirewallIpsetNameDeleteIpsetParams` model.
+/// The `ClusterFirewallIpsetNameDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallIpsetNameDeleteIpsetParams {
+pub struct ClusterFirewallIpsetNameDeleteParams {
     /// Delete all members of the IPSet, if there are any.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
-/// The `ClusterFirewallIpsetNameGetIpsetResponseItem` model.
+/// The `ClusterFirewallIpsetNameGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterFirewallIpsetNameGetIpsetResponseItem {
+pub struct ClusterFirewallIpsetNameGetResponseItem {
     /// The `cidr` property.
     pub cidr: ::std::string::String,
     /// The `comment` property.

@@ -2453,7 +2453,7 @@ pub struct QemuNetConfig {
     /// Network Card Model. The 'virtio' model provides the best performance with very low CPU overhead. If your guest does not support this driver, it is usually best to use 'e1000'.
     ///
     /// One of `e1000`, `e1000-82540em`, `e1000-82544gc`, `e1000-82545em`, `e1000e`, `i82551`, `i82557b`, `i82559er`, `ne2k_isa`, `ne2k_pci`, `pcnet`, `rtl8139`, `virtio`, `vmxnet3`.
-    pub model: crate::generated::nodes::Model,
+    pub model: crate::generated::nodes::QemuNetModel,
     /// Bridge to attach the network device to. The Proxmox VE standard bridge
     /// is called 'vmbr0'.
     ///
@@ -2501,7 +2501,7 @@ pub struct QemuNetConfig {
 }
 impl QemuNetConfig {
     /// The value with the required keys given and every other key unset.
-    pub fn new(model: crate::generated::nodes::Model) -> Self {
+    pub fn new(model: crate::generated::nodes::QemuNetModel) -> Self {
         Self {
             model,
             bridge: ::std::option::Option::None,
@@ -2524,7 +2524,7 @@ impl ::std::str::FromStr for QemuNetConfig {
             text,
             ::std::option::Option::Some("model"),
         )?;
-        let mut model: ::std::option::Option<crate::generated::nodes::Model> = ::std::option::Option::None;
+        let mut model: ::std::option::Option<crate::generated::nodes::QemuNetModel> = ::std::option::Option::None;
         let mut bridge: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut firewall: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
         let mut link_down: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
@@ -4132,7 +4132,7 @@ pub struct Tpmstate0Config {
     ///
     /// One of `raw`, `qcow2`, `vmdk`.
     pub format: ::std::option::Option<
-        crate::generated::nodes::NodesQemuCloneCloneVmParamsFormat,
+        crate::generated::nodes::NodesQemuCloneVmParamsFormat,
     >,
     /// Create a new disk, importing from this source (volume ID or absolute path). When an absolute path is specified, it's up to you to ensure that the source is not actively used by another process during the import!
     ///
@@ -4145,7 +4145,7 @@ pub struct Tpmstate0Config {
     /// The TPM interface version. v2.0 is newer and should be preferred. Note that this cannot be changed later on.
     ///
     /// One of `v1.2`, `v2.0`. Default: `"v1.2"`.
-    pub version: ::std::option::Option<crate::generated::nodes::Version>,
+    pub version: ::std::option::Option<crate::generated::nodes::Tpmstate0Version>,
     /// Keys this version of the SDK does not know, in their order, printed back after the
     /// known ones.
     pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
@@ -4172,11 +4172,13 @@ impl ::std::str::FromStr for Tpmstate0Config {
         )?;
         let mut file: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut format: ::std::option::Option<
-            crate::generated::nodes::NodesQemuCloneCloneVmParamsFormat,
+            crate::generated::nodes::NodesQemuCloneVmParamsFormat,
         > = ::std::option::Option::None;
         let mut import_from: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut size: ::std::option::Option<crate::DiskSize> = ::std::option::Option::None;
-        let mut version: ::std::option::Option<crate::generated::nodes::Version> = ::std::option::Option::None;
+        let mut version: ::std::option::Option<
+            crate::generated::nodes::Tpmstate0Version,
+        > = ::std::option::Option::None;
         let mut unknown = ::std::vec::Vec::new();
         for (entry_key, entry_value) in entries.iter() {
             match entry_key {
@@ -7241,6 +7243,76 @@ impl crate::PropertyValue for Filesystem {
         out.push_str(self.as_str());
     }
 }
+/// The `status` of a guest (QEMU VM or LXC container).
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GuestStatus {
+    /// `stopped`
+    Stopped,
+    /// `running`
+    Running,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl GuestStatus {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Running => "running",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for GuestStatus {
+    fn from(text: &str) -> Self {
+        match text {
+            "stopped" => Self::Stopped,
+            "running" => Self::Running,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for GuestStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for GuestStatus {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for GuestStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for GuestStatus {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for GuestStatus {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
 /// Enables hugepages memory.
 ///
 /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
@@ -7680,124 +7752,6 @@ impl<'de> ::serde::Deserialize<'de> for Media {
     }
 }
 impl crate::PropertyValue for Media {
-    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-    fn write_value(&self, out: &mut ::std::string::String) {
-        out.push_str(self.as_str());
-    }
-}
-/// Network Card Model. The 'virtio' model provides the best performance with very low CPU overhead. If your guest does not support this driver, it is usually best to use 'e1000'.
-///
-/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Model {
-    /// `e1000`
-    E1000,
-    /// `e1000-82540em`
-    E100082540em,
-    /// `e1000-82544gc`
-    E100082544gc,
-    /// `e1000-82545em`
-    E100082545em,
-    /// `e1000e`
-    E1000e,
-    /// `i82551`
-    I82551,
-    /// `i82557b`
-    I82557b,
-    /// `i82559er`
-    I82559er,
-    /// `ne2k_isa`
-    Ne2kIsa,
-    /// `ne2k_pci`
-    Ne2kPci,
-    /// `pcnet`
-    Pcnet,
-    /// `rtl8139`
-    Rtl8139,
-    /// `virtio`
-    Virtio,
-    /// `vmxnet3`
-    Vmxnet3,
-    /// A value this version of the SDK does not know.
-    Other(::std::string::String),
-}
-impl Model {
-    /// The value as Proxmox spells it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::E1000 => "e1000",
-            Self::E100082540em => "e1000-82540em",
-            Self::E100082544gc => "e1000-82544gc",
-            Self::E100082545em => "e1000-82545em",
-            Self::E1000e => "e1000e",
-            Self::I82551 => "i82551",
-            Self::I82557b => "i82557b",
-            Self::I82559er => "i82559er",
-            Self::Ne2kIsa => "ne2k_isa",
-            Self::Ne2kPci => "ne2k_pci",
-            Self::Pcnet => "pcnet",
-            Self::Rtl8139 => "rtl8139",
-            Self::Virtio => "virtio",
-            Self::Vmxnet3 => "vmxnet3",
-            Self::Other(value) => value,
-        }
-    }
-}
-impl ::std::convert::From<&str> for Model {
-    fn from(text: &str) -> Self {
-        match text {
-            "e1000" => Self::E1000,
-            "e1000-82540em" => Self::E100082540em,
-            "e1000-82544gc" => Self::E100082544gc,
-            "e1000-82545em" => Self::E100082545em,
-            "e1000e" => Self::E1000e,
-            "i82551" => Self::I82551,
-            "i82557b" => Self::I82557b,
-            "i82559er" => Self::I82559er,
-            "ne2k_isa" => Self::Ne2kIsa,
-            "ne2k_pci" => Self::Ne2kPci,
-            "pcnet" => Self::Pcnet,
-            "rtl8139" => Self::Rtl8139,
-            "virtio" => Self::Virtio,
-            "vmxnet3" => Self::Vmxnet3,
-            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
-        }
-    }
-}
-impl ::std::cmp::PartialEq<&str> for Model {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-impl ::std::str::FromStr for Model {
-    type Err = ::std::convert::Infallible;
-    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-}
-impl ::std::fmt::Display for Model {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::serde::Serialize for Model {
-    fn serialize<S: ::serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> ::std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for Model {
-    fn deserialize<D: ::serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> ::std::result::Result<Self, D::Error> {
-        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
-    }
-}
-impl crate::PropertyValue for Model {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -8336,6 +8290,116 @@ impl crate::PropertyValue for NodesCephPoolLspoolsResponseItemType {
         out.push_str(self.as_str());
     }
 }
+/// Return only a specific property from the node configuration.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodesConfigGetParamsProperty {
+    /// `acme`
+    Acme,
+    /// `acmedomain0`
+    Acmedomain0,
+    /// `acmedomain1`
+    Acmedomain1,
+    /// `acmedomain2`
+    Acmedomain2,
+    /// `acmedomain3`
+    Acmedomain3,
+    /// `acmedomain4`
+    Acmedomain4,
+    /// `acmedomain5`
+    Acmedomain5,
+    /// `ballooning-target`
+    BallooningTarget,
+    /// `description`
+    Description,
+    /// `location`
+    Location,
+    /// `startall-onboot-delay`
+    StartallOnbootDelay,
+    /// `wakeonlan`
+    Wakeonlan,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl NodesConfigGetParamsProperty {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Acme => "acme",
+            Self::Acmedomain0 => "acmedomain0",
+            Self::Acmedomain1 => "acmedomain1",
+            Self::Acmedomain2 => "acmedomain2",
+            Self::Acmedomain3 => "acmedomain3",
+            Self::Acmedomain4 => "acmedomain4",
+            Self::Acmedomain5 => "acmedomain5",
+            Self::BallooningTarget => "ballooning-target",
+            Self::Description => "description",
+            Self::Location => "location",
+            Self::StartallOnbootDelay => "startall-onboot-delay",
+            Self::Wakeonlan => "wakeonlan",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for NodesConfigGetParamsProperty {
+    fn from(text: &str) -> Self {
+        match text {
+            "acme" => Self::Acme,
+            "acmedomain0" => Self::Acmedomain0,
+            "acmedomain1" => Self::Acmedomain1,
+            "acmedomain2" => Self::Acmedomain2,
+            "acmedomain3" => Self::Acmedomain3,
+            "acmedomain4" => Self::Acmedomain4,
+            "acmedomain5" => Self::Acmedomain5,
+            "ballooning-target" => Self::BallooningTarget,
+            "description" => Self::Description,
+            "location" => Self::Location,
+            "startall-onboot-delay" => Self::StartallOnbootDelay,
+            "wakeonlan" => Self::Wakeonlan,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for NodesConfigGetParamsProperty {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for NodesConfigGetParamsProperty {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for NodesConfigGetParamsProperty {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for NodesConfigGetParamsProperty {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesConfigGetParamsProperty {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for NodesConfigGetParamsProperty {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
 /// Only list specific types of disks.
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
@@ -8778,7 +8842,7 @@ impl crate::PropertyValue for NodesLxcConfigUpdateVmParamsOstype {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesLxcResizeResizeVmParamsDisk {
+pub enum NodesLxcResizeVmParamsDisk {
     /// `rootfs`
     Rootfs,
     /// `mp0`
@@ -9296,7 +9360,7 @@ pub enum NodesLxcResizeResizeVmParamsDisk {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesLxcResizeResizeVmParamsDisk {
+impl NodesLxcResizeVmParamsDisk {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -9561,7 +9625,7 @@ impl NodesLxcResizeResizeVmParamsDisk {
         }
     }
 }
-impl ::std::convert::From<&str> for NodesLxcResizeResizeVmParamsDisk {
+impl ::std::convert::From<&str> for NodesLxcResizeVmParamsDisk {
     fn from(text: &str) -> Self {
         match text {
             "rootfs" => Self::Rootfs,
@@ -9825,23 +9889,23 @@ impl ::std::convert::From<&str> for NodesLxcResizeResizeVmParamsDisk {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for NodesLxcResizeResizeVmParamsDisk {
+impl ::std::cmp::PartialEq<&str> for NodesLxcResizeVmParamsDisk {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesLxcResizeResizeVmParamsDisk {
+impl ::std::str::FromStr for NodesLxcResizeVmParamsDisk {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesLxcResizeResizeVmParamsDisk {
+impl ::std::fmt::Display for NodesLxcResizeVmParamsDisk {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesLxcResizeResizeVmParamsDisk {
+impl ::serde::Serialize for NodesLxcResizeVmParamsDisk {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -9849,14 +9913,14 @@ impl ::serde::Serialize for NodesLxcResizeResizeVmParamsDisk {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for NodesLxcResizeResizeVmParamsDisk {
+impl<'de> ::serde::Deserialize<'de> for NodesLxcResizeVmParamsDisk {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesLxcResizeResizeVmParamsDisk {
+impl crate::PropertyValue for NodesLxcResizeVmParamsDisk {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -9946,81 +10010,11 @@ impl crate::PropertyValue for NodesLxcRrdParamsTimeframe {
         out.push_str(self.as_str());
     }
 }
-/// LXC Container status.
-///
-/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesLxcStatusCurrentVmStatusResponseStatus {
-    /// `stopped`
-    Stopped,
-    /// `running`
-    Running,
-    /// A value this version of the SDK does not know.
-    Other(::std::string::String),
-}
-impl NodesLxcStatusCurrentVmStatusResponseStatus {
-    /// The value as Proxmox spells it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Stopped => "stopped",
-            Self::Running => "running",
-            Self::Other(value) => value,
-        }
-    }
-}
-impl ::std::convert::From<&str> for NodesLxcStatusCurrentVmStatusResponseStatus {
-    fn from(text: &str) -> Self {
-        match text {
-            "stopped" => Self::Stopped,
-            "running" => Self::Running,
-            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
-        }
-    }
-}
-impl ::std::cmp::PartialEq<&str> for NodesLxcStatusCurrentVmStatusResponseStatus {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-impl ::std::str::FromStr for NodesLxcStatusCurrentVmStatusResponseStatus {
-    type Err = ::std::convert::Infallible;
-    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-}
-impl ::std::fmt::Display for NodesLxcStatusCurrentVmStatusResponseStatus {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::serde::Serialize for NodesLxcStatusCurrentVmStatusResponseStatus {
-    fn serialize<S: ::serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> ::std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for NodesLxcStatusCurrentVmStatusResponseStatus {
-    fn deserialize<D: ::serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> ::std::result::Result<Self, D::Error> {
-        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
-    }
-}
-impl crate::PropertyValue for NodesLxcStatusCurrentVmStatusResponseStatus {
-    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-    fn write_value(&self, out: &mut ::std::string::String) {
-        out.push_str(self.as_str());
-    }
-}
 /// Network interface type
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesNetworkCreateNetworkParamsType {
+pub enum NodesNetworkCreateParamsType {
     /// `bridge`
     Bridge,
     /// `bond`
@@ -10048,7 +10042,7 @@ pub enum NodesNetworkCreateNetworkParamsType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesNetworkCreateNetworkParamsType {
+impl NodesNetworkCreateParamsType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -10068,7 +10062,7 @@ impl NodesNetworkCreateNetworkParamsType {
         }
     }
 }
-impl ::std::convert::From<&str> for NodesNetworkCreateNetworkParamsType {
+impl ::std::convert::From<&str> for NodesNetworkCreateParamsType {
     fn from(text: &str) -> Self {
         match text {
             "bridge" => Self::Bridge,
@@ -10087,23 +10081,23 @@ impl ::std::convert::From<&str> for NodesNetworkCreateNetworkParamsType {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for NodesNetworkCreateNetworkParamsType {
+impl ::std::cmp::PartialEq<&str> for NodesNetworkCreateParamsType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesNetworkCreateNetworkParamsType {
+impl ::std::str::FromStr for NodesNetworkCreateParamsType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesNetworkCreateNetworkParamsType {
+impl ::std::fmt::Display for NodesNetworkCreateParamsType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesNetworkCreateNetworkParamsType {
+impl ::serde::Serialize for NodesNetworkCreateParamsType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -10111,14 +10105,14 @@ impl ::serde::Serialize for NodesNetworkCreateNetworkParamsType {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for NodesNetworkCreateNetworkParamsType {
+impl<'de> ::serde::Deserialize<'de> for NodesNetworkCreateParamsType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesNetworkCreateNetworkParamsType {
+impl crate::PropertyValue for NodesNetworkCreateParamsType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -10472,7 +10466,7 @@ impl crate::PropertyValue for NodesQemuAgentParamsCommand {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesQemuCloneCloneVmParamsFormat {
+pub enum NodesQemuCloneVmParamsFormat {
     /// `raw`
     Raw,
     /// `qcow2`
@@ -10482,7 +10476,7 @@ pub enum NodesQemuCloneCloneVmParamsFormat {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesQemuCloneCloneVmParamsFormat {
+impl NodesQemuCloneVmParamsFormat {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -10493,7 +10487,7 @@ impl NodesQemuCloneCloneVmParamsFormat {
         }
     }
 }
-impl ::std::convert::From<&str> for NodesQemuCloneCloneVmParamsFormat {
+impl ::std::convert::From<&str> for NodesQemuCloneVmParamsFormat {
     fn from(text: &str) -> Self {
         match text {
             "raw" => Self::Raw,
@@ -10503,23 +10497,23 @@ impl ::std::convert::From<&str> for NodesQemuCloneCloneVmParamsFormat {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for NodesQemuCloneCloneVmParamsFormat {
+impl ::std::cmp::PartialEq<&str> for NodesQemuCloneVmParamsFormat {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesQemuCloneCloneVmParamsFormat {
+impl ::std::str::FromStr for NodesQemuCloneVmParamsFormat {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesQemuCloneCloneVmParamsFormat {
+impl ::std::fmt::Display for NodesQemuCloneVmParamsFormat {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesQemuCloneCloneVmParamsFormat {
+impl ::serde::Serialize for NodesQemuCloneVmParamsFormat {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -10527,14 +10521,14 @@ impl ::serde::Serialize for NodesQemuCloneCloneVmParamsFormat {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for NodesQemuCloneCloneVmParamsFormat {
+impl<'de> ::serde::Deserialize<'de> for NodesQemuCloneVmParamsFormat {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesQemuCloneCloneVmParamsFormat {
+impl crate::PropertyValue for NodesQemuCloneVmParamsFormat {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -10546,7 +10540,7 @@ impl crate::PropertyValue for NodesQemuCloneCloneVmParamsFormat {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+pub enum NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     /// `user`
     User,
     /// `network`
@@ -10556,7 +10550,7 @@ pub enum NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+impl NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -10568,7 +10562,7 @@ impl NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
     }
 }
 impl ::std::convert::From<&str>
-for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+for NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     fn from(text: &str) -> Self {
         match text {
             "user" => Self::User,
@@ -10579,26 +10573,23 @@ for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
     }
 }
 impl ::std::cmp::PartialEq<&str>
-for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+for NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr
-for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+impl ::std::str::FromStr for NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display
-for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+impl ::std::fmt::Display for NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize
-for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+impl ::serde::Serialize for NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -10607,15 +10598,14 @@ for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+for NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue
-for NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType {
+impl crate::PropertyValue for NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -10909,7 +10899,7 @@ impl crate::PropertyValue for NodesQemuDbusVmstateParamsAction {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesQemuMoveDiskMoveVmDiskParamsDisk {
+pub enum NodesQemuMoveDiskVmParamsDisk {
     /// `ide0`
     Ide0,
     /// `ide1`
@@ -11543,7 +11533,7 @@ pub enum NodesQemuMoveDiskMoveVmDiskParamsDisk {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesQemuMoveDiskMoveVmDiskParamsDisk {
+impl NodesQemuMoveDiskVmParamsDisk {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -11866,7 +11856,7 @@ impl NodesQemuMoveDiskMoveVmDiskParamsDisk {
         }
     }
 }
-impl ::std::convert::From<&str> for NodesQemuMoveDiskMoveVmDiskParamsDisk {
+impl ::std::convert::From<&str> for NodesQemuMoveDiskVmParamsDisk {
     fn from(text: &str) -> Self {
         match text {
             "ide0" => Self::Ide0,
@@ -12188,23 +12178,23 @@ impl ::std::convert::From<&str> for NodesQemuMoveDiskMoveVmDiskParamsDisk {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for NodesQemuMoveDiskMoveVmDiskParamsDisk {
+impl ::std::cmp::PartialEq<&str> for NodesQemuMoveDiskVmParamsDisk {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesQemuMoveDiskMoveVmDiskParamsDisk {
+impl ::std::str::FromStr for NodesQemuMoveDiskVmParamsDisk {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesQemuMoveDiskMoveVmDiskParamsDisk {
+impl ::std::fmt::Display for NodesQemuMoveDiskVmParamsDisk {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesQemuMoveDiskMoveVmDiskParamsDisk {
+impl ::serde::Serialize for NodesQemuMoveDiskVmParamsDisk {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -12212,14 +12202,14 @@ impl ::serde::Serialize for NodesQemuMoveDiskMoveVmDiskParamsDisk {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for NodesQemuMoveDiskMoveVmDiskParamsDisk {
+impl<'de> ::serde::Deserialize<'de> for NodesQemuMoveDiskVmParamsDisk {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesQemuMoveDiskMoveVmDiskParamsDisk {
+impl crate::PropertyValue for NodesQemuMoveDiskVmParamsDisk {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -12231,7 +12221,7 @@ impl crate::PropertyValue for NodesQemuMoveDiskMoveVmDiskParamsDisk {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesQemuResizeResizeVmParamsDisk {
+pub enum NodesQemuResizeVmParamsDisk {
     /// `ide0`
     Ide0,
     /// `ide1`
@@ -12353,7 +12343,7 @@ pub enum NodesQemuResizeResizeVmParamsDisk {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesQemuResizeResizeVmParamsDisk {
+impl NodesQemuResizeVmParamsDisk {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -12420,7 +12410,7 @@ impl NodesQemuResizeResizeVmParamsDisk {
         }
     }
 }
-impl ::std::convert::From<&str> for NodesQemuResizeResizeVmParamsDisk {
+impl ::std::convert::From<&str> for NodesQemuResizeVmParamsDisk {
     fn from(text: &str) -> Self {
         match text {
             "ide0" => Self::Ide0,
@@ -12486,23 +12476,23 @@ impl ::std::convert::From<&str> for NodesQemuResizeResizeVmParamsDisk {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for NodesQemuResizeResizeVmParamsDisk {
+impl ::std::cmp::PartialEq<&str> for NodesQemuResizeVmParamsDisk {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesQemuResizeResizeVmParamsDisk {
+impl ::std::str::FromStr for NodesQemuResizeVmParamsDisk {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesQemuResizeResizeVmParamsDisk {
+impl ::std::fmt::Display for NodesQemuResizeVmParamsDisk {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesQemuResizeResizeVmParamsDisk {
+impl ::serde::Serialize for NodesQemuResizeVmParamsDisk {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -12510,14 +12500,14 @@ impl ::serde::Serialize for NodesQemuResizeResizeVmParamsDisk {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for NodesQemuResizeResizeVmParamsDisk {
+impl<'de> ::serde::Deserialize<'de> for NodesQemuResizeVmParamsDisk {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesQemuResizeResizeVmParamsDisk {
+impl crate::PropertyValue for NodesQemuResizeVmParamsDisk {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -12999,13 +12989,13 @@ impl crate::PropertyValue for NodesStatusResponseBootInfoMode {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesStorageImportMetadataGetImportMetadataResponseSource {
+pub enum NodesStorageImportMetadataGetResponseSource {
     /// `esxi`
     Esxi,
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesStorageImportMetadataGetImportMetadataResponseSource {
+impl NodesStorageImportMetadataGetResponseSource {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -13014,8 +13004,7 @@ impl NodesStorageImportMetadataGetImportMetadataResponseSource {
         }
     }
 }
-impl ::std::convert::From<&str>
-for NodesStorageImportMetadataGetImportMetadataResponseSource {
+impl ::std::convert::From<&str> for NodesStorageImportMetadataGetResponseSource {
     fn from(text: &str) -> Self {
         match text {
             "esxi" => Self::Esxi,
@@ -13023,24 +13012,23 @@ for NodesStorageImportMetadataGetImportMetadataResponseSource {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str>
-for NodesStorageImportMetadataGetImportMetadataResponseSource {
+impl ::std::cmp::PartialEq<&str> for NodesStorageImportMetadataGetResponseSource {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesStorageImportMetadataGetImportMetadataResponseSource {
+impl ::std::str::FromStr for NodesStorageImportMetadataGetResponseSource {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesStorageImportMetadataGetImportMetadataResponseSource {
+impl ::std::fmt::Display for NodesStorageImportMetadataGetResponseSource {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesStorageImportMetadataGetImportMetadataResponseSource {
+impl ::serde::Serialize for NodesStorageImportMetadataGetResponseSource {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -13048,15 +13036,14 @@ impl ::serde::Serialize for NodesStorageImportMetadataGetImportMetadataResponseS
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de>
-for NodesStorageImportMetadataGetImportMetadataResponseSource {
+impl<'de> ::serde::Deserialize<'de> for NodesStorageImportMetadataGetResponseSource {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesStorageImportMetadataGetImportMetadataResponseSource {
+impl crate::PropertyValue for NodesStorageImportMetadataGetResponseSource {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -13068,13 +13055,13 @@ impl crate::PropertyValue for NodesStorageImportMetadataGetImportMetadataRespons
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesStorageImportMetadataGetImportMetadataResponseType {
+pub enum NodesStorageImportMetadataGetResponseType {
     /// `vm`
     Vm,
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesStorageImportMetadataGetImportMetadataResponseType {
+impl NodesStorageImportMetadataGetResponseType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -13083,8 +13070,7 @@ impl NodesStorageImportMetadataGetImportMetadataResponseType {
         }
     }
 }
-impl ::std::convert::From<&str>
-for NodesStorageImportMetadataGetImportMetadataResponseType {
+impl ::std::convert::From<&str> for NodesStorageImportMetadataGetResponseType {
     fn from(text: &str) -> Self {
         match text {
             "vm" => Self::Vm,
@@ -13092,24 +13078,23 @@ for NodesStorageImportMetadataGetImportMetadataResponseType {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str>
-for NodesStorageImportMetadataGetImportMetadataResponseType {
+impl ::std::cmp::PartialEq<&str> for NodesStorageImportMetadataGetResponseType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesStorageImportMetadataGetImportMetadataResponseType {
+impl ::std::str::FromStr for NodesStorageImportMetadataGetResponseType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesStorageImportMetadataGetImportMetadataResponseType {
+impl ::std::fmt::Display for NodesStorageImportMetadataGetResponseType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesStorageImportMetadataGetImportMetadataResponseType {
+impl ::serde::Serialize for NodesStorageImportMetadataGetResponseType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -13117,15 +13102,14 @@ impl ::serde::Serialize for NodesStorageImportMetadataGetImportMetadataResponseT
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de>
-for NodesStorageImportMetadataGetImportMetadataResponseType {
+impl<'de> ::serde::Deserialize<'de> for NodesStorageImportMetadataGetResponseType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesStorageImportMetadataGetImportMetadataResponseType {
+impl crate::PropertyValue for NodesStorageImportMetadataGetResponseType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -13137,7 +13121,7 @@ impl crate::PropertyValue for NodesStorageImportMetadataGetImportMetadataRespons
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+pub enum NodesStorageImportMetadataGetResponseWarningsItemType {
     /// `cdrom-image-ignored`
     CdromImageIgnored,
     /// `efi-state-lost`
@@ -13155,7 +13139,7 @@ pub enum NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+impl NodesStorageImportMetadataGetResponseWarningsItemType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -13171,7 +13155,7 @@ impl NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
     }
 }
 impl ::std::convert::From<&str>
-for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+for NodesStorageImportMetadataGetResponseWarningsItemType {
     fn from(text: &str) -> Self {
         match text {
             "cdrom-image-ignored" => Self::CdromImageIgnored,
@@ -13186,26 +13170,23 @@ for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
     }
 }
 impl ::std::cmp::PartialEq<&str>
-for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+for NodesStorageImportMetadataGetResponseWarningsItemType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr
-for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+impl ::std::str::FromStr for NodesStorageImportMetadataGetResponseWarningsItemType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display
-for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+impl ::std::fmt::Display for NodesStorageImportMetadataGetResponseWarningsItemType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize
-for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+impl ::serde::Serialize for NodesStorageImportMetadataGetResponseWarningsItemType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -13214,15 +13195,14 @@ for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+for NodesStorageImportMetadataGetResponseWarningsItemType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue
-for NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType {
+impl crate::PropertyValue for NodesStorageImportMetadataGetResponseWarningsItemType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -13320,7 +13300,7 @@ impl crate::PropertyValue for NodesSubscriptionGetResponseStatus {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesTasksNodeTasksParamsSource {
+pub enum NodesTasksNodeParamsSource {
     /// `archive`
     Archive,
     /// `active`
@@ -13330,7 +13310,7 @@ pub enum NodesTasksNodeTasksParamsSource {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesTasksNodeTasksParamsSource {
+impl NodesTasksNodeParamsSource {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -13341,7 +13321,7 @@ impl NodesTasksNodeTasksParamsSource {
         }
     }
 }
-impl ::std::convert::From<&str> for NodesTasksNodeTasksParamsSource {
+impl ::std::convert::From<&str> for NodesTasksNodeParamsSource {
     fn from(text: &str) -> Self {
         match text {
             "archive" => Self::Archive,
@@ -13351,23 +13331,23 @@ impl ::std::convert::From<&str> for NodesTasksNodeTasksParamsSource {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for NodesTasksNodeTasksParamsSource {
+impl ::std::cmp::PartialEq<&str> for NodesTasksNodeParamsSource {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesTasksNodeTasksParamsSource {
+impl ::std::str::FromStr for NodesTasksNodeParamsSource {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesTasksNodeTasksParamsSource {
+impl ::std::fmt::Display for NodesTasksNodeParamsSource {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesTasksNodeTasksParamsSource {
+impl ::serde::Serialize for NodesTasksNodeParamsSource {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -13375,14 +13355,14 @@ impl ::serde::Serialize for NodesTasksNodeTasksParamsSource {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for NodesTasksNodeTasksParamsSource {
+impl<'de> ::serde::Deserialize<'de> for NodesTasksNodeParamsSource {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesTasksNodeTasksParamsSource {
+impl crate::PropertyValue for NodesTasksNodeParamsSource {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -13538,94 +13518,102 @@ impl crate::PropertyValue for Policy {
         out.push_str(self.as_str());
     }
 }
-/// Return only a specific property from the node configuration.
+/// Network Card Model. The 'virtio' model provides the best performance with very low CPU overhead. If your guest does not support this driver, it is usually best to use 'e1000'.
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Property {
-    /// `acme`
-    Acme,
-    /// `acmedomain0`
-    Acmedomain0,
-    /// `acmedomain1`
-    Acmedomain1,
-    /// `acmedomain2`
-    Acmedomain2,
-    /// `acmedomain3`
-    Acmedomain3,
-    /// `acmedomain4`
-    Acmedomain4,
-    /// `acmedomain5`
-    Acmedomain5,
-    /// `ballooning-target`
-    BallooningTarget,
-    /// `description`
-    Description,
-    /// `location`
-    Location,
-    /// `startall-onboot-delay`
-    StartallOnbootDelay,
-    /// `wakeonlan`
-    Wakeonlan,
+pub enum QemuNetModel {
+    /// `e1000`
+    E1000,
+    /// `e1000-82540em`
+    E100082540em,
+    /// `e1000-82544gc`
+    E100082544gc,
+    /// `e1000-82545em`
+    E100082545em,
+    /// `e1000e`
+    E1000e,
+    /// `i82551`
+    I82551,
+    /// `i82557b`
+    I82557b,
+    /// `i82559er`
+    I82559er,
+    /// `ne2k_isa`
+    Ne2kIsa,
+    /// `ne2k_pci`
+    Ne2kPci,
+    /// `pcnet`
+    Pcnet,
+    /// `rtl8139`
+    Rtl8139,
+    /// `virtio`
+    Virtio,
+    /// `vmxnet3`
+    Vmxnet3,
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl Property {
+impl QemuNetModel {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
-            Self::Acme => "acme",
-            Self::Acmedomain0 => "acmedomain0",
-            Self::Acmedomain1 => "acmedomain1",
-            Self::Acmedomain2 => "acmedomain2",
-            Self::Acmedomain3 => "acmedomain3",
-            Self::Acmedomain4 => "acmedomain4",
-            Self::Acmedomain5 => "acmedomain5",
-            Self::BallooningTarget => "ballooning-target",
-            Self::Description => "description",
-            Self::Location => "location",
-            Self::StartallOnbootDelay => "startall-onboot-delay",
-            Self::Wakeonlan => "wakeonlan",
+            Self::E1000 => "e1000",
+            Self::E100082540em => "e1000-82540em",
+            Self::E100082544gc => "e1000-82544gc",
+            Self::E100082545em => "e1000-82545em",
+            Self::E1000e => "e1000e",
+            Self::I82551 => "i82551",
+            Self::I82557b => "i82557b",
+            Self::I82559er => "i82559er",
+            Self::Ne2kIsa => "ne2k_isa",
+            Self::Ne2kPci => "ne2k_pci",
+            Self::Pcnet => "pcnet",
+            Self::Rtl8139 => "rtl8139",
+            Self::Virtio => "virtio",
+            Self::Vmxnet3 => "vmxnet3",
             Self::Other(value) => value,
         }
     }
 }
-impl ::std::convert::From<&str> for Property {
+impl ::std::convert::From<&str> for QemuNetModel {
     fn from(text: &str) -> Self {
         match text {
-            "acme" => Self::Acme,
-            "acmedomain0" => Self::Acmedomain0,
-            "acmedomain1" => Self::Acmedomain1,
-            "acmedomain2" => Self::Acmedomain2,
-            "acmedomain3" => Self::Acmedomain3,
-            "acmedomain4" => Self::Acmedomain4,
-            "acmedomain5" => Self::Acmedomain5,
-            "ballooning-target" => Self::BallooningTarget,
-            "description" => Self::Description,
-            "location" => Self::Location,
-            "startall-onboot-delay" => Self::StartallOnbootDelay,
-            "wakeonlan" => Self::Wakeonlan,
+            "e1000" => Self::E1000,
+            "e1000-82540em" => Self::E100082540em,
+            "e1000-82544gc" => Self::E100082544gc,
+            "e1000-82545em" => Self::E100082545em,
+            "e1000e" => Self::E1000e,
+            "i82551" => Self::I82551,
+            "i82557b" => Self::I82557b,
+            "i82559er" => Self::I82559er,
+            "ne2k_isa" => Self::Ne2kIsa,
+            "ne2k_pci" => Self::Ne2kPci,
+            "pcnet" => Self::Pcnet,
+            "rtl8139" => Self::Rtl8139,
+            "virtio" => Self::Virtio,
+            "vmxnet3" => Self::Vmxnet3,
             other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for Property {
+impl ::std::cmp::PartialEq<&str> for QemuNetModel {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for Property {
+impl ::std::str::FromStr for QemuNetModel {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for Property {
+impl ::std::fmt::Display for QemuNetModel {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for Property {
+impl ::serde::Serialize for QemuNetModel {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -13633,14 +13621,14 @@ impl ::serde::Serialize for Property {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for Property {
+impl<'de> ::serde::Deserialize<'de> for QemuNetModel {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for Property {
+impl crate::PropertyValue for QemuNetModel {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -16172,6 +16160,76 @@ impl crate::PropertyValue for TargetVolume {
         out.push_str(self.as_str());
     }
 }
+/// The TPM interface version. v2.0 is newer and should be preferred. Note that this cannot be changed later on.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tpmstate0Version {
+    /// `v1.2`
+    V12,
+    /// `v2.0`
+    V20,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl Tpmstate0Version {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::V12 => "v1.2",
+            Self::V20 => "v2.0",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for Tpmstate0Version {
+    fn from(text: &str) -> Self {
+        match text {
+            "v1.2" => Self::V12,
+            "v2.0" => Self::V20,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for Tpmstate0Version {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for Tpmstate0Version {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for Tpmstate0Version {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for Tpmstate0Version {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Tpmstate0Version {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for Tpmstate0Version {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
 /// Whether the service is enabled (systemd UnitFileState).
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
@@ -16287,76 +16345,6 @@ impl<'de> ::serde::Deserialize<'de> for UnitState {
     }
 }
 impl crate::PropertyValue for UnitState {
-    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-    fn write_value(&self, out: &mut ::std::string::String) {
-        out.push_str(self.as_str());
-    }
-}
-/// The TPM interface version. v2.0 is newer and should be preferred. Note that this cannot be changed later on.
-///
-/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Version {
-    /// `v1.2`
-    V12,
-    /// `v2.0`
-    V20,
-    /// A value this version of the SDK does not know.
-    Other(::std::string::String),
-}
-impl Version {
-    /// The value as Proxmox spells it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::V12 => "v1.2",
-            Self::V20 => "v2.0",
-            Self::Other(value) => value,
-        }
-    }
-}
-impl ::std::convert::From<&str> for Version {
-    fn from(text: &str) -> Self {
-        match text {
-            "v1.2" => Self::V12,
-            "v2.0" => Self::V20,
-            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
-        }
-    }
-}
-impl ::std::cmp::PartialEq<&str> for Version {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-impl ::std::str::FromStr for Version {
-    type Err = ::std::convert::Infallible;
-    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-}
-impl ::std::fmt::Display for Version {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::serde::Serialize for Version {
-    fn serialize<S: ::serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> ::std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for Version {
-    fn deserialize<D: ::serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> ::std::result::Result<Self, D::Error> {
-        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
-    }
-}
-impl crate::PropertyValue for Version {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -16783,7 +16771,7 @@ impl crate::PropertyValue for Werror {
     }
 }
 /// The `NodesAplinfoAplDownloadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAplinfoAplDownloadParams {
     /// The storage where the template will be stored
     ///
@@ -16806,7 +16794,7 @@ impl NodesAplinfoAplDownloadParams {
     }
 }
 /// The `NodesAptChangelogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAptChangelogParams {
     /// Package name.
     pub name: ::std::string::String,
@@ -16825,7 +16813,7 @@ impl NodesAptChangelogParams {
     }
 }
 /// The `NodesAptRepositoriesAddRepositoryParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAptRepositoriesAddRepositoryParams {
     /// Digest to detect modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -16844,7 +16832,7 @@ impl NodesAptRepositoriesAddRepositoryParams {
     }
 }
 /// The `NodesAptRepositoriesChangeRepositoryParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAptRepositoriesChangeRepositoryParams {
     /// Digest to detect modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -16997,6 +16985,20 @@ pub struct NodesAptRepositoriesResponseStandardReposItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<crate::PveBool>,
 }
+/// The `NodesAptUpdateDatabaseParams` model.
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesAptUpdateDatabaseParams {
+    /// Send notification about new packages.
+    ///
+    /// Default: `false`.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub notify: ::std::option::Option<crate::PveBool>,
+    /// Only produces output suitable for logging, omitting progress indicators.
+    ///
+    /// Default: `false`.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub quiet: ::std::option::Option<crate::PveBool>,
+}
 /// The `NodesAptUpdateListUpdatesResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesAptUpdateListUpdatesResponseItem {
@@ -17034,20 +17036,6 @@ pub struct NodesAptUpdateListUpdatesResponseItem {
     /// New version to be updated to.
     #[serde(rename = "Version")]
     pub version: ::std::string::String,
-}
-/// The `NodesAptUpdateUpdateDatabaseParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesAptUpdateUpdateDatabaseParams {
-    /// Send notification about new packages.
-    ///
-    /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub notify: ::std::option::Option<crate::PveBool>,
-    /// Only produces output suitable for logging, omitting progress indicators.
-    ///
-    /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub quiet: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesAptVersionsResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -17178,7 +17166,7 @@ pub struct NodesCephCfgDbResponseItem {
     pub value: ::std::string::String,
 }
 /// The `NodesCephCfgValueParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephCfgValueParams {
     /// List of <section>:<config key> items separated by semicolon, comma or space.
     #[serde(rename = "config-keys")]
@@ -17422,6 +17410,16 @@ pub struct NodesCephMgrIndexResponseItem {
     /// Manager state: 'active' or 'standby' for daemons visible to the mgr cluster, 'stopped' or 'unknown' for configured daemons not currently visible.
     pub state: ::std::string::String,
 }
+/// The `NodesCephMonCreatemonParams` model.
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesCephMonCreatemonParams {
+    /// Overwrites autodetected monitor IP address(es). Must be in the public network(s) of Ceph.
+    ///
+    /// Format `ip-list`.
+    #[serde(rename = "mon-address")]
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub mon_address: ::std::option::Option<::std::string::String>,
+}
 /// The `NodesCephMonListmonResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephMonListmonResponseItem {
@@ -17456,18 +17454,8 @@ pub struct NodesCephMonListmonResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesCephMonMonidCreatemonParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesCephMonMonidCreatemonParams {
-    /// Overwrites autodetected monitor IP address(es). Must be in the public network(s) of Ceph.
-    ///
-    /// Format `ip-list`.
-    #[serde(rename = "mon-address")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub mon_address: ::std::option::Option<::std::string::String>,
-}
 /// The `NodesCephOsdCreateosdParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephOsdCreateosdParams {
     /// Set the device class of the OSD in crush.
     #[serde(rename = "crush-device-class")]
@@ -17521,6 +17509,15 @@ impl NodesCephOsdCreateosdParams {
             wal_dev_size: ::std::option::Option::None,
         }
     }
+}
+/// The `NodesCephOsdDestroyosdParams` model.
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesCephOsdDestroyosdParams {
+    /// If set, also destroy the underlying logical volumes via 'ceph-volume lvm zap --destroy', remove the volume group's physical volume with pvremove, and wipe any journal/block.db/block.wal partitions left over from filestore OSDs. Without this flag the LVs and partitions are left intact for inspection.
+    ///
+    /// Default: `false`.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub cleanup: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephOsdIndexResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
@@ -17620,15 +17617,6 @@ pub struct NodesCephOsdMetadataOsddetailsResponseOsd {
     /// Ceph version of the OSD service.
     pub version: ::std::string::String,
 }
-/// The `NodesCephOsdOsdidDestroyosdParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesCephOsdOsdidDestroyosdParams {
-    /// If set, also destroy the underlying logical volumes via 'ceph-volume lvm zap --destroy', remove the volume group's physical volume with pvremove, and wipe any journal/block.db/block.wal partitions left over from filestore OSDs. Without this flag the LVs and partitions are left intact for inspection.
-    ///
-    /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cleanup: ::std::option::Option<crate::PveBool>,
-}
 /// The `NodesCephOsdScrubParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephOsdScrubParams {
@@ -17639,7 +17627,7 @@ pub struct NodesCephOsdScrubParams {
     pub deep: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephPoolCreatepoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCephPoolCreatepoolParams {
     /// Configure VM and CT storage using the new pool. Defaults to false for replicated pools and to true for erasure-coded pools (since EC pools are typically only useful when wired up to storage).
     ///
@@ -17971,18 +17959,18 @@ pub struct NodesCephRulesResponseItem {
     /// Name of the CRUSH rule.
     pub name: ::std::string::String,
 }
-/// The `NodesCertificatesAcmeCertificateNewCertificateParams` model.
+/// The `NodesCertificatesAcmeCertificateNewParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesCertificatesAcmeCertificateNewCertificateParams {
+pub struct NodesCertificatesAcmeCertificateNewParams {
     /// Overwrite existing custom certificate.
     ///
     /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesCertificatesAcmeCertificateRenewCertificateParams` model.
+/// The `NodesCertificatesAcmeCertificateRenewParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesCertificatesAcmeCertificateRenewCertificateParams {
+pub struct NodesCertificatesAcmeCertificateRenewParams {
     /// Force renewal even if expiry is more than 30 days away.
     ///
     /// Default: `false`.
@@ -17999,7 +17987,7 @@ pub struct NodesCertificatesCustomRemoveCustomCertParams {
     pub restart: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCertificatesCustomUploadCustomCertParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesCertificatesCustomUploadCustomCertParams {
     /// PEM encoded certificate (chain).
     ///
@@ -18074,18 +18062,20 @@ pub struct NodesCertificatesCustomUploadCustomCertResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subject: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesConfigGetConfigParams` model.
+/// The `NodesConfigGetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesConfigGetConfigParams {
+pub struct NodesConfigGetParams {
     /// Return only a specific property from the node configuration.
     ///
     /// One of `acme`, `acmedomain0`, `acmedomain1`, `acmedomain2`, `acmedomain3`, `acmedomain4`, `acmedomain5`, `ballooning-target`, `description`, `location`, `startall-onboot-delay`, `wakeonlan`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub property: ::std::option::Option<crate::generated::nodes::Property>,
+    pub property: ::std::option::Option<
+        crate::generated::nodes::NodesConfigGetParamsProperty,
+    >,
 }
-/// The `NodesConfigGetConfigResponse` model.
+/// The `NodesConfigGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesConfigGetConfigResponse {
+pub struct NodesConfigGetResponse {
     /// Node specific ACME settings.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acme: ::std::option::Option<crate::generated::nodes::AcmeConfig>,
@@ -18123,7 +18113,7 @@ pub struct NodesConfigGetConfigResponse {
     pub wakeonlan: ::std::option::Option<crate::generated::nodes::WakeonlanConfig>,
 }
 /// ACME domain and validation plugin
-pub type NodesConfigGetConfigResponseAcmedomain = crate::generated::nodes::AcmedomainConfig;
+pub type NodesConfigGetResponseAcmedomain = crate::generated::nodes::AcmedomainConfig;
 /// The `NodesConfigSetOptionsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesConfigSetOptionsParams {
@@ -18181,7 +18171,7 @@ pub struct NodesConfigSetOptionsParams {
 /// Property string: `[domain=]<domain> [,alias=<domain>] [,plugin=<name of the plugin configuration>]`.
 pub type NodesConfigSetOptionsParamsAcmedomain = crate::generated::nodes::AcmedomainConfig;
 /// The `NodesDisksDirectoryCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksDirectoryCreateParams {
     /// Configure storage using the directory.
     ///
@@ -18246,7 +18236,7 @@ pub struct NodesDisksDirectoryNameDeleteParams {
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesDisksInitgptParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksInitgptParams {
     /// Block device name
     pub disk: ::std::string::String,
@@ -18326,7 +18316,7 @@ pub struct NodesDisksListResponseItem {
     pub wwn: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesDisksLvmCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksLvmCreateParams {
     /// Configure storage using the Volume Group
     ///
@@ -18416,7 +18406,7 @@ pub struct NodesDisksLvmNameDeleteParams {
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesDisksLvmthinCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksLvmthinCreateParams {
     /// Configure storage using the thinpool.
     ///
@@ -18465,7 +18455,7 @@ pub struct NodesDisksLvmthinIndexResponseItem {
     pub vg: ::std::string::String,
 }
 /// The `NodesDisksLvmthinNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksLvmthinNameDeleteParams {
     /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
     ///
@@ -18497,7 +18487,7 @@ impl NodesDisksLvmthinNameDeleteParams {
     }
 }
 /// The `NodesDisksSmartParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksSmartParams {
     /// Block device name
     pub disk: ::std::string::String,
@@ -18531,7 +18521,7 @@ pub struct NodesDisksSmartResponse {
     pub r#type: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesDisksWipediskWipeDiskParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesDisksWipediskWipeDiskParams {
     /// Block device name
     pub disk: ::std::string::String,
@@ -18685,9 +18675,9 @@ pub struct NodesDnsResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub search: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesDnsUpdateDnsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesDnsUpdateDnsParams {
+/// The `NodesDnsUpdateParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesDnsUpdateParams {
     /// First name server IP address.
     ///
     /// Format `ip`.
@@ -18706,7 +18696,7 @@ pub struct NodesDnsUpdateDnsParams {
     /// Search domain for host-name lookup.
     pub search: ::std::string::String,
 }
-impl NodesDnsUpdateDnsParams {
+impl NodesDnsUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(search: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -18719,7 +18709,7 @@ impl NodesDnsUpdateDnsParams {
     }
 }
 /// The `NodesExecuteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesExecuteParams {
     /// JSON encoded array of commands.
     ///
@@ -18770,9 +18760,9 @@ pub struct NodesFirewallLogResponseItem {
     /// Line text
     pub t: ::std::string::String,
 }
-/// The `NodesFirewallOptionsGetOptionsResponse` model.
+/// The `NodesFirewallOptionsGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesFirewallOptionsGetOptionsResponse {
+pub struct NodesFirewallOptionsGetResponse {
     /// Enable host firewall rules.
     ///
     /// Default: `true`.
@@ -18872,9 +18862,9 @@ pub struct NodesFirewallOptionsGetOptionsResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcpflags: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesFirewallOptionsSetOptionsParams` model.
+/// The `NodesFirewallOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesFirewallOptionsSetOptionsParams {
+pub struct NodesFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
@@ -18988,6 +18978,12 @@ pub struct NodesHardwareIndexResponseItem {
     /// The `type` property.
     pub r#type: ::std::string::String,
 }
+/// The `NodesHardwarePciIndexResponseItem` model.
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesHardwarePciIndexResponseItem {
+    /// The `method` property.
+    pub method: ::std::string::String,
+}
 /// The `NodesHardwarePciMdevMdevscanResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesHardwarePciMdevMdevscanResponseItem {
@@ -19002,15 +18998,9 @@ pub struct NodesHardwarePciMdevMdevscanResponseItem {
     /// The name of the mdev type.
     pub r#type: ::std::string::String,
 }
-/// The `NodesHardwarePciPciIdOrMappingPciIndexResponseItem` model.
+/// The `NodesHardwarePciScanParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesHardwarePciPciIdOrMappingPciIndexResponseItem {
-    /// The `method` property.
-    pub method: ::std::string::String,
-}
-/// The `NodesHardwarePciPciScanParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesHardwarePciPciScanParams {
+pub struct NodesHardwarePciScanParams {
     /// A list of blacklisted PCI classes, which will not be returned. Following are filtered by default: Memory Controller (05), Bridge (06) and Processor (0b).
     ///
     /// Format `string-list`. Default: `"05;06;0b"`.
@@ -19023,9 +19013,9 @@ pub struct NodesHardwarePciPciScanParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesHardwarePciPciScanResponseItem` model.
+/// The `NodesHardwarePciScanResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesHardwarePciPciScanResponseItem {
+pub struct NodesHardwarePciScanResponseItem {
     /// The PCI Class of the device.
     pub class: ::std::string::String,
     /// The Device ID.
@@ -19096,25 +19086,25 @@ pub struct NodesHardwareUsbUsbscanResponseItem {
     /// The `vendid` property.
     pub vendid: ::std::string::String,
 }
-/// The `NodesHostsGetEtcHostsResponse` model.
+/// The `NodesHostsGetEtcResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesHostsGetEtcHostsResponse {
+pub struct NodesHostsGetEtcResponse {
     /// The content of /etc/hosts.
     pub data: ::std::string::String,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesHostsWriteEtcHostsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesHostsWriteEtcHostsParams {
+/// The `NodesHostsWriteEtcParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesHostsWriteEtcParams {
     /// The target content of /etc/hosts.
     pub data: ::std::string::String,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
 }
-impl NodesHostsWriteEtcHostsParams {
+impl NodesHostsWriteEtcParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(data: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -19190,9 +19180,9 @@ pub struct NodesJournalParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub until: ::std::option::Option<i64>,
 }
-/// The `NodesLxcCloneCloneVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcCloneCloneVmParams {
+/// The `NodesLxcCloneVmParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesLxcCloneVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
@@ -19236,7 +19226,7 @@ pub struct NodesLxcCloneCloneVmParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
-impl NodesLxcCloneCloneVmParams {
+impl NodesLxcCloneVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(newid: u32) -> Self {
@@ -19452,9 +19442,9 @@ pub struct NodesLxcConfigUpdateVmParams {
         crate::generated::nodes::UnusedConfig,
     >,
 }
-/// The `NodesLxcConfigVmConfigParams` model.
+/// The `NodesLxcConfigVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcConfigVmConfigParams {
+pub struct NodesLxcConfigVmParams {
     /// Get current values (instead of pending values).
     ///
     /// Default: `false`.
@@ -19466,9 +19456,9 @@ pub struct NodesLxcConfigVmConfigParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesLxcConfigVmConfigResponse` model.
+/// The `NodesLxcConfigVmResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcConfigVmConfigResponse {
+pub struct NodesLxcConfigVmResponse {
     /// OS architecture type.
     ///
     /// One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.
@@ -19648,15 +19638,15 @@ pub struct NodesLxcConfigVmConfigResponse {
     >,
 }
 /// Device to pass through to the container
-pub type NodesLxcConfigVmConfigResponseDev = crate::generated::nodes::DevConfig;
+pub type NodesLxcConfigVmResponseDev = crate::generated::nodes::DevConfig;
 /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
-pub type NodesLxcConfigVmConfigResponseMp = crate::generated::nodes::MpConfig;
+pub type NodesLxcConfigVmResponseMp = crate::generated::nodes::MpConfig;
 /// Specifies network interfaces for the container.
-pub type NodesLxcConfigVmConfigResponseNet = crate::generated::nodes::LxcNetConfig;
+pub type NodesLxcConfigVmResponseNet = crate::generated::nodes::LxcNetConfig;
 /// Reference to unused volumes. This is used internally, and should not be modified manually.
-pub type NodesLxcConfigVmConfigResponseUnused = crate::generated::nodes::UnusedConfig;
+pub type NodesLxcConfigVmResponseUnused = crate::generated::nodes::UnusedConfig;
 /// The `NodesLxcCreateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcCreateVmParams {
     /// OS architecture type.
     ///
@@ -19967,9 +19957,9 @@ pub type NodesLxcCreateVmParamsNet = crate::generated::nodes::LxcNetConfig;
 ///
 /// Property string: `[volume=]<volume>`.
 pub type NodesLxcCreateVmParamsUnused = crate::generated::nodes::UnusedConfig;
-/// The `NodesLxcFeatureVmFeatureParams` model.
+/// The `NodesLxcFeatureVmParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcFeatureVmFeatureParams {
+pub struct NodesLxcFeatureVmParams {
     /// Feature to check.
     ///
     /// One of `snapshot`, `clone`, `copy`.
@@ -19980,7 +19970,7 @@ pub struct NodesLxcFeatureVmFeatureParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapname: ::std::option::Option<::std::string::String>,
 }
-impl NodesLxcFeatureVmFeatureParams {
+impl NodesLxcFeatureVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(feature: crate::generated::nodes::Feature) -> Self {
@@ -19990,16 +19980,16 @@ impl NodesLxcFeatureVmFeatureParams {
         }
     }
 }
-/// The `NodesLxcFeatureVmFeatureResponse` model.
+/// The `NodesLxcFeatureVmResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcFeatureVmFeatureResponse {
+pub struct NodesLxcFeatureVmResponse {
     /// The `hasFeature` property.
     #[serde(rename = "hasFeature")]
     pub has_feature: crate::PveBool,
 }
-/// The `NodesLxcFirewallOptionsGetOptionsResponse` model.
+/// The `NodesLxcFirewallOptionsGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcFirewallOptionsGetOptionsResponse {
+pub struct NodesLxcFirewallOptionsGetResponse {
     /// Enable DHCP.
     ///
     /// Default: `false`.
@@ -20047,9 +20037,9 @@ pub struct NodesLxcFirewallOptionsGetOptionsResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub radv: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesLxcFirewallOptionsSetOptionsParams` model.
+/// The `NodesLxcFirewallOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcFirewallOptionsSetOptionsParams {
+pub struct NodesLxcFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
@@ -20143,9 +20133,9 @@ pub struct NodesLxcInterfacesIpResponseItemIpAddressesItem {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub prefix: ::std::option::Option<i64>,
 }
-/// The `NodesLxcMigrateMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcMigrateMigrateVmParams {
+/// The `NodesLxcMigrateVmParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesLxcMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
@@ -20175,7 +20165,7 @@ pub struct NodesLxcMigrateMigrateVmParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
-impl NodesLxcMigrateMigrateVmParams {
+impl NodesLxcMigrateVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(target: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -20189,18 +20179,18 @@ impl NodesLxcMigrateMigrateVmParams {
         }
     }
 }
-/// The `NodesLxcMigrateMigrateVmPreconditionParams` model.
+/// The `NodesLxcMigrateVmPreconditionParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcMigrateMigrateVmPreconditionParams {
+pub struct NodesLxcMigrateVmPreconditionParams {
     /// Target node.
     ///
     /// Format `pve-node`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesLxcMigrateMigrateVmPreconditionResponse` model.
+/// The `NodesLxcMigrateVmPreconditionResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcMigrateMigrateVmPreconditionResponse {
+pub struct NodesLxcMigrateVmPreconditionResponse {
     /// List of nodes allowed for migration.
     #[serde(rename = "allowed-nodes")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20215,14 +20205,14 @@ pub struct NodesLxcMigrateMigrateVmPreconditionResponse {
     #[serde(rename = "not-allowed-nodes")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub not_allowed_nodes: ::std::option::Option<
-        crate::generated::nodes::NodesLxcMigrateMigrateVmPreconditionResponseNotAllowedNodes,
+        crate::generated::nodes::NodesLxcMigrateVmPreconditionResponseNotAllowedNodes,
     >,
     /// Determines if the container is running.
     pub running: crate::PveBool,
 }
 /// List of not allowed nodes with additional information.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcMigrateMigrateVmPreconditionResponseNotAllowedNodes {
+pub struct NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
     /// HA resources, which are blocking the container from being migrated to the node.
     #[serde(rename = "blocking-ha-resources")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20310,7 +20300,7 @@ pub struct NodesLxcMtunnelParams {
     pub storages: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcMtunnelwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcMtunnelwebsocketParams {
     /// unix socket to forward to
     pub socket: ::std::string::String,
@@ -20340,9 +20330,9 @@ pub struct NodesLxcMtunnelwebsocketResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub socket: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesLxcPendingVmPendingResponseItem` model.
+/// The `NodesLxcPendingVmResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcPendingVmPendingResponseItem {
+pub struct NodesLxcPendingVmResponseItem {
     /// Indicates a pending delete request if present and not 0.
     ///
     /// Range 0 to 2.
@@ -20358,9 +20348,9 @@ pub struct NodesLxcPendingVmPendingResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesLxcRemoteMigrateRemoteMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcRemoteMigrateRemoteMigrateVmParams {
+/// The `NodesLxcRemoteMigrateVmParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesLxcRemoteMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
@@ -20407,7 +20397,7 @@ pub struct NodesLxcRemoteMigrateRemoteMigrateVmParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
-impl NodesLxcRemoteMigrateRemoteMigrateVmParams {
+impl NodesLxcRemoteMigrateVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -20428,24 +20418,24 @@ impl NodesLxcRemoteMigrateRemoteMigrateVmParams {
         }
     }
 }
-/// The `NodesLxcResizeResizeVmParams` model.
+/// The `NodesLxcResizeVmParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcResizeResizeVmParams {
+pub struct NodesLxcResizeVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The disk you want to resize.
     ///
     /// One of `rootfs`, `mp0`, `mp1`, `mp2`, `mp3`, `mp4`, `mp5`, `mp6`, `mp7`, `mp8`, `mp9`, `mp10`, `mp11`, `mp12`, `mp13`, `mp14`, `mp15`, `mp16`, `mp17`, `mp18`, `mp19`, `mp20`, `mp21`, `mp22`, `mp23`, `mp24`, `mp25`, `mp26`, `mp27`, `mp28`, `mp29`, `mp30`, `mp31`, `mp32`, `mp33`, `mp34`, `mp35`, `mp36`, `mp37`, `mp38`, `mp39`, `mp40`, `mp41`, `mp42`, `mp43`, `mp44`, `mp45`, `mp46`, `mp47`, `mp48`, `mp49`, `mp50`, `mp51`, `mp52`, `mp53`, `mp54`, `mp55`, `mp56`, `mp57`, `mp58`, `mp59`, `mp60`, `mp61`, `mp62`, `mp63`, `mp64`, `mp65`, `mp66`, `mp67`, `mp68`, `mp69`, `mp70`, `mp71`, `mp72`, `mp73`, `mp74`, `mp75`, `mp76`, `mp77`, `mp78`, `mp79`, `mp80`, `mp81`, `mp82`, `mp83`, `mp84`, `mp85`, `mp86`, `mp87`, `mp88`, `mp89`, `mp90`, `mp91`, `mp92`, `mp93`, `mp94`, `mp95`, `mp96`, `mp97`, `mp98`, `mp99`, `mp100`, `mp101`, `mp102`, `mp103`, `mp104`, `mp105`, `mp106`, `mp107`, `mp108`, `mp109`, `mp110`, `mp111`, `mp112`, `mp113`, `mp114`, `mp115`, `mp116`, `mp117`, `mp118`, `mp119`, `mp120`, `mp121`, `mp122`, `mp123`, `mp124`, `mp125`, `mp126`, `mp127`, `mp128`, `mp129`, `mp130`, `mp131`, `mp132`, `mp133`, `mp134`, `mp135`, `mp136`, `mp137`, `mp138`, `mp139`, `mp140`, `mp141`, `mp142`, `mp143`, `mp144`, `mp145`, `mp146`, `mp147`, `mp148`, `mp149`, `mp150`, `mp151`, `mp152`, `mp153`, `mp154`, `mp155`, `mp156`, `mp157`, `mp158`, `mp159`, `mp160`, `mp161`, `mp162`, `mp163`, `mp164`, `mp165`, `mp166`, `mp167`, `mp168`, `mp169`, `mp170`, `mp171`, `mp172`, `mp173`, `mp174`, `mp175`, `mp176`, `mp177`, `mp178`, `mp179`, `mp180`, `mp181`, `mp182`, `mp183`, `mp184`, `mp185`, `mp186`, `mp187`, `mp188`, `mp189`, `mp190`, `mp191`, `mp192`, `mp193`, `mp194`, `mp195`, `mp196`, `mp197`, `mp198`, `mp199`, `mp200`, `mp201`, `mp202`, `mp203`, `mp204`, `mp205`, `mp206`, `mp207`, `mp208`, `mp209`, `mp210`, `mp211`, `mp212`, `mp213`, `mp214`, `mp215`, `mp216`, `mp217`, `mp218`, `mp219`, `mp220`, `mp221`, `mp222`, `mp223`, `mp224`, `mp225`, `mp226`, `mp227`, `mp228`, `mp229`, `mp230`, `mp231`, `mp232`, `mp233`, `mp234`, `mp235`, `mp236`, `mp237`, `mp238`, `mp239`, `mp240`, `mp241`, `mp242`, `mp243`, `mp244`, `mp245`, `mp246`, `mp247`, `mp248`, `mp249`, `mp250`, `mp251`, `mp252`, `mp253`, `mp254`, `mp255`.
-    pub disk: crate::generated::nodes::NodesLxcResizeResizeVmParamsDisk,
+    pub disk: crate::generated::nodes::NodesLxcResizeVmParamsDisk,
     /// The new size. With the '+' sign the value is added to the actual size of the volume and without it, the value is taken as an absolute one. Shrinking disk size is not supported.
     pub size: ::std::string::String,
 }
-impl NodesLxcResizeResizeVmParams {
+impl NodesLxcResizeVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        disk: crate::generated::nodes::NodesLxcResizeResizeVmParamsDisk,
+        disk: crate::generated::nodes::NodesLxcResizeVmParamsDisk,
         size: impl ::std::convert::Into<::std::string::String>,
     ) -> Self {
         Self {
@@ -20515,9 +20505,9 @@ impl NodesLxcRrddataParams {
         }
     }
 }
-/// The `NodesLxcSnapshotConfigUpdateSnapshotConfigParams` model.
+/// The `NodesLxcSnapshotConfigUpdateSnapshotParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcSnapshotConfigUpdateSnapshotConfigParams {
+pub struct NodesLxcSnapshotConfigUpdateSnapshotParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
@@ -20538,7 +20528,7 @@ pub struct NodesLxcSnapshotListResponseItem {
     pub snaptime: ::std::option::Option<i64>,
 }
 /// The `NodesLxcSnapshotParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcSnapshotParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20663,7 +20653,7 @@ pub struct NodesLxcStatusCurrentVmStatusResponse {
     /// LXC Container status.
     ///
     /// One of `stopped`, `running`.
-    pub status: crate::generated::nodes::NodesLxcStatusCurrentVmStatusResponseStatus,
+    pub status: crate::generated::nodes::GuestStatus,
     /// The current configured tags, if any.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
@@ -20682,9 +20672,9 @@ pub struct NodesLxcStatusCurrentVmStatusResponse {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
 }
-/// The `NodesLxcStatusRebootVmRebootParams` model.
+/// The `NodesLxcStatusRebootVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcStatusRebootVmRebootParams {
+pub struct NodesLxcStatusRebootVmParams {
     /// Wait maximal timeout seconds for the shutdown.
     ///
     /// Minimum 0.
@@ -20692,9 +20682,9 @@ pub struct NodesLxcStatusRebootVmRebootParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
-/// The `NodesLxcStatusShutdownVmShutdownParams` model.
+/// The `NodesLxcStatusShutdownVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcStatusShutdownVmShutdownParams {
+pub struct NodesLxcStatusShutdownVmParams {
     /// Make sure the Container stops.
     ///
     /// Default: `false`.
@@ -20708,9 +20698,9 @@ pub struct NodesLxcStatusShutdownVmShutdownParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
-/// The `NodesLxcStatusStartVmStartParams` model.
+/// The `NodesLxcStatusStartVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcStatusStartVmStartParams {
+pub struct NodesLxcStatusStartVmParams {
     /// If set, enables very verbose debug log-level on start.
     ///
     /// Default: `false`.
@@ -20720,9 +20710,9 @@ pub struct NodesLxcStatusStartVmStartParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesLxcStatusStopVmStopParams` model.
+/// The `NodesLxcStatusStopVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcStatusStopVmStopParams {
+pub struct NodesLxcStatusStopVmParams {
     /// Try to abort active 'vzshutdown' tasks before stopping.
     ///
     /// Default: `false`.
@@ -20829,7 +20819,7 @@ pub struct NodesLxcVmlistResponseItem {
     /// LXC Container status.
     ///
     /// One of `stopped`, `running`.
-    pub status: crate::generated::nodes::NodesLxcStatusCurrentVmStatusResponseStatus,
+    pub status: crate::generated::nodes::GuestStatus,
     /// The current configured tags, if any.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
@@ -20868,7 +20858,7 @@ pub struct NodesLxcVncproxyParams {
     pub width: ::std::option::Option<i64>,
 }
 /// The `NodesLxcVncwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesLxcVncwebsocketParams {
     /// Port number returned by previous vncproxy call.
     ///
@@ -20898,7 +20888,7 @@ pub struct NodesLxcVncwebsocketResponse {
     pub port: ::std::string::String,
 }
 /// The `NodesMigrateallParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesMigrateallParams {
     /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!
     ///
@@ -20940,9 +20930,9 @@ impl NodesMigrateallParams {
         }
     }
 }
-/// The `NodesNetworkCreateNetworkParams` model.
+/// The `NodesNetworkCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesNetworkCreateNetworkParams {
+pub struct NodesNetworkCreateParams {
     /// IP address.
     ///
     /// Format `ipv4`.
@@ -21066,7 +21056,7 @@ pub struct NodesNetworkCreateNetworkParams {
     /// Network interface type
     ///
     /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.
-    pub r#type: crate::generated::nodes::NodesNetworkCreateNetworkParamsType,
+    pub r#type: crate::generated::nodes::NodesNetworkCreateParamsType,
     /// vlan-id for a custom named vlan interface (ifupdown2 only).
     ///
     /// Range 1 to 4094.
@@ -21081,12 +21071,12 @@ pub struct NodesNetworkCreateNetworkParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_raw_device: ::std::option::Option<::std::string::String>,
 }
-impl NodesNetworkCreateNetworkParams {
+impl NodesNetworkCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         iface: impl ::std::convert::Into<::std::string::String>,
-        r#type: crate::generated::nodes::NodesNetworkCreateNetworkParamsType,
+        r#type: crate::generated::nodes::NodesNetworkCreateParamsType,
     ) -> Self {
         Self {
             address: ::std::option::Option::None,
@@ -21120,17 +21110,17 @@ impl NodesNetworkCreateNetworkParams {
         }
     }
 }
-/// The `NodesNetworkIfaceNetworkConfigResponse` model.
+/// The `NodesNetworkIfaceConfigResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesNetworkIfaceNetworkConfigResponse {
+pub struct NodesNetworkIfaceConfigResponse {
     /// The `method` property.
     pub method: ::std::string::String,
     /// The `type` property.
     pub r#type: ::std::string::String,
 }
-/// The `NodesNetworkIfaceUpdateNetworkParams` model.
+/// The `NodesNetworkIfaceUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesNetworkIfaceUpdateNetworkParams {
+pub struct NodesNetworkIfaceUpdateParams {
     /// IP address.
     ///
     /// Format `ipv4`.
@@ -21255,7 +21245,7 @@ pub struct NodesNetworkIfaceUpdateNetworkParams {
     /// Network interface type
     ///
     /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.
-    pub r#type: crate::generated::nodes::NodesNetworkCreateNetworkParamsType,
+    pub r#type: crate::generated::nodes::NodesNetworkCreateParamsType,
     /// vlan-id for a custom named vlan interface (ifupdown2 only).
     ///
     /// Range 1 to 4094.
@@ -21270,12 +21260,10 @@ pub struct NodesNetworkIfaceUpdateNetworkParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_raw_device: ::std::option::Option<::std::string::String>,
 }
-impl NodesNetworkIfaceUpdateNetworkParams {
+impl NodesNetworkIfaceUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        r#type: crate::generated::nodes::NodesNetworkCreateNetworkParamsType,
-    ) -> Self {
+    pub fn new(r#type: crate::generated::nodes::NodesNetworkCreateParamsType) -> Self {
         Self {
             address: ::std::option::Option::None,
             address6: ::std::option::Option::None,
@@ -21505,7 +21493,7 @@ pub struct NodesNetworkIndexResponseItem {
     /// Network interface type
     ///
     /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.
-    pub r#type: crate::generated::nodes::NodesNetworkCreateNetworkParamsType,
+    pub r#type: crate::generated::nodes::NodesNetworkCreateParamsType,
     /// The uplink ID.
     #[serde(rename = "uplink-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -21558,7 +21546,7 @@ pub struct NodesNetworkReloadNetworkConfigParams {
     pub regenerate_frr: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuAgentExecParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuAgentExecParams {
     /// The command as a list of program + arguments.
     pub command: ::std::vec::Vec<::std::string::String>,
@@ -21585,7 +21573,7 @@ pub struct NodesQemuAgentExecResponse {
     pub pid: i64,
 }
 /// The `NodesQemuAgentExecStatusParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuAgentExecStatusParams {
     /// The PID to query
     #[serde(deserialize_with = "crate::lenient::deserialize")]
@@ -21629,7 +21617,7 @@ pub struct NodesQemuAgentExecStatusResponse {
     pub signal: ::std::option::Option<i64>,
 }
 /// The `NodesQemuAgentFileReadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuAgentFileReadParams {
     /// Number of bytes to read.
     ///
@@ -21673,7 +21661,7 @@ pub struct NodesQemuAgentFileReadResponse {
     pub truncated: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuAgentFileWriteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuAgentFileWriteParams {
     /// The content to write into the file.
     pub content: ::std::string::String,
@@ -21715,7 +21703,7 @@ impl NodesQemuAgentParams {
     }
 }
 /// The `NodesQemuAgentSetUserPasswordParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuAgentSetUserPasswordParams {
     /// set to 1 if the password has already been passed through crypt()
     ///
@@ -21741,9 +21729,9 @@ impl NodesQemuAgentSetUserPasswordParams {
         }
     }
 }
-/// The `NodesQemuCloneCloneVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuCloneCloneVmParams {
+/// The `NodesQemuCloneVmParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesQemuCloneVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
@@ -21758,7 +21746,7 @@ pub struct NodesQemuCloneCloneVmParams {
     /// One of `raw`, `qcow2`, `vmdk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<
-        crate::generated::nodes::NodesQemuCloneCloneVmParamsFormat,
+        crate::generated::nodes::NodesQemuCloneVmParamsFormat,
     >,
     /// Create a full copy of all disks. This is always done when you clone a normal VM. For VM templates, we try to create a linked clone by default.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -21794,7 +21782,7 @@ pub struct NodesQemuCloneCloneVmParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
-impl NodesQemuCloneCloneVmParams {
+impl NodesQemuCloneVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(newid: u32) -> Self {
@@ -21812,9 +21800,26 @@ impl NodesQemuCloneCloneVmParams {
         }
     }
 }
-/// The `NodesQemuCloudinitCloudinitPendingResponseItem` model.
+/// The `NodesQemuCloudinitDumpCloudinitGeneratedConfigParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesQemuCloudinitDumpCloudinitGeneratedConfigParams {
+    /// Config type.
+    ///
+    /// One of `user`, `network`, `meta`.
+    pub r#type: crate::generated::nodes::NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType,
+}
+impl NodesQemuCloudinitDumpCloudinitGeneratedConfigParams {
+    /// The parameters with every required one given and the optional ones unset.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        r#type: crate::generated::nodes::NodesQemuCloudinitDumpCloudinitGeneratedConfigParamsType,
+    ) -> Self {
+        Self { r#type }
+    }
+}
+/// The `NodesQemuCloudinitPendingResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuCloudinitCloudinitPendingResponseItem {
+pub struct NodesQemuCloudinitPendingResponseItem {
     /// Indicates a pending delete request if present and not 0.
     ///
     /// Range 0 to 1.
@@ -21829,23 +21834,6 @@ pub struct NodesQemuCloudinitCloudinitPendingResponseItem {
     /// Value as it was used to generate the current cloudinit image.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
-}
-/// The `NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParams {
-    /// Config type.
-    ///
-    /// One of `user`, `network`, `meta`.
-    pub r#type: crate::generated::nodes::NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType,
-}
-impl NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParams {
-    /// The parameters with every required one given and the optional ones unset.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        r#type: crate::generated::nodes::NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpParamsType,
-    ) -> Self {
-        Self { r#type }
-    }
 }
 /// The `NodesQemuConfigUpdateVmAsyncParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
@@ -22821,7 +22809,7 @@ pub struct NodesQemuConfigUpdateVmParams {
 }
 /// The VM configuration.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuConfigVmConfigResponse {
+pub struct NodesQemuConfigVmResponse {
     /// Enable/disable ACPI.
     ///
     /// Default: `true`.
@@ -23278,9 +23266,9 @@ pub struct NodesQemuConfigVmConfigResponse {
 /// Map host PCI devices into guest.
 ///
 /// Format `pve-qm-hostpci`.
-pub type NodesQemuConfigVmConfigResponseHostpci = ::std::string::String;
+pub type NodesQemuConfigVmResponseHostpci = ::std::string::String;
 /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3).
-pub type NodesQemuConfigVmConfigResponseIde = crate::generated::nodes::IdeConfig;
+pub type NodesQemuConfigVmResponseIde = crate::generated::nodes::IdeConfig;
 /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
 ///
 /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
@@ -23294,29 +23282,29 @@ pub type NodesQemuConfigVmConfigResponseIde = crate::generated::nodes::IdeConfig
 /// dhcp on IPv4.
 ///
 /// Format `pve-qm-ipconfig`.
-pub type NodesQemuConfigVmConfigResponseIpconfig = ::std::string::String;
+pub type NodesQemuConfigVmResponseIpconfig = ::std::string::String;
 /// Specify network devices.
-pub type NodesQemuConfigVmConfigResponseNet = crate::generated::nodes::QemuNetConfig;
+pub type NodesQemuConfigVmResponseNet = crate::generated::nodes::QemuNetConfig;
 /// NUMA topology.
-pub type NodesQemuConfigVmConfigResponseNuma = crate::generated::nodes::NumaConfig;
+pub type NodesQemuConfigVmResponseNuma = crate::generated::nodes::NumaConfig;
 /// Map host parallel devices (n is 0 to 2).
-pub type NodesQemuConfigVmConfigResponseParallel = ::std::string::String;
+pub type NodesQemuConfigVmResponseParallel = ::std::string::String;
 /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5).
-pub type NodesQemuConfigVmConfigResponseSata = crate::generated::nodes::SataConfig;
+pub type NodesQemuConfigVmResponseSata = crate::generated::nodes::SataConfig;
 /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30).
-pub type NodesQemuConfigVmConfigResponseScsi = crate::generated::nodes::ScsiConfig;
+pub type NodesQemuConfigVmResponseScsi = crate::generated::nodes::ScsiConfig;
 /// Create a serial device inside the VM (n is 0 to 3)
-pub type NodesQemuConfigVmConfigResponseSerial = ::std::string::String;
+pub type NodesQemuConfigVmResponseSerial = ::std::string::String;
 /// Reference to unused volumes. This is used internally, and should not be modified manually.
-pub type NodesQemuConfigVmConfigResponseUnused = crate::generated::nodes::UnusedConfig;
+pub type NodesQemuConfigVmResponseUnused = crate::generated::nodes::UnusedConfig;
 /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
-pub type NodesQemuConfigVmConfigResponseUsb = crate::generated::nodes::UsbConfig;
+pub type NodesQemuConfigVmResponseUsb = crate::generated::nodes::UsbConfig;
 /// Use volume as VIRTIO hard disk (n is 0 to 15).
-pub type NodesQemuConfigVmConfigResponseVirtio = crate::generated::nodes::VirtioConfig;
+pub type NodesQemuConfigVmResponseVirtio = crate::generated::nodes::VirtioConfig;
 /// Configuration for sharing a directory between host and guest using Virtio-fs.
-pub type NodesQemuConfigVmConfigResponseVirtiofs = crate::generated::nodes::VirtiofsConfig;
+pub type NodesQemuConfigVmResponseVirtiofs = crate::generated::nodes::VirtiofsConfig;
 /// The `NodesQemuCreateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuCreateVmParams {
     /// Enable/disable ACPI.
     ///
@@ -24002,18 +23990,18 @@ impl NodesQemuDbusVmstateParams {
         Self { action }
     }
 }
-/// The `NodesQemuFeatureVmFeatureResponse` model.
+/// The `NodesQemuFeatureVmResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuFeatureVmFeatureResponse {
+pub struct NodesQemuFeatureVmResponse {
     /// The `hasFeature` property.
     #[serde(rename = "hasFeature")]
     pub has_feature: crate::PveBool,
     /// The `nodes` property.
     pub nodes: ::std::vec::Vec<::std::string::String>,
 }
-/// The `NodesQemuMigrateMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuMigrateMigrateVmParams {
+/// The `NodesQemuMigrateVmParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesQemuMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
@@ -24056,7 +24044,7 @@ pub struct NodesQemuMigrateMigrateVmParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_local_disks: ::std::option::Option<crate::PveBool>,
 }
-impl NodesQemuMigrateMigrateVmParams {
+impl NodesQemuMigrateVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(target: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -24073,9 +24061,9 @@ impl NodesQemuMigrateMigrateVmParams {
         }
     }
 }
-/// The `NodesQemuMigrateMigrateVmPreconditionResponse` model.
+/// The `NodesQemuMigrateVmPreconditionResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuMigrateMigrateVmPreconditionResponse {
+pub struct NodesQemuMigrateVmPreconditionResponse {
     /// List of nodes allowed for migration.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_nodes: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
@@ -24090,7 +24078,7 @@ pub struct NodesQemuMigrateMigrateVmPreconditionResponse {
     pub has_dbus_vmstate: crate::PveBool,
     /// List local disks including CD-Rom, unused and not referenced disks
     pub local_disks: ::std::vec::Vec<
-        crate::generated::nodes::NodesQemuMigrateMigrateVmPreconditionResponseLocalDisksItem,
+        crate::generated::nodes::NodesQemuMigrateVmPreconditionResponseLocalDisksItem,
     >,
     /// List local resources (e.g. pci, usb) that block migration.
     pub local_resources: ::std::vec::Vec<::std::string::String>,
@@ -24106,14 +24094,14 @@ pub struct NodesQemuMigrateMigrateVmPreconditionResponse {
     /// List of not allowed nodes with additional information.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub not_allowed_nodes: ::std::option::Option<
-        crate::generated::nodes::NodesQemuMigrateMigrateVmPreconditionResponseNotAllowedNodes,
+        crate::generated::nodes::NodesQemuMigrateVmPreconditionResponseNotAllowedNodes,
     >,
     /// Determines if the VM is running.
     pub running: crate::PveBool,
 }
-/// The `NodesQemuMigrateMigrateVmPreconditionResponseLocalDisksItem` model.
+/// The `NodesQemuMigrateVmPreconditionResponseLocalDisksItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuMigrateMigrateVmPreconditionResponseLocalDisksItem {
+pub struct NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
     /// True if the disk is a cdrom.
     pub cdrom: crate::PveBool,
     /// True if the disk is unused.
@@ -24126,7 +24114,7 @@ pub struct NodesQemuMigrateMigrateVmPreconditionResponseLocalDisksItem {
 }
 /// List of not allowed nodes with additional information.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuMigrateMigrateVmPreconditionResponseNotAllowedNodes {
+pub struct NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
     /// HA resources, which are blocking the VM from being migrated to the node.
     #[serde(rename = "blocking-ha-resources")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24142,7 +24130,7 @@ pub struct NodesQemuMigrateMigrateVmPreconditionResponseNotAllowedNodes {
     >,
 }
 /// The `NodesQemuMonitorParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuMonitorParams {
     /// The monitor command.
     pub command: ::std::string::String,
@@ -24154,9 +24142,9 @@ impl NodesQemuMonitorParams {
         Self { command: command.into() }
     }
 }
-/// The `NodesQemuMoveDiskMoveVmDiskParams` model.
+/// The `NodesQemuMoveDiskVmParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuMoveDiskMoveVmDiskParams {
+pub struct NodesQemuMoveDiskVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
@@ -24174,13 +24162,13 @@ pub struct NodesQemuMoveDiskMoveVmDiskParams {
     /// The disk you want to move.
     ///
     /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.
-    pub disk: crate::generated::nodes::NodesQemuMoveDiskMoveVmDiskParamsDisk,
+    pub disk: crate::generated::nodes::NodesQemuMoveDiskVmParamsDisk,
     /// Target Format.
     ///
     /// One of `raw`, `qcow2`, `vmdk`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<
-        crate::generated::nodes::NodesQemuCloneCloneVmParamsFormat,
+        crate::generated::nodes::NodesQemuCloneVmParamsFormat,
     >,
     /// Target storage.
     ///
@@ -24197,7 +24185,7 @@ pub struct NodesQemuMoveDiskMoveVmDiskParams {
     #[serde(rename = "target-disk")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_disk: ::std::option::Option<
-        crate::generated::nodes::NodesQemuMoveDiskMoveVmDiskParamsDisk,
+        crate::generated::nodes::NodesQemuMoveDiskVmParamsDisk,
     >,
     /// The (unique) ID of the VM.
     ///
@@ -24207,12 +24195,10 @@ pub struct NodesQemuMoveDiskMoveVmDiskParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_vmid: ::std::option::Option<u32>,
 }
-impl NodesQemuMoveDiskMoveVmDiskParams {
+impl NodesQemuMoveDiskVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        disk: crate::generated::nodes::NodesQemuMoveDiskMoveVmDiskParamsDisk,
-    ) -> Self {
+    pub fn new(disk: crate::generated::nodes::NodesQemuMoveDiskVmParamsDisk) -> Self {
         Self {
             bwlimit: ::std::option::Option::None,
             delete: ::std::option::Option::None,
@@ -24226,9 +24212,9 @@ impl NodesQemuMoveDiskMoveVmDiskParams {
         }
     }
 }
-/// The `NodesQemuPendingVmPendingResponseItem` model.
+/// The `NodesQemuPendingVmResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuPendingVmPendingResponseItem {
+pub struct NodesQemuPendingVmResponseItem {
     /// Indicates a pending delete request if present and not 0. The value 2 indicates a force-delete request.
     ///
     /// Range 0 to 2.
@@ -24244,9 +24230,9 @@ pub struct NodesQemuPendingVmPendingResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesQemuRemoteMigrateRemoteMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuRemoteMigrateRemoteMigrateVmParams {
+/// The `NodesQemuRemoteMigrateVmParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesQemuRemoteMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
@@ -24284,7 +24270,7 @@ pub struct NodesQemuRemoteMigrateRemoteMigrateVmParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_vmid: ::std::option::Option<u32>,
 }
-impl NodesQemuRemoteMigrateRemoteMigrateVmParams {
+impl NodesQemuRemoteMigrateVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -24303,27 +24289,27 @@ impl NodesQemuRemoteMigrateRemoteMigrateVmParams {
         }
     }
 }
-/// The `NodesQemuResizeResizeVmParams` model.
+/// The `NodesQemuResizeVmParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuResizeResizeVmParams {
+pub struct NodesQemuResizeVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The disk you want to resize.
     ///
     /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`.
-    pub disk: crate::generated::nodes::NodesQemuResizeResizeVmParamsDisk,
+    pub disk: crate::generated::nodes::NodesQemuResizeVmParamsDisk,
     /// The new size. With the `+` sign the value is added to the actual size of the volume and without it, the value is taken as an absolute one. Shrinking disk size is not supported.
     pub size: ::std::string::String,
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
-impl NodesQemuResizeResizeVmParams {
+impl NodesQemuResizeVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        disk: crate::generated::nodes::NodesQemuResizeResizeVmParamsDisk,
+        disk: crate::generated::nodes::NodesQemuResizeVmParamsDisk,
         size: impl ::std::convert::Into<::std::string::String>,
     ) -> Self {
         Self {
@@ -24334,16 +24320,16 @@ impl NodesQemuResizeResizeVmParams {
         }
     }
 }
-/// The `NodesQemuSendkeyVmSendkeyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuSendkeyVmSendkeyParams {
+/// The `NodesQemuSendkeyVmParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesQemuSendkeyVmParams {
     /// The key (qemu monitor encoding).
     pub key: ::std::string::String,
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
-impl NodesQemuSendkeyVmSendkeyParams {
+impl NodesQemuSendkeyVmParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(key: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -24353,8 +24339,26 @@ impl NodesQemuSendkeyVmSendkeyParams {
         }
     }
 }
-/// The `NodesQemuSnapshotParams` model.
+/// The `NodesQemuSnapshotListResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesQemuSnapshotListResponseItem {
+    /// Snapshot description.
+    pub description: ::std::string::String,
+    /// Snapshot identifier. Value 'current' identifies the current VM.
+    pub name: ::std::string::String,
+    /// Parent snapshot identifier.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub parent: ::std::option::Option<::std::string::String>,
+    /// Snapshot creation time
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(deserialize_with = "crate::lenient::deserialize")]
+    pub snaptime: ::std::option::Option<i64>,
+    /// Snapshot includes RAM.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub vmstate: ::std::option::Option<crate::PveBool>,
+}
+/// The `NodesQemuSnapshotParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuSnapshotParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24386,24 +24390,6 @@ pub struct NodesQemuSnapshotRollbackParams {
     /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
-}
-/// The `NodesQemuSnapshotSnapshotListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuSnapshotSnapshotListResponseItem {
-    /// Snapshot description.
-    pub description: ::std::string::String,
-    /// Snapshot identifier. Value 'current' identifies the current VM.
-    pub name: ::std::string::String,
-    /// Parent snapshot identifier.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub parent: ::std::option::Option<::std::string::String>,
-    /// Snapshot creation time
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
-    pub snaptime: ::std::option::Option<i64>,
-    /// Snapshot includes RAM.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub vmstate: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuStatusCurrentVmStatusResponse` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -24512,7 +24498,7 @@ pub struct NodesQemuStatusCurrentVmStatusResponse {
     /// QEMU process status.
     ///
     /// One of `stopped`, `running`.
-    pub status: crate::generated::nodes::NodesLxcStatusCurrentVmStatusResponseStatus,
+    pub status: crate::generated::nodes::GuestStatus,
     /// The current configured tags, if any
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
@@ -24531,16 +24517,16 @@ pub struct NodesQemuStatusCurrentVmStatusResponse {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
 }
-/// The `NodesQemuStatusResetVmResetParams` model.
+/// The `NodesQemuStatusResetVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuStatusResetVmResetParams {
+pub struct NodesQemuStatusResetVmParams {
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesQemuStatusResumeVmResumeParams` model.
+/// The `NodesQemuStatusResumeVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuStatusResumeVmResumeParams {
+pub struct NodesQemuStatusResumeVmParams {
     /// The `nocheck` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nocheck: ::std::option::Option<crate::PveBool>,
@@ -24548,9 +24534,9 @@ pub struct NodesQemuStatusResumeVmResumeParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesQemuStatusShutdownVmShutdownParams` model.
+/// The `NodesQemuStatusShutdownVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuStatusShutdownVmShutdownParams {
+pub struct NodesQemuStatusShutdownVmParams {
     /// Make sure the VM stops.
     ///
     /// Default: `false`.
@@ -24573,9 +24559,9 @@ pub struct NodesQemuStatusShutdownVmShutdownParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
-/// The `NodesQemuStatusStartVmStartParams` model.
+/// The `NodesQemuStatusStartVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuStatusStartVmStartParams {
+pub struct NodesQemuStatusStartVmParams {
     /// Override QEMU's -cpu argument with the given string.
     #[serde(rename = "force-cpu")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24628,9 +24614,9 @@ pub struct NodesQemuStatusStartVmStartParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_conntrack_state: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesQemuStatusStopVmStopParams` model.
+/// The `NodesQemuStatusStopVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuStatusStopVmStopParams {
+pub struct NodesQemuStatusStopVmParams {
     /// Do not deactivate storage volumes.
     ///
     /// Default: `false`.
@@ -24658,9 +24644,9 @@ pub struct NodesQemuStatusStopVmStopParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
-/// The `NodesQemuStatusSuspendVmSuspendParams` model.
+/// The `NodesQemuStatusSuspendVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuStatusSuspendVmSuspendParams {
+pub struct NodesQemuStatusSuspendVmParams {
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
@@ -24683,7 +24669,7 @@ pub struct NodesQemuTemplateParams {
     /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<
-        crate::generated::nodes::NodesQemuResizeResizeVmParamsDisk,
+        crate::generated::nodes::NodesQemuResizeVmParamsDisk,
     >,
 }
 /// The `NodesQemuTermproxyParams` model.
@@ -24696,7 +24682,7 @@ pub struct NodesQemuTermproxyParams {
     pub serial: ::std::option::Option<crate::generated::nodes::Serial>,
 }
 /// The `NodesQemuUnlinkParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQemuUnlinkParams {
     /// Force physical removal. Without this, we simple remove the disk from the config file and create an additional configuration entry called 'unused[n]', which contains the volume ID. Unlink of unused[n] always cause physical removal.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24833,7 +24819,7 @@ pub struct NodesQemuVmlistResponseItem {
     /// QEMU process status.
     ///
     /// One of `stopped`, `running`.
-    pub status: crate::generated::nodes::NodesLxcStatusCurrentVmStatusResponseStatus,
+    pub status: crate::generated::nodes::GuestStatus,
     /// The current configured tags, if any
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
@@ -24866,7 +24852,7 @@ pub struct NodesQemuVncproxyParams {
     pub websocket: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQueryOciRepoTagsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQueryOciRepoTagsParams {
     /// The reference to the repository to query tags from.
     pub reference: ::std::string::String,
@@ -24881,7 +24867,7 @@ impl NodesQueryOciRepoTagsParams {
     }
 }
 /// The `NodesQueryUrlMetadataParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesQueryUrlMetadataParams {
     /// The URL to query the metadata from.
     pub url: ::std::string::String,
@@ -24916,9 +24902,9 @@ pub struct NodesQueryUrlMetadataResponse {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: ::std::option::Option<i64>,
 }
-/// The `NodesReplicationLogReadJobLogParams` model.
+/// The `NodesReplicationLogReadJobParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesReplicationLogReadJobLogParams {
+pub struct NodesReplicationLogReadJobParams {
     /// The `limit` property.
     ///
     /// Minimum 0.
@@ -24997,7 +24983,7 @@ impl NodesRrddataParams {
     }
 }
 /// The `NodesScanCifsCifsscanParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesScanCifsCifsscanParams {
     /// SMB domain (Workgroup).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25034,7 +25020,7 @@ pub struct NodesScanCifsCifsscanResponseItem {
     pub share: ::std::string::String,
 }
 /// The `NodesScanIscsiIscsiscanParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesScanIscsiIscsiscanParams {
     /// The iSCSI portal (IP or DNS name with optional port).
     ///
@@ -25063,7 +25049,7 @@ pub struct NodesScanLvmLvmscanResponseItem {
     pub vg: ::std::string::String,
 }
 /// The `NodesScanLvmthinLvmthinscanParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesScanLvmthinLvmthinscanParams {
     /// The `vg` property.
     pub vg: ::std::string::String,
@@ -25082,7 +25068,7 @@ pub struct NodesScanLvmthinLvmthinscanResponseItem {
     pub lv: ::std::string::String,
 }
 /// The `NodesScanNfsNfsscanParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesScanNfsNfsscanParams {
     /// The server address (name or IP).
     ///
@@ -25105,7 +25091,7 @@ pub struct NodesScanNfsNfsscanResponseItem {
     pub path: ::std::string::String,
 }
 /// The `NodesScanPbsPbsscanParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesScanPbsPbsscanParams {
     /// Certificate SHA 256 fingerprint.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25474,7 +25460,7 @@ pub struct NodesStopallParams {
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStorageContentCreateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageContentCreateParams {
     /// The name of the file to create.
     pub filename: ::std::string::String,
@@ -25581,7 +25567,7 @@ pub struct NodesStorageContentIndexResponseItemVerification {
     pub upid: ::std::string::String,
 }
 /// The `NodesStorageContentVolumeCopyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageContentVolumeCopyParams {
     /// Target volume identifier
     pub target: ::std::string::String,
@@ -25693,7 +25679,7 @@ impl NodesStorageDownloadUrlParams {
     }
 }
 /// The `NodesStorageFileRestoreDownloadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageFileRestoreDownloadParams {
     /// base64-path to the directory or file to download.
     pub filepath: ::std::string::String,
@@ -25720,7 +25706,7 @@ impl NodesStorageFileRestoreDownloadParams {
     }
 }
 /// The `NodesStorageFileRestoreListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageFileRestoreListParams {
     /// base64-path to the directory or file being listed, or "/".
     pub filepath: ::std::string::String,
@@ -25770,13 +25756,13 @@ pub struct NodesStorageIdentityResponse {
     /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     pub r#type: crate::generated::common::NodesStorageIdentityResponseType,
 }
-/// The `NodesStorageImportMetadataGetImportMetadataParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesStorageImportMetadataGetImportMetadataParams {
+/// The `NodesStorageImportMetadataGetParams` model.
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+pub struct NodesStorageImportMetadataGetParams {
     /// Volume identifier for the guest archive/entry.
     pub volume: ::std::string::String,
 }
-impl NodesStorageImportMetadataGetImportMetadataParams {
+impl NodesStorageImportMetadataGetParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(volume: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -25785,7 +25771,7 @@ impl NodesStorageImportMetadataGetImportMetadataParams {
 }
 /// Information about how to import a guest.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesStorageImportMetadataGetImportMetadataResponse {
+pub struct NodesStorageImportMetadataGetResponse {
     /// Parameters which can be used in a call to create a VM or container.
     #[serde(rename = "create-args")]
     pub create_args: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -25802,29 +25788,29 @@ pub struct NodesStorageImportMetadataGetImportMetadataResponse {
     /// The type of the import-source of this guest volume.
     ///
     /// One of `esxi`.
-    pub source: crate::generated::nodes::NodesStorageImportMetadataGetImportMetadataResponseSource,
+    pub source: crate::generated::nodes::NodesStorageImportMetadataGetResponseSource,
     /// The type of guest this is going to produce.
     ///
     /// One of `vm`.
-    pub r#type: crate::generated::nodes::NodesStorageImportMetadataGetImportMetadataResponseType,
+    pub r#type: crate::generated::nodes::NodesStorageImportMetadataGetResponseType,
     /// List of known issues that can affect the import of a guest. Note that lack of warning does not imply that there cannot be any problems.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub warnings: ::std::option::Option<
         ::std::vec::Vec<
-            crate::generated::nodes::NodesStorageImportMetadataGetImportMetadataResponseWarningsItem,
+            crate::generated::nodes::NodesStorageImportMetadataGetResponseWarningsItem,
         >,
     >,
 }
-/// The `NodesStorageImportMetadataGetImportMetadataResponseWarningsItem` model.
+/// The `NodesStorageImportMetadataGetResponseWarningsItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesStorageImportMetadataGetImportMetadataResponseWarningsItem {
+pub struct NodesStorageImportMetadataGetResponseWarningsItem {
     /// Related subject (config) key of warning.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub key: ::std::option::Option<::std::string::String>,
     /// What this warning is about.
     ///
     /// One of `cdrom-image-ignored`, `efi-state-lost`, `guest-is-running`, `nvme-unsupported`, `ova-needs-extracting`, `ovmf-with-lsi-unsupported`, `serial-port-socket-only`.
-    pub r#type: crate::generated::nodes::NodesStorageImportMetadataGetImportMetadataResponseWarningsItemType,
+    pub r#type: crate::generated::nodes::NodesStorageImportMetadataGetResponseWarningsItemType,
     /// Related subject (config) value of warning.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
@@ -25918,7 +25904,7 @@ pub struct NodesStorageIndexResponseItemFormats {
     >,
 }
 /// The `NodesStorageOciRegistryPullParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesStorageOciRegistryPullParams {
     /// Custom destination file name of the OCI image. Caution: This will be normalized!
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26001,9 +25987,9 @@ pub struct NodesStoragePrunebackupsDryrunResponseItem {
     /// Backup volume ID.
     pub volid: ::std::string::String,
 }
-/// The `NodesStorageStatusReadStatusResponse` model.
+/// The `NodesStorageStatusReadResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesStorageStatusReadStatusResponse {
+pub struct NodesStorageStatusReadResponse {
     /// Set when storage is accessible.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub active: ::std::option::Option<crate::PveBool>,
@@ -26116,7 +26102,7 @@ pub struct NodesSubscriptionGetResponse {
     pub url: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesSubscriptionSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesSubscriptionSetParams {
     /// Proxmox VE subscription key
     pub key: ::std::string::String,
@@ -26179,9 +26165,9 @@ pub struct NodesSyslogParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesTasksLogReadTaskLogParams` model.
+/// The `NodesTasksLogReadTaskParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesTasksLogReadTaskLogParams {
+pub struct NodesTasksLogReadTaskParams {
     /// Whether the tasklog file should be downloaded. This parameter can't be used in conjunction with other parameters
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub download: ::std::option::Option<crate::PveBool>,
@@ -26198,9 +26184,9 @@ pub struct NodesTasksLogReadTaskLogParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub start: ::std::option::Option<i64>,
 }
-/// The `NodesTasksNodeTasksParams` model.
+/// The `NodesTasksNodeParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesTasksNodeTasksParams {
+pub struct NodesTasksNodeParams {
     /// Only list tasks with a status of ERROR.
     ///
     /// Default: `false`.
@@ -26221,7 +26207,7 @@ pub struct NodesTasksNodeTasksParams {
     /// One of `archive`, `active`, `all`. Default: `"archive"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<
-        crate::generated::nodes::NodesTasksNodeTasksParamsSource,
+        crate::generated::nodes::NodesTasksNodeParamsSource,
     >,
     /// List tasks beginning from this offset.
     ///
@@ -26251,9 +26237,9 @@ pub struct NodesTasksNodeTasksParams {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
 }
-/// The `NodesTasksNodeTasksResponseItem` model.
+/// The `NodesTasksNodeResponseItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesTasksNodeTasksResponseItem {
+pub struct NodesTasksNodeResponseItem {
     /// The `endtime` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     #[serde(deserialize_with = "crate::lenient::deserialize")]
@@ -26281,9 +26267,9 @@ pub struct NodesTasksNodeTasksResponseItem {
     /// The `user` property.
     pub user: ::std::string::String,
 }
-/// The `NodesTasksStatusReadTaskStatusResponse` model.
+/// The `NodesTasksStatusReadTaskResponse` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesTasksStatusReadTaskStatusResponse {
+pub struct NodesTasksStatusReadTaskResponse {
     /// The `exitstatus` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitstatus: ::std::option::Option<::std::string::String>,
@@ -26303,7 +26289,7 @@ pub struct NodesTasksStatusReadTaskStatusResponse {
     /// The `status` property.
     ///
     /// One of `running`, `stopped`.
-    pub status: crate::generated::nodes::NodesLxcStatusCurrentVmStatusResponseStatus,
+    pub status: crate::generated::nodes::GuestStatus,
     /// The `type` property.
     pub r#type: ::std::string::String,
     /// The `upid` property.
@@ -26343,7 +26329,7 @@ pub struct NodesTimeResponse {
     pub timezone: ::std::string::String,
 }
 /// The `NodesTimeSetTimezoneParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesTimeSetTimezoneParams {
     /// Time zone. The file '/usr/share/zoneinfo/zone.tab' contains the list of valid names.
     pub timezone: ::std::string::String,
@@ -26396,7 +26382,7 @@ pub struct NodesVncshellParams {
     pub width: ::std::option::Option<i64>,
 }
 /// The `NodesVncwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesVncwebsocketParams {
     /// Port number returned by previous 'vncshell' call.
     ///
@@ -26593,7 +26579,7 @@ pub struct NodesVzdumpDefaultsResponse {
     pub zstd: ::std::option::Option<i64>,
 }
 /// The `NodesVzdumpExtractconfigParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct NodesVzdumpExtractconfigParams {
     /// Volume identifier
     pub volume: ::std::string::String,
@@ -26799,8 +26785,8 @@ pub type NodesAptRepositoriesAddRepositoryResponse = ();
 pub type NodesAptUpdateListUpdatesResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesAptUpdateListUpdatesResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/apt/update` (`nodes_apt_update_update_database`).
-pub type NodesAptUpdateUpdateDatabaseResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/apt/update` (`nodes_apt_update_database`).
+pub type NodesAptUpdateDatabaseResponse = ::std::string::String;
 /// The `data` of the reply to `GET /nodes/{node}/apt/versions` (`nodes_apt_versions`).
 pub type NodesAptVersionsResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesAptVersionsResponseItem,
@@ -26809,8 +26795,8 @@ pub type NodesAptVersionsResponse = ::std::vec::Vec<
 pub type NodesCapabilitiesIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/capabilities/qemu` (`nodes_capabilities_qemu_qemu_caps_index`).
-pub type NodesCapabilitiesQemuQemuCapsIndexResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/capabilities/qemu` (`nodes_capabilities_qemu_caps_index`).
+pub type NodesCapabilitiesQemuCapsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
 /// The `data` of the reply to `GET /nodes/{node}/capabilities/qemu/cpu` (`nodes_capabilities_qemu_cpu_index`).
@@ -26886,18 +26872,18 @@ pub type NodesCephMgrIdDestroymgrResponse = ::std::string::String;
 pub type NodesCephMonListmonResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesCephMonListmonResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_monid_createmon`).
-pub type NodesCephMonMonidCreatemonResponse = ::std::string::String;
-/// The `data` of the reply to `DELETE /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_monid_destroymon`).
-pub type NodesCephMonMonidDestroymonResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_createmon`).
+pub type NodesCephMonCreatemonResponse = ::std::string::String;
+/// The `data` of the reply to `DELETE /nodes/{node}/ceph/mon/{monid}` (`nodes_ceph_mon_destroymon`).
+pub type NodesCephMonDestroymonResponse = ::std::string::String;
 /// The `data` of the reply to `POST /nodes/{node}/ceph/osd` (`nodes_ceph_osd_createosd`).
 pub type NodesCephOsdCreateosdResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_osdid_osdindex`).
-pub type NodesCephOsdOsdidOsdindexResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_osdindex`).
+pub type NodesCephOsdOsdindexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `DELETE /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_osdid_destroyosd`).
-pub type NodesCephOsdOsdidDestroyosdResponse = ::std::string::String;
+/// The `data` of the reply to `DELETE /nodes/{node}/ceph/osd/{osdid}` (`nodes_ceph_osd_destroyosd`).
+pub type NodesCephOsdDestroyosdResponse = ::std::string::String;
 /// The `data` of the reply to `POST /nodes/{node}/ceph/osd/{osdid}/in` (`nodes_ceph_osd_in`).
 pub type NodesCephOsdInResponse = ();
 /// The `data` of the reply to `POST /nodes/{node}/ceph/osd/{osdid}/out` (`nodes_ceph_osd_out`).
@@ -26945,12 +26931,12 @@ pub type NodesCertificatesIndexResponse = ::std::vec::Vec<
 pub type NodesCertificatesAcmeIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_new_certificate`).
-pub type NodesCertificatesAcmeCertificateNewCertificateResponse = ::std::string::String;
-/// The `data` of the reply to `PUT /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_renew_certificate`).
-pub type NodesCertificatesAcmeCertificateRenewCertificateResponse = ::std::string::String;
-/// The `data` of the reply to `DELETE /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_revoke_certificate`).
-pub type NodesCertificatesAcmeCertificateRevokeCertificateResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_new`).
+pub type NodesCertificatesAcmeCertificateNewResponse = ::std::string::String;
+/// The `data` of the reply to `PUT /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_renew`).
+pub type NodesCertificatesAcmeCertificateRenewResponse = ::std::string::String;
+/// The `data` of the reply to `DELETE /nodes/{node}/certificates/acme/certificate` (`nodes_certificates_acme_certificate_revoke`).
+pub type NodesCertificatesAcmeCertificateRevokeResponse = ::std::string::String;
 /// The `data` of the reply to `DELETE /nodes/{node}/certificates/custom` (`nodes_certificates_custom_remove_custom_cert`).
 pub type NodesCertificatesCustomRemoveCustomCertResponse = ();
 /// The `data` of the reply to `GET /nodes/{node}/certificates/info` (`nodes_certificates_info`).
@@ -27001,8 +26987,8 @@ pub type NodesDisksZfsCreateResponse = ::std::string::String;
 pub type NodesDisksZfsNameDeleteParams = crate::generated::nodes::NodesDisksLvmNameDeleteParams;
 /// The `data` of the reply to `DELETE /nodes/{node}/disks/zfs/{name}` (`nodes_disks_zfs_name_delete`).
 pub type NodesDisksZfsNameDeleteResponse = ::std::string::String;
-/// The `data` of the reply to `PUT /nodes/{node}/dns` (`nodes_dns_update_dns`).
-pub type NodesDnsUpdateDnsResponse = ();
+/// The `data` of the reply to `PUT /nodes/{node}/dns` (`nodes_dns_update`).
+pub type NodesDnsUpdateResponse = ();
 /// The `data` of the reply to `POST /nodes/{node}/execute` (`nodes_execute`).
 pub type NodesExecuteResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -27015,10 +27001,10 @@ pub type NodesFirewallIndexResponse = ::std::vec::Vec<
 pub type NodesFirewallLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesFirewallLogResponseItem,
 >;
-/// The `data` of the reply to `PUT /nodes/{node}/firewall/options` (`nodes_firewall_options_set_options`).
-pub type NodesFirewallOptionsSetOptionsResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/firewall/rules` (`nodes_firewall_rules_get_rules`).
-pub type NodesFirewallRulesGetRulesResponse = ::std::vec::Vec<
+/// The `data` of the reply to `PUT /nodes/{node}/firewall/options` (`nodes_firewall_options_set`).
+pub type NodesFirewallOptionsSetResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/firewall/rules` (`nodes_firewall_rules_get`).
+pub type NodesFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
 /// Parameters of `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create_rule`), without the path parameters.
@@ -27039,13 +27025,13 @@ pub type NodesFirewallRulesPosDeleteRuleResponse = ();
 pub type NodesHardwareIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwareIndexResponseItem,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/hardware/pci` (`nodes_hardware_pci_pci_scan`).
-pub type NodesHardwarePciPciScanResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesHardwarePciPciScanResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/hardware/pci` (`nodes_hardware_pci_scan`).
+pub type NodesHardwarePciScanResponse = ::std::vec::Vec<
+    crate::generated::nodes::NodesHardwarePciScanResponseItem,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}` (`nodes_hardware_pci_pci_id_or_mapping_pci_index`).
-pub type NodesHardwarePciPciIdOrMappingPciIndexResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesHardwarePciPciIdOrMappingPciIndexResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}` (`nodes_hardware_pci_index`).
+pub type NodesHardwarePciIndexResponse = ::std::vec::Vec<
+    crate::generated::nodes::NodesHardwarePciIndexResponseItem,
 >;
 /// The `data` of the reply to `GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}/mdev` (`nodes_hardware_pci_mdev_mdevscan`).
 pub type NodesHardwarePciMdevMdevscanResponse = ::std::vec::Vec<
@@ -27055,8 +27041,8 @@ pub type NodesHardwarePciMdevMdevscanResponse = ::std::vec::Vec<
 pub type NodesHardwareUsbUsbscanResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwareUsbUsbscanResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/hosts` (`nodes_hosts_write_etc_hosts`).
-pub type NodesHostsWriteEtcHostsResponse = ();
+/// The `data` of the reply to `POST /nodes/{node}/hosts` (`nodes_hosts_write_etc`).
+pub type NodesHostsWriteEtcResponse = ();
 /// The `data` of the reply to `GET /nodes/{node}/journal` (`nodes_journal`).
 pub type NodesJournalResponse = ::std::vec::Vec<::std::string::String>;
 /// The `data` of the reply to `GET /nodes/{node}/lxc` (`nodes_lxc_vmlist`).
@@ -27071,17 +27057,17 @@ pub type NodesLxcVmidVmdiridxResponse = ::std::vec::Vec<
 >;
 /// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}` (`nodes_lxc_vmid_destroy_vm`).
 pub type NodesLxcVmidDestroyVmResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/clone` (`nodes_lxc_clone_clone_vm`).
-pub type NodesLxcCloneCloneVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/clone` (`nodes_lxc_clone_vm`).
+pub type NodesLxcCloneVmResponse = ::std::string::String;
 /// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/config` (`nodes_lxc_config_update_vm`).
 pub type NodesLxcConfigUpdateVmResponse = ();
 /// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall` (`nodes_lxc_firewall_index`).
 pub type NodesLxcFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_get_aliases`).
-pub type NodesLxcFirewallAliasesGetAliasesResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallAliasesGetAliasesResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_get`).
+pub type NodesLxcFirewallAliasesGetResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallAliasesGetResponseItem,
 >;
 /// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/aliases` (`nodes_lxc_firewall_aliases_create_alias`), without the path parameters.
 pub type NodesLxcFirewallAliasesCreateAliasParams = crate::generated::common::ClusterFirewallAliasesCreateAliasParams;
@@ -27100,26 +27086,26 @@ pub type NodesLxcFirewallAliasesNameUpdateAliasResponse = ();
 pub type NodesLxcFirewallAliasesNameRemoveAliasParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
 /// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}` (`nodes_lxc_firewall_aliases_name_remove_alias`).
 pub type NodesLxcFirewallAliasesNameRemoveAliasResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_ipset_index`).
-pub type NodesLxcFirewallIpsetIpsetIndexResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallIpsetIpsetIndexResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_index`).
+pub type NodesLxcFirewallIpsetIndexResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallIpsetIndexResponseItem,
 >;
-/// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_create_ipset`), without the path parameters.
-pub type NodesLxcFirewallIpsetCreateIpsetParams = crate::generated::common::ClusterFirewallIpsetCreateIpsetParams;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_create_ipset`).
-pub type NodesLxcFirewallIpsetCreateIpsetResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_get_ipset`).
-pub type NodesLxcFirewallIpsetNameGetIpsetResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallIpsetNameGetIpsetResponseItem,
+/// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_create`), without the path parameters.
+pub type NodesLxcFirewallIpsetCreateParams = crate::generated::common::ClusterFirewallIpsetCreateParams;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/ipset` (`nodes_lxc_firewall_ipset_create`).
+pub type NodesLxcFirewallIpsetCreateResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_get`).
+pub type NodesLxcFirewallIpsetNameGetResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallIpsetNameGetResponseItem,
 >;
 /// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_create_ip`), without the path parameters.
 pub type NodesLxcFirewallIpsetNameCreateIpParams = crate::generated::common::ClusterFirewallIpsetNameCreateIpParams;
 /// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_create_ip`).
 pub type NodesLxcFirewallIpsetNameCreateIpResponse = ();
-/// Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_delete_ipset`), without the path parameters.
-pub type NodesLxcFirewallIpsetNameDeleteIpsetParams = crate::generated::common::ClusterFirewallIpsetNameDeleteIpsetParams;
-/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_delete_ipset`).
-pub type NodesLxcFirewallIpsetNameDeleteIpsetResponse = ();
+/// Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_delete`), without the path parameters.
+pub type NodesLxcFirewallIpsetNameDeleteParams = crate::generated::common::ClusterFirewallIpsetNameDeleteParams;
+/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}` (`nodes_lxc_firewall_ipset_name_delete`).
+pub type NodesLxcFirewallIpsetNameDeleteResponse = ();
 /// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_lxc_firewall_ipset_cidr_read_ip`).
 pub type NodesLxcFirewallIpsetCidrReadIpResponse = ::serde_json::Map<
     ::std::string::String,
@@ -27139,16 +27125,16 @@ pub type NodesLxcFirewallLogParams = crate::generated::nodes::NodesFirewallLogPa
 pub type NodesLxcFirewallLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesFirewallLogResponseItem,
 >;
-/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/options` (`nodes_lxc_firewall_options_set_options`).
-pub type NodesLxcFirewallOptionsSetOptionsResponse = ();
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/options` (`nodes_lxc_firewall_options_set`).
+pub type NodesLxcFirewallOptionsSetResponse = ();
 /// Parameters of `GET /nodes/{node}/lxc/{vmid}/firewall/refs` (`nodes_lxc_firewall_refs`), without the path parameters.
 pub type NodesLxcFirewallRefsParams = crate::generated::common::ClusterFirewallRefsParams;
 /// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/refs` (`nodes_lxc_firewall_refs`).
 pub type NodesLxcFirewallRefsResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallRefsResponseItem,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_get_rules`).
-pub type NodesLxcFirewallRulesGetRulesResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_get`).
+pub type NodesLxcFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
 /// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create_rule`), without the path parameters.
@@ -27169,26 +27155,26 @@ pub type NodesLxcFirewallRulesPosDeleteRuleResponse = ();
 pub type NodesLxcInterfacesIpResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesLxcInterfacesIpResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/migrate` (`nodes_lxc_migrate_migrate_vm`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/migrate` (`nodes_lxc_migrate_vm`).
 ///
 /// the task ID.
-pub type NodesLxcMigrateMigrateVmResponse = ::std::string::String;
+pub type NodesLxcMigrateVmResponse = ::std::string::String;
 /// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/move_volume` (`nodes_lxc_move_volume`).
 pub type NodesLxcMoveVolumeResponse = ::std::string::String;
 /// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/mtunnel` (`nodes_lxc_mtunnel`).
 pub type NodesLxcMtunnelResponse = ::serde_json::Value;
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/pending` (`nodes_lxc_pending_vm_pending`).
-pub type NodesLxcPendingVmPendingResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesLxcPendingVmPendingResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/pending` (`nodes_lxc_pending_vm`).
+pub type NodesLxcPendingVmResponse = ::std::vec::Vec<
+    crate::generated::nodes::NodesLxcPendingVmResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/remote_migrate` (`nodes_lxc_remote_migrate_remote_migrate_vm`).
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/remote_migrate` (`nodes_lxc_remote_migrate_vm`).
 ///
 /// the task ID.
-pub type NodesLxcRemoteMigrateRemoteMigrateVmResponse = ::std::string::String;
-/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/resize` (`nodes_lxc_resize_resize_vm`).
+pub type NodesLxcRemoteMigrateVmResponse = ::std::string::String;
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/resize` (`nodes_lxc_resize_vm`).
 ///
 /// the task ID.
-pub type NodesLxcResizeResizeVmResponse = ::std::string::String;
+pub type NodesLxcResizeVmResponse = ::std::string::String;
 /// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/rrddata` (`nodes_lxc_rrddata`).
 pub type NodesLxcRrddataResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -27201,21 +27187,21 @@ pub type NodesLxcSnapshotListResponse = ::std::vec::Vec<
 ///
 /// the task ID.
 pub type NodesLxcSnapshotResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}` (`nodes_lxc_snapshot_snapname_snapshot_cmd_idx`).
-pub type NodesLxcSnapshotSnapnameSnapshotCmdIdxResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}` (`nodes_lxc_snapshot_snapname_cmd_idx`).
+pub type NodesLxcSnapshotSnapnameCmdIdxResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
 /// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}` (`nodes_lxc_snapshot_snapname_delsnapshot`).
 ///
 /// the task ID.
 pub type NodesLxcSnapshotSnapnameDelsnapshotResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_get_snapshot_config`).
-pub type NodesLxcSnapshotConfigGetSnapshotConfigResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_get_snapshot`).
+pub type NodesLxcSnapshotConfigGetSnapshotResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_update_snapshot_config`).
-pub type NodesLxcSnapshotConfigUpdateSnapshotConfigResponse = ();
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_update_snapshot`).
+pub type NodesLxcSnapshotConfigUpdateSnapshotResponse = ();
 /// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback` (`nodes_lxc_snapshot_rollback`).
 ///
 /// the task ID.
@@ -27228,18 +27214,18 @@ pub type NodesLxcSpiceproxyResponse = ::serde_json::Value;
 pub type NodesLxcStatusVmcmdidxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/reboot` (`nodes_lxc_status_reboot_vm_reboot`).
-pub type NodesLxcStatusRebootVmRebootResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/resume` (`nodes_lxc_status_resume_vm_resume`).
-pub type NodesLxcStatusResumeVmResumeResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/shutdown` (`nodes_lxc_status_shutdown_vm_shutdown`).
-pub type NodesLxcStatusShutdownVmShutdownResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/start` (`nodes_lxc_status_start_vm_start`).
-pub type NodesLxcStatusStartVmStartResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/stop` (`nodes_lxc_status_stop_vm_stop`).
-pub type NodesLxcStatusStopVmStopResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/suspend` (`nodes_lxc_status_suspend_vm_suspend`).
-pub type NodesLxcStatusSuspendVmSuspendResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/reboot` (`nodes_lxc_status_reboot_vm`).
+pub type NodesLxcStatusRebootVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/resume` (`nodes_lxc_status_resume_vm`).
+pub type NodesLxcStatusResumeVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/shutdown` (`nodes_lxc_status_shutdown_vm`).
+pub type NodesLxcStatusShutdownVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/start` (`nodes_lxc_status_start_vm`).
+pub type NodesLxcStatusStartVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/stop` (`nodes_lxc_status_stop_vm`).
+pub type NodesLxcStatusStopVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/status/suspend` (`nodes_lxc_status_suspend_vm`).
+pub type NodesLxcStatusSuspendVmResponse = ::std::string::String;
 /// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/template` (`nodes_lxc_template`).
 pub type NodesLxcTemplateResponse = ();
 /// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/termproxy` (`nodes_lxc_termproxy`).
@@ -27256,16 +27242,16 @@ pub type NodesNetstatResponse = ::std::vec::Vec<
 pub type NodesNetworkIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesNetworkIndexResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/network` (`nodes_network_create_network`).
-pub type NodesNetworkCreateNetworkResponse = ();
+/// The `data` of the reply to `POST /nodes/{node}/network` (`nodes_network_create`).
+pub type NodesNetworkCreateResponse = ();
 /// The `data` of the reply to `PUT /nodes/{node}/network` (`nodes_network_reload_network_config`).
 pub type NodesNetworkReloadNetworkConfigResponse = ::std::string::String;
 /// The `data` of the reply to `DELETE /nodes/{node}/network` (`nodes_network_revert_network_changes`).
 pub type NodesNetworkRevertNetworkChangesResponse = ();
-/// The `data` of the reply to `PUT /nodes/{node}/network/{iface}` (`nodes_network_iface_update_network`).
-pub type NodesNetworkIfaceUpdateNetworkResponse = ();
-/// The `data` of the reply to `DELETE /nodes/{node}/network/{iface}` (`nodes_network_iface_delete_network`).
-pub type NodesNetworkIfaceDeleteNetworkResponse = ();
+/// The `data` of the reply to `PUT /nodes/{node}/network/{iface}` (`nodes_network_iface_update`).
+pub type NodesNetworkIfaceUpdateResponse = ();
+/// The `data` of the reply to `DELETE /nodes/{node}/network/{iface}` (`nodes_network_iface_delete`).
+pub type NodesNetworkIfaceDeleteResponse = ();
 /// The `data` of the reply to `GET /nodes/{node}/qemu` (`nodes_qemu_vmlist`).
 pub type NodesQemuVmlistResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesQemuVmlistResponseItem,
@@ -27440,33 +27426,33 @@ pub type NodesQemuAgentSuspendRamResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/clone` (`nodes_qemu_clone_clone_vm`).
-pub type NodesQemuCloneCloneVmResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/cloudinit` (`nodes_qemu_cloudinit_cloudinit_pending`).
-pub type NodesQemuCloudinitCloudinitPendingResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesQemuCloudinitCloudinitPendingResponseItem,
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/clone` (`nodes_qemu_clone_vm`).
+pub type NodesQemuCloneVmResponse = ::std::string::String;
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/cloudinit` (`nodes_qemu_cloudinit_pending`).
+pub type NodesQemuCloudinitPendingResponse = ::std::vec::Vec<
+    crate::generated::nodes::NodesQemuCloudinitPendingResponseItem,
 >;
-/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/cloudinit` (`nodes_qemu_cloudinit_cloudinit_update`).
-pub type NodesQemuCloudinitCloudinitUpdateResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/cloudinit/dump` (`nodes_qemu_cloudinit_dump_cloudinit_generated_config_dump`).
-pub type NodesQemuCloudinitDumpCloudinitGeneratedConfigDumpResponse = ::std::string::String;
-/// Parameters of `GET /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_vm_config`), without the path parameters.
-pub type NodesQemuConfigVmConfigParams = crate::generated::nodes::NodesLxcConfigVmConfigParams;
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/cloudinit` (`nodes_qemu_cloudinit_update`).
+pub type NodesQemuCloudinitUpdateResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/cloudinit/dump` (`nodes_qemu_cloudinit_dump_cloudinit_generated_config`).
+pub type NodesQemuCloudinitDumpCloudinitGeneratedConfigResponse = ::std::string::String;
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_vm`), without the path parameters.
+pub type NodesQemuConfigVmParams = crate::generated::nodes::NodesLxcConfigVmParams;
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_update_vm_async`).
 pub type NodesQemuConfigUpdateVmAsyncResponse = ::std::string::String;
 /// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/config` (`nodes_qemu_config_update_vm`).
 pub type NodesQemuConfigUpdateVmResponse = ();
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/dbus-vmstate` (`nodes_qemu_dbus_vmstate`).
 pub type NodesQemuDbusVmstateResponse = ();
-/// Parameters of `GET /nodes/{node}/qemu/{vmid}/feature` (`nodes_qemu_feature_vm_feature`), without the path parameters.
-pub type NodesQemuFeatureVmFeatureParams = crate::generated::nodes::NodesLxcFeatureVmFeatureParams;
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/feature` (`nodes_qemu_feature_vm`), without the path parameters.
+pub type NodesQemuFeatureVmParams = crate::generated::nodes::NodesLxcFeatureVmParams;
 /// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall` (`nodes_qemu_firewall_index`).
 pub type NodesQemuFirewallIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_get_aliases`).
-pub type NodesQemuFirewallAliasesGetAliasesResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallAliasesGetAliasesResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_get`).
+pub type NodesQemuFirewallAliasesGetResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallAliasesGetResponseItem,
 >;
 /// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/aliases` (`nodes_qemu_firewall_aliases_create_alias`), without the path parameters.
 pub type NodesQemuFirewallAliasesCreateAliasParams = crate::generated::common::ClusterFirewallAliasesCreateAliasParams;
@@ -27485,26 +27471,26 @@ pub type NodesQemuFirewallAliasesNameUpdateAliasResponse = ();
 pub type NodesQemuFirewallAliasesNameRemoveAliasParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
 /// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}` (`nodes_qemu_firewall_aliases_name_remove_alias`).
 pub type NodesQemuFirewallAliasesNameRemoveAliasResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_ipset_index`).
-pub type NodesQemuFirewallIpsetIpsetIndexResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallIpsetIpsetIndexResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_index`).
+pub type NodesQemuFirewallIpsetIndexResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallIpsetIndexResponseItem,
 >;
-/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_create_ipset`), without the path parameters.
-pub type NodesQemuFirewallIpsetCreateIpsetParams = crate::generated::common::ClusterFirewallIpsetCreateIpsetParams;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_create_ipset`).
-pub type NodesQemuFirewallIpsetCreateIpsetResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_get_ipset`).
-pub type NodesQemuFirewallIpsetNameGetIpsetResponse = ::std::vec::Vec<
-    crate::generated::common::ClusterFirewallIpsetNameGetIpsetResponseItem,
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_create`), without the path parameters.
+pub type NodesQemuFirewallIpsetCreateParams = crate::generated::common::ClusterFirewallIpsetCreateParams;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/ipset` (`nodes_qemu_firewall_ipset_create`).
+pub type NodesQemuFirewallIpsetCreateResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_get`).
+pub type NodesQemuFirewallIpsetNameGetResponse = ::std::vec::Vec<
+    crate::generated::common::ClusterFirewallIpsetNameGetResponseItem,
 >;
 /// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_create_ip`), without the path parameters.
 pub type NodesQemuFirewallIpsetNameCreateIpParams = crate::generated::common::ClusterFirewallIpsetNameCreateIpParams;
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_create_ip`).
 pub type NodesQemuFirewallIpsetNameCreateIpResponse = ();
-/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_delete_ipset`), without the path parameters.
-pub type NodesQemuFirewallIpsetNameDeleteIpsetParams = crate::generated::common::ClusterFirewallIpsetNameDeleteIpsetParams;
-/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_delete_ipset`).
-pub type NodesQemuFirewallIpsetNameDeleteIpsetResponse = ();
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_delete`), without the path parameters.
+pub type NodesQemuFirewallIpsetNameDeleteParams = crate::generated::common::ClusterFirewallIpsetNameDeleteParams;
+/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}` (`nodes_qemu_firewall_ipset_name_delete`).
+pub type NodesQemuFirewallIpsetNameDeleteResponse = ();
 /// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}` (`nodes_qemu_firewall_ipset_cidr_read_ip`).
 pub type NodesQemuFirewallIpsetCidrReadIpResponse = ::serde_json::Map<
     ::std::string::String,
@@ -27524,20 +27510,20 @@ pub type NodesQemuFirewallLogParams = crate::generated::nodes::NodesFirewallLogP
 pub type NodesQemuFirewallLogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesFirewallLogResponseItem,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_get_options`).
-pub type NodesQemuFirewallOptionsGetOptionsResponse = crate::generated::nodes::NodesLxcFirewallOptionsGetOptionsResponse;
-/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_set_options`), without the path parameters.
-pub type NodesQemuFirewallOptionsSetOptionsParams = crate::generated::nodes::NodesLxcFirewallOptionsSetOptionsParams;
-/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_set_options`).
-pub type NodesQemuFirewallOptionsSetOptionsResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_get`).
+pub type NodesQemuFirewallOptionsGetResponse = crate::generated::nodes::NodesLxcFirewallOptionsGetResponse;
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_set`), without the path parameters.
+pub type NodesQemuFirewallOptionsSetParams = crate::generated::nodes::NodesLxcFirewallOptionsSetParams;
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/options` (`nodes_qemu_firewall_options_set`).
+pub type NodesQemuFirewallOptionsSetResponse = ();
 /// Parameters of `GET /nodes/{node}/qemu/{vmid}/firewall/refs` (`nodes_qemu_firewall_refs`), without the path parameters.
 pub type NodesQemuFirewallRefsParams = crate::generated::common::ClusterFirewallRefsParams;
 /// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/refs` (`nodes_qemu_firewall_refs`).
 pub type NodesQemuFirewallRefsResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallRefsResponseItem,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_get_rules`).
-pub type NodesQemuFirewallRulesGetRulesResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_get`).
+pub type NodesQemuFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
 /// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create_rule`), without the path parameters.
@@ -27554,18 +27540,18 @@ pub type NodesQemuFirewallRulesPosUpdateRuleResponse = ();
 pub type NodesQemuFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
 /// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete_rule`).
 pub type NodesQemuFirewallRulesPosDeleteRuleResponse = ();
-/// Parameters of `GET /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_migrate_vm_precondition`), without the path parameters.
-pub type NodesQemuMigrateMigrateVmPreconditionParams = crate::generated::nodes::NodesLxcMigrateMigrateVmPreconditionParams;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_migrate_vm`).
+/// Parameters of `GET /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_vm_precondition`), without the path parameters.
+pub type NodesQemuMigrateVmPreconditionParams = crate::generated::nodes::NodesLxcMigrateVmPreconditionParams;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_vm`).
 ///
 /// the task ID.
-pub type NodesQemuMigrateMigrateVmResponse = ::std::string::String;
+pub type NodesQemuMigrateVmResponse = ::std::string::String;
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/monitor` (`nodes_qemu_monitor`).
 pub type NodesQemuMonitorResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/move_disk` (`nodes_qemu_move_disk_move_vm_disk`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/move_disk` (`nodes_qemu_move_disk_vm`).
 ///
 /// the task ID.
-pub type NodesQemuMoveDiskMoveVmDiskResponse = ::std::string::String;
+pub type NodesQemuMoveDiskVmResponse = ::std::string::String;
 /// Parameters of `POST /nodes/{node}/qemu/{vmid}/mtunnel` (`nodes_qemu_mtunnel`), without the path parameters.
 pub type NodesQemuMtunnelParams = crate::generated::nodes::NodesLxcMtunnelParams;
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/mtunnel` (`nodes_qemu_mtunnel`).
@@ -27574,18 +27560,18 @@ pub type NodesQemuMtunnelResponse = ::serde_json::Value;
 pub type NodesQemuMtunnelwebsocketParams = crate::generated::nodes::NodesLxcMtunnelwebsocketParams;
 /// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/mtunnelwebsocket` (`nodes_qemu_mtunnelwebsocket`).
 pub type NodesQemuMtunnelwebsocketResponse = crate::generated::nodes::NodesLxcMtunnelwebsocketResponse;
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/pending` (`nodes_qemu_pending_vm_pending`).
-pub type NodesQemuPendingVmPendingResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesQemuPendingVmPendingResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/pending` (`nodes_qemu_pending_vm`).
+pub type NodesQemuPendingVmResponse = ::std::vec::Vec<
+    crate::generated::nodes::NodesQemuPendingVmResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/remote_migrate` (`nodes_qemu_remote_migrate_remote_migrate_vm`).
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/remote_migrate` (`nodes_qemu_remote_migrate_vm`).
 ///
 /// the task ID.
-pub type NodesQemuRemoteMigrateRemoteMigrateVmResponse = ::std::string::String;
-/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/resize` (`nodes_qemu_resize_resize_vm`).
+pub type NodesQemuRemoteMigrateVmResponse = ::std::string::String;
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/resize` (`nodes_qemu_resize_vm`).
 ///
 /// the task ID.
-pub type NodesQemuResizeResizeVmResponse = ::std::string::String;
+pub type NodesQemuResizeVmResponse = ::std::string::String;
 /// Parameters of `GET /nodes/{node}/qemu/{vmid}/rrd` (`nodes_qemu_rrd`), without the path parameters.
 pub type NodesQemuRrdParams = crate::generated::nodes::NodesLxcRrdParams;
 /// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/rrd` (`nodes_qemu_rrd`).
@@ -27596,18 +27582,18 @@ pub type NodesQemuRrddataParams = crate::generated::nodes::NodesLxcRrddataParams
 pub type NodesQemuRrddataResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/sendkey` (`nodes_qemu_sendkey_vm_sendkey`).
-pub type NodesQemuSendkeyVmSendkeyResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot` (`nodes_qemu_snapshot_snapshot_list`).
-pub type NodesQemuSnapshotSnapshotListResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesQemuSnapshotSnapshotListResponseItem,
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/sendkey` (`nodes_qemu_sendkey_vm`).
+pub type NodesQemuSendkeyVmResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot` (`nodes_qemu_snapshot_list`).
+pub type NodesQemuSnapshotListResponse = ::std::vec::Vec<
+    crate::generated::nodes::NodesQemuSnapshotListResponseItem,
 >;
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/snapshot` (`nodes_qemu_snapshot`).
 ///
 /// the task ID.
 pub type NodesQemuSnapshotResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_snapshot_cmd_idx`).
-pub type NodesQemuSnapshotSnapnameSnapshotCmdIdxResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_cmd_idx`).
+pub type NodesQemuSnapshotSnapnameCmdIdxResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
 /// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}` (`nodes_qemu_snapshot_snapname_delsnapshot`), without the path parameters.
@@ -27616,15 +27602,15 @@ pub type NodesQemuSnapshotSnapnameDelsnapshotParams = crate::generated::nodes::N
 ///
 /// the task ID.
 pub type NodesQemuSnapshotSnapnameDelsnapshotResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_get_snapshot_config`).
-pub type NodesQemuSnapshotConfigGetSnapshotConfigResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_get_snapshot`).
+pub type NodesQemuSnapshotConfigGetSnapshotResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot_config`), without the path parameters.
-pub type NodesQemuSnapshotConfigUpdateSnapshotConfigParams = crate::generated::nodes::NodesLxcSnapshotConfigUpdateSnapshotConfigParams;
-/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot_config`).
-pub type NodesQemuSnapshotConfigUpdateSnapshotConfigResponse = ();
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot`), without the path parameters.
+pub type NodesQemuSnapshotConfigUpdateSnapshotParams = crate::generated::nodes::NodesLxcSnapshotConfigUpdateSnapshotParams;
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot`).
+pub type NodesQemuSnapshotConfigUpdateSnapshotResponse = ();
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback` (`nodes_qemu_snapshot_rollback`).
 ///
 /// the task ID.
@@ -27639,22 +27625,22 @@ pub type NodesQemuSpiceproxyResponse = ::serde_json::Value;
 pub type NodesQemuStatusVmcmdidxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/reboot` (`nodes_qemu_status_reboot_vm_reboot`), without the path parameters.
-pub type NodesQemuStatusRebootVmRebootParams = crate::generated::nodes::NodesLxcStatusRebootVmRebootParams;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/reboot` (`nodes_qemu_status_reboot_vm_reboot`).
-pub type NodesQemuStatusRebootVmRebootResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/reset` (`nodes_qemu_status_reset_vm_reset`).
-pub type NodesQemuStatusResetVmResetResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/resume` (`nodes_qemu_status_resume_vm_resume`).
-pub type NodesQemuStatusResumeVmResumeResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/shutdown` (`nodes_qemu_status_shutdown_vm_shutdown`).
-pub type NodesQemuStatusShutdownVmShutdownResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/start` (`nodes_qemu_status_start_vm_start`).
-pub type NodesQemuStatusStartVmStartResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/stop` (`nodes_qemu_status_stop_vm_stop`).
-pub type NodesQemuStatusStopVmStopResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/suspend` (`nodes_qemu_status_suspend_vm_suspend`).
-pub type NodesQemuStatusSuspendVmSuspendResponse = ::std::string::String;
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/status/reboot` (`nodes_qemu_status_reboot_vm`), without the path parameters.
+pub type NodesQemuStatusRebootVmParams = crate::generated::nodes::NodesLxcStatusRebootVmParams;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/reboot` (`nodes_qemu_status_reboot_vm`).
+pub type NodesQemuStatusRebootVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/reset` (`nodes_qemu_status_reset_vm`).
+pub type NodesQemuStatusResetVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/resume` (`nodes_qemu_status_resume_vm`).
+pub type NodesQemuStatusResumeVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/shutdown` (`nodes_qemu_status_shutdown_vm`).
+pub type NodesQemuStatusShutdownVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/start` (`nodes_qemu_status_start_vm`).
+pub type NodesQemuStatusStartVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/stop` (`nodes_qemu_status_stop_vm`).
+pub type NodesQemuStatusStopVmResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/status/suspend` (`nodes_qemu_status_suspend_vm`).
+pub type NodesQemuStatusSuspendVmResponse = ::std::string::String;
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/template` (`nodes_qemu_template`).
 ///
 /// the task ID.
@@ -27679,14 +27665,14 @@ pub type NodesReplicationStatusResponse = ::std::vec::Vec<
 pub type NodesReplicationIdIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/replication/{id}/log` (`nodes_replication_log_read_job_log`).
-pub type NodesReplicationLogReadJobLogResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/replication/{id}/log` (`nodes_replication_log_read_job`).
+pub type NodesReplicationLogReadJobResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesFirewallLogResponseItem,
 >;
 /// The `data` of the reply to `POST /nodes/{node}/replication/{id}/schedule_now` (`nodes_replication_schedule_now`).
 pub type NodesReplicationScheduleNowResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/replication/{id}/status` (`nodes_replication_status_job_status`).
-pub type NodesReplicationStatusJobStatusResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /nodes/{node}/replication/{id}/status` (`nodes_replication_status_job`).
+pub type NodesReplicationStatusJobResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
@@ -27700,7 +27686,7 @@ pub type NodesRrddataResponse = ::std::vec::Vec<
 >;
 /// The `data` of the reply to `GET /nodes/{node}/scan` (`nodes_scan_index`).
 pub type NodesScanIndexResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesHardwarePciPciIdOrMappingPciIndexResponseItem,
+    crate::generated::nodes::NodesHardwarePciIndexResponseItem,
 >;
 /// The `data` of the reply to `GET /nodes/{node}/scan/cifs` (`nodes_scan_cifs_cifsscan`).
 pub type NodesScanCifsCifsscanResponse = ::std::vec::Vec<
@@ -27790,16 +27776,16 @@ pub type NodesServicesIndexResponse = ::std::vec::Vec<
 pub type NodesServicesServiceSrvcmdidxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
-/// The `data` of the reply to `POST /nodes/{node}/services/{service}/reload` (`nodes_services_reload_service_reload`).
-pub type NodesServicesReloadServiceReloadResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/services/{service}/restart` (`nodes_services_restart_service_restart`).
-pub type NodesServicesRestartServiceRestartResponse = ::std::string::String;
-/// The `data` of the reply to `POST /nodes/{node}/services/{service}/start` (`nodes_services_start_service_start`).
-pub type NodesServicesStartServiceStartResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/services/{service}/state` (`nodes_services_state_service_state`).
-pub type NodesServicesStateServiceStateResponse = crate::generated::nodes::NodesServicesIndexResponseItem;
-/// The `data` of the reply to `POST /nodes/{node}/services/{service}/stop` (`nodes_services_stop_service_stop`).
-pub type NodesServicesStopServiceStopResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/services/{service}/reload` (`nodes_services_reload_service`).
+pub type NodesServicesReloadServiceResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/services/{service}/restart` (`nodes_services_restart_service`).
+pub type NodesServicesRestartServiceResponse = ::std::string::String;
+/// The `data` of the reply to `POST /nodes/{node}/services/{service}/start` (`nodes_services_start_service`).
+pub type NodesServicesStartServiceResponse = ::std::string::String;
+/// The `data` of the reply to `GET /nodes/{node}/services/{service}/state` (`nodes_services_state_service`).
+pub type NodesServicesStateServiceResponse = crate::generated::nodes::NodesServicesIndexResponseItem;
+/// The `data` of the reply to `POST /nodes/{node}/services/{service}/stop` (`nodes_services_stop_service`).
+pub type NodesServicesStopServiceResponse = ::std::string::String;
 /// The `data` of the reply to `POST /nodes/{node}/spiceshell` (`nodes_spiceshell`).
 ///
 /// Returned values can be directly passed to the 'remote-viewer' application.
@@ -27872,18 +27858,18 @@ pub type NodesSuspendallResponse = ::std::string::String;
 pub type NodesSyslogResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesFirewallLogResponseItem,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/tasks` (`nodes_tasks_node_tasks`).
-pub type NodesTasksNodeTasksResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesTasksNodeTasksResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/tasks` (`nodes_tasks_node`).
+pub type NodesTasksNodeResponse = ::std::vec::Vec<
+    crate::generated::nodes::NodesTasksNodeResponseItem,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_upid_index`).
-pub type NodesTasksUpidUpidIndexResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_index`).
+pub type NodesTasksUpidIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
 /// The `data` of the reply to `DELETE /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_stop_task`).
 pub type NodesTasksUpidStopTaskResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/tasks/{upid}/log` (`nodes_tasks_log_read_task_log`).
-pub type NodesTasksLogReadTaskLogResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/tasks/{upid}/log` (`nodes_tasks_log_read_task`).
+pub type NodesTasksLogReadTaskResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesFirewallLogResponseItem,
 >;
 /// The `data` of the reply to `POST /nodes/{node}/termproxy` (`nodes_termproxy`).

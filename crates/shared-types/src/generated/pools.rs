@@ -154,7 +154,7 @@ impl crate::PropertyValue for PoolsIndexResponseItemMembersItemType {
     }
 }
 /// The `PoolsCreatePoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PoolsCreatePoolParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -175,7 +175,7 @@ impl PoolsCreatePoolParams {
     }
 }
 /// The `PoolsDeletePoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PoolsDeletePoolParams {
     /// The `poolid` property.
     ///
@@ -285,7 +285,7 @@ pub struct PoolsPoolidUpdatePoolDeprecatedParams {
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `PoolsUpdatePoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PoolsUpdatePoolParams {
     /// Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
     ///
