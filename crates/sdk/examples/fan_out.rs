@@ -1,11 +1,13 @@
 //! Asks every node of the cluster for its status at once, with bounded concurrency; an offline
 //! node yields an error for that node only.
 //!
-//! Run with:
+//! The target comes from the `PROXMOX_API_*` variables (see `ClientBuilder::from_env`). Against
+//! the mock:
 //!
 //! ```text
 //! cargo run -p mock-server &
-//! cargo run -p proxmox-sdk --example fan_out
+//! PROXMOX_API_URL=http://127.0.0.1:8005 PROXMOX_API_USER=root@pam PROXMOX_API_PASSWORD=secret \
+//!   cargo run -p proxmox-sdk --example fan_out
 //! ```
 //!
 //! To see a node fail, inject a fault first:
@@ -18,23 +20,15 @@
 
 use anyhow::Context;
 use proxmox_sdk::Client;
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let client = match Client::from_env() {
-        Ok(client) => client,
-        Err(_) => Client::builder()
-            .base_url("http://127.0.0.1:8005")
-            .password("root@pam", "secret")
-            .build()?,
-    };
+    let client =
+        Client::from_env().context("reading PROXMOX_API_* (PROXMOX_API_URL and credentials)")?;
 
     let results = client
         .for_each_node(8, |client, node| async move {
-            client
-                .get::<Value>(&client.path(["nodes", &node, "status"]), &())
-                .await
+            client.nodes().node(node).status().get().await
         })
         .await
         .context("listing nodes")?;
@@ -42,12 +36,10 @@ async fn main() -> anyhow::Result<()> {
     for (node, status) in results {
         match status {
             Ok(status) => println!(
-                "{node}: up {} s, load {}",
-                status["uptime"].as_u64().unwrap_or_default(),
-                status["loadavg"]
-                    .get(0)
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
+                "{node}: {}, cpu {:.0}%, load {}",
+                status.pveversion,
+                status.cpu * 100.0,
+                status.loadavg.first().map_or("?", String::as_str)
             ),
             Err(error) if error.is_node_unreachable() => println!("{node}: unreachable ({error})"),
             Err(error) => println!("{node}: error: {error}"),

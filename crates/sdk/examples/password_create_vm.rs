@@ -1,97 +1,74 @@
-//! Logs in with a password, creates a VM and waits for the creation task.
+//! Creates a VM with a NIC and a disk from typed property strings, waits for the creation task and
+//! prints the configuration Proxmox stored.
 //!
-//! Run with:
+//! The target comes from the `PROXMOX_API_*` variables (see `ClientBuilder::from_env`), here a
+//! password login; the VM goes to node `pve1` (or `PROXMOX_EXAMPLE_NODE`) and storage `local-lvm`.
+//! Against the mock:
 //!
 //! ```text
 //! cargo run -p mock-server &
-//! cargo run -p proxmox-sdk --example password_create_vm
+//! PROXMOX_API_URL=http://127.0.0.1:8005 PROXMOX_API_USER=root@pam PROXMOX_API_PASSWORD=secret \
+//!   cargo run -p proxmox-sdk --example password_create_vm
 //! ```
-//!
-//! Against a real cluster, set `PROXMOX_API_URL`, `PROXMOX_API_USER` and `PROXMOX_API_PASSWORD`;
-//! the VM goes to node `pve1` and storage `local-lvm`.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use proxmox_sdk::{Client, Upid};
-use serde::Serialize;
-use serde_json::{Value, json};
-
-/// `POST /nodes/{node}/qemu` parameters; `None` fields are not sent.
-#[derive(Serialize)]
-struct CreateVm<'a> {
-    vmid: u32,
-    name: &'a str,
-    memory: u32,
-    cores: u32,
-    net0: &'a str,
-    scsi0: &'a str,
-    start: Option<bool>,
-}
+use proxmox_sdk::Client;
+use proxmox_sdk::shared_types::nodes::{
+    MemoryConfig, NodesQemuCreateVmParams, QemuNetConfig, QemuNetModel, ScsiConfig,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let client = match Client::from_env() {
-        Ok(client) => client,
-        Err(_) => Client::builder()
-            .base_url("http://127.0.0.1:8005")
-            .password("root@pam", "secret")
-            .build()?,
-    };
+    let client =
+        Client::from_env().context("reading PROXMOX_API_* (PROXMOX_API_URL and credentials)")?;
+    let node = std::env::var("PROXMOX_EXAMPLE_NODE").unwrap_or_else(|_| "pve1".to_owned());
+    let qemu = client.nodes().node(&node).qemu();
 
-    let vmid = free_vmid(&client).await.context("finding a free VM id")?;
-
-    let create = CreateVm {
-        vmid,
-        name: "sdk-example",
-        memory: 2048,
-        cores: 2,
-        net0: "virtio,bridge=vmbr0",
-        scsi0: "local-lvm:8",
-        start: None,
+    // Real Proxmox sends the id as a string ("102"); the typed call reads both.
+    let vmid =
+        u32::try_from(client.cluster().nextid().get().await?).context("the next free VM id")?;
+    let params = NodesQemuCreateVmParams {
+        name: Some("sdk-example".to_owned()),
+        memory: Some(MemoryConfig::new(2048)),
+        cores: Some(2),
+        net: [(
+            0,
+            QemuNetConfig {
+                bridge: Some("vmbr0".to_owned()),
+                ..QemuNetConfig::new(QemuNetModel::Virtio)
+            },
+        )]
+        .into(),
+        scsi: [(0, ScsiConfig::new("local-lvm:8"))].into(),
+        ..NodesQemuCreateVmParams::new(vmid)
     };
-    let upid: Upid = client
-        .post("/nodes/pve1/qemu", &create)
+    let task = qemu
+        .create(&params)
+        .task()
         .await
         .context("creating the VM")?;
-    println!("creating VM {vmid}: task {upid}");
-
-    let exit_status = client
-        .task(&upid)
+    println!("creating VM {vmid}: task {}", task.upid());
+    let outcome = task
         .wait(Duration::from_secs(300))
         .await
         .context("waiting for the task")?;
-    println!("task finished: {exit_status}");
+    println!("task finished: {outcome}");
 
-    let config: Value = client
-        .get(
-            &client.path(["nodes", "pve1", "qemu", &vmid.to_string(), "config"]),
-            &(),
-        )
+    let config = qemu
+        .vmid(vmid)
+        .config()
+        .get()
         .await
         .context("reading the VM configuration")?;
-    println!("{}", serde_json::to_string_pretty(&config)?);
-    Ok(())
-}
-
-/// The next free VM id: `/cluster/nextid` (a string on real Proxmox), or, if that answer is not a
-/// valid id, one past the highest id in use.
-async fn free_vmid(client: &Client) -> anyhow::Result<u32> {
-    let next: Value = client.get("/cluster/nextid", &()).await?;
-    let next = next
-        .as_u64()
-        .or_else(|| next.as_str()?.parse().ok())
-        .unwrap_or_default();
-    if next >= 100 {
-        return Ok(u32::try_from(next)?);
+    println!("name: {}", config.name.as_deref().unwrap_or("-"));
+    for (index, nic) in config.net.iter() {
+        println!("net{index}: {nic}");
     }
-    let guests: Vec<Value> = client
-        .get("/cluster/resources", &json!({"type": "vm"}))
-        .await?;
-    let highest = guests
-        .iter()
-        .filter_map(|guest| guest["vmid"].as_u64())
-        .max()
-        .unwrap_or(99);
-    Ok(u32::try_from(highest.max(99) + 1)?)
+    for (index, disk) in config.scsi.iter() {
+        println!("scsi{index}: {disk}");
+    }
+    println!("digest: {}", config.digest);
+    Ok(())
 }

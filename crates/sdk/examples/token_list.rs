@@ -1,56 +1,38 @@
 //! Lists the cluster's nodes and each node's VMs with API-token authentication.
 //!
-//! Run with:
+//! The target comes from the `PROXMOX_API_*` variables (see `ClientBuilder::from_env`): with
+//! `PROXMOX_API_TOKEN_ID` and `PROXMOX_API_TOKEN_SECRET` the example uses that token. With a
+//! password login instead (`PROXMOX_API_USER`, `PROXMOX_API_PASSWORD`), it first creates a token
+//! for that user and switches to it, which is how to try it against the mock (it starts without
+//! tokens):
 //!
 //! ```text
 //! cargo run -p mock-server &
-//! cargo run -p proxmox-sdk --example token_list
+//! PROXMOX_API_URL=http://127.0.0.1:8005 PROXMOX_API_USER=root@pam PROXMOX_API_PASSWORD=secret \
+//!   cargo run -p proxmox-sdk --example token_list
 //! ```
-//!
-//! Against a real cluster, set `PROXMOX_API_URL`, `PROXMOX_API_TOKEN_ID` and
-//! `PROXMOX_API_TOKEN_SECRET` (and `PROXMOX_API_FINGERPRINT` or `PROXMOX_API_CA_FILE` for a
-//! self-signed certificate).
-//! Without a token, the example logs in to the mock as `root@pam` (password `secret`) and creates
-//! one first, since the mock starts without tokens.
 
 use anyhow::Context;
-use proxmox_sdk::Client;
-use serde::Deserialize;
-
-/// The mock server's plain HTTP listener.
-const MOCK_URL: &str = "http://127.0.0.1:8005";
-
-#[derive(Deserialize)]
-struct Node {
-    node: String,
-    status: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Vm {
-    vmid: u32,
-    name: Option<String>,
-    status: Option<String>,
-}
+use proxmox_sdk::shared_types::PveBool;
+use proxmox_sdk::shared_types::access::AccessUsersTokenGenerateParams;
+use proxmox_sdk::{Client, ClientBuilder};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let client = match Client::from_env() {
-        Ok(client) => client,
-        Err(_) => mock_token_client()
-            .await
-            .context("creating an API token on the mock server")?,
+    let client = if std::env::var_os("PROXMOX_API_TOKEN_ID").is_some() {
+        Client::from_env()?
+    } else {
+        token_client().await.context("creating an API token")?
     };
 
-    let nodes: Vec<Node> = client.get("/nodes", &()).await.context("listing nodes")?;
+    let nodes = client.nodes().list().await.context("listing nodes")?;
     for node in &nodes {
-        println!(
-            "{} ({})",
-            node.node,
-            node.status.as_deref().unwrap_or("unknown")
-        );
-        let vms: Vec<Vm> = client
-            .get(&client.path(["nodes", &node.node, "qemu"]), &())
+        println!("{} ({})", node.node, node.status);
+        let vms = client
+            .nodes()
+            .node(&node.node)
+            .qemu()
+            .list()
             .await
             .with_context(|| format!("listing the VMs of {}", node.node))?;
         for vm in vms {
@@ -58,35 +40,34 @@ async fn main() -> anyhow::Result<()> {
                 "  {:>5}  {:<20} {}",
                 vm.vmid,
                 vm.name.as_deref().unwrap_or("-"),
-                vm.status.as_deref().unwrap_or("-")
+                vm.status
             );
         }
     }
     Ok(())
 }
 
-/// Logs in to the mock with the password, creates a token, and returns a client using it.
-async fn mock_token_client() -> anyhow::Result<Client> {
-    #[derive(Deserialize)]
-    struct NewToken {
-        #[serde(rename = "full-tokenid")]
-        full_tokenid: String,
-        value: String,
-    }
-    let admin = Client::builder()
-        .base_url(MOCK_URL)
-        .password("root@pam", "secret")
-        .build()?;
+/// Logs in with the password from the environment, creates a token for that user, and returns a
+/// client using it.
+async fn token_client() -> anyhow::Result<Client> {
+    let admin = Client::from_env()?;
+    let user = std::env::var("PROXMOX_API_USER").context("PROXMOX_API_USER is not set")?;
     let token_name = format!("example{}", std::process::id());
-    let token: NewToken = admin
-        .post(
-            &admin.path(["access", "users", "root@pam", "token", &token_name]),
-            &serde_json::json!({"privsep": false}),
-        )
+    let token = admin
+        .access()
+        .users()
+        .userid(&user)
+        .token()
+        .tokenid(&token_name)
+        .create()
+        .params(&AccessUsersTokenGenerateParams {
+            privsep: Some(PveBool(false)),
+            comment: Some("proxmox-sdk token_list example".to_owned()),
+            ..Default::default()
+        })
         .await?;
     println!("using the new API token {}", token.full_tokenid);
-    Ok(Client::builder()
-        .base_url(MOCK_URL)
+    Ok(ClientBuilder::from_env()?
         .token(token.full_tokenid, token.value)
         .build()?)
 }

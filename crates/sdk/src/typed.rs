@@ -81,7 +81,7 @@ const SEGMENT: &AsciiSet = &CONTROLS
 ///
 /// - `T` is the reply's type.
 /// - `P` is the operation's parameter struct when every parameter is optional: the method takes
-///   no arguments and [`Call::params`] sets them (`tasks().list().params(&TasksListParams {
+///   no arguments and [`Call::params`] sets them (`tasks().list().params(&NodesTasksNodeParams {
 ///   vmid: Some(100), ..Default::default() })`). Operations with a required parameter take their
 ///   parameters as the method's argument instead, and `P` is [`NoParams`].
 /// - `W` is the type the `data` is decoded as, which is `T` except for the few operations whose
@@ -90,8 +90,12 @@ const SEGMENT: &AsciiSet = &CONTROLS
 #[must_use = "a call does nothing until it is awaited"]
 pub struct Call<T, P = NoParams, W = T> {
     request: RequestBuilder,
-    response: PhantomData<fn(&P) -> (T, W)>,
+    response: Types<T, P, W>,
 }
+
+/// The types a [`Call`] carries without holding values of them (`Send` and `Sync` whatever they
+/// are).
+type Types<T, P, W> = PhantomData<fn() -> (T, P, W)>;
 
 /// The `P` of a [`Call`] whose parameters were given to the method that made it (or that has
 /// none): such a call has no [`Call::params`]. It has no values.
@@ -135,13 +139,13 @@ impl<T, P: Serialize, W> Call<T, P, W> {
     ///
     /// ```no_run
     /// # async fn demo(client: &proxmox_sdk::Client) -> proxmox_sdk::Result<()> {
-    /// use proxmox_sdk::nodes::NodesTasksListParams;
+    /// use proxmox_sdk::shared_types::nodes::NodesTasksNodeParams;
     /// let tasks = client
     ///     .nodes()
     ///     .node("pve1")
     ///     .tasks()
     ///     .list()
-    ///     .params(&NodesTasksListParams { vmid: Some(100), ..Default::default() })
+    ///     .params(&NodesTasksNodeParams { vmid: Some(100), ..Default::default() })
     ///     .await?;
     /// # let _ = tasks; Ok(()) }
     /// ```

@@ -4,11 +4,20 @@
 //! path so far: `client.nodes().node("pve1").qemu().vmid(100).status().start()`. Every operation
 //! is a method on the handle of its path that returns a [`Call`] (set a timeout, then `.await`):
 //!
-//! - `GET` on a collection is `list`, elsewhere `get`; `POST` on a collection is `create`,
-//!   elsewhere `post`; `PUT` is `update`; `DELETE` is `delete`;
+//! - one verb scheme: `GET` on a collection is `list`, elsewhere `get`; `POST` on a collection is
+//!   `create`; `PUT` is `update`; `DELETE` is `delete`; a `POST` elsewhere is `create` when the
+//!   handler creates something, else the handler's name without `vm` (`migrate`,
+//!   `update_async`) ([`operation_method_name`]);
 //! - an action path with one method (`.../status/start`) is a method named after its last segment
 //!   on its parent handle (`status().start()`), not a handle of its own;
-//! - operations whose parameters are all optional get `name()` and `name_with(&params)`;
+//! - no method is named like a std trait method ([`STD_METHODS`]): qemu's `clone` action is
+//!   `clone_vm` (Proxmox's handler name), so `handle.clone()` stays `Clone::clone`;
+//! - one method per operation: it takes `&params` when a parameter is required (the struct has
+//!   `new(required...)` and no `Default`), none when all are optional (`Call::params` sets them,
+//!   the call is a `Call<T, P>`);
+//! - handles own a clone of the `Client` (an `Arc`), so handles and calls are `'static`;
+//! - a reply type that is an alias appears resolved (`Vec<...Item>`), so the docs name the type;
+//! - the commonly used operations carry a compiled example ([`EXAMPLES`]);
 //! - the upload operation (the one with a `tmpfilename` parameter) takes a `crate::UploadFile`
 //!   and is sent as `multipart/form-data`;
 //! - parameters and replies are the `shared-types` models of the operation
@@ -451,6 +460,9 @@ fn operation_method(
              the `filename` part, under the file's own name (`params.filename` is not sent).",
         );
     }
+    if let Some(example) = example(operation, inlined_segment) {
+        doc.push_str(&example);
+    }
     let name = ident(method_name);
     let call_type = |params: Option<TokenStream>| match (&lenient, params) {
         (None, None) => quote! { crate::Call<#response> },
@@ -523,6 +535,318 @@ fn operation_method(
     }
 }
 
+/// Compiled examples (`no_run` doc tests) on the commonly used operations: path, method, code.
+/// `{handle}` in the code stands for the handle the method is on, reached from `client` with
+/// sample path parameters ([`SAMPLE_PARAMS`]): `client.nodes().node("pve1").qemu()`.
+const EXAMPLES: &[(&str, Method, &str)] = &[
+    (
+        "/version",
+        Method::Get,
+        r#"let version = {handle}.get().await?;
+println!("Proxmox VE {}", version.version);"#,
+    ),
+    (
+        "/nodes",
+        Method::Get,
+        r#"for node in {handle}.list().await? {
+    println!("{} {}", node.node, node.status);
+}"#,
+    ),
+    (
+        "/nodes/{node}/status",
+        Method::Get,
+        r#"let status = {handle}.get().await?;
+println!("{} load {:?}", status.pveversion, status.loadavg);"#,
+    ),
+    (
+        "/cluster/resources",
+        Method::Get,
+        r#"use proxmox_sdk::shared_types::cluster::{ClusterResourcesParams, ClusterResourcesParamsType};
+let guests = {handle}
+    .get()
+    .params(&ClusterResourcesParams { r#type: Some(ClusterResourcesParamsType::Vm) })
+    .await?;
+for guest in guests {
+    println!("{} on {:?}: {:?}", guest.id, guest.node, guest.status);
+}"#,
+    ),
+    (
+        "/nodes/{node}/qemu",
+        Method::Get,
+        r#"for vm in {handle}.list().await? {
+    println!("{} {:?} {}", vm.vmid, vm.name, vm.status);
+}"#,
+    ),
+    (
+        "/nodes/{node}/qemu",
+        Method::Post,
+        r#"use proxmox_sdk::shared_types::nodes::{
+    MemoryConfig, NodesQemuCreateVmParams, QemuNetConfig, QemuNetModel, ScsiConfig,
+};
+use std::time::Duration;
+// Required parameters go through `new`, optional ones are set beside it.
+let params = NodesQemuCreateVmParams {
+    name: Some("web".to_owned()),
+    cores: Some(2),
+    memory: Some(MemoryConfig::new(2048)),
+    net: [(0, QemuNetConfig {
+        bridge: Some("vmbr0".to_owned()),
+        ..QemuNetConfig::new(QemuNetModel::Virtio)
+    })].into(),
+    scsi: [(0, ScsiConfig::new("local-lvm:32"))].into(),
+    ..NodesQemuCreateVmParams::new(120)
+};
+{handle}.create(&params).wait(Duration::from_secs(300)).await?;"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/config",
+        Method::Get,
+        r#"let config = {handle}.get().await?;
+if let Some(nic) = config.net.get(0) {
+    println!("net0: {} on {:?}", nic.model, nic.bridge);
+}"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/config",
+        Method::Put,
+        r#"use proxmox_sdk::shared_types::nodes::NodesQemuConfigUpdateVmParams;
+let config = {handle}.get().await?;
+// With the digest, the update fails if someone changed the config since it was read.
+{handle}
+    .update()
+    .params(&NodesQemuConfigUpdateVmParams {
+        cores: Some(4),
+        digest: Some(config.digest),
+        ..Default::default()
+    })
+    .await?;"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/status/current",
+        Method::Get,
+        r#"let current = {handle}.get().await?;
+println!("{} {} uptime {:?}", current.vmid, current.status, current.uptime);"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/status/start",
+        Method::Post,
+        r#"use proxmox_sdk::TaskOutcome;
+use std::time::Duration;
+match {handle}.start().wait(Duration::from_secs(120)).await? {
+    TaskOutcome::Ok => println!("started"),
+    outcome => println!("started: {outcome}"),
+}"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/status/shutdown",
+        Method::Post,
+        r#"use proxmox_sdk::shared_types::nodes::NodesQemuStatusShutdownVmParams;
+use std::time::Duration;
+{handle}
+    .shutdown()
+    .params(&NodesQemuStatusShutdownVmParams { timeout: Some(60), ..Default::default() })
+    .wait(Duration::from_secs(90))
+    .await?;"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/snapshot",
+        Method::Post,
+        r#"use proxmox_sdk::shared_types::nodes::NodesQemuSnapshotParams;
+use std::time::Duration;
+let params = NodesQemuSnapshotParams {
+    description: Some("before the upgrade".to_owned()),
+    ..NodesQemuSnapshotParams::new("before_upgrade")
+};
+{handle}.create(&params).wait(Duration::from_secs(300)).await?;"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/snapshot",
+        Method::Get,
+        r#"for snapshot in {handle}.list().await? {
+    println!("{} {:?}", snapshot.name, snapshot.description);
+}"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/clone",
+        Method::Post,
+        r#"use proxmox_sdk::shared_types::PveBool;
+use proxmox_sdk::shared_types::nodes::NodesQemuCloneVmParams;
+use std::time::Duration;
+let params = NodesQemuCloneVmParams {
+    name: Some("web-clone".to_owned()),
+    full: Some(PveBool(true)),
+    ..NodesQemuCloneVmParams::new(121)
+};
+// `clone_vm`, not `clone`: `handle.clone()` stays `Clone::clone`.
+{handle}.clone_vm(&params).wait(Duration::from_secs(600)).await?;"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}/migrate",
+        Method::Post,
+        r#"use proxmox_sdk::shared_types::PveBool;
+use proxmox_sdk::shared_types::nodes::NodesQemuMigrateVmParams;
+use std::time::Duration;
+let params = NodesQemuMigrateVmParams {
+    online: Some(PveBool(true)),
+    ..NodesQemuMigrateVmParams::new("pve2")
+};
+let task = {handle}.migrate(&params).task().await?;
+let mut log = task.follow();
+while let Some(line) = log.next().await {
+    println!("{}", line?.t);
+}
+task.wait(Duration::from_secs(60)).await?;"#,
+    ),
+    (
+        "/nodes/{node}/qemu/{vmid}",
+        Method::Delete,
+        r#"use std::time::Duration;
+{handle}.delete().wait(Duration::from_secs(300)).await?;"#,
+    ),
+    (
+        "/nodes/{node}/lxc",
+        Method::Get,
+        r#"for ct in {handle}.list().await? {
+    println!("{} {:?} {}", ct.vmid, ct.name, ct.status);
+}"#,
+    ),
+    (
+        "/nodes/{node}/lxc",
+        Method::Post,
+        r#"use proxmox_sdk::shared_types::nodes::{NodesLxcCreateVmParams, RootfsConfig};
+use std::time::Duration;
+let params = NodesLxcCreateVmParams {
+    hostname: Some("ct1".to_owned()),
+    memory: Some(512),
+    rootfs: Some(RootfsConfig::new("local-lvm:8")),
+    ..NodesLxcCreateVmParams::new("local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", 200)
+};
+{handle}.create(&params).wait(Duration::from_secs(300)).await?;"#,
+    ),
+    (
+        "/nodes/{node}/lxc/{vmid}/config",
+        Method::Get,
+        r#"let config = {handle}.get().await?;
+println!("{:?} {:?}", config.hostname, config.rootfs);"#,
+    ),
+    (
+        "/nodes/{node}/lxc/{vmid}/status/start",
+        Method::Post,
+        r#"use std::time::Duration;
+{handle}.start().wait(Duration::from_secs(120)).await?;"#,
+    ),
+    (
+        "/nodes/{node}/storage/{storage}/content",
+        Method::Get,
+        r#"use proxmox_sdk::shared_types::nodes::NodesStorageContentIndexParams;
+let isos = {handle}
+    .list()
+    .params(&NodesStorageContentIndexParams { content: Some("iso".to_owned()), ..Default::default() })
+    .await?;
+for iso in isos {
+    println!("{} {} bytes", iso.volid, iso.size);
+}"#,
+    ),
+    (
+        "/nodes/{node}/tasks",
+        Method::Get,
+        r#"use proxmox_sdk::shared_types::nodes::NodesTasksNodeParams;
+// Every task of VM 100, page by page.
+let mut tasks = {handle}
+    .list()
+    .params(&NodesTasksNodeParams { vmid: Some(100), ..Default::default() })
+    .paginate(100);
+while let Some(task) = tasks.next().await {
+    let task = task?;
+    println!("{} {:?}", task.upid, task.status);
+}"#,
+    ),
+    (
+        "/cluster/tasks",
+        Method::Get,
+        r#"for task in {handle}.get().await? {
+    println!("{}", task.upid);
+}"#,
+    ),
+    (
+        "/access/users",
+        Method::Get,
+        r#"for user in {handle}.list().await? {
+    println!("{} {:?}", user.userid, user.email);
+}"#,
+    ),
+    (
+        "/access/users",
+        Method::Post,
+        r#"use proxmox_sdk::shared_types::access::AccessUsersCreateUserParams;
+let params = AccessUsersCreateUserParams {
+    email: Some("alice@example.com".to_owned()),
+    ..AccessUsersCreateUserParams::new("alice@pve")
+};
+{handle}.create(&params).await?;"#,
+    ),
+    (
+        "/access/users/{userid}/token/{tokenid}",
+        Method::Post,
+        r#"use proxmox_sdk::shared_types::PveBool;
+use proxmox_sdk::shared_types::access::AccessUsersTokenGenerateParams;
+let token = {handle}
+    .create()
+    .params(&AccessUsersTokenGenerateParams { privsep: Some(PveBool(false)), ..Default::default() })
+    .await?;
+// The secret is shown once: keep it now.
+let ci = proxmox_sdk::Client::builder()
+    .base_url("https://pve.example.com:8006")
+    .token(token.full_tokenid, token.value)
+    .build()?;
+# let _ = ci;"#,
+    ),
+];
+
+/// Sample values of path parameters in the examples.
+const SAMPLE_PARAMS: &[(&str, &str)] = &[
+    ("node", "\"pve1\""),
+    ("vmid", "100"),
+    ("storage", "\"local\""),
+    ("snapname", "\"before_upgrade\""),
+    ("userid", "\"alice@pve\""),
+    ("tokenid", "\"ci\""),
+];
+
+/// The `# Example` section of an operation's method, if [`EXAMPLES`] has one.
+fn example(operation: &Operation, inlined_segment: Option<&str>) -> Option<String> {
+    let (_, _, code) = EXAMPLES
+        .iter()
+        .find(|(path, method, _)| *path == operation.path && *method == operation.method)?;
+    let handle_path = match inlined_segment {
+        Some(_) => operation
+            .path
+            .rsplit_once('/')
+            .map_or("", |(parent, _)| parent),
+        None => operation.path.as_str(),
+    };
+    let mut handle = "client".to_owned();
+    for segment in handle_path.split('/').filter(|segment| !segment.is_empty()) {
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(param) => {
+                let value = SAMPLE_PARAMS
+                    .iter()
+                    .find(|(name, _)| *name == param)
+                    .map_or("\"x\"", |(_, value)| value);
+                handle.push_str(&format!(".{}({value})", not_std(snake(param))));
+            }
+            None => handle.push_str(&format!(".{}()", not_std(snake(segment)))),
+        }
+    }
+    let code = code.replace("{handle}", &handle);
+    let mut text = String::from(
+        "\n\n# Example\n\n```no_run\n# async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {\n",
+    );
+    text.push_str(&code);
+    text.push_str("\n# Ok(()) }\n```");
+    Some(text)
+}
+
 /// The Rust type of a reply that is a bare number, decoded leniently.
 fn bare_number(returns: &route_metadata::Schema) -> Option<TokenStream> {
     match returns.kind() {
@@ -548,11 +872,148 @@ fn doc_attrs(text: &str) -> TokenStream {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
     fn member_names() {
         assert_eq!(snake("download-url"), "download_url");
         assert_eq!(ident("move").to_string(), "r#move");
+        assert_eq!(not_std("clone".to_owned()), "clone_");
+        assert_eq!(not_std("start".to_owned()), "start");
+    }
+
+    /// The route metadata of every generated tag.
+    fn tags() -> Vec<RouteMetadata> {
+        let dir = super::super::workspace_root().join("generated");
+        let mut tags: Vec<RouteMetadata> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path().join("route_metadata.json"))
+            .filter(|path| path.exists())
+            .map(|path| RouteMetadata::from_json(&std::fs::read_to_string(path).unwrap()).unwrap())
+            .collect();
+        tags.sort_by(|a, b| a.tag.cmp(&b.tag));
+        assert!(!tags.is_empty());
+        tags
+    }
+
+    fn method_of(metadata: &RouteMetadata, path: &str, method: Method) -> String {
+        let node = metadata
+            .paths
+            .iter()
+            .find(|node| node.path == path)
+            .unwrap();
+        let operation = metadata
+            .operations
+            .iter()
+            .find(|operation| operation.path == path && operation.method == method)
+            .unwrap();
+        if is_inlined_action(node) {
+            action_method_name(path.rsplit('/').next().unwrap(), operation)
+        } else {
+            operation_method_name(node, operation)
+        }
+    }
+
+    #[test]
+    fn the_verb_scheme() {
+        for metadata in tags() {
+            let expect = [
+                ("/nodes/{node}/qemu", Method::Get, "list"),
+                ("/nodes/{node}/qemu", Method::Post, "create"),
+                ("/nodes/{node}/qemu/{vmid}/config", Method::Get, "get"),
+                ("/nodes/{node}/qemu/{vmid}/config", Method::Put, "update"),
+                (
+                    "/nodes/{node}/qemu/{vmid}/config",
+                    Method::Post,
+                    "update_async",
+                ),
+                ("/nodes/{node}/qemu/{vmid}", Method::Delete, "delete"),
+                (
+                    "/nodes/{node}/qemu/{vmid}/status/start",
+                    Method::Post,
+                    "start",
+                ),
+                ("/nodes/{node}/qemu/{vmid}/migrate", Method::Post, "migrate"),
+                // `clone` would shadow `Clone::clone`.
+                ("/nodes/{node}/qemu/{vmid}/clone", Method::Post, "clone_vm"),
+                ("/nodes/{node}/lxc/{vmid}/clone", Method::Post, "clone_vm"),
+                (
+                    "/access/users/{userid}/token/{tokenid}",
+                    Method::Post,
+                    "create",
+                ),
+                ("/nodes/{node}/subscription", Method::Post, "refresh"),
+            ];
+            for (path, method, name) in expect {
+                assert_eq!(
+                    method_of(&metadata, path, method),
+                    name,
+                    "{} {path}",
+                    metadata.tag
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_example_is_on_an_operation() {
+        let latest = tags().into_iter().max_by(|a, b| {
+            let version =
+                |tag: &str| -> Vec<u32> { tag.split('.').filter_map(|n| n.parse().ok()).collect() };
+            version(&a.tag).cmp(&version(&b.tag))
+        });
+        let latest = latest.unwrap();
+        for (path, method, _) in EXAMPLES {
+            let operation = latest
+                .operations
+                .iter()
+                .find(|operation| operation.path == *path && operation.method == *method)
+                .unwrap_or_else(|| {
+                    panic!("no operation {} {path} for its example", method.as_str())
+                });
+            let inlined = latest
+                .paths
+                .iter()
+                .find(|node| node.path == *path)
+                .is_some_and(is_inlined_action);
+            let segment = inlined.then(|| path.rsplit('/').next().unwrap_or_default());
+            let text = example(operation, segment).unwrap();
+            assert!(!text.contains("{handle}"), "{text}");
+            assert!(
+                text.contains("client.") && !text.contains("(\"x\")"),
+                "{text}"
+            );
+        }
+    }
+
+    /// Every tag renders (no two members of a handle share a name), twice the same, with no
+    /// method named like a std trait method and no `x`/`x_with` pair.
+    #[test]
+    fn generated_names_are_deterministic_and_collision_free() {
+        for metadata in tags() {
+            let first = render(&metadata, &BTreeMap::new()).unwrap();
+            let second = render(&metadata, &BTreeMap::new()).unwrap();
+            assert!(
+                first == second,
+                "{}: rendering is deterministic",
+                metadata.tag
+            );
+            for text in first.values() {
+                for line in text.lines() {
+                    let Some(rest) = line.trim_start().strip_prefix("pub fn ") else {
+                        continue;
+                    };
+                    let name = rest.split(['(', '<']).next().unwrap_or_default();
+                    assert!(
+                        !STD_METHODS.contains(&name),
+                        "{}: `{name}` shadows a std method",
+                        metadata.tag
+                    );
+                    assert!(!name.ends_with("_with"), "{}: `{name}`", metadata.tag);
+                }
+            }
+        }
     }
 }

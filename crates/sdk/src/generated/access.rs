@@ -588,6 +588,16 @@ impl AccessUsers {
     }
     /// `GET /access/users`: User index.
     ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for user in client.access().users().list().await? {
+    ///     println!("{} {:?}", user.userid, user.email);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// Every parameter is optional: set them with `.params(&AccessUsersIndexParams { .. })` on the call.
     pub fn list(
         &self,
@@ -598,6 +608,19 @@ impl AccessUsers {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `POST /access/users`: Create new user.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::access::AccessUsersCreateUserParams;
+    /// let params = AccessUsersCreateUserParams {
+    ///     email: Some("alice@example.com".to_owned()),
+    ///     ..AccessUsersCreateUserParams::new("alice@pve")
+    /// };
+    /// client.access().users().create(&params).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn create(
         &self,
         params: &shared_types::access::AccessUsersCreateUserParams,
@@ -745,6 +768,25 @@ impl AccessUsersUseridTokenTokenid {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `POST /access/users/{userid}/token/{tokenid}`: Generate a new API token for a specific user. NOTE: returns API token value, which needs to be stored as it cannot be retrieved afterwards!
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::PveBool;
+    /// use proxmox_sdk::shared_types::access::AccessUsersTokenGenerateParams;
+    /// let token = client.access().users().userid("alice@pve").token().tokenid("ci")
+    ///     .create()
+    ///     .params(&AccessUsersTokenGenerateParams { privsep: Some(PveBool(false)), ..Default::default() })
+    ///     .await?;
+    /// // The secret is shown once: keep it now.
+    /// let ci = proxmox_sdk::Client::builder()
+    ///     .base_url("https://pve.example.com:8006")
+    ///     .token(token.full_tokenid, token.value)
+    ///     .build()?;
+    /// # let _ = ci;
+    /// # Ok(()) }
+    /// ```
     ///
     /// Every parameter is optional: set them with `.params(&AccessUsersTokenGenerateParams { .. })` on the call.
     pub fn create(

@@ -3495,6 +3495,21 @@ impl ClusterResources {
     }
     /// `GET /cluster/resources`: Resources index (cluster wide).
     ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::cluster::{ClusterResourcesParams, ClusterResourcesParamsType};
+    /// let guests = client.cluster().resources()
+    ///     .get()
+    ///     .params(&ClusterResourcesParams { r#type: Some(ClusterResourcesParamsType::Vm) })
+    ///     .await?;
+    /// for guest in guests {
+    ///     println!("{} on {:?}: {:?}", guest.id, guest.node, guest.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// Every parameter is optional: set them with `.params(&ClusterResourcesParams { .. })` on the call.
     pub fn get(
         &self,
@@ -5054,6 +5069,16 @@ impl ClusterTasks {
         &self.path
     }
     /// `GET /cluster/tasks`: List recent tasks (cluster wide).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for task in client.cluster().tasks().get().await? {
+    ///     println!("{}", task.upid);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::cluster::ClusterTasksResponseItem>> {

@@ -13,6 +13,16 @@ impl Nodes {
         &self.path
     }
     /// `GET /nodes`: Cluster node index.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for node in client.nodes().list().await? {
+    ///     println!("{} {}", node.node, node.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn list(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::nodes::NodesIndexResponseItem>> {
@@ -2686,6 +2696,16 @@ impl NodesNodeLxc {
         &self.path
     }
     /// `GET /nodes/{node}/lxc`: LXC container index (per node).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for ct in client.nodes().node("pve1").lxc().list().await? {
+    ///     println!("{} {:?} {}", ct.vmid, ct.name, ct.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn list(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::nodes::NodesLxcVmlistResponseItem>> {
@@ -2694,6 +2714,22 @@ impl NodesNodeLxc {
     /// `POST /nodes/{node}/lxc`: Create or restore a container.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::nodes::{NodesLxcCreateVmParams, RootfsConfig};
+    /// use std::time::Duration;
+    /// let params = NodesLxcCreateVmParams {
+    ///     hostname: Some("ct1".to_owned()),
+    ///     memory: Some(512),
+    ///     rootfs: Some(RootfsConfig::new("local-lvm:8")),
+    ///     ..NodesLxcCreateVmParams::new("local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", 200)
+    /// };
+    /// client.nodes().node("pve1").lxc().create(&params).wait(Duration::from_secs(300)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn create(
         &self,
         params: &shared_types::nodes::NodesLxcCreateVmParams,
@@ -2980,6 +3016,15 @@ impl NodesNodeLxcVmidConfig {
         &self.path
     }
     /// `GET /nodes/{node}/lxc/{vmid}/config`: Get container configuration.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = client.nodes().node("pve1").lxc().vmid(100).config().get().await?;
+    /// println!("{:?} {:?}", config.hostname, config.rootfs);
+    /// # Ok(()) }
+    /// ```
     ///
     /// Every parameter is optional: set them with `.params(&NodesLxcConfigVmParams { .. })` on the call.
     pub fn get(
@@ -3806,6 +3851,15 @@ impl NodesNodeLxcVmidStatus {
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// client.nodes().node("pve1").lxc().vmid(100).status().start().wait(Duration::from_secs(120)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// Every parameter is optional: set them with `.params(&NodesLxcStatusStartVmParams { .. })` on the call.
     pub fn start(
         &self,
@@ -4022,6 +4076,16 @@ impl NodesNodeQemu {
     }
     /// `GET /nodes/{node}/qemu`: Virtual machine index (per node).
     ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for vm in client.nodes().node("pve1").qemu().list().await? {
+    ///     println!("{} {:?} {}", vm.vmid, vm.name, vm.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// Every parameter is optional: set them with `.params(&NodesQemuVmlistParams { .. })` on the call.
     pub fn list(
         &self,
@@ -4034,6 +4098,30 @@ impl NodesNodeQemu {
     /// `POST /nodes/{node}/qemu`: Create or restore a virtual machine.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::nodes::{
+    ///     MemoryConfig, NodesQemuCreateVmParams, QemuNetConfig, QemuNetModel, ScsiConfig,
+    /// };
+    /// use std::time::Duration;
+    /// // Required parameters go through `new`, optional ones are set beside it.
+    /// let params = NodesQemuCreateVmParams {
+    ///     name: Some("web".to_owned()),
+    ///     cores: Some(2),
+    ///     memory: Some(MemoryConfig::new(2048)),
+    ///     net: [(0, QemuNetConfig {
+    ///         bridge: Some("vmbr0".to_owned()),
+    ///         ..QemuNetConfig::new(QemuNetModel::Virtio)
+    ///     })].into(),
+    ///     scsi: [(0, ScsiConfig::new("local-lvm:32"))].into(),
+    ///     ..NodesQemuCreateVmParams::new(120)
+    /// };
+    /// client.nodes().node("pve1").qemu().create(&params).wait(Duration::from_secs(300)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn create(
         &self,
         params: &shared_types::nodes::NodesQemuCreateVmParams,
@@ -4074,6 +4162,15 @@ impl NodesNodeQemuVmid {
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// client.nodes().node("pve1").qemu().vmid(100).delete().wait(Duration::from_secs(300)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// Every parameter is optional: set them with `.params(&NodesQemuVmidDestroyVmParams { .. })` on the call.
     pub fn delete(
         &self,
@@ -4095,6 +4192,23 @@ impl NodesNodeQemuVmid {
     /// `POST /nodes/{node}/qemu/{vmid}/clone`: Create a copy of virtual machine/template.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::PveBool;
+    /// use proxmox_sdk::shared_types::nodes::NodesQemuCloneVmParams;
+    /// use std::time::Duration;
+    /// let params = NodesQemuCloneVmParams {
+    ///     name: Some("web-clone".to_owned()),
+    ///     full: Some(PveBool(true)),
+    ///     ..NodesQemuCloneVmParams::new(121)
+    /// };
+    /// // `clone_vm`, not `clone`: `handle.clone()` stays `Clone::clone`.
+    /// client.nodes().node("pve1").qemu().vmid(100).clone_vm(&params).wait(Duration::from_secs(600)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn clone_vm(
         &self,
         params: &shared_types::nodes::NodesQemuCloneVmParams,
@@ -4978,6 +5092,17 @@ impl NodesNodeQemuVmidConfig {
     }
     /// `GET /nodes/{node}/qemu/{vmid}/config`: Get the virtual machine configuration with pending configuration changes applied. Set the 'current' parameter to get the current configuration instead.
     ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = client.nodes().node("pve1").qemu().vmid(100).config().get().await?;
+    /// if let Some(nic) = config.net.get(0) {
+    ///     println!("net0: {} on {:?}", nic.model, nic.bridge);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// Every parameter is optional: set them with `.params(&NodesQemuConfigVmParams { .. })` on the call.
     pub fn get(
         &self,
@@ -5001,6 +5126,24 @@ impl NodesNodeQemuVmidConfig {
         crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/config`: Set virtual machine options (synchronous API) - You should consider using the POST method instead for any actions involving hotplug or storage allocation.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::nodes::NodesQemuConfigUpdateVmParams;
+    /// let config = client.nodes().node("pve1").qemu().vmid(100).config().get().await?;
+    /// // With the digest, the update fails if someone changed the config since it was read.
+    /// client.nodes().node("pve1").qemu().vmid(100).config()
+    ///     .update()
+    ///     .params(&NodesQemuConfigUpdateVmParams {
+    ///         cores: Some(4),
+    ///         digest: Some(config.digest),
+    ///         ..Default::default()
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// Every parameter is optional: set them with `.params(&NodesQemuConfigUpdateVmParams { .. })` on the call.
     pub fn update(
@@ -5489,6 +5632,26 @@ impl NodesNodeQemuVmidMigrate {
     /// `POST /nodes/{node}/qemu/{vmid}/migrate`: Migrate virtual machine. Creates a new migration task.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::PveBool;
+    /// use proxmox_sdk::shared_types::nodes::NodesQemuMigrateVmParams;
+    /// use std::time::Duration;
+    /// let params = NodesQemuMigrateVmParams {
+    ///     online: Some(PveBool(true)),
+    ///     ..NodesQemuMigrateVmParams::new("pve2")
+    /// };
+    /// let task = client.nodes().node("pve1").qemu().vmid(100).migrate().migrate(&params).task().await?;
+    /// let mut log = task.follow();
+    /// while let Some(line) = log.next().await {
+    ///     println!("{}", line?.t);
+    /// }
+    /// task.wait(Duration::from_secs(60)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn migrate(
         &self,
         params: &shared_types::nodes::NodesQemuMigrateVmParams,
@@ -5598,6 +5761,16 @@ impl NodesNodeQemuVmidSnapshot {
         &self.path
     }
     /// `GET /nodes/{node}/qemu/{vmid}/snapshot`: List all snapshots.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for snapshot in client.nodes().node("pve1").qemu().vmid(100).snapshot().list().await? {
+    ///     println!("{} {:?}", snapshot.name, snapshot.description);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn list(
         &self,
     ) -> crate::Call<
@@ -5608,6 +5781,20 @@ impl NodesNodeQemuVmidSnapshot {
     /// `POST /nodes/{node}/qemu/{vmid}/snapshot`: Snapshot a VM.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::nodes::NodesQemuSnapshotParams;
+    /// use std::time::Duration;
+    /// let params = NodesQemuSnapshotParams {
+    ///     description: Some("before the upgrade".to_owned()),
+    ///     ..NodesQemuSnapshotParams::new("before_upgrade")
+    /// };
+    /// client.nodes().node("pve1").qemu().vmid(100).snapshot().create(&params).wait(Duration::from_secs(300)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn create(
         &self,
         params: &shared_types::nodes::NodesQemuSnapshotParams,
@@ -5809,6 +5996,20 @@ impl NodesNodeQemuVmidStatus {
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::nodes::NodesQemuStatusShutdownVmParams;
+    /// use std::time::Duration;
+    /// client.nodes().node("pve1").qemu().vmid(100).status()
+    ///     .shutdown()
+    ///     .params(&NodesQemuStatusShutdownVmParams { timeout: Some(60), ..Default::default() })
+    ///     .wait(Duration::from_secs(90))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// Every parameter is optional: set them with `.params(&NodesQemuStatusShutdownVmParams { .. })` on the call.
     pub fn shutdown(
         &self,
@@ -5828,6 +6029,19 @@ impl NodesNodeQemuVmidStatus {
     /// `POST /nodes/{node}/qemu/{vmid}/status/start`: Start virtual machine.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::TaskOutcome;
+    /// use std::time::Duration;
+    /// match client.nodes().node("pve1").qemu().vmid(100).status().start().wait(Duration::from_secs(120)).await? {
+    ///     TaskOutcome::Ok => println!("started"),
+    ///     outcome => println!("started: {outcome}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// Every parameter is optional: set them with `.params(&NodesQemuStatusStartVmParams { .. })` on the call.
     pub fn start(
@@ -5898,6 +6112,15 @@ impl NodesNodeQemuVmidStatusCurrent {
         &self.path
     }
     /// `GET /nodes/{node}/qemu/{vmid}/status/current`: Get virtual machine status.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let current = client.nodes().node("pve1").qemu().vmid(100).status().current().get().await?;
+    /// println!("{} {} uptime {:?}", current.vmid, current.status, current.uptime);
+    /// # Ok(()) }
+    /// ```
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesQemuStatusCurrentVmStatusResponse> {
@@ -6855,6 +7078,15 @@ impl NodesNodeStatus {
         &self.path
     }
     /// `GET /nodes/{node}/status`: Read node status
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = client.nodes().node("pve1").status().get().await?;
+    /// println!("{} load {:?}", status.pveversion, status.loadavg);
+    /// # Ok(()) }
+    /// ```
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesStatusResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
@@ -7042,6 +7274,21 @@ impl NodesNodeStorageStorageContent {
         &self.path
     }
     /// `GET /nodes/{node}/storage/{storage}/content`: List storage content.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::nodes::NodesStorageContentIndexParams;
+    /// let isos = client.nodes().node("pve1").storage().storage("local").content()
+    ///     .list()
+    ///     .params(&NodesStorageContentIndexParams { content: Some("iso".to_owned()), ..Default::default() })
+    ///     .await?;
+    /// for iso in isos {
+    ///     println!("{} {} bytes", iso.volid, iso.size);
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// Every parameter is optional: set them with `.params(&NodesStorageContentIndexParams { .. })` on the call.
     pub fn list(
@@ -7414,6 +7661,23 @@ impl NodesNodeTasks {
         &self.path
     }
     /// `GET /nodes/{node}/tasks`: Read task list for one node (finished tasks).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use proxmox_sdk::shared_types::nodes::NodesTasksNodeParams;
+    /// // Every task of VM 100, page by page.
+    /// let mut tasks = client.nodes().node("pve1").tasks()
+    ///     .list()
+    ///     .params(&NodesTasksNodeParams { vmid: Some(100), ..Default::default() })
+    ///     .paginate(100);
+    /// while let Some(task) = tasks.next().await {
+    ///     let task = task?;
+    ///     println!("{} {:?}", task.upid, task.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// Every parameter is optional: set them with `.params(&NodesTasksNodeParams { .. })` on the call.
     pub fn list(

@@ -13,6 +13,15 @@ impl Version {
         &self.path
     }
     /// `GET /version`: API version details, including some parts of the global datacenter config.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let version = client.version().get().await?;
+    /// println!("Proxmox VE {}", version.version);
+    /// # Ok(()) }
+    /// ```
     pub fn get(&self) -> crate::Call<shared_types::version::VersionResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
