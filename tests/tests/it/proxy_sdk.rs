@@ -8,7 +8,7 @@ use std::time::Duration;
 use mock_server::{MockServer, MockServerHandle, Store, UpstreamConfig};
 use proxmox_sdk::Client;
 use proxmox_sdk::shared_types::nodes::{
-    MemoryConfig, QemuNetModel, NodesQemuCreateVmParams, QemuNetConfig,
+    MemoryConfig, NodesQemuCreateVmParams, QemuNetConfig, QemuNetModel,
 };
 use proxmox_sdk::shared_types::{Indexed, PveBool};
 use serde_json::{Value, json};
