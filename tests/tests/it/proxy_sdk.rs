@@ -158,11 +158,11 @@ async fn the_typed_sdk_behaves_the_same_through_the_proxy() {
     assert_eq!(totals["upstream_failures"], 1, "{report:#}");
     let operations = &report["data"]["operations"];
     for operation in [
-        "access_ticket_create_ticket",
+        "access_ticket_create",
         "nodes_qemu_create_vm",
-        "nodes_tasks_status_read_task_status",
-        "nodes_qemu_config_vm_config",
-        "nodes_qemu_status_start_vm_start",
+        "nodes_tasks_status_read_task",
+        "nodes_qemu_config_vm",
+        "nodes_qemu_status_start_vm",
         "nodes_qemu_vmid_destroy_vm",
     ] {
         assert!(

@@ -484,6 +484,35 @@ mod tests {
         );
     }
 
+    /// The enum names of the latest tag: a general word never names an enum alone, the NIC model
+    /// is `QemuNetModel`, the guest status shared by QEMU and LXC is `GuestStatus`.
+    #[test]
+    fn enum_names() {
+        #![allow(clippy::unwrap_used)]
+        let path = super::super::workspace_root().join("generated/9.1/route_metadata.json");
+        let metadata = RouteMetadata::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let registry = Registry::build(&metadata);
+        let catalog = Catalog::build(&metadata, &registry);
+        for word in GENERIC_WORDS {
+            assert!(
+                !catalog.enums.contains_key(&naming::pascal_case(word)),
+                "{word}"
+            );
+        }
+        let model = catalog.enums.get("QemuNetModel").unwrap();
+        assert!(model.values.iter().any(|value| value == "virtio"));
+        let status = catalog.enums.get("GuestStatus").unwrap();
+        let mut values = status.values.clone();
+        values.sort();
+        assert_eq!(values, ["running", "stopped"]);
+        assert!(
+            !catalog
+                .enums
+                .keys()
+                .any(|name| name.starts_with("NodesLxcStatusCurrent"))
+        );
+    }
+
     #[test]
     fn path_words() {
         assert_eq!(
