@@ -1,38 +1,45 @@
 //! Async Rust client for the Proxmox VE API.
 //!
-//! This crate talks to `https://<host>:8006/api2/json`: it authenticates, encodes parameters the
-//! way Proxmox expects, unwraps the `{"data": …}` envelope, maps errors, retries idempotent
-//! requests, and follows background tasks.
-//! Every operation of the Proxmox VE 9.2 API has a typed method ([`generated`], one cargo
-//! feature per path group), and any path of any schema version can be called dynamically; both
-//! go through the same hand-written core.
+//! Every operation of the Proxmox VE API has a typed method: parameters and replies are Rust
+//! structs (property strings such as `net0` or `scsi0` included), string enums are Rust enums, and
+//! calls that start a worker task can be waited on. Underneath, the client authenticates (API
+//! token or password with ticket renewal), encodes parameters the way Proxmox expects, unwraps the
+//! `{"data": …}` envelope, maps errors and retries idempotent requests. Any path of any schema
+//! version can also be called dynamically ([`Client::get`] and friends).
 //!
 //! # Typed API
 //!
 //! ```no_run
-//! use proxmox_sdk::Client;
-//! use proxmox_sdk::shared_types::nodes::NodesQemuCreateVmParams;
 //! use std::time::Duration;
 //!
-//! # async fn demo() -> proxmox_sdk::Result<()> {
-//! let client = Client::builder()
-//!     .base_url("https://pve.example.com:8006")
-//!     .password("root@pam", "secret")
-//!     .build()?;
+//! use proxmox_sdk::Client;
+//! use proxmox_sdk::shared_types::nodes::{
+//!     MemoryConfig, NodesQemuCreateVmParams, QemuNetConfig, QemuNetModel, ScsiConfig,
+//! };
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // PROXMOX_API_URL and PROXMOX_API_TOKEN_ID/_SECRET (or _USER/_PASSWORD), see `from_env`.
+//! let client = Client::from_env()?;
 //! let qemu = client.nodes().node("pve1").qemu();
 //! for vm in qemu.list().await? {
-//!     println!("{} {:?} {:?}", vm.vmid, vm.name, vm.status);
+//!     println!("{} {:?} {}", vm.vmid, vm.name, vm.status);
 //! }
+//!
+//! // Required parameters go through `new`, optional ones are set beside it.
 //! let params = NodesQemuCreateVmParams {
-//!     vmid: 120,
 //!     name: Some("web".to_owned()),
 //!     cores: Some(2),
-//!     ..Default::default()
+//!     memory: Some(MemoryConfig::new(2048)),
+//!     net: [(0, QemuNetConfig::new(QemuNetModel::Virtio))].into(),
+//!     scsi: [(0, ScsiConfig::new("local-lvm:32"))].into(),
+//!     ..NodesQemuCreateVmParams::new(120)
 //! };
 //! // A call that starts a worker task can be waited on: `Ok` once it ended with `OK` or
 //! // `WARNINGS: n`, `Error::TaskFailed` with the exit status and the log tail otherwise.
 //! qemu.create(&params).wait(Duration::from_secs(300)).await?;
-//! let task = qemu.vmid(120).status().start().task().await?;
+//!
+//! let vm = qemu.vmid(120);
+//! let task = vm.status().start().task().await?;
 //! let mut log = task.follow();
 //! while let Some(line) = log.next().await {
 //!     println!("{}", line?.t);
@@ -40,7 +47,36 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Quick start
+//! How the typed API is shaped:
+//!
+//! - **Handles follow the path.** `client.nodes().node("pve1").qemu().vmid(100)` is the handle of
+//!   `/nodes/pve1/qemu/100`. A handle owns a clone of the [`Client`] (an `Arc` inside, cheap to
+//!   clone), so handles and the calls they make are `'static + Send + Sync`: store them in a
+//!   struct, move them into `tokio::spawn`.
+//! - **One verb scheme.** On a handle, `GET` is `list` on a collection and `get` elsewhere, `POST`
+//!   on a collection is `create`, `PUT` is `update`, `DELETE` is `delete`. An action is a method
+//!   named after it on its parent: `vm.status().start()`, `vm.migrate(..)`, `vm.snapshot()
+//!   .snapname("s1").rollback()`. A `POST` elsewhere is `create` when it creates something (an
+//!   API token) and otherwise takes Proxmox's name for it (`vm.config().update_async()`). No
+//!   method is named like a std trait method: cloning a VM is `clone_vm`, so `vm.clone()` is
+//!   still [`Clone::clone`].
+//! - **Parameters.** Each operation has one method. When a parameter is required, the method
+//!   takes the parameter struct, which has no `Default` and is built with `new(required...)`;
+//!   optional fields are set beside it with struct update syntax
+//!   (`NodesQemuSnapshotParams { description: Some(..), ..NodesQemuSnapshotParams::new("s1") }`).
+//!   When every parameter is optional the method takes none, and [`Call::params`] sets them
+//!   (`.params(&NodesTasksNodeParams { vmid: Some(100), ..Default::default() })`).
+//! - **Calls.** Every method returns a [`Call`]: set `.timeout(..)` or `.max_retries(..)`, then
+//!   `.await` it for the reply's `data`. A call that starts a worker task replies with a
+//!   [`Upid`] and also has `.wait(timeout)` and `.task()` ([`task`]).
+//! - **Types.** Parameters and replies are the `shared_types` models, re-exported as
+//!   [`shared_types`]: `<Operation>Params` and the reply's item structs. Unknown enum values decode
+//!   as `Other(String)`, unknown property-string keys are kept, and numbers sent as strings
+//!   (`"102"`, `"0.00"`) decode as numbers.
+//!
+//! `docs/sdk.md` in the repository is a cookbook of common tasks.
+//!
+//! # Dynamic calls
 //!
 //! ```no_run
 //! use proxmox_sdk::{Client, Upid};
@@ -54,13 +90,12 @@
 //!     .fingerprint("AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89")
 //!     .build()?;
 //!
-//! // Dynamic calls: any path, any `Serialize` parameters, any `DeserializeOwned` answer.
+//! // Any path, any `Serialize` parameters, any `DeserializeOwned` answer: for paths of another
+//! // schema version, or replies decoded into your own types.
 //! let vms: Vec<Value> = client.get(&client.path(["nodes", "pve1", "qemu"]), &()).await?;
 //! println!("{} VMs", vms.len());
-//!
-//! // Writes that start a background task answer with its UPID; wait for it.
 //! let upid: Upid = client
-//!     .post("/nodes/pve1/qemu", &json!({"vmid": 100, "name": "web", "memory": 2048, "start": false}))
+//!     .post("/nodes/pve1/qemu", &json!({"vmid": 100, "name": "web", "memory": 2048}))
 //!     .await?;
 //! let outcome = client.task(&upid).wait(Duration::from_secs(300)).await?;
 //! println!("{outcome}"); // OK, or WARNINGS: n
