@@ -489,7 +489,9 @@ mod tests {
     #[test]
     fn enum_names() {
         #![allow(clippy::unwrap_used)]
-        let path = super::super::workspace_root().join("generated/9.1/route_metadata.json");
+        let path = super::super::workspace_root()
+            .join(super::super::GENERATED)
+            .join("9.1/route_metadata.json");
         let metadata = RouteMetadata::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
         let registry = Registry::build(&metadata);
         let catalog = Catalog::build(&metadata, &registry);

@@ -886,7 +886,7 @@ mod tests {
 
     /// The route metadata of every generated tag.
     fn tags() -> Vec<RouteMetadata> {
-        let dir = super::super::workspace_root().join("generated");
+        let dir = super::super::workspace_root().join(super::super::GENERATED);
         let mut tags: Vec<RouteMetadata> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|entry| entry.unwrap().path().join("route_metadata.json"))
