@@ -744,7 +744,7 @@ let isos = {handle}
     .params(&NodesStorageContentIndexParams { content: Some("iso".to_owned()), ..Default::default() })
     .await?;
 for iso in isos {
-    println!("{} {} bytes", iso.volid, iso.size);
+    println!("{} {:?} bytes", iso.volid, iso.size);
 }"#,
     ),
     (

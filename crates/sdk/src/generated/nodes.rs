@@ -7285,7 +7285,7 @@ impl NodesNodeStorageStorageContent {
     ///     .params(&NodesStorageContentIndexParams { content: Some("iso".to_owned()), ..Default::default() })
     ///     .await?;
     /// for iso in isos {
-    ///     println!("{} {} bytes", iso.volid, iso.size);
+    ///     println!("{} {:?} bytes", iso.volid, iso.size);
     /// }
     /// # Ok(()) }
     /// ```
