@@ -478,6 +478,40 @@ static HEADER_LINE: LazyLock<Regex> =
 static CONTINUATION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?-u)^\s+(.*)").unwrap_or_else(|_| unreachable!()));
 
+/// Whitespace as `\s` matches it without Unicode (`[\t\n\x0B\x0C\r ]`).
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// The common request line, `METHOD TARGET HTTP/<digits>.<digits>` with single spaces and
+/// nothing after, split without a regex; `None` for anything else, which [`REQUEST_LINE`]
+/// then decides. For such a line the regex's leftmost match starts at the first byte and its
+/// groups are exactly these parts, so the answer is the same.
+fn simple_request_line(line: &[u8]) -> Option<(&[u8], &[u8], &[u8], &[u8])> {
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (method, url, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let token = |part: &[u8]| !part.is_empty() && !part.iter().any(|&b| is_space(b));
+    let version = version.strip_prefix(b"HTTP/")?;
+    let dot = version.iter().position(|&b| b == b'.')?;
+    let (major, minor) = (&version[..dot], &version[dot + 1..]);
+    let digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
+    (token(method) && token(url) && digits(major) && digits(minor))
+        .then_some((method, url, major, minor))
+}
+
+/// A header line whose name runs from the first byte to the first `:` without whitespace,
+/// split without a regex: [`HEADER_LINE`] matches such a line with the same groups (the name,
+/// and the rest after the colon and any whitespace). `None` for anything else.
+fn simple_header_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = line.iter().position(|&b| b == b':' || is_space(b))?;
+    if colon == 0 || line[colon] != b':' {
+        return None;
+    }
+    let rest = &line[colon + 1..];
+    let skip = rest.iter().take_while(|&&b| is_space(b)).count();
+    Some((&line[..colon], &rest[skip..]))
+}
+
 /// The next line of `data` from `at`: its content (without `\r?\n`) and where the next starts.
 fn line(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let end = data[at..].iter().position(|&b| b == b'\n')? + at;
@@ -505,11 +539,13 @@ fn parse(data: &[u8]) -> Outcome {
             }
         }
     };
-    let Some(captures) = REQUEST_LINE.captures(request_line) else {
+    let Some((method, url, major, minor)) = simple_request_line(request_line).or_else(|| {
+        let captures = REQUEST_LINE.captures(request_line)?;
+        let text = |i: usize| captures.get(i).map(|m| m.as_bytes()).unwrap_or_default();
+        Some((text(1), text(2), text(3), text(4)))
+    }) else {
         return Outcome::Verdict(Verdict::error(true, 400, "bad request"));
     };
-    let text = |i: usize| captures.get(i).map(|m| m.as_bytes()).unwrap_or_default();
-    let (method, url, major, minor) = (text(1), text(2), text(3), text(4));
     if trim_zeros(major) != b"1" {
         return Outcome::Verdict(Verdict::error(
             true,
@@ -549,7 +585,9 @@ fn parse(data: &[u8]) -> Outcome {
         if content.is_empty() {
             break;
         }
-        if let Some(found) = HEADER_LINE.captures(content) {
+        if let Some((name, value)) = simple_header_line(content) {
+            headers.push((name.to_vec(), value.to_vec()));
+        } else if let Some(found) = HEADER_LINE.captures(content) {
             let name = found.get(1).map(|m| m.as_bytes()).unwrap_or_default();
             let value = found.get(2).map(|m| m.as_bytes()).unwrap_or_default();
             headers.push((name.to_vec(), value.to_vec()));
@@ -731,6 +769,58 @@ mod tests {
             } => (String::from_utf8(head).unwrap(), used, body),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_fast_paths_agree_with_the_regexes() {
+        let lines: &[&[u8]] = &[
+            b"GET /api2/json/version HTTP/1.1",
+            b"POST /x?a=b HTTP/1.0",
+            b"GET / HTTP/01.001",
+            b"GET  /x HTTP/1.1",
+            b"GET /a b HTTP/1.1",
+            b"GET /x HTTP/1.1 trailing",
+            b"GET /x HTTP/1.1.5",
+            b"GET /x HTTP/1.",
+            b"GET /x HTTP/.1",
+            b"GET /x\t HTTP/1.1",
+            b" GET /x HTTP/1.1",
+            b"GET /\xff HTTP/1.1",
+            b"GET /x HTTPS/1.1",
+            b"garbage",
+        ];
+        for line in lines {
+            let regex = REQUEST_LINE.captures(line).map(|c| {
+                let text = |i: usize| c.get(i).map(|m| m.as_bytes()).unwrap_or_default();
+                (text(1), text(2), text(3), text(4))
+            });
+            if let Some(fast) = simple_request_line(line) {
+                assert_eq!(Some(fast), regex, "{}", line.escape_ascii());
+            }
+        }
+        assert!(simple_request_line(b"GET /api2/json/version HTTP/1.1").is_some());
+        let headers: &[&[u8]] = &[
+            b"Host: localhost",
+            b"Cookie:PVEAuthCookie=abc; x=y",
+            b"X-Empty:",
+            b"X-Spaces: \t value with : colons ",
+            b"Host : spaced",
+            b" continued",
+            b":no-name",
+            b"no colon",
+            b"Name\x0b: odd",
+            b"N\xffme: bytes \xfe",
+        ];
+        for line in headers {
+            let regex = HEADER_LINE.captures(line).map(|c| {
+                let text = |i: usize| c.get(i).map(|m| m.as_bytes()).unwrap_or_default();
+                (text(1), text(2))
+            });
+            if let Some(fast) = simple_header_line(line) {
+                assert_eq!(Some(fast), regex, "{}", line.escape_ascii());
+            }
+        }
+        assert!(simple_header_line(b"Host: localhost").is_some());
     }
 
     #[test]
