@@ -181,6 +181,88 @@ pub(crate) fn filter_reply(
     Ok(Value::Array(kept))
 }
 
+/// Whether the caller may see a guest (`VM.Audit` on `/vms/{vmid}`), decided per guest by
+/// handlers that write a guest list as JSON text themselves (`GET /nodes/{node}/qemu|lxc`, and
+/// the guests of [`ResourceFilter`]): the rule [`filter_reply`] applies to those lists.
+pub(crate) struct GuestAudit<'a> {
+    model: Option<std::sync::Arc<AccessModel>>,
+    subject: &'a str,
+}
+
+impl<'a> GuestAudit<'a> {
+    /// The check for the caller, on these tables (no access model for `root@pam`).
+    pub(crate) fn new(tables: &Tables, access: &AccessCache, caller: &'a Caller) -> Self {
+        GuestAudit {
+            model: (caller.userid != ROOT).then(|| access.model(tables)),
+            subject: &caller.userid,
+        }
+    }
+
+    fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            model: self.model.as_deref(),
+            subject: self.subject,
+        }
+    }
+
+    /// Whether the guest `vmid` is listed.
+    pub(crate) fn visible(&self, vmid: &str) -> bool {
+        self.model.is_none() || self.viewer().any(&format!("/vms/{vmid}"), &["VM.Audit"])
+    }
+}
+
+/// The filter of one `GET /cluster/resources` reply, for a handler that writes the reply as
+/// JSON text itself (`crate::ops::nodes::cluster_resources`): the rules of [`filter_reply`],
+/// decided per entry before it is written, so a guest row kept as text is neither parsed nor
+/// copied into a `Value` to be filtered.
+pub(crate) struct ResourceFilter<'a> {
+    guests: GuestAudit<'a>,
+    offline: HashSet<String>,
+}
+
+/// How a guest is shown in `GET /cluster/resources`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GuestShown {
+    /// Not listed (no `VM.Audit`).
+    Hidden,
+    /// Listed as it is.
+    AsIs,
+    /// Listed with status `unknown` (its node is offline).
+    Unknown,
+}
+
+impl<'a> ResourceFilter<'a> {
+    /// The filter for the caller, on these tables.
+    pub(crate) fn new(tables: &Tables, access: &AccessCache, caller: &'a Caller) -> Self {
+        ResourceFilter {
+            guests: GuestAudit::new(tables, access, caller),
+            offline: offline_nodes(tables),
+        }
+    }
+
+    /// Whether and how the guest `vmid` on `node` is listed.
+    pub(crate) fn guest(&self, vmid: &str, node: &str) -> GuestShown {
+        if !self.guests.visible(vmid) {
+            GuestShown::Hidden
+        } else if self.offline.contains(node) {
+            GuestShown::Unknown
+        } else {
+            GuestShown::AsIs
+        }
+    }
+
+    /// Whether an entry other than a kept guest row is listed, adjusted as [`filter_reply`]
+    /// adjusts it.
+    pub(crate) fn entry(&self, entry: &mut Value) -> bool {
+        keep_resource(&self.guests.viewer(), &self.offline, entry)
+    }
+
+    /// Marks a guest entry that [`ResourceFilter::guest`] found [`GuestShown::Unknown`].
+    pub(crate) fn mark_unknown(entry: &mut Value) {
+        set_status(entry, "unknown");
+    }
+}
+
 /// A task's status and log: the caller owns the task (the UPID's eighth field) or has
 /// `Sys.Audit` on its node.
 fn check_task_access(viewer: &Viewer<'_>, node: &str, upid: &str) -> Result<(), AppError> {

@@ -97,8 +97,8 @@ fn reason_phrase(message: &str) -> String {
 }
 
 /// A JSON reply with Proxmox's content type and, optionally, a custom reason phrase.
-fn json_response(status: StatusCode, reason: Option<String>, body: String) -> Response {
-    let mut response = (status, body).into_response();
+fn json_response(status: StatusCode, reason: Option<String>, body: impl Into<Body>) -> Response {
+    let mut response = (status, body.into()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json;charset=UTF-8"),

@@ -51,10 +51,19 @@ pub(super) async fn api_entry(State(state): State<AppState>, request: Request) -
     let error = match handle(&state, request).await {
         Ok(data) => {
             // Serialise the envelope directly instead of building another `Value`.
-            let mut body = String::with_capacity(256);
-            body.push_str("{\"data\":");
-            body.push_str(&data.to_string());
-            body.push('}');
+            let mut body = Vec::with_capacity(match &data {
+                ops::Reply::Json(json) => json.len() + 10,
+                ops::Reply::Value(_) => 256,
+            });
+            body.extend_from_slice(b"{\"data\":");
+            match data {
+                ops::Reply::Json(json) => body.extend_from_slice(&json),
+                ops::Reply::Value(value) => {
+                    // Writing a `Value` into a `Vec` cannot fail.
+                    let _ = serde_json::to_writer(&mut body, &value);
+                }
+            }
+            body.push(b'}');
             return json_response(StatusCode::OK, None, body);
         }
         Err(Failure::Close(reason)) => {
@@ -95,7 +104,7 @@ impl From<AppError> for Failure {
 }
 
 /// The pipeline (see the module docs).
-async fn handle(state: &AppState, request: Request) -> Result<Value, Failure> {
+async fn handle(state: &AppState, request: Request) -> Result<ops::Reply, Failure> {
     let (parts, body) = request.into_parts();
     let (method, rel_path) = check_request(&parts)?;
     apply_request_fault(state, method, rel_path).await?;

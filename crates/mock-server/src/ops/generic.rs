@@ -22,7 +22,9 @@ use super::{Call, Plan, Tx, already_exists};
 use crate::api::{Api, fill_template, last_segment, parent, path_param};
 use crate::auth::{self, PASSWORD_KEY, SECRET_KEY};
 use crate::error::AppError;
-use crate::schema::{GenContext, Params, generate, reply_value, resolve_property, split_list};
+use crate::schema::{
+    GenContext, Params, gen_key_hash, generate, reply_value, resolve_property, split_list,
+};
 use crate::store::{Change, Tables};
 
 // ----------------------------------------------------------------------------------------------
@@ -356,19 +358,6 @@ fn item_row_for(api: &Api, template: &str, concrete: &str) -> Option<String> {
     None
 }
 
-/// `GET` on a collection whose entries another module completes: the members as [`read`] lists
-/// them, each entry passed to `complete` with the member's path before its ID is set and hidden
-/// keys are dropped.
-pub(crate) fn list_with(
-    call: &Call<'_>,
-    tx: &Tx<'_>,
-    complete: &dyn Fn(&mut Value, &str, &Schema),
-) -> Result<Value, AppError> {
-    exists(call, tx)?;
-    let nodes = node_names(tx.tables);
-    Ok(list(tx.tables, call, &call.concrete(), &nodes, complete))
-}
-
 fn list(
     tables: &Tables,
     call: &Call<'_>,
@@ -376,7 +365,6 @@ fn list(
     nodes: &[String],
     complete: &dyn Fn(&mut Value, &str, &Schema),
 ) -> Value {
-    let api = call.api;
     let Some(items) = call.op.returns.items.as_deref() else {
         return json!([]);
     };
@@ -385,37 +373,69 @@ fn list(
     if id_param == Some(POSITION) {
         members.sort_by_key(|member| last_segment(member).parse::<u64>().unwrap_or(u64::MAX));
     }
-    let mut entries = Vec::new();
-    for member in members {
-        let id = last_segment(member);
-        let mut params = call.path_params.to_vec();
-        if let Some(id_param) = id_param {
-            params.push((id_param.to_owned(), id.to_owned()));
-        }
-        let ctx = gen_ctx(call, member, &params, &[], nodes);
-        let mut entry = generate(api, items, &ctx);
-        overlay(api, &mut entry, tables.get(member), items);
-        complete(&mut entry, member, items);
-        if let Some(id_param) = id_param
-            && let Value::Object(map) = &mut entry
-        {
-            let wanted = items.properties.as_ref().and_then(|p| p.get(id_param));
-            let id_value = match wanted.map(Schema::kind) {
-                Some(SchemaType::Integer) => {
-                    id.parse::<i64>().map_or_else(|_| json!(id), |n| json!(n))
-                }
-                Some(_) => json!(id),
-                None if items.additional_properties => json!(id),
-                None => Value::Null,
-            };
-            if !id_value.is_null() {
-                map.insert(id_param.to_owned(), id_value);
-            }
-        }
-        strip_hidden(&mut entry);
-        entries.push(entry);
-    }
+    let entries = members
+        .into_iter()
+        .map(|member| list_entry(tables, call, items, member, nodes, complete))
+        .collect();
     Value::Array(entries)
+}
+
+/// The path parameters of a member's entry: the call's, and the member's ID.
+fn entry_params(call: &Call<'_>, member: &str) -> Vec<(String, String)> {
+    let mut params = call.path_params.to_vec();
+    if let Some(id_param) = call.node.id_param.as_deref() {
+        params.push((id_param.to_owned(), last_segment(member).to_owned()));
+    }
+    params
+}
+
+/// The key of everything a member's list entry ([`list_entry`]) depends on besides the member's
+/// rows: [`gen_key_hash`] of the entry schema and its generation context. A caller may keep an
+/// entry under it until the rows change.
+pub(crate) fn list_entry_key(
+    call: &Call<'_>,
+    items: &Schema,
+    member: &str,
+    nodes: &[String],
+) -> u64 {
+    let params = entry_params(call, member);
+    gen_key_hash(items, &gen_ctx(call, member, &params, &[], nodes))
+}
+
+/// One entry of a collection's list: generated for the member at `member`,
+/// overlaid with its row, passed to `complete`, with its ID set and hidden keys dropped.
+pub(crate) fn list_entry(
+    tables: &Tables,
+    call: &Call<'_>,
+    items: &Schema,
+    member: &str,
+    nodes: &[String],
+    complete: &dyn Fn(&mut Value, &str, &Schema),
+) -> Value {
+    let api = call.api;
+    let id_param = call.node.id_param.as_deref();
+    let id = last_segment(member);
+    let params = entry_params(call, member);
+    let ctx = gen_ctx(call, member, &params, &[], nodes);
+    let mut entry = generate(api, items, &ctx);
+    overlay(api, &mut entry, tables.get(member), items);
+    complete(&mut entry, member, items);
+    if let Some(id_param) = id_param
+        && let Value::Object(map) = &mut entry
+    {
+        let wanted = items.properties.as_ref().and_then(|p| p.get(id_param));
+        let id_value = match wanted.map(Schema::kind) {
+            Some(SchemaType::Integer) => id.parse::<i64>().map_or_else(|_| json!(id), |n| json!(n)),
+            Some(_) => json!(id),
+            None if items.additional_properties => json!(id),
+            None => Value::Null,
+        };
+        if !id_value.is_null() {
+            map.insert(id_param.to_owned(), id_value);
+        }
+    }
+    strip_hidden(&mut entry);
+    entry
 }
 
 // ----------------------------------------------------------------------------------------------

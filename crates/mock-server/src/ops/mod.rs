@@ -152,6 +152,11 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// The cache of access models (for filters built per request).
+    pub(crate) fn access_cache(&self) -> &AccessCache {
+        self.access
+    }
+
     /// The access model of these tables.
     pub(crate) fn access(&self) -> &AccessModel {
         self.model.get_or_init(|| self.access.model(self.tables))
@@ -227,24 +232,40 @@ pub(crate) struct Engine<'a> {
     pub(crate) task_history: usize,
 }
 
+/// The `data` of a reply.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// A value, serialised by the caller.
+    Value(Value),
+    /// JSON text written by a [`Handler::ReadJson`] handler, already filtered for the caller.
+    Json(Vec<u8>),
+}
+
 /// Runs a validated call: the handler from the route table, on a read of the state (reads) or
 /// inside one store transaction (writes); worker operations become tasks.
 pub(crate) async fn run(
     engine: Engine<'_>,
     path_index: usize,
     call: &Call<'_>,
-) -> Result<Value, AppError> {
+) -> Result<Reply, AppError> {
     let handler = engine.routes.handler(path_index, call.op.method);
-    if matches!(handler, Handler::Read(_) | Handler::GuestRead(_)) {
+    if matches!(
+        handler,
+        Handler::Read(_) | Handler::ReadJson(_) | Handler::GuestRead(_)
+    ) {
         let tables = engine.store.read();
         let tx = Tx::new(&tables, engine.access, engine.signer);
         let value = match (handler, Guest::of(call)) {
             (Handler::GuestRead(read), Some(guest)) => read(call, &tx, &guest)?,
             (Handler::Read(read), _) => read(call, &tx)?,
+            (Handler::ReadJson(read), _) => match read(call, &tx)? {
+                Reply::Value(value) => value,
+                json @ Reply::Json(_) => return Ok(json),
+            },
             _ => generic::read(call, &tx)?,
         };
         if call.op.method != Method::Get {
-            return Ok(value);
+            return Ok(Reply::Value(value));
         }
         return crate::access::filter::filter_reply(
             &tables,
@@ -253,7 +274,8 @@ pub(crate) async fn run(
             call.template(),
             call.path_params,
             value,
-        );
+        )
+        .map(Reply::Value);
     }
     let (reply, deferred) = engine
         .store
@@ -270,7 +292,7 @@ pub(crate) async fn run(
     if let Some(deferred) = deferred {
         tokio::spawn(deferred.finish(Arc::clone(engine.store), engine.task_history));
     }
-    Ok(reply)
+    Ok(Reply::Value(reply))
 }
 
 /// A worker task that ends later: its record and the changes it applies when it ends.

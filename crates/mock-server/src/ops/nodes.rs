@@ -7,12 +7,15 @@
 //! generated from the operation's `returns` schema and overlaid with what the rows say, so it
 //! has every field the schema promises.
 
+use std::sync::Arc;
+
 use route_metadata::{Schema, SchemaType};
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::guest::{Guest, Kind};
-use super::{Call, Tx, generic, text};
+use super::{Call, Reply, Tx, generic, text};
+use crate::access::filter::{GuestAudit, GuestShown, ResourceFilter};
 use crate::api::{Api, last_segment, parent};
 use crate::auth;
 use crate::error::AppError;
@@ -20,7 +23,7 @@ use crate::schema::{
     GenContext, gen_key_hash, generate, integer_at, kernel_build, kernel_release, kernel_version,
     load_average, number_at, pve_version, seed, split_list,
 };
-use crate::store::Tables;
+use crate::store::{KeptRow, Tables, UPTIME_MARK};
 
 /// Internal row holding cluster-wide facts (the cluster name).
 pub(crate) const CLUSTER_PATH: &str = "/_mock/cluster";
@@ -339,19 +342,28 @@ pub(crate) fn cluster_status(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppE
 }
 
 /// `GET /cluster/resources`: per node its node entry, its guests and its storages (`type`
-/// filters).
-pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+/// filters), filtered for the caller as it is written ([`ResourceFilter`]).
+///
+/// The reply is written as JSON text: a stopped guest's row is kept as text between requests
+/// ([`resource_guest_row`]) and copied as it is, so the cost of a request is a few bytes
+/// copied per guest plus the permission check, not a tree cloned, filtered and serialised.
+pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError> {
     let Some(list) = Listing::of(call, tx)? else {
-        return generic::read(call, tx);
+        return generic::read(call, tx).map(Reply::Value);
     };
     let tables = tx.tables;
+    let filter = ResourceFilter::new(tables, tx.access_cache(), call.caller);
     let wanted = call.arg_str("type");
-    let mut entries = Vec::new();
+    let mut out = JsonArray::default();
+    let now = auth::now();
     let pools = super::pools::pool_of_guests(tables);
     for node_path in tables.members("/nodes") {
         let node = last_segment(node_path);
-        let row = tables.get(node_path).cloned().unwrap_or_default();
-        let online = row.get("status").and_then(Value::as_str) == Some("online");
+        let online = tables
+            .get(node_path)
+            .and_then(|row| row.get("status"))
+            .and_then(Value::as_str)
+            == Some("online");
         if wanted.is_none_or(|w| w == "node") {
             let mut entry = list.entry_at(
                 node_path,
@@ -361,20 +373,35 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, A
                        "disk": integer_at(&format!("{node_path}/rootfs"), "used") % (100 * GIB)}),
             );
             keep_only(&mut entry, NODE_RESOURCE_FIELDS);
-            entries.push(entry);
+            if filter.entry(&mut entry) {
+                out.push_value(&entry);
+            }
         }
         if wanted.is_none_or(|w| w == "vm") {
             for kind in [Kind::Qemu, Kind::Lxc] {
                 for item in tables.members(&format!("{node_path}/{}", kind.segment())) {
-                    let mut entry = resource_guest_row(&list, item, kind);
                     let vmid = last_segment(item);
-                    if let Value::Object(map) = &mut entry {
-                        match vmid.parse::<u64>().ok().and_then(|v| pools.get(&v)) {
-                            Some(pool) => map.insert("pool".to_owned(), json!(pool)),
-                            None => map.remove("pool"),
-                        };
+                    let shown = filter.guest(vmid, node);
+                    let pool = vmid.parse::<u64>().ok().and_then(|v| pools.get(&v));
+                    match (shown, pool) {
+                        (GuestShown::Hidden, _) => {}
+                        (GuestShown::AsIs, None) => {
+                            out.push_row(&resource_guest_row(&list, item, kind), now);
+                        }
+                        (shown, pool) => {
+                            let mut entry = resource_guest_value(&list, item, kind).0;
+                            if let Value::Object(map) = &mut entry {
+                                match pool {
+                                    Some(pool) => map.insert("pool".to_owned(), json!(pool)),
+                                    None => map.remove("pool"),
+                                };
+                            }
+                            if shown == GuestShown::Unknown {
+                                ResourceFilter::mark_unknown(&mut entry);
+                            }
+                            out.push_value(&entry);
+                        }
                     }
-                    entries.push(entry);
                 }
             }
         }
@@ -391,11 +418,47 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, A
                            "maxdisk": usage["total"]}),
                 );
                 keep_only(&mut entry, STORAGE_RESOURCE_FIELDS);
-                entries.push(entry);
+                if filter.entry(&mut entry) {
+                    out.push_value(&entry);
+                }
             }
         }
     }
-    Ok(Value::Array(entries))
+    Ok(Reply::Json(out.finish()))
+}
+
+/// A JSON array written element by element.
+#[derive(Default)]
+struct JsonArray {
+    out: Vec<u8>,
+}
+
+impl JsonArray {
+    fn separate(&mut self) {
+        self.out.push(if self.out.is_empty() { b'[' } else { b',' });
+    }
+
+    /// Appends a kept row as of `now`.
+    fn push_row(&mut self, row: &KeptRow, now: u64) {
+        self.separate();
+        row.write_to(&mut self.out, now);
+    }
+
+    /// Appends a value.
+    fn push_value(&mut self, value: &Value) {
+        self.separate();
+        // Writing a `Value` into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, value);
+    }
+
+    /// The array's text.
+    fn finish(mut self) -> Vec<u8> {
+        if self.out.is_empty() {
+            self.out.push(b'[');
+        }
+        self.out.push(b']');
+        self.out
+    }
 }
 
 /// The fields `/cluster/resources` has for a node (pve-manager `PVE::API2Tools::
@@ -437,21 +500,40 @@ fn keep_only(entry: &mut Value, fields: &[&str]) {
     }
 }
 
-/// The `/cluster/resources` row of one guest (without its pool).
+/// The `/cluster/resources` row of a listed guest outside any pool, as JSON text.
 ///
 /// The row depends on the schema, the context (the item's path among it), and the guest's
-/// config and status rows; a change to either row drops the cached one (`Tables::apply`).
-/// Running guests are not cached: their uptime moves with the clock.
-fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind) -> Value {
+/// config and status rows; a change to either row drops the kept one (`Tables::apply`).
+/// Running guests are not kept: their uptime moves with the clock.
+fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind) -> Arc<KeptRow> {
+    let key = gen_key_hash(
+        list.items,
+        &GenContext {
+            path: item,
+            ..list.ctx()
+        },
+    );
+    if let Some(row) = list.tables.guest_rows.get(item, key) {
+        return row;
+    }
+    let (mut entry, running) = resource_guest_value(list, item, kind);
+    if let Value::Object(map) = &mut entry {
+        map.remove("pool");
+    }
+    let row = Arc::new(KeptRow::fixed(entry.to_string()));
+    if !running {
+        list.tables.guest_rows.insert(item, key, Arc::clone(&row));
+    }
+    row
+}
+
+/// The `/cluster/resources` row of one guest (without its pool), and whether it runs.
+fn resource_guest_value(list: &Listing<'_>, item: &str, kind: Kind) -> (Value, bool) {
     let (api, tables, items) = (list.call.api, list.tables, list.items);
     let item_ctx = GenContext {
         path: item,
         ..list.ctx()
     };
-    let key = gen_key_hash(items, &item_ctx);
-    if let Some(row) = tables.guest_rows.get(item, key) {
-        return row;
-    }
     let vmid = last_segment(item);
     let node = last_segment(parent(parent(item)));
     let segment = kind.segment();
@@ -472,10 +554,7 @@ fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind) -> Value {
             .and_then(|s| s.get("status"))
             .and_then(Value::as_str)
             == Some("running");
-    if !running {
-        tables.guest_rows.insert(item, key, entry.clone());
-    }
-    entry
+    (entry, running)
 }
 
 /// `GET /nodes/{node}/storage`: the storages enabled on the node (`content` filters).
@@ -671,15 +750,77 @@ const CPU_MODELS: &[&str] = &[
 
 const GIB: i64 = 1024 * MIB;
 
-/// `GET /nodes/{node}/qemu` and `GET /nodes/{node}/lxc`: the guests, each entry completed from
-/// its config and power state ([`guest_entry`]).
-pub(crate) fn guest_list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+/// `GET /nodes/{node}/qemu` and `GET /nodes/{node}/lxc`: the guests the caller may see
+/// ([`GuestAudit`]), each entry completed from its config and power state ([`guest_entry`]).
+///
+/// Entries are kept as JSON text between requests ([`KeptRow`]), dropped by the store whenever
+/// the guest's rows change; a running guest's entry keeps the place of its `uptime`, written
+/// as of the request.
+pub(crate) fn guest_list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError> {
     let Some(kind) = Kind::of_template(call.template()) else {
-        return generic::read(call, tx);
+        return generic::read(call, tx).map(Reply::Value);
     };
-    generic::list_with(call, tx, &|entry, item, schema| {
-        guest_entry(entry, tx.tables, item, kind, schema);
-    })
+    generic::exists(call, tx)?;
+    let Some(items) = call.op.returns.items.as_deref() else {
+        return Ok(Reply::Value(json!([])));
+    };
+    let tables = tx.tables;
+    let audit = GuestAudit::new(tables, tx.access_cache(), call.caller);
+    let nodes = generic::node_names(tables);
+    let now = auth::now();
+    let mut out = JsonArray::default();
+    for member in tables.members(&call.concrete()) {
+        if !audit.visible(last_segment(member)) {
+            continue;
+        }
+        let key = generic::list_entry_key(call, items, member, &nodes);
+        let row = match tables.guest_rows.get(member, key) {
+            Some(row) => row,
+            None => {
+                let row = Arc::new(guest_list_row(call, tables, items, member, &nodes, kind));
+                tables.guest_rows.insert(member, key, Arc::clone(&row));
+                row
+            }
+        };
+        out.push_row(&row, now);
+    }
+    Ok(Reply::Json(out.finish()))
+}
+
+/// A guest's entry of its node's guest list, as a [`KeptRow`]: a running guest's `uptime` is
+/// built as [`UPTIME_MARK`] and becomes the row's moving part.
+fn guest_list_row(
+    call: &Call<'_>,
+    tables: &Tables,
+    items: &Schema,
+    member: &str,
+    nodes: &[String],
+    kind: Kind,
+) -> KeptRow {
+    let started = tables
+        .get(&format!("{member}/status/current"))
+        .filter(|row| row.get("status").and_then(Value::as_str) == Some("running"))
+        .and_then(|row| row.get("_started"))
+        .and_then(Value::as_u64);
+    let entry = generic::list_entry(
+        tables,
+        call,
+        items,
+        member,
+        nodes,
+        &|entry, item, schema| {
+            guest_entry(entry, tables, item, kind, schema);
+            if let (Some(_), Value::Object(map)) = (started, entry)
+                && map.get("uptime").is_some_and(Value::is_u64)
+            {
+                map.insert("uptime".to_owned(), json!(UPTIME_MARK));
+            }
+        },
+    );
+    let text = entry.to_string();
+    started
+        .and_then(|started| KeptRow::with_uptime(&text, started))
+        .unwrap_or_else(|| KeptRow::fixed(text))
 }
 
 /// `GET .../{vmid}/status/current`: generated, overlaid with the status row and the config.

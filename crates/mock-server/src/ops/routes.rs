@@ -16,7 +16,7 @@ use route_metadata::Method;
 use serde_json::Value;
 
 use super::guest::Guest;
-use super::{Call, Plan, Tx};
+use super::{Call, Plan, Reply, Tx};
 use super::{
     access, agent, backup, console, cpu_models, disks, generic, guests, nodes, pools, sdn_routing,
     snapshots, storage, tasks,
@@ -26,6 +26,9 @@ use crate::error::AppError;
 
 /// A read handler.
 pub(crate) type ReadFn = fn(&Call<'_>, &Tx<'_>) -> Result<Value, AppError>;
+/// A read handler that may answer JSON text it wrote itself ([`Reply::Json`]), already
+/// filtered for the caller; a [`Reply::Value`] is filtered as a [`ReadFn`]'s reply is.
+pub(crate) type ReadJsonFn = fn(&Call<'_>, &Tx<'_>) -> Result<Reply, AppError>;
 /// A write handler: plans the changes.
 pub(crate) type WriteFn = fn(&Call<'_>, &Tx<'_>) -> Result<Plan, AppError>;
 /// A read handler for a path below one guest.
@@ -38,6 +41,8 @@ pub(crate) type GuestWriteFn = fn(&Call<'_>, &Tx<'_>, &Guest) -> Result<Plan, Ap
 pub(crate) enum Handler {
     /// Answers from a read of the state.
     Read(ReadFn),
+    /// Answers from a read, as JSON text where it can ([`ReadJsonFn`]).
+    ReadJson(ReadJsonFn),
     /// Plans a write.
     Write(WriteFn),
     /// Answers from a read, for the guest of the path.
@@ -50,6 +55,7 @@ impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Handler::Read(_) => "Read",
+            Handler::ReadJson(_) => "ReadJson",
             Handler::Write(_) => "Write",
             Handler::GuestRead(_) => "GuestRead",
             Handler::GuestWrite(_) => "GuestWrite",
@@ -111,13 +117,17 @@ const LXC: &str = "/nodes/{node}/lxc/{vmid}";
 /// The route table (see the module docs). Guest routes appear for both kinds where both have
 /// them; the `agent` commands only for QEMU.
 pub(crate) fn table() -> Vec<Route> {
-    use Handler::{GuestRead, GuestWrite, Read, Write};
+    use Handler::{GuestRead, GuestWrite, Read, ReadJson, Write};
     use Method::{Delete, Get, Post, Put};
     let mut routes = vec![
         // Cluster and nodes.
         route(Get, "/version", Read(nodes::version)),
         route(Get, "/cluster/status", Read(nodes::cluster_status)),
-        route(Get, "/cluster/resources", Read(nodes::cluster_resources)),
+        route(
+            Get,
+            "/cluster/resources",
+            ReadJson(nodes::cluster_resources),
+        ),
         route(Get, "/cluster/nextid", Read(guests::nextid)),
         route(Get, "/cluster/tasks", Read(tasks::cluster_tasks)),
         route(Get, "/nodes/{node}/network", Read(nodes::network)),
@@ -182,8 +192,8 @@ pub(crate) fn table() -> Vec<Route> {
         route(Get, "/nodes/{node}/tasks/{upid}/log", Read(tasks::log)),
         route(Delete, "/nodes/{node}/tasks/{upid}", Write(tasks::stop)),
         // Guests.
-        route(Get, "/nodes/{node}/qemu", Read(nodes::guest_list)),
-        route(Get, "/nodes/{node}/lxc", Read(nodes::guest_list)),
+        route(Get, "/nodes/{node}/qemu", ReadJson(nodes::guest_list)),
+        route(Get, "/nodes/{node}/lxc", ReadJson(nodes::guest_list)),
         route(Post, "/nodes/{node}/qemu", Write(guests::create)),
         route(Post, "/nodes/{node}/lxc", Write(guests::create)),
         // Storage, pools, backups.

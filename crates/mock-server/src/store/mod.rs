@@ -35,7 +35,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use tokio::sync::oneshot;
 
 use sqlite::Job;
-pub(crate) use tables::{Change, Tables};
+pub(crate) use tables::{Change, KeptRow, Tables, UPTIME_MARK};
 
 /// Which backend keeps the state.
 #[derive(Debug, Clone, PartialEq, Eq)]

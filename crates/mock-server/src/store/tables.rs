@@ -4,6 +4,7 @@
 //! disagree with the rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -70,10 +71,63 @@ fn touches_access(path: &str) -> bool {
     path.starts_with("/access") || path.starts_with("/pools") || path.starts_with("/_mock/acl")
 }
 
-/// Cached computed guest rows (see [`Tables::guest_rows`]): item path -> (key of everything
-/// else the row depends on, the row). A clone of [`Tables`] starts with an empty cache.
+/// Cached computed guest rows (see [`Tables::guest_rows`]): item path -> the rows kept for it,
+/// each under the key of everything else it depends on (a guest has one row per view that lists
+/// it: `/cluster/resources`, its node's guest list). A clone of [`Tables`] starts with an empty
+/// cache. Rows are kept as JSON text, not as `Value` trees: a reply copies the bytes, with no
+/// clone of a tree, no string escaping and a fraction of the memory.
 #[derive(Debug, Default)]
-pub(crate) struct GuestRows(std::sync::Mutex<HashMap<String, (u64, Value)>>);
+pub(crate) struct GuestRows(std::sync::Mutex<HashMap<String, Vec<(u64, Arc<KeptRow>)>>>);
+
+/// Most rows kept per guest (one per view; more only while keys change).
+const ROWS_PER_GUEST: usize = 4;
+
+/// A kept row: JSON text, and for a running guest where its `uptime` goes, with the start time
+/// it counts from, so that the row stays exact as the clock moves.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct KeptRow {
+    text: String,
+    uptime: Option<(usize, u64)>,
+}
+
+impl KeptRow {
+    /// A row without a moving part.
+    pub(crate) fn fixed(text: String) -> KeptRow {
+        KeptRow { text, uptime: None }
+    }
+
+    /// A row whose `uptime` is `now - started`: `text` has the number [`UPTIME_MARK`] exactly
+    /// once, where the uptime goes; `None` if it has not.
+    pub(crate) fn with_uptime(text: &str, started: u64) -> Option<KeptRow> {
+        let mark = UPTIME_MARK.to_string();
+        let at = text.find(&mark)?;
+        if text[at + mark.len()..].contains(&mark) {
+            return None;
+        }
+        let mut rest = String::with_capacity(text.len() - mark.len());
+        rest.push_str(&text[..at]);
+        rest.push_str(&text[at + mark.len()..]);
+        Some(KeptRow {
+            text: rest,
+            uptime: Some((at, started)),
+        })
+    }
+
+    /// Appends the row as of `now` (seconds since the epoch).
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, now: u64) {
+        match self.uptime {
+            None => out.extend_from_slice(self.text.as_bytes()),
+            Some((at, started)) => {
+                out.extend_from_slice(&self.text.as_bytes()[..at]);
+                out.extend_from_slice(now.saturating_sub(started).to_string().as_bytes());
+                out.extend_from_slice(&self.text.as_bytes()[at..]);
+            }
+        }
+    }
+}
+
+/// The placeholder a row's `uptime` is built with before it is kept ([`KeptRow::with_uptime`]).
+pub(crate) const UPTIME_MARK: u64 = u64::MAX;
 
 impl Clone for GuestRows {
     fn clone(&self) -> Self {
@@ -82,27 +136,35 @@ impl Clone for GuestRows {
 }
 
 impl GuestRows {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Value)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, Arc<KeptRow>)>>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The cached row for a guest item, if it was computed under the same `key`.
-    pub(crate) fn get(&self, item: &str, key: u64) -> Option<Value> {
+    /// The cached row for a guest item, if one was computed under the same `key`.
+    pub(crate) fn get(&self, item: &str, key: u64) -> Option<Arc<KeptRow>> {
         self.lock()
-            .get(item)
-            .filter(|(stored, _)| *stored == key)
-            .map(|(_, row)| row.clone())
+            .get(item)?
+            .iter()
+            .find(|(stored, _)| *stored == key)
+            .map(|(_, row)| Arc::clone(row))
     }
 
     /// Caches the row computed for a guest item under `key`.
-    pub(crate) fn insert(&self, item: &str, key: u64, row: Value) {
-        self.lock().insert(item.to_owned(), (key, row));
+    pub(crate) fn insert(&self, item: &str, key: u64, row: Arc<KeptRow>) {
+        let mut rows = self.lock();
+        let kept = rows.entry(item.to_owned()).or_default();
+        kept.retain(|(stored, _)| *stored != key);
+        if kept.len() >= ROWS_PER_GUEST {
+            kept.remove(0);
+        }
+        kept.push((key, row));
     }
 
     /// Drops what a change at `path` may have made stale: the guest item `path` is in (or is),
-    /// and every guest under `path`.
+    /// or every guest under `path`. Paths that are neither (tasks, storage, access) cost no
+    /// scan, so writes stay cheap however many rows are kept.
     fn invalidate(&mut self, path: &str) {
         let rows = self
             .0
@@ -111,14 +173,31 @@ impl GuestRows {
         if rows.is_empty() {
             return;
         }
-        let item = guest_item_of(path);
-        if let Some(item) = item {
+        if let Some(item) = guest_item_of(path) {
             rows.remove(item);
-        }
-        if item.is_none_or(|item| item.len() == path.len()) {
-            let prefix = format!("{path}/");
+        } else if may_hold_guests(path) {
+            let prefix = format!("{}/", path.trim_end_matches('/'));
             rows.retain(|key, _| !key.starts_with(&prefix));
         }
+    }
+}
+
+/// Whether guest items can lie below `path`: `/`, `/nodes`, `/nodes/{node}` and
+/// `/nodes/{node}/qemu|lxc`.
+fn may_hold_guests(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    if path.is_empty() || path == "/nodes" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix("/nodes/") else {
+        return false;
+    };
+    let mut segments = rest.split('/');
+    let _node = segments.next();
+    match (segments.next(), segments.next()) {
+        (None, _) => true,
+        (Some("qemu" | "lxc"), None) => true,
+        _ => false,
     }
 }
 
@@ -265,5 +344,79 @@ impl Tables {
             "collections": members,
             "tombstones": self.tombstones,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn kept(rows: &GuestRows) -> Vec<String> {
+        let mut items: Vec<String> = rows.lock().keys().cloned().collect();
+        items.sort();
+        items
+    }
+
+    #[test]
+    fn kept_rows_follow_the_rows_they_were_computed_from() {
+        let mut rows = GuestRows::default();
+        for item in [
+            "/nodes/pve1/qemu/100",
+            "/nodes/pve1/lxc/200",
+            "/nodes/pve2/qemu/101",
+        ] {
+            rows.insert(item, 1, Arc::new(KeptRow::fixed("{}".to_owned())));
+        }
+        // Writes that no row depends on keep every row (and cost no scan).
+        for path in [
+            "/nodes/pve1/tasks/UPID:pve1:1",
+            "/storage/local",
+            "/access/users/a@pve",
+        ] {
+            rows.invalidate(path);
+        }
+        assert_eq!(kept(&rows).len(), 3);
+        rows.invalidate("/nodes/pve1/qemu/100/status/current");
+        assert_eq!(kept(&rows), ["/nodes/pve1/lxc/200", "/nodes/pve2/qemu/101"]);
+        rows.invalidate("/nodes/pve1");
+        assert_eq!(kept(&rows), ["/nodes/pve2/qemu/101"]);
+        rows.invalidate("/nodes/pve2/qemu");
+        assert!(kept(&rows).is_empty());
+        assert!(rows.get("/nodes/pve2/qemu/101", 1).is_none());
+    }
+
+    #[test]
+    fn a_kept_row_counts_uptime_from_its_start() {
+        let text = format!(r#"{{"uptime":{UPTIME_MARK},"vmid":100}}"#);
+        let row = KeptRow::with_uptime(&text, 1_000).unwrap();
+        let mut out = Vec::new();
+        row.write_to(&mut out, 1_042);
+        assert_eq!(out, br#"{"uptime":42,"vmid":100}"#);
+        let twice = format!("[{UPTIME_MARK},{UPTIME_MARK}]");
+        assert!(KeptRow::with_uptime(&twice, 0).is_none());
+        assert!(KeptRow::with_uptime("{}", 0).is_none());
+    }
+
+    #[test]
+    fn paths_that_may_hold_guests() {
+        for path in [
+            "/",
+            "/nodes",
+            "/nodes/pve1",
+            "/nodes/pve1/qemu",
+            "/nodes/a/lxc",
+        ] {
+            assert!(may_hold_guests(path), "{path}");
+        }
+        for path in [
+            "/nodes/pve1/tasks",
+            "/nodes/pve1/storage/local",
+            "/pools/p",
+            "/access",
+        ] {
+            assert!(!may_hold_guests(path), "{path}");
+        }
     }
 }
