@@ -23,9 +23,12 @@
 //!   and `targets`.
 //! - `bare`: the bare axum handler (the hidden `serve-bare` command).
 //! - `results`, `targets`, `charts`: the results file, the table, the target checks, the PNGs.
+//! - `check`: the regression guard of `mock --quick --check` (ratios to bare axum against the
+//!   last full run's, `docs/perf/mock-ratios.json`).
 
 mod bare;
 mod charts;
+mod check;
 mod cli_bench;
 mod clients;
 mod codegen;
@@ -109,6 +112,12 @@ struct RunArgs {
     /// commit before a change); `mock` shows it as "ours, baseline" with a ratio column.
     #[arg(long, value_name = "PATH", env = "BENCH_BASELINE_MOCK")]
     baseline: Option<PathBuf>,
+    /// `mock` only: the regression guard. Measures ours and the bare handler alone (GETs, no
+    /// creates, no Python peers) and fails when a ratio to bare axum falls more than the
+    /// tolerance below the last full run's (`docs/perf/mock-ratios.json`); results go to
+    /// `target/bench/check.json`.
+    #[arg(long)]
+    check: bool,
     /// Do not run `cargo build --release -p mock-server` first.
     #[arg(long)]
     no_build: bool,
@@ -220,8 +229,14 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("note: debug build of the bench; use `cargo run --release -p bench` for figures");
     }
-    let need_python = selection.mock || selection.scale || selection.sdk;
+    let check = args.check && selection.mock;
+    anyhow::ensure!(
+        args.check == check && !(check && (selection.scale || selection.sdk || selection.codegen)),
+        "--check applies to `bench mock` only"
+    );
+    let need_python = (selection.mock && !check) || selection.scale || selection.sdk;
     let mut env = setup::prepare(args.quick, need_python, !args.no_build)?;
+    env.check = check;
     env.baseline_binary = args
         .baseline
         .as_ref()
@@ -233,10 +248,10 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
             baseline.display()
         );
     }
-    let results_path = args
-        .results
-        .clone()
-        .unwrap_or_else(|| env.bench_dir.join("results.json"));
+    let results_path = args.results.clone().unwrap_or_else(|| {
+        env.bench_dir
+            .join(if check { "check.json" } else { "results.json" })
+    });
     let charts_dir = args
         .charts
         .clone()
@@ -270,9 +285,28 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&charts_dir)
             .with_context(|| format!("creating {}", charts_dir.display()))?;
     }
-    if let Some(mock) = &results.mock {
+    if let Some(mock) = &results.mock
+        && !check
+    {
         let path = charts::throughput(mock, &charts_dir)?;
         println!("chart: {}", path.display());
+    }
+    if selection.mock && !check && !args.quick && env.baseline_binary.is_none() {
+        if let Some(mock) = &results.mock {
+            let path = check::reference_path(&env.root);
+            check::save_reference(&path, mock)?;
+            println!("reference ratios for `--quick --check`: {}", path.display());
+        }
+    }
+    if check && let Some(mock) = &results.mock {
+        let reference = check::load_reference(&check::reference_path(&env.root))?;
+        let (report, ok) = check::compare(&reference, mock);
+        print!("{report}");
+        anyhow::ensure!(
+            ok,
+            "a ratio to bare axum fell more than {:.0}% below the last full run's",
+            check::TOLERANCE * 100.0
+        );
     }
     if let Some(scale) = &results.scale {
         let path = charts::scale(scale, &charts_dir)?;

@@ -57,6 +57,8 @@ pub struct BenchEnv {
     pub tls: TlsConnector,
     /// Shorter runs for iteration.
     pub quick: bool,
+    /// `mock --check`: ours and the bare handler only, GETs only.
+    pub check: bool,
 }
 
 /// The machine a run happened on.
@@ -134,6 +136,7 @@ pub fn prepare(quick: bool, need_python: bool, build: bool) -> anyhow::Result<Be
         key_path,
         tls,
         quick,
+        check: false,
     })
 }
 
