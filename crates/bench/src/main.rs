@@ -291,7 +291,7 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
         let path = charts::throughput(mock, &charts_dir)?;
         println!("chart: {}", path.display());
     }
-    if selection.mock && !check && !args.quick && env.baseline_binary.is_none() {
+    if selection.mock && !check && !args.quick {
         if let Some(mock) = &results.mock {
             let path = check::reference_path(&env.root);
             check::save_reference(&path, mock)?;
