@@ -291,12 +291,14 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
         let path = charts::throughput(mock, &charts_dir)?;
         println!("chart: {}", path.display());
     }
-    if selection.mock && !check && !args.quick {
-        if let Some(mock) = &results.mock {
-            let path = check::reference_path(&env.root);
-            check::save_reference(&path, mock)?;
-            println!("reference ratios for `--quick --check`: {}", path.display());
-        }
+    if let Some(mock) = &results.mock
+        && selection.mock
+        && !check
+        && !args.quick
+    {
+        let path = check::reference_path(&env.root);
+        check::save_reference(&path, mock)?;
+        println!("reference ratios for `--quick --check`: {}", path.display());
     }
     if check && let Some(mock) = &results.mock {
         let reference = check::load_reference(&check::reference_path(&env.root))?;
