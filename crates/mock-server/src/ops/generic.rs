@@ -389,17 +389,12 @@ fn entry_params(call: &Call<'_>, member: &str) -> Vec<(String, String)> {
     params
 }
 
-/// The key of everything a member's list entry ([`list_entry`]) depends on besides the member's
-/// rows: [`gen_key_hash`] of the entry schema and its generation context. A caller may keep an
-/// entry under it until the rows change.
-pub(crate) fn list_entry_key(
-    call: &Call<'_>,
-    items: &Schema,
-    member: &str,
-    nodes: &[String],
-) -> u64 {
-    let params = entry_params(call, member);
-    gen_key_hash(items, &gen_ctx(call, member, &params, &[], nodes))
+/// The key of everything the list entries ([`list_entry`]) of a call depend on besides the
+/// member itself and its rows: [`gen_key_hash`] of the entry schema and the generation context
+/// without the member (its path and ID). A caller keeps an entry under the member's path and
+/// this key until the member's rows change; one key serves every member of the list.
+pub(crate) fn list_entry_key(call: &Call<'_>, items: &Schema, nodes: &[String]) -> u64 {
+    gen_key_hash(items, &gen_ctx(call, "", call.path_params, &[], nodes))
 }
 
 /// One entry of a collection's list: generated for the member at `member`,

@@ -356,6 +356,8 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, A
     let wanted = call.arg_str("type");
     let mut out = JsonArray::default();
     let now = auth::now();
+    // Rows are kept per guest path, so the key leaves the path out: one hash per request.
+    let key = gen_key_hash(list.items, &list.ctx());
     let pools = super::pools::pool_of_guests(tables);
     for node_path in tables.members("/nodes") {
         let node = last_segment(node_path);
@@ -386,7 +388,7 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, A
                     match (shown, pool) {
                         (GuestShown::Hidden, _) => {}
                         (GuestShown::AsIs, None) => {
-                            out.push_row(&resource_guest_row(&list, item, kind), now);
+                            out.push_row(&resource_guest_row(&list, item, kind, key), now);
                         }
                         (shown, pool) => {
                             let mut entry = resource_guest_value(&list, item, kind).0;
@@ -502,17 +504,11 @@ fn keep_only(entry: &mut Value, fields: &[&str]) {
 
 /// The `/cluster/resources` row of a listed guest outside any pool, as JSON text.
 ///
-/// The row depends on the schema, the context (the item's path among it), and the guest's
-/// config and status rows; a change to either row drops the kept one (`Tables::apply`).
-/// Running guests are not kept: their uptime moves with the clock.
-fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind) -> Arc<KeptRow> {
-    let key = gen_key_hash(
-        list.items,
-        &GenContext {
-            path: item,
-            ..list.ctx()
-        },
-    );
+/// The row depends on the schema and the view's context (`key`, their hash), the guest's path
+/// (the key of the kept rows) and its config and status rows; a change to either row drops
+/// the kept one (`Tables::apply`). Running guests are not kept: their uptime moves with the
+/// clock.
+fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind, key: u64) -> Arc<KeptRow> {
     if let Some(row) = list.tables.guest_rows.get(item, key) {
         return row;
     }
@@ -769,11 +765,11 @@ pub(crate) fn guest_list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError
     let nodes = generic::node_names(tables);
     let now = auth::now();
     let mut out = JsonArray::default();
+    let key = generic::list_entry_key(call, items, &nodes);
     for member in tables.members(&call.concrete()) {
         if !audit.visible(last_segment(member)) {
             continue;
         }
-        let key = generic::list_entry_key(call, items, member, &nodes);
         let row = match tables.guest_rows.get(member, key) {
             Some(row) => row,
             None => {
