@@ -483,11 +483,14 @@ fn is_space(byte: u8) -> bool {
     matches!(byte, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
 }
 
+/// A request line's method, target, and major and minor version.
+type RequestLine<'a> = (&'a [u8], &'a [u8], &'a [u8], &'a [u8]);
+
 /// The common request line, `METHOD TARGET HTTP/<digits>.<digits>` with single spaces and
 /// nothing after, split without a regex; `None` for anything else, which [`REQUEST_LINE`]
 /// then decides. For such a line the regex's leftmost match starts at the first byte and its
 /// groups are exactly these parts, so the answer is the same.
-fn simple_request_line(line: &[u8]) -> Option<(&[u8], &[u8], &[u8], &[u8])> {
+fn simple_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     let mut parts = line.splitn(3, |&b| b == b' ');
     let (method, url, version) = (parts.next()?, parts.next()?, parts.next()?);
     let token = |part: &[u8]| !part.is_empty() && !part.iter().any(|&b| is_space(b));

@@ -77,7 +77,10 @@ fn touches_access(path: &str) -> bool {
 /// cache. Rows are kept as JSON text, not as `Value` trees: a reply copies the bytes, with no
 /// clone of a tree, no string escaping and a fraction of the memory.
 #[derive(Debug, Default)]
-pub(crate) struct GuestRows(std::sync::Mutex<HashMap<String, Vec<(u64, Arc<KeptRow>)>>>);
+pub(crate) struct GuestRows(std::sync::Mutex<KeptRows>);
+
+/// Item path -> (key, row) of each view that keeps a row for the guest.
+type KeptRows = HashMap<String, Vec<(u64, Arc<KeptRow>)>>;
 
 /// Most rows kept per guest (one per view; more only while keys change).
 const ROWS_PER_GUEST: usize = 4;
@@ -136,7 +139,7 @@ impl Clone for GuestRows {
 }
 
 impl GuestRows {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, Arc<KeptRow>)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeptRows> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -194,11 +197,10 @@ fn may_hold_guests(path: &str) -> bool {
     };
     let mut segments = rest.split('/');
     let _node = segments.next();
-    match (segments.next(), segments.next()) {
-        (None, _) => true,
-        (Some("qemu" | "lxc"), None) => true,
-        _ => false,
-    }
+    matches!(
+        (segments.next(), segments.next()),
+        (None, _) | (Some("qemu" | "lxc"), None)
+    )
 }
 
 /// The guest item path (`/nodes/{node}/qemu|lxc/{vmid}`) a path is, or is under.
