@@ -9,6 +9,7 @@
 //! cargo xtask schema add --tag 9.3 --from /tmp/apidata.js --latest   # pin it, regenerate
 //! cargo xtask bench codegen     # median wall time of a full codegen run (use --release)
 //! cargo xtask bench mock        # mock servers side by side (runs the `bench` crate, release)
+//! cargo xtask bench mock --quick --check  # the pre-merge regression guard (ratios to bare axum)
 //! cargo xtask bench all --quick # every benchmark, short runs; see docs/performance.md
 //! cargo xtask bench cli         # one-shot pvectl calls beside the Python CLIs
 //! cargo xtask bench proxy       # real mode in front of our mock vs direct
@@ -133,6 +134,10 @@ struct HarnessArgs {
     /// comparisons of a change: build the old commit and pass its binary).
     #[arg(long, value_name = "PATH")]
     baseline: Option<std::path::PathBuf>,
+    /// `bench mock` only: the regression guard. Compares each GET's ratio to bare axum with the
+    /// last full run's (`docs/perf/mock-ratios.json`) and fails when one falls too far below.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -190,6 +195,9 @@ fn bench_harness(what: &str, args: &HarnessArgs) -> anyhow::Result<()> {
     }
     if let Some(baseline) = &args.baseline {
         command.arg("--baseline").arg(baseline);
+    }
+    if args.check {
+        command.arg("--check");
     }
     let status = command
         .status()
