@@ -131,12 +131,19 @@ impl Catalog {
         // Property name -> groups of uses (each a list of indices into `uses`).
         let mut by_property: BTreeMap<String, Vec<Vec<usize>>> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        // Content -> the index of its first use; a later identical copy (under any property) keeps
+        // the first one's name, but its path group still uses the struct (module placement).
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let mut also_used_by: HashMap<usize, BTreeSet<String>> = HashMap::new();
         for (index, format_use) in uses.iter().enumerate() {
-            // A copy met before (under any property) keeps its first name.
-            if !seen.insert(format_use.content.as_str()) {
+            if let Some(first) = first_of.get(format_use.content.as_str()) {
+                also_used_by
+                    .entry(*first)
+                    .or_default()
+                    .insert(format_use.group.clone());
                 continue;
             }
+            first_of.insert(format_use.content.as_str(), index);
             let clusters = by_property
                 .entry(format_use.property.clone())
                 .or_insert_with(|| {
@@ -212,6 +219,9 @@ impl Catalog {
                 for member in cluster {
                     let format_use = &uses[*member];
                     format.groups.insert(format_use.group.clone());
+                    if let Some(groups) = also_used_by.get(member) {
+                        format.groups.extend(groups.iter().cloned());
+                    }
                     for (key, key_schema) in &format_use.keys {
                         if !key_schema.optional {
                             *required_in.entry(key.clone()).or_default() += 1;

@@ -18100,7 +18100,7 @@ pub struct NodesConfigGetResponse {
     pub digest: ::std::option::Option<::std::string::String>,
     /// The location of the node. Overrides the default from the datacenter config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub location: ::std::option::Option<crate::generated::cluster::LocationConfig>,
+    pub location: ::std::option::Option<crate::generated::common::LocationConfig>,
     /// Initial delay in seconds, before starting all the Virtual Guests with on-boot enabled.
     ///
     /// Range 0 to 300. Default: `0`.
@@ -18152,7 +18152,7 @@ pub struct NodesConfigSetOptionsParams {
     ///
     /// Property string: `latitude=<number> ,longitude=<number> [,name=<name>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub location: ::std::option::Option<crate::generated::cluster::LocationConfig>,
+    pub location: ::std::option::Option<crate::generated::common::LocationConfig>,
     /// Initial delay in seconds, before starting all the Virtual Guests with on-boot enabled.
     ///
     /// Range 0 to 300. Default: `0`.

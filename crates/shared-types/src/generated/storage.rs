@@ -185,7 +185,7 @@ pub struct StorageCreateParams {
     ///
     /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub bwlimit: ::std::option::Option<crate::generated::cluster::BwlimitConfig>,
+    pub bwlimit: ::std::option::Option<crate::generated::common::BwlimitConfig>,
     /// host group for comstar views
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comstar_hg: ::std::option::Option<::std::string::String>,
@@ -564,7 +564,7 @@ pub struct StorageStorageUpdateParams {
     ///
     /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub bwlimit: ::std::option::Option<crate::generated::cluster::BwlimitConfig>,
+    pub bwlimit: ::std::option::Option<crate::generated::common::BwlimitConfig>,
     /// host group for comstar views
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comstar_hg: ::std::option::Option<::std::string::String>,
