@@ -15,9 +15,11 @@
 //! `foo[n]` -> a flattened `crate::Indexed<families::Foo, T>`. Paths are fully qualified so that
 //! generated names never collide with user or prelude names.
 //!
-//! Numbers are read leniently: every integer and number field carries
+//! Numbers are read leniently: every integer and number field of a reply model carries
 //! `#[serde(deserialize_with = "crate::lenient::deserialize")]`, so `"102"` and `"0.00"` decode
-//! as Proxmox's Perl side sends them. A struct derives `Default` unless a required field has no
+//! as Proxmox's Perl side sends them. Parameter structs (`<Op>Params`) are only sent, so they
+//! implement `Serialize` and not `Deserialize`: the derive would cost about a third of the
+//! crate's compile time for a direction the SDK never uses. A struct derives `Default` unless a required field has no
 //! default (an enum, or a format or struct with required keys). A parameter struct with a
 //! required field never derives `Default` (`..Default::default()` would send `vmid=0`): it gets
 //! `new(required...)`, and its optional fields are set with struct update syntax
@@ -339,6 +341,9 @@ impl Generator<'_> {
             let target = self.type_of(&unfamilied, "");
             return quote! { #doc pub type #type_ident = #target; };
         }
+        // A parameter struct is only ever sent: it serialises, and skips the cost of a
+        // `Deserialize` impl (a third of the crate's compile time).
+        let is_request = self.request_types.contains(name);
         let mut fields = Vec::new();
         let mut required_args = Vec::new();
         let mut initialisers = Vec::new();
@@ -371,7 +376,7 @@ impl Generator<'_> {
             }
             let inner = self.type_of(property_schema, property);
             let rename = (field_name != *property).then(|| quote! { #[serde(rename = #property)] });
-            let lenient = is_lenient(property_schema)
+            let lenient = (is_lenient(property_schema) && !is_request)
                 .then(|| quote! { #[serde(deserialize_with = "crate::lenient::deserialize")] });
             if property_schema.optional {
                 fields.push(quote! {
@@ -402,21 +407,21 @@ impl Generator<'_> {
         let default = self
             .component_has_default(name)
             .then(|| quote! { Default, });
-        let constructor =
-            (self.request_types.contains(name) && !required_args.is_empty()).then(|| {
-                quote! {
-                    impl #type_ident {
-                        /// The parameters with every required one given and the optional ones unset.
-                        #[allow(clippy::too_many_arguments)]
-                        pub fn new(#(#required_args),*) -> Self {
-                            Self { #(#initialisers)* }
-                        }
+        let constructor = (is_request && !required_args.is_empty()).then(|| {
+            quote! {
+                impl #type_ident {
+                    /// The parameters with every required one given and the optional ones unset.
+                    #[allow(clippy::too_many_arguments)]
+                    pub fn new(#(#required_args),*) -> Self {
+                        Self { #(#initialisers)* }
                     }
                 }
-            });
+            }
+        });
+        let deserialize = (!is_request).then(|| quote! { , ::serde::Deserialize });
         quote! {
             #doc
-            #[derive(Debug, Clone, PartialEq, #default ::serde::Serialize, ::serde::Deserialize)]
+            #[derive(Debug, Clone, PartialEq, #default ::serde::Serialize #deserialize)]
             pub struct #type_ident {
                 #(#fields)*
             }

@@ -633,7 +633,7 @@ pub struct AccessAclReadResponseItem {
     pub ugid: ::std::string::String,
 }
 /// The `AccessAclUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessAclUpdateParams {
     /// Remove permissions (instead of adding it).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -684,7 +684,7 @@ impl AccessAclUpdateParams {
     }
 }
 /// The `AccessDomainsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessDomainsCreateParams {
     /// Specifies the Authentication Context Class Reference values that theAuthorization Server is being requested to use for the Auth Request.
     #[serde(rename = "acr-values")]
@@ -797,7 +797,6 @@ pub struct AccessDomainsCreateParams {
     ///
     /// Range 1 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// Specifies whether the Authorization Server prompts the End-User for reauthentication and consent.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -942,7 +941,7 @@ pub struct AccessDomainsIndexResponseItem {
     pub r#type: ::std::string::String,
 }
 /// The `AccessDomainsRealmUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessDomainsRealmUpdateParams {
     /// Specifies the Authentication Context Class Reference values that theAuthorization Server is being requested to use for the Auth Request.
     #[serde(rename = "acr-values")]
@@ -1063,7 +1062,6 @@ pub struct AccessDomainsRealmUpdateParams {
     ///
     /// Range 1 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// Specifies whether the Authorization Server prompts the End-User for reauthentication and consent.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1126,7 +1124,7 @@ pub struct AccessDomainsRealmUpdateParams {
     pub verify: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessDomainsSyncParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessDomainsSyncParams {
     /// If set, does not write anything.
     ///
@@ -1161,7 +1159,7 @@ pub struct AccessDomainsSyncParams {
     >,
 }
 /// The `AccessGroupsCreateGroupParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessGroupsCreateGroupParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1191,7 +1189,7 @@ pub struct AccessGroupsGroupidReadGroupResponse {
     pub members: ::std::vec::Vec<::std::string::String>,
 }
 /// The `AccessGroupsGroupidUpdateGroupParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessGroupsGroupidUpdateGroupParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1214,7 +1212,7 @@ pub struct AccessGroupsIndexResponseItem {
     pub users: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessOpenidAuthUrlParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessOpenidAuthUrlParams {
     /// Authentication domain ID
     ///
@@ -1238,7 +1236,7 @@ impl AccessOpenidAuthUrlParams {
     }
 }
 /// The `AccessOpenidLoginParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessOpenidLoginParams {
     /// OpenId authorization code.
     pub code: ::std::string::String,
@@ -1264,7 +1262,7 @@ impl AccessOpenidLoginParams {
     }
 }
 /// The `AccessPasswordChangeParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessPasswordChangeParams {
     /// The current password of the user performing the change.
     #[serde(rename = "confirmation-password")]
@@ -1292,7 +1290,7 @@ impl AccessPasswordChangeParams {
     }
 }
 /// The `AccessPermissionsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessPermissionsParams {
     /// Only dump this specific path, not the whole tree.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1302,7 +1300,7 @@ pub struct AccessPermissionsParams {
     pub userid: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessRolesCreateRoleParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessRolesCreateRoleParams {
     /// The `privs` property.
     ///
@@ -1535,7 +1533,7 @@ pub struct AccessRolesRoleidReadRoleResponse {
     pub vm_snapshot_rollback: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessRolesRoleidUpdateRoleParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessRolesRoleidUpdateRoleParams {
     /// The `append` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1547,14 +1545,14 @@ pub struct AccessRolesRoleidUpdateRoleParams {
     pub privs: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessTfaIdDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessTfaIdDeleteParams {
     /// The current password of the user performing the change.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessTfaIdUpdateTfaEntryParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessTfaIdUpdateTfaEntryParams {
     /// A description to distinguish multiple entries from one another
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1606,7 +1604,7 @@ pub struct AccessTfaListResponseItemEntriesItem {
     pub r#type: crate::generated::access::AccessTfaListResponseItemEntriesItemType,
 }
 /// The `AccessTfaUseridAddTfaEntryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessTfaUseridAddTfaEntryParams {
     /// When responding to a u2f challenge: the original challenge string
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1657,7 +1655,7 @@ pub struct AccessTfaUseridAddTfaEntryResponse {
     pub recovery: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 /// The `AccessTicketCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessTicketCreateParams {
     /// This parameter is now ignored and assumed to be 1.
     ///
@@ -1726,7 +1724,7 @@ pub struct AccessTicketCreateResponse {
     pub username: ::std::string::String,
 }
 /// The `AccessUsersCreateUserParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessUsersCreateUserParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1745,7 +1743,6 @@ pub struct AccessUsersCreateUserParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1788,7 +1785,7 @@ impl AccessUsersCreateUserParams {
     }
 }
 /// The `AccessUsersIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersIndexParams {
     /// Optional filter for enable property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1881,7 +1878,7 @@ pub struct AccessUsersIndexResponseItemTokensItem {
     pub tokenid: ::std::string::String,
 }
 /// The `AccessUsersTfaReadUserTfaTypeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersTfaReadUserTfaTypeParams {
     /// Request all entries as an array.
     ///
@@ -1911,7 +1908,7 @@ pub struct AccessUsersTfaReadUserTfaTypeResponse {
     pub user: ::std::option::Option<crate::generated::access::User>,
 }
 /// The `AccessUsersTokenGenerateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersTokenGenerateParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1920,7 +1917,6 @@ pub struct AccessUsersTokenGenerateParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
@@ -1958,7 +1954,7 @@ pub struct AccessUsersTokenReadResponse {
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessUsersTokenUpdateTokenInfoParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersTokenUpdateTokenInfoParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1972,7 +1968,6 @@ pub struct AccessUsersTokenUpdateTokenInfoParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
@@ -2051,7 +2046,7 @@ pub struct AccessUsersUseridReadUserResponse {
     >,
 }
 /// The `AccessUsersUseridUpdateUserParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersUseridUpdateUserParams {
     /// The `append` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2073,7 +2068,6 @@ pub struct AccessUsersUseridUpdateUserParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2091,7 +2085,7 @@ pub struct AccessUsersUseridUpdateUserParams {
     pub lastname: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessVncticketVerifyVncTicketParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessVncticketVerifyVncTicketParams {
     /// UserId or token
     pub authid: ::std::string::String,
@@ -2099,7 +2093,6 @@ pub struct AccessVncticketVerifyVncTicketParams {
     pub path: ::std::string::String,
     /// Verify that the ticket is valid for this port.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// Verify ticket, and check if user have access 'privs' on 'path'
     ///

@@ -7460,7 +7460,7 @@ pub struct ClusterAcmeAccountNameGetResponse {
     pub tos: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterAcmeAccountNameUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterAcmeAccountNameUpdateParams {
     /// Contact email addresses.
     ///
@@ -7469,7 +7469,7 @@ pub struct ClusterAcmeAccountNameUpdateParams {
     pub contact: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterAcmeAccountRegisterParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterAcmeAccountRegisterParams {
     /// Contact email addresses.
     ///
@@ -7532,7 +7532,7 @@ pub struct ClusterAcmeDirectoriesGetResponseItem {
     pub url: ::std::string::String,
 }
 /// The `ClusterAcmeMetaGetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterAcmeMetaGetParams {
     /// URL of ACME CA directory endpoint.
     ///
@@ -7560,7 +7560,7 @@ pub struct ClusterAcmeMetaGetResponse {
     pub website: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterAcmePluginsAddPluginParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterAcmePluginsAddPluginParams {
     /// API plugin name
     ///
@@ -7591,7 +7591,6 @@ pub struct ClusterAcmePluginsAddPluginParams {
     /// Range 0 to 172800. Default: `30`.
     #[serde(rename = "validation-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub validation_delay: ::std::option::Option<i64>,
 }
 impl ClusterAcmePluginsAddPluginParams {
@@ -7613,7 +7612,7 @@ impl ClusterAcmePluginsAddPluginParams {
     }
 }
 /// The `ClusterAcmePluginsIdUpdatePluginParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterAcmePluginsIdUpdatePluginParams {
     /// API plugin name
     ///
@@ -7644,11 +7643,10 @@ pub struct ClusterAcmePluginsIdUpdatePluginParams {
     /// Range 0 to 172800. Default: `30`.
     #[serde(rename = "validation-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub validation_delay: ::std::option::Option<i64>,
 }
 /// The `ClusterAcmePluginsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterAcmePluginsIndexParams {
     /// Only list ACME plugins of a specific type
     ///
@@ -7697,7 +7695,7 @@ pub struct ClusterAcmePluginsIndexResponseItem {
     pub validation_delay: ::std::option::Option<i64>,
 }
 /// The `ClusterBackupCreateJobParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupCreateJobParams {
     /// Backup all known guest systems on this host.
     ///
@@ -7708,7 +7706,6 @@ pub struct ClusterBackupCreateJobParams {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7754,13 +7751,11 @@ pub struct ClusterBackupCreateJobParams {
     ///
     /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ionice: ::std::option::Option<i64>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
@@ -7815,7 +7810,6 @@ pub struct ClusterBackupCreateJobParams {
     ///
     /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7870,7 +7864,6 @@ pub struct ClusterBackupCreateJobParams {
     ///
     /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
@@ -7889,11 +7882,10 @@ pub struct ClusterBackupCreateJobParams {
     ///
     /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub zstd: ::std::option::Option<i64>,
 }
 /// The `ClusterBackupIdUpdateJobParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupIdUpdateJobParams {
     /// Backup all known guest systems on this host.
     ///
@@ -7904,7 +7896,6 @@ pub struct ClusterBackupIdUpdateJobParams {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7950,13 +7941,11 @@ pub struct ClusterBackupIdUpdateJobParams {
     ///
     /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ionice: ::std::option::Option<i64>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
@@ -8011,7 +8000,6 @@ pub struct ClusterBackupIdUpdateJobParams {
     ///
     /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8066,7 +8054,6 @@ pub struct ClusterBackupIdUpdateJobParams {
     ///
     /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
@@ -8085,7 +8072,6 @@ pub struct ClusterBackupIdUpdateJobParams {
     ///
     /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub zstd: ::std::option::Option<i64>,
 }
 /// Root node of the tree object. Children represent guests, grandchildren represent volumes of that guest.
@@ -8422,20 +8408,18 @@ pub struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
     pub vmid: u32,
 }
 /// The `ClusterBulkActionGuestMigrateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterBulkActionGuestMigrateParams {
     /// Defines the maximum number of tasks running concurrently.
     ///
     /// Range 1 to 64. Default: `1`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Enable live migration for VMs and restart migration for CTs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8446,7 +8430,6 @@ pub struct ClusterBulkActionGuestMigrateParams {
     pub target: ::std::string::String,
     /// Only consider guests from this list of VMIDs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
     /// Enable live storage migration for local disk
     #[serde(rename = "with-local-disks")]
@@ -8468,7 +8451,7 @@ impl ClusterBulkActionGuestMigrateParams {
     }
 }
 /// The `ClusterBulkActionGuestShutdownParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBulkActionGuestShutdownParams {
     /// Makes sure the Guest stops after the timeout.
     ///
@@ -8481,65 +8464,55 @@ pub struct ClusterBulkActionGuestShutdownParams {
     /// Range 1 to 64. Default: `4`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64. Default: `4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Default shutdown timeout in seconds if none is configured for the guest.
     ///
     /// Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
     /// Only consider guests from this list of VMIDs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
 }
 /// The `ClusterBulkActionGuestStartParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBulkActionGuestStartParams {
     /// Defines the maximum number of tasks running concurrently.
     ///
     /// Range 1 to 64. Default: `4`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64. Default: `4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Default start timeout in seconds. Only valid for VMs. (default depends on the guest configuration).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
     /// Only consider guests from this list of VMIDs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
 }
 /// The `ClusterBulkActionGuestSuspendParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBulkActionGuestSuspendParams {
     /// Defines the maximum number of tasks running concurrently.
     ///
     /// Range 1 to 64. Default: `4`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64. Default: `4`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxworkers: ::std::option::Option<i64>,
     /// The storage for the VM state.
     ///
@@ -8554,11 +8527,10 @@ pub struct ClusterBulkActionGuestSuspendParams {
     pub to_disk: ::std::option::Option<crate::PveBool>,
     /// Only consider guests from this list of VMIDs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
 }
 /// The `ClusterCephFlagsFlagUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterCephFlagsFlagUpdateParams {
     /// The new value of the flag
     pub value: crate::PveBool,
@@ -8583,7 +8555,7 @@ pub struct ClusterCephFlagsGetAllResponseItem {
     pub value: crate::PveBool,
 }
 /// The `ClusterCephFlagsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterCephFlagsSetParams {
     /// Backfilling of PGs is suspended.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8621,7 +8593,7 @@ pub struct ClusterCephFlagsSetParams {
     pub pause: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterCephMetadataParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterCephMetadataParams {
     /// Which metadata facet to return: 'all' enriches the per-daemon metadata with the PVE-side service state (presence of unit, data directory), 'versions' collects only per-node Ceph binary version data.
     ///
@@ -8686,7 +8658,7 @@ pub struct ClusterCephMetadataResponseOsdItem {
     pub osd_objectstore: ::std::string::String,
 }
 /// The `ClusterConfigCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterConfigCreateParams {
     /// The name of the cluster.
     ///
@@ -8704,20 +8676,17 @@ pub struct ClusterConfigCreateParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nodeid: ::std::option::Option<i64>,
     /// Coefficient used to determine Corosync's token timeout. See the corosync.conf(5) manual for more details.
     ///
     /// Minimum 0. Default: `125`.
     #[serde(rename = "token-coefficient")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub token_coefficient: ::std::option::Option<i64>,
     /// Number of votes for this node.
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub votes: ::std::option::Option<i64>,
 }
 impl ClusterConfigCreateParams {
@@ -8738,7 +8707,7 @@ impl ClusterConfigCreateParams {
 /// Property string: `[address=]<IP> [,priority=<integer>]`.
 pub type ClusterConfigCreateParamsLink = crate::generated::cluster::LinkConfig;
 /// The `ClusterConfigJoinInfoParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterConfigJoinInfoParams {
     /// The node for which the joinee gets the nodeinfo.
     ///
@@ -8791,7 +8760,7 @@ pub struct ClusterConfigJoinInfoResponseNodelistItem {
     pub ring0_addr: ::std::option::Option<crate::generated::cluster::LinkConfig>,
 }
 /// The `ClusterConfigJoinParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterConfigJoinParams {
     /// Certificate SHA 256 fingerprint.
     pub fingerprint: ::std::string::String,
@@ -8812,7 +8781,6 @@ pub struct ClusterConfigJoinParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nodeid: ::std::option::Option<i64>,
     /// Superuser (root) password of peer node.
     pub password: ::std::string::String,
@@ -8820,7 +8788,6 @@ pub struct ClusterConfigJoinParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub votes: ::std::option::Option<i64>,
 }
 impl ClusterConfigJoinParams {
@@ -8843,11 +8810,10 @@ impl ClusterConfigJoinParams {
     }
 }
 /// The `ClusterConfigNodesNodeAddnodeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterConfigNodesNodeAddnodeParams {
     /// The JOIN_API_VERSION of the new node.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub apiversion: ::std::option::Option<i64>,
     /// Do not throw error if node already exists.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8869,13 +8835,11 @@ pub struct ClusterConfigNodesNodeAddnodeParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nodeid: ::std::option::Option<i64>,
     /// Number of votes for this node
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub votes: ::std::option::Option<i64>,
 }
 /// The `ClusterConfigNodesNodeAddnodeResponse` model.
@@ -8895,7 +8859,7 @@ pub struct ClusterConfigNodesResponseItem {
     pub node: ::std::string::String,
 }
 /// The `ClusterFirewallGroupsCreateSecurityGroupParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterFirewallGroupsCreateSecurityGroupParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8976,7 +8940,7 @@ pub struct ClusterFirewallOptionsGetResponse {
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
 }
 /// The `ClusterFirewallOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
@@ -8995,7 +8959,6 @@ pub struct ClusterFirewallOptionsSetParams {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub enable: ::std::option::Option<i64>,
     /// Log ratelimiting settings
     ///
@@ -9021,7 +8984,7 @@ pub struct ClusterFirewallOptionsSetParams {
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
 }
 /// The `ClusterHaGroupsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaGroupsCreateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9070,7 +9033,7 @@ impl ClusterHaGroupsCreateParams {
     }
 }
 /// The `ClusterHaGroupsGroupUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaGroupsGroupUpdateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9106,7 +9069,7 @@ pub struct ClusterHaGroupsIndexResponseItem {
     pub group: ::std::string::String,
 }
 /// The `ClusterHaResourcesCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaResourcesCreateParams {
     /// HA resource may be migrated during automatic rebalancing
     ///
@@ -9131,13 +9094,11 @@ pub struct ClusterHaResourcesCreateParams {
     ///
     /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_relocate: ::std::option::Option<i64>,
     /// Maximal number of tries to restart the resource on a node after its start failed. When reached, the HA manager will try to relocate the resource to an eligible node.
     ///
     /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_restart: ::std::option::Option<i64>,
     /// HA resource ID. This consists of a resource type followed by a resource specific name, separated with colon (example: vm:100 / ct:100). For virtual machines and containers, you can simply use the VM or CT id as a shortcut (example: 100).
     ///
@@ -9176,7 +9137,7 @@ impl ClusterHaResourcesCreateParams {
     }
 }
 /// The `ClusterHaResourcesIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaResourcesIndexParams {
     /// Only list resources of specific type
     ///
@@ -9193,7 +9154,7 @@ pub struct ClusterHaResourcesIndexResponseItem {
     pub sid: ::std::string::String,
 }
 /// The `ClusterHaResourcesMigrateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaResourcesMigrateParams {
     /// Target node.
     ///
@@ -9264,7 +9225,7 @@ pub struct ClusterHaResourcesRelocateResponseBlockingResourcesItem {
     pub sid: ::std::string::String,
 }
 /// The `ClusterHaResourcesSidDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaResourcesSidDeleteParams {
     /// Remove this resource from rules that reference it, deleting the rule if this resource is the only resource in the rule
     ///
@@ -9319,7 +9280,7 @@ pub struct ClusterHaResourcesSidReadResponse {
     pub r#type: ::std::string::String,
 }
 /// The `ClusterHaResourcesSidUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaResourcesSidUpdateParams {
     /// HA resource may be migrated during automatic rebalancing
     ///
@@ -9352,13 +9313,11 @@ pub struct ClusterHaResourcesSidUpdateParams {
     ///
     /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_relocate: ::std::option::Option<i64>,
     /// Maximal number of tries to restart the resource on a node after its start failed. When reached, the HA manager will try to relocate the resource to an eligible node.
     ///
     /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_restart: ::std::option::Option<i64>,
     /// Requested resource state.
     ///
@@ -9369,7 +9328,7 @@ pub struct ClusterHaResourcesSidUpdateParams {
     >,
 }
 /// The `ClusterHaRulesCreateRuleParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaRulesCreateRuleParams {
     /// Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
     ///
@@ -9426,7 +9385,7 @@ impl ClusterHaRulesCreateRuleParams {
     }
 }
 /// The `ClusterHaRulesIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaRulesIndexParams {
     /// Limit the returned list to rules affecting the specified resource.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9456,7 +9415,7 @@ pub struct ClusterHaRulesRuleReadResponse {
     pub r#type: crate::generated::common::Cause,
 }
 /// The `ClusterHaRulesRuleUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaRulesRuleUpdateParams {
     /// Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
     ///
@@ -9578,7 +9537,7 @@ pub struct ClusterHaStatusCurrentStatusResponseItem {
     pub r#type: ::serde_json::Value,
 }
 /// The `ClusterHaStatusDisarmHaParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaStatusDisarmHaParams {
     /// Controls how HA managed resources are handled while disarmed. The current state of resources is not affected. 'freeze': new commands and state changes are not applied. 'ignore': resources are removed from HA tracking and can be managed as if they were not HA managed.
     ///
@@ -9594,7 +9553,7 @@ impl ClusterHaStatusDisarmHaParams {
     }
 }
 /// The `ClusterJobsRealmSyncIdCreateJobParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterJobsRealmSyncIdCreateJobParams {
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9649,7 +9608,7 @@ impl ClusterJobsRealmSyncIdCreateJobParams {
     }
 }
 /// The `ClusterJobsRealmSyncIdUpdateJobParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterJobsRealmSyncIdUpdateJobParams {
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9744,13 +9703,12 @@ pub struct ClusterJobsRealmSyncSyncjobIndexResponseItem {
     >,
 }
 /// The `ClusterJobsScheduleAnalyzeParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterJobsScheduleAnalyzeParams {
     /// Number of event-iteration to simulate and return.
     ///
     /// Range 1 to 100. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub iterations: ::std::option::Option<i64>,
     /// Job schedule. The format is a subset of `systemd` calendar events.
     ///
@@ -9758,7 +9716,6 @@ pub struct ClusterJobsScheduleAnalyzeParams {
     pub schedule: ::std::string::String,
     /// UNIX timestamp to start the calculation from. Defaults to the current time.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub starttime: ::std::option::Option<i64>,
 }
 impl ClusterJobsScheduleAnalyzeParams {
@@ -9782,17 +9739,16 @@ pub struct ClusterJobsScheduleAnalyzeResponseItem {
     pub utc: ::std::string::String,
 }
 /// The `ClusterLogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterLogParams {
     /// Maximum number of entries.
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max: ::std::option::Option<i64>,
 }
 /// The `ClusterMappingDirCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterMappingDirCreateParams {
     /// Description of the directory mapping
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9819,7 +9775,7 @@ impl ClusterMappingDirCreateParams {
     }
 }
 /// The `ClusterMappingDirIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingDirIdUpdateParams {
     /// A list of settings you want to delete.
     ///
@@ -9839,7 +9795,7 @@ pub struct ClusterMappingDirIdUpdateParams {
     >,
 }
 /// The `ClusterMappingDirIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingDirIndexParams {
     /// If given, checks the configurations on the given node for correctness, and adds relevant diagnostics for the directory to the response.
     ///
@@ -9876,7 +9832,7 @@ pub struct ClusterMappingDirIndexResponseItemChecksItem {
     pub severity: crate::generated::cluster::Severity,
 }
 /// The `ClusterMappingPciCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterMappingPciCreateParams {
     /// Description of the logical PCI device.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9916,7 +9872,7 @@ impl ClusterMappingPciCreateParams {
     }
 }
 /// The `ClusterMappingPciIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingPciIdUpdateParams {
     /// A list of settings you want to delete.
     ///
@@ -9947,7 +9903,7 @@ pub struct ClusterMappingPciIdUpdateParams {
     pub mdev: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterMappingPciIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingPciIndexParams {
     /// If given, checks the configurations on the given node for correctness, and adds relevant diagnostics for the devices to the response.
     ///
@@ -9974,7 +9930,7 @@ pub struct ClusterMappingPciIndexResponseItem {
     pub map: ::std::vec::Vec<::std::string::String>,
 }
 /// The `ClusterMappingUsbCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterMappingUsbCreateParams {
     /// Description of the logical USB device.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10001,7 +9957,7 @@ impl ClusterMappingUsbCreateParams {
     }
 }
 /// The `ClusterMappingUsbIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterMappingUsbIdUpdateParams {
     /// A list of settings you want to delete.
     ///
@@ -10030,7 +9986,7 @@ impl ClusterMappingUsbIdUpdateParams {
     }
 }
 /// The `ClusterMappingUsbIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingUsbIndexParams {
     /// If given, checks the configurations on the given node for correctness, and adds relevant errors to the devices.
     ///
@@ -10060,7 +10016,7 @@ pub struct ClusterMappingUsbIndexResponseItemErrorItem {
     pub severity: ::std::string::String,
 }
 /// The `ClusterMetricsExportParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMetricsExportParams {
     /// Also return historic values. Returns full available metric history unless `start-time` is also set
     ///
@@ -10082,7 +10038,6 @@ pub struct ClusterMetricsExportParams {
     /// Default: `0`.
     #[serde(rename = "start-time")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub start_time: ::std::option::Option<i64>,
 }
 /// The `ClusterMetricsExportResponse` model.
@@ -10112,7 +10067,7 @@ pub struct ClusterMetricsExportResponseDataItem {
     pub value: f64,
 }
 /// The `ClusterMetricsServerIdCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterMetricsServerIdCreateParams {
     /// An API path prefix inserted between '<host>:<port>/' and '/api2/'. Can be useful if the InfluxDB service runs behind a reverse proxy.
     #[serde(rename = "api-path-prefix")]
@@ -10134,13 +10089,11 @@ pub struct ClusterMetricsServerIdCreateParams {
     /// Minimum 1. Default: `25000000`.
     #[serde(rename = "max-body-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_body_size: ::std::option::Option<i64>,
     /// MTU for metrics transmission over UDP
     ///
     /// Range 512 to 65536. Default: `1500`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// The InfluxDB organization. Only necessary when using the http v2 api. Has no meaning when using v2 compatibility api.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10162,7 +10115,6 @@ pub struct ClusterMetricsServerIdCreateParams {
     /// Minimum 1024. Default: `10000000`.
     #[serde(rename = "otel-max-body-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub otel_max_body_size: ::std::option::Option<i64>,
     /// OTLP endpoint path
     ///
@@ -10185,7 +10137,6 @@ pub struct ClusterMetricsServerIdCreateParams {
     /// Range 1 to 10. Default: `5`.
     #[serde(rename = "otel-timeout")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub otel_timeout: ::std::option::Option<i64>,
     /// Verify SSL certificates
     ///
@@ -10201,7 +10152,6 @@ pub struct ClusterMetricsServerIdCreateParams {
     /// server network port
     ///
     /// Range 1 to 65536.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: i64,
     /// Protocol to send graphite data. TCP or UDP (default)
     ///
@@ -10216,7 +10166,6 @@ pub struct ClusterMetricsServerIdCreateParams {
     ///
     /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
     /// The InfluxDB access token. Only necessary when using the http v2 api. If the v2 compatibility api is used, use 'user:password' instead.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10268,7 +10217,7 @@ impl ClusterMetricsServerIdCreateParams {
     }
 }
 /// The `ClusterMetricsServerIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterMetricsServerIdUpdateParams {
     /// An API path prefix inserted between '<host>:<port>/' and '/api2/'. Can be useful if the InfluxDB service runs behind a reverse proxy.
     #[serde(rename = "api-path-prefix")]
@@ -10298,13 +10247,11 @@ pub struct ClusterMetricsServerIdUpdateParams {
     /// Minimum 1. Default: `25000000`.
     #[serde(rename = "max-body-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_body_size: ::std::option::Option<i64>,
     /// MTU for metrics transmission over UDP
     ///
     /// Range 512 to 65536. Default: `1500`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// The InfluxDB organization. Only necessary when using the http v2 api. Has no meaning when using v2 compatibility api.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10326,7 +10273,6 @@ pub struct ClusterMetricsServerIdUpdateParams {
     /// Minimum 1024. Default: `10000000`.
     #[serde(rename = "otel-max-body-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub otel_max_body_size: ::std::option::Option<i64>,
     /// OTLP endpoint path
     ///
@@ -10349,7 +10295,6 @@ pub struct ClusterMetricsServerIdUpdateParams {
     /// Range 1 to 10. Default: `5`.
     #[serde(rename = "otel-timeout")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub otel_timeout: ::std::option::Option<i64>,
     /// Verify SSL certificates
     ///
@@ -10365,7 +10310,6 @@ pub struct ClusterMetricsServerIdUpdateParams {
     /// server network port
     ///
     /// Range 1 to 65536.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: i64,
     /// Protocol to send graphite data. TCP or UDP (default)
     ///
@@ -10380,7 +10324,6 @@ pub struct ClusterMetricsServerIdUpdateParams {
     ///
     /// Minimum 0. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
     /// The InfluxDB access token. Only necessary when using the http v2 api. If the v2 compatibility api is used, use 'user:password' instead.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10443,17 +10386,16 @@ pub struct ClusterMetricsServerIndexResponseItem {
     pub r#type: ::std::string::String,
 }
 /// The `ClusterNextidParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNextidParams {
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10533,7 +10475,7 @@ pub struct ClusterNotificationsEndpointsGotifyNameGetGotifyEndpointResponse {
     pub server: ::std::string::String,
 }
 /// The `ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10557,7 +10499,7 @@ pub struct ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams {
     pub token: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10669,7 +10611,7 @@ pub struct ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse 
     pub name: ::std::string::String,
 }
 /// The `ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10701,7 +10643,7 @@ pub struct ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 /// The `ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10740,7 +10682,6 @@ pub struct ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
     pub password: ::std::option::Option<::std::string::String>,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// The address of the SMTP server.
     pub server: ::std::string::String,
@@ -10870,7 +10811,7 @@ pub struct ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse {
     pub username: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10912,7 +10853,6 @@ pub struct ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams {
     pub password: ::std::option::Option<::std::string::String>,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// The address of the SMTP server.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10922,7 +10862,7 @@ pub struct ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams {
     pub username: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams {
     /// HTTP body, base64 encoded
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11042,7 +10982,7 @@ pub struct ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse {
     pub url: ::std::string::String,
 }
 /// The `ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams {
     /// HTTP body, base64 encoded
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11096,7 +11036,7 @@ pub struct ClusterNotificationsMatcherFieldsGetResponseItem {
     pub name: ::std::string::String,
 }
 /// The `ClusterNotificationsMatchersCreateMatcherParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsMatchersCreateMatcherParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11246,7 +11186,7 @@ pub struct ClusterNotificationsMatchersNameGetMatcherResponse {
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 /// The `ClusterNotificationsMatchersNameUpdateMatcherParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsMatchersNameUpdateMatcherParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11314,7 +11254,7 @@ pub struct ClusterNotificationsTargetsGetAllResponseItem {
     pub r#type: crate::generated::cluster::ClusterNotificationsTargetsGetAllResponseItemType,
 }
 /// The `ClusterOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterOptionsSetParams {
     /// Set I/O bandwidth limit for various operations (in KiB/s).
     ///
@@ -11389,7 +11329,6 @@ pub struct ClusterOptionsSetParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// For cluster wide migration settings.
     ///
@@ -11507,7 +11446,7 @@ pub struct ClusterQemuCustomCpuModelsConfigResponseItem {
     pub reported_model: ::std::option::Option<crate::generated::cluster::ReportedModel>,
 }
 /// The `ClusterQemuCustomCpuModelsCputypeUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterQemuCustomCpuModelsCputypeUpdateParams {
     /// A list of properties to delete.
     ///
@@ -11525,7 +11464,6 @@ pub struct ClusterQemuCustomCpuModelsCputypeUpdateParams {
     /// Range 32 to 64.
     #[serde(rename = "guest-phys-bits")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub guest_phys_bits: ::std::option::Option<i64>,
     /// Do not identify as a KVM virtual machine. Only affects vCPUs with x86-64 architecture.
     ///
@@ -11540,7 +11478,6 @@ pub struct ClusterQemuCustomCpuModelsCputypeUpdateParams {
     ///
     /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub level: ::std::option::Option<i64>,
     /// The physical memory address bits that are reported to the guest OS. Should be smaller or equal to the host's. Set to 'host' to use value from host CPU, but note that doing so will break live migration to CPUs with other values.
     ///
@@ -11556,7 +11493,7 @@ pub struct ClusterQemuCustomCpuModelsCputypeUpdateParams {
     pub reported_model: ::std::option::Option<crate::generated::cluster::ReportedModel>,
 }
 /// The `ClusterQemuCustomCpuModelsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterQemuCustomCpuModelsCreateParams {
     /// Name for the custom CPU model. The 'custom-' prefix is optional.
     ///
@@ -11570,7 +11507,6 @@ pub struct ClusterQemuCustomCpuModelsCreateParams {
     /// Range 32 to 64.
     #[serde(rename = "guest-phys-bits")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub guest_phys_bits: ::std::option::Option<i64>,
     /// Do not identify as a KVM virtual machine. Only affects vCPUs with x86-64 architecture.
     ///
@@ -11585,7 +11521,6 @@ pub struct ClusterQemuCustomCpuModelsCreateParams {
     ///
     /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub level: ::std::option::Option<i64>,
     /// The physical memory address bits that are reported to the guest OS. Should be smaller or equal to the host's. Set to 'host' to use value from host CPU, but note that doing so will break live migration to CPUs with other values.
     ///
@@ -11619,7 +11554,7 @@ impl ClusterQemuCustomCpuModelsCreateParams {
     }
 }
 /// The `ClusterReplicationCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterReplicationCreateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11635,7 +11570,6 @@ pub struct ClusterReplicationCreateParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub rate: ::std::option::Option<f64>,
     /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
     ///
@@ -11683,7 +11617,7 @@ impl ClusterReplicationCreateParams {
     }
 }
 /// The `ClusterReplicationIdDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterReplicationIdDeleteParams {
     /// Will remove the jobconfig entry, but will not cleanup.
     ///
@@ -11749,7 +11683,7 @@ pub struct ClusterReplicationIdReadResponse {
     pub r#type: crate::generated::cluster::ClusterReplicationCreateParamsType,
 }
 /// The `ClusterReplicationIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterReplicationIdUpdateParams {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11769,7 +11703,6 @@ pub struct ClusterReplicationIdUpdateParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub rate: ::std::option::Option<f64>,
     /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
     ///
@@ -11837,7 +11770,7 @@ pub struct ClusterReplicationIndexResponseItem {
     pub r#type: crate::generated::cluster::ClusterReplicationCreateParamsType,
 }
 /// The `ClusterResourcesParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterResourcesParams {
     /// Resource type.
     ///
@@ -12003,7 +11936,7 @@ pub struct ClusterResourcesResponseItem {
     pub zone_type: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnControllersControllerDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnControllersControllerDeleteParams {
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
@@ -12011,7 +11944,7 @@ pub struct ClusterSdnControllersControllerDeleteParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnControllersControllerReadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnControllersControllerReadParams {
     /// Display pending config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12021,13 +11954,12 @@ pub struct ClusterSdnControllersControllerReadParams {
     pub running: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterSdnControllersControllerUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnControllersControllerUpdateParams {
     /// autonomous system number
     ///
     /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub asn: ::std::option::Option<i64>,
     /// Whether to use eBGP or iBGP. Auto mode chooses depending on BGP controller or falls back to iBGP.
     ///
@@ -12053,7 +11985,6 @@ pub struct ClusterSdnControllersControllerUpdateParams {
     /// Set maximum amount of hops for eBGP peers.
     #[serde(rename = "ebgp-multihop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ebgp_multihop: ::std::option::Option<i64>,
     /// SDN fabric to use as underlay for this EVPN controller.
     ///
@@ -12118,13 +12049,12 @@ pub struct ClusterSdnControllersControllerUpdateParams {
     pub route_map_out: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnControllersCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnControllersCreateParams {
     /// autonomous system number
     ///
     /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub asn: ::std::option::Option<i64>,
     /// Whether to use eBGP or iBGP. Auto mode chooses depending on BGP controller or falls back to iBGP.
     ///
@@ -12144,7 +12074,6 @@ pub struct ClusterSdnControllersCreateParams {
     /// Set maximum amount of hops for eBGP peers.
     #[serde(rename = "ebgp-multihop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ebgp_multihop: ::std::option::Option<i64>,
     /// SDN fabric to use as underlay for this EVPN controller.
     ///
@@ -12243,7 +12172,7 @@ impl ClusterSdnControllersCreateParams {
     }
 }
 /// The `ClusterSdnControllersIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnControllersIndexParams {
     /// Display pending config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12405,7 +12334,7 @@ pub struct ClusterSdnControllersIndexResponseItemPending {
     pub peers: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnDnsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnDnsCreateParams {
     /// The SDN dns object identifier.
     pub dns: ::std::string::String,
@@ -12420,15 +12349,12 @@ pub struct ClusterSdnDnsCreateParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `reversemaskv6` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub reversemaskv6: ::std::option::Option<i64>,
     /// The `reversev6mask` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub reversev6mask: ::std::option::Option<i64>,
     /// The `ttl` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ttl: ::std::option::Option<i64>,
     /// Plugin type.
     ///
@@ -12460,7 +12386,7 @@ impl ClusterSdnDnsCreateParams {
     }
 }
 /// The `ClusterSdnDnsDnsUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnDnsDnsUpdateParams {
     /// A list of settings you want to delete.
     ///
@@ -12482,18 +12408,16 @@ pub struct ClusterSdnDnsDnsUpdateParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `reversemaskv6` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub reversemaskv6: ::std::option::Option<i64>,
     /// The `ttl` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ttl: ::std::option::Option<i64>,
     /// The `url` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnDnsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnDnsIndexParams {
     /// Only list sdn dns of specific type
     ///
@@ -12512,7 +12436,7 @@ pub struct ClusterSdnDnsIndexResponseItem {
     pub r#type: ::std::string::String,
 }
 /// The `ClusterSdnDryRunParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnDryRunParams {
     /// The cluster node name.
     ///
@@ -12539,7 +12463,7 @@ pub struct ClusterSdnDryRunResponse {
     pub interfaces_diff: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnFabricsAllListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnFabricsAllListParams {
     /// Display pending config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12672,7 +12596,7 @@ pub struct ClusterSdnFabricsAllListResponseNodesItem {
     pub role: ::std::option::Option<crate::generated::cluster::Role>,
 }
 /// The `ClusterSdnFabricsFabricAddParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnFabricsFabricAddParams {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12681,7 +12605,6 @@ pub struct ClusterSdnFabricsFabricAddParams {
     ///
     /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12690,7 +12613,6 @@ pub struct ClusterSdnFabricsFabricAddParams {
     ///
     /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub hello_interval: ::std::option::Option<f64>,
     /// Identifier for SDN fabrics
     ///
@@ -12714,7 +12636,6 @@ pub struct ClusterSdnFabricsFabricAddParams {
     ///
     /// Range 0 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub persistent_keepalive: ::std::option::Option<f64>,
     /// Type of configuration entry in an SDN Fabric section config
     ///
@@ -12753,7 +12674,7 @@ impl ClusterSdnFabricsFabricAddParams {
     }
 }
 /// The `ClusterSdnFabricsFabricIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnFabricsFabricIdUpdateParams {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12762,7 +12683,6 @@ pub struct ClusterSdnFabricsFabricIdUpdateParams {
     ///
     /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// The `delete` property.
     pub delete: ::serde_json::Value,
@@ -12773,7 +12693,6 @@ pub struct ClusterSdnFabricsFabricIdUpdateParams {
     ///
     /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub hello_interval: ::std::option::Option<f64>,
     /// The IP prefix for Node IPs
     ///
@@ -12793,7 +12712,6 @@ pub struct ClusterSdnFabricsFabricIdUpdateParams {
     ///
     /// Range 0 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub persistent_keepalive: ::std::option::Option<f64>,
     /// Type of configuration entry in an SDN Fabric section config
     ///
@@ -12832,7 +12750,7 @@ impl ClusterSdnFabricsFabricIdUpdateParams {
     }
 }
 /// The `ClusterSdnFabricsNodeFabricIdAddParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnFabricsNodeFabricIdAddParams {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12906,7 +12824,7 @@ impl ClusterSdnFabricsNodeFabricIdAddParams {
     }
 }
 /// The `ClusterSdnFabricsNodeUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnFabricsNodeUpdateParams {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12978,7 +12896,7 @@ impl ClusterSdnFabricsNodeUpdateParams {
     }
 }
 /// The `ClusterSdnIpamsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnIpamsCreateParams {
     /// Certificate SHA 256 fingerprint.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12991,7 +12909,6 @@ pub struct ClusterSdnIpamsCreateParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `section` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub section: ::std::option::Option<i64>,
     /// The `token` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13023,7 +12940,7 @@ impl ClusterSdnIpamsCreateParams {
     }
 }
 /// The `ClusterSdnIpamsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnIpamsIndexParams {
     /// Only list sdn ipams of specific type
     ///
@@ -13042,7 +12959,7 @@ pub struct ClusterSdnIpamsIndexResponseItem {
     pub r#type: ::std::string::String,
 }
 /// The `ClusterSdnIpamsIpamUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnIpamsIpamUpdateParams {
     /// A list of settings you want to delete.
     ///
@@ -13061,7 +12978,6 @@ pub struct ClusterSdnIpamsIpamUpdateParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `section` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub section: ::std::option::Option<i64>,
     /// The `token` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13071,7 +12987,7 @@ pub struct ClusterSdnIpamsIpamUpdateParams {
     pub url: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnLockParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnLockParams {
     /// if true, allow acquiring lock even though there are pending changes
     ///
@@ -13081,7 +12997,7 @@ pub struct ClusterSdnLockParams {
     pub allow_pending: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterSdnLockReleaseParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnLockReleaseParams {
     /// if true, allow releasing lock without providing the token
     ///
@@ -13094,7 +13010,7 @@ pub struct ClusterSdnLockReleaseParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnPrefixListsCreatePrefixListEntryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnPrefixListsCreatePrefixListEntryParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13126,7 +13042,7 @@ impl ClusterSdnPrefixListsCreatePrefixListEntryParams {
     }
 }
 /// The `ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
     /// The `action` property.
     ///
@@ -13136,13 +13052,11 @@ pub struct ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
     ///
     /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ge: ::std::option::Option<i64>,
     /// The `le` property.
     ///
     /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub le: ::std::option::Option<i64>,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
@@ -13156,7 +13070,6 @@ pub struct ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
     ///
     /// Range 1 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub seq: ::std::option::Option<i64>,
 }
 impl ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
@@ -13177,7 +13090,7 @@ impl ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
     }
 }
 /// The `ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams {
     /// The `action` property.
     ///
@@ -13200,13 +13113,11 @@ pub struct ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams {
     ///
     /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ge: ::std::option::Option<i64>,
     /// The `le` property.
     ///
     /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub le: ::std::option::Option<i64>,
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
@@ -13221,11 +13132,10 @@ pub struct ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams {
     ///
     /// Range 1 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub seq: ::std::option::Option<i64>,
 }
 /// The `ClusterSdnPrefixListsIdDeletePrefixListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnPrefixListsIdDeletePrefixListParams {
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
@@ -13233,7 +13143,7 @@ pub struct ClusterSdnPrefixListsIdDeletePrefixListParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnPrefixListsIdUpdatePrefixListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnPrefixListsIdUpdatePrefixListParams {
     /// The `delete` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13256,7 +13166,7 @@ pub struct ClusterSdnPrefixListsIdUpdatePrefixListParams {
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnPrefixListsListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnPrefixListsListParams {
     /// Display pending config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13269,7 +13179,7 @@ pub struct ClusterSdnPrefixListsListParams {
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterSdnReloadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnReloadParams {
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
@@ -13283,7 +13193,7 @@ pub struct ClusterSdnReloadParams {
     pub release_lock: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterSdnRollbackParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnRollbackParams {
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
@@ -13297,7 +13207,7 @@ pub struct ClusterSdnRollbackParams {
     pub release_lock: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
     /// Matching policy of a route map entry.
     ///
@@ -13329,7 +13239,6 @@ pub struct ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
     /// The index of this route map entry
     ///
     /// Range 0 to 65535.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub order: i64,
     /// The SDN route map identifier
     ///
@@ -13364,7 +13273,7 @@ impl ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
     }
 }
 /// The `ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams {
     /// Matching policy of a route map entry.
     ///
@@ -13450,7 +13359,7 @@ pub struct ClusterSdnRouteMapsEntriesListRouteMapResponseItem {
     >,
 }
 /// The `ClusterSdnRouteMapsListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnRouteMapsListParams {
     /// Display running config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13465,7 +13374,7 @@ pub struct ClusterSdnRouteMapsListResponseItem {
     pub id: ::std::string::String,
 }
 /// The `ClusterSdnVnetsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnVnetsCreateParams {
     /// Alias name of the VNet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13482,7 +13391,6 @@ pub struct ClusterSdnVnetsCreateParams {
     ///
     /// Range 1 to 16777215.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tag: ::std::option::Option<i64>,
     /// Type of the VNet.
     ///
@@ -13538,7 +13446,7 @@ pub struct ClusterSdnVnetsFirewallOptionsGetResponse {
     pub policy_forward: ::std::option::Option<crate::generated::cluster::PolicyForward>,
 }
 /// The `ClusterSdnVnetsFirewallOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnVnetsFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
@@ -13632,7 +13540,7 @@ pub struct ClusterSdnVnetsIndexResponseItemPending {
     pub zone: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnVnetsIpsIpcreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnVnetsIpsIpcreateParams {
     /// The IP address to associate with the given MAC address
     ///
@@ -13661,7 +13569,7 @@ impl ClusterSdnVnetsIpsIpcreateParams {
     }
 }
 /// The `ClusterSdnVnetsIpsIpdeleteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnVnetsIpsIpdeleteParams {
     /// The IP address to delete
     ///
@@ -13690,7 +13598,7 @@ impl ClusterSdnVnetsIpsIpdeleteParams {
     }
 }
 /// The `ClusterSdnVnetsIpsIpupdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnVnetsIpsIpupdateParams {
     /// The IP address to associate with the given MAC address
     ///
@@ -13705,7 +13613,6 @@ pub struct ClusterSdnVnetsIpsIpupdateParams {
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
     /// The SDN zone object identifier.
     pub zone: ::std::string::String,
@@ -13726,7 +13633,7 @@ impl ClusterSdnVnetsIpsIpupdateParams {
     }
 }
 /// The `ClusterSdnVnetsSubnetsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnVnetsSubnetsCreateParams {
     /// IP address for the DNS server
     ///
@@ -13784,7 +13691,7 @@ impl ClusterSdnVnetsSubnetsCreateParams {
     }
 }
 /// The `ClusterSdnVnetsSubnetsSubnetUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnVnetsSubnetsSubnetUpdateParams {
     /// A list of settings you want to delete.
     ///
@@ -13823,7 +13730,7 @@ pub struct ClusterSdnVnetsSubnetsSubnetUpdateParams {
     pub snat: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterSdnVnetsVnetUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnVnetsVnetUpdateParams {
     /// Alias name of the VNet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13848,7 +13755,6 @@ pub struct ClusterSdnVnetsVnetUpdateParams {
     ///
     /// Range 1 to 16777215.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tag: ::std::option::Option<i64>,
     /// Allow VLANs to pass through this vnet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13858,7 +13764,7 @@ pub struct ClusterSdnVnetsVnetUpdateParams {
     pub zone: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterSdnZonesCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnZonesCreateParams {
     /// Advertise IP prefixes (Type-5 routes) instead of MAC/IP pairs (Type-2 routes).
     #[serde(rename = "advertise-subnets")]
@@ -13894,7 +13800,6 @@ pub struct ClusterSdnZonesCreateParams {
     /// Faucet dataplane id
     #[serde(rename = "dp-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub dp_id: ::std::option::Option<i64>,
     /// List of cluster node names.
     ///
@@ -13930,7 +13835,6 @@ pub struct ClusterSdnZonesCreateParams {
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// List of cluster node names.
     ///
@@ -13961,7 +13865,6 @@ pub struct ClusterSdnZonesCreateParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tag: ::std::option::Option<i64>,
     /// Plugin type.
     ///
@@ -13978,14 +13881,12 @@ pub struct ClusterSdnZonesCreateParams {
     /// Range 1 to 16777215.
     #[serde(rename = "vrf-vxlan")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vrf_vxlan: ::std::option::Option<i64>,
     /// UDP port that should be used for the VXLAN tunnel (default 4789).
     ///
     /// Range 1 to 65536. Default: `4789`.
     #[serde(rename = "vxlan-port")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vxlan_port: ::std::option::Option<i64>,
     /// The SDN zone object identifier.
     pub zone: ::std::string::String,
@@ -14030,7 +13931,7 @@ impl ClusterSdnZonesCreateParams {
     }
 }
 /// The `ClusterSdnZonesIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnZonesIndexParams {
     /// Display pending config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -14282,7 +14183,7 @@ pub struct ClusterSdnZonesIndexResponseItemPending {
     pub vxlan_port: ::std::option::Option<i64>,
 }
 /// The `ClusterSdnZonesZoneUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnZonesZoneUpdateParams {
     /// Advertise IP prefixes (Type-5 routes) instead of MAC/IP pairs (Type-2 routes).
     #[serde(rename = "advertise-subnets")]
@@ -14326,7 +14227,6 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     /// Faucet dataplane id
     #[serde(rename = "dp-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub dp_id: ::std::option::Option<i64>,
     /// List of cluster node names.
     ///
@@ -14362,7 +14262,6 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// List of cluster node names.
     ///
@@ -14393,7 +14292,6 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tag: ::std::option::Option<i64>,
     /// Which VLAN protocol should be used for the creation of the QinQ zone.
     ///
@@ -14406,14 +14304,12 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     /// Range 1 to 16777215.
     #[serde(rename = "vrf-vxlan")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vrf_vxlan: ::std::option::Option<i64>,
     /// UDP port that should be used for the VXLAN tunnel (default 4789).
     ///
     /// Range 1 to 65536. Default: `4789`.
     #[serde(rename = "vxlan-port")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vxlan_port: ::std::option::Option<i64>,
 }
 /// The `ClusterStatusGetResponseItem` model.

@@ -1844,7 +1844,7 @@ pub struct AccessIndexResponseItem {
     pub subdir: ::std::string::String,
 }
 /// The `ClusterFirewallAliasesCreateAliasParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterFirewallAliasesCreateAliasParams {
     /// Network/IP specification in CIDR format.
     ///
@@ -1884,14 +1884,14 @@ pub struct ClusterFirewallAliasesGetResponseItem {
     pub name: ::std::string::String,
 }
 /// The `ClusterFirewallAliasesNameRemoveAliasParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallAliasesNameRemoveAliasParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterFirewallAliasesNameUpdateAliasParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterFirewallAliasesNameUpdateAliasParams {
     /// Network/IP specification in CIDR format.
     ///
@@ -1920,7 +1920,7 @@ impl ClusterFirewallAliasesNameUpdateAliasParams {
     }
 }
 /// The `ClusterFirewallGroupsGroupCreateRuleParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterFirewallGroupsGroupCreateRuleParams {
     /// Rule action ('ACCEPT', 'DROP', 'REJECT') or security group name.
     pub action: ::std::string::String,
@@ -1944,7 +1944,6 @@ pub struct ClusterFirewallGroupsGroupCreateRuleParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub enable: ::std::option::Option<i64>,
     /// Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'.
     ///
@@ -1969,7 +1968,6 @@ pub struct ClusterFirewallGroupsGroupCreateRuleParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pos: ::std::option::Option<i64>,
     /// IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'.
     ///
@@ -2070,7 +2068,7 @@ pub struct ClusterFirewallGroupsGroupGetRulesResponseItem {
     pub r#type: ::std::string::String,
 }
 /// The `ClusterFirewallGroupsPosUpdateRuleParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallGroupsPosUpdateRuleParams {
     /// Rule action ('ACCEPT', 'DROP', 'REJECT') or security group name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2100,7 +2098,6 @@ pub struct ClusterFirewallGroupsPosUpdateRuleParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub enable: ::std::option::Option<i64>,
     /// Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'.
     ///
@@ -2125,7 +2122,6 @@ pub struct ClusterFirewallGroupsPosUpdateRuleParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub moveto: ::std::option::Option<i64>,
     /// IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'.
     ///
@@ -2151,7 +2147,7 @@ pub struct ClusterFirewallGroupsPosUpdateRuleParams {
     >,
 }
 /// The `ClusterFirewallIpsetCidrUpdateIpParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallIpsetCidrUpdateIpParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2164,7 +2160,7 @@ pub struct ClusterFirewallIpsetCidrUpdateIpParams {
     pub nomatch: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterFirewallIpsetCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterFirewallIpsetCreateParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2202,7 +2198,7 @@ pub struct ClusterFirewallIpsetIndexResponseItem {
     pub name: ::std::string::String,
 }
 /// The `ClusterFirewallIpsetNameCreateIpParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterFirewallIpsetNameCreateIpParams {
     /// Network/IP specification in CIDR format.
     ///
@@ -2227,7 +2223,7 @@ impl ClusterFirewallIpsetNameCreateIpParams {
     }
 }
 /// The `ClusterFirewallIpsetNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallIpsetNameDeleteParams {
     /// Delete all members of the IPSet, if there are any.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2248,7 +2244,7 @@ pub struct ClusterFirewallIpsetNameGetResponseItem {
     pub nomatch: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterFirewallRefsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallRefsParams {
     /// Only list references of specified type.
     ///
@@ -2292,7 +2288,7 @@ pub struct ClusterHaResourcesMigrateResponseBlockingResourcesItem {
     pub sid: ::std::string::String,
 }
 /// The `ClusterQemuCpuFlagsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterQemuCpuFlagsIndexParams {
     /// Acceleration type to check node compatibility for.
     ///

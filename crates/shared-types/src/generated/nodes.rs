@@ -16771,7 +16771,7 @@ impl crate::PropertyValue for Werror {
     }
 }
 /// The `NodesAplinfoAplDownloadParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesAplinfoAplDownloadParams {
     /// The storage where the template will be stored
     ///
@@ -16794,7 +16794,7 @@ impl NodesAplinfoAplDownloadParams {
     }
 }
 /// The `NodesAptChangelogParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesAptChangelogParams {
     /// Package name.
     pub name: ::std::string::String,
@@ -16813,7 +16813,7 @@ impl NodesAptChangelogParams {
     }
 }
 /// The `NodesAptRepositoriesAddRepositoryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesAptRepositoriesAddRepositoryParams {
     /// Digest to detect modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -16832,7 +16832,7 @@ impl NodesAptRepositoriesAddRepositoryParams {
     }
 }
 /// The `NodesAptRepositoriesChangeRepositoryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesAptRepositoriesChangeRepositoryParams {
     /// Digest to detect modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -16841,7 +16841,6 @@ pub struct NodesAptRepositoriesChangeRepositoryParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Index within the file (starting from 0).
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub index: i64,
     /// Path to the containing file.
     pub path: ::std::string::String,
@@ -16986,7 +16985,7 @@ pub struct NodesAptRepositoriesResponseStandardReposItem {
     pub status: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesAptUpdateDatabaseParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesAptUpdateDatabaseParams {
     /// Send notification about new packages.
     ///
@@ -17102,7 +17101,7 @@ pub struct NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
     pub supported_on: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 /// The `NodesCapabilitiesQemuCpuIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCapabilitiesQemuCpuIndexParams {
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
@@ -17166,7 +17165,7 @@ pub struct NodesCephCfgDbResponseItem {
     pub value: ::std::string::String,
 }
 /// The `NodesCephCfgValueParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCephCfgValueParams {
     /// List of <section>:<config key> items separated by semicolon, comma or space.
     #[serde(rename = "config-keys")]
@@ -17182,7 +17181,7 @@ impl NodesCephCfgValueParams {
     }
 }
 /// The `NodesCephCmdSafetyParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCephCmdSafetyParams {
     /// Action to check
     ///
@@ -17241,7 +17240,7 @@ pub struct NodesCephFsIndexResponseItem {
     pub name: ::std::string::String,
 }
 /// The `NodesCephFsNameCreatefsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephFsNameCreatefsParams {
     /// Configure the created CephFS as storage for this cluster.
     ///
@@ -17253,11 +17252,10 @@ pub struct NodesCephFsNameCreatefsParams {
     ///
     /// Range 8 to 32768. Default: `128`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num: ::std::option::Option<i64>,
 }
 /// The `NodesCephFsNameDestroyfsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephFsNameDestroyfsParams {
     /// Remove the metadata and data pools used by this filesystem.
     ///
@@ -17273,7 +17271,7 @@ pub struct NodesCephFsNameDestroyfsParams {
     pub remove_storages: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephInitParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephInitParams {
     /// Declare a separate cluster network, OSDs will route heartbeat, object replication and recovery traffic over it
     ///
@@ -17292,7 +17290,6 @@ pub struct NodesCephInitParams {
     ///
     /// Range 1 to 7. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub min_size: ::std::option::Option<i64>,
     /// Use specific network for all ceph related traffic
     ///
@@ -17305,29 +17302,25 @@ pub struct NodesCephInitParams {
     ///
     /// Range 6 to 14. Default: `6`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_bits: ::std::option::Option<i64>,
     /// Targeted number of replicas per object
     ///
     /// Range 1 to 7. Default: `3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: ::std::option::Option<i64>,
 }
 /// The `NodesCephLogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephLogParams {
     /// Maximum number of log lines to return. Defaults to the dump_logfile limit (typically 50) when omitted.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub limit: ::std::option::Option<i64>,
     /// Offset of the first log line to return (0-based).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub start: ::std::option::Option<i64>,
 }
 /// The `NodesCephLogResponseItem` model.
@@ -17376,7 +17369,7 @@ pub struct NodesCephMdsIndexResponseItem {
     pub state: ::std::string::String,
 }
 /// The `NodesCephMdsNameCreatemdsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephMdsNameCreatemdsParams {
     /// Determines whether a ceph-mds daemon should poll and replay the log of an active MDS. Faster switch on MDS failure, but needs more idle resources.
     ///
@@ -17411,7 +17404,7 @@ pub struct NodesCephMgrIndexResponseItem {
     pub state: ::std::string::String,
 }
 /// The `NodesCephMonCreatemonParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephMonCreatemonParams {
     /// Overwrites autodetected monitor IP address(es). Must be in the public network(s) of Ceph.
     ///
@@ -17455,7 +17448,7 @@ pub struct NodesCephMonListmonResponseItem {
     pub state: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesCephOsdCreateosdParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCephOsdCreateosdParams {
     /// Set the device class of the OSD in crush.
     #[serde(rename = "crush-device-class")]
@@ -17468,7 +17461,6 @@ pub struct NodesCephOsdCreateosdParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub db_dev_size: ::std::option::Option<f64>,
     /// Block device name.
     pub dev: ::std::string::String,
@@ -17482,7 +17474,6 @@ pub struct NodesCephOsdCreateosdParams {
     /// Minimum 1.
     #[serde(rename = "osds-per-device")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub osds_per_device: ::std::option::Option<i64>,
     /// Block device name for block.wal.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -17491,7 +17482,6 @@ pub struct NodesCephOsdCreateosdParams {
     ///
     /// Minimum 0.5.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub wal_dev_size: ::std::option::Option<f64>,
 }
 impl NodesCephOsdCreateosdParams {
@@ -17511,7 +17501,7 @@ impl NodesCephOsdCreateosdParams {
     }
 }
 /// The `NodesCephOsdDestroyosdParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephOsdDestroyosdParams {
     /// If set, also destroy the underlying logical volumes via 'ceph-volume lvm zap --destroy', remove the volume group's physical volume with pvremove, and wipe any journal/block.db/block.wal partitions left over from filestore OSDs. Without this flag the LVs and partitions are left intact for inspection.
     ///
@@ -17529,7 +17519,7 @@ pub struct NodesCephOsdIndexResponse {
     pub root: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 }
 /// The `NodesCephOsdLvInfoOsdvolumeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephOsdLvInfoOsdvolumeParams {
     /// OSD device type
     ///
@@ -17618,7 +17608,7 @@ pub struct NodesCephOsdMetadataOsddetailsResponseOsd {
     pub version: ::std::string::String,
 }
 /// The `NodesCephOsdScrubParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephOsdScrubParams {
     /// If set, instructs a deep scrub instead of a normal one.
     ///
@@ -17627,7 +17617,7 @@ pub struct NodesCephOsdScrubParams {
     pub deep: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephPoolCreatepoolParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCephPoolCreatepoolParams {
     /// Configure VM and CT storage using the new pool. Defaults to false for replicated pools and to true for erasure-coded pools (since EC pools are typically only useful when wired up to storage).
     ///
@@ -17654,7 +17644,6 @@ pub struct NodesCephPoolCreatepoolParams {
     ///
     /// Range 1 to 7. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub min_size: ::std::option::Option<i64>,
     /// The name of the pool. It must be unique.
     pub name: ::std::string::String,
@@ -17669,26 +17658,22 @@ pub struct NodesCephPoolCreatepoolParams {
     ///
     /// Range 1 to 32768. Default: `128`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num: ::std::option::Option<i64>,
     /// Minimal number of placement groups.
     ///
     /// Maximum 32768.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// Number of replicas per object
     ///
     /// Range 1 to 7. Default: `3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: ::std::option::Option<i64>,
     /// The estimated target size of the pool for the PG autoscaler.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size: ::std::option::Option<::std::string::String>,
     /// The estimated target ratio of the pool for the PG autoscaler.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_size_ratio: ::std::option::Option<f64>,
 }
 impl NodesCephPoolCreatepoolParams {
@@ -17777,7 +17762,7 @@ pub struct NodesCephPoolLspoolsResponseItem {
     pub r#type: crate::generated::nodes::NodesCephPoolLspoolsResponseItemType,
 }
 /// The `NodesCephPoolNameDestroypoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephPoolNameDestroypoolParams {
     /// If true, destroys pool even if in use
     ///
@@ -17796,7 +17781,7 @@ pub struct NodesCephPoolNameDestroypoolParams {
     pub remove_storages: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephPoolNameSetpoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephPoolNameSetpoolParams {
     /// The application of the pool.
     ///
@@ -17810,7 +17795,6 @@ pub struct NodesCephPoolNameSetpoolParams {
     ///
     /// Range 1 to 7.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub min_size: ::std::option::Option<i64>,
     /// The automatic PG scaling mode of the pool.
     ///
@@ -17823,30 +17807,26 @@ pub struct NodesCephPoolNameSetpoolParams {
     ///
     /// Range 1 to 32768.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num: ::std::option::Option<i64>,
     /// Minimal number of placement groups.
     ///
     /// Maximum 32768.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// Number of replicas per object
     ///
     /// Range 1 to 7.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: ::std::option::Option<i64>,
     /// The estimated target size of the pool for the PG autoscaler.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size: ::std::option::Option<::std::string::String>,
     /// The estimated target ratio of the pool for the PG autoscaler.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_size_ratio: ::std::option::Option<f64>,
 }
 /// The `NodesCephPoolStatusGetpoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephPoolStatusGetpoolParams {
     /// If enabled, will display additional data(eg. statistics).
     ///
@@ -17945,7 +17925,7 @@ pub struct NodesCephPoolStatusGetpoolResponse {
     pub write_fadvise_dontneed: crate::PveBool,
 }
 /// The `NodesCephRestartParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephRestartParams {
     /// Ceph service name.
     ///
@@ -17960,7 +17940,7 @@ pub struct NodesCephRulesResponseItem {
     pub name: ::std::string::String,
 }
 /// The `NodesCertificatesAcmeCertificateNewParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCertificatesAcmeCertificateNewParams {
     /// Overwrite existing custom certificate.
     ///
@@ -17969,7 +17949,7 @@ pub struct NodesCertificatesAcmeCertificateNewParams {
     pub force: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCertificatesAcmeCertificateRenewParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCertificatesAcmeCertificateRenewParams {
     /// Force renewal even if expiry is more than 30 days away.
     ///
@@ -17978,7 +17958,7 @@ pub struct NodesCertificatesAcmeCertificateRenewParams {
     pub force: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCertificatesCustomRemoveCustomCertParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCertificatesCustomRemoveCustomCertParams {
     /// Restart pveproxy.
     ///
@@ -17987,7 +17967,7 @@ pub struct NodesCertificatesCustomRemoveCustomCertParams {
     pub restart: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCertificatesCustomUploadCustomCertParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCertificatesCustomUploadCustomCertParams {
     /// PEM encoded certificate (chain).
     ///
@@ -18063,7 +18043,7 @@ pub struct NodesCertificatesCustomUploadCustomCertResponse {
     pub subject: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesConfigGetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesConfigGetParams {
     /// Return only a specific property from the node configuration.
     ///
@@ -18115,7 +18095,7 @@ pub struct NodesConfigGetResponse {
 /// ACME domain and validation plugin
 pub type NodesConfigGetResponseAcmedomain = crate::generated::nodes::AcmedomainConfig;
 /// The `NodesConfigSetOptionsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesConfigSetOptionsParams {
     /// Node specific ACME settings.
     ///
@@ -18135,7 +18115,6 @@ pub struct NodesConfigSetOptionsParams {
     /// Range 0 to 100. Default: `80`.
     #[serde(rename = "ballooning-target")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ballooning_target: ::std::option::Option<i64>,
     /// A list of settings you want to delete.
     ///
@@ -18158,7 +18137,6 @@ pub struct NodesConfigSetOptionsParams {
     /// Range 0 to 300. Default: `0`.
     #[serde(rename = "startall-onboot-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub startall_onboot_delay: ::std::option::Option<i64>,
     /// Node specific wake on LAN settings.
     ///
@@ -18171,7 +18149,7 @@ pub struct NodesConfigSetOptionsParams {
 /// Property string: `[domain=]<domain> [,alias=<domain>] [,plugin=<name of the plugin configuration>]`.
 pub type NodesConfigSetOptionsParamsAcmedomain = crate::generated::nodes::AcmedomainConfig;
 /// The `NodesDisksDirectoryCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDisksDirectoryCreateParams {
     /// Configure storage using the directory.
     ///
@@ -18220,7 +18198,7 @@ pub struct NodesDisksDirectoryIndexResponseItem {
     pub unitfile: ::std::string::String,
 }
 /// The `NodesDisksDirectoryNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksDirectoryNameDeleteParams {
     /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
     ///
@@ -18236,7 +18214,7 @@ pub struct NodesDisksDirectoryNameDeleteParams {
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesDisksInitgptParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDisksInitgptParams {
     /// Block device name
     pub disk: ::std::string::String,
@@ -18255,7 +18233,7 @@ impl NodesDisksInitgptParams {
     }
 }
 /// The `NodesDisksListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksListParams {
     /// Also include partitions.
     ///
@@ -18316,7 +18294,7 @@ pub struct NodesDisksListResponseItem {
     pub wwn: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesDisksLvmCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDisksLvmCreateParams {
     /// Configure storage using the Volume Group
     ///
@@ -18390,7 +18368,7 @@ pub struct NodesDisksLvmIndexResponseChildrenItemChildrenItem {
     pub size: i64,
 }
 /// The `NodesDisksLvmNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksLvmNameDeleteParams {
     /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
     ///
@@ -18406,7 +18384,7 @@ pub struct NodesDisksLvmNameDeleteParams {
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesDisksLvmthinCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDisksLvmthinCreateParams {
     /// Configure storage using the thinpool.
     ///
@@ -18455,7 +18433,7 @@ pub struct NodesDisksLvmthinIndexResponseItem {
     pub vg: ::std::string::String,
 }
 /// The `NodesDisksLvmthinNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDisksLvmthinNameDeleteParams {
     /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
     ///
@@ -18487,7 +18465,7 @@ impl NodesDisksLvmthinNameDeleteParams {
     }
 }
 /// The `NodesDisksSmartParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDisksSmartParams {
     /// Block device name
     pub disk: ::std::string::String,
@@ -18521,7 +18499,7 @@ pub struct NodesDisksSmartResponse {
     pub r#type: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesDisksWipediskWipeDiskParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDisksWipediskWipeDiskParams {
     /// Block device name
     pub disk: ::std::string::String,
@@ -18534,7 +18512,7 @@ impl NodesDisksWipediskWipeDiskParams {
     }
 }
 /// The `NodesDisksZfsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDisksZfsCreateParams {
     /// Configure storage using the zpool.
     ///
@@ -18545,7 +18523,6 @@ pub struct NodesDisksZfsCreateParams {
     ///
     /// Range 9 to 16. Default: `12`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ashift: ::std::option::Option<i64>,
     /// The compression algorithm to use.
     ///
@@ -18676,7 +18653,7 @@ pub struct NodesDnsResponse {
     pub search: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesDnsUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesDnsUpdateParams {
     /// First name server IP address.
     ///
@@ -18709,7 +18686,7 @@ impl NodesDnsUpdateParams {
     }
 }
 /// The `NodesExecuteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesExecuteParams {
     /// JSON encoded array of commands.
     ///
@@ -18724,31 +18701,27 @@ impl NodesExecuteParams {
     }
 }
 /// The `NodesFirewallLogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesFirewallLogParams {
     /// The `limit` property.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub limit: ::std::option::Option<i64>,
     /// Display log since this UNIX epoch.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub since: ::std::option::Option<i64>,
     /// The `start` property.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub start: ::std::option::Option<i64>,
     /// Display log until this UNIX epoch.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub until: ::std::option::Option<i64>,
 }
 /// The `NodesFirewallLogResponseItem` model.
@@ -18863,7 +18836,7 @@ pub struct NodesFirewallOptionsGetResponse {
     pub tcpflags: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesFirewallOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
@@ -18917,19 +18890,16 @@ pub struct NodesFirewallOptionsSetParams {
     ///
     /// Minimum 32768. Default: `262144`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nf_conntrack_max: ::std::option::Option<i64>,
     /// Conntrack established timeout.
     ///
     /// Minimum 7875. Default: `432000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nf_conntrack_tcp_timeout_established: ::std::option::Option<i64>,
     /// Conntrack syn recv timeout.
     ///
     /// Range 30 to 60. Default: `60`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nf_conntrack_tcp_timeout_syn_recv: ::std::option::Option<i64>,
     /// Enable nftables based firewall (tech preview)
     ///
@@ -18948,13 +18918,11 @@ pub struct NodesFirewallOptionsSetParams {
     ///
     /// Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub protection_synflood_burst: ::std::option::Option<i64>,
     /// Synflood protection rate syn/sec by ip src.
     ///
     /// Default: `200`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub protection_synflood_rate: ::std::option::Option<i64>,
     /// Log level for SMURFS filter.
     ///
@@ -18999,7 +18967,7 @@ pub struct NodesHardwarePciMdevMdevscanResponseItem {
     pub r#type: ::std::string::String,
 }
 /// The `NodesHardwarePciScanParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesHardwarePciScanParams {
     /// A list of blacklisted PCI classes, which will not be returned. Following are filtered by default: Memory Controller (05), Bridge (06) and Processor (0b).
     ///
@@ -19096,7 +19064,7 @@ pub struct NodesHostsGetEtcResponse {
     pub digest: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesHostsWriteEtcParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesHostsWriteEtcParams {
     /// The target content of /etc/hosts.
     pub data: ::std::string::String,
@@ -19153,7 +19121,7 @@ pub struct NodesIndexResponseItem {
     pub uptime: ::std::option::Option<i64>,
 }
 /// The `NodesJournalParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesJournalParams {
     /// End before the given Cursor. Conflicts with 'until'
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19162,13 +19130,11 @@ pub struct NodesJournalParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub lastentries: ::std::option::Option<i64>,
     /// Display all log since this UNIX epoch. Conflicts with 'startcursor'.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub since: ::std::option::Option<i64>,
     /// Start after the given Cursor. Conflicts with 'since'
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19177,17 +19143,15 @@ pub struct NodesJournalParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub until: ::std::option::Option<i64>,
 }
 /// The `NodesLxcCloneVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcCloneVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Description for the new CT.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19203,7 +19167,6 @@ pub struct NodesLxcCloneVmParams {
     /// VMID for the clone.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub newid: u32,
     /// Add the new CT to the specified pool.
     ///
@@ -19244,7 +19207,7 @@ impl NodesLxcCloneVmParams {
     }
 }
 /// The `NodesLxcConfigUpdateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcConfigUpdateVmParams {
     /// OS architecture type.
     ///
@@ -19267,7 +19230,6 @@ pub struct NodesLxcConfigUpdateVmParams {
     ///
     /// Range 1 to 8192.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cores: ::std::option::Option<i64>,
     /// Limit of CPU usage.
     ///
@@ -19275,13 +19237,11 @@ pub struct NodesLxcConfigUpdateVmParams {
     ///
     /// Range 0 to 8192. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 0 to 500000.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Try to be more verbose. For now this only enables debug log-level on start.
     ///
@@ -19341,7 +19301,6 @@ pub struct NodesLxcConfigUpdateVmParams {
     ///
     /// Minimum 16. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub memory: ::std::option::Option<i64>,
     /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
     ///
@@ -19405,7 +19364,6 @@ pub struct NodesLxcConfigUpdateVmParams {
     ///
     /// Minimum 0. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub swap: ::std::option::Option<i64>,
     /// Tags of the Container. This is only meta information.
     ///
@@ -19426,7 +19384,6 @@ pub struct NodesLxcConfigUpdateVmParams {
     ///
     /// Range 0 to 6. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tty: ::std::option::Option<i64>,
     /// Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
     ///
@@ -19443,7 +19400,7 @@ pub struct NodesLxcConfigUpdateVmParams {
     >,
 }
 /// The `NodesLxcConfigVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcConfigVmParams {
     /// Get current values (instead of pending values).
     ///
@@ -19646,7 +19603,7 @@ pub type NodesLxcConfigVmResponseNet = crate::generated::nodes::LxcNetConfig;
 /// Reference to unused volumes. This is used internally, and should not be modified manually.
 pub type NodesLxcConfigVmResponseUnused = crate::generated::nodes::UnusedConfig;
 /// The `NodesLxcCreateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcCreateVmParams {
     /// OS architecture type.
     ///
@@ -19659,7 +19616,6 @@ pub struct NodesLxcCreateVmParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
     ///
@@ -19675,7 +19631,6 @@ pub struct NodesLxcCreateVmParams {
     ///
     /// Range 1 to 8192.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cores: ::std::option::Option<i64>,
     /// Limit of CPU usage.
     ///
@@ -19683,13 +19638,11 @@ pub struct NodesLxcCreateVmParams {
     ///
     /// Range 0 to 8192. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 0 to 500000.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Try to be more verbose. For now this only enables debug log-level on start.
     ///
@@ -19754,7 +19707,6 @@ pub struct NodesLxcCreateVmParams {
     ///
     /// Minimum 16. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub memory: ::std::option::Option<i64>,
     /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
     ///
@@ -19840,7 +19792,6 @@ pub struct NodesLxcCreateVmParams {
     ///
     /// Minimum 0. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub swap: ::std::option::Option<i64>,
     /// Tags of the Container. This is only meta information.
     ///
@@ -19861,7 +19812,6 @@ pub struct NodesLxcCreateVmParams {
     ///
     /// Range 0 to 6. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tty: ::std::option::Option<i64>,
     /// Assign a unique random ethernet address.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19882,7 +19832,6 @@ pub struct NodesLxcCreateVmParams {
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
 }
 impl NodesLxcCreateVmParams {
@@ -19958,7 +19907,7 @@ pub type NodesLxcCreateVmParamsNet = crate::generated::nodes::LxcNetConfig;
 /// Property string: `[volume=]<volume>`.
 pub type NodesLxcCreateVmParamsUnused = crate::generated::nodes::UnusedConfig;
 /// The `NodesLxcFeatureVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcFeatureVmParams {
     /// Feature to check.
     ///
@@ -20038,7 +19987,7 @@ pub struct NodesLxcFirewallOptionsGetResponse {
     pub radv: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesLxcFirewallOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
@@ -20134,13 +20083,12 @@ pub struct NodesLxcInterfacesIpResponseItemIpAddressesItem {
     pub prefix: ::std::option::Option<i64>,
 }
 /// The `NodesLxcMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Use online/live migration.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20162,7 +20110,6 @@ pub struct NodesLxcMigrateVmParams {
     ///
     /// Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
 impl NodesLxcMigrateVmParams {
@@ -20180,7 +20127,7 @@ impl NodesLxcMigrateVmParams {
     }
 }
 /// The `NodesLxcMigrateVmPreconditionParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcMigrateVmPreconditionParams {
     /// Target node.
     ///
@@ -20223,13 +20170,12 @@ pub struct NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
     >,
 }
 /// The `NodesLxcMoveVolumeParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcMoveVolumeParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Delete the original volume after successful copy. By default the original is kept as an unused volume entry.
     ///
@@ -20256,7 +20202,6 @@ pub struct NodesLxcMoveVolumeParams {
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(rename = "target-vmid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_vmid: ::std::option::Option<u32>,
     /// The config key the volume will be moved to. Default is the source volume key.
     ///
@@ -20286,7 +20231,7 @@ impl NodesLxcMoveVolumeParams {
     }
 }
 /// The `NodesLxcMtunnelParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcMtunnelParams {
     /// List of network bridges to check availability. Will be checked again for actually used bridges during migration.
     ///
@@ -20300,7 +20245,7 @@ pub struct NodesLxcMtunnelParams {
     pub storages: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcMtunnelwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcMtunnelwebsocketParams {
     /// unix socket to forward to
     pub socket: ::std::string::String,
@@ -20349,13 +20294,12 @@ pub struct NodesLxcPendingVmResponseItem {
     pub value: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcRemoteMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcRemoteMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Delete the original CT and related data after successful migration. By default the original CT is kept on the source cluster in a stopped state.
     ///
@@ -20388,13 +20332,11 @@ pub struct NodesLxcRemoteMigrateVmParams {
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(rename = "target-vmid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_vmid: ::std::option::Option<u32>,
     /// Timeout in seconds for shutdown for restart migration
     ///
     /// Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
 impl NodesLxcRemoteMigrateVmParams {
@@ -20419,7 +20361,7 @@ impl NodesLxcRemoteMigrateVmParams {
     }
 }
 /// The `NodesLxcResizeVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcResizeVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20446,7 +20388,7 @@ impl NodesLxcResizeVmParams {
     }
 }
 /// The `NodesLxcRrdParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcRrdParams {
     /// The RRD consolidation function
     ///
@@ -20483,7 +20425,7 @@ pub struct NodesLxcRrdResponse {
     pub filename: ::std::string::String,
 }
 /// The `NodesLxcRrddataParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcRrddataParams {
     /// The RRD consolidation function
     ///
@@ -20506,7 +20448,7 @@ impl NodesLxcRrddataParams {
     }
 }
 /// The `NodesLxcSnapshotConfigUpdateSnapshotParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcSnapshotConfigUpdateSnapshotParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20528,7 +20470,7 @@ pub struct NodesLxcSnapshotListResponseItem {
     pub snaptime: ::std::option::Option<i64>,
 }
 /// The `NodesLxcSnapshotParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcSnapshotParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20549,7 +20491,7 @@ impl NodesLxcSnapshotParams {
     }
 }
 /// The `NodesLxcSnapshotRollbackParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcSnapshotRollbackParams {
     /// Whether the container should get started after rolling back successfully
     ///
@@ -20558,14 +20500,14 @@ pub struct NodesLxcSnapshotRollbackParams {
     pub start: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesLxcSnapshotSnapnameDelsnapshotParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcSnapshotSnapnameDelsnapshotParams {
     /// For removal from config file, even if removing disk snapshots fails.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesLxcSpiceproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcSpiceproxyParams {
     /// SPICE proxy server. This can be used by the client to specify the proxy server. All nodes in a cluster runs 'spiceproxy', so it is up to the client to choose one. By default, we return the node where the VM is currently running. As reasonable setting is to use same node you use to connect to the API (This is window.location.hostname for the JS GUI).
     ///
@@ -20673,17 +20615,16 @@ pub struct NodesLxcStatusCurrentVmStatusResponse {
     pub vmid: u32,
 }
 /// The `NodesLxcStatusRebootVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcStatusRebootVmParams {
     /// Wait maximal timeout seconds for the shutdown.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
 /// The `NodesLxcStatusShutdownVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcStatusShutdownVmParams {
     /// Make sure the Container stops.
     ///
@@ -20695,11 +20636,10 @@ pub struct NodesLxcStatusShutdownVmParams {
     ///
     /// Minimum 0. Default: `60`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
 /// The `NodesLxcStatusStartVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcStatusStartVmParams {
     /// If set, enables very verbose debug log-level on start.
     ///
@@ -20711,7 +20651,7 @@ pub struct NodesLxcStatusStartVmParams {
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesLxcStatusStopVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcStatusStopVmParams {
     /// Try to abort active 'vzshutdown' tasks before stopping.
     ///
@@ -20724,7 +20664,7 @@ pub struct NodesLxcStatusStopVmParams {
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesLxcVmidDestroyVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcVmidDestroyVmParams {
     /// If set, destroy additionally all disks with the VMID from all enabled storages which are not referenced in the config.
     #[serde(rename = "destroy-unreferenced-disks")]
@@ -20839,13 +20779,12 @@ pub struct NodesLxcVmlistResponseItem {
     pub vmid: u32,
 }
 /// The `NodesLxcVncproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcVncproxyParams {
     /// sets the height of the console in pixels.
     ///
     /// Range 16 to 2160.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub height: ::std::option::Option<i64>,
     /// use websocket instead of standard VNC.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20854,16 +20793,14 @@ pub struct NodesLxcVncproxyParams {
     ///
     /// Range 16 to 4096.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub width: ::std::option::Option<i64>,
 }
 /// The `NodesLxcVncwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcVncwebsocketParams {
     /// Port number returned by previous vncproxy call.
     ///
     /// Range 5900 to 5999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: i64,
     /// Ticket from previous call to vncproxy.
     pub vncticket: ::std::string::String,
@@ -20888,20 +20825,18 @@ pub struct NodesLxcVncwebsocketResponse {
     pub port: ::std::string::String,
 }
 /// The `NodesMigrateallParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesMigrateallParams {
     /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!
     ///
     /// Range 1 to 64.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Target node.
     ///
@@ -20931,7 +20866,7 @@ impl NodesMigrateallParams {
     }
 }
 /// The `NodesNetworkCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesNetworkCreateParams {
     /// IP address.
     ///
@@ -21011,7 +20946,6 @@ pub struct NodesNetworkCreateParams {
     ///
     /// Range 1280 to 65520.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// Network mask.
     ///
@@ -21022,7 +20956,6 @@ pub struct NodesNetworkCreateParams {
     ///
     /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netmask6: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
@@ -21046,7 +20979,6 @@ pub struct NodesNetworkCreateParams {
     ///
     /// Range 1 to 4094.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ovs_tag: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
@@ -21062,7 +20994,6 @@ pub struct NodesNetworkCreateParams {
     /// Range 1 to 4094.
     #[serde(rename = "vlan-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vlan_id: ::std::option::Option<i64>,
     /// Specify the raw interface for the vlan interface.
     ///
@@ -21119,7 +21050,7 @@ pub struct NodesNetworkIfaceConfigResponse {
     pub r#type: ::std::string::String,
 }
 /// The `NodesNetworkIfaceUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesNetworkIfaceUpdateParams {
     /// IP address.
     ///
@@ -21200,7 +21131,6 @@ pub struct NodesNetworkIfaceUpdateParams {
     ///
     /// Range 1280 to 65520.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// Network mask.
     ///
@@ -21211,7 +21141,6 @@ pub struct NodesNetworkIfaceUpdateParams {
     ///
     /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netmask6: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
@@ -21235,7 +21164,6 @@ pub struct NodesNetworkIfaceUpdateParams {
     ///
     /// Range 1 to 4094.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ovs_tag: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
@@ -21251,7 +21179,6 @@ pub struct NodesNetworkIfaceUpdateParams {
     /// Range 1 to 4094.
     #[serde(rename = "vlan-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vlan_id: ::std::option::Option<i64>,
     /// Specify the raw interface for the vlan interface.
     ///
@@ -21297,7 +21224,7 @@ impl NodesNetworkIfaceUpdateParams {
     }
 }
 /// The `NodesNetworkIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesNetworkIndexParams {
     /// Only list specific interface types.
     ///
@@ -21536,7 +21463,7 @@ pub struct NodesNetworkIndexResponseItem {
     pub vxlan_svcnodeip: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesNetworkReloadNetworkConfigParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesNetworkReloadNetworkConfigParams {
     /// Whether FRR config generation should get skipped or not.
     ///
@@ -21546,7 +21473,7 @@ pub struct NodesNetworkReloadNetworkConfigParams {
     pub regenerate_frr: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuAgentExecParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuAgentExecParams {
     /// The command as a list of program + arguments.
     pub command: ::std::vec::Vec<::std::string::String>,
@@ -21573,10 +21500,9 @@ pub struct NodesQemuAgentExecResponse {
     pub pid: i64,
 }
 /// The `NodesQemuAgentExecStatusParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuAgentExecStatusParams {
     /// The PID to query
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pid: i64,
 }
 impl NodesQemuAgentExecStatusParams {
@@ -21617,13 +21543,12 @@ pub struct NodesQemuAgentExecStatusResponse {
     pub signal: ::std::option::Option<i64>,
 }
 /// The `NodesQemuAgentFileReadParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuAgentFileReadParams {
     /// Number of bytes to read.
     ///
     /// Range 1 to 16777216. Default: `16777216`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub count: ::std::option::Option<i64>,
     /// Data received from the QEMU Guest-Agent is base64 encoded. If this is set to true, the data is decoded. Otherwise the content is forwarded with base64 encoding. Defaults to true.
     ///
@@ -21636,7 +21561,6 @@ pub struct NodesQemuAgentFileReadParams {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub offset: ::std::option::Option<i64>,
 }
 impl NodesQemuAgentFileReadParams {
@@ -21661,7 +21585,7 @@ pub struct NodesQemuAgentFileReadResponse {
     pub truncated: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuAgentFileWriteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuAgentFileWriteParams {
     /// The content to write into the file.
     pub content: ::std::string::String,
@@ -21688,7 +21612,7 @@ impl NodesQemuAgentFileWriteParams {
     }
 }
 /// The `NodesQemuAgentParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuAgentParams {
     /// The QGA command.
     ///
@@ -21703,7 +21627,7 @@ impl NodesQemuAgentParams {
     }
 }
 /// The `NodesQemuAgentSetUserPasswordParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuAgentSetUserPasswordParams {
     /// set to 1 if the password has already been passed through crypt()
     ///
@@ -21730,13 +21654,12 @@ impl NodesQemuAgentSetUserPasswordParams {
     }
 }
 /// The `NodesQemuCloneVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuCloneVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the new VM.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -21759,7 +21682,6 @@ pub struct NodesQemuCloneVmParams {
     /// VMID for the clone.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub newid: u32,
     /// Add the new VM to the specified pool.
     ///
@@ -21801,7 +21723,7 @@ impl NodesQemuCloneVmParams {
     }
 }
 /// The `NodesQemuCloudinitDumpCloudinitGeneratedConfigParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuCloudinitDumpCloudinitGeneratedConfigParams {
     /// Config type.
     ///
@@ -21836,7 +21758,7 @@ pub struct NodesQemuCloudinitPendingResponseItem {
     pub value: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesQemuConfigUpdateVmAsyncParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Enable/disable ACPI.
     ///
@@ -21889,13 +21811,11 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     ///
     /// Range 1 to 30.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub background_delay: ::std::option::Option<i64>,
     /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub balloon: ::std::option::Option<i64>,
     /// Select BIOS implementation.
     ///
@@ -21942,7 +21862,6 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
@@ -21953,13 +21872,11 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     ///
     /// Range 0 to 128. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 1 to 262144.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpuunits: ::std::option::Option<i64>,
     /// A list of settings you want to delete.
     ///
@@ -22090,13 +22007,11 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     ///
     /// Minimum 0. Default: `0.1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub migrate_downtime: ::std::option::Option<f64>,
     /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub migrate_speed: ::std::option::Option<i64>,
     /// Set a name for the VM. Only used on the configuration web interface.
     ///
@@ -22201,7 +22116,6 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     ///
     /// Range 0 to 50000. Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub shares: ::std::option::Option<i64>,
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -22215,13 +22129,11 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub smp: ::std::option::Option<i64>,
     /// The number of CPU sockets.
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
     ///
@@ -22290,7 +22202,6 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
     ///
@@ -22328,7 +22239,7 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub watchdog: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesQemuConfigUpdateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuConfigUpdateVmParams {
     /// Enable/disable ACPI.
     ///
@@ -22381,7 +22292,6 @@ pub struct NodesQemuConfigUpdateVmParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub balloon: ::std::option::Option<i64>,
     /// Select BIOS implementation.
     ///
@@ -22428,7 +22338,6 @@ pub struct NodesQemuConfigUpdateVmParams {
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
@@ -22439,13 +22348,11 @@ pub struct NodesQemuConfigUpdateVmParams {
     ///
     /// Range 0 to 128. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 1 to 262144.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpuunits: ::std::option::Option<i64>,
     /// A list of settings you want to delete.
     ///
@@ -22570,13 +22477,11 @@ pub struct NodesQemuConfigUpdateVmParams {
     ///
     /// Minimum 0. Default: `0.1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub migrate_downtime: ::std::option::Option<f64>,
     /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub migrate_speed: ::std::option::Option<i64>,
     /// Set a name for the VM. Only used on the configuration web interface.
     ///
@@ -22681,7 +22586,6 @@ pub struct NodesQemuConfigUpdateVmParams {
     ///
     /// Range 0 to 50000. Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub shares: ::std::option::Option<i64>,
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -22695,13 +22599,11 @@ pub struct NodesQemuConfigUpdateVmParams {
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub smp: ::std::option::Option<i64>,
     /// The number of CPU sockets.
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
     ///
@@ -22770,7 +22672,6 @@ pub struct NodesQemuConfigUpdateVmParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
     ///
@@ -23304,7 +23205,7 @@ pub type NodesQemuConfigVmResponseVirtio = crate::generated::nodes::VirtioConfig
 /// Configuration for sharing a directory between host and guest using Virtio-fs.
 pub type NodesQemuConfigVmResponseVirtiofs = crate::generated::nodes::VirtiofsConfig;
 /// The `NodesQemuCreateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuCreateVmParams {
     /// Enable/disable ACPI.
     ///
@@ -23360,7 +23261,6 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub balloon: ::std::option::Option<i64>,
     /// Select BIOS implementation.
     ///
@@ -23381,7 +23281,6 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// This is an alias for option -ide2
     ///
@@ -23413,7 +23312,6 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
@@ -23424,13 +23322,11 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Range 0 to 128. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 1 to 262144.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -23563,13 +23459,11 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Minimum 0. Default: `0.1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub migrate_downtime: ::std::option::Option<f64>,
     /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub migrate_speed: ::std::option::Option<i64>,
     /// Set a name for the VM. Only used on the configuration web interface.
     ///
@@ -23674,7 +23568,6 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Range 0 to 50000. Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub shares: ::std::option::Option<i64>,
     /// Specify SMBIOS type 1 fields.
     ///
@@ -23685,13 +23578,11 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub smp: ::std::option::Option<i64>,
     /// The number of CPU sockets.
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
     ///
@@ -23773,7 +23664,6 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
     ///
@@ -23802,7 +23692,6 @@ pub struct NodesQemuCreateVmParams {
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
     /// Default storage for VM state volumes/files.
     ///
@@ -23974,7 +23863,7 @@ pub type NodesQemuCreateVmParamsVirtio = crate::generated::nodes::VirtioConfig;
 /// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
 pub type NodesQemuCreateVmParamsVirtiofs = crate::generated::nodes::VirtiofsConfig;
 /// The `NodesQemuDbusVmstateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuDbusVmstateParams {
     /// Action to perform on the DBus VMState helper.
     ///
@@ -24000,13 +23889,12 @@ pub struct NodesQemuFeatureVmResponse {
     pub nodes: ::std::vec::Vec<::std::string::String>,
 }
 /// The `NodesQemuMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Allow to migrate VMs which use local devices. Only root may use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24130,7 +24018,7 @@ pub struct NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
     >,
 }
 /// The `NodesQemuMonitorParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuMonitorParams {
     /// The monitor command.
     pub command: ::std::string::String,
@@ -24143,13 +24031,12 @@ impl NodesQemuMonitorParams {
     }
 }
 /// The `NodesQemuMoveDiskVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuMoveDiskVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Delete the original disk after successful copy. By default the original disk is kept as unused disk.
     ///
@@ -24192,7 +24079,6 @@ pub struct NodesQemuMoveDiskVmParams {
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(rename = "target-vmid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_vmid: ::std::option::Option<u32>,
 }
 impl NodesQemuMoveDiskVmParams {
@@ -24231,13 +24117,12 @@ pub struct NodesQemuPendingVmResponseItem {
     pub value: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesQemuRemoteMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuRemoteMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Delete the original VM and related data after successful migration. By default the original VM is kept on the source cluster in a stopped state.
     ///
@@ -24267,7 +24152,6 @@ pub struct NodesQemuRemoteMigrateVmParams {
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(rename = "target-vmid")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_vmid: ::std::option::Option<u32>,
 }
 impl NodesQemuRemoteMigrateVmParams {
@@ -24290,7 +24174,7 @@ impl NodesQemuRemoteMigrateVmParams {
     }
 }
 /// The `NodesQemuResizeVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuResizeVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24321,7 +24205,7 @@ impl NodesQemuResizeVmParams {
     }
 }
 /// The `NodesQemuSendkeyVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuSendkeyVmParams {
     /// The key (qemu monitor encoding).
     pub key: ::std::string::String,
@@ -24358,7 +24242,7 @@ pub struct NodesQemuSnapshotListResponseItem {
     pub vmstate: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuSnapshotParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuSnapshotParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24383,7 +24267,7 @@ impl NodesQemuSnapshotParams {
     }
 }
 /// The `NodesQemuSnapshotRollbackParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuSnapshotRollbackParams {
     /// Whether the VM should get started after rolling back successfully. (Note: VMs will be automatically started if the snapshot includes RAM.)
     ///
@@ -24518,14 +24402,14 @@ pub struct NodesQemuStatusCurrentVmStatusResponse {
     pub vmid: u32,
 }
 /// The `NodesQemuStatusResetVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuStatusResetVmParams {
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuStatusResumeVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuStatusResumeVmParams {
     /// The `nocheck` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24535,7 +24419,7 @@ pub struct NodesQemuStatusResumeVmParams {
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuStatusShutdownVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuStatusShutdownVmParams {
     /// Make sure the VM stops.
     ///
@@ -24556,11 +24440,10 @@ pub struct NodesQemuStatusShutdownVmParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
 /// The `NodesQemuStatusStartVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuStatusStartVmParams {
     /// Override QEMU's -cpu argument with the given string.
     #[serde(rename = "force-cpu")]
@@ -24605,7 +24488,6 @@ pub struct NodesQemuStatusStartVmParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
     /// Whether to migrate conntrack entries for running VMs.
     ///
@@ -24615,7 +24497,7 @@ pub struct NodesQemuStatusStartVmParams {
     pub with_conntrack_state: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuStatusStopVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuStatusStopVmParams {
     /// Do not deactivate storage volumes.
     ///
@@ -24641,11 +24523,10 @@ pub struct NodesQemuStatusStopVmParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
 }
 /// The `NodesQemuStatusSuspendVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuStatusSuspendVmParams {
     /// Ignore locks - only root is allowed to use this option.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24662,7 +24543,7 @@ pub struct NodesQemuStatusSuspendVmParams {
     pub todisk: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuTemplateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuTemplateParams {
     /// If you want to convert only 1 disk to base image.
     ///
@@ -24673,7 +24554,7 @@ pub struct NodesQemuTemplateParams {
     >,
 }
 /// The `NodesQemuTermproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuTermproxyParams {
     /// opens a serial terminal (defaults to display)
     ///
@@ -24682,7 +24563,7 @@ pub struct NodesQemuTermproxyParams {
     pub serial: ::std::option::Option<crate::generated::nodes::Serial>,
 }
 /// The `NodesQemuUnlinkParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuUnlinkParams {
     /// Force physical removal. Without this, we simple remove the disk from the config file and create an additional configuration entry called 'unused[n]', which contains the volume ID. Unlink of unused[n] always cause physical removal.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24703,7 +24584,7 @@ impl NodesQemuUnlinkParams {
     }
 }
 /// The `NodesQemuVmidDestroyVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuVmidDestroyVmParams {
     /// If set, destroy additionally all disks not referenced in the config but with a matching VMID from all enabled storages.
     ///
@@ -24719,7 +24600,7 @@ pub struct NodesQemuVmidDestroyVmParams {
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuVmlistParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuVmlistParams {
     /// Determine the full status of active VMs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -24839,7 +24720,7 @@ pub struct NodesQemuVmlistResponseItem {
     pub vmid: u32,
 }
 /// The `NodesQemuVncproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuVncproxyParams {
     /// Deprecated, do not use. Password is generated when required.
     ///
@@ -24852,7 +24733,7 @@ pub struct NodesQemuVncproxyParams {
     pub websocket: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQueryOciRepoTagsParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQueryOciRepoTagsParams {
     /// The reference to the repository to query tags from.
     pub reference: ::std::string::String,
@@ -24867,7 +24748,7 @@ impl NodesQueryOciRepoTagsParams {
     }
 }
 /// The `NodesQueryUrlMetadataParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQueryUrlMetadataParams {
     /// The URL to query the metadata from.
     pub url: ::std::string::String,
@@ -24903,33 +24784,30 @@ pub struct NodesQueryUrlMetadataResponse {
     pub size: ::std::option::Option<i64>,
 }
 /// The `NodesReplicationLogReadJobParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesReplicationLogReadJobParams {
     /// The `limit` property.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub limit: ::std::option::Option<i64>,
     /// The `start` property.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub start: ::std::option::Option<i64>,
 }
 /// The `NodesReplicationStatusParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesReplicationStatusParams {
     /// Only list replication jobs for this guest.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub guest: ::std::option::Option<u32>,
 }
 /// The `NodesRrdParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesRrdParams {
     /// The RRD consolidation function
     ///
@@ -24960,7 +24838,7 @@ impl NodesRrdParams {
     }
 }
 /// The `NodesRrddataParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesRrddataParams {
     /// The RRD consolidation function
     ///
@@ -24983,7 +24861,7 @@ impl NodesRrddataParams {
     }
 }
 /// The `NodesScanCifsCifsscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesScanCifsCifsscanParams {
     /// SMB domain (Workgroup).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25020,7 +24898,7 @@ pub struct NodesScanCifsCifsscanResponseItem {
     pub share: ::std::string::String,
 }
 /// The `NodesScanIscsiIscsiscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesScanIscsiIscsiscanParams {
     /// The iSCSI portal (IP or DNS name with optional port).
     ///
@@ -25049,7 +24927,7 @@ pub struct NodesScanLvmLvmscanResponseItem {
     pub vg: ::std::string::String,
 }
 /// The `NodesScanLvmthinLvmthinscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesScanLvmthinLvmthinscanParams {
     /// The `vg` property.
     pub vg: ::std::string::String,
@@ -25068,7 +24946,7 @@ pub struct NodesScanLvmthinLvmthinscanResponseItem {
     pub lv: ::std::string::String,
 }
 /// The `NodesScanNfsNfsscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesScanNfsNfsscanParams {
     /// The server address (name or IP).
     ///
@@ -25091,7 +24969,7 @@ pub struct NodesScanNfsNfsscanResponseItem {
     pub path: ::std::string::String,
 }
 /// The `NodesScanPbsPbsscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesScanPbsPbsscanParams {
     /// Certificate SHA 256 fingerprint.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25102,7 +24980,6 @@ pub struct NodesScanPbsPbsscanParams {
     ///
     /// Range 1 to 65535. Default: `8007`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// The server address (name or IP).
     ///
@@ -25281,7 +25158,7 @@ pub struct NodesServicesIndexResponseItem {
     pub unit_state: crate::generated::nodes::UnitState,
 }
 /// The `NodesSpiceshellParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSpiceshellParams {
     /// Run specific command or default to login (requires 'root@pam')
     ///
@@ -25301,7 +25178,7 @@ pub struct NodesSpiceshellParams {
     pub proxy: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStartallParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStartallParams {
     /// Issue start command even if virtual guest have 'onboot' not set or set to off.
     ///
@@ -25313,7 +25190,6 @@ pub struct NodesStartallParams {
     /// Range 1 to 64.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Only consider guests from this comma separated list of VMIDs.
     ///
@@ -25322,7 +25198,7 @@ pub struct NodesStartallParams {
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStatusNodeCmdParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStatusNodeCmdParams {
     /// Specify the command.
     ///
@@ -25432,7 +25308,7 @@ pub struct NodesStatusResponseRootfs {
     pub used: i64,
 }
 /// The `NodesStopallParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStopallParams {
     /// Force a hard-stop after the timeout.
     ///
@@ -25445,13 +25321,11 @@ pub struct NodesStopallParams {
     /// Range 1 to 64.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Timeout for each guest shutdown task. Depending on `force-stop`, the shutdown gets then simply aborted or a hard-stop is forced.
     ///
     /// Range 0 to 7200. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timeout: ::std::option::Option<i64>,
     /// Only consider Guests with these IDs.
     ///
@@ -25460,7 +25334,7 @@ pub struct NodesStopallParams {
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStorageContentCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageContentCreateParams {
     /// The name of the file to create.
     pub filename: ::std::string::String,
@@ -25476,7 +25350,6 @@ pub struct NodesStorageContentCreateParams {
     /// Specify owner VM
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
 }
 impl NodesStorageContentCreateParams {
@@ -25496,7 +25369,7 @@ impl NodesStorageContentCreateParams {
     }
 }
 /// The `NodesStorageContentIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageContentIndexParams {
     /// Only list content of this type.
     ///
@@ -25507,7 +25380,6 @@ pub struct NodesStorageContentIndexParams {
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `NodesStorageContentIndexResponseItem` model.
@@ -25567,7 +25439,7 @@ pub struct NodesStorageContentIndexResponseItemVerification {
     pub upid: ::std::string::String,
 }
 /// The `NodesStorageContentVolumeCopyParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageContentVolumeCopyParams {
     /// Target volume identifier
     pub target: ::std::string::String,
@@ -25588,13 +25460,12 @@ impl NodesStorageContentVolumeCopyParams {
     }
 }
 /// The `NodesStorageContentVolumeDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageContentVolumeDeleteParams {
     /// Time to wait for the task to finish. We return 'null' if the task finish within that time.
     ///
     /// Range 1 to 30.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub delay: ::std::option::Option<i64>,
 }
 /// The `NodesStorageContentVolumeInfoResponse` model.
@@ -25618,7 +25489,7 @@ pub struct NodesStorageContentVolumeInfoResponse {
     pub used: i64,
 }
 /// The `NodesStorageContentVolumeUpdateattributesParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageContentVolumeUpdateattributesParams {
     /// The new notes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25628,7 +25499,7 @@ pub struct NodesStorageContentVolumeUpdateattributesParams {
     pub protected: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesStorageDownloadUrlParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageDownloadUrlParams {
     /// The expected checksum of the file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25679,7 +25550,7 @@ impl NodesStorageDownloadUrlParams {
     }
 }
 /// The `NodesStorageFileRestoreDownloadParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageFileRestoreDownloadParams {
     /// base64-path to the directory or file to download.
     pub filepath: ::std::string::String,
@@ -25706,7 +25577,7 @@ impl NodesStorageFileRestoreDownloadParams {
     }
 }
 /// The `NodesStorageFileRestoreListParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageFileRestoreListParams {
     /// base64-path to the directory or file being listed, or "/".
     pub filepath: ::std::string::String,
@@ -25757,7 +25628,7 @@ pub struct NodesStorageIdentityResponse {
     pub r#type: crate::generated::common::NodesStorageIdentityResponseType,
 }
 /// The `NodesStorageImportMetadataGetParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageImportMetadataGetParams {
     /// Volume identifier for the guest archive/entry.
     pub volume: ::std::string::String,
@@ -25816,7 +25687,7 @@ pub struct NodesStorageImportMetadataGetResponseWarningsItem {
     pub value: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStorageIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageIndexParams {
     /// Only list stores which support this content type.
     ///
@@ -25904,7 +25775,7 @@ pub struct NodesStorageIndexResponseItemFormats {
     >,
 }
 /// The `NodesStorageOciRegistryPullParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageOciRegistryPullParams {
     /// Custom destination file name of the OCI image. Caution: This will be normalized!
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25923,7 +25794,7 @@ impl NodesStorageOciRegistryPullParams {
     }
 }
 /// The `NodesStoragePrunebackupsDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStoragePrunebackupsDeleteParams {
     /// Use these retention options instead of those from the storage configuration.
     ///
@@ -25942,11 +25813,10 @@ pub struct NodesStoragePrunebackupsDeleteParams {
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `NodesStoragePrunebackupsDryrunParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStoragePrunebackupsDryrunParams {
     /// Use these retention options instead of those from the storage configuration.
     ///
@@ -25965,7 +25835,6 @@ pub struct NodesStoragePrunebackupsDryrunParams {
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `NodesStoragePrunebackupsDryrunResponseItem` model.
@@ -26019,7 +25888,7 @@ pub struct NodesStorageStatusReadResponse {
     pub used: ::std::option::Option<i64>,
 }
 /// The `NodesStorageUploadParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageUploadParams {
     /// The expected checksum of the file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26102,7 +25971,7 @@ pub struct NodesSubscriptionGetResponse {
     pub url: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesSubscriptionSetParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesSubscriptionSetParams {
     /// Proxmox VE subscription key
     pub key: ::std::string::String,
@@ -26115,7 +25984,7 @@ impl NodesSubscriptionSetParams {
     }
 }
 /// The `NodesSubscriptionUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSubscriptionUpdateParams {
     /// Always connect to server, even if local cache is still valid.
     ///
@@ -26124,7 +25993,7 @@ pub struct NodesSubscriptionUpdateParams {
     pub force: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesSuspendallParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSuspendallParams {
     /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg, and if that's not set the available'
     ///                     .' CPU threads, clamped to a maximum of 8, are used.
@@ -26132,7 +26001,6 @@ pub struct NodesSuspendallParams {
     /// Range 1 to 64.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Only consider Guests with these IDs.
     ///
@@ -26141,13 +26009,12 @@ pub struct NodesSuspendallParams {
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesSyslogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSyslogParams {
     /// The `limit` property.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub limit: ::std::option::Option<i64>,
     /// Service ID
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26159,14 +26026,13 @@ pub struct NodesSyslogParams {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub start: ::std::option::Option<i64>,
     /// Display all log until this date-time string.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesTasksLogReadTaskParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesTasksLogReadTaskParams {
     /// Whether the tasklog file should be downloaded. This parameter can't be used in conjunction with other parameters
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26175,17 +26041,15 @@ pub struct NodesTasksLogReadTaskParams {
     ///
     /// Minimum 0. Default: `50`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub limit: ::std::option::Option<i64>,
     /// Start at this line when reading the tasklog
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub start: ::std::option::Option<i64>,
 }
 /// The `NodesTasksNodeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesTasksNodeParams {
     /// Only list tasks with a status of ERROR.
     ///
@@ -26196,11 +26060,9 @@ pub struct NodesTasksNodeParams {
     ///
     /// Minimum 0. Default: `50`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub limit: ::std::option::Option<i64>,
     /// Only list tasks since this UNIX epoch.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub since: ::std::option::Option<i64>,
     /// List archived, active or all tasks.
     ///
@@ -26213,7 +26075,6 @@ pub struct NodesTasksNodeParams {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub start: ::std::option::Option<i64>,
     /// List of Task States that should be returned.
     ///
@@ -26225,7 +26086,6 @@ pub struct NodesTasksNodeParams {
     pub typefilter: ::std::option::Option<::std::string::String>,
     /// Only list tasks until this UNIX epoch.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub until: ::std::option::Option<i64>,
     /// Only list tasks from this user.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26234,7 +26094,6 @@ pub struct NodesTasksNodeParams {
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `NodesTasksNodeResponseItem` model.
@@ -26298,7 +26157,7 @@ pub struct NodesTasksStatusReadTaskResponse {
     pub user: ::std::string::String,
 }
 /// The `NodesTermproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesTermproxyParams {
     /// Run specific command or default to login (requires 'root@pam')
     ///
@@ -26329,7 +26188,7 @@ pub struct NodesTimeResponse {
     pub timezone: ::std::string::String,
 }
 /// The `NodesTimeSetTimezoneParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesTimeSetTimezoneParams {
     /// Time zone. The file '/usr/share/zoneinfo/zone.tab' contains the list of valid names.
     pub timezone: ::std::string::String,
@@ -26352,7 +26211,7 @@ pub struct NodesVersionResponse {
     pub version: ::std::string::String,
 }
 /// The `NodesVncshellParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesVncshellParams {
     /// Run specific command or default to login (requires 'root@pam')
     ///
@@ -26369,7 +26228,6 @@ pub struct NodesVncshellParams {
     ///
     /// Range 16 to 2160.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub height: ::std::option::Option<i64>,
     /// use websocket instead of standard vnc.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26378,16 +26236,14 @@ pub struct NodesVncshellParams {
     ///
     /// Range 16 to 4096.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub width: ::std::option::Option<i64>,
 }
 /// The `NodesVncwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesVncwebsocketParams {
     /// Port number returned by previous 'vncshell' call.
     ///
     /// Range 5900 to 5999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: i64,
     /// Ticket from previous call to 'vncshell'.
     pub vncticket: ::std::string::String,
@@ -26406,7 +26262,7 @@ impl NodesVncwebsocketParams {
     }
 }
 /// The `NodesVzdumpDefaultsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesVzdumpDefaultsParams {
     /// The storage identifier.
     ///
@@ -26579,7 +26435,7 @@ pub struct NodesVzdumpDefaultsResponse {
     pub zstd: ::std::option::Option<i64>,
 }
 /// The `NodesVzdumpExtractconfigParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesVzdumpExtractconfigParams {
     /// Volume identifier
     pub volume: ::std::string::String,
@@ -26592,7 +26448,7 @@ impl NodesVzdumpExtractconfigParams {
     }
 }
 /// The `NodesVzdumpParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesVzdumpParams {
     /// Backup all known guest systems on this host.
     ///
@@ -26603,7 +26459,6 @@ pub struct NodesVzdumpParams {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Compress dump file.
     ///
@@ -26631,7 +26486,6 @@ pub struct NodesVzdumpParams {
     ///
     /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ionice: ::std::option::Option<i64>,
     /// The ID of the backup job. If set, the 'backup-job' metadata field of the backup notification will be set to this value. Only root@pam can set this parameter.
     #[serde(rename = "job-id")]
@@ -26641,7 +26495,6 @@ pub struct NodesVzdumpParams {
     ///
     /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
@@ -26691,7 +26544,6 @@ pub struct NodesVzdumpParams {
     ///
     /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26735,7 +26587,6 @@ pub struct NodesVzdumpParams {
     ///
     /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
@@ -26754,7 +26605,6 @@ pub struct NodesVzdumpParams {
     ///
     /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub zstd: ::std::option::Option<i64>,
 }
 /// The `data` of the reply to `GET /nodes` (`nodes_index`).

@@ -154,7 +154,7 @@ impl crate::PropertyValue for PoolsIndexResponseItemMembersItemType {
     }
 }
 /// The `PoolsCreatePoolParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct PoolsCreatePoolParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -175,7 +175,7 @@ impl PoolsCreatePoolParams {
     }
 }
 /// The `PoolsDeletePoolParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct PoolsDeletePoolParams {
     /// The `poolid` property.
     ///
@@ -190,7 +190,7 @@ impl PoolsDeletePoolParams {
     }
 }
 /// The `PoolsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct PoolsIndexParams {
     /// The `poolid` property.
     ///
@@ -237,7 +237,7 @@ pub struct PoolsIndexResponseItemMembersItem {
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `PoolsPoolidReadPoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct PoolsPoolidReadPoolParams {
     /// The `type` property.
     ///
@@ -257,7 +257,7 @@ pub struct PoolsPoolidReadPoolResponse {
     >,
 }
 /// The `PoolsPoolidUpdatePoolDeprecatedParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct PoolsPoolidUpdatePoolDeprecatedParams {
     /// Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
     ///
@@ -285,7 +285,7 @@ pub struct PoolsPoolidUpdatePoolDeprecatedParams {
     pub vms: ::std::option::Option<::std::string::String>,
 }
 /// The `PoolsUpdatePoolParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct PoolsUpdatePoolParams {
     /// Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
     ///

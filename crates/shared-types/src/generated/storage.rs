@@ -166,7 +166,7 @@ impl crate::PropertyValue for Smbversion {
     }
 }
 /// The `StorageCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct StorageCreateParams {
     /// Authsupported.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -286,7 +286,6 @@ pub struct StorageCreateParams {
     /// Minimum -1.
     #[serde(rename = "max-protected-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_protected_backups: ::std::option::Option<i64>,
     /// Create the directory if it doesn't exist and populate it with default sub-dirs. NOTE: Deprecated, use the 'create-base-path' and 'create-subdirs' options instead.
     ///
@@ -339,7 +338,6 @@ pub struct StorageCreateParams {
     ///
     /// Range 1 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// iSCSI portal (IP or DNS name with optional port).
     ///
@@ -365,7 +363,6 @@ pub struct StorageCreateParams {
     /// One of `1`, `2`, `4`, `8`, `16`, `32`. Default: `32`.
     #[serde(rename = "saferemove-stepsize")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub saferemove_stepsize: ::std::option::Option<i64>,
     /// Wipe throughput (cstream -t parameter value).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -536,7 +533,7 @@ pub struct StorageCreateResponseConfig {
     pub encryption_key: ::std::option::Option<::std::string::String>,
 }
 /// The `StorageIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct StorageIndexParams {
     /// Only list storage of specific type
     ///
@@ -553,7 +550,7 @@ pub struct StorageIndexResponseItem {
     pub storage: ::std::string::String,
 }
 /// The `StorageStorageUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct StorageStorageUpdateParams {
     /// ZFS block size
     ///
@@ -662,7 +659,6 @@ pub struct StorageStorageUpdateParams {
     /// Minimum -1.
     #[serde(rename = "max-protected-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_protected_backups: ::std::option::Option<i64>,
     /// Create the directory if it doesn't exist and populate it with default sub-dirs. NOTE: Deprecated, use the 'create-base-path' and 'create-subdirs' options instead.
     ///
@@ -710,7 +706,6 @@ pub struct StorageStorageUpdateParams {
     ///
     /// Range 1 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// Preallocation mode for raw and qcow2 images. Using 'metadata' on raw images results in preallocation=off.
     ///
@@ -731,7 +726,6 @@ pub struct StorageStorageUpdateParams {
     /// One of `1`, `2`, `4`, `8`, `16`, `32`. Default: `32`.
     #[serde(rename = "saferemove-stepsize")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub saferemove_stepsize: ::std::option::Option<i64>,
     /// Wipe throughput (cstream -t parameter value).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
