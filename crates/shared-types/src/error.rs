@@ -85,6 +85,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A guest's `startup` option (`order=1,up=30,down=60`) was malformed.
+    #[error("invalid startup order {input:?}: unable to parse startup options")]
+    InvalidStartupOrder {
+        /// The rejected text (truncated).
+        input: String,
+    },
+
     /// An index does not exist in an indexed parameter family such as `net[n]`.
     #[error("index {index} is out of range for `{prefix}[n]` (valid indices are 0 to {max})", max = count.saturating_sub(1))]
     IndexOutOfRange {
@@ -102,6 +109,12 @@ impl Error {
         Self::InvalidUpid {
             input: truncate(input),
             reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid_startup_order(input: &str) -> Self {
+        Self::InvalidStartupOrder {
+            input: truncate(input),
         }
     }
 

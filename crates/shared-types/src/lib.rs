@@ -13,6 +13,7 @@
 //! * [`property_string`]: [`PropertyString`], generic `key=value,…` strings with a default key and quoting.
 //! * [`guest_config`]: hand-written typed property strings ([`NetConfig`], [`DiskConfig`], [`MountPoint`], [`LxcNetConfig`]) that the mock server edits config values with; the generated models use the generated structs instead (`nodes::QemuNetConfig`, `nodes::ScsiConfig`, `nodes::RootfsConfig`, ...), one per property-string format of the schema.
 //! * [`disk_size`]: [`DiskSize`], sizes like `8G` or `+2G`.
+//! * [`startup_order`]: [`StartupOrder`], a guest's `startup` option (`order=1,up=30`).
 //! * [`family`]: [`Indexed`] and [`FamilyName`], the `net[n]`-style parameter families.
 //! * [`lenient`]: numbers read from JSON numbers or numeric strings, as Proxmox sends them.
 //! * [`typed_format`]: what the generated property-string structs and string enums call.
@@ -25,6 +26,7 @@ pub mod guest_config;
 pub mod lenient;
 pub mod property_string;
 pub mod pve_bool;
+pub mod startup_order;
 pub mod typed_format;
 pub mod upid;
 
@@ -34,6 +36,7 @@ pub use family::{FamilyName, Indexed};
 pub use guest_config::{DiskConfig, LxcNetConfig, MountPoint, NetConfig};
 pub use property_string::PropertyString;
 pub use pve_bool::PveBool;
+pub use startup_order::StartupOrder;
 pub use typed_format::PropertyValue;
 pub use upid::Upid;
 

@@ -160,7 +160,7 @@ async fn the_typed_sdk_behaves_the_same_through_the_proxy() {
     for operation in [
         "access_ticket_create",
         "nodes_qemu_create_vm",
-        "nodes_tasks_status_read_task",
+        "nodes_tasks_status_read",
         "nodes_qemu_config_vm",
         "nodes_qemu_status_start_vm",
         "nodes_qemu_vmid_destroy_vm",

@@ -177,7 +177,15 @@ impl Catalog {
                 })
                 .collect();
             for (cluster_index, cluster) in clusters.iter().enumerate() {
-                let base = naming::pascal_case(&naming::snake_word(&property));
+                // `ipconfig` -> `IpConfig`, not `IpconfigConfig`.
+                let word = naming::snake_word(&property);
+                let word = match word.strip_suffix("config") {
+                    Some(stem) if !stem.is_empty() => {
+                        format!("{}_config", stem.trim_end_matches('_'))
+                    }
+                    _ => word,
+                };
+                let base = naming::pascal_case(&word);
                 let base = if base.is_empty() {
                     "Value".to_owned()
                 } else {

@@ -5,13 +5,15 @@
 //! once into [`route_metadata::RouteMetadata`] ([`metadata`], schemas normalised by [`normalize`]),
 //! name the object schemas ([`registry`]; every naming rule is in [`naming`]), build the OpenAPI
 //! document ([`openapi`]) and the model index; for the `latest` tag also the Rust models
-//! ([`rust`]) and the SDK's typed layer ([`sdk`]). All output is rendered in memory
+//! ([`rust`], with the formats Proxmox registers by name expanded by [`named_formats`]) and the
+//! SDK's typed layer ([`sdk`]). All output is rendered in memory
 //! first; then it is either compared with the files on disk (`--check`) or written through a
 //! temporary file and a rename, so a failed run leaves nothing half-written.
 
 pub mod capture;
 pub mod catalog;
 pub mod metadata;
+pub mod named_formats;
 pub mod naming;
 pub mod normalize;
 pub mod openapi;
@@ -46,6 +48,8 @@ pub const OWNED_DIRS: &[&str] = &[
 pub fn render(root: &Path) -> anyhow::Result<Outputs> {
     let index = source::read_index(root)?;
     let latest = index.latest.clone();
+    let (named, named_text) = named_formats::load(root)?;
+    let named = &named;
     let results: Vec<anyhow::Result<Outputs>> = std::thread::scope(|scope| {
         let handles: Vec<_> = index
             .schemas
@@ -54,7 +58,7 @@ pub fn render(root: &Path) -> anyhow::Result<Outputs> {
                 let latest = latest.clone();
                 scope.spawn(move || {
                     let tag = entry.tag.clone();
-                    render_tag(root, entry, tag == latest)
+                    render_tag(root, entry, tag == latest, named)
                         .with_context(|| format!("schema tag {tag}"))
                 })
             })
@@ -73,6 +77,7 @@ pub fn render(root: &Path) -> anyhow::Result<Outputs> {
         outputs.extend(result?);
     }
     outputs.extend(tag_list(root)?);
+    outputs.insert(PathBuf::from(named_formats::OUTPUT), named_text);
     Ok(outputs)
 }
 
@@ -155,7 +160,12 @@ fn version_key(tag: &str) -> Vec<u64> {
         .collect()
 }
 
-fn render_tag(root: &Path, entry: source::IndexEntry, is_latest: bool) -> anyhow::Result<Outputs> {
+fn render_tag(
+    root: &Path,
+    entry: source::IndexEntry,
+    is_latest: bool,
+    named: &named_formats::Table,
+) -> anyhow::Result<Outputs> {
     let tag = entry.tag.clone();
     let loaded = source::load(root, entry)?;
     let mut metadata = metadata::build(&loaded)?;
@@ -171,9 +181,11 @@ fn render_tag(root: &Path, entry: source::IndexEntry, is_latest: bool) -> anyhow
         to_json(&model_index(&metadata, &registry, is_latest)),
     );
     if is_latest {
-        let (models, response_targets) = rust::render(&metadata, &registry)?;
+        let model_metadata = named_formats::expand(&metadata, named);
+        let model_registry = registry::Registry::build(&model_metadata);
+        let (models, response_targets) = rust::render(&model_metadata, &model_registry)?;
         outputs.extend(models);
-        outputs.extend(sdk::render(&metadata, &response_targets)?);
+        outputs.extend(sdk::render(&model_metadata, &response_targets)?);
     }
     if let Some(restored) = &loaded.restored {
         let fields: Vec<Value> = restored.iter().map(capture::Restored::to_json).collect();
@@ -391,6 +403,35 @@ pub fn workspace_root() -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Each cargo feature of `shared-types` and `proxmox-sdk` builds alone only if a group's
+    /// generated code names no other group's types (shared ones belong in `common`). Checked on
+    /// the rendered text, so it costs no per-feature build: `nodes` alone once stopped compiling
+    /// when a struct used by `nodes` and `cluster` was placed in `cluster`.
+    #[test]
+    fn every_group_refers_only_to_itself_and_common() {
+        let outputs = render(&workspace_root()).expect("render");
+        for group in rust::GROUPS {
+            for (dir, prefix) in [
+                ("crates/shared-types/src/generated", "crate::generated::"),
+                ("crates/sdk/src/generated", "shared_types::"),
+                ("crates/sdk/src/generated", "crate::generated::"),
+            ] {
+                let path = PathBuf::from(dir).join(format!("{group}.rs"));
+                let Some(text) = outputs.get(&path) else {
+                    continue;
+                };
+                for other in rust::GROUPS.iter().filter(|other| *other != group) {
+                    let needle = format!("{prefix}{other}::");
+                    assert!(
+                        !text.contains(&needle),
+                        "{} names `{needle}`: the `{group}` feature would not build alone",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+
     /// Plain `cargo test` fails when anything generated is stale.
     #[test]
     fn generated_files_are_fresh() {
@@ -458,6 +499,11 @@ mod tests {
         let scratch = scratch_root("bad");
         let pve = scratch.join("schemas/pve/1.0");
         std::fs::create_dir_all(&pve).expect("mkdir");
+        std::fs::copy(
+            workspace_root().join(named_formats::SOURCE),
+            scratch.join(named_formats::SOURCE),
+        )
+        .expect("copy the named formats");
         let truncated = "const apiSchema = [\n {\"path\": \"/version\"";
         std::fs::write(pve.join("apidata.js"), truncated).expect("write");
         let sha = hex::encode(Sha256::digest(truncated.as_bytes()));

@@ -30,12 +30,16 @@ pub const ERROR_COMPONENT: &str = "ProxmoxError";
 /// Derives the operationId: the static path words, the item parameter when the path ends in one,
 /// then Proxmox's handler `name`, without stutter:
 ///
-/// - the trailing parameter is left out when it only extends the word before it
-///   (`token/{tokenid}` -> `token`);
+/// - the trailing parameter is left out when it only extends or repeats the word before it
+///   (`token/{tokenid}` -> `token`, `dns/{dns}` -> `dns`);
 /// - leading and trailing words of `name` that repeat the last static segment (or the trailing
 ///   parameter) are left out (`clone_vm` on `.../clone` -> `vm`, `generate_token` on
 ///   `.../token/{tokenid}` -> `generate`, `move_vm_disk` on `.../move_disk` -> `vm`), and so is
-///   all of `name` when nothing is left. Words inside `name` stay, so no meaning is lost
+///   all of `name` when nothing is left;
+/// - when every word of `name` after its first (the verb) repeats a word of the path, singular or
+///   plural, only the verb stays (`create_gotify_endpoint` on
+///   `/cluster/notifications/endpoints/gotify` -> `create`, `add_tfa_entry` stays whole on
+///   `/access/tfa/{userid}` as `entry` is not a path word). Otherwise the words inside `name` stay, so no meaning is lost
 ///   (`get_guests_not_in_backup`).
 ///
 /// `GET /nodes/{node}/qemu` (`vmlist`) -> `nodes_qemu_vmlist`;
@@ -60,7 +64,7 @@ pub fn operation_id(path: &str, name: &str) -> String {
         } else if index + 1 == segments.len() {
             tail_words.extend(word.split('_').map(str::to_owned));
             let extends_previous = words.last().is_some_and(|previous| {
-                word.len() > previous.len() && word.starts_with(previous.as_str())
+                word.len() >= previous.len() && word.starts_with(previous.as_str())
             });
             if !extends_previous {
                 words.push(word);
@@ -79,6 +83,22 @@ pub fn operation_id(path: &str, name: &str) -> String {
         && repeats(last)
     {
         name_words = rest;
+    }
+    // `create_gotify_endpoint` on `/cluster/notifications/endpoints/gotify`: every word after the
+    // verb repeats a word of the path (singular or plural), so the verb alone is the name.
+    let path_words: Vec<&str> = words.iter().flat_map(|word| word.split('_')).collect();
+    let in_path = |word: &str| {
+        path_words.iter().any(|path_word| {
+            *path_word == word
+                || path_word.strip_suffix('s') == Some(word)
+                || word.strip_suffix('s') == Some(*path_word)
+        })
+    };
+    if let [verb, rest @ ..] = name_words
+        && !rest.is_empty()
+        && rest.iter().all(|word| in_path(word))
+    {
+        name_words = std::slice::from_ref(verb);
     }
     if !name_words.is_empty() {
         words.push(name_words.join("_"));
@@ -188,6 +208,37 @@ mod tests {
         assert_eq!(operation_id("/nodes/{node}", "index"), "nodes_node_index");
         assert_eq!(operation_id("/nodes", "index"), "nodes_index");
         assert_eq!(operation_id("/version", "version"), "version");
+        // A name whose words after the verb all repeat the path keeps only the verb; a parameter
+        // that repeats its segment is left out; other words stay.
+        assert_eq!(
+            operation_id(
+                "/cluster/notifications/endpoints/gotify",
+                "create_gotify_endpoint"
+            ),
+            "cluster_notifications_endpoints_gotify_create"
+        );
+        assert_eq!(
+            operation_id(
+                "/cluster/notifications/endpoints/gotify",
+                "get_gotify_endpoints"
+            ),
+            "cluster_notifications_endpoints_gotify_get"
+        );
+        assert_eq!(
+            operation_id("/cluster/sdn/dns/{dns}", "read"),
+            "cluster_sdn_dns_read"
+        );
+        assert_eq!(
+            operation_id("/access/tfa/{userid}", "add_tfa_entry"),
+            "access_tfa_userid_add_tfa_entry"
+        );
+        assert_eq!(
+            operation_id(
+                "/cluster/backup-info/not-backed-up",
+                "get_guests_not_in_backup"
+            ),
+            "cluster_backup_info_not_backed_up_get_guests_not_in_backup"
+        );
         assert_eq!(
             operation_id("/nodes/{node}/qemu/{vmid}/status/start", "vm_start"),
             "nodes_qemu_status_start_vm"

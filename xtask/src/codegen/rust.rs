@@ -9,7 +9,8 @@
 //!
 //! Type mapping: string -> `String` (formats in the docs), string with `enum` -> a generated enum
 //! with an `Other(String)` fallback, property string -> a generated `...Config` struct (both named
-//! by [`super::catalog`]), integer -> `i64` (`u32` for a `vmid` or a `pve-vmid`), number -> `f64`,
+//! by [`super::catalog`]; formats Proxmox registers by name are expanded first by
+//! [`super::named_formats`]), `pve-startup-order` -> `crate::StartupOrder`, integer -> `i64` (`u32` for a `vmid` or a `pve-vmid`), number -> `f64`,
 //! boolean -> `crate::PveBool` (0/1 and true/false), null -> `()`, untyped and `oneOf` ->
 //! `serde_json::Value`, object without properties -> `serde_json::Map`, optional -> `Option`,
 //! `foo[n]` -> a flattened `crate::Indexed<families::Foo, T>`. Paths are fully qualified so that
@@ -731,6 +732,9 @@ impl Generator<'_> {
             return self.path_of(name);
         }
         match schema.kind() {
+            SchemaType::String if schema.format.as_deref() == Some("pve-startup-order") => {
+                quote! { crate::StartupOrder }
+            }
             SchemaType::String => quote! { ::std::string::String },
             SchemaType::Integer if is_vmid(schema, property) => quote! { u32 },
             SchemaType::Integer => quote! { i64 },

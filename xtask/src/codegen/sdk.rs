@@ -778,10 +778,10 @@ while let Some(task) = tasks.next().await {
     (
         "/access/users",
         Method::Post,
-        r#"use proxmox_sdk::shared_types::access::AccessUsersCreateUserParams;
-let params = AccessUsersCreateUserParams {
+        r#"use proxmox_sdk::shared_types::access::AccessUsersCreateParams;
+let params = AccessUsersCreateParams {
     email: Some("alice@example.com".to_owned()),
-    ..AccessUsersCreateUserParams::new("alice@pve")
+    ..AccessUsersCreateParams::new("alice@pve")
 };
 {handle}.create(&params).await?;"#,
     ),

@@ -251,11 +251,7 @@ async fn a_lying_upstream_yields_one_discrepancy_per_lie_with_its_pointer() {
         ("nodes_qemu_vmlist", "/data/0/vmid", "\"abc\""),
         ("nodes_index", "/data/0/node", "(missing)"),
         ("access_domains_index", "/data/0/tfa", "\"sms\""),
-        (
-            "access_groups_groupid_read_group",
-            "/data/colour",
-            "\"red\"",
-        ),
+        ("access_groups_groupid_read", "/data/colour", "\"red\""),
     ] {
         let stats = &report["operations"][operation];
         assert_eq!(stats["reply_problems"], 1, "{operation}: {report:#}");

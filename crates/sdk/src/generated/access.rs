@@ -256,7 +256,7 @@ impl AccessGroups {
     /// `POST /access/groups`: Create new group.
     pub fn create(
         &self,
-        params: &shared_types::access::AccessGroupsCreateGroupParams,
+        params: &shared_types::access::AccessGroupsCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -287,15 +287,15 @@ impl AccessGroupsGroupid {
     /// `GET /access/groups/{groupid}`: Get group configuration.
     pub fn get(
         &self,
-    ) -> crate::Call<shared_types::access::AccessGroupsGroupidReadGroupResponse> {
+    ) -> crate::Call<shared_types::access::AccessGroupsGroupidReadResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /access/groups/{groupid}`: Update group data.
     ///
-    /// Every parameter is optional: set them with `.params(&AccessGroupsGroupidUpdateGroupParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&AccessGroupsGroupidUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<(), shared_types::access::AccessGroupsGroupidUpdateGroupParams> {
+    ) -> crate::Call<(), shared_types::access::AccessGroupsGroupidUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /access/groups/{groupid}`: Delete group.
@@ -398,7 +398,7 @@ impl AccessRoles {
     /// `POST /access/roles`: Create new role.
     pub fn create(
         &self,
-        params: &shared_types::access::AccessRolesCreateRoleParams,
+        params: &shared_types::access::AccessRolesCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -429,15 +429,15 @@ impl AccessRolesRoleid {
     /// `GET /access/roles/{roleid}`: Get role configuration.
     pub fn get(
         &self,
-    ) -> crate::Call<shared_types::access::AccessRolesRoleidReadRoleResponse> {
+    ) -> crate::Call<shared_types::access::AccessRolesRoleidReadResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /access/roles/{roleid}`: Update an existing role.
     ///
-    /// Every parameter is optional: set them with `.params(&AccessRolesRoleidUpdateRoleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&AccessRolesRoleidUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<(), shared_types::access::AccessRolesRoleidUpdateRoleParams> {
+    ) -> crate::Call<(), shared_types::access::AccessRolesRoleidUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /access/roles/{roleid}`: Delete role.
@@ -613,17 +613,17 @@ impl AccessUsers {
     ///
     /// ```no_run
     /// # async fn example(client: &proxmox_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
-    /// use proxmox_sdk::shared_types::access::AccessUsersCreateUserParams;
-    /// let params = AccessUsersCreateUserParams {
+    /// use proxmox_sdk::shared_types::access::AccessUsersCreateParams;
+    /// let params = AccessUsersCreateParams {
     ///     email: Some("alice@example.com".to_owned()),
-    ///     ..AccessUsersCreateUserParams::new("alice@pve")
+    ///     ..AccessUsersCreateParams::new("alice@pve")
     /// };
     /// client.access().users().create(&params).await?;
     /// # Ok(()) }
     /// ```
     pub fn create(
         &self,
-        params: &shared_types::access::AccessUsersCreateUserParams,
+        params: &shared_types::access::AccessUsersCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -654,15 +654,15 @@ impl AccessUsersUserid {
     /// `GET /access/users/{userid}`: Get user configuration.
     pub fn get(
         &self,
-    ) -> crate::Call<shared_types::access::AccessUsersUseridReadUserResponse> {
+    ) -> crate::Call<shared_types::access::AccessUsersUseridReadResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /access/users/{userid}`: Update user configuration.
     ///
-    /// Every parameter is optional: set them with `.params(&AccessUsersUseridUpdateUserParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&AccessUsersUseridUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<(), shared_types::access::AccessUsersUseridUpdateUserParams> {
+    ) -> crate::Call<(), shared_types::access::AccessUsersUseridUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /access/users/{userid}`: Delete user.

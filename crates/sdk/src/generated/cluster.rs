@@ -409,7 +409,7 @@ impl ClusterAcmePlugins {
     /// `POST /cluster/acme/plugins`: Add ACME plugin configuration.
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterAcmePluginsAddPluginParams,
+        params: &shared_types::cluster::ClusterAcmePluginsAddParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -445,10 +445,10 @@ impl ClusterAcmePluginsId {
     }
     /// `PUT /cluster/acme/plugins/{id}`: Update ACME plugin configuration.
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterAcmePluginsIdUpdatePluginParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterAcmePluginsIdUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<(), shared_types::cluster::ClusterAcmePluginsIdUpdatePluginParams> {
+    ) -> crate::Call<(), shared_types::cluster::ClusterAcmePluginsIdUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /cluster/acme/plugins/{id}`: Delete ACME plugin configuration.
@@ -618,9 +618,7 @@ impl ClusterBackupIdIncludedVolumes {
     /// `GET /cluster/backup/{id}/included_volumes`: Returns included guests and the backup status of their disks. Optimized to be used in ExtJS tree views.
     pub fn get(
         &self,
-    ) -> crate::Call<
-        shared_types::cluster::ClusterBackupIncludedVolumesGetVolumeBackupResponse,
-    > {
+    ) -> crate::Call<shared_types::cluster::ClusterBackupIncludedVolumesGetResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
 }
@@ -1608,7 +1606,7 @@ impl ClusterFirewallRules {
     /// `POST /cluster/firewall/rules`: Create new rule.
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterFirewallRulesCreateRuleParams,
+        params: &shared_types::cluster::ClusterFirewallRulesCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -1646,24 +1644,18 @@ impl ClusterFirewallRulesPos {
     }
     /// `PUT /cluster/firewall/rules/{pos}`: Modify rule data.
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterFirewallRulesPosUpdateRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterFirewallRulesPosUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<
-        (),
-        shared_types::cluster::ClusterFirewallRulesPosUpdateRuleParams,
-    > {
+    ) -> crate::Call<(), shared_types::cluster::ClusterFirewallRulesPosUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /cluster/firewall/rules/{pos}`: Delete rule.
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterFirewallRulesPosDeleteRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterFirewallRulesPosDeleteParams { .. })` on the call.
     pub fn delete(
         &self,
-    ) -> crate::Call<
-        (),
-        shared_types::cluster::ClusterFirewallRulesPosDeleteRuleParams,
-    > {
+    ) -> crate::Call<(), shared_types::cluster::ClusterFirewallRulesPosDeleteParams> {
         crate::Call::new(
             self.client.request(::reqwest::Method::DELETE, self.path.clone()),
         )
@@ -1917,7 +1909,7 @@ impl ClusterHaRules {
     /// `POST /cluster/ha/rules`: Create HA rule.
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterHaRulesCreateRuleParams,
+        params: &shared_types::cluster::ClusterHaRulesCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -2148,7 +2140,7 @@ impl ClusterJobsRealmSyncId {
     /// `POST /cluster/jobs/realm-sync/{id}`: Create new realm-sync job.
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterJobsRealmSyncIdCreateJobParams,
+        params: &shared_types::cluster::ClusterJobsRealmSyncIdCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -2160,7 +2152,7 @@ impl ClusterJobsRealmSyncId {
     /// `PUT /cluster/jobs/realm-sync/{id}`: Update realm-sync job definition.
     pub fn update(
         &self,
-        params: &shared_types::cluster::ClusterJobsRealmSyncIdUpdateJobParams,
+        params: &shared_types::cluster::ClusterJobsRealmSyncIdUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
@@ -2755,7 +2747,7 @@ impl ClusterNotificationsEndpointsGotify {
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<
-            shared_types::cluster::ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponseItem,
+            shared_types::cluster::ClusterNotificationsEndpointsGotifyGetResponseItem,
         >,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
@@ -2763,7 +2755,7 @@ impl ClusterNotificationsEndpointsGotify {
     /// `POST /cluster/notifications/endpoints/gotify`: Create a new gotify endpoint
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams,
+        params: &shared_types::cluster::ClusterNotificationsEndpointsGotifyCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -2798,18 +2790,18 @@ impl ClusterNotificationsEndpointsGotifyName {
     pub fn get(
         &self,
     ) -> crate::Call<
-        shared_types::cluster::ClusterNotificationsEndpointsGotifyNameGetGotifyEndpointResponse,
+        shared_types::cluster::ClusterNotificationsEndpointsGotifyNameGetResponse,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /cluster/notifications/endpoints/gotify/{name}`: Update existing gotify endpoint
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterNotificationsEndpointsGotifyNameUpdateParams { .. })` on the call.
     pub fn update(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams,
+        shared_types::cluster::ClusterNotificationsEndpointsGotifyNameUpdateParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
@@ -2836,7 +2828,7 @@ impl ClusterNotificationsEndpointsSendmail {
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<
-            shared_types::cluster::ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem,
+            shared_types::cluster::ClusterNotificationsEndpointsSendmailGetResponseItem,
         >,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
@@ -2844,7 +2836,7 @@ impl ClusterNotificationsEndpointsSendmail {
     /// `POST /cluster/notifications/endpoints/sendmail`: Create a new sendmail endpoint
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams,
+        params: &shared_types::cluster::ClusterNotificationsEndpointsSendmailCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -2879,18 +2871,18 @@ impl ClusterNotificationsEndpointsSendmailName {
     pub fn get(
         &self,
     ) -> crate::Call<
-        shared_types::cluster::ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse,
+        shared_types::cluster::ClusterNotificationsEndpointsSendmailNameGetResponse,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /cluster/notifications/endpoints/sendmail/{name}`: Update existing sendmail endpoint
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterNotificationsEndpointsSendmailNameUpdateParams { .. })` on the call.
     pub fn update(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams,
+        shared_types::cluster::ClusterNotificationsEndpointsSendmailNameUpdateParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
@@ -2917,7 +2909,7 @@ impl ClusterNotificationsEndpointsSmtp {
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<
-            shared_types::cluster::ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem,
+            shared_types::cluster::ClusterNotificationsEndpointsSmtpGetResponseItem,
         >,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
@@ -2925,7 +2917,7 @@ impl ClusterNotificationsEndpointsSmtp {
     /// `POST /cluster/notifications/endpoints/smtp`: Create a new smtp endpoint
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams,
+        params: &shared_types::cluster::ClusterNotificationsEndpointsSmtpCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -2960,18 +2952,18 @@ impl ClusterNotificationsEndpointsSmtpName {
     pub fn get(
         &self,
     ) -> crate::Call<
-        shared_types::cluster::ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse,
+        shared_types::cluster::ClusterNotificationsEndpointsSmtpNameGetResponse,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /cluster/notifications/endpoints/smtp/{name}`: Update existing smtp endpoint
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterNotificationsEndpointsSmtpNameUpdateParams { .. })` on the call.
     pub fn update(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams,
+        shared_types::cluster::ClusterNotificationsEndpointsSmtpNameUpdateParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
@@ -2998,7 +2990,7 @@ impl ClusterNotificationsEndpointsWebhook {
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<
-            shared_types::cluster::ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponseItem,
+            shared_types::cluster::ClusterNotificationsEndpointsWebhookGetResponseItem,
         >,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
@@ -3006,7 +2998,7 @@ impl ClusterNotificationsEndpointsWebhook {
     /// `POST /cluster/notifications/endpoints/webhook`: Create a new webhook endpoint
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams,
+        params: &shared_types::cluster::ClusterNotificationsEndpointsWebhookCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -3041,18 +3033,18 @@ impl ClusterNotificationsEndpointsWebhookName {
     pub fn get(
         &self,
     ) -> crate::Call<
-        shared_types::cluster::ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse,
+        shared_types::cluster::ClusterNotificationsEndpointsWebhookNameGetResponse,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /cluster/notifications/endpoints/webhook/{name}`: Update existing webhook endpoint
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterNotificationsEndpointsWebhookNameUpdateParams { .. })` on the call.
     pub fn update(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams,
+        shared_types::cluster::ClusterNotificationsEndpointsWebhookNameUpdateParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
@@ -3131,7 +3123,7 @@ impl ClusterNotificationsMatchers {
     /// `POST /cluster/notifications/matchers`: Create a new matcher
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterNotificationsMatchersCreateMatcherParams,
+        params: &shared_types::cluster::ClusterNotificationsMatchersCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -3166,18 +3158,18 @@ impl ClusterNotificationsMatchersName {
     pub fn get(
         &self,
     ) -> crate::Call<
-        shared_types::cluster::ClusterNotificationsMatchersNameGetMatcherResponse,
+        shared_types::cluster::ClusterNotificationsMatchersNameGetResponse,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /cluster/notifications/matchers/{name}`: Update existing matcher
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterNotificationsMatchersNameUpdateMatcherParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterNotificationsMatchersNameUpdateParams { .. })` on the call.
     pub fn update(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterNotificationsMatchersNameUpdateMatcherParams,
+        shared_types::cluster::ClusterNotificationsMatchersNameUpdateParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
@@ -3786,18 +3778,18 @@ impl ClusterSdnDnsDns {
     }
     /// `PUT /cluster/sdn/dns/{dns}`: Update sdn dns object configuration.
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnDnsDnsUpdateParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnDnsUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<(), shared_types::cluster::ClusterSdnDnsDnsUpdateParams> {
+    ) -> crate::Call<(), shared_types::cluster::ClusterSdnDnsUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /cluster/sdn/dns/{dns}`: Delete sdn dns object configuration.
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnDnsDnsDeleteParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnDnsDeleteParams { .. })` on the call.
     pub fn delete(
         &self,
-    ) -> crate::Call<(), shared_types::cluster::ClusterSdnDnsDnsDeleteParams> {
+    ) -> crate::Call<(), shared_types::cluster::ClusterSdnDnsDeleteParams> {
         crate::Call::new(
             self.client.request(::reqwest::Method::DELETE, self.path.clone()),
         )
@@ -3978,14 +3970,14 @@ impl ClusterSdnFabricsNode {
     }
     /// `GET /cluster/sdn/fabrics/node`: SDN Fabrics Index
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnFabricsNodeListNodesParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnFabricsNodeListParams { .. })` on the call.
     pub fn list(
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<
             shared_types::cluster::ClusterSdnFabricsAllListResponseNodesItem,
         >,
-        shared_types::cluster::ClusterSdnFabricsNodeListNodesParams,
+        shared_types::cluster::ClusterSdnFabricsNodeListParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
@@ -4013,14 +4005,14 @@ impl ClusterSdnFabricsNodeFabricId {
     }
     /// `GET /cluster/sdn/fabrics/node/{fabric_id}`: SDN Fabrics Index
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnFabricsNodeFabricIdListNodesParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnFabricsNodeFabricIdListParams { .. })` on the call.
     pub fn list(
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<
             shared_types::cluster::ClusterSdnFabricsAllListResponseNodesItem,
         >,
-        shared_types::cluster::ClusterSdnFabricsNodeFabricIdListNodesParams,
+        shared_types::cluster::ClusterSdnFabricsNodeFabricIdListParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
@@ -4273,24 +4265,18 @@ impl ClusterSdnPrefixListsId {
     }
     /// `PUT /cluster/sdn/prefix-lists/{id}`: Update Prefix List
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnPrefixListsIdUpdatePrefixListParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnPrefixListsIdUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<
-        (),
-        shared_types::cluster::ClusterSdnPrefixListsIdUpdatePrefixListParams,
-    > {
+    ) -> crate::Call<(), shared_types::cluster::ClusterSdnPrefixListsIdUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /cluster/sdn/prefix-lists/{id}`: Delete Prefix List
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnPrefixListsIdDeletePrefixListParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnPrefixListsIdDeleteParams { .. })` on the call.
     pub fn delete(
         &self,
-    ) -> crate::Call<
-        (),
-        shared_types::cluster::ClusterSdnPrefixListsIdDeletePrefixListParams,
-    > {
+    ) -> crate::Call<(), shared_types::cluster::ClusterSdnPrefixListsIdDeleteParams> {
         crate::Call::new(
             self.client.request(::reqwest::Method::DELETE, self.path.clone()),
         )
@@ -4430,14 +4416,14 @@ impl ClusterSdnRouteMapsEntries {
     }
     /// `GET /cluster/sdn/route-maps/entries`: Lists all route map entries.
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnRouteMapsEntriesListRouteMapParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnRouteMapsEntriesListParams { .. })` on the call.
     pub fn list(
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<
-            shared_types::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem,
+            shared_types::cluster::ClusterSdnRouteMapsEntriesListResponseItem,
         >,
-        shared_types::cluster::ClusterSdnRouteMapsEntriesListRouteMapParams,
+        shared_types::cluster::ClusterSdnRouteMapsEntriesListParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
@@ -4482,7 +4468,7 @@ impl ClusterSdnRouteMapsEntriesRouteMapId {
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<
-            shared_types::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem,
+            shared_types::cluster::ClusterSdnRouteMapsEntriesListResponseItem,
         >,
         shared_types::cluster::ClusterSdnRouteMapsEntriesRouteMapIdListRouteMapEntriesForParams,
     > {
@@ -4532,30 +4518,28 @@ impl ClusterSdnRouteMapsEntriesRouteMapIdEntryOrder {
     /// `GET /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}`: Get Route Map Entry
     pub fn get(
         &self,
-    ) -> crate::Call<
-        shared_types::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem,
-    > {
+    ) -> crate::Call<shared_types::cluster::ClusterSdnRouteMapsEntriesListResponseItem> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
     /// `PUT /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}`: Update Route Map Entry
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnRouteMapsEntriesEntryOrderUpdateParams { .. })` on the call.
     pub fn update(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams,
+        shared_types::cluster::ClusterSdnRouteMapsEntriesEntryOrderUpdateParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}`: Delete Route Map Entry
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnRouteMapsEntriesEntryOrderDeleteRouteMapParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnRouteMapsEntriesEntryOrderDeleteParams { .. })` on the call.
     pub fn delete(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterSdnRouteMapsEntriesEntryOrderDeleteRouteMapParams,
+        shared_types::cluster::ClusterSdnRouteMapsEntriesEntryOrderDeleteParams,
     > {
         crate::Call::new(
             self.client.request(::reqwest::Method::DELETE, self.path.clone()),
@@ -4753,7 +4737,7 @@ impl ClusterSdnVnetsVnetFirewallRules {
     /// `POST /cluster/sdn/vnets/{vnet}/firewall/rules`: Create new rule.
     pub fn create(
         &self,
-        params: &shared_types::cluster::ClusterSdnVnetsFirewallRulesCreateRuleParams,
+        params: &shared_types::cluster::ClusterSdnVnetsFirewallRulesCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -4794,23 +4778,23 @@ impl ClusterSdnVnetsVnetFirewallRulesPos {
     }
     /// `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}`: Modify rule data.
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnVnetsFirewallRulesPosUpdateRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnVnetsFirewallRulesPosUpdateParams { .. })` on the call.
     pub fn update(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterSdnVnetsFirewallRulesPosUpdateRuleParams,
+        shared_types::cluster::ClusterSdnVnetsFirewallRulesPosUpdateParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}`: Delete rule.
     ///
-    /// Every parameter is optional: set them with `.params(&ClusterSdnVnetsFirewallRulesPosDeleteRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&ClusterSdnVnetsFirewallRulesPosDeleteParams { .. })` on the call.
     pub fn delete(
         &self,
     ) -> crate::Call<
         (),
-        shared_types::cluster::ClusterSdnVnetsFirewallRulesPosDeleteRuleParams,
+        shared_types::cluster::ClusterSdnVnetsFirewallRulesPosDeleteParams,
     > {
         crate::Call::new(
             self.client.request(::reqwest::Method::DELETE, self.path.clone()),

@@ -597,7 +597,7 @@ impl NodesNodeAptUpdate {
     pub fn get(
         &self,
     ) -> crate::Call<
-        ::std::vec::Vec<shared_types::nodes::NodesAptUpdateListUpdatesResponseItem>,
+        ::std::vec::Vec<shared_types::nodes::NodesAptUpdateListResponseItem>,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
@@ -1968,7 +1968,7 @@ impl NodesNodeDisks {
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     pub fn wipedisk(
         &self,
-        params: &shared_types::nodes::NodesDisksWipediskWipeDiskParams,
+        params: &shared_types::nodes::NodesDisksWipediskWipeParams,
     ) -> crate::Call<shared_types::Upid> {
         crate::Call::new(
             self
@@ -2444,7 +2444,7 @@ impl NodesNodeFirewallRules {
     /// `POST /nodes/{node}/firewall/rules`: Create new rule.
     pub fn create(
         &self,
-        params: &shared_types::nodes::NodesFirewallRulesCreateRuleParams,
+        params: &shared_types::nodes::NodesFirewallRulesCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -2482,18 +2482,18 @@ impl NodesNodeFirewallRulesPos {
     }
     /// `PUT /nodes/{node}/firewall/rules/{pos}`: Modify rule data.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesFirewallRulesPosUpdateRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesFirewallRulesPosUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<(), shared_types::nodes::NodesFirewallRulesPosUpdateRuleParams> {
+    ) -> crate::Call<(), shared_types::nodes::NodesFirewallRulesPosUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /nodes/{node}/firewall/rules/{pos}`: Delete rule.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesFirewallRulesPosDeleteRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesFirewallRulesPosDeleteParams { .. })` on the call.
     pub fn delete(
         &self,
-    ) -> crate::Call<(), shared_types::nodes::NodesFirewallRulesPosDeleteRuleParams> {
+    ) -> crate::Call<(), shared_types::nodes::NodesFirewallRulesPosDeleteParams> {
         crate::Call::new(
             self.client.request(::reqwest::Method::DELETE, self.path.clone()),
         )
@@ -3435,7 +3435,7 @@ impl NodesNodeLxcVmidFirewallRules {
     /// `POST /nodes/{node}/lxc/{vmid}/firewall/rules`: Create new rule.
     pub fn create(
         &self,
-        params: &shared_types::nodes::NodesLxcFirewallRulesCreateRuleParams,
+        params: &shared_types::nodes::NodesLxcFirewallRulesCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -3476,18 +3476,18 @@ impl NodesNodeLxcVmidFirewallRulesPos {
     }
     /// `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}`: Modify rule data.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesLxcFirewallRulesPosUpdateRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesLxcFirewallRulesPosUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallRulesPosUpdateRuleParams> {
+    ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallRulesPosUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}`: Delete rule.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesLxcFirewallRulesPosDeleteRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesLxcFirewallRulesPosDeleteParams { .. })` on the call.
     pub fn delete(
         &self,
-    ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallRulesPosDeleteRuleParams> {
+    ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallRulesPosDeleteParams> {
         crate::Call::new(
             self.client.request(::reqwest::Method::DELETE, self.path.clone()),
         )
@@ -3760,13 +3760,10 @@ impl NodesNodeLxcVmidSnapshotSnapnameConfig {
     }
     /// `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config`: Update snapshot metadata.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesLxcSnapshotConfigUpdateSnapshotParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesLxcSnapshotConfigUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<
-        (),
-        shared_types::nodes::NodesLxcSnapshotConfigUpdateSnapshotParams,
-    > {
+    ) -> crate::Call<(), shared_types::nodes::NodesLxcSnapshotConfigUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
 }
@@ -3924,7 +3921,7 @@ impl NodesNodeLxcVmidStatusCurrent {
     /// `GET /nodes/{node}/lxc/{vmid}/status/current`: Get virtual machine status.
     pub fn get(
         &self,
-    ) -> crate::Call<shared_types::nodes::NodesLxcStatusCurrentVmStatusResponse> {
+    ) -> crate::Call<shared_types::nodes::NodesLxcStatusCurrentVmResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
 }
@@ -5543,7 +5540,7 @@ impl NodesNodeQemuVmidFirewallRules {
     /// `POST /nodes/{node}/qemu/{vmid}/firewall/rules`: Create new rule.
     pub fn create(
         &self,
-        params: &shared_types::nodes::NodesQemuFirewallRulesCreateRuleParams,
+        params: &shared_types::nodes::NodesQemuFirewallRulesCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -5584,24 +5581,18 @@ impl NodesNodeQemuVmidFirewallRulesPos {
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}`: Modify rule data.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesQemuFirewallRulesPosUpdateRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesQemuFirewallRulesPosUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<
-        (),
-        shared_types::nodes::NodesQemuFirewallRulesPosUpdateRuleParams,
-    > {
+    ) -> crate::Call<(), shared_types::nodes::NodesQemuFirewallRulesPosUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
     /// `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}`: Delete rule.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesQemuFirewallRulesPosDeleteRuleParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesQemuFirewallRulesPosDeleteParams { .. })` on the call.
     pub fn delete(
         &self,
-    ) -> crate::Call<
-        (),
-        shared_types::nodes::NodesQemuFirewallRulesPosDeleteRuleParams,
-    > {
+    ) -> crate::Call<(), shared_types::nodes::NodesQemuFirewallRulesPosDeleteParams> {
         crate::Call::new(
             self.client.request(::reqwest::Method::DELETE, self.path.clone()),
         )
@@ -5898,13 +5889,10 @@ impl NodesNodeQemuVmidSnapshotSnapnameConfig {
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config`: Update snapshot metadata.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesQemuSnapshotConfigUpdateSnapshotParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesQemuSnapshotConfigUpdateParams { .. })` on the call.
     pub fn update(
         &self,
-    ) -> crate::Call<
-        (),
-        shared_types::nodes::NodesQemuSnapshotConfigUpdateSnapshotParams,
-    > {
+    ) -> crate::Call<(), shared_types::nodes::NodesQemuSnapshotConfigUpdateParams> {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }
 }
@@ -6123,7 +6111,7 @@ impl NodesNodeQemuVmidStatusCurrent {
     /// ```
     pub fn get(
         &self,
-    ) -> crate::Call<shared_types::nodes::NodesQemuStatusCurrentVmStatusResponse> {
+    ) -> crate::Call<shared_types::nodes::NodesQemuStatusCurrentVmResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
 }
@@ -7749,12 +7737,12 @@ impl NodesNodeTasksUpidLog {
     }
     /// `GET /nodes/{node}/tasks/{upid}/log`: Read task log.
     ///
-    /// Every parameter is optional: set them with `.params(&NodesTasksLogReadTaskParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&NodesTasksLogReadParams { .. })` on the call.
     pub fn get(
         &self,
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesFirewallLogResponseItem>,
-        shared_types::nodes::NodesTasksLogReadTaskParams,
+        shared_types::nodes::NodesTasksLogReadParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
@@ -7771,9 +7759,7 @@ impl NodesNodeTasksUpidStatus {
         &self.path
     }
     /// `GET /nodes/{node}/tasks/{upid}/status`: Read task status.
-    pub fn get(
-        &self,
-    ) -> crate::Call<shared_types::nodes::NodesTasksStatusReadTaskResponse> {
+    pub fn get(&self) -> crate::Call<shared_types::nodes::NodesTasksStatusReadResponse> {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }
 }

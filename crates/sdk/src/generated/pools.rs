@@ -26,7 +26,7 @@ impl Pools {
     /// `POST /pools`: Create new pool.
     pub fn create(
         &self,
-        params: &shared_types::pools::PoolsCreatePoolParams,
+        params: &shared_types::pools::PoolsCreateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -38,7 +38,7 @@ impl Pools {
     /// `PUT /pools`: Update pool.
     pub fn update(
         &self,
-        params: &shared_types::pools::PoolsUpdatePoolParams,
+        params: &shared_types::pools::PoolsUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
@@ -47,7 +47,7 @@ impl Pools {
     /// `DELETE /pools`: Delete pool.
     pub fn delete(
         &self,
-        params: &shared_types::pools::PoolsDeletePoolParams,
+        params: &shared_types::pools::PoolsDeleteParams,
     ) -> crate::Call<()> {
         crate::Call::new(
             self
@@ -86,12 +86,12 @@ impl PoolsPoolid {
     }
     /// `GET /pools/{poolid}`: Get pool configuration (deprecated, no support for nested pools, use 'GET /pools/?poolid={poolid}').
     ///
-    /// Every parameter is optional: set them with `.params(&PoolsPoolidReadPoolParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&PoolsPoolidReadParams { .. })` on the call.
     pub fn get(
         &self,
     ) -> crate::Call<
-        shared_types::pools::PoolsPoolidReadPoolResponse,
-        shared_types::pools::PoolsPoolidReadPoolParams,
+        shared_types::pools::PoolsPoolidReadResponse,
+        shared_types::pools::PoolsPoolidReadParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
     }

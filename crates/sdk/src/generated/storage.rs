@@ -71,12 +71,12 @@ impl StorageStorage {
     }
     /// `PUT /storage/{storage}`: Update storage configuration.
     ///
-    /// Every parameter is optional: set them with `.params(&StorageStorageUpdateParams { .. })` on the call.
+    /// Every parameter is optional: set them with `.params(&StorageUpdateParams { .. })` on the call.
     pub fn update(
         &self,
     ) -> crate::Call<
         shared_types::storage::StorageCreateResponse,
-        shared_types::storage::StorageStorageUpdateParams,
+        shared_types::storage::StorageUpdateParams,
     > {
         crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
     }

@@ -144,6 +144,95 @@ impl<'de> ::serde::Deserialize<'de> for CrsConfig {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
+/// A property string, first met as `dhcp-range` of `/cluster/sdn/vnets/{vnet}/subnets`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DhcpRangeConfig {
+    /// The `end-address` key.
+    ///
+    /// Format `ip`.
+    pub end_address: ::std::string::String,
+    /// The `start-address` key.
+    ///
+    /// Format `ip`.
+    pub start_address: ::std::string::String,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl DhcpRangeConfig {
+    /// The value with the required keys given and every other key unset.
+    pub fn new(
+        end_address: impl ::std::convert::Into<::std::string::String>,
+        start_address: impl ::std::convert::Into<::std::string::String>,
+    ) -> Self {
+        Self {
+            end_address: end_address.into(),
+            start_address: start_address.into(),
+            unknown: ::std::vec::Vec::new(),
+        }
+    }
+}
+impl ::std::str::FromStr for DhcpRangeConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(text, ::std::option::Option::None)?;
+        let mut end_address: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut start_address: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "end-address" => {
+                    end_address = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "start-address" => {
+                    start_address = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            end_address: crate::typed_format::require(text, "end-address", end_address)?,
+            start_address: crate::typed_format::require(
+                text,
+                "start-address",
+                start_address,
+            )?,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for DhcpRangeConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(::std::option::Option::None);
+        writer.entry("end-address", &self.end_address);
+        writer.entry("start-address", &self.start_address);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for DhcpRangeConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DhcpRangeConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
 /// A property string, first met as `map` of `/cluster/mapping/dir`.
 ///
 /// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
@@ -2754,7 +2843,7 @@ impl crate::PropertyValue for BgpMode {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterAcmePluginsAddPluginParamsType {
+pub enum ClusterAcmePluginsAddParamsType {
     /// `dns`
     Dns,
     /// `standalone`
@@ -2762,7 +2851,7 @@ pub enum ClusterAcmePluginsAddPluginParamsType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterAcmePluginsAddPluginParamsType {
+impl ClusterAcmePluginsAddParamsType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -2772,7 +2861,7 @@ impl ClusterAcmePluginsAddPluginParamsType {
         }
     }
 }
-impl ::std::convert::From<&str> for ClusterAcmePluginsAddPluginParamsType {
+impl ::std::convert::From<&str> for ClusterAcmePluginsAddParamsType {
     fn from(text: &str) -> Self {
         match text {
             "dns" => Self::Dns,
@@ -2781,23 +2870,23 @@ impl ::std::convert::From<&str> for ClusterAcmePluginsAddPluginParamsType {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for ClusterAcmePluginsAddPluginParamsType {
+impl ::std::cmp::PartialEq<&str> for ClusterAcmePluginsAddParamsType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for ClusterAcmePluginsAddPluginParamsType {
+impl ::std::str::FromStr for ClusterAcmePluginsAddParamsType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for ClusterAcmePluginsAddPluginParamsType {
+impl ::std::fmt::Display for ClusterAcmePluginsAddParamsType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for ClusterAcmePluginsAddPluginParamsType {
+impl ::serde::Serialize for ClusterAcmePluginsAddParamsType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -2805,14 +2894,14 @@ impl ::serde::Serialize for ClusterAcmePluginsAddPluginParamsType {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for ClusterAcmePluginsAddPluginParamsType {
+impl<'de> ::serde::Deserialize<'de> for ClusterAcmePluginsAddParamsType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for ClusterAcmePluginsAddPluginParamsType {
+impl crate::PropertyValue for ClusterAcmePluginsAddParamsType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -2824,7 +2913,7 @@ impl crate::PropertyValue for ClusterAcmePluginsAddPluginParamsType {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+pub enum ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     /// `qemu`
     Qemu,
     /// `lxc`
@@ -2834,7 +2923,7 @@ pub enum ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+impl ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -2846,7 +2935,7 @@ impl ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     }
 }
 impl ::std::convert::From<&str>
-for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     fn from(text: &str) -> Self {
         match text {
             "qemu" => Self::Qemu,
@@ -2857,26 +2946,23 @@ for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     }
 }
 impl ::std::cmp::PartialEq<&str>
-for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr
-for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+impl ::std::str::FromStr for ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display
-for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+impl ::std::fmt::Display for ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize
-for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+impl ::serde::Serialize for ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -2885,15 +2971,14 @@ for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+for ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue
-for ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType {
+impl crate::PropertyValue for ClusterBackupIncludedVolumesGetResponseChildrenItemType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -3447,7 +3532,7 @@ impl crate::PropertyValue for ClusterMetricsServerIdCreateParamsType {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+pub enum ClusterNotificationsEndpointsSmtpCreateParamsMode {
     /// `insecure`
     Insecure,
     /// `starttls`
@@ -3457,7 +3542,7 @@ pub enum ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+impl ClusterNotificationsEndpointsSmtpCreateParamsMode {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -3468,8 +3553,7 @@ impl ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
         }
     }
 }
-impl ::std::convert::From<&str>
-for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+impl ::std::convert::From<&str> for ClusterNotificationsEndpointsSmtpCreateParamsMode {
     fn from(text: &str) -> Self {
         match text {
             "insecure" => Self::Insecure,
@@ -3479,27 +3563,23 @@ for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str>
-for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+impl ::std::cmp::PartialEq<&str> for ClusterNotificationsEndpointsSmtpCreateParamsMode {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr
-for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+impl ::std::str::FromStr for ClusterNotificationsEndpointsSmtpCreateParamsMode {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display
-for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+impl ::std::fmt::Display for ClusterNotificationsEndpointsSmtpCreateParamsMode {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize
-for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+impl ::serde::Serialize for ClusterNotificationsEndpointsSmtpCreateParamsMode {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -3508,15 +3588,14 @@ for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+for ClusterNotificationsEndpointsSmtpCreateParamsMode {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue
-for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
+impl crate::PropertyValue for ClusterNotificationsEndpointsSmtpCreateParamsMode {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -3528,7 +3607,7 @@ for ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+pub enum ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     /// `post`
     Post,
     /// `put`
@@ -3538,7 +3617,7 @@ pub enum ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+impl ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -3550,7 +3629,7 @@ impl ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
     }
 }
 impl ::std::convert::From<&str>
-for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+for ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     fn from(text: &str) -> Self {
         match text {
             "post" => Self::Post,
@@ -3561,26 +3640,23 @@ for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
     }
 }
 impl ::std::cmp::PartialEq<&str>
-for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+for ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr
-for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+impl ::std::str::FromStr for ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display
-for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+impl ::std::fmt::Display for ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize
-for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+impl ::serde::Serialize for ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -3589,15 +3665,14 @@ for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+for ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue
-for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
+impl crate::PropertyValue for ClusterNotificationsEndpointsWebhookCreateParamsMethod {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -3609,7 +3684,7 @@ for ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterNotificationsMatchersCreateMatcherParamsMode {
+pub enum ClusterNotificationsMatchersCreateParamsMode {
     /// `all`
     All,
     /// `any`
@@ -3617,7 +3692,7 @@ pub enum ClusterNotificationsMatchersCreateMatcherParamsMode {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterNotificationsMatchersCreateMatcherParamsMode {
+impl ClusterNotificationsMatchersCreateParamsMode {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -3627,7 +3702,7 @@ impl ClusterNotificationsMatchersCreateMatcherParamsMode {
         }
     }
 }
-impl ::std::convert::From<&str> for ClusterNotificationsMatchersCreateMatcherParamsMode {
+impl ::std::convert::From<&str> for ClusterNotificationsMatchersCreateParamsMode {
     fn from(text: &str) -> Self {
         match text {
             "all" => Self::All,
@@ -3636,24 +3711,23 @@ impl ::std::convert::From<&str> for ClusterNotificationsMatchersCreateMatcherPar
         }
     }
 }
-impl ::std::cmp::PartialEq<&str>
-for ClusterNotificationsMatchersCreateMatcherParamsMode {
+impl ::std::cmp::PartialEq<&str> for ClusterNotificationsMatchersCreateParamsMode {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for ClusterNotificationsMatchersCreateMatcherParamsMode {
+impl ::std::str::FromStr for ClusterNotificationsMatchersCreateParamsMode {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for ClusterNotificationsMatchersCreateMatcherParamsMode {
+impl ::std::fmt::Display for ClusterNotificationsMatchersCreateParamsMode {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for ClusterNotificationsMatchersCreateMatcherParamsMode {
+impl ::serde::Serialize for ClusterNotificationsMatchersCreateParamsMode {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -3661,15 +3735,14 @@ impl ::serde::Serialize for ClusterNotificationsMatchersCreateMatcherParamsMode 
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de>
-for ClusterNotificationsMatchersCreateMatcherParamsMode {
+impl<'de> ::serde::Deserialize<'de> for ClusterNotificationsMatchersCreateParamsMode {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for ClusterNotificationsMatchersCreateMatcherParamsMode {
+impl crate::PropertyValue for ClusterNotificationsMatchersCreateParamsMode {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -4524,13 +4597,13 @@ for ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParamsDelete {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+pub enum ClusterSdnPrefixListsIdUpdateParamsDelete {
     /// `entries`
     Entries,
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+impl ClusterSdnPrefixListsIdUpdateParamsDelete {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -4539,7 +4612,7 @@ impl ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
         }
     }
 }
-impl ::std::convert::From<&str> for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+impl ::std::convert::From<&str> for ClusterSdnPrefixListsIdUpdateParamsDelete {
     fn from(text: &str) -> Self {
         match text {
             "entries" => Self::Entries,
@@ -4547,24 +4620,23 @@ impl ::std::convert::From<&str> for ClusterSdnPrefixListsIdUpdatePrefixListParam
         }
     }
 }
-impl ::std::cmp::PartialEq<&str>
-for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+impl ::std::cmp::PartialEq<&str> for ClusterSdnPrefixListsIdUpdateParamsDelete {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+impl ::std::str::FromStr for ClusterSdnPrefixListsIdUpdateParamsDelete {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+impl ::std::fmt::Display for ClusterSdnPrefixListsIdUpdateParamsDelete {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+impl ::serde::Serialize for ClusterSdnPrefixListsIdUpdateParamsDelete {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -4572,15 +4644,14 @@ impl ::serde::Serialize for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete 
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de>
-for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnPrefixListsIdUpdateParamsDelete {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete {
+impl crate::PropertyValue for ClusterSdnPrefixListsIdUpdateParamsDelete {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -4592,7 +4663,7 @@ impl crate::PropertyValue for ClusterSdnPrefixListsIdUpdatePrefixListParamsDelet
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+pub enum ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     /// `set`
     Set,
     /// `match`
@@ -4604,7 +4675,7 @@ pub enum ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+impl ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -4617,7 +4688,7 @@ impl ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     }
 }
 impl ::std::convert::From<&str>
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     fn from(text: &str) -> Self {
         match text {
             "set" => Self::Set,
@@ -4629,26 +4700,23 @@ for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     }
 }
 impl ::std::cmp::PartialEq<&str>
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+impl ::std::str::FromStr for ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+impl ::std::fmt::Display for ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+impl ::serde::Serialize for ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -4657,15 +4725,14 @@ for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
     }
 }
 impl<'de> ::serde::Deserialize<'de>
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+for ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue
-for ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete {
+impl crate::PropertyValue for ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -7559,9 +7626,9 @@ pub struct ClusterAcmeMetaGetResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub website: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterAcmePluginsAddPluginParams` model.
+/// The `ClusterAcmePluginsAddParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterAcmePluginsAddPluginParams {
+pub struct ClusterAcmePluginsAddParams {
     /// API plugin name
     ///
     /// One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.
@@ -7585,7 +7652,7 @@ pub struct ClusterAcmePluginsAddPluginParams {
     /// ACME challenge type.
     ///
     /// One of `dns`, `standalone`.
-    pub r#type: crate::generated::cluster::ClusterAcmePluginsAddPluginParamsType,
+    pub r#type: crate::generated::cluster::ClusterAcmePluginsAddParamsType,
     /// Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
     ///
     /// Range 0 to 172800. Default: `30`.
@@ -7593,12 +7660,12 @@ pub struct ClusterAcmePluginsAddPluginParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub validation_delay: ::std::option::Option<i64>,
 }
-impl ClusterAcmePluginsAddPluginParams {
+impl ClusterAcmePluginsAddParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: impl ::std::convert::Into<::std::string::String>,
-        r#type: crate::generated::cluster::ClusterAcmePluginsAddPluginParamsType,
+        r#type: crate::generated::cluster::ClusterAcmePluginsAddParamsType,
     ) -> Self {
         Self {
             api: ::std::option::Option::None,
@@ -7611,9 +7678,9 @@ impl ClusterAcmePluginsAddPluginParams {
         }
     }
 }
-/// The `ClusterAcmePluginsIdUpdatePluginParams` model.
+/// The `ClusterAcmePluginsIdUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterAcmePluginsIdUpdatePluginParams {
+pub struct ClusterAcmePluginsIdUpdateParams {
     /// API plugin name
     ///
     /// One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.
@@ -7653,7 +7720,7 @@ pub struct ClusterAcmePluginsIndexParams {
     /// One of `dns`, `standalone`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
-        crate::generated::cluster::ClusterAcmePluginsAddPluginParamsType,
+        crate::generated::cluster::ClusterAcmePluginsAddParamsType,
     >,
 }
 /// The `ClusterAcmePluginsIndexResponseItem` model.
@@ -7685,7 +7752,7 @@ pub struct ClusterAcmePluginsIndexResponseItem {
     /// ACME challenge type.
     ///
     /// One of `dns`, `standalone`.
-    pub r#type: crate::generated::cluster::ClusterAcmePluginsAddPluginParamsType,
+    pub r#type: crate::generated::cluster::ClusterAcmePluginsAddParamsType,
     /// Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
     ///
     /// Range 0 to 172800. Default: `30`.
@@ -7739,9 +7806,9 @@ pub struct ClusterBackupCreateJobParams {
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Options for backup fleecing (VM only).
     ///
-    /// Format `backup-fleecing`.
+    /// Format `backup-fleecing`. Property string: `[[enabled=]<1|0>] [,storage=<storage ID>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub fleecing: ::std::option::Option<::std::string::String>,
+    pub fleecing: ::std::option::Option<crate::generated::common::FleecingConfig>,
     /// Job ID (will be autogenerated).
     ///
     /// Format `pve-configid`.
@@ -7803,9 +7870,9 @@ pub struct ClusterBackupCreateJobParams {
     >,
     /// Other performance-related settings.
     ///
-    /// Format `backup-performance`.
+    /// Format `backup-performance`. Property string: `[max-workers=<integer>] [,pbs-entries-max=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub performance: ::std::option::Option<::std::string::String>,
+    pub performance: ::std::option::Option<crate::generated::common::PerformanceConfig>,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
@@ -7819,10 +7886,12 @@ pub struct ClusterBackupCreateJobParams {
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Use these retention options instead of those from the storage configuration.
     ///
-    /// Format `prune-backups`. Default: `"keep-all=1"`.
+    /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`. Default: `"keep-all=1"`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub prune_backups: ::std::option::Option<::std::string::String>,
+    pub prune_backups: ::std::option::Option<
+        crate::generated::common::PruneBackupsConfig,
+    >,
     /// Be quiet.
     ///
     /// Default: `false`.
@@ -7934,9 +8003,9 @@ pub struct ClusterBackupIdUpdateJobParams {
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Options for backup fleecing (VM only).
     ///
-    /// Format `backup-fleecing`.
+    /// Format `backup-fleecing`. Property string: `[[enabled=]<1|0>] [,storage=<storage ID>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub fleecing: ::std::option::Option<::std::string::String>,
+    pub fleecing: ::std::option::Option<crate::generated::common::FleecingConfig>,
     /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
     ///
     /// Range 0 to 8. Default: `7`.
@@ -7993,9 +8062,9 @@ pub struct ClusterBackupIdUpdateJobParams {
     >,
     /// Other performance-related settings.
     ///
-    /// Format `backup-performance`.
+    /// Format `backup-performance`. Property string: `[max-workers=<integer>] [,pbs-entries-max=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub performance: ::std::option::Option<::std::string::String>,
+    pub performance: ::std::option::Option<crate::generated::common::PerformanceConfig>,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
@@ -8009,10 +8078,12 @@ pub struct ClusterBackupIdUpdateJobParams {
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Use these retention options instead of those from the storage configuration.
     ///
-    /// Format `prune-backups`. Default: `"keep-all=1"`.
+    /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`. Default: `"keep-all=1"`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub prune_backups: ::std::option::Option<::std::string::String>,
+    pub prune_backups: ::std::option::Option<
+        crate::generated::common::PruneBackupsConfig,
+    >,
     /// Be quiet.
     ///
     /// Default: `false`.
@@ -8076,20 +8147,20 @@ pub struct ClusterBackupIdUpdateJobParams {
 }
 /// Root node of the tree object. Children represent guests, grandchildren represent volumes of that guest.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterBackupIncludedVolumesGetVolumeBackupResponse {
+pub struct ClusterBackupIncludedVolumesGetResponse {
     /// The `children` property.
     pub children: ::std::vec::Vec<
-        crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItem,
+        crate::generated::cluster::ClusterBackupIncludedVolumesGetResponseChildrenItem,
     >,
 }
-/// The `ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItem` model.
+/// The `ClusterBackupIncludedVolumesGetResponseChildrenItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItem {
+pub struct ClusterBackupIncludedVolumesGetResponseChildrenItem {
     /// The volumes of the guest with the information if they will be included in backups.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub children: ::std::option::Option<
         ::std::vec::Vec<
-            crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemChildrenItem,
+            crate::generated::cluster::ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem,
         >,
     >,
     /// VMID of the guest.
@@ -8101,11 +8172,11 @@ pub struct ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItem {
     /// Type of the guest, VM, CT or unknown for removed but not purged guests.
     ///
     /// One of `qemu`, `lxc`, `unknown`.
-    pub r#type: crate::generated::cluster::ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemType,
+    pub r#type: crate::generated::cluster::ClusterBackupIncludedVolumesGetResponseChildrenItemType,
 }
-/// The `ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemChildrenItem` model.
+/// The `ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterBackupIncludedVolumesGetVolumeBackupResponseChildrenItemChildrenItem {
+pub struct ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
     /// Configuration key of the volume.
     pub id: ::std::string::String,
     /// Whether the volume is included in the backup or not.
@@ -9327,9 +9398,9 @@ pub struct ClusterHaResourcesSidUpdateParams {
         crate::generated::cluster::ClusterHaResourcesCreateParamsState,
     >,
 }
-/// The `ClusterHaRulesCreateRuleParams` model.
+/// The `ClusterHaRulesCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterHaRulesCreateRuleParams {
+pub struct ClusterHaRulesCreateParams {
     /// Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
     ///
     /// One of `positive`, `negative`.
@@ -9364,7 +9435,7 @@ pub struct ClusterHaRulesCreateRuleParams {
     /// One of `node-affinity`, `resource-affinity`.
     pub r#type: crate::generated::common::Cause,
 }
-impl ClusterHaRulesCreateRuleParams {
+impl ClusterHaRulesCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -9552,9 +9623,9 @@ impl ClusterHaStatusDisarmHaParams {
         Self { resource_mode }
     }
 }
-/// The `ClusterJobsRealmSyncIdCreateJobParams` model.
+/// The `ClusterJobsRealmSyncIdCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterJobsRealmSyncIdCreateJobParams {
+pub struct ClusterJobsRealmSyncIdCreateParams {
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -9592,7 +9663,7 @@ pub struct ClusterJobsRealmSyncIdCreateJobParams {
         crate::generated::common::AccessDomainsSyncParamsScope,
     >,
 }
-impl ClusterJobsRealmSyncIdCreateJobParams {
+impl ClusterJobsRealmSyncIdCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(schedule: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -9607,9 +9678,9 @@ impl ClusterJobsRealmSyncIdCreateJobParams {
         }
     }
 }
-/// The `ClusterJobsRealmSyncIdUpdateJobParams` model.
+/// The `ClusterJobsRealmSyncIdUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterJobsRealmSyncIdUpdateJobParams {
+pub struct ClusterJobsRealmSyncIdUpdateParams {
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -9647,7 +9718,7 @@ pub struct ClusterJobsRealmSyncIdUpdateJobParams {
         crate::generated::common::AccessDomainsSyncParamsScope,
     >,
 }
-impl ClusterJobsRealmSyncIdUpdateJobParams {
+impl ClusterJobsRealmSyncIdUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(schedule: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -10394,9 +10465,9 @@ pub struct ClusterNextidParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
 }
-/// The `ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams` model.
+/// The `ClusterNotificationsEndpointsGotifyCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams {
+pub struct ClusterNotificationsEndpointsGotifyCreateParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -10414,7 +10485,7 @@ pub struct ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams {
     /// Secret token
     pub token: ::std::string::String,
 }
-impl ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams {
+impl ClusterNotificationsEndpointsGotifyCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -10431,9 +10502,9 @@ impl ClusterNotificationsEndpointsGotifyCreateGotifyEndpointParams {
         }
     }
 }
-/// The `ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponseItem` model.
+/// The `ClusterNotificationsEndpointsGotifyGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponseItem {
+pub struct ClusterNotificationsEndpointsGotifyGetResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -10453,9 +10524,9 @@ pub struct ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponseItem {
     /// Server URL
     pub server: ::std::string::String,
 }
-/// The `ClusterNotificationsEndpointsGotifyNameGetGotifyEndpointResponse` model.
+/// The `ClusterNotificationsEndpointsGotifyNameGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsEndpointsGotifyNameGetGotifyEndpointResponse {
+pub struct ClusterNotificationsEndpointsGotifyNameGetResponse {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -10474,9 +10545,9 @@ pub struct ClusterNotificationsEndpointsGotifyNameGetGotifyEndpointResponse {
     /// Server URL
     pub server: ::std::string::String,
 }
-/// The `ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams` model.
+/// The `ClusterNotificationsEndpointsGotifyNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams {
+pub struct ClusterNotificationsEndpointsGotifyNameUpdateParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -10498,9 +10569,9 @@ pub struct ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams` model.
+/// The `ClusterNotificationsEndpointsSendmailCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams {
+pub struct ClusterNotificationsEndpointsSendmailCreateParams {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
@@ -10528,7 +10599,7 @@ pub struct ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams {
     /// Format `pve-configid`.
     pub name: ::std::string::String,
 }
-impl ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams {
+impl ClusterNotificationsEndpointsSendmailCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(name: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -10543,9 +10614,9 @@ impl ClusterNotificationsEndpointsSendmailCreateSendmailEndpointParams {
         }
     }
 }
-/// The `ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem` model.
+/// The `ClusterNotificationsEndpointsSendmailGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem {
+pub struct ClusterNotificationsEndpointsSendmailGetResponseItem {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
@@ -10577,9 +10648,9 @@ pub struct ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem
     /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: crate::generated::cluster::Origin,
 }
-/// The `ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse` model.
+/// The `ClusterNotificationsEndpointsSendmailNameGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse {
+pub struct ClusterNotificationsEndpointsSendmailNameGetResponse {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
@@ -10610,9 +10681,9 @@ pub struct ClusterNotificationsEndpointsSendmailNameGetSendmailEndpointResponse 
     /// Format `pve-configid`.
     pub name: ::std::string::String,
 }
-/// The `ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams` model.
+/// The `ClusterNotificationsEndpointsSendmailNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams {
+pub struct ClusterNotificationsEndpointsSendmailNameUpdateParams {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
@@ -10642,9 +10713,9 @@ pub struct ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointParams
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
-/// The `ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams` model.
+/// The `ClusterNotificationsEndpointsSmtpCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
+pub struct ClusterNotificationsEndpointsSmtpCreateParams {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
@@ -10671,7 +10742,7 @@ pub struct ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
     /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode,
+        crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateParamsMode,
     >,
     /// The name of the endpoint.
     ///
@@ -10689,7 +10760,7 @@ pub struct ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
-impl ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
+impl ClusterNotificationsEndpointsSmtpCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -10713,9 +10784,9 @@ impl ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParams {
         }
     }
 }
-/// The `ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem` model.
+/// The `ClusterNotificationsEndpointsSmtpGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem {
+pub struct ClusterNotificationsEndpointsSmtpGetResponseItem {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
@@ -10742,7 +10813,7 @@ pub struct ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem {
     /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode,
+        crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateParamsMode,
     >,
     /// The name of the endpoint.
     ///
@@ -10762,9 +10833,9 @@ pub struct ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse` model.
+/// The `ClusterNotificationsEndpointsSmtpNameGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse {
+pub struct ClusterNotificationsEndpointsSmtpNameGetResponse {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
@@ -10794,7 +10865,7 @@ pub struct ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse {
     /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode,
+        crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateParamsMode,
     >,
     /// The name of the endpoint.
     ///
@@ -10810,9 +10881,9 @@ pub struct ClusterNotificationsEndpointsSmtpNameGetSmtpEndpointResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams` model.
+/// The `ClusterNotificationsEndpointsSmtpNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams {
+pub struct ClusterNotificationsEndpointsSmtpNameUpdateParams {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
@@ -10846,7 +10917,7 @@ pub struct ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams {
     /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateSmtpEndpointParamsMode,
+        crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateParamsMode,
     >,
     /// Password for SMTP authentication
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10861,9 +10932,9 @@ pub struct ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams` model.
+/// The `ClusterNotificationsEndpointsWebhookCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams {
+pub struct ClusterNotificationsEndpointsWebhookCreateParams {
     /// HTTP body, base64 encoded
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub body: ::std::option::Option<::std::string::String>,
@@ -10881,7 +10952,7 @@ pub struct ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams {
     /// HTTP method
     ///
     /// One of `post`, `put`, `get`.
-    pub method: crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod,
+    pub method: crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateParamsMethod,
     /// The name of the endpoint.
     ///
     /// Format `pve-configid`.
@@ -10892,11 +10963,11 @@ pub struct ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams {
     /// Server URL
     pub url: ::std::string::String,
 }
-impl ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams {
+impl ClusterNotificationsEndpointsWebhookCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        method: crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod,
+        method: crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateParamsMethod,
         name: impl ::std::convert::Into<::std::string::String>,
         url: impl ::std::convert::Into<::std::string::String>,
     ) -> Self {
@@ -10912,9 +10983,9 @@ impl ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParams {
         }
     }
 }
-/// The `ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponseItem` model.
+/// The `ClusterNotificationsEndpointsWebhookGetResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponseItem {
+pub struct ClusterNotificationsEndpointsWebhookGetResponseItem {
     /// HTTP body, base64 encoded
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub body: ::std::option::Option<::std::string::String>,
@@ -10932,7 +11003,7 @@ pub struct ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponseItem {
     /// HTTP method
     ///
     /// One of `post`, `put`, `get`.
-    pub method: crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod,
+    pub method: crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateParamsMethod,
     /// The name of the endpoint.
     ///
     /// Format `pve-configid`.
@@ -10947,9 +11018,9 @@ pub struct ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponseItem {
     /// Server URL
     pub url: ::std::string::String,
 }
-/// The `ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse` model.
+/// The `ClusterNotificationsEndpointsWebhookNameGetResponse` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse {
+pub struct ClusterNotificationsEndpointsWebhookNameGetResponse {
     /// HTTP body, base64 encoded
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub body: ::std::option::Option<::std::string::String>,
@@ -10970,7 +11041,7 @@ pub struct ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse {
     /// HTTP method
     ///
     /// One of `post`, `put`, `get`.
-    pub method: crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod,
+    pub method: crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateParamsMethod,
     /// The name of the endpoint.
     ///
     /// Format `pve-configid`.
@@ -10981,9 +11052,9 @@ pub struct ClusterNotificationsEndpointsWebhookNameGetWebhookEndpointResponse {
     /// Server URL
     pub url: ::std::string::String,
 }
-/// The `ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams` model.
+/// The `ClusterNotificationsEndpointsWebhookNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams {
+pub struct ClusterNotificationsEndpointsWebhookNameUpdateParams {
     /// HTTP body, base64 encoded
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub body: ::std::option::Option<::std::string::String>,
@@ -11009,7 +11080,7 @@ pub struct ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointParams {
     /// One of `post`, `put`, `get`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub method: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateWebhookEndpointParamsMethod,
+        crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateParamsMethod,
     >,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11035,9 +11106,9 @@ pub struct ClusterNotificationsMatcherFieldsGetResponseItem {
     /// Name of the field.
     pub name: ::std::string::String,
 }
-/// The `ClusterNotificationsMatchersCreateMatcherParams` model.
+/// The `ClusterNotificationsMatchersCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct ClusterNotificationsMatchersCreateMatcherParams {
+pub struct ClusterNotificationsMatchersCreateParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -11067,7 +11138,7 @@ pub struct ClusterNotificationsMatchersCreateMatcherParams {
     /// One of `all`, `any`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsMatchersCreateMatcherParamsMode,
+        crate::generated::cluster::ClusterNotificationsMatchersCreateParamsMode,
     >,
     /// Name of the matcher.
     ///
@@ -11077,7 +11148,7 @@ pub struct ClusterNotificationsMatchersCreateMatcherParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
-impl ClusterNotificationsMatchersCreateMatcherParams {
+impl ClusterNotificationsMatchersCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(name: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -11126,7 +11197,7 @@ pub struct ClusterNotificationsMatchersGetResponseItem {
     /// One of `all`, `any`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsMatchersCreateMatcherParamsMode,
+        crate::generated::cluster::ClusterNotificationsMatchersCreateParamsMode,
     >,
     /// Name of the matcher.
     ///
@@ -11140,9 +11211,9 @@ pub struct ClusterNotificationsMatchersGetResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
-/// The `ClusterNotificationsMatchersNameGetMatcherResponse` model.
+/// The `ClusterNotificationsMatchersNameGetResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterNotificationsMatchersNameGetMatcherResponse {
+pub struct ClusterNotificationsMatchersNameGetResponse {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -11175,7 +11246,7 @@ pub struct ClusterNotificationsMatchersNameGetMatcherResponse {
     /// One of `all`, `any`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsMatchersCreateMatcherParamsMode,
+        crate::generated::cluster::ClusterNotificationsMatchersCreateParamsMode,
     >,
     /// Name of the matcher.
     ///
@@ -11185,9 +11256,9 @@ pub struct ClusterNotificationsMatchersNameGetMatcherResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
-/// The `ClusterNotificationsMatchersNameUpdateMatcherParams` model.
+/// The `ClusterNotificationsMatchersNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterNotificationsMatchersNameUpdateMatcherParams {
+pub struct ClusterNotificationsMatchersNameUpdateParams {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -11223,7 +11294,7 @@ pub struct ClusterNotificationsMatchersNameUpdateMatcherParams {
     /// One of `all`, `any`. Default: `"all"`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
-        crate::generated::cluster::ClusterNotificationsMatchersCreateMatcherParamsMode,
+        crate::generated::cluster::ClusterNotificationsMatchersCreateParamsMode,
     >,
     /// Targets to notify on match
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12385,9 +12456,28 @@ impl ClusterSdnDnsCreateParams {
         }
     }
 }
-/// The `ClusterSdnDnsDnsUpdateParams` model.
+/// The `ClusterSdnDnsIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterSdnDnsDnsUpdateParams {
+pub struct ClusterSdnDnsIndexParams {
+    /// Only list sdn dns of specific type
+    ///
+    /// One of `powerdns`.
+    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
+    pub r#type: ::std::option::Option<
+        crate::generated::cluster::ClusterSdnDnsCreateParamsType,
+    >,
+}
+/// The `ClusterSdnDnsIndexResponseItem` model.
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+pub struct ClusterSdnDnsIndexResponseItem {
+    /// The `dns` property.
+    pub dns: ::std::string::String,
+    /// The `type` property.
+    pub r#type: ::std::string::String,
+}
+/// The `ClusterSdnDnsUpdateParams` model.
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+pub struct ClusterSdnDnsUpdateParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
@@ -12415,25 +12505,6 @@ pub struct ClusterSdnDnsDnsUpdateParams {
     /// The `url` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
-}
-/// The `ClusterSdnDnsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterSdnDnsIndexParams {
-    /// Only list sdn dns of specific type
-    ///
-    /// One of `powerdns`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub r#type: ::std::option::Option<
-        crate::generated::cluster::ClusterSdnDnsCreateParamsType,
-    >,
-}
-/// The `ClusterSdnDnsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnDnsIndexResponseItem {
-    /// The `dns` property.
-    pub dns: ::std::string::String,
-    /// The `type` property.
-    pub r#type: ::std::string::String,
 }
 /// The `ClusterSdnDryRunParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -13134,22 +13205,22 @@ pub struct ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub seq: ::std::option::Option<i64>,
 }
-/// The `ClusterSdnPrefixListsIdDeletePrefixListParams` model.
+/// The `ClusterSdnPrefixListsIdDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterSdnPrefixListsIdDeletePrefixListParams {
+pub struct ClusterSdnPrefixListsIdDeleteParams {
     /// the token for unlocking the global SDN configuration
     #[serde(rename = "lock-token")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
-/// The `ClusterSdnPrefixListsIdUpdatePrefixListParams` model.
+/// The `ClusterSdnPrefixListsIdUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterSdnPrefixListsIdUpdatePrefixListParams {
+pub struct ClusterSdnPrefixListsIdUpdateParams {
     /// The `delete` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<
         ::std::vec::Vec<
-            crate::generated::cluster::ClusterSdnPrefixListsIdUpdatePrefixListParamsDelete,
+            crate::generated::cluster::ClusterSdnPrefixListsIdUpdateParamsDelete,
         >,
     >,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -13272,9 +13343,9 @@ impl ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
         }
     }
 }
-/// The `ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams` model.
+/// The `ClusterSdnRouteMapsEntriesEntryOrderUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams {
+pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateParams {
     /// Matching policy of a route map entry.
     ///
     /// One of `permit`, `deny`.
@@ -13291,7 +13362,7 @@ pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<
         ::std::vec::Vec<
-            crate::generated::cluster::ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParamsDelete,
+            crate::generated::cluster::ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete,
         >,
     >,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
@@ -13318,9 +13389,9 @@ pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapParams {
         ::std::vec::Vec<crate::generated::cluster::SetConfig>,
     >,
 }
-/// The `ClusterSdnRouteMapsEntriesListRouteMapResponseItem` model.
+/// The `ClusterSdnRouteMapsEntriesListResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct ClusterSdnRouteMapsEntriesListRouteMapResponseItem {
+pub struct ClusterSdnRouteMapsEntriesListResponseItem {
     /// Matching policy of a route map entry.
     ///
     /// One of `permit`, `deny`.
@@ -13644,7 +13715,9 @@ pub struct ClusterSdnVnetsSubnetsCreateParams {
     /// A list of DHCP ranges for this subnet
     #[serde(rename = "dhcp-range")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub dhcp_range: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    pub dhcp_range: ::std::option::Option<
+        ::std::vec::Vec<crate::generated::cluster::DhcpRangeConfig>,
+    >,
     /// dns domain zone prefix  ex: 'adm' -> <hostname>.adm.mydomain.com
     ///
     /// Format `dns-name`.
@@ -13707,7 +13780,9 @@ pub struct ClusterSdnVnetsSubnetsSubnetUpdateParams {
     /// A list of DHCP ranges for this subnet
     #[serde(rename = "dhcp-range")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub dhcp_range: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    pub dhcp_range: ::std::option::Option<
+        ::std::vec::Vec<crate::generated::cluster::DhcpRangeConfig>,
+    >,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
@@ -14387,14 +14462,14 @@ pub type ClusterAcmeDirectoriesGetResponse = ::std::vec::Vec<
 pub type ClusterAcmePluginsIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterAcmePluginsIndexResponseItem,
 >;
-/// The `data` of the reply to `POST /cluster/acme/plugins` (`cluster_acme_plugins_add_plugin`).
-pub type ClusterAcmePluginsAddPluginResponse = ();
+/// The `data` of the reply to `POST /cluster/acme/plugins` (`cluster_acme_plugins_add`).
+pub type ClusterAcmePluginsAddResponse = ();
 /// The `data` of the reply to `GET /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_get_plugin_config`).
 pub type ClusterAcmePluginsIdGetPluginConfigResponse = crate::generated::cluster::ClusterAcmePluginsIndexResponseItem;
-/// The `data` of the reply to `PUT /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_update_plugin`).
-pub type ClusterAcmePluginsIdUpdatePluginResponse = ();
-/// The `data` of the reply to `DELETE /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_delete_plugin`).
-pub type ClusterAcmePluginsIdDeletePluginResponse = ();
+/// The `data` of the reply to `PUT /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_update`).
+pub type ClusterAcmePluginsIdUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/acme/plugins/{id}` (`cluster_acme_plugins_id_delete`).
+pub type ClusterAcmePluginsIdDeleteResponse = ();
 /// Parameters of `GET /cluster/acme/tos` (`cluster_acme_tos_get`), without the path parameters.
 pub type ClusterAcmeTosGetParams = crate::generated::cluster::ClusterAcmeMetaGetParams;
 /// The `data` of the reply to `GET /cluster/acme/tos` (`cluster_acme_tos_get`).
@@ -14586,20 +14661,20 @@ pub type ClusterFirewallRefsResponse = ::std::vec::Vec<
 pub type ClusterFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-/// Parameters of `POST /cluster/firewall/rules` (`cluster_firewall_rules_create_rule`), without the path parameters.
-pub type ClusterFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-/// The `data` of the reply to `POST /cluster/firewall/rules` (`cluster_firewall_rules_create_rule`).
-pub type ClusterFirewallRulesCreateRuleResponse = ();
-/// The `data` of the reply to `GET /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_get_rule`).
-pub type ClusterFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-/// Parameters of `PUT /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_update_rule`), without the path parameters.
-pub type ClusterFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-/// The `data` of the reply to `PUT /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_update_rule`).
-pub type ClusterFirewallRulesPosUpdateRuleResponse = ();
-/// Parameters of `DELETE /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_delete_rule`), without the path parameters.
-pub type ClusterFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-/// The `data` of the reply to `DELETE /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_delete_rule`).
-pub type ClusterFirewallRulesPosDeleteRuleResponse = ();
+/// Parameters of `POST /cluster/firewall/rules` (`cluster_firewall_rules_create`), without the path parameters.
+pub type ClusterFirewallRulesCreateParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
+/// The `data` of the reply to `POST /cluster/firewall/rules` (`cluster_firewall_rules_create`).
+pub type ClusterFirewallRulesCreateResponse = ();
+/// The `data` of the reply to `GET /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_get`).
+pub type ClusterFirewallRulesPosGetResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
+/// Parameters of `PUT /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_update`), without the path parameters.
+pub type ClusterFirewallRulesPosUpdateParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
+/// The `data` of the reply to `PUT /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_update`).
+pub type ClusterFirewallRulesPosUpdateResponse = ();
+/// Parameters of `DELETE /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_delete`), without the path parameters.
+pub type ClusterFirewallRulesPosDeleteParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
+/// The `data` of the reply to `DELETE /cluster/firewall/rules/{pos}` (`cluster_firewall_rules_pos_delete`).
+pub type ClusterFirewallRulesPosDeleteResponse = ();
 /// The `data` of the reply to `GET /cluster/ha` (`cluster_ha_index`).
 pub type ClusterHaIndexResponse = ::std::vec::Vec<
     crate::generated::common::ClusterHaIndexResponseItem,
@@ -14632,8 +14707,8 @@ pub type ClusterHaResourcesRelocateParams = crate::generated::cluster::ClusterHa
 pub type ClusterHaRulesIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterHaRulesIndexResponseItem,
 >;
-/// The `data` of the reply to `POST /cluster/ha/rules` (`cluster_ha_rules_create_rule`).
-pub type ClusterHaRulesCreateRuleResponse = ();
+/// The `data` of the reply to `POST /cluster/ha/rules` (`cluster_ha_rules_create`).
+pub type ClusterHaRulesCreateResponse = ();
 /// The `data` of the reply to `PUT /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_update`).
 pub type ClusterHaRulesRuleUpdateResponse = ();
 /// The `data` of the reply to `DELETE /cluster/ha/rules/{rule}` (`cluster_ha_rules_rule_delete`).
@@ -14665,17 +14740,17 @@ pub type ClusterJobsIndexResponse = ::std::vec::Vec<
 pub type ClusterJobsRealmSyncSyncjobIndexResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterJobsRealmSyncSyncjobIndexResponseItem,
 >;
-/// The `data` of the reply to `GET /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_read_job`).
-pub type ClusterJobsRealmSyncIdReadJobResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_read`).
+pub type ClusterJobsRealmSyncIdReadResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// The `data` of the reply to `POST /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_create_job`).
-pub type ClusterJobsRealmSyncIdCreateJobResponse = ();
-/// The `data` of the reply to `PUT /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_update_job`).
-pub type ClusterJobsRealmSyncIdUpdateJobResponse = ();
-/// The `data` of the reply to `DELETE /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_delete_job`).
-pub type ClusterJobsRealmSyncIdDeleteJobResponse = ();
+/// The `data` of the reply to `POST /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_create`).
+pub type ClusterJobsRealmSyncIdCreateResponse = ();
+/// The `data` of the reply to `PUT /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_update`).
+pub type ClusterJobsRealmSyncIdUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/jobs/realm-sync/{id}` (`cluster_jobs_realm_sync_id_delete`).
+pub type ClusterJobsRealmSyncIdDeleteResponse = ();
 /// The `data` of the reply to `GET /cluster/jobs/schedule-analyze` (`cluster_jobs_schedule_analyze`).
 ///
 /// An array of the next <iterations> events since <starttime>.
@@ -14766,46 +14841,46 @@ pub type ClusterNotificationsIndexResponse = ::std::vec::Vec<
 pub type ClusterNotificationsEndpointsIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `GET /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_get_gotify_endpoints`).
-pub type ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterNotificationsEndpointsGotifyGetGotifyEndpointsResponseItem,
+/// The `data` of the reply to `GET /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_get`).
+pub type ClusterNotificationsEndpointsGotifyGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterNotificationsEndpointsGotifyGetResponseItem,
 >;
-/// The `data` of the reply to `POST /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_create_gotify_endpoint`).
-pub type ClusterNotificationsEndpointsGotifyCreateGotifyEndpointResponse = ();
-/// The `data` of the reply to `PUT /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_update_gotify_endpoint`).
-pub type ClusterNotificationsEndpointsGotifyNameUpdateGotifyEndpointResponse = ();
-/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_delete_gotify_endpoint`).
-pub type ClusterNotificationsEndpointsGotifyNameDeleteGotifyEndpointResponse = ();
-/// The `data` of the reply to `GET /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_get_sendmail_endpoints`).
-pub type ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterNotificationsEndpointsSendmailGetSendmailEndpointsResponseItem,
+/// The `data` of the reply to `POST /cluster/notifications/endpoints/gotify` (`cluster_notifications_endpoints_gotify_create`).
+pub type ClusterNotificationsEndpointsGotifyCreateResponse = ();
+/// The `data` of the reply to `PUT /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_update`).
+pub type ClusterNotificationsEndpointsGotifyNameUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/gotify/{name}` (`cluster_notifications_endpoints_gotify_name_delete`).
+pub type ClusterNotificationsEndpointsGotifyNameDeleteResponse = ();
+/// The `data` of the reply to `GET /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_get`).
+pub type ClusterNotificationsEndpointsSendmailGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterNotificationsEndpointsSendmailGetResponseItem,
 >;
-/// The `data` of the reply to `POST /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_create_sendmail_endpoint`).
-pub type ClusterNotificationsEndpointsSendmailCreateSendmailEndpointResponse = ();
-/// The `data` of the reply to `PUT /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_update_sendmail_endpoint`).
-pub type ClusterNotificationsEndpointsSendmailNameUpdateSendmailEndpointResponse = ();
-/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_delete_sendmail_endpoint`).
-pub type ClusterNotificationsEndpointsSendmailNameDeleteSendmailEndpointResponse = ();
-/// The `data` of the reply to `GET /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_get_smtp_endpoints`).
-pub type ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterNotificationsEndpointsSmtpGetSmtpEndpointsResponseItem,
+/// The `data` of the reply to `POST /cluster/notifications/endpoints/sendmail` (`cluster_notifications_endpoints_sendmail_create`).
+pub type ClusterNotificationsEndpointsSendmailCreateResponse = ();
+/// The `data` of the reply to `PUT /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_update`).
+pub type ClusterNotificationsEndpointsSendmailNameUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/sendmail/{name}` (`cluster_notifications_endpoints_sendmail_name_delete`).
+pub type ClusterNotificationsEndpointsSendmailNameDeleteResponse = ();
+/// The `data` of the reply to `GET /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_get`).
+pub type ClusterNotificationsEndpointsSmtpGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterNotificationsEndpointsSmtpGetResponseItem,
 >;
-/// The `data` of the reply to `POST /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_create_smtp_endpoint`).
-pub type ClusterNotificationsEndpointsSmtpCreateSmtpEndpointResponse = ();
-/// The `data` of the reply to `PUT /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_update_smtp_endpoint`).
-pub type ClusterNotificationsEndpointsSmtpNameUpdateSmtpEndpointResponse = ();
-/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_delete_smtp_endpoint`).
-pub type ClusterNotificationsEndpointsSmtpNameDeleteSmtpEndpointResponse = ();
-/// The `data` of the reply to `GET /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_get_webhook_endpoints`).
-pub type ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterNotificationsEndpointsWebhookGetWebhookEndpointsResponseItem,
+/// The `data` of the reply to `POST /cluster/notifications/endpoints/smtp` (`cluster_notifications_endpoints_smtp_create`).
+pub type ClusterNotificationsEndpointsSmtpCreateResponse = ();
+/// The `data` of the reply to `PUT /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_update`).
+pub type ClusterNotificationsEndpointsSmtpNameUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/smtp/{name}` (`cluster_notifications_endpoints_smtp_name_delete`).
+pub type ClusterNotificationsEndpointsSmtpNameDeleteResponse = ();
+/// The `data` of the reply to `GET /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_get`).
+pub type ClusterNotificationsEndpointsWebhookGetResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterNotificationsEndpointsWebhookGetResponseItem,
 >;
-/// The `data` of the reply to `POST /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_create_webhook_endpoint`).
-pub type ClusterNotificationsEndpointsWebhookCreateWebhookEndpointResponse = ();
-/// The `data` of the reply to `PUT /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_update_webhook_endpoint`).
-pub type ClusterNotificationsEndpointsWebhookNameUpdateWebhookEndpointResponse = ();
-/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_delete_webhook_endpoint`).
-pub type ClusterNotificationsEndpointsWebhookNameDeleteWebhookEndpointResponse = ();
+/// The `data` of the reply to `POST /cluster/notifications/endpoints/webhook` (`cluster_notifications_endpoints_webhook_create`).
+pub type ClusterNotificationsEndpointsWebhookCreateResponse = ();
+/// The `data` of the reply to `PUT /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_update`).
+pub type ClusterNotificationsEndpointsWebhookNameUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/notifications/endpoints/webhook/{name}` (`cluster_notifications_endpoints_webhook_name_delete`).
+pub type ClusterNotificationsEndpointsWebhookNameDeleteResponse = ();
 /// The `data` of the reply to `GET /cluster/notifications/matcher-field-values` (`cluster_notifications_matcher_field_values_get`).
 pub type ClusterNotificationsMatcherFieldValuesGetResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsMatcherFieldValuesGetResponseItem,
@@ -14818,12 +14893,12 @@ pub type ClusterNotificationsMatcherFieldsGetResponse = ::std::vec::Vec<
 pub type ClusterNotificationsMatchersGetResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsMatchersGetResponseItem,
 >;
-/// The `data` of the reply to `POST /cluster/notifications/matchers` (`cluster_notifications_matchers_create_matcher`).
-pub type ClusterNotificationsMatchersCreateMatcherResponse = ();
-/// The `data` of the reply to `PUT /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_update_matcher`).
-pub type ClusterNotificationsMatchersNameUpdateMatcherResponse = ();
-/// The `data` of the reply to `DELETE /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_delete_matcher`).
-pub type ClusterNotificationsMatchersNameDeleteMatcherResponse = ();
+/// The `data` of the reply to `POST /cluster/notifications/matchers` (`cluster_notifications_matchers_create`).
+pub type ClusterNotificationsMatchersCreateResponse = ();
+/// The `data` of the reply to `PUT /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_update`).
+pub type ClusterNotificationsMatchersNameUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/notifications/matchers/{name}` (`cluster_notifications_matchers_name_delete`).
+pub type ClusterNotificationsMatchersNameDeleteResponse = ();
 /// The `data` of the reply to `GET /cluster/notifications/targets` (`cluster_notifications_targets_get_all`).
 pub type ClusterNotificationsTargetsGetAllResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterNotificationsTargetsGetAllResponseItem,
@@ -14896,17 +14971,17 @@ pub type ClusterSdnDnsIndexResponse = ::std::vec::Vec<
 >;
 /// The `data` of the reply to `POST /cluster/sdn/dns` (`cluster_sdn_dns_create`).
 pub type ClusterSdnDnsCreateResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_read`).
-pub type ClusterSdnDnsDnsReadResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_read`).
+pub type ClusterSdnDnsReadResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// The `data` of the reply to `PUT /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_update`).
-pub type ClusterSdnDnsDnsUpdateResponse = ();
-/// Parameters of `DELETE /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_delete`), without the path parameters.
-pub type ClusterSdnDnsDnsDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
-/// The `data` of the reply to `DELETE /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_dns_delete`).
-pub type ClusterSdnDnsDnsDeleteResponse = ();
+/// The `data` of the reply to `PUT /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_update`).
+pub type ClusterSdnDnsUpdateResponse = ();
+/// Parameters of `DELETE /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_delete`), without the path parameters.
+pub type ClusterSdnDnsDeleteParams = crate::generated::cluster::ClusterSdnControllersControllerDeleteParams;
+/// The `data` of the reply to `DELETE /cluster/sdn/dns/{dns}` (`cluster_sdn_dns_delete`).
+pub type ClusterSdnDnsDeleteResponse = ();
 /// The `data` of the reply to `GET /cluster/sdn/fabrics` (`cluster_sdn_fabrics_index`).
 pub type ClusterSdnFabricsIndexResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
@@ -14925,16 +15000,16 @@ pub type ClusterSdnFabricsFabricIdGetResponse = crate::generated::cluster::Clust
 pub type ClusterSdnFabricsFabricIdUpdateResponse = ();
 /// The `data` of the reply to `DELETE /cluster/sdn/fabrics/fabric/{id}` (`cluster_sdn_fabrics_fabric_id_delete`).
 pub type ClusterSdnFabricsFabricIdDeleteResponse = ();
-/// Parameters of `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`), without the path parameters.
-pub type ClusterSdnFabricsNodeListNodesParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
-/// The `data` of the reply to `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list_nodes`).
-pub type ClusterSdnFabricsNodeListNodesResponse = ::std::vec::Vec<
+/// Parameters of `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list`), without the path parameters.
+pub type ClusterSdnFabricsNodeListParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/node` (`cluster_sdn_fabrics_node_list`).
+pub type ClusterSdnFabricsNodeListResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnFabricsAllListResponseNodesItem,
 >;
-/// Parameters of `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes`), without the path parameters.
-pub type ClusterSdnFabricsNodeFabricIdListNodesParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
-/// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list_nodes`).
-pub type ClusterSdnFabricsNodeFabricIdListNodesResponse = ::std::vec::Vec<
+/// Parameters of `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list`), without the path parameters.
+pub type ClusterSdnFabricsNodeFabricIdListParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
+/// The `data` of the reply to `GET /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_list`).
+pub type ClusterSdnFabricsNodeFabricIdListResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnFabricsAllListResponseNodesItem,
 >;
 /// The `data` of the reply to `POST /cluster/sdn/fabrics/node/{fabric_id}` (`cluster_sdn_fabrics_node_fabric_id_add`).
@@ -14974,17 +15049,17 @@ pub type ClusterSdnPrefixListsListResponse = ::std::vec::Vec<
 >;
 /// The `data` of the reply to `POST /cluster/sdn/prefix-lists` (`cluster_sdn_prefix_lists_create_prefix_list_entry`).
 pub type ClusterSdnPrefixListsCreatePrefixListEntryResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/prefix-lists/{id}` (`cluster_sdn_prefix_lists_id_get_prefix_list`).
-pub type ClusterSdnPrefixListsIdGetPrefixListResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /cluster/sdn/prefix-lists/{id}` (`cluster_sdn_prefix_lists_id_get`).
+pub type ClusterSdnPrefixListsIdGetResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// The `data` of the reply to `PUT /cluster/sdn/prefix-lists/{id}` (`cluster_sdn_prefix_lists_id_update_prefix_list`).
-pub type ClusterSdnPrefixListsIdUpdatePrefixListResponse = ();
-/// The `data` of the reply to `DELETE /cluster/sdn/prefix-lists/{id}` (`cluster_sdn_prefix_lists_id_delete_prefix_list`).
-pub type ClusterSdnPrefixListsIdDeletePrefixListResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/prefix-lists/{id}/entries` (`cluster_sdn_prefix_lists_entries_get_prefix_list`).
-pub type ClusterSdnPrefixListsEntriesGetPrefixListResponse = ::std::vec::Vec<
+/// The `data` of the reply to `PUT /cluster/sdn/prefix-lists/{id}` (`cluster_sdn_prefix_lists_id_update`).
+pub type ClusterSdnPrefixListsIdUpdateResponse = ();
+/// The `data` of the reply to `DELETE /cluster/sdn/prefix-lists/{id}` (`cluster_sdn_prefix_lists_id_delete`).
+pub type ClusterSdnPrefixListsIdDeleteResponse = ();
+/// The `data` of the reply to `GET /cluster/sdn/prefix-lists/{id}/entries` (`cluster_sdn_prefix_lists_entries_get`).
+pub type ClusterSdnPrefixListsEntriesGetResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
 /// The `data` of the reply to `POST /cluster/sdn/prefix-lists/{id}/entries` (`cluster_sdn_prefix_lists_entries_create_prefix_list_entry`).
@@ -14997,7 +15072,7 @@ pub type ClusterSdnPrefixListsEntriesUrlSeqGetPrefixListEntryResponse = ::serde_
 /// The `data` of the reply to `PUT /cluster/sdn/prefix-lists/{id}/entries/{url_seq}` (`cluster_sdn_prefix_lists_entries_url_seq_update_prefix_list_entry`).
 pub type ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryResponse = ();
 /// Parameters of `DELETE /cluster/sdn/prefix-lists/{id}/entries/{url_seq}` (`cluster_sdn_prefix_lists_entries_url_seq_delete_prefix_list_entry`), without the path parameters.
-pub type ClusterSdnPrefixListsEntriesUrlSeqDeletePrefixListEntryParams = crate::generated::cluster::ClusterSdnPrefixListsIdDeletePrefixListParams;
+pub type ClusterSdnPrefixListsEntriesUrlSeqDeletePrefixListEntryParams = crate::generated::cluster::ClusterSdnPrefixListsIdDeleteParams;
 /// The `data` of the reply to `DELETE /cluster/sdn/prefix-lists/{id}/entries/{url_seq}` (`cluster_sdn_prefix_lists_entries_url_seq_delete_prefix_list_entry`).
 pub type ClusterSdnPrefixListsEntriesUrlSeqDeletePrefixListEntryResponse = ();
 /// The `data` of the reply to `POST /cluster/sdn/rollback` (`cluster_sdn_rollback`).
@@ -15006,11 +15081,11 @@ pub type ClusterSdnRollbackResponse = ();
 pub type ClusterSdnRouteMapsListResponse = ::std::vec::Vec<
     crate::generated::cluster::ClusterSdnRouteMapsListResponseItem,
 >;
-/// Parameters of `GET /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_list_route_map`), without the path parameters.
-pub type ClusterSdnRouteMapsEntriesListRouteMapParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
-/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_list_route_map`).
-pub type ClusterSdnRouteMapsEntriesListRouteMapResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem,
+/// Parameters of `GET /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_list`), without the path parameters.
+pub type ClusterSdnRouteMapsEntriesListParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
+/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_list`).
+pub type ClusterSdnRouteMapsEntriesListResponse = ::std::vec::Vec<
+    crate::generated::cluster::ClusterSdnRouteMapsEntriesListResponseItem,
 >;
 /// The `data` of the reply to `POST /cluster/sdn/route-maps/entries` (`cluster_sdn_route_maps_entries_create_route_map_entry`).
 pub type ClusterSdnRouteMapsEntriesCreateRouteMapEntryResponse = ();
@@ -15018,16 +15093,16 @@ pub type ClusterSdnRouteMapsEntriesCreateRouteMapEntryResponse = ();
 pub type ClusterSdnRouteMapsEntriesRouteMapIdListRouteMapEntriesForParams = crate::generated::cluster::ClusterSdnFabricsAllListParams;
 /// The `data` of the reply to `GET /cluster/sdn/route-maps/entries/{route-map-id}` (`cluster_sdn_route_maps_entries_route_map_id_list_route_map_entries_for`).
 pub type ClusterSdnRouteMapsEntriesRouteMapIdListRouteMapEntriesForResponse = ::std::vec::Vec<
-    crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem,
+    crate::generated::cluster::ClusterSdnRouteMapsEntriesListResponseItem,
 >;
-/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_get_route_map`).
-pub type ClusterSdnRouteMapsEntriesEntryOrderGetRouteMapResponse = crate::generated::cluster::ClusterSdnRouteMapsEntriesListRouteMapResponseItem;
-/// The `data` of the reply to `PUT /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_update_route_map`).
-pub type ClusterSdnRouteMapsEntriesEntryOrderUpdateRouteMapResponse = ();
-/// Parameters of `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_delete_route_map`), without the path parameters.
-pub type ClusterSdnRouteMapsEntriesEntryOrderDeleteRouteMapParams = crate::generated::cluster::ClusterSdnPrefixListsIdDeletePrefixListParams;
-/// The `data` of the reply to `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_delete_route_map`).
-pub type ClusterSdnRouteMapsEntriesEntryOrderDeleteRouteMapResponse = ();
+/// The `data` of the reply to `GET /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_get`).
+pub type ClusterSdnRouteMapsEntriesEntryOrderGetResponse = crate::generated::cluster::ClusterSdnRouteMapsEntriesListResponseItem;
+/// The `data` of the reply to `PUT /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_update`).
+pub type ClusterSdnRouteMapsEntriesEntryOrderUpdateResponse = ();
+/// Parameters of `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_delete`), without the path parameters.
+pub type ClusterSdnRouteMapsEntriesEntryOrderDeleteParams = crate::generated::cluster::ClusterSdnPrefixListsIdDeleteParams;
+/// The `data` of the reply to `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}` (`cluster_sdn_route_maps_entries_entry_order_delete`).
+pub type ClusterSdnRouteMapsEntriesEntryOrderDeleteResponse = ();
 /// Parameters of `GET /cluster/sdn/vnets` (`cluster_sdn_vnets_index`), without the path parameters.
 pub type ClusterSdnVnetsIndexParams = crate::generated::cluster::ClusterSdnControllersControllerReadParams;
 /// The `data` of the reply to `GET /cluster/sdn/vnets` (`cluster_sdn_vnets_index`).
@@ -15056,20 +15131,20 @@ pub type ClusterSdnVnetsFirewallOptionsSetResponse = ();
 pub type ClusterSdnVnetsFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-/// Parameters of `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create_rule`), without the path parameters.
-pub type ClusterSdnVnetsFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-/// The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create_rule`).
-pub type ClusterSdnVnetsFirewallRulesCreateRuleResponse = ();
-/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_get_rule`).
-pub type ClusterSdnVnetsFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-/// Parameters of `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_update_rule`), without the path parameters.
-pub type ClusterSdnVnetsFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_update_rule`).
-pub type ClusterSdnVnetsFirewallRulesPosUpdateRuleResponse = ();
-/// Parameters of `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_delete_rule`), without the path parameters.
-pub type ClusterSdnVnetsFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-/// The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_delete_rule`).
-pub type ClusterSdnVnetsFirewallRulesPosDeleteRuleResponse = ();
+/// Parameters of `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create`), without the path parameters.
+pub type ClusterSdnVnetsFirewallRulesCreateParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
+/// The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/firewall/rules` (`cluster_sdn_vnets_firewall_rules_create`).
+pub type ClusterSdnVnetsFirewallRulesCreateResponse = ();
+/// The `data` of the reply to `GET /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_get`).
+pub type ClusterSdnVnetsFirewallRulesPosGetResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
+/// Parameters of `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_update`), without the path parameters.
+pub type ClusterSdnVnetsFirewallRulesPosUpdateParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
+/// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_update`).
+pub type ClusterSdnVnetsFirewallRulesPosUpdateResponse = ();
+/// Parameters of `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_delete`), without the path parameters.
+pub type ClusterSdnVnetsFirewallRulesPosDeleteParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
+/// The `data` of the reply to `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}` (`cluster_sdn_vnets_firewall_rules_pos_delete`).
+pub type ClusterSdnVnetsFirewallRulesPosDeleteResponse = ();
 /// The `data` of the reply to `POST /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipcreate`).
 pub type ClusterSdnVnetsIpsIpcreateResponse = ();
 /// The `data` of the reply to `PUT /cluster/sdn/vnets/{vnet}/ips` (`cluster_sdn_vnets_ips_ipupdate`).

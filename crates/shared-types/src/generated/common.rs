@@ -111,6 +111,81 @@ impl<'de> ::serde::Deserialize<'de> for BwlimitConfig {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
+/// A property string, first met as `fleecing` of `/cluster/backup`.
+///
+/// Format: `[[enabled=]<1|0>] [,storage=<storage ID>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FleecingConfig {
+    /// The `enabled` key.
+    ///
+    /// Default: `false`.
+    pub enabled: ::std::option::Option<crate::PveBool>,
+    /// The `storage` key.
+    ///
+    /// Format `pve-storage-id`.
+    pub storage: ::std::option::Option<::std::string::String>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for FleecingConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("enabled"),
+        )?;
+        let mut enabled: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut storage: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "enabled" => {
+                    enabled = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "storage" => {
+                    storage = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self { enabled, storage, unknown })
+    }
+}
+impl ::std::fmt::Display for FleecingConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("enabled"),
+        );
+        writer.optional("enabled", &self.enabled);
+        writer.optional("storage", &self.storage);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for FleecingConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for FleecingConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
 /// A property string, first met as `location` of `/cluster/options`.
 ///
 /// Format: `latitude=<number> ,longitude=<number> [,name=<name>]`.
@@ -200,6 +275,212 @@ impl ::serde::Serialize for LocationConfig {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for LocationConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `performance` of `/cluster/backup`.
+///
+/// Format: `[max-workers=<integer>] [,pbs-entries-max=<integer>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PerformanceConfig {
+    /// The `max-workers` key.
+    ///
+    /// Range 1 to 256. Default: `16`.
+    pub max_workers: ::std::option::Option<i64>,
+    /// The `pbs-entries-max` key.
+    ///
+    /// Minimum 1. Default: `1048576`.
+    pub pbs_entries_max: ::std::option::Option<i64>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for PerformanceConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(text, ::std::option::Option::None)?;
+        let mut max_workers: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut pbs_entries_max: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "max-workers" => {
+                    max_workers = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "pbs-entries-max" => {
+                    pbs_entries_max = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            max_workers,
+            pbs_entries_max,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for PerformanceConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(::std::option::Option::None);
+        writer.optional("max-workers", &self.max_workers);
+        writer.optional("pbs-entries-max", &self.pbs_entries_max);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for PerformanceConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PerformanceConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `prune-backups` of `/cluster/backup`.
+///
+/// Format: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PruneBackupsConfig {
+    /// The `keep-all` key.
+    pub keep_all: ::std::option::Option<crate::PveBool>,
+    /// The `keep-daily` key.
+    ///
+    /// Minimum 0.
+    pub keep_daily: ::std::option::Option<i64>,
+    /// The `keep-hourly` key.
+    ///
+    /// Minimum 0.
+    pub keep_hourly: ::std::option::Option<i64>,
+    /// The `keep-last` key.
+    ///
+    /// Minimum 0.
+    pub keep_last: ::std::option::Option<i64>,
+    /// The `keep-monthly` key.
+    ///
+    /// Minimum 0.
+    pub keep_monthly: ::std::option::Option<i64>,
+    /// The `keep-weekly` key.
+    ///
+    /// Minimum 0.
+    pub keep_weekly: ::std::option::Option<i64>,
+    /// The `keep-yearly` key.
+    ///
+    /// Minimum 0.
+    pub keep_yearly: ::std::option::Option<i64>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for PruneBackupsConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(text, ::std::option::Option::None)?;
+        let mut keep_all: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut keep_daily: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut keep_hourly: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut keep_last: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut keep_monthly: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut keep_weekly: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut keep_yearly: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "keep-all" => {
+                    keep_all = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "keep-daily" => {
+                    keep_daily = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "keep-hourly" => {
+                    keep_hourly = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "keep-last" => {
+                    keep_last = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "keep-monthly" => {
+                    keep_monthly = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "keep-weekly" => {
+                    keep_weekly = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "keep-yearly" => {
+                    keep_yearly = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            keep_all,
+            keep_daily,
+            keep_hourly,
+            keep_last,
+            keep_monthly,
+            keep_weekly,
+            keep_yearly,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for PruneBackupsConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(::std::option::Option::None);
+        writer.optional("keep-all", &self.keep_all);
+        writer.optional("keep-daily", &self.keep_daily);
+        writer.optional("keep-hourly", &self.keep_hourly);
+        writer.optional("keep-last", &self.keep_last);
+        writer.optional("keep-monthly", &self.keep_monthly);
+        writer.optional("keep-weekly", &self.keep_weekly);
+        writer.optional("keep-yearly", &self.keep_yearly);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for PruneBackupsConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PruneBackupsConfig {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {

@@ -294,6 +294,134 @@ impl<'de> ::serde::Deserialize<'de> for AgentConfig {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
+/// A property string, first met as `amd-sev` of `/nodes/{node}/qemu`.
+///
+/// Format: `[type=]<sev-type> [,allow-smt=<1|0>] [,kernel-hashes=<1|0>] [,no-debug=<1|0>] [,no-key-sharing=<1|0>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmdSevConfig {
+    /// The `type` key.
+    ///
+    /// One of `std`, `es`, `snp`.
+    pub r#type: crate::generated::nodes::AmdSevType,
+    /// The `allow-smt` key.
+    ///
+    /// Default: `true`.
+    pub allow_smt: ::std::option::Option<crate::PveBool>,
+    /// The `kernel-hashes` key.
+    ///
+    /// Default: `false`.
+    pub kernel_hashes: ::std::option::Option<crate::PveBool>,
+    /// The `no-debug` key.
+    ///
+    /// Default: `false`.
+    pub no_debug: ::std::option::Option<crate::PveBool>,
+    /// The `no-key-sharing` key.
+    ///
+    /// Default: `false`.
+    pub no_key_sharing: ::std::option::Option<crate::PveBool>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl AmdSevConfig {
+    /// The value with the required keys given and every other key unset.
+    pub fn new(r#type: crate::generated::nodes::AmdSevType) -> Self {
+        Self {
+            r#type,
+            allow_smt: ::std::option::Option::None,
+            kernel_hashes: ::std::option::Option::None,
+            no_debug: ::std::option::Option::None,
+            no_key_sharing: ::std::option::Option::None,
+            unknown: ::std::vec::Vec::new(),
+        }
+    }
+}
+impl ::std::str::FromStr for AmdSevConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("type"),
+        )?;
+        let mut r#type: ::std::option::Option<crate::generated::nodes::AmdSevType> = ::std::option::Option::None;
+        let mut allow_smt: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut kernel_hashes: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut no_debug: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut no_key_sharing: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "type" => {
+                    r#type = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "allow-smt" => {
+                    allow_smt = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "kernel-hashes" => {
+                    kernel_hashes = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "no-debug" => {
+                    no_debug = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "no-key-sharing" => {
+                    no_key_sharing = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            r#type: crate::typed_format::require(text, "type", r#type)?,
+            allow_smt,
+            kernel_hashes,
+            no_debug,
+            no_key_sharing,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for AmdSevConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("type"),
+        );
+        writer.entry("type", &self.r#type);
+        writer.optional("allow-smt", &self.allow_smt);
+        writer.optional("kernel-hashes", &self.kernel_hashes);
+        writer.optional("no-debug", &self.no_debug);
+        writer.optional("no-key-sharing", &self.no_key_sharing);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for AmdSevConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AmdSevConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
 /// A property string, first met as `audio0` of `/nodes/{node}/qemu`.
 ///
 /// Format: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.
@@ -308,7 +436,7 @@ pub struct Audio0Config {
     /// Driver backend for the audio device.
     ///
     /// One of `spice`, `none`. Default: `"spice"`.
-    pub driver: ::std::option::Option<crate::generated::nodes::Driver>,
+    pub driver: ::std::option::Option<crate::generated::nodes::Audio0Driver>,
     /// Keys this version of the SDK does not know, in their order, printed back after the
     /// known ones.
     pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
@@ -328,7 +456,7 @@ impl ::std::str::FromStr for Audio0Config {
     fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
         let entries = crate::PropertyString::parse(text, ::std::option::Option::None)?;
         let mut device: ::std::option::Option<crate::generated::nodes::Audio0Device> = ::std::option::Option::None;
-        let mut driver: ::std::option::Option<crate::generated::nodes::Driver> = ::std::option::Option::None;
+        let mut driver: ::std::option::Option<crate::generated::nodes::Audio0Driver> = ::std::option::Option::None;
         let mut unknown = ::std::vec::Vec::new();
         for (entry_key, entry_value) in entries.iter() {
             match entry_key {
@@ -372,6 +500,906 @@ impl ::serde::Serialize for Audio0Config {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Audio0Config {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `boot` of `/nodes/{node}/qemu`.
+///
+/// Format: `[[legacy=]<[acdn]{1,4}>] [,order=<device[;device...]>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BootConfig {
+    /// The `legacy` key.
+    ///
+    /// Default: `"cdn"`.
+    pub legacy: ::std::option::Option<::std::string::String>,
+    /// The `order` key.
+    ///
+    /// Format `pve-qm-bootdev-list`.
+    pub order: ::std::option::Option<::std::string::String>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for BootConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("legacy"),
+        )?;
+        let mut legacy: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut order: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "legacy" => {
+                    legacy = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "order" => {
+                    order = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self { legacy, order, unknown })
+    }
+}
+impl ::std::fmt::Display for BootConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("legacy"),
+        );
+        writer.optional("legacy", &self.legacy);
+        writer.optional("order", &self.order);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for BootConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BootConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `cdrom` of `/nodes/{node}/qemu`.
+///
+/// Format: `<volume>`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdromConfig {
+    /// The `file` key.
+    ///
+    /// Format `pve-volume-id-or-qm-path`.
+    pub file: ::std::string::String,
+    /// The `aio` key.
+    ///
+    /// One of `native`, `threads`, `io_uring`.
+    pub aio: ::std::option::Option<crate::generated::nodes::Aio>,
+    /// The `backup` key.
+    pub backup: ::std::option::Option<crate::PveBool>,
+    /// The `bps` key.
+    pub bps: ::std::option::Option<i64>,
+    /// The `bps_max_length` key.
+    ///
+    /// Minimum 1.
+    pub bps_max_length: ::std::option::Option<i64>,
+    /// The `bps_rd` key.
+    pub bps_rd: ::std::option::Option<i64>,
+    /// The `bps_rd_max_length` key.
+    ///
+    /// Minimum 1.
+    pub bps_rd_max_length: ::std::option::Option<i64>,
+    /// The `bps_wr` key.
+    pub bps_wr: ::std::option::Option<i64>,
+    /// The `bps_wr_max_length` key.
+    ///
+    /// Minimum 1.
+    pub bps_wr_max_length: ::std::option::Option<i64>,
+    /// The `cache` key.
+    ///
+    /// One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
+    pub cache: ::std::option::Option<crate::generated::nodes::CdromCache>,
+    /// The `detect_zeroes` key.
+    pub detect_zeroes: ::std::option::Option<crate::PveBool>,
+    /// The `discard` key.
+    ///
+    /// One of `ignore`, `on`.
+    pub discard: ::std::option::Option<crate::generated::nodes::Discard>,
+    /// The `format` key.
+    ///
+    /// One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
+    pub format: ::std::option::Option<crate::generated::nodes::CdromFormat>,
+    /// The `import-from` key.
+    ///
+    /// Format `pve-volume-id-or-absolute-path`.
+    pub import_from: ::std::option::Option<::std::string::String>,
+    /// The `iops` key.
+    pub iops: ::std::option::Option<i64>,
+    /// The `iops_max` key.
+    pub iops_max: ::std::option::Option<i64>,
+    /// The `iops_max_length` key.
+    ///
+    /// Minimum 1.
+    pub iops_max_length: ::std::option::Option<i64>,
+    /// The `iops_rd` key.
+    pub iops_rd: ::std::option::Option<i64>,
+    /// The `iops_rd_max` key.
+    pub iops_rd_max: ::std::option::Option<i64>,
+    /// The `iops_rd_max_length` key.
+    ///
+    /// Minimum 1.
+    pub iops_rd_max_length: ::std::option::Option<i64>,
+    /// The `iops_wr` key.
+    pub iops_wr: ::std::option::Option<i64>,
+    /// The `iops_wr_max` key.
+    pub iops_wr_max: ::std::option::Option<i64>,
+    /// The `iops_wr_max_length` key.
+    ///
+    /// Minimum 1.
+    pub iops_wr_max_length: ::std::option::Option<i64>,
+    /// The `mbps` key.
+    pub mbps: ::std::option::Option<f64>,
+    /// The `mbps_max` key.
+    pub mbps_max: ::std::option::Option<f64>,
+    /// The `mbps_rd` key.
+    pub mbps_rd: ::std::option::Option<f64>,
+    /// The `mbps_rd_max` key.
+    pub mbps_rd_max: ::std::option::Option<f64>,
+    /// The `mbps_wr` key.
+    pub mbps_wr: ::std::option::Option<f64>,
+    /// The `mbps_wr_max` key.
+    pub mbps_wr_max: ::std::option::Option<f64>,
+    /// The `media` key.
+    ///
+    /// One of `cdrom`, `disk`. Default: `"disk"`.
+    pub media: ::std::option::Option<crate::generated::nodes::Media>,
+    /// The `model` key.
+    ///
+    /// Format `urlencoded`.
+    pub model: ::std::option::Option<::std::string::String>,
+    /// The `replicate` key.
+    ///
+    /// Default: `true`.
+    pub replicate: ::std::option::Option<crate::PveBool>,
+    /// The `rerror` key.
+    ///
+    /// One of `ignore`, `report`, `stop`.
+    pub rerror: ::std::option::Option<crate::generated::nodes::Rerror>,
+    /// The `serial` key.
+    ///
+    /// Format `urlencoded`.
+    pub serial: ::std::option::Option<::std::string::String>,
+    /// The `shared` key.
+    ///
+    /// Default: `false`.
+    pub shared: ::std::option::Option<crate::PveBool>,
+    /// The `size` key.
+    ///
+    /// Format `disk-size`.
+    pub size: ::std::option::Option<crate::DiskSize>,
+    /// The `snapshot` key.
+    pub snapshot: ::std::option::Option<crate::PveBool>,
+    /// The `ssd` key.
+    pub ssd: ::std::option::Option<crate::PveBool>,
+    /// The `werror` key.
+    ///
+    /// One of `enospc`, `ignore`, `report`, `stop`.
+    pub werror: ::std::option::Option<crate::generated::nodes::Werror>,
+    /// The `wwn` key.
+    pub wwn: ::std::option::Option<::std::string::String>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl CdromConfig {
+    /// The value with the required keys given and every other key unset.
+    pub fn new(file: impl ::std::convert::Into<::std::string::String>) -> Self {
+        Self {
+            file: file.into(),
+            aio: ::std::option::Option::None,
+            backup: ::std::option::Option::None,
+            bps: ::std::option::Option::None,
+            bps_max_length: ::std::option::Option::None,
+            bps_rd: ::std::option::Option::None,
+            bps_rd_max_length: ::std::option::Option::None,
+            bps_wr: ::std::option::Option::None,
+            bps_wr_max_length: ::std::option::Option::None,
+            cache: ::std::option::Option::None,
+            detect_zeroes: ::std::option::Option::None,
+            discard: ::std::option::Option::None,
+            format: ::std::option::Option::None,
+            import_from: ::std::option::Option::None,
+            iops: ::std::option::Option::None,
+            iops_max: ::std::option::Option::None,
+            iops_max_length: ::std::option::Option::None,
+            iops_rd: ::std::option::Option::None,
+            iops_rd_max: ::std::option::Option::None,
+            iops_rd_max_length: ::std::option::Option::None,
+            iops_wr: ::std::option::Option::None,
+            iops_wr_max: ::std::option::Option::None,
+            iops_wr_max_length: ::std::option::Option::None,
+            mbps: ::std::option::Option::None,
+            mbps_max: ::std::option::Option::None,
+            mbps_rd: ::std::option::Option::None,
+            mbps_rd_max: ::std::option::Option::None,
+            mbps_wr: ::std::option::Option::None,
+            mbps_wr_max: ::std::option::Option::None,
+            media: ::std::option::Option::None,
+            model: ::std::option::Option::None,
+            replicate: ::std::option::Option::None,
+            rerror: ::std::option::Option::None,
+            serial: ::std::option::Option::None,
+            shared: ::std::option::Option::None,
+            size: ::std::option::Option::None,
+            snapshot: ::std::option::Option::None,
+            ssd: ::std::option::Option::None,
+            werror: ::std::option::Option::None,
+            wwn: ::std::option::Option::None,
+            unknown: ::std::vec::Vec::new(),
+        }
+    }
+}
+impl ::std::str::FromStr for CdromConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("file"),
+        )?;
+        let mut file: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut aio: ::std::option::Option<crate::generated::nodes::Aio> = ::std::option::Option::None;
+        let mut backup: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut bps: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut bps_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut bps_rd: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut bps_rd_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut bps_wr: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut bps_wr_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut cache: ::std::option::Option<crate::generated::nodes::CdromCache> = ::std::option::Option::None;
+        let mut detect_zeroes: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut discard: ::std::option::Option<crate::generated::nodes::Discard> = ::std::option::Option::None;
+        let mut format: ::std::option::Option<crate::generated::nodes::CdromFormat> = ::std::option::Option::None;
+        let mut import_from: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut iops: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut iops_max: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut iops_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut iops_rd: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut iops_rd_max: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut iops_rd_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut iops_wr: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut iops_wr_max: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut iops_wr_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut mbps: ::std::option::Option<f64> = ::std::option::Option::None;
+        let mut mbps_max: ::std::option::Option<f64> = ::std::option::Option::None;
+        let mut mbps_rd: ::std::option::Option<f64> = ::std::option::Option::None;
+        let mut mbps_rd_max: ::std::option::Option<f64> = ::std::option::Option::None;
+        let mut mbps_wr: ::std::option::Option<f64> = ::std::option::Option::None;
+        let mut mbps_wr_max: ::std::option::Option<f64> = ::std::option::Option::None;
+        let mut media: ::std::option::Option<crate::generated::nodes::Media> = ::std::option::Option::None;
+        let mut model: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut replicate: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut rerror: ::std::option::Option<crate::generated::nodes::Rerror> = ::std::option::Option::None;
+        let mut serial: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut shared: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut size: ::std::option::Option<crate::DiskSize> = ::std::option::Option::None;
+        let mut snapshot: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut ssd: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut werror: ::std::option::Option<crate::generated::nodes::Werror> = ::std::option::Option::None;
+        let mut wwn: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "file" => {
+                    file = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "aio" => {
+                    aio = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "backup" => {
+                    backup = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "bps" => {
+                    bps = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "bps_max_length" => {
+                    bps_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "bps_rd" => {
+                    bps_rd = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "bps_rd_max_length" => {
+                    bps_rd_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "bps_wr" => {
+                    bps_wr = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "bps_wr_max_length" => {
+                    bps_wr_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "cache" => {
+                    cache = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "detect_zeroes" => {
+                    detect_zeroes = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "discard" => {
+                    discard = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "format" => {
+                    format = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "import-from" => {
+                    import_from = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops" => {
+                    iops = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops_max" => {
+                    iops_max = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops_max_length" => {
+                    iops_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops_rd" => {
+                    iops_rd = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops_rd_max" => {
+                    iops_rd_max = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops_rd_max_length" => {
+                    iops_rd_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops_wr" => {
+                    iops_wr = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops_wr_max" => {
+                    iops_wr_max = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "iops_wr_max_length" => {
+                    iops_wr_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "mbps" => {
+                    mbps = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "mbps_max" => {
+                    mbps_max = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "mbps_rd" => {
+                    mbps_rd = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "mbps_rd_max" => {
+                    mbps_rd_max = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "mbps_wr" => {
+                    mbps_wr = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "mbps_wr_max" => {
+                    mbps_wr_max = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "media" => {
+                    media = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "model" => {
+                    model = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "replicate" => {
+                    replicate = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "rerror" => {
+                    rerror = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "serial" => {
+                    serial = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "shared" => {
+                    shared = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "size" => {
+                    size = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "snapshot" => {
+                    snapshot = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "ssd" => {
+                    ssd = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "werror" => {
+                    werror = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "wwn" => {
+                    wwn = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "bps_rd_length" => {
+                    bps_rd_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(
+                            "bps_rd_max_length",
+                            entry_value,
+                        )?,
+                    );
+                }
+                "bps_wr_length" => {
+                    bps_wr_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(
+                            "bps_wr_max_length",
+                            entry_value,
+                        )?,
+                    );
+                }
+                "iops_rd_length" => {
+                    iops_rd_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(
+                            "iops_rd_max_length",
+                            entry_value,
+                        )?,
+                    );
+                }
+                "iops_wr_length" => {
+                    iops_wr_max_length = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(
+                            "iops_wr_max_length",
+                            entry_value,
+                        )?,
+                    );
+                }
+                "volume" => {
+                    file = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry("file", entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            file: crate::typed_format::require(text, "file", file)?,
+            aio,
+            backup,
+            bps,
+            bps_max_length,
+            bps_rd,
+            bps_rd_max_length,
+            bps_wr,
+            bps_wr_max_length,
+            cache,
+            detect_zeroes,
+            discard,
+            format,
+            import_from,
+            iops,
+            iops_max,
+            iops_max_length,
+            iops_rd,
+            iops_rd_max,
+            iops_rd_max_length,
+            iops_wr,
+            iops_wr_max,
+            iops_wr_max_length,
+            mbps,
+            mbps_max,
+            mbps_rd,
+            mbps_rd_max,
+            mbps_wr,
+            mbps_wr_max,
+            media,
+            model,
+            replicate,
+            rerror,
+            serial,
+            shared,
+            size,
+            snapshot,
+            ssd,
+            werror,
+            wwn,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for CdromConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("file"),
+        );
+        writer.entry("file", &self.file);
+        writer.optional("aio", &self.aio);
+        writer.optional("backup", &self.backup);
+        writer.optional("bps", &self.bps);
+        writer.optional("bps_max_length", &self.bps_max_length);
+        writer.optional("bps_rd", &self.bps_rd);
+        writer.optional("bps_rd_max_length", &self.bps_rd_max_length);
+        writer.optional("bps_wr", &self.bps_wr);
+        writer.optional("bps_wr_max_length", &self.bps_wr_max_length);
+        writer.optional("cache", &self.cache);
+        writer.optional("detect_zeroes", &self.detect_zeroes);
+        writer.optional("discard", &self.discard);
+        writer.optional("format", &self.format);
+        writer.optional("import-from", &self.import_from);
+        writer.optional("iops", &self.iops);
+        writer.optional("iops_max", &self.iops_max);
+        writer.optional("iops_max_length", &self.iops_max_length);
+        writer.optional("iops_rd", &self.iops_rd);
+        writer.optional("iops_rd_max", &self.iops_rd_max);
+        writer.optional("iops_rd_max_length", &self.iops_rd_max_length);
+        writer.optional("iops_wr", &self.iops_wr);
+        writer.optional("iops_wr_max", &self.iops_wr_max);
+        writer.optional("iops_wr_max_length", &self.iops_wr_max_length);
+        writer.optional("mbps", &self.mbps);
+        writer.optional("mbps_max", &self.mbps_max);
+        writer.optional("mbps_rd", &self.mbps_rd);
+        writer.optional("mbps_rd_max", &self.mbps_rd_max);
+        writer.optional("mbps_wr", &self.mbps_wr);
+        writer.optional("mbps_wr_max", &self.mbps_wr_max);
+        writer.optional("media", &self.media);
+        writer.optional("model", &self.model);
+        writer.optional("replicate", &self.replicate);
+        writer.optional("rerror", &self.rerror);
+        writer.optional("serial", &self.serial);
+        writer.optional("shared", &self.shared);
+        writer.optional("size", &self.size);
+        writer.optional("snapshot", &self.snapshot);
+        writer.optional("ssd", &self.ssd);
+        writer.optional("werror", &self.werror);
+        writer.optional("wwn", &self.wwn);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for CdromConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CdromConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `cicustom` of `/nodes/{node}/qemu`.
+///
+/// Format: `[meta=<volume>] [,network=<volume>] [,user=<volume>] [,vendor=<volume>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CicustomConfig {
+    /// The `meta` key.
+    ///
+    /// Format `pve-volume-id`.
+    pub meta: ::std::option::Option<::std::string::String>,
+    /// The `network` key.
+    ///
+    /// Format `pve-volume-id`.
+    pub network: ::std::option::Option<::std::string::String>,
+    /// The `user` key.
+    ///
+    /// Format `pve-volume-id`.
+    pub user: ::std::option::Option<::std::string::String>,
+    /// The `vendor` key.
+    ///
+    /// Format `pve-volume-id`.
+    pub vendor: ::std::option::Option<::std::string::String>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for CicustomConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(text, ::std::option::Option::None)?;
+        let mut meta: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut network: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut user: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut vendor: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "meta" => {
+                    meta = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "network" => {
+                    network = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "user" => {
+                    user = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "vendor" => {
+                    vendor = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            meta,
+            network,
+            user,
+            vendor,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for CicustomConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(::std::option::Option::None);
+        writer.optional("meta", &self.meta);
+        writer.optional("network", &self.network);
+        writer.optional("user", &self.user);
+        writer.optional("vendor", &self.vendor);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for CicustomConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CicustomConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `cpu` of `/nodes/{node}/qemu`.
+///
+/// Format: `[[cputype=]<string>] [,flags=<+FLAG[;-FLAG...]>] [,guest-phys-bits=<integer>] [,hidden=<1|0>] [,hv-vendor-id=<vendor-id>] [,level=<integer>] [,phys-bits=<8-64|host>] [,reported-model=<enum>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CpuConfig {
+    /// The `cputype` key.
+    ///
+    /// Default: `"kvm64"`.
+    pub cputype: ::std::option::Option<::std::string::String>,
+    /// The `flags` key.
+    pub flags: ::std::option::Option<::std::string::String>,
+    /// The `guest-phys-bits` key.
+    ///
+    /// Range 32 to 64.
+    pub guest_phys_bits: ::std::option::Option<i64>,
+    /// The `hidden` key.
+    ///
+    /// Default: `false`.
+    pub hidden: ::std::option::Option<crate::PveBool>,
+    /// The `hv-vendor-id` key.
+    pub hv_vendor_id: ::std::option::Option<::std::string::String>,
+    /// The `level` key.
+    ///
+    /// Range 0 to 4294967295.
+    pub level: ::std::option::Option<i64>,
+    /// The `phys-bits` key.
+    ///
+    /// Format `pve-phys-bits`.
+    pub phys_bits: ::std::option::Option<::std::string::String>,
+    /// The `reported-model` key.
+    ///
+    /// Default: `"kvm64"`.
+    pub reported_model: ::std::option::Option<::std::string::String>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for CpuConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("cputype"),
+        )?;
+        let mut cputype: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut flags: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut guest_phys_bits: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut hidden: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut hv_vendor_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut level: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut phys_bits: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut reported_model: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "cputype" => {
+                    cputype = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "flags" => {
+                    flags = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "guest-phys-bits" => {
+                    guest_phys_bits = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "hidden" => {
+                    hidden = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "hv-vendor-id" => {
+                    hv_vendor_id = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "level" => {
+                    level = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "phys-bits" => {
+                    phys_bits = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "reported-model" => {
+                    reported_model = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cputype,
+            flags,
+            guest_phys_bits,
+            hidden,
+            hv_vendor_id,
+            level,
+            phys_bits,
+            reported_model,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for CpuConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("cputype"),
+        );
+        writer.optional("cputype", &self.cputype);
+        writer.optional("flags", &self.flags);
+        writer.optional("guest-phys-bits", &self.guest_phys_bits);
+        writer.optional("hidden", &self.hidden);
+        writer.optional("hv-vendor-id", &self.hv_vendor_id);
+        writer.optional("level", &self.level);
+        writer.optional("phys-bits", &self.phys_bits);
+        writer.optional("reported-model", &self.reported_model);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for CpuConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CpuConfig {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
@@ -593,7 +1621,7 @@ pub struct Efidisk0Config {
     /// The drive's backing file's data format.
     ///
     /// One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: ::std::option::Option<crate::generated::nodes::Efidisk0Format>,
+    pub format: ::std::option::Option<crate::generated::nodes::CdromFormat>,
     /// Create a new disk, importing from this source (volume ID or absolute path). When an absolute path is specified, it's up to you to ensure that the source is not actively used by another process during the import!
     ///
     /// Format `pve-volume-id-or-absolute-path`.
@@ -638,7 +1666,7 @@ impl ::std::str::FromStr for Efidisk0Config {
         )?;
         let mut file: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut efitype: ::std::option::Option<crate::generated::nodes::Efitype> = ::std::option::Option::None;
-        let mut format: ::std::option::Option<crate::generated::nodes::Efidisk0Format> = ::std::option::Option::None;
+        let mut format: ::std::option::Option<crate::generated::nodes::CdromFormat> = ::std::option::Option::None;
         let mut import_from: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut ms_cert: ::std::option::Option<crate::generated::nodes::MsCert> = ::std::option::Option::None;
         let mut pre_enrolled_keys: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
@@ -973,6 +2001,203 @@ impl<'de> ::serde::Deserialize<'de> for FeaturesConfig {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
+/// A property string, first met as `hostpci` of `/nodes/{node}/qemu`.
+///
+/// Format: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostpciConfig {
+    /// The `host` key.
+    pub host: ::std::option::Option<::std::string::String>,
+    /// The `device-id` key.
+    pub device_id: ::std::option::Option<::std::string::String>,
+    /// The `driver` key.
+    ///
+    /// One of `vfio`, `keep`. Default: `"vfio"`.
+    pub driver: ::std::option::Option<crate::generated::nodes::HostpciDriver>,
+    /// The `legacy-igd` key.
+    ///
+    /// Default: `false`.
+    pub legacy_igd: ::std::option::Option<crate::PveBool>,
+    /// The `mapping` key.
+    ///
+    /// Format `pve-configid`.
+    pub mapping: ::std::option::Option<::std::string::String>,
+    /// The `mdev` key.
+    pub mdev: ::std::option::Option<::std::string::String>,
+    /// The `pcie` key.
+    ///
+    /// Default: `false`.
+    pub pcie: ::std::option::Option<crate::PveBool>,
+    /// The `rombar` key.
+    ///
+    /// Default: `true`.
+    pub rombar: ::std::option::Option<crate::PveBool>,
+    /// The `romfile` key.
+    pub romfile: ::std::option::Option<::std::string::String>,
+    /// The `sub-device-id` key.
+    pub sub_device_id: ::std::option::Option<::std::string::String>,
+    /// The `sub-vendor-id` key.
+    pub sub_vendor_id: ::std::option::Option<::std::string::String>,
+    /// The `vendor-id` key.
+    pub vendor_id: ::std::option::Option<::std::string::String>,
+    /// The `x-vga` key.
+    ///
+    /// Default: `false`.
+    pub x_vga: ::std::option::Option<crate::PveBool>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for HostpciConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("host"),
+        )?;
+        let mut host: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut device_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut driver: ::std::option::Option<crate::generated::nodes::HostpciDriver> = ::std::option::Option::None;
+        let mut legacy_igd: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut mapping: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut mdev: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut pcie: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut rombar: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut romfile: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut sub_device_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut sub_vendor_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut vendor_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut x_vga: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "host" => {
+                    host = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "device-id" => {
+                    device_id = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "driver" => {
+                    driver = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "legacy-igd" => {
+                    legacy_igd = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "mapping" => {
+                    mapping = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "mdev" => {
+                    mdev = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "pcie" => {
+                    pcie = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "rombar" => {
+                    rombar = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "romfile" => {
+                    romfile = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "sub-device-id" => {
+                    sub_device_id = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "sub-vendor-id" => {
+                    sub_vendor_id = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "vendor-id" => {
+                    vendor_id = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "x-vga" => {
+                    x_vga = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            host,
+            device_id,
+            driver,
+            legacy_igd,
+            mapping,
+            mdev,
+            pcie,
+            rombar,
+            romfile,
+            sub_device_id,
+            sub_vendor_id,
+            vendor_id,
+            x_vga,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for HostpciConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("host"),
+        );
+        writer.optional("host", &self.host);
+        writer.optional("device-id", &self.device_id);
+        writer.optional("driver", &self.driver);
+        writer.optional("legacy-igd", &self.legacy_igd);
+        writer.optional("mapping", &self.mapping);
+        writer.optional("mdev", &self.mdev);
+        writer.optional("pcie", &self.pcie);
+        writer.optional("rombar", &self.rombar);
+        writer.optional("romfile", &self.romfile);
+        writer.optional("sub-device-id", &self.sub_device_id);
+        writer.optional("sub-vendor-id", &self.sub_vendor_id);
+        writer.optional("vendor-id", &self.vendor_id);
+        writer.optional("x-vga", &self.x_vga);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for HostpciConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for HostpciConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
 /// A property string, first met as `ide` of `/nodes/{node}/qemu`.
 ///
 /// Format: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
@@ -1011,7 +2236,7 @@ pub struct IdeConfig {
     /// The drive's cache mode
     ///
     /// One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
-    pub cache: ::std::option::Option<crate::generated::nodes::IdeCache>,
+    pub cache: ::std::option::Option<crate::generated::nodes::CdromCache>,
     /// Controls whether to detect and try to optimize writes of zeroes.
     pub detect_zeroes: ::std::option::Option<crate::PveBool>,
     /// Controls whether to pass discard/trim requests to the underlying storage.
@@ -1021,7 +2246,7 @@ pub struct IdeConfig {
     /// The drive's backing file's data format.
     ///
     /// One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: ::std::option::Option<crate::generated::nodes::Efidisk0Format>,
+    pub format: ::std::option::Option<crate::generated::nodes::CdromFormat>,
     /// Create a new disk, importing from this source (volume ID or absolute path). When an absolute path is specified, it's up to you to ensure that the source is not actively used by another process during the import!
     ///
     /// Format `pve-volume-id-or-absolute-path`.
@@ -1168,10 +2393,10 @@ impl ::std::str::FromStr for IdeConfig {
         let mut bps_rd_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut bps_wr: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut bps_wr_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
-        let mut cache: ::std::option::Option<crate::generated::nodes::IdeCache> = ::std::option::Option::None;
+        let mut cache: ::std::option::Option<crate::generated::nodes::CdromCache> = ::std::option::Option::None;
         let mut detect_zeroes: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
         let mut discard: ::std::option::Option<crate::generated::nodes::Discard> = ::std::option::Option::None;
-        let mut format: ::std::option::Option<crate::generated::nodes::Efidisk0Format> = ::std::option::Option::None;
+        let mut format: ::std::option::Option<crate::generated::nodes::CdromFormat> = ::std::option::Option::None;
         let mut import_from: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut iops: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut iops_max: ::std::option::Option<i64> = ::std::option::Option::None;
@@ -1547,6 +2772,216 @@ impl ::serde::Serialize for IdeConfig {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for IdeConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `intel-tdx` of `/nodes/{node}/qemu`.
+///
+/// Format: `[type=]<tdx-type> ,attestation=<1|0> [,vsock-cid=<integer>] [,vsock-port=<integer>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntelTdxConfig {
+    /// The `type` key.
+    ///
+    /// One of `tdx`.
+    pub r#type: crate::generated::nodes::IntelTdxType,
+    /// The `attestation` key.
+    ///
+    /// Default: `true`.
+    pub attestation: crate::PveBool,
+    /// The `vsock-cid` key.
+    ///
+    /// Minimum 2. Default: `2`.
+    pub vsock_cid: ::std::option::Option<i64>,
+    /// The `vsock-port` key.
+    ///
+    /// Minimum 0. Default: `4050`.
+    pub vsock_port: ::std::option::Option<i64>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl IntelTdxConfig {
+    /// The value with the required keys given and every other key unset.
+    pub fn new(
+        r#type: crate::generated::nodes::IntelTdxType,
+        attestation: crate::PveBool,
+    ) -> Self {
+        Self {
+            r#type,
+            attestation,
+            vsock_cid: ::std::option::Option::None,
+            vsock_port: ::std::option::Option::None,
+            unknown: ::std::vec::Vec::new(),
+        }
+    }
+}
+impl ::std::str::FromStr for IntelTdxConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("type"),
+        )?;
+        let mut r#type: ::std::option::Option<crate::generated::nodes::IntelTdxType> = ::std::option::Option::None;
+        let mut attestation: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut vsock_cid: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut vsock_port: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "type" => {
+                    r#type = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "attestation" => {
+                    attestation = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "vsock-cid" => {
+                    vsock_cid = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "vsock-port" => {
+                    vsock_port = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            r#type: crate::typed_format::require(text, "type", r#type)?,
+            attestation: crate::typed_format::require(text, "attestation", attestation)?,
+            vsock_cid,
+            vsock_port,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for IntelTdxConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("type"),
+        );
+        writer.entry("type", &self.r#type);
+        writer.entry("attestation", &self.attestation);
+        writer.optional("vsock-cid", &self.vsock_cid);
+        writer.optional("vsock-port", &self.vsock_port);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for IntelTdxConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IntelTdxConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `ipconfig` of `/nodes/{node}/qemu`.
+///
+/// Format: `[gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,ip=<IPv4Format/CIDR>] [,ip6=<IPv6Format/CIDR>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IpConfig {
+    /// The `gw` key.
+    ///
+    /// Format `ipv4`.
+    pub gw: ::std::option::Option<::std::string::String>,
+    /// The `gw6` key.
+    ///
+    /// Format `ipv6`.
+    pub gw6: ::std::option::Option<::std::string::String>,
+    /// The `ip` key.
+    ///
+    /// Format `pve-ipv4-config`. Default: `"dhcp"`.
+    pub ip: ::std::option::Option<::std::string::String>,
+    /// The `ip6` key.
+    ///
+    /// Format `pve-ipv6-config`. Default: `"dhcp"`.
+    pub ip6: ::std::option::Option<::std::string::String>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for IpConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(text, ::std::option::Option::None)?;
+        let mut gw: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut gw6: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut ip: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut ip6: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "gw" => {
+                    gw = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "gw6" => {
+                    gw6 = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "ip" => {
+                    ip = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "ip6" => {
+                    ip6 = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self { gw, gw6, ip, ip6, unknown })
+    }
+}
+impl ::std::fmt::Display for IpConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(::std::option::Option::None);
+        writer.optional("gw", &self.gw);
+        writer.optional("gw6", &self.gw6);
+        writer.optional("ip", &self.ip);
+        writer.optional("ip6", &self.ip6);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for IpConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IpConfig {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
@@ -2665,6 +4100,108 @@ impl<'de> ::serde::Deserialize<'de> for QemuNetConfig {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
+/// A property string, first met as `rng0` of `/nodes/{node}/qemu`.
+///
+/// Format: `[source=]</dev/urandom|/dev/random|/dev/hwrng> [,max_bytes=<integer>] [,period=<integer>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rng0Config {
+    /// The `source` key.
+    ///
+    /// One of `/dev/urandom`, `/dev/random`, `/dev/hwrng`.
+    pub source: crate::generated::nodes::Rng0Source,
+    /// The `max_bytes` key.
+    ///
+    /// Default: `1024`.
+    pub max_bytes: ::std::option::Option<i64>,
+    /// The `period` key.
+    ///
+    /// Default: `1000`.
+    pub period: ::std::option::Option<i64>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl Rng0Config {
+    /// The value with the required keys given and every other key unset.
+    pub fn new(source: crate::generated::nodes::Rng0Source) -> Self {
+        Self {
+            source,
+            max_bytes: ::std::option::Option::None,
+            period: ::std::option::Option::None,
+            unknown: ::std::vec::Vec::new(),
+        }
+    }
+}
+impl ::std::str::FromStr for Rng0Config {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("source"),
+        )?;
+        let mut source: ::std::option::Option<crate::generated::nodes::Rng0Source> = ::std::option::Option::None;
+        let mut max_bytes: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut period: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "source" => {
+                    source = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "max_bytes" => {
+                    max_bytes = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "period" => {
+                    period = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            source: crate::typed_format::require(text, "source", source)?,
+            max_bytes,
+            period,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for Rng0Config {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("source"),
+        );
+        writer.entry("source", &self.source);
+        writer.optional("max_bytes", &self.max_bytes);
+        writer.optional("period", &self.period);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for Rng0Config {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Rng0Config {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
 /// A property string, first met as `rootfs` of `/nodes/{node}/lxc`.
 ///
 /// Format: `[volume=]<volume> [,acl=<1|0>] [,idmap=<type:container:disk:range-size[;type:container:disk:range-size;...]>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
@@ -2873,7 +4410,7 @@ pub struct SataConfig {
     /// The drive's cache mode
     ///
     /// One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
-    pub cache: ::std::option::Option<crate::generated::nodes::IdeCache>,
+    pub cache: ::std::option::Option<crate::generated::nodes::CdromCache>,
     /// Controls whether to detect and try to optimize writes of zeroes.
     pub detect_zeroes: ::std::option::Option<crate::PveBool>,
     /// Controls whether to pass discard/trim requests to the underlying storage.
@@ -2883,7 +4420,7 @@ pub struct SataConfig {
     /// The drive's backing file's data format.
     ///
     /// One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: ::std::option::Option<crate::generated::nodes::Efidisk0Format>,
+    pub format: ::std::option::Option<crate::generated::nodes::CdromFormat>,
     /// Create a new disk, importing from this source (volume ID or absolute path). When an absolute path is specified, it's up to you to ensure that the source is not actively used by another process during the import!
     ///
     /// Format `pve-volume-id-or-absolute-path`.
@@ -3025,10 +4562,10 @@ impl ::std::str::FromStr for SataConfig {
         let mut bps_rd_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut bps_wr: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut bps_wr_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
-        let mut cache: ::std::option::Option<crate::generated::nodes::IdeCache> = ::std::option::Option::None;
+        let mut cache: ::std::option::Option<crate::generated::nodes::CdromCache> = ::std::option::Option::None;
         let mut detect_zeroes: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
         let mut discard: ::std::option::Option<crate::generated::nodes::Discard> = ::std::option::Option::None;
-        let mut format: ::std::option::Option<crate::generated::nodes::Efidisk0Format> = ::std::option::Option::None;
+        let mut format: ::std::option::Option<crate::generated::nodes::CdromFormat> = ::std::option::Option::None;
         let mut import_from: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut iops: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut iops_max: ::std::option::Option<i64> = ::std::option::Option::None;
@@ -3440,7 +4977,7 @@ pub struct ScsiConfig {
     /// The drive's cache mode
     ///
     /// One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
-    pub cache: ::std::option::Option<crate::generated::nodes::IdeCache>,
+    pub cache: ::std::option::Option<crate::generated::nodes::CdromCache>,
     /// Controls whether to detect and try to optimize writes of zeroes.
     pub detect_zeroes: ::std::option::Option<crate::PveBool>,
     /// Controls whether to pass discard/trim requests to the underlying storage.
@@ -3450,7 +4987,7 @@ pub struct ScsiConfig {
     /// The drive's backing file's data format.
     ///
     /// One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: ::std::option::Option<crate::generated::nodes::Efidisk0Format>,
+    pub format: ::std::option::Option<crate::generated::nodes::CdromFormat>,
     /// Create a new disk, importing from this source (volume ID or absolute path). When an absolute path is specified, it's up to you to ensure that the source is not actively used by another process during the import!
     ///
     /// Format `pve-volume-id-or-absolute-path`.
@@ -3616,10 +5153,10 @@ impl ::std::str::FromStr for ScsiConfig {
         let mut bps_rd_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut bps_wr: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut bps_wr_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
-        let mut cache: ::std::option::Option<crate::generated::nodes::IdeCache> = ::std::option::Option::None;
+        let mut cache: ::std::option::Option<crate::generated::nodes::CdromCache> = ::std::option::Option::None;
         let mut detect_zeroes: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
         let mut discard: ::std::option::Option<crate::generated::nodes::Discard> = ::std::option::Option::None;
-        let mut format: ::std::option::Option<crate::generated::nodes::Efidisk0Format> = ::std::option::Option::None;
+        let mut format: ::std::option::Option<crate::generated::nodes::CdromFormat> = ::std::option::Option::None;
         let mut import_from: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut iops: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut iops_max: ::std::option::Option<i64> = ::std::option::Option::None;
@@ -4041,6 +5578,136 @@ impl<'de> ::serde::Deserialize<'de> for ScsiConfig {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
+/// A property string, first met as `smbios1` of `/nodes/{node}/qemu`.
+///
+/// Format: `[base64=<1|0>] [,family=<Base64 encoded string>] [,manufacturer=<Base64 encoded string>] [,product=<Base64 encoded string>] [,serial=<Base64 encoded string>] [,sku=<Base64 encoded string>] [,uuid=<UUID>] [,version=<Base64 encoded string>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Smbios1Config {
+    /// The `base64` key.
+    pub base64: ::std::option::Option<crate::PveBool>,
+    /// The `family` key.
+    pub family: ::std::option::Option<::std::string::String>,
+    /// The `manufacturer` key.
+    pub manufacturer: ::std::option::Option<::std::string::String>,
+    /// The `product` key.
+    pub product: ::std::option::Option<::std::string::String>,
+    /// The `serial` key.
+    pub serial: ::std::option::Option<::std::string::String>,
+    /// The `sku` key.
+    pub sku: ::std::option::Option<::std::string::String>,
+    /// The `uuid` key.
+    pub uuid: ::std::option::Option<::std::string::String>,
+    /// The `version` key.
+    pub version: ::std::option::Option<::std::string::String>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for Smbios1Config {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(text, ::std::option::Option::None)?;
+        let mut base64: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
+        let mut family: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut manufacturer: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut product: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut serial: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut sku: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut uuid: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut version: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "base64" => {
+                    base64 = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "family" => {
+                    family = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "manufacturer" => {
+                    manufacturer = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "product" => {
+                    product = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "serial" => {
+                    serial = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "sku" => {
+                    sku = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "uuid" => {
+                    uuid = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "version" => {
+                    version = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            base64,
+            family,
+            manufacturer,
+            product,
+            serial,
+            sku,
+            uuid,
+            version,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for Smbios1Config {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(::std::option::Option::None);
+        writer.optional("base64", &self.base64);
+        writer.optional("family", &self.family);
+        writer.optional("manufacturer", &self.manufacturer);
+        writer.optional("product", &self.product);
+        writer.optional("serial", &self.serial);
+        writer.optional("sku", &self.sku);
+        writer.optional("uuid", &self.uuid);
+        writer.optional("version", &self.version);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for Smbios1Config {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Smbios1Config {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
 /// A property string, first met as `spice_enhancements` of `/nodes/{node}/qemu`.
 ///
 /// Format: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.
@@ -4111,6 +5778,111 @@ impl ::serde::Serialize for SpiceEnhancementsConfig {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for SpiceEnhancementsConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+/// A property string, first met as `target-endpoint` of `/nodes/{node}/lxc/{vmid}/remote_migrate`.
+///
+/// Format: `apitoken=<PVEAPIToken=user@realm!token=SECRET> ,host=<ADDRESS> [,fingerprint=<FINGERPRINT>] [,port=<PORT>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetEndpointConfig {
+    /// The `apitoken` key.
+    pub apitoken: ::std::string::String,
+    /// The `fingerprint` key.
+    pub fingerprint: ::std::option::Option<::std::string::String>,
+    /// The `host` key.
+    pub host: ::std::string::String,
+    /// The `port` key.
+    pub port: ::std::option::Option<i64>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl TargetEndpointConfig {
+    /// The value with the required keys given and every other key unset.
+    pub fn new(
+        apitoken: impl ::std::convert::Into<::std::string::String>,
+        host: impl ::std::convert::Into<::std::string::String>,
+    ) -> Self {
+        Self {
+            apitoken: apitoken.into(),
+            fingerprint: ::std::option::Option::None,
+            host: host.into(),
+            port: ::std::option::Option::None,
+            unknown: ::std::vec::Vec::new(),
+        }
+    }
+}
+impl ::std::str::FromStr for TargetEndpointConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(text, ::std::option::Option::None)?;
+        let mut apitoken: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut fingerprint: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut host: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+        let mut port: ::std::option::Option<i64> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "apitoken" => {
+                    apitoken = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "fingerprint" => {
+                    fingerprint = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "host" => {
+                    host = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "port" => {
+                    port = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            apitoken: crate::typed_format::require(text, "apitoken", apitoken)?,
+            fingerprint,
+            host: crate::typed_format::require(text, "host", host)?,
+            port,
+            unknown,
+        })
+    }
+}
+impl ::std::fmt::Display for TargetEndpointConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(::std::option::Option::None);
+        writer.entry("apitoken", &self.apitoken);
+        writer.optional("fingerprint", &self.fingerprint);
+        writer.entry("host", &self.host);
+        writer.optional("port", &self.port);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for TargetEndpointConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TargetEndpointConfig {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
@@ -4576,7 +6348,7 @@ pub struct VirtioConfig {
     /// The drive's cache mode
     ///
     /// One of `none`, `writethrough`, `writeback`, `unsafe`, `directsync`.
-    pub cache: ::std::option::Option<crate::generated::nodes::IdeCache>,
+    pub cache: ::std::option::Option<crate::generated::nodes::CdromCache>,
     /// Controls whether to detect and try to optimize writes of zeroes.
     pub detect_zeroes: ::std::option::Option<crate::PveBool>,
     /// Controls whether to pass discard/trim requests to the underlying storage.
@@ -4586,7 +6358,7 @@ pub struct VirtioConfig {
     /// The drive's backing file's data format.
     ///
     /// One of `raw`, `qcow`, `qed`, `qcow2`, `vmdk`, `cloop`.
-    pub format: ::std::option::Option<crate::generated::nodes::Efidisk0Format>,
+    pub format: ::std::option::Option<crate::generated::nodes::CdromFormat>,
     /// Create a new disk, importing from this source (volume ID or absolute path). When an absolute path is specified, it's up to you to ensure that the source is not actively used by another process during the import!
     ///
     /// Format `pve-volume-id-or-absolute-path`.
@@ -4728,10 +6500,10 @@ impl ::std::str::FromStr for VirtioConfig {
         let mut bps_rd_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut bps_wr: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut bps_wr_max_length: ::std::option::Option<i64> = ::std::option::Option::None;
-        let mut cache: ::std::option::Option<crate::generated::nodes::IdeCache> = ::std::option::Option::None;
+        let mut cache: ::std::option::Option<crate::generated::nodes::CdromCache> = ::std::option::Option::None;
         let mut detect_zeroes: ::std::option::Option<crate::PveBool> = ::std::option::Option::None;
         let mut discard: ::std::option::Option<crate::generated::nodes::Discard> = ::std::option::Option::None;
-        let mut format: ::std::option::Option<crate::generated::nodes::Efidisk0Format> = ::std::option::Option::None;
+        let mut format: ::std::option::Option<crate::generated::nodes::CdromFormat> = ::std::option::Option::None;
         let mut import_from: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
         let mut iops: ::std::option::Option<i64> = ::std::option::Option::None;
         let mut iops_max: ::std::option::Option<i64> = ::std::option::Option::None;
@@ -5333,6 +7105,81 @@ impl<'de> ::serde::Deserialize<'de> for WakeonlanConfig {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
+/// A property string, first met as `watchdog` of `/nodes/{node}/qemu`.
+///
+/// Format: `[[model=]<i6300esb|ib700>] [,action=<enum>]`.
+///
+/// Parsed with `FromStr` and printed with `Display` (keys in Proxmox's order: the default key first, then by name); serde reads and writes the string form. Keys this version does not know are kept in `unknown` and printed back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WatchdogConfig {
+    /// The `model` key.
+    ///
+    /// One of `i6300esb`, `ib700`. Default: `"i6300esb"`.
+    pub model: ::std::option::Option<crate::generated::nodes::WatchdogModel>,
+    /// The `action` key.
+    ///
+    /// One of `reset`, `shutdown`, `poweroff`, `pause`, `debug`, `none`.
+    pub action: ::std::option::Option<crate::generated::nodes::WatchdogAction>,
+    /// Keys this version of the SDK does not know, in their order, printed back after the
+    /// known ones.
+    pub unknown: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+}
+impl ::std::str::FromStr for WatchdogConfig {
+    type Err = crate::Error;
+    fn from_str(text: &str) -> ::std::result::Result<Self, crate::Error> {
+        let entries = crate::PropertyString::parse(
+            text,
+            ::std::option::Option::Some("model"),
+        )?;
+        let mut model: ::std::option::Option<crate::generated::nodes::WatchdogModel> = ::std::option::Option::None;
+        let mut action: ::std::option::Option<crate::generated::nodes::WatchdogAction> = ::std::option::Option::None;
+        let mut unknown = ::std::vec::Vec::new();
+        for (entry_key, entry_value) in entries.iter() {
+            match entry_key {
+                "model" => {
+                    model = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                "action" => {
+                    action = ::std::option::Option::Some(
+                        crate::typed_format::parse_entry(entry_key, entry_value)?,
+                    );
+                }
+                _ => unknown.push((entry_key.to_owned(), entry_value.to_owned())),
+            }
+        }
+        ::std::result::Result::Ok(Self { model, action, unknown })
+    }
+}
+impl ::std::fmt::Display for WatchdogConfig {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        let mut writer = crate::typed_format::Writer::new(
+            ::std::option::Option::Some("model"),
+        );
+        writer.optional("model", &self.model);
+        writer.optional("action", &self.action);
+        for (key, value) in &self.unknown {
+            writer.raw(key, value);
+        }
+        f.write_str(&writer.finish())
+    }
+}
+impl ::serde::Serialize for WatchdogConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for WatchdogConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
 /// Current state of the service process (systemd ActiveState).
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
@@ -5501,7 +7348,7 @@ impl crate::PropertyValue for AgentType {
         out.push_str(self.as_str());
     }
 }
-/// AIO type to use.
+/// A string enum of the Proxmox API.
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -5568,6 +7415,80 @@ impl<'de> ::serde::Deserialize<'de> for Aio {
     }
 }
 impl crate::PropertyValue for Aio {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
+/// A string enum of the Proxmox API.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AmdSevType {
+    /// `std`
+    Std,
+    /// `es`
+    Es,
+    /// `snp`
+    Snp,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl AmdSevType {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Std => "std",
+            Self::Es => "es",
+            Self::Snp => "snp",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for AmdSevType {
+    fn from(text: &str) -> Self {
+        match text {
+            "std" => Self::Std,
+            "es" => Self::Es,
+            "snp" => Self::Snp,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for AmdSevType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for AmdSevType {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for AmdSevType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for AmdSevType {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AmdSevType {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for AmdSevType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -5716,6 +7637,76 @@ impl<'de> ::serde::Deserialize<'de> for Audio0Device {
     }
 }
 impl crate::PropertyValue for Audio0Device {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
+/// Driver backend for the audio device.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Audio0Driver {
+    /// `spice`
+    Spice,
+    /// `none`
+    None,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl Audio0Driver {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Spice => "spice",
+            Self::None => "none",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for Audio0Driver {
+    fn from(text: &str) -> Self {
+        match text {
+            "spice" => Self::Spice,
+            "none" => Self::None,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for Audio0Driver {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for Audio0Driver {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for Audio0Driver {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for Audio0Driver {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Audio0Driver {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for Audio0Driver {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -5962,6 +7953,174 @@ impl<'de> ::serde::Deserialize<'de> for BondXmitHashPolicy {
     }
 }
 impl crate::PropertyValue for BondXmitHashPolicy {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
+/// A string enum of the Proxmox API.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CdromCache {
+    /// `none`
+    None,
+    /// `writethrough`
+    Writethrough,
+    /// `writeback`
+    Writeback,
+    /// `unsafe`
+    Unsafe,
+    /// `directsync`
+    Directsync,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl CdromCache {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::None => "none",
+            Self::Writethrough => "writethrough",
+            Self::Writeback => "writeback",
+            Self::Unsafe => "unsafe",
+            Self::Directsync => "directsync",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for CdromCache {
+    fn from(text: &str) -> Self {
+        match text {
+            "none" => Self::None,
+            "writethrough" => Self::Writethrough,
+            "writeback" => Self::Writeback,
+            "unsafe" => Self::Unsafe,
+            "directsync" => Self::Directsync,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for CdromCache {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for CdromCache {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for CdromCache {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for CdromCache {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CdromCache {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for CdromCache {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
+/// A string enum of the Proxmox API.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CdromFormat {
+    /// `raw`
+    Raw,
+    /// `qcow`
+    Qcow,
+    /// `qed`
+    Qed,
+    /// `qcow2`
+    Qcow2,
+    /// `vmdk`
+    Vmdk,
+    /// `cloop`
+    Cloop,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl CdromFormat {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Raw => "raw",
+            Self::Qcow => "qcow",
+            Self::Qed => "qed",
+            Self::Qcow2 => "qcow2",
+            Self::Vmdk => "vmdk",
+            Self::Cloop => "cloop",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for CdromFormat {
+    fn from(text: &str) -> Self {
+        match text {
+            "raw" => Self::Raw,
+            "qcow" => Self::Qcow,
+            "qed" => Self::Qed,
+            "qcow2" => Self::Qcow2,
+            "vmdk" => Self::Vmdk,
+            "cloop" => Self::Cloop,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for CdromFormat {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for CdromFormat {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for CdromFormat {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for CdromFormat {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CdromFormat {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for CdromFormat {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -6663,7 +8822,7 @@ impl crate::PropertyValue for Currentstate {
         out.push_str(self.as_str());
     }
 }
-/// Controls whether to pass discard/trim requests to the underlying storage.
+/// A string enum of the Proxmox API.
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -6726,162 +8885,6 @@ impl<'de> ::serde::Deserialize<'de> for Discard {
     }
 }
 impl crate::PropertyValue for Discard {
-    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-    fn write_value(&self, out: &mut ::std::string::String) {
-        out.push_str(self.as_str());
-    }
-}
-/// Driver backend for the audio device.
-///
-/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Driver {
-    /// `spice`
-    Spice,
-    /// `none`
-    None,
-    /// A value this version of the SDK does not know.
-    Other(::std::string::String),
-}
-impl Driver {
-    /// The value as Proxmox spells it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Spice => "spice",
-            Self::None => "none",
-            Self::Other(value) => value,
-        }
-    }
-}
-impl ::std::convert::From<&str> for Driver {
-    fn from(text: &str) -> Self {
-        match text {
-            "spice" => Self::Spice,
-            "none" => Self::None,
-            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
-        }
-    }
-}
-impl ::std::cmp::PartialEq<&str> for Driver {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-impl ::std::str::FromStr for Driver {
-    type Err = ::std::convert::Infallible;
-    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-}
-impl ::std::fmt::Display for Driver {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::serde::Serialize for Driver {
-    fn serialize<S: ::serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> ::std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for Driver {
-    fn deserialize<D: ::serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> ::std::result::Result<Self, D::Error> {
-        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
-    }
-}
-impl crate::PropertyValue for Driver {
-    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-    fn write_value(&self, out: &mut ::std::string::String) {
-        out.push_str(self.as_str());
-    }
-}
-/// The drive's backing file's data format.
-///
-/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Efidisk0Format {
-    /// `raw`
-    Raw,
-    /// `qcow`
-    Qcow,
-    /// `qed`
-    Qed,
-    /// `qcow2`
-    Qcow2,
-    /// `vmdk`
-    Vmdk,
-    /// `cloop`
-    Cloop,
-    /// A value this version of the SDK does not know.
-    Other(::std::string::String),
-}
-impl Efidisk0Format {
-    /// The value as Proxmox spells it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Raw => "raw",
-            Self::Qcow => "qcow",
-            Self::Qed => "qed",
-            Self::Qcow2 => "qcow2",
-            Self::Vmdk => "vmdk",
-            Self::Cloop => "cloop",
-            Self::Other(value) => value,
-        }
-    }
-}
-impl ::std::convert::From<&str> for Efidisk0Format {
-    fn from(text: &str) -> Self {
-        match text {
-            "raw" => Self::Raw,
-            "qcow" => Self::Qcow,
-            "qed" => Self::Qed,
-            "qcow2" => Self::Qcow2,
-            "vmdk" => Self::Vmdk,
-            "cloop" => Self::Cloop,
-            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
-        }
-    }
-}
-impl ::std::cmp::PartialEq<&str> for Efidisk0Format {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-impl ::std::str::FromStr for Efidisk0Format {
-    type Err = ::std::convert::Infallible;
-    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
-        ::std::result::Result::Ok(Self::from(text))
-    }
-}
-impl ::std::fmt::Display for Efidisk0Format {
-    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl ::serde::Serialize for Efidisk0Format {
-    fn serialize<S: ::serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> ::std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for Efidisk0Format {
-    fn deserialize<D: ::serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> ::std::result::Result<Self, D::Error> {
-        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
-    }
-}
-impl crate::PropertyValue for Efidisk0Format {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -7313,6 +9316,76 @@ impl crate::PropertyValue for GuestStatus {
         out.push_str(self.as_str());
     }
 }
+/// A string enum of the Proxmox API.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostpciDriver {
+    /// `vfio`
+    Vfio,
+    /// `keep`
+    Keep,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl HostpciDriver {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Vfio => "vfio",
+            Self::Keep => "keep",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for HostpciDriver {
+    fn from(text: &str) -> Self {
+        match text {
+            "vfio" => Self::Vfio,
+            "keep" => Self::Keep,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for HostpciDriver {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for HostpciDriver {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for HostpciDriver {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for HostpciDriver {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for HostpciDriver {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for HostpciDriver {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
 /// Enables hugepages memory.
 ///
 /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
@@ -7389,66 +9462,50 @@ impl crate::PropertyValue for Hugepages {
         out.push_str(self.as_str());
     }
 }
-/// The drive's cache mode
+/// A string enum of the Proxmox API.
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum IdeCache {
-    /// `none`
-    None,
-    /// `writethrough`
-    Writethrough,
-    /// `writeback`
-    Writeback,
-    /// `unsafe`
-    Unsafe,
-    /// `directsync`
-    Directsync,
+pub enum IntelTdxType {
+    /// `tdx`
+    Tdx,
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl IdeCache {
+impl IntelTdxType {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
-            Self::None => "none",
-            Self::Writethrough => "writethrough",
-            Self::Writeback => "writeback",
-            Self::Unsafe => "unsafe",
-            Self::Directsync => "directsync",
+            Self::Tdx => "tdx",
             Self::Other(value) => value,
         }
     }
 }
-impl ::std::convert::From<&str> for IdeCache {
+impl ::std::convert::From<&str> for IntelTdxType {
     fn from(text: &str) -> Self {
         match text {
-            "none" => Self::None,
-            "writethrough" => Self::Writethrough,
-            "writeback" => Self::Writeback,
-            "unsafe" => Self::Unsafe,
-            "directsync" => Self::Directsync,
+            "tdx" => Self::Tdx,
             other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for IdeCache {
+impl ::std::cmp::PartialEq<&str> for IntelTdxType {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for IdeCache {
+impl ::std::str::FromStr for IntelTdxType {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for IdeCache {
+impl ::std::fmt::Display for IntelTdxType {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for IdeCache {
+impl ::serde::Serialize for IntelTdxType {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -7456,14 +9513,14 @@ impl ::serde::Serialize for IdeCache {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for IdeCache {
+impl<'de> ::serde::Deserialize<'de> for IntelTdxType {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for IdeCache {
+impl crate::PropertyValue for IntelTdxType {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -7689,7 +9746,7 @@ impl crate::PropertyValue for Mark {
         out.push_str(self.as_str());
     }
 }
-/// The drive's media type.
+/// A string enum of the Proxmox API.
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -7915,7 +9972,7 @@ for NodesAptRepositoriesResponseFilesItemRepositoriesItemTypes {
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodesAptUpdateListUpdatesResponseItemArch {
+pub enum NodesAptUpdateListResponseItemArch {
     /// `armhf`
     Armhf,
     /// `arm64`
@@ -7933,7 +9990,7 @@ pub enum NodesAptUpdateListUpdatesResponseItemArch {
     /// A value this version of the SDK does not know.
     Other(::std::string::String),
 }
-impl NodesAptUpdateListUpdatesResponseItemArch {
+impl NodesAptUpdateListResponseItemArch {
     /// The value as Proxmox spells it.
     pub fn as_str(&self) -> &str {
         match self {
@@ -7948,7 +10005,7 @@ impl NodesAptUpdateListUpdatesResponseItemArch {
         }
     }
 }
-impl ::std::convert::From<&str> for NodesAptUpdateListUpdatesResponseItemArch {
+impl ::std::convert::From<&str> for NodesAptUpdateListResponseItemArch {
     fn from(text: &str) -> Self {
         match text {
             "armhf" => Self::Armhf,
@@ -7962,23 +10019,23 @@ impl ::std::convert::From<&str> for NodesAptUpdateListUpdatesResponseItemArch {
         }
     }
 }
-impl ::std::cmp::PartialEq<&str> for NodesAptUpdateListUpdatesResponseItemArch {
+impl ::std::cmp::PartialEq<&str> for NodesAptUpdateListResponseItemArch {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl ::std::str::FromStr for NodesAptUpdateListUpdatesResponseItemArch {
+impl ::std::str::FromStr for NodesAptUpdateListResponseItemArch {
     type Err = ::std::convert::Infallible;
     fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
         ::std::result::Result::Ok(Self::from(text))
     }
 }
-impl ::std::fmt::Display for NodesAptUpdateListUpdatesResponseItemArch {
+impl ::std::fmt::Display for NodesAptUpdateListResponseItemArch {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl ::serde::Serialize for NodesAptUpdateListUpdatesResponseItemArch {
+impl ::serde::Serialize for NodesAptUpdateListResponseItemArch {
     fn serialize<S: ::serde::Serializer>(
         &self,
         serializer: S,
@@ -7986,14 +10043,14 @@ impl ::serde::Serialize for NodesAptUpdateListUpdatesResponseItemArch {
         serializer.serialize_str(self.as_str())
     }
 }
-impl<'de> ::serde::Deserialize<'de> for NodesAptUpdateListUpdatesResponseItemArch {
+impl<'de> ::serde::Deserialize<'de> for NodesAptUpdateListResponseItemArch {
     fn deserialize<D: ::serde::Deserializer<'de>>(
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
     }
 }
-impl crate::PropertyValue for NodesAptUpdateListUpdatesResponseItemArch {
+impl crate::PropertyValue for NodesAptUpdateListResponseItemArch {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -13734,7 +15791,7 @@ impl crate::PropertyValue for Raidlevel {
         out.push_str(self.as_str());
     }
 }
-/// Read error action.
+/// A string enum of the Proxmox API.
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -13801,6 +15858,80 @@ impl<'de> ::serde::Deserialize<'de> for Rerror {
     }
 }
 impl crate::PropertyValue for Rerror {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
+/// A string enum of the Proxmox API.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rng0Source {
+    /// `/dev/urandom`
+    DevUrandom,
+    /// `/dev/random`
+    DevRandom,
+    /// `/dev/hwrng`
+    DevHwrng,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl Rng0Source {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::DevUrandom => "/dev/urandom",
+            Self::DevRandom => "/dev/random",
+            Self::DevHwrng => "/dev/hwrng",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for Rng0Source {
+    fn from(text: &str) -> Self {
+        match text {
+            "/dev/urandom" => Self::DevUrandom,
+            "/dev/random" => Self::DevRandom,
+            "/dev/hwrng" => Self::DevHwrng,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for Rng0Source {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for Rng0Source {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for Rng0Source {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for Rng0Source {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Rng0Source {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for Rng0Source {
     fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
         ::std::result::Result::Ok(Self::from(text))
     }
@@ -16692,7 +18823,163 @@ impl crate::PropertyValue for VirtiofsCache {
         out.push_str(self.as_str());
     }
 }
-/// Write error action.
+/// A string enum of the Proxmox API.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WatchdogAction {
+    /// `reset`
+    Reset,
+    /// `shutdown`
+    Shutdown,
+    /// `poweroff`
+    Poweroff,
+    /// `pause`
+    Pause,
+    /// `debug`
+    Debug,
+    /// `none`
+    None,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl WatchdogAction {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Reset => "reset",
+            Self::Shutdown => "shutdown",
+            Self::Poweroff => "poweroff",
+            Self::Pause => "pause",
+            Self::Debug => "debug",
+            Self::None => "none",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for WatchdogAction {
+    fn from(text: &str) -> Self {
+        match text {
+            "reset" => Self::Reset,
+            "shutdown" => Self::Shutdown,
+            "poweroff" => Self::Poweroff,
+            "pause" => Self::Pause,
+            "debug" => Self::Debug,
+            "none" => Self::None,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for WatchdogAction {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for WatchdogAction {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for WatchdogAction {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for WatchdogAction {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for WatchdogAction {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for WatchdogAction {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
+/// A string enum of the Proxmox API.
+///
+/// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WatchdogModel {
+    /// `i6300esb`
+    I6300esb,
+    /// `ib700`
+    Ib700,
+    /// A value this version of the SDK does not know.
+    Other(::std::string::String),
+}
+impl WatchdogModel {
+    /// The value as Proxmox spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::I6300esb => "i6300esb",
+            Self::Ib700 => "ib700",
+            Self::Other(value) => value,
+        }
+    }
+}
+impl ::std::convert::From<&str> for WatchdogModel {
+    fn from(text: &str) -> Self {
+        match text {
+            "i6300esb" => Self::I6300esb,
+            "ib700" => Self::Ib700,
+            other => Self::Other(::std::borrow::ToOwned::to_owned(other)),
+        }
+    }
+}
+impl ::std::cmp::PartialEq<&str> for WatchdogModel {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl ::std::str::FromStr for WatchdogModel {
+    type Err = ::std::convert::Infallible;
+    fn from_str(text: &str) -> ::std::result::Result<Self, ::std::convert::Infallible> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+}
+impl ::std::fmt::Display for WatchdogModel {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl ::serde::Serialize for WatchdogModel {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for WatchdogModel {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(crate::typed_format::StringVisitor::new())
+    }
+}
+impl crate::PropertyValue for WatchdogModel {
+    fn parse_value(text: &str) -> ::std::result::Result<Self, ::std::string::String> {
+        ::std::result::Result::Ok(Self::from(text))
+    }
+    fn write_value(&self, out: &mut ::std::string::String) {
+        out.push_str(self.as_str());
+    }
+}
+/// A string enum of the Proxmox API.
 ///
 /// A value this version does not know decodes as `Other` with the text, so a newer Proxmox never breaks decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16998,14 +19285,14 @@ pub struct NodesAptUpdateDatabaseParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesAptUpdateListUpdatesResponseItem` model.
+/// The `NodesAptUpdateListResponseItem` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesAptUpdateListUpdatesResponseItem {
+pub struct NodesAptUpdateListResponseItem {
     /// Package Architecture.
     ///
     /// One of `armhf`, `arm64`, `amd64`, `ppc64el`, `risc64`, `s390x`, `all`.
     #[serde(rename = "Arch")]
-    pub arch: crate::generated::nodes::NodesAptUpdateListUpdatesResponseItemArch,
+    pub arch: crate::generated::nodes::NodesAptUpdateListResponseItemArch,
     /// Package description.
     #[serde(rename = "Description")]
     pub description: ::std::string::String,
@@ -17043,7 +19330,7 @@ pub struct NodesAptVersionsResponseItem {
     ///
     /// One of `armhf`, `arm64`, `amd64`, `ppc64el`, `risc64`, `s390x`, `all`.
     #[serde(rename = "Arch")]
-    pub arch: crate::generated::nodes::NodesAptUpdateListUpdatesResponseItemArch,
+    pub arch: crate::generated::nodes::NodesAptUpdateListResponseItemArch,
     /// Current state of the package installed on the system.
     ///
     /// One of `Installed`, `NotInstalled`, `UnPacked`, `HalfConfigured`, `HalfInstalled`, `ConfigFiles`.
@@ -18498,13 +20785,13 @@ pub struct NodesDisksSmartResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesDisksWipediskWipeDiskParams` model.
+/// The `NodesDisksWipediskWipeParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct NodesDisksWipediskWipeDiskParams {
+pub struct NodesDisksWipediskWipeParams {
     /// Block device name
     pub disk: ::std::string::String,
 }
-impl NodesDisksWipediskWipeDiskParams {
+impl NodesDisksWipediskWipeParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(disk: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -19359,7 +21646,7 @@ pub struct NodesLxcConfigUpdateVmParams {
     ///
     /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub startup: ::std::option::Option<::std::string::String>,
+    pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Amount of SWAP for the container in MB.
     ///
     /// Minimum 0. Default: `512`.
@@ -19554,7 +21841,7 @@ pub struct NodesLxcConfigVmResponse {
     ///
     /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub startup: ::std::option::Option<::std::string::String>,
+    pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Amount of SWAP for the container in MB.
     ///
     /// Minimum 0. Default: `512`.
@@ -19782,7 +22069,7 @@ pub struct NodesLxcCreateVmParams {
     ///
     /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub startup: ::std::option::Option<::std::string::String>,
+    pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Default Storage.
     ///
     /// Format `pve-storage-id`. Default: `"local"`.
@@ -20319,9 +22606,9 @@ pub struct NodesLxcRemoteMigrateVmParams {
     pub target_bridge: ::std::string::String,
     /// Remote target endpoint
     ///
-    /// Format `proxmox-remote`.
+    /// Format `proxmox-remote`. Property string: `apitoken=<PVEAPIToken=user@realm!token=SECRET> ,host=<ADDRESS> [,fingerprint=<FINGERPRINT>] [,port=<PORT>]`.
     #[serde(rename = "target-endpoint")]
-    pub target_endpoint: ::std::string::String,
+    pub target_endpoint: crate::generated::nodes::TargetEndpointConfig,
     /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
     ///
     /// Format `storage-pair-list`.
@@ -20344,7 +22631,7 @@ impl NodesLxcRemoteMigrateVmParams {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         target_bridge: impl ::std::convert::Into<::std::string::String>,
-        target_endpoint: impl ::std::convert::Into<::std::string::String>,
+        target_endpoint: crate::generated::nodes::TargetEndpointConfig,
         target_storage: impl ::std::convert::Into<::std::string::String>,
     ) -> Self {
         Self {
@@ -20353,7 +22640,7 @@ impl NodesLxcRemoteMigrateVmParams {
             online: ::std::option::Option::None,
             restart: ::std::option::Option::None,
             target_bridge: target_bridge.into(),
-            target_endpoint: target_endpoint.into(),
+            target_endpoint,
             target_storage: target_storage.into(),
             target_vmid: ::std::option::Option::None,
             timeout: ::std::option::Option::None,
@@ -20447,9 +22734,9 @@ impl NodesLxcRrddataParams {
         }
     }
 }
-/// The `NodesLxcSnapshotConfigUpdateSnapshotParams` model.
+/// The `NodesLxcSnapshotConfigUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct NodesLxcSnapshotConfigUpdateSnapshotParams {
+pub struct NodesLxcSnapshotConfigUpdateParams {
     /// A textual description or comment.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
@@ -20515,9 +22802,9 @@ pub struct NodesLxcSpiceproxyParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesLxcStatusCurrentVmStatusResponse` model.
+/// The `NodesLxcStatusCurrentVmResponse` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesLxcStatusCurrentVmStatusResponse {
+pub struct NodesLxcStatusCurrentVmResponse {
     /// Current CPU usage.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     #[serde(deserialize_with = "crate::lenient::deserialize")]
@@ -21783,10 +24070,10 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
     /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
     ///
-    /// Format `pve-qemu-sev-fmt`.
+    /// Format `pve-qemu-sev-fmt`. Property string: `[type=]<sev-type> [,allow-smt=<1|0>] [,kernel-hashes=<1|0>] [,no-debug=<1|0>] [,no-key-sharing=<1|0>]`.
     #[serde(rename = "amd-sev")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub amd_sev: ::std::option::Option<::std::string::String>,
+    pub amd_sev: ::std::option::Option<crate::generated::nodes::AmdSevConfig>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
@@ -21824,9 +24111,9 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub bios: ::std::option::Option<crate::generated::nodes::Bios>,
     /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
     ///
-    /// Format `pve-qm-boot`.
+    /// Format `pve-qm-boot`. Property string: `[[legacy=]<[acdn]{1,4}>] [,order=<device[;device...]>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub boot: ::std::option::Option<::std::string::String>,
+    pub boot: ::std::option::Option<crate::generated::nodes::BootConfig>,
     /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
     ///
     /// Format `pve-qm-bootdisk`.
@@ -21834,14 +24121,14 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub bootdisk: ::std::option::Option<::std::string::String>,
     /// This is an alias for option -ide2
     ///
-    /// Format `pve-qm-ide`.
+    /// Format `pve-qm-ide`. Property string: `<volume>`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cdrom: ::std::option::Option<::std::string::String>,
+    pub cdrom: ::std::option::Option<crate::generated::nodes::CdromConfig>,
     /// cloud-init: Specify custom files to replace the automatically generated ones at start.
     ///
-    /// Format `pve-qm-cicustom`.
+    /// Format `pve-qm-cicustom`. Property string: `[meta=<volume>] [,network=<volume>] [,user=<volume>] [,vendor=<volume>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cicustom: ::std::option::Option<::std::string::String>,
+    pub cicustom: ::std::option::Option<crate::generated::nodes::CicustomConfig>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
@@ -21865,9 +24152,9 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
-    /// Format `pve-vm-cpu-conf`.
+    /// Format `pve-vm-cpu-conf`. Property string: `[[cputype=]<string>] [,flags=<+FLAG[;-FLAG...]>] [,guest-phys-bits=<integer>] [,hidden=<1|0>] [,hv-vendor-id=<vendor-id>] [,level=<integer>] [,phys-bits=<8-64|host>] [,reported-model=<enum>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cpu: ::std::option::Option<::std::string::String>,
+    pub cpu: ::std::option::Option<crate::generated::nodes::CpuConfig>,
     /// Limit of CPU usage.
     ///
     /// Range 0 to 128. Default: `0.0`.
@@ -21907,11 +24194,11 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Map host PCI devices into guest.
     ///
-    /// Format `pve-qm-hostpci`.
+    /// Format `pve-qm-hostpci`. Property string: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
     #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
-        ::std::string::String,
+        crate::generated::nodes::HostpciConfig,
     >,
     /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
     ///
@@ -21941,10 +24228,10 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub import_working_storage: ::std::option::Option<::std::string::String>,
     /// Trusted Domain Extension (TDX) features by Intel CPUs
     ///
-    /// Format `pve-qemu-tdx-fmt`.
+    /// Format `pve-qemu-tdx-fmt`. Property string: `[type=]<tdx-type> ,attestation=<1|0> [,vsock-cid=<integer>] [,vsock-port=<integer>]`.
     #[serde(rename = "intel-tdx")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub intel_tdx: ::std::option::Option<::std::string::String>,
+    pub intel_tdx: ::std::option::Option<crate::generated::nodes::IntelTdxConfig>,
     /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
     ///
     /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
@@ -21957,11 +24244,11 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
     /// dhcp on IPv4.
     ///
-    /// Format `pve-qm-ipconfig`.
+    /// Format `pve-qm-ipconfig`. Property string: `[gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,ip=<IPv4Format/CIDR>] [,ip6=<IPv6Format/CIDR>]`.
     #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
-        ::std::string::String,
+        crate::generated::nodes::IpConfig,
     >,
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
     ///
@@ -22079,9 +24366,9 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub revert: ::std::option::Option<::std::string::String>,
     /// Configure a VirtIO-based Random Number Generator.
     ///
-    /// Format `pve-qm-rng`.
+    /// Format `pve-qm-rng`. Property string: `[source=]</dev/urandom|/dev/random|/dev/hwrng> [,max_bytes=<integer>] [,period=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub rng0: ::std::option::Option<::std::string::String>,
+    pub rng0: ::std::option::Option<crate::generated::nodes::Rng0Config>,
     /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
@@ -22122,9 +24409,9 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub skiplock: ::std::option::Option<crate::PveBool>,
     /// Specify SMBIOS type 1 fields.
     ///
-    /// Format `pve-qm-smbios1`.
+    /// Format `pve-qm-smbios1`. Property string: `[base64=<1|0>] [,family=<Base64 encoded string>] [,manufacturer=<Base64 encoded string>] [,product=<Base64 encoded string>] [,serial=<Base64 encoded string>] [,sku=<Base64 encoded string>] [,uuid=<UUID>] [,version=<Base64 encoded string>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub smbios1: ::std::option::Option<::std::string::String>,
+    pub smbios1: ::std::option::Option<crate::generated::nodes::Smbios1Config>,
     /// The number of CPUs. Please use option -sockets instead.
     ///
     /// Minimum 1. Default: `1`.
@@ -22156,7 +24443,7 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     ///
     /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub startup: ::std::option::Option<::std::string::String>,
+    pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Enable/disable the USB tablet device.
     ///
     /// Default: `true`.
@@ -22234,9 +24521,9 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
     /// Create a virtual hardware watchdog device.
     ///
-    /// Format `pve-qm-watchdog`.
+    /// Format `pve-qm-watchdog`. Property string: `[[model=]<i6300esb|ib700>] [,action=<enum>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub watchdog: ::std::option::Option<::std::string::String>,
+    pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
 }
 /// The `NodesQemuConfigUpdateVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -22264,10 +24551,10 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
     /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
     ///
-    /// Format `pve-qemu-sev-fmt`.
+    /// Format `pve-qemu-sev-fmt`. Property string: `[type=]<sev-type> [,allow-smt=<1|0>] [,kernel-hashes=<1|0>] [,no-debug=<1|0>] [,no-key-sharing=<1|0>]`.
     #[serde(rename = "amd-sev")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub amd_sev: ::std::option::Option<::std::string::String>,
+    pub amd_sev: ::std::option::Option<crate::generated::nodes::AmdSevConfig>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
@@ -22300,9 +24587,9 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub bios: ::std::option::Option<crate::generated::nodes::Bios>,
     /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
     ///
-    /// Format `pve-qm-boot`.
+    /// Format `pve-qm-boot`. Property string: `[[legacy=]<[acdn]{1,4}>] [,order=<device[;device...]>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub boot: ::std::option::Option<::std::string::String>,
+    pub boot: ::std::option::Option<crate::generated::nodes::BootConfig>,
     /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
     ///
     /// Format `pve-qm-bootdisk`.
@@ -22310,14 +24597,14 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub bootdisk: ::std::option::Option<::std::string::String>,
     /// This is an alias for option -ide2
     ///
-    /// Format `pve-qm-ide`.
+    /// Format `pve-qm-ide`. Property string: `<volume>`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cdrom: ::std::option::Option<::std::string::String>,
+    pub cdrom: ::std::option::Option<crate::generated::nodes::CdromConfig>,
     /// cloud-init: Specify custom files to replace the automatically generated ones at start.
     ///
-    /// Format `pve-qm-cicustom`.
+    /// Format `pve-qm-cicustom`. Property string: `[meta=<volume>] [,network=<volume>] [,user=<volume>] [,vendor=<volume>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cicustom: ::std::option::Option<::std::string::String>,
+    pub cicustom: ::std::option::Option<crate::generated::nodes::CicustomConfig>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
@@ -22341,9 +24628,9 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
-    /// Format `pve-vm-cpu-conf`.
+    /// Format `pve-vm-cpu-conf`. Property string: `[[cputype=]<string>] [,flags=<+FLAG[;-FLAG...]>] [,guest-phys-bits=<integer>] [,hidden=<1|0>] [,hv-vendor-id=<vendor-id>] [,level=<integer>] [,phys-bits=<8-64|host>] [,reported-model=<enum>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cpu: ::std::option::Option<::std::string::String>,
+    pub cpu: ::std::option::Option<crate::generated::nodes::CpuConfig>,
     /// Limit of CPU usage.
     ///
     /// Range 0 to 128. Default: `0.0`.
@@ -22383,11 +24670,11 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Map host PCI devices into guest.
     ///
-    /// Format `pve-qm-hostpci`.
+    /// Format `pve-qm-hostpci`. Property string: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
     #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
-        ::std::string::String,
+        crate::generated::nodes::HostpciConfig,
     >,
     /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
     ///
@@ -22411,10 +24698,10 @@ pub struct NodesQemuConfigUpdateVmParams {
     >,
     /// Trusted Domain Extension (TDX) features by Intel CPUs
     ///
-    /// Format `pve-qemu-tdx-fmt`.
+    /// Format `pve-qemu-tdx-fmt`. Property string: `[type=]<tdx-type> ,attestation=<1|0> [,vsock-cid=<integer>] [,vsock-port=<integer>]`.
     #[serde(rename = "intel-tdx")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub intel_tdx: ::std::option::Option<::std::string::String>,
+    pub intel_tdx: ::std::option::Option<crate::generated::nodes::IntelTdxConfig>,
     /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
     ///
     /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
@@ -22427,11 +24714,11 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
     /// dhcp on IPv4.
     ///
-    /// Format `pve-qm-ipconfig`.
+    /// Format `pve-qm-ipconfig`. Property string: `[gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,ip=<IPv4Format/CIDR>] [,ip6=<IPv6Format/CIDR>]`.
     #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
-        ::std::string::String,
+        crate::generated::nodes::IpConfig,
     >,
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
     ///
@@ -22549,9 +24836,9 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub revert: ::std::option::Option<::std::string::String>,
     /// Configure a VirtIO-based Random Number Generator.
     ///
-    /// Format `pve-qm-rng`.
+    /// Format `pve-qm-rng`. Property string: `[source=]</dev/urandom|/dev/random|/dev/hwrng> [,max_bytes=<integer>] [,period=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub rng0: ::std::option::Option<::std::string::String>,
+    pub rng0: ::std::option::Option<crate::generated::nodes::Rng0Config>,
     /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
@@ -22592,9 +24879,9 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub skiplock: ::std::option::Option<crate::PveBool>,
     /// Specify SMBIOS type 1 fields.
     ///
-    /// Format `pve-qm-smbios1`.
+    /// Format `pve-qm-smbios1`. Property string: `[base64=<1|0>] [,family=<Base64 encoded string>] [,manufacturer=<Base64 encoded string>] [,product=<Base64 encoded string>] [,serial=<Base64 encoded string>] [,sku=<Base64 encoded string>] [,uuid=<UUID>] [,version=<Base64 encoded string>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub smbios1: ::std::option::Option<::std::string::String>,
+    pub smbios1: ::std::option::Option<crate::generated::nodes::Smbios1Config>,
     /// The number of CPUs. Please use option -sockets instead.
     ///
     /// Minimum 1. Default: `1`.
@@ -22626,7 +24913,7 @@ pub struct NodesQemuConfigUpdateVmParams {
     ///
     /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub startup: ::std::option::Option<::std::string::String>,
+    pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Enable/disable the USB tablet device.
     ///
     /// Default: `true`.
@@ -22704,9 +24991,9 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
     /// Create a virtual hardware watchdog device.
     ///
-    /// Format `pve-qm-watchdog`.
+    /// Format `pve-qm-watchdog`. Property string: `[[model=]<i6300esb|ib700>] [,action=<enum>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub watchdog: ::std::option::Option<::std::string::String>,
+    pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
 }
 /// The VM configuration.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
@@ -22735,7 +25022,7 @@ pub struct NodesQemuConfigVmResponse {
     /// Format `pve-qemu-sev-fmt`.
     #[serde(rename = "amd-sev")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub amd_sev: ::std::option::Option<::std::string::String>,
+    pub amd_sev: ::std::option::Option<crate::generated::nodes::AmdSevConfig>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
@@ -22769,7 +25056,7 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Format `pve-qm-boot`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub boot: ::std::option::Option<::std::string::String>,
+    pub boot: ::std::option::Option<crate::generated::nodes::BootConfig>,
     /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
     ///
     /// Format `pve-qm-bootdisk`.
@@ -22777,14 +25064,14 @@ pub struct NodesQemuConfigVmResponse {
     pub bootdisk: ::std::option::Option<::std::string::String>,
     /// This is an alias for option -ide2
     ///
-    /// Format `pve-qm-ide`.
+    /// Format `pve-qm-ide`. Property string: `<volume>`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cdrom: ::std::option::Option<::std::string::String>,
+    pub cdrom: ::std::option::Option<crate::generated::nodes::CdromConfig>,
     /// cloud-init: Specify custom files to replace the automatically generated ones at start.
     ///
     /// Format `pve-qm-cicustom`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cicustom: ::std::option::Option<::std::string::String>,
+    pub cicustom: ::std::option::Option<crate::generated::nodes::CicustomConfig>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
@@ -22811,7 +25098,7 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Format `pve-vm-cpu-conf`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cpu: ::std::option::Option<::std::string::String>,
+    pub cpu: ::std::option::Option<crate::generated::nodes::CpuConfig>,
     /// Limit of CPU usage.
     ///
     /// Range 0 to 128. Default: `0.0`.
@@ -22846,7 +25133,7 @@ pub struct NodesQemuConfigVmResponse {
     #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
-        ::std::string::String,
+        crate::generated::nodes::HostpciConfig,
     >,
     /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
     ///
@@ -22871,7 +25158,7 @@ pub struct NodesQemuConfigVmResponse {
     /// Format `pve-qemu-tdx-fmt`.
     #[serde(rename = "intel-tdx")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub intel_tdx: ::std::option::Option<::std::string::String>,
+    pub intel_tdx: ::std::option::Option<crate::generated::nodes::IntelTdxConfig>,
     /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
     ///
     /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
@@ -22888,7 +25175,7 @@ pub struct NodesQemuConfigVmResponse {
     #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
-        ::std::string::String,
+        crate::generated::nodes::IpConfig,
     >,
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -23003,7 +25290,7 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Format `pve-qm-rng`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub rng0: ::std::option::Option<::std::string::String>,
+    pub rng0: ::std::option::Option<crate::generated::nodes::Rng0Config>,
     /// List of VirtIO network devices and their effective host_mtu setting. A value of 0 means that the host_mtu parameter is to be avoided for the corresponding device. This is used internally for snapshots.
     #[serde(rename = "running-nets-host-mtu")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -23050,7 +25337,7 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Format `pve-qm-smbios1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub smbios1: ::std::option::Option<::std::string::String>,
+    pub smbios1: ::std::option::Option<crate::generated::nodes::Smbios1Config>,
     /// The number of CPUs. Please use option -sockets instead.
     ///
     /// Minimum 1. Default: `1`.
@@ -23088,7 +25375,7 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub startup: ::std::option::Option<::std::string::String>,
+    pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Enable/disable the USB tablet device.
     ///
     /// Default: `true`.
@@ -23162,12 +25449,12 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Format `pve-qm-watchdog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub watchdog: ::std::option::Option<::std::string::String>,
+    pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
 }
 /// Map host PCI devices into guest.
 ///
 /// Format `pve-qm-hostpci`.
-pub type NodesQemuConfigVmResponseHostpci = ::std::string::String;
+pub type NodesQemuConfigVmResponseHostpci = crate::generated::nodes::HostpciConfig;
 /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3).
 pub type NodesQemuConfigVmResponseIde = crate::generated::nodes::IdeConfig;
 /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
@@ -23183,7 +25470,7 @@ pub type NodesQemuConfigVmResponseIde = crate::generated::nodes::IdeConfig;
 /// dhcp on IPv4.
 ///
 /// Format `pve-qm-ipconfig`.
-pub type NodesQemuConfigVmResponseIpconfig = ::std::string::String;
+pub type NodesQemuConfigVmResponseIpconfig = crate::generated::nodes::IpConfig;
 /// Specify network devices.
 pub type NodesQemuConfigVmResponseNet = crate::generated::nodes::QemuNetConfig;
 /// NUMA topology.
@@ -23230,10 +25517,10 @@ pub struct NodesQemuCreateVmParams {
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
     /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
     ///
-    /// Format `pve-qemu-sev-fmt`.
+    /// Format `pve-qemu-sev-fmt`. Property string: `[type=]<sev-type> [,allow-smt=<1|0>] [,kernel-hashes=<1|0>] [,no-debug=<1|0>] [,no-key-sharing=<1|0>]`.
     #[serde(rename = "amd-sev")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub amd_sev: ::std::option::Option<::std::string::String>,
+    pub amd_sev: ::std::option::Option<crate::generated::nodes::AmdSevConfig>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
@@ -23269,9 +25556,9 @@ pub struct NodesQemuCreateVmParams {
     pub bios: ::std::option::Option<crate::generated::nodes::Bios>,
     /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
     ///
-    /// Format `pve-qm-boot`.
+    /// Format `pve-qm-boot`. Property string: `[[legacy=]<[acdn]{1,4}>] [,order=<device[;device...]>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub boot: ::std::option::Option<::std::string::String>,
+    pub boot: ::std::option::Option<crate::generated::nodes::BootConfig>,
     /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
     ///
     /// Format `pve-qm-bootdisk`.
@@ -23284,14 +25571,14 @@ pub struct NodesQemuCreateVmParams {
     pub bwlimit: ::std::option::Option<i64>,
     /// This is an alias for option -ide2
     ///
-    /// Format `pve-qm-ide`.
+    /// Format `pve-qm-ide`. Property string: `<volume>`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cdrom: ::std::option::Option<::std::string::String>,
+    pub cdrom: ::std::option::Option<crate::generated::nodes::CdromConfig>,
     /// cloud-init: Specify custom files to replace the automatically generated ones at start.
     ///
-    /// Format `pve-qm-cicustom`.
+    /// Format `pve-qm-cicustom`. Property string: `[meta=<volume>] [,network=<volume>] [,user=<volume>] [,vendor=<volume>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cicustom: ::std::option::Option<::std::string::String>,
+    pub cicustom: ::std::option::Option<crate::generated::nodes::CicustomConfig>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
@@ -23315,9 +25602,9 @@ pub struct NodesQemuCreateVmParams {
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
-    /// Format `pve-vm-cpu-conf`.
+    /// Format `pve-vm-cpu-conf`. Property string: `[[cputype=]<string>] [,flags=<+FLAG[;-FLAG...]>] [,guest-phys-bits=<integer>] [,hidden=<1|0>] [,hv-vendor-id=<vendor-id>] [,level=<integer>] [,phys-bits=<8-64|host>] [,reported-model=<enum>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub cpu: ::std::option::Option<::std::string::String>,
+    pub cpu: ::std::option::Option<crate::generated::nodes::CpuConfig>,
     /// Limit of CPU usage.
     ///
     /// Range 0 to 128. Default: `0.0`.
@@ -23355,11 +25642,11 @@ pub struct NodesQemuCreateVmParams {
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Map host PCI devices into guest.
     ///
-    /// Format `pve-qm-hostpci`.
+    /// Format `pve-qm-hostpci`. Property string: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
     #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
-        ::std::string::String,
+        crate::generated::nodes::HostpciConfig,
     >,
     /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
     ///
@@ -23389,10 +25676,10 @@ pub struct NodesQemuCreateVmParams {
     pub import_working_storage: ::std::option::Option<::std::string::String>,
     /// Trusted Domain Extension (TDX) features by Intel CPUs
     ///
-    /// Format `pve-qemu-tdx-fmt`.
+    /// Format `pve-qemu-tdx-fmt`. Property string: `[type=]<tdx-type> ,attestation=<1|0> [,vsock-cid=<integer>] [,vsock-port=<integer>]`.
     #[serde(rename = "intel-tdx")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub intel_tdx: ::std::option::Option<::std::string::String>,
+    pub intel_tdx: ::std::option::Option<crate::generated::nodes::IntelTdxConfig>,
     /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
     ///
     /// IP addresses use CIDR notation, gateways are optional but need an IP of the same type specified.
@@ -23405,11 +25692,11 @@ pub struct NodesQemuCreateVmParams {
     /// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
     /// dhcp on IPv4.
     ///
-    /// Format `pve-qm-ipconfig`.
+    /// Format `pve-qm-ipconfig`. Property string: `[gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,ip=<IPv4Format/CIDR>] [,ip6=<IPv6Format/CIDR>]`.
     #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
-        ::std::string::String,
+        crate::generated::nodes::IpConfig,
     >,
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
     ///
@@ -23531,9 +25818,9 @@ pub struct NodesQemuCreateVmParams {
     pub reboot: ::std::option::Option<crate::PveBool>,
     /// Configure a VirtIO-based Random Number Generator.
     ///
-    /// Format `pve-qm-rng`.
+    /// Format `pve-qm-rng`. Property string: `[source=]</dev/urandom|/dev/random|/dev/hwrng> [,max_bytes=<integer>] [,period=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub rng0: ::std::option::Option<::std::string::String>,
+    pub rng0: ::std::option::Option<crate::generated::nodes::Rng0Config>,
     /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
@@ -23571,9 +25858,9 @@ pub struct NodesQemuCreateVmParams {
     pub shares: ::std::option::Option<i64>,
     /// Specify SMBIOS type 1 fields.
     ///
-    /// Format `pve-qm-smbios1`.
+    /// Format `pve-qm-smbios1`. Property string: `[base64=<1|0>] [,family=<Base64 encoded string>] [,manufacturer=<Base64 encoded string>] [,product=<Base64 encoded string>] [,serial=<Base64 encoded string>] [,sku=<Base64 encoded string>] [,uuid=<UUID>] [,version=<Base64 encoded string>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub smbios1: ::std::option::Option<::std::string::String>,
+    pub smbios1: ::std::option::Option<crate::generated::nodes::Smbios1Config>,
     /// The number of CPUs. Please use option -sockets instead.
     ///
     /// Minimum 1. Default: `1`.
@@ -23610,7 +25897,7 @@ pub struct NodesQemuCreateVmParams {
     ///
     /// Format `pve-startup-order`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub startup: ::std::option::Option<::std::string::String>,
+    pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Default storage.
     ///
     /// Format `pve-storage-id`.
@@ -23700,9 +25987,9 @@ pub struct NodesQemuCreateVmParams {
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
     /// Create a virtual hardware watchdog device.
     ///
-    /// Format `pve-qm-watchdog`.
+    /// Format `pve-qm-watchdog`. Property string: `[[model=]<i6300esb|ib700>] [,action=<enum>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub watchdog: ::std::option::Option<::std::string::String>,
+    pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
 }
 impl NodesQemuCreateVmParams {
     /// The parameters with every required one given and the optional ones unset.
@@ -23806,8 +26093,8 @@ impl NodesQemuCreateVmParams {
 }
 /// Map host PCI devices into guest.
 ///
-/// Format `pve-qm-hostpci`.
-pub type NodesQemuCreateVmParamsHostpci = ::std::string::String;
+/// Format `pve-qm-hostpci`. Property string: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
+pub type NodesQemuCreateVmParamsHostpci = crate::generated::nodes::HostpciConfig;
 /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
 ///
 /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
@@ -23824,8 +26111,8 @@ pub type NodesQemuCreateVmParamsIde = crate::generated::nodes::IdeConfig;
 /// If cloud-init is enabled and neither an IPv4 nor an IPv6 address is specified, it defaults to using
 /// dhcp on IPv4.
 ///
-/// Format `pve-qm-ipconfig`.
-pub type NodesQemuCreateVmParamsIpconfig = ::std::string::String;
+/// Format `pve-qm-ipconfig`. Property string: `[gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,ip=<IPv4Format/CIDR>] [,ip6=<IPv6Format/CIDR>]`.
+pub type NodesQemuCreateVmParamsIpconfig = crate::generated::nodes::IpConfig;
 /// Specify network devices.
 ///
 /// Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.
@@ -24139,9 +26426,9 @@ pub struct NodesQemuRemoteMigrateVmParams {
     pub target_bridge: ::std::string::String,
     /// Remote target endpoint
     ///
-    /// Format `proxmox-remote`.
+    /// Format `proxmox-remote`. Property string: `apitoken=<PVEAPIToken=user@realm!token=SECRET> ,host=<ADDRESS> [,fingerprint=<FINGERPRINT>] [,port=<PORT>]`.
     #[serde(rename = "target-endpoint")]
-    pub target_endpoint: ::std::string::String,
+    pub target_endpoint: crate::generated::nodes::TargetEndpointConfig,
     /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
     ///
     /// Format `storage-pair-list`.
@@ -24159,7 +26446,7 @@ impl NodesQemuRemoteMigrateVmParams {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         target_bridge: impl ::std::convert::Into<::std::string::String>,
-        target_endpoint: impl ::std::convert::Into<::std::string::String>,
+        target_endpoint: crate::generated::nodes::TargetEndpointConfig,
         target_storage: impl ::std::convert::Into<::std::string::String>,
     ) -> Self {
         Self {
@@ -24167,7 +26454,7 @@ impl NodesQemuRemoteMigrateVmParams {
             delete: ::std::option::Option::None,
             online: ::std::option::Option::None,
             target_bridge: target_bridge.into(),
-            target_endpoint: target_endpoint.into(),
+            target_endpoint,
             target_storage: target_storage.into(),
             target_vmid: ::std::option::Option::None,
         }
@@ -24275,9 +26562,9 @@ pub struct NodesQemuSnapshotRollbackParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
 }
-/// The `NodesQemuStatusCurrentVmStatusResponse` model.
+/// The `NodesQemuStatusCurrentVmResponse` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesQemuStatusCurrentVmStatusResponse {
+pub struct NodesQemuStatusCurrentVmResponse {
     /// QEMU Guest Agent is enabled in config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<crate::PveBool>,
@@ -25798,10 +28085,12 @@ impl NodesStorageOciRegistryPullParams {
 pub struct NodesStoragePrunebackupsDeleteParams {
     /// Use these retention options instead of those from the storage configuration.
     ///
-    /// Format `prune-backups`.
+    /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub prune_backups: ::std::option::Option<::std::string::String>,
+    pub prune_backups: ::std::option::Option<
+        crate::generated::common::PruneBackupsConfig,
+    >,
     /// Either 'qemu' or 'lxc'. Only consider backups for guests of this type.
     ///
     /// One of `qemu`, `lxc`.
@@ -25820,10 +28109,12 @@ pub struct NodesStoragePrunebackupsDeleteParams {
 pub struct NodesStoragePrunebackupsDryrunParams {
     /// Use these retention options instead of those from the storage configuration.
     ///
-    /// Format `prune-backups`.
+    /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub prune_backups: ::std::option::Option<::std::string::String>,
+    pub prune_backups: ::std::option::Option<
+        crate::generated::common::PruneBackupsConfig,
+    >,
     /// Either 'qemu' or 'lxc'. Only consider backups for guests of this type.
     ///
     /// One of `qemu`, `lxc`.
@@ -26031,9 +28322,9 @@ pub struct NodesSyslogParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<::std::string::String>,
 }
-/// The `NodesTasksLogReadTaskParams` model.
+/// The `NodesTasksLogReadParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct NodesTasksLogReadTaskParams {
+pub struct NodesTasksLogReadParams {
     /// Whether the tasklog file should be downloaded. This parameter can't be used in conjunction with other parameters
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub download: ::std::option::Option<crate::PveBool>,
@@ -26126,9 +28417,9 @@ pub struct NodesTasksNodeResponseItem {
     /// The `user` property.
     pub user: ::std::string::String,
 }
-/// The `NodesTasksStatusReadTaskResponse` model.
+/// The `NodesTasksStatusReadResponse` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-pub struct NodesTasksStatusReadTaskResponse {
+pub struct NodesTasksStatusReadResponse {
     /// The `exitstatus` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitstatus: ::std::option::Option<::std::string::String>,
@@ -26305,7 +28596,7 @@ pub struct NodesVzdumpDefaultsResponse {
     ///
     /// Format `backup-fleecing`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub fleecing: ::std::option::Option<::std::string::String>,
+    pub fleecing: ::std::option::Option<crate::generated::common::FleecingConfig>,
     /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
     ///
     /// Range 0 to 8. Default: `7`.
@@ -26366,7 +28657,7 @@ pub struct NodesVzdumpDefaultsResponse {
     ///
     /// Format `backup-performance`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub performance: ::std::option::Option<::std::string::String>,
+    pub performance: ::std::option::Option<crate::generated::common::PerformanceConfig>,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
@@ -26384,7 +28675,9 @@ pub struct NodesVzdumpDefaultsResponse {
     /// Format `prune-backups`. Default: `"keep-all=1"`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub prune_backups: ::std::option::Option<::std::string::String>,
+    pub prune_backups: ::std::option::Option<
+        crate::generated::common::PruneBackupsConfig,
+    >,
     /// Be quiet.
     ///
     /// Default: `false`.
@@ -26479,9 +28772,9 @@ pub struct NodesVzdumpParams {
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Options for backup fleecing (VM only).
     ///
-    /// Format `backup-fleecing`.
+    /// Format `backup-fleecing`. Property string: `[[enabled=]<1|0>] [,storage=<storage ID>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub fleecing: ::std::option::Option<::std::string::String>,
+    pub fleecing: ::std::option::Option<crate::generated::common::FleecingConfig>,
     /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
     ///
     /// Range 0 to 8. Default: `7`.
@@ -26537,9 +28830,9 @@ pub struct NodesVzdumpParams {
     >,
     /// Other performance-related settings.
     ///
-    /// Format `backup-performance`.
+    /// Format `backup-performance`. Property string: `[max-workers=<integer>] [,pbs-entries-max=<integer>]`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub performance: ::std::option::Option<::std::string::String>,
+    pub performance: ::std::option::Option<crate::generated::common::PerformanceConfig>,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
@@ -26553,10 +28846,12 @@ pub struct NodesVzdumpParams {
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Use these retention options instead of those from the storage configuration.
     ///
-    /// Format `prune-backups`. Default: `"keep-all=1"`.
+    /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`. Default: `"keep-all=1"`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub prune_backups: ::std::option::Option<::std::string::String>,
+    pub prune_backups: ::std::option::Option<
+        crate::generated::common::PruneBackupsConfig,
+    >,
     /// Be quiet.
     ///
     /// Default: `false`.
@@ -26631,9 +28926,9 @@ pub type NodesAptChangelogResponse = ::std::string::String;
 pub type NodesAptRepositoriesChangeRepositoryResponse = ();
 /// The `data` of the reply to `PUT /nodes/{node}/apt/repositories` (`nodes_apt_repositories_add_repository`).
 pub type NodesAptRepositoriesAddRepositoryResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/apt/update` (`nodes_apt_update_list_updates`).
-pub type NodesAptUpdateListUpdatesResponse = ::std::vec::Vec<
-    crate::generated::nodes::NodesAptUpdateListUpdatesResponseItem,
+/// The `data` of the reply to `GET /nodes/{node}/apt/update` (`nodes_apt_update_list`).
+pub type NodesAptUpdateListResponse = ::std::vec::Vec<
+    crate::generated::nodes::NodesAptUpdateListResponseItem,
 >;
 /// The `data` of the reply to `POST /nodes/{node}/apt/update` (`nodes_apt_update_database`).
 pub type NodesAptUpdateDatabaseResponse = ::std::string::String;
@@ -26825,8 +29120,8 @@ pub type NodesDisksLvmthinIndexResponse = ::std::vec::Vec<
 pub type NodesDisksLvmthinCreateResponse = ::std::string::String;
 /// The `data` of the reply to `DELETE /nodes/{node}/disks/lvmthin/{name}` (`nodes_disks_lvmthin_name_delete`).
 pub type NodesDisksLvmthinNameDeleteResponse = ::std::string::String;
-/// The `data` of the reply to `PUT /nodes/{node}/disks/wipedisk` (`nodes_disks_wipedisk_wipe_disk`).
-pub type NodesDisksWipediskWipeDiskResponse = ::std::string::String;
+/// The `data` of the reply to `PUT /nodes/{node}/disks/wipedisk` (`nodes_disks_wipedisk_wipe`).
+pub type NodesDisksWipediskWipeResponse = ::std::string::String;
 /// The `data` of the reply to `GET /nodes/{node}/disks/zfs` (`nodes_disks_zfs_index`).
 pub type NodesDisksZfsIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesDisksZfsIndexResponseItem,
@@ -26857,20 +29152,20 @@ pub type NodesFirewallOptionsSetResponse = ();
 pub type NodesFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-/// Parameters of `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create_rule`), without the path parameters.
-pub type NodesFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-/// The `data` of the reply to `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create_rule`).
-pub type NodesFirewallRulesCreateRuleResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_get_rule`).
-pub type NodesFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-/// Parameters of `PUT /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_update_rule`), without the path parameters.
-pub type NodesFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-/// The `data` of the reply to `PUT /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_update_rule`).
-pub type NodesFirewallRulesPosUpdateRuleResponse = ();
-/// Parameters of `DELETE /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_delete_rule`), without the path parameters.
-pub type NodesFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-/// The `data` of the reply to `DELETE /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_delete_rule`).
-pub type NodesFirewallRulesPosDeleteRuleResponse = ();
+/// Parameters of `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create`), without the path parameters.
+pub type NodesFirewallRulesCreateParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
+/// The `data` of the reply to `POST /nodes/{node}/firewall/rules` (`nodes_firewall_rules_create`).
+pub type NodesFirewallRulesCreateResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_get`).
+pub type NodesFirewallRulesPosGetResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
+/// Parameters of `PUT /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_update`), without the path parameters.
+pub type NodesFirewallRulesPosUpdateParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
+/// The `data` of the reply to `PUT /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_update`).
+pub type NodesFirewallRulesPosUpdateResponse = ();
+/// Parameters of `DELETE /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_delete`), without the path parameters.
+pub type NodesFirewallRulesPosDeleteParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
+/// The `data` of the reply to `DELETE /nodes/{node}/firewall/rules/{pos}` (`nodes_firewall_rules_pos_delete`).
+pub type NodesFirewallRulesPosDeleteResponse = ();
 /// The `data` of the reply to `GET /nodes/{node}/hardware` (`nodes_hardware_index`).
 pub type NodesHardwareIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesHardwareIndexResponseItem,
@@ -26987,20 +29282,20 @@ pub type NodesLxcFirewallRefsResponse = ::std::vec::Vec<
 pub type NodesLxcFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-/// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create_rule`), without the path parameters.
-pub type NodesLxcFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create_rule`).
-pub type NodesLxcFirewallRulesCreateRuleResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_get_rule`).
-pub type NodesLxcFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-/// Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_update_rule`), without the path parameters.
-pub type NodesLxcFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_update_rule`).
-pub type NodesLxcFirewallRulesPosUpdateRuleResponse = ();
-/// Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_delete_rule`), without the path parameters.
-pub type NodesLxcFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_delete_rule`).
-pub type NodesLxcFirewallRulesPosDeleteRuleResponse = ();
+/// Parameters of `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create`), without the path parameters.
+pub type NodesLxcFirewallRulesCreateParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
+/// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/firewall/rules` (`nodes_lxc_firewall_rules_create`).
+pub type NodesLxcFirewallRulesCreateResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_get`).
+pub type NodesLxcFirewallRulesPosGetResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
+/// Parameters of `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_update`), without the path parameters.
+pub type NodesLxcFirewallRulesPosUpdateParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_update`).
+pub type NodesLxcFirewallRulesPosUpdateResponse = ();
+/// Parameters of `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_delete`), without the path parameters.
+pub type NodesLxcFirewallRulesPosDeleteParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
+/// The `data` of the reply to `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}` (`nodes_lxc_firewall_rules_pos_delete`).
+pub type NodesLxcFirewallRulesPosDeleteResponse = ();
 /// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/interfaces` (`nodes_lxc_interfaces_ip`).
 pub type NodesLxcInterfacesIpResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesLxcInterfacesIpResponseItem,
@@ -27045,13 +29340,13 @@ pub type NodesLxcSnapshotSnapnameCmdIdxResponse = ::std::vec::Vec<
 ///
 /// the task ID.
 pub type NodesLxcSnapshotSnapnameDelsnapshotResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_get_snapshot`).
-pub type NodesLxcSnapshotConfigGetSnapshotResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_get`).
+pub type NodesLxcSnapshotConfigGetResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_update_snapshot`).
-pub type NodesLxcSnapshotConfigUpdateSnapshotResponse = ();
+/// The `data` of the reply to `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config` (`nodes_lxc_snapshot_config_update`).
+pub type NodesLxcSnapshotConfigUpdateResponse = ();
 /// The `data` of the reply to `POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback` (`nodes_lxc_snapshot_rollback`).
 ///
 /// the task ID.
@@ -27376,20 +29671,20 @@ pub type NodesQemuFirewallRefsResponse = ::std::vec::Vec<
 pub type NodesQemuFirewallRulesGetResponse = ::std::vec::Vec<
     crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
 >;
-/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create_rule`), without the path parameters.
-pub type NodesQemuFirewallRulesCreateRuleParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
-/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create_rule`).
-pub type NodesQemuFirewallRulesCreateRuleResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_get_rule`).
-pub type NodesQemuFirewallRulesPosGetRuleResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
-/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_update_rule`), without the path parameters.
-pub type NodesQemuFirewallRulesPosUpdateRuleParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
-/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_update_rule`).
-pub type NodesQemuFirewallRulesPosUpdateRuleResponse = ();
-/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete_rule`), without the path parameters.
-pub type NodesQemuFirewallRulesPosDeleteRuleParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
-/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete_rule`).
-pub type NodesQemuFirewallRulesPosDeleteRuleResponse = ();
+/// Parameters of `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create`), without the path parameters.
+pub type NodesQemuFirewallRulesCreateParams = crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParams;
+/// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/firewall/rules` (`nodes_qemu_firewall_rules_create`).
+pub type NodesQemuFirewallRulesCreateResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_get`).
+pub type NodesQemuFirewallRulesPosGetResponse = crate::generated::common::ClusterFirewallGroupsGroupGetRulesResponseItem;
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_update`), without the path parameters.
+pub type NodesQemuFirewallRulesPosUpdateParams = crate::generated::common::ClusterFirewallGroupsPosUpdateRuleParams;
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_update`).
+pub type NodesQemuFirewallRulesPosUpdateResponse = ();
+/// Parameters of `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete`), without the path parameters.
+pub type NodesQemuFirewallRulesPosDeleteParams = crate::generated::common::ClusterFirewallAliasesNameRemoveAliasParams;
+/// The `data` of the reply to `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}` (`nodes_qemu_firewall_rules_pos_delete`).
+pub type NodesQemuFirewallRulesPosDeleteResponse = ();
 /// Parameters of `GET /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_vm_precondition`), without the path parameters.
 pub type NodesQemuMigrateVmPreconditionParams = crate::generated::nodes::NodesLxcMigrateVmPreconditionParams;
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/migrate` (`nodes_qemu_migrate_vm`).
@@ -27452,15 +29747,15 @@ pub type NodesQemuSnapshotSnapnameDelsnapshotParams = crate::generated::nodes::N
 ///
 /// the task ID.
 pub type NodesQemuSnapshotSnapnameDelsnapshotResponse = ::std::string::String;
-/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_get_snapshot`).
-pub type NodesQemuSnapshotConfigGetSnapshotResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_get`).
+pub type NodesQemuSnapshotConfigGetResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot`), without the path parameters.
-pub type NodesQemuSnapshotConfigUpdateSnapshotParams = crate::generated::nodes::NodesLxcSnapshotConfigUpdateSnapshotParams;
-/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update_snapshot`).
-pub type NodesQemuSnapshotConfigUpdateSnapshotResponse = ();
+/// Parameters of `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update`), without the path parameters.
+pub type NodesQemuSnapshotConfigUpdateParams = crate::generated::nodes::NodesLxcSnapshotConfigUpdateParams;
+/// The `data` of the reply to `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config` (`nodes_qemu_snapshot_config_update`).
+pub type NodesQemuSnapshotConfigUpdateResponse = ();
 /// The `data` of the reply to `POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback` (`nodes_qemu_snapshot_rollback`).
 ///
 /// the task ID.
@@ -27650,8 +29945,8 @@ pub type NodesStopallResponse = ::std::string::String;
 pub type NodesStorageIndexResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesStorageIndexResponseItem,
 >;
-/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}` (`nodes_storage_storage_diridx`).
-pub type NodesStorageStorageDiridxResponse = ::std::vec::Vec<
+/// The `data` of the reply to `GET /nodes/{node}/storage/{storage}` (`nodes_storage_diridx`).
+pub type NodesStorageDiridxResponse = ::std::vec::Vec<
     crate::generated::common::AccessIndexResponseItem,
 >;
 /// The `data` of the reply to `GET /nodes/{node}/storage/{storage}/content` (`nodes_storage_content_index`).
@@ -27716,10 +30011,10 @@ pub type NodesTasksNodeResponse = ::std::vec::Vec<
 pub type NodesTasksUpidIndexResponse = ::std::vec::Vec<
     ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 >;
-/// The `data` of the reply to `DELETE /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_stop_task`).
-pub type NodesTasksUpidStopTaskResponse = ();
-/// The `data` of the reply to `GET /nodes/{node}/tasks/{upid}/log` (`nodes_tasks_log_read_task`).
-pub type NodesTasksLogReadTaskResponse = ::std::vec::Vec<
+/// The `data` of the reply to `DELETE /nodes/{node}/tasks/{upid}` (`nodes_tasks_upid_stop`).
+pub type NodesTasksUpidStopResponse = ();
+/// The `data` of the reply to `GET /nodes/{node}/tasks/{upid}/log` (`nodes_tasks_log_read`).
+pub type NodesTasksLogReadResponse = ::std::vec::Vec<
     crate::generated::nodes::NodesFirewallLogResponseItem,
 >;
 /// The `data` of the reply to `POST /nodes/{node}/termproxy` (`nodes_termproxy`).

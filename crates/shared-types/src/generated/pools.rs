@@ -153,9 +153,9 @@ impl crate::PropertyValue for PoolsIndexResponseItemMembersItemType {
         out.push_str(self.as_str());
     }
 }
-/// The `PoolsCreatePoolParams` model.
+/// The `PoolsCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct PoolsCreatePoolParams {
+pub struct PoolsCreateParams {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -164,7 +164,7 @@ pub struct PoolsCreatePoolParams {
     /// Format `pve-poolid`.
     pub poolid: ::std::string::String,
 }
-impl PoolsCreatePoolParams {
+impl PoolsCreateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(poolid: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -174,15 +174,15 @@ impl PoolsCreatePoolParams {
         }
     }
 }
-/// The `PoolsDeletePoolParams` model.
+/// The `PoolsDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct PoolsDeletePoolParams {
+pub struct PoolsDeleteParams {
     /// The `poolid` property.
     ///
     /// Format `pve-poolid`.
     pub poolid: ::std::string::String,
 }
-impl PoolsDeletePoolParams {
+impl PoolsDeleteParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(poolid: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -236,18 +236,18 @@ pub struct PoolsIndexResponseItemMembersItem {
     #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
 }
-/// The `PoolsPoolidReadPoolParams` model.
+/// The `PoolsPoolidReadParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct PoolsPoolidReadPoolParams {
+pub struct PoolsPoolidReadParams {
     /// The `type` property.
     ///
     /// One of `qemu`, `lxc`, `storage`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<crate::generated::pools::PoolsIndexParamsType>,
 }
-/// The `PoolsPoolidReadPoolResponse` model.
+/// The `PoolsPoolidReadResponse` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
-pub struct PoolsPoolidReadPoolResponse {
+pub struct PoolsPoolidReadResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
@@ -284,9 +284,9 @@ pub struct PoolsPoolidUpdatePoolDeprecatedParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
-/// The `PoolsUpdatePoolParams` model.
+/// The `PoolsUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
-pub struct PoolsUpdatePoolParams {
+pub struct PoolsUpdateParams {
     /// Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
     ///
     /// Default: `false`.
@@ -316,7 +316,7 @@ pub struct PoolsUpdatePoolParams {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
-impl PoolsUpdatePoolParams {
+impl PoolsUpdateParams {
     /// The parameters with every required one given and the optional ones unset.
     #[allow(clippy::too_many_arguments)]
     pub fn new(poolid: impl ::std::convert::Into<::std::string::String>) -> Self {
@@ -334,12 +334,12 @@ impl PoolsUpdatePoolParams {
 pub type PoolsIndexResponse = ::std::vec::Vec<
     crate::generated::pools::PoolsIndexResponseItem,
 >;
-/// The `data` of the reply to `POST /pools` (`pools_create_pool`).
-pub type PoolsCreatePoolResponse = ();
-/// The `data` of the reply to `PUT /pools` (`pools_update_pool`).
-pub type PoolsUpdatePoolResponse = ();
-/// The `data` of the reply to `DELETE /pools` (`pools_delete_pool`).
-pub type PoolsDeletePoolResponse = ();
+/// The `data` of the reply to `POST /pools` (`pools_create`).
+pub type PoolsCreateResponse = ();
+/// The `data` of the reply to `PUT /pools` (`pools_update`).
+pub type PoolsUpdateResponse = ();
+/// The `data` of the reply to `DELETE /pools` (`pools_delete`).
+pub type PoolsDeleteResponse = ();
 /// The `data` of the reply to `PUT /pools/{poolid}` (`pools_poolid_update_pool_deprecated`).
 pub type PoolsPoolidUpdatePoolDeprecatedResponse = ();
 /// The `data` of the reply to `DELETE /pools/{poolid}` (`pools_poolid_delete_pool_deprecated`).

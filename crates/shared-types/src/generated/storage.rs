@@ -351,10 +351,12 @@ pub struct StorageCreateParams {
     pub preallocation: ::std::option::Option<crate::generated::storage::Preallocation>,
     /// The retention options with shorter intervals are processed first with --keep-last being the very first one. Each option covers a specific period of time. We say that backups within this period are covered by this option. The next option does not take care of already covered backups and only considers older backups.
     ///
-    /// Format `prune-backups`.
+    /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub prune_backups: ::std::option::Option<::std::string::String>,
+    pub prune_backups: ::std::option::Option<
+        crate::generated::common::PruneBackupsConfig,
+    >,
     /// Zero-out data when removing LVs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove: ::std::option::Option<crate::PveBool>,
@@ -549,9 +551,9 @@ pub struct StorageIndexResponseItem {
     /// The `storage` property.
     pub storage: ::std::string::String,
 }
-/// The `StorageStorageUpdateParams` model.
+/// The `StorageUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
-pub struct StorageStorageUpdateParams {
+pub struct StorageUpdateParams {
     /// ZFS block size
     ///
     /// Format `pve-storage-zfs-blocksize`.
@@ -714,10 +716,12 @@ pub struct StorageStorageUpdateParams {
     pub preallocation: ::std::option::Option<crate::generated::storage::Preallocation>,
     /// The retention options with shorter intervals are processed first with --keep-last being the very first one. Each option covers a specific period of time. We say that backups within this period are covered by this option. The next option does not take care of already covered backups and only considers older backups.
     ///
-    /// Format `prune-backups`.
+    /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
     #[serde(rename = "prune-backups")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    pub prune_backups: ::std::option::Option<::std::string::String>,
+    pub prune_backups: ::std::option::Option<
+        crate::generated::common::PruneBackupsConfig,
+    >,
     /// Zero-out data when removing LVs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove: ::std::option::Option<crate::PveBool>,
@@ -780,12 +784,12 @@ pub struct StorageStorageUpdateParams {
 pub type StorageIndexResponse = ::std::vec::Vec<
     crate::generated::storage::StorageIndexResponseItem,
 >;
-/// The `data` of the reply to `GET /storage/{storage}` (`storage_storage_read`).
-pub type StorageStorageReadResponse = ::serde_json::Map<
+/// The `data` of the reply to `GET /storage/{storage}` (`storage_read`).
+pub type StorageReadResponse = ::serde_json::Map<
     ::std::string::String,
     ::serde_json::Value,
 >;
-/// The `data` of the reply to `PUT /storage/{storage}` (`storage_storage_update`).
-pub type StorageStorageUpdateResponse = crate::generated::storage::StorageCreateResponse;
-/// The `data` of the reply to `DELETE /storage/{storage}` (`storage_storage_delete`).
-pub type StorageStorageDeleteResponse = ();
+/// The `data` of the reply to `PUT /storage/{storage}` (`storage_update`).
+pub type StorageUpdateResponse = crate::generated::storage::StorageCreateResponse;
+/// The `data` of the reply to `DELETE /storage/{storage}` (`storage_delete`).
+pub type StorageDeleteResponse = ();

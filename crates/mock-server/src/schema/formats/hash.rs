@@ -1,7 +1,7 @@
 //! Hash formats: property-string schemas that Proxmox registers by name
 //! (`register_format('pve-qm-smbios1', $smbios1_fmt)`) and `apidata.js` leaves unexpanded (it
 //! gives only a `typetext`). They are written down once, from their Perl definitions, in
-//! `hash_formats.json` (`pve-qm-ide` is the `ide[n]` drive format of qemu-server, the same hash),
+//! `schemas/pve/hash_formats.json` (copied by codegen to `generated/hash_formats.json`; `pve-qm-ide` is the `ide[n]` drive format of qemu-server, the same hash),
 //! and a value is checked as a property string, so nested keys get the same messages as inline
 //! property strings. Validators attached with `register_format(name, $hash, \&validator)` run
 //! after a clean parse, as `parse_property_string` runs them.
@@ -40,7 +40,8 @@ impl HashFormat {
 
 static FORMATS: LazyLock<BTreeMap<String, HashFormat>> = LazyLock::new(|| {
     let keys: BTreeMap<String, BTreeMap<String, Schema>> =
-        serde_json::from_str(include_str!("hash_formats.json")).expect("hash_formats.json");
+        serde_json::from_str(include_str!("../../../generated/hash_formats.json"))
+            .expect("hash_formats.json");
     keys.into_iter()
         .map(|(name, keys)| {
             let validator: Option<Validator> = match name.as_str() {
