@@ -115,7 +115,8 @@ pub(crate) fn reply_value(api: &Api, schema: &Schema, value: &Value) -> Option<V
         (_, Value::Null) => return None,
         (SchemaType::Object, Value::String(text)) => {
             let properties = schema.properties.as_ref()?;
-            let mut object = parse_property_string(api, properties, text, "").ok()?;
+            let mut object =
+                parse_property_string(api, properties, text, &super::validate::Path::Root).ok()?;
             for (key, field) in &mut object {
                 if let Some(property) = properties.get(key) {
                     coerce(property, field);

@@ -7,7 +7,7 @@ use route_metadata::{Schema, SchemaType};
 use serde_json::{Map, Value};
 
 use super::formats::parse_boolean;
-use super::validate::{Errors, check_object};
+use super::validate::{Errors, Path, check_object};
 use crate::api::Api;
 
 /// `PVE::JSONSchema::parse_property_string` followed by its `check_object`; the error is the
@@ -16,7 +16,7 @@ pub(crate) fn parse_property_string(
     api: &Api,
     format: &BTreeMap<String, Schema>,
     data: &str,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<Map<String, Value>, String> {
     let mut result = Map::new();
     let mut default_key: Option<&str> = None;

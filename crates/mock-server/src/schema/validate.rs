@@ -16,6 +16,7 @@
 //! Patterns are collected at start-up by [`crate::api::Api`] and each is compiled once, on first
 //! use.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use route_metadata::{Operation, Schema, SchemaType};
@@ -111,17 +112,23 @@ pub(crate) fn validate_params(api: &Api, op: &Operation, params: &Params) -> Res
         if schema.family.is_some() {
             continue;
         }
-        check_prop(api, params.get(name), schema, name, &mut errors);
+        check_prop(
+            api,
+            params.get(name),
+            schema,
+            &Path::Text(name),
+            &mut errors,
+        );
     }
     for (name, value) in params {
         if op.parameters.contains_key(name) {
             continue;
         }
         match op.parameter(name) {
-            Some(schema) => check_prop(api, Some(value), schema, name, &mut errors),
+            Some(schema) => check_prop(api, Some(value), schema, &Path::Text(name), &mut errors),
             None if !op.additional_parameters => add_error(
                 &mut errors,
-                name,
+                &Path::Text(name),
                 "property is not defined in schema and the schema does not allow additional properties",
             ),
             None => {}
@@ -137,7 +144,7 @@ pub(crate) fn validate_params(api: &Api, op: &Operation, params: &Params) -> Res
 /// Validates a value against a schema (used for replies), returning all errors.
 pub(crate) fn validate_value(api: &Api, schema: &Schema, value: &Value) -> Result<(), Errors> {
     let mut errors = Errors::new();
-    check_prop(api, Some(value), schema, "", &mut errors);
+    check_prop(api, Some(value), schema, &Path::Root, &mut errors);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -145,11 +152,58 @@ pub(crate) fn validate_value(api: &Api, schema: &Schema, value: &Value) -> Resul
     }
 }
 
-fn add_error(errors: &mut Errors, path: &str, message: impl Into<String>) {
-    let path = if path.is_empty() { "_root" } else { path };
+/// Where a value sits, as a chain of its parents: rendered as the validator's path (`a.b[0].c`)
+/// only when an error is added there, so a valid value costs no string.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Path<'a> {
+    /// The value itself (`""`; its errors are keyed `_root`).
+    Root,
+    /// A path given as text (a parameter name, a property string's place).
+    Text(&'a str),
+    /// A property of the parent.
+    Key(&'a Path<'a>, &'a str),
+    /// An array item of the parent.
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    /// The validator's text: `key` at the top, `parent.key` below, `parent[index]` for items.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out);
+        out
+    }
+
+    fn render_into(&self, out: &mut String) {
+        match self {
+            Path::Root => {}
+            Path::Text(text) => out.push_str(text),
+            Path::Key(parent, key) => {
+                parent.render_into(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Path::Index(parent, index) => {
+                use std::fmt::Write as _;
+                parent.render_into(out);
+                let _ = write!(out, "[{index}]");
+            }
+        }
+    }
+}
+
+fn add_error(errors: &mut Errors, path: &Path<'_>, message: impl Into<String>) {
+    let path = path.render();
+    let path = if path.is_empty() {
+        "_root".to_owned()
+    } else {
+        path
+    };
     let message = message.into();
     errors
-        .entry(path.to_owned())
+        .entry(path)
         .and_modify(|existing| {
             // Proxmox joins with a literal backslash-n (single-quoted '\n' in Perl).
             existing.push_str("\\n");
@@ -158,21 +212,13 @@ fn add_error(errors: &mut Errors, path: &str, message: impl Into<String>) {
         .or_insert(message);
 }
 
-fn join_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 /// Looks a property up, resolving `net3` to a `net[n]` family (route-metadata's rule).
 pub(crate) use route_metadata::resolve_property;
 
 /// Checks an object's properties (`check_object`), also for parsed property strings.
 pub(super) fn check_object(
     api: &Api,
-    path: &str,
+    path: &Path<'_>,
     properties: &BTreeMap<String, Schema>,
     object: &Map<String, Value>,
     additional: bool,
@@ -182,17 +228,17 @@ pub(super) fn check_object(
         if schema.family.is_some() || key.ends_with("[n]") {
             continue;
         }
-        check_prop(api, object.get(key), schema, &join_path(path, key), errors);
+        check_prop(api, object.get(key), schema, &Path::Key(path, key), errors);
     }
     for (key, value) in object {
         if properties.contains_key(key) {
             continue;
         }
         match resolve_property(properties, key) {
-            Some(schema) => check_prop(api, Some(value), schema, &join_path(path, key), errors),
+            Some(schema) => check_prop(api, Some(value), schema, &Path::Key(path, key), errors),
             None if !additional => add_error(
                 errors,
-                &join_path(path, key),
+                &Path::Key(path, key),
                 "property is not defined in schema and the schema does not allow additional properties",
             ),
             None => {}
@@ -200,7 +246,13 @@ pub(super) fn check_object(
     }
 }
 
-fn check_prop(api: &Api, value: Option<&Value>, schema: &Schema, path: &str, errors: &mut Errors) {
+fn check_prop(
+    api: &Api,
+    value: Option<&Value>,
+    schema: &Schema,
+    path: &Path<'_>,
+    errors: &mut Errors,
+) {
     if let Some(alternatives) = &schema.one_of
         && schema.type_property.is_none()
     {
@@ -246,7 +298,7 @@ fn check_prop(api: &Api, value: Option<&Value>, schema: &Schema, path: &str, err
                         api,
                         Some(item),
                         item_schema,
-                        &format!("{path}[{index}]"),
+                        &Path::Index(path, index),
                         errors,
                     );
                 }
@@ -270,15 +322,35 @@ fn check_prop(api: &Api, value: Option<&Value>, schema: &Schema, path: &str, err
     }
 }
 
-fn scalar_text(value: &Value) -> String {
+/// A scalar as Perl sees it: a string as is (borrowed), a boolean as `0`/`1`, a number as
+/// JSON prints it.
+fn scalar_text(value: &Value) -> Cow<'_, str> {
     match value {
-        Value::String(text) => text.clone(),
-        Value::Bool(flag) => u8::from(*flag).to_string(),
-        other => other.to_string(),
+        Value::String(text) => Cow::Borrowed(text),
+        Value::Bool(true) => Cow::Borrowed("1"),
+        Value::Bool(false) => Cow::Borrowed("0"),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
-fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &str, errors: &mut Errors) {
+/// Whether a JSON number prints as an integer (`is_integer` on its text) without printing it.
+fn is_integer_number(number: &serde_json::Number) -> bool {
+    number.is_i64() || number.is_u64() || is_integer(&number.to_string())
+}
+
+fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &Path<'_>, errors: &mut Errors) {
+    // Nothing below applies: the value needs no text at all (most numbers and booleans).
+    if schema.property_string.is_none()
+        && schema.format.is_none()
+        && schema.pattern.is_none()
+        && schema.max_length.is_none()
+        && schema.min_length.is_none()
+        && schema.maximum.is_none()
+        && schema.minimum.is_none()
+        && schema.enum_values.is_none()
+    {
+        return;
+    }
     let text = scalar_text(value);
     if let Some(format) = &schema.property_string {
         if let Err(message) = parse_property_string(api, format, &text, path) {
@@ -298,9 +370,9 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &str, errors: &
         add_error(errors, path, "value does not match the regex pattern");
         return;
     }
-    let length = text.chars().count() as u64;
+    let length = || text.chars().count() as u64;
     if let Some(max) = schema.max_length
-        && length > max
+        && length() > max
     {
         add_error(
             errors,
@@ -310,7 +382,7 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &str, errors: &
         return;
     }
     if let Some(min) = schema.min_length
-        && length < min
+        && length() < min
     {
         add_error(
             errors,
@@ -319,9 +391,14 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &str, errors: &
         );
         return;
     }
-    if is_number(&text)
-        && let Ok(number) = text.parse::<f64>()
-    {
+    // An integer converts to the same `f64` as its text parses to (both round to nearest).
+    let number = match value {
+        _ if schema.maximum.is_none() && schema.minimum.is_none() => None,
+        Value::Number(number) if number.is_i64() || number.is_u64() => number.as_f64(),
+        _ if is_number(&text) => text.parse::<f64>().ok(),
+        _ => None,
+    };
+    if let Some(number) = number {
         if let Some(max) = schema.maximum
             && number > max
         {
@@ -368,7 +445,7 @@ fn perl_number(number: f64) -> String {
     }
 }
 
-fn check_type(path: &str, ty: SchemaType, value: &Value, errors: &mut Errors) -> bool {
+fn check_type(path: &Path<'_>, ty: SchemaType, value: &Value, errors: &mut Errors) -> bool {
     let ref_name = match value {
         Value::Array(_) => Some("ARRAY"),
         Value::Object(_) => Some("HASH"),
@@ -401,10 +478,16 @@ fn check_type(path: &str, ty: SchemaType, value: &Value, errors: &mut Errors) ->
         SchemaType::String => true,
         SchemaType::Boolean => match value {
             Value::Bool(_) => true,
-            other => matches!(scalar_text(other).as_str(), "0" | "1"),
+            other => matches!(&*scalar_text(other), "0" | "1"),
         },
-        SchemaType::Integer => is_integer(&scalar_text(value)),
-        SchemaType::Number => is_number(&scalar_text(value)),
+        SchemaType::Integer => match value {
+            Value::Number(number) => is_integer_number(number),
+            other => is_integer(&scalar_text(other)),
+        },
+        SchemaType::Number => match value {
+            Value::Number(number) if number.is_i64() || number.is_u64() => true,
+            other => is_number(&scalar_text(other)),
+        },
     };
     if !ok {
         let message = match (ty, ref_name) {

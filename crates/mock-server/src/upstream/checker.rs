@@ -18,7 +18,7 @@
 //! queue's sender is dropped with the [`super::Upstream`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -117,13 +117,36 @@ impl ReplyChecker {
     }
 }
 
+/// How long the thread naps after emptying the queue before it waits to be woken.
+const NAP: Duration = Duration::from_millis(1);
+
 /// The thread: checks replies until the sender is gone.
+///
+/// Waking a sleeping thread costs a system call for the sender and a context switch for each
+/// reply. Under load the thread therefore does not wait for a wake-up after emptying the queue:
+/// it naps [`NAP`] (one timer for all the replies that arrive meanwhile, and no wake-up for
+/// their senders) and only waits once a nap brought nothing. Every reply is still checked;
+/// its discrepancies appear at most a nap later ([`ReplyChecker::drain`] waits for them).
 fn run(receiver: &Receiver<Job>, upstream: &Weak<Upstream>, api: &Api, checked: &AtomicU64) {
-    while let Ok(job) = receiver.recv() {
+    let handle = |job: Job| {
         if let Some(upstream) = upstream.upgrade() {
             check(&upstream, api, job);
         }
         checked.fetch_add(1, Ordering::SeqCst);
+    };
+    while let Ok(job) = receiver.recv() {
+        handle(job);
+        loop {
+            while let Ok(job) = receiver.try_recv() {
+                handle(job);
+            }
+            std::thread::sleep(NAP);
+            match receiver.try_recv() {
+                Ok(job) => handle(job),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
+use http_body_util::BodyExt;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use route_metadata::Method;
 use serde_json::Value;
@@ -121,12 +122,28 @@ async fn visit(upstream: &Upstream, api: &Api, config: &CrawlConfig, path: Strin
     if required_query {
         return Vec::new();
     }
-    let url = format!("{}/api2/json{path}", upstream.base);
-    let request = upstream.client.get(url).header(
-        http::header::AUTHORIZATION,
-        format!("PVEAPIToken={}", config.token),
-    );
-    let response = match tokio::time::timeout(upstream.timeout, request.send()).await {
+    let request = upstream
+        .uri(&format!("/api2/json{path}"))
+        .map_err(|error| error.to_string())
+        .and_then(|uri| {
+            http::Request::get(uri)
+                .header(
+                    http::header::AUTHORIZATION,
+                    format!("PVEAPIToken={}", config.token),
+                )
+                .body(axum::body::Body::empty())
+                .map_err(|error| error.to_string())
+        });
+    let request = match request {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::debug!(operation = %op.operation_id, %error, "crawl: skipped");
+            return Vec::new();
+        }
+    };
+    let response = match tokio::time::timeout(upstream.timeout, upstream.client.request(request))
+        .await
+    {
         Ok(Ok(response)) if response.status().is_success() => response,
         Ok(Ok(response)) => {
             tracing::debug!(operation = %op.operation_id, status = response.status().as_u16(), "crawl: skipped");
@@ -137,7 +154,8 @@ async fn visit(upstream: &Upstream, api: &Api, config: &CrawlConfig, path: Strin
             return Vec::new();
         }
     };
-    let Ok(bytes) = response.bytes().await else {
+    let read = tokio::time::timeout(upstream.timeout, response.into_body().collect()).await;
+    let Ok(Ok(bytes)) = read.map(|read| read.map(http_body_util::Collected::to_bytes)) else {
         upstream.discrepancies.upstream_failure(&op.operation_id);
         return Vec::new();
     };

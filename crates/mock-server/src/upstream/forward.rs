@@ -2,24 +2,24 @@
 //! module docs of [`super`] for what is read and what streams).
 
 use std::borrow::Cow;
-use std::error::Error as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::StreamExt;
 use http::{HeaderMap, HeaderName, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use route_metadata::{Method, Operation};
 use serde_json::Value;
 
-use super::Upstream;
 use super::checker::Job;
 use super::report::{Direction, Discrepancy};
 use super::validate;
+use super::{SendError, Upstream};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -113,18 +113,13 @@ pub(crate) async fn forward(
                 Err(refusal) => return refusal.into_response(),
             };
             let body = match (read, unread) {
-                (Some(bytes), _) => Some(reqwest::Body::from(bytes)),
-                (None, Some(body)) if carries_body => {
-                    Some(reqwest::Body::wrap_stream(body.into_data_stream()))
-                }
-                _ => None,
+                (Some(bytes), _) => Body::from(bytes),
+                (None, Some(body)) if carries_body => body,
+                _ => Body::empty(),
             };
             (Some(checked), body)
         }
-        _ => (
-            None,
-            carries_body.then(|| reqwest::Body::wrap_stream(body.into_data_stream())),
-        ),
+        _ => (None, if carries_body { body } else { Body::empty() }),
     };
     send(upstream, state, &parts, checked, body, upgrade).await
 }
@@ -256,15 +251,30 @@ async fn send(
     state: &AppState,
     parts: &http::request::Parts,
     checked: Option<Checked<'_>>,
-    body: Option<reqwest::Body>,
+    body: Body,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
     let path_and_query = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-    let url = format!("{}{path_and_query}", upstream.base);
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    let name = checked.as_ref().map_or_else(
+        || Cow::Owned(format!("{} {}", parts.method, parts.uri.path())),
+        |c| c.name.clone(),
+    );
+    let mut request = http::Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = match upstream.uri(path_and_query) {
+        Ok(uri) => uri,
+        Err(error) => {
+            return AppError::bad_request(format!(
+                "the request target cannot be forwarded: {error}\n"
+            ))
+            .into_response();
+        }
+    };
+    let headers = request.headers_mut();
+    headers.reserve(parts.headers.len());
     for (name, value) in &parts.headers {
         if HOP_BY_HOP.contains(name) {
             continue;
@@ -282,32 +292,22 @@ async fn send(
         );
         headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
     }
-    let mut request = upstream
-        .client
-        .request(parts.method.clone(), url)
-        .headers(headers);
-    if let Some(body) = body {
-        request = request.body(body);
-    }
-    let name = checked.as_ref().map_or_else(
-        || Cow::Owned(format!("{} {}", parts.method, parts.uri.path())),
-        |c| c.name.clone(),
-    );
-    let response = match tokio::time::timeout(upstream.timeout, request.send()).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => return failure(upstream, &name, &error),
-        Err(_) => {
-            upstream.discrepancies.upstream_failure(&name);
-            return upstream_error(
-                596,
-                format!(
-                    "upstream {} did not answer within {} s\n",
-                    upstream.authority,
-                    upstream.timeout.as_secs_f64()
-                ),
-            );
-        }
-    };
+    let response =
+        match tokio::time::timeout(upstream.timeout, upstream.client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return failure(upstream, &name, &SendError::Send(error)),
+            Err(_) => {
+                upstream.discrepancies.upstream_failure(&name);
+                return upstream_error(
+                    596,
+                    format!(
+                        "upstream {} did not answer within {} s\n",
+                        upstream.authority,
+                        upstream.timeout.as_secs_f64()
+                    ),
+                );
+            }
+        };
     let status = response.status();
     let upgrade_refused = upgrade.is_some() && status != StatusCode::SWITCHING_PROTOCOLS;
     if let Some(client_side) = upgrade
@@ -342,11 +342,14 @@ async fn send(
             return replace_server_error(upstream, status, response).await;
         }
     }
+    let content_length = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
     let checkable = status == StatusCode::OK
         && is_json
-        && response
-            .content_length()
-            .is_none_or(|length| length <= MAX_CHECKED_REPLY as u64);
+        && content_length.is_none_or(|length| length <= MAX_CHECKED_REPLY as u64);
     let (
         Some(Checked {
             op: Some((path_index, op)),
@@ -356,7 +359,8 @@ async fn send(
         true,
     ) = (checked, checkable)
     else {
-        return finish(builder, Body::from_stream(response.bytes_stream()));
+        let tee = Tee::new(upstream, &state.api, response.into_body(), None, None);
+        return finish(builder, Body::new(tee));
     };
     let pending = PendingCheck {
         path_index,
@@ -367,21 +371,22 @@ async fn send(
     // A small reply (nearly all of them) is taken whole and written to the client at once with
     // its head: streaming it would often send the head and the body in two writes, which costs
     // the client a wake-up. The body is the upstream's buffer, passed on and queued as is.
-    if response
-        .content_length()
-        .is_some_and(|length| length <= WHOLE_REPLY)
-    {
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
+    if content_length.is_some_and(|length| length <= WHOLE_REPLY) {
+        let read = tokio::time::timeout(upstream.timeout, response.into_body().collect()).await;
+        let bytes = match read
+            .map_err(|_| SendError::ReadTimeout)
+            .and_then(|read| read.map_err(SendError::Read))
+        {
+            Ok(collected) => collected.to_bytes(),
             Err(error) => {
                 upstream.discrepancies.upstream_failure(&pending.operation);
-                tracing::warn!(operation = %pending.operation, error = %chain(&error), "reading the upstream reply failed");
+                tracing::warn!(operation = %pending.operation, error = %error.chain(), "reading the upstream reply failed");
                 return upstream_error(
                     597,
                     format!(
                         "reading the reply of upstream {} failed: {}\n",
                         upstream.authority,
-                        chain(&error)
+                        error.chain()
                     ),
                 );
             }
@@ -389,16 +394,14 @@ async fn send(
         pending.submit(upstream, &state.api, bytes.clone());
         return finish(builder, Body::from(bytes));
     }
-    let tee = Tee {
-        expected: response.content_length(),
-        inner: Box::pin(response.bytes_stream()),
-        kept: Vec::new(),
-        length: 0,
-        pending: Some(pending),
-        upstream: Arc::clone(upstream),
-        api: Arc::clone(&state.api),
-    };
-    finish(builder, Body::from_stream(tee))
+    let tee = Tee::new(
+        upstream,
+        &state.api,
+        response.into_body(),
+        content_length,
+        Some(pending),
+    );
+    finish(builder, Body::new(tee))
 }
 
 /// A reply to check once its body has passed.
@@ -424,55 +427,123 @@ impl PendingCheck {
 
 /// Passes a reply's body on as it arrives and keeps its chunks (reference-counted, not
 /// copied); at the end the whole body goes to the check queue ([`super::checker`]). A body
-/// larger than [`MAX_CHECKED_REPLY`] passes unchecked; one that fails midway counts as an
-/// upstream failure (the client sees the connection end early, as from the upstream itself).
+/// larger than [`MAX_CHECKED_REPLY`] passes unchecked; one that fails midway, or stalls for the
+/// upstream timeout between two chunks, counts as an upstream failure (the client sees the
+/// connection end early, as from the upstream itself). Without a pending check it only passes
+/// the body on (with the same stall limit).
 struct Tee {
     /// The upstream's `Content-Length`: hyper stops polling a body once it has that much.
     expected: Option<u64>,
-    inner: Pin<Box<dyn futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
+    inner: Incoming,
     kept: Vec<Bytes>,
     length: usize,
     pending: Option<PendingCheck>,
     upstream: Arc<Upstream>,
     api: Arc<crate::api::Api>,
+    /// Armed while the upstream keeps the next chunk waiting.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl futures::Stream for Tee {
-    type Item = Result<Bytes, reqwest::Error>;
+impl Tee {
+    fn new(
+        upstream: &Arc<Upstream>,
+        api: &Arc<crate::api::Api>,
+        inner: Incoming,
+        expected: Option<u64>,
+        pending: Option<PendingCheck>,
+    ) -> Tee {
+        Tee {
+            expected,
+            inner,
+            kept: Vec::new(),
+            length: 0,
+            pending,
+            upstream: Arc::clone(upstream),
+            api: Arc::clone(api),
+            stall: None,
+        }
+    }
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    /// The body failed: counted once, as an upstream failure.
+    fn failed(&mut self, error: &SendError) {
+        if let Some(pending) = self.pending.take() {
+            self.upstream
+                .discrepancies
+                .upstream_failure(&pending.operation);
+            tracing::warn!(operation = %pending.operation, error = %error.chain(), "reading the upstream reply failed");
+        }
+        self.kept = Vec::new();
+    }
+}
+
+impl hyper::body::Body for Tee {
+    type Data = Bytes;
+    type Error = SendError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, SendError>>> {
         let this = self.get_mut();
-        let polled = ready!(this.inner.as_mut().poll_next(cx));
+        let polled = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(polled) => {
+                this.stall = None;
+                polled
+            }
+            Poll::Pending => {
+                let timeout = this.upstream.timeout;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    this.stall = None;
+                    this.failed(&SendError::ReadTimeout);
+                    return Poll::Ready(Some(Err(SendError::ReadTimeout)));
+                }
+                return Poll::Pending;
+            }
+        };
         let complete = match &polled {
-            Some(Ok(chunk)) if this.pending.is_some() => {
-                this.length += chunk.len();
-                if this.length > MAX_CHECKED_REPLY {
-                    this.pending = None;
-                    this.kept = Vec::new();
-                    false
-                } else {
-                    this.kept.push(chunk.clone());
-                    this.expected == Some(this.length as u64)
+            Some(Ok(frame)) if this.pending.is_some() => match frame.data_ref() {
+                Some(chunk) => {
+                    this.length += chunk.len();
+                    if this.length > MAX_CHECKED_REPLY {
+                        this.pending = None;
+                        this.kept = Vec::new();
+                        false
+                    } else {
+                        this.kept.push(chunk.clone());
+                        this.expected == Some(this.length as u64)
+                    }
                 }
-            }
+                None => false,
+            },
             Some(Ok(_)) => false,
-            Some(Err(error)) => {
-                if let Some(pending) = this.pending.take() {
-                    this.upstream
-                        .discrepancies
-                        .upstream_failure(&pending.operation);
-                    tracing::warn!(operation = %pending.operation, error = %chain(error), "reading the upstream reply failed");
-                }
-                this.kept = Vec::new();
-                false
-            }
+            Some(Err(_)) => false,
             None => true,
+        };
+        let polled = match polled {
+            Some(Err(error)) => {
+                let error = SendError::Read(error);
+                this.failed(&error);
+                Some(Err(error))
+            }
+            Some(Ok(frame)) => Some(Ok(frame)),
+            None => None,
         };
         if complete && let Some(pending) = this.pending.take() {
             let body = join(std::mem::take(&mut this.kept), this.length);
             pending.submit(&this.upstream, &this.api, body);
         }
         Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -493,7 +564,7 @@ fn join(mut chunks: Vec<Bytes>, length: usize) -> Bytes {
 async fn switch(
     upstream: &Upstream,
     name: &str,
-    response: reqwest::Response,
+    response: http::Response<Incoming>,
     client_side: hyper::upgrade::OnUpgrade,
 ) -> Response {
     let mut builder = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
@@ -509,9 +580,9 @@ async fn switch(
         );
         reply_headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
     }
-    let mut upstream_side = match response.upgrade().await {
-        Ok(io) => io,
-        Err(error) => return failure(upstream, name, &error),
+    let mut upstream_side = match hyper::upgrade::on(response).await {
+        Ok(io) => hyper_util::rt::TokioIo::new(io),
+        Err(error) => return failure(upstream, name, &SendError::Read(error)),
     };
     let operation = name.to_owned();
     tokio::spawn(async move {
@@ -546,11 +617,11 @@ fn upstream_error(status: u16, message: String) -> Response {
 }
 
 /// A failed `send`: unreachable (595), TLS or timeout (596), anything else (599).
-fn failure(upstream: &Upstream, name: &str, error: &reqwest::Error) -> Response {
+fn failure(upstream: &Upstream, name: &str, error: &SendError) -> Response {
     upstream.discrepancies.upstream_failure(name);
-    let detail = chain(error);
+    let detail = error.chain();
     tracing::warn!(operation = %name, upstream = %upstream.authority, error = %detail, "upstream request failed");
-    let tls = source_chain(error).any(|source| source.downcast_ref::<rustls::Error>().is_some())
+    let tls = error.is_tls()
         || detail.contains("certificate")
         || detail.to_ascii_lowercase().contains("tls");
     let (status, message) = if error.is_timeout() {
@@ -591,12 +662,15 @@ fn failure(upstream: &Upstream, name: &str, error: &reqwest::Error) -> Response 
 async fn replace_server_error(
     upstream: &Upstream,
     status: StatusCode,
-    response: reqwest::Response,
+    response: http::Response<Incoming>,
 ) -> Response {
-    let mut stream = response.bytes_stream();
+    let mut body = response.into_body();
     let mut quoted = Vec::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        quoted.extend_from_slice(&chunk);
+    let deadline = tokio::time::Instant::now() + upstream.timeout;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Some(chunk) = frame.data_ref() {
+            quoted.extend_from_slice(chunk);
+        }
         if quoted.len() >= MAX_QUOTED_ERROR {
             break;
         }
@@ -616,27 +690,4 @@ async fn replace_server_error(
         ),
     )
     .into_response()
-}
-
-/// The error's own message and its causes, without the URL (which may carry a query).
-fn chain(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    for source in source_chain(error) {
-        let text = source.to_string();
-        if !parts.iter().any(|part: &String| part.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
-}
-
-fn source_chain(
-    error: &reqwest::Error,
-) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = error.source();
-    std::iter::from_fn(move || {
-        let current = next?;
-        next = current.source();
-        Some(current)
-    })
 }

@@ -2,7 +2,9 @@
 //!
 //! Every request under `/api2/` is forwarded to the upstream with its credentials untouched
 //! (ticket cookie, CSRF header, API token; a login passes through like any call) over one pooled
-//! `reqwest` client ([`tls`] checks the upstream's certificate), and the upstream's reply comes
+//! HTTP/1.1 client (hyper-util's, the one under the SDK's `reqwest`, used directly: no URL
+//! parsing, redirect or cookie layers per request; [`tls`] checks the upstream's certificate,
+//! `hyper-rustls` speaks TLS), and the upstream's reply comes
 //! back unchanged. On the way, `/api2/json` and `/api2/extjs` traffic is checked against the
 //! selected tag's schema ([`validate`]): each request's parameters before it is forwarded, each
 //! `200` JSON reply against the operation's `returns`. What disagrees is logged, counted per
@@ -40,6 +42,9 @@ mod validate;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
 use crate::api::Api;
 use crate::error::Error;
 
@@ -48,6 +53,9 @@ pub use tls::UpstreamTls;
 
 /// Default time the upstream has to answer (headers; and between two reads of a body).
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long an upstream connection may stay idle in the pool.
+const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// Longest wait for the reply-check queue to empty before the discrepancies are read.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -129,9 +137,102 @@ impl UpstreamConfig {
     }
 }
 
+/// The pooled upstream client: HTTP/1.1 over plain TCP or `rustls`, bodies as axum's.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<HttpConnector>,
+    axum::body::Body,
+>;
+
+/// Why a request to the upstream, or the reading of its reply, failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Connecting, the TLS handshake, sending, or reading the reply's head.
+    Send(hyper_util::client::legacy::Error),
+    /// Reading the reply's body (or the switch to WebSocket).
+    Read(hyper::Error),
+    /// The body's next part did not come within the timeout.
+    ReadTimeout,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Send(error) => error.fmt(f),
+            SendError::Read(error) => error.fmt(f),
+            SendError::ReadTimeout => f.write_str("the upstream stopped sending the reply"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::Send(error) => Some(error),
+            SendError::Read(error) => Some(error),
+            SendError::ReadTimeout => None,
+        }
+    }
+}
+
+impl SendError {
+    /// The error's causes (for a send error, without the client's own `client error (...)`).
+    fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = match self {
+            SendError::Send(error) => std::error::Error::source(error),
+            SendError::Read(error) => Some(error),
+            SendError::ReadTimeout => Some(self),
+        };
+        std::iter::from_fn(move || {
+            let current = next?;
+            next = current.source();
+            Some(current)
+        })
+    }
+
+    /// The messages of the causes, each once (a message that repeats its cause's is left out).
+    pub(crate) fn chain(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for source in self.causes() {
+            let text = source.to_string();
+            if !parts.iter().any(|part| part.contains(&text)) {
+                parts.push(text);
+            }
+        }
+        parts.join(": ")
+    }
+
+    /// An I/O error among the causes (the error itself, or one wrapped in it).
+    fn io_errors(&self) -> impl Iterator<Item = &std::io::Error> {
+        self.causes()
+            .filter_map(|source| source.downcast_ref::<std::io::Error>())
+    }
+
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(self, SendError::ReadTimeout)
+            || self
+                .io_errors()
+                .any(|error| error.kind() == std::io::ErrorKind::TimedOut)
+    }
+
+    pub(crate) fn is_connect(&self) -> bool {
+        matches!(self, SendError::Send(error) if error.is_connect())
+    }
+
+    /// Whether `rustls` refused the handshake (the certificate, the pin, the protocol).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.causes()
+            .any(|source| source.downcast_ref::<rustls::Error>().is_some())
+            || self.io_errors().any(|error| {
+                error
+                    .get_ref()
+                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            })
+    }
+}
+
 /// Real mode at run time: the client, the discrepancy log, the recorder.
 pub(crate) struct Upstream {
-    client: reqwest::Client,
+    client: Client,
     /// `scheme://host:port` (and any path prefix), without a trailing `/`.
     base: String,
     /// `host:port`, for messages.
@@ -159,41 +260,55 @@ impl Upstream {
     /// Builds the pooled client for a configuration.
     pub(crate) fn new(config: &UpstreamConfig) -> Result<Upstream, Error> {
         let invalid = |why: &str| Error::Upstream(format!("invalid upstream URL: {why}"));
-        let url = reqwest::Url::parse(config.url.trim()).map_err(|_| invalid("not a URL"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("the scheme must be https or http"));
-        }
-        let host = url.host_str().ok_or_else(|| invalid("no host"))?;
-        if !url.username().is_empty() || url.password().is_some() {
+        let url = config
+            .url
+            .trim()
+            .parse::<http::Uri>()
+            .map_err(|_| invalid("not a URL"))?;
+        let scheme = match url.scheme_str() {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => "https",
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => "http",
+            Some(_) => return Err(invalid("the scheme must be https or http")),
+            None => return Err(invalid("not a URL")),
+        };
+        let url_authority = url.authority().ok_or_else(|| invalid("no host"))?;
+        if url_authority.as_str().contains('@') {
             return Err(invalid("credentials belong in requests, not in the URL"));
         }
-        let authority = match url.port_or_known_default() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        };
+        let host = url_authority.host().to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(invalid("no host"));
+        }
+        let port = url_authority
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let authority = format!("{host}:{port}");
         let path = url.path().trim_end_matches('/');
         let path = path
             .strip_suffix("/api2/json")
             .unwrap_or(path)
             .trim_end_matches('/');
-        let base = format!("{}://{authority}{path}", url.scheme());
+        let base = format!("{scheme}://{authority}{path}");
         if config.tls == UpstreamTls::Insecure {
             tracing::warn!(
                 upstream = %authority,
                 "--upstream-insecure: the upstream's certificate is not checked; anyone in between can read the credentials that pass"
             );
         }
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls::client_config(&config.tls)?)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(config.timeout)
-            .read_timeout(config.timeout)
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(config.timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls::client_config(&config.tls)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .http1_only()
-            .build()
-            .map_err(|error| Error::Upstream(format!("building the upstream client: {error}")))?;
+            .build(connector);
         Ok(Upstream {
             client,
             base,
@@ -206,6 +321,14 @@ impl Upstream {
             recorder: config.record.clone().map(record::Recorder::new),
             checker: checker::ReplyChecker::default(),
         })
+    }
+
+    /// The upstream's URI of a request target (`/api2/json/...?query`).
+    fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+        let mut text = String::with_capacity(self.base.len() + path_and_query.len());
+        text.push_str(&self.base);
+        text.push_str(path_and_query);
+        http::Uri::try_from(text)
     }
 
     /// The discrepancy log as JSON (`GET /_mock/discrepancies`), once the replies already

@@ -4,7 +4,7 @@
 //!
 //! The SDK has the same modes (`proxmox_sdk::tls`), but its `rustls` configuration is private to
 //! it and `proxmox-sdk` dev-depends on this crate, so the few lines are repeated here: a
-//! `ring`-based `rustls::ClientConfig` handed to `reqwest`, so no process-wide crypto provider
+//! `ring`-based `rustls::ClientConfig` handed to `hyper-rustls`, so no process-wide crypto provider
 //! is needed. As in the SDK, a pin replaces chain, expiry and host-name checks, and handshake
 //! signatures are verified in every mode.
 

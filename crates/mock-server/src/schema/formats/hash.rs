@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use super::guest;
 use crate::api::Api;
 use crate::schema::property_string::parse_property_string;
+use crate::schema::validate::Path;
 
 type Validator = fn(&Map<String, Value>) -> Result<(), String>;
 
@@ -29,7 +30,7 @@ pub(crate) struct HashFormat {
 
 impl HashFormat {
     /// `parse_property_string($name, $value, $path)`, then the validator.
-    pub(super) fn check(&self, api: &Api, value: &str, path: &str) -> Result<(), String> {
+    pub(super) fn check(&self, api: &Api, value: &str, path: &Path<'_>) -> Result<(), String> {
         let parsed = parse_property_string(api, &self.keys, value, path)?;
         match self.validator {
             Some(validator) => validator(&parsed),

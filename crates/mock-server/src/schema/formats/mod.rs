@@ -37,6 +37,7 @@ mod storage;
 
 use serde_json::Value;
 
+use super::validate::Path;
 use crate::api::Api;
 
 /// A registered verifier: `Ok` or the sub's `die` message.
@@ -59,14 +60,53 @@ fn lookup(name: &str) -> Option<Format> {
         .or_else(|| hash::get(name).map(Format::Hash))
 }
 
-/// `PVE::JSONSchema::is_integer`.
+/// `PVE::JSONSchema::is_integer`: `^[+-]?\d+$`. ASCII text is checked by hand (the validator
+/// asks for every integer it sees); other text goes to the regex, whose `\d` also takes
+/// Unicode digits.
 pub(crate) fn is_integer(text: &str) -> bool {
-    static_regex!(r"^[+-]?\d+$").is_match(text)
+    if !text.is_ascii() {
+        return static_regex!(r"^[+-]?\d+$").is_match(text);
+    }
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// `PVE::JSONSchema::is_number`.
+/// `PVE::JSONSchema::is_number`: `^[+-]?(\d+\.\d+|\d+\.|\.\d+|\d+)([eE][+-]?\d+)?$`, by hand for
+/// ASCII text as [`is_integer`].
 pub(crate) fn is_number(text: &str) -> bool {
-    static_regex!(r"^[+-]?(\d+\.\d+|\d+\.|\.\d+|\d+)([eE][+-]?\d+)?$").is_match(text)
+    if !text.is_ascii() {
+        return static_regex!(r"^[+-]?(\d+\.\d+|\d+\.|\.\d+|\d+)([eE][+-]?\d+)?$").is_match(text);
+    }
+    let bytes = text.strip_prefix(['+', '-']).unwrap_or(text).as_bytes();
+    let digits = |from: usize| {
+        bytes[from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let whole = digits(0);
+    let mut at = whole;
+    let mut fraction = 0;
+    if bytes.get(at) == Some(&b'.') {
+        fraction = digits(at + 1);
+        at += 1 + fraction;
+    }
+    // `\d+\.\d+`, `\d+\.`, `\.\d+` or `\d+`: at least one digit on either side.
+    if whole == 0 && fraction == 0 {
+        return false;
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        if matches!(bytes.get(at), Some(b'+' | b'-')) {
+            at += 1;
+        }
+        let exponent = digits(at);
+        if exponent == 0 {
+            return false;
+        }
+        at += exponent;
+    }
+    at == bytes.len()
 }
 
 /// `PVE::JSONSchema::parse_boolean`.
@@ -135,7 +175,7 @@ pub(crate) fn check_value_format(
     api: &Api,
     format: &str,
     value: &str,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<(), String> {
     match lookup(format) {
         Some(Format::Hash(hash)) => hash.check(api, value, path),

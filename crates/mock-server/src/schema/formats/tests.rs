@@ -323,7 +323,12 @@ fn list_and_hash_rules() {
 
 fn hash_check(format: &str, value: &str) -> Result<(), String> {
     let api = crate::test_api::small_api();
-    check_value_format(&api, format, value, "param")
+    check_value_format(
+        &api,
+        format,
+        value,
+        &crate::schema::validate::Path::Text("param"),
+    )
 }
 
 #[test]
@@ -442,4 +447,45 @@ fn formats_new_in_9_2() {
     assert!(refused("pve-sdn-route-map-id", "r m").contains("route map ID"));
     accepted("pve-sdn-fabric-wireguard-interface", &["wg0"]);
     assert!(refused("pve-sdn-fabric-wireguard-interface", "0wg").contains("interface"));
+}
+
+/// The hand-written `is_integer` and `is_number` answer as Proxmox's regexes do.
+#[test]
+fn number_checks_match_the_regexes() {
+    let integer = regex::Regex::new(r"^[+-]?\d+$").unwrap();
+    let number = regex::Regex::new(r"^[+-]?(\d+\.\d+|\d+\.|\.\d+|\d+)([eE][+-]?\d+)?$").unwrap();
+    let alphabet = ["", "0", "7", "+", "-", ".", "e", "E", "x", " ", "\n", "٣"];
+    let mut texts = vec![
+        "12".to_owned(),
+        "-1.5e+10".to_owned(),
+        "1.".to_owned(),
+        ".5".to_owned(),
+        "1e".to_owned(),
+        "++1".to_owned(),
+        "1.2.3".to_owned(),
+        "0x10".to_owned(),
+        "1E-07".to_owned(),
+        "12\n".to_owned(),
+    ];
+    for a in alphabet {
+        for b in alphabet {
+            for c in alphabet {
+                for d in alphabet {
+                    texts.push(format!("{a}{b}{c}{d}"));
+                }
+            }
+        }
+    }
+    for text in &texts {
+        assert_eq!(
+            is_integer(text),
+            integer.is_match(text),
+            "is_integer({text:?})"
+        );
+        assert_eq!(
+            is_number(text),
+            number.is_match(text),
+            "is_number({text:?})"
+        );
+    }
 }
