@@ -84,13 +84,13 @@ pub(super) fn client_config(tls: &UpstreamTls) -> Result<rustls::ClientConfig, E
             provider: Arc::clone(&provider),
         }),
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| Error::Tls(error.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // ALPN (`http/1.1`) is set by `hyper-rustls`, which refuses a config that has it already.
     Ok(config)
 }
 
