@@ -476,6 +476,8 @@ impl Tee {
     }
 }
 
+// `is_end_stream` and `size_hint` keep their defaults (not done, size unknown: the head carries the
+// upstream's `Content-Length`), so that hyper polls until the end is seen and the check is queued.
 impl hyper::body::Body for Tee {
     type Data = Bytes;
     type Error = SendError;
@@ -536,14 +538,6 @@ impl hyper::body::Body for Tee {
             pending.submit(&this.upstream, &this.api, body);
         }
         Poll::Ready(polled)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
     }
 }
 
