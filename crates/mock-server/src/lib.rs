@@ -31,6 +31,8 @@
 //! - `simulation`: task durations, injected faults.
 //! - `seed`: the default fixture, fixture files, the access part of fixtures, seed profiles.
 //! - `state`: what one instance shares between requests.
+//! - [`telemetry`]: the counters behind `GET /metrics` and, with the feature `otel`, the
+//!   OpenTelemetry export of the request spans (`docs/observability.md`).
 //! - `upstream`: real mode (`--upstream`): forwarding to a live Proxmox VE, validating the
 //!   traffic, the discrepancy report, recording a fixture.
 //! - `testing` (feature `sdk`): an in-process mock and a connected `proxmox_sdk::Client` from
@@ -49,6 +51,7 @@ mod server;
 mod simulation;
 mod state;
 mod store;
+pub mod telemetry;
 mod upstream;
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! cargo run -p mock-server -- --schema 8.4 --store memory --auth off
 //! RUST_LOG=mock_server=debug cargo run -p mock-server -- --task-duration 1s,qmstart=2s,vzdump=10s
 //! cargo run -p mock-server -- --profile large --store memory
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 cargo run -p mock-server --features otel
 //! cargo run -p mock-server -- --upstream https://pve:8006 --upstream-fingerprint AA:BB:... \
 //!     --report proxy-report.json --record recorded/     # real mode, docs/proxy.md
 //! ```
@@ -174,12 +175,7 @@ enum Switch {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mock_server=info")),
-        )
-        .init();
+    let _telemetry = init_tracing()?;
     let options = Options::parse();
     let tag = mock_server::resolve_tag(&options.schema).context("selecting the schema")?;
     let store = match options.store {
@@ -269,6 +265,57 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await;
     server.shutdown().await.context("shutting down")?;
     Ok(())
+}
+
+/// The log subscriber (`RUST_LOG`, default `mock_server=info`) and, with the feature `otel` and
+/// an OTLP endpoint in the environment, the span export (`docs/observability.md`): the mock's
+/// spans at every level and its warnings and errors, whatever `RUST_LOG` says.
+fn init_tracing() -> anyhow::Result<Telemetry> {
+    use tracing_subscriber::prelude::*;
+    let log_filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mock_server=info"));
+    let logs = tracing_subscriber::fmt::layer().with_filter(log_filter);
+    #[cfg(feature = "otel")]
+    {
+        use mock_server::telemetry::otel;
+        let provider =
+            otel::tracer_provider_from_env().context("setting up the OpenTelemetry export")?;
+        let export = provider.as_ref().map(|provider| {
+            otel::layer(provider).with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.target().starts_with("mock_server")
+                    && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
+            }))
+        });
+        tracing_subscriber::registry()
+            .with(logs)
+            .with(export)
+            .init();
+        Ok(Telemetry(provider))
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        tracing_subscriber::registry().with(logs).init();
+        Ok(Telemetry)
+    }
+}
+
+/// Exports the spans still buffered when dropped (feature `otel`).
+#[cfg(feature = "otel")]
+struct Telemetry(Option<mock_server::telemetry::otel::opentelemetry_sdk::trace::SdkTracerProvider>);
+
+/// Exports the spans still buffered when dropped (feature `otel`).
+#[cfg(not(feature = "otel"))]
+struct Telemetry;
+
+#[cfg(feature = "otel")]
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take()
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "exporting the last spans failed");
+        }
+    }
 }
 
 /// Real mode's settings from the command line.

@@ -15,6 +15,7 @@ use crate::ops::routes::Routes;
 use crate::seed::Fixture;
 use crate::simulation::{Simulation, TaskDurations};
 use crate::store::StateStore;
+use crate::telemetry::metrics::RequestMetrics;
 
 /// Run-time settings.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) openapi: OnceLock<bytes::Bytes>,
     /// Real mode: the upstream every API request is forwarded to (`--upstream`).
     pub(crate) upstream: OnceLock<Arc<crate::upstream::Upstream>>,
+    /// Request counts and latencies by operation, for `GET /metrics`.
+    pub(crate) metrics: RequestMetrics,
     pid: AtomicU32,
 }
 
@@ -97,6 +100,7 @@ impl AppState {
         let simulation = Simulation::new(&settings.fixture.faults);
         let access = AccessCache::new(&api.meta.release);
         AppState(Arc::new(Inner {
+            metrics: RequestMetrics::new(api.meta.operation_count()),
             routes: Routes::new(&api),
             api,
             store,

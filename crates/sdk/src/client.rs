@@ -28,6 +28,7 @@ use reqwest::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::{Instrument as _, Span};
 use url::Url;
 
 use crate::auth::{
@@ -40,6 +41,7 @@ use crate::request::RequestBuilder;
 use crate::retry::{DEFAULT_RETRY_BACKOFF, RetryPolicy};
 use crate::secret::SecretString;
 use crate::task::{Task, TaskPolling};
+use crate::telemetry;
 use crate::tfa::{TfaChallenge, TfaResponse};
 use crate::tls::{self, Fingerprint, Verification};
 
@@ -241,7 +243,10 @@ impl Client {
     ///
     /// A request whose body cannot be cloned (a stream) is sent once, without renewal or retries.
     pub async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response> {
-        self.execute_with(request, self.inner.retry).await
+        let span = telemetry::request_span(request.method(), None, request.url());
+        self.execute_with(request, self.inner.retry, &span)
+            .instrument(span.clone())
+            .await
     }
 
     /// [`Client::execute`] with a specific retry policy.
@@ -249,11 +254,29 @@ impl Client {
         &self,
         request: reqwest::Request,
         retry: RetryPolicy,
+        span: &Span,
+    ) -> Result<reqwest::Response> {
+        let outcome = self.execute_in(request, retry, span).await;
+        match &outcome {
+            Ok(response) => telemetry::record_status(span, response.status()),
+            Err(error) => telemetry::record_error(span, error),
+        }
+        outcome
+    }
+
+    /// [`Client::execute_with`] without recording the outcome on the span.
+    async fn execute_in(
+        &self,
+        request: reqwest::Request,
+        retry: RetryPolicy,
+        span: &Span,
     ) -> Result<reqwest::Response> {
         let what = self.describe(&request);
         if request.try_clone().is_none() {
             let mut request = request;
             self.authorize_with_sequence(&mut request).await?;
+            #[cfg(feature = "otel")]
+            crate::otel::inject(span, request.headers_mut());
             return self
                 .inner
                 .http
@@ -271,6 +294,8 @@ impl Client {
                 )));
             };
             let sequence = self.authorize_with_sequence(&mut attempt).await?;
+            #[cfg(feature = "otel")]
+            crate::otel::inject(span, attempt.headers_mut());
             let started = tokio::time::Instant::now();
             let outcome = self.inner.http.execute(attempt).await;
             let elapsed = started.elapsed();
@@ -284,6 +309,7 @@ impl Client {
                             (&self.inner.auth, sequence)
                     {
                         renewed = true;
+                        telemetry::record_resend(span, n_retries + 1, "ticket renewal");
                         ticket_auth
                             .ticket_after_rejection(&self.transport(), sequence)
                             .await?;
@@ -293,6 +319,11 @@ impl Client {
                         let delay = retry.delay(n_retries);
                         tracing::debug!(request = %what, status = status.as_u16(), ?delay, "retrying");
                         n_retries += 1;
+                        telemetry::record_resend(
+                            span,
+                            n_retries + u32::from(renewed),
+                            status.as_str(),
+                        );
                         tokio::time::sleep(delay).await;
                         continue;
                     }
@@ -305,6 +336,11 @@ impl Client {
                         let delay = retry.delay(n_retries);
                         tracing::debug!(request = %what, ?delay, "retrying");
                         n_retries += 1;
+                        telemetry::record_resend(
+                            span,
+                            n_retries + u32::from(renewed),
+                            telemetry::error_type(&error),
+                        );
                         tokio::time::sleep(delay).await;
                         continue;
                     }

@@ -168,6 +168,9 @@
 //!   edited by hand.
 //! - `typed`: [`Call`], the request every typed method returns, sent through [`RequestBuilder`].
 //! - `upload`: [`UploadFile`], for the one `multipart/form-data` operation (storage uploads).
+//! - `telemetry`: the `tracing` span of each request (named by its operationId in the typed API)
+//!   and of each task wait; `otel` (feature `otel`): OpenTelemetry export and `traceparent`
+//!   propagation (`docs/observability.md`).
 //!
 //! # Secrets
 //!
@@ -196,6 +199,8 @@ mod env;
 mod envelope;
 pub mod error;
 mod fan_out;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[rustfmt::skip] // prettyplease output, checked by `cargo xtask codegen --check`
 pub mod generated;
 #[cfg(feature = "profiles")]
@@ -205,6 +210,7 @@ pub mod retry;
 mod secret;
 pub mod stream;
 pub mod task;
+mod telemetry;
 mod tfa;
 pub mod tls;
 mod typed;

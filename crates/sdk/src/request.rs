@@ -16,12 +16,14 @@ use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::{Instrument as _, Span};
 
 use crate::Client;
 use crate::encode::{self, Params};
 use crate::envelope::{Paged, read_response};
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
+use crate::telemetry::{self, Operation};
 use crate::upload::UploadFile;
 
 /// A request being prepared; created by [`Client::request`](crate::Client::request).
@@ -34,6 +36,8 @@ pub struct RequestBuilder {
     upload: Option<UploadFile>,
     timeout: Option<Duration>,
     retry: RetryPolicy,
+    /// Set by the typed API: names the request's span.
+    operation: Option<Operation>,
 }
 
 impl RequestBuilder {
@@ -48,7 +52,19 @@ impl RequestBuilder {
             upload: None,
             timeout: None,
             retry,
+            operation: None,
         }
+    }
+
+    /// Names the operation for the request's `tracing` span: its operationId and its path
+    /// template below `/api2/json` (the typed API sets them; see `docs/observability.md`).
+    /// Both must be bounded names, never values: they become span names and attributes.
+    pub fn operation(mut self, operation_id: &'static str, template: &'static str) -> Self {
+        self.operation = Some(Operation {
+            id: operation_id,
+            template,
+        });
+        self
     }
 
     /// Sets the parameters: a query string for `GET`/`HEAD`/`DELETE`, a JSON body otherwise.
@@ -100,6 +116,7 @@ impl RequestBuilder {
             params: self.params?.unwrap_or_default(),
             timeout: self.timeout,
             retry: self.retry,
+            operation: self.operation,
         })
     }
 
@@ -147,16 +164,35 @@ impl RequestBuilder {
 
     /// Sends the request and returns the payload together with the envelope's `total`.
     pub async fn send_paged<T: DeserializeOwned>(self) -> Result<Paged<T>> {
-        let response = self.send_raw().await?;
-        let (method, path) = (self.method, self.path);
-        read_response(&method, &path, response).await
+        let span = self.span();
+        let decoded = async {
+            let response = self.send_in(&span).await?;
+            read_response(&self.method, &self.path, response).await
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(error) = &decoded {
+            telemetry::record_error(&span, error);
+        }
+        decoded
     }
 
     /// Sends the request (with authentication, renewal and retries) and returns the raw answer,
     /// whatever its status.
     pub async fn send_raw(&self) -> Result<reqwest::Response> {
+        let span = self.span();
+        self.send_in(&span).instrument(span.clone()).await
+    }
+
+    /// [`RequestBuilder::send_raw`] in a span made by the caller.
+    async fn send_in(&self, span: &Span) -> Result<reqwest::Response> {
         let request = self.build()?;
-        self.client.execute_with(request, self.retry).await
+        self.client.execute_with(request, self.retry, span).await
+    }
+
+    /// The request's span (see `crate::telemetry`).
+    fn span(&self) -> Span {
+        telemetry::request_span(&self.method, self.operation, self.client.base_url())
     }
 
     /// `GET /nodes`, for error messages.
@@ -185,6 +221,7 @@ pub(crate) struct RequestTemplate {
     params: Params,
     timeout: Option<Duration>,
     retry: RetryPolicy,
+    operation: Option<Operation>,
 }
 
 impl RequestTemplate {
@@ -202,6 +239,7 @@ impl RequestTemplate {
             upload: None,
             timeout: self.timeout,
             retry: self.retry,
+            operation: self.operation,
         }
     }
 }

@@ -62,6 +62,7 @@ use futures::{TryStreamExt, stream};
 use reqwest::Method;
 use serde::Deserialize;
 use shared_types::Upid;
+use tracing::Instrument as _;
 
 use crate::Client;
 use crate::encode::path;
@@ -292,14 +293,20 @@ impl Task {
     /// [`Error::Timeout`] if it is still running after `timeout`; the task itself is not stopped
     /// then.
     pub async fn wait(&self, timeout: Duration) -> Result<TaskOutcome> {
+        let span = crate::telemetry::task_wait_span(&self.upid);
         let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.poll_until_stopped()).await {
+        let outcome = match tokio::time::timeout_at(deadline, self.poll_until_stopped())
+            .instrument(span.clone())
+            .await
+        {
             Ok(outcome) => outcome,
             Err(_elapsed) => Err(Error::Timeout {
                 what: format!("waiting for task {}", self.upid),
                 source: None,
             }),
-        }
+        };
+        crate::telemetry::record_task_outcome(&span, &outcome);
+        outcome
     }
 
     /// Asks Proxmox to stop the task.

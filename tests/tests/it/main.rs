@@ -4,6 +4,7 @@
 mod artifacts;
 mod full_flow;
 mod new_user;
+mod observability;
 mod proxy_sdk;
 mod raw_http;
 mod sdk_typed;

@@ -464,6 +464,14 @@ fn operation_method(
         doc.push_str(&example);
     }
     let name = ident(method_name);
+    // The operationId and template name the request's span (`proxmox_sdk` `telemetry`).
+    let operation_id = operation.operation_id.as_str();
+    let template = operation.path.as_str();
+    let new_request = quote! {
+        self.client
+            .request(::reqwest::Method::#http_method, #path)
+            .operation(#operation_id, #template)
+    };
     let call_type = |params: Option<TokenStream>| match (&lenient, params) {
         (None, None) => quote! { crate::Call<#response> },
         (None, Some(params)) => quote! { crate::Call<#response, #params> },
@@ -478,7 +486,7 @@ fn operation_method(
         return quote! {
             #doc
             pub fn #name(&self) -> #call {
-                crate::Call::new(self.client.request(::reqwest::Method::#http_method, #path))
+                crate::Call::new(#new_request)
             }
         };
     };
@@ -499,8 +507,7 @@ fn operation_method(
                 file: crate::UploadFile,
             ) -> #call {
                 crate::Call::new(
-                    self.client
-                        .request(::reqwest::Method::#http_method, #path)
+                    #new_request
                         .params(params)
                         .upload(file),
                 )
@@ -517,7 +524,7 @@ fn operation_method(
         quote! {
             #doc
             pub fn #name(&self) -> #call {
-                crate::Call::new(self.client.request(::reqwest::Method::#http_method, #path))
+                crate::Call::new(#new_request)
             }
         }
     } else {
@@ -526,8 +533,7 @@ fn operation_method(
             #doc
             pub fn #name(&self, params: &shared_types::#group::#request) -> #call {
                 crate::Call::new(
-                    self.client
-                        .request(::reqwest::Method::#http_method, #path)
+                    #new_request
                         .params(params),
                 )
             }

@@ -82,6 +82,11 @@ impl Meta {
         self.operations.iter().map(LazyOperation::get)
     }
 
+    /// How many operations the tag has (indexes `0..count`).
+    pub(crate) fn operation_count(&self) -> usize {
+        self.operations.len()
+    }
+
     /// One operation by index.
     pub(crate) fn operation(&self, index: usize) -> Option<&Operation> {
         self.operations.get(index).map(LazyOperation::get)

@@ -1,5 +1,5 @@
 //! The control endpoints (`/_mock/state`, `/_mock/reset`, `/_mock/faults`,
-//! `/_mock/discrepancies` in real mode) and the guard that
+//! `/_mock/discrepancies` in real mode, and `/metrics`) and the guard that
 //! keeps them from being turned against the mock's host.
 //!
 //! They read and change the whole state, so a request must pass, in this order:
@@ -49,6 +49,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
             post(add_fault).get(list_faults).delete(clear_faults),
         )
         .route("/_mock/discrepancies", get(discrepancies))
+        .route("/metrics", get(super::observe::metrics))
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 

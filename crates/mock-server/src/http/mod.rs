@@ -6,11 +6,14 @@
 //! - `GET /healthz`: `ok`;
 //! - `GET /openapi.json`: the tag's OpenAPI document with this server's URLs as `servers`;
 //! - `/_mock/...`: the control endpoints ([`control`]: `POST /_mock/reset`, `GET /_mock/state`,
-//!   `POST|GET|DELETE /_mock/faults`), closed to strangers.
+//!   `POST|GET|DELETE /_mock/faults`), closed to strangers;
+//! - `GET /metrics`: Prometheus metrics ([`observe`], which also opens the span of every request
+//!   and counts it), behind the same guard as `/_mock`.
 
 mod authn;
 mod body;
 mod control;
+mod observe;
 mod pipeline;
 mod wire;
 
@@ -35,6 +38,10 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(control::router(state.clone()))
         .fallback(pipeline::api_entry)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
 }
 

@@ -249,9 +249,10 @@ fn route<'s>(
             return Err(AppError::bad_request("invalid request path\n"));
         }
     };
-    let Some((_, op)) = state.api.operation(matched.path_index, method) else {
+    let Some((op_index, op)) = state.api.operation(matched.path_index, method) else {
         return Err(not_implemented());
     };
+    super::observe::matched(op_index);
     if caller.api_token && !op.allowtoken {
         return Err(AppError::status(
             StatusCode::FORBIDDEN,

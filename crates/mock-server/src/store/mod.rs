@@ -34,6 +34,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::oneshot;
 
+use crate::telemetry::metrics::CommitMetrics;
 use sqlite::Job;
 pub(crate) use tables::{Change, KeptRow, Tables, UPTIME_MARK};
 
@@ -98,6 +99,8 @@ pub(crate) struct StateStore {
     gate: tokio::sync::Mutex<()>,
     writer: Option<mpsc::Sender<Job>>,
     path: Option<PathBuf>,
+    /// The writer's commit latency and batch sizes (never moves with the memory backend).
+    commit_metrics: Arc<CommitMetrics>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -130,6 +133,7 @@ impl StateStore {
         fingerprint: &str,
         seed: Vec<Change>,
     ) -> Result<Arc<StateStore>, StoreError> {
+        let commit_metrics = Arc::new(CommitMetrics::default());
         let (tables, writer, path) = match store {
             Store::Memory => {
                 let mut tables = Tables::default();
@@ -143,7 +147,13 @@ impl StateStore {
                 (Arc::new(RwLock::new(tables)), None, None)
             }
             Store::Sqlite(path) => {
-                let (tables, writer) = sqlite::open(path, synchronous, fingerprint, seed)?;
+                let (tables, writer) = sqlite::open(
+                    path,
+                    synchronous,
+                    fingerprint,
+                    seed,
+                    Arc::clone(&commit_metrics),
+                )?;
                 (tables, Some(writer), Some(path.clone()))
             }
         };
@@ -152,7 +162,22 @@ impl StateStore {
             gate: tokio::sync::Mutex::new(()),
             writer,
             path,
+            commit_metrics,
         }))
+    }
+
+    /// The writer's commit latency and batch sizes.
+    pub(crate) fn commit_metrics(&self) -> &CommitMetrics {
+        &self.commit_metrics
+    }
+
+    /// The size of the SQLite write-ahead log (`state.db-wal`), if there is one.
+    pub(crate) fn wal_bytes(&self) -> Option<u64> {
+        let mut name = self.path.as_ref()?.as_os_str().to_owned();
+        name.push("-wal");
+        std::fs::metadata(PathBuf::from(name))
+            .ok()
+            .map(|meta| meta.len())
     }
 
     /// The SQLite file, if any.

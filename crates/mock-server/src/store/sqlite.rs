@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::tables::{Change, Tables, subtree_range};
 use super::{META_FINGERPRINT, StoreError};
+use crate::telemetry::metrics::CommitMetrics;
 
 fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sqlite { context, source }
@@ -67,6 +68,7 @@ pub(super) fn open(
     synchronous: Synchronous,
     fingerprint: &str,
     seed: Vec<Change>,
+    metrics: Arc<CommitMetrics>,
 ) -> Result<(Arc<RwLock<Tables>>, mpsc::Sender<Job>), StoreError> {
     restrict_permissions(path)?;
     let mut conn = Connection::open(path).map_err(sqlite("open database"))?;
@@ -105,6 +107,7 @@ pub(super) fn open(
         receiver,
         tables: Arc::clone(&tables),
         backlog: VecDeque::new(),
+        metrics,
     };
     std::thread::Builder::new()
         .name("mock-store-writer".to_owned())
@@ -285,6 +288,8 @@ struct Writer {
     tables: Arc<RwLock<Tables>>,
     /// Jobs taken off the channel during a resync, handled before new ones.
     backlog: VecDeque<Job>,
+    /// Commit latency and batch sizes, for `/metrics`.
+    metrics: Arc<CommitMetrics>,
 }
 
 type Batch = (Vec<Change>, oneshot::Sender<Result<(), StoreError>>);
@@ -339,7 +344,10 @@ impl Writer {
         if batches.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let results = commit_batches(&mut self.conn, &batches);
+        self.metrics.latency.observe_duration(started.elapsed());
+        self.metrics.batch_sizes.observe(batches.len() as u64);
         if results.iter().any(Result::is_err) {
             self.resync();
         }

@@ -9,6 +9,7 @@ mod formats;
 mod guests;
 mod handler_checks;
 mod http;
+mod metrics;
 mod pve92;
 mod replies;
 mod secrets;

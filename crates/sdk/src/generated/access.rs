@@ -16,7 +16,12 @@ impl Access {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_index", "/access"),
+        )
     }
     /// `/access/acl`
     pub fn acl(&self) -> AccessAcl {
@@ -58,6 +63,7 @@ impl Access {
                     ::reqwest::Method::PUT,
                     ::std::format!("{}/{}", self.path, "password"),
                 )
+                .operation("access_password_change", "/access/password")
                 .params(params),
         )
     }
@@ -108,6 +114,7 @@ impl Access {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "vncticket"),
                 )
+                .operation("access_vncticket_verify_vnc_ticket", "/access/vncticket")
                 .params(params),
         )
     }
@@ -136,7 +143,12 @@ impl AccessAcl {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::access::AccessAclReadResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_acl_read", "/access/acl"),
+        )
     }
     /// `PUT /access/acl`: Update Access Control List (add or remove permissions).
     pub fn update(
@@ -144,7 +156,11 @@ impl AccessAcl {
         params: &shared_types::access::AccessAclUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("access_acl_update", "/access/acl")
+                .params(params),
         )
     }
 }
@@ -165,7 +181,12 @@ impl AccessDomains {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::access::AccessDomainsIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_domains_index", "/access/domains"),
+        )
     }
     /// `POST /access/domains`: Add an authentication server.
     pub fn create(
@@ -176,6 +197,7 @@ impl AccessDomains {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("access_domains_create", "/access/domains")
                 .params(params),
         )
     }
@@ -200,7 +222,12 @@ impl AccessDomainsRealm {
     }
     /// `GET /access/domains/{realm}`: Get auth server configuration.
     pub fn get(&self) -> crate::Call<::serde_json::Value> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_domains_realm_read", "/access/domains/{realm}"),
+        )
     }
     /// `PUT /access/domains/{realm}`: Update authentication server settings.
     ///
@@ -208,12 +235,20 @@ impl AccessDomainsRealm {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::access::AccessDomainsRealmUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("access_domains_realm_update", "/access/domains/{realm}"),
+        )
     }
     /// `DELETE /access/domains/{realm}`: Delete an authentication server.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("access_domains_realm_delete", "/access/domains/{realm}"),
         )
     }
     /// `POST /access/domains/{realm}/sync`: Syncs users and/or groups from the configured LDAP to user.cfg. NOTE: Synced groups will have the name 'name-$realm', so make sure those groups do not exist to prevent overwriting.
@@ -230,7 +265,8 @@ impl AccessDomainsRealm {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "sync"),
-                ),
+                )
+                .operation("access_domains_sync", "/access/domains/{realm}/sync"),
         )
     }
 }
@@ -251,7 +287,12 @@ impl AccessGroups {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::access::AccessGroupsIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_groups_index", "/access/groups"),
+        )
     }
     /// `POST /access/groups`: Create new group.
     pub fn create(
@@ -262,6 +303,7 @@ impl AccessGroups {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("access_groups_create", "/access/groups")
                 .params(params),
         )
     }
@@ -288,7 +330,12 @@ impl AccessGroupsGroupid {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::access::AccessGroupsGroupidReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_groups_groupid_read", "/access/groups/{groupid}"),
+        )
     }
     /// `PUT /access/groups/{groupid}`: Update group data.
     ///
@@ -296,12 +343,20 @@ impl AccessGroupsGroupid {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::access::AccessGroupsGroupidUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("access_groups_groupid_update", "/access/groups/{groupid}"),
+        )
     }
     /// `DELETE /access/groups/{groupid}`: Delete group.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("access_groups_groupid_delete", "/access/groups/{groupid}"),
         )
     }
 }
@@ -320,7 +375,12 @@ impl AccessOpenid {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_openid_index", "/access/openid"),
+        )
     }
     /// `POST /access/openid/auth-url`: Get the OpenId Authorization Url for the specified realm.
     pub fn auth_url(
@@ -334,6 +394,7 @@ impl AccessOpenid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "auth-url"),
                 )
+                .operation("access_openid_auth_url", "/access/openid/auth-url")
                 .params(params),
         )
     }
@@ -349,6 +410,7 @@ impl AccessOpenid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "login"),
                 )
+                .operation("access_openid_login", "/access/openid/login")
                 .params(params),
         )
     }
@@ -373,7 +435,12 @@ impl AccessPermissions {
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         shared_types::access::AccessPermissionsParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_permissions", "/access/permissions"),
+        )
     }
 }
 /// Handle of `/access/roles` (a collection).
@@ -393,7 +460,12 @@ impl AccessRoles {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::access::AccessRolesIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_roles_index", "/access/roles"),
+        )
     }
     /// `POST /access/roles`: Create new role.
     pub fn create(
@@ -404,6 +476,7 @@ impl AccessRoles {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("access_roles_create", "/access/roles")
                 .params(params),
         )
     }
@@ -430,7 +503,12 @@ impl AccessRolesRoleid {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::access::AccessRolesRoleidReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_roles_roleid_read", "/access/roles/{roleid}"),
+        )
     }
     /// `PUT /access/roles/{roleid}`: Update an existing role.
     ///
@@ -438,12 +516,20 @@ impl AccessRolesRoleid {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::access::AccessRolesRoleidUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("access_roles_roleid_update", "/access/roles/{roleid}"),
+        )
     }
     /// `DELETE /access/roles/{roleid}`: Delete role.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("access_roles_roleid_delete", "/access/roles/{roleid}"),
         )
     }
 }
@@ -462,7 +548,12 @@ impl AccessTfa {
     pub fn list(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::access::AccessTfaListResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_tfa_list", "/access/tfa"),
+        )
     }
     /// `/access/tfa/{userid}`: the member with this `userid`.
     pub fn userid(&self, userid: impl ::std::fmt::Display) -> AccessTfaUserid {
@@ -489,7 +580,12 @@ impl AccessTfaUserid {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::access::AccessTfaListResponseItemEntriesItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_tfa_userid_list_user", "/access/tfa/{userid}"),
+        )
     }
     /// `POST /access/tfa/{userid}`: Add a TFA entry for a user.
     pub fn create(
@@ -500,6 +596,7 @@ impl AccessTfaUserid {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("access_tfa_userid_add_tfa_entry", "/access/tfa/{userid}")
                 .params(params),
         )
     }
@@ -526,7 +623,12 @@ impl AccessTfaUseridId {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::access::AccessTfaListResponseItemEntriesItem> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_tfa_id_get_tfa_entry", "/access/tfa/{userid}/{id}"),
+        )
     }
     /// `PUT /access/tfa/{userid}/{id}`: Add a TFA entry for a user.
     ///
@@ -534,7 +636,12 @@ impl AccessTfaUseridId {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::access::AccessTfaIdUpdateTfaEntryParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("access_tfa_id_update_tfa_entry", "/access/tfa/{userid}/{id}"),
+        )
     }
     /// `DELETE /access/tfa/{userid}/{id}`: Delete a TFA entry by ID.
     ///
@@ -543,7 +650,10 @@ impl AccessTfaUseridId {
         &self,
     ) -> crate::Call<(), shared_types::access::AccessTfaIdDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("access_tfa_id_delete", "/access/tfa/{userid}/{id}"),
         )
     }
 }
@@ -560,7 +670,12 @@ impl AccessTicket {
     }
     /// `GET /access/ticket`: Dummy. Useful for formatters which want to provide a login page.
     pub fn get(&self) -> crate::Call<()> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_ticket_get", "/access/ticket"),
+        )
     }
     /// `POST /access/ticket`: Create or verify authentication ticket.
     pub fn create(
@@ -571,6 +686,7 @@ impl AccessTicket {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("access_ticket_create", "/access/ticket")
                 .params(params),
         )
     }
@@ -605,7 +721,12 @@ impl AccessUsers {
         ::std::vec::Vec<shared_types::access::AccessUsersIndexResponseItem>,
         shared_types::access::AccessUsersIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_users_index", "/access/users"),
+        )
     }
     /// `POST /access/users`: Create new user.
     ///
@@ -629,6 +750,7 @@ impl AccessUsers {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("access_users_create", "/access/users")
                 .params(params),
         )
     }
@@ -655,7 +777,12 @@ impl AccessUsersUserid {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::access::AccessUsersUseridReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_users_userid_read", "/access/users/{userid}"),
+        )
     }
     /// `PUT /access/users/{userid}`: Update user configuration.
     ///
@@ -663,12 +790,20 @@ impl AccessUsersUserid {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::access::AccessUsersUseridUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("access_users_userid_update", "/access/users/{userid}"),
+        )
     }
     /// `DELETE /access/users/{userid}`: Delete user.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("access_users_userid_delete", "/access/users/{userid}"),
         )
     }
     /// `/access/users/{userid}/tfa`
@@ -693,6 +828,10 @@ impl AccessUsersUserid {
                 .request(
                     ::reqwest::Method::PUT,
                     ::std::format!("{}/{}", self.path, "unlock-tfa"),
+                )
+                .operation(
+                    "access_users_unlock_tfa",
+                    "/access/users/{userid}/unlock-tfa",
                 ),
         )
     }
@@ -717,7 +856,15 @@ impl AccessUsersUseridTfa {
         shared_types::access::AccessUsersTfaReadUserTfaTypeResponse,
         shared_types::access::AccessUsersTfaReadUserTfaTypeParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "access_users_tfa_read_user_tfa_type",
+                    "/access/users/{userid}/tfa",
+                ),
+        )
     }
 }
 /// Handle of `/access/users/{userid}/token` (a collection).
@@ -737,7 +884,12 @@ impl AccessUsersUseridToken {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::access::AccessUsersIndexResponseItemTokensItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("access_users_token_index", "/access/users/{userid}/token"),
+        )
     }
     /// `/access/users/{userid}/token/{tokenid}`: the member with this `tokenid`.
     pub fn tokenid(
@@ -765,7 +917,15 @@ impl AccessUsersUseridTokenTokenid {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::access::AccessUsersTokenReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "access_users_token_read",
+                    "/access/users/{userid}/token/{tokenid}",
+                ),
+        )
     }
     /// `POST /access/users/{userid}/token/{tokenid}`: Generate a new API token for a specific user. NOTE: returns API token value, which needs to be stored as it cannot be retrieved afterwards!
     ///
@@ -795,7 +955,15 @@ impl AccessUsersUseridTokenTokenid {
         shared_types::access::AccessUsersTokenGenerateResponse,
         shared_types::access::AccessUsersTokenGenerateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "access_users_token_generate",
+                    "/access/users/{userid}/token/{tokenid}",
+                ),
+        )
     }
     /// `PUT /access/users/{userid}/token/{tokenid}`: Update API token for a specific user. NOTE: when 'regenerate' is set, the returned token value needs to be stored as it cannot be retrieved afterwards!
     ///
@@ -806,12 +974,26 @@ impl AccessUsersUseridTokenTokenid {
         shared_types::access::AccessUsersTokenUpdateTokenInfoResponse,
         shared_types::access::AccessUsersTokenUpdateTokenInfoParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "access_users_token_update_token_info",
+                    "/access/users/{userid}/token/{tokenid}",
+                ),
+        )
     }
     /// `DELETE /access/users/{userid}/token/{tokenid}`: Remove API token for a specific user.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "access_users_token_remove",
+                    "/access/users/{userid}/token/{tokenid}",
+                ),
         )
     }
 }

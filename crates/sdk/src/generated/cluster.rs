@@ -18,7 +18,12 @@ impl Cluster {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_index", "/cluster"),
+        )
     }
     /// `/cluster/acme`
     pub fn acme(&self) -> ClusterAcme {
@@ -194,7 +199,12 @@ impl ClusterAcme {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_acme_index", "/cluster/acme"),
+        )
     }
     /// `/cluster/acme/account`
     pub fn account(&self) -> ClusterAcmeAccount {
@@ -256,7 +266,12 @@ impl ClusterAcmeAccount {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_acme_account_index", "/cluster/acme/account"),
+        )
     }
     /// `POST /cluster/acme/account`: Register a new ACME account with CA.
     ///
@@ -269,6 +284,7 @@ impl ClusterAcmeAccount {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_acme_account_register", "/cluster/acme/account")
                 .params(params),
         )
     }
@@ -295,7 +311,15 @@ impl ClusterAcmeAccountName {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterAcmeAccountNameGetResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_acme_account_name_get",
+                    "/cluster/acme/account/{name}",
+                ),
+        )
     }
     /// `PUT /cluster/acme/account/{name}`: Update existing ACME account information with CA. Note: not specifying any new account information triggers a refresh.
     ///
@@ -308,14 +332,28 @@ impl ClusterAcmeAccountName {
         shared_types::Upid,
         shared_types::cluster::ClusterAcmeAccountNameUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_acme_account_name_update",
+                    "/cluster/acme/account/{name}",
+                ),
+        )
     }
     /// `DELETE /cluster/acme/account/{name}`: Deactivate existing ACME account at CA.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     pub fn delete(&self) -> crate::Call<shared_types::Upid> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_acme_account_name_deactivate",
+                    "/cluster/acme/account/{name}",
+                ),
         )
     }
 }
@@ -338,7 +376,15 @@ impl ClusterAcmeChallengeSchema {
             shared_types::cluster::ClusterAcmeChallengeSchemaChallengeschemaResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_acme_challenge_schema_challengeschema",
+                    "/cluster/acme/challenge-schema",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/acme/directories`.
@@ -358,7 +404,12 @@ impl ClusterAcmeDirectories {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterAcmeDirectoriesGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_acme_directories_get", "/cluster/acme/directories"),
+        )
     }
 }
 /// Handle of `/cluster/acme/meta`.
@@ -381,7 +432,12 @@ impl ClusterAcmeMeta {
         shared_types::cluster::ClusterAcmeMetaGetResponse,
         shared_types::cluster::ClusterAcmeMetaGetParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_acme_meta_get", "/cluster/acme/meta"),
+        )
     }
 }
 /// Handle of `/cluster/acme/plugins` (a collection).
@@ -404,7 +460,12 @@ impl ClusterAcmePlugins {
         ::std::vec::Vec<shared_types::cluster::ClusterAcmePluginsIndexResponseItem>,
         shared_types::cluster::ClusterAcmePluginsIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_acme_plugins_index", "/cluster/acme/plugins"),
+        )
     }
     /// `POST /cluster/acme/plugins`: Add ACME plugin configuration.
     pub fn create(
@@ -415,6 +476,7 @@ impl ClusterAcmePlugins {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_acme_plugins_add", "/cluster/acme/plugins")
                 .params(params),
         )
     }
@@ -441,7 +503,15 @@ impl ClusterAcmePluginsId {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterAcmePluginsIndexResponseItem> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_acme_plugins_id_get_plugin_config",
+                    "/cluster/acme/plugins/{id}",
+                ),
+        )
     }
     /// `PUT /cluster/acme/plugins/{id}`: Update ACME plugin configuration.
     ///
@@ -449,12 +519,26 @@ impl ClusterAcmePluginsId {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterAcmePluginsIdUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_acme_plugins_id_update",
+                    "/cluster/acme/plugins/{id}",
+                ),
+        )
     }
     /// `DELETE /cluster/acme/plugins/{id}`: Delete ACME plugin configuration.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_acme_plugins_id_delete",
+                    "/cluster/acme/plugins/{id}",
+                ),
         )
     }
 }
@@ -478,7 +562,12 @@ impl ClusterAcmeTos {
         ::std::string::String,
         shared_types::cluster::ClusterAcmeTosGetParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_acme_tos_get", "/cluster/acme/tos"),
+        )
     }
 }
 /// Handle of `/cluster/backup` (a collection).
@@ -498,7 +587,12 @@ impl ClusterBackup {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterBackupIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_backup_index", "/cluster/backup"),
+        )
     }
     /// `POST /cluster/backup`: Create new vzdump backup job.
     ///
@@ -506,7 +600,12 @@ impl ClusterBackup {
     pub fn create(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterBackupCreateJobParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_backup_create_job", "/cluster/backup"),
+        )
     }
     /// `/cluster/backup/{id}`: the member with this `id`.
     pub fn id(&self, id: impl ::std::fmt::Display) -> ClusterBackupId {
@@ -533,7 +632,12 @@ impl ClusterBackupInfo {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterBackupInfoIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_backup_info_index", "/cluster/backup-info"),
+        )
     }
     /// `/cluster/backup-info/not-backed-up`
     pub fn not_backed_up(&self) -> ClusterBackupInfoNotBackedUp {
@@ -562,7 +666,15 @@ impl ClusterBackupInfoNotBackedUp {
             shared_types::cluster::ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_backup_info_not_backed_up_get_guests_not_in_backup",
+                    "/cluster/backup-info/not-backed-up",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/backup/{id}` (one member of a collection).
@@ -580,7 +692,12 @@ impl ClusterBackupId {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterBackupIndexResponseItem> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_backup_id_read_job", "/cluster/backup/{id}"),
+        )
     }
     /// `PUT /cluster/backup/{id}`: Update vzdump backup job definition.
     ///
@@ -588,12 +705,20 @@ impl ClusterBackupId {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterBackupIdUpdateJobParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_backup_id_update_job", "/cluster/backup/{id}"),
+        )
     }
     /// `DELETE /cluster/backup/{id}`: Delete vzdump backup job definition.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_backup_id_delete_job", "/cluster/backup/{id}"),
         )
     }
     /// `/cluster/backup/{id}/included_volumes`
@@ -619,7 +744,15 @@ impl ClusterBackupIdIncludedVolumes {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterBackupIncludedVolumesGetResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_backup_included_volumes_get",
+                    "/cluster/backup/{id}/included_volumes",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/bulk-action`.
@@ -639,7 +772,12 @@ impl ClusterBulkAction {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_bulk_action_index", "/cluster/bulk-action"),
+        )
     }
     /// `/cluster/bulk-action/guest`
     pub fn guest(&self) -> ClusterBulkActionGuest {
@@ -666,7 +804,15 @@ impl ClusterBulkActionGuest {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_bulk_action_guest_index",
+                    "/cluster/bulk-action/guest",
+                ),
+        )
     }
     /// `POST /cluster/bulk-action/guest/migrate`: Bulk migrate all guests on the cluster.
     ///
@@ -681,6 +827,10 @@ impl ClusterBulkActionGuest {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "migrate"),
+                )
+                .operation(
+                    "cluster_bulk_action_guest_migrate",
+                    "/cluster/bulk-action/guest/migrate",
                 )
                 .params(params),
         )
@@ -702,6 +852,10 @@ impl ClusterBulkActionGuest {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "shutdown"),
+                )
+                .operation(
+                    "cluster_bulk_action_guest_shutdown",
+                    "/cluster/bulk-action/guest/shutdown",
                 ),
         )
     }
@@ -722,6 +876,10 @@ impl ClusterBulkActionGuest {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "start"),
+                )
+                .operation(
+                    "cluster_bulk_action_guest_start",
+                    "/cluster/bulk-action/guest/start",
                 ),
         )
     }
@@ -742,6 +900,10 @@ impl ClusterBulkActionGuest {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "suspend"),
+                )
+                .operation(
+                    "cluster_bulk_action_guest_suspend",
+                    "/cluster/bulk-action/guest/suspend",
                 ),
         )
     }
@@ -763,7 +925,12 @@ impl ClusterCeph {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ceph_cephindex", "/cluster/ceph"),
+        )
     }
     /// `/cluster/ceph/flags`
     pub fn flags(&self) -> ClusterCephFlags {
@@ -804,7 +971,12 @@ impl ClusterCephFlags {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterCephFlagsGetAllResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ceph_flags_get_all", "/cluster/ceph/flags"),
+        )
     }
     /// `PUT /cluster/ceph/flags`: Set/Unset multiple Ceph flags at once. Each flag is a top-level optional boolean: passing true sets the flag, false unsets it, omitting it leaves the current state untouched. Runs as a worker task; returns a UPID to follow.
     ///
@@ -817,7 +989,12 @@ impl ClusterCephFlags {
         shared_types::Upid,
         shared_types::cluster::ClusterCephFlagsSetParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_ceph_flags_set", "/cluster/ceph/flags"),
+        )
     }
     /// `/cluster/ceph/flags/{flag}`: the member with this `flag`.
     pub fn flag(&self, flag: impl ::std::fmt::Display) -> ClusterCephFlagsFlag {
@@ -840,7 +1017,12 @@ impl ClusterCephFlagsFlag {
     }
     /// `GET /cluster/ceph/flags/{flag}`: Get the status of a specific ceph flag.
     pub fn get(&self) -> crate::Call<shared_types::PveBool> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ceph_flags_flag_get", "/cluster/ceph/flags/{flag}"),
+        )
     }
     /// `PUT /cluster/ceph/flags/{flag}`: Set or clear (unset) a specific Ceph flag. Runs synchronously (unlike the bulk PUT /cluster/ceph/flags endpoint, which forks a worker task).
     pub fn update(
@@ -848,7 +1030,14 @@ impl ClusterCephFlagsFlag {
         params: &shared_types::cluster::ClusterCephFlagsFlagUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_ceph_flags_flag_update",
+                    "/cluster/ceph/flags/{flag}",
+                )
+                .params(params),
         )
     }
 }
@@ -872,7 +1061,12 @@ impl ClusterCephMetadata {
         shared_types::cluster::ClusterCephMetadataResponse,
         shared_types::cluster::ClusterCephMetadataParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ceph_metadata", "/cluster/ceph/metadata"),
+        )
     }
 }
 /// Handle of `/cluster/ceph/status`.
@@ -890,7 +1084,12 @@ impl ClusterCephStatus {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ceph_status", "/cluster/ceph/status"),
+        )
     }
 }
 /// Handle of `/cluster/config`.
@@ -910,7 +1109,12 @@ impl ClusterConfig {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_config_index", "/cluster/config"),
+        )
     }
     /// `POST /cluster/config`: Generate new cluster configuration. If no links given, default to local IP address as link0.
     ///
@@ -923,6 +1127,7 @@ impl ClusterConfig {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_config_create", "/cluster/config")
                 .params(params),
         )
     }
@@ -977,7 +1182,15 @@ impl ClusterConfigApiversion {
     pub fn get(
         &self,
     ) -> crate::Call<i64, crate::NoParams, shared_types::lenient::LenientValue<i64>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_config_apiversion_join_api_version",
+                    "/cluster/config/apiversion",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/config/join`.
@@ -1000,7 +1213,12 @@ impl ClusterConfigJoin {
         shared_types::cluster::ClusterConfigJoinInfoResponse,
         shared_types::cluster::ClusterConfigJoinInfoParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_config_join_info", "/cluster/config/join"),
+        )
     }
     /// `POST /cluster/config/join`: Joins this node into an existing cluster. If no links are given, default to IP resolved by node's hostname on single link (fallback fails for clusters with multiple links).
     ///
@@ -1013,6 +1231,7 @@ impl ClusterConfigJoin {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_config_join", "/cluster/config/join")
                 .params(params),
         )
     }
@@ -1034,7 +1253,12 @@ impl ClusterConfigNodes {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterConfigNodesResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_config_nodes", "/cluster/config/nodes"),
+        )
     }
     /// `/cluster/config/nodes/{node}`: the member with this `node`.
     pub fn node(&self, node: impl ::std::fmt::Display) -> ClusterConfigNodesNode {
@@ -1064,12 +1288,26 @@ impl ClusterConfigNodesNode {
         shared_types::cluster::ClusterConfigNodesNodeAddnodeResponse,
         shared_types::cluster::ClusterConfigNodesNodeAddnodeParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_config_nodes_node_addnode",
+                    "/cluster/config/nodes/{node}",
+                ),
+        )
     }
     /// `DELETE /cluster/config/nodes/{node}`: Removes a node from the cluster configuration.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_config_nodes_node_delnode",
+                    "/cluster/config/nodes/{node}",
+                ),
         )
     }
 }
@@ -1088,7 +1326,12 @@ impl ClusterConfigQdevice {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_config_qdevice_status", "/cluster/config/qdevice"),
+        )
     }
 }
 /// Handle of `/cluster/config/totem`.
@@ -1106,7 +1349,12 @@ impl ClusterConfigTotem {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_config_totem", "/cluster/config/totem"),
+        )
     }
 }
 /// Handle of `/cluster/firewall`.
@@ -1126,7 +1374,12 @@ impl ClusterFirewall {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_firewall_index", "/cluster/firewall"),
+        )
     }
     /// `/cluster/firewall/aliases`
     pub fn aliases(&self) -> ClusterFirewallAliases {
@@ -1195,7 +1448,12 @@ impl ClusterFirewallAliases {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallAliasesGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_firewall_aliases_get", "/cluster/firewall/aliases"),
+        )
     }
     /// `POST /cluster/firewall/aliases`: Create IP or Network Alias.
     pub fn create(
@@ -1206,6 +1464,10 @@ impl ClusterFirewallAliases {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_firewall_aliases_create_alias",
+                    "/cluster/firewall/aliases",
+                )
                 .params(params),
         )
     }
@@ -1232,7 +1494,15 @@ impl ClusterFirewallAliasesName {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_firewall_aliases_name_read_alias",
+                    "/cluster/firewall/aliases/{name}",
+                ),
+        )
     }
     /// `PUT /cluster/firewall/aliases/{name}`: Update IP or Network alias.
     pub fn update(
@@ -1240,7 +1510,14 @@ impl ClusterFirewallAliasesName {
         params: &shared_types::cluster::ClusterFirewallAliasesNameUpdateAliasParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_firewall_aliases_name_update_alias",
+                    "/cluster/firewall/aliases/{name}",
+                )
+                .params(params),
         )
     }
     /// `DELETE /cluster/firewall/aliases/{name}`: Remove IP or Network alias.
@@ -1253,7 +1530,13 @@ impl ClusterFirewallAliasesName {
         shared_types::cluster::ClusterFirewallAliasesNameRemoveAliasParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_firewall_aliases_name_remove_alias",
+                    "/cluster/firewall/aliases/{name}",
+                ),
         )
     }
 }
@@ -1276,7 +1559,15 @@ impl ClusterFirewallGroups {
             shared_types::cluster::ClusterFirewallGroupsListSecurityResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_firewall_groups_list_security",
+                    "/cluster/firewall/groups",
+                ),
+        )
     }
     /// `POST /cluster/firewall/groups`: Create new security group.
     pub fn create(
@@ -1287,6 +1578,10 @@ impl ClusterFirewallGroups {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_firewall_groups_create_security_group",
+                    "/cluster/firewall/groups",
+                )
                 .params(params),
         )
     }
@@ -1317,7 +1612,15 @@ impl ClusterFirewallGroupsGroup {
             shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_firewall_groups_group_get_rules",
+                    "/cluster/firewall/groups/{group}",
+                ),
+        )
     }
     /// `POST /cluster/firewall/groups/{group}`: Create new rule.
     pub fn create(
@@ -1328,13 +1631,23 @@ impl ClusterFirewallGroupsGroup {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_firewall_groups_group_create_rule",
+                    "/cluster/firewall/groups/{group}",
+                )
                 .params(params),
         )
     }
     /// `DELETE /cluster/firewall/groups/{group}`: Delete security group.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_firewall_groups_group_delete_security",
+                    "/cluster/firewall/groups/{group}",
+                ),
         )
     }
     /// `/cluster/firewall/groups/{group}/{pos}`: the member with this `pos`.
@@ -1362,7 +1675,15 @@ impl ClusterFirewallGroupsGroupPos {
     ) -> crate::Call<
         shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_firewall_groups_pos_get_rule",
+                    "/cluster/firewall/groups/{group}/{pos}",
+                ),
+        )
     }
     /// `PUT /cluster/firewall/groups/{group}/{pos}`: Modify rule data.
     ///
@@ -1373,7 +1694,15 @@ impl ClusterFirewallGroupsGroupPos {
         (),
         shared_types::cluster::ClusterFirewallGroupsPosUpdateRuleParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_firewall_groups_pos_update_rule",
+                    "/cluster/firewall/groups/{group}/{pos}",
+                ),
+        )
     }
     /// `DELETE /cluster/firewall/groups/{group}/{pos}`: Delete rule.
     ///
@@ -1385,7 +1714,13 @@ impl ClusterFirewallGroupsGroupPos {
         shared_types::cluster::ClusterFirewallGroupsPosDeleteRuleParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_firewall_groups_pos_delete_rule",
+                    "/cluster/firewall/groups/{group}/{pos}",
+                ),
         )
     }
 }
@@ -1406,7 +1741,12 @@ impl ClusterFirewallIpset {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallIpsetIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_firewall_ipset_index", "/cluster/firewall/ipset"),
+        )
     }
     /// `POST /cluster/firewall/ipset`: Create new IPSet
     pub fn create(
@@ -1417,6 +1757,7 @@ impl ClusterFirewallIpset {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_firewall_ipset_create", "/cluster/firewall/ipset")
                 .params(params),
         )
     }
@@ -1445,7 +1786,15 @@ impl ClusterFirewallIpsetName {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallIpsetNameGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_firewall_ipset_name_get",
+                    "/cluster/firewall/ipset/{name}",
+                ),
+        )
     }
     /// `POST /cluster/firewall/ipset/{name}`: Add IP or Network to IPSet.
     pub fn create(
@@ -1456,6 +1805,10 @@ impl ClusterFirewallIpsetName {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_firewall_ipset_name_create_ip",
+                    "/cluster/firewall/ipset/{name}",
+                )
                 .params(params),
         )
     }
@@ -1466,7 +1819,13 @@ impl ClusterFirewallIpsetName {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterFirewallIpsetNameDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_firewall_ipset_name_delete",
+                    "/cluster/firewall/ipset/{name}",
+                ),
         )
     }
     /// `/cluster/firewall/ipset/{name}/{cidr}`: the member with this `cidr`.
@@ -1492,7 +1851,15 @@ impl ClusterFirewallIpsetNameCidr {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_firewall_ipset_cidr_read_ip",
+                    "/cluster/firewall/ipset/{name}/{cidr}",
+                ),
+        )
     }
     /// `PUT /cluster/firewall/ipset/{name}/{cidr}`: Update IP or Network settings
     ///
@@ -1500,7 +1867,15 @@ impl ClusterFirewallIpsetNameCidr {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterFirewallIpsetCidrUpdateIpParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_firewall_ipset_cidr_update_ip",
+                    "/cluster/firewall/ipset/{name}/{cidr}",
+                ),
+        )
     }
     /// `DELETE /cluster/firewall/ipset/{name}/{cidr}`: Remove IP or Network from IPSet.
     ///
@@ -1509,7 +1884,13 @@ impl ClusterFirewallIpsetNameCidr {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterFirewallIpsetCidrRemoveIpParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_firewall_ipset_cidr_remove_ip",
+                    "/cluster/firewall/ipset/{name}/{cidr}",
+                ),
         )
     }
 }
@@ -1530,7 +1911,12 @@ impl ClusterFirewallMacros {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterFirewallMacrosGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_firewall_macros_get", "/cluster/firewall/macros"),
+        )
     }
 }
 /// Handle of `/cluster/firewall/options`.
@@ -1548,7 +1934,12 @@ impl ClusterFirewallOptions {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterFirewallOptionsGetResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_firewall_options_get", "/cluster/firewall/options"),
+        )
     }
     /// `PUT /cluster/firewall/options`: Set Firewall options.
     ///
@@ -1556,7 +1947,12 @@ impl ClusterFirewallOptions {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterFirewallOptionsSetParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_firewall_options_set", "/cluster/firewall/options"),
+        )
     }
 }
 /// Handle of `/cluster/firewall/refs`.
@@ -1579,7 +1975,12 @@ impl ClusterFirewallRefs {
         ::std::vec::Vec<shared_types::common::ClusterFirewallRefsResponseItem>,
         shared_types::cluster::ClusterFirewallRefsParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_firewall_refs", "/cluster/firewall/refs"),
+        )
     }
 }
 /// Handle of `/cluster/firewall/rules` (a collection).
@@ -1601,7 +2002,12 @@ impl ClusterFirewallRules {
             shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_firewall_rules_get", "/cluster/firewall/rules"),
+        )
     }
     /// `POST /cluster/firewall/rules`: Create new rule.
     pub fn create(
@@ -1612,6 +2018,7 @@ impl ClusterFirewallRules {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_firewall_rules_create", "/cluster/firewall/rules")
                 .params(params),
         )
     }
@@ -1640,7 +2047,15 @@ impl ClusterFirewallRulesPos {
     ) -> crate::Call<
         shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_firewall_rules_pos_get",
+                    "/cluster/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `PUT /cluster/firewall/rules/{pos}`: Modify rule data.
     ///
@@ -1648,7 +2063,15 @@ impl ClusterFirewallRulesPos {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterFirewallRulesPosUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_firewall_rules_pos_update",
+                    "/cluster/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `DELETE /cluster/firewall/rules/{pos}`: Delete rule.
     ///
@@ -1657,7 +2080,13 @@ impl ClusterFirewallRulesPos {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterFirewallRulesPosDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_firewall_rules_pos_delete",
+                    "/cluster/firewall/rules/{pos}",
+                ),
         )
     }
 }
@@ -1676,7 +2105,12 @@ impl ClusterHa {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::ClusterHaIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ha_index", "/cluster/ha"),
+        )
     }
     /// `/cluster/ha/groups`
     pub fn groups(&self) -> ClusterHaGroups {
@@ -1724,7 +2158,12 @@ impl ClusterHaGroups {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterHaGroupsIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ha_groups_index", "/cluster/ha/groups"),
+        )
     }
     /// `POST /cluster/ha/groups`: Create a new HA group. (deprecated in favor of HA rules)
     pub fn create(
@@ -1735,6 +2174,7 @@ impl ClusterHaGroups {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_ha_groups_create", "/cluster/ha/groups")
                 .params(params),
         )
     }
@@ -1759,7 +2199,12 @@ impl ClusterHaGroupsGroup {
     }
     /// `GET /cluster/ha/groups/{group}`: Read ha group configuration. (deprecated in favor of HA rules)
     pub fn get(&self) -> crate::Call<::serde_json::Value> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ha_groups_group_read", "/cluster/ha/groups/{group}"),
+        )
     }
     /// `PUT /cluster/ha/groups/{group}`: Update ha group configuration. (deprecated in favor of HA rules)
     ///
@@ -1767,12 +2212,26 @@ impl ClusterHaGroupsGroup {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterHaGroupsGroupUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_ha_groups_group_update",
+                    "/cluster/ha/groups/{group}",
+                ),
+        )
     }
     /// `DELETE /cluster/ha/groups/{group}`: Delete ha group configuration. (deprecated in favor of HA rules)
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_ha_groups_group_delete",
+                    "/cluster/ha/groups/{group}",
+                ),
         )
     }
 }
@@ -1796,7 +2255,12 @@ impl ClusterHaResources {
         ::std::vec::Vec<shared_types::cluster::ClusterHaResourcesIndexResponseItem>,
         shared_types::cluster::ClusterHaResourcesIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ha_resources_index", "/cluster/ha/resources"),
+        )
     }
     /// `POST /cluster/ha/resources`: Create a new HA resource.
     pub fn create(
@@ -1807,6 +2271,7 @@ impl ClusterHaResources {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_ha_resources_create", "/cluster/ha/resources")
                 .params(params),
         )
     }
@@ -1833,7 +2298,15 @@ impl ClusterHaResourcesSid {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterHaResourcesSidReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_ha_resources_sid_read",
+                    "/cluster/ha/resources/{sid}",
+                ),
+        )
     }
     /// `PUT /cluster/ha/resources/{sid}`: Update resource configuration.
     ///
@@ -1841,7 +2314,15 @@ impl ClusterHaResourcesSid {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterHaResourcesSidUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_ha_resources_sid_update",
+                    "/cluster/ha/resources/{sid}",
+                ),
+        )
     }
     /// `DELETE /cluster/ha/resources/{sid}`: Delete resource configuration.
     ///
@@ -1850,7 +2331,13 @@ impl ClusterHaResourcesSid {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterHaResourcesSidDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_ha_resources_sid_delete",
+                    "/cluster/ha/resources/{sid}",
+                ),
         )
     }
     /// `POST /cluster/ha/resources/{sid}/migrate`: Request resource migration (online) to another node.
@@ -1864,6 +2351,10 @@ impl ClusterHaResourcesSid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "migrate"),
+                )
+                .operation(
+                    "cluster_ha_resources_migrate",
+                    "/cluster/ha/resources/{sid}/migrate",
                 )
                 .params(params),
         )
@@ -1879,6 +2370,10 @@ impl ClusterHaResourcesSid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "relocate"),
+                )
+                .operation(
+                    "cluster_ha_resources_relocate",
+                    "/cluster/ha/resources/{sid}/relocate",
                 )
                 .params(params),
         )
@@ -1904,7 +2399,12 @@ impl ClusterHaRules {
         ::std::vec::Vec<shared_types::cluster::ClusterHaRulesIndexResponseItem>,
         shared_types::cluster::ClusterHaRulesIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ha_rules_index", "/cluster/ha/rules"),
+        )
     }
     /// `POST /cluster/ha/rules`: Create HA rule.
     pub fn create(
@@ -1915,6 +2415,7 @@ impl ClusterHaRules {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_ha_rules_create", "/cluster/ha/rules")
                 .params(params),
         )
     }
@@ -1941,7 +2442,12 @@ impl ClusterHaRulesRule {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterHaRulesRuleReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ha_rules_rule_read", "/cluster/ha/rules/{rule}"),
+        )
     }
     /// `PUT /cluster/ha/rules/{rule}`: Update HA rule.
     pub fn update(
@@ -1949,13 +2455,20 @@ impl ClusterHaRulesRule {
         params: &shared_types::cluster::ClusterHaRulesRuleUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_ha_rules_rule_update", "/cluster/ha/rules/{rule}")
+                .params(params),
         )
     }
     /// `DELETE /cluster/ha/rules/{rule}`: Delete HA rule.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_ha_rules_rule_delete", "/cluster/ha/rules/{rule}"),
         )
     }
 }
@@ -1976,7 +2489,12 @@ impl ClusterHaStatus {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_ha_status_index", "/cluster/ha/status"),
+        )
     }
     /// `POST /cluster/ha/status/arm-ha`: Request re-arming the HA stack after it was disarmed.
     pub fn arm_ha(&self) -> crate::Call<()> {
@@ -1986,7 +2504,8 @@ impl ClusterHaStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "arm-ha"),
-                ),
+                )
+                .operation("cluster_ha_status_arm_ha", "/cluster/ha/status/arm-ha"),
         )
     }
     /// `/cluster/ha/status/current`
@@ -2008,6 +2527,7 @@ impl ClusterHaStatus {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "disarm-ha"),
                 )
+                .operation("cluster_ha_status_disarm_ha", "/cluster/ha/status/disarm-ha")
                 .params(params),
         )
     }
@@ -2036,7 +2556,15 @@ impl ClusterHaStatusCurrent {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterHaStatusCurrentStatusResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_ha_status_current_status",
+                    "/cluster/ha/status/current",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/ha/status/manager_status`.
@@ -2054,7 +2582,15 @@ impl ClusterHaStatusManagerStatus {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_ha_status_manager_status",
+                    "/cluster/ha/status/manager_status",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/jobs`.
@@ -2074,7 +2610,12 @@ impl ClusterJobs {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterBackupInfoIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_jobs_index", "/cluster/jobs"),
+        )
     }
     /// `/cluster/jobs/realm-sync`
     pub fn realm_sync(&self) -> ClusterJobsRealmSync {
@@ -2110,7 +2651,15 @@ impl ClusterJobsRealmSync {
             shared_types::cluster::ClusterJobsRealmSyncSyncjobIndexResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_jobs_realm_sync_syncjob_index",
+                    "/cluster/jobs/realm-sync",
+                ),
+        )
     }
     /// `/cluster/jobs/realm-sync/{id}`: the member with this `id`.
     pub fn id(&self, id: impl ::std::fmt::Display) -> ClusterJobsRealmSyncId {
@@ -2135,7 +2684,15 @@ impl ClusterJobsRealmSyncId {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_jobs_realm_sync_id_read",
+                    "/cluster/jobs/realm-sync/{id}",
+                ),
+        )
     }
     /// `POST /cluster/jobs/realm-sync/{id}`: Create new realm-sync job.
     pub fn create(
@@ -2146,6 +2703,10 @@ impl ClusterJobsRealmSyncId {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_jobs_realm_sync_id_create",
+                    "/cluster/jobs/realm-sync/{id}",
+                )
                 .params(params),
         )
     }
@@ -2155,13 +2716,26 @@ impl ClusterJobsRealmSyncId {
         params: &shared_types::cluster::ClusterJobsRealmSyncIdUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_jobs_realm_sync_id_update",
+                    "/cluster/jobs/realm-sync/{id}",
+                )
+                .params(params),
         )
     }
     /// `DELETE /cluster/jobs/realm-sync/{id}`: Delete realm-sync job definition.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_jobs_realm_sync_id_delete",
+                    "/cluster/jobs/realm-sync/{id}",
+                ),
         )
     }
 }
@@ -2184,7 +2758,14 @@ impl ClusterJobsScheduleAnalyze {
         ::std::vec::Vec<shared_types::cluster::ClusterJobsScheduleAnalyzeResponseItem>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_jobs_schedule_analyze",
+                    "/cluster/jobs/schedule-analyze",
+                )
+                .params(params),
         )
     }
 }
@@ -2208,7 +2789,12 @@ impl ClusterLog {
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
         shared_types::cluster::ClusterLogParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_log", "/cluster/log"),
+        )
     }
 }
 /// Handle of `/cluster/mapping`.
@@ -2228,7 +2814,12 @@ impl ClusterMapping {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_mapping_index", "/cluster/mapping"),
+        )
     }
     /// `/cluster/mapping/dir`
     pub fn dir(&self) -> ClusterMappingDir {
@@ -2272,7 +2863,12 @@ impl ClusterMappingDir {
         ::std::vec::Vec<shared_types::cluster::ClusterMappingDirIndexResponseItem>,
         shared_types::cluster::ClusterMappingDirIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_mapping_dir_index", "/cluster/mapping/dir"),
+        )
     }
     /// `POST /cluster/mapping/dir`: Create a new directory mapping.
     pub fn create(
@@ -2283,6 +2879,7 @@ impl ClusterMappingDir {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_mapping_dir_create", "/cluster/mapping/dir")
                 .params(params),
         )
     }
@@ -2309,7 +2906,12 @@ impl ClusterMappingDirId {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_mapping_dir_id_get", "/cluster/mapping/dir/{id}"),
+        )
     }
     /// `PUT /cluster/mapping/dir/{id}`: Update a directory mapping.
     ///
@@ -2317,12 +2919,20 @@ impl ClusterMappingDirId {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterMappingDirIdUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_mapping_dir_id_update", "/cluster/mapping/dir/{id}"),
+        )
     }
     /// `DELETE /cluster/mapping/dir/{id}`: Remove directory mapping.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_mapping_dir_id_delete", "/cluster/mapping/dir/{id}"),
         )
     }
 }
@@ -2346,7 +2956,12 @@ impl ClusterMappingPci {
         ::std::vec::Vec<shared_types::cluster::ClusterMappingPciIndexResponseItem>,
         shared_types::cluster::ClusterMappingPciIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_mapping_pci_index", "/cluster/mapping/pci"),
+        )
     }
     /// `POST /cluster/mapping/pci`: Create a new hardware mapping.
     pub fn create(
@@ -2357,6 +2972,7 @@ impl ClusterMappingPci {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_mapping_pci_create", "/cluster/mapping/pci")
                 .params(params),
         )
     }
@@ -2383,7 +2999,12 @@ impl ClusterMappingPciId {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_mapping_pci_id_get", "/cluster/mapping/pci/{id}"),
+        )
     }
     /// `PUT /cluster/mapping/pci/{id}`: Update a hardware mapping.
     ///
@@ -2391,12 +3012,20 @@ impl ClusterMappingPciId {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterMappingPciIdUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_mapping_pci_id_update", "/cluster/mapping/pci/{id}"),
+        )
     }
     /// `DELETE /cluster/mapping/pci/{id}`: Remove Hardware Mapping.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_mapping_pci_id_delete", "/cluster/mapping/pci/{id}"),
         )
     }
 }
@@ -2420,7 +3049,12 @@ impl ClusterMappingUsb {
         ::std::vec::Vec<shared_types::cluster::ClusterMappingUsbIndexResponseItem>,
         shared_types::cluster::ClusterMappingUsbIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_mapping_usb_index", "/cluster/mapping/usb"),
+        )
     }
     /// `POST /cluster/mapping/usb`: Create a new hardware mapping.
     pub fn create(
@@ -2431,6 +3065,7 @@ impl ClusterMappingUsb {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_mapping_usb_create", "/cluster/mapping/usb")
                 .params(params),
         )
     }
@@ -2457,7 +3092,12 @@ impl ClusterMappingUsbId {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_mapping_usb_id_get", "/cluster/mapping/usb/{id}"),
+        )
     }
     /// `PUT /cluster/mapping/usb/{id}`: Update a hardware mapping.
     pub fn update(
@@ -2465,13 +3105,20 @@ impl ClusterMappingUsbId {
         params: &shared_types::cluster::ClusterMappingUsbIdUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_mapping_usb_id_update", "/cluster/mapping/usb/{id}")
+                .params(params),
         )
     }
     /// `DELETE /cluster/mapping/usb/{id}`: Remove Hardware Mapping.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_mapping_usb_id_delete", "/cluster/mapping/usb/{id}"),
         )
     }
 }
@@ -2492,7 +3139,12 @@ impl ClusterMetrics {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_metrics_index", "/cluster/metrics"),
+        )
     }
     /// `/cluster/metrics/export`
     pub fn export(&self) -> ClusterMetricsExport {
@@ -2529,7 +3181,12 @@ impl ClusterMetricsExport {
         shared_types::cluster::ClusterMetricsExportResponse,
         shared_types::cluster::ClusterMetricsExportParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_metrics_export", "/cluster/metrics/export"),
+        )
     }
 }
 /// Handle of `/cluster/metrics/server` (a collection).
@@ -2549,7 +3206,12 @@ impl ClusterMetricsServer {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterMetricsServerIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_metrics_server_index", "/cluster/metrics/server"),
+        )
     }
     /// `/cluster/metrics/server/{id}`: the member with this `id`.
     pub fn id(&self, id: impl ::std::fmt::Display) -> ClusterMetricsServerId {
@@ -2574,7 +3236,15 @@ impl ClusterMetricsServerId {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_metrics_server_id_read",
+                    "/cluster/metrics/server/{id}",
+                ),
+        )
     }
     /// `POST /cluster/metrics/server/{id}`: Create a new external metric server config
     pub fn create(
@@ -2585,6 +3255,10 @@ impl ClusterMetricsServerId {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_metrics_server_id_create",
+                    "/cluster/metrics/server/{id}",
+                )
                 .params(params),
         )
     }
@@ -2594,13 +3268,26 @@ impl ClusterMetricsServerId {
         params: &shared_types::cluster::ClusterMetricsServerIdUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_metrics_server_id_update",
+                    "/cluster/metrics/server/{id}",
+                )
+                .params(params),
         )
     }
     /// `DELETE /cluster/metrics/server/{id}`: Remove Metric server.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_metrics_server_id_delete",
+                    "/cluster/metrics/server/{id}",
+                ),
         )
     }
 }
@@ -2625,7 +3312,12 @@ impl ClusterNextid {
         shared_types::cluster::ClusterNextidParams,
         shared_types::lenient::LenientValue<i64>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_nextid", "/cluster/nextid"),
+        )
     }
 }
 /// Handle of `/cluster/notifications`.
@@ -2645,7 +3337,12 @@ impl ClusterNotifications {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_notifications_index", "/cluster/notifications"),
+        )
     }
     /// `/cluster/notifications/endpoints`
     pub fn endpoints(&self) -> ClusterNotificationsEndpoints {
@@ -2700,7 +3397,15 @@ impl ClusterNotificationsEndpoints {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_index",
+                    "/cluster/notifications/endpoints",
+                ),
+        )
     }
     /// `/cluster/notifications/endpoints/gotify`
     pub fn gotify(&self) -> ClusterNotificationsEndpointsGotify {
@@ -2750,7 +3455,15 @@ impl ClusterNotificationsEndpointsGotify {
             shared_types::cluster::ClusterNotificationsEndpointsGotifyGetResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_gotify_get",
+                    "/cluster/notifications/endpoints/gotify",
+                ),
+        )
     }
     /// `POST /cluster/notifications/endpoints/gotify`: Create a new gotify endpoint
     pub fn create(
@@ -2761,6 +3474,10 @@ impl ClusterNotificationsEndpointsGotify {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_gotify_create",
+                    "/cluster/notifications/endpoints/gotify",
+                )
                 .params(params),
         )
     }
@@ -2792,7 +3509,15 @@ impl ClusterNotificationsEndpointsGotifyName {
     ) -> crate::Call<
         shared_types::cluster::ClusterNotificationsEndpointsGotifyNameGetResponse,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_gotify_name_get",
+                    "/cluster/notifications/endpoints/gotify/{name}",
+                ),
+        )
     }
     /// `PUT /cluster/notifications/endpoints/gotify/{name}`: Update existing gotify endpoint
     ///
@@ -2803,12 +3528,26 @@ impl ClusterNotificationsEndpointsGotifyName {
         (),
         shared_types::cluster::ClusterNotificationsEndpointsGotifyNameUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_gotify_name_update",
+                    "/cluster/notifications/endpoints/gotify/{name}",
+                ),
+        )
     }
     /// `DELETE /cluster/notifications/endpoints/gotify/{name}`: Remove gotify endpoint
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_gotify_name_delete",
+                    "/cluster/notifications/endpoints/gotify/{name}",
+                ),
         )
     }
 }
@@ -2831,7 +3570,15 @@ impl ClusterNotificationsEndpointsSendmail {
             shared_types::cluster::ClusterNotificationsEndpointsSendmailGetResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_sendmail_get",
+                    "/cluster/notifications/endpoints/sendmail",
+                ),
+        )
     }
     /// `POST /cluster/notifications/endpoints/sendmail`: Create a new sendmail endpoint
     pub fn create(
@@ -2842,6 +3589,10 @@ impl ClusterNotificationsEndpointsSendmail {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_sendmail_create",
+                    "/cluster/notifications/endpoints/sendmail",
+                )
                 .params(params),
         )
     }
@@ -2873,7 +3624,15 @@ impl ClusterNotificationsEndpointsSendmailName {
     ) -> crate::Call<
         shared_types::cluster::ClusterNotificationsEndpointsSendmailNameGetResponse,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_sendmail_name_get",
+                    "/cluster/notifications/endpoints/sendmail/{name}",
+                ),
+        )
     }
     /// `PUT /cluster/notifications/endpoints/sendmail/{name}`: Update existing sendmail endpoint
     ///
@@ -2884,12 +3643,26 @@ impl ClusterNotificationsEndpointsSendmailName {
         (),
         shared_types::cluster::ClusterNotificationsEndpointsSendmailNameUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_sendmail_name_update",
+                    "/cluster/notifications/endpoints/sendmail/{name}",
+                ),
+        )
     }
     /// `DELETE /cluster/notifications/endpoints/sendmail/{name}`: Remove sendmail endpoint
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_sendmail_name_delete",
+                    "/cluster/notifications/endpoints/sendmail/{name}",
+                ),
         )
     }
 }
@@ -2912,7 +3685,15 @@ impl ClusterNotificationsEndpointsSmtp {
             shared_types::cluster::ClusterNotificationsEndpointsSmtpGetResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_smtp_get",
+                    "/cluster/notifications/endpoints/smtp",
+                ),
+        )
     }
     /// `POST /cluster/notifications/endpoints/smtp`: Create a new smtp endpoint
     pub fn create(
@@ -2923,6 +3704,10 @@ impl ClusterNotificationsEndpointsSmtp {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_smtp_create",
+                    "/cluster/notifications/endpoints/smtp",
+                )
                 .params(params),
         )
     }
@@ -2954,7 +3739,15 @@ impl ClusterNotificationsEndpointsSmtpName {
     ) -> crate::Call<
         shared_types::cluster::ClusterNotificationsEndpointsSmtpNameGetResponse,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_smtp_name_get",
+                    "/cluster/notifications/endpoints/smtp/{name}",
+                ),
+        )
     }
     /// `PUT /cluster/notifications/endpoints/smtp/{name}`: Update existing smtp endpoint
     ///
@@ -2965,12 +3758,26 @@ impl ClusterNotificationsEndpointsSmtpName {
         (),
         shared_types::cluster::ClusterNotificationsEndpointsSmtpNameUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_smtp_name_update",
+                    "/cluster/notifications/endpoints/smtp/{name}",
+                ),
+        )
     }
     /// `DELETE /cluster/notifications/endpoints/smtp/{name}`: Remove smtp endpoint
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_smtp_name_delete",
+                    "/cluster/notifications/endpoints/smtp/{name}",
+                ),
         )
     }
 }
@@ -2993,7 +3800,15 @@ impl ClusterNotificationsEndpointsWebhook {
             shared_types::cluster::ClusterNotificationsEndpointsWebhookGetResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_webhook_get",
+                    "/cluster/notifications/endpoints/webhook",
+                ),
+        )
     }
     /// `POST /cluster/notifications/endpoints/webhook`: Create a new webhook endpoint
     pub fn create(
@@ -3004,6 +3819,10 @@ impl ClusterNotificationsEndpointsWebhook {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_webhook_create",
+                    "/cluster/notifications/endpoints/webhook",
+                )
                 .params(params),
         )
     }
@@ -3035,7 +3854,15 @@ impl ClusterNotificationsEndpointsWebhookName {
     ) -> crate::Call<
         shared_types::cluster::ClusterNotificationsEndpointsWebhookNameGetResponse,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_webhook_name_get",
+                    "/cluster/notifications/endpoints/webhook/{name}",
+                ),
+        )
     }
     /// `PUT /cluster/notifications/endpoints/webhook/{name}`: Update existing webhook endpoint
     ///
@@ -3046,12 +3873,26 @@ impl ClusterNotificationsEndpointsWebhookName {
         (),
         shared_types::cluster::ClusterNotificationsEndpointsWebhookNameUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_webhook_name_update",
+                    "/cluster/notifications/endpoints/webhook/{name}",
+                ),
+        )
     }
     /// `DELETE /cluster/notifications/endpoints/webhook/{name}`: Remove webhook endpoint
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_notifications_endpoints_webhook_name_delete",
+                    "/cluster/notifications/endpoints/webhook/{name}",
+                ),
         )
     }
 }
@@ -3074,7 +3915,15 @@ impl ClusterNotificationsMatcherFieldValues {
             shared_types::cluster::ClusterNotificationsMatcherFieldValuesGetResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_matcher_field_values_get",
+                    "/cluster/notifications/matcher-field-values",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/notifications/matcher-fields`.
@@ -3096,7 +3945,15 @@ impl ClusterNotificationsMatcherFields {
             shared_types::cluster::ClusterNotificationsMatcherFieldsGetResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_matcher_fields_get",
+                    "/cluster/notifications/matcher-fields",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/notifications/matchers` (a collection).
@@ -3118,7 +3975,15 @@ impl ClusterNotificationsMatchers {
             shared_types::cluster::ClusterNotificationsMatchersGetResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_matchers_get",
+                    "/cluster/notifications/matchers",
+                ),
+        )
     }
     /// `POST /cluster/notifications/matchers`: Create a new matcher
     pub fn create(
@@ -3129,6 +3994,10 @@ impl ClusterNotificationsMatchers {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_notifications_matchers_create",
+                    "/cluster/notifications/matchers",
+                )
                 .params(params),
         )
     }
@@ -3160,7 +4029,15 @@ impl ClusterNotificationsMatchersName {
     ) -> crate::Call<
         shared_types::cluster::ClusterNotificationsMatchersNameGetResponse,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_matchers_name_get",
+                    "/cluster/notifications/matchers/{name}",
+                ),
+        )
     }
     /// `PUT /cluster/notifications/matchers/{name}`: Update existing matcher
     ///
@@ -3171,12 +4048,26 @@ impl ClusterNotificationsMatchersName {
         (),
         shared_types::cluster::ClusterNotificationsMatchersNameUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_notifications_matchers_name_update",
+                    "/cluster/notifications/matchers/{name}",
+                ),
+        )
     }
     /// `DELETE /cluster/notifications/matchers/{name}`: Remove matcher
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_notifications_matchers_name_delete",
+                    "/cluster/notifications/matchers/{name}",
+                ),
         )
     }
 }
@@ -3199,7 +4090,15 @@ impl ClusterNotificationsTargets {
             shared_types::cluster::ClusterNotificationsTargetsGetAllResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_notifications_targets_get_all",
+                    "/cluster/notifications/targets",
+                ),
+        )
     }
     /// `/cluster/notifications/targets/{name}`: the member with this `name`.
     pub fn name(
@@ -3231,6 +4130,10 @@ impl ClusterNotificationsTargetsName {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "test"),
+                )
+                .operation(
+                    "cluster_notifications_targets_test_target",
+                    "/cluster/notifications/targets/{name}/test",
                 ),
         )
     }
@@ -3250,7 +4153,12 @@ impl ClusterOptions {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_options_get", "/cluster/options"),
+        )
     }
     /// `PUT /cluster/options`: Set datacenter options.
     ///
@@ -3258,7 +4166,12 @@ impl ClusterOptions {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterOptionsSetParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_options_set", "/cluster/options"),
+        )
     }
 }
 /// Handle of `/cluster/qemu`.
@@ -3278,7 +4191,12 @@ impl ClusterQemu {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_qemu_index", "/cluster/qemu"),
+        )
     }
     /// `/cluster/qemu/cpu-flags`
     pub fn cpu_flags(&self) -> ClusterQemuCpuFlags {
@@ -3315,7 +4233,12 @@ impl ClusterQemuCpuFlags {
         ::std::vec::Vec<shared_types::cluster::ClusterQemuCpuFlagsIndexResponseItem>,
         shared_types::cluster::ClusterQemuCpuFlagsIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_qemu_cpu_flags_index", "/cluster/qemu/cpu-flags"),
+        )
     }
 }
 /// Handle of `/cluster/qemu/custom-cpu-models` (a collection).
@@ -3337,7 +4260,15 @@ impl ClusterQemuCustomCpuModels {
             shared_types::cluster::ClusterQemuCustomCpuModelsConfigResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_qemu_custom_cpu_models_config",
+                    "/cluster/qemu/custom-cpu-models",
+                ),
+        )
     }
     /// `POST /cluster/qemu/custom-cpu-models`: Add a custom CPU model definition.
     pub fn create(
@@ -3348,6 +4279,10 @@ impl ClusterQemuCustomCpuModels {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_qemu_custom_cpu_models_create",
+                    "/cluster/qemu/custom-cpu-models",
+                )
                 .params(params),
         )
     }
@@ -3379,7 +4314,15 @@ impl ClusterQemuCustomCpuModelsCputype {
     ) -> crate::Call<
         shared_types::cluster::ClusterQemuCustomCpuModelsConfigResponseItem,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_qemu_custom_cpu_models_cputype_info",
+                    "/cluster/qemu/custom-cpu-models/{cputype}",
+                ),
+        )
     }
     /// `PUT /cluster/qemu/custom-cpu-models/{cputype}`: Update a custom CPU model definition.
     ///
@@ -3390,12 +4333,26 @@ impl ClusterQemuCustomCpuModelsCputype {
         (),
         shared_types::cluster::ClusterQemuCustomCpuModelsCputypeUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_qemu_custom_cpu_models_cputype_update",
+                    "/cluster/qemu/custom-cpu-models/{cputype}",
+                ),
+        )
     }
     /// `DELETE /cluster/qemu/custom-cpu-models/{cputype}`: Delete a custom CPU model definition.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_qemu_custom_cpu_models_cputype_delete",
+                    "/cluster/qemu/custom-cpu-models/{cputype}",
+                ),
         )
     }
 }
@@ -3416,7 +4373,12 @@ impl ClusterReplication {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterReplicationIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_replication_index", "/cluster/replication"),
+        )
     }
     /// `POST /cluster/replication`: Create a new replication job
     pub fn create(
@@ -3427,6 +4389,7 @@ impl ClusterReplication {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_replication_create", "/cluster/replication")
                 .params(params),
         )
     }
@@ -3453,7 +4416,12 @@ impl ClusterReplicationId {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterReplicationIdReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_replication_id_read", "/cluster/replication/{id}"),
+        )
     }
     /// `PUT /cluster/replication/{id}`: Update replication job configuration.
     ///
@@ -3461,7 +4429,12 @@ impl ClusterReplicationId {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterReplicationIdUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_replication_id_update", "/cluster/replication/{id}"),
+        )
     }
     /// `DELETE /cluster/replication/{id}`: Mark replication job for removal.
     ///
@@ -3470,7 +4443,10 @@ impl ClusterReplicationId {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterReplicationIdDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_replication_id_delete", "/cluster/replication/{id}"),
         )
     }
 }
@@ -3509,7 +4485,12 @@ impl ClusterResources {
         ::std::vec::Vec<shared_types::cluster::ClusterResourcesResponseItem>,
         shared_types::cluster::ClusterResourcesParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_resources", "/cluster/resources"),
+        )
     }
 }
 /// Handle of `/cluster/sdn`.
@@ -3527,7 +4508,12 @@ impl ClusterSdn {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::ClusterHaIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_index", "/cluster/sdn"),
+        )
     }
     /// `PUT /cluster/sdn`: Apply sdn controller changes && reload.
     ///
@@ -3537,7 +4523,12 @@ impl ClusterSdn {
     pub fn update(
         &self,
     ) -> crate::Call<shared_types::Upid, shared_types::cluster::ClusterSdnReloadParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_sdn_reload", "/cluster/sdn"),
+        )
     }
     /// `/cluster/sdn/controllers`
     pub fn controllers(&self) -> ClusterSdnControllers {
@@ -3600,7 +4591,8 @@ impl ClusterSdn {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "rollback"),
-                ),
+                )
+                .operation("cluster_sdn_rollback", "/cluster/sdn/rollback"),
         )
     }
     /// `/cluster/sdn/route-maps`
@@ -3645,7 +4637,12 @@ impl ClusterSdnControllers {
         ::std::vec::Vec<shared_types::cluster::ClusterSdnControllersIndexResponseItem>,
         shared_types::cluster::ClusterSdnControllersIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_controllers_index", "/cluster/sdn/controllers"),
+        )
     }
     /// `POST /cluster/sdn/controllers`: Create a new sdn controller object.
     pub fn create(
@@ -3656,6 +4653,7 @@ impl ClusterSdnControllers {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_sdn_controllers_create", "/cluster/sdn/controllers")
                 .params(params),
         )
     }
@@ -3690,7 +4688,15 @@ impl ClusterSdnControllersController {
         ::serde_json::Value,
         shared_types::cluster::ClusterSdnControllersControllerReadParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_controllers_controller_read",
+                    "/cluster/sdn/controllers/{controller}",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/controllers/{controller}`: Update sdn controller object configuration.
     ///
@@ -3701,7 +4707,15 @@ impl ClusterSdnControllersController {
         (),
         shared_types::cluster::ClusterSdnControllersControllerUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_controllers_controller_update",
+                    "/cluster/sdn/controllers/{controller}",
+                ),
+        )
     }
     /// `DELETE /cluster/sdn/controllers/{controller}`: Delete sdn controller object configuration.
     ///
@@ -3713,7 +4727,13 @@ impl ClusterSdnControllersController {
         shared_types::cluster::ClusterSdnControllersControllerDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_controllers_controller_delete",
+                    "/cluster/sdn/controllers/{controller}",
+                ),
         )
     }
 }
@@ -3737,7 +4757,12 @@ impl ClusterSdnDns {
         ::std::vec::Vec<shared_types::cluster::ClusterSdnDnsIndexResponseItem>,
         shared_types::cluster::ClusterSdnDnsIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_dns_index", "/cluster/sdn/dns"),
+        )
     }
     /// `POST /cluster/sdn/dns`: Create a new sdn dns object.
     pub fn create(
@@ -3748,6 +4773,7 @@ impl ClusterSdnDns {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_sdn_dns_create", "/cluster/sdn/dns")
                 .params(params),
         )
     }
@@ -3774,7 +4800,12 @@ impl ClusterSdnDnsDns {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_dns_read", "/cluster/sdn/dns/{dns}"),
+        )
     }
     /// `PUT /cluster/sdn/dns/{dns}`: Update sdn dns object configuration.
     ///
@@ -3782,7 +4813,12 @@ impl ClusterSdnDnsDns {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnDnsUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_sdn_dns_update", "/cluster/sdn/dns/{dns}"),
+        )
     }
     /// `DELETE /cluster/sdn/dns/{dns}`: Delete sdn dns object configuration.
     ///
@@ -3791,7 +4827,10 @@ impl ClusterSdnDnsDns {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnDnsDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_sdn_dns_delete", "/cluster/sdn/dns/{dns}"),
         )
     }
 }
@@ -3812,7 +4851,11 @@ impl ClusterSdnDryRun {
         params: &shared_types::cluster::ClusterSdnDryRunParams,
     ) -> crate::Call<shared_types::cluster::ClusterSdnDryRunResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_dry_run", "/cluster/sdn/dry-run")
+                .params(params),
         )
     }
 }
@@ -3831,7 +4874,12 @@ impl ClusterSdnFabrics {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_fabrics_index", "/cluster/sdn/fabrics"),
+        )
     }
     /// `/cluster/sdn/fabrics/all`
     pub fn all(&self) -> ClusterSdnFabricsAll {
@@ -3875,7 +4923,12 @@ impl ClusterSdnFabricsAll {
         shared_types::cluster::ClusterSdnFabricsAllListResponse,
         shared_types::cluster::ClusterSdnFabricsAllListParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_fabrics_all_list", "/cluster/sdn/fabrics/all"),
+        )
     }
 }
 /// Handle of `/cluster/sdn/fabrics/fabric` (a collection).
@@ -3900,7 +4953,15 @@ impl ClusterSdnFabricsFabric {
         >,
         shared_types::cluster::ClusterSdnFabricsFabricIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_fabric_index",
+                    "/cluster/sdn/fabrics/fabric",
+                ),
+        )
     }
     /// `POST /cluster/sdn/fabrics/fabric`: Add a fabric
     pub fn create(
@@ -3911,6 +4972,10 @@ impl ClusterSdnFabricsFabric {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_fabric_add",
+                    "/cluster/sdn/fabrics/fabric",
+                )
                 .params(params),
         )
     }
@@ -3939,7 +5004,15 @@ impl ClusterSdnFabricsFabricId {
     ) -> crate::Call<
         shared_types::cluster::ClusterSdnFabricsAllListResponseFabricsItem,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_fabric_id_get",
+                    "/cluster/sdn/fabrics/fabric/{id}",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/fabrics/fabric/{id}`: Update a fabric
     pub fn update(
@@ -3947,13 +5020,26 @@ impl ClusterSdnFabricsFabricId {
         params: &shared_types::cluster::ClusterSdnFabricsFabricIdUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_fabric_id_update",
+                    "/cluster/sdn/fabrics/fabric/{id}",
+                )
+                .params(params),
         )
     }
     /// `DELETE /cluster/sdn/fabrics/fabric/{id}`: Add a fabric
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_fabric_id_delete",
+                    "/cluster/sdn/fabrics/fabric/{id}",
+                ),
         )
     }
 }
@@ -3979,7 +5065,12 @@ impl ClusterSdnFabricsNode {
         >,
         shared_types::cluster::ClusterSdnFabricsNodeListParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_fabrics_node_list", "/cluster/sdn/fabrics/node"),
+        )
     }
     /// `/cluster/sdn/fabrics/node/{fabric_id}`: the member with this `fabric_id`.
     pub fn fabric_id(
@@ -4014,7 +5105,15 @@ impl ClusterSdnFabricsNodeFabricId {
         >,
         shared_types::cluster::ClusterSdnFabricsNodeFabricIdListParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_node_fabric_id_list",
+                    "/cluster/sdn/fabrics/node/{fabric_id}",
+                ),
+        )
     }
     /// `POST /cluster/sdn/fabrics/node/{fabric_id}`: Add a node
     pub fn create(
@@ -4025,6 +5124,10 @@ impl ClusterSdnFabricsNodeFabricId {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_node_fabric_id_add",
+                    "/cluster/sdn/fabrics/node/{fabric_id}",
+                )
                 .params(params),
         )
     }
@@ -4052,7 +5155,15 @@ impl ClusterSdnFabricsNodeFabricIdNodeId {
     }
     /// `GET /cluster/sdn/fabrics/node/{fabric_id}/{node_id}`: Get a node
     pub fn get(&self) -> crate::Call<::serde_json::Value> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_node_get",
+                    "/cluster/sdn/fabrics/node/{fabric_id}/{node_id}",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/fabrics/node/{fabric_id}/{node_id}`: Update a node
     pub fn update(
@@ -4060,13 +5171,26 @@ impl ClusterSdnFabricsNodeFabricIdNodeId {
         params: &shared_types::cluster::ClusterSdnFabricsNodeUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_node_update",
+                    "/cluster/sdn/fabrics/node/{fabric_id}/{node_id}",
+                )
+                .params(params),
         )
     }
     /// `DELETE /cluster/sdn/fabrics/node/{fabric_id}/{node_id}`: Add a node
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_fabrics_node_delete",
+                    "/cluster/sdn/fabrics/node/{fabric_id}/{node_id}",
+                ),
         )
     }
 }
@@ -4090,7 +5214,12 @@ impl ClusterSdnIpams {
         ::std::vec::Vec<shared_types::cluster::ClusterSdnIpamsIndexResponseItem>,
         shared_types::cluster::ClusterSdnIpamsIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_ipams_index", "/cluster/sdn/ipams"),
+        )
     }
     /// `POST /cluster/sdn/ipams`: Create a new sdn ipam object.
     pub fn create(
@@ -4101,6 +5230,7 @@ impl ClusterSdnIpams {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_sdn_ipams_create", "/cluster/sdn/ipams")
                 .params(params),
         )
     }
@@ -4127,7 +5257,12 @@ impl ClusterSdnIpamsIpam {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_ipams_ipam_read", "/cluster/sdn/ipams/{ipam}"),
+        )
     }
     /// `PUT /cluster/sdn/ipams/{ipam}`: Update sdn ipam object configuration.
     ///
@@ -4135,7 +5270,12 @@ impl ClusterSdnIpamsIpam {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnIpamsIpamUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_sdn_ipams_ipam_update", "/cluster/sdn/ipams/{ipam}"),
+        )
     }
     /// `DELETE /cluster/sdn/ipams/{ipam}`: Delete sdn ipam object configuration.
     ///
@@ -4144,7 +5284,10 @@ impl ClusterSdnIpamsIpam {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnIpamsIpamDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_sdn_ipams_ipam_delete", "/cluster/sdn/ipams/{ipam}"),
         )
     }
     /// `/cluster/sdn/ipams/{ipam}/status`
@@ -4168,7 +5311,15 @@ impl ClusterSdnIpamsIpamStatus {
     }
     /// `GET /cluster/sdn/ipams/{ipam}/status`: List PVE IPAM Entries
     pub fn get(&self) -> crate::Call<::std::vec::Vec<::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_ipams_status_ipamindex",
+                    "/cluster/sdn/ipams/{ipam}/status",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/sdn/lock`.
@@ -4191,7 +5342,12 @@ impl ClusterSdnLock {
         ::std::string::String,
         shared_types::cluster::ClusterSdnLockParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_sdn_lock", "/cluster/sdn/lock"),
+        )
     }
     /// `DELETE /cluster/sdn/lock`: Release global lock for SDN configuration
     ///
@@ -4200,7 +5356,10 @@ impl ClusterSdnLock {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnLockReleaseParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_sdn_lock_release", "/cluster/sdn/lock"),
         )
     }
 }
@@ -4224,7 +5383,12 @@ impl ClusterSdnPrefixLists {
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
         shared_types::cluster::ClusterSdnPrefixListsListParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_prefix_lists_list", "/cluster/sdn/prefix-lists"),
+        )
     }
     /// `POST /cluster/sdn/prefix-lists`: Create Prefix List
     pub fn create(
@@ -4235,6 +5399,10 @@ impl ClusterSdnPrefixLists {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_create_prefix_list_entry",
+                    "/cluster/sdn/prefix-lists",
+                )
                 .params(params),
         )
     }
@@ -4261,7 +5429,15 @@ impl ClusterSdnPrefixListsId {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_id_get",
+                    "/cluster/sdn/prefix-lists/{id}",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/prefix-lists/{id}`: Update Prefix List
     ///
@@ -4269,7 +5445,15 @@ impl ClusterSdnPrefixListsId {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnPrefixListsIdUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_id_update",
+                    "/cluster/sdn/prefix-lists/{id}",
+                ),
+        )
     }
     /// `DELETE /cluster/sdn/prefix-lists/{id}`: Delete Prefix List
     ///
@@ -4278,7 +5462,13 @@ impl ClusterSdnPrefixListsId {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnPrefixListsIdDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_id_delete",
+                    "/cluster/sdn/prefix-lists/{id}",
+                ),
         )
     }
     /// `/cluster/sdn/prefix-lists/{id}/entries`
@@ -4306,7 +5496,15 @@ impl ClusterSdnPrefixListsIdEntries {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_entries_get",
+                    "/cluster/sdn/prefix-lists/{id}/entries",
+                ),
+        )
     }
     /// `POST /cluster/sdn/prefix-lists/{id}/entries`: Create Prefix List Entry
     pub fn create(
@@ -4317,6 +5515,10 @@ impl ClusterSdnPrefixListsIdEntries {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_entries_create_prefix_list_entry",
+                    "/cluster/sdn/prefix-lists/{id}/entries",
+                )
                 .params(params),
         )
     }
@@ -4346,7 +5548,15 @@ impl ClusterSdnPrefixListsIdEntriesUrlSeq {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_entries_url_seq_get_prefix_list_entry",
+                    "/cluster/sdn/prefix-lists/{id}/entries/{url_seq}",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/prefix-lists/{id}/entries/{url_seq}`: Update Prefix List Entry
     ///
@@ -4357,7 +5567,15 @@ impl ClusterSdnPrefixListsIdEntriesUrlSeq {
         (),
         shared_types::cluster::ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_entries_url_seq_update_prefix_list_entry",
+                    "/cluster/sdn/prefix-lists/{id}/entries/{url_seq}",
+                ),
+        )
     }
     /// `DELETE /cluster/sdn/prefix-lists/{id}/entries/{url_seq}`: Delete Prefix List Entry
     ///
@@ -4369,7 +5587,13 @@ impl ClusterSdnPrefixListsIdEntriesUrlSeq {
         shared_types::cluster::ClusterSdnPrefixListsEntriesUrlSeqDeletePrefixListEntryParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_prefix_lists_entries_url_seq_delete_prefix_list_entry",
+                    "/cluster/sdn/prefix-lists/{id}/entries/{url_seq}",
+                ),
         )
     }
 }
@@ -4393,7 +5617,12 @@ impl ClusterSdnRouteMaps {
         ::std::vec::Vec<shared_types::cluster::ClusterSdnRouteMapsListResponseItem>,
         shared_types::cluster::ClusterSdnRouteMapsListParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_route_maps_list", "/cluster/sdn/route-maps"),
+        )
     }
     /// `/cluster/sdn/route-maps/entries`
     pub fn entries(&self) -> ClusterSdnRouteMapsEntries {
@@ -4425,7 +5654,15 @@ impl ClusterSdnRouteMapsEntries {
         >,
         shared_types::cluster::ClusterSdnRouteMapsEntriesListParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_route_maps_entries_list",
+                    "/cluster/sdn/route-maps/entries",
+                ),
+        )
     }
     /// `POST /cluster/sdn/route-maps/entries`: Create Route Map entry
     pub fn create(
@@ -4436,6 +5673,10 @@ impl ClusterSdnRouteMapsEntries {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_sdn_route_maps_entries_create_route_map_entry",
+                    "/cluster/sdn/route-maps/entries",
+                )
                 .params(params),
         )
     }
@@ -4472,7 +5713,15 @@ impl ClusterSdnRouteMapsEntriesRouteMapId {
         >,
         shared_types::cluster::ClusterSdnRouteMapsEntriesRouteMapIdListRouteMapEntriesForParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_route_maps_entries_route_map_id_list_route_map_entries_for",
+                    "/cluster/sdn/route-maps/entries/{route-map-id}",
+                ),
+        )
     }
     /// `/cluster/sdn/route-maps/entries/{route-map-id}/entry`
     pub fn entry(&self) -> ClusterSdnRouteMapsEntriesRouteMapIdEntry {
@@ -4519,7 +5768,15 @@ impl ClusterSdnRouteMapsEntriesRouteMapIdEntryOrder {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterSdnRouteMapsEntriesListResponseItem> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_route_maps_entries_entry_order_get",
+                    "/cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}`: Update Route Map Entry
     ///
@@ -4530,7 +5787,15 @@ impl ClusterSdnRouteMapsEntriesRouteMapIdEntryOrder {
         (),
         shared_types::cluster::ClusterSdnRouteMapsEntriesEntryOrderUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_route_maps_entries_entry_order_update",
+                    "/cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}",
+                ),
+        )
     }
     /// `DELETE /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}`: Delete Route Map Entry
     ///
@@ -4542,7 +5807,13 @@ impl ClusterSdnRouteMapsEntriesRouteMapIdEntryOrder {
         shared_types::cluster::ClusterSdnRouteMapsEntriesEntryOrderDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_route_maps_entries_entry_order_delete",
+                    "/cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}",
+                ),
         )
     }
 }
@@ -4566,7 +5837,12 @@ impl ClusterSdnVnets {
         ::std::vec::Vec<shared_types::cluster::ClusterSdnVnetsIndexResponseItem>,
         shared_types::cluster::ClusterSdnVnetsIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_vnets_index", "/cluster/sdn/vnets"),
+        )
     }
     /// `POST /cluster/sdn/vnets`: Create a new sdn vnet object.
     pub fn create(
@@ -4577,6 +5853,7 @@ impl ClusterSdnVnets {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_sdn_vnets_create", "/cluster/sdn/vnets")
                 .params(params),
         )
     }
@@ -4608,7 +5885,12 @@ impl ClusterSdnVnetsVnet {
         ::serde_json::Value,
         shared_types::cluster::ClusterSdnVnetsVnetReadParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_vnets_vnet_read", "/cluster/sdn/vnets/{vnet}"),
+        )
     }
     /// `PUT /cluster/sdn/vnets/{vnet}`: Update sdn vnet object configuration.
     ///
@@ -4616,7 +5898,12 @@ impl ClusterSdnVnetsVnet {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnVnetsVnetUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_sdn_vnets_vnet_update", "/cluster/sdn/vnets/{vnet}"),
+        )
     }
     /// `DELETE /cluster/sdn/vnets/{vnet}`: Delete sdn vnet object configuration.
     ///
@@ -4625,7 +5912,10 @@ impl ClusterSdnVnetsVnet {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnVnetsVnetDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_sdn_vnets_vnet_delete", "/cluster/sdn/vnets/{vnet}"),
         )
     }
     /// `/cluster/sdn/vnets/{vnet}/firewall`
@@ -4667,7 +5957,15 @@ impl ClusterSdnVnetsVnetFirewall {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_firewall_index",
+                    "/cluster/sdn/vnets/{vnet}/firewall",
+                ),
+        )
     }
     /// `/cluster/sdn/vnets/{vnet}/firewall/options`
     pub fn options(&self) -> ClusterSdnVnetsVnetFirewallOptions {
@@ -4699,7 +5997,15 @@ impl ClusterSdnVnetsVnetFirewallOptions {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::cluster::ClusterSdnVnetsFirewallOptionsGetResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_firewall_options_get",
+                    "/cluster/sdn/vnets/{vnet}/firewall/options",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/vnets/{vnet}/firewall/options`: Set Firewall options.
     ///
@@ -4710,7 +6016,15 @@ impl ClusterSdnVnetsVnetFirewallOptions {
         (),
         shared_types::cluster::ClusterSdnVnetsFirewallOptionsSetParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_firewall_options_set",
+                    "/cluster/sdn/vnets/{vnet}/firewall/options",
+                ),
+        )
     }
 }
 /// Handle of `/cluster/sdn/vnets/{vnet}/firewall/rules` (a collection).
@@ -4732,7 +6046,15 @@ impl ClusterSdnVnetsVnetFirewallRules {
             shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_firewall_rules_get",
+                    "/cluster/sdn/vnets/{vnet}/firewall/rules",
+                ),
+        )
     }
     /// `POST /cluster/sdn/vnets/{vnet}/firewall/rules`: Create new rule.
     pub fn create(
@@ -4743,6 +6065,10 @@ impl ClusterSdnVnetsVnetFirewallRules {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_firewall_rules_create",
+                    "/cluster/sdn/vnets/{vnet}/firewall/rules",
+                )
                 .params(params),
         )
     }
@@ -4774,7 +6100,15 @@ impl ClusterSdnVnetsVnetFirewallRulesPos {
     ) -> crate::Call<
         shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_firewall_rules_pos_get",
+                    "/cluster/sdn/vnets/{vnet}/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}`: Modify rule data.
     ///
@@ -4785,7 +6119,15 @@ impl ClusterSdnVnetsVnetFirewallRulesPos {
         (),
         shared_types::cluster::ClusterSdnVnetsFirewallRulesPosUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_firewall_rules_pos_update",
+                    "/cluster/sdn/vnets/{vnet}/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `DELETE /cluster/sdn/vnets/{vnet}/firewall/rules/{pos}`: Delete rule.
     ///
@@ -4797,7 +6139,13 @@ impl ClusterSdnVnetsVnetFirewallRulesPos {
         shared_types::cluster::ClusterSdnVnetsFirewallRulesPosDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_firewall_rules_pos_delete",
+                    "/cluster/sdn/vnets/{vnet}/firewall/rules/{pos}",
+                ),
         )
     }
 }
@@ -4821,6 +6169,10 @@ impl ClusterSdnVnetsVnetIps {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_ips_ipcreate",
+                    "/cluster/sdn/vnets/{vnet}/ips",
+                )
                 .params(params),
         )
     }
@@ -4830,7 +6182,14 @@ impl ClusterSdnVnetsVnetIps {
         params: &shared_types::cluster::ClusterSdnVnetsIpsIpupdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_ips_ipupdate",
+                    "/cluster/sdn/vnets/{vnet}/ips",
+                )
+                .params(params),
         )
     }
     /// `DELETE /cluster/sdn/vnets/{vnet}/ips`: Delete IP Mappings in a VNet
@@ -4842,6 +6201,10 @@ impl ClusterSdnVnetsVnetIps {
             self
                 .client
                 .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_ips_ipdelete",
+                    "/cluster/sdn/vnets/{vnet}/ips",
+                )
                 .params(params),
         )
     }
@@ -4866,7 +6229,15 @@ impl ClusterSdnVnetsVnetSubnets {
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
         shared_types::cluster::ClusterSdnVnetsSubnetsIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_subnets_index",
+                    "/cluster/sdn/vnets/{vnet}/subnets",
+                ),
+        )
     }
     /// `POST /cluster/sdn/vnets/{vnet}/subnets`: Create a new sdn subnet object.
     pub fn create(
@@ -4877,6 +6248,10 @@ impl ClusterSdnVnetsVnetSubnets {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_subnets_create",
+                    "/cluster/sdn/vnets/{vnet}/subnets",
+                )
                 .params(params),
         )
     }
@@ -4911,7 +6286,15 @@ impl ClusterSdnVnetsVnetSubnetsSubnet {
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         shared_types::cluster::ClusterSdnVnetsSubnetsSubnetReadParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_subnets_subnet_read",
+                    "/cluster/sdn/vnets/{vnet}/subnets/{subnet}",
+                ),
+        )
     }
     /// `PUT /cluster/sdn/vnets/{vnet}/subnets/{subnet}`: Update sdn subnet object configuration.
     ///
@@ -4922,7 +6305,15 @@ impl ClusterSdnVnetsVnetSubnetsSubnet {
         (),
         shared_types::cluster::ClusterSdnVnetsSubnetsSubnetUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_subnets_subnet_update",
+                    "/cluster/sdn/vnets/{vnet}/subnets/{subnet}",
+                ),
+        )
     }
     /// `DELETE /cluster/sdn/vnets/{vnet}/subnets/{subnet}`: Delete sdn subnet object configuration.
     ///
@@ -4934,7 +6325,13 @@ impl ClusterSdnVnetsVnetSubnetsSubnet {
         shared_types::cluster::ClusterSdnVnetsSubnetsSubnetDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "cluster_sdn_vnets_subnets_subnet_delete",
+                    "/cluster/sdn/vnets/{vnet}/subnets/{subnet}",
+                ),
         )
     }
 }
@@ -4958,7 +6355,12 @@ impl ClusterSdnZones {
         ::std::vec::Vec<shared_types::cluster::ClusterSdnZonesIndexResponseItem>,
         shared_types::cluster::ClusterSdnZonesIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_zones_index", "/cluster/sdn/zones"),
+        )
     }
     /// `POST /cluster/sdn/zones`: Create a new sdn zone object.
     pub fn create(
@@ -4969,6 +6371,7 @@ impl ClusterSdnZones {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("cluster_sdn_zones_create", "/cluster/sdn/zones")
                 .params(params),
         )
     }
@@ -5000,7 +6403,12 @@ impl ClusterSdnZonesZone {
         ::serde_json::Value,
         shared_types::cluster::ClusterSdnZonesZoneReadParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_sdn_zones_zone_read", "/cluster/sdn/zones/{zone}"),
+        )
     }
     /// `PUT /cluster/sdn/zones/{zone}`: Update sdn zone object configuration.
     ///
@@ -5008,7 +6416,12 @@ impl ClusterSdnZonesZone {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnZonesZoneUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("cluster_sdn_zones_zone_update", "/cluster/sdn/zones/{zone}"),
+        )
     }
     /// `DELETE /cluster/sdn/zones/{zone}`: Delete sdn zone object configuration.
     ///
@@ -5017,7 +6430,10 @@ impl ClusterSdnZonesZone {
         &self,
     ) -> crate::Call<(), shared_types::cluster::ClusterSdnZonesZoneDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("cluster_sdn_zones_zone_delete", "/cluster/sdn/zones/{zone}"),
         )
     }
 }
@@ -5038,7 +6454,12 @@ impl ClusterStatus {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::cluster::ClusterStatusGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_status_get", "/cluster/status"),
+        )
     }
 }
 /// Handle of `/cluster/tasks`.
@@ -5066,6 +6487,11 @@ impl ClusterTasks {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::cluster::ClusterTasksResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("cluster_tasks", "/cluster/tasks"),
+        )
     }
 }

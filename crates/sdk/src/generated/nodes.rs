@@ -26,7 +26,12 @@ impl Nodes {
     pub fn list(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::nodes::NodesIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_index", "/nodes"),
+        )
     }
     /// `/nodes/{node}`: the member with this `node`.
     pub fn node(&self, node: impl ::std::fmt::Display) -> NodesNode {
@@ -62,7 +67,12 @@ impl NodesNode {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_node_index", "/nodes/{node}"),
+        )
     }
     /// `/nodes/{node}/aplinfo`
     pub fn aplinfo(&self) -> NodesNodeAplinfo {
@@ -134,6 +144,7 @@ impl NodesNode {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "execute"),
                 )
+                .operation("nodes_execute", "/nodes/{node}/execute")
                 .params(params),
         )
     }
@@ -186,6 +197,7 @@ impl NodesNode {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "migrateall"),
                 )
+                .operation("nodes_migrateall", "/nodes/{node}/migrateall")
                 .params(params),
         )
     }
@@ -285,7 +297,8 @@ impl NodesNode {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "spiceshell"),
-                ),
+                )
+                .operation("nodes_spiceshell", "/nodes/{node}/spiceshell"),
         )
     }
     /// `POST /nodes/{node}/startall`: Start all VMs and containers located on this node (by default only those with onboot=1).
@@ -302,7 +315,8 @@ impl NodesNode {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "startall"),
-                ),
+                )
+                .operation("nodes_startall", "/nodes/{node}/startall"),
         )
     }
     /// `/nodes/{node}/status`
@@ -326,7 +340,8 @@ impl NodesNode {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "stopall"),
-                ),
+                )
+                .operation("nodes_stopall", "/nodes/{node}/stopall"),
         )
     }
     /// `/nodes/{node}/storage`
@@ -357,7 +372,8 @@ impl NodesNode {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "suspendall"),
-                ),
+                )
+                .operation("nodes_suspendall", "/nodes/{node}/suspendall"),
         )
     }
     /// `/nodes/{node}/syslog`
@@ -386,7 +402,8 @@ impl NodesNode {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "termproxy"),
-                ),
+                )
+                .operation("nodes_termproxy", "/nodes/{node}/termproxy"),
         )
     }
     /// `/nodes/{node}/time`
@@ -415,7 +432,8 @@ impl NodesNode {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "vncshell"),
-                ),
+                )
+                .operation("nodes_vncshell", "/nodes/{node}/vncshell"),
         )
     }
     /// `/nodes/{node}/vncwebsocket`
@@ -440,7 +458,8 @@ impl NodesNode {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "wakeonlan"),
-                ),
+                )
+                .operation("nodes_wakeonlan", "/nodes/{node}/wakeonlan"),
         )
     }
 }
@@ -461,7 +480,12 @@ impl NodesNodeAplinfo {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_aplinfo", "/nodes/{node}/aplinfo"),
+        )
     }
     /// `POST /nodes/{node}/aplinfo`: Download appliance templates.
     ///
@@ -474,6 +498,7 @@ impl NodesNodeAplinfo {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_aplinfo_apl_download", "/nodes/{node}/aplinfo")
                 .params(params),
         )
     }
@@ -493,7 +518,12 @@ impl NodesNodeApt {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::ClusterHaIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_apt_index", "/nodes/{node}/apt"),
+        )
     }
     /// `/nodes/{node}/apt/changelog`
     pub fn changelog(&self) -> NodesNodeAptChangelog {
@@ -541,7 +571,11 @@ impl NodesNodeAptChangelog {
         params: &shared_types::nodes::NodesAptChangelogParams,
     ) -> crate::Call<::std::string::String> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_apt_changelog", "/nodes/{node}/apt/changelog")
+                .params(params),
         )
     }
 }
@@ -558,7 +592,12 @@ impl NodesNodeAptRepositories {
     }
     /// `GET /nodes/{node}/apt/repositories`: Get APT repository information.
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesAptRepositoriesResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_apt_repositories", "/nodes/{node}/apt/repositories"),
+        )
     }
     /// `POST /nodes/{node}/apt/repositories`: Change the properties of a repository. Currently only allows enabling/disabling.
     pub fn change_repository(
@@ -569,6 +608,10 @@ impl NodesNodeAptRepositories {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_apt_repositories_change_repository",
+                    "/nodes/{node}/apt/repositories",
+                )
                 .params(params),
         )
     }
@@ -578,7 +621,14 @@ impl NodesNodeAptRepositories {
         params: &shared_types::nodes::NodesAptRepositoriesAddRepositoryParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_apt_repositories_add_repository",
+                    "/nodes/{node}/apt/repositories",
+                )
+                .params(params),
         )
     }
 }
@@ -599,7 +649,12 @@ impl NodesNodeAptUpdate {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesAptUpdateListResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_apt_update_list", "/nodes/{node}/apt/update"),
+        )
     }
     /// `POST /nodes/{node}/apt/update`: This is used to resynchronize the package index files from their sources (apt-get update).
     ///
@@ -612,7 +667,12 @@ impl NodesNodeAptUpdate {
         shared_types::Upid,
         shared_types::nodes::NodesAptUpdateDatabaseParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_apt_update_database", "/nodes/{node}/apt/update"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/apt/versions`.
@@ -632,7 +692,12 @@ impl NodesNodeAptVersions {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesAptVersionsResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_apt_versions", "/nodes/{node}/apt/versions"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/capabilities`.
@@ -652,7 +717,12 @@ impl NodesNodeCapabilities {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_capabilities_index", "/nodes/{node}/capabilities"),
+        )
     }
     /// `/nodes/{node}/capabilities/qemu`
     pub fn qemu(&self) -> NodesNodeCapabilitiesQemu {
@@ -679,7 +749,15 @@ impl NodesNodeCapabilitiesQemu {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_capabilities_qemu_caps_index",
+                    "/nodes/{node}/capabilities/qemu",
+                ),
+        )
     }
     /// `/nodes/{node}/capabilities/qemu/cpu`
     pub fn cpu(&self) -> NodesNodeCapabilitiesQemuCpu {
@@ -730,7 +808,15 @@ impl NodesNodeCapabilitiesQemuCpu {
         ::std::vec::Vec<shared_types::nodes::NodesCapabilitiesQemuCpuIndexResponseItem>,
         shared_types::nodes::NodesCapabilitiesQemuCpuIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_capabilities_qemu_cpu_index",
+                    "/nodes/{node}/capabilities/qemu/cpu",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/capabilities/qemu/cpu-flags`.
@@ -755,7 +841,15 @@ impl NodesNodeCapabilitiesQemuCpuFlags {
         >,
         shared_types::nodes::NodesCapabilitiesQemuCpuFlagsIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_capabilities_qemu_cpu_flags_index",
+                    "/nodes/{node}/capabilities/qemu/cpu-flags",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/capabilities/qemu/machines`.
@@ -780,7 +874,15 @@ impl NodesNodeCapabilitiesQemuMachines {
         >,
         shared_types::nodes::NodesCapabilitiesQemuMachinesTypesParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_capabilities_qemu_machines_types",
+                    "/nodes/{node}/capabilities/qemu/machines",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/capabilities/qemu/migration`.
@@ -800,7 +902,15 @@ impl NodesNodeCapabilitiesQemuMigration {
     ) -> crate::Call<
         shared_types::nodes::NodesCapabilitiesQemuMigrationCapabilitiesResponse,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_capabilities_qemu_migration_capabilities",
+                    "/nodes/{node}/capabilities/qemu/migration",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph`.
@@ -820,7 +930,12 @@ impl NodesNodeCeph {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_index", "/nodes/{node}/ceph"),
+        )
     }
     /// `/nodes/{node}/ceph/cfg`
     pub fn cfg(&self) -> NodesNodeCephCfg {
@@ -860,7 +975,8 @@ impl NodesNodeCeph {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "init"),
-                ),
+                )
+                .operation("nodes_ceph_init", "/nodes/{node}/ceph/init"),
         )
     }
     /// `/nodes/{node}/ceph/log`
@@ -919,7 +1035,8 @@ impl NodesNodeCeph {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "restart"),
-                ),
+                )
+                .operation("nodes_ceph_restart", "/nodes/{node}/ceph/restart"),
         )
     }
     /// `/nodes/{node}/ceph/rules`
@@ -943,7 +1060,8 @@ impl NodesNodeCeph {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "start"),
-                ),
+                )
+                .operation("nodes_ceph_start", "/nodes/{node}/ceph/start"),
         )
     }
     /// `/nodes/{node}/ceph/status`
@@ -967,7 +1085,8 @@ impl NodesNodeCeph {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "stop"),
-                ),
+                )
+                .operation("nodes_ceph_stop", "/nodes/{node}/ceph/stop"),
         )
     }
 }
@@ -988,7 +1107,12 @@ impl NodesNodeCephCfg {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_cfg_index", "/nodes/{node}/ceph/cfg"),
+        )
     }
     /// `/nodes/{node}/ceph/cfg/db`
     pub fn db(&self) -> NodesNodeCephCfgDb {
@@ -1027,7 +1151,12 @@ impl NodesNodeCephCfgDb {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::nodes::NodesCephCfgDbResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_cfg_db", "/nodes/{node}/ceph/cfg/db"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph/cfg/raw`.
@@ -1043,7 +1172,12 @@ impl NodesNodeCephCfgRaw {
     }
     /// `GET /nodes/{node}/ceph/cfg/raw`: Get the Ceph configuration file.
     pub fn get(&self) -> crate::Call<::std::string::String> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_cfg_raw", "/nodes/{node}/ceph/cfg/raw"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph/cfg/value`.
@@ -1063,7 +1197,11 @@ impl NodesNodeCephCfgValue {
         params: &shared_types::nodes::NodesCephCfgValueParams,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_cfg_value", "/nodes/{node}/ceph/cfg/value")
+                .params(params),
         )
     }
 }
@@ -1084,7 +1222,11 @@ impl NodesNodeCephCmdSafety {
         params: &shared_types::nodes::NodesCephCmdSafetyParams,
     ) -> crate::Call<shared_types::nodes::NodesCephCmdSafetyResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_cmd_safety", "/nodes/{node}/ceph/cmd-safety")
+                .params(params),
         )
     }
 }
@@ -1101,7 +1243,12 @@ impl NodesNodeCephCrush {
     }
     /// `GET /nodes/{node}/ceph/crush`: Get OSD crush map
     pub fn get(&self) -> crate::Call<::std::string::String> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_crush", "/nodes/{node}/ceph/crush"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph/fs` (a collection).
@@ -1121,7 +1268,12 @@ impl NodesNodeCephFs {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesCephFsIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_fs_index", "/nodes/{node}/ceph/fs"),
+        )
     }
     /// `/nodes/{node}/ceph/fs/{name}`: the member with this `name`.
     pub fn name(&self, name: impl ::std::fmt::Display) -> NodesNodeCephFsName {
@@ -1153,7 +1305,12 @@ impl NodesNodeCephFsName {
         shared_types::Upid,
         shared_types::nodes::NodesCephFsNameCreatefsParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_ceph_fs_name_createfs", "/nodes/{node}/ceph/fs/{name}"),
+        )
     }
     /// `DELETE /nodes/{node}/ceph/fs/{name}`: Destroy a Ceph filesystem. Refuses if any PVE storage entry of type 'cephfs' still references the filesystem and is not disabled. Optionally also removes the storage entries and/or the underlying metadata and data pools.
     ///
@@ -1167,7 +1324,13 @@ impl NodesNodeCephFsName {
         shared_types::nodes::NodesCephFsNameDestroyfsParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_ceph_fs_name_destroyfs",
+                    "/nodes/{node}/ceph/fs/{name}",
+                ),
         )
     }
 }
@@ -1191,7 +1354,12 @@ impl NodesNodeCephLog {
         ::std::vec::Vec<shared_types::nodes::NodesCephLogResponseItem>,
         shared_types::nodes::NodesCephLogParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_log", "/nodes/{node}/ceph/log"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph/mds` (a collection).
@@ -1211,7 +1379,12 @@ impl NodesNodeCephMds {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesCephMdsIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_mds_index", "/nodes/{node}/ceph/mds"),
+        )
     }
     /// `/nodes/{node}/ceph/mds/{name}`: the member with this `name`.
     pub fn name(&self, name: impl ::std::fmt::Display) -> NodesNodeCephMdsName {
@@ -1243,14 +1416,28 @@ impl NodesNodeCephMdsName {
         shared_types::Upid,
         shared_types::nodes::NodesCephMdsNameCreatemdsParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_ceph_mds_name_createmds",
+                    "/nodes/{node}/ceph/mds/{name}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/ceph/mds/{name}`: Destroy Ceph Metadata Server
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     pub fn delete(&self) -> crate::Call<shared_types::Upid> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_ceph_mds_name_destroymds",
+                    "/nodes/{node}/ceph/mds/{name}",
+                ),
         )
     }
 }
@@ -1271,7 +1458,12 @@ impl NodesNodeCephMgr {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesCephMgrIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_mgr_index", "/nodes/{node}/ceph/mgr"),
+        )
     }
     /// `/nodes/{node}/ceph/mgr/{id}`: the member with this `id`.
     pub fn id(&self, id: impl ::std::fmt::Display) -> NodesNodeCephMgrId {
@@ -1296,14 +1488,22 @@ impl NodesNodeCephMgrId {
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     pub fn create(&self) -> crate::Call<shared_types::Upid> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_ceph_mgr_id_createmgr", "/nodes/{node}/ceph/mgr/{id}"),
+        )
     }
     /// `DELETE /nodes/{node}/ceph/mgr/{id}`: Destroy Ceph Manager.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     pub fn delete(&self) -> crate::Call<shared_types::Upid> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("nodes_ceph_mgr_id_destroymgr", "/nodes/{node}/ceph/mgr/{id}"),
         )
     }
 }
@@ -1324,7 +1524,12 @@ impl NodesNodeCephMon {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesCephMonListmonResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_mon_listmon", "/nodes/{node}/ceph/mon"),
+        )
     }
     /// `/nodes/{node}/ceph/mon/{monid}`: the member with this `monid`.
     pub fn monid(&self, monid: impl ::std::fmt::Display) -> NodesNodeCephMonMonid {
@@ -1356,14 +1561,22 @@ impl NodesNodeCephMonMonid {
         shared_types::Upid,
         shared_types::nodes::NodesCephMonCreatemonParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_ceph_mon_createmon", "/nodes/{node}/ceph/mon/{monid}"),
+        )
     }
     /// `DELETE /nodes/{node}/ceph/mon/{monid}`: Destroy a Ceph Monitor. Refuses to remove the last monitor of the cluster. Does not destroy any Manager on the same node; use /nodes/{node}/ceph/mgr/{id} for that.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     pub fn delete(&self) -> crate::Call<shared_types::Upid> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("nodes_ceph_mon_destroymon", "/nodes/{node}/ceph/mon/{monid}"),
         )
     }
 }
@@ -1380,7 +1593,12 @@ impl NodesNodeCephOsd {
     }
     /// `GET /nodes/{node}/ceph/osd`: Get Ceph osd list/tree.
     pub fn list(&self) -> crate::Call<shared_types::nodes::NodesCephOsdIndexResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_osd_index", "/nodes/{node}/ceph/osd"),
+        )
     }
     /// `POST /nodes/{node}/ceph/osd`: Create OSD
     ///
@@ -1393,6 +1611,7 @@ impl NodesNodeCephOsd {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_ceph_osd_createosd", "/nodes/{node}/ceph/osd")
                 .params(params),
         )
     }
@@ -1421,7 +1640,12 @@ impl NodesNodeCephOsdOsdid {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_osd_osdindex", "/nodes/{node}/ceph/osd/{osdid}"),
+        )
     }
     /// `DELETE /nodes/{node}/ceph/osd/{osdid}`: Destroy OSD
     ///
@@ -1435,7 +1659,10 @@ impl NodesNodeCephOsdOsdid {
         shared_types::nodes::NodesCephOsdDestroyosdParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("nodes_ceph_osd_destroyosd", "/nodes/{node}/ceph/osd/{osdid}"),
         )
     }
     /// `POST /nodes/{node}/ceph/osd/{osdid}/in`: ceph osd in
@@ -1446,7 +1673,8 @@ impl NodesNodeCephOsdOsdid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "in"),
-                ),
+                )
+                .operation("nodes_ceph_osd_in", "/nodes/{node}/ceph/osd/{osdid}/in"),
         )
     }
     /// `/nodes/{node}/ceph/osd/{osdid}/lv-info`
@@ -1471,7 +1699,8 @@ impl NodesNodeCephOsdOsdid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "out"),
-                ),
+                )
+                .operation("nodes_ceph_osd_out", "/nodes/{node}/ceph/osd/{osdid}/out"),
         )
     }
     /// `POST /nodes/{node}/ceph/osd/{osdid}/scrub`: Instruct the OSD to scrub.
@@ -1486,6 +1715,10 @@ impl NodesNodeCephOsdOsdid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "scrub"),
+                )
+                .operation(
+                    "nodes_ceph_osd_scrub",
+                    "/nodes/{node}/ceph/osd/{osdid}/scrub",
                 ),
         )
     }
@@ -1510,7 +1743,15 @@ impl NodesNodeCephOsdOsdidLvInfo {
         shared_types::nodes::NodesCephOsdLvInfoOsdvolumeResponse,
         shared_types::nodes::NodesCephOsdLvInfoOsdvolumeParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_ceph_osd_lv_info_osdvolume",
+                    "/nodes/{node}/ceph/osd/{osdid}/lv-info",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph/osd/{osdid}/metadata`.
@@ -1528,7 +1769,15 @@ impl NodesNodeCephOsdOsdidMetadata {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesCephOsdMetadataOsddetailsResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_ceph_osd_metadata_osddetails",
+                    "/nodes/{node}/ceph/osd/{osdid}/metadata",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph/pool` (a collection).
@@ -1548,7 +1797,12 @@ impl NodesNodeCephPool {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesCephPoolLspoolsResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_pool_lspools", "/nodes/{node}/ceph/pool"),
+        )
     }
     /// `POST /nodes/{node}/ceph/pool`: Create Ceph pool
     ///
@@ -1561,6 +1815,7 @@ impl NodesNodeCephPool {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_ceph_pool_createpool", "/nodes/{node}/ceph/pool")
                 .params(params),
         )
     }
@@ -1589,7 +1844,15 @@ impl NodesNodeCephPoolName {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_ceph_pool_name_poolindex",
+                    "/nodes/{node}/ceph/pool/{name}",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/ceph/pool/{name}`: Change POOL settings
     ///
@@ -1602,7 +1865,15 @@ impl NodesNodeCephPoolName {
         shared_types::Upid,
         shared_types::nodes::NodesCephPoolNameSetpoolParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_ceph_pool_name_setpool",
+                    "/nodes/{node}/ceph/pool/{name}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/ceph/pool/{name}`: Destroy pool
     ///
@@ -1616,7 +1887,13 @@ impl NodesNodeCephPoolName {
         shared_types::nodes::NodesCephPoolNameDestroypoolParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_ceph_pool_name_destroypool",
+                    "/nodes/{node}/ceph/pool/{name}",
+                ),
         )
     }
     /// `/nodes/{node}/ceph/pool/{name}/status`
@@ -1647,7 +1924,15 @@ impl NodesNodeCephPoolNameStatus {
         shared_types::nodes::NodesCephPoolStatusGetpoolResponse,
         shared_types::nodes::NodesCephPoolStatusGetpoolParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_ceph_pool_status_getpool",
+                    "/nodes/{node}/ceph/pool/{name}/status",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph/rules`.
@@ -1665,7 +1950,12 @@ impl NodesNodeCephRules {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::nodes::NodesCephRulesResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_rules", "/nodes/{node}/ceph/rules"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/ceph/status`.
@@ -1683,7 +1973,12 @@ impl NodesNodeCephStatus {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_ceph_status", "/nodes/{node}/ceph/status"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/certificates`.
@@ -1703,7 +1998,12 @@ impl NodesNodeCertificates {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_certificates_index", "/nodes/{node}/certificates"),
+        )
     }
     /// `/nodes/{node}/certificates/acme`
     pub fn acme(&self) -> NodesNodeCertificatesAcme {
@@ -1744,7 +2044,15 @@ impl NodesNodeCertificatesAcme {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_certificates_acme_index",
+                    "/nodes/{node}/certificates/acme",
+                ),
+        )
     }
     /// `/nodes/{node}/certificates/acme/certificate`
     pub fn certificate(&self) -> NodesNodeCertificatesAcmeCertificate {
@@ -1776,7 +2084,15 @@ impl NodesNodeCertificatesAcmeCertificate {
         shared_types::Upid,
         shared_types::nodes::NodesCertificatesAcmeCertificateNewParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_certificates_acme_certificate_new",
+                    "/nodes/{node}/certificates/acme/certificate",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/certificates/acme/certificate`: Renew existing certificate from CA.
     ///
@@ -1789,14 +2105,28 @@ impl NodesNodeCertificatesAcmeCertificate {
         shared_types::Upid,
         shared_types::nodes::NodesCertificatesAcmeCertificateRenewParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_certificates_acme_certificate_renew",
+                    "/nodes/{node}/certificates/acme/certificate",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/certificates/acme/certificate`: Revoke existing certificate from CA.
     ///
     /// Starts a worker task: `.wait(timeout)` on the call waits for it to end, `.task()` returns its `Task`.
     pub fn delete(&self) -> crate::Call<shared_types::Upid> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_certificates_acme_certificate_revoke",
+                    "/nodes/{node}/certificates/acme/certificate",
+                ),
         )
     }
 }
@@ -1822,6 +2152,10 @@ impl NodesNodeCertificatesCustom {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_certificates_custom_upload_custom_cert",
+                    "/nodes/{node}/certificates/custom",
+                )
                 .params(params),
         )
     }
@@ -1835,7 +2169,13 @@ impl NodesNodeCertificatesCustom {
         shared_types::nodes::NodesCertificatesCustomRemoveCustomCertParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_certificates_custom_remove_custom_cert",
+                    "/nodes/{node}/certificates/custom",
+                ),
         )
     }
 }
@@ -1858,7 +2198,12 @@ impl NodesNodeCertificatesInfo {
             shared_types::nodes::NodesCertificatesCustomUploadCustomCertResponse,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_certificates_info", "/nodes/{node}/certificates/info"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/config`.
@@ -1881,7 +2226,12 @@ impl NodesNodeConfig {
         shared_types::nodes::NodesConfigGetResponse,
         shared_types::nodes::NodesConfigGetParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_config_get", "/nodes/{node}/config"),
+        )
     }
     /// `PUT /nodes/{node}/config`: Set node configuration options.
     ///
@@ -1889,7 +2239,12 @@ impl NodesNodeConfig {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesConfigSetOptionsParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("nodes_config_set_options", "/nodes/{node}/config"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/disks`.
@@ -1909,7 +2264,12 @@ impl NodesNodeDisks {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_disks_index", "/nodes/{node}/disks"),
+        )
     }
     /// `/nodes/{node}/disks/directory`
     pub fn directory(&self) -> NodesNodeDisksDirectory {
@@ -1932,6 +2292,7 @@ impl NodesNodeDisks {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "initgpt"),
                 )
+                .operation("nodes_disks_initgpt", "/nodes/{node}/disks/initgpt")
                 .params(params),
         )
     }
@@ -1977,6 +2338,7 @@ impl NodesNodeDisks {
                     ::reqwest::Method::PUT,
                     ::std::format!("{}/{}", self.path, "wipedisk"),
                 )
+                .operation("nodes_disks_wipedisk_wipe", "/nodes/{node}/disks/wipedisk")
                 .params(params),
         )
     }
@@ -2005,7 +2367,15 @@ impl NodesNodeDisksDirectory {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesDisksDirectoryIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_disks_directory_index",
+                    "/nodes/{node}/disks/directory",
+                ),
+        )
     }
     /// `POST /nodes/{node}/disks/directory`: Create a Filesystem on an unused disk. Will be mounted under '/mnt/pve/NAME'.
     ///
@@ -2018,6 +2388,10 @@ impl NodesNodeDisksDirectory {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_disks_directory_create",
+                    "/nodes/{node}/disks/directory",
+                )
                 .params(params),
         )
     }
@@ -2052,7 +2426,13 @@ impl NodesNodeDisksDirectoryName {
         shared_types::nodes::NodesDisksDirectoryNameDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_disks_directory_name_delete",
+                    "/nodes/{node}/disks/directory/{name}",
+                ),
         )
     }
 }
@@ -2076,7 +2456,12 @@ impl NodesNodeDisksList {
         ::std::vec::Vec<shared_types::nodes::NodesDisksListResponseItem>,
         shared_types::nodes::NodesDisksListParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_disks_list", "/nodes/{node}/disks/list"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/disks/lvm` (a collection).
@@ -2092,7 +2477,12 @@ impl NodesNodeDisksLvm {
     }
     /// `GET /nodes/{node}/disks/lvm`: List LVM Volume Groups
     pub fn list(&self) -> crate::Call<shared_types::nodes::NodesDisksLvmIndexResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_disks_lvm_index", "/nodes/{node}/disks/lvm"),
+        )
     }
     /// `POST /nodes/{node}/disks/lvm`: Create an LVM Volume Group
     ///
@@ -2105,6 +2495,7 @@ impl NodesNodeDisksLvm {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_disks_lvm_create", "/nodes/{node}/disks/lvm")
                 .params(params),
         )
     }
@@ -2139,7 +2530,13 @@ impl NodesNodeDisksLvmName {
         shared_types::nodes::NodesDisksLvmNameDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_disks_lvm_name_delete",
+                    "/nodes/{node}/disks/lvm/{name}",
+                ),
         )
     }
 }
@@ -2160,7 +2557,12 @@ impl NodesNodeDisksLvmthin {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesDisksLvmthinIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_disks_lvmthin_index", "/nodes/{node}/disks/lvmthin"),
+        )
     }
     /// `POST /nodes/{node}/disks/lvmthin`: Create an LVM thinpool
     ///
@@ -2173,6 +2575,7 @@ impl NodesNodeDisksLvmthin {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_disks_lvmthin_create", "/nodes/{node}/disks/lvmthin")
                 .params(params),
         )
     }
@@ -2206,6 +2609,10 @@ impl NodesNodeDisksLvmthinName {
             self
                 .client
                 .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_disks_lvmthin_name_delete",
+                    "/nodes/{node}/disks/lvmthin/{name}",
+                )
                 .params(params),
         )
     }
@@ -2227,7 +2634,11 @@ impl NodesNodeDisksSmart {
         params: &shared_types::nodes::NodesDisksSmartParams,
     ) -> crate::Call<shared_types::nodes::NodesDisksSmartResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_disks_smart", "/nodes/{node}/disks/smart")
+                .params(params),
         )
     }
 }
@@ -2248,7 +2659,12 @@ impl NodesNodeDisksZfs {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesDisksZfsIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_disks_zfs_index", "/nodes/{node}/disks/zfs"),
+        )
     }
     /// `POST /nodes/{node}/disks/zfs`: Create a ZFS pool.
     ///
@@ -2261,6 +2677,7 @@ impl NodesNodeDisksZfs {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_disks_zfs_create", "/nodes/{node}/disks/zfs")
                 .params(params),
         )
     }
@@ -2287,7 +2704,15 @@ impl NodesNodeDisksZfsName {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesDisksZfsNameDetailResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_disks_zfs_name_detail",
+                    "/nodes/{node}/disks/zfs/{name}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/disks/zfs/{name}`: Destroy a ZFS pool.
     ///
@@ -2301,7 +2726,13 @@ impl NodesNodeDisksZfsName {
         shared_types::nodes::NodesDisksZfsNameDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_disks_zfs_name_delete",
+                    "/nodes/{node}/disks/zfs/{name}",
+                ),
         )
     }
 }
@@ -2318,7 +2749,12 @@ impl NodesNodeDns {
     }
     /// `GET /nodes/{node}/dns`: Read DNS settings.
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesDnsResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_dns", "/nodes/{node}/dns"),
+        )
     }
     /// `PUT /nodes/{node}/dns`: Write DNS settings.
     pub fn update(
@@ -2326,7 +2762,11 @@ impl NodesNodeDns {
         params: &shared_types::nodes::NodesDnsUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("nodes_dns_update", "/nodes/{node}/dns")
+                .params(params),
         )
     }
 }
@@ -2347,7 +2787,12 @@ impl NodesNodeFirewall {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_firewall_index", "/nodes/{node}/firewall"),
+        )
     }
     /// `/nodes/{node}/firewall/log`
     pub fn log(&self) -> NodesNodeFirewallLog {
@@ -2391,7 +2836,12 @@ impl NodesNodeFirewallLog {
         ::std::vec::Vec<shared_types::nodes::NodesFirewallLogResponseItem>,
         shared_types::nodes::NodesFirewallLogParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_firewall_log", "/nodes/{node}/firewall/log"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/firewall/options`.
@@ -2409,7 +2859,15 @@ impl NodesNodeFirewallOptions {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesFirewallOptionsGetResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_firewall_options_get",
+                    "/nodes/{node}/firewall/options",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/firewall/options`: Set Firewall options.
     ///
@@ -2417,7 +2875,15 @@ impl NodesNodeFirewallOptions {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesFirewallOptionsSetParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_firewall_options_set",
+                    "/nodes/{node}/firewall/options",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/firewall/rules` (a collection).
@@ -2439,7 +2905,12 @@ impl NodesNodeFirewallRules {
             shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_firewall_rules_get", "/nodes/{node}/firewall/rules"),
+        )
     }
     /// `POST /nodes/{node}/firewall/rules`: Create new rule.
     pub fn create(
@@ -2450,6 +2921,7 @@ impl NodesNodeFirewallRules {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_firewall_rules_create", "/nodes/{node}/firewall/rules")
                 .params(params),
         )
     }
@@ -2478,7 +2950,15 @@ impl NodesNodeFirewallRulesPos {
     ) -> crate::Call<
         shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_firewall_rules_pos_get",
+                    "/nodes/{node}/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/firewall/rules/{pos}`: Modify rule data.
     ///
@@ -2486,7 +2966,15 @@ impl NodesNodeFirewallRulesPos {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesFirewallRulesPosUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_firewall_rules_pos_update",
+                    "/nodes/{node}/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/firewall/rules/{pos}`: Delete rule.
     ///
@@ -2495,7 +2983,13 @@ impl NodesNodeFirewallRulesPos {
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesFirewallRulesPosDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_firewall_rules_pos_delete",
+                    "/nodes/{node}/firewall/rules/{pos}",
+                ),
         )
     }
 }
@@ -2516,7 +3010,12 @@ impl NodesNodeHardware {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesHardwareIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_hardware_index", "/nodes/{node}/hardware"),
+        )
     }
     /// `/nodes/{node}/hardware/pci`
     pub fn pci(&self) -> NodesNodeHardwarePci {
@@ -2553,7 +3052,12 @@ impl NodesNodeHardwarePci {
         ::std::vec::Vec<shared_types::nodes::NodesHardwarePciScanResponseItem>,
         shared_types::nodes::NodesHardwarePciScanParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_hardware_pci_scan", "/nodes/{node}/hardware/pci"),
+        )
     }
     /// `/nodes/{node}/hardware/pci/{pci-id-or-mapping}`: the member with this `pci-id-or-mapping`.
     pub fn pci_id_or_mapping(
@@ -2583,7 +3087,15 @@ impl NodesNodeHardwarePciPciIdOrMapping {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesHardwarePciIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_hardware_pci_index",
+                    "/nodes/{node}/hardware/pci/{pci-id-or-mapping}",
+                ),
+        )
     }
     /// `/nodes/{node}/hardware/pci/{pci-id-or-mapping}/mdev`
     pub fn mdev(&self) -> NodesNodeHardwarePciPciIdOrMappingMdev {
@@ -2610,7 +3122,15 @@ impl NodesNodeHardwarePciPciIdOrMappingMdev {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesHardwarePciMdevMdevscanResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_hardware_pci_mdev_mdevscan",
+                    "/nodes/{node}/hardware/pci/{pci-id-or-mapping}/mdev",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/hardware/usb`.
@@ -2630,7 +3150,12 @@ impl NodesNodeHardwareUsb {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesHardwareUsbUsbscanResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_hardware_usb_usbscan", "/nodes/{node}/hardware/usb"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/hosts`.
@@ -2646,7 +3171,12 @@ impl NodesNodeHosts {
     }
     /// `GET /nodes/{node}/hosts`: Get the content of /etc/hosts.
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesHostsGetEtcResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_hosts_get_etc", "/nodes/{node}/hosts"),
+        )
     }
     /// `POST /nodes/{node}/hosts`: Write /etc/hosts.
     pub fn write_etc_hosts(
@@ -2657,6 +3187,7 @@ impl NodesNodeHosts {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_hosts_write_etc", "/nodes/{node}/hosts")
                 .params(params),
         )
     }
@@ -2681,7 +3212,12 @@ impl NodesNodeJournal {
         ::std::vec::Vec<::std::string::String>,
         shared_types::nodes::NodesJournalParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_journal", "/nodes/{node}/journal"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc` (a collection).
@@ -2709,7 +3245,12 @@ impl NodesNodeLxc {
     pub fn list(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::nodes::NodesLxcVmlistResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_lxc_vmlist", "/nodes/{node}/lxc"),
+        )
     }
     /// `POST /nodes/{node}/lxc`: Create or restore a container.
     ///
@@ -2738,6 +3279,7 @@ impl NodesNodeLxc {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_lxc_create_vm", "/nodes/{node}/lxc")
                 .params(params),
         )
     }
@@ -2764,7 +3306,12 @@ impl NodesNodeLxcVmid {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_lxc_vmid_vmdiridx", "/nodes/{node}/lxc/{vmid}"),
+        )
     }
     /// `DELETE /nodes/{node}/lxc/{vmid}`: Destroy the container (also delete all uses files).
     ///
@@ -2778,7 +3325,10 @@ impl NodesNodeLxcVmid {
         shared_types::nodes::NodesLxcVmidDestroyVmParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("nodes_lxc_vmid_destroy_vm", "/nodes/{node}/lxc/{vmid}"),
         )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/clone`: Create a container clone/copy
@@ -2795,6 +3345,7 @@ impl NodesNodeLxcVmid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "clone"),
                 )
+                .operation("nodes_lxc_clone_vm", "/nodes/{node}/lxc/{vmid}/clone")
                 .params(params),
         )
     }
@@ -2847,6 +3398,10 @@ impl NodesNodeLxcVmid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "move_volume"),
                 )
+                .operation(
+                    "nodes_lxc_move_volume",
+                    "/nodes/{node}/lxc/{vmid}/move_volume",
+                )
                 .params(params),
         )
     }
@@ -2862,7 +3417,8 @@ impl NodesNodeLxcVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "mtunnel"),
-                ),
+                )
+                .operation("nodes_lxc_mtunnel", "/nodes/{node}/lxc/{vmid}/mtunnel"),
         )
     }
     /// `/nodes/{node}/lxc/{vmid}/mtunnelwebsocket`
@@ -2893,6 +3449,10 @@ impl NodesNodeLxcVmid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "remote_migrate"),
                 )
+                .operation(
+                    "nodes_lxc_remote_migrate_vm",
+                    "/nodes/{node}/lxc/{vmid}/remote_migrate",
+                )
                 .params(params),
         )
     }
@@ -2910,6 +3470,7 @@ impl NodesNodeLxcVmid {
                     ::reqwest::Method::PUT,
                     ::std::format!("{}/{}", self.path, "resize"),
                 )
+                .operation("nodes_lxc_resize_vm", "/nodes/{node}/lxc/{vmid}/resize")
                 .params(params),
         )
     }
@@ -2949,7 +3510,8 @@ impl NodesNodeLxcVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "spiceproxy"),
-                ),
+                )
+                .operation("nodes_lxc_spiceproxy", "/nodes/{node}/lxc/{vmid}/spiceproxy"),
         )
     }
     /// `/nodes/{node}/lxc/{vmid}/status`
@@ -2967,7 +3529,8 @@ impl NodesNodeLxcVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "template"),
-                ),
+                )
+                .operation("nodes_lxc_template", "/nodes/{node}/lxc/{vmid}/template"),
         )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/termproxy`: Creates a TCP proxy connection.
@@ -2978,7 +3541,8 @@ impl NodesNodeLxcVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "termproxy"),
-                ),
+                )
+                .operation("nodes_lxc_termproxy", "/nodes/{node}/lxc/{vmid}/termproxy"),
         )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/vncproxy`: Creates a TCP VNC proxy connections.
@@ -2993,7 +3557,8 @@ impl NodesNodeLxcVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "vncproxy"),
-                ),
+                )
+                .operation("nodes_lxc_vncproxy", "/nodes/{node}/lxc/{vmid}/vncproxy"),
         )
     }
     /// `/nodes/{node}/lxc/{vmid}/vncwebsocket`
@@ -3033,7 +3598,12 @@ impl NodesNodeLxcVmidConfig {
         shared_types::nodes::NodesLxcConfigVmResponse,
         shared_types::nodes::NodesLxcConfigVmParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_lxc_config_vm", "/nodes/{node}/lxc/{vmid}/config"),
+        )
     }
     /// `PUT /nodes/{node}/lxc/{vmid}/config`: Set container options.
     ///
@@ -3041,7 +3611,15 @@ impl NodesNodeLxcVmidConfig {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesLxcConfigUpdateVmParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_lxc_config_update_vm",
+                    "/nodes/{node}/lxc/{vmid}/config",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc/{vmid}/feature`.
@@ -3061,7 +3639,11 @@ impl NodesNodeLxcVmidFeature {
         params: &shared_types::nodes::NodesLxcFeatureVmParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcFeatureVmResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_lxc_feature_vm", "/nodes/{node}/lxc/{vmid}/feature")
+                .params(params),
         )
     }
 }
@@ -3082,7 +3664,15 @@ impl NodesNodeLxcVmidFirewall {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_index",
+                    "/nodes/{node}/lxc/{vmid}/firewall",
+                ),
+        )
     }
     /// `/nodes/{node}/lxc/{vmid}/firewall/aliases`
     pub fn aliases(&self) -> NodesNodeLxcVmidFirewallAliases {
@@ -3144,7 +3734,15 @@ impl NodesNodeLxcVmidFirewallAliases {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallAliasesGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_aliases_get",
+                    "/nodes/{node}/lxc/{vmid}/firewall/aliases",
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/firewall/aliases`: Create IP or Network Alias.
     pub fn create(
@@ -3155,6 +3753,10 @@ impl NodesNodeLxcVmidFirewallAliases {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_aliases_create_alias",
+                    "/nodes/{node}/lxc/{vmid}/firewall/aliases",
+                )
                 .params(params),
         )
     }
@@ -3184,7 +3786,15 @@ impl NodesNodeLxcVmidFirewallAliasesName {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_aliases_name_read_alias",
+                    "/nodes/{node}/lxc/{vmid}/firewall/aliases/{name}",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}`: Update IP or Network alias.
     pub fn update(
@@ -3192,7 +3802,14 @@ impl NodesNodeLxcVmidFirewallAliasesName {
         params: &shared_types::nodes::NodesLxcFirewallAliasesNameUpdateAliasParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_aliases_name_update_alias",
+                    "/nodes/{node}/lxc/{vmid}/firewall/aliases/{name}",
+                )
+                .params(params),
         )
     }
     /// `DELETE /nodes/{node}/lxc/{vmid}/firewall/aliases/{name}`: Remove IP or Network alias.
@@ -3205,7 +3822,13 @@ impl NodesNodeLxcVmidFirewallAliasesName {
         shared_types::nodes::NodesLxcFirewallAliasesNameRemoveAliasParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_aliases_name_remove_alias",
+                    "/nodes/{node}/lxc/{vmid}/firewall/aliases/{name}",
+                ),
         )
     }
 }
@@ -3226,7 +3849,15 @@ impl NodesNodeLxcVmidFirewallIpset {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallIpsetIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_ipset_index",
+                    "/nodes/{node}/lxc/{vmid}/firewall/ipset",
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/firewall/ipset`: Create new IPSet
     pub fn create(
@@ -3237,6 +3868,10 @@ impl NodesNodeLxcVmidFirewallIpset {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_ipset_create",
+                    "/nodes/{node}/lxc/{vmid}/firewall/ipset",
+                )
                 .params(params),
         )
     }
@@ -3268,7 +3903,15 @@ impl NodesNodeLxcVmidFirewallIpsetName {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallIpsetNameGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_ipset_name_get",
+                    "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}",
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}`: Add IP or Network to IPSet.
     pub fn create(
@@ -3279,6 +3922,10 @@ impl NodesNodeLxcVmidFirewallIpsetName {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_ipset_name_create_ip",
+                    "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}",
+                )
                 .params(params),
         )
     }
@@ -3289,7 +3936,13 @@ impl NodesNodeLxcVmidFirewallIpsetName {
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallIpsetNameDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_ipset_name_delete",
+                    "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}",
+                ),
         )
     }
     /// `/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}`: the member with this `cidr`.
@@ -3318,7 +3971,15 @@ impl NodesNodeLxcVmidFirewallIpsetNameCidr {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_ipset_cidr_read_ip",
+                    "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}`: Update IP or Network settings
     ///
@@ -3326,7 +3987,15 @@ impl NodesNodeLxcVmidFirewallIpsetNameCidr {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallIpsetCidrUpdateIpParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_ipset_cidr_update_ip",
+                    "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}`: Remove IP or Network from IPSet.
     ///
@@ -3335,7 +4004,13 @@ impl NodesNodeLxcVmidFirewallIpsetNameCidr {
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallIpsetCidrRemoveIpParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_ipset_cidr_remove_ip",
+                    "/nodes/{node}/lxc/{vmid}/firewall/ipset/{name}/{cidr}",
+                ),
         )
     }
 }
@@ -3359,7 +4034,15 @@ impl NodesNodeLxcVmidFirewallLog {
         ::std::vec::Vec<shared_types::nodes::NodesFirewallLogResponseItem>,
         shared_types::nodes::NodesLxcFirewallLogParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_log",
+                    "/nodes/{node}/lxc/{vmid}/firewall/log",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc/{vmid}/firewall/options`.
@@ -3377,7 +4060,15 @@ impl NodesNodeLxcVmidFirewallOptions {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesLxcFirewallOptionsGetResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_options_get",
+                    "/nodes/{node}/lxc/{vmid}/firewall/options",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/lxc/{vmid}/firewall/options`: Set Firewall options.
     ///
@@ -3385,7 +4076,15 @@ impl NodesNodeLxcVmidFirewallOptions {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallOptionsSetParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_options_set",
+                    "/nodes/{node}/lxc/{vmid}/firewall/options",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc/{vmid}/firewall/refs`.
@@ -3408,7 +4107,15 @@ impl NodesNodeLxcVmidFirewallRefs {
         ::std::vec::Vec<shared_types::common::ClusterFirewallRefsResponseItem>,
         shared_types::nodes::NodesLxcFirewallRefsParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_refs",
+                    "/nodes/{node}/lxc/{vmid}/firewall/refs",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc/{vmid}/firewall/rules` (a collection).
@@ -3430,7 +4137,15 @@ impl NodesNodeLxcVmidFirewallRules {
             shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_rules_get",
+                    "/nodes/{node}/lxc/{vmid}/firewall/rules",
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/firewall/rules`: Create new rule.
     pub fn create(
@@ -3441,6 +4156,10 @@ impl NodesNodeLxcVmidFirewallRules {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_rules_create",
+                    "/nodes/{node}/lxc/{vmid}/firewall/rules",
+                )
                 .params(params),
         )
     }
@@ -3472,7 +4191,15 @@ impl NodesNodeLxcVmidFirewallRulesPos {
     ) -> crate::Call<
         shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_rules_pos_get",
+                    "/nodes/{node}/lxc/{vmid}/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}`: Modify rule data.
     ///
@@ -3480,7 +4207,15 @@ impl NodesNodeLxcVmidFirewallRulesPos {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallRulesPosUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_rules_pos_update",
+                    "/nodes/{node}/lxc/{vmid}/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/lxc/{vmid}/firewall/rules/{pos}`: Delete rule.
     ///
@@ -3489,7 +4224,13 @@ impl NodesNodeLxcVmidFirewallRulesPos {
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesLxcFirewallRulesPosDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_lxc_firewall_rules_pos_delete",
+                    "/nodes/{node}/lxc/{vmid}/firewall/rules/{pos}",
+                ),
         )
     }
 }
@@ -3510,7 +4251,15 @@ impl NodesNodeLxcVmidInterfaces {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesLxcInterfacesIpResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_interfaces_ip",
+                    "/nodes/{node}/lxc/{vmid}/interfaces",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc/{vmid}/migrate`.
@@ -3533,7 +4282,15 @@ impl NodesNodeLxcVmidMigrate {
         shared_types::nodes::NodesLxcMigrateVmPreconditionResponse,
         shared_types::nodes::NodesLxcMigrateVmPreconditionParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_migrate_vm_precondition",
+                    "/nodes/{node}/lxc/{vmid}/migrate",
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/migrate`: Migrate the container to another node. Creates a new migration task.
     ///
@@ -3546,6 +4303,7 @@ impl NodesNodeLxcVmidMigrate {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_lxc_migrate_vm", "/nodes/{node}/lxc/{vmid}/migrate")
                 .params(params),
         )
     }
@@ -3567,7 +4325,14 @@ impl NodesNodeLxcVmidMtunnelwebsocket {
         params: &shared_types::nodes::NodesLxcMtunnelwebsocketParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcMtunnelwebsocketResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_mtunnelwebsocket",
+                    "/nodes/{node}/lxc/{vmid}/mtunnelwebsocket",
+                )
+                .params(params),
         )
     }
 }
@@ -3588,7 +4353,12 @@ impl NodesNodeLxcVmidPending {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesLxcPendingVmResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_lxc_pending_vm", "/nodes/{node}/lxc/{vmid}/pending"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc/{vmid}/rrd`.
@@ -3608,7 +4378,11 @@ impl NodesNodeLxcVmidRrd {
         params: &shared_types::nodes::NodesLxcRrdParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcRrdResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_lxc_rrd", "/nodes/{node}/lxc/{vmid}/rrd")
+                .params(params),
         )
     }
 }
@@ -3631,7 +4405,11 @@ impl NodesNodeLxcVmidRrddata {
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_lxc_rrddata", "/nodes/{node}/lxc/{vmid}/rrddata")
+                .params(params),
         )
     }
 }
@@ -3652,7 +4430,15 @@ impl NodesNodeLxcVmidSnapshot {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesLxcSnapshotListResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_snapshot_list",
+                    "/nodes/{node}/lxc/{vmid}/snapshot",
+                ),
+        )
     }
     /// `POST /nodes/{node}/lxc/{vmid}/snapshot`: Snapshot a container.
     ///
@@ -3665,6 +4451,7 @@ impl NodesNodeLxcVmidSnapshot {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_lxc_snapshot", "/nodes/{node}/lxc/{vmid}/snapshot")
                 .params(params),
         )
     }
@@ -3696,7 +4483,15 @@ impl NodesNodeLxcVmidSnapshotSnapname {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_snapshot_snapname_cmd_idx",
+                    "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}`: Delete a LXC snapshot.
     ///
@@ -3710,7 +4505,13 @@ impl NodesNodeLxcVmidSnapshotSnapname {
         shared_types::nodes::NodesLxcSnapshotSnapnameDelsnapshotParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_lxc_snapshot_snapname_delsnapshot",
+                    "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}",
+                ),
         )
     }
     /// `/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config`
@@ -3737,6 +4538,10 @@ impl NodesNodeLxcVmidSnapshotSnapname {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "rollback"),
+                )
+                .operation(
+                    "nodes_lxc_snapshot_rollback",
+                    "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback",
                 ),
         )
     }
@@ -3756,7 +4561,15 @@ impl NodesNodeLxcVmidSnapshotSnapnameConfig {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_snapshot_config_get",
+                    "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config`: Update snapshot metadata.
     ///
@@ -3764,7 +4577,15 @@ impl NodesNodeLxcVmidSnapshotSnapnameConfig {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesLxcSnapshotConfigUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_lxc_snapshot_config_update",
+                    "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc/{vmid}/status`.
@@ -3782,7 +4603,15 @@ impl NodesNodeLxcVmidStatus {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_status_vmcmdidx",
+                    "/nodes/{node}/lxc/{vmid}/status",
+                ),
+        )
     }
     /// `/nodes/{node}/lxc/{vmid}/status/current`
     pub fn current(&self) -> NodesNodeLxcVmidStatusCurrent {
@@ -3808,6 +4637,10 @@ impl NodesNodeLxcVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "reboot"),
+                )
+                .operation(
+                    "nodes_lxc_status_reboot_vm",
+                    "/nodes/{node}/lxc/{vmid}/status/reboot",
                 ),
         )
     }
@@ -3821,6 +4654,10 @@ impl NodesNodeLxcVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "resume"),
+                )
+                .operation(
+                    "nodes_lxc_status_resume_vm",
+                    "/nodes/{node}/lxc/{vmid}/status/resume",
                 ),
         )
     }
@@ -3841,6 +4678,10 @@ impl NodesNodeLxcVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "shutdown"),
+                )
+                .operation(
+                    "nodes_lxc_status_shutdown_vm",
+                    "/nodes/{node}/lxc/{vmid}/status/shutdown",
                 ),
         )
     }
@@ -3870,6 +4711,10 @@ impl NodesNodeLxcVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "start"),
+                )
+                .operation(
+                    "nodes_lxc_status_start_vm",
+                    "/nodes/{node}/lxc/{vmid}/status/start",
                 ),
         )
     }
@@ -3890,6 +4735,10 @@ impl NodesNodeLxcVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "stop"),
+                )
+                .operation(
+                    "nodes_lxc_status_stop_vm",
+                    "/nodes/{node}/lxc/{vmid}/status/stop",
                 ),
         )
     }
@@ -3903,6 +4752,10 @@ impl NodesNodeLxcVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "suspend"),
+                )
+                .operation(
+                    "nodes_lxc_status_suspend_vm",
+                    "/nodes/{node}/lxc/{vmid}/status/suspend",
                 ),
         )
     }
@@ -3922,7 +4775,15 @@ impl NodesNodeLxcVmidStatusCurrent {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesLxcStatusCurrentVmResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_status_current_vm",
+                    "/nodes/{node}/lxc/{vmid}/status/current",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/lxc/{vmid}/vncwebsocket`.
@@ -3942,7 +4803,14 @@ impl NodesNodeLxcVmidVncwebsocket {
         params: &shared_types::nodes::NodesLxcVncwebsocketParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcVncwebsocketResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_lxc_vncwebsocket",
+                    "/nodes/{node}/lxc/{vmid}/vncwebsocket",
+                )
+                .params(params),
         )
     }
 }
@@ -3963,7 +4831,12 @@ impl NodesNodeNetstat {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_netstat", "/nodes/{node}/netstat"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/network` (a collection).
@@ -3986,7 +4859,12 @@ impl NodesNodeNetwork {
         ::std::vec::Vec<shared_types::nodes::NodesNetworkIndexResponseItem>,
         shared_types::nodes::NodesNetworkIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_network_index", "/nodes/{node}/network"),
+        )
     }
     /// `POST /nodes/{node}/network`: Create network device configuration
     pub fn create(
@@ -3997,6 +4875,7 @@ impl NodesNodeNetwork {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_network_create", "/nodes/{node}/network")
                 .params(params),
         )
     }
@@ -4011,12 +4890,26 @@ impl NodesNodeNetwork {
         shared_types::Upid,
         shared_types::nodes::NodesNetworkReloadNetworkConfigParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_network_reload_network_config",
+                    "/nodes/{node}/network",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/network`: Revert network configuration changes.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_network_revert_network_changes",
+                    "/nodes/{node}/network",
+                ),
         )
     }
     /// `/nodes/{node}/network/{iface}`: the member with this `iface`.
@@ -4042,7 +4935,12 @@ impl NodesNodeNetworkIface {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesNetworkIfaceConfigResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_network_iface_config", "/nodes/{node}/network/{iface}"),
+        )
     }
     /// `PUT /nodes/{node}/network/{iface}`: Update network device configuration
     pub fn update(
@@ -4050,13 +4948,20 @@ impl NodesNodeNetworkIface {
         params: &shared_types::nodes::NodesNetworkIfaceUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("nodes_network_iface_update", "/nodes/{node}/network/{iface}")
+                .params(params),
         )
     }
     /// `DELETE /nodes/{node}/network/{iface}`: Delete network device configuration
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("nodes_network_iface_delete", "/nodes/{node}/network/{iface}"),
         )
     }
 }
@@ -4090,7 +4995,12 @@ impl NodesNodeQemu {
         ::std::vec::Vec<shared_types::nodes::NodesQemuVmlistResponseItem>,
         shared_types::nodes::NodesQemuVmlistParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_qemu_vmlist", "/nodes/{node}/qemu"),
+        )
     }
     /// `POST /nodes/{node}/qemu`: Create or restore a virtual machine.
     ///
@@ -4127,6 +5037,7 @@ impl NodesNodeQemu {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_qemu_create_vm", "/nodes/{node}/qemu")
                 .params(params),
         )
     }
@@ -4153,7 +5064,12 @@ impl NodesNodeQemuVmid {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_qemu_vmid_vmdiridx", "/nodes/{node}/qemu/{vmid}"),
+        )
     }
     /// `DELETE /nodes/{node}/qemu/{vmid}`: Destroy the VM and  all used/owned volumes. Removes any VM specific permissions and firewall rules
     ///
@@ -4176,7 +5092,10 @@ impl NodesNodeQemuVmid {
         shared_types::nodes::NodesQemuVmidDestroyVmParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("nodes_qemu_vmid_destroy_vm", "/nodes/{node}/qemu/{vmid}"),
         )
     }
     /// `/nodes/{node}/qemu/{vmid}/agent`
@@ -4217,6 +5136,7 @@ impl NodesNodeQemuVmid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "clone"),
                 )
+                .operation("nodes_qemu_clone_vm", "/nodes/{node}/qemu/{vmid}/clone")
                 .params(params),
         )
     }
@@ -4245,6 +5165,10 @@ impl NodesNodeQemuVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "dbus-vmstate"),
+                )
+                .operation(
+                    "nodes_qemu_dbus_vmstate",
+                    "/nodes/{node}/qemu/{vmid}/dbus-vmstate",
                 )
                 .params(params),
         )
@@ -4282,6 +5206,7 @@ impl NodesNodeQemuVmid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "monitor"),
                 )
+                .operation("nodes_qemu_monitor", "/nodes/{node}/qemu/{vmid}/monitor")
                 .params(params),
         )
     }
@@ -4299,6 +5224,10 @@ impl NodesNodeQemuVmid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "move_disk"),
                 )
+                .operation(
+                    "nodes_qemu_move_disk_vm",
+                    "/nodes/{node}/qemu/{vmid}/move_disk",
+                )
                 .params(params),
         )
     }
@@ -4314,7 +5243,8 @@ impl NodesNodeQemuVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "mtunnel"),
-                ),
+                )
+                .operation("nodes_qemu_mtunnel", "/nodes/{node}/qemu/{vmid}/mtunnel"),
         )
     }
     /// `/nodes/{node}/qemu/{vmid}/mtunnelwebsocket`
@@ -4345,6 +5275,10 @@ impl NodesNodeQemuVmid {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "remote_migrate"),
                 )
+                .operation(
+                    "nodes_qemu_remote_migrate_vm",
+                    "/nodes/{node}/qemu/{vmid}/remote_migrate",
+                )
                 .params(params),
         )
     }
@@ -4362,6 +5296,7 @@ impl NodesNodeQemuVmid {
                     ::reqwest::Method::PUT,
                     ::std::format!("{}/{}", self.path, "resize"),
                 )
+                .operation("nodes_qemu_resize_vm", "/nodes/{node}/qemu/{vmid}/resize")
                 .params(params),
         )
     }
@@ -4391,6 +5326,7 @@ impl NodesNodeQemuVmid {
                     ::reqwest::Method::PUT,
                     ::std::format!("{}/{}", self.path, "sendkey"),
                 )
+                .operation("nodes_qemu_sendkey_vm", "/nodes/{node}/qemu/{vmid}/sendkey")
                 .params(params),
         )
     }
@@ -4416,6 +5352,10 @@ impl NodesNodeQemuVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "spiceproxy"),
+                )
+                .operation(
+                    "nodes_qemu_spiceproxy",
+                    "/nodes/{node}/qemu/{vmid}/spiceproxy",
                 ),
         )
     }
@@ -4440,7 +5380,8 @@ impl NodesNodeQemuVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "template"),
-                ),
+                )
+                .operation("nodes_qemu_template", "/nodes/{node}/qemu/{vmid}/template"),
         )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/termproxy`: Creates a TCP proxy connections.
@@ -4458,7 +5399,8 @@ impl NodesNodeQemuVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "termproxy"),
-                ),
+                )
+                .operation("nodes_qemu_termproxy", "/nodes/{node}/qemu/{vmid}/termproxy"),
         )
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/unlink`: Unlink/delete disk images.
@@ -4473,6 +5415,7 @@ impl NodesNodeQemuVmid {
                     ::reqwest::Method::PUT,
                     ::std::format!("{}/{}", self.path, "unlink"),
                 )
+                .operation("nodes_qemu_unlink", "/nodes/{node}/qemu/{vmid}/unlink")
                 .params(params),
         )
     }
@@ -4488,7 +5431,8 @@ impl NodesNodeQemuVmid {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "vncproxy"),
-                ),
+                )
+                .operation("nodes_qemu_vncproxy", "/nodes/{node}/qemu/{vmid}/vncproxy"),
         )
     }
     /// `/nodes/{node}/qemu/{vmid}/vncwebsocket`
@@ -4516,7 +5460,12 @@ impl NodesNodeQemuVmidAgent {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_qemu_agent_index", "/nodes/{node}/qemu/{vmid}/agent"),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/agent`: Execute QEMU Guest Agent commands.
     pub fn agent(
@@ -4527,6 +5476,7 @@ impl NodesNodeQemuVmidAgent {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_qemu_agent", "/nodes/{node}/qemu/{vmid}/agent")
                 .params(params),
         )
     }
@@ -4541,6 +5491,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "exec"),
+                )
+                .operation(
+                    "nodes_qemu_agent_exec",
+                    "/nodes/{node}/qemu/{vmid}/agent/exec",
                 )
                 .params(params),
         )
@@ -4571,6 +5525,10 @@ impl NodesNodeQemuVmidAgent {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "file-write"),
                 )
+                .operation(
+                    "nodes_qemu_agent_file_write",
+                    "/nodes/{node}/qemu/{vmid}/agent/file-write",
+                )
                 .params(params),
         )
     }
@@ -4584,6 +5542,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "fsfreeze-freeze"),
+                )
+                .operation(
+                    "nodes_qemu_agent_fsfreeze_freeze",
+                    "/nodes/{node}/qemu/{vmid}/agent/fsfreeze-freeze",
                 ),
         )
     }
@@ -4597,6 +5559,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "fsfreeze-status"),
+                )
+                .operation(
+                    "nodes_qemu_agent_fsfreeze_status",
+                    "/nodes/{node}/qemu/{vmid}/agent/fsfreeze-status",
                 ),
         )
     }
@@ -4610,6 +5576,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "fsfreeze-thaw"),
+                )
+                .operation(
+                    "nodes_qemu_agent_fsfreeze_thaw",
+                    "/nodes/{node}/qemu/{vmid}/agent/fsfreeze-thaw",
                 ),
         )
     }
@@ -4623,6 +5593,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "fstrim"),
+                )
+                .operation(
+                    "nodes_qemu_agent_fstrim",
+                    "/nodes/{node}/qemu/{vmid}/agent/fstrim",
                 ),
         )
     }
@@ -4713,6 +5687,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "ping"),
+                )
+                .operation(
+                    "nodes_qemu_agent_ping",
+                    "/nodes/{node}/qemu/{vmid}/agent/ping",
                 ),
         )
     }
@@ -4728,6 +5706,10 @@ impl NodesNodeQemuVmidAgent {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "set-user-password"),
                 )
+                .operation(
+                    "nodes_qemu_agent_set_user_password",
+                    "/nodes/{node}/qemu/{vmid}/agent/set-user-password",
+                )
                 .params(params),
         )
     }
@@ -4741,6 +5723,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "shutdown"),
+                )
+                .operation(
+                    "nodes_qemu_agent_shutdown",
+                    "/nodes/{node}/qemu/{vmid}/agent/shutdown",
                 ),
         )
     }
@@ -4754,6 +5740,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "suspend-disk"),
+                )
+                .operation(
+                    "nodes_qemu_agent_suspend_disk",
+                    "/nodes/{node}/qemu/{vmid}/agent/suspend-disk",
                 ),
         )
     }
@@ -4767,6 +5757,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "suspend-hybrid"),
+                )
+                .operation(
+                    "nodes_qemu_agent_suspend_hybrid",
+                    "/nodes/{node}/qemu/{vmid}/agent/suspend-hybrid",
                 ),
         )
     }
@@ -4780,6 +5774,10 @@ impl NodesNodeQemuVmidAgent {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "suspend-ram"),
+                )
+                .operation(
+                    "nodes_qemu_agent_suspend_ram",
+                    "/nodes/{node}/qemu/{vmid}/agent/suspend-ram",
                 ),
         )
     }
@@ -4801,7 +5799,14 @@ impl NodesNodeQemuVmidAgentExecStatus {
         params: &shared_types::nodes::NodesQemuAgentExecStatusParams,
     ) -> crate::Call<shared_types::nodes::NodesQemuAgentExecStatusResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_exec_status",
+                    "/nodes/{node}/qemu/{vmid}/agent/exec-status",
+                )
+                .params(params),
         )
     }
 }
@@ -4822,7 +5827,14 @@ impl NodesNodeQemuVmidAgentFileRead {
         params: &shared_types::nodes::NodesQemuAgentFileReadParams,
     ) -> crate::Call<shared_types::nodes::NodesQemuAgentFileReadResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_file_read",
+                    "/nodes/{node}/qemu/{vmid}/agent/file-read",
+                )
+                .params(params),
         )
     }
 }
@@ -4841,7 +5853,15 @@ impl NodesNodeQemuVmidAgentGetFsinfo {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_fsinfo",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-fsinfo",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/get-host-name`.
@@ -4859,7 +5879,15 @@ impl NodesNodeQemuVmidAgentGetHostName {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_host_name",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-host-name",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/get-memory-block-info`.
@@ -4877,7 +5905,15 @@ impl NodesNodeQemuVmidAgentGetMemoryBlockInfo {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_memory_block_info",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-memory-block-info",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/get-memory-blocks`.
@@ -4895,7 +5931,15 @@ impl NodesNodeQemuVmidAgentGetMemoryBlocks {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_memory_blocks",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-memory-blocks",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/get-osinfo`.
@@ -4913,7 +5957,15 @@ impl NodesNodeQemuVmidAgentGetOsinfo {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_osinfo",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-osinfo",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/get-time`.
@@ -4931,7 +5983,15 @@ impl NodesNodeQemuVmidAgentGetTime {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_time",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-time",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/get-timezone`.
@@ -4949,7 +6009,15 @@ impl NodesNodeQemuVmidAgentGetTimezone {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_timezone",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-timezone",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/get-users`.
@@ -4967,7 +6035,15 @@ impl NodesNodeQemuVmidAgentGetUsers {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_users",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-users",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/get-vcpus`.
@@ -4985,7 +6061,15 @@ impl NodesNodeQemuVmidAgentGetVcpus {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_get_vcpus",
+                    "/nodes/{node}/qemu/{vmid}/agent/get-vcpus",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/info`.
@@ -5003,7 +6087,15 @@ impl NodesNodeQemuVmidAgentInfo {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_info",
+                    "/nodes/{node}/qemu/{vmid}/agent/info",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`.
@@ -5021,7 +6113,15 @@ impl NodesNodeQemuVmidAgentNetworkGetInterfaces {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_agent_network_get_interfaces",
+                    "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/cloudinit`.
@@ -5041,11 +6141,27 @@ impl NodesNodeQemuVmidCloudinit {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesQemuCloudinitPendingResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_cloudinit_pending",
+                    "/nodes/{node}/qemu/{vmid}/cloudinit",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/cloudinit`: Regenerate and change cloudinit config drive.
     pub fn update(&self) -> crate::Call<()> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_qemu_cloudinit_update",
+                    "/nodes/{node}/qemu/{vmid}/cloudinit",
+                ),
+        )
     }
     /// `/nodes/{node}/qemu/{vmid}/cloudinit/dump`
     pub fn dump(&self) -> NodesNodeQemuVmidCloudinitDump {
@@ -5072,7 +6188,14 @@ impl NodesNodeQemuVmidCloudinitDump {
         params: &shared_types::nodes::NodesQemuCloudinitDumpCloudinitGeneratedConfigParams,
     ) -> crate::Call<::std::string::String> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_cloudinit_dump_cloudinit_generated_config",
+                    "/nodes/{node}/qemu/{vmid}/cloudinit/dump",
+                )
+                .params(params),
         )
     }
 }
@@ -5107,7 +6230,12 @@ impl NodesNodeQemuVmidConfig {
         shared_types::nodes::NodesQemuConfigVmResponse,
         shared_types::nodes::NodesQemuConfigVmParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_qemu_config_vm", "/nodes/{node}/qemu/{vmid}/config"),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/config`: Set virtual machine options (asynchronous API).
     ///
@@ -5120,7 +6248,15 @@ impl NodesNodeQemuVmidConfig {
         shared_types::Upid,
         shared_types::nodes::NodesQemuConfigUpdateVmAsyncParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_qemu_config_update_vm_async",
+                    "/nodes/{node}/qemu/{vmid}/config",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/config`: Set virtual machine options (synchronous API) - You should consider using the POST method instead for any actions involving hotplug or storage allocation.
     ///
@@ -5146,7 +6282,15 @@ impl NodesNodeQemuVmidConfig {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesQemuConfigUpdateVmParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_qemu_config_update_vm",
+                    "/nodes/{node}/qemu/{vmid}/config",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/feature`.
@@ -5166,7 +6310,11 @@ impl NodesNodeQemuVmidFeature {
         params: &shared_types::nodes::NodesQemuFeatureVmParams,
     ) -> crate::Call<shared_types::nodes::NodesQemuFeatureVmResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_qemu_feature_vm", "/nodes/{node}/qemu/{vmid}/feature")
+                .params(params),
         )
     }
 }
@@ -5187,7 +6335,15 @@ impl NodesNodeQemuVmidFirewall {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_index",
+                    "/nodes/{node}/qemu/{vmid}/firewall",
+                ),
+        )
     }
     /// `/nodes/{node}/qemu/{vmid}/firewall/aliases`
     pub fn aliases(&self) -> NodesNodeQemuVmidFirewallAliases {
@@ -5249,7 +6405,15 @@ impl NodesNodeQemuVmidFirewallAliases {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallAliasesGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_aliases_get",
+                    "/nodes/{node}/qemu/{vmid}/firewall/aliases",
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/firewall/aliases`: Create IP or Network Alias.
     pub fn create(
@@ -5260,6 +6424,10 @@ impl NodesNodeQemuVmidFirewallAliases {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_aliases_create_alias",
+                    "/nodes/{node}/qemu/{vmid}/firewall/aliases",
+                )
                 .params(params),
         )
     }
@@ -5289,7 +6457,15 @@ impl NodesNodeQemuVmidFirewallAliasesName {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_aliases_name_read_alias",
+                    "/nodes/{node}/qemu/{vmid}/firewall/aliases/{name}",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}`: Update IP or Network alias.
     pub fn update(
@@ -5297,7 +6473,14 @@ impl NodesNodeQemuVmidFirewallAliasesName {
         params: &shared_types::nodes::NodesQemuFirewallAliasesNameUpdateAliasParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_aliases_name_update_alias",
+                    "/nodes/{node}/qemu/{vmid}/firewall/aliases/{name}",
+                )
+                .params(params),
         )
     }
     /// `DELETE /nodes/{node}/qemu/{vmid}/firewall/aliases/{name}`: Remove IP or Network alias.
@@ -5310,7 +6493,13 @@ impl NodesNodeQemuVmidFirewallAliasesName {
         shared_types::nodes::NodesQemuFirewallAliasesNameRemoveAliasParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_aliases_name_remove_alias",
+                    "/nodes/{node}/qemu/{vmid}/firewall/aliases/{name}",
+                ),
         )
     }
 }
@@ -5331,7 +6520,15 @@ impl NodesNodeQemuVmidFirewallIpset {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallIpsetIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_ipset_index",
+                    "/nodes/{node}/qemu/{vmid}/firewall/ipset",
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/firewall/ipset`: Create new IPSet
     pub fn create(
@@ -5342,6 +6539,10 @@ impl NodesNodeQemuVmidFirewallIpset {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_ipset_create",
+                    "/nodes/{node}/qemu/{vmid}/firewall/ipset",
+                )
                 .params(params),
         )
     }
@@ -5373,7 +6574,15 @@ impl NodesNodeQemuVmidFirewallIpsetName {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::common::ClusterFirewallIpsetNameGetResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_ipset_name_get",
+                    "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}",
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}`: Add IP or Network to IPSet.
     pub fn create(
@@ -5384,6 +6593,10 @@ impl NodesNodeQemuVmidFirewallIpsetName {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_ipset_name_create_ip",
+                    "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}",
+                )
                 .params(params),
         )
     }
@@ -5394,7 +6607,13 @@ impl NodesNodeQemuVmidFirewallIpsetName {
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesQemuFirewallIpsetNameDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_ipset_name_delete",
+                    "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}",
+                ),
         )
     }
     /// `/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}`: the member with this `cidr`.
@@ -5423,7 +6642,15 @@ impl NodesNodeQemuVmidFirewallIpsetNameCidr {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_ipset_cidr_read_ip",
+                    "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}`: Update IP or Network settings
     ///
@@ -5431,7 +6658,15 @@ impl NodesNodeQemuVmidFirewallIpsetNameCidr {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesQemuFirewallIpsetCidrUpdateIpParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_ipset_cidr_update_ip",
+                    "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}`: Remove IP or Network from IPSet.
     ///
@@ -5440,7 +6675,13 @@ impl NodesNodeQemuVmidFirewallIpsetNameCidr {
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesQemuFirewallIpsetCidrRemoveIpParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_ipset_cidr_remove_ip",
+                    "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}",
+                ),
         )
     }
 }
@@ -5464,7 +6705,15 @@ impl NodesNodeQemuVmidFirewallLog {
         ::std::vec::Vec<shared_types::nodes::NodesFirewallLogResponseItem>,
         shared_types::nodes::NodesQemuFirewallLogParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_log",
+                    "/nodes/{node}/qemu/{vmid}/firewall/log",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/firewall/options`.
@@ -5482,7 +6731,15 @@ impl NodesNodeQemuVmidFirewallOptions {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesLxcFirewallOptionsGetResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_options_get",
+                    "/nodes/{node}/qemu/{vmid}/firewall/options",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/firewall/options`: Set Firewall options.
     ///
@@ -5490,7 +6747,15 @@ impl NodesNodeQemuVmidFirewallOptions {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesQemuFirewallOptionsSetParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_options_set",
+                    "/nodes/{node}/qemu/{vmid}/firewall/options",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/firewall/refs`.
@@ -5513,7 +6778,15 @@ impl NodesNodeQemuVmidFirewallRefs {
         ::std::vec::Vec<shared_types::common::ClusterFirewallRefsResponseItem>,
         shared_types::nodes::NodesQemuFirewallRefsParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_refs",
+                    "/nodes/{node}/qemu/{vmid}/firewall/refs",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/firewall/rules` (a collection).
@@ -5535,7 +6808,15 @@ impl NodesNodeQemuVmidFirewallRules {
             shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
         >,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_rules_get",
+                    "/nodes/{node}/qemu/{vmid}/firewall/rules",
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/firewall/rules`: Create new rule.
     pub fn create(
@@ -5546,6 +6827,10 @@ impl NodesNodeQemuVmidFirewallRules {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_rules_create",
+                    "/nodes/{node}/qemu/{vmid}/firewall/rules",
+                )
                 .params(params),
         )
     }
@@ -5577,7 +6862,15 @@ impl NodesNodeQemuVmidFirewallRulesPos {
     ) -> crate::Call<
         shared_types::common::ClusterFirewallGroupsGroupGetRulesResponseItem,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_rules_pos_get",
+                    "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}`: Modify rule data.
     ///
@@ -5585,7 +6878,15 @@ impl NodesNodeQemuVmidFirewallRulesPos {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesQemuFirewallRulesPosUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_rules_pos_update",
+                    "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}`: Delete rule.
     ///
@@ -5594,7 +6895,13 @@ impl NodesNodeQemuVmidFirewallRulesPos {
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesQemuFirewallRulesPosDeleteParams> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_qemu_firewall_rules_pos_delete",
+                    "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}",
+                ),
         )
     }
 }
@@ -5618,7 +6925,15 @@ impl NodesNodeQemuVmidMigrate {
         shared_types::nodes::NodesQemuMigrateVmPreconditionResponse,
         shared_types::nodes::NodesQemuMigrateVmPreconditionParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_migrate_vm_precondition",
+                    "/nodes/{node}/qemu/{vmid}/migrate",
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/migrate`: Migrate virtual machine. Creates a new migration task.
     ///
@@ -5651,6 +6966,7 @@ impl NodesNodeQemuVmidMigrate {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_qemu_migrate_vm", "/nodes/{node}/qemu/{vmid}/migrate")
                 .params(params),
         )
     }
@@ -5672,7 +6988,14 @@ impl NodesNodeQemuVmidMtunnelwebsocket {
         params: &shared_types::nodes::NodesQemuMtunnelwebsocketParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcMtunnelwebsocketResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_mtunnelwebsocket",
+                    "/nodes/{node}/qemu/{vmid}/mtunnelwebsocket",
+                )
+                .params(params),
         )
     }
 }
@@ -5693,7 +7016,12 @@ impl NodesNodeQemuVmidPending {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesQemuPendingVmResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_qemu_pending_vm", "/nodes/{node}/qemu/{vmid}/pending"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/rrd`.
@@ -5713,7 +7041,11 @@ impl NodesNodeQemuVmidRrd {
         params: &shared_types::nodes::NodesQemuRrdParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcRrdResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_qemu_rrd", "/nodes/{node}/qemu/{vmid}/rrd")
+                .params(params),
         )
     }
 }
@@ -5736,7 +7068,11 @@ impl NodesNodeQemuVmidRrddata {
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_qemu_rrddata", "/nodes/{node}/qemu/{vmid}/rrddata")
+                .params(params),
         )
     }
 }
@@ -5767,7 +7103,15 @@ impl NodesNodeQemuVmidSnapshot {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesQemuSnapshotListResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_snapshot_list",
+                    "/nodes/{node}/qemu/{vmid}/snapshot",
+                ),
+        )
     }
     /// `POST /nodes/{node}/qemu/{vmid}/snapshot`: Snapshot a VM.
     ///
@@ -5794,6 +7138,7 @@ impl NodesNodeQemuVmidSnapshot {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_qemu_snapshot", "/nodes/{node}/qemu/{vmid}/snapshot")
                 .params(params),
         )
     }
@@ -5825,7 +7170,15 @@ impl NodesNodeQemuVmidSnapshotSnapname {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_snapshot_snapname_cmd_idx",
+                    "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}`: Delete a VM snapshot.
     ///
@@ -5839,7 +7192,13 @@ impl NodesNodeQemuVmidSnapshotSnapname {
         shared_types::nodes::NodesQemuSnapshotSnapnameDelsnapshotParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_qemu_snapshot_snapname_delsnapshot",
+                    "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}",
+                ),
         )
     }
     /// `/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config`
@@ -5866,6 +7225,10 @@ impl NodesNodeQemuVmidSnapshotSnapname {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "rollback"),
+                )
+                .operation(
+                    "nodes_qemu_snapshot_rollback",
+                    "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
                 ),
         )
     }
@@ -5885,7 +7248,15 @@ impl NodesNodeQemuVmidSnapshotSnapnameConfig {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_snapshot_config_get",
+                    "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config",
+                ),
+        )
     }
     /// `PUT /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config`: Update snapshot metadata.
     ///
@@ -5893,7 +7264,15 @@ impl NodesNodeQemuVmidSnapshotSnapnameConfig {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesQemuSnapshotConfigUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_qemu_snapshot_config_update",
+                    "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/status`.
@@ -5911,7 +7290,15 @@ impl NodesNodeQemuVmidStatus {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_status_vmcmdidx",
+                    "/nodes/{node}/qemu/{vmid}/status",
+                ),
+        )
     }
     /// `/nodes/{node}/qemu/{vmid}/status/current`
     pub fn current(&self) -> NodesNodeQemuVmidStatusCurrent {
@@ -5937,6 +7324,10 @@ impl NodesNodeQemuVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "reboot"),
+                )
+                .operation(
+                    "nodes_qemu_status_reboot_vm",
+                    "/nodes/{node}/qemu/{vmid}/status/reboot",
                 ),
         )
     }
@@ -5957,6 +7348,10 @@ impl NodesNodeQemuVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "reset"),
+                )
+                .operation(
+                    "nodes_qemu_status_reset_vm",
+                    "/nodes/{node}/qemu/{vmid}/status/reset",
                 ),
         )
     }
@@ -5977,6 +7372,10 @@ impl NodesNodeQemuVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "resume"),
+                )
+                .operation(
+                    "nodes_qemu_status_resume_vm",
+                    "/nodes/{node}/qemu/{vmid}/status/resume",
                 ),
         )
     }
@@ -6011,6 +7410,10 @@ impl NodesNodeQemuVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "shutdown"),
+                )
+                .operation(
+                    "nodes_qemu_status_shutdown_vm",
+                    "/nodes/{node}/qemu/{vmid}/status/shutdown",
                 ),
         )
     }
@@ -6044,6 +7447,10 @@ impl NodesNodeQemuVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "start"),
+                )
+                .operation(
+                    "nodes_qemu_status_start_vm",
+                    "/nodes/{node}/qemu/{vmid}/status/start",
                 ),
         )
     }
@@ -6064,6 +7471,10 @@ impl NodesNodeQemuVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "stop"),
+                )
+                .operation(
+                    "nodes_qemu_status_stop_vm",
+                    "/nodes/{node}/qemu/{vmid}/status/stop",
                 ),
         )
     }
@@ -6084,6 +7495,10 @@ impl NodesNodeQemuVmidStatus {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "suspend"),
+                )
+                .operation(
+                    "nodes_qemu_status_suspend_vm",
+                    "/nodes/{node}/qemu/{vmid}/status/suspend",
                 ),
         )
     }
@@ -6112,7 +7527,15 @@ impl NodesNodeQemuVmidStatusCurrent {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesQemuStatusCurrentVmResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_status_current_vm",
+                    "/nodes/{node}/qemu/{vmid}/status/current",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/qemu/{vmid}/vncwebsocket`.
@@ -6132,7 +7555,14 @@ impl NodesNodeQemuVmidVncwebsocket {
         params: &shared_types::nodes::NodesQemuVncwebsocketParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcVncwebsocketResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_qemu_vncwebsocket",
+                    "/nodes/{node}/qemu/{vmid}/vncwebsocket",
+                )
+                .params(params),
         )
     }
 }
@@ -6153,7 +7583,14 @@ impl NodesNodeQueryOciRepoTags {
         params: &shared_types::nodes::NodesQueryOciRepoTagsParams,
     ) -> crate::Call<::std::vec::Vec<::std::string::String>> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_query_oci_repo_tags",
+                    "/nodes/{node}/query-oci-repo-tags",
+                )
+                .params(params),
         )
     }
 }
@@ -6174,7 +7611,14 @@ impl NodesNodeQueryUrlMetadata {
         params: &shared_types::nodes::NodesQueryUrlMetadataParams,
     ) -> crate::Call<shared_types::nodes::NodesQueryUrlMetadataResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_query_url_metadata",
+                    "/nodes/{node}/query-url-metadata",
+                )
+                .params(params),
         )
     }
 }
@@ -6198,7 +7642,12 @@ impl NodesNodeReplication {
         ::std::vec::Vec<shared_types::common::ClusterHaIndexResponseItem>,
         shared_types::nodes::NodesReplicationStatusParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_replication_status", "/nodes/{node}/replication"),
+        )
     }
     /// `/nodes/{node}/replication/{id}`: the member with this `id`.
     pub fn id(&self, id: impl ::std::fmt::Display) -> NodesNodeReplicationId {
@@ -6225,7 +7674,15 @@ impl NodesNodeReplicationId {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_replication_id_index",
+                    "/nodes/{node}/replication/{id}",
+                ),
+        )
     }
     /// `/nodes/{node}/replication/{id}/log`
     pub fn log(&self) -> NodesNodeReplicationIdLog {
@@ -6244,6 +7701,10 @@ impl NodesNodeReplicationId {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "schedule_now"),
+                )
+                .operation(
+                    "nodes_replication_schedule_now",
+                    "/nodes/{node}/replication/{id}/schedule_now",
                 ),
         )
     }
@@ -6275,7 +7736,15 @@ impl NodesNodeReplicationIdLog {
         ::std::vec::Vec<shared_types::nodes::NodesFirewallLogResponseItem>,
         shared_types::nodes::NodesReplicationLogReadJobParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_replication_log_read_job",
+                    "/nodes/{node}/replication/{id}/log",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/replication/{id}/status`.
@@ -6293,7 +7762,15 @@ impl NodesNodeReplicationIdStatus {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_replication_status_job",
+                    "/nodes/{node}/replication/{id}/status",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/report`.
@@ -6309,7 +7786,12 @@ impl NodesNodeReport {
     }
     /// `GET /nodes/{node}/report`: Gather various systems information about a node
     pub fn get(&self) -> crate::Call<::std::string::String> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_report", "/nodes/{node}/report"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/rrd`.
@@ -6329,7 +7811,11 @@ impl NodesNodeRrd {
         params: &shared_types::nodes::NodesRrdParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcRrdResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_rrd", "/nodes/{node}/rrd")
+                .params(params),
         )
     }
 }
@@ -6352,7 +7838,11 @@ impl NodesNodeRrddata {
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_rrddata", "/nodes/{node}/rrddata")
+                .params(params),
         )
     }
 }
@@ -6373,7 +7863,12 @@ impl NodesNodeScan {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesHardwarePciIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_scan_index", "/nodes/{node}/scan"),
+        )
     }
     /// `/nodes/{node}/scan/cifs`
     pub fn cifs(&self) -> NodesNodeScanCifs {
@@ -6444,7 +7939,11 @@ impl NodesNodeScanCifs {
         ::std::vec::Vec<shared_types::nodes::NodesScanCifsCifsscanResponseItem>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_scan_cifs_cifsscan", "/nodes/{node}/scan/cifs")
+                .params(params),
         )
     }
 }
@@ -6467,7 +7966,11 @@ impl NodesNodeScanIscsi {
         ::std::vec::Vec<shared_types::nodes::NodesScanIscsiIscsiscanResponseItem>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_scan_iscsi_iscsiscan", "/nodes/{node}/scan/iscsi")
+                .params(params),
         )
     }
 }
@@ -6488,7 +7991,12 @@ impl NodesNodeScanLvm {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesScanLvmLvmscanResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_scan_lvm_lvmscan", "/nodes/{node}/scan/lvm"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/scan/lvmthin`.
@@ -6510,7 +8018,14 @@ impl NodesNodeScanLvmthin {
         ::std::vec::Vec<shared_types::nodes::NodesScanLvmthinLvmthinscanResponseItem>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_scan_lvmthin_lvmthinscan",
+                    "/nodes/{node}/scan/lvmthin",
+                )
+                .params(params),
         )
     }
 }
@@ -6533,7 +8048,11 @@ impl NodesNodeScanNfs {
         ::std::vec::Vec<shared_types::nodes::NodesScanNfsNfsscanResponseItem>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_scan_nfs_nfsscan", "/nodes/{node}/scan/nfs")
+                .params(params),
         )
     }
 }
@@ -6556,7 +8075,11 @@ impl NodesNodeScanPbs {
         ::std::vec::Vec<shared_types::nodes::NodesScanPbsPbsscanResponseItem>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_scan_pbs_pbsscan", "/nodes/{node}/scan/pbs")
+                .params(params),
         )
     }
 }
@@ -6577,7 +8100,12 @@ impl NodesNodeScanZfs {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesScanZfsZfsscanResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_scan_zfs_zfsscan", "/nodes/{node}/scan/zfs"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/sdn`.
@@ -6597,7 +8125,12 @@ impl NodesNodeSdn {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_sdn_sdnindex", "/nodes/{node}/sdn"),
+        )
     }
     /// `/nodes/{node}/sdn/fabrics`
     pub fn fabrics(&self) -> NodesNodeSdnFabrics {
@@ -6655,7 +8188,15 @@ impl NodesNodeSdnFabricsFabric {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_fabrics_fabric_diridx",
+                    "/nodes/{node}/sdn/fabrics/{fabric}",
+                ),
+        )
     }
     /// `/nodes/{node}/sdn/fabrics/{fabric}/interfaces`
     pub fn interfaces(&self) -> NodesNodeSdnFabricsFabricInterfaces {
@@ -6696,7 +8237,15 @@ impl NodesNodeSdnFabricsFabricInterfaces {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesSdnFabricsInterfacesResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_fabrics_interfaces",
+                    "/nodes/{node}/sdn/fabrics/{fabric}/interfaces",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/sdn/fabrics/{fabric}/neighbors`.
@@ -6716,7 +8265,15 @@ impl NodesNodeSdnFabricsFabricNeighbors {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesSdnFabricsNeighborsResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_fabrics_neighbors",
+                    "/nodes/{node}/sdn/fabrics/{fabric}/neighbors",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/sdn/fabrics/{fabric}/routes`.
@@ -6736,7 +8293,15 @@ impl NodesNodeSdnFabricsFabricRoutes {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesSdnFabricsRoutesResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_fabrics_routes",
+                    "/nodes/{node}/sdn/fabrics/{fabric}/routes",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/sdn/vnets` (a collection).
@@ -6773,7 +8338,15 @@ impl NodesNodeSdnVnetsVnet {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_vnets_vnet_diridx",
+                    "/nodes/{node}/sdn/vnets/{vnet}",
+                ),
+        )
     }
     /// `/nodes/{node}/sdn/vnets/{vnet}/mac-vrf`
     pub fn mac_vrf(&self) -> NodesNodeSdnVnetsVnetMacVrf {
@@ -6800,7 +8373,15 @@ impl NodesNodeSdnVnetsVnetMacVrf {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesSdnVnetsMacVrfResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_vnets_mac_vrf",
+                    "/nodes/{node}/sdn/vnets/{vnet}/mac-vrf",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/sdn/zones` (a collection).
@@ -6820,7 +8401,12 @@ impl NodesNodeSdnZones {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesSdnZonesIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_sdn_zones_index", "/nodes/{node}/sdn/zones"),
+        )
     }
     /// `/nodes/{node}/sdn/zones/{zone}`: the member with this `zone`.
     pub fn zone(&self, zone: impl ::std::fmt::Display) -> NodesNodeSdnZonesZone {
@@ -6845,7 +8431,15 @@ impl NodesNodeSdnZonesZone {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_zones_zone_diridx",
+                    "/nodes/{node}/sdn/zones/{zone}",
+                ),
+        )
     }
     /// `/nodes/{node}/sdn/zones/{zone}/bridges`
     pub fn bridges(&self) -> NodesNodeSdnZonesZoneBridges {
@@ -6886,7 +8480,15 @@ impl NodesNodeSdnZonesZoneBridges {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesSdnZonesBridgesResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_zones_bridges",
+                    "/nodes/{node}/sdn/zones/{zone}/bridges",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/sdn/zones/{zone}/content`.
@@ -6906,7 +8508,15 @@ impl NodesNodeSdnZonesZoneContent {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesSdnZonesContentIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_zones_content_index",
+                    "/nodes/{node}/sdn/zones/{zone}/content",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/sdn/zones/{zone}/ip-vrf`.
@@ -6926,7 +8536,15 @@ impl NodesNodeSdnZonesZoneIpVrf {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesSdnZonesIpVrfResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_sdn_zones_ip_vrf",
+                    "/nodes/{node}/sdn/zones/{zone}/ip-vrf",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/services` (a collection).
@@ -6946,7 +8564,12 @@ impl NodesNodeServices {
     ) -> crate::Call<
         ::std::vec::Vec<shared_types::nodes::NodesServicesIndexResponseItem>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_services_index", "/nodes/{node}/services"),
+        )
     }
     /// `/nodes/{node}/services/{service}`: the member with this `service`.
     pub fn service(
@@ -6974,7 +8597,15 @@ impl NodesNodeServicesService {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_services_service_srvcmdidx",
+                    "/nodes/{node}/services/{service}",
+                ),
+        )
     }
     /// `POST /nodes/{node}/services/{service}/reload`: Reload service. Falls back to restart if service cannot be reloaded.
     ///
@@ -6986,6 +8617,10 @@ impl NodesNodeServicesService {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "reload"),
+                )
+                .operation(
+                    "nodes_services_reload_service",
+                    "/nodes/{node}/services/{service}/reload",
                 ),
         )
     }
@@ -6999,6 +8634,10 @@ impl NodesNodeServicesService {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "restart"),
+                )
+                .operation(
+                    "nodes_services_restart_service",
+                    "/nodes/{node}/services/{service}/restart",
                 ),
         )
     }
@@ -7012,6 +8651,10 @@ impl NodesNodeServicesService {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "start"),
+                )
+                .operation(
+                    "nodes_services_start_service",
+                    "/nodes/{node}/services/{service}/start",
                 ),
         )
     }
@@ -7032,6 +8675,10 @@ impl NodesNodeServicesService {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "stop"),
+                )
+                .operation(
+                    "nodes_services_stop_service",
+                    "/nodes/{node}/services/{service}/stop",
                 ),
         )
     }
@@ -7051,7 +8698,15 @@ impl NodesNodeServicesServiceState {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesServicesIndexResponseItem> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_services_state_service",
+                    "/nodes/{node}/services/{service}/state",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/status`.
@@ -7076,7 +8731,12 @@ impl NodesNodeStatus {
     /// # Ok(()) }
     /// ```
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesStatusResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_status", "/nodes/{node}/status"),
+        )
     }
     /// `POST /nodes/{node}/status`: Reboot or shutdown a node.
     pub fn node_cmd(
@@ -7087,6 +8747,7 @@ impl NodesNodeStatus {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_status_node_cmd", "/nodes/{node}/status")
                 .params(params),
         )
     }
@@ -7111,7 +8772,12 @@ impl NodesNodeStorage {
         ::std::vec::Vec<shared_types::nodes::NodesStorageIndexResponseItem>,
         shared_types::nodes::NodesStorageIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_storage_index", "/nodes/{node}/storage"),
+        )
     }
     /// `/nodes/{node}/storage/{storage}`: the member with this `storage`.
     pub fn storage(&self, storage: impl ::std::fmt::Display) -> NodesNodeStorageStorage {
@@ -7136,7 +8802,12 @@ impl NodesNodeStorageStorage {
     pub fn get(
         &self,
     ) -> crate::Call<::std::vec::Vec<shared_types::common::AccessIndexResponseItem>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_storage_diridx", "/nodes/{node}/storage/{storage}"),
+        )
     }
     /// `/nodes/{node}/storage/{storage}/content`
     pub fn content(&self) -> NodesNodeStorageStorageContent {
@@ -7158,6 +8829,10 @@ impl NodesNodeStorageStorage {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "download-url"),
+                )
+                .operation(
+                    "nodes_storage_download_url",
+                    "/nodes/{node}/storage/{storage}/download-url",
                 )
                 .params(params),
         )
@@ -7196,6 +8871,10 @@ impl NodesNodeStorageStorage {
                 .request(
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "oci-registry-pull"),
+                )
+                .operation(
+                    "nodes_storage_oci_registry_pull",
+                    "/nodes/{node}/storage/{storage}/oci-registry-pull",
                 )
                 .params(params),
         )
@@ -7245,6 +8924,10 @@ impl NodesNodeStorageStorage {
                     ::reqwest::Method::POST,
                     ::std::format!("{}/{}", self.path, "upload"),
                 )
+                .operation(
+                    "nodes_storage_upload",
+                    "/nodes/{node}/storage/{storage}/upload",
+                )
                 .params(params)
                 .upload(file),
         )
@@ -7285,7 +8968,15 @@ impl NodesNodeStorageStorageContent {
         ::std::vec::Vec<shared_types::nodes::NodesStorageContentIndexResponseItem>,
         shared_types::nodes::NodesStorageContentIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_content_index",
+                    "/nodes/{node}/storage/{storage}/content",
+                ),
+        )
     }
     /// `POST /nodes/{node}/storage/{storage}/content`: Allocate disk images.
     pub fn create(
@@ -7296,6 +8987,10 @@ impl NodesNodeStorageStorageContent {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_storage_content_create",
+                    "/nodes/{node}/storage/{storage}/content",
+                )
                 .params(params),
         )
     }
@@ -7325,7 +9020,15 @@ impl NodesNodeStorageStorageContentVolume {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesStorageContentVolumeInfoResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_content_volume_info",
+                    "/nodes/{node}/storage/{storage}/content/{volume}",
+                ),
+        )
     }
     /// `POST /nodes/{node}/storage/{storage}/content/{volume}`: Copy a volume. This is experimental code - do not use.
     ///
@@ -7338,6 +9041,10 @@ impl NodesNodeStorageStorageContentVolume {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation(
+                    "nodes_storage_content_volume_copy",
+                    "/nodes/{node}/storage/{storage}/content/{volume}",
+                )
                 .params(params),
         )
     }
@@ -7350,7 +9057,15 @@ impl NodesNodeStorageStorageContentVolume {
         (),
         shared_types::nodes::NodesStorageContentVolumeUpdateattributesParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation(
+                    "nodes_storage_content_volume_updateattributes",
+                    "/nodes/{node}/storage/{storage}/content/{volume}",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/storage/{storage}/content/{volume}`: Delete volume
     ///
@@ -7364,7 +9079,13 @@ impl NodesNodeStorageStorageContentVolume {
         shared_types::nodes::NodesStorageContentVolumeDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_storage_content_volume_delete",
+                    "/nodes/{node}/storage/{storage}/content/{volume}",
+                ),
         )
     }
 }
@@ -7411,7 +9132,14 @@ impl NodesNodeStorageStorageFileRestoreDownload {
         params: &shared_types::nodes::NodesStorageFileRestoreDownloadParams,
     ) -> crate::Call<::serde_json::Value> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_file_restore_download",
+                    "/nodes/{node}/storage/{storage}/file-restore/download",
+                )
+                .params(params),
         )
     }
 }
@@ -7434,7 +9162,14 @@ impl NodesNodeStorageStorageFileRestoreList {
         ::std::vec::Vec<shared_types::nodes::NodesStorageFileRestoreListResponseItem>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_file_restore_list",
+                    "/nodes/{node}/storage/{storage}/file-restore/list",
+                )
+                .params(params),
         )
     }
 }
@@ -7451,7 +9186,15 @@ impl NodesNodeStorageStorageIdentity {
     }
     /// `GET /nodes/{node}/storage/{storage}/identity`: Return identity information for this storage instance.
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesStorageIdentityResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_identity",
+                    "/nodes/{node}/storage/{storage}/identity",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/storage/{storage}/import-metadata`.
@@ -7471,7 +9214,14 @@ impl NodesNodeStorageStorageImportMetadata {
         params: &shared_types::nodes::NodesStorageImportMetadataGetParams,
     ) -> crate::Call<shared_types::nodes::NodesStorageImportMetadataGetResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_import_metadata_get",
+                    "/nodes/{node}/storage/{storage}/import-metadata",
+                )
+                .params(params),
         )
     }
 }
@@ -7495,7 +9245,15 @@ impl NodesNodeStorageStoragePrunebackups {
         ::std::vec::Vec<shared_types::nodes::NodesStoragePrunebackupsDryrunResponseItem>,
         shared_types::nodes::NodesStoragePrunebackupsDryrunParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_prunebackups_dryrun",
+                    "/nodes/{node}/storage/{storage}/prunebackups",
+                ),
+        )
     }
     /// `DELETE /nodes/{node}/storage/{storage}/prunebackups`: Prune backups. Only those using the standard naming scheme are considered.
     ///
@@ -7509,7 +9267,13 @@ impl NodesNodeStorageStoragePrunebackups {
         shared_types::nodes::NodesStoragePrunebackupsDeleteParams,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation(
+                    "nodes_storage_prunebackups_delete",
+                    "/nodes/{node}/storage/{storage}/prunebackups",
+                ),
         )
     }
 }
@@ -7530,7 +9294,11 @@ impl NodesNodeStorageStorageRrd {
         params: &shared_types::nodes::NodesStorageRrdParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcRrdResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_storage_rrd", "/nodes/{node}/storage/{storage}/rrd")
+                .params(params),
         )
     }
 }
@@ -7553,7 +9321,14 @@ impl NodesNodeStorageStorageRrddata {
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_rrddata",
+                    "/nodes/{node}/storage/{storage}/rrddata",
+                )
+                .params(params),
         )
     }
 }
@@ -7572,7 +9347,15 @@ impl NodesNodeStorageStorageStatus {
     pub fn get(
         &self,
     ) -> crate::Call<shared_types::nodes::NodesStorageStatusReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_storage_status_read",
+                    "/nodes/{node}/storage/{storage}/status",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/subscription`.
@@ -7588,7 +9371,12 @@ impl NodesNodeSubscription {
     }
     /// `GET /nodes/{node}/subscription`: Read subscription info.
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesSubscriptionGetResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_subscription_get", "/nodes/{node}/subscription"),
+        )
     }
     /// `POST /nodes/{node}/subscription`: Update subscription info.
     ///
@@ -7596,7 +9384,12 @@ impl NodesNodeSubscription {
     pub fn refresh(
         &self,
     ) -> crate::Call<(), shared_types::nodes::NodesSubscriptionUpdateParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_subscription_update", "/nodes/{node}/subscription"),
+        )
     }
     /// `PUT /nodes/{node}/subscription`: Set subscription key.
     pub fn update(
@@ -7604,13 +9397,20 @@ impl NodesNodeSubscription {
         params: &shared_types::nodes::NodesSubscriptionSetParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("nodes_subscription_set", "/nodes/{node}/subscription")
+                .params(params),
         )
     }
     /// `DELETE /nodes/{node}/subscription`: Delete subscription key of this node.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("nodes_subscription_delete", "/nodes/{node}/subscription"),
         )
     }
 }
@@ -7634,7 +9434,12 @@ impl NodesNodeSyslog {
         ::std::vec::Vec<shared_types::nodes::NodesFirewallLogResponseItem>,
         shared_types::nodes::NodesSyslogParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_syslog", "/nodes/{node}/syslog"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/tasks` (a collection).
@@ -7674,7 +9479,12 @@ impl NodesNodeTasks {
         ::std::vec::Vec<shared_types::nodes::NodesTasksNodeResponseItem>,
         shared_types::nodes::NodesTasksNodeParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_tasks_node", "/nodes/{node}/tasks"),
+        )
     }
     /// `/nodes/{node}/tasks/{upid}`: the member with this `upid`.
     pub fn upid(&self, upid: impl ::std::fmt::Display) -> NodesNodeTasksUpid {
@@ -7701,12 +9511,20 @@ impl NodesNodeTasksUpid {
     ) -> crate::Call<
         ::std::vec::Vec<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_tasks_upid_index", "/nodes/{node}/tasks/{upid}"),
+        )
     }
     /// `DELETE /nodes/{node}/tasks/{upid}`: Stop a task.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("nodes_tasks_upid_stop", "/nodes/{node}/tasks/{upid}"),
         )
     }
     /// `/nodes/{node}/tasks/{upid}/log`
@@ -7744,7 +9562,12 @@ impl NodesNodeTasksUpidLog {
         ::std::vec::Vec<shared_types::nodes::NodesFirewallLogResponseItem>,
         shared_types::nodes::NodesTasksLogReadParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_tasks_log_read", "/nodes/{node}/tasks/{upid}/log"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/tasks/{upid}/status`.
@@ -7760,7 +9583,15 @@ impl NodesNodeTasksUpidStatus {
     }
     /// `GET /nodes/{node}/tasks/{upid}/status`: Read task status.
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesTasksStatusReadResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_tasks_status_read",
+                    "/nodes/{node}/tasks/{upid}/status",
+                ),
+        )
     }
 }
 /// Handle of `/nodes/{node}/time`.
@@ -7776,7 +9607,12 @@ impl NodesNodeTime {
     }
     /// `GET /nodes/{node}/time`: Read server time and time zone settings.
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesTimeResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_time", "/nodes/{node}/time"),
+        )
     }
     /// `PUT /nodes/{node}/time`: Set time zone.
     pub fn update(
@@ -7784,7 +9620,11 @@ impl NodesNodeTime {
         params: &shared_types::nodes::NodesTimeSetTimezoneParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("nodes_time_set_timezone", "/nodes/{node}/time")
+                .params(params),
         )
     }
 }
@@ -7801,7 +9641,12 @@ impl NodesNodeVersion {
     }
     /// `GET /nodes/{node}/version`: API version details
     pub fn get(&self) -> crate::Call<shared_types::nodes::NodesVersionResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_version", "/nodes/{node}/version"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/vncwebsocket`.
@@ -7821,7 +9666,11 @@ impl NodesNodeVncwebsocket {
         params: &shared_types::nodes::NodesVncwebsocketParams,
     ) -> crate::Call<shared_types::nodes::NodesLxcVncwebsocketResponse> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_vncwebsocket", "/nodes/{node}/vncwebsocket")
+                .params(params),
         )
     }
 }
@@ -7844,7 +9693,12 @@ impl NodesNodeVzdump {
     pub fn vzdump(
         &self,
     ) -> crate::Call<shared_types::Upid, shared_types::nodes::NodesVzdumpParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::POST, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::POST, self.path.clone())
+                .operation("nodes_vzdump", "/nodes/{node}/vzdump"),
+        )
     }
     /// `/nodes/{node}/vzdump/defaults`
     pub fn defaults(&self) -> NodesNodeVzdumpDefaults {
@@ -7881,7 +9735,12 @@ impl NodesNodeVzdumpDefaults {
         shared_types::nodes::NodesVzdumpDefaultsResponse,
         shared_types::nodes::NodesVzdumpDefaultsParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("nodes_vzdump_defaults", "/nodes/{node}/vzdump/defaults"),
+        )
     }
 }
 /// Handle of `/nodes/{node}/vzdump/extractconfig`.
@@ -7901,7 +9760,14 @@ impl NodesNodeVzdumpExtractconfig {
         params: &shared_types::nodes::NodesVzdumpExtractconfigParams,
     ) -> crate::Call<::std::string::String> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::GET, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation(
+                    "nodes_vzdump_extractconfig",
+                    "/nodes/{node}/vzdump/extractconfig",
+                )
+                .params(params),
         )
     }
 }

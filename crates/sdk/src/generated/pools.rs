@@ -21,7 +21,12 @@ impl Pools {
         ::std::vec::Vec<shared_types::pools::PoolsIndexResponseItem>,
         shared_types::pools::PoolsIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("pools_index", "/pools"),
+        )
     }
     /// `POST /pools`: Create new pool.
     pub fn create(
@@ -32,6 +37,7 @@ impl Pools {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("pools_create", "/pools")
                 .params(params),
         )
     }
@@ -41,7 +47,11 @@ impl Pools {
         params: &shared_types::pools::PoolsUpdateParams,
     ) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::PUT, self.path.clone()).params(params),
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("pools_update", "/pools")
+                .params(params),
         )
     }
     /// `DELETE /pools`: Delete pool.
@@ -53,6 +63,7 @@ impl Pools {
             self
                 .client
                 .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("pools_delete", "/pools")
                 .params(params),
         )
     }
@@ -93,7 +104,12 @@ impl PoolsPoolid {
         shared_types::pools::PoolsPoolidReadResponse,
         shared_types::pools::PoolsPoolidReadParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("pools_poolid_read", "/pools/{poolid}"),
+        )
     }
     /// `PUT /pools/{poolid}`: Update pool data (deprecated, no support for nested pools - use 'PUT /pools/?poolid={poolid}' instead).
     ///
@@ -101,12 +117,20 @@ impl PoolsPoolid {
     pub fn update(
         &self,
     ) -> crate::Call<(), shared_types::pools::PoolsPoolidUpdatePoolDeprecatedParams> {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("pools_poolid_update_pool_deprecated", "/pools/{poolid}"),
+        )
     }
     /// `DELETE /pools/{poolid}`: Delete pool (deprecated, no support for nested pools, use 'DELETE /pools/?poolid={poolid}').
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("pools_poolid_delete_pool_deprecated", "/pools/{poolid}"),
         )
     }
 }

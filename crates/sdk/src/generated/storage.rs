@@ -21,7 +21,12 @@ impl Storage {
         ::std::vec::Vec<shared_types::storage::StorageIndexResponseItem>,
         shared_types::storage::StorageIndexParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("storage_index", "/storage"),
+        )
     }
     /// `POST /storage`: Create a new storage.
     pub fn create(
@@ -32,6 +37,7 @@ impl Storage {
             self
                 .client
                 .request(::reqwest::Method::POST, self.path.clone())
+                .operation("storage_create", "/storage")
                 .params(params),
         )
     }
@@ -67,7 +73,12 @@ impl StorageStorage {
     pub fn get(
         &self,
     ) -> crate::Call<::serde_json::Map<::std::string::String, ::serde_json::Value>> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("storage_read", "/storage/{storage}"),
+        )
     }
     /// `PUT /storage/{storage}`: Update storage configuration.
     ///
@@ -78,12 +89,20 @@ impl StorageStorage {
         shared_types::storage::StorageCreateResponse,
         shared_types::storage::StorageUpdateParams,
     > {
-        crate::Call::new(self.client.request(::reqwest::Method::PUT, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::PUT, self.path.clone())
+                .operation("storage_update", "/storage/{storage}"),
+        )
     }
     /// `DELETE /storage/{storage}`: Delete storage configuration.
     pub fn delete(&self) -> crate::Call<()> {
         crate::Call::new(
-            self.client.request(::reqwest::Method::DELETE, self.path.clone()),
+            self
+                .client
+                .request(::reqwest::Method::DELETE, self.path.clone())
+                .operation("storage_delete", "/storage/{storage}"),
         )
     }
 }

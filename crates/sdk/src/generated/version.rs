@@ -23,7 +23,12 @@ impl Version {
     /// # Ok(()) }
     /// ```
     pub fn get(&self) -> crate::Call<shared_types::version::VersionResponse> {
-        crate::Call::new(self.client.request(::reqwest::Method::GET, self.path.clone()))
+        crate::Call::new(
+            self
+                .client
+                .request(::reqwest::Method::GET, self.path.clone())
+                .operation("version", "/version"),
+        )
     }
 }
 impl crate::Client {
