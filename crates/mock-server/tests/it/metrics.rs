@@ -83,10 +83,10 @@ fn parse(text: &str) -> Vec<Sample> {
             assert!(name_ok(&name), "bad family name in {line:?}");
             match keyword {
                 "HELP" => {
-                    if let Some(previous) = current.replace(name.clone()) {
-                        if previous != name {
-                            closed.push(previous);
-                        }
+                    if let Some(previous) = current.replace(name.clone())
+                        && previous != name
+                    {
+                        closed.push(previous);
                     }
                     assert!(!closed.contains(&name), "family {name} is split");
                 }
