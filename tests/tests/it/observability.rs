@@ -73,6 +73,12 @@ impl Receiver {
     }
 }
 
+/// The two tests of this module one at a time: each registers a thread-local subscriber, and
+/// `tracing`'s per-callsite interest is shared by the process, so two registrations racing with
+/// each other (and with the other tests' threads) could leave a callsite disabled for one of
+/// them (seen once in CI: only one span exported).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A tracer provider exporting to `receiver`, as an application would build it.
 fn provider(receiver: &Receiver) -> otel::opentelemetry_sdk::trace::SdkTracerProvider {
     let config = otel::Config::from_env()
@@ -105,7 +111,11 @@ async fn the_client_span_is_the_parent_of_the_server_span() {
     let receiver = Receiver::start();
     let provider = provider(&receiver);
     let subscriber = tracing_subscriber::registry().with(otel::layer(&provider));
+    let _serial = SERIAL.lock().await;
     let _default = tracing::subscriber::set_default(subscriber);
+    // Callsites first hit on other test threads (no subscriber there) may have cached "never";
+    // recompute their interest now that this thread's subscriber is registered.
+    tracing::callsite::rebuild_interest_cache();
 
     let (client, mock) = mock_server::testing::builder()
         .schema(tag())
@@ -202,7 +212,11 @@ async fn no_secret_reaches_a_span_an_event_a_log_line_or_the_metrics() {
                 .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
         )
         .with(otel::layer(&provider));
+    let _serial = SERIAL.lock().await;
     let _default = tracing::subscriber::set_default(subscriber);
+    // Callsites first hit on other test threads (no subscriber there) may have cached "never";
+    // recompute their interest now that this thread's subscriber is registered.
+    tracing::callsite::rebuild_interest_cache();
 
     let (token_client, mock) = mock_server::testing::builder()
         .schema(tag())
