@@ -79,6 +79,29 @@ impl Receiver {
 /// them (seen once in CI: only one span exported).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A second dispatcher that lives as long as the process.
+///
+/// With exactly one live dispatcher, `tracing-core` takes a fast path: a callsite met for the
+/// first time takes its interest from the default dispatcher *of the thread that meets it*. The
+/// other tests of this binary run on other threads without a subscriber, so a span or event
+/// they reach first (the SDK's request span, the mock's server span) was cached as "never" and
+/// stayed off for this module's subscriber too (CI saw a run export no span at all). With two
+/// live dispatchers every new callsite's interest is computed from all of them.
+static KEEP_INTEREST_SHARED: std::sync::LazyLock<tracing::Dispatch> =
+    std::sync::LazyLock::new(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::new()));
+
+/// Registers `subscriber` as this thread's default, so that it sees every callsite, whichever
+/// thread meets it first.
+fn observe(
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) -> tracing::subscriber::DefaultGuard {
+    std::sync::LazyLock::force(&KEEP_INTEREST_SHARED);
+    let guard = tracing::subscriber::set_default(subscriber);
+    // Callsites met before this subscriber was registered: recompute their interest now.
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
+
 /// A tracer provider exporting to `receiver`, as an application would build it.
 fn provider(receiver: &Receiver) -> otel::opentelemetry_sdk::trace::SdkTracerProvider {
     let config = otel::Config::from_env()
@@ -112,10 +135,7 @@ async fn the_client_span_is_the_parent_of_the_server_span() {
     let provider = provider(&receiver);
     let subscriber = tracing_subscriber::registry().with(otel::layer(&provider));
     let _serial = SERIAL.lock().await;
-    let _default = tracing::subscriber::set_default(subscriber);
-    // Callsites first hit on other test threads (no subscriber there) may have cached "never";
-    // recompute their interest now that this thread's subscriber is registered.
-    tracing::callsite::rebuild_interest_cache();
+    let _default = observe(subscriber);
 
     let (client, mock) = mock_server::testing::builder()
         .schema(tag())
@@ -213,10 +233,7 @@ async fn no_secret_reaches_a_span_an_event_a_log_line_or_the_metrics() {
         )
         .with(otel::layer(&provider));
     let _serial = SERIAL.lock().await;
-    let _default = tracing::subscriber::set_default(subscriber);
-    // Callsites first hit on other test threads (no subscriber there) may have cached "never";
-    // recompute their interest now that this thread's subscriber is registered.
-    tracing::callsite::rebuild_interest_cache();
+    let _default = observe(subscriber);
 
     let (token_client, mock) = mock_server::testing::builder()
         .schema(tag())
