@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use crate::error::AppError;
 use crate::state::AppState;
 
+pub(crate) use observe::matched;
 pub(crate) use wire::{Service as WireService, Wire};
 
 /// Builds the router.

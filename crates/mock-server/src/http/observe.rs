@@ -1,7 +1,8 @@
 //! The observation of every request: one middleware around the whole router that keeps the
 //! in-flight gauge, opens the server span, and counts the finished request under its operation
-//! (`GET /metrics`, [`metrics`], renders the counts); the pipeline names the operation it matched
-//! through [`matched`].
+//! (`GET /metrics`, [`metrics`], renders the counts); the pipeline, or in real mode the proxy,
+//! names the operation it matched through [`matched`], so forwarded requests count under their
+//! operationId too.
 //!
 //! The server span (`DEBUG`, target `mock_server::http::observe`, no parent but a remote one) is
 //! named `METHOD /route/{template}` after OpenTelemetry's HTTP server conventions and carries
@@ -31,9 +32,9 @@ tokio::task_local! {
     static MATCHED: Cell<Option<usize>>;
 }
 
-/// Records the operation the pipeline matched (an index into the tag's operations); outside
-/// [`observe`] (unit tests calling the router's parts) it does nothing.
-pub(super) fn matched(operation: usize) {
+/// Records the operation the pipeline (or, in real mode, the proxy) matched (an index into the
+/// tag's operations); outside [`observe`] (unit tests calling the router's parts) it does nothing.
+pub(crate) fn matched(operation: usize) {
     let _ = MATCHED.try_with(|cell| cell.set(Some(operation)));
 }
 

@@ -167,7 +167,10 @@ fn check_request<'s>(
         state
             .api
             .operation(matched.path_index, method)
-            .map(|(_, op)| (matched, op))
+            .map(|(op_index, op)| {
+                crate::http::matched(op_index);
+                (matched, op)
+            })
     });
     let Some((matched, op)) = matched else {
         let rel_path = percent_encoding::percent_decode_str(rel).decode_utf8_lossy();

@@ -174,6 +174,40 @@ async fn clean_traffic_passes_unchanged_and_without_discrepancies() {
     assert_eq!(report["operations"]["version"]["calls"], 2, "{report:#}");
     // Proxmox answers "does not exist" with a 500: counted as an upstream failure.
     assert_eq!(report["totals"]["upstream_failures"], 1, "{report:#}");
+    // `/metrics` counts forwarded requests under their operationId, not as unmatched.
+    let (status, metrics) = {
+        let response = client()
+            .get(format!("{}/metrics", root(&proxy)))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(status, 200, "{metrics}");
+    for (sample, count) in [
+        (
+            r#"operation_id="version",method="GET",status_class="2xx""#,
+            1,
+        ),
+        (
+            r#"operation_id="version",method="GET",status_class="4xx""#,
+            1,
+        ),
+        (
+            r#"operation_id="pools_create",method="POST",status_class="2xx""#,
+            1,
+        ),
+    ] {
+        let line = format!("proxmox_mock_http_requests_total{{{sample}}} {count}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing in:\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains(r#"operation_id="_unmatched",method="GET",status_class="2xx""#),
+        "{metrics}"
+    );
     proxy.shutdown().await.unwrap();
     upstream.shutdown().await.unwrap();
 }
