@@ -15,10 +15,12 @@
 //! * [`disk_size`]: [`DiskSize`], sizes like `8G` or `+2G`.
 //! * [`startup_order`]: [`StartupOrder`], a guest's `startup` option (`order=1,up=30`).
 //! * [`family`]: [`Indexed`] and [`FamilyName`], the `net[n]`-style parameter families.
+//! * [`de`]: what the generated `Deserialize` impls of the reply models call ([`de::FromMap`]).
 //! * [`lenient`]: numbers read from JSON numbers or numeric strings, as Proxmox sends them.
 //! * [`typed_format`]: what the generated property-string structs and string enums call.
 //! * Generated models, one module per path group, listed at the end of this file.
 
+pub mod de;
 pub mod disk_size;
 pub mod error;
 pub mod family;

@@ -349,6 +349,7 @@ impl Generator<'_> {
         let mut required_args = Vec::new();
         let mut initialisers = Vec::new();
         let mut used = BTreeSet::new();
+        let mut reader = MapReader::default();
         for (property, property_schema) in schema.properties.iter().flatten() {
             let mut field_name = field_ident(property.trim_end_matches("[n]"));
             while !used.insert(field_name.clone()) {
@@ -373,18 +374,38 @@ impl Generator<'_> {
                     pub #field: crate::Indexed<crate::generated::families::#marker, #member>,
                 });
                 initialisers.push(quote! { #field: crate::Indexed::new(), });
+                let local = format_ident!("f_{}", field_name);
+                reader.locals.push(quote! { let mut #local = crate::Indexed::new(); });
+                reader.families.push(quote! { crate::de::member(&mut map, &mut #local, &key)? });
+                reader.finish.push(quote! { #field: #local, });
                 continue;
             }
             let inner = self.type_of(property_schema, property);
             let rename = (field_name != *property).then(|| quote! { #[serde(rename = #property)] });
-            let lenient = (is_lenient(property_schema) && !is_request)
-                .then(|| quote! { #[serde(deserialize_with = "crate::lenient::deserialize")] });
+            let local = format_ident!("f_{}", field_name);
+            reader.locals.push(quote! { let mut #local = ::std::option::Option::None; });
+            let read = if is_lenient(property_schema) {
+                quote! { crate::de::lenient }
+            } else {
+                quote! { crate::de::value }
+            };
+            reader
+                .arms
+                .push(quote! { #property => #read(&mut map, &mut #local, #property)?, });
+            if property_schema.optional {
+                reader
+                    .finish
+                    .push(quote! { #field: crate::de::optional(#local), });
+            } else {
+                reader
+                    .finish
+                    .push(quote! { #field: crate::de::required::<A, _>(#local, #property)?, });
+            }
             if property_schema.optional {
                 fields.push(quote! {
                     #field_doc
                     #rename
                     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-                    #lenient
                     pub #field: ::std::option::Option<#inner>,
                 });
                 initialisers.push(quote! { #field: ::std::option::Option::None, });
@@ -392,7 +413,6 @@ impl Generator<'_> {
                 fields.push(quote! {
                     #field_doc
                     #rename
-                    #lenient
                     pub #field: #inner,
                 });
                 if inner.to_string() == quote! { ::std::string::String }.to_string() {
@@ -419,14 +439,15 @@ impl Generator<'_> {
                 }
             }
         });
-        let deserialize = (!is_request).then(|| quote! { , ::serde::Deserialize });
+        let deserialize = (!is_request).then(|| reader.tokens(&type_ident));
         quote! {
             #doc
-            #[derive(Debug, Clone, PartialEq, #default ::serde::Serialize #deserialize)]
+            #[derive(Debug, Clone, PartialEq, #default ::serde::Serialize)]
             pub struct #type_ident {
                 #(#fields)*
             }
             #constructor
+            #deserialize
         }
     }
 
@@ -870,6 +891,77 @@ fn enum_tokens(name: &str, enum_def: &catalog::EnumDef) -> TokenStream {
 
             fn write_value(&self, out: &mut ::std::string::String) {
                 out.push_str(self.as_str());
+            }
+        }
+    }
+}
+
+/// The `Deserialize` impl of a reply model, through [`crate::de`] (`shared_types::de`): one
+/// loop over the object's keys, a `match` arm per field, the families tried in turn for any
+/// other key, which is skipped when none takes it. Much smaller than serde's derive (no field
+/// enum, no `visit_seq`, no wrapper per lenient field, no buffering for flattened families).
+#[derive(Default)]
+struct MapReader {
+    /// `let mut f_x = ...;` per field.
+    locals: Vec<TokenStream>,
+    /// `"key" => crate::de::value(...)?,` per ordinary field.
+    arms: Vec<TokenStream>,
+    /// `crate::de::member(...)?` per family, tried in order on an unmatched key.
+    families: Vec<TokenStream>,
+    /// `field: ...,` of the struct expression.
+    finish: Vec<TokenStream>,
+}
+
+impl MapReader {
+    fn tokens(&self, type_ident: &Ident) -> TokenStream {
+        let Self {
+            locals,
+            arms,
+            families,
+            finish,
+        } = self;
+        let expecting = format!("struct {type_ident}");
+        let other = if families.is_empty() {
+            quote! { _ => crate::de::skip(&mut map)?, }
+        } else {
+            quote! {
+                _ => {
+                    if !(#(#families)||*) {
+                        crate::de::skip(&mut map)?;
+                    }
+                }
+            }
+        };
+        let read = if locals.is_empty() {
+            quote! {
+                while map.next_key::<::serde::de::IgnoredAny>()?.is_some() {
+                    crate::de::skip(&mut map)?;
+                }
+            }
+        } else {
+            quote! {
+                while let ::std::option::Option::Some(key) = map.next_key::<crate::de::Key<'de>>()? {
+                    match &*key {
+                        #(#arms)*
+                        #other
+                    }
+                }
+            }
+        };
+        quote! {
+            impl<'de> crate::de::FromMap<'de> for #type_ident {
+                const EXPECTING: &'static str = #expecting;
+
+                fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+                    #(#locals)*
+                    #read
+                    ::std::result::Result::Ok(Self { #(#finish)* })
+                }
+            }
+            impl<'de> ::serde::Deserialize<'de> for #type_ident {
+                fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
+                    crate::de::deserialize(deserializer)
+                }
             }
         }
     }

@@ -854,7 +854,7 @@ impl crate::PropertyValue for User {
     }
 }
 /// The `AccessAclReadResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessAclReadResponseItem {
     /// Access control path
     pub path: ::std::string::String,
@@ -871,6 +871,44 @@ pub struct AccessAclReadResponseItem {
     pub r#type: crate::generated::access::AccessAclReadResponseItemType,
     /// The `ugid` property.
     pub ugid: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for AccessAclReadResponseItem {
+    const EXPECTING: &'static str = "struct AccessAclReadResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_path = ::std::option::Option::None;
+        let mut f_propagate = ::std::option::Option::None;
+        let mut f_roleid = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_ugid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "path" => crate::de::value(&mut map, &mut f_path, "path")?,
+                "propagate" => crate::de::value(&mut map, &mut f_propagate, "propagate")?,
+                "roleid" => crate::de::value(&mut map, &mut f_roleid, "roleid")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "ugid" => crate::de::value(&mut map, &mut f_ugid, "ugid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            path: crate::de::required::<A, _>(f_path, "path")?,
+            propagate: crate::de::optional(f_propagate),
+            roleid: crate::de::required::<A, _>(f_roleid, "roleid")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            ugid: crate::de::required::<A, _>(f_ugid, "ugid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessAclReadResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessAclUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -1167,7 +1205,7 @@ impl AccessDomainsCreateParams {
     }
 }
 /// The `AccessDomainsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessDomainsIndexResponseItem {
     /// A comment. The GUI use this text when you select a domain (Realm) on the login window.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1181,6 +1219,41 @@ pub struct AccessDomainsIndexResponseItem {
     pub tfa: ::std::option::Option<crate::generated::access::Tfa>,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for AccessDomainsIndexResponseItem {
+    const EXPECTING: &'static str = "struct AccessDomainsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_realm = ::std::option::Option::None;
+        let mut f_tfa = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "realm" => crate::de::value(&mut map, &mut f_realm, "realm")?,
+                "tfa" => crate::de::value(&mut map, &mut f_tfa, "tfa")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            realm: crate::de::required::<A, _>(f_realm, "realm")?,
+            tfa: crate::de::optional(f_tfa),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessDomainsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessDomainsRealmUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -1424,13 +1497,42 @@ impl AccessGroupsCreateParams {
     }
 }
 /// The `AccessGroupsGroupidReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessGroupsGroupidReadResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `members` property.
     pub members: ::std::vec::Vec<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for AccessGroupsGroupidReadResponse {
+    const EXPECTING: &'static str = "struct AccessGroupsGroupidReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_members = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "members" => crate::de::value(&mut map, &mut f_members, "members")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            members: crate::de::required::<A, _>(f_members, "members")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessGroupsGroupidReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessGroupsGroupidUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -1440,7 +1542,7 @@ pub struct AccessGroupsGroupidUpdateParams {
     pub comment: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessGroupsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessGroupsIndexResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1454,6 +1556,38 @@ pub struct AccessGroupsIndexResponseItem {
     /// Format `pve-userid-list`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub users: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for AccessGroupsIndexResponseItem {
+    const EXPECTING: &'static str = "struct AccessGroupsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_groupid = ::std::option::Option::None;
+        let mut f_users = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "groupid" => crate::de::value(&mut map, &mut f_groupid, "groupid")?,
+                "users" => crate::de::value(&mut map, &mut f_users, "users")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            groupid: crate::de::required::<A, _>(f_groupid, "groupid")?,
+            users: crate::de::optional(f_users),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessGroupsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessOpenidAuthUrlParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -1567,7 +1701,7 @@ impl AccessRolesCreateParams {
     }
 }
 /// The `AccessRolesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessRolesIndexResponseItem {
     /// The `privs` property.
     ///
@@ -1584,8 +1718,40 @@ pub struct AccessRolesIndexResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub special: ::std::option::Option<crate::PveBool>,
 }
+impl<'de> crate::de::FromMap<'de> for AccessRolesIndexResponseItem {
+    const EXPECTING: &'static str = "struct AccessRolesIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_privs = ::std::option::Option::None;
+        let mut f_roleid = ::std::option::Option::None;
+        let mut f_special = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "privs" => crate::de::value(&mut map, &mut f_privs, "privs")?,
+                "roleid" => crate::de::value(&mut map, &mut f_roleid, "roleid")?,
+                "special" => crate::de::value(&mut map, &mut f_special, "special")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            privs: crate::de::optional(f_privs),
+            roleid: crate::de::required::<A, _>(f_roleid, "roleid")?,
+            special: crate::de::optional(f_special),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessRolesIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `AccessRolesRoleidReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessRolesRoleidReadResponse {
     /// The `Datastore.Allocate` property.
     #[serde(rename = "Datastore.Allocate")]
@@ -1776,6 +1942,334 @@ pub struct AccessRolesRoleidReadResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_snapshot_rollback: ::std::option::Option<crate::PveBool>,
 }
+impl<'de> crate::de::FromMap<'de> for AccessRolesRoleidReadResponse {
+    const EXPECTING: &'static str = "struct AccessRolesRoleidReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_datastore_allocate = ::std::option::Option::None;
+        let mut f_datastore_allocate_space = ::std::option::Option::None;
+        let mut f_datastore_allocate_template = ::std::option::Option::None;
+        let mut f_datastore_audit = ::std::option::Option::None;
+        let mut f_group_allocate = ::std::option::Option::None;
+        let mut f_mapping_audit = ::std::option::Option::None;
+        let mut f_mapping_modify = ::std::option::Option::None;
+        let mut f_mapping_use = ::std::option::Option::None;
+        let mut f_permissions_modify = ::std::option::Option::None;
+        let mut f_pool_allocate = ::std::option::Option::None;
+        let mut f_pool_audit = ::std::option::Option::None;
+        let mut f_realm_allocate = ::std::option::Option::None;
+        let mut f_realm_allocate_user = ::std::option::Option::None;
+        let mut f_sdn_allocate = ::std::option::Option::None;
+        let mut f_sdn_audit = ::std::option::Option::None;
+        let mut f_sdn_use = ::std::option::Option::None;
+        let mut f_sys_access_network = ::std::option::Option::None;
+        let mut f_sys_audit = ::std::option::Option::None;
+        let mut f_sys_console = ::std::option::Option::None;
+        let mut f_sys_incoming = ::std::option::Option::None;
+        let mut f_sys_modify = ::std::option::Option::None;
+        let mut f_sys_power_mgmt = ::std::option::Option::None;
+        let mut f_sys_syslog = ::std::option::Option::None;
+        let mut f_user_modify = ::std::option::Option::None;
+        let mut f_vm_allocate = ::std::option::Option::None;
+        let mut f_vm_audit = ::std::option::Option::None;
+        let mut f_vm_backup = ::std::option::Option::None;
+        let mut f_vm_clone = ::std::option::Option::None;
+        let mut f_vm_config_cdrom = ::std::option::Option::None;
+        let mut f_vm_config_cpu = ::std::option::Option::None;
+        let mut f_vm_config_cloudinit = ::std::option::Option::None;
+        let mut f_vm_config_disk = ::std::option::Option::None;
+        let mut f_vm_config_hwtype = ::std::option::Option::None;
+        let mut f_vm_config_memory = ::std::option::Option::None;
+        let mut f_vm_config_network = ::std::option::Option::None;
+        let mut f_vm_config_options = ::std::option::Option::None;
+        let mut f_vm_console = ::std::option::Option::None;
+        let mut f_vm_guest_agent_audit = ::std::option::Option::None;
+        let mut f_vm_guest_agent_file_read = ::std::option::Option::None;
+        let mut f_vm_guest_agent_file_system_mgmt = ::std::option::Option::None;
+        let mut f_vm_guest_agent_file_write = ::std::option::Option::None;
+        let mut f_vm_guest_agent_unrestricted = ::std::option::Option::None;
+        let mut f_vm_migrate = ::std::option::Option::None;
+        let mut f_vm_power_mgmt = ::std::option::Option::None;
+        let mut f_vm_replicate = ::std::option::Option::None;
+        let mut f_vm_snapshot = ::std::option::Option::None;
+        let mut f_vm_snapshot_rollback = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "Datastore.Allocate" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_datastore_allocate,
+                        "Datastore.Allocate",
+                    )?
+                }
+                "Datastore.AllocateSpace" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_datastore_allocate_space,
+                        "Datastore.AllocateSpace",
+                    )?
+                }
+                "Datastore.AllocateTemplate" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_datastore_allocate_template,
+                        "Datastore.AllocateTemplate",
+                    )?
+                }
+                "Datastore.Audit" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_datastore_audit,
+                        "Datastore.Audit",
+                    )?
+                }
+                "Group.Allocate" => {
+                    crate::de::value(&mut map, &mut f_group_allocate, "Group.Allocate")?
+                }
+                "Mapping.Audit" => {
+                    crate::de::value(&mut map, &mut f_mapping_audit, "Mapping.Audit")?
+                }
+                "Mapping.Modify" => {
+                    crate::de::value(&mut map, &mut f_mapping_modify, "Mapping.Modify")?
+                }
+                "Mapping.Use" => {
+                    crate::de::value(&mut map, &mut f_mapping_use, "Mapping.Use")?
+                }
+                "Permissions.Modify" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_permissions_modify,
+                        "Permissions.Modify",
+                    )?
+                }
+                "Pool.Allocate" => {
+                    crate::de::value(&mut map, &mut f_pool_allocate, "Pool.Allocate")?
+                }
+                "Pool.Audit" => {
+                    crate::de::value(&mut map, &mut f_pool_audit, "Pool.Audit")?
+                }
+                "Realm.Allocate" => {
+                    crate::de::value(&mut map, &mut f_realm_allocate, "Realm.Allocate")?
+                }
+                "Realm.AllocateUser" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_realm_allocate_user,
+                        "Realm.AllocateUser",
+                    )?
+                }
+                "SDN.Allocate" => {
+                    crate::de::value(&mut map, &mut f_sdn_allocate, "SDN.Allocate")?
+                }
+                "SDN.Audit" => crate::de::value(&mut map, &mut f_sdn_audit, "SDN.Audit")?,
+                "SDN.Use" => crate::de::value(&mut map, &mut f_sdn_use, "SDN.Use")?,
+                "Sys.AccessNetwork" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_sys_access_network,
+                        "Sys.AccessNetwork",
+                    )?
+                }
+                "Sys.Audit" => crate::de::value(&mut map, &mut f_sys_audit, "Sys.Audit")?,
+                "Sys.Console" => {
+                    crate::de::value(&mut map, &mut f_sys_console, "Sys.Console")?
+                }
+                "Sys.Incoming" => {
+                    crate::de::value(&mut map, &mut f_sys_incoming, "Sys.Incoming")?
+                }
+                "Sys.Modify" => {
+                    crate::de::value(&mut map, &mut f_sys_modify, "Sys.Modify")?
+                }
+                "Sys.PowerMgmt" => {
+                    crate::de::value(&mut map, &mut f_sys_power_mgmt, "Sys.PowerMgmt")?
+                }
+                "Sys.Syslog" => {
+                    crate::de::value(&mut map, &mut f_sys_syslog, "Sys.Syslog")?
+                }
+                "User.Modify" => {
+                    crate::de::value(&mut map, &mut f_user_modify, "User.Modify")?
+                }
+                "VM.Allocate" => {
+                    crate::de::value(&mut map, &mut f_vm_allocate, "VM.Allocate")?
+                }
+                "VM.Audit" => crate::de::value(&mut map, &mut f_vm_audit, "VM.Audit")?,
+                "VM.Backup" => crate::de::value(&mut map, &mut f_vm_backup, "VM.Backup")?,
+                "VM.Clone" => crate::de::value(&mut map, &mut f_vm_clone, "VM.Clone")?,
+                "VM.Config.CDROM" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_config_cdrom,
+                        "VM.Config.CDROM",
+                    )?
+                }
+                "VM.Config.CPU" => {
+                    crate::de::value(&mut map, &mut f_vm_config_cpu, "VM.Config.CPU")?
+                }
+                "VM.Config.Cloudinit" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_config_cloudinit,
+                        "VM.Config.Cloudinit",
+                    )?
+                }
+                "VM.Config.Disk" => {
+                    crate::de::value(&mut map, &mut f_vm_config_disk, "VM.Config.Disk")?
+                }
+                "VM.Config.HWType" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_config_hwtype,
+                        "VM.Config.HWType",
+                    )?
+                }
+                "VM.Config.Memory" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_config_memory,
+                        "VM.Config.Memory",
+                    )?
+                }
+                "VM.Config.Network" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_config_network,
+                        "VM.Config.Network",
+                    )?
+                }
+                "VM.Config.Options" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_config_options,
+                        "VM.Config.Options",
+                    )?
+                }
+                "VM.Console" => {
+                    crate::de::value(&mut map, &mut f_vm_console, "VM.Console")?
+                }
+                "VM.GuestAgent.Audit" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_guest_agent_audit,
+                        "VM.GuestAgent.Audit",
+                    )?
+                }
+                "VM.GuestAgent.FileRead" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_guest_agent_file_read,
+                        "VM.GuestAgent.FileRead",
+                    )?
+                }
+                "VM.GuestAgent.FileSystemMgmt" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_guest_agent_file_system_mgmt,
+                        "VM.GuestAgent.FileSystemMgmt",
+                    )?
+                }
+                "VM.GuestAgent.FileWrite" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_guest_agent_file_write,
+                        "VM.GuestAgent.FileWrite",
+                    )?
+                }
+                "VM.GuestAgent.Unrestricted" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_guest_agent_unrestricted,
+                        "VM.GuestAgent.Unrestricted",
+                    )?
+                }
+                "VM.Migrate" => {
+                    crate::de::value(&mut map, &mut f_vm_migrate, "VM.Migrate")?
+                }
+                "VM.PowerMgmt" => {
+                    crate::de::value(&mut map, &mut f_vm_power_mgmt, "VM.PowerMgmt")?
+                }
+                "VM.Replicate" => {
+                    crate::de::value(&mut map, &mut f_vm_replicate, "VM.Replicate")?
+                }
+                "VM.Snapshot" => {
+                    crate::de::value(&mut map, &mut f_vm_snapshot, "VM.Snapshot")?
+                }
+                "VM.Snapshot.Rollback" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vm_snapshot_rollback,
+                        "VM.Snapshot.Rollback",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            datastore_allocate: crate::de::optional(f_datastore_allocate),
+            datastore_allocate_space: crate::de::optional(f_datastore_allocate_space),
+            datastore_allocate_template: crate::de::optional(
+                f_datastore_allocate_template,
+            ),
+            datastore_audit: crate::de::optional(f_datastore_audit),
+            group_allocate: crate::de::optional(f_group_allocate),
+            mapping_audit: crate::de::optional(f_mapping_audit),
+            mapping_modify: crate::de::optional(f_mapping_modify),
+            mapping_use: crate::de::optional(f_mapping_use),
+            permissions_modify: crate::de::optional(f_permissions_modify),
+            pool_allocate: crate::de::optional(f_pool_allocate),
+            pool_audit: crate::de::optional(f_pool_audit),
+            realm_allocate: crate::de::optional(f_realm_allocate),
+            realm_allocate_user: crate::de::optional(f_realm_allocate_user),
+            sdn_allocate: crate::de::optional(f_sdn_allocate),
+            sdn_audit: crate::de::optional(f_sdn_audit),
+            sdn_use: crate::de::optional(f_sdn_use),
+            sys_access_network: crate::de::optional(f_sys_access_network),
+            sys_audit: crate::de::optional(f_sys_audit),
+            sys_console: crate::de::optional(f_sys_console),
+            sys_incoming: crate::de::optional(f_sys_incoming),
+            sys_modify: crate::de::optional(f_sys_modify),
+            sys_power_mgmt: crate::de::optional(f_sys_power_mgmt),
+            sys_syslog: crate::de::optional(f_sys_syslog),
+            user_modify: crate::de::optional(f_user_modify),
+            vm_allocate: crate::de::optional(f_vm_allocate),
+            vm_audit: crate::de::optional(f_vm_audit),
+            vm_backup: crate::de::optional(f_vm_backup),
+            vm_clone: crate::de::optional(f_vm_clone),
+            vm_config_cdrom: crate::de::optional(f_vm_config_cdrom),
+            vm_config_cpu: crate::de::optional(f_vm_config_cpu),
+            vm_config_cloudinit: crate::de::optional(f_vm_config_cloudinit),
+            vm_config_disk: crate::de::optional(f_vm_config_disk),
+            vm_config_hwtype: crate::de::optional(f_vm_config_hwtype),
+            vm_config_memory: crate::de::optional(f_vm_config_memory),
+            vm_config_network: crate::de::optional(f_vm_config_network),
+            vm_config_options: crate::de::optional(f_vm_config_options),
+            vm_console: crate::de::optional(f_vm_console),
+            vm_guest_agent_audit: crate::de::optional(f_vm_guest_agent_audit),
+            vm_guest_agent_file_read: crate::de::optional(f_vm_guest_agent_file_read),
+            vm_guest_agent_file_system_mgmt: crate::de::optional(
+                f_vm_guest_agent_file_system_mgmt,
+            ),
+            vm_guest_agent_file_write: crate::de::optional(f_vm_guest_agent_file_write),
+            vm_guest_agent_unrestricted: crate::de::optional(
+                f_vm_guest_agent_unrestricted,
+            ),
+            vm_migrate: crate::de::optional(f_vm_migrate),
+            vm_power_mgmt: crate::de::optional(f_vm_power_mgmt),
+            vm_replicate: crate::de::optional(f_vm_replicate),
+            vm_snapshot: crate::de::optional(f_vm_snapshot),
+            vm_snapshot_rollback: crate::de::optional(f_vm_snapshot_rollback),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessRolesRoleidReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `AccessRolesRoleidUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessRolesRoleidUpdateParams {
@@ -1809,7 +2303,7 @@ pub struct AccessTfaIdUpdateTfaEntryParams {
     pub password: ::std::option::Option<::std::string::String>,
 }
 /// The `AccessTfaListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessTfaListResponseItem {
     /// The `entries` property.
     pub entries: ::std::vec::Vec<
@@ -1818,7 +2312,6 @@ pub struct AccessTfaListResponseItem {
     /// Contains a timestamp until when a user is locked out of 2nd factors.
     #[serde(rename = "tfa-locked-until")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tfa_locked_until: ::std::option::Option<i64>,
     /// True if the user is currently locked out of TOTP factors.
     #[serde(rename = "totp-locked")]
@@ -1827,11 +2320,53 @@ pub struct AccessTfaListResponseItem {
     /// User this entry belongs to.
     pub userid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for AccessTfaListResponseItem {
+    const EXPECTING: &'static str = "struct AccessTfaListResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_entries = ::std::option::Option::None;
+        let mut f_tfa_locked_until = ::std::option::Option::None;
+        let mut f_totp_locked = ::std::option::Option::None;
+        let mut f_userid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "entries" => crate::de::value(&mut map, &mut f_entries, "entries")?,
+                "tfa-locked-until" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_tfa_locked_until,
+                        "tfa-locked-until",
+                    )?
+                }
+                "totp-locked" => {
+                    crate::de::value(&mut map, &mut f_totp_locked, "totp-locked")?
+                }
+                "userid" => crate::de::value(&mut map, &mut f_userid, "userid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            entries: crate::de::required::<A, _>(f_entries, "entries")?,
+            tfa_locked_until: crate::de::optional(f_tfa_locked_until),
+            totp_locked: crate::de::optional(f_totp_locked),
+            userid: crate::de::required::<A, _>(f_userid, "userid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessTfaListResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// TFA Entry.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct AccessTfaListResponseItemEntriesItem {
     /// Creation time of this entry as unix epoch.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub created: i64,
     /// User chosen description for this entry.
     pub description: ::std::string::String,
@@ -1846,6 +2381,46 @@ pub struct AccessTfaListResponseItemEntriesItem {
     ///
     /// One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
     pub r#type: crate::generated::access::AccessTfaListResponseItemEntriesItemType,
+}
+impl<'de> crate::de::FromMap<'de> for AccessTfaListResponseItemEntriesItem {
+    const EXPECTING: &'static str = "struct AccessTfaListResponseItemEntriesItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_created = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_enable = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "created" => crate::de::lenient(&mut map, &mut f_created, "created")?,
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "enable" => crate::de::value(&mut map, &mut f_enable, "enable")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            created: crate::de::required::<A, _>(f_created, "created")?,
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            enable: crate::de::optional(f_enable),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessTfaListResponseItemEntriesItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessTfaUseridAddTfaEntryParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -1887,7 +2462,7 @@ impl AccessTfaUseridAddTfaEntryParams {
     }
 }
 /// The `AccessTfaUseridAddTfaEntryResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessTfaUseridAddTfaEntryResponse {
     /// When adding u2f entries, this contains a challenge the user must respond to in order to finish the registration.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -1897,6 +2472,38 @@ pub struct AccessTfaUseridAddTfaEntryResponse {
     /// When adding recovery codes, this contains the list of codes to be displayed to the user
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub recovery: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+impl<'de> crate::de::FromMap<'de> for AccessTfaUseridAddTfaEntryResponse {
+    const EXPECTING: &'static str = "struct AccessTfaUseridAddTfaEntryResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_challenge = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_recovery = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "challenge" => crate::de::value(&mut map, &mut f_challenge, "challenge")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "recovery" => crate::de::value(&mut map, &mut f_recovery, "recovery")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            challenge: crate::de::optional(f_challenge),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            recovery: crate::de::optional(f_recovery),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessTfaUseridAddTfaEntryResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessTicketCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -1952,7 +2559,7 @@ impl AccessTicketCreateParams {
     }
 }
 /// The `AccessTicketCreateResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessTicketCreateResponse {
     /// The `CSRFPreventionToken` property.
     #[serde(rename = "CSRFPreventionToken")]
@@ -1966,6 +2573,49 @@ pub struct AccessTicketCreateResponse {
     pub ticket: ::std::option::Option<::std::string::String>,
     /// The `username` property.
     pub username: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for AccessTicketCreateResponse {
+    const EXPECTING: &'static str = "struct AccessTicketCreateResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_csrfprevention_token = ::std::option::Option::None;
+        let mut f_clustername = ::std::option::Option::None;
+        let mut f_ticket = ::std::option::Option::None;
+        let mut f_username = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "CSRFPreventionToken" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_csrfprevention_token,
+                        "CSRFPreventionToken",
+                    )?
+                }
+                "clustername" => {
+                    crate::de::value(&mut map, &mut f_clustername, "clustername")?
+                }
+                "ticket" => crate::de::value(&mut map, &mut f_ticket, "ticket")?,
+                "username" => crate::de::value(&mut map, &mut f_username, "username")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            csrfprevention_token: crate::de::optional(f_csrfprevention_token),
+            clustername: crate::de::optional(f_clustername),
+            ticket: crate::de::optional(f_ticket),
+            username: crate::de::required::<A, _>(f_username, "username")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessTicketCreateResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessUsersCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -2041,7 +2691,7 @@ pub struct AccessUsersIndexParams {
     pub full: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessUsersIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersIndexResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2060,7 +2710,6 @@ pub struct AccessUsersIndexResponseItem {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2085,7 +2734,6 @@ pub struct AccessUsersIndexResponseItem {
     /// Contains a timestamp until when a user is locked out of 2nd factors.
     #[serde(rename = "tfa-locked-until")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tfa_locked_until: ::std::option::Option<i64>,
     /// The `tokens` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2101,8 +2749,80 @@ pub struct AccessUsersIndexResponseItem {
     /// Format `pve-userid`.
     pub userid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for AccessUsersIndexResponseItem {
+    const EXPECTING: &'static str = "struct AccessUsersIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_email = ::std::option::Option::None;
+        let mut f_enable = ::std::option::Option::None;
+        let mut f_expire = ::std::option::Option::None;
+        let mut f_firstname = ::std::option::Option::None;
+        let mut f_groups = ::std::option::Option::None;
+        let mut f_keys = ::std::option::Option::None;
+        let mut f_lastname = ::std::option::Option::None;
+        let mut f_realm_type = ::std::option::Option::None;
+        let mut f_tfa_locked_until = ::std::option::Option::None;
+        let mut f_tokens = ::std::option::Option::None;
+        let mut f_totp_locked = ::std::option::Option::None;
+        let mut f_userid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "email" => crate::de::value(&mut map, &mut f_email, "email")?,
+                "enable" => crate::de::value(&mut map, &mut f_enable, "enable")?,
+                "expire" => crate::de::lenient(&mut map, &mut f_expire, "expire")?,
+                "firstname" => crate::de::value(&mut map, &mut f_firstname, "firstname")?,
+                "groups" => crate::de::value(&mut map, &mut f_groups, "groups")?,
+                "keys" => crate::de::value(&mut map, &mut f_keys, "keys")?,
+                "lastname" => crate::de::value(&mut map, &mut f_lastname, "lastname")?,
+                "realm-type" => {
+                    crate::de::value(&mut map, &mut f_realm_type, "realm-type")?
+                }
+                "tfa-locked-until" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_tfa_locked_until,
+                        "tfa-locked-until",
+                    )?
+                }
+                "tokens" => crate::de::value(&mut map, &mut f_tokens, "tokens")?,
+                "totp-locked" => {
+                    crate::de::value(&mut map, &mut f_totp_locked, "totp-locked")?
+                }
+                "userid" => crate::de::value(&mut map, &mut f_userid, "userid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            email: crate::de::optional(f_email),
+            enable: crate::de::optional(f_enable),
+            expire: crate::de::optional(f_expire),
+            firstname: crate::de::optional(f_firstname),
+            groups: crate::de::optional(f_groups),
+            keys: crate::de::optional(f_keys),
+            lastname: crate::de::optional(f_lastname),
+            realm_type: crate::de::optional(f_realm_type),
+            tfa_locked_until: crate::de::optional(f_tfa_locked_until),
+            tokens: crate::de::optional(f_tokens),
+            totp_locked: crate::de::optional(f_totp_locked),
+            userid: crate::de::required::<A, _>(f_userid, "userid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessUsersIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `AccessUsersIndexResponseItemTokensItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersIndexResponseItemTokensItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2111,7 +2831,6 @@ pub struct AccessUsersIndexResponseItemTokensItem {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
@@ -2120,6 +2839,41 @@ pub struct AccessUsersIndexResponseItemTokensItem {
     pub privsep: ::std::option::Option<crate::PveBool>,
     /// User-specific token identifier.
     pub tokenid: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for AccessUsersIndexResponseItemTokensItem {
+    const EXPECTING: &'static str = "struct AccessUsersIndexResponseItemTokensItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_expire = ::std::option::Option::None;
+        let mut f_privsep = ::std::option::Option::None;
+        let mut f_tokenid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "expire" => crate::de::lenient(&mut map, &mut f_expire, "expire")?,
+                "privsep" => crate::de::value(&mut map, &mut f_privsep, "privsep")?,
+                "tokenid" => crate::de::value(&mut map, &mut f_tokenid, "tokenid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            expire: crate::de::optional(f_expire),
+            privsep: crate::de::optional(f_privsep),
+            tokenid: crate::de::required::<A, _>(f_tokenid, "tokenid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessUsersIndexResponseItemTokensItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessUsersTfaReadUserTfaTypeParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -2131,7 +2885,7 @@ pub struct AccessUsersTfaReadUserTfaTypeParams {
     pub multiple: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessUsersTfaReadUserTfaTypeResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersTfaReadUserTfaTypeResponse {
     /// The type of TFA the users realm has set, if any.
     ///
@@ -2151,6 +2905,38 @@ pub struct AccessUsersTfaReadUserTfaTypeResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user: ::std::option::Option<crate::generated::access::User>,
 }
+impl<'de> crate::de::FromMap<'de> for AccessUsersTfaReadUserTfaTypeResponse {
+    const EXPECTING: &'static str = "struct AccessUsersTfaReadUserTfaTypeResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_realm = ::std::option::Option::None;
+        let mut f_types = ::std::option::Option::None;
+        let mut f_user = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "realm" => crate::de::value(&mut map, &mut f_realm, "realm")?,
+                "types" => crate::de::value(&mut map, &mut f_types, "types")?,
+                "user" => crate::de::value(&mut map, &mut f_user, "user")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            realm: crate::de::optional(f_realm),
+            types: crate::de::optional(f_types),
+            user: crate::de::optional(f_user),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessUsersTfaReadUserTfaTypeResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `AccessUsersTokenGenerateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersTokenGenerateParams {
@@ -2169,7 +2955,7 @@ pub struct AccessUsersTokenGenerateParams {
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessUsersTokenGenerateResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersTokenGenerateResponse {
     /// The full token id.
     #[serde(rename = "full-tokenid")]
@@ -2179,8 +2965,42 @@ pub struct AccessUsersTokenGenerateResponse {
     /// API token value used for authentication.
     pub value: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for AccessUsersTokenGenerateResponse {
+    const EXPECTING: &'static str = "struct AccessUsersTokenGenerateResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_full_tokenid = ::std::option::Option::None;
+        let mut f_info = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "full-tokenid" => {
+                    crate::de::value(&mut map, &mut f_full_tokenid, "full-tokenid")?
+                }
+                "info" => crate::de::value(&mut map, &mut f_info, "info")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            full_tokenid: crate::de::required::<A, _>(f_full_tokenid, "full-tokenid")?,
+            info: crate::de::required::<A, _>(f_info, "info")?,
+            value: crate::de::required::<A, _>(f_value, "value")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessUsersTokenGenerateResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `AccessUsersTokenReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersTokenReadResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2189,13 +3009,44 @@ pub struct AccessUsersTokenReadResponse {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
     /// Default: `true`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
+}
+impl<'de> crate::de::FromMap<'de> for AccessUsersTokenReadResponse {
+    const EXPECTING: &'static str = "struct AccessUsersTokenReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_expire = ::std::option::Option::None;
+        let mut f_privsep = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "expire" => crate::de::lenient(&mut map, &mut f_expire, "expire")?,
+                "privsep" => crate::de::value(&mut map, &mut f_privsep, "privsep")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            expire: crate::de::optional(f_expire),
+            privsep: crate::de::optional(f_privsep),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessUsersTokenReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessUsersTokenUpdateTokenInfoParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -2225,7 +3076,7 @@ pub struct AccessUsersTokenUpdateTokenInfoParams {
     pub regenerate: ::std::option::Option<crate::PveBool>,
 }
 /// The `AccessUsersTokenUpdateTokenInfoResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersTokenUpdateTokenInfoResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2234,7 +3085,6 @@ pub struct AccessUsersTokenUpdateTokenInfoResponse {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// The full token id. Only set when 'regenerate' was set.
     #[serde(rename = "full-tokenid")]
@@ -2249,8 +3099,48 @@ pub struct AccessUsersTokenUpdateTokenInfoResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for AccessUsersTokenUpdateTokenInfoResponse {
+    const EXPECTING: &'static str = "struct AccessUsersTokenUpdateTokenInfoResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_expire = ::std::option::Option::None;
+        let mut f_full_tokenid = ::std::option::Option::None;
+        let mut f_privsep = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "expire" => crate::de::lenient(&mut map, &mut f_expire, "expire")?,
+                "full-tokenid" => {
+                    crate::de::value(&mut map, &mut f_full_tokenid, "full-tokenid")?
+                }
+                "privsep" => crate::de::value(&mut map, &mut f_privsep, "privsep")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            expire: crate::de::optional(f_expire),
+            full_tokenid: crate::de::optional(f_full_tokenid),
+            privsep: crate::de::optional(f_privsep),
+            value: crate::de::optional(f_value),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessUsersTokenUpdateTokenInfoResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `AccessUsersUseridReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessUsersUseridReadResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2269,7 +3159,6 @@ pub struct AccessUsersUseridReadResponse {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2288,6 +3177,56 @@ pub struct AccessUsersUseridReadResponse {
     pub tokens: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
+}
+impl<'de> crate::de::FromMap<'de> for AccessUsersUseridReadResponse {
+    const EXPECTING: &'static str = "struct AccessUsersUseridReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_email = ::std::option::Option::None;
+        let mut f_enable = ::std::option::Option::None;
+        let mut f_expire = ::std::option::Option::None;
+        let mut f_firstname = ::std::option::Option::None;
+        let mut f_groups = ::std::option::Option::None;
+        let mut f_keys = ::std::option::Option::None;
+        let mut f_lastname = ::std::option::Option::None;
+        let mut f_tokens = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "email" => crate::de::value(&mut map, &mut f_email, "email")?,
+                "enable" => crate::de::value(&mut map, &mut f_enable, "enable")?,
+                "expire" => crate::de::lenient(&mut map, &mut f_expire, "expire")?,
+                "firstname" => crate::de::value(&mut map, &mut f_firstname, "firstname")?,
+                "groups" => crate::de::value(&mut map, &mut f_groups, "groups")?,
+                "keys" => crate::de::value(&mut map, &mut f_keys, "keys")?,
+                "lastname" => crate::de::value(&mut map, &mut f_lastname, "lastname")?,
+                "tokens" => crate::de::value(&mut map, &mut f_tokens, "tokens")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            email: crate::de::optional(f_email),
+            enable: crate::de::optional(f_enable),
+            expire: crate::de::optional(f_expire),
+            firstname: crate::de::optional(f_firstname),
+            groups: crate::de::optional(f_groups),
+            keys: crate::de::optional(f_keys),
+            lastname: crate::de::optional(f_lastname),
+            tokens: crate::de::optional(f_tokens),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessUsersUseridReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `AccessUsersUseridUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]

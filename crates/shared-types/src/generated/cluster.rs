@@ -7509,7 +7509,7 @@ impl crate::PropertyValue for UserAllow {
     }
 }
 /// The `ClusterAcmeAccountNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterAcmeAccountNameGetResponse {
     /// The `account` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -7525,6 +7525,41 @@ pub struct ClusterAcmeAccountNameGetResponse {
     /// The `tos` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tos: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterAcmeAccountNameGetResponse {
+    const EXPECTING: &'static str = "struct ClusterAcmeAccountNameGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_account = ::std::option::Option::None;
+        let mut f_directory = ::std::option::Option::None;
+        let mut f_location = ::std::option::Option::None;
+        let mut f_tos = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "account" => crate::de::value(&mut map, &mut f_account, "account")?,
+                "directory" => crate::de::value(&mut map, &mut f_directory, "directory")?,
+                "location" => crate::de::value(&mut map, &mut f_location, "location")?,
+                "tos" => crate::de::value(&mut map, &mut f_tos, "tos")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            account: crate::de::optional(f_account),
+            directory: crate::de::optional(f_directory),
+            location: crate::de::optional(f_location),
+            tos: crate::de::optional(f_tos),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterAcmeAccountNameGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterAcmeAccountNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -7579,7 +7614,7 @@ impl ClusterAcmeAccountRegisterParams {
     }
 }
 /// The `ClusterAcmeChallengeSchemaChallengeschemaResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
     /// The `id` property.
     pub id: ::std::string::String,
@@ -7590,13 +7625,79 @@ pub struct ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
     /// The `type` property.
     pub r#type: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de>
+for ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
+    const EXPECTING: &'static str = "struct ClusterAcmeChallengeSchemaChallengeschemaResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_id = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_schema = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "schema" => crate::de::value(&mut map, &mut f_schema, "schema")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            schema: crate::de::required::<A, _>(f_schema, "schema")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterAcmeDirectoriesGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterAcmeDirectoriesGetResponseItem {
     /// The `name` property.
     pub name: ::std::string::String,
     /// URL of ACME CA directory endpoint.
     pub url: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterAcmeDirectoriesGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterAcmeDirectoriesGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_name = ::std::option::Option::None;
+        let mut f_url = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "url" => crate::de::value(&mut map, &mut f_url, "url")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            url: crate::de::required::<A, _>(f_url, "url")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterAcmeDirectoriesGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterAcmeMetaGetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -7608,7 +7709,7 @@ pub struct ClusterAcmeMetaGetParams {
     pub directory: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterAcmeMetaGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterAcmeMetaGetResponse {
     /// Hostnames referring to the ACME servers.
     #[serde(rename = "caaIdentities")]
@@ -7625,6 +7726,55 @@ pub struct ClusterAcmeMetaGetResponse {
     /// URL to more information about the ACME server.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub website: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterAcmeMetaGetResponse {
+    const EXPECTING: &'static str = "struct ClusterAcmeMetaGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_caa_identities = ::std::option::Option::None;
+        let mut f_external_account_required = ::std::option::Option::None;
+        let mut f_terms_of_service = ::std::option::Option::None;
+        let mut f_website = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "caaIdentities" => {
+                    crate::de::value(&mut map, &mut f_caa_identities, "caaIdentities")?
+                }
+                "externalAccountRequired" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_external_account_required,
+                        "externalAccountRequired",
+                    )?
+                }
+                "termsOfService" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_terms_of_service,
+                        "termsOfService",
+                    )?
+                }
+                "website" => crate::de::value(&mut map, &mut f_website, "website")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            caa_identities: crate::de::optional(f_caa_identities),
+            external_account_required: crate::de::optional(f_external_account_required),
+            terms_of_service: crate::de::optional(f_terms_of_service),
+            website: crate::de::optional(f_website),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterAcmeMetaGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterAcmePluginsAddParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -7724,7 +7874,7 @@ pub struct ClusterAcmePluginsIndexParams {
     >,
 }
 /// The `ClusterAcmePluginsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterAcmePluginsIndexResponseItem {
     /// API plugin name
     ///
@@ -7758,8 +7908,60 @@ pub struct ClusterAcmePluginsIndexResponseItem {
     /// Range 0 to 172800. Default: `30`.
     #[serde(rename = "validation-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub validation_delay: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterAcmePluginsIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterAcmePluginsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_api = ::std::option::Option::None;
+        let mut f_data = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_nodes = ::std::option::Option::None;
+        let mut f_plugin = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_validation_delay = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "api" => crate::de::value(&mut map, &mut f_api, "api")?,
+                "data" => crate::de::value(&mut map, &mut f_data, "data")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "nodes" => crate::de::value(&mut map, &mut f_nodes, "nodes")?,
+                "plugin" => crate::de::value(&mut map, &mut f_plugin, "plugin")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "validation-delay" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_validation_delay,
+                        "validation-delay",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            api: crate::de::optional(f_api),
+            data: crate::de::optional(f_data),
+            digest: crate::de::optional(f_digest),
+            disable: crate::de::optional(f_disable),
+            nodes: crate::de::optional(f_nodes),
+            plugin: crate::de::required::<A, _>(f_plugin, "plugin")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            validation_delay: crate::de::optional(f_validation_delay),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterAcmePluginsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterBackupCreateJobParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -8146,15 +8348,41 @@ pub struct ClusterBackupIdUpdateJobParams {
     pub zstd: ::std::option::Option<i64>,
 }
 /// Root node of the tree object. Children represent guests, grandchildren represent volumes of that guest.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupIncludedVolumesGetResponse {
     /// The `children` property.
     pub children: ::std::vec::Vec<
         crate::generated::cluster::ClusterBackupIncludedVolumesGetResponseChildrenItem,
     >,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterBackupIncludedVolumesGetResponse {
+    const EXPECTING: &'static str = "struct ClusterBackupIncludedVolumesGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_children = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "children" => crate::de::value(&mut map, &mut f_children, "children")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            children: crate::de::required::<A, _>(f_children, "children")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterBackupIncludedVolumesGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterBackupIncludedVolumesGetResponseChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterBackupIncludedVolumesGetResponseChildrenItem {
     /// The volumes of the guest with the information if they will be included in backups.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8164,7 +8392,6 @@ pub struct ClusterBackupIncludedVolumesGetResponseChildrenItem {
         >,
     >,
     /// VMID of the guest.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub id: i64,
     /// Name of the guest
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8174,8 +8401,45 @@ pub struct ClusterBackupIncludedVolumesGetResponseChildrenItem {
     /// One of `qemu`, `lxc`, `unknown`.
     pub r#type: crate::generated::cluster::ClusterBackupIncludedVolumesGetResponseChildrenItemType,
 }
+impl<'de> crate::de::FromMap<'de>
+for ClusterBackupIncludedVolumesGetResponseChildrenItem {
+    const EXPECTING: &'static str = "struct ClusterBackupIncludedVolumesGetResponseChildrenItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_children = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "children" => crate::de::value(&mut map, &mut f_children, "children")?,
+                "id" => crate::de::lenient(&mut map, &mut f_id, "id")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            children: crate::de::optional(f_children),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            name: crate::de::optional(f_name),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterBackupIncludedVolumesGetResponseChildrenItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
     /// Configuration key of the volume.
     pub id: ::std::string::String,
@@ -8186,8 +8450,45 @@ pub struct ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
     /// The reason why the volume is included (or excluded).
     pub reason: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de>
+for ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
+    const EXPECTING: &'static str = "struct ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_id = ::std::option::Option::None;
+        let mut f_included = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_reason = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "included" => crate::de::value(&mut map, &mut f_included, "included")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "reason" => crate::de::value(&mut map, &mut f_reason, "reason")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            included: crate::de::required::<A, _>(f_included, "included")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            reason: crate::de::required::<A, _>(f_reason, "reason")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterBackupIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupIndexResponseItem {
     /// Backup all known guest systems on this host.
     ///
@@ -8198,7 +8499,6 @@ pub struct ClusterBackupIndexResponseItem {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8236,13 +8536,11 @@ pub struct ClusterBackupIndexResponseItem {
     ///
     /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ionice: ::std::option::Option<i64>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
@@ -8266,7 +8564,6 @@ pub struct ClusterBackupIndexResponseItem {
     /// UNIX timestamp when this backup job will be executed next
     #[serde(rename = "next-run")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub next_run: ::std::option::Option<i64>,
     /// Only run if executed on this node.
     ///
@@ -8302,7 +8599,6 @@ pub struct ClusterBackupIndexResponseItem {
     ///
     /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8354,7 +8650,6 @@ pub struct ClusterBackupIndexResponseItem {
     ///
     /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
@@ -8373,11 +8668,174 @@ pub struct ClusterBackupIndexResponseItem {
     ///
     /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub zstd: ::std::option::Option<i64>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterBackupIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterBackupIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_all = ::std::option::Option::None;
+        let mut f_bwlimit = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_compress = ::std::option::Option::None;
+        let mut f_dumpdir = ::std::option::Option::None;
+        let mut f_enabled = ::std::option::Option::None;
+        let mut f_exclude = ::std::option::Option::None;
+        let mut f_exclude_path = ::std::option::Option::None;
+        let mut f_fleecing = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_ionice = ::std::option::Option::None;
+        let mut f_lockwait = ::std::option::Option::None;
+        let mut f_mailnotification = ::std::option::Option::None;
+        let mut f_mailto = ::std::option::Option::None;
+        let mut f_mode = ::std::option::Option::None;
+        let mut f_next_run = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_notes_template = ::std::option::Option::None;
+        let mut f_notification_mode = ::std::option::Option::None;
+        let mut f_pbs_change_detection_mode = ::std::option::Option::None;
+        let mut f_performance = ::std::option::Option::None;
+        let mut f_pigz = ::std::option::Option::None;
+        let mut f_pool = ::std::option::Option::None;
+        let mut f_protected = ::std::option::Option::None;
+        let mut f_prune_backups = ::std::option::Option::None;
+        let mut f_quiet = ::std::option::Option::None;
+        let mut f_remove = ::std::option::Option::None;
+        let mut f_repeat_missed = ::std::option::Option::None;
+        let mut f_schedule = ::std::option::Option::None;
+        let mut f_script = ::std::option::Option::None;
+        let mut f_stdexcludes = ::std::option::Option::None;
+        let mut f_stop = ::std::option::Option::None;
+        let mut f_stopwait = ::std::option::Option::None;
+        let mut f_storage = ::std::option::Option::None;
+        let mut f_tmpdir = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        let mut f_zstd = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "all" => crate::de::value(&mut map, &mut f_all, "all")?,
+                "bwlimit" => crate::de::lenient(&mut map, &mut f_bwlimit, "bwlimit")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "compress" => crate::de::value(&mut map, &mut f_compress, "compress")?,
+                "dumpdir" => crate::de::value(&mut map, &mut f_dumpdir, "dumpdir")?,
+                "enabled" => crate::de::value(&mut map, &mut f_enabled, "enabled")?,
+                "exclude" => crate::de::value(&mut map, &mut f_exclude, "exclude")?,
+                "exclude-path" => {
+                    crate::de::value(&mut map, &mut f_exclude_path, "exclude-path")?
+                }
+                "fleecing" => crate::de::value(&mut map, &mut f_fleecing, "fleecing")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "ionice" => crate::de::lenient(&mut map, &mut f_ionice, "ionice")?,
+                "lockwait" => crate::de::lenient(&mut map, &mut f_lockwait, "lockwait")?,
+                "mailnotification" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_mailnotification,
+                        "mailnotification",
+                    )?
+                }
+                "mailto" => crate::de::value(&mut map, &mut f_mailto, "mailto")?,
+                "mode" => crate::de::value(&mut map, &mut f_mode, "mode")?,
+                "next-run" => crate::de::lenient(&mut map, &mut f_next_run, "next-run")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "notes-template" => {
+                    crate::de::value(&mut map, &mut f_notes_template, "notes-template")?
+                }
+                "notification-mode" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_notification_mode,
+                        "notification-mode",
+                    )?
+                }
+                "pbs-change-detection-mode" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_pbs_change_detection_mode,
+                        "pbs-change-detection-mode",
+                    )?
+                }
+                "performance" => {
+                    crate::de::value(&mut map, &mut f_performance, "performance")?
+                }
+                "pigz" => crate::de::lenient(&mut map, &mut f_pigz, "pigz")?,
+                "pool" => crate::de::value(&mut map, &mut f_pool, "pool")?,
+                "protected" => crate::de::value(&mut map, &mut f_protected, "protected")?,
+                "prune-backups" => {
+                    crate::de::value(&mut map, &mut f_prune_backups, "prune-backups")?
+                }
+                "quiet" => crate::de::value(&mut map, &mut f_quiet, "quiet")?,
+                "remove" => crate::de::value(&mut map, &mut f_remove, "remove")?,
+                "repeat-missed" => {
+                    crate::de::value(&mut map, &mut f_repeat_missed, "repeat-missed")?
+                }
+                "schedule" => crate::de::value(&mut map, &mut f_schedule, "schedule")?,
+                "script" => crate::de::value(&mut map, &mut f_script, "script")?,
+                "stdexcludes" => {
+                    crate::de::value(&mut map, &mut f_stdexcludes, "stdexcludes")?
+                }
+                "stop" => crate::de::value(&mut map, &mut f_stop, "stop")?,
+                "stopwait" => crate::de::lenient(&mut map, &mut f_stopwait, "stopwait")?,
+                "storage" => crate::de::value(&mut map, &mut f_storage, "storage")?,
+                "tmpdir" => crate::de::value(&mut map, &mut f_tmpdir, "tmpdir")?,
+                "vmid" => crate::de::value(&mut map, &mut f_vmid, "vmid")?,
+                "zstd" => crate::de::lenient(&mut map, &mut f_zstd, "zstd")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            all: crate::de::optional(f_all),
+            bwlimit: crate::de::optional(f_bwlimit),
+            comment: crate::de::optional(f_comment),
+            compress: crate::de::optional(f_compress),
+            dumpdir: crate::de::optional(f_dumpdir),
+            enabled: crate::de::optional(f_enabled),
+            exclude: crate::de::optional(f_exclude),
+            exclude_path: crate::de::optional(f_exclude_path),
+            fleecing: crate::de::optional(f_fleecing),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            ionice: crate::de::optional(f_ionice),
+            lockwait: crate::de::optional(f_lockwait),
+            mailnotification: crate::de::optional(f_mailnotification),
+            mailto: crate::de::optional(f_mailto),
+            mode: crate::de::optional(f_mode),
+            next_run: crate::de::optional(f_next_run),
+            node: crate::de::optional(f_node),
+            notes_template: crate::de::optional(f_notes_template),
+            notification_mode: crate::de::optional(f_notification_mode),
+            pbs_change_detection_mode: crate::de::optional(f_pbs_change_detection_mode),
+            performance: crate::de::optional(f_performance),
+            pigz: crate::de::optional(f_pigz),
+            pool: crate::de::optional(f_pool),
+            protected: crate::de::optional(f_protected),
+            prune_backups: crate::de::optional(f_prune_backups),
+            quiet: crate::de::optional(f_quiet),
+            remove: crate::de::optional(f_remove),
+            repeat_missed: crate::de::optional(f_repeat_missed),
+            schedule: crate::de::optional(f_schedule),
+            script: crate::de::optional(f_script),
+            stdexcludes: crate::de::optional(f_stdexcludes),
+            stop: crate::de::optional(f_stop),
+            stopwait: crate::de::optional(f_stopwait),
+            storage: crate::de::optional(f_storage),
+            tmpdir: crate::de::optional(f_tmpdir),
+            vmid: crate::de::optional(f_vmid),
+            zstd: crate::de::optional(f_zstd),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterBackupIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Options for backup fleecing (VM only).
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupIndexResponseItemFleecing {
     /// Enable backup fleecing. Cache backup data from blocks where new guest writes happen on specified storage instead of copying them directly to the backup target. This can help guest IO performance and even prevent hangs, at the cost of requiring more storage space.
     ///
@@ -8390,26 +8848,90 @@ pub struct ClusterBackupIndexResponseItemFleecing {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterBackupIndexResponseItemFleecing {
+    const EXPECTING: &'static str = "struct ClusterBackupIndexResponseItemFleecing";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_enabled = ::std::option::Option::None;
+        let mut f_storage = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "enabled" => crate::de::value(&mut map, &mut f_enabled, "enabled")?,
+                "storage" => crate::de::value(&mut map, &mut f_storage, "storage")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            enabled: crate::de::optional(f_enabled),
+            storage: crate::de::optional(f_storage),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterBackupIndexResponseItemFleecing {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Other performance-related settings.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupIndexResponseItemPerformance {
     /// Applies to VMs. Allow up to this many IO workers at the same time.
     ///
     /// Range 1 to 256. Default: `16`.
     #[serde(rename = "max-workers")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_workers: ::std::option::Option<i64>,
     /// Applies to container backups sent to PBS. Limits the number of entries allowed in memory at a given time to avoid unintended OOM situations. Increase it to enable backups of containers with a large amount of files.
     ///
     /// Minimum 1. Default: `1048576`.
     #[serde(rename = "pbs-entries-max")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pbs_entries_max: ::std::option::Option<i64>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterBackupIndexResponseItemPerformance {
+    const EXPECTING: &'static str = "struct ClusterBackupIndexResponseItemPerformance";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_max_workers = ::std::option::Option::None;
+        let mut f_pbs_entries_max = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "max-workers" => {
+                    crate::de::lenient(&mut map, &mut f_max_workers, "max-workers")?
+                }
+                "pbs-entries-max" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pbs_entries_max,
+                        "pbs-entries-max",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            max_workers: crate::de::optional(f_max_workers),
+            pbs_entries_max: crate::de::optional(f_pbs_entries_max),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterBackupIndexResponseItemPerformance {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Use these retention options instead of those from the storage configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupIndexResponseItemPruneBackups {
     /// Keep all backups. Conflicts with the other options when true.
     #[serde(rename = "keep-all")]
@@ -8420,52 +8942,128 @@ pub struct ClusterBackupIndexResponseItemPruneBackups {
     /// Minimum 0.
     #[serde(rename = "keep-daily")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub keep_daily: ::std::option::Option<i64>,
     /// Keep backups for the last <N> different hours. If there is morethan one backup for a single hour, only the latest one is kept.
     ///
     /// Minimum 0.
     #[serde(rename = "keep-hourly")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub keep_hourly: ::std::option::Option<i64>,
     /// Keep the last <N> backups.
     ///
     /// Minimum 0.
     #[serde(rename = "keep-last")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub keep_last: ::std::option::Option<i64>,
     /// Keep backups for the last <N> different months. If there is morethan one backup for a single month, only the latest one is kept.
     ///
     /// Minimum 0.
     #[serde(rename = "keep-monthly")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub keep_monthly: ::std::option::Option<i64>,
     /// Keep backups for the last <N> different weeks. If there is morethan one backup for a single week, only the latest one is kept.
     ///
     /// Minimum 0.
     #[serde(rename = "keep-weekly")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub keep_weekly: ::std::option::Option<i64>,
     /// Keep backups for the last <N> different years. If there is morethan one backup for a single year, only the latest one is kept.
     ///
     /// Minimum 0.
     #[serde(rename = "keep-yearly")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub keep_yearly: ::std::option::Option<i64>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterBackupIndexResponseItemPruneBackups {
+    const EXPECTING: &'static str = "struct ClusterBackupIndexResponseItemPruneBackups";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_keep_all = ::std::option::Option::None;
+        let mut f_keep_daily = ::std::option::Option::None;
+        let mut f_keep_hourly = ::std::option::Option::None;
+        let mut f_keep_last = ::std::option::Option::None;
+        let mut f_keep_monthly = ::std::option::Option::None;
+        let mut f_keep_weekly = ::std::option::Option::None;
+        let mut f_keep_yearly = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "keep-all" => crate::de::value(&mut map, &mut f_keep_all, "keep-all")?,
+                "keep-daily" => {
+                    crate::de::lenient(&mut map, &mut f_keep_daily, "keep-daily")?
+                }
+                "keep-hourly" => {
+                    crate::de::lenient(&mut map, &mut f_keep_hourly, "keep-hourly")?
+                }
+                "keep-last" => {
+                    crate::de::lenient(&mut map, &mut f_keep_last, "keep-last")?
+                }
+                "keep-monthly" => {
+                    crate::de::lenient(&mut map, &mut f_keep_monthly, "keep-monthly")?
+                }
+                "keep-weekly" => {
+                    crate::de::lenient(&mut map, &mut f_keep_weekly, "keep-weekly")?
+                }
+                "keep-yearly" => {
+                    crate::de::lenient(&mut map, &mut f_keep_yearly, "keep-yearly")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            keep_all: crate::de::optional(f_keep_all),
+            keep_daily: crate::de::optional(f_keep_daily),
+            keep_hourly: crate::de::optional(f_keep_hourly),
+            keep_last: crate::de::optional(f_keep_last),
+            keep_monthly: crate::de::optional(f_keep_monthly),
+            keep_weekly: crate::de::optional(f_keep_weekly),
+            keep_yearly: crate::de::optional(f_keep_yearly),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterBackupIndexResponseItemPruneBackups {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterBackupInfoIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterBackupInfoIndexResponseItem {
     /// API sub-directory endpoint
     pub subdir: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterBackupInfoIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterBackupInfoIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_subdir = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "subdir" => crate::de::value(&mut map, &mut f_subdir, "subdir")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            subdir: crate::de::required::<A, _>(f_subdir, "subdir")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterBackupInfoIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
     /// Name of the guest
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8475,8 +9073,41 @@ pub struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
     /// One of `qemu`, `lxc`.
     pub r#type: crate::generated::common::ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItemType,
     /// VMID of the guest.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
+}
+impl<'de> crate::de::FromMap<'de>
+for ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
+    const EXPECTING: &'static str = "struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_name = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            name: crate::de::optional(f_name),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            vmid: crate::de::required::<A, _>(f_vmid, "vmid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterBulkActionGuestMigrateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -8614,7 +9245,7 @@ impl ClusterCephFlagsFlagUpdateParams {
     }
 }
 /// The `ClusterCephFlagsGetAllResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterCephFlagsGetAllResponseItem {
     /// Flag description.
     pub description: ::std::string::String,
@@ -8624,6 +9255,40 @@ pub struct ClusterCephFlagsGetAllResponseItem {
     pub name: crate::generated::cluster::ClusterCephFlagsGetAllResponseItemName,
     /// Flag value.
     pub value: crate::PveBool,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterCephFlagsGetAllResponseItem {
+    const EXPECTING: &'static str = "struct ClusterCephFlagsGetAllResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_description = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            value: crate::de::required::<A, _>(f_value, "value")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterCephFlagsGetAllResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterCephFlagsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -8675,7 +9340,7 @@ pub struct ClusterCephMetadataParams {
     >,
 }
 /// Items for each type of service containing objects for each instance.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterCephMetadataResponse {
     /// Metadata servers configured in the cluster and their properties, keyed by '<name>@<host>'.
     pub mds: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -8690,8 +9355,46 @@ pub struct ClusterCephMetadataResponse {
         crate::generated::cluster::ClusterCephMetadataResponseOsdItem,
     >,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterCephMetadataResponse {
+    const EXPECTING: &'static str = "struct ClusterCephMetadataResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_mds = ::std::option::Option::None;
+        let mut f_mgr = ::std::option::Option::None;
+        let mut f_mon = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_osd = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "mds" => crate::de::value(&mut map, &mut f_mds, "mds")?,
+                "mgr" => crate::de::value(&mut map, &mut f_mgr, "mgr")?,
+                "mon" => crate::de::value(&mut map, &mut f_mon, "mon")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "osd" => crate::de::value(&mut map, &mut f_osd, "osd")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            mds: crate::de::required::<A, _>(f_mds, "mds")?,
+            mgr: crate::de::required::<A, _>(f_mgr, "mgr")?,
+            mon: crate::de::required::<A, _>(f_mon, "mon")?,
+            node: crate::de::required::<A, _>(f_node, "node")?,
+            osd: crate::de::required::<A, _>(f_osd, "osd")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterCephMetadataResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Useful properties are listed, but not the full list.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterCephMetadataResponseOsdItem {
     /// Bind addresses and ports for backend inter OSD traffic.
     pub back_addr: ::std::string::String,
@@ -8715,18 +9418,112 @@ pub struct ClusterCephMetadataResponseOsdItem {
     /// Hostname on which the service is running.
     pub hostname: ::std::string::String,
     /// OSD ID.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub id: i64,
     /// Memory of the service currently in swap.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem_swap_kb: i64,
     /// Memory consumption of the service.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem_total_kb: i64,
     /// Path to the OSD data directory.
     pub osd_data: ::std::string::String,
     /// OSD objectstore type.
     pub osd_objectstore: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterCephMetadataResponseOsdItem {
+    const EXPECTING: &'static str = "struct ClusterCephMetadataResponseOsdItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_back_addr = ::std::option::Option::None;
+        let mut f_ceph_release = ::std::option::Option::None;
+        let mut f_ceph_version = ::std::option::Option::None;
+        let mut f_ceph_version_short = ::std::option::Option::None;
+        let mut f_device_ids = ::std::option::Option::None;
+        let mut f_device_paths = ::std::option::Option::None;
+        let mut f_devices = ::std::option::Option::None;
+        let mut f_front_addr = ::std::option::Option::None;
+        let mut f_hostname = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_mem_swap_kb = ::std::option::Option::None;
+        let mut f_mem_total_kb = ::std::option::Option::None;
+        let mut f_osd_data = ::std::option::Option::None;
+        let mut f_osd_objectstore = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "back_addr" => crate::de::value(&mut map, &mut f_back_addr, "back_addr")?,
+                "ceph_release" => {
+                    crate::de::value(&mut map, &mut f_ceph_release, "ceph_release")?
+                }
+                "ceph_version" => {
+                    crate::de::value(&mut map, &mut f_ceph_version, "ceph_version")?
+                }
+                "ceph_version_short" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_ceph_version_short,
+                        "ceph_version_short",
+                    )?
+                }
+                "device_ids" => {
+                    crate::de::value(&mut map, &mut f_device_ids, "device_ids")?
+                }
+                "device_paths" => {
+                    crate::de::value(&mut map, &mut f_device_paths, "device_paths")?
+                }
+                "devices" => crate::de::value(&mut map, &mut f_devices, "devices")?,
+                "front_addr" => {
+                    crate::de::value(&mut map, &mut f_front_addr, "front_addr")?
+                }
+                "hostname" => crate::de::value(&mut map, &mut f_hostname, "hostname")?,
+                "id" => crate::de::lenient(&mut map, &mut f_id, "id")?,
+                "mem_swap_kb" => {
+                    crate::de::lenient(&mut map, &mut f_mem_swap_kb, "mem_swap_kb")?
+                }
+                "mem_total_kb" => {
+                    crate::de::lenient(&mut map, &mut f_mem_total_kb, "mem_total_kb")?
+                }
+                "osd_data" => crate::de::value(&mut map, &mut f_osd_data, "osd_data")?,
+                "osd_objectstore" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_osd_objectstore,
+                        "osd_objectstore",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            back_addr: crate::de::required::<A, _>(f_back_addr, "back_addr")?,
+            ceph_release: crate::de::required::<A, _>(f_ceph_release, "ceph_release")?,
+            ceph_version: crate::de::required::<A, _>(f_ceph_version, "ceph_version")?,
+            ceph_version_short: crate::de::required::<
+                A,
+                _,
+            >(f_ceph_version_short, "ceph_version_short")?,
+            device_ids: crate::de::optional(f_device_ids),
+            device_paths: crate::de::optional(f_device_paths),
+            devices: crate::de::optional(f_devices),
+            front_addr: crate::de::required::<A, _>(f_front_addr, "front_addr")?,
+            hostname: crate::de::required::<A, _>(f_hostname, "hostname")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            mem_swap_kb: crate::de::required::<A, _>(f_mem_swap_kb, "mem_swap_kb")?,
+            mem_total_kb: crate::de::required::<A, _>(f_mem_total_kb, "mem_total_kb")?,
+            osd_data: crate::de::required::<A, _>(f_osd_data, "osd_data")?,
+            osd_objectstore: crate::de::required::<
+                A,
+                _,
+            >(f_osd_objectstore, "osd_objectstore")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterCephMetadataResponseOsdItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterConfigCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -8787,7 +9584,7 @@ pub struct ClusterConfigJoinInfoParams {
     pub node: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterConfigJoinInfoResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterConfigJoinInfoResponse {
     /// The `config_digest` property.
     pub config_digest: ::std::string::String,
@@ -8802,8 +9599,53 @@ pub struct ClusterConfigJoinInfoResponse {
     /// The `totem` property.
     pub totem: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterConfigJoinInfoResponse {
+    const EXPECTING: &'static str = "struct ClusterConfigJoinInfoResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_config_digest = ::std::option::Option::None;
+        let mut f_nodelist = ::std::option::Option::None;
+        let mut f_preferred_node = ::std::option::Option::None;
+        let mut f_totem = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "config_digest" => {
+                    crate::de::value(&mut map, &mut f_config_digest, "config_digest")?
+                }
+                "nodelist" => crate::de::value(&mut map, &mut f_nodelist, "nodelist")?,
+                "preferred_node" => {
+                    crate::de::value(&mut map, &mut f_preferred_node, "preferred_node")?
+                }
+                "totem" => crate::de::value(&mut map, &mut f_totem, "totem")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            config_digest: crate::de::required::<
+                A,
+                _,
+            >(f_config_digest, "config_digest")?,
+            nodelist: crate::de::required::<A, _>(f_nodelist, "nodelist")?,
+            preferred_node: crate::de::required::<
+                A,
+                _,
+            >(f_preferred_node, "preferred_node")?,
+            totem: crate::de::required::<A, _>(f_totem, "totem")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterConfigJoinInfoResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterConfigJoinInfoResponseNodelistItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterConfigJoinInfoResponseNodelistItem {
     /// The cluster node name.
     ///
@@ -8813,7 +9655,6 @@ pub struct ClusterConfigJoinInfoResponseNodelistItem {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nodeid: ::std::option::Option<i64>,
     /// The `pve_addr` property.
     ///
@@ -8824,11 +9665,55 @@ pub struct ClusterConfigJoinInfoResponseNodelistItem {
     /// The `quorum_votes` property.
     ///
     /// Minimum 0.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub quorum_votes: i64,
     /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ring0_addr: ::std::option::Option<crate::generated::cluster::LinkConfig>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterConfigJoinInfoResponseNodelistItem {
+    const EXPECTING: &'static str = "struct ClusterConfigJoinInfoResponseNodelistItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_name = ::std::option::Option::None;
+        let mut f_nodeid = ::std::option::Option::None;
+        let mut f_pve_addr = ::std::option::Option::None;
+        let mut f_pve_fp = ::std::option::Option::None;
+        let mut f_quorum_votes = ::std::option::Option::None;
+        let mut f_ring0_addr = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "nodeid" => crate::de::lenient(&mut map, &mut f_nodeid, "nodeid")?,
+                "pve_addr" => crate::de::value(&mut map, &mut f_pve_addr, "pve_addr")?,
+                "pve_fp" => crate::de::value(&mut map, &mut f_pve_fp, "pve_fp")?,
+                "quorum_votes" => {
+                    crate::de::lenient(&mut map, &mut f_quorum_votes, "quorum_votes")?
+                }
+                "ring0_addr" => {
+                    crate::de::value(&mut map, &mut f_ring0_addr, "ring0_addr")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            nodeid: crate::de::optional(f_nodeid),
+            pve_addr: crate::de::required::<A, _>(f_pve_addr, "pve_addr")?,
+            pve_fp: crate::de::required::<A, _>(f_pve_fp, "pve_fp")?,
+            quorum_votes: crate::de::required::<A, _>(f_quorum_votes, "quorum_votes")?,
+            ring0_addr: crate::de::optional(f_ring0_addr),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterConfigJoinInfoResponseNodelistItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterConfigJoinParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -8914,7 +9799,7 @@ pub struct ClusterConfigNodesNodeAddnodeParams {
     pub votes: ::std::option::Option<i64>,
 }
 /// The `ClusterConfigNodesNodeAddnodeResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterConfigNodesNodeAddnodeResponse {
     /// The `corosync_authkey` property.
     pub corosync_authkey: ::std::string::String,
@@ -8923,11 +9808,83 @@ pub struct ClusterConfigNodesNodeAddnodeResponse {
     /// The `warnings` property.
     pub warnings: ::std::vec::Vec<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterConfigNodesNodeAddnodeResponse {
+    const EXPECTING: &'static str = "struct ClusterConfigNodesNodeAddnodeResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_corosync_authkey = ::std::option::Option::None;
+        let mut f_corosync_conf = ::std::option::Option::None;
+        let mut f_warnings = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "corosync_authkey" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_corosync_authkey,
+                        "corosync_authkey",
+                    )?
+                }
+                "corosync_conf" => {
+                    crate::de::value(&mut map, &mut f_corosync_conf, "corosync_conf")?
+                }
+                "warnings" => crate::de::value(&mut map, &mut f_warnings, "warnings")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            corosync_authkey: crate::de::required::<
+                A,
+                _,
+            >(f_corosync_authkey, "corosync_authkey")?,
+            corosync_conf: crate::de::required::<
+                A,
+                _,
+            >(f_corosync_conf, "corosync_conf")?,
+            warnings: crate::de::required::<A, _>(f_warnings, "warnings")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterConfigNodesNodeAddnodeResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterConfigNodesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterConfigNodesResponseItem {
     /// The `node` property.
     pub node: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterConfigNodesResponseItem {
+    const EXPECTING: &'static str = "struct ClusterConfigNodesResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_node = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            node: crate::de::required::<A, _>(f_node, "node")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterConfigNodesResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterFirewallGroupsCreateSecurityGroupParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -8957,7 +9914,7 @@ impl ClusterFirewallGroupsCreateSecurityGroupParams {
     }
 }
 /// The `ClusterFirewallGroupsListSecurityResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallGroupsListSecurityResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -8967,16 +9924,77 @@ pub struct ClusterFirewallGroupsListSecurityResponseItem {
     /// Security Group name.
     pub group: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterFirewallGroupsListSecurityResponseItem {
+    const EXPECTING: &'static str = "struct ClusterFirewallGroupsListSecurityResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_group = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "group" => crate::de::value(&mut map, &mut f_group, "group")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            group: crate::de::required::<A, _>(f_group, "group")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterFirewallGroupsListSecurityResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterFirewallMacrosGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallMacrosGetResponseItem {
     /// More verbose description (if available).
     pub descr: ::std::string::String,
     /// Macro name.
     pub r#macro: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterFirewallMacrosGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterFirewallMacrosGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_descr = ::std::option::Option::None;
+        let mut f_macro = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "descr" => crate::de::value(&mut map, &mut f_descr, "descr")?,
+                "macro" => crate::de::value(&mut map, &mut f_macro, "macro")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            descr: crate::de::required::<A, _>(f_descr, "descr")?,
+            r#macro: crate::de::required::<A, _>(f_macro, "macro")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterFirewallMacrosGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterFirewallOptionsGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallOptionsGetResponse {
     /// Enable ebtables rules cluster wide.
     ///
@@ -8987,7 +10005,6 @@ pub struct ClusterFirewallOptionsGetResponse {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub enable: ::std::option::Option<i64>,
     /// Log ratelimiting settings
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9009,6 +10026,53 @@ pub struct ClusterFirewallOptionsGetResponse {
     /// One of `ACCEPT`, `REJECT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterFirewallOptionsGetResponse {
+    const EXPECTING: &'static str = "struct ClusterFirewallOptionsGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_ebtables = ::std::option::Option::None;
+        let mut f_enable = ::std::option::Option::None;
+        let mut f_log_ratelimit = ::std::option::Option::None;
+        let mut f_policy_forward = ::std::option::Option::None;
+        let mut f_policy_in = ::std::option::Option::None;
+        let mut f_policy_out = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "ebtables" => crate::de::value(&mut map, &mut f_ebtables, "ebtables")?,
+                "enable" => crate::de::lenient(&mut map, &mut f_enable, "enable")?,
+                "log_ratelimit" => {
+                    crate::de::value(&mut map, &mut f_log_ratelimit, "log_ratelimit")?
+                }
+                "policy_forward" => {
+                    crate::de::value(&mut map, &mut f_policy_forward, "policy_forward")?
+                }
+                "policy_in" => crate::de::value(&mut map, &mut f_policy_in, "policy_in")?,
+                "policy_out" => {
+                    crate::de::value(&mut map, &mut f_policy_out, "policy_out")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            ebtables: crate::de::optional(f_ebtables),
+            enable: crate::de::optional(f_enable),
+            log_ratelimit: crate::de::optional(f_log_ratelimit),
+            policy_forward: crate::de::optional(f_policy_forward),
+            policy_in: crate::de::optional(f_policy_in),
+            policy_out: crate::de::optional(f_policy_out),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterFirewallOptionsGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterFirewallOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -9134,10 +10198,36 @@ pub struct ClusterHaGroupsGroupUpdateParams {
     pub restricted: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterHaGroupsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaGroupsIndexResponseItem {
     /// The `group` property.
     pub group: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterHaGroupsIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterHaGroupsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_group = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "group" => crate::de::value(&mut map, &mut f_group, "group")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            group: crate::de::required::<A, _>(f_group, "group")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaGroupsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterHaResourcesCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -9219,10 +10309,36 @@ pub struct ClusterHaResourcesIndexParams {
     >,
 }
 /// The `ClusterHaResourcesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaResourcesIndexResponseItem {
     /// The `sid` property.
     pub sid: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterHaResourcesIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterHaResourcesIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_sid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "sid" => crate::de::value(&mut map, &mut f_sid, "sid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            sid: crate::de::required::<A, _>(f_sid, "sid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaResourcesIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterHaResourcesMigrateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -9240,7 +10356,7 @@ impl ClusterHaResourcesMigrateParams {
     }
 }
 /// The `ClusterHaResourcesMigrateResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaResourcesMigrateResponse {
     /// HA resources, which are blocking the given HA resource from being migrated to the requested target node.
     #[serde(rename = "blocking-resources")]
@@ -9262,8 +10378,60 @@ pub struct ClusterHaResourcesMigrateResponse {
     /// HA resource, which is requested to be migrated.
     pub sid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterHaResourcesMigrateResponse {
+    const EXPECTING: &'static str = "struct ClusterHaResourcesMigrateResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_blocking_resources = ::std::option::Option::None;
+        let mut f_comigrated_resources = ::std::option::Option::None;
+        let mut f_requested_node = ::std::option::Option::None;
+        let mut f_sid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "blocking-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_blocking_resources,
+                        "blocking-resources",
+                    )?
+                }
+                "comigrated-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_comigrated_resources,
+                        "comigrated-resources",
+                    )?
+                }
+                "requested-node" => {
+                    crate::de::value(&mut map, &mut f_requested_node, "requested-node")?
+                }
+                "sid" => crate::de::value(&mut map, &mut f_sid, "sid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            blocking_resources: crate::de::optional(f_blocking_resources),
+            comigrated_resources: crate::de::optional(f_comigrated_resources),
+            requested_node: crate::de::required::<
+                A,
+                _,
+            >(f_requested_node, "requested-node")?,
+            sid: crate::de::required::<A, _>(f_sid, "sid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaResourcesMigrateResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterHaResourcesRelocateResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaResourcesRelocateResponse {
     /// HA resources, which are blocking the given HA resource from being relocated to the requested target node.
     #[serde(rename = "blocking-resources")]
@@ -9285,8 +10453,60 @@ pub struct ClusterHaResourcesRelocateResponse {
     /// HA resource, which is requested to be relocated.
     pub sid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterHaResourcesRelocateResponse {
+    const EXPECTING: &'static str = "struct ClusterHaResourcesRelocateResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_blocking_resources = ::std::option::Option::None;
+        let mut f_comigrated_resources = ::std::option::Option::None;
+        let mut f_requested_node = ::std::option::Option::None;
+        let mut f_sid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "blocking-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_blocking_resources,
+                        "blocking-resources",
+                    )?
+                }
+                "comigrated-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_comigrated_resources,
+                        "comigrated-resources",
+                    )?
+                }
+                "requested-node" => {
+                    crate::de::value(&mut map, &mut f_requested_node, "requested-node")?
+                }
+                "sid" => crate::de::value(&mut map, &mut f_sid, "sid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            blocking_resources: crate::de::optional(f_blocking_resources),
+            comigrated_resources: crate::de::optional(f_comigrated_resources),
+            requested_node: crate::de::required::<
+                A,
+                _,
+            >(f_requested_node, "requested-node")?,
+            sid: crate::de::required::<A, _>(f_sid, "sid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaResourcesRelocateResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// A blocking HA resource
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaResourcesRelocateResponseBlockingResourcesItem {
     /// The reason why the HA resource is blocking the relocation.
     ///
@@ -9294,6 +10514,37 @@ pub struct ClusterHaResourcesRelocateResponseBlockingResourcesItem {
     pub cause: crate::generated::common::Cause,
     /// The blocking HA resource id
     pub sid: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de>
+for ClusterHaResourcesRelocateResponseBlockingResourcesItem {
+    const EXPECTING: &'static str = "struct ClusterHaResourcesRelocateResponseBlockingResourcesItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cause = ::std::option::Option::None;
+        let mut f_sid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cause" => crate::de::value(&mut map, &mut f_cause, "cause")?,
+                "sid" => crate::de::value(&mut map, &mut f_sid, "sid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cause: crate::de::required::<A, _>(f_cause, "cause")?,
+            sid: crate::de::required::<A, _>(f_sid, "sid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterHaResourcesRelocateResponseBlockingResourcesItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterHaResourcesSidDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -9305,7 +10556,7 @@ pub struct ClusterHaResourcesSidDeleteParams {
     pub purge: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterHaResourcesSidReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaResourcesSidReadResponse {
     /// HA resource may be migrated during automatic rebalancing.
     ///
@@ -9330,11 +10581,9 @@ pub struct ClusterHaResourcesSidReadResponse {
     pub group: ::std::option::Option<::std::string::String>,
     /// Maximal number of service relocate tries when a service fails to start.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_relocate: ::std::option::Option<i64>,
     /// Maximal number of tries to restart the service on a node after its start failed.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_restart: ::std::option::Option<i64>,
     /// HA resource ID. This consists of a resource type followed by a resource specific name, separated with colon (example: vm:100 / ct:100). For virtual machines and containers, you can simply use the VM or CT id as a shortcut (example: 100).
     ///
@@ -9349,6 +10598,65 @@ pub struct ClusterHaResourcesSidReadResponse {
     >,
     /// The type of the resources.
     pub r#type: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterHaResourcesSidReadResponse {
+    const EXPECTING: &'static str = "struct ClusterHaResourcesSidReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_auto_rebalance = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_failback = ::std::option::Option::None;
+        let mut f_group = ::std::option::Option::None;
+        let mut f_max_relocate = ::std::option::Option::None;
+        let mut f_max_restart = ::std::option::Option::None;
+        let mut f_sid = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "auto-rebalance" => {
+                    crate::de::value(&mut map, &mut f_auto_rebalance, "auto-rebalance")?
+                }
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "failback" => crate::de::value(&mut map, &mut f_failback, "failback")?,
+                "group" => crate::de::value(&mut map, &mut f_group, "group")?,
+                "max_relocate" => {
+                    crate::de::lenient(&mut map, &mut f_max_relocate, "max_relocate")?
+                }
+                "max_restart" => {
+                    crate::de::lenient(&mut map, &mut f_max_restart, "max_restart")?
+                }
+                "sid" => crate::de::value(&mut map, &mut f_sid, "sid")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            auto_rebalance: crate::de::optional(f_auto_rebalance),
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            failback: crate::de::optional(f_failback),
+            group: crate::de::optional(f_group),
+            max_relocate: crate::de::optional(f_max_relocate),
+            max_restart: crate::de::optional(f_max_restart),
+            sid: crate::de::required::<A, _>(f_sid, "sid")?,
+            state: crate::de::optional(f_state),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaResourcesSidReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterHaResourcesSidUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -9468,13 +10776,39 @@ pub struct ClusterHaRulesIndexParams {
     pub r#type: ::std::option::Option<crate::generated::common::Cause>,
 }
 /// The `ClusterHaRulesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaRulesIndexResponseItem {
     /// The `rule` property.
     pub rule: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterHaRulesIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterHaRulesIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_rule = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "rule" => crate::de::value(&mut map, &mut f_rule, "rule")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            rule: crate::de::required::<A, _>(f_rule, "rule")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaRulesIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterHaRulesRuleReadResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaRulesRuleReadResponse {
     /// HA rule identifier.
     ///
@@ -9484,6 +10818,35 @@ pub struct ClusterHaRulesRuleReadResponse {
     ///
     /// One of `node-affinity`, `resource-affinity`.
     pub r#type: crate::generated::common::Cause,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterHaRulesRuleReadResponse {
+    const EXPECTING: &'static str = "struct ClusterHaRulesRuleReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_rule = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "rule" => crate::de::value(&mut map, &mut f_rule, "rule")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            rule: crate::de::required::<A, _>(f_rule, "rule")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaRulesRuleReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterHaRulesRuleUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -9545,7 +10908,7 @@ impl ClusterHaRulesRuleUpdateParams {
     }
 }
 /// The `ClusterHaStatusCurrentStatusResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaStatusCurrentStatusResponseItem {
     /// For type 'fencing'. Whether HA is armed, on standby, disarming or disarmed.
     ///
@@ -9571,11 +10934,9 @@ pub struct ClusterHaStatusCurrentStatusResponseItem {
     pub id: ::std::string::String,
     /// For type 'service'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_relocate: ::std::option::Option<i64>,
     /// For type 'service'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub max_restart: ::std::option::Option<i64>,
     /// Node associated to status entry.
     pub node: ::std::string::String,
@@ -9600,12 +10961,96 @@ pub struct ClusterHaStatusCurrentStatusResponseItem {
     pub status: ::std::string::String,
     /// For type 'lrm','master'. Timestamp of the status information.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timestamp: ::std::option::Option<i64>,
     /// Type of status entry.
     ///
     /// One of `quorum`, `master`, `lrm`, `service`, `fencing`.
     pub r#type: ::serde_json::Value,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterHaStatusCurrentStatusResponseItem {
+    const EXPECTING: &'static str = "struct ClusterHaStatusCurrentStatusResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_armed_state = ::std::option::Option::None;
+        let mut f_auto_rebalance = ::std::option::Option::None;
+        let mut f_crm_state = ::std::option::Option::None;
+        let mut f_failback = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_max_relocate = ::std::option::Option::None;
+        let mut f_max_restart = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_quorate = ::std::option::Option::None;
+        let mut f_request_state = ::std::option::Option::None;
+        let mut f_resource_mode = ::std::option::Option::None;
+        let mut f_sid = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_timestamp = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "armed-state" => {
+                    crate::de::value(&mut map, &mut f_armed_state, "armed-state")?
+                }
+                "auto-rebalance" => {
+                    crate::de::value(&mut map, &mut f_auto_rebalance, "auto-rebalance")?
+                }
+                "crm_state" => crate::de::value(&mut map, &mut f_crm_state, "crm_state")?,
+                "failback" => crate::de::value(&mut map, &mut f_failback, "failback")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "max_relocate" => {
+                    crate::de::lenient(&mut map, &mut f_max_relocate, "max_relocate")?
+                }
+                "max_restart" => {
+                    crate::de::lenient(&mut map, &mut f_max_restart, "max_restart")?
+                }
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "quorate" => crate::de::value(&mut map, &mut f_quorate, "quorate")?,
+                "request_state" => {
+                    crate::de::value(&mut map, &mut f_request_state, "request_state")?
+                }
+                "resource_mode" => {
+                    crate::de::value(&mut map, &mut f_resource_mode, "resource_mode")?
+                }
+                "sid" => crate::de::value(&mut map, &mut f_sid, "sid")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "timestamp" => {
+                    crate::de::lenient(&mut map, &mut f_timestamp, "timestamp")?
+                }
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            armed_state: crate::de::optional(f_armed_state),
+            auto_rebalance: crate::de::optional(f_auto_rebalance),
+            crm_state: crate::de::optional(f_crm_state),
+            failback: crate::de::optional(f_failback),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            max_relocate: crate::de::optional(f_max_relocate),
+            max_restart: crate::de::optional(f_max_restart),
+            node: crate::de::required::<A, _>(f_node, "node")?,
+            quorate: crate::de::optional(f_quorate),
+            request_state: crate::de::optional(f_request_state),
+            resource_mode: crate::de::optional(f_resource_mode),
+            sid: crate::de::optional(f_sid),
+            state: crate::de::optional(f_state),
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            timestamp: crate::de::optional(f_timestamp),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaStatusCurrentStatusResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterHaStatusDisarmHaParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -9734,7 +11179,7 @@ impl ClusterJobsRealmSyncIdUpdateParams {
     }
 }
 /// The `ClusterJobsRealmSyncSyncjobIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterJobsRealmSyncSyncjobIndexResponseItem {
     /// A comment for the job.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9746,12 +11191,10 @@ pub struct ClusterJobsRealmSyncSyncjobIndexResponseItem {
     /// Last execution time of the job in seconds since the beginning of the UNIX epoch
     #[serde(rename = "last-run")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub last_run: ::std::option::Option<i64>,
     /// Next planned execution time of the job in seconds since the beginning of the UNIX epoch.
     #[serde(rename = "next-run")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub next_run: ::std::option::Option<i64>,
     /// Authentication domain ID
     ///
@@ -9772,6 +11215,62 @@ pub struct ClusterJobsRealmSyncSyncjobIndexResponseItem {
     pub scope: ::std::option::Option<
         crate::generated::common::AccessDomainsSyncParamsScope,
     >,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterJobsRealmSyncSyncjobIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterJobsRealmSyncSyncjobIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_enabled = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_last_run = ::std::option::Option::None;
+        let mut f_next_run = ::std::option::Option::None;
+        let mut f_realm = ::std::option::Option::None;
+        let mut f_remove_vanished = ::std::option::Option::None;
+        let mut f_schedule = ::std::option::Option::None;
+        let mut f_scope = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "enabled" => crate::de::value(&mut map, &mut f_enabled, "enabled")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "last-run" => crate::de::lenient(&mut map, &mut f_last_run, "last-run")?,
+                "next-run" => crate::de::lenient(&mut map, &mut f_next_run, "next-run")?,
+                "realm" => crate::de::value(&mut map, &mut f_realm, "realm")?,
+                "remove-vanished" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_remove_vanished,
+                        "remove-vanished",
+                    )?
+                }
+                "schedule" => crate::de::value(&mut map, &mut f_schedule, "schedule")?,
+                "scope" => crate::de::value(&mut map, &mut f_scope, "scope")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            enabled: crate::de::required::<A, _>(f_enabled, "enabled")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            last_run: crate::de::optional(f_last_run),
+            next_run: crate::de::optional(f_next_run),
+            realm: crate::de::required::<A, _>(f_realm, "realm")?,
+            remove_vanished: crate::de::optional(f_remove_vanished),
+            schedule: crate::de::required::<A, _>(f_schedule, "schedule")?,
+            scope: crate::de::optional(f_scope),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterJobsRealmSyncSyncjobIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterJobsScheduleAnalyzeParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -9801,13 +11300,43 @@ impl ClusterJobsScheduleAnalyzeParams {
     }
 }
 /// The `ClusterJobsScheduleAnalyzeResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterJobsScheduleAnalyzeResponseItem {
     /// UNIX timestamp for the run.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timestamp: i64,
     /// UTC timestamp for the run.
     pub utc: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterJobsScheduleAnalyzeResponseItem {
+    const EXPECTING: &'static str = "struct ClusterJobsScheduleAnalyzeResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_timestamp = ::std::option::Option::None;
+        let mut f_utc = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "timestamp" => {
+                    crate::de::lenient(&mut map, &mut f_timestamp, "timestamp")?
+                }
+                "utc" => crate::de::value(&mut map, &mut f_utc, "utc")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            timestamp: crate::de::required::<A, _>(f_timestamp, "timestamp")?,
+            utc: crate::de::required::<A, _>(f_utc, "utc")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterJobsScheduleAnalyzeResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterLogParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -9876,7 +11405,7 @@ pub struct ClusterMappingDirIndexParams {
     pub check_node: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterMappingDirIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingDirIndexResponseItem {
     /// A list of checks, only present if 'check-node' is set.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9892,8 +11421,45 @@ pub struct ClusterMappingDirIndexResponseItem {
     /// The entries of the mapping.
     pub map: ::std::vec::Vec<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterMappingDirIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterMappingDirIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_checks = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_map = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "checks" => crate::de::value(&mut map, &mut f_checks, "checks")?,
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "map" => crate::de::value(&mut map, &mut f_map, "map")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            checks: crate::de::optional(f_checks),
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            map: crate::de::required::<A, _>(f_map, "map")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterMappingDirIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterMappingDirIndexResponseItemChecksItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterMappingDirIndexResponseItemChecksItem {
     /// The message of the error
     pub message: ::std::string::String,
@@ -9901,6 +11467,35 @@ pub struct ClusterMappingDirIndexResponseItemChecksItem {
     ///
     /// One of `warning`, `error`.
     pub severity: crate::generated::cluster::Severity,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterMappingDirIndexResponseItemChecksItem {
+    const EXPECTING: &'static str = "struct ClusterMappingDirIndexResponseItemChecksItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_message = ::std::option::Option::None;
+        let mut f_severity = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "message" => crate::de::value(&mut map, &mut f_message, "message")?,
+                "severity" => crate::de::value(&mut map, &mut f_severity, "severity")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            message: crate::de::required::<A, _>(f_message, "message")?,
+            severity: crate::de::required::<A, _>(f_severity, "severity")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterMappingDirIndexResponseItemChecksItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterMappingPciCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -9984,7 +11579,7 @@ pub struct ClusterMappingPciIndexParams {
     pub check_node: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterMappingPciIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingPciIndexResponseItem {
     /// A list of checks, only present if 'check_node' is set.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -9999,6 +11594,43 @@ pub struct ClusterMappingPciIndexResponseItem {
     pub id: ::std::string::String,
     /// The entries of the mapping.
     pub map: ::std::vec::Vec<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterMappingPciIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterMappingPciIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_checks = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_map = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "checks" => crate::de::value(&mut map, &mut f_checks, "checks")?,
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "map" => crate::de::value(&mut map, &mut f_map, "map")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            checks: crate::de::optional(f_checks),
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            map: crate::de::required::<A, _>(f_map, "map")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterMappingPciIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterMappingUsbCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -10067,7 +11699,7 @@ pub struct ClusterMappingUsbIndexParams {
     pub check_node: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterMappingUsbIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingUsbIndexResponseItem {
     /// A description of the logical mapping.
     pub description: ::std::string::String,
@@ -10078,13 +11710,79 @@ pub struct ClusterMappingUsbIndexResponseItem {
     /// The entries of the mapping.
     pub map: ::std::vec::Vec<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterMappingUsbIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterMappingUsbIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_description = ::std::option::Option::None;
+        let mut f_error = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_map = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "error" => crate::de::value(&mut map, &mut f_error, "error")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "map" => crate::de::value(&mut map, &mut f_map, "map")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            error: crate::de::required::<A, _>(f_error, "error")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            map: crate::de::required::<A, _>(f_map, "map")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterMappingUsbIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterMappingUsbIndexResponseItemErrorItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMappingUsbIndexResponseItemErrorItem {
     /// The message of the error
     pub message: ::std::string::String,
     /// The severity of the error
     pub severity: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterMappingUsbIndexResponseItemErrorItem {
+    const EXPECTING: &'static str = "struct ClusterMappingUsbIndexResponseItemErrorItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_message = ::std::option::Option::None;
+        let mut f_severity = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "message" => crate::de::value(&mut map, &mut f_message, "message")?,
+                "severity" => crate::de::value(&mut map, &mut f_severity, "severity")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            message: crate::de::required::<A, _>(f_message, "message")?,
+            severity: crate::de::required::<A, _>(f_severity, "severity")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterMappingUsbIndexResponseItemErrorItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterMetricsExportParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -10112,30 +11810,94 @@ pub struct ClusterMetricsExportParams {
     pub start_time: ::std::option::Option<i64>,
 }
 /// The `ClusterMetricsExportResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMetricsExportResponse {
     /// Array of system metrics. Metrics are sorted by their timestamp.
     pub data: ::std::vec::Vec<
         crate::generated::cluster::ClusterMetricsExportResponseDataItem,
     >,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterMetricsExportResponse {
+    const EXPECTING: &'static str = "struct ClusterMetricsExportResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_data = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "data" => crate::de::value(&mut map, &mut f_data, "data")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            data: crate::de::required::<A, _>(f_data, "data")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterMetricsExportResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterMetricsExportResponseDataItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterMetricsExportResponseDataItem {
     /// Unique identifier for this metric object, for instance 'node/<nodename>' or 'qemu/<vmid>'.
     pub id: ::std::string::String,
     /// Name of the metric.
     pub metric: ::std::string::String,
     /// Time at which this metric was observed
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub timestamp: i64,
     /// Type of the metric.
     ///
     /// One of `gauge`, `counter`, `derive`.
     pub r#type: crate::generated::cluster::ClusterMetricsExportResponseDataItemType,
     /// Metric value.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub value: f64,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterMetricsExportResponseDataItem {
+    const EXPECTING: &'static str = "struct ClusterMetricsExportResponseDataItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_id = ::std::option::Option::None;
+        let mut f_metric = ::std::option::Option::None;
+        let mut f_timestamp = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "metric" => crate::de::value(&mut map, &mut f_metric, "metric")?,
+                "timestamp" => {
+                    crate::de::lenient(&mut map, &mut f_timestamp, "timestamp")?
+                }
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "value" => crate::de::lenient(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            metric: crate::de::required::<A, _>(f_metric, "metric")?,
+            timestamp: crate::de::required::<A, _>(f_timestamp, "timestamp")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            value: crate::de::required::<A, _>(f_value, "value")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterMetricsExportResponseDataItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterMetricsServerIdCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -10442,19 +12204,56 @@ impl ClusterMetricsServerIdUpdateParams {
     }
 }
 /// The `ClusterMetricsServerIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterMetricsServerIndexResponseItem {
     /// Flag to disable the plugin.
     pub disable: crate::PveBool,
     /// The ID of the entry.
     pub id: ::std::string::String,
     /// Server network port
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: i64,
     /// Server dns name or IP address
     pub server: ::std::string::String,
     /// Plugin type.
     pub r#type: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterMetricsServerIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterMetricsServerIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_port = ::std::option::Option::None;
+        let mut f_server = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "port" => crate::de::lenient(&mut map, &mut f_port, "port")?,
+                "server" => crate::de::value(&mut map, &mut f_server, "server")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            disable: crate::de::required::<A, _>(f_disable, "disable")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            port: crate::de::required::<A, _>(f_port, "port")?,
+            server: crate::de::required::<A, _>(f_server, "server")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterMetricsServerIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterNextidParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -10503,7 +12302,7 @@ impl ClusterNotificationsEndpointsGotifyCreateParams {
     }
 }
 /// The `ClusterNotificationsEndpointsGotifyGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsGotifyGetResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10524,8 +12323,48 @@ pub struct ClusterNotificationsEndpointsGotifyGetResponseItem {
     /// Server URL
     pub server: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de>
+for ClusterNotificationsEndpointsGotifyGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsGotifyGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_origin = ::std::option::Option::None;
+        let mut f_server = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "origin" => crate::de::value(&mut map, &mut f_origin, "origin")?,
+                "server" => crate::de::value(&mut map, &mut f_server, "server")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            disable: crate::de::optional(f_disable),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            origin: crate::de::required::<A, _>(f_origin, "origin")?,
+            server: crate::de::required::<A, _>(f_server, "server")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsEndpointsGotifyGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterNotificationsEndpointsGotifyNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsGotifyNameGetResponse {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10544,6 +12383,46 @@ pub struct ClusterNotificationsEndpointsGotifyNameGetResponse {
     pub name: ::std::string::String,
     /// Server URL
     pub server: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de>
+for ClusterNotificationsEndpointsGotifyNameGetResponse {
+    const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsGotifyNameGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_server = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "server" => crate::de::value(&mut map, &mut f_server, "server")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::optional(f_digest),
+            disable: crate::de::optional(f_disable),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            server: crate::de::required::<A, _>(f_server, "server")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsEndpointsGotifyNameGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterNotificationsEndpointsGotifyNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -10615,7 +12494,7 @@ impl ClusterNotificationsEndpointsSendmailCreateParams {
     }
 }
 /// The `ClusterNotificationsEndpointsSendmailGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsSendmailGetResponseItem {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10648,8 +12527,61 @@ pub struct ClusterNotificationsEndpointsSendmailGetResponseItem {
     /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: crate::generated::cluster::Origin,
 }
+impl<'de> crate::de::FromMap<'de>
+for ClusterNotificationsEndpointsSendmailGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsSendmailGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_author = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_from_address = ::std::option::Option::None;
+        let mut f_mailto = ::std::option::Option::None;
+        let mut f_mailto_user = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_origin = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "author" => crate::de::value(&mut map, &mut f_author, "author")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "from-address" => {
+                    crate::de::value(&mut map, &mut f_from_address, "from-address")?
+                }
+                "mailto" => crate::de::value(&mut map, &mut f_mailto, "mailto")?,
+                "mailto-user" => {
+                    crate::de::value(&mut map, &mut f_mailto_user, "mailto-user")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "origin" => crate::de::value(&mut map, &mut f_origin, "origin")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            author: crate::de::optional(f_author),
+            comment: crate::de::optional(f_comment),
+            disable: crate::de::optional(f_disable),
+            from_address: crate::de::optional(f_from_address),
+            mailto: crate::de::optional(f_mailto),
+            mailto_user: crate::de::optional(f_mailto_user),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            origin: crate::de::required::<A, _>(f_origin, "origin")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsEndpointsSendmailGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterNotificationsEndpointsSendmailNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsSendmailNameGetResponse {
     /// Author of the mail
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10680,6 +12612,59 @@ pub struct ClusterNotificationsEndpointsSendmailNameGetResponse {
     ///
     /// Format `pve-configid`.
     pub name: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de>
+for ClusterNotificationsEndpointsSendmailNameGetResponse {
+    const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsSendmailNameGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_author = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_from_address = ::std::option::Option::None;
+        let mut f_mailto = ::std::option::Option::None;
+        let mut f_mailto_user = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "author" => crate::de::value(&mut map, &mut f_author, "author")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "from-address" => {
+                    crate::de::value(&mut map, &mut f_from_address, "from-address")?
+                }
+                "mailto" => crate::de::value(&mut map, &mut f_mailto, "mailto")?,
+                "mailto-user" => {
+                    crate::de::value(&mut map, &mut f_mailto_user, "mailto-user")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            author: crate::de::optional(f_author),
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::optional(f_digest),
+            disable: crate::de::optional(f_disable),
+            from_address: crate::de::optional(f_from_address),
+            mailto: crate::de::optional(f_mailto),
+            mailto_user: crate::de::optional(f_mailto_user),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsEndpointsSendmailNameGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterNotificationsEndpointsSendmailNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -10785,7 +12770,7 @@ impl ClusterNotificationsEndpointsSmtpCreateParams {
     }
 }
 /// The `ClusterNotificationsEndpointsSmtpGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsSmtpGetResponseItem {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10825,7 +12810,6 @@ pub struct ClusterNotificationsEndpointsSmtpGetResponseItem {
     pub origin: crate::generated::cluster::Origin,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// The address of the SMTP server.
     pub server: ::std::string::String,
@@ -10833,8 +12817,72 @@ pub struct ClusterNotificationsEndpointsSmtpGetResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterNotificationsEndpointsSmtpGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsSmtpGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_author = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_from_address = ::std::option::Option::None;
+        let mut f_mailto = ::std::option::Option::None;
+        let mut f_mailto_user = ::std::option::Option::None;
+        let mut f_mode = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_origin = ::std::option::Option::None;
+        let mut f_port = ::std::option::Option::None;
+        let mut f_server = ::std::option::Option::None;
+        let mut f_username = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "author" => crate::de::value(&mut map, &mut f_author, "author")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "from-address" => {
+                    crate::de::value(&mut map, &mut f_from_address, "from-address")?
+                }
+                "mailto" => crate::de::value(&mut map, &mut f_mailto, "mailto")?,
+                "mailto-user" => {
+                    crate::de::value(&mut map, &mut f_mailto_user, "mailto-user")?
+                }
+                "mode" => crate::de::value(&mut map, &mut f_mode, "mode")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "origin" => crate::de::value(&mut map, &mut f_origin, "origin")?,
+                "port" => crate::de::lenient(&mut map, &mut f_port, "port")?,
+                "server" => crate::de::value(&mut map, &mut f_server, "server")?,
+                "username" => crate::de::value(&mut map, &mut f_username, "username")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            author: crate::de::optional(f_author),
+            comment: crate::de::optional(f_comment),
+            disable: crate::de::optional(f_disable),
+            from_address: crate::de::required::<A, _>(f_from_address, "from-address")?,
+            mailto: crate::de::optional(f_mailto),
+            mailto_user: crate::de::optional(f_mailto_user),
+            mode: crate::de::optional(f_mode),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            origin: crate::de::required::<A, _>(f_origin, "origin")?,
+            port: crate::de::optional(f_port),
+            server: crate::de::required::<A, _>(f_server, "server")?,
+            username: crate::de::optional(f_username),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsEndpointsSmtpGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterNotificationsEndpointsSmtpNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsSmtpNameGetResponse {
     /// Author of the mail. Defaults to 'Proxmox VE'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -10873,13 +12921,76 @@ pub struct ClusterNotificationsEndpointsSmtpNameGetResponse {
     pub name: ::std::string::String,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: ::std::option::Option<i64>,
     /// The address of the SMTP server.
     pub server: ::std::string::String,
     /// Username for SMTP authentication
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterNotificationsEndpointsSmtpNameGetResponse {
+    const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsSmtpNameGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_author = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_from_address = ::std::option::Option::None;
+        let mut f_mailto = ::std::option::Option::None;
+        let mut f_mailto_user = ::std::option::Option::None;
+        let mut f_mode = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_port = ::std::option::Option::None;
+        let mut f_server = ::std::option::Option::None;
+        let mut f_username = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "author" => crate::de::value(&mut map, &mut f_author, "author")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "from-address" => {
+                    crate::de::value(&mut map, &mut f_from_address, "from-address")?
+                }
+                "mailto" => crate::de::value(&mut map, &mut f_mailto, "mailto")?,
+                "mailto-user" => {
+                    crate::de::value(&mut map, &mut f_mailto_user, "mailto-user")?
+                }
+                "mode" => crate::de::value(&mut map, &mut f_mode, "mode")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "port" => crate::de::lenient(&mut map, &mut f_port, "port")?,
+                "server" => crate::de::value(&mut map, &mut f_server, "server")?,
+                "username" => crate::de::value(&mut map, &mut f_username, "username")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            author: crate::de::optional(f_author),
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::optional(f_digest),
+            disable: crate::de::optional(f_disable),
+            from_address: crate::de::required::<A, _>(f_from_address, "from-address")?,
+            mailto: crate::de::optional(f_mailto),
+            mailto_user: crate::de::optional(f_mailto_user),
+            mode: crate::de::optional(f_mode),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            port: crate::de::optional(f_port),
+            server: crate::de::required::<A, _>(f_server, "server")?,
+            username: crate::de::optional(f_username),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsEndpointsSmtpNameGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterNotificationsEndpointsSmtpNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -10984,7 +13095,7 @@ impl ClusterNotificationsEndpointsWebhookCreateParams {
     }
 }
 /// The `ClusterNotificationsEndpointsWebhookGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsWebhookGetResponseItem {
     /// HTTP body, base64 encoded
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11018,8 +13129,60 @@ pub struct ClusterNotificationsEndpointsWebhookGetResponseItem {
     /// Server URL
     pub url: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de>
+for ClusterNotificationsEndpointsWebhookGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsWebhookGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_body = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_header = ::std::option::Option::None;
+        let mut f_method = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_origin = ::std::option::Option::None;
+        let mut f_secret = ::std::option::Option::None;
+        let mut f_url = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "body" => crate::de::value(&mut map, &mut f_body, "body")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "header" => crate::de::value(&mut map, &mut f_header, "header")?,
+                "method" => crate::de::value(&mut map, &mut f_method, "method")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "origin" => crate::de::value(&mut map, &mut f_origin, "origin")?,
+                "secret" => crate::de::value(&mut map, &mut f_secret, "secret")?,
+                "url" => crate::de::value(&mut map, &mut f_url, "url")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            body: crate::de::optional(f_body),
+            comment: crate::de::optional(f_comment),
+            disable: crate::de::optional(f_disable),
+            header: crate::de::optional(f_header),
+            method: crate::de::required::<A, _>(f_method, "method")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            origin: crate::de::required::<A, _>(f_origin, "origin")?,
+            secret: crate::de::optional(f_secret),
+            url: crate::de::required::<A, _>(f_url, "url")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsEndpointsWebhookGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterNotificationsEndpointsWebhookNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsEndpointsWebhookNameGetResponse {
     /// HTTP body, base64 encoded
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11051,6 +13214,58 @@ pub struct ClusterNotificationsEndpointsWebhookNameGetResponse {
     pub secret: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Server URL
     pub url: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de>
+for ClusterNotificationsEndpointsWebhookNameGetResponse {
+    const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsWebhookNameGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_body = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_header = ::std::option::Option::None;
+        let mut f_method = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_secret = ::std::option::Option::None;
+        let mut f_url = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "body" => crate::de::value(&mut map, &mut f_body, "body")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "header" => crate::de::value(&mut map, &mut f_header, "header")?,
+                "method" => crate::de::value(&mut map, &mut f_method, "method")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "secret" => crate::de::value(&mut map, &mut f_secret, "secret")?,
+                "url" => crate::de::value(&mut map, &mut f_url, "url")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            body: crate::de::optional(f_body),
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::optional(f_digest),
+            disable: crate::de::optional(f_disable),
+            header: crate::de::optional(f_header),
+            method: crate::de::required::<A, _>(f_method, "method")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            secret: crate::de::optional(f_secret),
+            url: crate::de::required::<A, _>(f_url, "url")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsEndpointsWebhookNameGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterNotificationsEndpointsWebhookNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -11090,7 +13305,7 @@ pub struct ClusterNotificationsEndpointsWebhookNameUpdateParams {
     pub url: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterNotificationsMatcherFieldValuesGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsMatcherFieldValuesGetResponseItem {
     /// Additional comment for this value.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11100,11 +13315,72 @@ pub struct ClusterNotificationsMatcherFieldValuesGetResponseItem {
     /// Notification metadata value known by the system.
     pub value: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de>
+for ClusterNotificationsMatcherFieldValuesGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterNotificationsMatcherFieldValuesGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_field = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "field" => crate::de::value(&mut map, &mut f_field, "field")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            field: crate::de::required::<A, _>(f_field, "field")?,
+            value: crate::de::required::<A, _>(f_value, "value")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsMatcherFieldValuesGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterNotificationsMatcherFieldsGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsMatcherFieldsGetResponseItem {
     /// Name of the field.
     pub name: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterNotificationsMatcherFieldsGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterNotificationsMatcherFieldsGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            name: crate::de::required::<A, _>(f_name, "name")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterNotificationsMatcherFieldsGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterNotificationsMatchersCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -11166,7 +13442,7 @@ impl ClusterNotificationsMatchersCreateParams {
     }
 }
 /// The `ClusterNotificationsMatchersGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsMatchersGetResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11211,8 +13487,69 @@ pub struct ClusterNotificationsMatchersGetResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterNotificationsMatchersGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterNotificationsMatchersGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_invert_match = ::std::option::Option::None;
+        let mut f_match_calendar = ::std::option::Option::None;
+        let mut f_match_field = ::std::option::Option::None;
+        let mut f_match_severity = ::std::option::Option::None;
+        let mut f_mode = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_origin = ::std::option::Option::None;
+        let mut f_target = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "invert-match" => {
+                    crate::de::value(&mut map, &mut f_invert_match, "invert-match")?
+                }
+                "match-calendar" => {
+                    crate::de::value(&mut map, &mut f_match_calendar, "match-calendar")?
+                }
+                "match-field" => {
+                    crate::de::value(&mut map, &mut f_match_field, "match-field")?
+                }
+                "match-severity" => {
+                    crate::de::value(&mut map, &mut f_match_severity, "match-severity")?
+                }
+                "mode" => crate::de::value(&mut map, &mut f_mode, "mode")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "origin" => crate::de::value(&mut map, &mut f_origin, "origin")?,
+                "target" => crate::de::value(&mut map, &mut f_target, "target")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            disable: crate::de::optional(f_disable),
+            invert_match: crate::de::optional(f_invert_match),
+            match_calendar: crate::de::optional(f_match_calendar),
+            match_field: crate::de::optional(f_match_field),
+            match_severity: crate::de::optional(f_match_severity),
+            mode: crate::de::optional(f_mode),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            origin: crate::de::required::<A, _>(f_origin, "origin")?,
+            target: crate::de::optional(f_target),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterNotificationsMatchersGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterNotificationsMatchersNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterNotificationsMatchersNameGetResponse {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11255,6 +13592,67 @@ pub struct ClusterNotificationsMatchersNameGetResponse {
     /// Targets to notify on match
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterNotificationsMatchersNameGetResponse {
+    const EXPECTING: &'static str = "struct ClusterNotificationsMatchersNameGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_invert_match = ::std::option::Option::None;
+        let mut f_match_calendar = ::std::option::Option::None;
+        let mut f_match_field = ::std::option::Option::None;
+        let mut f_match_severity = ::std::option::Option::None;
+        let mut f_mode = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_target = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "invert-match" => {
+                    crate::de::value(&mut map, &mut f_invert_match, "invert-match")?
+                }
+                "match-calendar" => {
+                    crate::de::value(&mut map, &mut f_match_calendar, "match-calendar")?
+                }
+                "match-field" => {
+                    crate::de::value(&mut map, &mut f_match_field, "match-field")?
+                }
+                "match-severity" => {
+                    crate::de::value(&mut map, &mut f_match_severity, "match-severity")?
+                }
+                "mode" => crate::de::value(&mut map, &mut f_mode, "mode")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "target" => crate::de::value(&mut map, &mut f_target, "target")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::optional(f_digest),
+            disable: crate::de::optional(f_disable),
+            invert_match: crate::de::optional(f_invert_match),
+            match_calendar: crate::de::optional(f_match_calendar),
+            match_field: crate::de::optional(f_match_field),
+            match_severity: crate::de::optional(f_match_severity),
+            mode: crate::de::optional(f_mode),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            target: crate::de::optional(f_target),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterNotificationsMatchersNameGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterNotificationsMatchersNameUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -11301,7 +13699,7 @@ pub struct ClusterNotificationsMatchersNameUpdateParams {
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 /// The `ClusterNotificationsTargetsGetAllResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterNotificationsTargetsGetAllResponseItem {
     /// Comment
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11323,6 +13721,44 @@ pub struct ClusterNotificationsTargetsGetAllResponseItem {
     ///
     /// One of `sendmail`, `gotify`, `smtp`, `webhook`.
     pub r#type: crate::generated::cluster::ClusterNotificationsTargetsGetAllResponseItemType,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterNotificationsTargetsGetAllResponseItem {
+    const EXPECTING: &'static str = "struct ClusterNotificationsTargetsGetAllResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_origin = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "origin" => crate::de::value(&mut map, &mut f_origin, "origin")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            disable: crate::de::optional(f_disable),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            origin: crate::de::required::<A, _>(f_origin, "origin")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterNotificationsTargetsGetAllResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -11455,7 +13891,7 @@ pub struct ClusterOptionsSetParams {
     pub webauthn: ::std::option::Option<crate::generated::cluster::WebauthnConfig>,
 }
 /// The `ClusterQemuCpuFlagsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterQemuCpuFlagsIndexResponseItem {
     /// Description of the CPU flag.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11467,8 +13903,44 @@ pub struct ClusterQemuCpuFlagsIndexResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub supported_on: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterQemuCpuFlagsIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterQemuCpuFlagsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_description = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_supported_on = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "supported-on" => {
+                    crate::de::value(&mut map, &mut f_supported_on, "supported-on")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            description: crate::de::optional(f_description),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            supported_on: crate::de::optional(f_supported_on),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterQemuCpuFlagsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterQemuCustomCpuModelsConfigResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterQemuCustomCpuModelsConfigResponseItem {
     /// Emulated CPU type. Can be default or custom name (custom model names must be prefixed with 'custom-').
     ///
@@ -11486,7 +13958,6 @@ pub struct ClusterQemuCustomCpuModelsConfigResponseItem {
     /// Range 32 to 64.
     #[serde(rename = "guest-phys-bits")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub guest_phys_bits: ::std::option::Option<i64>,
     /// Do not identify as a KVM virtual machine. Only affects vCPUs with x86-64 architecture.
     ///
@@ -11501,7 +13972,6 @@ pub struct ClusterQemuCustomCpuModelsConfigResponseItem {
     ///
     /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub level: ::std::option::Option<i64>,
     /// The physical memory address bits that are reported to the guest OS. Should be smaller or equal to the host's. Set to 'host' to use value from host CPU, but note that doing so will break live migration to CPUs with other values.
     ///
@@ -11515,6 +13985,66 @@ pub struct ClusterQemuCustomCpuModelsConfigResponseItem {
     #[serde(rename = "reported-model")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reported_model: ::std::option::Option<crate::generated::cluster::ReportedModel>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterQemuCustomCpuModelsConfigResponseItem {
+    const EXPECTING: &'static str = "struct ClusterQemuCustomCpuModelsConfigResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cputype = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_flags = ::std::option::Option::None;
+        let mut f_guest_phys_bits = ::std::option::Option::None;
+        let mut f_hidden = ::std::option::Option::None;
+        let mut f_hv_vendor_id = ::std::option::Option::None;
+        let mut f_level = ::std::option::Option::None;
+        let mut f_phys_bits = ::std::option::Option::None;
+        let mut f_reported_model = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cputype" => crate::de::value(&mut map, &mut f_cputype, "cputype")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "flags" => crate::de::value(&mut map, &mut f_flags, "flags")?,
+                "guest-phys-bits" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_guest_phys_bits,
+                        "guest-phys-bits",
+                    )?
+                }
+                "hidden" => crate::de::value(&mut map, &mut f_hidden, "hidden")?,
+                "hv-vendor-id" => {
+                    crate::de::value(&mut map, &mut f_hv_vendor_id, "hv-vendor-id")?
+                }
+                "level" => crate::de::lenient(&mut map, &mut f_level, "level")?,
+                "phys-bits" => crate::de::value(&mut map, &mut f_phys_bits, "phys-bits")?,
+                "reported-model" => {
+                    crate::de::value(&mut map, &mut f_reported_model, "reported-model")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cputype: crate::de::optional(f_cputype),
+            digest: crate::de::optional(f_digest),
+            flags: crate::de::optional(f_flags),
+            guest_phys_bits: crate::de::optional(f_guest_phys_bits),
+            hidden: crate::de::optional(f_hidden),
+            hv_vendor_id: crate::de::optional(f_hv_vendor_id),
+            level: crate::de::optional(f_level),
+            phys_bits: crate::de::optional(f_phys_bits),
+            reported_model: crate::de::optional(f_reported_model),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterQemuCustomCpuModelsConfigResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterQemuCustomCpuModelsCputypeUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -11702,7 +14232,7 @@ pub struct ClusterReplicationIdDeleteParams {
     pub keep: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterReplicationIdReadResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterReplicationIdReadResponse {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11714,20 +14244,17 @@ pub struct ClusterReplicationIdReadResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Guest ID.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub guest: i64,
     /// Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
     ///
     /// Format `pve-replication-job-id`.
     pub id: ::std::string::String,
     /// Unique, sequential ID assigned to each job.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub jobnum: i64,
     /// Rate limit in mbps (megabytes per second) as floating point number.
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub rate: ::std::option::Option<f64>,
     /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
     ///
@@ -11752,6 +14279,67 @@ pub struct ClusterReplicationIdReadResponse {
     ///
     /// One of `local`.
     pub r#type: crate::generated::cluster::ClusterReplicationCreateParamsType,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterReplicationIdReadResponse {
+    const EXPECTING: &'static str = "struct ClusterReplicationIdReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_guest = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_jobnum = ::std::option::Option::None;
+        let mut f_rate = ::std::option::Option::None;
+        let mut f_remove_job = ::std::option::Option::None;
+        let mut f_schedule = ::std::option::Option::None;
+        let mut f_source = ::std::option::Option::None;
+        let mut f_target = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "guest" => crate::de::lenient(&mut map, &mut f_guest, "guest")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "jobnum" => crate::de::lenient(&mut map, &mut f_jobnum, "jobnum")?,
+                "rate" => crate::de::lenient(&mut map, &mut f_rate, "rate")?,
+                "remove_job" => {
+                    crate::de::value(&mut map, &mut f_remove_job, "remove_job")?
+                }
+                "schedule" => crate::de::value(&mut map, &mut f_schedule, "schedule")?,
+                "source" => crate::de::value(&mut map, &mut f_source, "source")?,
+                "target" => crate::de::value(&mut map, &mut f_target, "target")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::optional(f_digest),
+            disable: crate::de::optional(f_disable),
+            guest: crate::de::required::<A, _>(f_guest, "guest")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            jobnum: crate::de::required::<A, _>(f_jobnum, "jobnum")?,
+            rate: crate::de::optional(f_rate),
+            remove_job: crate::de::optional(f_remove_job),
+            schedule: crate::de::optional(f_schedule),
+            source: crate::de::optional(f_source),
+            target: crate::de::required::<A, _>(f_target, "target")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterReplicationIdReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterReplicationIdUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -11792,7 +14380,7 @@ pub struct ClusterReplicationIdUpdateParams {
     pub source: ::std::option::Option<::std::string::String>,
 }
 /// The `ClusterReplicationIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterReplicationIndexResponseItem {
     /// Description.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11801,20 +14389,17 @@ pub struct ClusterReplicationIndexResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Guest ID.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub guest: i64,
     /// Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
     ///
     /// Format `pve-replication-job-id`.
     pub id: ::std::string::String,
     /// Unique, sequential ID assigned to each job.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub jobnum: i64,
     /// Rate limit in mbps (megabytes per second) as floating point number.
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub rate: ::std::option::Option<f64>,
     /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
     ///
@@ -11840,6 +14425,64 @@ pub struct ClusterReplicationIndexResponseItem {
     /// One of `local`.
     pub r#type: crate::generated::cluster::ClusterReplicationCreateParamsType,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterReplicationIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterReplicationIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_disable = ::std::option::Option::None;
+        let mut f_guest = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_jobnum = ::std::option::Option::None;
+        let mut f_rate = ::std::option::Option::None;
+        let mut f_remove_job = ::std::option::Option::None;
+        let mut f_schedule = ::std::option::Option::None;
+        let mut f_source = ::std::option::Option::None;
+        let mut f_target = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "disable" => crate::de::value(&mut map, &mut f_disable, "disable")?,
+                "guest" => crate::de::lenient(&mut map, &mut f_guest, "guest")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "jobnum" => crate::de::lenient(&mut map, &mut f_jobnum, "jobnum")?,
+                "rate" => crate::de::lenient(&mut map, &mut f_rate, "rate")?,
+                "remove_job" => {
+                    crate::de::value(&mut map, &mut f_remove_job, "remove_job")?
+                }
+                "schedule" => crate::de::value(&mut map, &mut f_schedule, "schedule")?,
+                "source" => crate::de::value(&mut map, &mut f_source, "source")?,
+                "target" => crate::de::value(&mut map, &mut f_target, "target")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            disable: crate::de::optional(f_disable),
+            guest: crate::de::required::<A, _>(f_guest, "guest")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            jobnum: crate::de::required::<A, _>(f_jobnum, "jobnum")?,
+            rate: crate::de::optional(f_rate),
+            remove_job: crate::de::optional(f_remove_job),
+            schedule: crate::de::optional(f_schedule),
+            source: crate::de::optional(f_source),
+            target: crate::de::required::<A, _>(f_target, "target")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterReplicationIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterResourcesParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterResourcesParams {
@@ -11852,12 +14495,11 @@ pub struct ClusterResourcesParams {
     >,
 }
 /// The `ClusterResourcesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterResourcesResponseItem {
     /// The cgroup mode the node operates under (for type 'node').
     #[serde(rename = "cgroup-mode")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cgroup_mode: ::std::option::Option<i64>,
     /// Allowed storage content types (for type 'storage').
     ///
@@ -11868,21 +14510,17 @@ pub struct ClusterResourcesResponseItem {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpu: ::std::option::Option<f64>,
     /// Used disk space in bytes (for type 'storage'), used root image space for VMs (for types 'qemu' and 'lxc').
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub disk: ::std::option::Option<i64>,
     /// The number of bytes the guest read from its block devices since the guest was started. This info is not available for all storage types. (for types 'qemu' and 'lxc')
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskread: ::std::option::Option<i64>,
     /// The number of bytes the guest wrote to its block devices since the guest was started. This info is not available for all storage types. (for types 'qemu' and 'lxc')
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskwrite: ::std::option::Option<i64>,
     /// HA service status (for HA managed VMs).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11907,40 +14545,33 @@ pub struct ClusterResourcesResponseItem {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxcpu: ::std::option::Option<f64>,
     /// Storage size in bytes (for type 'storage'), root image size for VMs (for types 'qemu' and 'lxc').
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Number of available memory in bytes (for types 'node', 'qemu' and 'lxc').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxmem: ::std::option::Option<i64>,
     /// Used memory in bytes (for types 'node', 'qemu' and 'lxc').
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem: ::std::option::Option<i64>,
     /// Used memory in bytes from the point of view of the host (for types 'qemu').
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub memhost: ::std::option::Option<i64>,
     /// Name of the resource.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started. (for types 'qemu' and 'lxc')
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started. (for types 'qemu' and 'lxc')
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netout: ::std::option::Option<i64>,
     /// The name of a Network entity (for type 'network').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -11993,18 +14624,152 @@ pub struct ClusterResourcesResponseItem {
     pub r#type: crate::generated::cluster::ClusterResourcesResponseItemType,
     /// Uptime of node or virtual guest in seconds (for types 'node', 'qemu' and 'lxc').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub uptime: ::std::option::Option<i64>,
     /// The numerical vmid (for types 'qemu' and 'lxc').
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
     /// The type of an SDN zone (for type 'sdn').
     #[serde(rename = "zone-type")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zone_type: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterResourcesResponseItem {
+    const EXPECTING: &'static str = "struct ClusterResourcesResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cgroup_mode = ::std::option::Option::None;
+        let mut f_content = ::std::option::Option::None;
+        let mut f_cpu = ::std::option::Option::None;
+        let mut f_disk = ::std::option::Option::None;
+        let mut f_diskread = ::std::option::Option::None;
+        let mut f_diskwrite = ::std::option::Option::None;
+        let mut f_hastate = ::std::option::Option::None;
+        let mut f_host_arch = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_level = ::std::option::Option::None;
+        let mut f_lock = ::std::option::Option::None;
+        let mut f_maxcpu = ::std::option::Option::None;
+        let mut f_maxdisk = ::std::option::Option::None;
+        let mut f_maxmem = ::std::option::Option::None;
+        let mut f_mem = ::std::option::Option::None;
+        let mut f_memhost = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_netin = ::std::option::Option::None;
+        let mut f_netout = ::std::option::Option::None;
+        let mut f_network = ::std::option::Option::None;
+        let mut f_network_type = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_plugintype = ::std::option::Option::None;
+        let mut f_pool = ::std::option::Option::None;
+        let mut f_protocol = ::std::option::Option::None;
+        let mut f_sdn = ::std::option::Option::None;
+        let mut f_shared = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_storage = ::std::option::Option::None;
+        let mut f_tags = ::std::option::Option::None;
+        let mut f_template = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_uptime = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        let mut f_zone_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cgroup-mode" => {
+                    crate::de::lenient(&mut map, &mut f_cgroup_mode, "cgroup-mode")?
+                }
+                "content" => crate::de::value(&mut map, &mut f_content, "content")?,
+                "cpu" => crate::de::lenient(&mut map, &mut f_cpu, "cpu")?,
+                "disk" => crate::de::lenient(&mut map, &mut f_disk, "disk")?,
+                "diskread" => crate::de::lenient(&mut map, &mut f_diskread, "diskread")?,
+                "diskwrite" => {
+                    crate::de::lenient(&mut map, &mut f_diskwrite, "diskwrite")?
+                }
+                "hastate" => crate::de::value(&mut map, &mut f_hastate, "hastate")?,
+                "host-arch" => crate::de::value(&mut map, &mut f_host_arch, "host-arch")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "level" => crate::de::value(&mut map, &mut f_level, "level")?,
+                "lock" => crate::de::value(&mut map, &mut f_lock, "lock")?,
+                "maxcpu" => crate::de::lenient(&mut map, &mut f_maxcpu, "maxcpu")?,
+                "maxdisk" => crate::de::lenient(&mut map, &mut f_maxdisk, "maxdisk")?,
+                "maxmem" => crate::de::lenient(&mut map, &mut f_maxmem, "maxmem")?,
+                "mem" => crate::de::lenient(&mut map, &mut f_mem, "mem")?,
+                "memhost" => crate::de::lenient(&mut map, &mut f_memhost, "memhost")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "netin" => crate::de::lenient(&mut map, &mut f_netin, "netin")?,
+                "netout" => crate::de::lenient(&mut map, &mut f_netout, "netout")?,
+                "network" => crate::de::value(&mut map, &mut f_network, "network")?,
+                "network-type" => {
+                    crate::de::value(&mut map, &mut f_network_type, "network-type")?
+                }
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "plugintype" => {
+                    crate::de::value(&mut map, &mut f_plugintype, "plugintype")?
+                }
+                "pool" => crate::de::value(&mut map, &mut f_pool, "pool")?,
+                "protocol" => crate::de::value(&mut map, &mut f_protocol, "protocol")?,
+                "sdn" => crate::de::value(&mut map, &mut f_sdn, "sdn")?,
+                "shared" => crate::de::value(&mut map, &mut f_shared, "shared")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "storage" => crate::de::value(&mut map, &mut f_storage, "storage")?,
+                "tags" => crate::de::value(&mut map, &mut f_tags, "tags")?,
+                "template" => crate::de::value(&mut map, &mut f_template, "template")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "uptime" => crate::de::lenient(&mut map, &mut f_uptime, "uptime")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                "zone-type" => crate::de::value(&mut map, &mut f_zone_type, "zone-type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cgroup_mode: crate::de::optional(f_cgroup_mode),
+            content: crate::de::optional(f_content),
+            cpu: crate::de::optional(f_cpu),
+            disk: crate::de::optional(f_disk),
+            diskread: crate::de::optional(f_diskread),
+            diskwrite: crate::de::optional(f_diskwrite),
+            hastate: crate::de::optional(f_hastate),
+            host_arch: crate::de::optional(f_host_arch),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            level: crate::de::optional(f_level),
+            lock: crate::de::optional(f_lock),
+            maxcpu: crate::de::optional(f_maxcpu),
+            maxdisk: crate::de::optional(f_maxdisk),
+            maxmem: crate::de::optional(f_maxmem),
+            mem: crate::de::optional(f_mem),
+            memhost: crate::de::optional(f_memhost),
+            name: crate::de::optional(f_name),
+            netin: crate::de::optional(f_netin),
+            netout: crate::de::optional(f_netout),
+            network: crate::de::optional(f_network),
+            network_type: crate::de::optional(f_network_type),
+            node: crate::de::optional(f_node),
+            plugintype: crate::de::optional(f_plugintype),
+            pool: crate::de::optional(f_pool),
+            protocol: crate::de::optional(f_protocol),
+            sdn: crate::de::optional(f_sdn),
+            shared: crate::de::optional(f_shared),
+            status: crate::de::optional(f_status),
+            storage: crate::de::optional(f_storage),
+            tags: crate::de::optional(f_tags),
+            template: crate::de::optional(f_template),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            uptime: crate::de::optional(f_uptime),
+            vmid: crate::de::optional(f_vmid),
+            zone_type: crate::de::optional(f_zone_type),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterResourcesResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnControllersControllerDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -12260,13 +15025,12 @@ pub struct ClusterSdnControllersIndexParams {
     >,
 }
 /// The `ClusterSdnControllersIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnControllersIndexResponseItem {
     /// The local ASN of the controller. BGP & EVPN only.
     ///
     /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub asn: ::std::option::Option<i64>,
     /// Whether to use eBGP or iBGP. Auto mode chooses depending on BGP controller or falls back to iBGP.
     ///
@@ -12289,7 +15053,6 @@ pub struct ClusterSdnControllersIndexResponseItem {
     /// Set maximum amount of hops for eBGP peers. Needs ebgp set to 1. BGP only.
     #[serde(rename = "ebgp-multihop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ebgp_multihop: ::std::option::Option<i64>,
     /// Name of the IS-IS domain. IS-IS only.
     #[serde(rename = "isis-domain")]
@@ -12342,14 +15105,110 @@ pub struct ClusterSdnControllersIndexResponseItem {
     /// One of `bgp`, `evpn`, `faucet`, `isis`.
     pub r#type: crate::generated::cluster::ClusterSdnControllersCreateParamsType,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterSdnControllersIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterSdnControllersIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_asn = ::std::option::Option::None;
+        let mut f_bgp_mode = ::std::option::Option::None;
+        let mut f_bgp_multipath_as_relax = ::std::option::Option::None;
+        let mut f_controller = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_ebgp = ::std::option::Option::None;
+        let mut f_ebgp_multihop = ::std::option::Option::None;
+        let mut f_isis_domain = ::std::option::Option::None;
+        let mut f_isis_ifaces = ::std::option::Option::None;
+        let mut f_isis_net = ::std::option::Option::None;
+        let mut f_loopback = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_nodes = ::std::option::Option::None;
+        let mut f_peer_group_name = ::std::option::Option::None;
+        let mut f_peers = ::std::option::Option::None;
+        let mut f_pending = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "asn" => crate::de::lenient(&mut map, &mut f_asn, "asn")?,
+                "bgp-mode" => crate::de::value(&mut map, &mut f_bgp_mode, "bgp-mode")?,
+                "bgp-multipath-as-relax" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bgp_multipath_as_relax,
+                        "bgp-multipath-as-relax",
+                    )?
+                }
+                "controller" => {
+                    crate::de::value(&mut map, &mut f_controller, "controller")?
+                }
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "ebgp" => crate::de::value(&mut map, &mut f_ebgp, "ebgp")?,
+                "ebgp-multihop" => {
+                    crate::de::lenient(&mut map, &mut f_ebgp_multihop, "ebgp-multihop")?
+                }
+                "isis-domain" => {
+                    crate::de::value(&mut map, &mut f_isis_domain, "isis-domain")?
+                }
+                "isis-ifaces" => {
+                    crate::de::value(&mut map, &mut f_isis_ifaces, "isis-ifaces")?
+                }
+                "isis-net" => crate::de::value(&mut map, &mut f_isis_net, "isis-net")?,
+                "loopback" => crate::de::value(&mut map, &mut f_loopback, "loopback")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "nodes" => crate::de::value(&mut map, &mut f_nodes, "nodes")?,
+                "peer-group-name" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_peer_group_name,
+                        "peer-group-name",
+                    )?
+                }
+                "peers" => crate::de::value(&mut map, &mut f_peers, "peers")?,
+                "pending" => crate::de::value(&mut map, &mut f_pending, "pending")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            asn: crate::de::optional(f_asn),
+            bgp_mode: crate::de::optional(f_bgp_mode),
+            bgp_multipath_as_relax: crate::de::optional(f_bgp_multipath_as_relax),
+            controller: crate::de::required::<A, _>(f_controller, "controller")?,
+            digest: crate::de::optional(f_digest),
+            ebgp: crate::de::optional(f_ebgp),
+            ebgp_multihop: crate::de::optional(f_ebgp_multihop),
+            isis_domain: crate::de::optional(f_isis_domain),
+            isis_ifaces: crate::de::optional(f_isis_ifaces),
+            isis_net: crate::de::optional(f_isis_net),
+            loopback: crate::de::optional(f_loopback),
+            node: crate::de::optional(f_node),
+            nodes: crate::de::optional(f_nodes),
+            peer_group_name: crate::de::optional(f_peer_group_name),
+            peers: crate::de::optional(f_peers),
+            pending: crate::de::optional(f_pending),
+            state: crate::de::optional(f_state),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnControllersIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Changes that have not yet been applied to the running configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnControllersIndexResponseItemPending {
     /// The local ASN of the controller. BGP & EVPN only.
     ///
     /// Range 0 to 4294967295.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub asn: ::std::option::Option<i64>,
     /// Whether to use eBGP or iBGP. Auto mode chooses depending on BGP controller or falls back to iBGP.
     ///
@@ -12367,7 +15226,6 @@ pub struct ClusterSdnControllersIndexResponseItemPending {
     /// Set maximum amount of hops for eBGP peers. Needs ebgp set to 1. BGP only.
     #[serde(rename = "ebgp-multihop")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ebgp_multihop: ::std::option::Option<i64>,
     /// Name of the IS-IS domain. IS-IS only.
     #[serde(rename = "isis-domain")]
@@ -12403,6 +15261,86 @@ pub struct ClusterSdnControllersIndexResponseItemPending {
     /// Comma-separated list of the peers IP addresses.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnControllersIndexResponseItemPending {
+    const EXPECTING: &'static str = "struct ClusterSdnControllersIndexResponseItemPending";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_asn = ::std::option::Option::None;
+        let mut f_bgp_mode = ::std::option::Option::None;
+        let mut f_bgp_multipath_as_relax = ::std::option::Option::None;
+        let mut f_ebgp = ::std::option::Option::None;
+        let mut f_ebgp_multihop = ::std::option::Option::None;
+        let mut f_isis_domain = ::std::option::Option::None;
+        let mut f_isis_ifaces = ::std::option::Option::None;
+        let mut f_isis_net = ::std::option::Option::None;
+        let mut f_loopback = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_nodes = ::std::option::Option::None;
+        let mut f_peer_group_name = ::std::option::Option::None;
+        let mut f_peers = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "asn" => crate::de::lenient(&mut map, &mut f_asn, "asn")?,
+                "bgp-mode" => crate::de::value(&mut map, &mut f_bgp_mode, "bgp-mode")?,
+                "bgp-multipath-as-relax" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bgp_multipath_as_relax,
+                        "bgp-multipath-as-relax",
+                    )?
+                }
+                "ebgp" => crate::de::value(&mut map, &mut f_ebgp, "ebgp")?,
+                "ebgp-multihop" => {
+                    crate::de::lenient(&mut map, &mut f_ebgp_multihop, "ebgp-multihop")?
+                }
+                "isis-domain" => {
+                    crate::de::value(&mut map, &mut f_isis_domain, "isis-domain")?
+                }
+                "isis-ifaces" => {
+                    crate::de::value(&mut map, &mut f_isis_ifaces, "isis-ifaces")?
+                }
+                "isis-net" => crate::de::value(&mut map, &mut f_isis_net, "isis-net")?,
+                "loopback" => crate::de::value(&mut map, &mut f_loopback, "loopback")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "nodes" => crate::de::value(&mut map, &mut f_nodes, "nodes")?,
+                "peer-group-name" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_peer_group_name,
+                        "peer-group-name",
+                    )?
+                }
+                "peers" => crate::de::value(&mut map, &mut f_peers, "peers")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            asn: crate::de::optional(f_asn),
+            bgp_mode: crate::de::optional(f_bgp_mode),
+            bgp_multipath_as_relax: crate::de::optional(f_bgp_multipath_as_relax),
+            ebgp: crate::de::optional(f_ebgp),
+            ebgp_multihop: crate::de::optional(f_ebgp_multihop),
+            isis_domain: crate::de::optional(f_isis_domain),
+            isis_ifaces: crate::de::optional(f_isis_ifaces),
+            isis_net: crate::de::optional(f_isis_net),
+            loopback: crate::de::optional(f_loopback),
+            node: crate::de::optional(f_node),
+            nodes: crate::de::optional(f_nodes),
+            peer_group_name: crate::de::optional(f_peer_group_name),
+            peers: crate::de::optional(f_peers),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnControllersIndexResponseItemPending {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnDnsCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -12468,12 +15406,41 @@ pub struct ClusterSdnDnsIndexParams {
     >,
 }
 /// The `ClusterSdnDnsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnDnsIndexResponseItem {
     /// The `dns` property.
     pub dns: ::std::string::String,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnDnsIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterSdnDnsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_dns = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "dns" => crate::de::value(&mut map, &mut f_dns, "dns")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            dns: crate::de::required::<A, _>(f_dns, "dns")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnDnsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnDnsUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -12522,7 +15489,7 @@ impl ClusterSdnDryRunParams {
     }
 }
 /// The `ClusterSdnDryRunResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnDryRunResponse {
     /// The difference between the current and pending FRR configuration.
     #[serde(rename = "frr-diff")]
@@ -12532,6 +15499,41 @@ pub struct ClusterSdnDryRunResponse {
     #[serde(rename = "interfaces-diff")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub interfaces_diff: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnDryRunResponse {
+    const EXPECTING: &'static str = "struct ClusterSdnDryRunResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_frr_diff = ::std::option::Option::None;
+        let mut f_interfaces_diff = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "frr-diff" => crate::de::value(&mut map, &mut f_frr_diff, "frr-diff")?,
+                "interfaces-diff" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_interfaces_diff,
+                        "interfaces-diff",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            frr_diff: crate::de::optional(f_frr_diff),
+            interfaces_diff: crate::de::optional(f_interfaces_diff),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnDryRunResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnFabricsAllListParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -12544,7 +15546,7 @@ pub struct ClusterSdnFabricsAllListParams {
     pub running: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterSdnFabricsAllListResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnFabricsAllListResponse {
     /// The `fabrics` property.
     pub fabrics: ::std::vec::Vec<
@@ -12555,8 +15557,37 @@ pub struct ClusterSdnFabricsAllListResponse {
         crate::generated::cluster::ClusterSdnFabricsAllListResponseNodesItem,
     >,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterSdnFabricsAllListResponse {
+    const EXPECTING: &'static str = "struct ClusterSdnFabricsAllListResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_fabrics = ::std::option::Option::None;
+        let mut f_nodes = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "fabrics" => crate::de::value(&mut map, &mut f_fabrics, "fabrics")?,
+                "nodes" => crate::de::value(&mut map, &mut f_nodes, "nodes")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            fabrics: crate::de::required::<A, _>(f_fabrics, "fabrics")?,
+            nodes: crate::de::required::<A, _>(f_nodes, "nodes")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnFabricsAllListResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterSdnFabricsAllListResponseFabricsItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12565,7 +15596,6 @@ pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     ///
     /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12574,7 +15604,6 @@ pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     ///
     /// Range 1 to 600.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub hello_interval: ::std::option::Option<f64>,
     /// Identifier for SDN fabrics
     ///
@@ -12598,7 +15627,6 @@ pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     ///
     /// Range 0 to 65535.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub persistent_keepalive: ::std::option::Option<f64>,
     /// Type of configuration entry in an SDN Fabric section config
     ///
@@ -12612,8 +15640,89 @@ pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_filter: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterSdnFabricsAllListResponseFabricsItem {
+    const EXPECTING: &'static str = "struct ClusterSdnFabricsAllListResponseFabricsItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_area = ::std::option::Option::None;
+        let mut f_csnp_interval = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_hello_interval = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_ip6_prefix = ::std::option::Option::None;
+        let mut f_ip_prefix = ::std::option::Option::None;
+        let mut f_lock_token = ::std::option::Option::None;
+        let mut f_persistent_keepalive = ::std::option::Option::None;
+        let mut f_protocol = ::std::option::Option::None;
+        let mut f_redistribute = ::std::option::Option::None;
+        let mut f_route_filter = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "area" => crate::de::value(&mut map, &mut f_area, "area")?,
+                "csnp_interval" => {
+                    crate::de::lenient(&mut map, &mut f_csnp_interval, "csnp_interval")?
+                }
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "hello_interval" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_hello_interval,
+                        "hello_interval",
+                    )?
+                }
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "ip6_prefix" => {
+                    crate::de::value(&mut map, &mut f_ip6_prefix, "ip6_prefix")?
+                }
+                "ip_prefix" => crate::de::value(&mut map, &mut f_ip_prefix, "ip_prefix")?,
+                "lock-token" => {
+                    crate::de::value(&mut map, &mut f_lock_token, "lock-token")?
+                }
+                "persistent_keepalive" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_persistent_keepalive,
+                        "persistent_keepalive",
+                    )?
+                }
+                "protocol" => crate::de::value(&mut map, &mut f_protocol, "protocol")?,
+                "redistribute" => {
+                    crate::de::value(&mut map, &mut f_redistribute, "redistribute")?
+                }
+                "route_filter" => {
+                    crate::de::value(&mut map, &mut f_route_filter, "route_filter")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            area: crate::de::optional(f_area),
+            csnp_interval: crate::de::optional(f_csnp_interval),
+            digest: crate::de::optional(f_digest),
+            hello_interval: crate::de::optional(f_hello_interval),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            ip6_prefix: crate::de::optional(f_ip6_prefix),
+            ip_prefix: crate::de::optional(f_ip_prefix),
+            lock_token: crate::de::optional(f_lock_token),
+            persistent_keepalive: crate::de::optional(f_persistent_keepalive),
+            protocol: crate::de::required::<A, _>(f_protocol, "protocol")?,
+            redistribute: crate::de::required::<A, _>(f_redistribute, "redistribute")?,
+            route_filter: crate::de::optional(f_route_filter),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnFabricsAllListResponseFabricsItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterSdnFabricsAllListResponseNodesItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnFabricsAllListResponseNodesItem {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -12665,6 +15774,76 @@ pub struct ClusterSdnFabricsAllListResponseNodesItem {
     /// One of `internal`, `external`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub role: ::std::option::Option<crate::generated::cluster::Role>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnFabricsAllListResponseNodesItem {
+    const EXPECTING: &'static str = "struct ClusterSdnFabricsAllListResponseNodesItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_allowed_ips = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_endpoint = ::std::option::Option::None;
+        let mut f_fabric_id = ::std::option::Option::None;
+        let mut f_interfaces = ::std::option::Option::None;
+        let mut f_ip = ::std::option::Option::None;
+        let mut f_ip6 = ::std::option::Option::None;
+        let mut f_lock_token = ::std::option::Option::None;
+        let mut f_node_id = ::std::option::Option::None;
+        let mut f_peers = ::std::option::Option::None;
+        let mut f_protocol = ::std::option::Option::None;
+        let mut f_public_key = ::std::option::Option::None;
+        let mut f_role = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "allowed_ips" => {
+                    crate::de::value(&mut map, &mut f_allowed_ips, "allowed_ips")?
+                }
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "endpoint" => crate::de::value(&mut map, &mut f_endpoint, "endpoint")?,
+                "fabric_id" => crate::de::value(&mut map, &mut f_fabric_id, "fabric_id")?,
+                "interfaces" => {
+                    crate::de::value(&mut map, &mut f_interfaces, "interfaces")?
+                }
+                "ip" => crate::de::value(&mut map, &mut f_ip, "ip")?,
+                "ip6" => crate::de::value(&mut map, &mut f_ip6, "ip6")?,
+                "lock-token" => {
+                    crate::de::value(&mut map, &mut f_lock_token, "lock-token")?
+                }
+                "node_id" => crate::de::value(&mut map, &mut f_node_id, "node_id")?,
+                "peers" => crate::de::value(&mut map, &mut f_peers, "peers")?,
+                "protocol" => crate::de::value(&mut map, &mut f_protocol, "protocol")?,
+                "public_key" => {
+                    crate::de::value(&mut map, &mut f_public_key, "public_key")?
+                }
+                "role" => crate::de::value(&mut map, &mut f_role, "role")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            allowed_ips: crate::de::optional(f_allowed_ips),
+            digest: crate::de::optional(f_digest),
+            endpoint: crate::de::optional(f_endpoint),
+            fabric_id: crate::de::required::<A, _>(f_fabric_id, "fabric_id")?,
+            interfaces: crate::de::required::<A, _>(f_interfaces, "interfaces")?,
+            ip: crate::de::optional(f_ip),
+            ip6: crate::de::optional(f_ip6),
+            lock_token: crate::de::optional(f_lock_token),
+            node_id: crate::de::required::<A, _>(f_node_id, "node_id")?,
+            peers: crate::de::optional(f_peers),
+            protocol: crate::de::required::<A, _>(f_protocol, "protocol")?,
+            public_key: crate::de::optional(f_public_key),
+            role: crate::de::optional(f_role),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnFabricsAllListResponseNodesItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnFabricsFabricAddParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -13022,12 +16201,41 @@ pub struct ClusterSdnIpamsIndexParams {
     >,
 }
 /// The `ClusterSdnIpamsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnIpamsIndexResponseItem {
     /// The `ipam` property.
     pub ipam: ::std::string::String,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnIpamsIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterSdnIpamsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_ipam = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "ipam" => crate::de::value(&mut map, &mut f_ipam, "ipam")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            ipam: crate::de::required::<A, _>(f_ipam, "ipam")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnIpamsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnIpamsIpamUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -13390,7 +16598,7 @@ pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateParams {
     >,
 }
 /// The `ClusterSdnRouteMapsEntriesListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnRouteMapsEntriesListResponseItem {
     /// Matching policy of a route map entry.
     ///
@@ -13416,7 +16624,6 @@ pub struct ClusterSdnRouteMapsEntriesListResponseItem {
     /// The index of this route map entry
     ///
     /// Range 0 to 65535.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub order: i64,
     /// The SDN route map identifier
     ///
@@ -13429,6 +16636,57 @@ pub struct ClusterSdnRouteMapsEntriesListResponseItem {
         ::std::vec::Vec<crate::generated::cluster::SetConfig>,
     >,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterSdnRouteMapsEntriesListResponseItem {
+    const EXPECTING: &'static str = "struct ClusterSdnRouteMapsEntriesListResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_action = ::std::option::Option::None;
+        let mut f_call = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_exit_action = ::std::option::Option::None;
+        let mut f_match = ::std::option::Option::None;
+        let mut f_order = ::std::option::Option::None;
+        let mut f_route_map_id = ::std::option::Option::None;
+        let mut f_set = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "action" => crate::de::value(&mut map, &mut f_action, "action")?,
+                "call" => crate::de::value(&mut map, &mut f_call, "call")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "exit-action" => {
+                    crate::de::value(&mut map, &mut f_exit_action, "exit-action")?
+                }
+                "match" => crate::de::value(&mut map, &mut f_match, "match")?,
+                "order" => crate::de::lenient(&mut map, &mut f_order, "order")?,
+                "route-map-id" => {
+                    crate::de::value(&mut map, &mut f_route_map_id, "route-map-id")?
+                }
+                "set" => crate::de::value(&mut map, &mut f_set, "set")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            action: crate::de::required::<A, _>(f_action, "action")?,
+            call: crate::de::optional(f_call),
+            digest: crate::de::optional(f_digest),
+            exit_action: crate::de::optional(f_exit_action),
+            r#match: crate::de::optional(f_match),
+            order: crate::de::required::<A, _>(f_order, "order")?,
+            route_map_id: crate::de::required::<A, _>(f_route_map_id, "route-map-id")?,
+            set: crate::de::optional(f_set),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnRouteMapsEntriesListResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterSdnRouteMapsListParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnRouteMapsListParams {
@@ -13437,12 +16695,38 @@ pub struct ClusterSdnRouteMapsListParams {
     pub running: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterSdnRouteMapsListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnRouteMapsListResponseItem {
     /// The SDN route map identifier
     ///
     /// Format `pve-sdn-route-map-id`.
     pub id: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnRouteMapsListResponseItem {
+    const EXPECTING: &'static str = "struct ClusterSdnRouteMapsListResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_id = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            id: crate::de::required::<A, _>(f_id, "id")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnRouteMapsListResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnVnetsCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -13498,7 +16782,7 @@ impl ClusterSdnVnetsCreateParams {
     }
 }
 /// The `ClusterSdnVnetsFirewallOptionsGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnVnetsFirewallOptionsGetResponse {
     /// Enable/disable firewall rules.
     ///
@@ -13515,6 +16799,46 @@ pub struct ClusterSdnVnetsFirewallOptionsGetResponse {
     /// One of `ACCEPT`, `DROP`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<crate::generated::cluster::PolicyForward>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnVnetsFirewallOptionsGetResponse {
+    const EXPECTING: &'static str = "struct ClusterSdnVnetsFirewallOptionsGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_enable = ::std::option::Option::None;
+        let mut f_log_level_forward = ::std::option::Option::None;
+        let mut f_policy_forward = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "enable" => crate::de::value(&mut map, &mut f_enable, "enable")?,
+                "log_level_forward" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_log_level_forward,
+                        "log_level_forward",
+                    )?
+                }
+                "policy_forward" => {
+                    crate::de::value(&mut map, &mut f_policy_forward, "policy_forward")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            enable: crate::de::optional(f_enable),
+            log_level_forward: crate::de::optional(f_log_level_forward),
+            policy_forward: crate::de::optional(f_policy_forward),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnVnetsFirewallOptionsGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnVnetsFirewallOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -13544,7 +16868,7 @@ pub struct ClusterSdnVnetsFirewallOptionsSetParams {
     pub policy_forward: ::std::option::Option<crate::generated::cluster::PolicyForward>,
 }
 /// The `ClusterSdnVnetsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnVnetsIndexResponseItem {
     /// Alias name of the VNet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13572,7 +16896,6 @@ pub struct ClusterSdnVnetsIndexResponseItem {
     ///
     /// Range 1 to 16777215.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tag: ::std::option::Option<i64>,
     /// Type of the VNet.
     ///
@@ -13587,8 +16910,63 @@ pub struct ClusterSdnVnetsIndexResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zone: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterSdnVnetsIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterSdnVnetsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_alias = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_isolate_ports = ::std::option::Option::None;
+        let mut f_pending = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_tag = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_vlanaware = ::std::option::Option::None;
+        let mut f_vnet = ::std::option::Option::None;
+        let mut f_zone = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "alias" => crate::de::value(&mut map, &mut f_alias, "alias")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "isolate-ports" => {
+                    crate::de::value(&mut map, &mut f_isolate_ports, "isolate-ports")?
+                }
+                "pending" => crate::de::value(&mut map, &mut f_pending, "pending")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "tag" => crate::de::lenient(&mut map, &mut f_tag, "tag")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "vlanaware" => crate::de::value(&mut map, &mut f_vlanaware, "vlanaware")?,
+                "vnet" => crate::de::value(&mut map, &mut f_vnet, "vnet")?,
+                "zone" => crate::de::value(&mut map, &mut f_zone, "zone")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            alias: crate::de::optional(f_alias),
+            digest: crate::de::optional(f_digest),
+            isolate_ports: crate::de::optional(f_isolate_ports),
+            pending: crate::de::optional(f_pending),
+            state: crate::de::optional(f_state),
+            tag: crate::de::optional(f_tag),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            vlanaware: crate::de::optional(f_vlanaware),
+            vnet: crate::de::required::<A, _>(f_vnet, "vnet")?,
+            zone: crate::de::optional(f_zone),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnVnetsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Changes that have not yet been applied to the running configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnVnetsIndexResponseItemPending {
     /// Alias name of the VNet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13601,7 +16979,6 @@ pub struct ClusterSdnVnetsIndexResponseItemPending {
     ///
     /// Range 1 to 16777215.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tag: ::std::option::Option<i64>,
     /// Allow VLANs to pass through this VNet.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -13609,6 +16986,46 @@ pub struct ClusterSdnVnetsIndexResponseItemPending {
     /// Name of the zone this VNet belongs to.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zone: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnVnetsIndexResponseItemPending {
+    const EXPECTING: &'static str = "struct ClusterSdnVnetsIndexResponseItemPending";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_alias = ::std::option::Option::None;
+        let mut f_isolate_ports = ::std::option::Option::None;
+        let mut f_tag = ::std::option::Option::None;
+        let mut f_vlanaware = ::std::option::Option::None;
+        let mut f_zone = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "alias" => crate::de::value(&mut map, &mut f_alias, "alias")?,
+                "isolate-ports" => {
+                    crate::de::value(&mut map, &mut f_isolate_ports, "isolate-ports")?
+                }
+                "tag" => crate::de::lenient(&mut map, &mut f_tag, "tag")?,
+                "vlanaware" => crate::de::value(&mut map, &mut f_vlanaware, "vlanaware")?,
+                "zone" => crate::de::value(&mut map, &mut f_zone, "zone")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            alias: crate::de::optional(f_alias),
+            isolate_ports: crate::de::optional(f_isolate_ports),
+            tag: crate::de::optional(f_tag),
+            vlanaware: crate::de::optional(f_vlanaware),
+            zone: crate::de::optional(f_zone),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnVnetsIndexResponseItemPending {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnVnetsIpsIpcreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -14023,7 +17440,7 @@ pub struct ClusterSdnZonesIndexParams {
     >,
 }
 /// The `ClusterSdnZonesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterSdnZonesIndexResponseItem {
     /// Advertise IP prefixes (Type-5 routes) instead of MAC/IP pairs (Type-2 routes). EVPN zone only.
     #[serde(rename = "advertise-subnets")]
@@ -14080,7 +17497,6 @@ pub struct ClusterSdnZonesIndexResponseItem {
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// Nodes where this zone should be created.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -14121,7 +17537,6 @@ pub struct ClusterSdnZonesIndexResponseItem {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tag: ::std::option::Option<i64>,
     /// Type of the zone.
     ///
@@ -14138,20 +17553,175 @@ pub struct ClusterSdnZonesIndexResponseItem {
     /// Range 1 to 16777215.
     #[serde(rename = "vrf-vxlan")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vrf_vxlan: ::std::option::Option<i64>,
     /// UDP port that should be used for the VXLAN tunnel (default 4789). VXLAN zone only.
     ///
     /// Range 1 to 65536. Default: `4789`.
     #[serde(rename = "vxlan-port")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vxlan_port: ::std::option::Option<i64>,
     /// Name of the zone.
     pub zone: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterSdnZonesIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterSdnZonesIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_advertise_subnets = ::std::option::Option::None;
+        let mut f_bridge = ::std::option::Option::None;
+        let mut f_bridge_disable_mac_learning = ::std::option::Option::None;
+        let mut f_controller = ::std::option::Option::None;
+        let mut f_dhcp = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_disable_arp_nd_suppression = ::std::option::Option::None;
+        let mut f_dns = ::std::option::Option::None;
+        let mut f_dnszone = ::std::option::Option::None;
+        let mut f_exitnodes = ::std::option::Option::None;
+        let mut f_exitnodes_local_routing = ::std::option::Option::None;
+        let mut f_exitnodes_primary = ::std::option::Option::None;
+        let mut f_ipam = ::std::option::Option::None;
+        let mut f_mac = ::std::option::Option::None;
+        let mut f_mtu = ::std::option::Option::None;
+        let mut f_nodes = ::std::option::Option::None;
+        let mut f_peers = ::std::option::Option::None;
+        let mut f_pending = ::std::option::Option::None;
+        let mut f_reversedns = ::std::option::Option::None;
+        let mut f_rt_import = ::std::option::Option::None;
+        let mut f_secondary_controllers = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_tag = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_vlan_protocol = ::std::option::Option::None;
+        let mut f_vrf_vxlan = ::std::option::Option::None;
+        let mut f_vxlan_port = ::std::option::Option::None;
+        let mut f_zone = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "advertise-subnets" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_advertise_subnets,
+                        "advertise-subnets",
+                    )?
+                }
+                "bridge" => crate::de::value(&mut map, &mut f_bridge, "bridge")?,
+                "bridge-disable-mac-learning" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bridge_disable_mac_learning,
+                        "bridge-disable-mac-learning",
+                    )?
+                }
+                "controller" => {
+                    crate::de::value(&mut map, &mut f_controller, "controller")?
+                }
+                "dhcp" => crate::de::value(&mut map, &mut f_dhcp, "dhcp")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "disable-arp-nd-suppression" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_disable_arp_nd_suppression,
+                        "disable-arp-nd-suppression",
+                    )?
+                }
+                "dns" => crate::de::value(&mut map, &mut f_dns, "dns")?,
+                "dnszone" => crate::de::value(&mut map, &mut f_dnszone, "dnszone")?,
+                "exitnodes" => crate::de::value(&mut map, &mut f_exitnodes, "exitnodes")?,
+                "exitnodes-local-routing" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_exitnodes_local_routing,
+                        "exitnodes-local-routing",
+                    )?
+                }
+                "exitnodes-primary" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_exitnodes_primary,
+                        "exitnodes-primary",
+                    )?
+                }
+                "ipam" => crate::de::value(&mut map, &mut f_ipam, "ipam")?,
+                "mac" => crate::de::value(&mut map, &mut f_mac, "mac")?,
+                "mtu" => crate::de::lenient(&mut map, &mut f_mtu, "mtu")?,
+                "nodes" => crate::de::value(&mut map, &mut f_nodes, "nodes")?,
+                "peers" => crate::de::value(&mut map, &mut f_peers, "peers")?,
+                "pending" => crate::de::value(&mut map, &mut f_pending, "pending")?,
+                "reversedns" => {
+                    crate::de::value(&mut map, &mut f_reversedns, "reversedns")?
+                }
+                "rt-import" => crate::de::value(&mut map, &mut f_rt_import, "rt-import")?,
+                "secondary-controllers" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_secondary_controllers,
+                        "secondary-controllers",
+                    )?
+                }
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "tag" => crate::de::lenient(&mut map, &mut f_tag, "tag")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "vlan-protocol" => {
+                    crate::de::value(&mut map, &mut f_vlan_protocol, "vlan-protocol")?
+                }
+                "vrf-vxlan" => {
+                    crate::de::lenient(&mut map, &mut f_vrf_vxlan, "vrf-vxlan")?
+                }
+                "vxlan-port" => {
+                    crate::de::lenient(&mut map, &mut f_vxlan_port, "vxlan-port")?
+                }
+                "zone" => crate::de::value(&mut map, &mut f_zone, "zone")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            advertise_subnets: crate::de::optional(f_advertise_subnets),
+            bridge: crate::de::optional(f_bridge),
+            bridge_disable_mac_learning: crate::de::optional(
+                f_bridge_disable_mac_learning,
+            ),
+            controller: crate::de::optional(f_controller),
+            dhcp: crate::de::optional(f_dhcp),
+            digest: crate::de::optional(f_digest),
+            disable_arp_nd_suppression: crate::de::optional(
+                f_disable_arp_nd_suppression,
+            ),
+            dns: crate::de::optional(f_dns),
+            dnszone: crate::de::optional(f_dnszone),
+            exitnodes: crate::de::optional(f_exitnodes),
+            exitnodes_local_routing: crate::de::optional(f_exitnodes_local_routing),
+            exitnodes_primary: crate::de::optional(f_exitnodes_primary),
+            ipam: crate::de::optional(f_ipam),
+            mac: crate::de::optional(f_mac),
+            mtu: crate::de::optional(f_mtu),
+            nodes: crate::de::optional(f_nodes),
+            peers: crate::de::optional(f_peers),
+            pending: crate::de::optional(f_pending),
+            reversedns: crate::de::optional(f_reversedns),
+            rt_import: crate::de::optional(f_rt_import),
+            secondary_controllers: crate::de::optional(f_secondary_controllers),
+            state: crate::de::optional(f_state),
+            tag: crate::de::optional(f_tag),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            vlan_protocol: crate::de::optional(f_vlan_protocol),
+            vrf_vxlan: crate::de::optional(f_vrf_vxlan),
+            vxlan_port: crate::de::optional(f_vxlan_port),
+            zone: crate::de::required::<A, _>(f_zone, "zone")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnZonesIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Changes that have not yet been applied to the running configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterSdnZonesIndexResponseItemPending {
     /// Advertise IP prefixes (Type-5 routes) instead of MAC/IP pairs (Type-2 routes). EVPN zone only.
     #[serde(rename = "advertise-subnets")]
@@ -14205,7 +17775,6 @@ pub struct ClusterSdnZonesIndexResponseItemPending {
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// Nodes where this zone should be created.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -14234,7 +17803,6 @@ pub struct ClusterSdnZonesIndexResponseItemPending {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tag: ::std::option::Option<i64>,
     /// VLAN protocol for the creation of the QinQ zone. QinQ zone only.
     ///
@@ -14247,15 +17815,155 @@ pub struct ClusterSdnZonesIndexResponseItemPending {
     /// Range 1 to 16777215.
     #[serde(rename = "vrf-vxlan")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vrf_vxlan: ::std::option::Option<i64>,
     /// UDP port that should be used for the VXLAN tunnel (default 4789). VXLAN zone only.
     ///
     /// Range 1 to 65536. Default: `4789`.
     #[serde(rename = "vxlan-port")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vxlan_port: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterSdnZonesIndexResponseItemPending {
+    const EXPECTING: &'static str = "struct ClusterSdnZonesIndexResponseItemPending";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_advertise_subnets = ::std::option::Option::None;
+        let mut f_bridge = ::std::option::Option::None;
+        let mut f_bridge_disable_mac_learning = ::std::option::Option::None;
+        let mut f_controller = ::std::option::Option::None;
+        let mut f_dhcp = ::std::option::Option::None;
+        let mut f_disable_arp_nd_suppression = ::std::option::Option::None;
+        let mut f_dns = ::std::option::Option::None;
+        let mut f_dnszone = ::std::option::Option::None;
+        let mut f_exitnodes = ::std::option::Option::None;
+        let mut f_exitnodes_local_routing = ::std::option::Option::None;
+        let mut f_exitnodes_primary = ::std::option::Option::None;
+        let mut f_ipam = ::std::option::Option::None;
+        let mut f_mac = ::std::option::Option::None;
+        let mut f_mtu = ::std::option::Option::None;
+        let mut f_nodes = ::std::option::Option::None;
+        let mut f_peers = ::std::option::Option::None;
+        let mut f_reversedns = ::std::option::Option::None;
+        let mut f_rt_import = ::std::option::Option::None;
+        let mut f_secondary_controllers = ::std::option::Option::None;
+        let mut f_tag = ::std::option::Option::None;
+        let mut f_vlan_protocol = ::std::option::Option::None;
+        let mut f_vrf_vxlan = ::std::option::Option::None;
+        let mut f_vxlan_port = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "advertise-subnets" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_advertise_subnets,
+                        "advertise-subnets",
+                    )?
+                }
+                "bridge" => crate::de::value(&mut map, &mut f_bridge, "bridge")?,
+                "bridge-disable-mac-learning" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bridge_disable_mac_learning,
+                        "bridge-disable-mac-learning",
+                    )?
+                }
+                "controller" => {
+                    crate::de::value(&mut map, &mut f_controller, "controller")?
+                }
+                "dhcp" => crate::de::value(&mut map, &mut f_dhcp, "dhcp")?,
+                "disable-arp-nd-suppression" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_disable_arp_nd_suppression,
+                        "disable-arp-nd-suppression",
+                    )?
+                }
+                "dns" => crate::de::value(&mut map, &mut f_dns, "dns")?,
+                "dnszone" => crate::de::value(&mut map, &mut f_dnszone, "dnszone")?,
+                "exitnodes" => crate::de::value(&mut map, &mut f_exitnodes, "exitnodes")?,
+                "exitnodes-local-routing" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_exitnodes_local_routing,
+                        "exitnodes-local-routing",
+                    )?
+                }
+                "exitnodes-primary" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_exitnodes_primary,
+                        "exitnodes-primary",
+                    )?
+                }
+                "ipam" => crate::de::value(&mut map, &mut f_ipam, "ipam")?,
+                "mac" => crate::de::value(&mut map, &mut f_mac, "mac")?,
+                "mtu" => crate::de::lenient(&mut map, &mut f_mtu, "mtu")?,
+                "nodes" => crate::de::value(&mut map, &mut f_nodes, "nodes")?,
+                "peers" => crate::de::value(&mut map, &mut f_peers, "peers")?,
+                "reversedns" => {
+                    crate::de::value(&mut map, &mut f_reversedns, "reversedns")?
+                }
+                "rt-import" => crate::de::value(&mut map, &mut f_rt_import, "rt-import")?,
+                "secondary-controllers" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_secondary_controllers,
+                        "secondary-controllers",
+                    )?
+                }
+                "tag" => crate::de::lenient(&mut map, &mut f_tag, "tag")?,
+                "vlan-protocol" => {
+                    crate::de::value(&mut map, &mut f_vlan_protocol, "vlan-protocol")?
+                }
+                "vrf-vxlan" => {
+                    crate::de::lenient(&mut map, &mut f_vrf_vxlan, "vrf-vxlan")?
+                }
+                "vxlan-port" => {
+                    crate::de::lenient(&mut map, &mut f_vxlan_port, "vxlan-port")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            advertise_subnets: crate::de::optional(f_advertise_subnets),
+            bridge: crate::de::optional(f_bridge),
+            bridge_disable_mac_learning: crate::de::optional(
+                f_bridge_disable_mac_learning,
+            ),
+            controller: crate::de::optional(f_controller),
+            dhcp: crate::de::optional(f_dhcp),
+            disable_arp_nd_suppression: crate::de::optional(
+                f_disable_arp_nd_suppression,
+            ),
+            dns: crate::de::optional(f_dns),
+            dnszone: crate::de::optional(f_dnszone),
+            exitnodes: crate::de::optional(f_exitnodes),
+            exitnodes_local_routing: crate::de::optional(f_exitnodes_local_routing),
+            exitnodes_primary: crate::de::optional(f_exitnodes_primary),
+            ipam: crate::de::optional(f_ipam),
+            mac: crate::de::optional(f_mac),
+            mtu: crate::de::optional(f_mtu),
+            nodes: crate::de::optional(f_nodes),
+            peers: crate::de::optional(f_peers),
+            reversedns: crate::de::optional(f_reversedns),
+            rt_import: crate::de::optional(f_rt_import),
+            secondary_controllers: crate::de::optional(f_secondary_controllers),
+            tag: crate::de::optional(f_tag),
+            vlan_protocol: crate::de::optional(f_vlan_protocol),
+            vrf_vxlan: crate::de::optional(f_vrf_vxlan),
+            vxlan_port: crate::de::optional(f_vxlan_port),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterSdnZonesIndexResponseItemPending {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterSdnZonesZoneUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -14388,7 +18096,7 @@ pub struct ClusterSdnZonesZoneUpdateParams {
     pub vxlan_port: ::std::option::Option<i64>,
 }
 /// The `ClusterStatusGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterStatusGetResponseItem {
     /// The `id` property.
     pub id: ::std::string::String,
@@ -14405,11 +18113,9 @@ pub struct ClusterStatusGetResponseItem {
     pub name: ::std::string::String,
     /// [node] ID of the node from the corosync configuration.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nodeid: ::std::option::Option<i64>,
     /// [cluster] Nodes count, including offline nodes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nodes: ::std::option::Option<i64>,
     /// [node] Indicates if the node is online or offline.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -14423,14 +18129,95 @@ pub struct ClusterStatusGetResponseItem {
     pub r#type: crate::generated::cluster::ClusterStatusGetResponseItemType,
     /// [cluster] Current version of the corosync configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub version: ::std::option::Option<i64>,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterStatusGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterStatusGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_id = ::std::option::Option::None;
+        let mut f_ip = ::std::option::Option::None;
+        let mut f_level = ::std::option::Option::None;
+        let mut f_local = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_nodeid = ::std::option::Option::None;
+        let mut f_nodes = ::std::option::Option::None;
+        let mut f_online = ::std::option::Option::None;
+        let mut f_quorate = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_version = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "ip" => crate::de::value(&mut map, &mut f_ip, "ip")?,
+                "level" => crate::de::value(&mut map, &mut f_level, "level")?,
+                "local" => crate::de::value(&mut map, &mut f_local, "local")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "nodeid" => crate::de::lenient(&mut map, &mut f_nodeid, "nodeid")?,
+                "nodes" => crate::de::lenient(&mut map, &mut f_nodes, "nodes")?,
+                "online" => crate::de::value(&mut map, &mut f_online, "online")?,
+                "quorate" => crate::de::value(&mut map, &mut f_quorate, "quorate")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "version" => crate::de::lenient(&mut map, &mut f_version, "version")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            ip: crate::de::optional(f_ip),
+            level: crate::de::optional(f_level),
+            local: crate::de::optional(f_local),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            nodeid: crate::de::optional(f_nodeid),
+            nodes: crate::de::optional(f_nodes),
+            online: crate::de::optional(f_online),
+            quorate: crate::de::optional(f_quorate),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            version: crate::de::optional(f_version),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterStatusGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterTasksResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterTasksResponseItem {
     /// The `upid` property.
     pub upid: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterTasksResponseItem {
+    const EXPECTING: &'static str = "struct ClusterTasksResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_upid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "upid" => crate::de::value(&mut map, &mut f_upid, "upid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            upid: crate::de::required::<A, _>(f_upid, "upid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterTasksResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `data` of the reply to `GET /cluster` (`cluster_index`).
 pub type ClusterIndexResponse = ::std::vec::Vec<

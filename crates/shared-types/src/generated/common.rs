@@ -2119,10 +2119,36 @@ impl crate::PropertyValue for VlanProtocol {
     }
 }
 /// The `AccessIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct AccessIndexResponseItem {
     /// The `subdir` property.
     pub subdir: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for AccessIndexResponseItem {
+    const EXPECTING: &'static str = "struct AccessIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_subdir = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "subdir" => crate::de::value(&mut map, &mut f_subdir, "subdir")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            subdir: crate::de::required::<A, _>(f_subdir, "subdir")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AccessIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterFirewallAliasesCreateAliasParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -2152,7 +2178,7 @@ impl ClusterFirewallAliasesCreateAliasParams {
     }
 }
 /// The `ClusterFirewallAliasesGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallAliasesGetResponseItem {
     /// The `cidr` property.
     pub cidr: ::std::string::String,
@@ -2163,6 +2189,41 @@ pub struct ClusterFirewallAliasesGetResponseItem {
     pub digest: ::std::string::String,
     /// The `name` property.
     pub name: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterFirewallAliasesGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterFirewallAliasesGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cidr = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cidr" => crate::de::value(&mut map, &mut f_cidr, "cidr")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cidr: crate::de::required::<A, _>(f_cidr, "cidr")?,
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterFirewallAliasesGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterFirewallAliasesNameRemoveAliasParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -2297,7 +2358,7 @@ impl ClusterFirewallGroupsGroupCreateRuleParams {
     }
 }
 /// The `ClusterFirewallGroupsGroupGetRulesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallGroupsGroupGetRulesResponseItem {
     /// Rule action ('ACCEPT', 'DROP', 'REJECT') or security group name
     pub action: ::std::string::String,
@@ -2312,7 +2373,6 @@ pub struct ClusterFirewallGroupsGroupGetRulesResponseItem {
     pub dport: ::std::option::Option<::std::string::String>,
     /// Flag to enable/disable a rule
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub enable: ::std::option::Option<i64>,
     /// Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'
     #[serde(rename = "icmp-type")]
@@ -2323,7 +2383,6 @@ pub struct ClusterFirewallGroupsGroupGetRulesResponseItem {
     pub iface: ::std::option::Option<::std::string::String>,
     /// IP version (4 or 6) - automatically determined from source/dest addresses
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ipversion: ::std::option::Option<i64>,
     /// Log level for firewall rule
     ///
@@ -2334,7 +2393,6 @@ pub struct ClusterFirewallGroupsGroupGetRulesResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#macro: ::std::option::Option<::std::string::String>,
     /// Rule position in the ruleset
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pos: i64,
     /// IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2347,6 +2405,76 @@ pub struct ClusterFirewallGroupsGroupGetRulesResponseItem {
     pub sport: ::std::option::Option<::std::string::String>,
     /// Rule type
     pub r#type: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterFirewallGroupsGroupGetRulesResponseItem {
+    const EXPECTING: &'static str = "struct ClusterFirewallGroupsGroupGetRulesResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_action = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_dest = ::std::option::Option::None;
+        let mut f_dport = ::std::option::Option::None;
+        let mut f_enable = ::std::option::Option::None;
+        let mut f_icmp_type = ::std::option::Option::None;
+        let mut f_iface = ::std::option::Option::None;
+        let mut f_ipversion = ::std::option::Option::None;
+        let mut f_log = ::std::option::Option::None;
+        let mut f_macro = ::std::option::Option::None;
+        let mut f_pos = ::std::option::Option::None;
+        let mut f_proto = ::std::option::Option::None;
+        let mut f_source = ::std::option::Option::None;
+        let mut f_sport = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "action" => crate::de::value(&mut map, &mut f_action, "action")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "dest" => crate::de::value(&mut map, &mut f_dest, "dest")?,
+                "dport" => crate::de::value(&mut map, &mut f_dport, "dport")?,
+                "enable" => crate::de::lenient(&mut map, &mut f_enable, "enable")?,
+                "icmp-type" => crate::de::value(&mut map, &mut f_icmp_type, "icmp-type")?,
+                "iface" => crate::de::value(&mut map, &mut f_iface, "iface")?,
+                "ipversion" => {
+                    crate::de::lenient(&mut map, &mut f_ipversion, "ipversion")?
+                }
+                "log" => crate::de::value(&mut map, &mut f_log, "log")?,
+                "macro" => crate::de::value(&mut map, &mut f_macro, "macro")?,
+                "pos" => crate::de::lenient(&mut map, &mut f_pos, "pos")?,
+                "proto" => crate::de::value(&mut map, &mut f_proto, "proto")?,
+                "source" => crate::de::value(&mut map, &mut f_source, "source")?,
+                "sport" => crate::de::value(&mut map, &mut f_sport, "sport")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            action: crate::de::required::<A, _>(f_action, "action")?,
+            comment: crate::de::optional(f_comment),
+            dest: crate::de::optional(f_dest),
+            dport: crate::de::optional(f_dport),
+            enable: crate::de::optional(f_enable),
+            icmp_type: crate::de::optional(f_icmp_type),
+            iface: crate::de::optional(f_iface),
+            ipversion: crate::de::optional(f_ipversion),
+            log: crate::de::optional(f_log),
+            r#macro: crate::de::optional(f_macro),
+            pos: crate::de::required::<A, _>(f_pos, "pos")?,
+            proto: crate::de::optional(f_proto),
+            source: crate::de::optional(f_source),
+            sport: crate::de::optional(f_sport),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterFirewallGroupsGroupGetRulesResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterFirewallGroupsPosUpdateRuleParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -2468,7 +2596,7 @@ impl ClusterFirewallIpsetCreateParams {
     }
 }
 /// The `ClusterFirewallIpsetIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallIpsetIndexResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2477,6 +2605,38 @@ pub struct ClusterFirewallIpsetIndexResponseItem {
     pub digest: ::std::string::String,
     /// IP set name.
     pub name: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterFirewallIpsetIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterFirewallIpsetIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterFirewallIpsetIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterFirewallIpsetNameCreateIpParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -2511,7 +2671,7 @@ pub struct ClusterFirewallIpsetNameDeleteParams {
     pub force: ::std::option::Option<crate::PveBool>,
 }
 /// The `ClusterFirewallIpsetNameGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterFirewallIpsetNameGetResponseItem {
     /// The `cidr` property.
     pub cidr: ::std::string::String,
@@ -2523,6 +2683,41 @@ pub struct ClusterFirewallIpsetNameGetResponseItem {
     /// The `nomatch` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nomatch: ::std::option::Option<crate::PveBool>,
+}
+impl<'de> crate::de::FromMap<'de> for ClusterFirewallIpsetNameGetResponseItem {
+    const EXPECTING: &'static str = "struct ClusterFirewallIpsetNameGetResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cidr = ::std::option::Option::None;
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_nomatch = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cidr" => crate::de::value(&mut map, &mut f_cidr, "cidr")?,
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "nomatch" => crate::de::value(&mut map, &mut f_nomatch, "nomatch")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cidr: crate::de::required::<A, _>(f_cidr, "cidr")?,
+            comment: crate::de::optional(f_comment),
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            nomatch: crate::de::optional(f_nomatch),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterFirewallIpsetNameGetResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterFirewallRefsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -2536,7 +2731,7 @@ pub struct ClusterFirewallRefsParams {
     >,
 }
 /// The `ClusterFirewallRefsResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterFirewallRefsResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -2552,14 +2747,78 @@ pub struct ClusterFirewallRefsResponseItem {
     /// One of `alias`, `ipset`.
     pub r#type: crate::generated::common::ClusterFirewallRefsParamsType,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterFirewallRefsResponseItem {
+    const EXPECTING: &'static str = "struct ClusterFirewallRefsResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_ref = ::std::option::Option::None;
+        let mut f_scope = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "ref" => crate::de::value(&mut map, &mut f_ref, "ref")?,
+                "scope" => crate::de::value(&mut map, &mut f_scope, "scope")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            r#ref: crate::de::required::<A, _>(f_ref, "ref")?,
+            scope: crate::de::required::<A, _>(f_scope, "scope")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterFirewallRefsResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `ClusterHaIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct ClusterHaIndexResponseItem {
     /// The `id` property.
     pub id: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for ClusterHaIndexResponseItem {
+    const EXPECTING: &'static str = "struct ClusterHaIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_id = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            id: crate::de::required::<A, _>(f_id, "id")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClusterHaIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// A blocking HA resource
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct ClusterHaResourcesMigrateResponseBlockingResourcesItem {
     /// The reason why the HA resource is blocking the migration.
     ///
@@ -2567,6 +2826,37 @@ pub struct ClusterHaResourcesMigrateResponseBlockingResourcesItem {
     pub cause: crate::generated::common::Cause,
     /// The blocking HA resource id
     pub sid: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de>
+for ClusterHaResourcesMigrateResponseBlockingResourcesItem {
+    const EXPECTING: &'static str = "struct ClusterHaResourcesMigrateResponseBlockingResourcesItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cause = ::std::option::Option::None;
+        let mut f_sid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cause" => crate::de::value(&mut map, &mut f_cause, "cause")?,
+                "sid" => crate::de::value(&mut map, &mut f_sid, "sid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cause: crate::de::required::<A, _>(f_cause, "cause")?,
+            sid: crate::de::required::<A, _>(f_sid, "sid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for ClusterHaResourcesMigrateResponseBlockingResourcesItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `ClusterQemuCpuFlagsIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]

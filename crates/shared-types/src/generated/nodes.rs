@@ -19148,7 +19148,7 @@ impl NodesAptRepositoriesChangeRepositoryParams {
     }
 }
 /// Result from parsing the APT repository files in /etc/apt/.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesAptRepositoriesResponse {
     /// Common digest of all files.
     pub digest: ::std::string::String,
@@ -19170,19 +19170,90 @@ pub struct NodesAptRepositoriesResponse {
         crate::generated::nodes::NodesAptRepositoriesResponseStandardReposItem,
     >,
 }
+impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponse {
+    const EXPECTING: &'static str = "struct NodesAptRepositoriesResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_errors = ::std::option::Option::None;
+        let mut f_files = ::std::option::Option::None;
+        let mut f_infos = ::std::option::Option::None;
+        let mut f_standard_repos = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "errors" => crate::de::value(&mut map, &mut f_errors, "errors")?,
+                "files" => crate::de::value(&mut map, &mut f_files, "files")?,
+                "infos" => crate::de::value(&mut map, &mut f_infos, "infos")?,
+                "standard-repos" => {
+                    crate::de::value(&mut map, &mut f_standard_repos, "standard-repos")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            errors: crate::de::required::<A, _>(f_errors, "errors")?,
+            files: crate::de::required::<A, _>(f_files, "files")?,
+            infos: crate::de::required::<A, _>(f_infos, "infos")?,
+            standard_repos: crate::de::required::<
+                A,
+                _,
+            >(f_standard_repos, "standard-repos")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesAptRepositoriesResponseErrorsItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesAptRepositoriesResponseErrorsItem {
     /// The error message
     pub error: ::std::string::String,
     /// Path to the problematic file.
     pub path: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponseErrorsItem {
+    const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseErrorsItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_error = ::std::option::Option::None;
+        let mut f_path = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "error" => crate::de::value(&mut map, &mut f_error, "error")?,
+                "path" => crate::de::value(&mut map, &mut f_path, "path")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            error: crate::de::required::<A, _>(f_error, "error")?,
+            path: crate::de::required::<A, _>(f_path, "path")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponseErrorsItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesAptRepositoriesResponseFilesItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesAptRepositoriesResponseFilesItem {
     /// Digest of the file as bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub digest: ::std::vec::Vec<i64>,
     /// Format of the file.
     ///
@@ -19196,8 +19267,45 @@ pub struct NodesAptRepositoriesResponseFilesItem {
         crate::generated::nodes::NodesAptRepositoriesResponseFilesItemRepositoriesItem,
     >,
 }
+impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponseFilesItem {
+    const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseFilesItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_file_type = ::std::option::Option::None;
+        let mut f_path = ::std::option::Option::None;
+        let mut f_repositories = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "digest" => crate::de::lenient(&mut map, &mut f_digest, "digest")?,
+                "file-type" => crate::de::value(&mut map, &mut f_file_type, "file-type")?,
+                "path" => crate::de::value(&mut map, &mut f_path, "path")?,
+                "repositories" => {
+                    crate::de::value(&mut map, &mut f_repositories, "repositories")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            file_type: crate::de::required::<A, _>(f_file_type, "file-type")?,
+            path: crate::de::required::<A, _>(f_path, "path")?,
+            repositories: crate::de::required::<A, _>(f_repositories, "repositories")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponseFilesItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesAptRepositoriesResponseFilesItemRepositoriesItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesAptRepositoriesResponseFilesItemRepositoriesItem {
     /// Associated comment
     #[serde(rename = "Comment")]
@@ -19235,8 +19343,59 @@ pub struct NodesAptRepositoriesResponseFilesItemRepositoriesItem {
     #[serde(rename = "URIs")]
     pub uris: ::std::vec::Vec<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de>
+for NodesAptRepositoriesResponseFilesItemRepositoriesItem {
+    const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseFilesItemRepositoriesItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_components = ::std::option::Option::None;
+        let mut f_enabled = ::std::option::Option::None;
+        let mut f_file_type = ::std::option::Option::None;
+        let mut f_options = ::std::option::Option::None;
+        let mut f_suites = ::std::option::Option::None;
+        let mut f_types = ::std::option::Option::None;
+        let mut f_uris = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "Comment" => crate::de::value(&mut map, &mut f_comment, "Comment")?,
+                "Components" => {
+                    crate::de::value(&mut map, &mut f_components, "Components")?
+                }
+                "Enabled" => crate::de::value(&mut map, &mut f_enabled, "Enabled")?,
+                "FileType" => crate::de::value(&mut map, &mut f_file_type, "FileType")?,
+                "Options" => crate::de::value(&mut map, &mut f_options, "Options")?,
+                "Suites" => crate::de::value(&mut map, &mut f_suites, "Suites")?,
+                "Types" => crate::de::value(&mut map, &mut f_types, "Types")?,
+                "URIs" => crate::de::value(&mut map, &mut f_uris, "URIs")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            components: crate::de::optional(f_components),
+            enabled: crate::de::required::<A, _>(f_enabled, "Enabled")?,
+            file_type: crate::de::required::<A, _>(f_file_type, "FileType")?,
+            options: crate::de::optional(f_options),
+            suites: crate::de::required::<A, _>(f_suites, "Suites")?,
+            types: crate::de::required::<A, _>(f_types, "Types")?,
+            uris: crate::de::required::<A, _>(f_uris, "URIs")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesAptRepositoriesResponseFilesItemRepositoriesItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem {
     /// The `Key` property.
     #[serde(rename = "Key")]
@@ -19245,8 +19404,39 @@ pub struct NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem {
     #[serde(rename = "Values")]
     pub values: ::std::vec::Vec<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de>
+for NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem {
+    const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_key = ::std::option::Option::None;
+        let mut f_values = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "Key" => crate::de::value(&mut map, &mut f_key, "Key")?,
+                "Values" => crate::de::value(&mut map, &mut f_values, "Values")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            key: crate::de::required::<A, _>(f_key, "Key")?,
+            values: crate::de::required::<A, _>(f_values, "Values")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesAptRepositoriesResponseInfosItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesAptRepositoriesResponseInfosItem {
     /// Index of the associated repository within the file.
     pub index: ::std::string::String,
@@ -19260,8 +19450,46 @@ pub struct NodesAptRepositoriesResponseInfosItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub property: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponseInfosItem {
+    const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseInfosItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_index = ::std::option::Option::None;
+        let mut f_kind = ::std::option::Option::None;
+        let mut f_message = ::std::option::Option::None;
+        let mut f_path = ::std::option::Option::None;
+        let mut f_property = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "index" => crate::de::value(&mut map, &mut f_index, "index")?,
+                "kind" => crate::de::value(&mut map, &mut f_kind, "kind")?,
+                "message" => crate::de::value(&mut map, &mut f_message, "message")?,
+                "path" => crate::de::value(&mut map, &mut f_path, "path")?,
+                "property" => crate::de::value(&mut map, &mut f_property, "property")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            index: crate::de::required::<A, _>(f_index, "index")?,
+            kind: crate::de::required::<A, _>(f_kind, "kind")?,
+            message: crate::de::required::<A, _>(f_message, "message")?,
+            path: crate::de::required::<A, _>(f_path, "path")?,
+            property: crate::de::optional(f_property),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponseInfosItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesAptRepositoriesResponseStandardReposItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesAptRepositoriesResponseStandardReposItem {
     /// Handle to identify the repository.
     pub handle: ::std::string::String,
@@ -19270,6 +19498,38 @@ pub struct NodesAptRepositoriesResponseStandardReposItem {
     /// Indicating enabled/disabled status, if the repository is configured.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<crate::PveBool>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponseStandardReposItem {
+    const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseStandardReposItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_handle = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "handle" => crate::de::value(&mut map, &mut f_handle, "handle")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            handle: crate::de::required::<A, _>(f_handle, "handle")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            status: crate::de::optional(f_status),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponseStandardReposItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesAptUpdateDatabaseParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -19286,7 +19546,7 @@ pub struct NodesAptUpdateDatabaseParams {
     pub quiet: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesAptUpdateListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesAptUpdateListResponseItem {
     /// Package Architecture.
     ///
@@ -19323,8 +19583,67 @@ pub struct NodesAptUpdateListResponseItem {
     #[serde(rename = "Version")]
     pub version: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesAptUpdateListResponseItem {
+    const EXPECTING: &'static str = "struct NodesAptUpdateListResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_arch = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_notify_status = ::std::option::Option::None;
+        let mut f_old_version = ::std::option::Option::None;
+        let mut f_origin = ::std::option::Option::None;
+        let mut f_package = ::std::option::Option::None;
+        let mut f_priority = ::std::option::Option::None;
+        let mut f_section = ::std::option::Option::None;
+        let mut f_title = ::std::option::Option::None;
+        let mut f_version = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "Arch" => crate::de::value(&mut map, &mut f_arch, "Arch")?,
+                "Description" => {
+                    crate::de::value(&mut map, &mut f_description, "Description")?
+                }
+                "NotifyStatus" => {
+                    crate::de::value(&mut map, &mut f_notify_status, "NotifyStatus")?
+                }
+                "OldVersion" => {
+                    crate::de::value(&mut map, &mut f_old_version, "OldVersion")?
+                }
+                "Origin" => crate::de::value(&mut map, &mut f_origin, "Origin")?,
+                "Package" => crate::de::value(&mut map, &mut f_package, "Package")?,
+                "Priority" => crate::de::value(&mut map, &mut f_priority, "Priority")?,
+                "Section" => crate::de::value(&mut map, &mut f_section, "Section")?,
+                "Title" => crate::de::value(&mut map, &mut f_title, "Title")?,
+                "Version" => crate::de::value(&mut map, &mut f_version, "Version")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            arch: crate::de::required::<A, _>(f_arch, "Arch")?,
+            description: crate::de::required::<A, _>(f_description, "Description")?,
+            notify_status: crate::de::optional(f_notify_status),
+            old_version: crate::de::optional(f_old_version),
+            origin: crate::de::required::<A, _>(f_origin, "Origin")?,
+            package: crate::de::required::<A, _>(f_package, "Package")?,
+            priority: crate::de::required::<A, _>(f_priority, "Priority")?,
+            section: crate::de::required::<A, _>(f_section, "Section")?,
+            title: crate::de::required::<A, _>(f_title, "Title")?,
+            version: crate::de::required::<A, _>(f_version, "Version")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesAptUpdateListResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesAptVersionsResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesAptVersionsResponseItem {
     /// Package Architecture.
     ///
@@ -19374,8 +19693,82 @@ pub struct NodesAptVersionsResponseItem {
     #[serde(rename = "Version")]
     pub version: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesAptVersionsResponseItem {
+    const EXPECTING: &'static str = "struct NodesAptVersionsResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_arch = ::std::option::Option::None;
+        let mut f_current_state = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_manager_version = ::std::option::Option::None;
+        let mut f_notify_status = ::std::option::Option::None;
+        let mut f_old_version = ::std::option::Option::None;
+        let mut f_origin = ::std::option::Option::None;
+        let mut f_package = ::std::option::Option::None;
+        let mut f_priority = ::std::option::Option::None;
+        let mut f_running_kernel = ::std::option::Option::None;
+        let mut f_section = ::std::option::Option::None;
+        let mut f_title = ::std::option::Option::None;
+        let mut f_version = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "Arch" => crate::de::value(&mut map, &mut f_arch, "Arch")?,
+                "CurrentState" => {
+                    crate::de::value(&mut map, &mut f_current_state, "CurrentState")?
+                }
+                "Description" => {
+                    crate::de::value(&mut map, &mut f_description, "Description")?
+                }
+                "ManagerVersion" => {
+                    crate::de::value(&mut map, &mut f_manager_version, "ManagerVersion")?
+                }
+                "NotifyStatus" => {
+                    crate::de::value(&mut map, &mut f_notify_status, "NotifyStatus")?
+                }
+                "OldVersion" => {
+                    crate::de::value(&mut map, &mut f_old_version, "OldVersion")?
+                }
+                "Origin" => crate::de::value(&mut map, &mut f_origin, "Origin")?,
+                "Package" => crate::de::value(&mut map, &mut f_package, "Package")?,
+                "Priority" => crate::de::value(&mut map, &mut f_priority, "Priority")?,
+                "RunningKernel" => {
+                    crate::de::value(&mut map, &mut f_running_kernel, "RunningKernel")?
+                }
+                "Section" => crate::de::value(&mut map, &mut f_section, "Section")?,
+                "Title" => crate::de::value(&mut map, &mut f_title, "Title")?,
+                "Version" => crate::de::value(&mut map, &mut f_version, "Version")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            arch: crate::de::required::<A, _>(f_arch, "Arch")?,
+            current_state: crate::de::required::<A, _>(f_current_state, "CurrentState")?,
+            description: crate::de::required::<A, _>(f_description, "Description")?,
+            manager_version: crate::de::optional(f_manager_version),
+            notify_status: crate::de::optional(f_notify_status),
+            old_version: crate::de::optional(f_old_version),
+            origin: crate::de::required::<A, _>(f_origin, "Origin")?,
+            package: crate::de::required::<A, _>(f_package, "Package")?,
+            priority: crate::de::required::<A, _>(f_priority, "Priority")?,
+            running_kernel: crate::de::optional(f_running_kernel),
+            section: crate::de::required::<A, _>(f_section, "Section")?,
+            title: crate::de::required::<A, _>(f_title, "Title")?,
+            version: crate::de::required::<A, _>(f_version, "Version")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesAptVersionsResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCapabilitiesQemuCpuFlagsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
     /// Description of the CPU flag.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19386,6 +19779,42 @@ pub struct NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
     #[serde(rename = "supported-on")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub supported_on: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesCapabilitiesQemuCpuFlagsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_description = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_supported_on = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "supported-on" => {
+                    crate::de::value(&mut map, &mut f_supported_on, "supported-on")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            description: crate::de::optional(f_description),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            supported_on: crate::de::optional(f_supported_on),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCapabilitiesQemuCpuIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -19399,7 +19828,7 @@ pub struct NodesCapabilitiesQemuCpuIndexParams {
     >,
 }
 /// The `NodesCapabilitiesQemuCpuIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCapabilitiesQemuCpuIndexResponseItem {
     /// True for PVE-internal abstract profiles like x86-64-v2, -v3, -v4. These do not correspond to a QEMU CPU type and cannot be used as a custom model's 'reported-model'.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19411,8 +19840,43 @@ pub struct NodesCapabilitiesQemuCpuIndexResponseItem {
     /// CPU vendor visible to the guest when this model is selected. Vendor of 'reported-model' in case of custom models.
     pub vendor: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesCapabilitiesQemuCpuIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesCapabilitiesQemuCpuIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_abstract = ::std::option::Option::None;
+        let mut f_custom = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_vendor = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "abstract" => crate::de::value(&mut map, &mut f_abstract, "abstract")?,
+                "custom" => crate::de::value(&mut map, &mut f_custom, "custom")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "vendor" => crate::de::value(&mut map, &mut f_vendor, "vendor")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            r#abstract: crate::de::optional(f_abstract),
+            custom: crate::de::required::<A, _>(f_custom, "custom")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            vendor: crate::de::required::<A, _>(f_vendor, "vendor")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCapabilitiesQemuCpuIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCapabilitiesQemuMachinesTypesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCapabilitiesQemuMachinesTypesResponseItem {
     /// Notable changes of a version, currently only set for +pveX versions.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19426,15 +19890,87 @@ pub struct NodesCapabilitiesQemuMachinesTypesResponseItem {
     /// The machine version.
     pub version: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesCapabilitiesQemuMachinesTypesResponseItem {
+    const EXPECTING: &'static str = "struct NodesCapabilitiesQemuMachinesTypesResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_changes = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_version = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "changes" => crate::de::value(&mut map, &mut f_changes, "changes")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "version" => crate::de::value(&mut map, &mut f_version, "version")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            changes: crate::de::optional(f_changes),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            version: crate::de::required::<A, _>(f_version, "version")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCapabilitiesQemuMachinesTypesResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCapabilitiesQemuMigrationCapabilitiesResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCapabilitiesQemuMigrationCapabilitiesResponse {
     /// Whether the host supports live-migrating additional VM state via the dbus-vmstate helper.
     #[serde(rename = "has-dbus-vmstate")]
     pub has_dbus_vmstate: crate::PveBool,
 }
+impl<'de> crate::de::FromMap<'de>
+for NodesCapabilitiesQemuMigrationCapabilitiesResponse {
+    const EXPECTING: &'static str = "struct NodesCapabilitiesQemuMigrationCapabilitiesResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_has_dbus_vmstate = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "has-dbus-vmstate" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_has_dbus_vmstate,
+                        "has-dbus-vmstate",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            has_dbus_vmstate: crate::de::required::<
+                A,
+                _,
+            >(f_has_dbus_vmstate, "has-dbus-vmstate")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesCapabilitiesQemuMigrationCapabilitiesResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCephCfgDbResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCephCfgDbResponseItem {
     /// Set if the value can be changed at runtime without restarting the affected daemons. Emitted as the integer 1/0 to match the existing PVE wire convention.
     pub can_update_at_runtime: crate::PveBool,
@@ -19450,6 +19986,56 @@ pub struct NodesCephCfgDbResponseItem {
     pub section: ::std::string::String,
     /// Configured value for the key (always serialised as a string by Ceph, regardless of the option's underlying type).
     pub value: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephCfgDbResponseItem {
+    const EXPECTING: &'static str = "struct NodesCephCfgDbResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_can_update_at_runtime = ::std::option::Option::None;
+        let mut f_level = ::std::option::Option::None;
+        let mut f_mask = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_section = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "can_update_at_runtime" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_can_update_at_runtime,
+                        "can_update_at_runtime",
+                    )?
+                }
+                "level" => crate::de::value(&mut map, &mut f_level, "level")?,
+                "mask" => crate::de::value(&mut map, &mut f_mask, "mask")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "section" => crate::de::value(&mut map, &mut f_section, "section")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            can_update_at_runtime: crate::de::required::<
+                A,
+                _,
+            >(f_can_update_at_runtime, "can_update_at_runtime")?,
+            level: crate::de::required::<A, _>(f_level, "level")?,
+            mask: crate::de::required::<A, _>(f_mask, "mask")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            section: crate::de::required::<A, _>(f_section, "section")?,
+            value: crate::de::required::<A, _>(f_value, "value")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephCfgDbResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCephCfgValueParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -19497,7 +20083,7 @@ impl NodesCephCmdSafetyParams {
     }
 }
 /// The `NodesCephCmdSafetyResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephCmdSafetyResponse {
     /// True if Ceph reports the requested action is safe.
     pub safe: crate::PveBool,
@@ -19505,14 +20091,42 @@ pub struct NodesCephCmdSafetyResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesCephCmdSafetyResponse {
+    const EXPECTING: &'static str = "struct NodesCephCmdSafetyResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_safe = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "safe" => crate::de::value(&mut map, &mut f_safe, "safe")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            safe: crate::de::required::<A, _>(f_safe, "safe")?,
+            status: crate::de::optional(f_status),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephCmdSafetyResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCephFsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephFsIndexResponseItem {
     /// Name of the filesystem's first data pool. A CephFS can have more than one data pool; consumers interested in the full set should read 'data_pools' instead. Kept for backwards compatibility.
     pub data_pool: ::std::string::String,
     /// Numeric ids of the data pools.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub data_pool_ids: ::std::option::Option<::std::vec::Vec<i64>>,
     /// Names of all data pools assigned to the filesystem; a CephFS can have multiple data pools (e.g. replicated metadata plus EC data, or multiple device-class-specific data pools).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19521,10 +20135,65 @@ pub struct NodesCephFsIndexResponseItem {
     pub metadata_pool: ::std::string::String,
     /// Numeric id of the metadata pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub metadata_pool_id: ::std::option::Option<i64>,
     /// The ceph filesystem name.
     pub name: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephFsIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesCephFsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_data_pool = ::std::option::Option::None;
+        let mut f_data_pool_ids = ::std::option::Option::None;
+        let mut f_data_pools = ::std::option::Option::None;
+        let mut f_metadata_pool = ::std::option::Option::None;
+        let mut f_metadata_pool_id = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "data_pool" => crate::de::value(&mut map, &mut f_data_pool, "data_pool")?,
+                "data_pool_ids" => {
+                    crate::de::lenient(&mut map, &mut f_data_pool_ids, "data_pool_ids")?
+                }
+                "data_pools" => {
+                    crate::de::value(&mut map, &mut f_data_pools, "data_pools")?
+                }
+                "metadata_pool" => {
+                    crate::de::value(&mut map, &mut f_metadata_pool, "metadata_pool")?
+                }
+                "metadata_pool_id" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_metadata_pool_id,
+                        "metadata_pool_id",
+                    )?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            data_pool: crate::de::required::<A, _>(f_data_pool, "data_pool")?,
+            data_pool_ids: crate::de::optional(f_data_pool_ids),
+            data_pools: crate::de::optional(f_data_pools),
+            metadata_pool: crate::de::required::<
+                A,
+                _,
+            >(f_metadata_pool, "metadata_pool")?,
+            metadata_pool_id: crate::de::optional(f_metadata_pool_id),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephFsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCephFsNameCreatefsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -19611,16 +20280,44 @@ pub struct NodesCephLogParams {
     pub start: ::std::option::Option<i64>,
 }
 /// The `NodesCephLogResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephLogResponseItem {
     /// Log-file line number (1-based).
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub n: i64,
     /// Log line text.
     pub t: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesCephLogResponseItem {
+    const EXPECTING: &'static str = "struct NodesCephLogResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_n = ::std::option::Option::None;
+        let mut f_t = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "n" => crate::de::lenient(&mut map, &mut f_n, "n")?,
+                "t" => crate::de::value(&mut map, &mut f_t, "t")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            n: crate::de::required::<A, _>(f_n, "n")?,
+            t: crate::de::required::<A, _>(f_t, "t")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephLogResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCephMdsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephMdsIndexResponseItem {
     /// Address as advertised by the MDS; Ceph-formatted (typically 'IP:PORT/NONCE').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19644,7 +20341,6 @@ pub struct NodesCephMdsIndexResponseItem {
     pub name: ::std::string::String,
     /// MDS rank within the file system; -1 for standby MDSes not currently bound to a rank.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub rank: ::std::option::Option<i64>,
     /// Set if a ceph-mds@<id> systemd unit is enabled on the hosting node; absent otherwise.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19654,6 +20350,72 @@ pub struct NodesCephMdsIndexResponseItem {
     pub standby_replay: ::std::option::Option<crate::PveBool>,
     /// MDS state: Ceph-reported run state (e.g. 'up:active', 'up:standby', 'up:standby-replay') for daemons known to the cluster; 'stopped' or 'unknown' for configured daemons not visible to the cluster.
     pub state: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephMdsIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesCephMdsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_addr = ::std::option::Option::None;
+        let mut f_ceph_version = ::std::option::Option::None;
+        let mut f_ceph_version_short = ::std::option::Option::None;
+        let mut f_direxists = ::std::option::Option::None;
+        let mut f_fs_name = ::std::option::Option::None;
+        let mut f_host = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_rank = ::std::option::Option::None;
+        let mut f_service = ::std::option::Option::None;
+        let mut f_standby_replay = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "addr" => crate::de::value(&mut map, &mut f_addr, "addr")?,
+                "ceph_version" => {
+                    crate::de::value(&mut map, &mut f_ceph_version, "ceph_version")?
+                }
+                "ceph_version_short" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_ceph_version_short,
+                        "ceph_version_short",
+                    )?
+                }
+                "direxists" => crate::de::value(&mut map, &mut f_direxists, "direxists")?,
+                "fs_name" => crate::de::value(&mut map, &mut f_fs_name, "fs_name")?,
+                "host" => crate::de::value(&mut map, &mut f_host, "host")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "rank" => crate::de::lenient(&mut map, &mut f_rank, "rank")?,
+                "service" => crate::de::value(&mut map, &mut f_service, "service")?,
+                "standby_replay" => {
+                    crate::de::value(&mut map, &mut f_standby_replay, "standby_replay")?
+                }
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            addr: crate::de::optional(f_addr),
+            ceph_version: crate::de::optional(f_ceph_version),
+            ceph_version_short: crate::de::optional(f_ceph_version_short),
+            direxists: crate::de::optional(f_direxists),
+            fs_name: crate::de::optional(f_fs_name),
+            host: crate::de::optional(f_host),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            rank: crate::de::optional(f_rank),
+            service: crate::de::optional(f_service),
+            standby_replay: crate::de::optional(f_standby_replay),
+            state: crate::de::required::<A, _>(f_state, "state")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephMdsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCephMdsNameCreatemdsParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -19665,7 +20427,7 @@ pub struct NodesCephMdsNameCreatemdsParams {
     pub hotstandby: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephMgrIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephMgrIndexResponseItem {
     /// Address as advertised by the manager; Ceph-formatted (typically 'IP:PORT/NONCE').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19690,6 +20452,61 @@ pub struct NodesCephMgrIndexResponseItem {
     /// Manager state: 'active' or 'standby' for daemons visible to the mgr cluster, 'stopped' or 'unknown' for configured daemons not currently visible.
     pub state: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesCephMgrIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesCephMgrIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_addr = ::std::option::Option::None;
+        let mut f_ceph_version = ::std::option::Option::None;
+        let mut f_ceph_version_short = ::std::option::Option::None;
+        let mut f_direxists = ::std::option::Option::None;
+        let mut f_host = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_service = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "addr" => crate::de::value(&mut map, &mut f_addr, "addr")?,
+                "ceph_version" => {
+                    crate::de::value(&mut map, &mut f_ceph_version, "ceph_version")?
+                }
+                "ceph_version_short" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_ceph_version_short,
+                        "ceph_version_short",
+                    )?
+                }
+                "direxists" => crate::de::value(&mut map, &mut f_direxists, "direxists")?,
+                "host" => crate::de::value(&mut map, &mut f_host, "host")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "service" => crate::de::value(&mut map, &mut f_service, "service")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            addr: crate::de::optional(f_addr),
+            ceph_version: crate::de::optional(f_ceph_version),
+            ceph_version_short: crate::de::optional(f_ceph_version_short),
+            direxists: crate::de::optional(f_direxists),
+            host: crate::de::optional(f_host),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            service: crate::de::optional(f_service),
+            state: crate::de::required::<A, _>(f_state, "state")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephMgrIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCephMonCreatemonParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephMonCreatemonParams {
@@ -19701,7 +20518,7 @@ pub struct NodesCephMonCreatemonParams {
     pub mon_address: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesCephMonListmonResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephMonListmonResponseItem {
     /// Address as advertised by the monitor; Ceph-formatted (typically 'IP:PORT/NONCE', possibly as a messenger-v2 vector depending on Ceph version and ceph.conf shape).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19725,7 +20542,6 @@ pub struct NodesCephMonListmonResponseItem {
     pub quorum: ::std::option::Option<crate::PveBool>,
     /// Rank of the monitor within the mon map.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub rank: ::std::option::Option<i64>,
     /// Set if a ceph-mon@<id> systemd unit is enabled on the hosting node; absent otherwise.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19733,6 +20549,67 @@ pub struct NodesCephMonListmonResponseItem {
     /// Run state of the monitor: 'running' (in quorum), 'stopped' (systemd unit configured but daemon not visible to the cluster), or 'unknown' (no rados access).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephMonListmonResponseItem {
+    const EXPECTING: &'static str = "struct NodesCephMonListmonResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_addr = ::std::option::Option::None;
+        let mut f_ceph_version = ::std::option::Option::None;
+        let mut f_ceph_version_short = ::std::option::Option::None;
+        let mut f_direxists = ::std::option::Option::None;
+        let mut f_host = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_quorum = ::std::option::Option::None;
+        let mut f_rank = ::std::option::Option::None;
+        let mut f_service = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "addr" => crate::de::value(&mut map, &mut f_addr, "addr")?,
+                "ceph_version" => {
+                    crate::de::value(&mut map, &mut f_ceph_version, "ceph_version")?
+                }
+                "ceph_version_short" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_ceph_version_short,
+                        "ceph_version_short",
+                    )?
+                }
+                "direxists" => crate::de::value(&mut map, &mut f_direxists, "direxists")?,
+                "host" => crate::de::value(&mut map, &mut f_host, "host")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "quorum" => crate::de::value(&mut map, &mut f_quorum, "quorum")?,
+                "rank" => crate::de::lenient(&mut map, &mut f_rank, "rank")?,
+                "service" => crate::de::value(&mut map, &mut f_service, "service")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            addr: crate::de::optional(f_addr),
+            ceph_version: crate::de::optional(f_ceph_version),
+            ceph_version_short: crate::de::optional(f_ceph_version_short),
+            direxists: crate::de::optional(f_direxists),
+            host: crate::de::optional(f_host),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            quorum: crate::de::optional(f_quorum),
+            rank: crate::de::optional(f_rank),
+            service: crate::de::optional(f_service),
+            state: crate::de::optional(f_state),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephMonListmonResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCephOsdCreateosdParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -19797,13 +20674,42 @@ pub struct NodesCephOsdDestroyosdParams {
     pub cleanup: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephOsdIndexResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephOsdIndexResponse {
     /// Comma-joined list of currently-set OSD flags; absent when no flags are set on the cluster.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub flags: ::std::option::Option<::std::string::String>,
     /// Top-level CRUSH bucket; recursive structure with 'children' lists holding nested buckets and OSD leaves. Per-node properties (status, weight, in, usage, latencies, etc.) vary by node type and are not statically typed here.
     pub root: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephOsdIndexResponse {
+    const EXPECTING: &'static str = "struct NodesCephOsdIndexResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_flags = ::std::option::Option::None;
+        let mut f_root = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "flags" => crate::de::value(&mut map, &mut f_flags, "flags")?,
+                "root" => crate::de::value(&mut map, &mut f_root, "root")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            flags: crate::de::optional(f_flags),
+            root: crate::de::required::<A, _>(f_root, "root")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephOsdIndexResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCephOsdLvInfoOsdvolumeParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -19817,7 +20723,7 @@ pub struct NodesCephOsdLvInfoOsdvolumeParams {
     >,
 }
 /// The `NodesCephOsdLvInfoOsdvolumeResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephOsdLvInfoOsdvolumeResponse {
     /// Creation time as reported by `lvs`.
     pub creation_time: ::std::string::String,
@@ -19826,15 +20732,60 @@ pub struct NodesCephOsdLvInfoOsdvolumeResponse {
     /// Path to the logical volume (LV).
     pub lv_path: ::std::string::String,
     /// Size of the logical volume (LV).
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub lv_size: i64,
     /// UUID of the logical volume (LV).
     pub lv_uuid: ::std::string::String,
     /// Name of the volume group (VG).
     pub vg_name: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesCephOsdLvInfoOsdvolumeResponse {
+    const EXPECTING: &'static str = "struct NodesCephOsdLvInfoOsdvolumeResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_creation_time = ::std::option::Option::None;
+        let mut f_lv_name = ::std::option::Option::None;
+        let mut f_lv_path = ::std::option::Option::None;
+        let mut f_lv_size = ::std::option::Option::None;
+        let mut f_lv_uuid = ::std::option::Option::None;
+        let mut f_vg_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "creation_time" => {
+                    crate::de::value(&mut map, &mut f_creation_time, "creation_time")?
+                }
+                "lv_name" => crate::de::value(&mut map, &mut f_lv_name, "lv_name")?,
+                "lv_path" => crate::de::value(&mut map, &mut f_lv_path, "lv_path")?,
+                "lv_size" => crate::de::lenient(&mut map, &mut f_lv_size, "lv_size")?,
+                "lv_uuid" => crate::de::value(&mut map, &mut f_lv_uuid, "lv_uuid")?,
+                "vg_name" => crate::de::value(&mut map, &mut f_vg_name, "vg_name")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            creation_time: crate::de::required::<
+                A,
+                _,
+            >(f_creation_time, "creation_time")?,
+            lv_name: crate::de::required::<A, _>(f_lv_name, "lv_name")?,
+            lv_path: crate::de::required::<A, _>(f_lv_path, "lv_path")?,
+            lv_size: crate::de::required::<A, _>(f_lv_size, "lv_size")?,
+            lv_uuid: crate::de::required::<A, _>(f_lv_uuid, "lv_uuid")?,
+            vg_name: crate::de::required::<A, _>(f_vg_name, "vg_name")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephOsdLvInfoOsdvolumeResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCephOsdMetadataOsddetailsResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephOsdMetadataOsddetailsResponse {
     /// Array containing data about devices
     pub devices: ::std::vec::Vec<
@@ -19843,8 +20794,37 @@ pub struct NodesCephOsdMetadataOsddetailsResponse {
     /// General information about the OSD
     pub osd: crate::generated::nodes::NodesCephOsdMetadataOsddetailsResponseOsd,
 }
+impl<'de> crate::de::FromMap<'de> for NodesCephOsdMetadataOsddetailsResponse {
+    const EXPECTING: &'static str = "struct NodesCephOsdMetadataOsddetailsResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_devices = ::std::option::Option::None;
+        let mut f_osd = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "devices" => crate::de::value(&mut map, &mut f_devices, "devices")?,
+                "osd" => crate::de::value(&mut map, &mut f_osd, "osd")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            devices: crate::de::required::<A, _>(f_devices, "devices")?,
+            osd: crate::de::required::<A, _>(f_osd, "osd")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephOsdMetadataOsddetailsResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesCephOsdMetadataOsddetailsResponseDevicesItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCephOsdMetadataOsddetailsResponseDevicesItem {
     /// Device node
     pub dev_node: ::std::string::String,
@@ -19855,15 +20835,74 @@ pub struct NodesCephOsdMetadataOsddetailsResponseDevicesItem {
     /// Underlying physical device(s) used by this OSD device (comma- or space-joined when multiple).
     pub physical_device: ::std::string::String,
     /// Size of the OSD device in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: i64,
     /// Whether the underlying physical device supports discard/TRIM.
     pub support_discard: crate::PveBool,
     /// Type of device. For example, hdd or ssd
     pub r#type: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesCephOsdMetadataOsddetailsResponseDevicesItem {
+    const EXPECTING: &'static str = "struct NodesCephOsdMetadataOsddetailsResponseDevicesItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_dev_node = ::std::option::Option::None;
+        let mut f_device = ::std::option::Option::None;
+        let mut f_physical_device = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        let mut f_support_discard = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "dev_node" => crate::de::value(&mut map, &mut f_dev_node, "dev_node")?,
+                "device" => crate::de::value(&mut map, &mut f_device, "device")?,
+                "physical_device" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_physical_device,
+                        "physical_device",
+                    )?
+                }
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                "support_discard" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_support_discard,
+                        "support_discard",
+                    )?
+                }
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            dev_node: crate::de::required::<A, _>(f_dev_node, "dev_node")?,
+            device: crate::de::required::<A, _>(f_device, "device")?,
+            physical_device: crate::de::required::<
+                A,
+                _,
+            >(f_physical_device, "physical_device")?,
+            size: crate::de::required::<A, _>(f_size, "size")?,
+            support_discard: crate::de::required::<
+                A,
+                _,
+            >(f_support_discard, "support_discard")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesCephOsdMetadataOsddetailsResponseDevicesItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// General information about the OSD
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephOsdMetadataOsddetailsResponseOsd {
     /// Address and port used to talk to other OSDs.
     pub back_addr: ::std::string::String,
@@ -19878,10 +20917,8 @@ pub struct NodesCephOsdMetadataOsddetailsResponseOsd {
     /// Name of the host containing the OSD.
     pub hostname: ::std::string::String,
     /// ID of the OSD.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub id: i64,
     /// Proportional set size (PSS) memory usage of the OSD daemon process in bytes; 0 when the process is not running.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem_usage: i64,
     /// Path to the OSD's data directory.
     pub osd_data: ::std::string::String,
@@ -19889,10 +20926,88 @@ pub struct NodesCephOsdMetadataOsddetailsResponseOsd {
     pub osd_objectstore: ::std::string::String,
     /// OSD process ID; absent if the systemd unit for this OSD is not currently running.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pid: ::std::option::Option<i64>,
     /// Ceph version of the OSD service.
     pub version: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephOsdMetadataOsddetailsResponseOsd {
+    const EXPECTING: &'static str = "struct NodesCephOsdMetadataOsddetailsResponseOsd";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_back_addr = ::std::option::Option::None;
+        let mut f_encrypted = ::std::option::Option::None;
+        let mut f_front_addr = ::std::option::Option::None;
+        let mut f_hb_back_addr = ::std::option::Option::None;
+        let mut f_hb_front_addr = ::std::option::Option::None;
+        let mut f_hostname = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_mem_usage = ::std::option::Option::None;
+        let mut f_osd_data = ::std::option::Option::None;
+        let mut f_osd_objectstore = ::std::option::Option::None;
+        let mut f_pid = ::std::option::Option::None;
+        let mut f_version = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "back_addr" => crate::de::value(&mut map, &mut f_back_addr, "back_addr")?,
+                "encrypted" => crate::de::value(&mut map, &mut f_encrypted, "encrypted")?,
+                "front_addr" => {
+                    crate::de::value(&mut map, &mut f_front_addr, "front_addr")?
+                }
+                "hb_back_addr" => {
+                    crate::de::value(&mut map, &mut f_hb_back_addr, "hb_back_addr")?
+                }
+                "hb_front_addr" => {
+                    crate::de::value(&mut map, &mut f_hb_front_addr, "hb_front_addr")?
+                }
+                "hostname" => crate::de::value(&mut map, &mut f_hostname, "hostname")?,
+                "id" => crate::de::lenient(&mut map, &mut f_id, "id")?,
+                "mem_usage" => {
+                    crate::de::lenient(&mut map, &mut f_mem_usage, "mem_usage")?
+                }
+                "osd_data" => crate::de::value(&mut map, &mut f_osd_data, "osd_data")?,
+                "osd_objectstore" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_osd_objectstore,
+                        "osd_objectstore",
+                    )?
+                }
+                "pid" => crate::de::lenient(&mut map, &mut f_pid, "pid")?,
+                "version" => crate::de::value(&mut map, &mut f_version, "version")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            back_addr: crate::de::required::<A, _>(f_back_addr, "back_addr")?,
+            encrypted: crate::de::required::<A, _>(f_encrypted, "encrypted")?,
+            front_addr: crate::de::required::<A, _>(f_front_addr, "front_addr")?,
+            hb_back_addr: crate::de::required::<A, _>(f_hb_back_addr, "hb_back_addr")?,
+            hb_front_addr: crate::de::required::<
+                A,
+                _,
+            >(f_hb_front_addr, "hb_front_addr")?,
+            hostname: crate::de::required::<A, _>(f_hostname, "hostname")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            mem_usage: crate::de::required::<A, _>(f_mem_usage, "mem_usage")?,
+            osd_data: crate::de::required::<A, _>(f_osd_data, "osd_data")?,
+            osd_objectstore: crate::de::required::<
+                A,
+                _,
+            >(f_osd_objectstore, "osd_objectstore")?,
+            pid: crate::de::optional(f_pid),
+            version: crate::de::required::<A, _>(f_version, "version")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephOsdMetadataOsddetailsResponseOsd {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCephOsdScrubParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -19984,7 +21099,7 @@ impl NodesCephPoolCreatepoolParams {
     }
 }
 /// The `NodesCephPoolLspoolsResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesCephPoolLspoolsResponseItem {
     /// Application tags attached to the pool (mapping of application name to its metadata object).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -19998,55 +21113,160 @@ pub struct NodesCephPoolLspoolsResponseItem {
     >,
     /// Bytes currently used in the pool; absent if no usage statistics are reported.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bytes_used: ::std::option::Option<i64>,
     /// Numeric id of the CRUSH rule used by this pool.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub crush_rule: i64,
     /// Human-readable name of the CRUSH rule used by this pool; absent if the rule id is not in the current CRUSH map.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crush_rule_name: ::std::option::Option<::std::string::String>,
     /// Minimum number of replicas required to accept writes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub min_size: i64,
     /// Percentage of pool capacity currently used; absent if no usage statistics are reported.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub percent_used: ::std::option::Option<f64>,
     /// Placement-group autoscaler mode ('on', 'warn' or 'off').
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_autoscale_mode: ::std::option::Option<::std::string::String>,
     /// Current placement-group count.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num: i64,
     /// Optimal placement-group count computed by pg_autoscaler.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num_final: ::std::option::Option<i64>,
     /// Minimum placement-group count the pg_autoscaler may choose.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// Numeric pool id assigned by Ceph.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pool: i64,
     /// Operator-visible name of the pool.
     pub pool_name: ::std::string::String,
     /// Replication factor (target number of object replicas).
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: i64,
     /// Operator-supplied target size in bytes; hints the pg_autoscaler.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_size: ::std::option::Option<i64>,
     /// Operator-supplied target ratio of total pool capacity; hints the pg_autoscaler.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_size_ratio: ::std::option::Option<f64>,
     /// Pool type: 'replicated' for n-way replication, 'erasure' for an erasure-coded pool, 'unknown' for types PVE does not yet map.
     ///
     /// One of `replicated`, `erasure`, `unknown`.
     pub r#type: crate::generated::nodes::NodesCephPoolLspoolsResponseItemType,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephPoolLspoolsResponseItem {
+    const EXPECTING: &'static str = "struct NodesCephPoolLspoolsResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_application_metadata = ::std::option::Option::None;
+        let mut f_autoscale_status = ::std::option::Option::None;
+        let mut f_bytes_used = ::std::option::Option::None;
+        let mut f_crush_rule = ::std::option::Option::None;
+        let mut f_crush_rule_name = ::std::option::Option::None;
+        let mut f_min_size = ::std::option::Option::None;
+        let mut f_percent_used = ::std::option::Option::None;
+        let mut f_pg_autoscale_mode = ::std::option::Option::None;
+        let mut f_pg_num = ::std::option::Option::None;
+        let mut f_pg_num_final = ::std::option::Option::None;
+        let mut f_pg_num_min = ::std::option::Option::None;
+        let mut f_pool = ::std::option::Option::None;
+        let mut f_pool_name = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        let mut f_target_size = ::std::option::Option::None;
+        let mut f_target_size_ratio = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "application_metadata" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_application_metadata,
+                        "application_metadata",
+                    )?
+                }
+                "autoscale_status" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_autoscale_status,
+                        "autoscale_status",
+                    )?
+                }
+                "bytes_used" => {
+                    crate::de::lenient(&mut map, &mut f_bytes_used, "bytes_used")?
+                }
+                "crush_rule" => {
+                    crate::de::lenient(&mut map, &mut f_crush_rule, "crush_rule")?
+                }
+                "crush_rule_name" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_crush_rule_name,
+                        "crush_rule_name",
+                    )?
+                }
+                "min_size" => crate::de::lenient(&mut map, &mut f_min_size, "min_size")?,
+                "percent_used" => {
+                    crate::de::lenient(&mut map, &mut f_percent_used, "percent_used")?
+                }
+                "pg_autoscale_mode" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_pg_autoscale_mode,
+                        "pg_autoscale_mode",
+                    )?
+                }
+                "pg_num" => crate::de::lenient(&mut map, &mut f_pg_num, "pg_num")?,
+                "pg_num_final" => {
+                    crate::de::lenient(&mut map, &mut f_pg_num_final, "pg_num_final")?
+                }
+                "pg_num_min" => {
+                    crate::de::lenient(&mut map, &mut f_pg_num_min, "pg_num_min")?
+                }
+                "pool" => crate::de::lenient(&mut map, &mut f_pool, "pool")?,
+                "pool_name" => crate::de::value(&mut map, &mut f_pool_name, "pool_name")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                "target_size" => {
+                    crate::de::lenient(&mut map, &mut f_target_size, "target_size")?
+                }
+                "target_size_ratio" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_target_size_ratio,
+                        "target_size_ratio",
+                    )?
+                }
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            application_metadata: crate::de::optional(f_application_metadata),
+            autoscale_status: crate::de::optional(f_autoscale_status),
+            bytes_used: crate::de::optional(f_bytes_used),
+            crush_rule: crate::de::required::<A, _>(f_crush_rule, "crush_rule")?,
+            crush_rule_name: crate::de::optional(f_crush_rule_name),
+            min_size: crate::de::required::<A, _>(f_min_size, "min_size")?,
+            percent_used: crate::de::optional(f_percent_used),
+            pg_autoscale_mode: crate::de::optional(f_pg_autoscale_mode),
+            pg_num: crate::de::required::<A, _>(f_pg_num, "pg_num")?,
+            pg_num_final: crate::de::optional(f_pg_num_final),
+            pg_num_min: crate::de::optional(f_pg_num_min),
+            pool: crate::de::required::<A, _>(f_pool, "pool")?,
+            pool_name: crate::de::required::<A, _>(f_pool_name, "pool_name")?,
+            size: crate::de::required::<A, _>(f_size, "size")?,
+            target_size: crate::de::optional(f_target_size),
+            target_size_ratio: crate::de::optional(f_target_size_ratio),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephPoolLspoolsResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCephPoolNameDestroypoolParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -20122,7 +21342,7 @@ pub struct NodesCephPoolStatusGetpoolParams {
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesCephPoolStatusGetpoolResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephPoolStatusGetpoolResponse {
     /// The application of the pool.
     ///
@@ -20145,13 +21365,11 @@ pub struct NodesCephPoolStatusGetpoolResponse {
     /// Set if the pool hashes pool id into its CRUSH placement-seed.
     pub hashpspool: crate::PveBool,
     /// Numeric pool id assigned by Ceph.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub id: i64,
     /// Minimum number of replicas per object
     ///
     /// Range 1 to 7. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub min_size: ::std::option::Option<i64>,
     /// The name of the pool. It must be unique.
     pub name: ::std::string::String,
@@ -20177,22 +21395,18 @@ pub struct NodesCephPoolStatusGetpoolResponse {
     ///
     /// Range 1 to 32768. Default: `128`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num: ::std::option::Option<i64>,
     /// Minimal number of placement groups.
     ///
     /// Maximum 32768.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// Placement-group-for-placement count.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pgp_num: i64,
     /// Number of replicas per object
     ///
     /// Range 1 to 7. Default: `3`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: ::std::option::Option<i64>,
     /// Optional pool usage and IO statistics (only present when verbose=1 is requested).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20204,12 +21418,162 @@ pub struct NodesCephPoolStatusGetpoolResponse {
     pub target_size: ::std::option::Option<::std::string::String>,
     /// The estimated target ratio of the pool for the PG autoscaler.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub target_size_ratio: ::std::option::Option<f64>,
     /// Set if hitsets use GMT timestamps (for cache-tier pools).
     pub use_gmt_hitset: crate::PveBool,
     /// Set if the pool sets the FADV_DONTNEED hint on writes.
     pub write_fadvise_dontneed: crate::PveBool,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephPoolStatusGetpoolResponse {
+    const EXPECTING: &'static str = "struct NodesCephPoolStatusGetpoolResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_application = ::std::option::Option::None;
+        let mut f_application_list = ::std::option::Option::None;
+        let mut f_autoscale_status = ::std::option::Option::None;
+        let mut f_crush_rule = ::std::option::Option::None;
+        let mut f_fast_read = ::std::option::Option::None;
+        let mut f_hashpspool = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_min_size = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_nodeep_scrub = ::std::option::Option::None;
+        let mut f_nodelete = ::std::option::Option::None;
+        let mut f_nopgchange = ::std::option::Option::None;
+        let mut f_noscrub = ::std::option::Option::None;
+        let mut f_nosizechange = ::std::option::Option::None;
+        let mut f_pg_autoscale_mode = ::std::option::Option::None;
+        let mut f_pg_num = ::std::option::Option::None;
+        let mut f_pg_num_min = ::std::option::Option::None;
+        let mut f_pgp_num = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        let mut f_statistics = ::std::option::Option::None;
+        let mut f_target_size = ::std::option::Option::None;
+        let mut f_target_size_ratio = ::std::option::Option::None;
+        let mut f_use_gmt_hitset = ::std::option::Option::None;
+        let mut f_write_fadvise_dontneed = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "application" => {
+                    crate::de::value(&mut map, &mut f_application, "application")?
+                }
+                "application_list" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_application_list,
+                        "application_list",
+                    )?
+                }
+                "autoscale_status" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_autoscale_status,
+                        "autoscale_status",
+                    )?
+                }
+                "crush_rule" => {
+                    crate::de::value(&mut map, &mut f_crush_rule, "crush_rule")?
+                }
+                "fast_read" => crate::de::value(&mut map, &mut f_fast_read, "fast_read")?,
+                "hashpspool" => {
+                    crate::de::value(&mut map, &mut f_hashpspool, "hashpspool")?
+                }
+                "id" => crate::de::lenient(&mut map, &mut f_id, "id")?,
+                "min_size" => crate::de::lenient(&mut map, &mut f_min_size, "min_size")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "nodeep-scrub" => {
+                    crate::de::value(&mut map, &mut f_nodeep_scrub, "nodeep-scrub")?
+                }
+                "nodelete" => crate::de::value(&mut map, &mut f_nodelete, "nodelete")?,
+                "nopgchange" => {
+                    crate::de::value(&mut map, &mut f_nopgchange, "nopgchange")?
+                }
+                "noscrub" => crate::de::value(&mut map, &mut f_noscrub, "noscrub")?,
+                "nosizechange" => {
+                    crate::de::value(&mut map, &mut f_nosizechange, "nosizechange")?
+                }
+                "pg_autoscale_mode" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_pg_autoscale_mode,
+                        "pg_autoscale_mode",
+                    )?
+                }
+                "pg_num" => crate::de::lenient(&mut map, &mut f_pg_num, "pg_num")?,
+                "pg_num_min" => {
+                    crate::de::lenient(&mut map, &mut f_pg_num_min, "pg_num_min")?
+                }
+                "pgp_num" => crate::de::lenient(&mut map, &mut f_pgp_num, "pgp_num")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                "statistics" => {
+                    crate::de::value(&mut map, &mut f_statistics, "statistics")?
+                }
+                "target_size" => {
+                    crate::de::value(&mut map, &mut f_target_size, "target_size")?
+                }
+                "target_size_ratio" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_target_size_ratio,
+                        "target_size_ratio",
+                    )?
+                }
+                "use_gmt_hitset" => {
+                    crate::de::value(&mut map, &mut f_use_gmt_hitset, "use_gmt_hitset")?
+                }
+                "write_fadvise_dontneed" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_write_fadvise_dontneed,
+                        "write_fadvise_dontneed",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            application: crate::de::optional(f_application),
+            application_list: crate::de::optional(f_application_list),
+            autoscale_status: crate::de::optional(f_autoscale_status),
+            crush_rule: crate::de::optional(f_crush_rule),
+            fast_read: crate::de::required::<A, _>(f_fast_read, "fast_read")?,
+            hashpspool: crate::de::required::<A, _>(f_hashpspool, "hashpspool")?,
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            min_size: crate::de::optional(f_min_size),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            nodeep_scrub: crate::de::required::<A, _>(f_nodeep_scrub, "nodeep-scrub")?,
+            nodelete: crate::de::required::<A, _>(f_nodelete, "nodelete")?,
+            nopgchange: crate::de::required::<A, _>(f_nopgchange, "nopgchange")?,
+            noscrub: crate::de::required::<A, _>(f_noscrub, "noscrub")?,
+            nosizechange: crate::de::required::<A, _>(f_nosizechange, "nosizechange")?,
+            pg_autoscale_mode: crate::de::optional(f_pg_autoscale_mode),
+            pg_num: crate::de::optional(f_pg_num),
+            pg_num_min: crate::de::optional(f_pg_num_min),
+            pgp_num: crate::de::required::<A, _>(f_pgp_num, "pgp_num")?,
+            size: crate::de::optional(f_size),
+            statistics: crate::de::optional(f_statistics),
+            target_size: crate::de::optional(f_target_size),
+            target_size_ratio: crate::de::optional(f_target_size_ratio),
+            use_gmt_hitset: crate::de::required::<
+                A,
+                _,
+            >(f_use_gmt_hitset, "use_gmt_hitset")?,
+            write_fadvise_dontneed: crate::de::required::<
+                A,
+                _,
+            >(f_write_fadvise_dontneed, "write_fadvise_dontneed")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephPoolStatusGetpoolResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCephRestartParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -20221,10 +21585,36 @@ pub struct NodesCephRestartParams {
     pub service: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesCephRulesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCephRulesResponseItem {
     /// Name of the CRUSH rule.
     pub name: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCephRulesResponseItem {
+    const EXPECTING: &'static str = "struct NodesCephRulesResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            name: crate::de::required::<A, _>(f_name, "name")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCephRulesResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesCertificatesAcmeCertificateNewParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -20289,7 +21679,7 @@ impl NodesCertificatesCustomUploadCustomCertParams {
     }
 }
 /// The `NodesCertificatesCustomUploadCustomCertResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesCertificatesCustomUploadCustomCertResponse {
     /// The `filename` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20302,11 +21692,9 @@ pub struct NodesCertificatesCustomUploadCustomCertResponse {
     pub issuer: ::std::option::Option<::std::string::String>,
     /// Certificate's notAfter timestamp (UNIX epoch).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub notafter: ::std::option::Option<i64>,
     /// Certificate's notBefore timestamp (UNIX epoch).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub notbefore: ::std::option::Option<i64>,
     /// Certificate in PEM format
     ///
@@ -20316,7 +21704,6 @@ pub struct NodesCertificatesCustomUploadCustomCertResponse {
     /// Certificate's public key size
     #[serde(rename = "public-key-bits")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub public_key_bits: ::std::option::Option<i64>,
     /// Certificate's public key algorithm
     #[serde(rename = "public-key-type")]
@@ -20328,6 +21715,75 @@ pub struct NodesCertificatesCustomUploadCustomCertResponse {
     /// Certificate subject name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subject: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesCertificatesCustomUploadCustomCertResponse {
+    const EXPECTING: &'static str = "struct NodesCertificatesCustomUploadCustomCertResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_filename = ::std::option::Option::None;
+        let mut f_fingerprint = ::std::option::Option::None;
+        let mut f_issuer = ::std::option::Option::None;
+        let mut f_notafter = ::std::option::Option::None;
+        let mut f_notbefore = ::std::option::Option::None;
+        let mut f_pem = ::std::option::Option::None;
+        let mut f_public_key_bits = ::std::option::Option::None;
+        let mut f_public_key_type = ::std::option::Option::None;
+        let mut f_san = ::std::option::Option::None;
+        let mut f_subject = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "filename" => crate::de::value(&mut map, &mut f_filename, "filename")?,
+                "fingerprint" => {
+                    crate::de::value(&mut map, &mut f_fingerprint, "fingerprint")?
+                }
+                "issuer" => crate::de::value(&mut map, &mut f_issuer, "issuer")?,
+                "notafter" => crate::de::lenient(&mut map, &mut f_notafter, "notafter")?,
+                "notbefore" => {
+                    crate::de::lenient(&mut map, &mut f_notbefore, "notbefore")?
+                }
+                "pem" => crate::de::value(&mut map, &mut f_pem, "pem")?,
+                "public-key-bits" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_public_key_bits,
+                        "public-key-bits",
+                    )?
+                }
+                "public-key-type" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_public_key_type,
+                        "public-key-type",
+                    )?
+                }
+                "san" => crate::de::value(&mut map, &mut f_san, "san")?,
+                "subject" => crate::de::value(&mut map, &mut f_subject, "subject")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            filename: crate::de::optional(f_filename),
+            fingerprint: crate::de::optional(f_fingerprint),
+            issuer: crate::de::optional(f_issuer),
+            notafter: crate::de::optional(f_notafter),
+            notbefore: crate::de::optional(f_notbefore),
+            pem: crate::de::optional(f_pem),
+            public_key_bits: crate::de::optional(f_public_key_bits),
+            public_key_type: crate::de::optional(f_public_key_type),
+            san: crate::de::optional(f_san),
+            subject: crate::de::optional(f_subject),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesCertificatesCustomUploadCustomCertResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesConfigGetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -20341,7 +21797,7 @@ pub struct NodesConfigGetParams {
     >,
 }
 /// The `NodesConfigGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesConfigGetResponse {
     /// Node specific ACME settings.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20357,7 +21813,6 @@ pub struct NodesConfigGetResponse {
     /// Range 0 to 100. Default: `80`.
     #[serde(rename = "ballooning-target")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ballooning_target: ::std::option::Option<i64>,
     /// Description for the Node. Shown in the web-interface node notes panel. This is saved as comment inside the configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20373,11 +21828,74 @@ pub struct NodesConfigGetResponse {
     /// Range 0 to 300. Default: `0`.
     #[serde(rename = "startall-onboot-delay")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub startall_onboot_delay: ::std::option::Option<i64>,
     /// Node specific wake on LAN settings.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wakeonlan: ::std::option::Option<crate::generated::nodes::WakeonlanConfig>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesConfigGetResponse {
+    const EXPECTING: &'static str = "struct NodesConfigGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_acme = ::std::option::Option::None;
+        let mut f_acmedomain = crate::Indexed::new();
+        let mut f_ballooning_target = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_location = ::std::option::Option::None;
+        let mut f_startall_onboot_delay = ::std::option::Option::None;
+        let mut f_wakeonlan = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "acme" => crate::de::value(&mut map, &mut f_acme, "acme")?,
+                "ballooning-target" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_ballooning_target,
+                        "ballooning-target",
+                    )?
+                }
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "location" => crate::de::value(&mut map, &mut f_location, "location")?,
+                "startall-onboot-delay" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_startall_onboot_delay,
+                        "startall-onboot-delay",
+                    )?
+                }
+                "wakeonlan" => crate::de::value(&mut map, &mut f_wakeonlan, "wakeonlan")?,
+                _ => {
+                    if !(crate::de::member(&mut map, &mut f_acmedomain, &key)?) {
+                        crate::de::skip(&mut map)?;
+                    }
+                }
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            acme: crate::de::optional(f_acme),
+            acmedomain: f_acmedomain,
+            ballooning_target: crate::de::optional(f_ballooning_target),
+            description: crate::de::optional(f_description),
+            digest: crate::de::optional(f_digest),
+            location: crate::de::optional(f_location),
+            startall_onboot_delay: crate::de::optional(f_startall_onboot_delay),
+            wakeonlan: crate::de::optional(f_wakeonlan),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesConfigGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// ACME domain and validation plugin
 pub type NodesConfigGetResponseAcmedomain = crate::generated::nodes::AcmedomainConfig;
@@ -20471,7 +21989,7 @@ impl NodesDisksDirectoryCreateParams {
     }
 }
 /// The `NodesDisksDirectoryIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksDirectoryIndexResponseItem {
     /// The mounted device.
     pub device: ::std::string::String,
@@ -20483,6 +22001,44 @@ pub struct NodesDisksDirectoryIndexResponseItem {
     pub r#type: ::std::string::String,
     /// The path of the mount unit.
     pub unitfile: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesDisksDirectoryIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesDisksDirectoryIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_device = ::std::option::Option::None;
+        let mut f_options = ::std::option::Option::None;
+        let mut f_path = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_unitfile = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "device" => crate::de::value(&mut map, &mut f_device, "device")?,
+                "options" => crate::de::value(&mut map, &mut f_options, "options")?,
+                "path" => crate::de::value(&mut map, &mut f_path, "path")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "unitfile" => crate::de::value(&mut map, &mut f_unitfile, "unitfile")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            device: crate::de::required::<A, _>(f_device, "device")?,
+            options: crate::de::required::<A, _>(f_options, "options")?,
+            path: crate::de::required::<A, _>(f_path, "path")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            unitfile: crate::de::required::<A, _>(f_unitfile, "unitfile")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksDirectoryIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesDisksDirectoryNameDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -20540,7 +22096,7 @@ pub struct NodesDisksListParams {
     pub r#type: ::std::option::Option<crate::generated::nodes::NodesDisksListParamsType>,
 }
 /// The `NodesDisksListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksListResponseItem {
     /// The device path
     pub devpath: ::std::string::String,
@@ -20555,11 +22111,9 @@ pub struct NodesDisksListResponseItem {
     /// The `mounted` property.
     pub mounted: crate::PveBool,
     /// The `osdid` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub osdid: i64,
     /// The `osdid-list` property.
     #[serde(rename = "osdid-list")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub osdid_list: ::std::vec::Vec<i64>,
     /// For partitions only. The device path of the disk the partition resides on.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20568,7 +22122,6 @@ pub struct NodesDisksListResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<::std::string::String>,
     /// The `size` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: i64,
     /// The `used` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20579,6 +22132,70 @@ pub struct NodesDisksListResponseItem {
     /// The `wwn` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wwn: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesDisksListResponseItem {
+    const EXPECTING: &'static str = "struct NodesDisksListResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_devpath = ::std::option::Option::None;
+        let mut f_gpt = ::std::option::Option::None;
+        let mut f_health = ::std::option::Option::None;
+        let mut f_model = ::std::option::Option::None;
+        let mut f_mounted = ::std::option::Option::None;
+        let mut f_osdid = ::std::option::Option::None;
+        let mut f_osdid_list = ::std::option::Option::None;
+        let mut f_parent = ::std::option::Option::None;
+        let mut f_serial = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        let mut f_used = ::std::option::Option::None;
+        let mut f_vendor = ::std::option::Option::None;
+        let mut f_wwn = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "devpath" => crate::de::value(&mut map, &mut f_devpath, "devpath")?,
+                "gpt" => crate::de::value(&mut map, &mut f_gpt, "gpt")?,
+                "health" => crate::de::value(&mut map, &mut f_health, "health")?,
+                "model" => crate::de::value(&mut map, &mut f_model, "model")?,
+                "mounted" => crate::de::value(&mut map, &mut f_mounted, "mounted")?,
+                "osdid" => crate::de::lenient(&mut map, &mut f_osdid, "osdid")?,
+                "osdid-list" => {
+                    crate::de::lenient(&mut map, &mut f_osdid_list, "osdid-list")?
+                }
+                "parent" => crate::de::value(&mut map, &mut f_parent, "parent")?,
+                "serial" => crate::de::value(&mut map, &mut f_serial, "serial")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                "used" => crate::de::value(&mut map, &mut f_used, "used")?,
+                "vendor" => crate::de::value(&mut map, &mut f_vendor, "vendor")?,
+                "wwn" => crate::de::value(&mut map, &mut f_wwn, "wwn")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            devpath: crate::de::required::<A, _>(f_devpath, "devpath")?,
+            gpt: crate::de::required::<A, _>(f_gpt, "gpt")?,
+            health: crate::de::optional(f_health),
+            model: crate::de::optional(f_model),
+            mounted: crate::de::required::<A, _>(f_mounted, "mounted")?,
+            osdid: crate::de::required::<A, _>(f_osdid, "osdid")?,
+            osdid_list: crate::de::required::<A, _>(f_osdid_list, "osdid-list")?,
+            parent: crate::de::optional(f_parent),
+            serial: crate::de::optional(f_serial),
+            size: crate::de::required::<A, _>(f_size, "size")?,
+            used: crate::de::optional(f_used),
+            vendor: crate::de::optional(f_vendor),
+            wwn: crate::de::optional(f_wwn),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksListResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesDisksLvmCreateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -20610,7 +22227,7 @@ impl NodesDisksLvmCreateParams {
     }
 }
 /// The `NodesDisksLvmIndexResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksLvmIndexResponse {
     /// The `children` property.
     pub children: ::std::vec::Vec<
@@ -20619,8 +22236,37 @@ pub struct NodesDisksLvmIndexResponse {
     /// The `leaf` property.
     pub leaf: crate::PveBool,
 }
+impl<'de> crate::de::FromMap<'de> for NodesDisksLvmIndexResponse {
+    const EXPECTING: &'static str = "struct NodesDisksLvmIndexResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_children = ::std::option::Option::None;
+        let mut f_leaf = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "children" => crate::de::value(&mut map, &mut f_children, "children")?,
+                "leaf" => crate::de::value(&mut map, &mut f_leaf, "leaf")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            children: crate::de::required::<A, _>(f_children, "children")?,
+            leaf: crate::de::required::<A, _>(f_leaf, "leaf")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksLvmIndexResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesDisksLvmIndexResponseChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksLvmIndexResponseChildrenItem {
     /// The underlying physical volumes
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20630,29 +22276,100 @@ pub struct NodesDisksLvmIndexResponseChildrenItem {
         >,
     >,
     /// The free bytes in the volume group
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub free: i64,
     /// The `leaf` property.
     pub leaf: crate::PveBool,
     /// The name of the volume group
     pub name: ::std::string::String,
     /// The size of the volume group in bytes
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: i64,
 }
+impl<'de> crate::de::FromMap<'de> for NodesDisksLvmIndexResponseChildrenItem {
+    const EXPECTING: &'static str = "struct NodesDisksLvmIndexResponseChildrenItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_children = ::std::option::Option::None;
+        let mut f_free = ::std::option::Option::None;
+        let mut f_leaf = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "children" => crate::de::value(&mut map, &mut f_children, "children")?,
+                "free" => crate::de::lenient(&mut map, &mut f_free, "free")?,
+                "leaf" => crate::de::value(&mut map, &mut f_leaf, "leaf")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            children: crate::de::optional(f_children),
+            free: crate::de::required::<A, _>(f_free, "free")?,
+            leaf: crate::de::required::<A, _>(f_leaf, "leaf")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            size: crate::de::required::<A, _>(f_size, "size")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksLvmIndexResponseChildrenItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesDisksLvmIndexResponseChildrenItemChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksLvmIndexResponseChildrenItemChildrenItem {
     /// The free bytes in the physical volume
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub free: i64,
     /// The `leaf` property.
     pub leaf: crate::PveBool,
     /// The name of the physical volume
     pub name: ::std::string::String,
     /// The size of the physical volume in bytes
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: i64,
+}
+impl<'de> crate::de::FromMap<'de>
+for NodesDisksLvmIndexResponseChildrenItemChildrenItem {
+    const EXPECTING: &'static str = "struct NodesDisksLvmIndexResponseChildrenItemChildrenItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_free = ::std::option::Option::None;
+        let mut f_leaf = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "free" => crate::de::lenient(&mut map, &mut f_free, "free")?,
+                "leaf" => crate::de::value(&mut map, &mut f_leaf, "leaf")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            free: crate::de::required::<A, _>(f_free, "free")?,
+            leaf: crate::de::required::<A, _>(f_leaf, "leaf")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            size: crate::de::required::<A, _>(f_size, "size")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesDisksLvmIndexResponseChildrenItemChildrenItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesDisksLvmNameDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -20700,24 +22417,71 @@ impl NodesDisksLvmthinCreateParams {
     }
 }
 /// The `NodesDisksLvmthinIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksLvmthinIndexResponseItem {
     /// The name of the thinpool.
     pub lv: ::std::string::String,
     /// The size of the thinpool in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub lv_size: i64,
     /// The size of the metadata lv in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub metadata_size: i64,
     /// The used bytes of the metadata lv.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub metadata_used: i64,
     /// The used bytes of the thinpool.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub used: i64,
     /// The associated volume group.
     pub vg: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesDisksLvmthinIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesDisksLvmthinIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_lv = ::std::option::Option::None;
+        let mut f_lv_size = ::std::option::Option::None;
+        let mut f_metadata_size = ::std::option::Option::None;
+        let mut f_metadata_used = ::std::option::Option::None;
+        let mut f_used = ::std::option::Option::None;
+        let mut f_vg = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "lv" => crate::de::value(&mut map, &mut f_lv, "lv")?,
+                "lv_size" => crate::de::lenient(&mut map, &mut f_lv_size, "lv_size")?,
+                "metadata_size" => {
+                    crate::de::lenient(&mut map, &mut f_metadata_size, "metadata_size")?
+                }
+                "metadata_used" => {
+                    crate::de::lenient(&mut map, &mut f_metadata_used, "metadata_used")?
+                }
+                "used" => crate::de::lenient(&mut map, &mut f_used, "used")?,
+                "vg" => crate::de::value(&mut map, &mut f_vg, "vg")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            lv: crate::de::required::<A, _>(f_lv, "lv")?,
+            lv_size: crate::de::required::<A, _>(f_lv_size, "lv_size")?,
+            metadata_size: crate::de::required::<
+                A,
+                _,
+            >(f_metadata_size, "metadata_size")?,
+            metadata_used: crate::de::required::<
+                A,
+                _,
+            >(f_metadata_used, "metadata_used")?,
+            used: crate::de::required::<A, _>(f_used, "used")?,
+            vg: crate::de::required::<A, _>(f_vg, "vg")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksLvmthinIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesDisksLvmthinNameDeleteParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -20771,7 +22535,7 @@ impl NodesDisksSmartParams {
     }
 }
 /// The `NodesDisksSmartResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksSmartResponse {
     /// The `attributes` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20784,6 +22548,43 @@ pub struct NodesDisksSmartResponse {
     /// The `type` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesDisksSmartResponse {
+    const EXPECTING: &'static str = "struct NodesDisksSmartResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_attributes = ::std::option::Option::None;
+        let mut f_health = ::std::option::Option::None;
+        let mut f_text = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "attributes" => {
+                    crate::de::value(&mut map, &mut f_attributes, "attributes")?
+                }
+                "health" => crate::de::value(&mut map, &mut f_health, "health")?,
+                "text" => crate::de::value(&mut map, &mut f_text, "text")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            attributes: crate::de::optional(f_attributes),
+            health: crate::de::required::<A, _>(f_health, "health")?,
+            text: crate::de::optional(f_text),
+            r#type: crate::de::optional(f_type),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksSmartResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesDisksWipediskWipeParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -20855,30 +22656,69 @@ impl NodesDisksZfsCreateParams {
     }
 }
 /// The `NodesDisksZfsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksZfsIndexResponseItem {
     /// The `alloc` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub alloc: i64,
     /// The `dedup` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub dedup: f64,
     /// The `frag` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub frag: i64,
     /// The `free` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub free: i64,
     /// The `health` property.
     pub health: ::std::string::String,
     /// The `name` property.
     pub name: ::std::string::String,
     /// The `size` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: i64,
 }
+impl<'de> crate::de::FromMap<'de> for NodesDisksZfsIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesDisksZfsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_alloc = ::std::option::Option::None;
+        let mut f_dedup = ::std::option::Option::None;
+        let mut f_frag = ::std::option::Option::None;
+        let mut f_free = ::std::option::Option::None;
+        let mut f_health = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "alloc" => crate::de::lenient(&mut map, &mut f_alloc, "alloc")?,
+                "dedup" => crate::de::lenient(&mut map, &mut f_dedup, "dedup")?,
+                "frag" => crate::de::lenient(&mut map, &mut f_frag, "frag")?,
+                "free" => crate::de::lenient(&mut map, &mut f_free, "free")?,
+                "health" => crate::de::value(&mut map, &mut f_health, "health")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            alloc: crate::de::required::<A, _>(f_alloc, "alloc")?,
+            dedup: crate::de::required::<A, _>(f_dedup, "dedup")?,
+            frag: crate::de::required::<A, _>(f_frag, "frag")?,
+            free: crate::de::required::<A, _>(f_free, "free")?,
+            health: crate::de::required::<A, _>(f_health, "health")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            size: crate::de::required::<A, _>(f_size, "size")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksZfsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesDisksZfsNameDetailResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksZfsNameDetailResponse {
     /// Information about the recommended action to fix the state.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20900,12 +22740,55 @@ pub struct NodesDisksZfsNameDetailResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesDisksZfsNameDetailResponse {
+    const EXPECTING: &'static str = "struct NodesDisksZfsNameDetailResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_action = ::std::option::Option::None;
+        let mut f_children = ::std::option::Option::None;
+        let mut f_errors = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_scan = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "action" => crate::de::value(&mut map, &mut f_action, "action")?,
+                "children" => crate::de::value(&mut map, &mut f_children, "children")?,
+                "errors" => crate::de::value(&mut map, &mut f_errors, "errors")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "scan" => crate::de::value(&mut map, &mut f_scan, "scan")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            action: crate::de::optional(f_action),
+            children: crate::de::required::<A, _>(f_children, "children")?,
+            errors: crate::de::required::<A, _>(f_errors, "errors")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            scan: crate::de::optional(f_scan),
+            state: crate::de::required::<A, _>(f_state, "state")?,
+            status: crate::de::optional(f_status),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksZfsNameDetailResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesDisksZfsNameDetailResponseChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDisksZfsNameDetailResponseChildrenItem {
     /// The `cksum` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cksum: ::std::option::Option<f64>,
     /// An optional message about the vdev.
     pub msg: ::std::string::String,
@@ -20913,18 +22796,57 @@ pub struct NodesDisksZfsNameDetailResponseChildrenItem {
     pub name: ::std::string::String,
     /// The `read` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub read: ::std::option::Option<f64>,
     /// The state of the vdev.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
     /// The `write` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub write: ::std::option::Option<f64>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesDisksZfsNameDetailResponseChildrenItem {
+    const EXPECTING: &'static str = "struct NodesDisksZfsNameDetailResponseChildrenItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cksum = ::std::option::Option::None;
+        let mut f_msg = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_read = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_write = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cksum" => crate::de::lenient(&mut map, &mut f_cksum, "cksum")?,
+                "msg" => crate::de::value(&mut map, &mut f_msg, "msg")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "read" => crate::de::lenient(&mut map, &mut f_read, "read")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "write" => crate::de::lenient(&mut map, &mut f_write, "write")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cksum: crate::de::optional(f_cksum),
+            msg: crate::de::required::<A, _>(f_msg, "msg")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            read: crate::de::optional(f_read),
+            state: crate::de::optional(f_state),
+            write: crate::de::optional(f_write),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDisksZfsNameDetailResponseChildrenItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesDnsResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesDnsResponse {
     /// First name server IP address.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -20938,6 +22860,41 @@ pub struct NodesDnsResponse {
     /// Search domain for host-name lookup.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub search: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesDnsResponse {
+    const EXPECTING: &'static str = "struct NodesDnsResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_dns1 = ::std::option::Option::None;
+        let mut f_dns2 = ::std::option::Option::None;
+        let mut f_dns3 = ::std::option::Option::None;
+        let mut f_search = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "dns1" => crate::de::value(&mut map, &mut f_dns1, "dns1")?,
+                "dns2" => crate::de::value(&mut map, &mut f_dns2, "dns2")?,
+                "dns3" => crate::de::value(&mut map, &mut f_dns3, "dns3")?,
+                "search" => crate::de::value(&mut map, &mut f_search, "search")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            dns1: crate::de::optional(f_dns1),
+            dns2: crate::de::optional(f_dns2),
+            dns3: crate::de::optional(f_dns3),
+            search: crate::de::optional(f_search),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesDnsResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesDnsUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -21012,16 +22969,44 @@ pub struct NodesFirewallLogParams {
     pub until: ::std::option::Option<i64>,
 }
 /// The `NodesFirewallLogResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesFirewallLogResponseItem {
     /// Line number
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub n: i64,
     /// Line text
     pub t: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesFirewallLogResponseItem {
+    const EXPECTING: &'static str = "struct NodesFirewallLogResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_n = ::std::option::Option::None;
+        let mut f_t = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "n" => crate::de::lenient(&mut map, &mut f_n, "n")?,
+                "t" => crate::de::value(&mut map, &mut f_t, "t")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            n: crate::de::required::<A, _>(f_n, "n")?,
+            t: crate::de::required::<A, _>(f_t, "t")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesFirewallLogResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesFirewallOptionsGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesFirewallOptionsGetResponse {
     /// Enable host firewall rules.
     ///
@@ -21067,19 +23052,16 @@ pub struct NodesFirewallOptionsGetResponse {
     ///
     /// Minimum 32768. Default: `262144`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nf_conntrack_max: ::std::option::Option<i64>,
     /// Conntrack established timeout.
     ///
     /// Minimum 7875. Default: `432000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nf_conntrack_tcp_timeout_established: ::std::option::Option<i64>,
     /// Conntrack syn recv timeout.
     ///
     /// Range 30 to 60. Default: `60`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub nf_conntrack_tcp_timeout_syn_recv: ::std::option::Option<i64>,
     /// Enable nftables based firewall (tech preview)
     ///
@@ -21098,13 +23080,11 @@ pub struct NodesFirewallOptionsGetResponse {
     ///
     /// Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub protection_synflood_burst: ::std::option::Option<i64>,
     /// Synflood protection rate syn/sec by ip src.
     ///
     /// Default: `200`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub protection_synflood_rate: ::std::option::Option<i64>,
     /// Log level for SMURFS filter.
     ///
@@ -21121,6 +23101,168 @@ pub struct NodesFirewallOptionsGetResponse {
     /// Default: `false`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcpflags: ::std::option::Option<crate::PveBool>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesFirewallOptionsGetResponse {
+    const EXPECTING: &'static str = "struct NodesFirewallOptionsGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_enable = ::std::option::Option::None;
+        let mut f_log_level_forward = ::std::option::Option::None;
+        let mut f_log_level_in = ::std::option::Option::None;
+        let mut f_log_level_out = ::std::option::Option::None;
+        let mut f_log_nf_conntrack = ::std::option::Option::None;
+        let mut f_ndp = ::std::option::Option::None;
+        let mut f_nf_conntrack_allow_invalid = ::std::option::Option::None;
+        let mut f_nf_conntrack_helpers = ::std::option::Option::None;
+        let mut f_nf_conntrack_max = ::std::option::Option::None;
+        let mut f_nf_conntrack_tcp_timeout_established = ::std::option::Option::None;
+        let mut f_nf_conntrack_tcp_timeout_syn_recv = ::std::option::Option::None;
+        let mut f_nftables = ::std::option::Option::None;
+        let mut f_nosmurfs = ::std::option::Option::None;
+        let mut f_protection_synflood = ::std::option::Option::None;
+        let mut f_protection_synflood_burst = ::std::option::Option::None;
+        let mut f_protection_synflood_rate = ::std::option::Option::None;
+        let mut f_smurf_log_level = ::std::option::Option::None;
+        let mut f_tcp_flags_log_level = ::std::option::Option::None;
+        let mut f_tcpflags = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "enable" => crate::de::value(&mut map, &mut f_enable, "enable")?,
+                "log_level_forward" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_log_level_forward,
+                        "log_level_forward",
+                    )?
+                }
+                "log_level_in" => {
+                    crate::de::value(&mut map, &mut f_log_level_in, "log_level_in")?
+                }
+                "log_level_out" => {
+                    crate::de::value(&mut map, &mut f_log_level_out, "log_level_out")?
+                }
+                "log_nf_conntrack" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_log_nf_conntrack,
+                        "log_nf_conntrack",
+                    )?
+                }
+                "ndp" => crate::de::value(&mut map, &mut f_ndp, "ndp")?,
+                "nf_conntrack_allow_invalid" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_nf_conntrack_allow_invalid,
+                        "nf_conntrack_allow_invalid",
+                    )?
+                }
+                "nf_conntrack_helpers" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_nf_conntrack_helpers,
+                        "nf_conntrack_helpers",
+                    )?
+                }
+                "nf_conntrack_max" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_nf_conntrack_max,
+                        "nf_conntrack_max",
+                    )?
+                }
+                "nf_conntrack_tcp_timeout_established" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_nf_conntrack_tcp_timeout_established,
+                        "nf_conntrack_tcp_timeout_established",
+                    )?
+                }
+                "nf_conntrack_tcp_timeout_syn_recv" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_nf_conntrack_tcp_timeout_syn_recv,
+                        "nf_conntrack_tcp_timeout_syn_recv",
+                    )?
+                }
+                "nftables" => crate::de::value(&mut map, &mut f_nftables, "nftables")?,
+                "nosmurfs" => crate::de::value(&mut map, &mut f_nosmurfs, "nosmurfs")?,
+                "protection_synflood" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_protection_synflood,
+                        "protection_synflood",
+                    )?
+                }
+                "protection_synflood_burst" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_protection_synflood_burst,
+                        "protection_synflood_burst",
+                    )?
+                }
+                "protection_synflood_rate" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_protection_synflood_rate,
+                        "protection_synflood_rate",
+                    )?
+                }
+                "smurf_log_level" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_smurf_log_level,
+                        "smurf_log_level",
+                    )?
+                }
+                "tcp_flags_log_level" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_tcp_flags_log_level,
+                        "tcp_flags_log_level",
+                    )?
+                }
+                "tcpflags" => crate::de::value(&mut map, &mut f_tcpflags, "tcpflags")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            enable: crate::de::optional(f_enable),
+            log_level_forward: crate::de::optional(f_log_level_forward),
+            log_level_in: crate::de::optional(f_log_level_in),
+            log_level_out: crate::de::optional(f_log_level_out),
+            log_nf_conntrack: crate::de::optional(f_log_nf_conntrack),
+            ndp: crate::de::optional(f_ndp),
+            nf_conntrack_allow_invalid: crate::de::optional(
+                f_nf_conntrack_allow_invalid,
+            ),
+            nf_conntrack_helpers: crate::de::optional(f_nf_conntrack_helpers),
+            nf_conntrack_max: crate::de::optional(f_nf_conntrack_max),
+            nf_conntrack_tcp_timeout_established: crate::de::optional(
+                f_nf_conntrack_tcp_timeout_established,
+            ),
+            nf_conntrack_tcp_timeout_syn_recv: crate::de::optional(
+                f_nf_conntrack_tcp_timeout_syn_recv,
+            ),
+            nftables: crate::de::optional(f_nftables),
+            nosmurfs: crate::de::optional(f_nosmurfs),
+            protection_synflood: crate::de::optional(f_protection_synflood),
+            protection_synflood_burst: crate::de::optional(f_protection_synflood_burst),
+            protection_synflood_rate: crate::de::optional(f_protection_synflood_rate),
+            smurf_log_level: crate::de::optional(f_smurf_log_level),
+            tcp_flags_log_level: crate::de::optional(f_tcp_flags_log_level),
+            tcpflags: crate::de::optional(f_tcpflags),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesFirewallOptionsGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesFirewallOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -21228,22 +23370,73 @@ pub struct NodesFirewallOptionsSetParams {
     pub tcpflags: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesHardwareIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesHardwareIndexResponseItem {
     /// The `type` property.
     pub r#type: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesHardwareIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesHardwareIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesHardwareIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesHardwarePciIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesHardwarePciIndexResponseItem {
     /// The `method` property.
     pub method: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesHardwarePciIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesHardwarePciIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_method = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "method" => crate::de::value(&mut map, &mut f_method, "method")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            method: crate::de::required::<A, _>(f_method, "method")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesHardwarePciIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesHardwarePciMdevMdevscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesHardwarePciMdevMdevscanResponseItem {
     /// The number of still available instances of this type.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub available: i64,
     /// Additional description of the type.
     pub description: ::std::string::String,
@@ -21252,6 +23445,45 @@ pub struct NodesHardwarePciMdevMdevscanResponseItem {
     pub name: ::std::option::Option<::std::string::String>,
     /// The name of the mdev type.
     pub r#type: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesHardwarePciMdevMdevscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesHardwarePciMdevMdevscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_available = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "available" => {
+                    crate::de::lenient(&mut map, &mut f_available, "available")?
+                }
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            available: crate::de::required::<A, _>(f_available, "available")?,
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            name: crate::de::optional(f_name),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesHardwarePciMdevMdevscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesHardwarePciScanParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -21269,7 +23501,7 @@ pub struct NodesHardwarePciScanParams {
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesHardwarePciScanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesHardwarePciScanResponseItem {
     /// The PCI Class of the device.
     pub class: ::std::string::String,
@@ -21281,7 +23513,6 @@ pub struct NodesHardwarePciScanResponseItem {
     /// The PCI ID.
     pub id: ::std::string::String,
     /// The IOMMU group in which the device is in. If no IOMMU group is detected, it is set to -1.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub iommugroup: i64,
     /// If set, marks that the device is capable of creating mediated devices.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -21304,26 +23535,110 @@ pub struct NodesHardwarePciScanResponseItem {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vendor_name: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesHardwarePciScanResponseItem {
+    const EXPECTING: &'static str = "struct NodesHardwarePciScanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_class = ::std::option::Option::None;
+        let mut f_device = ::std::option::Option::None;
+        let mut f_device_name = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_iommugroup = ::std::option::Option::None;
+        let mut f_mdev = ::std::option::Option::None;
+        let mut f_subsystem_device = ::std::option::Option::None;
+        let mut f_subsystem_device_name = ::std::option::Option::None;
+        let mut f_subsystem_vendor = ::std::option::Option::None;
+        let mut f_subsystem_vendor_name = ::std::option::Option::None;
+        let mut f_vendor = ::std::option::Option::None;
+        let mut f_vendor_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "class" => crate::de::value(&mut map, &mut f_class, "class")?,
+                "device" => crate::de::value(&mut map, &mut f_device, "device")?,
+                "device_name" => {
+                    crate::de::value(&mut map, &mut f_device_name, "device_name")?
+                }
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "iommugroup" => {
+                    crate::de::lenient(&mut map, &mut f_iommugroup, "iommugroup")?
+                }
+                "mdev" => crate::de::value(&mut map, &mut f_mdev, "mdev")?,
+                "subsystem_device" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_subsystem_device,
+                        "subsystem_device",
+                    )?
+                }
+                "subsystem_device_name" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_subsystem_device_name,
+                        "subsystem_device_name",
+                    )?
+                }
+                "subsystem_vendor" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_subsystem_vendor,
+                        "subsystem_vendor",
+                    )?
+                }
+                "subsystem_vendor_name" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_subsystem_vendor_name,
+                        "subsystem_vendor_name",
+                    )?
+                }
+                "vendor" => crate::de::value(&mut map, &mut f_vendor, "vendor")?,
+                "vendor_name" => {
+                    crate::de::value(&mut map, &mut f_vendor_name, "vendor_name")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            class: crate::de::required::<A, _>(f_class, "class")?,
+            device: crate::de::required::<A, _>(f_device, "device")?,
+            device_name: crate::de::optional(f_device_name),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            iommugroup: crate::de::required::<A, _>(f_iommugroup, "iommugroup")?,
+            mdev: crate::de::optional(f_mdev),
+            subsystem_device: crate::de::optional(f_subsystem_device),
+            subsystem_device_name: crate::de::optional(f_subsystem_device_name),
+            subsystem_vendor: crate::de::optional(f_subsystem_vendor),
+            subsystem_vendor_name: crate::de::optional(f_subsystem_vendor_name),
+            vendor: crate::de::required::<A, _>(f_vendor, "vendor")?,
+            vendor_name: crate::de::optional(f_vendor_name),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesHardwarePciScanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesHardwareUsbUsbscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesHardwareUsbUsbscanResponseItem {
     /// The `busnum` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub busnum: i64,
     /// The `class` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub class: i64,
     /// The `devnum` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub devnum: i64,
     /// The `level` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub level: i64,
     /// The `manufacturer` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub manufacturer: ::std::option::Option<::std::string::String>,
     /// The `port` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub port: i64,
     /// The `prodid` property.
     pub prodid: ::std::string::String,
@@ -21341,14 +23656,104 @@ pub struct NodesHardwareUsbUsbscanResponseItem {
     /// The `vendid` property.
     pub vendid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesHardwareUsbUsbscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesHardwareUsbUsbscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_busnum = ::std::option::Option::None;
+        let mut f_class = ::std::option::Option::None;
+        let mut f_devnum = ::std::option::Option::None;
+        let mut f_level = ::std::option::Option::None;
+        let mut f_manufacturer = ::std::option::Option::None;
+        let mut f_port = ::std::option::Option::None;
+        let mut f_prodid = ::std::option::Option::None;
+        let mut f_product = ::std::option::Option::None;
+        let mut f_serial = ::std::option::Option::None;
+        let mut f_speed = ::std::option::Option::None;
+        let mut f_usbpath = ::std::option::Option::None;
+        let mut f_vendid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "busnum" => crate::de::lenient(&mut map, &mut f_busnum, "busnum")?,
+                "class" => crate::de::lenient(&mut map, &mut f_class, "class")?,
+                "devnum" => crate::de::lenient(&mut map, &mut f_devnum, "devnum")?,
+                "level" => crate::de::lenient(&mut map, &mut f_level, "level")?,
+                "manufacturer" => {
+                    crate::de::value(&mut map, &mut f_manufacturer, "manufacturer")?
+                }
+                "port" => crate::de::lenient(&mut map, &mut f_port, "port")?,
+                "prodid" => crate::de::value(&mut map, &mut f_prodid, "prodid")?,
+                "product" => crate::de::value(&mut map, &mut f_product, "product")?,
+                "serial" => crate::de::value(&mut map, &mut f_serial, "serial")?,
+                "speed" => crate::de::value(&mut map, &mut f_speed, "speed")?,
+                "usbpath" => crate::de::value(&mut map, &mut f_usbpath, "usbpath")?,
+                "vendid" => crate::de::value(&mut map, &mut f_vendid, "vendid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            busnum: crate::de::required::<A, _>(f_busnum, "busnum")?,
+            class: crate::de::required::<A, _>(f_class, "class")?,
+            devnum: crate::de::required::<A, _>(f_devnum, "devnum")?,
+            level: crate::de::required::<A, _>(f_level, "level")?,
+            manufacturer: crate::de::optional(f_manufacturer),
+            port: crate::de::required::<A, _>(f_port, "port")?,
+            prodid: crate::de::required::<A, _>(f_prodid, "prodid")?,
+            product: crate::de::optional(f_product),
+            serial: crate::de::optional(f_serial),
+            speed: crate::de::required::<A, _>(f_speed, "speed")?,
+            usbpath: crate::de::optional(f_usbpath),
+            vendid: crate::de::required::<A, _>(f_vendid, "vendid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesHardwareUsbUsbscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesHostsGetEtcResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesHostsGetEtcResponse {
     /// The content of /etc/hosts.
     pub data: ::std::string::String,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesHostsGetEtcResponse {
+    const EXPECTING: &'static str = "struct NodesHostsGetEtcResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_data = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "data" => crate::de::value(&mut map, &mut f_data, "data")?,
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            data: crate::de::required::<A, _>(f_data, "data")?,
+            digest: crate::de::optional(f_digest),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesHostsGetEtcResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesHostsWriteEtcParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -21370,26 +23775,22 @@ impl NodesHostsWriteEtcParams {
     }
 }
 /// The `NodesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesIndexResponseItem {
     /// CPU utilization.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpu: ::std::option::Option<f64>,
     /// Support level.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub level: ::std::option::Option<::std::string::String>,
     /// Number of available CPUs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxcpu: ::std::option::Option<i64>,
     /// Number of available memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxmem: ::std::option::Option<i64>,
     /// Used memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem: ::std::option::Option<i64>,
     /// The cluster node name.
     ///
@@ -21404,8 +23805,63 @@ pub struct NodesIndexResponseItem {
     pub status: crate::generated::nodes::NodesIndexResponseItemStatus,
     /// Node uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub uptime: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cpu = ::std::option::Option::None;
+        let mut f_level = ::std::option::Option::None;
+        let mut f_maxcpu = ::std::option::Option::None;
+        let mut f_maxmem = ::std::option::Option::None;
+        let mut f_mem = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_ssl_fingerprint = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_uptime = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cpu" => crate::de::lenient(&mut map, &mut f_cpu, "cpu")?,
+                "level" => crate::de::value(&mut map, &mut f_level, "level")?,
+                "maxcpu" => crate::de::lenient(&mut map, &mut f_maxcpu, "maxcpu")?,
+                "maxmem" => crate::de::lenient(&mut map, &mut f_maxmem, "maxmem")?,
+                "mem" => crate::de::lenient(&mut map, &mut f_mem, "mem")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "ssl_fingerprint" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_ssl_fingerprint,
+                        "ssl_fingerprint",
+                    )?
+                }
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "uptime" => crate::de::lenient(&mut map, &mut f_uptime, "uptime")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cpu: crate::de::optional(f_cpu),
+            level: crate::de::optional(f_level),
+            maxcpu: crate::de::optional(f_maxcpu),
+            maxmem: crate::de::optional(f_maxmem),
+            mem: crate::de::optional(f_mem),
+            node: crate::de::required::<A, _>(f_node, "node")?,
+            ssl_fingerprint: crate::de::optional(f_ssl_fingerprint),
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            uptime: crate::de::optional(f_uptime),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesJournalParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -21701,7 +24157,7 @@ pub struct NodesLxcConfigVmParams {
     pub snapshot: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcConfigVmResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcConfigVmResponse {
     /// OS architecture type.
     ///
@@ -21724,7 +24180,6 @@ pub struct NodesLxcConfigVmResponse {
     ///
     /// Range 1 to 8192.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cores: ::std::option::Option<i64>,
     /// Limit of CPU usage.
     ///
@@ -21732,13 +24187,11 @@ pub struct NodesLxcConfigVmResponse {
     ///
     /// Range 0 to 8192. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 0 to 500000.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Try to be more verbose. For now this only enables debug log-level on start.
     ///
@@ -21793,7 +24246,6 @@ pub struct NodesLxcConfigVmResponse {
     ///
     /// Minimum 16. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub memory: ::std::option::Option<i64>,
     /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
     #[serde(flatten)]
@@ -21846,7 +24298,6 @@ pub struct NodesLxcConfigVmResponse {
     ///
     /// Minimum 0. Default: `512`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub swap: ::std::option::Option<i64>,
     /// Tags of the Container. This is only meta information.
     ///
@@ -21867,7 +24318,6 @@ pub struct NodesLxcConfigVmResponse {
     ///
     /// Range 0 to 6. Default: `2`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub tty: ::std::option::Option<i64>,
     /// Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
     ///
@@ -21880,6 +24330,149 @@ pub struct NodesLxcConfigVmResponse {
         crate::generated::families::Unused,
         crate::generated::nodes::UnusedConfig,
     >,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcConfigVmResponse {
+    const EXPECTING: &'static str = "struct NodesLxcConfigVmResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_arch = ::std::option::Option::None;
+        let mut f_cmode = ::std::option::Option::None;
+        let mut f_console = ::std::option::Option::None;
+        let mut f_cores = ::std::option::Option::None;
+        let mut f_cpulimit = ::std::option::Option::None;
+        let mut f_cpuunits = ::std::option::Option::None;
+        let mut f_debug = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_dev = crate::Indexed::new();
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_entrypoint = ::std::option::Option::None;
+        let mut f_env = ::std::option::Option::None;
+        let mut f_features = ::std::option::Option::None;
+        let mut f_hookscript = ::std::option::Option::None;
+        let mut f_hostname = ::std::option::Option::None;
+        let mut f_lock = ::std::option::Option::None;
+        let mut f_lxc = ::std::option::Option::None;
+        let mut f_memory = ::std::option::Option::None;
+        let mut f_mp = crate::Indexed::new();
+        let mut f_nameserver = ::std::option::Option::None;
+        let mut f_net = crate::Indexed::new();
+        let mut f_onboot = ::std::option::Option::None;
+        let mut f_ostype = ::std::option::Option::None;
+        let mut f_protection = ::std::option::Option::None;
+        let mut f_rootfs = ::std::option::Option::None;
+        let mut f_searchdomain = ::std::option::Option::None;
+        let mut f_startup = ::std::option::Option::None;
+        let mut f_swap = ::std::option::Option::None;
+        let mut f_tags = ::std::option::Option::None;
+        let mut f_template = ::std::option::Option::None;
+        let mut f_timezone = ::std::option::Option::None;
+        let mut f_tty = ::std::option::Option::None;
+        let mut f_unprivileged = ::std::option::Option::None;
+        let mut f_unused = crate::Indexed::new();
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "arch" => crate::de::value(&mut map, &mut f_arch, "arch")?,
+                "cmode" => crate::de::value(&mut map, &mut f_cmode, "cmode")?,
+                "console" => crate::de::value(&mut map, &mut f_console, "console")?,
+                "cores" => crate::de::lenient(&mut map, &mut f_cores, "cores")?,
+                "cpulimit" => crate::de::lenient(&mut map, &mut f_cpulimit, "cpulimit")?,
+                "cpuunits" => crate::de::lenient(&mut map, &mut f_cpuunits, "cpuunits")?,
+                "debug" => crate::de::value(&mut map, &mut f_debug, "debug")?,
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "entrypoint" => {
+                    crate::de::value(&mut map, &mut f_entrypoint, "entrypoint")?
+                }
+                "env" => crate::de::value(&mut map, &mut f_env, "env")?,
+                "features" => crate::de::value(&mut map, &mut f_features, "features")?,
+                "hookscript" => {
+                    crate::de::value(&mut map, &mut f_hookscript, "hookscript")?
+                }
+                "hostname" => crate::de::value(&mut map, &mut f_hostname, "hostname")?,
+                "lock" => crate::de::value(&mut map, &mut f_lock, "lock")?,
+                "lxc" => crate::de::value(&mut map, &mut f_lxc, "lxc")?,
+                "memory" => crate::de::lenient(&mut map, &mut f_memory, "memory")?,
+                "nameserver" => {
+                    crate::de::value(&mut map, &mut f_nameserver, "nameserver")?
+                }
+                "onboot" => crate::de::value(&mut map, &mut f_onboot, "onboot")?,
+                "ostype" => crate::de::value(&mut map, &mut f_ostype, "ostype")?,
+                "protection" => {
+                    crate::de::value(&mut map, &mut f_protection, "protection")?
+                }
+                "rootfs" => crate::de::value(&mut map, &mut f_rootfs, "rootfs")?,
+                "searchdomain" => {
+                    crate::de::value(&mut map, &mut f_searchdomain, "searchdomain")?
+                }
+                "startup" => crate::de::value(&mut map, &mut f_startup, "startup")?,
+                "swap" => crate::de::lenient(&mut map, &mut f_swap, "swap")?,
+                "tags" => crate::de::value(&mut map, &mut f_tags, "tags")?,
+                "template" => crate::de::value(&mut map, &mut f_template, "template")?,
+                "timezone" => crate::de::value(&mut map, &mut f_timezone, "timezone")?,
+                "tty" => crate::de::lenient(&mut map, &mut f_tty, "tty")?,
+                "unprivileged" => {
+                    crate::de::value(&mut map, &mut f_unprivileged, "unprivileged")?
+                }
+                _ => {
+                    if !(crate::de::member(&mut map, &mut f_dev, &key)?
+                        || crate::de::member(&mut map, &mut f_mp, &key)?
+                        || crate::de::member(&mut map, &mut f_net, &key)?
+                        || crate::de::member(&mut map, &mut f_unused, &key)?)
+                    {
+                        crate::de::skip(&mut map)?;
+                    }
+                }
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            arch: crate::de::optional(f_arch),
+            cmode: crate::de::optional(f_cmode),
+            console: crate::de::optional(f_console),
+            cores: crate::de::optional(f_cores),
+            cpulimit: crate::de::optional(f_cpulimit),
+            cpuunits: crate::de::optional(f_cpuunits),
+            debug: crate::de::optional(f_debug),
+            description: crate::de::optional(f_description),
+            dev: f_dev,
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            entrypoint: crate::de::optional(f_entrypoint),
+            env: crate::de::optional(f_env),
+            features: crate::de::optional(f_features),
+            hookscript: crate::de::optional(f_hookscript),
+            hostname: crate::de::optional(f_hostname),
+            lock: crate::de::optional(f_lock),
+            lxc: crate::de::optional(f_lxc),
+            memory: crate::de::optional(f_memory),
+            mp: f_mp,
+            nameserver: crate::de::optional(f_nameserver),
+            net: f_net,
+            onboot: crate::de::optional(f_onboot),
+            ostype: crate::de::optional(f_ostype),
+            protection: crate::de::optional(f_protection),
+            rootfs: crate::de::optional(f_rootfs),
+            searchdomain: crate::de::optional(f_searchdomain),
+            startup: crate::de::optional(f_startup),
+            swap: crate::de::optional(f_swap),
+            tags: crate::de::optional(f_tags),
+            template: crate::de::optional(f_template),
+            timezone: crate::de::optional(f_timezone),
+            tty: crate::de::optional(f_tty),
+            unprivileged: crate::de::optional(f_unprivileged),
+            unused: f_unused,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcConfigVmResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// Device to pass through to the container
 pub type NodesLxcConfigVmResponseDev = crate::generated::nodes::DevConfig;
@@ -22217,14 +24810,42 @@ impl NodesLxcFeatureVmParams {
     }
 }
 /// The `NodesLxcFeatureVmResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcFeatureVmResponse {
     /// The `hasFeature` property.
     #[serde(rename = "hasFeature")]
     pub has_feature: crate::PveBool,
 }
+impl<'de> crate::de::FromMap<'de> for NodesLxcFeatureVmResponse {
+    const EXPECTING: &'static str = "struct NodesLxcFeatureVmResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_has_feature = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "hasFeature" => {
+                    crate::de::value(&mut map, &mut f_has_feature, "hasFeature")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            has_feature: crate::de::required::<A, _>(f_has_feature, "hasFeature")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcFeatureVmResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesLxcFirewallOptionsGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcFirewallOptionsGetResponse {
     /// Enable DHCP.
     ///
@@ -22272,6 +24893,65 @@ pub struct NodesLxcFirewallOptionsGetResponse {
     /// Allow sending Router Advertisement.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub radv: ::std::option::Option<crate::PveBool>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcFirewallOptionsGetResponse {
+    const EXPECTING: &'static str = "struct NodesLxcFirewallOptionsGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_dhcp = ::std::option::Option::None;
+        let mut f_enable = ::std::option::Option::None;
+        let mut f_ipfilter = ::std::option::Option::None;
+        let mut f_log_level_in = ::std::option::Option::None;
+        let mut f_log_level_out = ::std::option::Option::None;
+        let mut f_macfilter = ::std::option::Option::None;
+        let mut f_ndp = ::std::option::Option::None;
+        let mut f_policy_in = ::std::option::Option::None;
+        let mut f_policy_out = ::std::option::Option::None;
+        let mut f_radv = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "dhcp" => crate::de::value(&mut map, &mut f_dhcp, "dhcp")?,
+                "enable" => crate::de::value(&mut map, &mut f_enable, "enable")?,
+                "ipfilter" => crate::de::value(&mut map, &mut f_ipfilter, "ipfilter")?,
+                "log_level_in" => {
+                    crate::de::value(&mut map, &mut f_log_level_in, "log_level_in")?
+                }
+                "log_level_out" => {
+                    crate::de::value(&mut map, &mut f_log_level_out, "log_level_out")?
+                }
+                "macfilter" => crate::de::value(&mut map, &mut f_macfilter, "macfilter")?,
+                "ndp" => crate::de::value(&mut map, &mut f_ndp, "ndp")?,
+                "policy_in" => crate::de::value(&mut map, &mut f_policy_in, "policy_in")?,
+                "policy_out" => {
+                    crate::de::value(&mut map, &mut f_policy_out, "policy_out")?
+                }
+                "radv" => crate::de::value(&mut map, &mut f_radv, "radv")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            dhcp: crate::de::optional(f_dhcp),
+            enable: crate::de::optional(f_enable),
+            ipfilter: crate::de::optional(f_ipfilter),
+            log_level_in: crate::de::optional(f_log_level_in),
+            log_level_out: crate::de::optional(f_log_level_out),
+            macfilter: crate::de::optional(f_macfilter),
+            ndp: crate::de::optional(f_ndp),
+            policy_in: crate::de::optional(f_policy_in),
+            policy_out: crate::de::optional(f_policy_out),
+            radv: crate::de::optional(f_radv),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcFirewallOptionsGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesLxcFirewallOptionsSetParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -22332,7 +25012,7 @@ pub struct NodesLxcFirewallOptionsSetParams {
     pub radv: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesLxcInterfacesIpResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcInterfacesIpResponseItem {
     /// The MAC address of the interface
     #[serde(rename = "hardware-address")]
@@ -22353,8 +25033,60 @@ pub struct NodesLxcInterfacesIpResponseItem {
     /// The name of the interface
     pub name: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesLxcInterfacesIpResponseItem {
+    const EXPECTING: &'static str = "struct NodesLxcInterfacesIpResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_hardware_address = ::std::option::Option::None;
+        let mut f_hwaddr = ::std::option::Option::None;
+        let mut f_inet = ::std::option::Option::None;
+        let mut f_inet6 = ::std::option::Option::None;
+        let mut f_ip_addresses = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "hardware-address" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_hardware_address,
+                        "hardware-address",
+                    )?
+                }
+                "hwaddr" => crate::de::value(&mut map, &mut f_hwaddr, "hwaddr")?,
+                "inet" => crate::de::value(&mut map, &mut f_inet, "inet")?,
+                "inet6" => crate::de::value(&mut map, &mut f_inet6, "inet6")?,
+                "ip-addresses" => {
+                    crate::de::value(&mut map, &mut f_ip_addresses, "ip-addresses")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            hardware_address: crate::de::required::<
+                A,
+                _,
+            >(f_hardware_address, "hardware-address")?,
+            hwaddr: crate::de::required::<A, _>(f_hwaddr, "hwaddr")?,
+            inet: crate::de::optional(f_inet),
+            inet6: crate::de::optional(f_inet6),
+            ip_addresses: crate::de::required::<A, _>(f_ip_addresses, "ip-addresses")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcInterfacesIpResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesLxcInterfacesIpResponseItemIpAddressesItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcInterfacesIpResponseItemIpAddressesItem {
     /// IP-Address
     #[serde(rename = "ip-address")]
@@ -22366,8 +25098,47 @@ pub struct NodesLxcInterfacesIpResponseItemIpAddressesItem {
     pub ip_address_type: ::std::option::Option<::std::string::String>,
     /// IP-Prefix
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub prefix: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcInterfacesIpResponseItemIpAddressesItem {
+    const EXPECTING: &'static str = "struct NodesLxcInterfacesIpResponseItemIpAddressesItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_ip_address = ::std::option::Option::None;
+        let mut f_ip_address_type = ::std::option::Option::None;
+        let mut f_prefix = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "ip-address" => {
+                    crate::de::value(&mut map, &mut f_ip_address, "ip-address")?
+                }
+                "ip-address-type" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_ip_address_type,
+                        "ip-address-type",
+                    )?
+                }
+                "prefix" => crate::de::lenient(&mut map, &mut f_prefix, "prefix")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            ip_address: crate::de::optional(f_ip_address),
+            ip_address_type: crate::de::optional(f_ip_address_type),
+            prefix: crate::de::optional(f_prefix),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcInterfacesIpResponseItemIpAddressesItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesLxcMigrateVmParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -22423,7 +25194,7 @@ pub struct NodesLxcMigrateVmPreconditionParams {
     pub target: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcMigrateVmPreconditionResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcMigrateVmPreconditionResponse {
     /// List of nodes allowed for migration.
     #[serde(rename = "allowed-nodes")]
@@ -22444,8 +25215,57 @@ pub struct NodesLxcMigrateVmPreconditionResponse {
     /// Determines if the container is running.
     pub running: crate::PveBool,
 }
+impl<'de> crate::de::FromMap<'de> for NodesLxcMigrateVmPreconditionResponse {
+    const EXPECTING: &'static str = "struct NodesLxcMigrateVmPreconditionResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_allowed_nodes = ::std::option::Option::None;
+        let mut f_dependent_ha_resources = ::std::option::Option::None;
+        let mut f_not_allowed_nodes = ::std::option::Option::None;
+        let mut f_running = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "allowed-nodes" => {
+                    crate::de::value(&mut map, &mut f_allowed_nodes, "allowed-nodes")?
+                }
+                "dependent-ha-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_dependent_ha_resources,
+                        "dependent-ha-resources",
+                    )?
+                }
+                "not-allowed-nodes" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_not_allowed_nodes,
+                        "not-allowed-nodes",
+                    )?
+                }
+                "running" => crate::de::value(&mut map, &mut f_running, "running")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            allowed_nodes: crate::de::optional(f_allowed_nodes),
+            dependent_ha_resources: crate::de::optional(f_dependent_ha_resources),
+            not_allowed_nodes: crate::de::optional(f_not_allowed_nodes),
+            running: crate::de::required::<A, _>(f_running, "running")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcMigrateVmPreconditionResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// List of not allowed nodes with additional information.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
     /// HA resources, which are blocking the container from being migrated to the node.
     #[serde(rename = "blocking-ha-resources")]
@@ -22455,6 +25275,40 @@ pub struct NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
             crate::generated::common::ClusterHaResourcesMigrateResponseBlockingResourcesItem,
         >,
     >,
+}
+impl<'de> crate::de::FromMap<'de>
+for NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
+    const EXPECTING: &'static str = "struct NodesLxcMigrateVmPreconditionResponseNotAllowedNodes";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_blocking_ha_resources = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "blocking-ha-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_blocking_ha_resources,
+                        "blocking-ha-resources",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            blocking_ha_resources: crate::de::optional(f_blocking_ha_resources),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesLxcMoveVolumeParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -22553,7 +25407,7 @@ impl NodesLxcMtunnelwebsocketParams {
     }
 }
 /// The `NodesLxcMtunnelwebsocketResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcMtunnelwebsocketResponse {
     /// The `port` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -22562,14 +25416,42 @@ pub struct NodesLxcMtunnelwebsocketResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub socket: ::std::option::Option<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesLxcMtunnelwebsocketResponse {
+    const EXPECTING: &'static str = "struct NodesLxcMtunnelwebsocketResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_port = ::std::option::Option::None;
+        let mut f_socket = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "port" => crate::de::value(&mut map, &mut f_port, "port")?,
+                "socket" => crate::de::value(&mut map, &mut f_socket, "socket")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            port: crate::de::optional(f_port),
+            socket: crate::de::optional(f_socket),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcMtunnelwebsocketResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesLxcPendingVmResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcPendingVmResponseItem {
     /// Indicates a pending delete request if present and not 0.
     ///
     /// Range 0 to 2.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
     pub key: ::std::string::String,
@@ -22579,6 +25461,41 @@ pub struct NodesLxcPendingVmResponseItem {
     /// Current value.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcPendingVmResponseItem {
+    const EXPECTING: &'static str = "struct NodesLxcPendingVmResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_delete = ::std::option::Option::None;
+        let mut f_key = ::std::option::Option::None;
+        let mut f_pending = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "delete" => crate::de::lenient(&mut map, &mut f_delete, "delete")?,
+                "key" => crate::de::value(&mut map, &mut f_key, "key")?,
+                "pending" => crate::de::value(&mut map, &mut f_pending, "pending")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            delete: crate::de::optional(f_delete),
+            key: crate::de::required::<A, _>(f_key, "key")?,
+            pending: crate::de::optional(f_pending),
+            value: crate::de::optional(f_value),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcPendingVmResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesLxcRemoteMigrateVmParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -22706,10 +25623,36 @@ impl NodesLxcRrdParams {
     }
 }
 /// The `NodesLxcRrdResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcRrdResponse {
     /// The `filename` property.
     pub filename: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcRrdResponse {
+    const EXPECTING: &'static str = "struct NodesLxcRrdResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_filename = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "filename" => crate::de::value(&mut map, &mut f_filename, "filename")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            filename: crate::de::required::<A, _>(f_filename, "filename")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcRrdResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesLxcRrddataParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -22742,7 +25685,7 @@ pub struct NodesLxcSnapshotConfigUpdateParams {
     pub description: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcSnapshotListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcSnapshotListResponseItem {
     /// Snapshot description.
     pub description: ::std::string::String,
@@ -22753,8 +25696,44 @@ pub struct NodesLxcSnapshotListResponseItem {
     pub parent: ::std::option::Option<::std::string::String>,
     /// Snapshot creation time
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub snaptime: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcSnapshotListResponseItem {
+    const EXPECTING: &'static str = "struct NodesLxcSnapshotListResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_description = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_parent = ::std::option::Option::None;
+        let mut f_snaptime = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "parent" => crate::de::value(&mut map, &mut f_parent, "parent")?,
+                "snaptime" => crate::de::lenient(&mut map, &mut f_snaptime, "snaptime")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            parent: crate::de::optional(f_parent),
+            snaptime: crate::de::optional(f_snaptime),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcSnapshotListResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesLxcSnapshotParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -22803,29 +25782,24 @@ pub struct NodesLxcSpiceproxyParams {
     pub proxy: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesLxcStatusCurrentVmResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcStatusCurrentVmResponse {
     /// Current CPU usage.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpu: ::std::option::Option<f64>,
     /// Maximum usable CPUs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpus: ::std::option::Option<f64>,
     /// Root disk image space-usage in bytes.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub disk: ::std::option::Option<i64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskread: ::std::option::Option<i64>,
     /// The amount of bytes the guest wrote from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskwrite: ::std::option::Option<i64>,
     /// HA manager service status.
     pub ha: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -22834,50 +25808,39 @@ pub struct NodesLxcStatusCurrentVmResponse {
     pub lock: ::std::option::Option<::std::string::String>,
     /// Root disk image size in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Maximum memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxmem: ::std::option::Option<i64>,
     /// Maximum SWAP memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxswap: ::std::option::Option<i64>,
     /// Currently used memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem: ::std::option::Option<i64>,
     /// Container name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netout: ::std::option::Option<i64>,
     /// CPU Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurecpusome: ::std::option::Option<f64>,
     /// IO Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressureiofull: ::std::option::Option<f64>,
     /// IO Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressureiosome: ::std::option::Option<f64>,
     /// Memory Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurememoryfull: ::std::option::Option<f64>,
     /// Memory Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurememorysome: ::std::option::Option<f64>,
     /// LXC Container status.
     ///
@@ -22893,13 +25856,138 @@ pub struct NodesLxcStatusCurrentVmResponse {
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub uptime: ::std::option::Option<i64>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcStatusCurrentVmResponse {
+    const EXPECTING: &'static str = "struct NodesLxcStatusCurrentVmResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cpu = ::std::option::Option::None;
+        let mut f_cpus = ::std::option::Option::None;
+        let mut f_disk = ::std::option::Option::None;
+        let mut f_diskread = ::std::option::Option::None;
+        let mut f_diskwrite = ::std::option::Option::None;
+        let mut f_ha = ::std::option::Option::None;
+        let mut f_lock = ::std::option::Option::None;
+        let mut f_maxdisk = ::std::option::Option::None;
+        let mut f_maxmem = ::std::option::Option::None;
+        let mut f_maxswap = ::std::option::Option::None;
+        let mut f_mem = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_netin = ::std::option::Option::None;
+        let mut f_netout = ::std::option::Option::None;
+        let mut f_pressurecpusome = ::std::option::Option::None;
+        let mut f_pressureiofull = ::std::option::Option::None;
+        let mut f_pressureiosome = ::std::option::Option::None;
+        let mut f_pressurememoryfull = ::std::option::Option::None;
+        let mut f_pressurememorysome = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_tags = ::std::option::Option::None;
+        let mut f_template = ::std::option::Option::None;
+        let mut f_uptime = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cpu" => crate::de::lenient(&mut map, &mut f_cpu, "cpu")?,
+                "cpus" => crate::de::lenient(&mut map, &mut f_cpus, "cpus")?,
+                "disk" => crate::de::lenient(&mut map, &mut f_disk, "disk")?,
+                "diskread" => crate::de::lenient(&mut map, &mut f_diskread, "diskread")?,
+                "diskwrite" => {
+                    crate::de::lenient(&mut map, &mut f_diskwrite, "diskwrite")?
+                }
+                "ha" => crate::de::value(&mut map, &mut f_ha, "ha")?,
+                "lock" => crate::de::value(&mut map, &mut f_lock, "lock")?,
+                "maxdisk" => crate::de::lenient(&mut map, &mut f_maxdisk, "maxdisk")?,
+                "maxmem" => crate::de::lenient(&mut map, &mut f_maxmem, "maxmem")?,
+                "maxswap" => crate::de::lenient(&mut map, &mut f_maxswap, "maxswap")?,
+                "mem" => crate::de::lenient(&mut map, &mut f_mem, "mem")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "netin" => crate::de::lenient(&mut map, &mut f_netin, "netin")?,
+                "netout" => crate::de::lenient(&mut map, &mut f_netout, "netout")?,
+                "pressurecpusome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurecpusome,
+                        "pressurecpusome",
+                    )?
+                }
+                "pressureiofull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressureiofull,
+                        "pressureiofull",
+                    )?
+                }
+                "pressureiosome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressureiosome,
+                        "pressureiosome",
+                    )?
+                }
+                "pressurememoryfull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurememoryfull,
+                        "pressurememoryfull",
+                    )?
+                }
+                "pressurememorysome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurememorysome,
+                        "pressurememorysome",
+                    )?
+                }
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "tags" => crate::de::value(&mut map, &mut f_tags, "tags")?,
+                "template" => crate::de::value(&mut map, &mut f_template, "template")?,
+                "uptime" => crate::de::lenient(&mut map, &mut f_uptime, "uptime")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cpu: crate::de::optional(f_cpu),
+            cpus: crate::de::optional(f_cpus),
+            disk: crate::de::optional(f_disk),
+            diskread: crate::de::optional(f_diskread),
+            diskwrite: crate::de::optional(f_diskwrite),
+            ha: crate::de::required::<A, _>(f_ha, "ha")?,
+            lock: crate::de::optional(f_lock),
+            maxdisk: crate::de::optional(f_maxdisk),
+            maxmem: crate::de::optional(f_maxmem),
+            maxswap: crate::de::optional(f_maxswap),
+            mem: crate::de::optional(f_mem),
+            name: crate::de::optional(f_name),
+            netin: crate::de::optional(f_netin),
+            netout: crate::de::optional(f_netout),
+            pressurecpusome: crate::de::optional(f_pressurecpusome),
+            pressureiofull: crate::de::optional(f_pressureiofull),
+            pressureiosome: crate::de::optional(f_pressureiosome),
+            pressurememoryfull: crate::de::optional(f_pressurememoryfull),
+            pressurememorysome: crate::de::optional(f_pressurememorysome),
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            tags: crate::de::optional(f_tags),
+            template: crate::de::optional(f_template),
+            uptime: crate::de::optional(f_uptime),
+            vmid: crate::de::required::<A, _>(f_vmid, "vmid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcStatusCurrentVmResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesLxcStatusRebootVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -22969,79 +26057,63 @@ pub struct NodesLxcVmidDestroyVmParams {
     pub purge: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesLxcVmlistResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesLxcVmlistResponseItem {
     /// Current CPU usage.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpu: ::std::option::Option<f64>,
     /// Maximum usable CPUs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpus: ::std::option::Option<f64>,
     /// Root disk image space-usage in bytes.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub disk: ::std::option::Option<i64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskread: ::std::option::Option<i64>,
     /// The amount of bytes the guest wrote from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskwrite: ::std::option::Option<i64>,
     /// The current config lock, if any.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Root disk image size in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Maximum memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxmem: ::std::option::Option<i64>,
     /// Maximum SWAP memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxswap: ::std::option::Option<i64>,
     /// Currently used memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem: ::std::option::Option<i64>,
     /// Container name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netout: ::std::option::Option<i64>,
     /// CPU Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurecpusome: ::std::option::Option<f64>,
     /// IO Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressureiofull: ::std::option::Option<f64>,
     /// IO Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressureiosome: ::std::option::Option<f64>,
     /// Memory Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurememoryfull: ::std::option::Option<f64>,
     /// Memory Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurememorysome: ::std::option::Option<f64>,
     /// LXC Container status.
     ///
@@ -23057,13 +26129,135 @@ pub struct NodesLxcVmlistResponseItem {
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub uptime: ::std::option::Option<i64>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcVmlistResponseItem {
+    const EXPECTING: &'static str = "struct NodesLxcVmlistResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cpu = ::std::option::Option::None;
+        let mut f_cpus = ::std::option::Option::None;
+        let mut f_disk = ::std::option::Option::None;
+        let mut f_diskread = ::std::option::Option::None;
+        let mut f_diskwrite = ::std::option::Option::None;
+        let mut f_lock = ::std::option::Option::None;
+        let mut f_maxdisk = ::std::option::Option::None;
+        let mut f_maxmem = ::std::option::Option::None;
+        let mut f_maxswap = ::std::option::Option::None;
+        let mut f_mem = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_netin = ::std::option::Option::None;
+        let mut f_netout = ::std::option::Option::None;
+        let mut f_pressurecpusome = ::std::option::Option::None;
+        let mut f_pressureiofull = ::std::option::Option::None;
+        let mut f_pressureiosome = ::std::option::Option::None;
+        let mut f_pressurememoryfull = ::std::option::Option::None;
+        let mut f_pressurememorysome = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_tags = ::std::option::Option::None;
+        let mut f_template = ::std::option::Option::None;
+        let mut f_uptime = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cpu" => crate::de::lenient(&mut map, &mut f_cpu, "cpu")?,
+                "cpus" => crate::de::lenient(&mut map, &mut f_cpus, "cpus")?,
+                "disk" => crate::de::lenient(&mut map, &mut f_disk, "disk")?,
+                "diskread" => crate::de::lenient(&mut map, &mut f_diskread, "diskread")?,
+                "diskwrite" => {
+                    crate::de::lenient(&mut map, &mut f_diskwrite, "diskwrite")?
+                }
+                "lock" => crate::de::value(&mut map, &mut f_lock, "lock")?,
+                "maxdisk" => crate::de::lenient(&mut map, &mut f_maxdisk, "maxdisk")?,
+                "maxmem" => crate::de::lenient(&mut map, &mut f_maxmem, "maxmem")?,
+                "maxswap" => crate::de::lenient(&mut map, &mut f_maxswap, "maxswap")?,
+                "mem" => crate::de::lenient(&mut map, &mut f_mem, "mem")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "netin" => crate::de::lenient(&mut map, &mut f_netin, "netin")?,
+                "netout" => crate::de::lenient(&mut map, &mut f_netout, "netout")?,
+                "pressurecpusome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurecpusome,
+                        "pressurecpusome",
+                    )?
+                }
+                "pressureiofull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressureiofull,
+                        "pressureiofull",
+                    )?
+                }
+                "pressureiosome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressureiosome,
+                        "pressureiosome",
+                    )?
+                }
+                "pressurememoryfull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurememoryfull,
+                        "pressurememoryfull",
+                    )?
+                }
+                "pressurememorysome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurememorysome,
+                        "pressurememorysome",
+                    )?
+                }
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "tags" => crate::de::value(&mut map, &mut f_tags, "tags")?,
+                "template" => crate::de::value(&mut map, &mut f_template, "template")?,
+                "uptime" => crate::de::lenient(&mut map, &mut f_uptime, "uptime")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cpu: crate::de::optional(f_cpu),
+            cpus: crate::de::optional(f_cpus),
+            disk: crate::de::optional(f_disk),
+            diskread: crate::de::optional(f_diskread),
+            diskwrite: crate::de::optional(f_diskwrite),
+            lock: crate::de::optional(f_lock),
+            maxdisk: crate::de::optional(f_maxdisk),
+            maxmem: crate::de::optional(f_maxmem),
+            maxswap: crate::de::optional(f_maxswap),
+            mem: crate::de::optional(f_mem),
+            name: crate::de::optional(f_name),
+            netin: crate::de::optional(f_netin),
+            netout: crate::de::optional(f_netout),
+            pressurecpusome: crate::de::optional(f_pressurecpusome),
+            pressureiofull: crate::de::optional(f_pressureiofull),
+            pressureiosome: crate::de::optional(f_pressureiosome),
+            pressurememoryfull: crate::de::optional(f_pressurememoryfull),
+            pressurememorysome: crate::de::optional(f_pressurememorysome),
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            tags: crate::de::optional(f_tags),
+            template: crate::de::optional(f_template),
+            uptime: crate::de::optional(f_uptime),
+            vmid: crate::de::required::<A, _>(f_vmid, "vmid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcVmlistResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesLxcVncproxyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -23106,10 +26300,36 @@ impl NodesLxcVncwebsocketParams {
     }
 }
 /// The `NodesLxcVncwebsocketResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesLxcVncwebsocketResponse {
     /// The `port` property.
     pub port: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesLxcVncwebsocketResponse {
+    const EXPECTING: &'static str = "struct NodesLxcVncwebsocketResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_port = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "port" => crate::de::value(&mut map, &mut f_port, "port")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            port: crate::de::required::<A, _>(f_port, "port")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesLxcVncwebsocketResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesMigrateallParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -23329,12 +26549,41 @@ impl NodesNetworkCreateParams {
     }
 }
 /// The `NodesNetworkIfaceConfigResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesNetworkIfaceConfigResponse {
     /// The `method` property.
     pub method: ::std::string::String,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesNetworkIfaceConfigResponse {
+    const EXPECTING: &'static str = "struct NodesNetworkIfaceConfigResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_method = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "method" => crate::de::value(&mut map, &mut f_method, "method")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            method: crate::de::required::<A, _>(f_method, "method")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesNetworkIfaceConfigResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesNetworkIfaceUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -23522,7 +26771,7 @@ pub struct NodesNetworkIndexParams {
     >,
 }
 /// The `NodesNetworkIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesNetworkIndexResponseItem {
     /// Set to true if the interface is active.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -23561,7 +26810,6 @@ pub struct NodesNetworkIndexResponseItem {
     /// The bridge port access VLAN.
     #[serde(rename = "bridge-access")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bridge_access: ::std::option::Option<i64>,
     /// Bridge port ARP/ND suppress flag.
     #[serde(rename = "bridge-arp-nd-suppress")]
@@ -23652,7 +26900,6 @@ pub struct NodesNetworkIndexResponseItem {
     ///
     /// Range 1280 to 65520.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtu: ::std::option::Option<i64>,
     /// Network mask.
     ///
@@ -23663,7 +26910,6 @@ pub struct NodesNetworkIndexResponseItem {
     ///
     /// Range 0 to 128.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netmask6: ::std::option::Option<i64>,
     /// A list of additional interface options for IPv4.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -23693,11 +26939,9 @@ pub struct NodesNetworkIndexResponseItem {
     ///
     /// Range 1 to 4094.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ovs_tag: ::std::option::Option<i64>,
     /// The order of the interface.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub priority: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
@@ -23717,7 +26961,6 @@ pub struct NodesNetworkIndexResponseItem {
     /// Range 1 to 4094.
     #[serde(rename = "vlan-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vlan_id: ::std::option::Option<i64>,
     /// The VLAN protocol.
     ///
@@ -23734,7 +26977,6 @@ pub struct NodesNetworkIndexResponseItem {
     /// The VXLAN ID.
     #[serde(rename = "vxlan-id")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vxlan_id: ::std::option::Option<i64>,
     /// The VXLAN local tunnel IP.
     #[serde(rename = "vxlan-local-tunnelip")]
@@ -23748,6 +26990,243 @@ pub struct NodesNetworkIndexResponseItem {
     #[serde(rename = "vxlan-svcnodeip")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_svcnodeip: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesNetworkIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesNetworkIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_active = ::std::option::Option::None;
+        let mut f_address = ::std::option::Option::None;
+        let mut f_address6 = ::std::option::Option::None;
+        let mut f_autostart = ::std::option::Option::None;
+        let mut f_bond_primary = ::std::option::Option::None;
+        let mut f_bond_mode = ::std::option::Option::None;
+        let mut f_bond_xmit_hash_policy = ::std::option::Option::None;
+        let mut f_bridge_access = ::std::option::Option::None;
+        let mut f_bridge_arp_nd_suppress = ::std::option::Option::None;
+        let mut f_bridge_learning = ::std::option::Option::None;
+        let mut f_bridge_multicast_flood = ::std::option::Option::None;
+        let mut f_bridge_unicast_flood = ::std::option::Option::None;
+        let mut f_bridge_ports = ::std::option::Option::None;
+        let mut f_bridge_vids = ::std::option::Option::None;
+        let mut f_bridge_vlan_aware = ::std::option::Option::None;
+        let mut f_cidr = ::std::option::Option::None;
+        let mut f_cidr6 = ::std::option::Option::None;
+        let mut f_comments = ::std::option::Option::None;
+        let mut f_comments6 = ::std::option::Option::None;
+        let mut f_exists = ::std::option::Option::None;
+        let mut f_families = ::std::option::Option::None;
+        let mut f_gateway = ::std::option::Option::None;
+        let mut f_gateway6 = ::std::option::Option::None;
+        let mut f_iface = ::std::option::Option::None;
+        let mut f_link_type = ::std::option::Option::None;
+        let mut f_method = ::std::option::Option::None;
+        let mut f_method6 = ::std::option::Option::None;
+        let mut f_mtu = ::std::option::Option::None;
+        let mut f_netmask = ::std::option::Option::None;
+        let mut f_netmask6 = ::std::option::Option::None;
+        let mut f_options = ::std::option::Option::None;
+        let mut f_options6 = ::std::option::Option::None;
+        let mut f_ovs_bonds = ::std::option::Option::None;
+        let mut f_ovs_bridge = ::std::option::Option::None;
+        let mut f_ovs_options = ::std::option::Option::None;
+        let mut f_ovs_ports = ::std::option::Option::None;
+        let mut f_ovs_tag = ::std::option::Option::None;
+        let mut f_priority = ::std::option::Option::None;
+        let mut f_slaves = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_uplink_id = ::std::option::Option::None;
+        let mut f_vlan_id = ::std::option::Option::None;
+        let mut f_vlan_protocol = ::std::option::Option::None;
+        let mut f_vlan_raw_device = ::std::option::Option::None;
+        let mut f_vxlan_id = ::std::option::Option::None;
+        let mut f_vxlan_local_tunnelip = ::std::option::Option::None;
+        let mut f_vxlan_physdev = ::std::option::Option::None;
+        let mut f_vxlan_svcnodeip = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "active" => crate::de::value(&mut map, &mut f_active, "active")?,
+                "address" => crate::de::value(&mut map, &mut f_address, "address")?,
+                "address6" => crate::de::value(&mut map, &mut f_address6, "address6")?,
+                "autostart" => crate::de::value(&mut map, &mut f_autostart, "autostart")?,
+                "bond-primary" => {
+                    crate::de::value(&mut map, &mut f_bond_primary, "bond-primary")?
+                }
+                "bond_mode" => crate::de::value(&mut map, &mut f_bond_mode, "bond_mode")?,
+                "bond_xmit_hash_policy" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bond_xmit_hash_policy,
+                        "bond_xmit_hash_policy",
+                    )?
+                }
+                "bridge-access" => {
+                    crate::de::lenient(&mut map, &mut f_bridge_access, "bridge-access")?
+                }
+                "bridge-arp-nd-suppress" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bridge_arp_nd_suppress,
+                        "bridge-arp-nd-suppress",
+                    )?
+                }
+                "bridge-learning" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bridge_learning,
+                        "bridge-learning",
+                    )?
+                }
+                "bridge-multicast-flood" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bridge_multicast_flood,
+                        "bridge-multicast-flood",
+                    )?
+                }
+                "bridge-unicast-flood" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bridge_unicast_flood,
+                        "bridge-unicast-flood",
+                    )?
+                }
+                "bridge_ports" => {
+                    crate::de::value(&mut map, &mut f_bridge_ports, "bridge_ports")?
+                }
+                "bridge_vids" => {
+                    crate::de::value(&mut map, &mut f_bridge_vids, "bridge_vids")?
+                }
+                "bridge_vlan_aware" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_bridge_vlan_aware,
+                        "bridge_vlan_aware",
+                    )?
+                }
+                "cidr" => crate::de::value(&mut map, &mut f_cidr, "cidr")?,
+                "cidr6" => crate::de::value(&mut map, &mut f_cidr6, "cidr6")?,
+                "comments" => crate::de::value(&mut map, &mut f_comments, "comments")?,
+                "comments6" => crate::de::value(&mut map, &mut f_comments6, "comments6")?,
+                "exists" => crate::de::value(&mut map, &mut f_exists, "exists")?,
+                "families" => crate::de::value(&mut map, &mut f_families, "families")?,
+                "gateway" => crate::de::value(&mut map, &mut f_gateway, "gateway")?,
+                "gateway6" => crate::de::value(&mut map, &mut f_gateway6, "gateway6")?,
+                "iface" => crate::de::value(&mut map, &mut f_iface, "iface")?,
+                "link-type" => crate::de::value(&mut map, &mut f_link_type, "link-type")?,
+                "method" => crate::de::value(&mut map, &mut f_method, "method")?,
+                "method6" => crate::de::value(&mut map, &mut f_method6, "method6")?,
+                "mtu" => crate::de::lenient(&mut map, &mut f_mtu, "mtu")?,
+                "netmask" => crate::de::value(&mut map, &mut f_netmask, "netmask")?,
+                "netmask6" => crate::de::lenient(&mut map, &mut f_netmask6, "netmask6")?,
+                "options" => crate::de::value(&mut map, &mut f_options, "options")?,
+                "options6" => crate::de::value(&mut map, &mut f_options6, "options6")?,
+                "ovs_bonds" => crate::de::value(&mut map, &mut f_ovs_bonds, "ovs_bonds")?,
+                "ovs_bridge" => {
+                    crate::de::value(&mut map, &mut f_ovs_bridge, "ovs_bridge")?
+                }
+                "ovs_options" => {
+                    crate::de::value(&mut map, &mut f_ovs_options, "ovs_options")?
+                }
+                "ovs_ports" => crate::de::value(&mut map, &mut f_ovs_ports, "ovs_ports")?,
+                "ovs_tag" => crate::de::lenient(&mut map, &mut f_ovs_tag, "ovs_tag")?,
+                "priority" => crate::de::lenient(&mut map, &mut f_priority, "priority")?,
+                "slaves" => crate::de::value(&mut map, &mut f_slaves, "slaves")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "uplink-id" => crate::de::value(&mut map, &mut f_uplink_id, "uplink-id")?,
+                "vlan-id" => crate::de::lenient(&mut map, &mut f_vlan_id, "vlan-id")?,
+                "vlan-protocol" => {
+                    crate::de::value(&mut map, &mut f_vlan_protocol, "vlan-protocol")?
+                }
+                "vlan-raw-device" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vlan_raw_device,
+                        "vlan-raw-device",
+                    )?
+                }
+                "vxlan-id" => crate::de::lenient(&mut map, &mut f_vxlan_id, "vxlan-id")?,
+                "vxlan-local-tunnelip" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vxlan_local_tunnelip,
+                        "vxlan-local-tunnelip",
+                    )?
+                }
+                "vxlan-physdev" => {
+                    crate::de::value(&mut map, &mut f_vxlan_physdev, "vxlan-physdev")?
+                }
+                "vxlan-svcnodeip" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_vxlan_svcnodeip,
+                        "vxlan-svcnodeip",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            active: crate::de::optional(f_active),
+            address: crate::de::optional(f_address),
+            address6: crate::de::optional(f_address6),
+            autostart: crate::de::optional(f_autostart),
+            bond_primary: crate::de::optional(f_bond_primary),
+            bond_mode: crate::de::optional(f_bond_mode),
+            bond_xmit_hash_policy: crate::de::optional(f_bond_xmit_hash_policy),
+            bridge_access: crate::de::optional(f_bridge_access),
+            bridge_arp_nd_suppress: crate::de::optional(f_bridge_arp_nd_suppress),
+            bridge_learning: crate::de::optional(f_bridge_learning),
+            bridge_multicast_flood: crate::de::optional(f_bridge_multicast_flood),
+            bridge_unicast_flood: crate::de::optional(f_bridge_unicast_flood),
+            bridge_ports: crate::de::optional(f_bridge_ports),
+            bridge_vids: crate::de::optional(f_bridge_vids),
+            bridge_vlan_aware: crate::de::optional(f_bridge_vlan_aware),
+            cidr: crate::de::optional(f_cidr),
+            cidr6: crate::de::optional(f_cidr6),
+            comments: crate::de::optional(f_comments),
+            comments6: crate::de::optional(f_comments6),
+            exists: crate::de::optional(f_exists),
+            families: crate::de::optional(f_families),
+            gateway: crate::de::optional(f_gateway),
+            gateway6: crate::de::optional(f_gateway6),
+            iface: crate::de::required::<A, _>(f_iface, "iface")?,
+            link_type: crate::de::optional(f_link_type),
+            method: crate::de::optional(f_method),
+            method6: crate::de::optional(f_method6),
+            mtu: crate::de::optional(f_mtu),
+            netmask: crate::de::optional(f_netmask),
+            netmask6: crate::de::optional(f_netmask6),
+            options: crate::de::optional(f_options),
+            options6: crate::de::optional(f_options6),
+            ovs_bonds: crate::de::optional(f_ovs_bonds),
+            ovs_bridge: crate::de::optional(f_ovs_bridge),
+            ovs_options: crate::de::optional(f_ovs_options),
+            ovs_ports: crate::de::optional(f_ovs_ports),
+            ovs_tag: crate::de::optional(f_ovs_tag),
+            priority: crate::de::optional(f_priority),
+            slaves: crate::de::optional(f_slaves),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            uplink_id: crate::de::optional(f_uplink_id),
+            vlan_id: crate::de::optional(f_vlan_id),
+            vlan_protocol: crate::de::optional(f_vlan_protocol),
+            vlan_raw_device: crate::de::optional(f_vlan_raw_device),
+            vxlan_id: crate::de::optional(f_vxlan_id),
+            vxlan_local_tunnelip: crate::de::optional(f_vxlan_local_tunnelip),
+            vxlan_physdev: crate::de::optional(f_vxlan_physdev),
+            vxlan_svcnodeip: crate::de::optional(f_vxlan_svcnodeip),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesNetworkIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesNetworkReloadNetworkConfigParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -23780,11 +27259,36 @@ impl NodesQemuAgentExecParams {
     }
 }
 /// The `NodesQemuAgentExecResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuAgentExecResponse {
     /// The PID of the process started by the guest-agent.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pid: i64,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuAgentExecResponse {
+    const EXPECTING: &'static str = "struct NodesQemuAgentExecResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_pid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "pid" => crate::de::lenient(&mut map, &mut f_pid, "pid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            pid: crate::de::required::<A, _>(f_pid, "pid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuAgentExecResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuAgentExecStatusParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -23800,7 +27304,7 @@ impl NodesQemuAgentExecStatusParams {
     }
 }
 /// The `NodesQemuAgentExecStatusResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuAgentExecStatusResponse {
     /// stderr of the process
     #[serde(rename = "err-data")]
@@ -23812,7 +27316,6 @@ pub struct NodesQemuAgentExecStatusResponse {
     pub err_truncated: ::std::option::Option<crate::PveBool>,
     /// process exit code if it was normally terminated.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub exitcode: ::std::option::Option<i64>,
     /// Tells if the given command has exited yet.
     pub exited: crate::PveBool,
@@ -23826,8 +27329,55 @@ pub struct NodesQemuAgentExecStatusResponse {
     pub out_truncated: ::std::option::Option<crate::PveBool>,
     /// signal number or exception code if the process was abnormally terminated.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub signal: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuAgentExecStatusResponse {
+    const EXPECTING: &'static str = "struct NodesQemuAgentExecStatusResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_err_data = ::std::option::Option::None;
+        let mut f_err_truncated = ::std::option::Option::None;
+        let mut f_exitcode = ::std::option::Option::None;
+        let mut f_exited = ::std::option::Option::None;
+        let mut f_out_data = ::std::option::Option::None;
+        let mut f_out_truncated = ::std::option::Option::None;
+        let mut f_signal = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "err-data" => crate::de::value(&mut map, &mut f_err_data, "err-data")?,
+                "err-truncated" => {
+                    crate::de::value(&mut map, &mut f_err_truncated, "err-truncated")?
+                }
+                "exitcode" => crate::de::lenient(&mut map, &mut f_exitcode, "exitcode")?,
+                "exited" => crate::de::value(&mut map, &mut f_exited, "exited")?,
+                "out-data" => crate::de::value(&mut map, &mut f_out_data, "out-data")?,
+                "out-truncated" => {
+                    crate::de::value(&mut map, &mut f_out_truncated, "out-truncated")?
+                }
+                "signal" => crate::de::lenient(&mut map, &mut f_signal, "signal")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            err_data: crate::de::optional(f_err_data),
+            err_truncated: crate::de::optional(f_err_truncated),
+            exitcode: crate::de::optional(f_exitcode),
+            exited: crate::de::required::<A, _>(f_exited, "exited")?,
+            out_data: crate::de::optional(f_out_data),
+            out_truncated: crate::de::optional(f_out_truncated),
+            signal: crate::de::optional(f_signal),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuAgentExecStatusResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuAgentFileReadParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -23863,13 +27413,42 @@ impl NodesQemuAgentFileReadParams {
     }
 }
 /// Returns an object with a `content` property.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuAgentFileReadResponse {
     /// The content of the file, maximum 16777216
     pub content: ::std::string::String,
     /// If set to 1, the read did not reach the end of the file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub truncated: ::std::option::Option<crate::PveBool>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuAgentFileReadResponse {
+    const EXPECTING: &'static str = "struct NodesQemuAgentFileReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_content = ::std::option::Option::None;
+        let mut f_truncated = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "content" => crate::de::value(&mut map, &mut f_content, "content")?,
+                "truncated" => crate::de::value(&mut map, &mut f_truncated, "truncated")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            content: crate::de::required::<A, _>(f_content, "content")?,
+            truncated: crate::de::optional(f_truncated),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuAgentFileReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuAgentFileWriteParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -24027,13 +27606,12 @@ impl NodesQemuCloudinitDumpCloudinitGeneratedConfigParams {
     }
 }
 /// The `NodesQemuCloudinitPendingResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuCloudinitPendingResponseItem {
     /// Indicates a pending delete request if present and not 0.
     ///
     /// Range 0 to 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
     pub key: ::std::string::String,
@@ -24043,6 +27621,41 @@ pub struct NodesQemuCloudinitPendingResponseItem {
     /// Value as it was used to generate the current cloudinit image.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuCloudinitPendingResponseItem {
+    const EXPECTING: &'static str = "struct NodesQemuCloudinitPendingResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_delete = ::std::option::Option::None;
+        let mut f_key = ::std::option::Option::None;
+        let mut f_pending = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "delete" => crate::de::lenient(&mut map, &mut f_delete, "delete")?,
+                "key" => crate::de::value(&mut map, &mut f_key, "key")?,
+                "pending" => crate::de::value(&mut map, &mut f_pending, "pending")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            delete: crate::de::optional(f_delete),
+            key: crate::de::required::<A, _>(f_key, "key")?,
+            pending: crate::de::optional(f_pending),
+            value: crate::de::optional(f_value),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuCloudinitPendingResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuConfigUpdateVmAsyncParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -24996,7 +28609,7 @@ pub struct NodesQemuConfigUpdateVmParams {
     pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
 }
 /// The VM configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuConfigVmResponse {
     /// Enable/disable ACPI.
     ///
@@ -25045,7 +28658,6 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub balloon: ::std::option::Option<i64>,
     /// Select BIOS implementation.
     ///
@@ -25092,7 +28704,6 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
@@ -25103,13 +28714,11 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Range 0 to 128. Default: `0.0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 1 to 262144.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25218,13 +28827,11 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Minimum 0. Default: `0.1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub migrate_downtime: ::std::option::Option<f64>,
     /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub migrate_speed: ::std::option::Option<i64>,
     /// Set a name for the VM. Only used on the configuration web interface.
     ///
@@ -25331,7 +28938,6 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Range 0 to 50000. Default: `1000`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub shares: ::std::option::Option<i64>,
     /// Specify SMBIOS type 1 fields.
     ///
@@ -25342,19 +28948,16 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub smp: ::std::option::Option<i64>,
     /// Timestamp for snapshots.
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub snaptime: ::std::option::Option<i64>,
     /// The number of CPU sockets.
     ///
     /// Minimum 1. Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25415,7 +29018,6 @@ pub struct NodesQemuConfigVmResponse {
     ///
     /// Minimum 1.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -25450,6 +29052,340 @@ pub struct NodesQemuConfigVmResponse {
     /// Format `pve-qm-watchdog`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuConfigVmResponse {
+    const EXPECTING: &'static str = "struct NodesQemuConfigVmResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_acpi = ::std::option::Option::None;
+        let mut f_affinity = ::std::option::Option::None;
+        let mut f_agent = ::std::option::Option::None;
+        let mut f_allow_ksm = ::std::option::Option::None;
+        let mut f_amd_sev = ::std::option::Option::None;
+        let mut f_arch = ::std::option::Option::None;
+        let mut f_args = ::std::option::Option::None;
+        let mut f_audio0 = ::std::option::Option::None;
+        let mut f_autostart = ::std::option::Option::None;
+        let mut f_balloon = ::std::option::Option::None;
+        let mut f_bios = ::std::option::Option::None;
+        let mut f_boot = ::std::option::Option::None;
+        let mut f_bootdisk = ::std::option::Option::None;
+        let mut f_cdrom = ::std::option::Option::None;
+        let mut f_cicustom = ::std::option::Option::None;
+        let mut f_cipassword = ::std::option::Option::None;
+        let mut f_citype = ::std::option::Option::None;
+        let mut f_ciupgrade = ::std::option::Option::None;
+        let mut f_ciuser = ::std::option::Option::None;
+        let mut f_cores = ::std::option::Option::None;
+        let mut f_cpu = ::std::option::Option::None;
+        let mut f_cpulimit = ::std::option::Option::None;
+        let mut f_cpuunits = ::std::option::Option::None;
+        let mut f_description = ::std::option::Option::None;
+        let mut f_digest = ::std::option::Option::None;
+        let mut f_efidisk0 = ::std::option::Option::None;
+        let mut f_freeze = ::std::option::Option::None;
+        let mut f_hookscript = ::std::option::Option::None;
+        let mut f_hostpci = crate::Indexed::new();
+        let mut f_hotplug = ::std::option::Option::None;
+        let mut f_hugepages = ::std::option::Option::None;
+        let mut f_ide = crate::Indexed::new();
+        let mut f_intel_tdx = ::std::option::Option::None;
+        let mut f_ipconfig = crate::Indexed::new();
+        let mut f_ivshmem = ::std::option::Option::None;
+        let mut f_keephugepages = ::std::option::Option::None;
+        let mut f_keyboard = ::std::option::Option::None;
+        let mut f_kvm = ::std::option::Option::None;
+        let mut f_localtime = ::std::option::Option::None;
+        let mut f_lock = ::std::option::Option::None;
+        let mut f_machine = ::std::option::Option::None;
+        let mut f_memory = ::std::option::Option::None;
+        let mut f_meta = ::std::option::Option::None;
+        let mut f_migrate_downtime = ::std::option::Option::None;
+        let mut f_migrate_speed = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_nameserver = ::std::option::Option::None;
+        let mut f_net = crate::Indexed::new();
+        let mut f_numa = ::std::option::Option::None;
+        let mut f_numa_ = crate::Indexed::new();
+        let mut f_onboot = ::std::option::Option::None;
+        let mut f_ostype = ::std::option::Option::None;
+        let mut f_parallel = crate::Indexed::new();
+        let mut f_parent = ::std::option::Option::None;
+        let mut f_protection = ::std::option::Option::None;
+        let mut f_reboot = ::std::option::Option::None;
+        let mut f_rng0 = ::std::option::Option::None;
+        let mut f_running_nets_host_mtu = ::std::option::Option::None;
+        let mut f_runningcpu = ::std::option::Option::None;
+        let mut f_runningmachine = ::std::option::Option::None;
+        let mut f_sata = crate::Indexed::new();
+        let mut f_scsi = crate::Indexed::new();
+        let mut f_scsihw = ::std::option::Option::None;
+        let mut f_searchdomain = ::std::option::Option::None;
+        let mut f_serial = crate::Indexed::new();
+        let mut f_shares = ::std::option::Option::None;
+        let mut f_smbios1 = ::std::option::Option::None;
+        let mut f_smp = ::std::option::Option::None;
+        let mut f_snaptime = ::std::option::Option::None;
+        let mut f_sockets = ::std::option::Option::None;
+        let mut f_spice_enhancements = ::std::option::Option::None;
+        let mut f_sshkeys = ::std::option::Option::None;
+        let mut f_startdate = ::std::option::Option::None;
+        let mut f_startup = ::std::option::Option::None;
+        let mut f_tablet = ::std::option::Option::None;
+        let mut f_tags = ::std::option::Option::None;
+        let mut f_tdf = ::std::option::Option::None;
+        let mut f_template = ::std::option::Option::None;
+        let mut f_tpmstate0 = ::std::option::Option::None;
+        let mut f_unused = crate::Indexed::new();
+        let mut f_usb = crate::Indexed::new();
+        let mut f_vcpus = ::std::option::Option::None;
+        let mut f_vga = ::std::option::Option::None;
+        let mut f_virtio = crate::Indexed::new();
+        let mut f_virtiofs = crate::Indexed::new();
+        let mut f_vmgenid = ::std::option::Option::None;
+        let mut f_vmstate = ::std::option::Option::None;
+        let mut f_vmstatestorage = ::std::option::Option::None;
+        let mut f_watchdog = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "acpi" => crate::de::value(&mut map, &mut f_acpi, "acpi")?,
+                "affinity" => crate::de::value(&mut map, &mut f_affinity, "affinity")?,
+                "agent" => crate::de::value(&mut map, &mut f_agent, "agent")?,
+                "allow-ksm" => crate::de::value(&mut map, &mut f_allow_ksm, "allow-ksm")?,
+                "amd-sev" => crate::de::value(&mut map, &mut f_amd_sev, "amd-sev")?,
+                "arch" => crate::de::value(&mut map, &mut f_arch, "arch")?,
+                "args" => crate::de::value(&mut map, &mut f_args, "args")?,
+                "audio0" => crate::de::value(&mut map, &mut f_audio0, "audio0")?,
+                "autostart" => crate::de::value(&mut map, &mut f_autostart, "autostart")?,
+                "balloon" => crate::de::lenient(&mut map, &mut f_balloon, "balloon")?,
+                "bios" => crate::de::value(&mut map, &mut f_bios, "bios")?,
+                "boot" => crate::de::value(&mut map, &mut f_boot, "boot")?,
+                "bootdisk" => crate::de::value(&mut map, &mut f_bootdisk, "bootdisk")?,
+                "cdrom" => crate::de::value(&mut map, &mut f_cdrom, "cdrom")?,
+                "cicustom" => crate::de::value(&mut map, &mut f_cicustom, "cicustom")?,
+                "cipassword" => {
+                    crate::de::value(&mut map, &mut f_cipassword, "cipassword")?
+                }
+                "citype" => crate::de::value(&mut map, &mut f_citype, "citype")?,
+                "ciupgrade" => crate::de::value(&mut map, &mut f_ciupgrade, "ciupgrade")?,
+                "ciuser" => crate::de::value(&mut map, &mut f_ciuser, "ciuser")?,
+                "cores" => crate::de::lenient(&mut map, &mut f_cores, "cores")?,
+                "cpu" => crate::de::value(&mut map, &mut f_cpu, "cpu")?,
+                "cpulimit" => crate::de::lenient(&mut map, &mut f_cpulimit, "cpulimit")?,
+                "cpuunits" => crate::de::lenient(&mut map, &mut f_cpuunits, "cpuunits")?,
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "digest" => crate::de::value(&mut map, &mut f_digest, "digest")?,
+                "efidisk0" => crate::de::value(&mut map, &mut f_efidisk0, "efidisk0")?,
+                "freeze" => crate::de::value(&mut map, &mut f_freeze, "freeze")?,
+                "hookscript" => {
+                    crate::de::value(&mut map, &mut f_hookscript, "hookscript")?
+                }
+                "hotplug" => crate::de::value(&mut map, &mut f_hotplug, "hotplug")?,
+                "hugepages" => crate::de::value(&mut map, &mut f_hugepages, "hugepages")?,
+                "intel-tdx" => crate::de::value(&mut map, &mut f_intel_tdx, "intel-tdx")?,
+                "ivshmem" => crate::de::value(&mut map, &mut f_ivshmem, "ivshmem")?,
+                "keephugepages" => {
+                    crate::de::value(&mut map, &mut f_keephugepages, "keephugepages")?
+                }
+                "keyboard" => crate::de::value(&mut map, &mut f_keyboard, "keyboard")?,
+                "kvm" => crate::de::value(&mut map, &mut f_kvm, "kvm")?,
+                "localtime" => crate::de::value(&mut map, &mut f_localtime, "localtime")?,
+                "lock" => crate::de::value(&mut map, &mut f_lock, "lock")?,
+                "machine" => crate::de::value(&mut map, &mut f_machine, "machine")?,
+                "memory" => crate::de::value(&mut map, &mut f_memory, "memory")?,
+                "meta" => crate::de::value(&mut map, &mut f_meta, "meta")?,
+                "migrate_downtime" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_migrate_downtime,
+                        "migrate_downtime",
+                    )?
+                }
+                "migrate_speed" => {
+                    crate::de::lenient(&mut map, &mut f_migrate_speed, "migrate_speed")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "nameserver" => {
+                    crate::de::value(&mut map, &mut f_nameserver, "nameserver")?
+                }
+                "numa" => crate::de::value(&mut map, &mut f_numa, "numa")?,
+                "onboot" => crate::de::value(&mut map, &mut f_onboot, "onboot")?,
+                "ostype" => crate::de::value(&mut map, &mut f_ostype, "ostype")?,
+                "parent" => crate::de::value(&mut map, &mut f_parent, "parent")?,
+                "protection" => {
+                    crate::de::value(&mut map, &mut f_protection, "protection")?
+                }
+                "reboot" => crate::de::value(&mut map, &mut f_reboot, "reboot")?,
+                "rng0" => crate::de::value(&mut map, &mut f_rng0, "rng0")?,
+                "running-nets-host-mtu" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_running_nets_host_mtu,
+                        "running-nets-host-mtu",
+                    )?
+                }
+                "runningcpu" => {
+                    crate::de::value(&mut map, &mut f_runningcpu, "runningcpu")?
+                }
+                "runningmachine" => {
+                    crate::de::value(&mut map, &mut f_runningmachine, "runningmachine")?
+                }
+                "scsihw" => crate::de::value(&mut map, &mut f_scsihw, "scsihw")?,
+                "searchdomain" => {
+                    crate::de::value(&mut map, &mut f_searchdomain, "searchdomain")?
+                }
+                "shares" => crate::de::lenient(&mut map, &mut f_shares, "shares")?,
+                "smbios1" => crate::de::value(&mut map, &mut f_smbios1, "smbios1")?,
+                "smp" => crate::de::lenient(&mut map, &mut f_smp, "smp")?,
+                "snaptime" => crate::de::lenient(&mut map, &mut f_snaptime, "snaptime")?,
+                "sockets" => crate::de::lenient(&mut map, &mut f_sockets, "sockets")?,
+                "spice_enhancements" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_spice_enhancements,
+                        "spice_enhancements",
+                    )?
+                }
+                "sshkeys" => crate::de::value(&mut map, &mut f_sshkeys, "sshkeys")?,
+                "startdate" => crate::de::value(&mut map, &mut f_startdate, "startdate")?,
+                "startup" => crate::de::value(&mut map, &mut f_startup, "startup")?,
+                "tablet" => crate::de::value(&mut map, &mut f_tablet, "tablet")?,
+                "tags" => crate::de::value(&mut map, &mut f_tags, "tags")?,
+                "tdf" => crate::de::value(&mut map, &mut f_tdf, "tdf")?,
+                "template" => crate::de::value(&mut map, &mut f_template, "template")?,
+                "tpmstate0" => crate::de::value(&mut map, &mut f_tpmstate0, "tpmstate0")?,
+                "vcpus" => crate::de::lenient(&mut map, &mut f_vcpus, "vcpus")?,
+                "vga" => crate::de::value(&mut map, &mut f_vga, "vga")?,
+                "vmgenid" => crate::de::value(&mut map, &mut f_vmgenid, "vmgenid")?,
+                "vmstate" => crate::de::value(&mut map, &mut f_vmstate, "vmstate")?,
+                "vmstatestorage" => {
+                    crate::de::value(&mut map, &mut f_vmstatestorage, "vmstatestorage")?
+                }
+                "watchdog" => crate::de::value(&mut map, &mut f_watchdog, "watchdog")?,
+                _ => {
+                    if !(crate::de::member(&mut map, &mut f_hostpci, &key)?
+                        || crate::de::member(&mut map, &mut f_ide, &key)?
+                        || crate::de::member(&mut map, &mut f_ipconfig, &key)?
+                        || crate::de::member(&mut map, &mut f_net, &key)?
+                        || crate::de::member(&mut map, &mut f_numa_, &key)?
+                        || crate::de::member(&mut map, &mut f_parallel, &key)?
+                        || crate::de::member(&mut map, &mut f_sata, &key)?
+                        || crate::de::member(&mut map, &mut f_scsi, &key)?
+                        || crate::de::member(&mut map, &mut f_serial, &key)?
+                        || crate::de::member(&mut map, &mut f_unused, &key)?
+                        || crate::de::member(&mut map, &mut f_usb, &key)?
+                        || crate::de::member(&mut map, &mut f_virtio, &key)?
+                        || crate::de::member(&mut map, &mut f_virtiofs, &key)?)
+                    {
+                        crate::de::skip(&mut map)?;
+                    }
+                }
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            acpi: crate::de::optional(f_acpi),
+            affinity: crate::de::optional(f_affinity),
+            agent: crate::de::optional(f_agent),
+            allow_ksm: crate::de::optional(f_allow_ksm),
+            amd_sev: crate::de::optional(f_amd_sev),
+            arch: crate::de::optional(f_arch),
+            args: crate::de::optional(f_args),
+            audio0: crate::de::optional(f_audio0),
+            autostart: crate::de::optional(f_autostart),
+            balloon: crate::de::optional(f_balloon),
+            bios: crate::de::optional(f_bios),
+            boot: crate::de::optional(f_boot),
+            bootdisk: crate::de::optional(f_bootdisk),
+            cdrom: crate::de::optional(f_cdrom),
+            cicustom: crate::de::optional(f_cicustom),
+            cipassword: crate::de::optional(f_cipassword),
+            citype: crate::de::optional(f_citype),
+            ciupgrade: crate::de::optional(f_ciupgrade),
+            ciuser: crate::de::optional(f_ciuser),
+            cores: crate::de::optional(f_cores),
+            cpu: crate::de::optional(f_cpu),
+            cpulimit: crate::de::optional(f_cpulimit),
+            cpuunits: crate::de::optional(f_cpuunits),
+            description: crate::de::optional(f_description),
+            digest: crate::de::required::<A, _>(f_digest, "digest")?,
+            efidisk0: crate::de::optional(f_efidisk0),
+            freeze: crate::de::optional(f_freeze),
+            hookscript: crate::de::optional(f_hookscript),
+            hostpci: f_hostpci,
+            hotplug: crate::de::optional(f_hotplug),
+            hugepages: crate::de::optional(f_hugepages),
+            ide: f_ide,
+            intel_tdx: crate::de::optional(f_intel_tdx),
+            ipconfig: f_ipconfig,
+            ivshmem: crate::de::optional(f_ivshmem),
+            keephugepages: crate::de::optional(f_keephugepages),
+            keyboard: crate::de::optional(f_keyboard),
+            kvm: crate::de::optional(f_kvm),
+            localtime: crate::de::optional(f_localtime),
+            lock: crate::de::optional(f_lock),
+            machine: crate::de::optional(f_machine),
+            memory: crate::de::optional(f_memory),
+            meta: crate::de::optional(f_meta),
+            migrate_downtime: crate::de::optional(f_migrate_downtime),
+            migrate_speed: crate::de::optional(f_migrate_speed),
+            name: crate::de::optional(f_name),
+            nameserver: crate::de::optional(f_nameserver),
+            net: f_net,
+            numa: crate::de::optional(f_numa),
+            numa_: f_numa_,
+            onboot: crate::de::optional(f_onboot),
+            ostype: crate::de::optional(f_ostype),
+            parallel: f_parallel,
+            parent: crate::de::optional(f_parent),
+            protection: crate::de::optional(f_protection),
+            reboot: crate::de::optional(f_reboot),
+            rng0: crate::de::optional(f_rng0),
+            running_nets_host_mtu: crate::de::optional(f_running_nets_host_mtu),
+            runningcpu: crate::de::optional(f_runningcpu),
+            runningmachine: crate::de::optional(f_runningmachine),
+            sata: f_sata,
+            scsi: f_scsi,
+            scsihw: crate::de::optional(f_scsihw),
+            searchdomain: crate::de::optional(f_searchdomain),
+            serial: f_serial,
+            shares: crate::de::optional(f_shares),
+            smbios1: crate::de::optional(f_smbios1),
+            smp: crate::de::optional(f_smp),
+            snaptime: crate::de::optional(f_snaptime),
+            sockets: crate::de::optional(f_sockets),
+            spice_enhancements: crate::de::optional(f_spice_enhancements),
+            sshkeys: crate::de::optional(f_sshkeys),
+            startdate: crate::de::optional(f_startdate),
+            startup: crate::de::optional(f_startup),
+            tablet: crate::de::optional(f_tablet),
+            tags: crate::de::optional(f_tags),
+            tdf: crate::de::optional(f_tdf),
+            template: crate::de::optional(f_template),
+            tpmstate0: crate::de::optional(f_tpmstate0),
+            unused: f_unused,
+            usb: f_usb,
+            vcpus: crate::de::optional(f_vcpus),
+            vga: crate::de::optional(f_vga),
+            virtio: f_virtio,
+            virtiofs: f_virtiofs,
+            vmgenid: crate::de::optional(f_vmgenid),
+            vmstate: crate::de::optional(f_vmstate),
+            vmstatestorage: crate::de::optional(f_vmstatestorage),
+            watchdog: crate::de::optional(f_watchdog),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuConfigVmResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// Map host PCI devices into guest.
 ///
@@ -26167,13 +30103,44 @@ impl NodesQemuDbusVmstateParams {
     }
 }
 /// The `NodesQemuFeatureVmResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuFeatureVmResponse {
     /// The `hasFeature` property.
     #[serde(rename = "hasFeature")]
     pub has_feature: crate::PveBool,
     /// The `nodes` property.
     pub nodes: ::std::vec::Vec<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuFeatureVmResponse {
+    const EXPECTING: &'static str = "struct NodesQemuFeatureVmResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_has_feature = ::std::option::Option::None;
+        let mut f_nodes = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "hasFeature" => {
+                    crate::de::value(&mut map, &mut f_has_feature, "hasFeature")?
+                }
+                "nodes" => crate::de::value(&mut map, &mut f_nodes, "nodes")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            has_feature: crate::de::required::<A, _>(f_has_feature, "hasFeature")?,
+            nodes: crate::de::required::<A, _>(f_nodes, "nodes")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuFeatureVmResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuMigrateVmParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -26237,7 +30204,7 @@ impl NodesQemuMigrateVmParams {
     }
 }
 /// The `NodesQemuMigrateVmPreconditionResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuMigrateVmPreconditionResponse {
     /// List of nodes allowed for migration.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26274,21 +30241,159 @@ pub struct NodesQemuMigrateVmPreconditionResponse {
     /// Determines if the VM is running.
     pub running: crate::PveBool,
 }
+impl<'de> crate::de::FromMap<'de> for NodesQemuMigrateVmPreconditionResponse {
+    const EXPECTING: &'static str = "struct NodesQemuMigrateVmPreconditionResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_allowed_nodes = ::std::option::Option::None;
+        let mut f_dependent_ha_resources = ::std::option::Option::None;
+        let mut f_has_dbus_vmstate = ::std::option::Option::None;
+        let mut f_local_disks = ::std::option::Option::None;
+        let mut f_local_resources = ::std::option::Option::None;
+        let mut f_mapped_resource_info = ::std::option::Option::None;
+        let mut f_mapped_resources = ::std::option::Option::None;
+        let mut f_not_allowed_nodes = ::std::option::Option::None;
+        let mut f_running = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "allowed_nodes" => {
+                    crate::de::value(&mut map, &mut f_allowed_nodes, "allowed_nodes")?
+                }
+                "dependent-ha-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_dependent_ha_resources,
+                        "dependent-ha-resources",
+                    )?
+                }
+                "has-dbus-vmstate" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_has_dbus_vmstate,
+                        "has-dbus-vmstate",
+                    )?
+                }
+                "local_disks" => {
+                    crate::de::value(&mut map, &mut f_local_disks, "local_disks")?
+                }
+                "local_resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_local_resources,
+                        "local_resources",
+                    )?
+                }
+                "mapped-resource-info" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_mapped_resource_info,
+                        "mapped-resource-info",
+                    )?
+                }
+                "mapped-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_mapped_resources,
+                        "mapped-resources",
+                    )?
+                }
+                "not_allowed_nodes" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_not_allowed_nodes,
+                        "not_allowed_nodes",
+                    )?
+                }
+                "running" => crate::de::value(&mut map, &mut f_running, "running")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            allowed_nodes: crate::de::optional(f_allowed_nodes),
+            dependent_ha_resources: crate::de::optional(f_dependent_ha_resources),
+            has_dbus_vmstate: crate::de::required::<
+                A,
+                _,
+            >(f_has_dbus_vmstate, "has-dbus-vmstate")?,
+            local_disks: crate::de::required::<A, _>(f_local_disks, "local_disks")?,
+            local_resources: crate::de::required::<
+                A,
+                _,
+            >(f_local_resources, "local_resources")?,
+            mapped_resource_info: crate::de::required::<
+                A,
+                _,
+            >(f_mapped_resource_info, "mapped-resource-info")?,
+            mapped_resources: crate::de::required::<
+                A,
+                _,
+            >(f_mapped_resources, "mapped-resources")?,
+            not_allowed_nodes: crate::de::optional(f_not_allowed_nodes),
+            running: crate::de::required::<A, _>(f_running, "running")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuMigrateVmPreconditionResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesQemuMigrateVmPreconditionResponseLocalDisksItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
     /// True if the disk is a cdrom.
     pub cdrom: crate::PveBool,
     /// True if the disk is unused.
     pub is_unused: crate::PveBool,
     /// The size of the disk in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: i64,
     /// The volid of the disk.
     pub volid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de>
+for NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
+    const EXPECTING: &'static str = "struct NodesQemuMigrateVmPreconditionResponseLocalDisksItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cdrom = ::std::option::Option::None;
+        let mut f_is_unused = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        let mut f_volid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cdrom" => crate::de::value(&mut map, &mut f_cdrom, "cdrom")?,
+                "is_unused" => crate::de::value(&mut map, &mut f_is_unused, "is_unused")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                "volid" => crate::de::value(&mut map, &mut f_volid, "volid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cdrom: crate::de::required::<A, _>(f_cdrom, "cdrom")?,
+            is_unused: crate::de::required::<A, _>(f_is_unused, "is_unused")?,
+            size: crate::de::required::<A, _>(f_size, "size")?,
+            volid: crate::de::required::<A, _>(f_volid, "volid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// List of not allowed nodes with additional information.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
     /// HA resources, which are blocking the VM from being migrated to the node.
     #[serde(rename = "blocking-ha-resources")]
@@ -26303,6 +30408,49 @@ pub struct NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
     pub unavailable_storages: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
+}
+impl<'de> crate::de::FromMap<'de>
+for NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
+    const EXPECTING: &'static str = "struct NodesQemuMigrateVmPreconditionResponseNotAllowedNodes";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_blocking_ha_resources = ::std::option::Option::None;
+        let mut f_unavailable_storages = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "blocking-ha-resources" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_blocking_ha_resources,
+                        "blocking-ha-resources",
+                    )?
+                }
+                "unavailable_storages" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_unavailable_storages,
+                        "unavailable_storages",
+                    )?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            blocking_ha_resources: crate::de::optional(f_blocking_ha_resources),
+            unavailable_storages: crate::de::optional(f_unavailable_storages),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuMonitorParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -26386,13 +30534,12 @@ impl NodesQemuMoveDiskVmParams {
     }
 }
 /// The `NodesQemuPendingVmResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuPendingVmResponseItem {
     /// Indicates a pending delete request if present and not 0. The value 2 indicates a force-delete request.
     ///
     /// Range 0 to 2.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
     pub key: ::std::string::String,
@@ -26402,6 +30549,41 @@ pub struct NodesQemuPendingVmResponseItem {
     /// Current value.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuPendingVmResponseItem {
+    const EXPECTING: &'static str = "struct NodesQemuPendingVmResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_delete = ::std::option::Option::None;
+        let mut f_key = ::std::option::Option::None;
+        let mut f_pending = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "delete" => crate::de::lenient(&mut map, &mut f_delete, "delete")?,
+                "key" => crate::de::value(&mut map, &mut f_key, "key")?,
+                "pending" => crate::de::value(&mut map, &mut f_pending, "pending")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            delete: crate::de::optional(f_delete),
+            key: crate::de::required::<A, _>(f_key, "key")?,
+            pending: crate::de::optional(f_pending),
+            value: crate::de::optional(f_value),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuPendingVmResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuRemoteMigrateVmParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -26511,7 +30693,7 @@ impl NodesQemuSendkeyVmParams {
     }
 }
 /// The `NodesQemuSnapshotListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQemuSnapshotListResponseItem {
     /// Snapshot description.
     pub description: ::std::string::String,
@@ -26522,11 +30704,50 @@ pub struct NodesQemuSnapshotListResponseItem {
     pub parent: ::std::option::Option<::std::string::String>,
     /// Snapshot creation time
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub snaptime: ::std::option::Option<i64>,
     /// Snapshot includes RAM.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstate: ::std::option::Option<crate::PveBool>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuSnapshotListResponseItem {
+    const EXPECTING: &'static str = "struct NodesQemuSnapshotListResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_description = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_parent = ::std::option::Option::None;
+        let mut f_snaptime = ::std::option::Option::None;
+        let mut f_vmstate = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "parent" => crate::de::value(&mut map, &mut f_parent, "parent")?,
+                "snaptime" => crate::de::lenient(&mut map, &mut f_snaptime, "snaptime")?,
+                "vmstate" => crate::de::value(&mut map, &mut f_vmstate, "vmstate")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            parent: crate::de::optional(f_parent),
+            snaptime: crate::de::optional(f_snaptime),
+            vmstate: crate::de::optional(f_vmstate),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuSnapshotListResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuSnapshotParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -26563,7 +30784,7 @@ pub struct NodesQemuSnapshotRollbackParams {
     pub start: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuStatusCurrentVmResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuStatusCurrentVmResponse {
     /// QEMU Guest Agent is enabled in config.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26575,19 +30796,15 @@ pub struct NodesQemuStatusCurrentVmResponse {
     pub clipboard: ::std::option::Option<crate::generated::nodes::Clipboard>,
     /// Current CPU usage.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpu: ::std::option::Option<f64>,
     /// Maximum usable CPUs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpus: ::std::option::Option<f64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskread: ::std::option::Option<i64>,
     /// The amount of bytes the guest wrote from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskwrite: ::std::option::Option<i64>,
     /// HA manager service status.
     pub ha: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -26596,58 +30813,45 @@ pub struct NodesQemuStatusCurrentVmResponse {
     pub lock: ::std::option::Option<::std::string::String>,
     /// Root disk size in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Maximum memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxmem: ::std::option::Option<i64>,
     /// Currently used memory in bytes. Does not take into account kernel same-page merging (KSM). Uses information from ballooning when available.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem: ::std::option::Option<i64>,
     /// Current memory usage on the host. Does not take into account kernel same-page merging (KSM).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub memhost: ::std::option::Option<i64>,
     /// VM (host)name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netout: ::std::option::Option<i64>,
     /// PID of the QEMU process, if the VM is running.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pid: ::std::option::Option<i64>,
     /// CPU Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurecpufull: ::std::option::Option<f64>,
     /// CPU Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurecpusome: ::std::option::Option<f64>,
     /// IO Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressureiofull: ::std::option::Option<f64>,
     /// IO Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressureiosome: ::std::option::Option<f64>,
     /// Memory Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurememoryfull: ::std::option::Option<f64>,
     /// Memory Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurememorysome: ::std::option::Option<f64>,
     /// VM run state from the 'query-status' QMP monitor command.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26680,13 +30884,176 @@ pub struct NodesQemuStatusCurrentVmResponse {
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub uptime: ::std::option::Option<i64>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuStatusCurrentVmResponse {
+    const EXPECTING: &'static str = "struct NodesQemuStatusCurrentVmResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_agent = ::std::option::Option::None;
+        let mut f_clipboard = ::std::option::Option::None;
+        let mut f_cpu = ::std::option::Option::None;
+        let mut f_cpus = ::std::option::Option::None;
+        let mut f_diskread = ::std::option::Option::None;
+        let mut f_diskwrite = ::std::option::Option::None;
+        let mut f_ha = ::std::option::Option::None;
+        let mut f_lock = ::std::option::Option::None;
+        let mut f_maxdisk = ::std::option::Option::None;
+        let mut f_maxmem = ::std::option::Option::None;
+        let mut f_mem = ::std::option::Option::None;
+        let mut f_memhost = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_netin = ::std::option::Option::None;
+        let mut f_netout = ::std::option::Option::None;
+        let mut f_pid = ::std::option::Option::None;
+        let mut f_pressurecpufull = ::std::option::Option::None;
+        let mut f_pressurecpusome = ::std::option::Option::None;
+        let mut f_pressureiofull = ::std::option::Option::None;
+        let mut f_pressureiosome = ::std::option::Option::None;
+        let mut f_pressurememoryfull = ::std::option::Option::None;
+        let mut f_pressurememorysome = ::std::option::Option::None;
+        let mut f_qmpstatus = ::std::option::Option::None;
+        let mut f_running_machine = ::std::option::Option::None;
+        let mut f_running_qemu = ::std::option::Option::None;
+        let mut f_serial = ::std::option::Option::None;
+        let mut f_spice = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_tags = ::std::option::Option::None;
+        let mut f_template = ::std::option::Option::None;
+        let mut f_uptime = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "agent" => crate::de::value(&mut map, &mut f_agent, "agent")?,
+                "clipboard" => crate::de::value(&mut map, &mut f_clipboard, "clipboard")?,
+                "cpu" => crate::de::lenient(&mut map, &mut f_cpu, "cpu")?,
+                "cpus" => crate::de::lenient(&mut map, &mut f_cpus, "cpus")?,
+                "diskread" => crate::de::lenient(&mut map, &mut f_diskread, "diskread")?,
+                "diskwrite" => {
+                    crate::de::lenient(&mut map, &mut f_diskwrite, "diskwrite")?
+                }
+                "ha" => crate::de::value(&mut map, &mut f_ha, "ha")?,
+                "lock" => crate::de::value(&mut map, &mut f_lock, "lock")?,
+                "maxdisk" => crate::de::lenient(&mut map, &mut f_maxdisk, "maxdisk")?,
+                "maxmem" => crate::de::lenient(&mut map, &mut f_maxmem, "maxmem")?,
+                "mem" => crate::de::lenient(&mut map, &mut f_mem, "mem")?,
+                "memhost" => crate::de::lenient(&mut map, &mut f_memhost, "memhost")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "netin" => crate::de::lenient(&mut map, &mut f_netin, "netin")?,
+                "netout" => crate::de::lenient(&mut map, &mut f_netout, "netout")?,
+                "pid" => crate::de::lenient(&mut map, &mut f_pid, "pid")?,
+                "pressurecpufull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurecpufull,
+                        "pressurecpufull",
+                    )?
+                }
+                "pressurecpusome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurecpusome,
+                        "pressurecpusome",
+                    )?
+                }
+                "pressureiofull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressureiofull,
+                        "pressureiofull",
+                    )?
+                }
+                "pressureiosome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressureiosome,
+                        "pressureiosome",
+                    )?
+                }
+                "pressurememoryfull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurememoryfull,
+                        "pressurememoryfull",
+                    )?
+                }
+                "pressurememorysome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurememorysome,
+                        "pressurememorysome",
+                    )?
+                }
+                "qmpstatus" => crate::de::value(&mut map, &mut f_qmpstatus, "qmpstatus")?,
+                "running-machine" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_running_machine,
+                        "running-machine",
+                    )?
+                }
+                "running-qemu" => {
+                    crate::de::value(&mut map, &mut f_running_qemu, "running-qemu")?
+                }
+                "serial" => crate::de::value(&mut map, &mut f_serial, "serial")?,
+                "spice" => crate::de::value(&mut map, &mut f_spice, "spice")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "tags" => crate::de::value(&mut map, &mut f_tags, "tags")?,
+                "template" => crate::de::value(&mut map, &mut f_template, "template")?,
+                "uptime" => crate::de::lenient(&mut map, &mut f_uptime, "uptime")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            agent: crate::de::optional(f_agent),
+            clipboard: crate::de::optional(f_clipboard),
+            cpu: crate::de::optional(f_cpu),
+            cpus: crate::de::optional(f_cpus),
+            diskread: crate::de::optional(f_diskread),
+            diskwrite: crate::de::optional(f_diskwrite),
+            ha: crate::de::required::<A, _>(f_ha, "ha")?,
+            lock: crate::de::optional(f_lock),
+            maxdisk: crate::de::optional(f_maxdisk),
+            maxmem: crate::de::optional(f_maxmem),
+            mem: crate::de::optional(f_mem),
+            memhost: crate::de::optional(f_memhost),
+            name: crate::de::optional(f_name),
+            netin: crate::de::optional(f_netin),
+            netout: crate::de::optional(f_netout),
+            pid: crate::de::optional(f_pid),
+            pressurecpufull: crate::de::optional(f_pressurecpufull),
+            pressurecpusome: crate::de::optional(f_pressurecpusome),
+            pressureiofull: crate::de::optional(f_pressureiofull),
+            pressureiosome: crate::de::optional(f_pressureiosome),
+            pressurememoryfull: crate::de::optional(f_pressurememoryfull),
+            pressurememorysome: crate::de::optional(f_pressurememorysome),
+            qmpstatus: crate::de::optional(f_qmpstatus),
+            running_machine: crate::de::optional(f_running_machine),
+            running_qemu: crate::de::optional(f_running_qemu),
+            serial: crate::de::optional(f_serial),
+            spice: crate::de::optional(f_spice),
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            tags: crate::de::optional(f_tags),
+            template: crate::de::optional(f_template),
+            uptime: crate::de::optional(f_uptime),
+            vmid: crate::de::required::<A, _>(f_vmid, "vmid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuStatusCurrentVmResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuStatusResetVmParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -26894,81 +31261,64 @@ pub struct NodesQemuVmlistParams {
     pub full: ::std::option::Option<crate::PveBool>,
 }
 /// The `NodesQemuVmlistResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesQemuVmlistResponseItem {
     /// Current CPU usage.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpu: ::std::option::Option<f64>,
     /// Maximum usable CPUs.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpus: ::std::option::Option<f64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskread: ::std::option::Option<i64>,
     /// The amount of bytes the guest wrote from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub diskwrite: ::std::option::Option<i64>,
     /// The current config lock, if any.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Root disk size in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Maximum memory in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub maxmem: ::std::option::Option<i64>,
     /// Currently used memory in bytes. Does not take into account kernel same-page merging (KSM). Uses information from ballooning when available.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mem: ::std::option::Option<i64>,
     /// Current memory usage on the host. Does not take into account kernel same-page merging (KSM).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub memhost: ::std::option::Option<i64>,
     /// VM (host)name.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub netout: ::std::option::Option<i64>,
     /// PID of the QEMU process, if the VM is running.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pid: ::std::option::Option<i64>,
     /// CPU Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurecpufull: ::std::option::Option<f64>,
     /// CPU Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurecpusome: ::std::option::Option<f64>,
     /// IO Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressureiofull: ::std::option::Option<f64>,
     /// IO Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressureiosome: ::std::option::Option<f64>,
     /// Memory Full pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurememoryfull: ::std::option::Option<f64>,
     /// Memory Some pressure stall average over the last 10 seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pressurememorysome: ::std::option::Option<f64>,
     /// VM run state from the 'query-status' QMP monitor command.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -26998,13 +31348,164 @@ pub struct NodesQemuVmlistResponseItem {
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub uptime: ::std::option::Option<i64>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: u32,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQemuVmlistResponseItem {
+    const EXPECTING: &'static str = "struct NodesQemuVmlistResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cpu = ::std::option::Option::None;
+        let mut f_cpus = ::std::option::Option::None;
+        let mut f_diskread = ::std::option::Option::None;
+        let mut f_diskwrite = ::std::option::Option::None;
+        let mut f_lock = ::std::option::Option::None;
+        let mut f_maxdisk = ::std::option::Option::None;
+        let mut f_maxmem = ::std::option::Option::None;
+        let mut f_mem = ::std::option::Option::None;
+        let mut f_memhost = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_netin = ::std::option::Option::None;
+        let mut f_netout = ::std::option::Option::None;
+        let mut f_pid = ::std::option::Option::None;
+        let mut f_pressurecpufull = ::std::option::Option::None;
+        let mut f_pressurecpusome = ::std::option::Option::None;
+        let mut f_pressureiofull = ::std::option::Option::None;
+        let mut f_pressureiosome = ::std::option::Option::None;
+        let mut f_pressurememoryfull = ::std::option::Option::None;
+        let mut f_pressurememorysome = ::std::option::Option::None;
+        let mut f_qmpstatus = ::std::option::Option::None;
+        let mut f_running_machine = ::std::option::Option::None;
+        let mut f_running_qemu = ::std::option::Option::None;
+        let mut f_serial = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_tags = ::std::option::Option::None;
+        let mut f_template = ::std::option::Option::None;
+        let mut f_uptime = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cpu" => crate::de::lenient(&mut map, &mut f_cpu, "cpu")?,
+                "cpus" => crate::de::lenient(&mut map, &mut f_cpus, "cpus")?,
+                "diskread" => crate::de::lenient(&mut map, &mut f_diskread, "diskread")?,
+                "diskwrite" => {
+                    crate::de::lenient(&mut map, &mut f_diskwrite, "diskwrite")?
+                }
+                "lock" => crate::de::value(&mut map, &mut f_lock, "lock")?,
+                "maxdisk" => crate::de::lenient(&mut map, &mut f_maxdisk, "maxdisk")?,
+                "maxmem" => crate::de::lenient(&mut map, &mut f_maxmem, "maxmem")?,
+                "mem" => crate::de::lenient(&mut map, &mut f_mem, "mem")?,
+                "memhost" => crate::de::lenient(&mut map, &mut f_memhost, "memhost")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "netin" => crate::de::lenient(&mut map, &mut f_netin, "netin")?,
+                "netout" => crate::de::lenient(&mut map, &mut f_netout, "netout")?,
+                "pid" => crate::de::lenient(&mut map, &mut f_pid, "pid")?,
+                "pressurecpufull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurecpufull,
+                        "pressurecpufull",
+                    )?
+                }
+                "pressurecpusome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurecpusome,
+                        "pressurecpusome",
+                    )?
+                }
+                "pressureiofull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressureiofull,
+                        "pressureiofull",
+                    )?
+                }
+                "pressureiosome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressureiosome,
+                        "pressureiosome",
+                    )?
+                }
+                "pressurememoryfull" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurememoryfull,
+                        "pressurememoryfull",
+                    )?
+                }
+                "pressurememorysome" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_pressurememorysome,
+                        "pressurememorysome",
+                    )?
+                }
+                "qmpstatus" => crate::de::value(&mut map, &mut f_qmpstatus, "qmpstatus")?,
+                "running-machine" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_running_machine,
+                        "running-machine",
+                    )?
+                }
+                "running-qemu" => {
+                    crate::de::value(&mut map, &mut f_running_qemu, "running-qemu")?
+                }
+                "serial" => crate::de::value(&mut map, &mut f_serial, "serial")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "tags" => crate::de::value(&mut map, &mut f_tags, "tags")?,
+                "template" => crate::de::value(&mut map, &mut f_template, "template")?,
+                "uptime" => crate::de::lenient(&mut map, &mut f_uptime, "uptime")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cpu: crate::de::optional(f_cpu),
+            cpus: crate::de::optional(f_cpus),
+            diskread: crate::de::optional(f_diskread),
+            diskwrite: crate::de::optional(f_diskwrite),
+            lock: crate::de::optional(f_lock),
+            maxdisk: crate::de::optional(f_maxdisk),
+            maxmem: crate::de::optional(f_maxmem),
+            mem: crate::de::optional(f_mem),
+            memhost: crate::de::optional(f_memhost),
+            name: crate::de::optional(f_name),
+            netin: crate::de::optional(f_netin),
+            netout: crate::de::optional(f_netout),
+            pid: crate::de::optional(f_pid),
+            pressurecpufull: crate::de::optional(f_pressurecpufull),
+            pressurecpusome: crate::de::optional(f_pressurecpusome),
+            pressureiofull: crate::de::optional(f_pressureiofull),
+            pressureiosome: crate::de::optional(f_pressureiosome),
+            pressurememoryfull: crate::de::optional(f_pressurememoryfull),
+            pressurememorysome: crate::de::optional(f_pressurememorysome),
+            qmpstatus: crate::de::optional(f_qmpstatus),
+            running_machine: crate::de::optional(f_running_machine),
+            running_qemu: crate::de::optional(f_running_qemu),
+            serial: crate::de::optional(f_serial),
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            tags: crate::de::optional(f_tags),
+            template: crate::de::optional(f_template),
+            uptime: crate::de::optional(f_uptime),
+            vmid: crate::de::required::<A, _>(f_vmid, "vmid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQemuVmlistResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesQemuVncproxyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -27057,7 +31558,7 @@ impl NodesQueryUrlMetadataParams {
     }
 }
 /// The `NodesQueryUrlMetadataResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesQueryUrlMetadataResponse {
     /// The `filename` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -27067,8 +31568,39 @@ pub struct NodesQueryUrlMetadataResponse {
     pub mimetype: ::std::option::Option<::std::string::String>,
     /// The `size` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesQueryUrlMetadataResponse {
+    const EXPECTING: &'static str = "struct NodesQueryUrlMetadataResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_filename = ::std::option::Option::None;
+        let mut f_mimetype = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "filename" => crate::de::value(&mut map, &mut f_filename, "filename")?,
+                "mimetype" => crate::de::value(&mut map, &mut f_mimetype, "mimetype")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            filename: crate::de::optional(f_filename),
+            mimetype: crate::de::optional(f_mimetype),
+            size: crate::de::optional(f_size),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesQueryUrlMetadataResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesReplicationLogReadJobParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -27177,12 +31709,43 @@ impl NodesScanCifsCifsscanParams {
     }
 }
 /// The `NodesScanCifsCifsscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesScanCifsCifsscanResponseItem {
     /// Descriptive text from server.
     pub description: ::std::string::String,
     /// The cifs share name.
     pub share: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesScanCifsCifsscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesScanCifsCifsscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_description = ::std::option::Option::None;
+        let mut f_share = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "description" => {
+                    crate::de::value(&mut map, &mut f_description, "description")?
+                }
+                "share" => crate::de::value(&mut map, &mut f_share, "share")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            description: crate::de::required::<A, _>(f_description, "description")?,
+            share: crate::de::required::<A, _>(f_share, "share")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesScanCifsCifsscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesScanIscsiIscsiscanParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -27200,18 +31763,73 @@ impl NodesScanIscsiIscsiscanParams {
     }
 }
 /// The `NodesScanIscsiIscsiscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesScanIscsiIscsiscanResponseItem {
     /// The iSCSI portal name.
     pub portal: ::std::string::String,
     /// The iSCSI target name.
     pub target: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesScanIscsiIscsiscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesScanIscsiIscsiscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_portal = ::std::option::Option::None;
+        let mut f_target = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "portal" => crate::de::value(&mut map, &mut f_portal, "portal")?,
+                "target" => crate::de::value(&mut map, &mut f_target, "target")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            portal: crate::de::required::<A, _>(f_portal, "portal")?,
+            target: crate::de::required::<A, _>(f_target, "target")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesScanIscsiIscsiscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesScanLvmLvmscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesScanLvmLvmscanResponseItem {
     /// The LVM logical volume group name.
     pub vg: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesScanLvmLvmscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesScanLvmLvmscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_vg = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "vg" => crate::de::value(&mut map, &mut f_vg, "vg")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            vg: crate::de::required::<A, _>(f_vg, "vg")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesScanLvmLvmscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesScanLvmthinLvmthinscanParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -27227,10 +31845,36 @@ impl NodesScanLvmthinLvmthinscanParams {
     }
 }
 /// The `NodesScanLvmthinLvmthinscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesScanLvmthinLvmthinscanResponseItem {
     /// The LVM Thin Pool name (LVM logical volume).
     pub lv: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesScanLvmthinLvmthinscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesScanLvmthinLvmthinscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_lv = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "lv" => crate::de::value(&mut map, &mut f_lv, "lv")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            lv: crate::de::required::<A, _>(f_lv, "lv")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesScanLvmthinLvmthinscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesScanNfsNfsscanParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -27248,12 +31892,41 @@ impl NodesScanNfsNfsscanParams {
     }
 }
 /// The `NodesScanNfsNfsscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesScanNfsNfsscanResponseItem {
     /// NFS export options.
     pub options: ::std::string::String,
     /// The exported path.
     pub path: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesScanNfsNfsscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesScanNfsNfsscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_options = ::std::option::Option::None;
+        let mut f_path = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "options" => crate::de::value(&mut map, &mut f_options, "options")?,
+                "path" => crate::de::value(&mut map, &mut f_path, "path")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            options: crate::de::required::<A, _>(f_options, "options")?,
+            path: crate::de::required::<A, _>(f_path, "path")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesScanNfsNfsscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesScanPbsPbsscanParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -27293,7 +31966,7 @@ impl NodesScanPbsPbsscanParams {
     }
 }
 /// The `NodesScanPbsPbsscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesScanPbsPbsscanResponseItem {
     /// Comment from server.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -27301,14 +31974,69 @@ pub struct NodesScanPbsPbsscanResponseItem {
     /// The datastore name.
     pub store: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesScanPbsPbsscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesScanPbsPbsscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_store = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "store" => crate::de::value(&mut map, &mut f_store, "store")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            store: crate::de::required::<A, _>(f_store, "store")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesScanPbsPbsscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesScanZfsZfsscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesScanZfsZfsscanResponseItem {
     /// ZFS pool name.
     pub pool: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesScanZfsZfsscanResponseItem {
+    const EXPECTING: &'static str = "struct NodesScanZfsZfsscanResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_pool = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "pool" => crate::de::value(&mut map, &mut f_pool, "pool")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            pool: crate::de::required::<A, _>(f_pool, "pool")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesScanZfsZfsscanResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesSdnFabricsInterfacesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSdnFabricsInterfacesResponseItem {
     /// The name of the network interface.
     pub name: ::std::string::String,
@@ -27317,8 +32045,40 @@ pub struct NodesSdnFabricsInterfacesResponseItem {
     /// The type of this interface in the fabric (e.g. Point-to-Point, Broadcast, ..).
     pub r#type: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnFabricsInterfacesResponseItem {
+    const EXPECTING: &'static str = "struct NodesSdnFabricsInterfacesResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_name = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            state: crate::de::required::<A, _>(f_state, "state")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnFabricsInterfacesResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesSdnFabricsNeighborsResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSdnFabricsNeighborsResponseItem {
     /// The IP or hostname of the neighbor.
     pub neighbor: ::std::string::String,
@@ -27327,16 +32087,77 @@ pub struct NodesSdnFabricsNeighborsResponseItem {
     /// The uptime of this neighbor, as returned by FRR (e.g. 8h24m12s).
     pub uptime: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnFabricsNeighborsResponseItem {
+    const EXPECTING: &'static str = "struct NodesSdnFabricsNeighborsResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_neighbor = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_uptime = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "neighbor" => crate::de::value(&mut map, &mut f_neighbor, "neighbor")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "uptime" => crate::de::value(&mut map, &mut f_uptime, "uptime")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            neighbor: crate::de::required::<A, _>(f_neighbor, "neighbor")?,
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            uptime: crate::de::required::<A, _>(f_uptime, "uptime")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnFabricsNeighborsResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesSdnFabricsRoutesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSdnFabricsRoutesResponseItem {
     /// The CIDR block for this routing table entry.
     pub route: ::std::string::String,
     /// A list of nexthops for that route.
     pub via: ::std::vec::Vec<::std::string::String>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnFabricsRoutesResponseItem {
+    const EXPECTING: &'static str = "struct NodesSdnFabricsRoutesResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_route = ::std::option::Option::None;
+        let mut f_via = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "route" => crate::de::value(&mut map, &mut f_route, "route")?,
+                "via" => crate::de::value(&mut map, &mut f_via, "via")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            route: crate::de::required::<A, _>(f_route, "route")?,
+            via: crate::de::required::<A, _>(f_via, "via")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnFabricsRoutesResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesSdnVnetsMacVrfResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSdnVnetsMacVrfResponseItem {
     /// The IP address of the MAC VRF entry.
     ///
@@ -27351,8 +32172,40 @@ pub struct NodesSdnVnetsMacVrfResponseItem {
     /// Format `ip`.
     pub nexthop: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnVnetsMacVrfResponseItem {
+    const EXPECTING: &'static str = "struct NodesSdnVnetsMacVrfResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_ip = ::std::option::Option::None;
+        let mut f_mac = ::std::option::Option::None;
+        let mut f_nexthop = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "ip" => crate::de::value(&mut map, &mut f_ip, "ip")?,
+                "mac" => crate::de::value(&mut map, &mut f_mac, "mac")?,
+                "nexthop" => crate::de::value(&mut map, &mut f_nexthop, "nexthop")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            ip: crate::de::required::<A, _>(f_ip, "ip")?,
+            mac: crate::de::required::<A, _>(f_mac, "mac")?,
+            nexthop: crate::de::required::<A, _>(f_nexthop, "nexthop")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnVnetsMacVrfResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// List of bridges contained in the SDN zone.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSdnZonesBridgesResponseItem {
     /// Name of the bridge.
     pub name: ::std::string::String,
@@ -27363,8 +32216,45 @@ pub struct NodesSdnZonesBridgesResponseItem {
     /// Whether VLAN filtering is enabled for this bridge (= VLAN-aware).
     pub vlan_filtering: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnZonesBridgesResponseItem {
+    const EXPECTING: &'static str = "struct NodesSdnZonesBridgesResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_name = ::std::option::Option::None;
+        let mut f_ports = ::std::option::Option::None;
+        let mut f_vlan_filtering = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "ports" => crate::de::value(&mut map, &mut f_ports, "ports")?,
+                "vlan_filtering" => {
+                    crate::de::value(&mut map, &mut f_vlan_filtering, "vlan_filtering")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            ports: crate::de::required::<A, _>(f_ports, "ports")?,
+            vlan_filtering: crate::de::required::<
+                A,
+                _,
+            >(f_vlan_filtering, "vlan_filtering")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesBridgesResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Information about bridge ports.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSdnZonesBridgesResponseItemPortsItem {
     /// The index of the guests network device that this interface belongs to.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -27373,18 +32263,56 @@ pub struct NodesSdnZonesBridgesResponseItemPortsItem {
     pub name: ::std::string::String,
     /// The primary VLAN configured for the port of this bridge (= PVID). Only for VLAN-aware bridges.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub primary_vlan: ::std::option::Option<f64>,
     /// A list of VLANs and VLAN ranges that are allowed for this bridge port in addition to the primary VLAN. Only for VLAN-aware bridges.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlans: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// The ID of the guest that this interface belongs to.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<f64>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnZonesBridgesResponseItemPortsItem {
+    const EXPECTING: &'static str = "struct NodesSdnZonesBridgesResponseItemPortsItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_index = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_primary_vlan = ::std::option::Option::None;
+        let mut f_vlans = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "index" => crate::de::value(&mut map, &mut f_index, "index")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "primary_vlan" => {
+                    crate::de::lenient(&mut map, &mut f_primary_vlan, "primary_vlan")?
+                }
+                "vlans" => crate::de::value(&mut map, &mut f_vlans, "vlans")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            index: crate::de::optional(f_index),
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            primary_vlan: crate::de::optional(f_primary_vlan),
+            vlans: crate::de::optional(f_vlans),
+            vmid: crate::de::optional(f_vmid),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesBridgesResponseItemPortsItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesSdnZonesContentIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSdnZonesContentIndexResponseItem {
     /// Status.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -27395,8 +32323,40 @@ pub struct NodesSdnZonesContentIndexResponseItem {
     /// Vnet identifier.
     pub vnet: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnZonesContentIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesSdnZonesContentIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_status = ::std::option::Option::None;
+        let mut f_statusmsg = ::std::option::Option::None;
+        let mut f_vnet = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "statusmsg" => crate::de::value(&mut map, &mut f_statusmsg, "statusmsg")?,
+                "vnet" => crate::de::value(&mut map, &mut f_vnet, "vnet")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            status: crate::de::optional(f_status),
+            statusmsg: crate::de::optional(f_statusmsg),
+            vnet: crate::de::required::<A, _>(f_vnet, "vnet")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesContentIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesSdnZonesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesSdnZonesIndexResponseItem {
     /// Status of zone
     ///
@@ -27405,23 +32365,86 @@ pub struct NodesSdnZonesIndexResponseItem {
     /// The SDN zone object identifier.
     pub zone: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnZonesIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesSdnZonesIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_status = ::std::option::Option::None;
+        let mut f_zone = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "zone" => crate::de::value(&mut map, &mut f_zone, "zone")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            zone: crate::de::required::<A, _>(f_zone, "zone")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesSdnZonesIpVrfResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesSdnZonesIpVrfResponseItem {
     /// The CIDR of the route table entry.
     ///
     /// Format `CIDR`.
     pub ip: ::std::string::String,
     /// This route's metric.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub metric: i64,
     /// A list of nexthops for the route table entry.
     pub nexthops: ::std::vec::Vec<::std::string::String>,
     /// The protocol where this route was learned from (e.g. BGP).
     pub protocol: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesSdnZonesIpVrfResponseItem {
+    const EXPECTING: &'static str = "struct NodesSdnZonesIpVrfResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_ip = ::std::option::Option::None;
+        let mut f_metric = ::std::option::Option::None;
+        let mut f_nexthops = ::std::option::Option::None;
+        let mut f_protocol = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "ip" => crate::de::value(&mut map, &mut f_ip, "ip")?,
+                "metric" => crate::de::lenient(&mut map, &mut f_metric, "metric")?,
+                "nexthops" => crate::de::value(&mut map, &mut f_nexthops, "nexthops")?,
+                "protocol" => crate::de::value(&mut map, &mut f_protocol, "protocol")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            ip: crate::de::required::<A, _>(f_ip, "ip")?,
+            metric: crate::de::required::<A, _>(f_metric, "metric")?,
+            nexthops: crate::de::required::<A, _>(f_nexthops, "nexthops")?,
+            protocol: crate::de::required::<A, _>(f_protocol, "protocol")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesIpVrfResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesServicesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesServicesIndexResponseItem {
     /// Current state of the service process (systemd ActiveState).
     ///
@@ -27443,6 +32466,51 @@ pub struct NodesServicesIndexResponseItem {
     /// One of `enabled`, `enabled-runtime`, `linked`, `linked-runtime`, `alias`, `masked`, `masked-runtime`, `static`, `disabled`, `indirect`, `generated`, `transient`, `bad`, `not-found`, `unknown`.
     #[serde(rename = "unit-state")]
     pub unit_state: crate::generated::nodes::UnitState,
+}
+impl<'de> crate::de::FromMap<'de> for NodesServicesIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesServicesIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_active_state = ::std::option::Option::None;
+        let mut f_desc = ::std::option::Option::None;
+        let mut f_name = ::std::option::Option::None;
+        let mut f_service = ::std::option::Option::None;
+        let mut f_state = ::std::option::Option::None;
+        let mut f_unit_state = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "active-state" => {
+                    crate::de::value(&mut map, &mut f_active_state, "active-state")?
+                }
+                "desc" => crate::de::value(&mut map, &mut f_desc, "desc")?,
+                "name" => crate::de::value(&mut map, &mut f_name, "name")?,
+                "service" => crate::de::value(&mut map, &mut f_service, "service")?,
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "unit-state" => {
+                    crate::de::value(&mut map, &mut f_unit_state, "unit-state")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            active_state: crate::de::required::<A, _>(f_active_state, "active-state")?,
+            desc: crate::de::required::<A, _>(f_desc, "desc")?,
+            name: crate::de::required::<A, _>(f_name, "name")?,
+            service: crate::de::required::<A, _>(f_service, "service")?,
+            state: crate::de::required::<A, _>(f_state, "state")?,
+            unit_state: crate::de::required::<A, _>(f_unit_state, "unit-state")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesServicesIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesSpiceshellParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -27502,13 +32570,12 @@ impl NodesStatusNodeCmdParams {
     }
 }
 /// The `NodesStatusResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStatusResponse {
     /// Meta-information about the boot mode.
     #[serde(rename = "boot-info")]
     pub boot_info: crate::generated::nodes::NodesStatusResponseBootInfo,
     /// The current cpu usage.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpu: f64,
     /// The `cpuinfo` property.
     pub cpuinfo: crate::generated::nodes::NodesStatusResponseCpuinfo,
@@ -27524,8 +32591,62 @@ pub struct NodesStatusResponse {
     /// The `rootfs` property.
     pub rootfs: crate::generated::nodes::NodesStatusResponseRootfs,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStatusResponse {
+    const EXPECTING: &'static str = "struct NodesStatusResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_boot_info = ::std::option::Option::None;
+        let mut f_cpu = ::std::option::Option::None;
+        let mut f_cpuinfo = ::std::option::Option::None;
+        let mut f_current_kernel = ::std::option::Option::None;
+        let mut f_loadavg = ::std::option::Option::None;
+        let mut f_memory = ::std::option::Option::None;
+        let mut f_pveversion = ::std::option::Option::None;
+        let mut f_rootfs = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "boot-info" => crate::de::value(&mut map, &mut f_boot_info, "boot-info")?,
+                "cpu" => crate::de::lenient(&mut map, &mut f_cpu, "cpu")?,
+                "cpuinfo" => crate::de::value(&mut map, &mut f_cpuinfo, "cpuinfo")?,
+                "current-kernel" => {
+                    crate::de::value(&mut map, &mut f_current_kernel, "current-kernel")?
+                }
+                "loadavg" => crate::de::value(&mut map, &mut f_loadavg, "loadavg")?,
+                "memory" => crate::de::value(&mut map, &mut f_memory, "memory")?,
+                "pveversion" => {
+                    crate::de::value(&mut map, &mut f_pveversion, "pveversion")?
+                }
+                "rootfs" => crate::de::value(&mut map, &mut f_rootfs, "rootfs")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            boot_info: crate::de::required::<A, _>(f_boot_info, "boot-info")?,
+            cpu: crate::de::required::<A, _>(f_cpu, "cpu")?,
+            cpuinfo: crate::de::required::<A, _>(f_cpuinfo, "cpuinfo")?,
+            current_kernel: crate::de::required::<
+                A,
+                _,
+            >(f_current_kernel, "current-kernel")?,
+            loadavg: crate::de::required::<A, _>(f_loadavg, "loadavg")?,
+            memory: crate::de::required::<A, _>(f_memory, "memory")?,
+            pveversion: crate::de::required::<A, _>(f_pveversion, "pveversion")?,
+            rootfs: crate::de::required::<A, _>(f_rootfs, "rootfs")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStatusResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Meta-information about the boot mode.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStatusResponseBootInfo {
     /// Through which firmware the system got booted.
     ///
@@ -27535,23 +32656,86 @@ pub struct NodesStatusResponseBootInfo {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secureboot: ::std::option::Option<crate::PveBool>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStatusResponseBootInfo {
+    const EXPECTING: &'static str = "struct NodesStatusResponseBootInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_mode = ::std::option::Option::None;
+        let mut f_secureboot = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "mode" => crate::de::value(&mut map, &mut f_mode, "mode")?,
+                "secureboot" => {
+                    crate::de::value(&mut map, &mut f_secureboot, "secureboot")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            mode: crate::de::required::<A, _>(f_mode, "mode")?,
+            secureboot: crate::de::optional(f_secureboot),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseBootInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesStatusResponseCpuinfo` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStatusResponseCpuinfo {
     /// The number of physical cores of the CPU.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cores: i64,
     /// The number of logical threads of the CPU.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub cpus: i64,
     /// The CPU model
     pub model: ::std::string::String,
     /// The number of logical threads of the CPU.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub sockets: i64,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStatusResponseCpuinfo {
+    const EXPECTING: &'static str = "struct NodesStatusResponseCpuinfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_cores = ::std::option::Option::None;
+        let mut f_cpus = ::std::option::Option::None;
+        let mut f_model = ::std::option::Option::None;
+        let mut f_sockets = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "cores" => crate::de::lenient(&mut map, &mut f_cores, "cores")?,
+                "cpus" => crate::de::lenient(&mut map, &mut f_cpus, "cpus")?,
+                "model" => crate::de::value(&mut map, &mut f_model, "model")?,
+                "sockets" => crate::de::lenient(&mut map, &mut f_sockets, "sockets")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            cores: crate::de::required::<A, _>(f_cores, "cores")?,
+            cpus: crate::de::required::<A, _>(f_cpus, "cpus")?,
+            model: crate::de::required::<A, _>(f_model, "model")?,
+            sockets: crate::de::required::<A, _>(f_sockets, "sockets")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseCpuinfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Meta-information about the currently booted kernel of this node.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStatusResponseCurrentKernel {
     /// Hardware (architecture) type
     pub machine: ::std::string::String,
@@ -27562,37 +32746,136 @@ pub struct NodesStatusResponseCurrentKernel {
     /// OS kernel version with build info
     pub version: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStatusResponseCurrentKernel {
+    const EXPECTING: &'static str = "struct NodesStatusResponseCurrentKernel";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_machine = ::std::option::Option::None;
+        let mut f_release = ::std::option::Option::None;
+        let mut f_sysname = ::std::option::Option::None;
+        let mut f_version = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "machine" => crate::de::value(&mut map, &mut f_machine, "machine")?,
+                "release" => crate::de::value(&mut map, &mut f_release, "release")?,
+                "sysname" => crate::de::value(&mut map, &mut f_sysname, "sysname")?,
+                "version" => crate::de::value(&mut map, &mut f_version, "version")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            machine: crate::de::required::<A, _>(f_machine, "machine")?,
+            release: crate::de::required::<A, _>(f_release, "release")?,
+            sysname: crate::de::required::<A, _>(f_sysname, "sysname")?,
+            version: crate::de::required::<A, _>(f_version, "version")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseCurrentKernel {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesStatusResponseMemory` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStatusResponseMemory {
     /// The available memory in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub available: i64,
     /// The free memory in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub free: i64,
     /// The total memory in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub total: i64,
     /// The used memory in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub used: i64,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStatusResponseMemory {
+    const EXPECTING: &'static str = "struct NodesStatusResponseMemory";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_available = ::std::option::Option::None;
+        let mut f_free = ::std::option::Option::None;
+        let mut f_total = ::std::option::Option::None;
+        let mut f_used = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "available" => {
+                    crate::de::lenient(&mut map, &mut f_available, "available")?
+                }
+                "free" => crate::de::lenient(&mut map, &mut f_free, "free")?,
+                "total" => crate::de::lenient(&mut map, &mut f_total, "total")?,
+                "used" => crate::de::lenient(&mut map, &mut f_used, "used")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            available: crate::de::required::<A, _>(f_available, "available")?,
+            free: crate::de::required::<A, _>(f_free, "free")?,
+            total: crate::de::required::<A, _>(f_total, "total")?,
+            used: crate::de::required::<A, _>(f_used, "used")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseMemory {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesStatusResponseRootfs` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStatusResponseRootfs {
     /// The available bytes in the root filesystem.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub avail: i64,
     /// The free bytes on the root filesystem.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub free: i64,
     /// The total size of the root filesystem in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub total: i64,
     /// The used bytes in the root filesystem.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub used: i64,
+}
+impl<'de> crate::de::FromMap<'de> for NodesStatusResponseRootfs {
+    const EXPECTING: &'static str = "struct NodesStatusResponseRootfs";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_avail = ::std::option::Option::None;
+        let mut f_free = ::std::option::Option::None;
+        let mut f_total = ::std::option::Option::None;
+        let mut f_used = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "avail" => crate::de::lenient(&mut map, &mut f_avail, "avail")?,
+                "free" => crate::de::lenient(&mut map, &mut f_free, "free")?,
+                "total" => crate::de::lenient(&mut map, &mut f_total, "total")?,
+                "used" => crate::de::lenient(&mut map, &mut f_used, "used")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            avail: crate::de::required::<A, _>(f_avail, "avail")?,
+            free: crate::de::required::<A, _>(f_free, "free")?,
+            total: crate::de::required::<A, _>(f_total, "total")?,
+            used: crate::de::required::<A, _>(f_used, "used")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseRootfs {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesStopallParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -27670,18 +32953,16 @@ pub struct NodesStorageContentIndexParams {
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `NodesStorageContentIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageContentIndexResponseItem {
     /// Approximate volume size in bytes. Present instead of 'size' for storages where determining the exact size has technical limitations. Will typically be an upper bound on the actual size, but the exact semantics depend on the storage plugin.
     #[serde(rename = "approximate-size")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub approximate_size: ::std::option::Option<i64>,
     /// Creation time (seconds since the UNIX Epoch).
     ///
     /// Minimum 0.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ctime: ::std::option::Option<i64>,
     /// If whole backup is encrypted, value is the fingerprint or '1'  if encrypted. Only useful for the Proxmox Backup Server storage type.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -27699,11 +32980,9 @@ pub struct NodesStorageContentIndexResponseItem {
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Volume size in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: ::std::option::Option<i64>,
     /// Used space. Please note that most storage plugins do not report anything useful here.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub used: ::std::option::Option<i64>,
     /// Last backup verification result, only useful for PBS storages.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -27712,18 +32991,114 @@ pub struct NodesStorageContentIndexResponseItem {
     >,
     /// Associated Owner VMID.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
     /// Volume identifier.
     pub volid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStorageContentIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesStorageContentIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_approximate_size = ::std::option::Option::None;
+        let mut f_ctime = ::std::option::Option::None;
+        let mut f_encrypted = ::std::option::Option::None;
+        let mut f_format = ::std::option::Option::None;
+        let mut f_notes = ::std::option::Option::None;
+        let mut f_parent = ::std::option::Option::None;
+        let mut f_protected = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        let mut f_used = ::std::option::Option::None;
+        let mut f_verification = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        let mut f_volid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "approximate-size" => {
+                    crate::de::lenient(
+                        &mut map,
+                        &mut f_approximate_size,
+                        "approximate-size",
+                    )?
+                }
+                "ctime" => crate::de::lenient(&mut map, &mut f_ctime, "ctime")?,
+                "encrypted" => crate::de::value(&mut map, &mut f_encrypted, "encrypted")?,
+                "format" => crate::de::value(&mut map, &mut f_format, "format")?,
+                "notes" => crate::de::value(&mut map, &mut f_notes, "notes")?,
+                "parent" => crate::de::value(&mut map, &mut f_parent, "parent")?,
+                "protected" => crate::de::value(&mut map, &mut f_protected, "protected")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                "used" => crate::de::lenient(&mut map, &mut f_used, "used")?,
+                "verification" => {
+                    crate::de::value(&mut map, &mut f_verification, "verification")?
+                }
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                "volid" => crate::de::value(&mut map, &mut f_volid, "volid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            approximate_size: crate::de::optional(f_approximate_size),
+            ctime: crate::de::optional(f_ctime),
+            encrypted: crate::de::optional(f_encrypted),
+            format: crate::de::required::<A, _>(f_format, "format")?,
+            notes: crate::de::optional(f_notes),
+            parent: crate::de::optional(f_parent),
+            protected: crate::de::optional(f_protected),
+            size: crate::de::optional(f_size),
+            used: crate::de::optional(f_used),
+            verification: crate::de::optional(f_verification),
+            vmid: crate::de::optional(f_vmid),
+            volid: crate::de::required::<A, _>(f_volid, "volid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStorageContentIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Last backup verification result, only useful for PBS storages.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageContentIndexResponseItemVerification {
     /// Last backup verification state.
     pub state: ::std::string::String,
     /// Last backup verification UPID.
     pub upid: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesStorageContentIndexResponseItemVerification {
+    const EXPECTING: &'static str = "struct NodesStorageContentIndexResponseItemVerification";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_state = ::std::option::Option::None;
+        let mut f_upid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "state" => crate::de::value(&mut map, &mut f_state, "state")?,
+                "upid" => crate::de::value(&mut map, &mut f_upid, "upid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            state: crate::de::required::<A, _>(f_state, "state")?,
+            upid: crate::de::required::<A, _>(f_upid, "upid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesStorageContentIndexResponseItemVerification {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesStorageContentVolumeCopyParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -27756,7 +33131,7 @@ pub struct NodesStorageContentVolumeDeleteParams {
     pub delay: ::std::option::Option<i64>,
 }
 /// The `NodesStorageContentVolumeInfoResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageContentVolumeInfoResponse {
     /// Format identifier ('raw', 'qcow2', 'subvol', 'iso', 'tgz' ...)
     pub format: ::std::string::String,
@@ -27769,11 +33144,50 @@ pub struct NodesStorageContentVolumeInfoResponse {
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Volume size in bytes.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: i64,
     /// Used space. Please note that most storage plugins do not report anything useful here.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub used: i64,
+}
+impl<'de> crate::de::FromMap<'de> for NodesStorageContentVolumeInfoResponse {
+    const EXPECTING: &'static str = "struct NodesStorageContentVolumeInfoResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_format = ::std::option::Option::None;
+        let mut f_notes = ::std::option::Option::None;
+        let mut f_path = ::std::option::Option::None;
+        let mut f_protected = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        let mut f_used = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "format" => crate::de::value(&mut map, &mut f_format, "format")?,
+                "notes" => crate::de::value(&mut map, &mut f_notes, "notes")?,
+                "path" => crate::de::value(&mut map, &mut f_path, "path")?,
+                "protected" => crate::de::value(&mut map, &mut f_protected, "protected")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                "used" => crate::de::lenient(&mut map, &mut f_used, "used")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            format: crate::de::required::<A, _>(f_format, "format")?,
+            notes: crate::de::optional(f_notes),
+            path: crate::de::required::<A, _>(f_path, "path")?,
+            protected: crate::de::optional(f_protected),
+            size: crate::de::required::<A, _>(f_size, "size")?,
+            used: crate::de::required::<A, _>(f_used, "used")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStorageContentVolumeInfoResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesStorageContentVolumeUpdateattributesParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -27885,7 +33299,7 @@ impl NodesStorageFileRestoreListParams {
     }
 }
 /// The `NodesStorageFileRestoreListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageFileRestoreListResponseItem {
     /// base64 path of the current entry
     pub filepath: ::std::string::String,
@@ -27893,19 +33307,58 @@ pub struct NodesStorageFileRestoreListResponseItem {
     pub leaf: crate::PveBool,
     /// Entry last-modified time (unix timestamp).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub mtime: ::std::option::Option<i64>,
     /// Entry file size.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub size: ::std::option::Option<i64>,
     /// Entry display text.
     pub text: ::std::string::String,
     /// Entry type.
     pub r#type: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStorageFileRestoreListResponseItem {
+    const EXPECTING: &'static str = "struct NodesStorageFileRestoreListResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_filepath = ::std::option::Option::None;
+        let mut f_leaf = ::std::option::Option::None;
+        let mut f_mtime = ::std::option::Option::None;
+        let mut f_size = ::std::option::Option::None;
+        let mut f_text = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "filepath" => crate::de::value(&mut map, &mut f_filepath, "filepath")?,
+                "leaf" => crate::de::value(&mut map, &mut f_leaf, "leaf")?,
+                "mtime" => crate::de::lenient(&mut map, &mut f_mtime, "mtime")?,
+                "size" => crate::de::lenient(&mut map, &mut f_size, "size")?,
+                "text" => crate::de::value(&mut map, &mut f_text, "text")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            filepath: crate::de::required::<A, _>(f_filepath, "filepath")?,
+            leaf: crate::de::required::<A, _>(f_leaf, "leaf")?,
+            mtime: crate::de::optional(f_mtime),
+            size: crate::de::optional(f_size),
+            text: crate::de::required::<A, _>(f_text, "text")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStorageFileRestoreListResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesStorageIdentityResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageIdentityResponse {
     /// Unique identifier for this storage instance. The exact format and semantics depend on the storage plugin type.
     pub id: ::std::string::String,
@@ -27913,6 +33366,35 @@ pub struct NodesStorageIdentityResponse {
     ///
     /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     pub r#type: crate::generated::common::NodesStorageIdentityResponseType,
+}
+impl<'de> crate::de::FromMap<'de> for NodesStorageIdentityResponse {
+    const EXPECTING: &'static str = "struct NodesStorageIdentityResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_id = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStorageIdentityResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesStorageImportMetadataGetParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -27928,7 +33410,7 @@ impl NodesStorageImportMetadataGetParams {
     }
 }
 /// Information about how to import a guest.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageImportMetadataGetResponse {
     /// Parameters which can be used in a call to create a VM or container.
     #[serde(rename = "create-args")]
@@ -27959,8 +33441,51 @@ pub struct NodesStorageImportMetadataGetResponse {
         >,
     >,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStorageImportMetadataGetResponse {
+    const EXPECTING: &'static str = "struct NodesStorageImportMetadataGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_create_args = ::std::option::Option::None;
+        let mut f_disks = ::std::option::Option::None;
+        let mut f_net = ::std::option::Option::None;
+        let mut f_source = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_warnings = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "create-args" => {
+                    crate::de::value(&mut map, &mut f_create_args, "create-args")?
+                }
+                "disks" => crate::de::value(&mut map, &mut f_disks, "disks")?,
+                "net" => crate::de::value(&mut map, &mut f_net, "net")?,
+                "source" => crate::de::value(&mut map, &mut f_source, "source")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "warnings" => crate::de::value(&mut map, &mut f_warnings, "warnings")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            create_args: crate::de::required::<A, _>(f_create_args, "create-args")?,
+            disks: crate::de::optional(f_disks),
+            net: crate::de::optional(f_net),
+            source: crate::de::required::<A, _>(f_source, "source")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            warnings: crate::de::optional(f_warnings),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStorageImportMetadataGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesStorageImportMetadataGetResponseWarningsItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageImportMetadataGetResponseWarningsItem {
     /// Related subject (config) key of warning.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -27972,6 +33497,39 @@ pub struct NodesStorageImportMetadataGetResponseWarningsItem {
     /// Related subject (config) value of warning.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesStorageImportMetadataGetResponseWarningsItem {
+    const EXPECTING: &'static str = "struct NodesStorageImportMetadataGetResponseWarningsItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_key = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_value = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "key" => crate::de::value(&mut map, &mut f_key, "key")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "value" => crate::de::value(&mut map, &mut f_value, "value")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            key: crate::de::optional(f_key),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            value: crate::de::optional(f_value),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de>
+for NodesStorageImportMetadataGetResponseWarningsItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesStorageIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -28003,14 +33561,13 @@ pub struct NodesStorageIndexParams {
     pub target: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesStorageIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageIndexResponseItem {
     /// Set when storage is accessible.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub active: ::std::option::Option<crate::PveBool>,
     /// Available storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub avail: ::std::option::Option<i64>,
     /// Allowed storage content types.
     ///
@@ -28036,21 +33593,85 @@ pub struct NodesStorageIndexResponseItem {
     pub storage: ::std::string::String,
     /// Total storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub total: ::std::option::Option<i64>,
     /// Storage type.
     pub r#type: ::std::string::String,
     /// Used storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub used: ::std::option::Option<i64>,
     /// Used fraction (used/total).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub used_fraction: ::std::option::Option<f64>,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStorageIndexResponseItem {
+    const EXPECTING: &'static str = "struct NodesStorageIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_active = ::std::option::Option::None;
+        let mut f_avail = ::std::option::Option::None;
+        let mut f_content = ::std::option::Option::None;
+        let mut f_enabled = ::std::option::Option::None;
+        let mut f_formats = ::std::option::Option::None;
+        let mut f_select_existing = ::std::option::Option::None;
+        let mut f_shared = ::std::option::Option::None;
+        let mut f_storage = ::std::option::Option::None;
+        let mut f_total = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_used = ::std::option::Option::None;
+        let mut f_used_fraction = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "active" => crate::de::value(&mut map, &mut f_active, "active")?,
+                "avail" => crate::de::lenient(&mut map, &mut f_avail, "avail")?,
+                "content" => crate::de::value(&mut map, &mut f_content, "content")?,
+                "enabled" => crate::de::value(&mut map, &mut f_enabled, "enabled")?,
+                "formats" => crate::de::value(&mut map, &mut f_formats, "formats")?,
+                "select_existing" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_select_existing,
+                        "select_existing",
+                    )?
+                }
+                "shared" => crate::de::value(&mut map, &mut f_shared, "shared")?,
+                "storage" => crate::de::value(&mut map, &mut f_storage, "storage")?,
+                "total" => crate::de::lenient(&mut map, &mut f_total, "total")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "used" => crate::de::lenient(&mut map, &mut f_used, "used")?,
+                "used_fraction" => {
+                    crate::de::lenient(&mut map, &mut f_used_fraction, "used_fraction")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            active: crate::de::optional(f_active),
+            avail: crate::de::optional(f_avail),
+            content: crate::de::required::<A, _>(f_content, "content")?,
+            enabled: crate::de::optional(f_enabled),
+            formats: crate::de::optional(f_formats),
+            select_existing: crate::de::optional(f_select_existing),
+            shared: crate::de::optional(f_shared),
+            storage: crate::de::required::<A, _>(f_storage, "storage")?,
+            total: crate::de::optional(f_total),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            used: crate::de::optional(f_used),
+            used_fraction: crate::de::optional(f_used_fraction),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStorageIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Lists the supported and default format. Use 'formats' instead. Only included if 'format' parameter is set.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStorageIndexResponseItemFormats {
     /// The default format of the storage.
     ///
@@ -28060,6 +33681,35 @@ pub struct NodesStorageIndexResponseItemFormats {
     pub supported: ::std::vec::Vec<
         crate::generated::common::NodesStorageContentCreateParamsFormat,
     >,
+}
+impl<'de> crate::de::FromMap<'de> for NodesStorageIndexResponseItemFormats {
+    const EXPECTING: &'static str = "struct NodesStorageIndexResponseItemFormats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_default = ::std::option::Option::None;
+        let mut f_supported = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "default" => crate::de::value(&mut map, &mut f_default, "default")?,
+                "supported" => crate::de::value(&mut map, &mut f_supported, "supported")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            default: crate::de::required::<A, _>(f_default, "default")?,
+            supported: crate::de::required::<A, _>(f_supported, "supported")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStorageIndexResponseItemFormats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesStorageOciRegistryPullParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -28129,10 +33779,9 @@ pub struct NodesStoragePrunebackupsDryrunParams {
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `NodesStoragePrunebackupsDryrunResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesStoragePrunebackupsDryrunResponseItem {
     /// Creation time of the backup (seconds since the UNIX epoch).
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ctime: i64,
     /// Whether the backup would be kept or removed. Backups that are protected or don't use the standard naming scheme are not removed.
     ///
@@ -28142,20 +33791,56 @@ pub struct NodesStoragePrunebackupsDryrunResponseItem {
     pub r#type: ::std::string::String,
     /// The VM the backup belongs to.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
     /// Backup volume ID.
     pub volid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesStoragePrunebackupsDryrunResponseItem {
+    const EXPECTING: &'static str = "struct NodesStoragePrunebackupsDryrunResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_ctime = ::std::option::Option::None;
+        let mut f_mark = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        let mut f_volid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "ctime" => crate::de::lenient(&mut map, &mut f_ctime, "ctime")?,
+                "mark" => crate::de::value(&mut map, &mut f_mark, "mark")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                "volid" => crate::de::value(&mut map, &mut f_volid, "volid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            ctime: crate::de::required::<A, _>(f_ctime, "ctime")?,
+            mark: crate::de::required::<A, _>(f_mark, "mark")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            vmid: crate::de::optional(f_vmid),
+            volid: crate::de::required::<A, _>(f_volid, "volid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStoragePrunebackupsDryrunResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesStorageStatusReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesStorageStatusReadResponse {
     /// Set when storage is accessible.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub active: ::std::option::Option<crate::PveBool>,
     /// Available storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub avail: ::std::option::Option<i64>,
     /// Allowed storage content types.
     ///
@@ -28169,14 +33854,59 @@ pub struct NodesStorageStatusReadResponse {
     pub shared: ::std::option::Option<crate::PveBool>,
     /// Total storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub total: ::std::option::Option<i64>,
     /// Storage type.
     pub r#type: ::std::string::String,
     /// Used storage space in bytes.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub used: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesStorageStatusReadResponse {
+    const EXPECTING: &'static str = "struct NodesStorageStatusReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_active = ::std::option::Option::None;
+        let mut f_avail = ::std::option::Option::None;
+        let mut f_content = ::std::option::Option::None;
+        let mut f_enabled = ::std::option::Option::None;
+        let mut f_shared = ::std::option::Option::None;
+        let mut f_total = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_used = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "active" => crate::de::value(&mut map, &mut f_active, "active")?,
+                "avail" => crate::de::lenient(&mut map, &mut f_avail, "avail")?,
+                "content" => crate::de::value(&mut map, &mut f_content, "content")?,
+                "enabled" => crate::de::value(&mut map, &mut f_enabled, "enabled")?,
+                "shared" => crate::de::value(&mut map, &mut f_shared, "shared")?,
+                "total" => crate::de::lenient(&mut map, &mut f_total, "total")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "used" => crate::de::lenient(&mut map, &mut f_used, "used")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            active: crate::de::optional(f_active),
+            avail: crate::de::optional(f_avail),
+            content: crate::de::required::<A, _>(f_content, "content")?,
+            enabled: crate::de::optional(f_enabled),
+            shared: crate::de::optional(f_shared),
+            total: crate::de::optional(f_total),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            used: crate::de::optional(f_used),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesStorageStatusReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesStorageUploadParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -28219,11 +33949,10 @@ impl NodesStorageUploadParams {
     }
 }
 /// The `NodesSubscriptionGetResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesSubscriptionGetResponse {
     /// Timestamp of the last check done.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub checktime: ::std::option::Option<i64>,
     /// The subscription key, if set and permitted to access.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -28251,7 +33980,6 @@ pub struct NodesSubscriptionGetResponse {
     pub signature: ::std::option::Option<::std::string::String>,
     /// The number of sockets for this host.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub sockets: ::std::option::Option<i64>,
     /// The current subscription status.
     ///
@@ -28260,6 +33988,71 @@ pub struct NodesSubscriptionGetResponse {
     /// URL to the web shop.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesSubscriptionGetResponse {
+    const EXPECTING: &'static str = "struct NodesSubscriptionGetResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_checktime = ::std::option::Option::None;
+        let mut f_key = ::std::option::Option::None;
+        let mut f_level = ::std::option::Option::None;
+        let mut f_message = ::std::option::Option::None;
+        let mut f_nextduedate = ::std::option::Option::None;
+        let mut f_productname = ::std::option::Option::None;
+        let mut f_regdate = ::std::option::Option::None;
+        let mut f_serverid = ::std::option::Option::None;
+        let mut f_signature = ::std::option::Option::None;
+        let mut f_sockets = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_url = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "checktime" => {
+                    crate::de::lenient(&mut map, &mut f_checktime, "checktime")?
+                }
+                "key" => crate::de::value(&mut map, &mut f_key, "key")?,
+                "level" => crate::de::value(&mut map, &mut f_level, "level")?,
+                "message" => crate::de::value(&mut map, &mut f_message, "message")?,
+                "nextduedate" => {
+                    crate::de::value(&mut map, &mut f_nextduedate, "nextduedate")?
+                }
+                "productname" => {
+                    crate::de::value(&mut map, &mut f_productname, "productname")?
+                }
+                "regdate" => crate::de::value(&mut map, &mut f_regdate, "regdate")?,
+                "serverid" => crate::de::value(&mut map, &mut f_serverid, "serverid")?,
+                "signature" => crate::de::value(&mut map, &mut f_signature, "signature")?,
+                "sockets" => crate::de::lenient(&mut map, &mut f_sockets, "sockets")?,
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "url" => crate::de::value(&mut map, &mut f_url, "url")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            checktime: crate::de::optional(f_checktime),
+            key: crate::de::optional(f_key),
+            level: crate::de::optional(f_level),
+            message: crate::de::optional(f_message),
+            nextduedate: crate::de::optional(f_nextduedate),
+            productname: crate::de::optional(f_productname),
+            regdate: crate::de::optional(f_regdate),
+            serverid: crate::de::optional(f_serverid),
+            signature: crate::de::optional(f_signature),
+            sockets: crate::de::optional(f_sockets),
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            url: crate::de::optional(f_url),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesSubscriptionGetResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesSubscriptionSetParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -28388,24 +34181,20 @@ pub struct NodesTasksNodeParams {
     pub vmid: ::std::option::Option<u32>,
 }
 /// The `NodesTasksNodeResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesTasksNodeResponseItem {
     /// The `endtime` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub endtime: ::std::option::Option<i64>,
     /// The `id` property.
     pub id: ::std::string::String,
     /// The `node` property.
     pub node: ::std::string::String,
     /// The `pid` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pid: i64,
     /// The `pstart` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pstart: i64,
     /// The `starttime` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub starttime: i64,
     /// The `status` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -28417,8 +34206,63 @@ pub struct NodesTasksNodeResponseItem {
     /// The `user` property.
     pub user: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for NodesTasksNodeResponseItem {
+    const EXPECTING: &'static str = "struct NodesTasksNodeResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_endtime = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_pid = ::std::option::Option::None;
+        let mut f_pstart = ::std::option::Option::None;
+        let mut f_starttime = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_upid = ::std::option::Option::None;
+        let mut f_user = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "endtime" => crate::de::lenient(&mut map, &mut f_endtime, "endtime")?,
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "pid" => crate::de::lenient(&mut map, &mut f_pid, "pid")?,
+                "pstart" => crate::de::lenient(&mut map, &mut f_pstart, "pstart")?,
+                "starttime" => {
+                    crate::de::lenient(&mut map, &mut f_starttime, "starttime")?
+                }
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "upid" => crate::de::value(&mut map, &mut f_upid, "upid")?,
+                "user" => crate::de::value(&mut map, &mut f_user, "user")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            endtime: crate::de::optional(f_endtime),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            node: crate::de::required::<A, _>(f_node, "node")?,
+            pid: crate::de::required::<A, _>(f_pid, "pid")?,
+            pstart: crate::de::required::<A, _>(f_pstart, "pstart")?,
+            starttime: crate::de::required::<A, _>(f_starttime, "starttime")?,
+            status: crate::de::optional(f_status),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            upid: crate::de::required::<A, _>(f_upid, "upid")?,
+            user: crate::de::required::<A, _>(f_user, "user")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesTasksNodeResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `NodesTasksStatusReadResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct NodesTasksStatusReadResponse {
     /// The `exitstatus` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -28428,13 +34272,10 @@ pub struct NodesTasksStatusReadResponse {
     /// The `node` property.
     pub node: ::std::string::String,
     /// The `pid` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pid: i64,
     /// The `pstart` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pstart: i64,
     /// The `starttime` property.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub starttime: i64,
     /// The `status` property.
     ///
@@ -28446,6 +34287,63 @@ pub struct NodesTasksStatusReadResponse {
     pub upid: ::std::string::String,
     /// The `user` property.
     pub user: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesTasksStatusReadResponse {
+    const EXPECTING: &'static str = "struct NodesTasksStatusReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_exitstatus = ::std::option::Option::None;
+        let mut f_id = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_pid = ::std::option::Option::None;
+        let mut f_pstart = ::std::option::Option::None;
+        let mut f_starttime = ::std::option::Option::None;
+        let mut f_status = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_upid = ::std::option::Option::None;
+        let mut f_user = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "exitstatus" => {
+                    crate::de::value(&mut map, &mut f_exitstatus, "exitstatus")?
+                }
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "pid" => crate::de::lenient(&mut map, &mut f_pid, "pid")?,
+                "pstart" => crate::de::lenient(&mut map, &mut f_pstart, "pstart")?,
+                "starttime" => {
+                    crate::de::lenient(&mut map, &mut f_starttime, "starttime")?
+                }
+                "status" => crate::de::value(&mut map, &mut f_status, "status")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "upid" => crate::de::value(&mut map, &mut f_upid, "upid")?,
+                "user" => crate::de::value(&mut map, &mut f_user, "user")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            exitstatus: crate::de::optional(f_exitstatus),
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            node: crate::de::required::<A, _>(f_node, "node")?,
+            pid: crate::de::required::<A, _>(f_pid, "pid")?,
+            pstart: crate::de::required::<A, _>(f_pstart, "pstart")?,
+            starttime: crate::de::required::<A, _>(f_starttime, "starttime")?,
+            status: crate::de::required::<A, _>(f_status, "status")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            upid: crate::de::required::<A, _>(f_upid, "upid")?,
+            user: crate::de::required::<A, _>(f_user, "user")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesTasksStatusReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesTermproxyParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -28463,20 +34361,52 @@ pub struct NodesTermproxyParams {
     pub cmd_opts: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesTimeResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesTimeResponse {
     /// Seconds since 1970-01-01 00:00:00 (local time)
     ///
     /// Minimum 1297163644.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub localtime: i64,
     /// Seconds since 1970-01-01 00:00:00 UTC.
     ///
     /// Minimum 1297163644.
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub time: i64,
     /// Time zone
     pub timezone: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesTimeResponse {
+    const EXPECTING: &'static str = "struct NodesTimeResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_localtime = ::std::option::Option::None;
+        let mut f_time = ::std::option::Option::None;
+        let mut f_timezone = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "localtime" => {
+                    crate::de::lenient(&mut map, &mut f_localtime, "localtime")?
+                }
+                "time" => crate::de::lenient(&mut map, &mut f_time, "time")?,
+                "timezone" => crate::de::value(&mut map, &mut f_timezone, "timezone")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            localtime: crate::de::required::<A, _>(f_localtime, "localtime")?,
+            time: crate::de::required::<A, _>(f_time, "time")?,
+            timezone: crate::de::required::<A, _>(f_timezone, "timezone")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesTimeResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesTimeSetTimezoneParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
@@ -28492,7 +34422,7 @@ impl NodesTimeSetTimezoneParams {
     }
 }
 /// The `NodesVersionResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesVersionResponse {
     /// The current installed Proxmox VE Release
     pub release: ::std::string::String,
@@ -28500,6 +34430,38 @@ pub struct NodesVersionResponse {
     pub repoid: ::std::string::String,
     /// The current installed pve-manager package version
     pub version: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for NodesVersionResponse {
+    const EXPECTING: &'static str = "struct NodesVersionResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_release = ::std::option::Option::None;
+        let mut f_repoid = ::std::option::Option::None;
+        let mut f_version = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "release" => crate::de::value(&mut map, &mut f_release, "release")?,
+                "repoid" => crate::de::value(&mut map, &mut f_repoid, "repoid")?,
+                "version" => crate::de::value(&mut map, &mut f_version, "version")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            release: crate::de::required::<A, _>(f_release, "release")?,
+            repoid: crate::de::required::<A, _>(f_repoid, "repoid")?,
+            version: crate::de::required::<A, _>(f_version, "version")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesVersionResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesVncshellParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -28562,7 +34524,7 @@ pub struct NodesVzdumpDefaultsParams {
     pub storage: ::std::option::Option<::std::string::String>,
 }
 /// The `NodesVzdumpDefaultsResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct NodesVzdumpDefaultsResponse {
     /// Backup all known guest systems on this host.
     ///
@@ -28573,7 +34535,6 @@ pub struct NodesVzdumpDefaultsResponse {
     ///
     /// Minimum 0. Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Compress dump file.
     ///
@@ -28601,13 +34562,11 @@ pub struct NodesVzdumpDefaultsResponse {
     ///
     /// Range 0 to 8. Default: `7`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub ionice: ::std::option::Option<i64>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
@@ -28662,7 +34621,6 @@ pub struct NodesVzdumpDefaultsResponse {
     ///
     /// Default: `0`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -28705,7 +34663,6 @@ pub struct NodesVzdumpDefaultsResponse {
     ///
     /// Minimum 0. Default: `10`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
@@ -28724,8 +34681,151 @@ pub struct NodesVzdumpDefaultsResponse {
     ///
     /// Default: `1`.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub zstd: ::std::option::Option<i64>,
+}
+impl<'de> crate::de::FromMap<'de> for NodesVzdumpDefaultsResponse {
+    const EXPECTING: &'static str = "struct NodesVzdumpDefaultsResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_all = ::std::option::Option::None;
+        let mut f_bwlimit = ::std::option::Option::None;
+        let mut f_compress = ::std::option::Option::None;
+        let mut f_dumpdir = ::std::option::Option::None;
+        let mut f_exclude = ::std::option::Option::None;
+        let mut f_exclude_path = ::std::option::Option::None;
+        let mut f_fleecing = ::std::option::Option::None;
+        let mut f_ionice = ::std::option::Option::None;
+        let mut f_lockwait = ::std::option::Option::None;
+        let mut f_mailnotification = ::std::option::Option::None;
+        let mut f_mailto = ::std::option::Option::None;
+        let mut f_mode = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_notes_template = ::std::option::Option::None;
+        let mut f_notification_mode = ::std::option::Option::None;
+        let mut f_pbs_change_detection_mode = ::std::option::Option::None;
+        let mut f_performance = ::std::option::Option::None;
+        let mut f_pigz = ::std::option::Option::None;
+        let mut f_pool = ::std::option::Option::None;
+        let mut f_protected = ::std::option::Option::None;
+        let mut f_prune_backups = ::std::option::Option::None;
+        let mut f_quiet = ::std::option::Option::None;
+        let mut f_remove = ::std::option::Option::None;
+        let mut f_script = ::std::option::Option::None;
+        let mut f_stdexcludes = ::std::option::Option::None;
+        let mut f_stop = ::std::option::Option::None;
+        let mut f_stopwait = ::std::option::Option::None;
+        let mut f_storage = ::std::option::Option::None;
+        let mut f_tmpdir = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        let mut f_zstd = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "all" => crate::de::value(&mut map, &mut f_all, "all")?,
+                "bwlimit" => crate::de::lenient(&mut map, &mut f_bwlimit, "bwlimit")?,
+                "compress" => crate::de::value(&mut map, &mut f_compress, "compress")?,
+                "dumpdir" => crate::de::value(&mut map, &mut f_dumpdir, "dumpdir")?,
+                "exclude" => crate::de::value(&mut map, &mut f_exclude, "exclude")?,
+                "exclude-path" => {
+                    crate::de::value(&mut map, &mut f_exclude_path, "exclude-path")?
+                }
+                "fleecing" => crate::de::value(&mut map, &mut f_fleecing, "fleecing")?,
+                "ionice" => crate::de::lenient(&mut map, &mut f_ionice, "ionice")?,
+                "lockwait" => crate::de::lenient(&mut map, &mut f_lockwait, "lockwait")?,
+                "mailnotification" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_mailnotification,
+                        "mailnotification",
+                    )?
+                }
+                "mailto" => crate::de::value(&mut map, &mut f_mailto, "mailto")?,
+                "mode" => crate::de::value(&mut map, &mut f_mode, "mode")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "notes-template" => {
+                    crate::de::value(&mut map, &mut f_notes_template, "notes-template")?
+                }
+                "notification-mode" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_notification_mode,
+                        "notification-mode",
+                    )?
+                }
+                "pbs-change-detection-mode" => {
+                    crate::de::value(
+                        &mut map,
+                        &mut f_pbs_change_detection_mode,
+                        "pbs-change-detection-mode",
+                    )?
+                }
+                "performance" => {
+                    crate::de::value(&mut map, &mut f_performance, "performance")?
+                }
+                "pigz" => crate::de::lenient(&mut map, &mut f_pigz, "pigz")?,
+                "pool" => crate::de::value(&mut map, &mut f_pool, "pool")?,
+                "protected" => crate::de::value(&mut map, &mut f_protected, "protected")?,
+                "prune-backups" => {
+                    crate::de::value(&mut map, &mut f_prune_backups, "prune-backups")?
+                }
+                "quiet" => crate::de::value(&mut map, &mut f_quiet, "quiet")?,
+                "remove" => crate::de::value(&mut map, &mut f_remove, "remove")?,
+                "script" => crate::de::value(&mut map, &mut f_script, "script")?,
+                "stdexcludes" => {
+                    crate::de::value(&mut map, &mut f_stdexcludes, "stdexcludes")?
+                }
+                "stop" => crate::de::value(&mut map, &mut f_stop, "stop")?,
+                "stopwait" => crate::de::lenient(&mut map, &mut f_stopwait, "stopwait")?,
+                "storage" => crate::de::value(&mut map, &mut f_storage, "storage")?,
+                "tmpdir" => crate::de::value(&mut map, &mut f_tmpdir, "tmpdir")?,
+                "vmid" => crate::de::value(&mut map, &mut f_vmid, "vmid")?,
+                "zstd" => crate::de::lenient(&mut map, &mut f_zstd, "zstd")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            all: crate::de::optional(f_all),
+            bwlimit: crate::de::optional(f_bwlimit),
+            compress: crate::de::optional(f_compress),
+            dumpdir: crate::de::optional(f_dumpdir),
+            exclude: crate::de::optional(f_exclude),
+            exclude_path: crate::de::optional(f_exclude_path),
+            fleecing: crate::de::optional(f_fleecing),
+            ionice: crate::de::optional(f_ionice),
+            lockwait: crate::de::optional(f_lockwait),
+            mailnotification: crate::de::optional(f_mailnotification),
+            mailto: crate::de::optional(f_mailto),
+            mode: crate::de::optional(f_mode),
+            node: crate::de::optional(f_node),
+            notes_template: crate::de::optional(f_notes_template),
+            notification_mode: crate::de::optional(f_notification_mode),
+            pbs_change_detection_mode: crate::de::optional(f_pbs_change_detection_mode),
+            performance: crate::de::optional(f_performance),
+            pigz: crate::de::optional(f_pigz),
+            pool: crate::de::optional(f_pool),
+            protected: crate::de::optional(f_protected),
+            prune_backups: crate::de::optional(f_prune_backups),
+            quiet: crate::de::optional(f_quiet),
+            remove: crate::de::optional(f_remove),
+            script: crate::de::optional(f_script),
+            stdexcludes: crate::de::optional(f_stdexcludes),
+            stop: crate::de::optional(f_stop),
+            stopwait: crate::de::optional(f_stopwait),
+            storage: crate::de::optional(f_storage),
+            tmpdir: crate::de::optional(f_tmpdir),
+            vmid: crate::de::optional(f_vmid),
+            zstd: crate::de::optional(f_zstd),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NodesVzdumpDefaultsResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `NodesVzdumpExtractconfigParams` model.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]

@@ -204,7 +204,7 @@ pub struct PoolsIndexParams {
     pub r#type: ::std::option::Option<crate::generated::pools::PoolsIndexParamsType>,
 }
 /// The `PoolsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct PoolsIndexResponseItem {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -217,8 +217,40 @@ pub struct PoolsIndexResponseItem {
     /// The `poolid` property.
     pub poolid: ::std::string::String,
 }
+impl<'de> crate::de::FromMap<'de> for PoolsIndexResponseItem {
+    const EXPECTING: &'static str = "struct PoolsIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_members = ::std::option::Option::None;
+        let mut f_poolid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "members" => crate::de::value(&mut map, &mut f_members, "members")?,
+                "poolid" => crate::de::value(&mut map, &mut f_poolid, "poolid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            members: crate::de::optional(f_members),
+            poolid: crate::de::required::<A, _>(f_poolid, "poolid")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PoolsIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// The `PoolsIndexResponseItemMembersItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct PoolsIndexResponseItemMembersItem {
     /// The `id` property.
     pub id: ::std::string::String,
@@ -233,8 +265,45 @@ pub struct PoolsIndexResponseItemMembersItem {
     pub r#type: crate::generated::pools::PoolsIndexResponseItemMembersItemType,
     /// The `vmid` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
-    #[serde(deserialize_with = "crate::lenient::deserialize")]
     pub vmid: ::std::option::Option<u32>,
+}
+impl<'de> crate::de::FromMap<'de> for PoolsIndexResponseItemMembersItem {
+    const EXPECTING: &'static str = "struct PoolsIndexResponseItemMembersItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_id = ::std::option::Option::None;
+        let mut f_node = ::std::option::Option::None;
+        let mut f_storage = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        let mut f_vmid = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "id" => crate::de::value(&mut map, &mut f_id, "id")?,
+                "node" => crate::de::value(&mut map, &mut f_node, "node")?,
+                "storage" => crate::de::value(&mut map, &mut f_storage, "storage")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                "vmid" => crate::de::lenient(&mut map, &mut f_vmid, "vmid")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            id: crate::de::required::<A, _>(f_id, "id")?,
+            node: crate::de::required::<A, _>(f_node, "node")?,
+            storage: crate::de::optional(f_storage),
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+            vmid: crate::de::optional(f_vmid),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PoolsIndexResponseItemMembersItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `PoolsPoolidReadParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -246,7 +315,7 @@ pub struct PoolsPoolidReadParams {
     pub r#type: ::std::option::Option<crate::generated::pools::PoolsIndexParamsType>,
 }
 /// The `PoolsPoolidReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct PoolsPoolidReadResponse {
     /// The `comment` property.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -255,6 +324,35 @@ pub struct PoolsPoolidReadResponse {
     pub members: ::std::vec::Vec<
         crate::generated::pools::PoolsIndexResponseItemMembersItem,
     >,
+}
+impl<'de> crate::de::FromMap<'de> for PoolsPoolidReadResponse {
+    const EXPECTING: &'static str = "struct PoolsPoolidReadResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_comment = ::std::option::Option::None;
+        let mut f_members = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "comment" => crate::de::value(&mut map, &mut f_comment, "comment")?,
+                "members" => crate::de::value(&mut map, &mut f_members, "members")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            comment: crate::de::optional(f_comment),
+            members: crate::de::required::<A, _>(f_members, "members")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PoolsPoolidReadResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `PoolsPoolidUpdatePoolDeprecatedParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]

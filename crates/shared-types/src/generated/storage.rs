@@ -512,7 +512,7 @@ impl StorageCreateParams {
     }
 }
 /// The `StorageCreateResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
 pub struct StorageCreateResponse {
     /// Partial, possibly server generated, configuration properties.
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
@@ -526,13 +526,73 @@ pub struct StorageCreateResponse {
     /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     pub r#type: crate::generated::common::NodesStorageIdentityResponseType,
 }
+impl<'de> crate::de::FromMap<'de> for StorageCreateResponse {
+    const EXPECTING: &'static str = "struct StorageCreateResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_config = ::std::option::Option::None;
+        let mut f_storage = ::std::option::Option::None;
+        let mut f_type = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "config" => crate::de::value(&mut map, &mut f_config, "config")?,
+                "storage" => crate::de::value(&mut map, &mut f_storage, "storage")?,
+                "type" => crate::de::value(&mut map, &mut f_type, "type")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            config: crate::de::optional(f_config),
+            storage: crate::de::required::<A, _>(f_storage, "storage")?,
+            r#type: crate::de::required::<A, _>(f_type, "type")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for StorageCreateResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
+}
 /// Partial, possibly server generated, configuration properties.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct StorageCreateResponseConfig {
     /// The, possibly auto-generated, encryption-key.
     #[serde(rename = "encryption-key")]
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encryption_key: ::std::option::Option<::std::string::String>,
+}
+impl<'de> crate::de::FromMap<'de> for StorageCreateResponseConfig {
+    const EXPECTING: &'static str = "struct StorageCreateResponseConfig";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_encryption_key = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "encryption-key" => {
+                    crate::de::value(&mut map, &mut f_encryption_key, "encryption-key")?
+                }
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            encryption_key: crate::de::optional(f_encryption_key),
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for StorageCreateResponseConfig {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `StorageIndexParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
@@ -546,10 +606,36 @@ pub struct StorageIndexParams {
     >,
 }
 /// The `StorageIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
 pub struct StorageIndexResponseItem {
     /// The `storage` property.
     pub storage: ::std::string::String,
+}
+impl<'de> crate::de::FromMap<'de> for StorageIndexResponseItem {
+    const EXPECTING: &'static str = "struct StorageIndexResponseItem";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> ::std::result::Result<Self, A::Error> {
+        let mut f_storage = ::std::option::Option::None;
+        while let ::std::option::Option::Some(key) = map
+            .next_key::<crate::de::Key<'de>>()?
+        {
+            match &*key {
+                "storage" => crate::de::value(&mut map, &mut f_storage, "storage")?,
+                _ => crate::de::skip(&mut map)?,
+            }
+        }
+        ::std::result::Result::Ok(Self {
+            storage: crate::de::required::<A, _>(f_storage, "storage")?,
+        })
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for StorageIndexResponseItem {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::de::deserialize(deserializer)
+    }
 }
 /// The `StorageUpdateParams` model.
 #[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
