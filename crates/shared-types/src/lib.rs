@@ -16,6 +16,7 @@
 //! * [`startup_order`]: [`StartupOrder`], a guest's `startup` option (`order=1,up=30`).
 //! * [`family`]: [`Indexed`] and [`FamilyName`], the `net[n]`-style parameter families.
 //! * [`de`]: what the generated `Deserialize` impls of the reply models call ([`de::FromMap`]).
+//! * [`ser`]: what the generated `Serialize` impls of the models call.
 //! * [`lenient`]: numbers read from JSON numbers or numeric strings, as Proxmox sends them.
 //! * [`typed_format`]: what the generated property-string structs and string enums call.
 //! * Generated models, one module per path group, listed at the end of this file.
@@ -28,6 +29,7 @@ pub mod guest_config;
 pub mod lenient;
 pub mod property_string;
 pub mod pve_bool;
+pub mod ser;
 pub mod startup_order;
 pub mod typed_format;
 pub mod upid;

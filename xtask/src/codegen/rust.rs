@@ -350,6 +350,7 @@ impl Generator<'_> {
         let mut initialisers = Vec::new();
         let mut used = BTreeSet::new();
         let mut reader = MapReader::default();
+        let mut writes = Vec::new();
         for (property, property_schema) in schema.properties.iter().flatten() {
             let mut field_name = field_ident(property.trim_end_matches("[n]"));
             while !used.insert(field_name.clone()) {
@@ -370,9 +371,9 @@ impl Generator<'_> {
                 );
                 fields.push(quote! {
                     #field_doc
-                    #[serde(flatten)]
                     pub #field: crate::Indexed<crate::generated::families::#marker, #member>,
                 });
+                writes.push(quote! { crate::ser::family(&mut map, &self.#field)?; });
                 initialisers.push(quote! { #field: crate::Indexed::new(), });
                 let local = format_ident!("f_{}", field_name);
                 reader.locals.push(quote! { let mut #local = crate::Indexed::new(); });
@@ -381,7 +382,6 @@ impl Generator<'_> {
                 continue;
             }
             let inner = self.type_of(property_schema, property);
-            let rename = (field_name != *property).then(|| quote! { #[serde(rename = #property)] });
             let local = format_ident!("f_{}", field_name);
             reader.locals.push(quote! { let mut #local = ::std::option::Option::None; });
             let read = if is_lenient(property_schema) {
@@ -404,17 +404,16 @@ impl Generator<'_> {
             if property_schema.optional {
                 fields.push(quote! {
                     #field_doc
-                    #rename
-                    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
                     pub #field: ::std::option::Option<#inner>,
                 });
+                writes.push(quote! { crate::ser::optional(&mut map, #property, &self.#field)?; });
                 initialisers.push(quote! { #field: ::std::option::Option::None, });
             } else {
                 fields.push(quote! {
                     #field_doc
-                    #rename
                     pub #field: #inner,
                 });
+                writes.push(quote! { crate::ser::entry(&mut map, #property, &self.#field)?; });
                 if inner.to_string() == quote! { ::std::string::String }.to_string() {
                     required_args
                         .push(quote! { #field: impl ::std::convert::Into<::std::string::String> });
@@ -440,13 +439,25 @@ impl Generator<'_> {
             }
         });
         let deserialize = (!is_request).then(|| reader.tokens(&type_ident));
+        let map_binding = if writes.is_empty() {
+            quote! { map }
+        } else {
+            quote! { mut map }
+        };
         quote! {
             #doc
-            #[derive(Debug, Clone, PartialEq, #default ::serde::Serialize)]
+            #[derive(Debug, Clone, PartialEq, #default)]
             pub struct #type_ident {
                 #(#fields)*
             }
             #constructor
+            impl ::serde::Serialize for #type_ident {
+                fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> ::std::result::Result<S::Ok, S::Error> {
+                    let #map_binding = ::serde::Serializer::serialize_map(serializer, ::std::option::Option::None)?;
+                    #(#writes)*
+                    ::serde::ser::SerializeMap::end(map)
+                }
+            }
             #deserialize
         }
     }

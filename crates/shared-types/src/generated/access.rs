@@ -854,14 +854,13 @@ impl crate::PropertyValue for User {
     }
 }
 /// The `AccessAclReadResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessAclReadResponseItem {
     /// Access control path
     pub path: ::std::string::String,
     /// Allow to propagate (inherit) permissions.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub propagate: ::std::option::Option<crate::PveBool>,
     /// The `roleid` property.
     pub roleid: ::std::string::String,
@@ -871,6 +870,23 @@ pub struct AccessAclReadResponseItem {
     pub r#type: crate::generated::access::AccessAclReadResponseItemType,
     /// The `ugid` property.
     pub ugid: ::std::string::String,
+}
+impl ::serde::Serialize for AccessAclReadResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        crate::ser::optional(&mut map, "propagate", &self.propagate)?;
+        crate::ser::entry(&mut map, "roleid", &self.roleid)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::entry(&mut map, "ugid", &self.ugid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessAclReadResponseItem {
     const EXPECTING: &'static str = "struct AccessAclReadResponseItem";
@@ -911,22 +927,19 @@ impl<'de> ::serde::Deserialize<'de> for AccessAclReadResponseItem {
     }
 }
 /// The `AccessAclUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessAclUpdateParams {
     /// Remove permissions (instead of adding it).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// List of groups.
     ///
     /// Format `pve-groupid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::string::String>,
     /// Access control path
     pub path: ::std::string::String,
     /// Allow to propagate (inherit) permissions.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub propagate: ::std::option::Option<crate::PveBool>,
     /// List of roles.
     ///
@@ -935,12 +948,10 @@ pub struct AccessAclUpdateParams {
     /// List of API tokens.
     ///
     /// Format `pve-tokenid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tokens: ::std::option::Option<::std::string::String>,
     /// List of users.
     ///
     /// Format `pve-userid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub users: ::std::option::Option<::std::string::String>,
 }
 impl AccessAclUpdateParams {
@@ -961,129 +972,109 @@ impl AccessAclUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for AccessAclUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "groups", &self.groups)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        crate::ser::optional(&mut map, "propagate", &self.propagate)?;
+        crate::ser::entry(&mut map, "roles", &self.roles)?;
+        crate::ser::optional(&mut map, "tokens", &self.tokens)?;
+        crate::ser::optional(&mut map, "users", &self.users)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessDomainsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessDomainsCreateParams {
     /// Specifies the Authentication Context Class Reference values that theAuthorization Server is being requested to use for the Auth Request.
-    #[serde(rename = "acr-values")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acr_values: ::std::option::Option<::std::string::String>,
     /// A list of audiences that the OpenID Issuer may include that are accepted in addition to 'client-id'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audiences: ::std::option::Option<::std::string::String>,
     /// Automatically create users if they do not exist.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autocreate: ::std::option::Option<crate::PveBool>,
     /// LDAP base domain name
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub base_dn: ::std::option::Option<::std::string::String>,
     /// LDAP bind domain name
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bind_dn: ::std::option::Option<::std::string::String>,
     /// Path to the CA certificate store
     ///
     /// Default: `"/etc/ssl/certs"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub capath: ::std::option::Option<::std::string::String>,
     /// username is case-sensitive
     ///
     /// Default: `true`.
-    #[serde(rename = "case-sensitive")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub case_sensitive: ::std::option::Option<crate::PveBool>,
     /// Path to the client certificate
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cert: ::std::option::Option<::std::string::String>,
     /// Path to the client certificate key
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub certkey: ::std::option::Option<::std::string::String>,
     /// Check bind connection to the server.
     ///
     /// Default: `false`.
-    #[serde(rename = "check-connection")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_connection: ::std::option::Option<crate::PveBool>,
     /// OpenID Client ID
-    #[serde(rename = "client-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub client_id: ::std::option::Option<::std::string::String>,
     /// OpenID Client Key
-    #[serde(rename = "client-key")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub client_key: ::std::option::Option<::std::string::String>,
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Use this as default realm
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub default: ::std::option::Option<crate::PveBool>,
     /// AD domain name
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub domain: ::std::option::Option<::std::string::String>,
     /// LDAP filter for user sync.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filter: ::std::option::Option<::std::string::String>,
     /// The objectclasses for groups.
     ///
     /// Format `ldap-simple-attr-list`. Default: `"groupOfNames, group, univentionGroup, ipausergroup"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_classes: ::std::option::Option<::std::string::String>,
     /// LDAP base domain name for group sync. If not set, the base_dn will be used.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_dn: ::std::option::Option<::std::string::String>,
     /// LDAP filter for group sync.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_filter: ::std::option::Option<::std::string::String>,
     /// LDAP attribute representing a groups name. If not set or found, the first value of the DN will be used as name.
     ///
     /// Format `ldap-simple-attr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_name_attr: ::std::option::Option<::std::string::String>,
     /// Automatically create groups if they do not exist.
     ///
     /// Default: `false`.
-    #[serde(rename = "groups-autocreate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_autocreate: ::std::option::Option<crate::PveBool>,
     /// OpenID claim used to retrieve groups with.
-    #[serde(rename = "groups-claim")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_claim: ::std::option::Option<::std::string::String>,
     /// All groups will be overwritten for the user on login.
     ///
     /// Default: `false`.
-    #[serde(rename = "groups-overwrite")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_overwrite: ::std::option::Option<crate::PveBool>,
     /// OpenID Issuer Url
-    #[serde(rename = "issuer-url")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub issuer_url: ::std::option::Option<::std::string::String>,
     /// LDAP protocol mode.
     ///
     /// One of `ldap`, `ldaps`, `ldap+starttls`. Default: `"ldap"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::access::AccessDomainsCreateParamsMode,
     >,
     /// LDAP bind password. Will be stored in '/etc/pve/priv/realm/<REALM>.pw'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// Server port.
     ///
     /// Range 1 to 65535.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// Specifies whether the Authorization Server prompts the End-User for reauthentication and consent.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prompt: ::std::option::Option<::std::string::String>,
     /// Enables querying the userinfo endpoint for claims values.
     ///
     /// Default: `true`.
-    #[serde(rename = "query-userinfo")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub query_userinfo: ::std::option::Option<crate::PveBool>,
     /// Authentication domain ID
     ///
@@ -1092,62 +1083,48 @@ pub struct AccessDomainsCreateParams {
     /// Specifies the scopes (user details) that should be authorized and returned, for example 'email' or 'profile'.
     ///
     /// Default: `"email profile"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scopes: ::std::option::Option<::std::string::String>,
     /// Use secure LDAPS protocol. DEPRECATED: use 'mode' instead.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secure: ::std::option::Option<crate::PveBool>,
     /// Server IP address (or DNS name)
     ///
     /// Format `address`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server1: ::std::option::Option<::std::string::String>,
     /// Fallback Server IP address (or DNS name)
     ///
     /// Format `address`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server2: ::std::option::Option<::std::string::String>,
     /// LDAPS TLS/SSL version. It's not recommended to use version older than 1.2!
     ///
     /// One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sslversion: ::std::option::Option<crate::generated::access::Sslversion>,
     /// The default options for behavior of synchronizations.
     ///
     /// Format `realm-sync-options`. Property string: `[enable-new=<1|0>] [,full=<1|0>] [,purge=<1|0>] [,remove-vanished=([acl];[properties];[entry])|none] [,scope=<users|groups|both>]`.
-    #[serde(rename = "sync-defaults-options")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sync_defaults_options: ::std::option::Option<
         crate::generated::access::SyncDefaultsOptionsConfig,
     >,
     /// Comma separated list of key=value pairs for specifying which LDAP attributes map to which PVE user field. For example, to map the LDAP attribute 'mail' to PVEs 'email', write  'email=mail'. By default, each PVE user field is represented  by an LDAP attribute of the same name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sync_attributes: ::std::option::Option<::std::string::String>,
     /// Use Two-factor authentication.
     ///
     /// Format `pve-tfa-config`. Property string: `type=<TFATYPE> [,digits=<COUNT>] [,id=<ID>] [,key=<KEY>] [,step=<SECONDS>] [,url=<URL>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa: ::std::option::Option<crate::generated::access::TfaConfig>,
     /// Realm type.
     ///
     /// One of `ad`, `ldap`, `openid`, `pam`, `pve`.
     pub r#type: crate::generated::access::AccessDomainsCreateParamsType,
     /// LDAP user attribute name
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_attr: ::std::option::Option<::std::string::String>,
     /// The objectclasses for users.
     ///
     /// Format `ldap-simple-attr-list`. Default: `"inetorgperson, posixaccount, person, user"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_classes: ::std::option::Option<::std::string::String>,
     /// OpenID claim used to generate the unique username.
-    #[serde(rename = "username-claim")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username_claim: ::std::option::Option<::std::string::String>,
     /// Verify the server's SSL certificate
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify: ::std::option::Option<crate::PveBool>,
 }
 impl AccessDomainsCreateParams {
@@ -1204,21 +1181,94 @@ impl AccessDomainsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for AccessDomainsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "acr-values", &self.acr_values)?;
+        crate::ser::optional(&mut map, "audiences", &self.audiences)?;
+        crate::ser::optional(&mut map, "autocreate", &self.autocreate)?;
+        crate::ser::optional(&mut map, "base_dn", &self.base_dn)?;
+        crate::ser::optional(&mut map, "bind_dn", &self.bind_dn)?;
+        crate::ser::optional(&mut map, "capath", &self.capath)?;
+        crate::ser::optional(&mut map, "case-sensitive", &self.case_sensitive)?;
+        crate::ser::optional(&mut map, "cert", &self.cert)?;
+        crate::ser::optional(&mut map, "certkey", &self.certkey)?;
+        crate::ser::optional(&mut map, "check-connection", &self.check_connection)?;
+        crate::ser::optional(&mut map, "client-id", &self.client_id)?;
+        crate::ser::optional(&mut map, "client-key", &self.client_key)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "default", &self.default)?;
+        crate::ser::optional(&mut map, "domain", &self.domain)?;
+        crate::ser::optional(&mut map, "filter", &self.filter)?;
+        crate::ser::optional(&mut map, "group_classes", &self.group_classes)?;
+        crate::ser::optional(&mut map, "group_dn", &self.group_dn)?;
+        crate::ser::optional(&mut map, "group_filter", &self.group_filter)?;
+        crate::ser::optional(&mut map, "group_name_attr", &self.group_name_attr)?;
+        crate::ser::optional(&mut map, "groups-autocreate", &self.groups_autocreate)?;
+        crate::ser::optional(&mut map, "groups-claim", &self.groups_claim)?;
+        crate::ser::optional(&mut map, "groups-overwrite", &self.groups_overwrite)?;
+        crate::ser::optional(&mut map, "issuer-url", &self.issuer_url)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::optional(&mut map, "prompt", &self.prompt)?;
+        crate::ser::optional(&mut map, "query-userinfo", &self.query_userinfo)?;
+        crate::ser::entry(&mut map, "realm", &self.realm)?;
+        crate::ser::optional(&mut map, "scopes", &self.scopes)?;
+        crate::ser::optional(&mut map, "secure", &self.secure)?;
+        crate::ser::optional(&mut map, "server1", &self.server1)?;
+        crate::ser::optional(&mut map, "server2", &self.server2)?;
+        crate::ser::optional(&mut map, "sslversion", &self.sslversion)?;
+        crate::ser::optional(
+            &mut map,
+            "sync-defaults-options",
+            &self.sync_defaults_options,
+        )?;
+        crate::ser::optional(&mut map, "sync_attributes", &self.sync_attributes)?;
+        crate::ser::optional(&mut map, "tfa", &self.tfa)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "user_attr", &self.user_attr)?;
+        crate::ser::optional(&mut map, "user_classes", &self.user_classes)?;
+        crate::ser::optional(&mut map, "username-claim", &self.username_claim)?;
+        crate::ser::optional(&mut map, "verify", &self.verify)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessDomainsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessDomainsIndexResponseItem {
     /// A comment. The GUI use this text when you select a domain (Realm) on the login window.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `realm` property.
     pub realm: ::std::string::String,
     /// Two-factor authentication provider.
     ///
     /// One of `yubico`, `oath`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa: ::std::option::Option<crate::generated::access::Tfa>,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for AccessDomainsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "realm", &self.realm)?;
+        crate::ser::optional(&mut map, "tfa", &self.tfa)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessDomainsIndexResponseItem {
     const EXPECTING: &'static str = "struct AccessDomainsIndexResponseItem";
@@ -1256,230 +1306,243 @@ impl<'de> ::serde::Deserialize<'de> for AccessDomainsIndexResponseItem {
     }
 }
 /// The `AccessDomainsRealmUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessDomainsRealmUpdateParams {
     /// Specifies the Authentication Context Class Reference values that theAuthorization Server is being requested to use for the Auth Request.
-    #[serde(rename = "acr-values")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acr_values: ::std::option::Option<::std::string::String>,
     /// A list of audiences that the OpenID Issuer may include that are accepted in addition to 'client-id'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audiences: ::std::option::Option<::std::string::String>,
     /// Automatically create users if they do not exist.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autocreate: ::std::option::Option<crate::PveBool>,
     /// LDAP base domain name
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub base_dn: ::std::option::Option<::std::string::String>,
     /// LDAP bind domain name
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bind_dn: ::std::option::Option<::std::string::String>,
     /// Path to the CA certificate store
     ///
     /// Default: `"/etc/ssl/certs"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub capath: ::std::option::Option<::std::string::String>,
     /// username is case-sensitive
     ///
     /// Default: `true`.
-    #[serde(rename = "case-sensitive")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub case_sensitive: ::std::option::Option<crate::PveBool>,
     /// Path to the client certificate
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cert: ::std::option::Option<::std::string::String>,
     /// Path to the client certificate key
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub certkey: ::std::option::Option<::std::string::String>,
     /// Check bind connection to the server.
     ///
     /// Default: `false`.
-    #[serde(rename = "check-connection")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_connection: ::std::option::Option<crate::PveBool>,
     /// OpenID Client ID
-    #[serde(rename = "client-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub client_id: ::std::option::Option<::std::string::String>,
     /// OpenID Client Key
-    #[serde(rename = "client-key")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub client_key: ::std::option::Option<::std::string::String>,
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Use this as default realm
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub default: ::std::option::Option<crate::PveBool>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// AD domain name
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub domain: ::std::option::Option<::std::string::String>,
     /// LDAP filter for user sync.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filter: ::std::option::Option<::std::string::String>,
     /// The objectclasses for groups.
     ///
     /// Format `ldap-simple-attr-list`. Default: `"groupOfNames, group, univentionGroup, ipausergroup"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_classes: ::std::option::Option<::std::string::String>,
     /// LDAP base domain name for group sync. If not set, the base_dn will be used.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_dn: ::std::option::Option<::std::string::String>,
     /// LDAP filter for group sync.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_filter: ::std::option::Option<::std::string::String>,
     /// LDAP attribute representing a groups name. If not set or found, the first value of the DN will be used as name.
     ///
     /// Format `ldap-simple-attr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_name_attr: ::std::option::Option<::std::string::String>,
     /// Automatically create groups if they do not exist.
     ///
     /// Default: `false`.
-    #[serde(rename = "groups-autocreate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_autocreate: ::std::option::Option<crate::PveBool>,
     /// OpenID claim used to retrieve groups with.
-    #[serde(rename = "groups-claim")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_claim: ::std::option::Option<::std::string::String>,
     /// All groups will be overwritten for the user on login.
     ///
     /// Default: `false`.
-    #[serde(rename = "groups-overwrite")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups_overwrite: ::std::option::Option<crate::PveBool>,
     /// OpenID Issuer Url
-    #[serde(rename = "issuer-url")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub issuer_url: ::std::option::Option<::std::string::String>,
     /// LDAP protocol mode.
     ///
     /// One of `ldap`, `ldaps`, `ldap+starttls`. Default: `"ldap"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::access::AccessDomainsCreateParamsMode,
     >,
     /// LDAP bind password. Will be stored in '/etc/pve/priv/realm/<REALM>.pw'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// Server port.
     ///
     /// Range 1 to 65535.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// Specifies whether the Authorization Server prompts the End-User for reauthentication and consent.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prompt: ::std::option::Option<::std::string::String>,
     /// Enables querying the userinfo endpoint for claims values.
     ///
     /// Default: `true`.
-    #[serde(rename = "query-userinfo")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub query_userinfo: ::std::option::Option<crate::PveBool>,
     /// Specifies the scopes (user details) that should be authorized and returned, for example 'email' or 'profile'.
     ///
     /// Default: `"email profile"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scopes: ::std::option::Option<::std::string::String>,
     /// Use secure LDAPS protocol. DEPRECATED: use 'mode' instead.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secure: ::std::option::Option<crate::PveBool>,
     /// Server IP address (or DNS name)
     ///
     /// Format `address`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server1: ::std::option::Option<::std::string::String>,
     /// Fallback Server IP address (or DNS name)
     ///
     /// Format `address`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server2: ::std::option::Option<::std::string::String>,
     /// LDAPS TLS/SSL version. It's not recommended to use version older than 1.2!
     ///
     /// One of `tlsv1`, `tlsv1_1`, `tlsv1_2`, `tlsv1_3`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sslversion: ::std::option::Option<crate::generated::access::Sslversion>,
     /// The default options for behavior of synchronizations.
     ///
     /// Format `realm-sync-options`. Property string: `[enable-new=<1|0>] [,full=<1|0>] [,purge=<1|0>] [,remove-vanished=([acl];[properties];[entry])|none] [,scope=<users|groups|both>]`.
-    #[serde(rename = "sync-defaults-options")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sync_defaults_options: ::std::option::Option<
         crate::generated::access::SyncDefaultsOptionsConfig,
     >,
     /// Comma separated list of key=value pairs for specifying which LDAP attributes map to which PVE user field. For example, to map the LDAP attribute 'mail' to PVEs 'email', write  'email=mail'. By default, each PVE user field is represented  by an LDAP attribute of the same name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sync_attributes: ::std::option::Option<::std::string::String>,
     /// Use Two-factor authentication.
     ///
     /// Format `pve-tfa-config`. Property string: `type=<TFATYPE> [,digits=<COUNT>] [,id=<ID>] [,key=<KEY>] [,step=<SECONDS>] [,url=<URL>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa: ::std::option::Option<crate::generated::access::TfaConfig>,
     /// LDAP user attribute name
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_attr: ::std::option::Option<::std::string::String>,
     /// The objectclasses for users.
     ///
     /// Format `ldap-simple-attr-list`. Default: `"inetorgperson, posixaccount, person, user"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_classes: ::std::option::Option<::std::string::String>,
     /// Verify the server's SSL certificate
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for AccessDomainsRealmUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "acr-values", &self.acr_values)?;
+        crate::ser::optional(&mut map, "audiences", &self.audiences)?;
+        crate::ser::optional(&mut map, "autocreate", &self.autocreate)?;
+        crate::ser::optional(&mut map, "base_dn", &self.base_dn)?;
+        crate::ser::optional(&mut map, "bind_dn", &self.bind_dn)?;
+        crate::ser::optional(&mut map, "capath", &self.capath)?;
+        crate::ser::optional(&mut map, "case-sensitive", &self.case_sensitive)?;
+        crate::ser::optional(&mut map, "cert", &self.cert)?;
+        crate::ser::optional(&mut map, "certkey", &self.certkey)?;
+        crate::ser::optional(&mut map, "check-connection", &self.check_connection)?;
+        crate::ser::optional(&mut map, "client-id", &self.client_id)?;
+        crate::ser::optional(&mut map, "client-key", &self.client_key)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "default", &self.default)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "domain", &self.domain)?;
+        crate::ser::optional(&mut map, "filter", &self.filter)?;
+        crate::ser::optional(&mut map, "group_classes", &self.group_classes)?;
+        crate::ser::optional(&mut map, "group_dn", &self.group_dn)?;
+        crate::ser::optional(&mut map, "group_filter", &self.group_filter)?;
+        crate::ser::optional(&mut map, "group_name_attr", &self.group_name_attr)?;
+        crate::ser::optional(&mut map, "groups-autocreate", &self.groups_autocreate)?;
+        crate::ser::optional(&mut map, "groups-claim", &self.groups_claim)?;
+        crate::ser::optional(&mut map, "groups-overwrite", &self.groups_overwrite)?;
+        crate::ser::optional(&mut map, "issuer-url", &self.issuer_url)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::optional(&mut map, "prompt", &self.prompt)?;
+        crate::ser::optional(&mut map, "query-userinfo", &self.query_userinfo)?;
+        crate::ser::optional(&mut map, "scopes", &self.scopes)?;
+        crate::ser::optional(&mut map, "secure", &self.secure)?;
+        crate::ser::optional(&mut map, "server1", &self.server1)?;
+        crate::ser::optional(&mut map, "server2", &self.server2)?;
+        crate::ser::optional(&mut map, "sslversion", &self.sslversion)?;
+        crate::ser::optional(
+            &mut map,
+            "sync-defaults-options",
+            &self.sync_defaults_options,
+        )?;
+        crate::ser::optional(&mut map, "sync_attributes", &self.sync_attributes)?;
+        crate::ser::optional(&mut map, "tfa", &self.tfa)?;
+        crate::ser::optional(&mut map, "user_attr", &self.user_attr)?;
+        crate::ser::optional(&mut map, "user_classes", &self.user_classes)?;
+        crate::ser::optional(&mut map, "verify", &self.verify)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessDomainsSyncParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessDomainsSyncParams {
     /// If set, does not write anything.
     ///
     /// Default: `false`.
-    #[serde(rename = "dry-run")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dry_run: ::std::option::Option<crate::PveBool>,
     /// Enable newly synced users immediately.
     ///
     /// Default: `true`.
-    #[serde(rename = "enable-new")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable_new: ::std::option::Option<crate::PveBool>,
     /// DEPRECATED: use 'remove-vanished' instead. If set, uses the LDAP Directory as source of truth, deleting users or groups not returned from the sync and removing all locally modified properties of synced users. If not set, only syncs information which is present in the synced data, and does not delete or modify anything else.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full: ::std::option::Option<crate::PveBool>,
     /// DEPRECATED: use 'remove-vanished' instead. Remove ACLs for users or groups which were removed from the config during a sync.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub purge: ::std::option::Option<crate::PveBool>,
     /// A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
     ///
     /// Default: `"none"`.
-    #[serde(rename = "remove-vanished")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_vanished: ::std::option::Option<::std::string::String>,
     /// Select what to sync.
     ///
     /// One of `users`, `groups`, `both`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<
         crate::generated::common::AccessDomainsSyncParamsScope,
     >,
 }
+impl ::serde::Serialize for AccessDomainsSyncParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "dry-run", &self.dry_run)?;
+        crate::ser::optional(&mut map, "enable-new", &self.enable_new)?;
+        crate::ser::optional(&mut map, "full", &self.full)?;
+        crate::ser::optional(&mut map, "purge", &self.purge)?;
+        crate::ser::optional(&mut map, "remove-vanished", &self.remove_vanished)?;
+        crate::ser::optional(&mut map, "scope", &self.scope)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessGroupsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessGroupsCreateParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `groupid` property.
     ///
@@ -1496,14 +1559,41 @@ impl AccessGroupsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for AccessGroupsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "groupid", &self.groupid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessGroupsGroupidReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessGroupsGroupidReadResponse {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `members` property.
     pub members: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize for AccessGroupsGroupidReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "members", &self.members)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessGroupsGroupidReadResponse {
     const EXPECTING: &'static str = "struct AccessGroupsGroupidReadResponse";
@@ -1535,17 +1625,28 @@ impl<'de> ::serde::Deserialize<'de> for AccessGroupsGroupidReadResponse {
     }
 }
 /// The `AccessGroupsGroupidUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessGroupsGroupidUpdateParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for AccessGroupsGroupidUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessGroupsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessGroupsIndexResponseItem {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `groupid` property.
     ///
@@ -1554,8 +1655,22 @@ pub struct AccessGroupsIndexResponseItem {
     /// list of users which form this group
     ///
     /// Format `pve-userid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub users: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for AccessGroupsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "groupid", &self.groupid)?;
+        crate::ser::optional(&mut map, "users", &self.users)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessGroupsIndexResponseItem {
     const EXPECTING: &'static str = "struct AccessGroupsIndexResponseItem";
@@ -1590,14 +1705,13 @@ impl<'de> ::serde::Deserialize<'de> for AccessGroupsIndexResponseItem {
     }
 }
 /// The `AccessOpenidAuthUrlParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessOpenidAuthUrlParams {
     /// Authentication domain ID
     ///
     /// Format `pve-realm`.
     pub realm: ::std::string::String,
     /// Redirection Url. The client should set this to the used server url (location.origin).
-    #[serde(rename = "redirect-url")]
     pub redirect_url: ::std::string::String,
 }
 impl AccessOpenidAuthUrlParams {
@@ -1613,13 +1727,26 @@ impl AccessOpenidAuthUrlParams {
         }
     }
 }
+impl ::serde::Serialize for AccessOpenidAuthUrlParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "realm", &self.realm)?;
+        crate::ser::entry(&mut map, "redirect-url", &self.redirect_url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessOpenidLoginParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessOpenidLoginParams {
     /// OpenId authorization code.
     pub code: ::std::string::String,
     /// Redirection Url. The client should set this to the used server url (location.origin).
-    #[serde(rename = "redirect-url")]
     pub redirect_url: ::std::string::String,
     /// OpenId state.
     pub state: ::std::string::String,
@@ -1639,12 +1766,25 @@ impl AccessOpenidLoginParams {
         }
     }
 }
+impl ::serde::Serialize for AccessOpenidLoginParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "code", &self.code)?;
+        crate::ser::entry(&mut map, "redirect-url", &self.redirect_url)?;
+        crate::ser::entry(&mut map, "state", &self.state)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessPasswordChangeParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessPasswordChangeParams {
     /// The current password of the user performing the change.
-    #[serde(rename = "confirmation-password")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub confirmation_password: ::std::option::Option<::std::string::String>,
     /// The new password.
     pub password: ::std::string::String,
@@ -1667,23 +1807,53 @@ impl AccessPasswordChangeParams {
         }
     }
 }
+impl ::serde::Serialize for AccessPasswordChangeParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "confirmation-password",
+            &self.confirmation_password,
+        )?;
+        crate::ser::entry(&mut map, "password", &self.password)?;
+        crate::ser::entry(&mut map, "userid", &self.userid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessPermissionsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessPermissionsParams {
     /// Only dump this specific path, not the whole tree.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
     /// User ID or full API token ID
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub userid: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for AccessPermissionsParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "path", &self.path)?;
+        crate::ser::optional(&mut map, "userid", &self.userid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessRolesCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessRolesCreateParams {
     /// The `privs` property.
     ///
     /// Format `pve-priv-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
     /// The `roleid` property.
     ///
@@ -1700,13 +1870,26 @@ impl AccessRolesCreateParams {
         }
     }
 }
+impl ::serde::Serialize for AccessRolesCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "privs", &self.privs)?;
+        crate::ser::entry(&mut map, "roleid", &self.roleid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessRolesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessRolesIndexResponseItem {
     /// The `privs` property.
     ///
     /// Format `pve-priv-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
     /// The `roleid` property.
     ///
@@ -1715,8 +1898,22 @@ pub struct AccessRolesIndexResponseItem {
     /// The `special` property.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub special: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for AccessRolesIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "privs", &self.privs)?;
+        crate::ser::entry(&mut map, "roleid", &self.roleid)?;
+        crate::ser::optional(&mut map, "special", &self.special)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessRolesIndexResponseItem {
     const EXPECTING: &'static str = "struct AccessRolesIndexResponseItem";
@@ -1751,196 +1948,197 @@ impl<'de> ::serde::Deserialize<'de> for AccessRolesIndexResponseItem {
     }
 }
 /// The `AccessRolesRoleidReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessRolesRoleidReadResponse {
     /// The `Datastore.Allocate` property.
-    #[serde(rename = "Datastore.Allocate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub datastore_allocate: ::std::option::Option<crate::PveBool>,
     /// The `Datastore.AllocateSpace` property.
-    #[serde(rename = "Datastore.AllocateSpace")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub datastore_allocate_space: ::std::option::Option<crate::PveBool>,
     /// The `Datastore.AllocateTemplate` property.
-    #[serde(rename = "Datastore.AllocateTemplate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub datastore_allocate_template: ::std::option::Option<crate::PveBool>,
     /// The `Datastore.Audit` property.
-    #[serde(rename = "Datastore.Audit")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub datastore_audit: ::std::option::Option<crate::PveBool>,
     /// The `Group.Allocate` property.
-    #[serde(rename = "Group.Allocate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group_allocate: ::std::option::Option<crate::PveBool>,
     /// The `Mapping.Audit` property.
-    #[serde(rename = "Mapping.Audit")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mapping_audit: ::std::option::Option<crate::PveBool>,
     /// The `Mapping.Modify` property.
-    #[serde(rename = "Mapping.Modify")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mapping_modify: ::std::option::Option<crate::PveBool>,
     /// The `Mapping.Use` property.
-    #[serde(rename = "Mapping.Use")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mapping_use: ::std::option::Option<crate::PveBool>,
     /// The `Permissions.Modify` property.
-    #[serde(rename = "Permissions.Modify")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub permissions_modify: ::std::option::Option<crate::PveBool>,
     /// The `Pool.Allocate` property.
-    #[serde(rename = "Pool.Allocate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool_allocate: ::std::option::Option<crate::PveBool>,
     /// The `Pool.Audit` property.
-    #[serde(rename = "Pool.Audit")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool_audit: ::std::option::Option<crate::PveBool>,
     /// The `Realm.Allocate` property.
-    #[serde(rename = "Realm.Allocate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm_allocate: ::std::option::Option<crate::PveBool>,
     /// The `Realm.AllocateUser` property.
-    #[serde(rename = "Realm.AllocateUser")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm_allocate_user: ::std::option::Option<crate::PveBool>,
     /// The `SDN.Allocate` property.
-    #[serde(rename = "SDN.Allocate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sdn_allocate: ::std::option::Option<crate::PveBool>,
     /// The `SDN.Audit` property.
-    #[serde(rename = "SDN.Audit")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sdn_audit: ::std::option::Option<crate::PveBool>,
     /// The `SDN.Use` property.
-    #[serde(rename = "SDN.Use")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sdn_use: ::std::option::Option<crate::PveBool>,
     /// The `Sys.AccessNetwork` property.
-    #[serde(rename = "Sys.AccessNetwork")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sys_access_network: ::std::option::Option<crate::PveBool>,
     /// The `Sys.Audit` property.
-    #[serde(rename = "Sys.Audit")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sys_audit: ::std::option::Option<crate::PveBool>,
     /// The `Sys.Console` property.
-    #[serde(rename = "Sys.Console")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sys_console: ::std::option::Option<crate::PveBool>,
     /// The `Sys.Incoming` property.
-    #[serde(rename = "Sys.Incoming")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sys_incoming: ::std::option::Option<crate::PveBool>,
     /// The `Sys.Modify` property.
-    #[serde(rename = "Sys.Modify")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sys_modify: ::std::option::Option<crate::PveBool>,
     /// The `Sys.PowerMgmt` property.
-    #[serde(rename = "Sys.PowerMgmt")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sys_power_mgmt: ::std::option::Option<crate::PveBool>,
     /// The `Sys.Syslog` property.
-    #[serde(rename = "Sys.Syslog")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sys_syslog: ::std::option::Option<crate::PveBool>,
     /// The `User.Modify` property.
-    #[serde(rename = "User.Modify")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_modify: ::std::option::Option<crate::PveBool>,
     /// The `VM.Allocate` property.
-    #[serde(rename = "VM.Allocate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_allocate: ::std::option::Option<crate::PveBool>,
     /// The `VM.Audit` property.
-    #[serde(rename = "VM.Audit")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_audit: ::std::option::Option<crate::PveBool>,
     /// The `VM.Backup` property.
-    #[serde(rename = "VM.Backup")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_backup: ::std::option::Option<crate::PveBool>,
     /// The `VM.Clone` property.
-    #[serde(rename = "VM.Clone")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_clone: ::std::option::Option<crate::PveBool>,
     /// The `VM.Config.CDROM` property.
-    #[serde(rename = "VM.Config.CDROM")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_config_cdrom: ::std::option::Option<crate::PveBool>,
     /// The `VM.Config.CPU` property.
-    #[serde(rename = "VM.Config.CPU")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_config_cpu: ::std::option::Option<crate::PveBool>,
     /// The `VM.Config.Cloudinit` property.
-    #[serde(rename = "VM.Config.Cloudinit")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_config_cloudinit: ::std::option::Option<crate::PveBool>,
     /// The `VM.Config.Disk` property.
-    #[serde(rename = "VM.Config.Disk")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_config_disk: ::std::option::Option<crate::PveBool>,
     /// The `VM.Config.HWType` property.
-    #[serde(rename = "VM.Config.HWType")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_config_hwtype: ::std::option::Option<crate::PveBool>,
     /// The `VM.Config.Memory` property.
-    #[serde(rename = "VM.Config.Memory")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_config_memory: ::std::option::Option<crate::PveBool>,
     /// The `VM.Config.Network` property.
-    #[serde(rename = "VM.Config.Network")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_config_network: ::std::option::Option<crate::PveBool>,
     /// The `VM.Config.Options` property.
-    #[serde(rename = "VM.Config.Options")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_config_options: ::std::option::Option<crate::PveBool>,
     /// The `VM.Console` property.
-    #[serde(rename = "VM.Console")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_console: ::std::option::Option<crate::PveBool>,
     /// The `VM.GuestAgent.Audit` property.
-    #[serde(rename = "VM.GuestAgent.Audit")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_guest_agent_audit: ::std::option::Option<crate::PveBool>,
     /// The `VM.GuestAgent.FileRead` property.
-    #[serde(rename = "VM.GuestAgent.FileRead")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_guest_agent_file_read: ::std::option::Option<crate::PveBool>,
     /// The `VM.GuestAgent.FileSystemMgmt` property.
-    #[serde(rename = "VM.GuestAgent.FileSystemMgmt")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_guest_agent_file_system_mgmt: ::std::option::Option<crate::PveBool>,
     /// The `VM.GuestAgent.FileWrite` property.
-    #[serde(rename = "VM.GuestAgent.FileWrite")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_guest_agent_file_write: ::std::option::Option<crate::PveBool>,
     /// The `VM.GuestAgent.Unrestricted` property.
-    #[serde(rename = "VM.GuestAgent.Unrestricted")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_guest_agent_unrestricted: ::std::option::Option<crate::PveBool>,
     /// The `VM.Migrate` property.
-    #[serde(rename = "VM.Migrate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_migrate: ::std::option::Option<crate::PveBool>,
     /// The `VM.PowerMgmt` property.
-    #[serde(rename = "VM.PowerMgmt")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_power_mgmt: ::std::option::Option<crate::PveBool>,
     /// The `VM.Replicate` property.
-    #[serde(rename = "VM.Replicate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_replicate: ::std::option::Option<crate::PveBool>,
     /// The `VM.Snapshot` property.
-    #[serde(rename = "VM.Snapshot")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_snapshot: ::std::option::Option<crate::PveBool>,
     /// The `VM.Snapshot.Rollback` property.
-    #[serde(rename = "VM.Snapshot.Rollback")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vm_snapshot_rollback: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for AccessRolesRoleidReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "Datastore.Allocate", &self.datastore_allocate)?;
+        crate::ser::optional(
+            &mut map,
+            "Datastore.AllocateSpace",
+            &self.datastore_allocate_space,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "Datastore.AllocateTemplate",
+            &self.datastore_allocate_template,
+        )?;
+        crate::ser::optional(&mut map, "Datastore.Audit", &self.datastore_audit)?;
+        crate::ser::optional(&mut map, "Group.Allocate", &self.group_allocate)?;
+        crate::ser::optional(&mut map, "Mapping.Audit", &self.mapping_audit)?;
+        crate::ser::optional(&mut map, "Mapping.Modify", &self.mapping_modify)?;
+        crate::ser::optional(&mut map, "Mapping.Use", &self.mapping_use)?;
+        crate::ser::optional(&mut map, "Permissions.Modify", &self.permissions_modify)?;
+        crate::ser::optional(&mut map, "Pool.Allocate", &self.pool_allocate)?;
+        crate::ser::optional(&mut map, "Pool.Audit", &self.pool_audit)?;
+        crate::ser::optional(&mut map, "Realm.Allocate", &self.realm_allocate)?;
+        crate::ser::optional(&mut map, "Realm.AllocateUser", &self.realm_allocate_user)?;
+        crate::ser::optional(&mut map, "SDN.Allocate", &self.sdn_allocate)?;
+        crate::ser::optional(&mut map, "SDN.Audit", &self.sdn_audit)?;
+        crate::ser::optional(&mut map, "SDN.Use", &self.sdn_use)?;
+        crate::ser::optional(&mut map, "Sys.AccessNetwork", &self.sys_access_network)?;
+        crate::ser::optional(&mut map, "Sys.Audit", &self.sys_audit)?;
+        crate::ser::optional(&mut map, "Sys.Console", &self.sys_console)?;
+        crate::ser::optional(&mut map, "Sys.Incoming", &self.sys_incoming)?;
+        crate::ser::optional(&mut map, "Sys.Modify", &self.sys_modify)?;
+        crate::ser::optional(&mut map, "Sys.PowerMgmt", &self.sys_power_mgmt)?;
+        crate::ser::optional(&mut map, "Sys.Syslog", &self.sys_syslog)?;
+        crate::ser::optional(&mut map, "User.Modify", &self.user_modify)?;
+        crate::ser::optional(&mut map, "VM.Allocate", &self.vm_allocate)?;
+        crate::ser::optional(&mut map, "VM.Audit", &self.vm_audit)?;
+        crate::ser::optional(&mut map, "VM.Backup", &self.vm_backup)?;
+        crate::ser::optional(&mut map, "VM.Clone", &self.vm_clone)?;
+        crate::ser::optional(&mut map, "VM.Config.CDROM", &self.vm_config_cdrom)?;
+        crate::ser::optional(&mut map, "VM.Config.CPU", &self.vm_config_cpu)?;
+        crate::ser::optional(
+            &mut map,
+            "VM.Config.Cloudinit",
+            &self.vm_config_cloudinit,
+        )?;
+        crate::ser::optional(&mut map, "VM.Config.Disk", &self.vm_config_disk)?;
+        crate::ser::optional(&mut map, "VM.Config.HWType", &self.vm_config_hwtype)?;
+        crate::ser::optional(&mut map, "VM.Config.Memory", &self.vm_config_memory)?;
+        crate::ser::optional(&mut map, "VM.Config.Network", &self.vm_config_network)?;
+        crate::ser::optional(&mut map, "VM.Config.Options", &self.vm_config_options)?;
+        crate::ser::optional(&mut map, "VM.Console", &self.vm_console)?;
+        crate::ser::optional(
+            &mut map,
+            "VM.GuestAgent.Audit",
+            &self.vm_guest_agent_audit,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "VM.GuestAgent.FileRead",
+            &self.vm_guest_agent_file_read,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "VM.GuestAgent.FileSystemMgmt",
+            &self.vm_guest_agent_file_system_mgmt,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "VM.GuestAgent.FileWrite",
+            &self.vm_guest_agent_file_write,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "VM.GuestAgent.Unrestricted",
+            &self.vm_guest_agent_unrestricted,
+        )?;
+        crate::ser::optional(&mut map, "VM.Migrate", &self.vm_migrate)?;
+        crate::ser::optional(&mut map, "VM.PowerMgmt", &self.vm_power_mgmt)?;
+        crate::ser::optional(&mut map, "VM.Replicate", &self.vm_replicate)?;
+        crate::ser::optional(&mut map, "VM.Snapshot", &self.vm_snapshot)?;
+        crate::ser::optional(
+            &mut map,
+            "VM.Snapshot.Rollback",
+            &self.vm_snapshot_rollback,
+        )?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessRolesRoleidReadResponse {
     const EXPECTING: &'static str = "struct AccessRolesRoleidReadResponse";
@@ -2271,54 +2469,102 @@ impl<'de> ::serde::Deserialize<'de> for AccessRolesRoleidReadResponse {
     }
 }
 /// The `AccessRolesRoleidUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessRolesRoleidUpdateParams {
     /// The `append` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub append: ::std::option::Option<crate::PveBool>,
     /// The `privs` property.
     ///
     /// Format `pve-priv-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for AccessRolesRoleidUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "append", &self.append)?;
+        crate::ser::optional(&mut map, "privs", &self.privs)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessTfaIdDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessTfaIdDeleteParams {
     /// The current password of the user performing the change.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for AccessTfaIdDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 /// The `AccessTfaIdUpdateTfaEntryParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessTfaIdUpdateTfaEntryParams {
     /// A description to distinguish multiple entries from one another
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Whether the entry should be enabled for login.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// The current password of the user performing the change.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for AccessTfaIdUpdateTfaEntryParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessTfaListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessTfaListResponseItem {
     /// The `entries` property.
     pub entries: ::std::vec::Vec<
         crate::generated::access::AccessTfaListResponseItemEntriesItem,
     >,
     /// Contains a timestamp until when a user is locked out of 2nd factors.
-    #[serde(rename = "tfa-locked-until")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa_locked_until: ::std::option::Option<i64>,
     /// True if the user is currently locked out of TOTP factors.
-    #[serde(rename = "totp-locked")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub totp_locked: ::std::option::Option<crate::PveBool>,
     /// User this entry belongs to.
     pub userid: ::std::string::String,
+}
+impl ::serde::Serialize for AccessTfaListResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "entries", &self.entries)?;
+        crate::ser::optional(&mut map, "tfa-locked-until", &self.tfa_locked_until)?;
+        crate::ser::optional(&mut map, "totp-locked", &self.totp_locked)?;
+        crate::ser::entry(&mut map, "userid", &self.userid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessTfaListResponseItem {
     const EXPECTING: &'static str = "struct AccessTfaListResponseItem";
@@ -2364,7 +2610,7 @@ impl<'de> ::serde::Deserialize<'de> for AccessTfaListResponseItem {
     }
 }
 /// TFA Entry.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessTfaListResponseItemEntriesItem {
     /// Creation time of this entry as unix epoch.
     pub created: i64,
@@ -2373,7 +2619,6 @@ pub struct AccessTfaListResponseItemEntriesItem {
     /// Whether this TFA entry is currently enabled.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// The id used to reference this entry.
     pub id: ::std::string::String,
@@ -2381,6 +2626,23 @@ pub struct AccessTfaListResponseItemEntriesItem {
     ///
     /// One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
     pub r#type: crate::generated::access::AccessTfaListResponseItemEntriesItemType,
+}
+impl ::serde::Serialize for AccessTfaListResponseItemEntriesItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "created", &self.created)?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessTfaListResponseItemEntriesItem {
     const EXPECTING: &'static str = "struct AccessTfaListResponseItemEntriesItem";
@@ -2423,26 +2685,21 @@ impl<'de> ::serde::Deserialize<'de> for AccessTfaListResponseItemEntriesItem {
     }
 }
 /// The `AccessTfaUseridAddTfaEntryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessTfaUseridAddTfaEntryParams {
     /// When responding to a u2f challenge: the original challenge string
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub challenge: ::std::option::Option<::std::string::String>,
     /// A description to distinguish multiple entries from one another
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// The current password of the user performing the change.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// A totp URI.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub totp: ::std::option::Option<::std::string::String>,
     /// TFA Entry Type.
     ///
     /// One of `totp`, `u2f`, `webauthn`, `recovery`, `yubico`.
     pub r#type: crate::generated::access::AccessTfaListResponseItemEntriesItemType,
     /// The current value for the provided totp URI, or a Webauthn/U2F challenge response
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
 }
 impl AccessTfaUseridAddTfaEntryParams {
@@ -2461,17 +2718,48 @@ impl AccessTfaUseridAddTfaEntryParams {
         }
     }
 }
+impl ::serde::Serialize for AccessTfaUseridAddTfaEntryParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "challenge", &self.challenge)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "totp", &self.totp)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessTfaUseridAddTfaEntryResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessTfaUseridAddTfaEntryResponse {
     /// When adding u2f entries, this contains a challenge the user must respond to in order to finish the registration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub challenge: ::std::option::Option<::std::string::String>,
     /// The id of a newly added TFA entry.
     pub id: ::std::string::String,
     /// When adding recovery codes, this contains the list of codes to be displayed to the user
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub recovery: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+impl ::serde::Serialize for AccessTfaUseridAddTfaEntryResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "challenge", &self.challenge)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "recovery", &self.recovery)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessTfaUseridAddTfaEntryResponse {
     const EXPECTING: &'static str = "struct AccessTfaUseridAddTfaEntryResponse";
@@ -2506,35 +2794,27 @@ impl<'de> ::serde::Deserialize<'de> for AccessTfaUseridAddTfaEntryResponse {
     }
 }
 /// The `AccessTicketCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessTicketCreateParams {
     /// This parameter is now ignored and assumed to be 1.
     ///
     /// Default: `true`.
-    #[serde(rename = "new-format")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub new_format: ::std::option::Option<crate::PveBool>,
     /// One-time password for Two-factor authentication.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otp: ::std::option::Option<::std::string::String>,
     /// The secret password. This can also be a valid ticket.
     pub password: ::std::string::String,
     /// Verify ticket, and check if user have access 'privs' on 'path'
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
     /// Verify ticket, and check if user have access 'privs' on 'path'
     ///
     /// Format `pve-priv-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privs: ::std::option::Option<::std::string::String>,
     /// You can optionally pass the realm using this parameter. Normally the realm is simply added to the username <username>@<realm>.
     ///
     /// Format `pve-realm`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm: ::std::option::Option<::std::string::String>,
     /// The signed TFA challenge string the user wants to respond to.
-    #[serde(rename = "tfa-challenge")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa_challenge: ::std::option::Option<::std::string::String>,
     /// User name
     pub username: ::std::string::String,
@@ -2558,21 +2838,57 @@ impl AccessTicketCreateParams {
         }
     }
 }
+impl ::serde::Serialize for AccessTicketCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "new-format", &self.new_format)?;
+        crate::ser::optional(&mut map, "otp", &self.otp)?;
+        crate::ser::entry(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "path", &self.path)?;
+        crate::ser::optional(&mut map, "privs", &self.privs)?;
+        crate::ser::optional(&mut map, "realm", &self.realm)?;
+        crate::ser::optional(&mut map, "tfa-challenge", &self.tfa_challenge)?;
+        crate::ser::entry(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessTicketCreateResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessTicketCreateResponse {
     /// The `CSRFPreventionToken` property.
-    #[serde(rename = "CSRFPreventionToken")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub csrfprevention_token: ::std::option::Option<::std::string::String>,
     /// The `clustername` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub clustername: ::std::option::Option<::std::string::String>,
     /// The `ticket` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ticket: ::std::option::Option<::std::string::String>,
     /// The `username` property.
     pub username: ::std::string::String,
+}
+impl ::serde::Serialize for AccessTicketCreateResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "CSRFPreventionToken",
+            &self.csrfprevention_token,
+        )?;
+        crate::ser::optional(&mut map, "clustername", &self.clustername)?;
+        crate::ser::optional(&mut map, "ticket", &self.ticket)?;
+        crate::ser::entry(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessTicketCreateResponse {
     const EXPECTING: &'static str = "struct AccessTicketCreateResponse";
@@ -2618,42 +2934,33 @@ impl<'de> ::serde::Deserialize<'de> for AccessTicketCreateResponse {
     }
 }
 /// The `AccessUsersCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessUsersCreateParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `email` property.
     ///
     /// Format `email-opt`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email: ::std::option::Option<::std::string::String>,
     /// Enable the account (default). You can set this to '0' to disable the account
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Account expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub firstname: ::std::option::Option<::std::string::String>,
     /// The `groups` property.
     ///
     /// Format `pve-groupid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::string::String>,
     /// Keys for two factor auth (yubico).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keys: ::std::option::Option<::std::string::String>,
     /// The `lastname` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lastname: ::std::option::Option<::std::string::String>,
     /// Initial password.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// Full User ID, in the `name@realm` format.
     ///
@@ -2678,76 +2985,120 @@ impl AccessUsersCreateParams {
         }
     }
 }
+impl ::serde::Serialize for AccessUsersCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "email", &self.email)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "firstname", &self.firstname)?;
+        crate::ser::optional(&mut map, "groups", &self.groups)?;
+        crate::ser::optional(&mut map, "keys", &self.keys)?;
+        crate::ser::optional(&mut map, "lastname", &self.lastname)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::entry(&mut map, "userid", &self.userid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessUsersIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersIndexParams {
     /// Optional filter for enable property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Include group and token information.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for AccessUsersIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "full", &self.full)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessUsersIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersIndexResponseItem {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `email` property.
     ///
     /// Format `email-opt`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email: ::std::option::Option<::std::string::String>,
     /// Enable the account (default). You can set this to '0' to disable the account
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Account expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub firstname: ::std::option::Option<::std::string::String>,
     /// The `groups` property.
     ///
     /// Format `pve-groupid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::string::String>,
     /// Keys for two factor auth (yubico).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keys: ::std::option::Option<::std::string::String>,
     /// The `lastname` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lastname: ::std::option::Option<::std::string::String>,
     /// The type of the users realm
     ///
     /// Format `pve-realm`.
-    #[serde(rename = "realm-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm_type: ::std::option::Option<::std::string::String>,
     /// Contains a timestamp until when a user is locked out of 2nd factors.
-    #[serde(rename = "tfa-locked-until")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tfa_locked_until: ::std::option::Option<i64>,
     /// The `tokens` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tokens: ::std::option::Option<
         ::std::vec::Vec<crate::generated::access::AccessUsersIndexResponseItemTokensItem>,
     >,
     /// True if the user is currently locked out of TOTP factors.
-    #[serde(rename = "totp-locked")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub totp_locked: ::std::option::Option<crate::PveBool>,
     /// Full User ID, in the `name@realm` format.
     ///
     /// Format `pve-userid`.
     pub userid: ::std::string::String,
+}
+impl ::serde::Serialize for AccessUsersIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "email", &self.email)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "firstname", &self.firstname)?;
+        crate::ser::optional(&mut map, "groups", &self.groups)?;
+        crate::ser::optional(&mut map, "keys", &self.keys)?;
+        crate::ser::optional(&mut map, "lastname", &self.lastname)?;
+        crate::ser::optional(&mut map, "realm-type", &self.realm_type)?;
+        crate::ser::optional(&mut map, "tfa-locked-until", &self.tfa_locked_until)?;
+        crate::ser::optional(&mut map, "tokens", &self.tokens)?;
+        crate::ser::optional(&mut map, "totp-locked", &self.totp_locked)?;
+        crate::ser::entry(&mut map, "userid", &self.userid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessUsersIndexResponseItem {
     const EXPECTING: &'static str = "struct AccessUsersIndexResponseItem";
@@ -2822,23 +3173,36 @@ impl<'de> ::serde::Deserialize<'de> for AccessUsersIndexResponseItem {
     }
 }
 /// The `AccessUsersIndexResponseItemTokensItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersIndexResponseItemTokensItem {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// API token expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
     /// User-specific token identifier.
     pub tokenid: ::std::string::String,
+}
+impl ::serde::Serialize for AccessUsersIndexResponseItemTokensItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "privsep", &self.privsep)?;
+        crate::ser::entry(&mut map, "tokenid", &self.tokenid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessUsersIndexResponseItemTokensItem {
     const EXPECTING: &'static str = "struct AccessUsersIndexResponseItemTokensItem";
@@ -2876,24 +3240,34 @@ impl<'de> ::serde::Deserialize<'de> for AccessUsersIndexResponseItemTokensItem {
     }
 }
 /// The `AccessUsersTfaReadUserTfaTypeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersTfaReadUserTfaTypeParams {
     /// Request all entries as an array.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub multiple: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for AccessUsersTfaReadUserTfaTypeParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "multiple", &self.multiple)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessUsersTfaReadUserTfaTypeResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersTfaReadUserTfaTypeResponse {
     /// The type of TFA the users realm has set, if any.
     ///
     /// One of `oath`, `yubico`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm: ::std::option::Option<crate::generated::access::Tfa>,
     /// Array of the user configured TFA types, if any. Only available if 'multiple' was not passed.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub types: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::access::AccessUsersTfaReadUserTfaTypeResponseTypes,
@@ -2902,8 +3276,22 @@ pub struct AccessUsersTfaReadUserTfaTypeResponse {
     /// The type of TFA the user has set, if any. Only set if 'multiple' was not passed.
     ///
     /// One of `oath`, `u2f`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user: ::std::option::Option<crate::generated::access::User>,
+}
+impl ::serde::Serialize for AccessUsersTfaReadUserTfaTypeResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "realm", &self.realm)?;
+        crate::ser::optional(&mut map, "types", &self.types)?;
+        crate::ser::optional(&mut map, "user", &self.user)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessUsersTfaReadUserTfaTypeResponse {
     const EXPECTING: &'static str = "struct AccessUsersTfaReadUserTfaTypeResponse";
@@ -2938,32 +3326,58 @@ impl<'de> ::serde::Deserialize<'de> for AccessUsersTfaReadUserTfaTypeResponse {
     }
 }
 /// The `AccessUsersTokenGenerateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersTokenGenerateParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// API token expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for AccessUsersTokenGenerateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "privsep", &self.privsep)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessUsersTokenGenerateResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersTokenGenerateResponse {
     /// The full token id.
-    #[serde(rename = "full-tokenid")]
     pub full_tokenid: ::std::string::String,
     /// The `info` property.
     pub info: crate::generated::access::AccessUsersTokenReadResponse,
     /// API token value used for authentication.
     pub value: ::std::string::String,
+}
+impl ::serde::Serialize for AccessUsersTokenGenerateResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "full-tokenid", &self.full_tokenid)?;
+        crate::ser::entry(&mut map, "info", &self.info)?;
+        crate::ser::entry(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessUsersTokenGenerateResponse {
     const EXPECTING: &'static str = "struct AccessUsersTokenGenerateResponse";
@@ -3000,21 +3414,33 @@ impl<'de> ::serde::Deserialize<'de> for AccessUsersTokenGenerateResponse {
     }
 }
 /// The `AccessUsersTokenReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersTokenReadResponse {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// API token expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for AccessUsersTokenReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "privsep", &self.privsep)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessUsersTokenReadResponse {
     const EXPECTING: &'static str = "struct AccessUsersTokenReadResponse";
@@ -3049,55 +3475,78 @@ impl<'de> ::serde::Deserialize<'de> for AccessUsersTokenReadResponse {
     }
 }
 /// The `AccessUsersTokenUpdateTokenInfoParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersTokenUpdateTokenInfoParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// API token expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
     /// Regenerate the token's secret value. All users of the previous secret will lose access after this operation.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub regenerate: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for AccessUsersTokenUpdateTokenInfoParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "privsep", &self.privsep)?;
+        crate::ser::optional(&mut map, "regenerate", &self.regenerate)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessUsersTokenUpdateTokenInfoResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersTokenUpdateTokenInfoResponse {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// API token expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The full token id. Only set when 'regenerate' was set.
-    #[serde(rename = "full-tokenid")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full_tokenid: ::std::option::Option<::std::string::String>,
     /// Restrict API token privileges with separate ACLs (default), or give full privileges of corresponding user.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub privsep: ::std::option::Option<crate::PveBool>,
     /// API token value used for authentication. Only set when 'regenerate' was set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for AccessUsersTokenUpdateTokenInfoResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "full-tokenid", &self.full_tokenid)?;
+        crate::ser::optional(&mut map, "privsep", &self.privsep)?;
+        crate::ser::optional(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessUsersTokenUpdateTokenInfoResponse {
     const EXPECTING: &'static str = "struct AccessUsersTokenUpdateTokenInfoResponse";
@@ -3140,43 +3589,55 @@ impl<'de> ::serde::Deserialize<'de> for AccessUsersTokenUpdateTokenInfoResponse 
     }
 }
 /// The `AccessUsersUseridReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersUseridReadResponse {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `email` property.
     ///
     /// Format `email-opt`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email: ::std::option::Option<::std::string::String>,
     /// Enable the account (default). You can set this to '0' to disable the account
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Account expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub firstname: ::std::option::Option<::std::string::String>,
     /// The `groups` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Keys for two factor auth (yubico).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keys: ::std::option::Option<::std::string::String>,
     /// The `lastname` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lastname: ::std::option::Option<::std::string::String>,
     /// The `tokens` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tokens: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
+}
+impl ::serde::Serialize for AccessUsersUseridReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "email", &self.email)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "firstname", &self.firstname)?;
+        crate::ser::optional(&mut map, "groups", &self.groups)?;
+        crate::ser::optional(&mut map, "keys", &self.keys)?;
+        crate::ser::optional(&mut map, "lastname", &self.lastname)?;
+        crate::ser::optional(&mut map, "tokens", &self.tokens)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessUsersUseridReadResponse {
     const EXPECTING: &'static str = "struct AccessUsersUseridReadResponse";
@@ -3229,53 +3690,64 @@ impl<'de> ::serde::Deserialize<'de> for AccessUsersUseridReadResponse {
     }
 }
 /// The `AccessUsersUseridUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessUsersUseridUpdateParams {
     /// The `append` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub append: ::std::option::Option<crate::PveBool>,
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `email` property.
     ///
     /// Format `email-opt`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email: ::std::option::Option<::std::string::String>,
     /// Enable the account (default). You can set this to '0' to disable the account
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Account expiration date (seconds since epoch). '0' means no expiration date.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub expire: ::std::option::Option<i64>,
     /// The `firstname` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub firstname: ::std::option::Option<::std::string::String>,
     /// The `groups` property.
     ///
     /// Format `pve-groupid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub groups: ::std::option::Option<::std::string::String>,
     /// Keys for two factor auth (yubico).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keys: ::std::option::Option<::std::string::String>,
     /// The `lastname` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lastname: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for AccessUsersUseridUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "append", &self.append)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "email", &self.email)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "expire", &self.expire)?;
+        crate::ser::optional(&mut map, "firstname", &self.firstname)?;
+        crate::ser::optional(&mut map, "groups", &self.groups)?;
+        crate::ser::optional(&mut map, "keys", &self.keys)?;
+        crate::ser::optional(&mut map, "lastname", &self.lastname)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `AccessVncticketVerifyVncTicketParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessVncticketVerifyVncTicketParams {
     /// UserId or token
     pub authid: ::std::string::String,
     /// Verify ticket, and check if user have access 'privs' on 'path'
     pub path: ::std::string::String,
     /// Verify that the ticket is valid for this port.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// Verify ticket, and check if user have access 'privs' on 'path'
     ///
@@ -3300,6 +3772,23 @@ impl AccessVncticketVerifyVncTicketParams {
             privs: privs.into(),
             vncticket: vncticket.into(),
         }
+    }
+}
+impl ::serde::Serialize for AccessVncticketVerifyVncTicketParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "authid", &self.authid)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "privs", &self.privs)?;
+        crate::ser::entry(&mut map, "vncticket", &self.vncticket)?;
+        ::serde::ser::SerializeMap::end(map)
     }
 }
 /// The `data` of the reply to `GET /access` (`access_index`).

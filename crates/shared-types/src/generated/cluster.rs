@@ -7509,22 +7509,34 @@ impl crate::PropertyValue for UserAllow {
     }
 }
 /// The `ClusterAcmeAccountNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterAcmeAccountNameGetResponse {
     /// The `account` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub account: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
     /// URL of ACME CA directory endpoint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub directory: ::std::option::Option<::std::string::String>,
     /// The `location` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub location: ::std::option::Option<::std::string::String>,
     /// The `tos` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tos: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterAcmeAccountNameGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "account", &self.account)?;
+        crate::ser::optional(&mut map, "directory", &self.directory)?;
+        crate::ser::optional(&mut map, "location", &self.location)?;
+        crate::ser::optional(&mut map, "tos", &self.tos)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterAcmeAccountNameGetResponse {
     const EXPECTING: &'static str = "struct ClusterAcmeAccountNameGetResponse";
@@ -7562,16 +7574,28 @@ impl<'de> ::serde::Deserialize<'de> for ClusterAcmeAccountNameGetResponse {
     }
 }
 /// The `ClusterAcmeAccountNameUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterAcmeAccountNameUpdateParams {
     /// Contact email addresses.
     ///
     /// Format `email-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub contact: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterAcmeAccountNameUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "contact", &self.contact)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterAcmeAccountRegisterParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterAcmeAccountRegisterParams {
     /// Contact email addresses.
     ///
@@ -7580,23 +7604,16 @@ pub struct ClusterAcmeAccountRegisterParams {
     /// URL of ACME CA directory endpoint.
     ///
     /// Default: `"https://acme-v02.api.letsencrypt.org/directory"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub directory: ::std::option::Option<::std::string::String>,
     /// HMAC key for External Account Binding.
-    #[serde(rename = "eab-hmac-key")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub eab_hmac_key: ::std::option::Option<::std::string::String>,
     /// Key Identifier for External Account Binding.
-    #[serde(rename = "eab-kid")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub eab_kid: ::std::option::Option<::std::string::String>,
     /// ACME account config file name.
     ///
     /// Format `pve-configid`. Default: `"default"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// URL of CA TermsOfService - setting this indicates agreement.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tos_url: ::std::option::Option<::std::string::String>,
 }
 impl ClusterAcmeAccountRegisterParams {
@@ -7613,8 +7630,26 @@ impl ClusterAcmeAccountRegisterParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterAcmeAccountRegisterParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "contact", &self.contact)?;
+        crate::ser::optional(&mut map, "directory", &self.directory)?;
+        crate::ser::optional(&mut map, "eab-hmac-key", &self.eab_hmac_key)?;
+        crate::ser::optional(&mut map, "eab-kid", &self.eab_kid)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "tos_url", &self.tos_url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterAcmeChallengeSchemaChallengeschemaResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
     /// The `id` property.
     pub id: ::std::string::String,
@@ -7624,6 +7659,22 @@ pub struct ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
     pub schema: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "schema", &self.schema)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
@@ -7663,12 +7714,26 @@ for ClusterAcmeChallengeSchemaChallengeschemaResponseItem {
     }
 }
 /// The `ClusterAcmeDirectoriesGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterAcmeDirectoriesGetResponseItem {
     /// The `name` property.
     pub name: ::std::string::String,
     /// URL of ACME CA directory endpoint.
     pub url: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterAcmeDirectoriesGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterAcmeDirectoriesGetResponseItem {
     const EXPECTING: &'static str = "struct ClusterAcmeDirectoriesGetResponseItem";
@@ -7700,32 +7765,57 @@ impl<'de> ::serde::Deserialize<'de> for ClusterAcmeDirectoriesGetResponseItem {
     }
 }
 /// The `ClusterAcmeMetaGetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterAcmeMetaGetParams {
     /// URL of ACME CA directory endpoint.
     ///
     /// Default: `"https://acme-v02.api.letsencrypt.org/directory"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub directory: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterAcmeMetaGetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "directory", &self.directory)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterAcmeMetaGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterAcmeMetaGetResponse {
     /// Hostnames referring to the ACME servers.
-    #[serde(rename = "caaIdentities")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub caa_identities: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// EAB Required
-    #[serde(rename = "externalAccountRequired")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub external_account_required: ::std::option::Option<crate::PveBool>,
     /// ACME TermsOfService URL.
-    #[serde(rename = "termsOfService")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub terms_of_service: ::std::option::Option<::std::string::String>,
     /// URL to more information about the ACME server.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub website: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterAcmeMetaGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "caaIdentities", &self.caa_identities)?;
+        crate::ser::optional(
+            &mut map,
+            "externalAccountRequired",
+            &self.external_account_required,
+        )?;
+        crate::ser::optional(&mut map, "termsOfService", &self.terms_of_service)?;
+        crate::ser::optional(&mut map, "website", &self.website)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterAcmeMetaGetResponse {
     const EXPECTING: &'static str = "struct ClusterAcmeMetaGetResponse";
@@ -7777,18 +7867,15 @@ impl<'de> ::serde::Deserialize<'de> for ClusterAcmeMetaGetResponse {
     }
 }
 /// The `ClusterAcmePluginsAddParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterAcmePluginsAddParams {
     /// API plugin name
     ///
     /// One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub api: ::std::option::Option<crate::generated::cluster::Api>,
     /// DNS plugin data. (base64 encoded)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<::std::string::String>,
     /// Flag to disable the config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// ACME Plugin ID name
     ///
@@ -7797,7 +7884,6 @@ pub struct ClusterAcmePluginsAddParams {
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// ACME challenge type.
     ///
@@ -7806,8 +7892,6 @@ pub struct ClusterAcmePluginsAddParams {
     /// Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
     ///
     /// Range 0 to 172800. Default: `30`.
-    #[serde(rename = "validation-delay")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub validation_delay: ::std::option::Option<i64>,
 }
 impl ClusterAcmePluginsAddParams {
@@ -7828,72 +7912,109 @@ impl ClusterAcmePluginsAddParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterAcmePluginsAddParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "api", &self.api)?;
+        crate::ser::optional(&mut map, "data", &self.data)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "validation-delay", &self.validation_delay)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterAcmePluginsIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterAcmePluginsIdUpdateParams {
     /// API plugin name
     ///
     /// One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub api: ::std::option::Option<crate::generated::cluster::Api>,
     /// DNS plugin data. (base64 encoded)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Flag to disable the config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
     ///
     /// Range 0 to 172800. Default: `30`.
-    #[serde(rename = "validation-delay")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub validation_delay: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for ClusterAcmePluginsIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "api", &self.api)?;
+        crate::ser::optional(&mut map, "data", &self.data)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "validation-delay", &self.validation_delay)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterAcmePluginsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterAcmePluginsIndexParams {
     /// Only list ACME plugins of a specific type
     ///
     /// One of `dns`, `standalone`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterAcmePluginsAddParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterAcmePluginsIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterAcmePluginsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterAcmePluginsIndexResponseItem {
     /// API plugin name
     ///
     /// One of `1984hosting`, `acmedns`, `acmeproxy`, `active24`, `ad`, `ali`, `alviy`, `anx`, `artfiles`, `arvan`, `aurora`, `autodns`, `aws`, `azion`, `azure`, `beget`, `bookmyname`, `bunny`, `cf`, `clouddns`, `cloudns`, `cn`, `conoha`, `constellix`, `cpanel`, `curanet`, `cyon`, `da`, `ddnss`, `desec`, `df`, `dgon`, `dnsexit`, `dnshome`, `dnsimple`, `dnsservices`, `doapi`, `domeneshop`, `dp`, `dpi`, `dreamhost`, `duckdns`, `durabledns`, `dyn`, `dynu`, `dynv6`, `easydns`, `edgecenter`, `edgedns`, `euserv`, `exoscale`, `fornex`, `freedns`, `freemyip`, `gandi_livedns`, `gcloud`, `gcore`, `gd`, `geoscaling`, `googledomains`, `he`, `he_ddns`, `hetzner`, `hetznercloud`, `hexonet`, `hostingde`, `huaweicloud`, `infoblox`, `infomaniak`, `internetbs`, `inwx`, `ionos`, `ionos_cloud`, `ipv64`, `ispconfig`, `jd`, `joker`, `kappernet`, `kas`, `kinghost`, `knot`, `la`, `leaseweb`, `lexicon`, `limacity`, `linode`, `linode_v4`, `loopia`, `lua`, `maradns`, `me`, `miab`, `mijnhost`, `misaka`, `myapi`, `mydevil`, `mydnsjp`, `mythic_beasts`, `namecheap`, `namecom`, `namesilo`, `nanelo`, `nederhost`, `neodigit`, `netcup`, `netlify`, `nic`, `njalla`, `nm`, `nsd`, `nsone`, `nsupdate`, `nw`, `oci`, `omglol`, `one`, `online`, `openprovider`, `openprovider_rest`, `openstack`, `opnsense`, `ovh`, `pdns`, `pleskxml`, `pointhq`, `porkbun`, `rackcorp`, `rackspace`, `rage4`, `rcode0`, `regru`, `scaleway`, `schlundtech`, `selectel`, `selfhost`, `servercow`, `simply`, `spaceship`, `technitium`, `tele3`, `tencent`, `timeweb`, `transip`, `udr`, `ultra`, `unoeuro`, `variomedia`, `veesp`, `vercel`, `vscale`, `vultr`, `websupport`, `west_cn`, `world4you`, `yandex360`, `yc`, `zilore`, `zone`, `zoneedit`, `zonomi`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub api: ::std::option::Option<crate::generated::cluster::Api>,
     /// DNS plugin data. (base64 encoded)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Flag to disable the config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Unique identifier for ACME plugin instance.
     ///
@@ -7906,9 +8027,27 @@ pub struct ClusterAcmePluginsIndexResponseItem {
     /// Extra delay in seconds to wait before requesting validation. Allows to cope with a long TTL of DNS records.
     ///
     /// Range 0 to 172800. Default: `30`.
-    #[serde(rename = "validation-delay")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub validation_delay: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for ClusterAcmePluginsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "api", &self.api)?;
+        crate::ser::optional(&mut map, "data", &self.data)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::entry(&mut map, "plugin", &self.plugin)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "validation-delay", &self.validation_delay)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterAcmePluginsIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterAcmePluginsIndexResponseItem";
@@ -7964,396 +8103,429 @@ impl<'de> ::serde::Deserialize<'de> for ClusterAcmePluginsIndexResponseItem {
     }
 }
 /// The `ClusterBackupCreateJobParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupCreateJobParams {
     /// Backup all known guest systems on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
     /// Limit I/O bandwidth (in KiB/s).
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Compress dump file.
     ///
     /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<crate::generated::common::Compress>,
     /// Deprecated: Use 'schedule' instead. Day of week selection. 'starttime' and 'dow' will be converted into 'schedule' if used.
     ///
     /// Format `pve-day-of-week-list`. Default: `"mon,tue,wed,thu,fri,sat,sun"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dow: ::std::option::Option<::std::string::String>,
     /// Store resulting files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
     /// Enable or disable the job.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Exclude specified guest systems (assumes --all)
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
-    #[serde(rename = "exclude-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Options for backup fleecing (VM only).
     ///
     /// Format `backup-fleecing`. Property string: `[[enabled=]<1|0>] [,storage=<storage ID>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<crate::generated::common::FleecingConfig>,
     /// Job ID (will be autogenerated).
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
     ///
     /// Range 0 to 8. Default: `7`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
     /// One of `always`, `failure`. Default: `"always"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<
         crate::generated::common::Mailnotification,
     >,
     /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
     ///
     /// Format `email-or-username-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
     /// Backup mode.
     ///
     /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::common::ClusterBackupCreateJobParamsMode,
     >,
     /// Only run if executed on this node.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
-    #[serde(rename = "notes-template")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
     /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
     ///
     /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
-    #[serde(rename = "notification-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<
         crate::generated::common::NotificationMode,
     >,
     /// PBS mode used to detect file changes and switch encoding format for container backups.
     ///
     /// One of `legacy`, `data`, `metadata`.
-    #[serde(rename = "pbs-change-detection-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<
         crate::generated::common::PbsChangeDetectionMode,
     >,
     /// Other performance-related settings.
     ///
     /// Format `backup-performance`. Property string: `[max-workers=<integer>] [,pbs-entries-max=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<crate::generated::common::PerformanceConfig>,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// If true, mark backup(s) as protected.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Use these retention options instead of those from the storage configuration.
     ///
     /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`. Default: `"keep-all=1"`.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::common::PruneBackupsConfig,
     >,
     /// Be quiet.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
     /// Prune older backups according to 'prune-backups'.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
     /// If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
     ///
     /// Default: `false`.
-    #[serde(rename = "repeat-missed")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub repeat_missed: ::std::option::Option<crate::PveBool>,
     /// Backup schedule. The format is a subset of `systemd` calendar events.
     ///
     /// Format `pve-calendar-event`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// Use specified hook script.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
     /// Deprecated: Use 'schedule' instead. Job Start time. 'starttime' and 'dow' will be converted into 'schedule' if used.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub starttime: ::std::option::Option<::std::string::String>,
     /// Exclude temporary files and logs.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
     /// Stop running backup jobs on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
     /// Maximal time to wait until a guest system is stopped (minutes).
     ///
     /// Minimum 0. Default: `10`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
     /// The ID of the guest system you want to backup.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
     /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
     ///
     /// Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for ClusterBackupCreateJobParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "all", &self.all)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "compress", &self.compress)?;
+        crate::ser::optional(&mut map, "dow", &self.dow)?;
+        crate::ser::optional(&mut map, "dumpdir", &self.dumpdir)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "exclude", &self.exclude)?;
+        crate::ser::optional(&mut map, "exclude-path", &self.exclude_path)?;
+        crate::ser::optional(&mut map, "fleecing", &self.fleecing)?;
+        crate::ser::optional(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "ionice", &self.ionice)?;
+        crate::ser::optional(&mut map, "lockwait", &self.lockwait)?;
+        crate::ser::optional(&mut map, "mailnotification", &self.mailnotification)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "notes-template", &self.notes_template)?;
+        crate::ser::optional(&mut map, "notification-mode", &self.notification_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "pbs-change-detection-mode",
+            &self.pbs_change_detection_mode,
+        )?;
+        crate::ser::optional(&mut map, "performance", &self.performance)?;
+        crate::ser::optional(&mut map, "pigz", &self.pigz)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "protected", &self.protected)?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "quiet", &self.quiet)?;
+        crate::ser::optional(&mut map, "remove", &self.remove)?;
+        crate::ser::optional(&mut map, "repeat-missed", &self.repeat_missed)?;
+        crate::ser::optional(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "script", &self.script)?;
+        crate::ser::optional(&mut map, "starttime", &self.starttime)?;
+        crate::ser::optional(&mut map, "stdexcludes", &self.stdexcludes)?;
+        crate::ser::optional(&mut map, "stop", &self.stop)?;
+        crate::ser::optional(&mut map, "stopwait", &self.stopwait)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "tmpdir", &self.tmpdir)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::optional(&mut map, "zstd", &self.zstd)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterBackupIdUpdateJobParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupIdUpdateJobParams {
     /// Backup all known guest systems on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
     /// Limit I/O bandwidth (in KiB/s).
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Compress dump file.
     ///
     /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<crate::generated::common::Compress>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Deprecated: Use 'schedule' instead. Day of week selection. 'starttime' and 'dow' will be converted into 'schedule' if used.
     ///
     /// Format `pve-day-of-week-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dow: ::std::option::Option<::std::string::String>,
     /// Store resulting files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
     /// Enable or disable the job.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Exclude specified guest systems (assumes --all)
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
-    #[serde(rename = "exclude-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Options for backup fleecing (VM only).
     ///
     /// Format `backup-fleecing`. Property string: `[[enabled=]<1|0>] [,storage=<storage ID>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<crate::generated::common::FleecingConfig>,
     /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
     ///
     /// Range 0 to 8. Default: `7`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
     /// One of `always`, `failure`. Default: `"always"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<
         crate::generated::common::Mailnotification,
     >,
     /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
     ///
     /// Format `email-or-username-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
     /// Backup mode.
     ///
     /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::common::ClusterBackupCreateJobParamsMode,
     >,
     /// Only run if executed on this node.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
-    #[serde(rename = "notes-template")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
     /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
     ///
     /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
-    #[serde(rename = "notification-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<
         crate::generated::common::NotificationMode,
     >,
     /// PBS mode used to detect file changes and switch encoding format for container backups.
     ///
     /// One of `legacy`, `data`, `metadata`.
-    #[serde(rename = "pbs-change-detection-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<
         crate::generated::common::PbsChangeDetectionMode,
     >,
     /// Other performance-related settings.
     ///
     /// Format `backup-performance`. Property string: `[max-workers=<integer>] [,pbs-entries-max=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<crate::generated::common::PerformanceConfig>,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// If true, mark backup(s) as protected.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Use these retention options instead of those from the storage configuration.
     ///
     /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`. Default: `"keep-all=1"`.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::common::PruneBackupsConfig,
     >,
     /// Be quiet.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
     /// Prune older backups according to 'prune-backups'.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
     /// If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
     ///
     /// Default: `false`.
-    #[serde(rename = "repeat-missed")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub repeat_missed: ::std::option::Option<crate::PveBool>,
     /// Backup schedule. The format is a subset of `systemd` calendar events.
     ///
     /// Format `pve-calendar-event`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// Use specified hook script.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
     /// Deprecated: Use 'schedule' instead. Job Start time. 'starttime' and 'dow' will be converted into 'schedule' if used.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub starttime: ::std::option::Option<::std::string::String>,
     /// Exclude temporary files and logs.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
     /// Stop running backup jobs on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
     /// Maximal time to wait until a guest system is stopped (minutes).
     ///
     /// Minimum 0. Default: `10`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
     /// The ID of the guest system you want to backup.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
     /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
     ///
     /// Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for ClusterBackupIdUpdateJobParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "all", &self.all)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "compress", &self.compress)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "dow", &self.dow)?;
+        crate::ser::optional(&mut map, "dumpdir", &self.dumpdir)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "exclude", &self.exclude)?;
+        crate::ser::optional(&mut map, "exclude-path", &self.exclude_path)?;
+        crate::ser::optional(&mut map, "fleecing", &self.fleecing)?;
+        crate::ser::optional(&mut map, "ionice", &self.ionice)?;
+        crate::ser::optional(&mut map, "lockwait", &self.lockwait)?;
+        crate::ser::optional(&mut map, "mailnotification", &self.mailnotification)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "notes-template", &self.notes_template)?;
+        crate::ser::optional(&mut map, "notification-mode", &self.notification_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "pbs-change-detection-mode",
+            &self.pbs_change_detection_mode,
+        )?;
+        crate::ser::optional(&mut map, "performance", &self.performance)?;
+        crate::ser::optional(&mut map, "pigz", &self.pigz)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "protected", &self.protected)?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "quiet", &self.quiet)?;
+        crate::ser::optional(&mut map, "remove", &self.remove)?;
+        crate::ser::optional(&mut map, "repeat-missed", &self.repeat_missed)?;
+        crate::ser::optional(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "script", &self.script)?;
+        crate::ser::optional(&mut map, "starttime", &self.starttime)?;
+        crate::ser::optional(&mut map, "stdexcludes", &self.stdexcludes)?;
+        crate::ser::optional(&mut map, "stop", &self.stop)?;
+        crate::ser::optional(&mut map, "stopwait", &self.stopwait)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "tmpdir", &self.tmpdir)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::optional(&mut map, "zstd", &self.zstd)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// Root node of the tree object. Children represent guests, grandchildren represent volumes of that guest.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupIncludedVolumesGetResponse {
     /// The `children` property.
     pub children: ::std::vec::Vec<
         crate::generated::cluster::ClusterBackupIncludedVolumesGetResponseChildrenItem,
     >,
+}
+impl ::serde::Serialize for ClusterBackupIncludedVolumesGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "children", &self.children)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterBackupIncludedVolumesGetResponse {
     const EXPECTING: &'static str = "struct ClusterBackupIncludedVolumesGetResponse";
@@ -8382,10 +8554,9 @@ impl<'de> ::serde::Deserialize<'de> for ClusterBackupIncludedVolumesGetResponse 
     }
 }
 /// The `ClusterBackupIncludedVolumesGetResponseChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterBackupIncludedVolumesGetResponseChildrenItem {
     /// The volumes of the guest with the information if they will be included in backups.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub children: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::cluster::ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem,
@@ -8394,12 +8565,27 @@ pub struct ClusterBackupIncludedVolumesGetResponseChildrenItem {
     /// VMID of the guest.
     pub id: i64,
     /// Name of the guest
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// Type of the guest, VM, CT or unknown for removed but not purged guests.
     ///
     /// One of `qemu`, `lxc`, `unknown`.
     pub r#type: crate::generated::cluster::ClusterBackupIncludedVolumesGetResponseChildrenItemType,
+}
+impl ::serde::Serialize for ClusterBackupIncludedVolumesGetResponseChildrenItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "children", &self.children)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterBackupIncludedVolumesGetResponseChildrenItem {
@@ -8439,7 +8625,7 @@ for ClusterBackupIncludedVolumesGetResponseChildrenItem {
     }
 }
 /// The `ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
     /// Configuration key of the volume.
     pub id: ::std::string::String,
@@ -8449,6 +8635,23 @@ pub struct ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
     pub name: ::std::string::String,
     /// The reason why the volume is included (or excluded).
     pub reason: ::std::string::String,
+}
+impl ::serde::Serialize
+for ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "included", &self.included)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "reason", &self.reason)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
@@ -8488,45 +8691,35 @@ for ClusterBackupIncludedVolumesGetResponseChildrenItemChildrenItem {
     }
 }
 /// The `ClusterBackupIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupIndexResponseItem {
     /// Backup all known guest systems on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
     /// Limit I/O bandwidth (in KiB/s).
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the Job.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Compress dump file.
     ///
     /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<crate::generated::common::Compress>,
     /// Store resulting files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
     /// Enable or disable the job.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Exclude specified guest systems (assumes --all)
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
-    #[serde(rename = "exclude-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Options for backup fleecing (VM only).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<
         crate::generated::cluster::ClusterBackupIndexResponseItemFleecing,
     >,
@@ -8535,140 +8728,160 @@ pub struct ClusterBackupIndexResponseItem {
     /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
     ///
     /// Range 0 to 8. Default: `7`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
     /// One of `always`, `failure`. Default: `"always"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<
         crate::generated::common::Mailnotification,
     >,
     /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
     ///
     /// Format `email-or-username-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
     /// Backup mode.
     ///
     /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::common::ClusterBackupCreateJobParamsMode,
     >,
     /// UNIX timestamp when this backup job will be executed next
-    #[serde(rename = "next-run")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub next_run: ::std::option::Option<i64>,
     /// Only run if executed on this node.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
-    #[serde(rename = "notes-template")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
     /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
     ///
     /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
-    #[serde(rename = "notification-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<
         crate::generated::common::NotificationMode,
     >,
     /// PBS mode used to detect file changes and switch encoding format for container backups.
     ///
     /// One of `legacy`, `data`, `metadata`.
-    #[serde(rename = "pbs-change-detection-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<
         crate::generated::common::PbsChangeDetectionMode,
     >,
     /// Other performance-related settings.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<
         crate::generated::cluster::ClusterBackupIndexResponseItemPerformance,
     >,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// If true, mark backup(s) as protected.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Use these retention options instead of those from the storage configuration.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::cluster::ClusterBackupIndexResponseItemPruneBackups,
     >,
     /// Be quiet.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
     /// Prune older backups according to 'prune-backups'.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
     /// If true, the job will be run as soon as possible if it was missed while the scheduler was not running.
     ///
     /// Default: `false`.
-    #[serde(rename = "repeat-missed")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub repeat_missed: ::std::option::Option<crate::PveBool>,
     /// Backup schedule. The format is a subset of `systemd` calendar events.
     ///
     /// Format `pve-calendar-event`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// Use specified hook script.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
     /// Exclude temporary files and logs.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
     /// Stop running backup jobs on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
     /// Maximal time to wait until a guest system is stopped (minutes).
     ///
     /// Minimum 0. Default: `10`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
     /// The ID of the guest system you want to backup.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
     /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
     ///
     /// Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for ClusterBackupIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "all", &self.all)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "compress", &self.compress)?;
+        crate::ser::optional(&mut map, "dumpdir", &self.dumpdir)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "exclude", &self.exclude)?;
+        crate::ser::optional(&mut map, "exclude-path", &self.exclude_path)?;
+        crate::ser::optional(&mut map, "fleecing", &self.fleecing)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "ionice", &self.ionice)?;
+        crate::ser::optional(&mut map, "lockwait", &self.lockwait)?;
+        crate::ser::optional(&mut map, "mailnotification", &self.mailnotification)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "next-run", &self.next_run)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "notes-template", &self.notes_template)?;
+        crate::ser::optional(&mut map, "notification-mode", &self.notification_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "pbs-change-detection-mode",
+            &self.pbs_change_detection_mode,
+        )?;
+        crate::ser::optional(&mut map, "performance", &self.performance)?;
+        crate::ser::optional(&mut map, "pigz", &self.pigz)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "protected", &self.protected)?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "quiet", &self.quiet)?;
+        crate::ser::optional(&mut map, "remove", &self.remove)?;
+        crate::ser::optional(&mut map, "repeat-missed", &self.repeat_missed)?;
+        crate::ser::optional(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "script", &self.script)?;
+        crate::ser::optional(&mut map, "stdexcludes", &self.stdexcludes)?;
+        crate::ser::optional(&mut map, "stop", &self.stop)?;
+        crate::ser::optional(&mut map, "stopwait", &self.stopwait)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "tmpdir", &self.tmpdir)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::optional(&mut map, "zstd", &self.zstd)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterBackupIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterBackupIndexResponseItem";
@@ -8835,18 +9048,30 @@ impl<'de> ::serde::Deserialize<'de> for ClusterBackupIndexResponseItem {
     }
 }
 /// Options for backup fleecing (VM only).
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupIndexResponseItemFleecing {
     /// Enable backup fleecing. Cache backup data from blocks where new guest writes happen on specified storage instead of copying them directly to the backup target. This can help guest IO performance and even prevent hangs, at the cost of requiring more storage space.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Use this storage to storage fleecing images. For efficient space usage, it's best to use a local storage that supports discard and either thin provisioning or sparse files.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterBackupIndexResponseItemFleecing {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterBackupIndexResponseItemFleecing {
     const EXPECTING: &'static str = "struct ClusterBackupIndexResponseItemFleecing";
@@ -8878,20 +9103,30 @@ impl<'de> ::serde::Deserialize<'de> for ClusterBackupIndexResponseItemFleecing {
     }
 }
 /// Other performance-related settings.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupIndexResponseItemPerformance {
     /// Applies to VMs. Allow up to this many IO workers at the same time.
     ///
     /// Range 1 to 256. Default: `16`.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Applies to container backups sent to PBS. Limits the number of entries allowed in memory at a given time to avoid unintended OOM situations. Increase it to enable backups of containers with a large amount of files.
     ///
     /// Minimum 1. Default: `1048576`.
-    #[serde(rename = "pbs-entries-max")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_entries_max: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for ClusterBackupIndexResponseItemPerformance {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "pbs-entries-max", &self.pbs_entries_max)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterBackupIndexResponseItemPerformance {
     const EXPECTING: &'static str = "struct ClusterBackupIndexResponseItemPerformance";
@@ -8931,48 +9166,53 @@ impl<'de> ::serde::Deserialize<'de> for ClusterBackupIndexResponseItemPerformanc
     }
 }
 /// Use these retention options instead of those from the storage configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupIndexResponseItemPruneBackups {
     /// Keep all backups. Conflicts with the other options when true.
-    #[serde(rename = "keep-all")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_all: ::std::option::Option<crate::PveBool>,
     /// Keep backups for the last <N> different days. If there is morethan one backup for a single day, only the latest one is kept.
     ///
     /// Minimum 0.
-    #[serde(rename = "keep-daily")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_daily: ::std::option::Option<i64>,
     /// Keep backups for the last <N> different hours. If there is morethan one backup for a single hour, only the latest one is kept.
     ///
     /// Minimum 0.
-    #[serde(rename = "keep-hourly")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_hourly: ::std::option::Option<i64>,
     /// Keep the last <N> backups.
     ///
     /// Minimum 0.
-    #[serde(rename = "keep-last")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_last: ::std::option::Option<i64>,
     /// Keep backups for the last <N> different months. If there is morethan one backup for a single month, only the latest one is kept.
     ///
     /// Minimum 0.
-    #[serde(rename = "keep-monthly")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_monthly: ::std::option::Option<i64>,
     /// Keep backups for the last <N> different weeks. If there is morethan one backup for a single week, only the latest one is kept.
     ///
     /// Minimum 0.
-    #[serde(rename = "keep-weekly")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_weekly: ::std::option::Option<i64>,
     /// Keep backups for the last <N> different years. If there is morethan one backup for a single year, only the latest one is kept.
     ///
     /// Minimum 0.
-    #[serde(rename = "keep-yearly")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_yearly: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for ClusterBackupIndexResponseItemPruneBackups {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "keep-all", &self.keep_all)?;
+        crate::ser::optional(&mut map, "keep-daily", &self.keep_daily)?;
+        crate::ser::optional(&mut map, "keep-hourly", &self.keep_hourly)?;
+        crate::ser::optional(&mut map, "keep-last", &self.keep_last)?;
+        crate::ser::optional(&mut map, "keep-monthly", &self.keep_monthly)?;
+        crate::ser::optional(&mut map, "keep-weekly", &self.keep_weekly)?;
+        crate::ser::optional(&mut map, "keep-yearly", &self.keep_yearly)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterBackupIndexResponseItemPruneBackups {
     const EXPECTING: &'static str = "struct ClusterBackupIndexResponseItemPruneBackups";
@@ -9031,10 +9271,23 @@ impl<'de> ::serde::Deserialize<'de> for ClusterBackupIndexResponseItemPruneBacku
     }
 }
 /// The `ClusterBackupInfoIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBackupInfoIndexResponseItem {
     /// API sub-directory endpoint
     pub subdir: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterBackupInfoIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "subdir", &self.subdir)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterBackupInfoIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterBackupInfoIndexResponseItem";
@@ -9063,10 +9316,9 @@ impl<'de> ::serde::Deserialize<'de> for ClusterBackupInfoIndexResponseItem {
     }
 }
 /// The `ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
     /// Name of the guest
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// Type of the guest.
     ///
@@ -9074,6 +9326,22 @@ pub struct ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
     pub r#type: crate::generated::common::ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItemType,
     /// VMID of the guest.
     pub vmid: u32,
+}
+impl ::serde::Serialize
+for ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::entry(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
@@ -9110,32 +9378,25 @@ for ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItem {
     }
 }
 /// The `ClusterBulkActionGuestMigrateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterBulkActionGuestMigrateParams {
     /// Defines the maximum number of tasks running concurrently.
     ///
     /// Range 1 to 64. Default: `1`.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Enable live migration for VMs and restart migration for CTs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
     /// Target node.
     ///
     /// Format `pve-node`.
     pub target: ::std::string::String,
     /// Only consider guests from this list of VMIDs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
     /// Enable live storage migration for local disk
-    #[serde(rename = "with-local-disks")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_local_disks: ::std::option::Option<crate::PveBool>,
 }
 impl ClusterBulkActionGuestMigrateParams {
@@ -9152,87 +9413,136 @@ impl ClusterBulkActionGuestMigrateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterBulkActionGuestMigrateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "maxworkers", &self.maxworkers)?;
+        crate::ser::optional(&mut map, "online", &self.online)?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        crate::ser::optional(&mut map, "with-local-disks", &self.with_local_disks)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterBulkActionGuestShutdownParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBulkActionGuestShutdownParams {
     /// Makes sure the Guest stops after the timeout.
     ///
     /// Default: `true`.
-    #[serde(rename = "force-stop")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_stop: ::std::option::Option<crate::PveBool>,
     /// Defines the maximum number of tasks running concurrently.
     ///
     /// Range 1 to 64. Default: `4`.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64. Default: `4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Default shutdown timeout in seconds if none is configured for the guest.
     ///
     /// Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// Only consider guests from this list of VMIDs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
 }
+impl ::serde::Serialize for ClusterBulkActionGuestShutdownParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force-stop", &self.force_stop)?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "maxworkers", &self.maxworkers)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterBulkActionGuestStartParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBulkActionGuestStartParams {
     /// Defines the maximum number of tasks running concurrently.
     ///
     /// Range 1 to 64. Default: `4`.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64. Default: `4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Default start timeout in seconds. Only valid for VMs. (default depends on the guest configuration).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// Only consider guests from this list of VMIDs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
 }
+impl ::serde::Serialize for ClusterBulkActionGuestStartParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "maxworkers", &self.maxworkers)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterBulkActionGuestSuspendParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterBulkActionGuestSuspendParams {
     /// Defines the maximum number of tasks running concurrently.
     ///
     /// Range 1 to 64. Default: `4`.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Defines the maximum number of tasks running concurrently. Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64. Default: `4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
     /// The storage for the VM state.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub statestorage: ::std::option::Option<::std::string::String>,
     /// If set, suspends the guests to disk. Will be resumed on next start.
     ///
     /// Default: `false`.
-    #[serde(rename = "to-disk")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub to_disk: ::std::option::Option<crate::PveBool>,
     /// Only consider guests from this list of VMIDs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::vec::Vec<u32>>,
 }
+impl ::serde::Serialize for ClusterBulkActionGuestSuspendParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "maxworkers", &self.maxworkers)?;
+        crate::ser::optional(&mut map, "statestorage", &self.statestorage)?;
+        crate::ser::optional(&mut map, "to-disk", &self.to_disk)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterCephFlagsFlagUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterCephFlagsFlagUpdateParams {
     /// The new value of the flag
     pub value: crate::PveBool,
@@ -9244,8 +9554,21 @@ impl ClusterCephFlagsFlagUpdateParams {
         Self { value }
     }
 }
+impl ::serde::Serialize for ClusterCephFlagsFlagUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterCephFlagsGetAllResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterCephFlagsGetAllResponseItem {
     /// Flag description.
     pub description: ::std::string::String,
@@ -9255,6 +9578,21 @@ pub struct ClusterCephFlagsGetAllResponseItem {
     pub name: crate::generated::cluster::ClusterCephFlagsGetAllResponseItemName,
     /// Flag value.
     pub value: crate::PveBool,
+}
+impl ::serde::Serialize for ClusterCephFlagsGetAllResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterCephFlagsGetAllResponseItem {
     const EXPECTING: &'static str = "struct ClusterCephFlagsGetAllResponseItem";
@@ -9291,56 +9629,79 @@ impl<'de> ::serde::Deserialize<'de> for ClusterCephFlagsGetAllResponseItem {
     }
 }
 /// The `ClusterCephFlagsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterCephFlagsSetParams {
     /// Backfilling of PGs is suspended.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nobackfill: ::std::option::Option<crate::PveBool>,
     /// Deep Scrubbing is disabled.
-    #[serde(rename = "nodeep-scrub")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeep_scrub: ::std::option::Option<crate::PveBool>,
     /// OSD failure reports are being ignored, such that the monitors will not mark OSDs down.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodown: ::std::option::Option<crate::PveBool>,
     /// OSDs that were previously marked out will not be marked back in when they start.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub noin: ::std::option::Option<crate::PveBool>,
     /// OSDs will not automatically be marked out after the configured interval.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub noout: ::std::option::Option<crate::PveBool>,
     /// Rebalancing of PGs is suspended.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub norebalance: ::std::option::Option<crate::PveBool>,
     /// Recovery of PGs is suspended.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub norecover: ::std::option::Option<crate::PveBool>,
     /// Scrubbing is disabled.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub noscrub: ::std::option::Option<crate::PveBool>,
     /// Cache tiering activity is suspended.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notieragent: ::std::option::Option<crate::PveBool>,
     /// OSDs are not allowed to start.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub noup: ::std::option::Option<crate::PveBool>,
     /// Pauses read and writes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pause: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterCephFlagsSetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "nobackfill", &self.nobackfill)?;
+        crate::ser::optional(&mut map, "nodeep-scrub", &self.nodeep_scrub)?;
+        crate::ser::optional(&mut map, "nodown", &self.nodown)?;
+        crate::ser::optional(&mut map, "noin", &self.noin)?;
+        crate::ser::optional(&mut map, "noout", &self.noout)?;
+        crate::ser::optional(&mut map, "norebalance", &self.norebalance)?;
+        crate::ser::optional(&mut map, "norecover", &self.norecover)?;
+        crate::ser::optional(&mut map, "noscrub", &self.noscrub)?;
+        crate::ser::optional(&mut map, "notieragent", &self.notieragent)?;
+        crate::ser::optional(&mut map, "noup", &self.noup)?;
+        crate::ser::optional(&mut map, "pause", &self.pause)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterCephMetadataParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterCephMetadataParams {
     /// Which metadata facet to return: 'all' enriches the per-daemon metadata with the PVE-side service state (presence of unit, data directory), 'versions' collects only per-node Ceph binary version data.
     ///
     /// One of `all`, `versions`. Default: `"all"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<
         crate::generated::cluster::ClusterCephMetadataParamsScope,
     >,
 }
+impl ::serde::Serialize for ClusterCephMetadataParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "scope", &self.scope)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// Items for each type of service containing objects for each instance.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterCephMetadataResponse {
     /// Metadata servers configured in the cluster and their properties, keyed by '<name>@<host>'.
     pub mds: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -9354,6 +9715,23 @@ pub struct ClusterCephMetadataResponse {
     pub osd: ::std::vec::Vec<
         crate::generated::cluster::ClusterCephMetadataResponseOsdItem,
     >,
+}
+impl ::serde::Serialize for ClusterCephMetadataResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "mds", &self.mds)?;
+        crate::ser::entry(&mut map, "mgr", &self.mgr)?;
+        crate::ser::entry(&mut map, "mon", &self.mon)?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        crate::ser::entry(&mut map, "osd", &self.osd)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterCephMetadataResponse {
     const EXPECTING: &'static str = "struct ClusterCephMetadataResponse";
@@ -9394,7 +9772,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterCephMetadataResponse {
     }
 }
 /// Useful properties are listed, but not the full list.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterCephMetadataResponseOsdItem {
     /// Bind addresses and ports for backend inter OSD traffic.
     pub back_addr: ::std::string::String,
@@ -9405,13 +9783,10 @@ pub struct ClusterCephMetadataResponseOsdItem {
     /// Short version (numerical) info currently used by the service.
     pub ceph_version_short: ::std::string::String,
     /// Comma-joined list of device identifiers (e.g. 'sdb=<serial>,sdc=<serial>').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub device_ids: ::std::option::Option<::std::string::String>,
     /// Comma-joined list of /dev/disk/by-path entries for the underlying devices.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub device_paths: ::std::option::Option<::std::string::String>,
     /// Comma-joined list of underlying device names (e.g. 'sdb,sdc').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub devices: ::std::option::Option<::std::string::String>,
     /// Bind addresses and ports for frontend traffic to OSDs.
     pub front_addr: ::std::string::String,
@@ -9427,6 +9802,32 @@ pub struct ClusterCephMetadataResponseOsdItem {
     pub osd_data: ::std::string::String,
     /// OSD objectstore type.
     pub osd_objectstore: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterCephMetadataResponseOsdItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "back_addr", &self.back_addr)?;
+        crate::ser::entry(&mut map, "ceph_release", &self.ceph_release)?;
+        crate::ser::entry(&mut map, "ceph_version", &self.ceph_version)?;
+        crate::ser::entry(&mut map, "ceph_version_short", &self.ceph_version_short)?;
+        crate::ser::optional(&mut map, "device_ids", &self.device_ids)?;
+        crate::ser::optional(&mut map, "device_paths", &self.device_paths)?;
+        crate::ser::optional(&mut map, "devices", &self.devices)?;
+        crate::ser::entry(&mut map, "front_addr", &self.front_addr)?;
+        crate::ser::entry(&mut map, "hostname", &self.hostname)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "mem_swap_kb", &self.mem_swap_kb)?;
+        crate::ser::entry(&mut map, "mem_total_kb", &self.mem_total_kb)?;
+        crate::ser::entry(&mut map, "osd_data", &self.osd_data)?;
+        crate::ser::entry(&mut map, "osd_objectstore", &self.osd_objectstore)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterCephMetadataResponseOsdItem {
     const EXPECTING: &'static str = "struct ClusterCephMetadataResponseOsdItem";
@@ -9526,7 +9927,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterCephMetadataResponseOsdItem {
     }
 }
 /// The `ClusterConfigCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfigCreateParams {
     /// The name of the cluster.
     ///
@@ -9535,7 +9936,6 @@ pub struct ClusterConfigCreateParams {
     /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
     ///
     /// Property string: `[address=]<IP> [,priority=<integer>]`.
-    #[serde(flatten)]
     pub link: crate::Indexed<
         crate::generated::families::Link,
         crate::generated::cluster::LinkConfig,
@@ -9543,18 +9943,14 @@ pub struct ClusterConfigCreateParams {
     /// Node id for this node.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
     /// Coefficient used to determine Corosync's token timeout. See the corosync.conf(5) manual for more details.
     ///
     /// Minimum 0. Default: `125`.
-    #[serde(rename = "token-coefficient")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token_coefficient: ::std::option::Option<i64>,
     /// Number of votes for this node.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub votes: ::std::option::Option<i64>,
 }
 impl ClusterConfigCreateParams {
@@ -9570,21 +9966,50 @@ impl ClusterConfigCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterConfigCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "clustername", &self.clustername)?;
+        crate::ser::family(&mut map, &self.link)?;
+        crate::ser::optional(&mut map, "nodeid", &self.nodeid)?;
+        crate::ser::optional(&mut map, "token-coefficient", &self.token_coefficient)?;
+        crate::ser::optional(&mut map, "votes", &self.votes)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
 ///
 /// Property string: `[address=]<IP> [,priority=<integer>]`.
 pub type ClusterConfigCreateParamsLink = crate::generated::cluster::LinkConfig;
 /// The `ClusterConfigJoinInfoParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterConfigJoinInfoParams {
     /// The node for which the joinee gets the nodeinfo.
     ///
     /// Format `pve-node`. Default: `"current connected node"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterConfigJoinInfoParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterConfigJoinInfoResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterConfigJoinInfoResponse {
     /// The `config_digest` property.
     pub config_digest: ::std::string::String,
@@ -9598,6 +10023,22 @@ pub struct ClusterConfigJoinInfoResponse {
     pub preferred_node: ::std::string::String,
     /// The `totem` property.
     pub totem: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+}
+impl ::serde::Serialize for ClusterConfigJoinInfoResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "config_digest", &self.config_digest)?;
+        crate::ser::entry(&mut map, "nodelist", &self.nodelist)?;
+        crate::ser::entry(&mut map, "preferred_node", &self.preferred_node)?;
+        crate::ser::entry(&mut map, "totem", &self.totem)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterConfigJoinInfoResponse {
     const EXPECTING: &'static str = "struct ClusterConfigJoinInfoResponse";
@@ -9645,7 +10086,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterConfigJoinInfoResponse {
     }
 }
 /// The `ClusterConfigJoinInfoResponseNodelistItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterConfigJoinInfoResponseNodelistItem {
     /// The cluster node name.
     ///
@@ -9654,7 +10095,6 @@ pub struct ClusterConfigJoinInfoResponseNodelistItem {
     /// Node id for this node.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
     /// The `pve_addr` property.
     ///
@@ -9667,8 +10107,25 @@ pub struct ClusterConfigJoinInfoResponseNodelistItem {
     /// Minimum 0.
     pub quorum_votes: i64,
     /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ring0_addr: ::std::option::Option<crate::generated::cluster::LinkConfig>,
+}
+impl ::serde::Serialize for ClusterConfigJoinInfoResponseNodelistItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "nodeid", &self.nodeid)?;
+        crate::ser::entry(&mut map, "pve_addr", &self.pve_addr)?;
+        crate::ser::entry(&mut map, "pve_fp", &self.pve_fp)?;
+        crate::ser::entry(&mut map, "quorum_votes", &self.quorum_votes)?;
+        crate::ser::optional(&mut map, "ring0_addr", &self.ring0_addr)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterConfigJoinInfoResponseNodelistItem {
     const EXPECTING: &'static str = "struct ClusterConfigJoinInfoResponseNodelistItem";
@@ -9716,19 +10173,17 @@ impl<'de> ::serde::Deserialize<'de> for ClusterConfigJoinInfoResponseNodelistIte
     }
 }
 /// The `ClusterConfigJoinParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfigJoinParams {
     /// Certificate SHA 256 fingerprint.
     pub fingerprint: ::std::string::String,
     /// Do not throw error if node already exists.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Hostname (or IP) of an existing cluster member.
     pub hostname: ::std::string::String,
     /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
     ///
     /// Property string: `[address=]<IP> [,priority=<integer>]`.
-    #[serde(flatten)]
     pub link: crate::Indexed<
         crate::generated::families::Link,
         crate::generated::cluster::LinkConfig,
@@ -9736,14 +10191,12 @@ pub struct ClusterConfigJoinParams {
     /// Node id for this node.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
     /// Superuser (root) password of peer node.
     pub password: ::std::string::String,
     /// Number of votes for this node
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub votes: ::std::option::Option<i64>,
 }
 impl ClusterConfigJoinParams {
@@ -9765,19 +10218,35 @@ impl ClusterConfigJoinParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterConfigJoinParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::entry(&mut map, "hostname", &self.hostname)?;
+        crate::ser::family(&mut map, &self.link)?;
+        crate::ser::optional(&mut map, "nodeid", &self.nodeid)?;
+        crate::ser::entry(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "votes", &self.votes)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterConfigNodesNodeAddnodeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterConfigNodesNodeAddnodeParams {
     /// The JOIN_API_VERSION of the new node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub apiversion: ::std::option::Option<i64>,
     /// Do not throw error if node already exists.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Address and priority information of a single corosync link. (up to 8 links supported; link0..link7)
     ///
     /// Property string: `[address=]<IP> [,priority=<integer>]`.
-    #[serde(flatten)]
     pub link: crate::Indexed<
         crate::generated::families::Link,
         crate::generated::cluster::LinkConfig,
@@ -9785,21 +10254,36 @@ pub struct ClusterConfigNodesNodeAddnodeParams {
     /// IP Address of node to add. Used as fallback if no links are given.
     ///
     /// Format `ip`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub new_node_ip: ::std::option::Option<::std::string::String>,
     /// Node id for this node.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
     /// Number of votes for this node
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub votes: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for ClusterConfigNodesNodeAddnodeParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "apiversion", &self.apiversion)?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::family(&mut map, &self.link)?;
+        crate::ser::optional(&mut map, "new_node_ip", &self.new_node_ip)?;
+        crate::ser::optional(&mut map, "nodeid", &self.nodeid)?;
+        crate::ser::optional(&mut map, "votes", &self.votes)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterConfigNodesNodeAddnodeResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterConfigNodesNodeAddnodeResponse {
     /// The `corosync_authkey` property.
     pub corosync_authkey: ::std::string::String,
@@ -9807,6 +10291,21 @@ pub struct ClusterConfigNodesNodeAddnodeResponse {
     pub corosync_conf: ::std::string::String,
     /// The `warnings` property.
     pub warnings: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterConfigNodesNodeAddnodeResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "corosync_authkey", &self.corosync_authkey)?;
+        crate::ser::entry(&mut map, "corosync_conf", &self.corosync_conf)?;
+        crate::ser::entry(&mut map, "warnings", &self.warnings)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterConfigNodesNodeAddnodeResponse {
     const EXPECTING: &'static str = "struct ClusterConfigNodesNodeAddnodeResponse";
@@ -9855,10 +10354,23 @@ impl<'de> ::serde::Deserialize<'de> for ClusterConfigNodesNodeAddnodeResponse {
     }
 }
 /// The `ClusterConfigNodesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterConfigNodesResponseItem {
     /// The `node` property.
     pub node: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterConfigNodesResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterConfigNodesResponseItem {
     const EXPECTING: &'static str = "struct ClusterConfigNodesResponseItem";
@@ -9887,18 +10399,15 @@ impl<'de> ::serde::Deserialize<'de> for ClusterConfigNodesResponseItem {
     }
 }
 /// The `ClusterFirewallGroupsCreateSecurityGroupParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterFirewallGroupsCreateSecurityGroupParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Security Group name.
     pub group: ::std::string::String,
     /// Rename/update an existing security group. You can set 'rename' to the same value as 'name' to update the 'comment' of an existing group.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rename: ::std::option::Option<::std::string::String>,
 }
 impl ClusterFirewallGroupsCreateSecurityGroupParams {
@@ -9913,16 +10422,46 @@ impl ClusterFirewallGroupsCreateSecurityGroupParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterFirewallGroupsCreateSecurityGroupParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "group", &self.group)?;
+        crate::ser::optional(&mut map, "rename", &self.rename)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallGroupsListSecurityResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallGroupsListSecurityResponseItem {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     pub digest: ::std::string::String,
     /// Security Group name.
     pub group: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterFirewallGroupsListSecurityResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "group", &self.group)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterFirewallGroupsListSecurityResponseItem {
     const EXPECTING: &'static str = "struct ClusterFirewallGroupsListSecurityResponseItem";
@@ -9957,12 +10496,26 @@ impl<'de> ::serde::Deserialize<'de> for ClusterFirewallGroupsListSecurityRespons
     }
 }
 /// The `ClusterFirewallMacrosGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallMacrosGetResponseItem {
     /// More verbose description (if available).
     pub descr: ::std::string::String,
     /// Macro name.
     pub r#macro: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterFirewallMacrosGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "descr", &self.descr)?;
+        crate::ser::entry(&mut map, "macro", &self.r#macro)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterFirewallMacrosGetResponseItem {
     const EXPECTING: &'static str = "struct ClusterFirewallMacrosGetResponseItem";
@@ -9994,38 +10547,50 @@ impl<'de> ::serde::Deserialize<'de> for ClusterFirewallMacrosGetResponseItem {
     }
 }
 /// The `ClusterFirewallOptionsGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallOptionsGetResponse {
     /// Enable ebtables rules cluster wide.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebtables: ::std::option::Option<crate::PveBool>,
     /// Enable or disable the firewall cluster wide.
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
     /// Log ratelimiting settings
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_ratelimit: ::std::option::Option<
         crate::generated::cluster::LogRatelimitConfig,
     >,
     /// Forward policy.
     ///
     /// One of `ACCEPT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<crate::generated::cluster::PolicyForward>,
     /// Input policy.
     ///
     /// One of `ACCEPT`, `REJECT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_in: ::std::option::Option<crate::generated::common::PolicyIn>,
     /// Output policy.
     ///
     /// One of `ACCEPT`, `REJECT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
+}
+impl ::serde::Serialize for ClusterFirewallOptionsGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "ebtables", &self.ebtables)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "log_ratelimit", &self.log_ratelimit)?;
+        crate::ser::optional(&mut map, "policy_forward", &self.policy_forward)?;
+        crate::ser::optional(&mut map, "policy_in", &self.policy_in)?;
+        crate::ser::optional(&mut map, "policy_out", &self.policy_out)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterFirewallOptionsGetResponse {
     const EXPECTING: &'static str = "struct ClusterFirewallOptionsGetResponse";
@@ -10075,54 +10640,65 @@ impl<'de> ::serde::Deserialize<'de> for ClusterFirewallOptionsGetResponse {
     }
 }
 /// The `ClusterFirewallOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Enable ebtables rules cluster wide.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebtables: ::std::option::Option<crate::PveBool>,
     /// Enable or disable the firewall cluster wide.
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
     /// Log ratelimiting settings
     ///
     /// Property string: `[enable=]<1|0> [,burst=<integer>] [,rate=<rate>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_ratelimit: ::std::option::Option<
         crate::generated::cluster::LogRatelimitConfig,
     >,
     /// Forward policy.
     ///
     /// One of `ACCEPT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<crate::generated::cluster::PolicyForward>,
     /// Input policy.
     ///
     /// One of `ACCEPT`, `REJECT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_in: ::std::option::Option<crate::generated::common::PolicyIn>,
     /// Output policy.
     ///
     /// One of `ACCEPT`, `REJECT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
 }
+impl ::serde::Serialize for ClusterFirewallOptionsSetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "ebtables", &self.ebtables)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "log_ratelimit", &self.log_ratelimit)?;
+        crate::ser::optional(&mut map, "policy_forward", &self.policy_forward)?;
+        crate::ser::optional(&mut map, "policy_in", &self.policy_in)?;
+        crate::ser::optional(&mut map, "policy_out", &self.policy_out)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaGroupsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaGroupsCreateParams {
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The HA group identifier.
     ///
@@ -10135,17 +10711,14 @@ pub struct ClusterHaGroupsCreateParams {
     /// The CRM tries to run services on the node with the highest priority. If a node with higher priority comes online, the CRM migrates the service to that node. Enabling nofailback prevents that behavior.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nofailback: ::std::option::Option<crate::PveBool>,
     /// Resources bound to restricted groups may only run on nodes defined by the group.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restricted: ::std::option::Option<crate::PveBool>,
     /// Group type.
     ///
     /// One of `group`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterHaGroupsCreateParamsType,
     >,
@@ -10167,41 +10740,84 @@ impl ClusterHaGroupsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterHaGroupsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "group", &self.group)?;
+        crate::ser::entry(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "nofailback", &self.nofailback)?;
+        crate::ser::optional(&mut map, "restricted", &self.restricted)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaGroupsGroupUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaGroupsGroupUpdateParams {
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// List of cluster node names with optional priority.
     ///
     /// Format `pve-ha-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// The CRM tries to run services on the node with the highest priority. If a node with higher priority comes online, the CRM migrates the service to that node. Enabling nofailback prevents that behavior.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nofailback: ::std::option::Option<crate::PveBool>,
     /// Resources bound to restricted groups may only run on nodes defined by the group.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restricted: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterHaGroupsGroupUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "nofailback", &self.nofailback)?;
+        crate::ser::optional(&mut map, "restricted", &self.restricted)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaGroupsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaGroupsIndexResponseItem {
     /// The `group` property.
     pub group: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaGroupsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "group", &self.group)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaGroupsIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterHaGroupsIndexResponseItem";
@@ -10230,36 +10846,29 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaGroupsIndexResponseItem {
     }
 }
 /// The `ClusterHaResourcesCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaResourcesCreateParams {
     /// HA resource may be migrated during automatic rebalancing
     ///
     /// Default: `true`.
-    #[serde(rename = "auto-rebalance")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_rebalance: ::std::option::Option<crate::PveBool>,
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Automatically migrate HA resource to the node with the highest priority according to their node affinity  rules, if a node with a higher priority than the current node comes online.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub failback: ::std::option::Option<crate::PveBool>,
     /// The HA group identifier.
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
     /// Maximal number of resource relocate tries when a resource fails to start.
     ///
     /// Minimum 0. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_relocate: ::std::option::Option<i64>,
     /// Maximal number of tries to restart the resource on a node after its start failed. When reached, the HA manager will try to relocate the resource to an eligible node.
     ///
     /// Minimum 0. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_restart: ::std::option::Option<i64>,
     /// HA resource ID. This consists of a resource type followed by a resource specific name, separated with colon (example: vm:100 / ct:100). For virtual machines and containers, you can simply use the VM or CT id as a shortcut (example: 100).
     ///
@@ -10268,14 +10877,12 @@ pub struct ClusterHaResourcesCreateParams {
     /// Requested resource state.
     ///
     /// One of `started`, `stopped`, `enabled`, `disabled`, `ignored`. Default: `"started"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<
         crate::generated::cluster::ClusterHaResourcesCreateParamsState,
     >,
     /// Resource type.
     ///
     /// One of `ct`, `vm`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterHaResourcesCreateParamsType,
     >,
@@ -10297,22 +10904,68 @@ impl ClusterHaResourcesCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterHaResourcesCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "auto-rebalance", &self.auto_rebalance)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "failback", &self.failback)?;
+        crate::ser::optional(&mut map, "group", &self.group)?;
+        crate::ser::optional(&mut map, "max_relocate", &self.max_relocate)?;
+        crate::ser::optional(&mut map, "max_restart", &self.max_restart)?;
+        crate::ser::entry(&mut map, "sid", &self.sid)?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaResourcesIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaResourcesIndexParams {
     /// Only list resources of specific type
     ///
     /// One of `ct`, `vm`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterHaResourcesCreateParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterHaResourcesIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaResourcesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaResourcesIndexResponseItem {
     /// The `sid` property.
     pub sid: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaResourcesIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "sid", &self.sid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaResourcesIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterHaResourcesIndexResponseItem";
@@ -10341,7 +10994,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaResourcesIndexResponseItem {
     }
 }
 /// The `ClusterHaResourcesMigrateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaResourcesMigrateParams {
     /// Target node.
     ///
@@ -10355,28 +11008,56 @@ impl ClusterHaResourcesMigrateParams {
         Self { node: node.into() }
     }
 }
+impl ::serde::Serialize for ClusterHaResourcesMigrateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaResourcesMigrateResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaResourcesMigrateResponse {
     /// HA resources, which are blocking the given HA resource from being migrated to the requested target node.
-    #[serde(rename = "blocking-resources")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub blocking_resources: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::common::ClusterHaResourcesMigrateResponseBlockingResourcesItem,
         >,
     >,
     /// HA resources, which are migrated to the same requested target node as the given HA resource, because these are in positive affinity with the HA resource.
-    #[serde(rename = "comigrated-resources")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comigrated_resources: ::std::option::Option<
         ::std::vec::Vec<::serde_json::Value>,
     >,
     /// Node, which was requested to be migrated to.
-    #[serde(rename = "requested-node")]
     pub requested_node: ::std::string::String,
     /// HA resource, which is requested to be migrated.
     pub sid: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaResourcesMigrateResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "blocking-resources", &self.blocking_resources)?;
+        crate::ser::optional(
+            &mut map,
+            "comigrated-resources",
+            &self.comigrated_resources,
+        )?;
+        crate::ser::entry(&mut map, "requested-node", &self.requested_node)?;
+        crate::ser::entry(&mut map, "sid", &self.sid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaResourcesMigrateResponse {
     const EXPECTING: &'static str = "struct ClusterHaResourcesMigrateResponse";
@@ -10431,27 +11112,42 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaResourcesMigrateResponse {
     }
 }
 /// The `ClusterHaResourcesRelocateResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaResourcesRelocateResponse {
     /// HA resources, which are blocking the given HA resource from being relocated to the requested target node.
-    #[serde(rename = "blocking-resources")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub blocking_resources: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::cluster::ClusterHaResourcesRelocateResponseBlockingResourcesItem,
         >,
     >,
     /// HA resources, which are relocated to the same requested target node as the given HA resource, because these are in positive affinity with the HA resource.
-    #[serde(rename = "comigrated-resources")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comigrated_resources: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
     /// Node, which was requested to be relocated to.
-    #[serde(rename = "requested-node")]
     pub requested_node: ::std::string::String,
     /// HA resource, which is requested to be relocated.
     pub sid: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaResourcesRelocateResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "blocking-resources", &self.blocking_resources)?;
+        crate::ser::optional(
+            &mut map,
+            "comigrated-resources",
+            &self.comigrated_resources,
+        )?;
+        crate::ser::entry(&mut map, "requested-node", &self.requested_node)?;
+        crate::ser::entry(&mut map, "sid", &self.sid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaResourcesRelocateResponse {
     const EXPECTING: &'static str = "struct ClusterHaResourcesRelocateResponse";
@@ -10506,7 +11202,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaResourcesRelocateResponse {
     }
 }
 /// A blocking HA resource
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaResourcesRelocateResponseBlockingResourcesItem {
     /// The reason why the HA resource is blocking the relocation.
     ///
@@ -10514,6 +11210,20 @@ pub struct ClusterHaResourcesRelocateResponseBlockingResourcesItem {
     pub cause: crate::generated::common::Cause,
     /// The blocking HA resource id
     pub sid: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaResourcesRelocateResponseBlockingResourcesItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cause", &self.cause)?;
+        crate::ser::entry(&mut map, "sid", &self.sid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterHaResourcesRelocateResponseBlockingResourcesItem {
@@ -10547,43 +11257,48 @@ for ClusterHaResourcesRelocateResponseBlockingResourcesItem {
     }
 }
 /// The `ClusterHaResourcesSidDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaResourcesSidDeleteParams {
     /// Remove this resource from rules that reference it, deleting the rule if this resource is the only resource in the rule
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub purge: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterHaResourcesSidDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "purge", &self.purge)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaResourcesSidReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaResourcesSidReadResponse {
     /// HA resource may be migrated during automatic rebalancing.
     ///
     /// Default: `true`.
-    #[serde(rename = "auto-rebalance")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_rebalance: ::std::option::Option<crate::PveBool>,
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Can be used to prevent concurrent modifications.
     pub digest: ::std::string::String,
     /// The HA resource is automatically migrated to the node with the highest priority according to their node affinity rule, if a node with a higher priority than the current node comes online.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub failback: ::std::option::Option<crate::PveBool>,
     /// The HA group identifier.
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
     /// Maximal number of service relocate tries when a service fails to start.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_relocate: ::std::option::Option<i64>,
     /// Maximal number of tries to restart the service on a node after its start failed.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_restart: ::std::option::Option<i64>,
     /// HA resource ID. This consists of a resource type followed by a resource specific name, separated with colon (example: vm:100 / ct:100). For virtual machines and containers, you can simply use the VM or CT id as a shortcut (example: 100).
     ///
@@ -10592,12 +11307,33 @@ pub struct ClusterHaResourcesSidReadResponse {
     /// Requested resource state.
     ///
     /// One of `started`, `stopped`, `enabled`, `disabled`, `ignored`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<
         crate::generated::cluster::ClusterHaResourcesCreateParamsState,
     >,
     /// The type of the resources.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaResourcesSidReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "auto-rebalance", &self.auto_rebalance)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "failback", &self.failback)?;
+        crate::ser::optional(&mut map, "group", &self.group)?;
+        crate::ser::optional(&mut map, "max_relocate", &self.max_relocate)?;
+        crate::ser::optional(&mut map, "max_restart", &self.max_restart)?;
+        crate::ser::entry(&mut map, "sid", &self.sid)?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaResourcesSidReadResponse {
     const EXPECTING: &'static str = "struct ClusterHaResourcesSidReadResponse";
@@ -10659,71 +11395,78 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaResourcesSidReadResponse {
     }
 }
 /// The `ClusterHaResourcesSidUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaResourcesSidUpdateParams {
     /// HA resource may be migrated during automatic rebalancing
     ///
     /// Default: `true`.
-    #[serde(rename = "auto-rebalance")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_rebalance: ::std::option::Option<crate::PveBool>,
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Automatically migrate HA resource to the node with the highest priority according to their node affinity  rules, if a node with a higher priority than the current node comes online.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub failback: ::std::option::Option<crate::PveBool>,
     /// The HA group identifier.
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
     /// Maximal number of resource relocate tries when a resource fails to start.
     ///
     /// Minimum 0. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_relocate: ::std::option::Option<i64>,
     /// Maximal number of tries to restart the resource on a node after its start failed. When reached, the HA manager will try to relocate the resource to an eligible node.
     ///
     /// Minimum 0. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_restart: ::std::option::Option<i64>,
     /// Requested resource state.
     ///
     /// One of `started`, `stopped`, `enabled`, `disabled`, `ignored`. Default: `"started"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<
         crate::generated::cluster::ClusterHaResourcesCreateParamsState,
     >,
 }
+impl ::serde::Serialize for ClusterHaResourcesSidUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "auto-rebalance", &self.auto_rebalance)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "failback", &self.failback)?;
+        crate::ser::optional(&mut map, "group", &self.group)?;
+        crate::ser::optional(&mut map, "max_relocate", &self.max_relocate)?;
+        crate::ser::optional(&mut map, "max_restart", &self.max_restart)?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaRulesCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaRulesCreateParams {
     /// Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
     ///
     /// One of `positive`, `negative`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<crate::generated::cluster::Affinity>,
     /// HA rule description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Whether the HA rule is disabled.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// List of cluster node names with optional priority.
     ///
     /// Format `pve-ha-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// List of HA resource IDs. This consists of a list of resource types followed by a resource specific name separated with a colon (example: vm:100,ct:101).
     ///
@@ -10736,7 +11479,6 @@ pub struct ClusterHaRulesCreateParams {
     /// Describes whether the node affinity rule is strict or non-strict.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub strict: ::std::option::Option<crate::PveBool>,
     /// HA rule type.
     ///
@@ -10763,23 +11505,68 @@ impl ClusterHaRulesCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterHaRulesCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "affinity", &self.affinity)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::entry(&mut map, "resources", &self.resources)?;
+        crate::ser::entry(&mut map, "rule", &self.rule)?;
+        crate::ser::optional(&mut map, "strict", &self.strict)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaRulesIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaRulesIndexParams {
     /// Limit the returned list to rules affecting the specified resource.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub resource: ::std::option::Option<::std::string::String>,
     /// Limit the returned list to the specified rule type.
     ///
     /// One of `node-affinity`, `resource-affinity`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<crate::generated::common::Cause>,
 }
+impl ::serde::Serialize for ClusterHaRulesIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "resource", &self.resource)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaRulesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaRulesIndexResponseItem {
     /// The `rule` property.
     pub rule: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaRulesIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "rule", &self.rule)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaRulesIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterHaRulesIndexResponseItem";
@@ -10808,7 +11595,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaRulesIndexResponseItem {
     }
 }
 /// The `ClusterHaRulesRuleReadResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaRulesRuleReadResponse {
     /// HA rule identifier.
     ///
@@ -10818,6 +11605,20 @@ pub struct ClusterHaRulesRuleReadResponse {
     ///
     /// One of `node-affinity`, `resource-affinity`.
     pub r#type: crate::generated::common::Cause,
+}
+impl ::serde::Serialize for ClusterHaRulesRuleReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "rule", &self.rule)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaRulesRuleReadResponse {
     const EXPECTING: &'static str = "struct ClusterHaRulesRuleReadResponse";
@@ -10849,41 +11650,33 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaRulesRuleReadResponse {
     }
 }
 /// The `ClusterHaRulesRuleUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaRulesRuleUpdateParams {
     /// Describes whether the HA resources are supposed to be kept on the same node ('positive'), or are supposed to be kept on separate nodes ('negative').
     ///
     /// One of `positive`, `negative`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<crate::generated::cluster::Affinity>,
     /// HA rule description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Whether the HA rule is disabled.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// List of cluster node names with optional priority.
     ///
     /// Format `pve-ha-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// List of HA resource IDs. This consists of a list of resource types followed by a resource specific name separated with a colon (example: vm:100,ct:101).
     ///
     /// Format `pve-ha-resource-id-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub resources: ::std::option::Option<::std::string::String>,
     /// Describes whether the node affinity rule is strict or non-strict.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub strict: ::std::option::Option<crate::PveBool>,
     /// HA rule type.
     ///
@@ -10907,65 +11700,100 @@ impl ClusterHaRulesRuleUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterHaRulesRuleUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "affinity", &self.affinity)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "resources", &self.resources)?;
+        crate::ser::optional(&mut map, "strict", &self.strict)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterHaStatusCurrentStatusResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaStatusCurrentStatusResponseItem {
     /// For type 'fencing'. Whether HA is armed, on standby, disarming or disarmed.
     ///
     /// One of `armed`, `standby`, `disarming`, `disarmed`.
-    #[serde(rename = "armed-state")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub armed_state: ::std::option::Option<crate::generated::cluster::ArmedState>,
     /// HA resource may be migrated during automatic rebalancing.
     ///
     /// Default: `true`.
-    #[serde(rename = "auto-rebalance")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_rebalance: ::std::option::Option<crate::PveBool>,
     /// For type 'service'. Service state as seen by the CRM.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crm_state: ::std::option::Option<::std::string::String>,
     /// The HA resource is automatically migrated to the node with the highest priority according to their node affinity rule, if a node with a higher priority than the current node comes online.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub failback: ::std::option::Option<crate::PveBool>,
     /// Status entry ID (quorum, master, lrm:<node>, service:<sid>).
     pub id: ::std::string::String,
     /// For type 'service'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_relocate: ::std::option::Option<i64>,
     /// For type 'service'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_restart: ::std::option::Option<i64>,
     /// Node associated to status entry.
     pub node: ::std::string::String,
     /// For type 'quorum'. Whether the cluster is quorate or not.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quorate: ::std::option::Option<crate::PveBool>,
     /// For type 'service'. Requested service state.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub request_state: ::std::option::Option<::std::string::String>,
     /// For type 'fencing'. How resources are handled while disarmed.
     ///
     /// One of `freeze`, `ignore`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub resource_mode: ::std::option::Option<crate::generated::cluster::ResourceMode>,
     /// For type 'service'. Service ID.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sid: ::std::option::Option<::std::string::String>,
     /// For type 'service'. Verbose service state.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
     /// Status of the entry (value depends on type).
     pub status: ::std::string::String,
     /// For type 'lrm','master'. Timestamp of the status information.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timestamp: ::std::option::Option<i64>,
     /// Type of status entry.
     ///
     /// One of `quorum`, `master`, `lrm`, `service`, `fencing`.
     pub r#type: ::serde_json::Value,
+}
+impl ::serde::Serialize for ClusterHaStatusCurrentStatusResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "armed-state", &self.armed_state)?;
+        crate::ser::optional(&mut map, "auto-rebalance", &self.auto_rebalance)?;
+        crate::ser::optional(&mut map, "crm_state", &self.crm_state)?;
+        crate::ser::optional(&mut map, "failback", &self.failback)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "max_relocate", &self.max_relocate)?;
+        crate::ser::optional(&mut map, "max_restart", &self.max_restart)?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "quorate", &self.quorate)?;
+        crate::ser::optional(&mut map, "request_state", &self.request_state)?;
+        crate::ser::optional(&mut map, "resource_mode", &self.resource_mode)?;
+        crate::ser::optional(&mut map, "sid", &self.sid)?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "timestamp", &self.timestamp)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaStatusCurrentStatusResponseItem {
     const EXPECTING: &'static str = "struct ClusterHaStatusCurrentStatusResponseItem";
@@ -11053,12 +11881,11 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaStatusCurrentStatusResponseItem
     }
 }
 /// The `ClusterHaStatusDisarmHaParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaStatusDisarmHaParams {
     /// Controls how HA managed resources are handled while disarmed. The current state of resources is not affected. 'freeze': new commands and state changes are not applied. 'ignore': resources are removed from HA tracking and can be managed as if they were not HA managed.
     ///
     /// One of `freeze`, `ignore`.
-    #[serde(rename = "resource-mode")]
     pub resource_mode: crate::generated::cluster::ResourceMode,
 }
 impl ClusterHaStatusDisarmHaParams {
@@ -11068,33 +11895,39 @@ impl ClusterHaStatusDisarmHaParams {
         Self { resource_mode }
     }
 }
+impl ::serde::Serialize for ClusterHaStatusDisarmHaParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "resource-mode", &self.resource_mode)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterJobsRealmSyncIdCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterJobsRealmSyncIdCreateParams {
     /// Description for the Job.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Enable newly synced users immediately.
     ///
     /// Default: `true`.
-    #[serde(rename = "enable-new")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable_new: ::std::option::Option<crate::PveBool>,
     /// Determines if the job is enabled.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Authentication domain ID
     ///
     /// Format `pve-realm`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub realm: ::std::option::Option<::std::string::String>,
     /// A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
     ///
     /// Default: `"none"`.
-    #[serde(rename = "remove-vanished")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_vanished: ::std::option::Option<::std::string::String>,
     /// Backup schedule. The format is a subset of `systemd` calendar events.
     ///
@@ -11103,7 +11936,6 @@ pub struct ClusterJobsRealmSyncIdCreateParams {
     /// Select what to sync.
     ///
     /// One of `users`, `groups`, `both`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<
         crate::generated::common::AccessDomainsSyncParamsScope,
     >,
@@ -11123,33 +11955,45 @@ impl ClusterJobsRealmSyncIdCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterJobsRealmSyncIdCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "enable-new", &self.enable_new)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "realm", &self.realm)?;
+        crate::ser::optional(&mut map, "remove-vanished", &self.remove_vanished)?;
+        crate::ser::entry(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "scope", &self.scope)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterJobsRealmSyncIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterJobsRealmSyncIdUpdateParams {
     /// Description for the Job.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Enable newly synced users immediately.
     ///
     /// Default: `true`.
-    #[serde(rename = "enable-new")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable_new: ::std::option::Option<crate::PveBool>,
     /// Determines if the job is enabled.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
     ///
     /// Default: `"none"`.
-    #[serde(rename = "remove-vanished")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_vanished: ::std::option::Option<::std::string::String>,
     /// Backup schedule. The format is a subset of `systemd` calendar events.
     ///
@@ -11158,7 +12002,6 @@ pub struct ClusterJobsRealmSyncIdUpdateParams {
     /// Select what to sync.
     ///
     /// One of `users`, `groups`, `both`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<
         crate::generated::common::AccessDomainsSyncParamsScope,
     >,
@@ -11178,23 +12021,37 @@ impl ClusterJobsRealmSyncIdUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterJobsRealmSyncIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "enable-new", &self.enable_new)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "remove-vanished", &self.remove_vanished)?;
+        crate::ser::entry(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "scope", &self.scope)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterJobsRealmSyncSyncjobIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterJobsRealmSyncSyncjobIndexResponseItem {
     /// A comment for the job.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// If the job is enabled or not.
     pub enabled: crate::PveBool,
     /// The ID of the entry.
     pub id: ::std::string::String,
     /// Last execution time of the job in seconds since the beginning of the UNIX epoch
-    #[serde(rename = "last-run")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub last_run: ::std::option::Option<i64>,
     /// Next planned execution time of the job in seconds since the beginning of the UNIX epoch.
-    #[serde(rename = "next-run")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub next_run: ::std::option::Option<i64>,
     /// Authentication domain ID
     ///
@@ -11203,18 +12060,36 @@ pub struct ClusterJobsRealmSyncSyncjobIndexResponseItem {
     /// A semicolon-separated list of things to remove when they or the user vanishes during a sync. The following values are possible: 'entry' removes the user/group when not returned from the sync. 'properties' removes the set properties on existing user/group that do not appear in the source (even custom ones). 'acl' removes acls when the user/group is not returned from the sync. Instead of a list it also can be 'none' (the default).
     ///
     /// Default: `"none"`.
-    #[serde(rename = "remove-vanished")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_vanished: ::std::option::Option<::std::string::String>,
     /// The configured sync schedule.
     pub schedule: ::std::string::String,
     /// Select what to sync.
     ///
     /// One of `users`, `groups`, `both`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scope: ::std::option::Option<
         crate::generated::common::AccessDomainsSyncParamsScope,
     >,
+}
+impl ::serde::Serialize for ClusterJobsRealmSyncSyncjobIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "enabled", &self.enabled)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "last-run", &self.last_run)?;
+        crate::ser::optional(&mut map, "next-run", &self.next_run)?;
+        crate::ser::entry(&mut map, "realm", &self.realm)?;
+        crate::ser::optional(&mut map, "remove-vanished", &self.remove_vanished)?;
+        crate::ser::entry(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "scope", &self.scope)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterJobsRealmSyncSyncjobIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterJobsRealmSyncSyncjobIndexResponseItem";
@@ -11273,19 +12148,17 @@ impl<'de> ::serde::Deserialize<'de> for ClusterJobsRealmSyncSyncjobIndexResponse
     }
 }
 /// The `ClusterJobsScheduleAnalyzeParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterJobsScheduleAnalyzeParams {
     /// Number of event-iteration to simulate and return.
     ///
     /// Range 1 to 100. Default: `10`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub iterations: ::std::option::Option<i64>,
     /// Job schedule. The format is a subset of `systemd` calendar events.
     ///
     /// Format `pve-calendar-event`.
     pub schedule: ::std::string::String,
     /// UNIX timestamp to start the calculation from. Defaults to the current time.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub starttime: ::std::option::Option<i64>,
 }
 impl ClusterJobsScheduleAnalyzeParams {
@@ -11299,13 +12172,42 @@ impl ClusterJobsScheduleAnalyzeParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterJobsScheduleAnalyzeParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "iterations", &self.iterations)?;
+        crate::ser::entry(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "starttime", &self.starttime)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterJobsScheduleAnalyzeResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterJobsScheduleAnalyzeResponseItem {
     /// UNIX timestamp for the run.
     pub timestamp: i64,
     /// UTC timestamp for the run.
     pub utc: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterJobsScheduleAnalyzeResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "timestamp", &self.timestamp)?;
+        crate::ser::entry(&mut map, "utc", &self.utc)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterJobsScheduleAnalyzeResponseItem {
     const EXPECTING: &'static str = "struct ClusterJobsScheduleAnalyzeResponseItem";
@@ -11339,19 +12241,30 @@ impl<'de> ::serde::Deserialize<'de> for ClusterJobsScheduleAnalyzeResponseItem {
     }
 }
 /// The `ClusterLogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterLogParams {
     /// Maximum number of entries.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for ClusterLogParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "max", &self.max)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingDirCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterMappingDirCreateParams {
     /// Description of the directory mapping
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// The ID of the directory mapping
     ///
@@ -11374,41 +12287,78 @@ impl ClusterMappingDirCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterMappingDirCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "map", &self.map)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingDirIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingDirIdUpdateParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description of the directory mapping
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// A list of maps for the cluster nodes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub map: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::DirMapConfig>,
     >,
 }
+impl ::serde::Serialize for ClusterMappingDirIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "map", &self.map)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingDirIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingDirIndexParams {
     /// If given, checks the configurations on the given node for correctness, and adds relevant diagnostics for the directory to the response.
     ///
     /// Format `pve-node`.
-    #[serde(rename = "check-node")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_node: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterMappingDirIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "check-node", &self.check_node)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingDirIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingDirIndexResponseItem {
     /// A list of checks, only present if 'check-node' is set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checks: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::cluster::ClusterMappingDirIndexResponseItemChecksItem,
@@ -11420,6 +12370,22 @@ pub struct ClusterMappingDirIndexResponseItem {
     pub id: ::std::string::String,
     /// The entries of the mapping.
     pub map: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterMappingDirIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "checks", &self.checks)?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "map", &self.map)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterMappingDirIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterMappingDirIndexResponseItem";
@@ -11459,7 +12425,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterMappingDirIndexResponseItem {
     }
 }
 /// The `ClusterMappingDirIndexResponseItemChecksItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterMappingDirIndexResponseItemChecksItem {
     /// The message of the error
     pub message: ::std::string::String,
@@ -11467,6 +12433,20 @@ pub struct ClusterMappingDirIndexResponseItemChecksItem {
     ///
     /// One of `warning`, `error`.
     pub severity: crate::generated::cluster::Severity,
+}
+impl ::serde::Serialize for ClusterMappingDirIndexResponseItemChecksItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "message", &self.message)?;
+        crate::ser::entry(&mut map, "severity", &self.severity)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterMappingDirIndexResponseItemChecksItem {
     const EXPECTING: &'static str = "struct ClusterMappingDirIndexResponseItemChecksItem";
@@ -11498,10 +12478,9 @@ impl<'de> ::serde::Deserialize<'de> for ClusterMappingDirIndexResponseItemChecks
     }
 }
 /// The `ClusterMappingPciCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterMappingPciCreateParams {
     /// Description of the logical PCI device.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// The ID of the logical PCI mapping.
     ///
@@ -11510,15 +12489,12 @@ pub struct ClusterMappingPciCreateParams {
     /// Marks the device(s) as being able to be live-migrated (Experimental). This needs hardware and driver support to work.
     ///
     /// Default: `false`.
-    #[serde(rename = "live-migration-capable")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub live_migration_capable: ::std::option::Option<crate::PveBool>,
     /// A list of maps for the cluster nodes.
     pub map: ::std::vec::Vec<crate::generated::cluster::PciMapConfig>,
     /// Marks the device(s) as being capable of providing mediated devices.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mdev: ::std::option::Option<crate::PveBool>,
 }
 impl ClusterMappingPciCreateParams {
@@ -11537,52 +12513,98 @@ impl ClusterMappingPciCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterMappingPciCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(
+            &mut map,
+            "live-migration-capable",
+            &self.live_migration_capable,
+        )?;
+        crate::ser::entry(&mut map, "map", &self.map)?;
+        crate::ser::optional(&mut map, "mdev", &self.mdev)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingPciIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingPciIdUpdateParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description of the logical PCI device.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Marks the device(s) as being able to be live-migrated (Experimental). This needs hardware and driver support to work.
     ///
     /// Default: `false`.
-    #[serde(rename = "live-migration-capable")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub live_migration_capable: ::std::option::Option<crate::PveBool>,
     /// A list of maps for the cluster nodes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub map: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::PciMapConfig>,
     >,
     /// Marks the device(s) as being capable of providing mediated devices.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mdev: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterMappingPciIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(
+            &mut map,
+            "live-migration-capable",
+            &self.live_migration_capable,
+        )?;
+        crate::ser::optional(&mut map, "map", &self.map)?;
+        crate::ser::optional(&mut map, "mdev", &self.mdev)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingPciIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingPciIndexParams {
     /// If given, checks the configurations on the given node for correctness, and adds relevant diagnostics for the devices to the response.
     ///
     /// Format `pve-node`.
-    #[serde(rename = "check-node")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_node: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterMappingPciIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "check-node", &self.check_node)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingPciIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingPciIndexResponseItem {
     /// A list of checks, only present if 'check_node' is set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checks: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::cluster::ClusterMappingDirIndexResponseItemChecksItem,
@@ -11594,6 +12616,22 @@ pub struct ClusterMappingPciIndexResponseItem {
     pub id: ::std::string::String,
     /// The entries of the mapping.
     pub map: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterMappingPciIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "checks", &self.checks)?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "map", &self.map)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterMappingPciIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterMappingPciIndexResponseItem";
@@ -11633,10 +12671,9 @@ impl<'de> ::serde::Deserialize<'de> for ClusterMappingPciIndexResponseItem {
     }
 }
 /// The `ClusterMappingUsbCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterMappingUsbCreateParams {
     /// Description of the logical USB device.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// The ID of the logical USB mapping.
     ///
@@ -11659,19 +12696,31 @@ impl ClusterMappingUsbCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterMappingUsbCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "map", &self.map)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingUsbIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterMappingUsbIdUpdateParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description of the logical USB device.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// A list of maps for the cluster nodes.
     pub map: ::std::vec::Vec<crate::generated::cluster::DirMapConfig>,
@@ -11688,18 +12737,45 @@ impl ClusterMappingUsbIdUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterMappingUsbIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "map", &self.map)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingUsbIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingUsbIndexParams {
     /// If given, checks the configurations on the given node for correctness, and adds relevant errors to the devices.
     ///
     /// Format `pve-node`.
-    #[serde(rename = "check-node")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub check_node: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterMappingUsbIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "check-node", &self.check_node)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMappingUsbIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingUsbIndexResponseItem {
     /// A description of the logical mapping.
     pub description: ::std::string::String,
@@ -11709,6 +12785,22 @@ pub struct ClusterMappingUsbIndexResponseItem {
     pub id: ::std::string::String,
     /// The entries of the mapping.
     pub map: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterMappingUsbIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "error", &self.error)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "map", &self.map)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterMappingUsbIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterMappingUsbIndexResponseItem";
@@ -11748,12 +12840,26 @@ impl<'de> ::serde::Deserialize<'de> for ClusterMappingUsbIndexResponseItem {
     }
 }
 /// The `ClusterMappingUsbIndexResponseItemErrorItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMappingUsbIndexResponseItemErrorItem {
     /// The message of the error
     pub message: ::std::string::String,
     /// The severity of the error
     pub severity: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterMappingUsbIndexResponseItemErrorItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "message", &self.message)?;
+        crate::ser::entry(&mut map, "severity", &self.severity)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterMappingUsbIndexResponseItemErrorItem {
     const EXPECTING: &'static str = "struct ClusterMappingUsbIndexResponseItemErrorItem";
@@ -11785,37 +12891,59 @@ impl<'de> ::serde::Deserialize<'de> for ClusterMappingUsbIndexResponseItemErrorI
     }
 }
 /// The `ClusterMetricsExportParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMetricsExportParams {
     /// Also return historic values. Returns full available metric history unless `start-time` is also set
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub history: ::std::option::Option<crate::PveBool>,
     /// Only return metrics for the current node instead of the whole cluster
     ///
     /// Default: `false`.
-    #[serde(rename = "local-only")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub local_only: ::std::option::Option<crate::PveBool>,
     /// Only return metrics from nodes passed as comma-separated list
-    #[serde(rename = "node-list")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node_list: ::std::option::Option<::std::string::String>,
     /// Only include metrics with a timestamp > start-time.
     ///
     /// Default: `0`.
-    #[serde(rename = "start-time")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start_time: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for ClusterMetricsExportParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "history", &self.history)?;
+        crate::ser::optional(&mut map, "local-only", &self.local_only)?;
+        crate::ser::optional(&mut map, "node-list", &self.node_list)?;
+        crate::ser::optional(&mut map, "start-time", &self.start_time)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMetricsExportResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMetricsExportResponse {
     /// Array of system metrics. Metrics are sorted by their timestamp.
     pub data: ::std::vec::Vec<
         crate::generated::cluster::ClusterMetricsExportResponseDataItem,
     >,
+}
+impl ::serde::Serialize for ClusterMetricsExportResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "data", &self.data)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterMetricsExportResponse {
     const EXPECTING: &'static str = "struct ClusterMetricsExportResponse";
@@ -11844,7 +12972,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterMetricsExportResponse {
     }
 }
 /// The `ClusterMetricsExportResponseDataItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterMetricsExportResponseDataItem {
     /// Unique identifier for this metric object, for instance 'node/<nodename>' or 'qemu/<vmid>'.
     pub id: ::std::string::String,
@@ -11858,6 +12986,23 @@ pub struct ClusterMetricsExportResponseDataItem {
     pub r#type: crate::generated::cluster::ClusterMetricsExportResponseDataItemType,
     /// Metric value.
     pub value: f64,
+}
+impl ::serde::Serialize for ClusterMetricsExportResponseDataItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "metric", &self.metric)?;
+        crate::ser::entry(&mut map, "timestamp", &self.timestamp)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::entry(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterMetricsExportResponseDataItem {
     const EXPECTING: &'static str = "struct ClusterMetricsExportResponseDataItem";
@@ -11900,87 +13045,61 @@ impl<'de> ::serde::Deserialize<'de> for ClusterMetricsExportResponseDataItem {
     }
 }
 /// The `ClusterMetricsServerIdCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterMetricsServerIdCreateParams {
     /// An API path prefix inserted between '<host>:<port>/' and '/api2/'. Can be useful if the InfluxDB service runs behind a reverse proxy.
-    #[serde(rename = "api-path-prefix")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub api_path_prefix: ::std::option::Option<::std::string::String>,
     /// The InfluxDB bucket/db. Only necessary when using the http v2 api.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bucket: ::std::option::Option<::std::string::String>,
     /// Flag to disable the plugin.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// The `influxdbproto` property.
     ///
     /// One of `udp`, `http`, `https`. Default: `"udp"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub influxdbproto: ::std::option::Option<crate::generated::cluster::Influxdbproto>,
     /// InfluxDB max-body-size in bytes. Requests are batched up to this size.
     ///
     /// Minimum 1. Default: `25000000`.
-    #[serde(rename = "max-body-size")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_body_size: ::std::option::Option<i64>,
     /// MTU for metrics transmission over UDP
     ///
     /// Range 512 to 65536. Default: `1500`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// The InfluxDB organization. Only necessary when using the http v2 api. Has no meaning when using v2 compatibility api.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub organization: ::std::option::Option<::std::string::String>,
     /// Compression algorithm for requests
     ///
     /// One of `none`, `gzip`. Default: `"gzip"`.
-    #[serde(rename = "otel-compression")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_compression: ::std::option::Option<
         crate::generated::cluster::OtelCompression,
     >,
     /// Custom HTTP headers (JSON format, base64 encoded)
-    #[serde(rename = "otel-headers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_headers: ::std::option::Option<::std::string::String>,
     /// Maximum request body size in bytes
     ///
     /// Minimum 1024. Default: `10000000`.
-    #[serde(rename = "otel-max-body-size")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_max_body_size: ::std::option::Option<i64>,
     /// OTLP endpoint path
     ///
     /// Default: `"/v1/metrics"`.
-    #[serde(rename = "otel-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_path: ::std::option::Option<::std::string::String>,
     /// HTTP protocol
     ///
     /// One of `http`, `https`. Default: `"https"`.
-    #[serde(rename = "otel-protocol")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_protocol: ::std::option::Option<crate::generated::cluster::OtelProtocol>,
     /// Additional resource attributes as JSON, base64 encoded
-    #[serde(rename = "otel-resource-attributes")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_resource_attributes: ::std::option::Option<::std::string::String>,
     /// HTTP request timeout in seconds
     ///
     /// Range 1 to 10. Default: `5`.
-    #[serde(rename = "otel-timeout")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_timeout: ::std::option::Option<i64>,
     /// Verify SSL certificates
     ///
     /// Default: `true`.
-    #[serde(rename = "otel-verify-ssl")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_verify_ssl: ::std::option::Option<crate::PveBool>,
     /// root graphite path (ex: proxmox.mycluster.mykey)
     ///
     /// Format `graphite-path`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
     /// server network port
     ///
@@ -11989,7 +13108,6 @@ pub struct ClusterMetricsServerIdCreateParams {
     /// Protocol to send graphite data. TCP or UDP (default)
     ///
     /// One of `udp`, `tcp`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<crate::generated::cluster::Proto>,
     /// server dns name or IP address
     ///
@@ -11998,10 +13116,8 @@ pub struct ClusterMetricsServerIdCreateParams {
     /// graphite TCP socket timeout (default=1)
     ///
     /// Minimum 0. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// The InfluxDB access token. Only necessary when using the http v2 api. If the v2 compatibility api is used, use 'user:password' instead.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
     /// Plugin type.
     ///
@@ -12010,8 +13126,6 @@ pub struct ClusterMetricsServerIdCreateParams {
     /// Set to 0 to disable certificate verification for https endpoints.
     ///
     /// Default: `true`.
-    #[serde(rename = "verify-certificate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_certificate: ::std::option::Option<crate::PveBool>,
 }
 impl ClusterMetricsServerIdCreateParams {
@@ -12049,96 +13163,107 @@ impl ClusterMetricsServerIdCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterMetricsServerIdCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "api-path-prefix", &self.api_path_prefix)?;
+        crate::ser::optional(&mut map, "bucket", &self.bucket)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "influxdbproto", &self.influxdbproto)?;
+        crate::ser::optional(&mut map, "max-body-size", &self.max_body_size)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "organization", &self.organization)?;
+        crate::ser::optional(&mut map, "otel-compression", &self.otel_compression)?;
+        crate::ser::optional(&mut map, "otel-headers", &self.otel_headers)?;
+        crate::ser::optional(&mut map, "otel-max-body-size", &self.otel_max_body_size)?;
+        crate::ser::optional(&mut map, "otel-path", &self.otel_path)?;
+        crate::ser::optional(&mut map, "otel-protocol", &self.otel_protocol)?;
+        crate::ser::optional(
+            &mut map,
+            "otel-resource-attributes",
+            &self.otel_resource_attributes,
+        )?;
+        crate::ser::optional(&mut map, "otel-timeout", &self.otel_timeout)?;
+        crate::ser::optional(&mut map, "otel-verify-ssl", &self.otel_verify_ssl)?;
+        crate::ser::optional(&mut map, "path", &self.path)?;
+        crate::ser::entry(&mut map, "port", &self.port)?;
+        crate::ser::optional(&mut map, "proto", &self.proto)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        crate::ser::optional(&mut map, "token", &self.token)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "verify-certificate", &self.verify_certificate)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMetricsServerIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterMetricsServerIdUpdateParams {
     /// An API path prefix inserted between '<host>:<port>/' and '/api2/'. Can be useful if the InfluxDB service runs behind a reverse proxy.
-    #[serde(rename = "api-path-prefix")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub api_path_prefix: ::std::option::Option<::std::string::String>,
     /// The InfluxDB bucket/db. Only necessary when using the http v2 api.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bucket: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Flag to disable the plugin.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// The `influxdbproto` property.
     ///
     /// One of `udp`, `http`, `https`. Default: `"udp"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub influxdbproto: ::std::option::Option<crate::generated::cluster::Influxdbproto>,
     /// InfluxDB max-body-size in bytes. Requests are batched up to this size.
     ///
     /// Minimum 1. Default: `25000000`.
-    #[serde(rename = "max-body-size")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_body_size: ::std::option::Option<i64>,
     /// MTU for metrics transmission over UDP
     ///
     /// Range 512 to 65536. Default: `1500`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// The InfluxDB organization. Only necessary when using the http v2 api. Has no meaning when using v2 compatibility api.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub organization: ::std::option::Option<::std::string::String>,
     /// Compression algorithm for requests
     ///
     /// One of `none`, `gzip`. Default: `"gzip"`.
-    #[serde(rename = "otel-compression")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_compression: ::std::option::Option<
         crate::generated::cluster::OtelCompression,
     >,
     /// Custom HTTP headers (JSON format, base64 encoded)
-    #[serde(rename = "otel-headers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_headers: ::std::option::Option<::std::string::String>,
     /// Maximum request body size in bytes
     ///
     /// Minimum 1024. Default: `10000000`.
-    #[serde(rename = "otel-max-body-size")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_max_body_size: ::std::option::Option<i64>,
     /// OTLP endpoint path
     ///
     /// Default: `"/v1/metrics"`.
-    #[serde(rename = "otel-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_path: ::std::option::Option<::std::string::String>,
     /// HTTP protocol
     ///
     /// One of `http`, `https`. Default: `"https"`.
-    #[serde(rename = "otel-protocol")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_protocol: ::std::option::Option<crate::generated::cluster::OtelProtocol>,
     /// Additional resource attributes as JSON, base64 encoded
-    #[serde(rename = "otel-resource-attributes")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_resource_attributes: ::std::option::Option<::std::string::String>,
     /// HTTP request timeout in seconds
     ///
     /// Range 1 to 10. Default: `5`.
-    #[serde(rename = "otel-timeout")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_timeout: ::std::option::Option<i64>,
     /// Verify SSL certificates
     ///
     /// Default: `true`.
-    #[serde(rename = "otel-verify-ssl")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub otel_verify_ssl: ::std::option::Option<crate::PveBool>,
     /// root graphite path (ex: proxmox.mycluster.mykey)
     ///
     /// Format `graphite-path`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
     /// server network port
     ///
@@ -12147,7 +13272,6 @@ pub struct ClusterMetricsServerIdUpdateParams {
     /// Protocol to send graphite data. TCP or UDP (default)
     ///
     /// One of `udp`, `tcp`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<crate::generated::cluster::Proto>,
     /// server dns name or IP address
     ///
@@ -12156,16 +13280,12 @@ pub struct ClusterMetricsServerIdUpdateParams {
     /// graphite TCP socket timeout (default=1)
     ///
     /// Minimum 0. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// The InfluxDB access token. Only necessary when using the http v2 api. If the v2 compatibility api is used, use 'user:password' instead.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
     /// Set to 0 to disable certificate verification for https endpoints.
     ///
     /// Default: `true`.
-    #[serde(rename = "verify-certificate")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_certificate: ::std::option::Option<crate::PveBool>,
 }
 impl ClusterMetricsServerIdUpdateParams {
@@ -12203,8 +13323,48 @@ impl ClusterMetricsServerIdUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterMetricsServerIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "api-path-prefix", &self.api_path_prefix)?;
+        crate::ser::optional(&mut map, "bucket", &self.bucket)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "influxdbproto", &self.influxdbproto)?;
+        crate::ser::optional(&mut map, "max-body-size", &self.max_body_size)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "organization", &self.organization)?;
+        crate::ser::optional(&mut map, "otel-compression", &self.otel_compression)?;
+        crate::ser::optional(&mut map, "otel-headers", &self.otel_headers)?;
+        crate::ser::optional(&mut map, "otel-max-body-size", &self.otel_max_body_size)?;
+        crate::ser::optional(&mut map, "otel-path", &self.otel_path)?;
+        crate::ser::optional(&mut map, "otel-protocol", &self.otel_protocol)?;
+        crate::ser::optional(
+            &mut map,
+            "otel-resource-attributes",
+            &self.otel_resource_attributes,
+        )?;
+        crate::ser::optional(&mut map, "otel-timeout", &self.otel_timeout)?;
+        crate::ser::optional(&mut map, "otel-verify-ssl", &self.otel_verify_ssl)?;
+        crate::ser::optional(&mut map, "path", &self.path)?;
+        crate::ser::entry(&mut map, "port", &self.port)?;
+        crate::ser::optional(&mut map, "proto", &self.proto)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        crate::ser::optional(&mut map, "token", &self.token)?;
+        crate::ser::optional(&mut map, "verify-certificate", &self.verify_certificate)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterMetricsServerIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMetricsServerIndexResponseItem {
     /// Flag to disable the plugin.
     pub disable: crate::PveBool,
@@ -12216,6 +13376,23 @@ pub struct ClusterMetricsServerIndexResponseItem {
     pub server: ::std::string::String,
     /// Plugin type.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterMetricsServerIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterMetricsServerIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterMetricsServerIndexResponseItem";
@@ -12256,24 +13433,34 @@ impl<'de> ::serde::Deserialize<'de> for ClusterMetricsServerIndexResponseItem {
     }
 }
 /// The `ClusterNextidParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNextidParams {
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
 }
+impl ::serde::Serialize for ClusterNextidParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsEndpointsGotifyCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsGotifyCreateParams {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// The name of the endpoint.
     ///
@@ -12301,16 +13488,31 @@ impl ClusterNotificationsEndpointsGotifyCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterNotificationsEndpointsGotifyCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::entry(&mut map, "token", &self.token)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsEndpointsGotifyGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsGotifyGetResponseItem {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// The name of the endpoint.
     ///
@@ -12322,6 +13524,23 @@ pub struct ClusterNotificationsEndpointsGotifyGetResponseItem {
     pub origin: crate::generated::cluster::Origin,
     /// Server URL
     pub server: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterNotificationsEndpointsGotifyGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "origin", &self.origin)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterNotificationsEndpointsGotifyGetResponseItem {
@@ -12364,18 +13583,15 @@ for ClusterNotificationsEndpointsGotifyGetResponseItem {
     }
 }
 /// The `ClusterNotificationsEndpointsGotifyNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsEndpointsGotifyNameGetResponse {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// The name of the endpoint.
     ///
@@ -12383,6 +13599,23 @@ pub struct ClusterNotificationsEndpointsGotifyNameGetResponse {
     pub name: ::std::string::String,
     /// Server URL
     pub server: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterNotificationsEndpointsGotifyNameGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterNotificationsEndpointsGotifyNameGetResponse {
@@ -12425,53 +13658,57 @@ for ClusterNotificationsEndpointsGotifyNameGetResponse {
     }
 }
 /// The `ClusterNotificationsEndpointsGotifyNameUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsEndpointsGotifyNameUpdateParams {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Server URL
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
     /// Secret token
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterNotificationsEndpointsGotifyNameUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "token", &self.token)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsEndpointsSendmailCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsSendmailCreateParams {
     /// Author of the mail
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
-    #[serde(rename = "from-address")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub from_address: ::std::option::Option<::std::string::String>,
     /// List of email recipients
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// List of users
-    #[serde(rename = "mailto-user")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// The name of the endpoint.
     ///
@@ -12493,30 +13730,41 @@ impl ClusterNotificationsEndpointsSendmailCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterNotificationsEndpointsSendmailCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "author", &self.author)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "from-address", &self.from_address)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mailto-user", &self.mailto_user)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsEndpointsSendmailGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsSendmailGetResponseItem {
     /// Author of the mail
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
-    #[serde(rename = "from-address")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub from_address: ::std::option::Option<::std::string::String>,
     /// List of email recipients
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// List of users
-    #[serde(rename = "mailto-user")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// The name of the endpoint.
     ///
@@ -12526,6 +13774,26 @@ pub struct ClusterNotificationsEndpointsSendmailGetResponseItem {
     ///
     /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: crate::generated::cluster::Origin,
+}
+impl ::serde::Serialize for ClusterNotificationsEndpointsSendmailGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "author", &self.author)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "from-address", &self.from_address)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mailto-user", &self.mailto_user)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "origin", &self.origin)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterNotificationsEndpointsSendmailGetResponseItem {
@@ -12581,37 +13849,48 @@ for ClusterNotificationsEndpointsSendmailGetResponseItem {
     }
 }
 /// The `ClusterNotificationsEndpointsSendmailNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsEndpointsSendmailNameGetResponse {
     /// Author of the mail
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
-    #[serde(rename = "from-address")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub from_address: ::std::option::Option<::std::string::String>,
     /// List of email recipients
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// List of users
-    #[serde(rename = "mailto-user")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// The name of the endpoint.
     ///
     /// Format `pve-configid`.
     pub name: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterNotificationsEndpointsSendmailNameGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "author", &self.author)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "from-address", &self.from_address)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mailto-user", &self.mailto_user)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterNotificationsEndpointsSendmailNameGetResponse {
@@ -12667,65 +13946,67 @@ for ClusterNotificationsEndpointsSendmailNameGetResponse {
     }
 }
 /// The `ClusterNotificationsEndpointsSendmailNameUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsEndpointsSendmailNameUpdateParams {
     /// Author of the mail
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
-    #[serde(rename = "from-address")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub from_address: ::std::option::Option<::std::string::String>,
     /// List of email recipients
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// List of users
-    #[serde(rename = "mailto-user")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+impl ::serde::Serialize for ClusterNotificationsEndpointsSendmailNameUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "author", &self.author)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "from-address", &self.from_address)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mailto-user", &self.mailto_user)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsEndpointsSmtpCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsSmtpCreateParams {
     /// Author of the mail. Defaults to 'Proxmox VE'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
-    #[serde(rename = "from-address")]
     pub from_address: ::std::string::String,
     /// List of email recipients
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// List of users
-    #[serde(rename = "mailto-user")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Determine which encryption method shall be used for the connection.
     ///
     /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateParamsMode,
     >,
@@ -12734,15 +14015,12 @@ pub struct ClusterNotificationsEndpointsSmtpCreateParams {
     /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Password for SMTP authentication
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// The address of the SMTP server.
     pub server: ::std::string::String,
     /// Username for SMTP authentication
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
 impl ClusterNotificationsEndpointsSmtpCreateParams {
@@ -12769,34 +14047,50 @@ impl ClusterNotificationsEndpointsSmtpCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterNotificationsEndpointsSmtpCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "author", &self.author)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "from-address", &self.from_address)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mailto-user", &self.mailto_user)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsEndpointsSmtpGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsSmtpGetResponseItem {
     /// Author of the mail. Defaults to 'Proxmox VE'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
-    #[serde(rename = "from-address")]
     pub from_address: ::std::string::String,
     /// List of email recipients
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// List of users
-    #[serde(rename = "mailto-user")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Determine which encryption method shall be used for the connection.
     ///
     /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateParamsMode,
     >,
@@ -12809,13 +14103,35 @@ pub struct ClusterNotificationsEndpointsSmtpGetResponseItem {
     /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: crate::generated::cluster::Origin,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// The address of the SMTP server.
     pub server: ::std::string::String,
     /// Username for SMTP authentication
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterNotificationsEndpointsSmtpGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "author", &self.author)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "from-address", &self.from_address)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mailto-user", &self.mailto_user)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "origin", &self.origin)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterNotificationsEndpointsSmtpGetResponseItem {
     const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsSmtpGetResponseItem";
@@ -12882,36 +14198,27 @@ for ClusterNotificationsEndpointsSmtpGetResponseItem {
     }
 }
 /// The `ClusterNotificationsEndpointsSmtpNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsEndpointsSmtpNameGetResponse {
     /// Author of the mail. Defaults to 'Proxmox VE'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
-    #[serde(rename = "from-address")]
     pub from_address: ::std::string::String,
     /// List of email recipients
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// List of users
-    #[serde(rename = "mailto-user")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Determine which encryption method shall be used for the connection.
     ///
     /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateParamsMode,
     >,
@@ -12920,13 +14227,35 @@ pub struct ClusterNotificationsEndpointsSmtpNameGetResponse {
     /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// The address of the SMTP server.
     pub server: ::std::string::String,
     /// Username for SMTP authentication
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterNotificationsEndpointsSmtpNameGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "author", &self.author)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "from-address", &self.from_address)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mailto-user", &self.mailto_user)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterNotificationsEndpointsSmtpNameGetResponse {
     const EXPECTING: &'static str = "struct ClusterNotificationsEndpointsSmtpNameGetResponse";
@@ -12993,72 +14322,78 @@ for ClusterNotificationsEndpointsSmtpNameGetResponse {
     }
 }
 /// The `ClusterNotificationsEndpointsSmtpNameUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsEndpointsSmtpNameUpdateParams {
     /// Author of the mail. Defaults to 'Proxmox VE'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub author: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// `From` address for the mail
-    #[serde(rename = "from-address")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub from_address: ::std::option::Option<::std::string::String>,
     /// List of email recipients
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// List of users
-    #[serde(rename = "mailto-user")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto_user: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Determine which encryption method shall be used for the connection.
     ///
     /// One of `insecure`, `starttls`, `tls`. Default: `"tls"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsEndpointsSmtpCreateParamsMode,
     >,
     /// Password for SMTP authentication
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// The port to be used. Defaults to 465 for TLS based connections, 587 for STARTTLS based connections and port 25 for insecure plain-text connections.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// The address of the SMTP server.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
     /// Username for SMTP authentication
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterNotificationsEndpointsSmtpNameUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "author", &self.author)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "from-address", &self.from_address)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mailto-user", &self.mailto_user)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::optional(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsEndpointsWebhookCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsWebhookCreateParams {
     /// HTTP body, base64 encoded
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub body: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// HTTP headers to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// HTTP method
     ///
@@ -13069,7 +14404,6 @@ pub struct ClusterNotificationsEndpointsWebhookCreateParams {
     /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Server URL
     pub url: ::std::string::String,
@@ -13094,22 +14428,38 @@ impl ClusterNotificationsEndpointsWebhookCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterNotificationsEndpointsWebhookCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "body", &self.body)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "header", &self.header)?;
+        crate::ser::entry(&mut map, "method", &self.method)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "secret", &self.secret)?;
+        crate::ser::entry(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsEndpointsWebhookGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsWebhookGetResponseItem {
     /// HTTP body, base64 encoded
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub body: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// HTTP headers to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// HTTP method
     ///
@@ -13124,10 +14474,30 @@ pub struct ClusterNotificationsEndpointsWebhookGetResponseItem {
     /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: crate::generated::cluster::Origin,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Server URL
     pub url: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterNotificationsEndpointsWebhookGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "body", &self.body)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "header", &self.header)?;
+        crate::ser::entry(&mut map, "method", &self.method)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "origin", &self.origin)?;
+        crate::ser::optional(&mut map, "secret", &self.secret)?;
+        crate::ser::entry(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterNotificationsEndpointsWebhookGetResponseItem {
@@ -13182,24 +14552,19 @@ for ClusterNotificationsEndpointsWebhookGetResponseItem {
     }
 }
 /// The `ClusterNotificationsEndpointsWebhookNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsEndpointsWebhookNameGetResponse {
     /// HTTP body, base64 encoded
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub body: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// HTTP headers to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// HTTP method
     ///
@@ -13210,10 +14575,30 @@ pub struct ClusterNotificationsEndpointsWebhookNameGetResponse {
     /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Server URL
     pub url: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterNotificationsEndpointsWebhookNameGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "body", &self.body)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "header", &self.header)?;
+        crate::ser::entry(&mut map, "method", &self.method)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "secret", &self.secret)?;
+        crate::ser::entry(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterNotificationsEndpointsWebhookNameGetResponse {
@@ -13268,52 +14653,78 @@ for ClusterNotificationsEndpointsWebhookNameGetResponse {
     }
 }
 /// The `ClusterNotificationsEndpointsWebhookNameUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsEndpointsWebhookNameUpdateParams {
     /// HTTP body, base64 encoded
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub body: ::std::option::Option<::std::string::String>,
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this target
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// HTTP headers to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// HTTP method
     ///
     /// One of `post`, `put`, `get`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub method: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsEndpointsWebhookCreateParamsMethod,
     >,
     /// Secrets to set. These have to be formatted as a property string in the format name=<name>,value=<base64 of value>
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Server URL
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterNotificationsEndpointsWebhookNameUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "body", &self.body)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "header", &self.header)?;
+        crate::ser::optional(&mut map, "method", &self.method)?;
+        crate::ser::optional(&mut map, "secret", &self.secret)?;
+        crate::ser::optional(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsMatcherFieldValuesGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsMatcherFieldValuesGetResponseItem {
     /// Additional comment for this value.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Field this value belongs to.
     pub field: ::std::string::String,
     /// Notification metadata value known by the system.
     pub value: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterNotificationsMatcherFieldValuesGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "field", &self.field)?;
+        crate::ser::entry(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterNotificationsMatcherFieldValuesGetResponseItem {
@@ -13350,10 +14761,23 @@ for ClusterNotificationsMatcherFieldValuesGetResponseItem {
     }
 }
 /// The `ClusterNotificationsMatcherFieldsGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsMatcherFieldsGetResponseItem {
     /// Name of the field.
     pub name: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterNotificationsMatcherFieldsGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterNotificationsMatcherFieldsGetResponseItem {
     const EXPECTING: &'static str = "struct ClusterNotificationsMatcherFieldsGetResponseItem";
@@ -13383,36 +14807,25 @@ for ClusterNotificationsMatcherFieldsGetResponseItem {
     }
 }
 /// The `ClusterNotificationsMatchersCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsMatchersCreateParams {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this matcher
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Invert match of the whole matcher
-    #[serde(rename = "invert-match")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub invert_match: ::std::option::Option<crate::PveBool>,
     /// Match notification timestamp
-    #[serde(rename = "match-calendar")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_calendar: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Metadata fields to match (regex or exact match). Must be in the form (regex|exact):<field>=<value>
-    #[serde(rename = "match-field")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_field: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Notification severities to match
-    #[serde(rename = "match-severity")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_severity: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Choose between 'all' and 'any' for when multiple properties are specified
     ///
     /// One of `all`, `any`. Default: `"all"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsMatchersCreateParamsMode,
     >,
@@ -13421,7 +14834,6 @@ pub struct ClusterNotificationsMatchersCreateParams {
     /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Targets to notify on match
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 impl ClusterNotificationsMatchersCreateParams {
@@ -13441,37 +14853,47 @@ impl ClusterNotificationsMatchersCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterNotificationsMatchersCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "invert-match", &self.invert_match)?;
+        crate::ser::optional(&mut map, "match-calendar", &self.match_calendar)?;
+        crate::ser::optional(&mut map, "match-field", &self.match_field)?;
+        crate::ser::optional(&mut map, "match-severity", &self.match_severity)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsMatchersGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsMatchersGetResponseItem {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Disable this matcher
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Invert match of the whole matcher
-    #[serde(rename = "invert-match")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub invert_match: ::std::option::Option<crate::PveBool>,
     /// Match notification timestamp
-    #[serde(rename = "match-calendar")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_calendar: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Metadata fields to match (regex or exact match). Must be in the form (regex|exact):<field>=<value>
-    #[serde(rename = "match-field")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_field: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Notification severities to match
-    #[serde(rename = "match-severity")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_severity: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Choose between 'all' and 'any' for when multiple properties are specified
     ///
     /// One of `all`, `any`. Default: `"all"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsMatchersCreateParamsMode,
     >,
@@ -13484,8 +14906,29 @@ pub struct ClusterNotificationsMatchersGetResponseItem {
     /// One of `user-created`, `builtin`, `modified-builtin`.
     pub origin: crate::generated::cluster::Origin,
     /// Targets to notify on match
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+impl ::serde::Serialize for ClusterNotificationsMatchersGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "invert-match", &self.invert_match)?;
+        crate::ser::optional(&mut map, "match-calendar", &self.match_calendar)?;
+        crate::ser::optional(&mut map, "match-field", &self.match_field)?;
+        crate::ser::optional(&mut map, "match-severity", &self.match_severity)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "origin", &self.origin)?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterNotificationsMatchersGetResponseItem {
     const EXPECTING: &'static str = "struct ClusterNotificationsMatchersGetResponseItem";
@@ -13549,39 +14992,27 @@ impl<'de> ::serde::Deserialize<'de> for ClusterNotificationsMatchersGetResponseI
     }
 }
 /// The `ClusterNotificationsMatchersNameGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsMatchersNameGetResponse {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this matcher
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Invert match of the whole matcher
-    #[serde(rename = "invert-match")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub invert_match: ::std::option::Option<crate::PveBool>,
     /// Match notification timestamp
-    #[serde(rename = "match-calendar")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_calendar: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Metadata fields to match (regex or exact match). Must be in the form (regex|exact):<field>=<value>
-    #[serde(rename = "match-field")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_field: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Notification severities to match
-    #[serde(rename = "match-severity")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_severity: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Choose between 'all' and 'any' for when multiple properties are specified
     ///
     /// One of `all`, `any`. Default: `"all"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsMatchersCreateParamsMode,
     >,
@@ -13590,8 +15021,29 @@ pub struct ClusterNotificationsMatchersNameGetResponse {
     /// Format `pve-configid`.
     pub name: ::std::string::String,
     /// Targets to notify on match
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+impl ::serde::Serialize for ClusterNotificationsMatchersNameGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "invert-match", &self.invert_match)?;
+        crate::ser::optional(&mut map, "match-calendar", &self.match_calendar)?;
+        crate::ser::optional(&mut map, "match-field", &self.match_field)?;
+        crate::ser::optional(&mut map, "match-severity", &self.match_severity)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterNotificationsMatchersNameGetResponse {
     const EXPECTING: &'static str = "struct ClusterNotificationsMatchersNameGetResponse";
@@ -13655,59 +15107,65 @@ impl<'de> ::serde::Deserialize<'de> for ClusterNotificationsMatchersNameGetRespo
     }
 }
 /// The `ClusterNotificationsMatchersNameUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterNotificationsMatchersNameUpdateParams {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Disable this matcher
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Invert match of the whole matcher
-    #[serde(rename = "invert-match")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub invert_match: ::std::option::Option<crate::PveBool>,
     /// Match notification timestamp
-    #[serde(rename = "match-calendar")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_calendar: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Metadata fields to match (regex or exact match). Must be in the form (regex|exact):<field>=<value>
-    #[serde(rename = "match-field")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_field: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Notification severities to match
-    #[serde(rename = "match-severity")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub match_severity: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Choose between 'all' and 'any' for when multiple properties are specified
     ///
     /// One of `all`, `any`. Default: `"all"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::cluster::ClusterNotificationsMatchersCreateParamsMode,
     >,
     /// Targets to notify on match
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+impl ::serde::Serialize for ClusterNotificationsMatchersNameUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "invert-match", &self.invert_match)?;
+        crate::ser::optional(&mut map, "match-calendar", &self.match_calendar)?;
+        crate::ser::optional(&mut map, "match-field", &self.match_field)?;
+        crate::ser::optional(&mut map, "match-severity", &self.match_severity)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterNotificationsTargetsGetAllResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNotificationsTargetsGetAllResponseItem {
     /// Comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Show if this target is disabled
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Name of the target.
     ///
@@ -13721,6 +15179,23 @@ pub struct ClusterNotificationsTargetsGetAllResponseItem {
     ///
     /// One of `sendmail`, `gotify`, `smtp`, `webhook`.
     pub r#type: crate::generated::cluster::ClusterNotificationsTargetsGetAllResponseItemType,
+}
+impl ::serde::Serialize for ClusterNotificationsTargetsGetAllResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "origin", &self.origin)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterNotificationsTargetsGetAllResponseItem {
     const EXPECTING: &'static str = "struct ClusterNotificationsTargetsGetAllResponseItem";
@@ -13761,147 +15236,166 @@ impl<'de> ::serde::Deserialize<'de> for ClusterNotificationsTargetsGetAllRespons
     }
 }
 /// The `ClusterOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterOptionsSetParams {
     /// Set I/O bandwidth limit for various operations (in KiB/s).
     ///
     /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<crate::generated::common::BwlimitConfig>,
     /// Consent text that is displayed before logging in.
-    #[serde(rename = "consent-text")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub consent_text: ::std::option::Option<::std::string::String>,
     /// Select the default Console viewer. You can either use the builtin java applet (VNC; deprecated and maps to html5), an external virt-viewer comtatible application (SPICE), an HTML5 based vnc viewer (noVNC), or an HTML5 based console client (xtermjs). If the selected viewer is not available (e.g. SPICE not activated for the VM), the fallback is noVNC.
     ///
     /// One of `applet`, `vv`, `html5`, `xtermjs`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<crate::generated::common::Console>,
     /// Cluster resource scheduling settings.
     ///
     /// Property string: `[ha=<basic|static|dynamic>] [,ha-auto-rebalance=<1|0>] [,ha-auto-rebalance-hold-duration=<number>] [,ha-auto-rebalance-margin=<number>] [,ha-auto-rebalance-method=<bruteforce|topsis>] [,ha-auto-rebalance-threshold=<number>] [,ha-rebalance-on-start=<1|0>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crs: ::std::option::Option<crate::generated::cluster::CrsConfig>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Datacenter description. Shown in the web-interface datacenter notes panel. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Specify email address to send notification from (default is root@$hostname)
     ///
     /// Format `email-opt`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub email_from: ::std::option::Option<::std::string::String>,
     /// Set the fencing mode of the HA cluster. Hardware mode needs a valid configuration of fence devices in /etc/pve/ha/fence.cfg. With both all two modes are used.
     ///
     /// WARNING: 'hardware' and 'both' are EXPERIMENTAL & WIP
     ///
     /// One of `watchdog`, `hardware`, `both`. Default: `"watchdog"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fencing: ::std::option::Option<
         crate::generated::cluster::ClusterOptionsSetParamsFencing,
     >,
     /// Cluster wide HA settings.
     ///
     /// Property string: `shutdown_policy=<enum>`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ha: ::std::option::Option<crate::generated::cluster::HaConfig>,
     /// Specify external http proxy which is used for downloads (example: 'http://username:password@host:port/')
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub http_proxy: ::std::option::Option<::std::string::String>,
     /// Default keybord layout for vnc server.
     ///
     /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<crate::generated::common::Keyboard>,
     /// Default GUI language.
     ///
     /// One of `ar`, `ca`, `da`, `de`, `en`, `es`, `eu`, `fa`, `fr`, `hr`, `he`, `it`, `ja`, `ka`, `kr`, `nb`, `nl`, `nn`, `pl`, `pt_BR`, `ru`, `sl`, `sv`, `tr`, `ukr`, `zh_CN`, `zh_TW`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub language: ::std::option::Option<crate::generated::cluster::Language>,
     /// The location of the cluster.
     ///
     /// Property string: `latitude=<number> ,longitude=<number> [,name=<name>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub location: ::std::option::Option<crate::generated::common::LocationConfig>,
     /// Prefix for the auto-generated MAC addresses of virtual guests. The default 'BC:24:11' is the OUI assigned by the IEEE to Proxmox Server Solutions GmbH for a 24-bit large MAC block. You're allowed to use this in local networks, i.e., those not directly reachable by the public (e.g., in a LAN or behind NAT).
     ///
     /// Format `mac-prefix`. Default: `"BC:24:11"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac_prefix: ::std::option::Option<::std::string::String>,
     /// Defines how many workers (per node) are maximal started  on actions like 'stopall VMs' or task from the ha-manager.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// For cluster wide migration settings.
     ///
     /// Property string: `[type=]<secure|insecure> [,network=<CIDR>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration: ::std::option::Option<crate::generated::cluster::MigrationConfig>,
     /// Migration is secure using SSH tunnel by default. For secure private networks you can disable it to speed up migration. Deprecated, use the 'migration' property instead!
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_unsecure: ::std::option::Option<crate::PveBool>,
     /// Control the range for the free VMID auto-selection pool.
     ///
     /// Property string: `[lower=<integer>] [,upper=<integer>]`.
-    #[serde(rename = "next-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub next_id: ::std::option::Option<crate::generated::cluster::NextIdConfig>,
     /// Cluster-wide notification settings.
     ///
     /// Property string: `[fencing=<always|never>] [,package-updates=<auto|always|never>] [,replication=<always|never>] [,target-fencing=<TARGET>] [,target-package-updates=<TARGET>] [,target-replication=<TARGET>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notify: ::std::option::Option<crate::generated::cluster::NotifyConfig>,
     /// A list of tags that require a `Sys.Modify` on '/' to set and delete. Tags set here that are also in 'user-tag-access' also require `Sys.Modify`.
-    #[serde(rename = "registered-tags")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub registered_tags: ::std::option::Option<::std::string::String>,
     /// For cluster wide replication settings.
     ///
     /// Property string: `[type=]<secure|insecure> [,network=<CIDR>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub replication: ::std::option::Option<crate::generated::cluster::ReplicationConfig>,
     /// Tag style options.
     ///
     /// Property string: `[case-sensitive=<1|0>] [,color-map=<tag>:<hex-color>[:<hex-color-for-text>][;<tag>=...]] [,ordering=<config|alphabetical>] [,shape=<enum>]`.
-    #[serde(rename = "tag-style")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag_style: ::std::option::Option<crate::generated::cluster::TagStyleConfig>,
     /// u2f
     ///
     /// Property string: `[appid=<APPID>] [,origin=<URL>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub u2f: ::std::option::Option<crate::generated::cluster::U2fConfig>,
     /// Privilege options for user-settable tags
     ///
     /// Property string: `[user-allow=<enum>] [,user-allow-list=<tag>[;<tag>...]]`.
-    #[serde(rename = "user-tag-access")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub user_tag_access: ::std::option::Option<
         crate::generated::cluster::UserTagAccessConfig,
     >,
     /// webauthn configuration
     ///
     /// Property string: `[allow-subdomains=<1|0>] [,id=<DOMAINNAME>] [,origin=<URL>] [,rp=<RELYING_PARTY>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub webauthn: ::std::option::Option<crate::generated::cluster::WebauthnConfig>,
 }
+impl ::serde::Serialize for ClusterOptionsSetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "consent-text", &self.consent_text)?;
+        crate::ser::optional(&mut map, "console", &self.console)?;
+        crate::ser::optional(&mut map, "crs", &self.crs)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "email_from", &self.email_from)?;
+        crate::ser::optional(&mut map, "fencing", &self.fencing)?;
+        crate::ser::optional(&mut map, "ha", &self.ha)?;
+        crate::ser::optional(&mut map, "http_proxy", &self.http_proxy)?;
+        crate::ser::optional(&mut map, "keyboard", &self.keyboard)?;
+        crate::ser::optional(&mut map, "language", &self.language)?;
+        crate::ser::optional(&mut map, "location", &self.location)?;
+        crate::ser::optional(&mut map, "mac_prefix", &self.mac_prefix)?;
+        crate::ser::optional(&mut map, "max_workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "migration", &self.migration)?;
+        crate::ser::optional(&mut map, "migration_unsecure", &self.migration_unsecure)?;
+        crate::ser::optional(&mut map, "next-id", &self.next_id)?;
+        crate::ser::optional(&mut map, "notify", &self.notify)?;
+        crate::ser::optional(&mut map, "registered-tags", &self.registered_tags)?;
+        crate::ser::optional(&mut map, "replication", &self.replication)?;
+        crate::ser::optional(&mut map, "tag-style", &self.tag_style)?;
+        crate::ser::optional(&mut map, "u2f", &self.u2f)?;
+        crate::ser::optional(&mut map, "user-tag-access", &self.user_tag_access)?;
+        crate::ser::optional(&mut map, "webauthn", &self.webauthn)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterQemuCpuFlagsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterQemuCpuFlagsIndexResponseItem {
     /// Description of the CPU flag.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Name of the CPU flag.
     pub name: ::std::string::String,
     /// List of nodes supporting the flag with the selected acceleration type ("accel").
-    #[serde(rename = "supported-on")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub supported_on: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+impl ::serde::Serialize for ClusterQemuCpuFlagsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "supported-on", &self.supported_on)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterQemuCpuFlagsIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterQemuCpuFlagsIndexResponseItem";
@@ -13940,51 +15434,59 @@ impl<'de> ::serde::Deserialize<'de> for ClusterQemuCpuFlagsIndexResponseItem {
     }
 }
 /// The `ClusterQemuCustomCpuModelsConfigResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterQemuCustomCpuModelsConfigResponseItem {
     /// Emulated CPU type. Can be default or custom name (custom model names must be prefixed with 'custom-').
     ///
     /// Default: `"kvm64"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cputype: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// List of additional CPU flags separated by ';'. Use '+FLAG' to enable, '-FLAG' to disable a flag. There is a special 'nested-virt' shorthand which controls nested virtualization for the current CPU ('svm' for AMD and 'vmx' for Intel). Custom CPU models can specify any flag supported by QEMU/KVM, VM-specific flags must be from the following set for security reasons: aes, amd-no-ssb, amd-ssbd, hv-evmcs, hv-tlbflush, ibpb, md-clear, nested-virt, pcid, pdpe1gb, spec-ctrl, ssbd, virt-ssbd
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub flags: ::std::option::Option<::std::string::String>,
     /// Number of physical address bits available to the guest.
     ///
     /// Range 32 to 64.
-    #[serde(rename = "guest-phys-bits")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub guest_phys_bits: ::std::option::Option<i64>,
     /// Do not identify as a KVM virtual machine. Only affects vCPUs with x86-64 architecture.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hidden: ::std::option::Option<crate::PveBool>,
     /// The Hyper-V vendor ID. Some drivers or programs inside Windows guests need a specific ID.
-    #[serde(rename = "hv-vendor-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hv_vendor_id: ::std::option::Option<::std::string::String>,
     /// Maximum input value for the basic CPUID leaves the guest can query - that is the vendor (leaf 0), family/model/stepping and feature bits (leaf 1), cache and topology info (leaves 4 and B), and so on. Higher-numbered leaves are hidden. Setting '30' is a common workaround for Hyper-V boot failures on Windows guests running on recent Intel hosts. Only applies when the vCPU architecture is x86_64.
     ///
     /// Range 0 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub level: ::std::option::Option<i64>,
     /// The physical memory address bits that are reported to the guest OS. Should be smaller or equal to the host's. Set to 'host' to use value from host CPU, but note that doing so will break live migration to CPUs with other values.
     ///
     /// Format `pve-phys-bits`.
-    #[serde(rename = "phys-bits")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub phys_bits: ::std::option::Option<::std::string::String>,
     /// CPU model and vendor to report to the guest. Must be a QEMU/KVM supported model. Only valid for custom CPU model definitions, default models will always report themselves to the guest OS.
     ///
     /// One of `486`, `a64fx`, `athlon`, `Broadwell`, `Broadwell-IBRS`, `Broadwell-noTSX`, `Broadwell-noTSX-IBRS`, `Cascadelake-Server`, `Cascadelake-Server-noTSX`, `Cascadelake-Server-v2`, `Cascadelake-Server-v4`, `Cascadelake-Server-v5`, `ClearwaterForest`, `ClearwaterForest-v2`, `ClearwaterForest-v3`, `Conroe`, `Cooperlake`, `Cooperlake-v2`, `core2duo`, `coreduo`, `cortex-a35`, `cortex-a53`, `cortex-a55`, `cortex-a57`, `cortex-a710`, `cortex-a72`, `cortex-a76`, `cortex-a78ae`, `DiamondRapids`, `EPYC`, `EPYC-Genoa`, `EPYC-Genoa-v2`, `EPYC-IBPB`, `EPYC-Milan`, `EPYC-Milan-v2`, `EPYC-Milan-v3`, `EPYC-Rome`, `EPYC-Rome-v2`, `EPYC-Rome-v3`, `EPYC-Rome-v4`, `EPYC-Rome-v5`, `EPYC-Turin`, `EPYC-v3`, `EPYC-v4`, `EPYC-v5`, `GraniteRapids`, `GraniteRapids-v2`, `GraniteRapids-v3`, `GraniteRapids-v4`, `GraniteRapids-v5`, `Haswell`, `Haswell-IBRS`, `Haswell-noTSX`, `Haswell-noTSX-IBRS`, `host`, `Icelake-Client`, `Icelake-Client-noTSX`, `Icelake-Server`, `Icelake-Server-noTSX`, `Icelake-Server-v3`, `Icelake-Server-v4`, `Icelake-Server-v5`, `Icelake-Server-v6`, `Icelake-Server-v7`, `IvyBridge`, `IvyBridge-IBRS`, `KnightsMill`, `kvm32`, `kvm64`, `max`, `Nehalem`, `Nehalem-IBRS`, `neoverse-n1`, `neoverse-n2`, `neoverse-v1`, `Opteron_G1`, `Opteron_G2`, `Opteron_G3`, `Opteron_G4`, `Opteron_G5`, `Penryn`, `pentium`, `pentium2`, `pentium3`, `phenom`, `qemu32`, `qemu64`, `SandyBridge`, `SandyBridge-IBRS`, `SapphireRapids`, `SapphireRapids-v2`, `SapphireRapids-v3`, `SapphireRapids-v4`, `SapphireRapids-v5`, `SapphireRapids-v6`, `SierraForest`, `SierraForest-v2`, `SierraForest-v3`, `SierraForest-v4`, `SierraForest-v5`, `Skylake-Client`, `Skylake-Client-IBRS`, `Skylake-Client-noTSX-IBRS`, `Skylake-Client-v4`, `Skylake-Server`, `Skylake-Server-IBRS`, `Skylake-Server-noTSX-IBRS`, `Skylake-Server-v4`, `Skylake-Server-v5`, `Westmere`, `Westmere-IBRS`. Default: `"kvm64"`.
-    #[serde(rename = "reported-model")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reported_model: ::std::option::Option<crate::generated::cluster::ReportedModel>,
+}
+impl ::serde::Serialize for ClusterQemuCustomCpuModelsConfigResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cputype", &self.cputype)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "flags", &self.flags)?;
+        crate::ser::optional(&mut map, "guest-phys-bits", &self.guest_phys_bits)?;
+        crate::ser::optional(&mut map, "hidden", &self.hidden)?;
+        crate::ser::optional(&mut map, "hv-vendor-id", &self.hv_vendor_id)?;
+        crate::ser::optional(&mut map, "level", &self.level)?;
+        crate::ser::optional(&mut map, "phys-bits", &self.phys_bits)?;
+        crate::ser::optional(&mut map, "reported-model", &self.reported_model)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterQemuCustomCpuModelsConfigResponseItem {
     const EXPECTING: &'static str = "struct ClusterQemuCustomCpuModelsConfigResponseItem";
@@ -14047,92 +15549,90 @@ impl<'de> ::serde::Deserialize<'de> for ClusterQemuCustomCpuModelsConfigResponse
     }
 }
 /// The `ClusterQemuCustomCpuModelsCputypeUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterQemuCustomCpuModelsCputypeUpdateParams {
     /// A list of properties to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// List of additional CPU flags separated by ';'. Use '+FLAG' to enable, '-FLAG' to disable a flag. There is a special 'nested-virt' shorthand which controls nested virtualization for the current CPU ('svm' for AMD and 'vmx' for Intel). Custom CPU models can specify any flag supported by QEMU/KVM, VM-specific flags must be from the following set for security reasons: aes, amd-no-ssb, amd-ssbd, hv-evmcs, hv-tlbflush, ibpb, md-clear, nested-virt, pcid, pdpe1gb, spec-ctrl, ssbd, virt-ssbd
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub flags: ::std::option::Option<::std::string::String>,
     /// Number of physical address bits available to the guest.
     ///
     /// Range 32 to 64.
-    #[serde(rename = "guest-phys-bits")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub guest_phys_bits: ::std::option::Option<i64>,
     /// Do not identify as a KVM virtual machine. Only affects vCPUs with x86-64 architecture.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hidden: ::std::option::Option<crate::PveBool>,
     /// The Hyper-V vendor ID. Some drivers or programs inside Windows guests need a specific ID.
-    #[serde(rename = "hv-vendor-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hv_vendor_id: ::std::option::Option<::std::string::String>,
     /// Maximum input value for the basic CPUID leaves the guest can query - that is the vendor (leaf 0), family/model/stepping and feature bits (leaf 1), cache and topology info (leaves 4 and B), and so on. Higher-numbered leaves are hidden. Setting '30' is a common workaround for Hyper-V boot failures on Windows guests running on recent Intel hosts. Only applies when the vCPU architecture is x86_64.
     ///
     /// Range 0 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub level: ::std::option::Option<i64>,
     /// The physical memory address bits that are reported to the guest OS. Should be smaller or equal to the host's. Set to 'host' to use value from host CPU, but note that doing so will break live migration to CPUs with other values.
     ///
     /// Format `pve-phys-bits`.
-    #[serde(rename = "phys-bits")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub phys_bits: ::std::option::Option<::std::string::String>,
     /// CPU model and vendor to report to the guest. Must be a QEMU/KVM supported model. Only valid for custom CPU model definitions, default models will always report themselves to the guest OS.
     ///
     /// One of `486`, `a64fx`, `athlon`, `Broadwell`, `Broadwell-IBRS`, `Broadwell-noTSX`, `Broadwell-noTSX-IBRS`, `Cascadelake-Server`, `Cascadelake-Server-noTSX`, `Cascadelake-Server-v2`, `Cascadelake-Server-v4`, `Cascadelake-Server-v5`, `ClearwaterForest`, `ClearwaterForest-v2`, `ClearwaterForest-v3`, `Conroe`, `Cooperlake`, `Cooperlake-v2`, `core2duo`, `coreduo`, `cortex-a35`, `cortex-a53`, `cortex-a55`, `cortex-a57`, `cortex-a710`, `cortex-a72`, `cortex-a76`, `cortex-a78ae`, `DiamondRapids`, `EPYC`, `EPYC-Genoa`, `EPYC-Genoa-v2`, `EPYC-IBPB`, `EPYC-Milan`, `EPYC-Milan-v2`, `EPYC-Milan-v3`, `EPYC-Rome`, `EPYC-Rome-v2`, `EPYC-Rome-v3`, `EPYC-Rome-v4`, `EPYC-Rome-v5`, `EPYC-Turin`, `EPYC-v3`, `EPYC-v4`, `EPYC-v5`, `GraniteRapids`, `GraniteRapids-v2`, `GraniteRapids-v3`, `GraniteRapids-v4`, `GraniteRapids-v5`, `Haswell`, `Haswell-IBRS`, `Haswell-noTSX`, `Haswell-noTSX-IBRS`, `host`, `Icelake-Client`, `Icelake-Client-noTSX`, `Icelake-Server`, `Icelake-Server-noTSX`, `Icelake-Server-v3`, `Icelake-Server-v4`, `Icelake-Server-v5`, `Icelake-Server-v6`, `Icelake-Server-v7`, `IvyBridge`, `IvyBridge-IBRS`, `KnightsMill`, `kvm32`, `kvm64`, `max`, `Nehalem`, `Nehalem-IBRS`, `neoverse-n1`, `neoverse-n2`, `neoverse-v1`, `Opteron_G1`, `Opteron_G2`, `Opteron_G3`, `Opteron_G4`, `Opteron_G5`, `Penryn`, `pentium`, `pentium2`, `pentium3`, `phenom`, `qemu32`, `qemu64`, `SandyBridge`, `SandyBridge-IBRS`, `SapphireRapids`, `SapphireRapids-v2`, `SapphireRapids-v3`, `SapphireRapids-v4`, `SapphireRapids-v5`, `SapphireRapids-v6`, `SierraForest`, `SierraForest-v2`, `SierraForest-v3`, `SierraForest-v4`, `SierraForest-v5`, `Skylake-Client`, `Skylake-Client-IBRS`, `Skylake-Client-noTSX-IBRS`, `Skylake-Client-v4`, `Skylake-Server`, `Skylake-Server-IBRS`, `Skylake-Server-noTSX-IBRS`, `Skylake-Server-v4`, `Skylake-Server-v5`, `Westmere`, `Westmere-IBRS`. Default: `"kvm64"`.
-    #[serde(rename = "reported-model")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reported_model: ::std::option::Option<crate::generated::cluster::ReportedModel>,
 }
+impl ::serde::Serialize for ClusterQemuCustomCpuModelsCputypeUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "flags", &self.flags)?;
+        crate::ser::optional(&mut map, "guest-phys-bits", &self.guest_phys_bits)?;
+        crate::ser::optional(&mut map, "hidden", &self.hidden)?;
+        crate::ser::optional(&mut map, "hv-vendor-id", &self.hv_vendor_id)?;
+        crate::ser::optional(&mut map, "level", &self.level)?;
+        crate::ser::optional(&mut map, "phys-bits", &self.phys_bits)?;
+        crate::ser::optional(&mut map, "reported-model", &self.reported_model)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterQemuCustomCpuModelsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterQemuCustomCpuModelsCreateParams {
     /// Name for the custom CPU model. The 'custom-' prefix is optional.
     ///
     /// Format `pve-configid`.
     pub cputype: ::std::string::String,
     /// List of additional CPU flags separated by ';'. Use '+FLAG' to enable, '-FLAG' to disable a flag. There is a special 'nested-virt' shorthand which controls nested virtualization for the current CPU ('svm' for AMD and 'vmx' for Intel). Custom CPU models can specify any flag supported by QEMU/KVM, VM-specific flags must be from the following set for security reasons: aes, amd-no-ssb, amd-ssbd, hv-evmcs, hv-tlbflush, ibpb, md-clear, nested-virt, pcid, pdpe1gb, spec-ctrl, ssbd, virt-ssbd
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub flags: ::std::option::Option<::std::string::String>,
     /// Number of physical address bits available to the guest.
     ///
     /// Range 32 to 64.
-    #[serde(rename = "guest-phys-bits")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub guest_phys_bits: ::std::option::Option<i64>,
     /// Do not identify as a KVM virtual machine. Only affects vCPUs with x86-64 architecture.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hidden: ::std::option::Option<crate::PveBool>,
     /// The Hyper-V vendor ID. Some drivers or programs inside Windows guests need a specific ID.
-    #[serde(rename = "hv-vendor-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hv_vendor_id: ::std::option::Option<::std::string::String>,
     /// Maximum input value for the basic CPUID leaves the guest can query - that is the vendor (leaf 0), family/model/stepping and feature bits (leaf 1), cache and topology info (leaves 4 and B), and so on. Higher-numbered leaves are hidden. Setting '30' is a common workaround for Hyper-V boot failures on Windows guests running on recent Intel hosts. Only applies when the vCPU architecture is x86_64.
     ///
     /// Range 0 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub level: ::std::option::Option<i64>,
     /// The physical memory address bits that are reported to the guest OS. Should be smaller or equal to the host's. Set to 'host' to use value from host CPU, but note that doing so will break live migration to CPUs with other values.
     ///
     /// Format `pve-phys-bits`.
-    #[serde(rename = "phys-bits")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub phys_bits: ::std::option::Option<::std::string::String>,
     /// CPU model and vendor to report to the guest. Must be a QEMU/KVM supported model. Only valid for custom CPU model definitions, default models will always report themselves to the guest OS.
     ///
     /// One of `486`, `a64fx`, `athlon`, `Broadwell`, `Broadwell-IBRS`, `Broadwell-noTSX`, `Broadwell-noTSX-IBRS`, `Cascadelake-Server`, `Cascadelake-Server-noTSX`, `Cascadelake-Server-v2`, `Cascadelake-Server-v4`, `Cascadelake-Server-v5`, `ClearwaterForest`, `ClearwaterForest-v2`, `ClearwaterForest-v3`, `Conroe`, `Cooperlake`, `Cooperlake-v2`, `core2duo`, `coreduo`, `cortex-a35`, `cortex-a53`, `cortex-a55`, `cortex-a57`, `cortex-a710`, `cortex-a72`, `cortex-a76`, `cortex-a78ae`, `DiamondRapids`, `EPYC`, `EPYC-Genoa`, `EPYC-Genoa-v2`, `EPYC-IBPB`, `EPYC-Milan`, `EPYC-Milan-v2`, `EPYC-Milan-v3`, `EPYC-Rome`, `EPYC-Rome-v2`, `EPYC-Rome-v3`, `EPYC-Rome-v4`, `EPYC-Rome-v5`, `EPYC-Turin`, `EPYC-v3`, `EPYC-v4`, `EPYC-v5`, `GraniteRapids`, `GraniteRapids-v2`, `GraniteRapids-v3`, `GraniteRapids-v4`, `GraniteRapids-v5`, `Haswell`, `Haswell-IBRS`, `Haswell-noTSX`, `Haswell-noTSX-IBRS`, `host`, `Icelake-Client`, `Icelake-Client-noTSX`, `Icelake-Server`, `Icelake-Server-noTSX`, `Icelake-Server-v3`, `Icelake-Server-v4`, `Icelake-Server-v5`, `Icelake-Server-v6`, `Icelake-Server-v7`, `IvyBridge`, `IvyBridge-IBRS`, `KnightsMill`, `kvm32`, `kvm64`, `max`, `Nehalem`, `Nehalem-IBRS`, `neoverse-n1`, `neoverse-n2`, `neoverse-v1`, `Opteron_G1`, `Opteron_G2`, `Opteron_G3`, `Opteron_G4`, `Opteron_G5`, `Penryn`, `pentium`, `pentium2`, `pentium3`, `phenom`, `qemu32`, `qemu64`, `SandyBridge`, `SandyBridge-IBRS`, `SapphireRapids`, `SapphireRapids-v2`, `SapphireRapids-v3`, `SapphireRapids-v4`, `SapphireRapids-v5`, `SapphireRapids-v6`, `SierraForest`, `SierraForest-v2`, `SierraForest-v3`, `SierraForest-v4`, `SierraForest-v5`, `Skylake-Client`, `Skylake-Client-IBRS`, `Skylake-Client-noTSX-IBRS`, `Skylake-Client-v4`, `Skylake-Server`, `Skylake-Server-IBRS`, `Skylake-Server-noTSX-IBRS`, `Skylake-Server-v4`, `Skylake-Server-v5`, `Westmere`, `Westmere-IBRS`. Default: `"kvm64"`.
-    #[serde(rename = "reported-model")]
     pub reported_model: crate::generated::cluster::ReportedModel,
 }
 impl ClusterQemuCustomCpuModelsCreateParams {
@@ -14154,14 +15654,32 @@ impl ClusterQemuCustomCpuModelsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterQemuCustomCpuModelsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cputype", &self.cputype)?;
+        crate::ser::optional(&mut map, "flags", &self.flags)?;
+        crate::ser::optional(&mut map, "guest-phys-bits", &self.guest_phys_bits)?;
+        crate::ser::optional(&mut map, "hidden", &self.hidden)?;
+        crate::ser::optional(&mut map, "hv-vendor-id", &self.hv_vendor_id)?;
+        crate::ser::optional(&mut map, "level", &self.level)?;
+        crate::ser::optional(&mut map, "phys-bits", &self.phys_bits)?;
+        crate::ser::entry(&mut map, "reported-model", &self.reported_model)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterReplicationCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterReplicationCreateParams {
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Flag to disable/deactivate the entry.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Replication Job ID. The ID is composed of a Guest ID and a job number, separated by a hyphen, i.e. '<GUEST>-<JOBNUM>'.
     ///
@@ -14170,22 +15688,18 @@ pub struct ClusterReplicationCreateParams {
     /// Rate limit in mbps (megabytes per second) as floating point number.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rate: ::std::option::Option<f64>,
     /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
     ///
     /// One of `local`, `full`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_job: ::std::option::Option<crate::generated::cluster::RemoveJob>,
     /// Storage replication schedule. The format is a subset of `systemd` calendar events.
     ///
     /// Format `pve-calendar-event`. Default: `"*/15"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// For internal use, to detect if the guest was stolen.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
     /// Target node.
     ///
@@ -14217,31 +15731,61 @@ impl ClusterReplicationCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterReplicationCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "rate", &self.rate)?;
+        crate::ser::optional(&mut map, "remove_job", &self.remove_job)?;
+        crate::ser::optional(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "source", &self.source)?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterReplicationIdDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterReplicationIdDeleteParams {
     /// Will remove the jobconfig entry, but will not cleanup.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Keep replicated data at target (do not remove).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterReplicationIdDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "keep", &self.keep)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterReplicationIdReadResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterReplicationIdReadResponse {
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Flag to disable/deactivate the entry.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Guest ID.
     pub guest: i64,
@@ -14254,22 +15798,18 @@ pub struct ClusterReplicationIdReadResponse {
     /// Rate limit in mbps (megabytes per second) as floating point number.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rate: ::std::option::Option<f64>,
     /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
     ///
     /// One of `local`, `full`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_job: ::std::option::Option<crate::generated::cluster::RemoveJob>,
     /// Storage replication schedule. The format is a subset of `systemd` calendar events.
     ///
     /// Format `pve-calendar-event`. Default: `"*/15"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// For internal use, to detect if the guest was stolen.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
     /// Target node.
     ///
@@ -14279,6 +15819,30 @@ pub struct ClusterReplicationIdReadResponse {
     ///
     /// One of `local`.
     pub r#type: crate::generated::cluster::ClusterReplicationCreateParamsType,
+}
+impl ::serde::Serialize for ClusterReplicationIdReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "guest", &self.guest)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "jobnum", &self.jobnum)?;
+        crate::ser::optional(&mut map, "rate", &self.rate)?;
+        crate::ser::optional(&mut map, "remove_job", &self.remove_job)?;
+        crate::ser::optional(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "source", &self.source)?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterReplicationIdReadResponse {
     const EXPECTING: &'static str = "struct ClusterReplicationIdReadResponse";
@@ -14342,51 +15906,61 @@ impl<'de> ::serde::Deserialize<'de> for ClusterReplicationIdReadResponse {
     }
 }
 /// The `ClusterReplicationIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterReplicationIdUpdateParams {
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Flag to disable/deactivate the entry.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Rate limit in mbps (megabytes per second) as floating point number.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rate: ::std::option::Option<f64>,
     /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
     ///
     /// One of `local`, `full`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_job: ::std::option::Option<crate::generated::cluster::RemoveJob>,
     /// Storage replication schedule. The format is a subset of `systemd` calendar events.
     ///
     /// Format `pve-calendar-event`. Default: `"*/15"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// For internal use, to detect if the guest was stolen.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterReplicationIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "rate", &self.rate)?;
+        crate::ser::optional(&mut map, "remove_job", &self.remove_job)?;
+        crate::ser::optional(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "source", &self.source)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterReplicationIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterReplicationIndexResponseItem {
     /// Description.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Flag to disable/deactivate the entry.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// Guest ID.
     pub guest: i64,
@@ -14399,22 +15973,18 @@ pub struct ClusterReplicationIndexResponseItem {
     /// Rate limit in mbps (megabytes per second) as floating point number.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rate: ::std::option::Option<f64>,
     /// Mark the replication job for removal. The job will remove all local replication snapshots. When set to 'full', it also tries to remove replicated volumes on the target. The job then removes itself from the configuration file.
     ///
     /// One of `local`, `full`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_job: ::std::option::Option<crate::generated::cluster::RemoveJob>,
     /// Storage replication schedule. The format is a subset of `systemd` calendar events.
     ///
     /// Format `pve-calendar-event`. Default: `"*/15"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub schedule: ::std::option::Option<::std::string::String>,
     /// For internal use, to detect if the guest was stolen.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
     /// Target node.
     ///
@@ -14424,6 +15994,29 @@ pub struct ClusterReplicationIndexResponseItem {
     ///
     /// One of `local`.
     pub r#type: crate::generated::cluster::ClusterReplicationCreateParamsType,
+}
+impl ::serde::Serialize for ClusterReplicationIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::entry(&mut map, "guest", &self.guest)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "jobnum", &self.jobnum)?;
+        crate::ser::optional(&mut map, "rate", &self.rate)?;
+        crate::ser::optional(&mut map, "remove_job", &self.remove_job)?;
+        crate::ser::optional(&mut map, "schedule", &self.schedule)?;
+        crate::ser::optional(&mut map, "source", &self.source)?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterReplicationIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterReplicationIndexResponseItem";
@@ -14484,156 +16077,178 @@ impl<'de> ::serde::Deserialize<'de> for ClusterReplicationIndexResponseItem {
     }
 }
 /// The `ClusterResourcesParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterResourcesParams {
     /// Resource type.
     ///
     /// One of `vm`, `storage`, `node`, `sdn`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterResourcesParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterResourcesParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterResourcesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterResourcesResponseItem {
     /// The cgroup mode the node operates under (for type 'node').
-    #[serde(rename = "cgroup-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cgroup_mode: ::std::option::Option<i64>,
     /// Allowed storage content types (for type 'storage').
     ///
     /// Format `pve-storage-content-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
     /// CPU utilization (for types 'node', 'qemu' and 'lxc').
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<f64>,
     /// Used disk space in bytes (for type 'storage'), used root image space for VMs (for types 'qemu' and 'lxc').
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<i64>,
     /// The number of bytes the guest read from its block devices since the guest was started. This info is not available for all storage types. (for types 'qemu' and 'lxc')
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskread: ::std::option::Option<i64>,
     /// The number of bytes the guest wrote to its block devices since the guest was started. This info is not available for all storage types. (for types 'qemu' and 'lxc')
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskwrite: ::std::option::Option<i64>,
     /// HA service status (for HA managed VMs).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hastate: ::std::option::Option<::std::string::String>,
     /// The node's CPU architecture. (for type 'node').
     ///
     /// One of `x86_64`, `aarch64`. Default: `"x86_64"`.
-    #[serde(rename = "host-arch")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub host_arch: ::std::option::Option<
         crate::generated::common::ClusterQemuCpuFlagsIndexParamsArch,
     >,
     /// Resource id.
     pub id: ::std::string::String,
     /// Support level (for type 'node').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub level: ::std::option::Option<::std::string::String>,
     /// The guest's current config lock (for types 'qemu' and 'lxc')
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Number of available CPUs (for types 'node', 'qemu' and 'lxc').
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxcpu: ::std::option::Option<f64>,
     /// Storage size in bytes (for type 'storage'), root image size for VMs (for types 'qemu' and 'lxc').
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Number of available memory in bytes (for types 'node', 'qemu' and 'lxc').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxmem: ::std::option::Option<i64>,
     /// Used memory in bytes (for types 'node', 'qemu' and 'lxc').
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<i64>,
     /// Used memory in bytes from the point of view of the host (for types 'qemu').
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memhost: ::std::option::Option<i64>,
     /// Name of the resource.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started. (for types 'qemu' and 'lxc')
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started. (for types 'qemu' and 'lxc')
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netout: ::std::option::Option<i64>,
     /// The name of a Network entity (for type 'network').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub network: ::std::option::Option<::std::string::String>,
     /// The type of network resource (for type 'network').
     ///
     /// One of `fabric`, `zone`.
-    #[serde(rename = "network-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub network_type: ::std::option::Option<crate::generated::cluster::NetworkType>,
     /// The cluster node name (for types 'node', 'storage', 'qemu', and 'lxc').
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// More specific type, if available.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub plugintype: ::std::option::Option<::std::string::String>,
     /// The pool name (for types 'pool', 'qemu' and 'lxc').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// The protocol of a fabric (for type 'network', network-type 'fabric').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protocol: ::std::option::Option<::std::string::String>,
     /// The name of an SDN entity (for type 'sdn')
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sdn: ::std::option::Option<::std::string::String>,
     /// Determines whether the storage is shared
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shared: ::std::option::Option<crate::PveBool>,
     /// Resource type dependent status.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// The storage identifier (for type 'storage').
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// The guest's tags (for types 'qemu' and 'lxc')
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Determines if the guest is a template. (for types 'qemu' and 'lxc')
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Resource type.
     ///
     /// One of `node`, `storage`, `pool`, `qemu`, `lxc`, `openvz`, `sdn`, `network`.
     pub r#type: crate::generated::cluster::ClusterResourcesResponseItemType,
     /// Uptime of node or virtual guest in seconds (for types 'node', 'qemu' and 'lxc').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
     /// The numerical vmid (for types 'qemu' and 'lxc').
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
     /// The type of an SDN zone (for type 'sdn').
-    #[serde(rename = "zone-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zone_type: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterResourcesResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cgroup-mode", &self.cgroup_mode)?;
+        crate::ser::optional(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "disk", &self.disk)?;
+        crate::ser::optional(&mut map, "diskread", &self.diskread)?;
+        crate::ser::optional(&mut map, "diskwrite", &self.diskwrite)?;
+        crate::ser::optional(&mut map, "hastate", &self.hastate)?;
+        crate::ser::optional(&mut map, "host-arch", &self.host_arch)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "level", &self.level)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "maxcpu", &self.maxcpu)?;
+        crate::ser::optional(&mut map, "maxdisk", &self.maxdisk)?;
+        crate::ser::optional(&mut map, "maxmem", &self.maxmem)?;
+        crate::ser::optional(&mut map, "mem", &self.mem)?;
+        crate::ser::optional(&mut map, "memhost", &self.memhost)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "netin", &self.netin)?;
+        crate::ser::optional(&mut map, "netout", &self.netout)?;
+        crate::ser::optional(&mut map, "network", &self.network)?;
+        crate::ser::optional(&mut map, "network-type", &self.network_type)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "plugintype", &self.plugintype)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "protocol", &self.protocol)?;
+        crate::ser::optional(&mut map, "sdn", &self.sdn)?;
+        crate::ser::optional(&mut map, "shared", &self.shared)?;
+        crate::ser::optional(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "uptime", &self.uptime)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::optional(&mut map, "zone-type", &self.zone_type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterResourcesResponseItem {
     const EXPECTING: &'static str = "struct ClusterResourcesResponseItem";
@@ -14772,205 +16387,207 @@ impl<'de> ::serde::Deserialize<'de> for ClusterResourcesResponseItem {
     }
 }
 /// The `ClusterSdnControllersControllerDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnControllersControllerDeleteParams {
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterSdnControllersControllerDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnControllersControllerReadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnControllersControllerReadParams {
     /// Display pending config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<crate::PveBool>,
     /// Display running config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterSdnControllersControllerReadParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "running", &self.running)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnControllersControllerUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnControllersControllerUpdateParams {
     /// autonomous system number
     ///
     /// Range 0 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub asn: ::std::option::Option<i64>,
     /// Whether to use eBGP or iBGP. Auto mode chooses depending on BGP controller or falls back to iBGP.
     ///
     /// One of `auto`, `external`, `internal`. Default: `"auto"`.
-    #[serde(rename = "bgp-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_mode: ::std::option::Option<crate::generated::cluster::BgpMode>,
     /// Consider different AS paths of equal length for multipath computation.
-    #[serde(rename = "bgp-multipath-as-path-relax")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_multipath_as_path_relax: ::std::option::Option<crate::PveBool>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Enable eBGP (remote-as external).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp: ::std::option::Option<crate::PveBool>,
     /// Set maximum amount of hops for eBGP peers.
-    #[serde(rename = "ebgp-multihop")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp_multihop: ::std::option::Option<i64>,
     /// SDN fabric to use as underlay for this EVPN controller.
     ///
     /// Format `pve-sdn-fabric-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fabric: ::std::option::Option<::std::string::String>,
     /// Name of the IS-IS domain.
-    #[serde(rename = "isis-domain")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_domain: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of interfaces where IS-IS should be active.
     ///
     /// Format `pve-iface-list`.
-    #[serde(rename = "isis-ifaces")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_ifaces: ::std::option::Option<::std::string::String>,
     /// Network Entity title for this node in the IS-IS network.
     ///
     /// Format `pve-sdn-isis-net`.
-    #[serde(rename = "isis-net")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_net: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// Name of the loopback/dummy interface that provides the Router-IP.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub loopback: ::std::option::Option<::std::string::String>,
     /// The cluster node name.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Name of the peer group for this EVPN controller
     ///
     /// Format `pve-configid`. Default: `"VTEP"`.
-    #[serde(rename = "peer-group-name")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peer_group_name: ::std::option::Option<::std::string::String>,
     /// peers address list.
     ///
     /// Format `ip-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// Route Map that should be applied for incoming routes
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(rename = "route-map-in")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_map_in: ::std::option::Option<::std::string::String>,
     /// Route Map that should be applied for outgoing routes
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(rename = "route-map-out")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_map_out: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterSdnControllersControllerUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "asn", &self.asn)?;
+        crate::ser::optional(&mut map, "bgp-mode", &self.bgp_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "bgp-multipath-as-path-relax",
+            &self.bgp_multipath_as_path_relax,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "ebgp", &self.ebgp)?;
+        crate::ser::optional(&mut map, "ebgp-multihop", &self.ebgp_multihop)?;
+        crate::ser::optional(&mut map, "fabric", &self.fabric)?;
+        crate::ser::optional(&mut map, "isis-domain", &self.isis_domain)?;
+        crate::ser::optional(&mut map, "isis-ifaces", &self.isis_ifaces)?;
+        crate::ser::optional(&mut map, "isis-net", &self.isis_net)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "loopback", &self.loopback)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "peer-group-name", &self.peer_group_name)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::optional(&mut map, "route-map-in", &self.route_map_in)?;
+        crate::ser::optional(&mut map, "route-map-out", &self.route_map_out)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnControllersCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnControllersCreateParams {
     /// autonomous system number
     ///
     /// Range 0 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub asn: ::std::option::Option<i64>,
     /// Whether to use eBGP or iBGP. Auto mode chooses depending on BGP controller or falls back to iBGP.
     ///
     /// One of `auto`, `external`, `internal`. Default: `"auto"`.
-    #[serde(rename = "bgp-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_mode: ::std::option::Option<crate::generated::cluster::BgpMode>,
     /// Consider different AS paths of equal length for multipath computation.
-    #[serde(rename = "bgp-multipath-as-path-relax")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_multipath_as_path_relax: ::std::option::Option<crate::PveBool>,
     /// The SDN controller object identifier.
     pub controller: ::std::string::String,
     /// Enable eBGP (remote-as external).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp: ::std::option::Option<crate::PveBool>,
     /// Set maximum amount of hops for eBGP peers.
-    #[serde(rename = "ebgp-multihop")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp_multihop: ::std::option::Option<i64>,
     /// SDN fabric to use as underlay for this EVPN controller.
     ///
     /// Format `pve-sdn-fabric-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fabric: ::std::option::Option<::std::string::String>,
     /// Name of the IS-IS domain.
-    #[serde(rename = "isis-domain")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_domain: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of interfaces where IS-IS should be active.
     ///
     /// Format `pve-iface-list`.
-    #[serde(rename = "isis-ifaces")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_ifaces: ::std::option::Option<::std::string::String>,
     /// Network Entity title for this node in the IS-IS network.
     ///
     /// Format `pve-sdn-isis-net`.
-    #[serde(rename = "isis-net")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_net: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// Name of the loopback/dummy interface that provides the Router-IP.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub loopback: ::std::option::Option<::std::string::String>,
     /// The cluster node name.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Name of the peer group for this EVPN controller
     ///
     /// Format `pve-configid`. Default: `"VTEP"`.
-    #[serde(rename = "peer-group-name")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peer_group_name: ::std::option::Option<::std::string::String>,
     /// peers address list.
     ///
     /// Format `ip-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// Route Map that should be applied for incoming routes
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(rename = "route-map-in")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_map_in: ::std::option::Option<::std::string::String>,
     /// Route Map that should be applied for outgoing routes
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(rename = "route-map-out")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_map_out: ::std::option::Option<::std::string::String>,
     /// Plugin type.
     ///
@@ -15007,96 +16624,120 @@ impl ClusterSdnControllersCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnControllersCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "asn", &self.asn)?;
+        crate::ser::optional(&mut map, "bgp-mode", &self.bgp_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "bgp-multipath-as-path-relax",
+            &self.bgp_multipath_as_path_relax,
+        )?;
+        crate::ser::entry(&mut map, "controller", &self.controller)?;
+        crate::ser::optional(&mut map, "ebgp", &self.ebgp)?;
+        crate::ser::optional(&mut map, "ebgp-multihop", &self.ebgp_multihop)?;
+        crate::ser::optional(&mut map, "fabric", &self.fabric)?;
+        crate::ser::optional(&mut map, "isis-domain", &self.isis_domain)?;
+        crate::ser::optional(&mut map, "isis-ifaces", &self.isis_ifaces)?;
+        crate::ser::optional(&mut map, "isis-net", &self.isis_net)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "loopback", &self.loopback)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "peer-group-name", &self.peer_group_name)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::optional(&mut map, "route-map-in", &self.route_map_in)?;
+        crate::ser::optional(&mut map, "route-map-out", &self.route_map_out)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnControllersIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnControllersIndexParams {
     /// Display pending config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<crate::PveBool>,
     /// Display running config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
     /// Only list sdn controllers of specific type
     ///
     /// One of `bgp`, `evpn`, `faucet`, `isis`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterSdnControllersCreateParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterSdnControllersIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "running", &self.running)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnControllersIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnControllersIndexResponseItem {
     /// The local ASN of the controller. BGP & EVPN only.
     ///
     /// Range 0 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub asn: ::std::option::Option<i64>,
     /// Whether to use eBGP or iBGP. Auto mode chooses depending on BGP controller or falls back to iBGP.
     ///
     /// One of `auto`, `external`, `internal`. Default: `"auto"`.
-    #[serde(rename = "bgp-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_mode: ::std::option::Option<crate::generated::cluster::BgpMode>,
     /// Consider different AS paths of equal length for multipath computation. BGP only.
-    #[serde(rename = "bgp-multipath-as-relax")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_multipath_as_relax: ::std::option::Option<crate::PveBool>,
     /// Name of the controller.
     pub controller: ::std::string::String,
     /// Digest of the controller section.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Enable eBGP (remote-as external). BGP only.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp: ::std::option::Option<crate::PveBool>,
     /// Set maximum amount of hops for eBGP peers. Needs ebgp set to 1. BGP only.
-    #[serde(rename = "ebgp-multihop")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp_multihop: ::std::option::Option<i64>,
     /// Name of the IS-IS domain. IS-IS only.
-    #[serde(rename = "isis-domain")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_domain: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of interfaces where IS-IS should be active. IS-IS only.
     ///
     /// Format `pve-iface-list`.
-    #[serde(rename = "isis-ifaces")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_ifaces: ::std::option::Option<::std::string::String>,
     /// Network Entity title for this node in the IS-IS network. IS-IS only.
     ///
     /// Format `pve-sdn-isis-net`.
-    #[serde(rename = "isis-net")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_net: ::std::option::Option<::std::string::String>,
     /// Name of the loopback/dummy interface that provides the Router-IP. BGP only.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub loopback: ::std::option::Option<::std::string::String>,
     /// Node(s) where this controller is active.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Name of the peer group for this EVPN controller
-    #[serde(rename = "peer-group-name")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peer_group_name: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of the peers IP addresses.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// Changes that have not yet been applied to the running configuration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<
         crate::generated::cluster::ClusterSdnControllersIndexResponseItemPending,
     >,
     /// State of the SDN configuration object.
     ///
     /// One of `new`, `changed`, `deleted`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<
         crate::generated::cluster::ClusterSdnControllersIndexResponseItemState,
     >,
@@ -15104,6 +16745,40 @@ pub struct ClusterSdnControllersIndexResponseItem {
     ///
     /// One of `bgp`, `evpn`, `faucet`, `isis`.
     pub r#type: crate::generated::cluster::ClusterSdnControllersCreateParamsType,
+}
+impl ::serde::Serialize for ClusterSdnControllersIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "asn", &self.asn)?;
+        crate::ser::optional(&mut map, "bgp-mode", &self.bgp_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "bgp-multipath-as-relax",
+            &self.bgp_multipath_as_relax,
+        )?;
+        crate::ser::entry(&mut map, "controller", &self.controller)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "ebgp", &self.ebgp)?;
+        crate::ser::optional(&mut map, "ebgp-multihop", &self.ebgp_multihop)?;
+        crate::ser::optional(&mut map, "isis-domain", &self.isis_domain)?;
+        crate::ser::optional(&mut map, "isis-ifaces", &self.isis_ifaces)?;
+        crate::ser::optional(&mut map, "isis-net", &self.isis_net)?;
+        crate::ser::optional(&mut map, "loopback", &self.loopback)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "peer-group-name", &self.peer_group_name)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnControllersIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterSdnControllersIndexResponseItem";
@@ -15203,64 +16878,73 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnControllersIndexResponseItem {
     }
 }
 /// Changes that have not yet been applied to the running configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnControllersIndexResponseItemPending {
     /// The local ASN of the controller. BGP & EVPN only.
     ///
     /// Range 0 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub asn: ::std::option::Option<i64>,
     /// Whether to use eBGP or iBGP. Auto mode chooses depending on BGP controller or falls back to iBGP.
     ///
     /// One of `auto`, `external`, `internal`. Default: `"auto"`.
-    #[serde(rename = "bgp-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_mode: ::std::option::Option<crate::generated::cluster::BgpMode>,
     /// Consider different AS paths of equal length for multipath computation. BGP only.
-    #[serde(rename = "bgp-multipath-as-relax")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bgp_multipath_as_relax: ::std::option::Option<crate::PveBool>,
     /// Enable eBGP (remote-as external). BGP only.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp: ::std::option::Option<crate::PveBool>,
     /// Set maximum amount of hops for eBGP peers. Needs ebgp set to 1. BGP only.
-    #[serde(rename = "ebgp-multihop")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ebgp_multihop: ::std::option::Option<i64>,
     /// Name of the IS-IS domain. IS-IS only.
-    #[serde(rename = "isis-domain")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_domain: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of interfaces where IS-IS should be active. IS-IS only.
     ///
     /// Format `pve-iface-list`.
-    #[serde(rename = "isis-ifaces")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_ifaces: ::std::option::Option<::std::string::String>,
     /// Network Entity title for this node in the IS-IS network. IS-IS only.
     ///
     /// Format `pve-sdn-isis-net`.
-    #[serde(rename = "isis-net")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isis_net: ::std::option::Option<::std::string::String>,
     /// Name of the loopback/dummy interface that provides the Router-IP. BGP only.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub loopback: ::std::option::Option<::std::string::String>,
     /// Node(s) where this controller is active.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Name of the peer group for this EVPN controller
-    #[serde(rename = "peer-group-name")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peer_group_name: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of the peers IP addresses.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterSdnControllersIndexResponseItemPending {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "asn", &self.asn)?;
+        crate::ser::optional(&mut map, "bgp-mode", &self.bgp_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "bgp-multipath-as-relax",
+            &self.bgp_multipath_as_relax,
+        )?;
+        crate::ser::optional(&mut map, "ebgp", &self.ebgp)?;
+        crate::ser::optional(&mut map, "ebgp-multihop", &self.ebgp_multihop)?;
+        crate::ser::optional(&mut map, "isis-domain", &self.isis_domain)?;
+        crate::ser::optional(&mut map, "isis-ifaces", &self.isis_ifaces)?;
+        crate::ser::optional(&mut map, "isis-net", &self.isis_net)?;
+        crate::ser::optional(&mut map, "loopback", &self.loopback)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "peer-group-name", &self.peer_group_name)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnControllersIndexResponseItemPending {
     const EXPECTING: &'static str = "struct ClusterSdnControllersIndexResponseItemPending";
@@ -15343,27 +17027,21 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnControllersIndexResponseItemPe
     }
 }
 /// The `ClusterSdnDnsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnDnsCreateParams {
     /// The SDN dns object identifier.
     pub dns: ::std::string::String,
     /// Certificate SHA 256 fingerprint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// The `key` property.
     pub key: ::std::string::String,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `reversemaskv6` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversemaskv6: ::std::option::Option<i64>,
     /// The `reversev6mask` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversev6mask: ::std::option::Option<i64>,
     /// The `ttl` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ttl: ::std::option::Option<i64>,
     /// Plugin type.
     ///
@@ -15394,24 +17072,71 @@ impl ClusterSdnDnsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnDnsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "dns", &self.dns)?;
+        crate::ser::optional(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::entry(&mut map, "key", &self.key)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "reversemaskv6", &self.reversemaskv6)?;
+        crate::ser::optional(&mut map, "reversev6mask", &self.reversev6mask)?;
+        crate::ser::optional(&mut map, "ttl", &self.ttl)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::entry(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnDnsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnDnsIndexParams {
     /// Only list sdn dns of specific type
     ///
     /// One of `powerdns`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterSdnDnsCreateParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterSdnDnsIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnDnsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnDnsIndexResponseItem {
     /// The `dns` property.
     pub dns: ::std::string::String,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterSdnDnsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "dns", &self.dns)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnDnsIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterSdnDnsIndexResponseItem";
@@ -15443,38 +17168,49 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnDnsIndexResponseItem {
     }
 }
 /// The `ClusterSdnDnsUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnDnsUpdateParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Certificate SHA 256 fingerprint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// The `key` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub key: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `reversemaskv6` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversemaskv6: ::std::option::Option<i64>,
     /// The `ttl` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ttl: ::std::option::Option<i64>,
     /// The `url` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterSdnDnsUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::optional(&mut map, "key", &self.key)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "reversemaskv6", &self.reversemaskv6)?;
+        crate::ser::optional(&mut map, "ttl", &self.ttl)?;
+        crate::ser::optional(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnDryRunParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnDryRunParams {
     /// The cluster node name.
     ///
@@ -15488,17 +17224,40 @@ impl ClusterSdnDryRunParams {
         Self { node: node.into() }
     }
 }
+impl ::serde::Serialize for ClusterSdnDryRunParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnDryRunResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnDryRunResponse {
     /// The difference between the current and pending FRR configuration.
-    #[serde(rename = "frr-diff")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub frr_diff: ::std::option::Option<::std::string::String>,
     /// The difference between the current and pending /etc/network/interfaces.d/sdn configuration.
-    #[serde(rename = "interfaces-diff")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub interfaces_diff: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterSdnDryRunResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "frr-diff", &self.frr_diff)?;
+        crate::ser::optional(&mut map, "interfaces-diff", &self.interfaces_diff)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnDryRunResponse {
     const EXPECTING: &'static str = "struct ClusterSdnDryRunResponse";
@@ -15536,17 +17295,29 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnDryRunResponse {
     }
 }
 /// The `ClusterSdnFabricsAllListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnFabricsAllListParams {
     /// Display pending config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<crate::PveBool>,
     /// Display running config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterSdnFabricsAllListParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "running", &self.running)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnFabricsAllListResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnFabricsAllListResponse {
     /// The `fabrics` property.
     pub fabrics: ::std::vec::Vec<
@@ -15556,6 +17327,20 @@ pub struct ClusterSdnFabricsAllListResponse {
     pub nodes: ::std::vec::Vec<
         crate::generated::cluster::ClusterSdnFabricsAllListResponseNodesItem,
     >,
+}
+impl ::serde::Serialize for ClusterSdnFabricsAllListResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "fabrics", &self.fabrics)?;
+        crate::ser::entry(&mut map, "nodes", &self.nodes)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnFabricsAllListResponse {
     const EXPECTING: &'static str = "struct ClusterSdnFabricsAllListResponse";
@@ -15587,23 +17372,19 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnFabricsAllListResponse {
     }
 }
 /// The `ClusterSdnFabricsAllListResponseFabricsItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
     /// The csnp_interval property for Openfabric
     ///
     /// Range 1 to 600.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The hello_interval property for Openfabric
     ///
     /// Range 1 to 600.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hello_interval: ::std::option::Option<f64>,
     /// Identifier for SDN fabrics
     ///
@@ -15612,21 +17393,16 @@ pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     /// The IP prefix for Node IPs
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6_prefix: ::std::option::Option<::std::string::String>,
     /// The IP prefix for Node IPs
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_prefix: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// A seconds interval, between 1 and 65535 inclusive, of how often to send an authenticated empty packet to the peer for the purpose of keeping a stateful firewall or NAT mapping valid persistently. For example, if the interface very rarely sends traffic, but it might at anytime receive traffic from another node, and it is behind NAT, the interface might benefit from having a persistent keepalive interval of 25 seconds. If unset or set to 0, it is turned off
     ///
     /// Range 0 to 65535.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub persistent_keepalive: ::std::option::Option<f64>,
     /// Type of configuration entry in an SDN Fabric section config
     ///
@@ -15637,8 +17413,35 @@ pub struct ClusterSdnFabricsAllListResponseFabricsItem {
     /// A prefix list that should be used for filtering routes that are to be installed into the kernel routing table
     ///
     /// Format `pve-sdn-prefix-list-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_filter: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterSdnFabricsAllListResponseFabricsItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "area", &self.area)?;
+        crate::ser::optional(&mut map, "csnp_interval", &self.csnp_interval)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "hello_interval", &self.hello_interval)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "ip6_prefix", &self.ip6_prefix)?;
+        crate::ser::optional(&mut map, "ip_prefix", &self.ip_prefix)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(
+            &mut map,
+            "persistent_keepalive",
+            &self.persistent_keepalive,
+        )?;
+        crate::ser::entry(&mut map, "protocol", &self.protocol)?;
+        crate::ser::entry(&mut map, "redistribute", &self.redistribute)?;
+        crate::ser::optional(&mut map, "route_filter", &self.route_filter)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnFabricsAllListResponseFabricsItem {
     const EXPECTING: &'static str = "struct ClusterSdnFabricsAllListResponseFabricsItem";
@@ -15722,16 +17525,13 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnFabricsAllListResponseFabricsI
     }
 }
 /// The `ClusterSdnFabricsAllListResponseNodesItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnFabricsAllListResponseNodesItem {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_ips: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The endpoint used for connecting to this node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub endpoint: ::std::option::Option<::std::string::String>,
     /// Identifier for SDN fabrics
     ///
@@ -15742,23 +17542,18 @@ pub struct ClusterSdnFabricsAllListResponseNodesItem {
     /// IPv4 address for this node
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip: ::std::option::Option<::std::string::String>,
     /// IPv6 address for this node
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// Identifier for nodes in an SDN fabric
     ///
     /// Format `pve-node`.
     pub node_id: ::std::string::String,
     /// The `peers` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::PeersConfig>,
     >,
@@ -15767,13 +17562,36 @@ pub struct ClusterSdnFabricsAllListResponseNodesItem {
     /// One of `openfabric`, `ospf`, `wireguard`, `bgp`.
     pub protocol: crate::generated::cluster::Protocol,
     /// The public key for the external node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub public_key: ::std::option::Option<::std::string::String>,
     /// The role of this node in the WireGuard fabric.
     ///
     /// One of `internal`, `external`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub role: ::std::option::Option<crate::generated::cluster::Role>,
+}
+impl ::serde::Serialize for ClusterSdnFabricsAllListResponseNodesItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "allowed_ips", &self.allowed_ips)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "endpoint", &self.endpoint)?;
+        crate::ser::entry(&mut map, "fabric_id", &self.fabric_id)?;
+        crate::ser::entry(&mut map, "interfaces", &self.interfaces)?;
+        crate::ser::optional(&mut map, "ip", &self.ip)?;
+        crate::ser::optional(&mut map, "ip6", &self.ip6)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::entry(&mut map, "node_id", &self.node_id)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::entry(&mut map, "protocol", &self.protocol)?;
+        crate::ser::optional(&mut map, "public_key", &self.public_key)?;
+        crate::ser::optional(&mut map, "role", &self.role)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnFabricsAllListResponseNodesItem {
     const EXPECTING: &'static str = "struct ClusterSdnFabricsAllListResponseNodesItem";
@@ -15846,23 +17664,19 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnFabricsAllListResponseNodesIte
     }
 }
 /// The `ClusterSdnFabricsFabricAddParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnFabricsFabricAddParams {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
     /// The csnp_interval property for Openfabric
     ///
     /// Range 1 to 600.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The hello_interval property for Openfabric
     ///
     /// Range 1 to 600.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hello_interval: ::std::option::Option<f64>,
     /// Identifier for SDN fabrics
     ///
@@ -15871,21 +17685,16 @@ pub struct ClusterSdnFabricsFabricAddParams {
     /// The IP prefix for Node IPs
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6_prefix: ::std::option::Option<::std::string::String>,
     /// The IP prefix for Node IPs
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_prefix: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// A seconds interval, between 1 and 65535 inclusive, of how often to send an authenticated empty packet to the peer for the purpose of keeping a stateful firewall or NAT mapping valid persistently. For example, if the interface very rarely sends traffic, but it might at anytime receive traffic from another node, and it is behind NAT, the interface might benefit from having a persistent keepalive interval of 25 seconds. If unset or set to 0, it is turned off
     ///
     /// Range 0 to 65535.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub persistent_keepalive: ::std::option::Option<f64>,
     /// Type of configuration entry in an SDN Fabric section config
     ///
@@ -15896,7 +17705,6 @@ pub struct ClusterSdnFabricsFabricAddParams {
     /// A prefix list that should be used for filtering routes that are to be installed into the kernel routing table
     ///
     /// Format `pve-sdn-prefix-list-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_filter: ::std::option::Option<::std::string::String>,
 }
 impl ClusterSdnFabricsFabricAddParams {
@@ -15923,45 +17731,64 @@ impl ClusterSdnFabricsFabricAddParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnFabricsFabricAddParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "area", &self.area)?;
+        crate::ser::optional(&mut map, "csnp_interval", &self.csnp_interval)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "hello_interval", &self.hello_interval)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "ip6_prefix", &self.ip6_prefix)?;
+        crate::ser::optional(&mut map, "ip_prefix", &self.ip_prefix)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(
+            &mut map,
+            "persistent_keepalive",
+            &self.persistent_keepalive,
+        )?;
+        crate::ser::entry(&mut map, "protocol", &self.protocol)?;
+        crate::ser::entry(&mut map, "redistribute", &self.redistribute)?;
+        crate::ser::optional(&mut map, "route_filter", &self.route_filter)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnFabricsFabricIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnFabricsFabricIdUpdateParams {
     /// OSPF area. Either a IPv4 address or a 32-bit number. Gets validated in rust.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub area: ::std::option::Option<::std::string::String>,
     /// The csnp_interval property for Openfabric
     ///
     /// Range 1 to 600.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub csnp_interval: ::std::option::Option<f64>,
     /// The `delete` property.
     pub delete: ::serde_json::Value,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The hello_interval property for Openfabric
     ///
     /// Range 1 to 600.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hello_interval: ::std::option::Option<f64>,
     /// The IP prefix for Node IPs
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6_prefix: ::std::option::Option<::std::string::String>,
     /// The IP prefix for Node IPs
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_prefix: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// A seconds interval, between 1 and 65535 inclusive, of how often to send an authenticated empty packet to the peer for the purpose of keeping a stateful firewall or NAT mapping valid persistently. For example, if the interface very rarely sends traffic, but it might at anytime receive traffic from another node, and it is behind NAT, the interface might benefit from having a persistent keepalive interval of 25 seconds. If unset or set to 0, it is turned off
     ///
     /// Range 0 to 65535.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub persistent_keepalive: ::std::option::Option<f64>,
     /// Type of configuration entry in an SDN Fabric section config
     ///
@@ -15972,7 +17799,6 @@ pub struct ClusterSdnFabricsFabricIdUpdateParams {
     /// A prefix list that should be used for filtering routes that are to be installed into the kernel routing table
     ///
     /// Format `pve-sdn-prefix-list-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub route_filter: ::std::option::Option<::std::string::String>,
 }
 impl ClusterSdnFabricsFabricIdUpdateParams {
@@ -15999,40 +17825,60 @@ impl ClusterSdnFabricsFabricIdUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnFabricsFabricIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "area", &self.area)?;
+        crate::ser::optional(&mut map, "csnp_interval", &self.csnp_interval)?;
+        crate::ser::entry(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "hello_interval", &self.hello_interval)?;
+        crate::ser::optional(&mut map, "ip6_prefix", &self.ip6_prefix)?;
+        crate::ser::optional(&mut map, "ip_prefix", &self.ip_prefix)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(
+            &mut map,
+            "persistent_keepalive",
+            &self.persistent_keepalive,
+        )?;
+        crate::ser::entry(&mut map, "protocol", &self.protocol)?;
+        crate::ser::entry(&mut map, "redistribute", &self.redistribute)?;
+        crate::ser::optional(&mut map, "route_filter", &self.route_filter)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnFabricsNodeFabricIdAddParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnFabricsNodeFabricIdAddParams {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_ips: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The endpoint used for connecting to this node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub endpoint: ::std::option::Option<::std::string::String>,
     /// The `interfaces` property.
     pub interfaces: ::serde_json::Value,
     /// IPv4 address for this node
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip: ::std::option::Option<::std::string::String>,
     /// IPv6 address for this node
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// Identifier for nodes in an SDN fabric
     ///
     /// Format `pve-node`.
     pub node_id: ::std::string::String,
     /// The `peers` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::PeersConfig>,
     >,
@@ -16041,12 +17887,10 @@ pub struct ClusterSdnFabricsNodeFabricIdAddParams {
     /// One of `openfabric`, `ospf`, `wireguard`, `bgp`.
     pub protocol: crate::generated::cluster::Protocol,
     /// The public key for the external node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub public_key: ::std::option::Option<::std::string::String>,
     /// The role of this node in the WireGuard fabric.
     ///
     /// One of `internal`, `external`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub role: ::std::option::Option<crate::generated::cluster::Role>,
 }
 impl ClusterSdnFabricsNodeFabricIdAddParams {
@@ -16073,38 +17917,54 @@ impl ClusterSdnFabricsNodeFabricIdAddParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnFabricsNodeFabricIdAddParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "allowed_ips", &self.allowed_ips)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "endpoint", &self.endpoint)?;
+        crate::ser::entry(&mut map, "interfaces", &self.interfaces)?;
+        crate::ser::optional(&mut map, "ip", &self.ip)?;
+        crate::ser::optional(&mut map, "ip6", &self.ip6)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::entry(&mut map, "node_id", &self.node_id)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::entry(&mut map, "protocol", &self.protocol)?;
+        crate::ser::optional(&mut map, "public_key", &self.public_key)?;
+        crate::ser::optional(&mut map, "role", &self.role)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnFabricsNodeUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnFabricsNodeUpdateParams {
     /// A list of IPs that are routable via this node in the WireGuard fabric.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_ips: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// The `delete` property.
     pub delete: ::serde_json::Value,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The endpoint used for connecting to this node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub endpoint: ::std::option::Option<::std::string::String>,
     /// The `interfaces` property.
     pub interfaces: ::serde_json::Value,
     /// IPv4 address for this node
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip: ::std::option::Option<::std::string::String>,
     /// IPv6 address for this node
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip6: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `peers` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::PeersConfig>,
     >,
@@ -16113,12 +17973,10 @@ pub struct ClusterSdnFabricsNodeUpdateParams {
     /// One of `openfabric`, `ospf`, `wireguard`, `bgp`.
     pub protocol: crate::generated::cluster::Protocol,
     /// The public key for the external node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub public_key: ::std::option::Option<::std::string::String>,
     /// The role of this node in the WireGuard fabric.
     ///
     /// One of `internal`, `external`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub role: ::std::option::Option<crate::generated::cluster::Role>,
 }
 impl ClusterSdnFabricsNodeUpdateParams {
@@ -16145,30 +18003,48 @@ impl ClusterSdnFabricsNodeUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnFabricsNodeUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "allowed_ips", &self.allowed_ips)?;
+        crate::ser::entry(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "endpoint", &self.endpoint)?;
+        crate::ser::entry(&mut map, "interfaces", &self.interfaces)?;
+        crate::ser::optional(&mut map, "ip", &self.ip)?;
+        crate::ser::optional(&mut map, "ip6", &self.ip6)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::entry(&mut map, "protocol", &self.protocol)?;
+        crate::ser::optional(&mut map, "public_key", &self.public_key)?;
+        crate::ser::optional(&mut map, "role", &self.role)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnIpamsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnIpamsCreateParams {
     /// Certificate SHA 256 fingerprint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// The SDN ipam object identifier.
     pub ipam: ::std::string::String,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `section` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub section: ::std::option::Option<i64>,
     /// The `token` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
     /// Plugin type.
     ///
     /// One of `netbox`, `phpipam`, `pve`. Format `pve-configid`.
     pub r#type: crate::generated::cluster::ClusterSdnIpamsCreateParamsType,
     /// The `url` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
 }
 impl ClusterSdnIpamsCreateParams {
@@ -16189,24 +18065,69 @@ impl ClusterSdnIpamsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnIpamsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::entry(&mut map, "ipam", &self.ipam)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "section", &self.section)?;
+        crate::ser::optional(&mut map, "token", &self.token)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnIpamsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnIpamsIndexParams {
     /// Only list sdn ipams of specific type
     ///
     /// One of `netbox`, `phpipam`, `pve`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterSdnIpamsCreateParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterSdnIpamsIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnIpamsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnIpamsIndexResponseItem {
     /// The `ipam` property.
     pub ipam: ::std::string::String,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterSdnIpamsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "ipam", &self.ipam)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnIpamsIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterSdnIpamsIndexResponseItem";
@@ -16238,64 +18159,95 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnIpamsIndexResponseItem {
     }
 }
 /// The `ClusterSdnIpamsIpamUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnIpamsIpamUpdateParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Certificate SHA 256 fingerprint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `section` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub section: ::std::option::Option<i64>,
     /// The `token` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub token: ::std::option::Option<::std::string::String>,
     /// The `url` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterSdnIpamsIpamUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "section", &self.section)?;
+        crate::ser::optional(&mut map, "token", &self.token)?;
+        crate::ser::optional(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnLockParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnLockParams {
     /// if true, allow acquiring lock even though there are pending changes
     ///
     /// Default: `false`.
-    #[serde(rename = "allow-pending")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_pending: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterSdnLockParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "allow-pending", &self.allow_pending)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnLockReleaseParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnLockReleaseParams {
     /// if true, allow releasing lock without providing the token
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterSdnLockReleaseParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnPrefixListsCreatePrefixListEntryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnPrefixListsCreatePrefixListEntryParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `entries` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub entries: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::EntriesConfig>,
     >,
@@ -16304,8 +18256,6 @@ pub struct ClusterSdnPrefixListsCreatePrefixListEntryParams {
     /// Format `pve-sdn-prefix-list-id`.
     pub id: ::std::string::String,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
 impl ClusterSdnPrefixListsCreatePrefixListEntryParams {
@@ -16320,8 +18270,24 @@ impl ClusterSdnPrefixListsCreatePrefixListEntryParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnPrefixListsCreatePrefixListEntryParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "entries", &self.entries)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
     /// The `action` property.
     ///
@@ -16330,16 +18296,12 @@ pub struct ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
     /// The `ge` property.
     ///
     /// Range 0 to 128.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ge: ::std::option::Option<i64>,
     /// The `le` property.
     ///
     /// Range 0 to 128.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub le: ::std::option::Option<i64>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `prefix` property.
     ///
@@ -16348,7 +18310,6 @@ pub struct ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
     /// The `seq` property.
     ///
     /// Range 1 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub seq: ::std::option::Option<i64>,
 }
 impl ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
@@ -16368,125 +18329,209 @@ impl ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnPrefixListsEntriesCreatePrefixListEntryParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "action", &self.action)?;
+        crate::ser::optional(&mut map, "ge", &self.ge)?;
+        crate::ser::optional(&mut map, "le", &self.le)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::entry(&mut map, "prefix", &self.prefix)?;
+        crate::ser::optional(&mut map, "seq", &self.seq)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams {
     /// The `action` property.
     ///
     /// One of `permit`, `deny`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub action: ::std::option::Option<
         crate::generated::cluster::ClusterSdnPrefixListsEntriesCreatePrefixListEntryParamsAction,
     >,
     /// The `delete` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::cluster::ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParamsDelete,
         >,
     >,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `ge` property.
     ///
     /// Range 0 to 128.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ge: ::std::option::Option<i64>,
     /// The `le` property.
     ///
     /// Range 0 to 128.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub le: ::std::option::Option<i64>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `prefix` property.
     ///
     /// Format `FullRangeCIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prefix: ::std::option::Option<::std::string::String>,
     /// The `seq` property.
     ///
     /// Range 1 to 4294967295.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub seq: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize
+for ClusterSdnPrefixListsEntriesUrlSeqUpdatePrefixListEntryParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "action", &self.action)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "ge", &self.ge)?;
+        crate::ser::optional(&mut map, "le", &self.le)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "prefix", &self.prefix)?;
+        crate::ser::optional(&mut map, "seq", &self.seq)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnPrefixListsIdDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnPrefixListsIdDeleteParams {
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterSdnPrefixListsIdDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnPrefixListsIdUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnPrefixListsIdUpdateParams {
     /// The `delete` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::cluster::ClusterSdnPrefixListsIdUpdateParamsDelete,
         >,
     >,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `entries` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub entries: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::EntriesConfig>,
     >,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterSdnPrefixListsIdUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "entries", &self.entries)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnPrefixListsListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnPrefixListsListParams {
     /// Display pending config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<crate::PveBool>,
     /// Display running config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
     /// If 0, only returns id - otherwise returns all properties.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterSdnPrefixListsListParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "running", &self.running)?;
+        crate::ser::optional(&mut map, "verbose", &self.verbose)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnReloadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnReloadParams {
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// When lock-token has been provided and configuration successfully committed, release the lock automatically afterwards
     ///
     /// Default: `true`.
-    #[serde(rename = "release-lock")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub release_lock: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterSdnReloadParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "release-lock", &self.release_lock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnRollbackParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnRollbackParams {
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// When lock-token has been provided and configuration successfully rollbacked, release the lock automatically afterwards
     ///
     /// Default: `true`.
-    #[serde(rename = "release-lock")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub release_lock: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterSdnRollbackParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "release-lock", &self.release_lock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
     /// Matching policy of a route map entry.
     ///
@@ -16495,23 +18540,16 @@ pub struct ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
     /// The SDN route map identifier
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub call: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `exit-action` property.
     ///
     /// Property string: `key=<on-match-goto|on-match-next|continue> [,value=<integer>]`.
-    #[serde(rename = "exit-action")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exit_action: ::std::option::Option<crate::generated::cluster::ExitActionConfig>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `match` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#match: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::MatchConfig>,
     >,
@@ -16522,10 +18560,8 @@ pub struct ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
     /// The SDN route map identifier
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(rename = "route-map-id")]
     pub route_map_id: ::std::string::String,
     /// The `set` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub set: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::SetConfig>,
     >,
@@ -16551,54 +18587,85 @@ impl ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnRouteMapsEntriesCreateRouteMapEntryParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "action", &self.action)?;
+        crate::ser::optional(&mut map, "call", &self.call)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "exit-action", &self.exit_action)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "match", &self.r#match)?;
+        crate::ser::entry(&mut map, "order", &self.order)?;
+        crate::ser::entry(&mut map, "route-map-id", &self.route_map_id)?;
+        crate::ser::optional(&mut map, "set", &self.set)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnRouteMapsEntriesEntryOrderUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnRouteMapsEntriesEntryOrderUpdateParams {
     /// Matching policy of a route map entry.
     ///
     /// One of `permit`, `deny`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub action: ::std::option::Option<
         crate::generated::cluster::ClusterSdnPrefixListsEntriesCreatePrefixListEntryParamsAction,
     >,
     /// The SDN route map identifier
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub call: ::std::option::Option<::std::string::String>,
     /// The `delete` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::cluster::ClusterSdnRouteMapsEntriesEntryOrderUpdateParamsDelete,
         >,
     >,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `exit-action` property.
     ///
     /// Property string: `key=<on-match-goto|on-match-next|continue> [,value=<integer>]`.
-    #[serde(rename = "exit-action")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exit_action: ::std::option::Option<crate::generated::cluster::ExitActionConfig>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// The `match` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#match: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::MatchConfig>,
     >,
     /// The `set` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub set: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::SetConfig>,
     >,
 }
+impl ::serde::Serialize for ClusterSdnRouteMapsEntriesEntryOrderUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "action", &self.action)?;
+        crate::ser::optional(&mut map, "call", &self.call)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "exit-action", &self.exit_action)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "match", &self.r#match)?;
+        crate::ser::optional(&mut map, "set", &self.set)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnRouteMapsEntriesListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnRouteMapsEntriesListResponseItem {
     /// Matching policy of a route map entry.
     ///
@@ -16607,17 +18674,12 @@ pub struct ClusterSdnRouteMapsEntriesListResponseItem {
     /// The SDN route map identifier
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub call: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `exit-action` property.
-    #[serde(rename = "exit-action")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exit_action: ::std::option::Option<crate::generated::cluster::ExitActionConfig>,
     /// The `match` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#match: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::MatchConfig>,
     >,
@@ -16628,13 +18690,31 @@ pub struct ClusterSdnRouteMapsEntriesListResponseItem {
     /// The SDN route map identifier
     ///
     /// Format `pve-sdn-route-map-id`.
-    #[serde(rename = "route-map-id")]
     pub route_map_id: ::std::string::String,
     /// The `set` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub set: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::SetConfig>,
     >,
+}
+impl ::serde::Serialize for ClusterSdnRouteMapsEntriesListResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "action", &self.action)?;
+        crate::ser::optional(&mut map, "call", &self.call)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "exit-action", &self.exit_action)?;
+        crate::ser::optional(&mut map, "match", &self.r#match)?;
+        crate::ser::entry(&mut map, "order", &self.order)?;
+        crate::ser::entry(&mut map, "route-map-id", &self.route_map_id)?;
+        crate::ser::optional(&mut map, "set", &self.set)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnRouteMapsEntriesListResponseItem {
     const EXPECTING: &'static str = "struct ClusterSdnRouteMapsEntriesListResponseItem";
@@ -16688,19 +18768,44 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnRouteMapsEntriesListResponseIt
     }
 }
 /// The `ClusterSdnRouteMapsListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnRouteMapsListParams {
     /// Display running config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterSdnRouteMapsListParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "running", &self.running)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnRouteMapsListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnRouteMapsListResponseItem {
     /// The SDN route map identifier
     ///
     /// Format `pve-sdn-route-map-id`.
     pub id: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterSdnRouteMapsListResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnRouteMapsListResponseItem {
     const EXPECTING: &'static str = "struct ClusterSdnRouteMapsListResponseItem";
@@ -16729,33 +18834,25 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnRouteMapsListResponseItem {
     }
 }
 /// The `ClusterSdnVnetsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnVnetsCreateParams {
     /// Alias name of the VNet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub alias: ::std::option::Option<::std::string::String>,
     /// If true, sets the isolated property for all interfaces on the bridge of this VNet.
-    #[serde(rename = "isolate-ports")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isolate_ports: ::std::option::Option<crate::PveBool>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
     ///
     /// Range 1 to 16777215.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Type of the VNet.
     ///
     /// One of `vnet`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterSdnVnetsCreateParamsType,
     >,
     /// Allow VLANs to pass through this vnet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlanaware: ::std::option::Option<crate::PveBool>,
     /// The SDN vnet object identifier.
     pub vnet: ::std::string::String,
@@ -16781,24 +18878,56 @@ impl ClusterSdnVnetsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnVnetsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "alias", &self.alias)?;
+        crate::ser::optional(&mut map, "isolate-ports", &self.isolate_ports)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "tag", &self.tag)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vlanaware", &self.vlanaware)?;
+        crate::ser::entry(&mut map, "vnet", &self.vnet)?;
+        crate::ser::entry(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnVnetsFirewallOptionsGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnVnetsFirewallOptionsGetResponse {
     /// Enable/disable firewall rules.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Log level for forwarded traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_forward: ::std::option::Option<crate::generated::common::Log>,
     /// Forward policy.
     ///
     /// One of `ACCEPT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<crate::generated::cluster::PolicyForward>,
+}
+impl ::serde::Serialize for ClusterSdnVnetsFirewallOptionsGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "log_level_forward", &self.log_level_forward)?;
+        crate::ser::optional(&mut map, "policy_forward", &self.policy_forward)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnVnetsFirewallOptionsGetResponse {
     const EXPECTING: &'static str = "struct ClusterSdnVnetsFirewallOptionsGetResponse";
@@ -16841,74 +18970,99 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnVnetsFirewallOptionsGetRespons
     }
 }
 /// The `ClusterSdnVnetsFirewallOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnVnetsFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Enable/disable firewall rules.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Log level for forwarded traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_forward: ::std::option::Option<crate::generated::common::Log>,
     /// Forward policy.
     ///
     /// One of `ACCEPT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_forward: ::std::option::Option<crate::generated::cluster::PolicyForward>,
 }
+impl ::serde::Serialize for ClusterSdnVnetsFirewallOptionsSetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "log_level_forward", &self.log_level_forward)?;
+        crate::ser::optional(&mut map, "policy_forward", &self.policy_forward)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnVnetsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnVnetsIndexResponseItem {
     /// Alias name of the VNet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub alias: ::std::option::Option<::std::string::String>,
     /// Digest of the VNet section.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// If true, sets the isolated property for all interfaces on the bridge of this VNet.
-    #[serde(rename = "isolate-ports")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isolate_ports: ::std::option::Option<crate::PveBool>,
     /// Changes that have not yet been applied to the running configuration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<
         crate::generated::cluster::ClusterSdnVnetsIndexResponseItemPending,
     >,
     /// State of the SDN configuration object.
     ///
     /// One of `new`, `changed`, `deleted`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<
         crate::generated::cluster::ClusterSdnControllersIndexResponseItemState,
     >,
     /// VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
     ///
     /// Range 1 to 16777215.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Type of the VNet.
     ///
     /// One of `vnet`.
     pub r#type: crate::generated::cluster::ClusterSdnVnetsCreateParamsType,
     /// Allow VLANs to pass through this VNet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlanaware: ::std::option::Option<crate::PveBool>,
     /// Name of the VNet.
     pub vnet: ::std::string::String,
     /// Name of the zone this VNet belongs to.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zone: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterSdnVnetsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "alias", &self.alias)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "isolate-ports", &self.isolate_ports)?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        crate::ser::optional(&mut map, "tag", &self.tag)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vlanaware", &self.vlanaware)?;
+        crate::ser::entry(&mut map, "vnet", &self.vnet)?;
+        crate::ser::optional(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnVnetsIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterSdnVnetsIndexResponseItem";
@@ -16966,26 +19120,37 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnVnetsIndexResponseItem {
     }
 }
 /// Changes that have not yet been applied to the running configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnVnetsIndexResponseItemPending {
     /// Alias name of the VNet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub alias: ::std::option::Option<::std::string::String>,
     /// If true, sets the isolated property for all interfaces on the bridge of this VNet.
-    #[serde(rename = "isolate-ports")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isolate_ports: ::std::option::Option<crate::PveBool>,
     /// VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
     ///
     /// Range 1 to 16777215.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Allow VLANs to pass through this VNet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlanaware: ::std::option::Option<crate::PveBool>,
     /// Name of the zone this VNet belongs to.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zone: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for ClusterSdnVnetsIndexResponseItemPending {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "alias", &self.alias)?;
+        crate::ser::optional(&mut map, "isolate-ports", &self.isolate_ports)?;
+        crate::ser::optional(&mut map, "tag", &self.tag)?;
+        crate::ser::optional(&mut map, "vlanaware", &self.vlanaware)?;
+        crate::ser::optional(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnVnetsIndexResponseItemPending {
     const EXPECTING: &'static str = "struct ClusterSdnVnetsIndexResponseItemPending";
@@ -17028,7 +19193,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnVnetsIndexResponseItemPending 
     }
 }
 /// The `ClusterSdnVnetsIpsIpcreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnVnetsIpsIpcreateParams {
     /// The IP address to associate with the given MAC address
     ///
@@ -17037,7 +19202,6 @@ pub struct ClusterSdnVnetsIpsIpcreateParams {
     /// Unicast MAC address.
     ///
     /// Format `mac-addr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// The SDN zone object identifier.
     pub zone: ::std::string::String,
@@ -17056,8 +19220,23 @@ impl ClusterSdnVnetsIpsIpcreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnVnetsIpsIpcreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "ip", &self.ip)?;
+        crate::ser::optional(&mut map, "mac", &self.mac)?;
+        crate::ser::entry(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnVnetsIpsIpdeleteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnVnetsIpsIpdeleteParams {
     /// The IP address to delete
     ///
@@ -17066,7 +19245,6 @@ pub struct ClusterSdnVnetsIpsIpdeleteParams {
     /// Unicast MAC address.
     ///
     /// Format `mac-addr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// The SDN zone object identifier.
     pub zone: ::std::string::String,
@@ -17085,8 +19263,23 @@ impl ClusterSdnVnetsIpsIpdeleteParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnVnetsIpsIpdeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "ip", &self.ip)?;
+        crate::ser::optional(&mut map, "mac", &self.mac)?;
+        crate::ser::entry(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnVnetsIpsIpupdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnVnetsIpsIpupdateParams {
     /// The IP address to associate with the given MAC address
     ///
@@ -17095,12 +19288,10 @@ pub struct ClusterSdnVnetsIpsIpupdateParams {
     /// Unicast MAC address.
     ///
     /// Format `mac-addr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
     /// The SDN zone object identifier.
     pub zone: ::std::string::String,
@@ -17120,37 +19311,44 @@ impl ClusterSdnVnetsIpsIpupdateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnVnetsIpsIpupdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "ip", &self.ip)?;
+        crate::ser::optional(&mut map, "mac", &self.mac)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::entry(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnVnetsSubnetsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnVnetsSubnetsCreateParams {
     /// IP address for the DNS server
     ///
     /// Format `ip`.
-    #[serde(rename = "dhcp-dns-server")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp_dns_server: ::std::option::Option<::std::string::String>,
     /// A list of DHCP ranges for this subnet
-    #[serde(rename = "dhcp-range")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp_range: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::DhcpRangeConfig>,
     >,
     /// dns domain zone prefix  ex: 'adm' -> <hostname>.adm.mydomain.com
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszoneprefix: ::std::option::Option<::std::string::String>,
     /// Subnet Gateway: Will be assign on vnet for layer3 zones
     ///
     /// Format `ip`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// enable masquerade for this subnet if pve-firewall
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snat: ::std::option::Option<crate::PveBool>,
     /// The SDN subnet object identifier.
     ///
@@ -17180,183 +19378,190 @@ impl ClusterSdnVnetsSubnetsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnVnetsSubnetsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "dhcp-dns-server", &self.dhcp_dns_server)?;
+        crate::ser::optional(&mut map, "dhcp-range", &self.dhcp_range)?;
+        crate::ser::optional(&mut map, "dnszoneprefix", &self.dnszoneprefix)?;
+        crate::ser::optional(&mut map, "gateway", &self.gateway)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "snat", &self.snat)?;
+        crate::ser::entry(&mut map, "subnet", &self.subnet)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnVnetsSubnetsSubnetUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnVnetsSubnetsSubnetUpdateParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// IP address for the DNS server
     ///
     /// Format `ip`.
-    #[serde(rename = "dhcp-dns-server")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp_dns_server: ::std::option::Option<::std::string::String>,
     /// A list of DHCP ranges for this subnet
-    #[serde(rename = "dhcp-range")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp_range: ::std::option::Option<
         ::std::vec::Vec<crate::generated::cluster::DhcpRangeConfig>,
     >,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// dns domain zone prefix  ex: 'adm' -> <hostname>.adm.mydomain.com
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszoneprefix: ::std::option::Option<::std::string::String>,
     /// Subnet Gateway: Will be assign on vnet for layer3 zones
     ///
     /// Format `ip`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// enable masquerade for this subnet if pve-firewall
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snat: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterSdnVnetsSubnetsSubnetUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "dhcp-dns-server", &self.dhcp_dns_server)?;
+        crate::ser::optional(&mut map, "dhcp-range", &self.dhcp_range)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "dnszoneprefix", &self.dnszoneprefix)?;
+        crate::ser::optional(&mut map, "gateway", &self.gateway)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "snat", &self.snat)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnVnetsVnetUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnVnetsVnetUpdateParams {
     /// Alias name of the VNet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub alias: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// If true, sets the isolated property for all interfaces on the bridge of this VNet.
-    #[serde(rename = "isolate-ports")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub isolate_ports: ::std::option::Option<crate::PveBool>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// VLAN Tag (for VLAN or QinQ zones) or VXLAN VNI (for VXLAN or EVPN zones).
     ///
     /// Range 1 to 16777215.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Allow VLANs to pass through this vnet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlanaware: ::std::option::Option<crate::PveBool>,
     /// Name of the zone this VNet belongs to.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zone: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterSdnVnetsVnetUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "alias", &self.alias)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "isolate-ports", &self.isolate_ports)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "tag", &self.tag)?;
+        crate::ser::optional(&mut map, "vlanaware", &self.vlanaware)?;
+        crate::ser::optional(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnZonesCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnZonesCreateParams {
     /// Advertise IP prefixes (Type-5 routes) instead of MAC/IP pairs (Type-2 routes).
-    #[serde(rename = "advertise-subnets")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub advertise_subnets: ::std::option::Option<crate::PveBool>,
     /// The bridge for which VLANs should be managed.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge: ::std::option::Option<::std::string::String>,
     /// Disable auto mac learning.
-    #[serde(rename = "bridge-disable-mac-learning")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_disable_mac_learning: ::std::option::Option<crate::PveBool>,
     /// Controller for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub controller: ::std::option::Option<::std::string::String>,
     /// Type of the DHCP backend for this zone
     ///
     /// One of `dnsmasq`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<crate::generated::cluster::Dhcp>,
     /// Suppress IPv4 ARP && IPv6 Neighbour Discovery messages.
-    #[serde(rename = "disable-arp-nd-suppression")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable_arp_nd_suppression: ::std::option::Option<crate::PveBool>,
     /// dns api server
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns: ::std::option::Option<::std::string::String>,
     /// dns domain zone  ex: mydomain.com
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszone: ::std::option::Option<::std::string::String>,
     /// Faucet dataplane id
-    #[serde(rename = "dp-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dp_id: ::std::option::Option<i64>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes: ::std::option::Option<::std::string::String>,
     /// Allow exitnodes to connect to EVPN guests.
-    #[serde(rename = "exitnodes-local-routing")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_local_routing: ::std::option::Option<crate::PveBool>,
     /// Force traffic through this exitnode first.
     ///
     /// Format `pve-node`.
-    #[serde(rename = "exitnodes-primary")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_primary: ::std::option::Option<::std::string::String>,
     /// SDN fabric to use as underlay for this VXLAN zone.
     ///
     /// Format `pve-sdn-fabric-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fabric: ::std::option::Option<::std::string::String>,
     /// use a specific ipam
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipam: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// Anycast logical router mac address.
     ///
     /// Format `mac-addr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes.
     ///
     /// Format `ip-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// reverse dns api server
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversedns: ::std::option::Option<::std::string::String>,
     /// List of Route Targets that should be imported into the VRF of the zone.
     ///
     /// Format `pve-sdn-bgp-rt-list`.
-    #[serde(rename = "rt-import")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rt_import: ::std::option::Option<::std::string::String>,
     /// Additional controllers.
-    #[serde(rename = "secondary-controllers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secondary_controllers: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
     /// Service-VLAN Tag (outer VLAN)
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Plugin type.
     ///
@@ -17365,20 +19570,14 @@ pub struct ClusterSdnZonesCreateParams {
     /// Which VLAN protocol should be used for the creation of the QinQ zone.
     ///
     /// One of `802.1q`, `802.1ad`. Default: `"802.1q"`.
-    #[serde(rename = "vlan-protocol")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<crate::generated::common::VlanProtocol>,
     /// VNI for the zone VRF.
     ///
     /// Range 1 to 16777215.
-    #[serde(rename = "vrf-vxlan")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vrf_vxlan: ::std::option::Option<i64>,
     /// UDP port that should be used for the VXLAN tunnel (default 4789).
     ///
     /// Range 1 to 65536. Default: `4789`.
-    #[serde(rename = "vxlan-port")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_port: ::std::option::Option<i64>,
     /// The SDN zone object identifier.
     pub zone: ::std::string::String,
@@ -17422,121 +19621,159 @@ impl ClusterSdnZonesCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterSdnZonesCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "advertise-subnets", &self.advertise_subnets)?;
+        crate::ser::optional(&mut map, "bridge", &self.bridge)?;
+        crate::ser::optional(
+            &mut map,
+            "bridge-disable-mac-learning",
+            &self.bridge_disable_mac_learning,
+        )?;
+        crate::ser::optional(&mut map, "controller", &self.controller)?;
+        crate::ser::optional(&mut map, "dhcp", &self.dhcp)?;
+        crate::ser::optional(
+            &mut map,
+            "disable-arp-nd-suppression",
+            &self.disable_arp_nd_suppression,
+        )?;
+        crate::ser::optional(&mut map, "dns", &self.dns)?;
+        crate::ser::optional(&mut map, "dnszone", &self.dnszone)?;
+        crate::ser::optional(&mut map, "dp-id", &self.dp_id)?;
+        crate::ser::optional(&mut map, "exitnodes", &self.exitnodes)?;
+        crate::ser::optional(
+            &mut map,
+            "exitnodes-local-routing",
+            &self.exitnodes_local_routing,
+        )?;
+        crate::ser::optional(&mut map, "exitnodes-primary", &self.exitnodes_primary)?;
+        crate::ser::optional(&mut map, "fabric", &self.fabric)?;
+        crate::ser::optional(&mut map, "ipam", &self.ipam)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "mac", &self.mac)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::optional(&mut map, "reversedns", &self.reversedns)?;
+        crate::ser::optional(&mut map, "rt-import", &self.rt_import)?;
+        crate::ser::optional(
+            &mut map,
+            "secondary-controllers",
+            &self.secondary_controllers,
+        )?;
+        crate::ser::optional(&mut map, "tag", &self.tag)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vlan-protocol", &self.vlan_protocol)?;
+        crate::ser::optional(&mut map, "vrf-vxlan", &self.vrf_vxlan)?;
+        crate::ser::optional(&mut map, "vxlan-port", &self.vxlan_port)?;
+        crate::ser::entry(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnZonesIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnZonesIndexParams {
     /// Display pending config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<crate::PveBool>,
     /// Display running config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running: ::std::option::Option<crate::PveBool>,
     /// Only list SDN zones of specific type
     ///
     /// One of `evpn`, `faucet`, `qinq`, `simple`, `vlan`, `vxlan`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::cluster::ClusterSdnZonesCreateParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterSdnZonesIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "running", &self.running)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterSdnZonesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSdnZonesIndexResponseItem {
     /// Advertise IP prefixes (Type-5 routes) instead of MAC/IP pairs (Type-2 routes). EVPN zone only.
-    #[serde(rename = "advertise-subnets")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub advertise_subnets: ::std::option::Option<crate::PveBool>,
     /// the bridge for which VLANs should be managed. VLAN & QinQ zone only.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge: ::std::option::Option<::std::string::String>,
     /// Disable auto mac learning. VLAN zone only.
-    #[serde(rename = "bridge-disable-mac-learning")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_disable_mac_learning: ::std::option::Option<crate::PveBool>,
     /// ID of the controller for this zone. EVPN zone only.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub controller: ::std::option::Option<::std::string::String>,
     /// Name of DHCP server backend for this zone.
     ///
     /// One of `dnsmasq`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<crate::generated::cluster::Dhcp>,
     /// Digest of the controller section.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Suppress IPv4 ARP && IPv6 Neighbour Discovery messages. EVPN zone only.
-    #[serde(rename = "disable-arp-nd-suppression")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable_arp_nd_suppression: ::std::option::Option<crate::PveBool>,
     /// ID of the DNS server for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns: ::std::option::Option<::std::string::String>,
     /// Domain name for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszone: ::std::option::Option<::std::string::String>,
     /// List of PVE Nodes that should act as exit node for this zone. EVPN zone only.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes: ::std::option::Option<::std::string::String>,
     /// Create routes on the exit nodes, so they can connect to EVPN guests. EVPN zone only.
-    #[serde(rename = "exitnodes-local-routing")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_local_routing: ::std::option::Option<crate::PveBool>,
     /// Force traffic through this exitnode first. EVPN zone only.
     ///
     /// Format `pve-node`.
-    #[serde(rename = "exitnodes-primary")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_primary: ::std::option::Option<::std::string::String>,
     /// ID of the IPAM for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipam: ::std::option::Option<::std::string::String>,
     /// MAC address of the anycast router for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// Nodes where this zone should be created.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes. VXLAN zone only.
     ///
     /// Format `ip-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// Changes that have not yet been applied to the running configuration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<
         crate::generated::cluster::ClusterSdnZonesIndexResponseItemPending,
     >,
     /// ID of the reverse DNS server for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversedns: ::std::option::Option<::std::string::String>,
     /// Route-Targets that should be imported into the VRF of this zone via BGP. EVPN zone only.
     ///
     /// Format `pve-sdn-bgp-rt-list`.
-    #[serde(rename = "rt-import")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rt_import: ::std::option::Option<::std::string::String>,
     /// Additional controllers.
-    #[serde(rename = "secondary-controllers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secondary_controllers: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
     /// State of the SDN configuration object.
     ///
     /// One of `new`, `changed`, `deleted`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<
         crate::generated::cluster::ClusterSdnControllersIndexResponseItemState,
     >,
     /// Service-VLAN Tag (outer VLAN). QinQ zone only
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Type of the zone.
     ///
@@ -17545,23 +19782,73 @@ pub struct ClusterSdnZonesIndexResponseItem {
     /// VLAN protocol for the creation of the QinQ zone. QinQ zone only.
     ///
     /// One of `802.1q`, `802.1ad`. Default: `"802.1q"`.
-    #[serde(rename = "vlan-protocol")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<crate::generated::common::VlanProtocol>,
     /// VNI for the zone VRF. EVPN zone only.
     ///
     /// Range 1 to 16777215.
-    #[serde(rename = "vrf-vxlan")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vrf_vxlan: ::std::option::Option<i64>,
     /// UDP port that should be used for the VXLAN tunnel (default 4789). VXLAN zone only.
     ///
     /// Range 1 to 65536. Default: `4789`.
-    #[serde(rename = "vxlan-port")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_port: ::std::option::Option<i64>,
     /// Name of the zone.
     pub zone: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterSdnZonesIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "advertise-subnets", &self.advertise_subnets)?;
+        crate::ser::optional(&mut map, "bridge", &self.bridge)?;
+        crate::ser::optional(
+            &mut map,
+            "bridge-disable-mac-learning",
+            &self.bridge_disable_mac_learning,
+        )?;
+        crate::ser::optional(&mut map, "controller", &self.controller)?;
+        crate::ser::optional(&mut map, "dhcp", &self.dhcp)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(
+            &mut map,
+            "disable-arp-nd-suppression",
+            &self.disable_arp_nd_suppression,
+        )?;
+        crate::ser::optional(&mut map, "dns", &self.dns)?;
+        crate::ser::optional(&mut map, "dnszone", &self.dnszone)?;
+        crate::ser::optional(&mut map, "exitnodes", &self.exitnodes)?;
+        crate::ser::optional(
+            &mut map,
+            "exitnodes-local-routing",
+            &self.exitnodes_local_routing,
+        )?;
+        crate::ser::optional(&mut map, "exitnodes-primary", &self.exitnodes_primary)?;
+        crate::ser::optional(&mut map, "ipam", &self.ipam)?;
+        crate::ser::optional(&mut map, "mac", &self.mac)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "reversedns", &self.reversedns)?;
+        crate::ser::optional(&mut map, "rt-import", &self.rt_import)?;
+        crate::ser::optional(
+            &mut map,
+            "secondary-controllers",
+            &self.secondary_controllers,
+        )?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        crate::ser::optional(&mut map, "tag", &self.tag)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vlan-protocol", &self.vlan_protocol)?;
+        crate::ser::optional(&mut map, "vrf-vxlan", &self.vrf_vxlan)?;
+        crate::ser::optional(&mut map, "vxlan-port", &self.vxlan_port)?;
+        crate::ser::entry(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnZonesIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterSdnZonesIndexResponseItem";
@@ -17721,107 +20008,125 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnZonesIndexResponseItem {
     }
 }
 /// Changes that have not yet been applied to the running configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnZonesIndexResponseItemPending {
     /// Advertise IP prefixes (Type-5 routes) instead of MAC/IP pairs (Type-2 routes). EVPN zone only.
-    #[serde(rename = "advertise-subnets")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub advertise_subnets: ::std::option::Option<crate::PveBool>,
     /// the bridge for which VLANs should be managed. VLAN & QinQ zone only.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge: ::std::option::Option<::std::string::String>,
     /// Disable auto mac learning. VLAN zone only.
-    #[serde(rename = "bridge-disable-mac-learning")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_disable_mac_learning: ::std::option::Option<crate::PveBool>,
     /// ID of the controller for this zone. EVPN zone only.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub controller: ::std::option::Option<::std::string::String>,
     /// Name of DHCP server backend for this zone.
     ///
     /// One of `dnsmasq`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<crate::generated::cluster::Dhcp>,
     /// Suppress IPv4 ARP && IPv6 Neighbour Discovery messages. EVPN zone only.
-    #[serde(rename = "disable-arp-nd-suppression")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable_arp_nd_suppression: ::std::option::Option<crate::PveBool>,
     /// ID of the DNS server for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns: ::std::option::Option<::std::string::String>,
     /// Domain name for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszone: ::std::option::Option<::std::string::String>,
     /// List of PVE Nodes that should act as exit node for this zone. EVPN zone only.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes: ::std::option::Option<::std::string::String>,
     /// Create routes on the exit nodes, so they can connect to EVPN guests. EVPN zone only.
-    #[serde(rename = "exitnodes-local-routing")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_local_routing: ::std::option::Option<crate::PveBool>,
     /// Force traffic through this exitnode first. EVPN zone only.
     ///
     /// Format `pve-node`.
-    #[serde(rename = "exitnodes-primary")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_primary: ::std::option::Option<::std::string::String>,
     /// ID of the IPAM for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipam: ::std::option::Option<::std::string::String>,
     /// MAC address of the anycast router for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// Nodes where this zone should be created.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes. VXLAN zone only.
     ///
     /// Format `ip-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// ID of the reverse DNS server for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversedns: ::std::option::Option<::std::string::String>,
     /// Route-Targets that should be imported into the VRF of this zone via BGP. EVPN zone only.
     ///
     /// Format `pve-sdn-bgp-rt-list`.
-    #[serde(rename = "rt-import")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rt_import: ::std::option::Option<::std::string::String>,
     /// Additional controllers.
-    #[serde(rename = "secondary-controllers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secondary_controllers: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
     /// Service-VLAN Tag (outer VLAN). QinQ zone only
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// VLAN protocol for the creation of the QinQ zone. QinQ zone only.
     ///
     /// One of `802.1q`, `802.1ad`. Default: `"802.1q"`.
-    #[serde(rename = "vlan-protocol")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<crate::generated::common::VlanProtocol>,
     /// VNI for the zone VRF. EVPN zone only.
     ///
     /// Range 1 to 16777215.
-    #[serde(rename = "vrf-vxlan")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vrf_vxlan: ::std::option::Option<i64>,
     /// UDP port that should be used for the VXLAN tunnel (default 4789). VXLAN zone only.
     ///
     /// Range 1 to 65536. Default: `4789`.
-    #[serde(rename = "vxlan-port")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_port: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for ClusterSdnZonesIndexResponseItemPending {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "advertise-subnets", &self.advertise_subnets)?;
+        crate::ser::optional(&mut map, "bridge", &self.bridge)?;
+        crate::ser::optional(
+            &mut map,
+            "bridge-disable-mac-learning",
+            &self.bridge_disable_mac_learning,
+        )?;
+        crate::ser::optional(&mut map, "controller", &self.controller)?;
+        crate::ser::optional(&mut map, "dhcp", &self.dhcp)?;
+        crate::ser::optional(
+            &mut map,
+            "disable-arp-nd-suppression",
+            &self.disable_arp_nd_suppression,
+        )?;
+        crate::ser::optional(&mut map, "dns", &self.dns)?;
+        crate::ser::optional(&mut map, "dnszone", &self.dnszone)?;
+        crate::ser::optional(&mut map, "exitnodes", &self.exitnodes)?;
+        crate::ser::optional(
+            &mut map,
+            "exitnodes-local-routing",
+            &self.exitnodes_local_routing,
+        )?;
+        crate::ser::optional(&mut map, "exitnodes-primary", &self.exitnodes_primary)?;
+        crate::ser::optional(&mut map, "ipam", &self.ipam)?;
+        crate::ser::optional(&mut map, "mac", &self.mac)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::optional(&mut map, "reversedns", &self.reversedns)?;
+        crate::ser::optional(&mut map, "rt-import", &self.rt_import)?;
+        crate::ser::optional(
+            &mut map,
+            "secondary-controllers",
+            &self.secondary_controllers,
+        )?;
+        crate::ser::optional(&mut map, "tag", &self.tag)?;
+        crate::ser::optional(&mut map, "vlan-protocol", &self.vlan_protocol)?;
+        crate::ser::optional(&mut map, "vrf-vxlan", &self.vrf_vxlan)?;
+        crate::ser::optional(&mut map, "vxlan-port", &self.vxlan_port)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterSdnZonesIndexResponseItemPending {
     const EXPECTING: &'static str = "struct ClusterSdnZonesIndexResponseItemPending";
@@ -17966,170 +20271,201 @@ impl<'de> ::serde::Deserialize<'de> for ClusterSdnZonesIndexResponseItemPending 
     }
 }
 /// The `ClusterSdnZonesZoneUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterSdnZonesZoneUpdateParams {
     /// Advertise IP prefixes (Type-5 routes) instead of MAC/IP pairs (Type-2 routes).
-    #[serde(rename = "advertise-subnets")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub advertise_subnets: ::std::option::Option<crate::PveBool>,
     /// The bridge for which VLANs should be managed.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge: ::std::option::Option<::std::string::String>,
     /// Disable auto mac learning.
-    #[serde(rename = "bridge-disable-mac-learning")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_disable_mac_learning: ::std::option::Option<crate::PveBool>,
     /// Controller for this zone.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub controller: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Type of the DHCP backend for this zone
     ///
     /// One of `dnsmasq`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<crate::generated::cluster::Dhcp>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Suppress IPv4 ARP && IPv6 Neighbour Discovery messages.
-    #[serde(rename = "disable-arp-nd-suppression")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable_arp_nd_suppression: ::std::option::Option<crate::PveBool>,
     /// dns api server
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns: ::std::option::Option<::std::string::String>,
     /// dns domain zone  ex: mydomain.com
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dnszone: ::std::option::Option<::std::string::String>,
     /// Faucet dataplane id
-    #[serde(rename = "dp-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dp_id: ::std::option::Option<i64>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes: ::std::option::Option<::std::string::String>,
     /// Allow exitnodes to connect to EVPN guests.
-    #[serde(rename = "exitnodes-local-routing")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_local_routing: ::std::option::Option<crate::PveBool>,
     /// Force traffic through this exitnode first.
     ///
     /// Format `pve-node`.
-    #[serde(rename = "exitnodes-primary")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitnodes_primary: ::std::option::Option<::std::string::String>,
     /// SDN fabric to use as underlay for this VXLAN zone.
     ///
     /// Format `pve-sdn-fabric-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fabric: ::std::option::Option<::std::string::String>,
     /// use a specific ipam
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipam: ::std::option::Option<::std::string::String>,
     /// the token for unlocking the global SDN configuration
-    #[serde(rename = "lock-token")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock_token: ::std::option::Option<::std::string::String>,
     /// Anycast logical router mac address.
     ///
     /// Format `mac-addr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mac: ::std::option::Option<::std::string::String>,
     /// MTU of the zone, will be used for the created VNet bridges.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// List of cluster node names.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// Comma-separated list of peers, that are part of the VXLAN zone. Usually the IPs of the nodes.
     ///
     /// Format `ip-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub peers: ::std::option::Option<::std::string::String>,
     /// reverse dns api server
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reversedns: ::std::option::Option<::std::string::String>,
     /// List of Route Targets that should be imported into the VRF of the zone.
     ///
     /// Format `pve-sdn-bgp-rt-list`.
-    #[serde(rename = "rt-import")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rt_import: ::std::option::Option<::std::string::String>,
     /// Additional controllers.
-    #[serde(rename = "secondary-controllers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secondary_controllers: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
     /// Service-VLAN Tag (outer VLAN)
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<i64>,
     /// Which VLAN protocol should be used for the creation of the QinQ zone.
     ///
     /// One of `802.1q`, `802.1ad`. Default: `"802.1q"`.
-    #[serde(rename = "vlan-protocol")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<crate::generated::common::VlanProtocol>,
     /// VNI for the zone VRF.
     ///
     /// Range 1 to 16777215.
-    #[serde(rename = "vrf-vxlan")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vrf_vxlan: ::std::option::Option<i64>,
     /// UDP port that should be used for the VXLAN tunnel (default 4789).
     ///
     /// Range 1 to 65536. Default: `4789`.
-    #[serde(rename = "vxlan-port")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_port: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for ClusterSdnZonesZoneUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "advertise-subnets", &self.advertise_subnets)?;
+        crate::ser::optional(&mut map, "bridge", &self.bridge)?;
+        crate::ser::optional(
+            &mut map,
+            "bridge-disable-mac-learning",
+            &self.bridge_disable_mac_learning,
+        )?;
+        crate::ser::optional(&mut map, "controller", &self.controller)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "dhcp", &self.dhcp)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(
+            &mut map,
+            "disable-arp-nd-suppression",
+            &self.disable_arp_nd_suppression,
+        )?;
+        crate::ser::optional(&mut map, "dns", &self.dns)?;
+        crate::ser::optional(&mut map, "dnszone", &self.dnszone)?;
+        crate::ser::optional(&mut map, "dp-id", &self.dp_id)?;
+        crate::ser::optional(&mut map, "exitnodes", &self.exitnodes)?;
+        crate::ser::optional(
+            &mut map,
+            "exitnodes-local-routing",
+            &self.exitnodes_local_routing,
+        )?;
+        crate::ser::optional(&mut map, "exitnodes-primary", &self.exitnodes_primary)?;
+        crate::ser::optional(&mut map, "fabric", &self.fabric)?;
+        crate::ser::optional(&mut map, "ipam", &self.ipam)?;
+        crate::ser::optional(&mut map, "lock-token", &self.lock_token)?;
+        crate::ser::optional(&mut map, "mac", &self.mac)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "peers", &self.peers)?;
+        crate::ser::optional(&mut map, "reversedns", &self.reversedns)?;
+        crate::ser::optional(&mut map, "rt-import", &self.rt_import)?;
+        crate::ser::optional(
+            &mut map,
+            "secondary-controllers",
+            &self.secondary_controllers,
+        )?;
+        crate::ser::optional(&mut map, "tag", &self.tag)?;
+        crate::ser::optional(&mut map, "vlan-protocol", &self.vlan_protocol)?;
+        crate::ser::optional(&mut map, "vrf-vxlan", &self.vrf_vxlan)?;
+        crate::ser::optional(&mut map, "vxlan-port", &self.vxlan_port)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterStatusGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterStatusGetResponseItem {
     /// The `id` property.
     pub id: ::std::string::String,
     /// [node] IP of the resolved nodename.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip: ::std::option::Option<::std::string::String>,
     /// [node] Proxmox VE Subscription level, indicates if eligible for enterprise support as well as access to the stable Proxmox VE Enterprise Repository.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub level: ::std::option::Option<::std::string::String>,
     /// [node] Indicates if this is the responding node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub local: ::std::option::Option<crate::PveBool>,
     /// The `name` property.
     pub name: ::std::string::String,
     /// [node] ID of the node from the corosync configuration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<i64>,
     /// [cluster] Nodes count, including offline nodes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<i64>,
     /// [node] Indicates if the node is online or offline.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
     /// [cluster] Indicates if there is a majority of nodes online to make decisions
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quorate: ::std::option::Option<crate::PveBool>,
     /// Indicates the type, either cluster or node. The type defines the object properties e.g. quorate available for type cluster.
     ///
     /// One of `cluster`, `node`.
     pub r#type: crate::generated::cluster::ClusterStatusGetResponseItemType,
     /// [cluster] Current version of the corosync configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub version: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for ClusterStatusGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "ip", &self.ip)?;
+        crate::ser::optional(&mut map, "level", &self.level)?;
+        crate::ser::optional(&mut map, "local", &self.local)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "nodeid", &self.nodeid)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "online", &self.online)?;
+        crate::ser::optional(&mut map, "quorate", &self.quorate)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "version", &self.version)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterStatusGetResponseItem {
     const EXPECTING: &'static str = "struct ClusterStatusGetResponseItem";
@@ -18188,10 +20524,23 @@ impl<'de> ::serde::Deserialize<'de> for ClusterStatusGetResponseItem {
     }
 }
 /// The `ClusterTasksResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterTasksResponseItem {
     /// The `upid` property.
     pub upid: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterTasksResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "upid", &self.upid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterTasksResponseItem {
     const EXPECTING: &'static str = "struct ClusterTasksResponseItem";

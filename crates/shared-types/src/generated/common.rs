@@ -2119,10 +2119,23 @@ impl crate::PropertyValue for VlanProtocol {
     }
 }
 /// The `AccessIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessIndexResponseItem {
     /// The `subdir` property.
     pub subdir: ::std::string::String,
+}
+impl ::serde::Serialize for AccessIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "subdir", &self.subdir)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for AccessIndexResponseItem {
     const EXPECTING: &'static str = "struct AccessIndexResponseItem";
@@ -2151,14 +2164,13 @@ impl<'de> ::serde::Deserialize<'de> for AccessIndexResponseItem {
     }
 }
 /// The `ClusterFirewallAliasesCreateAliasParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterFirewallAliasesCreateAliasParams {
     /// Network/IP specification in CIDR format.
     ///
     /// Format `IPorCIDR`.
     pub cidr: ::std::string::String,
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Alias name.
     pub name: ::std::string::String,
@@ -2177,18 +2189,48 @@ impl ClusterFirewallAliasesCreateAliasParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterFirewallAliasesCreateAliasParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cidr", &self.cidr)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallAliasesGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallAliasesGetResponseItem {
     /// The `cidr` property.
     pub cidr: ::std::string::String,
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     pub digest: ::std::string::String,
     /// The `name` property.
     pub name: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterFirewallAliasesGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cidr", &self.cidr)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterFirewallAliasesGetResponseItem {
     const EXPECTING: &'static str = "struct ClusterFirewallAliasesGetResponseItem";
@@ -2226,27 +2268,36 @@ impl<'de> ::serde::Deserialize<'de> for ClusterFirewallAliasesGetResponseItem {
     }
 }
 /// The `ClusterFirewallAliasesNameRemoveAliasParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallAliasesNameRemoveAliasParams {
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for ClusterFirewallAliasesNameRemoveAliasParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallAliasesNameUpdateAliasParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterFirewallAliasesNameUpdateAliasParams {
     /// Network/IP specification in CIDR format.
     ///
     /// Format `IPorCIDR`.
     pub cidr: ::std::string::String,
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Rename an existing alias.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rename: ::std::option::Option<::std::string::String>,
 }
 impl ClusterFirewallAliasesNameUpdateAliasParams {
@@ -2261,70 +2312,72 @@ impl ClusterFirewallAliasesNameUpdateAliasParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterFirewallAliasesNameUpdateAliasParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cidr", &self.cidr)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "rename", &self.rename)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallGroupsGroupCreateRuleParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterFirewallGroupsGroupCreateRuleParams {
     /// Rule action ('ACCEPT', 'DROP', 'REJECT') or security group name.
     pub action: ::std::string::String,
     /// Descriptive comment.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Restrict packet destination address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
     ///
     /// Format `pve-fw-addr-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dest: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Restrict TCP/UDP destination port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
     ///
     /// Format `pve-fw-dport-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dport: ::std::option::Option<::std::string::String>,
     /// Flag to enable/disable a rule.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
     /// Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'.
     ///
     /// Format `pve-fw-icmp-type-spec`.
-    #[serde(rename = "icmp-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub icmp_type: ::std::option::Option<::std::string::String>,
     /// Network interface name. You have to use network configuration key names for VMs and containers ('net\d+'). Host related rules can use arbitrary strings.
     ///
     /// Format `pve-iface`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub iface: ::std::option::Option<::std::string::String>,
     /// Log level for firewall rule.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log: ::std::option::Option<crate::generated::common::Log>,
     /// Use predefined standard macro.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#macro: ::std::option::Option<::std::string::String>,
     /// Update rule at position <pos>.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pos: ::std::option::Option<i64>,
     /// IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'.
     ///
     /// Format `pve-fw-protocol-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<::std::string::String>,
     /// Restrict packet source address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
     ///
     /// Format `pve-fw-addr-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
     /// Restrict TCP/UDP source port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
     ///
     /// Format `pve-fw-sport-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sport: ::std::option::Option<::std::string::String>,
     /// Rule type.
     ///
@@ -2357,54 +2410,95 @@ impl ClusterFirewallGroupsGroupCreateRuleParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterFirewallGroupsGroupCreateRuleParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "action", &self.action)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "dest", &self.dest)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "dport", &self.dport)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "icmp-type", &self.icmp_type)?;
+        crate::ser::optional(&mut map, "iface", &self.iface)?;
+        crate::ser::optional(&mut map, "log", &self.log)?;
+        crate::ser::optional(&mut map, "macro", &self.r#macro)?;
+        crate::ser::optional(&mut map, "pos", &self.pos)?;
+        crate::ser::optional(&mut map, "proto", &self.proto)?;
+        crate::ser::optional(&mut map, "source", &self.source)?;
+        crate::ser::optional(&mut map, "sport", &self.sport)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallGroupsGroupGetRulesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallGroupsGroupGetRulesResponseItem {
     /// Rule action ('ACCEPT', 'DROP', 'REJECT') or security group name
     pub action: ::std::string::String,
     /// Descriptive comment
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Restrict packet destination address
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dest: ::std::option::Option<::std::string::String>,
     /// Restrict TCP/UDP destination port
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dport: ::std::option::Option<::std::string::String>,
     /// Flag to enable/disable a rule
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
     /// Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'
-    #[serde(rename = "icmp-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub icmp_type: ::std::option::Option<::std::string::String>,
     /// Network interface name. You have to use network configuration key names for VMs and containers
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub iface: ::std::option::Option<::std::string::String>,
     /// IP version (4 or 6) - automatically determined from source/dest addresses
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipversion: ::std::option::Option<i64>,
     /// Log level for firewall rule
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log: ::std::option::Option<crate::generated::common::Log>,
     /// Use predefined standard macro
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#macro: ::std::option::Option<::std::string::String>,
     /// Rule position in the ruleset
     pub pos: i64,
     /// IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<::std::string::String>,
     /// Restrict packet source address
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
     /// Restrict TCP/UDP source port
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sport: ::std::option::Option<::std::string::String>,
     /// Rule type
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterFirewallGroupsGroupGetRulesResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "action", &self.action)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "dest", &self.dest)?;
+        crate::ser::optional(&mut map, "dport", &self.dport)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "icmp-type", &self.icmp_type)?;
+        crate::ser::optional(&mut map, "iface", &self.iface)?;
+        crate::ser::optional(&mut map, "ipversion", &self.ipversion)?;
+        crate::ser::optional(&mut map, "log", &self.log)?;
+        crate::ser::optional(&mut map, "macro", &self.r#macro)?;
+        crate::ser::entry(&mut map, "pos", &self.pos)?;
+        crate::ser::optional(&mut map, "proto", &self.proto)?;
+        crate::ser::optional(&mut map, "source", &self.source)?;
+        crate::ser::optional(&mut map, "sport", &self.sport)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterFirewallGroupsGroupGetRulesResponseItem {
     const EXPECTING: &'static str = "struct ClusterFirewallGroupsGroupGetRulesResponseItem";
@@ -2477,110 +2571,130 @@ impl<'de> ::serde::Deserialize<'de> for ClusterFirewallGroupsGroupGetRulesRespon
     }
 }
 /// The `ClusterFirewallGroupsPosUpdateRuleParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallGroupsPosUpdateRuleParams {
     /// Rule action ('ACCEPT', 'DROP', 'REJECT') or security group name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub action: ::std::option::Option<::std::string::String>,
     /// Descriptive comment.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Restrict packet destination address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
     ///
     /// Format `pve-fw-addr-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dest: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Restrict TCP/UDP destination port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
     ///
     /// Format `pve-fw-dport-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dport: ::std::option::Option<::std::string::String>,
     /// Flag to enable/disable a rule.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<i64>,
     /// Specify icmp-type. Only valid if proto equals 'icmp' or 'icmpv6'/'ipv6-icmp'.
     ///
     /// Format `pve-fw-icmp-type-spec`.
-    #[serde(rename = "icmp-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub icmp_type: ::std::option::Option<::std::string::String>,
     /// Network interface name. You have to use network configuration key names for VMs and containers ('net\d+'). Host related rules can use arbitrary strings.
     ///
     /// Format `pve-iface`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub iface: ::std::option::Option<::std::string::String>,
     /// Log level for firewall rule.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log: ::std::option::Option<crate::generated::common::Log>,
     /// Use predefined standard macro.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#macro: ::std::option::Option<::std::string::String>,
     /// Move rule to new position <moveto>. Other arguments are ignored.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub moveto: ::std::option::Option<i64>,
     /// IP protocol. You can use protocol names ('tcp'/'udp') or simple numbers, as defined in '/etc/protocols'.
     ///
     /// Format `pve-fw-protocol-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proto: ::std::option::Option<::std::string::String>,
     /// Restrict packet source address. This can refer to a single IP address, an IP set ('+ipsetname') or an IP alias definition. You can also specify an address range like '20.34.101.207-201.3.9.99', or a list of IP addresses and networks (entries are separated by comma). Please do not mix IPv4 and IPv6 addresses inside such lists.
     ///
     /// Format `pve-fw-addr-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
     /// Restrict TCP/UDP source port. You can use service names or simple numbers (0-65535), as defined in '/etc/services'. Port ranges can be specified with '\d+:\d+', for example '80:85', and you can use comma separated list to match several ports or ranges.
     ///
     /// Format `pve-fw-sport-spec`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sport: ::std::option::Option<::std::string::String>,
     /// Rule type.
     ///
     /// One of `in`, `out`, `forward`, `group`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::common::ClusterFirewallGroupsGroupCreateRuleParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterFirewallGroupsPosUpdateRuleParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "action", &self.action)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "dest", &self.dest)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "dport", &self.dport)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "icmp-type", &self.icmp_type)?;
+        crate::ser::optional(&mut map, "iface", &self.iface)?;
+        crate::ser::optional(&mut map, "log", &self.log)?;
+        crate::ser::optional(&mut map, "macro", &self.r#macro)?;
+        crate::ser::optional(&mut map, "moveto", &self.moveto)?;
+        crate::ser::optional(&mut map, "proto", &self.proto)?;
+        crate::ser::optional(&mut map, "source", &self.source)?;
+        crate::ser::optional(&mut map, "sport", &self.sport)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallIpsetCidrUpdateIpParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallIpsetCidrUpdateIpParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The `nomatch` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nomatch: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterFirewallIpsetCidrUpdateIpParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "nomatch", &self.nomatch)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallIpsetCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterFirewallIpsetCreateParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// IP set name.
     pub name: ::std::string::String,
     /// Rename an existing IPSet. You can set 'rename' to the same value as 'name' to update the 'comment' of an existing IPSet.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rename: ::std::option::Option<::std::string::String>,
 }
 impl ClusterFirewallIpsetCreateParams {
@@ -2595,16 +2709,46 @@ impl ClusterFirewallIpsetCreateParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterFirewallIpsetCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "rename", &self.rename)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallIpsetIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallIpsetIndexResponseItem {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     pub digest: ::std::string::String,
     /// IP set name.
     pub name: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterFirewallIpsetIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterFirewallIpsetIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterFirewallIpsetIndexResponseItem";
@@ -2639,17 +2783,15 @@ impl<'de> ::serde::Deserialize<'de> for ClusterFirewallIpsetIndexResponseItem {
     }
 }
 /// The `ClusterFirewallIpsetNameCreateIpParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterFirewallIpsetNameCreateIpParams {
     /// Network/IP specification in CIDR format.
     ///
     /// Format `IPorCIDRorAlias`.
     pub cidr: ::std::string::String,
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `nomatch` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nomatch: ::std::option::Option<crate::PveBool>,
 }
 impl ClusterFirewallIpsetNameCreateIpParams {
@@ -2663,26 +2805,67 @@ impl ClusterFirewallIpsetNameCreateIpParams {
         }
     }
 }
+impl ::serde::Serialize for ClusterFirewallIpsetNameCreateIpParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cidr", &self.cidr)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "nomatch", &self.nomatch)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallIpsetNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallIpsetNameDeleteParams {
     /// Delete all members of the IPSet, if there are any.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for ClusterFirewallIpsetNameDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallIpsetNameGetResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallIpsetNameGetResponseItem {
     /// The `cidr` property.
     pub cidr: ::std::string::String,
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
     pub digest: ::std::string::String,
     /// The `nomatch` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nomatch: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for ClusterFirewallIpsetNameGetResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cidr", &self.cidr)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "nomatch", &self.nomatch)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterFirewallIpsetNameGetResponseItem {
     const EXPECTING: &'static str = "struct ClusterFirewallIpsetNameGetResponseItem";
@@ -2720,21 +2903,32 @@ impl<'de> ::serde::Deserialize<'de> for ClusterFirewallIpsetNameGetResponseItem 
     }
 }
 /// The `ClusterFirewallRefsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterFirewallRefsParams {
     /// Only list references of specified type.
     ///
     /// One of `alias`, `ipset`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::common::ClusterFirewallRefsParamsType,
     >,
 }
+impl ::serde::Serialize for ClusterFirewallRefsParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `ClusterFirewallRefsResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterFirewallRefsResponseItem {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `name` property.
     pub name: ::std::string::String,
@@ -2746,6 +2940,23 @@ pub struct ClusterFirewallRefsResponseItem {
     ///
     /// One of `alias`, `ipset`.
     pub r#type: crate::generated::common::ClusterFirewallRefsParamsType,
+}
+impl ::serde::Serialize for ClusterFirewallRefsResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "ref", &self.r#ref)?;
+        crate::ser::entry(&mut map, "scope", &self.scope)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterFirewallRefsResponseItem {
     const EXPECTING: &'static str = "struct ClusterFirewallRefsResponseItem";
@@ -2786,10 +2997,23 @@ impl<'de> ::serde::Deserialize<'de> for ClusterFirewallRefsResponseItem {
     }
 }
 /// The `ClusterHaIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterHaIndexResponseItem {
     /// The `id` property.
     pub id: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for ClusterHaIndexResponseItem {
     const EXPECTING: &'static str = "struct ClusterHaIndexResponseItem";
@@ -2818,7 +3042,7 @@ impl<'de> ::serde::Deserialize<'de> for ClusterHaIndexResponseItem {
     }
 }
 /// A blocking HA resource
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterHaResourcesMigrateResponseBlockingResourcesItem {
     /// The reason why the HA resource is blocking the migration.
     ///
@@ -2826,6 +3050,20 @@ pub struct ClusterHaResourcesMigrateResponseBlockingResourcesItem {
     pub cause: crate::generated::common::Cause,
     /// The blocking HA resource id
     pub sid: ::std::string::String,
+}
+impl ::serde::Serialize for ClusterHaResourcesMigrateResponseBlockingResourcesItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cause", &self.cause)?;
+        crate::ser::entry(&mut map, "sid", &self.sid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for ClusterHaResourcesMigrateResponseBlockingResourcesItem {
@@ -2859,18 +3097,30 @@ for ClusterHaResourcesMigrateResponseBlockingResourcesItem {
     }
 }
 /// The `ClusterQemuCpuFlagsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterQemuCpuFlagsIndexParams {
     /// Acceleration type to check node compatibility for.
     ///
     /// One of `kvm`, `tcg`. Default: `"kvm"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub accel: ::std::option::Option<crate::generated::common::Accel>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::common::ClusterQemuCpuFlagsIndexParamsArch,
     >,
+}
+impl ::serde::Serialize for ClusterQemuCpuFlagsIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "accel", &self.accel)?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }

@@ -19058,7 +19058,7 @@ impl crate::PropertyValue for Werror {
     }
 }
 /// The `NodesAplinfoAplDownloadParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesAplinfoAplDownloadParams {
     /// The storage where the template will be stored
     ///
@@ -19080,13 +19080,26 @@ impl NodesAplinfoAplDownloadParams {
         }
     }
 }
+impl ::serde::Serialize for NodesAplinfoAplDownloadParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "storage", &self.storage)?;
+        crate::ser::entry(&mut map, "template", &self.template)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesAptChangelogParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesAptChangelogParams {
     /// Package name.
     pub name: ::std::string::String,
     /// Package version.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub version: ::std::option::Option<::std::string::String>,
 }
 impl NodesAptChangelogParams {
@@ -19099,11 +19112,24 @@ impl NodesAptChangelogParams {
         }
     }
 }
+impl ::serde::Serialize for NodesAptChangelogParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "version", &self.version)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesAptRepositoriesAddRepositoryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesAptRepositoriesAddRepositoryParams {
     /// Digest to detect modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Handle that identifies a repository.
     pub handle: ::std::string::String,
@@ -19118,14 +19144,26 @@ impl NodesAptRepositoriesAddRepositoryParams {
         }
     }
 }
+impl ::serde::Serialize for NodesAptRepositoriesAddRepositoryParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "handle", &self.handle)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesAptRepositoriesChangeRepositoryParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesAptRepositoriesChangeRepositoryParams {
     /// Digest to detect modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Whether the repository should be enabled or not.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Index within the file (starting from 0).
     pub index: i64,
@@ -19147,8 +19185,24 @@ impl NodesAptRepositoriesChangeRepositoryParams {
         }
     }
 }
+impl ::serde::Serialize for NodesAptRepositoriesChangeRepositoryParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::entry(&mut map, "index", &self.index)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// Result from parsing the APT repository files in /etc/apt/.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesAptRepositoriesResponse {
     /// Common digest of all files.
     pub digest: ::std::string::String,
@@ -19165,10 +19219,26 @@ pub struct NodesAptRepositoriesResponse {
         crate::generated::nodes::NodesAptRepositoriesResponseInfosItem,
     >,
     /// List of standard repositories and their configuration status
-    #[serde(rename = "standard-repos")]
     pub standard_repos: ::std::vec::Vec<
         crate::generated::nodes::NodesAptRepositoriesResponseStandardReposItem,
     >,
+}
+impl ::serde::Serialize for NodesAptRepositoriesResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "errors", &self.errors)?;
+        crate::ser::entry(&mut map, "files", &self.files)?;
+        crate::ser::entry(&mut map, "infos", &self.infos)?;
+        crate::ser::entry(&mut map, "standard-repos", &self.standard_repos)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponse {
     const EXPECTING: &'static str = "struct NodesAptRepositoriesResponse";
@@ -19214,12 +19284,26 @@ impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponse {
     }
 }
 /// The `NodesAptRepositoriesResponseErrorsItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesAptRepositoriesResponseErrorsItem {
     /// The error message
     pub error: ::std::string::String,
     /// Path to the problematic file.
     pub path: ::std::string::String,
+}
+impl ::serde::Serialize for NodesAptRepositoriesResponseErrorsItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "error", &self.error)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponseErrorsItem {
     const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseErrorsItem";
@@ -19251,14 +19335,13 @@ impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponseErrorsItem {
     }
 }
 /// The `NodesAptRepositoriesResponseFilesItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesAptRepositoriesResponseFilesItem {
     /// Digest of the file as bytes.
     pub digest: ::std::vec::Vec<i64>,
     /// Format of the file.
     ///
     /// One of `list`, `sources`.
-    #[serde(rename = "file-type")]
     pub file_type: crate::generated::nodes::FileType,
     /// Path to the problematic file.
     pub path: ::std::string::String,
@@ -19266,6 +19349,22 @@ pub struct NodesAptRepositoriesResponseFilesItem {
     pub repositories: ::std::vec::Vec<
         crate::generated::nodes::NodesAptRepositoriesResponseFilesItemRepositoriesItem,
     >,
+}
+impl ::serde::Serialize for NodesAptRepositoriesResponseFilesItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "file-type", &self.file_type)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        crate::ser::entry(&mut map, "repositories", &self.repositories)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponseFilesItem {
     const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseFilesItem";
@@ -19305,43 +19404,52 @@ impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponseFilesItem {
     }
 }
 /// The `NodesAptRepositoriesResponseFilesItemRepositoriesItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesAptRepositoriesResponseFilesItemRepositoriesItem {
     /// Associated comment
-    #[serde(rename = "Comment")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// List of repository components
-    #[serde(rename = "Components")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub components: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Whether the repository is enabled or not
-    #[serde(rename = "Enabled")]
     pub enabled: crate::PveBool,
     /// Format of the defining file.
     ///
     /// One of `list`, `sources`.
-    #[serde(rename = "FileType")]
     pub file_type: crate::generated::nodes::FileType,
     /// Additional options
-    #[serde(rename = "Options")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub options: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::nodes::NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem,
         >,
     >,
     /// List of package distribuitions
-    #[serde(rename = "Suites")]
     pub suites: ::std::vec::Vec<::std::string::String>,
     /// List of package types.
-    #[serde(rename = "Types")]
     pub types: ::std::vec::Vec<
         crate::generated::nodes::NodesAptRepositoriesResponseFilesItemRepositoriesItemTypes,
     >,
     /// List of repository URIs.
-    #[serde(rename = "URIs")]
     pub uris: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize for NodesAptRepositoriesResponseFilesItemRepositoriesItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "Comment", &self.comment)?;
+        crate::ser::optional(&mut map, "Components", &self.components)?;
+        crate::ser::entry(&mut map, "Enabled", &self.enabled)?;
+        crate::ser::entry(&mut map, "FileType", &self.file_type)?;
+        crate::ser::optional(&mut map, "Options", &self.options)?;
+        crate::ser::entry(&mut map, "Suites", &self.suites)?;
+        crate::ser::entry(&mut map, "Types", &self.types)?;
+        crate::ser::entry(&mut map, "URIs", &self.uris)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for NodesAptRepositoriesResponseFilesItemRepositoriesItem {
@@ -19395,14 +19503,27 @@ for NodesAptRepositoriesResponseFilesItemRepositoriesItem {
     }
 }
 /// The `NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem {
     /// The `Key` property.
-    #[serde(rename = "Key")]
     pub key: ::std::string::String,
     /// The `Values` property.
-    #[serde(rename = "Values")]
     pub values: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize
+for NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "Key", &self.key)?;
+        crate::ser::entry(&mut map, "Values", &self.values)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem {
@@ -19436,7 +19557,7 @@ for NodesAptRepositoriesResponseFilesItemRepositoriesItemOptionsItem {
     }
 }
 /// The `NodesAptRepositoriesResponseInfosItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesAptRepositoriesResponseInfosItem {
     /// Index of the associated repository within the file.
     pub index: ::std::string::String,
@@ -19447,8 +19568,24 @@ pub struct NodesAptRepositoriesResponseInfosItem {
     /// Path to the associated file.
     pub path: ::std::string::String,
     /// Property from which the info originates.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub property: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesAptRepositoriesResponseInfosItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "index", &self.index)?;
+        crate::ser::entry(&mut map, "kind", &self.kind)?;
+        crate::ser::entry(&mut map, "message", &self.message)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        crate::ser::optional(&mut map, "property", &self.property)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponseInfosItem {
     const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseInfosItem";
@@ -19489,15 +19626,29 @@ impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponseInfosItem {
     }
 }
 /// The `NodesAptRepositoriesResponseStandardReposItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesAptRepositoriesResponseStandardReposItem {
     /// Handle to identify the repository.
     pub handle: ::std::string::String,
     /// Full name of the repository.
     pub name: ::std::string::String,
     /// Indicating enabled/disabled status, if the repository is configured.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for NodesAptRepositoriesResponseStandardReposItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "handle", &self.handle)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "status", &self.status)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesAptRepositoriesResponseStandardReposItem {
     const EXPECTING: &'static str = "struct NodesAptRepositoriesResponseStandardReposItem";
@@ -19532,56 +19683,78 @@ impl<'de> ::serde::Deserialize<'de> for NodesAptRepositoriesResponseStandardRepo
     }
 }
 /// The `NodesAptUpdateDatabaseParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesAptUpdateDatabaseParams {
     /// Send notification about new packages.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notify: ::std::option::Option<crate::PveBool>,
     /// Only produces output suitable for logging, omitting progress indicators.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesAptUpdateDatabaseParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "notify", &self.notify)?;
+        crate::ser::optional(&mut map, "quiet", &self.quiet)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesAptUpdateListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesAptUpdateListResponseItem {
     /// Package Architecture.
     ///
     /// One of `armhf`, `arm64`, `amd64`, `ppc64el`, `risc64`, `s390x`, `all`.
-    #[serde(rename = "Arch")]
     pub arch: crate::generated::nodes::NodesAptUpdateListResponseItemArch,
     /// Package description.
-    #[serde(rename = "Description")]
     pub description: ::std::string::String,
     /// Version for which PVE has already sent an update notification for.
-    #[serde(rename = "NotifyStatus")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notify_status: ::std::option::Option<::std::string::String>,
     /// Old version currently installed.
-    #[serde(rename = "OldVersion")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub old_version: ::std::option::Option<::std::string::String>,
     /// Package origin, e.g., 'Proxmox' or 'Debian'.
-    #[serde(rename = "Origin")]
     pub origin: ::std::string::String,
     /// Package name.
-    #[serde(rename = "Package")]
     pub package: ::std::string::String,
     /// Package priority.
-    #[serde(rename = "Priority")]
     pub priority: ::std::string::String,
     /// Package section.
-    #[serde(rename = "Section")]
     pub section: ::std::string::String,
     /// Package title.
-    #[serde(rename = "Title")]
     pub title: ::std::string::String,
     /// New version to be updated to.
-    #[serde(rename = "Version")]
     pub version: ::std::string::String,
+}
+impl ::serde::Serialize for NodesAptUpdateListResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "Arch", &self.arch)?;
+        crate::ser::entry(&mut map, "Description", &self.description)?;
+        crate::ser::optional(&mut map, "NotifyStatus", &self.notify_status)?;
+        crate::ser::optional(&mut map, "OldVersion", &self.old_version)?;
+        crate::ser::entry(&mut map, "Origin", &self.origin)?;
+        crate::ser::entry(&mut map, "Package", &self.package)?;
+        crate::ser::entry(&mut map, "Priority", &self.priority)?;
+        crate::ser::entry(&mut map, "Section", &self.section)?;
+        crate::ser::entry(&mut map, "Title", &self.title)?;
+        crate::ser::entry(&mut map, "Version", &self.version)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesAptUpdateListResponseItem {
     const EXPECTING: &'static str = "struct NodesAptUpdateListResponseItem";
@@ -19643,55 +19816,63 @@ impl<'de> ::serde::Deserialize<'de> for NodesAptUpdateListResponseItem {
     }
 }
 /// The `NodesAptVersionsResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesAptVersionsResponseItem {
     /// Package Architecture.
     ///
     /// One of `armhf`, `arm64`, `amd64`, `ppc64el`, `risc64`, `s390x`, `all`.
-    #[serde(rename = "Arch")]
     pub arch: crate::generated::nodes::NodesAptUpdateListResponseItemArch,
     /// Current state of the package installed on the system.
     ///
     /// One of `Installed`, `NotInstalled`, `UnPacked`, `HalfConfigured`, `HalfInstalled`, `ConfigFiles`.
-    #[serde(rename = "CurrentState")]
     pub current_state: crate::generated::nodes::Currentstate,
     /// Package description.
-    #[serde(rename = "Description")]
     pub description: ::std::string::String,
     /// Version of the currently running pve-manager API server.
-    #[serde(rename = "ManagerVersion")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub manager_version: ::std::option::Option<::std::string::String>,
     /// Version for which PVE has already sent an update notification for.
-    #[serde(rename = "NotifyStatus")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notify_status: ::std::option::Option<::std::string::String>,
     /// Old version currently installed.
-    #[serde(rename = "OldVersion")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub old_version: ::std::option::Option<::std::string::String>,
     /// Package origin, e.g., 'Proxmox' or 'Debian'.
-    #[serde(rename = "Origin")]
     pub origin: ::std::string::String,
     /// Package name.
-    #[serde(rename = "Package")]
     pub package: ::std::string::String,
     /// Package priority.
-    #[serde(rename = "Priority")]
     pub priority: ::std::string::String,
     /// Kernel release, only for package 'proxmox-ve'.
-    #[serde(rename = "RunningKernel")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running_kernel: ::std::option::Option<::std::string::String>,
     /// Package section.
-    #[serde(rename = "Section")]
     pub section: ::std::string::String,
     /// Package title.
-    #[serde(rename = "Title")]
     pub title: ::std::string::String,
     /// New version to be updated to.
-    #[serde(rename = "Version")]
     pub version: ::std::string::String,
+}
+impl ::serde::Serialize for NodesAptVersionsResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "Arch", &self.arch)?;
+        crate::ser::entry(&mut map, "CurrentState", &self.current_state)?;
+        crate::ser::entry(&mut map, "Description", &self.description)?;
+        crate::ser::optional(&mut map, "ManagerVersion", &self.manager_version)?;
+        crate::ser::optional(&mut map, "NotifyStatus", &self.notify_status)?;
+        crate::ser::optional(&mut map, "OldVersion", &self.old_version)?;
+        crate::ser::entry(&mut map, "Origin", &self.origin)?;
+        crate::ser::entry(&mut map, "Package", &self.package)?;
+        crate::ser::entry(&mut map, "Priority", &self.priority)?;
+        crate::ser::optional(&mut map, "RunningKernel", &self.running_kernel)?;
+        crate::ser::entry(&mut map, "Section", &self.section)?;
+        crate::ser::entry(&mut map, "Title", &self.title)?;
+        crate::ser::entry(&mut map, "Version", &self.version)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesAptVersionsResponseItem {
     const EXPECTING: &'static str = "struct NodesAptVersionsResponseItem";
@@ -19768,17 +19949,29 @@ impl<'de> ::serde::Deserialize<'de> for NodesAptVersionsResponseItem {
     }
 }
 /// The `NodesCapabilitiesQemuCpuFlagsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
     /// Description of the CPU flag.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Name of the CPU flag.
     pub name: ::std::string::String,
     /// List of nodes supporting the CPU flag with the selected acceleration type ("accel").
-    #[serde(rename = "supported-on")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub supported_on: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+}
+impl ::serde::Serialize for NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "supported-on", &self.supported_on)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCapabilitiesQemuCpuFlagsIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesCapabilitiesQemuCpuFlagsIndexResponseItem";
@@ -19817,21 +20010,32 @@ impl<'de> ::serde::Deserialize<'de> for NodesCapabilitiesQemuCpuFlagsIndexRespon
     }
 }
 /// The `NodesCapabilitiesQemuCpuIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCapabilitiesQemuCpuIndexParams {
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::common::ClusterQemuCpuFlagsIndexParamsArch,
     >,
 }
+impl ::serde::Serialize for NodesCapabilitiesQemuCpuIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCapabilitiesQemuCpuIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCapabilitiesQemuCpuIndexResponseItem {
     /// True for PVE-internal abstract profiles like x86-64-v2, -v3, -v4. These do not correspond to a QEMU CPU type and cannot be used as a custom model's 'reported-model'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#abstract: ::std::option::Option<crate::PveBool>,
     /// True if this is a custom CPU model.
     pub custom: crate::PveBool,
@@ -19839,6 +20043,22 @@ pub struct NodesCapabilitiesQemuCpuIndexResponseItem {
     pub name: ::std::string::String,
     /// CPU vendor visible to the guest when this model is selected. Vendor of 'reported-model' in case of custom models.
     pub vendor: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCapabilitiesQemuCpuIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "abstract", &self.r#abstract)?;
+        crate::ser::entry(&mut map, "custom", &self.custom)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "vendor", &self.vendor)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCapabilitiesQemuCpuIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesCapabilitiesQemuCpuIndexResponseItem";
@@ -19876,10 +20096,9 @@ impl<'de> ::serde::Deserialize<'de> for NodesCapabilitiesQemuCpuIndexResponseIte
     }
 }
 /// The `NodesCapabilitiesQemuMachinesTypesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCapabilitiesQemuMachinesTypesResponseItem {
     /// Notable changes of a version, currently only set for +pveX versions.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub changes: ::std::option::Option<::std::string::String>,
     /// Full name of machine type and version.
     pub id: ::std::string::String,
@@ -19889,6 +20108,22 @@ pub struct NodesCapabilitiesQemuMachinesTypesResponseItem {
     pub r#type: crate::generated::nodes::NodesCapabilitiesQemuMachinesTypesResponseItemType,
     /// The machine version.
     pub version: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCapabilitiesQemuMachinesTypesResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "changes", &self.changes)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::entry(&mut map, "version", &self.version)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCapabilitiesQemuMachinesTypesResponseItem {
     const EXPECTING: &'static str = "struct NodesCapabilitiesQemuMachinesTypesResponseItem";
@@ -19926,11 +20161,23 @@ impl<'de> ::serde::Deserialize<'de> for NodesCapabilitiesQemuMachinesTypesRespon
     }
 }
 /// The `NodesCapabilitiesQemuMigrationCapabilitiesResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCapabilitiesQemuMigrationCapabilitiesResponse {
     /// Whether the host supports live-migrating additional VM state via the dbus-vmstate helper.
-    #[serde(rename = "has-dbus-vmstate")]
     pub has_dbus_vmstate: crate::PveBool,
+}
+impl ::serde::Serialize for NodesCapabilitiesQemuMigrationCapabilitiesResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "has-dbus-vmstate", &self.has_dbus_vmstate)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for NodesCapabilitiesQemuMigrationCapabilitiesResponse {
@@ -19970,7 +20217,7 @@ for NodesCapabilitiesQemuMigrationCapabilitiesResponse {
     }
 }
 /// The `NodesCephCfgDbResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCephCfgDbResponseItem {
     /// Set if the value can be changed at runtime without restarting the affected daemons. Emitted as the integer 1/0 to match the existing PVE wire convention.
     pub can_update_at_runtime: crate::PveBool,
@@ -19986,6 +20233,28 @@ pub struct NodesCephCfgDbResponseItem {
     pub section: ::std::string::String,
     /// Configured value for the key (always serialised as a string by Ceph, regardless of the option's underlying type).
     pub value: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephCfgDbResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(
+            &mut map,
+            "can_update_at_runtime",
+            &self.can_update_at_runtime,
+        )?;
+        crate::ser::entry(&mut map, "level", &self.level)?;
+        crate::ser::entry(&mut map, "mask", &self.mask)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "section", &self.section)?;
+        crate::ser::entry(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephCfgDbResponseItem {
     const EXPECTING: &'static str = "struct NodesCephCfgDbResponseItem";
@@ -20038,10 +20307,9 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephCfgDbResponseItem {
     }
 }
 /// The `NodesCephCfgValueParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCephCfgValueParams {
     /// List of <section>:<config key> items separated by semicolon, comma or space.
-    #[serde(rename = "config-keys")]
     pub config_keys: ::std::string::String,
 }
 impl NodesCephCfgValueParams {
@@ -20053,8 +20321,21 @@ impl NodesCephCfgValueParams {
         }
     }
 }
+impl ::serde::Serialize for NodesCephCfgValueParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "config-keys", &self.config_keys)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephCmdSafetyParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCephCmdSafetyParams {
     /// Action to check
     ///
@@ -20082,14 +20363,42 @@ impl NodesCephCmdSafetyParams {
         }
     }
 }
+impl ::serde::Serialize for NodesCephCmdSafetyParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "action", &self.action)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "service", &self.service)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephCmdSafetyResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephCmdSafetyResponse {
     /// True if Ceph reports the requested action is safe.
     pub safe: crate::PveBool,
     /// Human-readable status message from Ceph (typically the reason an action is not safe); absent when Ceph returned no message.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesCephCmdSafetyResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "safe", &self.safe)?;
+        crate::ser::optional(&mut map, "status", &self.status)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephCmdSafetyResponse {
     const EXPECTING: &'static str = "struct NodesCephCmdSafetyResponse";
@@ -20121,23 +20430,38 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephCmdSafetyResponse {
     }
 }
 /// The `NodesCephFsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephFsIndexResponseItem {
     /// Name of the filesystem's first data pool. A CephFS can have more than one data pool; consumers interested in the full set should read 'data_pools' instead. Kept for backwards compatibility.
     pub data_pool: ::std::string::String,
     /// Numeric ids of the data pools.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data_pool_ids: ::std::option::Option<::std::vec::Vec<i64>>,
     /// Names of all data pools assigned to the filesystem; a CephFS can have multiple data pools (e.g. replicated metadata plus EC data, or multiple device-class-specific data pools).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data_pools: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Name of the metadata pool.
     pub metadata_pool: ::std::string::String,
     /// Numeric id of the metadata pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub metadata_pool_id: ::std::option::Option<i64>,
     /// The ceph filesystem name.
     pub name: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephFsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "data_pool", &self.data_pool)?;
+        crate::ser::optional(&mut map, "data_pool_ids", &self.data_pool_ids)?;
+        crate::ser::optional(&mut map, "data_pools", &self.data_pools)?;
+        crate::ser::entry(&mut map, "metadata_pool", &self.metadata_pool)?;
+        crate::ser::optional(&mut map, "metadata_pool_id", &self.metadata_pool_id)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephFsIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesCephFsIndexResponseItem";
@@ -20196,96 +20520,154 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephFsIndexResponseItem {
     }
 }
 /// The `NodesCephFsNameCreatefsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephFsNameCreatefsParams {
     /// Configure the created CephFS as storage for this cluster.
     ///
     /// Default: `false`.
-    #[serde(rename = "add-storage")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
     /// Number of placement groups for the backing data pool. The metadata pool will use a quarter of this.
     ///
     /// Range 8 to 32768. Default: `128`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesCephFsNameCreatefsParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "add-storage", &self.add_storage)?;
+        crate::ser::optional(&mut map, "pg_num", &self.pg_num)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephFsNameDestroyfsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephFsNameDestroyfsParams {
     /// Remove the metadata and data pools used by this filesystem.
     ///
     /// Default: `false`.
-    #[serde(rename = "remove-pools")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_pools: ::std::option::Option<crate::PveBool>,
     /// Remove pveceph-managed storages configured for this filesystem.
     ///
     /// Default: `false`.
-    #[serde(rename = "remove-storages")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_storages: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCephFsNameDestroyfsParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "remove-pools", &self.remove_pools)?;
+        crate::ser::optional(&mut map, "remove-storages", &self.remove_storages)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephInitParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephInitParams {
     /// Declare a separate cluster network, OSDs will route heartbeat, object replication and recovery traffic over it
     ///
     /// Format `CIDR`.
-    #[serde(rename = "cluster-network")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_network: ::std::option::Option<::std::string::String>,
     /// Disable cephx authentication.
     ///
     /// WARNING: cephx is a security feature protecting against man-in-the-middle attacks. Only consider disabling cephx if your network is private!
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable_cephx: ::std::option::Option<crate::PveBool>,
     /// Minimum number of available replicas per object to allow I/O
     ///
     /// Range 1 to 7. Default: `2`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub min_size: ::std::option::Option<i64>,
     /// Use specific network for all ceph related traffic
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub network: ::std::option::Option<::std::string::String>,
     /// Placement group bits, used to specify the default number of placement groups.
     ///
     /// Depreacted. This setting was deprecated in recent Ceph versions.
     ///
     /// Range 6 to 14. Default: `6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_bits: ::std::option::Option<i64>,
     /// Targeted number of replicas per object
     ///
     /// Range 1 to 7. Default: `3`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesCephInitParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cluster-network", &self.cluster_network)?;
+        crate::ser::optional(&mut map, "disable_cephx", &self.disable_cephx)?;
+        crate::ser::optional(&mut map, "min_size", &self.min_size)?;
+        crate::ser::optional(&mut map, "network", &self.network)?;
+        crate::ser::optional(&mut map, "pg_bits", &self.pg_bits)?;
+        crate::ser::optional(&mut map, "size", &self.size)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephLogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephLogParams {
     /// Maximum number of log lines to return. Defaults to the dump_logfile limit (typically 50) when omitted.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
     /// Offset of the first log line to return (0-based).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesCephLogParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "limit", &self.limit)?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephLogResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephLogResponseItem {
     /// Log-file line number (1-based).
     pub n: i64,
     /// Log line text.
     pub t: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephLogResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "n", &self.n)?;
+        crate::ser::entry(&mut map, "t", &self.t)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephLogResponseItem {
     const EXPECTING: &'static str = "struct NodesCephLogResponseItem";
@@ -20317,39 +20699,53 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephLogResponseItem {
     }
 }
 /// The `NodesCephMdsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephMdsIndexResponseItem {
     /// Address as advertised by the MDS; Ceph-formatted (typically 'IP:PORT/NONCE').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub addr: ::std::option::Option<::std::string::String>,
     /// Full Ceph version string of the MDS daemon.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ceph_version: ::std::option::Option<::std::string::String>,
     /// Short Ceph version string of the MDS daemon (e.g. '19.2.0').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ceph_version_short: ::std::option::Option<::std::string::String>,
     /// Set when the MDS's data directory exists on this node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub direxists: ::std::option::Option<crate::PveBool>,
     /// Name of the CephFS this MDS is bound to; absent or null for standby MDSes not currently serving a rank.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fs_name: ::std::option::Option<::std::string::String>,
     /// Host the MDS runs on.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub host: ::std::option::Option<::std::string::String>,
     /// The name (ID) for the MDS.
     pub name: ::std::string::String,
     /// MDS rank within the file system; -1 for standby MDSes not currently bound to a rank.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rank: ::std::option::Option<i64>,
     /// Set if a ceph-mds@<id> systemd unit is enabled on the hosting node; absent otherwise.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub service: ::std::option::Option<crate::PveBool>,
     /// If true, the standby MDS is polling the active MDS for faster recovery (hot standby).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub standby_replay: ::std::option::Option<crate::PveBool>,
     /// MDS state: Ceph-reported run state (e.g. 'up:active', 'up:standby', 'up:standby-replay') for daemons known to the cluster; 'stopped' or 'unknown' for configured daemons not visible to the cluster.
     pub state: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephMdsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "addr", &self.addr)?;
+        crate::ser::optional(&mut map, "ceph_version", &self.ceph_version)?;
+        crate::ser::optional(&mut map, "ceph_version_short", &self.ceph_version_short)?;
+        crate::ser::optional(&mut map, "direxists", &self.direxists)?;
+        crate::ser::optional(&mut map, "fs_name", &self.fs_name)?;
+        crate::ser::optional(&mut map, "host", &self.host)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "rank", &self.rank)?;
+        crate::ser::optional(&mut map, "service", &self.service)?;
+        crate::ser::optional(&mut map, "standby_replay", &self.standby_replay)?;
+        crate::ser::entry(&mut map, "state", &self.state)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephMdsIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesCephMdsIndexResponseItem";
@@ -20418,39 +20814,65 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephMdsIndexResponseItem {
     }
 }
 /// The `NodesCephMdsNameCreatemdsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephMdsNameCreatemdsParams {
     /// Determines whether a ceph-mds daemon should poll and replay the log of an active MDS. Faster switch on MDS failure, but needs more idle resources.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotstandby: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCephMdsNameCreatemdsParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "hotstandby", &self.hotstandby)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephMgrIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephMgrIndexResponseItem {
     /// Address as advertised by the manager; Ceph-formatted (typically 'IP:PORT/NONCE').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub addr: ::std::option::Option<::std::string::String>,
     /// Full Ceph version string of the manager daemon.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ceph_version: ::std::option::Option<::std::string::String>,
     /// Short Ceph version string of the manager daemon (e.g. '19.2.0').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ceph_version_short: ::std::option::Option<::std::string::String>,
     /// Set when the manager's data directory exists on this node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub direxists: ::std::option::Option<crate::PveBool>,
     /// Host the manager runs on.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub host: ::std::option::Option<::std::string::String>,
     /// The name (ID) for the MGR.
     pub name: ::std::string::String,
     /// Set if a ceph-mgr@<id> systemd unit is enabled on the hosting node; absent otherwise.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub service: ::std::option::Option<crate::PveBool>,
     /// Manager state: 'active' or 'standby' for daemons visible to the mgr cluster, 'stopped' or 'unknown' for configured daemons not currently visible.
     pub state: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephMgrIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "addr", &self.addr)?;
+        crate::ser::optional(&mut map, "ceph_version", &self.ceph_version)?;
+        crate::ser::optional(&mut map, "ceph_version_short", &self.ceph_version_short)?;
+        crate::ser::optional(&mut map, "direxists", &self.direxists)?;
+        crate::ser::optional(&mut map, "host", &self.host)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "service", &self.service)?;
+        crate::ser::entry(&mut map, "state", &self.state)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephMgrIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesCephMgrIndexResponseItem";
@@ -20508,47 +20930,71 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephMgrIndexResponseItem {
     }
 }
 /// The `NodesCephMonCreatemonParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephMonCreatemonParams {
     /// Overwrites autodetected monitor IP address(es). Must be in the public network(s) of Ceph.
     ///
     /// Format `ip-list`.
-    #[serde(rename = "mon-address")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mon_address: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesCephMonCreatemonParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "mon-address", &self.mon_address)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephMonListmonResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephMonListmonResponseItem {
     /// Address as advertised by the monitor; Ceph-formatted (typically 'IP:PORT/NONCE', possibly as a messenger-v2 vector depending on Ceph version and ceph.conf shape).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub addr: ::std::option::Option<::std::string::String>,
     /// Full Ceph version string of the monitor daemon.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ceph_version: ::std::option::Option<::std::string::String>,
     /// Short Ceph version string of the monitor daemon (e.g. '19.2.0').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ceph_version_short: ::std::option::Option<::std::string::String>,
     /// Set when the monitor's data directory exists on this node.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub direxists: ::std::option::Option<crate::PveBool>,
     /// Host the monitor runs on.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub host: ::std::option::Option<::std::string::String>,
     /// Monitor id (typically the hostname).
     pub name: ::std::string::String,
     /// Set when the monitor is part of the current quorum.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quorum: ::std::option::Option<crate::PveBool>,
     /// Rank of the monitor within the mon map.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rank: ::std::option::Option<i64>,
     /// Set if a ceph-mon@<id> systemd unit is enabled on the hosting node; absent otherwise.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub service: ::std::option::Option<crate::PveBool>,
     /// Run state of the monitor: 'running' (in quorum), 'stopped' (systemd unit configured but daemon not visible to the cluster), or 'unknown' (no rados access).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesCephMonListmonResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "addr", &self.addr)?;
+        crate::ser::optional(&mut map, "ceph_version", &self.ceph_version)?;
+        crate::ser::optional(&mut map, "ceph_version_short", &self.ceph_version_short)?;
+        crate::ser::optional(&mut map, "direxists", &self.direxists)?;
+        crate::ser::optional(&mut map, "host", &self.host)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "quorum", &self.quorum)?;
+        crate::ser::optional(&mut map, "rank", &self.rank)?;
+        crate::ser::optional(&mut map, "service", &self.service)?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephMonListmonResponseItem {
     const EXPECTING: &'static str = "struct NodesCephMonListmonResponseItem";
@@ -20612,40 +21058,31 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephMonListmonResponseItem {
     }
 }
 /// The `NodesCephOsdCreateosdParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCephOsdCreateosdParams {
     /// Set the device class of the OSD in crush.
-    #[serde(rename = "crush-device-class")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crush_device_class: ::std::option::Option<::std::string::String>,
     /// Block device name for block.db.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub db_dev: ::std::option::Option<::std::string::String>,
     /// Size in GiB for block.db.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub db_dev_size: ::std::option::Option<f64>,
     /// Block device name.
     pub dev: ::std::string::String,
     /// Enables encryption of the OSD.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypted: ::std::option::Option<crate::PveBool>,
     /// OSD services per physical device. Only useful for fast NVMe devices to utilize their performance better. Mutually exclusive with 'db_dev' and 'wal_dev'.
     ///
     /// Minimum 1.
-    #[serde(rename = "osds-per-device")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub osds_per_device: ::std::option::Option<i64>,
     /// Block device name for block.wal.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wal_dev: ::std::option::Option<::std::string::String>,
     /// Size in GiB for block.wal.
     ///
     /// Minimum 0.5.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wal_dev_size: ::std::option::Option<f64>,
 }
 impl NodesCephOsdCreateosdParams {
@@ -20664,23 +21101,68 @@ impl NodesCephOsdCreateosdParams {
         }
     }
 }
+impl ::serde::Serialize for NodesCephOsdCreateosdParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "crush-device-class", &self.crush_device_class)?;
+        crate::ser::optional(&mut map, "db_dev", &self.db_dev)?;
+        crate::ser::optional(&mut map, "db_dev_size", &self.db_dev_size)?;
+        crate::ser::entry(&mut map, "dev", &self.dev)?;
+        crate::ser::optional(&mut map, "encrypted", &self.encrypted)?;
+        crate::ser::optional(&mut map, "osds-per-device", &self.osds_per_device)?;
+        crate::ser::optional(&mut map, "wal_dev", &self.wal_dev)?;
+        crate::ser::optional(&mut map, "wal_dev_size", &self.wal_dev_size)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephOsdDestroyosdParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephOsdDestroyosdParams {
     /// If set, also destroy the underlying logical volumes via 'ceph-volume lvm zap --destroy', remove the volume group's physical volume with pvremove, and wipe any journal/block.db/block.wal partitions left over from filestore OSDs. Without this flag the LVs and partitions are left intact for inspection.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCephOsdDestroyosdParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cleanup", &self.cleanup)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephOsdIndexResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephOsdIndexResponse {
     /// Comma-joined list of currently-set OSD flags; absent when no flags are set on the cluster.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub flags: ::std::option::Option<::std::string::String>,
     /// Top-level CRUSH bucket; recursive structure with 'children' lists holding nested buckets and OSD leaves. Per-node properties (status, weight, in, usage, latencies, etc.) vary by node type and are not statically typed here.
     pub root: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+}
+impl ::serde::Serialize for NodesCephOsdIndexResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "flags", &self.flags)?;
+        crate::ser::entry(&mut map, "root", &self.root)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephOsdIndexResponse {
     const EXPECTING: &'static str = "struct NodesCephOsdIndexResponse";
@@ -20712,18 +21194,30 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephOsdIndexResponse {
     }
 }
 /// The `NodesCephOsdLvInfoOsdvolumeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephOsdLvInfoOsdvolumeParams {
     /// OSD device type
     ///
     /// One of `block`, `db`, `wal`. Default: `"block"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::nodes::NodesCephOsdLvInfoOsdvolumeParamsType,
     >,
 }
+impl ::serde::Serialize for NodesCephOsdLvInfoOsdvolumeParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephOsdLvInfoOsdvolumeResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephOsdLvInfoOsdvolumeResponse {
     /// Creation time as reported by `lvs`.
     pub creation_time: ::std::string::String,
@@ -20737,6 +21231,24 @@ pub struct NodesCephOsdLvInfoOsdvolumeResponse {
     pub lv_uuid: ::std::string::String,
     /// Name of the volume group (VG).
     pub vg_name: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephOsdLvInfoOsdvolumeResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "creation_time", &self.creation_time)?;
+        crate::ser::entry(&mut map, "lv_name", &self.lv_name)?;
+        crate::ser::entry(&mut map, "lv_path", &self.lv_path)?;
+        crate::ser::entry(&mut map, "lv_size", &self.lv_size)?;
+        crate::ser::entry(&mut map, "lv_uuid", &self.lv_uuid)?;
+        crate::ser::entry(&mut map, "vg_name", &self.vg_name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephOsdLvInfoOsdvolumeResponse {
     const EXPECTING: &'static str = "struct NodesCephOsdLvInfoOsdvolumeResponse";
@@ -20785,7 +21297,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephOsdLvInfoOsdvolumeResponse {
     }
 }
 /// The `NodesCephOsdMetadataOsddetailsResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephOsdMetadataOsddetailsResponse {
     /// Array containing data about devices
     pub devices: ::std::vec::Vec<
@@ -20793,6 +21305,20 @@ pub struct NodesCephOsdMetadataOsddetailsResponse {
     >,
     /// General information about the OSD
     pub osd: crate::generated::nodes::NodesCephOsdMetadataOsddetailsResponseOsd,
+}
+impl ::serde::Serialize for NodesCephOsdMetadataOsddetailsResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "devices", &self.devices)?;
+        crate::ser::entry(&mut map, "osd", &self.osd)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephOsdMetadataOsddetailsResponse {
     const EXPECTING: &'static str = "struct NodesCephOsdMetadataOsddetailsResponse";
@@ -20824,7 +21350,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephOsdMetadataOsddetailsResponse {
     }
 }
 /// The `NodesCephOsdMetadataOsddetailsResponseDevicesItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCephOsdMetadataOsddetailsResponseDevicesItem {
     /// Device node
     pub dev_node: ::std::string::String,
@@ -20840,6 +21366,24 @@ pub struct NodesCephOsdMetadataOsddetailsResponseDevicesItem {
     pub support_discard: crate::PveBool,
     /// Type of device. For example, hdd or ssd
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephOsdMetadataOsddetailsResponseDevicesItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "dev_node", &self.dev_node)?;
+        crate::ser::entry(&mut map, "device", &self.device)?;
+        crate::ser::entry(&mut map, "physical_device", &self.physical_device)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        crate::ser::entry(&mut map, "support_discard", &self.support_discard)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephOsdMetadataOsddetailsResponseDevicesItem {
     const EXPECTING: &'static str = "struct NodesCephOsdMetadataOsddetailsResponseDevicesItem";
@@ -20902,7 +21446,7 @@ for NodesCephOsdMetadataOsddetailsResponseDevicesItem {
     }
 }
 /// General information about the OSD
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephOsdMetadataOsddetailsResponseOsd {
     /// Address and port used to talk to other OSDs.
     pub back_addr: ::std::string::String,
@@ -20925,10 +21469,33 @@ pub struct NodesCephOsdMetadataOsddetailsResponseOsd {
     /// The type of object store used.
     pub osd_objectstore: ::std::string::String,
     /// OSD process ID; absent if the systemd unit for this OSD is not currently running.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pid: ::std::option::Option<i64>,
     /// Ceph version of the OSD service.
     pub version: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephOsdMetadataOsddetailsResponseOsd {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "back_addr", &self.back_addr)?;
+        crate::ser::entry(&mut map, "encrypted", &self.encrypted)?;
+        crate::ser::entry(&mut map, "front_addr", &self.front_addr)?;
+        crate::ser::entry(&mut map, "hb_back_addr", &self.hb_back_addr)?;
+        crate::ser::entry(&mut map, "hb_front_addr", &self.hb_front_addr)?;
+        crate::ser::entry(&mut map, "hostname", &self.hostname)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "mem_usage", &self.mem_usage)?;
+        crate::ser::entry(&mut map, "osd_data", &self.osd_data)?;
+        crate::ser::entry(&mut map, "osd_objectstore", &self.osd_objectstore)?;
+        crate::ser::optional(&mut map, "pid", &self.pid)?;
+        crate::ser::entry(&mut map, "version", &self.version)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephOsdMetadataOsddetailsResponseOsd {
     const EXPECTING: &'static str = "struct NodesCephOsdMetadataOsddetailsResponseOsd";
@@ -21010,72 +21577,72 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephOsdMetadataOsddetailsResponseOs
     }
 }
 /// The `NodesCephOsdScrubParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephOsdScrubParams {
     /// If set, instructs a deep scrub instead of a normal one.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub deep: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCephOsdScrubParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "deep", &self.deep)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephPoolCreatepoolParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCephPoolCreatepoolParams {
     /// Configure VM and CT storage using the new pool. Defaults to false for replicated pools and to true for erasure-coded pools (since EC pools are typically only useful when wired up to storage).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storages: ::std::option::Option<crate::PveBool>,
     /// The application of the pool.
     ///
     /// One of `rbd`, `cephfs`, `rgw`. Default: `"rbd"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub application: ::std::option::Option<crate::generated::nodes::Application>,
     /// The rule to use for mapping object placement in the cluster.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crush_rule: ::std::option::Option<::std::string::String>,
     /// Create an erasure coded pool for RBD with an accompaning replicated pool for metadata storage. With EC, the common ceph options 'size', 'min_size' and 'crush_rule' parameters will be applied to the metadata pool.
     ///
     /// Property string: `k=<integer> ,m=<integer> [,device-class=<class>] [,failure-domain=<domain>] [,profile=<profile>]`.
-    #[serde(rename = "erasure-coding")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub erasure_coding: ::std::option::Option<
         crate::generated::nodes::ErasureCodingConfig,
     >,
     /// Minimum number of replicas per object
     ///
     /// Range 1 to 7. Default: `2`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub min_size: ::std::option::Option<i64>,
     /// The name of the pool. It must be unique.
     pub name: ::std::string::String,
     /// The automatic PG scaling mode of the pool.
     ///
     /// One of `on`, `off`, `warn`. Default: `"warn"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_autoscale_mode: ::std::option::Option<
         crate::generated::nodes::PgAutoscaleMode,
     >,
     /// Number of placement groups.
     ///
     /// Range 1 to 32768. Default: `128`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num: ::std::option::Option<i64>,
     /// Minimal number of placement groups.
     ///
     /// Maximum 32768.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// Number of replicas per object
     ///
     /// Range 1 to 7. Default: `3`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// The estimated target size of the pool for the PG autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size: ::std::option::Option<::std::string::String>,
     /// The estimated target ratio of the pool for the PG autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size_ratio: ::std::option::Option<f64>,
 }
 impl NodesCephPoolCreatepoolParams {
@@ -21098,42 +21665,58 @@ impl NodesCephPoolCreatepoolParams {
         }
     }
 }
+impl ::serde::Serialize for NodesCephPoolCreatepoolParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "add_storages", &self.add_storages)?;
+        crate::ser::optional(&mut map, "application", &self.application)?;
+        crate::ser::optional(&mut map, "crush_rule", &self.crush_rule)?;
+        crate::ser::optional(&mut map, "erasure-coding", &self.erasure_coding)?;
+        crate::ser::optional(&mut map, "min_size", &self.min_size)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "pg_autoscale_mode", &self.pg_autoscale_mode)?;
+        crate::ser::optional(&mut map, "pg_num", &self.pg_num)?;
+        crate::ser::optional(&mut map, "pg_num_min", &self.pg_num_min)?;
+        crate::ser::optional(&mut map, "size", &self.size)?;
+        crate::ser::optional(&mut map, "target_size", &self.target_size)?;
+        crate::ser::optional(&mut map, "target_size_ratio", &self.target_size_ratio)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephPoolLspoolsResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCephPoolLspoolsResponseItem {
     /// Application tags attached to the pool (mapping of application name to its metadata object).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub application_metadata: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
     /// Raw pg_autoscaler status object for this pool; shape varies between Ceph releases.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autoscale_status: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
     /// Bytes currently used in the pool; absent if no usage statistics are reported.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bytes_used: ::std::option::Option<i64>,
     /// Numeric id of the CRUSH rule used by this pool.
     pub crush_rule: i64,
     /// Human-readable name of the CRUSH rule used by this pool; absent if the rule id is not in the current CRUSH map.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crush_rule_name: ::std::option::Option<::std::string::String>,
     /// Minimum number of replicas required to accept writes.
     pub min_size: i64,
     /// Percentage of pool capacity currently used; absent if no usage statistics are reported.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub percent_used: ::std::option::Option<f64>,
     /// Placement-group autoscaler mode ('on', 'warn' or 'off').
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_autoscale_mode: ::std::option::Option<::std::string::String>,
     /// Current placement-group count.
     pub pg_num: i64,
     /// Optimal placement-group count computed by pg_autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num_final: ::std::option::Option<i64>,
     /// Minimum placement-group count the pg_autoscaler may choose.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// Numeric pool id assigned by Ceph.
     pub pool: i64,
@@ -21142,15 +21725,46 @@ pub struct NodesCephPoolLspoolsResponseItem {
     /// Replication factor (target number of object replicas).
     pub size: i64,
     /// Operator-supplied target size in bytes; hints the pg_autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size: ::std::option::Option<i64>,
     /// Operator-supplied target ratio of total pool capacity; hints the pg_autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size_ratio: ::std::option::Option<f64>,
     /// Pool type: 'replicated' for n-way replication, 'erasure' for an erasure-coded pool, 'unknown' for types PVE does not yet map.
     ///
     /// One of `replicated`, `erasure`, `unknown`.
     pub r#type: crate::generated::nodes::NodesCephPoolLspoolsResponseItemType,
+}
+impl ::serde::Serialize for NodesCephPoolLspoolsResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "application_metadata",
+            &self.application_metadata,
+        )?;
+        crate::ser::optional(&mut map, "autoscale_status", &self.autoscale_status)?;
+        crate::ser::optional(&mut map, "bytes_used", &self.bytes_used)?;
+        crate::ser::entry(&mut map, "crush_rule", &self.crush_rule)?;
+        crate::ser::optional(&mut map, "crush_rule_name", &self.crush_rule_name)?;
+        crate::ser::entry(&mut map, "min_size", &self.min_size)?;
+        crate::ser::optional(&mut map, "percent_used", &self.percent_used)?;
+        crate::ser::optional(&mut map, "pg_autoscale_mode", &self.pg_autoscale_mode)?;
+        crate::ser::entry(&mut map, "pg_num", &self.pg_num)?;
+        crate::ser::optional(&mut map, "pg_num_final", &self.pg_num_final)?;
+        crate::ser::optional(&mut map, "pg_num_min", &self.pg_num_min)?;
+        crate::ser::entry(&mut map, "pool", &self.pool)?;
+        crate::ser::entry(&mut map, "pool_name", &self.pool_name)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        crate::ser::optional(&mut map, "target_size", &self.target_size)?;
+        crate::ser::optional(&mut map, "target_size_ratio", &self.target_size_ratio)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephPoolLspoolsResponseItem {
     const EXPECTING: &'static str = "struct NodesCephPoolLspoolsResponseItem";
@@ -21269,96 +21883,128 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephPoolLspoolsResponseItem {
     }
 }
 /// The `NodesCephPoolNameDestroypoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephPoolNameDestroypoolParams {
     /// If true, destroys pool even if in use
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Remove the erasure code profile. Defaults to true, if applicable.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_ecprofile: ::std::option::Option<crate::PveBool>,
     /// Remove all pveceph-managed storages configured for this pool
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove_storages: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCephPoolNameDestroypoolParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "remove_ecprofile", &self.remove_ecprofile)?;
+        crate::ser::optional(&mut map, "remove_storages", &self.remove_storages)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephPoolNameSetpoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephPoolNameSetpoolParams {
     /// The application of the pool.
     ///
     /// One of `rbd`, `cephfs`, `rgw`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub application: ::std::option::Option<crate::generated::nodes::Application>,
     /// The rule to use for mapping object placement in the cluster.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crush_rule: ::std::option::Option<::std::string::String>,
     /// Minimum number of replicas per object
     ///
     /// Range 1 to 7.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub min_size: ::std::option::Option<i64>,
     /// The automatic PG scaling mode of the pool.
     ///
     /// One of `on`, `off`, `warn`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_autoscale_mode: ::std::option::Option<
         crate::generated::nodes::PgAutoscaleMode,
     >,
     /// Number of placement groups.
     ///
     /// Range 1 to 32768.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num: ::std::option::Option<i64>,
     /// Minimal number of placement groups.
     ///
     /// Maximum 32768.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// Number of replicas per object
     ///
     /// Range 1 to 7.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// The estimated target size of the pool for the PG autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size: ::std::option::Option<::std::string::String>,
     /// The estimated target ratio of the pool for the PG autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size_ratio: ::std::option::Option<f64>,
 }
+impl ::serde::Serialize for NodesCephPoolNameSetpoolParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "application", &self.application)?;
+        crate::ser::optional(&mut map, "crush_rule", &self.crush_rule)?;
+        crate::ser::optional(&mut map, "min_size", &self.min_size)?;
+        crate::ser::optional(&mut map, "pg_autoscale_mode", &self.pg_autoscale_mode)?;
+        crate::ser::optional(&mut map, "pg_num", &self.pg_num)?;
+        crate::ser::optional(&mut map, "pg_num_min", &self.pg_num_min)?;
+        crate::ser::optional(&mut map, "size", &self.size)?;
+        crate::ser::optional(&mut map, "target_size", &self.target_size)?;
+        crate::ser::optional(&mut map, "target_size_ratio", &self.target_size_ratio)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephPoolStatusGetpoolParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephPoolStatusGetpoolParams {
     /// If enabled, will display additional data(eg. statistics).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCephPoolStatusGetpoolParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "verbose", &self.verbose)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephPoolStatusGetpoolResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephPoolStatusGetpoolResponse {
     /// The application of the pool.
     ///
     /// One of `rbd`, `cephfs`, `rgw`. Default: `"rbd"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub application: ::std::option::Option<crate::generated::nodes::Application>,
     /// Names of applications currently associated with the pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub application_list: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Raw pg_autoscaler status object for this pool; shape varies between Ceph releases.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autoscale_status: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
     /// The rule to use for mapping object placement in the cluster.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crush_rule: ::std::option::Option<::std::string::String>,
     /// Set if the pool uses fast-read for erasure-coded reads.
     pub fast_read: crate::PveBool,
@@ -21369,12 +22015,10 @@ pub struct NodesCephPoolStatusGetpoolResponse {
     /// Minimum number of replicas per object
     ///
     /// Range 1 to 7. Default: `2`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub min_size: ::std::option::Option<i64>,
     /// The name of the pool. It must be unique.
     pub name: ::std::string::String,
     /// Set if deep-scrubbing is disabled for this pool.
-    #[serde(rename = "nodeep-scrub")]
     pub nodeep_scrub: crate::PveBool,
     /// Set if pool delete is blocked.
     pub nodelete: crate::PveBool,
@@ -21387,42 +22031,75 @@ pub struct NodesCephPoolStatusGetpoolResponse {
     /// The automatic PG scaling mode of the pool.
     ///
     /// One of `on`, `off`, `warn`. Default: `"warn"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_autoscale_mode: ::std::option::Option<
         crate::generated::nodes::PgAutoscaleMode,
     >,
     /// Number of placement groups.
     ///
     /// Range 1 to 32768. Default: `128`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num: ::std::option::Option<i64>,
     /// Minimal number of placement groups.
     ///
     /// Maximum 32768.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pg_num_min: ::std::option::Option<i64>,
     /// Placement-group-for-placement count.
     pub pgp_num: i64,
     /// Number of replicas per object
     ///
     /// Range 1 to 7. Default: `3`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// Optional pool usage and IO statistics (only present when verbose=1 is requested).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub statistics: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
     /// The estimated target size of the pool for the PG autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size: ::std::option::Option<::std::string::String>,
     /// The estimated target ratio of the pool for the PG autoscaler.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_size_ratio: ::std::option::Option<f64>,
     /// Set if hitsets use GMT timestamps (for cache-tier pools).
     pub use_gmt_hitset: crate::PveBool,
     /// Set if the pool sets the FADV_DONTNEED hint on writes.
     pub write_fadvise_dontneed: crate::PveBool,
+}
+impl ::serde::Serialize for NodesCephPoolStatusGetpoolResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "application", &self.application)?;
+        crate::ser::optional(&mut map, "application_list", &self.application_list)?;
+        crate::ser::optional(&mut map, "autoscale_status", &self.autoscale_status)?;
+        crate::ser::optional(&mut map, "crush_rule", &self.crush_rule)?;
+        crate::ser::entry(&mut map, "fast_read", &self.fast_read)?;
+        crate::ser::entry(&mut map, "hashpspool", &self.hashpspool)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::optional(&mut map, "min_size", &self.min_size)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "nodeep-scrub", &self.nodeep_scrub)?;
+        crate::ser::entry(&mut map, "nodelete", &self.nodelete)?;
+        crate::ser::entry(&mut map, "nopgchange", &self.nopgchange)?;
+        crate::ser::entry(&mut map, "noscrub", &self.noscrub)?;
+        crate::ser::entry(&mut map, "nosizechange", &self.nosizechange)?;
+        crate::ser::optional(&mut map, "pg_autoscale_mode", &self.pg_autoscale_mode)?;
+        crate::ser::optional(&mut map, "pg_num", &self.pg_num)?;
+        crate::ser::optional(&mut map, "pg_num_min", &self.pg_num_min)?;
+        crate::ser::entry(&mut map, "pgp_num", &self.pgp_num)?;
+        crate::ser::optional(&mut map, "size", &self.size)?;
+        crate::ser::optional(&mut map, "statistics", &self.statistics)?;
+        crate::ser::optional(&mut map, "target_size", &self.target_size)?;
+        crate::ser::optional(&mut map, "target_size_ratio", &self.target_size_ratio)?;
+        crate::ser::entry(&mut map, "use_gmt_hitset", &self.use_gmt_hitset)?;
+        crate::ser::entry(
+            &mut map,
+            "write_fadvise_dontneed",
+            &self.write_fadvise_dontneed,
+        )?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephPoolStatusGetpoolResponse {
     const EXPECTING: &'static str = "struct NodesCephPoolStatusGetpoolResponse";
@@ -21576,19 +22253,44 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephPoolStatusGetpoolResponse {
     }
 }
 /// The `NodesCephRestartParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephRestartParams {
     /// Ceph service name.
     ///
     /// Default: `"ceph.target"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub service: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesCephRestartParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "service", &self.service)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCephRulesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCephRulesResponseItem {
     /// Name of the CRUSH rule.
     pub name: ::std::string::String,
+}
+impl ::serde::Serialize for NodesCephRulesResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCephRulesResponseItem {
     const EXPECTING: &'static str = "struct NodesCephRulesResponseItem";
@@ -21617,34 +22319,70 @@ impl<'de> ::serde::Deserialize<'de> for NodesCephRulesResponseItem {
     }
 }
 /// The `NodesCertificatesAcmeCertificateNewParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCertificatesAcmeCertificateNewParams {
     /// Overwrite existing custom certificate.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCertificatesAcmeCertificateNewParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCertificatesAcmeCertificateRenewParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCertificatesAcmeCertificateRenewParams {
     /// Force renewal even if expiry is more than 30 days away.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCertificatesAcmeCertificateRenewParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCertificatesCustomRemoveCustomCertParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCertificatesCustomRemoveCustomCertParams {
     /// Restart pveproxy.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restart: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesCertificatesCustomRemoveCustomCertParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "restart", &self.restart)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCertificatesCustomUploadCustomCertParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesCertificatesCustomUploadCustomCertParams {
     /// PEM encoded certificate (chain).
     ///
@@ -21653,17 +22391,14 @@ pub struct NodesCertificatesCustomUploadCustomCertParams {
     /// Overwrite existing custom or ACME certificate files.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// PEM encoded private key.
     ///
     /// Format `pem-string`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub key: ::std::option::Option<::std::string::String>,
     /// Restart pveproxy.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restart: ::std::option::Option<crate::PveBool>,
 }
 impl NodesCertificatesCustomUploadCustomCertParams {
@@ -21678,43 +22413,69 @@ impl NodesCertificatesCustomUploadCustomCertParams {
         }
     }
 }
+impl ::serde::Serialize for NodesCertificatesCustomUploadCustomCertParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "certificates", &self.certificates)?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "key", &self.key)?;
+        crate::ser::optional(&mut map, "restart", &self.restart)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesCertificatesCustomUploadCustomCertResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesCertificatesCustomUploadCustomCertResponse {
     /// The `filename` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filename: ::std::option::Option<::std::string::String>,
     /// Certificate SHA 256 fingerprint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// Certificate issuer name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub issuer: ::std::option::Option<::std::string::String>,
     /// Certificate's notAfter timestamp (UNIX epoch).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notafter: ::std::option::Option<i64>,
     /// Certificate's notBefore timestamp (UNIX epoch).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notbefore: ::std::option::Option<i64>,
     /// Certificate in PEM format
     ///
     /// Format `pem-certificate`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pem: ::std::option::Option<::std::string::String>,
     /// Certificate's public key size
-    #[serde(rename = "public-key-bits")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub public_key_bits: ::std::option::Option<i64>,
     /// Certificate's public key algorithm
-    #[serde(rename = "public-key-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub public_key_type: ::std::option::Option<::std::string::String>,
     /// List of Certificate's SubjectAlternativeName entries.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub san: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Certificate subject name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subject: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesCertificatesCustomUploadCustomCertResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "filename", &self.filename)?;
+        crate::ser::optional(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::optional(&mut map, "issuer", &self.issuer)?;
+        crate::ser::optional(&mut map, "notafter", &self.notafter)?;
+        crate::ser::optional(&mut map, "notbefore", &self.notbefore)?;
+        crate::ser::optional(&mut map, "pem", &self.pem)?;
+        crate::ser::optional(&mut map, "public-key-bits", &self.public_key_bits)?;
+        crate::ser::optional(&mut map, "public-key-type", &self.public_key_type)?;
+        crate::ser::optional(&mut map, "san", &self.san)?;
+        crate::ser::optional(&mut map, "subject", &self.subject)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesCertificatesCustomUploadCustomCertResponse {
     const EXPECTING: &'static str = "struct NodesCertificatesCustomUploadCustomCertResponse";
@@ -21786,24 +22547,34 @@ impl<'de> ::serde::Deserialize<'de> for NodesCertificatesCustomUploadCustomCertR
     }
 }
 /// The `NodesConfigGetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesConfigGetParams {
     /// Return only a specific property from the node configuration.
     ///
     /// One of `acme`, `acmedomain0`, `acmedomain1`, `acmedomain2`, `acmedomain3`, `acmedomain4`, `acmedomain5`, `ballooning-target`, `description`, `location`, `startall-onboot-delay`, `wakeonlan`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub property: ::std::option::Option<
         crate::generated::nodes::NodesConfigGetParamsProperty,
     >,
 }
+impl ::serde::Serialize for NodesConfigGetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "property", &self.property)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesConfigGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesConfigGetResponse {
     /// Node specific ACME settings.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acme: ::std::option::Option<crate::generated::nodes::AcmeConfig>,
     /// ACME domain and validation plugin
-    #[serde(flatten)]
     pub acmedomain: crate::Indexed<
         crate::generated::families::Acmedomain,
         crate::generated::nodes::AcmedomainConfig,
@@ -21811,27 +22582,43 @@ pub struct NodesConfigGetResponse {
     /// RAM usage target for ballooning (in percent of total memory)
     ///
     /// Range 0 to 100. Default: `80`.
-    #[serde(rename = "ballooning-target")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ballooning_target: ::std::option::Option<i64>,
     /// Description for the Node. Shown in the web-interface node notes panel. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The location of the node. Overrides the default from the datacenter config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub location: ::std::option::Option<crate::generated::common::LocationConfig>,
     /// Initial delay in seconds, before starting all the Virtual Guests with on-boot enabled.
     ///
     /// Range 0 to 300. Default: `0`.
-    #[serde(rename = "startall-onboot-delay")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startall_onboot_delay: ::std::option::Option<i64>,
     /// Node specific wake on LAN settings.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wakeonlan: ::std::option::Option<crate::generated::nodes::WakeonlanConfig>,
+}
+impl ::serde::Serialize for NodesConfigGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "acme", &self.acme)?;
+        crate::ser::family(&mut map, &self.acmedomain)?;
+        crate::ser::optional(&mut map, "ballooning-target", &self.ballooning_target)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "location", &self.location)?;
+        crate::ser::optional(
+            &mut map,
+            "startall-onboot-delay",
+            &self.startall_onboot_delay,
+        )?;
+        crate::ser::optional(&mut map, "wakeonlan", &self.wakeonlan)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesConfigGetResponse {
     const EXPECTING: &'static str = "struct NodesConfigGetResponse";
@@ -21900,17 +22687,15 @@ impl<'de> ::serde::Deserialize<'de> for NodesConfigGetResponse {
 /// ACME domain and validation plugin
 pub type NodesConfigGetResponseAcmedomain = crate::generated::nodes::AcmedomainConfig;
 /// The `NodesConfigSetOptionsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesConfigSetOptionsParams {
     /// Node specific ACME settings.
     ///
     /// Property string: `[account=<name>] [,domains=<domain[;domain;...]>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acme: ::std::option::Option<crate::generated::nodes::AcmeConfig>,
     /// ACME domain and validation plugin
     ///
     /// Property string: `[domain=]<domain> [,alias=<domain>] [,plugin=<name of the plugin configuration>]`.
-    #[serde(flatten)]
     pub acmedomain: crate::Indexed<
         crate::generated::families::Acmedomain,
         crate::generated::nodes::AcmedomainConfig,
@@ -21918,55 +22703,69 @@ pub struct NodesConfigSetOptionsParams {
     /// RAM usage target for ballooning (in percent of total memory)
     ///
     /// Range 0 to 100. Default: `80`.
-    #[serde(rename = "ballooning-target")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ballooning_target: ::std::option::Option<i64>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description for the Node. Shown in the web-interface node notes panel. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The location of the node. Overrides the default from the datacenter config.
     ///
     /// Property string: `latitude=<number> ,longitude=<number> [,name=<name>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub location: ::std::option::Option<crate::generated::common::LocationConfig>,
     /// Initial delay in seconds, before starting all the Virtual Guests with on-boot enabled.
     ///
     /// Range 0 to 300. Default: `0`.
-    #[serde(rename = "startall-onboot-delay")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startall_onboot_delay: ::std::option::Option<i64>,
     /// Node specific wake on LAN settings.
     ///
     /// Property string: `[mac=]<MAC address> [,bind-interface=<bind interface>] [,broadcast-address=<IPv4 broadcast address>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wakeonlan: ::std::option::Option<crate::generated::nodes::WakeonlanConfig>,
+}
+impl ::serde::Serialize for NodesConfigSetOptionsParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "acme", &self.acme)?;
+        crate::ser::family(&mut map, &self.acmedomain)?;
+        crate::ser::optional(&mut map, "ballooning-target", &self.ballooning_target)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "location", &self.location)?;
+        crate::ser::optional(
+            &mut map,
+            "startall-onboot-delay",
+            &self.startall_onboot_delay,
+        )?;
+        crate::ser::optional(&mut map, "wakeonlan", &self.wakeonlan)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 /// ACME domain and validation plugin
 ///
 /// Property string: `[domain=]<domain> [,alias=<domain>] [,plugin=<name of the plugin configuration>]`.
 pub type NodesConfigSetOptionsParamsAcmedomain = crate::generated::nodes::AcmedomainConfig;
 /// The `NodesDisksDirectoryCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDisksDirectoryCreateParams {
     /// Configure storage using the directory.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
     /// The block device you want to create the filesystem on.
     pub device: ::std::string::String,
     /// The desired filesystem.
     ///
     /// One of `ext4`, `xfs`. Default: `"ext4"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filesystem: ::std::option::Option<crate::generated::nodes::Filesystem>,
     /// The storage identifier.
     ///
@@ -21988,8 +22787,24 @@ impl NodesDisksDirectoryCreateParams {
         }
     }
 }
+impl ::serde::Serialize for NodesDisksDirectoryCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "add_storage", &self.add_storage)?;
+        crate::ser::entry(&mut map, "device", &self.device)?;
+        crate::ser::optional(&mut map, "filesystem", &self.filesystem)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksDirectoryIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksDirectoryIndexResponseItem {
     /// The mounted device.
     pub device: ::std::string::String,
@@ -22001,6 +22816,23 @@ pub struct NodesDisksDirectoryIndexResponseItem {
     pub r#type: ::std::string::String,
     /// The path of the mount unit.
     pub unitfile: ::std::string::String,
+}
+impl ::serde::Serialize for NodesDisksDirectoryIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "device", &self.device)?;
+        crate::ser::entry(&mut map, "options", &self.options)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::entry(&mut map, "unitfile", &self.unitfile)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksDirectoryIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesDisksDirectoryIndexResponseItem";
@@ -22041,28 +22873,37 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksDirectoryIndexResponseItem {
     }
 }
 /// The `NodesDisksDirectoryNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksDirectoryNameDeleteParams {
     /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
     ///
     /// Default: `false`.
-    #[serde(rename = "cleanup-config")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_config: ::std::option::Option<crate::PveBool>,
     /// Also wipe disk so it can be repurposed afterwards.
     ///
     /// Default: `false`.
-    #[serde(rename = "cleanup-disks")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesDisksDirectoryNameDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cleanup-config", &self.cleanup_config)?;
+        crate::ser::optional(&mut map, "cleanup-disks", &self.cleanup_disks)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksInitgptParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDisksInitgptParams {
     /// Block device name
     pub disk: ::std::string::String,
     /// UUID for the GPT table
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uuid: ::std::option::Option<::std::string::String>,
 }
 impl NodesDisksInitgptParams {
@@ -22075,63 +22916,105 @@ impl NodesDisksInitgptParams {
         }
     }
 }
+impl ::serde::Serialize for NodesDisksInitgptParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "disk", &self.disk)?;
+        crate::ser::optional(&mut map, "uuid", &self.uuid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksListParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksListParams {
     /// Also include partitions.
     ///
     /// Default: `false`.
-    #[serde(rename = "include-partitions")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub include_partitions: ::std::option::Option<crate::PveBool>,
     /// Skip smart checks.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skipsmart: ::std::option::Option<crate::PveBool>,
     /// Only list specific types of disks.
     ///
     /// One of `unused`, `journal_disks`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<crate::generated::nodes::NodesDisksListParamsType>,
 }
+impl ::serde::Serialize for NodesDisksListParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "include-partitions", &self.include_partitions)?;
+        crate::ser::optional(&mut map, "skipsmart", &self.skipsmart)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksListResponseItem {
     /// The device path
     pub devpath: ::std::string::String,
     /// The `gpt` property.
     pub gpt: crate::PveBool,
     /// The `health` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub health: ::std::option::Option<::std::string::String>,
     /// The `model` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub model: ::std::option::Option<::std::string::String>,
     /// The `mounted` property.
     pub mounted: crate::PveBool,
     /// The `osdid` property.
     pub osdid: i64,
     /// The `osdid-list` property.
-    #[serde(rename = "osdid-list")]
     pub osdid_list: ::std::vec::Vec<i64>,
     /// For partitions only. The device path of the disk the partition resides on.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::string::String>,
     /// The `serial` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<::std::string::String>,
     /// The `size` property.
     pub size: i64,
     /// The `used` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub used: ::std::option::Option<::std::string::String>,
     /// The `vendor` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vendor: ::std::option::Option<::std::string::String>,
     /// The `wwn` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub wwn: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesDisksListResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "devpath", &self.devpath)?;
+        crate::ser::entry(&mut map, "gpt", &self.gpt)?;
+        crate::ser::optional(&mut map, "health", &self.health)?;
+        crate::ser::optional(&mut map, "model", &self.model)?;
+        crate::ser::entry(&mut map, "mounted", &self.mounted)?;
+        crate::ser::entry(&mut map, "osdid", &self.osdid)?;
+        crate::ser::entry(&mut map, "osdid-list", &self.osdid_list)?;
+        crate::ser::optional(&mut map, "parent", &self.parent)?;
+        crate::ser::optional(&mut map, "serial", &self.serial)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        crate::ser::optional(&mut map, "used", &self.used)?;
+        crate::ser::optional(&mut map, "vendor", &self.vendor)?;
+        crate::ser::optional(&mut map, "wwn", &self.wwn)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksListResponseItem {
     const EXPECTING: &'static str = "struct NodesDisksListResponseItem";
@@ -22198,12 +23081,11 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksListResponseItem {
     }
 }
 /// The `NodesDisksLvmCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDisksLvmCreateParams {
     /// Configure storage using the Volume Group
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
     /// The block device you want to create the volume group on
     pub device: ::std::string::String,
@@ -22226,8 +23108,23 @@ impl NodesDisksLvmCreateParams {
         }
     }
 }
+impl ::serde::Serialize for NodesDisksLvmCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "add_storage", &self.add_storage)?;
+        crate::ser::entry(&mut map, "device", &self.device)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksLvmIndexResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksLvmIndexResponse {
     /// The `children` property.
     pub children: ::std::vec::Vec<
@@ -22235,6 +23132,20 @@ pub struct NodesDisksLvmIndexResponse {
     >,
     /// The `leaf` property.
     pub leaf: crate::PveBool,
+}
+impl ::serde::Serialize for NodesDisksLvmIndexResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "children", &self.children)?;
+        crate::ser::entry(&mut map, "leaf", &self.leaf)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksLvmIndexResponse {
     const EXPECTING: &'static str = "struct NodesDisksLvmIndexResponse";
@@ -22266,10 +23177,9 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksLvmIndexResponse {
     }
 }
 /// The `NodesDisksLvmIndexResponseChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksLvmIndexResponseChildrenItem {
     /// The underlying physical volumes
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub children: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::nodes::NodesDisksLvmIndexResponseChildrenItemChildrenItem,
@@ -22283,6 +23193,23 @@ pub struct NodesDisksLvmIndexResponseChildrenItem {
     pub name: ::std::string::String,
     /// The size of the volume group in bytes
     pub size: i64,
+}
+impl ::serde::Serialize for NodesDisksLvmIndexResponseChildrenItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "children", &self.children)?;
+        crate::ser::entry(&mut map, "free", &self.free)?;
+        crate::ser::entry(&mut map, "leaf", &self.leaf)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksLvmIndexResponseChildrenItem {
     const EXPECTING: &'static str = "struct NodesDisksLvmIndexResponseChildrenItem";
@@ -22323,7 +23250,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksLvmIndexResponseChildrenItem {
     }
 }
 /// The `NodesDisksLvmIndexResponseChildrenItemChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksLvmIndexResponseChildrenItemChildrenItem {
     /// The free bytes in the physical volume
     pub free: i64,
@@ -22333,6 +23260,22 @@ pub struct NodesDisksLvmIndexResponseChildrenItemChildrenItem {
     pub name: ::std::string::String,
     /// The size of the physical volume in bytes
     pub size: i64,
+}
+impl ::serde::Serialize for NodesDisksLvmIndexResponseChildrenItemChildrenItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "free", &self.free)?;
+        crate::ser::entry(&mut map, "leaf", &self.leaf)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for NodesDisksLvmIndexResponseChildrenItemChildrenItem {
@@ -22372,28 +23315,37 @@ for NodesDisksLvmIndexResponseChildrenItemChildrenItem {
     }
 }
 /// The `NodesDisksLvmNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksLvmNameDeleteParams {
     /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
     ///
     /// Default: `false`.
-    #[serde(rename = "cleanup-config")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_config: ::std::option::Option<crate::PveBool>,
     /// Also wipe disks so they can be repurposed afterwards.
     ///
     /// Default: `false`.
-    #[serde(rename = "cleanup-disks")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesDisksLvmNameDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cleanup-config", &self.cleanup_config)?;
+        crate::ser::optional(&mut map, "cleanup-disks", &self.cleanup_disks)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksLvmthinCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDisksLvmthinCreateParams {
     /// Configure storage using the thinpool.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
     /// The block device you want to create the thinpool on.
     pub device: ::std::string::String,
@@ -22416,8 +23368,23 @@ impl NodesDisksLvmthinCreateParams {
         }
     }
 }
+impl ::serde::Serialize for NodesDisksLvmthinCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "add_storage", &self.add_storage)?;
+        crate::ser::entry(&mut map, "device", &self.device)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksLvmthinIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksLvmthinIndexResponseItem {
     /// The name of the thinpool.
     pub lv: ::std::string::String,
@@ -22431,6 +23398,24 @@ pub struct NodesDisksLvmthinIndexResponseItem {
     pub used: i64,
     /// The associated volume group.
     pub vg: ::std::string::String,
+}
+impl ::serde::Serialize for NodesDisksLvmthinIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "lv", &self.lv)?;
+        crate::ser::entry(&mut map, "lv_size", &self.lv_size)?;
+        crate::ser::entry(&mut map, "metadata_size", &self.metadata_size)?;
+        crate::ser::entry(&mut map, "metadata_used", &self.metadata_used)?;
+        crate::ser::entry(&mut map, "used", &self.used)?;
+        crate::ser::entry(&mut map, "vg", &self.vg)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksLvmthinIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesDisksLvmthinIndexResponseItem";
@@ -22484,24 +23469,19 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksLvmthinIndexResponseItem {
     }
 }
 /// The `NodesDisksLvmthinNameDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDisksLvmthinNameDeleteParams {
     /// Marks associated storage(s) as not available on this node anymore or removes them from the configuration (if configured for this node only).
     ///
     /// Default: `false`.
-    #[serde(rename = "cleanup-config")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_config: ::std::option::Option<crate::PveBool>,
     /// Also wipe disks so they can be repurposed afterwards.
     ///
     /// Default: `false`.
-    #[serde(rename = "cleanup-disks")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cleanup_disks: ::std::option::Option<crate::PveBool>,
     /// The storage identifier.
     ///
     /// Format `pve-storage-id`.
-    #[serde(rename = "volume-group")]
     pub volume_group: ::std::string::String,
 }
 impl NodesDisksLvmthinNameDeleteParams {
@@ -22515,13 +23495,27 @@ impl NodesDisksLvmthinNameDeleteParams {
         }
     }
 }
+impl ::serde::Serialize for NodesDisksLvmthinNameDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cleanup-config", &self.cleanup_config)?;
+        crate::ser::optional(&mut map, "cleanup-disks", &self.cleanup_disks)?;
+        crate::ser::entry(&mut map, "volume-group", &self.volume_group)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksSmartParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDisksSmartParams {
     /// Block device name
     pub disk: ::std::string::String,
     /// If true returns only the health status
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub healthonly: ::std::option::Option<crate::PveBool>,
 }
 impl NodesDisksSmartParams {
@@ -22534,20 +23528,47 @@ impl NodesDisksSmartParams {
         }
     }
 }
+impl ::serde::Serialize for NodesDisksSmartParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "disk", &self.disk)?;
+        crate::ser::optional(&mut map, "healthonly", &self.healthonly)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksSmartResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksSmartResponse {
     /// The `attributes` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub attributes: ::std::option::Option<::std::vec::Vec<::serde_json::Value>>,
     /// The `health` property.
     pub health: ::std::string::String,
     /// The `text` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub text: ::std::option::Option<::std::string::String>,
     /// The `type` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesDisksSmartResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "attributes", &self.attributes)?;
+        crate::ser::entry(&mut map, "health", &self.health)?;
+        crate::ser::optional(&mut map, "text", &self.text)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksSmartResponse {
     const EXPECTING: &'static str = "struct NodesDisksSmartResponse";
@@ -22587,7 +23608,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksSmartResponse {
     }
 }
 /// The `NodesDisksWipediskWipeParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDisksWipediskWipeParams {
     /// Block device name
     pub disk: ::std::string::String,
@@ -22599,23 +23620,33 @@ impl NodesDisksWipediskWipeParams {
         Self { disk: disk.into() }
     }
 }
+impl ::serde::Serialize for NodesDisksWipediskWipeParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "disk", &self.disk)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksZfsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDisksZfsCreateParams {
     /// Configure storage using the zpool.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub add_storage: ::std::option::Option<crate::PveBool>,
     /// Pool sector size exponent.
     ///
     /// Range 9 to 16. Default: `12`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ashift: ::std::option::Option<i64>,
     /// The compression algorithm to use.
     ///
     /// One of `on`, `off`, `gzip`, `lz4`, `lzjb`, `zle`, `zstd`. Default: `"on"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compression: ::std::option::Option<crate::generated::nodes::Compression>,
     /// The block devices you want to create the zpool on.
     ///
@@ -22624,8 +23655,6 @@ pub struct NodesDisksZfsCreateParams {
     /// The `draid-config` property.
     ///
     /// Property string: `data=<integer> ,spares=<integer>`.
-    #[serde(rename = "draid-config")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub draid_config: ::std::option::Option<crate::generated::nodes::DraidConfig>,
     /// The storage identifier.
     ///
@@ -22655,8 +23684,27 @@ impl NodesDisksZfsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for NodesDisksZfsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "add_storage", &self.add_storage)?;
+        crate::ser::optional(&mut map, "ashift", &self.ashift)?;
+        crate::ser::optional(&mut map, "compression", &self.compression)?;
+        crate::ser::entry(&mut map, "devices", &self.devices)?;
+        crate::ser::optional(&mut map, "draid-config", &self.draid_config)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "raidlevel", &self.raidlevel)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesDisksZfsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksZfsIndexResponseItem {
     /// The `alloc` property.
     pub alloc: i64,
@@ -22672,6 +23720,25 @@ pub struct NodesDisksZfsIndexResponseItem {
     pub name: ::std::string::String,
     /// The `size` property.
     pub size: i64,
+}
+impl ::serde::Serialize for NodesDisksZfsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "alloc", &self.alloc)?;
+        crate::ser::entry(&mut map, "dedup", &self.dedup)?;
+        crate::ser::entry(&mut map, "frag", &self.frag)?;
+        crate::ser::entry(&mut map, "free", &self.free)?;
+        crate::ser::entry(&mut map, "health", &self.health)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksZfsIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesDisksZfsIndexResponseItem";
@@ -22718,10 +23785,9 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksZfsIndexResponseItem {
     }
 }
 /// The `NodesDisksZfsNameDetailResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksZfsNameDetailResponse {
     /// Information about the recommended action to fix the state.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub action: ::std::option::Option<::std::string::String>,
     /// The pool configuration information, including the vdevs for each section (e.g. spares, cache), may be nested.
     pub children: ::std::vec::Vec<
@@ -22732,13 +23798,30 @@ pub struct NodesDisksZfsNameDetailResponse {
     /// The name of the zpool.
     pub name: ::std::string::String,
     /// Information about the last/current scrub.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scan: ::std::option::Option<::std::string::String>,
     /// The state of the zpool.
     pub state: ::std::string::String,
     /// Information about the state of the zpool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesDisksZfsNameDetailResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "action", &self.action)?;
+        crate::ser::entry(&mut map, "children", &self.children)?;
+        crate::ser::entry(&mut map, "errors", &self.errors)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "scan", &self.scan)?;
+        crate::ser::entry(&mut map, "state", &self.state)?;
+        crate::ser::optional(&mut map, "status", &self.status)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksZfsNameDetailResponse {
     const EXPECTING: &'static str = "struct NodesDisksZfsNameDetailResponse";
@@ -22785,24 +23868,38 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksZfsNameDetailResponse {
     }
 }
 /// The `NodesDisksZfsNameDetailResponseChildrenItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDisksZfsNameDetailResponseChildrenItem {
     /// The `cksum` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cksum: ::std::option::Option<f64>,
     /// An optional message about the vdev.
     pub msg: ::std::string::String,
     /// The name of the vdev or section.
     pub name: ::std::string::String,
     /// The `read` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub read: ::std::option::Option<f64>,
     /// The state of the vdev.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<::std::string::String>,
     /// The `write` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub write: ::std::option::Option<f64>,
+}
+impl ::serde::Serialize for NodesDisksZfsNameDetailResponseChildrenItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cksum", &self.cksum)?;
+        crate::ser::entry(&mut map, "msg", &self.msg)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "read", &self.read)?;
+        crate::ser::optional(&mut map, "state", &self.state)?;
+        crate::ser::optional(&mut map, "write", &self.write)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDisksZfsNameDetailResponseChildrenItem {
     const EXPECTING: &'static str = "struct NodesDisksZfsNameDetailResponseChildrenItem";
@@ -22846,20 +23943,32 @@ impl<'de> ::serde::Deserialize<'de> for NodesDisksZfsNameDetailResponseChildrenI
     }
 }
 /// The `NodesDnsResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesDnsResponse {
     /// First name server IP address.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns1: ::std::option::Option<::std::string::String>,
     /// Second name server IP address.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns2: ::std::option::Option<::std::string::String>,
     /// Third name server IP address.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns3: ::std::option::Option<::std::string::String>,
     /// Search domain for host-name lookup.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub search: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesDnsResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "dns1", &self.dns1)?;
+        crate::ser::optional(&mut map, "dns2", &self.dns2)?;
+        crate::ser::optional(&mut map, "dns3", &self.dns3)?;
+        crate::ser::optional(&mut map, "search", &self.search)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesDnsResponse {
     const EXPECTING: &'static str = "struct NodesDnsResponse";
@@ -22897,22 +24006,19 @@ impl<'de> ::serde::Deserialize<'de> for NodesDnsResponse {
     }
 }
 /// The `NodesDnsUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesDnsUpdateParams {
     /// First name server IP address.
     ///
     /// Format `ip`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns1: ::std::option::Option<::std::string::String>,
     /// Second name server IP address.
     ///
     /// Format `ip`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns2: ::std::option::Option<::std::string::String>,
     /// Third name server IP address.
     ///
     /// Format `ip`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dns3: ::std::option::Option<::std::string::String>,
     /// Search domain for host-name lookup.
     pub search: ::std::string::String,
@@ -22929,8 +24035,24 @@ impl NodesDnsUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for NodesDnsUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "dns1", &self.dns1)?;
+        crate::ser::optional(&mut map, "dns2", &self.dns2)?;
+        crate::ser::optional(&mut map, "dns3", &self.dns3)?;
+        crate::ser::entry(&mut map, "search", &self.search)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesExecuteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesExecuteParams {
     /// JSON encoded array of commands.
     ///
@@ -22944,37 +24066,76 @@ impl NodesExecuteParams {
         Self { commands: commands.into() }
     }
 }
+impl ::serde::Serialize for NodesExecuteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "commands", &self.commands)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesFirewallLogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesFirewallLogParams {
     /// The `limit` property.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
     /// Display log since this UNIX epoch.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<i64>,
     /// The `start` property.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
     /// Display log until this UNIX epoch.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesFirewallLogParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "limit", &self.limit)?;
+        crate::ser::optional(&mut map, "since", &self.since)?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        crate::ser::optional(&mut map, "until", &self.until)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesFirewallLogResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesFirewallLogResponseItem {
     /// Line number
     pub n: i64,
     /// Line text
     pub t: ::std::string::String,
+}
+impl ::serde::Serialize for NodesFirewallLogResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "n", &self.n)?;
+        crate::ser::entry(&mut map, "t", &self.t)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesFirewallLogResponseItem {
     const EXPECTING: &'static str = "struct NodesFirewallLogResponseItem";
@@ -23006,101 +24167,145 @@ impl<'de> ::serde::Deserialize<'de> for NodesFirewallLogResponseItem {
     }
 }
 /// The `NodesFirewallOptionsGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesFirewallOptionsGetResponse {
     /// Enable host firewall rules.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Log level for forwarded traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_forward: ::std::option::Option<crate::generated::common::Log>,
     /// Log level for incoming traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_in: ::std::option::Option<crate::generated::common::Log>,
     /// Log level for outgoing traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_out: ::std::option::Option<crate::generated::common::Log>,
     /// Enable logging of conntrack information.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_nf_conntrack: ::std::option::Option<crate::PveBool>,
     /// Enable NDP (Neighbor Discovery Protocol).
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ndp: ::std::option::Option<crate::PveBool>,
     /// Allow invalid packets on connection tracking.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_allow_invalid: ::std::option::Option<crate::PveBool>,
     /// Enable conntrack helpers for specific protocols. Supported protocols: amanda, ftp, irc, netbios-ns, pptp, sane, sip, snmp, tftp
     ///
     /// Format `pve-fw-conntrack-helper`. Default: `""`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_helpers: ::std::option::Option<::std::string::String>,
     /// Maximum number of tracked connections.
     ///
     /// Minimum 32768. Default: `262144`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_max: ::std::option::Option<i64>,
     /// Conntrack established timeout.
     ///
     /// Minimum 7875. Default: `432000`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_tcp_timeout_established: ::std::option::Option<i64>,
     /// Conntrack syn recv timeout.
     ///
     /// Range 30 to 60. Default: `60`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_tcp_timeout_syn_recv: ::std::option::Option<i64>,
     /// Enable nftables based firewall (tech preview)
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nftables: ::std::option::Option<crate::PveBool>,
     /// Enable SMURFS filter.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nosmurfs: ::std::option::Option<crate::PveBool>,
     /// Enable synflood protection
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood: ::std::option::Option<crate::PveBool>,
     /// Synflood protection rate burst by ip src.
     ///
     /// Default: `1000`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood_burst: ::std::option::Option<i64>,
     /// Synflood protection rate syn/sec by ip src.
     ///
     /// Default: `200`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood_rate: ::std::option::Option<i64>,
     /// Log level for SMURFS filter.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smurf_log_level: ::std::option::Option<crate::generated::common::Log>,
     /// Log level for illegal tcp flags filter.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcp_flags_log_level: ::std::option::Option<crate::generated::common::Log>,
     /// Filter illegal combinations of TCP flags.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcpflags: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for NodesFirewallOptionsGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "log_level_forward", &self.log_level_forward)?;
+        crate::ser::optional(&mut map, "log_level_in", &self.log_level_in)?;
+        crate::ser::optional(&mut map, "log_level_out", &self.log_level_out)?;
+        crate::ser::optional(&mut map, "log_nf_conntrack", &self.log_nf_conntrack)?;
+        crate::ser::optional(&mut map, "ndp", &self.ndp)?;
+        crate::ser::optional(
+            &mut map,
+            "nf_conntrack_allow_invalid",
+            &self.nf_conntrack_allow_invalid,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "nf_conntrack_helpers",
+            &self.nf_conntrack_helpers,
+        )?;
+        crate::ser::optional(&mut map, "nf_conntrack_max", &self.nf_conntrack_max)?;
+        crate::ser::optional(
+            &mut map,
+            "nf_conntrack_tcp_timeout_established",
+            &self.nf_conntrack_tcp_timeout_established,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "nf_conntrack_tcp_timeout_syn_recv",
+            &self.nf_conntrack_tcp_timeout_syn_recv,
+        )?;
+        crate::ser::optional(&mut map, "nftables", &self.nftables)?;
+        crate::ser::optional(&mut map, "nosmurfs", &self.nosmurfs)?;
+        crate::ser::optional(
+            &mut map,
+            "protection_synflood",
+            &self.protection_synflood,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "protection_synflood_burst",
+            &self.protection_synflood_burst,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "protection_synflood_rate",
+            &self.protection_synflood_rate,
+        )?;
+        crate::ser::optional(&mut map, "smurf_log_level", &self.smurf_log_level)?;
+        crate::ser::optional(
+            &mut map,
+            "tcp_flags_log_level",
+            &self.tcp_flags_log_level,
+        )?;
+        crate::ser::optional(&mut map, "tcpflags", &self.tcpflags)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesFirewallOptionsGetResponse {
     const EXPECTING: &'static str = "struct NodesFirewallOptionsGetResponse";
@@ -23265,115 +24470,172 @@ impl<'de> ::serde::Deserialize<'de> for NodesFirewallOptionsGetResponse {
     }
 }
 /// The `NodesFirewallOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Enable host firewall rules.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Log level for forwarded traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_forward: ::std::option::Option<crate::generated::common::Log>,
     /// Log level for incoming traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_in: ::std::option::Option<crate::generated::common::Log>,
     /// Log level for outgoing traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_out: ::std::option::Option<crate::generated::common::Log>,
     /// Enable logging of conntrack information.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_nf_conntrack: ::std::option::Option<crate::PveBool>,
     /// Enable NDP (Neighbor Discovery Protocol).
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ndp: ::std::option::Option<crate::PveBool>,
     /// Allow invalid packets on connection tracking.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_allow_invalid: ::std::option::Option<crate::PveBool>,
     /// Enable conntrack helpers for specific protocols. Supported protocols: amanda, ftp, irc, netbios-ns, pptp, sane, sip, snmp, tftp
     ///
     /// Format `pve-fw-conntrack-helper`. Default: `""`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_helpers: ::std::option::Option<::std::string::String>,
     /// Maximum number of tracked connections.
     ///
     /// Minimum 32768. Default: `262144`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_max: ::std::option::Option<i64>,
     /// Conntrack established timeout.
     ///
     /// Minimum 7875. Default: `432000`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_tcp_timeout_established: ::std::option::Option<i64>,
     /// Conntrack syn recv timeout.
     ///
     /// Range 30 to 60. Default: `60`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nf_conntrack_tcp_timeout_syn_recv: ::std::option::Option<i64>,
     /// Enable nftables based firewall (tech preview)
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nftables: ::std::option::Option<crate::PveBool>,
     /// Enable SMURFS filter.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nosmurfs: ::std::option::Option<crate::PveBool>,
     /// Enable synflood protection
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood: ::std::option::Option<crate::PveBool>,
     /// Synflood protection rate burst by ip src.
     ///
     /// Default: `1000`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood_burst: ::std::option::Option<i64>,
     /// Synflood protection rate syn/sec by ip src.
     ///
     /// Default: `200`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection_synflood_rate: ::std::option::Option<i64>,
     /// Log level for SMURFS filter.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smurf_log_level: ::std::option::Option<crate::generated::common::Log>,
     /// Log level for illegal tcp flags filter.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcp_flags_log_level: ::std::option::Option<crate::generated::common::Log>,
     /// Filter illegal combinations of TCP flags.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tcpflags: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesFirewallOptionsSetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "log_level_forward", &self.log_level_forward)?;
+        crate::ser::optional(&mut map, "log_level_in", &self.log_level_in)?;
+        crate::ser::optional(&mut map, "log_level_out", &self.log_level_out)?;
+        crate::ser::optional(&mut map, "log_nf_conntrack", &self.log_nf_conntrack)?;
+        crate::ser::optional(&mut map, "ndp", &self.ndp)?;
+        crate::ser::optional(
+            &mut map,
+            "nf_conntrack_allow_invalid",
+            &self.nf_conntrack_allow_invalid,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "nf_conntrack_helpers",
+            &self.nf_conntrack_helpers,
+        )?;
+        crate::ser::optional(&mut map, "nf_conntrack_max", &self.nf_conntrack_max)?;
+        crate::ser::optional(
+            &mut map,
+            "nf_conntrack_tcp_timeout_established",
+            &self.nf_conntrack_tcp_timeout_established,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "nf_conntrack_tcp_timeout_syn_recv",
+            &self.nf_conntrack_tcp_timeout_syn_recv,
+        )?;
+        crate::ser::optional(&mut map, "nftables", &self.nftables)?;
+        crate::ser::optional(&mut map, "nosmurfs", &self.nosmurfs)?;
+        crate::ser::optional(
+            &mut map,
+            "protection_synflood",
+            &self.protection_synflood,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "protection_synflood_burst",
+            &self.protection_synflood_burst,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "protection_synflood_rate",
+            &self.protection_synflood_rate,
+        )?;
+        crate::ser::optional(&mut map, "smurf_log_level", &self.smurf_log_level)?;
+        crate::ser::optional(
+            &mut map,
+            "tcp_flags_log_level",
+            &self.tcp_flags_log_level,
+        )?;
+        crate::ser::optional(&mut map, "tcpflags", &self.tcpflags)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesHardwareIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesHardwareIndexResponseItem {
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for NodesHardwareIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesHardwareIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesHardwareIndexResponseItem";
@@ -23402,10 +24664,23 @@ impl<'de> ::serde::Deserialize<'de> for NodesHardwareIndexResponseItem {
     }
 }
 /// The `NodesHardwarePciIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesHardwarePciIndexResponseItem {
     /// The `method` property.
     pub method: ::std::string::String,
+}
+impl ::serde::Serialize for NodesHardwarePciIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "method", &self.method)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesHardwarePciIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesHardwarePciIndexResponseItem";
@@ -23434,17 +24709,32 @@ impl<'de> ::serde::Deserialize<'de> for NodesHardwarePciIndexResponseItem {
     }
 }
 /// The `NodesHardwarePciMdevMdevscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesHardwarePciMdevMdevscanResponseItem {
     /// The number of still available instances of this type.
     pub available: i64,
     /// Additional description of the type.
     pub description: ::std::string::String,
     /// A human readable name for the type.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The name of the mdev type.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for NodesHardwarePciMdevMdevscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "available", &self.available)?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesHardwarePciMdevMdevscanResponseItem {
     const EXPECTING: &'static str = "struct NodesHardwarePciMdevMdevscanResponseItem";
@@ -23486,54 +24776,94 @@ impl<'de> ::serde::Deserialize<'de> for NodesHardwarePciMdevMdevscanResponseItem
     }
 }
 /// The `NodesHardwarePciScanParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesHardwarePciScanParams {
     /// A list of blacklisted PCI classes, which will not be returned. Following are filtered by default: Memory Controller (05), Bridge (06) and Processor (0b).
     ///
     /// Format `string-list`. Default: `"05;06;0b"`.
-    #[serde(rename = "pci-class-blacklist")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pci_class_blacklist: ::std::option::Option<::std::string::String>,
     /// If disabled, does only print the PCI IDs. Otherwise, additional information like vendor and device will be returned.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verbose: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesHardwarePciScanParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "pci-class-blacklist",
+            &self.pci_class_blacklist,
+        )?;
+        crate::ser::optional(&mut map, "verbose", &self.verbose)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesHardwarePciScanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesHardwarePciScanResponseItem {
     /// The PCI Class of the device.
     pub class: ::std::string::String,
     /// The Device ID.
     pub device: ::std::string::String,
     /// The `device_name` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub device_name: ::std::option::Option<::std::string::String>,
     /// The PCI ID.
     pub id: ::std::string::String,
     /// The IOMMU group in which the device is in. If no IOMMU group is detected, it is set to -1.
     pub iommugroup: i64,
     /// If set, marks that the device is capable of creating mediated devices.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mdev: ::std::option::Option<crate::PveBool>,
     /// The Subsystem Device ID.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subsystem_device: ::std::option::Option<::std::string::String>,
     /// The `subsystem_device_name` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subsystem_device_name: ::std::option::Option<::std::string::String>,
     /// The Subsystem Vendor ID.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subsystem_vendor: ::std::option::Option<::std::string::String>,
     /// The `subsystem_vendor_name` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subsystem_vendor_name: ::std::option::Option<::std::string::String>,
     /// The Vendor ID.
     pub vendor: ::std::string::String,
     /// The `vendor_name` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vendor_name: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesHardwarePciScanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "class", &self.class)?;
+        crate::ser::entry(&mut map, "device", &self.device)?;
+        crate::ser::optional(&mut map, "device_name", &self.device_name)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "iommugroup", &self.iommugroup)?;
+        crate::ser::optional(&mut map, "mdev", &self.mdev)?;
+        crate::ser::optional(&mut map, "subsystem_device", &self.subsystem_device)?;
+        crate::ser::optional(
+            &mut map,
+            "subsystem_device_name",
+            &self.subsystem_device_name,
+        )?;
+        crate::ser::optional(&mut map, "subsystem_vendor", &self.subsystem_vendor)?;
+        crate::ser::optional(
+            &mut map,
+            "subsystem_vendor_name",
+            &self.subsystem_vendor_name,
+        )?;
+        crate::ser::entry(&mut map, "vendor", &self.vendor)?;
+        crate::ser::optional(&mut map, "vendor_name", &self.vendor_name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesHardwarePciScanResponseItem {
     const EXPECTING: &'static str = "struct NodesHardwarePciScanResponseItem";
@@ -23625,7 +24955,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesHardwarePciScanResponseItem {
     }
 }
 /// The `NodesHardwareUsbUsbscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesHardwareUsbUsbscanResponseItem {
     /// The `busnum` property.
     pub busnum: i64,
@@ -23636,25 +24966,45 @@ pub struct NodesHardwareUsbUsbscanResponseItem {
     /// The `level` property.
     pub level: i64,
     /// The `manufacturer` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub manufacturer: ::std::option::Option<::std::string::String>,
     /// The `port` property.
     pub port: i64,
     /// The `prodid` property.
     pub prodid: ::std::string::String,
     /// The `product` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub product: ::std::option::Option<::std::string::String>,
     /// The `serial` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<::std::string::String>,
     /// The `speed` property.
     pub speed: ::std::string::String,
     /// The `usbpath` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub usbpath: ::std::option::Option<::std::string::String>,
     /// The `vendid` property.
     pub vendid: ::std::string::String,
+}
+impl ::serde::Serialize for NodesHardwareUsbUsbscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "busnum", &self.busnum)?;
+        crate::ser::entry(&mut map, "class", &self.class)?;
+        crate::ser::entry(&mut map, "devnum", &self.devnum)?;
+        crate::ser::entry(&mut map, "level", &self.level)?;
+        crate::ser::optional(&mut map, "manufacturer", &self.manufacturer)?;
+        crate::ser::entry(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "prodid", &self.prodid)?;
+        crate::ser::optional(&mut map, "product", &self.product)?;
+        crate::ser::optional(&mut map, "serial", &self.serial)?;
+        crate::ser::entry(&mut map, "speed", &self.speed)?;
+        crate::ser::optional(&mut map, "usbpath", &self.usbpath)?;
+        crate::ser::entry(&mut map, "vendid", &self.vendid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesHardwareUsbUsbscanResponseItem {
     const EXPECTING: &'static str = "struct NodesHardwareUsbUsbscanResponseItem";
@@ -23718,13 +25068,26 @@ impl<'de> ::serde::Deserialize<'de> for NodesHardwareUsbUsbscanResponseItem {
     }
 }
 /// The `NodesHostsGetEtcResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesHostsGetEtcResponse {
     /// The content of /etc/hosts.
     pub data: ::std::string::String,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesHostsGetEtcResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "data", &self.data)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesHostsGetEtcResponse {
     const EXPECTING: &'static str = "struct NodesHostsGetEtcResponse";
@@ -23756,12 +25119,11 @@ impl<'de> ::serde::Deserialize<'de> for NodesHostsGetEtcResponse {
     }
 }
 /// The `NodesHostsWriteEtcParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesHostsWriteEtcParams {
     /// The target content of /etc/hosts.
     pub data: ::std::string::String,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
 }
 impl NodesHostsWriteEtcParams {
@@ -23774,38 +25136,66 @@ impl NodesHostsWriteEtcParams {
         }
     }
 }
+impl ::serde::Serialize for NodesHostsWriteEtcParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "data", &self.data)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesIndexResponseItem {
     /// CPU utilization.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<f64>,
     /// Support level.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub level: ::std::option::Option<::std::string::String>,
     /// Number of available CPUs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxcpu: ::std::option::Option<i64>,
     /// Number of available memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxmem: ::std::option::Option<i64>,
     /// Used memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<i64>,
     /// The cluster node name.
     ///
     /// Format `pve-node`.
     pub node: ::std::string::String,
     /// The SSL fingerprint for the node certificate.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ssl_fingerprint: ::std::option::Option<::std::string::String>,
     /// Node status.
     ///
     /// One of `unknown`, `online`, `offline`.
     pub status: crate::generated::nodes::NodesIndexResponseItemStatus,
     /// Node uptime in seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for NodesIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "level", &self.level)?;
+        crate::ser::optional(&mut map, "maxcpu", &self.maxcpu)?;
+        crate::ser::optional(&mut map, "maxmem", &self.maxmem)?;
+        crate::ser::optional(&mut map, "mem", &self.mem)?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "ssl_fingerprint", &self.ssl_fingerprint)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "uptime", &self.uptime)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesIndexResponseItem";
@@ -23864,48 +25254,56 @@ impl<'de> ::serde::Deserialize<'de> for NodesIndexResponseItem {
     }
 }
 /// The `NodesJournalParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesJournalParams {
     /// End before the given Cursor. Conflicts with 'until'
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub endcursor: ::std::option::Option<::std::string::String>,
     /// Limit to the last X lines. Conflicts with a range.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lastentries: ::std::option::Option<i64>,
     /// Display all log since this UNIX epoch. Conflicts with 'startcursor'.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<i64>,
     /// Start after the given Cursor. Conflicts with 'since'
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startcursor: ::std::option::Option<::std::string::String>,
     /// Display all log until this UNIX epoch. Conflicts with 'endcursor'.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesJournalParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "endcursor", &self.endcursor)?;
+        crate::ser::optional(&mut map, "lastentries", &self.lastentries)?;
+        crate::ser::optional(&mut map, "since", &self.since)?;
+        crate::ser::optional(&mut map, "startcursor", &self.startcursor)?;
+        crate::ser::optional(&mut map, "until", &self.until)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcCloneVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcCloneVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Description for the new CT.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Create a full copy of all disks. This is always done when you clone a normal CT. For CT templates, we try to create a linked clone by default.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full: ::std::option::Option<crate::PveBool>,
     /// Set a hostname for the new CT.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
     /// VMID for the clone.
     ///
@@ -23914,22 +25312,18 @@ pub struct NodesLxcCloneVmParams {
     /// Add the new CT to the specified pool.
     ///
     /// Format `pve-poolid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// The name of the snapshot.
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapname: ::std::option::Option<::std::string::String>,
     /// Target storage for full clone.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Target node. Only allowed if the original VM is on shared storage.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
 impl NodesLxcCloneVmParams {
@@ -23949,106 +25343,108 @@ impl NodesLxcCloneVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcCloneVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "full", &self.full)?;
+        crate::ser::optional(&mut map, "hostname", &self.hostname)?;
+        crate::ser::entry(&mut map, "newid", &self.newid)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "snapname", &self.snapname)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcConfigUpdateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcConfigUpdateVmParams {
     /// OS architecture type.
     ///
     /// One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsArch,
     >,
     /// Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
     ///
     /// One of `shell`, `console`, `tty`. Default: `"tty"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmode: ::std::option::Option<crate::generated::nodes::Cmode>,
     /// Attach a console device (/dev/console) to the container.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<crate::PveBool>,
     /// The number of cores assigned to the container. A container can use all available cores by default.
     ///
     /// Range 1 to 8192.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
     /// Limit of CPU usage.
     ///
     /// NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
     ///
     /// Range 0 to 8192. Default: `0.0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 0 to 500000.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Try to be more verbose. For now this only enables debug log-level on start.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<crate::PveBool>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description for the Container. Shown in the web-interface CT's summary. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Device to pass through to the container
     ///
     /// Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.
-    #[serde(flatten)]
     pub dev: crate::Indexed<
         crate::generated::families::Dev,
         crate::generated::nodes::DevConfig,
     >,
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
     ///
     /// Default: `"/sbin/init"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub entrypoint: ::std::option::Option<::std::string::String>,
     /// The container runtime environment as NUL-separated list. Replaces any lxc.environment.runtime entries in the config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub env: ::std::option::Option<::std::string::String>,
     /// Allow containers access to advanced features.
     ///
     /// Property string: `[force_rw_sys=<1|0>] [,fuse=<1|0>] [,keyctl=<1|0>] [,mknod=<1|0>] [,mount=<fstype;fstype;...>] [,nesting=<1|0>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<crate::generated::nodes::FeaturesConfig>,
     /// Script that will be executed during various steps in the containers lifetime.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Set a host name for the container.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
     /// Lock/unlock the container.
     ///
     /// One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsLock,
     >,
     /// Amount of RAM for the container in MB.
     ///
     /// Minimum 16. Default: `512`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<i64>,
     /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
     ///
     /// Property string: `[volume=]<volume> ,mp=<Path> [,acl=<1|0>] [,backup=<1|0>] [,idmap=<type:container:disk:range-size[;type:container:disk:range-size;...]>] [,keepattrs=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
-    #[serde(flatten)]
     pub mp: crate::Indexed<
         crate::generated::families::Mp,
         crate::generated::nodes::MpConfig,
@@ -24056,12 +25452,10 @@ pub struct NodesLxcConfigUpdateVmParams {
     /// Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
     ///
     /// Format `lxc-ip-with-ll-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specifies network interfaces for the container.
     ///
     /// Property string: `name=<string> [,bridge=<bridge>] [,firewall=<1|0>] [,gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,host-managed=<1|0>] [,hwaddr=<XX:XX:XX:XX:XX:XX>] [,ip=<(IPv4/CIDR|dhcp|manual)>] [,ip6=<(IPv6/CIDR|auto|dhcp|manual)>] [,link_down=<1|0>] [,mtu=<integer>] [,rate=<mbps>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,type=<veth>]`.
-    #[serde(flatten)]
     pub net: crate::Indexed<
         crate::generated::families::Net,
         crate::generated::nodes::LxcNetConfig,
@@ -24069,140 +25463,176 @@ pub struct NodesLxcConfigUpdateVmParams {
     /// Specifies whether a container will be started during system bootup.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
     /// OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
     ///
     /// One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsOstype,
     >,
     /// Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Revert a pending change.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub revert: ::std::option::Option<::std::string::String>,
     /// Use volume as container root.
     ///
     /// Property string: `[volume=]<volume> [,acl=<1|0>] [,idmap=<type:container:disk:range-size[;type:container:disk:range-size;...]>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rootfs: ::std::option::Option<crate::generated::nodes::RootfsConfig>,
     /// Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
     ///
     /// Format `dns-name-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
     /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
     ///
     /// Format `pve-startup-order`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Amount of SWAP for the container in MB.
     ///
     /// Minimum 0. Default: `512`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub swap: ::std::option::Option<i64>,
     /// Tags of the Container. This is only meta information.
     ///
     /// Format `pve-tag-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Enable/disable Template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
     ///
     /// Format `pve-ct-timezone`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timezone: ::std::option::Option<::std::string::String>,
     /// Specify the number of tty available to the container
     ///
     /// Range 0 to 6. Default: `2`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tty: ::std::option::Option<i64>,
     /// Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unprivileged: ::std::option::Option<crate::PveBool>,
     /// Reference to unused volumes. This is used internally, and should not be modified manually.
     ///
     /// Property string: `[volume=]<volume>`.
-    #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         crate::generated::nodes::UnusedConfig,
     >,
 }
+impl ::serde::Serialize for NodesLxcConfigUpdateVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        crate::ser::optional(&mut map, "cmode", &self.cmode)?;
+        crate::ser::optional(&mut map, "console", &self.console)?;
+        crate::ser::optional(&mut map, "cores", &self.cores)?;
+        crate::ser::optional(&mut map, "cpulimit", &self.cpulimit)?;
+        crate::ser::optional(&mut map, "cpuunits", &self.cpuunits)?;
+        crate::ser::optional(&mut map, "debug", &self.debug)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::family(&mut map, &self.dev)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "entrypoint", &self.entrypoint)?;
+        crate::ser::optional(&mut map, "env", &self.env)?;
+        crate::ser::optional(&mut map, "features", &self.features)?;
+        crate::ser::optional(&mut map, "hookscript", &self.hookscript)?;
+        crate::ser::optional(&mut map, "hostname", &self.hostname)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "memory", &self.memory)?;
+        crate::ser::family(&mut map, &self.mp)?;
+        crate::ser::optional(&mut map, "nameserver", &self.nameserver)?;
+        crate::ser::family(&mut map, &self.net)?;
+        crate::ser::optional(&mut map, "onboot", &self.onboot)?;
+        crate::ser::optional(&mut map, "ostype", &self.ostype)?;
+        crate::ser::optional(&mut map, "protection", &self.protection)?;
+        crate::ser::optional(&mut map, "revert", &self.revert)?;
+        crate::ser::optional(&mut map, "rootfs", &self.rootfs)?;
+        crate::ser::optional(&mut map, "searchdomain", &self.searchdomain)?;
+        crate::ser::optional(&mut map, "startup", &self.startup)?;
+        crate::ser::optional(&mut map, "swap", &self.swap)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "timezone", &self.timezone)?;
+        crate::ser::optional(&mut map, "tty", &self.tty)?;
+        crate::ser::optional(&mut map, "unprivileged", &self.unprivileged)?;
+        crate::ser::family(&mut map, &self.unused)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcConfigVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcConfigVmParams {
     /// Get current values (instead of pending values).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub current: ::std::option::Option<crate::PveBool>,
     /// Fetch config values from given snapshot.
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesLxcConfigVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "current", &self.current)?;
+        crate::ser::optional(&mut map, "snapshot", &self.snapshot)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcConfigVmResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcConfigVmResponse {
     /// OS architecture type.
     ///
     /// One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsArch,
     >,
     /// Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
     ///
     /// One of `shell`, `console`, `tty`. Default: `"tty"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmode: ::std::option::Option<crate::generated::nodes::Cmode>,
     /// Attach a console device (/dev/console) to the container.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<crate::PveBool>,
     /// The number of cores assigned to the container. A container can use all available cores by default.
     ///
     /// Range 1 to 8192.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
     /// Limit of CPU usage.
     ///
     /// NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
     ///
     /// Range 0 to 8192. Default: `0.0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 0 to 500000.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Try to be more verbose. For now this only enables debug log-level on start.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<crate::PveBool>,
     /// Description for the Container. Shown in the web-interface CT's summary. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Device to pass through to the container
-    #[serde(flatten)]
     pub dev: crate::Indexed<
         crate::generated::families::Dev,
         crate::generated::nodes::DevConfig,
@@ -24212,43 +25642,34 @@ pub struct NodesLxcConfigVmResponse {
     /// Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
     ///
     /// Default: `"/sbin/init"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub entrypoint: ::std::option::Option<::std::string::String>,
     /// The container runtime environment as NUL-separated list. Replaces any lxc.environment.runtime entries in the config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub env: ::std::option::Option<::std::string::String>,
     /// Allow containers access to advanced features.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<crate::generated::nodes::FeaturesConfig>,
     /// Script that will be executed during various steps in the containers lifetime.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Set a host name for the container.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
     /// Lock/unlock the container.
     ///
     /// One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsLock,
     >,
     /// Array of lxc low-level configurations ([[key1, value1], [key2, value2] ...]).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lxc: ::std::option::Option<
         ::std::vec::Vec<::std::vec::Vec<::std::string::String>>,
     >,
     /// Amount of RAM for the container in MB.
     ///
     /// Minimum 16. Default: `512`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<i64>,
     /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
-    #[serde(flatten)]
     pub mp: crate::Indexed<
         crate::generated::families::Mp,
         crate::generated::nodes::MpConfig,
@@ -24256,10 +25677,8 @@ pub struct NodesLxcConfigVmResponse {
     /// Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
     ///
     /// Format `lxc-ip-with-ll-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specifies network interfaces for the container.
-    #[serde(flatten)]
     pub net: crate::Indexed<
         crate::generated::families::Net,
         crate::generated::nodes::LxcNetConfig,
@@ -24267,69 +25686,102 @@ pub struct NodesLxcConfigVmResponse {
     /// Specifies whether a container will be started during system bootup.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
     /// OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
     ///
     /// One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsOstype,
     >,
     /// Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Use volume as container root.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rootfs: ::std::option::Option<crate::generated::nodes::RootfsConfig>,
     /// Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
     ///
     /// Format `dns-name-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
     /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
     ///
     /// Format `pve-startup-order`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Amount of SWAP for the container in MB.
     ///
     /// Minimum 0. Default: `512`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub swap: ::std::option::Option<i64>,
     /// Tags of the Container. This is only meta information.
     ///
     /// Format `pve-tag-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Enable/disable Template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
     ///
     /// Format `pve-ct-timezone`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timezone: ::std::option::Option<::std::string::String>,
     /// Specify the number of tty available to the container
     ///
     /// Range 0 to 6. Default: `2`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tty: ::std::option::Option<i64>,
     /// Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unprivileged: ::std::option::Option<crate::PveBool>,
     /// Reference to unused volumes. This is used internally, and should not be modified manually.
-    #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         crate::generated::nodes::UnusedConfig,
     >,
+}
+impl ::serde::Serialize for NodesLxcConfigVmResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        crate::ser::optional(&mut map, "cmode", &self.cmode)?;
+        crate::ser::optional(&mut map, "console", &self.console)?;
+        crate::ser::optional(&mut map, "cores", &self.cores)?;
+        crate::ser::optional(&mut map, "cpulimit", &self.cpulimit)?;
+        crate::ser::optional(&mut map, "cpuunits", &self.cpuunits)?;
+        crate::ser::optional(&mut map, "debug", &self.debug)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::family(&mut map, &self.dev)?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "entrypoint", &self.entrypoint)?;
+        crate::ser::optional(&mut map, "env", &self.env)?;
+        crate::ser::optional(&mut map, "features", &self.features)?;
+        crate::ser::optional(&mut map, "hookscript", &self.hookscript)?;
+        crate::ser::optional(&mut map, "hostname", &self.hostname)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "lxc", &self.lxc)?;
+        crate::ser::optional(&mut map, "memory", &self.memory)?;
+        crate::ser::family(&mut map, &self.mp)?;
+        crate::ser::optional(&mut map, "nameserver", &self.nameserver)?;
+        crate::ser::family(&mut map, &self.net)?;
+        crate::ser::optional(&mut map, "onboot", &self.onboot)?;
+        crate::ser::optional(&mut map, "ostype", &self.ostype)?;
+        crate::ser::optional(&mut map, "protection", &self.protection)?;
+        crate::ser::optional(&mut map, "rootfs", &self.rootfs)?;
+        crate::ser::optional(&mut map, "searchdomain", &self.searchdomain)?;
+        crate::ser::optional(&mut map, "startup", &self.startup)?;
+        crate::ser::optional(&mut map, "swap", &self.swap)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "timezone", &self.timezone)?;
+        crate::ser::optional(&mut map, "tty", &self.tty)?;
+        crate::ser::optional(&mut map, "unprivileged", &self.unprivileged)?;
+        crate::ser::family(&mut map, &self.unused)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcConfigVmResponse {
     const EXPECTING: &'static str = "struct NodesLxcConfigVmResponse";
@@ -24483,59 +25935,49 @@ pub type NodesLxcConfigVmResponseNet = crate::generated::nodes::LxcNetConfig;
 /// Reference to unused volumes. This is used internally, and should not be modified manually.
 pub type NodesLxcConfigVmResponseUnused = crate::generated::nodes::UnusedConfig;
 /// The `NodesLxcCreateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcCreateVmParams {
     /// OS architecture type.
     ///
     /// One of `amd64`, `i386`, `arm64`, `armhf`, `riscv32`, `riscv64`. Default: `"amd64"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsArch,
     >,
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Console mode. By default, the console command tries to open a connection to one of the available tty devices. By setting cmode to 'console' it tries to attach to /dev/console instead. If you set cmode to 'shell', it simply invokes a shell inside the container (no login).
     ///
     /// One of `shell`, `console`, `tty`. Default: `"tty"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmode: ::std::option::Option<crate::generated::nodes::Cmode>,
     /// Attach a console device (/dev/console) to the container.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub console: ::std::option::Option<crate::PveBool>,
     /// The number of cores assigned to the container. A container can use all available cores by default.
     ///
     /// Range 1 to 8192.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
     /// Limit of CPU usage.
     ///
     /// NOTE: If the computer has 2 CPUs, it has a total of '2' CPU time. Value '0' indicates no CPU limit.
     ///
     /// Range 0 to 8192. Default: `0.0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a container, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 0 to 500000.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Try to be more verbose. For now this only enables debug log-level on start.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<crate::PveBool>,
     /// Description for the Container. Shown in the web-interface CT's summary. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Device to pass through to the container
     ///
     /// Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.
-    #[serde(flatten)]
     pub dev: crate::Indexed<
         crate::generated::families::Dev,
         crate::generated::nodes::DevConfig,
@@ -24543,55 +25985,42 @@ pub struct NodesLxcCreateVmParams {
     /// Command to run as init, optionally with arguments; may start with an absolute path, relative path, or a binary in $PATH.
     ///
     /// Default: `"/sbin/init"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub entrypoint: ::std::option::Option<::std::string::String>,
     /// The container runtime environment as NUL-separated list. Replaces any lxc.environment.runtime entries in the config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub env: ::std::option::Option<::std::string::String>,
     /// Allow containers access to advanced features.
     ///
     /// Property string: `[force_rw_sys=<1|0>] [,fuse=<1|0>] [,keyctl=<1|0>] [,mknod=<1|0>] [,mount=<fstype;fstype;...>] [,nesting=<1|0>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<crate::generated::nodes::FeaturesConfig>,
     /// Allow to overwrite existing container.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Add the CT as a HA resource after it was created.
     ///
     /// Default: `false`.
-    #[serde(rename = "ha-managed")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ha_managed: ::std::option::Option<crate::PveBool>,
     /// Script that will be executed during various steps in the containers lifetime.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Set a host name for the container.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
     /// Ignore errors when extracting the template.
-    #[serde(rename = "ignore-unpack-errors")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ignore_unpack_errors: ::std::option::Option<crate::PveBool>,
     /// Lock/unlock the container.
     ///
     /// One of `backup`, `create`, `destroyed`, `disk`, `fstrim`, `migrate`, `mounted`, `rollback`, `snapshot`, `snapshot-delete`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsLock,
     >,
     /// Amount of RAM for the container in MB.
     ///
     /// Minimum 16. Default: `512`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<i64>,
     /// Use volume as container mount point. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume.
     ///
     /// Property string: `[volume=]<volume> ,mp=<Path> [,acl=<1|0>] [,backup=<1|0>] [,idmap=<type:container:disk:range-size[;type:container:disk:range-size;...]>] [,keepattrs=<1|0>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
-    #[serde(flatten)]
     pub mp: crate::Indexed<
         crate::generated::families::Mp,
         crate::generated::nodes::MpConfig,
@@ -24599,12 +26028,10 @@ pub struct NodesLxcCreateVmParams {
     /// Sets DNS server IP address for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
     ///
     /// Format `lxc-ip-with-ll-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specifies network interfaces for the container.
     ///
     /// Property string: `name=<string> [,bridge=<bridge>] [,firewall=<1|0>] [,gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,host-managed=<1|0>] [,hwaddr=<XX:XX:XX:XX:XX:XX>] [,ip=<(IPv4/CIDR|dhcp|manual)>] [,ip6=<(IPv6/CIDR|auto|dhcp|manual)>] [,link_down=<1|0>] [,mtu=<integer>] [,rate=<mbps>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,type=<veth>]`.
-    #[serde(flatten)]
     pub net: crate::Indexed<
         crate::generated::families::Net,
         crate::generated::nodes::LxcNetConfig,
@@ -24612,99 +26039,78 @@ pub struct NodesLxcCreateVmParams {
     /// Specifies whether a container will be started during system bootup.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
     /// The OS template or backup file.
     pub ostemplate: ::std::string::String,
     /// OS type. This is used to setup configuration inside the container, and corresponds to lxc setup scripts in /usr/share/lxc/config/<ostype>.common.conf. Value 'unmanaged' can be used to skip and OS specific setup.
     ///
     /// One of `debian`, `devuan`, `ubuntu`, `centos`, `fedora`, `opensuse`, `archlinux`, `alpine`, `gentoo`, `nixos`, `unmanaged`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<
         crate::generated::nodes::NodesLxcConfigUpdateVmParamsOstype,
     >,
     /// Sets root password inside container.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// Add the VM to the specified pool.
     ///
     /// Format `pve-poolid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// Sets the protection flag of the container. This will prevent the CT or CT's disk remove/update operation.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Mark this as restore task.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restore: ::std::option::Option<crate::PveBool>,
     /// Use volume as container root.
     ///
     /// Property string: `[volume=]<volume> [,acl=<1|0>] [,idmap=<type:container:disk:range-size[;type:container:disk:range-size;...]>] [,mountoptions=<opt[;opt...]>] [,quota=<1|0>] [,replicate=<1|0>] [,ro=<1|0>] [,shared=<1|0>] [,size=<DiskSize>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rootfs: ::std::option::Option<crate::generated::nodes::RootfsConfig>,
     /// Sets DNS search domains for a container. Create will automatically use the setting from the host if you neither set searchdomain nor nameserver.
     ///
     /// Format `dns-name-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
     /// Setup public SSH keys (one key per line, OpenSSH format).
-    #[serde(rename = "ssh-public-keys")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ssh_public_keys: ::std::option::Option<::std::string::String>,
     /// Start the CT after its creation finished successfully.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
     /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
     ///
     /// Format `pve-startup-order`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Default Storage.
     ///
     /// Format `pve-storage-id`. Default: `"local"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Amount of SWAP for the container in MB.
     ///
     /// Minimum 0. Default: `512`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub swap: ::std::option::Option<i64>,
     /// Tags of the Container. This is only meta information.
     ///
     /// Format `pve-tag-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Enable/disable Template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Time zone to use in the container. If option isn't set, then nothing will be done. Can be set to 'host' to match the host time zone, or an arbitrary time zone option from /usr/share/zoneinfo/zone.tab
     ///
     /// Format `pve-ct-timezone`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timezone: ::std::option::Option<::std::string::String>,
     /// Specify the number of tty available to the container
     ///
     /// Range 0 to 6. Default: `2`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tty: ::std::option::Option<i64>,
     /// Assign a unique random ethernet address.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unique: ::std::option::Option<crate::PveBool>,
     /// Makes the container run as unprivileged user. For creation, the default is 1. For restore, the default is the value from the backup. (Should not be modified manually.)
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unprivileged: ::std::option::Option<crate::PveBool>,
     /// Reference to unused volumes. This is used internally, and should not be modified manually.
     ///
     /// Property string: `[volume=]<volume>`.
-    #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         crate::generated::nodes::UnusedConfig,
@@ -24770,6 +26176,67 @@ impl NodesLxcCreateVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcCreateVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "cmode", &self.cmode)?;
+        crate::ser::optional(&mut map, "console", &self.console)?;
+        crate::ser::optional(&mut map, "cores", &self.cores)?;
+        crate::ser::optional(&mut map, "cpulimit", &self.cpulimit)?;
+        crate::ser::optional(&mut map, "cpuunits", &self.cpuunits)?;
+        crate::ser::optional(&mut map, "debug", &self.debug)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::family(&mut map, &self.dev)?;
+        crate::ser::optional(&mut map, "entrypoint", &self.entrypoint)?;
+        crate::ser::optional(&mut map, "env", &self.env)?;
+        crate::ser::optional(&mut map, "features", &self.features)?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "ha-managed", &self.ha_managed)?;
+        crate::ser::optional(&mut map, "hookscript", &self.hookscript)?;
+        crate::ser::optional(&mut map, "hostname", &self.hostname)?;
+        crate::ser::optional(
+            &mut map,
+            "ignore-unpack-errors",
+            &self.ignore_unpack_errors,
+        )?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "memory", &self.memory)?;
+        crate::ser::family(&mut map, &self.mp)?;
+        crate::ser::optional(&mut map, "nameserver", &self.nameserver)?;
+        crate::ser::family(&mut map, &self.net)?;
+        crate::ser::optional(&mut map, "onboot", &self.onboot)?;
+        crate::ser::entry(&mut map, "ostemplate", &self.ostemplate)?;
+        crate::ser::optional(&mut map, "ostype", &self.ostype)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "protection", &self.protection)?;
+        crate::ser::optional(&mut map, "restore", &self.restore)?;
+        crate::ser::optional(&mut map, "rootfs", &self.rootfs)?;
+        crate::ser::optional(&mut map, "searchdomain", &self.searchdomain)?;
+        crate::ser::optional(&mut map, "ssh-public-keys", &self.ssh_public_keys)?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        crate::ser::optional(&mut map, "startup", &self.startup)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "swap", &self.swap)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "timezone", &self.timezone)?;
+        crate::ser::optional(&mut map, "tty", &self.tty)?;
+        crate::ser::optional(&mut map, "unique", &self.unique)?;
+        crate::ser::optional(&mut map, "unprivileged", &self.unprivileged)?;
+        crate::ser::family(&mut map, &self.unused)?;
+        crate::ser::entry(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// Device to pass through to the container
 ///
 /// Property string: `[[path=]<Path>] [,deny-write=<1|0>] [,gid=<integer>] [,mode=<Octal access mode>] [,uid=<integer>]`.
@@ -24787,7 +26254,7 @@ pub type NodesLxcCreateVmParamsNet = crate::generated::nodes::LxcNetConfig;
 /// Property string: `[volume=]<volume>`.
 pub type NodesLxcCreateVmParamsUnused = crate::generated::nodes::UnusedConfig;
 /// The `NodesLxcFeatureVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcFeatureVmParams {
     /// Feature to check.
     ///
@@ -24796,7 +26263,6 @@ pub struct NodesLxcFeatureVmParams {
     /// The name of the snapshot.
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapname: ::std::option::Option<::std::string::String>,
 }
 impl NodesLxcFeatureVmParams {
@@ -24809,12 +26275,38 @@ impl NodesLxcFeatureVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcFeatureVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "feature", &self.feature)?;
+        crate::ser::optional(&mut map, "snapname", &self.snapname)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcFeatureVmResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcFeatureVmResponse {
     /// The `hasFeature` property.
-    #[serde(rename = "hasFeature")]
     pub has_feature: crate::PveBool,
+}
+impl ::serde::Serialize for NodesLxcFeatureVmResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "hasFeature", &self.has_feature)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcFeatureVmResponse {
     const EXPECTING: &'static str = "struct NodesLxcFeatureVmResponse";
@@ -24845,54 +26337,66 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcFeatureVmResponse {
     }
 }
 /// The `NodesLxcFirewallOptionsGetResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcFirewallOptionsGetResponse {
     /// Enable DHCP.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<crate::PveBool>,
     /// Enable/disable firewall rules.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Enable default IP filters. This is equivalent to adding an empty ipfilter-net<id> ipset for every interface. Such ipsets implicitly contain sane default restrictions such as restricting IPv6 link local addresses to the one derived from the interface's MAC address. For containers the configured IP addresses will be implicitly added.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipfilter: ::std::option::Option<crate::PveBool>,
     /// Log level for incoming traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_in: ::std::option::Option<crate::generated::common::Log>,
     /// Log level for outgoing traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_out: ::std::option::Option<crate::generated::common::Log>,
     /// Enable/disable MAC address filter.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub macfilter: ::std::option::Option<crate::PveBool>,
     /// Enable NDP (Neighbor Discovery Protocol).
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ndp: ::std::option::Option<crate::PveBool>,
     /// Input policy.
     ///
     /// One of `ACCEPT`, `REJECT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_in: ::std::option::Option<crate::generated::common::PolicyIn>,
     /// Output policy.
     ///
     /// One of `ACCEPT`, `REJECT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
     /// Allow sending Router Advertisement.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub radv: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for NodesLxcFirewallOptionsGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "dhcp", &self.dhcp)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "ipfilter", &self.ipfilter)?;
+        crate::ser::optional(&mut map, "log_level_in", &self.log_level_in)?;
+        crate::ser::optional(&mut map, "log_level_out", &self.log_level_out)?;
+        crate::ser::optional(&mut map, "macfilter", &self.macfilter)?;
+        crate::ser::optional(&mut map, "ndp", &self.ndp)?;
+        crate::ser::optional(&mut map, "policy_in", &self.policy_in)?;
+        crate::ser::optional(&mut map, "policy_out", &self.policy_out)?;
+        crate::ser::optional(&mut map, "radv", &self.radv)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcFirewallOptionsGetResponse {
     const EXPECTING: &'static str = "struct NodesLxcFirewallOptionsGetResponse";
@@ -24954,84 +26458,110 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcFirewallOptionsGetResponse {
     }
 }
 /// The `NodesLxcFirewallOptionsSetParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcFirewallOptionsSetParams {
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Enable DHCP.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcp: ::std::option::Option<crate::PveBool>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Enable/disable firewall rules.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<crate::PveBool>,
     /// Enable default IP filters. This is equivalent to adding an empty ipfilter-net<id> ipset for every interface. Such ipsets implicitly contain sane default restrictions such as restricting IPv6 link local addresses to the one derived from the interface's MAC address. For containers the configured IP addresses will be implicitly added.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ipfilter: ::std::option::Option<crate::PveBool>,
     /// Log level for incoming traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_in: ::std::option::Option<crate::generated::common::Log>,
     /// Log level for outgoing traffic.
     ///
     /// One of `emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`, `nolog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub log_level_out: ::std::option::Option<crate::generated::common::Log>,
     /// Enable/disable MAC address filter.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub macfilter: ::std::option::Option<crate::PveBool>,
     /// Enable NDP (Neighbor Discovery Protocol).
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ndp: ::std::option::Option<crate::PveBool>,
     /// Input policy.
     ///
     /// One of `ACCEPT`, `REJECT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_in: ::std::option::Option<crate::generated::common::PolicyIn>,
     /// Output policy.
     ///
     /// One of `ACCEPT`, `REJECT`, `DROP`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub policy_out: ::std::option::Option<crate::generated::common::PolicyIn>,
     /// Allow sending Router Advertisement.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub radv: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesLxcFirewallOptionsSetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "dhcp", &self.dhcp)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "enable", &self.enable)?;
+        crate::ser::optional(&mut map, "ipfilter", &self.ipfilter)?;
+        crate::ser::optional(&mut map, "log_level_in", &self.log_level_in)?;
+        crate::ser::optional(&mut map, "log_level_out", &self.log_level_out)?;
+        crate::ser::optional(&mut map, "macfilter", &self.macfilter)?;
+        crate::ser::optional(&mut map, "ndp", &self.ndp)?;
+        crate::ser::optional(&mut map, "policy_in", &self.policy_in)?;
+        crate::ser::optional(&mut map, "policy_out", &self.policy_out)?;
+        crate::ser::optional(&mut map, "radv", &self.radv)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcInterfacesIpResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcInterfacesIpResponseItem {
     /// The MAC address of the interface
-    #[serde(rename = "hardware-address")]
     pub hardware_address: ::std::string::String,
     /// The MAC address of the interface
     pub hwaddr: ::std::string::String,
     /// The IPv4 address of the interface
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub inet: ::std::option::Option<::std::string::String>,
     /// The IPv6 address of the interface
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub inet6: ::std::option::Option<::std::string::String>,
     /// The addresses of the interface
-    #[serde(rename = "ip-addresses")]
     pub ip_addresses: ::std::vec::Vec<
         crate::generated::nodes::NodesLxcInterfacesIpResponseItemIpAddressesItem,
     >,
     /// The name of the interface
     pub name: ::std::string::String,
+}
+impl ::serde::Serialize for NodesLxcInterfacesIpResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "hardware-address", &self.hardware_address)?;
+        crate::ser::entry(&mut map, "hwaddr", &self.hwaddr)?;
+        crate::ser::optional(&mut map, "inet", &self.inet)?;
+        crate::ser::optional(&mut map, "inet6", &self.inet6)?;
+        crate::ser::entry(&mut map, "ip-addresses", &self.ip_addresses)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcInterfacesIpResponseItem {
     const EXPECTING: &'static str = "struct NodesLxcInterfacesIpResponseItem";
@@ -25086,19 +26616,29 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcInterfacesIpResponseItem {
     }
 }
 /// The `NodesLxcInterfacesIpResponseItemIpAddressesItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcInterfacesIpResponseItemIpAddressesItem {
     /// IP-Address
-    #[serde(rename = "ip-address")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_address: ::std::option::Option<::std::string::String>,
     /// IP-Family
-    #[serde(rename = "ip-address-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_address_type: ::std::option::Option<::std::string::String>,
     /// IP-Prefix
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prefix: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for NodesLxcInterfacesIpResponseItemIpAddressesItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "ip-address", &self.ip_address)?;
+        crate::ser::optional(&mut map, "ip-address-type", &self.ip_address_type)?;
+        crate::ser::optional(&mut map, "prefix", &self.prefix)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcInterfacesIpResponseItemIpAddressesItem {
     const EXPECTING: &'static str = "struct NodesLxcInterfacesIpResponseItemIpAddressesItem";
@@ -25141,18 +26681,15 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcInterfacesIpResponseItemIpAddres
     }
 }
 /// The `NodesLxcMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Use online/live migration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
     /// Use restart migration
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restart: ::std::option::Option<crate::PveBool>,
     /// Target node.
     ///
@@ -25161,13 +26698,10 @@ pub struct NodesLxcMigrateVmParams {
     /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
     ///
     /// Format `storage-pair-list`.
-    #[serde(rename = "target-storage")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_storage: ::std::option::Option<::std::string::String>,
     /// Timeout in seconds for shutdown for restart migration
     ///
     /// Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
 impl NodesLxcMigrateVmParams {
@@ -25184,36 +26718,80 @@ impl NodesLxcMigrateVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcMigrateVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "online", &self.online)?;
+        crate::ser::optional(&mut map, "restart", &self.restart)?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        crate::ser::optional(&mut map, "target-storage", &self.target_storage)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcMigrateVmPreconditionParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcMigrateVmPreconditionParams {
     /// Target node.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesLxcMigrateVmPreconditionParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcMigrateVmPreconditionResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcMigrateVmPreconditionResponse {
     /// List of nodes allowed for migration.
-    #[serde(rename = "allowed-nodes")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_nodes: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// HA resources, which will be migrated to the same target node as the VM, because these are in positive affinity with the VM.
-    #[serde(rename = "dependent-ha-resources")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dependent_ha_resources: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
     /// List of not allowed nodes with additional information.
-    #[serde(rename = "not-allowed-nodes")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub not_allowed_nodes: ::std::option::Option<
         crate::generated::nodes::NodesLxcMigrateVmPreconditionResponseNotAllowedNodes,
     >,
     /// Determines if the container is running.
     pub running: crate::PveBool,
+}
+impl ::serde::Serialize for NodesLxcMigrateVmPreconditionResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "allowed-nodes", &self.allowed_nodes)?;
+        crate::ser::optional(
+            &mut map,
+            "dependent-ha-resources",
+            &self.dependent_ha_resources,
+        )?;
+        crate::ser::optional(&mut map, "not-allowed-nodes", &self.not_allowed_nodes)?;
+        crate::ser::entry(&mut map, "running", &self.running)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcMigrateVmPreconditionResponse {
     const EXPECTING: &'static str = "struct NodesLxcMigrateVmPreconditionResponse";
@@ -25265,16 +26843,31 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcMigrateVmPreconditionResponse {
     }
 }
 /// List of not allowed nodes with additional information.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
     /// HA resources, which are blocking the container from being migrated to the node.
-    #[serde(rename = "blocking-ha-resources")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub blocking_ha_resources: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::common::ClusterHaResourcesMigrateResponseBlockingResourcesItem,
         >,
     >,
+}
+impl ::serde::Serialize for NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "blocking-ha-resources",
+            &self.blocking_ha_resources,
+        )?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
@@ -25311,44 +26904,34 @@ for NodesLxcMigrateVmPreconditionResponseNotAllowedNodes {
     }
 }
 /// The `NodesLxcMoveVolumeParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcMoveVolumeParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Delete the original volume after successful copy. By default the original is kept as an unused volume entry.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// Prevent changes if current configuration file has different SHA1 " .
     ///             "digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Target Storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file of the target " .
     ///             "container has a different SHA1 digest. This can be used to prevent " .
     ///             "concurrent modifications.
-    #[serde(rename = "target-digest")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_digest: ::std::option::Option<::std::string::String>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(rename = "target-vmid")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_vmid: ::std::option::Option<u32>,
     /// The config key the volume will be moved to. Default is the source volume key.
     ///
     /// One of `rootfs`, `mp0`, `mp1`, `mp2`, `mp3`, `mp4`, `mp5`, `mp6`, `mp7`, `mp8`, `mp9`, `mp10`, `mp11`, `mp12`, `mp13`, `mp14`, `mp15`, `mp16`, `mp17`, `mp18`, `mp19`, `mp20`, `mp21`, `mp22`, `mp23`, `mp24`, `mp25`, `mp26`, `mp27`, `mp28`, `mp29`, `mp30`, `mp31`, `mp32`, `mp33`, `mp34`, `mp35`, `mp36`, `mp37`, `mp38`, `mp39`, `mp40`, `mp41`, `mp42`, `mp43`, `mp44`, `mp45`, `mp46`, `mp47`, `mp48`, `mp49`, `mp50`, `mp51`, `mp52`, `mp53`, `mp54`, `mp55`, `mp56`, `mp57`, `mp58`, `mp59`, `mp60`, `mp61`, `mp62`, `mp63`, `mp64`, `mp65`, `mp66`, `mp67`, `mp68`, `mp69`, `mp70`, `mp71`, `mp72`, `mp73`, `mp74`, `mp75`, `mp76`, `mp77`, `mp78`, `mp79`, `mp80`, `mp81`, `mp82`, `mp83`, `mp84`, `mp85`, `mp86`, `mp87`, `mp88`, `mp89`, `mp90`, `mp91`, `mp92`, `mp93`, `mp94`, `mp95`, `mp96`, `mp97`, `mp98`, `mp99`, `mp100`, `mp101`, `mp102`, `mp103`, `mp104`, `mp105`, `mp106`, `mp107`, `mp108`, `mp109`, `mp110`, `mp111`, `mp112`, `mp113`, `mp114`, `mp115`, `mp116`, `mp117`, `mp118`, `mp119`, `mp120`, `mp121`, `mp122`, `mp123`, `mp124`, `mp125`, `mp126`, `mp127`, `mp128`, `mp129`, `mp130`, `mp131`, `mp132`, `mp133`, `mp134`, `mp135`, `mp136`, `mp137`, `mp138`, `mp139`, `mp140`, `mp141`, `mp142`, `mp143`, `mp144`, `mp145`, `mp146`, `mp147`, `mp148`, `mp149`, `mp150`, `mp151`, `mp152`, `mp153`, `mp154`, `mp155`, `mp156`, `mp157`, `mp158`, `mp159`, `mp160`, `mp161`, `mp162`, `mp163`, `mp164`, `mp165`, `mp166`, `mp167`, `mp168`, `mp169`, `mp170`, `mp171`, `mp172`, `mp173`, `mp174`, `mp175`, `mp176`, `mp177`, `mp178`, `mp179`, `mp180`, `mp181`, `mp182`, `mp183`, `mp184`, `mp185`, `mp186`, `mp187`, `mp188`, `mp189`, `mp190`, `mp191`, `mp192`, `mp193`, `mp194`, `mp195`, `mp196`, `mp197`, `mp198`, `mp199`, `mp200`, `mp201`, `mp202`, `mp203`, `mp204`, `mp205`, `mp206`, `mp207`, `mp208`, `mp209`, `mp210`, `mp211`, `mp212`, `mp213`, `mp214`, `mp215`, `mp216`, `mp217`, `mp218`, `mp219`, `mp220`, `mp221`, `mp222`, `mp223`, `mp224`, `mp225`, `mp226`, `mp227`, `mp228`, `mp229`, `mp230`, `mp231`, `mp232`, `mp233`, `mp234`, `mp235`, `mp236`, `mp237`, `mp238`, `mp239`, `mp240`, `mp241`, `mp242`, `mp243`, `mp244`, `mp245`, `mp246`, `mp247`, `mp248`, `mp249`, `mp250`, `mp251`, `mp252`, `mp253`, `mp254`, `mp255`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.
-    #[serde(rename = "target-volume")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_volume: ::std::option::Option<crate::generated::nodes::TargetVolume>,
     /// Volume which will be moved.
     ///
@@ -25371,22 +26954,54 @@ impl NodesLxcMoveVolumeParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcMoveVolumeParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "target-digest", &self.target_digest)?;
+        crate::ser::optional(&mut map, "target-vmid", &self.target_vmid)?;
+        crate::ser::optional(&mut map, "target-volume", &self.target_volume)?;
+        crate::ser::entry(&mut map, "volume", &self.volume)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcMtunnelParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcMtunnelParams {
     /// List of network bridges to check availability. Will be checked again for actually used bridges during migration.
     ///
     /// Format `pve-bridge-id-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridges: ::std::option::Option<::std::string::String>,
     /// List of storages to check permission and availability. Will be checked again for all actually used storages during migration.
     ///
     /// Format `pve-storage-id-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storages: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesLxcMtunnelParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bridges", &self.bridges)?;
+        crate::ser::optional(&mut map, "storages", &self.storages)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcMtunnelwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcMtunnelwebsocketParams {
     /// unix socket to forward to
     pub socket: ::std::string::String,
@@ -25406,15 +27021,41 @@ impl NodesLxcMtunnelwebsocketParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcMtunnelwebsocketParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "socket", &self.socket)?;
+        crate::ser::entry(&mut map, "ticket", &self.ticket)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcMtunnelwebsocketResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcMtunnelwebsocketResponse {
     /// The `port` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<::std::string::String>,
     /// The `socket` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub socket: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesLxcMtunnelwebsocketResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::optional(&mut map, "socket", &self.socket)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcMtunnelwebsocketResponse {
     const EXPECTING: &'static str = "struct NodesLxcMtunnelwebsocketResponse";
@@ -25446,21 +27087,34 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcMtunnelwebsocketResponse {
     }
 }
 /// The `NodesLxcPendingVmResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcPendingVmResponseItem {
     /// Indicates a pending delete request if present and not 0.
     ///
     /// Range 0 to 2.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
     pub key: ::std::string::String,
     /// Pending value.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<::std::string::String>,
     /// Current value.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesLxcPendingVmResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::entry(&mut map, "key", &self.key)?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcPendingVmResponseItem {
     const EXPECTING: &'static str = "struct NodesLxcPendingVmResponseItem";
@@ -25498,49 +27152,39 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcPendingVmResponseItem {
     }
 }
 /// The `NodesLxcRemoteMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcRemoteMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<f64>,
     /// Delete the original CT and related data after successful migration. By default the original CT is kept on the source cluster in a stopped state.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// Use online/live migration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
     /// Use restart migration
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub restart: ::std::option::Option<crate::PveBool>,
     /// Mapping from source to target bridges. Providing only a single bridge ID maps all source bridges to that bridge. Providing the special value '1' will map each source bridge to itself.
     ///
     /// Format `bridge-pair-list`.
-    #[serde(rename = "target-bridge")]
     pub target_bridge: ::std::string::String,
     /// Remote target endpoint
     ///
     /// Format `proxmox-remote`. Property string: `apitoken=<PVEAPIToken=user@realm!token=SECRET> ,host=<ADDRESS> [,fingerprint=<FINGERPRINT>] [,port=<PORT>]`.
-    #[serde(rename = "target-endpoint")]
     pub target_endpoint: crate::generated::nodes::TargetEndpointConfig,
     /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
     ///
     /// Format `storage-pair-list`.
-    #[serde(rename = "target-storage")]
     pub target_storage: ::std::string::String,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(rename = "target-vmid")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_vmid: ::std::option::Option<u32>,
     /// Timeout in seconds for shutdown for restart migration
     ///
     /// Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
 impl NodesLxcRemoteMigrateVmParams {
@@ -25564,11 +27208,31 @@ impl NodesLxcRemoteMigrateVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcRemoteMigrateVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "online", &self.online)?;
+        crate::ser::optional(&mut map, "restart", &self.restart)?;
+        crate::ser::entry(&mut map, "target-bridge", &self.target_bridge)?;
+        crate::ser::entry(&mut map, "target-endpoint", &self.target_endpoint)?;
+        crate::ser::entry(&mut map, "target-storage", &self.target_storage)?;
+        crate::ser::optional(&mut map, "target-vmid", &self.target_vmid)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcResizeVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcResizeVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The disk you want to resize.
     ///
@@ -25591,13 +27255,27 @@ impl NodesLxcResizeVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcResizeVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "disk", &self.disk)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcRrdParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcRrdParams {
     /// The RRD consolidation function
     ///
     /// One of `AVERAGE`, `MAX`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cf: ::std::option::Option<crate::generated::nodes::Cf>,
     /// The list of datasources you want to display.
     ///
@@ -25622,11 +27300,39 @@ impl NodesLxcRrdParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcRrdParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cf", &self.cf)?;
+        crate::ser::entry(&mut map, "ds", &self.ds)?;
+        crate::ser::entry(&mut map, "timeframe", &self.timeframe)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcRrdResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcRrdResponse {
     /// The `filename` property.
     pub filename: ::std::string::String,
+}
+impl ::serde::Serialize for NodesLxcRrdResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "filename", &self.filename)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcRrdResponse {
     const EXPECTING: &'static str = "struct NodesLxcRrdResponse";
@@ -25655,12 +27361,11 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcRrdResponse {
     }
 }
 /// The `NodesLxcRrddataParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcRrddataParams {
     /// The RRD consolidation function
     ///
     /// One of `AVERAGE`, `MAX`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cf: ::std::option::Option<crate::generated::nodes::Cf>,
     /// Specify the time frame you are interested in.
     ///
@@ -25677,26 +27382,66 @@ impl NodesLxcRrddataParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcRrddataParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cf", &self.cf)?;
+        crate::ser::entry(&mut map, "timeframe", &self.timeframe)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcSnapshotConfigUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcSnapshotConfigUpdateParams {
     /// A textual description or comment.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesLxcSnapshotConfigUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcSnapshotListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcSnapshotListResponseItem {
     /// Snapshot description.
     pub description: ::std::string::String,
     /// Snapshot identifier. Value 'current' identifies the current VM.
     pub name: ::std::string::String,
     /// Parent snapshot identifier.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::string::String>,
     /// Snapshot creation time
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snaptime: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for NodesLxcSnapshotListResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "parent", &self.parent)?;
+        crate::ser::optional(&mut map, "snaptime", &self.snaptime)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcSnapshotListResponseItem {
     const EXPECTING: &'static str = "struct NodesLxcSnapshotListResponseItem";
@@ -25736,10 +27481,9 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcSnapshotListResponseItem {
     }
 }
 /// The `NodesLxcSnapshotParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcSnapshotParams {
     /// A textual description or comment.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// The name of the snapshot.
     ///
@@ -25756,111 +27500,176 @@ impl NodesLxcSnapshotParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcSnapshotParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "snapname", &self.snapname)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcSnapshotRollbackParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcSnapshotRollbackParams {
     /// Whether the container should get started after rolling back successfully
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesLxcSnapshotRollbackParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcSnapshotSnapnameDelsnapshotParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcSnapshotSnapnameDelsnapshotParams {
     /// For removal from config file, even if removing disk snapshots fails.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesLxcSnapshotSnapnameDelsnapshotParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcSpiceproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcSpiceproxyParams {
     /// SPICE proxy server. This can be used by the client to specify the proxy server. All nodes in a cluster runs 'spiceproxy', so it is up to the client to choose one. By default, we return the node where the VM is currently running. As reasonable setting is to use same node you use to connect to the API (This is window.location.hostname for the JS GUI).
     ///
     /// Format `address`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesLxcSpiceproxyParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "proxy", &self.proxy)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcStatusCurrentVmResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcStatusCurrentVmResponse {
     /// Current CPU usage.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<f64>,
     /// Maximum usable CPUs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpus: ::std::option::Option<f64>,
     /// Root disk image space-usage in bytes.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<i64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskread: ::std::option::Option<i64>,
     /// The amount of bytes the guest wrote from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskwrite: ::std::option::Option<i64>,
     /// HA manager service status.
     pub ha: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     /// The current config lock, if any.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Root disk image size in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Maximum memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxmem: ::std::option::Option<i64>,
     /// Maximum SWAP memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxswap: ::std::option::Option<i64>,
     /// Currently used memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<i64>,
     /// Container name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netout: ::std::option::Option<i64>,
     /// CPU Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurecpusome: ::std::option::Option<f64>,
     /// IO Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressureiofull: ::std::option::Option<f64>,
     /// IO Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressureiosome: ::std::option::Option<f64>,
     /// Memory Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememoryfull: ::std::option::Option<f64>,
     /// Memory Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememorysome: ::std::option::Option<f64>,
     /// LXC Container status.
     ///
     /// One of `stopped`, `running`.
     pub status: crate::generated::nodes::GuestStatus,
     /// The current configured tags, if any.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Determines if the guest is a template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: u32,
+}
+impl ::serde::Serialize for NodesLxcStatusCurrentVmResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "cpus", &self.cpus)?;
+        crate::ser::optional(&mut map, "disk", &self.disk)?;
+        crate::ser::optional(&mut map, "diskread", &self.diskread)?;
+        crate::ser::optional(&mut map, "diskwrite", &self.diskwrite)?;
+        crate::ser::entry(&mut map, "ha", &self.ha)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "maxdisk", &self.maxdisk)?;
+        crate::ser::optional(&mut map, "maxmem", &self.maxmem)?;
+        crate::ser::optional(&mut map, "maxswap", &self.maxswap)?;
+        crate::ser::optional(&mut map, "mem", &self.mem)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "netin", &self.netin)?;
+        crate::ser::optional(&mut map, "netout", &self.netout)?;
+        crate::ser::optional(&mut map, "pressurecpusome", &self.pressurecpusome)?;
+        crate::ser::optional(&mut map, "pressureiofull", &self.pressureiofull)?;
+        crate::ser::optional(&mut map, "pressureiosome", &self.pressureiosome)?;
+        crate::ser::optional(&mut map, "pressurememoryfull", &self.pressurememoryfull)?;
+        crate::ser::optional(&mut map, "pressurememorysome", &self.pressurememorysome)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "uptime", &self.uptime)?;
+        crate::ser::entry(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcStatusCurrentVmResponse {
     const EXPECTING: &'static str = "struct NodesLxcStatusCurrentVmResponse";
@@ -25990,150 +27799,225 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcStatusCurrentVmResponse {
     }
 }
 /// The `NodesLxcStatusRebootVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcStatusRebootVmParams {
     /// Wait maximal timeout seconds for the shutdown.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesLxcStatusRebootVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcStatusShutdownVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcStatusShutdownVmParams {
     /// Make sure the Container stops.
     ///
     /// Default: `false`.
-    #[serde(rename = "forceStop")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_stop: ::std::option::Option<crate::PveBool>,
     /// Wait maximal timeout seconds.
     ///
     /// Minimum 0. Default: `60`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesLxcStatusShutdownVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "forceStop", &self.force_stop)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcStatusStartVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcStatusStartVmParams {
     /// If set, enables very verbose debug log-level on start.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesLxcStatusStartVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "debug", &self.debug)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcStatusStopVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcStatusStopVmParams {
     /// Try to abort active 'vzshutdown' tasks before stopping.
     ///
     /// Default: `false`.
-    #[serde(rename = "overrule-shutdown")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub overrule_shutdown: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesLxcStatusStopVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "overrule-shutdown", &self.overrule_shutdown)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcVmidDestroyVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcVmidDestroyVmParams {
     /// If set, destroy additionally all disks with the VMID from all enabled storages which are not referenced in the config.
-    #[serde(rename = "destroy-unreferenced-disks")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub destroy_unreferenced_disks: ::std::option::Option<crate::PveBool>,
     /// Force destroy, even if running.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Remove container from all related configurations. For example, backup jobs, replication jobs or HA. Related ACLs and Firewall entries will *always* be removed.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub purge: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesLxcVmidDestroyVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "destroy-unreferenced-disks",
+            &self.destroy_unreferenced_disks,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "purge", &self.purge)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcVmlistResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcVmlistResponseItem {
     /// Current CPU usage.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<f64>,
     /// Maximum usable CPUs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpus: ::std::option::Option<f64>,
     /// Root disk image space-usage in bytes.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<i64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskread: ::std::option::Option<i64>,
     /// The amount of bytes the guest wrote from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskwrite: ::std::option::Option<i64>,
     /// The current config lock, if any.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Root disk image size in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Maximum memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxmem: ::std::option::Option<i64>,
     /// Maximum SWAP memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxswap: ::std::option::Option<i64>,
     /// Currently used memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<i64>,
     /// Container name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netout: ::std::option::Option<i64>,
     /// CPU Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurecpusome: ::std::option::Option<f64>,
     /// IO Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressureiofull: ::std::option::Option<f64>,
     /// IO Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressureiosome: ::std::option::Option<f64>,
     /// Memory Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememoryfull: ::std::option::Option<f64>,
     /// Memory Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememorysome: ::std::option::Option<f64>,
     /// LXC Container status.
     ///
     /// One of `stopped`, `running`.
     pub status: crate::generated::nodes::GuestStatus,
     /// The current configured tags, if any.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Determines if the guest is a template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: u32,
+}
+impl ::serde::Serialize for NodesLxcVmlistResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "cpus", &self.cpus)?;
+        crate::ser::optional(&mut map, "disk", &self.disk)?;
+        crate::ser::optional(&mut map, "diskread", &self.diskread)?;
+        crate::ser::optional(&mut map, "diskwrite", &self.diskwrite)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "maxdisk", &self.maxdisk)?;
+        crate::ser::optional(&mut map, "maxmem", &self.maxmem)?;
+        crate::ser::optional(&mut map, "maxswap", &self.maxswap)?;
+        crate::ser::optional(&mut map, "mem", &self.mem)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "netin", &self.netin)?;
+        crate::ser::optional(&mut map, "netout", &self.netout)?;
+        crate::ser::optional(&mut map, "pressurecpusome", &self.pressurecpusome)?;
+        crate::ser::optional(&mut map, "pressureiofull", &self.pressureiofull)?;
+        crate::ser::optional(&mut map, "pressureiosome", &self.pressureiosome)?;
+        crate::ser::optional(&mut map, "pressurememoryfull", &self.pressurememoryfull)?;
+        crate::ser::optional(&mut map, "pressurememorysome", &self.pressurememorysome)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "uptime", &self.uptime)?;
+        crate::ser::entry(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcVmlistResponseItem {
     const EXPECTING: &'static str = "struct NodesLxcVmlistResponseItem";
@@ -26260,24 +28144,36 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcVmlistResponseItem {
     }
 }
 /// The `NodesLxcVncproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcVncproxyParams {
     /// sets the height of the console in pixels.
     ///
     /// Range 16 to 2160.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub height: ::std::option::Option<i64>,
     /// use websocket instead of standard VNC.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub websocket: ::std::option::Option<crate::PveBool>,
     /// sets the width of the console in pixels.
     ///
     /// Range 16 to 4096.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub width: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesLxcVncproxyParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "height", &self.height)?;
+        crate::ser::optional(&mut map, "websocket", &self.websocket)?;
+        crate::ser::optional(&mut map, "width", &self.width)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcVncwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesLxcVncwebsocketParams {
     /// Port number returned by previous vncproxy call.
     ///
@@ -26299,11 +28195,38 @@ impl NodesLxcVncwebsocketParams {
         }
     }
 }
+impl ::serde::Serialize for NodesLxcVncwebsocketParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "vncticket", &self.vncticket)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesLxcVncwebsocketResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesLxcVncwebsocketResponse {
     /// The `port` property.
     pub port: ::std::string::String,
+}
+impl ::serde::Serialize for NodesLxcVncwebsocketResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "port", &self.port)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesLxcVncwebsocketResponse {
     const EXPECTING: &'static str = "struct NodesLxcVncwebsocketResponse";
@@ -26332,18 +28255,15 @@ impl<'de> ::serde::Deserialize<'de> for NodesLxcVncwebsocketResponse {
     }
 }
 /// The `NodesMigrateallParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesMigrateallParams {
     /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!
     ///
     /// Range 1 to 64.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg. One of both must be set!Deprecated, use 'max-workers' instead.
     ///
     /// Range 1 to 64.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxworkers: ::std::option::Option<i64>,
     /// Target node.
     ///
@@ -26352,11 +28272,8 @@ pub struct NodesMigrateallParams {
     /// Only consider Guests with these IDs.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
     /// Enable live storage migration for local disk
-    #[serde(rename = "with-local-disks")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_local_disks: ::std::option::Option<crate::PveBool>,
 }
 impl NodesMigrateallParams {
@@ -26372,78 +28289,79 @@ impl NodesMigrateallParams {
         }
     }
 }
+impl ::serde::Serialize for NodesMigrateallParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "maxworkers", &self.maxworkers)?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        crate::ser::optional(&mut map, "with-local-disks", &self.with_local_disks)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesNetworkCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesNetworkCreateParams {
     /// IP address.
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<::std::string::String>,
     /// IP address.
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address6: ::std::option::Option<::std::string::String>,
     /// Automatically start interface on boot.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
     /// Specify the primary interface for active-backup bond.
     ///
     /// Format `pve-iface`.
-    #[serde(rename = "bond-primary")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_primary: ::std::option::Option<::std::string::String>,
     /// Bonding mode.
     ///
     /// One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_mode: ::std::option::Option<crate::generated::nodes::BondMode>,
     /// Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
     ///
     /// One of `layer2`, `layer2+3`, `layer3+4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_xmit_hash_policy: ::std::option::Option<
         crate::generated::nodes::BondXmitHashPolicy,
     >,
     /// Specify the interfaces you want to add to your bridge.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_ports: ::std::option::Option<::std::string::String>,
     /// Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
     ///
     /// Format `pve-vlan-id-or-range-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vids: ::std::option::Option<::std::string::String>,
     /// Enable bridge vlan support.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vlan_aware: ::std::option::Option<crate::PveBool>,
     /// IPv4 CIDR.
     ///
     /// Format `CIDRv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr: ::std::option::Option<::std::string::String>,
     /// IPv6 CIDR.
     ///
     /// Format `CIDRv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr6: ::std::option::Option<::std::string::String>,
     /// Comments
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comments: ::std::option::Option<::std::string::String>,
     /// Comments
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comments6: ::std::option::Option<::std::string::String>,
     /// Default gateway address.
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
     /// Default ipv6 gateway address.
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway6: ::std::option::Option<::std::string::String>,
     /// Network interface name.
     ///
@@ -26452,45 +28370,36 @@ pub struct NodesNetworkCreateParams {
     /// MTU.
     ///
     /// Range 1280 to 65520.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// Network mask.
     ///
     /// Format `ipv4mask`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask: ::std::option::Option<::std::string::String>,
     /// Network mask.
     ///
     /// Range 0 to 128.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask6: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bonds: ::std::option::Option<::std::string::String>,
     /// The OVS bridge associated with a OVS port. This is required when you create an OVS port.
     ///
     /// Format `pve-iface`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bridge: ::std::option::Option<::std::string::String>,
     /// OVS interface options.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_options: ::std::option::Option<::std::string::String>,
     /// Specify the interfaces you want to add to your bridge.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_ports: ::std::option::Option<::std::string::String>,
     /// Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
     ///
     /// Range 1 to 4094.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_tag: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub slaves: ::std::option::Option<::std::string::String>,
     /// Network interface type
     ///
@@ -26499,14 +28408,10 @@ pub struct NodesNetworkCreateParams {
     /// vlan-id for a custom named vlan interface (ifupdown2 only).
     ///
     /// Range 1 to 4094.
-    #[serde(rename = "vlan-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<i64>,
     /// Specify the raw interface for the vlan interface.
     ///
     /// Format `pve-iface`.
-    #[serde(rename = "vlan-raw-device")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_raw_device: ::std::option::Option<::std::string::String>,
 }
 impl NodesNetworkCreateParams {
@@ -26548,13 +28453,71 @@ impl NodesNetworkCreateParams {
         }
     }
 }
+impl ::serde::Serialize for NodesNetworkCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "address", &self.address)?;
+        crate::ser::optional(&mut map, "address6", &self.address6)?;
+        crate::ser::optional(&mut map, "autostart", &self.autostart)?;
+        crate::ser::optional(&mut map, "bond-primary", &self.bond_primary)?;
+        crate::ser::optional(&mut map, "bond_mode", &self.bond_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "bond_xmit_hash_policy",
+            &self.bond_xmit_hash_policy,
+        )?;
+        crate::ser::optional(&mut map, "bridge_ports", &self.bridge_ports)?;
+        crate::ser::optional(&mut map, "bridge_vids", &self.bridge_vids)?;
+        crate::ser::optional(&mut map, "bridge_vlan_aware", &self.bridge_vlan_aware)?;
+        crate::ser::optional(&mut map, "cidr", &self.cidr)?;
+        crate::ser::optional(&mut map, "cidr6", &self.cidr6)?;
+        crate::ser::optional(&mut map, "comments", &self.comments)?;
+        crate::ser::optional(&mut map, "comments6", &self.comments6)?;
+        crate::ser::optional(&mut map, "gateway", &self.gateway)?;
+        crate::ser::optional(&mut map, "gateway6", &self.gateway6)?;
+        crate::ser::entry(&mut map, "iface", &self.iface)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "netmask", &self.netmask)?;
+        crate::ser::optional(&mut map, "netmask6", &self.netmask6)?;
+        crate::ser::optional(&mut map, "ovs_bonds", &self.ovs_bonds)?;
+        crate::ser::optional(&mut map, "ovs_bridge", &self.ovs_bridge)?;
+        crate::ser::optional(&mut map, "ovs_options", &self.ovs_options)?;
+        crate::ser::optional(&mut map, "ovs_ports", &self.ovs_ports)?;
+        crate::ser::optional(&mut map, "ovs_tag", &self.ovs_tag)?;
+        crate::ser::optional(&mut map, "slaves", &self.slaves)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vlan-id", &self.vlan_id)?;
+        crate::ser::optional(&mut map, "vlan-raw-device", &self.vlan_raw_device)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesNetworkIfaceConfigResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesNetworkIfaceConfigResponse {
     /// The `method` property.
     pub method: ::std::string::String,
     /// The `type` property.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for NodesNetworkIfaceConfigResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "method", &self.method)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesNetworkIfaceConfigResponse {
     const EXPECTING: &'static str = "struct NodesNetworkIfaceConfigResponse";
@@ -26586,125 +28549,99 @@ impl<'de> ::serde::Deserialize<'de> for NodesNetworkIfaceConfigResponse {
     }
 }
 /// The `NodesNetworkIfaceUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesNetworkIfaceUpdateParams {
     /// IP address.
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<::std::string::String>,
     /// IP address.
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address6: ::std::option::Option<::std::string::String>,
     /// Automatically start interface on boot.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
     /// Specify the primary interface for active-backup bond.
     ///
     /// Format `pve-iface`.
-    #[serde(rename = "bond-primary")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_primary: ::std::option::Option<::std::string::String>,
     /// Bonding mode.
     ///
     /// One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_mode: ::std::option::Option<crate::generated::nodes::BondMode>,
     /// Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
     ///
     /// One of `layer2`, `layer2+3`, `layer3+4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_xmit_hash_policy: ::std::option::Option<
         crate::generated::nodes::BondXmitHashPolicy,
     >,
     /// Specify the interfaces you want to add to your bridge.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_ports: ::std::option::Option<::std::string::String>,
     /// Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
     ///
     /// Format `pve-vlan-id-or-range-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vids: ::std::option::Option<::std::string::String>,
     /// Enable bridge vlan support.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vlan_aware: ::std::option::Option<crate::PveBool>,
     /// IPv4 CIDR.
     ///
     /// Format `CIDRv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr: ::std::option::Option<::std::string::String>,
     /// IPv6 CIDR.
     ///
     /// Format `CIDRv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr6: ::std::option::Option<::std::string::String>,
     /// Comments
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comments: ::std::option::Option<::std::string::String>,
     /// Comments
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comments6: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Default gateway address.
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
     /// Default ipv6 gateway address.
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway6: ::std::option::Option<::std::string::String>,
     /// MTU.
     ///
     /// Range 1280 to 65520.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// Network mask.
     ///
     /// Format `ipv4mask`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask: ::std::option::Option<::std::string::String>,
     /// Network mask.
     ///
     /// Range 0 to 128.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask6: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bonds: ::std::option::Option<::std::string::String>,
     /// The OVS bridge associated with a OVS port. This is required when you create an OVS port.
     ///
     /// Format `pve-iface`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bridge: ::std::option::Option<::std::string::String>,
     /// OVS interface options.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_options: ::std::option::Option<::std::string::String>,
     /// Specify the interfaces you want to add to your bridge.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_ports: ::std::option::Option<::std::string::String>,
     /// Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
     ///
     /// Range 1 to 4094.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_tag: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub slaves: ::std::option::Option<::std::string::String>,
     /// Network interface type
     ///
@@ -26713,14 +28650,10 @@ pub struct NodesNetworkIfaceUpdateParams {
     /// vlan-id for a custom named vlan interface (ifupdown2 only).
     ///
     /// Range 1 to 4094.
-    #[serde(rename = "vlan-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<i64>,
     /// Specify the raw interface for the vlan interface.
     ///
     /// Format `pve-iface`.
-    #[serde(rename = "vlan-raw-device")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_raw_device: ::std::option::Option<::std::string::String>,
 }
 impl NodesNetworkIfaceUpdateParams {
@@ -26759,237 +28692,312 @@ impl NodesNetworkIfaceUpdateParams {
         }
     }
 }
+impl ::serde::Serialize for NodesNetworkIfaceUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "address", &self.address)?;
+        crate::ser::optional(&mut map, "address6", &self.address6)?;
+        crate::ser::optional(&mut map, "autostart", &self.autostart)?;
+        crate::ser::optional(&mut map, "bond-primary", &self.bond_primary)?;
+        crate::ser::optional(&mut map, "bond_mode", &self.bond_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "bond_xmit_hash_policy",
+            &self.bond_xmit_hash_policy,
+        )?;
+        crate::ser::optional(&mut map, "bridge_ports", &self.bridge_ports)?;
+        crate::ser::optional(&mut map, "bridge_vids", &self.bridge_vids)?;
+        crate::ser::optional(&mut map, "bridge_vlan_aware", &self.bridge_vlan_aware)?;
+        crate::ser::optional(&mut map, "cidr", &self.cidr)?;
+        crate::ser::optional(&mut map, "cidr6", &self.cidr6)?;
+        crate::ser::optional(&mut map, "comments", &self.comments)?;
+        crate::ser::optional(&mut map, "comments6", &self.comments6)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "gateway", &self.gateway)?;
+        crate::ser::optional(&mut map, "gateway6", &self.gateway6)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "netmask", &self.netmask)?;
+        crate::ser::optional(&mut map, "netmask6", &self.netmask6)?;
+        crate::ser::optional(&mut map, "ovs_bonds", &self.ovs_bonds)?;
+        crate::ser::optional(&mut map, "ovs_bridge", &self.ovs_bridge)?;
+        crate::ser::optional(&mut map, "ovs_options", &self.ovs_options)?;
+        crate::ser::optional(&mut map, "ovs_ports", &self.ovs_ports)?;
+        crate::ser::optional(&mut map, "ovs_tag", &self.ovs_tag)?;
+        crate::ser::optional(&mut map, "slaves", &self.slaves)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vlan-id", &self.vlan_id)?;
+        crate::ser::optional(&mut map, "vlan-raw-device", &self.vlan_raw_device)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesNetworkIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesNetworkIndexParams {
     /// Only list specific interface types.
     ///
     /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `any_bridge`, `any_local_bridge`, `include_sdn`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::nodes::NodesNetworkIndexParamsType,
     >,
 }
+impl ::serde::Serialize for NodesNetworkIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesNetworkIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesNetworkIndexResponseItem {
     /// Set to true if the interface is active.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub active: ::std::option::Option<crate::PveBool>,
     /// IP address.
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<::std::string::String>,
     /// IP address.
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub address6: ::std::option::Option<::std::string::String>,
     /// Automatically start interface on boot.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
     /// Specify the primary interface for active-backup bond.
     ///
     /// Format `pve-iface`.
-    #[serde(rename = "bond-primary")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_primary: ::std::option::Option<::std::string::String>,
     /// Bonding mode.
     ///
     /// One of `balance-rr`, `active-backup`, `balance-xor`, `broadcast`, `802.3ad`, `balance-tlb`, `balance-alb`, `balance-slb`, `lacp-balance-slb`, `lacp-balance-tcp`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_mode: ::std::option::Option<crate::generated::nodes::BondMode>,
     /// Selects the transmit hash policy to use for slave selection in balance-xor and 802.3ad modes.
     ///
     /// One of `layer2`, `layer2+3`, `layer3+4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bond_xmit_hash_policy: ::std::option::Option<
         crate::generated::nodes::BondXmitHashPolicy,
     >,
     /// The bridge port access VLAN.
-    #[serde(rename = "bridge-access")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_access: ::std::option::Option<i64>,
     /// Bridge port ARP/ND suppress flag.
-    #[serde(rename = "bridge-arp-nd-suppress")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_arp_nd_suppress: ::std::option::Option<crate::PveBool>,
     /// Bridge port learning flag.
-    #[serde(rename = "bridge-learning")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_learning: ::std::option::Option<crate::PveBool>,
     /// Bridge port multicast flood flag.
-    #[serde(rename = "bridge-multicast-flood")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_multicast_flood: ::std::option::Option<crate::PveBool>,
     /// Bridge port unicast flood flag.
-    #[serde(rename = "bridge-unicast-flood")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_unicast_flood: ::std::option::Option<crate::PveBool>,
     /// Specify the interfaces you want to add to your bridge.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_ports: ::std::option::Option<::std::string::String>,
     /// Specify the allowed VLANs. For example: '2 4 100-200'. Only used if the bridge is VLAN aware.
     ///
     /// Format `pve-vlan-id-or-range-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vids: ::std::option::Option<::std::string::String>,
     /// Enable bridge vlan support.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bridge_vlan_aware: ::std::option::Option<crate::PveBool>,
     /// IPv4 CIDR.
     ///
     /// Format `CIDRv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr: ::std::option::Option<::std::string::String>,
     /// IPv6 CIDR.
     ///
     /// Format `CIDRv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cidr6: ::std::option::Option<::std::string::String>,
     /// Comments
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comments: ::std::option::Option<::std::string::String>,
     /// Comments
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comments6: ::std::option::Option<::std::string::String>,
     /// Set to true if the interface physically exists.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exists: ::std::option::Option<crate::PveBool>,
     /// The network families.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub families: ::std::option::Option<
         ::std::vec::Vec<crate::generated::nodes::Families>,
     >,
     /// Default gateway address.
     ///
     /// Format `ipv4`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
     /// Default ipv6 gateway address.
     ///
     /// Format `ipv6`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway6: ::std::option::Option<::std::string::String>,
     /// Network interface name.
     ///
     /// Format `pve-iface`.
     pub iface: ::std::string::String,
     /// The link type.
-    #[serde(rename = "link-type")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub link_type: ::std::option::Option<::std::string::String>,
     /// The network configuration method for IPv4.
     ///
     /// One of `loopback`, `dhcp`, `manual`, `static`, `auto`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub method: ::std::option::Option<
         crate::generated::nodes::NodesNetworkIndexResponseItemMethod,
     >,
     /// The network configuration method for IPv6.
     ///
     /// One of `loopback`, `dhcp`, `manual`, `static`, `auto`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub method6: ::std::option::Option<
         crate::generated::nodes::NodesNetworkIndexResponseItemMethod,
     >,
     /// MTU.
     ///
     /// Range 1280 to 65520.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// Network mask.
     ///
     /// Format `ipv4mask`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask: ::std::option::Option<::std::string::String>,
     /// Network mask.
     ///
     /// Range 0 to 128.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netmask6: ::std::option::Option<i64>,
     /// A list of additional interface options for IPv4.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub options: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// A list of additional interface options for IPv6.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub options6: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Specify the interfaces used by the bonding device.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bonds: ::std::option::Option<::std::string::String>,
     /// The OVS bridge associated with a OVS port. This is required when you create an OVS port.
     ///
     /// Format `pve-iface`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_bridge: ::std::option::Option<::std::string::String>,
     /// OVS interface options.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_options: ::std::option::Option<::std::string::String>,
     /// Specify the interfaces you want to add to your bridge.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_ports: ::std::option::Option<::std::string::String>,
     /// Specify a VLan tag (used by OVSPort, OVSIntPort, OVSBond)
     ///
     /// Range 1 to 4094.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ovs_tag: ::std::option::Option<i64>,
     /// The order of the interface.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub priority: ::std::option::Option<i64>,
     /// Specify the interfaces used by the bonding device.
     ///
     /// Format `pve-iface-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub slaves: ::std::option::Option<::std::string::String>,
     /// Network interface type
     ///
     /// One of `bridge`, `bond`, `eth`, `alias`, `vlan`, `fabric`, `OVSBridge`, `OVSBond`, `OVSPort`, `OVSIntPort`, `vnet`, `unknown`.
     pub r#type: crate::generated::nodes::NodesNetworkCreateParamsType,
     /// The uplink ID.
-    #[serde(rename = "uplink-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uplink_id: ::std::option::Option<::std::string::String>,
     /// vlan-id for a custom named vlan interface (ifupdown2 only).
     ///
     /// Range 1 to 4094.
-    #[serde(rename = "vlan-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<i64>,
     /// The VLAN protocol.
     ///
     /// One of `802.1ad`, `802.1q`.
-    #[serde(rename = "vlan-protocol")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_protocol: ::std::option::Option<crate::generated::common::VlanProtocol>,
     /// Specify the raw interface for the vlan interface.
     ///
     /// Format `pve-iface`.
-    #[serde(rename = "vlan-raw-device")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_raw_device: ::std::option::Option<::std::string::String>,
     /// The VXLAN ID.
-    #[serde(rename = "vxlan-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_id: ::std::option::Option<i64>,
     /// The VXLAN local tunnel IP.
-    #[serde(rename = "vxlan-local-tunnelip")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_local_tunnelip: ::std::option::Option<::std::string::String>,
     /// The physical device for the VXLAN tunnel.
-    #[serde(rename = "vxlan-physdev")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_physdev: ::std::option::Option<::std::string::String>,
     /// The VXLAN SVC node IP.
-    #[serde(rename = "vxlan-svcnodeip")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vxlan_svcnodeip: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesNetworkIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "active", &self.active)?;
+        crate::ser::optional(&mut map, "address", &self.address)?;
+        crate::ser::optional(&mut map, "address6", &self.address6)?;
+        crate::ser::optional(&mut map, "autostart", &self.autostart)?;
+        crate::ser::optional(&mut map, "bond-primary", &self.bond_primary)?;
+        crate::ser::optional(&mut map, "bond_mode", &self.bond_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "bond_xmit_hash_policy",
+            &self.bond_xmit_hash_policy,
+        )?;
+        crate::ser::optional(&mut map, "bridge-access", &self.bridge_access)?;
+        crate::ser::optional(
+            &mut map,
+            "bridge-arp-nd-suppress",
+            &self.bridge_arp_nd_suppress,
+        )?;
+        crate::ser::optional(&mut map, "bridge-learning", &self.bridge_learning)?;
+        crate::ser::optional(
+            &mut map,
+            "bridge-multicast-flood",
+            &self.bridge_multicast_flood,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "bridge-unicast-flood",
+            &self.bridge_unicast_flood,
+        )?;
+        crate::ser::optional(&mut map, "bridge_ports", &self.bridge_ports)?;
+        crate::ser::optional(&mut map, "bridge_vids", &self.bridge_vids)?;
+        crate::ser::optional(&mut map, "bridge_vlan_aware", &self.bridge_vlan_aware)?;
+        crate::ser::optional(&mut map, "cidr", &self.cidr)?;
+        crate::ser::optional(&mut map, "cidr6", &self.cidr6)?;
+        crate::ser::optional(&mut map, "comments", &self.comments)?;
+        crate::ser::optional(&mut map, "comments6", &self.comments6)?;
+        crate::ser::optional(&mut map, "exists", &self.exists)?;
+        crate::ser::optional(&mut map, "families", &self.families)?;
+        crate::ser::optional(&mut map, "gateway", &self.gateway)?;
+        crate::ser::optional(&mut map, "gateway6", &self.gateway6)?;
+        crate::ser::entry(&mut map, "iface", &self.iface)?;
+        crate::ser::optional(&mut map, "link-type", &self.link_type)?;
+        crate::ser::optional(&mut map, "method", &self.method)?;
+        crate::ser::optional(&mut map, "method6", &self.method6)?;
+        crate::ser::optional(&mut map, "mtu", &self.mtu)?;
+        crate::ser::optional(&mut map, "netmask", &self.netmask)?;
+        crate::ser::optional(&mut map, "netmask6", &self.netmask6)?;
+        crate::ser::optional(&mut map, "options", &self.options)?;
+        crate::ser::optional(&mut map, "options6", &self.options6)?;
+        crate::ser::optional(&mut map, "ovs_bonds", &self.ovs_bonds)?;
+        crate::ser::optional(&mut map, "ovs_bridge", &self.ovs_bridge)?;
+        crate::ser::optional(&mut map, "ovs_options", &self.ovs_options)?;
+        crate::ser::optional(&mut map, "ovs_ports", &self.ovs_ports)?;
+        crate::ser::optional(&mut map, "ovs_tag", &self.ovs_tag)?;
+        crate::ser::optional(&mut map, "priority", &self.priority)?;
+        crate::ser::optional(&mut map, "slaves", &self.slaves)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "uplink-id", &self.uplink_id)?;
+        crate::ser::optional(&mut map, "vlan-id", &self.vlan_id)?;
+        crate::ser::optional(&mut map, "vlan-protocol", &self.vlan_protocol)?;
+        crate::ser::optional(&mut map, "vlan-raw-device", &self.vlan_raw_device)?;
+        crate::ser::optional(&mut map, "vxlan-id", &self.vxlan_id)?;
+        crate::ser::optional(
+            &mut map,
+            "vxlan-local-tunnelip",
+            &self.vxlan_local_tunnelip,
+        )?;
+        crate::ser::optional(&mut map, "vxlan-physdev", &self.vxlan_physdev)?;
+        crate::ser::optional(&mut map, "vxlan-svcnodeip", &self.vxlan_svcnodeip)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesNetworkIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesNetworkIndexResponseItem";
@@ -27229,23 +29237,32 @@ impl<'de> ::serde::Deserialize<'de> for NodesNetworkIndexResponseItem {
     }
 }
 /// The `NodesNetworkReloadNetworkConfigParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesNetworkReloadNetworkConfigParams {
     /// Whether FRR config generation should get skipped or not.
     ///
     /// Default: `false`.
-    #[serde(rename = "regenerate-frr")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub regenerate_frr: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesNetworkReloadNetworkConfigParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "regenerate-frr", &self.regenerate_frr)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuAgentExecParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuAgentExecParams {
     /// The command as a list of program + arguments.
     pub command: ::std::vec::Vec<::std::string::String>,
     /// Data to pass as 'input-data' to the guest. Usually treated as STDIN to 'command'.
-    #[serde(rename = "input-data")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub input_data: ::std::option::Option<::std::string::String>,
 }
 impl NodesQemuAgentExecParams {
@@ -27258,11 +29275,38 @@ impl NodesQemuAgentExecParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuAgentExecParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "command", &self.command)?;
+        crate::ser::optional(&mut map, "input-data", &self.input_data)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuAgentExecResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuAgentExecResponse {
     /// The PID of the process started by the guest-agent.
     pub pid: i64,
+}
+impl ::serde::Serialize for NodesQemuAgentExecResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "pid", &self.pid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuAgentExecResponse {
     const EXPECTING: &'static str = "struct NodesQemuAgentExecResponse";
@@ -27291,7 +29335,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuAgentExecResponse {
     }
 }
 /// The `NodesQemuAgentExecStatusParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuAgentExecStatusParams {
     /// The PID to query
     pub pid: i64,
@@ -27303,33 +29347,55 @@ impl NodesQemuAgentExecStatusParams {
         Self { pid }
     }
 }
+impl ::serde::Serialize for NodesQemuAgentExecStatusParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "pid", &self.pid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuAgentExecStatusResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuAgentExecStatusResponse {
     /// stderr of the process
-    #[serde(rename = "err-data")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub err_data: ::std::option::Option<::std::string::String>,
     /// true if stderr was not fully captured
-    #[serde(rename = "err-truncated")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub err_truncated: ::std::option::Option<crate::PveBool>,
     /// process exit code if it was normally terminated.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitcode: ::std::option::Option<i64>,
     /// Tells if the given command has exited yet.
     pub exited: crate::PveBool,
     /// stdout of the process
-    #[serde(rename = "out-data")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub out_data: ::std::option::Option<::std::string::String>,
     /// true if stdout was not fully captured
-    #[serde(rename = "out-truncated")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub out_truncated: ::std::option::Option<crate::PveBool>,
     /// signal number or exception code if the process was abnormally terminated.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub signal: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for NodesQemuAgentExecStatusResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "err-data", &self.err_data)?;
+        crate::ser::optional(&mut map, "err-truncated", &self.err_truncated)?;
+        crate::ser::optional(&mut map, "exitcode", &self.exitcode)?;
+        crate::ser::entry(&mut map, "exited", &self.exited)?;
+        crate::ser::optional(&mut map, "out-data", &self.out_data)?;
+        crate::ser::optional(&mut map, "out-truncated", &self.out_truncated)?;
+        crate::ser::optional(&mut map, "signal", &self.signal)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuAgentExecStatusResponse {
     const EXPECTING: &'static str = "struct NodesQemuAgentExecStatusResponse";
@@ -27380,24 +29446,21 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuAgentExecStatusResponse {
     }
 }
 /// The `NodesQemuAgentFileReadParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuAgentFileReadParams {
     /// Number of bytes to read.
     ///
     /// Range 1 to 16777216. Default: `16777216`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub count: ::std::option::Option<i64>,
     /// Data received from the QEMU Guest-Agent is base64 encoded. If this is set to true, the data is decoded. Otherwise the content is forwarded with base64 encoding. Defaults to true.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub decode: ::std::option::Option<crate::PveBool>,
     /// The path to the file
     pub file: ::std::string::String,
     /// Offset to start reading at
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub offset: ::std::option::Option<i64>,
 }
 impl NodesQemuAgentFileReadParams {
@@ -27412,14 +29475,43 @@ impl NodesQemuAgentFileReadParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuAgentFileReadParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "count", &self.count)?;
+        crate::ser::optional(&mut map, "decode", &self.decode)?;
+        crate::ser::entry(&mut map, "file", &self.file)?;
+        crate::ser::optional(&mut map, "offset", &self.offset)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// Returns an object with a `content` property.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuAgentFileReadResponse {
     /// The content of the file, maximum 16777216
     pub content: ::std::string::String,
     /// If set to 1, the read did not reach the end of the file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub truncated: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for NodesQemuAgentFileReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "truncated", &self.truncated)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuAgentFileReadResponse {
     const EXPECTING: &'static str = "struct NodesQemuAgentFileReadResponse";
@@ -27451,14 +29543,13 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuAgentFileReadResponse {
     }
 }
 /// The `NodesQemuAgentFileWriteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuAgentFileWriteParams {
     /// The content to write into the file.
     pub content: ::std::string::String,
     /// If set, the content will be encoded as base64 (required by QEMU).Otherwise the content needs to be encoded beforehand - defaults to true.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encode: ::std::option::Option<crate::PveBool>,
     /// The path to the file.
     pub file: ::std::string::String,
@@ -27477,8 +29568,23 @@ impl NodesQemuAgentFileWriteParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuAgentFileWriteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "encode", &self.encode)?;
+        crate::ser::entry(&mut map, "file", &self.file)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuAgentParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuAgentParams {
     /// The QGA command.
     ///
@@ -27492,13 +29598,25 @@ impl NodesQemuAgentParams {
         Self { command }
     }
 }
+impl ::serde::Serialize for NodesQemuAgentParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "command", &self.command)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuAgentSetUserPasswordParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuAgentSetUserPasswordParams {
     /// set to 1 if the password has already been passed through crypt()
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub crypted: ::std::option::Option<crate::PveBool>,
     /// The new password.
     pub password: ::std::string::String,
@@ -27519,31 +29637,41 @@ impl NodesQemuAgentSetUserPasswordParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuAgentSetUserPasswordParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "crypted", &self.crypted)?;
+        crate::ser::entry(&mut map, "password", &self.password)?;
+        crate::ser::entry(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuCloneVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuCloneVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Description for the new VM.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Target format for file storage. Only valid for full clone.
     ///
     /// One of `raw`, `qcow2`, `vmdk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<
         crate::generated::nodes::NodesQemuCloneVmParamsFormat,
     >,
     /// Create a full copy of all disks. This is always done when you clone a normal VM. For VM templates, we try to create a linked clone by default.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full: ::std::option::Option<crate::PveBool>,
     /// Set a name for the new VM.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// VMID for the clone.
     ///
@@ -27552,22 +29680,18 @@ pub struct NodesQemuCloneVmParams {
     /// Add the new VM to the specified pool.
     ///
     /// Format `pve-poolid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// The name of the snapshot.
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapname: ::std::option::Option<::std::string::String>,
     /// Target storage for full clone.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Target node. Only allowed if the original VM is on shared storage.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
 impl NodesQemuCloneVmParams {
@@ -27588,8 +29712,30 @@ impl NodesQemuCloneVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuCloneVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "format", &self.format)?;
+        crate::ser::optional(&mut map, "full", &self.full)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "newid", &self.newid)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "snapname", &self.snapname)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuCloudinitDumpCloudinitGeneratedConfigParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuCloudinitDumpCloudinitGeneratedConfigParams {
     /// Config type.
     ///
@@ -27605,22 +29751,48 @@ impl NodesQemuCloudinitDumpCloudinitGeneratedConfigParams {
         Self { r#type }
     }
 }
+impl ::serde::Serialize for NodesQemuCloudinitDumpCloudinitGeneratedConfigParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuCloudinitPendingResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuCloudinitPendingResponseItem {
     /// Indicates a pending delete request if present and not 0.
     ///
     /// Range 0 to 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
     pub key: ::std::string::String,
     /// The new pending value.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<::std::string::String>,
     /// Value as it was used to generate the current cloudinit image.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesQemuCloudinitPendingResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::entry(&mut map, "key", &self.key)?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuCloudinitPendingResponseItem {
     const EXPECTING: &'static str = "struct NodesQemuCloudinitPendingResponseItem";
@@ -27658,157 +29830,123 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuCloudinitPendingResponseItem {
     }
 }
 /// The `NodesQemuConfigUpdateVmAsyncParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Enable/disable ACPI.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acpi: ::std::option::Option<crate::PveBool>,
     /// List of host cores used to execute guest processes, for example: 0,5,8-11
     ///
     /// Format `pve-cpuset`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
     /// Enable/disable communication with the QEMU Guest Agent and its properties.
     ///
     /// Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<crate::generated::nodes::AgentConfig>,
     /// Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
     ///
     /// Default: `true`.
-    #[serde(rename = "allow-ksm")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
     /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
     ///
     /// Format `pve-qemu-sev-fmt`. Property string: `[type=]<sev-type> [,allow-smt=<1|0>] [,kernel-hashes=<1|0>] [,no-debug=<1|0>] [,no-key-sharing=<1|0>]`.
-    #[serde(rename = "amd-sev")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub amd_sev: ::std::option::Option<crate::generated::nodes::AmdSevConfig>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::common::ClusterQemuCpuFlagsIndexParamsArch,
     >,
     /// Arbitrary arguments passed to kvm.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub args: ::std::option::Option<::std::string::String>,
     /// Configure a audio device, useful in combination with QXL/Spice.
     ///
     /// Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audio0: ::std::option::Option<crate::generated::nodes::Audio0Config>,
     /// Automatic restart after crash (currently ignored).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
     /// Time to wait for the task to finish. We return 'null' if the task finish within that time.
     ///
     /// Range 1 to 30.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub background_delay: ::std::option::Option<i64>,
     /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub balloon: ::std::option::Option<i64>,
     /// Select BIOS implementation.
     ///
     /// One of `seabios`, `ovmf`. Default: `"seabios"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bios: ::std::option::Option<crate::generated::nodes::Bios>,
     /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
     ///
     /// Format `pve-qm-boot`. Property string: `[[legacy=]<[acdn]{1,4}>] [,order=<device[;device...]>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub boot: ::std::option::Option<crate::generated::nodes::BootConfig>,
     /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
     ///
     /// Format `pve-qm-bootdisk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bootdisk: ::std::option::Option<::std::string::String>,
     /// This is an alias for option -ide2
     ///
     /// Format `pve-qm-ide`. Property string: `<volume>`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cdrom: ::std::option::Option<crate::generated::nodes::CdromConfig>,
     /// cloud-init: Specify custom files to replace the automatically generated ones at start.
     ///
     /// Format `pve-qm-cicustom`. Property string: `[meta=<volume>] [,network=<volume>] [,user=<volume>] [,vendor=<volume>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cicustom: ::std::option::Option<crate::generated::nodes::CicustomConfig>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
     /// Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
     ///
     /// One of `configdrive2`, `nocloud`, `opennebula`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub citype: ::std::option::Option<crate::generated::nodes::Citype>,
     /// cloud-init: do an automatic package upgrade after the first boot.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciupgrade: ::std::option::Option<crate::PveBool>,
     /// cloud-init: User name to change ssh keys and password for instead of the image's configured default user.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciuser: ::std::option::Option<::std::string::String>,
     /// The number of cores per socket.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
     /// Format `pve-vm-cpu-conf`. Property string: `[[cputype=]<string>] [,flags=<+FLAG[;-FLAG...]>] [,guest-phys-bits=<integer>] [,hidden=<1|0>] [,hv-vendor-id=<vendor-id>] [,level=<integer>] [,phys-bits=<8-64|host>] [,reported-model=<enum>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<crate::generated::nodes::CpuConfig>,
     /// Limit of CPU usage.
     ///
     /// Range 0 to 128. Default: `0.0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 1 to 262144.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub efidisk0: ::std::option::Option<crate::generated::nodes::Efidisk0Config>,
     /// Force physical removal. Without this, we simple remove the disk from the config file and create an additional configuration entry called 'unused[n]', which contains the volume ID. Unlink of unused[n] always cause physical removal.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Freeze CPU at startup (use 'c' monitor command to start execution).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub freeze: ::std::option::Option<crate::PveBool>,
     /// Script that will be executed during various steps in the vms lifetime.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Map host PCI devices into guest.
     ///
     /// Format `pve-qm-hostpci`. Property string: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
-    #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
         crate::generated::nodes::HostpciConfig,
@@ -27816,19 +29954,16 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
     ///
     /// Format `pve-hotplug-features`. Default: `"network,disk,usb"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotplug: ::std::option::Option<::std::string::String>,
     /// Enables hugepages memory.
     ///
     /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
     ///
     /// One of `any`, `2`, `1024`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hugepages: ::std::option::Option<crate::generated::nodes::Hugepages>,
     /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub ide: crate::Indexed<
         crate::generated::families::Ide,
         crate::generated::nodes::IdeConfig,
@@ -27836,14 +29971,10 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// A file-based storage with 'images' content-type enabled, which is used as an intermediary extraction storage during import. Defaults to the source storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(rename = "import-working-storage")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub import_working_storage: ::std::option::Option<::std::string::String>,
     /// Trusted Domain Extension (TDX) features by Intel CPUs
     ///
     /// Format `pve-qemu-tdx-fmt`. Property string: `[type=]<tdx-type> ,attestation=<1|0> [,vsock-cid=<integer>] [,vsock-port=<integer>]`.
-    #[serde(rename = "intel-tdx")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub intel_tdx: ::std::option::Option<crate::generated::nodes::IntelTdxConfig>,
     /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
     ///
@@ -27858,7 +29989,6 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// dhcp on IPv4.
     ///
     /// Format `pve-qm-ipconfig`. Property string: `[gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,ip=<IPv4Format/CIDR>] [,ip6=<IPv6Format/CIDR>]`.
-    #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
         crate::generated::nodes::IpConfig,
@@ -27866,67 +29996,54 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
     ///
     /// Property string: `size=<integer> [,name=<string>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ivshmem: ::std::option::Option<crate::generated::nodes::IvshmemConfig>,
     /// Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keephugepages: ::std::option::Option<crate::PveBool>,
     /// Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
     ///
     /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<crate::generated::common::Keyboard>,
     /// Enable/disable KVM hardware virtualization.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub kvm: ::std::option::Option<crate::PveBool>,
     /// Set the real time clock (RTC) to local time. This is enabled by default if the `ostype` indicates a Microsoft Windows OS.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub localtime: ::std::option::Option<crate::PveBool>,
     /// Lock/unlock the VM.
     ///
     /// One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<
         crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParamsLock,
     >,
     /// Specify the QEMU machine.
     ///
     /// Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<crate::generated::nodes::MachineConfig>,
     /// Memory properties.
     ///
     /// Property string: `[current=]<integer>`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<crate::generated::nodes::MemoryConfig>,
     /// Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
     ///
     /// Minimum 0. Default: `0.1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_downtime: ::std::option::Option<f64>,
     /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_speed: ::std::option::Option<i64>,
     /// Set a name for the VM. Only used on the configuration web interface.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
     ///
     /// Format `address-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specify network devices.
     ///
     /// Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.
-    #[serde(flatten)]
     pub net: crate::Indexed<
         crate::generated::families::Net,
         crate::generated::nodes::QemuNetConfig,
@@ -27934,12 +30051,10 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Enable/disable NUMA.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub numa: ::std::option::Option<crate::PveBool>,
     /// NUMA topology.
     ///
     /// Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.
-    #[serde(flatten)]
     pub numa_: crate::Indexed<
         crate::generated::families::Numa,
         crate::generated::nodes::NumaConfig,
@@ -27947,17 +30062,14 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Specifies whether a VM will be started during system bootup.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
     /// Specify guest operating system.
     ///
     /// One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<
         crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParamsOstype,
     >,
     /// Map host parallel devices (n is 0 to 2).
-    #[serde(flatten)]
     pub parallel: crate::Indexed<
         crate::generated::families::Parallel,
         ::std::string::String,
@@ -27965,27 +30077,22 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Allow reboot. If set to '0' the VM exit on reboot.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<crate::PveBool>,
     /// Revert a pending change.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub revert: ::std::option::Option<::std::string::String>,
     /// Configure a VirtIO-based Random Number Generator.
     ///
     /// Format `pve-qm-rng`. Property string: `[source=]</dev/urandom|/dev/random|/dev/hwrng> [,max_bytes=<integer>] [,period=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rng0: ::std::option::Option<crate::generated::nodes::Rng0Config>,
     /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub sata: crate::Indexed<
         crate::generated::families::Sata,
         crate::generated::nodes::SataConfig,
@@ -27993,7 +30100,6 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub scsi: crate::Indexed<
         crate::generated::families::Scsi,
         crate::generated::nodes::ScsiConfig,
@@ -28001,13 +30107,10 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// SCSI controller model
     ///
     /// One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scsihw: ::std::option::Option<crate::generated::nodes::Scsihw>,
     /// cloud-init: Sets DNS search domains for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
     /// Create a serial device inside the VM (n is 0 to 3)
-    #[serde(flatten)]
     pub serial: crate::Indexed<
         crate::generated::families::Serial,
         ::std::string::String,
@@ -28015,77 +30118,62 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
     ///
     /// Range 0 to 50000. Default: `1000`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shares: ::std::option::Option<i64>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
     /// Specify SMBIOS type 1 fields.
     ///
     /// Format `pve-qm-smbios1`. Property string: `[base64=<1|0>] [,family=<Base64 encoded string>] [,manufacturer=<Base64 encoded string>] [,product=<Base64 encoded string>] [,serial=<Base64 encoded string>] [,sku=<Base64 encoded string>] [,uuid=<UUID>] [,version=<Base64 encoded string>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbios1: ::std::option::Option<crate::generated::nodes::Smbios1Config>,
     /// The number of CPUs. Please use option -sockets instead.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smp: ::std::option::Option<i64>,
     /// The number of CPU sockets.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
     ///
     /// Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice_enhancements: ::std::option::Option<
         crate::generated::nodes::SpiceEnhancementsConfig,
     >,
     /// cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
     ///
     /// Format `urlencoded`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sshkeys: ::std::option::Option<::std::string::String>,
     /// Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
     ///
     /// Default: `"now"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startdate: ::std::option::Option<::std::string::String>,
     /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
     ///
     /// Format `pve-startup-order`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Enable/disable the USB tablet device.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tablet: ::std::option::Option<crate::PveBool>,
     /// Tags of the VM. This is only meta information.
     ///
     /// Format `pve-tag-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Enable/disable time drift fix.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tdf: ::std::option::Option<crate::PveBool>,
     /// Enable/disable Template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tpmstate0: ::std::option::Option<crate::generated::nodes::Tpmstate0Config>,
     /// Reference to unused volumes. This is used internally, and should not be modified manually.
     ///
     /// Property string: `[file=]<volume>`.
-    #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         crate::generated::nodes::UnusedConfig,
@@ -28093,7 +30181,6 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
     ///
     /// Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.
-    #[serde(flatten)]
     pub usb: crate::Indexed<
         crate::generated::families::Usb,
         crate::generated::nodes::UsbConfig,
@@ -28101,17 +30188,14 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Number of hotplugged vcpus.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
     ///
     /// Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vga: ::std::option::Option<crate::generated::nodes::VgaConfig>,
     /// Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.
-    #[serde(flatten)]
     pub virtio: crate::Indexed<
         crate::generated::families::Virtio,
         crate::generated::nodes::VirtioConfig,
@@ -28119,172 +30203,239 @@ pub struct NodesQemuConfigUpdateVmAsyncParams {
     /// Configuration for sharing a directory between host and guest using Virtio-fs.
     ///
     /// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
-    #[serde(flatten)]
     pub virtiofs: crate::Indexed<
         crate::generated::families::Virtiofs,
         crate::generated::nodes::VirtiofsConfig,
     >,
     /// Set VM Generation ID. Use '1' to autogenerate on create or update, pass '0' to disable explicitly.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmgenid: ::std::option::Option<::std::string::String>,
     /// Default storage for VM state volumes/files.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
     /// Create a virtual hardware watchdog device.
     ///
     /// Format `pve-qm-watchdog`. Property string: `[[model=]<i6300esb|ib700>] [,action=<enum>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
 }
+impl ::serde::Serialize for NodesQemuConfigUpdateVmAsyncParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "acpi", &self.acpi)?;
+        crate::ser::optional(&mut map, "affinity", &self.affinity)?;
+        crate::ser::optional(&mut map, "agent", &self.agent)?;
+        crate::ser::optional(&mut map, "allow-ksm", &self.allow_ksm)?;
+        crate::ser::optional(&mut map, "amd-sev", &self.amd_sev)?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        crate::ser::optional(&mut map, "args", &self.args)?;
+        crate::ser::optional(&mut map, "audio0", &self.audio0)?;
+        crate::ser::optional(&mut map, "autostart", &self.autostart)?;
+        crate::ser::optional(&mut map, "background_delay", &self.background_delay)?;
+        crate::ser::optional(&mut map, "balloon", &self.balloon)?;
+        crate::ser::optional(&mut map, "bios", &self.bios)?;
+        crate::ser::optional(&mut map, "boot", &self.boot)?;
+        crate::ser::optional(&mut map, "bootdisk", &self.bootdisk)?;
+        crate::ser::optional(&mut map, "cdrom", &self.cdrom)?;
+        crate::ser::optional(&mut map, "cicustom", &self.cicustom)?;
+        crate::ser::optional(&mut map, "cipassword", &self.cipassword)?;
+        crate::ser::optional(&mut map, "citype", &self.citype)?;
+        crate::ser::optional(&mut map, "ciupgrade", &self.ciupgrade)?;
+        crate::ser::optional(&mut map, "ciuser", &self.ciuser)?;
+        crate::ser::optional(&mut map, "cores", &self.cores)?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "cpulimit", &self.cpulimit)?;
+        crate::ser::optional(&mut map, "cpuunits", &self.cpuunits)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "efidisk0", &self.efidisk0)?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "freeze", &self.freeze)?;
+        crate::ser::optional(&mut map, "hookscript", &self.hookscript)?;
+        crate::ser::family(&mut map, &self.hostpci)?;
+        crate::ser::optional(&mut map, "hotplug", &self.hotplug)?;
+        crate::ser::optional(&mut map, "hugepages", &self.hugepages)?;
+        crate::ser::family(&mut map, &self.ide)?;
+        crate::ser::optional(
+            &mut map,
+            "import-working-storage",
+            &self.import_working_storage,
+        )?;
+        crate::ser::optional(&mut map, "intel-tdx", &self.intel_tdx)?;
+        crate::ser::family(&mut map, &self.ipconfig)?;
+        crate::ser::optional(&mut map, "ivshmem", &self.ivshmem)?;
+        crate::ser::optional(&mut map, "keephugepages", &self.keephugepages)?;
+        crate::ser::optional(&mut map, "keyboard", &self.keyboard)?;
+        crate::ser::optional(&mut map, "kvm", &self.kvm)?;
+        crate::ser::optional(&mut map, "localtime", &self.localtime)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "machine", &self.machine)?;
+        crate::ser::optional(&mut map, "memory", &self.memory)?;
+        crate::ser::optional(&mut map, "migrate_downtime", &self.migrate_downtime)?;
+        crate::ser::optional(&mut map, "migrate_speed", &self.migrate_speed)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "nameserver", &self.nameserver)?;
+        crate::ser::family(&mut map, &self.net)?;
+        crate::ser::optional(&mut map, "numa", &self.numa)?;
+        crate::ser::family(&mut map, &self.numa_)?;
+        crate::ser::optional(&mut map, "onboot", &self.onboot)?;
+        crate::ser::optional(&mut map, "ostype", &self.ostype)?;
+        crate::ser::family(&mut map, &self.parallel)?;
+        crate::ser::optional(&mut map, "protection", &self.protection)?;
+        crate::ser::optional(&mut map, "reboot", &self.reboot)?;
+        crate::ser::optional(&mut map, "revert", &self.revert)?;
+        crate::ser::optional(&mut map, "rng0", &self.rng0)?;
+        crate::ser::family(&mut map, &self.sata)?;
+        crate::ser::family(&mut map, &self.scsi)?;
+        crate::ser::optional(&mut map, "scsihw", &self.scsihw)?;
+        crate::ser::optional(&mut map, "searchdomain", &self.searchdomain)?;
+        crate::ser::family(&mut map, &self.serial)?;
+        crate::ser::optional(&mut map, "shares", &self.shares)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        crate::ser::optional(&mut map, "smbios1", &self.smbios1)?;
+        crate::ser::optional(&mut map, "smp", &self.smp)?;
+        crate::ser::optional(&mut map, "sockets", &self.sockets)?;
+        crate::ser::optional(&mut map, "spice_enhancements", &self.spice_enhancements)?;
+        crate::ser::optional(&mut map, "sshkeys", &self.sshkeys)?;
+        crate::ser::optional(&mut map, "startdate", &self.startdate)?;
+        crate::ser::optional(&mut map, "startup", &self.startup)?;
+        crate::ser::optional(&mut map, "tablet", &self.tablet)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "tdf", &self.tdf)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "tpmstate0", &self.tpmstate0)?;
+        crate::ser::family(&mut map, &self.unused)?;
+        crate::ser::family(&mut map, &self.usb)?;
+        crate::ser::optional(&mut map, "vcpus", &self.vcpus)?;
+        crate::ser::optional(&mut map, "vga", &self.vga)?;
+        crate::ser::family(&mut map, &self.virtio)?;
+        crate::ser::family(&mut map, &self.virtiofs)?;
+        crate::ser::optional(&mut map, "vmgenid", &self.vmgenid)?;
+        crate::ser::optional(&mut map, "vmstatestorage", &self.vmstatestorage)?;
+        crate::ser::optional(&mut map, "watchdog", &self.watchdog)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuConfigUpdateVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuConfigUpdateVmParams {
     /// Enable/disable ACPI.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acpi: ::std::option::Option<crate::PveBool>,
     /// List of host cores used to execute guest processes, for example: 0,5,8-11
     ///
     /// Format `pve-cpuset`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
     /// Enable/disable communication with the QEMU Guest Agent and its properties.
     ///
     /// Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<crate::generated::nodes::AgentConfig>,
     /// Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
     ///
     /// Default: `true`.
-    #[serde(rename = "allow-ksm")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
     /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
     ///
     /// Format `pve-qemu-sev-fmt`. Property string: `[type=]<sev-type> [,allow-smt=<1|0>] [,kernel-hashes=<1|0>] [,no-debug=<1|0>] [,no-key-sharing=<1|0>]`.
-    #[serde(rename = "amd-sev")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub amd_sev: ::std::option::Option<crate::generated::nodes::AmdSevConfig>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::common::ClusterQemuCpuFlagsIndexParamsArch,
     >,
     /// Arbitrary arguments passed to kvm.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub args: ::std::option::Option<::std::string::String>,
     /// Configure a audio device, useful in combination with QXL/Spice.
     ///
     /// Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audio0: ::std::option::Option<crate::generated::nodes::Audio0Config>,
     /// Automatic restart after crash (currently ignored).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
     /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub balloon: ::std::option::Option<i64>,
     /// Select BIOS implementation.
     ///
     /// One of `seabios`, `ovmf`. Default: `"seabios"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bios: ::std::option::Option<crate::generated::nodes::Bios>,
     /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
     ///
     /// Format `pve-qm-boot`. Property string: `[[legacy=]<[acdn]{1,4}>] [,order=<device[;device...]>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub boot: ::std::option::Option<crate::generated::nodes::BootConfig>,
     /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
     ///
     /// Format `pve-qm-bootdisk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bootdisk: ::std::option::Option<::std::string::String>,
     /// This is an alias for option -ide2
     ///
     /// Format `pve-qm-ide`. Property string: `<volume>`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cdrom: ::std::option::Option<crate::generated::nodes::CdromConfig>,
     /// cloud-init: Specify custom files to replace the automatically generated ones at start.
     ///
     /// Format `pve-qm-cicustom`. Property string: `[meta=<volume>] [,network=<volume>] [,user=<volume>] [,vendor=<volume>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cicustom: ::std::option::Option<crate::generated::nodes::CicustomConfig>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
     /// Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
     ///
     /// One of `configdrive2`, `nocloud`, `opennebula`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub citype: ::std::option::Option<crate::generated::nodes::Citype>,
     /// cloud-init: do an automatic package upgrade after the first boot.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciupgrade: ::std::option::Option<crate::PveBool>,
     /// cloud-init: User name to change ssh keys and password for instead of the image's configured default user.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciuser: ::std::option::Option<::std::string::String>,
     /// The number of cores per socket.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
     /// Format `pve-vm-cpu-conf`. Property string: `[[cputype=]<string>] [,flags=<+FLAG[;-FLAG...]>] [,guest-phys-bits=<integer>] [,hidden=<1|0>] [,hv-vendor-id=<vendor-id>] [,level=<integer>] [,phys-bits=<8-64|host>] [,reported-model=<enum>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<crate::generated::nodes::CpuConfig>,
     /// Limit of CPU usage.
     ///
     /// Range 0 to 128. Default: `0.0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 1 to 262144.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub efidisk0: ::std::option::Option<crate::generated::nodes::Efidisk0Config>,
     /// Force physical removal. Without this, we simple remove the disk from the config file and create an additional configuration entry called 'unused[n]', which contains the volume ID. Unlink of unused[n] always cause physical removal.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Freeze CPU at startup (use 'c' monitor command to start execution).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub freeze: ::std::option::Option<crate::PveBool>,
     /// Script that will be executed during various steps in the vms lifetime.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Map host PCI devices into guest.
     ///
     /// Format `pve-qm-hostpci`. Property string: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
-    #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
         crate::generated::nodes::HostpciConfig,
@@ -28292,19 +30443,16 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
     ///
     /// Format `pve-hotplug-features`. Default: `"network,disk,usb"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotplug: ::std::option::Option<::std::string::String>,
     /// Enables hugepages memory.
     ///
     /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
     ///
     /// One of `any`, `2`, `1024`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hugepages: ::std::option::Option<crate::generated::nodes::Hugepages>,
     /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub ide: crate::Indexed<
         crate::generated::families::Ide,
         crate::generated::nodes::IdeConfig,
@@ -28312,8 +30460,6 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Trusted Domain Extension (TDX) features by Intel CPUs
     ///
     /// Format `pve-qemu-tdx-fmt`. Property string: `[type=]<tdx-type> ,attestation=<1|0> [,vsock-cid=<integer>] [,vsock-port=<integer>]`.
-    #[serde(rename = "intel-tdx")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub intel_tdx: ::std::option::Option<crate::generated::nodes::IntelTdxConfig>,
     /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
     ///
@@ -28328,7 +30474,6 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// dhcp on IPv4.
     ///
     /// Format `pve-qm-ipconfig`. Property string: `[gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,ip=<IPv4Format/CIDR>] [,ip6=<IPv6Format/CIDR>]`.
-    #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
         crate::generated::nodes::IpConfig,
@@ -28336,67 +30481,54 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
     ///
     /// Property string: `size=<integer> [,name=<string>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ivshmem: ::std::option::Option<crate::generated::nodes::IvshmemConfig>,
     /// Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keephugepages: ::std::option::Option<crate::PveBool>,
     /// Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
     ///
     /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<crate::generated::common::Keyboard>,
     /// Enable/disable KVM hardware virtualization.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub kvm: ::std::option::Option<crate::PveBool>,
     /// Set the real time clock (RTC) to local time. This is enabled by default if the `ostype` indicates a Microsoft Windows OS.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub localtime: ::std::option::Option<crate::PveBool>,
     /// Lock/unlock the VM.
     ///
     /// One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<
         crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParamsLock,
     >,
     /// Specify the QEMU machine.
     ///
     /// Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<crate::generated::nodes::MachineConfig>,
     /// Memory properties.
     ///
     /// Property string: `[current=]<integer>`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<crate::generated::nodes::MemoryConfig>,
     /// Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
     ///
     /// Minimum 0. Default: `0.1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_downtime: ::std::option::Option<f64>,
     /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_speed: ::std::option::Option<i64>,
     /// Set a name for the VM. Only used on the configuration web interface.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
     ///
     /// Format `address-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specify network devices.
     ///
     /// Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.
-    #[serde(flatten)]
     pub net: crate::Indexed<
         crate::generated::families::Net,
         crate::generated::nodes::QemuNetConfig,
@@ -28404,12 +30536,10 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Enable/disable NUMA.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub numa: ::std::option::Option<crate::PveBool>,
     /// NUMA topology.
     ///
     /// Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.
-    #[serde(flatten)]
     pub numa_: crate::Indexed<
         crate::generated::families::Numa,
         crate::generated::nodes::NumaConfig,
@@ -28417,17 +30547,14 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Specifies whether a VM will be started during system bootup.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
     /// Specify guest operating system.
     ///
     /// One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<
         crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParamsOstype,
     >,
     /// Map host parallel devices (n is 0 to 2).
-    #[serde(flatten)]
     pub parallel: crate::Indexed<
         crate::generated::families::Parallel,
         ::std::string::String,
@@ -28435,27 +30562,22 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Allow reboot. If set to '0' the VM exit on reboot.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<crate::PveBool>,
     /// Revert a pending change.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub revert: ::std::option::Option<::std::string::String>,
     /// Configure a VirtIO-based Random Number Generator.
     ///
     /// Format `pve-qm-rng`. Property string: `[source=]</dev/urandom|/dev/random|/dev/hwrng> [,max_bytes=<integer>] [,period=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rng0: ::std::option::Option<crate::generated::nodes::Rng0Config>,
     /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub sata: crate::Indexed<
         crate::generated::families::Sata,
         crate::generated::nodes::SataConfig,
@@ -28463,7 +30585,6 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub scsi: crate::Indexed<
         crate::generated::families::Scsi,
         crate::generated::nodes::ScsiConfig,
@@ -28471,13 +30592,10 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// SCSI controller model
     ///
     /// One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scsihw: ::std::option::Option<crate::generated::nodes::Scsihw>,
     /// cloud-init: Sets DNS search domains for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
     /// Create a serial device inside the VM (n is 0 to 3)
-    #[serde(flatten)]
     pub serial: crate::Indexed<
         crate::generated::families::Serial,
         ::std::string::String,
@@ -28485,77 +30603,62 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
     ///
     /// Range 0 to 50000. Default: `1000`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shares: ::std::option::Option<i64>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
     /// Specify SMBIOS type 1 fields.
     ///
     /// Format `pve-qm-smbios1`. Property string: `[base64=<1|0>] [,family=<Base64 encoded string>] [,manufacturer=<Base64 encoded string>] [,product=<Base64 encoded string>] [,serial=<Base64 encoded string>] [,sku=<Base64 encoded string>] [,uuid=<UUID>] [,version=<Base64 encoded string>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbios1: ::std::option::Option<crate::generated::nodes::Smbios1Config>,
     /// The number of CPUs. Please use option -sockets instead.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smp: ::std::option::Option<i64>,
     /// The number of CPU sockets.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
     ///
     /// Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice_enhancements: ::std::option::Option<
         crate::generated::nodes::SpiceEnhancementsConfig,
     >,
     /// cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
     ///
     /// Format `urlencoded`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sshkeys: ::std::option::Option<::std::string::String>,
     /// Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
     ///
     /// Default: `"now"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startdate: ::std::option::Option<::std::string::String>,
     /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
     ///
     /// Format `pve-startup-order`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Enable/disable the USB tablet device.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tablet: ::std::option::Option<crate::PveBool>,
     /// Tags of the VM. This is only meta information.
     ///
     /// Format `pve-tag-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Enable/disable time drift fix.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tdf: ::std::option::Option<crate::PveBool>,
     /// Enable/disable Template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tpmstate0: ::std::option::Option<crate::generated::nodes::Tpmstate0Config>,
     /// Reference to unused volumes. This is used internally, and should not be modified manually.
     ///
     /// Property string: `[file=]<volume>`.
-    #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         crate::generated::nodes::UnusedConfig,
@@ -28563,7 +30666,6 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
     ///
     /// Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.
-    #[serde(flatten)]
     pub usb: crate::Indexed<
         crate::generated::families::Usb,
         crate::generated::nodes::UsbConfig,
@@ -28571,17 +30673,14 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Number of hotplugged vcpus.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
     ///
     /// Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vga: ::std::option::Option<crate::generated::nodes::VgaConfig>,
     /// Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.
-    #[serde(flatten)]
     pub virtio: crate::Indexed<
         crate::generated::families::Virtio,
         crate::generated::nodes::VirtioConfig,
@@ -28589,157 +30688,221 @@ pub struct NodesQemuConfigUpdateVmParams {
     /// Configuration for sharing a directory between host and guest using Virtio-fs.
     ///
     /// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
-    #[serde(flatten)]
     pub virtiofs: crate::Indexed<
         crate::generated::families::Virtiofs,
         crate::generated::nodes::VirtiofsConfig,
     >,
     /// Set VM Generation ID. Use '1' to autogenerate on create or update, pass '0' to disable explicitly.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmgenid: ::std::option::Option<::std::string::String>,
     /// Default storage for VM state volumes/files.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
     /// Create a virtual hardware watchdog device.
     ///
     /// Format `pve-qm-watchdog`. Property string: `[[model=]<i6300esb|ib700>] [,action=<enum>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
 }
+impl ::serde::Serialize for NodesQemuConfigUpdateVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "acpi", &self.acpi)?;
+        crate::ser::optional(&mut map, "affinity", &self.affinity)?;
+        crate::ser::optional(&mut map, "agent", &self.agent)?;
+        crate::ser::optional(&mut map, "allow-ksm", &self.allow_ksm)?;
+        crate::ser::optional(&mut map, "amd-sev", &self.amd_sev)?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        crate::ser::optional(&mut map, "args", &self.args)?;
+        crate::ser::optional(&mut map, "audio0", &self.audio0)?;
+        crate::ser::optional(&mut map, "autostart", &self.autostart)?;
+        crate::ser::optional(&mut map, "balloon", &self.balloon)?;
+        crate::ser::optional(&mut map, "bios", &self.bios)?;
+        crate::ser::optional(&mut map, "boot", &self.boot)?;
+        crate::ser::optional(&mut map, "bootdisk", &self.bootdisk)?;
+        crate::ser::optional(&mut map, "cdrom", &self.cdrom)?;
+        crate::ser::optional(&mut map, "cicustom", &self.cicustom)?;
+        crate::ser::optional(&mut map, "cipassword", &self.cipassword)?;
+        crate::ser::optional(&mut map, "citype", &self.citype)?;
+        crate::ser::optional(&mut map, "ciupgrade", &self.ciupgrade)?;
+        crate::ser::optional(&mut map, "ciuser", &self.ciuser)?;
+        crate::ser::optional(&mut map, "cores", &self.cores)?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "cpulimit", &self.cpulimit)?;
+        crate::ser::optional(&mut map, "cpuunits", &self.cpuunits)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "efidisk0", &self.efidisk0)?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "freeze", &self.freeze)?;
+        crate::ser::optional(&mut map, "hookscript", &self.hookscript)?;
+        crate::ser::family(&mut map, &self.hostpci)?;
+        crate::ser::optional(&mut map, "hotplug", &self.hotplug)?;
+        crate::ser::optional(&mut map, "hugepages", &self.hugepages)?;
+        crate::ser::family(&mut map, &self.ide)?;
+        crate::ser::optional(&mut map, "intel-tdx", &self.intel_tdx)?;
+        crate::ser::family(&mut map, &self.ipconfig)?;
+        crate::ser::optional(&mut map, "ivshmem", &self.ivshmem)?;
+        crate::ser::optional(&mut map, "keephugepages", &self.keephugepages)?;
+        crate::ser::optional(&mut map, "keyboard", &self.keyboard)?;
+        crate::ser::optional(&mut map, "kvm", &self.kvm)?;
+        crate::ser::optional(&mut map, "localtime", &self.localtime)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "machine", &self.machine)?;
+        crate::ser::optional(&mut map, "memory", &self.memory)?;
+        crate::ser::optional(&mut map, "migrate_downtime", &self.migrate_downtime)?;
+        crate::ser::optional(&mut map, "migrate_speed", &self.migrate_speed)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "nameserver", &self.nameserver)?;
+        crate::ser::family(&mut map, &self.net)?;
+        crate::ser::optional(&mut map, "numa", &self.numa)?;
+        crate::ser::family(&mut map, &self.numa_)?;
+        crate::ser::optional(&mut map, "onboot", &self.onboot)?;
+        crate::ser::optional(&mut map, "ostype", &self.ostype)?;
+        crate::ser::family(&mut map, &self.parallel)?;
+        crate::ser::optional(&mut map, "protection", &self.protection)?;
+        crate::ser::optional(&mut map, "reboot", &self.reboot)?;
+        crate::ser::optional(&mut map, "revert", &self.revert)?;
+        crate::ser::optional(&mut map, "rng0", &self.rng0)?;
+        crate::ser::family(&mut map, &self.sata)?;
+        crate::ser::family(&mut map, &self.scsi)?;
+        crate::ser::optional(&mut map, "scsihw", &self.scsihw)?;
+        crate::ser::optional(&mut map, "searchdomain", &self.searchdomain)?;
+        crate::ser::family(&mut map, &self.serial)?;
+        crate::ser::optional(&mut map, "shares", &self.shares)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        crate::ser::optional(&mut map, "smbios1", &self.smbios1)?;
+        crate::ser::optional(&mut map, "smp", &self.smp)?;
+        crate::ser::optional(&mut map, "sockets", &self.sockets)?;
+        crate::ser::optional(&mut map, "spice_enhancements", &self.spice_enhancements)?;
+        crate::ser::optional(&mut map, "sshkeys", &self.sshkeys)?;
+        crate::ser::optional(&mut map, "startdate", &self.startdate)?;
+        crate::ser::optional(&mut map, "startup", &self.startup)?;
+        crate::ser::optional(&mut map, "tablet", &self.tablet)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "tdf", &self.tdf)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "tpmstate0", &self.tpmstate0)?;
+        crate::ser::family(&mut map, &self.unused)?;
+        crate::ser::family(&mut map, &self.usb)?;
+        crate::ser::optional(&mut map, "vcpus", &self.vcpus)?;
+        crate::ser::optional(&mut map, "vga", &self.vga)?;
+        crate::ser::family(&mut map, &self.virtio)?;
+        crate::ser::family(&mut map, &self.virtiofs)?;
+        crate::ser::optional(&mut map, "vmgenid", &self.vmgenid)?;
+        crate::ser::optional(&mut map, "vmstatestorage", &self.vmstatestorage)?;
+        crate::ser::optional(&mut map, "watchdog", &self.watchdog)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The VM configuration.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuConfigVmResponse {
     /// Enable/disable ACPI.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acpi: ::std::option::Option<crate::PveBool>,
     /// List of host cores used to execute guest processes, for example: 0,5,8-11
     ///
     /// Format `pve-cpuset`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
     /// Enable/disable communication with the QEMU Guest Agent and its properties.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<crate::generated::nodes::AgentConfig>,
     /// Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
     ///
     /// Default: `true`.
-    #[serde(rename = "allow-ksm")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
     /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
     ///
     /// Format `pve-qemu-sev-fmt`.
-    #[serde(rename = "amd-sev")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub amd_sev: ::std::option::Option<crate::generated::nodes::AmdSevConfig>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::common::ClusterQemuCpuFlagsIndexParamsArch,
     >,
     /// Arbitrary arguments passed to kvm.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub args: ::std::option::Option<::std::string::String>,
     /// Configure a audio device, useful in combination with QXL/Spice.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audio0: ::std::option::Option<crate::generated::nodes::Audio0Config>,
     /// Automatic restart after crash (currently ignored).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
     /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub balloon: ::std::option::Option<i64>,
     /// Select BIOS implementation.
     ///
     /// One of `seabios`, `ovmf`. Default: `"seabios"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bios: ::std::option::Option<crate::generated::nodes::Bios>,
     /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
     ///
     /// Format `pve-qm-boot`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub boot: ::std::option::Option<crate::generated::nodes::BootConfig>,
     /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
     ///
     /// Format `pve-qm-bootdisk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bootdisk: ::std::option::Option<::std::string::String>,
     /// This is an alias for option -ide2
     ///
     /// Format `pve-qm-ide`. Property string: `<volume>`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cdrom: ::std::option::Option<crate::generated::nodes::CdromConfig>,
     /// cloud-init: Specify custom files to replace the automatically generated ones at start.
     ///
     /// Format `pve-qm-cicustom`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cicustom: ::std::option::Option<crate::generated::nodes::CicustomConfig>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
     /// Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
     ///
     /// One of `configdrive2`, `nocloud`, `opennebula`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub citype: ::std::option::Option<crate::generated::nodes::Citype>,
     /// cloud-init: do an automatic package upgrade after the first boot.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciupgrade: ::std::option::Option<crate::PveBool>,
     /// cloud-init: User name to change ssh keys and password for instead of the image's configured default user.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciuser: ::std::option::Option<::std::string::String>,
     /// The number of cores per socket.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
     /// Format `pve-vm-cpu-conf`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<crate::generated::nodes::CpuConfig>,
     /// Limit of CPU usage.
     ///
     /// Range 0 to 128. Default: `0.0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 1 to 262144.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// SHA1 digest of configuration file. This can be used to prevent concurrent modifications.
     pub digest: ::std::string::String,
     /// Configure a disk for storing EFI vars.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub efidisk0: ::std::option::Option<crate::generated::nodes::Efidisk0Config>,
     /// Freeze CPU at startup (use 'c' monitor command to start execution).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub freeze: ::std::option::Option<crate::PveBool>,
     /// Script that will be executed during various steps in the vms lifetime.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Map host PCI devices into guest.
     ///
     /// Format `pve-qm-hostpci`.
-    #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
         crate::generated::nodes::HostpciConfig,
@@ -28747,17 +30910,14 @@ pub struct NodesQemuConfigVmResponse {
     /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
     ///
     /// Format `pve-hotplug-features`. Default: `"network,disk,usb"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotplug: ::std::option::Option<::std::string::String>,
     /// Enables hugepages memory.
     ///
     /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
     ///
     /// One of `any`, `2`, `1024`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hugepages: ::std::option::Option<crate::generated::nodes::Hugepages>,
     /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3).
-    #[serde(flatten)]
     pub ide: crate::Indexed<
         crate::generated::families::Ide,
         crate::generated::nodes::IdeConfig,
@@ -28765,8 +30925,6 @@ pub struct NodesQemuConfigVmResponse {
     /// Trusted Domain Extension (TDX) features by Intel CPUs
     ///
     /// Format `pve-qemu-tdx-fmt`.
-    #[serde(rename = "intel-tdx")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub intel_tdx: ::std::option::Option<crate::generated::nodes::IntelTdxConfig>,
     /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
     ///
@@ -28781,70 +30939,55 @@ pub struct NodesQemuConfigVmResponse {
     /// dhcp on IPv4.
     ///
     /// Format `pve-qm-ipconfig`.
-    #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
         crate::generated::nodes::IpConfig,
     >,
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ivshmem: ::std::option::Option<crate::generated::nodes::IvshmemConfig>,
     /// Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keephugepages: ::std::option::Option<crate::PveBool>,
     /// Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
     ///
     /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<crate::generated::common::Keyboard>,
     /// Enable/disable KVM hardware virtualization.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub kvm: ::std::option::Option<crate::PveBool>,
     /// Set the real time clock (RTC) to local time. This is enabled by default if the `ostype` indicates a Microsoft Windows OS.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub localtime: ::std::option::Option<crate::PveBool>,
     /// Lock/unlock the VM.
     ///
     /// One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<
         crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParamsLock,
     >,
     /// Specify the QEMU machine.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<crate::generated::nodes::MachineConfig>,
     /// Memory properties.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<crate::generated::nodes::MemoryConfig>,
     /// Some (read-only) meta-information about this guest.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub meta: ::std::option::Option<crate::generated::nodes::MetaConfig>,
     /// Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
     ///
     /// Minimum 0. Default: `0.1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_downtime: ::std::option::Option<f64>,
     /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_speed: ::std::option::Option<i64>,
     /// Set a name for the VM. Only used on the configuration web interface.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
     ///
     /// Format `address-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specify network devices.
-    #[serde(flatten)]
     pub net: crate::Indexed<
         crate::generated::families::Net,
         crate::generated::nodes::QemuNetConfig,
@@ -28852,10 +30995,8 @@ pub struct NodesQemuConfigVmResponse {
     /// Enable/disable NUMA.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub numa: ::std::option::Option<crate::PveBool>,
     /// NUMA topology.
-    #[serde(flatten)]
     pub numa_: crate::Indexed<
         crate::generated::families::Numa,
         crate::generated::nodes::NumaConfig,
@@ -28863,17 +31004,14 @@ pub struct NodesQemuConfigVmResponse {
     /// Specifies whether a VM will be started during system bootup.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
     /// Specify guest operating system.
     ///
     /// One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<
         crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParamsOstype,
     >,
     /// Map host parallel devices (n is 0 to 2).
-    #[serde(flatten)]
     pub parallel: crate::Indexed<
         crate::generated::families::Parallel,
         ::std::string::String,
@@ -28881,41 +31019,31 @@ pub struct NodesQemuConfigVmResponse {
     /// Parent snapshot name. This is used internally, and should not be modified.
     ///
     /// Format `pve-configid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::string::String>,
     /// Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Allow reboot. If set to '0' the VM exit on reboot.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<crate::PveBool>,
     /// Configure a VirtIO-based Random Number Generator.
     ///
     /// Format `pve-qm-rng`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rng0: ::std::option::Option<crate::generated::nodes::Rng0Config>,
     /// List of VirtIO network devices and their effective host_mtu setting. A value of 0 means that the host_mtu parameter is to be avoided for the corresponding device. This is used internally for snapshots.
-    #[serde(rename = "running-nets-host-mtu")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running_nets_host_mtu: ::std::option::Option<::std::string::String>,
     /// Specifies the QEMU '-cpu' parameter of the running vm. This is used internally for snapshots.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub runningcpu: ::std::option::Option<::std::string::String>,
     /// Specifies the QEMU machine type of the running vm. This is used internally for snapshots.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub runningmachine: ::std::option::Option<crate::generated::nodes::MachineConfig>,
     /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5).
-    #[serde(flatten)]
     pub sata: crate::Indexed<
         crate::generated::families::Sata,
         crate::generated::nodes::SataConfig,
     >,
     /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30).
-    #[serde(flatten)]
     pub scsi: crate::Indexed<
         crate::generated::families::Scsi,
         crate::generated::nodes::ScsiConfig,
@@ -28923,13 +31051,10 @@ pub struct NodesQemuConfigVmResponse {
     /// SCSI controller model
     ///
     /// One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scsihw: ::std::option::Option<crate::generated::nodes::Scsihw>,
     /// cloud-init: Sets DNS search domains for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
     /// Create a serial device inside the VM (n is 0 to 3)
-    #[serde(flatten)]
     pub serial: crate::Indexed<
         crate::generated::families::Serial,
         ::std::string::String,
@@ -28937,79 +31062,63 @@ pub struct NodesQemuConfigVmResponse {
     /// Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
     ///
     /// Range 0 to 50000. Default: `1000`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shares: ::std::option::Option<i64>,
     /// Specify SMBIOS type 1 fields.
     ///
     /// Format `pve-qm-smbios1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbios1: ::std::option::Option<crate::generated::nodes::Smbios1Config>,
     /// The number of CPUs. Please use option -sockets instead.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smp: ::std::option::Option<i64>,
     /// Timestamp for snapshots.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snaptime: ::std::option::Option<i64>,
     /// The number of CPU sockets.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice_enhancements: ::std::option::Option<
         crate::generated::nodes::SpiceEnhancementsConfig,
     >,
     /// cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
     ///
     /// Format `urlencoded`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sshkeys: ::std::option::Option<::std::string::String>,
     /// Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
     ///
     /// Default: `"now"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startdate: ::std::option::Option<::std::string::String>,
     /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
     ///
     /// Format `pve-startup-order`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Enable/disable the USB tablet device.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tablet: ::std::option::Option<crate::PveBool>,
     /// Tags of the VM. This is only meta information.
     ///
     /// Format `pve-tag-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Enable/disable time drift fix.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tdf: ::std::option::Option<crate::PveBool>,
     /// Enable/disable Template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Configure a Disk for storing TPM state. The format is fixed to 'raw'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tpmstate0: ::std::option::Option<crate::generated::nodes::Tpmstate0Config>,
     /// Reference to unused volumes. This is used internally, and should not be modified manually.
-    #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         crate::generated::nodes::UnusedConfig,
     >,
     /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
-    #[serde(flatten)]
     pub usb: crate::Indexed<
         crate::generated::families::Usb,
         crate::generated::nodes::UsbConfig,
@@ -29017,41 +31126,138 @@ pub struct NodesQemuConfigVmResponse {
     /// Number of hotplugged vcpus.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vga: ::std::option::Option<crate::generated::nodes::VgaConfig>,
     /// Use volume as VIRTIO hard disk (n is 0 to 15).
-    #[serde(flatten)]
     pub virtio: crate::Indexed<
         crate::generated::families::Virtio,
         crate::generated::nodes::VirtioConfig,
     >,
     /// Configuration for sharing a directory between host and guest using Virtio-fs.
-    #[serde(flatten)]
     pub virtiofs: crate::Indexed<
         crate::generated::families::Virtiofs,
         crate::generated::nodes::VirtiofsConfig,
     >,
     /// Set VM Generation ID. Use '1' to autogenerate on create or update, pass '0' to disable explicitly.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmgenid: ::std::option::Option<::std::string::String>,
     /// Reference to a volume which stores the VM state. This is used internally for snapshots.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstate: ::std::option::Option<::std::string::String>,
     /// Default storage for VM state volumes/files.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
     /// Create a virtual hardware watchdog device.
     ///
     /// Format `pve-qm-watchdog`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
+}
+impl ::serde::Serialize for NodesQemuConfigVmResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "acpi", &self.acpi)?;
+        crate::ser::optional(&mut map, "affinity", &self.affinity)?;
+        crate::ser::optional(&mut map, "agent", &self.agent)?;
+        crate::ser::optional(&mut map, "allow-ksm", &self.allow_ksm)?;
+        crate::ser::optional(&mut map, "amd-sev", &self.amd_sev)?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        crate::ser::optional(&mut map, "args", &self.args)?;
+        crate::ser::optional(&mut map, "audio0", &self.audio0)?;
+        crate::ser::optional(&mut map, "autostart", &self.autostart)?;
+        crate::ser::optional(&mut map, "balloon", &self.balloon)?;
+        crate::ser::optional(&mut map, "bios", &self.bios)?;
+        crate::ser::optional(&mut map, "boot", &self.boot)?;
+        crate::ser::optional(&mut map, "bootdisk", &self.bootdisk)?;
+        crate::ser::optional(&mut map, "cdrom", &self.cdrom)?;
+        crate::ser::optional(&mut map, "cicustom", &self.cicustom)?;
+        crate::ser::optional(&mut map, "cipassword", &self.cipassword)?;
+        crate::ser::optional(&mut map, "citype", &self.citype)?;
+        crate::ser::optional(&mut map, "ciupgrade", &self.ciupgrade)?;
+        crate::ser::optional(&mut map, "ciuser", &self.ciuser)?;
+        crate::ser::optional(&mut map, "cores", &self.cores)?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "cpulimit", &self.cpulimit)?;
+        crate::ser::optional(&mut map, "cpuunits", &self.cpuunits)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "efidisk0", &self.efidisk0)?;
+        crate::ser::optional(&mut map, "freeze", &self.freeze)?;
+        crate::ser::optional(&mut map, "hookscript", &self.hookscript)?;
+        crate::ser::family(&mut map, &self.hostpci)?;
+        crate::ser::optional(&mut map, "hotplug", &self.hotplug)?;
+        crate::ser::optional(&mut map, "hugepages", &self.hugepages)?;
+        crate::ser::family(&mut map, &self.ide)?;
+        crate::ser::optional(&mut map, "intel-tdx", &self.intel_tdx)?;
+        crate::ser::family(&mut map, &self.ipconfig)?;
+        crate::ser::optional(&mut map, "ivshmem", &self.ivshmem)?;
+        crate::ser::optional(&mut map, "keephugepages", &self.keephugepages)?;
+        crate::ser::optional(&mut map, "keyboard", &self.keyboard)?;
+        crate::ser::optional(&mut map, "kvm", &self.kvm)?;
+        crate::ser::optional(&mut map, "localtime", &self.localtime)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "machine", &self.machine)?;
+        crate::ser::optional(&mut map, "memory", &self.memory)?;
+        crate::ser::optional(&mut map, "meta", &self.meta)?;
+        crate::ser::optional(&mut map, "migrate_downtime", &self.migrate_downtime)?;
+        crate::ser::optional(&mut map, "migrate_speed", &self.migrate_speed)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "nameserver", &self.nameserver)?;
+        crate::ser::family(&mut map, &self.net)?;
+        crate::ser::optional(&mut map, "numa", &self.numa)?;
+        crate::ser::family(&mut map, &self.numa_)?;
+        crate::ser::optional(&mut map, "onboot", &self.onboot)?;
+        crate::ser::optional(&mut map, "ostype", &self.ostype)?;
+        crate::ser::family(&mut map, &self.parallel)?;
+        crate::ser::optional(&mut map, "parent", &self.parent)?;
+        crate::ser::optional(&mut map, "protection", &self.protection)?;
+        crate::ser::optional(&mut map, "reboot", &self.reboot)?;
+        crate::ser::optional(&mut map, "rng0", &self.rng0)?;
+        crate::ser::optional(
+            &mut map,
+            "running-nets-host-mtu",
+            &self.running_nets_host_mtu,
+        )?;
+        crate::ser::optional(&mut map, "runningcpu", &self.runningcpu)?;
+        crate::ser::optional(&mut map, "runningmachine", &self.runningmachine)?;
+        crate::ser::family(&mut map, &self.sata)?;
+        crate::ser::family(&mut map, &self.scsi)?;
+        crate::ser::optional(&mut map, "scsihw", &self.scsihw)?;
+        crate::ser::optional(&mut map, "searchdomain", &self.searchdomain)?;
+        crate::ser::family(&mut map, &self.serial)?;
+        crate::ser::optional(&mut map, "shares", &self.shares)?;
+        crate::ser::optional(&mut map, "smbios1", &self.smbios1)?;
+        crate::ser::optional(&mut map, "smp", &self.smp)?;
+        crate::ser::optional(&mut map, "snaptime", &self.snaptime)?;
+        crate::ser::optional(&mut map, "sockets", &self.sockets)?;
+        crate::ser::optional(&mut map, "spice_enhancements", &self.spice_enhancements)?;
+        crate::ser::optional(&mut map, "sshkeys", &self.sshkeys)?;
+        crate::ser::optional(&mut map, "startdate", &self.startdate)?;
+        crate::ser::optional(&mut map, "startup", &self.startup)?;
+        crate::ser::optional(&mut map, "tablet", &self.tablet)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "tdf", &self.tdf)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "tpmstate0", &self.tpmstate0)?;
+        crate::ser::family(&mut map, &self.unused)?;
+        crate::ser::family(&mut map, &self.usb)?;
+        crate::ser::optional(&mut map, "vcpus", &self.vcpus)?;
+        crate::ser::optional(&mut map, "vga", &self.vga)?;
+        crate::ser::family(&mut map, &self.virtio)?;
+        crate::ser::family(&mut map, &self.virtiofs)?;
+        crate::ser::optional(&mut map, "vmgenid", &self.vmgenid)?;
+        crate::ser::optional(&mut map, "vmstate", &self.vmstate)?;
+        crate::ser::optional(&mut map, "vmstatestorage", &self.vmstatestorage)?;
+        crate::ser::optional(&mut map, "watchdog", &self.watchdog)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuConfigVmResponse {
     const EXPECTING: &'static str = "struct NodesQemuConfigVmResponse";
@@ -29428,158 +31634,123 @@ pub type NodesQemuConfigVmResponseVirtio = crate::generated::nodes::VirtioConfig
 /// Configuration for sharing a directory between host and guest using Virtio-fs.
 pub type NodesQemuConfigVmResponseVirtiofs = crate::generated::nodes::VirtiofsConfig;
 /// The `NodesQemuCreateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuCreateVmParams {
     /// Enable/disable ACPI.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub acpi: ::std::option::Option<crate::PveBool>,
     /// List of host cores used to execute guest processes, for example: 0,5,8-11
     ///
     /// Format `pve-cpuset`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub affinity: ::std::option::Option<::std::string::String>,
     /// Enable/disable communication with the QEMU Guest Agent and its properties.
     ///
     /// Property string: `[enabled=]<1|0> [,freeze-fs=<1|0>] [,fstrim_cloned_disks=<1|0>] [,type=<virtio|isa>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<crate::generated::nodes::AgentConfig>,
     /// Allow memory pages of this guest to be merged via KSM (Kernel Samepage Merging).
     ///
     /// Default: `true`.
-    #[serde(rename = "allow-ksm")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_ksm: ::std::option::Option<crate::PveBool>,
     /// Secure Encrypted Virtualization (SEV) features by AMD CPUs
     ///
     /// Format `pve-qemu-sev-fmt`. Property string: `[type=]<sev-type> [,allow-smt=<1|0>] [,kernel-hashes=<1|0>] [,no-debug=<1|0>] [,no-key-sharing=<1|0>]`.
-    #[serde(rename = "amd-sev")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub amd_sev: ::std::option::Option<crate::generated::nodes::AmdSevConfig>,
     /// Virtual processor architecture. Defaults to the host architecture.
     ///
     /// One of `x86_64`, `aarch64`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub arch: ::std::option::Option<
         crate::generated::common::ClusterQemuCpuFlagsIndexParamsArch,
     >,
     /// The backup archive. Either the file system path to a .tar or .vma file (use '-' to pipe data from stdin) or a proxmox storage backup volume identifier.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub archive: ::std::option::Option<::std::string::String>,
     /// Arbitrary arguments passed to kvm.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub args: ::std::option::Option<::std::string::String>,
     /// Configure a audio device, useful in combination with QXL/Spice.
     ///
     /// Property string: `device=<ich9-intel-hda|intel-hda|AC97> [,driver=<spice|none>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub audio0: ::std::option::Option<crate::generated::nodes::Audio0Config>,
     /// Automatic restart after crash (currently ignored).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub autostart: ::std::option::Option<crate::PveBool>,
     /// Amount of target RAM for the VM in MiB. The balloon driver is enabled by default, unless it is explicitly disabled by setting the value to zero.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub balloon: ::std::option::Option<i64>,
     /// Select BIOS implementation.
     ///
     /// One of `seabios`, `ovmf`. Default: `"seabios"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bios: ::std::option::Option<crate::generated::nodes::Bios>,
     /// Specify guest boot order. Use the 'order=' sub-property as usage with no key or 'legacy=' is deprecated.
     ///
     /// Format `pve-qm-boot`. Property string: `[[legacy=]<[acdn]{1,4}>] [,order=<device[;device...]>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub boot: ::std::option::Option<crate::generated::nodes::BootConfig>,
     /// Enable booting from specified disk. Deprecated: Use 'boot: order=foo;bar' instead.
     ///
     /// Format `pve-qm-bootdisk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bootdisk: ::std::option::Option<::std::string::String>,
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// This is an alias for option -ide2
     ///
     /// Format `pve-qm-ide`. Property string: `<volume>`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cdrom: ::std::option::Option<crate::generated::nodes::CdromConfig>,
     /// cloud-init: Specify custom files to replace the automatically generated ones at start.
     ///
     /// Format `pve-qm-cicustom`. Property string: `[meta=<volume>] [,network=<volume>] [,user=<volume>] [,vendor=<volume>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cicustom: ::std::option::Option<crate::generated::nodes::CicustomConfig>,
     /// cloud-init: Password to assign the user. Using this is generally not recommended. Use ssh keys instead. Also note that older cloud-init versions do not support hashed passwords.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cipassword: ::std::option::Option<::std::string::String>,
     /// Specifies the cloud-init configuration format. The default depends on the configured operating system type (`ostype`. We use the `nocloud` format for Linux, and `configdrive2` for windows.
     ///
     /// One of `configdrive2`, `nocloud`, `opennebula`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub citype: ::std::option::Option<crate::generated::nodes::Citype>,
     /// cloud-init: do an automatic package upgrade after the first boot.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciupgrade: ::std::option::Option<crate::PveBool>,
     /// cloud-init: User name to change ssh keys and password for instead of the image's configured default user.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ciuser: ::std::option::Option<::std::string::String>,
     /// The number of cores per socket.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
     /// Emulated CPU type.
     ///
     /// Format `pve-vm-cpu-conf`. Property string: `[[cputype=]<string>] [,flags=<+FLAG[;-FLAG...]>] [,guest-phys-bits=<integer>] [,hidden=<1|0>] [,hv-vendor-id=<vendor-id>] [,level=<integer>] [,phys-bits=<8-64|host>] [,reported-model=<enum>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<crate::generated::nodes::CpuConfig>,
     /// Limit of CPU usage.
     ///
     /// Range 0 to 128. Default: `0.0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpulimit: ::std::option::Option<f64>,
     /// CPU weight for a VM, will be clamped to [1, 10000] in cgroup v2.
     ///
     /// Range 1 to 262144.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuunits: ::std::option::Option<i64>,
     /// Description for the VM. Shown in the web-interface VM's summary. This is saved as comment inside the configuration file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// Configure a disk for storing EFI vars. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and that the default EFI vars are copied to the volume instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,efitype=<2m|4m>] [,format=<enum>] [,import-from=<source volume>] [,ms-cert=<enum>] [,pre-enrolled-keys=<1|0>] [,size=<DiskSize>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub efidisk0: ::std::option::Option<crate::generated::nodes::Efidisk0Config>,
     /// Allow to overwrite existing VM.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Freeze CPU at startup (use 'c' monitor command to start execution).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub freeze: ::std::option::Option<crate::PveBool>,
     /// Add the VM as a HA resource after it was created.
     ///
     /// Default: `false`.
-    #[serde(rename = "ha-managed")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ha_managed: ::std::option::Option<crate::PveBool>,
     /// Script that will be executed during various steps in the vms lifetime.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hookscript: ::std::option::Option<::std::string::String>,
     /// Map host PCI devices into guest.
     ///
     /// Format `pve-qm-hostpci`. Property string: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
-    #[serde(flatten)]
     pub hostpci: crate::Indexed<
         crate::generated::families::Hostpci,
         crate::generated::nodes::HostpciConfig,
@@ -29587,19 +31758,16 @@ pub struct NodesQemuCreateVmParams {
     /// Selectively enable hotplug features. This is a comma separated list of hotplug features: 'network', 'disk', 'cpu', 'memory', 'usb' and 'cloudinit'. Use '0' to disable hotplug completely. Using '1' as value is an alias for the default `network,disk,usb`. USB hotplugging is possible for guests with machine version >= 7.1 and ostype l26 or windows > 7.
     ///
     /// Format `pve-hotplug-features`. Default: `"network,disk,usb"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hotplug: ::std::option::Option<::std::string::String>,
     /// Enables hugepages memory.
     ///
     /// Sets the size of hugepages in MiB. If the value is set to 'any' then 1 GiB hugepages will be used if possible, otherwise the size will fall back to 2 MiB.
     ///
     /// One of `any`, `2`, `1024`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub hugepages: ::std::option::Option<crate::generated::nodes::Hugepages>,
     /// Use volume as IDE hard disk or CD-ROM (n is 0 to 3). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,model=<model>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub ide: crate::Indexed<
         crate::generated::families::Ide,
         crate::generated::nodes::IdeConfig,
@@ -29607,14 +31775,10 @@ pub struct NodesQemuCreateVmParams {
     /// A file-based storage with 'images' content-type enabled, which is used as an intermediary extraction storage during import. Defaults to the source storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(rename = "import-working-storage")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub import_working_storage: ::std::option::Option<::std::string::String>,
     /// Trusted Domain Extension (TDX) features by Intel CPUs
     ///
     /// Format `pve-qemu-tdx-fmt`. Property string: `[type=]<tdx-type> ,attestation=<1|0> [,vsock-cid=<integer>] [,vsock-port=<integer>]`.
-    #[serde(rename = "intel-tdx")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub intel_tdx: ::std::option::Option<crate::generated::nodes::IntelTdxConfig>,
     /// cloud-init: Specify IP addresses and gateways for the corresponding interface.
     ///
@@ -29629,7 +31793,6 @@ pub struct NodesQemuCreateVmParams {
     /// dhcp on IPv4.
     ///
     /// Format `pve-qm-ipconfig`. Property string: `[gw=<GatewayIPv4>] [,gw6=<GatewayIPv6>] [,ip=<IPv4Format/CIDR>] [,ip6=<IPv6Format/CIDR>]`.
-    #[serde(flatten)]
     pub ipconfig: crate::Indexed<
         crate::generated::families::Ipconfig,
         crate::generated::nodes::IpConfig,
@@ -29637,71 +31800,56 @@ pub struct NodesQemuCreateVmParams {
     /// Inter-VM shared memory. Useful for direct communication between VMs, or to the host.
     ///
     /// Property string: `size=<integer> [,name=<string>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ivshmem: ::std::option::Option<crate::generated::nodes::IvshmemConfig>,
     /// Use together with hugepages. If enabled, hugepages will not not be deleted after VM shutdown and can be used for subsequent starts.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keephugepages: ::std::option::Option<crate::PveBool>,
     /// Keyboard layout for VNC server. This option is generally not required and is often better handled from within the guest OS.
     ///
     /// One of `de`, `de-ch`, `da`, `en-gb`, `en-us`, `es`, `fi`, `fr`, `fr-be`, `fr-ca`, `fr-ch`, `hu`, `is`, `it`, `ja`, `lt`, `mk`, `nl`, `no`, `pl`, `pt`, `pt-br`, `sv`, `sl`, `tr`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyboard: ::std::option::Option<crate::generated::common::Keyboard>,
     /// Enable/disable KVM hardware virtualization.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub kvm: ::std::option::Option<crate::PveBool>,
     /// Start the VM immediately while importing or restoring in the background.
-    #[serde(rename = "live-restore")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub live_restore: ::std::option::Option<crate::PveBool>,
     /// Set the real time clock (RTC) to local time. This is enabled by default if the `ostype` indicates a Microsoft Windows OS.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub localtime: ::std::option::Option<crate::PveBool>,
     /// Lock/unlock the VM.
     ///
     /// One of `backup`, `clone`, `create`, `migrate`, `rollback`, `snapshot`, `snapshot-delete`, `suspending`, `suspended`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<
         crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParamsLock,
     >,
     /// Specify the QEMU machine.
     ///
     /// Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<crate::generated::nodes::MachineConfig>,
     /// Memory properties.
     ///
     /// Property string: `[current=]<integer>`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memory: ::std::option::Option<crate::generated::nodes::MemoryConfig>,
     /// Set maximum tolerated downtime (in seconds) for migrations. Should the migration not be able to converge in the very end, because too much newly dirtied RAM needs to be transferred, the limit will be increased automatically step-by-step until migration can converge. Will be capped to 2000 seconds (maximum in QEMU).
     ///
     /// Minimum 0. Default: `0.1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_downtime: ::std::option::Option<f64>,
     /// Set maximum speed (in MB/s) for migrations. Value 0 is no limit.
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migrate_speed: ::std::option::Option<i64>,
     /// Set a name for the VM. Only used on the configuration web interface.
     ///
     /// Format `dns-name`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// cloud-init: Sets DNS server IP address for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
     ///
     /// Format `address-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nameserver: ::std::option::Option<::std::string::String>,
     /// Specify network devices.
     ///
     /// Property string: `[model=]<enum> [,bridge=<bridge>] [,firewall=<1|0>] [,link_down=<1|0>] [,macaddr=<XX:XX:XX:XX:XX:XX>] [,mtu=<integer>] [,queues=<integer>] [,rate=<number>] [,tag=<integer>] [,trunks=<vlanid[;vlanid...]>] [,<model>=<macaddr>]`.
-    #[serde(flatten)]
     pub net: crate::Indexed<
         crate::generated::families::Net,
         crate::generated::nodes::QemuNetConfig,
@@ -29709,12 +31857,10 @@ pub struct NodesQemuCreateVmParams {
     /// Enable/disable NUMA.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub numa: ::std::option::Option<crate::PveBool>,
     /// NUMA topology.
     ///
     /// Property string: `cpus=<id[-id];...> [,hostnodes=<id[-id];...>] [,memory=<number>] [,policy=<preferred|bind|interleave>]`.
-    #[serde(flatten)]
     pub numa_: crate::Indexed<
         crate::generated::families::Numa,
         crate::generated::nodes::NumaConfig,
@@ -29722,17 +31868,14 @@ pub struct NodesQemuCreateVmParams {
     /// Specifies whether a VM will be started during system bootup.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub onboot: ::std::option::Option<crate::PveBool>,
     /// Specify guest operating system.
     ///
     /// One of `other`, `wxp`, `w2k`, `w2k3`, `w2k8`, `wvista`, `win7`, `win8`, `win10`, `win11`, `l24`, `l26`, `solaris`. Default: `"other"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ostype: ::std::option::Option<
         crate::generated::nodes::NodesQemuConfigUpdateVmAsyncParamsOstype,
     >,
     /// Map host parallel devices (n is 0 to 2).
-    #[serde(flatten)]
     pub parallel: crate::Indexed<
         crate::generated::families::Parallel,
         ::std::string::String,
@@ -29740,27 +31883,22 @@ pub struct NodesQemuCreateVmParams {
     /// Add the VM to the specified pool.
     ///
     /// Format `pve-poolid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// Sets the protection flag of the VM. This will disable the remove VM and remove disk operations.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protection: ::std::option::Option<crate::PveBool>,
     /// Allow reboot. If set to '0' the VM exit on reboot.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<crate::PveBool>,
     /// Configure a VirtIO-based Random Number Generator.
     ///
     /// Format `pve-qm-rng`. Property string: `[source=]</dev/urandom|/dev/random|/dev/hwrng> [,max_bytes=<integer>] [,period=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub rng0: ::std::option::Option<crate::generated::nodes::Rng0Config>,
     /// Use volume as SATA hard disk or CD-ROM (n is 0 to 5). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub sata: crate::Indexed<
         crate::generated::families::Sata,
         crate::generated::nodes::SataConfig,
@@ -29768,7 +31906,6 @@ pub struct NodesQemuCreateVmParams {
     /// Use volume as SCSI hard disk or CD-ROM (n is 0 to 30). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,product=<product>] [,queues=<integer>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,scsiblock=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,ssd=<1|0>] [,vendor=<vendor>] [,werror=<enum>] [,wwn=<wwn>]`.
-    #[serde(flatten)]
     pub scsi: crate::Indexed<
         crate::generated::families::Scsi,
         crate::generated::nodes::ScsiConfig,
@@ -29776,13 +31913,10 @@ pub struct NodesQemuCreateVmParams {
     /// SCSI controller model
     ///
     /// One of `lsi`, `lsi53c810`, `virtio-scsi-pci`, `virtio-scsi-single`, `megasas`, `pvscsi`. Default: `"lsi"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub scsihw: ::std::option::Option<crate::generated::nodes::Scsihw>,
     /// cloud-init: Sets DNS search domains for a container. Create will automatically use the setting from the host if neither searchdomain nor nameserver are set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub searchdomain: ::std::option::Option<::std::string::String>,
     /// Create a serial device inside the VM (n is 0 to 3)
-    #[serde(flatten)]
     pub serial: crate::Indexed<
         crate::generated::families::Serial,
         ::std::string::String,
@@ -29790,87 +31924,70 @@ pub struct NodesQemuCreateVmParams {
     /// Amount of memory shares for auto-ballooning. The larger the number is, the more memory this VM gets. Number is relative to weights of all other running VMs. Using zero disables auto-ballooning. Auto-ballooning is done by pvestatd.
     ///
     /// Range 0 to 50000. Default: `1000`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shares: ::std::option::Option<i64>,
     /// Specify SMBIOS type 1 fields.
     ///
     /// Format `pve-qm-smbios1`. Property string: `[base64=<1|0>] [,family=<Base64 encoded string>] [,manufacturer=<Base64 encoded string>] [,product=<Base64 encoded string>] [,serial=<Base64 encoded string>] [,sku=<Base64 encoded string>] [,uuid=<UUID>] [,version=<Base64 encoded string>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbios1: ::std::option::Option<crate::generated::nodes::Smbios1Config>,
     /// The number of CPUs. Please use option -sockets instead.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smp: ::std::option::Option<i64>,
     /// The number of CPU sockets.
     ///
     /// Minimum 1. Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
     /// Configure additional enhancements for SPICE.
     ///
     /// Property string: `[foldersharing=<1|0>] [,videostreaming=<off|all|filter>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice_enhancements: ::std::option::Option<
         crate::generated::nodes::SpiceEnhancementsConfig,
     >,
     /// cloud-init: Setup public SSH keys (one key per line, OpenSSH format).
     ///
     /// Format `urlencoded`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sshkeys: ::std::option::Option<::std::string::String>,
     /// Start VM after it was created successfully.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
     /// Set the initial date of the real time clock. Valid format for date are:'now' or '2006-06-17T16:01:21' or '2006-06-17'.
     ///
     /// Default: `"now"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startdate: ::std::option::Option<::std::string::String>,
     /// Startup and shutdown behavior. Order is a non-negative number defining the general startup order. Shutdown in done with reverse ordering. Additionally you can set the 'up' or 'down' delay in seconds, which specifies a delay to wait before the next VM is started or stopped.
     ///
     /// Format `pve-startup-order`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub startup: ::std::option::Option<crate::StartupOrder>,
     /// Default storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Enable/disable the USB tablet device.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tablet: ::std::option::Option<crate::PveBool>,
     /// Tags of the VM. This is only meta information.
     ///
     /// Format `pve-tag-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Enable/disable time drift fix.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tdf: ::std::option::Option<crate::PveBool>,
     /// Enable/disable Template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Configure a Disk for storing TPM state. The format is fixed to 'raw'. Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Note that SIZE_IN_GiB is ignored here and 4 MiB will be used instead. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,format=<raw|qcow2|vmdk>] [,import-from=<source volume>] [,size=<DiskSize>] [,version=<v1.2|v2.0>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tpmstate0: ::std::option::Option<crate::generated::nodes::Tpmstate0Config>,
     /// Assign a unique random ethernet address.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unique: ::std::option::Option<crate::PveBool>,
     /// Reference to unused volumes. This is used internally, and should not be modified manually.
     ///
     /// Property string: `[file=]<volume>`.
-    #[serde(flatten)]
     pub unused: crate::Indexed<
         crate::generated::families::Unused,
         crate::generated::nodes::UnusedConfig,
@@ -29878,7 +31995,6 @@ pub struct NodesQemuCreateVmParams {
     /// Configure an USB device (n is 0 to 4, for machine version >= 7.1 and ostype l26 or windows > 7, n can be up to 14).
     ///
     /// Property string: `[[host=]<HOSTUSBDEVICE|spice>] [,mapping=<mapping-id>] [,usb3=<1|0>]`.
-    #[serde(flatten)]
     pub usb: crate::Indexed<
         crate::generated::families::Usb,
         crate::generated::nodes::UsbConfig,
@@ -29886,17 +32002,14 @@ pub struct NodesQemuCreateVmParams {
     /// Number of hotplugged vcpus.
     ///
     /// Minimum 1.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<i64>,
     /// Configure the VGA hardware.
     ///
     /// Property string: `[[type=]<enum>] [,clipboard=<vnc>] [,memory=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vga: ::std::option::Option<crate::generated::nodes::VgaConfig>,
     /// Use volume as VIRTIO hard disk (n is 0 to 15). Use the special syntax STORAGE_ID:SIZE_IN_GiB to allocate a new volume. Use STORAGE_ID:0 and the 'import-from' parameter to import from an existing volume.
     ///
     /// Property string: `[file=]<volume> [,aio=<native|threads|io_uring>] [,backup=<1|0>] [,bps=<bps>] [,bps_max_length=<seconds>] [,bps_rd=<bps>] [,bps_rd_max_length=<seconds>] [,bps_wr=<bps>] [,bps_wr_max_length=<seconds>] [,cache=<enum>] [,detect_zeroes=<1|0>] [,discard=<ignore|on>] [,format=<enum>] [,import-from=<source volume>] [,iops=<iops>] [,iops_max=<iops>] [,iops_max_length=<seconds>] [,iops_rd=<iops>] [,iops_rd_max=<iops>] [,iops_rd_max_length=<seconds>] [,iops_wr=<iops>] [,iops_wr_max=<iops>] [,iops_wr_max_length=<seconds>] [,iothread=<1|0>] [,mbps=<mbps>] [,mbps_max=<mbps>] [,mbps_rd=<mbps>] [,mbps_rd_max=<mbps>] [,mbps_wr=<mbps>] [,mbps_wr_max=<mbps>] [,media=<cdrom|disk>] [,replicate=<1|0>] [,rerror=<ignore|report|stop>] [,ro=<1|0>] [,serial=<serial>] [,shared=<1|0>] [,size=<DiskSize>] [,snapshot=<1|0>] [,werror=<enum>]`.
-    #[serde(flatten)]
     pub virtio: crate::Indexed<
         crate::generated::families::Virtio,
         crate::generated::nodes::VirtioConfig,
@@ -29904,13 +32017,11 @@ pub struct NodesQemuCreateVmParams {
     /// Configuration for sharing a directory between host and guest using Virtio-fs.
     ///
     /// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
-    #[serde(flatten)]
     pub virtiofs: crate::Indexed<
         crate::generated::families::Virtiofs,
         crate::generated::nodes::VirtiofsConfig,
     >,
     /// Set VM Generation ID. Use '1' to autogenerate on create or update, pass '0' to disable explicitly.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmgenid: ::std::option::Option<::std::string::String>,
     /// The (unique) ID of the VM.
     ///
@@ -29919,12 +32030,10 @@ pub struct NodesQemuCreateVmParams {
     /// Default storage for VM state volumes/files.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstatestorage: ::std::option::Option<::std::string::String>,
     /// Create a virtual hardware watchdog device.
     ///
     /// Format `pve-qm-watchdog`. Property string: `[[model=]<i6300esb|ib700>] [,action=<enum>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<crate::generated::nodes::WatchdogConfig>,
 }
 impl NodesQemuCreateVmParams {
@@ -30027,6 +32136,114 @@ impl NodesQemuCreateVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuCreateVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "acpi", &self.acpi)?;
+        crate::ser::optional(&mut map, "affinity", &self.affinity)?;
+        crate::ser::optional(&mut map, "agent", &self.agent)?;
+        crate::ser::optional(&mut map, "allow-ksm", &self.allow_ksm)?;
+        crate::ser::optional(&mut map, "amd-sev", &self.amd_sev)?;
+        crate::ser::optional(&mut map, "arch", &self.arch)?;
+        crate::ser::optional(&mut map, "archive", &self.archive)?;
+        crate::ser::optional(&mut map, "args", &self.args)?;
+        crate::ser::optional(&mut map, "audio0", &self.audio0)?;
+        crate::ser::optional(&mut map, "autostart", &self.autostart)?;
+        crate::ser::optional(&mut map, "balloon", &self.balloon)?;
+        crate::ser::optional(&mut map, "bios", &self.bios)?;
+        crate::ser::optional(&mut map, "boot", &self.boot)?;
+        crate::ser::optional(&mut map, "bootdisk", &self.bootdisk)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "cdrom", &self.cdrom)?;
+        crate::ser::optional(&mut map, "cicustom", &self.cicustom)?;
+        crate::ser::optional(&mut map, "cipassword", &self.cipassword)?;
+        crate::ser::optional(&mut map, "citype", &self.citype)?;
+        crate::ser::optional(&mut map, "ciupgrade", &self.ciupgrade)?;
+        crate::ser::optional(&mut map, "ciuser", &self.ciuser)?;
+        crate::ser::optional(&mut map, "cores", &self.cores)?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "cpulimit", &self.cpulimit)?;
+        crate::ser::optional(&mut map, "cpuunits", &self.cpuunits)?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::optional(&mut map, "efidisk0", &self.efidisk0)?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "freeze", &self.freeze)?;
+        crate::ser::optional(&mut map, "ha-managed", &self.ha_managed)?;
+        crate::ser::optional(&mut map, "hookscript", &self.hookscript)?;
+        crate::ser::family(&mut map, &self.hostpci)?;
+        crate::ser::optional(&mut map, "hotplug", &self.hotplug)?;
+        crate::ser::optional(&mut map, "hugepages", &self.hugepages)?;
+        crate::ser::family(&mut map, &self.ide)?;
+        crate::ser::optional(
+            &mut map,
+            "import-working-storage",
+            &self.import_working_storage,
+        )?;
+        crate::ser::optional(&mut map, "intel-tdx", &self.intel_tdx)?;
+        crate::ser::family(&mut map, &self.ipconfig)?;
+        crate::ser::optional(&mut map, "ivshmem", &self.ivshmem)?;
+        crate::ser::optional(&mut map, "keephugepages", &self.keephugepages)?;
+        crate::ser::optional(&mut map, "keyboard", &self.keyboard)?;
+        crate::ser::optional(&mut map, "kvm", &self.kvm)?;
+        crate::ser::optional(&mut map, "live-restore", &self.live_restore)?;
+        crate::ser::optional(&mut map, "localtime", &self.localtime)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "machine", &self.machine)?;
+        crate::ser::optional(&mut map, "memory", &self.memory)?;
+        crate::ser::optional(&mut map, "migrate_downtime", &self.migrate_downtime)?;
+        crate::ser::optional(&mut map, "migrate_speed", &self.migrate_speed)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "nameserver", &self.nameserver)?;
+        crate::ser::family(&mut map, &self.net)?;
+        crate::ser::optional(&mut map, "numa", &self.numa)?;
+        crate::ser::family(&mut map, &self.numa_)?;
+        crate::ser::optional(&mut map, "onboot", &self.onboot)?;
+        crate::ser::optional(&mut map, "ostype", &self.ostype)?;
+        crate::ser::family(&mut map, &self.parallel)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "protection", &self.protection)?;
+        crate::ser::optional(&mut map, "reboot", &self.reboot)?;
+        crate::ser::optional(&mut map, "rng0", &self.rng0)?;
+        crate::ser::family(&mut map, &self.sata)?;
+        crate::ser::family(&mut map, &self.scsi)?;
+        crate::ser::optional(&mut map, "scsihw", &self.scsihw)?;
+        crate::ser::optional(&mut map, "searchdomain", &self.searchdomain)?;
+        crate::ser::family(&mut map, &self.serial)?;
+        crate::ser::optional(&mut map, "shares", &self.shares)?;
+        crate::ser::optional(&mut map, "smbios1", &self.smbios1)?;
+        crate::ser::optional(&mut map, "smp", &self.smp)?;
+        crate::ser::optional(&mut map, "sockets", &self.sockets)?;
+        crate::ser::optional(&mut map, "spice_enhancements", &self.spice_enhancements)?;
+        crate::ser::optional(&mut map, "sshkeys", &self.sshkeys)?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        crate::ser::optional(&mut map, "startdate", &self.startdate)?;
+        crate::ser::optional(&mut map, "startup", &self.startup)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "tablet", &self.tablet)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "tdf", &self.tdf)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "tpmstate0", &self.tpmstate0)?;
+        crate::ser::optional(&mut map, "unique", &self.unique)?;
+        crate::ser::family(&mut map, &self.unused)?;
+        crate::ser::family(&mut map, &self.usb)?;
+        crate::ser::optional(&mut map, "vcpus", &self.vcpus)?;
+        crate::ser::optional(&mut map, "vga", &self.vga)?;
+        crate::ser::family(&mut map, &self.virtio)?;
+        crate::ser::family(&mut map, &self.virtiofs)?;
+        crate::ser::optional(&mut map, "vmgenid", &self.vmgenid)?;
+        crate::ser::entry(&mut map, "vmid", &self.vmid)?;
+        crate::ser::optional(&mut map, "vmstatestorage", &self.vmstatestorage)?;
+        crate::ser::optional(&mut map, "watchdog", &self.watchdog)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// Map host PCI devices into guest.
 ///
 /// Format `pve-qm-hostpci`. Property string: `[[host=]<HOSTPCIID[;HOSTPCIID2...]>] [,device-id=<hex id>] [,driver=<vfio|keep>] [,legacy-igd=<1|0>] [,mapping=<mapping-id>] [,mdev=<string>] [,pcie=<1|0>] [,rombar=<1|0>] [,romfile=<string>] [,sub-device-id=<hex id>] [,sub-vendor-id=<hex id>] [,vendor-id=<hex id>] [,x-vga=<1|0>]`.
@@ -30086,7 +32303,7 @@ pub type NodesQemuCreateVmParamsVirtio = crate::generated::nodes::VirtioConfig;
 /// Property string: `[dirid=]<mapping-id> [,cache=<enum>] [,direct-io=<1|0>] [,expose-acl=<1|0>] [,expose-xattr=<1|0>]`.
 pub type NodesQemuCreateVmParamsVirtiofs = crate::generated::nodes::VirtiofsConfig;
 /// The `NodesQemuDbusVmstateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuDbusVmstateParams {
     /// Action to perform on the DBus VMState helper.
     ///
@@ -30102,14 +32319,40 @@ impl NodesQemuDbusVmstateParams {
         Self { action }
     }
 }
+impl ::serde::Serialize for NodesQemuDbusVmstateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "action", &self.action)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuFeatureVmResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuFeatureVmResponse {
     /// The `hasFeature` property.
-    #[serde(rename = "hasFeature")]
     pub has_feature: crate::PveBool,
     /// The `nodes` property.
     pub nodes: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize for NodesQemuFeatureVmResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "hasFeature", &self.has_feature)?;
+        crate::ser::entry(&mut map, "nodes", &self.nodes)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuFeatureVmResponse {
     const EXPECTING: &'static str = "struct NodesQemuFeatureVmResponse";
@@ -30143,28 +32386,23 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuFeatureVmResponse {
     }
 }
 /// The `NodesQemuMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Allow to migrate VMs which use local devices. Only root may use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// CIDR of the (sub) network that is used for migration.
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_network: ::std::option::Option<::std::string::String>,
     /// Migration traffic is encrypted using an SSH tunnel by default. On secure, completely private networks this can be disabled to increase performance.
     ///
     /// One of `secure`, `insecure`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_type: ::std::option::Option<crate::generated::common::MigrationType>,
     /// Use online/live migration if VM is running. Ignored if VM is stopped.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
     /// Target node.
     ///
@@ -30173,17 +32411,12 @@ pub struct NodesQemuMigrateVmParams {
     /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
     ///
     /// Format `storage-pair-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub targetstorage: ::std::option::Option<::std::string::String>,
     /// Whether to migrate conntrack entries for running VMs.
     ///
     /// Default: `false`.
-    #[serde(rename = "with-conntrack-state")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_conntrack_state: ::std::option::Option<crate::PveBool>,
     /// Enable live storage migration for local disk
-    #[serde(rename = "with-local-disks")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_local_disks: ::std::option::Option<crate::PveBool>,
 }
 impl NodesQemuMigrateVmParams {
@@ -30203,20 +32436,41 @@ impl NodesQemuMigrateVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuMigrateVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "migration_network", &self.migration_network)?;
+        crate::ser::optional(&mut map, "migration_type", &self.migration_type)?;
+        crate::ser::optional(&mut map, "online", &self.online)?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        crate::ser::optional(&mut map, "targetstorage", &self.targetstorage)?;
+        crate::ser::optional(
+            &mut map,
+            "with-conntrack-state",
+            &self.with_conntrack_state,
+        )?;
+        crate::ser::optional(&mut map, "with-local-disks", &self.with_local_disks)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuMigrateVmPreconditionResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuMigrateVmPreconditionResponse {
     /// List of nodes allowed for migration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allowed_nodes: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// HA resources, which will be migrated to the same target node as the VM, because these are in positive affinity with the VM.
-    #[serde(rename = "dependent-ha-resources")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dependent_ha_resources: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
     /// Whether the VM host supports migrating additional VM state, such as conntrack entries.
-    #[serde(rename = "has-dbus-vmstate")]
     pub has_dbus_vmstate: crate::PveBool,
     /// List local disks including CD-Rom, unused and not referenced disks
     pub local_disks: ::std::vec::Vec<
@@ -30225,21 +32479,43 @@ pub struct NodesQemuMigrateVmPreconditionResponse {
     /// List local resources (e.g. pci, usb) that block migration.
     pub local_resources: ::std::vec::Vec<::std::string::String>,
     /// Object of mapped resources with additional information such if they're live migratable.
-    #[serde(rename = "mapped-resource-info")]
     pub mapped_resource_info: ::serde_json::Map<
         ::std::string::String,
         ::serde_json::Value,
     >,
     /// List of mapped resources e.g. pci, usb. Deprecated, use 'mapped-resource-info' instead.
-    #[serde(rename = "mapped-resources")]
     pub mapped_resources: ::std::vec::Vec<::std::string::String>,
     /// List of not allowed nodes with additional information.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub not_allowed_nodes: ::std::option::Option<
         crate::generated::nodes::NodesQemuMigrateVmPreconditionResponseNotAllowedNodes,
     >,
     /// Determines if the VM is running.
     pub running: crate::PveBool,
+}
+impl ::serde::Serialize for NodesQemuMigrateVmPreconditionResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "allowed_nodes", &self.allowed_nodes)?;
+        crate::ser::optional(
+            &mut map,
+            "dependent-ha-resources",
+            &self.dependent_ha_resources,
+        )?;
+        crate::ser::entry(&mut map, "has-dbus-vmstate", &self.has_dbus_vmstate)?;
+        crate::ser::entry(&mut map, "local_disks", &self.local_disks)?;
+        crate::ser::entry(&mut map, "local_resources", &self.local_resources)?;
+        crate::ser::entry(&mut map, "mapped-resource-info", &self.mapped_resource_info)?;
+        crate::ser::entry(&mut map, "mapped-resources", &self.mapped_resources)?;
+        crate::ser::optional(&mut map, "not_allowed_nodes", &self.not_allowed_nodes)?;
+        crate::ser::entry(&mut map, "running", &self.running)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuMigrateVmPreconditionResponse {
     const EXPECTING: &'static str = "struct NodesQemuMigrateVmPreconditionResponse";
@@ -30344,7 +32620,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuMigrateVmPreconditionResponse {
     }
 }
 /// The `NodesQemuMigrateVmPreconditionResponseLocalDisksItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
     /// True if the disk is a cdrom.
     pub cdrom: crate::PveBool,
@@ -30354,6 +32630,22 @@ pub struct NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
     pub size: i64,
     /// The volid of the disk.
     pub volid: ::std::string::String,
+}
+impl ::serde::Serialize for NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cdrom", &self.cdrom)?;
+        crate::ser::entry(&mut map, "is_unused", &self.is_unused)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        crate::ser::entry(&mut map, "volid", &self.volid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
@@ -30393,21 +32685,40 @@ for NodesQemuMigrateVmPreconditionResponseLocalDisksItem {
     }
 }
 /// List of not allowed nodes with additional information.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
     /// HA resources, which are blocking the VM from being migrated to the node.
-    #[serde(rename = "blocking-ha-resources")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub blocking_ha_resources: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::common::ClusterHaResourcesMigrateResponseBlockingResourcesItem,
         >,
     >,
     /// A list of not available storages.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub unavailable_storages: ::std::option::Option<
         ::std::vec::Vec<::std::string::String>,
     >,
+}
+impl ::serde::Serialize for NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "blocking-ha-resources",
+            &self.blocking_ha_resources,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "unavailable_storages",
+            &self.unavailable_storages,
+        )?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de>
 for NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
@@ -30453,7 +32764,7 @@ for NodesQemuMigrateVmPreconditionResponseNotAllowedNodes {
     }
 }
 /// The `NodesQemuMonitorParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuMonitorParams {
     /// The monitor command.
     pub command: ::std::string::String,
@@ -30465,21 +32776,31 @@ impl NodesQemuMonitorParams {
         Self { command: command.into() }
     }
 }
+impl ::serde::Serialize for NodesQemuMonitorParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "command", &self.command)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuMoveDiskVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuMoveDiskVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Delete the original disk after successful copy. By default the original disk is kept as unused disk.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The disk you want to move.
     ///
@@ -30488,32 +32809,24 @@ pub struct NodesQemuMoveDiskVmParams {
     /// Target Format.
     ///
     /// One of `raw`, `qcow2`, `vmdk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<
         crate::generated::nodes::NodesQemuCloneVmParamsFormat,
     >,
     /// Target storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Prevent changes if the current config file of the target VM has a different SHA1 digest. This can be used to detect concurrent modifications.
-    #[serde(rename = "target-digest")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_digest: ::std::option::Option<::std::string::String>,
     /// The config key the disk will be moved to on the target VM (for example, ide0 or scsi1). Default is the source disk key.
     ///
     /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`, `unused0`, `unused1`, `unused2`, `unused3`, `unused4`, `unused5`, `unused6`, `unused7`, `unused8`, `unused9`, `unused10`, `unused11`, `unused12`, `unused13`, `unused14`, `unused15`, `unused16`, `unused17`, `unused18`, `unused19`, `unused20`, `unused21`, `unused22`, `unused23`, `unused24`, `unused25`, `unused26`, `unused27`, `unused28`, `unused29`, `unused30`, `unused31`, `unused32`, `unused33`, `unused34`, `unused35`, `unused36`, `unused37`, `unused38`, `unused39`, `unused40`, `unused41`, `unused42`, `unused43`, `unused44`, `unused45`, `unused46`, `unused47`, `unused48`, `unused49`, `unused50`, `unused51`, `unused52`, `unused53`, `unused54`, `unused55`, `unused56`, `unused57`, `unused58`, `unused59`, `unused60`, `unused61`, `unused62`, `unused63`, `unused64`, `unused65`, `unused66`, `unused67`, `unused68`, `unused69`, `unused70`, `unused71`, `unused72`, `unused73`, `unused74`, `unused75`, `unused76`, `unused77`, `unused78`, `unused79`, `unused80`, `unused81`, `unused82`, `unused83`, `unused84`, `unused85`, `unused86`, `unused87`, `unused88`, `unused89`, `unused90`, `unused91`, `unused92`, `unused93`, `unused94`, `unused95`, `unused96`, `unused97`, `unused98`, `unused99`, `unused100`, `unused101`, `unused102`, `unused103`, `unused104`, `unused105`, `unused106`, `unused107`, `unused108`, `unused109`, `unused110`, `unused111`, `unused112`, `unused113`, `unused114`, `unused115`, `unused116`, `unused117`, `unused118`, `unused119`, `unused120`, `unused121`, `unused122`, `unused123`, `unused124`, `unused125`, `unused126`, `unused127`, `unused128`, `unused129`, `unused130`, `unused131`, `unused132`, `unused133`, `unused134`, `unused135`, `unused136`, `unused137`, `unused138`, `unused139`, `unused140`, `unused141`, `unused142`, `unused143`, `unused144`, `unused145`, `unused146`, `unused147`, `unused148`, `unused149`, `unused150`, `unused151`, `unused152`, `unused153`, `unused154`, `unused155`, `unused156`, `unused157`, `unused158`, `unused159`, `unused160`, `unused161`, `unused162`, `unused163`, `unused164`, `unused165`, `unused166`, `unused167`, `unused168`, `unused169`, `unused170`, `unused171`, `unused172`, `unused173`, `unused174`, `unused175`, `unused176`, `unused177`, `unused178`, `unused179`, `unused180`, `unused181`, `unused182`, `unused183`, `unused184`, `unused185`, `unused186`, `unused187`, `unused188`, `unused189`, `unused190`, `unused191`, `unused192`, `unused193`, `unused194`, `unused195`, `unused196`, `unused197`, `unused198`, `unused199`, `unused200`, `unused201`, `unused202`, `unused203`, `unused204`, `unused205`, `unused206`, `unused207`, `unused208`, `unused209`, `unused210`, `unused211`, `unused212`, `unused213`, `unused214`, `unused215`, `unused216`, `unused217`, `unused218`, `unused219`, `unused220`, `unused221`, `unused222`, `unused223`, `unused224`, `unused225`, `unused226`, `unused227`, `unused228`, `unused229`, `unused230`, `unused231`, `unused232`, `unused233`, `unused234`, `unused235`, `unused236`, `unused237`, `unused238`, `unused239`, `unused240`, `unused241`, `unused242`, `unused243`, `unused244`, `unused245`, `unused246`, `unused247`, `unused248`, `unused249`, `unused250`, `unused251`, `unused252`, `unused253`, `unused254`, `unused255`.
-    #[serde(rename = "target-disk")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_disk: ::std::option::Option<
         crate::generated::nodes::NodesQemuMoveDiskVmParamsDisk,
     >,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(rename = "target-vmid")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_vmid: ::std::option::Option<u32>,
 }
 impl NodesQemuMoveDiskVmParams {
@@ -30533,22 +32846,56 @@ impl NodesQemuMoveDiskVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuMoveDiskVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "disk", &self.disk)?;
+        crate::ser::optional(&mut map, "format", &self.format)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "target-digest", &self.target_digest)?;
+        crate::ser::optional(&mut map, "target-disk", &self.target_disk)?;
+        crate::ser::optional(&mut map, "target-vmid", &self.target_vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuPendingVmResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuPendingVmResponseItem {
     /// Indicates a pending delete request if present and not 0. The value 2 indicates a force-delete request.
     ///
     /// Range 0 to 2.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<i64>,
     /// Configuration option name.
     pub key: ::std::string::String,
     /// Pending value.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pending: ::std::option::Option<::std::string::String>,
     /// Current value.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesQemuPendingVmResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::entry(&mut map, "key", &self.key)?;
+        crate::ser::optional(&mut map, "pending", &self.pending)?;
+        crate::ser::optional(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuPendingVmResponseItem {
     const EXPECTING: &'static str = "struct NodesQemuPendingVmResponseItem";
@@ -30586,41 +32933,33 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuPendingVmResponseItem {
     }
 }
 /// The `NodesQemuRemoteMigrateVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuRemoteMigrateVmParams {
     /// Override I/O bandwidth limit (in KiB/s).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Delete the original VM and related data after successful migration. By default the original VM is kept on the source cluster in a stopped state.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// Use online/live migration if VM is running. Ignored if VM is stopped.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub online: ::std::option::Option<crate::PveBool>,
     /// Mapping from source to target bridges. Providing only a single bridge ID maps all source bridges to that bridge. Providing the special value '1' will map each source bridge to itself.
     ///
     /// Format `bridge-pair-list`.
-    #[serde(rename = "target-bridge")]
     pub target_bridge: ::std::string::String,
     /// Remote target endpoint
     ///
     /// Format `proxmox-remote`. Property string: `apitoken=<PVEAPIToken=user@realm!token=SECRET> ,host=<ADDRESS> [,fingerprint=<FINGERPRINT>] [,port=<PORT>]`.
-    #[serde(rename = "target-endpoint")]
     pub target_endpoint: crate::generated::nodes::TargetEndpointConfig,
     /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
     ///
     /// Format `storage-pair-list`.
-    #[serde(rename = "target-storage")]
     pub target_storage: ::std::string::String,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(rename = "target-vmid")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_vmid: ::std::option::Option<u32>,
 }
 impl NodesQemuRemoteMigrateVmParams {
@@ -30642,11 +32981,29 @@ impl NodesQemuRemoteMigrateVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuRemoteMigrateVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "online", &self.online)?;
+        crate::ser::entry(&mut map, "target-bridge", &self.target_bridge)?;
+        crate::ser::entry(&mut map, "target-endpoint", &self.target_endpoint)?;
+        crate::ser::entry(&mut map, "target-storage", &self.target_storage)?;
+        crate::ser::optional(&mut map, "target-vmid", &self.target_vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuResizeVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuResizeVmParams {
     /// Prevent changes if current configuration file has different SHA1 digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// The disk you want to resize.
     ///
@@ -30655,7 +33012,6 @@ pub struct NodesQemuResizeVmParams {
     /// The new size. With the `+` sign the value is added to the actual size of the volume and without it, the value is taken as an absolute one. Shrinking disk size is not supported.
     pub size: ::std::string::String,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
 impl NodesQemuResizeVmParams {
@@ -30673,13 +33029,28 @@ impl NodesQemuResizeVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuResizeVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::entry(&mut map, "disk", &self.disk)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuSendkeyVmParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuSendkeyVmParams {
     /// The key (qemu monitor encoding).
     pub key: ::std::string::String,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
 impl NodesQemuSendkeyVmParams {
@@ -30692,22 +33063,50 @@ impl NodesQemuSendkeyVmParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuSendkeyVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "key", &self.key)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuSnapshotListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuSnapshotListResponseItem {
     /// Snapshot description.
     pub description: ::std::string::String,
     /// Snapshot identifier. Value 'current' identifies the current VM.
     pub name: ::std::string::String,
     /// Parent snapshot identifier.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::string::String>,
     /// Snapshot creation time
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snaptime: ::std::option::Option<i64>,
     /// Snapshot includes RAM.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstate: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for NodesQemuSnapshotListResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "parent", &self.parent)?;
+        crate::ser::optional(&mut map, "snaptime", &self.snaptime)?;
+        crate::ser::optional(&mut map, "vmstate", &self.vmstate)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuSnapshotListResponseItem {
     const EXPECTING: &'static str = "struct NodesQemuSnapshotListResponseItem";
@@ -30750,17 +33149,15 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuSnapshotListResponseItem {
     }
 }
 /// The `NodesQemuSnapshotParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuSnapshotParams {
     /// A textual description or comment.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// The name of the snapshot.
     ///
     /// Format `pve-configid`.
     pub snapname: ::std::string::String,
     /// Save the vmstate
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmstate: ::std::option::Option<crate::PveBool>,
 }
 impl NodesQemuSnapshotParams {
@@ -30774,121 +33171,161 @@ impl NodesQemuSnapshotParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuSnapshotParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "snapname", &self.snapname)?;
+        crate::ser::optional(&mut map, "vmstate", &self.vmstate)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuSnapshotRollbackParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuSnapshotRollbackParams {
     /// Whether the VM should get started after rolling back successfully. (Note: VMs will be automatically started if the snapshot includes RAM.)
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesQemuSnapshotRollbackParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuStatusCurrentVmResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuStatusCurrentVmResponse {
     /// QEMU Guest Agent is enabled in config.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub agent: ::std::option::Option<crate::PveBool>,
     /// Enable a specific clipboard. If not set, depending on the display type the SPICE one will be added.
     ///
     /// One of `vnc`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub clipboard: ::std::option::Option<crate::generated::nodes::Clipboard>,
     /// Current CPU usage.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<f64>,
     /// Maximum usable CPUs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpus: ::std::option::Option<f64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskread: ::std::option::Option<i64>,
     /// The amount of bytes the guest wrote from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskwrite: ::std::option::Option<i64>,
     /// HA manager service status.
     pub ha: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     /// The current config lock, if any.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Root disk size in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Maximum memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxmem: ::std::option::Option<i64>,
     /// Currently used memory in bytes. Does not take into account kernel same-page merging (KSM). Uses information from ballooning when available.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<i64>,
     /// Current memory usage on the host. Does not take into account kernel same-page merging (KSM).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memhost: ::std::option::Option<i64>,
     /// VM (host)name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netout: ::std::option::Option<i64>,
     /// PID of the QEMU process, if the VM is running.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pid: ::std::option::Option<i64>,
     /// CPU Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurecpufull: ::std::option::Option<f64>,
     /// CPU Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurecpusome: ::std::option::Option<f64>,
     /// IO Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressureiofull: ::std::option::Option<f64>,
     /// IO Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressureiosome: ::std::option::Option<f64>,
     /// Memory Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememoryfull: ::std::option::Option<f64>,
     /// Memory Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememorysome: ::std::option::Option<f64>,
     /// VM run state from the 'query-status' QMP monitor command.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub qmpstatus: ::std::option::Option<::std::string::String>,
     /// The currently running machine type (if running).
-    #[serde(rename = "running-machine")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running_machine: ::std::option::Option<::std::string::String>,
     /// The QEMU version the VM is currently using (if running).
-    #[serde(rename = "running-qemu")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running_qemu: ::std::option::Option<::std::string::String>,
     /// Guest has serial device configured.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<crate::PveBool>,
     /// QEMU VGA configuration supports spice.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub spice: ::std::option::Option<crate::PveBool>,
     /// QEMU process status.
     ///
     /// One of `stopped`, `running`.
     pub status: crate::generated::nodes::GuestStatus,
     /// The current configured tags, if any
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Determines if the guest is a template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: u32,
+}
+impl ::serde::Serialize for NodesQemuStatusCurrentVmResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "agent", &self.agent)?;
+        crate::ser::optional(&mut map, "clipboard", &self.clipboard)?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "cpus", &self.cpus)?;
+        crate::ser::optional(&mut map, "diskread", &self.diskread)?;
+        crate::ser::optional(&mut map, "diskwrite", &self.diskwrite)?;
+        crate::ser::entry(&mut map, "ha", &self.ha)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "maxdisk", &self.maxdisk)?;
+        crate::ser::optional(&mut map, "maxmem", &self.maxmem)?;
+        crate::ser::optional(&mut map, "mem", &self.mem)?;
+        crate::ser::optional(&mut map, "memhost", &self.memhost)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "netin", &self.netin)?;
+        crate::ser::optional(&mut map, "netout", &self.netout)?;
+        crate::ser::optional(&mut map, "pid", &self.pid)?;
+        crate::ser::optional(&mut map, "pressurecpufull", &self.pressurecpufull)?;
+        crate::ser::optional(&mut map, "pressurecpusome", &self.pressurecpusome)?;
+        crate::ser::optional(&mut map, "pressureiofull", &self.pressureiofull)?;
+        crate::ser::optional(&mut map, "pressureiosome", &self.pressureiosome)?;
+        crate::ser::optional(&mut map, "pressurememoryfull", &self.pressurememoryfull)?;
+        crate::ser::optional(&mut map, "pressurememorysome", &self.pressurememorysome)?;
+        crate::ser::optional(&mut map, "qmpstatus", &self.qmpstatus)?;
+        crate::ser::optional(&mut map, "running-machine", &self.running_machine)?;
+        crate::ser::optional(&mut map, "running-qemu", &self.running_qemu)?;
+        crate::ser::optional(&mut map, "serial", &self.serial)?;
+        crate::ser::optional(&mut map, "spice", &self.spice)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "uptime", &self.uptime)?;
+        crate::ser::entry(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuStatusCurrentVmResponse {
     const EXPECTING: &'static str = "struct NodesQemuStatusCurrentVmResponse";
@@ -31056,171 +33493,263 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuStatusCurrentVmResponse {
     }
 }
 /// The `NodesQemuStatusResetVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuStatusResetVmParams {
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for NodesQemuStatusResetVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 /// The `NodesQemuStatusResumeVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuStatusResumeVmParams {
     /// The `nocheck` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nocheck: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesQemuStatusResumeVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "nocheck", &self.nocheck)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuStatusShutdownVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuStatusShutdownVmParams {
     /// Make sure the VM stops.
     ///
     /// Default: `false`.
-    #[serde(rename = "forceStop")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_stop: ::std::option::Option<crate::PveBool>,
     /// Do not deactivate storage volumes.
     ///
     /// Default: `false`.
-    #[serde(rename = "keepActive")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_active: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
     /// Wait maximal timeout seconds.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesQemuStatusShutdownVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "forceStop", &self.force_stop)?;
+        crate::ser::optional(&mut map, "keepActive", &self.keep_active)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuStatusStartVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuStatusStartVmParams {
     /// Override QEMU's -cpu argument with the given string.
-    #[serde(rename = "force-cpu")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_cpu: ::std::option::Option<::std::string::String>,
     /// Specify the QEMU machine.
     ///
     /// Property string: `[[type=]<machine type>] [,aw-bits=<number>] [,enable-s3=<1|0>] [,enable-s4=<1|0>] [,viommu=<intel|virtio>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<crate::generated::nodes::MachineConfig>,
     /// The cluster node name.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migratedfrom: ::std::option::Option<::std::string::String>,
     /// CIDR of the (sub) network that is used for migration.
     ///
     /// Format `CIDR`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_network: ::std::option::Option<::std::string::String>,
     /// Migration traffic is encrypted using an SSH tunnel by default. On secure, completely private networks this can be disabled to increase performance.
     ///
     /// One of `secure`, `insecure`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_type: ::std::option::Option<crate::generated::common::MigrationType>,
     /// Used for migration compat. List of VirtIO network devices and their effective host_mtu setting according to the QEMU object model on the source side of the migration. A value of 0 means that the host_mtu parameter is to be avoided for the corresponding device.
-    #[serde(rename = "nets-host-mtu")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nets_host_mtu: ::std::option::Option<::std::string::String>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
     /// Some command save/restore state from this location.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stateuri: ::std::option::Option<::std::string::String>,
     /// Mapping from source to target storages. Providing only a single storage ID maps all source storages to that storage. Providing the special value '1' will map each source storage to itself.
     ///
     /// Format `storage-pair-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub targetstorage: ::std::option::Option<::std::string::String>,
     /// Wait maximal timeout seconds.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// Whether to migrate conntrack entries for running VMs.
     ///
     /// Default: `false`.
-    #[serde(rename = "with-conntrack-state")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub with_conntrack_state: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesQemuStatusStartVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force-cpu", &self.force_cpu)?;
+        crate::ser::optional(&mut map, "machine", &self.machine)?;
+        crate::ser::optional(&mut map, "migratedfrom", &self.migratedfrom)?;
+        crate::ser::optional(&mut map, "migration_network", &self.migration_network)?;
+        crate::ser::optional(&mut map, "migration_type", &self.migration_type)?;
+        crate::ser::optional(&mut map, "nets-host-mtu", &self.nets_host_mtu)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        crate::ser::optional(&mut map, "stateuri", &self.stateuri)?;
+        crate::ser::optional(&mut map, "targetstorage", &self.targetstorage)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        crate::ser::optional(
+            &mut map,
+            "with-conntrack-state",
+            &self.with_conntrack_state,
+        )?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuStatusStopVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuStatusStopVmParams {
     /// Do not deactivate storage volumes.
     ///
     /// Default: `false`.
-    #[serde(rename = "keepActive")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_active: ::std::option::Option<crate::PveBool>,
     /// The cluster node name.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub migratedfrom: ::std::option::Option<::std::string::String>,
     /// Try to abort active 'qmshutdown' tasks before stopping.
     ///
     /// Default: `false`.
-    #[serde(rename = "overrule-shutdown")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub overrule_shutdown: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
     /// Wait maximal timeout seconds.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesQemuStatusStopVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "keepActive", &self.keep_active)?;
+        crate::ser::optional(&mut map, "migratedfrom", &self.migratedfrom)?;
+        crate::ser::optional(&mut map, "overrule-shutdown", &self.overrule_shutdown)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuStatusSuspendVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuStatusSuspendVmParams {
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
     /// The storage for the VM state
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub statestorage: ::std::option::Option<::std::string::String>,
     /// If set, suspends the VM to disk. Will be resumed on next VM start.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub todisk: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesQemuStatusSuspendVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        crate::ser::optional(&mut map, "statestorage", &self.statestorage)?;
+        crate::ser::optional(&mut map, "todisk", &self.todisk)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuTemplateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuTemplateParams {
     /// If you want to convert only 1 disk to base image.
     ///
     /// One of `ide0`, `ide1`, `ide2`, `ide3`, `scsi0`, `scsi1`, `scsi2`, `scsi3`, `scsi4`, `scsi5`, `scsi6`, `scsi7`, `scsi8`, `scsi9`, `scsi10`, `scsi11`, `scsi12`, `scsi13`, `scsi14`, `scsi15`, `scsi16`, `scsi17`, `scsi18`, `scsi19`, `scsi20`, `scsi21`, `scsi22`, `scsi23`, `scsi24`, `scsi25`, `scsi26`, `scsi27`, `scsi28`, `scsi29`, `scsi30`, `virtio0`, `virtio1`, `virtio2`, `virtio3`, `virtio4`, `virtio5`, `virtio6`, `virtio7`, `virtio8`, `virtio9`, `virtio10`, `virtio11`, `virtio12`, `virtio13`, `virtio14`, `virtio15`, `sata0`, `sata1`, `sata2`, `sata3`, `sata4`, `sata5`, `efidisk0`, `tpmstate0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disk: ::std::option::Option<
         crate::generated::nodes::NodesQemuResizeVmParamsDisk,
     >,
 }
+impl ::serde::Serialize for NodesQemuTemplateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "disk", &self.disk)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuTermproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuTermproxyParams {
     /// opens a serial terminal (defaults to display)
     ///
     /// One of `serial0`, `serial1`, `serial2`, `serial3`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<crate::generated::nodes::Serial>,
 }
+impl ::serde::Serialize for NodesQemuTermproxyParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "serial", &self.serial)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuUnlinkParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuUnlinkParams {
     /// Force physical removal. Without this, we simple remove the disk from the config file and create an additional configuration entry called 'unused[n]', which contains the volume ID. Unlink of unused[n] always cause physical removal.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// A list of disk IDs you want to delete.
     ///
@@ -31237,122 +33766,175 @@ impl NodesQemuUnlinkParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQemuUnlinkParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::entry(&mut map, "idlist", &self.idlist)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuVmidDestroyVmParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuVmidDestroyVmParams {
     /// If set, destroy additionally all disks not referenced in the config but with a matching VMID from all enabled storages.
     ///
     /// Default: `false`.
-    #[serde(rename = "destroy-unreferenced-disks")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub destroy_unreferenced_disks: ::std::option::Option<crate::PveBool>,
     /// Remove VMID from configurations, like backup & replication jobs and HA.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub purge: ::std::option::Option<crate::PveBool>,
     /// Ignore locks - only root is allowed to use this option.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skiplock: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesQemuVmidDestroyVmParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "destroy-unreferenced-disks",
+            &self.destroy_unreferenced_disks,
+        )?;
+        crate::ser::optional(&mut map, "purge", &self.purge)?;
+        crate::ser::optional(&mut map, "skiplock", &self.skiplock)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuVmlistParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuVmlistParams {
     /// Determine the full status of active VMs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub full: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesQemuVmlistParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "full", &self.full)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQemuVmlistResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQemuVmlistResponseItem {
     /// Current CPU usage.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu: ::std::option::Option<f64>,
     /// Maximum usable CPUs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cpus: ::std::option::Option<f64>,
     /// The amount of bytes the guest read from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskread: ::std::option::Option<i64>,
     /// The amount of bytes the guest wrote from it's block devices since the guest was started. (Note: This info is not available for all storage types.)
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub diskwrite: ::std::option::Option<i64>,
     /// The current config lock, if any.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lock: ::std::option::Option<::std::string::String>,
     /// Root disk size in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxdisk: ::std::option::Option<i64>,
     /// Maximum memory in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub maxmem: ::std::option::Option<i64>,
     /// Currently used memory in bytes. Does not take into account kernel same-page merging (KSM). Uses information from ballooning when available.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<i64>,
     /// Current memory usage on the host. Does not take into account kernel same-page merging (KSM).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub memhost: ::std::option::Option<i64>,
     /// VM (host)name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// The amount of traffic in bytes that was sent to the guest over the network since it was started.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netin: ::std::option::Option<i64>,
     /// The amount of traffic in bytes that was sent from the guest over the network since it was started.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub netout: ::std::option::Option<i64>,
     /// PID of the QEMU process, if the VM is running.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pid: ::std::option::Option<i64>,
     /// CPU Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurecpufull: ::std::option::Option<f64>,
     /// CPU Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurecpusome: ::std::option::Option<f64>,
     /// IO Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressureiofull: ::std::option::Option<f64>,
     /// IO Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressureiosome: ::std::option::Option<f64>,
     /// Memory Full pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememoryfull: ::std::option::Option<f64>,
     /// Memory Some pressure stall average over the last 10 seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pressurememorysome: ::std::option::Option<f64>,
     /// VM run state from the 'query-status' QMP monitor command.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub qmpstatus: ::std::option::Option<::std::string::String>,
     /// The currently running machine type (if running).
-    #[serde(rename = "running-machine")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running_machine: ::std::option::Option<::std::string::String>,
     /// The QEMU version the VM is currently using (if running).
-    #[serde(rename = "running-qemu")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub running_qemu: ::std::option::Option<::std::string::String>,
     /// Guest has serial device configured.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<crate::PveBool>,
     /// QEMU process status.
     ///
     /// One of `stopped`, `running`.
     pub status: crate::generated::nodes::GuestStatus,
     /// The current configured tags, if any
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tags: ::std::option::Option<::std::string::String>,
     /// Determines if the guest is a template.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<crate::PveBool>,
     /// Uptime in seconds.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub uptime: ::std::option::Option<i64>,
     /// The (unique) ID of the VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
     pub vmid: u32,
+}
+impl ::serde::Serialize for NodesQemuVmlistResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cpu", &self.cpu)?;
+        crate::ser::optional(&mut map, "cpus", &self.cpus)?;
+        crate::ser::optional(&mut map, "diskread", &self.diskread)?;
+        crate::ser::optional(&mut map, "diskwrite", &self.diskwrite)?;
+        crate::ser::optional(&mut map, "lock", &self.lock)?;
+        crate::ser::optional(&mut map, "maxdisk", &self.maxdisk)?;
+        crate::ser::optional(&mut map, "maxmem", &self.maxmem)?;
+        crate::ser::optional(&mut map, "mem", &self.mem)?;
+        crate::ser::optional(&mut map, "memhost", &self.memhost)?;
+        crate::ser::optional(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "netin", &self.netin)?;
+        crate::ser::optional(&mut map, "netout", &self.netout)?;
+        crate::ser::optional(&mut map, "pid", &self.pid)?;
+        crate::ser::optional(&mut map, "pressurecpufull", &self.pressurecpufull)?;
+        crate::ser::optional(&mut map, "pressurecpusome", &self.pressurecpusome)?;
+        crate::ser::optional(&mut map, "pressureiofull", &self.pressureiofull)?;
+        crate::ser::optional(&mut map, "pressureiosome", &self.pressureiosome)?;
+        crate::ser::optional(&mut map, "pressurememoryfull", &self.pressurememoryfull)?;
+        crate::ser::optional(&mut map, "pressurememorysome", &self.pressurememorysome)?;
+        crate::ser::optional(&mut map, "qmpstatus", &self.qmpstatus)?;
+        crate::ser::optional(&mut map, "running-machine", &self.running_machine)?;
+        crate::ser::optional(&mut map, "running-qemu", &self.running_qemu)?;
+        crate::ser::optional(&mut map, "serial", &self.serial)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "tags", &self.tags)?;
+        crate::ser::optional(&mut map, "template", &self.template)?;
+        crate::ser::optional(&mut map, "uptime", &self.uptime)?;
+        crate::ser::entry(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQemuVmlistResponseItem {
     const EXPECTING: &'static str = "struct NodesQemuVmlistResponseItem";
@@ -31508,20 +34090,31 @@ impl<'de> ::serde::Deserialize<'de> for NodesQemuVmlistResponseItem {
     }
 }
 /// The `NodesQemuVncproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQemuVncproxyParams {
     /// Deprecated, do not use. Password is generated when required.
     ///
     /// Default: `false`.
-    #[serde(rename = "generate-password")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub generate_password: ::std::option::Option<crate::PveBool>,
     /// Prepare for websocket upgrade (only required when using serial terminal, otherwise upgrade is always possible).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub websocket: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesQemuVncproxyParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "generate-password", &self.generate_password)?;
+        crate::ser::optional(&mut map, "websocket", &self.websocket)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQueryOciRepoTagsParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQueryOciRepoTagsParams {
     /// The reference to the repository to query tags from.
     pub reference: ::std::string::String,
@@ -31535,16 +34128,27 @@ impl NodesQueryOciRepoTagsParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQueryOciRepoTagsParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "reference", &self.reference)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQueryUrlMetadataParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesQueryUrlMetadataParams {
     /// The URL to query the metadata from.
     pub url: ::std::string::String,
     /// If false, no SSL/TLS certificates will be verified.
     ///
     /// Default: `true`.
-    #[serde(rename = "verify-certificates")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_certificates: ::std::option::Option<crate::PveBool>,
 }
 impl NodesQueryUrlMetadataParams {
@@ -31557,18 +34161,48 @@ impl NodesQueryUrlMetadataParams {
         }
     }
 }
+impl ::serde::Serialize for NodesQueryUrlMetadataParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "url", &self.url)?;
+        crate::ser::optional(
+            &mut map,
+            "verify-certificates",
+            &self.verify_certificates,
+        )?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesQueryUrlMetadataResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesQueryUrlMetadataResponse {
     /// The `filename` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filename: ::std::option::Option<::std::string::String>,
     /// The `mimetype` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mimetype: ::std::option::Option<::std::string::String>,
     /// The `size` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for NodesQueryUrlMetadataResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "filename", &self.filename)?;
+        crate::ser::optional(&mut map, "mimetype", &self.mimetype)?;
+        crate::ser::optional(&mut map, "size", &self.size)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesQueryUrlMetadataResponse {
     const EXPECTING: &'static str = "struct NodesQueryUrlMetadataResponse";
@@ -31603,35 +34237,58 @@ impl<'de> ::serde::Deserialize<'de> for NodesQueryUrlMetadataResponse {
     }
 }
 /// The `NodesReplicationLogReadJobParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesReplicationLogReadJobParams {
     /// The `limit` property.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
     /// The `start` property.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesReplicationLogReadJobParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "limit", &self.limit)?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesReplicationStatusParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesReplicationStatusParams {
     /// Only list replication jobs for this guest.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub guest: ::std::option::Option<u32>,
 }
+impl ::serde::Serialize for NodesReplicationStatusParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "guest", &self.guest)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesRrdParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesRrdParams {
     /// The RRD consolidation function
     ///
     /// One of `AVERAGE`, `MAX`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cf: ::std::option::Option<crate::generated::nodes::Cf>,
     /// The list of datasources you want to display.
     ///
@@ -31656,13 +34313,27 @@ impl NodesRrdParams {
         }
     }
 }
+impl ::serde::Serialize for NodesRrdParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cf", &self.cf)?;
+        crate::ser::entry(&mut map, "ds", &self.ds)?;
+        crate::ser::entry(&mut map, "timeframe", &self.timeframe)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesRrddataParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesRrddataParams {
     /// The RRD consolidation function
     ///
     /// One of `AVERAGE`, `MAX`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cf: ::std::option::Option<crate::generated::nodes::Cf>,
     /// Specify the time frame you are interested in.
     ///
@@ -31679,21 +34350,32 @@ impl NodesRrddataParams {
         }
     }
 }
+impl ::serde::Serialize for NodesRrddataParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cf", &self.cf)?;
+        crate::ser::entry(&mut map, "timeframe", &self.timeframe)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesScanCifsCifsscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesScanCifsCifsscanParams {
     /// SMB domain (Workgroup).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub domain: ::std::option::Option<::std::string::String>,
     /// User password.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// The server address (name or IP).
     ///
     /// Format `pve-storage-server`.
     pub server: ::std::string::String,
     /// User name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
 impl NodesScanCifsCifsscanParams {
@@ -31708,13 +34390,43 @@ impl NodesScanCifsCifsscanParams {
         }
     }
 }
+impl ::serde::Serialize for NodesScanCifsCifsscanParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "domain", &self.domain)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesScanCifsCifsscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesScanCifsCifsscanResponseItem {
     /// Descriptive text from server.
     pub description: ::std::string::String,
     /// The cifs share name.
     pub share: ::std::string::String,
+}
+impl ::serde::Serialize for NodesScanCifsCifsscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "description", &self.description)?;
+        crate::ser::entry(&mut map, "share", &self.share)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesScanCifsCifsscanResponseItem {
     const EXPECTING: &'static str = "struct NodesScanCifsCifsscanResponseItem";
@@ -31748,7 +34460,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesScanCifsCifsscanResponseItem {
     }
 }
 /// The `NodesScanIscsiIscsiscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesScanIscsiIscsiscanParams {
     /// The iSCSI portal (IP or DNS name with optional port).
     ///
@@ -31762,13 +34474,40 @@ impl NodesScanIscsiIscsiscanParams {
         Self { portal: portal.into() }
     }
 }
+impl ::serde::Serialize for NodesScanIscsiIscsiscanParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "portal", &self.portal)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesScanIscsiIscsiscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesScanIscsiIscsiscanResponseItem {
     /// The iSCSI portal name.
     pub portal: ::std::string::String,
     /// The iSCSI target name.
     pub target: ::std::string::String,
+}
+impl ::serde::Serialize for NodesScanIscsiIscsiscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "portal", &self.portal)?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesScanIscsiIscsiscanResponseItem {
     const EXPECTING: &'static str = "struct NodesScanIscsiIscsiscanResponseItem";
@@ -31800,10 +34539,23 @@ impl<'de> ::serde::Deserialize<'de> for NodesScanIscsiIscsiscanResponseItem {
     }
 }
 /// The `NodesScanLvmLvmscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesScanLvmLvmscanResponseItem {
     /// The LVM logical volume group name.
     pub vg: ::std::string::String,
+}
+impl ::serde::Serialize for NodesScanLvmLvmscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "vg", &self.vg)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesScanLvmLvmscanResponseItem {
     const EXPECTING: &'static str = "struct NodesScanLvmLvmscanResponseItem";
@@ -31832,7 +34584,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesScanLvmLvmscanResponseItem {
     }
 }
 /// The `NodesScanLvmthinLvmthinscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesScanLvmthinLvmthinscanParams {
     /// The `vg` property.
     pub vg: ::std::string::String,
@@ -31844,11 +34596,37 @@ impl NodesScanLvmthinLvmthinscanParams {
         Self { vg: vg.into() }
     }
 }
+impl ::serde::Serialize for NodesScanLvmthinLvmthinscanParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "vg", &self.vg)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesScanLvmthinLvmthinscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesScanLvmthinLvmthinscanResponseItem {
     /// The LVM Thin Pool name (LVM logical volume).
     pub lv: ::std::string::String,
+}
+impl ::serde::Serialize for NodesScanLvmthinLvmthinscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "lv", &self.lv)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesScanLvmthinLvmthinscanResponseItem {
     const EXPECTING: &'static str = "struct NodesScanLvmthinLvmthinscanResponseItem";
@@ -31877,7 +34655,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesScanLvmthinLvmthinscanResponseItem 
     }
 }
 /// The `NodesScanNfsNfsscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesScanNfsNfsscanParams {
     /// The server address (name or IP).
     ///
@@ -31891,13 +34669,40 @@ impl NodesScanNfsNfsscanParams {
         Self { server: server.into() }
     }
 }
+impl ::serde::Serialize for NodesScanNfsNfsscanParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesScanNfsNfsscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesScanNfsNfsscanResponseItem {
     /// NFS export options.
     pub options: ::std::string::String,
     /// The exported path.
     pub path: ::std::string::String,
+}
+impl ::serde::Serialize for NodesScanNfsNfsscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "options", &self.options)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesScanNfsNfsscanResponseItem {
     const EXPECTING: &'static str = "struct NodesScanNfsNfsscanResponseItem";
@@ -31929,17 +34734,15 @@ impl<'de> ::serde::Deserialize<'de> for NodesScanNfsNfsscanResponseItem {
     }
 }
 /// The `NodesScanPbsPbsscanParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesScanPbsPbsscanParams {
     /// Certificate SHA 256 fingerprint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// User password or API token secret.
     pub password: ::std::string::String,
     /// Optional port.
     ///
     /// Range 1 to 65535. Default: `8007`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// The server address (name or IP).
     ///
@@ -31965,14 +34768,44 @@ impl NodesScanPbsPbsscanParams {
         }
     }
 }
+impl ::serde::Serialize for NodesScanPbsPbsscanParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::entry(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "server", &self.server)?;
+        crate::ser::entry(&mut map, "username", &self.username)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesScanPbsPbsscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesScanPbsPbsscanResponseItem {
     /// Comment from server.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The datastore name.
     pub store: ::std::string::String,
+}
+impl ::serde::Serialize for NodesScanPbsPbsscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "store", &self.store)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesScanPbsPbsscanResponseItem {
     const EXPECTING: &'static str = "struct NodesScanPbsPbsscanResponseItem";
@@ -32004,10 +34837,23 @@ impl<'de> ::serde::Deserialize<'de> for NodesScanPbsPbsscanResponseItem {
     }
 }
 /// The `NodesScanZfsZfsscanResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesScanZfsZfsscanResponseItem {
     /// ZFS pool name.
     pub pool: ::std::string::String,
+}
+impl ::serde::Serialize for NodesScanZfsZfsscanResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "pool", &self.pool)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesScanZfsZfsscanResponseItem {
     const EXPECTING: &'static str = "struct NodesScanZfsZfsscanResponseItem";
@@ -32036,7 +34882,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesScanZfsZfsscanResponseItem {
     }
 }
 /// The `NodesSdnFabricsInterfacesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSdnFabricsInterfacesResponseItem {
     /// The name of the network interface.
     pub name: ::std::string::String,
@@ -32044,6 +34890,21 @@ pub struct NodesSdnFabricsInterfacesResponseItem {
     pub state: ::std::string::String,
     /// The type of this interface in the fabric (e.g. Point-to-Point, Broadcast, ..).
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for NodesSdnFabricsInterfacesResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "state", &self.state)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnFabricsInterfacesResponseItem {
     const EXPECTING: &'static str = "struct NodesSdnFabricsInterfacesResponseItem";
@@ -32078,7 +34939,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnFabricsInterfacesResponseItem {
     }
 }
 /// The `NodesSdnFabricsNeighborsResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSdnFabricsNeighborsResponseItem {
     /// The IP or hostname of the neighbor.
     pub neighbor: ::std::string::String,
@@ -32086,6 +34947,21 @@ pub struct NodesSdnFabricsNeighborsResponseItem {
     pub status: ::std::string::String,
     /// The uptime of this neighbor, as returned by FRR (e.g. 8h24m12s).
     pub uptime: ::std::string::String,
+}
+impl ::serde::Serialize for NodesSdnFabricsNeighborsResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "neighbor", &self.neighbor)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::entry(&mut map, "uptime", &self.uptime)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnFabricsNeighborsResponseItem {
     const EXPECTING: &'static str = "struct NodesSdnFabricsNeighborsResponseItem";
@@ -32120,12 +34996,26 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnFabricsNeighborsResponseItem {
     }
 }
 /// The `NodesSdnFabricsRoutesResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSdnFabricsRoutesResponseItem {
     /// The CIDR block for this routing table entry.
     pub route: ::std::string::String,
     /// A list of nexthops for that route.
     pub via: ::std::vec::Vec<::std::string::String>,
+}
+impl ::serde::Serialize for NodesSdnFabricsRoutesResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "route", &self.route)?;
+        crate::ser::entry(&mut map, "via", &self.via)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnFabricsRoutesResponseItem {
     const EXPECTING: &'static str = "struct NodesSdnFabricsRoutesResponseItem";
@@ -32157,7 +35047,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnFabricsRoutesResponseItem {
     }
 }
 /// The `NodesSdnVnetsMacVrfResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSdnVnetsMacVrfResponseItem {
     /// The IP address of the MAC VRF entry.
     ///
@@ -32171,6 +35061,21 @@ pub struct NodesSdnVnetsMacVrfResponseItem {
     ///
     /// Format `ip`.
     pub nexthop: ::std::string::String,
+}
+impl ::serde::Serialize for NodesSdnVnetsMacVrfResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "ip", &self.ip)?;
+        crate::ser::entry(&mut map, "mac", &self.mac)?;
+        crate::ser::entry(&mut map, "nexthop", &self.nexthop)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnVnetsMacVrfResponseItem {
     const EXPECTING: &'static str = "struct NodesSdnVnetsMacVrfResponseItem";
@@ -32205,7 +35110,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnVnetsMacVrfResponseItem {
     }
 }
 /// List of bridges contained in the SDN zone.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSdnZonesBridgesResponseItem {
     /// Name of the bridge.
     pub name: ::std::string::String,
@@ -32215,6 +35120,21 @@ pub struct NodesSdnZonesBridgesResponseItem {
     >,
     /// Whether VLAN filtering is enabled for this bridge (= VLAN-aware).
     pub vlan_filtering: ::std::string::String,
+}
+impl ::serde::Serialize for NodesSdnZonesBridgesResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "ports", &self.ports)?;
+        crate::ser::entry(&mut map, "vlan_filtering", &self.vlan_filtering)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnZonesBridgesResponseItem {
     const EXPECTING: &'static str = "struct NodesSdnZonesBridgesResponseItem";
@@ -32254,22 +35174,35 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesBridgesResponseItem {
     }
 }
 /// Information about bridge ports.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSdnZonesBridgesResponseItemPortsItem {
     /// The index of the guests network device that this interface belongs to.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub index: ::std::option::Option<::std::string::String>,
     /// The name of the bridge port.
     pub name: ::std::string::String,
     /// The primary VLAN configured for the port of this bridge (= PVID). Only for VLAN-aware bridges.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub primary_vlan: ::std::option::Option<f64>,
     /// A list of VLANs and VLAN ranges that are allowed for this bridge port in addition to the primary VLAN. Only for VLAN-aware bridges.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vlans: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// The ID of the guest that this interface belongs to.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<f64>,
+}
+impl ::serde::Serialize for NodesSdnZonesBridgesResponseItemPortsItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "index", &self.index)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::optional(&mut map, "primary_vlan", &self.primary_vlan)?;
+        crate::ser::optional(&mut map, "vlans", &self.vlans)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnZonesBridgesResponseItemPortsItem {
     const EXPECTING: &'static str = "struct NodesSdnZonesBridgesResponseItemPortsItem";
@@ -32312,16 +35245,29 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesBridgesResponseItemPortsIte
     }
 }
 /// The `NodesSdnZonesContentIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSdnZonesContentIndexResponseItem {
     /// Status.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// Status details
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub statusmsg: ::std::option::Option<::std::string::String>,
     /// Vnet identifier.
     pub vnet: ::std::string::String,
+}
+impl ::serde::Serialize for NodesSdnZonesContentIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "statusmsg", &self.statusmsg)?;
+        crate::ser::entry(&mut map, "vnet", &self.vnet)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnZonesContentIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesSdnZonesContentIndexResponseItem";
@@ -32356,7 +35302,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesContentIndexResponseItem {
     }
 }
 /// The `NodesSdnZonesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesSdnZonesIndexResponseItem {
     /// Status of zone
     ///
@@ -32364,6 +35310,20 @@ pub struct NodesSdnZonesIndexResponseItem {
     pub status: crate::generated::nodes::NodesSdnZonesIndexResponseItemStatus,
     /// The SDN zone object identifier.
     pub zone: ::std::string::String,
+}
+impl ::serde::Serialize for NodesSdnZonesIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::entry(&mut map, "zone", &self.zone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnZonesIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesSdnZonesIndexResponseItem";
@@ -32395,7 +35355,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesIndexResponseItem {
     }
 }
 /// The `NodesSdnZonesIpVrfResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSdnZonesIpVrfResponseItem {
     /// The CIDR of the route table entry.
     ///
@@ -32407,6 +35367,22 @@ pub struct NodesSdnZonesIpVrfResponseItem {
     pub nexthops: ::std::vec::Vec<::std::string::String>,
     /// The protocol where this route was learned from (e.g. BGP).
     pub protocol: ::std::string::String,
+}
+impl ::serde::Serialize for NodesSdnZonesIpVrfResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "ip", &self.ip)?;
+        crate::ser::entry(&mut map, "metric", &self.metric)?;
+        crate::ser::entry(&mut map, "nexthops", &self.nexthops)?;
+        crate::ser::entry(&mut map, "protocol", &self.protocol)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSdnZonesIpVrfResponseItem {
     const EXPECTING: &'static str = "struct NodesSdnZonesIpVrfResponseItem";
@@ -32444,12 +35420,11 @@ impl<'de> ::serde::Deserialize<'de> for NodesSdnZonesIpVrfResponseItem {
     }
 }
 /// The `NodesServicesIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesServicesIndexResponseItem {
     /// Current state of the service process (systemd ActiveState).
     ///
     /// One of `active`, `inactive`, `failed`, `activating`, `deactivating`, `maintenance`, `reloading`, `refreshing`, `unknown`.
-    #[serde(rename = "active-state")]
     pub active_state: crate::generated::nodes::ActiveState,
     /// Description of the service.
     pub desc: ::std::string::String,
@@ -32464,8 +35439,25 @@ pub struct NodesServicesIndexResponseItem {
     /// Whether the service is enabled (systemd UnitFileState).
     ///
     /// One of `enabled`, `enabled-runtime`, `linked`, `linked-runtime`, `alias`, `masked`, `masked-runtime`, `static`, `disabled`, `indirect`, `generated`, `transient`, `bad`, `not-found`, `unknown`.
-    #[serde(rename = "unit-state")]
     pub unit_state: crate::generated::nodes::UnitState,
+}
+impl ::serde::Serialize for NodesServicesIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "active-state", &self.active_state)?;
+        crate::ser::entry(&mut map, "desc", &self.desc)?;
+        crate::ser::entry(&mut map, "name", &self.name)?;
+        crate::ser::entry(&mut map, "service", &self.service)?;
+        crate::ser::entry(&mut map, "state", &self.state)?;
+        crate::ser::entry(&mut map, "unit-state", &self.unit_state)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesServicesIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesServicesIndexResponseItem";
@@ -32513,47 +35505,69 @@ impl<'de> ::serde::Deserialize<'de> for NodesServicesIndexResponseItem {
     }
 }
 /// The `NodesSpiceshellParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSpiceshellParams {
     /// Run specific command or default to login (requires 'root@pam')
     ///
     /// One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd: ::std::option::Option<crate::generated::nodes::Cmd>,
     /// Add parameters to a command. Encoded as null terminated strings.
     ///
     /// Default: `""`.
-    #[serde(rename = "cmd-opts")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd_opts: ::std::option::Option<::std::string::String>,
     /// SPICE proxy server. This can be used by the client to specify the proxy server. All nodes in a cluster runs 'spiceproxy', so it is up to the client to choose one. By default, we return the node where the VM is currently running. As reasonable setting is to use same node you use to connect to the API (This is window.location.hostname for the JS GUI).
     ///
     /// Format `address`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesSpiceshellParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cmd", &self.cmd)?;
+        crate::ser::optional(&mut map, "cmd-opts", &self.cmd_opts)?;
+        crate::ser::optional(&mut map, "proxy", &self.proxy)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStartallParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStartallParams {
     /// Issue start command even if virtual guest have 'onboot' not set or set to off.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
     /// Defines the maximum number of tasks running concurrently. If not set, uses 'max_workers' from datacenter.cfg, and if that's not set, the available CPU threads, clamped to a maximum of 8, are used.
     ///
     /// Range 1 to 64.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Only consider guests from this comma separated list of VMIDs.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesStartallParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStatusNodeCmdParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStatusNodeCmdParams {
     /// Specify the command.
     ///
@@ -32569,18 +35583,29 @@ impl NodesStatusNodeCmdParams {
         Self { command }
     }
 }
+impl ::serde::Serialize for NodesStatusNodeCmdParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "command", &self.command)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStatusResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStatusResponse {
     /// Meta-information about the boot mode.
-    #[serde(rename = "boot-info")]
     pub boot_info: crate::generated::nodes::NodesStatusResponseBootInfo,
     /// The current cpu usage.
     pub cpu: f64,
     /// The `cpuinfo` property.
     pub cpuinfo: crate::generated::nodes::NodesStatusResponseCpuinfo,
     /// Meta-information about the currently booted kernel of this node.
-    #[serde(rename = "current-kernel")]
     pub current_kernel: crate::generated::nodes::NodesStatusResponseCurrentKernel,
     /// An array of load avg for 1, 5 and 15 minutes respectively.
     pub loadavg: ::std::vec::Vec<::std::string::String>,
@@ -32590,6 +35615,26 @@ pub struct NodesStatusResponse {
     pub pveversion: ::std::string::String,
     /// The `rootfs` property.
     pub rootfs: crate::generated::nodes::NodesStatusResponseRootfs,
+}
+impl ::serde::Serialize for NodesStatusResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "boot-info", &self.boot_info)?;
+        crate::ser::entry(&mut map, "cpu", &self.cpu)?;
+        crate::ser::entry(&mut map, "cpuinfo", &self.cpuinfo)?;
+        crate::ser::entry(&mut map, "current-kernel", &self.current_kernel)?;
+        crate::ser::entry(&mut map, "loadavg", &self.loadavg)?;
+        crate::ser::entry(&mut map, "memory", &self.memory)?;
+        crate::ser::entry(&mut map, "pveversion", &self.pveversion)?;
+        crate::ser::entry(&mut map, "rootfs", &self.rootfs)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStatusResponse {
     const EXPECTING: &'static str = "struct NodesStatusResponse";
@@ -32646,15 +35691,28 @@ impl<'de> ::serde::Deserialize<'de> for NodesStatusResponse {
     }
 }
 /// Meta-information about the boot mode.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStatusResponseBootInfo {
     /// Through which firmware the system got booted.
     ///
     /// One of `efi`, `legacy-bios`.
     pub mode: crate::generated::nodes::NodesStatusResponseBootInfoMode,
     /// System is booted in secure mode, only applicable for the "efi" mode.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub secureboot: ::std::option::Option<crate::PveBool>,
+}
+impl ::serde::Serialize for NodesStatusResponseBootInfo {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "secureboot", &self.secureboot)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStatusResponseBootInfo {
     const EXPECTING: &'static str = "struct NodesStatusResponseBootInfo";
@@ -32688,7 +35746,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseBootInfo {
     }
 }
 /// The `NodesStatusResponseCpuinfo` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStatusResponseCpuinfo {
     /// The number of physical cores of the CPU.
     pub cores: i64,
@@ -32698,6 +35756,22 @@ pub struct NodesStatusResponseCpuinfo {
     pub model: ::std::string::String,
     /// The number of logical threads of the CPU.
     pub sockets: i64,
+}
+impl ::serde::Serialize for NodesStatusResponseCpuinfo {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "cores", &self.cores)?;
+        crate::ser::entry(&mut map, "cpus", &self.cpus)?;
+        crate::ser::entry(&mut map, "model", &self.model)?;
+        crate::ser::entry(&mut map, "sockets", &self.sockets)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStatusResponseCpuinfo {
     const EXPECTING: &'static str = "struct NodesStatusResponseCpuinfo";
@@ -32735,7 +35809,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseCpuinfo {
     }
 }
 /// Meta-information about the currently booted kernel of this node.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStatusResponseCurrentKernel {
     /// Hardware (architecture) type
     pub machine: ::std::string::String,
@@ -32745,6 +35819,22 @@ pub struct NodesStatusResponseCurrentKernel {
     pub sysname: ::std::string::String,
     /// OS kernel version with build info
     pub version: ::std::string::String,
+}
+impl ::serde::Serialize for NodesStatusResponseCurrentKernel {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "machine", &self.machine)?;
+        crate::ser::entry(&mut map, "release", &self.release)?;
+        crate::ser::entry(&mut map, "sysname", &self.sysname)?;
+        crate::ser::entry(&mut map, "version", &self.version)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStatusResponseCurrentKernel {
     const EXPECTING: &'static str = "struct NodesStatusResponseCurrentKernel";
@@ -32782,7 +35872,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseCurrentKernel {
     }
 }
 /// The `NodesStatusResponseMemory` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStatusResponseMemory {
     /// The available memory in bytes.
     pub available: i64,
@@ -32792,6 +35882,22 @@ pub struct NodesStatusResponseMemory {
     pub total: i64,
     /// The used memory in bytes.
     pub used: i64,
+}
+impl ::serde::Serialize for NodesStatusResponseMemory {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "available", &self.available)?;
+        crate::ser::entry(&mut map, "free", &self.free)?;
+        crate::ser::entry(&mut map, "total", &self.total)?;
+        crate::ser::entry(&mut map, "used", &self.used)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStatusResponseMemory {
     const EXPECTING: &'static str = "struct NodesStatusResponseMemory";
@@ -32831,7 +35937,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseMemory {
     }
 }
 /// The `NodesStatusResponseRootfs` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStatusResponseRootfs {
     /// The available bytes in the root filesystem.
     pub avail: i64,
@@ -32841,6 +35947,22 @@ pub struct NodesStatusResponseRootfs {
     pub total: i64,
     /// The used bytes in the root filesystem.
     pub used: i64,
+}
+impl ::serde::Serialize for NodesStatusResponseRootfs {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "avail", &self.avail)?;
+        crate::ser::entry(&mut map, "free", &self.free)?;
+        crate::ser::entry(&mut map, "total", &self.total)?;
+        crate::ser::entry(&mut map, "used", &self.used)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStatusResponseRootfs {
     const EXPECTING: &'static str = "struct NodesStatusResponseRootfs";
@@ -32878,40 +36000,49 @@ impl<'de> ::serde::Deserialize<'de> for NodesStatusResponseRootfs {
     }
 }
 /// The `NodesStopallParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStopallParams {
     /// Force a hard-stop after the timeout.
     ///
     /// Default: `true`.
-    #[serde(rename = "force-stop")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force_stop: ::std::option::Option<crate::PveBool>,
     /// Defines the maximum number of tasks running concurrently. If  not set, uses 'max_workers' from datacenter.cfg, and if that's not set, the available CPU threads, clamped to a maximum of 8, are used.
     ///
     /// Range 1 to 64.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Timeout for each guest shutdown task. Depending on `force-stop`, the shutdown gets then simply aborted or a hard-stop is forced.
     ///
     /// Range 0 to 7200. Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// Only consider Guests with these IDs.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesStopallParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force-stop", &self.force_stop)?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "timeout", &self.timeout)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageContentCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageContentCreateParams {
     /// The name of the file to create.
     pub filename: ::std::string::String,
     /// Format of the image.
     ///
     /// One of `raw`, `qcow2`, `subvol`, `vmdk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<
         crate::generated::common::NodesStorageContentCreateParamsFormat,
     >,
@@ -32938,62 +36069,103 @@ impl NodesStorageContentCreateParams {
         }
     }
 }
+impl ::serde::Serialize for NodesStorageContentCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "filename", &self.filename)?;
+        crate::ser::optional(&mut map, "format", &self.format)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        crate::ser::entry(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageContentIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageContentIndexParams {
     /// Only list content of this type.
     ///
     /// Format `pve-storage-content`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
     /// Only list images for this VM
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
 }
+impl ::serde::Serialize for NodesStorageContentIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageContentIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageContentIndexResponseItem {
     /// Approximate volume size in bytes. Present instead of 'size' for storages where determining the exact size has technical limitations. Will typically be an upper bound on the actual size, but the exact semantics depend on the storage plugin.
-    #[serde(rename = "approximate-size")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub approximate_size: ::std::option::Option<i64>,
     /// Creation time (seconds since the UNIX Epoch).
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ctime: ::std::option::Option<i64>,
     /// If whole backup is encrypted, value is the fingerprint or '1'  if encrypted. Only useful for the Proxmox Backup Server storage type.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypted: ::std::option::Option<::std::string::String>,
     /// Format identifier ('raw', 'qcow2', 'subvol', 'iso', 'tgz' ...)
     pub format: ::std::string::String,
     /// Optional notes. If they contain multiple lines, only the first one is returned here.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes: ::std::option::Option<::std::string::String>,
     /// Volume identifier of parent (for linked cloned).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::string::String>,
     /// Protection status. Currently only supported for backups.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Volume size in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// Used space. Please note that most storage plugins do not report anything useful here.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub used: ::std::option::Option<i64>,
     /// Last backup verification result, only useful for PBS storages.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verification: ::std::option::Option<
         crate::generated::nodes::NodesStorageContentIndexResponseItemVerification,
     >,
     /// Associated Owner VMID.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
     /// Volume identifier.
     pub volid: ::std::string::String,
+}
+impl ::serde::Serialize for NodesStorageContentIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "approximate-size", &self.approximate_size)?;
+        crate::ser::optional(&mut map, "ctime", &self.ctime)?;
+        crate::ser::optional(&mut map, "encrypted", &self.encrypted)?;
+        crate::ser::entry(&mut map, "format", &self.format)?;
+        crate::ser::optional(&mut map, "notes", &self.notes)?;
+        crate::ser::optional(&mut map, "parent", &self.parent)?;
+        crate::ser::optional(&mut map, "protected", &self.protected)?;
+        crate::ser::optional(&mut map, "size", &self.size)?;
+        crate::ser::optional(&mut map, "used", &self.used)?;
+        crate::ser::optional(&mut map, "verification", &self.verification)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::entry(&mut map, "volid", &self.volid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageContentIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesStorageContentIndexResponseItem";
@@ -33063,12 +36235,26 @@ impl<'de> ::serde::Deserialize<'de> for NodesStorageContentIndexResponseItem {
     }
 }
 /// Last backup verification result, only useful for PBS storages.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageContentIndexResponseItemVerification {
     /// Last backup verification state.
     pub state: ::std::string::String,
     /// Last backup verification UPID.
     pub upid: ::std::string::String,
+}
+impl ::serde::Serialize for NodesStorageContentIndexResponseItemVerification {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "state", &self.state)?;
+        crate::ser::entry(&mut map, "upid", &self.upid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageContentIndexResponseItemVerification {
     const EXPECTING: &'static str = "struct NodesStorageContentIndexResponseItemVerification";
@@ -33101,14 +36287,13 @@ for NodesStorageContentIndexResponseItemVerification {
     }
 }
 /// The `NodesStorageContentVolumeCopyParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageContentVolumeCopyParams {
     /// Target volume identifier
     pub target: ::std::string::String,
     /// Target node. Default is local node.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target_node: ::std::option::Option<::std::string::String>,
 }
 impl NodesStorageContentVolumeCopyParams {
@@ -33121,32 +36306,74 @@ impl NodesStorageContentVolumeCopyParams {
         }
     }
 }
+impl ::serde::Serialize for NodesStorageContentVolumeCopyParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "target", &self.target)?;
+        crate::ser::optional(&mut map, "target_node", &self.target_node)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageContentVolumeDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageContentVolumeDeleteParams {
     /// Time to wait for the task to finish. We return 'null' if the task finish within that time.
     ///
     /// Range 1 to 30.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delay: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesStorageContentVolumeDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "delay", &self.delay)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageContentVolumeInfoResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageContentVolumeInfoResponse {
     /// Format identifier ('raw', 'qcow2', 'subvol', 'iso', 'tgz' ...)
     pub format: ::std::string::String,
     /// Optional notes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes: ::std::option::Option<::std::string::String>,
     /// The Path
     pub path: ::std::string::String,
     /// Protection status. Currently only supported for backups.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Volume size in bytes.
     pub size: i64,
     /// Used space. Please note that most storage plugins do not report anything useful here.
     pub used: i64,
+}
+impl ::serde::Serialize for NodesStorageContentVolumeInfoResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "format", &self.format)?;
+        crate::ser::optional(&mut map, "notes", &self.notes)?;
+        crate::ser::entry(&mut map, "path", &self.path)?;
+        crate::ser::optional(&mut map, "protected", &self.protected)?;
+        crate::ser::entry(&mut map, "size", &self.size)?;
+        crate::ser::entry(&mut map, "used", &self.used)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageContentVolumeInfoResponse {
     const EXPECTING: &'static str = "struct NodesStorageContentVolumeInfoResponse";
@@ -33190,31 +36417,39 @@ impl<'de> ::serde::Deserialize<'de> for NodesStorageContentVolumeInfoResponse {
     }
 }
 /// The `NodesStorageContentVolumeUpdateattributesParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageContentVolumeUpdateattributesParams {
     /// The new notes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes: ::std::option::Option<::std::string::String>,
     /// Protection status. Currently only supported for backups.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesStorageContentVolumeUpdateattributesParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "notes", &self.notes)?;
+        crate::ser::optional(&mut map, "protected", &self.protected)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageDownloadUrlParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageDownloadUrlParams {
     /// The expected checksum of the file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checksum: ::std::option::Option<::std::string::String>,
     /// The algorithm to calculate the checksum of the file.
     ///
     /// One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.
-    #[serde(rename = "checksum-algorithm")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checksum_algorithm: ::std::option::Option<
         crate::generated::nodes::ChecksumAlgorithm,
     >,
     /// Decompress the downloaded file using the specified compression algorithm.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compression: ::std::option::Option<::std::string::String>,
     /// Content type.
     ///
@@ -33227,8 +36462,6 @@ pub struct NodesStorageDownloadUrlParams {
     /// If false, no SSL/TLS certificates will be verified.
     ///
     /// Default: `true`.
-    #[serde(rename = "verify-certificates")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_certificates: ::std::option::Option<crate::PveBool>,
 }
 impl NodesStorageDownloadUrlParams {
@@ -33250,15 +36483,37 @@ impl NodesStorageDownloadUrlParams {
         }
     }
 }
+impl ::serde::Serialize for NodesStorageDownloadUrlParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "checksum", &self.checksum)?;
+        crate::ser::optional(&mut map, "checksum-algorithm", &self.checksum_algorithm)?;
+        crate::ser::optional(&mut map, "compression", &self.compression)?;
+        crate::ser::entry(&mut map, "content", &self.content)?;
+        crate::ser::entry(&mut map, "filename", &self.filename)?;
+        crate::ser::entry(&mut map, "url", &self.url)?;
+        crate::ser::optional(
+            &mut map,
+            "verify-certificates",
+            &self.verify_certificates,
+        )?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageFileRestoreDownloadParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageFileRestoreDownloadParams {
     /// base64-path to the directory or file to download.
     pub filepath: ::std::string::String,
     /// Download dirs as 'tar.zst' instead of 'zip'.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tar: ::std::option::Option<crate::PveBool>,
     /// Backup volume ID or name. Currently only PBS snapshots are supported.
     pub volume: ::std::string::String,
@@ -33277,8 +36532,23 @@ impl NodesStorageFileRestoreDownloadParams {
         }
     }
 }
+impl ::serde::Serialize for NodesStorageFileRestoreDownloadParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "filepath", &self.filepath)?;
+        crate::ser::optional(&mut map, "tar", &self.tar)?;
+        crate::ser::entry(&mut map, "volume", &self.volume)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageFileRestoreListParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageFileRestoreListParams {
     /// base64-path to the directory or file being listed, or "/".
     pub filepath: ::std::string::String,
@@ -33298,23 +36568,53 @@ impl NodesStorageFileRestoreListParams {
         }
     }
 }
+impl ::serde::Serialize for NodesStorageFileRestoreListParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "filepath", &self.filepath)?;
+        crate::ser::entry(&mut map, "volume", &self.volume)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageFileRestoreListResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageFileRestoreListResponseItem {
     /// base64 path of the current entry
     pub filepath: ::std::string::String,
     /// If this entry is a leaf in the directory graph.
     pub leaf: crate::PveBool,
     /// Entry last-modified time (unix timestamp).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mtime: ::std::option::Option<i64>,
     /// Entry file size.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// Entry display text.
     pub text: ::std::string::String,
     /// Entry type.
     pub r#type: ::std::string::String,
+}
+impl ::serde::Serialize for NodesStorageFileRestoreListResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "filepath", &self.filepath)?;
+        crate::ser::entry(&mut map, "leaf", &self.leaf)?;
+        crate::ser::optional(&mut map, "mtime", &self.mtime)?;
+        crate::ser::optional(&mut map, "size", &self.size)?;
+        crate::ser::entry(&mut map, "text", &self.text)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageFileRestoreListResponseItem {
     const EXPECTING: &'static str = "struct NodesStorageFileRestoreListResponseItem";
@@ -33358,7 +36658,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesStorageFileRestoreListResponseItem 
     }
 }
 /// The `NodesStorageIdentityResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageIdentityResponse {
     /// Unique identifier for this storage instance. The exact format and semantics depend on the storage plugin type.
     pub id: ::std::string::String,
@@ -33366,6 +36666,20 @@ pub struct NodesStorageIdentityResponse {
     ///
     /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     pub r#type: crate::generated::common::NodesStorageIdentityResponseType,
+}
+impl ::serde::Serialize for NodesStorageIdentityResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageIdentityResponse {
     const EXPECTING: &'static str = "struct NodesStorageIdentityResponse";
@@ -33397,7 +36711,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesStorageIdentityResponse {
     }
 }
 /// The `NodesStorageImportMetadataGetParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageImportMetadataGetParams {
     /// Volume identifier for the guest archive/entry.
     pub volume: ::std::string::String,
@@ -33409,19 +36723,29 @@ impl NodesStorageImportMetadataGetParams {
         Self { volume: volume.into() }
     }
 }
+impl ::serde::Serialize for NodesStorageImportMetadataGetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "volume", &self.volume)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// Information about how to import a guest.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageImportMetadataGetResponse {
     /// Parameters which can be used in a call to create a VM or container.
-    #[serde(rename = "create-args")]
     pub create_args: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     /// Recognised disk volumes as `$bus$id` => `$storeid:$path` map.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disks: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
     /// Recognised network interfaces as `net$id` => { ...params } object.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub net: ::std::option::Option<
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
@@ -33434,12 +36758,29 @@ pub struct NodesStorageImportMetadataGetResponse {
     /// One of `vm`.
     pub r#type: crate::generated::nodes::NodesStorageImportMetadataGetResponseType,
     /// List of known issues that can affect the import of a guest. Note that lack of warning does not imply that there cannot be any problems.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub warnings: ::std::option::Option<
         ::std::vec::Vec<
             crate::generated::nodes::NodesStorageImportMetadataGetResponseWarningsItem,
         >,
     >,
+}
+impl ::serde::Serialize for NodesStorageImportMetadataGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "create-args", &self.create_args)?;
+        crate::ser::optional(&mut map, "disks", &self.disks)?;
+        crate::ser::optional(&mut map, "net", &self.net)?;
+        crate::ser::entry(&mut map, "source", &self.source)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "warnings", &self.warnings)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageImportMetadataGetResponse {
     const EXPECTING: &'static str = "struct NodesStorageImportMetadataGetResponse";
@@ -33485,18 +36826,31 @@ impl<'de> ::serde::Deserialize<'de> for NodesStorageImportMetadataGetResponse {
     }
 }
 /// The `NodesStorageImportMetadataGetResponseWarningsItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageImportMetadataGetResponseWarningsItem {
     /// Related subject (config) key of warning.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub key: ::std::option::Option<::std::string::String>,
     /// What this warning is about.
     ///
     /// One of `cdrom-image-ignored`, `efi-state-lost`, `guest-is-running`, `nvme-unsupported`, `ova-needs-extracting`, `ovmf-with-lsi-unsupported`, `serial-port-socket-only`.
     pub r#type: crate::generated::nodes::NodesStorageImportMetadataGetResponseWarningsItemType,
     /// Related subject (config) value of warning.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub value: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesStorageImportMetadataGetResponseWarningsItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "key", &self.key)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "value", &self.value)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageImportMetadataGetResponseWarningsItem {
     const EXPECTING: &'static str = "struct NodesStorageImportMetadataGetResponseWarningsItem";
@@ -33532,76 +36886,103 @@ for NodesStorageImportMetadataGetResponseWarningsItem {
     }
 }
 /// The `NodesStorageIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageIndexParams {
     /// Only list stores which support this content type.
     ///
     /// Format `pve-storage-content-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
     /// Only list stores which are enabled (not disabled in config).
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Include information about formats
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<crate::PveBool>,
     /// Only list status for  specified storage
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// If target is different to 'node', we only lists shared storages which content is accessible on this 'node' and the specified 'target' node.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesStorageIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "format", &self.format)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStorageIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageIndexResponseItem {
     /// Set when storage is accessible.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub active: ::std::option::Option<crate::PveBool>,
     /// Available storage space in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub avail: ::std::option::Option<i64>,
     /// Allowed storage content types.
     ///
     /// Format `pve-storage-content-list`.
     pub content: ::std::string::String,
     /// Set when storage is enabled (not disabled).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Lists the supported and default format. Use 'formats' instead. Only included if 'format' parameter is set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub formats: ::std::option::Option<
         crate::generated::nodes::NodesStorageIndexResponseItemFormats,
     >,
     /// Instead of creating new volumes, one must select one that is already existing. Only included if 'format' parameter is set.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub select_existing: ::std::option::Option<crate::PveBool>,
     /// Shared flag from storage configuration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shared: ::std::option::Option<crate::PveBool>,
     /// The storage identifier.
     ///
     /// Format `pve-storage-id`.
     pub storage: ::std::string::String,
     /// Total storage space in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub total: ::std::option::Option<i64>,
     /// Storage type.
     pub r#type: ::std::string::String,
     /// Used storage space in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub used: ::std::option::Option<i64>,
     /// Used fraction (used/total).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub used_fraction: ::std::option::Option<f64>,
+}
+impl ::serde::Serialize for NodesStorageIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "active", &self.active)?;
+        crate::ser::optional(&mut map, "avail", &self.avail)?;
+        crate::ser::entry(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "formats", &self.formats)?;
+        crate::ser::optional(&mut map, "select_existing", &self.select_existing)?;
+        crate::ser::optional(&mut map, "shared", &self.shared)?;
+        crate::ser::entry(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "total", &self.total)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "used", &self.used)?;
+        crate::ser::optional(&mut map, "used_fraction", &self.used_fraction)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageIndexResponseItem {
     const EXPECTING: &'static str = "struct NodesStorageIndexResponseItem";
@@ -33671,7 +37052,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesStorageIndexResponseItem {
     }
 }
 /// Lists the supported and default format. Use 'formats' instead. Only included if 'format' parameter is set.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageIndexResponseItemFormats {
     /// The default format of the storage.
     ///
@@ -33681,6 +37062,20 @@ pub struct NodesStorageIndexResponseItemFormats {
     pub supported: ::std::vec::Vec<
         crate::generated::common::NodesStorageContentCreateParamsFormat,
     >,
+}
+impl ::serde::Serialize for NodesStorageIndexResponseItemFormats {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "default", &self.default)?;
+        crate::ser::entry(&mut map, "supported", &self.supported)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageIndexResponseItemFormats {
     const EXPECTING: &'static str = "struct NodesStorageIndexResponseItemFormats";
@@ -33712,10 +37107,9 @@ impl<'de> ::serde::Deserialize<'de> for NodesStorageIndexResponseItemFormats {
     }
 }
 /// The `NodesStorageOciRegistryPullParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageOciRegistryPullParams {
     /// Custom destination file name of the OCI image. Caution: This will be normalized!
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub filename: ::std::option::Option<::std::string::String>,
     /// The reference to the OCI image to download.
     pub reference: ::std::string::String,
@@ -33730,56 +37124,92 @@ impl NodesStorageOciRegistryPullParams {
         }
     }
 }
+impl ::serde::Serialize for NodesStorageOciRegistryPullParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "filename", &self.filename)?;
+        crate::ser::entry(&mut map, "reference", &self.reference)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStoragePrunebackupsDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStoragePrunebackupsDeleteParams {
     /// Use these retention options instead of those from the storage configuration.
     ///
     /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::common::PruneBackupsConfig,
     >,
     /// Either 'qemu' or 'lxc'. Only consider backups for guests of this type.
     ///
     /// One of `qemu`, `lxc`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::common::ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItemType,
     >,
     /// Only prune backups for this VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
 }
+impl ::serde::Serialize for NodesStoragePrunebackupsDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStoragePrunebackupsDryrunParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStoragePrunebackupsDryrunParams {
     /// Use these retention options instead of those from the storage configuration.
     ///
     /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::common::PruneBackupsConfig,
     >,
     /// Either 'qemu' or 'lxc'. Only consider backups for guests of this type.
     ///
     /// One of `qemu`, `lxc`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::common::ClusterBackupInfoNotBackedUpGetGuestsNotInBackupResponseItemType,
     >,
     /// Only consider backups for this guest.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
 }
+impl ::serde::Serialize for NodesStoragePrunebackupsDryrunParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesStoragePrunebackupsDryrunResponseItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStoragePrunebackupsDryrunResponseItem {
     /// Creation time of the backup (seconds since the UNIX epoch).
     pub ctime: i64,
@@ -33790,10 +37220,26 @@ pub struct NodesStoragePrunebackupsDryrunResponseItem {
     /// One of 'qemu', 'lxc', 'openvz' or 'unknown'.
     pub r#type: ::std::string::String,
     /// The VM the backup belongs to.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
     /// Backup volume ID.
     pub volid: ::std::string::String,
+}
+impl ::serde::Serialize for NodesStoragePrunebackupsDryrunResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "ctime", &self.ctime)?;
+        crate::ser::entry(&mut map, "mark", &self.mark)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::entry(&mut map, "volid", &self.volid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStoragePrunebackupsDryrunResponseItem {
     const EXPECTING: &'static str = "struct NodesStoragePrunebackupsDryrunResponseItem";
@@ -33834,32 +37280,46 @@ impl<'de> ::serde::Deserialize<'de> for NodesStoragePrunebackupsDryrunResponseIt
     }
 }
 /// The `NodesStorageStatusReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesStorageStatusReadResponse {
     /// Set when storage is accessible.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub active: ::std::option::Option<crate::PveBool>,
     /// Available storage space in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub avail: ::std::option::Option<i64>,
     /// Allowed storage content types.
     ///
     /// Format `pve-storage-content-list`.
     pub content: ::std::string::String,
     /// Set when storage is enabled (not disabled).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub enabled: ::std::option::Option<crate::PveBool>,
     /// Shared flag from storage configuration.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shared: ::std::option::Option<crate::PveBool>,
     /// Total storage space in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub total: ::std::option::Option<i64>,
     /// Storage type.
     pub r#type: ::std::string::String,
     /// Used storage space in bytes.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub used: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for NodesStorageStatusReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "active", &self.active)?;
+        crate::ser::optional(&mut map, "avail", &self.avail)?;
+        crate::ser::entry(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "enabled", &self.enabled)?;
+        crate::ser::optional(&mut map, "shared", &self.shared)?;
+        crate::ser::optional(&mut map, "total", &self.total)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "used", &self.used)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesStorageStatusReadResponse {
     const EXPECTING: &'static str = "struct NodesStorageStatusReadResponse";
@@ -33909,16 +37369,13 @@ impl<'de> ::serde::Deserialize<'de> for NodesStorageStatusReadResponse {
     }
 }
 /// The `NodesStorageUploadParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesStorageUploadParams {
     /// The expected checksum of the file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checksum: ::std::option::Option<::std::string::String>,
     /// The algorithm to calculate the checksum of the file.
     ///
     /// One of `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512`.
-    #[serde(rename = "checksum-algorithm")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checksum_algorithm: ::std::option::Option<
         crate::generated::nodes::ChecksumAlgorithm,
     >,
@@ -33929,7 +37386,6 @@ pub struct NodesStorageUploadParams {
     /// The name of the file to create. Caution: This will be normalized!
     pub filename: ::std::string::String,
     /// The source file name. This parameter is usually set by the REST handler. You can only overwrite it when connecting to the trusted port on localhost.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpfilename: ::std::option::Option<::std::string::String>,
 }
 impl NodesStorageUploadParams {
@@ -33948,46 +37404,76 @@ impl NodesStorageUploadParams {
         }
     }
 }
+impl ::serde::Serialize for NodesStorageUploadParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "checksum", &self.checksum)?;
+        crate::ser::optional(&mut map, "checksum-algorithm", &self.checksum_algorithm)?;
+        crate::ser::entry(&mut map, "content", &self.content)?;
+        crate::ser::entry(&mut map, "filename", &self.filename)?;
+        crate::ser::optional(&mut map, "tmpfilename", &self.tmpfilename)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesSubscriptionGetResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesSubscriptionGetResponse {
     /// Timestamp of the last check done.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub checktime: ::std::option::Option<i64>,
     /// The subscription key, if set and permitted to access.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub key: ::std::option::Option<::std::string::String>,
     /// A short code for the subscription level.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub level: ::std::option::Option<::std::string::String>,
     /// A more human readable status message.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub message: ::std::option::Option<::std::string::String>,
     /// Next due date of the set subscription.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nextduedate: ::std::option::Option<::std::string::String>,
     /// Human readable productname of the set subscription.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub productname: ::std::option::Option<::std::string::String>,
     /// Register date of the set subscription.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub regdate: ::std::option::Option<::std::string::String>,
     /// The server ID, if permitted to access.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub serverid: ::std::option::Option<::std::string::String>,
     /// Signature for offline keys
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub signature: ::std::option::Option<::std::string::String>,
     /// The number of sockets for this host.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
     /// The current subscription status.
     ///
     /// One of `new`, `notfound`, `active`, `invalid`, `expired`, `suspended`.
     pub status: crate::generated::nodes::NodesSubscriptionGetResponseStatus,
     /// URL to the web shop.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub url: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for NodesSubscriptionGetResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "checktime", &self.checktime)?;
+        crate::ser::optional(&mut map, "key", &self.key)?;
+        crate::ser::optional(&mut map, "level", &self.level)?;
+        crate::ser::optional(&mut map, "message", &self.message)?;
+        crate::ser::optional(&mut map, "nextduedate", &self.nextduedate)?;
+        crate::ser::optional(&mut map, "productname", &self.productname)?;
+        crate::ser::optional(&mut map, "regdate", &self.regdate)?;
+        crate::ser::optional(&mut map, "serverid", &self.serverid)?;
+        crate::ser::optional(&mut map, "signature", &self.signature)?;
+        crate::ser::optional(&mut map, "sockets", &self.sockets)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::optional(&mut map, "url", &self.url)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesSubscriptionGetResponse {
     const EXPECTING: &'static str = "struct NodesSubscriptionGetResponse";
@@ -34055,7 +37541,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesSubscriptionGetResponse {
     }
 }
 /// The `NodesSubscriptionSetParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesSubscriptionSetParams {
     /// Proxmox VE subscription key
     pub key: ::std::string::String,
@@ -34067,124 +37553,195 @@ impl NodesSubscriptionSetParams {
         Self { key: key.into() }
     }
 }
+impl ::serde::Serialize for NodesSubscriptionSetParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "key", &self.key)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesSubscriptionUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSubscriptionUpdateParams {
     /// Always connect to server, even if local cache is still valid.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<crate::PveBool>,
 }
+impl ::serde::Serialize for NodesSubscriptionUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "force", &self.force)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesSuspendallParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSuspendallParams {
     /// Maximal number of parallel migration job. If not set, uses'max_workers' from datacenter.cfg, and if that's not set the available'
     ///                     .' CPU threads, clamped to a maximum of 8, are used.
     ///
     /// Range 1 to 64.
-    #[serde(rename = "max-workers")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// Only consider Guests with these IDs.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesSuspendallParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "max-workers", &self.max_workers)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesSyslogParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesSyslogParams {
     /// The `limit` property.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
     /// Service ID
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub service: ::std::option::Option<::std::string::String>,
     /// Display all log since this date-time string.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<::std::string::String>,
     /// The `start` property.
     ///
     /// Minimum 0.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
     /// Display all log until this date-time string.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesSyslogParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "limit", &self.limit)?;
+        crate::ser::optional(&mut map, "service", &self.service)?;
+        crate::ser::optional(&mut map, "since", &self.since)?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        crate::ser::optional(&mut map, "until", &self.until)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesTasksLogReadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesTasksLogReadParams {
     /// Whether the tasklog file should be downloaded. This parameter can't be used in conjunction with other parameters
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub download: ::std::option::Option<crate::PveBool>,
     /// The number of lines to read from the tasklog.
     ///
     /// Minimum 0. Default: `50`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
     /// Start at this line when reading the tasklog
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesTasksLogReadParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "download", &self.download)?;
+        crate::ser::optional(&mut map, "limit", &self.limit)?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesTasksNodeParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesTasksNodeParams {
     /// Only list tasks with a status of ERROR.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub errors: ::std::option::Option<crate::PveBool>,
     /// Only list this number of tasks.
     ///
     /// Minimum 0. Default: `50`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub limit: ::std::option::Option<i64>,
     /// Only list tasks since this UNIX epoch.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<i64>,
     /// List archived, active or all tasks.
     ///
     /// One of `archive`, `active`, `all`. Default: `"archive"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<
         crate::generated::nodes::NodesTasksNodeParamsSource,
     >,
     /// List tasks beginning from this offset.
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub start: ::std::option::Option<i64>,
     /// List of Task States that should be returned.
     ///
     /// Format `pve-task-status-type-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub statusfilter: ::std::option::Option<::std::string::String>,
     /// Only list tasks of this type (e.g., vzstart, vzdump).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub typefilter: ::std::option::Option<::std::string::String>,
     /// Only list tasks until this UNIX epoch.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<i64>,
     /// Only list tasks from this user.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub userfilter: ::std::option::Option<::std::string::String>,
     /// Only list tasks for this VM.
     ///
     /// Format `pve-vmid`. Range 100 to 999999999.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
 }
+impl ::serde::Serialize for NodesTasksNodeParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "errors", &self.errors)?;
+        crate::ser::optional(&mut map, "limit", &self.limit)?;
+        crate::ser::optional(&mut map, "since", &self.since)?;
+        crate::ser::optional(&mut map, "source", &self.source)?;
+        crate::ser::optional(&mut map, "start", &self.start)?;
+        crate::ser::optional(&mut map, "statusfilter", &self.statusfilter)?;
+        crate::ser::optional(&mut map, "typefilter", &self.typefilter)?;
+        crate::ser::optional(&mut map, "until", &self.until)?;
+        crate::ser::optional(&mut map, "userfilter", &self.userfilter)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesTasksNodeResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesTasksNodeResponseItem {
     /// The `endtime` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub endtime: ::std::option::Option<i64>,
     /// The `id` property.
     pub id: ::std::string::String,
@@ -34197,7 +37754,6 @@ pub struct NodesTasksNodeResponseItem {
     /// The `starttime` property.
     pub starttime: i64,
     /// The `status` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// The `type` property.
     pub r#type: ::std::string::String,
@@ -34205,6 +37761,28 @@ pub struct NodesTasksNodeResponseItem {
     pub upid: ::std::string::String,
     /// The `user` property.
     pub user: ::std::string::String,
+}
+impl ::serde::Serialize for NodesTasksNodeResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "endtime", &self.endtime)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        crate::ser::entry(&mut map, "pid", &self.pid)?;
+        crate::ser::entry(&mut map, "pstart", &self.pstart)?;
+        crate::ser::entry(&mut map, "starttime", &self.starttime)?;
+        crate::ser::optional(&mut map, "status", &self.status)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::entry(&mut map, "upid", &self.upid)?;
+        crate::ser::entry(&mut map, "user", &self.user)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesTasksNodeResponseItem {
     const EXPECTING: &'static str = "struct NodesTasksNodeResponseItem";
@@ -34262,10 +37840,9 @@ impl<'de> ::serde::Deserialize<'de> for NodesTasksNodeResponseItem {
     }
 }
 /// The `NodesTasksStatusReadResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesTasksStatusReadResponse {
     /// The `exitstatus` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exitstatus: ::std::option::Option<::std::string::String>,
     /// The `id` property.
     pub id: ::std::string::String,
@@ -34287,6 +37864,28 @@ pub struct NodesTasksStatusReadResponse {
     pub upid: ::std::string::String,
     /// The `user` property.
     pub user: ::std::string::String,
+}
+impl ::serde::Serialize for NodesTasksStatusReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "exitstatus", &self.exitstatus)?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        crate::ser::entry(&mut map, "pid", &self.pid)?;
+        crate::ser::entry(&mut map, "pstart", &self.pstart)?;
+        crate::ser::entry(&mut map, "starttime", &self.starttime)?;
+        crate::ser::entry(&mut map, "status", &self.status)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::entry(&mut map, "upid", &self.upid)?;
+        crate::ser::entry(&mut map, "user", &self.user)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesTasksStatusReadResponse {
     const EXPECTING: &'static str = "struct NodesTasksStatusReadResponse";
@@ -34346,22 +37945,33 @@ impl<'de> ::serde::Deserialize<'de> for NodesTasksStatusReadResponse {
     }
 }
 /// The `NodesTermproxyParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesTermproxyParams {
     /// Run specific command or default to login (requires 'root@pam')
     ///
     /// One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd: ::std::option::Option<crate::generated::nodes::Cmd>,
     /// Add parameters to a command. Encoded as null terminated strings.
     ///
     /// Default: `""`.
-    #[serde(rename = "cmd-opts")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd_opts: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesTermproxyParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cmd", &self.cmd)?;
+        crate::ser::optional(&mut map, "cmd-opts", &self.cmd_opts)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesTimeResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesTimeResponse {
     /// Seconds since 1970-01-01 00:00:00 (local time)
     ///
@@ -34373,6 +37983,21 @@ pub struct NodesTimeResponse {
     pub time: i64,
     /// Time zone
     pub timezone: ::std::string::String,
+}
+impl ::serde::Serialize for NodesTimeResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "localtime", &self.localtime)?;
+        crate::ser::entry(&mut map, "time", &self.time)?;
+        crate::ser::entry(&mut map, "timezone", &self.timezone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesTimeResponse {
     const EXPECTING: &'static str = "struct NodesTimeResponse";
@@ -34409,7 +38034,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesTimeResponse {
     }
 }
 /// The `NodesTimeSetTimezoneParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesTimeSetTimezoneParams {
     /// Time zone. The file '/usr/share/zoneinfo/zone.tab' contains the list of valid names.
     pub timezone: ::std::string::String,
@@ -34421,8 +38046,21 @@ impl NodesTimeSetTimezoneParams {
         Self { timezone: timezone.into() }
     }
 }
+impl ::serde::Serialize for NodesTimeSetTimezoneParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "timezone", &self.timezone)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesVersionResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesVersionResponse {
     /// The current installed Proxmox VE Release
     pub release: ::std::string::String,
@@ -34430,6 +38068,21 @@ pub struct NodesVersionResponse {
     pub repoid: ::std::string::String,
     /// The current installed pve-manager package version
     pub version: ::std::string::String,
+}
+impl ::serde::Serialize for NodesVersionResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "release", &self.release)?;
+        crate::ser::entry(&mut map, "repoid", &self.repoid)?;
+        crate::ser::entry(&mut map, "version", &self.version)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesVersionResponse {
     const EXPECTING: &'static str = "struct NodesVersionResponse";
@@ -34464,35 +38117,46 @@ impl<'de> ::serde::Deserialize<'de> for NodesVersionResponse {
     }
 }
 /// The `NodesVncshellParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesVncshellParams {
     /// Run specific command or default to login (requires 'root@pam')
     ///
     /// One of `ceph_install`, `login`, `upgrade`. Default: `"login"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd: ::std::option::Option<crate::generated::nodes::Cmd>,
     /// Add parameters to a command. Encoded as null terminated strings.
     ///
     /// Default: `""`.
-    #[serde(rename = "cmd-opts")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub cmd_opts: ::std::option::Option<::std::string::String>,
     /// sets the height of the console in pixels.
     ///
     /// Range 16 to 2160.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub height: ::std::option::Option<i64>,
     /// use websocket instead of standard vnc.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub websocket: ::std::option::Option<crate::PveBool>,
     /// sets the width of the console in pixels.
     ///
     /// Range 16 to 4096.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub width: ::std::option::Option<i64>,
 }
+impl ::serde::Serialize for NodesVncshellParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "cmd", &self.cmd)?;
+        crate::ser::optional(&mut map, "cmd-opts", &self.cmd_opts)?;
+        crate::ser::optional(&mut map, "height", &self.height)?;
+        crate::ser::optional(&mut map, "websocket", &self.websocket)?;
+        crate::ser::optional(&mut map, "width", &self.width)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesVncwebsocketParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesVncwebsocketParams {
     /// Port number returned by previous 'vncshell' call.
     ///
@@ -34514,174 +38178,211 @@ impl NodesVncwebsocketParams {
         }
     }
 }
+impl ::serde::Serialize for NodesVncwebsocketParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "port", &self.port)?;
+        crate::ser::entry(&mut map, "vncticket", &self.vncticket)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesVzdumpDefaultsParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesVzdumpDefaultsParams {
     /// The storage identifier.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for NodesVzdumpDefaultsParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesVzdumpDefaultsResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesVzdumpDefaultsResponse {
     /// Backup all known guest systems on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
     /// Limit I/O bandwidth (in KiB/s).
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Compress dump file.
     ///
     /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<crate::generated::common::Compress>,
     /// Store resulting files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
     /// Exclude specified guest systems (assumes --all)
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
-    #[serde(rename = "exclude-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Options for backup fleecing (VM only).
     ///
     /// Format `backup-fleecing`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<crate::generated::common::FleecingConfig>,
     /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
     ///
     /// Range 0 to 8. Default: `7`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
     /// One of `always`, `failure`. Default: `"always"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<
         crate::generated::common::Mailnotification,
     >,
     /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
     ///
     /// Format `email-or-username-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
     /// Backup mode.
     ///
     /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::common::ClusterBackupCreateJobParamsMode,
     >,
     /// Only run if executed on this node.
     ///
     /// Format `pve-node`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
-    #[serde(rename = "notes-template")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
     /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
     ///
     /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
-    #[serde(rename = "notification-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<
         crate::generated::common::NotificationMode,
     >,
     /// PBS mode used to detect file changes and switch encoding format for container backups.
     ///
     /// One of `legacy`, `data`, `metadata`.
-    #[serde(rename = "pbs-change-detection-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<
         crate::generated::common::PbsChangeDetectionMode,
     >,
     /// Other performance-related settings.
     ///
     /// Format `backup-performance`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<crate::generated::common::PerformanceConfig>,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// If true, mark backup(s) as protected.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Use these retention options instead of those from the storage configuration.
     ///
     /// Format `prune-backups`. Default: `"keep-all=1"`.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::common::PruneBackupsConfig,
     >,
     /// Be quiet.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
     /// Prune older backups according to 'prune-backups'.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
     /// Use specified hook script.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
     /// Exclude temporary files and logs.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
     /// Stop running backup jobs on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
     /// Maximal time to wait until a guest system is stopped (minutes).
     ///
     /// Minimum 0. Default: `10`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
     /// The ID of the guest system you want to backup.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
     /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
     ///
     /// Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for NodesVzdumpDefaultsResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "all", &self.all)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "compress", &self.compress)?;
+        crate::ser::optional(&mut map, "dumpdir", &self.dumpdir)?;
+        crate::ser::optional(&mut map, "exclude", &self.exclude)?;
+        crate::ser::optional(&mut map, "exclude-path", &self.exclude_path)?;
+        crate::ser::optional(&mut map, "fleecing", &self.fleecing)?;
+        crate::ser::optional(&mut map, "ionice", &self.ionice)?;
+        crate::ser::optional(&mut map, "lockwait", &self.lockwait)?;
+        crate::ser::optional(&mut map, "mailnotification", &self.mailnotification)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "notes-template", &self.notes_template)?;
+        crate::ser::optional(&mut map, "notification-mode", &self.notification_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "pbs-change-detection-mode",
+            &self.pbs_change_detection_mode,
+        )?;
+        crate::ser::optional(&mut map, "performance", &self.performance)?;
+        crate::ser::optional(&mut map, "pigz", &self.pigz)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "protected", &self.protected)?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "quiet", &self.quiet)?;
+        crate::ser::optional(&mut map, "remove", &self.remove)?;
+        crate::ser::optional(&mut map, "script", &self.script)?;
+        crate::ser::optional(&mut map, "stdexcludes", &self.stdexcludes)?;
+        crate::ser::optional(&mut map, "stop", &self.stop)?;
+        crate::ser::optional(&mut map, "stopwait", &self.stopwait)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "tmpdir", &self.tmpdir)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::optional(&mut map, "zstd", &self.zstd)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for NodesVzdumpDefaultsResponse {
     const EXPECTING: &'static str = "struct NodesVzdumpDefaultsResponse";
@@ -34828,7 +38529,7 @@ impl<'de> ::serde::Deserialize<'de> for NodesVzdumpDefaultsResponse {
     }
 }
 /// The `NodesVzdumpExtractconfigParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodesVzdumpExtractconfigParams {
     /// Volume identifier
     pub volume: ::std::string::String,
@@ -34840,167 +38541,190 @@ impl NodesVzdumpExtractconfigParams {
         Self { volume: volume.into() }
     }
 }
+impl ::serde::Serialize for NodesVzdumpExtractconfigParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "volume", &self.volume)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `NodesVzdumpParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodesVzdumpParams {
     /// Backup all known guest systems on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub all: ::std::option::Option<crate::PveBool>,
     /// Limit I/O bandwidth (in KiB/s).
     ///
     /// Minimum 0. Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<i64>,
     /// Compress dump file.
     ///
     /// One of `0`, `1`, `gzip`, `lzo`, `zstd`. Default: `"0"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<crate::generated::common::Compress>,
     /// Store resulting files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub dumpdir: ::std::option::Option<::std::string::String>,
     /// Exclude specified guest systems (assumes --all)
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude: ::std::option::Option<::std::string::String>,
     /// Exclude certain files/directories (shell globs). Paths starting with '/' are anchored to the container's root, other paths match relative to each subdirectory.
-    #[serde(rename = "exclude-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub exclude_path: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// Options for backup fleecing (VM only).
     ///
     /// Format `backup-fleecing`. Property string: `[[enabled=]<1|0>] [,storage=<storage ID>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fleecing: ::std::option::Option<crate::generated::common::FleecingConfig>,
     /// Set IO priority when using the BFQ scheduler. For snapshot and suspend mode backups of VMs, this only affects the compressor. A value of 8 means the idle priority is used, otherwise the best-effort priority is used with the specified value.
     ///
     /// Range 0 to 8. Default: `7`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub ionice: ::std::option::Option<i64>,
     /// The ID of the backup job. If set, the 'backup-job' metadata field of the backup notification will be set to this value. Only root@pam can set this parameter.
-    #[serde(rename = "job-id")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
     /// Maximal time to wait for the global lock (minutes).
     ///
     /// Minimum 0. Default: `180`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lockwait: ::std::option::Option<i64>,
     /// Deprecated: use notification targets/matchers instead. Specify when to send a notification mail
     ///
     /// One of `always`, `failure`. Default: `"always"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailnotification: ::std::option::Option<
         crate::generated::common::Mailnotification,
     >,
     /// Deprecated: Use notification targets/matchers instead. Comma-separated list of email addresses or users that should receive email notifications.
     ///
     /// Format `email-or-username-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mailto: ::std::option::Option<::std::string::String>,
     /// Backup mode.
     ///
     /// One of `snapshot`, `suspend`, `stop`. Default: `"snapshot"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<
         crate::generated::common::ClusterBackupCreateJobParamsMode,
     >,
     /// Template string for generating notes for the backup(s). It can contain variables which will be replaced by their values. Currently supported are {{cluster}}, {{guestname}}, {{node}}, and {{vmid}}, but more might be added in the future. Needs to be a single line, newline and backslash need to be escaped as '\n' and '\\' respectively.
-    #[serde(rename = "notes-template")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notes_template: ::std::option::Option<::std::string::String>,
     /// Determine which notification system to use. If set to 'legacy-sendmail', vzdump will consider the mailto/mailnotification parameters and send emails to the specified address(es) via the 'sendmail' command. If set to 'notification-system', a notification will be sent via PVE's notification system, and the mailto and mailnotification will be ignored. If set to 'auto' (default setting), an email will be sent if mailto is set, and the notification system will be used if not.
     ///
     /// One of `auto`, `legacy-sendmail`, `notification-system`. Default: `"auto"`.
-    #[serde(rename = "notification-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub notification_mode: ::std::option::Option<
         crate::generated::common::NotificationMode,
     >,
     /// PBS mode used to detect file changes and switch encoding format for container backups.
     ///
     /// One of `legacy`, `data`, `metadata`.
-    #[serde(rename = "pbs-change-detection-mode")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pbs_change_detection_mode: ::std::option::Option<
         crate::generated::common::PbsChangeDetectionMode,
     >,
     /// Other performance-related settings.
     ///
     /// Format `backup-performance`. Property string: `[max-workers=<integer>] [,pbs-entries-max=<integer>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub performance: ::std::option::Option<crate::generated::common::PerformanceConfig>,
     /// Use pigz instead of gzip when N>0. N=1 uses half of cores, N>1 uses N as thread count.
     ///
     /// Default: `0`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pigz: ::std::option::Option<i64>,
     /// Backup all known guest systems included in the specified pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// If true, mark backup(s) as protected.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub protected: ::std::option::Option<crate::PveBool>,
     /// Use these retention options instead of those from the storage configuration.
     ///
     /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`. Default: `"keep-all=1"`.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::common::PruneBackupsConfig,
     >,
     /// Be quiet.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub quiet: ::std::option::Option<crate::PveBool>,
     /// Prune older backups according to 'prune-backups'.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub remove: ::std::option::Option<crate::PveBool>,
     /// Use specified hook script.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
     /// Exclude temporary files and logs.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdexcludes: ::std::option::Option<crate::PveBool>,
     /// Write tar to stdout, not to a file.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stdout: ::std::option::Option<crate::PveBool>,
     /// Stop running backup jobs on this host.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stop: ::std::option::Option<crate::PveBool>,
     /// Maximal time to wait until a guest system is stopped (minutes).
     ///
     /// Minimum 0. Default: `10`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub stopwait: ::std::option::Option<i64>,
     /// Store resulting file to this storage.
     ///
     /// Format `pve-storage-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// Store temporary files to specified directory.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tmpdir: ::std::option::Option<::std::string::String>,
     /// The ID of the guest system you want to backup.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<::std::string::String>,
     /// Zstd threads. N=0 uses half of the available cores, if N is set to a value bigger than 0, N is used as thread count.
     ///
     /// Default: `1`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zstd: ::std::option::Option<i64>,
+}
+impl ::serde::Serialize for NodesVzdumpParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "all", &self.all)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "compress", &self.compress)?;
+        crate::ser::optional(&mut map, "dumpdir", &self.dumpdir)?;
+        crate::ser::optional(&mut map, "exclude", &self.exclude)?;
+        crate::ser::optional(&mut map, "exclude-path", &self.exclude_path)?;
+        crate::ser::optional(&mut map, "fleecing", &self.fleecing)?;
+        crate::ser::optional(&mut map, "ionice", &self.ionice)?;
+        crate::ser::optional(&mut map, "job-id", &self.job_id)?;
+        crate::ser::optional(&mut map, "lockwait", &self.lockwait)?;
+        crate::ser::optional(&mut map, "mailnotification", &self.mailnotification)?;
+        crate::ser::optional(&mut map, "mailto", &self.mailto)?;
+        crate::ser::optional(&mut map, "mode", &self.mode)?;
+        crate::ser::optional(&mut map, "notes-template", &self.notes_template)?;
+        crate::ser::optional(&mut map, "notification-mode", &self.notification_mode)?;
+        crate::ser::optional(
+            &mut map,
+            "pbs-change-detection-mode",
+            &self.pbs_change_detection_mode,
+        )?;
+        crate::ser::optional(&mut map, "performance", &self.performance)?;
+        crate::ser::optional(&mut map, "pigz", &self.pigz)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "protected", &self.protected)?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "quiet", &self.quiet)?;
+        crate::ser::optional(&mut map, "remove", &self.remove)?;
+        crate::ser::optional(&mut map, "script", &self.script)?;
+        crate::ser::optional(&mut map, "stdexcludes", &self.stdexcludes)?;
+        crate::ser::optional(&mut map, "stdout", &self.stdout)?;
+        crate::ser::optional(&mut map, "stop", &self.stop)?;
+        crate::ser::optional(&mut map, "stopwait", &self.stopwait)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "tmpdir", &self.tmpdir)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        crate::ser::optional(&mut map, "zstd", &self.zstd)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 /// The `data` of the reply to `GET /nodes` (`nodes_index`).
 pub type NodesIndexResponse = ::std::vec::Vec<

@@ -154,10 +154,9 @@ impl crate::PropertyValue for PoolsIndexResponseItemMembersItemType {
     }
 }
 /// The `PoolsCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolsCreateParams {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `poolid` property.
     ///
@@ -174,8 +173,22 @@ impl PoolsCreateParams {
         }
     }
 }
+impl ::serde::Serialize for PoolsCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "poolid", &self.poolid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `PoolsDeleteParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolsDeleteParams {
     /// The `poolid` property.
     ///
@@ -189,33 +202,71 @@ impl PoolsDeleteParams {
         Self { poolid: poolid.into() }
     }
 }
+impl ::serde::Serialize for PoolsDeleteParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "poolid", &self.poolid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `PoolsIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PoolsIndexParams {
     /// The `poolid` property.
     ///
     /// Format `pve-poolid`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub poolid: ::std::option::Option<::std::string::String>,
     /// The `type` property.
     ///
     /// One of `qemu`, `lxc`, `storage`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<crate::generated::pools::PoolsIndexParamsType>,
 }
+impl ::serde::Serialize for PoolsIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "poolid", &self.poolid)?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `PoolsIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PoolsIndexResponseItem {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `members` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub members: ::std::option::Option<
         ::std::vec::Vec<crate::generated::pools::PoolsIndexResponseItemMembersItem>,
     >,
     /// The `poolid` property.
     pub poolid: ::std::string::String,
+}
+impl ::serde::Serialize for PoolsIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "members", &self.members)?;
+        crate::ser::entry(&mut map, "poolid", &self.poolid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for PoolsIndexResponseItem {
     const EXPECTING: &'static str = "struct PoolsIndexResponseItem";
@@ -250,22 +301,37 @@ impl<'de> ::serde::Deserialize<'de> for PoolsIndexResponseItem {
     }
 }
 /// The `PoolsIndexResponseItemMembersItem` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolsIndexResponseItemMembersItem {
     /// The `id` property.
     pub id: ::std::string::String,
     /// The `node` property.
     pub node: ::std::string::String,
     /// The `storage` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// The `type` property.
     ///
     /// One of `qemu`, `lxc`, `openvz`, `storage`.
     pub r#type: crate::generated::pools::PoolsIndexResponseItemMembersItemType,
     /// The `vmid` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vmid: ::std::option::Option<u32>,
+}
+impl ::serde::Serialize for PoolsIndexResponseItemMembersItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "id", &self.id)?;
+        crate::ser::entry(&mut map, "node", &self.node)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "vmid", &self.vmid)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for PoolsIndexResponseItemMembersItem {
     const EXPECTING: &'static str = "struct PoolsIndexResponseItemMembersItem";
@@ -306,24 +372,49 @@ impl<'de> ::serde::Deserialize<'de> for PoolsIndexResponseItemMembersItem {
     }
 }
 /// The `PoolsPoolidReadParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PoolsPoolidReadParams {
     /// The `type` property.
     ///
     /// One of `qemu`, `lxc`, `storage`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<crate::generated::pools::PoolsIndexParamsType>,
 }
+impl ::serde::Serialize for PoolsPoolidReadParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `PoolsPoolidReadResponse` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PoolsPoolidReadResponse {
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// The `members` property.
     pub members: ::std::vec::Vec<
         crate::generated::pools::PoolsIndexResponseItemMembersItem,
     >,
+}
+impl ::serde::Serialize for PoolsPoolidReadResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::entry(&mut map, "members", &self.members)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for PoolsPoolidReadResponse {
     const EXPECTING: &'static str = "struct PoolsPoolidReadResponse";
@@ -355,49 +446,56 @@ impl<'de> ::serde::Deserialize<'de> for PoolsPoolidReadResponse {
     }
 }
 /// The `PoolsPoolidUpdatePoolDeprecatedParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PoolsPoolidUpdatePoolDeprecatedParams {
     /// Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
     ///
     /// Default: `false`.
-    #[serde(rename = "allow-move")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_move: ::std::option::Option<crate::PveBool>,
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Remove the passed VMIDs and/or storage IDs instead of adding them.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// List of storage IDs to add or remove from this pool.
     ///
     /// Format `pve-storage-id-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// List of guest VMIDs to add or remove from this pool.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
+impl ::serde::Serialize for PoolsPoolidUpdatePoolDeprecatedParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "allow-move", &self.allow_move)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `PoolsUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolsUpdateParams {
     /// Allow adding a guest even if already in another pool. The guest will be removed from its current pool and added to this one.
     ///
     /// Default: `false`.
-    #[serde(rename = "allow-move")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_move: ::std::option::Option<crate::PveBool>,
     /// The `comment` property.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comment: ::std::option::Option<::std::string::String>,
     /// Remove the passed VMIDs and/or storage IDs instead of adding them.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<crate::PveBool>,
     /// The `poolid` property.
     ///
@@ -406,12 +504,10 @@ pub struct PoolsUpdateParams {
     /// List of storage IDs to add or remove from this pool.
     ///
     /// Format `pve-storage-id-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub storage: ::std::option::Option<::std::string::String>,
     /// List of guest VMIDs to add or remove from this pool.
     ///
     /// Format `pve-vmid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vms: ::std::option::Option<::std::string::String>,
 }
 impl PoolsUpdateParams {
@@ -426,6 +522,24 @@ impl PoolsUpdateParams {
             storage: ::std::option::Option::None,
             vms: ::std::option::Option::None,
         }
+    }
+}
+impl ::serde::Serialize for PoolsUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "allow-move", &self.allow_move)?;
+        crate::ser::optional(&mut map, "comment", &self.comment)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::entry(&mut map, "poolid", &self.poolid)?;
+        crate::ser::optional(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "vms", &self.vms)?;
+        ::serde::ser::SerializeMap::end(map)
     }
 }
 /// The `data` of the reply to `GET /pools` (`pools_index`).

@@ -166,239 +166,175 @@ impl crate::PropertyValue for Smbversion {
     }
 }
 /// The `StorageCreateParams` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StorageCreateParams {
     /// Authsupported.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub authsupported: ::std::option::Option<::std::string::String>,
     /// Base volume. This volume is automatically activated.
     ///
     /// Format `pve-volume-id`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub base: ::std::option::Option<::std::string::String>,
     /// ZFS block size
     ///
     /// Format `pve-storage-zfs-blocksize`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub blocksize: ::std::option::Option<::std::string::String>,
     /// Set I/O bandwidth limit for various operations (in KiB/s).
     ///
     /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<crate::generated::common::BwlimitConfig>,
     /// host group for comstar views
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comstar_hg: ::std::option::Option<::std::string::String>,
     /// target group for comstar views
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comstar_tg: ::std::option::Option<::std::string::String>,
     /// Allowed content types.
     ///
     /// NOTE: the value 'rootdir' is used for Containers, and value 'images' for VMs.
     ///
     /// Format `pve-storage-content-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
     /// Overrides for default content type directories.
     ///
     /// Format `pve-dir-override-list`.
-    #[serde(rename = "content-dirs")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content_dirs: ::std::option::Option<::std::string::String>,
     /// Create the base directory if it doesn't exist.
     ///
     /// Default: `true`.
-    #[serde(rename = "create-base-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub create_base_path: ::std::option::Option<crate::PveBool>,
     /// Populate the directory with the default structure.
     ///
     /// Default: `true`.
-    #[serde(rename = "create-subdirs")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub create_subdirs: ::std::option::Option<crate::PveBool>,
     /// Data Pool (for erasure coding only)
-    #[serde(rename = "data-pool")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data_pool: ::std::option::Option<::std::string::String>,
     /// Proxmox Backup Server datastore name.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub datastore: ::std::option::Option<::std::string::String>,
     /// Flag to disable the storage.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// CIFS domain.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub domain: ::std::option::Option<::std::string::String>,
     /// Encryption key. Use 'autogen' to generate one automatically without passphrase.
-    #[serde(rename = "encryption-key")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encryption_key: ::std::option::Option<::std::string::String>,
     /// NFS export path.
     ///
     /// Format `pve-storage-path`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub export: ::std::option::Option<::std::string::String>,
     /// Certificate SHA 256 fingerprint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// Default image format.
     ///
     /// One of `raw`, `qcow2`, `subvol`, `vmdk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<
         crate::generated::common::NodesStorageContentCreateParamsFormat,
     >,
     /// The Ceph filesystem name.
     ///
     /// Format `pve-configid`.
-    #[serde(rename = "fs-name")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fs_name: ::std::option::Option<::std::string::String>,
     /// Mount CephFS through FUSE.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fuse: ::std::option::Option<crate::PveBool>,
     /// Assume the given path is an externally managed mountpoint and consider the storage offline if it is not mounted. Using a boolean (yes/no) value serves as a shortcut to using the target path in this field.
     ///
     /// Default: `"no"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub is_mountpoint: ::std::option::Option<::std::string::String>,
     /// iscsi provider
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub iscsiprovider: ::std::option::Option<::std::string::String>,
     /// Client keyring contents (for external clusters).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyring: ::std::option::Option<::std::string::String>,
     /// Always access rbd through krbd kernel module.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub krbd: ::std::option::Option<crate::PveBool>,
     /// target portal group for Linux LIO targets
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lio_tpg: ::std::option::Option<::std::string::String>,
     /// Base64-encoded, PEM-formatted public RSA key. Used to encrypt a copy of the encryption-key which will be added to each encrypted backup.
-    #[serde(rename = "master-pubkey")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub master_pubkey: ::std::option::Option<::std::string::String>,
     /// Maximal number of protected backups per guest. Use '-1' for unlimited.
     ///
     /// Minimum -1.
-    #[serde(rename = "max-protected-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_protected_backups: ::std::option::Option<i64>,
     /// Create the directory if it doesn't exist and populate it with default sub-dirs. NOTE: Deprecated, use the 'create-base-path' and 'create-subdirs' options instead.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mkdir: ::std::option::Option<crate::PveBool>,
     /// IP addresses of monitors (for external clusters).
     ///
     /// Format `pve-storage-portal-dns-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub monhost: ::std::option::Option<::std::string::String>,
     /// mount point
     ///
     /// Format `pve-storage-path`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mountpoint: ::std::option::Option<::std::string::String>,
     /// Namespace.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub namespace: ::std::option::Option<::std::string::String>,
     /// Set the NOCOW flag on files. Disables data checksumming and causes data errors to be unrecoverable from while allowing direct I/O. Only use this if data does not need to be any more safe than on a single ext4 formatted disk with no underlying raid system.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nocow: ::std::option::Option<crate::PveBool>,
     /// List of nodes for which the storage configuration applies.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// disable write caching on the target
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nowritecache: ::std::option::Option<crate::PveBool>,
     /// NFS/CIFS mount options (see 'man nfs' or 'man mount.cifs')
     ///
     /// Format `pve-storage-options`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub options: ::std::option::Option<::std::string::String>,
     /// Password for accessing the share/datastore.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// File system path.
     ///
     /// Format `pve-storage-path`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
     /// Pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// Use this port to connect to the storage instead of the default one (for example, with PBS or ESXi). For NFS and CIFS, use the 'options' option to configure the port via the mount options.
     ///
     /// Range 1 to 65535.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// iSCSI portal (IP or DNS name with optional port).
     ///
     /// Format `pve-storage-portal-dns`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub portal: ::std::option::Option<::std::string::String>,
     /// Preallocation mode for raw and qcow2 images. Using 'metadata' on raw images results in preallocation=off.
     ///
     /// One of `off`, `metadata`, `falloc`, `full`. Default: `"metadata"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<crate::generated::storage::Preallocation>,
     /// The retention options with shorter intervals are processed first with --keep-last being the very first one. Each option covers a specific period of time. We say that backups within this period are covered by this option. The next option does not take care of already covered backups and only considers older backups.
     ///
     /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::common::PruneBackupsConfig,
     >,
     /// Zero-out data when removing LVs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove: ::std::option::Option<crate::PveBool>,
     /// Wipe step size in MiB. It will be capped to the maximum supported by the storage.
     ///
     /// One of `1`, `2`, `4`, `8`, `16`, `32`. Default: `32`.
-    #[serde(rename = "saferemove-stepsize")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove_stepsize: ::std::option::Option<i64>,
     /// Wipe throughput (cstream -t parameter value).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove_throughput: ::std::option::Option<::std::string::String>,
     /// Server IP or DNS name.
     ///
     /// Format `pve-storage-server`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
     /// CIFS share.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub share: ::std::option::Option<::std::string::String>,
     /// Indicate that this is a single storage with the same contents on all nodes (or all listed in the 'nodes' option). It will not make the contents of a local storage automatically accessible to other nodes, it just marks an already shared storage as such!
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shared: ::std::option::Option<crate::PveBool>,
     /// Disable TLS certificate verification, only enable on fully trusted networks!
     ///
     /// Default: `false`.
-    #[serde(rename = "skip-cert-verification")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skip_cert_verification: ::std::option::Option<crate::PveBool>,
     /// SMB protocol version. 'default' if not set, negotiates the highest SMB2+ version supported by both the client and server.
     ///
     /// One of `default`, `2.0`, `2.1`, `3`, `3.0`, `3.11`. Default: `"default"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbversion: ::std::option::Option<crate::generated::storage::Smbversion>,
     /// Enable support for creating storage-vendor agnostic snapshot through volume backing-chains.
     ///
     /// Default: `false`.
-    #[serde(rename = "snapshot-as-volume-chain")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot_as_volume_chain: ::std::option::Option<crate::PveBool>,
     /// use sparse volumes
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sparse: ::std::option::Option<crate::PveBool>,
     /// The storage identifier.
     ///
@@ -407,36 +343,28 @@ pub struct StorageCreateParams {
     /// Subdir to mount.
     ///
     /// Format `pve-storage-path`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subdir: ::std::option::Option<::std::string::String>,
     /// Only list logical volumes tagged with 'pve-vm-ID'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tagged_only: ::std::option::Option<crate::PveBool>,
     /// iSCSI target.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub target: ::std::option::Option<::std::string::String>,
     /// LVM thin pool LV name.
     ///
     /// Format `pve-storage-vgname`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub thinpool: ::std::option::Option<::std::string::String>,
     /// Storage type.
     ///
     /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     pub r#type: crate::generated::common::NodesStorageIdentityResponseType,
     /// RBD Id.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
     /// Volume group name.
     ///
     /// Format `pve-storage-vgname`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub vgname: ::std::option::Option<::std::string::String>,
     /// Base path where to look for the created ZFS block devices. Set automatically during creation if not specified. Usually '/dev/zvol'.
     ///
     /// Format `pve-storage-path`.
-    #[serde(rename = "zfs-base-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zfs_base_path: ::std::option::Option<::std::string::String>,
 }
 impl StorageCreateParams {
@@ -511,11 +439,103 @@ impl StorageCreateParams {
         }
     }
 }
+impl ::serde::Serialize for StorageCreateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "authsupported", &self.authsupported)?;
+        crate::ser::optional(&mut map, "base", &self.base)?;
+        crate::ser::optional(&mut map, "blocksize", &self.blocksize)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "comstar_hg", &self.comstar_hg)?;
+        crate::ser::optional(&mut map, "comstar_tg", &self.comstar_tg)?;
+        crate::ser::optional(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "content-dirs", &self.content_dirs)?;
+        crate::ser::optional(&mut map, "create-base-path", &self.create_base_path)?;
+        crate::ser::optional(&mut map, "create-subdirs", &self.create_subdirs)?;
+        crate::ser::optional(&mut map, "data-pool", &self.data_pool)?;
+        crate::ser::optional(&mut map, "datastore", &self.datastore)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "domain", &self.domain)?;
+        crate::ser::optional(&mut map, "encryption-key", &self.encryption_key)?;
+        crate::ser::optional(&mut map, "export", &self.export)?;
+        crate::ser::optional(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::optional(&mut map, "format", &self.format)?;
+        crate::ser::optional(&mut map, "fs-name", &self.fs_name)?;
+        crate::ser::optional(&mut map, "fuse", &self.fuse)?;
+        crate::ser::optional(&mut map, "is_mountpoint", &self.is_mountpoint)?;
+        crate::ser::optional(&mut map, "iscsiprovider", &self.iscsiprovider)?;
+        crate::ser::optional(&mut map, "keyring", &self.keyring)?;
+        crate::ser::optional(&mut map, "krbd", &self.krbd)?;
+        crate::ser::optional(&mut map, "lio_tpg", &self.lio_tpg)?;
+        crate::ser::optional(&mut map, "master-pubkey", &self.master_pubkey)?;
+        crate::ser::optional(
+            &mut map,
+            "max-protected-backups",
+            &self.max_protected_backups,
+        )?;
+        crate::ser::optional(&mut map, "mkdir", &self.mkdir)?;
+        crate::ser::optional(&mut map, "monhost", &self.monhost)?;
+        crate::ser::optional(&mut map, "mountpoint", &self.mountpoint)?;
+        crate::ser::optional(&mut map, "namespace", &self.namespace)?;
+        crate::ser::optional(&mut map, "nocow", &self.nocow)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "nowritecache", &self.nowritecache)?;
+        crate::ser::optional(&mut map, "options", &self.options)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "path", &self.path)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::optional(&mut map, "portal", &self.portal)?;
+        crate::ser::optional(&mut map, "preallocation", &self.preallocation)?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "saferemove", &self.saferemove)?;
+        crate::ser::optional(
+            &mut map,
+            "saferemove-stepsize",
+            &self.saferemove_stepsize,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "saferemove_throughput",
+            &self.saferemove_throughput,
+        )?;
+        crate::ser::optional(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "share", &self.share)?;
+        crate::ser::optional(&mut map, "shared", &self.shared)?;
+        crate::ser::optional(
+            &mut map,
+            "skip-cert-verification",
+            &self.skip_cert_verification,
+        )?;
+        crate::ser::optional(&mut map, "smbversion", &self.smbversion)?;
+        crate::ser::optional(
+            &mut map,
+            "snapshot-as-volume-chain",
+            &self.snapshot_as_volume_chain,
+        )?;
+        crate::ser::optional(&mut map, "sparse", &self.sparse)?;
+        crate::ser::entry(&mut map, "storage", &self.storage)?;
+        crate::ser::optional(&mut map, "subdir", &self.subdir)?;
+        crate::ser::optional(&mut map, "tagged_only", &self.tagged_only)?;
+        crate::ser::optional(&mut map, "target", &self.target)?;
+        crate::ser::optional(&mut map, "thinpool", &self.thinpool)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        crate::ser::optional(&mut map, "username", &self.username)?;
+        crate::ser::optional(&mut map, "vgname", &self.vgname)?;
+        crate::ser::optional(&mut map, "zfs-base-path", &self.zfs_base_path)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `StorageCreateResponse` model.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StorageCreateResponse {
     /// Partial, possibly server generated, configuration properties.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub config: ::std::option::Option<
         crate::generated::storage::StorageCreateResponseConfig,
     >,
@@ -525,6 +545,21 @@ pub struct StorageCreateResponse {
     ///
     /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
     pub r#type: crate::generated::common::NodesStorageIdentityResponseType,
+}
+impl ::serde::Serialize for StorageCreateResponse {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "config", &self.config)?;
+        crate::ser::entry(&mut map, "storage", &self.storage)?;
+        crate::ser::entry(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for StorageCreateResponse {
     const EXPECTING: &'static str = "struct StorageCreateResponse";
@@ -559,12 +594,23 @@ impl<'de> ::serde::Deserialize<'de> for StorageCreateResponse {
     }
 }
 /// Partial, possibly server generated, configuration properties.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StorageCreateResponseConfig {
     /// The, possibly auto-generated, encryption-key.
-    #[serde(rename = "encryption-key")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encryption_key: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for StorageCreateResponseConfig {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "encryption-key", &self.encryption_key)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for StorageCreateResponseConfig {
     const EXPECTING: &'static str = "struct StorageCreateResponseConfig";
@@ -595,21 +641,46 @@ impl<'de> ::serde::Deserialize<'de> for StorageCreateResponseConfig {
     }
 }
 /// The `StorageIndexParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StorageIndexParams {
     /// Only list storage of specific type
     ///
     /// One of `btrfs`, `cephfs`, `cifs`, `dir`, `esxi`, `iscsi`, `iscsidirect`, `lvm`, `lvmthin`, `nfs`, `pbs`, `rbd`, `zfs`, `zfspool`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<
         crate::generated::common::NodesStorageIdentityResponseType,
     >,
 }
+impl ::serde::Serialize for StorageIndexParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "type", &self.r#type)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
+}
 /// The `StorageIndexResponseItem` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StorageIndexResponseItem {
     /// The `storage` property.
     pub storage: ::std::string::String,
+}
+impl ::serde::Serialize for StorageIndexResponseItem {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::entry(&mut map, "storage", &self.storage)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 impl<'de> crate::de::FromMap<'de> for StorageIndexResponseItem {
     const EXPECTING: &'static str = "struct StorageIndexResponseItem";
@@ -638,233 +709,252 @@ impl<'de> ::serde::Deserialize<'de> for StorageIndexResponseItem {
     }
 }
 /// The `StorageUpdateParams` model.
-#[derive(Debug, Clone, PartialEq, Default, ::serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StorageUpdateParams {
     /// ZFS block size
     ///
     /// Format `pve-storage-zfs-blocksize`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub blocksize: ::std::option::Option<::std::string::String>,
     /// Set I/O bandwidth limit for various operations (in KiB/s).
     ///
     /// Property string: `[clone=<LIMIT>] [,default=<LIMIT>] [,migration=<LIMIT>] [,move=<LIMIT>] [,restore=<LIMIT>]`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub bwlimit: ::std::option::Option<crate::generated::common::BwlimitConfig>,
     /// host group for comstar views
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comstar_hg: ::std::option::Option<::std::string::String>,
     /// target group for comstar views
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub comstar_tg: ::std::option::Option<::std::string::String>,
     /// Allowed content types.
     ///
     /// NOTE: the value 'rootdir' is used for Containers, and value 'images' for VMs.
     ///
     /// Format `pve-storage-content-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content: ::std::option::Option<::std::string::String>,
     /// Overrides for default content type directories.
     ///
     /// Format `pve-dir-override-list`.
-    #[serde(rename = "content-dirs")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub content_dirs: ::std::option::Option<::std::string::String>,
     /// Create the base directory if it doesn't exist.
     ///
     /// Default: `true`.
-    #[serde(rename = "create-base-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub create_base_path: ::std::option::Option<crate::PveBool>,
     /// Populate the directory with the default structure.
     ///
     /// Default: `true`.
-    #[serde(rename = "create-subdirs")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub create_subdirs: ::std::option::Option<crate::PveBool>,
     /// Data Pool (for erasure coding only)
-    #[serde(rename = "data-pool")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub data_pool: ::std::option::Option<::std::string::String>,
     /// A list of settings you want to delete.
     ///
     /// Format `pve-configid-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub delete: ::std::option::Option<::std::string::String>,
     /// Prevent changes if current configuration file has a different digest. This can be used to prevent concurrent modifications.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
     /// Flag to disable the storage.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub disable: ::std::option::Option<crate::PveBool>,
     /// CIFS domain.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub domain: ::std::option::Option<::std::string::String>,
     /// Encryption key. Use 'autogen' to generate one automatically without passphrase.
-    #[serde(rename = "encryption-key")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub encryption_key: ::std::option::Option<::std::string::String>,
     /// Certificate SHA 256 fingerprint.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fingerprint: ::std::option::Option<::std::string::String>,
     /// Default image format.
     ///
     /// One of `raw`, `qcow2`, `subvol`, `vmdk`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<
         crate::generated::common::NodesStorageContentCreateParamsFormat,
     >,
     /// The Ceph filesystem name.
     ///
     /// Format `pve-configid`.
-    #[serde(rename = "fs-name")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fs_name: ::std::option::Option<::std::string::String>,
     /// Mount CephFS through FUSE.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub fuse: ::std::option::Option<crate::PveBool>,
     /// Assume the given path is an externally managed mountpoint and consider the storage offline if it is not mounted. Using a boolean (yes/no) value serves as a shortcut to using the target path in this field.
     ///
     /// Default: `"no"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub is_mountpoint: ::std::option::Option<::std::string::String>,
     /// Client keyring contents (for external clusters).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub keyring: ::std::option::Option<::std::string::String>,
     /// Always access rbd through krbd kernel module.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub krbd: ::std::option::Option<crate::PveBool>,
     /// target portal group for Linux LIO targets
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub lio_tpg: ::std::option::Option<::std::string::String>,
     /// Base64-encoded, PEM-formatted public RSA key. Used to encrypt a copy of the encryption-key which will be added to each encrypted backup.
-    #[serde(rename = "master-pubkey")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub master_pubkey: ::std::option::Option<::std::string::String>,
     /// Maximal number of protected backups per guest. Use '-1' for unlimited.
     ///
     /// Minimum -1.
-    #[serde(rename = "max-protected-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub max_protected_backups: ::std::option::Option<i64>,
     /// Create the directory if it doesn't exist and populate it with default sub-dirs. NOTE: Deprecated, use the 'create-base-path' and 'create-subdirs' options instead.
     ///
     /// Default: `true`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mkdir: ::std::option::Option<crate::PveBool>,
     /// IP addresses of monitors (for external clusters).
     ///
     /// Format `pve-storage-portal-dns-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub monhost: ::std::option::Option<::std::string::String>,
     /// mount point
     ///
     /// Format `pve-storage-path`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub mountpoint: ::std::option::Option<::std::string::String>,
     /// Namespace.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub namespace: ::std::option::Option<::std::string::String>,
     /// Set the NOCOW flag on files. Disables data checksumming and causes data errors to be unrecoverable from while allowing direct I/O. Only use this if data does not need to be any more safe than on a single ext4 formatted disk with no underlying raid system.
     ///
     /// Default: `false`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nocow: ::std::option::Option<crate::PveBool>,
     /// List of nodes for which the storage configuration applies.
     ///
     /// Format `pve-node-list`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nodes: ::std::option::Option<::std::string::String>,
     /// disable write caching on the target
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub nowritecache: ::std::option::Option<crate::PveBool>,
     /// NFS/CIFS mount options (see 'man nfs' or 'man mount.cifs')
     ///
     /// Format `pve-storage-options`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub options: ::std::option::Option<::std::string::String>,
     /// Password for accessing the share/datastore.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub password: ::std::option::Option<::std::string::String>,
     /// Pool.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub pool: ::std::option::Option<::std::string::String>,
     /// Use this port to connect to the storage instead of the default one (for example, with PBS or ESXi). For NFS and CIFS, use the 'options' option to configure the port via the mount options.
     ///
     /// Range 1 to 65535.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// Preallocation mode for raw and qcow2 images. Using 'metadata' on raw images results in preallocation=off.
     ///
     /// One of `off`, `metadata`, `falloc`, `full`. Default: `"metadata"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<crate::generated::storage::Preallocation>,
     /// The retention options with shorter intervals are processed first with --keep-last being the very first one. Each option covers a specific period of time. We say that backups within this period are covered by this option. The next option does not take care of already covered backups and only considers older backups.
     ///
     /// Format `prune-backups`. Property string: `[keep-all=<1|0>] [,keep-daily=<N>] [,keep-hourly=<N>] [,keep-last=<N>] [,keep-monthly=<N>] [,keep-weekly=<N>] [,keep-yearly=<N>]`.
-    #[serde(rename = "prune-backups")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub prune_backups: ::std::option::Option<
         crate::generated::common::PruneBackupsConfig,
     >,
     /// Zero-out data when removing LVs.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove: ::std::option::Option<crate::PveBool>,
     /// Wipe step size in MiB. It will be capped to the maximum supported by the storage.
     ///
     /// One of `1`, `2`, `4`, `8`, `16`, `32`. Default: `32`.
-    #[serde(rename = "saferemove-stepsize")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove_stepsize: ::std::option::Option<i64>,
     /// Wipe throughput (cstream -t parameter value).
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub saferemove_throughput: ::std::option::Option<::std::string::String>,
     /// Server IP or DNS name.
     ///
     /// Format `pve-storage-server`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
     /// Indicate that this is a single storage with the same contents on all nodes (or all listed in the 'nodes' option). It will not make the contents of a local storage automatically accessible to other nodes, it just marks an already shared storage as such!
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub shared: ::std::option::Option<crate::PveBool>,
     /// Disable TLS certificate verification, only enable on fully trusted networks!
     ///
     /// Default: `false`.
-    #[serde(rename = "skip-cert-verification")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub skip_cert_verification: ::std::option::Option<crate::PveBool>,
     /// SMB protocol version. 'default' if not set, negotiates the highest SMB2+ version supported by both the client and server.
     ///
     /// One of `default`, `2.0`, `2.1`, `3`, `3.0`, `3.11`. Default: `"default"`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub smbversion: ::std::option::Option<crate::generated::storage::Smbversion>,
     /// Enable support for creating storage-vendor agnostic snapshot through volume backing-chains.
     ///
     /// Default: `false`.
-    #[serde(rename = "snapshot-as-volume-chain")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot_as_volume_chain: ::std::option::Option<crate::PveBool>,
     /// use sparse volumes
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub sparse: ::std::option::Option<crate::PveBool>,
     /// Subdir to mount.
     ///
     /// Format `pve-storage-path`.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub subdir: ::std::option::Option<::std::string::String>,
     /// Only list logical volumes tagged with 'pve-vm-ID'.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub tagged_only: ::std::option::Option<crate::PveBool>,
     /// RBD Id.
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
     /// Base path where to look for the created ZFS block devices. Set automatically during creation if not specified. Usually '/dev/zvol'.
     ///
     /// Format `pve-storage-path`.
-    #[serde(rename = "zfs-base-path")]
-    #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub zfs_base_path: ::std::option::Option<::std::string::String>,
+}
+impl ::serde::Serialize for StorageUpdateParams {
+    fn serialize<S: ::serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut map = ::serde::Serializer::serialize_map(
+            serializer,
+            ::std::option::Option::None,
+        )?;
+        crate::ser::optional(&mut map, "blocksize", &self.blocksize)?;
+        crate::ser::optional(&mut map, "bwlimit", &self.bwlimit)?;
+        crate::ser::optional(&mut map, "comstar_hg", &self.comstar_hg)?;
+        crate::ser::optional(&mut map, "comstar_tg", &self.comstar_tg)?;
+        crate::ser::optional(&mut map, "content", &self.content)?;
+        crate::ser::optional(&mut map, "content-dirs", &self.content_dirs)?;
+        crate::ser::optional(&mut map, "create-base-path", &self.create_base_path)?;
+        crate::ser::optional(&mut map, "create-subdirs", &self.create_subdirs)?;
+        crate::ser::optional(&mut map, "data-pool", &self.data_pool)?;
+        crate::ser::optional(&mut map, "delete", &self.delete)?;
+        crate::ser::optional(&mut map, "digest", &self.digest)?;
+        crate::ser::optional(&mut map, "disable", &self.disable)?;
+        crate::ser::optional(&mut map, "domain", &self.domain)?;
+        crate::ser::optional(&mut map, "encryption-key", &self.encryption_key)?;
+        crate::ser::optional(&mut map, "fingerprint", &self.fingerprint)?;
+        crate::ser::optional(&mut map, "format", &self.format)?;
+        crate::ser::optional(&mut map, "fs-name", &self.fs_name)?;
+        crate::ser::optional(&mut map, "fuse", &self.fuse)?;
+        crate::ser::optional(&mut map, "is_mountpoint", &self.is_mountpoint)?;
+        crate::ser::optional(&mut map, "keyring", &self.keyring)?;
+        crate::ser::optional(&mut map, "krbd", &self.krbd)?;
+        crate::ser::optional(&mut map, "lio_tpg", &self.lio_tpg)?;
+        crate::ser::optional(&mut map, "master-pubkey", &self.master_pubkey)?;
+        crate::ser::optional(
+            &mut map,
+            "max-protected-backups",
+            &self.max_protected_backups,
+        )?;
+        crate::ser::optional(&mut map, "mkdir", &self.mkdir)?;
+        crate::ser::optional(&mut map, "monhost", &self.monhost)?;
+        crate::ser::optional(&mut map, "mountpoint", &self.mountpoint)?;
+        crate::ser::optional(&mut map, "namespace", &self.namespace)?;
+        crate::ser::optional(&mut map, "nocow", &self.nocow)?;
+        crate::ser::optional(&mut map, "nodes", &self.nodes)?;
+        crate::ser::optional(&mut map, "nowritecache", &self.nowritecache)?;
+        crate::ser::optional(&mut map, "options", &self.options)?;
+        crate::ser::optional(&mut map, "password", &self.password)?;
+        crate::ser::optional(&mut map, "pool", &self.pool)?;
+        crate::ser::optional(&mut map, "port", &self.port)?;
+        crate::ser::optional(&mut map, "preallocation", &self.preallocation)?;
+        crate::ser::optional(&mut map, "prune-backups", &self.prune_backups)?;
+        crate::ser::optional(&mut map, "saferemove", &self.saferemove)?;
+        crate::ser::optional(
+            &mut map,
+            "saferemove-stepsize",
+            &self.saferemove_stepsize,
+        )?;
+        crate::ser::optional(
+            &mut map,
+            "saferemove_throughput",
+            &self.saferemove_throughput,
+        )?;
+        crate::ser::optional(&mut map, "server", &self.server)?;
+        crate::ser::optional(&mut map, "shared", &self.shared)?;
+        crate::ser::optional(
+            &mut map,
+            "skip-cert-verification",
+            &self.skip_cert_verification,
+        )?;
+        crate::ser::optional(&mut map, "smbversion", &self.smbversion)?;
+        crate::ser::optional(
+            &mut map,
+            "snapshot-as-volume-chain",
+            &self.snapshot_as_volume_chain,
+        )?;
+        crate::ser::optional(&mut map, "sparse", &self.sparse)?;
+        crate::ser::optional(&mut map, "subdir", &self.subdir)?;
+        crate::ser::optional(&mut map, "tagged_only", &self.tagged_only)?;
+        crate::ser::optional(&mut map, "username", &self.username)?;
+        crate::ser::optional(&mut map, "zfs-base-path", &self.zfs_base_path)?;
+        ::serde::ser::SerializeMap::end(map)
+    }
 }
 /// The `data` of the reply to `GET /storage` (`storage_index`).
 pub type StorageIndexResponse = ::std::vec::Vec<
