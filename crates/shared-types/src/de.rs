@@ -286,7 +286,10 @@ mod tests {
     #[test]
     fn a_missing_required_field_is_serdes_missing_field_error() {
         let error = parse(r#"{"name": "web"}"#).unwrap_err();
-        assert_eq!(error.to_string(), "missing field `vmid` at line 1 column 15");
+        assert_eq!(
+            error.to_string(),
+            "missing field `vmid` at line 1 column 15"
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! The Proxmox schema describes some parameters as a family: `net[n]` stands
 //! for the separate keys `net0`, `net1`, … up to a fixed count, all with the
 //! same type.
-//! Generated models hold each family in one flattened field, next to the
-//! ordinary fields and other families:
+//! Generated models hold each family in one field, next to the ordinary fields and other
+//! families; their generated serde impls read a member key with [`crate::de::member`] and write
+//! the members in place with [`crate::ser::family`]. A hand-written struct flattens the field:
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};

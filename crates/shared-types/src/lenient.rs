@@ -6,8 +6,9 @@
 //! [`PveBool`](crate::PveBool) already reads booleans that way; this module does the same for
 //! numbers, so that one odd field never makes a whole reply unusable.
 //!
-//! Every integer and number field of the generated models is read through [`deserialize`]
-//! (`#[serde(deserialize_with = "crate::lenient::deserialize")]`), while the field keeps its
+//! Every integer and number field of the generated reply models is read through [`Lenient`]
+//! (by [`crate::de::lenient`] in their generated `Deserialize` impls; hand-written types use
+//! `#[serde(deserialize_with = "shared_types::lenient::deserialize")]`), while the field keeps its
 //! plain type (`i64`, `u32`, `f64`, `Option<…>`, `Vec<…>`). Serialising is unchanged: numbers are
 //! written as JSON numbers.
 //!

@@ -13,14 +13,15 @@
 //! [`super::named_formats`]), `pve-startup-order` -> `crate::StartupOrder`, integer -> `i64` (`u32` for a `vmid` or a `pve-vmid`), number -> `f64`,
 //! boolean -> `crate::PveBool` (0/1 and true/false), null -> `()`, untyped and `oneOf` ->
 //! `serde_json::Value`, object without properties -> `serde_json::Map`, optional -> `Option`,
-//! `foo[n]` -> a flattened `crate::Indexed<families::Foo, T>`. Paths are fully qualified so that
+//! `foo[n]` -> a `crate::Indexed<families::Foo, T>` field. Paths are fully qualified so that
 //! generated names never collide with user or prelude names.
 //!
-//! Numbers are read leniently: every integer and number field of a reply model carries
-//! `#[serde(deserialize_with = "crate::lenient::deserialize")]`, so `"102"` and `"0.00"` decode
-//! as Proxmox's Perl side sends them. Parameter structs (`<Op>Params`) are only sent, so they
-//! implement `Serialize` and not `Deserialize`: the derive would cost about a third of the
-//! crate's compile time for a direction the SDK never uses. A struct derives `Default` unless a required field has no
+//! Serde impls are generated, not derived: serde's derive output was most of `shared-types`'
+//! compile time. `Serialize` writes a map of the set fields through `crate::ser`; a reply model's
+//! `Deserialize` is one loop over the keys through `crate::de` ([`MapReader`]). Numbers are read
+//! leniently (`crate::de::lenient`), so `"102"` and `"0.00"` decode as Proxmox's Perl side sends
+//! them. Parameter structs (`<Op>Params`) are only sent, so they implement `Serialize` and not
+//! `Deserialize`, a direction the SDK never uses. A struct derives `Default` unless a required field has no
 //! default (an enum, or a format or struct with required keys). A parameter struct with a
 //! required field never derives `Default` (`..Default::default()` would send `vmid=0`): it gets
 //! `new(required...)`, and its optional fields are set with struct update syntax
@@ -376,14 +377,20 @@ impl Generator<'_> {
                 writes.push(quote! { crate::ser::family(&mut map, &self.#field)?; });
                 initialisers.push(quote! { #field: crate::Indexed::new(), });
                 let local = format_ident!("f_{}", field_name);
-                reader.locals.push(quote! { let mut #local = crate::Indexed::new(); });
-                reader.families.push(quote! { crate::de::member(&mut map, &mut #local, &key)? });
+                reader
+                    .locals
+                    .push(quote! { let mut #local = crate::Indexed::new(); });
+                reader
+                    .families
+                    .push(quote! { crate::de::member(&mut map, &mut #local, &key)? });
                 reader.finish.push(quote! { #field: #local, });
                 continue;
             }
             let inner = self.type_of(property_schema, property);
             let local = format_ident!("f_{}", field_name);
-            reader.locals.push(quote! { let mut #local = ::std::option::Option::None; });
+            reader
+                .locals
+                .push(quote! { let mut #local = ::std::option::Option::None; });
             let read = if is_lenient(property_schema) {
                 quote! { crate::de::lenient }
             } else {
