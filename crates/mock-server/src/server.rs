@@ -477,24 +477,10 @@ impl MockServerHandle {
     }
 }
 
-/// The router with the production layers (panic catching, logging).
+/// The router with the production layers (panic catching; the request log line is written by
+/// the router's own observation layer, `http::observe`).
 fn service(state: AppState) -> Router {
-    app(state)
-        .layer(axum::middleware::from_fn(log_request))
-        .layer(CatchPanicLayer::custom(panic_response))
-}
-
-async fn log_request(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let method = request.method().clone();
-    // The path only: query strings may carry secrets.
-    let path = request.uri().path().to_owned();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
-    response
+    app(state).layer(CatchPanicLayer::custom(panic_response))
 }
 
 /// Serves plain HTTP (and HTTPS when given) until `shutdown` resolves, then drains and closes

@@ -39,10 +39,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(control::router(state.clone()))
         .fallback(pipeline::api_entry)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            observe::observe,
-        ))
+        .layer(observe::ObserveLayer::new(state.clone()))
         .with_state(state)
 }
 

@@ -165,16 +165,6 @@ pub(crate) struct RequestMetrics {
     in_flight: AtomicI64,
 }
 
-/// Counts a request as in flight until dropped.
-#[derive(Debug)]
-pub(crate) struct InFlight<'m>(&'m AtomicI64);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
-
 /// The index of a method label in [`METHODS`].
 pub(crate) fn method_index(method: &http::Method) -> usize {
     match *method {
@@ -198,10 +188,15 @@ impl RequestMetrics {
         }
     }
 
-    /// Counts a request in flight until the guard is dropped.
-    pub(crate) fn enter(&self) -> InFlight<'_> {
+    /// Counts a request in flight; the caller pairs it with one [`RequestMetrics::leave`] (the
+    /// observation layer does, when its response future is dropped).
+    pub(crate) fn arrive(&self) {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight(&self.in_flight)
+    }
+
+    /// Counts a request that [`RequestMetrics::arrive`] counted as no longer in flight.
+    pub(crate) fn leave(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
     }
 
     /// Counts a finished request.
@@ -436,7 +431,7 @@ mod tests {
         metrics.observe(RequestLabel::Operation(1), 0, 404, Duration::from_secs(20));
         metrics.observe(RequestLabel::Operation(7), 1, 501, Duration::ZERO);
         metrics.observe(RequestLabel::Other, 4, 200, Duration::ZERO);
-        let _in_flight = metrics.enter();
+        metrics.arrive();
         let mut out = String::new();
         metrics.render(&mut out, |index| {
             (index == 1).then_some(("version_get", "GET"))
