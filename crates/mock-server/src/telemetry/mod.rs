@@ -1,6 +1,6 @@
 //! Observability: the counters behind `GET /metrics` ([`metrics`]) and, with the cargo feature
 //! `otel`, the OpenTelemetry export of the request spans (`otel`). The HTTP side (the span per
-//! request, the counting middleware, the `/metrics` endpoint) lives in `http::observe`, the only
+//! request, the counting layer, the `/metrics` endpoint) lives in `http::observe`, the only
 //! axum-aware part; this module knows neither axum nor the state.
 //!
 //! `docs/observability.md` describes what is exported and what never is (parameters, bodies,
