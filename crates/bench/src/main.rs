@@ -8,6 +8,7 @@
 //! cargo xtask bench mock --quick   # one benchmark, short runs (3 s per load run)
 //! cargo run --release -p bench -- sdk
 //! cargo xtask bench cli           # one-shot pvectl calls beside the Python CLIs (cli_bench)
+//! cargo run --release -p bench -- startup --baseline OLD/mock-server   # start-up alone
 //! ```
 //!
 //! Layout:
@@ -23,6 +24,7 @@
 //!   and `targets`.
 //! - `bare`: the bare axum handler (the hidden `serve-bare` command).
 //! - `results`, `targets`, `charts`: the results file, the table, the target checks, the PNGs.
+//! - `startup_bench`: start-up alone (`bench startup`), more starts, no load runs.
 //! - `check`: the regression guard of `mock --quick --check` (ratios to bare axum against the
 //!   last full run's, `docs/perf/mock-ratios.json`).
 
@@ -39,6 +41,7 @@ mod results;
 mod scale;
 mod sdk;
 mod setup;
+mod startup_bench;
 mod stats;
 mod systems;
 mod targets;
@@ -79,6 +82,9 @@ enum Command {
     /// Real mode's cost: our mock directly and through a second mock started with
     /// `--upstream` (p50 added latency and throughput ratio at 50 connections).
     Proxy(RunArgs),
+    /// Start-up to the first 200 alone (the first part of `mock`, with more starts): ours, the
+    /// baseline binary if given, bare axum and fakepve taking turns; prints medians and ratios.
+    Startup(StartupArgs),
     /// Serve the bare axum handler (used by `mock`).
     #[command(hide = true)]
     ServeBare(bare::BareArgs),
@@ -100,6 +106,23 @@ struct LoadArgs {
     /// Seconds.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+}
+
+/// Options of `startup`.
+#[derive(Args)]
+struct StartupArgs {
+    /// Starts per system.
+    #[arg(long, default_value_t = 11)]
+    starts: usize,
+    /// Another `mock-server` binary started in turn with ours.
+    #[arg(long, value_name = "PATH", env = "BENCH_BASELINE_MOCK")]
+    baseline: Option<PathBuf>,
+    /// Leave fakepve out (no virtualenv needed).
+    #[arg(long)]
+    no_python: bool,
+    /// Do not run `cargo build --release -p mock-server` first.
+    #[arg(long)]
+    no_build: bool,
 }
 
 /// Options shared by every benchmark.
@@ -157,6 +180,18 @@ fn main() -> anyhow::Result<()> {
                 .block_on(async {
                     let env = setup::prepare(args.quick, true, !args.no_build)?;
                     cli_bench::run(&env, !args.no_build).await
+                });
+        }
+        Command::Startup(args) => {
+            return tokio::runtime::Runtime::new()
+                .context("starting the runtime")?
+                .block_on(async {
+                    let mut env = setup::prepare(true, !args.no_python, !args.no_build)?;
+                    env.baseline_binary = args
+                        .baseline
+                        .as_ref()
+                        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+                    startup_bench::run(&env, args.starts.max(1), !args.no_python).await
                 });
         }
         Command::Proxy(args) => {

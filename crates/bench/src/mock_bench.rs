@@ -403,7 +403,11 @@ fn missing_scheme_reason(kind: SystemKind, https: bool) -> String {
 }
 
 /// Saves our `/version` answer for the bare handler.
-async fn keep_version_body(env: &BenchEnv, running: &Running, auth: &Auth) -> anyhow::Result<()> {
+pub(crate) async fn keep_version_body(
+    env: &BenchEnv,
+    running: &Running,
+    auth: &Auth,
+) -> anyhow::Result<()> {
     let target = running.primary_target(env)?;
     let (status, body) = load::once(
         &target,

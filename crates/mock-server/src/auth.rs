@@ -408,13 +408,15 @@ fn crypt_salt(len: usize) -> String {
 /// keeps for the `pam` realm.
 pub(crate) fn hash_secret(secret: &str) -> String {
     let salt = crypt_salt(16);
-    match sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT)
+    let stored = match sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT)
         .and_then(|params| sha_crypt::sha512_crypt_b64(secret.as_bytes(), salt.as_bytes(), &params))
     {
         Ok(hash) => format!("$6${salt}${hash}"),
         // The parameters are constants the crate accepts; this arm is not reached.
         Err(_) => format!("sha256${salt}${}", salted(&salt, secret)),
-    }
+    };
+    VERIFIED.put(&stored, secret_digest(secret));
+    stored
 }
 
 /// `PVE::Tools::encrypt_pw`: SHA-256-crypt with an 8-character salt, `$5$<salt>$<hash>` (how
@@ -452,6 +454,28 @@ fn salted(salt: &str, secret: &str) -> String {
 /// Checks a secret against [`hash_secret`]'s output (or the salted SHA-256 of states written
 /// before it), in constant time.
 pub(crate) fn verify_secret(stored: &str, secret: &str) -> bool {
+    let digest = secret_digest(secret);
+    if let Some(known) = VERIFIED.get(stored) {
+        return constant_time_eq(&digest, &known);
+    }
+    let valid = verify_uncached(stored, secret);
+    if valid {
+        VERIFIED.put(stored, digest);
+    }
+    valid
+}
+
+/// Secrets known to match a stored hash: stored hash -> SHA-256 of the secret (the digest the
+/// token verdicts keep too). SHA-512-crypt is slow on purpose (5,000 rounds, about 24 million
+/// instructions per hash), and a login used to pay it once to seed the root password and once
+/// more to check it. A hash made by [`hash_secret`] is recorded with the secret it was made
+/// from, and one that verified once is not run again. Each stored hash has its own random salt
+/// and so belongs to one secret: a secret whose digest differs from the recorded one does not
+/// match (the answer the full check gives, without the rounds). Bounded like [`AuthCache`].
+static VERIFIED: LazyLock<BoundedMap<[u8; 32]>> = LazyLock::new(BoundedMap::default);
+
+/// [`verify_secret`] without the record of known secrets.
+fn verify_uncached(stored: &str, secret: &str) -> bool {
     if let Some(rest) = stored.strip_prefix("$6$") {
         return verify_sha512_crypt(rest, secret);
     }
@@ -622,6 +646,29 @@ mod tests {
         let legacy = format!("sha256$00${}", salted("00", "old"));
         assert!(verify_secret(&legacy, "old"));
         assert!(!verify_secret(&legacy, "new"));
+    }
+
+    /// The record of known secrets answers as the full check does; a hash not made here is
+    /// recorded only once a secret matched it.
+    #[test]
+    fn known_secrets_answer_like_the_full_check() {
+        let stored = hash_secret("known-secret");
+        assert!(VERIFIED.get(&stored).is_some());
+        for candidate in ["known-secret", "Known-secret", "", "known-secret "] {
+            assert_eq!(
+                verify_secret(&stored, candidate),
+                verify_uncached(&stored, candidate),
+                "{candidate:?}"
+            );
+        }
+        // Drepper's specification, default rounds.
+        let vector = "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1";
+        assert!(!verify_secret(vector, "Hello world"));
+        assert!(VERIFIED.get(vector).is_none());
+        assert!(verify_secret(vector, "Hello world!"));
+        assert!(VERIFIED.get(vector).is_some());
+        assert!(verify_secret(vector, "Hello world!"));
+        assert!(!verify_secret(vector, "Hello world"));
     }
 
     #[test]

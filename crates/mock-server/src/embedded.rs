@@ -1,5 +1,5 @@
-//! The generated artifacts embedded in the binary: each supported tag's `route_metadata.json`
-//! and `openapi.json`. Only the selected tag is parsed.
+//! The generated artifacts embedded in the binary: each supported tag's `route_metadata.json`,
+//! its `route_index.json` and `openapi.json`. Only the selected tag is parsed.
 //!
 //! The table ([`tags`]) is written by `cargo xtask codegen` from `schemas/pve/index.json`, so a
 //! new tag needs no edit here; the CLI (`pvectl`) reads the same table.
@@ -14,6 +14,8 @@ pub(crate) struct Embedded {
     tag: &'static str,
     /// `route_metadata.json`.
     route_metadata: &'static str,
+    /// `route_index.json`: where the paths and each operation lie in `route_metadata.json`.
+    route_index: &'static str,
     /// `openapi.json`.
     openapi: &'static str,
 }
@@ -25,6 +27,11 @@ fn find(tag: &str) -> Option<&'static Embedded> {
 /// `route_metadata.json` of a tag (not `latest`), `None` for a tag not embedded.
 pub fn route_metadata(tag: &str) -> Option<&'static str> {
     find(tag).map(|embedded| embedded.route_metadata)
+}
+
+/// `route_index.json` of a tag (not `latest`), `None` for a tag not embedded.
+pub fn route_index(tag: &str) -> Option<&'static str> {
+    find(tag).map(|embedded| embedded.route_index)
 }
 
 /// `openapi.json` of a tag (not `latest`), `None` for a tag not embedded.

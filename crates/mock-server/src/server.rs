@@ -275,19 +275,30 @@ impl MockServerBuilder {
 
     /// Builds the shared state without binding sockets (for `oneshot` tests).
     pub(crate) fn build_state(&self) -> Result<AppState, Error> {
-        let api = match &self.metadata {
-            Some(metadata) => Arc::new(Api::new(metadata.clone(), None)),
-            None => Api::load(&self.schema)?,
-        };
         let fixture = self.seed.clone().unwrap_or_else(Fixture::default_fixture);
-        let seed = fixture.to_changes(&self.root_password);
-        // The state is reset when the schema or the fixture changes (another profile or seed).
-        let fingerprint = format!(
-            "{}+{}",
-            api.meta.schema_sha256,
-            crate::seed::profile::fingerprint(&fixture)
-        );
-        let store = StateStore::open_with(&self.store, self.synchronous, &fingerprint, seed)?;
+        // The seed's changes hash its passwords and token secrets (SHA-512-crypt, slow on
+        // purpose: one hash costs about as much as the rest of the start), so they are made on
+        // another thread while the metadata is read and the database opened.
+        let (api, store) = std::thread::scope(|scope| -> Result<_, Error> {
+            let seeding = scope.spawn(|| fixture.to_changes(&self.root_password));
+            let api = match &self.metadata {
+                Some(metadata) => Arc::new(Api::new(metadata.clone(), None)),
+                None => Api::load(&self.schema)?,
+            };
+            // The state is reset when the schema or the fixture changes (another profile or seed).
+            let fingerprint = format!(
+                "{}+{}",
+                api.meta.schema_sha256,
+                crate::seed::profile::fingerprint(&fixture)
+            );
+            let seed = || {
+                seeding
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            };
+            let store = StateStore::open_with(&self.store, self.synchronous, &fingerprint, seed)?;
+            Ok((api, store))
+        })?;
         let signer = match store
             .meta("instance_key")
             .and_then(|key| Signer::from_hex(&key, self.ticket_lifetime))

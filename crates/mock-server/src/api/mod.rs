@@ -92,8 +92,60 @@ impl Meta {
         self.operations.get(index).map(LazyOperation::get)
     }
 
+    /// Reads the document written by `cargo xtask codegen` through its index (`route_index.json`):
+    /// the paths are parsed, each operation is cut out of the text at its range and left as raw
+    /// JSON; returns each operation's path and method too. `None` when the index does not fit
+    /// the document (a range that is not an operation's object, another tag or release).
+    #[allow(clippy::type_complexity)]
+    fn from_index(json: &'static str, index: &str) -> Option<(Meta, Vec<(&'static str, Method)>)> {
+        let index: route_metadata::RouteIndex = serde_json::from_str(index).ok()?;
+        let cut = |[start, end]: [usize; 2]| json.get(start..end);
+        let paths: Vec<PathNode> = serde_json::from_str(cut(index.paths)?).ok()?;
+        let mut heads = Vec::with_capacity(index.operations.len());
+        let mut operations = Vec::with_capacity(index.operations.len());
+        for range in &index.operations {
+            let raw = cut(*range)?;
+            if !raw.ends_with('}') {
+                return None;
+            }
+            heads.push(quick_head(raw)?);
+            operations.push(LazyOperation {
+                raw: Some(raw),
+                parsed: OnceLock::new(),
+            });
+        }
+        // The header fields the index repeats must be the document's (its first few hundred
+        // bytes, before the paths).
+        #[derive(Deserialize)]
+        struct Header {
+            tag: String,
+            schema_sha256: String,
+            release: String,
+        }
+        let head = json
+            .get(..index.paths[0])?
+            .trim_end()
+            .strip_suffix("\"paths\":")?;
+        let header: Header =
+            serde_json::from_str(&format!("{}}}", head.trim_end().strip_suffix(',')?)).ok()?;
+        if (&header.tag, &header.schema_sha256, &header.release)
+            != (&index.tag, &index.schema_sha256, &index.release)
+        {
+            return None;
+        }
+        let meta = Meta {
+            tag: index.tag,
+            schema_sha256: index.schema_sha256,
+            release: index.release,
+            paths,
+            operations,
+        };
+        Some((meta, heads))
+    }
+
     /// Parses the document written by `cargo xtask codegen`, leaving the operations as raw
-    /// JSON; returns each operation's path and method too.
+    /// JSON; returns each operation's path and method too. Scans the whole text: the fallback
+    /// when the index does not fit.
     #[allow(clippy::type_complexity)]
     fn from_static_json(
         json: &'static str,
@@ -121,7 +173,7 @@ impl Meta {
                 .operations
                 .into_iter()
                 .map(|raw| LazyOperation {
-                    raw: Some(raw),
+                    raw: Some(raw.get()),
                     parsed: OnceLock::new(),
                 })
                 .collect(),
@@ -152,14 +204,15 @@ impl From<RouteMetadata> for Meta {
 /// An operation, parsed from its JSON on first use.
 #[derive(Debug)]
 struct LazyOperation {
-    raw: Option<&'static RawValue>,
+    /// The operation's JSON object (a slice of the embedded document).
+    raw: Option<&'static str>,
     parsed: OnceLock<Operation>,
 }
 
 impl LazyOperation {
     fn get(&self) -> &Operation {
         self.parsed.get_or_init(|| {
-            let raw = self.raw.map_or("", RawValue::get);
+            let raw = self.raw.unwrap_or("");
             // The embedded documents are parsed whole by the tests (`embedded_operations_parse`)
             // and by codegen's check, so this cannot fail for them.
             #[allow(clippy::expect_used)]
@@ -236,10 +289,21 @@ impl Api {
     pub(crate) fn load(tag: &str) -> Result<Arc<Api>, Error> {
         let tag = resolve_tag(tag)?;
         let json = embedded_metadata(tag).ok_or_else(|| Error::UnknownSchema(tag.to_owned()))?;
-        let (meta, heads) = Meta::from_static_json(json).map_err(|source| Error::Metadata {
-            tag: tag.to_owned(),
-            source,
-        })?;
+        let indexed =
+            crate::embedded::route_index(tag).and_then(|index| Meta::from_index(json, index));
+        let (meta, heads) = match indexed {
+            Some(indexed) => indexed,
+            None => {
+                tracing::warn!(
+                    tag,
+                    "route_index.json does not fit route_metadata.json; scanning the document"
+                );
+                Meta::from_static_json(json).map_err(|source| Error::Metadata {
+                    tag: tag.to_owned(),
+                    source,
+                })?
+            }
+        };
         Ok(Arc::new(Api::compile(meta, &heads, embedded_openapi(tag))))
     }
 
@@ -480,6 +544,38 @@ pub(crate) mod tests {
             }
             assert_eq!(api.meta.paths, full.paths);
             assert_eq!(api.meta.release, full.release);
+        }
+    }
+
+    /// Every embedded tag starts through its index (not the scan), and the index gives what
+    /// the scan gives; an index that does not fit its document is refused.
+    #[test]
+    fn embedded_indexes_fit() {
+        for tag in TAGS {
+            let json = embedded_metadata(tag).unwrap();
+            let index = crate::embedded::route_index(tag).unwrap();
+            let (meta, heads) = Meta::from_index(json, index).unwrap();
+            let (scanned, scanned_heads) = Meta::from_static_json(json).unwrap();
+            assert_eq!(heads, scanned_heads);
+            assert_eq!(meta.paths, scanned.paths);
+            assert_eq!(
+                (&meta.tag, &meta.schema_sha256, &meta.release),
+                (&scanned.tag, &scanned.schema_sha256, &scanned.release)
+            );
+            let raws = |meta: &Meta| -> Vec<Option<&str>> {
+                meta.operations.iter().map(|op| op.raw).collect()
+            };
+            assert_eq!(raws(&meta), raws(&scanned));
+
+            let mut shifted: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
+            shifted.operations[1][0] += 1;
+            assert!(Meta::from_index(json, &shifted.to_json()).is_none());
+            let mut other: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
+            other.release.push('1');
+            assert!(Meta::from_index(json, &other.to_json()).is_none());
+            let mut cut: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
+            cut.operations[0][1] -= 1;
+            assert!(Meta::from_index(json, &cut.to_json()).is_none());
         }
     }
 

@@ -122,22 +122,23 @@ impl StateStore {
         fingerprint: &str,
         seed: Vec<Change>,
     ) -> Result<Arc<StateStore>, StoreError> {
-        StateStore::open_with(store, Synchronous::default(), fingerprint, seed)
+        StateStore::open_with(store, Synchronous::default(), fingerprint, move || seed)
     }
 
     /// Opens a store (`synchronous` applies to SQLite only). When the stored schema fingerprint
-    /// differs from `fingerprint` (or the database is new), the state is reset to `seed`.
+    /// differs from `fingerprint` (or the database is new), the state is reset to the changes
+    /// `seed` returns (called only then, after the database is open).
     pub(crate) fn open_with(
         store: &Store,
         synchronous: Synchronous,
         fingerprint: &str,
-        seed: Vec<Change>,
+        seed: impl FnOnce() -> Vec<Change>,
     ) -> Result<Arc<StateStore>, StoreError> {
         let commit_metrics = Arc::new(CommitMetrics::default());
         let (tables, writer, path) = match store {
             Store::Memory => {
                 let mut tables = Tables::default();
-                for change in &seed {
+                for change in &seed() {
                     tables.apply(change);
                 }
                 tables.apply(&Change::Meta {
