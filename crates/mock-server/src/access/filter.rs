@@ -26,7 +26,7 @@ use super::rpcenv::owns_task;
 use super::{AccessCache, Caller};
 use crate::api::last_segment;
 use crate::error::AppError;
-use crate::store::Tables;
+use crate::store::{NodeTexts, Tables};
 
 /// Keys a node entry keeps when its statistics are withheld.
 const NODE_KEYS: &[&str] = &[
@@ -260,6 +260,56 @@ impl<'a> ResourceFilter<'a> {
     /// Marks a guest entry that [`ResourceFilter::guest`] found [`GuestShown::Unknown`].
     pub(crate) fn mark_unknown(entry: &mut Value) {
         set_status(entry, "unknown");
+    }
+}
+
+/// The filter of one `GET /nodes` reply, for a handler that writes the reply as JSON text
+/// itself (`crate::ops::nodes::node_list`): the rule of [`filter_reply`] for `/nodes`
+/// ([`keep_node`]), decided per node before its kept entry ([`NodeTexts`]) is written.
+pub(crate) struct NodeFilter<'a> {
+    guests: GuestAudit<'a>,
+    offline: HashSet<String>,
+}
+
+impl<'a> NodeFilter<'a> {
+    /// The filter for the caller, on these tables.
+    pub(crate) fn new(tables: &Tables, access: &AccessCache, caller: &'a Caller) -> Self {
+        NodeFilter {
+            guests: GuestAudit::new(tables, access, caller),
+            offline: offline_nodes(tables),
+        }
+    }
+
+    /// The form of a node's entry the caller sees: offline nodes are marked so and, like
+    /// nodes the caller lacks `Sys.Audit` on, lose their statistics.
+    pub(crate) fn text<'t>(&self, texts: &'t NodeTexts) -> &'t str {
+        if self.offline.contains(&texts.node) {
+            &texts.offline
+        } else if self
+            .guests
+            .viewer()
+            .any(&format!("/nodes/{}", texts.node), &["Sys.Audit"])
+        {
+            &texts.full
+        } else {
+            &texts.stripped
+        }
+    }
+}
+
+/// A computed `GET /nodes` entry in each form [`NodeFilter::text`] picks from, made by the
+/// same steps as [`keep_node`].
+pub(crate) fn node_texts(entry: Value) -> NodeTexts {
+    let mut stripped = entry.clone();
+    strip_node_stats(&mut stripped);
+    let mut offline = entry.clone();
+    set_status(&mut offline, "offline");
+    strip_node_stats(&mut offline);
+    NodeTexts {
+        node: text(&entry, "node"),
+        full: entry.to_string(),
+        stripped: stripped.to_string(),
+        offline: offline.to_string(),
     }
 }
 

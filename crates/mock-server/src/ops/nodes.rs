@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
-use route_metadata::{Schema, SchemaType};
+use route_metadata::{PathKind, Schema, SchemaType};
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::guest::{Guest, Kind};
 use super::{Call, Reply, Tx, generic, text};
-use crate::access::filter::{GuestAudit, GuestShown, ResourceFilter};
+use crate::access::filter::{GuestAudit, GuestShown, NodeFilter, ResourceFilter, node_texts};
 use crate::api::{Api, last_segment, parent};
 use crate::auth;
 use crate::error::AppError;
@@ -269,16 +269,20 @@ fn put_config_fields(
     }
 }
 
-/// `GET /version`.
-pub(crate) fn version(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
+/// `GET /version`: kept as JSON text ([`crate::schema::GenCache::text_or_insert`]); the reply
+/// depends on the release and on the generation context (the node names) alone, and is not
+/// filtered per caller.
+pub(crate) fn version(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError> {
     generic::exists(call, tx)?;
     let view = View::new(call, tx.tables);
-    Ok(shaped(
-        call.api,
-        &call.op.returns,
-        &view.ctx(call),
-        version_fields(call.api),
-    ))
+    let ctx = view.ctx(call);
+    let text = call
+        .api
+        .generated
+        .text_or_insert(&call.op.returns, &ctx, || {
+            shaped(call.api, &call.op.returns, &ctx, version_fields(call.api)).to_string()
+        });
+    Ok(Reply::Json(text.as_bytes().to_vec()))
 }
 
 /// The inputs of a list view: the call, the rows, the schema of one entry and the view.
@@ -444,6 +448,12 @@ impl JsonArray {
     fn push_row(&mut self, row: &KeptRow, now: u64) {
         self.separate();
         row.write_to(&mut self.out, now);
+    }
+
+    /// Appends JSON text.
+    fn push_text(&mut self, text: &str) {
+        self.separate();
+        self.out.extend_from_slice(text.as_bytes());
     }
 
     /// Appends a value.
@@ -779,6 +789,42 @@ pub(crate) fn guest_list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError
             }
         };
         out.push_row(&row, now);
+    }
+    Ok(Reply::Json(out.finish()))
+}
+
+/// `GET /nodes`: the generic list ([`generic::list_entry`] per node), each entry kept as JSON
+/// text ([`crate::store::NodeTexts`], dropped by the store when the node's row changes) in
+/// every form the permission filter may show it; [`NodeFilter`] picks the form per request
+/// and per node, as `filter_reply` decides for a list built as a `Value`. A `/nodes` that is
+/// not a list of nodes keyed by name answers generically.
+pub(crate) fn node_list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError> {
+    let items = call.op.returns.items.as_deref();
+    let (Some(items), PathKind::Collection, SchemaType::Array, Some("node")) = (
+        items,
+        call.node.kind,
+        call.op.returns.kind(),
+        call.node.id_param.as_deref(),
+    ) else {
+        return generic::read(call, tx).map(Reply::Value);
+    };
+    generic::exists(call, tx)?;
+    let tables = tx.tables;
+    let filter = NodeFilter::new(tables, tx.access_cache(), call.caller);
+    let nodes = generic::node_names(tables);
+    let key = generic::list_entry_key(call, items, &nodes);
+    let mut out = JsonArray::default();
+    for member in tables.members(&call.concrete()) {
+        let texts = match tables.node_rows.get(member, key) {
+            Some(texts) => texts,
+            None => {
+                let entry = generic::list_entry(tables, call, items, member, &nodes, &|_, _, _| {});
+                let texts = Arc::new(node_texts(entry));
+                tables.node_rows.insert(member, key, Arc::clone(&texts));
+                texts
+            }
+        };
+        out.push_text(filter.text(&texts));
     }
     Ok(Reply::Json(out.finish()))
 }

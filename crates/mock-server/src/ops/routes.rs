@@ -121,7 +121,7 @@ pub(crate) fn table() -> Vec<Route> {
     use Method::{Delete, Get, Post, Put};
     let mut routes = vec![
         // Cluster and nodes.
-        route(Get, "/version", Read(nodes::version)),
+        route(Get, "/version", ReadJson(nodes::version)),
         route(Get, "/cluster/status", Read(nodes::cluster_status)),
         route(
             Get,
@@ -129,6 +129,7 @@ pub(crate) fn table() -> Vec<Route> {
             ReadJson(nodes::cluster_resources),
         ),
         route(Get, "/cluster/nextid", Read(guests::nextid)),
+        route(Get, "/nodes", ReadJson(nodes::node_list)),
         route(Get, "/cluster/tasks", Read(tasks::cluster_tasks)),
         route(Get, "/nodes/{node}/network", Read(nodes::network)),
         route(Get, "/nodes/{node}/version", Read(nodes::node_version)),

@@ -6,7 +6,7 @@
 //! hash collision costs a regeneration, never a wrong value.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use route_metadata::Schema;
 use serde_json::Value;
@@ -20,6 +20,8 @@ const GEN_CACHE_SIZE: usize = 16_384;
 #[derive(Debug, Default)]
 pub(crate) struct GenCache {
     values: RwLock<HashMap<u64, (GenKey, Value)>>,
+    /// Replies kept as JSON text ([`GenCache::text_or_insert`]).
+    texts: RwLock<HashMap<u64, (GenKey, Arc<str>)>>,
 }
 
 /// Everything a generated value depends on.
@@ -114,5 +116,37 @@ impl GenCache {
         }
         values.insert(hash, (GenKey::new(schema, ctx), value.clone()));
         value
+    }
+
+    /// A reply made from nothing but the value generated for a schema and context (and the
+    /// API, which owns this cache), kept as JSON text: `make`'s on the first call, the same
+    /// text after (`GET /version`, whose reply depends on the release and the node names the
+    /// context holds). Keyed and confirmed like the values.
+    pub(crate) fn text_or_insert(
+        &self,
+        schema: &Schema,
+        ctx: &GenContext<'_>,
+        make: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        let hash = gen_key_hash(schema, ctx);
+        if let Some((key, text)) = self
+            .texts
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&hash)
+            && key.matches(schema, ctx)
+        {
+            return Arc::clone(text);
+        }
+        let text: Arc<str> = make().into();
+        let mut texts = self
+            .texts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if texts.len() >= GEN_CACHE_SIZE {
+            texts.clear();
+        }
+        texts.insert(hash, (GenKey::new(schema, ctx), Arc::clone(&text)));
+        text
     }
 }

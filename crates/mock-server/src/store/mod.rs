@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 
 use crate::telemetry::metrics::CommitMetrics;
 use sqlite::Job;
-pub(crate) use tables::{Change, KeptRow, Tables, UPTIME_MARK};
+pub(crate) use tables::{Change, KeptRow, NodeTexts, Tables, UPTIME_MARK};
 
 /// Which backend keeps the state.
 #[derive(Debug, Clone, PartialEq, Eq)]

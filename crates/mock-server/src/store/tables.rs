@@ -60,6 +60,9 @@ pub(crate) struct Tables {
     /// [`Tables::apply`] whenever a change touches the guest (its config, status or anything
     /// under it), so it never outlives the rows it was computed from.
     pub(crate) guest_rows: GuestRows,
+    /// Computed entries of `GET /nodes`, by node path; an entry is dropped by [`Tables::apply`]
+    /// whenever the node's row changes (or a subtree holding it is deleted).
+    pub(crate) node_rows: NodeRows,
     /// Moves on every change that can change what the access model reads (users, groups,
     /// tokens, roles, the ACL, pools) and on every reset, so caches of verified credentials and
     /// of the access model built from older rows are never used.
@@ -185,6 +188,73 @@ impl GuestRows {
     }
 }
 
+/// A node's entry of `GET /nodes` as JSON text, in each form the permission filter may show
+/// it (`crate::access::filter::NodeFilter`): as computed, without the statistics (no
+/// `Sys.Audit`), and marked offline without the statistics.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct NodeTexts {
+    /// The entry's `node` (what the filter decides on).
+    pub(crate) node: String,
+    /// The entry as computed.
+    pub(crate) full: String,
+    /// Without the statistics.
+    pub(crate) stripped: String,
+    /// Status `offline`, without the statistics.
+    pub(crate) offline: String,
+}
+
+/// Kept `GET /nodes` entries (see [`Tables::node_rows`]): node path -> the key of everything
+/// else the entry depends on (the entry schema and the node names) and the entry. A clone of
+/// [`Tables`] starts with an empty cache.
+#[derive(Debug, Default)]
+pub(crate) struct NodeRows(std::sync::Mutex<HashMap<String, (u64, Arc<NodeTexts>)>>);
+
+impl Clone for NodeRows {
+    fn clone(&self) -> Self {
+        NodeRows::default()
+    }
+}
+
+impl NodeRows {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Arc<NodeTexts>)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The kept entry of a node, if it was computed under the same `key`.
+    pub(crate) fn get(&self, node: &str, key: u64) -> Option<Arc<NodeTexts>> {
+        self.lock()
+            .get(node)
+            .filter(|(stored, _)| *stored == key)
+            .map(|(_, texts)| Arc::clone(texts))
+    }
+
+    /// Keeps the entry computed for a node under `key`.
+    pub(crate) fn insert(&self, node: &str, key: u64, texts: Arc<NodeTexts>) {
+        self.lock().insert(node.to_owned(), (key, texts));
+    }
+
+    /// Drops what a change at `path` may have made stale: the node `path` is, or every node
+    /// when `path` is `/` or `/nodes`. An entry is computed from its node's row alone, so
+    /// changes below a node (guests, tasks, storage) keep it.
+    fn invalidate(&mut self, path: &str) {
+        let rows = self
+            .0
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if rows.is_empty() {
+            return;
+        }
+        let path = path.trim_end_matches('/');
+        if path.is_empty() || path == "/nodes" {
+            rows.clear();
+        } else {
+            rows.remove(path);
+        }
+    }
+}
+
 /// Whether guest items can lie below `path`: `/`, `/nodes`, `/nodes/{node}` and
 /// `/nodes/{node}/qemu|lxc`.
 fn may_hold_guests(path: &str) -> bool {
@@ -266,6 +336,7 @@ impl Tables {
         match change {
             Change::Put { path, .. } | Change::Delete { path } | Change::Forget { path } => {
                 self.guest_rows.invalidate(path);
+                self.node_rows.invalidate(path);
                 if touches_access(path) {
                     self.access_rev += 1;
                 }

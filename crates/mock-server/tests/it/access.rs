@@ -270,8 +270,24 @@ async fn permission_checks_come_before_existence_and_lists_are_filtered() {
     let root = Session::login(&base, "root@pam", "secret").await;
     let (_, resources) = root.get("/cluster/resources").await;
     assert_eq!(vmids(&resources), [100, 101, 200]);
+    // `/nodes` is filtered per request, also when its entries are kept between requests:
+    // statistics for root and carol (Sys.Audit), none for alice, whoever asks first.
+    let (_, root_nodes) = root.get("/nodes").await;
+    let (_, alice_nodes) = alice.get("/nodes").await;
+    for (who, nodes, has_stats) in [("root", &root_nodes, true), ("alice", &alice_nodes, false)] {
+        let entries = nodes["data"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{who}: {nodes}");
+        assert!(
+            entries
+                .iter()
+                .all(|n| n.get("cpu").is_some() == has_stats && n["status"] == "online"),
+            "{who}: {nodes}"
+        );
+    }
     // carol is in group `ops`, auditor on `/`: reads everything, changes nothing.
     let carol = Session::login(&base, "carol@pve", "carol-secret").await;
+    let (_, carol_nodes) = carol.get("/nodes").await;
+    assert_eq!(carol_nodes, root_nodes);
     let (_, resources) = carol.get("/cluster/resources").await;
     assert_eq!(vmids(&resources), [100, 101, 200]);
     let (status, reply) = carol

@@ -224,6 +224,15 @@ async fn locks_are_set_and_cleared() {
 async fn offline_nodes_answer_595_and_show_offline() {
     let server = server_with(TaskDurations::default()).await;
     let api = Api::new(&server);
+    let node_entry = |nodes: &Value, name: &str| -> Value {
+        nodes["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == name)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(
         api.fault(json!({"kind": "node", "node": "pve2"})).await,
         200
@@ -241,13 +250,7 @@ async fn offline_nodes_answer_595_and_show_offline() {
     // Calls that are not proxied to the node still answer.
     let (status, nodes) = api.get("/nodes").await;
     assert_eq!(status, 200);
-    let pve2 = nodes["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["node"] == "pve2")
-        .unwrap()
-        .clone();
+    let pve2 = node_entry(&nodes, "pve2");
     assert_eq!(pve2["status"], "offline");
     assert!(pve2.get("cpu").is_none(), "{pve2}");
     let (_, resources) = api.get("/cluster/resources").await;
@@ -277,6 +280,11 @@ async fn offline_nodes_answer_595_and_show_offline() {
         .await;
     let (status, _) = api.get("/nodes/pve2/qemu/101/status/current").await;
     assert_eq!(status, 200);
+    // The entries `/nodes` kept while pve2 was offline are not shown once it is back.
+    let (_, after) = api.get("/nodes").await;
+    let online = node_entry(&after, "pve2");
+    assert_eq!(online["status"], "online", "{online}");
+    assert!(online.get("cpu").is_some(), "{online}");
     // A reset restores the seed.
     api.fault(json!({"kind": "node", "node": "pve1"})).await;
     api.http
