@@ -359,6 +359,59 @@ mod tests {
         );
     }
 
+    /// A generated reply model: fields, a lenient number, families, an unknown key, and back.
+    #[cfg(feature = "nodes")]
+    #[test]
+    fn a_generated_model_reads_and_writes_its_families_in_place() {
+        use crate::generated::nodes::NodesQemuConfigVmResponse;
+
+        let json = serde_json::json!({
+            "digest": "0123abcd",
+            "cores": "2",
+            "name": "web01",
+            "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0",
+            "net3": "e1000=BC:24:11:00:00:02,bridge=vmbr1",
+            "scsi0": "local-lvm:vm-100-disk-0,size=32G",
+            "unused0": "local-lvm:vm-100-disk-1",
+            "onboot": 1,
+            "from-a-newer-proxmox": {"x": [1, 2]},
+            "description": null
+        });
+        let config: NodesQemuConfigVmResponse = serde_json::from_value(json).unwrap();
+        assert_eq!(config.digest, "0123abcd");
+        assert_eq!(config.cores, Some(2));
+        assert_eq!(config.description, None);
+        assert_eq!(
+            config.net.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+            [0, 3]
+        );
+        assert_eq!((config.scsi.len(), config.unused.len()), (1, 1));
+
+        let written = serde_json::to_value(&config).unwrap();
+        let keys: Vec<&str> = written
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        // Set fields only, in field order, family members where the family stands.
+        assert_eq!(
+            keys,
+            [
+                "cores", "digest", "name", "net0", "net3", "onboot", "scsi0", "unused0"
+            ]
+        );
+        assert_eq!(written["cores"], 2);
+        let again: NodesQemuConfigVmResponse = serde_json::from_value(written).unwrap();
+        assert_eq!(again, config);
+
+        let error = serde_json::from_value::<NodesQemuConfigVmResponse>(
+            serde_json::json!({"name": "web01"}),
+        )
+        .unwrap_err();
+        assert_eq!(error.to_string(), "missing field `digest`");
+    }
+
     #[test]
     fn keys_are_read_from_owned_strings_too() {
         let value = serde_json::json!({"vmid": 5, "name": "owned", "disk2": "b"});
