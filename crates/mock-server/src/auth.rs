@@ -419,6 +419,26 @@ pub(crate) fn hash_secret(secret: &str) -> String {
     stored
 }
 
+/// `--root-password`'s default, which the README and every example print.
+pub(crate) const DEFAULT_PASSWORD: &str = "secret";
+
+/// [`DEFAULT_PASSWORD`] as [`hash_secret`] would store it, made once with
+/// `openssl passwd -6 -salt mockdefaultroot1 secret` (SHA-512-crypt, 5,000 rounds, a 16-character
+/// salt) and checked by a test against the full verification.
+const DEFAULT_PASSWORD_HASH: &str = "$6$mockdefaultroot1$7qtQpm/Qg6LQJi.7MILr1PmVatxFauaU7yZsH.LVMPT1Jl1j01qo3ZrPyERMQ.ktDK2bAmuF.2B09NJ8M7iTh1";
+
+/// [`hash_secret`] for a password the seed stores: the default password gets its fixed hash
+/// instead of 5,000 fresh rounds (about 24 million instructions, the longest step of a default
+/// start-up). Its salt is the same in every mock, which hides nothing that matters: the password
+/// is the documented default. Any other password gets a fresh salt.
+pub(crate) fn hash_seed_secret(secret: &str) -> String {
+    if secret == DEFAULT_PASSWORD {
+        VERIFIED.put(DEFAULT_PASSWORD_HASH, secret_digest(secret));
+        return DEFAULT_PASSWORD_HASH.to_owned();
+    }
+    hash_secret(secret)
+}
+
 /// `PVE::Tools::encrypt_pw`: SHA-256-crypt with an 8-character salt, `$5$<salt>$<hash>` (how
 /// qemu-server stores a cloud-init password).
 pub(crate) fn encrypt_pw(password: &str) -> String {
@@ -646,6 +666,24 @@ mod tests {
         let legacy = format!("sha256$00${}", salted("00", "old"));
         assert!(verify_secret(&legacy, "old"));
         assert!(!verify_secret(&legacy, "new"));
+    }
+
+    /// The fixed hash of the default password is what the full check accepts for it, and only
+    /// for it; other seed passwords are hashed with a fresh salt.
+    #[test]
+    fn the_default_password_has_a_fixed_valid_hash() {
+        assert!(verify_uncached(DEFAULT_PASSWORD_HASH, DEFAULT_PASSWORD));
+        assert!(!verify_uncached(DEFAULT_PASSWORD_HASH, "Secret"));
+        assert_eq!(hash_seed_secret(DEFAULT_PASSWORD), DEFAULT_PASSWORD_HASH);
+        assert!(verify_secret(DEFAULT_PASSWORD_HASH, DEFAULT_PASSWORD));
+        assert!(!verify_secret(DEFAULT_PASSWORD_HASH, "secret "));
+        let other = hash_seed_secret("another-password");
+        assert_ne!(
+            other,
+            hash_seed_secret("another-password"),
+            "a fresh salt each time"
+        );
+        assert!(verify_uncached(&other, "another-password"));
     }
 
     /// The record of known secrets answers as the full check does; a hash not made here is

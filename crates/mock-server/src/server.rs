@@ -119,7 +119,7 @@ impl Default for MockServerBuilder {
             store: Store::Memory,
             seed: None,
             auth: true,
-            root_password: "secret".to_owned(),
+            root_password: crate::auth::DEFAULT_PASSWORD.to_owned(),
             listen: loopback,
             http_listen: loopback,
             tls: TlsSource::SelfSigned(None),

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use super::{Fixture, UserSeed};
 use crate::access::acl::{AclEntry, acl_change, normalize_path};
 use crate::access::totp::{TFA_KEY, Totp, totp_entry};
-use crate::auth::{PASSWORD_KEY, SECRET_KEY, hash_secret};
+use crate::auth::{PASSWORD_KEY, SECRET_KEY, hash_secret, hash_seed_secret};
 use crate::store::Change;
 
 /// An API token of a seeded user: its secret, or the secret with options.
@@ -103,7 +103,7 @@ pub(crate) fn user_changes(user: &UserSeed, root_password: &str) -> Vec<Change> 
     row.insert("enable".to_owned(), json!(u8::from(user.enable)));
     row.entry("expire").or_insert(json!(0));
     if let Some(password) = password {
-        row.insert(PASSWORD_KEY.to_owned(), json!(hash_secret(&password)));
+        row.insert(PASSWORD_KEY.to_owned(), json!(hash_seed_secret(&password)));
     }
     if !user.groups.is_empty() {
         row.insert("groups".to_owned(), json!(user.groups.join(",")));
