@@ -251,10 +251,9 @@ impl Signer {
         format!("{stamp}:{signature}")
     }
 
-    /// Verifies a CSRF prevention token.
-    pub(crate) fn verify_csrf(&self, userid: &str, token: &str, now: u64) -> Result<(), AppError> {
-        let invalid =
-            || AppError::Unauthorized("Permission denied - invalid csrf token\n".to_owned());
+    /// Verifies a CSRF prevention token; returns when it was issued.
+    pub(crate) fn verify_csrf(&self, userid: &str, token: &str, now: u64) -> Result<u64, AppError> {
+        let invalid = invalid_csrf;
         let (stamp, signature) = token.split_once(':').ok_or_else(invalid)?;
         if stamp.len() != 8
             || !stamp
@@ -270,8 +269,12 @@ impl Signer {
         if !self.age_ok(issued, now) {
             return Err(invalid());
         }
-        Ok(())
+        Ok(issued)
     }
+}
+
+fn invalid_csrf() -> AppError {
+    AppError::Unauthorized("Permission denied - invalid csrf token\n".to_owned())
 }
 
 fn invalid_ticket() -> AppError {
@@ -325,6 +328,17 @@ pub(crate) struct TokenVerdict {
 pub(crate) struct AuthCache {
     tickets: BoundedMap<TicketVerdict>,
     tokens: BoundedMap<TokenVerdict>,
+    csrf: BoundedMap<CsrfVerdict>,
+}
+
+/// A CSRF prevention token whose signature was verified for a user: the user it was verified
+/// for and when it was issued (its age is checked on every use, like a ticket's).
+#[derive(Debug, Clone)]
+pub(crate) struct CsrfVerdict {
+    /// The user the token was verified for; any other user fails the full check.
+    pub(crate) userid: String,
+    /// When the token was issued.
+    pub(crate) issued: u64,
 }
 
 impl AuthCache {
@@ -346,6 +360,35 @@ impl AuthCache {
     /// Records a token that authenticated.
     pub(crate) fn put_token(&self, tokenid: &str, verdict: TokenVerdict) {
         self.tokens.put(tokenid, verdict);
+    }
+
+    /// Verifies a CSRF prevention token for `userid` like [`Signer::verify_csrf`], verifying its
+    /// signature once: a token verified before for the same user only has its age checked.
+    pub(crate) fn verify_csrf(
+        &self,
+        signer: &Signer,
+        userid: &str,
+        token: &str,
+        now: u64,
+    ) -> Result<(), AppError> {
+        if let Some(hit) = self.csrf.get(token)
+            && hit.userid == userid
+        {
+            return if signer.age_ok(hit.issued, now) {
+                Ok(())
+            } else {
+                Err(invalid_csrf())
+            };
+        }
+        let issued = signer.verify_csrf(userid, token, now)?;
+        self.csrf.put(
+            token,
+            CsrfVerdict {
+                userid: userid.to_owned(),
+                issued,
+            },
+        );
+        Ok(())
     }
 }
 
@@ -639,6 +682,44 @@ mod tests {
         assert!(signer.verify_csrf("root@pam", &token, 5001).is_ok());
         assert!(signer.verify_csrf("other@pam", &token, 5001).is_err());
         assert!(signer.verify_csrf("root@pam", "nonsense", 5001).is_err());
+    }
+
+    /// The cache of verified CSRF tokens answers as the full check does: a token verified for
+    /// one user is refused for another, a forged one is refused even after a real one was
+    /// cached, and a cached token still ages out.
+    #[test]
+    fn cached_csrf_verdicts_answer_like_the_full_check() {
+        let signer = Signer::new([1; 32], DEFAULT_TICKET_LIFETIME);
+        let cache = AuthCache::default();
+        let token = signer.csrf_token("root@pam", 5000);
+        let forged = format!("{}:{}", &token[..8], "AAAA".repeat(11));
+        for _ in 0..2 {
+            assert!(cache.verify_csrf(&signer, "root@pam", &token, 5001).is_ok());
+            assert!(
+                cache
+                    .verify_csrf(&signer, "other@pam", &token, 5001)
+                    .is_err()
+            );
+            assert!(
+                cache
+                    .verify_csrf(&signer, "root@pam", &forged, 5001)
+                    .is_err()
+            );
+        }
+        let late = 5000 + DEFAULT_TICKET_LIFETIME.as_secs() + 1;
+        assert!(signer.verify_csrf("root@pam", &token, late).is_err());
+        assert!(
+            cache
+                .verify_csrf(&signer, "root@pam", &token, late)
+                .is_err()
+        );
+        // Another signing key never accepts the token, cached elsewhere or not.
+        let other = Signer::new([2; 32], DEFAULT_TICKET_LIFETIME);
+        assert!(
+            AuthCache::default()
+                .verify_csrf(&other, "root@pam", &token, 5001)
+                .is_err()
+        );
     }
 
     #[test]

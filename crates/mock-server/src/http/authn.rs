@@ -74,7 +74,9 @@ pub(super) fn authenticate(
             .get("CSRFPreventionToken")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        state.signer.verify_csrf(&userid, token, now)?;
+        state
+            .auth_cache
+            .verify_csrf(&state.signer, &userid, token, now)?;
     }
     Ok(Caller {
         userid,
