@@ -276,19 +276,22 @@ impl MockServerBuilder {
     /// Builds the shared state without binding sockets (for `oneshot` tests).
     pub(crate) fn build_state(&self) -> Result<AppState, Error> {
         let fixture = self.seed.clone().unwrap_or_else(Fixture::default_fixture);
-        // The seed's changes hash its passwords and token secrets (SHA-512-crypt, slow on
-        // purpose: one hash costs about as much as the rest of the start), so they are made on
-        // another thread while the metadata is read and the database opened.
+        // Three things at once: the seed's changes (they hash the seed's passwords and token
+        // secrets, slow on purpose), the API (router, path nodes, operation heads) and the
+        // state, which needs only the schema's hash from the head of the document.
         let (api, store) = std::thread::scope(|scope| -> Result<_, Error> {
             let seeding = scope.spawn(|| fixture.to_changes(&self.root_password));
-            let api = match &self.metadata {
-                Some(metadata) => Arc::new(Api::new(metadata.clone(), None)),
-                None => Api::load(&self.schema)?,
+            let loading = scope.spawn(|| match &self.metadata {
+                Some(metadata) => Ok(Arc::new(Api::new(metadata.clone(), None))),
+                None => Api::load(&self.schema),
+            });
+            let schema_sha256 = match &self.metadata {
+                Some(metadata) => metadata.schema_sha256.clone(),
+                None => crate::api::embedded_schema_sha256(&self.schema)?,
             };
             // The state is reset when the schema or the fixture changes (another profile or seed).
             let fingerprint = format!(
-                "{}+{}",
-                api.meta.schema_sha256,
+                "{schema_sha256}+{}",
                 crate::seed::profile::fingerprint(&fixture)
             );
             let seed = || {
@@ -297,6 +300,9 @@ impl MockServerBuilder {
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             };
             let store = StateStore::open_with(&self.store, self.synchronous, &fingerprint, seed)?;
+            let api = loading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             Ok((api, store))
         })?;
         let signer = match store

@@ -416,6 +416,126 @@ pub struct RouteIndex {
     pub paths: [usize; 2],
     /// The byte range of each operation's object, in document order.
     pub operations: Vec<[usize; 2]>,
+    /// Every path node of the `paths` array in its compact form ([`PathNode::to_compact`]), in
+    /// order: a start reads these lines instead of parsing the array.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+impl PathNode {
+    /// The node as one line of [`RouteIndex::nodes`]: `path kind related id_param methods
+    /// children`, separated by single spaces, `-` for a field that is absent or empty, methods
+    /// and children (each child's last segment) separated by commas. `mounted`, `group` and
+    /// `path_params` follow from the path. `None` when a field cannot be written so (holds a
+    /// space or a comma, is `-`, or a child is not directly below the node).
+    pub fn to_compact(&self) -> Option<String> {
+        let plain = |text: &str| !text.is_empty() && text != "-" && !text.contains([' ', ',']);
+        let field = |value: Option<&str>| match value {
+            None => Some("-".to_owned()),
+            Some(text) => plain(text).then(|| text.to_owned()),
+        };
+        let mut children = Vec::with_capacity(self.children.len());
+        for child in &self.children {
+            let name = child.strip_prefix(self.path.as_str())?.strip_prefix('/')?;
+            if !plain(name) || name.contains('/') {
+                return None;
+            }
+            children.push(name);
+        }
+        let methods: Vec<&str> = self.methods.iter().map(|m| m.as_str()).collect();
+        let list = |items: &[&str]| {
+            if items.is_empty() {
+                "-".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        if !plain(&self.path) {
+            return None;
+        }
+        Some(format!(
+            "{} {} {} {} {} {}",
+            self.path,
+            self.kind.as_str(),
+            field(self.related.as_deref())?,
+            field(self.id_param.as_deref())?,
+            list(&methods),
+            list(&children),
+        ))
+    }
+
+    /// Reads a line written by [`PathNode::to_compact`].
+    pub fn from_compact(line: &str) -> Option<PathNode> {
+        let mut fields = line.split(' ');
+        let path = fields.next()?;
+        let kind = PathKind::parse(fields.next()?)?;
+        let optional = |text: &str| (text != "-").then(|| text.to_owned());
+        let related = optional(fields.next()?);
+        let id_param = optional(fields.next()?);
+        let methods = match fields.next()? {
+            "-" => Vec::new(),
+            list => list.split(',').map(Method::parse).collect::<Option<_>>()?,
+        };
+        let below = |name: &str| {
+            let mut child = String::with_capacity(path.len() + 1 + name.len());
+            child.push_str(path);
+            child.push('/');
+            child.push_str(name);
+            child
+        };
+        let children = match fields.next()? {
+            "-" => Vec::new(),
+            list => list.split(',').map(below).collect(),
+        };
+        if fields.next().is_some() || !path.starts_with('/') {
+            return None;
+        }
+        let path_params = if path.contains('{') {
+            path.split('/')
+                .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+                .map(str::to_owned)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut mounted = String::with_capacity(API_PREFIX.len() + path.len());
+        mounted.push_str(API_PREFIX);
+        mounted.push_str(path);
+        Some(PathNode {
+            path: path.to_owned(),
+            mounted,
+            group: path.split('/').nth(1).unwrap_or_default().to_owned(),
+            path_params,
+            kind,
+            related,
+            id_param,
+            children,
+            methods,
+        })
+    }
+}
+
+impl PathKind {
+    /// The kind's name as written in the metadata (`collection`, `item`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Collection => "collection",
+            PathKind::Item => "item",
+            PathKind::Action => "action",
+            PathKind::Singleton => "singleton",
+        }
+    }
+
+    /// Parses [`PathKind::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<PathKind> {
+        match name {
+            "collection" => Some(PathKind::Collection),
+            "item" => Some(PathKind::Item),
+            "action" => Some(PathKind::Action),
+            "singleton" => Some(PathKind::Singleton),
+            _ => None,
+        }
+    }
 }
 
 impl RouteIndex {
@@ -435,6 +555,18 @@ impl RouteIndex {
             operations: Vec<&'a RawValue>,
         }
         let document: Document<'_> = serde_json::from_str(json)?;
+        let nodes: Vec<PathNode> = serde_json::from_str(document.paths.get())?;
+        let nodes = nodes
+            .iter()
+            .map(|node| {
+                node.to_compact().ok_or_else(|| {
+                    <serde_json::Error as serde::de::Error>::custom(format!(
+                        "path node '{}' has no compact form",
+                        node.path
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let base = json.as_ptr() as usize;
         let range = |raw: &RawValue| {
             let start = raw.get().as_ptr() as usize - base;
@@ -447,6 +579,7 @@ impl RouteIndex {
             release: document.release,
             paths: range(document.paths),
             operations: document.operations.iter().map(|raw| range(raw)).collect(),
+            nodes,
         })
     }
 
@@ -465,6 +598,11 @@ impl RouteIndex {
         for (index, [start, end]) in self.operations.iter().enumerate() {
             let separator = if index == 0 { "" } else { "," };
             out.push_str(&format!("{separator}\n    [{start}, {end}]"));
+        }
+        out.push_str("\n  ],\n  \"nodes\": [");
+        for (index, line) in self.nodes.iter().enumerate() {
+            let separator = if index == 0 { "" } else { "," };
+            out.push_str(&format!("{separator}\n    {}", string(line)));
         }
         out.push_str("\n  ]\n}\n");
         out
@@ -509,6 +647,59 @@ mod tests {
             permissions: None,
             description: None,
             extensions: BTreeMap::new(),
+        }
+    }
+
+    /// A node's compact line reads back as the node; what cannot be written so is refused.
+    #[test]
+    fn path_nodes_round_trip_through_their_compact_form() {
+        let node = PathNode {
+            path: "/nodes/{node}/qemu".to_owned(),
+            mounted: "/api2/json/nodes/{node}/qemu".to_owned(),
+            group: "nodes".to_owned(),
+            path_params: vec!["node".to_owned()],
+            kind: PathKind::Collection,
+            related: Some("/nodes/{node}/qemu/{vmid}".to_owned()),
+            id_param: Some("vmid".to_owned()),
+            children: vec!["/nodes/{node}/qemu/{vmid}".to_owned()],
+            methods: vec![Method::Get, Method::Post],
+        };
+        let line = node.to_compact().expect("a compact form");
+        assert_eq!(
+            line,
+            "/nodes/{node}/qemu collection /nodes/{node}/qemu/{vmid} vmid GET,POST {vmid}"
+        );
+        assert_eq!(PathNode::from_compact(&line), Some(node.clone()));
+        let bare = PathNode {
+            path: "/version".to_owned(),
+            mounted: "/api2/json/version".to_owned(),
+            group: "version".to_owned(),
+            path_params: vec![],
+            kind: PathKind::Singleton,
+            related: None,
+            id_param: None,
+            children: vec![],
+            methods: vec![],
+        };
+        let line = bare.to_compact().expect("a compact form");
+        assert_eq!(line, "/version singleton - - - -");
+        assert_eq!(PathNode::from_compact(&line), Some(bare));
+
+        let mut spaced = node.clone();
+        spaced.id_param = Some("vm id".to_owned());
+        assert_eq!(spaced.to_compact(), None);
+        let mut elsewhere = node.clone();
+        elsewhere.children = vec!["/nodes/{node}/lxc".to_owned()];
+        assert_eq!(elsewhere.to_compact(), None);
+        for bad in [
+            "",
+            "/version singleton - - -",
+            "/version singleton - - - - extra",
+            "/version thing - - - -",
+            "/version singleton - - PATCH -",
+            "version singleton - - - -",
+        ] {
+            assert_eq!(PathNode::from_compact(bad), None, "{bad}");
         }
     }
 

@@ -32,6 +32,34 @@ pub(crate) fn embedded_metadata(tag: &str) -> Option<&'static str> {
     crate::embedded::route_metadata(tag)
 }
 
+/// The SHA-256 of the schema an embedded tag was generated from, read from the head of its
+/// document alone (so that the state can be opened while the rest is read).
+pub(crate) fn embedded_schema_sha256(tag: &str) -> Result<String, Error> {
+    let tag = resolve_tag(tag)?;
+    let json = embedded_metadata(tag).ok_or_else(|| Error::UnknownSchema(tag.to_owned()))?;
+    const PATHS: &str = "\"paths\":";
+    json.find(PATHS)
+        .and_then(|at| DocumentHeader::of(&json[..at + PATHS.len()]))
+        .map(|header| header.schema_sha256)
+        .ok_or_else(|| Error::UnknownSchema(tag.to_owned()))
+}
+
+/// The fields of a `route_metadata.json` before its `paths`.
+#[derive(Deserialize)]
+struct DocumentHeader {
+    tag: String,
+    schema_sha256: String,
+    release: String,
+}
+
+impl DocumentHeader {
+    /// Reads the header from the text up to the `paths` key (`{ ..., "paths":`).
+    fn of(head: &str) -> Option<DocumentHeader> {
+        let head = head.trim_end().strip_suffix("\"paths\":")?.trim_end();
+        serde_json::from_str(&format!("{}}}", head.strip_suffix(',')?)).ok()
+    }
+}
+
 /// The embedded `openapi.json` of a tag.
 pub(crate) fn embedded_openapi(tag: &str) -> Option<&'static str> {
     crate::embedded::openapi(tag)
@@ -66,8 +94,6 @@ pub(crate) enum MatchError {
 pub(crate) struct Meta {
     /// Schema tag, e.g. `9.1`.
     pub(crate) tag: String,
-    /// SHA-256 (hex) of the `apidata.js` the metadata was generated from.
-    pub schema_sha256: String,
     /// Release string the mock reports from `/version`.
     pub(crate) release: String,
     /// Every path node of the API tree, sorted by path.
@@ -98,9 +124,30 @@ impl Meta {
     /// the document (a range that is not an operation's object, another tag or release).
     #[allow(clippy::type_complexity)]
     fn from_index(json: &'static str, index: &str) -> Option<(Meta, Vec<(&'static str, Method)>)> {
-        let index: route_metadata::RouteIndex = serde_json::from_str(index).ok()?;
+        /// [`route_metadata::RouteIndex`], borrowing its compact node lines.
+        #[derive(Deserialize)]
+        struct Index<'a> {
+            tag: String,
+            schema_sha256: String,
+            release: String,
+            paths: [usize; 2],
+            operations: Vec<[usize; 2]>,
+            #[serde(default, borrow)]
+            nodes: Vec<&'a str>,
+        }
+        let index: Index<'_> = serde_json::from_str(index).ok()?;
         let cut = |[start, end]: [usize; 2]| json.get(start..end);
-        let paths: Vec<PathNode> = serde_json::from_str(cut(index.paths)?).ok()?;
+        // The compact lines when the index has them (a tenth of the parsing and allocations
+        // of the array), else the array itself.
+        let paths: Vec<PathNode> = if index.nodes.is_empty() {
+            serde_json::from_str(cut(index.paths)?).ok()?
+        } else {
+            index
+                .nodes
+                .iter()
+                .map(|line| PathNode::from_compact(line))
+                .collect::<Option<_>>()?
+        };
         let mut heads = Vec::with_capacity(index.operations.len());
         let mut operations = Vec::with_capacity(index.operations.len());
         for range in &index.operations {
@@ -114,20 +161,8 @@ impl Meta {
                 parsed: OnceLock::new(),
             });
         }
-        // The header fields the index repeats must be the document's (its first few hundred
-        // bytes, before the paths).
-        #[derive(Deserialize)]
-        struct Header {
-            tag: String,
-            schema_sha256: String,
-            release: String,
-        }
-        let head = json
-            .get(..index.paths[0])?
-            .trim_end()
-            .strip_suffix("\"paths\":")?;
-        let header: Header =
-            serde_json::from_str(&format!("{}}}", head.trim_end().strip_suffix(',')?)).ok()?;
+        // The header fields the index repeats must be the document's.
+        let header = DocumentHeader::of(json.get(..index.paths[0])?)?;
         if (&header.tag, &header.schema_sha256, &header.release)
             != (&index.tag, &index.schema_sha256, &index.release)
         {
@@ -135,7 +170,6 @@ impl Meta {
         }
         let meta = Meta {
             tag: index.tag,
-            schema_sha256: index.schema_sha256,
             release: index.release,
             paths,
             operations,
@@ -153,7 +187,6 @@ impl Meta {
         #[derive(Deserialize)]
         struct Document {
             tag: String,
-            schema_sha256: String,
             release: String,
             paths: Vec<PathNode>,
             #[serde(borrow)]
@@ -166,7 +199,6 @@ impl Meta {
         }
         let meta = Meta {
             tag: document.tag,
-            schema_sha256: document.schema_sha256,
             release: document.release,
             paths: document.paths,
             operations: document
@@ -186,7 +218,6 @@ impl From<RouteMetadata> for Meta {
     fn from(meta: RouteMetadata) -> Meta {
         Meta {
             tag: meta.tag,
-            schema_sha256: meta.schema_sha256,
             release: meta.release,
             paths: meta.paths,
             operations: meta
@@ -238,12 +269,13 @@ fn operation_head(raw: &'static RawValue) -> Result<(&'static str, Method), serd
 }
 
 fn quick_head(text: &'static str) -> Option<(&'static str, Method)> {
+    // Byte-wise: the document is written by codegen (ASCII whitespace, plain strings).
     fn token<'t>(text: &'t str, expected: &str) -> Option<&'t str> {
-        text.trim_start().strip_prefix(expected)
+        text.trim_ascii_start().strip_prefix(expected)
     }
     fn string(text: &str) -> Option<(&str, &str)> {
         let rest = token(text, "\"")?;
-        let end = rest.find(['"', '\\'])?;
+        let end = rest.bytes().position(|b| b == b'"' || b == b'\\')?;
         (rest.as_bytes()[end] == b'"').then(|| (&rest[..end], &rest[end + 1..]))
     }
     let rest = token(text, "{")?;
@@ -556,12 +588,19 @@ pub(crate) mod tests {
             let index = crate::embedded::route_index(tag).unwrap();
             let (meta, heads) = Meta::from_index(json, index).unwrap();
             let (scanned, scanned_heads) = Meta::from_static_json(json).unwrap();
+            let sha = serde_json::from_str::<route_metadata::RouteMetadata>(json)
+                .unwrap()
+                .schema_sha256;
+            assert_eq!(embedded_schema_sha256(tag).unwrap(), sha);
+            assert!(
+                !serde_json::from_str::<route_metadata::RouteIndex>(index)
+                    .unwrap()
+                    .nodes
+                    .is_empty()
+            );
             assert_eq!(heads, scanned_heads);
             assert_eq!(meta.paths, scanned.paths);
-            assert_eq!(
-                (&meta.tag, &meta.schema_sha256, &meta.release),
-                (&scanned.tag, &scanned.schema_sha256, &scanned.release)
-            );
+            assert_eq!((&meta.tag, &meta.release), (&scanned.tag, &scanned.release));
             let raws = |meta: &Meta| -> Vec<Option<&str>> {
                 meta.operations.iter().map(|op| op.raw).collect()
             };
