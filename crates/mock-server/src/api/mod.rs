@@ -499,7 +499,7 @@ pub(crate) fn fill_template(template: &str, params: &[(String, String)]) -> Stri
 
 /// The parent of a templated or concrete path (`/a/b` -> `/a`, `/a` -> `/`).
 pub(crate) fn parent(path: &str) -> &str {
-    match path.rfind('/') {
+    match last_slash(path) {
         Some(0) | None => "/",
         Some(index) => &path[..index],
     }
@@ -507,7 +507,16 @@ pub(crate) fn parent(path: &str) -> &str {
 
 /// The last segment of a path.
 pub(crate) fn last_segment(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+    match last_slash(path) {
+        Some(index) => &path[index + 1..],
+        None => path,
+    }
+}
+
+/// Where the last `/` of a path is: a byte search (guest lists call this per guest, where
+/// `rsplit`'s char searcher cost a sixth of `/cluster/resources`).
+fn last_slash(path: &str) -> Option<usize> {
+    path.bytes().rposition(|b| b == b'/')
 }
 
 #[cfg(test)]
@@ -530,6 +539,11 @@ pub(crate) mod tests {
         assert_eq!(parent("/nodes/pve1"), "/nodes");
         assert_eq!(parent("/nodes"), "/");
         assert_eq!(last_segment("/nodes/pve1"), "pve1");
+        assert_eq!(last_segment("/nodes/"), "");
+        assert_eq!(last_segment("pve1"), "pve1");
+        assert_eq!(last_segment("/nodes/pvé1"), "pvé1");
+        assert_eq!(parent("/"), "/");
+        assert_eq!(parent("pve1"), "/");
     }
 
     #[test]
