@@ -313,6 +313,7 @@ mod tests {
     use super::*;
     use rusqlite::Connection;
     use serde_json::{Value, json};
+    use std::sync::atomic::Ordering;
 
     fn put(path: &str, collection: Option<&str>, value: Value) -> Change {
         Change::Put {
@@ -486,6 +487,41 @@ mod tests {
         assert_eq!(reopened.get("/kept").unwrap()["a"], 1);
         assert_eq!(reopened.get("/refused"), None);
         assert_eq!(reopened.get("/later").unwrap()["c"], 3);
+        reopened.close().await;
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Checkpoints run on their own thread once the commits have filled the WAL, and the
+    /// state stays whole through them.
+    #[tokio::test]
+    async fn sqlite_checkpoints_run_beside_the_writer() {
+        let path = temp_db("checkpoints");
+        let state = StateStore::open(&Store::Sqlite(path.clone()), "fp", vec![]).unwrap();
+        assert_eq!(
+            state.commit_metrics().checkpoints.load(Ordering::Relaxed),
+            0
+        );
+        for batch in 0..30 {
+            let changes = (0..100)
+                .map(|index| {
+                    let index = batch * 100 + index;
+                    put(&format!("/c/{index}"), Some("/c"), json!({"i": index}))
+                })
+                .collect();
+            state.apply(changes).await.unwrap();
+        }
+        // The thread is woken after every 1,000 row changes; wait for it (bounded).
+        let mut waited = 0;
+        while state.commit_metrics().checkpoints.load(Ordering::Relaxed) == 0 && waited < 1_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert!(state.commit_metrics().checkpoints.load(Ordering::Relaxed) >= 1);
+        state.close().await;
+        drop(state);
+        let reopened = StateStore::open(&Store::Sqlite(path.clone()), "fp", vec![]).unwrap();
+        assert_eq!(reopened.get("/c/2999").unwrap()["i"], 2999);
+        assert_eq!(reopened.read().members("/c").count(), 3_000);
         reopened.close().await;
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }

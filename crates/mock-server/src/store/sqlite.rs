@@ -89,6 +89,18 @@ pub(super) fn open(
     let mut conn = Connection::open(path).map_err(sqlite("open database"))?;
     prepare(&mut conn, synchronous, fingerprint, seed)?;
     let tables = Arc::new(RwLock::new(load(&conn)?));
+    let checkpointer = match Checkpointer::start(path, synchronous, Arc::clone(&metrics)) {
+        Ok(checkpointer) => {
+            // The writer no longer checkpoints when its commits fill the WAL.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(sqlite("hand checkpoints over"))?;
+            Some(checkpointer)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no checkpoint thread; the writer checkpoints as it commits");
+            None
+        }
+    };
     let (sender, receiver) = mpsc::channel();
     let writer = Writer {
         conn,
@@ -96,12 +108,71 @@ pub(super) fn open(
         tables: Arc::clone(&tables),
         backlog: VecDeque::new(),
         metrics,
+        checkpointer,
     };
     std::thread::Builder::new()
         .name("mock-store-writer".to_owned())
         .spawn(move || writer.run())
         .map_err(|_| StoreError::Closed)?;
     Ok((tables, sender))
+}
+
+/// Runs the WAL's checkpoints on a connection and thread of its own, so that no commit waits
+/// for one. With the writer checkpointing itself (SQLite's default, when a commit leaves 1,000
+/// pages or more in the WAL), the request whose commit crosses that mark waits while the WAL
+/// is copied into the database and the database synced: a few milliseconds, the slowest
+/// creates of a run. A `PASSIVE` checkpoint here copies what it can without blocking the
+/// writer, which starts the WAL over once a checkpoint has copied all of it (nothing else reads
+/// the database); the writer wakes this thread after about as many row changes as
+/// [`WAL_AUTOCHECKPOINT`] has pages.
+struct Checkpointer {
+    wake: mpsc::SyncSender<()>,
+    /// Row changes committed since the thread was last woken.
+    pending: usize,
+}
+
+impl Checkpointer {
+    fn start(
+        path: &Path,
+        synchronous: Synchronous,
+        metrics: Arc<CommitMetrics>,
+    ) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path).map_err(sqlite("open the checkpoint connection"))?;
+        configure(&conn, Some(synchronous))?;
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("mock-store-checkpoint".to_owned())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                        row.get::<_, i64>(0)
+                    });
+                    match done {
+                        Ok(_) => {
+                            metrics
+                                .checkpoints
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+                    }
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                context: "starting the checkpoint thread".to_owned(),
+                source,
+            })?;
+        Ok(Checkpointer { wake, pending: 0 })
+    }
+
+    /// Counts committed row changes; wakes the thread (unless it is already due to run) once
+    /// enough have gathered.
+    fn committed(&mut self, changes: usize) {
+        self.pending += changes;
+        if self.pending as i64 >= WAL_AUTOCHECKPOINT {
+            self.pending = 0;
+            let _ = self.wake.try_send(());
+        }
+    }
 }
 
 /// Sets up the connection and creates, resets (when the fingerprint differs) or keeps the
@@ -338,6 +409,8 @@ struct Writer {
     backlog: VecDeque<Job>,
     /// Commit latency and batch sizes, for `/metrics`.
     metrics: Arc<CommitMetrics>,
+    /// Runs the checkpoints (`None`: the writer's own automatic checkpoints).
+    checkpointer: Option<Checkpointer>,
 }
 
 type Batch = (Vec<Change>, oneshot::Sender<Result<(), StoreError>>);
@@ -372,6 +445,8 @@ impl Writer {
                         let result = write_reset(&mut self.conn, &changes);
                         if result.is_err() {
                             self.resync();
+                        } else if let Some(checkpointer) = &mut self.checkpointer {
+                            checkpointer.committed(changes.len());
                         }
                         let _ = ack.send(result);
                     }
@@ -398,6 +473,9 @@ impl Writer {
         self.metrics.batch_sizes.observe(batches.len() as u64);
         if results.iter().any(Result::is_err) {
             self.resync();
+        }
+        if let Some(checkpointer) = &mut self.checkpointer {
+            checkpointer.committed(batches.iter().map(|(changes, _)| changes.len()).sum());
         }
         for ((_, ack), result) in batches.into_iter().zip(results) {
             let _ = ack.send(result);

@@ -308,6 +308,8 @@ pub(crate) struct CommitMetrics {
     pub(crate) latency: Histogram,
     /// How many requests each group commit carried.
     pub(crate) batch_sizes: Histogram,
+    /// WAL checkpoints run by the store's checkpoint thread.
+    pub(crate) checkpoints: std::sync::atomic::AtomicU64,
 }
 
 impl Default for CommitMetrics {
@@ -315,6 +317,7 @@ impl Default for CommitMetrics {
         CommitMetrics {
             latency: Histogram::latency(),
             batch_sizes: Histogram::batch_sizes(),
+            checkpoints: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -338,6 +341,17 @@ impl CommitMetrics {
         );
         self.batch_sizes
             .render(out, "proxmox_mock_store_commit_batch_size", "", 1.0);
+        family(
+            out,
+            "proxmox_mock_store_checkpoints_total",
+            "counter",
+            "WAL checkpoints run beside the writer (off the commit path).",
+        );
+        let _ = writeln!(
+            out,
+            "proxmox_mock_store_checkpoints_total {}",
+            self.checkpoints.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 }
 
