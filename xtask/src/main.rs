@@ -13,12 +13,13 @@
 //! cargo xtask bench all --quick # every benchmark, short runs; see docs/performance.md
 //! cargo xtask bench cli         # one-shot pvectl calls beside the Python CLIs
 //! cargo xtask bench proxy       # real mode in front of our mock vs direct
+//! cargo xtask bench memory      # RSS per stored guest (10,000 and 50,000 VMs created)
 //! ```
 //!
 //! Layout:
 //! - `codegen`: schema -> OpenAPI, route metadata, model index, Rust models.
 //! - `schema`: pinning a new schema (`add`) and downloading Proxmox's (`fetch`, through curl).
-//! - `bench codegen` is measured here, in-process; `bench mock|scale|sdk|cli|all` run
+//! - `bench codegen` is measured here, in-process; `bench mock|scale|sdk|cli|proxy|memory|all` run
 //!   `cargo run --release -p bench -- ...`, so the heavy benchmark dependencies (plotters, the
 //!   load generator, the SDK) stay out of the xtask.
 
@@ -122,6 +123,8 @@ enum BenchTarget {
     Cli(HarnessArgs),
     /// Real mode (`--upstream`) in front of our mock vs our mock directly (crates/bench).
     Proxy(HarnessArgs),
+    /// RSS per stored guest after 10,000 and 50,000 creates (crates/bench).
+    Memory(HarnessArgs),
 }
 
 /// Options passed on to the `bench` binary.
@@ -179,11 +182,12 @@ fn main() -> anyhow::Result<()> {
             BenchTarget::All(args) => bench_harness("all", &args),
             BenchTarget::Cli(args) => bench_harness("cli", &args),
             BenchTarget::Proxy(args) => bench_harness("proxy", &args),
+            BenchTarget::Memory(args) => bench_harness("memory", &args),
         },
     }
 }
 
-/// `cargo xtask bench mock|scale|sdk|cli|all`: runs `cargo run --release -p bench -- <what>`.
+/// `cargo xtask bench mock|scale|sdk|cli|proxy|memory|all`: runs `cargo run --release -p bench -- <what>`.
 fn bench_harness(what: &str, args: &HarnessArgs) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);

@@ -9,6 +9,7 @@
 //! cargo run --release -p bench -- sdk
 //! cargo xtask bench cli           # one-shot pvectl calls beside the Python CLIs (cli_bench)
 //! cargo run --release -p bench -- startup --baseline OLD/mock-server   # start-up alone
+//! cargo xtask bench memory --baseline OLD/mock-server   # RSS per stored guest (memory_bench)
 //! ```
 //!
 //! Layout:
@@ -25,6 +26,7 @@
 //! - `bare`: the bare axum handler (the hidden `serve-bare` command).
 //! - `results`, `targets`, `charts`: the results file, the table, the target checks, the PNGs.
 //! - `startup_bench`: start-up alone (`bench startup`), more starts, no load runs.
+//! - `memory_bench`: RSS per stored guest (`bench memory`), creates through the API in steps.
 //! - `check`: the regression guard of `mock --quick --check` (ratios to bare axum against the
 //!   last full run's, `docs/perf/mock-ratios.json`).
 
@@ -35,6 +37,7 @@ mod cli_bench;
 mod clients;
 mod codegen;
 mod load;
+mod memory_bench;
 mod mock_bench;
 mod proxy_bench;
 mod results;
@@ -85,6 +88,10 @@ enum Command {
     /// Start-up to the first 200 alone (the first part of `mock`, with more starts): ours, the
     /// baseline binary if given, bare axum and fakepve taking turns; prints medians and ratios.
     Startup(StartupArgs),
+    /// RSS per stored guest: ours (and the baseline binary if given, taking turns) with
+    /// `--store sqlite`, VMs created through the API in steps (10,000 and 50,000; `--quick`:
+    /// 1,000 and 5,000), RSS after each step and after the guest lists.
+    Memory(MemoryArgs),
     /// Serve the bare axum handler (used by `mock`).
     #[command(hide = true)]
     ServeBare(bare::BareArgs),
@@ -120,6 +127,29 @@ struct StartupArgs {
     /// Leave fakepve out (no virtualenv needed).
     #[arg(long)]
     no_python: bool,
+    /// Do not run `cargo build --release -p mock-server` first.
+    #[arg(long)]
+    no_build: bool,
+}
+
+/// Options of `memory`.
+#[derive(Args)]
+struct MemoryArgs {
+    /// Smaller counts (1,000 and 5,000) and one round.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds (each a fresh process per system); default 3, 1 with `--quick`.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Guest counts to read RSS at, rising (default 10000,50000).
+    #[arg(long, value_delimiter = ',')]
+    counts: Vec<usize>,
+    /// Another `mock-server` binary measured in turn with ours.
+    #[arg(long, value_name = "PATH", env = "BENCH_BASELINE_MOCK")]
+    baseline: Option<PathBuf>,
+    /// Accepted for the xtask's common options; `memory` has no check.
+    #[arg(long, hide = true)]
+    check: bool,
     /// Do not run `cargo build --release -p mock-server` first.
     #[arg(long)]
     no_build: bool,
@@ -192,6 +222,27 @@ fn main() -> anyhow::Result<()> {
                         .as_ref()
                         .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
                     startup_bench::run(&env, args.starts.max(1), !args.no_python).await
+                });
+        }
+        Command::Memory(args) => {
+            anyhow::ensure!(!args.check, "`bench memory` has no --check");
+            return tokio::runtime::Runtime::new()
+                .context("starting the runtime")?
+                .block_on(async {
+                    let mut env = setup::prepare(args.quick, false, !args.no_build)?;
+                    env.baseline_binary = args
+                        .baseline
+                        .as_ref()
+                        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+                    let counts = if !args.counts.is_empty() {
+                        args.counts.clone()
+                    } else if args.quick {
+                        memory_bench::QUICK_COUNTS.to_vec()
+                    } else {
+                        memory_bench::COUNTS.to_vec()
+                    };
+                    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+                    memory_bench::run(&env, &counts, rounds.max(1)).await
                 });
         }
         Command::Proxy(args) => {
