@@ -31,9 +31,8 @@ pub(crate) struct AclEntry {
 /// The ACL entries stored in [`ACL_ROW`].
 pub(crate) fn acl_entries(tables: &Tables) -> Vec<AclEntry> {
     tables
-        .get(ACL_ROW)
-        .and_then(|row| row.get("entries"))
-        .and_then(|entries| serde_json::from_value(entries.clone()).ok())
+        .field(ACL_ROW, "entries")
+        .and_then(|entries| serde_json::from_value(entries).ok())
         .unwrap_or_default()
 }
 

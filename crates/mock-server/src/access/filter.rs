@@ -65,8 +65,8 @@ fn offline_nodes(tables: &Tables) -> HashSet<String> {
         .members("/nodes")
         .filter(|path| {
             tables
-                .get(path)
-                .and_then(|row| row.get("status"))
+                .field(path, "status")
+                .as_ref()
                 .and_then(Value::as_str)
                 .is_some_and(|status| status != "online")
         })

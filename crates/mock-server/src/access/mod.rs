@@ -123,6 +123,15 @@ pub(crate) fn expired(expire: Option<u64>, now: u64) -> bool {
     expire.is_some_and(|expire| expire > 0 && expire < now)
 }
 
+/// The fields of a user row that [`check_user_enabled`] reads; the others are skipped.
+#[derive(Debug, Default, serde::Deserialize)]
+struct UserGate {
+    #[serde(default)]
+    enable: Option<Value>,
+    #[serde(default)]
+    expire: Option<Value>,
+}
+
 /// `check_user_enabled` (pve-access-control `src/PVE/AccessControl.pm`): the user exists, is
 /// enabled and has not expired. Returns the user's `expire`, or Proxmox's message.
 pub(crate) fn check_user_enabled(
@@ -130,13 +139,21 @@ pub(crate) fn check_user_enabled(
     userid: &str,
     now: u64,
 ) -> Result<Option<u64>, String> {
-    let Some(user) = tables.get(&format!("/access/users/{userid}")) else {
+    let Some(row) = tables.row(&format!("/access/users/{userid}")) else {
         return Err(format!("no such user ('{userid}')\n"));
     };
-    if !model::flag(user, "enable", true) {
+    // Every request asks, so only the two fields are read from the row's text (a row that is
+    // not an object has neither, as `Value::get` would say).
+    let user: UserGate = row.fields();
+    if !user
+        .enable
+        .as_ref()
+        .and_then(crate::schema::value_bool)
+        .unwrap_or(true)
+    {
         return Err(format!("user '{userid}' is disabled\n"));
     }
-    let expire = user.get("expire").and_then(Value::as_u64);
+    let expire = user.expire.as_ref().and_then(Value::as_u64);
     if expired(expire, now) {
         return Err(format!("user '{userid}' access expired\n"));
     }

@@ -75,6 +75,7 @@ impl Pool {
     /// Reads the pool stored at `path`.
     fn read(tables: &Tables, path: &str) -> Pool {
         let row = tables.get(path);
+        let row = row.as_ref();
         Pool {
             id: last_segment(path).to_owned(),
             vms: row_array(row, "_vms")
@@ -159,8 +160,8 @@ fn read_roles(tables: &Tables, catalog: &Catalog) -> HashMap<String, PrivSet> {
             continue;
         }
         let privs = tables
-            .get(path)
-            .and_then(|row| row.get("privs"))
+            .field(path, "privs")
+            .as_ref()
             .and_then(Value::as_str)
             .map(|text| {
                 crate::schema::split_list(text)
@@ -202,7 +203,7 @@ impl AccessModel {
     /// Adds the user stored at `path`: its membership in existing groups and its tokens.
     fn add_user(&mut self, tables: &Tables, path: &str) {
         let userid = last_segment(path).to_owned();
-        let row = tables.get(path).cloned().unwrap_or_default();
+        let row = tables.get(path).unwrap_or_default();
         let member_of: Vec<String> = user_group_list(&row)
             .into_iter()
             .filter(|group| self.groups.contains_key(group))
@@ -215,7 +216,7 @@ impl AccessModel {
         for token_path in tables.members(&format!("{path}/token")) {
             let privsep = tables
                 .get(token_path)
-                .is_none_or(|token| flag(token, "privsep", true));
+                .is_none_or(|token| flag(&token, "privsep", true));
             self.tokens
                 .insert(format!("{userid}!{}", last_segment(token_path)), privsep);
         }

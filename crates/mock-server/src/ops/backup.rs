@@ -171,7 +171,7 @@ fn selected_guests(call: &Call<'_>, tables: &Tables, node: &str) -> Result<Vec<u
                 .map(|(vmid, _)| *vmid),
         );
     } else if let Some(poolid) = call.arg_text("pool") {
-        let row = pool_row(tables, &poolid)?;
+        let row = &pool_row(tables, &poolid)?;
         selected.extend(
             pool_vms(row)
                 .into_iter()

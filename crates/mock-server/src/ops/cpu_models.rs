@@ -53,7 +53,7 @@ fn verify_configid(name: &str) -> Result<(), AppError> {
 /// The digest of `cpu-models.conf`: every model, by name.
 fn file_digest(tables: &Tables) -> String {
     let mut file = Map::new();
-    let mut names: Vec<&String> = tables.members(MODELS).collect();
+    let mut names: Vec<&str> = tables.members(MODELS).collect();
     names.sort();
     for path in names {
         if let Some(row) = tables.get(path) {
@@ -63,7 +63,7 @@ fn file_digest(tables: &Tables) -> String {
     config_digest(&file, &[])
 }
 
-fn model_row<'t>(tables: &'t Tables, name: &str) -> Option<&'t Value> {
+fn model_row(tables: &Tables, name: &str) -> Option<Value> {
     tables.get(&format!("{MODELS}/{name}"))
 }
 
@@ -92,7 +92,7 @@ fn put(name: &str, row: Map<String, Value>) -> Change {
 pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let rpc = tx.rpc(call);
     let digest = file_digest(tx.tables);
-    let mut paths: Vec<&String> = tx.tables.members(MODELS).collect();
+    let mut paths: Vec<&str> = tx.tables.members(MODELS).collect();
     paths.sort();
     let mut entries = Vec::new();
     for path in paths {
@@ -104,7 +104,7 @@ pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
         {
             continue;
         }
-        let mut entry = tx.tables.get(path).cloned().unwrap_or_else(|| json!({}));
+        let mut entry = tx.tables.get(path).unwrap_or_else(|| json!({}));
         entry["digest"] = json!(digest);
         entries.push(entry);
     }
@@ -115,7 +115,6 @@ pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 pub(crate) fn get(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let name = name_of(call);
     let mut model = model_row(tx.tables, &name)
-        .cloned()
         .ok_or_else(|| AppError::die(format!("Custom cputype '{name}' not found\n")))?;
     model["digest"] = json!(file_digest(tx.tables));
     Ok(model)
@@ -156,7 +155,7 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
             "custom CPU model '{name}' does not exist\n"
         )));
     };
-    let mut row = current.clone();
+    let mut row = current;
     for key in &delete {
         row.remove(key);
     }

@@ -310,10 +310,18 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
         && last_segment(&call.node.path) == "config";
     let mut value = generate(api, returns, &GenContext { minimal, ..ctx });
     if value.is_object() {
-        if let Some(item) = &item {
-            overlay(api, &mut value, tables.get(item), returns);
-        }
-        overlay(api, &mut value, tables.get(&concrete), returns);
+        // Each row is parsed once: the item's row serves both overlays and the digest when
+        // the path is the item.
+        let item_row = item.as_deref().and_then(|item| tables.get(item));
+        let own_parsed;
+        let own_row = if item.as_deref() == Some(concrete.as_str()) {
+            item_row.as_ref()
+        } else {
+            own_parsed = tables.get(&concrete);
+            own_parsed.as_ref()
+        };
+        overlay(api, &mut value, item_row.as_ref(), returns);
+        overlay(api, &mut value, own_row, returns);
         if let Some(vmid) = call.param("vmid")
             && returns
                 .properties
@@ -333,8 +341,12 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
             .as_ref()
             .is_some_and(|p| p.contains_key("digest"))
         {
-            let source = item.as_deref().unwrap_or(&concrete);
-            value["digest"] = json!(digest(tables.get(source)));
+            let source = if item.is_some() {
+                item_row.as_ref()
+            } else {
+                own_row
+            };
+            value["digest"] = json!(digest(source));
         }
         strip_hidden(&mut value);
     }
@@ -369,7 +381,7 @@ fn list(
         return json!([]);
     };
     let id_param = call.node.id_param.as_deref();
-    let mut members: Vec<&String> = tables.members(concrete).collect();
+    let mut members: Vec<&str> = tables.members(concrete).collect();
     if id_param == Some(POSITION) {
         members.sort_by_key(|member| last_segment(member).parse::<u64>().unwrap_or(u64::MAX));
     }
@@ -413,7 +425,7 @@ pub(crate) fn list_entry(
     let params = entry_params(call, member);
     let ctx = gen_ctx(call, member, &params, &[], nodes);
     let mut entry = generate(api, items, &ctx);
-    overlay(api, &mut entry, tables.get(member), items);
+    overlay(api, &mut entry, tables.get(member).as_ref(), items);
     complete(&mut entry, member, items);
     if let Some(id_param) = id_param
         && let Value::Object(map) = &mut entry
@@ -656,14 +668,14 @@ fn is_cleared(value: &Value) -> bool {
 
 /// A positional list's rows in order.
 fn positions(tables: &Tables, collection: &str) -> Vec<Value> {
-    let mut members: Vec<(u64, &String)> = tables
+    let mut members: Vec<(u64, &str)> = tables
         .members(collection)
         .filter_map(|member| Some((last_segment(member).parse::<u64>().ok()?, member)))
         .collect();
     members.sort_unstable();
     members
         .into_iter()
-        .filter_map(|(_, member)| tables.get(member).cloned())
+        .filter_map(|(_, member)| tables.get(member))
         .collect()
 }
 
@@ -751,7 +763,7 @@ fn update(api: &Api, tables: &Tables, call: &Call<'_>, concrete: &str) -> Result
     } else {
         parent(&call.node.path).to_owned()
     };
-    let current = tables.get(&target).cloned().unwrap_or_else(|| json!({}));
+    let current = tables.get(&target).unwrap_or_else(|| json!({}));
     if let Some(expected) = call.args.get("digest").and_then(Value::as_str)
         && !expected.is_empty()
         && !auth::constant_time_eq(expected.as_bytes(), digest(Some(&current)).as_bytes())
@@ -791,7 +803,7 @@ fn update(api: &Api, tables: &Tables, call: &Call<'_>, concrete: &str) -> Result
     object.extend(fields);
     Ok(Plan {
         at_end: vec![Change::Put {
-            collection: tables.member_of.get(&target).cloned(),
+            collection: tables.collection_of(&target).map(str::to_owned),
             path: target,
             value: Value::Object(object),
         }],

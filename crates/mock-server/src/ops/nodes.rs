@@ -31,8 +31,8 @@ pub(crate) const CLUSTER_PATH: &str = "/_mock/cluster";
 /// The cluster name.
 pub(crate) fn cluster_name(tables: &Tables) -> String {
     tables
-        .get(CLUSTER_PATH)
-        .and_then(|cluster| cluster.get("name"))
+        .field(CLUSTER_PATH, "name")
+        .as_ref()
         .and_then(Value::as_str)
         .unwrap_or("pve-cluster")
         .to_owned()
@@ -109,7 +109,7 @@ fn storages_on(tables: &Tables, node: &str) -> Vec<(String, Value)> {
                 .get("nodes")
                 .and_then(Value::as_str)
                 .is_none_or(|nodes| split_list(nodes).any(|n| n == node));
-            on_node.then(|| (last_segment(path).to_owned(), config.clone()))
+            on_node.then(|| (last_segment(path).to_owned(), config))
         })
         .collect()
 }
@@ -141,9 +141,12 @@ pub(crate) fn guest_entry(
     };
     let props = schema.properties.as_ref();
     let has = |key: &str| props.is_none_or(|p| p.contains_key(key));
-    let empty = Value::Object(serde_json::Map::new());
-    let config = tables.get(item).unwrap_or(&empty);
+    let config = tables
+        .get(item)
+        .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+    let config = &config;
     let status_row = tables.get(&format!("{item}/status/current"));
+    let status_row = status_row.as_ref();
     let running = put_power_fields(map, status_row, kind, &has);
     let name = config
         .get(kind.name_key())
@@ -325,14 +328,14 @@ pub(crate) fn cluster_status(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppE
         return generic::read(call, tx);
     };
     let tables = tx.tables;
-    let nodes: Vec<String> = tables.members("/nodes").cloned().collect();
+    let nodes: Vec<String> = tables.members("/nodes").map(str::to_owned).collect();
     let mut entries = vec![list.entry_at(
         list.ctx().path,
         json!({"type": "cluster", "id": "cluster", "name": cluster_name(tables),
                "nodes": nodes.len(), "quorate": 1, "version": 3}),
     )];
     for (index, node) in nodes.iter().enumerate() {
-        let row = tables.get(node).cloned().unwrap_or_default();
+        let row = tables.get(node).unwrap_or_default();
         let name = last_segment(node);
         entries.push(list.entry_at(
             node,
@@ -367,9 +370,7 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, A
         let node = last_segment(node_path);
         let online = tables
             .get(node_path)
-            .and_then(|row| row.get("status"))
-            .and_then(Value::as_str)
-            == Some("online");
+            .is_some_and(|row| row.get("status").and_then(Value::as_str) == Some("online"));
         if wanted.is_none_or(|w| w == "node") {
             let mut entry = list.entry_at(
                 node_path,
@@ -556,8 +557,8 @@ fn resource_guest_value(list: &Listing<'_>, item: &str, kind: Kind) -> (Value, b
     }
     let running = entry.get("status").and_then(Value::as_str) == Some("running")
         || tables
-            .get(&format!("{item}/status/current"))
-            .and_then(|s| s.get("status"))
+            .field(&format!("{item}/status/current"), "status")
+            .as_ref()
             .and_then(Value::as_str)
             == Some("running");
     (entry, running)
@@ -842,8 +843,7 @@ fn guest_list_row(
     let started = tables
         .get(&format!("{member}/status/current"))
         .filter(|row| row.get("status").and_then(Value::as_str) == Some("running"))
-        .and_then(|row| row.get("_started"))
-        .and_then(Value::as_u64);
+        .and_then(|row| row.get("_started").and_then(Value::as_u64));
     let entry = generic::list_entry(
         tables,
         call,
@@ -879,12 +879,12 @@ pub(crate) fn guest_status(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Resul
             .as_ref()
             .is_some_and(|p| p.contains_key(key))
     };
-    if let Some(stored) = tables.get(&view.concrete).and_then(Value::as_object)
+    if let Some(Value::Object(stored)) = tables.get(&view.concrete)
         && let Value::Object(map) = &mut value
     {
         for (key, field) in stored {
-            if has(key) {
-                map.insert(key.clone(), field.clone());
+            if has(&key) {
+                map.insert(key, field);
             }
         }
     }
@@ -915,8 +915,8 @@ pub(crate) fn network(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let node = call.param("node").unwrap_or_default();
     check_node(tables, node)?;
     let ip = tables
-        .get(&format!("/nodes/{node}"))
-        .and_then(|row| row.get("ip"))
+        .field(&format!("/nodes/{node}"), "ip")
+        .as_ref()
         .and_then(Value::as_str)
         .unwrap_or("192.168.1.11")
         .to_owned();

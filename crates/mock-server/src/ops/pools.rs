@@ -26,7 +26,7 @@ fn pool_id(call: &Call<'_>) -> String {
 }
 
 /// A pool's row; Proxmox's message when there is none.
-pub(crate) fn pool_row<'t>(tables: &'t Tables, poolid: &str) -> Result<&'t Value, AppError> {
+pub(crate) fn pool_row(tables: &Tables, poolid: &str) -> Result<Value, AppError> {
     tables
         .get(&format!("/pools/{poolid}"))
         .ok_or_else(|| AppError::die(format!("pool '{poolid}' does not exist\n")))
@@ -64,7 +64,7 @@ pub(crate) fn pool_of_guests(tables: &Tables) -> HashMap<u64, String> {
         let Some(row) = tables.get(path) else {
             continue;
         };
-        for vmid in pool_vms(row) {
+        for vmid in pool_vms(&row) {
             map.insert(vmid, last_segment(path).to_owned());
         }
     }
@@ -86,7 +86,7 @@ fn member_entries(tables: &Tables, row: &Value, type_filter: Option<&str>) -> Ve
         if type_filter.is_some_and(|wanted| wanted != kind) {
             continue;
         }
-        let config = tables.get(item).cloned().unwrap_or_default();
+        let config = tables.get(item).unwrap_or_default();
         let name_key = guest.kind.name_key();
         let mut entry = json!({
             "id": format!("{kind}/{}", guest.vmid), "node": guest.node, "type": kind,
@@ -135,7 +135,7 @@ pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
         if wanted.as_deref().is_some_and(|w| w != poolid) {
             continue;
         }
-        let row = tables.get(path).cloned().unwrap_or_default();
+        let row = tables.get(path).unwrap_or_default();
         let mut entry = json!({"poolid": poolid});
         if let Some(comment) = row.get("comment") {
             entry["comment"] = comment.clone();
@@ -152,7 +152,7 @@ pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 pub(crate) fn get(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let tables = tx.tables;
     let poolid = pool_id(call);
-    let row = pool_row(tables, &poolid)?;
+    let row = &pool_row(tables, &poolid)?;
     let mut reply = json!({
         "members": member_entries(tables, row, call.arg_text("type").as_deref()),
     });
@@ -167,7 +167,7 @@ pub(crate) fn get(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let poolid = pool_id(call);
-    let mut row = pool_row(tables, &poolid)?.clone();
+    let mut row = pool_row(tables, &poolid)?;
     let delete = call.flag("delete");
     let mut plan = Plan::default();
     if let Some(comment) = call.arg_text("comment") {
@@ -280,7 +280,7 @@ fn planned_storages(
 /// The change that drops VMs from a pool's row (they moved to another pool).
 fn release_moved(tables: &Tables, poolid: &str, moved: &[u64]) -> Change {
     let path = format!("/pools/{poolid}");
-    let mut row = tables.get(&path).cloned().unwrap_or_default();
+    let mut row = tables.get(&path).unwrap_or_default();
     let remaining: Vec<u64> = pool_vms(&row)
         .into_iter()
         .filter(|v| !moved.contains(v))
@@ -293,7 +293,7 @@ fn release_moved(tables: &Tables, poolid: &str, moved: &[u64]) -> Change {
 pub(crate) fn delete(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let tables = tx.tables;
     let poolid = pool_id(call);
-    let row = pool_row(tables, &poolid)?;
+    let row = &pool_row(tables, &poolid)?;
     if !pool_list(row, "_vms").is_empty() || !pool_list(row, "_storage").is_empty() {
         return Err(AppError::die(format!("pool '{poolid}' is not empty\n")));
     }
@@ -312,7 +312,7 @@ pub(crate) fn remove_from_pools(tables: &Tables, vmid: u32) -> Vec<Change> {
         let Some(row) = tables.get(path) else {
             continue;
         };
-        let vms = pool_vms(row);
+        let vms = pool_vms(&row);
         if vms.contains(&u64::from(vmid)) {
             let mut row = row.clone();
             row["_vms"] = json!(
@@ -320,7 +320,7 @@ pub(crate) fn remove_from_pools(tables: &Tables, vmid: u32) -> Vec<Change> {
                     .filter(|v| *v != u64::from(vmid))
                     .collect::<Vec<_>>()
             );
-            changes.push(put_pool(path.clone(), row));
+            changes.push(put_pool(path.to_owned(), row));
         }
     }
     changes
@@ -328,7 +328,7 @@ pub(crate) fn remove_from_pools(tables: &Tables, vmid: u32) -> Vec<Change> {
 
 /// The change that adds a VM to a pool (create and clone with `pool=`).
 pub(crate) fn add_to_pool(tables: &Tables, poolid: &str, vmid: u32) -> Result<Change, AppError> {
-    let mut row = pool_row(tables, poolid)?.clone();
+    let mut row = pool_row(tables, poolid)?;
     let mut vms = pool_vms(&row);
     if !vms.contains(&u64::from(vmid)) {
         vms.push(u64::from(vmid));
@@ -343,12 +343,12 @@ pub(crate) fn add_to_pool(tables: &Tables, poolid: &str, vmid: u32) -> Result<Ch
 pub(crate) fn create(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let poolid = call.arg_text("poolid").unwrap_or_default();
     let failed = |message: String| AppError::die(format!("create pool failed: {message}"));
-    if tx.tables.get(&format!("/pools/{poolid}")).is_some() {
+    if tx.tables.exists(&format!("/pools/{poolid}")) {
         return Err(failed(super::already_exists("pool", &poolid)));
     }
     let leaf = match poolid.rsplit_once('/') {
         Some((parent, leaf)) => {
-            if tx.tables.get(&format!("/pools/{parent}")).is_none() {
+            if !tx.tables.exists(&format!("/pools/{parent}")) {
                 return Err(failed(format!(
                     "parent '{parent}' of pool '{poolid}' does not exist\n"
                 )));

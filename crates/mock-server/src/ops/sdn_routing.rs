@@ -25,7 +25,7 @@ const ENTRY_KEYS: &[&str] = &["seq", "action", "prefix", "ge", "le"];
 // ----------------------------------------------------------------------------------------------
 // Prefix-list entries.
 
-fn prefix_list<'t>(tables: &'t Tables, id: &str) -> Result<&'t Value, AppError> {
+fn prefix_list(tables: &Tables, id: &str) -> Result<Value, AppError> {
     tables
         .get(&format!("{PREFIX_LISTS}/{id}"))
         .ok_or_else(|| AppError::die(format!("prefix list '{id}' does not exist\n")))
@@ -139,7 +139,7 @@ fn entry_args(call: &Call<'_>) -> Map<String, Value> {
 /// `GET /cluster/sdn/prefix-lists/{id}/entries`.
 pub(crate) fn list_prefix_entries(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let id = call.param("id").unwrap_or_default();
-    let row = prefix_list(tx.tables, id)?;
+    let row = &prefix_list(tx.tables, id)?;
     Ok(Value::Array(
         entries_of(row).into_iter().map(Value::Object).collect(),
     ))
@@ -149,7 +149,7 @@ pub(crate) fn list_prefix_entries(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value,
 /// the highest (FRR's own numbering).
 pub(crate) fn create_prefix_entry(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let id = call.param("id").unwrap_or_default();
-    let row = prefix_list(tx.tables, id)?;
+    let row = &prefix_list(tx.tables, id)?;
     let mut entries = entries_of(row);
     let mut entry = entry_args(call);
     let seq = match entry.get("seq").and_then(Value::as_u64) {
@@ -189,7 +189,7 @@ fn find_entry(id: &str, seq: u64, entries: &[Map<String, Value>]) -> Result<usiz
 pub(crate) fn get_prefix_entry(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let id = call.param("id").unwrap_or_default();
     let seq = url_seq(call)?;
-    let entries = entries_of(prefix_list(tx.tables, id)?);
+    let entries = entries_of(&prefix_list(tx.tables, id)?);
     let at = find_entry(id, seq, &entries)?;
     Ok(Value::Object(entries[at].clone()))
 }
@@ -199,7 +199,7 @@ pub(crate) fn get_prefix_entry(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, Ap
 pub(crate) fn update_prefix_entry(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let id = call.param("id").unwrap_or_default();
     let seq = url_seq(call)?;
-    let row = prefix_list(tx.tables, id)?;
+    let row = &prefix_list(tx.tables, id)?;
     let mut entries = entries_of(row);
     let at = find_entry(id, seq, &entries)?;
     let mut entry = entries[at].clone();
@@ -230,7 +230,7 @@ pub(crate) fn update_prefix_entry(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, 
 pub(crate) fn delete_prefix_entry(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     let id = call.param("id").unwrap_or_default();
     let seq = url_seq(call)?;
-    let row = prefix_list(tx.tables, id)?;
+    let row = &prefix_list(tx.tables, id)?;
     let mut entries = entries_of(row);
     let at = find_entry(id, seq, &entries)?;
     entries.remove(at);
@@ -257,9 +257,9 @@ fn delete_list(call: &Call<'_>) -> Vec<String> {
 /// The route-map entry keys stored besides `route-map-id` and `order`.
 const ROUTE_ENTRY_KEYS: &[&str] = &["action", "call", "exit-action", "match", "set"];
 
-fn route_map_entries<'t>(tables: &'t Tables, map_id: &str) -> Vec<(&'t String, &'t Value)> {
+fn route_map_entries<'t>(tables: &'t Tables, map_id: &str) -> Vec<(&'t str, Value)> {
     let collection = format!("{ROUTE_MAPS}/{map_id}/entry");
-    let mut entries: Vec<(&String, &Value)> = tables
+    let mut entries: Vec<(&str, Value)> = tables
         .members(&collection)
         .filter_map(|path| tables.get(path).map(|row| (path, row)))
         .collect();
@@ -391,7 +391,7 @@ pub(crate) fn create_route_map_entry(call: &Call<'_>, tx: &Tx<'_>) -> Result<Pla
     ))
 }
 
-fn existing_route_entry<'t>(call: &Call<'_>, tables: &'t Tables) -> Result<&'t Value, AppError> {
+fn existing_route_entry(call: &Call<'_>, tables: &Tables) -> Result<Value, AppError> {
     let map_id = call.param("route-map-id").unwrap_or_default();
     let order = call.param("order").unwrap_or_default();
     tables.get(&route_entry_path(map_id, order)).ok_or_else(|| {
@@ -403,7 +403,7 @@ fn existing_route_entry<'t>(call: &Call<'_>, tables: &'t Tables) -> Result<&'t V
 
 /// `GET /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}`.
 pub(crate) fn get_route_map_entry(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
-    existing_route_entry(call, tx.tables).cloned()
+    existing_route_entry(call, tx.tables)
 }
 
 /// `PUT /cluster/sdn/route-maps/entries/{route-map-id}/entry/{order}`.

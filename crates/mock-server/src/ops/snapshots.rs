@@ -38,11 +38,11 @@ fn snapshot_path(guest: &Guest, name: &str) -> String {
 }
 
 /// A snapshot's row; Proxmox's message when there is none.
-pub(crate) fn snapshot_row<'t>(
-    tables: &'t Tables,
+pub(crate) fn snapshot_row(
+    tables: &Tables,
     guest: &Guest,
     name: &str,
-) -> Result<&'t Map<String, Value>, String> {
+) -> Result<Map<String, Value>, String> {
     match tables.get(&snapshot_path(guest, name)) {
         Some(Value::Object(row)) => Ok(row),
         _ => Err(format!("snapshot '{name}' does not exist\n")),
@@ -69,24 +69,24 @@ fn copy_config(config: &Map<String, Value>) -> Map<String, Value> {
 }
 
 /// What a call on one snapshot (`{snapname}`) works on.
-struct Addressed<'t, 'c> {
+struct Addressed<'c> {
     /// The guest's config.
     config: Map<String, Value>,
     /// The snapshot's name.
     name: &'c str,
     /// The snapshot's row.
-    row: &'t Map<String, Value>,
+    row: Map<String, Value>,
 }
 
 /// The snapshot a call addresses, after the lock check (when `lock_checked`). The outer error
 /// is a guest that does not exist; the inner one is Proxmox's message for a lock or a missing
 /// snapshot, which the caller raises or fails the task with.
-fn addressed<'t, 'c>(
+fn addressed<'c>(
     call: &'c Call<'_>,
-    tables: &'t Tables,
+    tables: &Tables,
     guest: &Guest,
     lock_checked: bool,
-) -> Result<Result<Addressed<'t, 'c>, String>, AppError> {
+) -> Result<Result<Addressed<'c>, String>, AppError> {
     let config = guest.config(tables)?;
     let name = call.param("snapname").unwrap_or_default();
     if lock_checked && let Err(message) = check_lock(guest.kind, &config, call) {
@@ -134,7 +134,7 @@ pub(crate) fn list(_call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value
 /// `GET .../snapshot/{snapname}/config`.
 pub(crate) fn get_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Value, AppError> {
     let snapshot = addressed(call, tx.tables, guest, false)?.map_err(AppError::die)?;
-    Ok(Value::Object(super::visible(snapshot.row)))
+    Ok(Value::Object(super::visible(&snapshot.row)))
 }
 
 /// `POST .../snapshot` (task).
@@ -200,7 +200,7 @@ pub(crate) fn rollback(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Pl
         Ok(snapshot) => snapshot,
         Err(message) => return fail(call, message),
     };
-    let mut restored = copy_config(snapshot.row);
+    let mut restored = copy_config(&snapshot.row);
     restored.insert("parent".to_owned(), json!(snapshot.name));
     let running_after = snapshot.row.get("vmstate").is_some() || call.flag("start");
     Ok(Plan {

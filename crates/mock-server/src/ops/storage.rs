@@ -69,7 +69,7 @@ pub(crate) fn storage_config(
     storage: &str,
 ) -> Result<Map<String, Value>, AppError> {
     match tables.get(&format!("/storage/{storage}")) {
-        Some(Value::Object(config)) => Ok(config.clone()),
+        Some(Value::Object(config)) => Ok(config),
         _ => Err(AppError::die(format!(
             "storage '{storage}' does not exist\n"
         ))),
@@ -139,7 +139,7 @@ pub(crate) fn existing_volume_path(
 /// A volume, if it exists.
 pub(crate) fn volume(tables: &Tables, node: &str, volid: &str) -> Option<Volume> {
     let path = volume_path(tables, node, volid).ok()?;
-    Volume::from_row(tables.get(&path)?)
+    Volume::from_row(&tables.get(&path)?)
 }
 
 /// The change that creates a volume row.
@@ -162,7 +162,7 @@ pub(crate) fn resize_volume(
     let Some(path) = existing_volume_path(tables, node, volid)? else {
         return Ok(None);
     };
-    let mut row = tables.get(&path).cloned().unwrap_or_else(|| json!({}));
+    let mut row = tables.get(&path).unwrap_or_else(|| json!({}));
     row["size"] = json!(size);
     Ok(Some(Change::Put {
         collection: Some(crate::api::parent(&path).to_owned()),
@@ -187,7 +187,7 @@ pub(crate) fn move_volumes(
         if old == new {
             continue;
         }
-        let row = tables.get(&old).cloned().unwrap_or_else(|| json!({}));
+        let row = tables.get(&old).unwrap_or_else(|| json!({}));
         changes.push(Change::Delete { path: old });
         changes.push(Change::Put {
             collection: Some(crate::api::parent(&new).to_owned()),
@@ -295,11 +295,11 @@ pub(crate) fn volume_kind(tables: &Tables, node: &str, volid: &str) -> VolumeKin
 /// The volume a call addresses, after the caller's access to it is checked: `check` gets the
 /// volume ID and what it is, before the volume's existence is (as `parse_volname` and the
 /// permission checks run before the plugin looks the volume up).
-fn volume_row<'t>(
-    tables: &'t Tables,
+fn volume_row(
+    tables: &Tables,
     call: &Call<'_>,
     check: impl FnOnce(&str, &VolumeKind) -> Result<(), AppError>,
-) -> Result<(String, String, &'t Value), AppError> {
+) -> Result<(String, String, Value), AppError> {
     let (node, storage, _) = storage_and_node(tables, call)?;
     let volid = volid_of(storage, call.param("volume").unwrap_or_default());
     check(&volid, &volume_kind(tables, node, &volid))?;
@@ -392,7 +392,7 @@ pub(crate) fn volume_write(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppErro
             let node = call
                 .arg_text("target_node")
                 .unwrap_or_else(|| call.param("node").unwrap_or_default().to_owned());
-            let mut volume = Volume::from_row(row)
+            let mut volume = Volume::from_row(&row)
                 .ok_or_else(|| AppError::Internal(format!("volume row of {volid} is invalid")))?;
             volume.volid = volid_of(target.split(':').next().unwrap_or(&target), &target);
             plan.at_end.push(put_volume(tables, &node, &volume)?);

@@ -125,8 +125,7 @@ impl TaskRecord {
     /// `DELETE .../tasks/{upid}` does not end a second time).
     pub(crate) fn still_running(&self, tables: &Tables) -> bool {
         tables
-            .get(&self.path())
-            .and_then(TaskRecord::from_row)
+            .get_as::<TaskRecord>(&self.path())
             .is_some_and(|record| record.is_running())
     }
 
@@ -148,11 +147,6 @@ impl TaskRecord {
             path,
             value: serde_json::to_value(self).unwrap_or(Value::Null),
         }
-    }
-
-    /// The record of a stored row (rows written by hand into a seed may be anything).
-    fn from_row(row: &Value) -> Option<TaskRecord> {
-        TaskRecord::deserialize(row).ok()
     }
 
     /// The record as the lists show it: `status` is the exit status of a finished task and
@@ -185,7 +179,7 @@ pub(crate) fn prune(tables: &Tables, node: &str, keep: usize) -> Vec<Change> {
     if count <= keep + keep / 10 {
         return Vec::new();
     }
-    let mut by_age: Vec<(u64, &String)> = tables
+    let mut by_age: Vec<(u64, &str)> = tables
         .members(&collection)
         .map(|path| (upid_starttime(last_segment(path)), path))
         .collect();
@@ -197,13 +191,14 @@ pub(crate) fn prune(tables: &Tables, node: &str, keep: usize) -> Vec<Change> {
             break;
         }
         let running = tables
-            .get(path)
-            .and_then(TaskRecord::from_row)
+            .get_as::<TaskRecord>(path)
             .is_none_or(|record| record.is_running());
         if running {
             continue;
         }
-        changes.push(Change::Forget { path: path.clone() });
+        changes.push(Change::Forget {
+            path: path.to_owned(),
+        });
         excess -= 1;
     }
     changes
@@ -230,7 +225,7 @@ pub(crate) fn interrupted(tables: &Tables) -> Vec<Change> {
     let mut changes = Vec::new();
     for node in tables.members("/nodes") {
         for path in tables.members(&format!("{node}/tasks")) {
-            let Some(mut record) = tables.get(path).and_then(TaskRecord::from_row) else {
+            let Some(mut record) = tables.get_as::<TaskRecord>(path) else {
                 continue;
             };
             if !record.is_running() {
@@ -298,8 +293,7 @@ pub(crate) fn task_type(op: &Operation) -> String {
 fn records(tables: &Tables, node: &str) -> Vec<TaskRecord> {
     let mut records: Vec<TaskRecord> = tables
         .members(&format!("/nodes/{node}/tasks"))
-        .filter_map(|path| tables.get(path))
-        .filter_map(TaskRecord::from_row)
+        .filter_map(|path| tables.get_as::<TaskRecord>(path))
         .collect();
     records.sort_by_key(|record| std::cmp::Reverse(record.starttime));
     records
@@ -378,10 +372,7 @@ pub(crate) fn cluster_tasks(_call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppE
 pub(crate) fn log(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     super::generic::exists(call, tx)?;
     let concrete = call.concrete();
-    let record = tx
-        .tables
-        .get(parent(&concrete))
-        .and_then(TaskRecord::from_row);
+    let record = tx.tables.get_as::<TaskRecord>(parent(&concrete));
     let lines = record.map(|record| record.log).unwrap_or_default();
     let start = call.args.get("start").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = call
@@ -414,8 +405,7 @@ pub(crate) fn stop(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
     }
     let Some(mut record) = tx
         .tables
-        .get(&format!("/nodes/{node}/tasks/{upid}"))
-        .and_then(TaskRecord::from_row)
+        .get_as::<TaskRecord>(&format!("/nodes/{node}/tasks/{upid}"))
     else {
         return Err(AppError::param("upid", "no such task"));
     };

@@ -93,7 +93,8 @@ pub(super) trait Rows {
 
 impl Rows for Tables {
     fn row(&self, path: &str) -> Option<(Value, Option<String>)> {
-        Some((self.get(path)?.clone(), self.member_of.get(path).cloned()))
+        let row = self.row(path)?;
+        Some((row.value(), row.collection().map(str::to_owned)))
     }
 
     fn guest(&self, vmid: u32) -> Option<String> {
@@ -217,6 +218,15 @@ fn node_changes(rows: &impl Rows, spec: &FaultSpec) -> Result<Vec<Change>, AppEr
     }])
 }
 
+/// The fields of a node row that [`check_node_reachable`] reads; the others are skipped.
+#[derive(Debug, Default, serde::Deserialize)]
+struct NodeGate {
+    #[serde(default)]
+    status: Option<Value>,
+    #[serde(default, rename = "_unreachable")]
+    unreachable: Option<Value>,
+}
+
 /// Answers like `pveproxy` when an operation is proxied (`proxyto`) to an offline node.
 pub(crate) fn check_node_reachable(
     tables: &Tables,
@@ -229,13 +239,16 @@ pub(crate) fn check_node_reachable(
     let Some(node) = params.get(name).and_then(Value::as_str) else {
         return Ok(());
     };
-    let Some(row) = tables.get(&format!("/nodes/{node}")) else {
+    let Some(row) = tables.row(&format!("/nodes/{node}")) else {
         return Ok(());
     };
-    if row.get("status").and_then(Value::as_str) != Some("offline") {
+    // Every proxied request asks, so only the two fields are read from the row's text (a row
+    // that is not an object has neither).
+    let row: NodeGate = row.fields();
+    if row.status.as_ref().and_then(Value::as_str) != Some("offline") {
         return Ok(());
     }
-    let unreachable = row.get(UNREACHABLE_KEY);
+    let unreachable = row.unreachable.as_ref();
     let status = unreachable
         .and_then(|u| u.get("status"))
         .and_then(Value::as_u64)

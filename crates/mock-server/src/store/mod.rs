@@ -196,7 +196,7 @@ impl StateStore {
     /// A clone of the object at a path.
     #[cfg(test)]
     pub(crate) fn get(&self, path: &str) -> Option<serde_json::Value> {
-        self.read().get(path).cloned()
+        self.read().get(path)
     }
 
     /// A metadata value.

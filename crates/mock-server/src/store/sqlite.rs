@@ -7,7 +7,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::tables::{Change, Tables, subtree_range};
@@ -295,13 +294,10 @@ fn load(conn: &Connection) -> Result<Tables, StoreError> {
         .map_err(sqlite("load objects"))?;
     for row in rows {
         let (path, collection, body) = row.map_err(sqlite("load objects"))?;
-        let value: Value =
-            serde_json::from_str(&body).map_err(|_| StoreError::Corrupt(path.clone()))?;
-        tables.apply(&Change::Put {
-            path,
-            collection,
-            value,
-        });
+        // Kept as stored (every row was written as compact JSON), once it is known to parse.
+        serde_json::from_str::<serde::de::IgnoredAny>(&body)
+            .map_err(|_| StoreError::Corrupt(path.clone()))?;
+        tables.put_text(&path, collection.as_deref(), body.into_boxed_str());
     }
     let tombstones = load_pairs(
         conn,

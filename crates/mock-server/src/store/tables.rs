@@ -2,10 +2,27 @@
 //! the indexes and caches kept beside them ([`Tables::guests`], [`Tables::guest_rows`],
 //! [`Tables::access_rev`]). Every change goes through [`Tables::apply`], so the indexes can never
 //! disagree with the rows.
+//!
+//! # How rows are kept (issue 15, memory per guest)
+//!
+//! A row is kept as its compact JSON text ([`Row`]), not as a `serde_json::Value` tree, and is
+//! parsed when it is read ([`Tables::get`], [`Tables::get_as`]). With `preserve_order` a `Value`
+//! is 80 bytes and each key of an object costs a 112-byte slot of the map's entries (plus its
+//! hash index, the key's and the value's own allocations), so a guest's two rows (config and
+//! power state) took about 2 KiB as trees against a few hundred bytes of text. Reads of single
+//! rows parse them (a few hundred bytes of JSON); the lists that are read most
+//! (`/cluster/resources`, the guest lists, `/nodes`) answer from their kept texts.
+//!
+//! Each path is allocated once: the key of [`Tables::objects`] is an `Arc<str>` that the member
+//! set of its collection ([`Tables::members`]) and the guest index share, and a row names its
+//! collection with the member map's own key. A parsed row is the same `Value` as the one put,
+//! since serde_json writes numbers in a form it reads back exactly (`float_roundtrip`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 /// One change to the state.
@@ -40,22 +57,117 @@ pub(crate) enum Change {
     },
 }
 
+/// A path as the tables keep it: allocated once, shared by the object map, the member sets and
+/// the guest index.
+pub(crate) type PathKey = Arc<str>;
+
+/// One stored object: its compact JSON text and the collection it is a member of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    body: Box<str>,
+    collection: Option<PathKey>,
+}
+
+impl Row {
+    /// The row as a `Value` (parsed; `Null` only if the text were not JSON, which
+    /// [`Tables::apply`] and the loader never store).
+    pub(crate) fn value(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// Some fields of an object row, read straight from its text into `T` (whose fields are
+    /// optional: the keys it does not name are skipped without being built); `T::default()`
+    /// when the row is not an object, or a field does not fit, as `Value::get` would find
+    /// nothing usable.
+    pub(crate) fn fields<T: DeserializeOwned + Default>(&self) -> T {
+        if !self.body.starts_with('{') {
+            return T::default();
+        }
+        serde_json::from_str(&self.body).unwrap_or_default()
+    }
+
+    /// One field of an object row, read from its text without building the other fields;
+    /// `None` when the row is not an object or has no such key (as `Value::get` says).
+    pub(crate) fn field(&self, key: &str) -> Option<Value> {
+        let mut reader = serde_json::Deserializer::from_str(&self.body);
+        FieldSeed(key).deserialize(&mut reader).ok().flatten()
+    }
+
+    /// The collection the object is a member of.
+    pub(crate) fn collection(&self) -> Option<&str> {
+        self.collection.as_deref()
+    }
+}
+
+/// Reads one field of a JSON object ([`Row::field`]): the value of the key (the last one, as a
+/// `Value` map keeps it), every other value skipped unbuilt; `None` for an object without the key.
+struct FieldSeed<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<Option<Value>, D::Error> {
+        reader.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+        let mut found = None;
+        while let Some(wanted) = map.next_key_seed(KeyIs(self.0))? {
+            if wanted {
+                found = Some(map.next_value::<Value>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether an object key is the wanted one, compared without allocating.
+struct KeyIs<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<bool, D::Error> {
+        reader.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
 /// The in-memory tables.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tables {
-    /// Objects by concrete path (ordered, so a subtree is one range).
-    pub(crate) objects: BTreeMap<String, Value>,
-    /// For each member: its collection.
-    pub(crate) member_of: HashMap<String, String>,
-    /// Collection -> member paths.
-    pub(crate) members: BTreeMap<String, BTreeSet<String>>,
+    /// Objects by concrete path (ordered, so a subtree is one range), as JSON text.
+    pub(super) objects: BTreeMap<PathKey, Row>,
+    /// Collection -> member paths (the same allocations as the keys of `objects`).
+    pub(super) members: BTreeMap<PathKey, BTreeSet<PathKey>>,
     /// Deleted members -> their collection.
     pub(crate) tombstones: BTreeMap<String, String>,
     /// Metadata.
     pub(crate) meta: BTreeMap<String, String>,
     /// Guest index: VM ID -> item path (`/nodes/{node}/qemu|lxc/{vmid}`), kept by [`Tables::apply`]
     /// so that ID look-ups and `/cluster/nextid` need no scan over nodes or guests.
-    pub(crate) guests: BTreeMap<u32, String>,
+    pub(crate) guests: BTreeMap<u32, PathKey>,
     /// Computed guest rows of `/cluster/resources`, by item path; an entry is dropped by
     /// [`Tables::apply`] whenever a change touches the guest (its config, status or anything
     /// under it), so it never outlives the rows it was computed from.
@@ -294,6 +406,11 @@ pub(super) fn subtree_range(path: &str) -> (String, String) {
     (format!("{path}/"), format!("{path}0"))
 }
 
+/// `[low, high)` as bounds of a range over `str` keys.
+fn bounds<'a>(low: &'a str, high: &'a str) -> (Bound<&'a str>, Bound<&'a str>) {
+    (Bound::Included(low), Bound::Excluded(high))
+}
+
 /// The VM ID of a guest item path (`/nodes/{node}/qemu/{vmid}` or `.../lxc/{vmid}`).
 pub(crate) fn guest_vmid(path: &str) -> Option<u32> {
     let mut segments = path.strip_prefix("/nodes/")?.split('/');
@@ -305,8 +422,24 @@ pub(crate) fn guest_vmid(path: &str) -> Option<u32> {
 }
 
 impl Tables {
-    /// The object at a path.
-    pub(crate) fn get(&self, path: &str) -> Option<&Value> {
+    /// The object at a path, parsed.
+    pub(crate) fn get(&self, path: &str) -> Option<Value> {
+        self.objects.get(path).map(Row::value)
+    }
+
+    /// The object at a path read as `T` (straight from its text, without a `Value` tree);
+    /// `None` when there is none or it does not fit `T`.
+    pub(crate) fn get_as<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
+        serde_json::from_str(&self.objects.get(path)?.body).ok()
+    }
+
+    /// One field of the object at a path ([`Row::field`]: the other fields are not built).
+    pub(crate) fn field(&self, path: &str, key: &str) -> Option<Value> {
+        self.objects.get(path)?.field(key)
+    }
+
+    /// The stored row at a path.
+    pub(crate) fn row(&self, path: &str) -> Option<&Row> {
         self.objects.get(path)
     }
 
@@ -315,14 +448,31 @@ impl Tables {
         self.objects.contains_key(path)
     }
 
+    /// The collection an object is a member of.
+    pub(crate) fn collection_of(&self, path: &str) -> Option<&str> {
+        self.objects.get(path)?.collection()
+    }
+
+    /// Every object strictly below `path`, in path order.
+    pub(crate) fn subtree(&self, path: &str) -> impl Iterator<Item = (&str, &Row)> {
+        let (low, high) = subtree_range(path);
+        self.objects
+            .range::<str, _>(bounds(&low, &high))
+            .map(|(key, row)| (&**key, row))
+    }
+
     /// How many members a collection has.
     pub(crate) fn member_count(&self, collection: &str) -> usize {
         self.members.get(collection).map_or(0, BTreeSet::len)
     }
 
     /// The member paths of a collection, sorted.
-    pub(crate) fn members(&self, collection: &str) -> impl Iterator<Item = &String> {
-        self.members.get(collection).into_iter().flatten()
+    pub(crate) fn members(&self, collection: &str) -> impl Iterator<Item = &str> {
+        self.members
+            .get(collection)
+            .into_iter()
+            .flatten()
+            .map(|path| &**path)
     }
 
     /// Whether a path was deleted.
@@ -349,53 +499,49 @@ impl Tables {
                 collection,
                 value,
             } => {
-                self.tombstones.remove(path);
-                if let Some(collection) = collection {
-                    self.member_of.insert(path.clone(), collection.clone());
-                    self.members
-                        .entry(collection.clone())
-                        .or_default()
-                        .insert(path.clone());
-                    if let Some(vmid) = guest_vmid(path) {
-                        self.guests.insert(vmid, path.clone());
-                    }
-                }
-                self.objects.insert(path.clone(), value.clone());
+                self.put_text(
+                    path,
+                    collection.as_deref(),
+                    value.to_string().into_boxed_str(),
+                );
             }
             Change::Delete { path } | Change::Forget { path } => {
                 let tombstone = matches!(change, Change::Delete { .. });
                 let (low, high) = subtree_range(path);
-                let mut doomed: Vec<String> = self
+                let mut doomed: Vec<PathKey> = self
                     .objects
-                    .range(low.clone()..high.clone())
-                    .map(|(key, _)| key.clone())
+                    .range::<str, _>(bounds(&low, &high))
+                    .map(|(key, _)| Arc::clone(key))
                     .collect();
-                if self.objects.contains_key(path) {
-                    doomed.push(path.clone());
+                if let Some((key, _)) = self.objects.get_key_value(path.as_str()) {
+                    doomed.push(Arc::clone(key));
                 }
                 for key in doomed {
-                    self.objects.remove(&key);
+                    let Some(row) = self.objects.remove(&*key) else {
+                        continue;
+                    };
                     if let Some(vmid) = guest_vmid(&key)
                         && self.guests.get(&vmid) == Some(&key)
                     {
                         self.guests.remove(&vmid);
                     }
-                    if let Some(collection) = self.member_of.remove(&key) {
+                    if let Some(collection) = row.collection {
                         if let Some(set) = self.members.get_mut(&collection) {
                             set.remove(&key);
                         }
-                        if tombstone && key == *path {
-                            self.tombstones.insert(key.clone(), collection);
+                        if tombstone && *key == **path {
+                            self.tombstones
+                                .insert(key.to_string(), collection.to_string());
                         }
                     }
                 }
-                let nested: Vec<String> = self
+                let nested: Vec<PathKey> = self
                     .members
-                    .range(low..high)
-                    .map(|(key, _)| key.clone())
+                    .range::<str, _>(bounds(&low, &high))
+                    .map(|(key, _)| Arc::clone(key))
                     .collect();
                 for collection in nested {
-                    self.members.remove(&collection);
+                    self.members.remove(&*collection);
                 }
             }
             Change::Meta { key, value } => {
@@ -404,13 +550,56 @@ impl Tables {
         }
     }
 
+    /// Stores an object's JSON text (compact, as [`Change::Put`] writes it or SQLite holds it)
+    /// and keeps the member sets and the guest index in step. The caller has dropped the
+    /// kept rows the put makes stale.
+    pub(super) fn put_text(&mut self, path: &str, collection: Option<&str>, body: Box<str>) {
+        self.tombstones.remove(path);
+        let (key, old_collection) = match self.objects.get_key_value(path) {
+            // One allocation per path: a row put again keeps its key.
+            Some((key, row)) => (Arc::clone(key), row.collection.clone()),
+            None => (PathKey::from(path), None),
+        };
+        let collection = match collection {
+            // A put without a collection leaves the membership as it was.
+            None => old_collection.clone(),
+            Some(collection) => {
+                let set_key = match self.members.get_key_value(collection) {
+                    Some((set_key, _)) => Arc::clone(set_key),
+                    None => PathKey::from(collection),
+                };
+                self.members
+                    .entry(Arc::clone(&set_key))
+                    .or_default()
+                    .insert(Arc::clone(&key));
+                if let Some(vmid) = guest_vmid(path) {
+                    self.guests.insert(vmid, Arc::clone(&key));
+                }
+                Some(set_key)
+            }
+        };
+        // A member put into another collection leaves the old one's set.
+        if let Some(old) = old_collection
+            && collection.as_deref() != Some(&*old)
+            && let Some(set) = self.members.get_mut(&*old)
+        {
+            set.remove(path);
+        }
+        self.objects.insert(key, Row { body, collection });
+    }
+
     /// The whole state as JSON (for `GET /_mock/state`), hidden keys included.
     pub(crate) fn to_json(&self) -> Value {
-        let objects = &self.objects;
-        let members: BTreeMap<&String, &BTreeSet<String>> = self
+        let objects: serde_json::Map<String, Value> = self
+            .objects
+            .iter()
+            .map(|(path, row)| (path.to_string(), row.value()))
+            .collect();
+        let members: BTreeMap<&str, Vec<&str>> = self
             .members
             .iter()
             .filter(|(_, set)| !set.is_empty())
+            .map(|(key, set)| (&**key, set.iter().map(|path| &**path).collect()))
             .collect();
         serde_json::json!({
             "objects": objects,
@@ -470,6 +659,146 @@ mod tests {
         let twice = format!("[{UPTIME_MARK},{UPTIME_MARK}]");
         assert!(KeptRow::with_uptime(&twice, 0).is_none());
         assert!(KeptRow::with_uptime("{}", 0).is_none());
+    }
+
+    fn put(path: &str, collection: Option<&str>, value: Value) -> Change {
+        Change::Put {
+            path: path.to_owned(),
+            collection: collection.map(str::to_owned),
+            value,
+        }
+    }
+
+    #[test]
+    fn rows_read_back_as_they_were_put() {
+        let values = [
+            serde_json::json!({"name": "vm", "memory": 512, "z": null, "a": [1, -2, 3.5]}),
+            serde_json::json!({"cpu": 0.1 + 0.2, "tiny": 1e-300, "big": u64::MAX, "neg": i64::MIN}),
+            serde_json::json!({"cpu": 0.007_547_169_811_320_755, "third": 1.0 / 3.0, "e": 6.02e23}),
+            serde_json::json!({"text": "line\n\"quoted\" \u{1F600} \\", "": "empty key"}),
+            serde_json::json!(["not", "an", "object"]),
+            serde_json::json!("a string"),
+        ];
+        let mut tables = Tables::default();
+        for (index, value) in values.iter().enumerate() {
+            tables.apply(&put(&format!("/r/{index}"), None, value.clone()));
+        }
+        for (index, value) in values.iter().enumerate() {
+            let path = format!("/r/{index}");
+            let read = tables.get(&path).unwrap();
+            assert_eq!(&read, value, "{path}");
+            // The key order of objects is kept, so replies are written the same.
+            assert_eq!(read.to_string(), value.to_string(), "{path}");
+        }
+    }
+
+    #[test]
+    fn one_field_is_read_without_the_others() {
+        let mut tables = Tables::default();
+        let row = serde_json::json!({
+            "status": "online", "nested": {"a": [1, {"b": 2}]}, "esc\"aped\n\u{e9}": "x", "n": 7
+        });
+        tables.apply(&put("/o", None, row.clone()));
+        tables.apply(&put("/a", None, serde_json::json!([{"status": "x"}])));
+        for key in ["status", "nested", "esc\"aped\n\u{e9}", "n", "missing"] {
+            assert_eq!(tables.field("/o", key).as_ref(), row.get(key), "{key}");
+        }
+        assert_eq!(tables.field("/a", "status"), None);
+        assert_eq!(tables.field("/none", "status"), None);
+
+        #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+        struct Gate {
+            #[serde(default)]
+            status: Option<Value>,
+            #[serde(default)]
+            other: Option<Value>,
+        }
+        let gate: Gate = tables.row("/o").unwrap().fields();
+        assert_eq!(gate.status, Some(serde_json::json!("online")));
+        assert_eq!(gate.other, None);
+        // A row that is not an object has no fields, as `Value::get` finds none.
+        let gate: Gate = tables.row("/a").unwrap().fields();
+        assert_eq!(gate, Gate::default());
+    }
+
+    #[test]
+    fn a_path_is_allocated_once() {
+        let mut tables = Tables::default();
+        tables.apply(&put(
+            "/nodes/pve1/qemu/100",
+            Some("/nodes/pve1/qemu"),
+            serde_json::json!({"name": "a"}),
+        ));
+        // Put again (a config change): the key stays the same allocation.
+        tables.apply(&put(
+            "/nodes/pve1/qemu/100",
+            Some("/nodes/pve1/qemu"),
+            serde_json::json!({"name": "b"}),
+        ));
+        let (key, row) = tables
+            .objects
+            .get_key_value("/nodes/pve1/qemu/100")
+            .unwrap();
+        let member = tables.members["/nodes/pve1/qemu"]
+            .get("/nodes/pve1/qemu/100")
+            .unwrap();
+        assert!(Arc::ptr_eq(key, member));
+        assert!(Arc::ptr_eq(key, &tables.guests[&100]));
+        let (set_key, _) = tables.members.get_key_value("/nodes/pve1/qemu").unwrap();
+        assert!(Arc::ptr_eq(set_key, row.collection.as_ref().unwrap()));
+        assert_eq!(tables.get("/nodes/pve1/qemu/100").unwrap()["name"], "b");
+    }
+
+    #[test]
+    fn members_follow_puts_and_deletes() {
+        let mut tables = Tables::default();
+        let item = "/nodes/pve1/qemu/100";
+        tables.apply(&put(item, Some("/nodes/pve1/qemu"), serde_json::json!({})));
+        tables.apply(&put(
+            &format!("{item}/snapshot/s1"),
+            Some(&format!("{item}/snapshot")),
+            serde_json::json!({"snaptime": 1}),
+        ));
+        tables.apply(&put(
+            &format!("{item}/status/current"),
+            None,
+            serde_json::json!({}),
+        ));
+        // A put without a collection keeps the row's membership.
+        tables.apply(&put(item, None, serde_json::json!({"name": "x"})));
+        assert_eq!(
+            tables.members("/nodes/pve1/qemu").collect::<Vec<_>>(),
+            [item]
+        );
+        assert_eq!(tables.collection_of(item), Some("/nodes/pve1/qemu"));
+        assert_eq!(
+            tables
+                .subtree(item)
+                .map(|(path, _)| path)
+                .collect::<Vec<_>>(),
+            [
+                "/nodes/pve1/qemu/100/snapshot/s1",
+                "/nodes/pve1/qemu/100/status/current"
+            ]
+        );
+        // A member put into another collection leaves the old one.
+        tables.apply(&put("/x/1", Some("/x"), serde_json::json!({})));
+        tables.apply(&put("/x/1", Some("/y"), serde_json::json!({})));
+        assert_eq!(tables.member_count("/x"), 0);
+        assert_eq!(tables.member_count("/y"), 1);
+        tables.apply(&Change::Delete {
+            path: item.to_owned(),
+        });
+        assert!(tables.subtree(item).next().is_none());
+        assert!(!tables.exists(item));
+        assert_eq!(tables.member_count("/nodes/pve1/qemu"), 0);
+        assert_eq!(tables.member_count(&format!("{item}/snapshot")), 0);
+        assert!(tables.guests.is_empty());
+        assert!(tables.is_tombstone(item));
+        // Putting it again clears the tombstone.
+        tables.apply(&put(item, Some("/nodes/pve1/qemu"), serde_json::json!({})));
+        assert!(!tables.is_tombstone(item));
+        assert_eq!(tables.guests.get(&100).map(|path| &**path), Some(item));
     }
 
     #[test]

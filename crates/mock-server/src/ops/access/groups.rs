@@ -22,7 +22,7 @@ pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
             .map(|(group, members)| {
                 let mut entry = json!({"groupid": group});
                 if let Some(comment) = group_comment(tables, group) {
-                    entry["comment"] = comment.clone();
+                    entry["comment"] = comment;
                 }
                 entry["users"] = json!(members.iter().cloned().collect::<Vec<_>>().join(","));
                 entry
@@ -41,16 +41,14 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
         .ok_or_else(|| die(format!("group '{group}' does not exist\n")))?;
     let mut reply = json!({"members": members.iter().collect::<Vec<_>>()});
     if let Some(comment) = group_comment(tables, group) {
-        reply["comment"] = comment.clone();
+        reply["comment"] = comment;
     }
     Ok(reply)
 }
 
 /// The stored comment of a group.
-fn group_comment<'t>(tables: &'t Tables, group: &str) -> Option<&'t Value> {
-    tables
-        .get(&format!("/access/groups/{group}"))
-        .and_then(|row| row.get("comment"))
+fn group_comment(tables: &Tables, group: &str) -> Option<Value> {
+    tables.field(&format!("/access/groups/{group}"), "comment")
 }
 
 pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
@@ -82,7 +80,7 @@ pub(crate) fn modify(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
                     "update group failed: group '{group}' does not exist\n"
                 )));
             };
-            let mut row = object_of(Some(current));
+            let mut row = object_of(Some(&current));
             if let Some(comment) = call.arg_str("comment") {
                 row["comment"] = json!(comment);
             }

@@ -96,8 +96,8 @@ pub(super) fn user_enabled(tables: &Tables, userid: &str) -> bool {
 /// Whether `password` is the user's password.
 pub(super) fn password_ok(tables: &Tables, userid: &str, password: &str) -> bool {
     tables
-        .get(&user_path(userid))
-        .and_then(|row| row.get(PASSWORD_KEY))
+        .field(&user_path(userid), PASSWORD_KEY)
+        .as_ref()
         .and_then(Value::as_str)
         .is_some_and(|stored| auth::verify_secret(stored, password))
 }

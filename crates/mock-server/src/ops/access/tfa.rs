@@ -25,12 +25,10 @@ pub(crate) fn list_user(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError>
 
 /// A user's stored TFA entries (secrets included).
 pub(crate) fn user_tfa(tables: &Tables, userid: &str) -> Vec<Value> {
-    tables
-        .get(&user_path(userid))
-        .and_then(|row| row.get(TFA_KEY))
-        .and_then(Value::as_array)
-        .map(|entries| entries.iter().filter(|e| e.is_object()).cloned().collect())
-        .unwrap_or_default()
+    let Some(Value::Array(entries)) = tables.field(&user_path(userid), TFA_KEY) else {
+        return Vec::new();
+    };
+    entries.into_iter().filter(Value::is_object).collect()
 }
 
 /// A TFA entry without its secret.
@@ -76,7 +74,7 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
 
 fn with_tfa(tables: &Tables, userid: &str, entries: Vec<Value>) -> Change {
     let path = user_path(userid);
-    let mut row = object_of(tables.get(&path));
+    let mut row = object_of(tables.get(&path).as_ref());
     if let Value::Object(map) = &mut row {
         if entries.is_empty() {
             map.remove(TFA_KEY);

@@ -38,7 +38,7 @@ pub(crate) fn change_password(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppE
         }
     }
     let path = user_path(userid);
-    let mut row = object_of(tables.get(&path));
+    let mut row = object_of(tables.get(&path).as_ref());
     row[PASSWORD_KEY] = json!(auth::hash_secret(
         call.arg_str("password").unwrap_or_default()
     ));
@@ -66,7 +66,7 @@ fn token_info(tables: &Tables, userid: &str) -> Vec<(String, Value)> {
     tables
         .members(&format!("{}/token", user_path(userid)))
         .map(|path| {
-            let row = tables.get(path).cloned().unwrap_or_default();
+            let row = tables.get(path).unwrap_or_default();
             let mut info = json!({
                 "privsep": u8::from(flag(&row, "privsep", true)),
                 "expire": row.get("expire").and_then(Value::as_u64).unwrap_or(0),
@@ -114,7 +114,7 @@ pub(crate) fn list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
         if !visible.contains(&userid) {
             continue;
         }
-        let row = tables.get(path).cloned().unwrap_or_default();
+        let row = tables.get(path).unwrap_or_default();
         let mut data = user_data(tables, &userid, &row);
         let groups = data.remove("groups");
         let tokens = data.remove("tokens");
@@ -156,7 +156,7 @@ pub(crate) fn read(call: &Call<'_>, tx: &Tx<'_>) -> Result<Value, AppError> {
     let row = tables
         .get(&user_path(userid))
         .ok_or_else(|| die(format!("no such user ('{userid}')\n")))?;
-    Ok(Value::Object(user_data(tables, userid, row)))
+    Ok(Value::Object(user_data(tables, userid, &row)))
 }
 
 /// Validates a group list against the existing groups.
@@ -231,7 +231,7 @@ pub(crate) fn update(call: &Call<'_>, tx: &Tx<'_>) -> Result<Plan, AppError> {
             "update user failed: no such user ('{userid}')\n"
         )));
     };
-    let mut row = object_of(Some(current));
+    let mut row = object_of(Some(&current));
     if let Some(enable) = call.arg_bool("enable") {
         row["enable"] = json!(u8::from(enable));
     }

@@ -29,7 +29,7 @@ pub(crate) fn check_lock(
 /// `PVE/QemuServer.pm`, `write_pct_config` in pve-container `src/PVE/LXC/Config.pm`): the
 /// description as `#` comment lines, the other keys sorted as `key: value`, then one
 /// `[snapname]` section per snapshot.
-pub(crate) fn raw_config(config: &Map<String, Value>, snapshots: &[(String, &Value)]) -> String {
+pub(crate) fn raw_config(config: &Map<String, Value>, snapshots: &[(String, Value)]) -> String {
     fn section(raw: &mut String, config: &Map<String, Value>) {
         if let Some(description) = config.get("description").map(text) {
             for line in description.split('\n') {
@@ -70,7 +70,7 @@ pub(crate) fn raw_config(config: &Map<String, Value>, snapshots: &[(String, &Val
 }
 
 /// The config digest: SHA-1 (hex) of the raw config file, as `parse_vm_config` computes it.
-pub(crate) fn config_digest(config: &Map<String, Value>, snapshots: &[(String, &Value)]) -> String {
+pub(crate) fn config_digest(config: &Map<String, Value>, snapshots: &[(String, Value)]) -> String {
     let raw = raw_config(config, snapshots);
     hex::encode(sha1::Sha1::digest(raw.as_bytes()))
 }
@@ -93,7 +93,7 @@ pub(crate) fn put_config(tables: &Tables, guest: &Guest, config: Map<String, Val
     if let Some(Value::Object(stored)) = tables.get(&guest.item) {
         for (key, value) in stored {
             if key.starts_with('_') {
-                row.insert(key.clone(), value.clone());
+                row.insert(key, value);
             }
         }
     }

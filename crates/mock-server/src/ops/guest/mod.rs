@@ -24,7 +24,7 @@ pub(crate) use disk_keys::{
 };
 pub(crate) use perms::{ConfigChange, check_config_change, check_drive_values};
 
-use super::{Call, visible};
+use super::Call;
 use crate::error::AppError;
 use crate::store::Tables;
 
@@ -162,16 +162,22 @@ impl Guest {
 
     /// The config (the item row without hidden keys); fails like Proxmox when missing.
     pub(crate) fn config(&self, tables: &Tables) -> Result<Map<String, Value>, AppError> {
-        let Some(Value::Object(row)) = tables.get(&self.item) else {
+        let Some(Value::Object(mut row)) = tables.get(&self.item) else {
             return Err(self.not_found());
         };
-        Ok(visible(row))
+        row.retain(|key, _| !key.starts_with('_'));
+        Ok(row)
     }
 
     /// The power state.
     pub(crate) fn power(&self, tables: &Tables) -> Power {
         let status = tables.get(&self.status_path());
-        let field = |key: &str| status.and_then(|s| s.get(key)).and_then(Value::as_str);
+        let field = |key: &str| {
+            status
+                .as_ref()
+                .and_then(|s| s.get(key))
+                .and_then(Value::as_str)
+        };
         match (field("status"), field("qmpstatus")) {
             (Some("running"), Some("paused")) => Power::Paused,
             (Some("running"), _) => Power::Running,
@@ -180,7 +186,7 @@ impl Guest {
     }
 
     /// Snapshot name -> snapshot config, sorted by name.
-    pub(crate) fn snapshots<'t>(&self, tables: &'t Tables) -> Vec<(String, &'t Value)> {
+    pub(crate) fn snapshots(&self, tables: &Tables) -> Vec<(String, Value)> {
         tables
             .members(&self.snapshot_collection())
             .filter_map(|path| {

@@ -370,8 +370,9 @@ impl Checks<'_> {
         };
         let zone = self
             .tables
-            .get(&format!("/cluster/sdn/vnets/{bridge}"))
-            .and_then(|vnet| vnet.get("zone"))
+            .field(&format!("/cluster/sdn/vnets/{bridge}"), "zone");
+        let zone = zone
+            .as_ref()
             .and_then(Value::as_str)
             .unwrap_or("localnetwork");
         let base = format!("/sdn/zones/{zone}/{bridge}");

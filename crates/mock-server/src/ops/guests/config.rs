@@ -26,7 +26,7 @@ pub(crate) fn get_config(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<
     let digest = config_digest(&config, &guest.snapshots(tables));
     let mut reply = match call.arg_text("snapshot").filter(|name| !name.is_empty()) {
         Some(name) => {
-            visible(snapshots::snapshot_row(tables, guest, &name).map_err(AppError::die)?)
+            visible(&snapshots::snapshot_row(tables, guest, &name).map_err(AppError::die)?)
         }
         None => config,
     };

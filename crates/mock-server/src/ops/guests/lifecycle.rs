@@ -191,7 +191,7 @@ fn owned_volumes(tables: &Tables, guest: &Guest, config: &Map<String, Value>) ->
     let mut volids = config_volumes(guest.kind, config);
     for (_, snapshot) in guest.snapshots(tables) {
         if let Value::Object(snapshot) = snapshot {
-            volids.extend(config_volumes(guest.kind, snapshot));
+            volids.extend(config_volumes(guest.kind, &snapshot));
         }
     }
     volids.sort();
@@ -309,8 +309,6 @@ fn name_clone(
 /// The changes that move a guest's rows (config, power state, snapshots) to its place on the
 /// target node: the old item is deleted, then the item and everything below it is put again.
 fn moved_rows(tables: &Tables, guest: &Guest, new_guest: &Guest) -> Vec<Change> {
-    let prefix = format!("{}/", guest.item);
-    let high = format!("{}0", guest.item);
     let mut changes = vec![Change::Delete {
         path: guest.item.clone(),
     }];
@@ -322,19 +320,18 @@ fn moved_rows(tables: &Tables, guest: &Guest, new_guest: &Guest) -> Vec<Change> 
                 new_guest.node,
                 guest.kind.segment()
             )),
-            value: row.clone(),
+            value: row,
         });
     }
-    for (path, value) in tables.objects.range(prefix..high) {
+    for (path, row) in tables.subtree(&guest.item) {
         let suffix = &path[guest.item.len()..];
-        let collection = tables
-            .member_of
-            .get(path)
+        let collection = row
+            .collection()
             .map(|c| format!("{}{}", new_guest.item, &c[guest.item.len()..]));
         changes.push(Change::Put {
             path: format!("{}{suffix}", new_guest.item),
             collection,
-            value: value.clone(),
+            value: row.value(),
         });
     }
     changes

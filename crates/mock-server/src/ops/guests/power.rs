@@ -31,8 +31,8 @@ pub(crate) fn power(call: &Call<'_>, tx: &Tx<'_>, guest: &Guest) -> Result<Plan,
         config: guest.config(tables)?,
         current: guest.power(tables),
         started: tables
-            .get(&guest.status_path())
-            .and_then(|s| s.get("_started"))
+            .field(&guest.status_path(), "_started")
+            .as_ref()
             .and_then(Value::as_u64)
             .unwrap_or_else(auth::now),
     };
