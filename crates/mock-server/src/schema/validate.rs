@@ -294,7 +294,8 @@ fn check_prop(
         }
         Some(value) => value,
     };
-    if !check_type(path, schema.kind(), value, errors) {
+    let view = ValueRef::of(value);
+    if !check_type(path, schema.kind(), view, errors) {
         return;
     }
     match value {
@@ -325,8 +326,77 @@ fn check_prop(
                 );
             }
         }
-        _ => check_scalar(api, schema, value, path, errors),
+        _ => check_scalar(api, schema, view, path, errors),
     }
+}
+
+/// A non-null JSON value as the type and scalar checks see it: the kind of a container, a
+/// scalar itself. The reply check reads replies without building a [`Value`] tree
+/// (`crate::upstream::stream`) and uses the same checks through this view.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ValueRef<'a> {
+    Array,
+    Object,
+    Str(&'a str),
+    Bool(bool),
+    Number(&'a serde_json::Number),
+}
+
+impl<'a> ValueRef<'a> {
+    /// The view of a value; `null` reads as an empty string but never gets here
+    /// ([`check_prop`] handles it before the type check).
+    fn of(value: &'a Value) -> Self {
+        match value {
+            Value::Array(_) => ValueRef::Array,
+            Value::Object(_) => ValueRef::Object,
+            Value::String(text) => ValueRef::Str(text),
+            Value::Bool(flag) => ValueRef::Bool(*flag),
+            Value::Number(number) => ValueRef::Number(number),
+            Value::Null => ValueRef::Str(""),
+        }
+    }
+
+    /// A scalar as Perl sees it ([`scalar_text`]). Containers have no text here: the type
+    /// check refuses them before any scalar check and prints `ARRAY`/`HASH` itself.
+    fn text(self) -> Cow<'a, str> {
+        match self {
+            ValueRef::Str(text) => Cow::Borrowed(text),
+            ValueRef::Bool(true) => Cow::Borrowed("1"),
+            ValueRef::Bool(false) => Cow::Borrowed("0"),
+            ValueRef::Number(number) => Cow::Owned(number.to_string()),
+            ValueRef::Array => Cow::Borrowed("ARRAY"),
+            ValueRef::Object => Cow::Borrowed("HASH"),
+        }
+    }
+}
+
+/// Whether a non-null value of this kind passes `schema`'s type check and, for a scalar, its
+/// scalar checks (format, property string, pattern, lengths, range, enumeration): exactly when
+/// [`validate_value`] would add no error at the value itself. The caller handles `null`,
+/// `oneOf` schemas and what is inside containers.
+pub(crate) fn accepts(api: &Api, schema: &Schema, value: ValueRef<'_>) -> bool {
+    let mut errors = Errors::new();
+    if !check_type(&Path::Root, schema.kind(), value, &mut errors) {
+        return false;
+    }
+    if !matches!(value, ValueRef::Array | ValueRef::Object) {
+        check_scalar(api, schema, value, &Path::Root, &mut errors);
+    }
+    errors.is_empty()
+}
+
+/// Whether [`validate_value`] adds an error for this schema when its value is missing or
+/// `null` (what `check_prop` does with an undefined value, `oneOf` included).
+pub(crate) fn missing_is_error(schema: &Schema) -> bool {
+    if let Some(alternatives) = &schema.one_of
+        && schema.type_property.is_none()
+    {
+        // No alternative accepts it; with no alternatives at all there is no error to report.
+        return !alternatives.is_empty() && alternatives.iter().all(missing_is_error);
+    }
+    !matches!(schema.kind(), SchemaType::Null | SchemaType::Any)
+        && !schema.optional
+        && schema.alias.is_none()
 }
 
 /// A scalar as Perl sees it: a string as is (borrowed), a boolean as `0`/`1`, a number as
@@ -345,7 +415,13 @@ fn is_integer_number(number: &serde_json::Number) -> bool {
     number.is_i64() || number.is_u64() || is_integer(&number.to_string())
 }
 
-fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &Path<'_>, errors: &mut Errors) {
+fn check_scalar(
+    api: &Api,
+    schema: &Schema,
+    value: ValueRef<'_>,
+    path: &Path<'_>,
+    errors: &mut Errors,
+) {
     // Nothing below applies: the value needs no text at all (most numbers and booleans).
     if schema.property_string.is_none()
         && schema.format.is_none()
@@ -358,7 +434,7 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &Path<'_>, erro
     {
         return;
     }
-    let text = scalar_text(value);
+    let text = value.text();
     if let Some(format) = &schema.property_string {
         if let Err(message) = parse_property_string(api, format, &text, path) {
             add_error(errors, path, format!("invalid format - {message}"));
@@ -401,7 +477,7 @@ fn check_scalar(api: &Api, schema: &Schema, value: &Value, path: &Path<'_>, erro
     // An integer converts to the same `f64` as its text parses to (both round to nearest).
     let number = match value {
         _ if schema.maximum.is_none() && schema.minimum.is_none() => None,
-        Value::Number(number) if number.is_i64() || number.is_u64() => number.as_f64(),
+        ValueRef::Number(number) if number.is_i64() || number.is_u64() => number.as_f64(),
         _ if is_number(&text) => text.parse::<f64>().ok(),
         _ => None,
     };
@@ -452,10 +528,10 @@ fn perl_number(number: f64) -> String {
     }
 }
 
-fn check_type(path: &Path<'_>, ty: SchemaType, value: &Value, errors: &mut Errors) -> bool {
+fn check_type(path: &Path<'_>, ty: SchemaType, value: ValueRef<'_>, errors: &mut Errors) -> bool {
     let ref_name = match value {
-        Value::Array(_) => Some("ARRAY"),
-        Value::Object(_) => Some("HASH"),
+        ValueRef::Array => Some("ARRAY"),
+        ValueRef::Object => Some("HASH"),
         _ => None,
     };
     let ok = match ty {
@@ -468,8 +544,8 @@ fn check_type(path: &Path<'_>, ty: SchemaType, value: &Value, errors: &mut Error
             );
             return false;
         }
-        SchemaType::Array => value.is_array(),
-        SchemaType::Object => value.is_object(),
+        SchemaType::Array => matches!(value, ValueRef::Array),
+        SchemaType::Object => matches!(value, ValueRef::Object),
         _ if ref_name.is_some() => {
             add_error(
                 errors,
@@ -484,16 +560,16 @@ fn check_type(path: &Path<'_>, ty: SchemaType, value: &Value, errors: &mut Error
         }
         SchemaType::String => true,
         SchemaType::Boolean => match value {
-            Value::Bool(_) => true,
-            other => matches!(&*scalar_text(other), "0" | "1"),
+            ValueRef::Bool(_) => true,
+            other => matches!(&*other.text(), "0" | "1"),
         },
         SchemaType::Integer => match value {
-            Value::Number(number) => is_integer_number(number),
-            other => is_integer(&scalar_text(other)),
+            ValueRef::Number(number) => is_integer_number(number),
+            other => is_integer(&other.text()),
         },
         SchemaType::Number => match value {
-            Value::Number(number) if number.is_i64() || number.is_u64() => true,
-            other => is_number(&scalar_text(other)),
+            ValueRef::Number(number) if number.is_i64() || number.is_u64() => true,
+            other => is_number(&other.text()),
         },
     };
     if !ok {
@@ -504,7 +580,7 @@ fn check_type(path: &Path<'_>, ty: SchemaType, value: &Value, errors: &mut Error
             _ => format!(
                 "type check ('{}') failed - got '{}'",
                 type_name(ty),
-                scalar_text(value)
+                value.text()
             ),
         };
         add_error(errors, path, message);
@@ -665,6 +741,88 @@ mod tests {
             Value::Object(params),
             json!({"vmid": 100, "cores": 4, "onboot": 1, "name": "x"})
         );
+    }
+
+    fn visit<'s>(schema: &'s Schema, out: &mut Vec<&'s Schema>) {
+        out.push(schema);
+        for map in [&schema.properties, &schema.property_string]
+            .into_iter()
+            .flatten()
+        {
+            for property in map.values() {
+                visit(property, out);
+            }
+        }
+        if let Some(items) = schema.items.as_deref() {
+            visit(items, out);
+        }
+        for alternative in schema.one_of.iter().flatten() {
+            visit(alternative, out);
+        }
+    }
+
+    /// `missing_is_error` and `accepts` say what `check_prop` does, on every schema of every
+    /// operation (parameters and replies).
+    #[test]
+    fn the_reply_checks_helpers_agree_with_check_prop() {
+        let api = crate::api::Api::load("latest").unwrap();
+        let mut schemas = Vec::new();
+        for op in api.meta.operations() {
+            visit(&op.returns, &mut schemas);
+            for parameter in op.parameters.values() {
+                visit(parameter, &mut schemas);
+            }
+        }
+        assert!(schemas.len() > 5_000, "{}", schemas.len());
+        let number = serde_json::Number::from(7);
+        let float = serde_json::Number::from_f64(2.5).unwrap();
+        let values = [
+            json!(null),
+            json!("abc"),
+            json!("1"),
+            json!(7),
+            json!(2.5),
+            json!(true),
+            json!([]),
+            json!({}),
+        ];
+        let views = [
+            None,
+            Some(ValueRef::Str("abc")),
+            Some(ValueRef::Str("1")),
+            Some(ValueRef::Number(&number)),
+            Some(ValueRef::Number(&float)),
+            Some(ValueRef::Bool(true)),
+            Some(ValueRef::Array),
+            Some(ValueRef::Object),
+        ];
+        let (mut missing, mut refused) = (0, 0);
+        for schema in schemas {
+            let mut errors = Errors::new();
+            check_prop(&api, None, schema, &Path::Root, &mut errors);
+            assert_eq!(missing_is_error(schema), !errors.is_empty(), "{schema:?}");
+            missing += usize::from(!errors.is_empty());
+            if schema.one_of.is_some() && schema.type_property.is_none() {
+                continue;
+            }
+            for (value, view) in values.iter().zip(views) {
+                let Some(view) = view else { continue };
+                // Only the value itself: an empty container has nothing inside to refuse.
+                let mut errors = Errors::new();
+                check_prop(&api, Some(value), schema, &Path::Root, &mut errors);
+                let inside_ok =
+                    !matches!(value, Value::Object(_)) || !errors.keys().any(|key| key != "_root");
+                if inside_ok {
+                    assert_eq!(
+                        accepts(&api, schema, view),
+                        !errors.contains_key("_root"),
+                        "{value} against {schema:?}: {errors:?}"
+                    );
+                }
+                refused += usize::from(errors.contains_key("_root"));
+            }
+        }
+        assert!(missing > 100 && refused > 1000, "{missing} {refused}");
     }
 
     #[test]

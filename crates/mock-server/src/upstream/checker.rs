@@ -1,7 +1,8 @@
 //! Reply validation off the response path: the proxy passes the upstream's reply to the client
 //! as it arrives and queues a copy of its body (reference-counted chunks, not a second buffer)
-//! for a background thread, which parses it, validates it against the operation's `returns`,
-//! records the discrepancies and offers the reply to the recorder.
+//! for a background thread, which validates it against the operation's `returns` (while parsing
+//! it, [`super::stream`]; a reply with discrepancies is then read into a tree and checked in
+//! full for their report), records the discrepancies and offers the reply to the recorder.
 //!
 //! **The trade-off.** The client never waits for the check, so validation adds no latency to
 //! a reply; but the discrepancies of a reply appear a moment after the client has it. Readers
@@ -27,7 +28,7 @@ use route_metadata::Method;
 use serde_json::Value;
 
 use super::Upstream;
-use super::validate;
+use super::{stream, validate};
 use crate::api::Api;
 
 /// How many replies may wait for their check.
@@ -155,6 +156,12 @@ fn check(upstream: &Upstream, api: &Api, job: Job) {
     let Some((_, op)) = api.operation(job.path_index, job.method) else {
         return;
     };
+    // The recorder needs the tree; otherwise a valid reply is decided while it is parsed, and
+    // only a reply that is not (or not decided there) is read into a tree and checked in full.
+    let recording = upstream.recorder.is_some() && job.record.is_some();
+    if !recording && stream::reply_is_valid(api, &op.returns, &job.body) {
+        return;
+    }
     let envelope = serde_json::from_slice::<Value>(&job.body).ok();
     upstream
         .discrepancies

@@ -36,6 +36,7 @@ mod crawl;
 mod forward;
 mod record;
 mod report;
+mod stream;
 mod tls;
 mod validate;
 
