@@ -7,6 +7,9 @@
 //! POSTs with a fresh form body per request (creates with increasing `vmid`) need no Lua, and so
 //! that nothing outside the bench crate has to be installed.
 //!
+//! [`run_open`] is the open-loop variant (like `wrk2 -R`): a fixed offered rate, latencies
+//! counted from each request's due time when the connection was still busy then.
+//!
 //! A connection that fails is counted and reopened; every run is bounded both by time and, when
 //! asked, by a request count, and every request by [`REQUEST_TIMEOUT`].
 
@@ -148,6 +151,146 @@ pub async fn run(
         latency: latencies,
         first_failure: total.first_failure,
     })
+}
+
+/// Runs `spec` against `target` open-loop: `connections` keep-alive connections share a fixed
+/// schedule of `rate` requests per second for `duration` (request `i` is due at `i / rate`
+/// seconds, on connection `i % connections`), whatever the answers take.
+///
+/// A request's latency is counted from the time it was due when its connection was still busy
+/// with the previous one at that time (so the wait in the queue behind a slow answer counts,
+/// and coordinated omission does not hide it), else from when it was sent: a due time the
+/// connection was idle for is waited for with a timer, whose lateness (tokio's timers tick in
+/// milliseconds) belongs to the load generator, not to the server. Throughput is the 2xx
+/// answers over the scheduled duration, so a server that cannot keep up shows an achieved rate
+/// below `rate`.
+pub async fn run_open(
+    target: &Target,
+    auth: &Auth,
+    spec: &RequestSpec,
+    connections: usize,
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<LoadSummary> {
+    anyhow::ensure!(
+        rate > 0.0 && rate.is_finite(),
+        "the offered rate must be positive"
+    );
+    let connections = connections.max(1);
+    let started = Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::with_capacity(connections);
+    for index in 0..connections {
+        let target = target.clone();
+        let auth = auth.clone();
+        let spec = spec.clone();
+        let schedule = Schedule {
+            first: started + Duration::from_secs_f64(index as f64 / rate),
+            interval: Duration::from_secs_f64(connections as f64 / rate),
+            end: started + duration,
+        };
+        tasks.push(tokio::spawn(async move {
+            drive_open_connection(&target, &auth, &spec, schedule).await
+        }));
+    }
+    let mut total = ConnectionTally::default();
+    for task in tasks {
+        let tally = task.await.context("joining a load connection")?;
+        total.merge(tally);
+    }
+    let latencies = Latencies::from_micros(&mut total.latencies_us);
+    let ok = total.latencies_us.len() as u64;
+    let elapsed = duration.as_secs_f64();
+    Ok(LoadSummary {
+        ok,
+        non_2xx: total.non_2xx,
+        errors: total.errors,
+        elapsed_s: elapsed,
+        rps: ok as f64 / elapsed,
+        latency: latencies,
+        first_failure: total.first_failure,
+    })
+}
+
+/// When one connection's requests are due in an open-loop run.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    first: Instant,
+    interval: Duration,
+    end: Instant,
+}
+
+/// One connection of an open-loop run: each request at its due time (or as soon as the
+/// previous answer is in, when that is later).
+async fn drive_open_connection(
+    target: &Target,
+    auth: &Auth,
+    spec: &RequestSpec,
+    schedule: Schedule,
+) -> ConnectionTally {
+    let mut tally = ConnectionTally::default();
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    let mut due = schedule.first;
+    while due < schedule.end && tally.errors < MAX_ERRORS {
+        let late = Instant::now() >= due;
+        if !late {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let mut connection = match sender.take() {
+            Some(connection) => connection,
+            None => match connect(target).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tally.errors += 1;
+                    tally.fail(format!("{error:#}"));
+                    due += schedule.interval;
+                    continue;
+                }
+            },
+        };
+        let request = match build_request(target, auth, spec) {
+            Ok(request) => request,
+            Err(error) => {
+                tally.errors += 1;
+                tally.fail(format!("{error:#}"));
+                break;
+            }
+        };
+        let sent = if late { due } else { Instant::now() };
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            connection.ready().await?;
+            let response = connection.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        })
+        .await;
+        let latency = sent.elapsed();
+        match outcome {
+            Ok(Ok((status, body))) => {
+                if status.is_success() {
+                    let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+                    tally.latencies_us.push(micros);
+                } else {
+                    tally.non_2xx += 1;
+                    tally.fail(format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    ));
+                }
+                sender = Some(connection);
+            }
+            Ok(Err(error)) => {
+                tally.errors += 1;
+                tally.fail(format!("{error}"));
+            }
+            Err(_elapsed) => {
+                tally.errors += 1;
+                tally.fail(format!("no answer within {REQUEST_TIMEOUT:?}"));
+            }
+        }
+        due += schedule.interval;
+    }
+    tally
 }
 
 /// Sends one request on a fresh connection and returns the status and body.
@@ -345,4 +488,73 @@ fn build_request(
 /// The form body of a VM creation.
 pub fn create_form(vmid: u32) -> String {
     format!("vmid={vmid}&name=bench{vmid}&memory=512")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// An axum server on loopback counting the requests it answers.
+    async fn counting_server() -> (SocketAddr, Arc<AtomicU64>) {
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/x",
+            axum::routing::get(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (addr, hits)
+    }
+
+    /// Every due time of the schedule sends exactly one request, however long answers take:
+    /// `rate * duration` requests (rounded up), spread over the connections.
+    #[tokio::test]
+    async fn an_open_loop_run_sends_exactly_the_scheduled_requests() {
+        let (addr, hits) = counting_server().await;
+        let target = Target { addr, tls: None };
+        let spec = RequestSpec {
+            method: Method::GET,
+            path: "/x".to_owned(),
+            body: Body::Empty,
+        };
+        let summary = run_open(
+            &target,
+            &Auth::default(),
+            &spec,
+            4,
+            200.0,
+            Duration::from_millis(155),
+        )
+        .await
+        .unwrap();
+        // Due at 0, 5, ..., 150 ms: 31 requests.
+        assert_eq!(summary.ok + summary.non_2xx + summary.errors, 31);
+        assert_eq!(summary.ok, 31, "{:?}", summary.first_failure);
+        assert_eq!(hits.load(Ordering::SeqCst), 31);
+        assert!(summary.latency.is_some());
+        assert!(
+            run_open(
+                &target,
+                &Auth::default(),
+                &spec,
+                4,
+                0.0,
+                Duration::from_millis(10)
+            )
+            .await
+            .is_err()
+        );
+    }
 }

@@ -13,6 +13,17 @@
 //! `(upstream + load generator) / (upstream + load generator + proxy)` of the CPU per request,
 //! printed as "CPU ceiling" beside the measured ratio.
 //!
+//! **Open loop.** With 50 closed-loop connections on a machine the three processes saturate,
+//! the p50 is mostly time spent queueing (about 50 / throughput), so the closed loop's "added
+//! p50" is not what the proxy adds to a request. The bench therefore also runs 50 connections
+//! open-loop ([`load::run_open`], like `wrk2 -R`) at a fixed offered rate that both paths
+//! sustain: [`OPEN_FRACTION`] of the proxied path's closed-loop throughput at 50 connections
+//! (median over rounds), the same rate directly, through the proxy and through the baseline's
+//! proxy. Latency counts from each request's due time when its connection was still busy then
+//! (no coordinated omission); the figures are p50 and p99 of each path and the added p50/p99
+//! (proxy minus direct), medians over rounds, and the achieved rate (below the offered one
+//! when a path could not keep up).
+//!
 //! At the end the proxy's `/_mock/discrepancies` says how many replies went unchecked because
 //! the reply-check queue was full (real mode checks replies off the response path).
 //!
@@ -42,6 +53,13 @@ const CONNECTIONS: &[usize] = &[1, 50];
 /// The endpoints measured.
 const ENDPOINTS: &[&str] = &["/api2/json/version", "/api2/json/nodes/pve1/qemu"];
 
+/// The open-loop rate, as a fraction of the proxied path's closed-loop throughput at 50
+/// connections.
+const OPEN_FRACTION: f64 = 0.5;
+
+/// Connections of the open-loop runs.
+const OPEN_CONNECTIONS: usize = 50;
+
 /// The control token of the proxies, to read their discrepancy counts.
 const CONTROL_TOKEN: &str = "bench-proxy-control";
 
@@ -65,6 +83,35 @@ struct EndpointFigures {
     cpu_ceiling_ratio: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline: Option<BaselineFigures>,
+}
+
+/// One endpoint's open-loop figures (medians over rounds).
+#[derive(Debug, Serialize)]
+struct OpenLoopFigures {
+    endpoint: String,
+    connections: usize,
+    offered_rps: f64,
+    direct: OpenLoopPath,
+    proxy: OpenLoopPath,
+    added_p50_ms: f64,
+    added_p99_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<OpenLoopPath>,
+}
+
+/// One path of an open-loop measurement (medians over rounds).
+#[derive(Debug, Serialize)]
+struct OpenLoopPath {
+    achieved_rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// What `target/bench/proxy.json` holds.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    closed_loop: &'a [EndpointFigures],
+    open_loop: &'a [OpenLoopFigures],
 }
 
 /// CPU microseconds per answered request of each process.
@@ -230,11 +277,49 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<()> {
             });
         }
     }
+    let mut open_figures = Vec::new();
+    for endpoint in ENDPOINTS {
+        let name = endpoint.trim_start_matches("/api2/json");
+        let Some(closed) = figures
+            .iter()
+            .find(|f| f.endpoint == name && f.connections == OPEN_CONNECTIONS)
+        else {
+            continue;
+        };
+        let rate = (closed.proxy_rps * OPEN_FRACTION).floor();
+        let spec = RequestSpec {
+            method: Method::GET,
+            path: (*endpoint).to_owned(),
+            body: Body::Empty,
+        };
+        let (mut direct_runs, mut proxy_runs, mut baseline_runs) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            direct_runs.push(open_run(&direct, &auth, &spec, rate, duration).await?);
+            proxy_runs.push(open_run(&proxy.target(), &auth, &spec, rate, duration).await?);
+            if let Some(baseline) = &baseline {
+                baseline_runs
+                    .push(open_run(&baseline.target(), &auth, &spec, rate, duration).await?);
+            }
+        }
+        let (direct_path, proxy_path) = (open_median(&direct_runs), open_median(&proxy_runs));
+        open_figures.push(OpenLoopFigures {
+            endpoint: name.to_owned(),
+            connections: OPEN_CONNECTIONS,
+            offered_rps: rate,
+            added_p50_ms: proxy_path.p50_ms - direct_path.p50_ms,
+            added_p99_ms: proxy_path.p99_ms - direct_path.p99_ms,
+            direct: direct_path,
+            proxy: proxy_path,
+            baseline: (!baseline_runs.is_empty()).then(|| open_median(&baseline_runs)),
+        });
+    }
     let unchecked = not_validated(&proxy.target()).await;
     drop(proxy);
     drop(baseline);
     upstream.stop();
     print_table(&figures);
+    print_open_table(&open_figures);
     match unchecked {
         Ok((calls, not_validated)) => println!(
             "\nproxy: {calls} calls, {not_validated} replies not validated (the check queue was full)"
@@ -242,7 +327,11 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<()> {
         Err(error) => println!("\nproxy: reading /_mock/discrepancies failed: {error:#}"),
     }
     let path = env.bench_dir.join("proxy.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&figures)?)
+    let report = Report {
+        closed_loop: &figures,
+        open_loop: &open_figures,
+    };
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
@@ -279,6 +368,41 @@ async fn measure(
         load_cpu_us: per_request(cpu_seconds(own_pid)? - before.1),
         proxy_cpu_us,
     })
+}
+
+/// One open-loop run at `rate` requests per second over [`OPEN_CONNECTIONS`] connections.
+async fn open_run(
+    target: &Target,
+    auth: &Auth,
+    spec: &RequestSpec,
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<OpenLoopPath> {
+    let summary = load::run_open(target, auth, spec, OPEN_CONNECTIONS, rate, duration).await?;
+    let latency = summary.latency.with_context(|| {
+        format!(
+            "{}: no 2xx answer at {rate} req/s ({:?})",
+            spec.path, summary.first_failure
+        )
+    })?;
+    Ok(OpenLoopPath {
+        achieved_rps: summary.rps,
+        p50_ms: latency.p50_ms,
+        p99_ms: latency.p99_ms,
+    })
+}
+
+/// The medians over rounds of each figure.
+fn open_median(runs: &[OpenLoopPath]) -> OpenLoopPath {
+    let median = |field: fn(&OpenLoopPath) -> f64| {
+        let values: Vec<f64> = runs.iter().map(field).collect();
+        stats::median(&values).unwrap_or(f64::NAN)
+    };
+    OpenLoopPath {
+        achieved_rps: median(|r| r.achieved_rps),
+        p50_ms: median(|r| r.p50_ms),
+        p99_ms: median(|r| r.p99_ms),
+    }
 }
 
 /// User and system CPU time of a process so far, seconds (`/proc/<pid>/stat`).
@@ -467,6 +591,46 @@ fn print_table(figures: &[EndpointFigures]) {
                 );
             }
         }
+    }
+}
+
+fn print_open_table(figures: &[OpenLoopFigures]) {
+    if figures.is_empty() {
+        return;
+    }
+    println!(
+        "\nopen loop: {OPEN_CONNECTIONS} connections at a fixed offered rate ({OPEN_FRACTION} of the proxied closed-loop throughput), latency from each request's due time:\n"
+    );
+    println!(
+        "| endpoint | offered req/s | direct req/s | proxy req/s | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms | added p99 ms | baseline proxy req/s | baseline p50 ms | baseline added p50 ms | baseline p99 ms |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for f in figures {
+        let baseline = f.baseline.as_ref().map_or_else(
+            || "| | | |".to_owned(),
+            |b| {
+                format!(
+                    "{:.0} | {:.3} | {:.3} | {:.3} |",
+                    b.achieved_rps,
+                    b.p50_ms,
+                    b.p50_ms - f.direct.p50_ms,
+                    b.p99_ms
+                )
+            },
+        );
+        println!(
+            "| `{}` | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {baseline}",
+            f.endpoint,
+            f.offered_rps,
+            f.direct.achieved_rps,
+            f.proxy.achieved_rps,
+            f.direct.p50_ms,
+            f.proxy.p50_ms,
+            f.added_p50_ms,
+            f.direct.p99_ms,
+            f.proxy.p99_ms,
+            f.added_p99_ms,
+        );
     }
 }
 
