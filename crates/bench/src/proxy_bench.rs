@@ -122,6 +122,8 @@ struct CpuPerRequest {
     proxied_upstream: f64,
     proxied_load: f64,
     proxy: f64,
+    /// Of the proxy's, in the kernel (system time: the socket calls).
+    proxy_system: f64,
 }
 
 /// The same through the `--baseline` binary's proxy.
@@ -132,6 +134,8 @@ struct BaselineFigures {
     proxy_p50_ms: f64,
     added_p50_ms: f64,
     proxy_cpu_us: f64,
+    /// Of it, in the kernel (system time: the socket calls).
+    proxy_system_cpu_us: f64,
 }
 
 /// What one load run measured.
@@ -142,6 +146,7 @@ struct Sample {
     upstream_cpu_us: f64,
     load_cpu_us: f64,
     proxy_cpu_us: f64,
+    proxy_system_cpu_us: f64,
 }
 
 /// The proxy process, stopped on drop.
@@ -248,6 +253,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<()> {
                 proxied_upstream: median(&proxy_samples, |s| s.upstream_cpu_us),
                 proxied_load: median(&proxy_samples, |s| s.load_cpu_us),
                 proxy: median(&proxy_samples, |s| s.proxy_cpu_us),
+                proxy_system: median(&proxy_samples, |s| s.proxy_system_cpu_us),
             };
             let cpu_ceiling_ratio = (cpu.direct_upstream + cpu.direct_load)
                 / (cpu.proxied_upstream + cpu.proxied_load + cpu.proxy);
@@ -260,6 +266,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<()> {
                     proxy_p50_ms: p50,
                     added_p50_ms: p50 - d_p50,
                     proxy_cpu_us: median(&baseline_samples, |s| s.proxy_cpu_us),
+                    proxy_system_cpu_us: median(&baseline_samples, |s| s.proxy_system_cpu_us),
                 }
             });
             figures.push(EndpointFigures {
@@ -348,8 +355,8 @@ async fn measure(
 ) -> anyhow::Result<Sample> {
     let own_pid = std::process::id();
     let before = (
-        cpu_seconds(upstream_pid)?,
-        cpu_seconds(own_pid)?,
+        cpu_seconds(upstream_pid)?.total(),
+        cpu_seconds(own_pid)?.total(),
         proxy_pid.map(cpu_seconds).transpose()?,
     );
     let summary = load::run(target, auth, spec, shape).await?;
@@ -357,16 +364,23 @@ async fn measure(
         bail!("{}: no 2xx answer ({:?})", spec.path, summary.first_failure);
     }
     let per_request = |spent: f64| spent * 1e6 / summary.ok as f64;
-    let proxy_cpu_us = match (proxy_pid, before.2) {
-        (Some(pid), Some(start)) => per_request(cpu_seconds(pid)? - start),
-        _ => 0.0,
+    let (proxy_cpu_us, proxy_system_cpu_us) = match (proxy_pid, before.2) {
+        (Some(pid), Some(start)) => {
+            let end = cpu_seconds(pid)?;
+            (
+                per_request(end.total() - start.total()),
+                per_request(end.system - start.system),
+            )
+        }
+        _ => (0.0, 0.0),
     };
     Ok(Sample {
         rps: summary.rps,
         p50_ms: summary.latency.map_or(f64::NAN, |l| l.p50_ms),
-        upstream_cpu_us: per_request(cpu_seconds(upstream_pid)? - before.0),
-        load_cpu_us: per_request(cpu_seconds(own_pid)? - before.1),
+        upstream_cpu_us: per_request(cpu_seconds(upstream_pid)?.total() - before.0),
+        load_cpu_us: per_request(cpu_seconds(own_pid)?.total() - before.1),
         proxy_cpu_us,
+        proxy_system_cpu_us,
     })
 }
 
@@ -405,23 +419,38 @@ fn open_median(runs: &[OpenLoopPath]) -> OpenLoopPath {
     }
 }
 
-/// User and system CPU time of a process so far, seconds (`/proc/<pid>/stat`).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_cpu_ticks(&text)
-        .map(|ticks| ticks as f64 / TICKS_PER_SECOND)
-        .with_context(|| format!("parsing {path}"))
+/// CPU time of a process so far, seconds.
+#[derive(Debug, Clone, Copy)]
+struct CpuTime {
+    user: f64,
+    system: f64,
 }
 
-/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line; the command name, field 2,
-/// may hold spaces and parentheses, so fields are counted after its last `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+impl CpuTime {
+    fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// User and system CPU time of a process so far (`/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> anyhow::Result<CpuTime> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let (user, system) = parse_cpu_ticks(&text).with_context(|| format!("parsing {path}"))?;
+    Ok(CpuTime {
+        user: user as f64 / TICKS_PER_SECOND,
+        system: system as f64 / TICKS_PER_SECOND,
+    })
+}
+
+/// `(utime, stime)` (fields 14 and 15) of a `/proc/<pid>/stat` line; the command name, field
+/// 2, may hold spaces and parentheses, so fields are counted after its last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_name.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// `(calls, replies not validated)` of a proxy's discrepancy log.
@@ -548,13 +577,13 @@ async fn start_proxy(
 
 fn print_table(figures: &[EndpointFigures]) {
     println!(
-        "| endpoint | conns | direct req/s | proxy req/s | proxy / direct | CPU ceiling | direct p50 ms | proxy p50 ms | added p50 ms | CPU µs/req upstream + load (direct) | CPU µs/req upstream + load + proxy |"
+        "| endpoint | conns | direct req/s | proxy req/s | proxy / direct | CPU ceiling | direct p50 ms | proxy p50 ms | added p50 ms | CPU µs/req upstream + load (direct) | CPU µs/req upstream + load + proxy | proxy CPU in the kernel µs/req |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in figures {
         let cpu = &f.cpu_us;
         println!(
-            "| `{}` | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.0} + {:.0} | {:.0} + {:.0} + {:.0} |",
+            "| `{}` | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.0} + {:.0} | {:.0} + {:.0} + {:.0} | {:.0} |",
             f.endpoint,
             f.connections,
             f.direct_rps,
@@ -568,26 +597,28 @@ fn print_table(figures: &[EndpointFigures]) {
             cpu.direct_load,
             cpu.proxied_upstream,
             cpu.proxied_load,
-            cpu.proxy
+            cpu.proxy,
+            cpu.proxy_system
         );
     }
     if figures.iter().any(|f| f.baseline.is_some()) {
         println!("\nbaseline binary's proxy, same run:\n");
         println!(
-            "| endpoint | conns | proxy req/s | proxy / direct | proxy p50 ms | added p50 ms | proxy CPU µs/req |"
+            "| endpoint | conns | proxy req/s | proxy / direct | proxy p50 ms | added p50 ms | proxy CPU µs/req | of it in the kernel |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         for f in figures {
             if let Some(b) = &f.baseline {
                 println!(
-                    "| `{}` | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.0} |",
+                    "| `{}` | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.0} | {:.0} |",
                     f.endpoint,
                     f.connections,
                     b.proxy_rps,
                     b.throughput_ratio,
                     b.proxy_p50_ms,
                     b.added_p50_ms,
-                    b.proxy_cpu_us
+                    b.proxy_cpu_us,
+                    b.proxy_system_cpu_us
                 );
             }
         }
@@ -652,4 +683,17 @@ pub fn main(quick: bool, build: bool, baseline: Option<&Path>) -> anyhow::Result
             }
             run(&env).await
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_and_system_ticks_after_the_command_name() {
+        let stat =
+            "4242 (mock (server) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 311 57 0 0 20 0 9 0";
+        assert_eq!(parse_cpu_ticks(stat), Some((311, 57)));
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1 2"), None);
+    }
 }
