@@ -517,8 +517,9 @@ fn keep_only(entry: &mut Value, fields: &[&str]) {
 ///
 /// The row depends on the schema and the view's context (`key`, their hash), the guest's path
 /// (the key of the kept rows) and its config and status rows; a change to either row drops
-/// the kept one (`Tables::apply`). Running guests are not kept: their uptime moves with the
-/// clock.
+/// the kept one (`Tables::apply`). A running guest's row keeps the place of its `uptime`
+/// (counted from the start its status row records, as the guest lists keep theirs); one
+/// whose start is not recorded is not kept.
 fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind, key: u64) -> Arc<KeptRow> {
     if let Some(row) = list.tables.guest_rows.get(item, key) {
         return row;
@@ -530,6 +531,20 @@ fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind, key: u64) -> A
     let row = Arc::new(KeptRow::fixed(entry.to_string()));
     if !running {
         list.tables.guest_rows.insert(item, key, Arc::clone(&row));
+        return row;
+    }
+    let started = list
+        .tables
+        .field(&format!("{item}/status/current"), "_started")
+        .as_ref()
+        .and_then(Value::as_u64);
+    if let (Some(started), Value::Object(map)) = (started, &mut entry)
+        && map.get("uptime").is_some_and(Value::is_u64)
+    {
+        map.insert("uptime".to_owned(), json!(UPTIME_MARK));
+        if let Some(kept) = KeptRow::with_uptime(&entry.to_string(), started) {
+            list.tables.guest_rows.insert(item, key, Arc::new(kept));
+        }
     }
     row
 }

@@ -406,6 +406,17 @@ pub(super) fn subtree_range(path: &str) -> (String, String) {
     (format!("{path}/"), format!("{path}0"))
 }
 
+/// A value's compact JSON text, written straight into bytes (`Value`'s `Display` goes through
+/// the formatting machinery, about twice the instructions).
+fn compact(value: &Value) -> Box<str> {
+    let mut out = Vec::with_capacity(128);
+    match serde_json::to_writer(&mut out, value).map(|()| String::from_utf8(out)) {
+        Ok(Ok(text)) => text.into_boxed_str(),
+        // Neither happens for a `Value` (string keys, UTF-8 strings).
+        _ => value.to_string().into_boxed_str(),
+    }
+}
+
 /// `[low, high)` as bounds of a range over `str` keys.
 fn bounds<'a>(low: &'a str, high: &'a str) -> (Bound<&'a str>, Bound<&'a str>) {
     (Bound::Included(low), Bound::Excluded(high))
@@ -499,11 +510,7 @@ impl Tables {
                 collection,
                 value,
             } => {
-                self.put_text(
-                    path,
-                    collection.as_deref(),
-                    value.to_string().into_boxed_str(),
-                );
+                self.put_text(path, collection.as_deref(), compact(value));
             }
             Change::Delete { path } | Change::Forget { path } => {
                 let tombstone = matches!(change, Change::Delete { .. });
@@ -555,6 +562,28 @@ impl Tables {
     /// kept rows the put makes stale.
     pub(super) fn put_text(&mut self, path: &str, collection: Option<&str>, body: Box<str>) {
         self.tombstones.remove(path);
+        // A row put again in its own collection (a config or status change, the usual put)
+        // keeps its key and membership: one look-up.
+        if let Some((key, row)) = self
+            .objects
+            .range_mut::<str, _>((Bound::Included(path), Bound::Included(path)))
+            .next()
+        {
+            let stays = match collection {
+                None => true,
+                Some(collection) => row.collection.as_deref() == Some(collection),
+            };
+            if stays {
+                row.body = body;
+                if collection.is_some()
+                    && let Some(vmid) = guest_vmid(path)
+                {
+                    let key = Arc::clone(key);
+                    self.guests.insert(vmid, key);
+                }
+                return;
+            }
+        }
         let (key, old_collection) = match self.objects.get_key_value(path) {
             // One allocation per path: a row put again keeps its key.
             Some((key, row)) => (Arc::clone(key), row.collection.clone()),

@@ -1207,3 +1207,34 @@ async fn cluster_resources_follow_guest_writes() {
     assert!(find(&mock.get("/cluster/resources").await, "qemu/101").is_none());
     mock.shutdown().await;
 }
+
+/// A running guest's `/cluster/resources` row is kept with the place of its `uptime`: the
+/// reply from the kept row is the computed one with the uptime counted to the request's time,
+/// never the placeholder it is kept with.
+#[tokio::test]
+async fn cluster_resources_keep_running_guests_with_their_uptime() {
+    let mock = Mock::start().await;
+    mock.ok_task(M::POST, "/nodes/pve2/qemu/101/status/start", &[])
+        .await;
+    let row = |resources: Value| {
+        let mut vm = resources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == "qemu/101")
+            .cloned()
+            .unwrap();
+        let uptime = vm["uptime"].as_u64().unwrap();
+        vm["uptime"] = json!(null);
+        (vm, uptime)
+    };
+    let (computed, first_uptime) = row(mock.get("/cluster/resources").await);
+    let (kept, kept_uptime) = row(mock.get("/cluster/resources").await);
+    assert_eq!(computed["status"], "running");
+    assert_eq!(kept, computed);
+    assert!(
+        (first_uptime..first_uptime + 3_600).contains(&kept_uptime),
+        "{first_uptime} then {kept_uptime}"
+    );
+    mock.shutdown().await;
+}
