@@ -519,7 +519,8 @@ fn keep_only(entry: &mut Value, fields: &[&str]) {
 /// (the key of the kept rows) and its config and status rows; a change to either row drops
 /// the kept one (`Tables::apply`). A running guest's row keeps the place of its `uptime`
 /// (counted from the start its status row records, as the guest lists keep theirs); one
-/// whose start is not recorded is not kept.
+/// whose start is not recorded (a seeded running guest) shows the generated uptime, which does
+/// not move, and is kept as it is, as the guest lists keep it.
 fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind, key: u64) -> Arc<KeptRow> {
     if let Some(row) = list.tables.guest_rows.get(item, key) {
         return row;
@@ -529,15 +530,19 @@ fn resource_guest_row(list: &Listing<'_>, item: &str, kind: Kind, key: u64) -> A
         map.remove("pool");
     }
     let row = Arc::new(KeptRow::fixed(entry.to_string()));
-    if !running {
+    let started = if running {
+        list.tables
+            .field(&format!("{item}/status/current"), "_started")
+            .as_ref()
+            .and_then(Value::as_u64)
+    } else {
+        None
+    };
+    // A row without a recorded start (stopped, or seeded running) has nothing that moves.
+    if started.is_none() {
         list.tables.guest_rows.insert(item, key, Arc::clone(&row));
         return row;
     }
-    let started = list
-        .tables
-        .field(&format!("{item}/status/current"), "_started")
-        .as_ref()
-        .and_then(Value::as_u64);
     if let (Some(started), Value::Object(map)) = (started, &mut entry)
         && map.get("uptime").is_some_and(Value::is_u64)
     {
