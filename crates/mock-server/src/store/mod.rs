@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 
 use crate::telemetry::metrics::CommitMetrics;
 use sqlite::Job;
-pub(crate) use tables::{Change, KeptRow, NodeTexts, Tables, UPTIME_MARK};
+pub(crate) use tables::{Change, KeptRow, NodeTexts, Rendered, Tables, UPTIME_MARK};
 
 /// Which backend keeps the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,11 +240,20 @@ impl StateStore {
                 .tables
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for change in &changes {
-                tables.apply(change);
+            if self.writer.is_none() {
+                for change in &changes {
+                    tables.apply(change);
+                }
+                None
+            } else {
+                let rendered = Rendered::new(changes);
+                for (change, body) in rendered.iter() {
+                    tables.apply_rendered(change, body);
+                }
+                // Queued while memory is still locked, so the writer commits in the order
+                // applied.
+                self.queue(|ack| Job::Batch(rendered, ack))?
             }
-            // Queued while memory is still locked, so the writer commits in the order applied.
-            self.queue(|ack| Job::Batch(changes, ack))?
         };
         Ok(Pending(receiver))
     }

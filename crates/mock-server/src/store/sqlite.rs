@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::tables::{Change, Tables, subtree_range};
+use super::tables::{Change, Rendered, Tables, compact, subtree_range};
 use super::{META_FINGERPRINT, StoreError};
 use crate::telemetry::metrics::CommitMetrics;
 
@@ -70,7 +70,7 @@ fn is_empty(conn: &Connection) -> Result<bool, StoreError> {
 
 /// A job for the writer thread.
 pub(super) enum Job {
-    Batch(Vec<Change>, oneshot::Sender<Result<(), StoreError>>),
+    Batch(Rendered, oneshot::Sender<Result<(), StoreError>>),
     Reset(Vec<Change>, oneshot::Sender<Result<(), StoreError>>),
     Close(oneshot::Sender<()>),
 }
@@ -325,15 +325,27 @@ fn load_pairs(
     rows.collect::<Result<_, _>>().map_err(sqlite(context))
 }
 
-fn write_changes(tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<(), StoreError> {
-    for change in changes {
+/// Writes changes, each with its text if it is a put whose object was rendered already
+/// ([`Rendered`]); a put without one is rendered here.
+fn write_changes<'c>(
+    tx: &rusqlite::Transaction<'_>,
+    changes: impl IntoIterator<Item = (&'c Change, Option<&'c str>)>,
+) -> Result<(), StoreError> {
+    for (change, body) in changes {
         match change {
             Change::Put {
                 path,
                 collection,
                 value,
             } => {
-                let body = value.to_string();
+                let rendered;
+                let body = match body {
+                    Some(body) => body,
+                    None => {
+                        rendered = compact(value);
+                        &*rendered
+                    }
+                };
                 tx.prepare_cached(
                     "INSERT INTO objects (path, collection, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT(path) DO UPDATE SET collection = excluded.collection, body = excluded.body",
@@ -386,7 +398,7 @@ fn write_reset(conn: &mut Connection, changes: &[Change]) -> Result<(), StoreErr
     let tx = conn.transaction().map_err(sqlite("begin reset"))?;
     tx.execute_batch("DELETE FROM objects; DELETE FROM tombstones; DELETE FROM meta;")
         .map_err(sqlite("clear tables"))?;
-    write_changes(&tx, changes)?;
+    write_changes(&tx, changes.iter().map(|change| (change, None)))?;
     tx.commit().map_err(sqlite("commit reset"))
 }
 
@@ -409,7 +421,7 @@ struct Writer {
     checkpointer: Option<Checkpointer>,
 }
 
-type Batch = (Vec<Change>, oneshot::Sender<Result<(), StoreError>>);
+type Batch = (Rendered, oneshot::Sender<Result<(), StoreError>>);
 
 impl Writer {
     fn next_job(&mut self, wait: bool) -> Option<Job> {
@@ -471,7 +483,7 @@ impl Writer {
             self.resync();
         }
         if let Some(checkpointer) = &mut self.checkpointer {
-            checkpointer.committed(batches.iter().map(|(changes, _)| changes.len()).sum());
+            checkpointer.committed(batches.iter().map(|(rendered, _)| rendered.len()).sum());
         }
         for ((_, ack), result) in batches.into_iter().zip(results) {
             let _ = ack.send(result);
@@ -496,9 +508,9 @@ impl Writer {
                 tables.access_rev = access_rev;
                 for job in &self.backlog {
                     match job {
-                        Job::Batch(changes, _) => {
-                            for change in changes {
-                                tables.apply(change);
+                        Job::Batch(rendered, _) => {
+                            for (change, body) in rendered.iter() {
+                                tables.apply_rendered(change, body);
                             }
                         }
                         Job::Reset(changes, _) => {
@@ -524,8 +536,8 @@ impl Writer {
 fn commit_batches(conn: &mut Connection, batches: &[Batch]) -> Vec<Result<(), StoreError>> {
     let commit = |conn: &mut Connection, batches: &[Batch]| -> Result<(), StoreError> {
         let tx = conn.transaction().map_err(sqlite("begin"))?;
-        for (changes, _) in batches {
-            write_changes(&tx, changes)?;
+        for (rendered, _) in batches {
+            write_changes(&tx, rendered.iter())?;
         }
         tx.commit().map_err(sqlite("commit"))
     };

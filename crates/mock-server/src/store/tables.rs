@@ -406,9 +406,44 @@ pub(super) fn subtree_range(path: &str) -> (String, String) {
     (format!("{path}/"), format!("{path}0"))
 }
 
+/// Changes with each put's object rendered once as its compact JSON text: memory keeps the text
+/// and SQLite stores the same bytes, so a put is serialised once, not once per side.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    changes: Vec<Change>,
+    /// One entry per change: the text of a put, `None` for any other change.
+    bodies: Vec<Option<Box<str>>>,
+}
+
+impl Rendered {
+    /// Renders every put.
+    pub(crate) fn new(changes: Vec<Change>) -> Rendered {
+        let bodies = changes
+            .iter()
+            .map(|change| match change {
+                Change::Put { value, .. } => Some(compact(value)),
+                _ => None,
+            })
+            .collect();
+        Rendered { changes, bodies }
+    }
+
+    /// How many changes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Each change with its text (a put's, `None` for the others).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Change, Option<&str>)> {
+        self.changes
+            .iter()
+            .zip(self.bodies.iter().map(Option::as_deref))
+    }
+}
+
 /// A value's compact JSON text, written straight into bytes (not through `Value`'s `Display`
 /// and the formatting machinery).
-fn compact(value: &Value) -> Box<str> {
+pub(super) fn compact(value: &Value) -> Box<str> {
     let mut out = Vec::with_capacity(128);
     match serde_json::to_writer(&mut out, value).map(|()| String::from_utf8(out)) {
         Ok(Ok(text)) => text.into_boxed_str(),
@@ -494,6 +529,11 @@ impl Tables {
 
     /// Applies one change and keeps the indexes and caches in step with it.
     pub(super) fn apply(&mut self, change: &Change) {
+        self.apply_rendered(change, None);
+    }
+
+    /// [`Tables::apply`] with a put's text already rendered ([`Rendered`]); `None` renders it.
+    pub(super) fn apply_rendered(&mut self, change: &Change, body: Option<&str>) {
         match change {
             Change::Put { path, .. } | Change::Delete { path } | Change::Forget { path } => {
                 self.guest_rows.invalidate(path);
@@ -510,7 +550,11 @@ impl Tables {
                 collection,
                 value,
             } => {
-                self.put_text(path, collection.as_deref(), compact(value));
+                let body = match body {
+                    Some(body) => Box::from(body),
+                    None => compact(value),
+                };
+                self.put_text(path, collection.as_deref(), body);
             }
             Change::Delete { path } | Change::Forget { path } => {
                 let tombstone = matches!(change, Change::Delete { .. });
@@ -696,6 +740,53 @@ mod tests {
             collection: collection.map(str::to_owned),
             value,
         }
+    }
+
+    /// A batch rendered once (what the SQLite writer is handed) leaves memory exactly as
+    /// applying its changes one by one does, and its texts are the rows' texts.
+    #[test]
+    fn rendered_changes_apply_as_the_changes_do() {
+        let changes = vec![
+            put(
+                "/a",
+                None,
+                serde_json::json!({"x": 1, "f": 0.1 + 0.2, "s": "é\"\n"}),
+            ),
+            put("/c/1", Some("/c"), serde_json::json!({"vmid": 1})),
+            Change::Meta {
+                key: "k".to_owned(),
+                value: "v".to_owned(),
+            },
+            put(
+                "/c/1",
+                Some("/c"),
+                serde_json::json!({"vmid": 1, "name": "again"}),
+            ),
+            put("/c/2", Some("/c"), serde_json::json!({"vmid": 2})),
+            Change::Delete {
+                path: "/c/2".to_owned(),
+            },
+        ];
+        let mut one_by_one = Tables::default();
+        for change in &changes {
+            one_by_one.apply(change);
+        }
+        let rendered = Rendered::new(changes.clone());
+        assert_eq!(rendered.len(), changes.len());
+        let mut at_once = Tables::default();
+        for (change, body) in rendered.iter() {
+            match change {
+                Change::Put { value, .. } => assert_eq!(body, Some(&*compact(value))),
+                _ => assert_eq!(body, None),
+            }
+            at_once.apply_rendered(change, body);
+        }
+        assert_eq!(at_once.row("/c/1"), one_by_one.row("/c/1"));
+        assert_eq!(at_once.row("/a"), one_by_one.row("/a"));
+        assert_eq!(at_once.row("/c/2"), None);
+        assert!(at_once.is_tombstone("/c/2"));
+        assert_eq!(at_once.meta, one_by_one.meta);
+        assert_eq!(at_once.to_json(), one_by_one.to_json());
     }
 
     #[test]
