@@ -41,6 +41,7 @@
 //! (hyper's limit; pveproxy accepts up to its read buffer) gets `414 request URI too long`, and
 //! a `Content-Length` that is not a number gets `400 bad request`.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -51,7 +52,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderName, HeaderValue, StatusCode, Version, header};
+use http::{HeaderValue, StatusCode, Version, header};
 use hyper::body::Incoming;
 use regex::bytes::Regex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -517,7 +518,7 @@ fn simple_header_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// The next line of `data` from `at`: its content (without `\r?\n`) and where the next starts.
 fn line(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let end = data[at..].iter().position(|&b| b == b'\n')? + at;
+    let end = memchr::memchr(b'\n', &data[at..])? + at;
     let content = &data[at..end];
     let content = content.strip_suffix(b"\r").unwrap_or(content);
     Some((content, end + 1))
@@ -565,7 +566,8 @@ fn parse(data: &[u8]) -> Outcome {
         return Outcome::Verdict(Verdict::error(true, 400, "invalid url"));
     }
     let http10 = trim_zeros(minor).is_empty();
-    let mut headers: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    // Borrowed from `data`; a value only becomes owned when a continuation line extends it.
+    let mut headers: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(16);
     let (mut count, mut size) = (0usize, 0usize);
     loop {
         let Some((content, next)) = line(data, at) else {
@@ -589,13 +591,14 @@ fn parse(data: &[u8]) -> Outcome {
             break;
         }
         if let Some((name, value)) = simple_header_line(content) {
-            headers.push((name.to_vec(), value.to_vec()));
+            headers.push((name, Cow::Borrowed(value)));
         } else if let Some(found) = HEADER_LINE.captures(content) {
             let name = found.get(1).map(|m| m.as_bytes()).unwrap_or_default();
             let value = found.get(2).map(|m| m.as_bytes()).unwrap_or_default();
-            headers.push((name.to_vec(), value.to_vec()));
+            headers.push((name, Cow::Borrowed(value)));
         } else if let Some(found) = CONTINUATION.captures(content) {
             if let Some((_, value)) = headers.last_mut() {
+                let value = value.to_mut();
                 value.push(b' ');
                 value.extend_from_slice(found.get(1).map(|m| m.as_bytes()).unwrap_or_default());
             }
@@ -619,7 +622,7 @@ fn parse(data: &[u8]) -> Outcome {
         let values: Vec<&[u8]> = headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| &**v)
             .collect();
         (!values.is_empty()).then(|| values.join(&b", "[..]))
     };
@@ -646,7 +649,7 @@ fn parse(data: &[u8]) -> Outcome {
     if target.len() > MAX_TARGET {
         return Outcome::Verdict(Verdict::error(http10, 414, "request URI too long"));
     }
-    if http::Uri::try_from(target.as_slice()).is_err() {
+    if http::Uri::try_from(&*target).is_err() {
         return Outcome::Verdict(Verdict::error(http10, 400, "bad request"));
     }
     let mut head = Vec::with_capacity(at + 32);
@@ -660,8 +663,9 @@ fn parse(data: &[u8]) -> Outcome {
     });
     for (name, value) in &headers {
         let value = value.trim_ascii();
-        let acceptable = HeaderName::from_bytes(name).is_ok_and(|n| n.as_str() != VERDICT)
-            && HeaderValue::from_bytes(value).is_ok();
+        let acceptable = is_header_name(name)
+            && !name.eq_ignore_ascii_case(VERDICT.as_bytes())
+            && is_header_value(value);
         if acceptable {
             head.extend_from_slice(name);
             head.extend_from_slice(b": ");
@@ -707,17 +711,58 @@ fn content_length(value: &[u8]) -> Option<u64> {
 
 /// Escapes what Perl's `URI->new` escapes: every byte outside RFC 2396's `uric`, `#`, `[`
 /// and `]` becomes `%XX`.
-fn escape_target(url: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(url.len());
+fn escape_target(url: &[u8]) -> Cow<'_, [u8]> {
+    if url.iter().all(|&b| URI_KEPT[usize::from(b)]) {
+        return Cow::Borrowed(url);
+    }
+    let mut out = Vec::with_capacity(url.len() + 16);
     for &b in url {
-        let keep = b.is_ascii_alphanumeric() || b"-_.!~*'();/?:@&=+$,%#[]".contains(&b);
-        if keep {
+        if URI_KEPT[usize::from(b)] {
             out.push(b);
         } else {
             out.extend_from_slice(format!("%{b:02X}").as_bytes());
         }
     }
-    out
+    Cow::Owned(out)
+}
+
+/// The bytes [`escape_target`] keeps: RFC 2396's `uric`, `%`, `#`, `[` and `]`.
+static URI_KEPT: [bool; 256] = byte_set(b"-_.!~*'();/?:@&=+$,%#[]", true);
+
+/// The bytes of a header name hyper takes (RFC 9110 `tchar`; `http::HeaderName::from_bytes`
+/// takes exactly these, upper case folded).
+static TCHAR: [bool; 256] = byte_set(b"!#$%&'*+-.^_`|~", true);
+
+/// A table of `extra` plus, with `alphanumeric`, the ASCII letters and digits.
+const fn byte_set(extra: &[u8], alphanumeric: bool) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut i = 0;
+    while i < extra.len() {
+        set[extra[i] as usize] = true;
+        i += 1;
+    }
+    let mut b = 0;
+    while b < 128 {
+        if alphanumeric && (b as u8).is_ascii_alphanumeric() {
+            set[b] = true;
+        }
+        b += 1;
+    }
+    set
+}
+
+/// Whether hyper takes `name` as a header name (what `http::HeaderName::from_bytes` accepts).
+fn is_header_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= MAX_HEADER_NAME && name.iter().all(|&b| TCHAR[usize::from(b)])
+}
+
+/// `http::HeaderName`'s longest name.
+const MAX_HEADER_NAME: usize = 1 << 16;
+
+/// Whether hyper takes `value` as a header value (what `http::HeaderValue::from_bytes`
+/// accepts: visible ASCII, spaces, tabs and bytes from 0x80).
+fn is_header_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t')
 }
 
 /// An HTTP date (RFC 9110 IMF-fixdate), as `HTTP::Date::time2str` writes it.
@@ -757,6 +802,42 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use http::HeaderName;
+
+    /// The byte tables take exactly what `http` takes: every byte alone, and in a name or a
+    /// value of several bytes.
+    #[test]
+    fn header_checks_agree_with_http() {
+        for b in 0..=255u8 {
+            for bytes in [vec![b], vec![b'a', b, b'z']] {
+                assert_eq!(
+                    is_header_name(&bytes),
+                    HeaderName::from_bytes(&bytes).is_ok(),
+                    "name {bytes:?}"
+                );
+                assert_eq!(
+                    is_header_value(&bytes),
+                    HeaderValue::from_bytes(&bytes).is_ok(),
+                    "value {bytes:?}"
+                );
+            }
+        }
+        assert!(!is_header_name(b""));
+    }
+
+    /// Targets that need no escaping are passed on as they are; others are escaped as Perl's
+    /// `URI` escapes them.
+    #[test]
+    fn escape_target_borrows_when_nothing_changes() {
+        assert!(matches!(
+            escape_target(b"/api2/json/nodes?x=1&y=[2]#f"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            &*escape_target(b"/a b\"{}|^`\x80"),
+            b"/a%20b%22%7B%7D%7C%5E%60%80"
+        );
+    }
 
     fn verdict(data: &[u8]) -> Verdict {
         match parse(data) {

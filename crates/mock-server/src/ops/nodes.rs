@@ -361,7 +361,11 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, A
     let tables = tx.tables;
     let filter = ResourceFilter::new(tables, tx.access_cache(), call.caller);
     let wanted = call.arg_str("type");
-    let mut out = JsonArray::default();
+    let mut out = JsonArray::expecting(if wanted.is_none_or(|w| w == "vm") {
+        tables.guests.len()
+    } else {
+        0
+    });
     let now = auth::now();
     // Rows are kept per guest path, so the key leaves the path out: one hash per request.
     let key = gen_key_hash(list.items, &list.ctx());
@@ -438,9 +442,21 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, A
 #[derive(Default)]
 struct JsonArray {
     out: Vec<u8>,
+    /// Kept rows still expected before the buffer was sized ([`JsonArray::expecting`]).
+    rows: usize,
 }
 
 impl JsonArray {
+    /// An array that will hold about `rows` kept rows: the first one sizes the buffer for all
+    /// of them, so a long list is written without the buffer growing (and being copied) a
+    /// dozen times: at 10,000 guests, 3 MB copied again and again.
+    fn expecting(rows: usize) -> JsonArray {
+        JsonArray {
+            out: Vec::new(),
+            rows,
+        }
+    }
+
     fn separate(&mut self) {
         self.out.push(if self.out.is_empty() { b'[' } else { b',' });
     }
@@ -448,7 +464,15 @@ impl JsonArray {
     /// Appends a kept row as of `now`.
     fn push_row(&mut self, row: &KeptRow, now: u64) {
         self.separate();
+        let start = self.out.len();
         row.write_to(&mut self.out, now);
+        if self.rows > 1 {
+            // Rows differ by a name or a number: an eighth more than the first one's length
+            // per row covers most lists in one allocation.
+            let per_row = (self.out.len() - start + 1).saturating_mul(9) / 8;
+            self.out.reserve(per_row.saturating_mul(self.rows - 1) + 1);
+        }
+        self.rows = 0;
     }
 
     /// Appends JSON text.
@@ -795,9 +819,10 @@ pub(crate) fn guest_list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError
     let audit = GuestAudit::new(tables, tx.access_cache(), call.caller);
     let nodes = generic::node_names(tables);
     let now = auth::now();
-    let mut out = JsonArray::default();
+    let collection = call.concrete();
+    let mut out = JsonArray::expecting(tables.member_count(&collection));
     let key = generic::list_entry_key(call, items, &nodes);
-    for member in tables.members(&call.concrete()) {
+    for member in tables.members(&collection) {
         if !audit.visible(last_segment(member)) {
             continue;
         }
