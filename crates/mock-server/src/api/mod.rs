@@ -1,10 +1,12 @@
 //! The compiled API of one schema tag: the embedded route metadata, one path matcher built
 //! once at start-up, the per-path method table and the parameter patterns (each compiled once).
 //!
-//! Routing uses a single [`matchit`] radix tree over the templated paths (Proxmox's `{param}`
-//! syntax is matchit's), so the cost of a lookup does not depend on where a route sits in the
-//! metadata. Matching runs on the raw (still percent-encoded) path; parameter values are decoded
-//! afterwards, so `%2F` inside a volume ID never splits a segment.
+//! Routing uses one trie of path segments over the templated paths ([`router`]), so the cost
+//! of a lookup does not depend on where a route sits in the metadata. Matching runs on the raw
+//! (still percent-encoded) path; parameter values are decoded afterwards, so `%2F` inside a
+//! volume ID never splits a segment.
+
+mod router;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -122,8 +124,17 @@ impl Meta {
     /// the paths are parsed, each operation is cut out of the text at its range and left as raw
     /// JSON; returns each operation's path and method too. `None` when the index does not fit
     /// the document (a range that is not an operation's object, another tag or release).
+    ///
+    /// With the compact node lines, each operation's path and method come from them: codegen
+    /// sorts the operations by path and method as it sorts the nodes and their methods, so the
+    /// operations are the nodes' methods in order (`embedded_indexes_fit` compares them with
+    /// the document's for every tag; here the count and the first and last are checked). Else
+    /// each operation's head is read from its text.
     #[allow(clippy::type_complexity)]
-    fn from_index(json: &'static str, index: &str) -> Option<(Meta, Vec<(&'static str, Method)>)> {
+    fn from_index<'i>(
+        json: &'static str,
+        index: &'i str,
+    ) -> Option<(Meta, Vec<(&'i str, Method)>)> {
         /// [`route_metadata::RouteIndex`], borrowing its compact node lines.
         #[derive(Deserialize)]
         struct Index<'a> {
@@ -148,14 +159,35 @@ impl Meta {
                 .map(|line| PathNode::from_compact(line))
                 .collect::<Option<_>>()?
         };
-        let mut heads = Vec::with_capacity(index.operations.len());
+        let mut heads: Vec<(&str, Method)> = Vec::with_capacity(index.operations.len());
+        for line in &index.nodes {
+            let mut fields = line.split(' ');
+            let path = fields.next()?;
+            match fields.nth(3)? {
+                "-" => {}
+                methods => {
+                    for method in methods.split(',') {
+                        heads.push((path, Method::parse(method)?));
+                    }
+                }
+            }
+        }
+        let from_nodes = !index.nodes.is_empty();
+        if from_nodes && heads.len() != index.operations.len() {
+            return None;
+        }
         let mut operations = Vec::with_capacity(index.operations.len());
-        for range in &index.operations {
+        let last = index.operations.len().saturating_sub(1);
+        for (at, range) in index.operations.iter().enumerate() {
             let raw = cut(*range)?;
-            if !raw.ends_with('}') {
+            if !raw.starts_with('{') || !raw.ends_with('}') {
                 return None;
             }
-            heads.push(quick_head(raw)?);
+            if !from_nodes {
+                heads.push(quick_head(raw)?);
+            } else if (at == 0 || at == last) && quick_head(raw)? != heads[at] {
+                return None;
+            }
             operations.push(LazyOperation {
                 raw: Some(raw),
                 parsed: OnceLock::new(),
@@ -295,7 +327,7 @@ pub(crate) struct Api {
     pub(crate) meta: Meta,
     /// The tag's `openapi.json` (if embedded).
     pub(crate) openapi: Option<&'static str>,
-    router: matchit::Router<usize>,
+    router: router::Router,
     /// Per path node: the operation index for GET, POST, PUT, DELETE.
     methods: Vec<[Option<usize>; 4]>,
     path_by_template: HashMap<String, usize>,
@@ -354,7 +386,7 @@ impl Api {
     }
 
     fn compile(meta: Meta, heads: &[(&str, Method)], openapi: Option<&'static str>) -> Api {
-        let mut router = matchit::Router::new();
+        let mut router = router::Router::new();
         let mut methods = vec![[None; 4]; meta.paths.len()];
         let mut path_by_template = HashMap::with_capacity(meta.paths.len());
         for (index, node) in meta.paths.iter().enumerate() {
@@ -387,10 +419,11 @@ impl Api {
             raw_path
         };
         let path = if path.is_empty() { "/" } else { path };
-        let matched = self.router.at(path).map_err(|_| MatchError::NotFound)?;
-        let path_index = *matched.value;
-        let mut params = Vec::with_capacity(matched.params.len());
-        for (name, value) in matched.params.iter() {
+        let mut raw = Vec::new();
+        let path_index = self.router.at(path, &mut raw).ok_or(MatchError::NotFound)?;
+        let names = &self.meta.paths[path_index].path_params;
+        let mut params = Vec::with_capacity(raw.len());
+        for (name, value) in names.iter().zip(raw) {
             let decoded = percent_encoding::percent_decode_str(value)
                 .decode_utf8()
                 .map_err(|_| MatchError::BadEncoding)?;
