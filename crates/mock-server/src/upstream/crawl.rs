@@ -141,9 +141,7 @@ async fn visit(upstream: &Upstream, api: &Api, config: &CrawlConfig, path: Strin
             return Vec::new();
         }
     };
-    let response = match tokio::time::timeout(upstream.timeout, upstream.client.request(request))
-        .await
-    {
+    let response = match tokio::time::timeout(upstream.timeout, upstream.pool.send(request)).await {
         Ok(Ok(response)) if response.status().is_success() => response,
         Ok(Ok(response)) => {
             tracing::debug!(operation = %op.operation_id, status = response.status().as_u16(), "crawl: skipped");

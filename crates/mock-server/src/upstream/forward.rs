@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use route_metadata::{Method, Operation};
 use serde_json::Value;
 
 use super::checker::Job;
+use super::pool::UpstreamBody;
 use super::report::{Direction, Discrepancy};
 use super::validate;
 use super::{SendError, Upstream};
@@ -257,17 +257,13 @@ async fn send(
     body: Body,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
     let name = checked.as_ref().map_or_else(
         || Cow::Owned(format!("{} {}", parts.method, parts.uri.path())),
         |c| c.name.clone(),
     );
     let mut request = http::Request::new(body);
     *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = match upstream.uri(path_and_query) {
+    *request.uri_mut() = match upstream.target(&parts.uri) {
         Ok(uri) => uri,
         Err(error) => {
             return AppError::bad_request(format!(
@@ -295,22 +291,21 @@ async fn send(
         );
         headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
     }
-    let response =
-        match tokio::time::timeout(upstream.timeout, upstream.client.request(request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => return failure(upstream, &name, &SendError::Send(error)),
-            Err(_) => {
-                upstream.discrepancies.upstream_failure(&name);
-                return upstream_error(
-                    596,
-                    format!(
-                        "upstream {} did not answer within {} s\n",
-                        upstream.authority,
-                        upstream.timeout.as_secs_f64()
-                    ),
-                );
-            }
-        };
+    let response = match tokio::time::timeout(upstream.timeout, upstream.pool.send(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => return failure(upstream, &name, &error),
+        Err(_) => {
+            upstream.discrepancies.upstream_failure(&name);
+            return upstream_error(
+                596,
+                format!(
+                    "upstream {} did not answer within {} s\n",
+                    upstream.authority,
+                    upstream.timeout.as_secs_f64()
+                ),
+            );
+        }
+    };
     let status = response.status();
     let upgrade_refused = upgrade.is_some() && status != StatusCode::SWITCHING_PROTOCOLS;
     if let Some(client_side) = upgrade
@@ -437,7 +432,7 @@ impl PendingCheck {
 struct Tee {
     /// The upstream's `Content-Length`: hyper stops polling a body once it has that much.
     expected: Option<u64>,
-    inner: Incoming,
+    inner: UpstreamBody,
     kept: Vec<Bytes>,
     length: usize,
     pending: Option<PendingCheck>,
@@ -451,7 +446,7 @@ impl Tee {
     fn new(
         upstream: &Arc<Upstream>,
         api: &Arc<crate::api::Api>,
-        inner: Incoming,
+        inner: UpstreamBody,
         expected: Option<u64>,
         pending: Option<PendingCheck>,
     ) -> Tee {
@@ -561,7 +556,7 @@ fn join(mut chunks: Vec<Bytes>, length: usize) -> Bytes {
 async fn switch(
     upstream: &Upstream,
     name: &str,
-    response: http::Response<Incoming>,
+    response: http::Response<UpstreamBody>,
     client_side: hyper::upgrade::OnUpgrade,
 ) -> Response {
     let mut builder = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
@@ -659,7 +654,7 @@ fn failure(upstream: &Upstream, name: &str, error: &SendError) -> Response {
 async fn replace_server_error(
     upstream: &Upstream,
     status: StatusCode,
-    response: http::Response<Incoming>,
+    response: http::Response<UpstreamBody>,
 ) -> Response {
     let mut body = response.into_body();
     let mut quoted = Vec::new();

@@ -1,9 +1,9 @@
 //! Real mode: the mock in front of a live Proxmox VE (`--upstream URL`).
 //!
 //! Every request under `/api2/` is forwarded to the upstream with its credentials untouched
-//! (ticket cookie, CSRF header, API token; a login passes through like any call) over one pooled
-//! HTTP/1.1 client (hyper-util's, the one under the SDK's `reqwest`, used directly: no URL
-//! parsing, redirect or cookie layers per request; [`tls`] checks the upstream's certificate,
+//! (ticket cookie, CSRF header, API token; a login passes through like any call) over pooled
+//! HTTP/1.1 connections ([`pool`]: hyper's `client::conn` with a pool of our own, no URL parsing,
+//! redirect or cookie layers per request; [`tls`] checks the upstream's certificate,
 //! `hyper-rustls` speaks TLS), and the upstream's reply comes
 //! back unchanged. On the way, `/api2/json` and `/api2/extjs` traffic is checked against the
 //! selected tag's schema ([`validate`]): each request's parameters before it is forwarded, each
@@ -34,6 +34,7 @@
 mod checker;
 mod crawl;
 mod forward;
+mod pool;
 mod record;
 mod report;
 mod stream;
@@ -44,7 +45,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::api::Api;
 use crate::error::Error;
@@ -57,6 +57,9 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long an upstream connection may stay idle in the pool.
 const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// Most upstream connections kept idle.
+const POOL_MAX_IDLE: usize = 256;
 
 /// Longest wait for the reply-check queue to empty before the discrepancies are read.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -138,17 +141,13 @@ impl UpstreamConfig {
     }
 }
 
-/// The pooled upstream client: HTTP/1.1 over plain TCP or `rustls`, bodies as axum's.
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<HttpConnector>,
-    axum::body::Body,
->;
-
 /// Why a request to the upstream, or the reading of its reply, failed.
 #[derive(Debug)]
 pub(crate) enum SendError {
-    /// Connecting, the TLS handshake, sending, or reading the reply's head.
-    Send(hyper_util::client::legacy::Error),
+    /// Connecting or the TLS handshake (the connector's error).
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    /// Sending, or reading the reply's head.
+    Send(hyper::Error),
     /// Reading the reply's body (or the switch to WebSocket).
     Read(hyper::Error),
     /// The body's next part did not come within the timeout.
@@ -158,6 +157,7 @@ pub(crate) enum SendError {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            SendError::Connect(error) => error.fmt(f),
             SendError::Send(error) => error.fmt(f),
             SendError::Read(error) => error.fmt(f),
             SendError::ReadTimeout => f.write_str("the upstream stopped sending the reply"),
@@ -168,6 +168,7 @@ impl std::fmt::Display for SendError {
 impl std::error::Error for SendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            SendError::Connect(error) => Some(&**error),
             SendError::Send(error) => Some(error),
             SendError::Read(error) => Some(error),
             SendError::ReadTimeout => None,
@@ -176,10 +177,11 @@ impl std::error::Error for SendError {
 }
 
 impl SendError {
-    /// The error's causes (for a send error, without the client's own `client error (...)`).
+    /// The error's causes (the error itself first).
     fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
         let mut next: Option<&(dyn std::error::Error + 'static)> = match self {
-            SendError::Send(error) => std::error::Error::source(error),
+            SendError::Connect(error) => Some(&**error),
+            SendError::Send(error) => Some(error),
             SendError::Read(error) => Some(error),
             SendError::ReadTimeout => Some(self),
         };
@@ -216,7 +218,7 @@ impl SendError {
     }
 
     pub(crate) fn is_connect(&self) -> bool {
-        matches!(self, SendError::Send(error) if error.is_connect())
+        matches!(self, SendError::Connect(_))
     }
 
     /// Whether `rustls` refused the handshake (the certificate, the pin, the protocol).
@@ -231,11 +233,13 @@ impl SendError {
     }
 }
 
-/// Real mode at run time: the client, the discrepancy log, the recorder.
+/// Real mode at run time: the connections, the discrepancy log, the recorder.
 pub(crate) struct Upstream {
-    client: Client,
+    pool: std::sync::Arc<pool::Pool>,
     /// `scheme://host:port` (and any path prefix), without a trailing `/`.
     base: String,
+    /// The path prefix of `base` (usually empty), without a trailing `/`.
+    prefix: String,
     /// `host:port`, for messages.
     authority: String,
     strict: bool,
@@ -290,6 +294,17 @@ impl Upstream {
             .unwrap_or(path)
             .trim_end_matches('/');
         let base = format!("{scheme}://{authority}{path}");
+        let target = format!("{scheme}://{authority}")
+            .parse::<http::Uri>()
+            .map_err(|_| invalid("not a URL"))?;
+        // As hyper-util's client sets it: the port only when it is not the scheme's.
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let host_header = if port == default_port {
+            http::HeaderValue::from_str(&host)
+        } else {
+            http::HeaderValue::from_str(&authority)
+        }
+        .map_err(|_| invalid("no host"))?;
         if config.tls == UpstreamTls::Insecure {
             tracing::warn!(
                 upstream = %authority,
@@ -305,13 +320,10 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let pool = pool::Pool::new(connector, target, host_header, POOL_IDLE, POOL_MAX_IDLE);
         Ok(Upstream {
-            client,
+            pool: std::sync::Arc::new(pool),
+            prefix: path.to_owned(),
             base,
             authority,
             strict: config.strict,
@@ -324,12 +336,29 @@ impl Upstream {
         })
     }
 
-    /// The upstream's URI of a request target (`/api2/json/...?query`).
+    /// The upstream's URI (origin-form: path and query, after the URL's path prefix) of a
+    /// request target (`/api2/json/...?query`).
     fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::uri::InvalidUri> {
-        let mut text = String::with_capacity(self.base.len() + path_and_query.len());
-        text.push_str(&self.base);
+        let mut text = String::with_capacity(self.prefix.len() + path_and_query.len());
+        text.push_str(&self.prefix);
         text.push_str(path_and_query);
         http::Uri::try_from(text)
+    }
+
+    /// The upstream's URI of a client's request URI: the same when it is in origin-form and
+    /// the upstream URL has no path prefix (nearly always), else rebuilt.
+    fn target(&self, uri: &http::Uri) -> Result<http::Uri, http::uri::InvalidUri> {
+        if self.prefix.is_empty()
+            && uri.scheme().is_none()
+            && uri.authority().is_none()
+            && uri.path().starts_with('/')
+        {
+            return Ok(uri.clone());
+        }
+        self.uri(
+            uri.path_and_query()
+                .map_or_else(|| uri.path(), |pq| pq.as_str()),
+        )
     }
 
     /// The discrepancy log as JSON (`GET /_mock/discrepancies`), once the replies already
