@@ -281,6 +281,7 @@ impl hyper::body::Body for UpstreamBody {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use std::convert::Infallible;
     use std::sync::atomic::AtomicUsize;
 
