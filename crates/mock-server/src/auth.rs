@@ -591,9 +591,14 @@ pub(crate) fn extract_auth_value(header: &str, key: &str) -> Option<String> {
         let before_ok = index == 0 || search[..index].ends_with(char::is_whitespace);
         let rest = &search[index + key.len()..];
         if before_ok && (rest.starts_with('=') || rest.starts_with(' ')) {
-            let value = rest[1..].split(';').next().unwrap_or_default();
+            // Byte searches (a ticket is about 400 bytes, with no `;` or `%` after it).
+            let value = &rest[1..];
+            let value = memchr::memchr(b';', value.as_bytes()).map_or(value, |end| &value[..end]);
             if value.is_empty() {
                 return None;
+            }
+            if memchr::memchr(b'%', value.as_bytes()).is_none() {
+                return Some(value.to_owned());
             }
             return percent_encoding::percent_decode_str(value)
                 .decode_utf8()

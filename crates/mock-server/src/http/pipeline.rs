@@ -186,15 +186,21 @@ fn check_raw_path(path: &str) -> Result<(), AppError> {
     if path.len() > MAX_PATH {
         return Err(AppError::bad_request("request path too long\n"));
     }
-    let decoded = percent_encoding::percent_decode_str(path)
-        .decode_utf8()
-        .map_err(|_| AppError::bad_request("invalid UTF-8 in request path\n"))?;
-    if decoded.contains('\0') {
+    // Byte searches: most paths have no `%` and so decode to themselves.
+    let decoded = if memchr::memchr(b'%', path.as_bytes()).is_none() {
+        std::borrow::Cow::Borrowed(path)
+    } else {
+        percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .map_err(|_| AppError::bad_request("invalid UTF-8 in request path\n"))?
+    };
+    if memchr::memchr(0, decoded.as_bytes()).is_some() {
         return Err(AppError::bad_request("invalid NUL byte in request path\n"));
     }
     if decoded
-        .split('/')
-        .any(|segment| segment == ".." || segment == ".")
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .any(|segment| segment == b".." || segment == b".")
     {
         return Err(AppError::bad_request(
             "invalid path segment in request path\n",
