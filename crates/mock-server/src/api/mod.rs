@@ -331,6 +331,9 @@ pub(crate) struct Api {
     /// Per path node: the operation index for GET, POST, PUT, DELETE.
     methods: Vec<[Option<usize>; 4]>,
     path_by_template: HashMap<String, usize>,
+    /// Per path node: the templates of the items on the way to it (`crate::ops::generic::
+    /// check_exists`), computed on first use.
+    item_prefixes: Vec<OnceLock<Box<[Box<str>]>>>,
     /// Schema patterns, compiled on first use (once; some Proxmox patterns are large
     /// alternations, and compiling all of them eagerly would dominate start-up). `None`: the
     /// pattern does not compile and is not enforced.
@@ -400,11 +403,15 @@ impl Api {
                 methods[path_index][method_slot(*method)] = Some(op_index);
             }
         }
+        let item_prefixes = std::iter::repeat_with(OnceLock::new)
+            .take(meta.paths.len())
+            .collect();
         Api {
             meta,
             openapi,
             router,
             methods,
+            item_prefixes,
             path_by_template,
             patterns: RwLock::new(HashMap::new()),
             generated: crate::schema::GenCache::default(),
@@ -454,6 +461,11 @@ impl Api {
     /// The index of a templated path.
     pub(crate) fn path_index(&self, template: &str) -> Option<usize> {
         self.path_by_template.get(template).copied()
+    }
+
+    /// The place of the item templates on the way to path node `index` (filled on first use).
+    pub(crate) fn item_prefixes(&self, index: usize) -> Option<&OnceLock<Box<[Box<str>]>>> {
+        self.item_prefixes.get(index)
     }
 
     /// A path node by index.

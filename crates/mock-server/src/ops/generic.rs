@@ -162,6 +162,31 @@ pub(crate) fn check_exists(
     template: &str,
     params: &[(String, String)],
 ) -> Result<(), AppError> {
+    let computed;
+    // Which prefixes are items depends on the template alone: computed once per path node.
+    let cell = api
+        .path_index(template)
+        .and_then(|index| api.item_prefixes(index));
+    let prefixes: &[Box<str>] = match cell {
+        Some(cell) => cell.get_or_init(|| item_prefixes(api, template)),
+        None => {
+            computed = item_prefixes(api, template);
+            &computed
+        }
+    };
+    for prefix in prefixes {
+        let concrete = fill_template(prefix, params);
+        if !member_exists(tables, prefix, &concrete, params) {
+            return Err(not_found(prefix, &concrete, params));
+        }
+    }
+    Ok(())
+}
+
+/// The prefixes of `template` (itself included) that end in a parameter naming a member of a
+/// collection: the items [`check_exists`] looks for, outermost first.
+fn item_prefixes(api: &Api, template: &str) -> Box<[Box<str>]> {
+    let mut prefixes = Vec::new();
     let mut end = 0;
     let bytes = template.as_bytes();
     while end < template.len() {
@@ -182,15 +207,11 @@ pub(crate) fn check_exists(
                 PathKind::Collection => api.operation_at(parent(prefix), Method::Post).is_some(),
                 _ => false,
             });
-        if !is_item {
-            continue;
-        }
-        let concrete = fill_template(prefix, params);
-        if !member_exists(tables, prefix, &concrete, params) {
-            return Err(not_found(prefix, &concrete, params));
+        if is_item {
+            prefixes.push(prefix.into());
         }
     }
-    Ok(())
+    prefixes.into_boxed_slice()
 }
 
 fn member_exists(

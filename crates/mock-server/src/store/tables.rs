@@ -75,6 +75,12 @@ impl Row {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 
+    /// Whether the row's JSON text contains `needle` (a quick test before parsing: a row whose
+    /// text lacks `"offline"` has no such string value).
+    pub(crate) fn text_contains(&self, needle: &str) -> bool {
+        memchr::memmem::find(self.body.as_bytes(), needle.as_bytes()).is_some()
+    }
+
     /// Some fields of an object row, read straight from its text into `T` (whose fields are
     /// optional: the keys it does not name are skipped without being built); `T::default()`
     /// when the row is not an object, or a field does not fit, as `Value::get` would find
