@@ -83,10 +83,12 @@ impl TaskRecord {
         let pstart = 1_000_000 + u64::from(pid) * 7 % 8_000_000;
         let starttime = auth::now();
         let user = call.user().to_owned();
-        let upid =
-            format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{id}:{user}:");
+        let upid = upid(&node, pid, pstart, starttime, &kind, &id, &user);
         let mut lines = Vec::with_capacity(log.len() + 2);
-        lines.push(format!("starting task {upid}"));
+        let mut first = String::with_capacity("starting task ".len() + upid.len());
+        first.push_str("starting task ");
+        first.push_str(&upid);
+        lines.push(first);
         lines.extend(log);
         TaskRecord {
             upid,
@@ -139,13 +141,20 @@ impl TaskRecord {
         format!("/nodes/{}/tasks/{}", self.node, self.upid)
     }
 
-    /// The change that stores the record.
+    /// The change that stores the record: its compact JSON text, serialised straight from the
+    /// record (the text `serde_json::to_value` and then [`crate::store`]'s rendering gave).
     pub(crate) fn change(&self) -> Change {
         let path = self.path();
-        Change::Put {
+        let mut body = Vec::with_capacity(256);
+        let body = match serde_json::to_writer(&mut body, self).map(|()| String::from_utf8(body)) {
+            Ok(Ok(body)) => body.into_boxed_str(),
+            // Neither happens for a record (string keys, UTF-8 strings).
+            _ => Box::from("null"),
+        };
+        Change::PutText {
             collection: Some(parent(&path).to_owned()),
             path,
-            value: serde_json::to_value(self).unwrap_or(Value::Null),
+            body,
         }
     }
 
@@ -163,6 +172,43 @@ impl TaskRecord {
             }
         }
         entry
+    }
+}
+
+/// `UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{type}:{id}:{user}:` (pve-common
+/// `PVE::Tools::upid_encode`), written without `format!`'s padding machinery.
+fn upid(
+    node: &str,
+    pid: u32,
+    pstart: u64,
+    starttime: u64,
+    kind: &str,
+    id: &str,
+    user: &str,
+) -> String {
+    let mut upid = String::with_capacity(48 + node.len() + kind.len() + id.len() + user.len());
+    upid.push_str("UPID:");
+    upid.push_str(node);
+    upid.push(':');
+    push_hex8(&mut upid, u64::from(pid));
+    upid.push(':');
+    push_hex8(&mut upid, pstart);
+    upid.push(':');
+    push_hex8(&mut upid, starttime);
+    upid.push(':');
+    for part in [kind, id, user] {
+        upid.push_str(part);
+        upid.push(':');
+    }
+    upid
+}
+
+/// Appends `value` in upper-case hex with at least 8 digits (`{:08X}`).
+fn push_hex8(out: &mut String, value: u64) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let digits = (64 - value.leading_zeros()).div_ceil(4).max(8);
+    for place in (0..digits).rev() {
+        out.push(char::from(HEX[(value >> (place * 4) & 0xf) as usize]));
     }
 }
 
@@ -438,4 +484,70 @@ fn is_upid(upid: &str) -> bool {
         && !fields[5].is_empty()
         && !fields[7].is_empty()
         && fields[8].is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record's row is the text its `Value` gave (`to_value`, then the store's rendering).
+    #[test]
+    fn a_record_is_stored_as_its_value_was() {
+        let mut record = TaskRecord {
+            upid: upid(
+                "pve1",
+                7,
+                1_000_049,
+                1_764_547_200,
+                "qmcreate",
+                "100",
+                "root@pam",
+            ),
+            node: "pve1".to_owned(),
+            pid: 7,
+            pstart: 1_000_049,
+            starttime: 1_764_547_200,
+            kind: "qmcreate".to_owned(),
+            id: "100".to_owned(),
+            user: "root@pam".to_owned(),
+            status: "running".to_owned(),
+            exitstatus: None,
+            endtime: None,
+            log: vec!["starting task \"x\"\n é".to_owned()],
+            error: Some("boom".to_owned()),
+        };
+        for _ in 0..2 {
+            let Change::PutText {
+                path,
+                collection,
+                body,
+            } = record.change()
+            else {
+                unreachable!("a record is stored as text")
+            };
+            assert_eq!(path, format!("/nodes/pve1/tasks/{}", record.upid));
+            assert_eq!(collection.as_deref(), Some("/nodes/pve1/tasks"));
+            let value = serde_json::to_value(&record).unwrap_or(Value::Null);
+            let mut expected = Vec::new();
+            serde_json::to_writer(&mut expected, &value).unwrap_or_default();
+            assert_eq!(body.as_bytes(), expected.as_slice());
+            record.finish();
+        }
+    }
+
+    #[test]
+    fn upids_are_written_as_formatted() {
+        for (pid, pstart, starttime) in [
+            (0, 0, 0),
+            (1, 1_000_007, 1_764_547_200),
+            (u32::MAX, 8_999_999, u64::from(u32::MAX) + 1),
+            (0x1234_abcd, u64::MAX, 17),
+        ] {
+            let (node, kind, id, user) = ("pve1", "qmcreate", "100", "root@pam");
+            assert_eq!(
+                upid(node, pid, pstart, starttime, kind, id, user),
+                format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{id}:{user}:")
+            );
+        }
+    }
 }

@@ -235,24 +235,34 @@ impl StateStore {
         if changes.is_empty() {
             return Ok(Pending(None));
         }
+        // Rendered before memory is locked (the SQLite backend only).
+        enum Prepared {
+            Memory(Vec<Change>),
+            Sqlite(Rendered),
+        }
+        let prepared = if self.writer.is_some() {
+            Prepared::Sqlite(Rendered::new(changes))
+        } else {
+            Prepared::Memory(changes)
+        };
         let receiver = {
             let mut tables = self
                 .tables
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if self.writer.is_none() {
-                for change in &changes {
-                    tables.apply(change);
+            match prepared {
+                Prepared::Memory(changes) => {
+                    for change in &changes {
+                        tables.apply(change);
+                    }
+                    None
                 }
-                None
-            } else {
-                let rendered = Rendered::new(changes);
-                for (change, body) in rendered.iter() {
-                    tables.apply_rendered(change, body);
+                Prepared::Sqlite(mut rendered) => {
+                    rendered.apply_to(&mut tables);
+                    // Queued while memory is still locked, so the writer commits in the order
+                    // applied.
+                    self.queue(|ack| Job::Batch(rendered, ack))?
                 }
-                // Queued while memory is still locked, so the writer commits in the order
-                // applied.
-                self.queue(|ack| Job::Batch(rendered, ack))?
             }
         };
         Ok(Pending(receiver))

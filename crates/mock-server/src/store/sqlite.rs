@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::tables::{Change, Rendered, Tables, compact, subtree_range};
+use super::tables::{Change, Rendered, Tables, Written, compact, subtree_range};
 use super::{META_FINGERPRINT, StoreError};
 use crate::telemetry::metrics::CommitMetrics;
 
@@ -198,11 +198,15 @@ fn prepare(
             .map_err(sqlite("pause checkpoints"))?;
     }
     configure(conn, if fresh { None } else { Some(synchronous) })?;
+    // Databases written before issue 15's round 6 have an index of `objects` by collection:
+    // no statement reads by collection (the state is loaded whole and members are kept in
+    // memory), so it only cost every write of a row an index update (and its pages in the
+    // WAL); it is dropped. An older build creates it again, and reads the rows as they are.
     conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS objects (
                  path TEXT PRIMARY KEY, collection TEXT, body TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection);
+             DROP INDEX IF EXISTS objects_by_collection;
              CREATE TABLE IF NOT EXISTS tombstones (path TEXT PRIMARY KEY, collection TEXT NOT NULL);",
         )
         .map_err(sqlite("create tables"))?;
@@ -297,7 +301,7 @@ fn load(conn: &Connection) -> Result<Tables, StoreError> {
         // Kept as stored (every row was written as compact JSON), once it is known to parse.
         serde_json::from_str::<serde::de::IgnoredAny>(&body)
             .map_err(|_| StoreError::Corrupt(path.clone()))?;
-        tables.put_text(&path, collection.as_deref(), body.into_boxed_str());
+        let _ = tables.put_text(&path, collection.as_deref(), body.into_boxed_str());
     }
     let tombstones = load_pairs(
         conn,
@@ -325,81 +329,145 @@ fn load_pairs(
     rows.collect::<Result<_, _>>().map_err(sqlite(context))
 }
 
-/// Writes changes, each with its text if it is a put whose object was rendered already
-/// ([`Rendered`]); a put without one is rendered here.
+/// Writes changes: puts with their text ([`Written::Put`], from a [`Rendered`] batch) or as
+/// made ([`Written::Change`], rendered here). A put deletes its path's tombstone only when it
+/// may have one ([`Written::Put`]'s `clears_tombstone`), unless `trust_notes` is off (then every
+/// put does, as when memory's view of the batch may be out of date). The put statements are
+/// taken from the statement cache once per call, not once per change.
 fn write_changes<'c>(
-    tx: &rusqlite::Transaction<'_>,
-    changes: impl IntoIterator<Item = (&'c Change, Option<&'c str>)>,
+    conn: &Connection,
+    changes: impl IntoIterator<Item = Written<'c>>,
+    trust_notes: bool,
 ) -> Result<(), StoreError> {
-    for (change, body) in changes {
-        match change {
-            Change::Put {
+    let mut upsert = None;
+    let mut clear = None;
+    for written in changes {
+        let rendered;
+        let (path, collection, body, clears_tombstone) = match written {
+            Written::Put {
+                path,
+                collection,
+                body,
+                clears_tombstone,
+            } => (path, collection, body, clears_tombstone),
+            Written::Change(Change::Put {
                 path,
                 collection,
                 value,
-            } => {
-                let rendered;
-                let body = match body {
-                    Some(body) => body,
-                    None => {
-                        rendered = compact(value);
-                        &*rendered
-                    }
-                };
-                tx.prepare_cached(
+            }) => {
+                rendered = compact(value);
+                (path.as_str(), collection.as_deref(), &*rendered, true)
+            }
+            Written::Change(Change::PutText {
+                path,
+                collection,
+                body,
+            }) => (path.as_str(), collection.as_deref(), &**body, true),
+            Written::Change(change) => {
+                write_other(conn, change)?;
+                continue;
+            }
+        };
+        let statement = match &mut upsert {
+            Some(statement) => statement,
+            None => upsert.insert(
+                conn.prepare_cached(
                     "INSERT INTO objects (path, collection, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT(path) DO UPDATE SET collection = excluded.collection, body = excluded.body",
                 )
-                .and_then(|mut s| s.execute(params![path, collection, body]))
-                .map_err(sqlite("write object"))?;
-                tx.prepare_cached("DELETE FROM tombstones WHERE path = ?1")
-                    .and_then(|mut s| s.execute([path]))
-                    .map_err(sqlite("clear tombstone"))?;
-            }
-            Change::Delete { path } | Change::Forget { path } => {
-                let tombstone = matches!(change, Change::Delete { .. });
-                // Only a tombstone needs the collection (pruned history leaves none).
-                let collection: Option<Option<String>> = if tombstone {
-                    tx.prepare_cached("SELECT collection FROM objects WHERE path = ?1")
-                        .and_then(|mut s| s.query_row([path], |row| row.get(0)).optional())
-                        .map_err(sqlite("read member"))?
-                } else {
-                    None
-                };
-                let (low, high) = subtree_range(path);
-                tx.prepare_cached(
-                    "DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
-                )
-                .and_then(|mut s| s.execute(params![path, low, high]))
-                .map_err(sqlite("delete objects"))?;
-                if let Some(Some(collection)) = collection {
-                    tx.prepare_cached(
-                        "INSERT INTO tombstones (path, collection) VALUES (?1, ?2)
-                         ON CONFLICT(path) DO UPDATE SET collection = excluded.collection",
-                    )
-                    .and_then(|mut s| s.execute(params![path, collection]))
-                    .map_err(sqlite("write tombstone"))?;
-                }
-            }
-            Change::Meta { key, value } => {
-                tx.prepare_cached(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )
-                .and_then(|mut s| s.execute(params![key, value]))
-                .map_err(sqlite("write meta"))?;
-            }
+                .map_err(sqlite("write object"))?,
+            ),
+        };
+        statement
+            .execute(params![path, collection, body])
+            .map_err(sqlite("write object"))?;
+        if clears_tombstone || !trust_notes {
+            let statement = match &mut clear {
+                Some(statement) => statement,
+                None => clear.insert(
+                    conn.prepare_cached("DELETE FROM tombstones WHERE path = ?1")
+                        .map_err(sqlite("clear tombstone"))?,
+                ),
+            };
+            statement
+                .execute([path])
+                .map_err(sqlite("clear tombstone"))?;
         }
     }
     Ok(())
+}
+
+/// Writes a change that is not a put (a delete, a forget, a metadata value).
+fn write_other(conn: &Connection, change: &Change) -> Result<(), StoreError> {
+    match change {
+        Change::Put { .. } | Change::PutText { .. } => {
+            write_changes(conn, [Written::Change(change)], false)
+        }
+        Change::Delete { path } | Change::Forget { path } => {
+            let tombstone = matches!(change, Change::Delete { .. });
+            // Only a tombstone needs the collection (pruned history leaves none).
+            let collection: Option<Option<String>> = if tombstone {
+                conn.prepare_cached("SELECT collection FROM objects WHERE path = ?1")
+                    .and_then(|mut s| s.query_row([path], |row| row.get(0)).optional())
+                    .map_err(sqlite("read member"))?
+            } else {
+                None
+            };
+            let (low, high) = subtree_range(path);
+            conn.prepare_cached(
+                "DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+            )
+            .and_then(|mut s| s.execute(params![path, low, high]))
+            .map_err(sqlite("delete objects"))?;
+            if let Some(Some(collection)) = collection {
+                conn.prepare_cached(
+                    "INSERT INTO tombstones (path, collection) VALUES (?1, ?2)
+                     ON CONFLICT(path) DO UPDATE SET collection = excluded.collection",
+                )
+                .and_then(|mut s| s.execute(params![path, collection]))
+                .map_err(sqlite("write tombstone"))?;
+            }
+            Ok(())
+        }
+        Change::Meta { key, value } => conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut s| s.execute(params![key, value]))
+            .map(|_| ())
+            .map_err(sqlite("write meta")),
+    }
 }
 
 fn write_reset(conn: &mut Connection, changes: &[Change]) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(sqlite("begin reset"))?;
     tx.execute_batch("DELETE FROM objects; DELETE FROM tombstones; DELETE FROM meta;")
         .map_err(sqlite("clear tables"))?;
-    write_changes(&tx, changes.iter().map(|change| (change, None)))?;
+    write_changes(&tx, changes.iter().map(Written::Change), false)?;
     tx.commit().map_err(sqlite("commit reset"))
+}
+
+/// Runs `write` in a transaction: `BEGIN` and `COMMIT` come from the statement cache (a
+/// `rusqlite::Transaction` prepares both again for every commit); on any failure the
+/// transaction is rolled back.
+fn in_transaction(
+    conn: &Connection,
+    write: impl FnOnce(&Connection) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .map_err(sqlite("begin"))?;
+    let done = write(conn).and_then(|()| {
+        conn.prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+            .map_err(sqlite("commit"))
+    });
+    if done.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    done
 }
 
 /// The writer thread: commits batches to SQLite (group commit) and keeps memory honest.
@@ -506,13 +574,11 @@ impl Writer {
                 let access_rev = tables.access_rev + 1;
                 *tables = fresh;
                 tables.access_rev = access_rev;
-                for job in &self.backlog {
+                // Applied again to the reloaded memory, which also records afresh which of
+                // their puts remove a tombstone.
+                for job in &mut self.backlog {
                     match job {
-                        Job::Batch(rendered, _) => {
-                            for (change, body) in rendered.iter() {
-                                tables.apply_rendered(change, body);
-                            }
-                        }
+                        Job::Batch(rendered, _) => rendered.apply_to(&mut tables),
                         Job::Reset(changes, _) => {
                             *tables = Tables::default();
                             for change in changes {
@@ -533,21 +599,24 @@ impl Writer {
 
 /// Commits all batches in one transaction; when that fails, each batch alone, so one bad batch
 /// fails only its own request. Returns one result per batch.
+///
+/// The batches' notes of which puts clear a tombstone were taken from memory as each batch was
+/// applied after the ones before it, so they hold for the batches committed in order and
+/// together; when batches are retried one by one (some fail), every put clears its tombstone.
 fn commit_batches(conn: &mut Connection, batches: &[Batch]) -> Vec<Result<(), StoreError>> {
-    let commit = |conn: &mut Connection, batches: &[Batch]| -> Result<(), StoreError> {
-        let tx = conn.transaction().map_err(sqlite("begin"))?;
-        for (rendered, _) in batches {
-            write_changes(&tx, rendered.iter())?;
-        }
-        tx.commit().map_err(sqlite("commit"))
+    let commit = |conn: &mut Connection, batches: &[Batch], trust_notes: bool| {
+        in_transaction(conn, |conn| {
+            let written = batches.iter().flat_map(|(rendered, _)| rendered.iter());
+            write_changes(conn, written, trust_notes)
+        })
     };
-    match commit(conn, batches) {
+    match commit(conn, batches, true) {
         Ok(()) => batches.iter().map(|_| Ok(())).collect(),
         Err(error) => {
             tracing::error!(error = %error, "group commit failed; retrying batches one by one");
             batches
                 .iter()
-                .map(|batch| commit(conn, std::slice::from_ref(batch)))
+                .map(|batch| commit(conn, std::slice::from_ref(batch), false))
                 .collect()
         }
     }
@@ -558,6 +627,157 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    fn put(path: &str, collection: Option<&str>, value: serde_json::Value) -> Change {
+        Change::Put {
+            path: path.to_owned(),
+            collection: collection.map(str::to_owned),
+            value,
+        }
+    }
+
+    /// Commits batches as the writer does, after applying them to `tables` as `submit` does.
+    fn commit(
+        conn: &mut Connection,
+        tables: &mut Tables,
+        batches: Vec<Vec<Change>>,
+    ) -> Vec<Result<(), StoreError>> {
+        let batches: Vec<Batch> = batches
+            .into_iter()
+            .map(|changes| {
+                let mut rendered = Rendered::new(changes);
+                rendered.apply_to(tables);
+                (rendered, oneshot::channel().0)
+            })
+            .collect();
+        commit_batches(conn, &batches)
+    }
+
+    /// A put clears its path's tombstone in SQLite when memory had one, also when the batch
+    /// that memory saw clear it first fails and a later one is retried alone.
+    #[test]
+    fn tombstones_are_cleared_as_memory_saw_them() {
+        let dir = std::env::temp_dir().join(format!("mock-tomb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let _ = std::fs::remove_file(&path);
+        let mut conn = Connection::open(&path).unwrap();
+        prepare(&mut conn, Synchronous::Normal, "fp", Vec::new).unwrap();
+        let mut tables = load(&conn).unwrap();
+        let delete = |path: &str| Change::Delete {
+            path: path.to_owned(),
+        };
+        let results = commit(
+            &mut conn,
+            &mut tables,
+            vec![vec![
+                put("/c/1", Some("/c"), serde_json::json!({})),
+                put("/c/2", Some("/c"), serde_json::json!({})),
+            ]],
+        );
+        assert!(results.iter().all(Result::is_ok));
+        commit(
+            &mut conn,
+            &mut tables,
+            vec![vec![delete("/c/1"), delete("/c/2")]],
+        );
+        assert_eq!(load(&conn).unwrap().tombstones.len(), 2);
+        // Put again in one group: each put clears its tombstone.
+        let results = commit(
+            &mut conn,
+            &mut tables,
+            vec![vec![put("/c/1", Some("/c"), serde_json::json!({"n": 1}))]],
+        );
+        assert!(results.iter().all(Result::is_ok));
+        let stored = load(&conn).unwrap();
+        assert!(!stored.tombstones.contains_key("/c/1"));
+        assert!(stored.tombstones.contains_key("/c/2"));
+        // The first batch removes `/c/2`'s tombstone in memory and fails; the second, which
+        // memory saw clear nothing, is retried alone and must clear it.
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON objects WHEN NEW.path = '/refused'
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+        let results = commit(
+            &mut conn,
+            &mut tables,
+            vec![
+                vec![
+                    put("/c/2", Some("/c"), serde_json::json!({"n": 2})),
+                    put("/refused", None, serde_json::json!({})),
+                ],
+                vec![put("/c/2", Some("/c"), serde_json::json!({"n": 3}))],
+            ],
+        );
+        assert!(results[0].is_err());
+        assert!(results[1].is_ok());
+        let stored = load(&conn).unwrap();
+        assert_eq!(stored.get("/c/2").unwrap()["n"], 3);
+        assert!(stored.tombstones.is_empty(), "{:?}", stored.tombstones);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database written before round 6 (with an index of objects by collection) loads the
+    /// same state, loses the index, and takes the writer's statements.
+    #[test]
+    fn an_older_database_is_upgraded() {
+        let dir = std::env::temp_dir().join(format!("mock-upgrade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let _ = std::fs::remove_file(&path);
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE objects (path TEXT PRIMARY KEY, collection TEXT, body TEXT NOT NULL);
+             CREATE INDEX objects_by_collection ON objects (collection);
+             CREATE TABLE tombstones (path TEXT PRIMARY KEY, collection TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema_sha256', 'fp');
+             INSERT INTO objects VALUES ('/c', NULL, '{\"n\":0}');
+             INSERT INTO objects VALUES ('/c/1', '/c', '{\"n\":1}');
+             INSERT INTO objects VALUES ('/c/2', '/c', '[2]');
+             INSERT INTO tombstones VALUES ('/c/3', '/c');",
+        )
+        .unwrap();
+        drop(old);
+        let definition = |conn: &Connection| -> String {
+            conn.query_row(
+                "SELECT group_concat(sql, ';') FROM sqlite_master WHERE tbl_name = 'objects'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        for round in ["upgrade", "current"] {
+            let mut conn = Connection::open(&path).unwrap();
+            prepare(&mut conn, Synchronous::Normal, "fp", || {
+                unreachable!("the fingerprint matches: no reset")
+            })
+            .unwrap();
+            let sql = definition(&conn);
+            assert!(!sql.contains("objects_by_collection"), "{round}: {sql}");
+            let tables = load(&conn).unwrap();
+            assert_eq!(
+                tables.get("/c"),
+                Some(serde_json::json!({"n": 0})),
+                "{round}"
+            );
+            assert_eq!(tables.get("/c/2"), Some(serde_json::json!([2])), "{round}");
+            assert_eq!(tables.members("/c").collect::<Vec<_>>(), ["/c/1", "/c/2"]);
+            assert!(tables.is_tombstone("/c/3"), "{round}");
+            // The writer's statements work on the upgraded table.
+            let mut tables = tables;
+            let results = commit(
+                &mut conn,
+                &mut tables,
+                vec![vec![put("/c/1", Some("/c"), serde_json::json!({"n": 11}))]],
+            );
+            assert!(results.iter().all(Result::is_ok), "{round}");
+            assert_eq!(load(&conn).unwrap().get("/c/1").unwrap()["n"], 11);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The chosen level reaches the connection (`PRAGMA synchronous`: 1 is NORMAL, 2 FULL).
     #[test]

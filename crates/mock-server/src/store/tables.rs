@@ -18,6 +18,7 @@
 //! collection with the member map's own key. A parsed row is the same `Value` as the one put,
 //! since serde_json writes numbers in a form it reads back exactly (`float_roundtrip`).
 
+use std::collections::btree_map::Entry as Slot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -55,6 +56,32 @@ pub(crate) enum Change {
         /// Value.
         value: String,
     },
+    /// [`Change::Put`] of an object already written as compact JSON text (the text
+    /// [`compact`] would give its value), for rows that are serialised straight from a type
+    /// (task records) rather than through a `Value`.
+    PutText {
+        /// Concrete path.
+        path: String,
+        /// Concrete collection path, for members.
+        collection: Option<String>,
+        /// The object's compact JSON text.
+        body: Box<str>,
+    },
+}
+
+impl Change {
+    /// The path and collection of a put (of a value or of text).
+    fn put_target(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            Change::Put {
+                path, collection, ..
+            }
+            | Change::PutText {
+                path, collection, ..
+            } => Some((path, collection.as_deref())),
+            _ => None,
+        }
+    }
 }
 
 /// A path as the tables keep it: allocated once, shared by the object map, the member sets and
@@ -417,38 +444,175 @@ pub(super) fn subtree_range(path: &str) -> (String, String) {
 }
 
 /// Changes with each put's object rendered once as its compact JSON text: memory keeps the text
-/// and SQLite stores the same bytes, so a put is serialised once, not once per side.
+/// and SQLite stores the same bytes, so a put is serialised once, not once per side. Made before
+/// the tables are locked; a put's `Value` is dropped here, once its text is written.
+///
+/// Two facts memory knows are carried to the writer, so that it runs no statement that would
+/// change nothing (issue 15, round 6):
+/// - a put that a later put of the same path in the same batch replaces (a guest's config put
+///   with its `lock` and, when the task ends at once, again in full) is *superseded*: neither
+///   memory nor SQLite sees it, since the batch is applied and committed as a whole;
+/// - a put clears a tombstone in SQLite only when memory held one for its path when the put was
+///   applied ([`Rendered::apply_to`] records it; until then every put is assumed to clear one).
 #[derive(Debug)]
 pub(crate) struct Rendered {
-    changes: Vec<Change>,
-    /// One entry per change: the text of a put, `None` for any other change.
-    bodies: Vec<Option<Box<str>>>,
+    entries: Vec<Entry>,
+}
+
+/// One change of a [`Rendered`] batch.
+#[derive(Debug)]
+enum Entry {
+    /// A put (of a `Value` or of text), as text, and whether applying it removed a tombstone.
+    Put {
+        path: String,
+        collection: Option<String>,
+        body: Box<str>,
+        cleared: bool,
+    },
+    /// A put that a later put of the same path in the batch replaces.
+    Superseded,
+    /// Any other change.
+    Other(Change),
+}
+
+/// The largest batch whose puts are checked for superseded ones (the check compares pairs; a
+/// request's batch holds a handful of changes).
+const SUPERSEDE_SCAN: usize = 64;
+
+/// One change as the SQLite writer gets it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Written<'a> {
+    /// A put with its text, and whether it may have to clear a tombstone (`false` only when
+    /// memory had none for its path).
+    Put {
+        /// Concrete path.
+        path: &'a str,
+        /// Its collection.
+        collection: Option<&'a str>,
+        /// The compact JSON text.
+        body: &'a str,
+        /// Whether a tombstone of the path may exist.
+        clears_tombstone: bool,
+    },
+    /// A change as made (a put in it is rendered by the writer and clears any tombstone).
+    Change(&'a Change),
 }
 
 impl Rendered {
-    /// Renders every put.
+    /// Renders every put that is not superseded.
     pub(crate) fn new(changes: Vec<Change>) -> Rendered {
-        let bodies = changes
-            .iter()
-            .map(|change| match change {
-                Change::Put { value, .. } => Some(compact(value)),
-                _ => None,
+        let superseded: Vec<bool> = (0..changes.len())
+            .map(|index| superseded(&changes, index))
+            .collect();
+        let entries = changes
+            .into_iter()
+            .zip(superseded)
+            .map(|(change, superseded)| match change {
+                _ if superseded => Entry::Superseded,
+                Change::Put {
+                    path,
+                    collection,
+                    value,
+                } => Entry::Put {
+                    path,
+                    collection,
+                    body: compact(&value),
+                    cleared: true,
+                },
+                Change::PutText {
+                    path,
+                    collection,
+                    body,
+                } => Entry::Put {
+                    path,
+                    collection,
+                    body,
+                    cleared: true,
+                },
+                other => Entry::Other(other),
             })
             .collect();
-        Rendered { changes, bodies }
+        Rendered { entries }
     }
 
-    /// How many changes there are.
+    /// How many changes are written (superseded puts left out).
     pub(crate) fn len(&self) -> usize {
-        self.changes.len()
+        self.entries
+            .iter()
+            .filter(|entry| !matches!(entry, Entry::Superseded))
+            .count()
     }
 
-    /// Each change with its text (a put's, `None` for the others).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Change, Option<&str>)> {
-        self.changes
-            .iter()
-            .zip(self.bodies.iter().map(Option::as_deref))
+    /// Applies the batch to memory and records, for each put, whether it removed a tombstone.
+    pub(crate) fn apply_to(&mut self, tables: &mut Tables) {
+        for entry in &mut self.entries {
+            match entry {
+                Entry::Superseded => {}
+                Entry::Put {
+                    path,
+                    collection,
+                    body,
+                    cleared,
+                } => {
+                    tables.before_change(path);
+                    *cleared = tables.put_text(path, collection.as_deref(), Box::from(&**body));
+                }
+                Entry::Other(change) => {
+                    tables.apply(change);
+                }
+            }
+        }
     }
+
+    /// The changes to write, in order, without the superseded puts.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Written<'_>> {
+        self.entries.iter().filter_map(|entry| match entry {
+            Entry::Superseded => None,
+            Entry::Put {
+                path,
+                collection,
+                body,
+                cleared,
+            } => Some(Written::Put {
+                path,
+                collection: collection.as_deref(),
+                body,
+                clears_tombstone: *cleared,
+            }),
+            Entry::Other(change) => Some(Written::Change(change)),
+        })
+    }
+}
+
+/// Whether the put at `index` leaves no trace once the batch is applied: a later put of the
+/// same path replaces its text, keeps or sets its membership the same way (the same collection,
+/// or this one names none), and nothing between them deletes the path or a parent of it.
+fn superseded(changes: &[Change], index: usize) -> bool {
+    let Some((path, collection)) = changes[index].put_target() else {
+        return false;
+    };
+    if changes.len() > SUPERSEDE_SCAN {
+        return false;
+    }
+    for later in &changes[index + 1..] {
+        match later {
+            Change::Delete { path: gone } | Change::Forget { path: gone }
+                if path == gone
+                    || path
+                        .strip_prefix(gone.as_str())
+                        .is_some_and(|rest| rest.starts_with('/')) =>
+            {
+                return false;
+            }
+            _ => {}
+        }
+        if let Some((other, other_collection)) = later.put_target()
+            && other == path
+        {
+            return collection.is_none() || other_collection == collection;
+        }
+    }
+    false
 }
 
 /// A value's compact JSON text, written straight into bytes (not through `Value`'s `Display`
@@ -475,6 +639,28 @@ pub(crate) fn guest_vmid(path: &str) -> Option<u32> {
         return None;
     }
     vmid.parse().ok()
+}
+
+/// Makes the object at `key` a member of `collection` (and indexes it when it is a guest);
+/// returns the collection's key, allocated once per collection.
+fn join(
+    members: &mut BTreeMap<PathKey, BTreeSet<PathKey>>,
+    guests: &mut BTreeMap<u32, PathKey>,
+    collection: &str,
+    key: &PathKey,
+) -> PathKey {
+    let set_key = match members.get_key_value(collection) {
+        Some((set_key, _)) => Arc::clone(set_key),
+        None => PathKey::from(collection),
+    };
+    members
+        .entry(Arc::clone(&set_key))
+        .or_default()
+        .insert(Arc::clone(key));
+    if let Some(vmid) = guest_vmid(key) {
+        guests.insert(vmid, Arc::clone(key));
+    }
+    set_key
 }
 
 impl Tables {
@@ -537,21 +723,14 @@ impl Tables {
         self.tombstones.contains_key(path)
     }
 
-    /// Applies one change and keeps the indexes and caches in step with it.
-    pub(super) fn apply(&mut self, change: &Change) {
-        self.apply_rendered(change, None);
-    }
-
-    /// [`Tables::apply`] with a put's text already rendered ([`Rendered`]); `None` renders it.
-    pub(super) fn apply_rendered(&mut self, change: &Change, body: Option<&str>) {
+    /// Applies one change and keeps the indexes and caches in step with it. Returns whether a
+    /// put removed a tombstone (`false` for every other change).
+    pub(super) fn apply(&mut self, change: &Change) -> bool {
         match change {
-            Change::Put { path, .. } | Change::Delete { path } | Change::Forget { path } => {
-                self.guest_rows.invalidate(path);
-                self.node_rows.invalidate(path);
-                if touches_access(path) {
-                    self.access_rev += 1;
-                }
-            }
+            Change::Put { path, .. }
+            | Change::PutText { path, .. }
+            | Change::Delete { path }
+            | Change::Forget { path } => self.before_change(path),
             Change::Meta { .. } => {}
         }
         match change {
@@ -560,11 +739,14 @@ impl Tables {
                 collection,
                 value,
             } => {
-                let body = match body {
-                    Some(body) => Box::from(body),
-                    None => compact(value),
-                };
-                self.put_text(path, collection.as_deref(), body);
+                return self.put_text(path, collection.as_deref(), compact(value));
+            }
+            Change::PutText {
+                path,
+                collection,
+                body,
+            } => {
+                return self.put_text(path, collection.as_deref(), body.clone());
             }
             Change::Delete { path } | Change::Forget { path } => {
                 let tombstone = matches!(change, Change::Delete { .. });
@@ -609,57 +791,66 @@ impl Tables {
                 self.meta.insert(key.clone(), value.clone());
             }
         }
+        false
+    }
+
+    /// Drops the kept rows a change at `path` makes stale and moves [`Tables::access_rev`] when
+    /// the access model may read it.
+    fn before_change(&mut self, path: &str) {
+        self.guest_rows.invalidate(path);
+        self.node_rows.invalidate(path);
+        if touches_access(path) {
+            self.access_rev += 1;
+        }
     }
 
     /// Stores an object's JSON text (compact, as [`Change::Put`] writes it or SQLite holds it)
     /// and keeps the member sets and the guest index in step. The caller has dropped the
-    /// kept rows the put makes stale.
-    pub(super) fn put_text(&mut self, path: &str, collection: Option<&str>, body: Box<str>) {
-        self.tombstones.remove(path);
-        // A row put again in its own collection (a config or status change, the usual put)
-        // keeps its key and membership: one look-up.
-        if let Some((key, row)) = self
-            .objects
-            .range_mut::<str, _>((Bound::Included(path), Bound::Included(path)))
-            .next()
-        {
-            let stays = match collection {
-                None => true,
-                Some(collection) => row.collection.as_deref() == Some(collection),
-            };
-            if stays {
-                row.body = body;
-                if collection.is_some()
-                    && let Some(vmid) = guest_vmid(path)
-                {
-                    let key = Arc::clone(key);
-                    self.guests.insert(vmid, key);
+    /// kept rows the put makes stale. Returns whether the path had a tombstone (now removed).
+    ///
+    /// One search of the object map whether the row is new or put again (the path is
+    /// allocated first; a row put again keeps its key, the allocation shared with the member
+    /// set and the guest index, and the new one is dropped).
+    pub(super) fn put_text(
+        &mut self,
+        path: &str,
+        collection: Option<&str>,
+        body: Box<str>,
+    ) -> bool {
+        let cleared = !self.tombstones.is_empty() && self.tombstones.remove(path).is_some();
+        let (key, old_collection) = match self.objects.entry(PathKey::from(path)) {
+            Slot::Occupied(mut slot) => {
+                let key = Arc::clone(slot.key());
+                let row = slot.get_mut();
+                let stays = match collection {
+                    None => true,
+                    Some(collection) => row.collection.as_deref() == Some(collection),
+                };
+                // A row put again in its own collection (a config or status change, the
+                // usual put) keeps its membership.
+                if stays {
+                    row.body = body;
+                    if collection.is_some()
+                        && let Some(vmid) = guest_vmid(path)
+                    {
+                        self.guests.insert(vmid, key);
+                    }
+                    return cleared;
                 }
-                return;
+                (key, row.collection.clone())
             }
-        }
-        let (key, old_collection) = match self.objects.get_key_value(path) {
-            // One allocation per path: a row put again keeps its key.
-            Some((key, row)) => (Arc::clone(key), row.collection.clone()),
-            None => (PathKey::from(path), None),
+            Slot::Vacant(slot) => {
+                let key = Arc::clone(slot.key());
+                let collection = collection
+                    .map(|collection| join(&mut self.members, &mut self.guests, collection, &key));
+                slot.insert(Row { body, collection });
+                return cleared;
+            }
         };
         let collection = match collection {
             // A put without a collection leaves the membership as it was.
             None => old_collection.clone(),
-            Some(collection) => {
-                let set_key = match self.members.get_key_value(collection) {
-                    Some((set_key, _)) => Arc::clone(set_key),
-                    None => PathKey::from(collection),
-                };
-                self.members
-                    .entry(Arc::clone(&set_key))
-                    .or_default()
-                    .insert(Arc::clone(&key));
-                if let Some(vmid) = guest_vmid(path) {
-                    self.guests.insert(vmid, Arc::clone(&key));
-                }
-                Some(set_key)
-            }
+            Some(collection) => Some(join(&mut self.members, &mut self.guests, collection, &key)),
         };
         // A member put into another collection leaves the old one's set.
         if let Some(old) = old_collection
@@ -669,6 +860,7 @@ impl Tables {
             set.remove(path);
         }
         self.objects.insert(key, Row { body, collection });
+        cleared
     }
 
     /// The whole state as JSON (for `GET /_mock/state`), hidden keys included.
@@ -781,22 +973,182 @@ mod tests {
         for change in &changes {
             one_by_one.apply(change);
         }
-        let rendered = Rendered::new(changes.clone());
-        assert_eq!(rendered.len(), changes.len());
+        let mut rendered = Rendered::new(changes.clone());
+        // The first put of `/c/1` is replaced by the second in the same batch.
+        assert_eq!(rendered.len(), changes.len() - 1);
         let mut at_once = Tables::default();
-        for (change, body) in rendered.iter() {
-            match change {
-                Change::Put { value, .. } => assert_eq!(body, Some(&*compact(value))),
-                _ => assert_eq!(body, None),
+        rendered.apply_to(&mut at_once);
+        let mut puts = Vec::new();
+        for written in rendered.iter() {
+            match written {
+                Written::Put { path, body, .. } => puts.push((path.to_owned(), body.to_owned())),
+                Written::Change(change) => {
+                    assert!(!matches!(
+                        change,
+                        Change::Put { .. } | Change::PutText { .. }
+                    ));
+                }
             }
-            at_once.apply_rendered(change, body);
         }
+        // Each put written once with its text; `/c/1` with the second one's.
+        let text = |value: Value| compact(&value).to_string();
+        assert_eq!(
+            puts,
+            [
+                (
+                    "/a".to_owned(),
+                    text(serde_json::json!({"x": 1, "f": 0.1 + 0.2, "s": "é\"\n"}))
+                ),
+                (
+                    "/c/1".to_owned(),
+                    text(serde_json::json!({"vmid": 1, "name": "again"}))
+                ),
+                ("/c/2".to_owned(), text(serde_json::json!({"vmid": 2}))),
+            ]
+        );
         assert_eq!(at_once.row("/c/1"), one_by_one.row("/c/1"));
         assert_eq!(at_once.row("/a"), one_by_one.row("/a"));
         assert_eq!(at_once.row("/c/2"), None);
         assert!(at_once.is_tombstone("/c/2"));
         assert_eq!(at_once.meta, one_by_one.meta);
         assert_eq!(at_once.to_json(), one_by_one.to_json());
+        assert_eq!(at_once.guests, one_by_one.guests);
+    }
+
+    /// A put is superseded only when a later put leaves the same row and membership behind, and
+    /// nothing between them deletes the path or a parent of it.
+    #[test]
+    fn superseded_puts_leave_what_applying_them_leaves() {
+        let item = "/nodes/pve1/qemu/100";
+        let coll = Some("/nodes/pve1/qemu");
+        let delete = |path: &str| Change::Delete {
+            path: path.to_owned(),
+        };
+        let forget = |path: &str| Change::Forget {
+            path: path.to_owned(),
+        };
+        let cases: Vec<(Vec<Change>, usize)> = vec![
+            // A guest created with its lock, then its full config: one row written.
+            (
+                vec![
+                    put(item, coll, serde_json::json!({"lock": "create"})),
+                    put(
+                        &format!("{item}/status/current"),
+                        None,
+                        serde_json::json!({}),
+                    ),
+                    put(item, coll, serde_json::json!({"name": "a"})),
+                ],
+                2,
+            ),
+            // The later put names no collection: the earlier one's membership is needed.
+            (
+                vec![
+                    put(item, coll, serde_json::json!({"lock": "create"})),
+                    put(item, None, serde_json::json!({"name": "a"})),
+                ],
+                2,
+            ),
+            // The earlier names none: the later one's membership wins either way.
+            (
+                vec![
+                    put(item, None, serde_json::json!({"lock": "create"})),
+                    put(item, coll, serde_json::json!({"name": "a"})),
+                ],
+                1,
+            ),
+            // Another collection: the earlier put's set would exist (empty) afterwards.
+            (
+                vec![
+                    put("/x/1", Some("/x"), serde_json::json!({})),
+                    put("/x/1", Some("/y"), serde_json::json!({})),
+                ],
+                2,
+            ),
+            // Deleted between (itself or a parent): the delete leaves a tombstone of it.
+            (
+                vec![
+                    put(item, coll, serde_json::json!({})),
+                    delete(item),
+                    put(item, coll, serde_json::json!({})),
+                ],
+                3,
+            ),
+            (
+                vec![
+                    put(item, coll, serde_json::json!({})),
+                    forget("/nodes/pve1"),
+                    put(item, coll, serde_json::json!({})),
+                ],
+                3,
+            ),
+            // A sibling's delete, or one below the path, does not matter.
+            (
+                vec![
+                    put(item, coll, serde_json::json!({})),
+                    delete("/nodes/pve1/qemu/1000"),
+                    delete(&format!("{item}/snapshot/s1")),
+                    put(item, coll, serde_json::json!({"name": "b"})),
+                ],
+                3,
+            ),
+        ];
+        for (changes, written) in cases {
+            let mut seeded = Tables::default();
+            seeded.apply(&put("/nodes/pve1/qemu/1000", coll, serde_json::json!({})));
+            seeded.apply(&put(
+                &format!("{item}/snapshot/s1"),
+                Some(&format!("{item}/snapshot")),
+                serde_json::json!({}),
+            ));
+            let mut one_by_one = seeded.clone();
+            for change in &changes {
+                one_by_one.apply(change);
+            }
+            let mut rendered = Rendered::new(changes.clone());
+            assert_eq!(rendered.len(), written, "{changes:?}");
+            let mut at_once = seeded.clone();
+            rendered.apply_to(&mut at_once);
+            assert_eq!(at_once.objects, one_by_one.objects, "{changes:?}");
+            assert_eq!(at_once.members, one_by_one.members, "{changes:?}");
+            assert_eq!(at_once.tombstones, one_by_one.tombstones, "{changes:?}");
+            assert_eq!(at_once.guests, one_by_one.guests, "{changes:?}");
+        }
+    }
+
+    /// A put is marked as clearing a tombstone exactly when memory held one for its path.
+    #[test]
+    fn puts_know_whether_they_clear_a_tombstone() {
+        let mut tables = Tables::default();
+        let mut first = Rendered::new(vec![
+            put("/c/1", Some("/c"), serde_json::json!({})),
+            put("/c/2", Some("/c"), serde_json::json!({})),
+        ]);
+        let clears = |rendered: &Rendered| -> Vec<bool> {
+            rendered
+                .iter()
+                .map(|written| match written {
+                    Written::Put {
+                        clears_tombstone, ..
+                    } => clears_tombstone,
+                    Written::Change(_) => unreachable!("only puts here"),
+                })
+                .collect()
+        };
+        // Before memory has seen them, every put is assumed to clear one.
+        assert_eq!(clears(&first), [true, true]);
+        first.apply_to(&mut tables);
+        assert_eq!(clears(&first), [false, false]);
+        tables.apply(&Change::Delete {
+            path: "/c/1".to_owned(),
+        });
+        let mut second = Rendered::new(vec![
+            put("/c/1", Some("/c"), serde_json::json!({"again": true})),
+            put("/c/2", Some("/c"), serde_json::json!({"again": true})),
+        ]);
+        second.apply_to(&mut tables);
+        assert_eq!(clears(&second), [true, false]);
+        assert!(!tables.is_tombstone("/c/1"));
     }
 
     #[test]

@@ -26,7 +26,6 @@ use super::disks::Allocator;
 use super::guest::{ConfigChange, Guest, Kind, Power, check_config_change, check_drive_values};
 use super::guest::{put_config, put_status, status_row};
 use super::{Call, Plan, Tx, text};
-use crate::api::Api;
 use crate::auth;
 use crate::error::AppError;
 use crate::store::Tables;
@@ -169,21 +168,21 @@ fn check_create_perms(
     Ok(())
 }
 
-/// Whether a config key is in the schema of the kind's `GET .../config` (every key is when the
-/// schema lists no properties).
-fn config_schema_keys(api: &Api, kind: Kind, key: &str) -> bool {
-    let template = format!("/nodes/{{node}}/{}/{{vmid}}/config", kind.segment());
-    api.operation_at(&template, route_metadata::Method::Get)
-        .and_then(|op| op.returns.properties.as_ref())
-        .is_none_or(|props| crate::schema::resolve_property(props, key).is_some())
-}
-
-/// The config keys a call sets.
+/// The config keys a call sets: its arguments that are not [`NOT_CONFIG`] and are in the
+/// schema of the kind's `GET .../config` (every key is when the schema lists no properties),
+/// which is looked up once per call.
 fn config_args(call: &Call<'_>, kind: Kind) -> Map<String, Value> {
+    let template = format!("/nodes/{{node}}/{}/{{vmid}}/config", kind.segment());
+    let properties = call
+        .api
+        .operation_at(&template, route_metadata::Method::Get)
+        .and_then(|op| op.returns.properties.as_ref());
     call.args
         .iter()
         .filter(|(key, _)| {
-            !NOT_CONFIG.contains(&key.as_str()) && config_schema_keys(call.api, kind, key)
+            !NOT_CONFIG.contains(&key.as_str())
+                && properties
+                    .is_none_or(|props| crate::schema::resolve_property(props, key).is_some())
         })
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect()
@@ -217,31 +216,50 @@ fn check_target_node(tables: &Tables, node: &str) -> Result<(), AppError> {
     ))
 }
 
-/// A deterministic UUID-looking value for `smbios1`/`vmgenid`.
-fn uuid_for(parts: &[&str]) -> String {
-    let high = crate::schema::seed(parts);
-    let low = crate::schema::seed(&[parts.join("/").as_str(), "low"]);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        high >> 32,
-        (high >> 16) & 0xffff,
-        high & 0x0fff,
-        0x8000 | (low >> 48 & 0x3fff),
-        low & 0xffff_ffff_ffff
-    )
+/// Appends a deterministic UUID-looking value for `smbios1`/`vmgenid` (`kind`) of guest `vmid`,
+/// in RFC 4122 version 4 layout: the bits of two seeds (`schema::seed` of the kind and the ID,
+/// and of `kind/ID` and `low`) written as hex digits by hand (`format!`'s padded hex cost about
+/// as much as the rest of a create's config).
+fn push_uuid(out: &mut String, kind: &str, vmid: u32) {
+    let id = vmid.to_string();
+    let mut joined = String::with_capacity(kind.len() + 1 + id.len());
+    joined.push_str(kind);
+    joined.push('/');
+    joined.push_str(&id);
+    let high = crate::schema::seed(&[kind, &id]);
+    let low = crate::schema::seed(&[&joined, "low"]);
+    push_hex(out, high >> 32, 8);
+    out.push('-');
+    push_hex(out, (high >> 16) & 0xffff, 4);
+    out.push_str("-4");
+    push_hex(out, high & 0x0fff, 3);
+    out.push('-');
+    push_hex(out, 0x8000 | (low >> 48 & 0x3fff), 4);
+    out.push('-');
+    push_hex(out, low & 0xffff_ffff_ffff, 12);
+}
+
+/// Appends the lowest `digits` hex digits of `value` (lower case, leading zeros kept).
+fn push_hex(out: &mut String, value: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for place in (0..digits).rev() {
+        out.push(char::from(HEX[(value >> (place * 4) & 0xf) as usize]));
+    }
 }
 
 /// The generated `smbios1` value of a new QEMU guest (`uuid=<uuid>`).
 fn new_smbios1(vmid: u32) -> Value {
-    json!(format!(
-        "uuid={}",
-        uuid_for(&["smbios1", &vmid.to_string()])
-    ))
+    let mut text = String::with_capacity(41);
+    text.push_str("uuid=");
+    push_uuid(&mut text, "smbios1", vmid);
+    Value::String(text)
 }
 
 /// The generated `vmgenid` value of a new QEMU guest.
 fn new_vmgenid(vmid: u32) -> Value {
-    json!(uuid_for(&["vmgenid", &vmid.to_string()]))
+    let mut text = String::with_capacity(36);
+    push_uuid(&mut text, "vmgenid", vmid);
+    Value::String(text)
 }
 
 /// A new VM gets an SMBIOS UUID unless the call sets one, and a generation ID unless the call
@@ -308,4 +326,49 @@ fn new_guest_plan(
     plan.at_end.extend(allocator.changes);
     plan.at_end.push(put_config(tables, guest, config));
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generated IDs as `format!` wrote them before they were written by hand.
+    fn formatted(parts: &[&str]) -> String {
+        let high = crate::schema::seed(parts);
+        let low = crate::schema::seed(&[parts.join("/").as_str(), "low"]);
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            high >> 32,
+            (high >> 16) & 0xffff,
+            high & 0x0fff,
+            0x8000 | (low >> 48 & 0x3fff),
+            low & 0xffff_ffff_ffff
+        )
+    }
+
+    #[test]
+    fn generated_ids_are_as_formatted() {
+        for vmid in (100..2_000).chain([0, 999_999_999, u32::MAX]) {
+            let id = vmid.to_string();
+            assert_eq!(
+                new_smbios1(vmid),
+                Value::String(format!("uuid={}", formatted(&["smbios1", &id])))
+            );
+            assert_eq!(
+                new_vmgenid(vmid),
+                Value::String(formatted(&["vmgenid", &id]))
+            );
+        }
+        // Version 4 layout: 8-4-4-4-12 hex digits, version nibble 4, variant bits 10.
+        let Value::String(uuid) = new_vmgenid(100) else {
+            unreachable!("a string")
+        };
+        let groups: Vec<&str> = uuid.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(groups[2].starts_with('4'));
+        assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
+    }
 }
