@@ -10,6 +10,7 @@
 //! cargo xtask bench cli           # one-shot pvectl calls beside the Python CLIs (cli_bench)
 //! cargo run --release -p bench -- startup --baseline OLD/mock-server   # start-up alone
 //! cargo xtask bench memory --baseline OLD/mock-server   # RSS per stored guest (memory_bench)
+//! cargo run --release -p bench -- mock --creates --baseline OLD/mock-server   # durable creates alone
 //! ```
 //!
 //! Layout:
@@ -171,6 +172,12 @@ struct RunArgs {
     /// `target/bench/check.json`.
     #[arg(long)]
     check: bool,
+    /// `mock` only: durable creates alone, for same-run pairs. Ours and the baseline binary
+    /// (if given) take turns as in the full run (50 connections, fresh SQLite state per run,
+    /// medians of the rounds); no start-up, GETs or Python peers. Results go to
+    /// `target/bench/creates.json`; the reference of `--check` is left as it is.
+    #[arg(long, conflicts_with = "check")]
+    creates: bool,
     /// Do not run `cargo build --release -p mock-server` first.
     #[arg(long)]
     no_build: bool,
@@ -320,9 +327,16 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
         args.check == check && !(check && (selection.scale || selection.sdk || selection.codegen)),
         "--check applies to `bench mock` only"
     );
-    let need_python = (selection.mock && !check) || selection.scale || selection.sdk;
+    let creates = args.creates && selection.mock;
+    anyhow::ensure!(
+        args.creates == creates
+            && !(creates && (selection.scale || selection.sdk || selection.codegen)),
+        "--creates applies to `bench mock` only"
+    );
+    let need_python = (selection.mock && !check && !creates) || selection.scale || selection.sdk;
     let mut env = setup::prepare(args.quick, need_python, !args.no_build)?;
     env.check = check;
+    env.creates_only = creates;
     env.baseline_binary = args
         .baseline
         .as_ref()
@@ -335,8 +349,13 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let results_path = args.results.clone().unwrap_or_else(|| {
-        env.bench_dir
-            .join(if check { "check.json" } else { "results.json" })
+        env.bench_dir.join(if check {
+            "check.json"
+        } else if creates {
+            "creates.json"
+        } else {
+            "results.json"
+        })
     });
     let charts_dir = args
         .charts
@@ -373,6 +392,7 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(mock) = &results.mock
         && !check
+        && !creates
     {
         let path = charts::throughput(mock, &charts_dir)?;
         println!("chart: {}", path.display());
@@ -380,6 +400,7 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
     if let Some(mock) = &results.mock
         && selection.mock
         && !check
+        && !creates
         && !args.quick
     {
         let path = check::reference_path(&env.root);

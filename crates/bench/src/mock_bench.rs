@@ -51,6 +51,9 @@ fn systems(env: &BenchEnv) -> Vec<SystemKind> {
     if env.baseline_binary.is_some() {
         systems.push(SystemKind::Baseline);
     }
+    if env.creates_only {
+        return systems;
+    }
     systems.extend([
         SystemKind::BareAxum,
         SystemKind::Fakepve,
@@ -141,6 +144,12 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
     let date = now_utc();
     let duration = Duration::from_secs(if env.quick { 3 } else { 10 });
     let (starts, rounds) = if env.quick { (3, 1) } else { (STARTS, ROUNDS) };
+    // `--creates`: the create runs alone.
+    let (starts, get_rounds) = if env.creates_only {
+        (0, 0)
+    } else {
+        (starts, rounds)
+    };
     let shape = LoadShape {
         connections: CONNECTIONS,
         duration,
@@ -168,7 +177,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
     }
 
     let mut serving = BTreeMap::new();
-    for &kind in &turns {
+    for &kind in turns.iter().filter(|_| !env.creates_only) {
         let running = systems::start(env, kind, Seed::Default)
             .await
             .with_context(|| format!("starting {}", kind.label()))?;
@@ -196,7 +205,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
     }
 
     let mut cells = Cells::default();
-    for round in 0..rounds {
+    for round in 0..get_rounds {
         for endpoint in &GET_ENDPOINTS {
             for https in [false, true] {
                 for &kind in &turns {
@@ -294,6 +303,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
         for label in labels {
             if (kind == SystemKind::BareAxum && label != GET_ENDPOINTS[0].label)
                 || (env.check && label == CREATE_LABEL)
+                || (env.creates_only && label != CREATE_LABEL)
             {
                 continue;
             }

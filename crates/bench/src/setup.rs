@@ -59,6 +59,8 @@ pub struct BenchEnv {
     pub quick: bool,
     /// `mock --check`: ours and the bare handler only, GETs only.
     pub check: bool,
+    /// `mock --creates`: ours (and the baseline binary) only, creates only.
+    pub creates_only: bool,
 }
 
 /// The machine a run happened on.
@@ -137,6 +139,7 @@ pub fn prepare(quick: bool, need_python: bool, build: bool) -> anyhow::Result<Be
         tls,
         quick,
         check: false,
+        creates_only: false,
     })
 }
 
