@@ -250,10 +250,14 @@ pub(crate) fn prune(tables: &Tables, node: &str, keep: usize) -> Vec<Change> {
     changes
 }
 
-/// The start time in a UPID (`UPID:node:pid:pstart:STARTTIME:...`, hex).
+/// The start time in a UPID (`UPID:node:pid:pstart:STARTTIME:...`, hex). The fields are split
+/// bytewise: `prune` reads every task's, and `str::split`'s char searcher cost about a thousand
+/// instructions per UPID.
 fn upid_starttime(upid: &str) -> u64 {
-    upid.split(':')
+    upid.as_bytes()
+        .split(|byte| *byte == b':')
         .nth(4)
+        .and_then(|hex| std::str::from_utf8(hex).ok())
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         .unwrap_or(0)
 }
@@ -532,6 +536,29 @@ mod tests {
             serde_json::to_writer(&mut expected, &value).unwrap_or_default();
             assert_eq!(body.as_bytes(), expected.as_slice());
             record.finish();
+        }
+    }
+
+    #[test]
+    fn start_times_are_read_from_upids() {
+        for (upid, expected) in [
+            (
+                "UPID:pve1:00000007:000F4289:6B0E119E:qmcreate:100:root@pam:",
+                0x6B0E_119E,
+            ),
+            ("UPID:pve1:1:2:ff:x:", 255),
+            ("UPID:pve1:1:2:", 0),
+            ("UPID:pve1:1:2:zz:x:", 0),
+            ("UPID:pve1:1:2:+1:x:", 1),
+            ("", 0),
+        ] {
+            let split = upid
+                .split(':')
+                .nth(4)
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .unwrap_or(0);
+            assert_eq!(upid_starttime(upid), expected, "{upid}");
+            assert_eq!(upid_starttime(upid), split, "{upid}");
         }
     }
 

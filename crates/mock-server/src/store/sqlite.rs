@@ -331,9 +331,11 @@ fn load_pairs(
 
 /// Writes changes: puts with their text ([`Written::Put`], from a [`Rendered`] batch) or as
 /// made ([`Written::Change`], rendered here). A put deletes its path's tombstone only when it
-/// may have one ([`Written::Put`]'s `clears_tombstone`), unless `trust_notes` is off (then every
-/// put does, as when memory's view of the batch may be out of date). The put statements are
-/// taken from the statement cache once per call, not once per change.
+/// may have one ([`Written::Put`]'s `clears_tombstone`), and a delete or forget reaches below
+/// its path only when rows may be there ([`Written::Change`]'s `rows_below`), unless
+/// `trust_notes` is off (then each does, as when memory's view of the batch may be out of
+/// date). The put statements are taken from the statement cache once per call, not once per
+/// change.
 fn write_changes<'c>(
     conn: &Connection,
     changes: impl IntoIterator<Item = Written<'c>>,
@@ -350,21 +352,29 @@ fn write_changes<'c>(
                 body,
                 clears_tombstone,
             } => (path, collection, body, clears_tombstone),
-            Written::Change(Change::Put {
-                path,
-                collection,
-                value,
-            }) => {
+            Written::Change {
+                change:
+                    Change::Put {
+                        path,
+                        collection,
+                        value,
+                    },
+                ..
+            } => {
                 rendered = compact(value);
                 (path.as_str(), collection.as_deref(), &*rendered, true)
             }
-            Written::Change(Change::PutText {
-                path,
-                collection,
-                body,
-            }) => (path.as_str(), collection.as_deref(), &**body, true),
-            Written::Change(change) => {
-                write_other(conn, change)?;
+            Written::Change {
+                change:
+                    Change::PutText {
+                        path,
+                        collection,
+                        body,
+                    },
+                ..
+            } => (path.as_str(), collection.as_deref(), &**body, true),
+            Written::Change { change, rows_below } => {
+                write_other(conn, change, rows_below || !trust_notes)?;
                 continue;
             }
         };
@@ -397,11 +407,13 @@ fn write_changes<'c>(
     Ok(())
 }
 
-/// Writes a change that is not a put (a delete, a forget, a metadata value).
-fn write_other(conn: &Connection, change: &Change) -> Result<(), StoreError> {
+/// Writes a change that is not a put (a delete, a forget, a metadata value); a delete or forget
+/// of a path with no rows below it (`rows_below` off) deletes its own row alone, a plain look-up
+/// of the primary key instead of a range.
+fn write_other(conn: &Connection, change: &Change, rows_below: bool) -> Result<(), StoreError> {
     match change {
         Change::Put { .. } | Change::PutText { .. } => {
-            write_changes(conn, [Written::Change(change)], false)
+            write_changes(conn, [Written::as_made(change)], false)
         }
         Change::Delete { path } | Change::Forget { path } => {
             let tombstone = matches!(change, Change::Delete { .. });
@@ -413,12 +425,18 @@ fn write_other(conn: &Connection, change: &Change) -> Result<(), StoreError> {
             } else {
                 None
             };
-            let (low, high) = subtree_range(path);
-            conn.prepare_cached(
-                "DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
-            )
-            .and_then(|mut s| s.execute(params![path, low, high]))
-            .map_err(sqlite("delete objects"))?;
+            if rows_below {
+                let (low, high) = subtree_range(path);
+                conn.prepare_cached(
+                    "DELETE FROM objects WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+                )
+                .and_then(|mut s| s.execute(params![path, low, high]))
+                .map_err(sqlite("delete objects"))?;
+            } else {
+                conn.prepare_cached("DELETE FROM objects WHERE path = ?1")
+                    .and_then(|mut s| s.execute([path]))
+                    .map_err(sqlite("delete objects"))?;
+            }
             if let Some(Some(collection)) = collection {
                 conn.prepare_cached(
                     "INSERT INTO tombstones (path, collection) VALUES (?1, ?2)
@@ -444,7 +462,7 @@ fn write_reset(conn: &mut Connection, changes: &[Change]) -> Result<(), StoreErr
     let tx = conn.transaction().map_err(sqlite("begin reset"))?;
     tx.execute_batch("DELETE FROM objects; DELETE FROM tombstones; DELETE FROM meta;")
         .map_err(sqlite("clear tables"))?;
-    write_changes(&tx, changes.iter().map(Written::Change), false)?;
+    write_changes(&tx, changes.iter().map(Written::as_made), false)?;
     tx.commit().map_err(sqlite("commit reset"))
 }
 
@@ -715,6 +733,73 @@ mod tests {
         let stored = load(&conn).unwrap();
         assert_eq!(stored.get("/c/2").unwrap()["n"], 3);
         assert!(stored.tombstones.is_empty(), "{:?}", stored.tombstones);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A delete or forget reaches below its path when memory had rows there, also when the
+    /// batch that memory saw remove them first fails and a later one is retried alone.
+    #[test]
+    fn deletes_reach_the_rows_below_them() {
+        let dir = std::env::temp_dir().join(format!("mock-below-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let _ = std::fs::remove_file(&path);
+        let mut conn = Connection::open(&path).unwrap();
+        prepare(&mut conn, Synchronous::Normal, "fp", Vec::new).unwrap();
+        let mut tables = load(&conn).unwrap();
+        let forget = |path: &str| Change::Forget {
+            path: path.to_owned(),
+        };
+        let stored = |conn: &Connection| -> Vec<String> {
+            let tables = load(conn).unwrap();
+            tables.objects.keys().map(|key| key.to_string()).collect()
+        };
+        commit(
+            &mut conn,
+            &mut tables,
+            vec![vec![
+                put("/g", Some("/c"), serde_json::json!({})),
+                put("/g/status", None, serde_json::json!({})),
+                put("/t/1", Some("/t"), serde_json::json!({})),
+                put("/x", None, serde_json::json!({})),
+                put("/x/child", None, serde_json::json!({})),
+            ]],
+        );
+        // A leaf and a guest with a row below it, in one batch.
+        let results = commit(
+            &mut conn,
+            &mut tables,
+            vec![vec![
+                forget("/t/1"),
+                Change::Delete {
+                    path: "/g".to_owned(),
+                },
+            ]],
+        );
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(stored(&conn), ["/x", "/x/child"]);
+        assert!(load(&conn).unwrap().is_tombstone("/g"));
+        // Memory forgets `/x/child` in a batch that fails; the forget of `/x`, which memory saw
+        // with nothing below it, is retried alone and must still reach `/x/child`.
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON objects WHEN NEW.path = '/refused'
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+        let results = commit(
+            &mut conn,
+            &mut tables,
+            vec![
+                vec![
+                    forget("/x/child"),
+                    put("/refused", None, serde_json::json!({})),
+                ],
+                vec![forget("/x")],
+            ],
+        );
+        assert!(results[0].is_err());
+        assert!(results[1].is_ok());
+        assert!(stored(&conn).is_empty(), "{:?}", stored(&conn));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

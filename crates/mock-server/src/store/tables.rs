@@ -440,7 +440,13 @@ fn guest_item_of(path: &str) -> Option<&str> {
 /// The bounds of everything strictly below `path` in path order: the range `[path/, path0)`
 /// (`0` is the character after `/`), for a range scan of a sorted map or table.
 pub(super) fn subtree_range(path: &str) -> (String, String) {
-    (format!("{path}/"), format!("{path}0"))
+    let bound = |last: char| {
+        let mut bound = String::with_capacity(path.len() + 1);
+        bound.push_str(path);
+        bound.push(last);
+        bound
+    };
+    (bound('/'), bound('0'))
 }
 
 /// Changes with each put's object rendered once as its compact JSON text: memory keeps the text
@@ -471,8 +477,9 @@ enum Entry {
     },
     /// A put that a later put of the same path in the batch replaces.
     Superseded,
-    /// Any other change.
-    Other(Change),
+    /// Any other change, and for a delete or forget whether applying it removed rows below its
+    /// path.
+    Other { change: Change, rows_below: bool },
 }
 
 /// The largest batch whose puts are checked for superseded ones (the check compares pairs; a
@@ -495,7 +502,23 @@ pub(crate) enum Written<'a> {
         clears_tombstone: bool,
     },
     /// A change as made (a put in it is rendered by the writer and clears any tombstone).
-    Change(&'a Change),
+    Change {
+        /// The change.
+        change: &'a Change,
+        /// A delete or forget: whether rows below its path may exist (`false` only when memory
+        /// had none), so that its statement must reach them.
+        rows_below: bool,
+    },
+}
+
+impl<'a> Written<'a> {
+    /// A change as made, with nothing known of it.
+    pub(crate) fn as_made(change: &'a Change) -> Written<'a> {
+        Written::Change {
+            change,
+            rows_below: true,
+        }
+    }
 }
 
 impl Rendered {
@@ -529,7 +552,10 @@ impl Rendered {
                     body,
                     cleared: true,
                 },
-                other => Entry::Other(other),
+                change => Entry::Other {
+                    change,
+                    rows_below: true,
+                },
             })
             .collect();
         Rendered { entries }
@@ -557,9 +583,7 @@ impl Rendered {
                     tables.before_change(path);
                     *cleared = tables.put_text(path, collection.as_deref(), Box::from(&**body));
                 }
-                Entry::Other(change) => {
-                    tables.apply(change);
-                }
+                Entry::Other { change, rows_below } => *rows_below = tables.apply(change),
             }
         }
     }
@@ -579,7 +603,10 @@ impl Rendered {
                 body,
                 clears_tombstone: *cleared,
             }),
-            Entry::Other(change) => Some(Written::Change(change)),
+            Entry::Other { change, rows_below } => Some(Written::Change {
+                change,
+                rows_below: *rows_below,
+            }),
         })
     }
 }
@@ -723,8 +750,9 @@ impl Tables {
         self.tombstones.contains_key(path)
     }
 
-    /// Applies one change and keeps the indexes and caches in step with it. Returns whether a
-    /// put removed a tombstone (`false` for every other change).
+    /// Applies one change and keeps the indexes and caches in step with it. Returns whether the
+    /// change reached beyond its own row: a put removed a tombstone, a delete or forget removed
+    /// rows below its path (`false` for a metadata value).
     pub(super) fn apply(&mut self, change: &Change) -> bool {
         match change {
             Change::Put { path, .. }
@@ -756,6 +784,7 @@ impl Tables {
                     .range::<str, _>(bounds(&low, &high))
                     .map(|(key, _)| Arc::clone(key))
                     .collect();
+                let rows_below = !doomed.is_empty();
                 if let Some((key, _)) = self.objects.get_key_value(path.as_str()) {
                     doomed.push(Arc::clone(key));
                 }
@@ -786,6 +815,7 @@ impl Tables {
                 for collection in nested {
                     self.members.remove(&*collection);
                 }
+                return rows_below;
             }
             Change::Meta { key, value } => {
                 self.meta.insert(key.clone(), value.clone());
@@ -982,7 +1012,7 @@ mod tests {
         for written in rendered.iter() {
             match written {
                 Written::Put { path, body, .. } => puts.push((path.to_owned(), body.to_owned())),
-                Written::Change(change) => {
+                Written::Change { change, .. } => {
                     assert!(!matches!(
                         change,
                         Change::Put { .. } | Change::PutText { .. }
@@ -1131,7 +1161,7 @@ mod tests {
                     Written::Put {
                         clears_tombstone, ..
                     } => clears_tombstone,
-                    Written::Change(_) => unreachable!("only puts here"),
+                    Written::Change { .. } => unreachable!("only puts here"),
                 })
                 .collect()
         };
@@ -1149,6 +1179,43 @@ mod tests {
         second.apply_to(&mut tables);
         assert_eq!(clears(&second), [true, false]);
         assert!(!tables.is_tombstone("/c/1"));
+    }
+
+    /// A delete or forget is marked as reaching below its path exactly when memory had rows
+    /// there.
+    #[test]
+    fn deletes_know_whether_rows_lie_below() {
+        let mut tables = Tables::default();
+        for path in ["/g", "/g/status", "/t/1", "/t/10"] {
+            tables.apply(&put(path, None, serde_json::json!({})));
+        }
+        let mut rendered = Rendered::new(vec![
+            Change::Forget {
+                path: "/t/1".to_owned(),
+            },
+            Change::Delete {
+                path: "/g".to_owned(),
+            },
+            Change::Meta {
+                key: "k".to_owned(),
+                value: "v".to_owned(),
+            },
+        ]);
+        let below = |rendered: &Rendered| -> Vec<bool> {
+            rendered
+                .iter()
+                .map(|written| match written {
+                    Written::Change { rows_below, .. } => rows_below,
+                    Written::Put { .. } => unreachable!("no puts here"),
+                })
+                .collect()
+        };
+        assert_eq!(below(&rendered), [true, true, true]);
+        rendered.apply_to(&mut tables);
+        // `/t/10` is a sibling of `/t/1`, not below it.
+        assert_eq!(below(&rendered), [false, true, false]);
+        assert!(tables.exists("/t/10"));
+        assert!(!tables.exists("/g/status"));
     }
 
     #[test]
