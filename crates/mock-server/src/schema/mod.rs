@@ -19,6 +19,6 @@ pub(crate) use scalars::{
     integer_at, kernel_build, kernel_release, kernel_version, load_average, number_at, pve_version,
 };
 pub(crate) use validate::{
-    Errors, Params, ValueRef, accepts, coerce_params, missing_is_error, resolve_property,
-    validate_params, validate_value,
+    Errors, Params, ValueRef, accepts, coerce_params, missing_is_error, resolve_family,
+    resolve_property, validate_params, validate_value,
 };

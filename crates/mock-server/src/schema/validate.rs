@@ -219,8 +219,46 @@ fn add_error(errors: &mut Errors, path: &Path<'_>, message: impl Into<String>) {
         .or_insert(message);
 }
 
-/// Looks a property up, resolving `net3` to a `net[n]` family (route-metadata's rule).
-pub(crate) use route_metadata::resolve_property;
+/// Looks a property up, resolving `net3` to a `net[n]` family (route-metadata's rule, which
+/// [`resolve_family`] follows without building the family's name on the heap).
+pub(crate) fn resolve_property<'a>(
+    properties: &'a BTreeMap<String, Schema>,
+    name: &str,
+) -> Option<&'a Schema> {
+    properties
+        .get(name)
+        .or_else(|| resolve_family(properties, name))
+}
+
+/// The family a name that is not itself a property belongs to (`net3` → `net[n]`, when 3 is
+/// below the family's count; no leading zeros), as `route_metadata::resolve_property` decides
+/// it: a name without trailing digits, or of digits only, belongs to none.
+pub(crate) fn resolve_family<'a>(
+    properties: &'a BTreeMap<String, Schema>,
+    name: &str,
+) -> Option<&'a Schema> {
+    let prefix = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    let index = &name[prefix.len()..];
+    if index.is_empty() || prefix.is_empty() || (index.len() > 1 && index.starts_with('0')) {
+        return None;
+    }
+    let index: u32 = index.parse().ok()?;
+    // `prefix[n]` in a buffer on the stack (family names are short).
+    let mut buffer = [0u8; 64];
+    let schema = match buffer.get_mut(..prefix.len() + 3) {
+        Some(key) => {
+            let (head, tail) = key.split_at_mut(prefix.len());
+            head.copy_from_slice(prefix.as_bytes());
+            tail.copy_from_slice(b"[n]");
+            properties.get(std::str::from_utf8(key).ok()?)?
+        }
+        None => properties.get(&format!("{prefix}[n]"))?,
+    };
+    match &schema.family {
+        Some(family) if index < family.count => Some(schema),
+        _ => None,
+    }
+}
 
 /// Checks an object's properties (`check_object`), also for parsed property strings.
 pub(super) fn check_object(
@@ -624,6 +662,62 @@ mod tests {
             Ok(()) => assert!(expected.is_empty(), "expected errors {expected:?}"),
             Err(errors) => assert_eq!(errors, expected),
         }
+    }
+
+    #[test]
+    fn families_resolve_as_route_metadata_resolves_them() {
+        let api = crate::api::Api::load("latest").unwrap();
+        let mut maps = 0;
+        let mut families = 0;
+        for op in api.meta.operations() {
+            let returned = [
+                op.returns.properties.as_ref(),
+                op.returns
+                    .items
+                    .as_deref()
+                    .and_then(|items| items.properties.as_ref()),
+            ];
+            for properties in std::iter::once(&op.parameters).chain(returned.into_iter().flatten())
+            {
+                maps += 1;
+                let mut names: Vec<String> = vec![
+                    String::new(),
+                    "0".into(),
+                    "12".into(),
+                    "net".into(),
+                    "net0".into(),
+                    "net00".into(),
+                    "net01".into(),
+                    "net31".into(),
+                    "net32".into(),
+                    "net4294967296".into(),
+                    "é1".into(),
+                    format!("{}1", "x".repeat(80)),
+                ];
+                for key in properties.keys() {
+                    if let Some(prefix) = key.strip_suffix("[n]") {
+                        families += 1;
+                        let count = properties[key].family.as_ref().map_or(0, |f| f.count);
+                        for index in [0, 1, count.saturating_sub(1), count, count + 1] {
+                            names.push(format!("{prefix}{index}"));
+                        }
+                        names.push(format!("{prefix}0{}", count.saturating_sub(1)));
+                    }
+                    names.push(key.clone());
+                    names.push(format!("{key}7"));
+                }
+                for name in &names {
+                    let ours = resolve_property(properties, name).map(std::ptr::from_ref);
+                    let theirs =
+                        route_metadata::resolve_property(properties, name).map(std::ptr::from_ref);
+                    assert_eq!(ours, theirs, "{name}");
+                }
+            }
+        }
+        assert!(
+            maps > 100 && families > 10,
+            "{maps} maps, {families} families"
+        );
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub(crate) async fn forward(
         }
         _ => (None, if carries_body { body } else { Body::empty() }),
     };
-    send(upstream, state, &parts, checked, body, upgrade).await
+    send(upstream, state, &mut parts, checked, body, upgrade).await
 }
 
 /// Whether a request asks to switch to WebSocket (`Upgrade: websocket`, RFC 6455 4.1).
@@ -132,6 +132,15 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// Whether a `Content-Type` is JSON (`application/json`, any case, parameters after it).
+fn is_json_type(value: &http::HeaderValue) -> bool {
+    value.to_str().is_ok_and(|text| {
+        text.as_bytes()
+            .get(..16)
+            .is_some_and(|start| start.eq_ignore_ascii_case(b"application/json"))
+    })
 }
 
 /// Whether a request body is read for validation: form data or JSON (not an upload).
@@ -206,8 +215,7 @@ fn check_request<'s>(
         let json = parts
             .headers
             .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.to_ascii_lowercase().starts_with("application/json"));
+            .is_some_and(is_json_type);
         let params = validate::params(parts.uri.query(), body.map(|bytes| (bytes.as_ref(), json)));
         let (found, errors) = match params {
             Some(mut params) => {
@@ -248,11 +256,12 @@ fn check_request<'s>(
     })
 }
 
-/// Sends the request and passes the reply back.
+/// Sends the request and passes the reply back (the request's headers are moved out of
+/// `parts`).
 async fn send(
     upstream: &Arc<Upstream>,
     state: &AppState,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     checked: Option<Checked<'_>>,
     body: Body,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -272,40 +281,53 @@ async fn send(
             .into_response();
         }
     };
-    let headers = request.headers_mut();
-    headers.reserve(parts.headers.len());
-    for (name, value) in &parts.headers {
-        if HOP_BY_HOP.contains(name) {
-            continue;
+    let client_headers = std::mem::take(&mut parts.headers);
+    // Replies are validated as JSON, so they must not come compressed.
+    let drop_encoding = checked.is_some() && client_headers.contains_key(header::ACCEPT_ENCODING);
+    if !drop_encoding
+        && client_headers
+            .keys()
+            .all(|name| name == header::HOST || !HOP_BY_HOP.contains(name))
+    {
+        // Nothing to leave out but `Host` (nearly always): the client's headers as they are,
+        // with the upstream's `Host` in the place of the client's.
+        let mut headers = client_headers;
+        headers.insert(header::HOST, upstream.pool.host().clone());
+        *request.headers_mut() = headers;
+    } else {
+        let headers = request.headers_mut();
+        headers.reserve(client_headers.len());
+        for (name, value) in &client_headers {
+            if HOP_BY_HOP.contains(name) || (drop_encoding && name == header::ACCEPT_ENCODING) {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
         }
-        // Replies are validated as JSON, so they must not come compressed.
-        if checked.is_some() && name == header::ACCEPT_ENCODING {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
     }
     if upgrade.is_some() {
+        let headers = request.headers_mut();
         headers.insert(
             header::CONNECTION,
             http::HeaderValue::from_static("upgrade"),
         );
         headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
     }
-    let response = match tokio::time::timeout(upstream.timeout, upstream.pool.send(request)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => return failure(upstream, &name, &error),
-        Err(_) => {
-            upstream.discrepancies.upstream_failure(&name);
-            return upstream_error(
-                596,
-                format!(
-                    "upstream {} did not answer within {} s\n",
-                    upstream.authority,
-                    upstream.timeout.as_secs_f64()
-                ),
-            );
-        }
-    };
+    let mut response =
+        match tokio::time::timeout(upstream.timeout, upstream.pool.send(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return failure(upstream, &name, &error),
+            Err(_) => {
+                upstream.discrepancies.upstream_failure(&name);
+                return upstream_error(
+                    596,
+                    format!(
+                        "upstream {} did not answer within {} s\n",
+                        upstream.authority,
+                        upstream.timeout.as_secs_f64()
+                    ),
+                );
+            }
+        };
     let status = response.status();
     let upgrade_refused = upgrade.is_some() && status != StatusCode::SWITCHING_PROTOCOLS;
     if let Some(client_side) = upgrade
@@ -313,12 +335,30 @@ async fn send(
     {
         return switch(upstream, &name, response, client_side).await;
     }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(is_json_type);
+    let content_length = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
     let mut builder = Response::builder().status(status);
     if let Some(reply_headers) = builder.headers_mut() {
-        for (name, value) in response.headers() {
-            if !HOP_BY_HOP.contains(name) {
-                reply_headers.append(name.clone(), value.clone());
+        let upstream_headers = response.headers_mut();
+        if upstream_headers
+            .keys()
+            .any(|name| HOP_BY_HOP.contains(name))
+        {
+            for (name, value) in upstream_headers.iter() {
+                if !HOP_BY_HOP.contains(name) {
+                    reply_headers.append(name.clone(), value.clone());
+                }
             }
+        } else {
+            // Nothing to leave out (nearly always): the upstream's headers as they are.
+            *reply_headers = std::mem::take(upstream_headers);
         }
     }
     if let Some(phrase) = response.extensions().get::<hyper::ext::ReasonPhrase>() {
@@ -329,22 +369,12 @@ async fn send(
         // the connection ends with this reply.
         builder = builder.header(header::CONNECTION, "close");
     }
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.to_ascii_lowercase().starts_with("application/json"));
     if status.is_server_error() {
         upstream.discrepancies.upstream_failure(&name);
         if !is_json && checked.is_some() {
             return replace_server_error(upstream, status, response).await;
         }
     }
-    let content_length = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
     let checkable = status == StatusCode::OK
         && is_json
         && content_length.is_none_or(|length| length <= MAX_CHECKED_REPLY as u64);

@@ -89,6 +89,11 @@ impl Pool {
         }
     }
 
+    /// The `Host` header of the upstream's requests.
+    pub(crate) fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
     /// Sends a request (origin-form URI, `/path?query`) and returns the reply with its head; the
     /// body is read from the connection as it is polled. The `Host` header is set unless the
     /// request has one.

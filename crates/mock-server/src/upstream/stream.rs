@@ -257,14 +257,8 @@ impl<'de> Visitor<'de> for Check<'_> {
                     }
                     map.next_value_seed(self.at(property))?;
                 }
-                // Not a property: only a name ending in digits can be a family member
-                // (`net3`), the rest of `resolve_property` (which looks the name up again and
-                // builds `net[n]`) is skipped for the others.
-                None => match key
-                    .ends_with(|c: char| c.is_ascii_digit())
-                    .then(|| schema::resolve_property(properties, &key))
-                    .flatten()
-                {
+                // Not a property: perhaps a family member (`net3`).
+                None => match schema::resolve_family(properties, &key) {
                     Some(property) => map.next_value_seed(self.at(property))?,
                     None if !schema.additional_properties => return Err(not_sure()),
                     None => {

@@ -212,6 +212,147 @@ async fn clean_traffic_passes_unchanged_and_without_discrepancies() {
     upstream.shutdown().await.unwrap();
 }
 
+/// A server that answers every request with the headers it received (`{"data": [[name,
+/// value], ...]}`, in order), and with two `x-reply` headers; with `?hop=1` also with a
+/// hop-by-hop `Proxy-Authenticate`.
+async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    async fn echo(request: axum::extract::Request) -> axum::response::Response {
+        let seen: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    value.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let mut response = axum::response::IntoResponse::into_response((
+            [(http::header::CONTENT_TYPE, "application/json")],
+            json!({ "data": seen }).to_string(),
+        ));
+        let headers = response.headers_mut();
+        headers.append("x-reply", http::HeaderValue::from_static("1"));
+        headers.append("x-reply", http::HeaderValue::from_static("2"));
+        if request.uri().query() == Some("hop=1") {
+            headers.insert(
+                http::header::PROXY_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic"),
+            );
+        }
+        response
+    }
+    let app = Router::new().fallback(echo);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn headers_pass_both_ways_without_hop_by_hop_ones() {
+    let (url, task) = echo_upstream().await;
+    let authority = url.trim_start_matches("http://").to_owned();
+    let proxy = proxy(UpstreamConfig::new(&url)).await;
+    let raw = |path: &str, extra: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: client.example\r\nX-Custom: a\r\nCookie: c=1\r\n\
+             X-Custom: b\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let address = root(&proxy).trim_start_matches("http://").to_owned();
+    // The client's headers as sent, the upstream's `Host` in place of the client's; with a
+    // hop-by-hop header or `Accept-Encoding` (on an API path) those are left out.
+    for (path, extra, expected_encoding) in [
+        ("/api2/json/version", "", None),
+        ("/api2/json/version", "Accept-Encoding: gzip\r\n", None),
+        (
+            "/api2/json/version",
+            "Connection: keep-alive\r\nTE: trailers\r\n",
+            None,
+        ),
+        ("/elsewhere", "Accept-Encoding: gzip\r\n", Some("gzip")),
+    ] {
+        for query in ["", "?hop=1"] {
+            let target = format!("{path}{query}");
+            let (head, body) = exchange(&address, &raw(&target, extra)).await;
+            let seen: Vec<(String, String)> = serde_json::from_value(body["data"].clone()).unwrap();
+            let names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
+            let value = |wanted: &str| -> Vec<&str> {
+                seen.iter()
+                    .filter(|(name, _)| name == wanted)
+                    .map(|(_, value)| value.as_str())
+                    .collect()
+            };
+            assert_eq!(
+                value("host"),
+                vec![authority.as_str()],
+                "{target}: {seen:?}"
+            );
+            assert_eq!(value("x-custom"), vec!["a", "b"], "{target}: {seen:?}");
+            assert_eq!(value("cookie"), vec!["c=1"], "{target}: {seen:?}");
+            assert_eq!(
+                value("accept-encoding"),
+                expected_encoding.into_iter().collect::<Vec<_>>(),
+                "{target}: {seen:?}"
+            );
+            assert!(
+                !names.contains(&"connection") && !names.contains(&"te"),
+                "{target}: {seen:?}"
+            );
+            // The reply's headers, both `x-reply` values in order, never the hop-by-hop one.
+            let lower = head.to_ascii_lowercase();
+            let replies: Vec<&str> = lower
+                .lines()
+                .filter_map(|line| line.strip_prefix("x-reply: "))
+                .collect();
+            assert_eq!(replies, vec!["1", "2"], "{target}: {head}");
+            assert!(!lower.contains("proxy-authenticate"), "{target}: {head}");
+            assert!(lower.starts_with("http/1.1 200 ok"), "{target}: {head}");
+        }
+    }
+    proxy.shutdown().await.unwrap();
+    task.abort();
+}
+
+/// Sends a raw HTTP/1.1 request on a new connection; the reply's head and JSON body.
+async fn exchange(address: &str, request: &str) -> (String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(
+            read > 0,
+            "closed early: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&received).into_owned();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let head = text[..end].to_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())
+                    .flatten()
+            })
+            .unwrap();
+        if received.len() >= end + 4 + length {
+            let body = serde_json::from_slice(&received[end + 4..end + 4 + length]).unwrap();
+            return (head, body);
+        }
+    }
+}
+
 /// A server whose replies break the schema, counting the requests it sees.
 async fn lying_upstream(hits: Arc<AtomicUsize>) -> (String, tokio::task::JoinHandle<()>) {
     fn reply(body: Value) -> axum::response::Response {
