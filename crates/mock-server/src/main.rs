@@ -20,7 +20,7 @@ use anyhow::Context;
 
 /// mimalloc instead of the system allocator: the server allocates per request (headers, rows,
 /// reply buffers), and glibc's malloc and free were about a fifth of the instructions of a
-/// request (docs/performance.md, "Round 6"). Only the binary sets it; the library leaves the
+/// request (docs/performance.md, "Round 7"). Only the binary sets it; the library leaves the
 /// choice to whoever embeds the mock.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

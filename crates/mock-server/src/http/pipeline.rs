@@ -51,19 +51,15 @@ pub(super) async fn api_entry(State(state): State<AppState>, request: Request) -
     let error = match handle(&state, request).await {
         Ok(data) => {
             // Serialise the envelope directly instead of building another `Value`.
-            let mut body = Vec::with_capacity(match &data {
-                ops::Reply::Json(json) => json.len() + 10,
-                ops::Reply::Value(_) => 256,
-            });
-            body.extend_from_slice(b"{\"data\":");
-            match data {
-                ops::Reply::Json(json) => body.extend_from_slice(&json),
+            let body = match data {
+                ops::Reply::Json(text) => text.into_envelope(),
                 ops::Reply::Value(value) => {
+                    let mut text = ops::JsonText::with_capacity(256);
                     // Writing a `Value` into a `Vec` cannot fail.
-                    let _ = serde_json::to_writer(&mut body, &value);
+                    let _ = serde_json::to_writer(text.buf(), &value);
+                    text.into_envelope()
                 }
-            }
-            body.push(b'}');
+            };
             return json_response(StatusCode::OK, None, body);
         }
         Err(Failure::Close(reason)) => {

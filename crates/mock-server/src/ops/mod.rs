@@ -238,7 +238,45 @@ pub(crate) enum Reply {
     /// A value, serialised by the caller.
     Value(Value),
     /// JSON text written by a [`Handler::ReadJson`] handler, already filtered for the caller.
-    Json(Vec<u8>),
+    Json(JsonText),
+}
+
+/// The JSON text of a reply's `data`, written after the opening of Proxmox's envelope
+/// (`{"data":`) in the same buffer, so that the reply goes out without the text being copied
+/// into another buffer (`/cluster/resources` at 10,000 guests is 3 MB).
+#[derive(Debug)]
+pub(crate) struct JsonText {
+    buf: Vec<u8>,
+}
+
+impl JsonText {
+    /// The envelope's opening.
+    const OPEN: &'static [u8] = b"{\"data\":";
+
+    /// An empty text with room for `capacity` bytes of JSON.
+    pub(crate) fn with_capacity(capacity: usize) -> JsonText {
+        let mut buf = Vec::with_capacity(Self::OPEN.len() + capacity + 1);
+        buf.extend_from_slice(Self::OPEN);
+        JsonText { buf }
+    }
+
+    /// A text holding `json`.
+    pub(crate) fn from_json(json: &[u8]) -> JsonText {
+        let mut text = JsonText::with_capacity(json.len());
+        text.buf.extend_from_slice(json);
+        text
+    }
+
+    /// The buffer to append JSON to.
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// The whole reply: `{"data":` + the JSON + `}`.
+    pub(crate) fn into_envelope(mut self) -> Vec<u8> {
+        self.buf.push(b'}');
+        self.buf
+    }
 }
 
 /// Runs a validated call: the handler from the route table, on a read of the state (reads) or

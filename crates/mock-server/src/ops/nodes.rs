@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::guest::{Guest, Kind};
-use super::{Call, Reply, Tx, generic, text};
+use super::{Call, JsonText, Reply, Tx, generic, text};
 use crate::access::filter::{GuestAudit, GuestShown, NodeFilter, ResourceFilter, node_texts};
 use crate::api::{Api, last_segment, parent};
 use crate::auth;
@@ -285,7 +285,7 @@ pub(crate) fn version(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError> {
         .text_or_insert(&call.op.returns, &ctx, || {
             shaped(call.api, &call.op.returns, &ctx, version_fields(call.api)).to_string()
         });
-    Ok(Reply::Json(text.as_bytes().to_vec()))
+    Ok(Reply::Json(JsonText::from_json(text.as_bytes())))
 }
 
 /// The inputs of a list view: the call, the rows, the schema of one entry and the view.
@@ -438,10 +438,11 @@ pub(crate) fn cluster_resources(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, A
     Ok(Reply::Json(out.finish()))
 }
 
-/// A JSON array written element by element.
-#[derive(Default)]
+/// A JSON array written element by element, into the reply's own buffer ([`JsonText`]).
 struct JsonArray {
-    out: Vec<u8>,
+    out: JsonText,
+    /// Whether an element was written.
+    started: bool,
     /// Kept rows still expected before the buffer was sized ([`JsonArray::expecting`]).
     rows: usize,
 }
@@ -452,25 +453,28 @@ impl JsonArray {
     /// dozen times: at 10,000 guests, 3 MB copied again and again.
     fn expecting(rows: usize) -> JsonArray {
         JsonArray {
-            out: Vec::new(),
+            out: JsonText::with_capacity(256),
+            started: false,
             rows,
         }
     }
 
     fn separate(&mut self) {
-        self.out.push(if self.out.is_empty() { b'[' } else { b',' });
+        self.out.buf().push(if self.started { b',' } else { b'[' });
+        self.started = true;
     }
 
     /// Appends a kept row as of `now`.
     fn push_row(&mut self, row: &KeptRow, now: u64) {
         self.separate();
-        let start = self.out.len();
-        row.write_to(&mut self.out, now);
+        let out = self.out.buf();
+        let start = out.len();
+        row.write_to(out, now);
         if self.rows > 1 {
             // Rows differ by a name or a number: an eighth more than the first one's length
             // per row covers most lists in one allocation.
-            let per_row = (self.out.len() - start + 1).saturating_mul(9) / 8;
-            self.out.reserve(per_row.saturating_mul(self.rows - 1) + 1);
+            let per_row = (out.len() - start + 1).saturating_mul(9) / 8;
+            out.reserve(per_row.saturating_mul(self.rows - 1) + 1);
         }
         self.rows = 0;
     }
@@ -478,22 +482,22 @@ impl JsonArray {
     /// Appends JSON text.
     fn push_text(&mut self, text: &str) {
         self.separate();
-        self.out.extend_from_slice(text.as_bytes());
+        self.out.buf().extend_from_slice(text.as_bytes());
     }
 
     /// Appends a value.
     fn push_value(&mut self, value: &Value) {
         self.separate();
         // Writing a `Value` into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut self.out, value);
+        let _ = serde_json::to_writer(self.out.buf(), value);
     }
 
     /// The array's text.
-    fn finish(mut self) -> Vec<u8> {
-        if self.out.is_empty() {
-            self.out.push(b'[');
+    fn finish(mut self) -> JsonText {
+        if !self.started {
+            self.out.buf().push(b'[');
         }
-        self.out.push(b']');
+        self.out.buf().push(b']');
         self.out
     }
 }
@@ -859,7 +863,7 @@ pub(crate) fn node_list(call: &Call<'_>, tx: &Tx<'_>) -> Result<Reply, AppError>
     let filter = NodeFilter::new(tables, tx.access_cache(), call.caller);
     let nodes = generic::node_names(tables);
     let key = generic::list_entry_key(call, items, &nodes);
-    let mut out = JsonArray::default();
+    let mut out = JsonArray::expecting(0);
     for member in tables.members(&call.concrete()) {
         let texts = match tables.node_rows.get(member, key) {
             Some(texts) => texts,
