@@ -227,7 +227,7 @@ pub(crate) fn prune(tables: &Tables, node: &str, keep: usize) -> Vec<Change> {
     }
     let mut by_age: Vec<(u64, &str)> = tables
         .members(&collection)
-        .map(|path| (upid_starttime(last_segment(path)), path))
+        .map(|path| (upid_starttime(task_upid(path)), path))
         .collect();
     by_age.sort_unstable();
     let mut excess = count - keep;
@@ -250,16 +250,26 @@ pub(crate) fn prune(tables: &Tables, node: &str, keep: usize) -> Vec<Change> {
     changes
 }
 
-/// The start time in a UPID (`UPID:node:pid:pstart:STARTTIME:...`, hex). The fields are split
-/// bytewise: `prune` reads every task's, and `str::split`'s char searcher cost about a thousand
-/// instructions per UPID.
+/// The start time in a UPID (`UPID:node:pid:pstart:STARTTIME:...`, hex): the fifth field of
+/// `split(':')`, found with a vectorised byte search. `prune` reads every task's (about 2,200 per
+/// prune), and `str::split`'s char searcher cost about a thousand instructions per UPID.
 fn upid_starttime(upid: &str) -> u64 {
-    upid.as_bytes()
-        .split(|byte| *byte == b':')
-        .nth(4)
-        .and_then(|hex| std::str::from_utf8(hex).ok())
+    let bytes = upid.as_bytes();
+    let mut colons = memchr::memchr_iter(b':', bytes);
+    let Some(start) = colons.nth(3).map(|colon| colon + 1) else {
+        return 0;
+    };
+    let end = colons.next().unwrap_or(bytes.len());
+    std::str::from_utf8(&bytes[start..end])
+        .ok()
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         .unwrap_or(0)
+}
+
+/// The last segment of a task's path (its UPID), as `last_segment` finds it, with a vectorised
+/// search for the last `/`.
+fn task_upid(path: &str) -> &str {
+    memchr::memrchr(b'/', path.as_bytes()).map_or(path, |slash| &path[slash + 1..])
 }
 
 /// What a task whose worker is gone (the mock stopped while it ran) says it ended with:
@@ -550,6 +560,10 @@ mod tests {
             ("UPID:pve1:1:2:", 0),
             ("UPID:pve1:1:2:zz:x:", 0),
             ("UPID:pve1:1:2:+1:x:", 1),
+            ("UPID:pve1:1:2:ff", 255),
+            ("UPID:pve1:1:2:", 0),
+            ("UPID:pve1:1:2:1:2:3:4:5:6", 1),
+            ("::::", 0),
             ("", 0),
         ] {
             let split = upid
@@ -559,6 +573,15 @@ mod tests {
                 .unwrap_or(0);
             assert_eq!(upid_starttime(upid), expected, "{upid}");
             assert_eq!(upid_starttime(upid), split, "{upid}");
+        }
+        for path in [
+            "/nodes/pve1/tasks/UPID:pve1:1:2:ff:x:",
+            "/a/b",
+            "b",
+            "/",
+            "",
+        ] {
+            assert_eq!(task_upid(path), last_segment(path), "{path}");
         }
     }
 
