@@ -28,7 +28,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::api::{self, Api};
 use crate::auth::{DEFAULT_TICKET_LIFETIME, Signer};
 use crate::error::Error;
-use crate::http::{Wire, WireService, app, panic_response};
+use crate::http::{ApiService, Wire, WireService, api_service, app, panic_response};
 use crate::seed::Fixture;
 use crate::seed::profile::Profile;
 use crate::simulation::TaskDurations;
@@ -496,8 +496,11 @@ impl MockServerHandle {
 
 /// The router with the production layers (panic catching; the request log line is written by
 /// the router's own observation layer, `http::observe`).
-fn service(state: AppState) -> Router {
-    app(state).layer(CatchPanicLayer::custom(panic_response))
+fn service(state: AppState) -> (Router, ApiService) {
+    (
+        app(state.clone()).layer(CatchPanicLayer::custom(panic_response)),
+        api_service(state),
+    )
 }
 
 /// Serves plain HTTP (and HTTPS when given) until `shutdown` resolves, then drains and closes
@@ -561,7 +564,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 async fn serve(
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
-    router: Router,
+    (router, api): (Router, ApiService),
     mut stopped: watch::Receiver<bool>,
     (timeout, upgrades): (Duration, bool),
 ) {
@@ -583,7 +586,7 @@ async fn serve(
                 continue;
             }
         };
-        let service = WireService::new(router.clone());
+        let service = WireService::new(router.clone(), api.clone());
         let watcher = graceful.watcher();
         let mut builder = hyper::server::conn::http1::Builder::new();
         // `Wire` times out heads the way pveproxy does (a close without a reply); hyper's own

@@ -436,11 +436,13 @@ impl std::error::Error for Closed {}
 #[derive(Clone)]
 pub(crate) struct Service {
     router: Router,
+    /// The API paths, served without the router ([`super::ApiService`]).
+    api: super::ApiService,
 }
 
 impl Service {
-    pub(crate) fn new(router: Router) -> Service {
-        Service { router }
+    pub(crate) fn new(router: Router, api: super::ApiService) -> Service {
+        Service { router, api }
     }
 }
 
@@ -454,9 +456,21 @@ impl hyper::service::Service<http::Request<Incoming>> for Service {
             let verdict = Verdict::from_request(value);
             return Box::pin(async move { verdict.and_then(Verdict::into_response).ok_or(Closed) });
         }
-        let router = self.router.clone();
+        // Every `/api2/` path is the router's fallback: no route of the router starts so.
+        let direct = request.uri().path().starts_with("/api2/");
+        let (router, api) = if direct {
+            (None, Some(self.api.clone()))
+        } else {
+            (Some(self.router.clone()), None)
+        };
         Box::pin(async move {
-            let response = match router.oneshot(request.map(Body::new)).await {
+            let request = request.map(Body::new);
+            let answered = match (router, api) {
+                (_, Some(api)) => api.oneshot(request).await,
+                (Some(router), None) => router.oneshot(request).await,
+                (None, None) => return Err(Closed),
+            };
+            let response = match answered {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
