@@ -1,5 +1,6 @@
 //! The HTTP layer, the only axum-aware code of the crate: pveproxy's request-head rules in front
-//! of hyper ([`wire`]), the router built by [`app`], the `/api2/json` pipeline ([`pipeline`]),
+//! of hyper ([`wire`]), the router built by [`app`] (and [`api_service`], the `/api2/` paths
+//! served without it), the `/api2/json` pipeline ([`pipeline`]),
 //! request bodies ([`body`]), authentication ([`authn`]), the rendering of [`AppError`] as
 //! Proxmox renders errors, and the endpoints outside `/api2`:
 //!
