@@ -60,7 +60,7 @@ mod test_api;
 pub mod testing;
 
 pub use access::totp::Totp;
-pub use api::{LATEST, TAGS};
+pub use api::{LATEST, TAGS, preload};
 pub use error::Error;
 pub use seed::access::{AclSeed, GroupSeed, TokenSeed};
 pub use seed::profile::Profile;

@@ -29,6 +29,7 @@ use crate::api::{self, Api};
 use crate::auth::{DEFAULT_TICKET_LIFETIME, Signer};
 use crate::error::Error;
 use crate::http::{ApiService, Wire, WireService, api_service, app, panic_response};
+use crate::ops::routes::Routes;
 use crate::seed::Fixture;
 use crate::seed::profile::Profile;
 use crate::simulation::TaskDurations;
@@ -277,13 +278,33 @@ impl MockServerBuilder {
     pub(crate) fn build_state(&self) -> Result<AppState, Error> {
         let fixture = self.seed.clone().unwrap_or_else(Fixture::default_fixture);
         // Three things at once: the seed's changes (they hash the seed's passwords and token
-        // secrets, slow on purpose), the API (router, path nodes, operation heads) and the
-        // state, which needs only the schema's hash from the head of the document.
-        let (api, store) = std::thread::scope(|scope| -> Result<_, Error> {
-            let seeding = scope.spawn(|| fixture.to_changes(&self.root_password));
-            let loading = scope.spawn(|| match &self.metadata {
-                Some(metadata) => Ok(Arc::new(Api::new(metadata.clone(), None))),
-                None => Api::load(&self.schema),
+        // secrets, slow on purpose), the API (router, path nodes, operation heads: usually
+        // compiled already by `preload`, or being compiled) with the route table resolved
+        // against it, and the state, which needs only the schema's hash from the head of the
+        // document.
+        //
+        // A new ticket-signing key goes into the state with the seed, in the same transaction:
+        // a seeded state has no key yet (resetting the state clears its metadata).
+        let new_signer = Signer::random(self.ticket_lifetime);
+        let persistent = matches!(self.store, Store::Sqlite(_));
+        let (api, routes, store) = std::thread::scope(|scope| -> Result<_, Error> {
+            let seeding = scope.spawn(|| {
+                let mut changes = fixture.to_changes(&self.root_password);
+                if persistent {
+                    changes.push(Change::Meta {
+                        key: INSTANCE_KEY.to_owned(),
+                        value: new_signer.key_hex(),
+                    });
+                }
+                changes
+            });
+            let loading = scope.spawn(|| {
+                let api = match &self.metadata {
+                    Some(metadata) => Arc::new(Api::new(metadata.clone(), None)),
+                    None => Api::load(&self.schema)?,
+                };
+                let routes = Routes::new(&api);
+                Ok::<_, Error>((api, routes))
             });
             let schema_sha256 = match &self.metadata {
                 Some(metadata) => metadata.schema_sha256.clone(),
@@ -300,17 +321,17 @@ impl MockServerBuilder {
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             };
             let store = StateStore::open_with(&self.store, self.synchronous, &fingerprint, seed)?;
-            let api = loading
+            let (api, routes) = loading
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-            Ok((api, store))
+            Ok((api, routes, store))
         })?;
         let signer = match store
-            .meta("instance_key")
+            .meta(INSTANCE_KEY)
             .and_then(|key| Signer::from_hex(&key, self.ticket_lifetime))
         {
             Some(signer) => signer,
-            None => Signer::random(self.ticket_lifetime),
+            None => new_signer,
         };
         let mut allowed_hosts = self.allowed_hosts.clone();
         for address in [self.listen, self.http_listen] {
@@ -332,7 +353,7 @@ impl MockServerBuilder {
                 .unwrap_or_else(crate::auth::new_token_secret),
             allowed_hosts,
         };
-        let state = AppState::new(api, store, signer, settings);
+        let state = AppState::new(api, routes, store, signer, settings);
         if let Some(config) = &self.upstream {
             let upstream = Arc::new(crate::upstream::Upstream::new(config)?);
             let _ = state.upstream.set(upstream);
@@ -417,13 +438,17 @@ async fn bind(address: SocketAddr, scheme: &str) -> Result<(TcpListener, SocketA
     Ok((listener, bound))
 }
 
-/// Stores the signing key of a persistent instance, so tickets survive a restart.
+/// The metadata key of the ticket-signing key of a persistent instance.
+const INSTANCE_KEY: &str = "instance_key";
+
+/// Stores the signing key of a persistent instance, so tickets survive a restart (a state
+/// seeded by this process has it already; one written by an older build may not).
 async fn persist_key(state: &AppState) -> Result<(), Error> {
-    if state.store.meta("instance_key").is_none() && state.store.path().is_some() {
+    if state.store.meta(INSTANCE_KEY).is_none() && state.store.path().is_some() {
         state
             .store
             .apply(vec![Change::Meta {
-                key: "instance_key".to_owned(),
+                key: INSTANCE_KEY.to_owned(),
                 value: state.signer.key_hex(),
             }])
             .await?;

@@ -93,6 +93,7 @@ impl AppState {
     /// Assembles the state.
     pub(crate) fn new(
         api: Arc<Api>,
+        routes: Routes,
         store: Arc<StateStore>,
         signer: Signer,
         settings: Settings,
@@ -101,7 +102,7 @@ impl AppState {
         let access = AccessCache::new(&api.meta.release);
         AppState(Arc::new(Inner {
             metrics: RequestMetrics::new(api.meta.operation_count()),
-            routes: Routes::new(&api),
+            routes,
             api,
             store,
             signer,

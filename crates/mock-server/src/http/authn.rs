@@ -6,6 +6,8 @@
 //! ([`crate::auth::AuthCache`]) for as long as the access rows they were checked against do not
 //! change (`Tables::access_rev`).
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, header};
 use route_metadata::Method;
 use serde_json::Value;
@@ -36,13 +38,19 @@ pub(super) fn authenticate(
             api_token: false,
         });
     }
-    let header_text = |name: header::HeaderName| -> Option<String> {
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join("; "))
+    // A header's values joined with "; " (borrowed when there is one, as nearly always).
+    let header_text = |name: header::HeaderName| -> Option<Cow<'_, str>> {
+        let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        let mut joined = [first, second].join("; ");
+        for value in values {
+            joined.push_str("; ");
+            joined.push_str(value);
+        }
+        Some(Cow::Owned(joined))
     };
     let cookie = header_text(header::COOKIE);
     let authorization = header_text(header::AUTHORIZATION);

@@ -5,6 +5,8 @@
 //! fault posted to `/_mock/faults` or a seed's change list ([`seed_changes`]), so they are
 //! written, persisted and reset like any other row.
 
+use std::sync::LazyLock;
+
 use http::StatusCode;
 use route_metadata::Operation;
 use serde::{Deserialize, Serialize};
@@ -239,13 +241,18 @@ pub(crate) fn check_node_reachable(
     let Some(node) = params.get(name).and_then(Value::as_str) else {
         return Ok(());
     };
-    let Some(row) = tables.row(&format!("/nodes/{node}")) else {
+    let mut path = String::with_capacity("/nodes/".len() + node.len());
+    path.push_str("/nodes/");
+    path.push_str(node);
+    let Some(row) = tables.row(&path) else {
         return Ok(());
     };
     // Every proxied request asks, so a row without the string "offline" is not parsed, and
     // otherwise only the two fields are read from its text (a row that is not an object has
-    // neither).
-    if !row.text_contains("\"offline\"") {
+    // neither). The searcher is built once.
+    static OFFLINE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new("\"offline\""));
+    if !row.text_has(&OFFLINE) {
         return Ok(());
     }
     let row: NodeGate = row.fields();

@@ -198,19 +198,23 @@ fn prepare(
             .map_err(sqlite("pause checkpoints"))?;
     }
     configure(conn, if fresh { None } else { Some(synchronous) })?;
+    // One transaction creates the tables, and seeds them when the state is new or its
+    // fingerprint changed: one commit instead of one per statement (each a round of WAL
+    // writes and locks; a new state took five).
+    let tx = conn.transaction().map_err(sqlite("begin preparing"))?;
     // Databases written before issue 15's round 6 have an index of `objects` by collection:
     // no statement reads by collection (the state is loaded whole and members are kept in
     // memory), so it only cost every write of a row an index update (and its pages in the
     // WAL); it is dropped. An older build creates it again, and reads the rows as they are.
-    conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS objects (
-                 path TEXT PRIMARY KEY, collection TEXT, body TEXT NOT NULL);
-             DROP INDEX IF EXISTS objects_by_collection;
-             CREATE TABLE IF NOT EXISTS tombstones (path TEXT PRIMARY KEY, collection TEXT NOT NULL);",
-        )
-        .map_err(sqlite("create tables"))?;
-    let stored: Option<String> = conn
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS objects (
+             path TEXT PRIMARY KEY, collection TEXT, body TEXT NOT NULL);
+         DROP INDEX IF EXISTS objects_by_collection;
+         CREATE TABLE IF NOT EXISTS tombstones (path TEXT PRIMARY KEY, collection TEXT NOT NULL);",
+    )
+    .map_err(sqlite("create tables"))?;
+    let stored: Option<String> = tx
         .query_row(
             "SELECT value FROM meta WHERE key = ?1",
             [META_FINGERPRINT],
@@ -227,8 +231,9 @@ fn prepare(
             key: META_FINGERPRINT.to_owned(),
             value: fingerprint.to_owned(),
         });
-        write_reset(conn, &changes)?;
+        replace_all(&tx, &changes)?;
     }
+    tx.commit().map_err(sqlite("commit preparing"))?;
     if fresh {
         conn.pragma_update(None, "synchronous", synchronous.pragma())
             .map_err(sqlite("set synchronous"))?;
@@ -460,10 +465,15 @@ fn write_other(conn: &Connection, change: &Change, rows_below: bool) -> Result<(
 
 fn write_reset(conn: &mut Connection, changes: &[Change]) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(sqlite("begin reset"))?;
+    replace_all(&tx, changes)?;
+    tx.commit().map_err(sqlite("commit reset"))
+}
+
+/// Empties the tables and writes `changes`, inside the caller's transaction.
+fn replace_all(tx: &Connection, changes: &[Change]) -> Result<(), StoreError> {
     tx.execute_batch("DELETE FROM objects; DELETE FROM tombstones; DELETE FROM meta;")
         .map_err(sqlite("clear tables"))?;
-    write_changes(&tx, changes.iter().map(Written::as_made), false)?;
-    tx.commit().map_err(sqlite("commit reset"))
+    write_changes(tx, changes.iter().map(Written::as_made), false)
 }
 
 /// Runs `write` in a transaction: `BEGIN` and `COMMIT` come from the statement cache (a

@@ -709,6 +709,68 @@ async fn sqlite_state_survives_a_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The key that signs tickets is kept in the state (written with the seed): a ticket and its
+/// CSRF token from before a restart still work after it, while a state reset by another seed
+/// (which clears the metadata) signs with a new key and refuses the old ticket.
+#[tokio::test]
+async fn tickets_survive_a_restart_but_not_a_reset() {
+    let dir = std::env::temp_dir().join(format!("mock-server-it-key-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("state.db");
+    let spawn = |seed: Option<Fixture>| {
+        let mut builder = MockServer::builder().store(Store::Sqlite(db.clone()));
+        if let Some(seed) = seed {
+            builder = builder.seed(seed);
+        }
+        builder.spawn()
+    };
+    let server = spawn(None).await.unwrap();
+    let before = Session::login(&server.base_url()).await;
+    assert_eq!(before.get("/version").await.0, 200);
+    server.shutdown().await.unwrap();
+
+    let server = spawn(None).await.unwrap();
+    let after = Session {
+        base: server.base_url(),
+        ticket: before.ticket.clone(),
+        csrf: before.csrf.clone(),
+        http: client(),
+    };
+    assert_eq!(after.get("/version").await.0, 200, "ticket after a restart");
+    let (status, reply) = after
+        .call(
+            reqwest::Method::POST,
+            "/nodes/pve1/qemu",
+            &[("vmid", "4343")],
+        )
+        .await;
+    assert_eq!(status, 200, "CSRF token after a restart: {reply}");
+    server.shutdown().await.unwrap();
+
+    let other =
+        Fixture::parse("cluster: lab\nnodes:\n  - name: pve1\nusers:\n  - userid: root@pam\n")
+            .unwrap();
+    let server = spawn(Some(other)).await.unwrap();
+    let reset = Session {
+        base: server.base_url(),
+        ticket: before.ticket.clone(),
+        csrf: before.csrf.clone(),
+        http: client(),
+    };
+    assert_eq!(reset.get("/version").await.0, 401, "ticket after a reset");
+    assert_eq!(
+        Session::login(&server.base_url())
+            .await
+            .get("/version")
+            .await
+            .0,
+        200
+    );
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn custom_fixture_replaces_the_default() {
     let fixture =
