@@ -341,6 +341,27 @@ pub struct Schema {
     pub extensions: BTreeMap<String, serde_json::Value>,
 }
 
+/// What `text.split(separator)` yields for an ASCII separator, found by a byte scan: the
+/// start-up reads every path node of a tag from its compact line, and `str::split`'s char
+/// searcher cost about half of that.
+pub fn split_ascii(text: &str, separator: u8) -> impl Iterator<Item = &str> {
+    debug_assert!(separator.is_ascii());
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(|byte| byte == separator) {
+            Some(at) => {
+                rest = current.get(at + 1..);
+                current.get(..at)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 fn yes() -> bool {
     true
 }
@@ -466,7 +487,7 @@ impl PathNode {
 
     /// Reads a line written by [`PathNode::to_compact`].
     pub fn from_compact(line: &str) -> Option<PathNode> {
-        let mut fields = line.split(' ');
+        let mut fields = split_ascii(line, b' ');
         let path = fields.next()?;
         let kind = PathKind::parse(fields.next()?)?;
         let optional = |text: &str| (text != "-").then(|| text.to_owned());
@@ -474,7 +495,9 @@ impl PathNode {
         let id_param = optional(fields.next()?);
         let methods = match fields.next()? {
             "-" => Vec::new(),
-            list => list.split(',').map(Method::parse).collect::<Option<_>>()?,
+            list => split_ascii(list, b',')
+                .map(Method::parse)
+                .collect::<Option<_>>()?,
         };
         let below = |name: &str| {
             let mut child = String::with_capacity(path.len() + 1 + name.len());
@@ -485,13 +508,13 @@ impl PathNode {
         };
         let children = match fields.next()? {
             "-" => Vec::new(),
-            list => list.split(',').map(below).collect(),
+            list => split_ascii(list, b',').map(below).collect(),
         };
         if fields.next().is_some() || !path.starts_with('/') {
             return None;
         }
         let path_params = if path.contains('{') {
-            path.split('/')
+            split_ascii(path, b'/')
                 .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
                 .map(str::to_owned)
                 .collect()
@@ -504,7 +527,10 @@ impl PathNode {
         Some(PathNode {
             path: path.to_owned(),
             mounted,
-            group: path.split('/').nth(1).unwrap_or_default().to_owned(),
+            group: split_ascii(path, b'/')
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned(),
             path_params,
             kind,
             related,
@@ -612,6 +638,32 @@ impl RouteIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_ascii_is_str_split() {
+        for text in [
+            "",
+            " ",
+            "  ",
+            "a",
+            "a b",
+            " a",
+            "a ",
+            "a  b",
+            "/nodes/{node}/qemu",
+            "é ü",
+            "ü",
+            "GET,POST",
+            ",",
+            "a,,b,",
+        ] {
+            for separator in [b' ', b',', b'/'] {
+                let ours: Vec<&str> = split_ascii(text, separator).collect();
+                let std: Vec<&str> = text.split(char::from(separator)).collect();
+                assert_eq!(ours, std, "{text:?} by {:?}", char::from(separator));
+            }
+        }
+    }
 
     fn op_with_family() -> Operation {
         let mut parameters = BTreeMap::new();

@@ -161,12 +161,12 @@ impl Meta {
         };
         let mut heads: Vec<(&str, Method)> = Vec::with_capacity(index.operations.len());
         for line in &index.nodes {
-            let mut fields = line.split(' ');
+            let mut fields = route_metadata::split_ascii(line, b' ');
             let path = fields.next()?;
             match fields.nth(3)? {
                 "-" => {}
                 methods => {
-                    for method in methods.split(',') {
+                    for method in route_metadata::split_ascii(methods, b',') {
                         heads.push((path, Method::parse(method)?));
                     }
                 }
@@ -257,7 +257,7 @@ impl From<RouteMetadata> for Meta {
                 .into_iter()
                 .map(|op| LazyOperation {
                     raw: None,
-                    parsed: OnceLock::from(op),
+                    parsed: OnceLock::from(Box::new(op)),
                 })
                 .collect(),
         }
@@ -269,7 +269,10 @@ impl From<RouteMetadata> for Meta {
 struct LazyOperation {
     /// The operation's JSON object (a slice of the embedded document).
     raw: Option<&'static str>,
-    parsed: OnceLock<Operation>,
+    /// Boxed: an `Operation` takes 928 bytes, and inline it made the table of a tag's 675
+    /// operations 640 KB of fresh memory to touch at start-up (about 160 page faults, a sixth
+    /// of the start's) for operations most runs never parse.
+    parsed: OnceLock<Box<Operation>>,
 }
 
 impl LazyOperation {
