@@ -131,7 +131,7 @@ async fn visit(upstream: &Upstream, api: &Api, config: &CrawlConfig, path: Strin
                     http::header::AUTHORIZATION,
                     format!("PVEAPIToken={}", config.token),
                 )
-                .body(axum::body::Body::empty())
+                .body(super::pool::Outgoing::Empty)
                 .map_err(|error| error.to_string())
         });
     let request = match request {

@@ -16,7 +16,7 @@ use route_metadata::{Method, Operation};
 use serde_json::Value;
 
 use super::checker::Job;
-use super::pool::UpstreamBody;
+use super::pool::{Outgoing, UpstreamBody};
 use super::report::{Direction, Discrepancy};
 use super::validate;
 use super::{SendError, Upstream};
@@ -113,13 +113,20 @@ pub(crate) async fn forward(
                 Err(refusal) => return refusal.into_response(),
             };
             let body = match (read, unread) {
-                (Some(bytes), _) => Body::from(bytes),
-                (None, Some(body)) if carries_body => body,
-                _ => Body::empty(),
+                (Some(bytes), _) => Outgoing::Full(bytes),
+                (None, Some(body)) if carries_body => Outgoing::Stream(body),
+                _ => Outgoing::Empty,
             };
             (Some(checked), body)
         }
-        _ => (None, if carries_body { body } else { Body::empty() }),
+        _ => (
+            None,
+            if carries_body {
+                Outgoing::Stream(body)
+            } else {
+                Outgoing::Empty
+            },
+        ),
     };
     send(upstream, state, &mut parts, checked, body, upgrade).await
 }
@@ -263,7 +270,7 @@ async fn send(
     state: &AppState,
     parts: &mut http::request::Parts,
     checked: Option<Checked<'_>>,
-    body: Body,
+    body: Outgoing,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
     let name = checked.as_ref().map_or_else(
@@ -312,22 +319,26 @@ async fn send(
         );
         headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
     }
-    let mut response =
-        match tokio::time::timeout(upstream.timeout, upstream.pool.send(request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => return failure(upstream, &name, &error),
-            Err(_) => {
-                upstream.discrepancies.upstream_failure(&name);
-                return upstream_error(
-                    596,
-                    format!(
-                        "upstream {} did not answer within {} s\n",
-                        upstream.authority,
-                        upstream.timeout.as_secs_f64()
-                    ),
-                );
-            }
-        };
+    let sent = if upgrade.is_some() {
+        tokio::time::timeout(upstream.timeout, upstream.pool.send_upgrade(request)).await
+    } else {
+        tokio::time::timeout(upstream.timeout, upstream.pool.send(request)).await
+    };
+    let mut response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => return failure(upstream, &name, &error),
+        Err(_) => {
+            upstream.discrepancies.upstream_failure(&name);
+            return upstream_error(
+                596,
+                format!(
+                    "upstream {} did not answer within {} s\n",
+                    upstream.authority,
+                    upstream.timeout.as_secs_f64()
+                ),
+            );
+        }
+    };
     let status = response.status();
     let upgrade_refused = upgrade.is_some() && status != StatusCode::SWITCHING_PROTOCOLS;
     if let Some(client_side) = upgrade
@@ -403,7 +414,7 @@ async fn send(
         let read = tokio::time::timeout(upstream.timeout, response.into_body().collect()).await;
         let bytes = match read
             .map_err(|_| SendError::ReadTimeout)
-            .and_then(|read| read.map_err(SendError::Read))
+            .and_then(|read| read)
         {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
@@ -554,7 +565,6 @@ impl hyper::body::Body for Tee {
         };
         let polled = match polled {
             Some(Err(error)) => {
-                let error = SendError::Read(error);
                 this.failed(&error);
                 Some(Err(error))
             }

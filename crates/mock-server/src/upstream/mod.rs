@@ -2,7 +2,8 @@
 //!
 //! Every request under `/api2/` is forwarded to the upstream with its credentials untouched
 //! (ticket cookie, CSRF header, API token; a login passes through like any call) over pooled
-//! HTTP/1.1 connections ([`pool`]: hyper's `client::conn` with a pool of our own, no URL parsing,
+//! HTTP/1.1 connections ([`pool`]: a pool of our own and our own HTTP/1.1 client codec, [`h1`],
+//! run in the request's own task; no URL parsing,
 //! redirect or cookie layers per request; [`tls`] checks the upstream's certificate,
 //! `hyper-rustls` speaks TLS), and the upstream's reply comes
 //! back unchanged. On the way, `/api2/json` and `/api2/extjs` traffic is checked against the
@@ -34,6 +35,7 @@
 mod checker;
 mod crawl;
 mod forward;
+mod h1;
 mod pool;
 mod record;
 mod report;
@@ -146,10 +148,14 @@ impl UpstreamConfig {
 pub(crate) enum SendError {
     /// Connecting or the TLS handshake (the connector's error).
     Connect(Box<dyn std::error::Error + Send + Sync>),
-    /// Sending, or reading the reply's head.
+    /// Sending a WebSocket handshake, or reading its reply's head (hyper's client).
     Send(hyper::Error),
-    /// Reading the reply's body (or the switch to WebSocket).
+    /// Reading a WebSocket handshake's reply body, or the switch to WebSocket (hyper's client).
     Read(hyper::Error),
+    /// Sending, or reading the reply's head ([`h1`]).
+    Exchange(h1::WireError),
+    /// Reading the reply's body ([`h1`]).
+    ReadBody(h1::WireError),
     /// The body's next part did not come within the timeout.
     ReadTimeout,
 }
@@ -160,6 +166,8 @@ impl std::fmt::Display for SendError {
             SendError::Connect(error) => error.fmt(f),
             SendError::Send(error) => error.fmt(f),
             SendError::Read(error) => error.fmt(f),
+            SendError::Exchange(error) => error.fmt(f),
+            SendError::ReadBody(_) => f.write_str("error reading a body from connection"),
             SendError::ReadTimeout => f.write_str("the upstream stopped sending the reply"),
         }
     }
@@ -171,6 +179,8 @@ impl std::error::Error for SendError {
             SendError::Connect(error) => Some(&**error),
             SendError::Send(error) => Some(error),
             SendError::Read(error) => Some(error),
+            SendError::Exchange(error) => Some(error),
+            SendError::ReadBody(error) => Some(error),
             SendError::ReadTimeout => None,
         }
     }
@@ -183,7 +193,8 @@ impl SendError {
             SendError::Connect(error) => Some(&**error),
             SendError::Send(error) => Some(error),
             SendError::Read(error) => Some(error),
-            SendError::ReadTimeout => Some(self),
+            SendError::Exchange(error) => Some(error),
+            SendError::ReadBody(_) | SendError::ReadTimeout => Some(self),
         };
         std::iter::from_fn(move || {
             let current = next?;
