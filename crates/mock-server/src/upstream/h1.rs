@@ -11,6 +11,8 @@
 //! `Connection: keep-alive`. Header values are slices of the received head (not copied), names
 //! are lower case (`http::HeaderName`), repeated headers keep their values and order.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
@@ -85,13 +87,20 @@ pub(super) fn parse_head(
         if buf.is_empty() {
             return Ok(None);
         }
-        // Where each part lies in `buf`: (name start, name end, value start, value end).
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let (len, code, version, reason, count) = {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut reply = httparse::Response::new(&mut headers);
+        // Where each header lies in `buf`: (name start, name end, value start, value end).
+        let mut spans: Vec<(usize, usize, usize, usize)>;
+        let (len, code, version, reason) = {
+            // Not initialised: httparse fills what it uses.
+            let mut headers =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut reply = httparse::Response::new(&mut []);
             let base = buf.as_ptr() as usize;
-            let len = match reply.parse(buf) {
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut reply,
+                buf,
+                &mut headers,
+            );
+            let len = match parsed {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => {
                     if buf.len() > MAX_HEAD {
@@ -112,18 +121,18 @@ pub(super) fn parse_head(
             let reason = reply
                 .reason
                 .map(|reason| (reason.as_ptr() as usize - base, reason.len()));
-            let count = reply.headers.len();
-            for (span, header) in spans.iter_mut().zip(reply.headers.iter()) {
+            spans = Vec::with_capacity(reply.headers.len());
+            for header in reply.headers.iter() {
                 let name = header.name.as_ptr() as usize - base;
                 let value = header.value.as_ptr() as usize - base;
-                *span = (
+                spans.push((
                     name,
                     name + header.name.len(),
                     value,
                     value + header.value.len(),
-                );
+                ));
             }
-            (len, code, version, reason, count)
+            (len, code, version, reason)
         };
         let head = buf.split_to(len).freeze();
         let status =
@@ -132,10 +141,10 @@ pub(super) fn parse_head(
             // `100 Continue` and the like: the real reply follows.
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = HeaderMap::with_capacity(spans.len());
         let mut keep_alive = version == Version::HTTP_11;
         let mut saw_close = false;
-        for &(name_start, name_end, value_start, value_end) in &spans[..count] {
+        for &(name_start, name_end, value_start, value_end) in &spans {
             let name = HeaderName::from_bytes(&head[name_start..name_end])
                 .map_err(|_| WireError::Head("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(value_start..value_end))
