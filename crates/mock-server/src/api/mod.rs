@@ -333,7 +333,9 @@ pub(crate) struct Api {
     router: router::Router,
     /// Per path node: the operation index for GET, POST, PUT, DELETE.
     methods: Vec<[Option<usize>; 4]>,
-    path_by_template: HashMap<String, usize>,
+    /// Templates come from the schema and the route table, never from a request: hashed with
+    /// foldhash, not SipHash (675 look-ups while the API is compiled).
+    path_by_template: HashMap<String, usize, foldhash::fast::RandomState>,
     /// Per path node: the templates of the items on the way to it (`crate::ops::generic::
     /// check_exists`), computed on first use.
     item_prefixes: Vec<OnceLock<Box<[Box<str>]>>>,
@@ -437,7 +439,8 @@ impl Api {
     fn compile(meta: Meta, heads: &[(&str, Method)], openapi: Option<&'static str>) -> Api {
         let mut router = router::Router::new();
         let mut methods = vec![[None; 4]; meta.paths.len()];
-        let mut path_by_template = HashMap::with_capacity(meta.paths.len());
+        let mut path_by_template =
+            HashMap::with_capacity_and_hasher(meta.paths.len(), Default::default());
         for (index, node) in meta.paths.iter().enumerate() {
             path_by_template.insert(node.path.clone(), index);
             if let Err(error) = router.insert(node.path.as_str(), index) {

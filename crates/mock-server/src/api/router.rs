@@ -81,7 +81,7 @@ impl Router {
         let rest = template.strip_prefix('/').ok_or(InsertError::NotAbsolute)?;
         let mut at = 0usize;
         if !rest.is_empty() {
-            for segment in rest.split('/') {
+            for segment in route_metadata::split_ascii(rest, b'/') {
                 at = match segment_of(segment)? {
                     Segment::Param => match self.nodes[at].param {
                         Some(child) => child as usize,
