@@ -12,7 +12,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The public surface is the builder and handle ([`MockServer`], [`MockServerHandle`]), the
+//! The public surface is the builder and handle ([`MockServer`], [`MockServerHandle`]),
+//! [`preload`] (compiles a tag's API ahead of the first server, on a thread of its own), the
 //! store choice ([`Store`], [`Synchronous`]), the seed fixture types ([`Fixture`] and its parts), the simulation
 //! controls ([`FaultSpec`], [`TaskDurations`], [`Profile`]), [`Error`], and with the feature
 //! `sdk` the `testing` module. Everything else is
