@@ -413,6 +413,13 @@ impl<'a> ValueRef<'a> {
 /// [`validate_value`] would add no error at the value itself. The caller handles `null`,
 /// `oneOf` schemas and what is inside containers.
 pub(crate) fn accepts(api: &Api, schema: &Schema, value: ValueRef<'_>) -> bool {
+    // Nearly every value of a reply: the type matches without looking at any text, and no
+    // scalar check applies (`check_type` and `check_scalar` would add nothing).
+    if type_matches_plainly(schema.kind(), value)
+        && (matches!(value, ValueRef::Array | ValueRef::Object) || !has_scalar_checks(schema))
+    {
+        return true;
+    }
     let mut errors = Errors::new();
     if !check_type(&Path::Root, schema.kind(), value, &mut errors) {
         return false;
@@ -421,6 +428,34 @@ pub(crate) fn accepts(api: &Api, schema: &Schema, value: ValueRef<'_>) -> bool {
         check_scalar(api, schema, value, &Path::Root, &mut errors);
     }
     errors.is_empty()
+}
+
+/// Whether `check_type` passes a value of this kind without needing its text: only `true` where
+/// it surely passes (a `false` leaves the answer to `check_type`).
+fn type_matches_plainly(ty: SchemaType, value: ValueRef<'_>) -> bool {
+    match ty {
+        SchemaType::Any => true,
+        SchemaType::Null => false,
+        SchemaType::Array => matches!(value, ValueRef::Array),
+        SchemaType::Object => matches!(value, ValueRef::Object),
+        SchemaType::String => !matches!(value, ValueRef::Array | ValueRef::Object),
+        SchemaType::Boolean => matches!(value, ValueRef::Bool(_)),
+        SchemaType::Integer | SchemaType::Number => {
+            matches!(value, ValueRef::Number(number) if number.is_i64() || number.is_u64())
+        }
+    }
+}
+
+/// Whether `check_scalar` looks at a value of this schema at all.
+fn has_scalar_checks(schema: &Schema) -> bool {
+    schema.property_string.is_some()
+        || schema.format.is_some()
+        || schema.pattern.is_some()
+        || schema.max_length.is_some()
+        || schema.min_length.is_some()
+        || schema.maximum.is_some()
+        || schema.minimum.is_some()
+        || schema.enum_values.is_some()
 }
 
 /// Whether [`validate_value`] adds an error for this schema when its value is missing or
@@ -461,15 +496,7 @@ fn check_scalar(
     errors: &mut Errors,
 ) {
     // Nothing below applies: the value needs no text at all (most numbers and booleans).
-    if schema.property_string.is_none()
-        && schema.format.is_none()
-        && schema.pattern.is_none()
-        && schema.max_length.is_none()
-        && schema.min_length.is_none()
-        && schema.maximum.is_none()
-        && schema.minimum.is_none()
-        && schema.enum_values.is_none()
-    {
+    if !has_scalar_checks(schema) {
         return;
     }
     let text = value.text();
@@ -879,7 +906,13 @@ mod tests {
             json!(true),
             json!([]),
             json!({}),
+            json!(""),
+            json!(-3),
+            json!(u64::MAX),
+            json!(false),
         ];
+        let negative = serde_json::Number::from(-3);
+        let largest = serde_json::Number::from(u64::MAX);
         let views = [
             None,
             Some(ValueRef::Str("abc")),
@@ -889,6 +922,10 @@ mod tests {
             Some(ValueRef::Bool(true)),
             Some(ValueRef::Array),
             Some(ValueRef::Object),
+            Some(ValueRef::Str("")),
+            Some(ValueRef::Number(&negative)),
+            Some(ValueRef::Number(&largest)),
+            Some(ValueRef::Bool(false)),
         ];
         let (mut missing, mut refused) = (0, 0);
         for schema in schemas {

@@ -78,7 +78,7 @@ impl ReplyChecker {
     /// not validated.
     pub(crate) fn submit(&self, upstream: &Upstream, api: &Api, operation: &str, job: Job) {
         let Some(sender) = self.sender.get() else {
-            check(upstream, api, job);
+            check(upstream, api, job, &mut stream::Walk::default());
             return;
         };
         // Counted before sending, so that `drain` never sees a check finish before its count.
@@ -91,7 +91,7 @@ impl ReplyChecker {
             }
             Err(TrySendError::Disconnected(job)) => {
                 self.queued.fetch_sub(1, Ordering::SeqCst);
-                check(upstream, api, job);
+                check(upstream, api, job, &mut stream::Walk::default());
             }
         }
     }
@@ -129,9 +129,11 @@ const NAP: Duration = Duration::from_millis(1);
 /// their senders) and only waits once a nap brought nothing. Every reply is still checked;
 /// its discrepancies appear at most a nap later ([`ReplyChecker::drain`] waits for them).
 fn run(receiver: &Receiver<Job>, upstream: &Weak<Upstream>, api: &Api, checked: &AtomicU64) {
-    let handle = |job: Job| {
+    // The schema's property look-ups, kept for the thread's life.
+    let mut walk = stream::Walk::default();
+    let mut handle = |job: Job| {
         if let Some(upstream) = upstream.upgrade() {
-            check(&upstream, api, job);
+            check(&upstream, api, job, &mut walk);
         }
         checked.fetch_add(1, Ordering::SeqCst);
     };
@@ -152,14 +154,14 @@ fn run(receiver: &Receiver<Job>, upstream: &Weak<Upstream>, api: &Api, checked: 
 }
 
 /// Checks one reply: its discrepancies are recorded, and a GET's reply goes to the recorder.
-fn check(upstream: &Upstream, api: &Api, job: Job) {
+fn check<'a>(upstream: &Upstream, api: &'a Api, job: Job, walk: &mut stream::Walk<'a>) {
     let Some((_, op)) = api.operation(job.path_index, job.method) else {
         return;
     };
     // The recorder needs the tree; otherwise a valid reply is decided while it is parsed, and
     // only a reply that is not (or not decided there) is read into a tree and checked in full.
     let recording = upstream.recorder.is_some() && job.record.is_some();
-    if !recording && stream::reply_is_valid(api, &op.returns, &job.body) {
+    if !recording && stream::reply_is_valid(api, &op.returns, &job.body, walk) {
         return;
     }
     let envelope = serde_json::from_slice::<Value>(&job.body).ok();

@@ -6,7 +6,10 @@
 //! validator's own ([`schema::accepts`]), objects are checked key by key against the schema's
 //! properties (families, additional properties) and for missing required properties at their
 //! end, arrays item by item against `items`; what no schema looks at is skipped unread
-//! ([`IgnoredAny`]). Strings are borrowed from the body where they have no escapes.
+//! ([`IgnoredAny`]). Strings are borrowed from the body where they have no escapes; the body's
+//! UTF-8 is checked once, not string by string. An object's keys are looked up in a hash map
+//! of its schema's properties, built the first time that schema is met and kept by the check
+//! thread from one reply to the next ([`Walk`]).
 //!
 //! The answer is only ever "valid" or "not sure": the first value that fails, and anything this
 //! reader does not decide itself, stops the parse, and [`super::checker`] then checks the reply
@@ -19,7 +22,9 @@
 //! validator).
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::rc::Rc;
 
 use route_metadata::Schema;
 use serde::Deserialize;
@@ -31,28 +36,74 @@ use crate::schema::{self, ValueRef};
 
 /// Whether `body` is a JSON object whose `data` passes `returns` (a reply
 /// [`super::validate::reply`] would find nothing in). `false` means "check it the full way":
-/// invalid, or not decided here.
-pub(crate) fn reply_is_valid(api: &Api, returns: &Schema, body: &[u8]) -> bool {
+/// invalid, or not decided here. `walk` keeps the property look-ups of the schema's objects
+/// from one reply to the next (the check thread keeps one).
+pub(crate) fn reply_is_valid<'a>(
+    api: &'a Api,
+    returns: &'a Schema,
+    body: &[u8],
+    walk: &mut Walk<'a>,
+) -> bool {
     // The envelope must be an object; anything else is left to the full check.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return false;
     }
-    let mut state = State::default();
-    let mut reader = serde_json::Deserializer::from_slice(body);
+    // UTF-8 checked once for the whole body rather than string by string (a body that is not
+    // UTF-8 is not valid JSON: the full check reports it).
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    // A parse stopped early leaves its objects' entries behind.
+    walk.seen.clear();
+    let mut reader = serde_json::Deserializer::from_str(text);
     let envelope = Envelope {
         api,
         returns,
-        state: &mut state,
+        state: walk,
     };
     envelope.deserialize(&mut reader).is_ok() && reader.end().is_ok()
 }
 
-/// What the walk keeps across objects.
+/// What the walk keeps across objects, and across replies.
 #[derive(Default)]
-struct State {
+pub(crate) struct Walk<'a> {
     /// The required properties seen so far in the objects being read (a stack: each object
     /// truncates it back when it ends), to notice a repeated one.
     seen: Vec<*const Schema>,
+    /// Each properties map of the schema met so far (by its address) as a hash map: a
+    /// `BTreeMap` look-up compares the key with several others. Bounded by the schema: only
+    /// its own maps and keys are kept.
+    lookups: HashMap<usize, Rc<Lookup<'a>>, foldhash::fast::RandomState>,
+}
+
+/// One properties map's keys, and how many of its properties an object must have.
+struct Lookup<'a> {
+    keys: HashMap<&'a str, &'a Schema, foldhash::fast::RandomState>,
+    required: usize,
+}
+
+impl<'a> Walk<'a> {
+    /// The hash map of a properties map.
+    fn lookup(&mut self, properties: &'a BTreeMap<String, Schema>) -> Rc<Lookup<'a>> {
+        let id = std::ptr::from_ref(properties) as usize;
+        Rc::clone(self.lookups.entry(id).or_insert_with(|| {
+            Rc::new(Lookup {
+                keys: properties
+                    .iter()
+                    .map(|(key, schema)| (key.as_str(), schema))
+                    .collect(),
+                // `check_object` checks every property but the families' own entries.
+                required: properties
+                    .iter()
+                    .filter(|(key, property)| {
+                        property.family.is_none()
+                            && !key.ends_with("[n]")
+                            && schema::missing_is_error(property)
+                    })
+                    .count(),
+            })
+        }))
+    }
 }
 
 /// The error that stops the parse: the reply is not valid, or not decided here.
@@ -61,13 +112,13 @@ fn not_sure<E: de::Error>() -> E {
 }
 
 /// `{"data": ..., ...}`: `data` against `returns`, other keys skipped.
-struct Envelope<'a> {
+struct Envelope<'w, 'a> {
     api: &'a Api,
     returns: &'a Schema,
-    state: &'a mut State,
+    state: &'w mut Walk<'a>,
 }
 
-impl<'de> DeserializeSeed<'de> for Envelope<'_> {
+impl<'de> DeserializeSeed<'de> for Envelope<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -75,7 +126,7 @@ impl<'de> DeserializeSeed<'de> for Envelope<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Envelope<'_> {
+impl<'de> Visitor<'de> for Envelope<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -137,14 +188,14 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// One value against its schema.
-struct Check<'a> {
+struct Check<'w, 'a> {
     api: &'a Api,
     schema: &'a Schema,
-    state: &'a mut State,
+    state: &'w mut Walk<'a>,
 }
 
-impl<'a> Check<'a> {
-    fn at<'b>(&'b mut self, schema: &'b Schema) -> Check<'b> {
+impl<'a> Check<'_, 'a> {
+    fn at(&mut self, schema: &'a Schema) -> Check<'_, 'a> {
         Check {
             api: self.api,
             schema,
@@ -162,7 +213,7 @@ impl<'a> Check<'a> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Check<'_> {
+impl<'de> DeserializeSeed<'de> for Check<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -179,7 +230,7 @@ impl<'de> DeserializeSeed<'de> for Check<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Check<'_> {
+impl<'de> Visitor<'de> for Check<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -235,12 +286,18 @@ impl<'de> Visitor<'de> for Check<'_> {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
             return Ok(());
         }
-        let empty = std::collections::BTreeMap::new();
-        let properties = schema.properties.as_ref().unwrap_or(&empty);
+        let Some(properties) = schema.properties.as_ref() else {
+            // No properties and no others allowed: any key is one too many.
+            return match map.next_key::<IgnoredAny>()? {
+                Some(_) => Err(not_sure()),
+                None => Ok(()),
+            };
+        };
+        let lookup = self.state.lookup(properties);
         let start = self.state.seen.len();
         let mut required_seen = 0usize;
         while let Some(Key(key)) = map.next_key()? {
-            match properties.get(key.as_ref()) {
+            match lookup.keys.get(key.as_ref()).copied() {
                 // `check_object` skips a family's own entry, even when it is a key of the object.
                 Some(property) if property.family.is_some() || key.ends_with("[n]") => {
                     map.next_value::<IgnoredAny>()?;
@@ -268,14 +325,7 @@ impl<'de> Visitor<'de> for Check<'_> {
             }
         }
         self.state.seen.truncate(start);
-        let required = properties
-            .iter()
-            .filter(|(key, property)| {
-                property.family.is_none()
-                    && !key.ends_with("[n]")
-                    && schema::missing_is_error(property)
-            })
-            .count();
+        let required = lookup.required;
         if required_seen == required {
             Ok(())
         } else {
@@ -399,6 +449,8 @@ mod tests {
     #[test]
     fn agrees_with_the_full_check_on_generated_and_changed_replies() {
         let api: Arc<Api> = Api::load("latest").unwrap();
+        // One walk for all: its look-ups are kept from one reply to the next.
+        let mut walk = Walk::default();
         let mut rng = Rng(13);
         let (mut valid, mut invalid) = (0, 0);
         for op in api.meta.operations() {
@@ -411,7 +463,7 @@ mod tests {
                 let body = serde_json::to_vec(&json!({"data": data})).unwrap();
                 let full = full_is_valid(&api, op, &body);
                 assert_eq!(
-                    reply_is_valid(&api, &op.returns, &body),
+                    reply_is_valid(&api, &op.returns, &body, &mut walk),
                     full,
                     "{} {}: {}",
                     op.method.as_str(),
@@ -432,6 +484,11 @@ mod tests {
         );
     }
 
+    /// The fast path with a walk of its own.
+    fn valid(api: &Api, returns: &Schema, body: &[u8]) -> bool {
+        reply_is_valid(api, returns, body, &mut Walk::default())
+    }
+
     fn small_op(api: &Api) -> &Operation {
         api.operation_at("/nodes/{node}/qemu", Method::Get).unwrap()
     }
@@ -441,7 +498,7 @@ mod tests {
         let api = Api::load("latest").unwrap();
         let op = small_op(&api);
         let item = r#"{"vmid": 100, "status": "running"}"#;
-        assert!(reply_is_valid(
+        assert!(valid(
             &api,
             &op.returns,
             format!(r#" {{"data": [{item}], "extra": {{"x": [1]}}}} "#).as_bytes()
@@ -458,10 +515,7 @@ mod tests {
             r#"{"data": [{"vmid": 100, "vmid": 101, "status": "running"}]}"#.to_owned(),
             r#"{"data": [{"vmid": 100, "status": "running", "status": null}]}"#.to_owned(),
         ] {
-            assert!(
-                !reply_is_valid(&api, &op.returns, body.as_bytes()),
-                "{body}"
-            );
+            assert!(!valid(&api, &op.returns, body.as_bytes()), "{body}");
         }
         // What the full check makes of them (the tree keeps the last of repeated keys).
         let full = |body: &str| full_is_valid(&api, op, body.as_bytes());
@@ -471,8 +525,13 @@ mod tests {
         assert!(!full(
             r#"{"data": [{"vmid": 100, "status": "running", "status": null}]}"#
         ));
+        // A body that is not UTF-8 (here only in a string no schema looks at) is left to the
+        // full check, which refuses it.
+        let body = b"{\"data\": [{\"vmid\": 100, \"status\": \"running\"}], \"x\": \"\xff\"}";
+        assert!(!valid(&api, &op.returns, body));
+        assert!(!full_is_valid(&api, op, body));
         // Escaped keys are keys.
-        assert!(reply_is_valid(
+        assert!(valid(
             &api,
             &op.returns,
             br#"{"d\u0061ta": [{"vmid": 100, "st\u0061tus": "running"}]}"#
