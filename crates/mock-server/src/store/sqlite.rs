@@ -90,7 +90,8 @@ pub(super) fn open(
     let tables = Arc::new(RwLock::new(load(&conn)?));
     let checkpointer = match Checkpointer::start(path, synchronous, Arc::clone(&metrics)) {
         Ok(checkpointer) => {
-            // The writer no longer checkpoints when its commits fill the WAL.
+            // The writer no longer checkpoints when its commits fill the WAL (unless the
+            // checkpoint thread turns out to have no connection: `Writer::checkpoint_due`).
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(sqlite("hand checkpoints over"))?;
             Some(checkpointer)
@@ -131,17 +132,32 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// Starts the thread, which opens its own connection (off the start-up's path: opening and
+    /// configuring a second connection took about 0.4 ms). A thread that cannot open one logs
+    /// why and ends; the writer finds out on its next wake-up and checkpoints itself again.
     fn start(
         path: &Path,
         synchronous: Synchronous,
         metrics: Arc<CommitMetrics>,
     ) -> Result<Checkpointer, StoreError> {
-        let conn = Connection::open(path).map_err(sqlite("open the checkpoint connection"))?;
-        configure(&conn, Some(synchronous))?;
         let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("mock-store-checkpoint".to_owned())
             .spawn(move || {
+                let opened = Connection::open(&path)
+                    .map_err(sqlite("open the checkpoint connection"))
+                    .and_then(|conn| configure(&conn, Some(synchronous)).map(|()| conn));
+                let conn = match opened {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        tracing::warn!(
+                            %error,
+                            "no checkpoint connection; the writer checkpoints as it commits"
+                        );
+                        return;
+                    }
+                };
                 while woken.recv().is_ok() {
                     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
                         row.get::<_, i64>(0)
@@ -164,13 +180,16 @@ impl Checkpointer {
     }
 
     /// Counts committed row changes; wakes the thread (unless it is already due to run) once
-    /// enough have gathered.
-    fn committed(&mut self, changes: usize) {
+    /// enough have gathered. `false` when the thread is gone (it found no connection).
+    fn committed(&mut self, changes: usize) -> bool {
         self.pending += changes;
         if self.pending as i64 >= WAL_AUTOCHECKPOINT {
             self.pending = 0;
-            let _ = self.wake.try_send(());
+            if let Err(mpsc::TrySendError::Disconnected(())) = self.wake.try_send(()) {
+                return false;
+            }
         }
+        true
     }
 }
 
@@ -549,8 +568,8 @@ impl Writer {
                         let result = write_reset(&mut self.conn, &changes);
                         if result.is_err() {
                             self.resync();
-                        } else if let Some(checkpointer) = &mut self.checkpointer {
-                            checkpointer.committed(changes.len());
+                        } else {
+                            self.checkpoint_due(changes.len());
                         }
                         let _ = ack.send(result);
                     }
@@ -578,11 +597,26 @@ impl Writer {
         if results.iter().any(Result::is_err) {
             self.resync();
         }
-        if let Some(checkpointer) = &mut self.checkpointer {
-            checkpointer.committed(batches.iter().map(|(rendered, _)| rendered.len()).sum());
-        }
+        self.checkpoint_due(batches.iter().map(|(rendered, _)| rendered.len()).sum());
         for ((_, ack), result) in batches.into_iter().zip(results) {
             let _ = ack.send(result);
+        }
+    }
+
+    /// Tells the checkpoint thread about committed row changes; when it is gone, takes
+    /// checkpoints back (SQLite's automatic ones, at [`WAL_AUTOCHECKPOINT`] pages).
+    fn checkpoint_due(&mut self, changes: usize) {
+        let Some(checkpointer) = &mut self.checkpointer else {
+            return;
+        };
+        if !checkpointer.committed(changes) {
+            self.checkpointer = None;
+            if let Err(error) =
+                self.conn
+                    .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
+            {
+                tracing::warn!(%error, "the writer could not take WAL checkpoints back");
+            }
         }
     }
 
@@ -929,5 +963,32 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A checkpoint thread that cannot open its connection ends, and the writer learns it on
+    /// the next wake-up (so it can take its checkpoints back); a live one is woken.
+    #[test]
+    fn a_checkpointer_without_a_connection_is_noticed() {
+        let metrics = Arc::new(CommitMetrics::default());
+        let unopenable = std::env::temp_dir()
+            .join(format!("mock-no-such-dir-{}", std::process::id()))
+            .join("state.db");
+        let mut gone = Checkpointer::start(&unopenable, Synchronous::Normal, metrics).unwrap();
+        let mut noticed = false;
+        for _ in 0..500 {
+            if !gone.committed(WAL_AUTOCHECKPOINT as usize) {
+                noticed = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(noticed, "the ended thread was never noticed");
+
+        let (wake, woken) = mpsc::sync_channel(1);
+        let mut live = Checkpointer { wake, pending: 0 };
+        assert!(live.committed(1));
+        assert!(woken.try_recv().is_err(), "woken before enough changes");
+        assert!(live.committed(WAL_AUTOCHECKPOINT as usize));
+        assert!(woken.try_recv().is_ok());
     }
 }
