@@ -159,7 +159,7 @@ pub async fn run(env: &BenchEnv) -> anyhow::Result<MockResults> {
     let turns = systems(env);
     let mut startup_ms: BTreeMap<SystemKind, Vec<f64>> = BTreeMap::new();
     for round in 0..starts {
-        for &kind in &turns {
+        for kind in systems::start_order(&turns, round) {
             eprintln!("mock: start-up {} of {starts}: {}", round + 1, kind.label());
             let running = systems::start(env, kind, Seed::Default)
                 .await

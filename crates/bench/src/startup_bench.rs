@@ -1,8 +1,9 @@
 //! `bench startup`: start-up alone, to the first 200 answer (the first part of `bench mock`),
 //! with more starts and without the load runs, so a change to start-up can be measured in a
 //! minute: ours, the baseline binary when given, the bare axum handler and (unless
-//! `--no-python`) fakepve take turns, each started with fresh state, and the median, minimum and
-//! maximum of each are printed with the ratios to ours. Nothing is written to the results file.
+//! `--no-python`) fakepve take turns (in an order rotated each round), each started with
+//! fresh state, and the median, minimum and maximum of each are printed with the ratios to
+//! ours. Nothing is written to the results file.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,7 @@ pub async fn run(env: &BenchEnv, starts: usize, fakepve: bool) -> anyhow::Result
     let load_before = loadavg();
     let mut times: BTreeMap<SystemKind, Vec<f64>> = BTreeMap::new();
     for round in 0..starts {
-        for &kind in &turns {
+        for kind in systems::start_order(&turns, round) {
             let running = systems::start(env, kind, Seed::Default)
                 .await
                 .with_context(|| format!("starting {}", kind.label()))?;
