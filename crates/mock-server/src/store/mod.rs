@@ -510,6 +510,31 @@ mod tests {
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
+    /// A new database is seeded in memory at once and written by the writer as its first job:
+    /// the seed answers before anything is on disk, a write made right after opening commits
+    /// after the seed, and both (with the fingerprint, or the seed would be reset) are there
+    /// when the database is opened again.
+    #[tokio::test]
+    async fn sqlite_new_state_is_written_before_the_first_write() {
+        let path = temp_db("first-job");
+        let seed = vec![put("/s/seeded", Some("/s"), json!({"s": 1}))];
+        let state = StateStore::open(&Store::Sqlite(path.clone()), "fp", seed).unwrap();
+        assert_eq!(state.get("/s/seeded").unwrap()["s"], 1);
+        assert_eq!(state.meta(META_FINGERPRINT).as_deref(), Some("fp"));
+        state
+            .apply(vec![put("/s/later", Some("/s"), json!({"l": 2}))])
+            .await
+            .unwrap();
+        state.close().await;
+        drop(state);
+        let reopened = StateStore::open(&Store::Sqlite(path.clone()), "fp", vec![]).unwrap();
+        assert_eq!(reopened.get("/s/seeded").unwrap()["s"], 1);
+        assert_eq!(reopened.get("/s/later").unwrap()["l"], 2);
+        assert_eq!(reopened.read().members("/s").count(), 2);
+        reopened.close().await;
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
     /// Checkpoints run on their own thread once the commits have filled the WAL, and the
     /// state stays whole through them.
     #[tokio::test]

@@ -86,8 +86,29 @@ pub(super) fn open(
 ) -> Result<(Arc<RwLock<Tables>>, mpsc::Sender<Job>), StoreError> {
     restrict_permissions(path)?;
     let mut conn = Connection::open(path).map_err(sqlite("open database"))?;
-    prepare(&mut conn, synchronous, fingerprint, seed)?;
-    let tables = Arc::new(RwLock::new(load(&conn)?));
+    // A new database at `Normal` is seeded in memory at once and written by the writer thread
+    // as its first job (the tables, the seed and the fingerprint, in one transaction: about a
+    // millisecond of file creation and writes that no longer hold the start-up). Every later
+    // commit queues behind it, so nothing acknowledged can be lost or reordered; if writing it
+    // fails, the error is logged and the writes that follow fail too (the reads answer from
+    // memory). An existing database is prepared (kept, or reset when its fingerprint
+    // differs) and loaded here.
+    let (tables, first) = if synchronous == Synchronous::Normal && is_empty(&conn)? {
+        let mut changes = seed();
+        changes.push(Change::Meta {
+            key: META_FINGERPRINT.to_owned(),
+            value: fingerprint.to_owned(),
+        });
+        let mut tables = Tables::default();
+        for change in &changes {
+            tables.apply(change);
+        }
+        (tables, Some((fingerprint.to_owned(), changes)))
+    } else {
+        prepare(&mut conn, synchronous, fingerprint, seed)?;
+        (load(&conn)?, None)
+    };
+    let tables = Arc::new(RwLock::new(tables));
     let checkpointer = match Checkpointer::start(path, synchronous, Arc::clone(&metrics)) {
         Ok(checkpointer) => {
             // The writer no longer checkpoints when its commits fill the WAL (unless the
@@ -102,7 +123,7 @@ pub(super) fn open(
         }
     };
     let (sender, receiver) = mpsc::channel();
-    let writer = Writer {
+    let mut writer = Writer {
         conn,
         receiver,
         tables: Arc::clone(&tables),
@@ -112,7 +133,12 @@ pub(super) fn open(
     };
     std::thread::Builder::new()
         .name("mock-store-writer".to_owned())
-        .spawn(move || writer.run())
+        .spawn(move || {
+            if let Some((fingerprint, changes)) = first {
+                writer.create(synchronous, &fingerprint, changes);
+            }
+            writer.run();
+        })
         .map_err(|_| StoreError::Closed)?;
     Ok((tables, sender))
 }
@@ -547,6 +573,23 @@ impl Writer {
             self.receiver.recv().ok()
         } else {
             self.receiver.try_recv().ok()
+        }
+    }
+
+    /// Writes a new database: its tables and the seed already in memory (see [`open`]).
+    fn create(&mut self, synchronous: Synchronous, fingerprint: &str, changes: Vec<Change>) {
+        match prepare(&mut self.conn, synchronous, fingerprint, || changes) {
+            Ok(()) => {
+                if self.checkpointer.is_some()
+                    && let Err(error) = self.conn.pragma_update(None, "wal_autocheckpoint", 0)
+                {
+                    tracing::warn!(%error, "the writer could not hand checkpoints over");
+                }
+            }
+            Err(error) => tracing::error!(
+                %error,
+                "the new state could not be written; the writes that follow will fail"
+            ),
         }
     }
 
