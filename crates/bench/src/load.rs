@@ -157,13 +157,18 @@ pub async fn run(
 /// schedule of `rate` requests per second for `duration` (request `i` is due at `i / rate`
 /// seconds, on connection `i % connections`), whatever the answers take.
 ///
+/// The due times are kept by a [`Pacer`] on a blocking thread, which sleeps until each one
+/// (`nanosleep`, to within the kernel's timer slack of about 50 µs) and then releases that
+/// request to its connection. tokio's own timers tick in milliseconds: a connection waiting
+/// on one would send every request due within the same millisecond together, in bursts of
+/// `rate / 1000`, and the queue each burst builds would be counted as the server's latency.
+///
 /// A request's latency is counted from the time it was due when its connection was still busy
 /// with the previous one at that time (so the wait in the queue behind a slow answer counts,
-/// and coordinated omission does not hide it), else from when it was sent: a due time the
-/// connection was idle for is waited for with a timer, whose lateness (tokio's timers tick in
-/// milliseconds) belongs to the load generator, not to the server. Throughput is the 2xx
-/// answers over the scheduled duration, so a server that cannot keep up shows an achieved rate
-/// below `rate`.
+/// and coordinated omission does not hide it), else from when it was sent (the pacer's
+/// lateness belongs to the load generator, not to the server). Throughput is the 2xx answers
+/// over the scheduled duration, so a server that cannot keep up shows an achieved rate below
+/// `rate`.
 pub async fn run_open(
     target: &Target,
     auth: &Auth,
@@ -178,18 +183,24 @@ pub async fn run_open(
     );
     let connections = connections.max(1);
     let started = Instant::now() + Duration::from_millis(20);
+    let pacer = Arc::new(Pacer {
+        started,
+        rate,
+        end: started + duration,
+        lanes: (0..connections).map(|_| Lane::default()).collect(),
+    });
+    let pacing = {
+        let pacer = pacer.clone();
+        tokio::task::spawn_blocking(move || pacer.run())
+    };
     let mut tasks = Vec::with_capacity(connections);
-    for index in 0..connections {
+    for lane in 0..connections {
         let target = target.clone();
         let auth = auth.clone();
         let spec = spec.clone();
-        let schedule = Schedule {
-            first: started + Duration::from_secs_f64(index as f64 / rate),
-            interval: Duration::from_secs_f64(connections as f64 / rate),
-            end: started + duration,
-        };
+        let pacer = pacer.clone();
         tasks.push(tokio::spawn(async move {
-            drive_open_connection(&target, &auth, &spec, schedule).await
+            drive_open_connection(&target, &auth, &spec, &pacer, lane).await
         }));
     }
     let mut total = ConnectionTally::default();
@@ -197,6 +208,7 @@ pub async fn run_open(
         let tally = task.await.context("joining a load connection")?;
         total.merge(tally);
     }
+    pacing.await.context("joining the pacer")?;
     let latencies = Latencies::from_micros(&mut total.latencies_us);
     let ok = total.latencies_us.len() as u64;
     let elapsed = duration.as_secs_f64();
@@ -211,12 +223,66 @@ pub async fn run_open(
     })
 }
 
-/// When one connection's requests are due in an open-loop run.
-#[derive(Clone, Copy, Debug)]
-struct Schedule {
-    first: Instant,
-    interval: Duration,
+/// The schedule of an open-loop run, and the thread that keeps it: request `i` is due at
+/// `started + i / rate` on lane (connection) `i % lanes`, for due times before `end`.
+struct Pacer {
+    started: Instant,
+    rate: f64,
     end: Instant,
+    lanes: Vec<Lane>,
+}
+
+/// What the pacer has released to one connection.
+#[derive(Default)]
+struct Lane {
+    /// Requests of this connection whose due time has been reached.
+    released: AtomicU64,
+    /// Woken at each release.
+    notify: tokio::sync::Notify,
+}
+
+impl Pacer {
+    /// When request `index` of the whole run is due.
+    fn due(&self, index: u64) -> Instant {
+        self.started + Duration::from_secs_f64(index as f64 / self.rate)
+    }
+
+    /// The global index of a connection's `nth` request.
+    fn index(&self, lane: usize, nth: u64) -> u64 {
+        lane as u64 + nth * self.lanes.len() as u64
+    }
+
+    /// Releases every request at its due time; returns after the last one (run on a blocking
+    /// thread: it sleeps).
+    fn run(&self) {
+        let lanes = self.lanes.len() as u64;
+        let mut index = 0_u64;
+        loop {
+            let due = self.due(index);
+            if due >= self.end {
+                return;
+            }
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let lane = &self.lanes[(index % lanes) as usize];
+            lane.released.fetch_add(1, Ordering::Release);
+            lane.notify.notify_one();
+            index += 1;
+        }
+    }
+
+    /// Waits until the pacer has released the `nth` request of connection `lane`.
+    async fn released(&self, lane: usize, nth: u64) {
+        let lane = &self.lanes[lane];
+        // `notify_one` leaves a permit when nobody waits, so a release between the check and
+        // the wait is not missed; a permit left by a release this connection did not wait for
+        // (it was late) only costs one more turn of the loop.
+        while lane.released.load(Ordering::Acquire) <= nth {
+            lane.notify.notified().await;
+        }
+    }
 }
 
 /// One connection of an open-loop run: each request at its due time (or as soon as the
@@ -225,16 +291,22 @@ async fn drive_open_connection(
     target: &Target,
     auth: &Auth,
     spec: &RequestSpec,
-    schedule: Schedule,
+    pacer: &Pacer,
+    lane: usize,
 ) -> ConnectionTally {
     let mut tally = ConnectionTally::default();
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
-    let mut due = schedule.first;
-    while due < schedule.end && tally.errors < MAX_ERRORS {
+    let mut nth = 0_u64;
+    loop {
+        let due = pacer.due(pacer.index(lane, nth));
+        if due >= pacer.end || tally.errors >= MAX_ERRORS {
+            break;
+        }
         let late = Instant::now() >= due;
         if !late {
-            tokio::time::sleep_until(due.into()).await;
+            pacer.released(lane, nth).await;
         }
+        nth += 1;
         let mut connection = match sender.take() {
             Some(connection) => connection,
             None => match connect(target).await {
@@ -242,7 +314,6 @@ async fn drive_open_connection(
                 Err(error) => {
                     tally.errors += 1;
                     tally.fail(format!("{error:#}"));
-                    due += schedule.interval;
                     continue;
                 }
             },
@@ -288,7 +359,6 @@ async fn drive_open_connection(
                 tally.fail(format!("no answer within {REQUEST_TIMEOUT:?}"));
             }
         }
-        due += schedule.interval;
     }
     tally
 }
@@ -516,6 +586,38 @@ mod tests {
             let _ = axum::serve(listener, app).await;
         });
         (addr, hits)
+    }
+
+    /// The pacer releases each due request once, to the connection the schedule gives it
+    /// (`i % lanes`), and a connection waiting for its `nth` request is let go by that release.
+    #[tokio::test]
+    async fn the_pacer_releases_each_request_to_its_connection() {
+        let started = Instant::now();
+        let pacer = Arc::new(Pacer {
+            started,
+            rate: 1000.0,
+            // Due at 0, 1, ..., 9 ms: 10 requests over 3 lanes (4, 3 and 3).
+            end: started + Duration::from_micros(9_500),
+            lanes: (0..3).map(|_| Lane::default()).collect(),
+        });
+        assert_eq!(pacer.index(1, 2), 7);
+        assert_eq!(pacer.due(7), started + Duration::from_millis(7));
+        let waiting = {
+            let pacer = pacer.clone();
+            tokio::spawn(async move { pacer.released(0, 3).await })
+        };
+        let pacing = {
+            let pacer = pacer.clone();
+            tokio::task::spawn_blocking(move || pacer.run())
+        };
+        pacing.await.unwrap();
+        waiting.await.unwrap();
+        let released: Vec<u64> = pacer
+            .lanes
+            .iter()
+            .map(|lane| lane.released.load(Ordering::Acquire))
+            .collect();
+        assert_eq!(released, [4, 3, 3]);
     }
 
     /// Every due time of the schedule sends exactly one request, however long answers take:

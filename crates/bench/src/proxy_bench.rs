@@ -19,8 +19,9 @@
 //! open-loop ([`load::run_open`], like `wrk2 -R`) at a fixed offered rate that both paths
 //! sustain: [`OPEN_FRACTION`] of the proxied path's closed-loop throughput at 50 connections
 //! (median over rounds), the same rate directly, through the proxy and through the baseline's
-//! proxy. Latency counts from each request's due time when its connection was still busy then
-//! (no coordinated omission); the figures are p50 and p99 of each path and the added p50/p99
+//! proxy. Requests leave at their due times to within tens of microseconds (a pacing thread,
+//! not tokio's millisecond timer, which sent them in bursts). Latency counts from each
+//! request's due time when its connection was still busy then (no coordinated omission); the figures are p50 and p99 of each path and the added p50/p99
 //! (proxy minus direct), medians over rounds, and the achieved rate (below the offered one
 //! when a path could not keep up).
 //!
