@@ -158,9 +158,11 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread, which opens its own connection (off the start-up's path: opening and
-    /// configuring a second connection took about 0.4 ms). A thread that cannot open one logs
-    /// why and ends; the writer finds out on its next wake-up and checkpoints itself again.
+    /// Starts the thread, which opens its own connection when it is first woken (not during
+    /// the start-up, whose two cores it would share: opening and configuring a second
+    /// connection takes about 0.4 ms, and a state may never fill its WAL). A thread that
+    /// cannot open one logs why and ends; the writer finds out on its next wake-up and
+    /// checkpoints itself again.
     fn start(
         path: &Path,
         synchronous: Synchronous,
@@ -171,6 +173,9 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("mock-store-checkpoint".to_owned())
             .spawn(move || {
+                if woken.recv().is_err() {
+                    return;
+                }
                 let opened = Connection::open(&path)
                     .map_err(sqlite("open the checkpoint connection"))
                     .and_then(|conn| configure(&conn, Some(synchronous)).map(|()| conn));
@@ -184,7 +189,7 @@ impl Checkpointer {
                         return;
                     }
                 };
-                while woken.recv().is_ok() {
+                loop {
                     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
                         row.get::<_, i64>(0)
                     });
@@ -195,6 +200,9 @@ impl Checkpointer {
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+                    }
+                    if woken.recv().is_err() {
+                        return;
                     }
                 }
             })
