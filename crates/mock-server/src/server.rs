@@ -277,63 +277,55 @@ impl MockServerBuilder {
     /// Builds the shared state without binding sockets (for `oneshot` tests).
     pub(crate) fn build_state(&self) -> Result<AppState, Error> {
         let fixture = self.seed.clone().unwrap_or_else(Fixture::default_fixture);
-        // The API (router, path nodes, operation heads) with the route table resolved against
-        // it, and the state, which needs only the schema's hash from the head of the document.
-        // The API is usually compiled already, or being compiled, by `preload`; only when
-        // nobody has started it is it compiled on a thread of its own while the state opens
-        // (a thread costs more than it saves otherwise).
-        //
-        // The seed's changes are made only for a new state, on this thread: they hash the
-        // seed's passwords and token secrets (slow on purpose, except the default password,
-        // whose hash is fixed), which a state loaded from disk does not need.
+        // Three things at once: the seed's changes (they hash the seed's passwords and token
+        // secrets, slow on purpose), the API (router, path nodes, operation heads: usually
+        // compiled already by `preload`, or being compiled) with the route table resolved
+        // against it, and the state, which needs only the schema's hash from the head of the
+        // document.
         //
         // A new ticket-signing key goes into the state with the seed, in the same transaction:
         // a seeded state has no key yet (resetting the state clears its metadata).
         let new_signer = Signer::random(self.ticket_lifetime);
         let persistent = matches!(self.store, Store::Sqlite(_));
-        let load = || -> Result<_, Error> {
-            let api = match &self.metadata {
-                Some(metadata) => Arc::new(Api::new(metadata.clone(), None)),
-                None => Api::load(&self.schema)?,
+        let (api, routes, store) = std::thread::scope(|scope| -> Result<_, Error> {
+            let seeding = scope.spawn(|| {
+                let mut changes = fixture.to_changes(&self.root_password);
+                if persistent {
+                    changes.push(Change::Meta {
+                        key: INSTANCE_KEY.to_owned(),
+                        value: new_signer.key_hex(),
+                    });
+                }
+                changes
+            });
+            let loading = scope.spawn(|| {
+                let api = match &self.metadata {
+                    Some(metadata) => Arc::new(Api::new(metadata.clone(), None)),
+                    None => Api::load(&self.schema)?,
+                };
+                let routes = Routes::new(&api);
+                Ok::<_, Error>((api, routes))
+            });
+            let schema_sha256 = match &self.metadata {
+                Some(metadata) => metadata.schema_sha256.clone(),
+                None => crate::api::embedded_schema_sha256(&self.schema)?,
             };
-            let routes = Routes::new(&api);
-            Ok((api, routes))
-        };
-        let seed = || {
-            let mut changes = fixture.to_changes(&self.root_password);
-            if persistent {
-                changes.push(Change::Meta {
-                    key: INSTANCE_KEY.to_owned(),
-                    value: new_signer.key_hex(),
-                });
-            }
-            changes
-        };
-        let schema_sha256 = match &self.metadata {
-            Some(metadata) => metadata.schema_sha256.clone(),
-            None => crate::api::embedded_schema_sha256(&self.schema)?,
-        };
-        // The state is reset when the schema or the fixture changes (another profile or seed).
-        let fingerprint = format!(
-            "{schema_sha256}+{}",
-            crate::seed::profile::fingerprint(&fixture)
-        );
-        let open = || StateStore::open_with(&self.store, self.synchronous, &fingerprint, seed);
-        let compiled_elsewhere =
-            self.metadata.is_none() && crate::api::compiled_or_compiling(&self.schema);
-        let ((api, routes), store) = if compiled_elsewhere {
-            let store = open()?;
-            (load()?, store)
-        } else {
-            std::thread::scope(|scope| -> Result<_, Error> {
-                let loading = scope.spawn(load);
-                let store = open()?;
-                let loaded = loading
+            // The state is reset when the schema or the fixture changes (another profile or seed).
+            let fingerprint = format!(
+                "{schema_sha256}+{}",
+                crate::seed::profile::fingerprint(&fixture)
+            );
+            let seed = || {
+                seeding
                     .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-                Ok((loaded, store))
-            })?
-        };
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            };
+            let store = StateStore::open_with(&self.store, self.synchronous, &fingerprint, seed)?;
+            let (api, routes) = loading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            Ok((api, routes, store))
+        })?;
         let signer = match store
             .meta(INSTANCE_KEY)
             .and_then(|key| Signer::from_hex(&key, self.ticket_lifetime))

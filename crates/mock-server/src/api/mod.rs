@@ -9,8 +9,7 @@
 mod router;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use regex::Regex;
 use route_metadata::{Method, Operation, PathKind, PathNode, RouteMetadata};
@@ -364,37 +363,14 @@ fn method_slot(method: Method) -> usize {
 /// process starts.
 static LOADED: OnceLock<Box<[LoadedSlot]>> = OnceLock::new();
 
-/// One tag's entry of [`LOADED`].
-#[derive(Default)]
-struct LoadedSlot {
-    /// Its API once compiled (held locked while it is compiled).
-    api: Mutex<Option<Arc<Api>>>,
-    /// Whether [`preload`] started a thread to compile it.
-    preloading: AtomicBool,
-}
+/// One tag's entry of [`LOADED`]: its API once compiled.
+type LoadedSlot = Mutex<Option<Arc<Api>>>;
 
 /// The cache slot of a resolved tag.
 fn loaded_slot(tag: &str) -> Option<&'static LoadedSlot> {
-    let slots = LOADED.get_or_init(|| TAGS.iter().map(|_| LoadedSlot::default()).collect());
+    let slots = LOADED.get_or_init(|| TAGS.iter().map(|_| Mutex::new(None)).collect());
     let index = TAGS.iter().position(|known| *known == tag)?;
     slots.get(index)
-}
-
-/// Whether a tag's API is compiled, or [`preload`] has started compiling it: then
-/// [`Api::load`] returns it as soon as it is done, and a server's start has no reason to
-/// compile it on a thread of its own.
-pub(crate) fn compiled_or_compiling(tag: &str) -> bool {
-    let Some(slot) = resolve_tag(tag).ok().and_then(loaded_slot) else {
-        return false;
-    };
-    if slot.preloading.load(Ordering::Acquire) {
-        return true;
-    }
-    match slot.api.try_lock() {
-        Ok(api) => api.is_some(),
-        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().is_some(),
-        Err(TryLockError::WouldBlock) => true,
-    }
 }
 
 /// Starts compiling a tag's API on a thread of its own, so that a server started a moment later
@@ -405,14 +381,9 @@ pub fn preload(tag: &str) {
     let Ok(tag) = resolve_tag(tag) else {
         return;
     };
-    let spawned = std::thread::Builder::new()
+    let _ = std::thread::Builder::new()
         .name("mock-api-load".to_owned())
         .spawn(move || Api::load(tag));
-    if spawned.is_ok()
-        && let Some(slot) = loaded_slot(tag)
-    {
-        slot.preloading.store(true, Ordering::Release);
-    }
 }
 
 impl Api {
@@ -421,7 +392,7 @@ impl Api {
     pub(crate) fn load(tag: &str) -> Result<Arc<Api>, Error> {
         let tag = resolve_tag(tag)?;
         let slot = loaded_slot(tag).ok_or_else(|| Error::UnknownSchema(tag.to_owned()))?;
-        let mut loaded = slot.api.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut loaded = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(api) = loaded.as_ref() {
             return Ok(Arc::clone(api));
         }
