@@ -224,10 +224,7 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the runtime")?
                 .block_on(async {
                     let mut env = setup::prepare(true, !args.no_python, !args.no_build)?;
-                    env.baseline_binary = args
-                        .baseline
-                        .as_ref()
-                        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+                    env.set_baseline(args.baseline.as_deref())?;
                     startup_bench::run(&env, args.starts.max(1), !args.no_python).await
                 });
         }
@@ -237,10 +234,7 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the runtime")?
                 .block_on(async {
                     let mut env = setup::prepare(args.quick, false, !args.no_build)?;
-                    env.baseline_binary = args
-                        .baseline
-                        .as_ref()
-                        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+                    env.set_baseline(args.baseline.as_deref())?;
                     let counts = if !args.counts.is_empty() {
                         args.counts.clone()
                     } else if args.quick {
@@ -337,17 +331,7 @@ async fn run(selection: Selection, args: RunArgs) -> anyhow::Result<()> {
     let mut env = setup::prepare(args.quick, need_python, !args.no_build)?;
     env.check = check;
     env.creates_only = creates;
-    env.baseline_binary = args
-        .baseline
-        .as_ref()
-        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
-    if let Some(baseline) = &env.baseline_binary {
-        anyhow::ensure!(
-            baseline.exists(),
-            "baseline binary {} is missing",
-            baseline.display()
-        );
-    }
+    env.set_baseline(args.baseline.as_deref())?;
     let results_path = args.results.clone().unwrap_or_else(|| {
         env.bench_dir.join(if check {
             "check.json"

@@ -45,10 +45,13 @@ pub struct BenchEnv {
     pub bench_dir: PathBuf,
     /// The virtualenv's interpreter.
     pub python: PathBuf,
-    /// `target/release/mock-server`.
+    /// Our mock: a copy of `target/release/mock-server` (see [`copy_binary`]).
     pub mock_binary: PathBuf,
-    /// Another mock-server binary to measure beside ours (`--baseline`).
+    /// Another mock-server binary to measure beside ours (`--baseline`), copied the same way
+    /// ([`BenchEnv::set_baseline`]).
     pub baseline_binary: Option<PathBuf>,
+    /// A copy of this bench binary, which serves the bare axum handler (`serve-bare`).
+    pub bench_binary: PathBuf,
     /// The bench certificate (PEM file).
     pub cert_path: PathBuf,
     /// Its private key (PEM file).
@@ -113,13 +116,17 @@ pub fn prepare(quick: bool, need_python: bool, build: bool) -> anyhow::Result<Be
     if build {
         build_mock(&root)?;
     }
-    let mock_binary = target.join("release").join("mock-server");
-    if !mock_binary.exists() {
+    let built = target.join("release").join("mock-server");
+    if !built.exists() {
         bail!(
             "{} is missing: run `cargo build --release -p mock-server`",
-            mock_binary.display()
+            built.display()
         );
     }
+    let bin_dir = bench_dir.join("bin");
+    let mock_binary = copy_binary(&built, &bin_dir.join("ours"))?;
+    let this = std::env::current_exe().context("locating the bench binary")?;
+    let bench_binary = copy_binary(&this, &bin_dir.join("bench"))?;
     let python = if need_python {
         ensure_venv(&bench_dir)?
     } else {
@@ -134,6 +141,7 @@ pub fn prepare(quick: bool, need_python: bool, build: bool) -> anyhow::Result<Be
         python,
         mock_binary,
         baseline_binary: None,
+        bench_binary,
         cert_path,
         key_path,
         tls,
@@ -141,6 +149,43 @@ pub fn prepare(quick: bool, need_python: bool, build: bool) -> anyhow::Result<Be
         check: false,
         creates_only: false,
     })
+}
+
+impl BenchEnv {
+    /// Measures `path` beside ours (`--baseline`), from a copy like ours.
+    pub fn set_baseline(&mut self, path: Option<&Path>) -> anyhow::Result<()> {
+        self.baseline_binary = match path {
+            Some(path) if !path.exists() => bail!("baseline binary {} is missing", path.display()),
+            Some(path) => Some(copy_binary(
+                path,
+                &self.bench_dir.join("bin").join("baseline"),
+            )?),
+            None => None,
+        };
+        Ok(())
+    }
+}
+
+/// Copies an executable into `dir` (under its own file name) and returns the copy's path.
+///
+/// Every system is started from a fresh copy, so that all start from files written the same
+/// way: a binary the linker has just written started 8–19% slower than a copy of the same
+/// file (docs/performance.md, issue 15's round 9; the page cache holds the linker's file in
+/// smaller pieces, and each costs a page fault), which made every A/B against a copied
+/// baseline lean against the new build. The copy is written beside and renamed into place,
+/// so a copy still running from an earlier bench is not overwritten.
+pub fn copy_binary(source: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = source
+        .file_name()
+        .with_context(|| format!("{} has no file name", source.display()))?;
+    let target = dir.join(name);
+    let partial = dir.join(format!(".{}.partial", name.to_string_lossy()));
+    std::fs::copy(source, &partial)
+        .with_context(|| format!("copying {} to {}", source.display(), partial.display()))?;
+    std::fs::rename(&partial, &target)
+        .with_context(|| format!("renaming {} to {}", partial.display(), target.display()))?;
+    Ok(target)
 }
 
 /// `cargo build --release -p mock-server --bin mock-server`.
@@ -333,4 +378,40 @@ fn python_packages(python: &Path) -> BTreeMap<String, String> {
         .ok()
         .and_then(|output| serde_json::from_slice(&output.stdout).ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A copy keeps the bytes and the executable bit, and a second copy replaces the first.
+    #[test]
+    fn binaries_are_copied_whole_and_replaced() {
+        let root = std::env::temp_dir().join(format!("bench-copy-{}", std::process::id()));
+        let source_dir = root.join("source");
+        std::fs::create_dir_all(&source_dir).unwrap();
+        let source = source_dir.join("mock-server");
+        std::fs::write(&source, b"first").unwrap();
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let copy = copy_binary(&source, &root.join("bin")).unwrap();
+        assert_eq!(copy, root.join("bin").join("mock-server"));
+        assert_eq!(std::fs::read(&copy).unwrap(), b"first");
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "not executable: {mode:o}");
+
+        std::fs::write(&source, b"second build").unwrap();
+        let again = copy_binary(&source, &root.join("bin")).unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), b"second build");
+        let names: Vec<_> = std::fs::read_dir(root.join("bin"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["mock-server"], "a partial copy was left behind");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

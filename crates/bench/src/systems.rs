@@ -383,8 +383,7 @@ fn command_for(
             command
         }
         SystemKind::BareAxum => {
-            let exe = std::env::current_exe().context("locating the bench binary")?;
-            let mut command = Command::new(exe);
+            let mut command = Command::new(&env.bench_binary);
             command
                 .arg("serve-bare")
                 .args(["--http", &address(http)?])
