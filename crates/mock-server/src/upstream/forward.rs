@@ -411,7 +411,14 @@ async fn send(
     // its head: streaming it would often send the head and the body in two writes, which costs
     // the client a wake-up. The body is the upstream's buffer, passed on and queued as is.
     if content_length.is_some_and(|length| length <= WHOLE_REPLY) {
-        let read = tokio::time::timeout(upstream.timeout, response.into_body().collect()).await;
+        // Usually the whole body came in the read that brought the head: then it is taken
+        // without a timer (creating and dropping one cost about 600 of the proxy's 44,000
+        // instructions per `GET /version`, callgrind).
+        let mut collect = std::pin::pin!(response.into_body().collect());
+        let read = match futures::FutureExt::now_or_never(collect.as_mut()) {
+            Some(read) => Ok(read),
+            None => tokio::time::timeout(upstream.timeout, collect).await,
+        };
         let bytes = match read
             .map_err(|_| SendError::ReadTimeout)
             .and_then(|read| read)
