@@ -89,7 +89,13 @@ pub(crate) struct Wire<S> {
     phase: Phase,
     /// How long a head may take to arrive; armed when hyper first asks for a head.
     timeout: Duration,
+    /// The head's deadline: made for the connection's first head and reset for each later
+    /// one (a new timer per request cost an allocation and the timer wheel's insertion and
+    /// removal on every request of a keep-alive connection).
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether `deadline` runs for the head being read (it is left set, not dropped, between
+    /// heads; a disarmed deadline that fires only wakes the connection once, to no effect).
+    armed: bool,
     /// Whether a request asking for a protocol upgrade switches the stream to [`Phase::Raw`]
     /// (real mode, which passes WebSocket consoles through).
     upgrades: bool,
@@ -122,6 +128,7 @@ impl<S> Wire<S> {
             phase: Phase::Head,
             timeout,
             deadline: None,
+            armed: false,
             upgrades,
         }
     }
@@ -130,7 +137,7 @@ impl<S> Wire<S> {
 impl<S: AsyncRead + Unpin> Wire<S> {
     /// Moves on from a parsed head: its re-written form or a verdict becomes `out`.
     fn take(&mut self, outcome: Outcome) {
-        self.deadline = None;
+        self.armed = false;
         self.out_at = 0;
         match outcome {
             Outcome::Forward {
@@ -221,9 +228,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Wire<S> {
                         continue;
                     }
                     let timeout = this.timeout;
-                    let deadline = this
-                        .deadline
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    let deadline = match &mut this.deadline {
+                        Some(deadline) => {
+                            if !this.armed {
+                                deadline
+                                    .as_mut()
+                                    .reset(tokio::time::Instant::now() + timeout);
+                            }
+                            deadline
+                        }
+                        None => this.deadline.insert(Box::pin(tokio::time::sleep(timeout))),
+                    };
+                    this.armed = true;
                     if deadline.as_mut().poll(cx).is_ready() {
                         this.take(Outcome::Verdict(Verdict::Close("header timeout")));
                         continue;
@@ -821,6 +837,81 @@ mod tests {
 
     use super::*;
     use http::HeaderName;
+    use tokio::io::AsyncWriteExt;
+
+    /// Polls `wire` once for what it hands on: `None` while it waits (a head is incomplete).
+    async fn poll_once<S: AsyncRead + Unpin>(wire: &mut Wire<S>) -> Option<Vec<u8>> {
+        let mut buf = vec![0; 4096];
+        std::future::poll_fn(|cx| {
+            let mut read = ReadBuf::new(&mut buf);
+            Poll::Ready(match Pin::new(&mut *wire).poll_read(cx, &mut read) {
+                Poll::Ready(result) => {
+                    result.unwrap();
+                    Some(read.filled().to_vec())
+                }
+                Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    /// Each head has the whole timeout from the moment it is first waited for, also on a
+    /// keep-alive connection whose earlier head armed the (reused) deadline long before.
+    #[tokio::test(start_paused = true)]
+    async fn every_head_gets_the_whole_header_timeout() {
+        let timeout = Duration::from_millis(300);
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut wire = Wire::new(server, timeout, false);
+
+        client.write_all(b"GET /a HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(
+            poll_once(&mut wire).await,
+            None,
+            "the first head is incomplete"
+        );
+        client.write_all(b"Host: x\r\n\r\n").await.unwrap();
+        let first = poll_once(&mut wire).await.unwrap();
+        assert!(first.starts_with(b"GET /a HTTP/1.1\r\n"), "{first:?}");
+
+        tokio::time::advance(Duration::from_millis(250)).await;
+        client.write_all(b"GET /b HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(
+            poll_once(&mut wire).await,
+            None,
+            "the second head is incomplete"
+        );
+        // 500 ms after the first head's deadline was armed, 250 ms after the second's.
+        tokio::time::advance(Duration::from_millis(250)).await;
+        client.write_all(b"Host: x\r\n\r\n").await.unwrap();
+        let second = poll_once(&mut wire).await.unwrap();
+        assert!(second.starts_with(b"GET /b HTTP/1.1\r\n"), "{second:?}");
+    }
+
+    /// A head that does not arrive within the timeout ends the connection (a verdict that
+    /// closes it), on the first request and on a later one alike.
+    #[tokio::test(start_paused = true)]
+    async fn a_head_late_past_the_timeout_closes_the_connection() {
+        let timeout = Duration::from_millis(300);
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut wire = Wire::new(server, timeout, false);
+
+        client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        let first = poll_once(&mut wire).await.unwrap();
+        assert!(first.starts_with(b"GET /a HTTP/1.1\r\n"), "{first:?}");
+        assert_eq!(
+            poll_once(&mut wire).await,
+            None,
+            "the second head is incomplete"
+        );
+        tokio::time::advance(Duration::from_millis(301)).await;
+        let verdict = poll_once(&mut wire).await.unwrap();
+        let text = String::from_utf8_lossy(&verdict).to_ascii_lowercase();
+        assert!(text.contains(VERDICT), "{text}");
+        assert!(text.contains("close+header+timeout"), "{text}");
+    }
 
     /// The byte tables take exactly what `http` takes: every byte alone, and in a name or a
     /// value of several bytes.
