@@ -35,6 +35,7 @@ use crate::seed::profile::Profile;
 use crate::simulation::TaskDurations;
 use crate::state::{AppState, Settings};
 use crate::store::{Change, StateStore, Store, Synchronous};
+use crate::upstream::Upstream;
 
 /// How long a connection may take to complete its TLS handshake and to send a request's headers.
 pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -538,15 +539,18 @@ pub(crate) async fn run(
 ) -> Result<(), Error> {
     let router = service(state.clone());
     let timeout = state.settings.header_timeout;
-    // Real mode passes WebSocket upgrades (consoles) through to the upstream.
-    let upgrades = state.upstream.get().is_some();
+    // Real mode serves its connections with a loop of its own first (`upstream::serve`).
+    let real = state
+        .upstream
+        .get()
+        .map(|upstream| (state.clone(), Arc::clone(upstream)));
     let (stop, stopped) = watch::channel(false);
     let http_task = tokio::spawn(serve(
         http,
         None,
         router.clone(),
         stopped.clone(),
-        (timeout, upgrades),
+        (timeout, real.clone()),
     ));
     let https_task = https.map(|(listener, acceptor)| {
         tokio::spawn(serve(
@@ -554,7 +558,7 @@ pub(crate) async fn run(
             Some(acceptor),
             router.clone(),
             stopped.clone(),
-            (timeout, upgrades),
+            (timeout, real.clone()),
         ))
     });
     shutdown.await;
@@ -584,15 +588,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Serves one listener (plain HTTP, or HTTPS with `acceptor`) until `stopped`, then lets the
 /// open connections finish. A connection must complete its TLS handshake and send each
 /// request's headers within `timeout`, or it is closed: slow clients cannot hold connections.
-/// With `upgrades` (real mode), a request asking for a protocol upgrade may switch its
-/// connection to the upgraded protocol.
+/// In real mode (`real`), each connection is served by `upstream::serve` first, which hands it
+/// to hyper for what it does not serve itself, and a request asking for a protocol upgrade may
+/// switch its connection to the upgraded protocol.
 async fn serve(
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
     (router, api): (Router, ApiService),
     mut stopped: watch::Receiver<bool>,
-    (timeout, upgrades): (Duration, bool),
+    (timeout, real): (Duration, Option<(AppState, Arc<Upstream>)>),
 ) {
+    let upgrades = real.is_some();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -619,30 +625,56 @@ async fn serve(
         builder
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(None);
-        match acceptor.clone() {
-            None => {
-                let io = hyper_util::rt::TokioIo::new(Wire::new(stream, timeout, upgrades));
-                let connection = builder.serve_connection(io, service);
-                if upgrades {
-                    let upgradeable = connection.with_upgrades();
-                    tokio::spawn(until_stopped(upgradeable, stopped.clone()));
-                } else {
-                    tokio::spawn(watcher.watch(connection));
-                }
+        match (acceptor.clone(), real.clone()) {
+            (None, Some((state, upstream))) => {
+                let wire = Wire::new(stream, timeout, upgrades);
+                tokio::spawn(crate::upstream::serve(
+                    wire,
+                    state,
+                    upstream,
+                    stopped.clone(),
+                    move |wire, stopped| {
+                        let io = hyper_util::rt::TokioIo::new(wire);
+                        until_stopped(
+                            builder.serve_connection(io, service).with_upgrades(),
+                            stopped,
+                        )
+                    },
+                ));
             }
-            Some(acceptor) => {
+            (None, None) => {
+                let io = hyper_util::rt::TokioIo::new(Wire::new(stream, timeout, upgrades));
+                tokio::spawn(watcher.watch(builder.serve_connection(io, service)));
+            }
+            (Some(acceptor), real) => {
                 let stopped_here = stopped.clone();
                 tokio::spawn(async move {
                     let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await
                     else {
                         return;
                     };
-                    let io = hyper_util::rt::TokioIo::new(Wire::new(tls, timeout, upgrades));
-                    let connection = builder.serve_connection(io, service);
-                    if upgrades {
-                        until_stopped(connection.with_upgrades(), stopped_here).await;
-                    } else {
-                        let _ = watcher.watch(connection).await;
+                    let wire = Wire::new(tls, timeout, upgrades);
+                    match real {
+                        Some((state, upstream)) => {
+                            crate::upstream::serve(
+                                wire,
+                                state,
+                                upstream,
+                                stopped_here,
+                                move |wire, stopped| {
+                                    let io = hyper_util::rt::TokioIo::new(wire);
+                                    until_stopped(
+                                        builder.serve_connection(io, service).with_upgrades(),
+                                        stopped,
+                                    )
+                                },
+                            )
+                            .await;
+                        }
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(wire);
+                            let _ = watcher.watch(builder.serve_connection(io, service)).await;
+                        }
                     }
                 });
             }

@@ -34,7 +34,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 pub(crate) use observe::matched;
-pub(crate) use wire::{Service as WireService, Wire};
+pub(crate) use wire::{Next, Service as WireService, Wire, http_date};
 
 /// The API paths (`/api2/...`) served without the router: the router would send every one of
 /// them to its fallback ([`pipeline::api_entry`]) anyway, after matching the path against its

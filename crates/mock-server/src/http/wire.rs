@@ -164,6 +164,84 @@ impl<S: AsyncRead + Unpin> Wire<S> {
         }
     }
 
+    /// Whether the head being read is late: arms the head's deadline when it is not running
+    /// yet (made for the connection's first head, reset for each later one) and polls it.
+    fn head_timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.timeout;
+        let deadline = match &mut self.deadline {
+            Some(deadline) => {
+                if !self.armed {
+                    deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + timeout);
+                }
+                deadline
+            }
+            None => self.deadline.insert(Box::pin(tokio::time::sleep(timeout))),
+        };
+        self.armed = true;
+        deadline.as_mut().poll(cx).is_ready()
+    }
+
+    /// The next request head for a connection loop of its own (real mode's,
+    /// `crate::upstream::serve`): a head that `take` decides (see [`Next`]) is taken, with
+    /// pveproxy's rules and limits and the header timeout applied as for hyper; anything else
+    /// (a refusal, an upgrade, a head `take` declines) is left unread, for hyper.
+    pub(crate) fn poll_next_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        take: &impl Fn(&[u8], u64) -> bool,
+    ) -> Poll<io::Result<Next>> {
+        debug_assert!(self.phase == Phase::Head && self.out_at >= self.out.len());
+        loop {
+            match parse(&self.pending) {
+                Outcome::Forward {
+                    head,
+                    used,
+                    body,
+                    upgrade,
+                } => {
+                    if upgrade || !take(&head, body) {
+                        return Poll::Ready(Ok(Next::Hyper));
+                    }
+                    self.armed = false;
+                    self.pending.drain(..used);
+                    return Poll::Ready(Ok(Next::Head { head, body }));
+                }
+                Outcome::Verdict(_) => return Poll::Ready(Ok(Next::Hyper)),
+                Outcome::Incomplete => {}
+            }
+            if self.head_timed_out(cx) {
+                tracing::debug!("request refused: close: header timeout");
+                return Poll::Ready(Ok(Next::End));
+            }
+            if !ready!(self.fill(cx))? {
+                return Poll::Ready(Ok(Next::End));
+            }
+        }
+    }
+
+    /// Reads a request body of `length` bytes taken after a head from [`Wire::poll_next_head`];
+    /// `None` when the client ends the connection first.
+    pub(crate) async fn read_body(&mut self, length: usize) -> io::Result<Option<Vec<u8>>> {
+        use tokio::io::AsyncReadExt as _;
+        let from_pending = length.min(self.pending.len());
+        let mut body = Vec::with_capacity(length);
+        body.extend_from_slice(&self.pending[..from_pending]);
+        self.pending.drain(..from_pending);
+        while body.len() < length {
+            let want = length - body.len();
+            let read = (&mut self.inner)
+                .take(want as u64)
+                .read_buf(&mut body)
+                .await?;
+            if read == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(body))
+    }
+
     /// Reads more of a head from the client; `Ok(false)` at end of stream.
     fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         if self.scratch.is_empty() {
@@ -227,20 +305,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Wire<S> {
                         this.take(outcome);
                         continue;
                     }
-                    let timeout = this.timeout;
-                    let deadline = match &mut this.deadline {
-                        Some(deadline) => {
-                            if !this.armed {
-                                deadline
-                                    .as_mut()
-                                    .reset(tokio::time::Instant::now() + timeout);
-                            }
-                            deadline
-                        }
-                        None => this.deadline.insert(Box::pin(tokio::time::sleep(timeout))),
-                    };
-                    this.armed = true;
-                    if deadline.as_mut().poll(cx).is_ready() {
+                    if this.head_timed_out(cx) {
                         this.take(Outcome::Verdict(Verdict::Close("header timeout")));
                         continue;
                     }
@@ -282,6 +347,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Wire<S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+/// What [`Wire::poll_next_head`] found.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A head taken, re-written as for hyper (`METHOD TARGET HTTP/1.x`, one `Name: value` line
+    /// per header, an empty line), followed by `body` bytes.
+    Head { head: Vec<u8>, body: u64 },
+    /// A head for hyper (a refusal, an upgrade, or one the loop does not take), left unread.
+    Hyper,
+    /// The client is gone, or its head is late (closed without a reply, as pveproxy does).
+    End,
 }
 
 /// What to do with the bytes read so far.
@@ -800,7 +877,7 @@ fn is_header_value(value: &[u8]) -> bool {
 }
 
 /// An HTTP date (RFC 9110 IMF-fixdate), as `HTTP::Date::time2str` writes it.
-fn http_date(time: SystemTime) -> String {
+pub(crate) fn http_date(time: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

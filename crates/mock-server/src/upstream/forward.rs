@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::checker::Job;
 use super::pool::{Outgoing, UpstreamBody};
 use super::report::{Direction, Discrepancy};
+use super::serve::RawHead;
 use super::validate;
 use super::{SendError, Upstream};
 use crate::error::AppError;
@@ -49,9 +50,11 @@ const HOP_BY_HOP: &[HeaderName] = &[
 ];
 
 /// What the schema check found out about a request.
-struct Checked<'a> {
+pub(super) struct Checked<'a> {
     /// The operation and its path's index, when the path and method are in the schema.
     op: Option<(usize, &'a Operation)>,
+    /// The operation's index among the tag's operations (for the metrics).
+    pub(super) op_index: Option<usize>,
     /// Its name in the log: the operationId, or `METHOD /path`.
     name: Cow<'a, str>,
     /// For the recorder (GETs, when recording): the path relative to `/api2/json`.
@@ -100,17 +103,22 @@ pub(crate) async fn forward(
             } else {
                 (None, Some(body))
             };
+            let json = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|value| is_json_type(value.as_bytes()));
             let checked = match check_request(
                 state,
                 upstream,
-                &parts,
+                parts.uri.query(),
+                json,
                 rel,
                 method,
                 read.as_ref(),
                 readable || !has_body,
             ) {
                 Ok(checked) => checked,
-                Err(refusal) => return refusal.into_response(),
+                Err((refusal, _)) => return refusal.into_response(),
             };
             let body = match (read, unread) {
                 (Some(bytes), _) => Outgoing::Full(bytes),
@@ -131,6 +139,115 @@ pub(crate) async fn forward(
     send(upstream, state, &mut parts, checked, body, upgrade).await
 }
 
+/// Forwards one request taken by real mode's own connection loop ([`super::serve`]): the
+/// same check, exchange and reply as [`forward`], with the upstream's request head written from
+/// the client's (its header lines in their order and spelling, less the connection's own
+/// headers, `Host` the upstream's). Returns the reply and the operation matched (for the
+/// metrics).
+pub(super) async fn forward_head(
+    state: &AppState,
+    upstream: &Arc<Upstream>,
+    head: &RawHead<'_>,
+    body: Bytes,
+) -> (Response, Option<usize>) {
+    let api_rel = head
+        .path
+        .strip_prefix("/api2/json")
+        .or_else(|| head.path.strip_prefix("/api2/extjs"))
+        .map(|rel| if rel.is_empty() { "/" } else { rel });
+    let has_body = head.method.has_body();
+    let checked = match api_rel {
+        Some(rel) => {
+            let json = head.content_type.is_some_and(is_json_type);
+            let body = has_body.then_some(&body);
+            match check_request(
+                state,
+                upstream,
+                head.query,
+                json,
+                rel,
+                head.method,
+                body,
+                true,
+            ) {
+                Ok(checked) => Some(checked),
+                Err((refusal, op_index)) => return (refusal.into_response(), op_index),
+            }
+        }
+        None => None,
+    };
+    let op_index = checked.as_ref().and_then(|checked| checked.op_index);
+    let name = checked.as_ref().map_or_else(
+        || Cow::Owned(format!("{} {}", head.method.as_str(), head.path)),
+        |checked| checked.name.clone(),
+    );
+    // Replies are validated as JSON, so they must not come compressed.
+    let drop_encoding = checked.is_some();
+    let mut out = Vec::with_capacity(head.len() + upstream.prefix.len() + 64);
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(upstream.prefix.as_bytes());
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut host = false;
+    for (line_name, line) in head.lines() {
+        if line_name.eq_ignore_ascii_case(b"host") {
+            if !host {
+                out.extend_from_slice(b"host: ");
+                out.extend_from_slice(upstream.pool.host().as_bytes());
+                out.extend_from_slice(b"\r\n");
+                host = true;
+            }
+            continue;
+        }
+        if is_hop_by_hop(line_name)
+            || (drop_encoding && line_name.eq_ignore_ascii_case(b"accept-encoding"))
+        {
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    if !host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(upstream.pool.host().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if has_body && !head.content_length {
+        // A form or JSON body is sent with its length, as `Pool::send` frames it.
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let sent = tokio::time::timeout(
+        upstream.timeout,
+        upstream.pool.send_head(&head.http_method, &out, &body),
+    )
+    .await;
+    let response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => return (failure(upstream, &name, &error), op_index),
+        Err(_) => return (timed_out(upstream, &name), op_index),
+    };
+    let reply = reply(
+        upstream,
+        state,
+        &name,
+        checked,
+        (head.method, head.query),
+        response,
+        None,
+    )
+    .await;
+    (reply, op_index)
+}
+
+/// Whether a header (by its name, any case) belongs to one connection ([`HOP_BY_HOP`], less
+/// `Host`, which is replaced rather than left out).
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| *hop != header::HOST && name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+}
+
 /// Whether a request asks to switch to WebSocket (`Upgrade: websocket`, RFC 6455 4.1).
 fn is_websocket(headers: &HeaderMap) -> bool {
     headers
@@ -142,8 +259,8 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 }
 
 /// Whether a `Content-Type` is JSON (`application/json`, any case, parameters after it).
-fn is_json_type(value: &http::HeaderValue) -> bool {
-    value.to_str().is_ok_and(|text| {
+pub(super) fn is_json_type(value: &[u8]) -> bool {
+    std::str::from_utf8(value).is_ok_and(|text| {
         text.as_bytes()
             .get(..16)
             .is_some_and(|start| start.eq_ignore_ascii_case(b"application/json"))
@@ -152,9 +269,18 @@ fn is_json_type(value: &http::HeaderValue) -> bool {
 
 /// Whether a request body is read for validation: form data or JSON (not an upload).
 fn body_is_readable(headers: &HeaderMap) -> bool {
-    let media_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
+    type_is_readable(
+        headers
+            .get(header::CONTENT_TYPE)
+            .map(|value| value.as_bytes()),
+    )
+}
+
+/// Whether a request body of this `Content-Type` is read for validation (see
+/// [`body_is_readable`]).
+pub(super) fn type_is_readable(content_type: Option<&[u8]>) -> bool {
+    let media_type = content_type
+        .and_then(|value| std::str::from_utf8(value).ok())
         .map(|value| {
             value
                 .split([';', ','])
@@ -169,26 +295,29 @@ fn body_is_readable(headers: &HeaderMap) -> bool {
     )
 }
 
-/// Matches the operation and validates the parameters; `Err` is a `--strict` refusal.
+/// Matches the operation and validates the parameters; `Err` is a `--strict` refusal (with the
+/// index of the operation matched, if any).
+#[allow(clippy::too_many_arguments)]
 fn check_request<'s>(
     state: &'s AppState,
     upstream: &Upstream,
-    parts: &http::request::Parts,
+    query: Option<&str>,
+    json: bool,
     rel: &str,
     method: Method,
     body: Option<&Bytes>,
     complete: bool,
-) -> Result<Checked<'s>, AppError> {
+) -> Result<Checked<'s>, (AppError, Option<usize>)> {
     let matched = state.api.match_path(rel).ok().and_then(|matched| {
         state
             .api
             .operation(matched.path_index, method)
             .map(|(op_index, op)| {
                 crate::http::matched(op_index);
-                (matched, op)
+                (matched, op_index, op)
             })
     });
-    let Some((matched, op)) = matched else {
+    let Some((matched, op_index, op)) = matched else {
         let rel_path = percent_encoding::percent_decode_str(rel).decode_utf8_lossy();
         let shown_path = match rel_path.trim_end_matches('/') {
             "" => "/",
@@ -206,24 +335,24 @@ fn check_request<'s>(
         }]);
         if upstream.strict {
             upstream.discrepancies.refused(&name);
-            return Err(AppError::status(
-                StatusCode::NOT_IMPLEMENTED,
-                format!("Method '{name}' not implemented"),
+            return Err((
+                AppError::status(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!("Method '{name}' not implemented"),
+                ),
+                None,
             ));
         }
         return Ok(Checked {
             op: None,
+            op_index: None,
             name: Cow::Owned(name),
             record_path: None,
         });
     };
     upstream.discrepancies.call(&op.operation_id);
     if complete {
-        let json = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(is_json_type);
-        let params = validate::params(parts.uri.query(), body.map(|bytes| (bytes.as_ref(), json)));
+        let params = validate::params(query, body.map(|bytes| (bytes.as_ref(), json)));
         let (found, errors) = match params {
             Some(mut params) => {
                 for (name, value) in &matched.params {
@@ -251,13 +380,14 @@ fn check_request<'s>(
                 Some(errors) => AppError::Param(errors),
                 None => AppError::bad_request("the request body could not be parsed\n"),
             };
-            return Err(error);
+            return Err((error, Some(op_index)));
         }
     }
     let record_path =
         (upstream.recorder.is_some() && method == Method::Get).then(|| rel.to_owned());
     Ok(Checked {
         op: Some((matched.path_index, op)),
+        op_index: Some(op_index),
         name: Cow::Borrowed(&op.operation_id),
         record_path,
     })
@@ -324,32 +454,60 @@ async fn send(
     } else {
         tokio::time::timeout(upstream.timeout, upstream.pool.send(request)).await
     };
-    let mut response = match sent {
+    let response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => return failure(upstream, &name, &error),
-        Err(_) => {
-            upstream.discrepancies.upstream_failure(&name);
-            return upstream_error(
-                596,
-                format!(
-                    "upstream {} did not answer within {} s\n",
-                    upstream.authority,
-                    upstream.timeout.as_secs_f64()
-                ),
-            );
-        }
+        Err(_) => return timed_out(upstream, &name),
     };
+    let method = Method::parse(parts.method.as_str()).unwrap_or(Method::Get);
+    reply(
+        upstream,
+        state,
+        &name,
+        checked,
+        (method, parts.uri.query()),
+        response,
+        upgrade,
+    )
+    .await
+}
+
+/// No reply within the upstream timeout: `596`.
+fn timed_out(upstream: &Upstream, name: &str) -> Response {
+    upstream.discrepancies.upstream_failure(name);
+    upstream_error(
+        596,
+        format!(
+            "upstream {} did not answer within {} s\n",
+            upstream.authority,
+            upstream.timeout.as_secs_f64()
+        ),
+    )
+}
+
+/// Passes the upstream's reply back (`method` and `query`: the request's, for the check and the
+/// recorder): its head as it came, less the connection's own headers, its body streamed or,
+/// when small, whole; a `200` JSON reply to a checked request is queued for its check.
+pub(super) async fn reply(
+    upstream: &Arc<Upstream>,
+    state: &AppState,
+    name: &str,
+    checked: Option<Checked<'_>>,
+    (method, query): (Method, Option<&str>),
+    mut response: http::Response<UpstreamBody>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response {
     let status = response.status();
     let upgrade_refused = upgrade.is_some() && status != StatusCode::SWITCHING_PROTOCOLS;
     if let Some(client_side) = upgrade
         && status == StatusCode::SWITCHING_PROTOCOLS
     {
-        return switch(upstream, &name, response, client_side).await;
+        return switch(upstream, name, response, client_side).await;
     }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(is_json_type);
+        .is_some_and(|value| is_json_type(value.as_bytes()));
     let content_length = response
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -381,7 +539,7 @@ async fn send(
         builder = builder.header(header::CONNECTION, "close");
     }
     if status.is_server_error() {
-        upstream.discrepancies.upstream_failure(&name);
+        upstream.discrepancies.upstream_failure(name);
         if !is_json && checked.is_some() {
             return replace_server_error(upstream, status, response).await;
         }
@@ -403,9 +561,9 @@ async fn send(
     };
     let pending = PendingCheck {
         path_index,
-        method: Method::parse(parts.method.as_str()).unwrap_or(Method::Get),
+        method,
         operation: op.operation_id.clone(),
-        record: record_path.map(|path| (path, parts.uri.query().map(str::to_owned))),
+        record: record_path.map(|path| (path, query.map(str::to_owned))),
     };
     // A small reply (nearly all of them) is taken whole and written to the client at once with
     // its head: streaming it would often send the head and the body in two writes, which costs

@@ -39,6 +39,7 @@ mod h1;
 mod pool;
 mod record;
 mod report;
+mod serve;
 mod stream;
 mod tls;
 mod validate;
@@ -52,6 +53,7 @@ use crate::api::Api;
 use crate::error::Error;
 
 pub(crate) use forward::forward;
+pub(crate) use serve::serve;
 pub use tls::UpstreamTls;
 
 /// Default time the upstream has to answer (headers; and between two reads of a body).

@@ -156,7 +156,7 @@ impl Pool {
             .uri
             .path_and_query()
             .map_or("/", |path_and_query| path_and_query.as_str());
-        let (mut conn, mut reused) = match self.checkout() {
+        let (mut conn, reused) = match self.checkout() {
             Some(conn) => (conn, true),
             None => (self.connect().await?, false),
         };
@@ -177,20 +177,57 @@ impl Pool {
                     Outgoing::Full(bytes) => bytes.clone(),
                     _ => Bytes::new(),
                 };
-                loop {
-                    conn.write.clear();
-                    h1::encode_head(&parts.method, target, &parts.headers, &mut conn.write);
-                    match conn.exchange(&parts.method, &bytes).await {
-                        Ok(head) => break head,
-                        // The idle connection had been closed by the upstream: once more, on a
-                        // new connection.
-                        Err((_, true)) if reused => {
-                            conn = self.connect().await?;
-                            reused = false;
-                        }
-                        Err((error, _)) => return Err(SendError::Exchange(error)),
-                    }
+                let encode = |out: &mut Vec<u8>| {
+                    h1::encode_head(&parts.method, target, &parts.headers, out);
+                };
+                return self
+                    .exchange_whole(conn, reused, &parts.method, encode, &bytes)
+                    .await;
+            }
+        };
+        Ok(self.reply(conn, head))
+    }
+
+    /// Sends a request whose head is written already (`head`: request line, headers with
+    /// `Host` and the body's framing, empty line) and whose body is at hand, and returns the
+    /// reply as [`Pool::send`] does (real mode's own connection loop, `super::serve`).
+    pub(crate) async fn send_head(
+        self: &Arc<Self>,
+        method: &Method,
+        head: &[u8],
+        body: &Bytes,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let (conn, reused) = match self.checkout() {
+            Some(conn) => (conn, true),
+            None => (self.connect().await?, false),
+        };
+        let encode = |out: &mut Vec<u8>| out.extend_from_slice(head);
+        self.exchange_whole(conn, reused, method, encode, body)
+            .await
+    }
+
+    /// The exchange of a request whose body is at hand: sent once more on a new connection
+    /// when a reused one turns out to have been closed by the upstream.
+    async fn exchange_whole(
+        self: &Arc<Self>,
+        mut conn: Box<Conn>,
+        mut reused: bool,
+        method: &Method,
+        encode: impl Fn(&mut Vec<u8>),
+        body: &Bytes,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let head = loop {
+            conn.write.clear();
+            encode(&mut conn.write);
+            match conn.exchange(method, body).await {
+                Ok(head) => break head,
+                // The idle connection had been closed by the upstream: once more, on a new
+                // connection.
+                Err((_, true)) if reused => {
+                    conn = self.connect().await?;
+                    reused = false;
                 }
+                Err((error, _)) => return Err(SendError::Exchange(error)),
             }
         };
         Ok(self.reply(conn, head))

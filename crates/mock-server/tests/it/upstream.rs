@@ -232,6 +232,9 @@ async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
             json!({ "data": seen }).to_string(),
         ));
         let headers = response.headers_mut();
+        if let Ok(target) = http::HeaderValue::from_str(&request.uri().to_string()) {
+            headers.insert("x-target", target);
+        }
         headers.append("x-reply", http::HeaderValue::from_static("1"));
         headers.append("x-reply", http::HeaderValue::from_static("2"));
         if request.uri().query() == Some("hop=1") {
@@ -313,6 +316,123 @@ async fn headers_pass_both_ways_without_hop_by_hop_ones() {
             assert!(lower.starts_with("http/1.1 200 ok"), "{target}: {head}");
         }
     }
+    proxy.shutdown().await.unwrap();
+    task.abort();
+}
+
+/// Reads one reply with a `Content-Length` from `stream` (what follows it stays in `buffer`):
+/// its head, without the value of `date`, and its body.
+async fn read_reply(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())
+                        .flatten()
+                })
+                .unwrap();
+            if buffer.len() >= end + 4 + length {
+                let body = buffer[end + 4..end + 4 + length].to_vec();
+                buffer.drain(..end + 4 + length);
+                let head = head
+                    .lines()
+                    .map(|line| match line.split_once(':') {
+                        Some((name, _)) if name.eq_ignore_ascii_case("date") => {
+                            "date: -".to_owned()
+                        }
+                        _ => line.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                return (head, body);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(
+            read > 0,
+            "closed early: {}",
+            String::from_utf8_lossy(buffer)
+        );
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// The value of a header in a reply head.
+fn header_value<'a>(head: &'a str, wanted: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case(wanted).then(|| value.trim())
+    })
+}
+
+#[tokio::test]
+async fn one_connection_keeps_the_order_of_its_requests_and_closes_when_asked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (url, task) = echo_upstream().await;
+    let proxy = proxy(UpstreamConfig::new(&url)).await;
+    let address = root(&proxy).trim_start_matches("http://").to_owned();
+
+    // Three requests in one write (pipelined), then one that asks to close the connection: the
+    // replies come in the order of the requests, and the connection ends after the last.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let pipelined = "GET /api2/json/version?n=1 HTTP/1.1\r\nHost: a\r\n\r\n\
+         POST /api2/json/access/ticket?n=2 HTTP/1.1\r\nHost: a\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 17\r\n\r\n\
+         username=root@pam\
+         GET /api2/json/nodes?n=3 HTTP/1.1\r\nHost: a\r\n\r\n";
+    stream.write_all(pipelined.as_bytes()).await.unwrap();
+    let mut buffer = Vec::new();
+    for expected in [
+        "/api2/json/version?n=1",
+        "/api2/json/access/ticket?n=2",
+        "/api2/json/nodes?n=3",
+    ] {
+        let (head, _) = read_reply(&mut stream, &mut buffer).await;
+        assert_eq!(header_value(&head, "x-target"), Some(expected), "{head}");
+        assert_eq!(header_value(&head, "connection"), None, "{head}");
+    }
+    stream
+        .write_all(b"GET /api2/json/version?n=4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_reply(&mut stream, &mut buffer).await;
+    assert_eq!(
+        header_value(&head, "x-target"),
+        Some("/api2/json/version?n=4")
+    );
+    assert_eq!(header_value(&head, "connection"), Some("close"), "{head}");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty() && buffer.is_empty(), "{rest:?}");
+
+    // A connection whose requests the proxy's own loop serves until an upload, which it hands
+    // to hyper with the rest of the connection: every reply in order, and the replies written
+    // by the loop and by hyper alike (the same lines in the same order, `date` aside).
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let get = "GET /api2/json/version HTTP/1.1\r\nHost: a\r\n\r\n";
+    stream.write_all(get.as_bytes()).await.unwrap();
+    let (by_loop, body_by_loop) = read_reply(&mut stream, &mut buffer).await;
+    let upload = "PUT /api2/json/upload HTTP/1.1\r\nHost: a\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 4\r\n\r\nabcd";
+    stream.write_all(upload.as_bytes()).await.unwrap();
+    let (head, _) = read_reply(&mut stream, &mut buffer).await;
+    assert_eq!(
+        header_value(&head, "x-target"),
+        Some("/api2/json/upload"),
+        "{head}"
+    );
+    stream.write_all(get.as_bytes()).await.unwrap();
+    let (by_hyper, body_by_hyper) = read_reply(&mut stream, &mut buffer).await;
+    assert_eq!(by_loop, by_hyper);
+    assert_eq!(body_by_loop, body_by_hyper);
+    assert!(by_loop.starts_with("HTTP/1.1 200 OK\r\n"), "{by_loop}");
+
     proxy.shutdown().await.unwrap();
     task.abort();
 }
