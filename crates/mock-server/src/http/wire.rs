@@ -145,6 +145,7 @@ impl<S: AsyncRead + Unpin> Wire<S> {
                 used,
                 body,
                 upgrade,
+                ..
             } => {
                 self.pending.drain(..used);
                 self.out = head;
@@ -184,29 +185,29 @@ impl<S: AsyncRead + Unpin> Wire<S> {
     }
 
     /// The next request head for a connection loop of its own (real mode's,
-    /// `crate::upstream::serve`): a head that `take` decides (see [`Next`]) is taken, with
-    /// pveproxy's rules and limits and the header timeout applied as for hyper; anything else
-    /// (a refusal, an upgrade, a head `take` declines) is left unread, for hyper.
-    pub(crate) fn poll_next_head(
-        &mut self,
-        cx: &mut Context<'_>,
-        take: &impl Fn(&[u8], u64) -> bool,
-    ) -> Poll<io::Result<Next>> {
+    /// `crate::upstream::serve`), read with pveproxy's rules and limits and the header timeout
+    /// as for hyper. The head stays unread until the loop takes it ([`Wire::consume`]); what
+    /// the loop does not take (a refusal, an upgrade, a head it declines) is left for hyper.
+    pub(crate) fn poll_next_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Next>> {
         debug_assert!(self.phase == Phase::Head && self.out_at >= self.out.len());
         loop {
             match parse(&self.pending) {
                 Outcome::Forward {
                     head,
+                    lines,
                     used,
                     body,
                     upgrade,
                 } => {
-                    if upgrade || !take(&head, body) {
+                    if upgrade {
                         return Poll::Ready(Ok(Next::Hyper));
                     }
-                    self.armed = false;
-                    self.pending.drain(..used);
-                    return Poll::Ready(Ok(Next::Head { head, body }));
+                    return Poll::Ready(Ok(Next::Head {
+                        head,
+                        lines,
+                        used,
+                        body,
+                    }));
                 }
                 Outcome::Verdict(_) => return Poll::Ready(Ok(Next::Hyper)),
                 Outcome::Incomplete => {}
@@ -219,6 +220,12 @@ impl<S: AsyncRead + Unpin> Wire<S> {
                 return Poll::Ready(Ok(Next::End));
             }
         }
+    }
+
+    /// Takes the head [`Wire::poll_next_head`] returned (its `used` bytes of input).
+    pub(crate) fn consume(&mut self, used: usize) {
+        self.armed = false;
+        self.pending.drain(..used.min(self.pending.len()));
     }
 
     /// Reads a request body of `length` bytes taken after a head from [`Wire::poll_next_head`];
@@ -352,10 +359,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Wire<S> {
 /// What [`Wire::poll_next_head`] found.
 #[derive(Debug)]
 pub(crate) enum Next {
-    /// A head taken, re-written as for hyper (`METHOD TARGET HTTP/1.x`, one `Name: value` line
-    /// per header, an empty line), followed by `body` bytes.
-    Head { head: Vec<u8>, body: u64 },
-    /// A head for hyper (a refusal, an upgrade, or one the loop does not take), left unread.
+    /// A head, re-written as for hyper (`METHOD TARGET HTTP/1.x`, one `Name: value` line per
+    /// header, an empty line), to be followed by `body` bytes; `lines`: where each header line
+    /// starts in `head` and how long its name is; `used`: how many bytes of input it is.
+    Head {
+        head: Vec<u8>,
+        lines: Vec<(u32, u32)>,
+        used: usize,
+        body: u64,
+    },
+    /// A head for hyper (a refusal, an upgrade), left unread.
     Hyper,
     /// The client is gone, or its head is late (closed without a reply, as pveproxy does).
     End,
@@ -367,9 +380,11 @@ enum Outcome {
     /// Not a whole head yet.
     Incomplete,
     /// A head to pass on (`used` bytes of input), followed by `body` bytes; `upgrade`: it asks
-    /// for a protocol upgrade (`Upgrade`).
+    /// for a protocol upgrade (`Upgrade`); `lines`: where each header line starts in `head`, and
+    /// the length of its name.
     Forward {
         head: Vec<u8>,
+        lines: Vec<(u32, u32)>,
         used: usize,
         body: u64,
         upgrade: bool,
@@ -768,12 +783,15 @@ fn parse(data: &[u8]) -> Outcome {
     } else {
         b" HTTP/1.1\r\n"
     });
+    let mut lines = Vec::with_capacity(headers.len());
     for (name, value) in &headers {
         let value = value.trim_ascii();
         let acceptable = is_header_name(name)
             && !name.eq_ignore_ascii_case(VERDICT.as_bytes())
             && is_header_value(value);
         if acceptable {
+            // (A head is at most the longest target and 8 KiB of header lines.)
+            lines.push((head.len() as u32, name.len() as u32));
             head.extend_from_slice(name);
             head.extend_from_slice(b": ");
             head.extend_from_slice(value);
@@ -784,6 +802,7 @@ fn parse(data: &[u8]) -> Outcome {
     let upgrade = joined("upgrade").is_some_and(|value| !value.trim_ascii().is_empty());
     Outcome::Forward {
         head,
+        lines,
         used: at,
         body,
         upgrade,

@@ -142,13 +142,15 @@ pub(crate) async fn forward(
 /// Forwards one request taken by real mode's own connection loop ([`super::serve`]): the
 /// same check, exchange and reply as [`forward`], with the upstream's request head written from
 /// the client's (its header lines in their order and spelling, less the connection's own
-/// headers, `Host` the upstream's). Returns the reply and the operation matched (for the
-/// metrics).
+/// headers, `Host` the upstream's). `deadline` is the connection's timer, reset here to the
+/// upstream timeout (one timer per connection rather than one per request). Returns the reply
+/// and the operation matched (for the metrics).
 pub(super) async fn forward_head(
     state: &AppState,
     upstream: &Arc<Upstream>,
     head: &RawHead<'_>,
     body: Bytes,
+    deadline: Pin<&mut tokio::time::Sleep>,
 ) -> (Response, Option<usize>) {
     let api_rel = head
         .path
@@ -217,15 +219,16 @@ pub(super) async fn forward_head(
         out.extend_from_slice(b"content-length: 0\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let sent = tokio::time::timeout(
+    let sent = within(
+        deadline,
         upstream.timeout,
         upstream.pool.send_head(&head.http_method, &out, &body),
     )
     .await;
     let response = match sent {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => return (failure(upstream, &name, &error), op_index),
-        Err(_) => return (timed_out(upstream, &name), op_index),
+        Some(Ok(response)) => response,
+        Some(Err(error)) => return (failure(upstream, &name, &error), op_index),
+        None => return (timed_out(upstream, &name), op_index),
     };
     let reply = reply(
         upstream,
@@ -240,12 +243,34 @@ pub(super) async fn forward_head(
     (reply, op_index)
 }
 
+/// `future`'s output, or `None` when it takes longer than `timeout` (`deadline`, reset).
+async fn within<F: Future>(
+    mut deadline: Pin<&mut tokio::time::Sleep>,
+    timeout: std::time::Duration,
+    future: F,
+) -> Option<F::Output> {
+    deadline
+        .as_mut()
+        .reset(tokio::time::Instant::now() + timeout);
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        deadline.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
 /// Whether a header (by its name, any case) belongs to one connection ([`HOP_BY_HOP`], less
 /// `Host`, which is replaced rather than left out).
 fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|hop| *hop != header::HOST && name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+    // Most names have none of the lengths of these (a length test first: this runs for every
+    // header line of every request).
+    matches!(name.len(), 2 | 7 | 10 | 17 | 18 | 19)
+        && HOP_BY_HOP
+            .iter()
+            .any(|hop| *hop != header::HOST && name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
 }
 
 /// Whether a request asks to switch to WebSocket (`Upgrade: websocket`, RFC 6455 4.1).
@@ -887,4 +912,29 @@ async fn replace_server_error(
         ),
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_names_are_known_in_any_case() {
+        for name in HOP_BY_HOP.iter().filter(|name| **name != header::HOST) {
+            assert!(is_hop_by_hop(name.as_str().as_bytes()), "{name}");
+            let upper = name.as_str().to_ascii_uppercase();
+            assert!(is_hop_by_hop(upper.as_bytes()), "{upper}");
+        }
+        for name in [
+            "Host",
+            "Cookie",
+            "Content-Length",
+            "Keep-Alive",
+            "Upgraded",
+            "TEE",
+            "",
+        ] {
+            assert!(!is_hop_by_hop(name.as_bytes()), "{name}");
+        }
+    }
 }

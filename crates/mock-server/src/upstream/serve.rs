@@ -64,15 +64,33 @@ pub(crate) async fn serve<S, H, F>(
         return hyper(wire, stopped).await;
     }
     let mut out = Vec::with_capacity(4 * 1024);
+    // The upstream timeout of the request in flight, reset for each one.
+    let mut deadline = std::pin::pin!(tokio::time::sleep(upstream.timeout));
     loop {
         let next = tokio::select! {
             biased;
             Ok(_) = stopped.wait_for(|stop| *stop) => return,
-            next = std::future::poll_fn(|cx| wire.poll_next_head(cx, &takes)) => next,
+            next = std::future::poll_fn(|cx| wire.poll_next_head(cx)) => next,
         };
         match next {
-            Ok(Next::Head { head, body }) => {
-                let keep = exchange(&mut wire, &state, &upstream, &head, body, &mut out).await;
+            Ok(Next::Head {
+                head,
+                lines,
+                used,
+                body,
+            }) => {
+                let Some(raw) = RawHead::parse(&head, &lines).filter(|raw| takes(raw, body)) else {
+                    return hyper(wire, stopped).await;
+                };
+                wire.consume(used);
+                let keep = exchange(
+                    (&mut wire, &mut out),
+                    &state,
+                    &upstream,
+                    (&raw, body),
+                    deadline.as_mut(),
+                )
+                .await;
                 if !keep {
                     let _ = wire.shutdown().await;
                     return;
@@ -94,10 +112,7 @@ fn quiet() -> bool {
 /// Whether the loop takes a head (re-written by [`Wire`]) followed by `body` bytes: an HTTP/1.1
 /// request for `/api2/`, without `Expect`, whose body (if any) is form data or JSON of at most
 /// [`MAX_BODY`] bytes sent with a method that carries its parameters in the body.
-fn takes(head: &[u8], body: u64) -> bool {
-    let Some(raw) = RawHead::parse(head) else {
-        return false;
-    };
+fn takes(raw: &RawHead<'_>, body: u64) -> bool {
     if !raw.path.starts_with("/api2/") || raw.expect {
         return false;
     }
@@ -111,19 +126,15 @@ fn takes(head: &[u8], body: u64) -> bool {
 /// One request taken by the loop: its body read, forwarded, counted, and its reply written.
 /// Returns whether the connection goes on.
 async fn exchange<S>(
-    wire: &mut Wire<S>,
+    (wire, out): (&mut Wire<S>, &mut Vec<u8>),
     state: &AppState,
     upstream: &Arc<Upstream>,
-    head: &[u8],
-    body: u64,
-    out: &mut Vec<u8>,
+    (raw, body): (&RawHead<'_>, u64),
+    deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(raw) = RawHead::parse(head) else {
-        return false;
-    };
     let started = Instant::now();
     let _in_flight = InFlight::new(&state.metrics);
     let body = if body == 0 {
@@ -137,7 +148,7 @@ where
             Err(_) => return false,
         }
     };
-    let (response, operation) = forward_head(state, upstream, &raw, body).await;
+    let (response, operation) = forward_head(state, upstream, raw, body, deadline).await;
     let label = match operation {
         Some(index) => RequestLabel::Operation(index),
         None => RequestLabel::Unmatched,
@@ -177,8 +188,11 @@ pub(crate) struct RawHead<'a> {
     pub(super) target: &'a str,
     pub(super) path: &'a str,
     pub(super) query: Option<&'a str>,
-    /// The header lines, each with its line end.
-    headers: &'a [u8],
+    head: &'a [u8],
+    /// Where each header line starts in `head`, and the length of its name.
+    lines: &'a [(u32, u32)],
+    /// The length of the head's header lines.
+    headers: usize,
     pub(super) content_type: Option<&'a [u8]>,
     /// Whether the request has a `Content-Length`.
     pub(super) content_length: bool,
@@ -189,11 +203,15 @@ pub(crate) struct RawHead<'a> {
 }
 
 impl<'a> RawHead<'a> {
-    /// Reads a re-written head; `None` for what the loop does not serve (not HTTP/1.1, a
-    /// target that is not a plain origin-form path, a method other than pveproxy's four).
-    pub(crate) fn parse(head: &'a [u8]) -> Option<RawHead<'a>> {
-        let end = memchr::memchr(b'\n', head)?;
-        let request_line = head[..end].strip_suffix(b"\r")?;
+    /// Reads a re-written head and its table of lines (see [`Next::Head`]); `None` for what the
+    /// loop does not serve (not HTTP/1.1, a target that is not a plain origin-form path, a
+    /// method other than pveproxy's four).
+    pub(crate) fn parse(head: &'a [u8], lines: &'a [(u32, u32)]) -> Option<RawHead<'a>> {
+        let end = match lines.first() {
+            Some(&(start, _)) => start as usize,
+            None => head.len().checked_sub(2)?,
+        };
+        let request_line = head.get(..end)?.strip_suffix(b"\r\n")?;
         let mut parts = request_line.splitn(3, |&b| b == b' ');
         let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
         if version != b"HTTP/1.1" {
@@ -215,13 +233,15 @@ impl<'a> RawHead<'a> {
             Some((path, query)) => (path, Some(query)),
             None => (target, None),
         };
-        let headers = head.get(end + 1..head.len().checked_sub(2)?)?;
+        let headers = head.len().checked_sub(end + 2)?;
         let mut raw = RawHead {
             method,
             http_method,
             target,
             path,
             query,
+            head,
+            lines,
             headers,
             content_type: None,
             content_length: false,
@@ -247,21 +267,27 @@ impl<'a> RawHead<'a> {
 
     /// The header lines: each one's name and the whole line with its line end.
     pub(super) fn lines(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
-        let headers = self.headers;
-        let mut at = 0;
-        std::iter::from_fn(move || {
-            let rest = headers.get(at..).filter(|rest| !rest.is_empty())?;
-            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |end| end + 1);
-            let line = &rest[..end];
-            at += end;
-            let colon = memchr::memchr(b':', line).unwrap_or(line.len());
-            Some((&line[..colon], line))
-        })
+        let head = self.head;
+        // The headers end with the empty line.
+        let ends = self
+            .lines
+            .iter()
+            .skip(1)
+            .map(|&(start, _)| start as usize)
+            .chain(std::iter::once(head.len().saturating_sub(2)));
+        self.lines
+            .iter()
+            .zip(ends)
+            .map(move |(&(start, name), end)| {
+                let start = start as usize;
+                let line = head.get(start..end).unwrap_or_default();
+                (line.get(..name as usize).unwrap_or_default(), line)
+            })
     }
 
-    /// The length of the head's header lines (for sizing a buffer).
+    /// The length of the head's target and header lines (for sizing a buffer).
     pub(super) fn len(&self) -> usize {
-        self.target.len() + self.headers.len()
+        self.target.len() + self.headers
     }
 }
 
@@ -658,12 +684,28 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n4\r\npart\r\n"), "{text}");
     }
 
-    #[test]
-    fn heads_are_read_as_wire_writes_them() {
-        let head = b"POST /api2/json/nodes/pve1/qemu?full=1 HTTP/1.1\r\n\
-            Host: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
-            Connection: keep-alive, Close\r\nX-Empty: \r\n\r\n";
-        let raw = RawHead::parse(head).unwrap();
+    /// What [`Wire`] makes of `input`: the head and its table of lines.
+    async fn wire_head(input: &[u8]) -> Option<(Vec<u8>, Vec<(u32, u32)>)> {
+        let mut wire = Wire::new(input, std::time::Duration::from_secs(5), true);
+        match std::future::poll_fn(|cx| wire.poll_next_head(cx)).await {
+            Ok(Next::Head { head, lines, .. }) => Some((head, lines)),
+            _ => None,
+        }
+    }
+
+    /// Whether the loop takes `input` with `body` bytes after it.
+    async fn taken(input: &str, body: u64) -> bool {
+        let (head, lines) = wire_head(input.as_bytes()).await.unwrap();
+        RawHead::parse(&head, &lines).is_some_and(|raw| takes(&raw, body))
+    }
+
+    #[tokio::test]
+    async fn heads_are_read_as_wire_writes_them() {
+        let input = b"POST /api2/json/nodes/pve1/qemu?full=1 HTTP/1.1\r\n\
+            Host: a\r\nContent-Type:  application/json \r\nContent-Length: 2\r\n\
+            Connection: keep-alive, Close\r\nX-Empty:\r\n\r\n{}";
+        let (head, lines) = wire_head(input).await.unwrap();
+        let raw = RawHead::parse(&head, &lines).unwrap();
         assert_eq!(raw.method, Method::Post);
         assert_eq!(raw.http_method, http::Method::POST);
         assert_eq!(raw.target, "/api2/json/nodes/pve1/qemu?full=1");
@@ -671,59 +713,62 @@ mod tests {
         assert_eq!(raw.query, Some("full=1"));
         assert_eq!(raw.content_type, Some(&b"application/json"[..]));
         assert!(raw.content_length && raw.close && !raw.expect);
-        let names: Vec<&[u8]> = raw.lines().map(|(name, _)| name).collect();
+        let lines: Vec<(&[u8], &[u8])> = raw.lines().collect();
         assert_eq!(
-            names,
+            lines,
             [
-                &b"Host"[..],
-                b"Content-Type",
-                b"Content-Length",
-                b"Connection",
-                b"X-Empty"
+                (&b"Host"[..], &b"Host: a\r\n"[..]),
+                (b"Content-Type", b"Content-Type: application/json\r\n"),
+                (b"Content-Length", b"Content-Length: 2\r\n"),
+                (b"Connection", b"Connection: keep-alive, Close\r\n"),
+                (b"X-Empty", b"X-Empty: \r\n"),
             ]
         );
-        assert!(raw.lines().all(|(_, line)| line.ends_with(b"\r\n")));
+        let (head, lines) = wire_head(b"GET /api2/json/version HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let raw = RawHead::parse(&head, &lines).unwrap();
+        assert_eq!(raw.path, "/api2/json/version");
+        assert_eq!(raw.lines().count(), 0);
 
         for refused in [
             &b"GET /api2/json/version HTTP/1.0\r\n\r\n"[..],
             b"GET http://a/api2/json/version HTTP/1.1\r\n\r\n",
             b"GET /api2/json/version#x HTTP/1.1\r\n\r\n",
-            b"PATCH /api2/json/version HTTP/1.1\r\n\r\n",
         ] {
-            assert!(RawHead::parse(refused).is_none(), "{refused:?}");
+            let (head, lines) = wire_head(refused).await.unwrap();
+            assert!(RawHead::parse(&head, &lines).is_none(), "{refused:?}");
+        }
+        // Refusals and upgrades are hyper's.
+        for hyper in [
+            &b"PATCH /api2/json/version HTTP/1.1\r\n\r\n"[..],
+            b"GET /api2/json/version HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /api2/json/vncwebsocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            assert!(wire_head(hyper).await.is_none(), "{hyper:?}");
         }
     }
 
-    #[test]
-    fn the_loop_takes_api_calls_and_leaves_the_rest_to_hyper() {
+    #[tokio::test]
+    async fn the_loop_takes_api_calls_and_leaves_the_rest_to_hyper() {
         let head = |method: &str, path: &str, extra: &str| {
-            format!("{method} {path} HTTP/1.1\r\nHost: a\r\n{extra}\r\n").into_bytes()
+            format!("{method} {path} HTTP/1.1\r\nHost: a\r\n{extra}\r\n")
         };
         let form = "Content-Type: application/x-www-form-urlencoded\r\n";
-        assert!(takes(&head("GET", "/api2/json/version", ""), 0));
-        assert!(takes(&head("GET", "/api2/extjs/version", ""), 0));
-        assert!(takes(&head("POST", "/api2/json/access/ticket", form), 100));
-        assert!(takes(&head("POST", "/api2/json/access/ticket", ""), 0));
-        assert!(takes(
-            &head("PUT", "/api2/json/x", "Content-Type: application/json\r\n"),
-            10
-        ));
+        assert!(taken(&head("GET", "/api2/json/version", ""), 0).await);
+        assert!(taken(&head("GET", "/api2/extjs/version", ""), 0).await);
+        assert!(taken(&head("POST", "/api2/json/access/ticket", form), 100).await);
+        assert!(taken(&head("POST", "/api2/json/access/ticket", ""), 0).await);
+        let json = "Content-Type: application/json\r\n";
+        assert!(taken(&head("PUT", "/api2/json/x", json), 10).await);
         // An upload, a body too large to check, a body on a GET, `Expect`, not the API.
-        assert!(!takes(
-            &head(
-                "POST",
-                "/api2/json/upload",
-                "Content-Type: multipart/form-data\r\n"
-            ),
-            10
-        ));
-        assert!(!takes(&head("POST", "/api2/json/x", form), MAX_BODY + 1));
-        assert!(!takes(&head("GET", "/api2/json/version", ""), 1));
-        assert!(!takes(
-            &head("POST", "/api2/json/x", "Expect: 100-continue\r\n"),
-            10
-        ));
-        assert!(!takes(&head("GET", "/openapi.json", ""), 0));
-        assert!(!takes(&head("GET", "/_mock/discrepancies", ""), 0));
+        let upload = "Content-Type: multipart/form-data\r\n";
+        assert!(!taken(&head("POST", "/api2/json/upload", upload), 10).await);
+        assert!(!taken(&head("POST", "/api2/json/x", form), MAX_BODY + 1).await);
+        assert!(!taken(&head("GET", "/api2/json/version", ""), 1).await);
+        let expect = "Expect: 100-continue\r\n";
+        assert!(!taken(&head("POST", "/api2/json/x", expect), 10).await);
+        assert!(!taken(&head("GET", "/openapi.json", ""), 0).await);
+        assert!(!taken(&head("GET", "/_mock/discrepancies", ""), 0).await);
     }
 }
