@@ -740,16 +740,25 @@ fn parse(data: &[u8]) -> Outcome {
             body: false,
         });
     }
-    let joined = |name: &str| -> Option<Vec<u8>> {
-        let values: Vec<&[u8]> = headers
+    // A header's values joined with `, ` (borrowed when it has one line, as nearly always).
+    let joined = |name: &str| -> Option<Cow<'_, [u8]>> {
+        let mut values = headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| &**v)
-            .collect();
-        (!values.is_empty()).then(|| values.join(&b", "[..]))
+            .map(|(_, v)| &**v);
+        let first = values.next()?;
+        let mut all = match values.next() {
+            None => return Some(Cow::Borrowed(first)),
+            Some(second) => [first, b", ", second].concat(),
+        };
+        for value in values {
+            all.extend_from_slice(b", ");
+            all.extend_from_slice(value);
+        }
+        Some(Cow::Owned(all))
     };
     // Perl's truth: an empty value and "0" are false.
-    if let Some(te) = joined("transfer-encoding").filter(|v| !v.is_empty() && v != b"0") {
+    if let Some(te) = joined("transfer-encoding").filter(|v| !v.is_empty() && **v != *b"0") {
         let message = if te.eq_ignore_ascii_case(b"chunked") {
             "chunked transfer encoding not supported".to_owned()
         } else {
@@ -771,7 +780,7 @@ fn parse(data: &[u8]) -> Outcome {
     if target.len() > MAX_TARGET {
         return Outcome::Verdict(Verdict::error(http10, 414, "request URI too long"));
     }
-    if http::Uri::try_from(&*target).is_err() {
+    if !is_plain_path(&target) && http::Uri::try_from(&*target).is_err() {
         return Outcome::Verdict(Verdict::error(http10, 400, "bad request"));
     }
     let mut head = Vec::with_capacity(at + 32);
@@ -833,6 +842,13 @@ fn content_length(value: &[u8]) -> Option<u64> {
         length = Some(parsed);
     }
     length
+}
+
+/// Whether an escaped target (see [`escape_target`]) is a path that `http::Uri` surely takes: it
+/// starts with `/` and has none of `#`, `[` and `]` (every other byte [`escape_target`] leaves
+/// is one a path and query may hold). Anything else is left to `http::Uri` to decide.
+fn is_plain_path(target: &[u8]) -> bool {
+    target.first() == Some(&b'/') && !target.iter().any(|b| matches!(b, b'#' | b'[' | b']'))
 }
 
 /// Escapes what Perl's `URI->new` escapes: every byte outside RFC 2396's `uric`, `#`, `[`
@@ -1032,6 +1048,33 @@ mod tests {
 
     /// Targets that need no escaping are passed on as they are; others are escaped as Perl's
     /// `URI` escapes them.
+    #[test]
+    fn plain_paths_are_paths_http_takes() {
+        let kept: Vec<u8> = (0..=255u8)
+            .filter(|&b| URI_KEPT[usize::from(b)] && !matches!(b, b'#' | b'[' | b']'))
+            .collect();
+        assert!(kept.len() > 70);
+        for &b in &kept {
+            for target in [
+                vec![b'/', b],
+                vec![b'/', b'a', b, b'?', b, b'=', b],
+                vec![b'/', b, b'/', b],
+            ] {
+                assert!(is_plain_path(&target));
+                assert!(
+                    http::Uri::try_from(&target[..]).is_ok(),
+                    "{:?}",
+                    String::from_utf8_lossy(&target)
+                );
+            }
+        }
+        let all: Vec<u8> = [b"/".as_slice(), &kept, b"?", &kept].concat();
+        assert!(is_plain_path(&all) && http::Uri::try_from(&all[..]).is_ok());
+        for other in [&b"*"[..], b"http://a/b", b"/a#b", b"/[::1]", b"a/b", b""] {
+            assert!(!is_plain_path(other), "{other:?}");
+        }
+    }
+
     #[test]
     fn escape_target_borrows_when_nothing_changes() {
         assert!(matches!(
