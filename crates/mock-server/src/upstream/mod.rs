@@ -16,6 +16,12 @@
 //! with `--record-crawl`, of a walk of the GET tree, [`crawl`]) are turned into a seed fixture
 //! ([`record`]).
 //!
+//! The client's connections ([`serve`]): each is served by a loop of our own, which forwards
+//! the HTTP/1.1 `/api2/` calls with no body or a form or JSON body from the bytes of their
+//! heads and writes the replies as hyper would; the first request it does not take (a refusal,
+//! an upgrade, an upload, HTTP/1.0, a path outside `/api2/`) goes to hyper with the rest of the
+//! connection, and hyper's service hands it to [`forward`].
+//!
 //! The request path ([`forward`]): form and JSON bodies (at most 512 KiB, pveproxy's own limit)
 //! are read to be validated and then sent as read; uploads and other bodies stream through
 //! unread (only their query and path are checked). Replies stream back to the client as they
