@@ -437,6 +437,59 @@ async fn one_connection_keeps_the_order_of_its_requests_and_closes_when_asked() 
     task.abort();
 }
 
+#[tokio::test]
+async fn the_proxys_https_listener_serves_keep_alive_calls_like_its_http_one() {
+    let upstream = crate::start().await;
+    let proxy = proxy(UpstreamConfig::new(root(&upstream))).await;
+    let certificate =
+        reqwest::Certificate::from_pem(proxy.tls_certificate_pem().as_bytes()).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // One connection for every call (reqwest keeps it alive), over TLS to the proxy.
+    let tls_client = reqwest::Client::builder()
+        .tls_certs_only([certificate])
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let via_tls = proxy
+        .https_base_url()
+        .replace("127.0.0.1", "localhost")
+        .trim_end_matches("/api2/json")
+        .to_owned();
+    let (status, body) = send(
+        tls_client
+            .post(format!("{via_tls}/api2/json/access/ticket"))
+            .form(&[("username", "root@pam"), ("password", "secret")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let cookie = format!("PVEAuthCookie={}", body["data"]["ticket"].as_str().unwrap());
+    for path in [
+        "/version",
+        "/nodes",
+        "/nodes/pve1/qemu",
+        "/cluster/resources",
+    ] {
+        let (status, over_tls) = send(
+            tls_client
+                .get(format!("{via_tls}/api2/json{path}"))
+                .header("Cookie", &cookie),
+        )
+        .await;
+        let (_, over_http) = get_json(&root(&proxy), &cookie, path).await;
+        assert_eq!(status, 200, "{path}: {over_tls}");
+        assert_eq!(
+            without_moving(&over_tls),
+            without_moving(&over_http),
+            "{path}"
+        );
+    }
+    let report = discrepancies(&proxy).await;
+    assert_eq!(report["totals"]["request_problems"], 0, "{report:#}");
+    assert_eq!(report["totals"]["reply_problems"], 0, "{report:#}");
+    proxy.shutdown().await.unwrap();
+    upstream.shutdown().await.unwrap();
+}
+
 /// An upstream that reads an upload as it comes (`PUT /upload`: answers how many bytes, their
 /// sum, and how the request was framed) and sends a 2 MiB download in 64 parts without a
 /// length (`GET /download`, `chunked` on the wire).
