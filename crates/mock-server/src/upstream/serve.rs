@@ -328,7 +328,7 @@ fn encode_head(
         }
         out.extend_from_slice(b"\r\n");
     }
-    let bodiless = status.is_informational()
+    let bodiless = status == StatusCode::SWITCHING_PROTOCOLS
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let mut length = None;
@@ -415,8 +415,23 @@ async fn write_response<S>(
 where
     S: AsyncWrite + Unpin,
 {
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     out.clear();
+    if parts.status.is_informational() {
+        // As hyper: a `101` (from an upstream, to a request that did not ask to switch) goes
+        // out without a body and ends the connection; any other `1xx` is not sent, a bare
+        // `500` is, and the connection ends too.
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        if !switching {
+            parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+            parts.headers.clear();
+            parts.extensions.clear();
+        }
+        encode_head(&parts, close_asked && switching, Some(0), out);
+        let _ = io.write_all(out).await;
+        let _ = io.flush().await;
+        return false;
+    }
     let exact = if hyper::body::Body::is_end_stream(&body) {
         Some(0)
     } else {
@@ -634,6 +649,18 @@ mod tests {
         Response::new(Body::from_stream(parts))
     }
 
+    fn switching() -> Response {
+        let mut response = json_ok();
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        response
+    }
+
+    fn early_hints() -> Response {
+        let mut response = json_ok();
+        *response.status_mut() = StatusCode::from_u16(103).unwrap();
+        response
+    }
+
     fn closing() -> Response {
         let mut response = json_ok();
         response
@@ -644,7 +671,7 @@ mod tests {
 
     #[tokio::test]
     async fn replies_are_written_as_hyper_writes_them() {
-        let cases: [(&str, Make); 7] = [
+        let cases: [(&str, Make); 9] = [
             ("json", json_ok),
             ("length and date", with_length_and_date),
             ("reason phrase", refused),
@@ -652,6 +679,8 @@ mod tests {
             ("no content", no_content),
             ("streamed", streamed),
             ("closing", closing),
+            ("switching", switching),
+            ("informational", early_hints),
         ];
         for (what, make) in cases {
             for close_asked in [false, true] {
@@ -663,7 +692,8 @@ mod tests {
                 let hyper = by_hyper(make, extra).await;
                 let (ours, keep) = by_loop(make, close_asked).await;
                 assert_eq!(ours, hyper, "{what}, close asked: {close_asked}");
-                let closes = close_asked || what == "closing";
+                let closes =
+                    close_asked || ["closing", "switching", "informational"].contains(&what);
                 assert_eq!(keep, !closes, "{what}, close asked: {close_asked}");
             }
         }
