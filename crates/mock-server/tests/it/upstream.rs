@@ -490,6 +490,63 @@ async fn the_proxys_https_listener_serves_keep_alive_calls_like_its_http_one() {
     upstream.shutdown().await.unwrap();
 }
 
+/// Real mode's own loop keeps pveproxy's header timeout: a connection that sends nothing, or
+/// stops halfway through its next head after a request was answered, is closed without a
+/// reply, and the proxy goes on serving.
+#[tokio::test]
+async fn the_loop_closes_connections_whose_head_does_not_come() {
+    use tokio::io::AsyncWriteExt;
+    let (url, task) = echo_upstream().await;
+    let proxy = MockServer::builder()
+        .auth(false)
+        .header_timeout(Duration::from_millis(300))
+        .upstream(UpstreamConfig::new(&url))
+        .spawn()
+        .await
+        .unwrap();
+    let address = proxy.http_addr();
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    assert_eq!(
+        read_until_closed(&mut silent).await,
+        0,
+        "closed without a reply"
+    );
+
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /api2/json/version HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let (head, _) = read_reply(&mut stream, &mut buffer).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    stream
+        .write_all(b"GET /api2/json/version HTTP/1.1\r\nHost:")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_until_closed(&mut stream).await,
+        0,
+        "closed without a reply"
+    );
+
+    let (status, _) = send(client().get(format!("{}/api2/json/version", root(&proxy)))).await;
+    assert_eq!(status, 200);
+    proxy.shutdown().await.unwrap();
+    task.abort();
+}
+
+/// Bytes read before the end of the connection (0 when it closes without a reply). The bound
+/// only keeps a broken build from hanging the suite; the server closes long before it.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buffer))
+        .await
+        .expect("the connection stayed open");
+    read.unwrap_or(0)
+}
+
 /// An upstream that reads an upload as it comes (`PUT /upload`: answers how many bytes, their
 /// sum, and how the request was framed) and sends a 2 MiB download in 64 parts without a
 /// length (`GET /download`, `chunked` on the wire).
