@@ -148,7 +148,15 @@ where
             Err(_) => return false,
         }
     };
-    let (response, operation) = forward_head(state, upstream, raw, body, deadline).await;
+    // A panic becomes a logged 500, as `CatchPanicLayer` makes it on the hyper path.
+    let forwarded =
+        std::panic::AssertUnwindSafe(forward_head(state, upstream, raw, body, deadline))
+            .catch_unwind()
+            .await;
+    let (response, operation) = match forwarded {
+        Ok(forwarded) => forwarded,
+        Err(panic) => (crate::http::panic_response(panic), None),
+    };
     let label = match operation {
         Some(index) => RequestLabel::Operation(index),
         None => RequestLabel::Unmatched,
