@@ -257,7 +257,9 @@ impl<'a> RawHead<'a> {
             expect: false,
         };
         for (name, line) in raw.lines() {
-            let value = line.get(name.len() + 2..line.len() - 2).unwrap_or_default();
+            let value = line
+                .get(name.len() + 2..line.len().saturating_sub(2))
+                .unwrap_or_default();
             if name.eq_ignore_ascii_case(b"content-type") {
                 raw.content_type.get_or_insert(value);
             } else if name.eq_ignore_ascii_case(b"content-length") {
@@ -593,14 +595,17 @@ mod tests {
         (without_date(&written), keep)
     }
 
+    /// The text, with the digits of the `date` line masked (the time moves, its form must not).
     fn without_date(bytes: &[u8]) -> String {
         let text = String::from_utf8_lossy(bytes);
         text.split("\r\n")
             .map(|line| {
                 if line.starts_with("date: ") {
-                    "date: -"
+                    line.chars()
+                        .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+                        .collect()
                 } else {
-                    line
+                    line.to_owned()
                 }
             })
             .collect::<Vec<_>>()
