@@ -230,14 +230,18 @@ impl<S: AsyncRead + Unpin> Wire<S> {
 
     /// Reads a request body of `length` bytes taken after a head from [`Wire::poll_next_head`];
     /// `None` when the client ends the connection first.
+    ///
+    /// The buffer grows with what arrives, [`READ_CHUNK`] at a time: a client that announces a
+    /// large body and sends nothing does not make the server hold memory for it.
     pub(crate) async fn read_body(&mut self, length: usize) -> io::Result<Option<Vec<u8>>> {
         use tokio::io::AsyncReadExt as _;
         let from_pending = length.min(self.pending.len());
-        let mut body = Vec::with_capacity(length);
+        let mut body = Vec::with_capacity(from_pending.max(length.min(READ_CHUNK)));
         body.extend_from_slice(&self.pending[..from_pending]);
         self.pending.drain(..from_pending);
         while body.len() < length {
             let want = length - body.len();
+            body.reserve(want.min(READ_CHUNK));
             let read = (&mut self.inner)
                 .take(want as u64)
                 .read_buf(&mut body)
@@ -1048,6 +1052,48 @@ mod tests {
 
     /// Targets that need no escaping are passed on as they are; others are escaped as Perl's
     /// `URI` escapes them.
+    #[tokio::test]
+    async fn a_body_is_read_as_it_arrives_and_only_that_far() {
+        use tokio::io::AsyncWriteExt as _;
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut wire = Wire::new(server, Duration::from_secs(5), false);
+        client
+            .write_all(b"POST /a HTTP/1.1\r\nContent-Length: 40000\r\n\r\nfirst")
+            .await
+            .unwrap();
+        let Ok(Next::Head { used, body, .. }) =
+            std::future::poll_fn(|cx| wire.poll_next_head(cx)).await
+        else {
+            panic!("no head");
+        };
+        assert_eq!(body, 40_000);
+        wire.consume(used);
+        let sender = tokio::spawn(async move {
+            // The rest in pieces, then the next request, which stays unread.
+            for _ in 0..(40_000 - 5) / 5 {
+                client.write_all(b"12345").await.unwrap();
+            }
+            client.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
+            client
+        });
+        let read = wire.read_body(40_000).await.unwrap().unwrap();
+        assert_eq!(read.len(), 40_000);
+        assert!(read.starts_with(b"first12345"));
+        let _client = sender.await.unwrap();
+        let next = std::future::poll_fn(|cx| wire.poll_next_head(cx))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&next, Next::Head { head, .. } if head.starts_with(b"GET /b ")),
+            "{next:?}"
+        );
+        // A client that goes away within its body: no body.
+        let (client, server) = tokio::io::duplex(64);
+        let mut wire = Wire::new(server, Duration::from_secs(5), false);
+        drop(client);
+        assert!(wire.read_body(10).await.unwrap().is_none());
+    }
+
     #[test]
     fn plain_paths_are_paths_http_takes() {
         let kept: Vec<u8> = (0..=255u8)
