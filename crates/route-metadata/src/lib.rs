@@ -487,13 +487,9 @@ impl PathNode {
 
     /// Reads a line written by [`PathNode::to_compact`].
     pub fn from_compact(line: &str) -> Option<PathNode> {
-        let mut fields = split_ascii(line, b' ');
-        let path = fields.next()?;
-        let kind = PathKind::parse(fields.next()?)?;
-        let optional = |text: &str| (text != "-").then(|| text.to_owned());
-        let related = optional(fields.next()?);
-        let id_param = optional(fields.next()?);
-        let methods = match fields.next()? {
+        let fields = CompactFields::read(line)?;
+        let path = fields.path;
+        let methods = match fields.methods {
             "-" => Vec::new(),
             list => split_ascii(list, b',')
                 .map(Method::parse)
@@ -506,13 +502,10 @@ impl PathNode {
             child.push_str(name);
             child
         };
-        let children = match fields.next()? {
+        let children = match fields.children {
             "-" => Vec::new(),
             list => split_ascii(list, b',').map(below).collect(),
         };
-        if fields.next().is_some() || !path.starts_with('/') {
-            return None;
-        }
         let path_params = if path.contains('{') {
             split_ascii(path, b'/')
                 .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
@@ -532,11 +525,61 @@ impl PathNode {
                 .unwrap_or_default()
                 .to_owned(),
             path_params,
+            kind: fields.kind,
+            related: fields.related.map(str::to_owned),
+            id_param: fields.id_param.map(str::to_owned),
+            children,
+            methods,
+        })
+    }
+
+    /// Whether [`PathNode::from_compact`] reads `line`, checked without building the node.
+    pub fn is_compact(line: &str) -> bool {
+        CompactFields::read(line).is_some_and(|fields| {
+            fields.methods == "-"
+                || split_ascii(fields.methods, b',').all(|m| Method::parse(m).is_some())
+        })
+    }
+
+    /// The templated path of a compact line (its first field); whether the line is whole is
+    /// [`PathNode::is_compact`]'s question.
+    pub fn compact_path(line: &str) -> &str {
+        split_ascii(line, b' ').next().unwrap_or_default()
+    }
+}
+
+/// The fields of a compact line, borrowed (see [`PathNode::to_compact`]).
+struct CompactFields<'a> {
+    path: &'a str,
+    kind: PathKind,
+    related: Option<&'a str>,
+    id_param: Option<&'a str>,
+    /// `-` or the methods, comma-separated (not parsed here).
+    methods: &'a str,
+    /// `-` or the children's last segments, comma-separated.
+    children: &'a str,
+}
+
+impl<'a> CompactFields<'a> {
+    fn read(line: &'a str) -> Option<CompactFields<'a>> {
+        let mut fields = split_ascii(line, b' ');
+        let path = fields.next()?;
+        let kind = PathKind::parse(fields.next()?)?;
+        let optional = |text: &'a str| (text != "-").then_some(text);
+        let related = optional(fields.next()?);
+        let id_param = optional(fields.next()?);
+        let methods = fields.next()?;
+        let children = fields.next()?;
+        if fields.next().is_some() || !path.starts_with('/') {
+            return None;
+        }
+        Some(CompactFields {
+            path,
             kind,
             related,
             id_param,
-            children,
             methods,
+            children,
         })
     }
 }
@@ -736,6 +779,8 @@ mod tests {
         let line = bare.to_compact().expect("a compact form");
         assert_eq!(line, "/version singleton - - - -");
         assert_eq!(PathNode::from_compact(&line), Some(bare));
+        assert!(PathNode::is_compact(&line));
+        assert_eq!(PathNode::compact_path(&line), "/version");
 
         let mut spaced = node.clone();
         spaced.id_param = Some("vm id".to_owned());
@@ -752,6 +797,7 @@ mod tests {
             "version singleton - - - -",
         ] {
             assert_eq!(PathNode::from_compact(bad), None, "{bad}");
+            assert!(!PathNode::is_compact(bad), "{bad}");
         }
     }
 

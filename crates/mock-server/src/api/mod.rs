@@ -98,8 +98,9 @@ pub(crate) struct Meta {
     pub(crate) tag: String,
     /// Release string the mock reports from `/version`.
     pub(crate) release: String,
-    /// Every path node of the API tree, sorted by path.
-    pub(crate) paths: Vec<PathNode>,
+    /// Every path node of the API tree, sorted by path (each read from its compact line on
+    /// first use).
+    paths: Vec<LazyNode>,
     operations: Vec<LazyOperation>,
 }
 
@@ -108,6 +109,16 @@ impl Meta {
     #[cfg(test)]
     pub(crate) fn operations(&self) -> impl ExactSizeIterator<Item = &Operation> {
         self.operations.iter().map(LazyOperation::get)
+    }
+
+    /// How many path nodes the tag has (indexes `0..count`).
+    pub(crate) fn path_count(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Every path node, in order (reads those not read yet).
+    pub(crate) fn paths(&self) -> impl ExactSizeIterator<Item = &PathNode> {
+        self.paths.iter().map(LazyNode::get)
     }
 
     /// How many operations the tag has (indexes `0..count`).
@@ -131,10 +142,10 @@ impl Meta {
     /// the document's for every tag; here the count and the first and last are checked). Else
     /// each operation's head is read from its text.
     #[allow(clippy::type_complexity)]
-    fn from_index<'i>(
+    fn from_index(
         json: &'static str,
-        index: &'i str,
-    ) -> Option<(Meta, Vec<(&'i str, Method)>)> {
+        index: &'static str,
+    ) -> Option<(Meta, Vec<(&'static str, Method)>)> {
         /// [`route_metadata::RouteIndex`], borrowing its compact node lines.
         #[derive(Deserialize)]
         struct Index<'a> {
@@ -150,13 +161,25 @@ impl Meta {
         let cut = |[start, end]: [usize; 2]| json.get(start..end);
         // The compact lines when the index has them (a tenth of the parsing and allocations
         // of the array), else the array itself.
-        let paths: Vec<PathNode> = if index.nodes.is_empty() {
-            serde_json::from_str(cut(index.paths)?).ok()?
+        // The compact lines are checked now and read into nodes on first use: start-up needs
+        // only each node's path (a node took about 2,400 instructions and a dozen allocations
+        // to build, most of the loading thread's time, which the first request waits for).
+        let paths: Vec<LazyNode> = if index.nodes.is_empty() {
+            serde_json::from_str::<Vec<PathNode>>(cut(index.paths)?)
+                .ok()?
+                .into_iter()
+                .map(LazyNode::from)
+                .collect()
         } else {
             index
                 .nodes
                 .iter()
-                .map(|line| PathNode::from_compact(line))
+                .map(|&line| {
+                    PathNode::is_compact(line).then(|| LazyNode {
+                        line: Some(line),
+                        parsed: OnceLock::new(),
+                    })
+                })
                 .collect::<Option<_>>()?
         };
         let mut heads: Vec<(&str, Method)> = Vec::with_capacity(index.operations.len());
@@ -232,7 +255,7 @@ impl Meta {
         let meta = Meta {
             tag: document.tag,
             release: document.release,
-            paths: document.paths,
+            paths: document.paths.into_iter().map(LazyNode::from).collect(),
             operations: document
                 .operations
                 .into_iter()
@@ -251,7 +274,7 @@ impl From<RouteMetadata> for Meta {
         Meta {
             tag: meta.tag,
             release: meta.release,
-            paths: meta.paths,
+            paths: meta.paths.into_iter().map(LazyNode::from).collect(),
             operations: meta
                 .operations
                 .into_iter()
@@ -260,6 +283,43 @@ impl From<RouteMetadata> for Meta {
                     parsed: OnceLock::from(Box::new(op)),
                 })
                 .collect(),
+        }
+    }
+}
+
+/// A path node, kept as its compact line (a slice of the embedded index, checked with
+/// `PathNode::is_compact`) until first used.
+#[derive(Debug)]
+struct LazyNode {
+    line: Option<&'static str>,
+    parsed: OnceLock<PathNode>,
+}
+
+impl From<PathNode> for LazyNode {
+    fn from(node: PathNode) -> LazyNode {
+        LazyNode {
+            line: None,
+            parsed: OnceLock::from(node),
+        }
+    }
+}
+
+impl LazyNode {
+    fn get(&self) -> &PathNode {
+        self.parsed.get_or_init(|| {
+            // A line is kept only after `PathNode::is_compact` accepted it, and that is
+            // exactly when `from_compact` reads it (`compact_lines_read_as_checked`).
+            #[allow(clippy::expect_used)]
+            PathNode::from_compact(self.line.unwrap_or(""))
+                .expect("a checked compact path node reads")
+        })
+    }
+
+    /// The node's templated path, without reading the rest of its line.
+    fn template(&self) -> &str {
+        match self.line {
+            Some(line) => PathNode::compact_path(line),
+            None => &self.get().path,
         }
     }
 }
@@ -442,9 +502,10 @@ impl Api {
         let mut path_by_template =
             HashMap::with_capacity_and_hasher(meta.paths.len(), Default::default());
         for (index, node) in meta.paths.iter().enumerate() {
-            path_by_template.insert(node.path.clone(), index);
-            if let Err(error) = router.insert(node.path.as_str(), index) {
-                tracing::warn!(path = %node.path, %error, "route not added to the matcher");
+            let template = node.template();
+            path_by_template.insert(template.to_owned(), index);
+            if let Err(error) = router.insert(template, index) {
+                tracing::warn!(path = %template, %error, "route not added to the matcher");
             }
         }
         for (op_index, (path, method)) in heads.iter().enumerate() {
@@ -477,7 +538,7 @@ impl Api {
         let path = if path.is_empty() { "/" } else { path };
         let mut raw = Vec::new();
         let path_index = self.router.at(path, &mut raw).ok_or(MatchError::NotFound)?;
-        let names = &self.meta.paths[path_index].path_params;
+        let names = &self.meta.paths[path_index].get().path_params;
         let mut params = Vec::with_capacity(raw.len());
         for (name, value) in names.iter().zip(raw) {
             let decoded = percent_encoding::percent_decode_str(value)
@@ -519,14 +580,14 @@ impl Api {
 
     /// A path node by index.
     pub(crate) fn node(&self, path_index: usize) -> &PathNode {
-        &self.meta.paths[path_index]
+        self.meta.paths[path_index].get()
     }
 
     /// A path node by its templated path.
     pub(crate) fn node_at(&self, template: &str) -> Option<&PathNode> {
         self.path_by_template
             .get(template)
-            .map(|&index| &self.meta.paths[index])
+            .map(|&index| self.meta.paths[index].get())
     }
 
     /// The compiled, anchored regex of a schema pattern (`None` when it does not compile; such
@@ -713,7 +774,7 @@ pub(crate) mod tests {
         }
         for tag in TAGS {
             let api = Api::load(tag).unwrap();
-            for node in &api.meta.paths {
+            for node in api.meta.paths() {
                 let names: Vec<&str> = node
                     .path
                     .split('/')
@@ -777,8 +838,33 @@ pub(crate) mod tests {
                 assert_eq!(at, index);
                 assert_eq!(lazy, op);
             }
-            assert_eq!(api.meta.paths, full.paths);
+            assert!(api.meta.paths().eq(full.paths.iter()));
             assert_eq!(api.meta.release, full.release);
+        }
+    }
+
+    /// A test's own index text, for as long as the tests run.
+    fn leak(text: String) -> &'static str {
+        Box::leak(text.into_boxed_str())
+    }
+
+    /// Every compact line of every embedded index is one `PathNode::is_compact` accepts and
+    /// `PathNode::from_compact` reads, with the path `PathNode::compact_path` gives (what
+    /// `LazyNode` relies on); a damaged line is refused by both.
+    #[test]
+    fn compact_lines_read_as_checked() {
+        for tag in TAGS {
+            let index: route_metadata::RouteIndex =
+                serde_json::from_str(crate::embedded::route_index(tag).unwrap()).unwrap();
+            assert!(!index.nodes.is_empty(), "{tag}");
+            for line in &index.nodes {
+                assert!(PathNode::is_compact(line), "{tag}: {line}");
+                let node = PathNode::from_compact(line).unwrap();
+                assert_eq!(PathNode::compact_path(line), node.path);
+                let damaged = line.replacen(' ', "  ", 1);
+                assert!(!PathNode::is_compact(&damaged), "{damaged}");
+                assert!(PathNode::from_compact(&damaged).is_none(), "{damaged}");
+            }
         }
     }
 
@@ -802,7 +888,7 @@ pub(crate) mod tests {
                     .is_empty()
             );
             assert_eq!(heads, scanned_heads);
-            assert_eq!(meta.paths, scanned.paths);
+            assert!(meta.paths().eq(scanned.paths()));
             assert_eq!((&meta.tag, &meta.release), (&scanned.tag, &scanned.release));
             let raws = |meta: &Meta| -> Vec<Option<&str>> {
                 meta.operations.iter().map(|op| op.raw).collect()
@@ -811,13 +897,13 @@ pub(crate) mod tests {
 
             let mut shifted: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
             shifted.operations[1][0] += 1;
-            assert!(Meta::from_index(json, &shifted.to_json()).is_none());
+            assert!(Meta::from_index(json, leak(shifted.to_json())).is_none());
             let mut other: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
             other.release.push('1');
-            assert!(Meta::from_index(json, &other.to_json()).is_none());
+            assert!(Meta::from_index(json, leak(other.to_json())).is_none());
             let mut cut: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
             cut.operations[0][1] -= 1;
-            assert!(Meta::from_index(json, &cut.to_json()).is_none());
+            assert!(Meta::from_index(json, leak(cut.to_json())).is_none());
         }
     }
 

@@ -262,7 +262,7 @@ mod tests {
     fn every_embedded_template_matches_itself() {
         for tag in crate::embedded::TAGS {
             let api = crate::api::Api::load(tag).unwrap();
-            for (index, node) in api.meta.paths.iter().enumerate() {
+            for (index, node) in api.meta.paths().enumerate() {
                 let concrete: Vec<String> = node
                     .path
                     .split('/')
@@ -276,7 +276,7 @@ mod tests {
                     .collect();
                 let concrete = concrete.join("/");
                 let matched = api.match_path(&concrete).unwrap();
-                let found = &api.meta.paths[matched.path_index].path;
+                let found = &api.node(matched.path_index).path;
                 // A template with parameters may lose to a literal sibling that has the
                 // filler as its name (never the case with this filler).
                 assert_eq!(matched.path_index, index, "{tag} {concrete}: got {found}");

@@ -450,7 +450,7 @@ fn slot(method: Method) -> usize {
 impl Routes {
     /// Resolves [`table`] against the tag's paths; templates the tag lacks are skipped.
     pub(crate) fn new(api: &Api) -> Routes {
-        let mut handlers = vec![[None; 4]; api.meta.paths.len()];
+        let mut handlers = vec![[None; 4]; api.meta.path_count()];
         for route in table() {
             if let Some(index) = api.path_index(&route.template) {
                 handlers[index][slot(route.method)] = Some(route.handler);

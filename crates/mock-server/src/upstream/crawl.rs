@@ -71,8 +71,7 @@ pub(super) async fn run(upstream: &Upstream, api: &Api, config: &CrawlConfig) {
         // The schema has no `/`: the walk starts at the top-level paths (`/nodes`, `/pools`...).
         let mut level: Vec<String> = api
             .meta
-            .paths
-            .iter()
+            .paths()
             .map(|node| node.path.clone())
             .filter(|path| path.matches('/').count() == 1 && leads_to_recorded(path))
             .collect();
