@@ -85,13 +85,13 @@ pub(crate) enum MatchError {
     BadEncoding,
 }
 
-/// The route metadata of one tag as the server keeps it: the header and every path node parsed
-/// at start-up, each operation parsed on first use.
+/// The route metadata of one tag as the server keeps it: the header parsed at start-up, each
+/// path node and each operation read on first use.
 ///
-/// Start-up only needs the paths and, per operation, its path and method (to build the
+/// Start-up only needs each node's path and, per operation, its path and method (to build the
 /// matcher and the method table); the operations' parameter and return schemas are most of
-/// the document, so each operation is kept as its slice of the embedded JSON until a request
-/// (or a test) needs it.
+/// the document, so each operation is kept as its slice of the embedded JSON, and each path
+/// node as its compact line (checked at load), until a request (or a test) needs it.
 #[derive(Debug)]
 pub(crate) struct Meta {
     /// Schema tag, e.g. `9.1`.
