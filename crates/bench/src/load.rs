@@ -1,11 +1,14 @@
 //! The load generator: keep-alive HTTP/1.1 connections, plain or TLS, for a fixed time or count.
 //!
-//! Same semantics as `wrk -c50 -d10s --latency`: each connection sends its next request as soon
-//! as the previous answer is read (closed loop), latencies are measured per request from just
-//! before sending to the last byte of the body, and throughput counts 2xx answers over the wall
-//! time of the whole run. It is written against hyper's connection API rather than wrk so that
-//! POSTs with a fresh form body per request (creates with increasing `vmid`) need no Lua, and so
-//! that nothing outside the bench crate has to be installed.
+//! Same semantics as `wrk -t2 -c50 -d10s --latency`: each connection sends its next request as
+//! soon as the previous answer is read (closed loop), latencies are measured per request from
+//! just before sending to the last byte of the body, and throughput counts 2xx answers over the
+//! wall time of the whole run. It is built like wrk, too: the connections are shared out over
+//! one event loop per core (a `current_thread` runtime on its own thread each, see [`spread`]),
+//! and each connection is one task that writes prepared request bytes and parses the answer in
+//! place ([`crate::http1`]). It is our own rather than wrk so that POSTs with a fresh form body
+//! per request (creates with increasing `vmid`) need no Lua, and so that nothing outside the
+//! bench crate has to be installed.
 //!
 //! [`run_open`] is the open-loop variant (like `wrk2 -R`): a fixed offered rate, latencies
 //! counted from each request's due time when the connection was still busy then.
@@ -13,6 +16,7 @@
 //! A connection that fails is counted and reopened; every run is bounded both by time and, when
 //! asked, by a request count, and every request by [`REQUEST_TIMEOUT`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -20,16 +24,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::http1::Connection;
 use crate::stats::Latencies;
 
 /// The longest a single request may take before it counts as an error.
@@ -110,10 +109,6 @@ pub struct LoadSummary {
     pub first_failure: Option<String>,
 }
 
-/// A stream hyper can drive: TCP or TLS over TCP.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// Runs `spec` against `target` with `shape`, and summarises the latencies of 2xx answers.
 pub async fn run(
     target: &Target,
@@ -124,21 +119,14 @@ pub async fn run(
     let started = Instant::now();
     let deadline = started + shape.duration;
     let issued = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::with_capacity(shape.connections);
-    for _ in 0..shape.connections.max(1) {
-        let target = target.clone();
-        let auth = auth.clone();
-        let spec = spec.clone();
-        let issued = issued.clone();
-        tasks.push(tokio::spawn(async move {
-            drive_connection(&target, &auth, &spec, deadline, shape.max_requests, &issued).await
-        }));
-    }
-    let mut total = ConnectionTally::default();
-    for task in tasks {
-        let tally = task.await.context("joining a load connection")?;
-        total.merge(tally);
-    }
+    let request = Arc::new(Prepared::new(target, auth, spec));
+    let target = target.clone();
+    let max_requests = shape.max_requests;
+    let mut total = spread(shape.connections, move |_lane| {
+        let (target, request, issued) = (target.clone(), request.clone(), issued.clone());
+        async move { drive_connection(&target, &request, deadline, max_requests, &issued).await }
+    })
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
     let latencies = Latencies::from_micros(&mut total.latencies_us);
     let ok = total.latencies_us.len() as u64;
@@ -193,22 +181,17 @@ pub async fn run_open(
         let pacer = pacer.clone();
         tokio::task::spawn_blocking(move || pacer.run())
     };
-    let mut tasks = Vec::with_capacity(connections);
-    for lane in 0..connections {
-        let target = target.clone();
-        let auth = auth.clone();
-        let spec = spec.clone();
-        let pacer = pacer.clone();
-        tasks.push(tokio::spawn(async move {
-            drive_open_connection(&target, &auth, &spec, &pacer, lane).await
-        }));
-    }
-    let mut total = ConnectionTally::default();
-    for task in tasks {
-        let tally = task.await.context("joining a load connection")?;
-        total.merge(tally);
-    }
+    let request = Arc::new(Prepared::new(target, auth, spec));
+    let lanes = {
+        let (target, pacer) = (target.clone(), pacer.clone());
+        spread(connections, move |lane| {
+            let (target, request, pacer) = (target.clone(), request.clone(), pacer.clone());
+            async move { drive_open_connection(&target, &request, &pacer, lane).await }
+        })
+    };
+    let total = lanes.await;
     pacing.await.context("joining the pacer")?;
+    let mut total = total?;
     let latencies = Latencies::from_micros(&mut total.latencies_us);
     let ok = total.latencies_us.len() as u64;
     let elapsed = duration.as_secs_f64();
@@ -289,13 +272,13 @@ impl Pacer {
 /// previous answer is in, when that is later).
 async fn drive_open_connection(
     target: &Target,
-    auth: &Auth,
-    spec: &RequestSpec,
+    request: &Prepared,
     pacer: &Pacer,
     lane: usize,
 ) -> ConnectionTally {
     let mut tally = ConnectionTally::default();
-    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    let mut connection: Option<Connection> = None;
+    let mut bytes = Vec::new();
     let mut nth = 0_u64;
     loop {
         let due = pacer.due(pacer.index(lane, nth));
@@ -307,58 +290,13 @@ async fn drive_open_connection(
             pacer.released(lane, nth).await;
         }
         nth += 1;
-        let mut connection = match sender.take() {
-            Some(connection) => connection,
-            None => match connect(target).await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    tally.errors += 1;
-                    tally.fail(format!("{error:#}"));
-                    continue;
-                }
-            },
+        let Some(open) = tally.connection(&mut connection, target).await else {
+            continue;
         };
-        let request = match build_request(target, auth, spec) {
-            Ok(request) => request,
-            Err(error) => {
-                tally.errors += 1;
-                tally.fail(format!("{error:#}"));
-                break;
-            }
-        };
+        request.write(&mut bytes);
         let sent = if late { due } else { Instant::now() };
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            connection.ready().await?;
-            let response = connection.send_request(request).await?;
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
-        })
-        .await;
-        let latency = sent.elapsed();
-        match outcome {
-            Ok(Ok((status, body))) => {
-                if status.is_success() {
-                    let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-                    tally.latencies_us.push(micros);
-                } else {
-                    tally.non_2xx += 1;
-                    tally.fail(format!(
-                        "{status}: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(200)])
-                    ));
-                }
-                sender = Some(connection);
-            }
-            Ok(Err(error)) => {
-                tally.errors += 1;
-                tally.fail(format!("{error}"));
-            }
-            Err(_elapsed) => {
-                tally.errors += 1;
-                tally.fail(format!("no answer within {REQUEST_TIMEOUT:?}"));
-            }
-        }
+        let outcome = exchange(open, &bytes).await;
+        tally.record(outcome, sent.elapsed(), &mut connection);
     }
     tally
 }
@@ -371,59 +309,143 @@ pub async fn once(
     headers: &[(HeaderName, HeaderValue)],
     form: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let mut sender = connect(target).await?;
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, target.addr.to_string());
-    for (name, value) in headers {
-        builder = builder.header(name, value);
+    let mut connection = Connection::open(target.addr, target.tls.as_ref()).await?;
+    let mut request = Vec::new();
+    write_head(&mut request, &method, path, target.addr, headers.iter());
+    match form {
+        Some(form) => write_form(&mut request, form),
+        None => request.extend_from_slice(b"\r\n"),
     }
-    let body = match form {
-        Some(form) => {
-            builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-            Full::new(Bytes::from(form.to_owned()))
-        }
-        None => Full::new(Bytes::new()),
-    };
-    let request = builder.body(body).context("building a request")?;
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, body))
-    })
-    .await
-    .context("request timed out")?
-    .context("sending a request")?;
-    Ok(response)
+    let answer = tokio::time::timeout(REQUEST_TIMEOUT, connection.exchange(&request))
+        .await
+        .context("request timed out")?
+        .context("sending a request")?;
+    Ok((answer.status, Bytes::copy_from_slice(answer.body)))
 }
 
-/// Opens a keep-alive HTTP/1.1 connection.
-async fn connect(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let tcp = TcpStream::connect(target.addr)
-        .await
-        .with_context(|| format!("connecting to {}", target.addr))?;
-    tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
-    let io: Box<dyn Io> = match &target.tls {
-        None => Box::new(tcp),
-        Some(connector) => {
-            let name = ServerName::IpAddress(target.addr.ip().into());
-            Box::new(
-                connector
-                    .connect(name, tcp)
-                    .await
-                    .context("TLS handshake")?,
-            )
+/// One request of a run, as bytes: everything but a create's form is written once.
+struct Prepared {
+    /// The request line and the headers of every request, without the blank line.
+    head: Vec<u8>,
+    body: Body,
+}
+
+impl Prepared {
+    fn new(target: &Target, auth: &Auth, spec: &RequestSpec) -> Self {
+        let mut head = Vec::new();
+        let writes = (spec.method != Method::GET).then_some(&auth.write_headers);
+        write_head(
+            &mut head,
+            &spec.method,
+            &spec.path,
+            target.addr,
+            auth.headers.iter().chain(writes.into_iter().flatten()),
+        );
+        Self {
+            head,
+            body: spec.body.clone(),
         }
-    };
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .context("HTTP/1.1 handshake")?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+    }
+
+    /// Writes the next request into `out` (a create takes the next VM ID).
+    fn write(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.head);
+        match &self.body {
+            Body::Empty => out.extend_from_slice(b"\r\n"),
+            Body::CreateVm { next_vmid } => {
+                let vmid = next_vmid.fetch_add(1, Ordering::Relaxed);
+                write_form(out, &create_form(vmid));
+            }
+        }
+    }
+}
+
+/// Writes a request line, `Host` and `headers` (each line with its CRLF).
+fn write_head<'a>(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &str,
+    host: SocketAddr,
+    headers: impl Iterator<Item = &'a (HeaderName, HeaderValue)>,
+) {
+    out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\n").as_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Ends a head with a form body's headers, and appends the form.
+fn write_form(out: &mut Vec<u8>, form: &str) {
+    out.extend_from_slice(
+        format!(
+            "content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n",
+            form.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(form.as_bytes());
+}
+
+/// Runs one future per connection (`lane(0)`, `lane(1)`, ...), shared out over one
+/// `current_thread` runtime per available core, each on a thread of its own, the way `wrk -t2`
+/// shares its connections over two event loops; returns the connections' tallies merged.
+async fn spread<F, Fut>(connections: usize, lane: F) -> anyhow::Result<ConnectionTally>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ConnectionTally> + Send + 'static,
+{
+    let connections = connections.max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .min(connections);
+    let lane = Arc::new(lane);
+    let mut results = Vec::with_capacity(threads);
+    for thread in 0..threads {
+        let lane = lane.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("load-{thread}"))
+            .spawn(move || {
+                let tally = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|runtime| {
+                        runtime.block_on(async {
+                            let tasks: Vec<_> = (thread..connections)
+                                .step_by(threads)
+                                .map(|index| tokio::spawn(lane(index)))
+                                .collect();
+                            let mut total = ConnectionTally::default();
+                            for task in tasks {
+                                match task.await {
+                                    Ok(tally) => total.merge(tally),
+                                    Err(error) => {
+                                        total.errors += 1;
+                                        total.fail(format!("a load connection failed: {error}"));
+                                    }
+                                }
+                            }
+                            total
+                        })
+                    });
+                let _ = done.send(tally);
+            })
+            .context("starting a load thread")?;
+        results.push(result);
+    }
+    let mut total = ConnectionTally::default();
+    for result in results {
+        let tally = result
+            .await
+            .context("a load thread ended without a result")?
+            .context("starting a load runtime")?;
+        total.merge(tally);
+    }
+    Ok(total)
 }
 
 /// What one connection saw.
@@ -433,6 +455,21 @@ struct ConnectionTally {
     non_2xx: u64,
     errors: u64,
     first_failure: Option<String>,
+}
+
+/// An exchange's outcome: the status and, for a non-2xx answer, the start of its body.
+type Outcome = Result<anyhow::Result<(StatusCode, Option<String>)>, tokio::time::error::Elapsed>;
+
+/// Sends `request` on `connection` and reads the answer, within [`REQUEST_TIMEOUT`].
+async fn exchange(connection: &mut Connection, request: &[u8]) -> Outcome {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let answer = connection.exchange(request).await?;
+        let failure = (!answer.status.is_success()).then(|| {
+            String::from_utf8_lossy(&answer.body[..answer.body.len().min(200)]).into_owned()
+        });
+        Ok((answer.status, failure))
+    })
+    .await
 }
 
 impl ConnectionTally {
@@ -450,109 +487,87 @@ impl ConnectionTally {
             self.first_failure = Some(what);
         }
     }
+
+    /// The open connection in `slot`, opening one first when there is none; `None` (counted as
+    /// an error) when that fails.
+    async fn connection<'a>(
+        &mut self,
+        slot: &'a mut Option<Connection>,
+        target: &Target,
+    ) -> Option<&'a mut Connection> {
+        if slot.is_none() {
+            match Connection::open(target.addr, target.tls.as_ref()).await {
+                Ok(connection) => *slot = Some(connection),
+                Err(error) => {
+                    self.errors += 1;
+                    self.fail(format!("{error:#}"));
+                    return None;
+                }
+            }
+        }
+        slot.as_mut()
+    }
+
+    /// Counts an exchange's outcome; the connection is kept for the next request only when the
+    /// answer came whole and the server keeps it open.
+    fn record(&mut self, outcome: Outcome, latency: Duration, slot: &mut Option<Connection>) {
+        match outcome {
+            Ok(Ok((status, failure))) => {
+                match failure {
+                    None => {
+                        let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+                        self.latencies_us.push(micros);
+                    }
+                    Some(body) => {
+                        self.non_2xx += 1;
+                        self.fail(format!("{status}: {body}"));
+                    }
+                }
+                if slot.as_ref().is_some_and(|open| !open.reusable()) {
+                    *slot = None;
+                }
+            }
+            Ok(Err(error)) => {
+                self.errors += 1;
+                self.fail(format!("{error:#}"));
+                *slot = None;
+            }
+            Err(_elapsed) => {
+                self.errors += 1;
+                self.fail(format!("no answer within {REQUEST_TIMEOUT:?}"));
+                *slot = None;
+            }
+        }
+    }
 }
 
 /// One connection's loop: send, read, record, until the deadline or the request budget.
 async fn drive_connection(
     target: &Target,
-    auth: &Auth,
-    spec: &RequestSpec,
+    request: &Prepared,
     deadline: Instant,
     max_requests: Option<u64>,
     issued: &AtomicU64,
 ) -> ConnectionTally {
     let mut tally = ConnectionTally::default();
-    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    let mut connection: Option<Connection> = None;
+    let mut bytes = Vec::new();
     while Instant::now() < deadline && tally.errors < MAX_ERRORS {
         if let Some(limit) = max_requests
             && issued.fetch_add(1, Ordering::Relaxed) >= limit
         {
             break;
         }
-        let mut connection = match sender.take() {
-            Some(connection) => connection,
-            None => match connect(target).await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    tally.errors += 1;
-                    tally.fail(format!("{error:#}"));
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+        let Some(open) = tally.connection(&mut connection, target).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         };
-        let request = match build_request(target, auth, spec) {
-            Ok(request) => request,
-            Err(error) => {
-                tally.errors += 1;
-                tally.fail(format!("{error:#}"));
-                break;
-            }
-        };
+        request.write(&mut bytes);
         let started = Instant::now();
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            connection.ready().await?;
-            let response = connection.send_request(request).await?;
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
-        })
-        .await;
-        let latency = started.elapsed();
-        match outcome {
-            Ok(Ok((status, body))) => {
-                if status.is_success() {
-                    let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-                    tally.latencies_us.push(micros);
-                } else {
-                    tally.non_2xx += 1;
-                    tally.fail(format!(
-                        "{status}: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(200)])
-                    ));
-                }
-                sender = Some(connection);
-            }
-            Ok(Err(error)) => {
-                tally.errors += 1;
-                tally.fail(format!("{error}"));
-            }
-            Err(_elapsed) => {
-                tally.errors += 1;
-                tally.fail(format!("no answer within {REQUEST_TIMEOUT:?}"));
-            }
-        }
+        let outcome = exchange(open, &bytes).await;
+        tally.record(outcome, started.elapsed(), &mut connection);
     }
     tally
-}
-
-/// Builds the next request of `spec` (a create takes the next VM ID).
-fn build_request(
-    target: &Target,
-    auth: &Auth,
-    spec: &RequestSpec,
-) -> anyhow::Result<Request<Full<Bytes>>> {
-    let mut builder = Request::builder()
-        .method(spec.method.clone())
-        .uri(spec.path.as_str())
-        .header(header::HOST, target.addr.to_string());
-    for (name, value) in &auth.headers {
-        builder = builder.header(name, value);
-    }
-    if spec.method != Method::GET {
-        for (name, value) in &auth.write_headers {
-            builder = builder.header(name, value);
-        }
-    }
-    let body = match &spec.body {
-        Body::Empty => Full::new(Bytes::new()),
-        Body::CreateVm { next_vmid } => {
-            let vmid = next_vmid.fetch_add(1, Ordering::Relaxed);
-            builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-            Full::new(Bytes::from(create_form(vmid)))
-        }
-    };
-    Ok(builder.body(body)?)
 }
 
 /// The form body of a VM creation.

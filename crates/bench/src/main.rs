@@ -37,6 +37,7 @@ mod check;
 mod cli_bench;
 mod clients;
 mod codegen;
+mod http1;
 mod load;
 mod memory_bench;
 mod mock_bench;
