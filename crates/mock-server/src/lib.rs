@@ -66,7 +66,9 @@ pub use error::Error;
 pub use seed::access::{AclSeed, GroupSeed, TokenSeed};
 pub use seed::profile::Profile;
 pub use seed::{Fixture, GuestSeed, NodeSeed, StorageSeed, UserSeed};
-pub use server::{MockServer, MockServerBuilder, MockServerHandle, TlsSource, resolve_tag};
+pub use server::{
+    MockServer, MockServerBuilder, MockServerHandle, PreparedServer, TlsSource, resolve_tag,
+};
 pub use simulation::{FaultKind, FaultSpec, TaskDurations};
 pub use store::{Store, StoreError, Synchronous};
 pub use upstream::{DEFAULT_UPSTREAM_TIMEOUT, UpstreamConfig, UpstreamTls};

@@ -26,8 +26,8 @@ use anyhow::Context;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, ValueEnum};
 use mock_server::{
-    Fixture, MockServer, Profile, Store, Synchronous, TaskDurations, TlsSource, UpstreamConfig,
-    UpstreamTls,
+    Fixture, MockServer, MockServerBuilder, PreparedServer, Profile, Store, Synchronous,
+    TaskDurations, TlsSource, UpstreamConfig, UpstreamTls,
 };
 
 /// Command-line options (each with an environment fallback).
@@ -182,15 +182,29 @@ enum Switch {
 
 fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    // The API is compiled while the runtime, the log subscriber and the state start; the
-    // server then finds it ready (start-up, docs/performance.md "Round 8").
+    // Start-up runs on three threads (docs/performance.md, "Round 11"): the API is compiled
+    // on one (`preload`), the state is built, the listeners bound and the certificate loaded on
+    // another (`prepare`), while this one starts the runtime; the server then finds both ready.
+    // The log subscriber comes first, so that nothing the other two log is lost.
     mock_server::preload(&options.schema);
+    let telemetry = init_tracing()?;
+    let (builder, store, tag) = server_builder(&options)?;
+    let preparing = std::thread::Builder::new()
+        .name("prepare".to_owned())
+        .spawn(move || builder.prepare())
+        .context("starting the preparing thread")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(serve(options))
+    let prepared = preparing
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        .context("starting the mock server")?;
+    let served = runtime.block_on(serve(&options, prepared, &store, tag));
+    drop(telemetry);
+    served
 }
 
-async fn serve(options: Options) -> anyhow::Result<()> {
-    let _telemetry = init_tracing()?;
+/// The server's configuration from the command line, the store it uses and the schema's tag.
+fn server_builder(options: &Options) -> anyhow::Result<(MockServerBuilder, Store, &'static str)> {
     let tag = mock_server::resolve_tag(&options.schema).context("selecting the schema")?;
     let store = match options.store {
         StoreKind::Sqlite => {
@@ -246,16 +260,26 @@ async fn serve(options: Options) -> anyhow::Result<()> {
             .seed(Fixture::parse(&text).with_context(|| format!("parsing {}", path.display()))?);
     }
     if let Some(url) = &options.upstream {
-        builder = builder.upstream(upstream_config(&options, url)?);
+        builder = builder.upstream(upstream_config(options, url)?);
     }
-    let server = builder.spawn().await.context("starting the mock server")?;
+    Ok((builder, store, tag))
+}
+
+/// Serves until a stop signal, after printing where.
+async fn serve(
+    options: &Options,
+    prepared: PreparedServer,
+    store: &Store,
+    tag: &str,
+) -> anyhow::Result<()> {
+    let server = prepared.spawn().await.context("starting the mock server")?;
     println!("Proxmox VE mock, schema {tag}");
     if let Some(profile) = options.profile {
         println!("  profile: {}", profile.name());
     }
     println!("  HTTPS: {}", server.https_base_url());
     println!("  HTTP:  {}", server.base_url());
-    match &store {
+    match store {
         Store::Sqlite(path) => println!(
             "  state: {} (SQLite, WAL, synchronous={})",
             path.display(),

@@ -362,8 +362,18 @@ impl MockServerBuilder {
         Ok(state)
     }
 
-    /// Binds the listeners and serves until [`MockServerHandle::shutdown`].
+    /// Binds the listeners and serves until [`MockServerHandle::shutdown`]:
+    /// [`prepare`](Self::prepare), then [`PreparedServer::spawn`].
     pub async fn spawn(self) -> Result<MockServerHandle, Error> {
+        self.prepare()?.spawn().await
+    }
+
+    /// Does everything before serving that needs no async runtime: builds the state (opening
+    /// and, when new, seeding the store), binds both listeners and loads or makes the TLS
+    /// certificate. It may run on a thread of its own while the caller starts its runtime (the
+    /// `mock-server` binary does so); connections that arrive from now on wait in the listen
+    /// backlog until [`PreparedServer::spawn`] serves them.
+    pub fn prepare(self) -> Result<PreparedServer, Error> {
         let state = self.build_state()?;
         if !self.auth {
             for address in [self.listen, self.http_listen] {
@@ -375,16 +385,8 @@ impl MockServerBuilder {
                 }
             }
         }
-        persist_key(&state).await?;
-        // Tasks that were running when the process stopped have no worker any more.
-        state
-            .store
-            .transact(|tables| {
-                Ok::<_, crate::store::StoreError>((crate::ops::tasks::interrupted(tables), ()))
-            })
-            .await?;
-        let (https, https_addr) = bind(self.listen, "HTTPS").await?;
-        let (http, http_addr) = bind(self.http_listen, "HTTP").await?;
+        let (https, https_addr) = bind(self.listen, "HTTPS")?;
+        let (http, http_addr) = bind(self.http_listen, "HTTP")?;
         let tls_dir = match (&self.tls, &self.store) {
             (TlsSource::SelfSigned(Some(dir)), _) => Some(dir.clone()),
             (TlsSource::SelfSigned(None), Store::Sqlite(path)) => {
@@ -401,6 +403,83 @@ impl MockServerBuilder {
             format!("https://{https_addr}{}", route_metadata::API_PREFIX),
             format!("http://{http_addr}{}", route_metadata::API_PREFIX),
         ]);
+        Ok(PreparedServer {
+            state,
+            https,
+            https_addr,
+            http,
+            http_addr,
+            acceptor,
+            cert_pem,
+        })
+    }
+}
+
+/// A mock server with its state built and its listeners bound, not serving yet
+/// ([`MockServerBuilder::prepare`]).
+pub struct PreparedServer {
+    state: AppState,
+    https: std::net::TcpListener,
+    https_addr: SocketAddr,
+    http: std::net::TcpListener,
+    http_addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    cert_pem: String,
+}
+
+impl std::fmt::Debug for PreparedServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedServer")
+            .field("http_addr", &self.http_addr)
+            .field("https_addr", &self.https_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedServer {
+    /// The plain HTTP listener's address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The HTTPS listener's address.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The server certificate (PEM), for clients that pin it.
+    pub fn tls_certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Serves until [`MockServerHandle::shutdown`] (inside a tokio runtime): stores the
+    /// ticket-signing key of a persistent state written without one, marks the tasks a stopped
+    /// process left running as interrupted, and starts accepting.
+    pub async fn spawn(self) -> Result<MockServerHandle, Error> {
+        let PreparedServer {
+            state,
+            https,
+            https_addr,
+            http,
+            http_addr,
+            acceptor,
+            cert_pem,
+        } = self;
+        persist_key(&state).await?;
+        // Tasks that were running when the process stopped have no worker any more.
+        state
+            .store
+            .transact(|tables| {
+                Ok::<_, crate::store::StoreError>((crate::ops::tasks::interrupted(tables), ()))
+            })
+            .await?;
+        let listener = |listener: std::net::TcpListener, scheme: &str| {
+            TcpListener::from_std(listener).map_err(|source| Error::Io {
+                context: format!("serving the {scheme} listener"),
+                source,
+            })
+        };
+        let (https, http) = (listener(https, "HTTPS")?, listener(http, "HTTP")?);
         if let Some(upstream) = state.upstream.get() {
             upstream.start(Arc::clone(&state.api));
         }
@@ -424,18 +503,27 @@ impl MockServerBuilder {
     }
 }
 
-/// Binds a listener; returns it with the address it got (the port when asked for 0).
-async fn bind(address: SocketAddr, scheme: &str) -> Result<(TcpListener, SocketAddr), Error> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| Error::Io {
-            context: format!("binding {address}"),
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| Error::Io {
-        context: format!("reading the {scheme} address"),
-        source,
-    })?;
+/// Binds a non-blocking listener the way tokio's `TcpListener::bind` does (`SO_REUSEADDR`, a
+/// backlog of 1024), without needing a runtime; returns it with the address it got (the port
+/// when asked for 0).
+fn bind(address: SocketAddr, scheme: &str) -> Result<(std::net::TcpListener, SocketAddr), Error> {
+    let io = |context: String| move |source| Error::Io { context, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(io(format!("opening the {scheme} socket")))?;
+    socket
+        .set_reuse_address(true)
+        .and_then(|()| socket.bind(&address.into()))
+        .and_then(|()| socket.listen(1024))
+        .and_then(|()| socket.set_nonblocking(true))
+        .map_err(io(format!("binding {address}")))?;
+    let listener = std::net::TcpListener::from(socket);
+    let bound = listener
+        .local_addr()
+        .map_err(io(format!("reading the {scheme} address")))?;
     Ok((listener, bound))
 }
 

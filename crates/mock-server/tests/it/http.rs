@@ -1330,3 +1330,69 @@ async fn uploads_are_refused_before_their_body() {
     assert_eq!(response.status().as_u16(), 506);
     server.shutdown().await.unwrap();
 }
+
+/// A prepared server (state built, listeners bound, on a thread without a runtime, as the
+/// binary does it) takes connections before it serves: a request sent then waits in the
+/// backlog and is answered once the server is spawned, over HTTP and over HTTPS, and a
+/// persistent state reopened the same way keeps its guests.
+#[tokio::test]
+async fn a_prepared_server_answers_requests_that_arrived_before_it_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = std::env::temp_dir().join(format!("mock-server-prepared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let builder = MockServer::builder().store(Store::Sqlite(dir.join("state.db")));
+    let prepared = std::thread::spawn(move || builder.prepare())
+        .join()
+        .unwrap()
+        .unwrap();
+    let mut early = tokio::net::TcpStream::connect(prepared.http_addr())
+        .await
+        .unwrap();
+    early
+        .write_all(b"GET /api2/json/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certificate =
+        reqwest::Certificate::from_pem(prepared.tls_certificate_pem().as_bytes()).unwrap();
+    let pinned = reqwest::Client::builder()
+        .tls_certs_only([certificate])
+        .build()
+        .unwrap();
+    let https = format!(
+        "https://localhost:{}/api2/json",
+        prepared.https_addr().port()
+    );
+    let early_tls = tokio::spawn(async move {
+        pinned
+            .get(format!("{https}/access/domains"))
+            .send()
+            .await
+            .map(|reply| reply.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let server = prepared.spawn().await.unwrap();
+    let mut reply = String::new();
+    early.read_to_string(&mut reply).await.unwrap();
+    // Unauthenticated: the mock answers 401 like pveproxy, which shows it was served.
+    assert!(reply.starts_with("HTTP/1.1 401 "), "{reply}");
+    assert_eq!(early_tls.await.unwrap().unwrap(), 200);
+    let session = Session::login(&server.base_url()).await;
+    let (status, guests) = session.get("/nodes/pve1/qemu").await;
+    assert_eq!(status, 200);
+    server.shutdown().await.unwrap();
+
+    let again = MockServer::builder()
+        .store(Store::Sqlite(dir.join("state.db")))
+        .prepare()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap();
+    let session = Session::login(&again.base_url()).await;
+    assert_eq!(session.get("/nodes/pve1/qemu").await, (200, guests));
+    again.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

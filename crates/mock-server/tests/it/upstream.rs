@@ -22,14 +22,15 @@ fn root(server: &MockServerHandle) -> String {
     server.base_url().trim_end_matches("/api2/json").to_owned()
 }
 
-/// A proxy in front of `upstream` (authentication off: only the control endpoints use it).
+/// A proxy in front of `upstream` (authentication off: only the control endpoints use it),
+/// prepared on a thread without an async runtime, as the `mock-server` binary prepares it.
 async fn proxy(config: UpstreamConfig) -> MockServerHandle {
-    MockServer::builder()
-        .auth(false)
-        .upstream(config)
-        .spawn()
-        .await
+    let builder = MockServer::builder().auth(false).upstream(config);
+    let prepared = std::thread::spawn(move || builder.prepare())
+        .join()
         .unwrap()
+        .unwrap();
+    prepared.spawn().await.unwrap()
 }
 
 /// `(status, body)` of a request.
