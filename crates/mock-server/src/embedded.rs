@@ -1,5 +1,5 @@
 //! The generated artifacts embedded in the binary: each supported tag's `route_metadata.json`,
-//! its `route_index.json` and `openapi.json`. Only the selected tag is parsed.
+//! its index (`route_index.rs`, compiled in) and `openapi.json`. Only the selected tag is parsed.
 //!
 //! The table ([`tags`]) is written by `cargo xtask codegen` from `schemas/pve/index.json`, so a
 //! new tag needs no edit here; the CLI (`pvectl`) reads the same table.
@@ -14,8 +14,8 @@ pub(crate) struct Embedded {
     tag: &'static str,
     /// `route_metadata.json`.
     route_metadata: &'static str,
-    /// `route_index.json`: where the paths and each operation lie in `route_metadata.json`.
-    route_index: &'static str,
+    /// `route_index.rs`: where the paths and each operation lie in `route_metadata.json`.
+    route_index: route_metadata::RouteIndexRef<'static>,
     /// `openapi.json`.
     openapi: &'static str,
 }
@@ -29,8 +29,8 @@ pub fn route_metadata(tag: &str) -> Option<&'static str> {
     find(tag).map(|embedded| embedded.route_metadata)
 }
 
-/// `route_index.json` of a tag (not `latest`), `None` for a tag not embedded.
-pub fn route_index(tag: &str) -> Option<&'static str> {
+/// The index of a tag's `route_metadata.json` (not `latest`), `None` for a tag not embedded.
+pub fn route_index(tag: &str) -> Option<route_metadata::RouteIndexRef<'static>> {
     find(tag).map(|embedded| embedded.route_index)
 }
 

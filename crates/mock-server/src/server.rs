@@ -374,17 +374,8 @@ impl MockServerBuilder {
     /// `mock-server` binary does so); connections that arrive from now on wait in the listen
     /// backlog until [`PreparedServer::spawn`] serves them.
     pub fn prepare(self) -> Result<PreparedServer, Error> {
-        let state = self.build_state()?;
-        if !self.auth {
-            for address in [self.listen, self.http_listen] {
-                if !address.ip().is_loopback() {
-                    tracing::warn!(
-                        %address,
-                        "authentication is off and the mock listens beyond loopback: anyone who reaches {address} can change its state"
-                    );
-                }
-            }
-        }
+        // The listeners and the certificate first: the API compiled by `preload` is usually
+        // what the state waits for last, and this work then overlaps with it.
         let (https, https_addr) = bind(self.listen, "HTTPS")?;
         let (http, http_addr) = bind(self.http_listen, "HTTP")?;
         let tls_dir = match (&self.tls, &self.store) {
@@ -399,6 +390,17 @@ impl MockServerBuilder {
             other => other.clone(),
         };
         let (acceptor, cert_pem) = tls_acceptor(&tls_source)?;
+        let state = self.build_state()?;
+        if !self.auth {
+            for address in [self.listen, self.http_listen] {
+                if !address.ip().is_loopback() {
+                    tracing::warn!(
+                        %address,
+                        "authentication is off and the mock listens beyond loopback: anyone who reaches {address} can change its state"
+                    );
+                }
+            }
+        }
         let _ = state.server_urls.set(vec![
             format!("https://{https_addr}{}", route_metadata::API_PREFIX),
             format!("http://{http_addr}{}", route_metadata::API_PREFIX),

@@ -652,29 +652,74 @@ impl RouteIndex {
         })
     }
 
-    /// The index as codegen writes it: one line per operation.
-    pub fn to_json(&self) -> String {
-        let string = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    /// The index as codegen writes it for the mock server (`route_index.rs`): a Rust expression
+    /// of type [`RouteIndexRef`], one line per operation and per node, so that a start parses
+    /// nothing ([`RouteIndexRef`]).
+    pub fn to_rust(&self) -> String {
         let mut out = format!(
-            "{{\n  \"generated_by\": {},\n  \"tag\": {},\n  \"schema_sha256\": {},\n  \"release\": {},\n  \"paths\": [{}, {}],\n  \"operations\": [",
-            string(&self.generated_by),
-            string(&self.tag),
-            string(&self.schema_sha256),
-            string(&self.release),
+            "// {}\n//\n// Where the parts of `route_metadata.json` lie in its text \
+             (`route_metadata::RouteIndexRef`).\n\
+             route_metadata::RouteIndexRef {{\n    tag: {:?},\n    schema_sha256: {:?},\n    \
+             release: {:?},\n    paths: [{}, {}],\n    operations: &[\n",
+            self.generated_by,
+            self.tag,
+            self.schema_sha256,
+            self.release,
             self.paths[0],
             self.paths[1],
         );
-        for (index, [start, end]) in self.operations.iter().enumerate() {
-            let separator = if index == 0 { "" } else { "," };
-            out.push_str(&format!("{separator}\n    [{start}, {end}]"));
+        for [start, end] in &self.operations {
+            out.push_str(&format!("        [{start}, {end}],\n"));
         }
-        out.push_str("\n  ],\n  \"nodes\": [");
-        for (index, line) in self.nodes.iter().enumerate() {
-            let separator = if index == 0 { "" } else { "," };
-            out.push_str(&format!("{separator}\n    {}", string(line)));
+        out.push_str("    ],\n    nodes: concat!(\n");
+        for line in &self.nodes {
+            out.push_str(&format!("        {:?},\n", format!("{line}\n")));
         }
-        out.push_str("\n  ]\n}\n");
+        out.push_str("    ),\n}\n");
         out
+    }
+
+    /// The nodes' lines as [`RouteIndexRef::nodes`] holds them, each followed by `\n`.
+    pub fn nodes_text(&self) -> String {
+        self.nodes.iter().map(|line| format!("{line}\n")).collect()
+    }
+
+    /// The index borrowed, with `nodes` from [`RouteIndex::nodes_text`].
+    pub fn as_ref<'a>(&'a self, nodes: &'a str) -> RouteIndexRef<'a> {
+        RouteIndexRef {
+            tag: &self.tag,
+            schema_sha256: &self.schema_sha256,
+            release: &self.release,
+            paths: self.paths,
+            operations: &self.operations,
+            nodes,
+        }
+    }
+}
+
+/// A [`RouteIndex`] borrowed: what the mock server compiles in (`route_index.rs`, written by
+/// [`RouteIndex::to_rust`]), so that reading it at start-up costs nothing. The node lines are
+/// one text, each line followed by `\n`, which keeps the binary free of a pointer per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteIndexRef<'a> {
+    /// [`RouteIndex::tag`].
+    pub tag: &'a str,
+    /// [`RouteIndex::schema_sha256`].
+    pub schema_sha256: &'a str,
+    /// [`RouteIndex::release`].
+    pub release: &'a str,
+    /// [`RouteIndex::paths`].
+    pub paths: [usize; 2],
+    /// [`RouteIndex::operations`].
+    pub operations: &'a [[usize; 2]],
+    /// [`RouteIndex::nodes`], each line followed by `\n`.
+    pub nodes: &'a str,
+}
+
+impl<'a> RouteIndexRef<'a> {
+    /// The compact node lines, in order.
+    pub fn nodes(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.nodes.split_terminator('\n')
     }
 }
 
@@ -845,8 +890,27 @@ mod tests {
                 serde_json::from_str(&json[*start..*end]).expect("an operation");
             assert_eq!(&parsed, op);
         }
-        let again: RouteIndex = serde_json::from_str(&index.to_json()).expect("reads back");
-        assert_eq!(again, index);
-        assert_eq!(again.release, "9.9.1");
+        let rust = index.to_rust();
+        assert!(rust.starts_with("// "), "{rust}");
+        assert!(rust.contains("route_metadata::RouteIndexRef {\n    tag: \"9.9\",\n"));
+        assert!(rust.contains(&format!(
+            "    operations: &[\n        [{}, {}],\n",
+            index.operations[0][0], index.operations[0][1]
+        )));
+        assert!(rust.ends_with("    nodes: concat!(\n    ),\n}\n"), "{rust}");
+        let mut with_nodes = index.clone();
+        with_nodes.nodes = vec!["/a singleton - - GET -".to_owned(), "/b \"q\"".to_owned()];
+        let text = with_nodes.nodes_text();
+        let borrowed = with_nodes.as_ref(&text);
+        assert_eq!(
+            borrowed.nodes().collect::<Vec<_>>(),
+            ["/a singleton - - GET -", "/b \"q\""]
+        );
+        assert_eq!(borrowed.release, "9.9.1");
+        assert!(
+            with_nodes
+                .to_rust()
+                .contains("        \"/b \\\"q\\\"\\n\",\n")
+        );
     }
 }

@@ -129,7 +129,7 @@ fn tag_list(root: &Path) -> anyhow::Result<Outputs> {
          pub const LATEST: &str = {latest:?};\n\n\
          /// Schema tags embedded in this build, newest first.\n\
          pub const TAGS: &[&str] = &[{list}];\n\n\
-         /// Each tag's `route_metadata.json`, `route_index.json` and `openapi.json`.\n\
+         /// Each tag's `route_metadata.json`, `route_index.rs` and `openapi.json`.\n\
          pub(super) const EMBEDDED: &[Embedded] = &[\n",
         latest = index.latest,
         list = tags
@@ -143,9 +143,9 @@ fn tag_list(root: &Path) -> anyhow::Result<Outputs> {
         let dir = dir.strip_prefix(crate_dir)?;
         let file = |name: &str| format!("{to_crate}{}", dir.join(name).display());
         rust.push_str(&format!(
-            "    Embedded {{\n        tag: {tag:?},\n        route_metadata: include_str!({:?}),\n        route_index: include_str!({:?}),\n        openapi: include_str!({:?}),\n    }},\n",
+            "    Embedded {{\n        tag: {tag:?},\n        route_metadata: include_str!({:?}),\n        route_index: include!({:?}),\n        openapi: include_str!({:?}),\n    }},\n",
             file("route_metadata.json"),
-            file("route_index.json"),
+            file("route_index.rs"),
             file("openapi.json"),
         ));
     }
@@ -208,7 +208,7 @@ fn render_tag(
     let mut index =
         route_metadata::RouteIndex::of(&route_metadata).context("indexing the route metadata")?;
     index.generated_by = STAMP.to_owned();
-    outputs.insert(dir.join("route_index.json"), index.to_json());
+    outputs.insert(dir.join("route_index.rs"), index.to_rust());
     outputs.insert(dir.join("route_metadata.json"), route_metadata);
     Ok(outputs)
 }

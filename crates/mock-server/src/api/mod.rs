@@ -131,7 +131,7 @@ impl Meta {
         self.operations.get(index).map(LazyOperation::get)
     }
 
-    /// Reads the document written by `cargo xtask codegen` through its index (`route_index.json`):
+    /// Reads the document written by `cargo xtask codegen` through its index (`route_index.rs`):
     /// the paths are parsed, each operation is cut out of the text at its range and left as raw
     /// JSON; returns each operation's path and method too. `None` when the index does not fit
     /// the document (a range that is not an operation's object, another tag or release).
@@ -144,20 +144,8 @@ impl Meta {
     #[allow(clippy::type_complexity)]
     fn from_index(
         json: &'static str,
-        index: &'static str,
+        index: route_metadata::RouteIndexRef<'static>,
     ) -> Option<(Meta, Vec<(&'static str, Method)>)> {
-        /// [`route_metadata::RouteIndex`], borrowing its compact node lines.
-        #[derive(Deserialize)]
-        struct Index<'a> {
-            tag: String,
-            schema_sha256: String,
-            release: String,
-            paths: [usize; 2],
-            operations: Vec<[usize; 2]>,
-            #[serde(default, borrow)]
-            nodes: Vec<&'a str>,
-        }
-        let index: Index<'_> = serde_json::from_str(index).ok()?;
         let cut = |[start, end]: [usize; 2]| json.get(start..end);
         // The compact lines when the index has them (a tenth of the parsing and allocations
         // of the array), else the array itself.
@@ -172,9 +160,8 @@ impl Meta {
                 .collect()
         } else {
             index
-                .nodes
-                .iter()
-                .map(|&line| {
+                .nodes()
+                .map(|line| {
                     PathNode::is_compact(line).then(|| LazyNode {
                         line: Some(line),
                         parsed: OnceLock::new(),
@@ -183,7 +170,7 @@ impl Meta {
                 .collect::<Option<_>>()?
         };
         let mut heads: Vec<(&str, Method)> = Vec::with_capacity(index.operations.len());
-        for line in &index.nodes {
+        for line in index.nodes() {
             let mut fields = route_metadata::split_ascii(line, b' ');
             let path = fields.next()?;
             match fields.nth(3)? {
@@ -218,14 +205,17 @@ impl Meta {
         }
         // The header fields the index repeats must be the document's.
         let header = DocumentHeader::of(json.get(..index.paths[0])?)?;
-        if (&header.tag, &header.schema_sha256, &header.release)
-            != (&index.tag, &index.schema_sha256, &index.release)
+        if (
+            header.tag.as_str(),
+            header.schema_sha256.as_str(),
+            header.release.as_str(),
+        ) != (index.tag, index.schema_sha256, index.release)
         {
             return None;
         }
         let meta = Meta {
-            tag: index.tag,
-            release: index.release,
+            tag: index.tag.to_owned(),
+            release: index.release.to_owned(),
             paths,
             operations,
         };
@@ -471,7 +461,7 @@ impl Api {
             None => {
                 tracing::warn!(
                     tag,
-                    "route_index.json does not fit route_metadata.json; scanning the document"
+                    "the embedded route index does not fit route_metadata.json; scanning the document"
                 );
                 Meta::from_static_json(json).map_err(|source| Error::Metadata {
                     tag: tag.to_owned(),
@@ -843,9 +833,11 @@ pub(crate) mod tests {
         }
     }
 
-    /// A test's own index text, for as long as the tests run.
-    fn leak(text: String) -> &'static str {
-        Box::leak(text.into_boxed_str())
+    /// A test's own index, for as long as the tests run.
+    fn leak(index: route_metadata::RouteIndex) -> route_metadata::RouteIndexRef<'static> {
+        let index: &'static route_metadata::RouteIndex = Box::leak(Box::new(index));
+        let nodes: &'static str = Box::leak(index.nodes_text().into_boxed_str());
+        index.as_ref(nodes)
     }
 
     /// Every compact line of every embedded index is one `PathNode::is_compact` accepts and
@@ -854,10 +846,9 @@ pub(crate) mod tests {
     #[test]
     fn compact_lines_read_as_checked() {
         for tag in TAGS {
-            let index: route_metadata::RouteIndex =
-                serde_json::from_str(crate::embedded::route_index(tag).unwrap()).unwrap();
+            let index = crate::embedded::route_index(tag).unwrap();
             assert!(!index.nodes.is_empty(), "{tag}");
-            for line in &index.nodes {
+            for line in index.nodes() {
                 assert!(PathNode::is_compact(line), "{tag}: {line}");
                 let node = PathNode::from_compact(line).unwrap();
                 assert_eq!(PathNode::compact_path(line), node.path);
@@ -881,12 +872,11 @@ pub(crate) mod tests {
                 .unwrap()
                 .schema_sha256;
             assert_eq!(embedded_schema_sha256(tag).unwrap(), sha);
-            assert!(
-                !serde_json::from_str::<route_metadata::RouteIndex>(index)
-                    .unwrap()
-                    .nodes
-                    .is_empty()
-            );
+            // The compiled-in index is the one codegen makes of the embedded document.
+            let fresh = route_metadata::RouteIndex::of(json).unwrap();
+            let nodes = fresh.nodes_text();
+            assert_eq!(index, fresh.as_ref(&nodes));
+            assert!(!index.nodes.is_empty());
             assert_eq!(heads, scanned_heads);
             assert!(meta.paths().eq(scanned.paths()));
             assert_eq!((&meta.tag, &meta.release), (&scanned.tag, &scanned.release));
@@ -895,15 +885,16 @@ pub(crate) mod tests {
             };
             assert_eq!(raws(&meta), raws(&scanned));
 
-            let mut shifted: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
+            assert!(Meta::from_index(json, leak(fresh.clone())).is_some());
+            let mut shifted = fresh.clone();
             shifted.operations[1][0] += 1;
-            assert!(Meta::from_index(json, leak(shifted.to_json())).is_none());
-            let mut other: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
+            assert!(Meta::from_index(json, leak(shifted)).is_none());
+            let mut other = fresh.clone();
             other.release.push('1');
-            assert!(Meta::from_index(json, leak(other.to_json())).is_none());
-            let mut cut: route_metadata::RouteIndex = serde_json::from_str(index).unwrap();
+            assert!(Meta::from_index(json, leak(other)).is_none());
+            let mut cut = fresh.clone();
             cut.operations[0][1] -= 1;
-            assert!(Meta::from_index(json, leak(cut.to_json())).is_none());
+            assert!(Meta::from_index(json, leak(cut)).is_none());
         }
     }
 

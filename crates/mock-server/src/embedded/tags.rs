@@ -10,30 +10,30 @@ pub const LATEST: &str = "9.2";
 /// Schema tags embedded in this build, newest first.
 pub const TAGS: &[&str] = &["9.2", "9.1", "9.0", "8.4"];
 
-/// Each tag's `route_metadata.json`, `route_index.json` and `openapi.json`.
+/// Each tag's `route_metadata.json`, `route_index.rs` and `openapi.json`.
 pub(super) const EMBEDDED: &[Embedded] = &[
     Embedded {
         tag: "9.2",
         route_metadata: include_str!("../../generated/9.2/route_metadata.json"),
-        route_index: include_str!("../../generated/9.2/route_index.json"),
+        route_index: include!("../../generated/9.2/route_index.rs"),
         openapi: include_str!("../../generated/9.2/openapi.json"),
     },
     Embedded {
         tag: "9.1",
         route_metadata: include_str!("../../generated/9.1/route_metadata.json"),
-        route_index: include_str!("../../generated/9.1/route_index.json"),
+        route_index: include!("../../generated/9.1/route_index.rs"),
         openapi: include_str!("../../generated/9.1/openapi.json"),
     },
     Embedded {
         tag: "9.0",
         route_metadata: include_str!("../../generated/9.0/route_metadata.json"),
-        route_index: include_str!("../../generated/9.0/route_index.json"),
+        route_index: include!("../../generated/9.0/route_index.rs"),
         openapi: include_str!("../../generated/9.0/openapi.json"),
     },
     Embedded {
         tag: "8.4",
         route_metadata: include_str!("../../generated/8.4/route_metadata.json"),
-        route_index: include_str!("../../generated/8.4/route_index.json"),
+        route_index: include!("../../generated/8.4/route_index.rs"),
         openapi: include_str!("../../generated/8.4/openapi.json"),
     },
 ];
